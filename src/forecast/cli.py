@@ -1,0 +1,403 @@
+"""The ``forecast`` command line.
+
+Results go to stdout (a rich table, or one JSON document with ``--json``); logs and progress
+bars go to stderr. Exit codes: 0 success, 1 unexpected failure, 2 bad input (the message names
+the file and the problem; nothing was written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from forecast.config import Settings, load_settings
+from forecast.data.ingest import SourceFormat, ingest
+from forecast.data.pipeline import Pipeline
+from forecast.data.quality import quality_summary
+from forecast.data.sources.base import SourceError
+from forecast.data.validate import RULES
+from forecast.data.warehouse import PipelineConflictError, Warehouse
+from forecast.logging import configure_logging, get_logger, stderr_console
+
+app = typer.Typer(
+    name="forecast",
+    help="Sales-tracking intelligence: turn CRM history into scores, forecasts, flags and decisions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    warehouse: Annotated[
+        Path | None, typer.Option(help="DuckDB warehouse file [env: FORECAST_WAREHOUSE].")
+    ] = None,
+    mlflow_tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI [env: FORECAST_MLFLOW_TRACKING_URI].")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level [env: FORECAST_LOG_LEVEL].")] = None,
+) -> None:
+    """Global settings: environment variables with the FORECAST_ prefix, overridden by these options."""
+    settings = load_settings(
+        warehouse=warehouse, mlflow_tracking_uri=mlflow_tracking_uri, log_level=log_level
+    )
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def _emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], None]) -> None:
+    """Print the result: JSON on stdout, or a human rendering on stdout."""
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str, indent=2) + "\n")
+    else:
+        render(Console())
+
+
+def _fail(as_json: bool, message: str, code: int = 2) -> NoReturn:
+    """Report a clear error (stderr, and a JSON document on stdout with ``--json``) and exit."""
+    get_logger("cli").error(message)
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
+    """A progress bar on stderr; yields ``update(description, fraction or None)``."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def update(description: str, fraction: float | None = None) -> None:
+            bar.update(task, description=f"{label}: {description}", completed=fraction)
+
+        yield update
+
+
+def _parse_as_of(value: str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--as-of {value!r} is not an ISO date or timestamp") from exc
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+# ---------------------------------------------------------------------------- simulate
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for the canonical files and the ground truth.")],
+    leads: Annotated[int, typer.Option(min=100, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 42,
+    start: Annotated[str, typer.Option(help="First day of the simulated history.")] = "2024-01-01",
+    months: Annotated[int, typer.Option(min=3, help="Months of history.")] = 24,
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a realistic simulated CRM (canonical files) with its ground truth."""
+    summary = _simulate(out, leads, seed, start, months, file_format, as_json)
+    _emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
+
+
+def _simulate(
+    out: Path, leads: int, seed: int, start: str, months: int, file_format: str, as_json: bool
+) -> dict[str, Any]:
+    from forecast.data.simulate import SimulationConfig, simulate_crm
+
+    if file_format not in ("parquet", "csv"):
+        _fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
+    try:
+        start_date = date.fromisoformat(start)
+    except ValueError:
+        _fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
+    config = SimulationConfig(n_leads=leads, seed=seed, start=start_date, months=months)
+    with _progress("simulate") as update:
+        sim = simulate_crm(config, progress=update)
+        update("writing files", None)
+        files = sim.write(out, fmt=file_format)  # type: ignore[arg-type]
+    return {
+        "ok": True,
+        "out": str(out),
+        "seed": seed,
+        "end": sim.end.isoformat(),
+        "rows": {name: len(frame) for name, frame in {**sim.tables, **sim.truth}.items()},
+        "files": [str(f) for f in files],
+    }
+
+
+# ---------------------------------------------------------------------------- ingest / validate
+
+
+def _run_ingest(
+    settings: Settings,
+    path: Path,
+    file_format: SourceFormat,
+    *,
+    dry_run: bool,
+    as_of: str | None,
+    encoding: str,
+    delimiter: str,
+    pipeline_file: Path | None,
+    as_json: bool,
+) -> dict[str, Any]:
+    pipeline_path = pipeline_file or settings.pipeline_file
+    try:
+        pipeline = Pipeline.from_yaml(pipeline_path) if pipeline_path else None
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(as_json, f"{pipeline_path}: not a valid pipeline definition ({exc})")
+    warehouse = None if dry_run else Warehouse(settings.warehouse)
+    try:
+        with _progress("validate" if dry_run else "ingest") as update:
+            report = ingest(
+                path,
+                file_format,
+                warehouse,
+                as_of=_parse_as_of(as_of),
+                encoding=encoding,
+                delimiter=delimiter,
+                pipeline=pipeline,
+                progress=lambda msg: update(msg, None),
+            )
+    except (SourceError, PipelineConflictError) as exc:
+        _fail(as_json, str(exc))
+    return {"ok": True, **report.as_dict()}
+
+
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Source format: canonical, maven or salesforce.")
+]
+AsOfOpt = Annotated[
+    str | None, typer.Option(help="Reject timestamps after this time (default: now). ISO date/time, UTC.")
+]
+EncodingOpt = Annotated[str, typer.Option(help="Text encoding of CSV files.")]
+DelimiterOpt = Annotated[str, typer.Option(help="CSV delimiter.")]
+PipelineOpt = Annotated[
+    Path | None, typer.Option("--pipeline", help="YAML pipeline definition (canonical format only).")
+]
+
+
+def _check_format(value: str, as_json: bool) -> SourceFormat:
+    if value not in ("canonical", "maven", "salesforce"):
+        _fail(as_json, f"--format must be canonical, maven or salesforce, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@app.command("ingest")
+def ingest_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file or a folder of exports.")],
+    file_format: FormatOpt = "canonical",
+    as_of: AsOfOpt = None,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    pipeline_file: PipelineOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import CRM exports into the warehouse (bad rows go to `rejects`; all-or-nothing write)."""
+    fmt = _check_format(file_format, as_json)
+    result = _run_ingest(
+        _settings(ctx),
+        path,
+        fmt,
+        dry_run=False,
+        as_of=as_of,
+        encoding=encoding,
+        delimiter=delimiter,
+        pipeline_file=pipeline_file,
+        as_json=as_json,
+    )
+    _emit(as_json, result, lambda c: _render_ingest(c, result))
+
+
+@app.command("validate")
+def validate_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(help="A file or a folder of exports.")] = None,
+    file_format: FormatOpt = "canonical",
+    as_of: AsOfOpt = None,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    pipeline_file: PipelineOpt = None,
+    rules: Annotated[bool, typer.Option("--rules", help="List the validation rules and exit.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check exports against the canonical model without writing anything (a dry run of ingest)."""
+    if rules:
+        _emit(as_json, {"rules": RULES}, lambda c: _render_rules(c))
+        return
+    if path is None:
+        _fail(as_json, "give a PATH to validate (or --rules)")
+    fmt = _check_format(file_format, as_json)
+    result = _run_ingest(
+        _settings(ctx),
+        path,
+        fmt,
+        dry_run=True,
+        as_of=as_of,
+        encoding=encoding,
+        delimiter=delimiter,
+        pipeline_file=pipeline_file,
+        as_json=as_json,
+    )
+    _emit(as_json, result, lambda c: _render_ingest(c, result))
+
+
+# ---------------------------------------------------------------------------- quality / run
+
+
+@app.command()
+def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Print the warehouse's data-quality summary."""
+    settings = _settings(ctx)
+    try:
+        summary = quality_summary(Warehouse(settings.warehouse))
+    except FileNotFoundError as exc:
+        _fail(as_json, str(exc))
+    _emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the simulated CRM [default: <data_dir>/crm].")
+    ] = None,
+    leads: Annotated[int, typer.Option(min=100, help="Number of simulated leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job on the embedded default: simulate a CRM, ingest it, summarise its quality."""
+    settings = _settings(ctx)
+    folder = out or settings.data_dir / "crm"
+    sim = _simulate(folder, leads, seed, "2024-01-01", 24, "parquet", as_json)
+    result = _run_ingest(
+        settings,
+        folder,
+        "canonical",
+        dry_run=False,
+        as_of=None,
+        encoding="utf-8",
+        delimiter=",",
+        pipeline_file=None,
+        as_json=as_json,
+    )
+    summary = quality_summary(Warehouse(settings.warehouse))
+    payload = {"ok": True, "simulation": sim, "ingest": result, "quality": summary}
+
+    def render(c: Console) -> None:
+        _render_ingest(c, result)
+        _render_quality(c, summary)
+
+    _emit(as_json, payload, render)
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _render_counts(console: Console, title: str, rows: dict[str, int]) -> None:
+    table = Table(title=title)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+
+
+def _render_ingest(console: Console, result: dict[str, Any]) -> None:
+    written = result["warehouse"] is not None
+    title = f"{'Ingested' if written else 'Validated (dry run)'}: {result['source_path']} ({result['source_format']})"
+    table = Table(title=title)
+    cols = ["read", "valid", "rejected"] + (["inserted", "updated", "unchanged"] if written else [])
+    table.add_column("table")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, t in result["tables"].items():
+        table.add_row(name, *(f"{t.get(c, 0):,}" for c in cols))
+    console.print(table)
+    if result["rejects_by_rule"]:
+        rej = Table(title="Rejects by rule (details in the warehouse's rejects table)")
+        for c in ("table", "column", "rule", "records"):
+            rej.add_column(c)
+        for r in result["rejects_by_rule"][:15]:
+            rej.add_row(r["table"], str(r["column"]), r["rule"], f"{r['records']:,}")
+        console.print(rej)
+        for r in result["sample_rejects"][:5]:
+            console.print(
+                f"  {r['source_file']} row {r['source_row']} [{r['key']}] {r['column']}: "
+                f"{r['rule']} - {r['message']} (value {r['value']!r})"
+            )
+    for note in result["notes"]:
+        console.print(f"[dim]note: {note}[/dim]")
+
+
+def _render_quality(console: Console, summary: dict[str, Any]) -> None:
+    table = Table(title=f"Data quality: {summary['warehouse']}")
+    for c in ("table", "rows", "from", "to", "least complete columns"):
+        table.add_column(c)
+    for name, t in summary["tables"].items():
+        worst = sorted(t["completeness"].items(), key=lambda kv: kv[1])[:3]
+        gaps = ", ".join(f"{k} {v:.0%}" for k, v in worst if v < 1.0) or "complete"
+        table.add_row(name, f"{t['rows']:,}", (t["from"] or "")[:10], (t["to"] or "")[:10], gaps)
+    console.print(table)
+    facts = summary["facts"]
+    lines = [
+        f"lead conversion rate: {_pct(facts['lead_conversion_rate'])}",
+        f"win rate (closed deals): {_pct(facts['win_rate_closed'])}",
+        f"median sales cycle (won): {facts['median_cycle_days_won']} days",
+        f"opportunities: {facts['opportunities_by_outcome']}",
+        f"email reply rate: {_pct(facts['email_reply_rate'])}",
+        f"activities: {facts['activities_by_type']}",
+    ]
+    for line in lines:
+        console.print(f"  {line}")
+    for w in summary["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _render_rules(console: Console) -> None:
+    table = Table(title="Validation rules")
+    table.add_column("rule")
+    table.add_column("meaning")
+    for rule, meaning in RULES.items():
+        table.add_row(rule, meaning)
+    console.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,45 @@
+"""Typed settings. Values come from ``FORECAST_*`` environment variables and CLI overrides.
+
+Nothing happens at import time: call :func:`load_settings` where settings are needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Global settings of forecast.
+
+    Attributes:
+        warehouse: Path of the DuckDB warehouse file.
+        data_dir: Where the main job writes its simulated CRM and other local outputs.
+        mlflow_tracking_uri: MLflow tracking store (a database-backed store works offline).
+        pipeline_file: Optional YAML pipeline definition for canonical imports.
+        log_level: Logging level for messages on stderr.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore")
+
+    warehouse: Path = Field(default=Path("data/warehouse.duckdb"))
+    data_dir: Path = Field(default=Path("data"))
+    mlflow_tracking_uri: str = Field(default="sqlite:///mlflow.db")
+    pipeline_file: Path | None = None
+    log_level: str = Field(default="INFO")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, then apply non-``None`` CLI overrides.
+
+    Args:
+        **overrides: Field values given on the command line; ``None`` means "not given".
+
+    Returns:
+        The settings.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)

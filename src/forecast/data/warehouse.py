@@ -1,0 +1,330 @@
+"""The warehouse: one DuckDB file with a table per canonical entity, ``rejects`` and ``ingest_log``.
+
+All writes of one import happen in a single transaction: either every valid row, reject and log
+entry lands, or nothing does. Rows are upserted by primary key, so importing the same files twice
+changes nothing and a later export updates only what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from forecast.data.pipeline import Pipeline
+from forecast.data.schema import TABLE_ORDER, TABLES, Kind
+from forecast.data.validate import REJECT_COLUMNS, ValidatedBatch, WarehouseView
+
+_SQL_TYPES: dict[Kind, str] = {
+    "str": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+}
+
+_META_DDL = [
+    """CREATE TABLE IF NOT EXISTS rejects (
+        "table" VARCHAR, source_file VARCHAR, source_row BIGINT, "key" VARCHAR, "column" VARCHAR,
+        rule VARCHAR, "value" VARCHAR, message VARCHAR, ingest_id VARCHAR, ingested_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS ingest_log (
+        ingest_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, source_format VARCHAR,
+        source_path VARCHAR, as_of TIMESTAMP, counts JSON, notes JSON)""",
+    """CREATE TABLE IF NOT EXISTS pipeline_stages (
+        pipeline VARCHAR, stage VARCHAR, stage_order INTEGER, is_closed BOOLEAN, is_won BOOLEAN)""",
+]
+
+
+class PipelineConflictError(Exception):
+    """The import's pipeline differs from the one the warehouse's deals follow."""
+
+
+@dataclass
+class UpsertCounts:
+    """What an upsert did to one table."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Warehouse:
+    """A DuckDB warehouse file.
+
+    Args:
+        path: The DuckDB file; its folder is created if needed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open a connection (created with the schema if the file is new and not read-only)."""
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no warehouse here yet; run `forecast ingest` first")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            if not read_only:
+                self._ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+        for spec in TABLES.values():
+            cols = ", ".join(f"{_q(c.name)} {_SQL_TYPES[c.kind]}" for c in spec.columns)
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_q(spec.name)} ({cols})")
+        for ddl in _META_DDL:
+            con.execute(ddl)
+
+    # ------------------------------------------------------------------ reads
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Return a whole table as a frame (canonical and custom columns)."""
+        cols = "*" if columns is None else ", ".join(_q(c) for c in columns)
+        with self.connect(read_only=True) as con:
+            return con.execute(f"SELECT {cols} FROM {_q(table)}").df()
+
+    def pipeline(self) -> Pipeline | None:
+        """The pipeline stored with the warehouse's deals, if any."""
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            return _read_pipeline(con)
+
+    # ------------------------------------------------------------------ writes
+
+    def load(
+        self,
+        batch: ValidatedBatch,
+        *,
+        source_format: str,
+        source_path: str,
+        as_of: pd.Timestamp,
+        started_at: pd.Timestamp,
+    ) -> tuple[str, dict[str, UpsertCounts]]:
+        """Write a validated batch in one transaction (see :func:`write_batch`)."""
+        with self.connect() as con:
+            return write_batch(
+                con,
+                batch,
+                source_format=source_format,
+                source_path=source_path,
+                as_of=as_of,
+                started_at=started_at,
+            )
+
+
+def write_batch(
+    con: duckdb.DuckDBPyConnection,
+    batch: ValidatedBatch,
+    *,
+    source_format: str,
+    source_path: str,
+    as_of: pd.Timestamp,
+    started_at: pd.Timestamp,
+) -> tuple[str, dict[str, UpsertCounts]]:
+    """Write a validated batch through an open connection, in one transaction.
+
+    Args:
+        con: A writable connection to the warehouse.
+        batch: Valid rows and rejects.
+        source_format: The adapter used.
+        source_path: The path imported.
+        as_of: The as-of time validation used.
+        started_at: When the import started.
+
+    Returns:
+        The ingest id and per-table upsert counts.
+
+    Raises:
+        PipelineConflictError: The warehouse holds deals of another pipeline (nothing is written).
+    """
+    ingest_id = uuid.uuid4().hex[:12]
+    upserts: dict[str, UpsertCounts] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _store_pipeline(con, batch)
+        for table in TABLE_ORDER:
+            if table in batch.tables:
+                upserts[table] = _upsert(con, table, batch.tables[table])
+        _insert_rejects(con, batch.rejects, ingest_id, started_at)
+        counts = {t: {**c.as_dict(), **vars(upserts[t])} for t, c in batch.counts.items()}
+        con.execute(
+            "INSERT INTO ingest_log VALUES (?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?)",
+            [
+                ingest_id,
+                started_at.to_pydatetime(),
+                source_format,
+                source_path,
+                as_of.to_pydatetime(),
+                json.dumps(counts),
+                json.dumps(batch.notes),
+            ],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return ingest_id, upserts
+
+
+def _store_pipeline(con: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> None:
+    has_deals = any(batch.counts.get(t) for t in ("opportunities", "stage_history"))
+    current = _read_pipeline(con)
+    if current is not None and current.names != batch.pipeline.names:
+        n_deals = con.execute("SELECT count(*) FROM opportunities").fetchone()
+        if has_deals and n_deals is not None and n_deals[0] > 0:
+            raise PipelineConflictError(
+                f"the warehouse's deals follow pipeline {current.name!r} ({', '.join(current.names)}); "
+                f"this import follows {batch.pipeline.name!r} ({', '.join(batch.pipeline.names)}). "
+                "Use another warehouse (--warehouse) or map the stages first."
+            )
+    if has_deals or current is None:
+        con.execute("DELETE FROM pipeline_stages")
+        con.executemany(
+            "INSERT INTO pipeline_stages VALUES (?, ?, ?, ?, ?)",
+            [[batch.pipeline.name, s.name, s.order, s.is_closed, s.is_won] for s in batch.pipeline.stages],
+        )
+
+
+def _read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:
+    try:
+        rows = con.execute(
+            "SELECT pipeline, stage, is_closed, is_won FROM pipeline_stages ORDER BY rowid"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return None
+    if not rows:
+        return None
+    return Pipeline.from_dict(
+        {"name": rows[0][0], "stages": [{"name": r[1], "is_closed": r[2], "is_won": r[3]} for r in rows]}
+    )
+
+
+def _sql_type_of(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return "BIGINT"
+    if pd.api.types.is_float_dtype(series.dtype):
+        return "DOUBLE"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return "TIMESTAMP"
+    return "VARCHAR"
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> UpsertCounts:
+    """Insert new keys, replace changed rows, leave identical rows alone.
+
+    Custom columns new to the warehouse are added; custom columns the warehouse has but this
+    import lacks keep their stored values on updated rows.
+    """
+    spec = TABLES[table]
+    existing = [r[0] for r in con.execute(f"DESCRIBE {_q(table)}").fetchall()]
+    for col in frame.columns:
+        if col not in existing:
+            con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {_sql_type_of(frame[col])}")
+    if frame.empty:
+        return UpsertCounts()
+    con.register("incoming", frame)
+    try:
+        key_join = " AND ".join(f"i.{_q(k)} = t.{_q(k)}" for k in spec.key)
+        differs = (
+            " OR ".join(
+                f"i.{_q(c)}::VARCHAR IS DISTINCT FROM t.{_q(c)}::VARCHAR"
+                for c in frame.columns
+                if c not in spec.key
+            )
+            or "FALSE"
+        )
+        keys = ", ".join(_q(k) for k in spec.key)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _changes AS
+            SELECT {", ".join("i." + _q(k) for k in spec.key)},
+                   (t.{_q(spec.key[0])} IS NULL) AS is_new,
+                   (t.{_q(spec.key[0])} IS NOT NULL AND ({differs})) AS is_changed
+            FROM incoming i LEFT JOIN {_q(table)} t ON {key_join}"""
+        )
+        row = con.execute(
+            "SELECT count(*) FILTER (is_new), count(*) FILTER (is_changed), "
+            "count(*) FILTER (NOT is_new AND NOT is_changed) FROM _changes"
+        ).fetchone()
+        assert row is not None
+        counts = UpsertCounts(int(row[0]), int(row[1]), int(row[2]))
+        if counts.updated:
+            missing = [c for c in existing if c not in frame.columns]
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _old AS SELECT t.* FROM {_q(table)} t
+                SEMI JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})"""
+            )
+            con.execute(
+                f"DELETE FROM {_q(table)} t USING (SELECT * FROM _changes WHERE is_changed) c "
+                f"WHERE {' AND '.join(f't.{_q(k)} = c.{_q(k)}' for k in spec.key)}"
+            )
+            select = ", ".join([f"i.{_q(c)}" for c in frame.columns] + [f"o.{_q(c)}" for c in missing])
+            con.execute(
+                f"""INSERT INTO {_q(table)} BY NAME SELECT {select} FROM incoming i
+                JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})
+                LEFT JOIN _old o USING ({keys})"""
+            )
+        if counts.inserted:
+            con.execute(
+                f"""INSERT INTO {_q(table)} BY NAME SELECT i.* FROM incoming i
+                JOIN (SELECT * FROM _changes WHERE is_new) c USING ({keys})"""
+            )
+        return counts
+    finally:
+        con.unregister("incoming")
+
+
+def _insert_rejects(
+    con: duckdb.DuckDBPyConnection, rejects: pd.DataFrame, ingest_id: str, at: pd.Timestamp
+) -> None:
+    """Append rejects not already recorded (same table, file, row, column, rule and value)."""
+    if rejects.empty:
+        return
+    frame = rejects[REJECT_COLUMNS].copy()
+    frame["ingest_id"] = ingest_id
+    frame["ingested_at"] = at
+    con.register("new_rejects", frame)
+    try:
+        con.execute(
+            """INSERT INTO rejects SELECT n.* FROM new_rejects n
+            ANTI JOIN rejects r ON n."table" = r."table" AND n.source_file = r.source_file
+             AND n.source_row = r.source_row AND n."column" IS NOT DISTINCT FROM r."column"
+             AND n.rule = r.rule AND n."value" IS NOT DISTINCT FROM r."value" """
+        )
+    finally:
+        con.unregister("new_rejects")
+
+
+class DuckDBView(WarehouseView):
+    """Validation's view of an open warehouse connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def keys(self, table: str) -> pd.Index:
+        """Existing primary keys of ``table``."""
+        pk = TABLES[table].key[0]
+        values = self.con.execute(f"SELECT {_q(pk)} FROM {_q(table)}").fetchnumpy()[pk]
+        return pd.Index(values, dtype=object)
+
+    def frame(self, table: str, columns: list[str]) -> pd.DataFrame:
+        """Existing rows of ``table`` restricted to ``columns``."""
+        return self.con.execute(f"SELECT {', '.join(_q(c) for c in columns)} FROM {_q(table)}").df()

@@ -1,0 +1,184 @@
+"""Ingest into a real DuckDB warehouse through the CLI: accounting, idempotence, upserts, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from forecast.cli import app
+from tests.conftest import tiny_tables, write_tables
+
+runner = CliRunner()
+
+
+def _ingest(warehouse: Path, path: Path, *extra: str) -> tuple[int, dict]:
+    result = runner.invoke(
+        app, ["--warehouse", str(warehouse), "ingest", str(path), "--json", *extra], catch_exceptions=False
+    )
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _snapshot(warehouse: Path) -> dict[str, list[tuple]]:
+    """Every table's rows, sorted: what 'the warehouse as it was' means."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("SHOW TABLES").fetchall() if r[0] != "ingest_log"]
+        return {n: sorted(map(repr, con.execute(f'SELECT * FROM "{n}"').fetchall())) for n in names}
+    finally:
+        con.close()
+
+
+def test_ingest_accounts_for_every_row_and_is_idempotent(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    code, first = _ingest(wh, tiny_crm)
+    assert code == 0 and first["ok"] and first["balanced"]
+    assert first["tables"]["leads"] == {
+        "read": 3, "valid": 3, "rejected": 0, "files": [str(tiny_crm / "leads.csv")],
+        "inserted": 3, "updated": 0, "unchanged": 0,
+    }  # fmt: skip
+    before = _snapshot(wh)
+    code, second = _ingest(wh, tiny_crm)
+    assert code == 0
+    for table in second["tables"].values():
+        assert (table["inserted"], table["updated"]) == (0, 0)
+        assert table["unchanged"] == table["valid"]
+    assert _snapshot(wh) == before
+    con = duckdb.connect(str(wh), read_only=True)
+    assert con.execute("SELECT count(*) FROM ingest_log").fetchone() == (2,)
+    con.close()
+
+
+def test_incremental_upsert_updates_changed_rows_and_keeps_custom_columns(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    tables = tiny_tables()
+    leads = tables["leads"]
+    leads.loc[1, "status"] = "disqualified"  # changed
+    new = leads.iloc[[1]].assign(lead_id="L4", status="new", status_changed_at=None)
+    update = pd.concat([leads.iloc[[0, 1]], new], ignore_index=True).drop(columns="favourite_color")
+    folder = write_tables(tmp_path / "delta", {"leads": update})
+    code, report = _ingest(wh, folder)
+    assert code == 0
+    assert {k: report["tables"]["leads"][k] for k in ("inserted", "updated", "unchanged")} == {
+        "inserted": 1,
+        "updated": 1,
+        "unchanged": 1,
+    }
+    con = duckdb.connect(str(wh), read_only=True)
+    rows = dict(con.execute("SELECT lead_id, status FROM leads").fetchall())
+    colors = dict(con.execute("SELECT lead_id, favourite_color FROM leads").fetchall())
+    con.close()
+    assert rows == {"L1": "converted", "L2": "disqualified", "L3": "converted", "L4": "new"}
+    # the custom column survives on the updated row although the delta file lacks it
+    assert colors["L2"] == "red" and colors["L4"] is None
+
+
+def test_bad_rows_go_to_rejects_with_file_row_and_rule(tiny_crm: Path, tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["opportunities"].loc[1, "amount"] = "-3000"
+    folder = write_tables(tmp_path / "bad", tables)
+    wh = tmp_path / "wh.duckdb"
+    code, report = _ingest(wh, folder)
+    assert code == 0 and report["balanced"]
+    assert report["tables"]["opportunities"]["rejected"] == 1
+    con = duckdb.connect(str(wh), read_only=True)
+    row = con.execute(
+        """SELECT source_file, source_row, "key", "column", rule, "value" FROM rejects WHERE "table" = 'opportunities'"""
+    ).fetchall()
+    n_opps = con.execute("SELECT count(*) FROM opportunities").fetchone()
+    con.close()
+    assert row == [(str(folder / "opportunities.csv"), 2, "O2", "amount", "min_value", "-3000")]
+    assert n_opps == (1,)
+    # re-ingesting the same bad files records no duplicate rejects
+    _ingest(wh, folder)
+    con = duckdb.connect(str(wh), read_only=True)
+    assert con.execute("SELECT count(*) FROM rejects WHERE \"table\" = 'opportunities'").fetchone() == (1,)
+    con.close()
+
+
+def _corrupt(folder: Path, how: str) -> str:
+    """Break ``leads.csv`` in one way; return a fragment the error message must contain."""
+    path = folder / "leads.csv"
+    if how == "empty":
+        path.write_bytes(b"")
+        return "file is empty (0 bytes)"
+    if how == "non_utf8":
+        text = path.read_bytes().replace(b"Buyer", b"Compr\xe9s")
+        path.write_bytes(text)
+        return "line 3 is not valid utf-8"
+    if how == "semicolon":
+        frame = pd.read_csv(path, dtype=str)
+        frame.to_csv(path, sep=";", index=False)
+        return "seems to use ';' as delimiter"
+    if how == "missing_column":
+        frame = pd.read_csv(path, dtype=str).drop(columns="status")
+        frame.to_csv(path, index=False)
+        return "missing required column(s) ['status']"
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize("how", ["empty", "non_utf8", "semicolon", "missing_column"])
+def test_unreadable_input_stops_and_leaves_the_warehouse_as_it_was(
+    tiny_crm: Path, tmp_path: Path, how: str
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    before = _snapshot(wh)
+    changed = write_tables(tmp_path / "changed", tiny_tables())
+    pd.read_csv(changed / "reps.csv", dtype=str).assign(name="Renamed").to_csv(changed / "reps.csv", index=False)
+    fragment = _corrupt(changed, how)
+    code, report = _ingest(wh, changed)
+    assert code == 2
+    assert report["ok"] is False
+    assert "leads.csv" in report["error"] and fragment in report["error"]
+    assert _snapshot(wh) == before  # the good reps.csv of the same import was not written either
+
+
+def test_future_timestamps_are_judged_against_as_of(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    code, report = _ingest(wh, tiny_crm, "--as-of", "2024-01-31")
+    assert code == 0 and report["balanced"]
+    rules = {(r["table"], r["rule"]) for r in report["rejects_by_rule"]}
+    assert ("opportunities", "future_timestamp") in rules
+    assert report["tables"]["leads"]["rejected"] >= 1
+
+
+def test_validate_is_a_dry_run(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "never.duckdb"
+    result = runner.invoke(app, ["--warehouse", str(wh), "validate", str(tiny_crm), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["tables"]["reps"]["valid"] == 2
+    assert not wh.exists()
+
+
+def test_quality_summary(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    result = runner.invoke(app, ["--warehouse", str(wh), "quality", "--json"])
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["tables"]["leads"]["rows"] == 3
+    assert summary["tables"]["leads"]["custom_columns"] == ["favourite_color"]
+    assert summary["facts"]["win_rate_closed"] == 1.0
+    assert summary["facts"]["lead_conversion_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert summary["tables"]["opportunities"]["completeness"]["closed_at"] == 0.5
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("simulate", "ingest", "validate", "quality", "run"):
+        assert command in result.stdout
+
+
+def test_settings_come_from_the_environment(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "env.duckdb"
+    result = runner.invoke(app, ["ingest", str(tiny_crm), "--json"], env={"FORECAST_WAREHOUSE": str(wh)})
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["warehouse"] == str(wh)
+    assert wh.exists()
