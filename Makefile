@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` (set up + main job) and `make test` (set up + checks).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_ENABLE_TELEMETRY := false
+
+.PHONY: help setup run test lint typecheck unit bench clean
+
+help:
+	@echo "make run    set up from nothing, then simulate a CRM, ingest it and print its quality summary"
+	@echo "make test   set up from nothing, then ruff, mypy and the whole test suite"
+	@echo "make bench  benchmarks (results go to benchmarks/RESULTS.md by hand)"
+
+setup:
+	@scripts/bootstrap.sh >/dev/null
+
+run:
+	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen forecast run
+
+test:
+	@UV="$$(scripts/bootstrap.sh)" && \
+	$$UV run --frozen ruff check src tests benchmarks && \
+	$$UV run --frozen ruff format --check src tests benchmarks && \
+	$$UV run --frozen mypy && \
+	$$UV run --frozen pytest -q -n 2
+
+lint:
+	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen ruff check src tests benchmarks && $$UV run --frozen ruff format --check src tests benchmarks
+
+typecheck:
+	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen mypy
+
+bench:
+	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen python benchmarks/bench_simulate.py && $$UV run --frozen python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf data mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache

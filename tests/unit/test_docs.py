@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from forecast.data.docs import data_model_markdown
+from tests.conftest import REPO
+
+
+def test_data_model_doc_is_in_sync_with_the_schema() -> None:
+    on_disk = (REPO / "docs" / "data-model.md").read_text(encoding="utf-8")
+    assert on_disk == data_model_markdown(), (
+        "regenerate: uv run python -m forecast.data.docs > docs/data-model.md"
+    )
