@@ -337,7 +337,8 @@ def _render_counts(console: Console, title: str, rows: dict[str, int]) -> None:
 
 def _render_ingest(console: Console, result: dict[str, Any]) -> None:
     written = result["warehouse"] is not None
-    title = f"{'Ingested' if written else 'Validated (dry run)'}: {result['source_path']} ({result['source_format']})"
+    verb = "Ingested" if written else "Validated (dry run)"
+    title = f"{verb}: {result['source_path']} ({result['source_format']})"
     table = Table(title=title)
     cols = ["read", "valid", "rejected"] + (["inserted", "updated", "unchanged"] if written else [])
     table.add_column("table")

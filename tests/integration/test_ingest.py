@@ -53,7 +53,9 @@ def test_ingest_accounts_for_every_row_and_is_idempotent(tiny_crm: Path, tmp_pat
     con.close()
 
 
-def test_incremental_upsert_updates_changed_rows_and_keeps_custom_columns(tiny_crm: Path, tmp_path: Path) -> None:
+def test_incremental_upsert_updates_changed_rows_and_keeps_custom_columns(
+    tiny_crm: Path, tmp_path: Path
+) -> None:
     wh = tmp_path / "wh.duckdb"
     _ingest(wh, tiny_crm)
     tables = tiny_tables()
@@ -88,7 +90,8 @@ def test_bad_rows_go_to_rejects_with_file_row_and_rule(tiny_crm: Path, tmp_path:
     assert report["tables"]["opportunities"]["rejected"] == 1
     con = duckdb.connect(str(wh), read_only=True)
     row = con.execute(
-        """SELECT source_file, source_row, "key", "column", rule, "value" FROM rejects WHERE "table" = 'opportunities'"""
+        """SELECT source_file, source_row, "key", "column", rule, "value" FROM rejects
+        WHERE "table" = 'opportunities'"""
     ).fetchall()
     n_opps = con.execute("SELECT count(*) FROM opportunities").fetchone()
     con.close()
@@ -130,7 +133,9 @@ def test_unreadable_input_stops_and_leaves_the_warehouse_as_it_was(
     _ingest(wh, tiny_crm)
     before = _snapshot(wh)
     changed = write_tables(tmp_path / "changed", tiny_tables())
-    pd.read_csv(changed / "reps.csv", dtype=str).assign(name="Renamed").to_csv(changed / "reps.csv", index=False)
+    pd.read_csv(changed / "reps.csv", dtype=str).assign(name="Renamed").to_csv(
+        changed / "reps.csv", index=False
+    )
     fragment = _corrupt(changed, how)
     code, report = _ingest(wh, changed)
     assert code == 2
@@ -182,3 +187,39 @@ def test_settings_come_from_the_environment(tiny_crm: Path, tmp_path: Path) -> N
     assert result.exit_code == 0
     assert json.loads(result.stdout)["warehouse"] == str(wh)
     assert wh.exists()
+
+
+@pytest.mark.shared_data
+def test_maven_sample_accounts_for_all_8800_opportunities(tmp_path: Path) -> None:
+    from tests.conftest import shared_dataset
+
+    maven = shared_dataset("maven-crm-sales-opportunities")
+    code, report = _ingest(tmp_path / "wh.duckdb", maven, "--format", "maven")
+    assert code == 0 and report["balanced"]
+    opp = report["tables"]["opportunities"]
+    assert opp["read"] == 8800
+    assert opp["valid"] + opp["rejected"] == 8800
+    # the 500 Prospecting deals have no date at all: rejected for the missing created_at, not dropped
+    assert report["rejects_by_rule"] == [
+        {"table": "opportunities", "rule": "required", "column": "created_at", "records": 500}
+    ]
+    assert (report["tables"]["reps"]["valid"], report["tables"]["accounts"]["valid"]) == (35, 85)
+
+
+def test_salesforce_exports_are_ingested_with_their_planted_rejects(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    fixtures = REPO / "tests" / "fixtures" / "salesforce"
+    code, report = _ingest(tmp_path / "wh.duckdb", fixtures, "--format", "salesforce", "--as-of", "2025-06-30")
+    assert code == 0 and report["balanced"]
+    rules = sorted((r["table"], r["rule"], r["column"]) for r in report["rejects_by_rule"])
+    assert rules == [
+        ("activities", "foreign_key", "lead_id"),
+        ("leads", "allowed_values", "source"),
+        ("opportunities", "unknown_stage", "stage"),
+    ]
+    for table in ("reps", "accounts", "leads", "opportunities", "stage_history", "activities"):
+        assert report["tables"][table]["valid"] > 0
+    # a second import of the same exports changes nothing
+    _, again = _ingest(tmp_path / "wh.duckdb", fixtures, "--format", "salesforce", "--as-of", "2025-06-30")
+    assert all(t["inserted"] == 0 and t["updated"] == 0 for t in again["tables"].values())

@@ -165,7 +165,7 @@ def _report(
             entry.update(vars(upserts[table]))
         tables[table] = entry
     rej = validated.rejects
-    by_rule: list[dict[str, Any]] = []
+    by_rule: list[dict[Any, Any]] = []
     if not rej.empty:
         grouped = rej.groupby(["table", "rule", "column"], sort=True).size().reset_index(name="records")
         by_rule = grouped.sort_values("records", ascending=False, kind="stable").to_dict("records")
@@ -177,8 +177,8 @@ def _report(
         as_of=as_of.isoformat(),
         ingest_id=ingest_id,
         tables=tables,
-        rejects_by_rule=[{k: _plain(v) for k, v in r.items()} for r in by_rule],
-        sample_rejects=[{k: _plain(v) for k, v in r.items()} for r in sample],
+        rejects_by_rule=[{str(k): _plain(v) for k, v in r.items()} for r in by_rule],
+        sample_rejects=[{str(k): _plain(v) for k, v in r.items()} for r in sample],
         notes=validated.notes,
     )
     if not report.balanced:  # pragma: no cover - an invariant, not an input condition

@@ -114,7 +114,7 @@ class Pipeline:
 
 
 def _pipeline(name: str, open_stages: list[str], won: str, lost: str) -> Pipeline:
-    stages = [{"name": s} for s in open_stages]
+    stages: list[dict[str, object]] = [{"name": s} for s in open_stages]
     stages += [{"name": won, "is_closed": True, "is_won": True}, {"name": lost, "is_closed": True}]
     return Pipeline.from_dict({"name": name, "stages": stages})
 

@@ -138,7 +138,8 @@ def quality_summary(warehouse: Warehouse) -> dict[str, Any]:
         ingests = [
             {"ingest_id": i, "finished_at": _iso(f), "source_format": s, "source_path": p}
             for i, f, s, p in con.execute(
-                "SELECT ingest_id, finished_at, source_format, source_path FROM ingest_log ORDER BY finished_at"
+                "SELECT ingest_id, finished_at, source_format, source_path FROM ingest_log "
+                "ORDER BY finished_at"
             ).fetchall()
         ]
         return {

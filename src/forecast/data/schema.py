@@ -323,7 +323,7 @@ def pandera_schema(spec: TableSpec, stages: list[str] | None = None) -> pa.DataF
         if col.min_value is not None:
             checks.append(pa.Check.ge(col.min_value, name=f"min_value:{col.name}"))
         columns[col.name] = pa.Column(
-            _PANDERA_DTYPES[col.kind],  # type: ignore[arg-type]
+            _PANDERA_DTYPES[col.kind],
             checks=checks,
             nullable=col.nullable,
             required=False,

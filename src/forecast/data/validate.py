@@ -241,7 +241,11 @@ def _coerce_column(s: pd.Series, col: Column, failures: _Failures) -> pd.Series:
 
 
 def coerce_frame(raw: RawTable, failures: _Failures) -> pd.DataFrame:
-    """Return ``raw.frame`` with canonical columns coerced (missing ones added as nulls) and extras kept."""
+    """Return ``raw.frame`` with canonical columns coerced (missing ones added as nulls) and extras kept.
+
+    An extra column whose name equals a canonical one up to case (Salesforce's ``Type`` beside
+    ``type``) is renamed with an ``_extra`` suffix, since the warehouse's names ignore case.
+    """
     spec = TABLES[raw.table]
     frame = raw.frame
     out: dict[str, pd.Series] = {}
@@ -251,9 +255,15 @@ def coerce_frame(raw: RawTable, failures: _Failures) -> pd.DataFrame:
             out[col.name] = _coerce_column(frame[col.name], col, failures)
         else:
             out[col.name] = _coerce_column(pd.Series([None] * n, dtype=object), col, failures)
+    taken = {name.lower() for name in out}
     for extra in frame.columns:
-        if extra not in out:
-            out[extra] = frame[extra]
+        if extra in out:
+            continue
+        name = str(extra)
+        while name.lower() in taken:  # SQL names are case-insensitive: "Type" would clash with "type"
+            name += "_extra"
+        taken.add(name.lower())
+        out[name] = frame[extra]
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
