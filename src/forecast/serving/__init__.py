@@ -1,0 +1,1 @@
+"""The HTTP service (BentoML), a thin layer over the domain code."""
