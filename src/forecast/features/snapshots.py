@@ -1,0 +1,127 @@
+"""Snapshots: one row per entity alive at each as_of date, with labels from what happens afterwards.
+
+A lead is alive at ``as_of`` when it was created before it and had neither converted nor been
+disqualified before it. A deal is alive when it was created before ``as_of`` and had not closed
+before it. Features (elsewhere) use only events strictly before ``as_of``; the labels here use only
+what happens at or after it, and say when the data ends too early to know (censoring).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from forecast.features.source import FeatureSource
+
+SPINE = "_spine"
+"""Name of the temporary spine table: ``_sid`` (row id), ``entity_id``, ``as_of`` and labels."""
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Label definitions.
+
+    Attributes:
+        lead_horizon_days: A lead is a positive if it converts within this many days of as_of.
+        deal_horizon_days: Horizon of ``label_won_within_h`` and ``label_closed_within_h``.
+    """
+
+    lead_horizon_days: int = 90
+    deal_horizon_days: int = 90
+
+
+def parse_every(value: str) -> pd.Timedelta:
+    """Parse a cadence such as ``7d``, ``2w`` or ``1m`` (30 days).
+
+    Raises:
+        ValueError: For anything else.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*([dwm])\s*", value.lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"cadence {value!r} must look like 7d, 2w or 1m")
+    n, unit = int(match.group(1)), match.group(2)
+    return pd.Timedelta(days=n * {"d": 1, "w": 7, "m": 30}[unit])
+
+
+def as_of_grid(start: pd.Timestamp, end: pd.Timestamp, every: pd.Timedelta) -> list[pd.Timestamp]:
+    """Dates from ``start`` to ``end`` (inclusive) every ``every``, at midnight."""
+    if end < start:
+        raise ValueError(f"--to {end.date()} is before --from {start.date()}")
+    dates = pd.date_range(start.normalize(), end.normalize(), freq=every)
+    return list(dates)
+
+
+def _register_dates(src: FeatureSource, dates: Sequence[pd.Timestamp]) -> None:
+    if not dates:
+        raise ValueError("no as_of dates given")
+    frame = pd.DataFrame({"as_of": pd.to_datetime(list(dates)).astype("datetime64[ns]")}).drop_duplicates()
+    src.con.register("_asof_frame", frame)
+    src.con.execute("CREATE OR REPLACE TEMP TABLE _asof AS SELECT as_of FROM _asof_frame")
+    src.con.unregister("_asof_frame")
+
+
+def build_lead_spine(
+    src: FeatureSource, dates: Sequence[pd.Timestamp], labels: LabelConfig, data_end: pd.Timestamp
+) -> None:
+    """Create the spine of lead snapshots with their labels.
+
+    Labels: ``label_converted`` (converted within the horizon) and ``label_censored`` (the data ends
+    before the horizon and the lead had neither converted nor been disqualified by then, so the
+    label is unknown; train on uncensored rows only).
+    """
+    _register_dates(src, dates)
+    h = int(labels.lead_horizon_days)
+    src.con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SPINE} AS
+        SELECT row_number() OVER (ORDER BY d.as_of, l.lead_id) - 1 AS _sid,
+               l.lead_id AS entity_id, d.as_of,
+               (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS label_converted,
+               (NOT (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY)
+                AND NOT (l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY)
+                AND d.as_of + INTERVAL {h} DAY > ?) AS label_censored
+        FROM leads l JOIN _asof d ON l.created_at < d.as_of
+        WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
+          AND NOT (l.status = 'disqualified' AND l.status_changed_at IS NOT NULL
+                   AND l.status_changed_at < d.as_of)
+          AND NOT (l.status = 'converted' AND l.converted_at IS NULL)
+        """,
+        [data_end.to_pydatetime()],
+    )
+
+
+def build_opportunity_spine(
+    src: FeatureSource, dates: Sequence[pd.Timestamp], labels: LabelConfig, data_end: pd.Timestamp
+) -> None:
+    """Create the spine of deal snapshots with their labels.
+
+    Labels: ``label_won`` (eventually won; null while still open at the data's end),
+    ``label_won_censored`` (still open at the end), ``label_won_within_h`` and
+    ``label_closed_within_h`` (won / closed within the horizon; ``label_within_h_censored`` when the
+    deal is still open and the horizon passes the data's end), ``label_lost_within_h``,
+    ``label_days_to_close`` (days from as_of to the close, or to the data's end while open) with
+    ``label_close_observed``.
+    """
+    _register_dates(src, dates)
+    h = int(labels.deal_horizon_days)
+    src.con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SPINE} AS
+        SELECT row_number() OVER (ORDER BY d.as_of, o.opportunity_id) - 1 AS _sid,
+               o.opportunity_id AS entity_id, d.as_of,
+               CASE WHEN o.outcome = 'open' THEN NULL ELSE o.outcome = 'won' END AS label_won,
+               (o.outcome = 'open') AS label_won_censored,
+               (o.outcome = 'won' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_won_within_h,
+               (o.outcome = 'lost' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_lost_within_h,
+               (o.outcome <> 'open' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_closed_within_h,
+               (o.outcome = 'open' AND d.as_of + INTERVAL {h} DAY > ?) AS label_within_h_censored,
+               date_diff('second', d.as_of, coalesce(o.closed_at, ?)) / 86400.0 AS label_days_to_close,
+               (o.outcome <> 'open') AS label_close_observed
+        FROM opportunities o JOIN _asof d ON o.created_at < d.as_of
+        WHERE o.closed_at IS NULL OR o.closed_at >= d.as_of
+        """,
+        [data_end.to_pydatetime(), data_end.to_pydatetime()],
+    )

@@ -1,0 +1,102 @@
+"""Where features read the CRM from: a DuckDB connection on which the canonical tables are visible.
+
+Features are SQL over the canonical tables, so the same code runs on the warehouse file and on
+in-memory frames (tests, a simulated CRM that was never ingested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.schema import TABLES
+from forecast.data.warehouse import Warehouse
+
+_EVENT_TIMES = {
+    "leads": ["created_at", "converted_at", "status_changed_at"],
+    "opportunities": ["created_at", "closed_at"],
+    "stage_history": ["entered_at"],
+    "activities": ["occurred_at"],
+    "engagement_events": ["occurred_at"],
+}
+_SQL_TYPES = {
+    "str": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+}
+
+
+class FeatureSource:
+    """A connection where ``leads``, ``opportunities``, … and ``pipeline_stages`` can be queried.
+
+    Args:
+        con: The connection.
+        pipeline: The pipeline the deals follow.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, pipeline: Pipeline) -> None:
+        self.con = con
+        self.pipeline = pipeline
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _stages (stage VARCHAR, stage_order INTEGER)")
+        self.con.executemany(
+            "INSERT INTO _stages VALUES (?, ?)", [[s.name, s.order] for s in pipeline.stages]
+        )
+
+    def data_end(self) -> pd.Timestamp:
+        """The latest event time in the data: labels after it are unknown (censored)."""
+        parts = [
+            f'SELECT max("{col}") AS t FROM "{table}"' for table, cols in _EVENT_TIMES.items() for col in cols
+        ]
+        value = self.con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()
+        if value is None or value[0] is None:
+            raise ValueError("the data holds no dated events; nothing to snapshot")
+        return pd.Timestamp(value[0])
+
+    def df(self, sql: str, params: list[object] | None = None) -> pd.DataFrame:
+        """Run a query and return a frame."""
+        return self.con.execute(sql, params or []).df()
+
+
+@contextmanager
+def warehouse_source(path: Path) -> Iterator[FeatureSource]:
+    """Open the warehouse read-only as a feature source.
+
+    Raises:
+        FileNotFoundError: If the warehouse does not exist.
+    """
+    wh = Warehouse(path)
+    pipeline = wh.pipeline() or DEFAULT_PIPELINE
+    with wh.connect(read_only=True) as con:
+        yield FeatureSource(con, pipeline)
+
+
+@contextmanager
+def frames_source(
+    tables: Mapping[str, pd.DataFrame], pipeline: Pipeline = DEFAULT_PIPELINE
+) -> Iterator[FeatureSource]:
+    """An in-memory feature source over canonical frames; missing tables are empty.
+
+    Args:
+        tables: Canonical frames by table name (typed as after validation).
+        pipeline: The pipeline the deals follow.
+    """
+    con = duckdb.connect()
+    try:
+        for name, spec in TABLES.items():
+            if name in tables:
+                con.register(f"_frame_{name}", tables[name])
+                con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "_frame_{name}"')
+                con.unregister(f"_frame_{name}")
+            else:
+                cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.kind]}' for c in spec.columns)
+                con.execute(f'CREATE TABLE "{name}" ({cols})')
+        yield FeatureSource(con, pipeline)
+    finally:
+        con.close()
