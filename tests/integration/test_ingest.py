@@ -210,7 +210,9 @@ def test_salesforce_exports_are_ingested_with_their_planted_rejects(tmp_path: Pa
     from tests.conftest import REPO
 
     fixtures = REPO / "tests" / "fixtures" / "salesforce"
-    code, report = _ingest(tmp_path / "wh.duckdb", fixtures, "--format", "salesforce", "--as-of", "2025-06-30")
+    code, report = _ingest(
+        tmp_path / "wh.duckdb", fixtures, "--format", "salesforce", "--as-of", "2025-06-30"
+    )
     assert code == 0 and report["balanced"]
     rules = sorted((r["table"], r["rule"], r["column"]) for r in report["rejects_by_rule"])
     assert rules == [
@@ -223,3 +225,12 @@ def test_salesforce_exports_are_ingested_with_their_planted_rejects(tmp_path: Pa
     # a second import of the same exports changes nothing
     _, again = _ingest(tmp_path / "wh.duckdb", fixtures, "--format", "salesforce", "--as-of", "2025-06-30")
     assert all(t["inserted"] == 0 and t["updated"] == 0 for t in again["tables"].values())
+
+
+def test_json_output_is_only_json_even_for_long_queries(tiny_crm: Path, tmp_path: Path) -> None:
+    """DuckDB's own progress bar must never reach stdout (it would break --json)."""
+    from forecast.data.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "wh.duckdb")
+    with wh.connect() as con:
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)

@@ -41,6 +41,13 @@ _META_DDL = [
 ]
 
 
+def connect_duckdb(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open DuckDB with its own progress bar off: it would draw on stdout, reserved for results."""
+    con = duckdb.connect(path, read_only=read_only)
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 class PipelineConflictError(Exception):
     """The import's pipeline differs from the one the warehouse's deals follow."""
 
@@ -75,7 +82,7 @@ class Warehouse:
             raise FileNotFoundError(f"{self.path}: no warehouse here yet; run `forecast ingest` first")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=read_only)
+        con = connect_duckdb(str(self.path), read_only=read_only)
         try:
             if not read_only:
                 self._ensure_schema(con)

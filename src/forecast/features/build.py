@@ -105,7 +105,16 @@ class FeatureTable:
             ),
             "labels": rates,
             "n_features": len(self.features),
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """Plain-words warnings about the table (empty, labels mostly censored)."""
+        out: list[str] = []
+        if self.frame.empty:
+            what = "leads" if self.entity == "lead" else "deals"
+            out.append(f"no {what} were alive at any as_of date (does the source have {what}?)")
+        return out
 
     def catalogue(self) -> list[dict[str, str]]:
         """The feature catalogue as records."""

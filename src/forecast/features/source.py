@@ -15,7 +15,7 @@ import pandas as pd
 
 from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
 from forecast.data.schema import TABLES
-from forecast.data.warehouse import Warehouse
+from forecast.data.warehouse import Warehouse, connect_duckdb
 
 _EVENT_TIMES = {
     "leads": ["created_at", "converted_at", "status_changed_at"],
@@ -87,7 +87,7 @@ def frames_source(
         tables: Canonical frames by table name (typed as after validation).
         pipeline: The pipeline the deals follow.
     """
-    con = duckdb.connect()
+    con = connect_duckdb()
     try:
         for name, spec in TABLES.items():
             if name in tables:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from forecast.data.schema import TABLES
+from forecast.io import write_frame, write_text
 
 _DTYPES = {
     "str": object,
@@ -45,35 +41,6 @@ def canonical_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col.name] = values.astype(_DTYPES[col.kind])  # type: ignore[call-overload]
     return pd.DataFrame(out).reset_index(drop=True)
-
-
-def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
-
-
-def write_frame(frame: pd.DataFrame, path: Path, fmt: Literal["parquet", "csv"]) -> None:
-    """Write one frame atomically; the bytes depend only on the frame's content."""
-    if fmt == "parquet":
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        _atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
-    elif fmt == "csv":
-        _atomic_write(
-            path,
-            lambda p: frame.to_csv(p, index=False, date_format="%Y-%m-%d %H:%M:%S", lineterminator="\n"),
-        )
-    else:
-        raise ValueError(f"unknown format {fmt!r}; use 'parquet' or 'csv'")
 
 
 @dataclass
@@ -115,6 +82,6 @@ class Simulation:
             paths.append(path)
         params_path = out_dir / PARAMS_FILE
         text = json.dumps({**self.params, "end": self.end.isoformat()}, sort_keys=True, indent=2) + "\n"
-        _atomic_write(params_path, lambda p: _write_text(p, text))
+        write_text(params_path, text)
         paths.append(params_path)
         return paths
