@@ -25,7 +25,7 @@ def _snapshots(n_entities: int, seed: int) -> pd.DataFrame:
 def test_splits_are_disjoint_by_entity_and_ordered_in_time(seed: int, gap: float) -> None:
     frame = _snapshots(200, seed)
     try:
-        splits = time_splits(frame, "entity", gap_days=gap)
+        splits = time_splits(frame, "entity", gap_days=gap, valid_gap_days=gap / 2)
     except ValueError as exc:  # a gap wider than a split's window leaves it empty: a clear error
         assert "split is empty" in str(exc) and gap > 0
         return
@@ -34,7 +34,8 @@ def test_splits_are_disjoint_by_entity_and_ordered_in_time(seed: int, gap: float
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
     times = [frame["as_of"].iloc[p] for p in parts]
     c1, c2 = splits.cuts
-    assert times[0].max() < c1 - pd.Timedelta(days=gap)
+    assert times[0].max() < c1 - pd.Timedelta(days=gap / 2)
+    assert times[0].max() < c2 - pd.Timedelta(days=gap)
     assert times[1].min() >= c1 and times[1].max() < c2 - pd.Timedelta(days=gap)
     assert times[2].min() >= c2
     used = sum(len(p) for p in parts)

@@ -4,10 +4,12 @@ Entities are ordered by their first snapshot and cut at two dates (by row share)
 belongs to the split where its first snapshot falls; its later snapshots that fall into a later split's window are
 dropped, so every split holds whole-entity histories and the splits follow each other in time.
 
-A purge gap (default: the label horizon) drops the last ``gap_days`` before each cut from the
-earlier split: a training row's label needs ``horizon`` days after its as_of to be known, so
-without the gap the training labels would be read from the validation or test period — data a
-model trained at the cut could not have had.
+A purge gap (set it to the label horizon) drops the last ``gap_days`` before the test cut from
+the earlier splits: a row's label needs ``horizon`` days after its as_of to be known, so without
+the gap the training labels would be read from the test period — data a model trained at the cut
+could not have had. ``valid_gap_days`` does the same before the validation cut (default 0: the
+validation rows only steer early stopping and calibration, and a full gap there would leave
+little validation data on a short history).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class Splits:
         valid: Row positions of the validation split.
         test: Row positions of the test split.
         cuts: The two cut dates (validation starts at the first, test at the second).
-        gap_days: The purge gap used.
+        gap_days: The purge gap before the test cut.
+        valid_gap_days: The purge gap before the validation cut.
         dropped_rows: Rows in no split (an entity's snapshots after its split, or inside a gap).
     """
 
@@ -39,6 +42,7 @@ class Splits:
     test: np.ndarray
     cuts: tuple[pd.Timestamp, pd.Timestamp]
     gap_days: float
+    valid_gap_days: float
     dropped_rows: int
     _ranges: dict[str, dict[str, Any]]
 
@@ -51,6 +55,7 @@ class Splits:
         return {
             "cuts": [c.isoformat() for c in self.cuts],
             "gap_days": self.gap_days,
+            "valid_gap_days": self.valid_gap_days,
             "dropped_rows": self.dropped_rows,
             "splits": self._ranges,
         }
@@ -64,6 +69,7 @@ def time_splits(
     valid_fraction: float = 0.15,
     test_fraction: float = 0.15,
     gap_days: float = 0.0,
+    valid_gap_days: float = 0.0,
 ) -> Splits:
     """Split ``frame`` by time with whole entities per split.
 
@@ -73,7 +79,8 @@ def time_splits(
         time_column: The as_of column.
         valid_fraction: Share of rows (by time) for validation before entity assignment.
         test_fraction: Share of rows (by time) for the test.
-        gap_days: Purge gap before each cut.
+        gap_days: Purge gap before the test cut (the label horizon for an honest test).
+        valid_gap_days: Purge gap before the validation cut.
 
     Returns:
         The splits.
@@ -92,13 +99,15 @@ def time_splits(
     # Cut on when entities first appear: a split's rows are its entities' rows.
     seen = np.sort(first_seen.to_numpy())
     n = len(seen)
-    c1 = _cut(seen, dates, int(n * (1 - valid_fraction - test_fraction)), first=1)
     c2 = _cut(seen, dates, int(n * (1 - test_fraction)), first=2)
-    c2 = max(c2, _next_date(dates, c1))
-    gap = pd.Timedelta(days=gap_days)
+    # The validation window ends where the test gap begins; size it by rows from there.
+    before_gap = int(np.searchsorted(seen, np.datetime64(c2 - pd.Timedelta(days=gap_days)), side="left"))
+    c1 = _cut(seen, dates, before_gap - int(n * valid_fraction), first=1)
+    c1 = min(c1, pd.Timestamp(dates[np.searchsorted(dates, np.datetime64(c2)) - 1]))
+    gap, vgap = pd.Timedelta(days=gap_days), pd.Timedelta(days=valid_gap_days)
     window = np.select([times < c1, times < c2], [0, 1], 2)
     home = np.select([first_seen < c1, first_seen < c2], [0, 1], 2)
-    in_gap = ((window == 0) & (times >= c1 - gap)) | ((window == 1) & (times >= c2 - gap))
+    in_gap = ((window == 0) & (times >= min(c1, c2 - gap) - vgap)) | ((window == 1) & (times >= c2 - gap))
     keep = (window == home) & ~in_gap.to_numpy()
     parts = [np.flatnonzero(keep & (home == k)) for k in range(3)]
     for name, idx in zip(SPLIT_NAMES, parts, strict=True):
@@ -117,7 +126,9 @@ def time_splits(
         }
         for name, idx in zip(SPLIT_NAMES, parts, strict=True)
     }
-    return Splits(parts[0], parts[1], parts[2], (c1, c2), gap_days, int((~keep).sum()), ranges)
+    return Splits(
+        parts[0], parts[1], parts[2], (c1, c2), gap_days, valid_gap_days, int((~keep).sum()), ranges
+    )
 
 
 def _cut(sorted_times: np.ndarray, dates: np.ndarray, position: int, first: int) -> pd.Timestamp:

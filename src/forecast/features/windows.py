@@ -239,7 +239,11 @@ def engagement_features(src: FeatureSource, entity: str) -> pd.DataFrame:
     if entity == "lead":
         events = "SELECT lead_id AS entity_id, occurred_at, type, value FROM engagement_events WHERE lead_id IS NOT NULL"
     else:
-        events = """SELECT DISTINCT o.opportunity_id AS entity_id, e.event_id, e.occurred_at, e.type, e.value
-                    FROM opportunities o JOIN engagement_events e
-                      ON e.lead_id = o.lead_id OR (e.account_id = o.account_id)"""
+        # Two equi-joins and a UNION (an OR in one join condition would be a nested-loop join).
+        events = """SELECT o.opportunity_id AS entity_id, e.occurred_at, e.type, e.value
+                    FROM opportunities o JOIN engagement_events e ON e.lead_id = o.lead_id
+                    UNION ALL
+                    SELECT o.opportunity_id, e.occurred_at, e.type, e.value
+                    FROM opportunities o JOIN engagement_events e ON e.account_id = o.account_id
+                    WHERE e.lead_id IS DISTINCT FROM o.lead_id"""
     return _aggregate(src, events, ENGAGEMENT_FEATURES)

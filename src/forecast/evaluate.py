@@ -1,0 +1,366 @@
+"""Evaluation of probability scores: discrimination, calibration, lift and per-segment checks.
+
+Every function is pure: array-likes in, numbers or frames out. Labels may be 0/1 integers, bools or
+pandas nullable types (``Int64``, ``boolean``); scores are probabilities in ``[0, 1]``. Inputs are
+aligned by position, never by pandas index. Only :func:`reliability_plot` touches matplotlib, and it
+draws on a private Agg canvas so that importing this module has no side effects.
+
+Calibration binning is shared: a score ``p`` falls into equal-width bin
+``min(floor(p * n_bins), n_bins - 1)`` of ``[0, 1]`` (so ``p = 1.0`` sits in the last bin), and
+:func:`expected_calibration_error` equals ``sum(n / N * |gap|)`` over the rows of
+:func:`reliability_table`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+EPS = 1e-15
+"""Clipping bound for probabilities in the log loss."""
+
+MISSING_SEGMENT = "(missing)"
+OTHER_SEGMENT = "(other)"
+
+METRIC_COLUMNS = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "base_rate", "n", "n_positive"]
+"""The keys of :func:`classification_metrics`, in report order."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------------------------------
+
+
+def _to_float_array(values: Any, name: str) -> np.ndarray:
+    """Convert a 1-D array-like (numpy, list, pandas incl. nullable types) to float64; NA -> NaN."""
+    if np.ndim(values) != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(values)}")
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    try:
+        return series.to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric (0/1, bool or probabilities): {err}") from err
+
+
+def binary_labels(y_true: Any) -> np.ndarray:
+    """Validate binary labels and return them as an ``int64`` array of 0/1.
+
+    Args:
+        y_true: 1-D array-like of 0/1 or bools; pandas nullable dtypes are accepted.
+
+    Returns:
+        The labels as ``int64`` zeros and ones.
+
+    Raises:
+        ValueError: if the input is empty, has missing values or values other than 0/1.
+    """
+    y = _to_float_array(y_true, "y_true")
+    if y.size == 0:
+        raise ValueError("y_true is empty")
+    if np.isnan(y).any():
+        raise ValueError(f"y_true has {int(np.isnan(y).sum())} missing value(s); labels must be 0/1")
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        examples = ", ".join(str(v) for v in np.unique(y[bad])[:5])
+        raise ValueError(f"y_true must contain only 0/1 (or bools); found {examples}")
+    return y.astype(np.int64)
+
+
+def _validate(y_true: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(y, p)`` as int 0/1 and float arrays of equal length with ``p`` in ``[0, 1]``."""
+    y = binary_labels(y_true)
+    scores = _to_float_array(p, "p")
+    if scores.size != y.size:
+        raise ValueError(f"y_true and p must have the same length, got {y.size} and {scores.size}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"p has {int((~np.isfinite(scores)).sum())} missing or infinite value(s)")
+    if scores.min() < 0.0 or scores.max() > 1.0:
+        raise ValueError(
+            f"p must be probabilities in [0, 1]; found range [{scores.min():.6g}, {scores.max():.6g}]"
+        )
+    return y, scores
+
+
+def _check_bins(n_bins: int, name: str = "n_bins") -> None:
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n_bins!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------------------
+
+
+def _bin_index(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-width bin of each score on ``[0, 1]``; ``p = 1`` goes to the last bin."""
+    return np.minimum(np.floor(p * n_bins).astype(np.int64), n_bins - 1)
+
+
+def _reliability(y: np.ndarray, p: np.ndarray, n_bins: int) -> pd.DataFrame:
+    """Reliability table of already validated arrays."""
+    bins = _bin_index(p, n_bins)
+    frame = pd.DataFrame({"bin": bins, "p": p, "y": y})
+    grouped = frame.groupby("bin", sort=True).agg(n=("y", "size"), mean_p=("p", "mean"), rate=("y", "mean"))
+    table = grouped.reset_index()
+    table.insert(1, "p_low", table["bin"] / n_bins)
+    table.insert(2, "p_high", (table["bin"] + 1) / n_bins)
+    table["n"] = table["n"].astype(np.int64)
+    table["gap"] = table["rate"] - table["mean_p"]
+    return table[["bin", "p_low", "p_high", "n", "mean_p", "rate", "gap"]]
+
+
+def _ece(y: np.ndarray, p: np.ndarray, n_bins: int) -> float:
+    table = _reliability(y, p, n_bins)
+    return float((table["n"] / len(y) * table["gap"].abs()).sum())
+
+
+def expected_calibration_error(y_true: Any, p: Any, n_bins: int = 10) -> float:
+    """Expected calibration error with equal-width bins on ``[0, 1]``.
+
+    ``ECE = sum over non-empty bins of (n_bin / n) * |mean(p_bin) - mean(y_bin)|``.
+
+    Args:
+        y_true: Binary labels.
+        p: Predicted probabilities of the positive class.
+        n_bins: Number of equal-width bins.
+
+    Returns:
+        The ECE, in probability points (0.05 = scores off by 5 points on average).
+    """
+    _check_bins(n_bins)
+    y, scores = _validate(y_true, p)
+    return _ece(y, scores, n_bins)
+
+
+def reliability_table(y_true: Any, p: Any, n_bins: int = 10) -> pd.DataFrame:
+    """Observed positive rate against mean score per equal-width score bin.
+
+    Args:
+        y_true: Binary labels.
+        p: Predicted probabilities.
+        n_bins: Number of equal-width bins on ``[0, 1]``.
+
+    Returns:
+        One row per non-empty bin: ``bin`` (0-based index, ``p_low = bin / n_bins``), ``p_low``,
+        ``p_high``, ``n``, ``mean_p``, ``rate`` (observed) and ``gap = rate - mean_p`` (positive means
+        the model under-predicts).
+    """
+    _check_bins(n_bins)
+    y, scores = _validate(y_true, p)
+    return _reliability(y, scores, n_bins)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Metrics of already validated arrays."""
+    two_classes = 0 < y.sum() < y.size
+    clipped = np.clip(p, EPS, 1.0 - EPS)
+    log_loss = -np.mean(y * np.log(clipped) + (1 - y) * np.log1p(-clipped))
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if two_classes else math.nan,
+        "pr_auc": float(average_precision_score(y, p)) if two_classes else math.nan,
+        "brier": float(np.mean((p - y) ** 2)),
+        "log_loss": float(log_loss),
+        "ece": _ece(y, p, 10),
+        "base_rate": float(y.mean()),
+        "n": float(y.size),
+        "n_positive": float(y.sum()),
+    }
+
+
+def classification_metrics(y_true: Any, p: Any) -> dict[str, float]:
+    """Discrimination and calibration metrics of probability scores.
+
+    Args:
+        y_true: Binary labels.
+        p: Predicted probabilities of the positive class.
+
+    Returns:
+        ``roc_auc``, ``pr_auc`` (average precision), ``brier``, ``log_loss`` (``p`` clipped to
+        ``[1e-15, 1 - 1e-15]``), ``ece`` (10 bins), ``base_rate``, ``n`` and ``n_positive``.
+        ``roc_auc`` and ``pr_auc`` are NaN when ``y_true`` holds a single class.
+    """
+    y, scores = _validate(y_true, p)
+    return _metrics(y, scores)
+
+
+def compare_models(results: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Side-by-side table of model metrics, best (lowest) Brier score first.
+
+    Args:
+        results: Model name -> metrics, e.g. from :func:`classification_metrics`.
+
+    Returns:
+        One row per model: ``model``, the :data:`METRIC_COLUMNS` (NaN where a model lacks one),
+        then any extra metric keys in first-seen order; sorted by ``brier`` (stable, NaN last).
+    """
+    extra: list[str] = []
+    for metrics in results.values():
+        extra += [k for k in metrics if k not in METRIC_COLUMNS and k not in extra and k != "model"]
+    columns = ["model", *METRIC_COLUMNS, *extra]
+    rows = [{"model": name, **dict(metrics)} for name, metrics in results.items()]
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values("brier", kind="stable", na_position="last")
+    return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ranking: deciles and lift
+# --------------------------------------------------------------------------------------------------
+
+
+def decile_table(y_true: Any, p: Any, n_groups: int = 10) -> pd.DataFrame:
+    """Lift table: rows ranked by score and cut into groups of (almost) equal size.
+
+    Rows are sorted by descending score with a stable sort, so ties keep their input order and the
+    table is deterministic. Group sizes differ by at most one (earlier groups take the extra rows);
+    with fewer rows than ``n_groups`` there is one group per row.
+
+    Args:
+        y_true: Binary labels.
+        p: Predicted probabilities.
+        n_groups: Number of groups (10 = deciles).
+
+    Returns:
+        One row per group: ``decile`` (1 = highest scores), ``n``, ``p_min``, ``p_max``, ``mean_p``,
+        ``positives``, ``rate``, ``lift`` (rate / overall rate; NaN without positives) and
+        ``cumulative_capture`` (share of all positives found in groups 1..k; NaN without positives).
+    """
+    _check_bins(n_groups, "n_groups")
+    y, scores = _validate(y_true, p)
+    order = np.argsort(-scores, kind="stable")
+    groups = np.empty(y.size, dtype=np.int64)
+    for number, chunk in enumerate(np.array_split(order, min(n_groups, y.size)), start=1):
+        groups[chunk] = number
+    frame = pd.DataFrame({"decile": groups, "p": scores, "y": y})
+    table = (
+        frame.groupby("decile", sort=True)
+        .agg(
+            n=("y", "size"),
+            p_min=("p", "min"),
+            p_max=("p", "max"),
+            mean_p=("p", "mean"),
+            positives=("y", "sum"),
+        )
+        .reset_index()
+    )
+    table["rate"] = table["positives"] / table["n"]
+    total_positives = int(y.sum())
+    overall = total_positives / y.size
+    table["lift"] = table["rate"] / overall if total_positives else math.nan
+    table["cumulative_capture"] = (
+        table["positives"].cumsum() / total_positives if total_positives else math.nan
+    )
+    return table
+
+
+# --------------------------------------------------------------------------------------------------
+# Segments
+# --------------------------------------------------------------------------------------------------
+
+
+def _segment_labels(segments: pd.Series, n: int, min_rows: int) -> np.ndarray:
+    """Segment value of each row as a string, with missing -> "(missing)" and small -> "(other)"."""
+    if len(segments) != n:
+        raise ValueError(f"segments must have the same length as y_true, got {len(segments)} and {n}")
+    values = pd.Series(segments).astype(object).reset_index(drop=True)
+    labels = values.where(values.notna(), MISSING_SEGMENT).astype(str)
+    counts = labels.value_counts()
+    small = counts.index[counts < min_rows]
+    return labels.where(~labels.isin(small), OTHER_SEGMENT).to_numpy()
+
+
+def segment_calibration(y_true: Any, p: Any, segments: pd.Series, min_rows: int = 30) -> pd.DataFrame:
+    """Calibration and discrimination per segment (e.g. lead source, country, owner team).
+
+    Segment values are compared as strings; missing values form ``"(missing)"``. Segments with fewer
+    than ``min_rows`` rows are pooled into ``"(other)"`` (which is kept even if it stays small).
+
+    Args:
+        y_true: Binary labels.
+        p: Predicted probabilities.
+        segments: Segment value of each row, aligned by position.
+        min_rows: Minimum rows for a segment to be reported on its own.
+
+    Returns:
+        One row per segment: ``segment``, ``n``, ``positives``, ``mean_p``, ``rate``,
+        ``gap = rate - mean_p``, ``ece`` (10 bins), ``brier`` and ``roc_auc`` (NaN when the segment
+        has a single class); sorted by ``n`` descending, then by segment name.
+    """
+    y, scores = _validate(y_true, p)
+    labels = _segment_labels(segments, y.size, min_rows)
+    rows = []
+    for segment in pd.unique(labels):
+        mask = labels == segment
+        metrics = _metrics(y[mask], scores[mask])
+        rows.append(
+            {
+                "segment": segment,
+                "n": int(mask.sum()),
+                "positives": int(y[mask].sum()),
+                "mean_p": float(scores[mask].mean()),
+                "rate": metrics["base_rate"],
+                "gap": metrics["base_rate"] - float(scores[mask].mean()),
+                "ece": metrics["ece"],
+                "brier": metrics["brier"],
+                "roc_auc": metrics["roc_auc"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    table = table.sort_values(["n", "segment"], ascending=[False, True], kind="stable")
+    return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plot
+# --------------------------------------------------------------------------------------------------
+
+
+def reliability_plot(curves: Mapping[str, pd.DataFrame], path: Path, title: str) -> Path:
+    """Draw a reliability diagram (observed rate against mean score) and save it as a PNG.
+
+    The figure is drawn on its own Agg canvas (no pyplot, no global backend switch), so it is safe
+    in servers, threads and headless CI.
+
+    Args:
+        curves: Curve name (e.g. ``"model"``, ``"base rate"``) -> a :func:`reliability_table` frame.
+            Marker area grows with the bin's row count.
+        path: Output PNG path; parent folders are created.
+        title: Figure title.
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(6.0, 6.0), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    largest = max((float(c["n"].max()) for c in curves.values() if len(c)), default=1.0)
+    for name, table in curves.items():
+        if not len(table):
+            continue
+        (line,) = axes.plot(table["mean_p"], table["rate"], linewidth=1.5, label=name)
+        sizes = 15 + 185 * table["n"].to_numpy(dtype=float) / largest
+        axes.scatter(table["mean_p"], table["rate"], s=sizes, color=line.get_color(), alpha=0.7)
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability", ylabel="observed rate")
+    axes.set_title(title)
+    axes.set_aspect("equal")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper left")
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path

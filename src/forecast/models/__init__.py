@@ -1,0 +1,1 @@
+"""Models: the scoring pipeline, calibration, baselines, explanations."""

@@ -1,0 +1,397 @@
+"""Baseline classifiers every experiment must beat (DESIGN §4).
+
+All four are scikit-learn estimators on a pandas ``DataFrame`` ``X`` with binary ``y``:
+parameters live in ``__init__`` only (so :func:`sklearn.base.clone` works), fitted state ends in
+``_``, ``classes_`` is ``array([0, 1])``, :meth:`predict_proba` returns an ``(n, 2)`` array and
+:meth:`predict` thresholds the positive probability at 0.5. They are deterministic and picklable.
+
+- :class:`BaseRateClassifier`: the training positive rate for everyone.
+- :class:`StageWinRateBaseline`: the historical win rate of the deal's stage (stage-weighted forecast).
+- :class:`NaiveBayesBaseline`: Odoo CRM's predictive lead scoring (naive Bayes on categorical fields).
+- :class:`LogisticBaseline`: one-hot + scaled logistic regression; with small ``C`` it is the
+  regularised model used when data is scarce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from forecast.evaluate import binary_labels
+
+MISSING_LEVEL = "(missing)"
+"""Level that replaces missing categorical values in :class:`LogisticBaseline`."""
+
+MIN_CATEGORY_COUNT = 5
+"""Levels seen fewer times than this in training are pooled into one "infrequent" level."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_frame(data: Any) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"X must be a pandas DataFrame, got {type(data).__name__}")
+    return data
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"X lacks column(s) seen at fit: {missing}")
+
+
+def _fit_target(data: Any, y: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """Validate ``X`` and ``y`` for fitting; return the frame and 0/1 labels."""
+    frame = _check_frame(data)
+    labels = binary_labels(y)
+    if len(frame) != labels.size:
+        raise ValueError(f"X and y must have the same length, got {len(frame)} and {labels.size}")
+    return frame, labels
+
+
+def _categorical_columns(frame: pd.DataFrame) -> list[str]:
+    """Object, category, bool and string columns of ``frame``, in column order."""
+    return [str(c) for c in frame.columns if _is_categorical(frame[c])]
+
+
+def _numeric_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric (not bool) columns of ``frame``, in column order."""
+    types = pd.api.types
+    return [
+        str(c) for c in frame.columns if types.is_numeric_dtype(frame[c]) and not _is_categorical(frame[c])
+    ]
+
+
+def _is_categorical(column: pd.Series) -> bool:
+    """Object, category, bool (incl. nullable) and string columns are categorical."""
+    types = pd.api.types
+    return bool(
+        types.is_object_dtype(column)
+        or isinstance(column.dtype, pd.CategoricalDtype)
+        or types.is_bool_dtype(column)
+        or types.is_string_dtype(column)
+    )
+
+
+def _as_object(column: pd.Series) -> pd.Series:
+    """A column as plain Python objects, so that category/string dtypes map like object ones."""
+    return column.astype(object)
+
+
+class _BinaryFrameClassifier(ClassifierMixin, BaseEstimator):
+    """Shared ``predict``/``predict_proba`` of the baselines; subclasses implement ``_positive_proba``."""
+
+    def _set_fitted_frame(self, frame: pd.DataFrame) -> None:
+        self.classes_ = np.array([0, 1])
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.n_features_in_ = frame.shape[1]
+
+    def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Probabilities of classes ``[0, 1]`` for each row of ``X``, shape ``(n, 2)``."""
+        check_is_fitted(self, "classes_")
+        positive = np.asarray(self._positive_proba(_check_frame(X)), dtype=np.float64)
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Class labels (0/1): positive where its probability is at least 0.5."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Base rate
+# --------------------------------------------------------------------------------------------------
+
+
+class BaseRateClassifier(_BinaryFrameClassifier):
+    """Predicts the training positive rate for every row (the "no model" baseline).
+
+    Attributes:
+        rate_: Positive rate of the training labels.
+    """
+
+    def fit(self, X: pd.DataFrame, y: Any) -> BaseRateClassifier:  # noqa: N803
+        """Learn the positive rate of ``y``; ``X`` only fixes the expected row count."""
+        frame, labels = _fit_target(X, y)
+        self.rate_ = float(labels.mean())
+        self._set_fitted_frame(frame)
+        return self
+
+    def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), self.rate_)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage win rate
+# --------------------------------------------------------------------------------------------------
+
+
+class StageWinRateBaseline(_BinaryFrameClassifier):
+    """Historical win rate of each stage, as in stage-weighted CRM pipeline forecasts.
+
+    For a stage ``s`` with ``n_s`` training rows of which ``k_s`` are positive, and overall rate
+    ``r``, the score is ``(k_s + alpha * r) / (n_s + alpha)``: the stage's rate shrunk towards ``r``
+    by ``alpha`` pseudo-rows. Missing or unseen stages score ``r``.
+
+    Args:
+        stage_column: Column of ``X`` holding the stage.
+        alpha: Pseudo-count of the shrinkage (0 = raw per-stage rates).
+
+    Attributes:
+        overall_rate_: Positive rate of all training rows (missing stages included).
+        table_: Per stage: ``n``, ``positives``, ``raw_rate`` and the shrunk ``rate``.
+        stage_rates_: The shrunk ``rate`` indexed by stage value.
+    """
+
+    def __init__(self, stage_column: str = "stage", alpha: float = 1.0) -> None:
+        self.stage_column = stage_column
+        self.alpha = alpha
+
+    def fit(self, X: pd.DataFrame, y: Any) -> StageWinRateBaseline:  # noqa: N803
+        """Count rows and positives per stage and shrink the rates towards the overall rate."""
+        frame, labels = _fit_target(X, y)
+        _check_columns(frame, [self.stage_column])
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        self.overall_rate_ = float(labels.mean())
+        stages = _as_object(frame[self.stage_column]).reset_index(drop=True)
+        counts = pd.DataFrame({"stage": stages, "y": labels})[stages.notna()]
+        table = counts.groupby("stage", sort=True).agg(n=("y", "size"), positives=("y", "sum"))
+        table["raw_rate"] = table["positives"] / table["n"]
+        table["rate"] = (table["positives"] + self.alpha * self.overall_rate_) / (table["n"] + self.alpha)
+        self.table_ = table
+        self.stage_rates_ = table["rate"].astype(np.float64)
+        self._set_fitted_frame(frame)
+        return self
+
+    def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        _check_columns(frame, [self.stage_column])
+        rates = _as_object(frame[self.stage_column]).map(self.stage_rates_)
+        return rates.astype(np.float64).fillna(self.overall_rate_).to_numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Odoo-style naive Bayes
+# --------------------------------------------------------------------------------------------------
+
+
+class NaiveBayesBaseline(_BinaryFrameClassifier):
+    """Naive Bayes on categorical fields, after Odoo CRM's predictive lead scoring.
+
+    How Odoo does it: Odoo keeps a *frequency table* with, for every scoring field (stage, country,
+    state, source, language, tags, email/phone quality) and every value of it, the number of won and
+    of lost leads that had that value. A lead's probability is naive Bayes over its field values,
+    ``P(won | x) ∝ P(won) × Π_f P(x_f | won)`` against the same product for lost, with
+    ``P(x_f = v | won) = won count of v / total won`` read from the table; values absent from the
+    table are skipped, and a small pseudo-count smooths the counts so one zero does not zero the
+    product (Laplace smoothing). Odoo also computes it per sales team and counts a lost lead in every
+    stage it passed; neither applies to a generic frame, so they are left out here.
+
+    This implementation, per categorical field ``f`` with ``K_f`` distinct training values::
+
+        P(x_f = v | pos) = (count_pos(v) + alpha) / (n_pos_f + alpha * K_f)   (same for neg)
+        log-odds(x) = log(prior_pos / prior_neg) + Σ_f [log P(x_f | pos) - log P(x_f | neg)]
+        P(pos | x) = sigmoid(log-odds(x))
+
+    where ``n_pos_f`` counts positives with a non-missing ``f``. Missing and unseen values
+    contribute nothing (the field is skipped for that row). Everything is computed in log space.
+    Values are matched by equality, so ``"A"`` in an object column and in a category column agree.
+
+    Args:
+        categorical: Fields to use; ``None`` = every object/category/bool/string column at fit.
+        alpha: Laplace pseudo-count (> 0).
+
+    Attributes:
+        categorical_: Fields used.
+        prior_: Training positive rate.
+        log_prior_odds_: ``log(prior / (1 - prior))`` (±inf when ``y`` holds one class).
+        tables_: Per field, a frame indexed by value with ``n_pos``, ``n_neg``, ``log_p_pos``,
+            ``log_p_neg`` and ``log_odds`` (the value's contribution; handy for reason codes).
+    """
+
+    def __init__(self, categorical: list[str] | None = None, alpha: float = 1.0) -> None:
+        self.categorical = categorical
+        self.alpha = alpha
+
+    def fit(self, X: pd.DataFrame, y: Any) -> NaiveBayesBaseline:  # noqa: N803
+        """Build the smoothed per-value frequency tables of positives and negatives."""
+        frame, labels = _fit_target(X, y)
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0 (Laplace smoothing), got {self.alpha}")
+        fields = _categorical_columns(frame) if self.categorical is None else list(self.categorical)
+        _check_columns(frame, fields)
+        self.categorical_ = fields
+        self.prior_ = float(labels.mean())
+        with np.errstate(divide="ignore"):
+            self.log_prior_odds_ = float(np.log(self.prior_) - np.log1p(-self.prior_))
+        self.tables_ = {f: self._frequency_table(frame[f], labels) for f in fields}
+        self._set_fitted_frame(frame)
+        return self
+
+    def _frequency_table(self, column: pd.Series, labels: np.ndarray) -> pd.DataFrame:
+        """Smoothed log-likelihoods of each value of one field among positives and negatives."""
+        values = _as_object(column).reset_index(drop=True)
+        present = values.notna().to_numpy()
+        counts = pd.crosstab(values[present], labels[present]).reindex(columns=[0, 1], fill_value=0)
+        table = pd.DataFrame({"n_pos": counts[1], "n_neg": counts[0]}).astype(np.int64)
+        table.index.name = "value"
+        n_levels = len(table)
+        for suffix, column_name in (("pos", "n_pos"), ("neg", "n_neg")):
+            denominator = table[column_name].sum() + self.alpha * n_levels
+            table[f"log_p_{suffix}"] = np.log(table[column_name] + self.alpha) - np.log(denominator)
+        table["log_odds"] = table["log_p_pos"] - table["log_p_neg"]
+        return table
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Log-odds of the positive class for each row of ``X``."""
+        check_is_fitted(self, "tables_")
+        frame = _check_frame(X)
+        _check_columns(frame, self.categorical_)
+        logit = np.full(len(frame), self.log_prior_odds_)
+        for field, table in self.tables_.items():
+            contribution = self._field_log_odds(frame[field], table["log_odds"])
+            logit = logit + contribution
+        return logit
+
+    @staticmethod
+    def _field_log_odds(column: pd.Series, log_odds: pd.Series) -> np.ndarray:
+        """Per-row contribution of one field; 0 for missing or unseen values."""
+        lookup: dict[Hashable, float] = log_odds.to_dict()
+        mapped = _as_object(column).map(lambda v: lookup.get(v, 0.0) if pd.notna(v) else 0.0)
+        return mapped.to_numpy(dtype=np.float64)
+
+    def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(expit(self.decision_function(frame)), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Logistic regression
+# --------------------------------------------------------------------------------------------------
+
+
+def _categorical_as_text(block: pd.DataFrame) -> pd.DataFrame:
+    """Categorical block as strings with missing values as ``"(missing)"`` (module-level: picklable)."""
+    frame = block.astype(object)
+    return frame.where(frame.notna(), MISSING_LEVEL).astype(str)
+
+
+def _numeric_as_float(block: pd.DataFrame) -> pd.DataFrame:
+    """Numeric block as float64 with NaN for missing (handles nullable Int64/Float64)."""
+    return pd.DataFrame({c: pd.to_numeric(block[c], errors="coerce") for c in block.columns}).astype(
+        np.float64
+    )
+
+
+class LogisticBaseline(_BinaryFrameClassifier):
+    """Logistic regression on one-hot categoricals and standardised numbers.
+
+    Numeric columns: median imputation with missing-value indicators, then standardisation.
+    Categorical columns: missing -> ``"(missing)"``, then one-hot with at most ``max_levels`` levels
+    per column; levels seen fewer than :data:`MIN_CATEGORY_COUNT` times and levels unseen at fit
+    share an "infrequent" column (or, if a column has no infrequent level, encode as all zeros).
+    With a small ``C`` (e.g. 0.1) this is the regularised model for small data sets.
+
+    Args:
+        categorical: Categorical columns; ``None`` = object/category/bool/string columns at fit.
+        numeric: Numeric columns; ``None`` = number columns at fit. Inferred or given, columns that
+            are entirely missing at fit are dropped (see ``dropped_columns_``).
+        C: Inverse L2 regularisation strength.
+        max_levels: Maximum one-hot columns per categorical column.
+        random_state: Seed passed to the solver.
+
+    Attributes:
+        categorical_: Categorical columns used.
+        numeric_: Numeric columns used.
+        dropped_columns_: Requested or inferred columns dropped because they were all missing.
+        pipeline_: The fitted sklearn ``Pipeline`` (preprocessing + ``LogisticRegression``) taking
+            ``X[categorical_ + numeric_]``.
+    """
+
+    def __init__(
+        self,
+        categorical: list[str] | None = None,
+        numeric: list[str] | None = None,
+        C: float = 1.0,  # noqa: N803
+        max_levels: int = 50,
+        random_state: int = 0,
+    ) -> None:
+        self.categorical = categorical
+        self.numeric = numeric
+        self.C = C
+        self.max_levels = max_levels
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:  # noqa: N803
+        """Fit the preprocessing and the logistic regression."""
+        frame, labels = _fit_target(X, y)
+        if np.unique(labels).size < 2:
+            raise ValueError("LogisticBaseline needs both classes in y; use BaseRateClassifier instead")
+        categorical = _categorical_columns(frame) if self.categorical is None else list(self.categorical)
+        numeric = _numeric_columns(frame) if self.numeric is None else list(self.numeric)
+        _check_columns(frame, categorical + numeric)
+        empty = {c for c in categorical + numeric if frame[c].isna().all()}
+        self.dropped_columns_ = [c for c in categorical + numeric if c in empty]
+        self.categorical_ = [c for c in categorical if c not in empty]
+        self.numeric_ = [c for c in numeric if c not in empty]
+        if not self.categorical_ + self.numeric_:
+            raise ValueError("LogisticBaseline found no usable columns in X")
+        self.pipeline_ = self._build_pipeline()
+        self.pipeline_.fit(frame[self.categorical_ + self.numeric_], labels)
+        self._set_fitted_frame(frame)
+        return self
+
+    def _build_pipeline(self) -> Pipeline:
+        transformers: list[tuple[str, Any, list[str]]] = []
+        if self.numeric_:
+            numeric = Pipeline(
+                [
+                    ("to_float", FunctionTransformer(_numeric_as_float, feature_names_out="one-to-one")),
+                    ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                    ("scale", StandardScaler()),
+                ]
+            )
+            transformers.append(("numeric", numeric, self.numeric_))
+        if self.categorical_:
+            categorical = Pipeline(
+                [
+                    ("to_text", FunctionTransformer(_categorical_as_text, feature_names_out="one-to-one")),
+                    (
+                        "one_hot",
+                        OneHotEncoder(
+                            handle_unknown="infrequent_if_exist",
+                            max_categories=self.max_levels,
+                            min_frequency=MIN_CATEGORY_COUNT,
+                            sparse_output=False,
+                        ),
+                    ),
+                ]
+            )
+            transformers.append(("categorical", categorical, self.categorical_))
+        model = LogisticRegression(C=self.C, max_iter=2000, class_weight=None, random_state=self.random_state)
+        return Pipeline([("preprocess", ColumnTransformer(transformers, remainder="drop")), ("model", model)])
+
+    def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        _check_columns(frame, self.categorical_ + self.numeric_)
+        return np.asarray(self.pipeline_.predict_proba(frame[self.categorical_ + self.numeric_])[:, 1])
+
+    def coefficients(self) -> pd.Series:
+        """Fitted coefficients indexed by encoded feature name (e.g. ``categorical__source_web``)."""
+        check_is_fitted(self, "pipeline_")
+        names = self.pipeline_.named_steps["preprocess"].get_feature_names_out()
+        return pd.Series(self.pipeline_.named_steps["model"].coef_[0], index=names, name="coefficient")

@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
+
+from forecast.models.baselines import (
+    BaseRateClassifier,
+    LogisticBaseline,
+    NaiveBayesBaseline,
+    StageWinRateBaseline,
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[pd.DataFrame, np.ndarray]:
+    """Leads whose win odds depend on source, a numeric score and stage; with NaNs sprinkled in."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    source = rng.choice(["web", "referral", "event", "cold"], n, p=[0.4, 0.2, 0.2, 0.2])
+    stage = rng.choice(["new", "qualified", "proposal"], n)
+    score = rng.normal(size=n)
+    logit = (
+        -0.5 + 1.2 * score + pd.Series(source).map({"web": 0.0, "referral": 1.5, "event": 0.5, "cold": -1.5})
+    )
+    logit += pd.Series(stage).map({"new": -0.5, "qualified": 0.0, "proposal": 1.0})
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(int)
+    features = pd.DataFrame(
+        {
+            "source": source,
+            "stage": pd.Categorical(stage),
+            "score": score,
+            "employees": pd.array(rng.integers(1, 500, n), dtype="Int64"),
+            "has_phone": rng.uniform(size=n) < 0.5,
+        }
+    )
+    features.loc[rng.uniform(size=n) < 0.05, "source"] = None
+    features.loc[rng.uniform(size=n) < 0.05, "score"] = np.nan
+    features.loc[rng.uniform(size=n) < 0.05, "employees"] = pd.NA
+    return features, y
+
+
+def all_baselines() -> list:
+    return [
+        BaseRateClassifier(),
+        NaiveBayesBaseline(),
+        LogisticBaseline(),
+        LogisticBaseline(C=0.1),
+        StageWinRateBaseline(),
+    ]
+
+
+def unseen_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source": ["telepathy", None, "web"],
+            "stage": ["negotiation", None, "new"],
+            "score": [np.nan, 0.5, 100.0],
+            "employees": pd.array([pd.NA, 3, 10], dtype="Int64"),
+            "has_phone": [True, False, True],
+        }
+    )
+
+
+# ---------------------------------------------------------------- common contract
+
+
+@pytest.mark.parametrize("model", all_baselines(), ids=lambda m: repr(m))
+def test_contract(model, synthetic: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, y = synthetic
+    with pytest.raises(NotFittedError):
+        model.predict_proba(features)
+    assert model.fit(features, y) is model
+    proba = model.predict_proba(features)
+    assert proba.shape == (len(features), 2)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert ((proba >= 0) & (proba <= 1)).all()
+    assert model.classes_.tolist() == [0, 1]
+    assert np.array_equal(model.predict(features), (proba[:, 1] >= 0.5).astype(int))
+    # unseen categories and NaN at predict: no error, valid probabilities
+    unseen = model.predict_proba(unseen_rows())
+    assert np.isfinite(unseen).all()
+    # deterministic
+    again = clone(model).fit(features, y).predict_proba(features)
+    assert np.array_equal(again, proba)
+
+
+@pytest.mark.parametrize("model", all_baselines(), ids=lambda m: repr(m))
+def test_pickle_round_trip(model, synthetic: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, y = synthetic
+    model.fit(features, y)
+    restored = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(restored.predict_proba(features), model.predict_proba(features))
+
+
+@pytest.mark.parametrize("model", all_baselines(), ids=lambda m: repr(m))
+def test_clone_copies_params_not_state(model, synthetic: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, y = synthetic
+    model.fit(features, y)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "classes_")
+
+
+def test_non_frame_input_is_rejected() -> None:
+    with pytest.raises(TypeError, match="DataFrame"):
+        BaseRateClassifier().fit(np.zeros((2, 1)), [0, 1])
+
+
+def test_length_mismatch_is_rejected() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        BaseRateClassifier().fit(pd.DataFrame({"a": [1, 2]}), [0, 1, 1])
+
+
+# ---------------------------------------------------------------- base rate
+
+
+def test_base_rate_predicts_training_rate() -> None:
+    features = pd.DataFrame({"a": range(8)})
+    y = pd.Series([True, False, False, True, False, False, False, True], dtype="boolean")
+    model = BaseRateClassifier().fit(features, y)
+    assert model.rate_ == pytest.approx(3 / 8)
+    assert np.allclose(model.predict_proba(pd.DataFrame({"a": [100, 200]}))[:, 1], 3 / 8)
+    assert model.predict(features).tolist() == [0] * 8
+
+
+def test_base_rate_single_class() -> None:
+    model = BaseRateClassifier().fit(pd.DataFrame({"a": [1, 2]}), [1, 1])
+    assert model.predict_proba(pd.DataFrame({"a": [3]})).tolist() == [[0.0, 1.0]]
+
+
+# ---------------------------------------------------------------- naive Bayes
+
+
+@pytest.fixture
+def hand_frame() -> tuple[pd.DataFrame, list[int]]:
+    features = pd.DataFrame(
+        {
+            "src": ["a", "a", "b", "b", "a", None],
+            "tier": ["x", "y", "x", "y", "y", "x"],
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],  # numeric: ignored when categorical=None
+        }
+    )
+    return features, [1, 1, 0, 1, 0, 0]
+
+
+def test_naive_bayes_matches_hand_computation(hand_frame: tuple[pd.DataFrame, list[int]]) -> None:
+    features, y = hand_frame
+    model = NaiveBayesBaseline(alpha=1.0).fit(features, y)
+    assert model.categorical_ == ["src", "tier"]
+    # positives: src a, a, b; tier x, y, y.  negatives: src b, a, (missing); tier x, y, x.
+    # src: 2 levels, 3 positives and 2 negatives with a value.  tier: 2 levels, 3 and 3.
+    p_src_a_pos, p_src_a_neg = (2 + 1) / (3 + 2), (1 + 1) / (2 + 2)
+    p_tier_x_pos, p_tier_x_neg = (1 + 1) / (3 + 2), (2 + 1) / (3 + 2)
+    prior = 3 / 6
+    log_pos = math.log(prior) + math.log(p_src_a_pos) + math.log(p_tier_x_pos)
+    log_neg = math.log(1 - prior) + math.log(p_src_a_neg) + math.log(p_tier_x_neg)
+    expected = math.exp(log_pos) / (math.exp(log_pos) + math.exp(log_neg))
+    row = pd.DataFrame({"src": ["a"], "tier": ["x"], "amount": [0.0]})
+    assert model.predict_proba(row)[0, 1] == pytest.approx(expected)
+    assert model.decision_function(row)[0] == pytest.approx(log_pos - log_neg)
+    assert model.tables_["src"].loc["a", "n_pos"] == 2
+
+
+def test_naive_bayes_skips_missing_and_unseen_values(hand_frame: tuple[pd.DataFrame, list[int]]) -> None:
+    features, y = hand_frame
+    model = NaiveBayesBaseline().fit(features, y)
+    rows = pd.DataFrame({"src": [None, "zzz", np.nan], "tier": ["y", "y", None], "amount": [0.0, 0.0, 0.0]})
+    p_tier_y_pos, p_tier_y_neg = (2 + 1) / 5, (1 + 1) / 5
+    only_tier = p_tier_y_pos / (p_tier_y_pos + p_tier_y_neg)
+    assert model.predict_proba(rows)[:, 1] == pytest.approx([only_tier, only_tier, 0.5])
+
+
+def test_naive_bayes_category_dtype_matches_object(hand_frame: tuple[pd.DataFrame, list[int]]) -> None:
+    features, y = hand_frame
+    model = NaiveBayesBaseline().fit(features, y)
+    as_category = features.astype({"src": "category", "tier": "category"})
+    assert np.allclose(model.predict_proba(as_category), model.predict_proba(features))
+
+
+def test_naive_bayes_explicit_fields_and_bad_alpha(hand_frame: tuple[pd.DataFrame, list[int]]) -> None:
+    features, y = hand_frame
+    model = NaiveBayesBaseline(categorical=["tier"]).fit(features, y)
+    assert list(model.tables_) == ["tier"]
+    with pytest.raises(ValueError, match="alpha"):
+        NaiveBayesBaseline(alpha=0).fit(features, y)
+    with pytest.raises(ValueError, match="lacks"):
+        NaiveBayesBaseline(categorical=["nope"]).fit(features, y)
+
+
+# ---------------------------------------------------------------- logistic
+
+
+def test_logistic_beats_base_rate(synthetic: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, y = synthetic
+    train, test = slice(0, 2000), slice(2000, None)
+    base = BaseRateClassifier().fit(features.iloc[train], y[train])
+    logistic = LogisticBaseline().fit(features.iloc[train], y[train])
+    auc_base = roc_auc_score(y[test], base.predict_proba(features.iloc[test])[:, 1])
+    auc_logistic = roc_auc_score(y[test], logistic.predict_proba(features.iloc[test])[:, 1])
+    assert auc_base == 0.5
+    assert auc_logistic > 0.75
+
+
+def test_logistic_infers_columns_and_drops_empty_ones(synthetic: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, y = synthetic
+    features = features.assign(empty=np.nan, when=pd.Timestamp("2024-01-01"))
+    model = LogisticBaseline().fit(features, y)
+    assert model.categorical_ == ["source", "stage", "has_phone"]
+    assert model.numeric_ == ["score", "employees"]
+    assert model.dropped_columns_ == ["empty"]
+    coefficients = model.coefficients()
+    assert "numeric__score" in coefficients.index
+    assert coefficients["numeric__score"] > 0
+
+
+def test_logistic_small_c_shrinks_coefficients(synthetic: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, y = synthetic
+    strong = LogisticBaseline(C=1.0).fit(features.head(200), y[:200]).coefficients()
+    small = LogisticBaseline(C=0.01).fit(features.head(200), y[:200]).coefficients()
+    assert small.abs().sum() < strong.abs().sum()
+
+
+def test_logistic_needs_two_classes() -> None:
+    with pytest.raises(ValueError, match="both classes"):
+        LogisticBaseline().fit(pd.DataFrame({"a": [1.0, 2.0]}), [0, 0])
+
+
+# ---------------------------------------------------------------- stage win rate
+
+
+def test_stage_win_rate_shrunk_rates() -> None:
+    features = pd.DataFrame({"stage": ["s1"] * 4 + ["s2"] * 2 + [None] * 2})
+    y = [1, 1, 1, 0, 0, 0, 1, 0]
+    model = StageWinRateBaseline(alpha=2.0).fit(features, y)
+    overall = 4 / 8
+    assert model.overall_rate_ == overall
+    assert model.stage_rates_["s1"] == pytest.approx((3 + 2 * overall) / (4 + 2))
+    assert model.stage_rates_["s2"] == pytest.approx((0 + 2 * overall) / (2 + 2))
+    rows = pd.DataFrame({"stage": pd.Categorical(["s1", "s2", "s9", None])})
+    assert model.predict_proba(rows)[:, 1] == pytest.approx([4 / 6, 1 / 4, overall, overall])
+    raw = StageWinRateBaseline(alpha=0).fit(features, y)
+    assert raw.stage_rates_.to_dict() == {"s1": 0.75, "s2": 0.0}
+
+
+def test_stage_win_rate_custom_column_and_missing_column() -> None:
+    features = pd.DataFrame({"phase": ["a", "b"]})
+    assert StageWinRateBaseline(stage_column="phase").fit(features, [1, 0]).stage_rates_.size == 2
+    with pytest.raises(ValueError, match="lacks"):
+        StageWinRateBaseline().fit(features, [1, 0])
