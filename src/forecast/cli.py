@@ -401,10 +401,10 @@ def _warehouse_features(
                 dates = as_of_grid(start, end, parse_every(every))
             table = build_feature_table(
                 src,
-                entity,
+                entity,  # type: ignore[arg-type]
                 dates,
                 labels,
-                progress=lambda m: update(m, None),  # type: ignore[arg-type]
+                progress=lambda m: update(m, None),
             )
             update("writing", None)
             write_frame(table.frame, out)
@@ -424,6 +424,8 @@ def _first_event(src: Any) -> pd.Timestamp:
 
 
 def _parse_date(value: str | None, option: str, as_json: bool) -> pd.Timestamp:
+    if not value:
+        _fail(as_json, f"{option} is empty")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):

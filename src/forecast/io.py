@@ -39,12 +39,20 @@ def write_frame(frame: pd.DataFrame, path: Path, fmt: Literal["parquet", "csv"] 
     elif fmt == "csv":
         atomic_write(
             path,
-            lambda p: frame.to_csv(p, index=False, date_format="%Y-%m-%d %H:%M:%S", lineterminator="\n"),
+            lambda p: _to_csv(frame, p),
         )
     else:
         raise ValueError(f"unknown format {fmt!r}; use 'parquet' or 'csv'")
 
 
+def _to_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False, date_format="%Y-%m-%d %H:%M:%S", lineterminator="\n")
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically (UTF-8)."""
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)

@@ -166,6 +166,12 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         y_arr = np.asarray(y, dtype=int)
         self.classes_ = np.array([0, 1])
         monotone = [1 if c in set(self.monotone_increasing) else 0 for c in X.columns]
+        # "advanced" crashed LightGBM 4.7 here (segfault); "intermediate" is exact enough.
+        constraints: dict[str, Any] = (
+            {"monotone_constraints": monotone, "monotone_constraints_method": "intermediate"}
+            if any(monotone)
+            else {}
+        )
         self.model_ = lgb.LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
@@ -175,11 +181,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
             subsample_freq=1,
             colsample_bytree=self.colsample_bytree,
             reg_lambda=self.reg_lambda,
-            **(
-                {"monotone_constraints": monotone, "monotone_constraints_method": "intermediate"}
-                if any(monotone)
-                else {}
-            ),
+            **constraints,
             random_state=self.random_state,
             n_jobs=2,
             verbose=-1,
