@@ -90,13 +90,15 @@ def frames_source(
     con = connect_duckdb()
     try:
         for name, spec in TABLES.items():
+            # Declared canonical types: DuckDB would type an all-null string column as INTEGER.
+            cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.kind]}' for c in spec.columns)
+            con.execute(f'CREATE TABLE "{name}" ({cols})')
             if name in tables:
-                con.register(f"_frame_{name}", tables[name])
-                con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "_frame_{name}"')
+                frame = tables[name]
+                present = [c.name for c in spec.columns if c.name in frame.columns]
+                con.register(f"_frame_{name}", frame[present])
+                con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM "_frame_{name}"')
                 con.unregister(f"_frame_{name}")
-            else:
-                cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.kind]}' for c in spec.columns)
-                con.execute(f'CREATE TABLE "{name}" ({cols})')
         yield FeatureSource(con, pipeline)
     finally:
         con.close()

@@ -2,8 +2,10 @@
 
 The deal's current stage, amount and expected close date are final-state fields: they are never
 read for a snapshot. Everything here comes from ``stage_history`` rows entered before as_of. A deal
-without any history row before as_of (a source without history, such as the Maven sample) gets
-missing stage features and falls back to ``opportunities.amount`` for its size.
+without any history row before as_of gets missing stage features; its size is taken from
+``opportunities.amount`` only when the source records no stage history at all (the Maven sample,
+whose amount is a list price); otherwise the stored amount is final-state and the size stays
+unknown until the deal's first history row.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def stage_features(src: FeatureSource) -> pd.DataFrame:
     """
     state = src.df(sql)
     spine = src.df(
-        f"""SELECT s._sid, o.amount AS final_amount FROM {SPINE} s
-            JOIN opportunities o ON o.opportunity_id = s.entity_id ORDER BY s._sid"""
+        f"""SELECT s._sid, o.amount AS final_amount
+            FROM {SPINE} s JOIN opportunities o ON o.opportunity_id = s.entity_id ORDER BY s._sid"""
     )
     out = spine.merge(state, on="_sid", how="left").set_index("_sid")
     result = pd.DataFrame(index=out.index)
@@ -107,8 +109,14 @@ def stage_features(src: FeatureSource) -> pd.DataFrame:
     for col in ("n_stage_changes", "n_backward_moves", "n_close_date_pushes", "n_amount_decreases"):
         result[col] = out[col].astype("float64")
     result["days_to_expected_close"] = out["days_to_expected_close"].astype("float64")
-    has_history = out["amount_now"].notna()
-    result["amount"] = out["amount_now"].where(has_history, out["final_amount"]).astype("float64")
+    # A source that records no stage history at all keeps its stored amount (assumed constant, as
+    # Maven's list prices); otherwise a deal without history before as_of has no known size yet:
+    # its stored amount is final-state.
+    history_rows = src.con.execute("SELECT count(*) FROM stage_history").fetchone()
+    if history_rows is not None and history_rows[0] == 0:
+        result["amount"] = out["final_amount"].astype("float64")
+    else:
+        result["amount"] = out["amount_now"].astype("float64")
     first = out["amount_first"].astype("float64")
     result["amount_change_ratio"] = (out["amount_now"].astype("float64") / first.where(first > 0)).astype(
         "float64"

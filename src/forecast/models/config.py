@@ -1,0 +1,127 @@
+"""Training configuration (one YAML file per model in ``training/``), typed with pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SnapshotSettings(_Strict):
+    """Which snapshots make the training rows."""
+
+    every: str = "7d"
+    date_from: str | None = Field(default=None, alias="from")
+    date_to: str | None = Field(default=None, alias="to")
+    horizon_days: int = Field(default=90, ge=1)
+
+
+class SplitSettings(_Strict):
+    """Time-based split (or, without dates, a stratified or row-order split)."""
+
+    valid_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    gap_days: float | None = Field(default=None, ge=0, description="default: the label horizon")
+    without_time: Literal["stratified", "order"] = "stratified"
+
+
+class LightGBMSettings(_Strict):
+    """Parameters of :class:`~forecast.models.pipeline.CalibratedLGBMClassifier`."""
+
+    n_estimators: int = 2000
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 50
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 100
+    calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
+
+
+class SmallDataSettings(_Strict):
+    """Data-sufficiency thresholds (labelled rows and rows of the rarer class)."""
+
+    min_rows: int = 200
+    min_minority: int = 40
+    absolute_min_rows: int = 40
+    absolute_min_minority: int = 8
+    logistic_c: float = 0.1
+
+
+class PromotionSettings(_Strict):
+    """The written promotion gate."""
+
+    max_auc_drop: float = 0.005
+
+
+class TrainingConfig(_Strict):
+    """Everything a training run needs besides the data.
+
+    Attributes:
+        model_name: Registered model name.
+        experiment: MLflow experiment.
+        entity: ``lead`` or ``opportunity`` (warehouse snapshots).
+        label: Label column of the snapshot table.
+        snapshots: Snapshot cadence and label horizon.
+        split: Split settings.
+        lightgbm: Model parameters.
+        monotone_increasing: Features whose increase may never lower a score.
+        monotone_decreasing: Features whose increase may never raise a score.
+        segments: Columns to check calibration within (e.g. source, channel).
+        bands: Lower probability bound of bands A, B and C (D is the rest).
+        small_data: Data-sufficiency thresholds.
+        promotion: The promotion gate.
+        seed: Random seed.
+    """
+
+    model_name: str = "lead_scoring"
+    experiment: str = "lead_scoring"
+    entity: Literal["lead", "opportunity"] = "lead"
+    label: str = "label_converted"
+    snapshots: SnapshotSettings = SnapshotSettings()
+    split: SplitSettings = SplitSettings()
+    lightgbm: LightGBMSettings = LightGBMSettings()
+    monotone_increasing: list[str] = []
+    monotone_decreasing: list[str] = []
+    segments: list[str] = []
+    bands: dict[str, float] = {"A": 0.30, "B": 0.15, "C": 0.05}
+    small_data: SmallDataSettings = SmallDataSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_bands(self) -> TrainingConfig:
+        cuts = [self.bands.get(b) for b in ("A", "B", "C")]
+        if any(c is None for c in cuts) or not (1 > cuts[0] > cuts[1] > cuts[2] > 0):  # type: ignore[operator]
+            raise ValueError("bands need A > B > C, all between 0 and 1 (D is below C)")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainingConfig:
+        """Read a YAML config.
+
+        Raises:
+            ValueError: With the file name and pydantic's field paths.
+        """
+        try:
+            with path.open(encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+            return cls.model_validate(data)
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the config ({exc})") from exc
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid config: {exc}") from exc
+
+    def band(self, p: float) -> str:
+        """Band A-D of a probability."""
+        for name in ("A", "B", "C"):
+            if p >= self.bands[name]:
+                return name
+        return "D"
