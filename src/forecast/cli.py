@@ -469,6 +469,148 @@ def _flat_features(
     return {"out": str(out), "entity": "flat_export", **export.summary()}
 
 
+# ---------------------------------------------------------------------------- train / promote
+
+train_app = typer.Typer(
+    help="Train a model, log it to MLflow and register it as challenger.", no_args_is_help=True
+)
+promote_app = typer.Typer(
+    help="Apply the promotion gate: challenger replaces champion if better.", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
+app.add_typer(promote_app, name="promote")
+
+MODELS = {"lead-scoring": "lead_scoring"}
+"""CLI model names and their config stems (``training/<stem>.yaml``)."""
+
+
+def default_config(stem: str) -> Path:
+    """The repository's ``training/<stem>.yaml`` (next to the installed source tree)."""
+    return Path(__file__).resolve().parents[2] / "training" / f"{stem}.yaml"
+
+
+def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | None) -> Any:
+    from forecast.models.config import TrainingConfig
+
+    config_path = path or default_config(stem)
+    try:
+        config = TrainingConfig.from_yaml(config_path)
+    except ValueError as exc:
+        _fail(as_json, str(exc))
+    if model_name:
+        config = config.model_copy(update={"model_name": model_name})
+    return config
+
+
+@train_app.command("lead-scoring")
+def train_lead_scoring(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option(help="Training config [default: training/lead_scoring.yaml].")
+    ] = None,
+    table: Annotated[
+        Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --table.")] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="Id column of --table.")] = None,
+    time_column: Annotated[str | None, typer.Option("--time", help="Date column of --table.")] = None,
+    keep_column: Annotated[
+        list[str] | None, typer.Option("--keep-column", help="Keep a column flagged as leakage.")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name [default: lead_scoring].")
+    ] = None,
+    promote_after: Annotated[
+        bool, typer.Option("--promote", help="Apply the promotion gate after training.")
+    ] = False,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    as_json: JsonOpt = False,
+) -> None:
+    """Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table)."""
+    from forecast.jobs import train_model_job
+    from forecast.train import InsufficientDataError
+
+    settings = _settings(ctx)
+    cfg = _load_config("lead_scoring", config, as_json, model_name)
+    try:
+        with _progress(f"train {cfg.model_name}") as update:
+            summary = train_model_job(
+                settings,
+                cfg,
+                table=table,
+                target=target,
+                id_column=id_column,
+                time_column=time_column,
+                keep_columns=keep_column or [],
+                encoding=encoding,
+                delimiter=delimiter,
+                promote_after=promote_after,
+                progress=lambda m: update(m, None),
+            )
+    except (InsufficientDataError, SourceError, FileNotFoundError, LookupError, ValueError, KeyError) as exc:
+        _fail(as_json, str(exc).strip("'\""))
+    for warning in summary.get("warnings", []):
+        get_logger("train").warning(warning)
+    _emit(as_json, summary, lambda c: _render_training(c, summary))
+
+
+@promote_app.command("lead-scoring")
+def promote_lead_scoring(
+    ctx: typer.Context,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name [default: lead_scoring].")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Config with the promotion gate.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Promote the lead-scoring challenger if it passes the gate."""
+    _promote(ctx, "lead_scoring", model_name, config, as_json)
+
+
+def _promote(
+    ctx: typer.Context, stem: str, model_name: str | None, config: Path | None, as_json: bool
+) -> None:
+    from forecast.registry import promote
+
+    settings = _settings(ctx)
+    cfg = _load_config(stem, config, as_json, model_name)
+    try:
+        decision = promote(cfg.model_name, settings, max_auc_drop=cfg.promotion.max_auc_drop)
+    except LookupError as exc:
+        _fail(as_json, str(exc).strip("'\""))
+    payload = {"ok": True, **decision.as_dict()}
+
+    def render(c: Console) -> None:
+        verdict = "promoted" if decision.promoted else "kept the champion"
+        c.print(f"{decision.model_name} v{decision.challenger_version}: {verdict} ({decision.reason})")
+
+    _emit(as_json, payload, render)
+
+
+def _render_training(console: Console, summary: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{summary['model_name']}[/bold] v{summary['version']} ({summary['model_kind']}) logged to "
+        f"{summary['tracking_uri']}, experiment {summary['experiment']!r}, run {summary['run_id']}"
+    )
+    for note in summary["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    table = Table(title="Test slice: model against baselines")
+    for c in ("model", "roc_auc", "pr_auc", "brier", "log_loss", "ece"):
+        table.add_column(c, justify="right" if c != "model" else "left")
+    rows = [("model", summary["metrics"]), *summary["baselines"].items()]
+    for name, m in rows:
+        table.add_row(name, *(_num(m.get(k)) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")))
+    console.print(table)
+    if "promotion" in summary:
+        p = summary["promotion"]
+        console.print(f"promotion: {'promoted' if p['promoted'] else 'not promoted'} ({p['reason']})")
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 # ---------------------------------------------------------------------------- rendering
 
 

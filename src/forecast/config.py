@@ -19,6 +19,9 @@ class Settings(BaseSettings):
         warehouse: Path of the DuckDB warehouse file.
         data_dir: Where the main job writes its simulated CRM and other local outputs.
         mlflow_tracking_uri: MLflow tracking store (a database-backed store works offline).
+        mlflow_artifacts: Folder for MLflow artifacts of the experiments forecast creates.
+        models_dir: Where promoted models' cards are written (``<models_dir>/<name>/``).
+        outputs_dir: Default folder for batch outputs (scores).
         pipeline_file: Optional YAML pipeline definition for canonical imports.
         log_level: Logging level for messages on stderr.
     """
@@ -28,6 +31,9 @@ class Settings(BaseSettings):
     warehouse: Path = Field(default=Path("data/warehouse.duckdb"))
     data_dir: Path = Field(default=Path("data"))
     mlflow_tracking_uri: str = Field(default="sqlite:///mlflow.db")
+    mlflow_artifacts: Path = Field(default=Path("mlartifacts"))
+    models_dir: Path = Field(default=Path("models"))
+    outputs_dir: Path = Field(default=Path("data/outputs"))
     pipeline_file: Path | None = None
     log_level: str = Field(default="INFO")
 

@@ -15,7 +15,13 @@ import pandas as pd
 from forecast.features.catalog import Feature, catalogue_frame
 from forecast.features.history import ACCOUNT_FEATURES, REP_FEATURES, account_features, rep_features
 from forecast.features.profile import DEAL_PROFILE, LEAD_PROFILE, deal_profile, lead_profile
-from forecast.features.snapshots import SPINE, LabelConfig, build_lead_spine, build_opportunity_spine
+from forecast.features.snapshots import (
+    CENSOR_FLAG,
+    SPINE,
+    LabelConfig,
+    build_lead_spine,
+    build_opportunity_spine,
+)
 from forecast.features.source import FeatureSource
 from forecast.features.stages import STAGE_FEATURES, stage_features
 from forecast.features.windows import (
@@ -68,14 +74,7 @@ class FeatureTable:
         """Rows, date range, label rates (on uncensored rows) and the catalogue, for reports and JSON."""
         f = self.frame
         rates: dict[str, Any] = {}
-        censor = {
-            "label_converted": "label_censored",
-            "label_won": "label_won_censored",
-            "label_won_within_h": "label_within_h_censored",
-            "label_lost_within_h": "label_within_h_censored",
-            "label_closed_within_h": "label_within_h_censored",
-        }
-        for label, flag in censor.items():
+        for label, flag in CENSOR_FLAG.items():
             if label in f:
                 known = f.loc[~f[flag].astype(bool), label].astype(float)
                 rates[label] = {
@@ -124,7 +123,7 @@ class FeatureTable:
 def build_feature_table(
     src: FeatureSource,
     entity: Entity,
-    dates: Sequence[pd.Timestamp],
+    dates: Sequence[pd.Timestamp] | str,
     labels: LabelConfig | None = None,
     *,
     data_end: pd.Timestamp | None = None,
@@ -135,7 +134,8 @@ def build_feature_table(
     Args:
         src: Where the CRM tables are.
         entity: ``lead`` or ``opportunity``.
-        dates: The as_of dates.
+        dates: The as_of dates, or :data:`~forecast.features.snapshots.AT_CREATION` for one
+            snapshot per entity one second after its creation.
         labels: Label definitions (default horizons: 90 days).
         data_end: The data's end for censoring (default: the latest event in the data).
         progress: Called with the family being computed.

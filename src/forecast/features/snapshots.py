@@ -16,6 +16,15 @@ import pandas as pd
 
 from forecast.features.source import FeatureSource
 
+CENSOR_FLAG = {
+    "label_converted": "label_censored",
+    "label_won": "label_won_censored",
+    "label_won_within_h": "label_within_h_censored",
+    "label_lost_within_h": "label_within_h_censored",
+    "label_closed_within_h": "label_within_h_censored",
+}
+"""For each binary label, the column that says its value is not known yet."""
+
 SPINE = "_spine"
 """Name of the temporary spine table: ``_sid`` (row id), ``entity_id``, ``as_of`` and labels."""
 
@@ -63,8 +72,22 @@ def _register_dates(src: FeatureSource, dates: Sequence[pd.Timestamp]) -> None:
     src.con.unregister("_asof_frame")
 
 
+AT_CREATION = "at_creation"
+"""Pass as ``dates`` to snapshot every entity one second after its creation (nothing known yet)."""
+
+
+def _date_join(src: FeatureSource, dates: Sequence[pd.Timestamp] | str, alias: str) -> str:
+    """The FROM-clause fragment pairing entities with their as_of dates."""
+    if isinstance(dates, str):
+        if dates != AT_CREATION:
+            raise ValueError(f"unknown snapshot spec {dates!r}")
+        return f"CROSS JOIN LATERAL (SELECT {alias}.created_at + INTERVAL 1 SECOND AS as_of) d"
+    _register_dates(src, dates)
+    return f"JOIN _asof d ON {alias}.created_at < d.as_of"
+
+
 def build_lead_spine(
-    src: FeatureSource, dates: Sequence[pd.Timestamp], labels: LabelConfig, data_end: pd.Timestamp
+    src: FeatureSource, dates: Sequence[pd.Timestamp] | str, labels: LabelConfig, data_end: pd.Timestamp
 ) -> None:
     """Create the spine of lead snapshots with their labels.
 
@@ -72,7 +95,7 @@ def build_lead_spine(
     before the horizon and the lead had neither converted nor been disqualified by then, so the
     label is unknown; train on uncensored rows only).
     """
-    _register_dates(src, dates)
+    join = _date_join(src, dates, "l")
     h = int(labels.lead_horizon_days)
     src.con.execute(
         f"""
@@ -83,7 +106,7 @@ def build_lead_spine(
                (NOT (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY)
                 AND NOT (l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY)
                 AND d.as_of + INTERVAL {h} DAY > ?) AS label_censored
-        FROM leads l JOIN _asof d ON l.created_at < d.as_of
+        FROM leads l {join}
         WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
           AND NOT (l.status = 'disqualified' AND l.status_changed_at IS NOT NULL
                    AND l.status_changed_at < d.as_of)
@@ -94,7 +117,7 @@ def build_lead_spine(
 
 
 def build_opportunity_spine(
-    src: FeatureSource, dates: Sequence[pd.Timestamp], labels: LabelConfig, data_end: pd.Timestamp
+    src: FeatureSource, dates: Sequence[pd.Timestamp] | str, labels: LabelConfig, data_end: pd.Timestamp
 ) -> None:
     """Create the spine of deal snapshots with their labels.
 
@@ -105,7 +128,7 @@ def build_opportunity_spine(
     ``label_days_to_close`` (days from as_of to the close, or to the data's end while open) with
     ``label_close_observed``.
     """
-    _register_dates(src, dates)
+    join = _date_join(src, dates, "o")
     h = int(labels.deal_horizon_days)
     src.con.execute(
         f"""
@@ -120,7 +143,7 @@ def build_opportunity_spine(
                (o.outcome = 'open' AND d.as_of + INTERVAL {h} DAY > ?) AS label_within_h_censored,
                date_diff('second', d.as_of, coalesce(o.closed_at, ?)) / 86400.0 AS label_days_to_close,
                (o.outcome <> 'open') AS label_close_observed
-        FROM opportunities o JOIN _asof d ON o.created_at < d.as_of
+        FROM opportunities o {join}
         WHERE o.closed_at IS NULL OR o.closed_at >= d.as_of
         """,
         [data_end.to_pydatetime(), data_end.to_pydatetime()],

@@ -1,0 +1,159 @@
+"""Jobs: the orchestration behind the CLI and the MLflow project (data -> model -> MLflow).
+
+Each job reads its inputs, calls the pure domain code and writes through the edges (MLflow, files,
+the warehouse). The CLI only parses options and renders the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+
+from forecast.config import Settings
+from forecast.model_card import model_card
+from forecast.models.config import TrainingConfig
+from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
+from forecast.registry import log_trained_model, promote
+from forecast.train import ModelInput, TrainResult, train_binary
+
+Progress = Callable[[str], None]
+
+TARGET_WORDS = {
+    "label_converted": "the lead converts to an opportunity within {h} days",
+    "label_won": "the deal is eventually won",
+    "label_won_within_h": "the deal is won within {h} days",
+    "label_lost_within_h": "the deal is lost within {h} days",
+}
+SCORE_NAMES = {"lead": "p_convert", "opportunity": "p_win"}
+
+
+def _metadata(
+    config: TrainingConfig, data: ModelInput, result: TrainResult, source: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model_name": config.model_name,
+        "experiment": config.experiment,
+        "entity": config.entity if source == "warehouse" else "flat_export",
+        "source": source,
+        "label": data.label,
+        "score_name": SCORE_NAMES.get(config.entity, "p"),
+        "features": data.features,
+        "categorical": data.categorical,
+        "descriptions": data.descriptions,
+        "bands": config.bands,
+        "horizon_days": config.snapshots.horizon_days,
+        "model_kind": result.model_kind,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_sha256": result.data["sha256"],
+        **extra,
+    }
+
+
+def train_model_job(
+    settings: Settings,
+    config: TrainingConfig,
+    *,
+    table: Path | None = None,
+    target: str | None = None,
+    id_column: str | None = None,
+    time_column: str | None = None,
+    keep_columns: Sequence[str] = (),
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    promote_after: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train a binary model on the warehouse snapshots (or a flat export), log it, maybe promote it.
+
+    Returns:
+        A JSON-serialisable summary: metrics of the model and the baselines, where it was logged,
+        the promotion decision, and notes.
+    """
+    say = progress or (lambda _m: None)
+    extra: dict[str, Any] = {}
+    logged_pipeline: Pipeline | None = None
+    warnings: list[str] = []
+    if table is not None:
+        if not target:
+            raise ValueError("--table needs --target COLUMN")
+        say("reading the export")
+        data, export, raw = export_input(
+            table,
+            target=target,
+            id_column=id_column,
+            time_column=time_column,
+            keep_columns=keep_columns,
+            encoding=encoding,
+            delimiter=delimiter,
+        )
+        warnings = list(export.warnings)
+        source = "flat_export"
+        source_words = f"flat export {table.name} (target column {export.target_column!r}, positive = {export.positive_label!r})"
+        target_words = f"{export.target_column} is {export.positive_label!r}"
+        extra = {
+            "flat_spec": export.preparer_spec(),
+            "id_column": export.id_column,
+            "target_column": export.target_column,
+        }
+    else:
+        say("building snapshots")
+        data, _table = warehouse_input(settings.warehouse, config, progress=say)
+        source = "warehouse"
+        source_words = (
+            f"warehouse {settings.warehouse}, {config.entity} snapshots every {config.snapshots.every}"
+        )
+        target_words = TARGET_WORDS.get(config.label, config.label).format(h=config.snapshots.horizon_days)
+    say("training")
+    result = train_binary(data, config)
+    input_columns = data.features
+    test_slice = result.test_frame
+    if source == "flat_export":
+        # The logged model takes the export's raw columns: its first step re-applies the preparation.
+        logged_pipeline = Pipeline([("prepare", export.preparer()), *result.pipeline.steps])
+        input_columns = [c for c in raw.columns if c != export.target_column]
+        test_slice = raw.iloc[result.test_frame[RAW_ROW].to_numpy()].reset_index(drop=True)
+        test_slice[data.label] = result.test_frame[data.label].to_numpy()
+    card = model_card(
+        config.model_name,
+        None,
+        result,
+        config,
+        target_words=target_words,
+        source_words=source_words,
+        score_name=SCORE_NAMES.get(config.entity, "p"),
+    )
+    say("logging to MLflow")
+    if logged_pipeline is not None:
+        result.pipeline = logged_pipeline
+        result.test_frame = test_slice
+    logged = log_trained_model(
+        result,
+        settings=settings,
+        model_name=config.model_name,
+        experiment=config.experiment,
+        params={**config.model_dump(by_alias=True), **result.params},
+        card=card,
+        metadata=_metadata(config, data, result, source, extra),
+        input_columns=input_columns,
+        tags={"source": source},
+    )
+    summary: dict[str, Any] = {
+        "ok": True,
+        "model_name": config.model_name,
+        "version": logged.version,
+        "run_id": logged.run_id,
+        "experiment": logged.experiment,
+        "tracking_uri": settings.mlflow_tracking_uri,
+        "warnings": warnings,
+        **result.summary(),
+    }
+    if promote_after:
+        say("promotion gate")
+        summary["promotion"] = promote(
+            config.model_name, settings, max_auc_drop=config.promotion.max_auc_drop
+        ).as_dict()
+    return summary

@@ -1,0 +1,157 @@
+"""The model card: what a trained model is, how it was tested and what its scores mean, in words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.models.config import TrainingConfig
+from forecast.train import TrainResult
+
+_METRIC_WORDS = {
+    "roc_auc": "ROC-AUC (ranking: 0.5 is chance, 1 is perfect)",
+    "pr_auc": "PR-AUC (precision over recall)",
+    "brier": "Brier score (mean squared error of the probability; lower is better)",
+    "log_loss": "log-loss (lower is better)",
+    "ece": "expected calibration error, 10 bins (gap between predicted and observed rates)",
+    "base_rate": "observed positive rate in the test slice",
+}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return "n/a" if pd.isna(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _briers(scores: Any) -> str:
+    if not scores:
+        return "not compared"
+    return ", ".join(f"{k} {v:.5f}" for k, v in scores.items())
+
+
+def _table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.to_dict("records"):
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def model_card(
+    name: str,
+    version: str | None,
+    result: TrainResult,
+    config: TrainingConfig,
+    *,
+    target_words: str,
+    source_words: str,
+    score_name: str,
+) -> str:
+    """Render the card (Markdown).
+
+    Args:
+        name: Registered model name.
+        version: Registered version (``None`` before registration).
+        result: The training result.
+        config: The training configuration.
+        target_words: What a positive is ("the lead converts to an opportunity within 90 days").
+        source_words: Where the data came from.
+        score_name: The probability column (``p_convert``, ``p_win``).
+    """
+    m = result.metrics
+    rows = [
+        {"model": "this model", **{k: m.get(k) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")}}
+    ]
+    for bname, bm in result.baselines.items():
+        rows.append(
+            {"model": bname, **{k: bm.get(k) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")}}
+        )
+    comparison = pd.DataFrame(rows)
+    beats = [
+        b
+        for b, bm in result.baselines.items()
+        if m["roc_auc"] > bm.get("roc_auc", float("nan")) and m["brier"] < bm.get("brier", float("nan"))
+    ]
+    splits = result.splits.get("splits", {})
+    split_lines = [
+        f"- {k}: {v.get('rows')} rows"
+        + (f", {v.get('entities')} entities, {v.get('from')} to {v.get('to')}" if "from" in v else "")
+        for k, v in splits.items()
+    ]
+    bands = config.bands
+    parts = [
+        f"# Model card: {name}" + (f" v{version}" if version else ""),
+        "",
+        "## What it predicts",
+        "",
+        f"`{score_name}`: the calibrated probability that {target_words}. `score` = round(100 × {score_name}): "
+        "a probability in percent, not a rank or percentile (a score of 30 means about 30 in 100 such "
+        f"cases turn positive). Bands: A ≥ {bands['A']:.0%}, B ≥ {bands['B']:.0%}, C ≥ {bands['C']:.0%}, D below.",
+        "",
+        "## Model",
+        "",
+        f"- kind: {result.model_kind}"
+        + (
+            f"; LightGBM with early stopping ({result.calibration.get('best_iteration')} trees), "
+            f"{result.calibration.get('method')} calibration fitted on the validation split "
+            f"(cross-validated Brier: {_briers(result.calibration.get('cv_brier'))})"
+            if result.calibration
+            else ""
+        ),
+        *[f"- note: {n}" for n in result.notes],
+        "",
+        "## Data",
+        "",
+        f"- source: {source_words}",
+        f"- rows with a known label: {result.data['rows']}, positive rate {_fmt(result.data['label_rate'])}",
+        f"- as_of range: {result.data['from']} to {result.data['to']}",
+        f"- data hash (sha256): `{result.data['sha256']}`",
+        f"- split: {result.splits.get('method')}"
+        + (
+            f", cuts {result.splits.get('cuts')}, purge gap {result.splits.get('gap_days')} days before the test slice"
+            if result.splits.get("method") == "time"
+            else ""
+        ),
+        *split_lines,
+        "",
+        "## Test-slice metrics against the baselines",
+        "",
+        _table(comparison),
+        "",
+        f"Beats on both AUC and Brier: {', '.join(beats) if beats else 'none'}"
+        + (f" (of {', '.join(result.baselines)})." if result.baselines else "."),
+        "",
+        *[f"- {k}: {w}" for k, w in _METRIC_WORDS.items()],
+        "",
+        "## Lift by score decile (test slice; decile 1 = highest scores)",
+        "",
+        _table(result.deciles[["decile", "n", "mean_p", "rate", "lift", "cumulative_capture"]]),
+        "",
+    ]
+    for seg, table in result.segments.items():
+        parts += [
+            f"## Calibration by {seg}",
+            "",
+            _table(table[["segment", "n", "mean_p", "rate", "gap", "ece", "roc_auc"]]),
+            "",
+        ]
+    parts += [
+        "## Most important features (share of gain)",
+        "",
+        _table(result.importance.head(15)),
+        "",
+        "## Limits",
+        "",
+        "- Scores are calibrated on the validation period; recalibrate (retrain) when the mix of leads, "
+        "the process or the market changes (see monitoring).",
+        "- Reasons are the features that moved this score most (TreeSHAP contributions); they explain the "
+        "model, not causes in the world.",
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,101 @@
+"""Turn the warehouse or a user's flat export into a model's training input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from forecast.data.readers import read_table_file
+from forecast.features.build import FeatureTable, build_feature_table
+from forecast.features.snapshots import CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
+from forecast.features.source import FeatureSource, warehouse_source
+from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
+from forecast.models.config import TrainingConfig
+from forecast.train import ModelInput
+
+RAW_ROW = "__raw_row"
+"""Column of a flat export's model input holding each row's position in the raw file."""
+
+
+def snapshot_dates(src: FeatureSource, config: TrainingConfig) -> list[pd.Timestamp]:
+    """The training as_of dates: the configured cadence between the configured or data bounds."""
+    snap = config.snapshots
+    table = "leads" if config.entity == "lead" else "opportunities"
+    row = src.con.execute(f"SELECT min(created_at) FROM {table}").fetchone()
+    if not row or row[0] is None:
+        raise ValueError(f"the warehouse has no {table}; nothing to train {config.model_name} on")
+    start = (
+        pd.Timestamp(snap.date_from)
+        if snap.date_from
+        else pd.Timestamp(row[0]).normalize() + pd.Timedelta(days=7)
+    )
+    end = pd.Timestamp(snap.date_to) if snap.date_to else src.data_end()
+    return as_of_grid(start, end, parse_every(snap.every))
+
+
+def table_input(table: FeatureTable, label: str) -> ModelInput:
+    """Model input from a snapshot feature table."""
+    if label not in table.frame:
+        raise ValueError(f"label {label!r} is not a column of the {table.entity} snapshots ({table.labels})")
+    return ModelInput(
+        frame=table.frame,
+        id_column=table.id_column,
+        label=label,
+        features=[f.name for f in table.features],
+        categorical=[f.name for f in table.features if f.kind == "categorical"],
+        time_column="as_of",
+        censored=CENSOR_FLAG.get(label),
+        descriptions={f.name: f.description for f in table.features},
+    )
+
+
+def warehouse_input(
+    warehouse: Path, config: TrainingConfig, progress: Callable[[str], None] | None = None
+) -> tuple[ModelInput, FeatureTable]:
+    """Build the configured snapshots from the warehouse and return the model input.
+
+    Raises:
+        FileNotFoundError: No warehouse.
+        ValueError: No entities, or an unknown label.
+    """
+    labels = LabelConfig(config.snapshots.horizon_days, config.snapshots.horizon_days)
+    with warehouse_source(warehouse) as src:
+        dates = snapshot_dates(src, config)
+        table = build_feature_table(src, config.entity, dates, labels, progress=progress)
+    return table_input(table, config.label), table
+
+
+def export_input(
+    path: Path,
+    *,
+    target: str,
+    id_column: str | None = None,
+    time_column: str | None = None,
+    keep_columns: Sequence[str] = (),
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+) -> tuple[ModelInput, FlatExport, pd.DataFrame]:
+    """Model input from a user's flat export (bring your own data), with the raw rows.
+
+    The input frame carries :data:`RAW_ROW`, each row's position in the raw file, so that the
+    held-out slice can be logged as raw rows (what the logged pipeline takes).
+    """
+    raw = read_table_file(path, required_columns=[target], encoding=encoding, delimiter=delimiter)
+    export = prepare_flat_export(
+        raw, target=target, id_column=id_column, time_column=time_column, keep_columns=keep_columns
+    )
+    frame = export.table.assign(**{RAW_ROW: range(len(export.table))})
+    features = export.feature_columns
+    categorical = [c for c in features if frame[c].dtype == object]
+    data = ModelInput(
+        frame=frame,
+        id_column=ENTITY_ID,
+        label=LABEL,
+        features=features,
+        categorical=categorical,
+        time_column=AS_OF if frame[AS_OF].notna().all() else None,
+        descriptions={},
+    )
+    return data, export, raw

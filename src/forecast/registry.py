@@ -1,0 +1,325 @@
+"""MLflow at the edge: experiments, logging a trained model, the registry, aliases and promotion.
+
+Every trained model is logged as a whole sklearn pipeline (raw feature columns in, probabilities
+out: ``pyfunc_predict_fn="predict_proba"``), registered under its name, and given the
+``challenger`` alias. :func:`promote` applies the written gate and moves ``champion``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
+
+from forecast.config import Settings
+from forecast.evaluate import classification_metrics
+from forecast.io import write_text
+from forecast.train import TrainResult
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TEST_SLICE = "evaluation/test_slice.parquet"
+CARD = "model_card.md"
+
+
+def client(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured store and return a client."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr readable
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+
+
+def ensure_experiment(name: str, settings: Settings) -> str:
+    """Return the experiment id, creating it with artifacts under ``settings.mlflow_artifacts``."""
+    c = client(settings)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = (settings.mlflow_artifacts / name).resolve()
+    location.mkdir(parents=True, exist_ok=True)
+    return str(c.create_experiment(name, artifact_location=location.as_uri()))
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list | tuple):
+        out[prefix] = ",".join(map(str, value))[:5000]
+    else:
+        out[prefix] = value
+
+
+def _requirements() -> list[str]:
+    names = ["scikit-learn", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle"]
+    return [f"{n}=={package_version(n)}" for n in names]
+
+
+@dataclass
+class LoggedModel:
+    """Where a trained model went."""
+
+    run_id: str
+    version: str
+    model_uri: str
+    experiment: str
+
+
+def log_trained_model(
+    result: TrainResult,
+    *,
+    settings: Settings,
+    model_name: str,
+    experiment: str,
+    params: dict[str, Any],
+    card: str,
+    metadata: dict[str, Any],
+    input_columns: list[str],
+    tags: dict[str, str] | None = None,
+) -> LoggedModel:
+    """Log params, metrics (model and baselines), evaluation artifacts, the card and the pipeline.
+
+    The new version gets the ``challenger`` alias; promotion is separate (:func:`promote`).
+    """
+    c = client(settings)
+    exp_id = ensure_experiment(experiment, settings)
+    flat: dict[str, Any] = {}
+    _flatten("", params, flat)
+    metrics = {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
+    for name, bm in result.baselines.items():
+        metrics.update({f"baseline_{name}_{k}": v for k, v in bm.items() if np.isfinite(v)})
+    x_example = result.test_frame[input_columns].head(5)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{model_name}-{result.model_kind}") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.set_tags(
+            {
+                "model_name": model_name,
+                "model_kind": result.model_kind,
+                "data_sha256": result.data["sha256"],
+                "data_rows": str(result.data["rows"]),
+                "data_from": str(result.data["from"]),
+                "data_to": str(result.data["to"]),
+                "data_label_rate": str(result.data["label_rate"]),
+                **(tags or {}),
+            }
+        )
+        mlflow.log_dict(result.splits, "evaluation/splits.json")
+        mlflow.log_dict(result.data, "evaluation/data_identity.json")
+        mlflow.log_dict(result.summary(), "evaluation/summary.json")
+        mlflow.log_text(result.deciles.to_csv(index=False), "evaluation/deciles.csv")
+        mlflow.log_text(result.importance.to_csv(index=False), "evaluation/feature_importance.csv")
+        for seg, table in result.segments.items():
+            mlflow.log_text(table.to_csv(index=False), f"evaluation/calibration_by_{seg}.csv")
+        mlflow.log_text(card, CARD)
+        with tempfile.TemporaryDirectory() as tmp:
+            from forecast.evaluate import reliability_plot
+
+            png = reliability_plot(
+                result.reliability, Path(tmp) / "reliability.png", f"{model_name}: reliability"
+            )
+            mlflow.log_artifact(str(png), "evaluation")
+            sl = Path(tmp) / "test_slice.parquet"
+            result.test_frame.to_parquet(sl, index=False)
+            mlflow.log_artifact(str(sl), "evaluation")
+        proba = result.pipeline.predict_proba(x_example)
+        info = mlflow.sklearn.log_model(
+            result.pipeline,
+            name="model",
+            registered_model_name=model_name,
+            signature=infer_signature(x_example, proba),
+            input_example=x_example,
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=_requirements(),
+            # Our pipeline classes and LightGBM's booster are not skops-trusted types; the registry
+            # is the project's own store, so cloudpickle (MLflow's long-standing format) is used.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            metadata=metadata,
+        )
+        version = str(info.registered_model_version)
+    c.set_registered_model_alias(model_name, CHALLENGER, version)
+    c.set_model_version_tag(model_name, version, "roc_auc", f"{result.metrics['roc_auc']:.6f}")
+    c.set_model_version_tag(model_name, version, "brier", f"{result.metrics['brier']:.6f}")
+    c.set_model_version_tag(model_name, version, "model_kind", result.model_kind)
+    return LoggedModel(run.info.run_id, version, f"models:/{model_name}/{version}", experiment)
+
+
+def version_by_alias(name: str, alias: str, settings: Settings) -> Any | None:
+    """The model version behind ``alias``, or ``None``."""
+    try:
+        return client(settings).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass
+class LoadedModel:
+    """A registered model loaded for scoring."""
+
+    name: str
+    version: str
+    alias: str | None
+    pipeline: Pipeline
+    metadata: dict[str, Any]
+    run_id: str
+
+
+def load_model(name: str, settings: Settings, alias: str = CHAMPION) -> LoadedModel:
+    """Load ``models:/<name>@<alias>`` as the sklearn pipeline (probabilities, not labels).
+
+    Raises:
+        LookupError: No such model or alias, with what to run instead.
+    """
+    mv = version_by_alias(name, alias, settings)
+    if mv is None:
+        raise LookupError(
+            f"no model {name!r} with alias {alias!r} in {settings.mlflow_tracking_uri}; "
+            f"train one (forecast train …) and promote it (forecast promote …)"
+        )
+    uri = f"models:/{name}@{alias}"
+    pipeline = mlflow.sklearn.load_model(uri)
+    meta = mlflow.models.Model.load(uri).metadata or {}
+    return LoadedModel(name, str(mv.version), alias, pipeline, dict(meta), str(mv.run_id))
+
+
+@contextmanager
+def _downloaded(run_id: str, path: str, settings: Settings) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=settings.mlflow_tracking_uri
+            )
+        )
+
+
+@dataclass
+class PromotionDecision:
+    """The outcome of the promotion gate."""
+
+    model_name: str
+    challenger_version: str
+    champion_version: str | None
+    promoted: bool
+    reason: str
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    rows: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+
+def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> PromotionDecision:
+    """Apply the gate to the ``challenger`` and move ``champion`` if it passes.
+
+    The gate: on the challenger's own held-out (latest) slice, the challenger replaces the champion
+    only if its ROC-AUC is not lower by more than ``max_auc_drop`` and its Brier score is lower.
+    Without a champion the challenger is promoted. The decision and both sets of metrics are logged
+    as a ``promotion`` run in the model's experiment, and the champion's card is written to
+    ``<models_dir>/<name>/``.
+
+    Raises:
+        LookupError: No challenger.
+    """
+    c = client(settings)
+    chall = version_by_alias(name, CHALLENGER, settings)
+    if chall is None:
+        raise LookupError(f"model {name!r} has no {CHALLENGER!r} version; train one first")
+    champ = version_by_alias(name, CHAMPION, settings)
+    with _downloaded(chall.run_id, TEST_SLICE, settings) as path:
+        test = pd.read_parquet(path)
+    chall_model = load_model(name, settings, CHALLENGER)
+    label = str(chall_model.metadata.get("label", ""))
+    y = test[label].astype(int).to_numpy()
+    chall_m = classification_metrics(y, chall_model.pipeline.predict_proba(test)[:, 1])
+    champ_m: dict[str, float] | None = None
+    if champ is None:
+        promoted, reason = True, "no champion yet"
+    elif str(champ.version) == str(chall.version):
+        promoted, reason = False, "the challenger already is the champion"
+        champ_m = chall_m
+    else:
+        champ_model = load_model(name, settings, CHAMPION)
+        try:
+            champ_m = classification_metrics(y, champ_model.pipeline.predict_proba(test)[:, 1])
+        except (KeyError, ValueError) as exc:
+            promoted, reason = (
+                True,
+                f"the champion cannot score the challenger's test slice ({exc}); replaced",
+            )
+        else:
+            auc_ok = chall_m["roc_auc"] >= champ_m["roc_auc"] - max_auc_drop
+            brier_ok = chall_m["brier"] < champ_m["brier"]
+            promoted = auc_ok and brier_ok
+            reason = (
+                f"ROC-AUC {chall_m['roc_auc']:.4f} vs {champ_m['roc_auc']:.4f} (allowed drop {max_auc_drop}): "
+                f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
+                f"{'lower' if brier_ok else 'not lower'}"
+            )
+    decision = PromotionDecision(
+        name,
+        str(chall.version),
+        None if champ is None else str(champ.version),
+        promoted,
+        reason,
+        chall_m,
+        champ_m,
+        len(test),
+    )
+    exp_id = ensure_experiment(str(chall_model.metadata.get("experiment", name)), settings)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"promotion-{name}-v{chall.version}"):
+        mlflow.set_tags(
+            {"kind": "promotion", "model_name": name, "promoted": str(promoted), "reason": reason[:5000]}
+        )
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in chall_m.items() if np.isfinite(v)})
+        if champ_m is not None:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in champ_m.items() if np.isfinite(v)})
+        mlflow.log_dict(decision.as_dict(), "promotion.json")
+    if promoted:
+        c.set_registered_model_alias(name, CHAMPION, str(chall.version))
+        write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
+    return decision
+
+
+def write_champion_card(
+    name: str, version: str, run_id: str, decision: PromotionDecision, settings: Settings
+) -> Path:
+    """Copy the champion's card (and its metrics) to ``<models_dir>/<name>/``."""
+    with _downloaded(run_id, CARD, settings) as path:
+        card = path.read_text(encoding="utf-8")
+    folder = settings.models_dir / name
+    write_text(
+        folder / CARD, card.replace(f"# Model card: {name}\n", f"# Model card: {name} v{version}\n", 1)
+    )
+    write_text(
+        folder / "champion.json",
+        json.dumps({"version": version, "run_id": run_id, **decision.as_dict()}, indent=2, default=str)
+        + "\n",
+    )
+    return folder / CARD
+
+
+def model_info(name: str, settings: Settings) -> dict[str, Any]:
+    """Versions behind the aliases, with their key metrics (for ``forecast models`` and the API)."""
+    out: dict[str, Any] = {"name": name}
+    for alias in (CHAMPION, CHALLENGER):
+        mv = version_by_alias(name, alias, settings)
+        out[alias] = (
+            None if mv is None else {"version": str(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags)}
+        )
+    return out
