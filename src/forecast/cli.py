@@ -517,11 +517,15 @@ def train_lead_scoring(
     keep_column: Annotated[
         list[str] | None, typer.Option("--keep-column", help="Keep a column flagged as leakage.")
     ] = None,
+    drop_column: Annotated[
+        list[str] | None,
+        typer.Option("--drop-column", help="Leave a column of --table out (e.g. known only later)."),
+    ] = None,
     model_name: Annotated[
         str | None, typer.Option(help="Registered model name [default: lead_scoring].")
     ] = None,
     promote_after: Annotated[
-        bool, typer.Option("--promote", help="Apply the promotion gate after training.")
+        bool, typer.Option("--promote/--no-promote", help="Apply the promotion gate after training.")
     ] = False,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
@@ -543,6 +547,7 @@ def train_lead_scoring(
                 id_column=id_column,
                 time_column=time_column,
                 keep_columns=keep_column or [],
+                drop_columns=drop_column or [],
                 encoding=encoding,
                 delimiter=delimiter,
                 promote_after=promote_after,
@@ -586,6 +591,89 @@ def _promote(
         c.print(f"{decision.model_name} v{decision.challenger_version}: {verdict} ({decision.reason})")
 
     _emit(as_json, payload, render)
+
+
+score_app = typer.Typer(
+    help="Batch scoring with the champion model (every row scored or rejected).", no_args_is_help=True
+)
+app.add_typer(score_app, name="score")
+
+
+@score_app.command("leads")
+def score_leads(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="A file in the shape the model was trained on.")
+    ] = None,
+    from_warehouse: Annotated[
+        bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="Registered model name (its champion is used).")
+    ] = "lead_scoring",
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
+    ] = None,
+    write_back: Annotated[
+        bool, typer.Option("--write-back", help="Also store the scores in the warehouse.")
+    ] = False,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    as_json: JsonOpt = False,
+) -> None:
+    """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row."""
+    _score(ctx, output, input_path, from_warehouse, model, as_of, write_back, encoding, delimiter, as_json)
+
+
+def _score(
+    ctx: typer.Context,
+    output: Path,
+    input_path: Path | None,
+    from_warehouse: bool,
+    model: str,
+    as_of: str | None,
+    write_back: bool,
+    encoding: str,
+    delimiter: str,
+    as_json: bool,
+) -> None:
+    from forecast.batch import ScoringError, score_job
+    from forecast.registry import client
+
+    if (input_path is None) == (not from_warehouse):
+        _fail(as_json, "give exactly one of --input FILE or --from-warehouse")
+    settings = _settings(ctx)
+    client(settings)
+    when = _parse_date(as_of, "--as-of", as_json) if as_of else None
+    try:
+        with _progress("score") as update:
+            summary = score_job(
+                settings,
+                model_name=model,
+                output=output,
+                input_path=input_path,
+                as_of=when,
+                write_to_warehouse=write_back,
+                encoding=encoding,
+                delimiter=delimiter,
+                progress=update,
+            )
+    except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
+        _fail(as_json, str(exc).strip("'\""))
+
+    def render(c: Console) -> None:
+        c.print(
+            f"scored {summary['scored']:,} of {summary['rows_in']:,} rows with {summary['model_name']} "
+            f"v{summary['model_version']}"
+            + (f" as of {summary['as_of']}" if summary["as_of"] else "")
+            + f"; {summary['rejected']:,} rejected"
+        )
+        c.print(
+            f"  output: {summary['output']}\n  rejects: {summary['rejects']}\n  bands: {summary['bands']}"
+        )
+
+    _emit(as_json, summary, render)
 
 
 def _render_training(console: Console, summary: dict[str, Any]) -> None:

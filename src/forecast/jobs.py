@@ -62,6 +62,7 @@ def train_model_job(
     id_column: str | None = None,
     time_column: str | None = None,
     keep_columns: Sequence[str] = (),
+    drop_columns: Sequence[str] = (),
     encoding: str = "utf-8",
     delimiter: str = ",",
     promote_after: bool = False,
@@ -87,6 +88,7 @@ def train_model_job(
             id_column=id_column,
             time_column=time_column,
             keep_columns=keep_columns,
+            drop_columns=drop_columns,
             encoding=encoding,
             delimiter=delimiter,
         )

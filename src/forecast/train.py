@@ -7,7 +7,7 @@ One function, :func:`train_binary`, serves every binary model (lead scoring, dea
 2. check data sufficiency: below the absolute minimum refuse with a clear message; below the
    sufficiency threshold fit a regularised logistic model instead of LightGBM, and say so;
 3. fit the pipeline (:mod:`forecast.models.pipeline`) with early stopping and calibration on the
-   validation split, and the baselines on train + validation;
+   validation split, and the baselines on the same training rows;
 4. evaluate everything on the latest (test) slice: metrics, deciles, reliability, segments,
    feature importance.
 
@@ -253,7 +253,9 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     metrics = classification_metrics(y_test, p_test)
     reliability = {"model": reliability_table(y_test, p_test)}
     baselines: dict[str, dict[str, float]] = {}
-    bl_fit = np.concatenate([train, valid])
+    # Baselines learn from the same rows as the model's trees (validation rows only steer the
+    # model's early stopping and calibration), so the comparison is on equal information.
+    bl_fit = train
     for name, est in _baselines(data).items():
         est.fit(x.iloc[bl_fit], y_all[bl_fit])
         p = est.predict_proba(x.iloc[test])[:, 1]

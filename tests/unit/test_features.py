@@ -518,7 +518,7 @@ def test_next_action_comes_from_an_earlier_activity_planning_a_later_step() -> N
     assert not bool(frame.loc["Q", "act_next_action_scheduled"])  # its plan is past
     assert missing(frame.loc["Q", "act_days_to_next_action"])
     assert frame.loc["Q", "act_call_7d"] == 0
-    assert missing(frame.loc["Q", "act_days_since_last_inbound"])
+    assert frame.loc["Q", "act_days_since_last_inbound"] == pytest.approx(frame.loc["Q", "age_days"])
 
 
 def _event(event_id: str, days_before: float, **fields: object) -> dict[str, object]:
@@ -556,10 +556,10 @@ def test_engagement_trend_and_windows() -> None:
     assert (t["eng_web_visit_7d"], t["eng_web_visit_30d"], t["eng_web_visit_90d"]) == (5, 8, 9)
     assert t["eng_site_minutes_30d"] == pytest.approx(8.0)
     assert t["eng_days_since_last"] == 1
-    assert missing(t["eng_days_since_pricing_view"])
+    assert t["eng_days_since_pricing_view"] == pytest.approx(t["age_days"])  # never: its age
     z = frame.loc["Z"]
     assert (z["eng_events_total"], z["eng_trend_7v21"]) == (0, 1.0)  # no events: flat trend
-    assert missing(z["eng_days_since_last"])
+    assert z["eng_days_since_last"] == pytest.approx(z["age_days"])
 
 
 def test_deal_engagement_sees_its_lead_and_its_account_once_each() -> None:

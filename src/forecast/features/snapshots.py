@@ -26,7 +26,8 @@ CENSOR_FLAG = {
 """For each binary label, the column that says its value is not known yet."""
 
 SPINE = "_spine"
-"""Name of the temporary spine table: ``_sid`` (row id), ``entity_id``, ``as_of`` and labels."""
+"""Name of the temporary spine table: ``_sid`` (row id), ``entity_id``, ``as_of``, ``_born`` (the
+entity's creation) and labels."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def build_lead_spine(
         f"""
         CREATE OR REPLACE TEMP TABLE {SPINE} AS
         SELECT row_number() OVER (ORDER BY d.as_of, l.lead_id) - 1 AS _sid,
-               l.lead_id AS entity_id, d.as_of,
+               l.lead_id AS entity_id, d.as_of, l.created_at AS _born,
                (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS label_converted,
                (NOT (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY)
                 AND NOT (l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY)
@@ -134,7 +135,7 @@ def build_opportunity_spine(
         f"""
         CREATE OR REPLACE TEMP TABLE {SPINE} AS
         SELECT row_number() OVER (ORDER BY d.as_of, o.opportunity_id) - 1 AS _sid,
-               o.opportunity_id AS entity_id, d.as_of,
+               o.opportunity_id AS entity_id, d.as_of, o.created_at AS _born,
                CASE WHEN o.outcome = 'open' THEN NULL ELSE o.outcome = 'won' END AS label_won,
                (o.outcome = 'open') AS label_won_censored,
                (o.outcome = 'won' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_won_within_h,

@@ -21,6 +21,7 @@ Everything here is pure except :func:`load_flat_export`, which reads the file an
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -186,6 +188,8 @@ class FlatExport:
         positive_label: The raw target value mapped to 1.
         duplicate_rows: Rows that exactly repeat an earlier row (ignoring the id column).
         column_auc: Single-column ROC-AUC (max of value and is-missing) of every candidate feature.
+        preparation: How each feature column was made from the raw columns (levels, yes/no reading,
+            date order), learnt on this export; read it through :meth:`preparer_spec`.
     """
 
     table: pd.DataFrame
@@ -200,6 +204,7 @@ class FlatExport:
     positive_label: str
     duplicate_rows: int = 0
     column_auc: dict[str, float] = field(default_factory=dict)
+    preparation: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -236,6 +241,28 @@ class FlatExport:
             "warnings": list(self.warnings),
             "strongest_columns": {k: round(float(v), 4) for k, v in top},
         }
+
+    def preparer_spec(self) -> dict[str, Any]:
+        """What :class:`FlatExportPreparer` needs to turn new raw rows into :attr:`feature_columns`.
+
+        Returns:
+            A JSON-serialisable dict (a copy): ``id_column`` (``None`` when the id is the row number),
+            ``time_column``, ``time_dayfirst`` (how ``d/m/Y``-like dates read; ``None``: typed dates
+            in training, text dates decide for themselves), ``inputs`` (the raw columns new rows must have),
+            ``feature_columns`` and, per feature, its ``name``, ``source`` column, ``derived_from``
+            (``value`` or ``missing_kind``), ``role`` and parsing info (``levels`` of a categorical,
+            ``boolean_mode`` of a boolean, ``dayfirst`` of a date).
+
+        Raises:
+            ValueError: The export was not made by :func:`prepare_flat_export`.
+        """
+        if not self.preparation:
+            raise ValueError("this FlatExport has no preparation spec (build it with prepare_flat_export)")
+        return copy.deepcopy(self.preparation)
+
+    def preparer(self) -> FlatExportPreparer:
+        """A fitted :class:`FlatExportPreparer` that re-applies this export's preparation to new rows."""
+        return FlatExportPreparer(self.preparer_spec())
 
 
 # --- names -----------------------------------------------------------------------------------------
@@ -410,20 +437,37 @@ _DATE_RE = (
 )
 
 
-def _parse_dates(values: pd.Series) -> pd.Series:
-    """Parse dates (ISO, ``d/m/Y`` or ``m/d/Y``: day first when a first field exceeds 12) to naive UTC."""
+def _parse_dates(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
+    """Parse dates (ISO, ``d/m/Y`` or ``m/d/Y``: day first when a first field exceeds 12) to naive UTC.
+
+    ``dayfirst`` fixes the reading of ``d/m/Y`` vs ``m/d/Y`` (as learnt on training rows); ``None``
+    decides from ``values`` themselves.
+    """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[ns]")
-    return _per_unique(values, _parse_dates_unique, "datetime64[ns]")
+    return _per_unique(values, lambda u: _parse_dates_unique(u, dayfirst), "datetime64[ns]")
 
 
-def _parse_dates_unique(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip()
+def _dayfirst(values: pd.Series) -> bool | None:
+    """Whether slash/dot dates in ``values`` read day first (a first field exceeds 12, no second one does).
+
+    ``None`` for typed dates (nothing to learn: text dates seen later decide for themselves).
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None
+    text = pd.Series(pd.unique(values.dropna()), dtype=object).astype("string").str.strip()
     looks = text.str.fullmatch(_DATE_RE).fillna(False).astype(bool)
     parts = text[looks].str.extract(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-]").astype(float)
-    dayfirst = bool((parts[0] > 12).any() and not (parts[1] > 12).any())
+    return bool((parts[0] > 12).any() and not (parts[1] > 12).any())
+
+
+def _parse_dates_unique(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
+    text = values.astype("string").str.strip()
+    looks = text.str.fullmatch(_DATE_RE).fillna(False).astype(bool)
+    if dayfirst is None:
+        dayfirst = bool(_dayfirst(text[looks]))
     parsed = pd.to_datetime(text.where(looks), errors="coerce", format="mixed", dayfirst=dayfirst, utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
@@ -879,6 +923,7 @@ def prepare_flat_export(
 
     excluded: list[str] = []
     features: dict[str, pd.Series] = {}
+    specs: dict[str, dict[str, Any]] = {}
     for column in candidates.columns:
         role = by_name[column]
         if role.role not in FEATURE_ROLES:
@@ -894,6 +939,7 @@ def prepare_flat_export(
             continue
         name = f"{column}{DAYS_BEFORE_SUFFIX}" if role.role == "datetime" else column
         features[name] = values
+        specs[name] = _feature_spec(column, candidates[column], role.role, from_raw=column in frame.columns)
     feature_frame = pd.DataFrame(features, index=frame.index)
 
     scores = column_auc(feature_frame, labels)
@@ -926,6 +972,12 @@ def prepare_flat_export(
         [ids.reset_index(drop=True), as_of, feature_frame[kept_features], labels.rename(LABEL)], axis=1
     )
     table.columns = [ENTITY_ID, AS_OF, *[_safe_name(c) for c in kept_features], LABEL]
+    preparation = _preparation_spec(
+        [specs[c] | {"name": _safe_name(c)} for c in kept_features],
+        id_column=id_column,
+        time_column=time_column,
+        time_dayfirst=_dayfirst(frame[time_column]) if time_column is not None else None,
+    )
     return FlatExport(
         table=table,
         roles=roles,
@@ -939,6 +991,7 @@ def prepare_flat_export(
         positive_label=positive_label,
         duplicate_rows=duplicate_rows,
         column_auc={c: max(v) for c, v in scores.items()},
+        preparation=preparation,
     )
 
 
@@ -974,3 +1027,267 @@ def load_flat_export(
     return prepare_flat_export(
         frame, target=target, id_column=id_column, time_column=time_column, keep_columns=keep_columns
     )
+
+
+# --- scoring new rows ------------------------------------------------------------------------------
+SPEC_VERSION = 1
+"""Version of :meth:`FlatExport.preparer_spec`'s layout."""
+
+BooleanMode = Literal["filled", "native", "words", "numbers"]
+
+
+def _boolean_mode(values: pd.Series) -> BooleanMode:
+    """How :func:`_feature_values` reads a boolean column (the same decisions, in the same order)."""
+    if values.dropna().astype(str).str.strip().nunique() == 1:
+        return "filled"
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return "native"
+    return "words" if _bool_values(values) is not None else "numbers"
+
+
+def _feature_spec(column: str, values: pd.Series, role: Role, *, from_raw: bool) -> dict[str, Any]:
+    """Spec of one feature made from candidate ``column`` (placeholders already missing)."""
+    spec: dict[str, Any] = {
+        "feature": column,
+        "source": column if from_raw else column[: -len(MISSING_KIND_SUFFIX)],
+        "derived_from": "value" if from_raw else "missing_kind",
+        "role": role,
+    }
+    if role == "categorical":
+        spec["levels"] = _kept_levels(values.astype("string").str.strip().dropna())
+    elif role == "boolean":
+        spec["boolean_mode"] = _boolean_mode(values)
+    elif role == "datetime":
+        spec["feature"] = f"{column}{DAYS_BEFORE_SUFFIX}"
+        spec["dayfirst"] = _dayfirst(values)
+    return spec
+
+
+def _preparation_spec(
+    features: list[dict[str, Any]],
+    *,
+    id_column: str | None,
+    time_column: str | None,
+    time_dayfirst: bool | None,
+) -> dict[str, Any]:
+    inputs = list(dict.fromkeys(f["source"] for f in features))
+    if time_column is not None and any(f["role"] == "datetime" for f in features):
+        inputs.append(time_column)
+    return {
+        "version": SPEC_VERSION,
+        "id_column": id_column,
+        "time_column": time_column,
+        "time_dayfirst": time_dayfirst,
+        "inputs": inputs,
+        "feature_columns": [f["name"] for f in features],
+        "features": features,
+    }
+
+
+def _mask_placeholders(values: pd.Series) -> pd.Series:
+    """``values`` with placeholders as missing (as :func:`normalise_missing` does)."""
+    placeholder = _missing_kind(values).notna() & values.notna()
+    return values.mask(placeholder) if placeholder.any() else values
+
+
+def _is_number_dtype(values: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values))
+
+
+def _bool_words(values: pd.Series) -> pd.Series:
+    """Yes/no words (``yes``, ``true``, ``y``, ``1`` / ``no``, ``false``, …) as 1.0/0.0, else NaN."""
+    low = values.astype("string").str.strip().str.lower()
+    words = pd.Series(np.nan, index=values.index, dtype="float64")
+    words[low.isin(_BOOL_TRUE).fillna(False).astype(bool).to_numpy()] = 1.0
+    words[low.isin(_BOOL_FALSE).fillna(False).astype(bool).to_numpy()] = 0.0
+    return words
+
+
+def _numbers_of(values: pd.Series, role: str, mode: str | None) -> pd.Series:
+    """A numeric or boolean feature of new rows (typed or text), read as the training rows were."""
+    if _is_number_dtype(values):
+        return values.astype("float64")
+    if role == "numeric" or mode == "numbers":
+        return _parse_numbers(values)
+    words = _bool_words(values)
+    if mode == "words":
+        return words
+    return words.where(words.notna(), _parse_numbers(values))  # "native" at training, text now
+
+
+def _apply_feature(values: pd.Series, spec: dict[str, Any], as_of: pd.Series | None) -> pd.Series:
+    role = spec["role"]
+    if role == "categorical":
+        text = values.astype("string").str.strip()
+        capped = text.where(text.isin(spec["levels"]) | text.isna(), OTHER_LEVEL)
+        return capped.astype(object).where(capped.notna(), np.nan)
+    if role == "datetime":
+        assert as_of is not None
+        dates = _parse_dates(values, spec["dayfirst"])
+        return ((as_of - dates).dt.total_seconds() / 86400.0).astype("float64")
+    mode = spec.get("boolean_mode")
+    if mode == "filled":
+        return values.notna().astype("float64")
+    return _numbers_of(values, role, mode)
+
+
+def _spec_time(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.Series:
+    values = frame[spec["time_column"]]
+    return _parse_dates(values.mask(_missing_kind(values).notna()), spec["time_dayfirst"])
+
+
+class FlatExportPreparer(BaseEstimator, TransformerMixin):
+    """Re-apply a flat export's preparation to new raw rows (the logged model's first step).
+
+    New rows (strings as :func:`~forecast.data.readers.read_table_file` reads a CSV, or typed values)
+    become the export's feature columns, with the same names, dtypes and order as
+    :attr:`FlatExport.feature_columns`: placeholders become missing, numbers and yes/no values are
+    read as in training, categorical levels are those kept in training (unseen and rare values become
+    ``__other__``), missing-kind columns are recomputed, dates become days before ``as_of`` with the
+    training's day/month order. Extra input columns are ignored and the target is not needed.
+
+    Args:
+        spec: :meth:`FlatExport.preparer_spec` (JSON-serialisable; learnt on the training export).
+    """
+
+    def __init__(self, spec: dict[str, Any] | None = None) -> None:
+        self.spec = spec
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted as soon as it has a spec (learnt from the training export)."""
+        return self.spec is not None
+
+    def fit(self, X: Any = None, y: Any = None) -> FlatExportPreparer:  # noqa: N803
+        """Nothing to learn: the spec was learnt from the training export."""
+        self._spec()
+        return self
+
+    def _spec(self) -> dict[str, Any]:
+        if self.spec is None:
+            raise ValueError("FlatExportPreparer needs a spec: use FlatExport.preparer()")
+        return self.spec
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        """The feature columns of raw rows ``X`` (same index as ``X``).
+
+        Raises:
+            KeyError: ``X`` lacks a raw column the features are made from (all such are named).
+        """
+        spec = self._spec()
+        frame = X.rename(columns=str) if not all(isinstance(c, str) for c in X.columns) else X
+        missing = [c for c in spec["inputs"] if c not in frame.columns]
+        if missing:
+            raise KeyError(f"input lacks the export's column(s) {missing} needed for the model's features")
+        features = spec["features"]
+        as_of = _spec_time(frame, spec) if any(f["role"] == "datetime" for f in features) else None
+        out: dict[str, pd.Series] = {}
+        for feature in features:
+            raw = frame[feature["source"]]
+            if feature["derived_from"] == "missing_kind":
+                values = _missing_kind(raw).fillna(PRESENT).astype(object)
+            else:
+                values = _mask_placeholders(raw)
+            out[feature["name"]] = _apply_feature(values, feature, as_of)
+        return pd.DataFrame(out, index=X.index, columns=list(spec["feature_columns"]))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The feature column names."""
+        return np.asarray(self._spec()["feature_columns"], dtype=object)
+
+
+_ERROR_COLUMNS = ["row", "column", "rule", "value", "message"]
+
+
+def score_input_errors(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """Per-row problems that should keep rows out of a batch score (the rejects file).
+
+    Rules: ``missing_id`` (empty id, when the id column is present), ``duplicate_id`` (every row of an
+    id that occurs more than once), ``not_a_number`` (a value in a column the model reads as a number,
+    i.e. a numeric feature or a yes/no feature read as 1/0, that neither parses nor is a placeholder),
+    ``unparseable_date`` (a value in the time column or a date feature's column that is not a date and
+    not a placeholder). Missing values and placeholders are not problems: the model scores them as
+    missing. Absent columns are not reported here (:meth:`FlatExportPreparer.transform` raises).
+
+    Args:
+        frame: Raw rows to score (row ``i`` of the frame is data row ``i + 1``).
+        spec: :meth:`FlatExport.preparer_spec`.
+
+    Returns:
+        Columns ``row`` (1-based data row), ``column``, ``rule``, ``value`` (the raw text) and
+        ``message``, ordered by row; rows not listed are scoreable.
+    """
+    frame = frame.rename(columns=str) if not all(isinstance(c, str) for c in frame.columns) else frame
+    rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
+    found: list[pd.DataFrame] = []
+
+    def add(mask: pd.Series, column: str, rule: str, values: pd.Series, message: str) -> None:
+        """Record the rows of ``mask``; ``message`` may use ``{value!r}`` and ``{column!r}``."""
+        hit = mask.fillna(False).astype(bool).to_numpy()
+        if hit.any():
+            raw = [None if _missing(v) else str(v) for v in values[hit]]
+            found.append(
+                pd.DataFrame(
+                    {
+                        "row": rows[hit].to_numpy(),
+                        "column": column,
+                        "rule": rule,
+                        "value": raw,
+                        "message": [message.format(value=v, column=column) for v in raw],
+                    }
+                )
+            )
+
+    id_column = spec.get("id_column")
+    if id_column is not None and id_column in frame.columns:
+        ids = frame[id_column]
+        key = ids.astype("string").str.strip()
+        empty = key.isna() | (key == "")
+        add(empty, id_column, "missing_id", ids, "the id column {column!r} is empty")
+        repeated = (key.duplicated(keep=False) & ~empty).fillna(False).astype(bool)
+        for value, group in rows[repeated.to_numpy()].groupby(key[repeated].to_numpy()):
+            mask = repeated & (key == value)
+            listed = ", ".join(str(r) for r in group)
+            add(mask, id_column, "duplicate_id", ids, f"id {{value!r}} appears in rows {listed}")
+    checked: set[str] = set()
+    for feature in spec["features"]:
+        source = feature["source"]
+        if feature["derived_from"] != "value" or source in checked or source not in frame.columns:
+            continue
+        checked.add(source)
+        values = frame[source]
+        if _is_number_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        present = _mask_placeholders(values).notna()
+        mode = feature.get("boolean_mode")
+        if feature["role"] == "numeric" or (feature["role"] == "boolean" and mode != "filled"):
+            bad = present & _numbers_of(values, feature["role"], mode).isna()
+            expects = "a number" if feature["role"] == "numeric" else "yes/no (or 1/0)"
+            add(bad, source, "not_a_number", values, f"{{column!r}} expects {expects}, got {{value!r}}")
+        elif feature["role"] == "datetime":
+            bad = present & _parse_dates(values, feature["dayfirst"]).isna()
+            add(bad, source, "unparseable_date", values, "{column!r} expects a date, got {value!r}")
+    time_column = spec.get("time_column")
+    if time_column is not None and time_column in frame.columns:
+        values = frame[time_column]
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            present = values.notna() & _missing_kind(values).isna()
+            bad = present & _spec_time(frame, spec).isna()
+            add(
+                bad,
+                time_column,
+                "unparseable_date",
+                values,
+                "the time column {column!r} expects a date, got {value!r}",
+            )
+    if not found:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in _ERROR_COLUMNS})
+    errors = pd.concat(found, ignore_index=True)
+    errors["row"] = errors["row"].astype("int64")
+    return errors.sort_values("row", kind="stable").reset_index(drop=True)[_ERROR_COLUMNS]
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

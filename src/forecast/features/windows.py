@@ -1,6 +1,8 @@
 """Activity and prospect-behaviour features: counts, rates and recency over 7 / 30 / 90-day windows.
 
-Every aggregate reads only events strictly before the snapshot's as_of. Planned actions
+Every aggregate reads only events strictly before the snapshot's as_of. "Days since" features of
+something that never happened equal the record's age (the silence has lasted since creation), so
+that "more recent" always means "smaller". Planned actions
 (``outcome = 'scheduled'``) are not touches; their ``scheduled_for`` tells whether a next step is
 booked.
 """
@@ -116,15 +118,25 @@ def _activity_aggregates() -> list[tuple[Feature, str]]:
             "avg((outcome IN ('no_show', 'cancelled'))::DOUBLE) FILTER (touch AND type IN ('meeting', 'demo'))",
         ),
         (
-            Feature("act_days_since_last_touch", "activity", "days since the last contact"),
+            Feature(
+                "act_days_since_last_touch", "activity", "days since the last contact (or since creation)"
+            ),
             "min(age) FILTER (touch)",
         ),
         (
-            Feature("act_days_since_last_inbound", "activity", "days since the prospect last reached out"),
+            Feature(
+                "act_days_since_last_inbound",
+                "activity",
+                "days since the prospect last reached out (or since creation)",
+            ),
             "min(age) FILTER (touch AND direction = 'inbound')",
         ),
         (
-            Feature("act_days_since_last_outbound", "activity", "days since the rep last reached out"),
+            Feature(
+                "act_days_since_last_outbound",
+                "activity",
+                "days since the rep last reached out (or since creation)",
+            ),
             "min(age) FILTER (touch AND direction = 'outbound')",
         ),
         (
@@ -172,12 +184,18 @@ def _engagement_aggregates() -> list[tuple[Feature, str]]:
         ),
         (
             Feature(
-                "eng_days_since_last", "engagement", "days since the last website or content interaction"
+                "eng_days_since_last",
+                "engagement",
+                "days since the last website or content interaction (or since creation)",
             ),
             "min(age)",
         ),
         (
-            Feature("eng_days_since_pricing_view", "engagement", "days since the last pricing-page view"),
+            Feature(
+                "eng_days_since_pricing_view",
+                "engagement",
+                "days since the last pricing-page view (or since creation)",
+            ),
             "min(age) FILTER (type = 'pricing_page_view')",
         ),
     ]
@@ -207,18 +225,23 @@ def _aggregate(
         SELECT _sid, {select} FROM j GROUP BY _sid
     """
     agg = src.df(sql)
-    spine = src.df(f"SELECT _sid FROM {SPINE} ORDER BY _sid")
+    spine = src.df(
+        f"SELECT _sid, date_diff('second', _born, as_of) / 86400.0 AS _age FROM {SPINE} ORDER BY _sid"
+    )
     out = spine.merge(agg, on="_sid", how="left")
     for feat, _ in aggregates:
         if feat.kind == "boolean":
             out[feat.name] = out[feat.name].astype("boolean").fillna(False).astype(bool)
         elif not any(tag in feat.name for tag in _RATE_OR_RECENCY) and feat.name != "eng_trend_7v21":
             out[feat.name] = out[feat.name].fillna(0).astype("float64")
+        elif feat.name.startswith(("act_days_since", "eng_days_since")):
+            # Never happened: the silence has lasted since the record was created.
+            out[feat.name] = out[feat.name].astype("float64").fillna(out["_age"]).clip(lower=0.0)
         else:
             out[feat.name] = out[feat.name].astype("float64")
     if "eng_trend_7v21" in out:
         out["eng_trend_7v21"] = out["eng_trend_7v21"].fillna(1.0)
-    return out.set_index("_sid")
+    return out.drop(columns="_age").set_index("_sid")
 
 
 def activity_features(src: FeatureSource, key: str) -> pd.DataFrame:

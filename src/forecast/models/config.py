@@ -20,6 +20,9 @@ class SnapshotSettings(_Strict):
     date_from: str | None = Field(default=None, alias="from")
     date_to: str | None = Field(default=None, alias="to")
     horizon_days: int = Field(default=90, ge=1)
+    at_creation: bool = Field(
+        default=True, description="add one snapshot per entity right after its creation (scores new records)"
+    )
 
 
 class SplitSettings(_Strict):

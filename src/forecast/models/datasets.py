@@ -9,7 +9,7 @@ import pandas as pd
 
 from forecast.data.readers import read_table_file
 from forecast.features.build import FeatureTable, build_feature_table
-from forecast.features.snapshots import CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
+from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
 from forecast.models.config import TrainingConfig
@@ -62,9 +62,33 @@ def warehouse_input(
     """
     labels = LabelConfig(config.snapshots.horizon_days, config.snapshots.horizon_days)
     with warehouse_source(warehouse) as src:
-        dates = snapshot_dates(src, config)
-        table = build_feature_table(src, config.entity, dates, labels, progress=progress)
+        table = snapshot_table(src, config, labels, progress=progress)
     return table_input(table, config.label), table
+
+
+def snapshot_table(
+    src: FeatureSource,
+    config: TrainingConfig,
+    labels: LabelConfig,
+    *,
+    data_end: pd.Timestamp | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FeatureTable:
+    """The training snapshots: every ``every`` days, plus one right after creation if configured.
+
+    The creation snapshots teach the model what a brand-new record looks like (no activity yet),
+    so that a lead scored the minute it arrives gets a calibrated probability.
+    """
+    end = data_end if data_end is not None else src.data_end()
+    table = build_feature_table(
+        src, config.entity, snapshot_dates(src, config), labels, data_end=end, progress=progress
+    )
+    if not config.snapshots.at_creation:
+        return table
+    born = build_feature_table(src, config.entity, AT_CREATION, labels, data_end=end)
+    frame = pd.concat([table.frame, born.frame], ignore_index=True)
+    table.frame = frame.sort_values(["as_of", table.id_column], kind="stable").reset_index(drop=True)
+    return table
 
 
 def export_input(
@@ -74,6 +98,7 @@ def export_input(
     id_column: str | None = None,
     time_column: str | None = None,
     keep_columns: Sequence[str] = (),
+    drop_columns: Sequence[str] = (),
     encoding: str = "utf-8",
     delimiter: str = ",",
 ) -> tuple[ModelInput, FlatExport, pd.DataFrame]:
@@ -83,6 +108,10 @@ def export_input(
     held-out slice can be logged as raw rows (what the logged pipeline takes).
     """
     raw = read_table_file(path, required_columns=[target], encoding=encoding, delimiter=delimiter)
+    unknown = [c for c in drop_columns if c not in raw.columns]
+    if unknown:
+        raise ValueError(f"{path}: cannot drop unknown column(s) {unknown}; columns are {list(raw.columns)}")
+    raw = raw.drop(columns=list(drop_columns))
     export = prepare_flat_export(
         raw, target=target, id_column=id_column, time_column=time_column, keep_columns=keep_columns
     )

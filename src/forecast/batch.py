@@ -1,0 +1,315 @@
+"""Batch scoring: score every open lead of the warehouse, or every row of a file, with reasons.
+
+Every input row ends up in the output (scores, band, reasons, model name and version) or in the
+rejects file written next to it (``<output>.rejects.csv``, with the row and the reason). Files are
+written atomically. Scoring is point in time: the warehouse is scored as of ``--as-of`` (default:
+the latest event in the data, never the wall clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from forecast.config import Settings
+from forecast.data.readers import read_table_file
+from forecast.data.warehouse import Warehouse
+from forecast.features.build import build_feature_table
+from forecast.features.snapshots import LabelConfig
+from forecast.features.source import warehouse_source
+from forecast.features.tabular import score_input_errors
+from forecast.io import write_frame
+from forecast.models.explain import reason_codes
+from forecast.registry import LoadedModel, load_model
+
+CHUNK = 20_000
+REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
+
+
+class ScoringError(ValueError):
+    """The input cannot be scored at all (wrong shape for the model, no warehouse, …)."""
+
+
+@dataclass
+class Scored:
+    """Scores of the scoreable rows and the rejects of the others."""
+
+    scores: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_in: int
+
+
+def band_of(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
+    """Band A-D of each probability (A is the highest; D below the C cut-off)."""
+    return np.select([p >= bands["A"], p >= bands["B"], p >= bands["C"]], ["A", "B", "C"], "D")
+
+
+def score_frame(
+    model: LoadedModel,
+    features: pd.DataFrame,
+    ids: pd.Series,
+    *,
+    reasons_on: pd.DataFrame | None = None,
+    reason_pipeline: Pipeline | None = None,
+    progress: Callable[[str, float | None], None] | None = None,
+) -> pd.DataFrame:
+    """Probability, score, band and reasons of each row (in chunks, with progress).
+
+    Args:
+        model: The loaded model (pipeline and metadata).
+        features: What the pipeline takes.
+        ids: The entity id of each row.
+        reasons_on: The frame reasons read values from (default: ``features``).
+        reason_pipeline: The pipeline reasons decompose (default: the model's).
+        progress: Called with a description and the fraction done.
+    """
+    meta = model.metadata
+    score_name = str(meta.get("score_name", "p"))
+    descriptions = dict(meta.get("descriptions") or {})
+    kinds = dict.fromkeys(meta.get("categorical") or [], "categorical")
+    parts = []
+    n = len(features)
+    for start in range(0, max(n, 1), CHUNK):
+        chunk = features.iloc[start : start + CHUNK]
+        if chunk.empty:
+            break
+        p = model.pipeline.predict_proba(chunk)[:, 1]
+        why = reason_codes(
+            reason_pipeline or model.pipeline,
+            (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK],
+            descriptions,
+            top_k=3,
+            kinds=kinds,
+        )
+        part = pd.DataFrame(
+            {
+                "id": ids.iloc[start : start + CHUNK].to_numpy(),
+                score_name: np.round(p, 6),
+                "score": np.rint(p * 100).astype(int),
+                "band": band_of(p, dict(meta.get("bands") or {"A": 0.3, "B": 0.15, "C": 0.05})),
+            },
+            index=chunk.index,
+        )
+        parts.append(pd.concat([part, why.set_index(chunk.index)], axis=1))
+        if progress is not None:
+            progress("scoring", min(1.0, (start + len(chunk)) / n))
+    out = pd.concat(parts) if parts else pd.DataFrame(columns=["id", score_name, "score", "band"])
+    out["model_name"] = model.name
+    out["model_version"] = model.version
+    out["scored_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    return out
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "source_row" else object) for c in REJECT_COLUMNS}
+    )
+
+
+def score_warehouse(
+    model: LoadedModel, settings: Settings, as_of: pd.Timestamp | None, progress: Any = None
+) -> tuple[Scored, pd.Timestamp, str]:
+    """Score the entities alive in the warehouse at ``as_of`` (default: the data's last event)."""
+    entity = str(model.metadata.get("entity"))
+    if model.metadata.get("source") != "warehouse" or entity not in ("lead", "opportunity"):
+        raise ScoringError(
+            f"model {model.name} v{model.version} was trained on a flat export; score files in that shape with --input"
+        )
+    horizon = int(model.metadata.get("horizon_days", 90))
+    with warehouse_source(settings.warehouse) as src:
+        when = as_of if as_of is not None else src.data_end()
+        table = build_feature_table(src, entity, [when], LabelConfig(horizon, horizon))  # type: ignore[arg-type]
+    frame = table.frame
+    scores = score_frame(model, frame, frame[table.id_column], progress=progress)
+    scores.insert(1, "as_of", frame["as_of"].to_numpy())
+    scores = scores.rename(columns={"id": table.id_column})
+    return Scored(scores, _empty_rejects(), len(frame)), when, table.id_column
+
+
+def score_file(
+    model: LoadedModel, path: Path, *, encoding: str, delimiter: str, progress: Any = None
+) -> tuple[Scored, str]:
+    """Score every row of a file in the shape the model was trained on."""
+    meta = model.metadata
+    if meta.get("source") == "flat_export":
+        raw = read_table_file(path, encoding=encoding, delimiter=delimiter)
+        spec = dict(meta.get("flat_spec") or {})
+        problems = score_input_errors(raw, spec)
+        id_col = str(meta.get("id_column") or "row_id")
+        ids = raw[id_col] if id_col in raw else pd.Series(np.arange(1, len(raw) + 1), index=raw.index)
+        bad_rows = set(problems["row"].astype(int)) if len(problems) else set()
+        keep = ~np.isin(np.arange(1, len(raw) + 1), sorted(bad_rows))
+        good = raw.loc[keep]
+        try:
+            prepared = model.pipeline.named_steps["prepare"].transform(good)
+        except KeyError as exc:
+            raise ScoringError(f"{path}: {str(exc).strip(chr(39))}") from exc
+        inner = Pipeline(model.pipeline.steps[1:])
+        scores = score_frame(
+            model, good, ids.loc[keep], reasons_on=prepared, reason_pipeline=inner, progress=progress
+        )
+        scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
+        scores = scores.rename(columns={"id": id_col})
+        rejects = problems.rename(columns={"row": "source_row"})
+        rejects.insert(
+            1, "id", [None if r - 1 >= len(ids) else ids.iloc[r - 1] for r in rejects["source_row"]]
+        )
+        return Scored(scores, rejects[REJECT_COLUMNS] if len(rejects) else _empty_rejects(), len(raw)), id_col
+    # a snapshot feature table (as written by `forecast features`)
+    frame = read_table_file(path, encoding=encoding, delimiter=delimiter)
+    entity = str(meta.get("entity"))
+    id_col = "lead_id" if entity == "lead" else "opportunity_id"
+    features = list(meta.get("features") or [])
+    missing = [c for c in [id_col, *features] if c not in frame.columns]
+    if missing:
+        raise ScoringError(
+            f"{path}: lacks column(s) the model needs: {missing[:8]}{' …' if len(missing) > 8 else ''} "
+            f"(write the file with `forecast features --entity {entity}` or score --from-warehouse)"
+        )
+    keys = [id_col, "as_of"] if "as_of" in frame.columns else [id_col]
+    missing_id = frame[id_col].isna()
+    duplicate = frame.duplicated(subset=keys, keep="first") & ~missing_id
+    rejects = pd.concat(
+        [
+            _rejects_for(frame, missing_id, id_col, "missing_id", "the id is empty"),
+            _rejects_for(
+                frame,
+                duplicate,
+                id_col,
+                "duplicate_id",
+                "the same id (and as_of) appeared earlier in the file",
+            ),
+        ],
+        ignore_index=True,
+    )
+    ok = ~(missing_id | duplicate)
+    good = frame.loc[ok]
+    typed = _typed_features(good, features, set(meta.get("categorical") or []))
+    scores = score_frame(model, typed, good[id_col], progress=progress)
+    scores.insert(0, "source_row", np.flatnonzero(ok.to_numpy()) + 1)
+    if "as_of" in good:
+        scores.insert(2, "as_of", good["as_of"].to_numpy())
+    return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame)), id_col
+
+
+def _typed_features(frame: pd.DataFrame, features: list[str], categorical: set[str]) -> pd.DataFrame:
+    """CSV values arrive as text: numbers back to floats (the model's encoder also coerces)."""
+    out = frame[features].copy()
+    for col in features:
+        if col not in categorical and out[col].dtype == object:
+            out[col] = pd.to_numeric(out[col], errors="coerce")
+    return out
+
+
+def _rejects_for(frame: pd.DataFrame, mask: pd.Series, column: str, rule: str, message: str) -> pd.DataFrame:
+    rows = np.flatnonzero(mask.to_numpy())
+    return pd.DataFrame(
+        {
+            "source_row": rows + 1,
+            "id": frame[column].iloc[rows].to_numpy(),
+            "column": column,
+            "rule": rule,
+            "value": frame[column].iloc[rows].astype(object).to_numpy(),
+            "message": message,
+        }
+    )
+
+
+def rejects_path(output: Path) -> Path:
+    """Where the rejects of ``output`` go."""
+    return output.with_name(f"{output.stem}.rejects.csv")
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ScoringError(f"{path}: output must end in .csv or .parquet")
+    write_frame(frame, path, "csv" if suffix == ".csv" else "parquet")
+
+
+def write_back(scores: pd.DataFrame, table: str, id_col: str, settings: Settings) -> int:
+    """Store scores in the warehouse (replacing earlier scores of the same model version and as_of)."""
+    wh = Warehouse(settings.warehouse)
+    frame = scores.drop(columns=[c for c in ("source_row",) if c in scores.columns])
+    with wh.connect() as con:
+        con.register("_scores", frame)
+        try:
+            con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _scores WHERE FALSE')
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                f'DELETE FROM "{table}" WHERE (model_name, model_version, as_of) IN '
+                "(SELECT DISTINCT model_name, model_version, as_of FROM _scores)"
+            )
+            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _scores')
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_scores")
+    return len(frame)
+
+
+def score_job(
+    settings: Settings,
+    *,
+    model_name: str,
+    output: Path,
+    input_path: Path | None = None,
+    as_of: pd.Timestamp | None = None,
+    write_to_warehouse: bool = False,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    progress: Callable[[str, float | None], None] | None = None,
+) -> dict[str, Any]:
+    """Score with ``models:/<model_name>@champion`` and write the output and rejects atomically.
+
+    Returns:
+        The summary: rows in, scored, rejected, as_of, model version, bands, files.
+    """
+    model = load_model(model_name, settings)
+    when: pd.Timestamp | None = None
+    if input_path is None:
+        scored, when, id_col = score_warehouse(model, settings, as_of, progress)
+    else:
+        scored, id_col = score_file(
+            model, input_path, encoding=encoding, delimiter=delimiter, progress=progress
+        )
+    if len(scored.scores) + scored.rejects["source_row"].nunique() != scored.rows_in:
+        raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
+    _write(scored.scores, output)
+    rj = rejects_path(output)
+    write_frame(scored.rejects, rj, "csv")
+    stored = 0
+    if write_to_warehouse:
+        table = (
+            "lead_scores"
+            if model.metadata.get("entity") == "lead"
+            else f"{model.metadata.get('entity')}_scores"
+        )
+        stored = write_back(scored.scores, table, id_col, settings)
+    score_name = str(model.metadata.get("score_name", "p"))
+    bands = scored.scores["band"].value_counts().reindex(["A", "B", "C", "D"], fill_value=0)
+    return {
+        "ok": True,
+        "model_name": model.name,
+        "model_version": model.version,
+        "as_of": None if when is None else when.isoformat(),
+        "rows_in": scored.rows_in,
+        "scored": len(scored.scores),
+        "rejected": int(scored.rejects["source_row"].nunique()),
+        "output": str(output),
+        "rejects": str(rj),
+        "written_to_warehouse": stored,
+        "bands": {k: int(v) for k, v in bands.items()},
+        f"mean_{score_name}": None
+        if scored.scores.empty
+        else round(float(scored.scores[score_name].mean()), 4),
+    }
