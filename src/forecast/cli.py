@@ -298,7 +298,10 @@ def run(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     as_json: JsonOpt = False,
 ) -> None:
-    """The main job on the embedded default: simulate a CRM, ingest it, summarise its quality."""
+    """The main job on the embedded default: simulate, ingest, check quality, train, promote, score."""
+    from forecast.batch import score_job
+    from forecast.jobs import train_model_job
+
     settings = _settings(ctx)
     folder = out or settings.data_dir / "crm"
     sim = _simulate(folder, leads, seed, "2024-01-01", 24, "parquet", as_json)
@@ -314,11 +317,45 @@ def run(
         as_json=as_json,
     )
     summary = quality_summary(Warehouse(settings.warehouse))
-    payload = {"ok": True, "simulation": sim, "ingest": result, "quality": summary}
+    config = _load_config("lead_scoring", None, as_json, None)
+    with _progress("lead scoring") as update:
+        trained = train_model_job(settings, config, promote_after=True, progress=lambda m: update(m, None))
+        scores_path = settings.outputs_dir / "lead_scores.parquet"
+        scored = score_job(
+            settings,
+            model_name=config.model_name,
+            output=scores_path,
+            write_to_warehouse=True,
+            progress=update,
+        )
+    ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
+    outputs = {
+        "warehouse": str(settings.warehouse),
+        "lead_scores": str(scored["output"]),
+        "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
+        "mlflow_ui": ui,
+    }
+    payload = {
+        "ok": True,
+        "simulation": sim,
+        "ingest": result,
+        "quality": summary,
+        "lead_scoring": trained,
+        "lead_scores": scored,
+        "outputs": outputs,
+    }
 
     def render(c: Console) -> None:
         _render_ingest(c, result)
         _render_quality(c, summary)
+        _render_training(c, trained)
+        c.print(
+            f"scored {scored['scored']:,} open leads as of {scored['as_of']} (bands {scored['bands']}); "
+            f"{scored['rejected']} rejected"
+        )
+        c.print("[bold]Outputs[/bold]")
+        for key, value in outputs.items():
+            c.print(f"  {key}: {value}")
 
     _emit(as_json, payload, render)
 

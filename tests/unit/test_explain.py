@@ -204,6 +204,17 @@ def test_none_when_fewer_than_top_k_contributions() -> None:
     assert wide.loc["r3", "reason_down_4"] is None
 
 
+def test_kinds_fall_back_to_dtypes_and_statements() -> None:
+    contrib = pd.DataFrame({"act_next_action_scheduled": [0.5, -0.5], "flag": [-0.2, 0.2]})
+    x = pd.DataFrame({"act_next_action_scheduled": [True, False], "flag": [1.0, 0.0]})
+    descriptions = {"act_next_action_scheduled": "a next step is booked", "flag": "an email was opened"}
+    reasons = reasons_from_contributions(contrib, x, descriptions, top_k=1, kinds={"source": "categorical"})
+    assert reasons.to_numpy().tolist() == [
+        ["a next step is booked", "an email was opened"],
+        ["no email was opened", "no next step is booked"],
+    ]
+
+
 def test_reason_codes_on_a_single_row(lgbm: Pipeline, data: tuple) -> None:
     row = data[0].iloc[[5]]
     reasons = reason_codes(lgbm, row, DESCRIPTIONS, kinds=KINDS, top_k=1)

@@ -48,7 +48,7 @@ TRAINING_MEANS_ATTR = "explain_training_means_"
 
 _TRUE_WORDS = frozenset({"yes", "y", "true", "t", "1", "1.0"})
 _COUNT_PREFIXES = ("act_", "eng_", "n_", "acct_prior_", "rep_")
-_NOT_COUNTABLE = ("average", "share", "the ", "how ", "interest", "days", "time in", "whether")
+_NOT_COUNTABLE = ("average", "share", "the ", "how ", "interest", "days", "time in", "whether", "a ", "an ")
 _NOUN_END = frozenset(
     {
         "in",
@@ -261,7 +261,7 @@ def reasons_from_contributions(
         for start, end in zip(starts, ends, strict=True):
             feature = features[feats[start]]
             raw = X[feature].to_numpy()[rows[start:end]]
-            kind = kinds.get(feature) if kinds is not None else _dtype_kind(X[feature])
+            kind = (kinds.get(feature) if kinds is not None else None) or _dtype_kind(X[feature])
             codes, uniques = pd.factorize(raw, use_na_sentinel=True)
             description = descriptions.get(feature)
             texts = [phrase(feature, u, description, kind) for u in uniques]
@@ -331,6 +331,13 @@ def phrase(feature: str, value: object, description: str | None, kind: str | Non
     missing = _is_missing(value)
     if kind is None and not missing:
         kind = _value_kind(value)
+        if (
+            kind == "numeric"
+            and description
+            and _is_statement(description)
+            and _as_float(value) in (0.0, 1.0)
+        ):
+            kind = "boolean"  # "a next step is booked" stored as 0/1
     if not description:
         return f"{feature} = {'unknown' if missing else _plain_value(feature, value, kind)}"
     if missing:
@@ -483,11 +490,15 @@ def _singular(text: str) -> str:
     return " ".join([*words[: end - 1], head, *words[end:]])
 
 
+def _is_statement(description: str) -> bool:
+    lowered = description.strip().lower()
+    return lowered.startswith(("a ", "an ")) or bool(re.search(r" (is|are|was|were|has|have) ", lowered))
+
+
 def _boolean_phrase(description: str, truth: bool) -> str:
     text = description.strip()
     lowered = text.lower()
-    statement = lowered.startswith(("a ", "an ")) or bool(re.search(r" (is|are|was|were|has|have) ", lowered))
-    if not statement:
+    if not _is_statement(text):
         return f"{text}: {'yes' if truth else 'no'}"
     if truth:
         return text
