@@ -103,7 +103,14 @@ def log_trained_model(
     for name, bm in result.baselines.items():
         metrics.update({f"baseline_{name}_{k}": v for k, v in bm.items() if np.isfinite(v)})
     x_example = result.test_frame[input_columns].head(5)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{model_name}-{result.model_kind}") as run:
+    # Under `mlflow run` (the MLproject) the run already exists: log into it.
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    run_kwargs: dict[str, Any] = (
+        {"run_id": project_run}
+        if project_run
+        else {"experiment_id": exp_id, "run_name": f"{model_name}-{result.model_kind}"}
+    )
+    with mlflow.start_run(**run_kwargs) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.set_tags(

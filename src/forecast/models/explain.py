@@ -334,7 +334,7 @@ def phrase(feature: str, value: object, description: str | None, kind: str | Non
         if (
             kind == "numeric"
             and description
-            and _is_statement(description)
+            and description.strip().lower().startswith(("a ", "an "))
             and _as_float(value) in (0.0, 1.0)
         ):
             kind = "boolean"  # "a next step is booked" stored as 0/1
