@@ -15,7 +15,7 @@ from forecast.features.source import FeatureSource
 
 _SENIORITY = """CASE
     WHEN {t} IS NULL THEN NULL
-    WHEN regexp_matches(lower({t}), '(^|[^a-z])(ceo|cto|cfo|coo|cio|cmo|chief|founder|owner|president)([^a-z]|$)')
+    WHEN regexp_matches(lower({t}), '(^|[^a-z])(ceo|cto|cfo|coo|cio|cmo|chief|founder|owner|president|c-level|c level|c-suite|cxo)([^a-z]|$)')
         THEN 'c_level'
     WHEN regexp_matches(lower({t}), '(^|[^a-z])(vp|vice president|head)([^a-z]|$)') THEN 'vp_head'
     WHEN regexp_matches(lower({t}), 'director') THEN 'director'

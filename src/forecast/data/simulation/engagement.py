@@ -45,7 +45,11 @@ def simulate_engagement(
     n_ramp = np.where(ramp, rng.poisson(3.5 * np.exp(0.3 * leads.quality)), 0)
     own_r = np.repeat(np.arange(n), n_ramp)
     conv = leads.converted[own_r]
-    t_r = np.maximum(leads.created[own_r], conv - rng.exponential(6.0, len(own_r)))
+    t_r = conv - rng.exponential(6.0, len(own_r))
+    # Ramp-up events fall in the days before conversion; those that would precede the lead are
+    # dropped, not moved to its creation (which would plant future knowledge at creation time).
+    after = t_r > leads.created[own_r]
+    own_r, t_r = own_r[after], t_r[after]
     owner = np.concatenate([own_b, own_r])
     t = np.concatenate([t_b, t_r])
     mix = np.concatenate([np.tile(_BASE_MIX, (len(own_b), 1)), np.tile(_RAMP_MIX, (len(own_r), 1))])
