@@ -34,6 +34,7 @@ from forecast.models.baselines import (
     StageWinRateBaseline,
 )
 from forecast.models.config import TrainingConfig
+from forecast.models.explain import store_training_means
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline, fit_pipeline
 
 
@@ -238,6 +239,7 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         pipeline = build_pipeline(data.features, [], model)
         pipeline.steps[1] = ("categories", "passthrough")
         fit_pipeline(pipeline, x.iloc[fit_idx], y_all[fit_idx])
+        store_training_means(pipeline, x.iloc[fit_idx])  # exact reason codes for the linear model
     else:
         model = CalibratedLGBMClassifier(
             **lgbm.model_dump(),

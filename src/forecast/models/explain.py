@@ -310,7 +310,8 @@ def phrase(feature: str, value: object, description: str | None, kind: str | Non
     - categorical: ``"where the lead came from: referral"``;
     - rates (``rate`` in the name, or a description starting "share of"): ``"…: 40%"``;
     - money (name ending in ``amount`` or ``revenue``): thousands separators, ``"deal size: 48,000"``;
-    - days (``days`` in the name): ``"days since the last contact: 12"``;
+    - days (``days`` in the name): value first, ``"12 days since the last contact"``, ``"5 hours
+      since …"`` below a day, ``"3 days past the expected close date"`` when overdue;
     - counts (names ending in ``_<n>d`` or starting with ``act_``, ``eng_``, ``n_``, ``rep_``,
       ``acct_prior_``, with a countable description): value first, ``"3 pricing-page views in the last
       7 days"``, ``"no calls in the last 30 days"``, ``"1 call in the last 7 days"``; descriptions
@@ -354,7 +355,7 @@ def phrase(feature: str, value: object, description: str | None, kind: str | Non
     if _is_money(feature):
         return f"{description}: {_money(number)}"
     if _is_days(feature):
-        return f"{description}: {_number(number)}"
+        return _days_phrase(description, number)
     if _is_count(feature, description):
         return _count_phrase(description, number)
     return f"{description}: {_number(number)}"
@@ -440,6 +441,27 @@ def _number(number: float) -> str:
     if abs(number) >= 1:
         return f"{number:.2f}".rstrip("0").rstrip(".")
     return f"{number:.3g}"
+
+
+def _days_phrase(description: str, number: float) -> str:
+    """ "12 days since the last contact", "5 days past the expected close date"."""
+    text = re.sub(r"\s*\(negative:[^)]*\)", "", description).strip()
+    if not text.lower().startswith("days "):
+        return f"{description}: {_days(number)}"
+    rest = text[5:]
+    if number < 0 and rest.startswith("until "):
+        return f"{_days(-number)} past {rest[6:]}"
+    return f"{_days(number)} {rest}"
+
+
+def _days(number: float) -> str:
+    """Whole days from two days on ("730 days"), hours below ("5 hours"), one decimal between."""
+    if abs(number) >= 2:
+        return f"{round(number)} days"
+    if abs(number) >= 1:
+        return "1 day" if round(number, 1) == 1 else f"{number:.1f} days"
+    hours = round(number * 24)
+    return "1 hour" if hours == 1 else f"{hours} hours"
 
 
 def _money(number: float) -> str:
