@@ -444,7 +444,7 @@ def _number(number: float) -> str:
 
 
 def _days_phrase(description: str, number: float) -> str:
-    """ "12 days since the last contact", "5 days past the expected close date"."""
+    """Value-first days: "12 days since the last contact", "5 days past the expected close date"."""
     text = re.sub(r"\s*\(negative:[^)]*\)", "", description).strip()
     if not text.lower().startswith("days "):
         return f"{description}: {_days(number)}"
