@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+import pandera.pandas as pdv
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forecast.data.pipeline import Pipeline
 from forecast.data.schema import TABLE_ORDER, TABLES, Column, TableSpec, pandera_schema
@@ -180,10 +182,18 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 
 def _coerce_str(s: pd.Series) -> pd.Series:
+    """Text with surrounding whitespace removed; empty text is missing.
+
+    Columns that hold only strings (the usual case) are trimmed by Arrow in C++; anything else
+    (ids read as numbers) goes through Python once per value.
+    """
     out = s.astype(object).where(s.notna(), None)
-    out = out.map(lambda v: v if v is None or isinstance(v, str) else _num_text(v))
-    stripped = out.str.strip()
-    return stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
+    if pd.api.types.infer_dtype(out, skipna=True) not in ("string", "empty"):
+        out = out.map(lambda v: v if v is None or isinstance(v, str) else _num_text(v))
+    trimmed = pc.utf8_trim_whitespace(pa.array(out, type=pa.string(), from_pandas=True))
+    blank = pc.equal(trimmed, "")
+    cleaned = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
+    return pd.Series(cleaned.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
 
 
 def _num_text(v: object) -> str:
@@ -217,11 +227,14 @@ def _coerce_column(s: pd.Series, col: Column, failures: _Failures) -> pd.Series:
     if col.kind == "bool":
         if pd.api.types.is_bool_dtype(text.dtype):
             return text.astype("boolean")
-        lowered = text.astype(object).map(lambda v: None if v is None or v is pd.NA else str(v).lower())
-        mapped = lowered.map(lambda v: True if v in _TRUE else (False if v in _FALSE else None))
-        bad = present & mapped.isna()
+        lowered = _coerce_str(text).str.lower()
+        is_true, is_false = lowered.isin(list(_TRUE)), lowered.isin(list(_FALSE))
+        mapped = pd.Series(pd.NA, index=text.index, dtype="boolean")
+        mapped[is_true] = True
+        mapped[is_false] = False
+        bad = present & ~(is_true | is_false)
         failures.add(bad, col.name, "not_a_boolean", s, f"{col.name}: expected true/false")
-        return mapped.astype("boolean")
+        return mapped
     # timestamp
     if pd.api.types.is_datetime64_any_dtype(text.dtype):
         ts = text
@@ -281,7 +294,7 @@ def _pandera_rules(
     schema = pandera_schema(spec, pipeline.names)
     try:
         schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
+    except pdv.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         already = failures.failed_pairs()
         rule_of = _check_rules(spec)
@@ -326,14 +339,14 @@ def _temporal_rules(frame: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp, f
         earlier, later = frame[order.earlier], frame[order.later]
         # Day granularity: many CRMs store close dates as dates, created dates as timestamps.
         bad = earlier.notna() & later.notna() & (later.dt.normalize() < earlier.dt.normalize())
-        msg = (
-            order.later
-            + " ("
-            + later.dt.strftime("%Y-%m-%d").fillna("")
-            + ") is before "
-            + order.earlier
-            + " ("
-            + earlier.dt.strftime("%Y-%m-%d").fillna("")
+        if not bad.any():
+            continue
+        msg = pd.Series("", index=frame.index, dtype=object)
+        msg[bad] = (
+            f"{order.later} ("
+            + later[bad].dt.strftime("%Y-%m-%d")
+            + f") is before {order.earlier} ("
+            + earlier[bad].dt.strftime("%Y-%m-%d")
             + ")"
         )
         failures.add(bad, order.later, "temporal_order", later, msg)
@@ -442,7 +455,8 @@ def validate_batch(
             tc.valid += int((~failed).sum())
             tc.files.append(part.raw.source_file)
             valid_parts.append(part.frame.loc[~failed])
-            rejects.append(part.failures.to_frame(part.raw, key_text(part.frame, spec.key)))
+            if part.failures.rows:
+                rejects.append(part.failures.to_frame(part.raw, key_text(part.frame, spec.key)))
         tables[table] = pd.concat(valid_parts, ignore_index=True) if len(valid_parts) > 1 else valid_parts[0]
         tables[table] = tables[table].reset_index(drop=True)
         counts[table] = tc
@@ -475,7 +489,7 @@ def _duplicate_keys(parts: dict[str, list[_Part]]) -> None:
                 dup,
                 label,
                 "duplicate_key",
-                key_text(part.frame, tuple(key)),
+                key_text(part.frame, tuple(key)) if dup.any() else part.frame[key[0]],
                 f"duplicate {label}: an earlier row of this import has the same key",
             )
             fresh = cand.loc[~(within | earlier)]
@@ -483,21 +497,29 @@ def _duplicate_keys(parts: dict[str, list[_Part]]) -> None:
 
 
 def _cross_table_rules(parts: dict[str, list[_Part]], view: WarehouseView) -> None:
-    """Foreign keys and the history-after-creation rule, repeated until no new row is rejected."""
-    while True:
-        changed = False
+    """Foreign keys and the history-after-creation rule, repeated until no new row is rejected.
+
+    After the first pass only tables that reference a table with new rejects are checked again.
+    """
+    dirty: set[str] | None = None  # None: check everything
+    while dirty is None or dirty:
         valid_keys = _valid_keys(parts, view)
         rejected_keys = _rejected_keys(parts)
+        newly: set[str] = set()
         for table in TABLE_ORDER:
+            targets = {fk.table for fk in TABLES[table].foreign_keys}
+            if table == "stage_history":
+                targets.add("opportunities")
+            if dirty is not None and not targets & dirty:
+                continue
             for part in parts.get(table, []):
                 before = int(part.failures.failed_mask(len(part.frame)).sum())
                 _foreign_keys(part, valid_keys, rejected_keys)
                 if table == "stage_history":
                     _history_after_created(part, parts, view)
                 if int(part.failures.failed_mask(len(part.frame)).sum()) != before:
-                    changed = True
-        if not changed:
-            return
+                    newly.add(table)
+        dirty = newly
 
 
 def _valid_keys(parts: dict[str, list[_Part]], view: WarehouseView) -> dict[str, pd.Index]:
