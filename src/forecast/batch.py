@@ -176,22 +176,24 @@ def score_file(
     keys = [id_col, "as_of"] if "as_of" in frame.columns else [id_col]
     missing_id = frame[id_col].isna()
     duplicate = frame.duplicated(subset=keys, keep="first") & ~missing_id
-    rejects = pd.concat(
-        [
-            _rejects_for(frame, missing_id, id_col, "missing_id", "the id is empty"),
-            _rejects_for(
-                frame,
-                duplicate,
-                id_col,
-                "duplicate_id",
-                "the same id (and as_of) appeared earlier in the file",
-            ),
-        ],
-        ignore_index=True,
+    typed_all, bad_numbers = _typed_features(frame, features, set(meta.get("categorical") or []))
+    parts = [
+        _rejects_for(frame, missing_id, id_col, "missing_id", "the id is empty"),
+        _rejects_for(
+            frame, duplicate, id_col, "duplicate_id", "the same id (and as_of) appeared earlier in the file"
+        ),
+    ]
+    for col, mask in bad_numbers.items():
+        parts.append(_rejects_for(frame, mask, col, "not_a_number", f"{col}: not a number", id_column=id_col))
+    rejects = (
+        pd.concat(parts, ignore_index=True).sort_values("source_row", kind="stable").reset_index(drop=True)
     )
-    ok = ~(missing_id | duplicate)
+    bad_any = np.zeros(len(frame), dtype=bool)
+    for mask in bad_numbers.values():
+        bad_any |= mask.to_numpy()
+    ok = ~(missing_id | duplicate) & ~bad_any
     good = frame.loc[ok]
-    typed = _typed_features(good, features, set(meta.get("categorical") or []))
+    typed = typed_all.loc[ok]
     scores = score_frame(model, typed, good[id_col], progress=progress)
     scores.insert(0, "source_row", np.flatnonzero(ok.to_numpy()) + 1)
     if "as_of" in good:
@@ -199,21 +201,33 @@ def score_file(
     return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame)), id_col
 
 
-def _typed_features(frame: pd.DataFrame, features: list[str], categorical: set[str]) -> pd.DataFrame:
-    """CSV values arrive as text: numbers back to floats (the model's encoder also coerces)."""
+def _typed_features(
+    frame: pd.DataFrame, features: list[str], categorical: set[str]
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """CSV values arrive as text: numbers back to floats; values that do not parse are reported."""
     out = frame[features].copy()
+    bad: dict[str, pd.Series] = {}
     for col in features:
         if col not in categorical and out[col].dtype == object:
-            out[col] = pd.to_numeric(out[col], errors="coerce")
-    return out
+            text = out[col].astype(object)
+            lowered = text.where(text.isna(), text.astype(str).str.strip().str.lower())
+            text = text.where(~lowered.isin(["true", "false"]), lowered.map({"true": 1.0, "false": 0.0}))
+            parsed = pd.to_numeric(text, errors="coerce")
+            failed = out[col].notna() & parsed.isna()
+            if failed.any():
+                bad[col] = failed
+            out[col] = parsed
+    return out, bad
 
 
-def _rejects_for(frame: pd.DataFrame, mask: pd.Series, column: str, rule: str, message: str) -> pd.DataFrame:
+def _rejects_for(
+    frame: pd.DataFrame, mask: pd.Series, column: str, rule: str, message: str, id_column: str | None = None
+) -> pd.DataFrame:
     rows = np.flatnonzero(mask.to_numpy())
     return pd.DataFrame(
         {
             "source_row": rows + 1,
-            "id": frame[column].iloc[rows].to_numpy(),
+            "id": frame[id_column or column].iloc[rows].to_numpy(),
             "column": column,
             "rule": rule,
             "value": frame[column].iloc[rows].astype(object).to_numpy(),
@@ -234,20 +248,28 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     write_frame(frame, path, "csv" if suffix == ".csv" else "parquet")
 
 
-def write_back(scores: pd.DataFrame, table: str, id_col: str, settings: Settings) -> int:
-    """Store scores in the warehouse (replacing earlier scores of the same model version and as_of)."""
-    wh = Warehouse(settings.warehouse)
+def write_back(scores: pd.DataFrame, table: str, settings: Settings) -> int:
+    """Store scores in the warehouse (replacing earlier scores of the same model version and as_of).
+
+    One transaction: the table is created (or given the columns a newer model adds), the earlier
+    scores of the same model version and as_of are deleted, and the new ones inserted.
+    """
     frame = scores.drop(columns=[c for c in ("source_row",) if c in scores.columns])
-    with wh.connect() as con:
+    name = _quote(table)
+    with Warehouse(settings.warehouse).connect() as con:
         con.register("_scores", frame)
         try:
-            con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _scores WHERE FALSE')
             con.execute("BEGIN TRANSACTION")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _scores WHERE FALSE")
+            stored = {r[0].lower() for r in con.execute(f"DESCRIBE {name}").fetchall()}
+            for col in frame.columns:
+                if col.lower() not in stored:
+                    con.execute(f"ALTER TABLE {name} ADD COLUMN {_quote(col)} VARCHAR")
             con.execute(
-                f'DELETE FROM "{table}" WHERE (model_name, model_version, as_of) IN '
+                f"DELETE FROM {name} WHERE (model_name, model_version, as_of) IN "
                 "(SELECT DISTINCT model_name, model_version, as_of FROM _scores)"
             )
-            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _scores')
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _scores")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -255,6 +277,10 @@ def write_back(scores: pd.DataFrame, table: str, id_col: str, settings: Settings
         finally:
             con.unregister("_scores")
     return len(frame)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def score_job(
@@ -274,14 +300,14 @@ def score_job(
     Returns:
         The summary: rows in, scored, rejected, as_of, model version, bands, files.
     """
+    if write_to_warehouse and input_path is not None:
+        raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
     model = load_model(model_name, settings)
     when: pd.Timestamp | None = None
     if input_path is None:
-        scored, when, id_col = score_warehouse(model, settings, as_of, progress)
+        scored, when, _ = score_warehouse(model, settings, as_of, progress)
     else:
-        scored, id_col = score_file(
-            model, input_path, encoding=encoding, delimiter=delimiter, progress=progress
-        )
+        scored, _ = score_file(model, input_path, encoding=encoding, delimiter=delimiter, progress=progress)
     if len(scored.scores) + scored.rejects["source_row"].nunique() != scored.rows_in:
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
     _write(scored.scores, output)
@@ -294,7 +320,7 @@ def score_job(
             if model.metadata.get("entity") == "lead"
             else f"{model.metadata.get('entity')}_scores"
         )
-        stored = write_back(scored.scores, table, id_col, settings)
+        stored = write_back(scored.scores, table, settings)
     score_name = str(model.metadata.get("score_name", "p"))
     bands = scored.scores["band"].value_counts().reindex(["A", "B", "C", "D"], fill_value=0)
     return {

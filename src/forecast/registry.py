@@ -185,19 +185,28 @@ class LoadedModel:
     run_id: str
 
 
-def load_model(name: str, settings: Settings, alias: str = CHAMPION) -> LoadedModel:
-    """Load ``models:/<name>@<alias>`` as the sklearn pipeline (probabilities, not labels).
+def load_model(
+    name: str, settings: Settings, alias: str = CHAMPION, version: str | None = None
+) -> LoadedModel:
+    """Load ``models:/<name>@<alias>`` (or an exact version) as the sklearn pipeline.
+
+    The pipeline returns probabilities (``predict_proba``), not labels. Resolving the alias once
+    and loading that exact version means a promotion in between cannot mix two versions.
 
     Raises:
         LookupError: No such model or alias, with what to run instead.
     """
-    mv = version_by_alias(name, alias, settings)
+    mv = (
+        version_by_alias(name, alias, settings)
+        if version is None
+        else client(settings).get_model_version(name, version)
+    )
     if mv is None:
         raise LookupError(
             f"no model {name!r} with alias {alias!r} in {settings.mlflow_tracking_uri}; "
             f"train one (forecast train …) and promote it (forecast promote …)"
         )
-    uri = f"models:/{name}@{alias}"
+    uri = f"models:/{name}/{mv.version}"
     pipeline = mlflow.sklearn.load_model(uri)
     meta = mlflow.models.Model.load(uri).metadata or {}
     return LoadedModel(name, str(mv.version), alias, pipeline, dict(meta), str(mv.run_id))
@@ -234,9 +243,11 @@ class PromotionDecision:
 def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> PromotionDecision:
     """Apply the gate to the ``challenger`` and move ``champion`` if it passes.
 
-    The gate: on the challenger's own held-out (latest) slice, the challenger replaces the champion
-    only if its ROC-AUC is not lower by more than ``max_auc_drop`` and its Brier score is lower.
-    Without a champion the challenger is promoted. The decision and both sets of metrics are logged
+    The gate: the challenger must beat every baseline of its experiment (base rate, naive Bayes,
+    logistic regression, …) on both ROC-AUC and Brier on its held-out slice; then, on that same
+    latest slice, it replaces the champion only if its ROC-AUC is not lower by more than
+    ``max_auc_drop`` and its Brier score is lower. Without a champion, beating the baselines is
+    enough. The decision and both sets of metrics are logged
     as a ``promotion`` run in the model's experiment, and the champion's card is written to
     ``<models_dir>/<name>/``.
 
@@ -250,34 +261,47 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     champ = version_by_alias(name, CHAMPION, settings)
     with _downloaded(chall.run_id, TEST_SLICE, settings) as path:
         test = pd.read_parquet(path)
-    chall_model = load_model(name, settings, CHALLENGER)
-    label = str(chall_model.metadata.get("label", ""))
+    chall_model = load_model(name, settings, CHALLENGER, version=str(chall.version))
+    label = str(chall_model.metadata.get("label") or "")
+    if label not in test.columns:
+        raise LookupError(
+            f"model {name!r} v{chall.version} has no usable test slice (label {label!r} missing)"
+        )
     y = test[label].astype(int).to_numpy()
     chall_m = classification_metrics(y, chall_model.pipeline.predict_proba(test)[:, 1])
     champ_m: dict[str, float] | None = None
-    if champ is None:
-        promoted, reason = True, "no champion yet"
-    elif str(champ.version) == str(chall.version):
-        promoted, reason = False, "the challenger already is the champion"
-        champ_m = chall_m
-    else:
-        champ_model = load_model(name, settings, CHAMPION)
+    beaten = _baselines_not_beaten(c.get_run(chall.run_id).data.metrics)
+    champ_error: str | None = None
+    if champ is not None and str(champ.version) != str(chall.version):
+        champ_model = load_model(name, settings, CHAMPION, version=str(champ.version))
         try:
             champ_m = classification_metrics(y, champ_model.pipeline.predict_proba(test)[:, 1])
         except (KeyError, ValueError) as exc:
-            promoted, reason = (
-                True,
-                f"the champion cannot score the challenger's test slice ({exc}); replaced",
-            )
-        else:
-            auc_ok = chall_m["roc_auc"] >= champ_m["roc_auc"] - max_auc_drop
-            brier_ok = chall_m["brier"] < champ_m["brier"]
-            promoted = auc_ok and brier_ok
-            reason = (
-                f"ROC-AUC {chall_m['roc_auc']:.4f} vs {champ_m['roc_auc']:.4f} (allowed drop {max_auc_drop}): "
-                f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
-                f"{'lower' if brier_ok else 'not lower'}"
-            )
+            champ_error = str(exc)
+    if champ is not None and str(champ.version) == str(chall.version):
+        promoted, reason = False, "the challenger already is the champion"
+        champ_m = chall_m
+    elif beaten:
+        promoted, reason = (
+            False,
+            "the challenger does not beat its baselines on the test slice: " + "; ".join(beaten),
+        )
+    elif champ is None:
+        promoted, reason = True, "no champion yet; the challenger beats every baseline"
+    elif champ_m is None:
+        promoted, reason = (
+            True,
+            f"the champion cannot score the challenger's test slice ({champ_error}); replaced",
+        )
+    else:
+        auc_ok = chall_m["roc_auc"] >= champ_m["roc_auc"] - max_auc_drop
+        brier_ok = chall_m["brier"] < champ_m["brier"]
+        promoted = auc_ok and brier_ok
+        reason = (
+            f"ROC-AUC {chall_m['roc_auc']:.4f} vs {champ_m['roc_auc']:.4f} (allowed drop {max_auc_drop}): "
+            f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
+            f"{'lower' if brier_ok else 'not lower'}"
+        )
     decision = PromotionDecision(
         name,
         str(chall.version),
@@ -301,6 +325,26 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         c.set_registered_model_alias(name, CHAMPION, str(chall.version))
         write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
     return decision
+
+
+def _baselines_not_beaten(metrics: dict[str, float]) -> list[str]:
+    """Baselines the model does not beat on both ROC-AUC and Brier (from its run's test metrics)."""
+    auc, brier = metrics.get("test_roc_auc"), metrics.get("test_brier")
+    names = sorted(
+        {
+            k[len("baseline_") : -len("_roc_auc")]
+            for k in metrics
+            if k.startswith("baseline_") and k.endswith("_roc_auc")
+        }
+    )
+    out = []
+    for b in names:
+        b_auc, b_brier = metrics.get(f"baseline_{b}_roc_auc"), metrics.get(f"baseline_{b}_brier")
+        if auc is None or brier is None or b_auc is None or b_brier is None:
+            continue
+        if not (auc > b_auc and brier < b_brier):
+            out.append(f"{b} (ROC-AUC {b_auc:.4f} vs {auc:.4f}, Brier {b_brier:.5f} vs {brier:.5f})")
+    return out
 
 
 def write_champion_card(

@@ -129,7 +129,12 @@ def _split(
     data: ModelInput, frame: pd.DataFrame, config: TrainingConfig
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     s = config.split
-    has_time = data.time_column is not None and frame[data.time_column].notna().all()
+    has_time = data.time_column is not None and frame[data.time_column].notna().any()
+    if has_time and frame[str(data.time_column)].isna().any():
+        n = int(frame[str(data.time_column)].isna().sum())
+        raise ValueError(
+            f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
+        )
     if has_time:
         gap = s.gap_days if s.gap_days is not None else float(config.snapshots.horizon_days)
         splits = time_splits(
@@ -257,7 +262,7 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     baselines: dict[str, dict[str, float]] = {}
     # Baselines learn from the same rows as the model's trees (validation rows only steer the
     # model's early stopping and calibration), so the comparison is on equal information.
-    bl_fit = train
+    bl_fit = np.concatenate([train, valid]) if small else train
     for name, est in _baselines(data).items():
         est.fit(x.iloc[bl_fit], y_all[bl_fit])
         p = est.predict_proba(x.iloc[test])[:, 1]
@@ -296,6 +301,13 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     )
 
 
+def _encodes(encoded: str, feature: str) -> bool:
+    """Whether a logistic model's encoded column comes from ``feature``."""
+    return encoded in (f"numeric__{feature}", f"numeric__missingindicator_{feature}") or encoded.startswith(
+        f"categorical__{feature}_"
+    )
+
+
 def feature_importance(pipeline: Pipeline, features: list[str]) -> pd.DataFrame:
     """Share of total gain per feature (LightGBM) or absolute coefficient (logistic)."""
     step = pipeline.named_steps["model"]
@@ -304,7 +316,9 @@ def feature_importance(pipeline: Pipeline, features: list[str]) -> pd.DataFrame:
         values = np.asarray(gain, dtype=float)
     elif isinstance(step, LogisticBaseline):
         coef = step.coefficients().abs()
-        values = np.array([coef[[c for c in coef.index if f in c]].sum() for f in features], dtype=float)
+        values = np.array(
+            [coef[[c for c in coef.index if _encodes(c, f)]].sum() for f in features], dtype=float
+        )
     else:  # pragma: no cover - every trained model is one of the two
         values = np.zeros(len(features))
     total = values.sum() or 1.0

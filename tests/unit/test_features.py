@@ -628,3 +628,17 @@ def test_frames_source_keeps_the_canonical_type_of_an_all_null_column(entity: En
     with frames_source(tables) as src:
         frame = build_feature_table(src, entity, [AS_OF], data_end=DATA_END).frame
     assert len(frame) == 1
+
+
+def test_a_disqualified_lead_without_a_date_is_left_out_and_labels_stay_boolean() -> None:
+    """Salesforce exports carry no disqualification date: such a lead cannot be placed in time."""
+    tables = crm(
+        leads=[
+            lead("undated", "2024-01-01", status="disqualified", status_changed_at=None),
+            lead("open", "2024-01-01"),
+        ]
+    )
+    late = DATA_END - pd.Timedelta(days=10)  # the horizon passes the data's end: censoring applies
+    frame = rows(tables, "lead", late)
+    assert list(frame.index) == ["open"]
+    assert frame["label_censored"].dtype == bool and bool(frame.loc["open", "label_censored"])

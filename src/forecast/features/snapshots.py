@@ -1,7 +1,8 @@
 """Snapshots: one row per entity alive at each as_of date, with labels from what happens afterwards.
 
 A lead is alive at ``as_of`` when it was created before it and had neither converted nor been
-disqualified before it. A deal is alive when it was created before ``as_of`` and had not closed
+disqualified before it (a disqualified lead without a disqualification date, as Salesforce exports
+give, cannot be placed in time and is left out; so is a converted lead without a conversion date). A deal is alive when it was created before ``as_of`` and had not closed
 before it. Features (elsewhere) use only events strictly before ``as_of``; the labels here use only
 what happens at or after it, and say when the data ends too early to know (censoring).
 """
@@ -105,12 +106,11 @@ def build_lead_spine(
                l.lead_id AS entity_id, d.as_of, l.created_at AS _born,
                (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS label_converted,
                (NOT (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY)
-                AND NOT (l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY)
+                AND NOT coalesce(l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY, false)
                 AND d.as_of + INTERVAL {h} DAY > ?) AS label_censored
         FROM leads l {join}
         WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
-          AND NOT (l.status = 'disqualified' AND l.status_changed_at IS NOT NULL
-                   AND l.status_changed_at < d.as_of)
+          AND NOT (l.status = 'disqualified' AND coalesce(l.status_changed_at < d.as_of, true))
           AND NOT (l.status = 'converted' AND l.converted_at IS NULL)
         """,
         [data_end.to_pydatetime()],
