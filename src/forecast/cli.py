@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import duckdb
 import pandas as pd
 import typer
 from rich.console import Console
@@ -101,13 +102,15 @@ def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
         yield update
 
 
-def _parse_as_of(value: str | None) -> pd.Timestamp | None:
+def _parse_as_of(value: str | None, as_json: bool = False) -> pd.Timestamp | None:
     if value is None:
         return None
     try:
         ts = pd.Timestamp(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"--as-of {value!r} is not an ISO date or timestamp") from exc
+    except ValueError:
+        ts = pd.NaT
+    if pd.isna(ts):  # "" and "nat" parse to NaT, which would silently disable the future rule
+        _fail(as_json, f"--as-of {value!r} is not an ISO date or timestamp")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts
@@ -177,14 +180,16 @@ def _run_ingest(
         pipeline = Pipeline.from_yaml(pipeline_path) if pipeline_path else None
     except (OSError, ValueError, KeyError) as exc:
         _fail(as_json, f"{pipeline_path}: not a valid pipeline definition ({exc})")
-    warehouse = None if dry_run else Warehouse(settings.warehouse)
+    as_of_ts = _parse_as_of(as_of, as_json)
+    warehouse = Warehouse(settings.warehouse)  # a dry run reads it if it exists, writes nothing
     try:
         with _progress("validate" if dry_run else "ingest") as update:
             report = ingest(
                 path,
                 file_format,
                 warehouse,
-                as_of=_parse_as_of(as_of),
+                dry_run=dry_run,
+                as_of=as_of_ts,
                 encoding=encoding,
                 delimiter=delimiter,
                 pipeline=pipeline,
@@ -192,6 +197,10 @@ def _run_ingest(
             )
     except (SourceError, PipelineConflictError) as exc:
         _fail(as_json, str(exc))
+    except ValueError as exc:
+        _fail(as_json, f"{path}: cannot import ({exc})")
+    except duckdb.Error as exc:
+        _fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
     return {"ok": True, **report.as_dict()}
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -234,3 +235,166 @@ def test_json_output_is_only_json_even_for_long_queries(tiny_crm: Path, tmp_path
     wh = Warehouse(tmp_path / "wh.duckdb")
     with wh.connect() as con:
         assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
+
+
+def _stored(warehouse: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_values_beyond_the_supported_ranges_are_rejects_not_crashes(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["accounts"].loc[0, "employees"] = "inf"
+    tables["accounts"].loc[1, "employees"] = "99999999999999999999"
+    tables["quotas"].loc[0, "amount"] = "inf"
+    folder = write_tables(tmp_path / "crm", tables)
+    opp = tables["opportunities"].assign(amount=[12000.0, 3000.0])
+    opp["expected_close_date"] = np.array(["2024-03-01", "9999-12-31"], dtype="datetime64[us]")
+    (folder / "opportunities.csv").unlink()
+    opp.to_parquet(folder / "opportunities.parquet")
+    wh = tmp_path / "wh.duckdb"
+    code, report = _ingest(wh, folder, "--as-of", "2025-01-01")
+    assert code == 0 and report["balanced"]
+    rules = {(r["table"], r["column"], r["rule"]) for r in report["rejects_by_rule"]}
+    assert {
+        ("accounts", "employees", "not_a_number"),
+        ("accounts", "employees", "out_of_range"),
+        ("quotas", "amount", "not_a_number"),
+        ("opportunities", "expected_close_date", "out_of_range"),
+    } <= rules
+    assert _stored(wh, "SELECT count(*) FROM quotas WHERE NOT isfinite(amount)") == [(0,)]
+
+
+@pytest.mark.parametrize("error", ["value", "duckdb"])
+def test_remaining_value_and_duckdb_errors_are_clear_errors(
+    tiny_crm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("bad value") if error == "value" else duckdb.ConversionException("bad cast")
+
+    monkeypatch.setattr("forecast.cli.ingest", broken)
+    code, report = _ingest(tmp_path / "wh.duckdb", tiny_crm)
+    assert code == 2 and report["ok"] is False
+    assert str(tiny_crm) in report["error"] and "bad" in report["error"]
+
+
+def test_an_unreadable_warehouse_file_is_a_clear_error(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    wh.write_bytes(b"this is not a duckdb file" * 100)
+    code, report = _ingest(wh, tiny_crm)
+    assert code == 2 and report["ok"] is False
+    assert str(tiny_crm) in report["error"] and str(wh) in report["error"]
+
+
+def test_custom_columns_match_stored_ones_regardless_of_case(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    first = tiny_tables()["leads"].rename(columns={"favourite_color": "Region"})
+    code, _ = _ingest(wh, write_tables(tmp_path / "a", {"leads": first}))
+    assert code == 0
+    second = tiny_tables()["leads"].rename(columns={"favourite_color": "region"})
+    second.loc[0, "region"] = "purple"
+    code, report = _ingest(wh, write_tables(tmp_path / "b", {"leads": second}))
+    assert code == 0, report
+    assert report["tables"]["leads"]["updated"] == 1
+    columns = [r[0] for r in _stored(wh, "DESCRIBE leads")]
+    assert "Region" in columns and "region" not in columns
+    assert dict(_stored(wh, 'SELECT lead_id, "Region" FROM leads'))["L1"] == "purple"
+
+
+def test_custom_columns_are_text_so_their_type_cannot_drift(tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    first = tmp_path / "pq"
+    first.mkdir()
+    tiny_tables()["leads"].assign(score=[1.0, 2.5, None]).to_parquet(first / "leads.parquet")
+    assert _ingest(wh, first)[0] == 0
+    assert _stored(wh, "SELECT data_type FROM information_schema.columns WHERE column_name = 'score'") == [
+        ("VARCHAR",)
+    ]
+    later = write_tables(tmp_path / "csv", {"leads": tiny_tables()["leads"].assign(score=["1", "n/a", None])})
+    code, report = _ingest(wh, later)
+    assert code == 0, report
+    assert (report["tables"]["leads"]["updated"], report["tables"]["leads"]["unchanged"]) == (1, 2)
+    assert dict(_stored(wh, "SELECT lead_id, score FROM leads")) == {"L1": "1", "L2": "n/a", "L3": None}
+
+
+def test_a_typed_custom_column_of_an_older_warehouse_takes_text(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    con = duckdb.connect(str(wh))
+    con.execute("ALTER TABLE leads ADD COLUMN score DOUBLE")
+    con.execute("UPDATE leads SET score = 1.5")
+    con.close()
+    numbers = write_tables(tmp_path / "n", {"leads": tiny_tables()["leads"].assign(score="1.5")})
+    code, report = _ingest(wh, numbers)  # values that cast: the column keeps its type
+    assert code == 0 and report["tables"]["leads"]["unchanged"] == 3
+    words = write_tables(tmp_path / "w", {"leads": tiny_tables()["leads"].assign(score=["2", "n/a", None])})
+    code, report = _ingest(wh, words)
+    assert code == 0, report
+    assert _stored(wh, "SELECT data_type FROM information_schema.columns WHERE column_name = 'score'") == [
+        ("VARCHAR",)
+    ]
+    assert dict(_stored(wh, "SELECT lead_id, score FROM leads")) == {"L1": "2", "L2": "n/a", "L3": None}
+
+
+def test_a_file_without_an_optional_column_keeps_its_stored_values(tiny_crm: Path, tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    leads = tiny_tables()["leads"].drop(columns="industry")
+    code, report = _ingest(wh, write_tables(tmp_path / "delta", {"leads": leads}))
+    assert code == 0
+    assert (report["tables"]["leads"]["updated"], report["tables"]["leads"]["unchanged"]) == (0, 3)
+    changed = leads.assign(title=["CIO", "Buyer", "CEO"])
+    new = changed.iloc[[1]].assign(lead_id="L4", status="new", converted_at=None, opportunity_id=None)
+    code, report = _ingest(wh, write_tables(tmp_path / "delta2", {"leads": pd.concat([changed, new])}))
+    assert code == 0 and report["tables"]["leads"]["updated"] == 1
+    industries = dict(_stored(wh, "SELECT lead_id, industry FROM leads"))
+    assert industries == {"L1": "software", "L2": "retail", "L3": "software", "L4": None}
+
+
+def test_validate_judges_against_the_existing_warehouse_without_writing(
+    tiny_crm: Path, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    before = _snapshot(wh)
+    activities = tiny_tables()["activities"].assign(activity_id=["X5", "X6", "X7", "X8"])
+    folder = write_tables(tmp_path / "new", {"activities": activities})
+    result = runner.invoke(app, ["--warehouse", str(wh), "validate", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tables"]["activities"]["rejected"] == 0, report["rejects_by_rule"]
+    assert report["ingest_id"] is None
+    assert _snapshot(wh) == before
+    assert _stored(wh, "SELECT count(*) FROM ingest_log") == [(1,)]
+
+
+@pytest.mark.parametrize("value", ["", "nat", "not-a-date"])
+def test_an_empty_or_invalid_as_of_is_a_clear_error(tiny_crm: Path, tmp_path: Path, value: str) -> None:
+    wh = tmp_path / "wh.duckdb"
+    code, report = _ingest(wh, tiny_crm, "--as-of", value)
+    assert code == 2 and report["ok"] is False and "--as-of" in report["error"]
+    assert not wh.exists()
+
+
+def test_an_empty_deals_file_does_not_conflict_with_the_stored_pipeline(
+    tiny_crm: Path, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
+    stages_before = _stored(wh, "SELECT * FROM pipeline_stages ORDER BY rowid")
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "name: other\nstages:\n  - name: open\n  - {name: won, is_closed: true, is_won: true}\n"
+        "  - {name: lost, is_closed: true}\n"
+    )
+    tables = tiny_tables()
+    folder = write_tables(
+        tmp_path / "empty", {"reps": tables["reps"], "opportunities": tables["opportunities"].iloc[0:0]}
+    )
+    code, report = _ingest(wh, folder, "--pipeline", str(other))
+    assert code == 0, report
+    assert report["tables"]["opportunities"]["read"] == 0
+    assert _stored(wh, "SELECT * FROM pipeline_stages ORDER BY rowid") == stages_before

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from forecast.data.sources import canonical
-from forecast.data.validate import RULES, ValidatedBatch, validate_batch
+from forecast.data.validate import RULES, ValidatedBatch, _Failures, coerce_frame, validate_batch
 from tests.conftest import tiny_tables, write_tables
 
 AS_OF = pd.Timestamp("2025-01-01")
@@ -62,6 +63,12 @@ def test_the_tiny_crm_is_valid(tmp_path: Path) -> None:
         ("opportunities", 0, "closed_at", None, "outcome_consistency"),
         ("activities", 0, "rep_id", "R999", "foreign_key"),
         ("stage_history", 3, "entered_at", "2024-02-01", "history_before_created"),
+        ("accounts", 0, "employees", "inf", "not_a_number"),
+        ("accounts", 0, "employees", "-inf", "not_a_number"),
+        ("accounts", 0, "employees", "99999999999999999999", "out_of_range"),
+        ("opportunities", 0, "amount", "inf", "not_a_number"),
+        ("opportunities", 0, "expected_close_date", "9999-12-31", "out_of_range"),
+        ("leads", 1, "created_at", "0001-01-01T00:00:00Z", "out_of_range"),
     ],
 )
 def test_a_bad_value_is_rejected_with_its_rule(
@@ -134,3 +141,79 @@ def test_parquet_input_with_native_types(tmp_path: Path) -> None:
     assert result.rejects.empty, result.rejects.to_string()
     created = result.tables["opportunities"]["created_at"].iloc[0]
     assert created == pd.Timestamp("2024-01-19 23:00")  # midnight in Madrid is 23:00 UTC
+
+
+def test_values_that_cannot_be_stored_are_rejects_with_clear_messages(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["accounts"].loc[0, "employees"] = "inf"
+    tables["accounts"].loc[1, "employees"] = "99999999999999999999"
+    tables["opportunities"].loc[1, "expected_close_date"] = "9999-12-31"
+    result = _validate(tmp_path, tables)
+    messages = dict(zip(result.rejects["value"], result.rejects["message"], strict=True))
+    assert messages["inf"] == "employees: not a finite number"
+    assert "64-bit integer range" in messages["99999999999999999999"]
+    assert messages["9999-12-31"] == (
+        "expected_close_date: outside the supported date range 1677-09-21 to 2262-04-11"
+    )
+    assert {"out_of_range", "not_a_number"} <= set(result.rejects["rule"])
+
+
+def test_parquet_values_beyond_the_supported_ranges_are_rejects(tmp_path: Path) -> None:
+    """Parquet keeps 9999-12-31 as datetime64[us] and infinities as floats; none may crash or land."""
+    tables = tiny_tables()
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    opp = tables["opportunities"].copy()
+    opp["amount"] = [float("inf"), 3000.0]
+    opp["expected_close_date"] = np.array(["2024-03-01", "9999-12-31"], dtype="datetime64[us]")
+    accounts = tables["accounts"].copy()
+    accounts["employees"] = [float("-inf"), 1e20]
+    tables["opportunities"], tables["accounts"] = opp, accounts
+    for name, frame in tables.items():
+        frame.to_parquet(folder / f"{name}.parquet")
+    batch = canonical.load(folder)
+    raw_opp = next(t for t in batch.tables if t.table == "opportunities")
+    assert str(raw_opp.frame["expected_close_date"].dtype) == "datetime64[us]"
+    result = validate_batch(batch, as_of=AS_OF)
+    got = sorted(zip(result.rejects["table"], result.rejects["column"], result.rejects["rule"], strict=True))
+    assert ("opportunities", "amount", "not_a_number") in got
+    assert ("opportunities", "expected_close_date", "out_of_range") in got
+    assert ("accounts", "employees", "not_a_number") in got
+    assert ("accounts", "employees", "out_of_range") in got
+    assert result.tables["opportunities"].empty  # both deals rejected, no inf amount lands
+
+
+def test_custom_columns_are_kept_as_text(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    tables["leads"]["score"] = [1.0, 2.5, None]
+    tables["leads"].to_parquet(folder / "leads.parquet")
+    raw = canonical.load(folder / "leads.parquet").tables[0]
+    frame = coerce_frame(raw, _Failures())
+    assert frame["score"].tolist() == ["1", "2.5", None]
+
+
+def test_reject_rows_match_the_file_lines_after_blank_lines(tmp_path: Path) -> None:
+    """A blank line is kept as a row (one blank_row reject), so later rows keep their numbers."""
+    folder = write_tables(tmp_path / "crm", tiny_tables())
+    lines = (folder / "leads.csv").read_text().splitlines()
+    # header, L1, <blank>, L2, L3 with a bad source, then trailing blank lines (ignored)
+    lines[3] = lines[3].replace("referral", "carrier_pigeon")
+    (folder / "leads.csv").write_text("\n".join([lines[0], lines[1], "", lines[2], lines[3]]) + "\n\n\n")
+    result = validate_batch(canonical.load(folder), as_of=AS_OF)
+    leads = result.rejects[result.rejects.table == "leads"]
+    got = sorted(zip(leads["source_row"], leads["rule"], strict=True))
+    assert got == [(2, "blank_row"), (4, "allowed_values")]  # source_row = line number - 1
+    assert (result.counts["leads"].read, result.counts["leads"].valid) == (4, 2)
+    assert "blank_row" in RULES
+
+
+def test_present_columns_name_what_the_files_had(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["leads"] = tables["leads"].drop(columns=["industry", "title"])
+    result = _validate(tmp_path, tables)
+    present = result.present_columns["leads"]
+    assert "industry" not in present and "title" not in present
+    assert {"lead_id", "status", "favourite_color"} <= set(present)
+    assert "industry" in result.tables["leads"].columns  # still added (as nulls) for validation

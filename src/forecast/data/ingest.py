@@ -25,7 +25,8 @@ class IngestReport:
     Attributes:
         source_format: Adapter used.
         source_path: Path imported.
-        warehouse: Warehouse file (``None`` for a dry run).
+        warehouse: Warehouse file written to, or validated against in a dry run (``None`` for a
+            dry run without an existing warehouse).
         as_of: Time validation treated as "now" (naive UTC).
         ingest_id: Id of the ``ingest_log`` row (``None`` for a dry run).
         tables: Per table: read, valid, rejected, files and (when written) inserted, updated, unchanged.
@@ -98,13 +99,14 @@ def ingest(
     source_format: SourceFormat,
     warehouse: Warehouse | None,
     *,
+    dry_run: bool = False,
     as_of: pd.Timestamp | None = None,
     encoding: str = "utf-8",
     delimiter: str = ",",
     pipeline: Pipeline | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Read, validate and (unless ``warehouse`` is ``None``) write one import.
+    """Read, validate and (unless a dry run) write one import.
 
     Nothing is written if the input cannot be read or the write fails: the warehouse stays as it was.
 
@@ -112,6 +114,9 @@ def ingest(
         path: File or directory to import.
         source_format: Adapter to use.
         warehouse: Target warehouse; ``None`` validates only (a dry run).
+        dry_run: Validate only. If ``warehouse`` exists it is opened read-only and the import is
+            judged exactly as ``ingest`` would judge it (foreign keys may point to stored rows;
+            canonical imports without ``pipeline`` use the stored one); nothing is written.
         as_of: Latest allowed timestamp (default: now).
         encoding: CSV text encoding.
         delimiter: CSV delimiter.
@@ -124,6 +129,8 @@ def ingest(
     started = utc_now()
     as_of = started if as_of is None else as_of
     say = progress or (lambda _msg: None)
+    if dry_run and warehouse is not None and not warehouse.path.exists():
+        warehouse = None  # nothing stored yet: the import is judged on its own
     if pipeline is None and source_format == "canonical" and warehouse is not None:
         pipeline = warehouse.pipeline()
     say("reading")
@@ -132,6 +139,11 @@ def ingest(
     upserts: dict[str, Any] = {}
     if warehouse is None:
         validated = validate_batch(batch, as_of=as_of, progress=lambda t: say(f"validating {t}"))
+    elif dry_run:
+        with warehouse.connect(read_only=True) as con:
+            validated = validate_batch(
+                batch, as_of=as_of, warehouse=DuckDBView(con), progress=lambda t: say(f"validating {t}")
+            )
     else:
         with warehouse.connect() as con:
             validated = validate_batch(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,7 +45,9 @@ def read_table_file(
         delimiter: Field delimiter of a CSV file.
 
     Returns:
-        The frame, with a default RangeIndex (row ``i`` is data row ``i + 1`` of the file).
+        The frame, with a default RangeIndex (row ``i`` is data row ``i + 1`` of the file). Blank
+        lines inside a CSV are kept as rows of missing values (validation rejects them), so row
+        numbers match the file's lines; blank lines at its end are dropped.
 
     Raises:
         SourceError: Missing or empty file, undecodable bytes, a delimiter other than the expected
@@ -90,6 +93,7 @@ def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
             na_values=[""],
             encoding=encoding,
             skipinitialspace=False,
+            skip_blank_lines=False,  # keep row numbers equal to line numbers (minus the header)
             engine="c",
         )
     except UnicodeDecodeError as exc:
@@ -107,7 +111,9 @@ def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
                     f"the file seems to use {other!r} as delimiter, not {delimiter!r} "
                     f"(pass --delimiter {other!r} if that is intended)"
                 )
-    return frame
+    filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
+    end = int(filled[-1]) + 1 if filled.size else 0
+    return frame.iloc[:end] if end < len(frame) else frame  # trailing blank lines are no rows
 
 
 def _encoding_problem(path: Path, encoding: str) -> str:

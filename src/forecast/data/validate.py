@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -33,10 +35,15 @@ from forecast.data.sources.base import RawTable, SourceBatch
 REJECT_COLUMNS = ["table", "source_file", "source_row", "key", "column", "rule", "value", "message"]
 
 RULES: dict[str, str] = {
-    "not_a_number": "a numeric column holds text that is not a number",
+    "not_a_number": "a numeric column holds text that is not a finite number (e.g. 12k, inf)",
     "not_an_integer": "an integer column holds a fractional number",
     "not_a_boolean": "a boolean column holds something other than true/false/yes/no/1/0",
     "unparseable_timestamp": "a date or time that is not ISO 8601 (YYYY-MM-DD[THH:MM:SS[+HH:MM]])",
+    "out_of_range": (
+        "a number or date the warehouse cannot store: an integer beyond 64 bits, or a date outside "
+        "1677-09-21 to 2262-04-11 (e.g. a 9999-12-31 placeholder)"
+    ),
+    "blank_row": "a row with no value at all (a blank line or only delimiters inside a CSV file)",
     "required": "a required value is missing",
     "allowed_values": "a value outside the column's allowed set",
     "unknown_stage": "a stage that is not part of the pipeline",
@@ -88,11 +95,15 @@ class ValidatedBatch:
     """The outcome of validating a :class:`SourceBatch`.
 
     Attributes:
-        tables: Valid rows per table: canonical columns first (typed), then extra columns.
+        tables: Valid rows per table: canonical columns first (typed), then extra columns (text).
         rejects: One record per broken rule, columns :data:`REJECT_COLUMNS`.
         counts: Row accounting per table.
         pipeline: The pipeline stages were checked against.
         notes: The adapter's notes.
+        present_columns: Per table, the columns of ``tables`` that the source files actually had
+            (union over the table's files); the others were added as nulls. The warehouse writes
+            only these, so a file lacking a column does not erase stored values. A table missing
+            here is written with all its columns.
     """
 
     tables: dict[str, pd.DataFrame]
@@ -100,6 +111,7 @@ class ValidatedBatch:
     counts: dict[str, TableCounts]
     pipeline: Pipeline
     notes: list[str]
+    present_columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,21 +119,26 @@ class _Failures:
     """Reject records collected for one raw table (row positions refer to its frame)."""
 
     rows: list[np.ndarray] = field(default_factory=list)
-    columns: list[str] = field(default_factory=list)
+    columns: list[str | None] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     values: list[pd.Series] = field(default_factory=list)
     messages: list[pd.Series | str] = field(default_factory=list)
+    skip: np.ndarray | None = None
+    """Rows no further rule is reported for (blank rows: one ``blank_row`` record is enough)."""
 
     def add(
         self,
         mask: pd.Series | np.ndarray,
-        column: str,
+        column: str | None,
         rule: str,
         values: pd.Series,
         message: pd.Series | str,
     ) -> None:
         """Record a failure of ``rule`` on ``column`` for rows where ``mask`` is true."""
-        positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+        flags = np.asarray(mask, dtype=bool)
+        if self.skip is not None:
+            flags = flags & ~self.skip
+        positions = np.flatnonzero(flags)
         if positions.size == 0:
             return
         self.rows.append(positions)
@@ -141,7 +158,12 @@ class _Failures:
 
     def failed_pairs(self) -> set[tuple[int, str]]:
         """(row, column) pairs that already failed (to avoid reporting one cause twice)."""
-        return {(int(r), c) for rows, c in zip(self.rows, self.columns, strict=True) for r in rows}
+        return {
+            (int(r), c)
+            for rows, c in zip(self.rows, self.columns, strict=True)
+            if c is not None
+            for r in rows
+        }
 
     def to_frame(self, raw: RawTable, keys: pd.Series) -> pd.DataFrame:
         """Reject records as a frame with :data:`REJECT_COLUMNS`."""
@@ -203,8 +225,15 @@ def _num_text(v: object) -> str:
     return str(v)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_TS_MIN, _TS_MAX = pd.Timestamp.min, pd.Timestamp.max
+_TS_RANGE = f"{_TS_MIN:%Y-%m-%d} to {_TS_MAX:%Y-%m-%d}"
+_TS_MIN_PY, _TS_MAX_PY = _TS_MIN.ceil("us").to_pydatetime(), _TS_MAX.floor("us").to_pydatetime()
+_INT_RANGE = f"outside the 64-bit integer range ({_INT64_MIN} to {_INT64_MAX})"
+
+
 def _coerce_column(s: pd.Series, col: Column, failures: _Failures) -> pd.Series:
-    """Coerce one column to its kind, recording values that do not parse."""
+    """Coerce one column to its kind, recording values that do not parse or cannot be stored."""
     if col.kind == "str":
         return _coerce_str(s)
     present = s.notna()
@@ -214,16 +243,7 @@ def _coerce_column(s: pd.Series, col: Column, failures: _Failures) -> pd.Series:
     else:
         text = s
     if col.kind in ("int", "float"):
-        num = pd.to_numeric(text, errors="coerce") if text.dtype == object else text.astype("float64")
-        num = num.astype("float64")
-        bad = present & num.isna()
-        failures.add(bad, col.name, "not_a_number", s, f"{col.name}: not a number")
-        if col.kind == "int":
-            frac = num.notna() & (num != np.round(num))
-            failures.add(frac, col.name, "not_an_integer", s, f"{col.name}: not a whole number")
-            num = num.where(~frac)
-            return num.round().astype("Int64")
-        return num
+        return _coerce_number(s, text, present, col, failures)
     if col.kind == "bool":
         if pd.api.types.is_bool_dtype(text.dtype):
             return text.astype("boolean")
@@ -235,14 +255,78 @@ def _coerce_column(s: pd.Series, col: Column, failures: _Failures) -> pd.Series:
         bad = present & ~(is_true | is_false)
         failures.add(bad, col.name, "not_a_boolean", s, f"{col.name}: expected true/false")
         return mapped
-    # timestamp
+    return _coerce_timestamp(s, text, present, col, failures)
+
+
+def _coerce_number(
+    s: pd.Series, text: pd.Series, present: pd.Series, col: Column, failures: _Failures
+) -> pd.Series:
+    """Numbers: text that is not a number, infinities and integers beyond 64 bits are rejects."""
+    if col.kind == "int" and pd.api.types.is_integer_dtype(text.dtype):  # native ints: no float detour
+        if pd.api.types.is_unsigned_integer_dtype(text.dtype):
+            unsigned = text.astype("UInt64")
+            huge = (unsigned > _INT64_MAX).fillna(False).astype(bool)
+            failures.add(huge, col.name, "out_of_range", s, f"{col.name}: {_INT_RANGE}")
+            return unsigned.mask(huge).astype("Int64")
+        return text.astype("Int64")
+    num = pd.to_numeric(text, errors="coerce") if text.dtype == object else text.astype("float64")
+    num = num.astype("float64")
+    bad = present & num.isna()
+    failures.add(bad, col.name, "not_a_number", s, f"{col.name}: not a number")
+    infinite = num.notna() & ~np.isfinite(num)
+    failures.add(infinite, col.name, "not_a_number", s, f"{col.name}: not a finite number")
+    num = num.where(~infinite)
+    if col.kind == "float":
+        return num
+    frac = num.notna() & (num != np.round(num))
+    failures.add(frac, col.name, "not_an_integer", s, f"{col.name}: not a whole number")
+    num = num.where(~frac)
+    # Beyond 2**53 a float no longer holds every integer: judge (and keep) those few values exactly.
+    large = (num.abs() >= 2.0**53).to_numpy()
+    if not large.any():
+        return num.round().astype("Int64")
+    exact = [_exact_int(v) for v in text[large]]
+    huge = np.zeros(len(num), dtype=bool)
+    huge[np.flatnonzero(large)] = [v is None or not _INT64_MIN <= v <= _INT64_MAX for v in exact]
+    failures.add(huge, col.name, "out_of_range", s, f"{col.name}: {_INT_RANGE}")
+    out = num.where(~large).round().astype("Int64")
+    out[large & ~huge] = [v for v in exact if v is not None and _INT64_MIN <= v <= _INT64_MAX]
+    return out
+
+
+def _exact_int(value: object) -> int | None:
+    """The exact integer a large whole number stands for (``None`` if it cannot be read exactly)."""
+    if isinstance(value, float):  # a float from Parquet is exactly the integer it holds
+        return int(value)
+    try:
+        return int(Decimal(str(value).strip()))
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def _coerce_timestamp(
+    s: pd.Series, text: pd.Series, present: pd.Series, col: Column, failures: _Failures
+) -> pd.Series:
+    """Timestamps to naive UTC nanoseconds; dates beyond pandas' nanosecond range are rejects."""
+    message = f"{col.name}: outside the supported date range {_TS_RANGE}"
     if pd.api.types.is_datetime64_any_dtype(text.dtype):
         ts = text
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        if ts.dtype != np.dtype("datetime64[ns]"):  # Parquet keeps µs/ms/s, which reach year 9999
+            unit = np.datetime_data(ts.dtype)[0]
+            lo, hi = _TS_MIN.ceil("s").as_unit(unit), _TS_MAX.floor("s").as_unit(unit)
+            outside = ts.notna() & ((ts < lo) | (ts > hi))
+            failures.add(outside, col.name, "out_of_range", s, message)
+            ts = ts.where(~outside)
         return ts.astype("datetime64[ns]")
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
     bad = present & parsed.isna()
+    if bad.any():  # valid ISO 8601 but beyond pandas' range, or not a date at all?
+        outside = np.zeros(len(text), dtype=bool)
+        outside[np.flatnonzero(bad.to_numpy())] = [_beyond_ns_range(v) for v in text[bad]]
+        failures.add(outside, col.name, "out_of_range", s, message)
+        bad = bad & ~outside
     failures.add(
         bad,
         col.name,
@@ -253,10 +337,26 @@ def _coerce_column(s: pd.Series, col: Column, failures: _Failures) -> pd.Series:
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
-def coerce_frame(raw: RawTable, failures: _Failures) -> pd.DataFrame:
-    """Return ``raw.frame`` with canonical columns coerced (missing ones added as nulls) and extras kept.
+def _beyond_ns_range(value: object) -> bool:
+    """Whether ``value`` is a valid ISO 8601 date or time that pandas cannot hold (e.g. 9999-12-31)."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return False
+    if moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+            return True
+    return not (_TS_MIN_PY <= moment <= _TS_MAX_PY)
 
-    An extra column whose name equals a canonical one up to case (Salesforce's ``Type`` beside
+
+def coerce_frame(raw: RawTable, failures: _Failures) -> pd.DataFrame:
+    """Return ``raw.frame`` with canonical columns coerced (missing ones added as nulls) and extras as text.
+
+    Extra (custom) columns are kept as trimmed text whatever their type in the file, so one
+    column's type cannot drift between imports (a Parquet number, later ``n/a`` in a CSV). An
+    extra column whose name equals a canonical one up to case (Salesforce's ``Type`` beside
     ``type``) is renamed with an ``_extra`` suffix, since the warehouse's names ignore case.
     """
     spec = TABLES[raw.table]
@@ -276,8 +376,15 @@ def coerce_frame(raw: RawTable, failures: _Failures) -> pd.DataFrame:
         while name.lower() in taken:  # SQL names are case-insensitive: "Type" would clash with "type"
             name += "_extra"
         taken.add(name.lower())
-        out[name] = frame[extra]
+        out[name] = _coerce_str(frame[extra])
     return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def _present_columns(raw: RawTable, frame: pd.DataFrame) -> list[str]:
+    """Columns of the coerced ``frame`` that ``raw`` really had (not added as nulls); keys always."""
+    spec = TABLES[raw.table]
+    canonical = {c.name for c in spec.columns}
+    return [c for c in frame.columns if c not in canonical or c in raw.frame.columns or c in spec.key]
 
 
 # --------------------------------------------------------------------------- row rules
@@ -390,10 +497,18 @@ def key_text(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
     return out
 
 
+_BLANK = "empty row: no value in any column (a blank line?)"
+
+
 def _validate_raw(raw: RawTable, pipeline: Pipeline, as_of: pd.Timestamp) -> tuple[pd.DataFrame, _Failures]:
     spec = TABLES[raw.table]
     failures = _Failures()
     frame = coerce_frame(raw, failures)
+    # A blank line inside a CSV (or a row of empty cells) is one reject, not one per required column.
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():
+        failures.add(blank, None, "blank_row", pd.Series([None] * len(frame), dtype=object), _BLANK)
+        failures.skip = blank
     _pandera_rules(frame, raw.frame, spec, pipeline, failures)
     _temporal_rules(frame, spec, as_of, failures)
     if spec.name == "opportunities":
@@ -440,6 +555,7 @@ def validate_batch(
     _cross_table_rules(parts, view)
     tables: dict[str, pd.DataFrame] = {}
     counts: dict[str, TableCounts] = {}
+    present: dict[str, list[str]] = {}
     rejects: list[pd.DataFrame] = []
     for table in TABLE_ORDER:
         if table not in parts:
@@ -447,7 +563,9 @@ def validate_batch(
         spec = TABLES[table]
         valid_parts = []
         tc = TableCounts()
+        seen: dict[str, None] = {}  # an ordered set
         for part in parts[table]:
+            seen.update(dict.fromkeys(_present_columns(part.raw, part.frame)))
             n = len(part.frame)
             failed = part.failures.failed_mask(n)
             tc.read += n
@@ -460,8 +578,9 @@ def validate_batch(
         tables[table] = pd.concat(valid_parts, ignore_index=True) if len(valid_parts) > 1 else valid_parts[0]
         tables[table] = tables[table].reset_index(drop=True)
         counts[table] = tc
+        present[table] = [c for c in tables[table].columns if c in seen]
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else empty_rejects()
-    return ValidatedBatch(tables, all_rejects, counts, batch.pipeline, list(batch.notes))
+    return ValidatedBatch(tables, all_rejects, counts, batch.pipeline, list(batch.notes), present)
 
 
 def _live(part: _Part) -> np.ndarray:

@@ -168,7 +168,9 @@ def write_batch(
         _store_pipeline(con, batch)
         for table in TABLE_ORDER:
             if table in batch.tables:
-                upserts[table] = _upsert(con, table, batch.tables[table])
+                upserts[table] = _upsert(
+                    con, table, batch.tables[table], batch.present_columns.get(table)
+                )
         _insert_rejects(con, batch.rejects, ingest_id, started_at)
         counts = {t: {**c.as_dict(), **vars(upserts[t])} for t, c in batch.counts.items()}
         con.execute(
@@ -191,7 +193,9 @@ def write_batch(
 
 
 def _store_pipeline(con: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> None:
-    has_deals = any(batch.counts.get(t) for t in ("opportunities", "stage_history"))
+    has_deals = any(
+        c.read > 0 for t in ("opportunities", "stage_history") if (c := batch.counts.get(t)) is not None
+    )
     current = _read_pipeline(con)
     if current is not None and current.names != batch.pipeline.names:
         n_deals = con.execute("SELECT count(*) FROM opportunities").fetchone()
@@ -223,33 +227,87 @@ def _read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:
     )
 
 
-def _sql_type_of(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return "BOOLEAN"
-    if pd.api.types.is_integer_dtype(series.dtype):
-        return "BIGINT"
-    if pd.api.types.is_float_dtype(series.dtype):
-        return "DOUBLE"
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return "TIMESTAMP"
-    return "VARCHAR"
+def _stored_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[str, str]]:
+    """The table's columns as ``{lower-case name: (stored name, SQL type)}`` (SQL names ignore case)."""
+    rows = con.execute(f"DESCRIBE {_q(table)}").fetchall()
+    return {str(r[0]).lower(): (str(r[0]), str(r[1])) for r in rows}
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> UpsertCounts:
+def _prepare_columns(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
+    """Give the frame's columns the table's spelling and add the columns the table lacks.
+
+    A column the table already has up to case (``region`` vs a stored ``Region``) takes the stored
+    name, since SQL names ignore case. New custom columns are added as VARCHAR (custom columns
+    are text, see ``coerce_frame``); a missing canonical column (an older warehouse) gets its type.
+
+    Returns:
+        The renamed frame and the table's columns (see :func:`_stored_columns`).
+    """
+    canonical = {c.name: c for c in TABLES[table].columns}
+    stored = _stored_columns(con, table)
+    frame = frame.rename(columns={c: stored[c.lower()][0] for c in frame.columns if c.lower() in stored})
+    for col in frame.columns:
+        if col.lower() not in stored:
+            sql_type = _SQL_TYPES[canonical[col].kind] if col in canonical else "VARCHAR"
+            con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {sql_type}")
+            stored[col.lower()] = (col, sql_type)
+    return frame, stored
+
+
+def _incoming_select(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pd.DataFrame,
+    stored: dict[str, tuple[str, str]],
+    source: str,
+) -> str:
+    """A query over the registered frame ``source`` whose values fit the table's column types.
+
+    A custom column an older warehouse stored with another type than VARCHAR keeps its type while
+    every incoming value casts to it (the values are cast with TRY_CAST); otherwise the column is
+    converted to VARCHAR first, so no value is lost and the import does not fail.
+    """
+    canonical = {c.name for c in TABLES[table].columns}
+    parts = []
+    for col in frame.columns:
+        sql_type = stored[col.lower()][1]
+        if col in canonical or sql_type == "VARCHAR":
+            parts.append(_q(col))
+            continue
+        failing = con.execute(
+            f"SELECT count(*) FROM {source} WHERE {_q(col)} IS NOT NULL "
+            f"AND TRY_CAST({_q(col)} AS {sql_type}) IS NULL"
+        ).fetchone()
+        if failing is not None and failing[0] > 0:
+            con.execute(f"ALTER TABLE {_q(table)} ALTER COLUMN {_q(col)} SET DATA TYPE VARCHAR")
+            stored[col.lower()] = (col, "VARCHAR")
+            parts.append(_q(col))
+        else:
+            parts.append(f"TRY_CAST({_q(col)} AS {sql_type}) AS {_q(col)}")
+    return f"(SELECT {', '.join(parts)} FROM {source})"
+
+
+def _upsert(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, present: list[str] | None = None
+) -> UpsertCounts:
     """Insert new keys, replace changed rows, leave identical rows alone.
 
-    Custom columns new to the warehouse are added; custom columns the warehouse has but this
-    import lacks keep their stored values on updated rows.
+    Only the ``present`` columns (default: all) are written: columns the warehouse has but this
+    import lacks (custom or canonical) keep their stored values on updated rows and are NULL on
+    new rows. Custom columns new to the warehouse are added.
     """
     spec = TABLES[table]
-    existing = [r[0] for r in con.execute(f"DESCRIBE {_q(table)}").fetchall()]
-    for col in frame.columns:
-        if col not in existing:
-            con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {_sql_type_of(frame[col])}")
+    if present is not None:
+        keep = set(present)
+        frame = frame[[c for c in frame.columns if c in keep]]
+    frame, stored = _prepare_columns(con, table, frame)
     if frame.empty:
         return UpsertCounts()
-    con.register("incoming", frame)
+    con.register("_incoming", frame)
     try:
+        incoming = _incoming_select(con, table, frame, stored, "_incoming")
         key_join = " AND ".join(f"i.{_q(k)} = t.{_q(k)}" for k in spec.key)
         differs = (
             " OR ".join(
@@ -265,7 +323,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
             SELECT {", ".join("i." + _q(k) for k in spec.key)},
                    (t.{_q(spec.key[0])} IS NULL) AS is_new,
                    (t.{_q(spec.key[0])} IS NOT NULL AND ({differs})) AS is_changed
-            FROM incoming i LEFT JOIN {_q(table)} t ON {key_join}"""
+            FROM {incoming} i LEFT JOIN {_q(table)} t ON {key_join}"""
         )
         row = con.execute(
             "SELECT count(*) FILTER (is_new), count(*) FILTER (is_changed), "
@@ -274,7 +332,8 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
         assert row is not None
         counts = UpsertCounts(int(row[0]), int(row[1]), int(row[2]))
         if counts.updated:
-            missing = [c for c in existing if c not in frame.columns]
+            written = set(frame.columns)
+            missing = [name for name, _ in stored.values() if name not in written]
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _old AS SELECT t.* FROM {_q(table)} t
                 SEMI JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})"""
@@ -285,18 +344,18 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
             )
             select = ", ".join([f"i.{_q(c)}" for c in frame.columns] + [f"o.{_q(c)}" for c in missing])
             con.execute(
-                f"""INSERT INTO {_q(table)} BY NAME SELECT {select} FROM incoming i
+                f"""INSERT INTO {_q(table)} BY NAME SELECT {select} FROM {incoming} i
                 JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})
                 LEFT JOIN _old o USING ({keys})"""
             )
         if counts.inserted:
             con.execute(
-                f"""INSERT INTO {_q(table)} BY NAME SELECT i.* FROM incoming i
+                f"""INSERT INTO {_q(table)} BY NAME SELECT i.* FROM {incoming} i
                 JOIN (SELECT * FROM _changes WHERE is_new) c USING ({keys})"""
             )
         return counts
     finally:
-        con.unregister("incoming")
+        con.unregister("_incoming")
 
 
 def _insert_rejects(
