@@ -105,12 +105,13 @@ def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
 def _parse_as_of(value: str | None, as_json: bool = False) -> pd.Timestamp | None:
     if value is None:
         return None
+    problem = f"--as-of {value!r} is not an ISO date or timestamp"
     try:
         ts = pd.Timestamp(value)
     except ValueError:
-        ts = pd.NaT
+        _fail(as_json, problem)
     if pd.isna(ts):  # "" and "nat" parse to NaT, which would silently disable the future rule
-        _fail(as_json, f"--as-of {value!r} is not an ISO date or timestamp")
+        _fail(as_json, problem)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts

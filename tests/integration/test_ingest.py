@@ -291,6 +291,7 @@ def test_an_unreadable_warehouse_file_is_a_clear_error(tiny_crm: Path, tmp_path:
 
 def test_custom_columns_match_stored_ones_regardless_of_case(tiny_crm: Path, tmp_path: Path) -> None:
     wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
     first = tiny_tables()["leads"].rename(columns={"favourite_color": "Region"})
     code, _ = _ingest(wh, write_tables(tmp_path / "a", {"leads": first}))
     assert code == 0
@@ -304,8 +305,9 @@ def test_custom_columns_match_stored_ones_regardless_of_case(tiny_crm: Path, tmp
     assert dict(_stored(wh, 'SELECT lead_id, "Region" FROM leads'))["L1"] == "purple"
 
 
-def test_custom_columns_are_text_so_their_type_cannot_drift(tmp_path: Path) -> None:
+def test_custom_columns_are_text_so_their_type_cannot_drift(tiny_crm: Path, tmp_path: Path) -> None:
     wh = tmp_path / "wh.duckdb"
+    _ingest(wh, tiny_crm)
     first = tmp_path / "pq"
     first.mkdir()
     tiny_tables()["leads"].assign(score=[1.0, 2.5, None]).to_parquet(first / "leads.parquet")

@@ -203,8 +203,8 @@ def test_reject_rows_match_the_file_lines_after_blank_lines(tmp_path: Path) -> N
     (folder / "leads.csv").write_text("\n".join([lines[0], lines[1], "", lines[2], lines[3]]) + "\n\n\n")
     result = validate_batch(canonical.load(folder), as_of=AS_OF)
     leads = result.rejects[result.rejects.table == "leads"]
-    got = sorted(zip(leads["source_row"], leads["rule"], strict=True))
-    assert got == [(2, "blank_row"), (4, "allowed_values")]  # source_row = line number - 1
+    got = sorted(zip(leads["source_row"], leads["column"], leads["rule"], strict=True))
+    assert got == [(2, "*", "blank_row"), (4, "source", "allowed_values")]  # source_row = line number - 1
     assert (result.counts["leads"].read, result.counts["leads"].valid) == (4, 2)
     assert "blank_row" in RULES
 

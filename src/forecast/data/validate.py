@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,7 @@ class _Failures:
     """Reject records collected for one raw table (row positions refer to its frame)."""
 
     rows: list[np.ndarray] = field(default_factory=list)
-    columns: list[str | None] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     values: list[pd.Series] = field(default_factory=list)
     messages: list[pd.Series | str] = field(default_factory=list)
@@ -129,7 +130,7 @@ class _Failures:
     def add(
         self,
         mask: pd.Series | np.ndarray,
-        column: str | None,
+        column: str,
         rule: str,
         values: pd.Series,
         message: pd.Series | str,
@@ -158,12 +159,7 @@ class _Failures:
 
     def failed_pairs(self) -> set[tuple[int, str]]:
         """(row, column) pairs that already failed (to avoid reporting one cause twice)."""
-        return {
-            (int(r), c)
-            for rows, c in zip(self.rows, self.columns, strict=True)
-            if c is not None
-            for r in rows
-        }
+        return {(int(r), c) for rows, c in zip(self.rows, self.columns, strict=True) for r in rows}
 
     def to_frame(self, raw: RawTable, keys: pd.Series) -> pd.DataFrame:
         """Reject records as a frame with :data:`REJECT_COLUMNS`."""
@@ -286,11 +282,13 @@ def _coerce_number(
     if not large.any():
         return num.round().astype("Int64")
     exact = [_exact_int(v) for v in text[large]]
-    huge = np.zeros(len(num), dtype=bool)
-    huge[np.flatnonzero(large)] = [v is None or not _INT64_MIN <= v <= _INT64_MAX for v in exact]
-    failures.add(huge, col.name, "out_of_range", s, f"{col.name}: {_INT_RANGE}")
+    beyond = np.zeros(len(num), dtype=bool)
+    beyond[np.flatnonzero(large)] = [v is None or not _INT64_MIN <= v <= _INT64_MAX for v in exact]
+    failures.add(beyond, col.name, "out_of_range", s, f"{col.name}: {_INT_RANGE}")
     out = num.where(~large).round().astype("Int64")
-    out[large & ~huge] = [v for v in exact if v is not None and _INT64_MIN <= v <= _INT64_MAX]
+    kept = [v for v in exact if v is not None and _INT64_MIN <= v <= _INT64_MAX]
+    positions = np.flatnonzero(large & ~beyond)
+    out.iloc[positions] = pd.Series(kept, index=out.index[positions], dtype="Int64")
     return out
 
 
@@ -314,7 +312,7 @@ def _coerce_timestamp(
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
         if ts.dtype != np.dtype("datetime64[ns]"):  # Parquet keeps µs/ms/s, which reach year 9999
-            unit = np.datetime_data(ts.dtype)[0]
+            unit = cast(Literal["s", "ms", "us"], ts.dt.unit)
             lo, hi = _TS_MIN.ceil("s").as_unit(unit), _TS_MAX.floor("s").as_unit(unit)
             outside = ts.notna() & ((ts < lo) | (ts > hi))
             failures.add(outside, col.name, "out_of_range", s, message)
@@ -323,10 +321,10 @@ def _coerce_timestamp(
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
     bad = present & parsed.isna()
     if bad.any():  # valid ISO 8601 but beyond pandas' range, or not a date at all?
-        outside = np.zeros(len(text), dtype=bool)
-        outside[np.flatnonzero(bad.to_numpy())] = [_beyond_ns_range(v) for v in text[bad]]
-        failures.add(outside, col.name, "out_of_range", s, message)
-        bad = bad & ~outside
+        beyond = np.zeros(len(text), dtype=bool)
+        beyond[np.flatnonzero(bad.to_numpy())] = [_beyond_ns_range(v) for v in text[bad]]
+        failures.add(beyond, col.name, "out_of_range", s, message)
+        bad = bad & ~beyond
     failures.add(
         bad,
         col.name,
@@ -345,7 +343,7 @@ def _beyond_ns_range(value: object) -> bool:
         return False
     if moment.tzinfo is not None:
         try:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
             return True
     return not (_TS_MIN_PY <= moment <= _TS_MAX_PY)
@@ -507,7 +505,7 @@ def _validate_raw(raw: RawTable, pipeline: Pipeline, as_of: pd.Timestamp) -> tup
     # A blank line inside a CSV (or a row of empty cells) is one reject, not one per required column.
     blank = frame.isna().all(axis=1).to_numpy()
     if blank.any():
-        failures.add(blank, None, "blank_row", pd.Series([None] * len(frame), dtype=object), _BLANK)
+        failures.add(blank, "*", "blank_row", pd.Series([None] * len(frame), dtype=object), _BLANK)
         failures.skip = blank
     _pandera_rules(frame, raw.frame, spec, pipeline, failures)
     _temporal_rules(frame, spec, as_of, failures)

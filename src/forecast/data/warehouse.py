@@ -168,9 +168,7 @@ def write_batch(
         _store_pipeline(con, batch)
         for table in TABLE_ORDER:
             if table in batch.tables:
-                upserts[table] = _upsert(
-                    con, table, batch.tables[table], batch.present_columns.get(table)
-                )
+                upserts[table] = _upsert(con, table, batch.tables[table], batch.present_columns.get(table))
         _insert_rejects(con, batch.rejects, ingest_id, started_at)
         counts = {t: {**c.as_dict(), **vars(upserts[t])} for t, c in batch.counts.items()}
         con.execute(
