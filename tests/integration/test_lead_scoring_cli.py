@@ -172,6 +172,7 @@ def test_bring_your_own_export_trains_and_scores(env: dict[str, str]) -> None:
     )  # fmt: skip
     assert trained["model_kind"] == "lightgbm" and trained["promotion"]["promoted"]
     new = _flat_export(root / "new.csv", 50, 2).drop(columns="Converted")
+    new["Website Visits"] = new["Website Visits"].astype(object)
     new.loc[3, "Website Visits"] = "lots"  # not a number
     new.to_csv(root / "new.csv", index=False)
     summary = _cli(
