@@ -275,7 +275,7 @@ def test_remaining_value_and_duckdb_errors_are_clear_errors(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("bad value") if error == "value" else duckdb.ConversionException("bad cast")
 
-    monkeypatch.setattr("forecast.cli.ingest", broken)
+    monkeypatch.setattr("forecast.cli.data.ingest", broken)
     code, report = _ingest(tmp_path / "wh.duckdb", tiny_crm)
     assert code == 2 and report["ok"] is False
     assert str(tiny_crm) in report["error"] and "bad" in report["error"]

@@ -1,0 +1,280 @@
+"""Data commands: simulate, ingest, validate, quality, and the main job (run)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+import typer
+from rich.console import Console
+
+from forecast.cli.main import (
+    AsOfOpt,
+    DelimiterOpt,
+    EncodingOpt,
+    FormatOpt,
+    JsonOpt,
+    PipelineOpt,
+    _emit,
+    _fail,
+    _parse_as_of,
+    _progress,
+    _settings,
+    app,
+)
+from forecast.cli.models import _load_config
+from forecast.cli.render import (
+    _render_counts,
+    _render_ingest,
+    _render_quality,
+    _render_rules,
+    _render_training,
+)
+from forecast.config import Settings
+from forecast.data.ingest import SourceFormat, ingest
+from forecast.data.pipeline import Pipeline
+from forecast.data.quality import quality_summary
+from forecast.data.sources.base import SourceError
+from forecast.data.validate import RULES
+from forecast.data.warehouse import PipelineConflictError, Warehouse
+
+# ---------------------------------------------------------------------------- simulate
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for the canonical files and the ground truth.")],
+    leads: Annotated[int, typer.Option(min=100, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 42,
+    start: Annotated[str, typer.Option(help="First day of the simulated history.")] = "2024-01-01",
+    months: Annotated[int, typer.Option(min=3, help="Months of history.")] = 24,
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a realistic simulated CRM (canonical files) with its ground truth."""
+    summary = _simulate(out, leads, seed, start, months, file_format, as_json)
+    _emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
+
+
+def _simulate(
+    out: Path, leads: int, seed: int, start: str, months: int, file_format: str, as_json: bool
+) -> dict[str, Any]:
+    from forecast.data.simulate import SimulationConfig, simulate_crm
+
+    if file_format not in ("parquet", "csv"):
+        _fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
+    try:
+        start_date = date.fromisoformat(start)
+    except ValueError:
+        _fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
+    config = SimulationConfig(n_leads=leads, seed=seed, start=start_date, months=months)
+    with _progress("simulate") as update:
+        sim = simulate_crm(config, progress=update)
+        update("writing files", None)
+        files = sim.write(out, fmt=file_format)  # type: ignore[arg-type]
+    return {
+        "ok": True,
+        "out": str(out),
+        "seed": seed,
+        "end": sim.end.isoformat(),
+        "rows": {name: len(frame) for name, frame in {**sim.tables, **sim.truth}.items()},
+        "files": [str(f) for f in files],
+    }
+
+
+# ---------------------------------------------------------------------------- ingest / validate
+
+
+def _run_ingest(
+    settings: Settings,
+    path: Path,
+    file_format: SourceFormat,
+    *,
+    dry_run: bool,
+    as_of: str | None,
+    encoding: str,
+    delimiter: str,
+    pipeline_file: Path | None,
+    as_json: bool,
+) -> dict[str, Any]:
+    pipeline_path = pipeline_file or settings.pipeline_file
+    try:
+        pipeline = Pipeline.from_yaml(pipeline_path) if pipeline_path else None
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(as_json, f"{pipeline_path}: not a valid pipeline definition ({exc})")
+    as_of_ts = _parse_as_of(as_of, as_json)
+    warehouse = Warehouse(settings.warehouse)  # a dry run reads it if it exists, writes nothing
+    try:
+        with _progress("validate" if dry_run else "ingest") as update:
+            report = ingest(
+                path,
+                file_format,
+                warehouse,
+                dry_run=dry_run,
+                as_of=as_of_ts,
+                encoding=encoding,
+                delimiter=delimiter,
+                pipeline=pipeline,
+                progress=lambda msg: update(msg, None),
+            )
+    except (SourceError, PipelineConflictError) as exc:
+        _fail(as_json, str(exc))
+    except ValueError as exc:
+        _fail(as_json, f"{path}: cannot import ({exc})")
+    except duckdb.Error as exc:
+        _fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
+    return {"ok": True, **report.as_dict()}
+
+
+def _check_format(value: str, as_json: bool) -> SourceFormat:
+    if value not in ("canonical", "maven", "salesforce"):
+        _fail(as_json, f"--format must be canonical, maven or salesforce, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@app.command("ingest")
+def ingest_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file or a folder of exports.")],
+    file_format: FormatOpt = "canonical",
+    as_of: AsOfOpt = None,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    pipeline_file: PipelineOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import CRM exports into the warehouse (bad rows go to `rejects`; all-or-nothing write)."""
+    fmt = _check_format(file_format, as_json)
+    result = _run_ingest(
+        _settings(ctx),
+        path,
+        fmt,
+        dry_run=False,
+        as_of=as_of,
+        encoding=encoding,
+        delimiter=delimiter,
+        pipeline_file=pipeline_file,
+        as_json=as_json,
+    )
+    _emit(as_json, result, lambda c: _render_ingest(c, result))
+
+
+@app.command("validate")
+def validate_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(help="A file or a folder of exports.")] = None,
+    file_format: FormatOpt = "canonical",
+    as_of: AsOfOpt = None,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    pipeline_file: PipelineOpt = None,
+    rules: Annotated[bool, typer.Option("--rules", help="List the validation rules and exit.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check exports against the canonical model without writing anything (a dry run of ingest)."""
+    if rules:
+        _emit(as_json, {"rules": RULES}, lambda c: _render_rules(c))
+        return
+    if path is None:
+        _fail(as_json, "give a PATH to validate (or --rules)")
+    fmt = _check_format(file_format, as_json)
+    result = _run_ingest(
+        _settings(ctx),
+        path,
+        fmt,
+        dry_run=True,
+        as_of=as_of,
+        encoding=encoding,
+        delimiter=delimiter,
+        pipeline_file=pipeline_file,
+        as_json=as_json,
+    )
+    _emit(as_json, result, lambda c: _render_ingest(c, result))
+
+
+# ---------------------------------------------------------------------------- quality / run
+
+
+@app.command()
+def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Print the warehouse's data-quality summary."""
+    settings = _settings(ctx)
+    try:
+        summary = quality_summary(Warehouse(settings.warehouse))
+    except FileNotFoundError as exc:
+        _fail(as_json, str(exc))
+    _emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the simulated CRM (default: <data_dir>/crm).")
+    ] = None,
+    leads: Annotated[int, typer.Option(min=100, help="Number of simulated leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job on the embedded default: simulate, ingest, check quality, train, promote, score."""
+    from forecast.batch import score_job
+    from forecast.jobs import train_model_job
+
+    settings = _settings(ctx)
+    folder = out or settings.data_dir / "crm"
+    sim = _simulate(folder, leads, seed, "2024-01-01", 24, "parquet", as_json)
+    result = _run_ingest(
+        settings,
+        folder,
+        "canonical",
+        dry_run=False,
+        as_of=None,
+        encoding="utf-8",
+        delimiter=",",
+        pipeline_file=None,
+        as_json=as_json,
+    )
+    summary = quality_summary(Warehouse(settings.warehouse))
+    config = _load_config("lead_scoring", None, as_json, None)
+    with _progress("lead scoring") as update:
+        trained = train_model_job(settings, config, promote_after=True, progress=lambda m: update(m, None))
+        scores_path = settings.outputs_dir / "lead_scores.parquet"
+        scored = score_job(
+            settings,
+            model_name=config.model_name,
+            output=scores_path,
+            write_to_warehouse=True,
+            progress=update,
+        )
+    ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
+    outputs = {
+        "warehouse": str(settings.warehouse),
+        "lead_scores": str(scored["output"]),
+        "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
+        "mlflow_ui": ui,
+    }
+    payload = {
+        "ok": True,
+        "simulation": sim,
+        "ingest": result,
+        "quality": summary,
+        "lead_scoring": trained,
+        "lead_scores": scored,
+        "outputs": outputs,
+    }
+
+    def render(c: Console) -> None:
+        _render_ingest(c, result)
+        _render_quality(c, summary)
+        _render_training(c, trained)
+        c.print(
+            f"scored {scored['scored']:,} open leads as of {scored['as_of']} (bands {scored['bands']}); "
+            f"{scored['rejected']} rejected"
+        )
+        c.print("[bold]Outputs[/bold]")
+        for key, value in outputs.items():
+            c.print(f"  {key}: {value}")
+
+    _emit(as_json, payload, render)

@@ -1,0 +1,133 @@
+"""The Typer app, global options and what every command shares.
+
+Results go to stdout (a rich table, or one JSON document with ``--json``); logs and progress
+bars go to stderr. Exit codes: 0 success, 1 unexpected failure, 2 bad input (the message names
+the file and the problem; nothing was written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from forecast.config import Settings, load_settings
+from forecast.logging import configure_logging, get_logger, stderr_console
+
+app = typer.Typer(
+    name="forecast",
+    help="Sales-tracking intelligence: turn CRM history into scores, forecasts, flags and decisions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    warehouse: Annotated[
+        Path | None, typer.Option(help="DuckDB warehouse file (env FORECAST_WAREHOUSE).")
+    ] = None,
+    mlflow_tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (env FORECAST_MLFLOW_TRACKING_URI).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level (env FORECAST_LOG_LEVEL).")] = None,
+) -> None:
+    """Global settings: environment variables with the FORECAST_ prefix, overridden by these options."""
+    settings = load_settings(
+        warehouse=warehouse, mlflow_tracking_uri=mlflow_tracking_uri, log_level=log_level
+    )
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def _emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], None]) -> None:
+    """Print the result: JSON on stdout, or a human rendering on stdout."""
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str, indent=2) + "\n")
+    else:
+        render(Console())
+
+
+def _fail(as_json: bool, message: str, code: int = 2) -> NoReturn:
+    """Report a clear error (stderr, and a JSON document on stdout with ``--json``) and exit."""
+    get_logger("cli").error(message)
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
+    """A progress bar on stderr; yields ``update(description, fraction or None)``."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def update(description: str, fraction: float | None = None) -> None:
+            bar.update(task, description=f"{label}: {description}", completed=fraction)
+
+        yield update
+
+
+def _parse_as_of(value: str | None, as_json: bool = False) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    problem = f"--as-of {value!r} is not an ISO date or timestamp"
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        _fail(as_json, problem)
+    if pd.isna(ts):  # "" and "nat" parse to NaT, which would silently disable the future rule
+        _fail(as_json, problem)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Source format: canonical, maven or salesforce.")
+]
+AsOfOpt = Annotated[
+    str | None, typer.Option(help="Reject timestamps after this time (default: now). ISO date/time, UTC.")
+]
+EncodingOpt = Annotated[str, typer.Option(help="Text encoding of CSV files.")]
+DelimiterOpt = Annotated[str, typer.Option(help="CSV delimiter.")]
+PipelineOpt = Annotated[
+    Path | None, typer.Option("--pipeline", help="YAML pipeline definition (canonical format only).")
+]
+
+
+def _parse_date(value: str | None, option: str, as_json: bool) -> pd.Timestamp:
+    if not value:
+        _fail(as_json, f"{option} is empty")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        _fail(as_json, f"{option} {value!r} is not an ISO date (YYYY-MM-DD)")
+    if ts is pd.NaT:
+        _fail(as_json, f"{option} is empty")
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
