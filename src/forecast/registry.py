@@ -244,9 +244,10 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     """Apply the gate to the ``challenger`` and move ``champion`` if it passes.
 
     The gate: the challenger must beat every baseline of its experiment (base rate, naive Bayes,
-    logistic regression, …) on both ROC-AUC and Brier on its held-out slice; then, on that same
-    latest slice, it replaces the champion only if its ROC-AUC is not lower by more than
-    ``max_auc_drop`` and its Brier score is lower. Without a champion, beating the baselines is
+    logistic regression, …) on both ROC-AUC and Brier on its held-out slice; then, on the rows of
+    that latest slice that neither model trained or calibrated on (those after the champion's own
+    test cut), it replaces the champion only if its ROC-AUC is not lower by more than
+    ``max_auc_drop`` and its Brier score is lower (fewer than 200 such rows: the champion is kept). Without a champion, beating the baselines is
     enough. The decision and both sets of metrics are logged
     as a ``promotion`` run in the model's experiment, and the champion's card is written to
     ``<models_dir>/<name>/``.
@@ -272,12 +273,22 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     champ_m: dict[str, float] | None = None
     beaten = _baselines_not_beaten(c.get_run(chall.run_id).data.metrics)
     champ_error: str | None = None
+    note = ""
     if champ is not None and str(champ.version) != str(chall.version):
+        common, note = _rows_unseen_by(champ.run_id, test, settings)
         champ_model = load_model(name, settings, CHAMPION, version=str(champ.version))
-        try:
-            champ_m = classification_metrics(y, champ_model.pipeline.predict_proba(test)[:, 1])
-        except (KeyError, ValueError) as exc:
-            champ_error = str(exc)
+        if len(common) < 200 or len(np.unique(y[common])) < 2:
+            champ_error = f"only {len(common)} test rows lie after the champion's own test cut{note}"
+        else:
+            try:
+                champ_m = classification_metrics(
+                    y[common], champ_model.pipeline.predict_proba(test.iloc[common])[:, 1]
+                )
+                chall_m = classification_metrics(
+                    y[common], chall_model.pipeline.predict_proba(test.iloc[common])[:, 1]
+                )
+            except (KeyError, ValueError) as exc:
+                champ_error = str(exc)
     if champ is not None and str(champ.version) == str(chall.version):
         promoted, reason = False, "the challenger already is the champion"
         champ_m = chall_m
@@ -288,6 +299,8 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         )
     elif champ is None:
         promoted, reason = True, "no champion yet; the challenger beats every baseline"
+    elif champ_m is None and champ_error is not None and champ_error.startswith("only "):
+        promoted, reason = False, f"no fair comparison: {champ_error}; the champion is kept"
     elif champ_m is None:
         promoted, reason = (
             True,
@@ -300,7 +313,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         reason = (
             f"ROC-AUC {chall_m['roc_auc']:.4f} vs {champ_m['roc_auc']:.4f} (allowed drop {max_auc_drop}): "
             f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
-            f"{'lower' if brier_ok else 'not lower'}"
+            f"{'lower' if brier_ok else 'not lower'} (on {int(chall_m['n'])} rows neither model trained on{note})"
         )
     decision = PromotionDecision(
         name,
@@ -325,6 +338,25 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         c.set_registered_model_alias(name, CHAMPION, str(chall.version))
         write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
     return decision
+
+
+def _rows_unseen_by(run_id: str, test: pd.DataFrame, settings: Settings) -> tuple[np.ndarray, str]:
+    """Positions of the test rows a model of ``run_id`` never trained or calibrated on.
+
+    With time splits, those are the rows at or after that model's own test cut. Without a time
+    split nothing can be excluded, which the returned note says.
+    """
+    everything = np.arange(len(test))
+    try:
+        with _downloaded(run_id, "evaluation/splits.json", settings) as path:
+            splits = json.loads(path.read_text(encoding="utf-8"))
+    except (MlflowException, OSError):
+        return everything, "; the champion's splits are unknown"
+    cuts = splits.get("cuts")
+    if splits.get("method") != "time" or not cuts or "as_of" not in test.columns:
+        return everything, "; the champion was split without time, so it may have trained on some rows"
+    cut = pd.Timestamp(cuts[1])
+    return np.flatnonzero(pd.to_datetime(test["as_of"]).to_numpy() >= np.datetime64(cut)), ""
 
 
 def _baselines_not_beaten(metrics: dict[str, float]) -> list[str]:

@@ -223,3 +223,16 @@ def test_small_and_tiny_exports(env: dict[str, str]) -> None:
         code=2,
     )
     assert tiny["ok"] is False and "labelled rows" in tiny["error"]
+
+
+def test_the_gate_never_compares_on_rows_the_champion_trained_on(env: dict[str, str]) -> None:
+    """A challenger trained on older data has its test slice inside the champion's training window."""
+    _ensure_champion(env)
+    older = yaml.safe_load((REPO / "training" / "lead_scoring.yaml").read_text(encoding="utf-8"))
+    older["snapshots"]["to"] = "2024-12-31"
+    path = Path(env["ROOT"]) / "older.yaml"
+    path.write_text(yaml.safe_dump(older), encoding="utf-8")
+    result = _cli(env, "train", "lead-scoring", "--config", str(path), "--promote")
+    decision = result["promotion"]
+    assert not decision["promoted"]
+    assert "no fair comparison" in decision["reason"] or "baselines" in decision["reason"]

@@ -80,13 +80,16 @@ def snapshot_table(
     so that a lead scored the minute it arrives gets a calibrated probability.
     """
     end = data_end if data_end is not None else src.data_end()
-    table = build_feature_table(
-        src, config.entity, snapshot_dates(src, config), labels, data_end=end, progress=progress
-    )
+    dates = snapshot_dates(src, config)
+    table = build_feature_table(src, config.entity, dates, labels, data_end=end, progress=progress)
     if not config.snapshots.at_creation:
         return table
-    born = build_feature_table(src, config.entity, AT_CREATION, labels, data_end=end)
-    frame = pd.concat([table.frame, born.frame], ignore_index=True)
+    born = build_feature_table(src, config.entity, AT_CREATION, labels, data_end=end).frame
+    # Creation snapshots follow the same date bounds as the cadence (``from`` / ``to``).
+    born = born[
+        (born["as_of"] >= min(dates) - parse_every(config.snapshots.every)) & (born["as_of"] <= max(dates))
+    ]
+    frame = pd.concat([table.frame, born], ignore_index=True)
     table.frame = frame.sort_values(["as_of", table.id_column], kind="stable").reset_index(drop=True)
     return table
 
