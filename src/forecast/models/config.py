@@ -46,6 +46,7 @@ class LightGBMSettings(_Strict):
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 100
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
+    separate_calibration: bool = False
 
 
 class SmallDataSettings(_Strict):

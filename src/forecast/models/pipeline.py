@@ -122,6 +122,12 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
             (e.g. engagement); enforced by LightGBM's monotone constraints.
         monotone_decreasing: Numeric features whose increase may never raise the score
             (e.g. days since the last visit).
+        separate_calibration: Split the validation rows in two, in their order (time order for
+            snapshots): the first half steers early stopping, the second fits the calibrator, so
+            the calibrator never sees rows that chose the number of trees. With too few rows of
+            either class in a half, both uses share all validation rows. Off by default: on the
+            simulated CRM it calibrated the test slice worse (ECE 0.013 against 0.010; at creation
+            0.032 against 0.027), the calibrator having half the rows.
         random_state: Seed.
     """
 
@@ -138,6 +144,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         calibration: str = "auto",
         monotone_increasing: Sequence[str] = (),
         monotone_decreasing: Sequence[str] = (),
+        separate_calibration: bool = False,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
@@ -151,6 +158,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         self.calibration = calibration
         self.monotone_increasing = monotone_increasing
         self.monotone_decreasing = monotone_decreasing
+        self.separate_calibration = separate_calibration
         self.random_state = random_state
 
     def fit(
@@ -195,8 +203,9 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         )
         callbacks: list[Any] = []
         fit_kw: dict[str, Any] = {}
-        if eval_set is not None:
-            xv, yv = eval_set
+        stop_set, calib_set = _halves(eval_set) if self.separate_calibration else (eval_set, eval_set)
+        if stop_set is not None:
+            xv, yv = stop_set
             fit_kw = {
                 "eval_X": (xv,),
                 "eval_y": (np.asarray(yv, dtype=int),),
@@ -210,10 +219,10 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         self.calibration_cv_brier_: dict[str, float] = {}
         self.calibrator_: Any = None
         if self.calibration != "none":
-            if eval_set is None:
+            if calib_set is None:
                 raise ValueError("calibration needs an eval_set the trees did not train on")
-            raw = self._raw(eval_set[0])
-            yv_arr = np.asarray(eval_set[1], dtype=int)
+            raw = self._raw(calib_set[0])
+            yv_arr = np.asarray(calib_set[1], dtype=int)
             self.calibration_, self.calibration_cv_brier_ = self._choose_calibration(raw, yv_arr)
             self.calibrator_ = _fit_calibrator(self.calibration_, raw, yv_arr)
         return self
@@ -255,6 +264,19 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         return np.asarray(
             self.model_.booster_.predict(X, num_iteration=self.best_iteration_, pred_contrib=True)
         )
+
+
+def _halves(eval_set: tuple[pd.DataFrame, Any] | None) -> tuple[Any, Any]:
+    """Early-stopping and calibration parts of the validation rows (first half, second half)."""
+    if eval_set is None:
+        return None, None
+    x, y = eval_set
+    y_arr = np.asarray(y, dtype=int)
+    mid = len(y_arr) // 2
+    first, second = y_arr[:mid], y_arr[mid:]
+    if min(first.sum(), len(first) - first.sum(), second.sum(), len(second) - second.sum()) < 20:
+        return eval_set, eval_set
+    return (x.iloc[:mid], first), (x.iloc[mid:], second)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
