@@ -11,7 +11,11 @@ import typer
 from forecast.cli.main import (
     DelimiterOpt,
     EncodingOpt,
+    IdOpt,
     JsonOpt,
+    KeepOpt,
+    TargetOpt,
+    TimeOpt,
     _emit,
     _fail,
     _parse_date,
@@ -50,12 +54,10 @@ def features(
     table: Annotated[
         Path | None, typer.Option(help="A flat CRM export (CSV/Parquet) instead of the warehouse.")
     ] = None,
-    target: Annotated[str | None, typer.Option(help="Target column of --table.")] = None,
-    id_column: Annotated[str | None, typer.Option("--id", help="Id column of --table.")] = None,
-    time_column: Annotated[str | None, typer.Option("--time", help="Date column of --table.")] = None,
-    keep_column: Annotated[
-        list[str] | None, typer.Option("--keep-column", help="Keep a column flagged as leakage.")
-    ] = None,
+    target: TargetOpt = None,
+    id_column: IdOpt = None,
+    time_column: TimeOpt = None,
+    keep_column: KeepOpt = None,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,

@@ -108,6 +108,11 @@ def _parse_as_of(value: str | None, as_json: bool = False) -> pd.Timestamp | Non
     return ts
 
 
+TargetOpt = Annotated[str | None, typer.Option(help="Target column of --table.")]
+IdOpt = Annotated[str | None, typer.Option("--id", help="Id column of --table.")]
+TimeOpt = Annotated[str | None, typer.Option("--time", help="Date column of --table.")]
+KeepOpt = Annotated[list[str] | None, typer.Option("--keep-column", help="Keep a column flagged as leakage.")]
+
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Source format: canonical, maven or salesforce.")
 ]

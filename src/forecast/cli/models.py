@@ -11,7 +11,11 @@ from rich.console import Console
 from forecast.cli.main import (
     DelimiterOpt,
     EncodingOpt,
+    IdOpt,
     JsonOpt,
+    KeepOpt,
+    TargetOpt,
+    TimeOpt,
     _emit,
     _fail,
     _parse_date,
@@ -67,12 +71,10 @@ def train_lead_scoring(
     table: Annotated[
         Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")
     ] = None,
-    target: Annotated[str | None, typer.Option(help="Target column of --table.")] = None,
-    id_column: Annotated[str | None, typer.Option("--id", help="Id column of --table.")] = None,
-    time_column: Annotated[str | None, typer.Option("--time", help="Date column of --table.")] = None,
-    keep_column: Annotated[
-        list[str] | None, typer.Option("--keep-column", help="Keep a column flagged as leakage.")
-    ] = None,
+    target: TargetOpt = None,
+    id_column: IdOpt = None,
+    time_column: TimeOpt = None,
+    keep_column: KeepOpt = None,
     drop_column: Annotated[
         list[str] | None,
         typer.Option("--drop-column", help="Leave a column of --table out (e.g. known only later)."),
