@@ -22,32 +22,38 @@ _SENIORITY = """CASE
     WHEN regexp_matches(lower({t}), 'manager|lead') THEN 'manager'
     ELSE 'individual' END"""
 
-LEAD_PROFILE = [
-    Feature("source", "profile", "where the lead came from", "categorical"),
-    Feature("channel", "profile", "inbound or outbound", "categorical"),
-    Feature("title_seniority", "profile", "seniority of the contact's job title", "categorical"),
-    Feature("industry", "profile", "the prospect's industry", "categorical"),
-    Feature("company_size", "profile", "company size band", "categorical"),
-    Feature("country", "profile", "country", "categorical"),
-    Feature("employees", "profile", "the company's employees"),
-    Feature("annual_revenue", "profile", "the company's annual revenue"),
-    Feature("team", "profile", "the rep's team", "categorical"),
-    Feature("region", "profile", "the rep's region", "categorical"),
-    Feature("age_days", "profile", "days since the lead was created"),
-]
+
+def _profile(source: str, channel: str, industry: str, age: str) -> list[Feature]:
+    """The profile features shared by leads and deals, with the words that differ."""
+    return [
+        Feature("source", "profile", source, "categorical"),
+        Feature("channel", "profile", channel, "categorical"),
+        Feature("title_seniority", "profile", "seniority of the contact's job title", "categorical"),
+        Feature("industry", "profile", industry, "categorical"),
+        Feature("company_size", "profile", "company size band", "categorical"),
+        Feature("country", "profile", "country", "categorical"),
+        Feature("employees", "profile", "the company's employees"),
+        Feature("annual_revenue", "profile", "the company's annual revenue"),
+        Feature("team", "profile", "the rep's team", "categorical"),
+        Feature("region", "profile", "the rep's region", "categorical"),
+        Feature("age_days", "profile", age),
+    ]
+
+
+LEAD_PROFILE = _profile(
+    "where the lead came from",
+    "inbound or outbound",
+    "the prospect's industry",
+    "days since the lead was created",
+)
 DEAL_PROFILE = [
     Feature("product", "profile", "product being sold", "categorical"),
-    Feature("source", "profile", "where the deal's lead came from", "categorical"),
-    Feature("channel", "profile", "inbound or outbound origin", "categorical"),
-    Feature("title_seniority", "profile", "seniority of the contact's job title", "categorical"),
-    Feature("industry", "profile", "the customer's industry", "categorical"),
-    Feature("company_size", "profile", "company size band", "categorical"),
-    Feature("country", "profile", "country", "categorical"),
-    Feature("employees", "profile", "the company's employees"),
-    Feature("annual_revenue", "profile", "the company's annual revenue"),
-    Feature("team", "profile", "the rep's team", "categorical"),
-    Feature("region", "profile", "the rep's region", "categorical"),
-    Feature("age_days", "profile", "days since the deal was opened"),
+    *_profile(
+        "where the deal's lead came from",
+        "inbound or outbound origin",
+        "the customer's industry",
+        "days since the deal was opened",
+    ),
 ]
 
 
