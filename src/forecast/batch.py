@@ -44,6 +44,8 @@ class Scored:
     scores: pd.DataFrame
     rejects: pd.DataFrame
     rows_in: int
+    features: pd.DataFrame | None = None
+    """The model input of the scored rows, aligned with ``scores`` (for a second model)."""
 
 
 def band_of(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
@@ -107,6 +109,43 @@ def score_frame(
     return out
 
 
+def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
+    """Close-date distribution of each deal from a time-to-close model.
+
+    Columns: ``p_close_<d>d`` for each reported horizon, ``close_date_p10`` / ``p50`` / ``p90``
+    (dates by which the deal has closed with that probability; empty beyond the modelled
+    horizon), ``expected_close_date`` (the rep's, when known) and ``slip_risk`` = P(the deal
+    closes after the rep's expected close date; 1 when that date has already passed).
+
+    Args:
+        model: The loaded time-to-close model (pipeline ending in a hazard model).
+        features: The model's input columns plus ``as_of``.
+    """
+    from forecast.models.survival import survival_at, survival_quantile
+
+    survival_cfg = dict(model.metadata.get("survival") or {})
+    edges = [float(x) for x in survival_cfg.get("edges") or []]
+    report = [float(x) for x in survival_cfg.get("report_days") or [30, 60, 90]]
+    if not edges:
+        raise ScoringError(f"model {model.name} v{model.version} is not a time-to-close model")
+    prep, hazard = Pipeline(model.pipeline.steps[:-1]), model.pipeline.steps[-1][1]
+    surv = hazard.survival(prep.transform(features)) if len(features) else np.empty((0, len(edges)))
+    as_of = pd.to_datetime(features["as_of"]).reset_index(drop=True)
+    out = pd.DataFrame(index=range(len(features)))
+    for days in report:
+        out[f"p_close_{int(days)}d"] = np.round(1.0 - survival_at(surv, edges, days), 6)
+    for q in (0.1, 0.5, 0.9):
+        d = survival_quantile(surv, edges, q)
+        out[f"close_date_p{int(q * 100)}"] = (as_of + pd.to_timedelta(d, unit="D")).dt.normalize()
+    if "days_to_expected_close" in features:
+        to_ecd = pd.to_numeric(features["days_to_expected_close"], errors="coerce").to_numpy(dtype=float)
+        out["expected_close_date"] = (as_of + pd.to_timedelta(to_ecd, unit="D")).dt.normalize()
+        slip = np.where(to_ecd < 0, 1.0, survival_at(surv, edges, np.nan_to_num(to_ecd, nan=0.0)))
+        out["slip_risk"] = np.round(np.where(np.isnan(to_ecd), np.nan, slip), 6)
+    out["close_model_version"] = model.version
+    return out.set_index(features.index)
+
+
 def _empty_rejects() -> pd.DataFrame:
     return pd.DataFrame(
         {c: pd.Series(dtype="int64" if c == "source_row" else object) for c in REJECT_COLUMNS}
@@ -130,7 +169,7 @@ def score_warehouse(
     scores = score_frame(model, frame, frame[table.id_column], progress=progress)
     scores.insert(1, "as_of", frame["as_of"].to_numpy())
     scores = scores.rename(columns={"id": table.id_column})
-    return Scored(scores, _empty_rejects(), len(frame)), when, table.id_column
+    return Scored(scores, _empty_rejects(), len(frame), frame), when, table.id_column
 
 
 def score_file(
@@ -198,7 +237,9 @@ def score_file(
     scores.insert(0, "source_row", np.flatnonzero(ok.to_numpy()) + 1)
     if "as_of" in good:
         scores.insert(2, "as_of", good["as_of"].to_numpy())
-    return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame)), id_col
+    if "as_of" in good:
+        typed = typed.assign(as_of=pd.to_datetime(good["as_of"], errors="coerce").to_numpy())
+    return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame), typed), id_col
 
 
 def _typed_features(
@@ -294,8 +335,12 @@ def score_job(
     encoding: str = "utf-8",
     delimiter: str = ",",
     progress: Callable[[str, float | None], None] | None = None,
+    close_model: str | None = None,
 ) -> dict[str, Any]:
     """Score with ``models:/<model_name>@champion`` and write the output and rejects atomically.
+
+    With ``close_model`` (deals), the champion of that time-to-close model adds each deal's
+    close-date distribution and slip risk (:func:`close_date_columns`).
 
     Returns:
         The summary: rows in, scored, rejected, as_of, model version, bands, files.
@@ -310,6 +355,19 @@ def score_job(
         scored, _ = score_file(model, input_path, encoding=encoding, delimiter=delimiter, progress=progress)
     if len(scored.scores) + scored.rejects["source_row"].nunique() != scored.rows_in:
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
+    notes: list[str] = []
+    if close_model is not None and scored.features is not None:
+        closing = load_model(close_model, settings)
+        needed = [c for c in closing.metadata.get("features") or [] if c not in scored.features.columns]
+        if needed or "as_of" not in scored.features.columns:
+            raise ScoringError(
+                f"{close_model} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks"
+            )
+        extra = close_date_columns(closing, scored.features)
+        scored.scores = pd.concat(
+            [scored.scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1
+        )
+        notes.append(f"close dates from {closing.name} v{closing.version}")
     _write(scored.scores, output)
     rj = rejects_path(output)
     write_frame(scored.rejects, rj, "csv")
@@ -335,6 +393,7 @@ def score_job(
         "rejects": str(rj),
         "written_to_warehouse": stored,
         "bands": {k: int(v) for k, v in bands.items()},
+        "notes": notes,
         f"mean_{score_name}": None
         if scored.scores.empty
         else round(float(scored.scores[score_name].mean()), 4),

@@ -19,6 +19,7 @@ from forecast.models.config import TrainingConfig
 from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
 from forecast.registry import log_trained_model, promote
 from forecast.train import ModelInput, TrainResult, train_binary
+from forecast.train_survival import DURATION, train_time_to_close, within_label
 
 Progress = Callable[[str], None]
 
@@ -27,8 +28,14 @@ TARGET_WORDS = {
     "label_won": "the deal is eventually won",
     "label_won_within_h": "the deal is won within {h} days",
     "label_lost_within_h": "the deal is lost within {h} days",
+    "label_days_to_close": "when the deal closes (won or lost): P(closes within {p} days) and its close-date distribution",
 }
 SCORE_NAMES = {"lead": "p_convert", "opportunity": "p_win"}
+
+
+def score_name(config: TrainingConfig) -> str:
+    """The probability column of a model's scores."""
+    return config.score_name or SCORE_NAMES.get(config.entity, "p")
 
 
 def _metadata(
@@ -40,12 +47,13 @@ def _metadata(
         "entity": config.entity if source == "warehouse" else "flat_export",
         "source": source,
         "label": data.label,
-        "score_name": SCORE_NAMES.get(config.entity, "p"),
+        "score_name": score_name(config),
         "features": data.features,
         "categorical": data.categorical,
         "descriptions": data.descriptions,
         "bands": config.bands,
         "horizon_days": config.snapshots.horizon_days,
+        "survival": config.survival.model_dump() if config.label == DURATION else None,
         "model_kind": result.model_kind,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_sha256": result.data["sha256"],
@@ -108,9 +116,17 @@ def train_model_job(
         source_words = (
             f"warehouse {settings.warehouse}, {config.entity} snapshots every {config.snapshots.every}"
         )
-        target_words = TARGET_WORDS.get(config.label, config.label).format(h=config.snapshots.horizon_days)
+        target_words = TARGET_WORDS.get(config.label, config.label).format(
+            h=config.snapshots.horizon_days, p=int(config.survival.proba_days)
+        )
     say("training")
-    result = train_binary(data, config)
+    if config.label == DURATION:
+        if table is not None:
+            raise ValueError("time-to-close trains on the warehouse's deal snapshots, not on --table")
+        result = train_time_to_close(data, config)
+        data.label = within_label(config.survival.proba_days)
+    else:
+        result = train_binary(data, config)
     input_columns = data.features
     test_slice = result.test_frame
     if source == "flat_export":
@@ -126,7 +142,7 @@ def train_model_job(
         config,
         target_words=target_words,
         source_words=source_words,
-        score_name=SCORE_NAMES.get(config.entity, "p"),
+        score_name=score_name(config),
     )
     say("logging to MLflow")
     if logged_pipeline is not None:

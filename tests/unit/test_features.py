@@ -390,11 +390,13 @@ def test_lead_labels_convert_within_the_horizon() -> None:
 
 def test_lead_labels_are_censored_when_the_data_ends_before_the_horizon() -> None:
     frame = rows(_lead_world(), "lead", data_end=pd.Timestamp("2024-07-01"))
+    # The horizon passes the data's end: every lead of that as_of is censored, including those
+    # whose outcome came early (keeping only them would bias the label towards quick outcomes).
     assert frame["label_censored"].to_dict() == {
-        "conv_after": False,  # converted: known
-        "conv_at": False,
-        "conv_late": True,  # open at the data's end
-        "disq_after": False,  # disqualified: known
+        "conv_after": True,
+        "conv_at": True,
+        "conv_late": True,
+        "disq_after": True,
         "working": True,
     }
     at_end = rows(_lead_world(), "lead", data_end=AS_OF + 90 * DAY)
@@ -442,13 +444,16 @@ def test_deal_labels_are_censored_when_the_data_ends_before_the_horizon() -> Non
     world = _deal_world()
     world["opportunities"] = world["opportunities"][world["opportunities"]["closed_at"].fillna(end) <= end]
     frame = rows(world, "opportunity", data_end=end)
+    # every horizon passes the data's end: censored whatever happened before it
     assert frame["label_within_h_censored"].to_dict() == {
         "open": True,
-        "won_soon": False,
-        "lost_soon": False,
-        "closed_at": False,
+        "won_soon": True,
+        "lost_soon": True,
+        "closed_at": True,
     }
     assert frame.loc["open", "label_days_to_close"] == 44.0  # to the data's end
+    assert (frame["label_followup_days"] == 44.0).all()
+    assert frame.loc["won_soon", "label_close_observed"]
     assert not frame.loc["open", "label_close_observed"]
 
 
@@ -591,7 +596,7 @@ def test_catalogue_matches_the_frame(entity: Entity) -> None:
     assert len(names) == len(set(names))
     for f in table.features:
         assert f.description.strip(), f.name
-        assert f.family in {"activity", "engagement", "stage", "rep", "account", "profile"}
+        assert f.family in {"activity", "engagement", "stage", "rep", "account", "profile", "origin"}
         assert f.kind in {"numeric", "categorical", "boolean"}
         column = table.frame[f.name]
         if f.kind == "numeric":

@@ -40,7 +40,7 @@ promote_app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.add_typer(promote_app, name="promote")
 
-MODELS = {"lead-scoring": "lead_scoring"}
+MODELS = {"lead-scoring": "lead_scoring", "deal-win": "deal_win", "time-to-close": "time_to_close"}
 """CLI model names and their config stems (``training/<stem>.yaml``)."""
 
 
@@ -62,54 +62,40 @@ def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | 
     return config
 
 
-@train_app.command("lead-scoring")
-def train_lead_scoring(
+TableOpt = Annotated[Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")]
+DropOpt = Annotated[
+    list[str] | None,
+    typer.Option("--drop-column", help="Leave a column of --table out (e.g. known only later)."),
+]
+PromoteOpt = Annotated[
+    bool, typer.Option("--promote/--no-promote", help="Apply the promotion gate after training.")
+]
+ConfigOpt = Annotated[Path | None, typer.Option(help="Training config (default: training/<model>.yaml).")]
+ModelNameOpt = Annotated[str | None, typer.Option(help="Registered model name (default: from the config).")]
+
+
+def _train(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None, typer.Option(help="Training config (default: training/lead_scoring.yaml).")
-    ] = None,
-    table: Annotated[
-        Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")
-    ] = None,
-    target: TargetOpt = None,
-    id_column: IdOpt = None,
-    time_column: TimeOpt = None,
-    keep_column: KeepOpt = None,
-    drop_column: Annotated[
-        list[str] | None,
-        typer.Option("--drop-column", help="Leave a column of --table out (e.g. known only later)."),
-    ] = None,
-    model_name: Annotated[
-        str | None, typer.Option(help="Registered model name (default: lead_scoring).")
-    ] = None,
-    promote_after: Annotated[
-        bool, typer.Option("--promote/--no-promote", help="Apply the promotion gate after training.")
-    ] = False,
-    encoding: EncodingOpt = "utf-8",
-    delimiter: DelimiterOpt = ",",
-    as_json: JsonOpt = False,
+    stem: str,
+    config: Path | None,
+    model_name: str | None,
+    promote_after: bool,
+    as_json: bool,
+    **table_options: Any,
 ) -> None:
-    """Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table)."""
     from forecast.jobs import train_model_job
     from forecast.train import InsufficientDataError
 
     settings = _settings(ctx)
-    cfg = _load_config("lead_scoring", config, as_json, model_name)
+    cfg = _load_config(stem, config, as_json, model_name)
     try:
         with _progress(f"train {cfg.model_name}") as update:
             summary = train_model_job(
                 settings,
                 cfg,
-                table=table,
-                target=target,
-                id_column=id_column,
-                time_column=time_column,
-                keep_columns=keep_column or [],
-                drop_columns=drop_column or [],
-                encoding=encoding,
-                delimiter=delimiter,
                 promote_after=promote_after,
                 progress=lambda m: update(m, None),
+                **table_options,
             )
     except (InsufficientDataError, SourceError, FileNotFoundError, LookupError, ValueError, KeyError) as exc:
         _fail(as_json, str(exc).strip("'\""))
@@ -118,17 +104,95 @@ def train_lead_scoring(
     _emit(as_json, summary, lambda c: _render_training(c, summary))
 
 
-@promote_app.command("lead-scoring")
-def promote_lead_scoring(
+def _table_options(
+    table: Path | None,
+    target: str | None,
+    id_column: str | None,
+    time_column: str | None,
+    keep_column: list[str] | None,
+    drop_column: list[str] | None,
+    encoding: str,
+    delimiter: str,
+) -> dict[str, Any]:
+    return {
+        "table": table,
+        "target": target,
+        "id_column": id_column,
+        "time_column": time_column,
+        "keep_columns": keep_column or [],
+        "drop_columns": drop_column or [],
+        "encoding": encoding,
+        "delimiter": delimiter,
+    }
+
+
+@train_app.command("lead-scoring")
+def train_lead_scoring(
     ctx: typer.Context,
-    model_name: Annotated[
-        str | None, typer.Option(help="Registered model name (default: lead_scoring).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="Config with the promotion gate.")] = None,
+    config: ConfigOpt = None,
+    table: TableOpt = None,
+    target: TargetOpt = None,
+    id_column: IdOpt = None,
+    time_column: TimeOpt = None,
+    keep_column: KeepOpt = None,
+    drop_column: DropOpt = None,
+    model_name: ModelNameOpt = None,
+    promote_after: PromoteOpt = False,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,
 ) -> None:
-    """Promote the lead-scoring challenger if it passes the gate."""
-    _promote(ctx, "lead_scoring", model_name, config, as_json)
+    """Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table)."""
+    options = _table_options(
+        table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
+    )
+    _train(ctx, "lead_scoring", config, model_name, promote_after, as_json, **options)
+
+
+@train_app.command("deal-win")
+def train_deal_win(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    table: TableOpt = None,
+    target: TargetOpt = None,
+    id_column: IdOpt = None,
+    time_column: TimeOpt = None,
+    keep_column: KeepOpt = None,
+    drop_column: DropOpt = None,
+    model_name: ModelNameOpt = None,
+    promote_after: PromoteOpt = False,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    as_json: JsonOpt = False,
+) -> None:
+    """Train deal win probability on the warehouse's deal snapshots, or on a flat export (--table)."""
+    options = _table_options(
+        table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
+    )
+    _train(ctx, "deal_win", config, model_name, promote_after, as_json, **options)
+
+
+@train_app.command("time-to-close")
+def train_time_to_close(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    model_name: ModelNameOpt = None,
+    promote_after: PromoteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the time-to-close survival model on the warehouse's deal snapshots."""
+    _train(ctx, "time_to_close", config, model_name, promote_after, as_json)
+
+
+def _promote_command(cli_name: str, stem: str) -> None:
+    @promote_app.command(cli_name, help=f"Promote the {cli_name} challenger if it passes the gate.")
+    def command(
+        ctx: typer.Context,
+        model_name: ModelNameOpt = None,
+        config: Annotated[Path | None, typer.Option(help="Config with the promotion gate.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _promote(ctx, stem, model_name, config, as_json)
 
 
 def _promote(
@@ -150,6 +214,9 @@ def _promote(
 
     _emit(as_json, payload, render)
 
+
+for _cli_name, _stem in MODELS.items():
+    _promote_command(_cli_name, _stem)
 
 score_app = typer.Typer(
     help="Batch scoring with the champion model (every row scored or rejected).", no_args_is_help=True
@@ -184,6 +251,54 @@ def score_leads(
     _score(ctx, output, input_path, from_warehouse, model, as_of, write_back, encoding, delimiter, as_json)
 
 
+@score_app.command("deals")
+def score_deals(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", help="Deal snapshots as written by `forecast features --entity opportunity`."
+        ),
+    ] = None,
+    from_warehouse: Annotated[
+        bool, typer.Option("--from-warehouse", help="Score the deals open in the warehouse at --as-of.")
+    ] = False,
+    model: Annotated[str, typer.Option(help="Win-probability model (its champion is used).")] = "deal_win",
+    close_model: Annotated[
+        str, typer.Option(help="Time-to-close model (its champion is used).")
+    ] = "time_to_close",
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
+    ] = None,
+    write_back: Annotated[
+        bool,
+        typer.Option("--write-back", help="Also store the scores in the warehouse (opportunity_scores)."),
+    ] = False,
+    encoding: EncodingOpt = "utf-8",
+    delimiter: DelimiterOpt = ",",
+    as_json: JsonOpt = False,
+) -> None:
+    """Score open deals: p_win and reasons, close-date distribution and slip risk, for every row.
+
+    Adds P(close within 30 / 60 / 90 days), close-date quantiles and the slip risk from the
+    time-to-close champion.
+    """
+    _score(
+        ctx,
+        output,
+        input_path,
+        from_warehouse,
+        model,
+        as_of,
+        write_back,
+        encoding,
+        delimiter,
+        as_json,
+        close_model=close_model,
+    )
+
+
 def _score(
     ctx: typer.Context,
     output: Path,
@@ -195,6 +310,7 @@ def _score(
     encoding: str,
     delimiter: str,
     as_json: bool,
+    close_model: str | None = None,
 ) -> None:
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
@@ -216,6 +332,7 @@ def _score(
                 encoding=encoding,
                 delimiter=delimiter,
                 progress=update,
+                close_model=close_model,
             )
     except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
         _fail(as_json, str(exc).strip("'\""))

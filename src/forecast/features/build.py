@@ -14,6 +14,7 @@ import pandas as pd
 
 from forecast.features.catalog import Feature, catalogue_frame
 from forecast.features.history import ACCOUNT_FEATURES, REP_FEATURES, account_features, rep_features
+from forecast.features.origin import ORIGIN_FEATURES, origin_features
 from forecast.features.profile import DEAL_PROFILE, LEAD_PROFILE, deal_profile, lead_profile
 from forecast.features.snapshots import (
     CENSOR_FLAG,
@@ -41,7 +42,15 @@ def feature_catalogue(entity: Entity) -> list[Feature]:
     engagement = [f for f, _ in ENGAGEMENT_FEATURES]
     if entity == "lead":
         return LEAD_PROFILE + activity + engagement + REP_FEATURES + ACCOUNT_FEATURES
-    return DEAL_PROFILE + STAGE_FEATURES + activity + engagement + REP_FEATURES + ACCOUNT_FEATURES
+    return (
+        DEAL_PROFILE
+        + ORIGIN_FEATURES
+        + STAGE_FEATURES
+        + activity
+        + engagement
+        + REP_FEATURES
+        + ACCOUNT_FEATURES
+    )
 
 
 @dataclass
@@ -162,6 +171,7 @@ def build_feature_table(
         entity_sql = "SELECT opportunity_id AS entity_id, rep_id, account_id FROM opportunities"
         families = [
             ("profile", lambda: deal_profile(src)),
+            ("origin", lambda: origin_features(src)),
             ("stage history", lambda: stage_features(src)),
             ("activities", lambda: activity_features(src, "opportunity_id")),
             ("engagement", lambda: engagement_features(src, "opportunity")),
@@ -179,7 +189,7 @@ def build_feature_table(
     head["as_of"] = pd.to_datetime(head["as_of"]).astype("datetime64[ns]")
     frame = pd.concat([head, *parts, spine[label_cols]], axis=1)
     for col in label_cols:
-        if col == "label_days_to_close":
+        if col in ("label_days_to_close", "label_followup_days"):
             frame[col] = frame[col].astype("float64")
         elif col == "label_won":
             frame[col] = frame[col].astype("boolean")

@@ -93,9 +93,9 @@ def build_lead_spine(
 ) -> None:
     """Create the spine of lead snapshots with their labels.
 
-    Labels: ``label_converted`` (converted within the horizon) and ``label_censored`` (the data ends
-    before the horizon and the lead had neither converted nor been disqualified by then, so the
-    label is unknown; train on uncensored rows only).
+    Labels: ``label_converted`` (converted within the horizon) and ``label_censored`` (the horizon
+    passes the data's end, so the label is not known for every lead of that date; train on
+    uncensored rows only).
     """
     join = _date_join(src, dates, "l")
     h = int(labels.lead_horizon_days)
@@ -105,9 +105,7 @@ def build_lead_spine(
         SELECT row_number() OVER (ORDER BY d.as_of, l.lead_id) - 1 AS _sid,
                l.lead_id AS entity_id, d.as_of, l.created_at AS _born,
                (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS label_converted,
-               (NOT (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY)
-                AND NOT coalesce(l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY, false)
-                AND d.as_of + INTERVAL {h} DAY > ?) AS label_censored
+               (d.as_of + INTERVAL {h} DAY > ?) AS label_censored
         FROM leads l {join}
         WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
           AND NOT (l.status = 'disqualified' AND coalesce(l.status_changed_at < d.as_of, true))
@@ -123,11 +121,16 @@ def build_opportunity_spine(
     """Create the spine of deal snapshots with their labels.
 
     Labels: ``label_won`` (eventually won; null while still open at the data's end),
-    ``label_won_censored`` (still open at the end), ``label_won_within_h`` and
+    ``label_won_censored`` (still open at the end; the known ``label_won`` of recent snapshots
+    leans towards quick losses, so models train on ``label_won_within_h`` with a long horizon), ``label_won_within_h`` and
     ``label_closed_within_h`` (won / closed within the horizon; ``label_within_h_censored`` when the
-    deal is still open and the horizon passes the data's end), ``label_lost_within_h``,
+    horizon passes the data's end), ``label_lost_within_h``,
     ``label_days_to_close`` (days from as_of to the close, or to the data's end while open) with
-    ``label_close_observed``.
+    ``label_close_observed``, and ``label_followup_days`` (days from as_of to the data's end).
+
+    A fixed-horizon label is censored whenever its horizon passes the data's end, whatever
+    happened before: keeping the rows whose outcome came early (a quick loss, a quick conversion)
+    and dropping the others would bias the labels of the latest snapshots towards fast outcomes.
     """
     join = _date_join(src, dates, "o")
     h = int(labels.deal_horizon_days)
@@ -141,11 +144,12 @@ def build_opportunity_spine(
                (o.outcome = 'won' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_won_within_h,
                (o.outcome = 'lost' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_lost_within_h,
                (o.outcome <> 'open' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_closed_within_h,
-               (o.outcome = 'open' AND d.as_of + INTERVAL {h} DAY > ?) AS label_within_h_censored,
+               (d.as_of + INTERVAL {h} DAY > ?) AS label_within_h_censored,
                date_diff('second', d.as_of, coalesce(o.closed_at, ?)) / 86400.0 AS label_days_to_close,
-               (o.outcome <> 'open') AS label_close_observed
+               (o.outcome <> 'open') AS label_close_observed,
+               date_diff('second', d.as_of, ?) / 86400.0 AS label_followup_days
         FROM opportunities o {join}
         WHERE o.closed_at IS NULL OR o.closed_at >= d.as_of
         """,
-        [data_end.to_pydatetime(), data_end.to_pydatetime()],
+        [data_end.to_pydatetime(), data_end.to_pydatetime(), data_end.to_pydatetime()],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +60,23 @@ class SmallDataSettings(_Strict):
     logistic_c: float = 0.1
 
 
+class SurvivalSettings(_Strict):
+    """Time-to-close settings (discrete-time hazard intervals and the horizons reported)."""
+
+    edges: list[float] = [0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365]
+    proba_days: float = Field(default=30, gt=0, description="horizon of the calibrated probability")
+    report_days: list[float] = [30, 60, 90]
+
+    @model_validator(mode="after")
+    def _check_edges(self) -> SurvivalSettings:
+        e = self.edges
+        if len(e) < 3 or e[0] != 0 or any(b <= a for a, b in itertools.pairwise(e)):
+            raise ValueError("survival.edges must start at 0 and increase (at least 3 edges)")
+        if any(d > e[-1] for d in [self.proba_days, *self.report_days]):
+            raise ValueError("survival.proba_days and report_days must not pass the last edge")
+        return self
+
+
 class PromotionSettings(_Strict):
     """The written promotion gate."""
 
@@ -72,7 +90,8 @@ class TrainingConfig(_Strict):
         model_name: Registered model name.
         experiment: MLflow experiment.
         entity: ``lead`` or ``opportunity`` (warehouse snapshots).
-        label: Label column of the snapshot table.
+        label: Label column of the snapshot table (``label_days_to_close``: a time-to-close model).
+        score_name: Name of the probability column in scores (default: by entity).
         snapshots: Snapshot cadence and label horizon.
         split: Split settings.
         lightgbm: Model parameters.
@@ -82,6 +101,7 @@ class TrainingConfig(_Strict):
         bands: Lower probability bound of bands A, B and C (D is the rest).
         small_data: Data-sufficiency thresholds.
         promotion: The promotion gate.
+        survival: Time-to-close intervals and horizons.
         seed: Random seed.
     """
 
@@ -89,6 +109,7 @@ class TrainingConfig(_Strict):
     experiment: str = "lead_scoring"
     entity: Literal["lead", "opportunity"] = "lead"
     label: str = "label_converted"
+    score_name: str | None = None
     snapshots: SnapshotSettings = SnapshotSettings()
     split: SplitSettings = SplitSettings()
     lightgbm: LightGBMSettings = LightGBMSettings()
@@ -98,6 +119,7 @@ class TrainingConfig(_Strict):
     bands: dict[str, float] = {"A": 0.30, "B": 0.15, "C": 0.05}
     small_data: SmallDataSettings = SmallDataSettings()
     promotion: PromotionSettings = PromotionSettings()
+    survival: SurvivalSettings = SurvivalSettings()
     seed: int = 0
 
     @model_validator(mode="after")

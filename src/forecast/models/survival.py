@@ -1,0 +1,354 @@
+"""Time to close: a discrete-time hazard model (LightGBM or logistic) and a stage-only baseline.
+
+A deal snapshot's time to close is right-censored when the deal is still open at the data's end.
+The discrete-time model splits the future into intervals (``edges``, in days after as_of) and
+learns the *hazard* ``h_k(x)``: the probability that a deal still open at the start of interval
+``k`` closes within it. Each snapshot contributes one row per interval it was observed at risk
+(person-period expansion); a censored snapshot simply stops contributing when the data ends, so
+censoring needs no special case and no deal is assumed lost or won. The survival curve is
+``S(t_k) = prod_{j<k} (1 - h_j)``; within an interval the hazard is spread evenly in time.
+
+Everything a deal's close-date distribution answers comes from ``S``: P(closes within 30 / 60 /
+90 days) = ``1 - S(t)``, quantiles of the close date, and the slip risk P(closes after the rep's
+expected close date) = ``S(days to that date)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
+"""Interval edges in days after as_of (the last one is the longest horizon modelled)."""
+
+INTERVAL = "__interval"
+"""Column holding the interval index in the expanded (person-period) table."""
+
+
+def expand_person_period(
+    X: pd.DataFrame,  # noqa: N803
+    durations: np.ndarray,
+    events: np.ndarray,
+    edges: Sequence[float],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per (snapshot, interval at risk), with the event flag of that interval.
+
+    A snapshot with duration ``d`` (days from as_of to the close, or to the data's end when
+    censored) is at risk in interval ``k`` when ``d > edges[k]``. The row's label is 1 when the
+    close falls in that interval (``event`` and ``d <= edges[k + 1]``). An interval the data ends
+    inside is kept only if the close was observed in it: a censored partial interval says nothing
+    about closing before its end.
+
+    Returns:
+        The expanded features (with :data:`INTERVAL`) and the 0/1 labels.
+    """
+    d = np.asarray(durations, dtype=float)
+    e = np.asarray(events, dtype=bool)
+    lo, hi = np.asarray(edges[:-1], dtype=float), np.asarray(edges[1:], dtype=float)
+    at_risk = d[:, None] > lo[None, :]
+    closes_here = e[:, None] & (d[:, None] <= hi[None, :]) & at_risk
+    # a censored row counts in an interval only if it was followed to the interval's end
+    whole = d[:, None] >= hi[None, :]
+    keep = at_risk & (whole | closes_here)
+    rows, ks = np.nonzero(keep)
+    out = X.iloc[rows].reset_index(drop=True)
+    out[INTERVAL] = ks.astype(float)
+    return out, closes_here[rows, ks].astype(int)
+
+
+def survival_from_hazards(hazards: np.ndarray) -> np.ndarray:
+    """``S`` at each edge (first column 1.0) from per-interval hazards of shape (n, K)."""
+    h = np.clip(np.asarray(hazards, dtype=float), 0.0, 1.0)
+    return np.concatenate([np.ones((len(h), 1)), np.cumprod(1.0 - h, axis=1)], axis=1)
+
+
+def survival_at(surv: np.ndarray, edges: Sequence[float], days: np.ndarray | float) -> np.ndarray:
+    """``S(days)`` per row, interpolating linearly in time inside each interval.
+
+    Beyond the last edge the last value is returned (the model does not look further); before 0
+    the deal is certainly open (1.0).
+    """
+    e = np.asarray(edges, dtype=float)
+    t = np.broadcast_to(np.asarray(days, dtype=float), (surv.shape[0],)).copy()
+    t = np.clip(t, 0.0, e[-1])
+    k = np.clip(np.searchsorted(e, t, side="right") - 1, 0, len(e) - 2)
+    frac = (t - e[k]) / (e[k + 1] - e[k])
+    rows = np.arange(surv.shape[0])
+    return surv[rows, k] + frac * (surv[rows, k + 1] - surv[rows, k])
+
+
+def survival_quantile(surv: np.ndarray, edges: Sequence[float], q: float) -> np.ndarray:
+    """Days until ``P(closed) >= q`` per row (``nan`` when not reached within the last edge)."""
+    e = np.asarray(edges, dtype=float)
+    target = 1.0 - q
+    below = surv <= target
+    first = np.where(below.any(axis=1), below.argmax(axis=1), -1)
+    out = np.full(surv.shape[0], np.nan)
+    ok = first > 0
+    k = first[ok]
+    rows = np.flatnonzero(ok)
+    s0, s1 = surv[rows, k - 1], surv[rows, k]
+    frac = np.where(s0 > s1, (s0 - target) / np.where(s0 > s1, s0 - s1, 1.0), 0.0)
+    out[rows] = e[k - 1] + frac * (e[k] - e[k - 1])
+    out[first == 0] = 0.0
+    return out
+
+
+class _HazardBase(BaseEstimator):
+    """What every time-to-close model answers, given :meth:`survival`."""
+
+    edges: Sequence[float]
+    proba_days: float
+
+    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """``S`` at each edge, shape (n, len(edges))."""
+        raise NotImplementedError
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """``[P(open after proba_days), P(closes within proba_days)]`` per row."""
+        p = 1.0 - survival_at(self.survival(X), self.edges, self.proba_days)
+        p = np.clip(p, 0.0, 1.0)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Median days to close (``nan`` beyond the last edge)."""
+        return survival_quantile(self.survival(X), self.edges, 0.5)
+
+
+class DiscreteTimeHazard(_HazardBase):
+    """Discrete-time hazard model with LightGBM (the interval index is one more feature).
+
+    Args:
+        edges: Interval edges in days after as_of.
+        proba_days: The horizon of :meth:`predict_proba` (P(closes within it)).
+        n_estimators: Maximum boosting rounds (early stopping on the validation rows).
+        learning_rate: Shrinkage.
+        num_leaves: Leaves per tree.
+        min_child_samples: Minimum rows per leaf.
+        subsample: Row subsampling per round.
+        colsample_bytree: Feature subsampling per tree.
+        reg_lambda: L2 regularisation.
+        early_stopping_rounds: Stop after this many rounds without validation improvement.
+        random_state: Seed.
+    """
+
+    def __init__(
+        self,
+        edges: Sequence[float] = DEFAULT_EDGES,
+        proba_days: float = 30.0,
+        n_estimators: int = 2000,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 50,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int = 100,
+        random_state: int = 0,
+    ) -> None:
+        self.edges = edges
+        self.proba_days = proba_days
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.early_stopping_rounds = early_stopping_rounds
+        self.random_state = random_state
+
+    def fit(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        durations: np.ndarray,
+        events: np.ndarray,
+        eval_set: tuple[pd.DataFrame, np.ndarray, np.ndarray] | None = None,
+    ) -> DiscreteTimeHazard:
+        """Fit the hazard on the expanded training rows (early stopping on the expanded ``eval_set``)."""
+        xl, yl = expand_person_period(X, durations, events, self.edges)
+        self.model_ = lgb.LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=self.subsample,
+            subsample_freq=1,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            random_state=self.random_state,
+            n_jobs=2,
+            verbose=-1,
+            deterministic=True,
+            force_row_wise=True,
+        )
+        kw: dict[str, Any] = {}
+        callbacks: list[Any] = []
+        if eval_set is not None:
+            xv, yv = expand_person_period(eval_set[0], eval_set[1], eval_set[2], self.edges)
+            kw = {"eval_X": (xv,), "eval_y": (yv,), "eval_metric": "binary_logloss"}
+            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+        self.model_.fit(xl, yl, callbacks=callbacks, **kw)
+        self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def hazards(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Per-interval hazards, shape (n, len(edges) - 1)."""
+        k = len(self.edges) - 1
+        n = len(X)
+        wide = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
+        wide[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
+        p = np.asarray(self.model_.predict_proba(wide, num_iteration=self.best_iteration_))
+        return p[:, 1].reshape(n, k)
+
+    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """``S`` at each edge, shape (n, len(edges))."""
+        return survival_from_hazards(self.hazards(X))
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
+
+        The interval feature is fixed at the first interval and its contribution folded into the
+        bias, so the columns match ``X``'s features plus a bias (as for the classifiers).
+        """
+        wide = X.reset_index(drop=True).copy()
+        wide[INTERVAL] = 0.0
+        contrib = np.asarray(
+            self.model_.booster_.predict(wide, num_iteration=self.best_iteration_, pred_contrib=True)
+        )
+        out = np.delete(contrib, -2, axis=1)
+        out[:, -1] += contrib[:, -2]
+        return out
+
+
+class LogisticHazard(_HazardBase):
+    """Discrete-time logistic hazard: the parametric alternative (one intercept per interval).
+
+    Categorical columns are one-hot encoded, numeric ones imputed (with missing indicators) and
+    scaled; the interval enters as its own categorical, so the baseline hazard is free and the
+    features shift it proportionally on the log-odds scale.
+    """
+
+    def __init__(
+        self,
+        categorical: Sequence[str] = (),
+        numeric: Sequence[str] = (),
+        edges: Sequence[float] = DEFAULT_EDGES,
+        proba_days: float = 30.0,
+        C: float = 0.1,  # noqa: N803
+    ) -> None:
+        self.categorical = categorical
+        self.numeric = numeric
+        self.edges = edges
+        self.proba_days = proba_days
+        self.C = C
+
+    def _design(self) -> Any:
+        parts: list[Any] = [
+            ("interval", OneHotEncoder(handle_unknown="ignore"), [INTERVAL]),
+        ]
+        if self.categorical:
+            parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), list(self.categorical)))
+        if self.numeric:
+            parts.append(
+                (
+                    "numeric",
+                    make_pipeline(SimpleImputer(add_indicator=True), StandardScaler()),
+                    list(self.numeric),
+                )
+            )
+        return ColumnTransformer(parts)
+
+    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        out = X[[*self.categorical, *self.numeric]].copy()
+        for col in self.categorical:
+            out[col] = out[col].astype(object).where(out[col].notna(), "(missing)").astype(str)
+        for col in self.numeric:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+        return out
+
+    def fit(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        durations: np.ndarray,
+        events: np.ndarray,
+        eval_set: Any = None,
+    ) -> LogisticHazard:
+        """Fit on the expanded rows (``eval_set`` is accepted and unused)."""
+        xl, yl = expand_person_period(self._frame(X), durations, events, self.edges)
+        self.model_ = make_pipeline(self._design(), LogisticRegression(C=self.C, max_iter=2000))
+        self.model_.fit(xl, yl)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """``S`` at each edge, shape (n, len(edges))."""
+        k = len(self.edges) - 1
+        base = self._frame(X)
+        n = len(base)
+        wide = base.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
+        wide[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
+        h = np.asarray(self.model_.predict_proba(wide)[:, 1]).reshape(n, k)
+        return survival_from_hazards(h)
+
+
+class StageKaplanMeier(_HazardBase):
+    """Stage-only baseline: the Kaplan-Meier curve of the training snapshots in the same stage.
+
+    What a CRM's "average days left in this stage" report amounts to, done right for censoring.
+    A stage never seen in training gets the curve of all training snapshots.
+    """
+
+    def __init__(
+        self, stage_column: str = "stage", edges: Sequence[float] = DEFAULT_EDGES, proba_days: float = 30.0
+    ) -> None:
+        self.stage_column = stage_column
+        self.edges = edges
+        self.proba_days = proba_days
+
+    def fit(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        durations: np.ndarray,
+        events: np.ndarray,
+        eval_set: Any = None,
+    ) -> StageKaplanMeier:
+        """One discrete-time Kaplan-Meier curve per stage (and one overall)."""
+        d, e = np.asarray(durations, dtype=float), np.asarray(events, dtype=bool)
+        stages = X[self.stage_column].astype(object).where(X[self.stage_column].notna(), "(missing)")
+        self.curves_: dict[str, np.ndarray] = {"__all__": self._curve(d, e)}
+        for stage in pd.unique(stages):
+            mask = (stages == stage).to_numpy()
+            if mask.sum() >= 20:
+                self.curves_[str(stage)] = self._curve(d[mask], e[mask])
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def _curve(self, d: np.ndarray, e: np.ndarray) -> np.ndarray:
+        xl, y = expand_person_period(pd.DataFrame({"i": np.arange(len(d))}), d, e, self.edges)
+        k = len(self.edges) - 1
+        interval = xl[INTERVAL].to_numpy().astype(int)
+        at_risk = np.bincount(interval, minlength=k).astype(float)
+        closed = np.bincount(interval, weights=y, minlength=k)
+        h = np.where(at_risk > 0, closed / np.maximum(at_risk, 1.0), 0.0)
+        return survival_from_hazards(h[None, :])[0]
+
+    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """The curve of each row's stage."""
+        stages = X[self.stage_column].astype(object).where(X[self.stage_column].notna(), "(missing)")
+        overall = self.curves_["__all__"]
+        if not len(X):
+            return np.empty((0, len(self.edges)))
+        return np.vstack([self.curves_.get(str(s), overall) for s in stages])
