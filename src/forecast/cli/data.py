@@ -248,11 +248,30 @@ def run(
             write_to_warehouse=True,
             progress=update,
         )
+    deal_models: dict[str, Any] = {}
+    for stem in ("deal_win", "time_to_close"):
+        deal_config = _load_config(stem, None, as_json, None)
+        with _progress(stem.replace("_", " ")) as update:
+            deal_models[stem] = train_model_job(
+                settings, deal_config, promote_after=True, progress=lambda m: update(m, None)
+            )
+    with _progress("deal scoring") as update:
+        deal_scores = score_job(
+            settings,
+            model_name="deal_win",
+            output=settings.outputs_dir / "deal_scores.parquet",
+            write_to_warehouse=True,
+            progress=update,
+            close_model="time_to_close",
+        )
     ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
     outputs = {
         "warehouse": str(settings.warehouse),
         "lead_scores": str(scored["output"]),
+        "deal_scores": str(deal_scores["output"]),
         "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
+        "deal_win_card": str(settings.models_dir / "deal_win" / "model_card.md"),
+        "time_to_close_card": str(settings.models_dir / "time_to_close" / "model_card.md"),
         "mlflow_ui": ui,
     }
     payload = {
@@ -262,6 +281,9 @@ def run(
         "quality": summary,
         "lead_scoring": trained,
         "lead_scores": scored,
+        "deal_win": deal_models["deal_win"],
+        "time_to_close": deal_models["time_to_close"],
+        "deal_scores": deal_scores,
         "outputs": outputs,
     }
 
@@ -272,6 +294,13 @@ def run(
         c.print(
             f"scored {scored['scored']:,} open leads as of {scored['as_of']} (bands {scored['bands']}); "
             f"{scored['rejected']} rejected"
+        )
+        for stem in ("deal_win", "time_to_close"):
+            _render_training(c, deal_models[stem])
+        c.print(
+            f"scored {deal_scores['scored']:,} open deals as of {deal_scores['as_of']} "
+            f"(mean p_win {deal_scores['mean_p_win']}, bands {deal_scores['bands']}); "
+            f"{deal_scores['rejected']} rejected"
         )
         c.print("[bold]Outputs[/bold]")
         for key, value in outputs.items():

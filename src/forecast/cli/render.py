@@ -17,12 +17,17 @@ def _render_training(console: Console, summary: dict[str, Any]) -> None:
     )
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
-    table = Table(title="Test slice: model against baselines")
-    for c in ("model", "roc_auc", "pr_auc", "brier", "log_loss", "ece"):
+    survival = "c_index" in summary["metrics"]
+    title = "Test slice: model against baselines"
+    if survival:
+        title += " (roc_auc ... ece: P(close within 30 days); c_index, ibs: the whole close-date curve)"
+    columns = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", *(["c_index", "ibs"] if survival else [])]
+    table = Table(title=title)
+    for c in ("model", *columns):
         table.add_column(c, justify="right" if c != "model" else "left")
     rows = [("model", summary["metrics"]), *summary["baselines"].items()]
     for name, m in rows:
-        table.add_row(name, *(_num(m.get(k)) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")))
+        table.add_row(name, *(_num(m.get(k)) for k in columns))
     console.print(table)
     if "promotion" in summary:
         p = summary["promotion"]

@@ -1,0 +1,168 @@
+"""Deal win probability and time to close end to end through the CLI (real DuckDB and MLflow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from forecast.cli import app
+from forecast.data.simulate import SimulationConfig, simulate_crm
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("deals")
+    sim = simulate_crm(SimulationConfig(n_leads=10_000, seed=7, months=24))
+    sim.write(root / "crm")
+    env = {
+        "FORECAST_WAREHOUSE": str(root / "wh.duckdb"),
+        "FORECAST_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "FORECAST_MLFLOW_ARTIFACTS": str(root / "mlartifacts"),
+        "FORECAST_MODELS_DIR": str(root / "models"),
+        "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
+        "ROOT": str(root),
+    }
+    assert _cli(env, "ingest", str(root / "crm"))["balanced"]
+    return env
+
+
+def _cli(env: dict[str, str], *args: str, code: int = 0) -> dict:
+    result = runner.invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.stdout + str(result.stderr)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def trained(env: dict[str, str]) -> dict[str, dict]:
+    win = _cli(env, "train", "deal-win", "--promote")
+    ttc = _cli(env, "train", "time-to-close", "--promote")
+    return {"deal_win": win, "time_to_close": ttc}
+
+
+def test_deal_win_is_logged_with_stage_baseline_and_per_stage_metrics(
+    env: dict[str, str], trained: dict[str, dict]
+) -> None:
+    win = trained["deal_win"]
+    assert win["promotion"]["promoted"], win["promotion"]["reason"]
+    assert win["model_kind"] == "lightgbm"
+    assert {"stage_win_rate", "naive_bayes", "logistic", "base_rate"} <= set(win["baselines"])
+    assert win["metrics"]["roc_auc"] > win["baselines"]["stage_win_rate"]["roc_auc"]
+    assert win["metrics"]["brier"] < win["baselines"]["stage_win_rate"]["brier"]
+    stages = {row["segment"] for row in win["segments"]["stage"]}
+    assert len(stages) >= 3  # calibration (and AUC) within each stage
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    run = client.get_run(win["run_id"])
+    assert {"test_roc_auc", "test_ece", "baseline_stage_win_rate_roc_auc"} <= set(run.data.metrics)
+    assert str(client.get_model_version_by_alias("deal_win", "champion").version) == win["version"]
+    card = Path(env["FORECAST_MODELS_DIR"]) / "deal_win" / "model_card.md"
+    assert card.is_file()
+
+
+def test_time_to_close_beats_the_stage_only_baseline(env: dict[str, str], trained: dict[str, dict]) -> None:
+    ttc = trained["time_to_close"]
+    assert ttc["promotion"]["promoted"], ttc["promotion"]["reason"]
+    assert ttc["model_kind"] == "discrete_time_hazard_lightgbm"
+    m, km = ttc["metrics"], ttc["baselines"]["stage_km"]
+    assert m["c_index"] > km["c_index"]
+    assert m["ibs"] < km["ibs"]
+    run = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"]).get_run(ttc["run_id"])
+    assert {"test_c_index", "test_ibs", "baseline_stage_km_c_index"} <= set(run.data.metrics)
+
+
+def test_score_open_deals_with_close_dates_and_write_back(
+    env: dict[str, str], trained: dict[str, dict]
+) -> None:
+    out = Path(env["ROOT"]) / "deals.csv"
+    summary = _cli(env, "score", "deals", "--from-warehouse", "--output", str(out), "--write-back")
+    assert summary["scored"] == summary["rows_in"] > 0 and summary["rejected"] == 0
+    s = pd.read_csv(out, parse_dates=["as_of", "close_date_p10", "close_date_p50", "close_date_p90"])
+    assert s["p_win"].between(0, 1).all() and s["reason_up_1"].notna().mean() > 0.9
+    assert (s["p_close_30d"] <= s["p_close_60d"] + 1e-9).all()
+    assert (s["p_close_60d"] <= s["p_close_90d"] + 1e-9).all()
+    dated = s.dropna(subset=["close_date_p10", "close_date_p90"])
+    assert (dated["close_date_p10"] <= dated["close_date_p50"]).all()
+    assert (dated["close_date_p50"] <= dated["close_date_p90"]).all()
+    assert (dated["close_date_p10"] >= dated["as_of"].dt.normalize()).all()
+    assert s["slip_risk"].between(0, 1).all()
+    overdue = pd.to_datetime(s["expected_close_date"]) < s["as_of"].dt.normalize()
+    assert (s.loc[overdue, "slip_risk"] == 1.0).all()
+    con = duckdb.connect(env["FORECAST_WAREHOUSE"], read_only=True)
+    stored = con.execute("SELECT count(*) FROM opportunity_scores").fetchone()
+    open_now = con.execute(
+        "SELECT count(*) FROM opportunities WHERE created_at < ? AND (closed_at IS NULL OR closed_at >= ?)",
+        [pd.Timestamp(summary["as_of"]).to_pydatetime()] * 2,
+    ).fetchone()
+    con.close()
+    assert stored[0] == summary["scored"] == open_now[0]
+
+
+def test_as_of_scores_the_deals_open_then(env: dict[str, str], trained: dict[str, dict]) -> None:
+    out = Path(env["ROOT"]) / "past.parquet"
+    summary = _cli(
+        env, "score", "deals", "--from-warehouse", "--as-of", "2025-03-01", "--output", str(out)
+    )
+    con = duckdb.connect(env["FORECAST_WAREHOUSE"], read_only=True)
+    expected = {
+        r[0]
+        for r in con.execute(
+            "SELECT opportunity_id FROM opportunities WHERE created_at < TIMESTAMP '2025-03-01' "
+            "AND (closed_at IS NULL OR closed_at >= TIMESTAMP '2025-03-01')"
+        ).fetchall()
+    }
+    con.close()
+    scores = pd.read_parquet(out)
+    assert set(scores["opportunity_id"]) == expected and summary["scored"] == len(expected)
+    assert (scores["as_of"] == pd.Timestamp("2025-03-01")).all()
+
+
+def test_score_a_deal_file_with_bad_rows(env: dict[str, str], trained: dict[str, dict]) -> None:
+    root = Path(env["ROOT"])
+    snap = root / "deal_snap.parquet"
+    _cli(env, "features", "--entity", "opportunity", "--as-of", "2025-06-01", "--out", str(snap))
+    frame = pd.read_parquet(snap)
+    bad = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
+    bad["amount"] = bad["amount"].astype(object)
+    bad.loc[1, "amount"] = "lots"
+    bad.to_csv(root / "deal_snap.csv", index=False)
+    out = root / "deal_snap_scores.csv"
+    summary = _cli(env, "score", "deals", "--input", str(root / "deal_snap.csv"), "--output", str(out))
+    assert summary["rows_in"] == len(bad) and summary["rejected"] == 2
+    assert summary["scored"] == len(bad) - 2
+    rejects = pd.read_csv(root / "deal_snap_scores.rejects.csv")
+    assert sorted(rejects["rule"]) == ["duplicate_id", "not_a_number"]
+    scored = pd.read_csv(out)
+    assert {"p_win", "p_close_30d", "slip_risk", "close_date_p50"} <= set(scored.columns)
+    direct = root / "direct.parquet"
+    _cli(env, "score", "deals", "--from-warehouse", "--as-of", "2025-06-01", "--output", str(direct))
+    both = scored.merge(pd.read_parquet(direct), on="opportunity_id", suffixes=("", "_w"))
+    assert len(both) == summary["scored"]
+    assert np.allclose(both["p_win"], both["p_win_w"], atol=1e-6)
+    assert np.allclose(both["p_close_30d"], both["p_close_30d_w"], atol=1e-6)
+
+
+def test_score_deals_without_a_time_to_close_champion_is_a_clear_error(
+    env: dict[str, str], trained: dict[str, dict]
+) -> None:
+    out = Path(env["ROOT"]) / "x.csv"
+    result = _cli(
+        env,
+        "score",
+        "deals",
+        "--from-warehouse",
+        "--close-model",
+        "no_such_model",
+        "--output",
+        str(out),
+        code=2,
+    )
+    assert "no_such_model" in result["error"] and "champion" in result["error"]
+    assert not out.exists()
