@@ -263,7 +263,11 @@ def _render_frame(console: Console, title: str, frame: pd.DataFrame, by: str) ->
     if frame.empty:
         console.print(f"[bold]{title}[/bold]: nothing to show")
         return
-    labels = [c for c in (by, "name", "stage", "metric", "prospect_id", "kind") if c in frame.columns]
+    labels = [
+        c
+        for c in (by, "name", "stage", "metric", "month", "day", "loss_reason", "prospect_id", "kind")
+        if c in frame.columns
+    ]
     shown_metrics = _metric_names(frame, set(labels))
     rows = frame.head(_TABLE_ROWS)
     if len(rows) <= 8 and len(shown_metrics) > 8:  # few groups, many metrics: metrics as rows
