@@ -122,9 +122,9 @@ class TrackingData:
 def _typed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """A copy with every canonical column (missing ones null) and timestamps parsed."""
     out = frame.copy()
-    for col in TABLES[table].columns:
-        if col.name not in out.columns:
-            out[col.name] = None
+    for spec in TABLES[table].columns:
+        if spec.name not in out.columns:
+            out[spec.name] = None
     for col in _TIMESTAMPS[table]:
         if col in out.columns:
             out[col] = pd.to_datetime(out[col], errors="coerce")
