@@ -1,0 +1,336 @@
+"""Tracking commands: ``forecast metrics`` (the six kinds of tracking) and ``forecast insights``."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forecast.cli.main import JsonOpt, _emit, _fail, _parse_as_of, _settings, app
+from forecast.tracking.common import GroupingError
+from forecast.tracking.data import GROUPINGS, TrackingData
+from forecast.tracking.periods import Period, PeriodError, parse_period
+
+REPORT_NAMES = ("performance", "prospects", "goals", "funnel", "effectiveness", "process", "adjusted")
+FORMATS = ("table", "json", "csv")
+_COMPANIONS = ("_n", "_lo", "_hi", "_p_value")
+_MONEY_WORDS = (
+    "value",
+    "amount",
+    "goal",
+    "remaining",
+    "pipeline",
+    "velocity",
+    "deal_size",
+    "won_ytd",
+    "needed_per_day",
+)
+_SHARE_WORDS = ("growth", "attainment", "change")
+_TABLE_ROWS = 40
+
+PeriodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--period",
+        help="day, week, month, quarter (the last complete one) or YYYY-MM-DD..YYYY-MM-DD. Default: last complete month.",
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Report as known at this time (default: midnight after the warehouse's last event)."
+    ),
+]
+
+
+def _open(
+    ctx: typer.Context, as_of: str | None, period: str | None, as_json: bool
+) -> tuple[TrackingData, Period]:
+    from forecast.tracking.api import open_warehouse
+
+    settings = _settings(ctx)
+    when = _parse_as_of(as_of, as_json)
+    try:
+        data = open_warehouse(settings.warehouse, when)
+    except FileNotFoundError as exc:
+        _fail(as_json, str(exc))
+    except ValueError as exc:
+        _fail(as_json, f"{settings.warehouse}: {exc}")
+    except duckdb.Error as exc:
+        _fail(as_json, f"{settings.warehouse}: cannot read the warehouse ({exc})")
+    try:
+        return data, parse_period(period, data.as_of)
+    except PeriodError as exc:
+        _fail(as_json, str(exc))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON records: nan and NaT become null, timestamps ISO strings."""
+    if frame.empty:
+        return []
+    loaded = json.loads(frame.to_json(orient="records", date_format="iso", default_handler=str))
+    assert isinstance(loaded, list)
+    return loaded
+
+
+def _metric_names(frame: pd.DataFrame, group_cols: set[str]) -> list[str]:
+    names = []
+    for col in frame.columns:
+        if col in group_cols:
+            continue
+        if any(col.endswith(s) and col[: -len(s)] in frame.columns for s in _COMPANIONS):
+            continue
+        names.append(col)
+    return names
+
+
+def _select(
+    frame: pd.DataFrame, by: str, metrics: list[str] | None, as_json: bool, report: str
+) -> pd.DataFrame:
+    if not metrics:
+        return frame
+    group_cols = {by, "name", "stage", "metric"} & set(frame.columns)
+    known = _metric_names(frame, group_cols)
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        _fail(
+            as_json,
+            f"--metrics: unknown for the {report} report: {', '.join(unknown)}; choose from {', '.join(known)}",
+        )
+    keep = [c for c in frame.columns if c in group_cols]
+    for m in metrics:
+        keep += [m, *(m + s for s in _COMPANIONS if m + s in frame.columns)]
+    return frame[keep]
+
+
+@app.command()
+def metrics(
+    ctx: typer.Context,
+    report: Annotated[
+        str, typer.Option("--report", "-r", help=f"{', '.join(REPORT_NAMES)} or all.")
+    ] = "performance",
+    period: PeriodOpt = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help=f"Grouping: {', '.join(GROUPINGS)} (default depends on the report)."),
+    ] = None,
+    metric_list: Annotated[
+        str | None, typer.Option("--metrics", help="Comma-separated metrics to show (default: all).")
+    ] = None,
+    as_of: AsOfOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Sales-tracking metrics for a period and grouping (rates with n and 95% Wilson intervals)."""
+    from forecast.tracking.api import REPORTS
+    from forecast.tracking.api import report as run_report
+
+    as_json = fmt == "json"
+    if fmt not in FORMATS:
+        _fail(False, f"--format must be table, json or csv, not {fmt!r}")
+    names = list(REPORT_NAMES) if report == "all" else [report]
+    if any(n not in REPORTS for n in names):
+        _fail(as_json, f"--report {report!r}: use {', '.join(REPORT_NAMES)} or all")
+    if by is not None and by not in GROUPINGS:
+        _fail(as_json, f"--by {by!r}: use one of {', '.join(GROUPINGS)}")
+    chosen = [m.strip() for m in metric_list.split(",") if m.strip()] if metric_list else None
+    if chosen is not None and len(names) > 1:
+        _fail(as_json, "--metrics needs a single --report")
+    if fmt == "csv" and len(names) > 1 and output is None:
+        _fail(False, "--format csv with --report all writes one file per table: give --output FILE")
+    data, per = _open(ctx, as_of, period, as_json)
+    tables: dict[str, dict[str, pd.DataFrame]] = {}
+    for name in names:
+        group = by or REPORTS[name].default_by
+        try:
+            out = run_report(data, name, per, group)
+        except GroupingError as exc:
+            if len(names) > 1 and by is not None:
+                continue  # `all --by product`: skip the reports that cannot use it, say so below
+            _fail(as_json, str(exc))
+        out[name] = _select(out[name], group, chosen, as_json, name)
+        tables[name] = out
+    skipped = [n for n in names if n not in tables]
+    notes = list(data.notes) + ([f"not computable by {by}: {', '.join(skipped)}"] if skipped else [])
+    if not tables:
+        _fail(as_json, f"no report can be grouped by {by}")
+    header = {"as_of": data.as_of.isoformat(), "period": per.as_dict(), "by": by, "notes": notes}
+    if fmt == "csv":
+        _write_csv(tables, output)
+        return
+    if fmt == "json":
+        payload = {
+            "ok": True,
+            **header,
+            "reports": {
+                name: {
+                    "by": by or REPORTS[name].default_by,
+                    "tables": {k: _records(v) for k, v in out.items()},
+                }
+                for name, out in tables.items()
+            },
+        }
+        text = json.dumps(payload, default=str, indent=2) + "\n"
+        if output is not None:
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return
+
+    def render(console: Console) -> None:
+        console.print(
+            f"[bold]Tracking metrics[/bold] for {per.label} ({per.start.date()} to {(per.end - pd.Timedelta(days=1)).date()}), as of {data.as_of}"
+        )
+        for note in notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
+        for name, out in tables.items():
+            for table_name, frame in out.items():
+                _render_frame(
+                    console,
+                    f"{name}: {table_name}" if table_name != name else name,
+                    frame,
+                    by or REPORTS[name].default_by,
+                )
+
+    if output is not None:
+        with output.open("w", encoding="utf-8") as fh:
+            render(Console(file=fh, width=200))
+    else:
+        _emit(False, {}, render)
+
+
+def _write_csv(tables: dict[str, dict[str, pd.DataFrame]], output: Path | None) -> None:
+    flat = {k: v for out in tables.values() for k, v in out.items()}
+    if output is None:
+        name, frame = next(iter(flat.items()))
+        frame.to_csv(sys.stdout, index=False)
+        return
+    first = True
+    for name, frame in flat.items():
+        path = output if first else output.with_name(f"{output.stem}.{name}{output.suffix or '.csv'}")
+        frame.to_csv(path, index=False)
+        first = False
+
+
+def _is_money(col: str) -> bool:
+    return any(w in col for w in _MONEY_WORDS) and not col.endswith(("_n", "p_value"))
+
+
+def _cell(row: pd.Series, col: str, frame: pd.DataFrame) -> str:
+    value = row[col]
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return "—" if not (col + "_n" in frame.columns and row[col + "_n"] == 0) else "— (n=0)"
+    if isinstance(value, pd.Timestamp):
+        return (
+            value.strftime("%Y-%m-%d %H:%M") if (value.hour or value.minute) else value.strftime("%Y-%m-%d")
+        )
+    if isinstance(value, float):
+        has_ci = col + "_lo" in frame.columns and col + "_hi" in frame.columns
+        is_rate = has_ci and (
+            col.endswith(("rate", "conversion", "share")) or col.startswith("open_leads_silent")
+        )
+        n = f" n={int(row[col + '_n'])}" if col + "_n" in frame.columns else ""
+        if is_rate:
+            lo, hi = row[col + "_lo"], row[col + "_hi"]
+            return f"{100 * value:.1f}% [{100 * lo:.1f}–{100 * hi:.1f}]{n}"
+        if has_ci:
+            lo, hi = row[col + "_lo"], row[col + "_hi"]
+            ci = "" if pd.isna(lo) else f" [{lo:.2f}–{hi:.2f}]"
+            return f"{value:.2f}{ci}{n}"
+        if col.endswith("rate") or col in ("ratio",) or any(w in col for w in _SHARE_WORDS):
+            return f"{100 * value:.1f}%" if col != "ratio" else f"{value:.2f}"
+        if "p_value" in col:
+            return f"{value:.3f}"
+        if _is_money(col):
+            return f"{value:,.0f}"
+        return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _render_frame(console: Console, title: str, frame: pd.DataFrame, by: str) -> None:
+    if frame.empty:
+        console.print(f"[bold]{title}[/bold]: nothing to show")
+        return
+    labels = [
+        c
+        for c in (by, "name", "stage", "metric", "month", "day", "loss_reason", "prospect_id", "kind")
+        if c in frame.columns
+    ]
+    shown_metrics = _metric_names(frame, set(labels))
+    rows = frame.head(_TABLE_ROWS)
+    if len(rows) <= 8 and len(shown_metrics) > 8:  # few groups, many metrics: metrics as rows
+        table = Table(title=title)
+        table.add_column("metric")
+        for _, r in rows.iterrows():
+            table.add_column(" ".join(str(r[c]) for c in labels if str(r[c])), justify="right")
+        for m in shown_metrics:
+            table.add_row(m, *(_cell(r, m, frame) for _, r in rows.iterrows()))
+        console.print(table)
+    else:
+        for i in range(0, len(shown_metrics), 7):
+            chunk = shown_metrics[i : i + 7]
+            table = Table(title=title if i == 0 else f"{title} (cont.)")
+            for c in labels:
+                table.add_column(c)
+            for c in chunk:
+                table.add_column(c, justify="right")
+            for _, r in rows.iterrows():
+                table.add_row(*(str(r[c]) for c in labels), *(_cell(r, c, frame) for c in chunk))
+            console.print(table)
+    if len(frame) > _TABLE_ROWS:
+        console.print(f"… {len(frame) - _TABLE_ROWS} more rows: use --format csv or json for all of them")
+
+
+@app.command("insights")
+def insights_cmd(
+    ctx: typer.Context,
+    period: PeriodOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decisions the period's metrics support, ranked by expected revenue impact, with their evidence."""
+    from forecast.tracking.insights import insights
+
+    data, per = _open(ctx, as_of, period, as_json)
+    result = insights(data, per)
+    payload = {"ok": True, **result.as_dict()}
+
+    def render(console: Console) -> None:
+        console.print(
+            f"[bold]Insights for {per.label}[/bold] (as of {data.as_of}): {len(result.insights)} raised from "
+            f"{result.tested} comparisons (false-discovery rate {result.config.fdr:.0%}, at least "
+            f"{result.config.min_trials} trials and a {result.config.min_effect:.0%} difference)"
+        )
+        for note in result.notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
+        for audience in ("manager", "rep"):
+            chosen = [i for i in result.insights if i.audience == audience]
+            if not chosen:
+                continue
+            console.print(
+                f"\n[bold underline]{'For the manager' if audience == 'manager' else 'For each rep'}[/bold underline]"
+            )
+            for k, i in enumerate(chosen, start=1):
+                impact = (
+                    "unknown"
+                    if i.expected_revenue_impact != i.expected_revenue_impact
+                    else f"{i.expected_revenue_impact:,.0f}"
+                )
+                console.print(f"{k}. [bold]{i.decision}[/bold]  (expected revenue impact {impact})")
+                console.print(f"   {i.message}")
+                stats = "" if i.p_value != i.p_value else f"; p={i.p_value:.4f}, q={i.q_value:.4f}"
+                console.print(f"   [dim]{i.test}{stats}; adjusted for: {i.adjusted_for}[/dim]")
+
+    _emit(as_json, payload, render)

@@ -1,0 +1,169 @@
+"""Mix-adjusted comparisons (indirect standardisation), so a rep with harder leads is judged fairly.
+
+For one group (a rep, say) and one rate, every trial of the group gets the success rate the *other*
+groups achieved on trials of the same stratum (same source, region, product, deal-size band, …),
+shrunk towards the others' overall rate with ``PRIOR_TRIALS`` pseudo-trials (so a sparse stratum
+falls back smoothly to the overall rate). Their sum is the expected
+number of successes ``E``; the group's observed count ``O`` is compared with it:
+``ratio = O / E`` (1 = as good as the others on the same mix), with the Wilson interval of the
+observed rate divided by the expected rate, and a two-sided p-value from the normal approximation
+of the Poisson-binomial (variance ``Σ p(1-p)``, continuity-corrected). ``adjusted_for`` names the
+strata. A stratum equal to the grouping itself is dropped (a region cannot be compared with other
+reps of the same region when grouping by region).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from forecast.tracking.common import check_grouping
+from forecast.tracking.data import GROUPINGS, NONE_LABEL, TrackingData
+from forecast.tracking.periods import Period
+from forecast.tracking.stats import NAN, two_proportion_test, wilson
+
+STRATA = {
+    "win_rate": ("product", "size_band", "source", "region"),
+    "cold_call_conversion": ("source", "company_size", "region"),
+    "reply_rate": ("source", "on_deal", "region"),
+}
+"""The mix each adjusted rate is standardised for."""
+
+
+def win_units(data: TrackingData, period: Period) -> pd.DataFrame:
+    """Deals closed in the period: one trial each, ``success`` = won."""
+    opps = data.opportunities
+    closed = opps[period.contains(opps["closed_at"])]
+    return closed.assign(success=(closed["outcome"] == "won").astype(int))
+
+
+def cold_call_units(data: TrackingData, period: Period) -> pd.DataFrame:
+    """Leads cold-called in the period (one trial per rep and lead): ``success`` = became a deal after."""
+    acts = data.activities
+    cold = acts[acts["cold"] & period.contains(acts["occurred_at"])]
+    keys = ["rep_id", "rep", "team", "manager", "region", "source", "channel"]
+    first = cold.groupby(["rep_id", "lead_id"], as_index=False).agg(
+        calls=("activity_id", "size"),
+        first_call=("occurred_at", "min"),
+        **{k: (k, "first") for k in keys if k != "rep_id"},
+    )
+    leads = data.leads.set_index("lead_id")
+    conv = leads["converted_at"].reindex(first["lead_id"]).to_numpy()
+    first["company_size"] = leads["company_size"].reindex(first["lead_id"]).fillna(NONE_LABEL).to_numpy()
+    first["success"] = (pd.Series(conv) > first["first_call"].to_numpy()).astype(int).to_numpy()
+    return first
+
+
+def reply_units(data: TrackingData, period: Period) -> pd.DataFrame:
+    """Outbound emails sent in the period with a known reply flag: ``success`` = replied."""
+    acts = data.activities
+    emails = acts[
+        (acts["type"] == "email")
+        & (acts["direction"] == "outbound")
+        & acts["done"]
+        & period.contains(acts["occurred_at"])
+        & acts["email_replied"].notna()
+    ]
+    return emails.assign(
+        success=emails["email_replied"].astype(bool).astype(int),
+        on_deal=np.where(emails["opportunity_id"].notna(), "deal", "lead"),
+    )
+
+
+PRIOR_TRIALS = 10.0
+"""Stratum rates are shrunk towards the others' overall rate with this many pseudo-trials, so a
+stratum where the others have 2 trials does not set a 0% or 100% expectation."""
+
+UNITS = {"win_rate": win_units, "cold_call_conversion": cold_call_units, "reply_rate": reply_units}
+
+
+def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) -> pd.DataFrame:
+    """Each group's rate against the others', raw and adjusted for ``strata``.
+
+    Args:
+        units: One row per trial with ``success`` (0/1), the ``by`` column and the strata columns.
+        by: The grouping column.
+        strata: Columns to standardise for (those absent or equal to ``by`` are dropped).
+        metric: Name of the rate, copied to the output.
+
+    Returns:
+        One row per group: n, observed, rate (Wilson CI), others' rate and n, raw p-value, expected,
+        expected_rate, ratio (CI), adjusted p-value and ``adjusted_for``.
+    """
+    used = [s for s in strata if s != by and s in units.columns]
+    rows = []
+    if units.empty:
+        return pd.DataFrame(
+            columns=["metric", by, "n", "observed", "rate", "expected", "ratio", "adjusted_for"]
+        )
+    u = units.copy()
+    u["_stratum"] = u[used].astype(str).agg("|".join, axis=1) if used else ""
+    total_k = u.groupby("_stratum")["success"].sum()
+    total_n = u.groupby("_stratum")["success"].size()
+    all_k, all_n = float(u["success"].sum()), float(len(u))
+    for group, g in u.groupby(u[by].astype(str)):
+        n, k = len(g), float(g["success"].sum())
+        gk = g.groupby("_stratum")["success"].sum()
+        gn = g.groupby("_stratum")["success"].size()
+        ok = total_k.reindex(gk.index) - gk
+        on = total_n.reindex(gn.index) - gn
+        others_n, others_k = all_n - n, all_k - k
+        fallback = others_k / others_n if others_n > 0 else NAN
+        p = (ok + PRIOR_TRIALS * fallback) / (on + PRIOR_TRIALS)
+        expected = float((p * gn).sum())
+        variance = float((p * (1 - p) * gn).sum())
+        r = wilson(k, n)
+        o = wilson(others_k, others_n)
+        exp_rate = expected / n if n else NAN
+        rows.append(
+            {
+                "metric": metric,
+                by: group,
+                "n": n,
+                "observed": int(k),
+                "rate": r.rate,
+                "rate_lo": r.lo,
+                "rate_hi": r.hi,
+                "others_n": int(others_n),
+                "others_rate": o.rate,
+                "others_rate_lo": o.lo,
+                "others_rate_hi": o.hi,
+                "p_value_raw": two_proportion_test(k, n, others_k, others_n),
+                "expected": expected,
+                "expected_rate": exp_rate,
+                "ratio": k / expected if expected > 0 else NAN,
+                "ratio_lo": r.lo / exp_rate if exp_rate > 0 else NAN,
+                "ratio_hi": r.hi / exp_rate if exp_rate > 0 else NAN,
+                "p_value": _z_p(k, expected, variance),
+                "adjusted_for": ", ".join(used) if used else "nothing",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _z_p(observed: float, expected: float, variance: float) -> float:
+    if not variance > 0:
+        return NAN
+    z = max(abs(observed - expected) - 0.5, 0.0) / math.sqrt(variance)
+    return 2 * (1 - NormalDist().cdf(z))
+
+
+def adjusted(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+    """Win rate, cold-call conversion and email reply rate per group, adjusted for mix.
+
+    Args:
+        data: The tracking data.
+        period: The period.
+        by: rep, team, manager, region, source or channel.
+
+    Returns:
+        One row per metric and group (see :func:`compare`).
+    """
+    check_grouping("adjusted", by, [g for g in GROUPINGS if g != "product"], "activities carry no product")
+    frames = [compare(UNITS[m](data, period), by, STRATA[m], m) for m in STRATA]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,316 @@
+"""The CRM as the tracking reports see it: canonical frames cut at an as-of time, with group keys.
+
+Everything is point in time: events at or after ``as_of`` are dropped, and a deal's stage, amount,
+expected close date and outcome are those recorded before ``as_of`` (from ``stage_history``), so a
+report on an old month does not use what happened later. Every event row carries the keys it can
+be grouped by (rep, team, manager, region from the rep; source, channel from the lead; product
+from the deal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.schema import TABLES
+from forecast.data.warehouse import _read_pipeline
+
+GROUPINGS = ("rep", "team", "manager", "region", "source", "channel", "product")
+REP_KEYS = ("team", "manager", "region")
+NONE_LABEL = "(none)"
+ALL_LABEL = "(all)"
+
+_EVENT_TIMES = {
+    "leads": ["created_at", "converted_at", "status_changed_at"],
+    "opportunities": ["created_at", "closed_at"],
+    "stage_history": ["entered_at"],
+    "activities": ["occurred_at"],
+    "engagement_events": ["occurred_at"],
+}
+_TIMESTAMPS = {t: [c.name for c in spec.columns if c.kind == "timestamp"] for t, spec in TABLES.items()}
+
+
+def _empty(table: str) -> pd.DataFrame:
+    return pd.DataFrame({c.name: pd.Series(dtype=object) for c in TABLES[table].columns})
+
+
+def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame], Pipeline]:
+    """Read the canonical tables (missing ones empty), ``lead_scores`` if present, and the pipeline."""
+    present = _table_names(con)
+    frames: dict[str, pd.DataFrame] = {}
+    for name, spec in TABLES.items():
+        if name in present:
+            cols = ", ".join(f'"{c.name}"' for c in spec.columns)
+            frames[name] = con.execute(f'SELECT {cols} FROM "{name}"').df()
+        else:
+            frames[name] = _empty(name)
+    if "lead_scores" in present:
+        frames["lead_scores"] = con.execute('SELECT * FROM "lead_scores"').df()
+    pipeline = _read_pipeline(con) if "pipeline_stages" in present else None
+    return frames, pipeline or DEFAULT_PIPELINE
+
+
+def data_end(frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """The latest event time in the frames (``None`` when nothing is dated)."""
+    latest: list[pd.Timestamp] = []
+    for table, cols in _EVENT_TIMES.items():
+        frame = frames.get(table)
+        if frame is None or frame.empty:
+            continue
+        for col in cols:
+            value = pd.to_datetime(frame[col], errors="coerce").max()
+            if pd.notna(value):
+                latest.append(pd.Timestamp(value))
+    return max(latest) if latest else None
+
+
+def default_as_of(frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    """Midnight after the day of the latest event: the data is taken as complete up to that day.
+
+    Raises:
+        ValueError: If the frames hold no dated event.
+    """
+    end = data_end(frames)
+    if end is None:
+        raise ValueError("the warehouse holds no dated events: nothing to report")
+    return end.normalize() + pd.Timedelta(days=1)
+
+
+@dataclass
+class TrackingData:
+    """Canonical frames cut at ``as_of`` and enriched with group keys.
+
+    Attributes:
+        as_of: Nothing at or after this time is used.
+        pipeline: The pipeline the deals follow.
+        reps: One row per rep: rep_id, name, team, manager, region, active.
+        leads: Leads created before as_of, status as known then, with rep keys.
+        opportunities: Deals created before as_of with stage, amount, outcome, closed_at,
+            expected_close_date and loss_reason as known then, plus group keys and ``size_band``.
+        stage_history: Stage changes before as_of with the deal's group keys.
+        activities: Activities before as_of with group keys and the ``cold`` flag.
+        engagement: Engagement events before as_of.
+        quotas: Goals (all of them: planned dates).
+        lead_scores: Scores written by ``forecast score leads --write-back`` (``None`` if absent).
+        has_stage_history: Whether the source recorded stage changes at all.
+    """
+
+    as_of: pd.Timestamp
+    pipeline: Pipeline
+    reps: pd.DataFrame
+    leads: pd.DataFrame
+    opportunities: pd.DataFrame
+    stage_history: pd.DataFrame
+    activities: pd.DataFrame
+    engagement: pd.DataFrame
+    quotas: pd.DataFrame
+    lead_scores: pd.DataFrame | None = None
+    has_stage_history: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def _typed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """A copy with every canonical column (missing ones null) and timestamps parsed."""
+    out = frame.copy()
+    for spec in TABLES[table].columns:
+        if spec.name not in out.columns:
+            out[spec.name] = None
+    for col in _TIMESTAMPS[table]:
+        if col in out.columns:
+            out[col] = pd.to_datetime(out[col], errors="coerce")
+    return out
+
+
+def _label(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna() & (series.astype(str) != ""), NONE_LABEL).astype(str)
+
+
+def prepare(
+    frames: Mapping[str, pd.DataFrame], pipeline: Pipeline, as_of: pd.Timestamp | None = None
+) -> TrackingData:
+    """Cut canonical frames at ``as_of`` and attach group keys.
+
+    Args:
+        frames: Canonical frames by table name (missing tables are empty); may hold ``lead_scores``.
+        pipeline: The pipeline the deals follow.
+        as_of: Cut-off time (default: midnight after the latest event).
+
+    Returns:
+        The tracking view of the CRM.
+
+    Raises:
+        ValueError: If no as-of is given and nothing is dated.
+    """
+    when = pd.Timestamp(as_of) if as_of is not None else default_as_of(frames)
+    t = {name: _typed(frames[name] if name in frames else _empty(name), name) for name in TABLES}
+
+    reps = t["reps"].copy()
+    for col in ("name", *REP_KEYS):
+        reps[col] = _label(reps[col])
+    reps["rep_id"] = reps["rep_id"].astype(str)
+    reps = reps[["rep_id", "name", *REP_KEYS, "active"]].drop_duplicates("rep_id")
+
+    leads = t["leads"][t["leads"]["created_at"] < when].copy()
+    converted = leads["converted_at"] < when
+    leads.loc[~converted, ["converted_at"]] = pd.NaT
+    leads["opportunity_id"] = leads["opportunity_id"].where(converted)
+    known = leads["status_changed_at"] < when
+    leads["status"] = leads["status"].where(known | converted, "working")
+    leads.loc[converted, "status"] = "converted"
+    leads["source"] = _label(leads["source"])
+    leads["channel"] = _label(leads["channel"])
+    leads = _with_rep_keys(leads, reps)
+
+    opps, history, has_history = _deals_at(t["opportunities"], t["stage_history"], pipeline, when)
+    lead_keys = leads[["lead_id", "source", "channel"]]
+    opps = opps.merge(lead_keys, on="lead_id", how="left")
+    opps["source"] = opps["source"].fillna(NONE_LABEL)
+    opps["channel"] = opps["channel"].fillna(NONE_LABEL)
+    opps["product"] = _label(opps["product"])
+    opps = _with_rep_keys(opps, reps)
+    opps["size_band"] = size_bands(opps["amount"])
+    deal_keys = opps[["opportunity_id", "product", "source", "channel", "size_band"]]
+    history = history.merge(
+        opps[["opportunity_id", "rep_id", "rep", *REP_KEYS, "product", "source", "channel"]],
+        on="opportunity_id",
+        how="inner",
+    )
+
+    acts = t["activities"][t["activities"]["occurred_at"] < when].copy()
+    acts = _attribute_activities(acts, leads, deal_keys, reps)
+
+    engagement = t["engagement_events"][t["engagement_events"]["occurred_at"] < when].copy()
+    scores = frames.get("lead_scores")
+    notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
+    return TrackingData(
+        as_of=when,
+        pipeline=pipeline,
+        reps=reps,
+        leads=leads.reset_index(drop=True),
+        opportunities=opps.reset_index(drop=True),
+        stage_history=history.reset_index(drop=True),
+        activities=acts.reset_index(drop=True),
+        engagement=engagement.reset_index(drop=True),
+        quotas=t["quotas"],
+        lead_scores=None if scores is None else scores.copy(),
+        has_stage_history=has_history,
+        notes=notes,
+    )
+
+
+def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> TrackingData:
+    """Read the warehouse through a (read-only) connection and prepare it at ``as_of``."""
+    frames, pipeline = read_frames(con)
+    return prepare(frames, pipeline, as_of)
+
+
+def _with_rep_keys(frame: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
+    out = frame.drop(columns=[c for c in REP_KEYS if c in frame.columns])
+    out["rep_id"] = out["rep_id"].astype(object).where(out["rep_id"].notna(), NONE_LABEL).astype(str)
+    out = out.merge(reps[["rep_id", *REP_KEYS]], on="rep_id", how="left")
+    for col in REP_KEYS:
+        out[col] = out[col].fillna(NONE_LABEL)
+    out["rep"] = out["rep_id"]
+    return out
+
+
+def days(delta: pd.Series) -> pd.Series:
+    """Time differences in (fractional) days; missing stays missing."""
+    return pd.to_timedelta(delta).dt.total_seconds() / 86400.0
+
+
+def size_bands(amount: pd.Series) -> pd.Series:
+    """Deal-size band by quartile of the amounts given (``(none)`` for a missing amount)."""
+    values = pd.to_numeric(amount, errors="coerce")
+    valid = values.dropna()
+    if valid.empty:
+        return pd.Series(NONE_LABEL, index=amount.index, dtype=object)
+    edges = np.unique(np.quantile(valid, [0.25, 0.5, 0.75]))
+    band = np.searchsorted(edges, valid.to_numpy(), side="right")
+    labels = pd.Series([f"Q{b + 1}" for b in band], index=valid.index, dtype=object)
+    return labels.reindex(amount.index).fillna(NONE_LABEL)
+
+
+def _deals_at(
+    opps: pd.DataFrame, history: pd.DataFrame, pipeline: Pipeline, when: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Deals as known at ``when``: stage, amount, expected close and outcome from the stage history."""
+    deals = opps[opps["created_at"] < when].copy()
+    deals["opportunity_id"] = deals["opportunity_id"].astype(str)
+    hist = history.copy()
+    hist["opportunity_id"] = hist["opportunity_id"].astype(str)
+    has_history = not hist.empty
+    hist = hist[(hist["entered_at"] < when) & hist["opportunity_id"].isin(deals["opportunity_id"])]
+    hist = hist.sort_values(["opportunity_id", "entered_at"], kind="stable")
+    closed = deals["closed_at"] < when
+    deals.loc[~closed, "closed_at"] = pd.NaT
+    deals.loc[~closed, "loss_reason"] = None
+    deals["outcome"] = deals["outcome"].where(closed, "open")
+    if not hist.empty:
+        last = hist.groupby("opportunity_id").tail(1).set_index("opportunity_id")
+        idx = deals["opportunity_id"]
+        in_hist = idx.isin(last.index)
+        for col in ("stage", "amount", "expected_close_date"):
+            values = last[col].reindex(idx).to_numpy()
+            deals[col] = deals[col].where(~in_hist.to_numpy() | pd.isna(values), values)
+    # A deal still open at `when` whose stored stage is a closed one: take its last open stage.
+    open_names = set(pipeline.open_stages)
+    reopened = (deals["outcome"] == "open") & ~deals["stage"].isin(open_names)
+    if reopened.any():
+        deals.loc[reopened, "stage"] = pipeline.open_stages[-1] if pipeline.open_stages else None
+    deals["amount"] = pd.to_numeric(deals["amount"], errors="coerce")
+    return deals, hist, has_history
+
+
+def _attribute_activities(
+    acts: pd.DataFrame, leads: pd.DataFrame, deal_keys: pd.DataFrame, reps: pd.DataFrame
+) -> pd.DataFrame:
+    """Attach group keys to activities and flag cold calls.
+
+    Source and channel come from the activity's lead, or from its deal's lead; product from its deal.
+    A *cold call* is an outbound call on a lead (not a deal) that had not become an opportunity
+    when the call was made.
+    """
+    out = acts.copy()
+    lead_info = leads[["lead_id", "source", "channel", "converted_at"]].rename(
+        columns={"source": "lead_source", "channel": "lead_channel"}
+    )
+    out = out.merge(lead_info, on="lead_id", how="left")
+    out = out.merge(
+        deal_keys.rename(columns={"source": "deal_source", "channel": "deal_channel"}),
+        on="opportunity_id",
+        how="left",
+    )
+    out["source"] = out["lead_source"].fillna(out["deal_source"]).fillna(NONE_LABEL)
+    out["channel"] = out["lead_channel"].fillna(out["deal_channel"]).fillna(NONE_LABEL)
+    out["product"] = out["product"].fillna(NONE_LABEL)
+    out = out.drop(columns=["lead_source", "lead_channel", "deal_source", "deal_channel"])
+    on_lead = out["lead_id"].notna() & out["opportunity_id"].isna()
+    not_yet = out["converted_at"].isna() | (out["converted_at"] > out["occurred_at"])
+    out["done"] = out["outcome"].fillna("completed") != "scheduled"
+    out["cold"] = (out["type"] == "call") & (out["direction"] == "outbound") & on_lead & not_yet & out["done"]
+    out["duration_seconds"] = pd.to_numeric(out["duration_seconds"], errors="coerce")
+    return _with_rep_keys(out, reps)
+
+
+def group_values(data: TrackingData, by: str, *frames: pd.DataFrame) -> list[str]:
+    """The groups of a report: every rep (or team, …) known, plus any value seen in ``frames``."""
+    seen: set[str] = set()
+    if by == "rep":
+        seen |= set(data.reps["rep_id"])
+    elif by in REP_KEYS:
+        seen |= set(data.reps[by])
+    for frame in frames:
+        if by in frame.columns:
+            seen |= set(frame[by].astype(str))
+    return sorted(seen)

@@ -1,0 +1,160 @@
+"""Sales goals (DESIGN §5.3): goals against bookings, and what is still needed.
+
+A quota row covers the days ``period_start`` to ``period_end`` inclusive; a goal for any period is
+the quota pro-rated by calendar days of overlap. Bookings are the amounts of deals won (by
+``closed_at``). Goals of a team come from its team rows, else from the sum of its reps' rows; the
+``(all)`` row from company rows, else team rows, else rep rows; managers and regions sum their
+reps' rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from forecast.tracking.common import Row, amount_sum, check_grouping, per_group, subset
+from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
+from forecast.tracking.periods import Period
+from forecast.tracking.stats import NAN, safe_div
+
+GROUPINGS = ("rep", "team", "manager", "region")
+REFERENCE_DAYS = 365
+
+
+def _quota_intervals(quotas: pd.DataFrame) -> pd.DataFrame:
+    q = quotas.copy()
+    q["start"] = pd.to_datetime(q["period_start"]).dt.normalize()
+    q["stop"] = pd.to_datetime(q["period_end"]).dt.normalize() + pd.Timedelta(days=1)
+    q["amount"] = pd.to_numeric(q["amount"], errors="coerce")
+    q["owner_type"] = q["owner_type"].astype(str)
+    q["owner_id"] = q["owner_id"].astype(str)
+    return q[q["stop"] > q["start"]]
+
+
+def goal_between(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> float:
+    """Pro-rated goal of quota rows over ``[start, end)`` (``nan`` when no row overlaps)."""
+    if rows.empty or end <= start:
+        return NAN
+    overlap_start = rows["start"].where(rows["start"] > start, start)
+    overlap_end = rows["stop"].where(rows["stop"] < end, end)
+    overlap = days(overlap_end - overlap_start).clip(lower=0)
+    length = days(rows["stop"] - rows["start"])
+    covering = overlap > 0
+    if not covering.any():
+        return NAN
+    return float((rows["amount"] * overlap / length)[covering].sum())
+
+
+def quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
+    """The quota rows that make up the goal of one group."""
+    q = _quota_intervals(data.quotas)
+    reps = data.reps
+    if group == ALL_LABEL:
+        for owner in ("company", "team", "rep"):
+            rows = q[q["owner_type"] == owner]
+            if not rows.empty:
+                return rows
+        return q.iloc[0:0]
+    if by == "rep":
+        return q[(q["owner_type"] == "rep") & (q["owner_id"] == group)]
+    if by == "team":
+        team_rows = q[(q["owner_type"] == "team") & (q["owner_id"] == group)]
+        if not team_rows.empty:
+            return team_rows
+    members = set(reps.loc[reps[by] == group, "rep_id"])
+    return q[(q["owner_type"] == "rep") & q["owner_id"].isin(members)]
+
+
+def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+    """Goals, bookings and what is still needed, per group.
+
+    Args:
+        data: The tracking data.
+        period: The period.
+        by: rep, team, manager or region (quotas belong to people, not to sources or products).
+
+    Returns:
+        One row per group plus ``(all)``. A group without a goal for the period has ``goal`` nan.
+    """
+    check_grouping("goals", by, GROUPINGS, "quotas belong to reps, teams and the company")
+    opps = data.opportunities
+    cutoff = min(period.end, data.as_of)
+    won = opps[(opps["outcome"] == "won") & opps["closed_at"].notna()]
+    in_period = won[period.contains(won["closed_at"])]
+    year_start = (period.end - pd.Timedelta(days=1)).normalize().replace(month=1, day=1)
+    ytd = won[(won["closed_at"] >= year_start) & (won["closed_at"] < cutoff)]
+    ref_start = cutoff - pd.Timedelta(days=REFERENCE_DAYS)
+    ref_closed = opps[(opps["closed_at"] >= ref_start) & (opps["closed_at"] < cutoff)]
+    ref_leads = data.leads[(data.leads["created_at"] >= ref_start) & (data.leads["created_at"] < cutoff)]
+    team_rates = _reference_rates(ref_closed, ref_leads)
+    month_end = (period.end - pd.Timedelta(days=1)).normalize()
+    month_start = month_end.replace(day=1)
+    days_left = max((period.end - max(data.as_of, period.start)) / pd.Timedelta(days=1), 0.0)
+
+    def compute(group: str) -> Row:
+        rows = quota_rows(data, by, group)
+        row: Row = {}
+        goal = goal_between(rows, period.start, period.end)
+        row["goal"] = goal
+        row["daily_goal"] = safe_div(goal, period.days)
+        row["weekly_goal"] = row["daily_goal"] * 7
+        row["monthly_goal"] = goal_between(rows, month_start, month_start + pd.offsets.MonthBegin(1))
+        row["year_goal"] = goal_between(rows, year_start, year_start + pd.DateOffset(years=1))
+        w = subset(in_period, by, group)
+        row["won_deals"] = len(w)
+        row["won_value"] = amount_sum(w)
+        row["attainment"] = safe_div(row["won_value"], goal) if goal > 0 else NAN
+        row["remaining"] = max(goal - row["won_value"], 0.0) if goal == goal else NAN
+        row["won_ytd"] = amount_sum(subset(ytd, by, group))
+        row["ytd_goal"] = goal_between(rows, year_start, cutoff)
+        row["ytd_attainment"] = safe_div(row["won_ytd"], row["ytd_goal"]) if row["ytd_goal"] > 0 else NAN
+        rates = _reference_rates(subset(ref_closed, by, group), subset(ref_leads, by, group))
+        for key, value in rates.items():
+            if value != value or value <= 0:
+                rates[key] = team_rates[key]
+        row.update({f"ref_{k}": v for k, v in rates.items()})
+        row["deals_needed"] = _ceil(safe_div(row["remaining"], rates["avg_won_amount"]))
+        row["opportunities_needed"] = _ceil(safe_div(row["deals_needed"], rates["win_rate"]))
+        row["prospects_needed"] = _ceil(safe_div(row["opportunities_needed"], rates["lead_conversion"]))
+        row["days_left"] = days_left
+        row["needed_per_day"] = safe_div(row["remaining"], days_left)
+        return row
+
+    return per_group(data, by, [in_period], compute)
+
+
+def _reference_rates(closed: pd.DataFrame, leads: pd.DataFrame) -> dict[str, float]:
+    won = closed[closed["outcome"] == "won"]
+    return {
+        "avg_won_amount": float(won["amount"].mean()) if won["amount"].notna().any() else NAN,
+        "win_rate": safe_div(len(won), len(closed)),
+        "lead_conversion": safe_div(float(leads["converted_at"].notna().sum()), len(leads)),
+    }
+
+
+def _ceil(value: float) -> float:
+    return float(math.ceil(value - 1e-9)) if value == value else NAN
+
+
+def daily(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+    """Daily and cumulative bookings against the pro-rated goal, per group and day of the period."""
+    check_grouping("goals", by, GROUPINGS, "quotas belong to reps, teams and the company")
+    opps = data.opportunities
+    cutoff = min(period.end, data.as_of)
+    won = opps[(opps["outcome"] == "won") & period.contains(opps["closed_at"])].copy()
+    won["day"] = won["closed_at"].dt.normalize()
+    days = pd.date_range(period.start, cutoff - pd.Timedelta(microseconds=1), freq="D")
+    frames = []
+    for group in [*group_values(data, by, won), ALL_LABEL]:
+        w = subset(won, by, group)
+        sums = pd.to_numeric(w["amount"], errors="coerce").fillna(0).groupby(w["day"]).sum()
+        values = sums.reindex(days, fill_value=0.0).to_numpy()
+        rows = quota_rows(data, by, group)
+        goal_day = [goal_between(rows, d, d + pd.Timedelta(days=1)) for d in days]
+        frame = pd.DataFrame({by: group, "day": days.date, "won_value": values, "daily_goal": goal_day})
+        frame["cumulative_won"] = frame["won_value"].cumsum()
+        frame["cumulative_goal"] = frame["daily_goal"].cumsum(skipna=False)
+        frame["cumulative_gap"] = frame["cumulative_goal"] - frame["cumulative_won"]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,161 @@
+"""The sales process (DESIGN §5.6): prospects in, qualification, conversion per stage, bottlenecks.
+
+A *stay* is a deal's time in one open stage, from entering it to the next stage change (or its
+close). Conversion per stage follows the deals that entered the stage in the period: ``advanced``
+(reached a later stage or won by as-of) over ``advanced + lost`` (closed lost from that stage).
+Time in stage is measured on stays that ended in the period. A deal is *stuck* when it has sat in
+its current stage longer than 90% of the completed stays of that stage before the cut-off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecast.tracking.common import Row, add_rate, check_grouping, per_group, subset
+from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
+from forecast.tracking.funnel import DAYS_PER_MONTH
+from forecast.tracking.periods import Period
+from forecast.tracking.stats import NAN
+
+GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
+STAGE_GROUPINGS = (*GROUPINGS, "product")
+NO_CONTACT_DAYS = 14
+STUCK_QUANTILE = 0.9
+
+
+def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataFrame:
+    """Inbound and outbound prospects, qualified per month and lead conversion, per group.
+
+    Args:
+        data: The tracking data.
+        period: The period.
+        by: rep, team, manager, region, source or channel (leads carry no product).
+
+    Returns:
+        One row per group plus ``(all)``.
+    """
+    check_grouping("process", by, GROUPINGS, "leads carry no product; see the stage table")
+    leads = data.leads
+    cutoff = min(period.end, data.as_of)
+    created = leads[period.contains(leads["created_at"])]
+    qualified_mask = period.contains(leads["converted_at"]) | (
+        (leads["status"] == "qualified") & period.contains(leads["status_changed_at"])
+    )
+    qualified = leads[qualified_mask]
+    open_leads = leads[
+        (leads["created_at"] < cutoff)
+        & leads["status"].isin(["new", "working", "qualified"])
+        & leads["converted_at"].isna()
+    ]
+    acts = data.activities
+    last_contact = acts[acts["done"] & (acts["occurred_at"] < cutoff)].groupby("lead_id")["occurred_at"].max()
+    last = pd.to_datetime(open_leads["lead_id"].map(last_contact)).fillna(open_leads["created_at"])
+    silent = days(cutoff - last) > NO_CONTACT_DAYS
+    open_leads = open_leads.assign(silent=silent)
+    months = period.days / DAYS_PER_MONTH
+
+    def compute(group: str) -> Row:
+        row: Row = {}
+        c = subset(created, by, group)
+        row["prospects"] = len(c)
+        row["inbound_prospects"] = int((c["channel"] == "inbound").sum())
+        row["outbound_prospects"] = int((c["channel"] == "outbound").sum())
+        q = subset(qualified, by, group)
+        row["qualified"] = len(q)
+        row["qualified_per_month"] = len(q) / months if months > 0 else NAN
+        add_rate(row, "lead_conversion", int(c["converted_at"].notna().sum()), len(c))
+        o = subset(open_leads, by, group)
+        row["open_leads"] = len(o)
+        add_rate(row, "open_leads_silent", int(o["silent"].sum()), len(o))
+        return row
+
+    return per_group(data, by, [created, qualified], compute)
+
+
+def stays(data: TrackingData) -> pd.DataFrame:
+    """One row per stay in an open stage: start, end (``NaT`` while in it) and how it ended.
+
+    ``result`` is ``advanced``, ``lost``, ``open`` (still there at as-of) or ``back`` (moved to an
+    earlier stage). Consecutive rows of the same stage (amount changes) are one stay.
+    """
+    hist = data.stage_history.sort_values(["opportunity_id", "entered_at"], kind="stable")
+    if hist.empty:
+        return pd.DataFrame(columns=["opportunity_id", "stage", "entered_at", "left_at", "result", "days"])
+    hist = hist[hist["stage"] != hist.groupby("opportunity_id")["stage"].shift(1)]
+    pipeline = data.pipeline
+    order = {s.name: s.order for s in pipeline.stages}
+    lost_names = set(pipeline.lost_stages)
+    closed_names = {s.name for s in pipeline.stages if s.is_closed}
+    nxt = hist.groupby("opportunity_id")[["stage", "entered_at"]].shift(-1)
+    deals = data.opportunities.set_index("opportunity_id")
+    outcome = deals["outcome"].reindex(hist["opportunity_id"]).to_numpy()
+    closed_at = deals["closed_at"].reindex(hist["opportunity_id"]).to_numpy()
+    out = hist.assign(next_stage=nxt["stage"].to_numpy(), left_at=nxt["entered_at"].to_numpy())
+    out = out[~out["stage"].isin(closed_names)].copy()
+    keep = ~hist["stage"].isin(closed_names).to_numpy()
+    outcome, closed_at = outcome[keep], closed_at[keep]
+    no_next = out["next_stage"].isna().to_numpy()
+    out.loc[no_next, "left_at"] = np.where(
+        outcome[no_next] == "open", np.datetime64("NaT"), closed_at[no_next]
+    )
+    stage_order = out["stage"].map(order).to_numpy()
+    next_order = out["next_stage"].map(order).to_numpy()
+    result = np.where(
+        no_next,
+        np.where(outcome == "open", "open", np.where(outcome == "won", "advanced", "lost")),
+        np.where(
+            out["next_stage"].isin(lost_names).to_numpy(),
+            "lost",
+            np.where(next_order > stage_order, "advanced", "back"),
+        ),
+    )
+    out["result"] = result
+    out["left_at"] = pd.to_datetime(out["left_at"])
+    out["days"] = days(out["left_at"] - out["entered_at"])
+    return out.drop(columns=["next_stage"]).reset_index(drop=True)
+
+
+def stage_table(data: TrackingData, period: Period, by: str = "channel") -> pd.DataFrame:
+    """Conversion, time in stage and stuck deals per group and open stage.
+
+    Args:
+        data: The tracking data.
+        period: The period.
+        by: Any grouping (deals carry a product).
+
+    Returns:
+        One row per group and stage (empty without stage history).
+    """
+    check_grouping("process", by, STAGE_GROUPINGS)
+    all_stays = stays(data)
+    if all_stays.empty:
+        return pd.DataFrame()
+    cutoff = min(period.end, data.as_of)
+    done_before = all_stays[all_stays["left_at"] < cutoff]
+    limits = done_before.groupby("stage")["days"].quantile(STUCK_QUANTILE)
+    entered = all_stays[period.contains(all_stays["entered_at"])]
+    ended = all_stays[period.contains(all_stays["left_at"])]
+    current = all_stays[(all_stays["entered_at"] < cutoff) & ~(all_stays["left_at"] < cutoff)]
+    current = current.assign(age=days(cutoff - current["entered_at"]))
+    rows = []
+    for group in [*group_values(data, by, entered), ALL_LABEL]:
+        e, f, c = subset(entered, by, group), subset(ended, by, group), subset(current, by, group)
+        for stage in data.pipeline.open_stages:
+            es, fs, cs = e[e["stage"] == stage], f[f["stage"] == stage], c[c["stage"] == stage]
+            row: Row = {by: group, "stage": stage, "entered": len(es)}
+            advanced = int((es["result"] == "advanced").sum())
+            lost = int((es["result"] == "lost").sum())
+            row.update(advanced=advanced, lost=lost, still_open=int((es["result"] == "open").sum()))
+            add_rate(row, "stage_conversion", advanced, advanced + lost)
+            row["days_median"] = float(fs["days"].median()) if len(fs) else NAN
+            row["days_mean"] = float(fs["days"].mean()) if len(fs) else NAN
+            row["days_n"] = len(fs)
+            limit = float(limits.get(stage, NAN))
+            row["stuck_limit_days"] = limit
+            row["in_stage"] = len(cs)
+            stuck = int((cs["age"] > limit).sum()) if limit == limit else 0
+            row["stuck"] = stuck
+            add_rate(row, "stuck_share", stuck, len(cs) if limit == limit else 0)
+            rows.append(row)
+    return pd.DataFrame(rows)

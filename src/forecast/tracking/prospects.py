@@ -1,0 +1,131 @@
+"""Prospect tracking (DESIGN §5.2): one row per open lead and open deal at the end of the period.
+
+Last contact is the latest activity done (either direction) on the lead or deal; the next action is
+the earliest planned activity (``scheduled_for``) at or after the snapshot time; behaviour counts the
+prospect's engagement events in the 30 days before it. The score is the latest lead score written by
+``forecast score leads --write-back`` with an as-of not after the snapshot ("no score yet" when the
+warehouse has none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecast.tracking.common import check_grouping
+from forecast.tracking.data import TrackingData, days
+from forecast.tracking.periods import Period
+
+GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
+BEHAVIOUR_DAYS = 30
+NO_SCORE = "no score yet"
+_VISITS = ("web_visit", "page_view")
+_SOCIAL = ("social_interaction", "email_click")
+
+
+def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+    """Open prospects (leads not yet converted and open deals) at the end of the period.
+
+    Args:
+        data: The tracking data.
+        period: The period; the list is a snapshot at its end (or at as-of if earlier).
+        by: The grouping used to sort the list (every key is a column anyway).
+
+    Returns:
+        One row per open lead or deal, grouped by ``by``, highest score and deal size first.
+    """
+    check_grouping("prospects", by, GROUPINGS, "leads carry no product")
+    cutoff = min(period.end, data.as_of)
+    leads = data.leads
+    open_leads = leads[
+        (leads["created_at"] < cutoff)
+        & leads["status"].isin(["new", "working", "qualified"])
+        & leads["converted_at"].isna()
+    ]
+    opps = data.opportunities
+    open_deals = opps[(opps["created_at"] < cutoff) & ~(opps["closed_at"] < cutoff)]
+    keys = ["rep", "rep_id", "team", "manager", "region", "source", "channel"]
+    lead_rows = pd.DataFrame(
+        {
+            "prospect_id": open_leads["lead_id"].astype(str),
+            "kind": "lead",
+            "lead_id": open_leads["lead_id"].astype(str),
+            **{k: open_leads[k] for k in keys},
+            "status": open_leads["status"],
+            "created_at": open_leads["created_at"],
+        }
+    )
+    deal_rows = pd.DataFrame(
+        {
+            "prospect_id": open_deals["opportunity_id"].astype(str),
+            "kind": "opportunity",
+            "lead_id": open_deals["lead_id"],
+            **{k: open_deals[k] for k in keys},
+            "status": open_deals["stage"],
+            "created_at": open_deals["created_at"],
+            "deal_size": open_deals["amount"],
+            "expected_close": open_deals["expected_close_date"],
+        }
+    )
+    out = pd.concat([d for d in (lead_rows, deal_rows) if not d.empty] or [deal_rows], ignore_index=True)
+    out["deal_size"] = pd.to_numeric(out["deal_size"], errors="coerce")
+    out["expected_close"] = pd.to_datetime(out["expected_close"])
+    if out.empty:
+        return out.assign(
+            last_contact=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
+            days_since_contact=np.nan,
+            next_action=None,
+            next_action_at=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
+            web_visits_30d=0,
+            pricing_views_30d=0,
+            social_actions_30d=0,
+            last_engagement=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
+            score=np.nan,
+            score_band=None,
+            score_note=NO_SCORE,
+        )
+    acts = data.activities[data.activities["occurred_at"] < cutoff]
+    entity = np.where(acts["opportunity_id"].notna(), acts["opportunity_id"], acts["lead_id"])
+    acts = acts.assign(entity=entity)
+    done = acts[acts["done"]]
+    last = done.groupby("entity")["occurred_at"].max()
+    out["last_contact"] = out["prospect_id"].map(last)
+    out["days_since_contact"] = days(cutoff - out["last_contact"])
+    planned = acts[acts["scheduled_for"] >= cutoff].sort_values("scheduled_for", kind="stable")
+    first = planned.groupby("entity").head(1).set_index("entity")
+    out["next_action"] = out["prospect_id"].map(first["type"])
+    out["next_action_at"] = out["prospect_id"].map(first["scheduled_for"])
+    events = data.engagement[data.engagement["occurred_at"] >= cutoff - pd.Timedelta(days=BEHAVIOUR_DAYS)]
+    for name, types in (
+        ("web_visits_30d", _VISITS),
+        ("pricing_views_30d", ("pricing_page_view",)),
+        ("social_actions_30d", _SOCIAL),
+    ):
+        counts = events[events["type"].isin(types)].groupby("lead_id").size()
+        out[name] = out["lead_id"].map(counts).fillna(0).astype(int)
+    out["last_engagement"] = out["lead_id"].map(data.engagement.groupby("lead_id")["occurred_at"].max())
+    out = _with_scores(out, data.lead_scores, cutoff)
+    out = out.sort_values([by, "score", "deal_size"], ascending=[True, False, False], na_position="last")
+    return out.reset_index(drop=True)
+
+
+def _with_scores(out: pd.DataFrame, scores: pd.DataFrame | None, cutoff: pd.Timestamp) -> pd.DataFrame:
+    out = out.assign(score=np.nan, score_band=None, score_note=NO_SCORE)
+    if scores is None or scores.empty or "lead_id" not in scores.columns or "score" not in scores.columns:
+        return out
+    s = scores.copy()
+    if "as_of" in s.columns:
+        s["as_of"] = pd.to_datetime(s["as_of"], errors="coerce")
+        s = s[s["as_of"] <= cutoff].sort_values("as_of", kind="stable")
+    if s.empty:
+        return out
+    latest = s.groupby("lead_id").tail(1).set_index("lead_id")
+    score = out["lead_id"].map(pd.to_numeric(latest["score"], errors="coerce"))
+    out["score"] = score
+    if "band" in latest.columns:
+        out["score_band"] = out["lead_id"].map(latest["band"])
+    out["score_note"] = np.where(score.notna(), "", NO_SCORE)
+    if "as_of" in latest.columns:
+        when = out["lead_id"].map(latest["as_of"])
+        out["score_note"] = np.where(score.notna(), "scored " + when.dt.date.astype(str), NO_SCORE)
+    return out

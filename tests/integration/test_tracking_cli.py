@@ -1,0 +1,184 @@
+"""`forecast metrics` and `forecast insights` end to end: simulated CRM -> ingest -> warehouse -> JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from forecast.cli import app
+from forecast.data.simulate import SimulationConfig, simulate_crm
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("tracking")
+    simulate_crm(SimulationConfig(n_leads=2000, seed=11, months=12)).write(root / "crm")
+    env = {"FORECAST_WAREHOUSE": str(root / "wh.duckdb"), "ROOT": str(root)}
+    result = runner.invoke(app, ["ingest", str(root / "crm"), "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.stdout
+    return env
+
+
+def _run(env: dict[str, str], *args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.stdout
+    return result.stdout
+
+
+def _check_rates(rows: list[dict]) -> int:
+    checked = 0
+    for row in rows:
+        for key, value in row.items():
+            if (
+                f"{key}_lo" in row
+                and f"{key}_hi" in row
+                and value is not None
+                and not key.startswith("corr_")
+            ):
+                if key.endswith(("rate", "conversion", "share", "silent")):
+                    assert 0 <= value <= 1, (key, value)
+                lo, hi = row[f"{key}_lo"], row[f"{key}_hi"]
+                if lo is not None:
+                    assert lo - 1e-9 <= value <= hi + 1e-9, (key, lo, value, hi)
+                    checked += 1
+            if key.startswith("corr_") and key.endswith(("calls", "emails")) and value is not None:
+                assert -1 <= row[f"{key}_lo"] <= value <= row[f"{key}_hi"] <= 1
+    return checked
+
+
+def test_metrics_all_reports_json(env: dict[str, str]) -> None:
+    doc = json.loads(_run(env, "metrics", "--report", "all", "--format", "json"))
+    assert doc["ok"] and doc["period"]["kind"] == "month" and doc["period"]["label"] == "2024-12"
+    assert set(doc["reports"]) == {
+        "performance",
+        "prospects",
+        "goals",
+        "funnel",
+        "effectiveness",
+        "process",
+        "adjusted",
+    }
+    assert set(doc["reports"]["funnel"]["tables"]) == {"funnel", "monthly", "loss_reasons"}
+    checked = sum(_check_rates(t) for r in doc["reports"].values() for t in r["tables"].values())
+    assert checked > 50
+    perf = doc["reports"]["performance"]["tables"]["performance"]
+    total = next(r for r in perf if r["rep"] == "(all)")
+    assert total["calls"] == sum(r["calls"] for r in perf if r["rep"] != "(all)")
+
+
+def test_won_lost_open_add_up_to_all_deals(env: dict[str, str]) -> None:
+    doc = json.loads(
+        _run(
+            env,
+            "metrics",
+            "--report",
+            "funnel",
+            "--period",
+            "2000-01-01..2030-12-31",
+            "--by",
+            "product",
+            "--format",
+            "json",
+        )
+    )
+    rows = doc["reports"]["funnel"]["tables"]["funnel"]
+    total = next(r for r in rows if r["product"] == "(all)")
+    with duckdb.connect(env["FORECAST_WAREHOUSE"], read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM opportunities").fetchone()
+        counts = dict(con.execute("SELECT outcome, count(*) FROM opportunities GROUP BY 1").fetchall())
+    assert n is not None
+    assert total["won"] + total["lost"] + total["open_opportunities"] == n[0]
+    assert (total["won"], total["lost"], total["open_opportunities"]) == (
+        counts["won"],
+        counts["lost"],
+        counts["open"],
+    )
+    assert sum(r["won"] for r in rows if r["product"] != "(all)") == total["won"]
+
+
+def test_insights_json(env: dict[str, str]) -> None:
+    doc = json.loads(_run(env, "insights", "--period", "quarter", "--json"))
+    assert doc["ok"] and doc["period"]["kind"] == "quarter" and doc["tested"] > 0
+    impacts = [
+        i["expected_revenue_impact"] for i in doc["insights"] if i["expected_revenue_impact"] is not None
+    ]
+    assert impacts == sorted(impacts, reverse=True)
+    for insight in doc["insights"]:
+        assert {
+            "rule",
+            "audience",
+            "subject",
+            "decision",
+            "message",
+            "p_value",
+            "test",
+            "adjusted_for",
+            "evidence",
+        } <= set(insight)
+        assert insight["audience"] in ("manager", "rep")
+        if insight["p_value"] is not None:
+            assert insight["q_value"] <= doc["evidence_bar"]["fdr"]
+
+
+def test_table_and_csv_output(env: dict[str, str], tmp_path: Path) -> None:
+    out = _run(env, "metrics", "--report", "funnel", "--metrics", "win_rate,open_opportunities")
+    assert "win_rate" in out and "open_opportunities" in out
+    csv = _run(env, "metrics", "--report", "performance", "--format", "csv")
+    assert csv.splitlines()[0].startswith("rep,name,calls")
+    target = tmp_path / "goals.csv"
+    _run(env, "metrics", "--report", "goals", "--format", "csv", "--output", str(target))
+    assert target.exists() and (tmp_path / "goals.daily.csv").exists()
+    text = _run(env, "insights")
+    assert "Insights for" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["metrics", "--by", "product", "--report", "performance"], "cannot be grouped by product"),
+        (["metrics", "--by", "planet"], "--by 'planet'"),
+        (["metrics", "--period", "2024-02-30..2024-03-01"], "not two ISO dates"),
+        (["metrics", "--report", "nope"], "--report 'nope'"),
+        (["metrics", "--report", "funnel", "--metrics", "bogus"], "unknown for the funnel report"),
+        (["metrics", "--as-of", "yesterday-ish"], "--as-of"),
+        (["insights", "--period", "fortnight"], "fortnight"),
+    ],
+)
+def test_bad_options_exit_2(env: dict[str, str], args: list[str], message: str) -> None:
+    result = runner.invoke(
+        app, [*args, "--format", "json"] if args[0] == "metrics" else [*args, "--json"], env=env
+    )
+    assert result.exit_code == 2
+    assert message in json.loads(result.stdout)["error"]
+
+
+def test_missing_warehouse_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["insights", "--json"], env={"FORECAST_WAREHOUSE": str(tmp_path / "none.duckdb")}
+    )
+    assert result.exit_code == 2 and "forecast ingest" in json.loads(result.stdout)["error"]
+
+
+def test_tiny_canonical_crm_through_ingest(tiny_crm: Path, tmp_path: Path) -> None:
+    env = {"FORECAST_WAREHOUSE": str(tmp_path / "tiny.duckdb")}
+    _run(env, "ingest", str(tiny_crm), "--json")
+    doc = json.loads(
+        _run(env, "metrics", "--report", "all", "--period", "2024-03-01..2024-03-31", "--format", "json")
+    )
+    funnel = doc["reports"]["funnel"]["tables"]["funnel"]
+    r1 = next(r for r in funnel if r["rep"] == "R1")
+    assert (r1["won"], r1["won_value"], r1["open_opportunities"]) == (1, 12000.0, 1)  # O1 won 03-05; O2 open
+    goals = doc["reports"]["goals"]["tables"]["goals"]
+    assert all(r["goal"] is None for r in goals)  # the quotas cover January only
+    january = json.loads(
+        _run(env, "metrics", "--report", "goals", "--period", "2024-01-01..2024-01-31", "--format", "json")
+    )
+    r2 = next(r for r in january["reports"]["goals"]["tables"]["goals"] if r["rep"] == "R2")
+    assert (r2["goal"], r2["won_value"], r2["attainment"]) == (40000.0, 0.0, 0.0)
+    assert json.loads(_run(env, "insights", "--json"))["ok"]
