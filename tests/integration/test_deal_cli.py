@@ -107,9 +107,7 @@ def test_score_open_deals_with_close_dates_and_write_back(
 
 def test_as_of_scores_the_deals_open_then(env: dict[str, str], trained: dict[str, dict]) -> None:
     out = Path(env["ROOT"]) / "past.parquet"
-    summary = _cli(
-        env, "score", "deals", "--from-warehouse", "--as-of", "2025-03-01", "--output", str(out)
-    )
+    summary = _cli(env, "score", "deals", "--from-warehouse", "--as-of", "2025-03-01", "--output", str(out))
     con = duckdb.connect(env["FORECAST_WAREHOUSE"], read_only=True)
     expected = {
         r[0]
