@@ -33,6 +33,17 @@ def test_forecast_run_simulates_ingests_trains_promotes_and_scores(tmp_path: Pat
     assert len(scores) == out["lead_scores"]["scored"] > 0
     assert Path(out["outputs"]["model_card"]).is_file()
     assert "mlflow ui" in out["outputs"]["mlflow_ui"]
+    # deal models are trained every run; the pipeline is scored when deal_win reached champion
+    assert out["deal_win"]["version"] == "1" and out["time_to_close"]["version"] == "1"
+    assert "c_index" in out["time_to_close"]["metrics"]
+    if out["deal_win"]["promotion"]["promoted"]:
+        deals = pd.read_parquet(out["outputs"]["deal_scores"])
+        assert len(deals) == out["deal_scores"]["scored"] > 0
+        assert {"p_win", "reason_up_1"} <= set(deals.columns)
+        if out["time_to_close"]["promotion"]["promoted"]:
+            assert {"p_close_30d", "close_date_p50", "slip_risk"} <= set(deals.columns)
+    else:
+        assert "no champion" in out["deal_scores"]["skipped"]
 
 
 @pytest.mark.shared_data

@@ -208,6 +208,28 @@ def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
 
 
+def _score_deals_if_possible(settings: Settings) -> dict[str, Any]:
+    """Score the open pipeline with the deal champions, or say why it cannot be done."""
+    from forecast.batch import score_job
+    from forecast.registry import CHAMPION, version_by_alias
+
+    if version_by_alias("deal_win", CHAMPION, settings) is None:
+        return {"skipped": "deal_win has no champion (the trained model did not pass the promotion gate)"}
+    has_close = version_by_alias("time_to_close", CHAMPION, settings) is not None
+    with _progress("deal scoring") as update:
+        scored = score_job(
+            settings,
+            model_name="deal_win",
+            output=settings.outputs_dir / "deal_scores.parquet",
+            write_to_warehouse=True,
+            progress=update,
+            close_model="time_to_close" if has_close else None,
+        )
+    if not has_close:
+        scored["notes"].append("time_to_close has no champion: no close dates")
+    return scored
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -255,20 +277,12 @@ def run(
             deal_models[stem] = train_model_job(
                 settings, deal_config, promote_after=True, progress=lambda m: update(m, None)
             )
-    with _progress("deal scoring") as update:
-        deal_scores = score_job(
-            settings,
-            model_name="deal_win",
-            output=settings.outputs_dir / "deal_scores.parquet",
-            write_to_warehouse=True,
-            progress=update,
-            close_model="time_to_close",
-        )
+    deal_scores = _score_deals_if_possible(settings)
     ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
     outputs = {
         "warehouse": str(settings.warehouse),
         "lead_scores": str(scored["output"]),
-        "deal_scores": str(deal_scores["output"]),
+        "deal_scores": str(deal_scores.get("output")),
         "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
         "deal_win_card": str(settings.models_dir / "deal_win" / "model_card.md"),
         "time_to_close_card": str(settings.models_dir / "time_to_close" / "model_card.md"),
@@ -297,11 +311,14 @@ def run(
         )
         for stem in ("deal_win", "time_to_close"):
             _render_training(c, deal_models[stem])
-        c.print(
-            f"scored {deal_scores['scored']:,} open deals as of {deal_scores['as_of']} "
-            f"(mean p_win {deal_scores['mean_p_win']}, bands {deal_scores['bands']}); "
-            f"{deal_scores['rejected']} rejected"
-        )
+        if deal_scores.get("skipped"):
+            c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores['skipped']}")
+        else:
+            c.print(
+                f"scored {deal_scores['scored']:,} open deals as of {deal_scores['as_of']} "
+                f"(mean p_win {deal_scores['mean_p_win']}, bands {deal_scores['bands']}); "
+                f"{deal_scores['rejected']} rejected; {'; '.join(deal_scores['notes'])}"
+            )
         c.print("[bold]Outputs[/bold]")
         for key, value in outputs.items():
             c.print(f"  {key}: {value}")

@@ -1,0 +1,115 @@
+"""Time-to-close building blocks: person-period expansion, survival curves, metrics, models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.models.survival import (
+    INTERVAL,
+    DiscreteTimeHazard,
+    LogisticHazard,
+    StageKaplanMeier,
+    expand_person_period,
+    survival_at,
+    survival_from_hazards,
+    survival_quantile,
+)
+from forecast.survival_metrics import brier_at, concordance_index, integrated_brier_score
+
+EDGES = [0.0, 7.0, 14.0, 30.0]
+
+
+def test_expansion_counts_only_observed_intervals() -> None:
+    x = pd.DataFrame({"f": ["a", "b", "c", "d"]})
+    # closes on day 10; censored on day 3; open past the last edge; closes on day 7 exactly
+    xl, y = expand_person_period(x, np.array([10.0, 3.0, 40.0, 7.0]), np.array([1, 0, 0, 1]), EDGES)
+    got = list(zip(xl["f"], xl[INTERVAL].astype(int), y, strict=True))
+    assert got == [
+        ("a", 0, 0),
+        ("a", 1, 1),  # closed inside (7, 14]
+        # "b" was followed 3 days only: no interval was observed whole and it did not close
+        ("c", 0, 0),
+        ("c", 1, 0),
+        ("c", 2, 0),
+        ("d", 0, 1),  # day 7 belongs to the first interval (0, 7]
+    ]
+
+
+def test_survival_curve_interpolation_and_quantiles() -> None:
+    surv = survival_from_hazards(np.array([[0.5, 0.5]]))
+    assert surv.tolist() == [[1.0, 0.5, 0.25]]
+    edges = [0.0, 10.0, 20.0]
+    assert survival_at(surv, edges, 5.0)[0] == pytest.approx(0.75)
+    assert survival_at(surv, edges, 99.0)[0] == pytest.approx(0.25)  # beyond the last edge
+    assert survival_at(surv, edges, -3.0)[0] == pytest.approx(1.0)
+    assert survival_quantile(surv, edges, 0.5)[0] == pytest.approx(10.0)
+    assert survival_quantile(surv, edges, 0.6)[0] == pytest.approx(14.0)
+    assert np.isnan(survival_quantile(surv, edges, 0.9)[0])  # not reached within a year
+
+
+def test_concordance_index_by_hand() -> None:
+    d = np.array([1.0, 2.0, 3.0, 4.0])
+    e = np.array([1, 1, 0, 1], dtype=bool)
+    assert concordance_index(d, e, d) == pytest.approx(1.0)
+    assert concordance_index(d, e, -d) == pytest.approx(0.0)
+    # comparable pairs: (1,2) (1,3) (1,4) (2,3) (2,4); the censored day-3 deal starts none
+    pred = np.array([1.0, 5.0, 2.0, 9.0])
+    # concordant: (1,2) (1,3) (1,4) (2,4); discordant: (2,3)
+    assert concordance_index(d, e, pred) == pytest.approx(4 / 5)
+    assert concordance_index(d, e, np.zeros(4)) == pytest.approx(0.5)
+
+
+def test_brier_without_censoring_is_the_plain_brier() -> None:
+    d = np.array([5.0, 10.0, 20.0, 25.0])
+    e = np.ones(4, dtype=bool)
+    surv = np.array([[1.0, 0.8, 0.5, 0.1]] * 4)
+    s12 = survival_at(surv, EDGES, 12.0)
+    plain = np.mean(((d > 12.0).astype(float) - s12) ** 2)
+    assert brier_at(d, e, surv, EDGES, 12.0) == pytest.approx(plain)
+    perfect = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0]], dtype=float)
+    assert integrated_brier_score(d, e, perfect, EDGES, times=[7.0, 14.0]) < integrated_brier_score(
+        d, e, surv, EDGES, times=[7.0, 14.0]
+    )
+
+
+def test_stage_kaplan_meier_matches_the_empirical_curve() -> None:
+    x = pd.DataFrame({"stage": ["s"] * 40})
+    d = np.repeat([3.0, 10.0, 20.0, 50.0], 10)
+    km = StageKaplanMeier("stage", edges=EDGES).fit(x, d, np.ones(40, dtype=bool))
+    assert km.survival(x.head(1))[0].tolist() == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    unseen = km.survival(pd.DataFrame({"stage": ["never seen"]}))
+    assert unseen[0].tolist() == pytest.approx([1.0, 0.75, 0.5, 0.25])  # the overall curve
+    assert km.survival(x.iloc[:0]).shape == (0, len(EDGES))
+
+
+def _synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    fast = rng.random(n) < 0.5
+    x = pd.DataFrame({"fast": fast.astype(float), "noise": rng.normal(size=n)})
+    t = rng.exponential(np.where(fast, 10.0, 40.0))
+    c = rng.uniform(5, 120, n)  # censoring
+    return x, np.minimum(t, c), t <= c
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "logistic"])
+def test_hazard_models_learn_who_closes_sooner(kind: str) -> None:
+    x, d, e = _synthetic(4000, 0)
+    xv, dv, ev = _synthetic(1000, 1)
+    xt, dt, et = _synthetic(2000, 2)
+    edges = [0, 7, 14, 30, 60, 120]
+    model = (
+        DiscreteTimeHazard(edges=edges, n_estimators=200, random_state=0)
+        if kind == "lightgbm"
+        else LogisticHazard(numeric=["fast", "noise"], edges=edges)
+    )
+    model.fit(x, d, e, eval_set=(xv, dv, ev))
+    surv = model.survival(xt)
+    assert (np.diff(surv, axis=1) <= 1e-12).all()  # a survival curve never rises
+    p30 = model.predict_proba(xt)[:, 1]
+    fast = xt["fast"].to_numpy() == 1
+    # exponential truth: P(close within 30) = 1 - exp(-3) = 0.95 (fast), 1 - exp(-0.75) = 0.53
+    assert p30[fast].mean() == pytest.approx(0.95, abs=0.05)
+    assert p30[~fast].mean() == pytest.approx(0.53, abs=0.06)
+    assert concordance_index(dt, et, -p30) > 0.65
