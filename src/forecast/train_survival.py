@@ -79,6 +79,13 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
     frame = frame.loc[frame[DURATION] > 0].reset_index(drop=True)
     d_all = frame[DURATION].to_numpy(dtype=float)
     e_all = frame[EVENT].astype(bool).to_numpy()
+    # cause of each close: 1 = won, 2 = lost (0 while open); wins and losses keep separate timings
+    won = (
+        frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if "label_won" in frame
+        else None
+    )
+    causes = None if won is None else np.where(e_all, np.where(won, 1, 2), 0)
     if (
         len(frame) < config.small_data.absolute_min_rows
         or e_all.sum() < config.small_data.absolute_min_minority
@@ -111,7 +118,13 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         prep.transform(x.iloc[train]),
         d_all[train],
         e_all[train],
-        eval_set=(prep.transform(x.iloc[valid]), d_all[valid], e_all[valid]),
+        eval_set=(
+            prep.transform(x.iloc[valid]),
+            d_all[valid],
+            e_all[valid],
+            None if causes is None else causes[valid],
+        ),
+        causes=None if causes is None else causes[train],
     )
     d, e, follow = d_all[test], e_all[test], frame[FOLLOWUP].to_numpy(dtype=float)[test]
     x_test = x.iloc[test]

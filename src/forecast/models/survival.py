@@ -40,6 +40,7 @@ def expand_person_period(
     durations: np.ndarray,
     events: np.ndarray,
     edges: Sequence[float],
+    causes: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per (snapshot, interval at risk), with the event flag of that interval.
 
@@ -49,8 +50,11 @@ def expand_person_period(
     inside is kept only if the close was observed in it: a censored partial interval says nothing
     about closing before its end.
 
+    With ``causes`` (an integer cause per snapshot, e.g. 1 = won, 2 = lost), the label of the
+    interval where the close falls is that cause instead of 1 (competing risks).
+
     Returns:
-        The expanded features (with :data:`INTERVAL`) and the 0/1 labels.
+        The expanded features (with :data:`INTERVAL`) and the labels (0 = still open).
     """
     d = np.asarray(durations, dtype=float)
     e = np.asarray(events, dtype=bool)
@@ -63,7 +67,10 @@ def expand_person_period(
     rows, ks = np.nonzero(keep)
     out = X.iloc[rows].reset_index(drop=True)
     out[INTERVAL] = ks.astype(float)
-    return out, closes_here[rows, ks].astype(int)
+    labels = closes_here[rows, ks].astype(int)
+    if causes is not None:
+        labels = labels * np.asarray(causes, dtype=int)[rows]
+    return out, labels
 
 
 def survival_from_hazards(hazards: np.ndarray) -> np.ndarray:
@@ -173,10 +180,23 @@ class DiscreteTimeHazard(_HazardBase):
         X: pd.DataFrame,  # noqa: N803
         durations: np.ndarray,
         events: np.ndarray,
-        eval_set: tuple[pd.DataFrame, np.ndarray, np.ndarray] | None = None,
+        eval_set: tuple[Any, ...] | None = None,
+        causes: np.ndarray | None = None,
     ) -> DiscreteTimeHazard:
-        """Fit the hazard on the expanded training rows (early stopping on the expanded ``eval_set``)."""
-        xl, yl = expand_person_period(X, durations, events, self.edges)
+        """Fit the hazard on the expanded training rows (early stopping on the expanded ``eval_set``).
+
+        Args:
+            X: Encoded features.
+            durations: Days from as_of to the close (or to the data's end when censored).
+            events: Whether the close was observed.
+            eval_set: ``(X, durations, events)`` or ``(X, durations, events, causes)`` of the
+                validation rows.
+            causes: Optional cause of each close (1 = won, 2 = lost): the model then learns the
+                cause-specific hazards (a multiclass LightGBM), so the timing of wins is known
+                apart from the timing of losses (:meth:`win_incidence`).
+        """
+        self.competing_ = causes is not None
+        xl, yl = expand_person_period(X, durations, events, self.edges, causes)
         self.model_ = lgb.LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
@@ -192,11 +212,15 @@ class DiscreteTimeHazard(_HazardBase):
             deterministic=True,
             force_row_wise=True,
         )
+        if self.competing_:
+            self.model_.set_params(objective="multiclass", num_class=3)
         kw: dict[str, Any] = {}
         callbacks: list[Any] = []
         if eval_set is not None:
-            xv, yv = expand_person_period(eval_set[0], eval_set[1], eval_set[2], self.edges)
-            kw = {"eval_X": (xv,), "eval_y": (yv,), "eval_metric": "binary_logloss"}
+            v_causes = eval_set[3] if self.competing_ and len(eval_set) > 3 else None
+            xv, yv = expand_person_period(eval_set[0], eval_set[1], eval_set[2], self.edges, v_causes)
+            metric = "multi_logloss" if self.competing_ else "binary_logloss"
+            kw = {"eval_X": (xv,), "eval_y": (yv,), "eval_metric": metric}
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         self.model_.fit(xl, yl, callbacks=callbacks, **kw)
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
@@ -204,18 +228,32 @@ class DiscreteTimeHazard(_HazardBase):
         self.classes_ = np.array([0, 1])
         return self
 
-    def hazards(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """Per-interval hazards, shape (n, len(edges) - 1)."""
+    def _interval_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Class probabilities per (row, interval), shape (n, K, classes)."""
         k = len(self.edges) - 1
         n = len(X)
         wide = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
         wide[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
         p = np.asarray(self.model_.predict_proba(wide, num_iteration=self.best_iteration_))
-        return p[:, 1].reshape(n, k)
+        return p.reshape(n, k, p.shape[1])
+
+    def hazards(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Per-interval hazards of closing (any outcome), shape (n, len(edges) - 1)."""
+        p = self._interval_proba(X)
+        return 1.0 - p[:, :, 0]
 
     def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """``S`` at each edge, shape (n, len(edges))."""
         return survival_from_hazards(self.hazards(X))
+
+    def win_incidence(self, X: pd.DataFrame) -> np.ndarray | None:  # noqa: N803
+        """P(won by each edge) (the cumulative incidence of winning), or ``None`` without causes."""
+        if not getattr(self, "competing_", False):
+            return None
+        p = self._interval_proba(X)
+        surv = survival_from_hazards(1.0 - p[:, :, 0])
+        won = surv[:, :-1] * p[:, :, 1]
+        return np.concatenate([np.zeros((len(won), 1)), np.cumsum(won, axis=1)], axis=1)
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
@@ -228,6 +266,9 @@ class DiscreteTimeHazard(_HazardBase):
         contrib = np.asarray(
             self.model_.booster_.predict(wide, num_iteration=self.best_iteration_, pred_contrib=True)
         )
+        if getattr(self, "competing_", False):  # one block per class: keep "still open", negated
+            width = contrib.shape[1] // 3
+            contrib = -contrib[:, :width]
         out = np.delete(contrib, -2, axis=1)
         out[:, -1] += contrib[:, -2]
         return out

@@ -1,0 +1,93 @@
+"""The CRM as it looked at a past moment: canonical tables cut at ``as_of``.
+
+Backtests must not see the future. Rather than trusting every query to filter by date, a backtest
+rebuilds the whole CRM as it stood at ``as_of`` and runs the ordinary code on it:
+
+- records created at or after ``as_of`` are dropped (leads, deals, stage changes, activities,
+  website events);
+- a deal that closed at or after ``as_of`` is open again, with the stage, amount and expected close
+  date of its last stage change before ``as_of``;
+- a lead converted or disqualified at or after ``as_of`` is ``working`` again;
+- reps, accounts and quotas (plans) are kept as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from forecast.data.pipeline import Pipeline
+
+
+def _before(frame: pd.DataFrame | None, column: str, when: pd.Timestamp) -> pd.DataFrame | None:
+    if frame is None:
+        return None
+    times = pd.to_datetime(frame[column], errors="coerce")
+    return frame.loc[times < when].reset_index(drop=True)
+
+
+def _leads_at(leads: pd.DataFrame, when: pd.Timestamp) -> pd.DataFrame:
+    out = leads.loc[pd.to_datetime(leads["created_at"], errors="coerce") < when].copy()
+    converted = pd.to_datetime(out["converted_at"], errors="coerce") < when
+    changed = pd.to_datetime(out["status_changed_at"], errors="coerce") < when
+    out["converted_at"] = out["converted_at"].where(converted)
+    out["opportunity_id"] = out["opportunity_id"].where(converted)
+    out["status"] = out["status"].where(changed | converted, "working")
+    out["status_changed_at"] = out["status_changed_at"].where(changed | converted)
+    out.loc[converted, "status"] = "converted"
+    return out.reset_index(drop=True)
+
+
+def _deals_at(
+    opps: pd.DataFrame, history: pd.DataFrame | None, pipeline: Pipeline, when: pd.Timestamp
+) -> pd.DataFrame:
+    out = opps.loc[pd.to_datetime(opps["created_at"], errors="coerce") < when].copy()
+    closed = pd.to_datetime(out["closed_at"], errors="coerce") < when
+    out["closed_at"] = out["closed_at"].where(closed)
+    out["loss_reason"] = out["loss_reason"].where(closed)
+    out["outcome"] = out["outcome"].where(closed, "open")
+    if history is not None and not history.empty:
+        h = history.loc[pd.to_datetime(history["entered_at"], errors="coerce") < when]
+        last = (
+            h.sort_values(["opportunity_id", "entered_at"], kind="stable").groupby("opportunity_id").tail(1)
+        )
+        last = last.set_index("opportunity_id")
+        ids = out["opportunity_id"]
+        for col in ("stage", "amount", "expected_close_date"):
+            values = last[col].reindex(ids)
+            known = values.notna().to_numpy()
+            out.loc[known, col] = values.to_numpy()[known]
+    reopened = (out["outcome"] == "open") & ~out["stage"].isin(pipeline.open_stages)
+    if reopened.any() and pipeline.open_stages:
+        out.loc[reopened, "stage"] = pipeline.open_stages[-1]
+    return out.reset_index(drop=True)
+
+
+def crm_as_of(
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, pipeline: Pipeline
+) -> dict[str, pd.DataFrame]:
+    """The canonical tables as they were known just before ``as_of``.
+
+    Args:
+        tables: Canonical frames by table name (missing tables stay missing).
+        as_of: The moment to rebuild.
+        pipeline: The pipeline the deals follow (to reopen deals closed later).
+
+    Returns:
+        New frames; the inputs are not modified.
+    """
+    when = pd.Timestamp(as_of)
+    out: dict[str, pd.DataFrame] = {}
+    for name, frame in tables.items():
+        if name == "leads":
+            out[name] = _leads_at(frame, when)
+        elif name == "opportunities":
+            out[name] = _deals_at(frame, tables.get("stage_history"), pipeline, when)
+        elif name == "stage_history":
+            out[name] = _before(frame, "entered_at", when)  # type: ignore[assignment]
+        elif name in ("activities", "engagement_events"):
+            out[name] = _before(frame, "occurred_at", when)  # type: ignore[assignment]
+        else:
+            out[name] = frame.copy()
+    return out

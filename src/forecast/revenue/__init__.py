@@ -1,0 +1,1 @@
+"""Revenue forecast: Monte Carlo over open and future deals, goals and pacing, backtests."""

@@ -1,0 +1,219 @@
+"""Point-in-time backtest of the revenue forecast, beside two baselines.
+
+At each past ``as_of`` the CRM is rebuilt as it stood then (:func:`forecast.data.as_of.crm_as_of`),
+the win and close-date models are trained on that past alone (retrained every ``retrain_every``
+as_of dates; a model trained earlier has seen even less), the forecast is made for the period
+that starts at ``as_of``, and compared with what was actually won in it.
+
+Baselines, on the same past:
+
+- **stage-weighted pipeline**: each open deal's amount × the historical win rate of deals that
+  reached its stage, all booked in the month of its expected close date (overdue dates in the
+  first period) — what most CRMs call a forecast;
+- **run rate**: the revenue won per day over the last 90 days, times the period's days.
+
+Metrics over the backtest periods: WAPE (sum of absolute errors of the point forecast, the
+median for the Monte Carlo, over the sum of actuals), bias, the pinball loss of P10 / P50 / P90
+(scaled by the mean actual), and the coverage of the P10-P90 interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.as_of import crm_as_of
+from forecast.data.pipeline import Pipeline as SalesPipeline
+from forecast.features.snapshots import LabelConfig
+from forecast.features.source import frames_source
+from forecast.models.config import TrainingConfig
+from forecast.models.datasets import snapshot_table, table_input
+from forecast.revenue.forecast import Period
+from forecast.revenue.job import DealModels, NewDealSettings, revenue_forecast
+from forecast.train import train_binary
+from forecast.train_survival import train_time_to_close
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def train_deal_models(
+    tables: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    win_config: TrainingConfig,
+    close_config: TrainingConfig,
+) -> DealModels:
+    """Train the win and close-date models on the CRM as it stood at ``as_of``."""
+    past = crm_as_of(tables, as_of, pipeline)
+    h_win = win_config.snapshots.horizon_days
+    h_close = close_config.snapshots.horizon_days
+    with frames_source(past, pipeline) as src:
+        win_table = snapshot_table(src, win_config, LabelConfig(h_win, h_win), data_end=as_of)
+        close_table = (
+            win_table
+            if h_close == h_win and close_config.snapshots == win_config.snapshots
+            else snapshot_table(src, close_config, LabelConfig(h_close, h_close), data_end=as_of)
+        )
+    win = train_binary(table_input(win_table, win_config.label), win_config)
+    close = train_time_to_close(table_input(close_table, close_config.label), close_config)
+    return DealModels(
+        win.pipeline,
+        close.pipeline,
+        [float(e) for e in close_config.survival.edges],
+        float(h_win),
+        {"trained_at": as_of.isoformat()},
+    )
+
+
+def stage_win_rates(tables: Mapping[str, pd.DataFrame]) -> pd.Series:
+    """Historical win rate per stage: of the closed deals that were ever in a stage, the share won."""
+    opps = tables["opportunities"]
+    closed = opps[opps["outcome"].isin(["won", "lost"])][["opportunity_id", "outcome"]]
+    history = tables.get("stage_history")
+    if history is None or history.empty:
+        rate = float((closed["outcome"] == "won").mean()) if len(closed) else 0.0
+        return pd.Series({"__all__": rate})
+    seen = history[["opportunity_id", "stage"]].drop_duplicates().merge(closed, on="opportunity_id")
+    rates = (seen["outcome"] == "won").groupby(seen["stage"]).mean()
+    overall = float((closed["outcome"] == "won").mean()) if len(closed) else 0.0
+    return pd.concat([rates.astype(float), pd.Series({"__all__": overall})])
+
+
+def stage_weighted(past: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, period: Period) -> float:
+    """The stage-weighted pipeline forecast of one period (open deals only)."""
+    opps = past["opportunities"]
+    open_deals = opps[opps["outcome"] == "open"]
+    rates = stage_win_rates(past)
+    ecd = pd.to_datetime(open_deals["expected_close_date"], errors="coerce")
+    ecd = ecd.where(ecd >= period.start, period.start)  # overdue: expected now
+    inside = (ecd >= period.start) & (ecd < period.end)
+    rate = open_deals["stage"].map(rates).fillna(rates["__all__"])
+    amount = pd.to_numeric(open_deals["amount"], errors="coerce").fillna(0.0)
+    return float((amount * rate)[inside].sum())
+
+
+def run_rate(
+    past: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, period: Period, days: float = 90
+) -> float:
+    """Revenue won per day over the last ``days`` days, times the period's length."""
+    opps = past["opportunities"]
+    closed = pd.to_datetime(opps["closed_at"])
+    won = opps[(opps["outcome"] == "won") & (closed >= as_of - pd.Timedelta(days=days)) & (closed < as_of)]
+    per_day = float(pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).sum()) / days
+    return per_day * float((period.end - period.start) / pd.Timedelta(days=1))
+
+
+def actual_revenue(tables: Mapping[str, pd.DataFrame], period: Period) -> float:
+    """Revenue actually won in the period (from the full history)."""
+    opps = tables["opportunities"]
+    closed = pd.to_datetime(opps["closed_at"])
+    won = opps[(opps["outcome"] == "won") & (closed >= period.start) & (closed < period.end)]
+    return float(pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).sum())
+
+
+def pinball(actual: np.ndarray, forecast: np.ndarray, q: float) -> float:
+    """Mean pinball (quantile) loss."""
+    diff = actual - forecast
+    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+
+
+def backtest_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """WAPE, bias, pinball losses and coverage of the model and the baselines."""
+    actual = table["actual"].to_numpy(dtype=float)
+    total = float(actual.sum()) or 1.0
+    scale = float(actual.mean()) or 1.0
+    out: dict[str, dict[str, float]] = {}
+    for name, column in (("model", "p50"), ("stage_weighted", "stage_weighted"), ("run_rate", "run_rate")):
+        f = table[column].to_numpy(dtype=float)
+        out[name] = {
+            "wape": float(np.abs(f - actual).sum() / total),
+            "bias": float((f - actual).sum() / total),
+            "pinball_p50": pinball(actual, f, 0.5) / scale,
+        }
+    m = out["model"]
+    for q in QUANTILES:
+        m[f"pinball_p{int(q * 100)}"] = (
+            pinball(actual, table[f"p{int(q * 100)}"].to_numpy(dtype=float), q) / scale
+        )
+    m["pinball_mean"] = float(np.mean([m[f"pinball_p{int(q * 100)}"] for q in QUANTILES]))
+    inside = (table["p10"] <= table["actual"]) & (table["actual"] <= table["p90"])
+    m["coverage_p10_p90"] = float(inside.mean())
+    m["wape_expected"] = float(np.abs(table["expected"].to_numpy(dtype=float) - actual).sum() / total)
+    return out
+
+
+@dataclass
+class BacktestResult:
+    """One row per backtest period, and the metrics."""
+
+    table: pd.DataFrame
+    metrics: dict[str, dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+def backtest_revenue(
+    tables: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    dates: list[pd.Timestamp],
+    period_of: Callable[[pd.Timestamp], Period],
+    win_config: TrainingConfig,
+    close_config: TrainingConfig,
+    *,
+    retrain_every: int = 1,
+    new_deals: NewDealSettings | None = None,
+    n_sims: int = 5_000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    """Forecast the period starting at each date with models trained before it, and compare.
+
+    Args:
+        tables: Canonical frames (the full history; each step cuts them).
+        pipeline: The sales pipeline.
+        dates: The as_of dates (each forecasts ``period_of(date)``).
+        period_of: The period forecast from a date.
+        win_config: Training config of the win model.
+        close_config: Training config of the close-date model.
+        retrain_every: Retrain the models every this many dates (1: at every date).
+        new_deals: Settings of the future-deals model.
+        n_sims: Monte Carlo simulations.
+        seed: Random seed.
+        progress: Called with what is being done.
+    """
+    say = progress or (lambda _m: None)
+    rows: list[dict[str, Any]] = []
+    models: DealModels | None = None
+    for i, as_of in enumerate(dates):
+        if models is None or i % max(retrain_every, 1) == 0:
+            say(f"training as of {as_of.date()}")
+            models = train_deal_models(tables, pipeline, as_of, win_config, close_config)
+        period = period_of(as_of)
+        say(f"forecasting {period.label}")
+        result, scored = revenue_forecast(
+            tables, pipeline, as_of, models, [period], new_deals=new_deals, n_sims=n_sims, seed=seed + i
+        )
+        row = result.table.iloc[0]
+        past = crm_as_of(tables, as_of, pipeline)
+        rows.append(
+            {
+                "as_of": as_of,
+                "period": period.label,
+                "models_trained_at": models.versions.get("trained_at"),
+                "open_deals": len(scored),
+                "actual": actual_revenue(tables, period),
+                "expected": float(row["expected"]),
+                "p10": float(row["p10"]),
+                "p50": float(row["p50"]),
+                "p90": float(row["p90"]),
+                "from_open_deals": float(row["from_open_deals"]),
+                "from_new_deals": float(row["from_new_deals"]),
+                "stage_weighted": stage_weighted(past, as_of, period),
+                "run_rate": run_rate(past, as_of, period),
+            }
+        )
+    table = pd.DataFrame(rows)
+    return BacktestResult(table, backtest_metrics(table) if len(table) else {})

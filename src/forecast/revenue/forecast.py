@@ -1,0 +1,194 @@
+"""The revenue forecast: open deals (win probability × close-date distribution) plus future deals.
+
+Pure functions over frames and arrays; the models come in fitted (from the registry or from a
+backtest's point-in-time training) and nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.models.survival import survival_at
+from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
+from forecast.revenue.new_deals import NewDealModel
+
+ALL = "(all)"
+GROUPINGS = ("rep", "team", "region")
+
+
+@dataclass(frozen=True)
+class Period:
+    """A forecast period ``[start, end)`` with its label."""
+
+    label: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def period_grid(as_of: pd.Timestamp, n: int, by: str) -> list[Period]:
+    """The ``n`` calendar periods (week, month or quarter) from the one containing ``as_of``.
+
+    Raises:
+        ValueError: For another ``by`` or ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError("--periods must be at least 1")
+    day = pd.Timestamp(as_of).normalize()
+    if by == "week":
+        start = day - pd.Timedelta(days=day.weekday())
+        bounds = [start + pd.Timedelta(weeks=i) for i in range(n + 1)]
+        return [
+            Period(f"{s.isocalendar().year}-W{s.isocalendar().week:02d}", s, e)
+            for s, e in itertools.pairwise(bounds)
+        ]
+    if by == "month":
+        start = day.replace(day=1)
+        bounds = [start + pd.DateOffset(months=i) for i in range(n + 1)]
+        return [Period(s.strftime("%Y-%m"), s, e) for s, e in itertools.pairwise(bounds)]
+    if by == "quarter":
+        start = day.replace(day=1, month=3 * ((day.month - 1) // 3) + 1)
+        bounds = [start + pd.DateOffset(months=3 * i) for i in range(n + 1)]
+        return [Period(f"{s.year}-Q{(s.month - 1) // 3 + 1}", s, e) for s, e in itertools.pairwise(bounds)]
+    raise ValueError(f"--by {by!r}: use week, month or quarter")
+
+
+def close_shares(
+    closed_by: np.ndarray,
+    edges: Sequence[float],
+    as_of: pd.Timestamp,
+    periods: Sequence[Period],
+    horizon_days: float,
+) -> np.ndarray:
+    """P(close in period k | the deal closes within ``horizon_days``), shape (n, K).
+
+    Args:
+        closed_by: Cumulative curve at ``edges`` of the event whose timing matters: the win
+            incidence P(won by t) when the close model has it, else P(closed by t) = 1 - S(t).
+        edges: The curve's edges (days after as_of).
+        as_of: Forecast time.
+        periods: The periods.
+        horizon_days: The win probability's horizon: a win's date is drawn within it.
+    """
+    f_h = survival_at(closed_by, edges, horizon_days)
+    out = np.zeros((closed_by.shape[0], len(periods)))
+    for k, p in enumerate(periods):
+        a = min(max((p.start - as_of) / pd.Timedelta(days=1), 0.0), horizon_days)
+        b = min(max((p.end - as_of) / pd.Timedelta(days=1), 0.0), horizon_days)
+        out[:, k] = survival_at(closed_by, edges, b) - survival_at(closed_by, edges, a)
+    return np.where(f_h[:, None] > 1e-9, out / np.maximum(f_h[:, None], 1e-9), 0.0)
+
+
+@dataclass
+class RevenueForecast:
+    """The forecast table and the simulations behind it.
+
+    Attributes:
+        table: One row per period and group (and ``(all)``).
+        sims: Simulated revenue still to book, shape (n_sims, K, G + 1) (last group = all).
+    """
+
+    table: pd.DataFrame
+    sims: np.ndarray
+
+
+def forecast_revenue(
+    *,
+    deals: pd.DataFrame,
+    p_win: np.ndarray,
+    closed_by: np.ndarray,
+    edges: Sequence[float],
+    horizon_days: float,
+    new_deals: NewDealModel | None,
+    as_of: pd.Timestamp,
+    periods: Sequence[Period],
+    groups: list[str],
+    won_to_date: np.ndarray,
+    quotas: np.ndarray | None = None,
+    avg_won_amount: np.ndarray | None = None,
+    n_sims: int = 10_000,
+    seed: int = 0,
+) -> RevenueForecast:
+    """Simulate the revenue of each period and group.
+
+    Args:
+        deals: Open deals at as_of with ``amount`` and ``group`` (one of ``groups``).
+        p_win: Their win probabilities.
+        closed_by: Their cumulative win-timing (or close-timing) curves at ``edges``.
+        edges: Survival curve edges (days after as_of).
+        horizon_days: Horizon of ``p_win`` (wins close within it).
+        new_deals: Model of deals not created yet (``None``: open deals only).
+        as_of: The forecast time.
+        periods: Forecast periods.
+        groups: Group names.
+        won_to_date: Revenue already won in each period before as_of, shape (K, G).
+        quotas: Goal of each period and group, shape (K, G + 1) (last = all; nan = none).
+        avg_won_amount: Average won deal per group, shape (G + 1,), for "deals needed".
+        n_sims: Simulations.
+        seed: Random seed.
+    """
+    rng = np.random.default_rng(seed)
+    k, g = len(periods), len(groups)
+    index = {name: i for i, name in enumerate(groups)}
+    group_idx = deals["group"].map(index).to_numpy(dtype=int)
+    amounts = pd.to_numeric(deals["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    q = booking_probabilities(p_win, close_shares(closed_by, edges, as_of, periods, horizon_days))
+    sims = simulate_open_deals(q, amounts, group_idx, g, n_sims, rng)
+    from_open = sims.mean(axis=0)
+    if new_deals is not None:
+        mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
+        new = simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng)
+        from_new = new.mean(axis=0)
+        sims = sims + new
+    else:
+        from_new = np.zeros((k, g))
+    sims = np.concatenate([sims, sims.sum(axis=2, keepdims=True)], axis=2)
+    won = np.concatenate([won_to_date, won_to_date.sum(axis=1, keepdims=True)], axis=1)
+    from_open = np.concatenate([from_open, from_open.sum(axis=1, keepdims=True)], axis=1)
+    from_new = np.concatenate([from_new, from_new.sum(axis=1, keepdims=True)], axis=1)
+    pipeline = np.bincount(group_idx, weights=amounts, minlength=g)
+    pipeline = np.append(pipeline, pipeline.sum())
+    totals = won[None, :, :] + sims
+    names = [*groups, ALL]
+    rows: list[dict[str, Any]] = []
+    for ki, p in enumerate(periods):
+        for gi, name in enumerate(names):
+            t = totals[:, ki, gi]
+            p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9])
+            quota = float(quotas[ki, gi]) if quotas is not None else math.nan
+            expected = float(t.mean())
+            remaining = max(quota - won[ki, gi], 0.0) if quota == quota else math.nan
+            avg = float(avg_won_amount[gi]) if avg_won_amount is not None else math.nan
+            rows.append(
+                {
+                    "period": p.label,
+                    "start": p.start,
+                    "end": p.end,
+                    "group": name,
+                    "won_to_date": float(won[ki, gi]),
+                    "expected": expected,
+                    "p10": float(p10),
+                    "p50": float(p50),
+                    "p90": float(p90),
+                    "from_open_deals": float(from_open[ki, gi]),
+                    "from_new_deals": float(from_new[ki, gi]),
+                    "quota": quota,
+                    "p_hit_quota": float((t >= quota).mean()) if quota == quota and quota > 0 else math.nan,
+                    "gap_to_goal": quota - expected if quota == quota else math.nan,
+                    "open_pipeline": float(pipeline[gi]),
+                    "pipeline_coverage": float(pipeline[gi] / remaining)
+                    if remaining and remaining > 0
+                    else math.nan,
+                    "deals_needed": float(math.ceil(remaining / avg - 1e-9))
+                    if remaining == remaining and avg == avg and avg > 0
+                    else math.nan,
+                    "projected_attainment": expected / quota if quota == quota and quota > 0 else math.nan,
+                }
+            )
+    return RevenueForecast(pd.DataFrame(rows), sims)
