@@ -246,8 +246,15 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         fit_pipeline(pipeline, x.iloc[fit_idx], y_all[fit_idx])
         store_training_means(pipeline, x.iloc[fit_idx])  # exact reason codes for the linear model
     else:
+        settings = lgbm.model_dump()
+        # A prior column missing from this input (e.g. a flat export) is left out, like monotone
+        # ones; without the column choosing its rows, there is no prior.
+        settings["prior_features"] = [f for f in lgbm.prior_features if f in data.features]
+        if lgbm.prior_fit_column is not None and lgbm.prior_fit_column not in data.features:
+            settings["prior_features"] = []
+        settings["prior_only"] = [f for f in lgbm.prior_only if f in settings["prior_features"]]
         model = CalibratedLGBMClassifier(
-            **lgbm.model_dump(),
+            **settings,
             monotone_increasing=[f for f in config.monotone_increasing if f in data.features],
             monotone_decreasing=[f for f in config.monotone_decreasing if f in data.features],
             random_state=config.seed,
@@ -312,8 +319,7 @@ def feature_importance(pipeline: Pipeline, features: list[str]) -> pd.DataFrame:
     """Share of total gain per feature (LightGBM) or absolute coefficient (logistic)."""
     step = pipeline.named_steps["model"]
     if isinstance(step, CalibratedLGBMClassifier):
-        gain = step.model_.booster_.feature_importance(importance_type="gain", iteration=step.best_iteration_)
-        values = np.asarray(gain, dtype=float)
+        values = step.tree_gain()  # trees only: the prior's share is not split gain
     elif isinstance(step, LogisticBaseline):
         coef = step.coefficients().abs()
         values = np.array(

@@ -48,6 +48,18 @@ class LightGBMSettings(_Strict):
     early_stopping_rounds: int = 100
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
     separate_calibration: bool = False
+    prior_features: list[str] = Field(
+        default=[], description="columns of a logistic prior the trees boost from (init_score); empty: none"
+    )
+    prior_only: list[str] = Field(default=[], description="prior features the trees do not see")
+    prior_c: float = Field(default=0.1, gt=0)
+    prior_fit_column: str | None = Field(
+        default=None,
+        description="fit the prior on rows with this column <= prior_fit_max (default: all rows)",
+    )
+    prior_fit_max: float = 0.0
+    prior_folds: int = Field(default=5, ge=0)
+    prior_alone: bool = Field(default=False, description="rows the prior is fitted on are scored by it alone")
 
 
 class SmallDataSettings(_Strict):
