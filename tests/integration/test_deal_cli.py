@@ -164,3 +164,42 @@ def test_score_deals_without_a_time_to_close_champion_is_a_clear_error(
     )
     assert "no_such_model" in result["error"] and "champion" in result["error"]
     assert not out.exists()
+
+
+def test_revenue_forecast_against_quota(env: dict[str, str], trained: dict[str, dict]) -> None:
+    out = _cli(env, "revenue", "--periods", "2", "--group", "team", "--sims", "2000")
+    rows = pd.DataFrame(out["forecast"])
+    assert list(rows["period"].unique()) == sorted(rows["period"].unique()) and rows["period"].nunique() == 2
+    assert ((rows["p10"] <= rows["p50"]) & (rows["p50"] <= rows["p90"])).all()
+    for _, per in rows.groupby("period"):
+        total = per[per["group"] == "(all)"].iloc[0]
+        teams = per[per["group"] != "(all)"]
+        assert total["expected"] == pytest.approx(teams["expected"].sum(), rel=1e-9)
+        assert total["open_pipeline"] == pytest.approx(teams["open_pipeline"].sum(), rel=1e-9)
+    assert rows["quota"].notna().all() and rows["p_hit_quota"].between(0, 1).all()
+    assert out["models"] == {"deal_win": trained["deal_win"]["version"], "time_to_close": "1"}
+    goals = out["goals"]
+    assert goals["daily_goal"] * 7 == pytest.approx(goals["weekly_goal"])
+    assert pd.Timestamp(out["as_of"]) == pd.Timestamp(out["as_of"]).normalize()  # midnight after the data
+
+
+def test_revenue_bad_options_are_clear_errors(env: dict[str, str], trained: dict[str, dict]) -> None:
+    assert "week, month or quarter" in _cli(env, "revenue", "--by", "year", code=2)["error"]
+    assert "rep, team, region" in _cli(env, "revenue", "--group", "product", code=2)["error"]
+    assert (
+        "before --from"
+        in _cli(env, "backtest", "revenue", "--from", "2025-06-01", "--to", "2025-01-01", code=2)["error"]
+    )
+
+
+def test_backtest_revenue_logs_a_run(env: dict[str, str], trained: dict[str, dict]) -> None:
+    out = _cli(env, "backtest", "revenue", "--from", "2025-09-01", "--to", "2025-09-01", "--sims", "500")
+    assert len(out["periods"]) == 1 and out["periods"][0]["period"] == "2025-09"
+    assert out["periods"][0]["models_trained_at"].startswith("2025-09-01")
+    assert {"wape", "bias", "coverage_p10_p90", "pinball_mean"} <= set(out["metrics"]["model"])
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert {"backtest.csv", "forecast_band.png"} <= artifacts
+    assert client.get_run(out["run_id"]).data.metrics["model_wape"] == pytest.approx(
+        out["metrics"]["model"]["wape"]
+    )

@@ -44,6 +44,13 @@ def test_forecast_run_simulates_ingests_trains_promotes_and_scores(tmp_path: Pat
             assert {"p_close_30d", "close_date_p50", "slip_risk"} <= set(deals.columns)
     else:
         assert "no champion" in out["deal_scores"]["skipped"]
+    promoted = out["deal_win"]["promotion"]["promoted"] and out["time_to_close"]["promotion"]["promoted"]
+    if promoted:  # the run ends with the next three months against quota
+        months = [row["period"] for row in out["revenue"]["forecast"]]
+        assert len(months) == 3 and months == sorted(months)
+        assert all(r["p10"] <= r["p50"] <= r["p90"] for r in out["revenue"]["forecast"])
+    else:
+        assert "no champion" in out["revenue"]["skipped"]
 
 
 @pytest.mark.shared_data

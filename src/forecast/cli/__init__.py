@@ -4,7 +4,7 @@
 their commands on it when imported here.
 """
 
-from forecast.cli import data, features, models, tracking  # noqa: F401  (registers the commands)
+from forecast.cli import data, features, models, revenue, tracking  # noqa: F401  (registers the commands)
 from forecast.cli.main import app
 
 __all__ = ["app"]

@@ -230,6 +230,19 @@ def _score_deals_if_possible(settings: Settings) -> dict[str, Any]:
     return scored
 
 
+def _revenue_if_possible(settings: Settings) -> dict[str, Any]:
+    """The next three months' revenue against quota, or why it cannot be forecast."""
+    from forecast.registry import CHAMPION, version_by_alias
+    from forecast.revenue.run import revenue_job
+
+    missing = [m for m in ("deal_win", "time_to_close") if version_by_alias(m, CHAMPION, settings) is None]
+    if missing:
+        return {"skipped": f"no champion for {', '.join(missing)}"}
+    with _progress("revenue forecast") as update:
+        update("simulating", None)
+        return revenue_job(settings, as_of=None, periods=3, by="month", group=None, n_sims=10_000)
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -278,6 +291,7 @@ def run(
                 settings, deal_config, promote_after=True, progress=lambda m: update(m, None)
             )
     deal_scores = _score_deals_if_possible(settings)
+    revenue = _revenue_if_possible(settings)
     ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
     outputs = {
         "warehouse": str(settings.warehouse),
@@ -298,6 +312,7 @@ def run(
         "deal_win": deal_models["deal_win"],
         "time_to_close": deal_models["time_to_close"],
         "deal_scores": deal_scores,
+        "revenue": revenue,
         "outputs": outputs,
     }
 
@@ -319,6 +334,12 @@ def run(
                 f"(mean p_win {deal_scores['mean_p_win']}, bands {deal_scores['bands']}); "
                 f"{deal_scores['rejected']} rejected; {'; '.join(deal_scores['notes'])}"
             )
+        if revenue.get("skipped"):
+            c.print(f"[yellow]no revenue forecast:[/yellow] {revenue['skipped']}")
+        else:
+            from forecast.cli.revenue import _render_revenue
+
+            _render_revenue(c, revenue)
         c.print("[bold]Outputs[/bold]")
         for key, value in outputs.items():
             c.print(f"  {key}: {value}")

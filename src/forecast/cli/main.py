@@ -32,6 +32,12 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
+backtest_app = typer.Typer(
+    help="Point-in-time backtests: rebuild the past, forecast with models trained before it, compare.",
+    no_args_is_help=True,
+)
+app.add_typer(backtest_app, name="backtest")
+
 
 def _settings(ctx: typer.Context) -> Settings:
     settings = ctx.obj

@@ -373,6 +373,23 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         """Labels at a 0.5 threshold (scoring uses probabilities)."""
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Load models pickled before the logistic prior existed (no prior, every column to trees)."""
+        for name, value in (
+            ("prior_features", ()),
+            ("prior_c", 0.1),
+            ("prior_fit_column", None),
+            ("prior_fit_max", 0.0),
+            ("prior_folds", 5),
+            ("prior_alone", False),
+            ("prior_only", ()),
+            ("prior_", None),
+        ):
+            state.setdefault(name, value)
+        if "tree_features_" not in state and "feature_names_in_" in state:
+            state["tree_features_"] = list(state["feature_names_in_"])
+        self.__dict__.update(state)
+
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Contributions to the raw log-odds, shape (n, n_features + 1); last column is the bias.
 

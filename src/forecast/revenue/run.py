@@ -1,0 +1,249 @@
+"""The edges of the revenue forecast: read the warehouse and the registry, log backtests to MLflow.
+
+``forecast revenue`` and ``forecast backtest revenue`` call these; the numbers come from the pure
+modules (:mod:`forecast.revenue.forecast`, :mod:`forecast.revenue.backtest`).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import Settings
+from forecast.data.pipeline import Pipeline as SalesPipeline
+from forecast.data.warehouse import Warehouse
+from forecast.models.config import TrainingConfig
+from forecast.revenue.backtest import BacktestResult, backtest_revenue
+from forecast.revenue.forecast import ALL, Period, period_grid
+from forecast.revenue.job import DealModels, NewDealSettings, revenue_forecast
+
+WIN_MODEL = "deal_win"
+CLOSE_MODEL = "time_to_close"
+
+
+def read_crm(settings: Settings) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """The warehouse's canonical tables and pipeline (read-only).
+
+    Raises:
+        FileNotFoundError: No warehouse.
+    """
+    from forecast.tracking.data import read_frames
+
+    with Warehouse(settings.warehouse).connect(read_only=True) as con:
+        return read_frames(con)
+
+
+def champion_models(settings: Settings) -> DealModels:
+    """The registry's deal_win and time_to_close champions.
+
+    Raises:
+        LookupError: A champion is missing (the message says what to run).
+    """
+    from forecast.registry import load_model
+
+    win = load_model(WIN_MODEL, settings)
+    close = load_model(CLOSE_MODEL, settings)
+    edges = [float(e) for e in (close.metadata.get("survival") or {}).get("edges") or []]
+    if not edges:
+        raise LookupError(f"{CLOSE_MODEL} v{close.version} is not a time-to-close model")
+    return DealModels(
+        win.pipeline,
+        close.pipeline,
+        edges,
+        float(win.metadata.get("horizon_days", 180)),
+        {WIN_MODEL: win.version, CLOSE_MODEL: close.version},
+    )
+
+
+def _quota_lookup(
+    frames: dict[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, by: str | None
+) -> Callable[[str, pd.Timestamp, pd.Timestamp], float]:
+    from forecast.tracking.data import prepare
+    from forecast.tracking.goals import goal_between, quota_rows
+
+    data = prepare(frames, pipeline, as_of)
+
+    def goal(group: str, start: pd.Timestamp, end: pd.Timestamp) -> float:
+        rows = quota_rows(data, by or "team", group)
+        return goal_between(rows, start, end)
+
+    return goal
+
+
+def pacing(
+    frames: dict[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, period: Period
+) -> pd.DataFrame:
+    """Daily and cumulative bookings against the daily goal in ``period`` up to ``as_of`` (whole team)."""
+    from forecast.tracking.data import ALL_LABEL, prepare
+    from forecast.tracking.goals import daily
+    from forecast.tracking.periods import Period as TrackingPeriod
+
+    data = prepare(frames, pipeline, as_of)
+    tracking_period = TrackingPeriod(start=period.start, end=period.end, kind="range", label=period.label)
+    table = daily(data, tracking_period, "team")
+    return table[table["team"] == ALL_LABEL].drop(columns="team").reset_index(drop=True)
+
+
+def revenue_job(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None,
+    periods: int,
+    by: str,
+    group: str | None,
+    n_sims: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Forecast the next periods against quota with the champions; the result as JSON-ready data."""
+    from forecast.tracking.data import default_as_of
+
+    frames, pipeline = read_crm(settings)
+    when = as_of if as_of is not None else default_as_of(frames)
+    models = champion_models(settings)
+    grid = period_grid(when, periods, by)
+    quotas = _quota_lookup(frames, pipeline, when, group)
+    result, scored = revenue_forecast(
+        frames, pipeline, when, models, grid, by=group, quotas=quotas, n_sims=n_sims, seed=seed
+    )
+    table = result.table
+    current = grid[0]
+    pace = pacing(frames, pipeline, when, current)
+    total = table[(table["group"] == ALL) & (table["period"] == current.label)].iloc[0]
+    goal_to_date = float(pace["cumulative_goal"].iloc[-1]) if len(pace) else math.nan
+    won = float(total["won_to_date"])
+    quota = float(total["quota"])
+    days = (current.end - current.start) / pd.Timedelta(days=1)
+    summary = {
+        "period": current.label,
+        "goal": quota,
+        "monthly_goal": _goal_of_month(quotas, when),
+        "weekly_goal": quota / days * 7 if quota == quota else math.nan,
+        "daily_goal": quota / days if quota == quota else math.nan,
+        "won_to_date": won,
+        "goal_to_date": goal_to_date,
+        "pace_to_date": won / goal_to_date if goal_to_date and goal_to_date == goal_to_date else math.nan,
+        "projected": float(total["expected"]),
+        "projected_attainment": float(total["projected_attainment"]),
+        "p_hit_quota": float(total["p_hit_quota"]),
+    }
+    return {
+        "ok": True,
+        "as_of": when.isoformat(),
+        "by": by,
+        "group": group,
+        "simulations": n_sims,
+        "models": models.versions,
+        "open_deals": len(scored),
+        "open_pipeline": float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
+        "forecast": _records(table),
+        "goals": summary,
+        "pacing": _records(pace),
+    }
+
+
+def _goal_of_month(quotas: Callable[[str, pd.Timestamp, pd.Timestamp], float], when: pd.Timestamp) -> float:
+    start = when.normalize().replace(day=1)
+    return quotas(ALL, start, start + pd.DateOffset(months=1))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%d")
+    records = out.to_dict("records")
+    return [
+        {str(k): (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+        for r in records
+    ]
+
+
+def backtest_job(
+    settings: Settings,
+    *,
+    date_from: pd.Timestamp,
+    date_to: pd.Timestamp,
+    every: str,
+    retrain_every: int,
+    n_sims: int,
+    win_config: TrainingConfig,
+    close_config: TrainingConfig,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[BacktestResult, dict[str, Any]]:
+    """Backtest on the warehouse and log the run (metrics, table, band plot) to MLflow."""
+    frames, pipeline = read_crm(settings)
+    dates = [p.start for p in period_grid(date_from, _count(date_from, date_to, every), every)]
+    dates = [d for d in dates if d <= date_to]
+    if not dates:
+        raise ValueError(f"no {every} starts between {date_from.date()} and {date_to.date()}")
+    result = backtest_revenue(
+        frames,
+        pipeline,
+        dates,
+        lambda d: period_grid(d, 1, every)[0],
+        win_config,
+        close_config,
+        retrain_every=retrain_every,
+        new_deals=NewDealSettings(),
+        n_sims=n_sims,
+        progress=progress,
+    )
+    logged = log_backtest(result, settings, every=every, retrain_every=retrain_every)
+    return result, logged
+
+
+def _count(start: pd.Timestamp, end: pd.Timestamp, every: str) -> int:
+    days = (end - start) / pd.Timedelta(days=1)
+    per = {"week": 7, "month": 28, "quarter": 89}[every]
+    return max(int(days // per) + 2, 1)
+
+
+def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> dict[str, Any]:
+    """Log a backtest as an MLflow run of the ``revenue_backtest`` experiment."""
+    import mlflow
+
+    from forecast.registry import client, ensure_experiment
+
+    client(settings)
+    exp = ensure_experiment("revenue_backtest", settings)
+    with mlflow.start_run(experiment_id=exp, run_name="revenue-backtest") as run:
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        flat = {
+            f"{m}_{k}": v for m, vals in result.metrics.items() for k, v in vals.items() if np.isfinite(v)
+        }
+        mlflow.log_metrics(flat)
+        mlflow.log_text(result.table.to_csv(index=False), "backtest.csv")
+        with tempfile.TemporaryDirectory() as tmp:
+            png = band_plot(result.table, Path(tmp) / "forecast_band.png")
+            mlflow.log_artifact(str(png))
+    return {"run_id": run.info.run_id, "experiment": "revenue_backtest"}
+
+
+def band_plot(table: pd.DataFrame, path: Path) -> Path:
+    """The P10-P90 band and P50 of each backtest period against the actual and the baselines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(9.0, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    x = np.arange(len(table))
+    ax.fill_between(x, table["p10"], table["p90"], alpha=0.25, label="P10-P90")
+    ax.plot(x, table["p50"], label="P50")
+    ax.plot(x, table["actual"], marker="o", color="black", label="actual")
+    ax.plot(x, table["stage_weighted"], linestyle="--", label="stage-weighted")
+    ax.plot(x, table["run_rate"], linestyle=":", label="run rate")
+    ax.set_xticks(x, table["period"], rotation=45)
+    ax.set_ylabel("revenue won")
+    ax.set_title("Revenue forecast backtest")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path

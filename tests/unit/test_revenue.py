@@ -1,0 +1,164 @@
+"""Revenue forecast building blocks: periods, the CRM cut, Monte Carlo, new deals, baselines, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.data.as_of import crm_as_of
+from forecast.data.pipeline import DEFAULT_PIPELINE
+from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.revenue.backtest import backtest_metrics, pinball, stage_weighted
+from forecast.revenue.forecast import Period, close_shares, forecast_revenue, period_grid
+from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
+from forecast.revenue.new_deals import fit_new_deal_model
+
+T = pd.Timestamp
+
+
+def test_period_grids() -> None:
+    months = period_grid(T("2025-02-14 10:00"), 3, "month")
+    assert [p.label for p in months] == ["2025-02", "2025-03", "2025-04"]
+    assert months[0].start == T("2025-02-01") and months[-1].end == T("2025-05-01")
+    quarters = period_grid(T("2025-05-02"), 2, "quarter")
+    assert [(p.label, p.start, p.end) for p in quarters] == [
+        ("2025-Q2", T("2025-04-01"), T("2025-07-01")),
+        ("2025-Q3", T("2025-07-01"), T("2025-10-01")),
+    ]
+    weeks = period_grid(T("2025-01-01"), 1, "week")  # a Wednesday
+    assert weeks[0].start == T("2024-12-30") and weeks[0].end == T("2025-01-06")
+    with pytest.raises(ValueError):
+        period_grid(T("2025-01-01"), 1, "year")
+
+
+def test_crm_as_of_forgets_the_future() -> None:
+    sim = simulate_crm(SimulationConfig(n_leads=1500, seed=3, months=12))
+    cut = T("2024-07-01")
+    past = crm_as_of(sim.tables, cut, DEFAULT_PIPELINE)
+    o = past["opportunities"]
+    assert (pd.to_datetime(o["created_at"]) < cut).all()
+    assert (pd.to_datetime(o["closed_at"]).dropna() < cut).all()
+    reopened = o["outcome"] == "open"
+    assert o.loc[reopened, "stage"].isin(DEFAULT_PIPELINE.open_stages).all()
+    assert o.loc[reopened, "loss_reason"].isna().all()
+    for table, col in (("activities", "occurred_at"), ("stage_history", "entered_at")):
+        assert (pd.to_datetime(past[table][col]) < cut).all()
+    leads = past["leads"]
+    assert (pd.to_datetime(leads["converted_at"]).dropna() < cut).all()
+    assert not leads["status"].eq("converted").ne(leads["converted_at"].notna()).any()
+    # a deal's amount is the one of its last change before the cut
+    h = sim.tables["stage_history"]
+    h = h[pd.to_datetime(h["entered_at"]) < cut].sort_values("entered_at").groupby("opportunity_id").tail(1)
+    merged = o.merge(h[["opportunity_id", "amount", "stage"]], on="opportunity_id", suffixes=("", "_h"))
+    assert (merged["amount"] == merged["amount_h"]).all() and (merged["stage"] == merged["stage_h"]).all()
+    assert len(sim.tables["opportunities"]) > len(o)  # the input is untouched
+
+
+def test_booking_probabilities_and_open_deal_simulation() -> None:
+    q = booking_probabilities(np.array([0.5, 1.0]), np.array([[0.5, 0.5], [0.2, 0.3]]))
+    assert q.tolist() == [[0.25, 0.25], [0.2, 0.3]]
+    rng = np.random.default_rng(0)
+    sims = simulate_open_deals(q, np.array([100.0, 10.0]), np.array([0, 1]), 2, 40_000, rng)
+    assert sims.shape == (40_000, 2, 2)
+    means = sims.mean(axis=0)
+    assert means[0, 0] == pytest.approx(25.0, rel=0.03) and means[1, 0] == pytest.approx(25.0, rel=0.03)
+    assert means[0, 1] == pytest.approx(2.0, rel=0.03) and means[1, 1] == pytest.approx(3.0, rel=0.03)
+    # a deal books in one period at most
+    assert ((sims[:, 0, 0] > 0) & (sims[:, 1, 0] > 0)).sum() == 0
+
+
+def test_new_deal_simulation_is_a_compound_poisson() -> None:
+    rng = np.random.default_rng(1)
+    sims = simulate_new_deals(np.array([[4.0], [0.0]]), [np.array([10.0, 30.0])], 50_000, rng)
+    assert sims[:, 0, 0].mean() == pytest.approx(80.0, rel=0.02)  # 4 wins × mean 20
+    assert (sims[:, 1, 0] == 0).all()
+
+
+def test_new_deal_model_by_hand() -> None:
+    deals = pd.DataFrame(
+        {
+            "group": ["a"] * 4,
+            "created_at": [T("2024-01-01"), T("2024-01-11"), T("2024-06-01"), T("2024-06-11")],
+            "closed_at": [T("2024-01-21"), T("2024-02-10"), T("2024-06-21"), pd.NaT],
+            "outcome": ["won", "lost", "won", "open"],
+            "amount": [100.0, 50.0, 300.0, 80.0],
+        }
+    )
+    model = fit_new_deal_model(
+        deals, T("2024-07-01"), ["a"], window_days=60, mature_days=150, cohort_days=100, shrink=0.0
+    )
+    assert model.rate_per_day[0] == pytest.approx(2 / 60)  # two deals opened in the last 60 days
+    assert model.win_rate[0] == pytest.approx(0.5)  # the mature cohort: January's two deals
+    assert sorted(model.cycle_days.tolist()) == [20.0]  # wins closed in the last 100 days
+    mu = model.expected_wins(T("2024-07-01"), [(T("2024-07-01"), T("2024-08-01"))])
+    # deals opened July 1..11 win 20 days later, inside July: 11 days × rate × win rate
+    assert mu[0, 0] == pytest.approx(11 * (2 / 60) * 0.5)
+
+
+def test_close_shares_restrict_wins_to_the_horizon() -> None:
+    closed_by = np.array([[0.0, 0.5, 1.0]])  # half by day 10, all by day 20
+    edges = [0.0, 10.0, 20.0]
+    periods = [Period("a", T("2025-01-01"), T("2025-01-06")), Period("b", T("2025-01-06"), T("2025-02-01"))]
+    shares = close_shares(closed_by, edges, T("2025-01-01"), periods, horizon_days=20)
+    assert shares[0].tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_forecast_table_adds_won_to_date_and_quota_odds() -> None:
+    deals = pd.DataFrame({"amount": [100.0, 100.0], "group": ["x", "y"]})
+    closed_by = np.array([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]])
+    result = forecast_revenue(
+        deals=deals,
+        p_win=np.array([1.0, 0.0]),
+        closed_by=closed_by,
+        edges=[0.0, 10.0, 20.0],
+        horizon_days=20,
+        new_deals=None,
+        as_of=T("2025-01-01"),
+        periods=[Period("jan", T("2025-01-01"), T("2025-02-01"))],
+        groups=["x", "y"],
+        won_to_date=np.array([[50.0, 0.0]]),
+        quotas=np.array([[150.0, 10.0, 200.0]]),
+        avg_won_amount=np.array([100.0, 100.0, 100.0]),
+        n_sims=200,
+    )
+    t = result.table.set_index("group")
+    assert t.loc["x", "expected"] == 150.0 and t.loc["x", "p_hit_quota"] == 1.0
+    assert t.loc["y", "expected"] == 0.0 and t.loc["y", "p_hit_quota"] == 0.0
+    assert t.loc["(all)", "expected"] == 150.0 and t.loc["(all)", "deals_needed"] == 2.0
+    assert t.loc["(all)", "pipeline_coverage"] == pytest.approx(200.0 / 150.0)
+
+
+def test_stage_weighted_and_metrics_by_hand() -> None:
+    past = {
+        "opportunities": pd.DataFrame(
+            {
+                "opportunity_id": ["o1", "o2", "c1", "c2"],
+                "outcome": ["open", "open", "won", "lost"],
+                "stage": ["proposal", "discovery", "closed_won", "closed_lost"],
+                "amount": [1000.0, 500.0, 1.0, 1.0],
+                "expected_close_date": [T("2025-01-20"), T("2025-03-01"), None, None],
+            }
+        ),
+        "stage_history": pd.DataFrame(
+            {"opportunity_id": ["c1", "c2", "c2"], "stage": ["proposal", "proposal", "discovery"]}
+        ),
+    }
+    period = Period("jan", T("2025-01-01"), T("2025-02-01"))
+    assert stage_weighted(past, T("2025-01-01"), period) == pytest.approx(1000 * 0.5)
+    table = pd.DataFrame(
+        {
+            "actual": [100.0, 100.0],
+            "p10": [50.0, 150.0],
+            "p50": [100.0, 200.0],
+            "p90": [150.0, 250.0],
+            "expected": [100.0, 200.0],
+            "stage_weighted": [0.0, 0.0],
+            "run_rate": [100.0, 100.0],
+        }
+    )
+    m = backtest_metrics(table)
+    assert m["model"]["wape"] == pytest.approx(0.5) and m["model"]["bias"] == pytest.approx(0.5)
+    assert m["model"]["coverage_p10_p90"] == 0.5
+    assert m["stage_weighted"]["wape"] == 1.0 and m["run_rate"]["wape"] == 0.0
+    assert pinball(np.array([10.0]), np.array([0.0]), 0.9) == pytest.approx(9.0)
