@@ -126,6 +126,14 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         ),
         causes=None if causes is None else causes[train],
     )
+    if surv_cfg.calibrate:
+        model.calibrate(
+            prep.transform(x.iloc[valid]),
+            d_all[valid],
+            e_all[valid],
+            frame[FOLLOWUP].to_numpy(dtype=float)[valid],
+            None if causes is None else causes[valid],
+        )
     d, e, follow = d_all[test], e_all[test], frame[FOLLOWUP].to_numpy(dtype=float)[test]
     x_test = x.iloc[test]
     surv = pipeline.named_steps["model"].survival(prep.transform(x_test))
@@ -186,7 +194,10 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         reliability=reliability,
         segments=segments,
         importance=importance,
-        calibration={"method": "none (hazards are probabilities)", "best_iteration": model.best_iteration_},
+        calibration={
+            "method": "isotonic per edge on the validation split" if surv_cfg.calibrate else "none",
+            "best_iteration": model.best_iteration_,
+        },
         test_frame=test_frame.loc[known].reset_index(drop=True),
         test_p=p_known,
         params={"model_kind": "discrete_time_hazard_lightgbm", **lgbm.model_dump(), "edges": edges},

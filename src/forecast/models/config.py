@@ -78,6 +78,9 @@ class SurvivalSettings(_Strict):
     edges: list[float] = [0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365]
     proba_days: float = Field(default=30, gt=0, description="horizon of the calibrated probability")
     report_days: list[float] = [30, 60, 90]
+    calibrate: bool = Field(
+        default=True, description="isotonic calibration of the cumulative curves on the validation split"
+    )
 
     @model_validator(mode="after")
     def _check_edges(self) -> SurvivalSettings:

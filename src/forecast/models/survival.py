@@ -242,18 +242,78 @@ class DiscreteTimeHazard(_HazardBase):
         p = self._interval_proba(X)
         return 1.0 - p[:, :, 0]
 
-    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """``S`` at each edge, shape (n, len(edges))."""
-        return survival_from_hazards(self.hazards(X))
-
-    def win_incidence(self, X: pd.DataFrame) -> np.ndarray | None:  # noqa: N803
-        """P(won by each edge) (the cumulative incidence of winning), or ``None`` without causes."""
-        if not getattr(self, "competing_", False):
-            return None
+    def _raw_curves(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
+        """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge)."""
         p = self._interval_proba(X)
         surv = survival_from_hazards(1.0 - p[:, :, 0])
+        if not getattr(self, "competing_", False):
+            return 1.0 - surv, None
         won = surv[:, :-1] * p[:, :, 1]
-        return np.concatenate([np.zeros((len(won), 1)), np.cumsum(won, axis=1)], axis=1)
+        return 1.0 - surv, np.concatenate([np.zeros((len(won), 1)), np.cumsum(won, axis=1)], axis=1)
+
+    def calibrate(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        durations: np.ndarray,
+        events: np.ndarray,
+        followup: np.ndarray,
+        causes: np.ndarray | None = None,
+        min_rows: int = 200,
+    ) -> DiscreteTimeHazard:
+        """Fit isotonic calibrators of P(closed by t) and P(won by t) at each edge on held-out rows.
+
+        At edge ``t`` only the rows followed for at least ``t`` days count (all of them, whatever
+        happened, so quick closes are not over-represented); an edge with fewer than ``min_rows``
+        such rows, or one class only, stays uncalibrated. Hazard models fitted by log-loss come out
+        too smooth here (early closes of slow deals over-predicted, of fast deals under-predicted).
+        """
+        from sklearn.isotonic import IsotonicRegression
+
+        closed_by, won_by = self._raw_curves(X)
+        d, e, f = (np.asarray(a, dtype=float) for a in (durations, events, followup))
+        won_cause = None if causes is None else np.asarray(causes) == 1
+        self.calibrators_: dict[str, list[Any]] = {"closed": [], "won": []}
+        for j, t in enumerate(self.edges):
+            known = f >= t
+            for name, curve, hit in (
+                ("closed", closed_by, (e > 0) & (d <= t)),
+                ("won", won_by, None if won_cause is None else (e > 0) & (d <= t) & won_cause),
+            ):
+                if curve is None or hit is None or j == 0 or known.sum() < min_rows:
+                    self.calibrators_[name].append(None)
+                    continue
+                y = hit[known].astype(float)
+                if y.min() == y.max():
+                    self.calibrators_[name].append(None)
+                    continue
+                iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+                self.calibrators_[name].append(iso.fit(curve[known, j], y))
+        return self
+
+    def _calibrated(self, curve: np.ndarray, name: str) -> np.ndarray:
+        calibrators = getattr(self, "calibrators_", {}).get(name)
+        if not calibrators:
+            return curve
+        out = curve.copy()
+        for j, iso in enumerate(calibrators):
+            if iso is not None:
+                out[:, j] = iso.predict(curve[:, j])
+        return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
+
+    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """``S`` at each edge, shape (n, len(edges)) (calibrated when :meth:`calibrate` ran)."""
+        closed_by, _ = self._raw_curves(X)
+        return 1.0 - self._calibrated(closed_by, "closed")
+
+    def win_incidence(self, X: pd.DataFrame) -> np.ndarray | None:  # noqa: N803
+        """P(won by each edge) (the cumulative incidence of winning), or ``None`` without causes.
+
+        Calibrated when :meth:`calibrate` ran, and never above P(closed by the same edge).
+        """
+        closed_by, won_by = self._raw_curves(X)
+        if won_by is None:
+            return None
+        return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
