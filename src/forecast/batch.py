@@ -336,14 +336,14 @@ def score_job(
     delimiter: str = ",",
     progress: Callable[[str, float | None], None] | None = None,
     close_model: str | None = None,
-    flags_entity: str | None = None,
+    with_flags: bool = False,
 ) -> dict[str, Any]:
     """Score with ``models:/<model_name>@champion`` and write the output and rejects atomically.
 
     With ``close_model`` (deals), the champion of that time-to-close model adds each deal's
-    close-date distribution and slip risk (:func:`close_date_columns`). With ``flags_entity``
-    (``lead`` or ``opportunity``) and warehouse scoring, the flags add ``p_churn`` (when a churn
-    champion exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and the suggested action
+    close-date distribution and slip risk (:func:`close_date_columns`). With ``with_flags`` and
+    warehouse scoring, the flags of the scored entities add ``p_churn`` (when a churn champion
+    exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and the suggested action
     (:func:`forecast.flags.jobs.flag_columns`).
 
     Returns:
@@ -372,15 +372,17 @@ def score_job(
             [scored.scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1
         )
         notes.append(f"close dates from {closing.name} v{closing.version}")
-    if flags_entity is not None and scored.features is not None and input_path is None and when is not None:
+    if with_flags and scored.features is not None and input_path is None and when is not None:
         from forecast.flags.jobs import flag_columns
 
-        flagged, flag_notes = flag_columns(settings, scored.features, flags_entity, when)  # type: ignore[arg-type]
+        entity = model.metadata.get("entity")
+        flagged, flag_notes = flag_columns(settings, scored.features, entity, when)  # type: ignore[arg-type]
+        flagged = flagged.drop(columns=[c for c in flagged.columns if c in scored.scores.columns])
         scored.scores = pd.concat(
             [scored.scores.reset_index(drop=True), flagged.reset_index(drop=True)], axis=1
         )
         notes += flag_notes
-    elif flags_entity is not None and input_path is not None:
+    elif with_flags and input_path is not None:
         notes.append("flags need the warehouse's history: score --from-warehouse to get them")
     _write(scored.scores, output)
     rj = rejects_path(output)

@@ -82,7 +82,9 @@ def test_every_rule_fires_with_its_numbers_in_words() -> None:
         "5 outbound touches without an answer since the last one 20 days"
     )
     assert cold.loc["close_date_pushed", "evidence"] == "expected close date pushed later 3 times"
-    assert cold.loc["amount_decreased", "evidence"] == "amount cut once, now 80% of its first value (18,000)"
+    assert (
+        cold.loc["amount_decreased", "evidence"] == "amount cut 1 time, now 80% of its first value (18,000)"
+    )
     assert (
         "72%" in cold.loc["churn_risk", "evidence"]
         and "no contact for 23 days" in cold.loc["churn_risk", "evidence"]

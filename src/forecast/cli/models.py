@@ -301,7 +301,7 @@ def score_leads(
         encoding,
         delimiter,
         as_json,
-        flags_entity="lead" if with_flags else None,
+        with_flags=with_flags,
     )
 
 
@@ -351,7 +351,7 @@ def score_deals(
         delimiter,
         as_json,
         close_model=close_model,
-        flags_entity="opportunity" if with_flags else None,
+        with_flags=with_flags,
     )
 
 
@@ -367,7 +367,7 @@ def _score(
     delimiter: str,
     as_json: bool,
     close_model: str | None = None,
-    flags_entity: str | None = None,
+    with_flags: bool = False,
 ) -> None:
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
@@ -390,7 +390,7 @@ def _score(
                 delimiter=delimiter,
                 progress=update,
                 close_model=close_model,
-                flags_entity=flags_entity,
+                with_flags=with_flags,
             )
     except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
         _fail(as_json, str(exc).strip("'\""))

@@ -81,7 +81,7 @@ def _days(x: float) -> str:
 
 def _times(n: float) -> str:
     k = round(float(n))
-    return "once" if k == 1 else "twice" if k == 2 else f"{k} times"
+    return "1 time" if k == 1 else f"{k} times"
 
 
 def _num(values: pd.Series | np.ndarray) -> np.ndarray:
