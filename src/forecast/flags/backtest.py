@@ -172,7 +172,8 @@ def run_backtest(
         snap = snap.reset_index(drop=True)
         p = reasons = None
         if scorer is not None:
-            p, reasons = churn_probability(scorer, snap, threshold=config.churn_risk.threshold)
+            # Reasons are not needed to count hits (and TreeSHAP is the expensive part).
+            p, reasons = churn_probability(scorer, snap, threshold=None, reasons=False)
         result = flag_snapshot(history, snap, as_of, config, p_churn=p, churn_reason=reasons)
         silence = pd.to_numeric(snap["act_days_since_last_touch"]).to_numpy(dtype=float)
         at_risk = result.summary["at_risk"].to_numpy(dtype=bool)

@@ -64,17 +64,21 @@ def snapshot_signals(
 
 
 def churn_probability(
-    scorer: ChurnScorer, frame: pd.DataFrame, threshold: float | None = None
+    scorer: ChurnScorer, frame: pd.DataFrame, threshold: float | None = None, reasons: bool = True
 ) -> tuple[np.ndarray, pd.Series]:
-    """p_churn of each row, and the main reason (only for rows at or above ``threshold``)."""
+    """p_churn of each row, and its main reason.
+
+    Reasons are computed only for rows at or above ``threshold`` (all rows without one), and not
+    at all without ``reasons``.
+    """
     from forecast.models.explain import reason_codes
 
     if frame.empty:
         return np.array([]), pd.Series(dtype=object)
     p = scorer.pipeline.predict_proba(frame[scorer.features])[:, 1]
-    reasons = pd.Series([None] * len(frame), dtype=object)
+    why_main = pd.Series([None] * len(frame), dtype=object)
     pick = np.flatnonzero(p >= threshold) if threshold is not None else np.arange(len(frame))
-    if len(pick):
+    if reasons and len(pick):
         why = reason_codes(
             scorer.pipeline,
             frame[scorer.features].iloc[pick],
@@ -82,8 +86,8 @@ def churn_probability(
             top_k=1,
             kinds=dict.fromkeys(scorer.categorical, "categorical"),
         )
-        reasons.iloc[pick] = why["reason_up_1"].to_numpy()
-    return p, reasons
+        why_main.iloc[pick] = why["reason_up_1"].to_numpy()
+    return p, why_main
 
 
 def flag_snapshot(

@@ -107,7 +107,10 @@ class ChurnFlag(_Strict):
 
     enabled: bool = True
     severity: Severity = "high"
-    threshold: float = Field(default=0.5, gt=0, lt=1)
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="deals")
+    lead_threshold: float = Field(
+        default=0.85, gt=0, lt=1, description="leads (most leads are disqualified or go silent within H)"
+    )
     deal_model: str = "churn_risk"
     lead_model: str = "churn_risk_leads"
 
@@ -157,6 +160,10 @@ class FlagsConfig(_Strict):
             raise ValueError(f"{path}: cannot read the flags config ({exc})") from exc
         except (yaml.YAMLError, ValueError) as exc:
             raise ValueError(f"{path}: invalid flags config: {exc}") from exc
+
+    def churn_threshold(self, entity: str) -> float:
+        """The p_churn threshold of the churn_risk flag for ``entity``."""
+        return self.churn_risk.threshold if entity == "opportunity" else self.churn_risk.lead_threshold
 
     def severity_of(self, flag: str) -> str:
         """The configured severity of a flag."""

@@ -87,7 +87,7 @@ def _flags_of(
     history = load_history(src, entity, config)
     p = reasons = None
     if scorer is not None and len(frame):
-        p, reasons = churn_probability(scorer, frame, threshold=config.churn_risk.threshold)
+        p, reasons = churn_probability(scorer, frame, threshold=config.churn_threshold(entity))
     result = flag_snapshot(history, frame, as_of, config, p_churn=p, churn_reason=reasons)
     return result.flags, result.summary, p, skipped_flags(entity, config, availability(history))
 
@@ -291,6 +291,7 @@ def _log_backtest(settings: Settings, payload: dict[str, Any], config: FlagsConf
                 "target": payload["target"],
                 "alert_severities": ",".join(config.alert_severities),
                 "churn_threshold": config.churn_risk.threshold,
+                "churn_lead_threshold": config.churn_risk.lead_threshold,
                 "baseline_days": config.backtest.baseline_days,
             }
         )

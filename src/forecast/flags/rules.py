@@ -154,7 +154,7 @@ def evaluate_flags(
 
     if on("churn_risk") and "p_churn" in signals:
         p = _num(signals["p_churn"])
-        cut = config.churn_risk.threshold
+        cut = config.churn_threshold(entity)
         mask = np.nan_to_num(p, nan=-1.0) >= cut
         what = "lost or go silent" if entity == "opportunity" else "disqualified or go silent"
         reasons = signals["churn_reason"] if "churn_reason" in signals else pd.Series([None] * n)
