@@ -336,11 +336,15 @@ def score_job(
     delimiter: str = ",",
     progress: Callable[[str, float | None], None] | None = None,
     close_model: str | None = None,
+    with_flags: bool = False,
 ) -> dict[str, Any]:
     """Score with ``models:/<model_name>@champion`` and write the output and rejects atomically.
 
     With ``close_model`` (deals), the champion of that time-to-close model adds each deal's
-    close-date distribution and slip risk (:func:`close_date_columns`).
+    close-date distribution and slip risk (:func:`close_date_columns`). With ``with_flags`` and
+    warehouse scoring, the flags of the scored entities add ``p_churn`` (when a churn champion
+    exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and the suggested action
+    (:func:`forecast.flags.jobs.flag_columns`).
 
     Returns:
         The summary: rows in, scored, rejected, as_of, model version, bands, files.
@@ -368,6 +372,18 @@ def score_job(
             [scored.scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1
         )
         notes.append(f"close dates from {closing.name} v{closing.version}")
+    if with_flags and scored.features is not None and input_path is None and when is not None:
+        from forecast.flags.jobs import flag_columns
+
+        entity = model.metadata.get("entity")
+        flagged, flag_notes = flag_columns(settings, scored.features, entity, when)  # type: ignore[arg-type]
+        flagged = flagged.drop(columns=[c for c in flagged.columns if c in scored.scores.columns])
+        scored.scores = pd.concat(
+            [scored.scores.reset_index(drop=True), flagged.reset_index(drop=True)], axis=1
+        )
+        notes += flag_notes
+    elif with_flags and input_path is not None:
+        notes.append("flags need the warehouse's history: score --from-warehouse to get them")
     _write(scored.scores, output)
     rj = rejects_path(output)
     write_frame(scored.rejects, rj, "csv")

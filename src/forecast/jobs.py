@@ -28,6 +28,8 @@ TARGET_WORDS = {
     "label_won": "the deal is eventually won",
     "label_won_within_h": "the deal is won within {h} days",
     "label_lost_within_h": "the deal is lost within {h} days",
+    "label_disqualified_within_h": "the lead is disqualified within {h} days",
+    "label_churn": "the {e} is {lost} or goes silent (no touch at all) within {h} days",
     "label_days_to_close": "when the deal closes (won or lost): P(closes within {p} days) and its close-date distribution",
 }
 SCORE_NAMES = {"lead": "p_convert", "opportunity": "p_win"}
@@ -117,7 +119,10 @@ def train_model_job(
             f"warehouse {settings.warehouse}, {config.entity} snapshots every {config.snapshots.every}"
         )
         target_words = TARGET_WORDS.get(config.label, config.label).format(
-            h=config.snapshots.horizon_days, p=int(config.survival.proba_days)
+            h=config.snapshots.horizon_days,
+            p=int(config.survival.proba_days),
+            e="deal" if config.entity == "opportunity" else "lead",
+            lost="lost" if config.entity == "opportunity" else "disqualified",
         )
     say("training")
     if config.label == DURATION:

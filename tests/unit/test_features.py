@@ -457,6 +457,61 @@ def test_deal_labels_are_censored_when_the_data_ends_before_the_horizon() -> Non
     assert not frame.loc["open", "label_close_observed"]
 
 
+def test_deal_churn_is_lost_or_silent_within_the_horizon() -> None:
+    """Churn = lost within H, or still open at as_of + H with no touch in [as_of, as_of + H)."""
+    world = _deal_world()
+    later = [
+        activity("t_open", "2024-06-20", opportunity_id="open"),  # touched within 30 days
+        activity("t_plan", "2024-06-10", opportunity_id="won_late", outcome="scheduled"),  # not a touch
+        activity("t_late", "2024-07-15", opportunity_id="lost_late"),  # after the horizon
+    ]
+    world["activities"] = crm(activities=later)["activities"]
+    frame = rows(world, "opportunity", labels=LabelConfig(30, 30))
+    assert frame["label_churn"].to_dict() == {
+        "open": False,  # touched on 2024-06-20
+        "won_soon": True,  # closes after 30 days and nobody touched it: gone silent
+        "won_late": True,  # a planned action is not a touch
+        "lost_soon": True,  # lost within 30 days
+        "lost_late": True,  # silent for the 30 days (the touch comes later)
+        "closed_at": False,  # won at as_of
+    }
+    assert not frame["label_churn_censored"].any()
+    censored = rows(world, "opportunity", labels=LabelConfig(30, 30), data_end=pd.Timestamp("2024-06-20"))
+    assert censored["label_churn_censored"].all()  # by date, whatever the outcome
+
+
+def test_churn_without_any_activity_in_the_source_is_loss_only() -> None:
+    """A source without activities (Maven) cannot show silence: churn is lost only."""
+    frame = rows(_deal_world(), "opportunity", labels=LabelConfig(30, 30))
+    assert frame["label_churn"].to_dict() == frame["label_lost_within_h"].to_dict()
+
+
+def test_lead_churn_is_disqualified_or_silent() -> None:
+    world = _lead_world()
+    world["activities"] = crm(
+        activities=[
+            activity("a1", "2024-06-05", lead_id="working"),
+            activity("a2", "2024-05-01", lead_id="conv_late"),
+        ]
+    )["activities"]
+    frame = rows(world, "lead", labels=LabelConfig(30, 30))
+    assert frame["label_disqualified_within_h"].to_dict() == {
+        "conv_after": False,
+        "conv_at": False,
+        "conv_late": False,
+        "disq_after": True,
+        "working": False,
+    }
+    assert frame["label_churn"].to_dict() == {
+        "conv_after": False,  # converts within 30 days
+        "conv_at": False,
+        "conv_late": True,  # open and untouched for 30 days
+        "disq_after": True,
+        "working": False,  # touched on 2024-06-05
+    }
+    assert (frame["label_churn_censored"] == frame["label_censored"]).all()
+
+
 def test_several_dates_give_one_row_per_entity_and_date() -> None:
     dates = [pd.Timestamp("2024-05-15"), AS_OF, pd.Timestamp("2024-06-20")]
     frame = features(_deal_world(), "opportunity", dates).frame

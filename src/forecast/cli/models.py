@@ -40,7 +40,13 @@ promote_app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.add_typer(promote_app, name="promote")
 
-MODELS = {"lead-scoring": "lead_scoring", "deal-win": "deal_win", "time-to-close": "time_to_close"}
+MODELS = {
+    "lead-scoring": "lead_scoring",
+    "deal-win": "deal_win",
+    "time-to-close": "time_to_close",
+    "churn-risk": "churn_risk",
+    "churn-risk-leads": "churn_risk_leads",
+}
 """CLI model names and their config stems (``training/<stem>.yaml``)."""
 
 
@@ -72,6 +78,13 @@ PromoteOpt = Annotated[
 ]
 ConfigOpt = Annotated[Path | None, typer.Option(help="Training config (default: training/<model>.yaml).")]
 ModelNameOpt = Annotated[str | None, typer.Option(help="Registered model name (default: from the config).")]
+FlagsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--flags/--no-flags",
+        help="Add the flags (and p_churn with a churn champion) when scoring from the warehouse.",
+    ),
+]
 
 
 def _train(
@@ -184,6 +197,30 @@ def train_time_to_close(
     _train(ctx, "time_to_close", config, model_name, promote_after, as_json)
 
 
+@train_app.command("churn-risk")
+def train_churn_risk(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    model_name: ModelNameOpt = None,
+    promote_after: PromoteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train p_churn of open deals (lost or silent within 30 days) on the warehouse's deal snapshots."""
+    _train(ctx, "churn_risk", config, model_name, promote_after, as_json)
+
+
+@train_app.command("churn-risk-leads")
+def train_churn_risk_leads(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    model_name: ModelNameOpt = None,
+    promote_after: PromoteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train p_churn of open leads (disqualified or silent within 30 days) on the lead snapshots."""
+    _train(ctx, "churn_risk_leads", config, model_name, promote_after, as_json)
+
+
 def _promote_command(cli_name: str, stem: str) -> None:
     @promote_app.command(cli_name, help=f"Promote the {cli_name} challenger if it passes the gate.")
     def command(
@@ -243,12 +280,29 @@ def score_leads(
     write_back: Annotated[
         bool, typer.Option("--write-back", help="Also store the scores in the warehouse.")
     ] = False,
+    with_flags: FlagsOpt = True,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,
 ) -> None:
-    """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row."""
-    _score(ctx, output, input_path, from_warehouse, model, as_of, write_back, encoding, delimiter, as_json)
+    """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row.
+
+    From the warehouse, also the flags (training/flags.yaml) and p_churn when a churn_risk_leads
+    champion exists.
+    """
+    _score(
+        ctx,
+        output,
+        input_path,
+        from_warehouse,
+        model,
+        as_of,
+        write_back,
+        encoding,
+        delimiter,
+        as_json,
+        with_flags=with_flags,
+    )
 
 
 @score_app.command("deals")
@@ -275,6 +329,7 @@ def score_deals(
         bool,
         typer.Option("--write-back", help="Also store the scores in the warehouse (opportunity_scores)."),
     ] = False,
+    with_flags: FlagsOpt = True,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,
@@ -282,7 +337,7 @@ def score_deals(
     """Score open deals: p_win and reasons, close-date distribution and slip risk, for every row.
 
     Adds P(close within 30 / 60 / 90 days), close-date quantiles and the slip risk from the
-    time-to-close champion.
+    time-to-close champion; from the warehouse, also the flags and p_churn (churn_risk champion).
     """
     _score(
         ctx,
@@ -296,6 +351,7 @@ def score_deals(
         delimiter,
         as_json,
         close_model=close_model,
+        with_flags=with_flags,
     )
 
 
@@ -311,6 +367,7 @@ def _score(
     delimiter: str,
     as_json: bool,
     close_model: str | None = None,
+    with_flags: bool = False,
 ) -> None:
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
@@ -333,6 +390,7 @@ def _score(
                 delimiter=delimiter,
                 progress=update,
                 close_model=close_model,
+                with_flags=with_flags,
             )
     except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
         _fail(as_json, str(exc).strip("'\""))

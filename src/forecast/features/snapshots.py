@@ -23,8 +23,27 @@ CENSOR_FLAG = {
     "label_won_within_h": "label_within_h_censored",
     "label_lost_within_h": "label_within_h_censored",
     "label_closed_within_h": "label_within_h_censored",
+    "label_disqualified_within_h": "label_censored",
+    "label_churn": "label_churn_censored",
 }
 """For each binary label, the column that says its value is not known yet."""
+
+TOUCH_SQL = "outcome IS DISTINCT FROM 'scheduled'"
+"""An activity is a touch (a contact that happened) unless it is only a planned next action."""
+
+
+def _silent_sql(key: str, h: int) -> str:
+    """SQL that is true when the snapshot's entity gets no touch in [as_of, as_of + h days).
+
+    A source without any activity at all (the Maven sample) cannot show silence: the expression is
+    then false, so churn there means lost (or disqualified) only.
+    """
+    return f"""(EXISTS (SELECT 1 FROM activities)
+                AND NOT EXISTS (SELECT 1 FROM activities a
+                                WHERE a.{key} = e.entity_id AND {TOUCH_SQL}
+                                  AND a.occurred_at >= e.as_of
+                                  AND a.occurred_at < e.as_of + INTERVAL {h} DAY))"""
+
 
 SPINE = "_spine"
 """Name of the temporary spine table: ``_sid`` (row id), ``entity_id``, ``as_of``, ``_born`` (the
@@ -95,23 +114,36 @@ def build_lead_spine(
 
     Labels: ``label_converted`` (converted within the horizon) and ``label_censored`` (the horizon
     passes the data's end, so the label is not known for every lead of that date; train on
-    uncensored rows only).
+    uncensored rows only). ``label_disqualified_within_h``: disqualified within the horizon (censored
+    by ``label_censored``). ``label_churn``: the lead is disqualified within the horizon, or it is
+    still open at its end and got no touch during it (gone silent); ``label_churn_censored`` by the
+    same date rule.
     """
     join = _date_join(src, dates, "l")
     h = int(labels.lead_horizon_days)
     src.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {SPINE} AS
-        SELECT row_number() OVER (ORDER BY d.as_of, l.lead_id) - 1 AS _sid,
-               l.lead_id AS entity_id, d.as_of, l.created_at AS _born,
-               (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS label_converted,
-               (d.as_of + INTERVAL {h} DAY > ?) AS label_censored
-        FROM leads l {join}
-        WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
-          AND NOT (l.status = 'disqualified' AND coalesce(l.status_changed_at < d.as_of, true))
-          AND NOT (l.status = 'converted' AND l.converted_at IS NULL)
+        WITH e AS (
+            SELECT l.lead_id AS entity_id, d.as_of, l.created_at AS _born,
+                   (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS _conv,
+                   coalesce(l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY, false)
+                       AS _disq
+            FROM leads l {join}
+            WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
+              AND NOT (l.status = 'disqualified' AND coalesce(l.status_changed_at < d.as_of, true))
+              AND NOT (l.status = 'converted' AND l.converted_at IS NULL)
+        )
+        SELECT row_number() OVER (ORDER BY e.as_of, e.entity_id) - 1 AS _sid,
+               e.entity_id, e.as_of, e._born,
+               e._conv AS label_converted,
+               (e.as_of + INTERVAL {h} DAY > ?) AS label_censored,
+               e._disq AS label_disqualified_within_h,
+               (e._disq OR (NOT e._conv AND {_silent_sql("lead_id", h)})) AS label_churn,
+               (e.as_of + INTERVAL {h} DAY > ?) AS label_churn_censored
+        FROM e
         """,
-        [data_end.to_pydatetime()],
+        [data_end.to_pydatetime(), data_end.to_pydatetime()],
     )
 
 
@@ -126,7 +158,9 @@ def build_opportunity_spine(
     ``label_closed_within_h`` (won / closed within the horizon; ``label_within_h_censored`` when the
     horizon passes the data's end), ``label_lost_within_h``,
     ``label_days_to_close`` (days from as_of to the close, or to the data's end while open) with
-    ``label_close_observed``, and ``label_followup_days`` (days from as_of to the data's end).
+    ``label_close_observed``, ``label_followup_days`` (days from as_of to the data's end), and
+    ``label_churn``: lost within the horizon, or still open at its end without any touch during it
+    (gone silent); ``label_churn_censored`` by the same date rule.
 
     A fixed-horizon label is censored whenever its horizon passes the data's end, whatever
     happened before: keeping the rows whose outcome came early (a quick loss, a quick conversion)
@@ -137,8 +171,8 @@ def build_opportunity_spine(
     src.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {SPINE} AS
-        SELECT row_number() OVER (ORDER BY d.as_of, o.opportunity_id) - 1 AS _sid,
-               o.opportunity_id AS entity_id, d.as_of, o.created_at AS _born,
+        WITH e AS (
+        SELECT o.opportunity_id AS entity_id, d.as_of, o.created_at AS _born,
                CASE WHEN o.outcome = 'open' THEN NULL ELSE o.outcome = 'won' END AS label_won,
                (o.outcome = 'open') AS label_won_censored,
                (o.outcome = 'won' AND o.closed_at < d.as_of + INTERVAL {h} DAY) AS label_won_within_h,
@@ -150,6 +184,12 @@ def build_opportunity_spine(
                date_diff('second', d.as_of, ?) / 86400.0 AS label_followup_days
         FROM opportunities o {join}
         WHERE o.closed_at IS NULL OR o.closed_at >= d.as_of
+        )
+        SELECT row_number() OVER (ORDER BY e.as_of, e.entity_id) - 1 AS _sid, e.*,
+               (e.label_lost_within_h
+                OR (NOT e.label_closed_within_h AND {_silent_sql("opportunity_id", h)})) AS label_churn,
+               e.label_within_h_censored AS label_churn_censored
+        FROM e
         """,
         [data_end.to_pydatetime(), data_end.to_pydatetime(), data_end.to_pydatetime()],
     )

@@ -1,0 +1,168 @@
+"""Flag commands: ``forecast flags`` (at-risk deals, leads going cold) and ``forecast backtest flags``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forecast.cli.main import JsonOpt, _emit, _fail, _parse_date, _progress, _settings, app, backtest_app
+
+EntityOpt = Annotated[str, typer.Option(help="deal, lead or both.")]
+FlagsConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Flags config (default: training/flags.yaml).")
+]
+_ENTITIES: dict[str, list[Any]] = {"deal": ["opportunity"], "lead": ["lead"], "both": ["opportunity", "lead"]}
+
+
+def _config(path: Path | None, as_json: bool) -> Any:
+    from forecast.flags.jobs import load_flags_config
+
+    try:
+        return load_flags_config(path)
+    except ValueError as exc:
+        _fail(as_json, str(exc))
+
+
+def _entities(value: str, as_json: bool) -> list[Any]:
+    if value not in _ENTITIES:
+        _fail(as_json, f"--entity {value!r} must be deal, lead or both")
+    return _ENTITIES[value]
+
+
+@app.command("flags")
+def flags(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option(help="Flag as of this time (default: the latest event in the warehouse).")
+    ] = None,
+    entity: EntityOpt = "both",
+    output: Annotated[
+        Path | None, typer.Option(help="Write every flag (one row per entity and flag) to .csv or .parquet.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Most urgent flags to print.")] = 20,
+    config: FlagsConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """At-risk deals and leads going cold: every flag with its evidence and a suggested action."""
+    from forecast.flags.jobs import flags_job
+
+    settings = _settings(ctx)
+    when = _parse_date(as_of, "--as-of", as_json) if as_of is not None else None
+    cfg = _config(config, as_json)
+    try:
+        with _progress("flags") as update:
+            summary = flags_job(
+                settings,
+                as_of=when,
+                entities=_entities(entity, as_json),
+                config=cfg,
+                output=output,
+                limit=limit,
+                progress=lambda m: update(m, None),
+            )
+    except (FileNotFoundError, ValueError, LookupError) as exc:
+        _fail(as_json, str(exc).strip("'\""))
+
+    def render(c: Console) -> None:
+        c.print(f"flags as of {summary['as_of']} (horizon {summary['horizon_days']} days)")
+        for word, e in summary["entities"].items():
+            c.print(
+                f"  {word}s open: {e['open']:,}; at risk: {e['at_risk']:,}; with any flag: {e['flagged']:,}; "
+                f"{e['churn_model']}"
+            )
+            c.print(f"    by flag: {e['by_flag']}")
+            for flag, why in e["skipped_flags"].items():
+                c.print(f"    not evaluated: {flag} ({why})")
+        table = Table("entity", "id", "flag", "severity", "evidence", "suggested action")
+        for r in summary["top"]:
+            table.add_row(
+                r["entity"], str(r["id"]), r["flag"], r["severity"], r["evidence"], r["suggested_action"]
+            )
+        c.print(table)
+        if summary["output"]:
+            c.print(f"  all {summary['rows']:,} flags: {summary['output']}")
+
+    _emit(as_json, summary, render)
+
+
+@backtest_app.command("flags")
+def backtest_flags(
+    ctx: typer.Context,
+    date_from: Annotated[str, typer.Option("--from", help="First as_of date (YYYY-MM-DD).")],
+    date_to: Annotated[str, typer.Option("--to", help="Last as_of date (YYYY-MM-DD).")],
+    entity: EntityOpt = "deal",
+    target: Annotated[
+        str | None,
+        typer.Option(help="lost (lost / disqualified) or churn (also gone silent); default: config."),
+    ] = None,
+    config: FlagsConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Precision, recall, F1 and lift of the flags against actual losses in the next H days.
+
+    Beside the fixed "no activity" rule at the same flag rate and p_churn at the same rate (a
+    churn model trained only on what was known at --from). Logged to MLflow (flags_backtest).
+    """
+    from forecast.flags.jobs import backtest_job
+
+    settings = _settings(ctx)
+    start = _parse_date(date_from, "--from", as_json)
+    end = _parse_date(date_to, "--to", as_json)
+    if target is not None and target not in ("lost", "churn"):
+        _fail(as_json, f"--target {target!r} must be lost or churn")
+    cfg = _config(config, as_json)
+    try:
+        with _progress("backtest flags") as update:
+            summary = backtest_job(
+                settings,
+                date_from=start,
+                date_to=end,
+                entities=_entities(entity, as_json),
+                config=cfg,
+                target=target,
+                progress=lambda m: update(m, None),
+            )
+    except (FileNotFoundError, ValueError, LookupError) as exc:
+        _fail(as_json, str(exc).strip("'\""))
+
+    def render(c: Console) -> None:
+        c.print(
+            f"flags backtest {summary['from'][:10]} .. {summary['to'][:10]}, target {summary['target']} "
+            f"within {summary['horizon_days']} days (MLflow run {summary.get('run_id')})"
+        )
+        for word, result in summary["results"].items():
+            table = Table(
+                "method",
+                "flag rate",
+                "precision",
+                "recall",
+                "F1",
+                "lift",
+                title=f"{word}s ({result['as_of_dates']} dates)",
+            )
+            for m in result["methods"]:
+                table.add_row(
+                    m["method"], *(_fmt(m.get(k)) for k in ("flag_rate", "precision", "recall", "f1", "lift"))
+                )
+            c.print(table)
+            flags_table = Table("flag", "severity", "flag rate", "precision", "recall", "lift")
+            for f in result["per_flag"]:
+                flags_table.add_row(
+                    f["flag"],
+                    f["severity"],
+                    *(_fmt(f.get(k)) for k in ("flag_rate", "precision", "recall", "lift")),
+                )
+            c.print(flags_table)
+            c.print(f"  p_churn ECE: {result['p_churn_ece']}")
+            for note in result["notes"]:
+                c.print(f"  note: {note}")
+
+    _emit(as_json, summary, render)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"

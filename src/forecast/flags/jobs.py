@@ -1,0 +1,313 @@
+"""Flag jobs: the orchestration behind ``forecast flags``, ``forecast backtest flags`` and scores.
+
+The flag columns of ``forecast score`` come from here too. The warehouse and MLflow stay at these
+edges; the domain code (rules, silence, backtest) is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import Settings
+from forecast.features.build import Entity, build_feature_table
+from forecast.features.snapshots import LabelConfig, parse_every
+from forecast.features.source import FeatureSource, warehouse_source
+from forecast.flags.backtest import BacktestResult, backtest_dates, run_backtest, train_scorer_before
+from forecast.flags.compute import ID_COLUMN, ChurnScorer, availability, churn_probability, flag_snapshot
+from forecast.flags.config import SEVERITY_RANK, FlagsConfig
+from forecast.flags.history import load_history
+from forecast.flags.rules import FLAG_ORDER, skipped_flags
+
+Progress = Callable[[str], None]
+ENTITY_WORD = {"opportunity": "deal", "lead": "lead"}
+OUTPUT_COLUMNS = [
+    "entity",
+    "id",
+    "as_of",
+    "flag",
+    "severity",
+    "evidence",
+    "suggested_action",
+    "decision",
+    "value",
+    "threshold",
+    "p_churn",
+]
+
+
+def repo_file(name: str) -> Path:
+    """``training/<name>`` of the repository (next to the installed source tree)."""
+    return Path(__file__).resolve().parents[3] / "training" / name
+
+
+def load_flags_config(path: Path | None = None) -> FlagsConfig:
+    """The flags configuration (default: ``training/flags.yaml``; built-in defaults without it)."""
+    path = path or repo_file("flags.yaml")
+    return FlagsConfig.from_yaml(path) if path.is_file() else FlagsConfig()
+
+
+def champion_scorer(
+    entity: Entity, settings: Settings, config: FlagsConfig
+) -> tuple[ChurnScorer | None, str]:
+    """The churn champion of ``entity`` as a scorer, or ``None`` with the reason."""
+    from forecast.registry import load_model
+
+    name = config.churn_risk.deal_model if entity == "opportunity" else config.churn_risk.lead_model
+    try:
+        model = load_model(name, settings)
+    except LookupError:
+        return None, f"no {name} champion: p_churn and the churn_risk flag are left out"
+    meta = model.metadata
+    if meta.get("entity") != entity or meta.get("source") != "warehouse":
+        return None, f"{name} v{model.version} is not a warehouse {entity} model: p_churn left out"
+    scorer = ChurnScorer(
+        pipeline=model.pipeline,
+        features=list(meta.get("features") or []),
+        descriptions=dict(meta.get("descriptions") or {}),
+        categorical=list(meta.get("categorical") or []),
+        name=name,
+        version=model.version,
+    )
+    return scorer, f"p_churn from {name} v{model.version}"
+
+
+def _flags_of(
+    src: FeatureSource,
+    entity: Entity,
+    frame: pd.DataFrame,
+    as_of: pd.Timestamp,
+    config: FlagsConfig,
+    scorer: ChurnScorer | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None, dict[str, str]]:
+    history = load_history(src, entity, config)
+    p = reasons = None
+    if scorer is not None and len(frame):
+        p, reasons = churn_probability(scorer, frame, threshold=config.churn_threshold(entity))
+    result = flag_snapshot(history, frame, as_of, config, p_churn=p, churn_reason=reasons)
+    return result.flags, result.summary, p, skipped_flags(entity, config, availability(history))
+
+
+def flags_job(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None,
+    entities: list[Entity],
+    config: FlagsConfig,
+    output: Path | None = None,
+    limit: int = 20,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Flag the deals and leads open at ``as_of`` (default: the data's last event).
+
+    Returns:
+        Per entity: open count, at-risk count, counts per flag, skipped flags and notes; the most
+        urgent ``limit`` flags; the output file (one row per entity and flag) when given.
+    """
+    say = progress or (lambda _m: None)
+    h = config.horizon_days
+    rows: list[pd.DataFrame] = []
+    per_entity: dict[str, Any] = {}
+    scorers = {e: champion_scorer(e, settings, config) for e in entities}
+    with warehouse_source(settings.warehouse) as src:
+        when = as_of if as_of is not None else src.data_end()
+        for entity in entities:
+            say(f"{ENTITY_WORD[entity]} snapshots")
+            frame = build_feature_table(src, entity, [when], LabelConfig(h, h)).frame
+            scorer, note = scorers[entity]
+            say(f"{ENTITY_WORD[entity]} flags")
+            flags, summary, p, skipped = _flags_of(src, entity, frame, when, config, scorer)
+            ids = frame[ID_COLUMN[entity]].to_numpy()
+            out = flags.assign(
+                entity=ENTITY_WORD[entity],
+                id=ids[flags["row"].to_numpy()] if len(flags) else [],
+                as_of=when,
+                p_churn=np.round(p[flags["row"].to_numpy()], 6) if p is not None and len(flags) else np.nan,
+            )
+            rows.append(out[OUTPUT_COLUMNS])
+            per_entity[ENTITY_WORD[entity]] = {
+                "open": len(frame),
+                "at_risk": int(summary["at_risk"].sum()),
+                "flagged": int((summary["n_flags"] > 0).sum()),
+                "by_flag": {
+                    f: int((flags["flag"] == f).sum()) for f in FLAG_ORDER if (flags["flag"] == f).any()
+                },
+                "skipped_flags": skipped,
+                "churn_model": note,
+                "mean_p_churn": None if p is None or not len(p) else round(float(np.mean(p)), 4),
+            }
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    if output is not None:
+        _write(table, output)
+    urgent = table.assign(
+        _s=-table["severity"].map(SEVERITY_RANK),
+        _p=-table["p_churn"].fillna(0.0),
+        _v=-table["value"].fillna(0),
+    ).sort_values(["_s", "_p", "_v"], kind="stable")
+    return {
+        "ok": True,
+        "as_of": when.isoformat(),
+        "horizon_days": h,
+        "entities": per_entity,
+        "rows": len(table),
+        "output": None if output is None else str(output),
+        "top": _records(urgent.drop(columns=["_s", "_p", "_v"]).head(limit)),
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = frame.astype(object).where(frame.notna(), None)
+    return [
+        {str(k): (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in r.items()}
+        for r in out.to_dict("records")
+    ]
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    from forecast.io import write_frame
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"{path}: output must end in .csv or .parquet")
+    write_frame(frame, path, "csv" if suffix == ".csv" else "parquet")
+
+
+def flag_columns(
+    settings: Settings,
+    features: pd.DataFrame,
+    entity: Entity,
+    as_of: pd.Timestamp,
+    config: FlagsConfig | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Flag columns for scored rows (``forecast score deals|leads`` from the warehouse).
+
+    Args:
+        settings: Where the warehouse and the registry are.
+        features: The scored rows' snapshot features (one as_of).
+        entity: ``lead`` or ``opportunity``.
+        as_of: Their as_of.
+        config: Flags configuration (default: ``training/flags.yaml``).
+
+    Returns:
+        Columns aligned with ``features`` — ``p_churn`` (when a churn champion exists),
+        ``at_risk``, ``flags``, ``n_flags``, ``top_flag``, ``flag_severity``, ``flag_evidence``,
+        ``suggested_action`` — and notes.
+    """
+    config = config or load_flags_config()
+    scorer, note = champion_scorer(entity, settings, config)
+    with warehouse_source(settings.warehouse) as src:
+        _flags, summary, p, _skipped = _flags_of(
+            src, entity, features.reset_index(drop=True), as_of, config, scorer
+        )
+    out = pd.DataFrame(index=range(len(features)))
+    if p is not None:
+        out["p_churn"] = np.round(p, 6)
+        out["churn_model_version"] = scorer.version if scorer is not None else None
+    out["at_risk"] = summary["at_risk"].to_numpy()
+    out["flags"] = summary["flags"].to_numpy()
+    out["n_flags"] = summary["n_flags"].to_numpy()
+    out["top_flag"] = summary["top_flag"].to_numpy()
+    out["flag_severity"] = summary["severity"].to_numpy()
+    out["flag_evidence"] = summary["evidence"].to_numpy()
+    out["suggested_action"] = summary["suggested_action"].to_numpy()
+    return out.set_index(features.index), [note]
+
+
+def backtest_job(
+    settings: Settings,
+    *,
+    date_from: pd.Timestamp,
+    date_to: pd.Timestamp,
+    entities: list[Entity],
+    config: FlagsConfig,
+    target: str | None = None,
+    log_to_mlflow: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Backtest the flags between two dates, log the run to MLflow and return the figures."""
+    from forecast.models.config import TrainingConfig
+
+    say = progress or (lambda _m: None)
+    h = config.horizon_days
+    results: list[BacktestResult] = []
+    training: dict[str, Any] = {}
+    with warehouse_source(settings.warehouse) as src:
+        end = src.data_end()
+        dates, notes = backtest_dates(date_from, date_to, parse_every(config.backtest.every), h, end)
+        for entity in entities:
+            name = config.backtest.deal_config if entity == "opportunity" else config.backtest.lead_config
+            train_cfg = TrainingConfig.from_yaml(repo_file(name))
+            scorer: ChurnScorer | None = None
+            entity_notes: list[str] = []
+            try:
+                scorer, summary = train_scorer_before(src, train_cfg, dates[0], h, progress=say)
+                training[ENTITY_WORD[entity]] = {
+                    k: summary[k] for k in ("model_kind", "metrics", "splits", "notes") if k in summary
+                }
+            except ValueError as exc:  # too little labelled data before --from
+                entity_notes.append(f"no p_churn: {exc}")
+            result = run_backtest(
+                src, entity, dates, config, scorer=scorer, target=target, data_end=end, progress=say
+            )
+            result.notes = notes + entity_notes + result.notes
+            results.append(result)
+    payload: dict[str, Any] = {
+        "ok": True,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "horizon_days": h,
+        "target": target or config.backtest.target,
+        "alert_severities": config.alert_severities,
+        "results": {ENTITY_WORD[r.entity]: r.as_dict() for r in results},
+        "churn_training": training,
+    }
+    if log_to_mlflow:
+        payload["run_id"] = _log_backtest(settings, payload, config)
+    return payload
+
+
+def _log_backtest(settings: Settings, payload: dict[str, Any], config: FlagsConfig) -> str:
+    import json
+    import tempfile
+
+    import mlflow
+
+    from forecast.registry import client, ensure_experiment
+
+    client(settings)
+    experiment = ensure_experiment("flags_backtest", settings)
+    with mlflow.start_run(
+        experiment_id=experiment, run_name=f"flags {payload['from'][:10]}..{payload['to'][:10]}"
+    ) as run:
+        mlflow.log_params(
+            {
+                "from": payload["from"],
+                "to": payload["to"],
+                "horizon_days": payload["horizon_days"],
+                "target": payload["target"],
+                "alert_severities": ",".join(config.alert_severities),
+                "churn_threshold": config.churn_risk.threshold,
+                "churn_lead_threshold": config.churn_risk.lead_threshold,
+                "baseline_days": config.backtest.baseline_days,
+            }
+        )
+        for word, result in payload["results"].items():
+            for method in result["methods"]:
+                for metric in ("flag_rate", "precision", "recall", "f1", "lift"):
+                    value = method.get(metric)
+                    if value is not None:
+                        mlflow.log_metric(f"{word}_{method['method']}_{metric}", float(value))
+            if result.get("p_churn_ece") is not None:
+                mlflow.log_metric(f"{word}_p_churn_ece", float(result["p_churn_ece"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "backtest.json"
+            path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+            mlflow.log_artifact(str(path))
+            cfg = Path(tmp) / "flags.json"
+            cfg.write_text(config.model_dump_json(indent=2), encoding="utf-8")
+            mlflow.log_artifact(str(cfg))
+        return str(run.info.run_id)
