@@ -228,8 +228,15 @@ def test_small_and_tiny_exports(env: dict[str, str]) -> None:
 def test_the_gate_never_compares_on_rows_the_champion_trained_on(env: dict[str, str]) -> None:
     """A challenger trained on older data has its test slice inside the champion's training window."""
     _ensure_champion(env)
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("lead_scoring", "champion")
+    splits = json.loads(
+        Path(client.download_artifacts(champion.run_id, "evaluation/splits.json", env["ROOT"])).read_text()
+    )
+    champion_cut = pd.Timestamp(splits["cuts"][1])
     older = yaml.safe_load((REPO / "training" / "lead_scoring.yaml").read_text(encoding="utf-8"))
-    older["snapshots"]["to"] = "2024-12-31"
+    # the challenger's snapshots (its test slice included) all lie before the champion's test cut
+    older["snapshots"]["to"] = str((champion_cut - pd.Timedelta(days=1)).date())
     path = Path(env["ROOT"]) / "older.yaml"
     path.write_text(yaml.safe_dump(older), encoding="utf-8")
     result = _cli(env, "train", "lead-scoring", "--config", str(path), "--promote")
