@@ -17,10 +17,6 @@ from tests.conftest import REPO
 
 WIN = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
 CLOSE = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
-COVERAGE_FLOOR = 0.5
-"""The issue asks the P10-P90 interval to cover the actual in 70-90% of periods; measured 0.58 here
-(the forecast runs high: win dates of large deals come too early, see docs/revenue.md), so the test
-holds the measured floor and the shortfall is reported, not hidden."""
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +31,7 @@ def backtest() -> BacktestResult:
         WIN,
         CLOSE,
         retrain_every=4,
+        by="team",
         n_sims=2000,
     )
 
@@ -48,8 +45,14 @@ def test_backtest_beats_the_stage_weighted_pipeline_by_a_fifth(backtest: Backtes
 
 
 def test_backtest_interval_coverage(backtest: BacktestResult) -> None:
-    coverage = backtest.metrics["model"]["coverage_p10_p90"]
-    assert COVERAGE_FLOOR <= coverage <= 0.9
+    """P10-P90 should hold the actual about 80% of the time: 70-90% over the 72 (month, team)
+    forecasts; the 12 whole-team months are too few to judge a rate alone (11 of 12 is as likely
+    as 9 of 12 under 80%), so they must only not fall below 70%."""
+    teams = backtest.metrics["model_by_team"]
+    print(teams)
+    assert teams["cells"] == 72
+    assert 0.7 <= teams["coverage_p10_p90"] <= 0.9
+    assert backtest.metrics["model"]["coverage_p10_p90"] >= 0.7
 
 
 def test_models_never_see_the_period_they_forecast(backtest: BacktestResult) -> None:

@@ -123,6 +123,9 @@ def backtest_revenue_command(
         int, typer.Option(min=1, help="Retrain the models every this many periods (1: every period).")
     ] = 1,
     sims: Annotated[int, typer.Option(min=100, max=100_000, help="Monte Carlo simulations.")] = 5_000,
+    group: Annotated[
+        str | None, typer.Option(help="Also forecast per rep, team or region (coverage per group).")
+    ] = None,
     win_config: Annotated[
         Path | None, typer.Option(help="Win-model config (default: training/deal_win.yaml).")
     ] = None,
@@ -138,6 +141,8 @@ def backtest_revenue_command(
 
     if every not in ("week", "month", "quarter"):
         _fail(as_json, f"--every {every!r}: use week, month or quarter")
+    if group is not None and group not in ("rep", "team", "region"):
+        _fail(as_json, f"--group {group!r}: use one of rep, team, region")
     start, end = _parse_date(date_from, "--from", as_json), _parse_date(date_to, "--to", as_json)
     if end < start:
         _fail(as_json, f"--to {end.date()} is before --from {start.date()}")
@@ -155,6 +160,7 @@ def backtest_revenue_command(
                 n_sims=sims,
                 win_config=win,
                 close_config=close,
+                by=group,
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:
@@ -176,6 +182,12 @@ def backtest_revenue_command(
             f"run rate {m['run_rate']['wape']:.3f}; bias {m['model']['bias']:+.3f}; "
             f"P10-P90 coverage {m['model']['coverage_p10_p90']:.0%}; mean pinball {m['model']['pinball_mean']:.3f}"
         )
+        if result.metrics.get(f"model_by_{group}"):
+            g = result.metrics[f"model_by_{group}"]
+            c.print(
+                f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {g['coverage_p10_p90']:.0%}, "
+                f"WAPE {g['wape']:.3f}"
+            )
         c.print(f"logged to MLflow experiment {logged['experiment']!r}, run {logged['run_id']}")
 
     _emit(as_json, payload, render)

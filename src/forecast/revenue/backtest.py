@@ -32,8 +32,8 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import snapshot_table, table_input
-from forecast.revenue.forecast import Period
-from forecast.revenue.job import DealModels, NewDealSettings, revenue_forecast
+from forecast.revenue.forecast import ALL, Period
+from forecast.revenue.job import DealModels, NewDealSettings, deal_group, revenue_forecast
 from forecast.train import train_binary
 from forecast.train_survival import train_time_to_close
 
@@ -107,12 +107,25 @@ def run_rate(
     return per_day * float((period.end - period.start) / pd.Timedelta(days=1))
 
 
-def actual_revenue(tables: Mapping[str, pd.DataFrame], period: Period) -> float:
-    """Revenue actually won in the period (from the full history)."""
+def actual_revenue(
+    tables: Mapping[str, pd.DataFrame], period: Period, groups: pd.Series | None = None
+) -> pd.Series:
+    """Revenue actually won in the period (from the full history), per group and ``(all)``.
+
+    Args:
+        tables: The canonical frames.
+        period: The period.
+        groups: Group of each deal by opportunity_id (``None``: the total only).
+    """
     opps = tables["opportunities"]
     closed = pd.to_datetime(opps["closed_at"])
     won = opps[(opps["outcome"] == "won") & (closed >= period.start) & (closed < period.end)]
-    return float(pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).sum())
+    amounts = pd.to_numeric(won["amount"], errors="coerce").fillna(0.0)
+    out = pd.Series({ALL: float(amounts.sum())})
+    if groups is not None:
+        per = amounts.groupby(won["opportunity_id"].map(groups).to_numpy()).sum()
+        out = pd.concat([per.astype(float), out])
+    return out
 
 
 def pinball(actual: np.ndarray, forecast: np.ndarray, q: float) -> float:
@@ -146,6 +159,19 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def group_coverage(groups: pd.DataFrame) -> dict[str, float]:
+    """Coverage of the P10-P90 interval and WAPE over every (period, group) forecast."""
+    if groups.empty:
+        return {}
+    inside = (groups["p10"] <= groups["actual"]) & (groups["actual"] <= groups["p90"])
+    total = float(groups["actual"].sum()) or 1.0
+    return {
+        "cells": float(len(groups)),
+        "coverage_p10_p90": float(inside.mean()),
+        "wape": float((groups["p50"] - groups["actual"]).abs().sum() / total),
+    }
+
+
 @dataclass
 class BacktestResult:
     """One row per backtest period, and the metrics."""
@@ -153,6 +179,8 @@ class BacktestResult:
     table: pd.DataFrame
     metrics: dict[str, dict[str, float]]
     notes: list[str] = field(default_factory=list)
+    groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Per (period, group) forecasts and actuals when the backtest ran ``by`` a grouping."""
 
 
 def backtest_revenue(
@@ -164,6 +192,7 @@ def backtest_revenue(
     close_config: TrainingConfig,
     *,
     retrain_every: int = 1,
+    by: str | None = None,
     new_deals: NewDealSettings | None = None,
     n_sims: int = 5_000,
     seed: int = 0,
@@ -179,6 +208,7 @@ def backtest_revenue(
         win_config: Training config of the win model.
         close_config: Training config of the close-date model.
         retrain_every: Retrain the models every this many dates (1: at every date).
+        by: Also forecast per ``rep``, ``team`` or ``region`` (coverage per group and period).
         new_deals: Settings of the future-deals model.
         n_sims: Monte Carlo simulations.
         seed: Random seed.
@@ -186,6 +216,8 @@ def backtest_revenue(
     """
     say = progress or (lambda _m: None)
     rows: list[dict[str, Any]] = []
+    group_rows: list[pd.DataFrame] = []
+    groups_of = deal_group(tables, by) if by is not None else None
     models: DealModels | None = None
     for i, as_of in enumerate(dates):
         if models is None or i % max(retrain_every, 1) == 0:
@@ -194,9 +226,24 @@ def backtest_revenue(
         period = period_of(as_of)
         say(f"forecasting {period.label}")
         result, scored = revenue_forecast(
-            tables, pipeline, as_of, models, [period], new_deals=new_deals, n_sims=n_sims, seed=seed + i
+            tables,
+            pipeline,
+            as_of,
+            models,
+            [period],
+            by=by,
+            new_deals=new_deals,
+            n_sims=n_sims,
+            seed=seed + i,
         )
-        row = result.table.iloc[0]
+        actual = actual_revenue(tables, period, groups_of)
+        row = result.table[result.table["group"] == ALL].iloc[0]
+        if by is not None:
+            cells = result.table[result.table["group"] != ALL][["group", "p10", "p50", "p90", "expected"]]
+            cells = cells.assign(
+                as_of=as_of, period=period.label, actual=cells["group"].map(actual).fillna(0.0).to_numpy()
+            )
+            group_rows.append(cells)
         past = crm_as_of(tables, as_of, pipeline)
         rows.append(
             {
@@ -204,7 +251,7 @@ def backtest_revenue(
                 "period": period.label,
                 "models_trained_at": models.versions.get("trained_at"),
                 "open_deals": len(scored),
-                "actual": actual_revenue(tables, period),
+                "actual": float(actual[ALL]),
                 "expected": float(row["expected"]),
                 "p10": float(row["p10"]),
                 "p50": float(row["p50"]),
@@ -216,4 +263,8 @@ def backtest_revenue(
             }
         )
     table = pd.DataFrame(rows)
-    return BacktestResult(table, backtest_metrics(table) if len(table) else {})
+    metrics = backtest_metrics(table) if len(table) else {}
+    groups = pd.concat(group_rows, ignore_index=True) if group_rows else pd.DataFrame()
+    if len(groups):
+        metrics[f"model_by_{by}"] = group_coverage(groups)
+    return BacktestResult(table, metrics, groups=groups)

@@ -173,6 +173,7 @@ def backtest_job(
     retrain_every: int,
     n_sims: int,
     win_config: TrainingConfig,
+    by: str | None = None,
     close_config: TrainingConfig,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[BacktestResult, dict[str, Any]]:
@@ -190,11 +191,12 @@ def backtest_job(
         win_config,
         close_config,
         retrain_every=retrain_every,
+        by=by,
         new_deals=NewDealSettings(),
         n_sims=n_sims,
         progress=progress,
     )
-    logged = log_backtest(result, settings, every=every, retrain_every=retrain_every)
+    logged = log_backtest(result, settings, every=every, retrain_every=retrain_every, by=by)
     return result, logged
 
 
@@ -219,6 +221,8 @@ def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> d
         }
         mlflow.log_metrics(flat)
         mlflow.log_text(result.table.to_csv(index=False), "backtest.csv")
+        if len(result.groups):
+            mlflow.log_text(result.groups.to_csv(index=False), "backtest_by_group.csv")
         with tempfile.TemporaryDirectory() as tmp:
             png = band_plot(result.table, Path(tmp) / "forecast_band.png")
             mlflow.log_artifact(str(png))
