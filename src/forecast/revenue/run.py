@@ -132,6 +132,7 @@ def revenue_job(
         "projected_attainment": float(total["projected_attainment"]),
         "p_hit_quota": float(total["p_hit_quota"]),
     }
+    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return {
         "ok": True,
         "as_of": when.isoformat(),
