@@ -62,7 +62,9 @@ def outcomes(frame: pd.DataFrame, metadata: Mapping[str, Any]) -> tuple[np.ndarr
     """
     label = str(metadata.get("label") or "")
     survival = metadata.get("survival") or None
-    if survival and {"label_days_to_close", "label_close_observed", "label_followup_days"} <= set(frame.columns):
+    if survival and {"label_days_to_close", "label_close_observed", "label_followup_days"} <= set(
+        frame.columns
+    ):
         days = float(survival.get("proba_days", 30))
         d = _numbers(frame["label_days_to_close"])
         closed = np.nan_to_num(_numbers(frame["label_close_observed"])) == 1

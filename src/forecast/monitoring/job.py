@@ -43,6 +43,7 @@ Progress = Callable[[str], None]
 class MonitoringError(ValueError):
     """The input cannot be monitored (no champion, no rows, missing columns, …): exit code 2."""
 
+
 RETRAIN_EXIT = {"promoted": 0, "refused": 3}
 """Exit codes of ``forecast retrain`` (2 = bad input or too little data, 1 = unexpected)."""
 
