@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.config import Settings
@@ -33,11 +34,32 @@ TARGET_WORDS = {
     "label_days_to_close": "when the deal closes (won or lost): P(closes within {p} days) and its close-date distribution",
 }
 SCORE_NAMES = {"lead": "p_convert", "opportunity": "p_win"}
+REFERENCE_MAX_ROWS = 60_000
+"""At most this many snapshot rows are logged as the monitoring reference (a seeded sample)."""
 
 
 def score_name(config: TrainingConfig) -> str:
     """The probability column of a model's scores."""
     return config.score_name or SCORE_NAMES.get(config.entity, "p")
+
+
+def monitoring_reference(
+    frame: pd.DataFrame, splits: dict[str, Any], seed: int, max_rows: int = REFERENCE_MAX_ROWS
+) -> pd.DataFrame | None:
+    """The snapshot rows a model is monitored against: every row from its test cut on.
+
+    The test slice holds only the entities first seen after the cut (young records), so it does
+    not look like the population scored later; all snapshots from the cut on do (old and new
+    entities, labelled or not yet). No row from the cut on trained the model. ``None`` without
+    a time split.
+    """
+    cuts = splits.get("cuts") if splits.get("method") == "time" else None
+    if not cuts or "as_of" not in frame.columns:
+        return None
+    rows = frame[pd.to_datetime(frame["as_of"]) >= pd.Timestamp(cuts[1])]
+    if len(rows) > max_rows:
+        rows = rows.sample(n=max_rows, random_state=seed)
+    return rows.sort_values("as_of", kind="stable").reset_index(drop=True)
 
 
 def _metadata(
@@ -77,8 +99,11 @@ def train_model_job(
     delimiter: str = ",",
     promote_after: bool = False,
     progress: Progress | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train a binary model on the warehouse snapshots (or a flat export), log it, maybe promote it.
+
+    ``tags`` are added to the training run (``forecast retrain`` marks its runs).
 
     Returns:
         A JSON-serialisable summary: metrics of the model and the baselines, where it was logged,
@@ -149,6 +174,9 @@ def train_model_job(
         source_words=source_words,
         score_name=score_name(config),
     )
+    reference = (
+        monitoring_reference(data.frame, result.splits, config.seed) if source == "warehouse" else None
+    )
     say("logging to MLflow")
     if logged_pipeline is not None:
         result.pipeline = logged_pipeline
@@ -162,7 +190,8 @@ def train_model_job(
         card=card,
         metadata=_metadata(config, data, result, source, extra),
         input_columns=input_columns,
-        tags={"source": source},
+        tags={"source": source, **(tags or {})},
+        reference=reference,
     )
     summary: dict[str, Any] = {
         "ok": True,

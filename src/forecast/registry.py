@@ -33,6 +33,8 @@ from forecast.train import TrainResult
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 TEST_SLICE = "evaluation/test_slice.parquet"
+REFERENCE = "evaluation/reference.parquet"
+"""Every snapshot row (every entity, not only the test cohort) from the test cut on: monitoring's reference."""
 CARD = "model_card.md"
 
 
@@ -90,10 +92,12 @@ def log_trained_model(
     metadata: dict[str, Any],
     input_columns: list[str],
     tags: dict[str, str] | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> LoggedModel:
     """Log params, metrics (model and baselines), evaluation artifacts, the card and the pipeline.
 
     The new version gets the ``challenger`` alias; promotion is separate (:func:`promote`).
+    ``reference`` (optional) is logged as :data:`REFERENCE` for monitoring.
     """
     c = client(settings)
     exp_id = ensure_experiment(experiment, settings)
@@ -143,6 +147,10 @@ def log_trained_model(
             sl = Path(tmp) / "test_slice.parquet"
             result.test_frame.to_parquet(sl, index=False)
             mlflow.log_artifact(str(sl), "evaluation")
+            if reference is not None:
+                ref = Path(tmp) / Path(REFERENCE).name
+                reference.to_parquet(ref, index=False)
+                mlflow.log_artifact(str(ref), "evaluation")
         proba = result.pipeline.predict_proba(x_example)
         info = mlflow.sklearn.log_model(
             result.pipeline,

@@ -1,0 +1,444 @@
+"""Monitoring and retraining jobs: data -> Evidently + our calibration -> verdict -> files and MLflow.
+
+The reference is what the champion logged at training time (``evaluation/reference.parquet``:
+every snapshot from its test cut on, never trained on); a champion logged before that artifact
+existed falls back to its test slice, and ``--reference FILE`` overrides both. The current data
+is rebuilt point in time from the warehouse: the snapshots of the last ``current_days`` days for
+drift, and the latest ``current_days`` of snapshots whose label horizon has passed for quality;
+``--current FILE`` (a snapshot feature table) overrides it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import Settings
+from forecast.data.readers import read_table_file
+from forecast.io import write_text
+from forecast.models.config import TrainingConfig
+from forecast.monitoring.calibration import Quality, judgeable, quality
+from forecast.monitoring.drift import PREDICTION, TARGET, classification_report, drift_report
+from forecast.monitoring.frames import (
+    data_quality_failures,
+    latest_rows,
+    outcomes,
+    sample_rows,
+    typed_features,
+)
+from forecast.monitoring.policy import Figures, MonitoringPolicy, Verdict, decide
+from forecast.registry import LoadedModel
+
+Progress = Callable[[str], None]
+
+
+class MonitoringError(ValueError):
+    """The input cannot be monitored (no champion, no rows, missing columns, …): exit code 2."""
+
+
+RETRAIN_EXIT = {"promoted": 0, "refused": 3}
+"""Exit codes of ``forecast retrain`` (2 = bad input or too little data, 1 = unexpected)."""
+
+
+@dataclass
+class Side:
+    """One side of the comparison: rows for drift, rows with outcomes, and where they came from."""
+
+    drift: pd.DataFrame
+    outcomes: pd.DataFrame
+    source: str
+    period: dict[str, str | None]
+
+
+def _period(frame: pd.DataFrame) -> dict[str, str | None]:
+    if "as_of" not in frame.columns or frame.empty:
+        return {"from": None, "to": None}
+    as_of = pd.to_datetime(frame["as_of"])
+    return {"from": as_of.min().isoformat(), "to": as_of.max().isoformat()}
+
+
+def _known(frame: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``frame`` whose outcome has arrived, with the outcome in :data:`TARGET`."""
+    found = outcomes(frame, meta)
+    if found is None:
+        return frame.iloc[0:0].assign(**{TARGET: pd.Series(dtype=int)})
+    y, known = found
+    return frame.loc[known].assign(**{TARGET: y[known]})
+
+
+def _read(path: Path, what: str) -> pd.DataFrame:
+    frame = read_table_file(path)
+    if frame.empty:
+        raise MonitoringError(f"{path}: the {what} file has no rows")
+    return frame
+
+
+def reference_side(
+    model: LoadedModel, settings: Settings, policy: MonitoringPolicy, path: Path | None
+) -> tuple[Side, list[str]]:
+    """The reference rows: ``path``, else the champion's logged reference, else its test slice."""
+    from mlflow.exceptions import MlflowException
+
+    from forecast.registry import REFERENCE, TEST_SLICE, _downloaded
+
+    notes: list[str] = []
+    if path is not None:
+        frame = _read(path, "reference")
+        return Side(frame, _known(frame, model.metadata), str(path), _period(frame)), notes
+    try:
+        with _downloaded(model.run_id, REFERENCE, settings) as p:
+            frame = pd.read_parquet(p)
+        source = f"{model.name} v{model.version}: {REFERENCE} (every snapshot from its test cut on)"
+        drift = latest_rows(frame, policy.current_days)
+    except (MlflowException, OSError):
+        with _downloaded(model.run_id, TEST_SLICE, settings) as p:
+            frame = pd.read_parquet(p)
+        source = f"{model.name} v{model.version}: {TEST_SLICE}"
+        drift = frame
+        notes.append(
+            "the champion has no logged reference (trained before monitoring existed): its test slice is "
+            "used, which holds only the entities first seen in the test period, so age-like features "
+            "may drift; retrain to log a reference"
+        )
+    return Side(drift, _known(frame, model.metadata), source, _period(drift)), notes
+
+
+def current_side(
+    model: LoadedModel,
+    settings: Settings,
+    config: TrainingConfig,
+    policy: MonitoringPolicy,
+    path: Path | None,
+    progress: Progress,
+) -> Side:
+    """The current rows: ``path``, else the warehouse's latest period rebuilt point in time."""
+    if path is not None:
+        frame = _read(path, "current")
+        return Side(frame, _known(frame, model.metadata), str(path), _period(frame))
+    if model.metadata.get("source") != "warehouse":
+        raise MonitoringError(
+            f"model {model.name} was trained on a flat export: give the current rows with --current FILE"
+        )
+    from forecast.features.snapshots import LabelConfig, parse_every
+    from forecast.features.source import warehouse_source
+    from forecast.models.datasets import snapshot_table
+
+    horizon = int(model.metadata.get("horizon_days") or config.snapshots.horizon_days)
+    days = policy.current_days
+    with warehouse_source(settings.warehouse) as src:
+        try:
+            end = src.data_end()
+        except ValueError as exc:
+            raise MonitoringError(f"{settings.warehouse}: {exc}") from exc
+        # the weekly grid ends on the data's last day, like the training grid
+        every = parse_every(config.snapshots.every)
+        steps = int(np.ceil(pd.Timedelta(days=horizon + days) / every))
+        start = end.normalize() - steps * every
+        snapshots = config.snapshots.model_copy(
+            update={"date_from": start.date().isoformat(), "date_to": end.isoformat()}
+        )
+        cfg = config.model_copy(update={"snapshots": snapshots})
+        progress("building the current snapshots")
+        table = snapshot_table(src, cfg, LabelConfig(horizon, horizon), data_end=end)
+    frame = table.frame
+    drift = latest_rows(frame, days, end)
+    known = _known(frame, model.metadata)
+    known = latest_rows(known, days)
+    return Side(drift, known, f"warehouse {settings.warehouse} (data end {end.isoformat()})", _period(drift))
+
+
+def _inputs(model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Typed features (for drift) and the champion's probability of each row."""
+    meta = model.metadata
+    features = list(meta.get("features") or [])
+    categorical = list(meta.get("categorical") or [])
+    if meta.get("source") == "flat_export":
+        prepared = model.pipeline.named_steps["prepare"].transform(frame)
+        typed = typed_features(prepared, features, categorical)
+        p = model.pipeline.predict_proba(frame)[:, 1] if len(frame) else np.empty(0)
+        return typed, p
+    typed = typed_features(frame, features, categorical)
+    p = model.pipeline.predict_proba(typed)[:, 1] if len(frame) else np.empty(0)
+    return typed, p
+
+
+def _importance(model: LoadedModel, settings: Settings) -> list[str]:
+    """The champion's features, most important first (empty when its run logged none)."""
+    from mlflow.exceptions import MlflowException
+
+    from forecast.registry import _downloaded
+
+    try:
+        with _downloaded(model.run_id, "evaluation/feature_importance.csv", settings) as p:
+            table = pd.read_csv(p)
+    except (MlflowException, OSError):
+        return []
+    return [str(f) for f in table.sort_values("importance", ascending=False)["feature"]]
+
+
+def _header(model: LoadedModel, verdict: Verdict, summary: dict[str, Any]) -> str:
+    """A verdict box placed above Evidently's report (our figures, which Evidently lacks)."""
+    colour = {"ok": "#2e7d32", "warn": "#ef6c00", "retrain": "#c62828"}[verdict.verdict]
+    items = (
+        "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons) or "<li>no criterion reached warn</li>"
+    )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in verdict.notes)
+    rows = ""
+    for side in ("reference", "current"):
+        q = summary["quality"].get(side)
+        if q:
+            m = q["metrics"]
+            rows += (
+                f"<tr><td>{side}</td><td>{int(m['n']):,}</td><td>{m['roc_auc']}</td><td>{m['brier']}</td>"
+                f"<td>{m['ece']}</td><td>{m['mean_p']}</td><td>{m['base_rate']}</td></tr>"
+            )
+    table = (
+        "<table border=1 cellpadding=4><tr><th></th><th>rows with outcomes</th><th>ROC-AUC</th><th>Brier</th>"
+        f"<th>ECE</th><th>mean predicted</th><th>observed rate</th></tr>{rows}</table>"
+        if rows
+        else ""
+    )
+    return (
+        f'<div style="font-family:sans-serif;margin:16px;padding:12px;border:3px solid {colour}">'
+        f"<h2>{html.escape(model.name)} v{model.version}: verdict "
+        f'<span style="color:{colour}">{verdict.verdict.upper()}</span></h2>'
+        f"<ul>{items}</ul>{f'<p>Notes:</p><ul>{notes}</ul>' if notes else ''}{table}"
+        f"<p>Reference: {html.escape(summary['reference']['source'])}; current: "
+        f"{html.escape(summary['current']['source'])}. Calibration by decile is in report.json.</p></div>"
+    )
+
+
+def _with_header(page: str, header: str) -> str:
+    at = page.find("<body")
+    if at < 0:
+        return header + page
+    close = page.find(">", at) + 1
+    return page[:close] + header + page[close:]
+
+
+def _log_run(
+    model: LoadedModel, settings: Settings, summary: dict[str, Any], folder: Path, verdict: Verdict
+) -> str:
+    import mlflow
+
+    from forecast.registry import client, ensure_experiment
+
+    client(settings)
+    exp_id = ensure_experiment(str(model.metadata.get("experiment") or model.name), settings)
+    metrics: dict[str, float] = {
+        "rows_reference": summary["reference"]["rows"],
+        "rows_current": summary["current"]["rows"],
+        "features_drifted": len(summary["drift"]["drifted"]),
+        "drift_share": summary["drift"]["share"],
+        "data_quality_failures": len(summary["data_quality_failures"]),
+    }
+    if summary["drift"]["prediction_drift"] is not None:
+        metrics["prediction_drift"] = summary["drift"]["prediction_drift"]
+    for side in ("reference", "current"):
+        q = summary["quality"].get(side)
+        for key, value in ((q or {}).get("metrics") or {}).items():
+            if value is not None:
+                metrics[f"{side}_{key}"] = float(value)
+    for finding in verdict.findings:
+        if np.isfinite(finding.value):
+            metrics[f"finding_{finding.criterion}"] = float(finding.value)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"monitoring-{model.name}-v{model.version}") as run:
+        mlflow.set_tags(
+            {
+                "kind": "monitoring",
+                "model_name": model.name,
+                "model_version": model.version,
+                "verdict": verdict.verdict,
+                "reasons": "\n".join(verdict.reasons)[:5000],
+                "reference": summary["reference"]["source"][:500],
+                "current": summary["current"]["source"][:500],
+            }
+        )
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(float(v))})
+        mlflow.log_artifacts(str(folder), "monitoring")
+        return str(run.info.run_id)
+
+
+def monitor_job(
+    settings: Settings,
+    config: TrainingConfig,
+    policy: MonitoringPolicy,
+    *,
+    reference_path: Path | None = None,
+    current_path: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Compare the champion's reference with the current data and give the policy's verdict.
+
+    Writes ``report.html`` (Evidently's drift and data summary under our verdict),
+    ``classification.html`` (Evidently's classification quality, when outcomes have arrived on
+    both sides) and ``report.json`` (everything, including calibration by decile) atomically under
+    ``<outputs_dir>/monitoring/<model>/<UTC time>/``, and logs a ``monitoring`` run to MLflow.
+
+    Returns:
+        The JSON summary, with ``verdict``, ``reasons`` and ``exit_code``.
+
+    Raises:
+        MonitoringError: No champion, or unusable input (empty, missing feature columns, a
+            flat-export model without ``--current``).
+        FileNotFoundError: No warehouse, or a missing file.
+    """
+    from forecast.registry import load_model
+
+    say = progress or (lambda _m: None)
+    try:
+        model = load_model(config.model_name, settings)
+    except LookupError as exc:
+        raise MonitoringError(str(exc).strip("'\"")) from exc
+    meta = model.metadata
+    features = list(meta.get("features") or [])
+    categorical = [c for c in meta.get("categorical") or [] if c in features]
+    say("reading the reference")
+    ref, notes = reference_side(model, settings, policy, reference_path)
+    cur = current_side(model, settings, config, policy, current_path, say)
+    if cur.drift.empty:
+        raise MonitoringError(f"no current rows to monitor ({cur.source})")
+    if ref.drift.empty:
+        raise MonitoringError(f"no reference rows ({ref.source})")
+    say("scoring both sides with the champion")
+    ref_rows = sample_rows(ref.drift, policy.max_rows, policy.seed)
+    cur_rows = sample_rows(cur.drift, policy.max_rows, policy.seed)
+    try:
+        ref_x, ref_p = _inputs(model, ref_rows)
+    except (ValueError, KeyError) as exc:
+        raise MonitoringError(f"reference {ref.source}: {str(exc).strip(chr(39))}") from exc
+    try:
+        cur_x, cur_p = _inputs(model, cur_rows)
+    except (ValueError, KeyError) as exc:
+        raise MonitoringError(f"current {cur.source}: {str(exc).strip(chr(39))}") from exc
+    say("Evidently: drift and data summary")
+    drift = drift_report(
+        ref_x.assign(**{PREDICTION: ref_p}),
+        cur_x.assign(**{PREDICTION: cur_p}),
+        features=features,
+        categorical=categorical,
+        policy=policy.drift,
+    )
+    failures = data_quality_failures(ref_x, cur_x, categorical, policy.data_quality)
+    say("quality and calibration")
+    perf = policy.performance
+    qualities: dict[str, Quality | None] = {"reference": None, "current": None}
+    quality_note: str | None = None
+    frames: dict[str, pd.DataFrame] = {}
+    # Both sides are measured on the same number of rows: ECE grows as rows get fewer (emptier
+    # bins are noisier), so a large reference against a small current period would fake a rise.
+    n_outcomes = min(len(ref.outcomes), len(cur.outcomes)) or max(len(ref.outcomes), len(cur.outcomes))
+    for name, side in (("reference", ref), ("current", cur)):
+        rows = sample_rows(side.outcomes, min(n_outcomes, 50_000), policy.seed)
+        if rows.empty:
+            quality_note = quality_note or f"no {name} rows have outcomes yet"
+            continue
+        _, p = _inputs(model, rows)
+        y = rows[TARGET].to_numpy(dtype=int)
+        why = judgeable(y, perf.min_rows, perf.min_positives)
+        if why is not None:
+            quality_note = quality_note or f"quality not judged on the {name} rows: {why}"
+            continue
+        qualities[name] = quality(y, p, perf.n_bins)
+        frames[name] = pd.DataFrame({TARGET: y, PREDICTION: p})
+    figures = Figures(
+        n_features=len(features),
+        drifted=drift.drifted,
+        top_features=[f for f in _importance(model, settings) if f in features],
+        prediction_drift=drift.prediction_drift,
+        reference_quality=None if qualities["reference"] is None else qualities["reference"].metrics,
+        current_quality=None if qualities["current"] is None else qualities["current"].metrics,
+        quality_note=quality_note,
+        data_quality_failures=failures,
+    )
+    verdict = decide(figures, policy)
+    verdict.notes = notes + verdict.notes
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = settings.outputs_dir / "monitoring" / model.name / stamp
+    summary: dict[str, Any] = {
+        "ok": True,
+        "model_name": model.name,
+        "model_version": model.version,
+        "verdict": verdict.verdict,
+        "exit_code": verdict.exit_code,
+        "reasons": verdict.reasons,
+        "notes": verdict.notes,
+        "findings": [f.__dict__ for f in verdict.findings],
+        "reference": {"source": ref.source, "rows": len(ref_rows), **ref.period},
+        "current": {"source": cur.source, "rows": len(cur_rows), **cur.period},
+        "drift": {
+            "share": round(len(drift.drifted) / max(len(features), 1), 6),
+            "drifted": {k: round(v, 6) for k, v in drift.drifted.items()},
+            "prediction_drift": drift.prediction_drift,
+            "prediction_drifted": drift.prediction_drifted,
+            "methods": {"numerical": policy.drift.num_method, "categorical": policy.drift.cat_method},
+            "scores": {k: round(v, 6) for k, v in drift.scores.items()},
+        },
+        "quality": {k: (None if q is None else q.as_dict()) for k, q in qualities.items()},
+        "data_quality_failures": failures,
+        "policy": policy.model_dump(),
+        "files": {},
+    }
+    report_html = folder / "report.html"
+    write_text(report_html, _with_header(drift.html, _header(model, verdict, summary)))
+    summary["files"]["report_html"] = str(report_html)
+    if len(frames) == 2:
+        say("Evidently: classification quality")
+        page, evidently_quality = classification_report(
+            sample_rows(frames["reference"], policy.max_rows, policy.seed),
+            sample_rows(frames["current"], policy.max_rows, policy.seed),
+        )
+        write_text(folder / "classification.html", page)
+        summary["files"]["classification_html"] = str(folder / "classification.html")
+    else:
+        evidently_quality = None
+    summary["files"]["report_json"] = str(folder / "report.json")
+    document = {**summary, "evidently": {"drift": drift.evidently, "classification": evidently_quality}}
+    write_text(folder / "report.json", json.dumps(document, indent=2, default=str) + "\n")
+    say("logging to MLflow")
+    summary["mlflow_run_id"] = _log_run(model, settings, summary, folder, verdict)
+    return summary
+
+
+def retrain_job(
+    settings: Settings, config: TrainingConfig, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Train a challenger on the warehouse as it is now, apply the promotion gate, log why.
+
+    The training run is tagged ``trigger=retrain`` and, once the gate has decided,
+    ``promoted`` and ``promotion_reason``; the gate's own ``promotion`` run holds both models'
+    metrics.
+
+    Returns:
+        The training summary plus ``promoted``, ``reason`` and ``exit_code`` (0 promoted,
+        3 refused by the gate).
+
+    Raises:
+        InsufficientDataError: Too little labelled data to train.
+        FileNotFoundError: No warehouse.
+    """
+    from forecast.jobs import train_model_job
+    from forecast.registry import client
+
+    summary = train_model_job(
+        settings, config, promote_after=True, progress=progress, tags={"trigger": "retrain"}
+    )
+    decision = summary["promotion"]
+    promoted = bool(decision["promoted"])
+    c = client(settings)
+    c.set_tag(summary["run_id"], "promoted", str(promoted))
+    c.set_tag(summary["run_id"], "promotion_reason", str(decision["reason"])[:5000])
+    return {
+        **summary,
+        "promoted": promoted,
+        "reason": decision["reason"],
+        "exit_code": RETRAIN_EXIT["promoted" if promoted else "refused"],
+    }
