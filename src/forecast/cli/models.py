@@ -139,86 +139,70 @@ def _table_options(
     }
 
 
-@train_app.command("lead-scoring")
-def train_lead_scoring(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    table: TableOpt = None,
-    target: TargetOpt = None,
-    id_column: IdOpt = None,
-    time_column: TimeOpt = None,
-    keep_column: KeepOpt = None,
-    drop_column: DropOpt = None,
-    model_name: ModelNameOpt = None,
-    promote_after: PromoteOpt = False,
-    encoding: EncodingOpt = "utf-8",
-    delimiter: DelimiterOpt = ",",
-    as_json: JsonOpt = False,
-) -> None:
-    """Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table)."""
-    options = _table_options(
-        table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
-    )
-    _train(ctx, "lead_scoring", config, model_name, promote_after, as_json, **options)
+def _table_train_command(cli_name: str, stem: str, summary: str) -> None:
+    """Register ``forecast train <cli_name>``: the warehouse's snapshots, or a flat export (--table)."""
+
+    @train_app.command(cli_name, help=summary)
+    def command(
+        ctx: typer.Context,
+        config: ConfigOpt = None,
+        table: TableOpt = None,
+        target: TargetOpt = None,
+        id_column: IdOpt = None,
+        time_column: TimeOpt = None,
+        keep_column: KeepOpt = None,
+        drop_column: DropOpt = None,
+        model_name: ModelNameOpt = None,
+        promote_after: PromoteOpt = False,
+        encoding: EncodingOpt = "utf-8",
+        delimiter: DelimiterOpt = ",",
+        as_json: JsonOpt = False,
+    ) -> None:
+        options = _table_options(
+            table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
+        )
+        _train(ctx, stem, config, model_name, promote_after, as_json, **options)
 
 
-@train_app.command("deal-win")
-def train_deal_win(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    table: TableOpt = None,
-    target: TargetOpt = None,
-    id_column: IdOpt = None,
-    time_column: TimeOpt = None,
-    keep_column: KeepOpt = None,
-    drop_column: DropOpt = None,
-    model_name: ModelNameOpt = None,
-    promote_after: PromoteOpt = False,
-    encoding: EncodingOpt = "utf-8",
-    delimiter: DelimiterOpt = ",",
-    as_json: JsonOpt = False,
-) -> None:
-    """Train deal win probability on the warehouse's deal snapshots, or on a flat export (--table)."""
-    options = _table_options(
-        table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
-    )
-    _train(ctx, "deal_win", config, model_name, promote_after, as_json, **options)
+def _warehouse_train_command(cli_name: str, stem: str, summary: str) -> None:
+    """Register ``forecast train <cli_name>`` for a model trained on the warehouse's snapshots only."""
+
+    @train_app.command(cli_name, help=summary)
+    def command(
+        ctx: typer.Context,
+        config: ConfigOpt = None,
+        model_name: ModelNameOpt = None,
+        promote_after: PromoteOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _train(ctx, stem, config, model_name, promote_after, as_json)
 
 
-@train_app.command("time-to-close")
-def train_time_to_close(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    model_name: ModelNameOpt = None,
-    promote_after: PromoteOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train the time-to-close survival model on the warehouse's deal snapshots."""
-    _train(ctx, "time_to_close", config, model_name, promote_after, as_json)
-
-
-@train_app.command("churn-risk")
-def train_churn_risk(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    model_name: ModelNameOpt = None,
-    promote_after: PromoteOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train p_churn of open deals (lost or silent within 30 days) on the warehouse's deal snapshots."""
-    _train(ctx, "churn_risk", config, model_name, promote_after, as_json)
-
-
-@train_app.command("churn-risk-leads")
-def train_churn_risk_leads(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    model_name: ModelNameOpt = None,
-    promote_after: PromoteOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train p_churn of open leads (disqualified or silent within 30 days) on the lead snapshots."""
-    _train(ctx, "churn_risk_leads", config, model_name, promote_after, as_json)
+_table_train_command(
+    "lead-scoring",
+    "lead_scoring",
+    "Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table).",
+)
+_table_train_command(
+    "deal-win",
+    "deal_win",
+    "Train deal win probability on the warehouse's deal snapshots, or on a flat export (--table).",
+)
+_warehouse_train_command(
+    "time-to-close",
+    "time_to_close",
+    "Train the time-to-close survival model on the warehouse's deal snapshots.",
+)
+_warehouse_train_command(
+    "churn-risk",
+    "churn_risk",
+    "Train p_churn of open deals (lost or silent within 30 days) on the warehouse's deal snapshots.",
+)
+_warehouse_train_command(
+    "churn-risk-leads",
+    "churn_risk_leads",
+    "Train p_churn of open leads (disqualified or silent within 30 days) on the lead snapshots.",
+)
 
 
 def _promote_command(cli_name: str, stem: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from forecast.yaml_config import read_yaml_model
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK: dict[str, int] = {"high": 3, "medium": 2, "low": 1}
@@ -152,14 +153,7 @@ class FlagsConfig(_Strict):
         Raises:
             ValueError: With the file name and pydantic's field paths.
         """
-        try:
-            with path.open(encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-            return cls.model_validate(data)
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read the flags config ({exc})") from exc
-        except (yaml.YAMLError, ValueError) as exc:
-            raise ValueError(f"{path}: invalid flags config: {exc}") from exc
+        return read_yaml_model(cls, path, "flags config")
 
     def churn_threshold(self, entity: str) -> float:
         """The p_churn threshold of the churn_risk flag for ``entity``."""

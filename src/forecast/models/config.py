@@ -6,8 +6,9 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from forecast.yaml_config import read_yaml_model
 
 
 class _Strict(BaseModel):
@@ -151,14 +152,7 @@ class TrainingConfig(_Strict):
         Raises:
             ValueError: With the file name and pydantic's field paths.
         """
-        try:
-            with path.open(encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-            return cls.model_validate(data)
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read the config ({exc})") from exc
-        except (yaml.YAMLError, ValueError) as exc:
-            raise ValueError(f"{path}: invalid config: {exc}") from exc
+        return read_yaml_model(cls, path, "config")
 
     def band(self, p: float) -> str:
         """Band A-D of a probability."""

@@ -106,6 +106,36 @@ class CategoryEncoder(BaseEstimator, TransformerMixin):
         return pd.DataFrame(out, index=X.index)
 
 
+def lgbm_classifier(params: Any, **extra: Any) -> lgb.LGBMClassifier:
+    """The project's LightGBM classifier from an estimator's tree parameters.
+
+    Args:
+        params: An object with ``n_estimators``, ``learning_rate``, ``num_leaves``,
+            ``min_child_samples``, ``subsample``, ``colsample_bytree``, ``reg_lambda`` and
+            ``random_state`` (our estimators).
+        extra: More LightGBM parameters (e.g. monotone constraints).
+
+    ``force_row_wise=True``: LightGBM's automatic row/column-wise choice measured 29 s against
+    2.2 s for the same trees here; two threads (the machine's cores), deterministic, quiet.
+    """
+    return lgb.LGBMClassifier(
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        subsample=params.subsample,
+        subsample_freq=1,
+        colsample_bytree=params.colsample_bytree,
+        reg_lambda=params.reg_lambda,
+        random_state=params.random_state,
+        n_jobs=2,
+        verbose=-1,
+        deterministic=True,
+        force_row_wise=True,
+        **extra,
+    )
+
+
 class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
     """LightGBM with early stopping and a calibrator fitted on held-out predictions.
 
@@ -236,22 +266,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
             if any(monotone)
             else {}
         )
-        self.model_ = lgb.LGBMClassifier(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=self.min_child_samples,
-            subsample=self.subsample,
-            subsample_freq=1,
-            colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda,
-            **constraints,
-            random_state=self.random_state,
-            n_jobs=2,
-            verbose=-1,
-            deterministic=True,
-            force_row_wise=True,
-        )
+        self.model_ = lgbm_classifier(self, **constraints)
         callbacks: list[Any] = []
         fit_kw: dict[str, Any] = {}
         stop_set, calib_set = _halves(eval_set) if self.separate_calibration else (eval_set, eval_set)

@@ -28,6 +28,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from forecast.models.pipeline import lgbm_classifier
+
 DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
 """Interval edges in days after as_of (the last one is the longest horizon modelled)."""
 
@@ -197,23 +199,9 @@ class DiscreteTimeHazard(_HazardBase):
         """
         self.competing_ = causes is not None
         xl, yl = expand_person_period(X, durations, events, self.edges, causes)
-        self.model_ = lgb.LGBMClassifier(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=self.min_child_samples,
-            subsample=self.subsample,
-            subsample_freq=1,
-            colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda,
-            random_state=self.random_state,
-            n_jobs=2,
-            verbose=-1,
-            deterministic=True,
-            force_row_wise=True,
+        self.model_ = lgbm_classifier(
+            self, **({"objective": "multiclass", "num_class": 3} if self.competing_ else {})
         )
-        if self.competing_:
-            self.model_.set_params(objective="multiclass", num_class=3)
         kw: dict[str, Any] = {}
         callbacks: list[Any] = []
         if eval_set is not None:

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from forecast.yaml_config import read_yaml_model
 
 Level = Literal["ok", "warn", "retrain"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "retrain")
@@ -137,14 +138,7 @@ class MonitoringPolicy(_Strict):
         Raises:
             ValueError: With the file name and pydantic's field paths.
         """
-        try:
-            with path.open(encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-            return cls.model_validate(data)
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read the monitoring policy ({exc})") from exc
-        except (yaml.YAMLError, ValueError) as exc:
-            raise ValueError(f"{path}: invalid monitoring policy: {exc}") from exc
+        return read_yaml_model(cls, path, "monitoring policy")
 
 
 @dataclass
