@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
@@ -10,12 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
-from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
-
-runner = CliRunner()
+from tests.cli import cli_env
+from tests.cli import cli_json as _cli
 
 
 @pytest.fixture(scope="module")
@@ -23,22 +20,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("deals")
     sim = simulate_crm(SimulationConfig(n_leads=10_000, seed=7, months=24))
     sim.write(root / "crm")
-    env = {
-        "FORECAST_WAREHOUSE": str(root / "wh.duckdb"),
-        "FORECAST_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "FORECAST_MLFLOW_ARTIFACTS": str(root / "mlartifacts"),
-        "FORECAST_MODELS_DIR": str(root / "models"),
-        "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
-        "ROOT": str(root),
-    }
+    env = cli_env(root)
     assert _cli(env, "ingest", str(root / "crm"))["balanced"]
     return env
-
-
-def _cli(env: dict[str, str], *args: str, code: int = 0) -> dict:
-    result = runner.invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.stdout + str(result.stderr)
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

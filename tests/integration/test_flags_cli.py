@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
 from forecast.batch import score_job
-from forecast.cli import app
 from forecast.config import load_settings
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.flags.actions import ACTIONS
-
-runner = CliRunner()
+from tests.cli import cli_env
+from tests.cli import cli_json as _cli
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("flags")
     simulate_crm(SimulationConfig(n_leads=8_000, seed=3)).write(root / "crm")
-    env = {
-        "FORECAST_WAREHOUSE": str(root / "wh.duckdb"),
-        "FORECAST_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "FORECAST_MLFLOW_ARTIFACTS": str(root / "mlartifacts"),
-        "FORECAST_MODELS_DIR": str(root / "models"),
-        "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
-        "ROOT": str(root),
-    }
+    env = cli_env(root)
     assert _cli(env, "ingest", str(root / "crm"))["balanced"]
     return env
-
-
-def _cli(env: dict[str, str], *args: str, code: int = 0) -> dict:
-    result = runner.invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.stdout + str(result.stderr)
-    return json.loads(result.stdout)
 
 
 def test_flags_without_a_churn_model_give_rules_and_learned_silence(env: dict[str, str]) -> None:

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
 from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
+from tests.cli import cli_env, runner
+from tests.cli import cli_json as _cli
 from tests.conftest import REPO
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +24,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("lead_scoring")
     sim = simulate_crm(SimulationConfig(n_leads=6000, seed=5, months=18))
     sim.write(root / "crm")
-    env = {
-        "FORECAST_WAREHOUSE": str(root / "wh.duckdb"),
-        "FORECAST_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "FORECAST_MLFLOW_ARTIFACTS": str(root / "mlartifacts"),
-        "FORECAST_MODELS_DIR": str(root / "models"),
-        "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
-        "ROOT": str(root),
-    }
+    env = cli_env(root)
     assert _cli(env, "ingest", str(root / "crm"))["balanced"]
     return env
-
-
-def _cli(env: dict[str, str], *args: str, code: int = 0) -> dict:
-    result = runner.invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.stdout + str(result.stderr)
-    return json.loads(result.stdout)
 
 
 def test_train_promote_and_refuse_a_worse_challenger(env: dict[str, str]) -> None:

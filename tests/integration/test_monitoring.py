@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
-from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
+from tests.cli import cli_env
+from tests.cli import cli_json as _cli
 from tests.conftest import REPO
-
-runner = CliRunner()
 
 SHIFTED_MIX = {
     "cold_call": 0.3,
@@ -34,19 +32,7 @@ SHIFTED_MIX = {
 
 
 def _env(root: Path, warehouse: str = "a") -> dict[str, str]:
-    return {
-        "FORECAST_WAREHOUSE": str(root / f"{warehouse}.duckdb"),
-        "FORECAST_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "FORECAST_MLFLOW_ARTIFACTS": str(root / "mlartifacts"),
-        "FORECAST_MODELS_DIR": str(root / "models"),
-        "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
-    }
-
-
-def _cli(env: dict[str, str], *args: str, code: int = 0) -> dict:
-    result = runner.invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.stdout + str(result.stderr)
-    return json.loads(result.stdout)
+    return cli_env(root, warehouse)
 
 
 def _crm(root: Path, name: str, config: SimulationConfig) -> None:
