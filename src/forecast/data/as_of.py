@@ -39,9 +39,14 @@ def _leads_at(leads: pd.DataFrame, when: pd.Timestamp) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _deals_at(
+def deals_at(
     opps: pd.DataFrame, history: pd.DataFrame | None, pipeline: Pipeline, when: pd.Timestamp
 ) -> pd.DataFrame:
+    """Deals created before ``when``, as known then.
+
+    Closes at or after ``when`` are undone; stage, amount and expected close date are those of
+    each deal's last stage change before ``when``.
+    """
     out = opps.loc[pd.to_datetime(opps["created_at"], errors="coerce") < when].copy()
     closed = pd.to_datetime(out["closed_at"], errors="coerce") < when
     out["closed_at"] = out["closed_at"].where(closed)
@@ -83,7 +88,7 @@ def crm_as_of(
         if name == "leads":
             out[name] = _leads_at(frame, when)
         elif name == "opportunities":
-            out[name] = _deals_at(frame, tables.get("stage_history"), pipeline, when)
+            out[name] = deals_at(frame, tables.get("stage_history"), pipeline, when)
         elif name == "stage_history":
             out[name] = _before(frame, "entered_at", when)  # type: ignore[assignment]
         elif name in ("activities", "engagement_events"):

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from forecast.data.as_of import deals_at
 from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import _read_pipeline
@@ -244,30 +245,13 @@ def size_bands(amount: pd.Series) -> pd.Series:
 def _deals_at(
     opps: pd.DataFrame, history: pd.DataFrame, pipeline: Pipeline, when: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """Deals as known at ``when``: stage, amount, expected close and outcome from the stage history."""
-    deals = opps[opps["created_at"] < when].copy()
-    deals["opportunity_id"] = deals["opportunity_id"].astype(str)
-    hist = history.copy()
-    hist["opportunity_id"] = hist["opportunity_id"].astype(str)
+    """Deals as known at ``when`` (:func:`forecast.data.as_of.deals_at`), their history before it."""
+    deals = opps.assign(opportunity_id=opps["opportunity_id"].astype(str))
+    hist = history.assign(opportunity_id=history["opportunity_id"].astype(str))
     has_history = not hist.empty
+    deals = deals_at(deals, hist, pipeline, when)
     hist = hist[(hist["entered_at"] < when) & hist["opportunity_id"].isin(deals["opportunity_id"])]
     hist = hist.sort_values(["opportunity_id", "entered_at"], kind="stable")
-    closed = deals["closed_at"] < when
-    deals.loc[~closed, "closed_at"] = pd.NaT
-    deals.loc[~closed, "loss_reason"] = None
-    deals["outcome"] = deals["outcome"].where(closed, "open")
-    if not hist.empty:
-        last = hist.groupby("opportunity_id").tail(1).set_index("opportunity_id")
-        idx = deals["opportunity_id"]
-        in_hist = idx.isin(last.index)
-        for col in ("stage", "amount", "expected_close_date"):
-            values = last[col].reindex(idx).to_numpy()
-            deals[col] = deals[col].where(~in_hist.to_numpy() | pd.isna(values), values)
-    # A deal still open at `when` whose stored stage is a closed one: take its last open stage.
-    open_names = set(pipeline.open_stages)
-    reopened = (deals["outcome"] == "open") & ~deals["stage"].isin(open_names)
-    if reopened.any():
-        deals.loc[reopened, "stage"] = pipeline.open_stages[-1] if pipeline.open_stages else None
     deals["amount"] = pd.to_numeric(deals["amount"], errors="coerce")
     return deals, hist, has_history
 
