@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,13 @@ class Settings(BaseSettings):
         outputs_dir: Default folder for batch outputs (scores).
         pipeline_file: Optional YAML pipeline definition for canonical imports.
         log_level: Logging level for messages on stderr.
+        api_token: When set, every HTTP endpoint but the health probes needs
+            ``Authorization: Bearer <token>`` (``FORECAST_API_TOKEN``).
+        serve_warehouse: Whether the HTTP service reads the warehouse (revenue of the whole
+            pipeline, flags learned from history); ``forecast serve --warehouse`` sets it.
+        reload_seconds: How often the service checks the registry's champion aliases (0: never;
+            ``POST /admin/reload`` checks at once).
+        max_body_bytes: Largest request body the service reads (larger: 413).
     """
 
     model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore")
@@ -36,6 +43,10 @@ class Settings(BaseSettings):
     outputs_dir: Path = Field(default=Path("data/outputs"))
     pipeline_file: Path | None = None
     log_level: str = Field(default="INFO")
+    api_token: SecretStr | None = None
+    serve_warehouse: bool = False
+    reload_seconds: float = Field(default=30.0, ge=0)
+    max_body_bytes: int = Field(default=10_000_000, ge=1_000)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -4,7 +4,7 @@
 ``monitoring``, ``revenue`` and ``tracking`` register their commands on it when imported here.
 """
 
-from forecast.cli import data, features, flags, models, monitoring, revenue, tracking  # noqa: F401  (registers the commands)
+from forecast.cli import data, features, flags, models, monitoring, revenue, serve, tracking  # noqa: F401  (registers the commands)
 from forecast.cli.main import app
 
 __all__ = ["app"]

@@ -75,6 +75,8 @@ def _enabled(flag: str, config: FlagsConfig) -> bool:
 
 
 def _days(x: float) -> str:
+    if not np.isfinite(float(x)):
+        return "an unknown number of days"
     n = round(float(x))
     return "1 day" if n == 1 else f"{n} days"
 

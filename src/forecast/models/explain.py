@@ -104,6 +104,8 @@ def contributions(pipeline: Pipeline, X: pd.DataFrame) -> pd.DataFrame:  # noqa:
         values = np.asarray(model.contributions(prepared), dtype=np.float64)[:, :-1]
     elif isinstance(model, LogisticBaseline):
         values, _ = _logistic_contributions(model, prepared, columns)
+    elif callable(getattr(model, "contributions", None)):  # e.g. a time-to-close hazard model
+        values = np.asarray(model.contributions(prepared), dtype=np.float64)[:, :-1]
     else:
         raise TypeError(f"no reason codes for a {type(model).__name__} model")
     return pd.DataFrame(values, index=X.index, columns=columns)

@@ -10,7 +10,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from forecast.models.config import TrainingConfig
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import ALL, Period, period_grid
 from forecast.revenue.job import DealModels, NewDealSettings, revenue_forecast
+
+if TYPE_CHECKING:
+    from forecast.registry import LoadedModel
 
 WIN_MODEL = "deal_win"
 CLOSE_MODEL = "time_to_close"
@@ -47,17 +50,24 @@ def champion_models(settings: Settings) -> DealModels:
     """
     from forecast.registry import load_model
 
-    win = load_model(WIN_MODEL, settings)
-    close = load_model(CLOSE_MODEL, settings)
+    return deal_models(load_model(WIN_MODEL, settings), load_model(CLOSE_MODEL, settings))
+
+
+def deal_models(win: LoadedModel, close: LoadedModel) -> DealModels:
+    """The forecast's two models from a loaded win model and a loaded time-to-close model.
+
+    Raises:
+        LookupError: ``close`` is not a time-to-close model.
+    """
     edges = [float(e) for e in (close.metadata.get("survival") or {}).get("edges") or []]
     if not edges:
-        raise LookupError(f"{CLOSE_MODEL} v{close.version} is not a time-to-close model")
+        raise LookupError(f"{close.name} v{close.version} is not a time-to-close model")
     return DealModels(
         win.pipeline,
         close.pipeline,
         edges,
         float(win.metadata.get("horizon_days", 180)),
-        {WIN_MODEL: win.version, CLOSE_MODEL: close.version},
+        {win.name: win.version, close.name: close.version},
     )
 
 
@@ -99,13 +109,17 @@ def revenue_job(
     group: str | None,
     n_sims: int,
     seed: int = 0,
+    models: DealModels | None = None,
 ) -> dict[str, Any]:
-    """Forecast the next periods against quota with the champions; the result as JSON-ready data."""
+    """Forecast the next periods against quota; the result as JSON-ready data.
+
+    ``models`` default to the registry's champions (the HTTP service passes the ones it serves).
+    """
     from forecast.tracking.data import default_as_of
 
     frames, pipeline = read_crm(settings)
     when = as_of if as_of is not None else default_as_of(frames)
-    models = champion_models(settings)
+    models = models or champion_models(settings)
     grid = period_grid(when, periods, by)
     quotas = _quota_lookup(frames, pipeline, when, group)
     result, scored = revenue_forecast(

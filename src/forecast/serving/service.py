@@ -1,28 +1,246 @@
-"""BentoML service for the CRM. For now it serves the warehouse's data-quality summary.
+"""BentoML service for the CRM: scores, close dates, flags and revenue over HTTP.
 
-Model endpoints (lead score, win probability, time to close, flags, revenue) join as the models
-land. Start it with ``bentoml serve`` from the repository root (``bentofile.yaml`` names it).
+A thin layer: requests are validated by the pydantic models of :mod:`forecast.serving.schemas`,
+the models come from :class:`forecast.serving.store.ModelStore` (the registry's champions,
+reloaded when an alias moves) and the numbers from :mod:`forecast.serving.scoring`. Start it
+with ``forecast serve`` (or ``bentoml serve`` from the repository root: ``bentofile.yaml`` names
+it). Routes:
+
+- ``POST /lead_score``, ``/win_probability``, ``/time_to_close``, ``/flags``: one record or a list;
+- ``POST /revenue_forecast``: sent open deals, or the warehouse's pipeline;
+- ``GET /model_info``, ``GET /ready`` (details), ``POST /admin/reload``;
+- ``/livez``, ``/healthz``, ``/readyz`` (BentoML's probes; ``/readyz`` fails until the required
+  champions are loaded), the OpenAPI spec at ``/docs.json`` and its UI at ``/``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import bentoml
+import pandas as pd
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from forecast.config import load_settings
-from forecast.data.quality import quality_summary
-from forecast.data.warehouse import Warehouse
+from forecast.features.build import Entity
+from forecast.serving import scoring
+from forecast.serving.guard import GuardMiddleware
+from forecast.serving.schemas import (
+    DealRequest,
+    FlagsRequest,
+    LeadScoreRequest,
+    ReloadRequest,
+    RevenueRequest,
+)
+from forecast.serving.store import ModelStore, ModelUnavailableError
+
+log = logging.getLogger(__name__)
 
 
-@bentoml.service(name="forecast", traffic={"timeout": 30})
+class _Holder:
+    """The running service's store, for the plain GET routes (set when the service starts)."""
+
+    store: ModelStore | None = None
+
+
+def _error(status: int, message: str, loc: list[str | int] | None = None) -> JSONResponse:
+    detail = [{"loc": loc or [], "msg": message}]
+    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+
+
+async def _model_info(_: Request) -> JSONResponse:
+    store = _Holder.store
+    if store is None:
+        return _error(503, "the service is starting")
+    return JSONResponse({"models": store.status()})
+
+
+async def _ready(_: Request) -> JSONResponse:
+    store = _Holder.store
+    if store is None:
+        return JSONResponse({"ready": False, "models": {}}, status_code=503)
+    ok, detail = store.ready()
+    return JSONResponse({"ready": ok, "models": detail}, status_code=200 if ok else 503)
+
+
+info_app = Starlette(
+    routes=[Route("/model_info", _model_info, methods=["GET"]), Route("/ready", _ready, methods=["GET"])]
+)
+
+
+def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> dict[str, Any]:
+    return {"result": results[0], **extra} if single else {"results": results, "count": len(results), **extra}
+
+
+@bentoml.service(name="forecast", traffic={"timeout": 60})
 class ForecastService:
     """forecast over HTTP; settings come from ``FORECAST_*`` environment variables."""
 
     def __init__(self) -> None:
-        self.settings = load_settings()
+        from forecast.flags.jobs import load_flags_config
 
-    @bentoml.api(route="/data_quality")
-    def data_quality(self) -> dict[str, Any]:
-        """The warehouse's data-quality summary (as ``forecast quality --json``)."""
-        return quality_summary(Warehouse(self.settings.warehouse))
+        self.settings = load_settings()
+        self.store = ModelStore(self.settings)
+        self.store.refresh()
+        self.store.start_polling(self.settings.reload_seconds)
+        self.flags_config = load_flags_config()
+        self._histories: dict[str, Any] = {}
+        _Holder.store = self.store
+
+    def __is_ready__(self) -> bool:
+        """Ready when the lead-scoring, deal-win and time-to-close champions are loaded."""
+        return self.store.ready()[0]
+
+    @bentoml.api(route="/lead_score", input_spec=LeadScoreRequest)
+    def lead_score(
+        self, lead: BaseModel | None = None, leads: list[BaseModel] | None = None
+    ) -> dict[str, Any]:
+        """Conversion probability, score (0-100), band and reasons of one lead or a list."""
+        records, single = ([lead], True) if lead is not None else (list(leads or []), False)
+        return self._scores("lead_scoring", records, "lead", single)
+
+    @bentoml.api(route="/win_probability", input_spec=DealRequest)
+    def win_probability(
+        self, deal: BaseModel | None = None, deals: list[BaseModel] | None = None
+    ) -> dict[str, Any]:
+        """Win probability, score, band and reasons of one deal or a list."""
+        records, single = ([deal], True) if deal is not None else (list(deals or []), False)
+        return self._scores("deal_win", records, "opportunity", single)
+
+    @bentoml.api(route="/time_to_close", input_spec=DealRequest)
+    def time_to_close(
+        self, deal: BaseModel | None = None, deals: list[BaseModel] | None = None
+    ) -> dict[str, Any]:
+        """P(close within 30/60/90 days), P10/P50/P90 close dates, slip risk and reasons."""
+        records, single = ([deal], True) if deal is not None else (list(deals or []), False)
+        try:
+            model = self.store.get("time_to_close").model
+            return _answer(scoring.close_records(model, records), single)
+        except ModelUnavailableError as exc:
+            return _error(503, str(exc))  # type: ignore[return-value]
+        except scoring.NotServableError as exc:
+            return _error(422, str(exc))  # type: ignore[return-value]
+
+    @bentoml.api(route="/flags", input_spec=FlagsRequest)
+    def flags(
+        self,
+        lead: BaseModel | None = None,
+        leads: list[BaseModel] | None = None,
+        deal: BaseModel | None = None,
+        deals: list[BaseModel] | None = None,
+    ) -> dict[str, Any]:
+        """At-risk and going-cold flags of leads or deals, each with evidence and a suggested action."""
+        entity: Entity = "lead" if lead is not None or leads is not None else "opportunity"
+        one = lead if lead is not None else deal
+        records, single = ([one], True) if one is not None else (list(leads or deals or []), False)
+        churn_name = "churn_risk_leads" if entity == "lead" else "churn_risk"
+        churn = self.store.optional(churn_name)
+        try:
+            results, skipped = scoring.flag_records(
+                records,
+                entity,
+                history=self._history(entity),
+                config=self.flags_config,
+                churn=None if churn is None else churn.model,
+            )
+        except scoring.NotServableError as exc:
+            return _error(422, str(exc))  # type: ignore[return-value]
+        notes = (
+            []
+            if churn is not None
+            else [f"no {churn_name} champion: p_churn and the churn_risk flag are left out"]
+        )
+        if not self.settings.serve_warehouse:
+            notes.append(
+                "served without --warehouse: flags learned from history (going cold, ghosted, stalled) are not raised"
+            )
+        return _answer(results, single, not_evaluated=skipped, notes=notes)
+
+    @bentoml.api(route="/revenue_forecast", input_spec=RevenueRequest)
+    def revenue_forecast(self, **request: Any) -> dict[str, Any]:
+        """Revenue per period with P10/P50/P90 and the chance of reaching the quota."""
+        req = RevenueRequest.model_construct(**request)
+        try:
+            win = self.store.get("deal_win").model
+            close = self.store.get("time_to_close").model
+        except ModelUnavailableError as exc:
+            return _error(503, str(exc))  # type: ignore[return-value]
+        if req.deals is None:
+            return self._warehouse_revenue(req, win, close)
+        as_of = scoring._naive_utc(req.as_of, scoring.utc_now())
+        try:
+            return scoring.forecast_deals(
+                win,
+                close,
+                list(req.deals),
+                as_of=as_of,
+                periods=req.periods,
+                by=req.by,
+                group=req.group,
+                quota=req.quota,
+                n_sims=req.simulations,
+                seed=req.seed,
+            )
+        except scoring.NotServableError as exc:
+            return _error(422, str(exc))  # type: ignore[return-value]
+
+    @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
+    def reload(self, model: str | None = None) -> dict[str, Any]:
+        """Check the registry's champion aliases now and load the ones that moved."""
+        try:
+            result = self.store.refresh(only=model)
+        except KeyError as exc:
+            return _error(404, str(exc).strip("'\""), ["model"])  # type: ignore[return-value]
+        self._histories.clear()
+        return {"reload": result, "models": self.store.status()}
+
+    def _scores(self, name: str, records: list[BaseModel], entity: Entity, single: bool) -> dict[str, Any]:
+        try:
+            model = self.store.get(name).model
+            return _answer(scoring.score_records(model, records, entity), single)
+        except ModelUnavailableError as exc:
+            return _error(503, str(exc))  # type: ignore[return-value]
+        except scoring.NotServableError as exc:
+            return _error(422, str(exc))  # type: ignore[return-value]
+
+    def _history(self, entity: Entity) -> Any:
+        """The warehouse's history of ``entity`` (read once, again after a reload), or an empty one."""
+        if not self.settings.serve_warehouse:
+            return scoring.empty_history(entity)
+        if entity not in self._histories:
+            from forecast.features.source import warehouse_source
+            from forecast.flags.history import load_history
+
+            with warehouse_source(self.settings.warehouse) as src:
+                self._histories[entity] = load_history(src, entity, self.flags_config)
+        return self._histories[entity]
+
+    def _warehouse_revenue(self, req: RevenueRequest, win: Any, close: Any) -> dict[str, Any]:
+        from forecast.revenue.run import deal_models, revenue_job
+
+        if not self.settings.serve_warehouse:
+            return _error(  # type: ignore[return-value]
+                422,
+                "send 'deals', or start the service with --warehouse to forecast the warehouse's pipeline",
+                ["deals"],
+            )
+        as_of = None if req.as_of is None else scoring._naive_utc(req.as_of, scoring.utc_now())
+        return revenue_job(
+            self.settings,
+            as_of=pd.Timestamp(as_of) if as_of is not None else None,
+            periods=req.periods,
+            by=req.by,
+            group=req.group,
+            n_sims=req.simulations,
+            seed=req.seed,
+            models=deal_models(win, close),
+        )
+
+
+ForecastService.mount_asgi_app(info_app, path="/", name="info")  # type: ignore[attr-defined]
+ForecastService.add_asgi_middleware(GuardMiddleware)  # type: ignore[attr-defined]

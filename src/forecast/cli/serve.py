@@ -1,0 +1,73 @@
+"""``forecast serve``: start the HTTP service (BentoML) on the registry's champions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from forecast.cli.main import _fail, _settings, app
+from forecast.config import Settings
+
+SERVICE = "forecast.serving.service:ForecastService"
+
+SERVE_HELP = (
+    "Serve lead scores, win probabilities, close dates, flags and revenue forecasts over HTTP "
+    "(BentoML), from the registry's champions; a promotion is picked up without a restart. "
+    "OpenAPI at /docs.json, its UI at /. With FORECAST_API_TOKEN set, every endpoint but the "
+    "health probes needs 'Authorization: Bearer <token>'."
+)
+
+
+def service_environment(
+    settings: Settings, *, warehouse: bool, reload_seconds: float | None
+) -> dict[str, str]:
+    """The environment the service process reads its settings from (paths made absolute)."""
+    env = dict(os.environ)
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    env["FORECAST_WAREHOUSE"] = str(settings.warehouse.resolve())
+    env["FORECAST_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    env["FORECAST_SERVE_WAREHOUSE"] = "true" if warehouse else "false"
+    if reload_seconds is not None:
+        env["FORECAST_RELOAD_SECONDS"] = str(reload_seconds)
+    return env
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """The ``bentoml serve`` command line of the service."""
+    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+@app.command(help=SERVE_HELP)
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    warehouse: Annotated[
+        bool,
+        typer.Option(
+            "--warehouse/--no-warehouse",
+            help="Read the warehouse (--warehouse PATH of forecast, or FORECAST_WAREHOUSE): revenue of "
+            "its whole pipeline and flags learned from its history.",
+        ),
+    ] = False,
+    reload_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Check the champion aliases this often (default 30; 0: only POST /admin/reload)."
+        ),
+    ] = None,
+) -> None:
+    """Start the service in this process (it replaces the CLI process)."""
+    settings = _settings(ctx)
+    if warehouse and not settings.warehouse.is_file():
+        _fail(
+            False,
+            f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first, or drop --warehouse",
+        )
+    env = service_environment(settings, warehouse=warehouse, reload_seconds=reload_seconds)
+    command = serve_command(host, port)
+    print(f"forecast: serving on http://{host}:{port} (OpenAPI: /docs.json)", file=sys.stderr, flush=True)
+    os.execve(command[0], command, env)

@@ -1,0 +1,176 @@
+"""Request and response models of the HTTP service (pydantic), built from the feature catalogue.
+
+A record is what the CRM knows of one lead or deal: its id, optionally the moment it describes
+(``as_of``), and any of the snapshot features of :mod:`forecast.features.build` under their
+catalogue names. Every feature is optional (a missing value is what the models see for a feature
+the CRM did not send); types, ranges and unknown fields are checked, so a typo in a field name is
+a 400 with its path, not a silently missing feature. Categorical values are free text: a value
+the model never saw is scored as unseen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from forecast.features.build import Entity, feature_catalogue
+
+MAX_RECORDS = 1000
+"""Most records in one request (a larger list is a 400; batch jobs score whole files)."""
+MAX_TEXT = 200
+"""Longest id or categorical value accepted."""
+MAX_MAGNITUDE = 1e12
+"""Largest absolute value of a numeric feature (money included)."""
+
+_SIGNED = {"days_to_expected_close", "act_days_to_next_action", "eng_trend_7v21"}
+"""Numeric features that may be negative (an overdue close date, a falling trend)."""
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
+
+
+def _is_share(name: str) -> bool:
+    return name.endswith(("_rate", "_rate_90d", "_rate_prior", "_conversion_prior"))
+
+
+def _field(name: str, kind: str, description: str) -> tuple[Any, Any]:
+    """The pydantic type and field of one catalogue feature."""
+    if kind == "categorical":
+        return (str | None, Field(default=None, max_length=MAX_TEXT, description=description))
+    if kind == "boolean":
+        return (bool | None, Field(default=None, description=description))
+    low = 0.0 if _is_share(name) else (-MAX_MAGNITUDE if name in _SIGNED else 0.0)
+    high = 1.0 if _is_share(name) else MAX_MAGNITUDE
+    return (
+        float | None,
+        Field(default=None, ge=low, le=high, allow_inf_nan=False, description=description),
+    )
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    as_of: datetime | None = Field(
+        default=None,
+        description="The moment the record describes (default: now, UTC); close dates count from it.",
+    )
+
+
+@cache
+def record_model(entity: Entity) -> type[BaseModel]:
+    """The record model of ``entity`` (``lead``: ``LeadRecord``, ``opportunity``: ``DealRecord``)."""
+    id_name = "lead_id" if entity == "lead" else "opportunity_id"
+    fields: dict[str, Any] = {
+        id_name: (Id, Field(description=f"The CRM's {entity} id (echoed in the answer).")),
+    }
+    for f in feature_catalogue(entity):
+        fields[f.name] = _field(f.name, f.kind, f.description)
+    name = "LeadRecord" if entity == "lead" else "DealRecord"
+    doc = f"One {'lead' if entity == 'lead' else 'deal'}: its id and any snapshot features, all optional."
+    model = create_model(name, __base__=_Record, __doc__=doc, **fields)
+    return model
+
+
+def feature_names(entity: Entity) -> list[str]:
+    """Catalogue feature names of ``entity`` (the optional fields of its record)."""
+    return [f.name for f in feature_catalogue(entity)]
+
+
+LeadRecord = record_model("lead")
+DealRecord = record_model("opportunity")
+
+Records = Annotated[list[Any], Field(min_length=1, max_length=MAX_RECORDS)]
+
+
+class _OneOrMany(BaseModel):
+    """Exactly one of the single field and the list field."""
+
+    model_config = ConfigDict(extra="forbid")
+    single: ClassVar[str] = ""
+    many: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _OneOrMany:
+        given = [n for n in (self.single, self.many) if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"send exactly one of {self.single!r} (one record) or {self.many!r} (a list)")
+        return self
+
+
+class LeadScoreRequest(_OneOrMany):
+    """``{"lead": {...}}`` for one lead, or ``{"leads": [...]}`` for up to 1,000."""
+
+    single = "lead"
+    many = "leads"
+    lead: LeadRecord | None = None  # type: ignore[valid-type]
+    leads: Annotated[list[LeadRecord], Field(min_length=1, max_length=MAX_RECORDS)] | None = None  # type: ignore[valid-type]
+
+
+class DealRequest(_OneOrMany):
+    """``{"deal": {...}}`` for one deal, or ``{"deals": [...]}`` for up to 1,000."""
+
+    single = "deal"
+    many = "deals"
+    deal: DealRecord | None = None  # type: ignore[valid-type]
+    deals: Annotated[list[DealRecord], Field(min_length=1, max_length=MAX_RECORDS)] | None = None  # type: ignore[valid-type]
+
+
+class FlagsRequest(BaseModel):
+    """Leads or deals to flag: exactly one of ``lead``, ``leads``, ``deal``, ``deals``."""
+
+    model_config = ConfigDict(extra="forbid")
+    lead: LeadRecord | None = None  # type: ignore[valid-type]
+    leads: Annotated[list[LeadRecord], Field(min_length=1, max_length=MAX_RECORDS)] | None = None  # type: ignore[valid-type]
+    deal: DealRecord | None = None  # type: ignore[valid-type]
+    deals: Annotated[list[DealRecord], Field(min_length=1, max_length=MAX_RECORDS)] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FlagsRequest:
+        given = [n for n in ("lead", "leads", "deal", "deals") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of 'lead', 'leads', 'deal' or 'deals'")
+        return self
+
+    def records(self) -> tuple[Entity, list[BaseModel], bool]:
+        """The entity, its records and whether a single one was sent."""
+        for name, entity in (("lead", "lead"), ("deal", "opportunity")):
+            if getattr(self, name) is not None:
+                return entity, [getattr(self, name)], True  # type: ignore[return-value]
+            if getattr(self, name + "s") is not None:
+                return entity, list(getattr(self, name + "s")), False  # type: ignore[return-value]
+        raise AssertionError("validated above")  # pragma: no cover
+
+
+class RevenueRequest(BaseModel):
+    """A revenue forecast of the given open deals, or of the warehouse's pipeline when none are sent."""
+
+    model_config = ConfigDict(extra="forbid")
+    deals: Annotated[list[DealRecord], Field(min_length=1, max_length=MAX_RECORDS)] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="Open deals (each needs an amount). Omitted: the warehouse's open pipeline "
+        "(the server must run with --warehouse), with deals not created yet and quotas.",
+    )
+    as_of: datetime | None = Field(
+        default=None, description="Forecast time (default: now for deals; the data's end for the warehouse)."
+    )
+    periods: int = Field(default=3, ge=1, le=12, description="How many periods from the current one.")
+    by: Literal["week", "month", "quarter"] = "month"
+    group: Literal["team", "region"] | None = Field(
+        default=None, description="Split the forecast by the deals' team or region (default: one total)."
+    )
+    quota: Annotated[list[Annotated[float, Field(ge=0, le=MAX_MAGNITUDE)]], Field(max_length=12)] | None = (
+        Field(default=None, description="Goal of each period for sent deals (whole team), in order.")
+    )
+    simulations: int = Field(default=10_000, ge=100, le=50_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class ReloadRequest(BaseModel):
+    """``POST /admin/reload``: check the registry's champion aliases now."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(
+        default=None, max_length=MAX_TEXT, description="Only this model (default: all)."
+    )

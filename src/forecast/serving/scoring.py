@@ -1,0 +1,379 @@
+"""What each endpoint computes, over the domain code: records in, JSON-ready answers out.
+
+No HTTP here: the service validates the request, takes the current models from the store and
+calls these functions, which reuse the batch scorer (:func:`forecast.batch.score_frame`), the
+close-date columns, the flag rules and the revenue Monte Carlo, so the API and the batch jobs
+give the same numbers for the same features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from forecast.batch import close_date_columns, score_frame
+from forecast.features.build import Entity, feature_catalogue
+from forecast.models.explain import reason_codes
+from forecast.registry import LoadedModel
+
+ID_COLUMN: dict[str, str] = {"lead": "lead_id", "opportunity": "opportunity_id"}
+
+
+class NotServableError(ValueError):
+    """The request cannot be answered with these models (a 4xx the client can act on)."""
+
+
+def utc_now() -> pd.Timestamp:
+    """Now in UTC, without a time zone (the warehouse's convention)."""
+    return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+
+
+def _naive_utc(value: datetime | None, default: pd.Timestamp) -> pd.Timestamp:
+    if value is None:
+        return default
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def records_frame(records: Sequence[BaseModel], entity: Entity, now: pd.Timestamp) -> pd.DataFrame:
+    """One row per record: the id, ``as_of`` and every catalogue feature (missing: NaN / None).
+
+    Numbers and booleans become floats (booleans 1.0 / 0.0), categories stay text, as in the
+    feature tables the models were trained on.
+    """
+    id_col = ID_COLUMN[entity]
+    rows = [r.model_dump() for r in records]
+    out: dict[str, Any] = {
+        id_col: [row[id_col] for row in rows],
+        "as_of": [_naive_utc(row.get("as_of"), now) for row in rows],
+    }
+    for f in feature_catalogue(entity):
+        values = [row.get(f.name) for row in rows]
+        if f.kind == "categorical":
+            out[f.name] = pd.Series(values, dtype=object)
+        else:
+            out[f.name] = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return pd.DataFrame(out)
+
+
+def _model_columns(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns of ``frame``; a model wanting other columns cannot be served."""
+    meta = model.metadata
+    if meta.get("source") not in (None, "warehouse"):
+        raise NotServableError(
+            f"model {model.name} v{model.version} was trained on a flat export; the API serves "
+            "models trained on the warehouse's snapshot features (score flat files with `forecast score`)"
+        )
+    features = [str(c) for c in meta.get("features") or []]
+    unknown = [c for c in features if c not in frame.columns]
+    if unknown:
+        raise NotServableError(
+            f"model {model.name} v{model.version} needs columns the API does not take: {unknown[:5]}"
+        )
+    return frame[features]
+
+
+def _reasons(row: pd.Series, top_k: int = 3) -> dict[str, list[str]]:
+    up = [row.get(f"reason_up_{i}") for i in range(1, top_k + 1)]
+    down = [row.get(f"reason_down_{i}") for i in range(1, top_k + 1)]
+    return {
+        "up": [str(r) for r in up if isinstance(r, str)],
+        "down": [str(r) for r in down if isinstance(r, str)],
+    }
+
+
+def _sent(record: BaseModel, names: Sequence[str]) -> int:
+    return sum(getattr(record, n, None) is not None for n in names)
+
+
+def score_records(
+    model: LoadedModel, records: Sequence[BaseModel], entity: Entity, now: pd.Timestamp | None = None
+) -> list[dict[str, Any]]:
+    """Probability, score (0-100), band and reasons of each record, with the model's name and version."""
+    frame = records_frame(records, entity, now or utc_now())
+    features = _model_columns(model, frame)
+    id_col = ID_COLUMN[entity]
+    scored = score_frame(model, features, frame[id_col])
+    score_name = str(model.metadata.get("score_name", "p"))
+    used = list(features.columns)
+    out = []
+    for record, (_, row) in zip(records, scored.iterrows(), strict=True):
+        out.append(
+            {
+                id_col: row["id"],
+                score_name: float(row[score_name]),
+                "score": int(row["score"]),
+                "band": str(row["band"]),
+                "reasons": _reasons(row),
+                "features_sent": _sent(record, used),
+                "features_used": len(used),
+                "model_name": model.name,
+                "model_version": model.version,
+            }
+        )
+    return out
+
+
+def _iso_date(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return round(number, 6) if math.isfinite(number) else None
+
+
+def close_records(
+    model: LoadedModel, records: Sequence[BaseModel], now: pd.Timestamp | None = None
+) -> list[dict[str, Any]]:
+    """Close-date distribution of each deal, with the reasons and the model version.
+
+    P(close within 30/60/90 days), P10/P50/P90 close dates and the slip risk against the rep's
+    expected close date.
+    """
+    frame = records_frame(records, "opportunity", now or utc_now())
+    features = _model_columns(model, frame)
+    cols = close_date_columns(model, features.assign(as_of=frame["as_of"].to_numpy()))
+    why = reason_codes(
+        model.pipeline,
+        features,
+        dict(model.metadata.get("descriptions") or {}),
+        top_k=3,
+        kinds=dict.fromkeys(model.metadata.get("categorical") or [], "categorical"),
+    )
+    out = []
+    for i, record in enumerate(records):
+        row = cols.iloc[i]
+        item: dict[str, Any] = {"opportunity_id": frame["opportunity_id"].iloc[i]}
+        item["as_of"] = frame["as_of"].iloc[i].isoformat()
+        for c in cols.columns:
+            if c.startswith("p_close_") or c == "slip_risk":
+                item[c] = _finite(row[c])
+            elif c.startswith("close_date_") or c == "expected_close_date":
+                item[c] = _iso_date(row[c])
+        item["reasons"] = _reasons(why.iloc[i])
+        item["features_sent"] = _sent(record, list(features.columns))
+        item["model_name"] = model.name
+        item["model_version"] = model.version
+        out.append(item)
+    return out
+
+
+def win_and_timing(
+    win: LoadedModel, close: LoadedModel, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """p_win and the win-timing curve (cumulative, at the close model's edges) of each deal."""
+    edges = [float(e) for e in (close.metadata.get("survival") or {}).get("edges") or []]
+    if not edges:
+        raise NotServableError(f"{close.name} v{close.version} is not a time-to-close model")
+    p_win = win.pipeline.predict_proba(_model_columns(win, frame))[:, 1]
+    prep, hazard = Pipeline(close.pipeline.steps[:-1]), close.pipeline.steps[-1][1]
+    x = prep.transform(_model_columns(close, frame))
+    wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
+    closed_by = wins if wins is not None else 1.0 - hazard.survival(x)
+    return p_win, closed_by, edges
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN and NaT as ``None``, times as ISO text, numpy as Python)."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        item: dict[str, Any] = {}
+        for key, value in row.items():
+            if value is None or (isinstance(value, float | np.floating) and not math.isfinite(float(value))):
+                item[str(key)] = None
+            elif isinstance(value, pd.Timestamp | datetime):
+                item[str(key)] = None if pd.isna(value) else value.isoformat()
+            elif isinstance(value, np.generic):
+                item[str(key)] = value.item()
+            else:
+                item[str(key)] = (
+                    None if not isinstance(value, str | bool | int | float) and pd.isna(value) else value
+                )
+        out.append(item)
+    return out
+
+
+def forecast_deals(
+    win: LoadedModel,
+    close: LoadedModel,
+    records: Sequence[BaseModel],
+    *,
+    as_of: pd.Timestamp,
+    periods: int,
+    by: str,
+    group: str | None,
+    quota: Sequence[float] | None,
+    n_sims: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Revenue forecast of the sent open deals: P10/P50/P90 per period (and group), against a quota.
+
+    Only these deals count (no deals created later, nothing won to date), so the forecast is
+    what this pipeline will bring in. Each deal needs an ``amount``.
+    """
+    from forecast.revenue.forecast import ALL, forecast_revenue, period_grid
+
+    frame = records_frame(records, "opportunity", as_of).assign(as_of=as_of)
+    missing = [i for i, r in enumerate(records) if getattr(r, "amount", None) is None]
+    if missing:
+        raise NotServableError(f"deals.{missing[0]}.amount: a revenue forecast needs each deal's amount")
+    p_win, closed_by, edges = win_and_timing(win, close, frame)
+    grid = period_grid(as_of, periods, by)
+    labels = (
+        frame[group].astype(object).where(frame[group].notna(), "(none)").astype(str)
+        if group is not None
+        else pd.Series(ALL, index=frame.index)
+    )
+    deals = pd.DataFrame({"amount": frame["amount"], "group": labels.to_numpy()})
+    groups = sorted(set(deals["group"])) if group is not None else [ALL]
+    goal = None
+    if quota is not None:
+        if len(quota) != periods:
+            raise NotServableError(f"quota: {len(quota)} value(s) for {periods} period(s)")
+        goal = np.full((periods, len(groups) + 1), np.nan)
+        goal[:, -1] = np.asarray(quota, dtype=float)
+        if group is None:  # one total: both of its columns are the whole team's
+            goal[:, :] = goal[:, -1:]
+    result = forecast_revenue(
+        deals=deals,
+        p_win=p_win,
+        closed_by=closed_by,
+        edges=edges,
+        horizon_days=float(win.metadata.get("horizon_days", 180)),
+        new_deals=None,
+        as_of=as_of,
+        periods=grid,
+        groups=groups,
+        won_to_date=np.zeros((periods, len(groups))),
+        quotas=goal,
+        n_sims=n_sims,
+        seed=seed,
+    )
+    table = result.table
+    if group is None:
+        table = table[table["group"] == ALL].iloc[::2].reset_index(drop=True)
+    return {
+        "as_of": as_of.isoformat(),
+        "by": by,
+        "group": group,
+        "simulations": n_sims,
+        "models": {win.name: win.version, close.name: close.version},
+        "open_deals": len(frame),
+        "open_pipeline": float(frame["amount"].sum()),
+        "forecast": json_records(table),
+        "deals": [
+            {"opportunity_id": i, "amount": float(a), "p_win": round(float(p), 6)}
+            for i, a, p in zip(frame["opportunity_id"], frame["amount"], p_win, strict=True)
+        ],
+    }
+
+
+def empty_history(entity: Entity) -> Any:
+    """A history with no records (a service without a warehouse).
+
+    Flags learned from history (going cold, ghosted, stalled in stage) have nothing to learn
+    from and stay quiet.
+    """
+    from forecast.flags.history import History
+
+    when = pd.Series(dtype="datetime64[ns]")
+    text = pd.Series(dtype=object)
+    return History(
+        entity=entity,
+        entities=pd.DataFrame({"entity_id": text, "rep_id": text, "segment": text}),
+        touches=pd.DataFrame(
+            {
+                "entity_id": text,
+                "occurred_at": when,
+                "outbound": pd.Series(dtype=bool),
+                "answered": pd.Series(dtype=bool),
+            }
+        ),
+        gaps=pd.DataFrame(
+            {
+                "entity_id": text,
+                "rep_id": text,
+                "segment": text,
+                "stage": text,
+                "ended_at": when,
+                "gap_days": pd.Series(dtype=float),
+            }
+        ),
+        spells=pd.DataFrame({"stage": text, "ended_at": when, "days": pd.Series(dtype=float)}),
+        has_activities=True,
+        has_stage_history=True,
+        has_close_dates=True,
+    )
+
+
+def flag_records(
+    records: Sequence[BaseModel],
+    entity: Entity,
+    *,
+    history: Any,
+    config: Any,
+    churn: LoadedModel | None,
+    now: pd.Timestamp | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every flag of each record with its evidence and suggested action.
+
+    Adds p_churn when a churn champion is served. Also returns the flags that could not be
+    evaluated, with why.
+    """
+    from forecast.flags.compute import ChurnScorer, availability, churn_probability, flag_snapshot
+    from forecast.flags.rules import skipped_flags, summarise
+
+    frame = records_frame(records, entity, now or utc_now())
+    id_col = ID_COLUMN[entity]
+    scorer = None
+    if churn is not None:
+        meta = churn.metadata
+        scorer = ChurnScorer(
+            pipeline=churn.pipeline,
+            features=[str(c) for c in meta.get("features") or []],
+            descriptions=dict(meta.get("descriptions") or {}),
+            categorical=list(meta.get("categorical") or []),
+            name=churn.name,
+            version=churn.version,
+        )
+    out: list[dict[str, Any]] = [{} for _ in range(len(frame))]
+    for key, part in frame.groupby("as_of", sort=True):
+        when = pd.Timestamp(str(key))
+        rows = part.index.to_numpy()
+        snap = part.reset_index(drop=True)
+        p = reasons = None
+        if scorer is not None:
+            p, reasons = churn_probability(scorer, snap, threshold=config.churn_threshold(entity))
+        result = flag_snapshot(history, snap, when, config, p_churn=p, churn_reason=reasons)
+        flagged = result.flags
+        if "act_next_action_scheduled" in snap and len(flagged):  # not sent is not "none booked"
+            unknown = set(np.flatnonzero(snap["act_next_action_scheduled"].isna().to_numpy()))
+            flagged = flagged[~((flagged["flag"] == "no_next_step") & flagged["row"].isin(unknown))]
+            result.summary = summarise(flagged, len(snap), config)
+        by_row = flagged.groupby("row") if len(flagged) else None
+        for j, i in enumerate(rows):
+            summary = result.summary.iloc[j]
+            flags = (
+                []
+                if by_row is None or j not in by_row.groups
+                else json_records(by_row.get_group(j).drop(columns="row"))
+            )
+            out[i] = {
+                id_col: snap[id_col].iloc[j],
+                "as_of": when.isoformat(),
+                "at_risk": bool(summary["at_risk"]),
+                "top_flag": summary["top_flag"],
+                "suggested_action": summary["suggested_action"],
+                "flags": flags,
+                "p_churn": None if p is None else round(float(p[j]), 6),
+                "churn_model": None if churn is None else {"name": churn.name, "version": churn.version},
+            }
+    return out, skipped_flags(entity, config, availability(history))
