@@ -43,6 +43,10 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_json(content_type: bytes) -> bool:
+    return content_type.split(b";")[0].strip().lower() in (b"application/json", b"")
+
+
 def bearer_ok(header: bytes, token: bytes) -> bool:
     """Whether an ``Authorization`` header carries ``token`` (constant-time comparison)."""
     scheme, _, given = header.partition(b" ")
@@ -86,6 +90,9 @@ class GuardMiddleware:
                 {"error": "unauthorized: send the header 'Authorization: Bearer <FORECAST_API_TOKEN>'"},
                 [(b"www-authenticate", b"Bearer")],
             )
+            return
+        if scope.get("method") == "POST" and not _is_json(headers.get(b"content-type", b"application/json")):
+            await _send_json(send, 415, {"error": "send the body as application/json"}, [])
             return
         length = headers.get(b"content-length")
         if length is not None:

@@ -10,11 +10,11 @@ the model never saw is scored as unseen.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from forecast.features.build import Entity, feature_catalogue
 
@@ -29,6 +29,20 @@ _SIGNED = {"days_to_expected_close", "act_days_to_next_action", "eng_trend_7v21"
 """Numeric features that may be negative (an overdue close date, a falling trend)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
+
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2200, 1, 1)
+
+
+def _in_range(value: datetime) -> datetime:
+    """A moment between 1900 and 2200 (dates far outside cannot be computed with)."""
+    naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    if not EARLIEST <= naive < LATEST:
+        raise ValueError(f"must lie between {EARLIEST.year} and {LATEST.year}")
+    return naive
+
+
+Moment = Annotated[datetime, AfterValidator(_in_range)]
+"""A date-time (ISO 8601; with a zone, converted to UTC)."""
 
 
 def _is_share(name: str) -> bool:
@@ -52,7 +66,7 @@ def _field(name: str, kind: str, description: str) -> tuple[Any, Any]:
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    as_of: datetime | None = Field(
+    as_of: Moment | None = Field(
         default=None,
         description="The moment the record describes (default: now, UTC); close dates count from it.",
     )
@@ -152,7 +166,7 @@ class RevenueRequest(BaseModel):
         description="Open deals (each needs an amount). Omitted: the warehouse's open pipeline "
         "(the server must run with --warehouse), with deals not created yet and quotas.",
     )
-    as_of: datetime | None = Field(
+    as_of: Moment | None = Field(
         default=None, description="Forecast time (default: now for deals; the data's end for the warehouse)."
     )
     periods: int = Field(default=3, ge=1, le=12, description="How many periods from the current one.")

@@ -20,11 +20,9 @@ from typing import Any
 
 import bentoml
 import pandas as pd
+from fastapi import FastAPI
 from pydantic import BaseModel
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from forecast.config import load_settings
 from forecast.features.build import Entity
@@ -53,24 +51,28 @@ def _error(status: int, message: str, loc: list[str | int] | None = None) -> JSO
     return JSONResponse({"error": message, "detail": detail}, status_code=status)
 
 
-async def _model_info(_: Request) -> JSONResponse:
+info_app = FastAPI(title="forecast: models and readiness", openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@info_app.get(
+    "/model_info", summary="The served models: versions, aliases, training dates, key metrics, errors"
+)
+async def model_info() -> JSONResponse:
+    """Per model: what is served, the registry's champion version and the last load error."""
     store = _Holder.store
     if store is None:
         return _error(503, "the service is starting")
     return JSONResponse({"models": store.status()})
 
 
-async def _ready(_: Request) -> JSONResponse:
+@info_app.get("/ready", summary="Readiness with details (503 until the required champions are loaded)")
+async def ready() -> JSONResponse:
+    """Whether the lead-scoring, deal-win and time-to-close champions are served, and each model's state."""
     store = _Holder.store
     if store is None:
         return JSONResponse({"ready": False, "models": {}}, status_code=503)
     ok, detail = store.ready()
     return JSONResponse({"ready": ok, "models": detail}, status_code=200 if ok else 503)
-
-
-info_app = Starlette(
-    routes=[Route("/model_info", _model_info, methods=["GET"]), Route("/ready", _ready, methods=["GET"])]
-)
 
 
 def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> dict[str, Any]:
