@@ -4,12 +4,14 @@ SHELL := /bin/bash
 export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_ENABLE_TELEMETRY := false
 
-.PHONY: help setup run test lint typecheck unit bench clean
+.PHONY: help setup run test lint typecheck unit bench bento serve clean
 
 help:
 	@echo "make run    set up from nothing, then simulate a CRM, ingest it and print its quality summary"
 	@echo "make test   set up from nothing, then ruff, mypy and the whole test suite"
 	@echo "make bench  benchmarks (results go to benchmarks/RESULTS.md by hand)"
+	@echo "make serve  the HTTP service on 127.0.0.1:3000 (after make run)"
+	@echo "make bento  build a Bento of the HTTP service"
 
 setup:
 	@scripts/bootstrap.sh >/dev/null
@@ -22,7 +24,7 @@ test:
 	$$UV run --frozen ruff check src tests benchmarks && \
 	$$UV run --frozen ruff format --check src tests benchmarks && \
 	$$UV run --frozen mypy && \
-	$$UV run --frozen pytest -q -n 2
+	$$UV run --frozen pytest -q -n 2 --dist loadfile
 
 lint:
 	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen ruff check src tests benchmarks && $$UV run --frozen ruff format --check src tests benchmarks
@@ -32,6 +34,12 @@ typecheck:
 
 bench:
 	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen python benchmarks/bench_simulate.py && $$UV run --frozen python benchmarks/bench_ingest.py
+
+bento:
+	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen bentoml build -f bentofile.yaml src
+
+serve:
+	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen forecast serve --warehouse
 
 clean:
 	rm -rf data mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache

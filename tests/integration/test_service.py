@@ -1,0 +1,410 @@
+"""The HTTP service end to end: a real BentoML server on a loopback port, real MLflow and DuckDB.
+
+One server for the module (``forecast serve --warehouse``, a token, polling off): scores equal the
+batch scorer's for the same features, validation answers 4xx with the field path, auth, reloads
+of a moved champion without dropping requests, and a failed load that keeps the old model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from forecast.batch import close_date_columns, score_warehouse
+from forecast.config import load_settings
+from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.registry import load_model
+from tests.cli import cli_env
+from tests.cli import cli_json as _cli
+
+TOKEN = "s3cret-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_BODY = 300_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("service")
+    simulate_crm(SimulationConfig(n_leads=8_000, seed=5)).write(root / "crm")
+    env = cli_env(root)
+    assert _cli(env, "ingest", str(root / "crm"))["balanced"]
+    for model in ("lead-scoring", "deal-win", "time-to-close"):
+        trained = _cli(env, "train", model, "--promote")
+        assert trained["promotion"]["promoted"], trained["promotion"]
+    return env
+
+
+def _settings(env: dict[str, str]) -> Any:
+    keys = {k: v for k, v in env.items() if k.startswith("FORECAST_")}
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        return load_settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def server(env: dict[str, str]) -> Iterator[str]:
+    port = _free_port()
+    proc_env = {
+        **os.environ,
+        **env,
+        "FORECAST_API_TOKEN": TOKEN,
+        "FORECAST_MAX_BODY_BYTES": str(MAX_BODY),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    log = (Path(env["ROOT"]) / "server.log").open("w")
+    cmd = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--warehouse",
+        "--reload-seconds",
+        "0",
+    ]
+    proc = subprocess.Popen(cmd, env=proc_env, stdout=log, stderr=subprocess.STDOUT, cwd=env["ROOT"])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, Path(log.name).read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the server did not become ready: " + Path(log.name).read_text()[-3000:])
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _post(base: str, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(f"{base}{path}", json=body, headers=AUTH if headers is None else headers, timeout=60)
+
+
+def _records(frame: pd.DataFrame, id_col: str, fields: set[str]) -> list[dict[str, Any]]:
+    """Feature rows as the CRM would send them (JSON values, missing ones left out)."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        rec: dict[str, Any] = {id_col: str(row[id_col])}
+        for key, value in row.items():
+            if key not in fields or key in (id_col, "as_of") or value is None or pd.isna(value):
+                continue
+            rec[key] = value.item() if isinstance(value, np.generic) else value
+        rec["as_of"] = pd.Timestamp(row["as_of"]).isoformat()
+        out.append(rec)
+    return json.loads(json.dumps(out, default=str))
+
+
+def test_health_is_open_and_everything_else_needs_the_token(server: str) -> None:
+    assert httpx.get(f"{server}/livez").status_code == 200
+    assert httpx.get(f"{server}/readyz").status_code == 200
+    body = {"lead": {"lead_id": "L1"}}
+    assert _post(server, "/lead_score", body, headers={}).status_code == 401
+    wrong = _post(server, "/lead_score", body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "Bearer" in wrong.json()["error"]
+    assert httpx.get(f"{server}/model_info").status_code == 401
+    assert _post(server, "/lead_score", body).status_code == 200
+
+
+def test_model_info_lists_versions_aliases_dates_and_metrics(server: str) -> None:
+    info = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]
+    lead = info["lead_scoring"]["served"]
+    assert lead["version"] == "1" and "champion" in lead["aliases"]
+    assert lead["trained_at"].startswith("20") and 0.5 < lead["metrics"]["roc_auc"] <= 1
+    assert info["time_to_close"]["served"]["entity"] == "opportunity"
+    assert info["churn_risk"]["served"] is None and info["churn_risk"]["required"] is False
+    ready = httpx.get(f"{server}/ready", headers=AUTH)
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+def test_lead_scores_equal_the_batch_scorer(server: str, env: dict[str, str]) -> None:
+    settings = _settings(env)
+    model = load_model("lead_scoring", settings)
+    scored, _, _ = score_warehouse(model, settings, None)
+    features = scored.features.head(25)
+    assert features is not None
+    sent = _records(features, "lead_id", set(model.metadata["features"]))
+    one = _post(server, "/lead_score", {"lead": sent[0]})
+    assert one.status_code == 200, one.text
+    result = one.json()["result"]
+    expected = scored.scores.iloc[0]
+    assert result["lead_id"] == expected["lead_id"]
+    assert result["p_convert"] == pytest.approx(float(expected["p_convert"]), abs=1e-6)
+    assert result["reasons"]["up"][0] == expected["reason_up_1"]
+    assert result["model_name"] == "lead_scoring" and result["model_version"] == "1"
+    many = _post(server, "/lead_score", {"leads": sent}).json()
+    assert many["count"] == 25
+    got = np.array([r["p_convert"] for r in many["results"]])
+    np.testing.assert_allclose(got, scored.scores["p_convert"].head(25).to_numpy(dtype=float), atol=1e-6)
+    assert [r["band"] for r in many["results"]] == list(scored.scores["band"].head(25))
+
+
+def test_win_probability_and_close_dates_equal_the_batch_scorer(server: str, env: dict[str, str]) -> None:
+    settings = _settings(env)
+    win = load_model("deal_win", settings)
+    close = load_model("time_to_close", settings)
+    scored, _, _ = score_warehouse(win, settings, None)
+    features = scored.features.head(10)
+    sent = _records(
+        features, "opportunity_id", set(win.metadata["features"]) | set(close.metadata["features"])
+    )
+    wins = _post(server, "/win_probability", {"deals": sent}).json()["results"]
+    np.testing.assert_allclose(
+        [r["p_win"] for r in wins], scored.scores["p_win"].head(10).to_numpy(dtype=float), atol=1e-6
+    )
+    assert all(r["reasons"]["up"] or r["reasons"]["down"] for r in wins)
+    closing = _post(server, "/time_to_close", {"deals": sent}).json()["results"]
+    expected = close_date_columns(close, features)
+    np.testing.assert_allclose(
+        [r["p_close_30d"] for r in closing], expected["p_close_30d"].to_numpy(dtype=float), atol=1e-6
+    )
+    assert [r["close_date_p50"] for r in closing] == [
+        None if pd.isna(d) else d.date().isoformat() for d in expected["close_date_p50"]
+    ]
+    first = closing[0]
+    assert first["model_name"] == "time_to_close" and first["reasons"]["up"]
+    assert first["p_close_30d"] <= first["p_close_60d"] <= first["p_close_90d"]
+
+
+def test_unseen_categories_and_missing_features_are_scored(server: str) -> None:
+    body = {"deal": {"opportunity_id": "new-1", "stage": "a stage never seen", "source": "carrier pigeon"}}
+    answer = _post(server, "/win_probability", body)
+    assert answer.status_code == 200, answer.text
+    assert 0 < answer.json()["result"]["p_win"] < 1 and answer.json()["result"]["features_sent"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/lead_score", {"lead": {"lead_id": "L1", "sourc": "web"}}, ["lead", "sourc"]),
+        ("/lead_score", {"lead": {"lead_id": "L1", "act_call_7d": -1}}, ["lead", "act_call_7d"]),
+        (
+            "/lead_score",
+            {"lead": {"lead_id": "L1", "act_email_reply_rate": 1.5}},
+            ["lead", "act_email_reply_rate"],
+        ),
+        ("/lead_score", {"lead": {"source": "web"}}, ["lead", "lead_id"]),
+        (
+            "/lead_score",
+            {"leads": [{"lead_id": "L1"}, {"lead_id": "L2", "employees": "many"}]},
+            ["leads", 1, "employees"],
+        ),
+        (
+            "/win_probability",
+            {"deal": {"opportunity_id": "O1", "as_of": "0001-01-01T00:00:00"}},
+            ["deal", "as_of"],
+        ),
+        ("/revenue_forecast", {"periods": 0}, ["periods"]),
+        ("/revenue_forecast", {"by": "decade"}, ["by"]),
+    ],
+)
+def test_bad_input_is_a_400_with_the_field_path(server: str, path: str, body: Any, loc: list[Any]) -> None:
+    answer = _post(server, path, body)
+    assert answer.status_code == 400, answer.text
+    assert loc in [d["loc"] for d in answer.json()["detail"]]
+
+
+def test_shape_errors_are_4xx_not_500(server: str) -> None:
+    assert (
+        _post(server, "/lead_score", {"lead": {"lead_id": "a"}, "leads": [{"lead_id": "b"}]}).status_code
+        == 400
+    )
+    assert _post(server, "/lead_score", {}).status_code == 400
+    assert (
+        _post(server, "/lead_score", {"leads": [{"lead_id": str(i)} for i in range(1001)]}).status_code == 400
+    )
+    broken = httpx.post(
+        f"{server}/lead_score", content=b'{"lead": {', headers={**AUTH, "content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    form = httpx.post(
+        f"{server}/lead_score", content=b"x", headers={**AUTH, "content-type": "multipart/form-data"}
+    )
+    assert form.status_code == 415
+    big = httpx.post(
+        f"{server}/lead_score",
+        content=b" " * (MAX_BODY + 1),
+        headers={**AUTH, "content-type": "application/json"},
+    )
+    assert big.status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(MAX_BODY // 10_000 + 2):
+            yield b" " * 10_000
+
+    streamed = httpx.post(
+        f"{server}/lead_score", content=chunks(), headers={**AUTH, "content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    need_amount = _post(server, "/revenue_forecast", {"deals": [{"opportunity_id": "O1"}]})
+    assert need_amount.status_code == 422 and "amount" in need_amount.json()["error"]
+
+
+def test_flags_carry_evidence_and_actions(server: str) -> None:
+    deal = {"opportunity_id": "O-late", "stage": "proposal", "amount": 20_000, "days_to_expected_close": -20}
+    answer = _post(server, "/flags", {"deal": deal})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["result"]
+    overdue = [f for f in result["flags"] if f["flag"] == "close_overdue"]
+    assert overdue and "20 days" in overdue[0]["evidence"] and overdue[0]["suggested_action"]
+    assert result["top_flag"] is not None and result["p_churn"] is None
+    assert all(f["flag"] != "no_next_step" for f in result["flags"])  # not sent is not "none booked"
+    quiet = _post(
+        server, "/flags", {"leads": [{"lead_id": "L-new", "act_next_action_scheduled": True}]}
+    ).json()
+    assert quiet["results"][0]["flags"] == [] and quiet["results"][0]["at_risk"] is False
+
+
+def test_revenue_of_sent_deals_and_of_the_warehouse_pipeline(server: str) -> None:
+    deals = [
+        {
+            "opportunity_id": f"O{i}",
+            "stage": "negotiation",
+            "stage_order": 4,
+            "amount": 10_000 * (i + 1),
+            "team": "T1",
+        }
+        for i in range(20)
+    ]
+    body = {"deals": deals, "as_of": "2026-01-05T00:00:00Z", "periods": 3, "quota": [50_000, 50_000, 50_000]}
+    answer = _post(server, "/revenue_forecast", body)
+    assert answer.status_code == 200, answer.text
+    out = answer.json()
+    assert out["open_deals"] == 20 and out["open_pipeline"] == pytest.approx(2_100_000)
+    rows = out["forecast"]
+    assert [r["period"] for r in rows] == ["2026-01", "2026-02", "2026-03"]
+    assert all(r["p10"] <= r["p50"] <= r["p90"] and r["quota"] == 50_000 for r in rows)
+    assert 0 <= rows[0]["p_hit_quota"] <= 1
+    pipeline = _post(server, "/revenue_forecast", {"periods": 2, "simulations": 2000}).json()
+    assert pipeline["open_deals"] > 10 and len(pipeline["forecast"]) == 2
+    assert pipeline["models"] == {"deal_win": "1", "time_to_close": "1"}
+    assert pipeline["goals"]["goal"] > 0
+
+
+def test_openapi_spec_is_served(server: str) -> None:
+    spec = httpx.get(f"{server}/docs.json", headers=AUTH).json()
+    for path in (
+        "/lead_score",
+        "/win_probability",
+        "/time_to_close",
+        "/flags",
+        "/revenue_forecast",
+        "/model_info",
+    ):
+        assert path in spec["paths"], path
+
+
+def test_a_moved_champion_is_served_without_dropping_requests(server: str, env: dict[str, str]) -> None:
+    _cli(env, "train", "lead-scoring")  # version 2, a challenger
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    versions: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def fire() -> None:
+        while not stop.is_set():
+            answer = _post(server, "/lead_score", {"lead": {"lead_id": "L1", "act_call_7d": 1}})
+            if answer.status_code != 200:
+                failures.append(answer.text)
+            else:
+                versions.append(answer.json()["result"]["model_version"])
+
+    thread = threading.Thread(target=fire)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        client.set_registered_model_alias("lead_scoring", "champion", "2")
+        reload = _post(server, "/admin/reload", {"model": "lead_scoring"})
+        assert reload.json()["reload"]["lead_scoring"] == {"result": "loaded", "version": "2"}
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures and versions[0] == "1" and versions[-1] == "2"
+    switch = versions.index("2")
+    assert set(versions[switch:]) == {"2"}  # never back to the old one
+    info = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]["lead_scoring"]
+    assert info["served"]["version"] == "2" and info["error"] is None
+
+
+def test_a_failed_load_keeps_the_old_model_and_is_reported(server: str, env: dict[str, str]) -> None:
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    served = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]["deal_win"]["served"]["version"]
+    broken_dir = Path(env["ROOT"]) / "broken-model"
+    broken_dir.mkdir(exist_ok=True)
+    broken = client.create_model_version("deal_win", source=str(broken_dir))
+    try:
+        client.set_registered_model_alias("deal_win", "champion", broken.version)
+        reload = _post(server, "/admin/reload", {}).json()["reload"]
+        assert reload["deal_win"]["result"] == "failed" and reload["deal_win"]["version"] == str(
+            broken.version
+        )
+        info = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]["deal_win"]
+        assert info["served"]["version"] == served and info["champion_version"] == str(broken.version)
+        assert f"loading version {broken.version} failed" in info["error"]
+        ready = httpx.get(f"{server}/ready", headers=AUTH)
+        assert ready.status_code == 200 and ready.json()["models"]["deal_win"]["error"]
+        still = _post(server, "/win_probability", {"deal": {"opportunity_id": "O1", "amount": 1000}})
+        assert still.status_code == 200 and still.json()["result"]["model_version"] == served
+    finally:
+        client.set_registered_model_alias("deal_win", "champion", served)
+        shutil.rmtree(broken_dir, ignore_errors=True)
+    healed = _post(server, "/admin/reload", {"model": "deal_win"}).json()["reload"]["deal_win"]
+    assert healed == {"result": "unchanged", "version": served}
+    assert _post(server, "/admin/reload", {"model": "nope"}).status_code == 404
+
+
+@pytest.mark.skipif(
+    shutil.which("st", path=str(Path(sys.executable).parent)) is None, reason="schemathesis absent"
+)
+def test_schemathesis_finds_no_server_error(server: str, tmp_path: Path) -> None:
+    st = str(Path(sys.executable).parent / "st")
+    cmd = [
+        st, "run", f"{server}/docs.json",
+        "--checks", "not_a_server_error",
+        "-H", f"Authorization: Bearer {TOKEN}",
+        "--max-examples", "15", "--seed", "7", "--workers", "1",
+        "--request-timeout", "60", "--max-time", "240",
+        "--exclude-path", "/metrics", "--exclude-path", "/admin/reload",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert "Server error" not in run.stdout
