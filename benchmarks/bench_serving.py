@@ -174,12 +174,13 @@ def run_wrk(url: str, connections: int, duration: float, threads: int, lua: Path
 
 def table(rows: list[dict], baseline: str) -> str:
     base = {r["concurrency"]: r["rps"] for r in rows if r["server"] == baseline}
+    nan = float("nan")
     lines = [
         "| server | conc. | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs baseline | load |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        ratio = r["rps"] / base[r["concurrency"]] if base.get(r["concurrency"]) else float("nan")
+        ratio = r["rps"] / base[r["concurrency"]] if base.get(r["concurrency"]) else nan
         lines.append(
             f"| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {ratio:.0%} | {r['load1']:.2f} |"
@@ -243,13 +244,19 @@ def main() -> int:
     body_file.write_text(body)
 
     rows: list[dict] = []
+    failed: list[str] = []
     for name, command in servers.items():
         port = free_port()
         url = f"http://127.0.0.1:{port}{args.path}"
         log = OUT / f"{stamp}-{name}.log"
         proc = start_server(command, port, log)
         try:
-            wait_ready(proc, url, body.encode(), args.ready_timeout, log)
+            try:
+                wait_ready(proc, url, body.encode(), args.ready_timeout, log)
+            except RuntimeError as exc:
+                failed.append(name)
+                print(f"{name}: {exc}", file=sys.stderr, flush=True)
+                continue
             if args.warmup > 0:
                 run_wrk(url, 8, args.warmup, args.threads, lua, body_file)
             for conns in concurrency:
@@ -281,6 +288,9 @@ def main() -> int:
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows, "table": md}, indent=2))
     print(f"\nsaved {out}", file=sys.stderr)
+    if failed:
+        print(f"not measured (server did not start): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
