@@ -188,3 +188,120 @@ class ReloadRequest(BaseModel):
     model: str | None = Field(
         default=None, max_length=MAX_TEXT, description="Only this model (default: all)."
     )
+
+
+# Responses (for the OpenAPI spec; the service writes the same shapes as JSON)
+# --------------------------------------------------------------------------------------------------
+
+
+class Reasons(BaseModel):
+    """What raised and what lowered the score most, in plain words (at most three each)."""
+
+    up: list[str]
+    down: list[str]
+
+
+class _Scored(BaseModel):
+    score: int = Field(description="The probability × 100, rounded.")
+    band: Literal["A", "B", "C", "D"]
+    reasons: Reasons
+    features_sent: int = Field(description="How many of the model's inputs the request gave.")
+    features_used: int = Field(description="How many inputs the model has.")
+    model_name: str
+    model_version: str
+
+
+class LeadScore(_Scored):
+    """One lead's score."""
+
+    lead_id: str
+    p_convert: float = Field(description="P(converted within the model's horizon), calibrated.")
+
+
+class DealScore(_Scored):
+    """One deal's win probability."""
+
+    opportunity_id: str
+    p_win: float = Field(description="P(won within the model's horizon), calibrated.")
+
+
+class CloseDates(BaseModel):
+    """One deal's close-date distribution."""
+
+    opportunity_id: str
+    as_of: str
+    p_close_30d: float | None = None
+    p_close_60d: float | None = None
+    p_close_90d: float | None = None
+    close_date_p10: str | None = Field(default=None, description="Closed by this date with probability 0.1.")
+    close_date_p50: str | None = None
+    close_date_p90: str | None = Field(default=None, description="Empty beyond the modelled horizon.")
+    expected_close_date: str | None = None
+    slip_risk: float | None = Field(default=None, description="P(closing after the expected close date).")
+    reasons: Reasons
+    features_sent: int
+    model_name: str
+    model_version: str
+
+
+class LeadScoreResponse(BaseModel):
+    """``result`` for one lead, ``results`` and ``count`` for a list."""
+
+    result: LeadScore | None = None
+    results: list[LeadScore] | None = None
+    count: int | None = None
+
+
+class DealScoreResponse(BaseModel):
+    """``result`` for one deal, ``results`` and ``count`` for a list."""
+
+    result: DealScore | None = None
+    results: list[DealScore] | None = None
+    count: int | None = None
+
+
+class CloseDatesResponse(BaseModel):
+    """``result`` for one deal, ``results`` and ``count`` for a list."""
+
+    result: CloseDates | None = None
+    results: list[CloseDates] | None = None
+    count: int | None = None
+
+
+class FlagsResponse(BaseModel):
+    """Flags of each record, the flags not evaluated, and notes.
+
+    Per record: ``flags`` (flag, severity, value, threshold, evidence, suggested_action,
+    decision), ``at_risk``, ``top_flag``, ``suggested_action`` and ``p_churn``.
+    """
+
+    result: dict[str, Any] | None = None
+    results: list[dict[str, Any]] | None = None
+    count: int | None = None
+    not_evaluated: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class RevenueResponse(BaseModel):
+    """The revenue forecast and the models used.
+
+    Per period (and group) in ``forecast``: expected, p10, p50, p90, quota, p_hit_quota,
+    gap_to_goal, open_pipeline, pipeline_coverage. For the warehouse also goals and pacing.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    as_of: str
+    by: str
+    group: str | None = None
+    simulations: int
+    models: dict[str, str]
+    open_deals: int
+    open_pipeline: float
+    forecast: list[dict[str, Any]]
+
+
+class ReloadResponse(BaseModel):
+    """Per model: ``loaded``, ``unchanged``, ``absent`` or ``failed`` (with the version and error)."""
+
+    reload: dict[str, dict[str, Any]]
+    models: dict[str, Any]

@@ -181,6 +181,19 @@ def win_and_timing(
     return p_win, closed_by, edges
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` and numpy scalars as Python ones (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts (NaN and NaT as ``None``, times as ISO text, numpy as Python)."""
     out = []

@@ -15,6 +15,7 @@ it). Routes:
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -27,13 +28,20 @@ from starlette.responses import JSONResponse
 from forecast.config import load_settings
 from forecast.features.build import Entity
 from forecast.serving import scoring
+from forecast.serving.bentoml_fix import cancel_request_timers
 from forecast.serving.guard import GuardMiddleware
 from forecast.serving.schemas import (
+    CloseDatesResponse,
     DealRequest,
+    DealScoreResponse,
     FlagsRequest,
+    FlagsResponse,
     LeadScoreRequest,
+    LeadScoreResponse,
     ReloadRequest,
+    ReloadResponse,
     RevenueRequest,
+    RevenueResponse,
 )
 from forecast.serving.store import ModelStore, ModelUnavailableError
 
@@ -75,11 +83,26 @@ async def ready() -> JSONResponse:
     return JSONResponse({"ready": ok, "models": detail}, status_code=200 if ok else 503)
 
 
-def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> dict[str, Any]:
-    return {"result": results[0], **extra} if single else {"results": results, "count": len(results), **extra}
+def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> JSONResponse:
+    body = {"result": results[0], **extra} if single else {"results": results, "count": len(results), **extra}
+    return JSONResponse(scoring.json_safe(body))
 
 
-@bentoml.service(name="forecast", traffic={"timeout": 60})
+ROUTES = ["/lead_score", "/win_probability", "/time_to_close", "/flags", "/revenue_forecast", "/admin/reload"]
+
+SERVICE_CONFIG: dict[str, Any] = {
+    "workers": 1,
+    # Long enough for a whole-pipeline revenue forecast; the per-request timer is cancelled when the
+    # request is answered (serving/bentoml_fix.py), so a long timeout no longer holds every context.
+    "traffic": {"timeout": 120},
+    "metrics": {"enabled": False},
+    "logging": {"access": {"enabled": False}},
+    "tracing": {"excluded_urls": ROUTES},
+}
+"""BentoML options (why: docs/architecture.md, "Serving configuration"; figures: benchmarks/RESULTS.md)."""
+
+
+@bentoml.service(name="forecast", **SERVICE_CONFIG)
 class ForecastService:
     """forecast over HTTP; settings come from ``FORECAST_*`` environment variables."""
 
@@ -93,49 +116,51 @@ class ForecastService:
         self.flags_config = load_flags_config()
         self._histories: dict[str, Any] = {}
         _Holder.store = self.store
+        cancel_request_timers()
+        _freeze_heap()
 
     def __is_ready__(self) -> bool:
         """Ready when the lead-scoring, deal-win and time-to-close champions are loaded."""
         return self.store.ready()[0]
 
-    @bentoml.api(route="/lead_score", input_spec=LeadScoreRequest)
-    def lead_score(
+    @bentoml.api(route="/lead_score", input_spec=LeadScoreRequest, output_spec=LeadScoreResponse)
+    async def lead_score(
         self, lead: BaseModel | None = None, leads: list[BaseModel] | None = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """Conversion probability, score (0-100), band and reasons of one lead or a list."""
         records, single = ([lead], True) if lead is not None else (list(leads or []), False)
         return self._scores("lead_scoring", records, "lead", single)
 
-    @bentoml.api(route="/win_probability", input_spec=DealRequest)
-    def win_probability(
+    @bentoml.api(route="/win_probability", input_spec=DealRequest, output_spec=DealScoreResponse)
+    async def win_probability(
         self, deal: BaseModel | None = None, deals: list[BaseModel] | None = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """Win probability, score, band and reasons of one deal or a list."""
         records, single = ([deal], True) if deal is not None else (list(deals or []), False)
         return self._scores("deal_win", records, "opportunity", single)
 
-    @bentoml.api(route="/time_to_close", input_spec=DealRequest)
-    def time_to_close(
+    @bentoml.api(route="/time_to_close", input_spec=DealRequest, output_spec=CloseDatesResponse)
+    async def time_to_close(
         self, deal: BaseModel | None = None, deals: list[BaseModel] | None = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """P(close within 30/60/90 days), P10/P50/P90 close dates, slip risk and reasons."""
         records, single = ([deal], True) if deal is not None else (list(deals or []), False)
         try:
             model = self.store.get("time_to_close").model
             return _answer(scoring.close_records(model, records), single)
         except ModelUnavailableError as exc:
-            return _error(503, str(exc))  # type: ignore[return-value]
+            return _error(503, str(exc))
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))  # type: ignore[return-value]
+            return _error(422, str(exc))
 
-    @bentoml.api(route="/flags", input_spec=FlagsRequest)
+    @bentoml.api(route="/flags", input_spec=FlagsRequest, output_spec=FlagsResponse)
     def flags(
         self,
         lead: BaseModel | None = None,
         leads: list[BaseModel] | None = None,
         deal: BaseModel | None = None,
         deals: list[BaseModel] | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """At-risk and going-cold flags of leads or deals, each with evidence and a suggested action."""
         entity: Entity = "lead" if lead is not None or leads is not None else "opportunity"
         one = lead if lead is not None else deal
@@ -151,7 +176,7 @@ class ForecastService:
                 churn=None if churn is None else churn.model,
             )
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))  # type: ignore[return-value]
+            return _error(422, str(exc))
         notes = (
             []
             if churn is not None
@@ -163,20 +188,20 @@ class ForecastService:
             )
         return _answer(results, single, not_evaluated=skipped, notes=notes)
 
-    @bentoml.api(route="/revenue_forecast", input_spec=RevenueRequest)
-    def revenue_forecast(self, **request: Any) -> dict[str, Any]:
+    @bentoml.api(route="/revenue_forecast", input_spec=RevenueRequest, output_spec=RevenueResponse)
+    def revenue_forecast(self, **request: Any) -> JSONResponse:
         """Revenue per period with P10/P50/P90 and the chance of reaching the quota."""
         req = RevenueRequest.model_construct(**request)
         try:
             win = self.store.get("deal_win").model
             close = self.store.get("time_to_close").model
         except ModelUnavailableError as exc:
-            return _error(503, str(exc))  # type: ignore[return-value]
+            return _error(503, str(exc))
         if req.deals is None:
             return self._warehouse_revenue(req, win, close)
         as_of = scoring._naive_utc(req.as_of, scoring.utc_now())
         try:
-            return scoring.forecast_deals(
+            result = scoring.forecast_deals(
                 win,
                 close,
                 list(req.deals),
@@ -188,27 +213,30 @@ class ForecastService:
                 n_sims=req.simulations,
                 seed=req.seed,
             )
+            return JSONResponse(scoring.json_safe(result))
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))  # type: ignore[return-value]
+            return _error(422, str(exc))
 
-    @bentoml.api(route="/admin/reload", input_spec=ReloadRequest)
-    def reload(self, model: str | None = None) -> dict[str, Any]:
+    @bentoml.api(route="/admin/reload", input_spec=ReloadRequest, output_spec=ReloadResponse)
+    def reload(self, model: str | None = None) -> JSONResponse:
         """Check the registry's champion aliases now and load the ones that moved."""
         try:
             result = self.store.refresh(only=model)
         except KeyError as exc:
-            return _error(404, str(exc).strip("'\""), ["model"])  # type: ignore[return-value]
+            return _error(404, str(exc).strip("'\""), ["model"])
         self._histories.clear()
-        return {"reload": result, "models": self.store.status()}
+        if any(r.get("result") == "loaded" for r in result.values()):
+            _freeze_heap()
+        return JSONResponse({"reload": result, "models": self.store.status()})
 
-    def _scores(self, name: str, records: list[BaseModel], entity: Entity, single: bool) -> dict[str, Any]:
+    def _scores(self, name: str, records: list[BaseModel], entity: Entity, single: bool) -> JSONResponse:
         try:
             model = self.store.get(name).model
             return _answer(scoring.score_records(model, records, entity), single)
         except ModelUnavailableError as exc:
-            return _error(503, str(exc))  # type: ignore[return-value]
+            return _error(503, str(exc))
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))  # type: ignore[return-value]
+            return _error(422, str(exc))
 
     def _history(self, entity: Entity) -> Any:
         """The warehouse's history of ``entity`` (read once, again after a reload), or an empty one."""
@@ -222,17 +250,17 @@ class ForecastService:
                 self._histories[entity] = load_history(src, entity, self.flags_config)
         return self._histories[entity]
 
-    def _warehouse_revenue(self, req: RevenueRequest, win: Any, close: Any) -> dict[str, Any]:
+    def _warehouse_revenue(self, req: RevenueRequest, win: Any, close: Any) -> JSONResponse:
         from forecast.revenue.run import deal_models, revenue_job
 
         if not self.settings.serve_warehouse:
-            return _error(  # type: ignore[return-value]
+            return _error(
                 422,
                 "send 'deals', or start the service with --warehouse to forecast the warehouse's pipeline",
                 ["deals"],
             )
         as_of = None if req.as_of is None else scoring._naive_utc(req.as_of, scoring.utc_now())
-        return revenue_job(
+        result = revenue_job(
             self.settings,
             as_of=pd.Timestamp(as_of) if as_of is not None else None,
             periods=req.periods,
@@ -242,6 +270,16 @@ class ForecastService:
             seed=req.seed,
             models=deal_models(win, close),
         )
+        return JSONResponse(scoring.json_safe(result))
+
+
+def _freeze_heap() -> None:
+    """Move what is alive now (libraries, models) out of the collector's sight.
+
+    Full collections then walk only what requests create, which keeps them short.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 ForecastService.mount_asgi_app(info_app, path="/", name="info")  # type: ignore[attr-defined]
