@@ -37,6 +37,7 @@ import pandas as pd
 from forecast.batch import close_date_columns, score_frame, score_warehouse
 from forecast.config import load_settings
 from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
+from forecast.models.survival import DiscreteTimeHazard
 from forecast.registry import LoadedModel, load_model
 
 SIZES = (1, 32)
@@ -71,7 +72,7 @@ def classifier_stages(model: LoadedModel, rows: pd.DataFrame) -> dict[str, Calla
     prepared = pipeline.named_steps["categories"].transform(selected)
     contrib = contributions(pipeline, rows)
     final = pipeline.steps[-1][1]
-    return {
+    stages: dict[str, Callable[[], Any]] = {
         "score_frame": lambda: score_frame(model, rows, ids),
         "predict_proba": lambda: pipeline.predict_proba(rows),
         "  step columns": lambda: pipeline.named_steps["columns"].transform(rows),
@@ -81,6 +82,26 @@ def classifier_stages(model: LoadedModel, rows: pd.DataFrame) -> dict[str, Calla
         "  contributions": lambda: contributions(pipeline, rows),
         "  phrasing": lambda: reasons_from_contributions(contrib, rows, descriptions, top_k=3, kinds=kinds),
     }
+    return {**stages, **_array_stages(pipeline, rows)}
+
+
+def _array_stages(pipeline: Any, rows: pd.DataFrame) -> dict[str, Callable[[], Any]]:
+    """The array path's stages (``forecast.models.fastpath``), when this version of the code has it."""
+    try:
+        from forecast.models import fastpath  # absent before the array path
+    except ImportError:
+        return {}
+    fast = fastpath.coded(pipeline)
+    if fast is None:
+        return {}
+    codes = fast.encode(rows)
+    if isinstance(fast.model, DiscreteTimeHazard):
+        return {"  array encode": lambda: fast.encode(rows), "  array survival": lambda: fast.survival(codes)}
+    return {
+        "  array encode": lambda: fast.encode(rows),
+        "  array predict_proba": lambda: fast.predict_proba(codes),
+        "  array contributions": lambda: fast.contributions(codes),
+    }
 
 
 def hazard_stages(model: LoadedModel, rows: pd.DataFrame) -> dict[str, Callable[[], Any]]:
@@ -88,11 +109,12 @@ def hazard_stages(model: LoadedModel, rows: pd.DataFrame) -> dict[str, Callable[
     pipeline = model.pipeline
     prepared = pipeline[:-1].transform(rows)
     hazard = pipeline.steps[-1][1]
-    return {
+    stages: dict[str, Callable[[], Any]] = {
         "close_date_columns": lambda: close_date_columns(model, rows),
         "  steps columns+categories": lambda: pipeline[:-1].transform(rows),
         "  survival": lambda: hazard.survival(prepared),
     }
+    return {**stages, **_array_stages(pipeline, rows)}
 
 
 def measure(
@@ -130,8 +152,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for model, stage in seen:
         cells = []
         for n in SIZES:
-            r = keyed[(model, stage, n)]
-            cells += [f"{r['median_us']:,.0f}", f"{r['p99_us']:,.0f}"]
+            r = keyed.get((model, stage, n))
+            cells += ["–", "–"] if r is None else [f"{r['median_us']:,.0f}", f"{r['p99_us']:,.0f}"]
         lines.append(f"| {model} | {stage.strip()} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -23,7 +23,10 @@ Every score comes with its top positive and negative factors (DESIGN §4). Two s
    positive and most negative contributions of each row, chosen with numpy over the whole matrix;
    text (:func:`phrase`) is built only for the chosen cells, once per distinct (feature, value).
 
-TreeSHAP dominates the cost (DESIGN §7); choosing and phrasing the reasons adds little to it.
+TreeSHAP dominates the cost (DESIGN §7); choosing and phrasing the reasons adds little to it. For
+a LightGBM pipeline, :func:`contributions` runs on the encoded float matrix of
+:mod:`forecast.models.fastpath` (the booster called directly, the prior's design from lookup tables):
+the same numbers as through the frames, about 0.3 ms for one row instead of 12-30 ms.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@
    validation split, then a calibrator (sigmoid or isotonic, chosen by cross-validated Brier score on
    that validation split) fitted on predictions for rows the trees never trained on.
 
-The logged MLflow model is this whole pipeline.
+The logged MLflow model is this whole pipeline. For one record or a few,
+:mod:`forecast.models.fastpath` scores the same pipeline on one float matrix
+(:meth:`CategoryEncoder.encode`) with the same numbers; lookup tables it needs are built lazily and
+never pickled, so models logged before it load and score unchanged.
 """
 
 from __future__ import annotations
