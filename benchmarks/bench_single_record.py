@@ -158,6 +158,29 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def comparison(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """A markdown table of two runs (``--json`` files): median / p99 in µs, before → after."""
+    lines = [
+        "| model | stage | 1 row before | 1 row after | 32 rows before | 32 rows after |",
+        "|---|---|---|---|---|---|",
+    ]
+    old = {(r["model"], r["stage"], r["rows"]): r for r in before}
+    new = {(r["model"], r["stage"], r["rows"]): r for r in after}
+    stages = list(dict.fromkeys((r["model"], r["stage"]) for r in [*before, *after]))
+    for model, stage in stages:
+        cells = []
+        for n in SIZES:
+            cells += [_cell(old.get((model, stage, n))), _cell(new.get((model, stage, n)))]
+        lines.append(f"| {model} | {stage.strip()} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(record: dict[str, Any] | None) -> str:
+    if record is None:
+        return "–"
+    return f"{record['median_us']:,.0f} / {record['p99_us']:,.0f}"
+
+
 def profile(models: dict[str, LoadedModel], frames: dict[str, pd.DataFrame]) -> None:
     """cProfile of one-row ``score_frame`` (deal win) and ``close_date_columns``, top functions."""
     rows = sample_rows(frames["deal_win"], 1)
@@ -187,7 +210,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"), default=None)
     args = parser.parse_args()
+    if args.compare is not None:
+        print(comparison(*(json.loads(path.read_text()) for path in args.compare)))
+        return
     warnings.filterwarnings("ignore")
     models, frames = load()
     if args.profile:
