@@ -52,14 +52,21 @@ def main() -> None:
     encoded = model.pipeline[:-1].transform(rows)
     lgbm = final.model_
     matrix = encoded[final.tree_features_] if hasattr(final, "tree_features_") else encoded
-    print(f"lead_scoring v{model.version}: {len(features)} features, {lgbm.n_estimators} trees max, "
-          f"{final.best_iteration_} used, {lgbm.num_leaves} leaves; {len(base):,} open leads at {when} "
-          f"resampled to {args.rows:,} rows; {os.cpu_count()} cores")
+    print(
+        f"lead_scoring v{model.version}: {len(features)} features, {lgbm.n_estimators} trees max, "
+        f"{final.best_iteration_} used, {lgbm.num_leaves} leaves; {len(base):,} open leads at {when} "
+        f"resampled to {args.rows:,} rows; {os.cpu_count()} cores"
+    )
     print("| step | rows | seconds | rows/s |")
     print("|---|---|---|---|")
-    _timed("bare LightGBM predict_proba (encoded matrix)", args.rows,
-           lambda: lgbm.predict_proba(matrix, num_iteration=final.best_iteration_))
-    _timed("pipeline predict_proba (encode + calibrate)", args.rows, lambda: model.pipeline.predict_proba(rows))
+    _timed(
+        "bare LightGBM predict_proba (encoded matrix)",
+        args.rows,
+        lambda: lgbm.predict_proba(matrix, num_iteration=final.best_iteration_),
+    )
+    _timed(
+        "pipeline predict_proba (encode + calibrate)", args.rows, lambda: model.pipeline.predict_proba(rows)
+    )
     _timed("score_frame without reasons", args.rows, lambda: score_frame(model, rows, ids, reasons=False))
     _timed("score_frame with reasons (top 3 up and down)", args.rows, lambda: score_frame(model, rows, ids))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -26,7 +26,9 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
 from forecast.features.tabular import score_input_errors
 from forecast.io import write_frame
-from forecast.models.explain import reason_codes
+from forecast.models import fastpath
+from forecast.models.explain import reason_codes, reasons_from_contributions
+from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel, load_model
 
 CHUNK = 20_000
@@ -61,6 +63,7 @@ def score_frame(
     reasons_on: pd.DataFrame | None = None,
     reason_pipeline: Pipeline | None = None,
     progress: Callable[[str, float | None], None] | None = None,
+    reasons: bool = True,
 ) -> pd.DataFrame:
     """Probability, score, band and reasons of each row (in chunks, with progress).
 
@@ -71,6 +74,7 @@ def score_frame(
         reasons_on: The frame reasons read values from (default: ``features``).
         reason_pipeline: The pipeline reasons decompose (default: the model's).
         progress: Called with a description and the fraction done.
+        reasons: Whether to add the reasons (TreeSHAP is most of the cost of scoring).
     """
     meta = model.metadata
     score_name = str(meta.get("score_name", "p"))
@@ -78,35 +82,76 @@ def score_frame(
     kinds = dict.fromkeys(meta.get("categorical") or [], "categorical")
     parts = []
     n = len(features)
+    fast = None
+    if reasons_on is None and reason_pipeline is None:
+        fast = fastpath.coded(model.pipeline)
+        fast = fast if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier) else None
     for start in range(0, max(n, 1), CHUNK):
         chunk = features.iloc[start : start + CHUNK]
         if chunk.empty:
             break
-        p = model.pipeline.predict_proba(chunk)[:, 1]
-        why = reason_codes(
-            reason_pipeline or model.pipeline,
-            (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK],
-            descriptions,
-            top_k=3,
-            kinds=kinds,
-        )
-        part = pd.DataFrame(
+        why: pd.DataFrame | None = None
+        if not reasons:
+            p = (
+                fast.predict_proba(fast.encode(chunk))
+                if fast is not None
+                else fastpath.predict_proba(model.pipeline, chunk)
+            )[:, 1]
+        elif fast is not None:  # one encoding for the probabilities and the reasons
+            p, why = _fast_proba_and_reasons(fast, chunk, descriptions, kinds)
+        else:
+            p = fastpath.predict_proba(model.pipeline, chunk)[:, 1]
+            why = reason_codes(
+                reason_pipeline or model.pipeline,
+                (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK],
+                descriptions,
+                top_k=3,
+                kinds=kinds,
+            )
+        parts.append(
             {
                 "id": ids.iloc[start : start + CHUNK].to_numpy(),
                 score_name: np.round(p, 6),
                 "score": np.rint(p * 100).astype(int),
                 "band": band_of(p, dict(meta.get("bands") or {"A": 0.3, "B": 0.15, "C": 0.05})),
-            },
-            index=chunk.index,
+                **({} if why is None else {column: why[column].to_numpy() for column in why.columns}),
+            }
         )
-        parts.append(pd.concat([part, why.set_index(chunk.index)], axis=1))
         if progress is not None:
             progress("scoring", min(1.0, (start + len(chunk)) / n))
-    out = pd.concat(parts) if parts else pd.DataFrame(columns=["id", score_name, "score", "band"])
-    out["model_name"] = model.name
-    out["model_version"] = model.version
-    out["scored_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    return out
+    if not parts:
+        out = pd.DataFrame(columns=["id", score_name, "score", "band"])
+        out["model_name"] = model.name
+        out["model_version"] = model.version
+        out["scored_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        return out
+    # one frame built at once: inserting columns one by one cost more than scoring one row
+    columns: dict[str, Any] = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    columns["model_name"] = model.name
+    columns["model_version"] = model.version
+    columns["scored_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    return pd.DataFrame(columns, index=features.index[: sum(len(part["id"]) for part in parts)])
+
+
+def _fast_proba_and_reasons(
+    fast: fastpath.CodedPipeline, chunk: pd.DataFrame, descriptions: dict[str, str], kinds: dict[str, str]
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """``predict_proba`` and ``reason_codes`` of a chunk from one encoded matrix (the same numbers)."""
+    codes = fast.encode(chunk)
+    p = fast.predict_proba(codes)[:, 1]
+    contrib = pd.DataFrame(fast.contributions(codes)[:, :-1], index=chunk.index, columns=fast.columns)
+    return p, reasons_from_contributions(contrib, chunk, descriptions, top_k=3, kinds=kinds)
+
+
+def _dates_after(as_of: pd.Series, offsets: dict[str, np.ndarray]) -> dict[str, pd.Series]:
+    """``(as_of + offset days).dt.normalize()`` per named offset, in one vectorised pass."""
+    n = len(as_of)
+    if not offsets or not n:
+        return {name: (as_of + pd.to_timedelta(d, unit="D")).dt.normalize() for name, d in offsets.items()}
+    stacked = as_of.iloc[np.tile(np.arange(n), len(offsets))].reset_index(drop=True)
+    days = np.concatenate([np.asarray(d, dtype=float) for d in offsets.values()])
+    dates = (stacked + pd.to_timedelta(days, unit="D")).dt.normalize()
+    return {name: dates.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i, name in enumerate(offsets)}
 
 
 def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
@@ -128,20 +173,21 @@ def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFra
     report = [float(x) for x in survival_cfg.get("report_days") or [30, 60, 90]]
     if not edges:
         raise ScoringError(f"model {model.name} v{model.version} is not a time-to-close model")
-    prep, hazard = Pipeline(model.pipeline.steps[:-1]), model.pipeline.steps[-1][1]
-    surv = hazard.survival(prep.transform(features)) if len(features) else np.empty((0, len(edges)))
+    surv = fastpath.survival(model.pipeline, features) if len(features) else np.empty((0, len(edges)))
     as_of = pd.to_datetime(features["as_of"]).reset_index(drop=True)
-    out = pd.DataFrame(index=range(len(features)))
+    columns: dict[str, Any] = {}
     for days in report:
-        out[f"p_close_{int(days)}d"] = np.round(1.0 - survival_at(surv, edges, days), 6)
-    for q in (0.1, 0.5, 0.9):
-        d = survival_quantile(surv, edges, q)
-        out[f"close_date_p{int(q * 100)}"] = (as_of + pd.to_timedelta(d, unit="D")).dt.normalize()
+        columns[f"p_close_{int(days)}d"] = np.round(1.0 - survival_at(surv, edges, days), 6)
+    offsets = {f"close_date_p{int(q * 100)}": survival_quantile(surv, edges, q) for q in (0.1, 0.5, 0.9)}
+    to_ecd = None
     if "days_to_expected_close" in features:
         to_ecd = pd.to_numeric(features["days_to_expected_close"], errors="coerce").to_numpy(dtype=float)
-        out["expected_close_date"] = (as_of + pd.to_timedelta(to_ecd, unit="D")).dt.normalize()
+        offsets["expected_close_date"] = to_ecd
+    columns.update(_dates_after(as_of, offsets))
+    if to_ecd is not None:
         slip = np.where(to_ecd < 0, 1.0, survival_at(surv, edges, np.nan_to_num(to_ecd, nan=0.0)))
-        out["slip_risk"] = np.round(np.where(np.isnan(to_ecd), np.nan, slip), 6)
+        columns["slip_risk"] = np.round(np.where(np.isnan(to_ecd), np.nan, slip), 6)
+    out = pd.DataFrame(columns, index=range(len(features)))
     out["close_model_version"] = model.version
     return out.set_index(features.index)
 

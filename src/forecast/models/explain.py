@@ -23,7 +23,10 @@ Every score comes with its top positive and negative factors (DESIGN §4). Two s
    positive and most negative contributions of each row, chosen with numpy over the whole matrix;
    text (:func:`phrase`) is built only for the chosen cells, once per distinct (feature, value).
 
-TreeSHAP dominates the cost (DESIGN §7); choosing and phrasing the reasons adds little to it.
+TreeSHAP dominates the cost (DESIGN §7); choosing and phrasing the reasons adds little to it. For
+a LightGBM pipeline, :func:`contributions` runs on the encoded float matrix of
+:mod:`forecast.models.fastpath` (the booster called directly, the prior's design from lookup tables):
+the same numbers as through the frames, about 0.3 ms for one row instead of 12-30 ms.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.models.baselines import LogisticBaseline
+from forecast.models.fastpath import coded
 from forecast.models.pipeline import OTHER, CalibratedLGBMClassifier
 
 MIN_CONTRIBUTION = 1e-6
@@ -99,6 +103,10 @@ def contributions(pipeline: Pipeline, X: pd.DataFrame) -> pd.DataFrame:  # noqa:
     """
     columns = input_columns(pipeline)
     model = pipeline.steps[-1][1]
+    fast = coded(pipeline) if len(X) else None
+    if fast is not None and isinstance(model, CalibratedLGBMClassifier):
+        values = fast.contributions(fast.encode(X))[:, :-1]
+        return pd.DataFrame(values, index=X.index, columns=columns)
     prepared = pipeline[:-1].transform(X)
     if isinstance(model, CalibratedLGBMClassifier):
         values = np.asarray(model.contributions(prepared), dtype=np.float64)[:, :-1]
@@ -264,12 +272,23 @@ def reasons_from_contributions(
             feature = features[feats[start]]
             raw = X[feature].to_numpy()[rows[start:end]]
             kind = (kinds.get(feature) if kinds is not None else None) or _dtype_kind(X[feature])
-            codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-            description = descriptions.get(feature)
-            texts = [phrase(feature, u, description, kind) for u in uniques]
-            texts.append(phrase(feature, None, description, kind))  # code -1: missing
-            out[rows[start:end], slots[cells[start:end]]] = np.asarray(texts, dtype=object)[codes]
+            out[rows[start:end], slots[cells[start:end]]] = _phrases(
+                feature, raw, descriptions.get(feature), kind
+            )
     return pd.DataFrame(out, index=X.index, columns=reason_columns(top_k))
+
+
+def _phrases(feature: str, raw: np.ndarray, description: str | None, kind: str | None) -> np.ndarray:
+    """The phrase of each value, built once per distinct value (missing values as ``None``)."""
+    if len(raw) == 1:  # one value: what factorizing it would give, without the cost
+        value = raw[0]
+        return np.asarray(
+            [phrase(feature, None if _is_missing(value) else value, description, kind)], dtype=object
+        )
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    texts = [phrase(feature, u, description, kind) for u in uniques]
+    texts.append(phrase(feature, None, description, kind))  # code -1: missing
+    return np.asarray(texts, dtype=object)[codes]
 
 
 def _top(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from forecast.models.pipeline import lgbm_classifier
+from forecast.models.pipeline import isotonic_predict, lgbm_classifier, predict_threads
 
 DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
 """Interval edges in days after as_of (the last one is the longest horizon modelled)."""
@@ -222,8 +222,31 @@ class DiscreteTimeHazard(_HazardBase):
         n = len(X)
         wide = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
         wide[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
-        p = np.asarray(self.model_.predict_proba(wide, num_iteration=self.best_iteration_))
+        p = self._class_proba(wide)
         return p.reshape(n, k, p.shape[1])
+
+    def interval_proba_codes(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`_interval_proba` from the encoded float matrix of ``X`` (categories as codes).
+
+        Args:
+            codes: The model's input columns as LightGBM sees them (category codes, ``nan`` missing),
+                e.g. from :meth:`~forecast.models.pipeline.CategoryEncoder.encode`.
+        """
+        k = len(self.edges) - 1
+        n = len(codes)
+        wide = np.empty((n * k, codes.shape[1] + 1), dtype=np.float64)
+        wide[:, :-1] = np.repeat(codes, k, axis=0)
+        wide[:, -1] = np.tile(np.arange(k, dtype=float), n)
+        p = self._class_proba(wide)
+        return p.reshape(n, k, p.shape[1])
+
+    def _class_proba(self, wide: Any) -> np.ndarray:
+        """What ``model_.predict_proba`` returns, from the booster directly (frame or float matrix)."""
+        threads = predict_threads(self.model_, len(wide))
+        p = np.asarray(
+            self.model_.booster_.predict(wide, num_iteration=self.best_iteration_, num_threads=threads)
+        )
+        return p if p.ndim == 2 else np.vstack((1.0 - p, p)).transpose()
 
     def hazards(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Per-interval hazards of closing (any outcome), shape (n, len(edges) - 1)."""
@@ -232,7 +255,9 @@ class DiscreteTimeHazard(_HazardBase):
 
     def _raw_curves(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
         """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge)."""
-        p = self._interval_proba(X)
+        return self._curves_from(self._interval_proba(X))
+
+    def _curves_from(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         surv = survival_from_hazards(1.0 - p[:, :, 0])
         if not getattr(self, "competing_", False):
             return 1.0 - surv, None
@@ -285,12 +310,17 @@ class DiscreteTimeHazard(_HazardBase):
         out = curve.copy()
         for j, iso in enumerate(calibrators):
             if iso is not None:
-                out[:, j] = iso.predict(curve[:, j])
+                out[:, j] = isotonic_predict(iso, curve[:, j])
         return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
 
     def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """``S`` at each edge, shape (n, len(edges)) (calibrated when :meth:`calibrate` ran)."""
         closed_by, _ = self._raw_curves(X)
+        return 1.0 - self._calibrated(closed_by, "closed")
+
+    def survival_codes(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`survival` from the encoded float matrix of ``X`` (see :meth:`interval_proba_codes`)."""
+        closed_by, _ = self._curves_from(self.interval_proba_codes(codes))
         return 1.0 - self._calibrated(closed_by, "closed")
 
     def win_incidence(self, X: pd.DataFrame) -> np.ndarray | None:  # noqa: N803

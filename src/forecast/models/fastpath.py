@@ -1,0 +1,330 @@
+"""Array-based scoring of a fitted pipeline: the same numbers, without building frames.
+
+A scoring pipeline (``columns`` → ``categories`` → a LightGBM model, see
+:func:`~forecast.models.pipeline.build_pipeline`) spends most of a one-row call in pandas: the
+category cast, LightGBM's frame conversion, the logistic prior's ``ColumnTransformer``. Here the
+rows become one float matrix (:meth:`~forecast.models.pipeline.CategoryEncoder.encode`: category
+codes and numbers, exactly what LightGBM derives from the encoded frame) and everything else runs
+on it: the booster directly, the prior as precomputed one-hot rows per category code plus numpy
+imputation and scaling, the calibrator as before.
+
+:func:`coded` builds this once per fitted pipeline (kept in a weak cache, never pickled) and checks
+it: the booster's features and categories must be the encoder's, and on synthetic rows covering
+every category level, missing values and the prior's row kinds, the array path must return exactly
+what the frame path returns. Otherwise it returns ``None`` and callers use the pipeline as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
+from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
+from forecast.models.survival import INTERVAL, DiscreteTimeHazard
+
+log = logging.getLogger(__name__)
+
+_CACHE: weakref.WeakKeyDictionary[Pipeline, tuple[tuple[Any, ...], CodedPipeline | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class UnsupportedError(Exception):
+    """The pipeline has a part the array path does not reproduce."""
+
+
+class CodedPrior:
+    """A fitted :class:`LogisticBaseline` prior on encoded matrices (codes and numbers).
+
+    Args:
+        prior: The fitted prior (numeric block: impute + indicators + scale; categorical block:
+            one-hot of ``"(missing)"``-filled text).
+        columns: Columns of the encoded matrix.
+        levels: Category levels per categorical column (code ``i`` is ``levels[col][i]``).
+
+    Raises:
+        UnsupportedError: The prior's preprocessing is not the one :class:`LogisticBaseline` builds.
+    """
+
+    def __init__(self, prior: LogisticBaseline, columns: list[str], levels: dict[str, list[str]]) -> None:
+        from forecast.models.explain import TRAINING_MEANS_ATTR, _logistic_layout
+
+        preprocess = prior.pipeline_.named_steps["preprocess"]
+        self.model = prior.pipeline_.named_steps["model"]
+        position = {c: i for i, c in enumerate(columns)}
+        self.blocks: list[tuple[str, list[int], Any]] = []
+        for name, transformer, cols in preprocess.transformers_:
+            if name == "remainder" and transformer == "drop":
+                continue
+            names = [str(c) for c in cols]
+            if any(c not in position for c in names) or isinstance(transformer, str):
+                raise UnsupportedError(f"prior block {name}")
+            steps = dict(transformer.steps)
+            where = [position[c] for c in names]
+            if "one_hot" in steps and all(c in levels for c in names):
+                self.blocks.append(("one_hot", where, _one_hot_tables(transformer, names, levels)))
+            elif set(steps) == {"to_float", "impute", "scale"} and not any(c in levels for c in names):
+                self.blocks.append(("numeric", where, _numeric_parts(steps["impute"], steps["scale"])))
+            else:
+                raise UnsupportedError(f"prior block {name}")
+        owners, reference = _logistic_layout(prior)
+        means = getattr(prior, TRAINING_MEANS_ATTR, None)
+        if means is not None and len(means) == len(reference):
+            reference = np.asarray(means, dtype=np.float64)
+        self.coef = np.asarray(self.model.coef_[0], dtype=np.float64)
+        if len(owners) != self.coef.size:
+            raise UnsupportedError("prior layout")
+        self.reference = reference
+        self.owner_matrix = np.zeros((self.coef.size, len(columns)))
+        self.owner_matrix[np.arange(self.coef.size), [position[o] for o in owners]] = 1.0
+        self.bias = float(self.model.intercept_[0]) + float(self.coef @ reference)
+
+    def design(self, codes: np.ndarray) -> np.ndarray:
+        """The prior's transformed matrix (as its ``ColumnTransformer`` returns it)."""
+        parts = []
+        for kind, where, tables in self.blocks:
+            if kind == "numeric":
+                parts.append(_numeric_block(codes[:, where], *tables))
+            else:
+                for j, table in zip(where, tables, strict=True):
+                    column = codes[:, j]
+                    index = np.where(np.isnan(column), len(table) - 1, column).astype(np.intp)
+                    parts.append(table[index])
+        return np.hstack(parts) if parts else np.zeros((len(codes), 0))
+
+    def margin(self, codes: np.ndarray) -> np.ndarray:
+        """Log-odds of the prior (``_prior_margin``)."""
+        design = self.design(codes)
+        coef = self.model.coef_
+        if coef.ndim != 2 or coef.shape[0] != 1 or not np.isfinite(design).all():
+            return np.asarray(self.model.decision_function(design), dtype=np.float64)
+        # sklearn's decision_function without its input checks: the same product and sum
+        return np.asarray((design @ coef.T + self.model.intercept_).reshape(-1), dtype=np.float64)
+
+    def contributions(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per column contributions and per row bias (``explain._logistic_contributions``)."""
+        design = self.design(codes)
+        values = ((design - self.reference) * self.coef) @ self.owner_matrix
+        return values, np.full(len(codes), self.bias)
+
+
+def _one_hot_tables(transformer: Any, names: list[str], levels: dict[str, list[str]]) -> list[np.ndarray]:
+    """Per column, the one-hot row of each code (last row: missing), from the fitted encoder itself."""
+    encoder = transformer.steps[-1][1]
+    widths = []
+    for i, rare in enumerate(encoder.infrequent_categories_):
+        widths.append(len(encoder.categories_[i]) - (len(rare) - 1 if rare is not None else 0))
+    texts = {c: [*levels[c], MISSING_LEVEL] for c in names}
+    rows = max(len(t) for t in texts.values())
+    frame = pd.DataFrame({c: t + [MISSING_LEVEL] * (rows - len(t)) for c, t in texts.items()})
+    hot = np.asarray(transformer.transform(frame), dtype=np.float64)
+    if hot.shape[1] != sum(widths):
+        raise UnsupportedError("one-hot layout")
+    bounds = np.cumsum([0, *widths])
+    return [hot[: len(texts[c]), bounds[i] : bounds[i + 1]].copy() for i, c in enumerate(names)]
+
+
+def _numeric_parts(imputer: Any, scaler: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Medians, indicator columns, means and scales of the prior's numeric block."""
+    stats = np.asarray(imputer.statistics_, dtype=np.float64)
+    if np.isnan(stats).any() or getattr(imputer, "keep_empty_features", False):
+        raise UnsupportedError("imputer drops columns")
+    indicator = getattr(imputer, "indicator_", None)
+    flags = (
+        np.zeros(0, dtype=np.intp) if indicator is None else np.asarray(indicator.features_, dtype=np.intp)
+    )
+    width = len(stats) + len(flags)
+    mean = np.zeros(width) if scaler.mean_ is None else np.asarray(scaler.mean_, dtype=np.float64)
+    scale = np.ones(width) if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=np.float64)
+    return stats, flags, mean, scale
+
+
+def _numeric_block(
+    values: np.ndarray, stats: np.ndarray, flags: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    missing = np.isnan(values)
+    block = np.hstack([np.where(missing, stats, values), missing[:, flags].astype(np.float64)])
+    block -= mean
+    block /= scale
+    return block
+
+
+class CodedPipeline:
+    """A fitted scoring pipeline on encoded matrices (see the module docstring).
+
+    Args:
+        pipeline: ``columns`` → ``categories`` → :class:`CalibratedLGBMClassifier` or
+            :class:`DiscreteTimeHazard`.
+
+    Raises:
+        UnsupportedError: Another kind of pipeline, or a booster whose inputs are not the encoder's.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        steps = [step for _, step in pipeline.steps]
+        if (
+            len(steps) != 3
+            or not isinstance(steps[0], ColumnSelector)
+            or not isinstance(steps[1], CategoryEncoder)
+        ):
+            raise UnsupportedError("pipeline shape")
+        self.encoder: CategoryEncoder = steps[1]
+        self.model = steps[2]
+        self.columns = [str(c) for c in steps[0].columns]
+        if [str(c) for c in getattr(self.model, "feature_names_in_", [])] != self.columns:
+            raise UnsupportedError("model columns")
+        self.prior: CodedPrior | None = None
+        self.alone_column: int | None = None
+        if isinstance(self.model, CalibratedLGBMClassifier):
+            self._init_classifier(self.model)
+        elif isinstance(self.model, DiscreteTimeHazard):
+            self.tree_index = np.arange(len(self.columns))
+            self._check_booster([*self.columns, INTERVAL])
+        else:
+            raise UnsupportedError(type(self.model).__name__)
+
+    def _init_classifier(self, model: CalibratedLGBMClassifier) -> None:
+        trees = [str(c) for c in model.tree_features_]
+        self.tree_index = np.array([self.columns.index(c) for c in trees], dtype=np.intp)
+        self._check_booster(trees)
+        if model.prior_ is not None:
+            if not isinstance(model.prior_, LogisticBaseline):
+                raise UnsupportedError("prior kind")
+            self.prior = CodedPrior(model.prior_, self.columns, self.encoder.levels_)
+        if model.prior_ is not None and model.prior_alone and model.prior_fit_column is not None:
+            if model.prior_fit_column in self.encoder.levels_:
+                raise UnsupportedError("categorical prior_fit_column")
+            self.alone_column = self.columns.index(model.prior_fit_column)
+
+    def _check_booster(self, features: list[str]) -> None:
+        booster = self.model.model_.booster_
+        if booster.feature_name() != features:
+            raise UnsupportedError("booster features")
+        categorical = [c for c in features if c in self.encoder.levels_]
+        known = booster.pandas_categorical or []
+        if [list(c) for c in known] != [list(self.encoder.levels_[c]) for c in categorical]:
+            raise UnsupportedError("booster categories")
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """The model's input columns of ``X`` as one float matrix (categories as codes)."""
+        return self.encoder.encode(X, self.columns)
+
+    def _alone(self, codes: np.ndarray) -> np.ndarray:
+        if self.alone_column is None:
+            return np.zeros(len(codes), dtype=bool)
+        values = np.nan_to_num(codes[:, self.alone_column], nan=np.inf)
+        return np.asarray(values <= self.model.prior_fit_max)
+
+    def predict_proba(self, codes: np.ndarray) -> np.ndarray:
+        """``pipeline.predict_proba`` of a classifier pipeline, shape (n, 2)."""
+        model: CalibratedLGBMClassifier = self.model
+        prior = None if self.prior is None else self.prior.margin(codes)
+        raw = model._raw_from(codes[:, self.tree_index], self._alone(codes), prior)
+        return model._proba_from_raw(raw)
+
+    def contributions(self, codes: np.ndarray) -> np.ndarray:
+        """The classifier's contributions (:meth:`CalibratedLGBMClassifier.contributions`)."""
+        model: CalibratedLGBMClassifier = self.model
+        trees = model._tree_predict(codes[:, self.tree_index], pred_contrib=True)
+        prior = None if self.prior is None else self.prior.contributions(codes)
+        return model._contributions_from(trees, self.columns, self._alone(codes), prior)
+
+    def survival(self, codes: np.ndarray) -> np.ndarray:
+        """The hazard model's survival curves (:meth:`DiscreteTimeHazard.survival`)."""
+        model: DiscreteTimeHazard = self.model
+        return model.survival_codes(codes)
+
+    def frame(self, codes: np.ndarray) -> pd.DataFrame:
+        """What the pipeline's preparation steps return for these codes."""
+        return self.encoder.frame_from_codes(codes, self.columns)
+
+    def self_check(self) -> None:
+        """Compare with the frame path on synthetic rows; raise :class:`UnsupportedError` on any difference."""
+        codes = self._synthetic()
+        frame = self.frame(codes)
+        if isinstance(self.model, DiscreteTimeHazard):
+            pairs = [(self.survival(codes), self.model.survival(frame))]
+        else:
+            pairs = [
+                (self.predict_proba(codes), self.model.predict_proba(frame)),
+                (self.contributions(codes), self.model.contributions(frame)),
+            ]
+        for fast, slow in pairs:
+            if fast.shape != slow.shape or not np.allclose(fast, slow, rtol=0.0, atol=1e-12, equal_nan=True):
+                raise UnsupportedError("self-check differs")
+
+    def _synthetic(self) -> np.ndarray:
+        """Rows cycling through every level (and missing) of each category, and varied numbers."""
+        levels = self.encoder.levels_
+        rows = max([8, *(len(levels[c]) + 1 for c in self.columns if c in levels)])
+        numbers = np.array([np.nan, 0.0, 1.0, 2.5, -3.0, 30.0, 400.0, 0.005])
+        out = np.empty((rows, len(self.columns)))
+        for j, col in enumerate(self.columns):
+            if col in levels:
+                cycle = np.array([*range(len(levels[col])), np.nan], dtype=np.float64)
+                out[:, j] = np.resize(np.roll(cycle, j), rows)
+            else:
+                out[:, j] = np.resize(np.roll(numbers, j), rows)
+        return out
+
+
+def _fingerprint(pipeline: Pipeline) -> tuple[Any, ...]:
+    """The fitted objects a cached :class:`CodedPipeline` was built from (compared by identity)."""
+    parts: list[Any] = [step for _, step in pipeline.steps]
+    for step in parts[:]:
+        for name in ("columns", "levels_", "rare_", "model_", "calibrator_", "prior_", "calibrators_"):
+            parts.append(getattr(step, name, None))
+    return tuple(parts)
+
+
+def coded(pipeline: Any) -> CodedPipeline | None:
+    """The checked array path of a fitted pipeline, or ``None`` when it has none (built once).
+
+    Args:
+        pipeline: Any fitted estimator (only sklearn ``Pipeline`` objects of the supported shape
+            get an array path).
+    """
+    if not isinstance(pipeline, Pipeline):
+        return None
+    fingerprint = _fingerprint(pipeline)
+    cached = _CACHE.get(pipeline)
+    if (
+        cached is not None
+        and len(cached[0]) == len(fingerprint)
+        and all(a is b for a, b in zip(cached[0], fingerprint, strict=True))
+    ):
+        return cached[1]
+    try:
+        fast: CodedPipeline | None = CodedPipeline(pipeline)
+        assert fast is not None
+        fast.self_check()
+    except UnsupportedError as exc:
+        log.debug("no array path for this pipeline: %s", exc)
+        fast = None
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:  # unfitted or unusual
+        log.debug("no array path for this pipeline: %r", exc)
+        fast = None
+    _CACHE[pipeline] = (fingerprint, fast)
+    return fast
+
+
+def predict_proba(pipeline: Any, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    """``pipeline.predict_proba(X)``, through the array path when the pipeline has one."""
+    fast = coded(pipeline)
+    if fast is None or not isinstance(fast.model, CalibratedLGBMClassifier) or not len(X):
+        return np.asarray(pipeline.predict_proba(X))
+    return fast.predict_proba(fast.encode(X))
+
+
+def survival(pipeline: Any, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    """The survival curves of a time-to-close pipeline's rows, through the array path when it has one."""
+    fast = coded(pipeline)
+    if fast is None or not isinstance(fast.model, DiscreteTimeHazard) or not len(X):
+        return np.asarray(pipeline.steps[-1][1].survival(pipeline[:-1].transform(X)))
+    return fast.survival(fast.encode(X))
