@@ -32,6 +32,8 @@ from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel, load_model
 
 CHUNK = 20_000
+DEFAULT_BANDS = {"A": 0.3, "B": 0.15, "C": 0.05}
+"""Bands of a model whose metadata has none (A: p >= 0.3, B: >= 0.15, C: >= 0.05, D below)."""
 REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
 
 
@@ -98,7 +100,7 @@ def score_frame(
                 else fastpath.predict_proba(model.pipeline, chunk)
             )[:, 1]
         elif fast is not None:  # one encoding for the probabilities and the reasons
-            p, why = _fast_proba_and_reasons(fast, chunk, descriptions, kinds)
+            p, why = fast_proba_and_reasons(fast, chunk, descriptions, kinds)
         else:
             p = fastpath.predict_proba(model.pipeline, chunk)[:, 1]
             why = reason_codes(
@@ -113,7 +115,7 @@ def score_frame(
                 "id": ids.iloc[start : start + CHUNK].to_numpy(),
                 score_name: np.round(p, 6),
                 "score": np.rint(p * 100).astype(int),
-                "band": band_of(p, dict(meta.get("bands") or {"A": 0.3, "B": 0.15, "C": 0.05})),
+                "band": band_of(p, dict(meta.get("bands") or DEFAULT_BANDS)),
                 **({} if why is None else {column: why[column].to_numpy() for column in why.columns}),
             }
         )
@@ -133,10 +135,13 @@ def score_frame(
     return pd.DataFrame(columns, index=features.index[: sum(len(part["id"]) for part in parts)])
 
 
-def _fast_proba_and_reasons(
+def fast_proba_and_reasons(
     fast: fastpath.CodedPipeline, chunk: pd.DataFrame, descriptions: dict[str, str], kinds: dict[str, str]
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """``predict_proba`` and ``reason_codes`` of a chunk from one encoded matrix (the same numbers)."""
+    """``predict_proba`` and ``reason_codes`` of a chunk from one encoded matrix (the same numbers).
+
+    ``chunk`` may hold more columns than the model's (only its own are encoded and explained).
+    """
     codes = fast.encode(chunk)
     p = fast.predict_proba(codes)[:, 1]
     contrib = pd.DataFrame(fast.contributions(codes)[:, :-1], index=chunk.index, columns=fast.columns)

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         reload_seconds: How often the service checks the registry's champion aliases (0: never;
             ``POST /admin/reload`` checks at once).
         max_body_bytes: Largest request body the service reads (larger: 413).
+        serve_workers: Worker processes of the HTTP service (one per core it may use).
+        reload_signal: A file the service's workers watch: ``POST /admin/reload`` on any worker
+            writes it and every worker checks its champions (``forecast serve`` sets it).
     """
 
     model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore")
@@ -47,6 +50,8 @@ class Settings(BaseSettings):
     serve_warehouse: bool = False
     reload_seconds: float = Field(default=30.0, ge=0)
     max_body_bytes: int = Field(default=10_000_000, ge=1_000)
+    serve_workers: int = Field(default=2, ge=1, le=64)
+    reload_signal: Path | None = None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
         **env,
         "FORECAST_API_TOKEN": TOKEN,
         "FORECAST_MAX_BODY_BYTES": str(MAX_BODY),
+        "FORECAST_SERVE_WORKERS": "2",  # reloads must reach every worker
         "BENTOML_DO_NOT_TRACK": "true",
     }
     log = (Path(env["ROOT"]) / "server.log").open("w")
@@ -332,6 +333,22 @@ def test_openapi_spec_is_served(server: str) -> None:
         assert path in spec["paths"], path
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 60.0, times: int = 6) -> None:
+    """``check`` holds ``times`` calls in a row (each may reach another worker) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while time.monotonic() < deadline:
+        streak = streak + 1 if check() else 0
+        if streak >= times:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"not true {times} times in a row within {timeout} s")
+
+
+def _info(server: str, name: str) -> dict[str, Any]:
+    return httpx.get(f"{server}/model_info", headers=AUTH).json()["models"][name]
+
+
 def test_a_moved_champion_is_served_without_dropping_requests(server: str, env: dict[str, str]) -> None:
     _cli(env, "train", "lead-scoring")  # version 2, a challenger
     client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
@@ -354,41 +371,49 @@ def test_a_moved_champion_is_served_without_dropping_requests(server: str, env: 
         client.set_registered_model_alias("lead_scoring", "champion", "2")
         reload = _post(server, "/admin/reload", {"model": "lead_scoring"})
         assert reload.json()["reload"]["lead_scoring"] == {"result": "loaded", "version": "2"}
+        # every worker follows the signal of the one that answered
+        _eventually(lambda: len(versions) >= 40 and set(versions[-40:]) == {"2"}, times=1)
+        settled = len(versions)
         time.sleep(0.5)
     finally:
         stop.set()
         thread.join()
-    assert not failures and versions[0] == "1" and versions[-1] == "2"
-    switch = versions.index("2")
-    assert set(versions[switch:]) == {"2"}  # never back to the old one
-    info = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]["lead_scoring"]
-    assert info["served"]["version"] == "2" and info["error"] is None
+    assert not failures and versions[0] == "1"
+    assert set(versions[settled - 40 :]) == {"2"}  # and never back to the old one
+    _eventually(lambda: _info(server, "lead_scoring")["served"]["version"] == "2")
 
 
 def test_a_failed_load_keeps_the_old_model_and_is_reported(server: str, env: dict[str, str]) -> None:
     client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
-    served = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]["deal_win"]["served"]["version"]
+    served = _info(server, "deal_win")["served"]["version"]
     broken_dir = Path(env["ROOT"]) / "broken-model"
     broken_dir.mkdir(exist_ok=True)
-    broken = client.create_model_version("deal_win", source=str(broken_dir))
+    broken = str(client.create_model_version("deal_win", source=str(broken_dir)).version)
     try:
-        client.set_registered_model_alias("deal_win", "champion", broken.version)
+        client.set_registered_model_alias("deal_win", "champion", broken)
         reload = _post(server, "/admin/reload", {}).json()["reload"]
-        assert reload["deal_win"]["result"] == "failed" and reload["deal_win"]["version"] == str(
-            broken.version
-        )
-        info = httpx.get(f"{server}/model_info", headers=AUTH).json()["models"]["deal_win"]
-        assert info["served"]["version"] == served and info["champion_version"] == str(broken.version)
-        assert f"loading version {broken.version} failed" in info["error"]
+        assert reload["deal_win"]["result"] == "failed" and reload["deal_win"]["version"] == broken
+
+        def reported() -> bool:
+            info = _info(server, "deal_win")
+            return (
+                info["served"]["version"] == served
+                and info["champion_version"] == broken
+                and f"loading version {broken} failed" in (info["error"] or "")
+            )
+
+        _eventually(reported)
         ready = httpx.get(f"{server}/ready", headers=AUTH)
         assert ready.status_code == 200 and ready.json()["models"]["deal_win"]["error"]
-        still = _post(server, "/win_probability", {"deal": {"opportunity_id": "O1", "amount": 1000}})
-        assert still.status_code == 200 and still.json()["result"]["model_version"] == served
+        for _ in range(6):
+            still = _post(server, "/win_probability", {"deal": {"opportunity_id": "O1", "amount": 1000}})
+            assert still.status_code == 200 and still.json()["result"]["model_version"] == served
     finally:
         client.set_registered_model_alias("deal_win", "champion", served)
         shutil.rmtree(broken_dir, ignore_errors=True)
     healed = _post(server, "/admin/reload", {"model": "deal_win"}).json()["reload"]["deal_win"]
     assert healed == {"result": "unchanged", "version": served}
+    _eventually(lambda: _info(server, "deal_win")["error"] is None)
     assert _post(server, "/admin/reload", {"model": "nope"}).status_code == 404
 
 

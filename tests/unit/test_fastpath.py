@@ -273,6 +273,11 @@ def test_survival_curves_are_those_of_the_legacy_path(competing: bool, data: tup
         expected = 1.0 - hazard._calibrated(closed_by, "closed")
         np.testing.assert_array_equal(fastpath.survival(pipe, rows), expected)
         np.testing.assert_array_equal(hazard.survival(prepared), expected)
+        fast = fastpath.coded(pipe)
+        assert fast is not None
+        np.testing.assert_allclose(
+            fast.hazard_contributions(fast.encode(rows)), hazard.contributions(prepared), rtol=0, atol=1e-12
+        )
 
 
 def test_other_pipelines_keep_the_frame_path(data: tuple) -> None:

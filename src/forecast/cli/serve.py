@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,10 +24,19 @@ SERVE_HELP = (
 
 
 def service_environment(
-    settings: Settings, *, warehouse: bool, reload_seconds: float | None
+    settings: Settings, *, warehouse: bool, reload_seconds: float | None, workers: int, run_dir: Path
 ) -> dict[str, str]:
-    """The environment the service process reads its settings from (paths made absolute)."""
+    """The environment the service process reads its settings from (paths made absolute).
+
+    ``run_dir`` receives the reload signal the workers share and, unless ``BENTOML_CONFIG`` is
+    already set, the BentoML configuration with the number of workers.
+    """
     env = dict(os.environ)
+    env["FORECAST_RELOAD_SIGNAL"] = str(run_dir / "reload")
+    if "BENTOML_CONFIG" not in env:
+        config = run_dir / "bentoml.yaml"
+        config.write_text(f"services:\n  forecast:\n    workers: {workers}\n")
+        env["BENTOML_CONFIG"] = str(config)
     env["BENTOML_DO_NOT_TRACK"] = "true"
     env["FORECAST_WAREHOUSE"] = str(settings.warehouse.resolve())
     env["FORECAST_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
@@ -59,6 +70,9 @@ def serve(
             min=0, help="Check the champion aliases this often (default 30; 0: only POST /admin/reload)."
         ),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Worker processes (default 2, FORECAST_SERVE_WORKERS).")
+    ] = None,
 ) -> None:
     """Start the service in this process (it replaces the CLI process)."""
     settings = _settings(ctx)
@@ -67,7 +81,14 @@ def serve(
             False,
             f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first, or drop --warehouse",
         )
-    env = service_environment(settings, warehouse=warehouse, reload_seconds=reload_seconds)
+    run_dir = Path(tempfile.mkdtemp(prefix="forecast-serve-"))
+    env = service_environment(
+        settings,
+        warehouse=warehouse,
+        reload_seconds=reload_seconds,
+        workers=workers or settings.serve_workers,
+        run_dir=run_dir,
+    )
     command = serve_command(host, port)
     print(f"forecast: serving on http://{host}:{port} (OpenAPI: /docs.json)", file=sys.stderr, flush=True)
     os.execve(command[0], command, env)

@@ -107,6 +107,9 @@ def contributions(pipeline: Pipeline, X: pd.DataFrame) -> pd.DataFrame:  # noqa:
     if fast is not None and isinstance(model, CalibratedLGBMClassifier):
         values = fast.contributions(fast.encode(X))[:, :-1]
         return pd.DataFrame(values, index=X.index, columns=columns)
+    if fast is not None and callable(getattr(model, "contributions_codes", None)):  # time to close
+        values = fast.hazard_contributions(fast.encode(X))[:, :-1]
+        return pd.DataFrame(values, index=X.index, columns=columns)
     prepared = pipeline[:-1].transform(X)
     if isinstance(model, CalibratedLGBMClassifier):
         values = np.asarray(model.contributions(prepared), dtype=np.float64)[:, :-1]

@@ -235,6 +235,11 @@ class CodedPipeline:
         prior = None if self.prior is None else self.prior.contributions(codes)
         return model._contributions_from(trees, self.columns, self._alone(codes), prior)
 
+    def hazard_contributions(self, codes: np.ndarray) -> np.ndarray:
+        """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`)."""
+        model: DiscreteTimeHazard = self.model
+        return model.contributions_codes(codes)
+
     def survival(self, codes: np.ndarray) -> np.ndarray:
         """The hazard model's survival curves (:meth:`DiscreteTimeHazard.survival`)."""
         model: DiscreteTimeHazard = self.model

@@ -341,8 +341,20 @@ class DiscreteTimeHazard(_HazardBase):
         """
         wide = X.reset_index(drop=True).copy()
         wide[INTERVAL] = 0.0
+        return self._first_interval_contributions(wide, len(wide))
+
+    def contributions_codes(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`contributions` from the encoded float matrix of ``X`` (the same numbers)."""
+        wide = np.zeros((len(codes), codes.shape[1] + 1), dtype=np.float64)
+        wide[:, :-1] = codes
+        return self._first_interval_contributions(wide, len(wide))
+
+    def _first_interval_contributions(self, wide: Any, n: int) -> np.ndarray:
+        threads = predict_threads(self.model_, n)
         contrib = np.asarray(
-            self.model_.booster_.predict(wide, num_iteration=self.best_iteration_, pred_contrib=True)
+            self.model_.booster_.predict(
+                wide, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=threads
+            )
         )
         if getattr(self, "competing_", False):  # one block per class: keep "still open", negated
             width = contrib.shape[1] // 3

@@ -91,7 +91,7 @@ def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> JSONRe
 ROUTES = ["/lead_score", "/win_probability", "/time_to_close", "/flags", "/revenue_forecast", "/admin/reload"]
 
 SERVICE_CONFIG: dict[str, Any] = {
-    "workers": 1,
+    "workers": 2,  # one per core of the reference machine; `forecast serve --workers` sets it
     # Long enough for a whole-pipeline revenue forecast; the per-request timer is cancelled when the
     # request is answered (serving/bentoml_fix.py), so a long timeout no longer holds every context.
     "traffic": {"timeout": 120},
@@ -112,7 +112,7 @@ class ForecastService:
         self.settings = load_settings()
         self.store = ModelStore(self.settings)
         self.store.refresh()
-        self.store.start_polling(self.settings.reload_seconds)
+        self.store.start_polling(self.settings.reload_seconds, self.settings.reload_signal)
         self.flags_config = load_flags_config()
         self._histories: dict[str, Any] = {}
         _Holder.store = self.store
@@ -225,6 +225,7 @@ class ForecastService:
         except KeyError as exc:
             return _error(404, str(exc).strip("'\""), ["model"])
         self._histories.clear()
+        self.store.signal_reload(self.settings.reload_signal)  # the other workers follow
         if any(r.get("result") == "loaded" for r in result.values()):
             _freeze_heap()
         return JSONResponse({"reload": result, "models": self.store.status()})

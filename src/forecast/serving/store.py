@@ -10,13 +10,17 @@ that fails leaves the old model serving and records the error, which readiness a
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from forecast.config import Settings
+from forecast.models import fastpath
 from forecast.registry import CHAMPION, LoadedModel, client, load_model, version_by_alias
 
 log = logging.getLogger(__name__)
@@ -155,10 +159,12 @@ class ModelStore:
         status.champion_version = version
         current = self._served.get(name)
         if current is not None and current.model.version == version:
+            status.error = status.error_at = None  # a failed newer version is no longer the champion
             return {"result": "unchanged", "version": version}
         try:
             loaded = self._loader(name, self.settings, version)
             loaded.alias = CHAMPION
+            fastpath.coded(loaded.pipeline)  # build (and self-check) the array path before serving
             metrics = client(self.settings).get_run(loaded.run_id).data.metrics
             served = ServedModel(loaded, _now(), describe_version(loaded, mv, dict(metrics)))
         except Exception as exc:
@@ -195,13 +201,38 @@ class ModelStore:
             }
         return out
 
-    def start_polling(self, every_seconds: float) -> None:
-        """Check the aliases every ``every_seconds`` in a daemon thread (``<= 0``: never)."""
-        if every_seconds <= 0 or self._thread is not None:
+    def signal_reload(self, path: Path | None) -> None:
+        """Tell the other workers watching ``path`` to check their champions now."""
+        if path is None:
             return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(f"{time.time_ns()} {os.getpid()}\n")
+        tmp.replace(path)
+
+    def start_polling(self, every_seconds: float, signal: Path | None = None) -> None:
+        """Check the aliases every ``every_seconds`` (``<= 0``: never) and when ``signal`` changes.
+
+        One daemon thread; the signal file (written by :meth:`signal_reload` in any worker) is
+        looked at twice a second.
+        """
+        if (every_seconds <= 0 and signal is None) or self._thread is not None:
+            return
+        tick = 0.5 if signal is not None else every_seconds
+
+        def stamp() -> int | None:
+            try:
+                return signal.stat().st_mtime_ns if signal is not None else None
+            except OSError:
+                return None
 
         def loop() -> None:
-            while not self._stop.wait(every_seconds):
+            seen, last = stamp(), time.monotonic()
+            while not self._stop.wait(tick):
+                now, current = time.monotonic(), stamp()
+                due = every_seconds > 0 and now - last >= every_seconds
+                if not due and current == seen:
+                    continue
+                seen, last = current, now
                 try:
                     self.refresh()
                 except Exception:  # pragma: no cover - refresh records its own errors

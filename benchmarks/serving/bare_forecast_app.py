@@ -1,0 +1,42 @@
+"""The baseline for the real service: the same pipeline behind a minimal Starlette app on uvicorn.
+
+``POST /win_probability`` does what the service's route does — the same pydantic request model,
+``forecast.serving.scoring.score_records`` on the ``deal_win`` champion (probability, score, band,
+reasons) and the same JSON answer — without BentoML. The heap is frozen after loading, as the
+service does, so the comparison measures the server alone.
+
+Run: ``python -m uvicorn bare_forecast_app:app --app-dir benchmarks/serving --port 8000``
+(with ``FORECAST_MLFLOW_TRACKING_URI`` pointing at a registry with a ``deal_win`` champion).
+"""
+
+from __future__ import annotations
+
+import gc
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from forecast.config import load_settings
+from forecast.models import fastpath
+from forecast.registry import load_model
+from forecast.serving.schemas import DealRequest
+from forecast.serving.scoring import json_safe, score_records
+
+model = load_model("deal_win", load_settings())
+fastpath.coded(model.pipeline)
+gc.collect()
+gc.freeze()
+
+
+async def win_probability(request: Request) -> JSONResponse:
+    """One deal (or a list) scored with reasons."""
+    req = DealRequest.model_validate_json(await request.body())
+    single = req.deal is not None
+    results = score_records(model, [req.deal] if single else list(req.deals or []), "opportunity")
+    body = {"result": results[0]} if single else {"results": results, "count": len(results)}
+    return JSONResponse(json_safe(body))
+
+
+app = Starlette(routes=[Route("/win_probability", win_probability, methods=["POST"])])
