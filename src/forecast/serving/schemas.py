@@ -113,8 +113,15 @@ class _OneOrMany(BaseModel):
         return self
 
 
+def _one_of(*names: str) -> ConfigDict:
+    """Forbid unknown fields; tell the OpenAPI spec that exactly one of ``names`` is sent."""
+    return ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": [n]} for n in names]})
+
+
 class LeadScoreRequest(_OneOrMany):
     """``{"lead": {...}}`` for one lead, or ``{"leads": [...]}`` for up to 1,000."""
+
+    model_config = _one_of("lead", "leads")
 
     single = "lead"
     many = "leads"
@@ -125,6 +132,8 @@ class LeadScoreRequest(_OneOrMany):
 class DealRequest(_OneOrMany):
     """``{"deal": {...}}`` for one deal, or ``{"deals": [...]}`` for up to 1,000."""
 
+    model_config = _one_of("deal", "deals")
+
     single = "deal"
     many = "deals"
     deal: DealRecord | None = None  # type: ignore[valid-type]
@@ -134,7 +143,7 @@ class DealRequest(_OneOrMany):
 class FlagsRequest(BaseModel):
     """Leads or deals to flag: exactly one of ``lead``, ``leads``, ``deal``, ``deals``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _one_of("lead", "leads", "deal", "deals")
     lead: LeadRecord | None = None  # type: ignore[valid-type]
     leads: Annotated[list[LeadRecord], Field(min_length=1, max_length=MAX_RECORDS)] | None = None  # type: ignore[valid-type]
     deal: DealRecord | None = None  # type: ignore[valid-type]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
@@ -227,11 +227,17 @@ def win_and_timing(
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` and numpy scalars as Python ones (strict JSON)."""
+    """``value`` as strict JSON: NaN, infinities and NaT as ``None``, times as ISO text, numpy as Python."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
+    if value is pd.NaT:
+        return None
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, datetime | date):
+        return None if pd.isna(value) else value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
