@@ -204,7 +204,11 @@ def _empty_rejects() -> pd.DataFrame:
 
 
 def score_warehouse(
-    model: LoadedModel, settings: Settings, as_of: pd.Timestamp | None, progress: Any = None
+    model: LoadedModel,
+    settings: Settings,
+    as_of: pd.Timestamp | None,
+    progress: Any = None,
+    reasons: bool = True,
 ) -> tuple[Scored, pd.Timestamp, str]:
     """Score the entities alive in the warehouse at ``as_of`` (default: the data's last event)."""
     entity = str(model.metadata.get("entity"))
@@ -217,14 +221,20 @@ def score_warehouse(
         when = as_of if as_of is not None else src.data_end()
         table = build_feature_table(src, entity, [when], LabelConfig(horizon, horizon))  # type: ignore[arg-type]
     frame = table.frame
-    scores = score_frame(model, frame, frame[table.id_column], progress=progress)
+    scores = score_frame(model, frame, frame[table.id_column], progress=progress, reasons=reasons)
     scores.insert(1, "as_of", frame["as_of"].to_numpy())
     scores = scores.rename(columns={"id": table.id_column})
     return Scored(scores, _empty_rejects(), len(frame), frame), when, table.id_column
 
 
 def score_file(
-    model: LoadedModel, path: Path, *, encoding: str, delimiter: str, progress: Any = None
+    model: LoadedModel,
+    path: Path,
+    *,
+    encoding: str,
+    delimiter: str,
+    progress: Any = None,
+    reasons: bool = True,
 ) -> tuple[Scored, str]:
     """Score every row of a file in the shape the model was trained on."""
     meta = model.metadata
@@ -243,7 +253,13 @@ def score_file(
             raise ScoringError(f"{path}: {str(exc).strip(chr(39))}") from exc
         inner = Pipeline(model.pipeline.steps[1:])
         scores = score_frame(
-            model, good, ids.loc[keep], reasons_on=prepared, reason_pipeline=inner, progress=progress
+            model,
+            good,
+            ids.loc[keep],
+            reasons_on=prepared,
+            reason_pipeline=inner,
+            progress=progress,
+            reasons=reasons,
         )
         scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
         scores = scores.rename(columns={"id": id_col})
@@ -284,7 +300,7 @@ def score_file(
     ok = ~(missing_id | duplicate) & ~bad_any
     good = frame.loc[ok]
     typed = typed_all.loc[ok]
-    scores = score_frame(model, typed, good[id_col], progress=progress)
+    scores = score_frame(model, typed, good[id_col], progress=progress, reasons=reasons)
     scores.insert(0, "source_row", np.flatnonzero(ok.to_numpy()) + 1)
     if "as_of" in good:
         scores.insert(2, "as_of", good["as_of"].to_numpy())
@@ -388,6 +404,7 @@ def score_job(
     progress: Callable[[str, float | None], None] | None = None,
     close_model: str | None = None,
     with_flags: bool = False,
+    reasons: bool = True,
 ) -> dict[str, Any]:
     """Score with ``models:/<model_name>@champion`` and write the output and rejects atomically.
 
@@ -405,9 +422,11 @@ def score_job(
     model = load_model(model_name, settings)
     when: pd.Timestamp | None = None
     if input_path is None:
-        scored, when, _ = score_warehouse(model, settings, as_of, progress)
+        scored, when, _ = score_warehouse(model, settings, as_of, progress, reasons=reasons)
     else:
-        scored, _ = score_file(model, input_path, encoding=encoding, delimiter=delimiter, progress=progress)
+        scored, _ = score_file(
+            model, input_path, encoding=encoding, delimiter=delimiter, progress=progress, reasons=reasons
+        )
     if len(scored.scores) + scored.rejects["source_row"].nunique() != scored.rows_in:
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
     notes: list[str] = []

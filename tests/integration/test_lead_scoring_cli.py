@@ -86,6 +86,11 @@ def test_score_the_warehouse_and_write_back(env: dict[str, str]) -> None:
     assert stored[0] == summary["scored"]
     assert pd.Timestamp(summary["as_of"]) >= pd.Timestamp(last_event[0])  # the data's end, not the wall clock
     assert pd.Timestamp(summary["as_of"]) < pd.Timestamp("2026-01-01")
+    bare = Path(env["ROOT"]) / "scores_bare.csv"
+    _cli(env, "score", "leads", "--from-warehouse", "--output", str(bare), "--no-reasons", "--no-flags")
+    quick = pd.read_csv(bare)
+    assert not [c for c in quick.columns if c.startswith("reason_")]
+    pd.testing.assert_series_equal(quick["p_convert"], scores["p_convert"])
 
 
 def test_score_a_features_file_with_bad_rows(env: dict[str, str]) -> None:

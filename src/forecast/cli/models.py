@@ -78,6 +78,13 @@ PromoteOpt = Annotated[
 ]
 ConfigOpt = Annotated[Path | None, typer.Option(help="Training config (default: training/<model>.yaml).")]
 ModelNameOpt = Annotated[str | None, typer.Option(help="Registered model name (default: from the config).")]
+ReasonsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reasons/--no-reasons",
+        help="Add the top reasons up and down (TreeSHAP: most of the cost of scoring a large file).",
+    ),
+]
 FlagsOpt = Annotated[
     bool,
     typer.Option(
@@ -265,6 +272,7 @@ def score_leads(
         bool, typer.Option("--write-back", help="Also store the scores in the warehouse.")
     ] = False,
     with_flags: FlagsOpt = True,
+    reasons: ReasonsOpt = True,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,
@@ -286,6 +294,7 @@ def score_leads(
         delimiter,
         as_json,
         with_flags=with_flags,
+        reasons=reasons,
     )
 
 
@@ -314,6 +323,7 @@ def score_deals(
         typer.Option("--write-back", help="Also store the scores in the warehouse (opportunity_scores)."),
     ] = False,
     with_flags: FlagsOpt = True,
+    reasons: ReasonsOpt = True,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,
@@ -336,6 +346,7 @@ def score_deals(
         as_json,
         close_model=close_model,
         with_flags=with_flags,
+        reasons=reasons,
     )
 
 
@@ -352,6 +363,7 @@ def _score(
     as_json: bool,
     close_model: str | None = None,
     with_flags: bool = False,
+    reasons: bool = True,
 ) -> None:
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
@@ -375,6 +387,7 @@ def _score(
                 progress=update,
                 close_model=close_model,
                 with_flags=with_flags,
+                reasons=reasons,
             )
     except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
         _fail(as_json, str(exc).strip("'\""))
