@@ -32,6 +32,8 @@ from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel, load_model
 
 CHUNK = 20_000
+MAX_DAYS = 36_525
+"""Largest day count taken as a date offset (a century)."""
 DEFAULT_BANDS = {"A": 0.3, "B": 0.15, "C": 0.05}
 """Bands of a model whose metadata has none (A: p >= 0.3, B: >= 0.15, C: >= 0.05, D below)."""
 REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
@@ -187,6 +189,8 @@ def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFra
     to_ecd = None
     if "days_to_expected_close" in features:
         to_ecd = pd.to_numeric(features["days_to_expected_close"], errors="coerce").to_numpy(dtype=float)
+        # beyond a century the value is a data error, and no date can hold it: unknown
+        to_ecd = np.where(np.abs(to_ecd) > MAX_DAYS, np.nan, to_ecd)
         offsets["expected_close_date"] = to_ecd
     columns.update(_dates_after(as_of, offsets))
     if to_ecd is not None:

@@ -36,6 +36,7 @@ def test_every_catalogue_feature_is_an_optional_field() -> None:
         ({"lead_id": "L", "act_call_7d": -1}, ("act_call_7d",)),
         ({"lead_id": "L", "act_email_open_rate": 1.01}, ("act_email_open_rate",)),
         ({"lead_id": "L", "employees": 1e13}, ("employees",)),
+        ({"lead_id": "L", "age_days": 40_000}, ("age_days",)),
         ({"lead_id": "L", "employees": "lots"}, ("employees",)),
         ({"lead_id": "L", "source": "x" * 201}, ("source",)),
         ({"lead_id": "L", "source": 3}, ("source",)),

@@ -45,6 +45,14 @@ Moment = Annotated[datetime, AfterValidator(_in_range)]
 """A date-time (ISO 8601; with a zone, converted to UTC)."""
 
 
+MAX_DAYS = 36_525
+"""Largest day count (a century): dates are computed from some, and no date holds more."""
+
+
+def _is_days(name: str) -> bool:
+    return "days" in name.split("_")
+
+
 def _is_share(name: str) -> bool:
     return name.endswith(("_rate", "_rate_90d", "_rate_prior", "_conversion_prior"))
 
@@ -55,8 +63,8 @@ def _field(name: str, kind: str, description: str) -> tuple[Any, Any]:
         return (str | None, Field(default=None, max_length=MAX_TEXT, description=description))
     if kind == "boolean":
         return (bool | None, Field(default=None, description=description))
-    low = 0.0 if _is_share(name) else (-MAX_MAGNITUDE if name in _SIGNED else 0.0)
-    high = 1.0 if _is_share(name) else MAX_MAGNITUDE
+    high = 1.0 if _is_share(name) else (MAX_DAYS if _is_days(name) else MAX_MAGNITUDE)
+    low = -high if name in _SIGNED else 0.0
     return (
         float | None,
         Field(default=None, ge=low, le=high, allow_inf_nan=False, description=description),
