@@ -301,6 +301,7 @@ def run(
         "deal_win_card": str(settings.models_dir / "deal_win" / "model_card.md"),
         "time_to_close_card": str(settings.models_dir / "time_to_close" / "model_card.md"),
         "mlflow_ui": ui,
+        "serve": "uv run forecast serve --warehouse   # the HTTP service, OpenAPI at http://127.0.0.1:3000/",
     }
     payload = {
         "ok": True,
