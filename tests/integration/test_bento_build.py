@@ -29,7 +29,11 @@ def test_bentoml_build_produces_a_servable_bento(tmp_path: Path) -> None:
     for route in ("/lead_score", "/win_probability", "/time_to_close", "/flags", "/revenue_forecast"):
         assert route in openapi and (not routes or route in routes), route
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
-    assert "lightgbm" in requirements and "mlflow==3.17" in requirements
+    assert "mlflow==3.17" in requirements
+    locked = (ROOT / "uv.lock").read_text()
+    for package in ("lightgbm", "scikit-learn", "pandas", "numpy"):  # the pickles' libraries, as locked
+        version = locked.split(f'name = "{package}"\nversion = "', 1)[1].split('"', 1)[0]
+        assert f"{package}=={version}" in requirements, package
     # The Bento's source folder holds the package at its root, as `bentoml serve <tag>` imports it.
     src = bento / "src"
     probe = (

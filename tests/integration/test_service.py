@@ -171,7 +171,7 @@ def test_lead_scores_equal_the_batch_scorer(server: str, env: dict[str, str]) ->
     assert result["p_convert"] == pytest.approx(float(expected["p_convert"]), abs=1e-6)
     assert result["reasons"]["up"][0] == expected["reason_up_1"]
     assert result["model_name"] == "lead_scoring" and result["model_version"] == "1"
-    many = _post(server, "/lead_score", {"leads": sent}).json()
+    many = _post(server, "/lead_score", {"leads": sent}).json()  # 25 > 16 records: in a thread
     assert many["count"] == 25
     got = np.array([r["p_convert"] for r in many["results"]])
     np.testing.assert_allclose(got, scored.scores["p_convert"].head(25).to_numpy(dtype=float), atol=1e-6)
@@ -277,6 +277,25 @@ def test_shape_errors_are_4xx_not_500(server: str) -> None:
     assert streamed.status_code == 413
     need_amount = _post(server, "/revenue_forecast", {"deals": [{"opportunity_id": "O1"}]})
     assert need_amount.status_code == 422 and "amount" in need_amount.json()["error"]
+    quota_alone = _post(server, "/revenue_forecast", {"quota": [1.0, 2.0, 3.0]})
+    assert quota_alone.status_code == 422 and quota_alone.json()["detail"][0]["loc"] == ["quota"]
+    many_teams = [{"opportunity_id": f"O{i}", "amount": 1.0, "team": f"T{i}"} for i in range(51)]
+    too_wide = _post(server, "/revenue_forecast", {"deals": many_teams, "group": "team"})
+    assert too_wide.status_code == 422 and "at most 50" in too_wide.json()["error"]
+    moments = [{"lead_id": f"L{i}", "as_of": f"2025-01-{i + 1:02d}T00:00:00"} for i in range(11)]
+    assert _post(server, "/flags", {"leads": moments}).status_code == 422
+    zoned = _post(server, "/lead_score", {"lead": {"lead_id": "L", "as_of": "0001-01-01T00:00:00+01:00"}})
+    assert zoned.status_code == 400
+    two_types = httpx.post(
+        f"{server}/lead_score",
+        content=b"--x--",
+        headers=[
+            *AUTH.items(),
+            ("content-type", "multipart/form-data"),
+            ("content-type", "application/json"),
+        ],
+    )
+    assert two_types.status_code == 415
 
 
 def test_flags_carry_evidence_and_actions(server: str) -> None:
@@ -383,7 +402,14 @@ def test_a_moved_champion_is_served_without_dropping_requests(server: str, env: 
         thread.join()
     assert not failures and versions[0] == "1"
     assert set(versions[settled - 40 :]) == {"2"}  # and never back to the old one
-    _eventually(lambda: _info(server, "lead_scoring")["served"]["version"] == "2")
+    workers: dict[int, str] = {}
+
+    def every_worker_serves_2() -> bool:
+        answer = httpx.get(f"{server}/model_info", headers=AUTH).json()
+        workers[answer["worker"]] = answer["models"]["lead_scoring"]["served"]["version"]
+        return len(workers) == 2 and set(workers.values()) == {"2"}
+
+    _eventually(every_worker_serves_2, times=1)
 
 
 def test_a_failed_load_keeps_the_old_model_and_is_reported(server: str, env: dict[str, str]) -> None:
@@ -397,15 +423,22 @@ def test_a_failed_load_keeps_the_old_model_and_is_reported(server: str, env: dic
         reload = _post(server, "/admin/reload", {}).json()["reload"]
         assert reload["deal_win"]["result"] == "failed" and reload["deal_win"]["version"] == broken
 
-        def reported() -> bool:
-            info = _info(server, "deal_win")
+        def reported_on(info: dict[str, Any]) -> bool:
             return (
                 info["served"]["version"] == served
                 and info["champion_version"] == broken
                 and f"loading version {broken} failed" in (info["error"] or "")
             )
 
-        _eventually(reported)
+        seen: set[int] = set()
+
+        def reported_by_both() -> bool:
+            answer = httpx.get(f"{server}/model_info", headers=AUTH).json()
+            if reported_on(answer["models"]["deal_win"]):
+                seen.add(answer["worker"])
+            return len(seen) == 2
+
+        _eventually(reported_by_both, times=1)
         ready = httpx.get(f"{server}/ready", headers=AUTH)
         assert ready.status_code == 200 and ready.json()["models"]["deal_win"]["error"]
         for _ in range(6):

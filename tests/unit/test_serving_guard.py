@@ -11,10 +11,13 @@ from starlette.testclient import TestClient
 
 from forecast.serving.guard import GuardMiddleware, bearer_ok
 
+HANDLED: list[int] = []
+
 
 async def _echo(request: Request) -> JSONResponse:
     body = await request.body()
-    return JSONResponse({"bytes": len(body)})
+    HANDLED.append(len(body))
+    return JSONResponse({"bytes": len(body), "type": request.headers.get("content-type")})
 
 
 def _client(monkeypatch: pytest.MonkeyPatch, token: str | None, limit: int = 1_000) -> TestClient:
@@ -43,15 +46,32 @@ def test_token_is_required_except_on_health(monkeypatch: pytest.MonkeyPatch) -> 
     assert client.get("/livez").status_code == 200
 
 
+def test_repeated_headers_are_read_as_the_app_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = _client(monkeypatch, None)
+    two = [("content-type", "multipart/form-data"), ("content-type", "application/json")]
+    assert client.post("/x", content=b"{}", headers=two).status_code == 415  # the first one counts
+
+
+def test_blank_and_padded_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    from forecast.serving.guard import api_token
+
+    assert api_token(None) is None and api_token(SecretStr(" t0k\n")) == b"t0k"
+    with pytest.raises(ValueError, match="blank"):
+        api_token(SecretStr("  "))
+    client = _client(monkeypatch, "t0k\n")
+    assert client.get("/x", headers={"Authorization": "Bearer t0k"}).status_code == 200
+
+
 def test_no_token_means_open(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _client(monkeypatch, None).get("/x").status_code == 200
 
 
 def test_bodies_over_the_limit_and_non_json_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     client = _client(monkeypatch, None, limit=1_000)
-    assert client.post("/x", content=b"1" * 1_000, headers={"content-type": "application/json"}).json() == {
-        "bytes": 1_000
-    }
+    fits = client.post("/x", content=b"1" * 1_000, headers={"content-type": "application/json"})
+    assert fits.json()["bytes"] == 1_000
     assert (
         client.post("/x", content=b"1" * 1_001, headers={"content-type": "application/json"}).status_code
         == 413

@@ -45,6 +45,9 @@ def test_every_catalogue_feature_is_an_optional_field() -> None:
         ({"lead_id": "   "}, ("lead_id",)),
         ({"source": "web"}, ("lead_id",)),
         ({"lead_id": "L", "as_of": "1800-01-01T00:00:00"}, ("as_of",)),
+        ({"lead_id": "L", "as_of": "0001-01-01T00:00:00+01:00"}, ("as_of",)),
+        ({"lead_id": "L", "as_of": "9999-12-31T23:59:59-01:00"}, ("as_of",)),
+        ({"lead_id": "L", "as_of": "2150-01-01T00:00:00"}, ("as_of",)),
     ],
 )
 def test_bad_values_name_their_field(record: dict, loc: tuple) -> None:

@@ -33,7 +33,9 @@ def service_environment(
     """
     env = dict(os.environ)
     env["FORECAST_RELOAD_SIGNAL"] = str(run_dir / "reload")
-    if "BENTOML_CONFIG" not in env:
+    if "BENTOML_CONFIG" in env:
+        print(f"forecast: BENTOML_CONFIG is set: its worker count applies, not {workers}", file=sys.stderr)
+    else:
         config = run_dir / "bentoml.yaml"
         config.write_text(f"services:\n  forecast:\n    workers: {workers}\n")
         env["BENTOML_CONFIG"] = str(config)

@@ -43,6 +43,22 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+def api_token(secret: Any) -> bytes | None:
+    """The token to require (``None``: open), from the ``FORECAST_API_TOKEN`` setting.
+
+    Surrounding whitespace (a newline from a secrets file) is dropped.
+
+    Raises:
+        ValueError: The variable is set but blank (which would leave the service open).
+    """
+    if secret is None:
+        return None
+    text = secret.get_secret_value().strip()
+    if not text:
+        raise ValueError("FORECAST_API_TOKEN is set but blank: set a token or unset the variable")
+    return text.encode()
+
+
 def _is_json(content_type: bytes) -> bool:
     return content_type.split(b";")[0].strip().lower() in (b"application/json", b"")
 
@@ -69,8 +85,7 @@ class GuardMiddleware:
 
     def _configure(self) -> None:
         settings = load_settings()
-        secret = settings.api_token.get_secret_value() if settings.api_token is not None else ""
-        self._token = secret.encode() if secret else None
+        self._token = api_token(settings.api_token)
         self._limit = settings.max_body_bytes
         self._ready = True
 
@@ -81,7 +96,9 @@ class GuardMiddleware:
             return
         if not self._ready:
             self._configure()
-        headers = dict(scope.get("headers") or [])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope.get("headers") or []:  # the first of repeated headers, as Starlette reads
+            headers.setdefault(name.lower(), value)
         guarded = self._token is not None and scope.get("path", "") not in OPEN_PATHS
         if guarded and not bearer_ok(headers.get(b"authorization", b""), self._token or b""):
             await _send_json(
@@ -118,13 +135,13 @@ class GuardMiddleware:
         async def counted() -> Message:
             nonlocal seen, over
             if over:
-                return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.disconnect"}
             message = await receive()
             if message.get("type") == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self._limit:
-                    over = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    over = True  # the app sees the client gone: it never handles a cut body
+                    return {"type": "http.disconnect"}
             return message
 
         async def replacing(message: Message) -> None:
@@ -135,4 +152,10 @@ class GuardMiddleware:
                 answered = True
                 await self._too_large(send)
 
-        await self.app(scope, counted, replacing)
+        try:
+            await self.app(scope, counted, replacing)
+        except Exception:
+            if not over:
+                raise
+        if over and not answered:  # the app gave up on the disconnect without answering
+            await self._too_large(send)

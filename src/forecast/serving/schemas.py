@@ -30,11 +30,15 @@ _SIGNED = {"days_to_expected_close", "act_days_to_next_action", "eng_trend_7v21"
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
 
-EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2200, 1, 1)
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2100, 1, 1)
+"""Accepted moments: a century of day counts after ``LATEST`` still fits pandas' dates (< 2262)."""
 
 
 def _in_range(value: datetime) -> datetime:
-    """A moment between 1900 and 2200 (dates far outside cannot be computed with)."""
+    """A moment between 1900 and 2100, in UTC without a zone."""
+    wall = value.replace(tzinfo=None)
+    if not EARLIEST <= wall < LATEST:  # checked before any zone arithmetic, which can overflow
+        raise ValueError(f"must lie between {EARLIEST.year} and {LATEST.year}")
     naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
     if not EARLIEST <= naive < LATEST:
         raise ValueError(f"must lie between {EARLIEST.year} and {LATEST.year}")

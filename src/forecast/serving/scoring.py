@@ -29,6 +29,14 @@ from forecast.registry import LoadedModel
 ID_COLUMN: dict[str, str] = {"lead": "lead_id", "opportunity": "opportunity_id"}
 
 
+MAX_GROUPS = 50
+"""Most groups (teams, regions) in one revenue forecast of sent deals."""
+MAX_SIM_CELLS = 5_000_000
+"""Most simulations × periods × (groups + 1) in one forecast (each cell is 8 bytes, several copies)."""
+MAX_AS_OF = 10
+"""Most distinct ``as_of`` values in one flags request (each is a snapshot of its own)."""
+
+
 class NotServableError(ValueError):
     """The request cannot be answered with these models (a 4xx the client can act on)."""
 
@@ -141,12 +149,14 @@ def score_records(
     fast = fastpath.coded(model.pipeline)
     if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier):
         kinds = reason_kinds(model, entity)
-        p, why = fast_proba_and_reasons(fast, frame, dict(meta.get("descriptions") or {}), kinds)
-        p = np.round(p, 6)
-        bands = band_of(p, dict(meta.get("bands") or DEFAULT_BANDS))
+        raw, why = fast_proba_and_reasons(fast, frame, dict(meta.get("descriptions") or {}), kinds)
+        # as score_frame: score and band from the exact probability, the probability rounded
+        p, scores = np.round(raw, 6), np.rint(raw * 100).astype(int)
+        bands = band_of(raw, dict(meta.get("bands") or DEFAULT_BANDS))
     else:
         scored = score_frame(model, frame[used], frame[id_col])
         p, bands = scored[score_name].to_numpy(dtype=float), scored["band"].to_numpy()
+        scores = scored["score"].to_numpy()
         why = scored
     ids = frame[id_col].to_numpy()
     reasons = why.to_dict(orient="records")
@@ -154,7 +164,7 @@ def score_records(
         {
             id_col: ids[i],
             score_name: float(p[i]),
-            "score": int(np.rint(p[i] * 100)),
+            "score": int(scores[i]),
             "band": str(bands[i]),
             "reasons": _reasons(reasons[i]),
             "features_sent": _sent(record, used),
@@ -185,7 +195,13 @@ def close_records(
     """
     frame = records_frame(records, "opportunity", now or utc_now())
     features = _model_columns(model, frame)
-    cols = close_date_columns(model, features.assign(as_of=frame["as_of"].to_numpy()))
+    # the expected close date and slip risk whenever the deal has one, used by the model or not
+    cols = close_date_columns(
+        model,
+        features.assign(
+            as_of=frame["as_of"].to_numpy(), days_to_expected_close=frame["days_to_expected_close"].to_numpy()
+        ),
+    )
     why = reason_codes(
         model.pipeline,
         features,
@@ -298,6 +314,13 @@ def forecast_deals(
     )
     deals = pd.DataFrame({"amount": frame["amount"], "group": labels.to_numpy()})
     groups = sorted(set(deals["group"])) if group is not None else [ALL]
+    if len(groups) > MAX_GROUPS:
+        raise NotServableError(f"group: {len(groups)} {group}s in the deals; at most {MAX_GROUPS}")
+    if n_sims * periods * (len(groups) + 1) > MAX_SIM_CELLS:
+        raise NotServableError(
+            f"simulations × periods × (groups + 1) = {n_sims * periods * (len(groups) + 1):,}; "
+            f"at most {MAX_SIM_CELLS:,} (fewer simulations or periods)"
+        )
     goal = None
     if quota is not None:
         if len(quota) != periods:
@@ -407,6 +430,10 @@ def flag_records(
             categorical=list(meta.get("categorical") or []),
             name=churn.name,
             version=churn.version,
+        )
+    if frame["as_of"].nunique() > MAX_AS_OF:
+        raise NotServableError(
+            f"as_of: {frame['as_of'].nunique()} different moments; flag at most {MAX_AS_OF} per request"
         )
     out: list[dict[str, Any]] = [{} for _ in range(len(frame))]
     for key, part in frame.groupby("as_of", sort=True):

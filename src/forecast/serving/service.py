@@ -15,21 +15,29 @@ it). Routes:
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import anyio
 import bentoml
+import duckdb
 import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from forecast.batch import ScoringError
 from forecast.config import load_settings
 from forecast.features.build import Entity
 from forecast.serving import scoring
 from forecast.serving.bentoml_fix import cancel_request_timers
-from forecast.serving.guard import GuardMiddleware
+from forecast.serving.guard import GuardMiddleware, api_token
 from forecast.serving.schemas import (
     CloseDatesResponse,
     DealRequest,
@@ -70,7 +78,7 @@ async def model_info() -> JSONResponse:
     store = _Holder.store
     if store is None:
         return _error(503, "the service is starting")
-    return JSONResponse({"models": store.status()})
+    return JSONResponse({"worker": os.getpid(), "models": store.status()})
 
 
 @info_app.get("/ready", summary="Readiness with details (503 until the required champions are loaded)")
@@ -80,7 +88,9 @@ async def ready() -> JSONResponse:
     if store is None:
         return JSONResponse({"ready": False, "models": {}}, status_code=503)
     ok, detail = store.ready()
-    return JSONResponse({"ready": ok, "models": detail}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"ready": ok, "worker": os.getpid(), "models": detail}, status_code=200 if ok else 503
+    )
 
 
 def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> JSONResponse:
@@ -110,14 +120,20 @@ class ForecastService:
         from forecast.flags.jobs import load_flags_config
 
         self.settings = load_settings()
+        api_token(self.settings.api_token)  # a blank token stops the start, not every request
+        # the workers of one server share a parent: without `forecast serve`'s file, use its pid
+        self.signal = (
+            self.settings.reload_signal or Path(tempfile.gettempdir()) / f"forecast-reload-{os.getppid()}"
+        )
         self.store = ModelStore(self.settings)
         self.store.refresh()
-        self.store.start_polling(self.settings.reload_seconds, self.settings.reload_signal)
+        self.store.start_polling(self.settings.reload_seconds, self.signal)
         self.flags_config = load_flags_config()
-        self._histories: dict[str, Any] = {}
+        self._histories: dict[str, tuple[int, Any]] = {}
         _Holder.store = self.store
         cancel_request_timers()
         _freeze_heap()
+        self.store.on_load = _refreeze_heap  # every later load, in every worker
 
     def __is_ready__(self) -> bool:
         """Ready when the lead-scoring, deal-win and time-to-close champions are loaded."""
@@ -129,7 +145,7 @@ class ForecastService:
     ) -> JSONResponse:
         """Conversion probability, score (0-100), band and reasons of one lead or a list."""
         records, single = ([lead], True) if lead is not None else (list(leads or []), False)
-        return self._scores("lead_scoring", records, "lead", single)
+        return await _inline_or_thread(len(records), self._scores, "lead_scoring", records, "lead", single)
 
     @bentoml.api(route="/win_probability", input_spec=DealRequest, output_spec=DealScoreResponse)
     async def win_probability(
@@ -137,7 +153,7 @@ class ForecastService:
     ) -> JSONResponse:
         """Win probability, score, band and reasons of one deal or a list."""
         records, single = ([deal], True) if deal is not None else (list(deals or []), False)
-        return self._scores("deal_win", records, "opportunity", single)
+        return await _inline_or_thread(len(records), self._scores, "deal_win", records, "opportunity", single)
 
     @bentoml.api(route="/time_to_close", input_spec=DealRequest, output_spec=CloseDatesResponse)
     async def time_to_close(
@@ -145,12 +161,15 @@ class ForecastService:
     ) -> JSONResponse:
         """P(close within 30/60/90 days), P10/P50/P90 close dates, slip risk and reasons."""
         records, single = ([deal], True) if deal is not None else (list(deals or []), False)
+        return await _inline_or_thread(len(records), self._close_dates, records, single)
+
+    def _close_dates(self, records: list[BaseModel], single: bool) -> JSONResponse:
         try:
             model = self.store.get("time_to_close").model
             return _answer(scoring.close_records(model, records), single)
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
-        except scoring.NotServableError as exc:
+        except (scoring.NotServableError, ScoringError) as exc:
             return _error(422, str(exc))
 
     @bentoml.api(route="/flags", input_spec=FlagsRequest, output_spec=FlagsResponse)
@@ -167,6 +186,10 @@ class ForecastService:
         records, single = ([one], True) if one is not None else (list(leads or deals or []), False)
         churn_name = "churn_risk_leads" if entity == "lead" else "churn_risk"
         churn = self.store.optional(churn_name)
+        if churn is not None and (
+            churn.model.metadata.get("entity") != entity or churn.model.metadata.get("source") != "warehouse"
+        ):
+            churn = None  # a champion of another kind: as the batch flags, leave p_churn out
         try:
             results, skipped = scoring.flag_records(
                 records,
@@ -198,7 +221,16 @@ class ForecastService:
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         if req.deals is None:
-            return self._warehouse_revenue(req, win, close)
+            if req.quota is not None:
+                return _error(
+                    422, "quota: send it with 'deals' (the warehouse's forecast uses its quotas)", ["quota"]
+                )
+            try:
+                return self._warehouse_revenue(req, win, close)
+            except FileNotFoundError as exc:
+                return _error(503, f"the warehouse cannot be read: {exc}")
+            except (LookupError, ValueError, duckdb.Error) as exc:
+                return _error(422, f"the warehouse's pipeline cannot be forecast: {exc}")
         as_of = scoring._naive_utc(req.as_of, scoring.utc_now())
         try:
             result = scoring.forecast_deals(
@@ -225,10 +257,9 @@ class ForecastService:
         except KeyError as exc:
             return _error(404, str(exc).strip("'\""), ["model"])
         self._histories.clear()
-        self.store.signal_reload(self.settings.reload_signal)  # the other workers follow
-        if any(r.get("result") == "loaded" for r in result.values()):
-            _freeze_heap()
-        return JSONResponse({"reload": result, "models": self.store.status()})
+        problem = self.store.signal_reload(self.signal)  # the other workers follow
+        body = {"reload": result, "models": self.store.status(), "notes": [problem] if problem else []}
+        return JSONResponse(body)
 
     def _scores(self, name: str, records: list[BaseModel], entity: Entity, single: bool) -> JSONResponse:
         try:
@@ -243,13 +274,15 @@ class ForecastService:
         """The warehouse's history of ``entity`` (read once, again after a reload), or an empty one."""
         if not self.settings.serve_warehouse:
             return scoring.empty_history(entity)
-        if entity not in self._histories:
+        cached = self._histories.get(entity)
+        if cached is None or cached[0] != self.store.generation:  # read again after any model load
             from forecast.features.source import warehouse_source
             from forecast.flags.history import load_history
 
             with warehouse_source(self.settings.warehouse) as src:
-                self._histories[entity] = load_history(src, entity, self.flags_config)
-        return self._histories[entity]
+                cached = (self.store.generation, load_history(src, entity, self.flags_config))
+            self._histories[entity] = cached
+        return cached[1]
 
     def _warehouse_revenue(self, req: RevenueRequest, win: Any, close: Any) -> JSONResponse:
         from forecast.revenue.run import deal_models, revenue_job
@@ -272,6 +305,23 @@ class ForecastService:
             models=deal_models(win, close),
         )
         return JSONResponse(scoring.json_safe(result))
+
+
+INLINE_RECORDS = 16
+"""Up to this many records an async route scores on the event loop (a few ms); more go to a thread."""
+
+
+async def _inline_or_thread(n: int, fn: Callable[..., JSONResponse], *args: Any) -> JSONResponse:
+    """``fn(*args)`` inline for a few records, in a worker thread for more (the loop stays free)."""
+    if n <= INLINE_RECORDS:
+        return fn(*args)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
+
+def _refreeze_heap() -> None:
+    """After a load: let the replaced model go, then freeze what is alive again."""
+    gc.unfreeze()
+    _freeze_heap()
 
 
 def _freeze_heap() -> None:

@@ -103,8 +103,12 @@ class ModelStore:
         settings: Settings,
         names: Sequence[str] = SERVED_MODELS,
         loader: Loader | None = None,
+        on_load: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.generation = 0
+        """Grows by one with every model loaded (caches built on the models compare it)."""
+        self.on_load = on_load
         self.names = tuple(names)
         self._loader = loader or (lambda name, s, version: load_model(name, s, version=version))
         self._status: dict[str, ModelStatus] = {name: ModelStatus() for name in self.names}
@@ -175,7 +179,10 @@ class ModelStore:
             )
             return {"result": "failed", "version": version, "error": status.error}
         self._served = {**self._served, name: served}
+        self.generation += 1
         status.served, status.error, status.error_at = served, None, None
+        if self.on_load is not None:
+            self.on_load()
         log.info("model %s: serving version %s", name, version)
         return {"result": "loaded", "version": version}
 
@@ -201,13 +208,24 @@ class ModelStore:
             }
         return out
 
-    def signal_reload(self, path: Path | None) -> None:
-        """Tell the other workers watching ``path`` to check their champions now."""
+    def signal_reload(self, path: Path | None) -> str | None:
+        """Tell the other workers watching ``path`` to check their champions now.
+
+        Returns:
+            ``None``, or why the signal could not be written (the other workers then follow at
+            their next poll).
+        """
         if path is None:
-            return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(f"{time.time_ns()} {os.getpid()}\n")
-        tmp.replace(path)
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(f"{time.time_ns()} {os.getpid()}\n")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("reload signal %s not written: %s", path, exc)
+            return f"the other workers were not signalled ({exc}); they follow at their next poll"
+        return None
 
     def start_polling(self, every_seconds: float, signal: Path | None = None) -> None:
         """Check the aliases every ``every_seconds`` (``<= 0``: never) and when ``signal`` changes.
@@ -219,9 +237,9 @@ class ModelStore:
             return
         tick = 0.5 if signal is not None else every_seconds
 
-        def stamp() -> int | None:
-            try:
-                return signal.stat().st_mtime_ns if signal is not None else None
+        def stamp() -> str | None:
+            try:  # the content (time and pid of the writer), not the mtime, which can repeat
+                return signal.read_text() if signal is not None else None
             except OSError:
                 return None
 
