@@ -99,11 +99,6 @@ def record_model(entity: Entity) -> type[BaseModel]:
     return model
 
 
-def feature_names(entity: Entity) -> list[str]:
-    """Catalogue feature names of ``entity`` (the optional fields of its record)."""
-    return [f.name for f in feature_catalogue(entity)]
-
-
 LeadRecord = record_model("lead")
 DealRecord = record_model("opportunity")
 

@@ -46,7 +46,8 @@ def utc_now() -> pd.Timestamp:
     return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0))
 
 
-def _naive_utc(value: datetime | None, default: pd.Timestamp) -> pd.Timestamp:
+def moment(value: datetime | None, default: pd.Timestamp) -> pd.Timestamp:
+    """A request's moment as a zone-less UTC timestamp (``default`` when not sent)."""
     if value is None:
         return default
     ts = pd.Timestamp(value)
@@ -87,7 +88,7 @@ def records_frame(records: Sequence[BaseModel], entity: Entity, now: pd.Timestam
     head = pd.DataFrame(
         {
             id_col: [row[id_col] for row in rows],
-            "as_of": [_naive_utc(row.get("as_of"), now) for row in rows],
+            "as_of": [moment(row.get("as_of"), now) for row in rows],
         }
     )
     numbers = np.array([[row.get(n) for n in numeric] for row in rows], dtype=np.float64)

@@ -27,7 +27,6 @@ from typing import Any
 import anyio
 import bentoml
 import duckdb
-import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
@@ -231,7 +230,7 @@ class ForecastService:
                 return _error(503, f"the warehouse cannot be read: {exc}")
             except (LookupError, ValueError, duckdb.Error) as exc:
                 return _error(422, f"the warehouse's pipeline cannot be forecast: {exc}")
-        as_of = scoring._naive_utc(req.as_of, scoring.utc_now())
+        as_of = scoring.moment(req.as_of, scoring.utc_now())
         try:
             result = scoring.forecast_deals(
                 win,
@@ -293,10 +292,10 @@ class ForecastService:
                 "send 'deals', or start the service with --warehouse to forecast the warehouse's pipeline",
                 ["deals"],
             )
-        as_of = None if req.as_of is None else scoring._naive_utc(req.as_of, scoring.utc_now())
+        as_of = None if req.as_of is None else scoring.moment(req.as_of, scoring.utc_now())
         result = revenue_job(
             self.settings,
-            as_of=pd.Timestamp(as_of) if as_of is not None else None,
+            as_of=as_of,
             periods=req.periods,
             by=req.by,
             group=req.group,
