@@ -138,7 +138,7 @@ def train_model_job(
         }
     else:
         say("building snapshots")
-        data, _table = warehouse_input(settings.warehouse, config, progress=say)
+        data, _table, config = warehouse_input(settings.warehouse, config, progress=say)
         source = "warehouse"
         source_words = (
             f"warehouse {settings.warehouse}, {config.entity} snapshots every {config.snapshots.every}"
@@ -162,6 +162,8 @@ def train_model_job(
     if source == "flat_export":
         # The logged model takes the export's raw columns: its first step re-applies the preparation.
         logged_pipeline = Pipeline([("prepare", export.preparer()), *result.pipeline.steps])
+        if result.eval_pipeline is not None:
+            result.eval_pipeline = Pipeline([("prepare", export.preparer()), *result.eval_pipeline.steps])
         input_columns = [c for c in raw.columns if c != export.target_column]
         test_slice = raw.iloc[result.test_frame[RAW_ROW].to_numpy()].reset_index(drop=True)
         test_slice[data.label] = result.test_frame[data.label].to_numpy()

@@ -44,6 +44,20 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _fit_lines(fit: dict[str, Any]) -> list[str]:
+    """Which rows evaluated the model and which fitted the served one."""
+    if not fit:
+        return []
+    ev, final = fit.get("evaluation", {}), fit.get("final", {})
+    return [
+        f"- evaluation model: fitted on {ev.get('rows')} rows before the test cut "
+        f"({ev.get('n_estimators', '-')} trees, calibration {ev.get('calibration')}); every test metric below is its",
+        f"- served model: fitted on {final.get('rows')} of {fit.get('labelled_rows')} labelled rows "
+        f"({100 * float(final.get('share_of_labelled', 0)):.1f}%, test slice included; "
+        f"{final.get('n_estimators', '-')} trees, calibration {final.get('calibration')})",
+    ]
+
+
 def model_card(
     name: str,
     version: str | None,
@@ -100,7 +114,7 @@ def model_card(
         f"- kind: {result.model_kind}"
         + (
             f"; LightGBM with early stopping ({result.calibration.get('best_iteration')} trees), "
-            f"{result.calibration.get('method')} calibration fitted on the validation split "
+            f"{result.calibration.get('method')} calibration, cross-fitted (out-of-fold predictions) "
             f"(cross-validated Brier: {_briers(result.calibration.get('cv_brier'))})"
             if result.calibration
             else ""
@@ -120,6 +134,7 @@ def model_card(
             else ""
         ),
         *split_lines,
+        *_fit_lines(result.fit),
         "",
         "## Test-slice metrics against the baselines",
         "",

@@ -17,6 +17,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
@@ -34,6 +35,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TEST_SLICE = "evaluation/test_slice.parquet"
 REFERENCE = "evaluation/reference.parquet"
+EVAL_MODEL = "evaluation/eval_model.pkl"
+"""The evaluation model (fitted before the test cut only): promotion compares these, not the final fits."""
 """Every snapshot row (every entity, not only the test cohort) from the test cut on: monitoring's reference."""
 CARD = "model_card.md"
 
@@ -151,6 +154,19 @@ def log_trained_model(
                 ref = Path(tmp) / Path(REFERENCE).name
                 reference.to_parquet(ref, index=False)
                 mlflow.log_artifact(str(ref), "evaluation")
+            if result.eval_pipeline is not None and result.eval_pipeline is not result.pipeline:
+                held = Path(tmp) / Path(EVAL_MODEL).name
+                held.write_bytes(cloudpickle.dumps(result.eval_pipeline))
+                mlflow.log_artifact(str(held), "evaluation")
+        mlflow.log_dict(result.fit, "evaluation/fit.json")
+        final = result.fit.get("final", {})
+        if final:
+            mlflow.log_metrics(
+                {
+                    "final_fit_rows": float(final.get("rows", 0)),
+                    "final_fit_share": float(final.get("share_of_labelled", 0)),
+                }
+            )
         proba = result.pipeline.predict_proba(x_example)
         info = mlflow.sklearn.log_model(
             result.pipeline,
@@ -277,7 +293,8 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             f"model {name!r} v{chall.version} has no usable test slice (label {label!r} missing)"
         )
     y = test[label].astype(int).to_numpy()
-    chall_m = classification_metrics(y, chall_model.pipeline.predict_proba(test)[:, 1])
+    chall_eval = _evaluation_model(chall.run_id, chall_model.pipeline, settings)
+    chall_m = classification_metrics(y, chall_eval.predict_proba(test)[:, 1])
     champ_m: dict[str, float] | None = None
     beaten = _baselines_not_beaten(c.get_run(chall.run_id).data.metrics)
     champ_error: str | None = None
@@ -289,12 +306,9 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             champ_error = f"only {len(common)} test rows lie after the champion's own test cut{note}"
         else:
             try:
-                champ_m = classification_metrics(
-                    y[common], champ_model.pipeline.predict_proba(test.iloc[common])[:, 1]
-                )
-                chall_m = classification_metrics(
-                    y[common], chall_model.pipeline.predict_proba(test.iloc[common])[:, 1]
-                )
+                champ_eval = _evaluation_model(champ.run_id, champ_model.pipeline, settings)
+                champ_m = classification_metrics(y[common], champ_eval.predict_proba(test.iloc[common])[:, 1])
+                chall_m = classification_metrics(y[common], chall_eval.predict_proba(test.iloc[common])[:, 1])
             except (KeyError, ValueError) as exc:
                 champ_error = str(exc)
     if champ is not None and str(champ.version) == str(chall.version):
@@ -346,6 +360,20 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         c.set_registered_model_alias(name, CHAMPION, str(chall.version))
         write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
     return decision
+
+
+def _evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
+    """The run's evaluation model (fitted before its test cut), or the served one if none was logged.
+
+    A served model is fitted on all labelled rows, test slice included, so only evaluation models
+    can be compared on a test slice; runs logged before the final fit existed have no evaluation
+    model and served the evaluation model itself.
+    """
+    try:
+        with _downloaded(run_id, EVAL_MODEL, settings) as path:
+            return cloudpickle.loads(path.read_bytes())
+    except (MlflowException, OSError):
+        return served
 
 
 def _rows_unseen_by(run_id: str, test: pd.DataFrame, settings: Settings) -> tuple[np.ndarray, str]:

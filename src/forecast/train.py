@@ -1,15 +1,24 @@
 """Train and evaluate a calibrated binary scoring model on a feature table (no MLflow here).
 
-One function, :func:`train_binary`, serves every binary model (lead scoring, deal win, churn risk):
+One function, :func:`train_binary`, serves every binary model (lead scoring, deal win, churn risk,
+flat exports). Evaluation and the final fit are separate steps:
 
 1. keep rows with a known label; split by time (whole entities per split, purge gap before the
-   test slice) or, without dates, stratified / by row order;
-2. check data sufficiency: below the absolute minimum refuse with a clear message; below the
-   sufficiency threshold fit a regularised logistic model instead of LightGBM, and say so;
-3. fit the pipeline (:mod:`forecast.models.pipeline`) with early stopping and calibration on the
-   validation split, and the baselines on the same training rows;
-4. evaluate everything on the latest (test) slice: metrics, deciles, reliability, segments,
-   feature importance.
+   test slice) or, without dates, stratified / by row order. A split that would leave one class
+   out of a part while the labelled rows hold both is retried with a shorter purge gap, then by
+   entity at random, and the summary says so (see :func:`_split`);
+2. check data sufficiency: below the absolute minimum refuse with a message giving the rows of
+   each class and what is needed; below the sufficiency threshold fit a regularised logistic
+   model instead of LightGBM, and say so;
+3. **evaluation**: fit the pipeline (:mod:`forecast.models.pipeline`) on the training split with
+   early stopping and calibration on the validation split, and the baselines on the same
+   training rows; evaluate everything on the latest (test) slice: metrics, deciles,
+   reliability, segments;
+4. **final fit**: refit the same pipeline on *all* labelled rows with the settings chosen in
+   evaluation (number of trees, calibration method). The calibrator is cross-fitted: it learns
+   from out-of-fold predictions of models that did not train on those rows (folds by entity),
+   so no prediction is calibrated on rows that fitted it. This is the model that is logged and
+   served; the evaluation model stays in :attr:`TrainResult.eval_pipeline`.
 
 MLflow logging and registration happen in :mod:`forecast.registry`, at the edge.
 """
@@ -34,8 +43,8 @@ from forecast.models.baselines import (
     StageWinRateBaseline,
 )
 from forecast.models.config import TrainingConfig
-from forecast.models.explain import store_training_means
-from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline, fit_pipeline
+from forecast.models.crossfit import fit_calibrated
+from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 
 
 class InsufficientDataError(ValueError):
@@ -69,7 +78,12 @@ class ModelInput:
 
 @dataclass
 class TrainResult:
-    """A fitted model with its evaluation on the held-out slice."""
+    """A fitted model with its evaluation on the held-out slice.
+
+    ``pipeline`` is the final model (fitted on all labelled rows); ``eval_pipeline`` the one fitted
+    on the training split only, which produced ``test_p`` and every metric. ``fit`` says which
+    rows evaluated the model and which fitted the final one.
+    """
 
     pipeline: Pipeline
     model_kind: str
@@ -86,6 +100,8 @@ class TrainResult:
     test_frame: pd.DataFrame
     test_p: np.ndarray
     params: dict[str, Any]
+    eval_pipeline: Pipeline | None = None
+    fit: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable metrics and facts (what ``--json`` prints)."""
@@ -96,6 +112,7 @@ class TrainResult:
             "baselines": {k: _finite(v) for k, v in self.baselines.items()},
             "calibration": self.calibration,
             "splits": self.splits,
+            "fit": self.fit,
             "data": self.data,
             "deciles": self.deciles.round(4).to_dict("records"),
             "segments": {k: v.round(4).to_dict("records") for k, v in self.segments.items()},
@@ -128,7 +145,20 @@ def data_identity(frame: pd.DataFrame, label: str, time_column: str | None) -> d
 def _split(
     data: ModelInput, frame: pd.DataFrame, config: TrainingConfig
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Fitting and test positions, and how they were made.
+
+    With dates: the test slice holds the entities first seen at or after the test cut
+    (:func:`~forecast.features.splits.time_splits`), the fitting rows every row of the other
+    entities dated before the cut minus the purge gap (default: the label horizon), so every
+    fitting label was known at the cut. When that leaves a part empty or with one class although
+    the labelled rows hold both (a short history: the gap swallows it), the gap is shortened step
+    by step down to 0, then whole entities are split at random (stratified); the summary's
+    ``note`` says which, and why the evaluation may be optimistic. Without dates: stratified or by
+    row order, as configured.
+    """
     s = config.split
+    y = frame[data.label].astype(int).to_numpy()
+    ids = frame[data.id_column].reset_index(drop=True)
     has_time = data.time_column is not None and frame[data.time_column].notna().any()
     if has_time and frame[str(data.time_column)].isna().any():
         n = int(frame[str(data.time_column)].isna().sum())
@@ -136,38 +166,107 @@ def _split(
             f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
         )
     if has_time:
+        times = pd.to_datetime(frame[str(data.time_column)]).reset_index(drop=True)
         gap = s.gap_days if s.gap_days is not None else float(config.snapshots.horizon_days)
-        splits = time_splits(
-            frame,
-            data.id_column,
-            time_column=str(data.time_column),
-            valid_fraction=s.valid_fraction,
-            test_fraction=s.test_fraction,
-            gap_days=gap,
-        )
-        return [splits.train, splits.valid, splits.test], {"method": "time", **splits.summary()}
+        tried: list[str] = []
+        for g in _gap_ladder(gap):
+            try:
+                splits = time_splits(
+                    frame,
+                    data.id_column,
+                    time_column=str(data.time_column),
+                    valid_fraction=s.valid_fraction,
+                    test_fraction=s.test_fraction,
+                    gap_days=g,
+                )
+            except ValueError as exc:
+                tried.append(f"gap {g:g} days: {exc}")
+                continue
+            cut = splits.cuts[1]
+            test_ids = ids.iloc[splits.test].unique()
+            fit = np.flatnonzero(((times < cut - pd.Timedelta(days=g)) & ~ids.isin(test_ids)).to_numpy())
+            parts = [fit, splits.test]
+            lacking = _one_class_part(parts, y)
+            if lacking is not None:
+                tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
+                continue
+            summary: dict[str, Any] = {
+                "method": "time",
+                "cuts": [c.isoformat() for c in splits.cuts],
+                "gap_days": g,
+                "dropped_rows": len(frame) - len(fit) - len(splits.test),
+                "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
+            }
+            if g < gap:
+                summary["note"] = (
+                    f"the history is too short for a {gap:g}-day purge gap ({'; '.join(tried)}), so the "
+                    f"gap was shortened to {g:g} days: some test labels were decided in the same weeks "
+                    "as training labels, and the test metrics may be optimistic"
+                )
+            return parts, summary
+        parts = _entity_split(ids, y, s.test_fraction, config.seed)
+        return parts, {
+            "method": "entity_random",
+            "note": (
+                "no time split leaves both classes in the fitting and the test rows ("
+                + "; ".join(tried)
+                + "), so whole entities were split at random, stratified: the test slice is not "
+                "the future, and its metrics may be optimistic"
+            ),
+            "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
+        }
     n = len(frame)
     positions = np.arange(n)
-    y = frame[data.label].astype(int).to_numpy()
     if s.without_time == "order":
-        n_test, n_valid = int(n * s.test_fraction), int(n * s.valid_fraction)
-        parts = [
-            positions[: n - n_test - n_valid],
-            positions[n - n_test - n_valid : n - n_test],
-            positions[n - n_test :],
-        ]
+        n_test = int(n * s.test_fraction)
+        parts = [positions[: n - n_test], positions[n - n_test :]]
     else:
-        rest, test = train_test_split(
+        fit, test = train_test_split(
             positions, test_size=s.test_fraction, stratify=y, random_state=config.seed
         )
-        share = s.valid_fraction / (1 - s.test_fraction)
-        train, valid = train_test_split(rest, test_size=share, stratify=y[rest], random_state=config.seed)
-        parts = [np.sort(train), np.sort(valid), np.sort(test)]
+        parts = [np.sort(fit), np.sort(test)]
     summary = {
         "method": "row_order" if s.without_time == "order" else "stratified",
-        "splits": {name: {"rows": len(p)} for name, p in zip(("train", "valid", "test"), parts, strict=True)},
+        "splits": {name: {"rows": len(p)} for name, p in zip(SPLITS, parts, strict=True)},
     }
     return parts, summary
+
+
+SPLITS = ("train", "test")
+"""The two parts of an evaluation: the rows the evaluation model is fitted on, and the test slice."""
+
+
+def _range(ids: pd.Series, times: pd.Series, idx: np.ndarray) -> dict[str, Any]:
+    return {
+        "rows": len(idx),
+        "entities": int(ids.iloc[idx].nunique()),
+        "from": None if len(idx) == 0 else times.iloc[idx].min().isoformat(),
+        "to": None if len(idx) == 0 else times.iloc[idx].max().isoformat(),
+    }
+
+
+def _gap_ladder(gap: float) -> list[float]:
+    """The purge gaps tried in turn: the configured one, then shorter ones down to 0."""
+    return sorted({gap, gap / 2, gap / 4, 0.0}, reverse=True) if gap > 0 else [0.0]
+
+
+def _one_class_part(parts: list[np.ndarray], y: np.ndarray) -> str | None:
+    """The name of the first part holding fewer than two classes (``None``: all hold both)."""
+    for name, idx in zip(("training", "test"), parts, strict=True):
+        if len(np.unique(y[idx])) < 2:
+            return name
+    return None
+
+
+def _entity_split(ids: pd.Series, y: np.ndarray, test_fraction: float, seed: int) -> list[np.ndarray]:
+    """Whole entities at random into fitting and test rows, stratified by "any positive row"."""
+    per_entity = pd.Series(y).groupby(ids.to_numpy(), sort=True).max()
+    label = per_entity.to_numpy()
+    strat = label if np.bincount(label, minlength=2).min() >= 2 else None
+    fit, test = train_test_split(
+        per_entity.index.to_numpy(), test_size=test_fraction, stratify=strat, random_state=seed
+    )
+    return [np.flatnonzero(ids.isin(set(part)).to_numpy()) for part in (fit, test)]
 
 
 def _check_sufficiency(y: np.ndarray, config: TrainingConfig) -> tuple[bool, str | None]:
@@ -175,9 +274,11 @@ def _check_sufficiency(y: np.ndarray, config: TrainingConfig) -> tuple[bool, str
     sd = config.small_data
     n, minority = len(y), int(min(y.sum(), len(y) - y.sum()))
     if n < sd.absolute_min_rows or minority < sd.absolute_min_minority:
+        positives = int(y.sum())
         raise InsufficientDataError(
-            f"only {n} labelled rows with {minority} in the rarer class; at least {sd.absolute_min_rows} rows "
-            f"and {sd.absolute_min_minority} of each class are needed to train and evaluate a model"
+            f"only {n} labelled rows ({positives} positive, {n - positives} negative); at least "
+            f"{sd.absolute_min_rows} rows and {sd.absolute_min_minority} of each class are needed to train "
+            "and evaluate a model"
         )
     if n < sd.min_rows or minority < sd.min_minority:
         return True, (
@@ -204,14 +305,14 @@ def _baselines(data: ModelInput) -> dict[str, Any]:
 
 
 def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
-    """Train the calibrated model and its baselines; evaluate on the latest slice.
+    """Evaluate the model's fitting procedure on the latest slice, then fit it on all labelled rows.
 
     Args:
         data: The feature table and its columns.
         config: Training configuration.
 
     Returns:
-        The fitted pipeline and its evaluation.
+        The final pipeline, the evaluation pipeline and its evaluation.
 
     Raises:
         InsufficientDataError: Too little labelled data (a clear message, no stack trace in the CLI).
@@ -225,53 +326,34 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     y_all = frame[data.label].astype(int).to_numpy()
     small, note = _check_sufficiency(y_all, config)
     parts, split_summary = _split(data, frame, config)
-    train, valid, test = parts
-    for name, idx in zip(("train", "validation", "test"), parts, strict=True):
-        if len(np.unique(y_all[idx])) < 2:
-            raise InsufficientDataError(f"the {name} split has only one class; more labelled data is needed")
+    fit_rows, test = parts
+    lacking = _one_class_part(parts, y_all)
+    if lacking is not None:
+        positives = int(y_all.sum())
+        raise InsufficientDataError(
+            f"the {lacking} rows hold only one class: {len(y_all)} labelled rows ({positives} positive, "
+            f"{len(y_all) - positives} negative) over {frame[data.id_column].nunique()} entities; "
+            "both classes are needed in the rows before the test cut and in the test slice"
+        )
     x = frame[data.features]
+    ids = frame[data.id_column].reset_index(drop=True)
     notes = [note] if note else []
+    if split_summary.get("note"):
+        notes.append(str(split_summary["note"]))
     lgbm = config.lightgbm
-    if small:
-        model: Any = LogisticBaseline(
-            categorical=data.categorical,
-            numeric=[f for f in data.features if f not in data.categorical],
-            C=config.small_data.logistic_c,
-            random_state=config.seed,
-        )
-        kind = "logistic_small_data"
-        fit_idx = np.concatenate([train, valid])
-        pipeline = build_pipeline(data.features, [], model)
-        pipeline.steps[1] = ("categories", "passthrough")
-        fit_pipeline(pipeline, x.iloc[fit_idx], y_all[fit_idx])
-        store_training_means(pipeline, x.iloc[fit_idx])  # exact reason codes for the linear model
-    else:
-        settings = lgbm.model_dump()
-        # A prior column missing from this input (e.g. a flat export) is left out, like monotone
-        # ones; without the column choosing its rows, there is no prior.
-        settings["prior_features"] = [f for f in lgbm.prior_features if f in data.features]
-        if lgbm.prior_fit_column is not None and lgbm.prior_fit_column not in data.features:
-            settings["prior_features"] = []
-        settings["prior_only"] = [f for f in lgbm.prior_only if f in settings["prior_features"]]
-        model = CalibratedLGBMClassifier(
-            **settings,
-            monotone_increasing=[f for f in config.monotone_increasing if f in data.features],
-            monotone_decreasing=[f for f in config.monotone_decreasing if f in data.features],
-            random_state=config.seed,
-        )
-        kind = "lightgbm"
-        pipeline = build_pipeline(data.features, data.categorical, model)
-        fit_pipeline(pipeline, x.iloc[train], y_all[train], x.iloc[valid], y_all[valid])
-    p_test = pipeline.predict_proba(x.iloc[test])[:, 1]
+    template, kind = _template(data, config, small)
+    folds = config.final_fit.folds
+    eval_pipeline, eval_fit = fit_calibrated(
+        template, x.iloc[fit_rows], y_all[fit_rows], ids.iloc[fit_rows], folds=folds, seed=config.seed
+    )
+    p_test = eval_pipeline.predict_proba(x.iloc[test])[:, 1]
     y_test = y_all[test]
     metrics = classification_metrics(y_test, p_test)
     reliability = {"model": reliability_table(y_test, p_test)}
     baselines: dict[str, dict[str, float]] = {}
-    # Baselines learn from the same rows as the model's trees (validation rows only steer the
-    # model's early stopping and calibration), so the comparison is on equal information.
-    bl_fit = np.concatenate([train, valid]) if small else train
+    # Baselines learn from the same rows as the evaluation model: equal information.
     for name, est in _baselines(data).items():
-        est.fit(x.iloc[bl_fit], y_all[bl_fit])
+        est.fit(x.iloc[fit_rows], y_all[fit_rows])
         p = est.predict_proba(x.iloc[test])[:, 1]
         baselines[name] = classification_metrics(y_test, p)
         reliability[name] = reliability_table(y_test, p)
@@ -280,6 +362,15 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         for col in config.segments
         if col in frame
     }
+    fit_summary: dict[str, Any] = {"labelled_rows": len(y_all), "evaluation": eval_fit}
+    if config.final_fit.enabled:
+        pipeline, final = fit_calibrated(template, x, y_all, ids, folds=folds, seed=config.seed)
+    else:
+        pipeline, final = (
+            eval_pipeline,
+            {**eval_fit, "note": "final fit disabled: the evaluation model is served"},
+        )
+    fit_summary["final"] = {**final, "share_of_labelled": round(final["rows"] / len(y_all), 4)}
     step = pipeline.named_steps["model"]
     calibration: dict[str, Any] = {}
     if isinstance(step, CalibratedLGBMClassifier):
@@ -305,7 +396,39 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         test_frame=test_frame,
         test_p=p_test,
         params={"model_kind": kind, **({} if small else lgbm.model_dump()), "seed": config.seed},
+        eval_pipeline=eval_pipeline,
+        fit=fit_summary,
     )
+
+
+def _template(data: ModelInput, config: TrainingConfig, small: bool) -> tuple[Pipeline, str]:
+    """The unfitted pipeline of the configured model (or the small-data logistic one) and its kind."""
+    numeric = [f for f in data.features if f not in data.categorical]
+    if small:
+        model: Any = LogisticBaseline(
+            categorical=data.categorical,
+            numeric=numeric,
+            C=config.small_data.logistic_c,
+            random_state=config.seed,
+        )
+        pipeline = build_pipeline(data.features, [], model)
+        pipeline.steps[1] = ("categories", "passthrough")
+        return pipeline, "logistic_small_data"
+    lgbm = config.lightgbm
+    settings = lgbm.model_dump()
+    # A prior column missing from this input (e.g. a flat export) is left out, like monotone
+    # ones; without the column choosing its rows, there is no prior.
+    settings["prior_features"] = [f for f in lgbm.prior_features if f in data.features]
+    if lgbm.prior_fit_column is not None and lgbm.prior_fit_column not in data.features:
+        settings["prior_features"] = []
+    settings["prior_only"] = [f for f in lgbm.prior_only if f in settings["prior_features"]]
+    model = CalibratedLGBMClassifier(
+        **settings,
+        monotone_increasing=[f for f in config.monotone_increasing if f in data.features],
+        monotone_decreasing=[f for f in config.monotone_decreasing if f in data.features],
+        random_state=config.seed,
+    )
+    return build_pipeline(data.features, data.categorical, model), "lightgbm"
 
 
 def _encodes(encoded: str, feature: str) -> bool:

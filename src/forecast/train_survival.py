@@ -23,6 +23,7 @@ import pandas as pd
 
 from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
 from forecast.models.config import TrainingConfig
+from forecast.models.crossfit import fit_hazard
 from forecast.models.pipeline import build_pipeline
 from forecast.models.survival import (
     DiscreteTimeHazard,
@@ -96,8 +97,10 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
             "closes are needed to train a time-to-close model"
         )
     parts, split_summary = _split(data, frame.assign(**{data.label: e_all.astype(int)}), config)
-    train, valid, test = parts
+    train, test = parts
     x = frame[data.features]
+    ids = frame[data.id_column].reset_index(drop=True)
+    follow_all = frame[FOLLOWUP].to_numpy(dtype=float)
     lgbm = config.lightgbm
     model = DiscreteTimeHazard(
         edges=edges,
@@ -112,28 +115,29 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         early_stopping_rounds=lgbm.early_stopping_rounds,
         random_state=config.seed,
     )
-    pipeline = build_pipeline(data.features, data.categorical, model)
-    prep = pipeline[:-1].fit(x.iloc[train])
-    model.fit(
-        prep.transform(x.iloc[train]),
-        d_all[train],
-        e_all[train],
-        eval_set=(
-            prep.transform(x.iloc[valid]),
-            d_all[valid],
-            e_all[valid],
-            None if causes is None else causes[valid],
-        ),
-        causes=None if causes is None else causes[train],
-    )
-    if surv_cfg.calibrate:
-        model.calibrate(
-            prep.transform(x.iloc[valid]),
-            d_all[valid],
-            e_all[valid],
-            frame[FOLLOWUP].to_numpy(dtype=float)[valid],
-            None if causes is None else causes[valid],
-        )
+    template = build_pipeline(data.features, data.categorical, model)
+
+    def procedure(idx: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        try:
+            return fit_hazard(
+                template,
+                x.iloc[idx],
+                d_all[idx],
+                e_all[idx],
+                follow_all[idx],
+                None if causes is None else causes[idx],
+                ids.iloc[idx],
+                calibrate=surv_cfg.calibrate,
+                folds=config.final_fit.folds,
+                seed=config.seed,
+            )
+        except ValueError as exc:
+            raise InsufficientDataError(str(exc)) from exc
+
+    eval_pipeline, eval_fit = procedure(train)
+    pipeline = eval_pipeline
+    prep = pipeline[:-1]
+    model = pipeline.named_steps["model"]
     d, e, follow = d_all[test], e_all[test], frame[FOLLOWUP].to_numpy(dtype=float)[test]
     x_test = x.iloc[test]
     surv = pipeline.named_steps["model"].survival(prep.transform(x_test))
@@ -179,8 +183,18 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
     importance = pd.DataFrame({"feature": names, "importance": gain / (gain.sum() or 1.0)})
     importance = importance[importance["feature"].isin(data.features)]
     importance = importance.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+    final_pipeline, final_fit = (
+        procedure(np.arange(len(frame))) if config.final_fit.enabled else (eval_pipeline, eval_fit)
+    )
+    fit_summary = {
+        "labelled_rows": len(frame),
+        "evaluation": eval_fit,
+        "final": {**final_fit, "share_of_labelled": round(final_fit["rows"] / len(frame), 4)},
+    }
     return TrainResult(
-        pipeline=pipeline,
+        pipeline=final_pipeline,
+        eval_pipeline=eval_pipeline,
+        fit=fit_summary,
         model_kind="discrete_time_hazard_lightgbm",
         notes=[
             f"P(close within {int(days)} days) is judged on the {int(known.sum()):,} test snapshots "
@@ -195,7 +209,7 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         segments=segments,
         importance=importance,
         calibration={
-            "method": "isotonic per edge on the validation split" if surv_cfg.calibrate else "none",
+            "method": "isotonic per edge, cross-fitted" if surv_cfg.calibrate else "none",
             "best_iteration": model.best_iteration_,
         },
         test_frame=test_frame.loc[known].reset_index(drop=True),

@@ -77,7 +77,9 @@ def time_splits(
         frame: Snapshot rows.
         id_column: The entity id column.
         time_column: The as_of column.
-        valid_fraction: Share of rows (by time) for validation before entity assignment.
+        valid_fraction: Share of rows (by time) for validation before entity assignment; with a
+            gap, the validation split keeps this share relative to the training split (of the
+            rows before the gap, ``valid_fraction / (1 - test_fraction)``).
         test_fraction: Share of rows (by time) for the test.
         gap_days: Purge gap before the test cut (the label horizon for an honest test).
         valid_gap_days: Purge gap before the validation cut.
@@ -100,9 +102,12 @@ def time_splits(
     seen = np.sort(first_seen.to_numpy())
     n = len(seen)
     c2 = _cut(seen, dates, int(n * (1 - test_fraction)), first=2)
-    # The validation window ends where the test gap begins; size it by rows from there.
+    # The validation window ends where the test gap begins. It takes its share of the rows left
+    # before the gap (valid : train as valid_fraction : the rest), not of all rows: sized on all
+    # rows, a long gap left the training split a sliver of the history.
     before_gap = int(np.searchsorted(seen, np.datetime64(c2 - pd.Timedelta(days=gap_days)), side="left"))
-    c1 = _cut(seen, dates, before_gap - int(n * valid_fraction), first=1)
+    share = valid_fraction / (1.0 - test_fraction)
+    c1 = _cut(seen, dates, before_gap - round(before_gap * share), first=1)
     c1 = min(c1, pd.Timestamp(dates[np.searchsorted(dates, np.datetime64(c2)) - 1]))
     gap, vgap = pd.Timedelta(days=gap_days), pd.Timedelta(days=valid_gap_days)
     window = np.select([times < c1, times < c2], [0, 1], 2)

@@ -22,6 +22,15 @@ class SnapshotSettings(_Strict):
     date_from: str | None = Field(default=None, alias="from")
     date_to: str | None = Field(default=None, alias="to")
     horizon_days: int = Field(default=90, ge=1)
+    horizon_quantile: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description=(
+            "deal models: the horizon is this quantile of the CRM's own cycle (creation to close, "
+            "Kaplan-Meier), in whole weeks, at most horizon_days; null: horizon_days as given"
+        ),
+    )
     at_creation: bool = Field(
         default=True, description="add one snapshot per entity right after its creation (scores new records)"
     )
@@ -61,6 +70,15 @@ class LightGBMSettings(_Strict):
     prior_fit_max: float = 0.0
     prior_folds: int = Field(default=5, ge=0)
     prior_alone: bool = Field(default=False, description="rows the prior is fitted on are scored by it alone")
+
+
+class FinalFitSettings(_Strict):
+    """The champion's final fit on all labelled rows, after evaluation (see ``forecast.train``)."""
+
+    enabled: bool = Field(
+        default=True, description="refit on all labelled rows (off: the champion is the evaluation model)"
+    )
+    folds: int = Field(default=3, ge=2, description="entity folds of the cross-fitted calibrator")
 
 
 class SmallDataSettings(_Strict):
@@ -116,6 +134,7 @@ class TrainingConfig(_Strict):
         segments: Columns to check calibration within (e.g. source, channel).
         bands: Lower probability bound of bands A, B and C (D is the rest).
         small_data: Data-sufficiency thresholds.
+        final_fit: The final fit on all labelled rows.
         promotion: The promotion gate.
         survival: Time-to-close intervals and horizons.
         seed: Random seed.
@@ -134,6 +153,7 @@ class TrainingConfig(_Strict):
     segments: list[str] = []
     bands: dict[str, float] = {"A": 0.30, "B": 0.15, "C": 0.05}
     small_data: SmallDataSettings = SmallDataSettings()
+    final_fit: FinalFitSettings = FinalFitSettings()
     promotion: PromotionSettings = PromotionSettings()
     survival: SurvivalSettings = SurvivalSettings()
     seed: int = 0

@@ -9,6 +9,7 @@ import pandas as pd
 
 from forecast.data.readers import read_table_file
 from forecast.features.build import FeatureTable, build_feature_table
+from forecast.features.horizon import cycle_horizon
 from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
@@ -51,19 +52,41 @@ def table_input(table: FeatureTable, label: str) -> ModelInput:
     )
 
 
+def resolve_horizon(
+    src: FeatureSource, config: TrainingConfig, data_end: pd.Timestamp | None = None
+) -> TrainingConfig:
+    """The config with its label horizon read from the CRM's cycle, if it asks for that.
+
+    With ``snapshots.horizon_quantile`` set on a deal model, the horizon becomes that quantile of
+    the time from creation to close known at ``data_end`` (:func:`~forecast.features.horizon.cycle_horizon`),
+    capped at the configured ``horizon_days``; otherwise the config is returned unchanged. The
+    purge gap follows the horizon unless ``split.gap_days`` is set.
+    """
+    snap = config.snapshots
+    if snap.horizon_quantile is None or config.entity != "opportunity":
+        return config
+    h = cycle_horizon(src, snap.horizon_quantile, cap_days=snap.horizon_days, data_end=data_end)
+    return config.model_copy(update={"snapshots": snap.model_copy(update={"horizon_days": h})})
+
+
 def warehouse_input(
     warehouse: Path, config: TrainingConfig, progress: Callable[[str], None] | None = None
-) -> tuple[ModelInput, FeatureTable]:
+) -> tuple[ModelInput, FeatureTable, TrainingConfig]:
     """Build the configured snapshots from the warehouse and return the model input.
+
+    Returns:
+        The model input, its snapshot table and the config with its horizon resolved
+        (:func:`resolve_horizon`).
 
     Raises:
         FileNotFoundError: No warehouse.
         ValueError: No entities, or an unknown label.
     """
-    labels = LabelConfig(config.snapshots.horizon_days, config.snapshots.horizon_days)
     with warehouse_source(warehouse) as src:
+        config = resolve_horizon(src, config)
+        labels = LabelConfig(config.snapshots.horizon_days, config.snapshots.horizon_days)
         table = snapshot_table(src, config, labels, progress=progress)
-    return table_input(table, config.label), table
+    return table_input(table, config.label), table, config
 
 
 def snapshot_table(

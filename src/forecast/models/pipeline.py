@@ -421,7 +421,29 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
             raw = self._raw(calib_set[0])
             yv_arr = np.asarray(calib_set[1], dtype=int)
             self.calibration_, self.calibration_cv_brier_ = self._choose_calibration(raw, yv_arr)
-            self.calibrator_ = _fit_calibrator(self.calibration_, raw, yv_arr)
+            self.calibrator_ = fit_calibrator(self.calibration_, raw, yv_arr)
+        return self
+
+    def calibrate(
+        self, method: str, raw: np.ndarray, y: Any, cv_brier: dict[str, float] | None = None
+    ) -> CalibratedLGBMClassifier:
+        """Fit the calibrator on uncalibrated probabilities of rows these trees did not train on.
+
+        The final fit (:func:`forecast.train.final_fit`) trains the trees on every labelled row
+        and calibrates them on out-of-fold probabilities of models fitted without each row.
+
+        Args:
+            method: ``sigmoid`` or ``isotonic``.
+            raw: Out-of-fold uncalibrated probabilities.
+            y: Their 0/1 labels.
+            cv_brier: The cross-validated Brier scores that chose ``method`` (kept for the record).
+        """
+        if method not in ("sigmoid", "isotonic"):
+            raise ValueError(f"calibration method must be sigmoid or isotonic, got {method!r}")
+        self.calibration = method
+        self.calibration_ = method
+        self.calibrator_ = fit_calibrator(method, np.asarray(raw, dtype=float), np.asarray(y, dtype=int))
+        self.calibration_cv_brier_ = dict(cv_brier or {})
         return self
 
     def _fit_prior(self, X: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray | None, Any]:  # noqa: N803
@@ -500,21 +522,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         )
 
     def _choose_calibration(self, raw: np.ndarray, y: np.ndarray) -> tuple[str, dict[str, float]]:
-        if self.calibration in ("sigmoid", "isotonic"):
-            return self.calibration, {}
-        n_splits = int(min(5, np.bincount(y, minlength=2).min()))
-        if n_splits < 2:
-            return "sigmoid", {}
-        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
-        scores: dict[str, float] = {}
-        for method in ("sigmoid", "isotonic"):
-            errors = []
-            for fit_idx, eval_idx in folds.split(raw.reshape(-1, 1), y):
-                cal = _fit_calibrator(method, raw[fit_idx], y[fit_idx])
-                p = _apply_calibrator(method, cal, raw[eval_idx])
-                errors.append(np.mean((p - y[eval_idx]) ** 2))
-            scores[method] = float(np.mean(errors))
-        return min(scores, key=lambda m: (scores[m], m)), scores
+        return choose_calibration(self.calibration, raw, y, self.random_state)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Calibrated probabilities, shape (n, 2)."""
@@ -522,7 +530,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
 
     def _proba_from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated ``(n, 2)`` probabilities from uncalibrated ones."""
-        p = raw if self.calibrator_ is None else _apply_calibrator(self.calibration_, self.calibrator_, raw)
+        p = raw if self.calibrator_ is None else apply_calibrator(self.calibration_, self.calibrator_, raw)
         p = np.clip(p, 0.0, 1.0)
         return np.column_stack([1.0 - p, p])
 
@@ -589,6 +597,36 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         return np.array([by_name.get(c, 0.0) for c in self.feature_names_in_], dtype=float)
 
 
+def choose_calibration(setting: str, raw: np.ndarray, y: Any, seed: int = 0) -> tuple[str, dict[str, float]]:
+    """The calibration method: ``setting`` itself, or for ``auto`` the lower cross-validated Brier.
+
+    Args:
+        setting: ``sigmoid``, ``isotonic``, ``none`` or ``auto``.
+        raw: Uncalibrated probabilities of rows the model did not train on.
+        y: Their 0/1 labels.
+        seed: Seed of the 5-fold split.
+
+    Returns:
+        The method and, for ``auto``, each candidate's cross-validated Brier score.
+    """
+    if setting in ("sigmoid", "isotonic", "none"):
+        return setting, {}
+    y_arr = np.asarray(y, dtype=int)
+    n_splits = int(min(5, np.bincount(y_arr, minlength=2).min()))
+    if n_splits < 2:
+        return "sigmoid", {}
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    scores: dict[str, float] = {}
+    for method in ("sigmoid", "isotonic"):
+        errors = []
+        for fit_idx, eval_idx in folds.split(raw.reshape(-1, 1), y_arr):
+            cal = fit_calibrator(method, raw[fit_idx], y_arr[fit_idx])
+            p = apply_calibrator(method, cal, raw[eval_idx])
+            errors.append(np.mean((p - y_arr[eval_idx]) ** 2))
+        scores[method] = float(np.mean(errors))
+    return min(scores, key=lambda m: (scores[m], m)), scores
+
+
 def _prior_margin(prior: Any, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
     """Log-odds of a fitted logistic prior."""
     frame = X.loc[:, prior.categorical_ + prior.numeric_]
@@ -620,13 +658,15 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-def _fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
+def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
+    """A sigmoid (on the log-odds) or isotonic calibrator of uncalibrated probabilities."""
     if method == "isotonic":
         return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
     return LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y)
 
 
-def _apply_calibrator(method: str, calibrator: Any, raw: np.ndarray) -> np.ndarray:
+def apply_calibrator(method: str, calibrator: Any, raw: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities from a calibrator of :func:`fit_calibrator`."""
     if method == "isotonic":
         return isotonic_predict(calibrator, raw)
     return sigmoid_predict(calibrator, _logit(raw))

@@ -257,6 +257,10 @@ class DiscreteTimeHazard(_HazardBase):
         """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge)."""
         return self._curves_from(self._interval_proba(X))
 
+    def raw_curves(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
+        """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge), shape (n, edges)."""
+        return self._raw_curves(X)
+
     def _curves_from(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         surv = survival_from_hazards(1.0 - p[:, :, 0])
         if not getattr(self, "competing_", False):
@@ -280,9 +284,32 @@ class DiscreteTimeHazard(_HazardBase):
         such rows, or one class only, stays uncalibrated. Hazard models fitted by log-loss come out
         too smooth here (early closes of slow deals over-predicted, of fast deals under-predicted).
         """
+        closed_by, won_by = self._raw_curves(X)
+        return self.calibrate_curves(closed_by, won_by, durations, events, followup, causes, min_rows)
+
+    def calibrate_curves(
+        self,
+        closed_by: np.ndarray,
+        won_by: np.ndarray | None,
+        durations: np.ndarray,
+        events: np.ndarray,
+        followup: np.ndarray,
+        causes: np.ndarray | None = None,
+        min_rows: int = 200,
+    ) -> DiscreteTimeHazard:
+        """:meth:`calibrate` from uncalibrated curves already predicted (e.g. out of fold).
+
+        Args:
+            closed_by: Uncalibrated P(closed by each edge), shape (n, len(edges)).
+            won_by: Uncalibrated P(won by each edge), or ``None`` without causes.
+            durations: Days from as_of to the close (or to the data's end).
+            events: Whether the close was observed.
+            followup: Days each row was followed.
+            causes: Cause of each close (1 = won).
+            min_rows: Fewest rows followed to an edge for its calibrator.
+        """
         from sklearn.isotonic import IsotonicRegression
 
-        closed_by, won_by = self._raw_curves(X)
         d, e, f = (np.asarray(a, dtype=float) for a in (durations, events, followup))
         won_cause = None if causes is None else np.asarray(causes) == 1
         self.calibrators_: dict[str, list[Any]] = {"closed": [], "won": []}

@@ -1,0 +1,90 @@
+"""The label horizon from the CRM's own sales cycle.
+
+A fixed horizon ("won within 180 days") fits one CRM and wastes another's history: on a CRM with
+six months of data a 180-day horizon leaves no labelled snapshot at all, and its purge gap swallows
+the training split. :func:`cycle_quantile` reads the cycle from the data instead: the Kaplan-Meier
+quantile of the time from a deal's creation to its close (won or lost), with deals still open at
+the data's end counted as censored, so a short history does not see only its quick closes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from forecast.features.source import FeatureSource
+
+
+def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float | None:
+    """The ``q`` quantile of the Kaplan-Meier distribution of ``durations``.
+
+    Args:
+        durations: Time to the event, or to censoring, per subject (days).
+        observed: Whether the event was seen (``False``: censored at that time).
+        q: Quantile in (0, 1).
+
+    Returns:
+        The first event time at which the estimated CDF reaches ``q``; ``None`` when it never does
+        (the history is too short to see that share of deals close).
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {q}")
+    d = np.asarray(durations, dtype=float)
+    e = np.asarray(observed, dtype=bool)
+    keep = np.isfinite(d)
+    d, e = np.maximum(d[keep], 0.0), e[keep]
+    if not e.any():
+        return None
+    times = np.unique(d[e])
+    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
+    survival = np.cumprod(1.0 - events / at_risk)
+    hit = np.flatnonzero(1.0 - survival >= q - 1e-12)
+    return float(times[hit[0]]) if len(hit) else None
+
+
+def cycle_quantile(src: FeatureSource, q: float, data_end: pd.Timestamp | None = None) -> float | None:
+    """The ``q`` quantile of days from a deal's creation to its close, known at ``data_end``.
+
+    Deals created after ``data_end`` are ignored; deals open then (or closed after it) are censored
+    at it, so a point-in-time caller (a backtest) reads only the past.
+    """
+    end = data_end if data_end is not None else src.data_end()
+    rows = src.df(
+        "SELECT created_at, closed_at, outcome FROM opportunities WHERE created_at IS NOT NULL AND created_at <= ?",
+        [end.to_pydatetime()],
+    )
+    if rows.empty:
+        return None
+    created = pd.to_datetime(rows["created_at"])
+    closed = pd.to_datetime(rows["closed_at"])
+    observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
+    stop = closed.where(observed, end)
+    days = ((stop - created) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    return km_quantile(days, observed.to_numpy(), q)
+
+
+def cycle_horizon(
+    src: FeatureSource,
+    q: float,
+    cap_days: int,
+    floor_days: int = 14,
+    data_end: pd.Timestamp | None = None,
+) -> int:
+    """The label horizon: the cycle's ``q`` quantile rounded up to whole weeks, within the bounds.
+
+    At most half the span of the deal history (so that half of it holds labelled snapshots), also
+    when too few deals have closed to read the quantile; never below ``floor_days`` nor above
+    ``cap_days``.
+    """
+    end = data_end if data_end is not None else src.data_end()
+    row = src.con.execute(
+        "SELECT min(created_at) FROM opportunities WHERE created_at <= ?", [end.to_pydatetime()]
+    ).fetchone()
+    span = (end - pd.Timestamp(row[0])) / pd.Timedelta(days=1) if row and row[0] is not None else 2 * cap_days
+    # At most half the history: the other half's snapshots are the labelled ones.
+    value = min(cycle_quantile(src, q, end) or span / 2, span / 2)
+    weeks = math.ceil(max(value, 1.0) / 7.0) * 7
+    return int(min(max(weeks, floor_days), cap_days))

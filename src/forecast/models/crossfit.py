@@ -1,0 +1,257 @@
+"""The fitting procedure of every binary model: trees, tree count and calibrator, all cross-fitted.
+
+:func:`fit_calibrated` is run twice by :func:`forecast.train.train_binary`: on the rows before the
+test cut (the *evaluation* model, which produces every test metric) and on all labelled rows (the
+*final* model, which is logged and served). Running the same procedure both times makes the test
+metrics a measurement of what is served.
+
+For LightGBM (:class:`~forecast.models.pipeline.CalibratedLGBMClassifier`):
+
+1. the rows are dealt into ``folds`` folds of whole entities (stratified by whether the entity
+   has a positive row);
+2. per fold, the pipeline is fitted on the other folds with early stopping on this one; the tree
+   count is the minimum of the folds' *mean* held-out log loss;
+3. each fold's held-out probabilities at that tree count are the calibrator's rows: the method
+   (``auto``: sigmoid or isotonic by cross-validated Brier score on them) and the calibrator are
+   fitted on predictions of models that never trained on those rows;
+4. the trees are refitted on all rows with that tree count; the calibrator is applied to them.
+
+With too few entities of a class for two folds, the rows are split by time order instead (the
+older part fits, the newer one stops early and calibrates) and the summary says so. The small-data
+logistic model has no calibrator and is fitted on all rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from forecast.evaluate import classification_metrics
+from forecast.models.baselines import LogisticBaseline
+from forecast.models.explain import store_training_means
+from forecast.models.pipeline import (
+    CalibratedLGBMClassifier,
+    apply_calibrator,
+    choose_calibration,
+    fit_calibrator,
+    fit_pipeline,
+)
+
+
+def fit_calibrated(
+    template: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    ids: pd.Series,
+    *,
+    folds: int = 3,
+    seed: int = 0,
+) -> tuple[Pipeline, dict[str, Any]]:
+    """Fit an unfitted pipeline (as :func:`~forecast.models.pipeline.build_pipeline` makes it).
+
+    Args:
+        template: The unfitted pipeline (``columns``, ``categories``, ``model`` steps).
+        x: Feature rows.
+        y: Their 0/1 labels.
+        ids: Their entity ids (a fold keeps an entity whole).
+        folds: Number of entity folds.
+        seed: Seed of the fold assignment.
+
+    Returns:
+        The fitted pipeline and a summary of how it was fitted (rows, entities, tree count,
+        calibration, out-of-fold metrics).
+    """
+    summary: dict[str, Any] = {"rows": len(y), "entities": int(ids.nunique())}
+    step = template.named_steps["model"]
+    if not isinstance(step, CalibratedLGBMClassifier):
+        final = clone(template)
+        fit_pipeline(final, x, y)
+        if isinstance(final.named_steps["model"], LogisticBaseline):
+            store_training_means(final, x)
+        return final, {**summary, "calibration": "none (regularised logistic)"}
+    assignment = entity_folds(ids, y, folds, seed)
+    if assignment is None:
+        return _fit_in_time_order(template, x, y, summary)
+    parts: list[tuple[np.ndarray, Pipeline]] = []
+    curves: list[np.ndarray] = []
+    for k in range(int(assignment.max()) + 1):
+        held = assignment == k
+        part = clone(template)
+        part.named_steps["model"].set_params(calibration="none")
+        fit_pipeline(part, x.loc[~held], y[~held], x.loc[held], y[held])
+        results = part.named_steps["model"].model_.evals_result_
+        curves.append(np.asarray(next(iter(next(iter(results.values())).values())), dtype=float))
+        parts.append((held, part))
+    length = min(len(c) for c in curves)
+    trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    raw = np.full(len(y), np.nan)
+    for held, part in parts:
+        part.named_steps["model"].best_iteration_ = trees
+        raw[held] = part.predict_proba(x.loc[held])[:, 1]
+    method, briers = choose_calibration(step.calibration, raw, y, seed)
+    final = clone(template)
+    final.named_steps["model"].set_params(n_estimators=trees, calibration="none")
+    fit_pipeline(final, x, y)
+    if method != "none":
+        final.named_steps["model"].calibrate(method, raw, y, briers)
+    checked = raw if method == "none" else _calibrated_out_of_fold(raw, y, method, assignment)
+    oof = classification_metrics(y, np.clip(checked, 0.0, 1.0))
+    return final, {
+        **summary,
+        "n_estimators": trees,
+        "calibration": method,
+        "calibration_rows": "out of fold",
+        "folds": int(assignment.max()) + 1,
+        "calibration_cv_brier": briers,
+        "oof": {k: round(float(v), 6) for k, v in oof.items()},
+    }
+
+
+def _fit_in_time_order(
+    template: Pipeline, x: pd.DataFrame, y: np.ndarray, summary: dict[str, Any]
+) -> tuple[Pipeline, dict[str, Any]]:
+    """Too few entities for folds: the older 80% fits, the newer 20% stops early and calibrates."""
+    cut = int(len(y) * 0.8)
+    if len(np.unique(y[:cut])) < 2 or len(np.unique(y[cut:])) < 2:
+        raise ValueError(
+            f"{len(y)} rows ({int(y.sum())} positive) cannot be split into fitting and calibration "
+            "rows that both hold the two classes"
+        )
+    final = clone(template)
+    fit_pipeline(final, x.iloc[:cut], y[:cut], x.iloc[cut:], y[cut:])
+    model = final.named_steps["model"]
+    return final, {
+        **summary,
+        "rows": cut,
+        "n_estimators": int(model.best_iteration_),
+        "calibration": model.calibration_,
+        "calibration_rows": f"the newest {len(y) - cut} rows (too few entities of a class for folds)",
+    }
+
+
+def _calibrated_out_of_fold(raw: np.ndarray, y: np.ndarray, method: str, folds: np.ndarray) -> np.ndarray:
+    """Out-of-fold probabilities, calibrated out of fold too (the procedure's own check)."""
+    out = np.empty(len(y))
+    for k in np.unique(folds):
+        held = folds == k
+        out[held] = apply_calibrator(method, fit_calibrator(method, raw[~held], y[~held]), raw[held])
+    return out
+
+
+def entity_folds(ids: pd.Series | Sequence[Any], y: np.ndarray, n_folds: int, seed: int) -> np.ndarray | None:
+    """A fold number per row: whole entities per fold, stratified by "the entity has a positive row".
+
+    Returns:
+        The fold of each row, or ``None`` when fewer than two folds leave both classes in every
+        training part.
+    """
+    keys = np.asarray(ids)
+    per_entity = pd.Series(np.asarray(y, dtype=int)).groupby(keys, sort=True).max()
+    k = int(min(n_folds, np.bincount(per_entity.to_numpy(), minlength=2).min()))
+    if k < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    order = per_entity.index.to_numpy()[rng.permutation(len(per_entity))]
+    labels = per_entity.loc[order].to_numpy()
+    fold_of = np.empty(len(order), dtype=np.int64)
+    for cls in (0, 1):
+        where = np.flatnonzero(labels == cls)
+        fold_of[where] = np.arange(len(where)) % k
+    folds = pd.Series(fold_of, index=order).loc[keys].to_numpy()
+    for f in range(k):
+        if len(np.unique(np.asarray(y)[folds != f])) < 2 or not (folds == f).any():
+            return None
+    return np.asarray(folds)
+
+
+def fit_hazard(
+    template: Pipeline,
+    x: pd.DataFrame,
+    durations: np.ndarray,
+    events: np.ndarray,
+    followup: np.ndarray,
+    causes: np.ndarray | None,
+    ids: pd.Series,
+    *,
+    calibrate: bool = True,
+    folds: int = 3,
+    seed: int = 0,
+) -> tuple[Pipeline, dict[str, Any]]:
+    """The time-to-close procedure: the same cross-fitting as :func:`fit_calibrated`.
+
+    Per entity fold, the hazard is fitted on the other folds with early stopping on this one; the
+    tree count is the minimum of the folds' mean held-out log loss; the isotonic calibrators of
+    the cumulative curves learn from the folds' held-out curves at that count; the hazard is
+    refitted on all rows with that count.
+
+    Args:
+        template: Unfitted pipeline whose model is a
+            :class:`~forecast.models.survival.DiscreteTimeHazard`.
+        x: Feature rows.
+        durations: Days from as_of to the close (or to the data's end).
+        events: Whether the close was observed.
+        followup: Days each row was followed.
+        causes: Cause of each close (1 = won, 2 = lost, 0 open), or ``None``.
+        ids: Entity ids (a fold keeps an entity whole).
+        calibrate: Fit the curves' calibrators.
+        folds: Number of entity folds.
+        seed: Seed of the fold assignment.
+
+    Raises:
+        ValueError: Too few entities with a close for two folds.
+    """
+    assignment = entity_folds(ids, np.asarray(events, dtype=int), folds, seed)
+    if assignment is None:
+        raise ValueError("too few deals with an observed close to cross-fit a time-to-close model")
+
+    def cause(idx: np.ndarray) -> np.ndarray | None:
+        return None if causes is None else causes[idx]
+
+    parts: list[tuple[np.ndarray, Pipeline]] = []
+    curves: list[np.ndarray] = []
+    for k in range(int(assignment.max()) + 1):
+        held = np.flatnonzero(assignment == k)
+        rest = np.flatnonzero(assignment != k)
+        part = clone(template)
+        prep = part[:-1].fit(x.iloc[rest])
+        part.named_steps["model"].fit(
+            prep.transform(x.iloc[rest]),
+            durations[rest],
+            events[rest],
+            eval_set=(prep.transform(x.iloc[held]), durations[held], events[held], cause(held)),
+            causes=cause(rest),
+        )
+        results = part.named_steps["model"].model_.evals_result_
+        curves.append(np.asarray(next(iter(next(iter(results.values())).values())), dtype=float))
+        parts.append((held, part))
+    length = min(len(c) for c in curves)
+    trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    final = clone(template)
+    final.named_steps["model"].set_params(n_estimators=trees)
+    prep = final[:-1].fit(x)
+    model = final.named_steps["model"]
+    model.fit(prep.transform(x), durations, events, causes=causes)
+    if calibrate:
+        n, k_edges = len(x), len(model.edges)
+        closed_by = np.zeros((n, k_edges))
+        won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
+        for held, part in parts:
+            fold_model = part.named_steps["model"]
+            fold_model.best_iteration_ = trees
+            c_k, w_k = fold_model.raw_curves(part[:-1].transform(x.iloc[held]))
+            closed_by[held] = c_k
+            if won_by is not None and w_k is not None:
+                won_by[held] = w_k
+        model.calibrate_curves(closed_by, won_by, durations, events, followup, causes)
+    return final, {
+        "rows": len(x),
+        "entities": int(ids.nunique()),
+        "n_estimators": trees,
+        "folds": int(assignment.max()) + 1,
+        "calibration": "isotonic per edge, cross-fitted" if calibrate else "none",
+    }
