@@ -18,7 +18,7 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import snapshot_table, table_input
+from forecast.models.datasets import resolve_horizon, snapshot_table, table_input
 from forecast.train import TrainResult, train_binary
 from forecast.train_survival import train_time_to_close
 from tests.conftest import REPO
@@ -32,13 +32,14 @@ RATIO_FLOOR = 0.97
 @pytest.fixture(scope="module")
 def world() -> dict:
     sim = simulate_crm(SimulationConfig(n_leads=N_LEADS, seed=42))
-    h = WIN.snapshots.horizon_days
     with frames_source(sim.tables) as src:
         end = src.data_end()
-        table = snapshot_table(src, WIN, LabelConfig(h, h), data_end=end)
+        config = resolve_horizon(src, WIN)
+        h = config.snapshots.horizon_days
+        table = snapshot_table(src, config, LabelConfig(h, h), data_end=end)
         creation = build_feature_table(src, "opportunity", AT_CREATION, LabelConfig(h, h), data_end=end)
-    win = train_binary(table_input(table, WIN.label), WIN)
-    return {"sim": sim, "table": table, "creation": creation, "win": win}
+    win = train_binary(table_input(table, config.label), config)
+    return {"sim": sim, "table": table, "creation": creation, "win": win, "config": config}
 
 
 def test_deal_win_beats_the_stage_win_rate_and_is_calibrated(world: dict) -> None:
@@ -63,7 +64,7 @@ def test_deal_win_at_creation_is_near_the_best_achievable(world: dict) -> None:
     truth = world["sim"].truth["truth_opportunities"].set_index("opportunity_id")
     best = truth.loc[rows["opportunity_id"], "p_win_observable"].to_numpy()
     y = rows[WIN.label].astype(int).to_numpy()
-    p = result.pipeline.predict_proba(rows)[:, 1]
+    p = result.eval_pipeline.predict_proba(rows)[:, 1]
     auc_model, auc_best = roc_auc_score(y, p), roc_auc_score(y, best)
     print(f"deal win at creation: model AUC {auc_model:.4f}, best achievable {auc_best:.4f}")
     assert auc_model >= RATIO_FLOOR * auc_best, (auc_model, auc_best)

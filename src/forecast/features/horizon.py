@@ -80,11 +80,40 @@ def cycle_horizon(
     ``cap_days``.
     """
     end = data_end if data_end is not None else src.data_end()
-    row = src.con.execute(
-        "SELECT min(created_at) FROM opportunities WHERE created_at <= ?", [end.to_pydatetime()]
-    ).fetchone()
-    span = (end - pd.Timestamp(row[0])) / pd.Timedelta(days=1) if row and row[0] is not None else 2 * cap_days
+    span = history_days(src, "opportunities", end)
     # At most half the history: the other half's snapshots are the labelled ones.
     value = min(cycle_quantile(src, q, end) or span / 2, span / 2)
-    weeks = math.ceil(max(value, 1.0) / 7.0) * 7
+    return _weeks_within(value, floor_days, cap_days)
+
+
+def history_days(src: FeatureSource, table: str, data_end: pd.Timestamp) -> float:
+    """Days from the first record of ``table`` (``leads`` or ``opportunities``) to ``data_end``."""
+    if table not in ("leads", "opportunities"):
+        raise ValueError(f"unknown entity table {table!r}")
+    row = src.con.execute(
+        f"SELECT min(created_at) FROM {table} WHERE created_at <= ?", [data_end.to_pydatetime()]
+    ).fetchone()
+    if not row or row[0] is None:
+        return 0.0
+    return float((data_end - pd.Timestamp(row[0])) / pd.Timedelta(days=1))
+
+
+def history_capped_horizon(
+    src: FeatureSource,
+    table: str,
+    horizon_days: int,
+    floor_days: int = 14,
+    data_end: pd.Timestamp | None = None,
+) -> int:
+    """A fixed horizon, shortened to half the history (in whole weeks) when the history is shorter.
+
+    A 90-day conversion label on a CRM with three months of leads would label no snapshot at all.
+    """
+    end = data_end if data_end is not None else src.data_end()
+    span = history_days(src, table, end)
+    return _weeks_within(min(float(horizon_days), span / 2), floor_days, horizon_days)
+
+
+def _weeks_within(days: float, floor_days: int, cap_days: int) -> int:
+    weeks = math.ceil(max(days, 1.0) / 7.0) * 7
     return int(min(max(weeks, floor_days), cap_days))

@@ -143,16 +143,26 @@ def _calibrated_out_of_fold(raw: np.ndarray, y: np.ndarray, method: str, folds: 
     return out
 
 
-def entity_folds(ids: pd.Series | Sequence[Any], y: np.ndarray, n_folds: int, seed: int) -> np.ndarray | None:
+def entity_folds(
+    ids: pd.Series | Sequence[Any], y: np.ndarray, n_folds: int, seed: int, *, both_classes: bool = True
+) -> np.ndarray | None:
     """A fold number per row: whole entities per fold, stratified by "the entity has a positive row".
 
+    Args:
+        ids: Entity id per row.
+        y: 0/1 per row (for a hazard: whether the close was observed).
+        n_folds: Folds wanted.
+        seed: Seed of the assignment.
+        both_classes: Every training part must hold both classes (a classifier); otherwise only
+            positives (a hazard needs observed closes, not open deals).
+
     Returns:
-        The fold of each row, or ``None`` when fewer than two folds leave both classes in every
-        training part.
+        The fold of each row, or ``None`` when fewer than two folds meet that.
     """
     keys = np.asarray(ids)
     per_entity = pd.Series(np.asarray(y, dtype=int)).groupby(keys, sort=True).max()
-    k = int(min(n_folds, np.bincount(per_entity.to_numpy(), minlength=2).min()))
+    counts = np.bincount(per_entity.to_numpy(), minlength=2)
+    k = int(min(n_folds, counts.min() if both_classes else counts[1]))
     if k < 2:
         return None
     rng = np.random.default_rng(seed)
@@ -163,8 +173,9 @@ def entity_folds(ids: pd.Series | Sequence[Any], y: np.ndarray, n_folds: int, se
         where = np.flatnonzero(labels == cls)
         fold_of[where] = np.arange(len(where)) % k
     folds = pd.Series(fold_of, index=order).loc[keys].to_numpy()
+    needed = 2 if both_classes else 1
     for f in range(k):
-        if len(np.unique(np.asarray(y)[folds != f])) < 2 or not (folds == f).any():
+        if len(np.unique(np.asarray(y)[folds != f])) < needed or not (folds == f).any():
             return None
     return np.asarray(folds)
 
@@ -205,7 +216,7 @@ def fit_hazard(
     Raises:
         ValueError: Too few entities with a close for two folds.
     """
-    assignment = entity_folds(ids, np.asarray(events, dtype=int), folds, seed)
+    assignment = entity_folds(ids, np.asarray(events, dtype=int), folds, seed, both_classes=False)
     if assignment is None:
         raise ValueError("too few deals with an observed close to cross-fit a time-to-close model")
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from forecast.data.readers import read_table_file
 from forecast.features.build import FeatureTable, build_feature_table
-from forecast.features.horizon import cycle_horizon
+from forecast.features.horizon import cycle_horizon, history_capped_horizon
 from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
@@ -59,13 +59,18 @@ def resolve_horizon(
 
     With ``snapshots.horizon_quantile`` set on a deal model, the horizon becomes that quantile of
     the time from creation to close known at ``data_end`` (:func:`~forecast.features.horizon.cycle_horizon`),
-    capped at the configured ``horizon_days``; otherwise the config is returned unchanged. The
+    capped at the configured ``horizon_days``. Any other horizon is kept, unless the history is
+    shorter than twice it: then it is half the history (so half the snapshots are labelled). The
     purge gap follows the horizon unless ``split.gap_days`` is set.
     """
     snap = config.snapshots
-    if snap.horizon_quantile is None or config.entity != "opportunity":
+    if snap.horizon_quantile is not None and config.entity == "opportunity":
+        h = cycle_horizon(src, snap.horizon_quantile, cap_days=snap.horizon_days, data_end=data_end)
+    else:
+        table = "leads" if config.entity == "lead" else "opportunities"
+        h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end)
+    if h == snap.horizon_days:
         return config
-    h = cycle_horizon(src, snap.horizon_quantile, cap_days=snap.horizon_days, data_end=data_end)
     return config.model_copy(update={"snapshots": snap.model_copy(update={"horizon_days": h})})
 
 

@@ -1,0 +1,33 @@
+"""The label horizon read from the CRM's own cycle (Kaplan-Meier, censoring-aware)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecast.features.horizon import km_quantile
+
+
+def test_km_quantile_without_censoring_is_the_empirical_quantile() -> None:
+    d = np.arange(1, 101, dtype=float)
+    assert km_quantile(d, np.ones(100, dtype=bool), 0.9) == 90.0
+
+
+def test_censoring_lengthens_the_quantile_that_closed_deals_alone_would_give() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.exponential(60, 5000)
+    censor = rng.uniform(0, 150, 5000)  # a short history: slow deals are still open at its end
+    seen = np.minimum(true, censor)
+    observed = true <= censor
+    naive = float(np.quantile(seen[observed], 0.5))
+    km = km_quantile(seen, observed, 0.5)
+    assert km is not None
+    assert abs(km - 60 * np.log(2)) < 4  # the true median of the exponential
+    assert km > naive + 5
+
+
+def test_km_quantile_is_none_when_the_history_never_reaches_it() -> None:
+    d = np.array([5.0, 10.0, 50.0, 50.0, 50.0])
+    assert km_quantile(d, np.array([True, True, False, False, False]), 0.9) is None
+    with pytest.raises(ValueError):
+        km_quantile(d, d > 0, 1.5)
