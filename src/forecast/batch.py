@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
+from forecast.errors import InputError
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
@@ -39,7 +40,7 @@ DEFAULT_BANDS = {"A": 0.3, "B": 0.15, "C": 0.05}
 REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
 
 
-class ScoringError(ValueError):
+class ScoringError(InputError):
     """The input cannot be scored at all (wrong shape for the model, no warehouse, …)."""
 
 

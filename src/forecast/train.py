@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from forecast.errors import InputError
 from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
 from forecast.features.splits import time_splits
 from forecast.models.baselines import (
@@ -132,7 +133,7 @@ def _split(
     has_time = data.time_column is not None and frame[data.time_column].notna().any()
     if has_time and frame[str(data.time_column)].isna().any():
         n = int(frame[str(data.time_column)].isna().sum())
-        raise ValueError(
+        raise InputError(
             f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
         )
     if has_time:

@@ -18,6 +18,7 @@ from forecast.cli.main import (
     TimeOpt,
     _emit,
     _fail,
+    _input_errors,
     _parse_date,
     _progress,
     _settings,
@@ -108,17 +109,17 @@ def _train(
 
     settings = _settings(ctx)
     cfg = _load_config(stem, config, as_json, model_name)
-    try:
-        with _progress(f"train {cfg.model_name}") as update:
-            summary = train_model_job(
-                settings,
-                cfg,
-                promote_after=promote_after,
-                progress=lambda m: update(m, None),
-                **table_options,
-            )
-    except (InsufficientDataError, SourceError, FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+    with (
+        _input_errors(as_json, (InsufficientDataError, SourceError, FileNotFoundError, LookupError)),
+        _progress(f"train {cfg.model_name}") as update,
+    ):
+        summary = train_model_job(
+            settings,
+            cfg,
+            promote_after=promote_after,
+            progress=lambda m: update(m, None),
+            **table_options,
+        )
     for warning in summary.get("warnings", []):
         get_logger("train").warning(warning)
     _emit(as_json, summary, lambda c: _render_training(c, summary))
@@ -373,24 +374,24 @@ def _score(
     settings = _settings(ctx)
     client(settings)
     when = _parse_date(as_of, "--as-of", as_json) if as_of else None
-    try:
-        with _progress("score") as update:
-            summary = score_job(
-                settings,
-                model_name=model,
-                output=output,
-                input_path=input_path,
-                as_of=when,
-                write_to_warehouse=write_back,
-                encoding=encoding,
-                delimiter=delimiter,
-                progress=update,
-                close_model=close_model,
-                with_flags=with_flags,
-                reasons=reasons,
-            )
-    except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+    with (
+        _input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
+        _progress("score") as update,
+    ):
+        summary = score_job(
+            settings,
+            model_name=model,
+            output=output,
+            input_path=input_path,
+            as_of=when,
+            write_to_warehouse=write_back,
+            encoding=encoding,
+            delimiter=delimiter,
+            progress=update,
+            close_model=close_model,
+            with_flags=with_flags,
+            reasons=reasons,
+        )
 
     def render(c: Console) -> None:
         c.print(

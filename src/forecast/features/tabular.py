@@ -34,7 +34,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from forecast.categories import OTHER
 from forecast.data.readers import read_table_file
+from forecast.errors import InputError
 
 # --- output contract -------------------------------------------------------------------------------
 ENTITY_ID = "entity_id"
@@ -45,7 +47,8 @@ ROW_ID = "row_id"
 """Name given to the 1-based row number when the export has no id column."""
 MISSING_KIND_SUFFIX = "__missing_kind"
 DAYS_BEFORE_SUFFIX = "__days_before_as_of"
-OTHER_LEVEL = "__other__"
+OTHER_LEVEL = OTHER
+"""Pooled level of rare values (owned by :mod:`forecast.categories`)."""
 PRESENT = "present"
 
 # --- leakage thresholds (documented in docs/features.md) --------------------------------------------
@@ -335,10 +338,12 @@ def parse_target(values: pd.Series) -> tuple[pd.Series, str]:
             mapping = {ordered[0]: 1, ordered[1]: 0}
         else:
             raw = sorted({str(r).strip() for r, n in zip(values, norm, strict=True) if n in unmapped})
-            raise ValueError(
-                f"target values {raw} cannot be read as a yes/no outcome (expected two values or "
+            shown = raw if len(raw) <= 8 else [*raw[:8], f"… {len(raw) - 8} more"]
+            where = f"target column {values.name!r}: " if values.name is not None else ""
+            raise InputError(
+                f"{where}target values {shown} cannot be read as a yes/no outcome (expected two values or "
                 f"yes/no, won/lost, converted/not converted, 1/0, true/false); found {len(counts)} "
-                "distinct values"
+                "distinct values. Pass the outcome column as --target, or map its values to two outcomes"
             )
     labels = norm.map(mapping).astype("Int64")
     labels.name = values.name
@@ -813,7 +818,7 @@ def detect_leakage(
 # --- assembly --------------------------------------------------------------------------------------
 def _require(frame: pd.DataFrame, column: str, what: str) -> None:
     if column not in frame.columns:
-        raise ValueError(f"{what} column {column!r} not found; available columns: {list(frame.columns)}")
+        raise InputError(f"{what} column {column!r} not found; available columns: {list(frame.columns)}")
 
 
 def _infer_id_column(frame: pd.DataFrame, exclude: set[str]) -> str | None:
@@ -867,13 +872,13 @@ def prepare_flat_export(
         _require(frame, time_column, "time")
     unknown = [c for c in keep_columns if c not in frame.columns]
     if unknown:
-        raise ValueError(f"keep column(s) {unknown} not found; available columns: {list(frame.columns)}")
+        raise InputError(f"keep column(s) {unknown} not found; available columns: {list(frame.columns)}")
 
     warnings: list[str] = []
     labels, positive_label = parse_target(frame[target])
     labelled = labels.dropna()
     if labelled.nunique() < 2:
-        raise ValueError(
+        raise InputError(
             f"target column {target!r} needs both outcomes among its labelled rows; "
             f"found {labelled.value_counts().to_dict()}"
         )
