@@ -401,3 +401,42 @@ def test_salvirt_b2b() -> None:
     assert any("83 row(s) exactly repeat" in w for w in fx.warnings)
     assert fx.leakage == [] and len(fx.feature_columns) == 22
     assert fx.id_column == "row_id"
+
+
+# --- numeric ids -----------------------------------------------------------------------------------
+def _ids_frame(n: int = 300, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Lead Number": 660_000 + np.cumsum(rng.integers(1, 9, n)),  # a sequence, named like one
+            "Account No": rng.permutation(n) + 10_000,  # unique, shuffled, named like an id
+            "ticket": np.arange(n) * 3 + 7,  # unique sequence, innocent name
+            "Customer Code": np.where(rng.random(n) < 0.97, rng.integers(0, 10**7, n), np.nan),
+            "amount": rng.permutation(n) * 10 + 500,  # unique but shuffled, an honest amount
+            "No of calls": rng.poisson(3, n),  # a count named with "no"
+            "nr.employed": rng.choice([5191, 5099, 5228], n),  # UCI's, not an id
+            "Converted": rng.choice(["Yes", "No"], n),
+        }
+    )
+
+
+def test_numeric_ids_are_detected_with_their_evidence() -> None:
+    fx = prepare_flat_export(_ids_frame(), target="Converted")
+    roles = {r.name: r for r in fx.roles}
+    for name in ("Lead Number", "Account No", "ticket", "Customer Code"):
+        assert roles[name].role == "id", (name, roles[name])
+        assert name in fx.excluded and name not in fx.feature_columns
+    assert "a sequence in row order" in roles["Lead Number"].note
+    assert "named like an id ('number')" in roles["Lead Number"].note
+    assert "named like an id ('no')" in roles["Account No"].note
+    assert "'named like" not in roles["ticket"].note and "sequence" in roles["ticket"].note
+    for name in ("amount", "No of calls", "nr.employed"):
+        assert roles[name].role == "numeric", (name, roles[name])
+        assert name in fx.feature_columns
+    summary_roles = {r["name"]: r["role"] for r in fx.summary()["roles"]}
+    assert summary_roles["Lead Number"] == "id"
+
+
+def test_a_sparse_number_filled_after_the_outcome_is_a_leak_not_an_id(export: FlatExport) -> None:
+    assert _role(export, "invoice_number") == "numeric"
+    assert "invoice_number" in {f.column for f in export.leakage}

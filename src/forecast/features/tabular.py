@@ -137,6 +137,15 @@ OUTCOME_PHRASES: dict[str, str] = {
 }
 """Run-together names (HubSpot's ``hs_lastactivitydate``) matched inside the name without separators."""
 _ID_TOKENS = frozenset({"id", "uuid", "guid"})
+NUMBER_ID_TOKENS: frozenset[str] = frozenset(
+    {"id", "uuid", "guid", "number", "no", "nr", "num", "code", "key", "ref", "reference", "record"}
+)
+"""Name tokens of a number that identifies a row ("Lead Number", "Account No", "Customer Code")."""
+ID_MONOTONE_SHARE = 0.95
+"""Integers that grow (or shrink) from one row to the next in at least this share of steps are a sequence."""
+ID_MIN_FILLED = 0.9
+"""A number is an id only when filled in at least this share of rows (a sparse number, e.g. an invoice
+number filled once a deal is won, is judged by the leakage rules instead)."""
 
 
 @dataclass(frozen=True)
@@ -499,7 +508,7 @@ def _classify(values: pd.Series, name: str) -> tuple[Role, str]:
     if pd.api.types.is_datetime64_any_dtype(values):
         return "datetime", ""
     if pd.api.types.is_numeric_dtype(values):
-        return _classify_numbers(values.astype("float64"), name, "")
+        return _classify_numbers(values.astype("float64"), name, "", len(values))
     text = present.astype(str).str.strip()
     n_unique = text.nunique()
     if n_unique == 1:
@@ -510,7 +519,7 @@ def _classify(values: pd.Series, name: str) -> tuple[Role, str]:
     if numbers.notna().mean() >= NUMERIC_MIN_SHARE:
         bad = int(numbers.isna().sum())
         note = f"{bad} value(s) that are not numbers set missing" if bad else ""
-        return _classify_numbers(numbers, name, note or "read as numbers from text")
+        return _classify_numbers(numbers, name, note or "read as numbers from text", len(values))
     if _parse_dates(text).notna().mean() >= DATETIME_MIN_SHARE:
         return "datetime", ""
     unique_share = n_unique / n
@@ -529,16 +538,52 @@ def _classify(values: pd.Series, name: str) -> tuple[Role, str]:
     return "categorical", f"{rare} rare level(s) grouped as {OTHER_LEVEL}" if rare else ""
 
 
-def _classify_numbers(numbers: pd.Series, name: str, note: str) -> tuple[Role, str]:
+def _classify_numbers(numbers: pd.Series, name: str, note: str, n_rows: int) -> tuple[Role, str]:
     present = numbers.dropna()
     if present.nunique() == 1:
         return _single_value(numbers)
     if set(present.unique()) <= {0.0, 1.0}:
         return "boolean", "0/1 values"
     integral = bool(np.all(np.mod(present.to_numpy(), 1) == 0))
-    if integral and present.is_unique and len(present) >= ID_MIN_ROWS and _looks_like_id_name(name):
-        return "id", "id-like (unique integers, named like an id); excluded"
+    if integral and len(present) >= max(ID_MIN_ROWS, ID_MIN_FILLED * n_rows):
+        evidence = numeric_id_evidence(present, name)
+        if evidence:
+            return "id", f"id-like number ({'; '.join(evidence)}); excluded"
     return "numeric", note
+
+
+def numeric_id_evidence(values: pd.Series, name: str) -> list[str]:
+    """Why integers ``values`` (missing dropped, in row order) identify rows rather than measure them.
+
+    An integer column is an id when it is unique and either named like an id (a token of
+    :data:`NUMBER_ID_TOKENS`: *id*, *number*, *no*, *code*, …) or a sequence (near-monotone in row
+    order, :data:`ID_MONOTONE_SHARE`); or when it is named like an id and of very high cardinality
+    (at least :data:`ID_UNIQUE_SHARE` of its values distinct). A count or an amount is rarely unique,
+    never a sequence in file order, and not named like an id.
+
+    Args:
+        values: The column's non-missing integer values, in row order.
+        name: The column name.
+
+    Returns:
+        The evidence, in plain words (empty: not an id).
+    """
+    n = len(values)
+    distinct = int(values.nunique())
+    steps = np.diff(values.to_numpy(dtype="float64"))
+    monotone = max(float((steps > 0).mean()), float((steps < 0).mean())) if len(steps) else 0.0
+    id_words = [t for t in name_tokens(name) if t in NUMBER_ID_TOKENS]
+    unique = distinct == n
+    sequence = monotone >= ID_MONOTONE_SHARE
+    named = bool(id_words)
+    if not ((unique and (named or sequence)) or (named and distinct >= ID_UNIQUE_SHARE * n)):
+        return []
+    evidence = [f"{distinct} distinct integers in {n} rows"]
+    if sequence:
+        evidence.append(f"a sequence in row order ({monotone:.0%} of steps in one direction)")
+    if named:
+        evidence.append(f"named like an id ({', '.join(repr(w) for w in id_words)})")
+    return evidence
 
 
 def _single_value(values: pd.Series) -> tuple[Role, str]:
