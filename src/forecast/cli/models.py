@@ -264,8 +264,20 @@ def score_leads(
         bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
     ] = False,
     model: Annotated[
-        str, typer.Option(help="Registered model name (its champion is used).")
+        str, typer.Option(help="Registered model name (its champion is used unless --alias / --version).")
     ] = "lead_scoring",
+    alias: Annotated[
+        str, typer.Option(help="Score with this alias of --model (e.g. challenger).")
+    ] = "champion",
+    version: Annotated[
+        int | None, typer.Option(help="Score with this exact version of --model (overrides --alias).")
+    ] = None,
+    keep_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-columns", help="Carry input columns to the output: all, or a comma-separated list."
+        ),
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
     ] = None,
@@ -296,6 +308,9 @@ def score_leads(
         as_json,
         with_flags=with_flags,
         reasons=reasons,
+        alias=alias,
+        version=None if version is None else str(version),
+        keep_columns=keep_columns,
     )
 
 
@@ -365,6 +380,9 @@ def _score(
     close_model: str | None = None,
     with_flags: bool = False,
     reasons: bool = True,
+    alias: str = "champion",
+    version: str | None = None,
+    keep_columns: str | None = None,
 ) -> None:
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
@@ -391,6 +409,9 @@ def _score(
             close_model=close_model,
             with_flags=with_flags,
             reasons=reasons,
+            alias=alias,
+            version=version,
+            keep_columns=keep_columns,
         )
 
     def render(c: Console) -> None:

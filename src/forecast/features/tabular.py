@@ -1245,6 +1245,31 @@ class FlatExportPreparer(BaseEstimator, TransformerMixin):
         return np.asarray(self._spec()["feature_columns"], dtype=object)
 
 
+def values_as_written(raw: pd.DataFrame, features: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """The feature values of ``features`` as the file wrote them, for reasons a rep can read.
+
+    A feature read from one raw column's value (a number, a yes/no, a category) shows the raw text
+    (``Yes``, not ``1.0``; ``5191``, not ``5191.0``; a rare level as itself, not ``__other__``); a
+    derived feature (a missing kind, days before ``as_of``) keeps its computed value.
+
+    Args:
+        raw: The raw rows (as read from the file), aligned with ``features``.
+        features: :meth:`FlatExportPreparer.transform` of ``raw``.
+        spec: :meth:`FlatExport.preparer_spec`.
+
+    Returns:
+        A frame like ``features`` (same index and columns), of objects.
+    """
+    out = features.astype(object)
+    for feature in spec["features"]:
+        if feature["derived_from"] != "value" or feature["role"] == "datetime":
+            continue
+        values = _mask_placeholders(raw[feature["source"]])
+        text = values.astype(object).where(values.isna(), values.astype(str).str.strip())
+        out[feature["name"]] = text.where(text.notna(), None).to_numpy()
+    return out
+
+
 _ERROR_COLUMNS = ["row", "column", "rule", "value", "message"]
 
 
