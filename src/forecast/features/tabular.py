@@ -56,18 +56,33 @@ LEAKAGE_AUC = 0.98
 """A column whose value (or whose being filled) alone reaches this ROC-AUC is flagged."""
 FILL_MIN_MISSING_SHARE = 0.20
 """The "filled almost only for one class" rule applies to columns missing in at least this share."""
-FILL_CLASS_PURITY = 0.97
+FILL_CLASS_PURITY = 0.99
 """… when at least this share of the filled rows belong to one class …"""
 FILL_SHARE_GAP = 0.5
 """… and the share of rows filled differs between the classes by at least this much."""
-VALUE_CLASS_PURITY = 0.97
-"""A categorical value whose rows belong to one class in at least this share …"""
+VALUE_CLASS_PURITY = 0.995
+"""A categorical value whose rows belong to one class in at least this share (it exists for one outcome
+only: a strong but imperfect predictor, e.g. a contract length whose "two year" level is 97% negative,
+stays in) …"""
 VALUE_MIN_CLASS_COVERAGE = 0.10
 """… and that covers at least this share of that class's rows …"""
 VALUE_MIN_ROWS = 10
 """… and has at least this many rows is flagged, if it also passes the imbalance guard below."""
 PURITY_LIFT = 0.2
 """Imbalance guard: inside the value, the other class must be at most this fraction of its base rate."""
+AFTER_OUTCOME_TEXT = re.compile(
+    r"\b(?:closed by|closed won|closed lost|lost to|won by|will revert|reverted|churned|cancell?ed|refunded|"
+    r"already (?:a )?(?:customer|student|bought|purchased|enrolled)|not interested|converted|"
+    r"signed (?:up|the contract)|invalid number|wrong number|switched off|ringing|do not call)\b",
+    re.IGNORECASE,
+)
+"""Text a rep writes after the outcome (tags, notes): "Closed by Horizzon", "Lost to EINS", "Will revert"."""
+AFTER_OUTCOME_MIN_SHARE = 0.05
+"""The after-the-outcome text rule applies when such values fill at least this share of rows …"""
+AFTER_OUTCOME_PURITY = 0.85
+"""… and at least this share of the rows of each such value belong to one class."""
+LATER_THAN_TIME_SHARE = 0.2
+"""A date column dated after ``--time`` in at least this share of rows was written after the fact."""
 N_FOLDS = 5
 RANDOM_STATE = 0
 
@@ -175,11 +190,15 @@ class LeakageFlag:
         column: Feature column name.
         reason: Plain words, e.g. "predicts the target almost perfectly on its own (AUC 0.998)".
         evidence: The numbers behind the reason.
+        confidence: ``high`` with near-perfect separation or two kinds of evidence of
+            after-the-outcome content (name, text, dates after ``--time``, values or filling that
+            exist for one outcome only), else ``medium``.
     """
 
     column: str
     reason: str
     evidence: dict[str, float]
+    confidence: Literal["high", "medium"] = "medium"
 
 
 @dataclass
@@ -244,6 +263,7 @@ class FlatExport:
                 {
                     "column": f.column,
                     "reason": f.reason,
+                    "confidence": f.confidence,
                     "evidence": {k: float(v) for k, v in f.evidence.items()},
                 }
                 for f in self.leakage
@@ -767,6 +787,42 @@ def _value_rule(x: pd.Series, y: np.ndarray, positive_label: str) -> tuple[str, 
     return reason, {"value_class_purity": float(purity), "value_class_coverage": float(coverage)}
 
 
+def _text_rule(x: pd.Series, y: np.ndarray, positive_label: str) -> tuple[str, dict[str, float]] | None:
+    """Values written after the outcome ("Closed by …", "Lost to …", "Will revert"), each mostly one class."""
+    present = x.notna().to_numpy()
+    if not present.any():
+        return None
+    text = x[present].astype(str)
+    matches = pd.Series(text.unique()).loc[lambda u: u.str.contains(AFTER_OUTCOME_TEXT)]
+    if matches.empty:
+        return None
+    hit = text.isin(set(matches)).to_numpy()
+    share = float(hit.sum() / len(x))
+    rates = pd.Series(y[present][hit]).groupby(text.to_numpy()[hit]).agg(["mean", "size"])
+    purity = float((np.maximum(rates["mean"], 1 - rates["mean"]) * rates["size"]).sum() / rates["size"].sum())
+    if share < AFTER_OUTCOME_MIN_SHARE or purity < AFTER_OUTCOME_PURITY:
+        return None
+    shown = ", ".join(repr(v) for v in list(matches)[:3])
+    reason = (
+        f"its values read as written after the outcome ({shown}: {share:.0%} of rows, "
+        f"{purity:.0%} of them of one outcome)"
+    )
+    return reason, {"after_outcome_text_share": share, "after_outcome_text_purity": purity}
+
+
+def _later_rule(x: pd.Series, y: np.ndarray, positive_label: str) -> tuple[str, dict[str, float]] | None:
+    """A date feature (days before as_of) dated after ``--time`` in many rows."""
+    days = x.to_numpy(dtype="float64")
+    filled = ~np.isnan(days)
+    if not filled.any():
+        return None
+    later = float((days[filled] < 0).mean())
+    if later < LATER_THAN_TIME_SHARE:
+        return None
+    reason = f"dated after the --time column in {later:.0%} of the rows where it is filled"
+    return reason, {"share_after_time": later}
+
+
 def column_auc(features: pd.DataFrame, target: pd.Series) -> dict[str, tuple[float, float]]:
     """Single-column predictive power on the rows with a known target.
 
@@ -830,8 +886,11 @@ def detect_leakage(
     for column in columns:
         reasons: list[str] = []
         evidence: dict[str, float] = {}
+        kinds = 0  # independent kinds of after-the-outcome evidence
+        separates = False
         if both_classes:
             value_auc, missing_auc = scores[column]
+            separates = max(value_auc, missing_auc) >= LEAKAGE_AUC
             if value_auc >= LEAKAGE_AUC:
                 reasons.append(f"predicts the target almost perfectly on its own (AUC {value_auc:.3f})")
                 evidence["auc"] = round(value_auc, 4)
@@ -841,22 +900,31 @@ def detect_leakage(
                 )
                 evidence["auc_missing"] = round(missing_auc, 4)
             x = features[column][known]
-            for rule in (_fill_rule, _value_rule):
-                if rule is _value_rule and not (_is_categorical(x) or x.nunique() <= 2):
-                    continue
+            categorical = _is_categorical(x)
+            rules: list[Callable[..., tuple[str, dict[str, float]] | None]] = [_fill_rule]
+            if categorical or x.nunique() <= 2:
+                rules.append(_value_rule)
+            if categorical:
+                rules.append(_text_rule)
+            if column.endswith(DAYS_BEFORE_SUFFIX):
+                rules.append(_later_rule)
+            for rule in rules:
                 found = rule(x, y, positive_label)
                 if found:
+                    kinds += 1
                     reasons.append(found[0])
                     evidence |= {k: round(float(v), 4) for k, v in found[1].items()}
         words = outcome_words(_source_of(column))
         if words:
+            kinds += 1
             quoted = ", ".join(repr(w) for w in words)
             reasons.append(
                 f"its name speaks of the outcome ({quoted}); such fields are usually filled after the result"
             )
             evidence["name_match"] = 1.0
         if reasons:
-            flags.append(LeakageFlag(column, "; ".join(reasons), evidence))
+            confidence: Literal["high", "medium"] = "high" if separates or kinds >= 2 else "medium"
+            flags.append(LeakageFlag(column, "; ".join(reasons), evidence, confidence))
     return flags
 
 
@@ -944,8 +1012,9 @@ def prepare_flat_export(
     duplicate_rows = int(frame.drop(columns=[id_column] if id_column else []).duplicated().sum())
     if duplicate_rows:
         warnings.append(
-            f"{duplicate_rows} row(s) exactly repeat an earlier row (ignoring the id); de-duplicate or "
-            "group them before splitting into train and test, or the test set will leak"
+            f"note: {duplicate_rows} row(s) have the same values as an earlier row in every column but "
+            "the id; distinct leads often share every recorded value, so they are kept (remove them only "
+            "if they are the same lead exported twice)"
         )
 
     if time_column is not None:
@@ -1010,8 +1079,8 @@ def prepare_flat_export(
             if source == flag.column:
                 dropped_sources.add(source)
             warnings.append(
-                f"excluded column {flag.column!r} as likely leakage: {flag.reason}. "
-                f"Pass --keep-column {source!r} to keep it"
+                f"excluded column {flag.column!r} as likely leakage ({flag.confidence} confidence): "
+                f"{flag.reason}. Pass --keep-column {source!r} to keep it"
             )
     for column in feature_frame.columns:
         source = _source_of(column)
