@@ -129,6 +129,8 @@ def train_model_job(
             delimiter=delimiter,
         )
         warnings = list(export.warnings)
+        if config.split.gap_days is None:  # a flat export's target is an outcome, not a horizon
+            config = config.model_copy(update={"split": config.split.model_copy(update={"gap_days": 0.0})})
         source = "flat_export"
         source_words = f"flat export {table.name} (target column {export.target_column!r}, positive = {export.positive_label!r})"
         target_words = f"{export.target_column} is {export.positive_label!r}"

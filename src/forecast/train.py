@@ -131,6 +131,10 @@ def _split(
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     s = config.split
     has_time = data.time_column is not None and frame[data.time_column].notna().any()
+    if s.method == "time" and not has_time:
+        raise InputError("--split time needs dates: name the date column with --time COLUMN")
+    if s.method in ("random", "stratified"):
+        has_time = False
     if has_time and frame[str(data.time_column)].isna().any():
         n = int(frame[str(data.time_column)].isna().sum())
         raise InputError(
@@ -146,11 +150,16 @@ def _split(
             test_fraction=s.test_fraction,
             gap_days=gap,
         )
-        return [splits.train, splits.valid, splits.test], {"method": "time", **splits.summary()}
+        return [splits.train, splits.valid, splits.test], {
+            "method": "time",
+            "gap_days": gap,
+            **splits.summary(),
+        }
     n = len(frame)
     positions = np.arange(n)
     y = frame[data.label].astype(int).to_numpy()
-    if s.without_time == "order":
+    method = s.method if s.method in ("random", "stratified") else s.without_time
+    if method == "order":
         n_test, n_valid = int(n * s.test_fraction), int(n * s.valid_fraction)
         parts = [
             positions[: n - n_test - n_valid],
@@ -158,14 +167,17 @@ def _split(
             positions[n - n_test :],
         ]
     else:
+        strata = y if method == "stratified" else None
         rest, test = train_test_split(
-            positions, test_size=s.test_fraction, stratify=y, random_state=config.seed
+            positions, test_size=s.test_fraction, stratify=strata, random_state=config.seed
         )
         share = s.valid_fraction / (1 - s.test_fraction)
-        train, valid = train_test_split(rest, test_size=share, stratify=y[rest], random_state=config.seed)
+        train, valid = train_test_split(
+            rest, test_size=share, stratify=None if strata is None else y[rest], random_state=config.seed
+        )
         parts = [np.sort(train), np.sort(valid), np.sort(test)]
     summary = {
-        "method": "row_order" if s.without_time == "order" else "stratified",
+        "method": "row_order" if method == "order" else method,
         "splits": {name: {"rows": len(p)} for name, p in zip(("train", "valid", "test"), parts, strict=True)},
     }
     return parts, summary

@@ -293,3 +293,24 @@ def test_an_export_without_any_usable_column_exits_2_saying_why(tmp_path: Path) 
     assert result.exit_code == 2, result.stdout
     error = json.loads(result.stdout)["error"]
     assert "no column can be used as a feature" in error and "'Region'" in error
+
+
+def test_the_split_of_a_flat_export_is_explicit(tmp_path: Path) -> None:
+    frame = _flat_export(tmp_path / "export.csv", 600, 6)
+    frame["Created"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(600) // 3, unit="D")).strftime(
+        "%Y-%m-%d"
+    )
+    frame.to_csv(tmp_path / "export.csv", index=False)
+    env = cli_env(tmp_path)
+    base = ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted"]
+    timed = _cli(env, *base, "--time", "Created", "--model-name", "timed")
+    assert timed["splits"]["method"] == "time" and timed["splits"]["gap_days"] == 0.0
+    rows = sum(part["rows"] for part in timed["splits"]["splits"].values())
+    assert rows >= 590  # no 90-day purge gap inherited from the warehouse's horizon
+    run = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"]).get_run(timed["run_id"])
+    params = run.data.params
+    assert params.get("split.method") == "auto" and float(params["split.gap_days"]) == 0.0, params
+    mixed = _cli(env, *base, "--time", "Created", "--split", "stratified", "--model-name", "mixed")
+    assert mixed["splits"]["method"] == "stratified"
+    refused = runner.invoke(app, [*base, "--split", "time", "--json"], env=env)
+    assert refused.exit_code == 2 and "--time" in json.loads(refused.stdout)["error"]

@@ -74,6 +74,19 @@ DropOpt = Annotated[
     list[str] | None,
     typer.Option("--drop-column", help="Leave a column of --table out (e.g. known only later)."),
 ]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="time (needs --time), random or stratified (default: time with --time, else the config's).",
+    ),
+]
+GapOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--gap-days", help="Days left out before the test slice of a time split (flat export default: 0)."
+    ),
+]
 PromoteOpt = Annotated[
     bool, typer.Option("--promote/--no-promote", help="Apply the promotion gate after training.")
 ]
@@ -102,6 +115,8 @@ def _train(
     model_name: str | None,
     promote_after: bool,
     as_json: bool,
+    split: str | None = None,
+    gap_days: float | None = None,
     **table_options: Any,
 ) -> None:
     from forecast.jobs import train_model_job
@@ -109,6 +124,13 @@ def _train(
 
     settings = _settings(ctx)
     cfg = _load_config(stem, config, as_json, model_name)
+    if split is not None or gap_days is not None:
+        if split not in (None, "time", "random", "stratified"):
+            _fail(as_json, f"--split {split!r}: use time, random or stratified")
+        if gap_days is not None and gap_days < 0:
+            _fail(as_json, f"--gap-days {gap_days}: must be 0 or more")
+        changes = {k: v for k, v in (("method", split), ("gap_days", gap_days)) if v is not None}
+        cfg = cfg.model_copy(update={"split": cfg.split.model_copy(update=changes)})
     with (
         _input_errors(as_json, (InsufficientDataError, SourceError, FileNotFoundError, LookupError)),
         _progress(f"train {cfg.model_name}") as update,
@@ -164,12 +186,16 @@ def _table_train_command(cli_name: str, stem: str, summary: str) -> None:
         promote_after: PromoteOpt = False,
         encoding: EncodingOpt = "utf-8",
         delimiter: DelimiterOpt = ",",
+        split: SplitOpt = None,
+        gap_days: GapOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         options = _table_options(
             table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
         )
-        _train(ctx, stem, config, model_name, promote_after, as_json, **options)
+        _train(
+            ctx, stem, config, model_name, promote_after, as_json, split=split, gap_days=gap_days, **options
+        )
 
 
 def _warehouse_train_command(cli_name: str, stem: str, summary: str) -> None:
