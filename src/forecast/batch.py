@@ -21,13 +21,14 @@ from sklearn.pipeline import Pipeline
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
+from forecast.errors import InputError
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
-from forecast.features.tabular import score_input_errors
+from forecast.features.tabular import score_input_errors, values_as_written
 from forecast.io import write_frame
 from forecast.models import fastpath
-from forecast.models.explain import reason_codes, reasons_from_contributions
+from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel, load_model
 
@@ -39,7 +40,7 @@ DEFAULT_BANDS = {"A": 0.3, "B": 0.15, "C": 0.05}
 REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
 
 
-class ScoringError(ValueError):
+class ScoringError(InputError):
     """The input cannot be scored at all (wrong shape for the model, no warehouse, …)."""
 
 
@@ -66,6 +67,7 @@ def score_frame(
     *,
     reasons_on: pd.DataFrame | None = None,
     reason_pipeline: Pipeline | None = None,
+    reason_text: pd.DataFrame | None = None,
     progress: Callable[[str, float | None], None] | None = None,
     reasons: bool = True,
 ) -> pd.DataFrame:
@@ -79,6 +81,8 @@ def score_frame(
         reason_pipeline: The pipeline reasons decompose (default: the model's).
         progress: Called with a description and the fraction done.
         reasons: Whether to add the reasons (TreeSHAP is most of the cost of scoring).
+        reason_text: The values the reasons quote, aligned with ``reasons_on`` (default: its own
+            values); a flat export's raw text, so that reasons read ``Yes``, not ``1``.
     """
     meta = model.metadata
     score_name = str(meta.get("score_name", "p"))
@@ -105,13 +109,17 @@ def score_frame(
             p, why = fast_proba_and_reasons(fast, chunk, descriptions, kinds)
         else:
             p = fastpath.predict_proba(model.pipeline, chunk)[:, 1]
-            why = reason_codes(
-                reason_pipeline or model.pipeline,
-                (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK],
-                descriptions,
-                top_k=3,
-                kinds=kinds,
-            )
+            on = (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK]
+            if reason_text is None:
+                why = reason_codes(reason_pipeline or model.pipeline, on, descriptions, top_k=3, kinds=kinds)
+            else:
+                why = reasons_from_contributions(
+                    contributions(reason_pipeline or model.pipeline, on),
+                    reason_text.iloc[start : start + CHUNK],
+                    descriptions,
+                    top_k=3,
+                    kinds=kinds | dict.fromkeys(reason_text.columns, "categorical"),
+                )
         parts.append(
             {
                 "id": ids.iloc[start : start + CHUNK].to_numpy(),
@@ -239,8 +247,13 @@ def score_file(
     delimiter: str,
     progress: Any = None,
     reasons: bool = True,
+    keep_columns: str | None = None,
 ) -> tuple[Scored, str]:
-    """Score every row of a file in the shape the model was trained on."""
+    """Score every row of a file in the shape the model was trained on.
+
+    A flat export's output carries ``keep_columns`` of the input (``all`` or ``a,b``) after its row
+    identifier; its reasons quote the file's own column labels and values as written.
+    """
     meta = model.metadata
     if meta.get("source") == "flat_export":
         raw = read_table_file(path, encoding=encoding, delimiter=delimiter)
@@ -262,11 +275,14 @@ def score_file(
             ids.loc[keep],
             reasons_on=prepared,
             reason_pipeline=inner,
+            reason_text=values_as_written(good, prepared, spec),
             progress=progress,
             reasons=reasons,
         )
         scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
-        scores = scores.rename(columns={"id": id_col})
+        # without an id column the id is the row number: source_row says it once
+        scores = scores.rename(columns={"id": id_col}) if id_col in raw else scores.drop(columns="id")
+        scores = _with_input_columns(scores, good, keep_columns, path, 2 if id_col in raw else 1)
         rejects = problems.rename(columns={"row": "source_row"})
         rejects.insert(
             1, "id", [None if r - 1 >= len(ids) else ids.iloc[r - 1] for r in rejects["source_row"]]
@@ -311,6 +327,30 @@ def score_file(
     if "as_of" in good:
         typed = typed.assign(as_of=pd.to_datetime(good["as_of"], errors="coerce").to_numpy())
     return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame), typed), id_col
+
+
+def _with_input_columns(
+    scores: pd.DataFrame, rows: pd.DataFrame, keep_columns: str | None, path: Path, n_ids: int
+) -> pd.DataFrame:
+    """``scores`` with input columns ``keep_columns`` (``all`` or ``a,b``) after its ``n_ids`` id columns.
+
+    Raises:
+        ScoringError: ``keep_columns`` names a column the input lacks.
+    """
+    if not keep_columns:
+        return scores
+    everything = keep_columns.strip().lower() == "all"
+    wanted = list(rows.columns) if everything else [c.strip() for c in keep_columns.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in rows.columns]
+    if unknown:
+        raise ScoringError(
+            f"{path}: --keep-columns names column(s) {unknown} the input lacks; its columns are "
+            f"{list(rows.columns)}"
+        )
+    ids = list(scores.columns[:n_ids])
+    wanted = [c for c in wanted if c not in ids]
+    carried = rows[wanted].rename(columns=lambda c: f"input_{c}" if c in scores.columns else c)
+    return pd.concat([scores[ids], carried.set_axis(scores.index), scores.iloc[:, n_ids:]], axis=1)
 
 
 def _typed_features(
@@ -395,6 +435,26 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _load(name: str, settings: Settings, alias: str, version: str | None) -> LoadedModel:
+    """The model to score with, or a :class:`LookupError` naming the versions that exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return load_model(name, settings, alias, version=version)
+    except MlflowException as exc:
+        if version is None:
+            raise LookupError(f"model {name!r} has no alias {alias!r}: {exc.message}") from exc
+        from forecast.registry import client
+
+        found = sorted(
+            (int(v.version) for v in client(settings).search_model_versions(f"name = '{name}'")),
+        )
+        raise LookupError(
+            f"model {name!r} has no version {version!r}"
+            + (f"; its versions are {found}" if found else "; train one first (forecast train …)")
+        ) from exc
+
+
 def score_job(
     settings: Settings,
     *,
@@ -409,8 +469,15 @@ def score_job(
     close_model: str | None = None,
     with_flags: bool = False,
     reasons: bool = True,
+    alias: str = "champion",
+    version: str | None = None,
+    keep_columns: str | None = None,
 ) -> dict[str, Any]:
-    """Score with ``models:/<model_name>@champion`` and write the output and rejects atomically.
+    """Score with ``models:/<model_name>@<alias>`` (or ``version``) and write output and rejects atomically.
+
+    ``alias`` defaults to the champion; ``challenger`` scores a challenger the gate refused, and
+    ``version`` any registered version. ``keep_columns`` (a file input of a flat export) carries
+    input columns to the output: ``all`` or a comma-separated list.
 
     With ``close_model`` (deals), the champion of that time-to-close model adds each deal's
     close-date distribution and slip risk (:func:`close_date_columns`). With ``with_flags`` and
@@ -423,13 +490,19 @@ def score_job(
     """
     if write_to_warehouse and input_path is not None:
         raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
-    model = load_model(model_name, settings)
+    model = _load(model_name, settings, alias, version)
     when: pd.Timestamp | None = None
     if input_path is None:
         scored, when, _ = score_warehouse(model, settings, as_of, progress, reasons=reasons)
     else:
         scored, _ = score_file(
-            model, input_path, encoding=encoding, delimiter=delimiter, progress=progress, reasons=reasons
+            model,
+            input_path,
+            encoding=encoding,
+            delimiter=delimiter,
+            progress=progress,
+            reasons=reasons,
+            keep_columns=keep_columns,
         )
     if len(scored.scores) + scored.rejects["source_row"].nunique() != scored.rows_in:
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant

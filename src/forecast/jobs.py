@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.config import Settings
+from forecast.errors import InputError
 from forecast.model_card import model_card
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
@@ -115,7 +116,7 @@ def train_model_job(
     warnings: list[str] = []
     if table is not None:
         if not target:
-            raise ValueError("--table needs --target COLUMN")
+            raise InputError("--table needs --target COLUMN")
         say("reading the export")
         data, export, raw = export_input(
             table,
@@ -128,6 +129,8 @@ def train_model_job(
             delimiter=delimiter,
         )
         warnings = list(export.warnings)
+        if config.split.gap_days is None:  # a flat export's target is an outcome, not a horizon
+            config = config.model_copy(update={"split": config.split.model_copy(update={"gap_days": 0.0})})
         source = "flat_export"
         source_words = f"flat export {table.name} (target column {export.target_column!r}, positive = {export.positive_label!r})"
         target_words = f"{export.target_column} is {export.positive_label!r}"
@@ -152,7 +155,7 @@ def train_model_job(
     say("training")
     if config.label == DURATION:
         if table is not None:
-            raise ValueError("time-to-close trains on the warehouse's deal snapshots, not on --table")
+            raise InputError("time-to-close trains on the warehouse's deal snapshots, not on --table")
         result = train_time_to_close(data, config)
         data.label = within_label(config.survival.proba_days)
     else:

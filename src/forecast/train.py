@@ -34,6 +34,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from forecast.errors import InputError
 from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
 from forecast.features.splits import time_splits
 from forecast.models.baselines import (
@@ -47,7 +48,7 @@ from forecast.models.crossfit import fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 
 
-class InsufficientDataError(ValueError):
+class InsufficientDataError(InputError):
     """Too few labelled rows (or rows of the rarer class) to train anything honest."""
 
 
@@ -154,15 +155,19 @@ def _split(
     the labelled rows hold both (a short history: the gap swallows it), the gap is shortened step
     by step down to 0, then whole entities are split at random (stratified); the summary's
     ``note`` says which, and why the evaluation may be optimistic. Without dates: stratified or by
-    row order, as configured.
+    row order, as configured (``split.method``: ``random`` or ``stratified`` ignore dates).
     """
     s = config.split
     y = frame[data.label].astype(int).to_numpy()
     ids = frame[data.id_column].reset_index(drop=True)
     has_time = data.time_column is not None and frame[data.time_column].notna().any()
+    if s.method == "time" and not has_time:
+        raise InputError("--split time needs dates: name the date column with --time COLUMN")
+    if s.method in ("random", "stratified"):
+        has_time = False
     if has_time and frame[str(data.time_column)].isna().any():
         n = int(frame[str(data.time_column)].isna().sum())
-        raise ValueError(
+        raise InputError(
             f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
         )
     if has_time:
@@ -217,16 +222,18 @@ def _split(
         }
     n = len(frame)
     positions = np.arange(n)
-    if s.without_time == "order":
+    method = s.method if s.method in ("random", "stratified") else s.without_time
+    if method == "order":
         n_test = int(n * s.test_fraction)
         parts = [positions[: n - n_test], positions[n - n_test :]]
     else:
+        strata = y if method == "stratified" else None
         fit, test = train_test_split(
-            positions, test_size=s.test_fraction, stratify=y, random_state=config.seed
+            positions, test_size=s.test_fraction, stratify=strata, random_state=config.seed
         )
         parts = [np.sort(fit), np.sort(test)]
     summary = {
-        "method": "row_order" if s.without_time == "order" else "stratified",
+        "method": "row_order" if method == "order" else method,
         "splits": {name: {"rows": len(p)} for name, p in zip(SPLITS, parts, strict=True)},
     }
     return parts, summary

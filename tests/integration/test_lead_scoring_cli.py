@@ -234,3 +234,83 @@ def test_the_gate_never_compares_on_rows_the_champion_trained_on(env: dict[str, 
     decision = result["promotion"]
     assert not decision["promoted"]
     assert "no fair comparison" in decision["reason"] or "baselines" in decision["reason"]
+
+
+def test_an_internal_error_exits_1_with_its_traceback_under_debug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import forecast.jobs
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("Categorical categories must be unique")  # what pandas raised for our bug
+
+    monkeypatch.setattr(forecast.jobs, "train_binary", broken)
+    _flat_export(tmp_path / "export.csv", 300, 1)
+    args = ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted"]
+    env = cli_env(tmp_path)
+    quiet = runner.invoke(app, [*args, "--json"], env=env)
+    assert quiet.exit_code == 1, quiet.stdout
+    error = json.loads(quiet.stdout)["error"]
+    assert "internal error" in error and "Categorical categories must be unique" in error
+    assert "--log-level DEBUG" in error and "Traceback" not in quiet.stderr
+    loud = runner.invoke(app, ["--log-level", "DEBUG", *args], env=env)
+    assert loud.exit_code == 1
+    assert "Traceback" in loud.stderr and "broken" in loud.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--target", "Outcome"], "'Outcome'"),
+        (["--target", "Converted", "--keep-column", "Budget"], "'Budget'"),
+        (["--target", "Converted", "--drop-column", "Nope"], "'Nope'"),
+        (["--target", "Record ID"], "'Record ID'"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_column(tmp_path: Path, extra: list[str], named: str) -> None:
+    _flat_export(tmp_path / "export.csv", 300, 1)
+    result = runner.invoke(
+        app, ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), *extra, "--json"],
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.stdout
+    assert named in json.loads(result.stdout)["error"]
+
+
+def test_an_export_without_any_usable_column_exits_2_saying_why(tmp_path: Path) -> None:
+    n = 300
+    pd.DataFrame(
+        {
+            "Lead ID": [f"L{i}" for i in range(n)],
+            "Region": ["EU"] * n,  # constant
+            "Converted": ["Yes", "No", "No"] * (n // 3),
+        }
+    ).to_csv(tmp_path / "export.csv", index=False)
+    result = runner.invoke(
+        app, ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted", "--json"],
+        env=cli_env(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert "no column can be used as a feature" in error and "'Region'" in error
+
+
+def test_the_split_of_a_flat_export_is_explicit(tmp_path: Path) -> None:
+    frame = _flat_export(tmp_path / "export.csv", 600, 6)
+    frame["Created"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(600) // 3, unit="D")).strftime(
+        "%Y-%m-%d"
+    )
+    frame.to_csv(tmp_path / "export.csv", index=False)
+    env = cli_env(tmp_path)
+    base = ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted"]
+    timed = _cli(env, *base, "--time", "Created", "--model-name", "timed")
+    assert timed["splits"]["method"] == "time" and timed["splits"]["gap_days"] == 0.0
+    rows = sum(part["rows"] for part in timed["splits"]["splits"].values())
+    assert rows >= 590  # no 90-day purge gap inherited from the warehouse's horizon
+    run = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"]).get_run(timed["run_id"])
+    params = run.data.params
+    assert params.get("split.method") == "auto" and float(params["split.gap_days"]) == 0.0, params
+    mixed = _cli(env, *base, "--time", "Created", "--split", "stratified", "--model-name", "mixed")
+    assert mixed["splits"]["method"] == "stratified"
+    refused = runner.invoke(app, [*base, "--split", "time", "--json"], env=env)
+    assert refused.exit_code == 2 and "--time" in json.loads(refused.stdout)["error"]

@@ -234,3 +234,21 @@ def test_salvirt_b2b_round_trip() -> None:
     prepared = export.preparer().transform(frame)
     assert_frame_equal(prepared[export.feature_columns], export.table[export.feature_columns])
     assert score_input_errors(frame, export.preparer_spec()).empty
+
+
+def test_levels_pooled_by_the_preparer_are_one_category_of_the_encoder() -> None:
+    """Regression: the preparer pools rare levels into __other__ and the encoder appended it again."""
+    from forecast.models.pipeline import CategoryEncoder
+
+    n = 400
+    rng = np.random.default_rng(3)
+    job = rng.choice(["admin", "technician"], n).astype(object)
+    job[:40] = [f"rare{i}" for i in range(40)]  # 40 levels of one row each: 40 rows of __other__
+    raw = pd.DataFrame({"job": job, "y": rng.choice(["yes", "no"], n)})
+    prepared = prepare_flat_export(raw, target="y").table
+    assert (prepared["job"] == OTHER_LEVEL).sum() == 40
+    encoder = CategoryEncoder(["job"], min_count=10).fit(prepared)
+    assert encoder.levels_["job"] == ["admin", "technician", OTHER_LEVEL]
+    out = encoder.transform(prepared)
+    assert (out["job"] == OTHER_LEVEL).sum() == 40
+    np.testing.assert_array_equal(encoder.encode(prepared, ["job"])[:, 0], out["job"].cat.codes.to_numpy())

@@ -234,7 +234,9 @@ def test_copy_of_target_is_flagged_and_excluded(export: FlatExport) -> None:
     assert flag.evidence["auc"] >= 0.98
     assert "flag_x" in export.excluded and "flag_x" not in export.table.columns
     (warning,) = [w for w in export.warnings if "'flag_x'" in w]
-    assert warning.startswith("excluded column 'flag_x' as likely leakage: predicts the target")
+    assert warning.startswith(
+        "excluded column 'flag_x' as likely leakage (high confidence): predicts the target"
+    )
     assert "AUC 1.000" in warning and "--keep-column 'flag_x'" in warning
 
 
@@ -341,7 +343,7 @@ def test_row_id_and_duplicates_when_no_id() -> None:
     frame = pd.concat([frame, frame.iloc[:5]], ignore_index=True)
     fx = prepare_flat_export(frame, target="Outcome")
     assert fx.id_column == "row_id" and fx.table[ENTITY_ID].tolist() == list(range(1, 126))
-    assert fx.duplicate_rows == 5 and any("5 row(s) exactly repeat" in w for w in fx.warnings)
+    assert fx.duplicate_rows == 5 and any("note: 5 row(s) have the same values" in w for w in fx.warnings)
 
 
 def test_missing_columns_are_named() -> None:
@@ -398,6 +400,116 @@ def test_salvirt_b2b() -> None:
     )
     assert fx.positive_label == "Won" and fx.summary()["label_rate"] == pytest.approx(227 / 448, abs=1e-4)
     assert fx.duplicate_rows == 83
-    assert any("83 row(s) exactly repeat" in w for w in fx.warnings)
+    assert any("note: 83 row(s) have the same values" in w for w in fx.warnings)
     assert fx.leakage == [] and len(fx.feature_columns) == 22
     assert fx.id_column == "row_id"
+
+
+# --- numeric ids -----------------------------------------------------------------------------------
+def _ids_frame(n: int = 300, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Lead Number": 660_000 + np.cumsum(rng.integers(1, 9, n)),  # a sequence, named like one
+            "Account No": rng.permutation(n) + 10_000,  # unique, shuffled, named like an id
+            "ticket": np.arange(n) * 3 + 7,  # unique sequence, innocent name
+            "Customer Code": np.where(rng.random(n) < 0.97, rng.integers(0, 10**7, n), np.nan),
+            "amount": rng.permutation(n) * 10 + 500,  # unique but shuffled, an honest amount
+            "No of calls": rng.poisson(3, n),  # a count named with "no"
+            "nr.employed": rng.choice([5191, 5099, 5228], n),  # UCI's, not an id
+            "Converted": rng.choice(["Yes", "No"], n),
+        }
+    )
+
+
+def test_numeric_ids_are_detected_with_their_evidence() -> None:
+    fx = prepare_flat_export(_ids_frame(), target="Converted")
+    roles = {r.name: r for r in fx.roles}
+    for name in ("Lead Number", "Account No", "ticket", "Customer Code"):
+        assert roles[name].role == "id", (name, roles[name])
+        assert name in fx.excluded and name not in fx.feature_columns
+    assert "a sequence in row order" in roles["Lead Number"].note
+    assert "named like an id ('number')" in roles["Lead Number"].note
+    assert "named like an id ('no')" in roles["Account No"].note
+    assert "'named like" not in roles["ticket"].note and "sequence" in roles["ticket"].note
+    for name in ("amount", "No of calls", "nr.employed"):
+        assert roles[name].role == "numeric", (name, roles[name])
+        assert name in fx.feature_columns
+    summary_roles = {r["name"]: r["role"] for r in fx.summary()["roles"]}
+    assert summary_roles["Lead Number"] == "id"
+
+
+def test_a_sparse_number_filled_after_the_outcome_is_a_leak_not_an_id(export: FlatExport) -> None:
+    assert _role(export, "invoice_number") == "numeric"
+    assert "invoice_number" in {f.column for f in export.leakage}
+
+
+# --- leak or strong predictor ----------------------------------------------------------------------
+def _leads_with_tags(n: int = 1500, seed: int = 4) -> pd.DataFrame:
+    """An X-Education-like lead export: tags and a quality score written after the outcome."""
+    rng = np.random.default_rng(seed)
+    visits = rng.poisson(3, n)
+    converted = rng.random(n) < 1 / (1 + np.exp(-(-1.5 + 0.3 * visits)))
+    tags = np.where(
+        converted,
+        rng.choice(
+            ["Closed by Horizzon", "Will revert after reading the email", "Busy"], n, p=[0.6, 0.3, 0.1]
+        ),
+        rng.choice(
+            ["Ringing", "Lost to EINS", "Interested in other courses", "Busy"], n, p=[0.4, 0.2, 0.3, 0.1]
+        ),
+    )
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    closed = created + pd.to_timedelta(rng.integers(5, 90, n), unit="D")
+    return pd.DataFrame(
+        {
+            "Prospect ID": [f"P{i}" for i in range(n)],
+            "Created": created.strftime("%Y-%m-%d"),
+            "TotalVisits": visits,
+            "Tags": tags,
+            "Lead Quality Score": np.where(converted, rng.integers(80, 100, n), rng.integers(0, 79, n)),
+            "Decision Date": closed.strftime("%Y-%m-%d"),  # written when the outcome was known
+            "Converted": np.where(converted, "1", "0"),
+        }
+    )
+
+
+def test_after_the_outcome_tags_scores_and_dates_are_flagged_with_evidence() -> None:
+    fx = prepare_flat_export(_leads_with_tags(), target="Converted", time_column="Created")
+    flags = {f.column: f for f in fx.leakage}
+    tags = flags["Tags"]
+    assert "written after the outcome" in tags.reason and "'Closed by Horizzon'" in tags.reason
+    assert tags.evidence["after_outcome_text_share"] > 0.3 and tags.confidence in ("high", "medium")
+    score = flags["Lead Quality Score"]
+    assert score.evidence["auc"] >= 0.98 and score.confidence == "high"
+    dates = flags["Decision Date__days_before_as_of"]
+    assert dates.evidence["share_after_time"] == 1.0 and "after the --time column" in dates.reason
+    for column in ("Tags", "Lead Quality Score", "Decision Date__days_before_as_of"):
+        assert column in fx.excluded
+        assert any(f"{column!r} as likely leakage (" in w for w in fx.warnings)
+    assert "TotalVisits" not in flags and "TotalVisits" in fx.feature_columns
+    leak_summary = {f["column"]: f for f in fx.summary()["leakage"]}
+    assert leak_summary["Tags"]["confidence"] == tags.confidence and leak_summary["Tags"]["evidence"]
+
+
+def test_a_strong_but_imperfect_predictor_stays_in() -> None:
+    """Telecom churn: a two-year contract is 97% non-churn; that is a predictor, not a leak."""
+    rng = np.random.default_rng(8)
+    n = 3000
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.55, 0.21, 0.24])
+    rate = np.select([contract == "Month-to-month", contract == "One year"], [0.43, 0.11], 0.03)
+    churn = rng.random(n) < rate
+    frame = pd.DataFrame(
+        {
+            "customerID": [f"{i:04d}-ABCD" for i in range(n)],
+            "Contract": contract,
+            "tenure": rng.integers(0, 72, n),
+            "PaperlessBilling": rng.choice(["Yes", "No"], n),
+            "Churn": np.where(churn, "Yes", "No"),
+        }
+    )
+    fx = prepare_flat_export(frame, target="Churn")
+    two_year = frame.loc[frame["Contract"] == "Two year", "Churn"]
+    assert (two_year == "No").mean() > 0.95  # a level almost only of one outcome…
+    assert fx.leakage == []  # …yet nothing says it was written after the outcome
+    assert "Contract" in fx.feature_columns

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from forecast.config import Settings, load_settings
+from forecast.errors import InputError
 from forecast.logging import configure_logging, get_logger, stderr_console
 
 app = typer.Typer(
@@ -78,6 +79,41 @@ def _fail(as_json: bool, message: str, code: int = 2) -> NoReturn:
     if as_json:
         sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
     raise typer.Exit(code)
+
+
+@contextmanager
+def _input_errors(as_json: bool, bad_input: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Map errors to exit codes: ``bad_input`` (and :class:`InputError`) exit 2, anything else 1.
+
+    Bad input is reported with its message only (it names the file, column and what to do). Any
+    other exception is a bug: it exits 1 with its type and message, and its traceback is logged at
+    DEBUG (``--log-level DEBUG``).
+
+    Args:
+        as_json: Also print a JSON error document on stdout.
+        bad_input: Exception types that mean the user's input is wrong.
+    """
+    expected: tuple[type[BaseException], ...] = (InputError, *bad_input)
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyError as exc:  # a LookupError, but from a missing dict key or column: a bug
+        _internal(as_json, exc)
+    except expected as exc:
+        _fail(as_json, str(exc).strip("'\""))
+    except Exception as exc:
+        _internal(as_json, exc)
+
+
+def _internal(as_json: bool, exc: BaseException) -> NoReturn:
+    get_logger("cli").debug("internal error", exc_info=exc)
+    _fail(
+        as_json,
+        f"internal error ({type(exc).__name__}: {str(exc).strip(chr(39))}); this is a bug in forecast, "
+        "not in your input: rerun with --log-level DEBUG for the traceback and report it",
+        code=1,
+    )
 
 
 @contextmanager

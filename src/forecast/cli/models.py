@@ -18,6 +18,7 @@ from forecast.cli.main import (
     TimeOpt,
     _emit,
     _fail,
+    _input_errors,
     _parse_date,
     _progress,
     _settings,
@@ -73,6 +74,19 @@ DropOpt = Annotated[
     list[str] | None,
     typer.Option("--drop-column", help="Leave a column of --table out (e.g. known only later)."),
 ]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="time (needs --time), random or stratified (default: time with --time, else the config's).",
+    ),
+]
+GapOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--gap-days", help="Days left out before the test slice of a time split (flat export default: 0)."
+    ),
+]
 PromoteOpt = Annotated[
     bool, typer.Option("--promote/--no-promote", help="Apply the promotion gate after training.")
 ]
@@ -101,6 +115,8 @@ def _train(
     model_name: str | None,
     promote_after: bool,
     as_json: bool,
+    split: str | None = None,
+    gap_days: float | None = None,
     **table_options: Any,
 ) -> None:
     from forecast.jobs import train_model_job
@@ -108,17 +124,24 @@ def _train(
 
     settings = _settings(ctx)
     cfg = _load_config(stem, config, as_json, model_name)
-    try:
-        with _progress(f"train {cfg.model_name}") as update:
-            summary = train_model_job(
-                settings,
-                cfg,
-                promote_after=promote_after,
-                progress=lambda m: update(m, None),
-                **table_options,
-            )
-    except (InsufficientDataError, SourceError, FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+    if split is not None or gap_days is not None:
+        if split not in (None, "time", "random", "stratified"):
+            _fail(as_json, f"--split {split!r}: use time, random or stratified")
+        if gap_days is not None and gap_days < 0:
+            _fail(as_json, f"--gap-days {gap_days}: must be 0 or more")
+        changes = {k: v for k, v in (("method", split), ("gap_days", gap_days)) if v is not None}
+        cfg = cfg.model_copy(update={"split": cfg.split.model_copy(update=changes)})
+    with (
+        _input_errors(as_json, (InsufficientDataError, SourceError, FileNotFoundError, LookupError)),
+        _progress(f"train {cfg.model_name}") as update,
+    ):
+        summary = train_model_job(
+            settings,
+            cfg,
+            promote_after=promote_after,
+            progress=lambda m: update(m, None),
+            **table_options,
+        )
     for warning in summary.get("warnings", []):
         get_logger("train").warning(warning)
     _emit(as_json, summary, lambda c: _render_training(c, summary))
@@ -163,12 +186,16 @@ def _table_train_command(cli_name: str, stem: str, summary: str) -> None:
         promote_after: PromoteOpt = False,
         encoding: EncodingOpt = "utf-8",
         delimiter: DelimiterOpt = ",",
+        split: SplitOpt = None,
+        gap_days: GapOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         options = _table_options(
             table, target, id_column, time_column, keep_column, drop_column, encoding, delimiter
         )
-        _train(ctx, stem, config, model_name, promote_after, as_json, **options)
+        _train(
+            ctx, stem, config, model_name, promote_after, as_json, split=split, gap_days=gap_days, **options
+        )
 
 
 def _warehouse_train_command(cli_name: str, stem: str, summary: str) -> None:
@@ -263,8 +290,20 @@ def score_leads(
         bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
     ] = False,
     model: Annotated[
-        str, typer.Option(help="Registered model name (its champion is used).")
+        str, typer.Option(help="Registered model name (its champion is used unless --alias / --version).")
     ] = "lead_scoring",
+    alias: Annotated[
+        str, typer.Option(help="Score with this alias of --model (e.g. challenger).")
+    ] = "champion",
+    version: Annotated[
+        int | None, typer.Option(help="Score with this exact version of --model (overrides --alias).")
+    ] = None,
+    keep_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-columns", help="Carry input columns to the output: all, or a comma-separated list."
+        ),
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
     ] = None,
@@ -295,6 +334,9 @@ def score_leads(
         as_json,
         with_flags=with_flags,
         reasons=reasons,
+        alias=alias,
+        version=None if version is None else str(version),
+        keep_columns=keep_columns,
     )
 
 
@@ -364,6 +406,9 @@ def _score(
     close_model: str | None = None,
     with_flags: bool = False,
     reasons: bool = True,
+    alias: str = "champion",
+    version: str | None = None,
+    keep_columns: str | None = None,
 ) -> None:
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
@@ -373,24 +418,27 @@ def _score(
     settings = _settings(ctx)
     client(settings)
     when = _parse_date(as_of, "--as-of", as_json) if as_of else None
-    try:
-        with _progress("score") as update:
-            summary = score_job(
-                settings,
-                model_name=model,
-                output=output,
-                input_path=input_path,
-                as_of=when,
-                write_to_warehouse=write_back,
-                encoding=encoding,
-                delimiter=delimiter,
-                progress=update,
-                close_model=close_model,
-                with_flags=with_flags,
-                reasons=reasons,
-            )
-    except (ScoringError, SourceError, LookupError, FileNotFoundError, ValueError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+    with (
+        _input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
+        _progress("score") as update,
+    ):
+        summary = score_job(
+            settings,
+            model_name=model,
+            output=output,
+            input_path=input_path,
+            as_of=when,
+            write_to_warehouse=write_back,
+            encoding=encoding,
+            delimiter=delimiter,
+            progress=update,
+            close_model=close_model,
+            with_flags=with_flags,
+            reasons=reasons,
+            alias=alias,
+            version=version,
+            keep_columns=keep_columns,
+        )
 
     def render(c: Console) -> None:
         c.print(

@@ -17,6 +17,7 @@ def _render_training(console: Console, summary: dict[str, Any]) -> None:
     )
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(_split_words(summary.get("splits") or {}))
     survival = "c_index" in summary["metrics"]
     title = "Test slice: model against baselines"
     if survival:
@@ -32,6 +33,14 @@ def _render_training(console: Console, summary: dict[str, Any]) -> None:
     if "promotion" in summary:
         p = summary["promotion"]
         console.print(f"promotion: {'promoted' if p['promoted'] else 'not promoted'} ({p['reason']})")
+
+
+def _split_words(splits: dict[str, Any]) -> str:
+    """One line on how the rows were split (method, gap, rows per part)."""
+    parts = splits.get("splits") or {}
+    rows = ", ".join(f"{k} {v.get('rows', '?'):,}" for k, v in parts.items() if isinstance(v, dict))
+    gap = f", gap {splits['gap_days']:g} days" if splits.get("gap_days") is not None else ""
+    return f"split: {splits.get('method', '?')}{gap}" + (f" ({rows} rows)" if rows else "")
 
 
 def _num(value: Any) -> str:

@@ -34,7 +34,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from forecast.categories import OTHER
 from forecast.data.readers import read_table_file
+from forecast.errors import InputError
 
 # --- output contract -------------------------------------------------------------------------------
 ENTITY_ID = "entity_id"
@@ -45,7 +47,8 @@ ROW_ID = "row_id"
 """Name given to the 1-based row number when the export has no id column."""
 MISSING_KIND_SUFFIX = "__missing_kind"
 DAYS_BEFORE_SUFFIX = "__days_before_as_of"
-OTHER_LEVEL = "__other__"
+OTHER_LEVEL = OTHER
+"""Pooled level of rare values (owned by :mod:`forecast.categories`)."""
 PRESENT = "present"
 
 # --- leakage thresholds (documented in docs/features.md) --------------------------------------------
@@ -53,18 +56,33 @@ LEAKAGE_AUC = 0.98
 """A column whose value (or whose being filled) alone reaches this ROC-AUC is flagged."""
 FILL_MIN_MISSING_SHARE = 0.20
 """The "filled almost only for one class" rule applies to columns missing in at least this share."""
-FILL_CLASS_PURITY = 0.97
+FILL_CLASS_PURITY = 0.99
 """… when at least this share of the filled rows belong to one class …"""
 FILL_SHARE_GAP = 0.5
 """… and the share of rows filled differs between the classes by at least this much."""
-VALUE_CLASS_PURITY = 0.97
-"""A categorical value whose rows belong to one class in at least this share …"""
+VALUE_CLASS_PURITY = 0.995
+"""A categorical value whose rows belong to one class in at least this share (it exists for one outcome
+only: a strong but imperfect predictor, e.g. a contract length whose "two year" level is 97% negative,
+stays in) …"""
 VALUE_MIN_CLASS_COVERAGE = 0.10
 """… and that covers at least this share of that class's rows …"""
 VALUE_MIN_ROWS = 10
 """… and has at least this many rows is flagged, if it also passes the imbalance guard below."""
 PURITY_LIFT = 0.2
 """Imbalance guard: inside the value, the other class must be at most this fraction of its base rate."""
+AFTER_OUTCOME_TEXT = re.compile(
+    r"\b(?:closed by|closed won|closed lost|lost to|won by|will revert|reverted|churned|cancell?ed|refunded|"
+    r"already (?:a )?(?:customer|student|bought|purchased|enrolled)|not interested|converted|"
+    r"signed (?:up|the contract)|invalid number|wrong number|switched off|ringing|do not call)\b",
+    re.IGNORECASE,
+)
+"""Text a rep writes after the outcome (tags, notes): "Closed by Horizzon", "Lost to EINS", "Will revert"."""
+AFTER_OUTCOME_MIN_SHARE = 0.05
+"""The after-the-outcome text rule applies when such values fill at least this share of rows …"""
+AFTER_OUTCOME_PURITY = 0.85
+"""… and at least this share of the rows of each such value belong to one class."""
+LATER_THAN_TIME_SHARE = 0.2
+"""A date column dated after ``--time`` in at least this share of rows was written after the fact."""
 N_FOLDS = 5
 RANDOM_STATE = 0
 
@@ -134,6 +152,15 @@ OUTCOME_PHRASES: dict[str, str] = {
 }
 """Run-together names (HubSpot's ``hs_lastactivitydate``) matched inside the name without separators."""
 _ID_TOKENS = frozenset({"id", "uuid", "guid"})
+NUMBER_ID_TOKENS: frozenset[str] = frozenset(
+    {"id", "uuid", "guid", "number", "no", "nr", "num", "code", "key", "ref", "reference", "record"}
+)
+"""Name tokens of a number that identifies a row ("Lead Number", "Account No", "Customer Code")."""
+ID_MONOTONE_SHARE = 0.95
+"""Integers that grow (or shrink) from one row to the next in at least this share of steps are a sequence."""
+ID_MIN_FILLED = 0.9
+"""A number is an id only when filled in at least this share of rows (a sparse number, e.g. an invoice
+number filled once a deal is won, is judged by the leakage rules instead)."""
 
 
 @dataclass(frozen=True)
@@ -163,11 +190,15 @@ class LeakageFlag:
         column: Feature column name.
         reason: Plain words, e.g. "predicts the target almost perfectly on its own (AUC 0.998)".
         evidence: The numbers behind the reason.
+        confidence: ``high`` with near-perfect separation or two kinds of evidence of
+            after-the-outcome content (name, text, dates after ``--time``, values or filling that
+            exist for one outcome only), else ``medium``.
     """
 
     column: str
     reason: str
     evidence: dict[str, float]
+    confidence: Literal["high", "medium"] = "medium"
 
 
 @dataclass
@@ -232,6 +263,7 @@ class FlatExport:
                 {
                     "column": f.column,
                     "reason": f.reason,
+                    "confidence": f.confidence,
                     "evidence": {k: float(v) for k, v in f.evidence.items()},
                 }
                 for f in self.leakage
@@ -335,10 +367,12 @@ def parse_target(values: pd.Series) -> tuple[pd.Series, str]:
             mapping = {ordered[0]: 1, ordered[1]: 0}
         else:
             raw = sorted({str(r).strip() for r, n in zip(values, norm, strict=True) if n in unmapped})
-            raise ValueError(
-                f"target values {raw} cannot be read as a yes/no outcome (expected two values or "
+            shown = raw if len(raw) <= 8 else [*raw[:8], f"… {len(raw) - 8} more"]
+            where = f"target column {values.name!r}: " if values.name is not None else ""
+            raise InputError(
+                f"{where}target values {shown} cannot be read as a yes/no outcome (expected two values or "
                 f"yes/no, won/lost, converted/not converted, 1/0, true/false); found {len(counts)} "
-                "distinct values"
+                "distinct values. Pass the outcome column as --target, or map its values to two outcomes"
             )
     labels = norm.map(mapping).astype("Int64")
     labels.name = values.name
@@ -494,7 +528,7 @@ def _classify(values: pd.Series, name: str) -> tuple[Role, str]:
     if pd.api.types.is_datetime64_any_dtype(values):
         return "datetime", ""
     if pd.api.types.is_numeric_dtype(values):
-        return _classify_numbers(values.astype("float64"), name, "")
+        return _classify_numbers(values.astype("float64"), name, "", len(values))
     text = present.astype(str).str.strip()
     n_unique = text.nunique()
     if n_unique == 1:
@@ -505,7 +539,7 @@ def _classify(values: pd.Series, name: str) -> tuple[Role, str]:
     if numbers.notna().mean() >= NUMERIC_MIN_SHARE:
         bad = int(numbers.isna().sum())
         note = f"{bad} value(s) that are not numbers set missing" if bad else ""
-        return _classify_numbers(numbers, name, note or "read as numbers from text")
+        return _classify_numbers(numbers, name, note or "read as numbers from text", len(values))
     if _parse_dates(text).notna().mean() >= DATETIME_MIN_SHARE:
         return "datetime", ""
     unique_share = n_unique / n
@@ -524,16 +558,52 @@ def _classify(values: pd.Series, name: str) -> tuple[Role, str]:
     return "categorical", f"{rare} rare level(s) grouped as {OTHER_LEVEL}" if rare else ""
 
 
-def _classify_numbers(numbers: pd.Series, name: str, note: str) -> tuple[Role, str]:
+def _classify_numbers(numbers: pd.Series, name: str, note: str, n_rows: int) -> tuple[Role, str]:
     present = numbers.dropna()
     if present.nunique() == 1:
         return _single_value(numbers)
     if set(present.unique()) <= {0.0, 1.0}:
         return "boolean", "0/1 values"
     integral = bool(np.all(np.mod(present.to_numpy(), 1) == 0))
-    if integral and present.is_unique and len(present) >= ID_MIN_ROWS and _looks_like_id_name(name):
-        return "id", "id-like (unique integers, named like an id); excluded"
+    if integral and len(present) >= max(ID_MIN_ROWS, ID_MIN_FILLED * n_rows):
+        evidence = numeric_id_evidence(present, name)
+        if evidence:
+            return "id", f"id-like number ({'; '.join(evidence)}); excluded"
     return "numeric", note
+
+
+def numeric_id_evidence(values: pd.Series, name: str) -> list[str]:
+    """Why integers ``values`` (missing dropped, in row order) identify rows rather than measure them.
+
+    An integer column is an id when it is unique and either named like an id (a token of
+    :data:`NUMBER_ID_TOKENS`: *id*, *number*, *no*, *code*, …) or a sequence (near-monotone in row
+    order, :data:`ID_MONOTONE_SHARE`); or when it is named like an id and of very high cardinality
+    (at least :data:`ID_UNIQUE_SHARE` of its values distinct). A count or an amount is rarely unique,
+    never a sequence in file order, and not named like an id.
+
+    Args:
+        values: The column's non-missing integer values, in row order.
+        name: The column name.
+
+    Returns:
+        The evidence, in plain words (empty: not an id).
+    """
+    n = len(values)
+    distinct = int(values.nunique())
+    steps = np.diff(values.to_numpy(dtype="float64"))
+    monotone = max(float((steps > 0).mean()), float((steps < 0).mean())) if len(steps) else 0.0
+    id_words = [t for t in name_tokens(name) if t in NUMBER_ID_TOKENS]
+    unique = distinct == n
+    sequence = monotone >= ID_MONOTONE_SHARE
+    named = bool(id_words)
+    if not ((unique and (named or sequence)) or (named and distinct >= ID_UNIQUE_SHARE * n)):
+        return []
+    evidence = [f"{distinct} distinct integers in {n} rows"]
+    if sequence:
+        evidence.append(f"a sequence in row order ({monotone:.0%} of steps in one direction)")
+    if named:
+        evidence.append(f"named like an id ({', '.join(repr(w) for w in id_words)})")
+    return evidence
 
 
 def _single_value(values: pd.Series) -> tuple[Role, str]:
@@ -717,6 +787,42 @@ def _value_rule(x: pd.Series, y: np.ndarray, positive_label: str) -> tuple[str, 
     return reason, {"value_class_purity": float(purity), "value_class_coverage": float(coverage)}
 
 
+def _text_rule(x: pd.Series, y: np.ndarray, positive_label: str) -> tuple[str, dict[str, float]] | None:
+    """Values written after the outcome ("Closed by …", "Lost to …", "Will revert"), each mostly one class."""
+    present = x.notna().to_numpy()
+    if not present.any():
+        return None
+    text = x[present].astype(str)
+    matches = pd.Series(text.unique()).loc[lambda u: u.str.contains(AFTER_OUTCOME_TEXT)]
+    if matches.empty:
+        return None
+    hit = text.isin(set(matches)).to_numpy()
+    share = float(hit.sum() / len(x))
+    rates = pd.Series(y[present][hit]).groupby(text.to_numpy()[hit]).agg(["mean", "size"])
+    purity = float((np.maximum(rates["mean"], 1 - rates["mean"]) * rates["size"]).sum() / rates["size"].sum())
+    if share < AFTER_OUTCOME_MIN_SHARE or purity < AFTER_OUTCOME_PURITY:
+        return None
+    shown = ", ".join(repr(v) for v in list(matches)[:3])
+    reason = (
+        f"its values read as written after the outcome ({shown}: {share:.0%} of rows, "
+        f"{purity:.0%} of them of one outcome)"
+    )
+    return reason, {"after_outcome_text_share": share, "after_outcome_text_purity": purity}
+
+
+def _later_rule(x: pd.Series, y: np.ndarray, positive_label: str) -> tuple[str, dict[str, float]] | None:
+    """A date feature (days before as_of) dated after ``--time`` in many rows."""
+    days = x.to_numpy(dtype="float64")
+    filled = ~np.isnan(days)
+    if not filled.any():
+        return None
+    later = float((days[filled] < 0).mean())
+    if later < LATER_THAN_TIME_SHARE:
+        return None
+    reason = f"dated after the --time column in {later:.0%} of the rows where it is filled"
+    return reason, {"share_after_time": later}
+
+
 def column_auc(features: pd.DataFrame, target: pd.Series) -> dict[str, tuple[float, float]]:
     """Single-column predictive power on the rows with a known target.
 
@@ -780,8 +886,11 @@ def detect_leakage(
     for column in columns:
         reasons: list[str] = []
         evidence: dict[str, float] = {}
+        kinds = 0  # independent kinds of after-the-outcome evidence
+        separates = False
         if both_classes:
             value_auc, missing_auc = scores[column]
+            separates = max(value_auc, missing_auc) >= LEAKAGE_AUC
             if value_auc >= LEAKAGE_AUC:
                 reasons.append(f"predicts the target almost perfectly on its own (AUC {value_auc:.3f})")
                 evidence["auc"] = round(value_auc, 4)
@@ -791,29 +900,38 @@ def detect_leakage(
                 )
                 evidence["auc_missing"] = round(missing_auc, 4)
             x = features[column][known]
-            for rule in (_fill_rule, _value_rule):
-                if rule is _value_rule and not (_is_categorical(x) or x.nunique() <= 2):
-                    continue
+            categorical = _is_categorical(x)
+            rules: list[Callable[..., tuple[str, dict[str, float]] | None]] = [_fill_rule]
+            if categorical or x.nunique() <= 2:
+                rules.append(_value_rule)
+            if categorical:
+                rules.append(_text_rule)
+            if column.endswith(DAYS_BEFORE_SUFFIX):
+                rules.append(_later_rule)
+            for rule in rules:
                 found = rule(x, y, positive_label)
                 if found:
+                    kinds += 1
                     reasons.append(found[0])
                     evidence |= {k: round(float(v), 4) for k, v in found[1].items()}
         words = outcome_words(_source_of(column))
         if words:
+            kinds += 1
             quoted = ", ".join(repr(w) for w in words)
             reasons.append(
                 f"its name speaks of the outcome ({quoted}); such fields are usually filled after the result"
             )
             evidence["name_match"] = 1.0
         if reasons:
-            flags.append(LeakageFlag(column, "; ".join(reasons), evidence))
+            confidence: Literal["high", "medium"] = "high" if separates or kinds >= 2 else "medium"
+            flags.append(LeakageFlag(column, "; ".join(reasons), evidence, confidence))
     return flags
 
 
 # --- assembly --------------------------------------------------------------------------------------
 def _require(frame: pd.DataFrame, column: str, what: str) -> None:
     if column not in frame.columns:
-        raise ValueError(f"{what} column {column!r} not found; available columns: {list(frame.columns)}")
+        raise InputError(f"{what} column {column!r} not found; available columns: {list(frame.columns)}")
 
 
 def _infer_id_column(frame: pd.DataFrame, exclude: set[str]) -> str | None:
@@ -867,13 +985,13 @@ def prepare_flat_export(
         _require(frame, time_column, "time")
     unknown = [c for c in keep_columns if c not in frame.columns]
     if unknown:
-        raise ValueError(f"keep column(s) {unknown} not found; available columns: {list(frame.columns)}")
+        raise InputError(f"keep column(s) {unknown} not found; available columns: {list(frame.columns)}")
 
     warnings: list[str] = []
     labels, positive_label = parse_target(frame[target])
     labelled = labels.dropna()
     if labelled.nunique() < 2:
-        raise ValueError(
+        raise InputError(
             f"target column {target!r} needs both outcomes among its labelled rows; "
             f"found {labelled.value_counts().to_dict()}"
         )
@@ -894,8 +1012,9 @@ def prepare_flat_export(
     duplicate_rows = int(frame.drop(columns=[id_column] if id_column else []).duplicated().sum())
     if duplicate_rows:
         warnings.append(
-            f"{duplicate_rows} row(s) exactly repeat an earlier row (ignoring the id); de-duplicate or "
-            "group them before splitting into train and test, or the test set will leak"
+            f"note: {duplicate_rows} row(s) have the same values as an earlier row in every column but "
+            "the id; distinct leads often share every recorded value, so they are kept (remove them only "
+            "if they are the same lead exported twice)"
         )
 
     if time_column is not None:
@@ -960,8 +1079,8 @@ def prepare_flat_export(
             if source == flag.column:
                 dropped_sources.add(source)
             warnings.append(
-                f"excluded column {flag.column!r} as likely leakage: {flag.reason}. "
-                f"Pass --keep-column {source!r} to keep it"
+                f"excluded column {flag.column!r} as likely leakage ({flag.confidence} confidence): "
+                f"{flag.reason}. Pass --keep-column {source!r} to keep it"
             )
     for column in feature_frame.columns:
         source = _source_of(column)
@@ -1193,6 +1312,31 @@ class FlatExportPreparer(BaseEstimator, TransformerMixin):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The feature column names."""
         return np.asarray(self._spec()["feature_columns"], dtype=object)
+
+
+def values_as_written(raw: pd.DataFrame, features: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """The feature values of ``features`` as the file wrote them, for reasons a rep can read.
+
+    A feature read from one raw column's value (a number, a yes/no, a category) shows the raw text
+    (``Yes``, not ``1.0``; ``5191``, not ``5191.0``; a rare level as itself, not ``__other__``); a
+    derived feature (a missing kind, days before ``as_of``) keeps its computed value.
+
+    Args:
+        raw: The raw rows (as read from the file), aligned with ``features``.
+        features: :meth:`FlatExportPreparer.transform` of ``raw``.
+        spec: :meth:`FlatExport.preparer_spec`.
+
+    Returns:
+        A frame like ``features`` (same index and columns), of objects.
+    """
+    out = features.astype(object)
+    for feature in spec["features"]:
+        if feature["derived_from"] != "value" or feature["role"] == "datetime":
+            continue
+        values = _mask_placeholders(raw[feature["source"]])
+        text = values.astype(object).where(values.isna(), values.astype(str).str.strip())
+        out[feature["name"]] = text.where(text.notna(), None).to_numpy()
+    return out
 
 
 _ERROR_COLUMNS = ["row", "column", "rule", "value", "message"]

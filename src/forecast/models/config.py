@@ -41,8 +41,14 @@ class SplitSettings(_Strict):
 
     valid_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    gap_days: float | None = Field(default=None, ge=0, description="default: the label horizon")
+    gap_days: float | None = Field(
+        default=None, ge=0, description="default: the label horizon (0 for a flat export)"
+    )
     without_time: Literal["stratified", "order"] = "stratified"
+    method: Literal["auto", "time", "random", "stratified"] = Field(
+        default="auto",
+        description="auto: by time where dates exist, else without_time; time needs a time column",
+    )
 
 
 class LightGBMSettings(_Strict):

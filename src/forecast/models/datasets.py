@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from forecast.data.readers import read_table_file
+from forecast.errors import InputError
 from forecast.features.build import FeatureTable, build_feature_table
 from forecast.features.horizon import cycle_horizon, history_capped_horizon
 from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
@@ -26,7 +27,7 @@ def snapshot_dates(src: FeatureSource, config: TrainingConfig) -> list[pd.Timest
     table = "leads" if config.entity == "lead" else "opportunities"
     row = src.con.execute(f"SELECT min(created_at) FROM {table}").fetchone()
     if not row or row[0] is None:
-        raise ValueError(f"the warehouse has no {table}; nothing to train {config.model_name} on")
+        raise InputError(f"the warehouse has no {table}; nothing to train {config.model_name} on")
     start = (
         pd.Timestamp(snap.date_from)
         if snap.date_from
@@ -39,7 +40,7 @@ def snapshot_dates(src: FeatureSource, config: TrainingConfig) -> list[pd.Timest
 def table_input(table: FeatureTable, label: str) -> ModelInput:
     """Model input from a snapshot feature table."""
     if label not in table.frame:
-        raise ValueError(f"label {label!r} is not a column of the {table.entity} snapshots ({table.labels})")
+        raise InputError(f"label {label!r} is not a column of the {table.entity} snapshots ({table.labels})")
     return ModelInput(
         frame=table.frame,
         id_column=table.id_column,
@@ -141,13 +142,15 @@ def export_input(
     raw = read_table_file(path, required_columns=[target], encoding=encoding, delimiter=delimiter)
     unknown = [c for c in drop_columns if c not in raw.columns]
     if unknown:
-        raise ValueError(f"{path}: cannot drop unknown column(s) {unknown}; columns are {list(raw.columns)}")
+        raise InputError(f"{path}: cannot drop unknown column(s) {unknown}; columns are {list(raw.columns)}")
     raw = raw.drop(columns=list(drop_columns))
     export = prepare_flat_export(
         raw, target=target, id_column=id_column, time_column=time_column, keep_columns=keep_columns
     )
     frame = export.table.assign(**{RAW_ROW: range(len(export.table))})
     features = export.feature_columns
+    if not features:
+        raise InputError(f"{path}: no column can be used as a feature ({_why_none(export)})")
     categorical = [c for c in features if frame[c].dtype == object]
     data = ModelInput(
         frame=frame,
@@ -159,3 +162,16 @@ def export_input(
         descriptions={},
     )
     return data, export, raw
+
+
+def _why_none(export: FlatExport) -> str:
+    """Why every column of an export was left out, per column, and what to do."""
+    fixed = {export.id_column, export.target_column, export.time_column}
+    left_out = [f"{r.name!r}: {r.note or r.role}" for r in export.roles if r.name not in fixed]
+    leaks = [f.column for f in export.leakage if f.column not in export.kept_despite_flag]
+    advice = (
+        f"pass --keep-column for a flagged column you know is filled before the outcome ({leaks})"
+        if leaks
+        else "add columns known before the outcome (source, industry, size, activity counts…)"
+    )
+    return "; ".join([*left_out, advice]) if left_out else advice

@@ -32,9 +32,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from forecast.categories import OTHER as OTHER
 from forecast.models.baselines import LogisticBaseline
 
-OTHER = "__other__"
 _EPS = 1e-6
 
 
@@ -90,6 +90,9 @@ class CategoryEncoder(BaseEstimator, TransformerMixin):
         for col in self.categorical:
             counts = X[col].dropna().astype(str).value_counts(sort=False)
             counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+            # OTHER is reserved (see forecast.categories): values pooled upstream land in it and it
+            # is appended exactly once, whatever its count.
+            counts = counts.drop(OTHER, errors="ignore")
             kept = counts[counts >= self.min_count].index[: self.max_levels]
             self.levels_[col] = [*sorted(kept), OTHER]
             self.rare_[col] = sorted(set(counts.index) - set(kept))
