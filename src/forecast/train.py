@@ -351,7 +351,13 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     template, kind = _template(data, config, small)
     folds = config.final_fit.folds
     eval_pipeline, eval_fit = fit_calibrated(
-        template, x.iloc[fit_rows], y_all[fit_rows], ids.iloc[fit_rows], folds=folds, seed=config.seed
+        template,
+        x.iloc[fit_rows],
+        y_all[fit_rows],
+        ids.iloc[fit_rows],
+        folds=folds,
+        fitted_folds=config.final_fit.held_out_folds,
+        seed=config.seed,
     )
     p_test = eval_pipeline.predict_proba(x.iloc[test])[:, 1]
     y_test = y_all[test]
@@ -371,7 +377,15 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     }
     fit_summary: dict[str, Any] = {"labelled_rows": len(y_all), "evaluation": eval_fit}
     if config.final_fit.enabled:
-        pipeline, final = fit_calibrated(template, x, y_all, ids, folds=folds, seed=config.seed)
+        pipeline, final = fit_calibrated(
+            template,
+            x,
+            y_all,
+            ids,
+            folds=folds,
+            fitted_folds=config.final_fit.held_out_folds,
+            seed=config.seed,
+        )
     else:
         pipeline, final = (
             eval_pipeline,

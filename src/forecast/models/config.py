@@ -84,7 +84,15 @@ class FinalFitSettings(_Strict):
     enabled: bool = Field(
         default=True, description="refit on all labelled rows (off: the champion is the evaluation model)"
     )
-    folds: int = Field(default=3, ge=2, description="entity folds of the cross-fitted calibrator")
+    folds: int = Field(default=3, ge=2, description="entity folds of the fitting procedure")
+    held_out_folds: int | None = Field(
+        default=1,
+        ge=1,
+        description=(
+            "folds held out in turn (tree count, calibrator rows): 1 = one held-out third, the "
+            "cheapest; null = every fold (full cross-fitting, about twice the cost)"
+        ),
+    )
 
 
 class SmallDataSettings(_Strict):

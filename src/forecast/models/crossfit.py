@@ -9,11 +9,13 @@ For LightGBM (:class:`~forecast.models.pipeline.CalibratedLGBMClassifier`):
 
 1. the rows are dealt into ``folds`` folds of whole entities (stratified by whether the entity
    has a positive row);
-2. per fold, the pipeline is fitted on the other folds with early stopping on this one; the tree
-   count is the minimum of the folds' *mean* held-out log loss;
-3. each fold's held-out probabilities at that tree count are the calibrator's rows: the method
-   (``auto``: sigmoid or isotonic by cross-validated Brier score on them) and the calibrator are
-   fitted on predictions of models that never trained on those rows;
+2. per held-out fold (``fitted_folds`` of them: all for full cross-fitting, one by default in
+   ``training/*.yaml`` to keep the cost at two fits), the pipeline is fitted on the other folds
+   with early stopping on this one; the tree count is the minimum of the held-out folds' *mean*
+   log loss;
+3. the held-out probabilities at that tree count are the calibrator's rows: the method (``auto``:
+   sigmoid or isotonic by cross-validated Brier score on them) and the calibrator are fitted on
+   predictions of models that never trained on those rows;
 4. the trees are refitted on all rows with that tree count; the calibrator is applied to them.
 
 With too few entities of a class for two folds, the rows are split by time order instead (the
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from forecast.evaluate import classification_metrics
@@ -50,6 +53,7 @@ def fit_calibrated(
     ids: pd.Series,
     *,
     folds: int = 3,
+    fitted_folds: int | None = None,
     seed: int = 0,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Fit an unfitted pipeline (as :func:`~forecast.models.pipeline.build_pipeline` makes it).
@@ -60,6 +64,8 @@ def fit_calibrated(
         y: Their 0/1 labels.
         ids: Their entity ids (a fold keeps an entity whole).
         folds: Number of entity folds.
+        fitted_folds: How many of them are held out in turn (default all: full cross-fitting;
+            1: one held-out fold, a third of the cost, the calibrator learning from its rows).
         seed: Seed of the fold assignment.
 
     Returns:
@@ -79,7 +85,7 @@ def fit_calibrated(
         return _fit_in_time_order(template, x, y, summary)
     parts: list[tuple[np.ndarray, Pipeline]] = []
     curves: list[np.ndarray] = []
-    for k in range(int(assignment.max()) + 1):
+    for k in _held_out(assignment, fitted_folds):
         held = assignment == k
         part = clone(template)
         part.named_steps["model"].set_params(calibration="none")
@@ -93,20 +99,22 @@ def fit_calibrated(
     for held, part in parts:
         part.named_steps["model"].best_iteration_ = trees
         raw[held] = part.predict_proba(x.loc[held])[:, 1]
-    method, briers = choose_calibration(step.calibration, raw, y, seed)
+    seen = ~np.isnan(raw)
+    method, briers = choose_calibration(step.calibration, raw[seen], y[seen], seed)
     final = clone(template)
     final.named_steps["model"].set_params(n_estimators=trees, calibration="none")
     fit_pipeline(final, x, y)
     if method != "none":
-        final.named_steps["model"].calibrate(method, raw, y, briers)
-    checked = raw if method == "none" else _calibrated_out_of_fold(raw, y, method, assignment)
-    oof = classification_metrics(y, np.clip(checked, 0.0, 1.0))
+        final.named_steps["model"].calibrate(method, raw[seen], y[seen], briers)
+    checked = raw[seen] if method == "none" else _calibrated_out_of_fold(raw[seen], y[seen], method, seed)
+    oof = classification_metrics(y[seen], np.clip(checked, 0.0, 1.0))
     return final, {
         **summary,
         "n_estimators": trees,
         "calibration": method,
-        "calibration_rows": "out of fold",
+        "calibration_rows": int(seen.sum()),
         "folds": int(assignment.max()) + 1,
+        "held_out_folds": len(parts),
         "calibration_cv_brier": briers,
         "oof": {k: round(float(v), 6) for k, v in oof.items()},
     }
@@ -134,13 +142,23 @@ def _fit_in_time_order(
     }
 
 
-def _calibrated_out_of_fold(raw: np.ndarray, y: np.ndarray, method: str, folds: np.ndarray) -> np.ndarray:
-    """Out-of-fold probabilities, calibrated out of fold too (the procedure's own check)."""
+def _calibrated_out_of_fold(raw: np.ndarray, y: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """Held-out probabilities calibrated out of fold too (5 folds; the procedure's own check)."""
     out = np.empty(len(y))
-    for k in np.unique(folds):
-        held = folds == k
-        out[held] = apply_calibrator(method, fit_calibrator(method, raw[~held], y[~held]), raw[held])
+    n_splits = int(min(5, np.bincount(y, minlength=2).min()))
+    if n_splits < 2:
+        return apply_calibrator(method, fit_calibrator(method, raw, y), raw)
+    for fit_idx, held in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(
+        raw.reshape(-1, 1), y
+    ):
+        out[held] = apply_calibrator(method, fit_calibrator(method, raw[fit_idx], y[fit_idx]), raw[held])
     return out
+
+
+def _held_out(assignment: np.ndarray, fitted_folds: int | None) -> range:
+    """The folds held out in turn: all of them, or the first ``fitted_folds``."""
+    k = int(assignment.max()) + 1
+    return range(k if fitted_folds is None else max(1, min(fitted_folds, k)))
 
 
 def entity_folds(
@@ -191,6 +209,7 @@ def fit_hazard(
     *,
     calibrate: bool = True,
     folds: int = 3,
+    fitted_folds: int | None = None,
     seed: int = 0,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """The time-to-close procedure: the same cross-fitting as :func:`fit_calibrated`.
@@ -211,6 +230,7 @@ def fit_hazard(
         ids: Entity ids (a fold keeps an entity whole).
         calibrate: Fit the curves' calibrators.
         folds: Number of entity folds.
+        fitted_folds: How many of them are held out in turn (default all).
         seed: Seed of the fold assignment.
 
     Raises:
@@ -225,7 +245,7 @@ def fit_hazard(
 
     parts: list[tuple[np.ndarray, Pipeline]] = []
     curves: list[np.ndarray] = []
-    for k in range(int(assignment.max()) + 1):
+    for k in _held_out(assignment, fitted_folds):
         held = np.flatnonzero(assignment == k)
         rest = np.flatnonzero(assignment != k)
         part = clone(template)
@@ -251,18 +271,28 @@ def fit_hazard(
         n, k_edges = len(x), len(model.edges)
         closed_by = np.zeros((n, k_edges))
         won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
+        seen = np.zeros(n, dtype=bool)
         for held, part in parts:
             fold_model = part.named_steps["model"]
             fold_model.best_iteration_ = trees
             c_k, w_k = fold_model.raw_curves(part[:-1].transform(x.iloc[held]))
             closed_by[held] = c_k
+            seen[held] = True
             if won_by is not None and w_k is not None:
                 won_by[held] = w_k
-        model.calibrate_curves(closed_by, won_by, durations, events, followup, causes)
+        model.calibrate_curves(
+            closed_by[seen],
+            None if won_by is None else won_by[seen],
+            durations[seen],
+            events[seen],
+            followup[seen],
+            None if causes is None else causes[seen],
+        )
     return final, {
         "rows": len(x),
         "entities": int(ids.nunique()),
         "n_estimators": trees,
         "folds": int(assignment.max()) + 1,
-        "calibration": "isotonic per edge, cross-fitted" if calibrate else "none",
+        "held_out_folds": len(parts),
+        "calibration": "isotonic per edge on held-out curves" if calibrate else "none",
     }
