@@ -43,7 +43,7 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.data.simulate import Simulation, simulate_crm
 from forecast.data.simulation.worlds import World
 from forecast.evaluate import expected_calibration_error
-from forecast.features.build import build_feature_table
+from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
@@ -108,7 +108,7 @@ def _window_dates(cut: pd.Timestamp, months: int) -> list[pd.Timestamp]:
 def _future_rows(
     sim: Simulation,
     pipeline: SalesPipeline,
-    entity: str,
+    entity: Entity,
     cut: pd.Timestamp,
     months: int,
     labels: LabelConfig,
@@ -116,14 +116,8 @@ def _future_rows(
     """Weekly snapshots in the window after the cut plus creation snapshots there (full CRM, point in time)."""
     end = cut + pd.DateOffset(months=months)
     with frames_source(sim.tables, pipeline) as src:
-        weekly = build_feature_table(
-            src,
-            entity,
-            _window_dates(cut, months),
-            labels,
-            data_end=sim.end,  # type: ignore[arg-type]
-        ).frame
-        born = build_feature_table(src, entity, AT_CREATION, labels, data_end=sim.end).frame  # type: ignore[arg-type]
+        weekly = build_feature_table(src, entity, _window_dates(cut, months), labels, data_end=sim.end).frame
+        born = build_feature_table(src, entity, AT_CREATION, labels, data_end=sim.end).frame
     born = born[(born["as_of"] >= cut) & (born["as_of"] < end)]
     weekly = weekly.assign(at_creation=False)
     born = born.assign(at_creation=True)
