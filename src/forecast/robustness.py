@@ -68,12 +68,14 @@ class MatrixSettings:
         revenue: Also backtest the revenue forecast over the window (trains the win and close-date
             models once more; the slowest step).
         n_sims: Monte Carlo simulations of the revenue backtest.
+        models: Which models to train and judge (``deal_win``, ``lead_scoring``).
     """
 
     eval_months: int = 3
     future_months: int = 6
     revenue: bool = True
     n_sims: int = 2_000
+    models: tuple[str, ...] = ("deal_win", "lead_scoring")
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -330,9 +332,10 @@ def world_facts(sim: Simulation, cut: pd.Timestamp) -> dict[str, Any]:
 
 def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
     """The issue-15 gates of one world (``None`` where a gate does not apply or cannot be measured)."""
-    deal, lead = result.get("deal_win", {}), result.get("lead_scoring", {})
+    lead = result.get("lead_scoring", {})
     de, le = result.get("deal_eval", {}), result.get("lead_eval", {})
-    out: dict[str, bool | None] = {"model_produced": bool(deal.get("ok")) and bool(lead.get("ok"))}
+    trained = [result[m] for m in ("deal_win", "lead_scoring") if m in result]
+    out: dict[str, bool | None] = {"model_produced": all(bool(m.get("ok")) for m in trained)}
     stage_auc = de.get("stage_auc")
     if de.get("auc") is None:
         out["deal_auc_vs_stage"] = False if stage_auc and stage_auc > STAGE_AUC_INFORMATIVE else None
@@ -346,6 +349,8 @@ def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
         out["deal_creation_ratio"] = de["auc_creation"] >= BEST_RATIO_MIN * de["best_auc_creation"]
     else:
         out["deal_creation_ratio"] = None
+    if "lead_scoring" not in result:
+        return out
     internal = lead.get("internal", {})
     out["lead_beats_baselines"] = internal.get("beats_every_baseline") if lead.get("ok") else False
     out["lead_ece"] = None if le.get("ece") is None else le["ece"] <= ECE_MAX
@@ -357,6 +362,41 @@ def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
     if rev is not None:
         out["forecast_produced"] = bool(rev.get("ok"))
     return out
+
+
+def _judge_deals(
+    sim: Simulation,
+    pipeline: SalesPipeline,
+    cut: pd.Timestamp,
+    settings: MatrixSettings,
+    configs: Mapping[str, TrainingConfig],
+    models: Mapping[str, Any],
+    past: Mapping[str, pd.DataFrame],
+) -> dict[str, Any]:
+    try:
+        win_h = int(configs["deal_win"].snapshots.horizon_days)
+        rows = _future_rows(sim, pipeline, "opportunity", cut, settings.eval_months, LabelConfig(90, win_h))
+        return evaluate_deal_win(models.get("deal_win"), rows, sim.truth["truth_opportunities"], past)
+    except Exception as exc:
+        return {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
+
+
+def _judge_leads(
+    sim: Simulation,
+    pipeline: SalesPipeline,
+    cut: pd.Timestamp,
+    settings: MatrixSettings,
+    configs: Mapping[str, TrainingConfig],
+    models: Mapping[str, Any],
+    record: Mapping[str, Any],
+) -> dict[str, Any]:
+    try:
+        lead_h = int(configs["lead_scoring"].snapshots.horizon_days)
+        rows = _future_rows(sim, pipeline, "lead", cut, settings.eval_months, LabelConfig(lead_h, 90))
+        base = record["lead_scoring"].get("label_rate")
+        return evaluate_leads(models.get("lead_scoring"), rows, sim.truth["truth_leads"], base)
+    except Exception as exc:
+        return {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
 
 
 def run_world(
@@ -414,31 +454,14 @@ def run_world(
             outputs_dir=root / "outputs",
         )
         models: dict[str, Any] = {}
-        for stem in ("deal_win", "lead_scoring"):
+        for stem in settings.models:
             say(f"{world.name}: training {stem}")
             record[stem], models[stem] = _train(app, configs[stem])
         say(f"{world.name}: judging on the {settings.eval_months} months after the cut")
-        try:
-            win_h = int(configs["deal_win"].snapshots.horizon_days)
-            deal_rows = _future_rows(
-                sim, pipeline, "opportunity", cut, settings.eval_months, LabelConfig(90, win_h)
-            )
-            record["deal_eval"] = evaluate_deal_win(
-                models["deal_win"], deal_rows, sim.truth["truth_opportunities"], past
-            )
-        except Exception as exc:
-            record["deal_eval"] = {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
-        try:
-            lead_h = int(configs["lead_scoring"].snapshots.horizon_days)
-            lead_rows = _future_rows(
-                sim, pipeline, "lead", cut, settings.eval_months, LabelConfig(lead_h, 90)
-            )
-            base = record["lead_scoring"].get("label_rate")
-            record["lead_eval"] = evaluate_leads(
-                models["lead_scoring"], lead_rows, sim.truth["truth_leads"], base
-            )
-        except Exception as exc:
-            record["lead_eval"] = {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
+        if "deal_win" in settings.models:
+            record["deal_eval"] = _judge_deals(sim, pipeline, cut, settings, configs, models, past)
+        if "lead_scoring" in settings.models:
+            record["lead_eval"] = _judge_leads(sim, pipeline, cut, settings, configs, models, record)
         if settings.revenue:
             say(f"{world.name}: revenue backtest")
             try:
