@@ -491,6 +491,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _short(text: Any, size: int = 110) -> str:
+    text = str(text)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
 def _mark(ok: bool | None) -> str:
     return "" if ok is None else (" ✓" if ok else " ✗")
 
@@ -498,7 +503,7 @@ def _mark(ok: bool | None) -> str:
 def markdown_table(results: list[Mapping[str, Any]]) -> str:
     """One row per world: deal win against its baselines, calibration, leads, revenue coverage."""
     head = (
-        "| world | history (mo) | deals at cut (closed) | win rate | deal win AUC | stage-only AUC | ECE "
+        "| world | history (mo) | deals at cut (closed) | judged rows (deals), won | deal win AUC | stage-only AUC | ECE "
         "| worst stage ECE | creation AUC / best | lead AUC | lead ECE | lead creation AUC / best "
         "| revenue P10–P90 hits | notes |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
@@ -510,22 +515,24 @@ def markdown_table(results: list[Mapping[str, Any]]) -> str:
         dw, ls, rev = r.get("deal_win", {}), r.get("lead_scoring", {}), r.get("revenue")
         notes = []
         if not dw.get("ok"):
-            notes.append(f"deal win: {dw.get('error', 'not run')}")
-        if not ls.get("ok"):
-            notes.append(f"lead scoring: {ls.get('error', 'not run')}")
+            notes.append(f"deal win: {_short(dw.get('error', 'not run'))}")
+        if "lead_scoring" in r and not ls.get("ok"):
+            notes.append(f"lead scoring: {_short(ls.get('error'))}")
         if rev is not None and not rev.get("ok"):
-            notes.append(f"revenue: {rev.get('error')}")
+            same = rev.get("error") == dw.get("error")
+            notes.append("revenue: same error" if same else f"revenue: {_short(rev.get('error'))}")
         for key in ("deal_eval", "lead_eval"):
             if r.get(key, {}).get("error"):
-                notes.append(f"{key}: {r[key]['error']}")
+                notes.append(f"{key}: {_short(r[key]['error'])}")
         creation = f"{_fmt(de.get('auc_creation'))} / {_fmt(de.get('best_auc_creation'))}{_mark(g.get('deal_creation_ratio'))}"
         lead_creation = f"{_fmt(le.get('auc_creation'))} / {_fmt(le.get('best_auc_creation'))}{_mark(g.get('lead_creation_ratio'))}"
         revenue = "–" if rev is None or not rev.get("ok") else f"{rev['inside_p10_p90']}/{rev['months']}"
         lines.append(
-            f"| {w['name']} | {w['months']} | {f.get('deals')} ({f.get('deals_closed')}) | {_fmt(de.get('win_rate'), 2)} "
+            f"| {w['name']} | {w['months']} | {f.get('deals')} ({f.get('deals_closed')}) "
+            f"| {de.get('rows', '–')} ({de.get('deals', '–')}), {_fmt(de.get('win_rate'), 2)} "
             f"| {_fmt(de.get('auc'))}{_mark(g.get('deal_auc_vs_stage'))} | {_fmt(de.get('stage_auc'))} "
             f"| {_fmt(de.get('ece'))}{_mark(g.get('deal_ece'))} | {_fmt(de.get('stage_ece_max'))}{_mark(g.get('deal_stage_ece'))} "
-            f"| {creation} | {_fmt(le.get('auc'))} | {_fmt(le.get('ece'))}{_mark(g.get('lead_ece'))} | {lead_creation} "
+            f"| {creation} | {_fmt(le.get('auc'))}{_mark(g.get('lead_beats_baselines'))} | {_fmt(le.get('ece'))}{_mark(g.get('lead_ece'))} | {lead_creation} "
             f"| {revenue} | {'; '.join(notes).replace('|', '/')} |"
         )
     return head + "\n".join(lines) + "\n"
