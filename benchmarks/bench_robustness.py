@@ -9,6 +9,7 @@ Usage:
     uv run python benchmarks/bench_robustness.py                       # the full matrix below
     uv run python benchmarks/bench_robustness.py --worlds history-3m win-10 --leads-per-month 800
     uv run python benchmarks/bench_robustness.py --world-file my_world.yaml --no-revenue
+    uv run python benchmarks/bench_robustness.py --worlds win-10 cycle-200 --months 24 --models deal_win
 
 Writes ``<out>.json`` and ``<out>.md`` (default ``benchmarks/results/robustness``).
 """
@@ -53,15 +54,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--eval-months", type=int, default=3)
     parser.add_argument("--future-months", type=int, default=6)
+    parser.add_argument("--months", type=int, default=None, help="override every world's history")
+    parser.add_argument(
+        "--models", nargs="+", default=["deal_win", "lead_scoring"], choices=["deal_win", "lead_scoring"]
+    )
     parser.add_argument("--no-revenue", action="store_true", help="skip the revenue backtest")
     parser.add_argument("--sims", type=int, default=2_000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "robustness")
     args = parser.parse_args()
 
     worlds: list[World] = [load_world(n) for n in args.worlds] + [load_world(p) for p in args.world_file]
-    worlds = [
-        w.model_copy(update={"leads_per_month": args.leads_per_month, "seed": args.seed}) for w in worlds
-    ]
+    update: dict[str, object] = {"leads_per_month": args.leads_per_month, "seed": args.seed, "n_leads": None}
+    worlds = [w.model_copy(update=update) for w in worlds]
+    if args.months is not None:
+        worlds = [
+            w.model_copy(update={"months": args.months, "name": f"{w.name}@{args.months}m"}) for w in worlds
+        ]
     configs = {
         stem: TrainingConfig.from_yaml(REPO / "training" / f"{stem}.yaml")
         for stem in ("deal_win", "lead_scoring", "time_to_close")
@@ -71,6 +79,7 @@ def main() -> None:
         future_months=args.future_months,
         revenue=not args.no_revenue,
         n_sims=args.sims,
+        models=tuple(args.models),
     )
     results = []
     t0 = time.perf_counter()
