@@ -144,23 +144,24 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
         model = load_model(config.model_name, settings, version=str(summary["version"])).pipeline
     except Exception as exc:
         return {"ok": False, "error": _error(exc), "seconds": round(time.perf_counter() - started, 1)}, None
-    metrics, baselines = summary["metrics"], summary["baselines"]
-    beats = all(
+    metrics, baselines = summary.get("metrics") or {}, summary.get("baselines") or {}
+    data, splits = summary.get("data") or {}, summary.get("splits") or {}
+    beats = bool(baselines) and all(
         (metrics.get("roc_auc") or 0.0) > (b.get("roc_auc") or 0.0)
         and (metrics.get("brier") or 1.0) < (b.get("brier") or 1.0)
         for b in baselines.values()
     )
     record = {
         "ok": True,
-        "model_kind": summary["model_kind"],
+        "model_kind": summary.get("model_kind"),
         "notes": summary.get("notes", []),
-        "rows": summary["data"].get("rows"),
-        "label_rate": summary["data"].get("label_rate"),
-        "splits": {k: v for k, v in summary["splits"].items() if k in ("train", "valid", "test", "cuts")},
+        "rows": data.get("rows"),
+        "label_rate": data.get("label_rate"),
+        "splits": splits,
         "internal": {
             "roc_auc": metrics.get("roc_auc"),
             "ece": metrics.get("ece"),
-            "stage_roc_auc": baselines.get("stage_win_rate", {}).get("roc_auc"),
+            "stage_roc_auc": (baselines.get("stage_win_rate") or {}).get("roc_auc"),
             "beats_every_baseline": beats,
         },
         "seconds": round(time.perf_counter() - started, 1),
@@ -207,7 +208,7 @@ def evaluate_deal_win(
         "deals": int(rows["opportunity_id"].nunique()),
         "win_rate": round(float(y.mean()), 4) if len(y) else None,
         "stage_auc": _auc(y, stage_p),
-        "stage_ece": _ece(y, stage_p),
+        "stage_only_ece": _ece(y, stage_p),
         "base_rate_past": round(base, 4),
         "base_brier": _brier(y, np.full(len(y), base)),
         "stage_brier": _brier(y, stage_p),
@@ -230,7 +231,7 @@ def evaluate_deal_win(
         }
     )
     per_stage = _stage_ece(y, p, rows["stage"], rows["opportunity_id"])
-    out["stage_ece"] = per_stage or None
+    out["ece_by_stage"] = per_stage or None
     out["stage_ece_max"] = max(per_stage.values()) if per_stage else None
     return out
 
