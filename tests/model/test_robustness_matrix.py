@@ -27,7 +27,7 @@ from tests.conftest import REPO
 LEADS_PER_MONTH = 500.0
 SEED = 7
 WORLDS = ("history-3m", "history-9m", "stages-8", "win-60")
-"""Small worlds (2 000 to 8 000 leads of history): a short history, another pipeline, a high win rate."""
+"""Small worlds (1 500 to 6 000 leads of history): short histories, another pipeline, a high win rate."""
 
 BEFORE_FIXES = "fails before the issue-15 training fixes (measured; see docs/models.md)"
 XFAIL_WORLDS = frozenset(WORLDS)
