@@ -46,30 +46,81 @@ from forecast.data.warehouse import PipelineConflictError, Warehouse
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder for the canonical files and the ground truth.")],
-    leads: Annotated[int, typer.Option(min=100, help="Number of leads.")] = 20_000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 42,
-    start: Annotated[str, typer.Option(help="First day of the simulated history.")] = "2024-01-01",
-    months: Annotated[int, typer.Option(min=3, help="Months of history.")] = 24,
+    leads: Annotated[
+        int | None, typer.Option(min=100, help="Number of leads (default: 20000, or the world's).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: 42, or the world's).")] = None,
+    start: Annotated[str | None, typer.Option(help="First day of the history (default: 2024-01-01).")] = None,
+    months: Annotated[
+        int | None, typer.Option(min=1, help="Months of history (default: 24, or the world's).")
+    ] = None,
+    world: Annotated[
+        str | None,
+        typer.Option(
+            help="A preset world (history-3m, stages-8, win-10, cycle-200, drift, turnover, …) "
+            "or a .yaml/.json world file; see docs/simulator.md."
+        ),
+    ] = None,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     as_json: JsonOpt = False,
 ) -> None:
     """Write a realistic simulated CRM (canonical files) with its ground truth."""
-    summary = _simulate(out, leads, seed, start, months, file_format, as_json)
+    from forecast.data.simulation.worlds import World, load_world
+
+    try:
+        spec = load_world(world) if world is not None else World(name="default")
+    except ValueError as exc:
+        _fail(as_json, str(exc))
+    updates: dict[str, Any] = {}
+    if leads is not None:
+        updates["n_leads"] = leads
+    if seed is not None:
+        updates["seed"] = seed
+    if months is not None:
+        updates["months"] = months
+        if leads is None and spec.n_leads is not None:
+            updates["n_leads"] = spec.leads_for(months)
+    if start is not None:
+        try:
+            updates["start"] = date.fromisoformat(start)
+        except ValueError:
+            _fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
+    if world is None and leads is None:
+        updates["n_leads"] = 20_000
+    spec = spec.model_copy(update=updates)
+    summary = _simulate_config(out, spec.to_config(), file_format, as_json)
+    if spec.stages is not None:
+        summary["pipeline_file"] = str(_write_pipeline(out, spec.pipeline()))
     _emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
+
+
+def _write_pipeline(out: Path, pipeline: Pipeline) -> Path:
+    """Write the simulated pipeline next to the data (``forecast ingest --pipeline`` reads it)."""
+    import yaml
+
+    path = out / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline.to_dict(), sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _simulate(
     out: Path, leads: int, seed: int, start: str, months: int, file_format: str, as_json: bool
 ) -> dict[str, Any]:
-    from forecast.data.simulate import SimulationConfig, simulate_crm
+    from forecast.data.simulate import SimulationConfig
 
-    if file_format not in ("parquet", "csv"):
-        _fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
     try:
         start_date = date.fromisoformat(start)
     except ValueError:
         _fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
     config = SimulationConfig(n_leads=leads, seed=seed, start=start_date, months=months)
+    return _simulate_config(out, config, file_format, as_json)
+
+
+def _simulate_config(out: Path, config: Any, file_format: str, as_json: bool) -> dict[str, Any]:
+    from forecast.data.simulate import simulate_crm
+
+    if file_format not in ("parquet", "csv"):
+        _fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
     with _progress("simulate") as update:
         sim = simulate_crm(config, progress=update)
         update("writing files", None)
@@ -77,7 +128,7 @@ def _simulate(
     return {
         "ok": True,
         "out": str(out),
-        "seed": seed,
+        "seed": config.seed,
         "end": sim.end.isoformat(),
         "rows": {name: len(frame) for name, frame in {**sim.tables, **sim.truth}.items()},
         "files": [str(f) for f in files],

@@ -113,6 +113,8 @@ def simulate_crm(
     }
     params = generating_params(config)
     params["reps"] = _rep_params(reps, clock)
+    if deals.calibrated:
+        params["config"].update(deals.calibrated)
     params["end"] = clock.end.isoformat()
     report("done", 1.0)
     return Simulation(tables=tables, truth=truth, params=to_jsonable(params), end=clock.end)

@@ -208,6 +208,15 @@ class SimulationConfig:
         stage_median_days: Median days per open stage; ``None`` uses defaults for the default
             pipeline and an even split of about 54 days otherwise.
         coefficients: Hidden model coefficients.
+        win_rate: Target eventual win rate of the simulated deals; ``None`` keeps the generating
+            model's own level. When set, a constant added to every win logit (on top of
+            ``win_shift``) is solved for so that the mean true win probability of the deals equals it.
+        win_drift: Change of the win logit per year of deal creation, centred on the middle of the
+            period (a win rate that drifts over time; 0 keeps it stationary).
+        cycle_days: Target median sales cycle (created to closed) of won deals in days; ``None``
+            keeps the stage medians. When set, every deal's stage durations are scaled by one factor.
+        rep_turnover: Share of reps that leave during the period, with as many hired during it;
+            ``None`` keeps the default hires (20%) and leavers (~8%, after 240 days of tenure).
     """
 
     n_leads: int = 20_000
@@ -222,6 +231,10 @@ class SimulationConfig:
     activity_scale: float = 1.0
     stage_median_days: tuple[float, ...] | None = None
     coefficients: Coefficients = field(default_factory=Coefficients)
+    win_rate: float | None = None
+    win_drift: float = 0.0
+    cycle_days: float | None = None
+    rep_turnover: float | None = None
 
     def __post_init__(self) -> None:
         """Check the configuration.
@@ -241,6 +254,22 @@ class SimulationConfig:
             self.pipeline.open_stages
         ):
             raise ValueError("stage_median_days needs one value per open stage")
+        if self.win_rate is not None and not 0.01 <= self.win_rate <= 0.99:
+            raise ValueError("win_rate must lie between 0.01 and 0.99")
+        if self.cycle_days is not None and not 1.0 <= self.cycle_days <= 2000.0:
+            raise ValueError("cycle_days must lie between 1 and 2000")
+        if self.rep_turnover is not None and not 0.0 <= self.rep_turnover <= 0.45:
+            raise ValueError("rep_turnover must lie between 0 and 0.45")
+
+    def world_knobs(self) -> dict[str, float]:
+        """The world knobs set away from their defaults (empty for the default world)."""
+        knobs = {
+            "win_rate": self.win_rate,
+            "win_drift": self.win_drift or None,
+            "cycle_days": self.cycle_days,
+            "rep_turnover": self.rep_turnover,
+        }
+        return {k: float(v) for k, v in knobs.items() if v is not None}
 
     @property
     def reps_count(self) -> int:
@@ -339,6 +368,7 @@ def generating_params(config: SimulationConfig) -> dict[str, Any]:
                 "stage_median_days": dict(
                     zip(config.pipeline.open_stages, config.stage_medians(), strict=True)
                 ),
+                **config.world_knobs(),
             },
             "coefficients": coef.__dict__,
             "effects": {

@@ -40,6 +40,29 @@ class Deals:
     closed: np.ndarray
     loss_reason: np.ndarray
     activity_end: np.ndarray
+    calibrated: dict[str, float] | None = None
+
+
+def calibrated_shift(logit: np.ndarray, target: float) -> float:
+    """The constant that, added to every logit, makes the mean probability equal ``target``.
+
+    Args:
+        logit: Win logits of the simulated deals (hidden terms included).
+        target: Wanted mean probability, strictly between 0 and 1.
+
+    Returns:
+        The shift (0 when there are no deals); found by bisection, deterministic.
+    """
+    if len(logit) == 0:
+        return 0.0
+    lo, hi = -20.0, 20.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if float(np.mean(sigmoid(logit + mid))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def _quarter_end_days(clock: Clock, days: np.ndarray) -> np.ndarray:
@@ -137,11 +160,15 @@ def _amount_path(base: np.ndarray, n_cols: int, rng: np.random.Generator) -> np.
 
 
 def _close_date_path(
-    config: SimulationConfig, entered: np.ndarray, mult: np.ndarray, rng: np.random.Generator
+    config: SimulationConfig,
+    entered: np.ndarray,
+    mult: np.ndarray,
+    rng: np.random.Generator,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Expected close day set at each change: optimistic plans that slip later when deals run late."""
     n, cols = entered.shape
-    medians = config.stage_medians()
+    medians = config.stage_medians() * scale
     remaining = np.concatenate([np.cumsum(medians[::-1])[::-1], [0.0]])
     plan = entered + remaining[None, :] * mult[:, None] * np.exp(rng.normal(-0.25, 0.3, (n, cols)))
     stale = rng.random((n, cols)) < 0.3
@@ -201,13 +228,26 @@ def simulate_deals(
         + np.array([vocab.SOURCE_WIN_EFFECT[s] for s in vocab.SOURCES])[leads.source[lead]]
         + coef.win_skill * np.log(reps.skill[leads.rep[lead]])
     )
+    calibrated: dict[str, float] = {}
+    if config.win_drift:
+        win_mu = win_mu + config.win_drift * (created - 0.5 * clock.horizon) / 365.25
+    if config.win_rate is not None:
+        hidden = coef.win_quality * quality + coef.win_attention * log_att
+        shift = calibrated_shift(win_mu + hidden, config.win_rate)
+        win_mu = win_mu + shift
+        calibrated["win_shift_calibrated"] = round(shift, 6)
     true_p = sigmoid(win_mu + coef.win_quality * quality + coef.win_attention * log_att)
     observable_p = win_observable_p(leads.observable_logit[lead], win_mu, config)
     wins = rng.random(n) < true_p
     durations, mult = _durations(config, size, product, quality, log_att, rng)
+    scale = 1.0
+    if config.cycle_days is not None and wins.any():
+        scale = config.cycle_days / float(np.median(durations[wins].sum(axis=1)))
+        durations = durations * scale
+        calibrated["cycle_scale"] = round(scale, 6)
     entered, last = _progress(config, clock, created, wins, durations, quality, rng)
     amounts = _amount_path(base, entered.shape[1], rng)
-    ecd = _close_date_path(config, entered, mult, rng)
+    ecd = _close_date_path(config, entered, mult, rng, scale)
     closed = entered[:, -1]
     ecd[:, -1] = np.floor(closed)
     reason = _loss_reasons(durations.shape[1], last, wins, log_att, rng)
@@ -230,6 +270,7 @@ def simulate_deals(
         closed=closed,
         loss_reason=reason,
         activity_end=activity_end,
+        calibrated=calibrated or None,
     )
 
 

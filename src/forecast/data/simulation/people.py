@@ -62,6 +62,34 @@ def _regions_for(n: int) -> np.ndarray:
     return np.repeat(np.arange(len(vocab.REGIONS)), counts)
 
 
+def _default_tenure(horizon: float, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Hire and leaving days: 20% hired during the period, ~8% leave after at least 240 days."""
+    new_hire = rng.random(n) < NEW_HIRE_SHARE
+    hired_at = np.where(new_hire, rng.uniform(0.0, 0.75 * horizon, n), -rng.uniform(60.0, 1500.0, n))
+    leaver = (rng.random(n) < LEAVER_SHARE) & (hired_at + 240.0 < horizon - 30.0)
+    left_lo = np.maximum(hired_at + 240.0, 0.4 * horizon)
+    left_at = np.where(
+        leaver, rng.uniform(0.0, 1.0, n) * np.maximum(horizon - 30.0 - left_lo, 0.0) + left_lo, np.inf
+    )
+    return hired_at, left_at
+
+
+def _turnover_tenure(
+    horizon: float, n: int, share: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hire and leaving days with turnover: ``share`` of reps join during the period, as many leave.
+
+    Joiners start between 5% and 85% of the period; leavers (reps employed from the start) leave
+    between 10% and 90% of it, whatever their tenure, so turnover shows even in a short history.
+    """
+    new_hire = rng.random(n) < share
+    hired_at = np.where(new_hire, rng.uniform(0.05, 0.85, n) * horizon, -rng.uniform(60.0, 1500.0, n))
+    leave_prob = min(1.0, share / max(1.0 - share, 1e-9))
+    leaver = ~new_hire & (rng.random(n) < leave_prob)
+    left_at = np.where(leaver, rng.uniform(0.1, 0.9, n) * horizon, np.inf)
+    return hired_at, left_at
+
+
 def simulate_reps(config: SimulationConfig, clock: Clock, rng: np.random.Generator) -> Reps:
     """Simulate reps in teams of about six per region, each team with a manager.
 
@@ -90,14 +118,10 @@ def simulate_reps(config: SimulationConfig, clock: Clock, rng: np.random.Generat
     volume = np.exp(rng.normal(0.0, 0.3, n))
     calls_heavy = rng.random(n) < 0.5
     call_share = np.where(calls_heavy, rng.beta(12, 8, n), rng.beta(5, 15, n))
-    horizon = clock.horizon
-    new_hire = rng.random(n) < NEW_HIRE_SHARE
-    hired_at = np.where(new_hire, rng.uniform(0.0, 0.75 * horizon, n), -rng.uniform(60.0, 1500.0, n))
-    leaver = (rng.random(n) < LEAVER_SHARE) & (hired_at + 240.0 < horizon - 30.0)
-    left_lo = np.maximum(hired_at + 240.0, 0.4 * horizon)
-    left_at = np.where(
-        leaver, rng.uniform(0.0, 1.0, n) * np.maximum(horizon - 30.0 - left_lo, 0.0) + left_lo, np.inf
-    )
+    if config.rep_turnover is None:
+        hired_at, left_at = _default_tenure(clock.horizon, n, rng)
+    else:
+        hired_at, left_at = _turnover_tenure(clock.horizon, n, config.rep_turnover, rng)
     ids = np.array([f"R{i + 1:03d}" for i in range(n)], dtype=object)
     frame = pd.DataFrame(
         {

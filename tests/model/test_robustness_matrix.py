@@ -1,0 +1,81 @@
+"""The small robustness matrix of issue 15: the gates on worlds unlike the default one (fixed seeds).
+
+Each world is simulated for its history plus six months; the CRM at the end of the history goes
+through ingest and the project's own training job; the models are judged on the three months after
+(``forecast.robustness``; the bigger matrix is ``benchmarks/bench_robustness.py``, figures in
+docs/models.md). Gates (issue 15): a deal-win model for every world with at least 3 months of
+history; deal win AUC at least the stage-only historical win rate's + 0.02 wherever that baseline's
+AUC is above 0.55; ECE at most 0.03. Lead scoring and the revenue backtest are judged by the
+benchmark only (they would double the runtime).
+
+Cases marked ``xfail`` fail on the training of the time of writing (one-class or empty train splits
+on short histories, a horizon longer than the history); they are expected to pass once the training
+fixes of issue 15 are merged, and the marks are then removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from forecast.data.simulation.worlds import World, load_world
+from forecast.models.config import TrainingConfig
+from forecast.robustness import AUC_MARGIN, ECE_MAX, STAGE_AUC_INFORMATIVE, MatrixSettings, run_world
+from tests.conftest import REPO
+
+LEADS_PER_MONTH = 500.0
+SEED = 7
+WORLDS = ("history-3m", "history-9m", "stages-8", "win-60")
+"""Small worlds (1 500 to 6 000 leads of history): short histories, another pipeline, a high win rate."""
+
+BEFORE_FIXES = "fails before the issue-15 training fixes (measured; see docs/models.md)"
+XFAIL_WORLDS = frozenset(WORLDS)
+"""Worlds measured failing before the training fixes (every one: the deal-win train split is empty
+or one-class when the 180-day purge gap is about as long as the history). Empty it after the merge."""
+
+_cache: dict[str, dict[str, Any]] = {}
+
+
+def _world(name: str) -> World:
+    return load_world(name).model_copy(update={"leads_per_month": LEADS_PER_MONTH, "seed": SEED})
+
+
+def _result(name: str) -> dict[str, Any]:
+    if name not in _cache:
+        configs = {
+            stem: TrainingConfig.from_yaml(REPO / "training" / f"{stem}.yaml")
+            for stem in ("deal_win", "lead_scoring", "time_to_close")
+        }
+        settings = MatrixSettings(revenue=False, models=("deal_win",))
+        _cache[name] = run_world(_world(name), configs, settings)
+    return _cache[name]
+
+
+def _case(name: str) -> Any:
+    failing = name in XFAIL_WORLDS
+    return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=BEFORE_FIXES) if failing else ())
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in WORLDS])
+def test_every_world_with_three_months_gets_a_model(name: str) -> None:
+    result = _result(name)
+    assert result["world"]["months"] >= 3
+    assert result["deal_win"]["ok"], result["deal_win"].get("error")
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in WORLDS])
+def test_deal_win_beats_the_stage_only_win_rate_on_the_future(name: str) -> None:
+    deal = _result(name)["deal_eval"]
+    print(name, {k: deal.get(k) for k in ("auc", "stage_auc", "ece", "rows", "deals")})
+    assert deal.get("rows", 0) >= 500, deal
+    assert deal.get("auc") is not None, "no deal-win model to judge"
+    if deal["stage_auc"] is not None and deal["stage_auc"] > STAGE_AUC_INFORMATIVE:
+        assert deal["auc"] >= deal["stage_auc"] + AUC_MARGIN, deal
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in WORLDS])
+def test_deal_win_is_calibrated_on_the_future(name: str) -> None:
+    deal = _result(name)["deal_eval"]
+    assert deal.get("ece") is not None, "no deal-win model to judge"
+    assert deal["ece"] <= ECE_MAX, deal
