@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Bad input: the message names the file, row or column, the rule broken and what to do."""
+
+
+class InsufficientDataError(InputError):
+    """Too few labelled rows (or rows of the rarer class) to train anything honest."""

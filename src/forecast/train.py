@@ -34,7 +34,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from forecast.errors import InputError
+from forecast.errors import InputError, InsufficientDataError
 from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
 from forecast.features.splits import time_splits
 from forecast.models.baselines import (
@@ -46,10 +46,7 @@ from forecast.models.baselines import (
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
-
-
-class InsufficientDataError(InputError):
-    """Too few labelled rows (or rows of the rarer class) to train anything honest."""
+from forecast.models.stage_incidence import StageWinIncidence
 
 
 @dataclass
@@ -311,8 +308,127 @@ def _baselines(data: ModelInput) -> dict[str, Any]:
     return out
 
 
+STAGE_INCIDENCE_COLUMNS = ("stage", "label_days_to_close", "label_close_observed", "label_won")
+"""Columns a deal snapshot table needs for the small-data stage model (:mod:`forecast.models.stage_incidence`)."""
+
+
 def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     """Evaluate the model's fitting procedure on the latest slice, then fit it on all labelled rows.
+
+    Deal snapshots too few to fit and evaluate the learned model (a CRM with a few months of
+    history) get the small-data stage model instead (:func:`train_stage_incidence`), said in the
+    notes; anything else too small raises :class:`InsufficientDataError`.
+
+    Args:
+        data: The feature table and its columns.
+        config: Training configuration.
+
+    Returns:
+        The final pipeline, the evaluation pipeline and its evaluation.
+
+    Raises:
+        InsufficientDataError: Too little labelled data (a clear message, no stack trace in the CLI).
+        ValueError: A split left empty, or a label column that is not 0/1.
+    """
+    try:
+        return _train_learned(data, config)
+    except InsufficientDataError as exc:
+        if not all(c in data.frame.columns for c in STAGE_INCIDENCE_COLUMNS) or "stage" not in data.features:
+            raise
+        return train_stage_incidence(data, config, reason=str(exc))
+
+
+def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str) -> TrainResult:
+    """The small-data deal model: per-stage win incidence within the horizon from every snapshot.
+
+    Evaluation: whole deals at random (30%) are held out; the model is fitted on every snapshot of
+    the others (censored ones included) and judged on the held-out snapshots whose label is known.
+    With no held-out labels of both classes it is judged on every labelled snapshot, in sample
+    (a table of one rate per stage), and the notes say so. The served model uses every snapshot.
+
+    Raises:
+        InsufficientDataError: No labelled snapshot of either class to judge anything on.
+    """
+    frame = data.frame.reset_index(drop=True)
+    horizon = float(config.snapshots.horizon_days)
+    d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
+    closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    won = frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    causes = np.where(closed, np.where(won, 1, 2), 0)
+    known = frame[data.label].notna().to_numpy()
+    if data.censored is not None:
+        known &= ~frame[data.censored].astype(bool).to_numpy()
+    y = frame[data.label].astype("boolean").fillna(False).to_numpy(dtype=int)
+    if len(np.unique(y[known])) < 2:
+        raise InsufficientDataError(
+            f"{reason}; and no labelled deal snapshot of both classes to judge a stage model on"
+        )
+    ids = frame[data.id_column].reset_index(drop=True)
+    entities = ids.unique()
+    rng = np.random.default_rng(config.seed)
+    held = ids.isin(
+        set(rng.choice(entities, size=max(1, int(0.3 * len(entities))), replace=False))
+    ).to_numpy()
+    test = np.flatnonzero(held & known)
+    fit_rows = np.flatnonzero(~held)
+    notes = [
+        f"small data: {reason}. The served model is the stage win incidence within {horizon:g} days "
+        "(Aalen-Johansen per stage from every snapshot, censored ones included, shrunk towards all "
+        "stages), not the learned model; it turns into the learned model once enough history is labelled"
+    ]
+    if len(np.unique(y[test])) < 2 or len(fit_rows) == 0:
+        test, fit_rows = np.flatnonzero(known), np.arange(len(frame))
+        notes.append(
+            "the held-out deals hold one class: the stage model is judged in sample on every labelled snapshot"
+        )
+
+    def fitted(rows: np.ndarray) -> Pipeline:
+        model = StageWinIncidence(horizon_days=horizon)
+        pipeline = build_pipeline(["stage"], ["stage"], model)
+        prep = pipeline[:-1].fit(frame.iloc[rows])
+        model.fit_incidence(prep.transform(frame.iloc[rows]), d[rows], causes[rows])
+        return pipeline
+
+    eval_pipeline = fitted(fit_rows)
+    pipeline = fitted(np.arange(len(frame)))
+    p_test = eval_pipeline.predict_proba(frame.iloc[test])[:, 1]
+    y_test = y[test]
+    test_frame = frame.iloc[test].reset_index(drop=True)
+    return TrainResult(
+        pipeline=pipeline,
+        model_kind="stage_incidence_small_data",
+        notes=notes,
+        metrics=classification_metrics(y_test, p_test),
+        baselines={},
+        splits={
+            "method": "entity_random",
+            "splits": {"train": {"rows": len(fit_rows)}, "test": {"rows": len(test)}},
+        },
+        data=data_identity(frame.loc[known], data.label, data.time_column),
+        deciles=decile_table(y_test, p_test),
+        reliability={"model": reliability_table(y_test, p_test)},
+        segments={"stage": segment_calibration(y_test, p_test, test_frame["stage"])},
+        importance=pd.DataFrame({"feature": ["stage"], "importance": [1.0]}),
+        calibration={},
+        test_frame=test_frame,
+        test_p=p_test,
+        params={"model_kind": "stage_incidence_small_data", "horizon_days": horizon, "seed": config.seed},
+        eval_pipeline=eval_pipeline,
+        fit={
+            "labelled_rows": int(known.sum()),
+            "evaluation": {"rows": len(fit_rows), "calibration": "none (a rate per stage)"},
+            "final": {
+                "rows": len(frame),
+                "share_of_labelled": 1.0,
+                "calibration": "none (a rate per stage)",
+                "note": "every snapshot, censored ones included",
+            },
+        },
+    )
+
+
+def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
+    """Evaluate the learned model's fitting procedure on the latest slice, then fit it on all labelled rows.
 
     Args:
         data: The feature table and its columns.

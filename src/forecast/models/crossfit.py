@@ -34,6 +34,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from forecast.errors import InsufficientDataError
 from forecast.evaluate import classification_metrics
 from forecast.models.baselines import LogisticBaseline
 from forecast.models.explain import store_training_means
@@ -126,7 +127,7 @@ def _fit_in_time_order(
     """Too few entities for folds: the older 80% fits, the newer 20% stops early and calibrates."""
     cut = int(len(y) * 0.8)
     if len(np.unique(y[:cut])) < 2 or len(np.unique(y[cut:])) < 2:
-        raise ValueError(
+        raise InsufficientDataError(
             f"{len(y)} rows ({int(y.sum())} positive) cannot be split into fitting and calibration "
             "rows that both hold the two classes"
         )
@@ -234,11 +235,11 @@ def fit_hazard(
         seed: Seed of the fold assignment.
 
     Raises:
-        ValueError: Too few entities with a close for two folds.
+        InsufficientDataError: Too few deals with a close for two folds.
     """
     assignment = entity_folds(ids, np.asarray(events, dtype=int), folds, seed, both_classes=False)
     if assignment is None:
-        raise ValueError("too few deals with an observed close to cross-fit a time-to-close model")
+        raise InsufficientDataError("too few deals with an observed close to cross-fit a time-to-close model")
 
     def cause(idx: np.ndarray) -> np.ndarray | None:
         return None if causes is None else causes[idx]

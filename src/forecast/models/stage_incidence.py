@@ -1,0 +1,122 @@
+"""The small-data deal model: each stage's chance of a win within the horizon, censoring-aware.
+
+A CRM with a few months of history has few snapshots whose "won within H days" label is known
+(the horizon must lie inside the data), and the deals already closed are mostly the quick
+losses. A stage win-rate table read off closed deals inherits that tilt. :class:`StageWinIncidence`
+uses every snapshot instead, labelled or not: per stage, the Aalen-Johansen estimate of the
+cumulative incidence of a win within H days of the snapshot, with the close (won or lost) as
+competing events and the data's end as censoring; each stage's estimate is shrunk towards the
+estimate over all stages by ``alpha`` pseudo-deals. It is what ``deal_win`` serves when too few
+labelled rows exist to fit and evaluate the learned model (``model_kind`` ``stage_incidence_small_data``,
+said in the notes and the card), and a baseline otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+_EPS = 1e-6
+
+
+def win_incidence(durations: np.ndarray, causes: np.ndarray, horizon: float) -> tuple[float, int]:
+    """Aalen-Johansen cumulative incidence of cause 1 (won) by ``horizon``, and the rows used.
+
+    Args:
+        durations: Days from the snapshot to its close, or to the data's end when open.
+        causes: 1 won, 2 lost, 0 still open (censored at ``durations``).
+        horizon: Days.
+
+    Returns:
+        The incidence (``nan`` without rows) and the number of rows.
+    """
+    d = np.asarray(durations, dtype=float)
+    c = np.asarray(causes, dtype=int)
+    keep = np.isfinite(d)
+    d, c = d[keep], c[keep]
+    if len(d) == 0:
+        return float("nan"), 0
+    event = (c > 0) & (d <= horizon)
+    times = np.unique(d[event])
+    if len(times) == 0:
+        return 0.0, len(d)
+    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    slot = np.searchsorted(times, d[event])
+    wins = np.bincount(slot[c[event] == 1], minlength=len(times))
+    closes = np.bincount(slot, minlength=len(times))
+    survival_before = np.concatenate([[1.0], np.cumprod(1.0 - closes / at_risk)[:-1]])
+    return float(np.sum(survival_before * wins / at_risk)), len(d)
+
+
+class StageWinIncidence(BaseEstimator, ClassifierMixin):
+    """P(won within the horizon) per stage from every snapshot, censored ones included.
+
+    Args:
+        stage_column: The stage column of the (encoded) input.
+        horizon_days: The label's horizon H.
+        alpha: Shrinkage towards the all-stage estimate, in snapshots.
+    """
+
+    def __init__(self, stage_column: str = "stage", horizon_days: float = 180.0, alpha: float = 30.0) -> None:
+        self.stage_column = stage_column
+        self.horizon_days = horizon_days
+        self.alpha = alpha
+
+    def fit_incidence(self, X: pd.DataFrame, durations: Any, causes: Any) -> StageWinIncidence:  # noqa: N803
+        """Estimate each stage's incidence of a win within the horizon.
+
+        Args:
+            X: Rows with the stage column.
+            durations: Days from each row's as_of to its close (or the data's end).
+            causes: 1 won, 2 lost, 0 open at the data's end.
+        """
+        d = np.asarray(durations, dtype=float)
+        c = np.asarray(causes, dtype=int)
+        overall, n_all = win_incidence(d, c, self.horizon_days)
+        if n_all == 0 or not np.isfinite(overall):
+            raise ValueError("no deal snapshot to estimate stage win rates from")
+        self.overall_ = float(overall)
+        stages = X[self.stage_column].astype(object).to_numpy()
+        rates: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for stage in pd.unique(stages[pd.notna(stages)]):
+            sel = stages == stage
+            p, n = win_incidence(d[sel], c[sel], self.horizon_days)
+            rates[str(stage)] = (n * p + self.alpha * overall) / (n + self.alpha)
+            counts[str(stage)] = n
+        self.rates_ = rates
+        self.counts_ = counts
+        self.classes_ = np.array([0, 1])
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def fit(self, X: pd.DataFrame, y: Any) -> StageWinIncidence:  # noqa: N803
+        """Not used: the estimate needs durations and causes (:meth:`fit_incidence`)."""
+        raise TypeError("StageWinIncidence is fitted with fit_incidence(X, durations, causes)")
+
+    def _p(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        stages = X[self.stage_column].astype(object)
+        p = stages.map(lambda s: self.rates_.get(str(s), self.overall_) if pd.notna(s) else self.overall_)
+        return np.clip(p.to_numpy(dtype=float), _EPS, 1 - _EPS)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """``(n, 2)`` probabilities: the row's stage estimate (all stages' for unseen ones)."""
+        p = self._p(X)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Labels at 0.5."""
+        return (self._p(X) >= 0.5).astype(int)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Log-odds contributions: the stage's shift from all stages' estimate, then the bias."""
+        p = self._p(X)
+        base = np.log(self.overall_ / (1 - self.overall_)) if 0 < self.overall_ < 1 else 0.0
+        out = np.zeros((len(X), len(self.feature_names_in_) + 1))
+        where = list(self.feature_names_in_).index(self.stage_column)
+        out[:, where] = np.log(p / (1 - p)) - base
+        out[:, -1] = base
+        return out
