@@ -8,9 +8,8 @@ history; deal win AUC at least the stage-only historical win rate's + 0.02 where
 AUC is above 0.55; ECE at most 0.03. Lead scoring and the revenue backtest are judged by the
 benchmark only (they would double the runtime).
 
-Cases marked ``xfail`` fail on the training of the time of writing (one-class or empty train splits
-on short histories, a horizon longer than the history); they are expected to pass once the training
-fixes of issue 15 are merged, and the marks are then removed.
+Cases marked ``xfail`` (:data:`OPEN_GAPS`) were measured failing after the issue-15 training fixes;
+the marks are strict, so a case that starts passing fails the run until its mark is removed.
 """
 
 from __future__ import annotations
@@ -29,10 +28,20 @@ SEED = 7
 WORLDS = ("history-3m", "history-9m", "stages-8", "win-60")
 """Small worlds (1 500 to 6 000 leads of history): short histories, another pipeline, a high win rate."""
 
-BEFORE_FIXES = "fails before the issue-15 training fixes (measured; see docs/models.md)"
-XFAIL_WORLDS = frozenset(WORLDS)
-"""Worlds measured failing before the training fixes (every one: the deal-win train split is empty
-or one-class when the 180-day purge gap is about as long as the history). Empty it after the merge."""
+OPEN_GAPS: dict[str, dict[str, str]] = {
+    "beats_stage": {
+        "history-3m": "3 months: too little labelled history for the learned model; the small-data stage "
+        "model ranks deals exactly as the stage-only table (AUC 0.661 vs 0.661)",
+    },
+    "calibrated": {
+        "history-3m": "3 months: the stage model predicts a win within 49 days (half the history), the "
+        "future is judged on eventual wins (ECE 0.146)",
+        "history-9m": "ECE 0.059 on 322 future deals",
+        "stages-8": "ECE 0.080 on 391 future deals",
+    },
+}
+"""Cases measured failing after the issue-15 training fixes (docs/models.md), kept visible as
+``xfail(strict=True)``: a fix that makes one pass turns the mark into a failure to remove it."""
 
 _cache: dict[str, dict[str, Any]] = {}
 
@@ -52,9 +61,9 @@ def _result(name: str) -> dict[str, Any]:
     return _cache[name]
 
 
-def _case(name: str) -> Any:
-    failing = name in XFAIL_WORLDS
-    return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=BEFORE_FIXES) if failing else ())
+def _case(name: str, gate: str | None = None) -> Any:
+    reason = OPEN_GAPS.get(gate or "", {}).get(name)
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason) if reason else ())
 
 
 @pytest.mark.parametrize("name", [_case(n) for n in WORLDS])
@@ -64,7 +73,7 @@ def test_every_world_with_three_months_gets_a_model(name: str) -> None:
     assert result["deal_win"]["ok"], result["deal_win"].get("error")
 
 
-@pytest.mark.parametrize("name", [_case(n) for n in WORLDS])
+@pytest.mark.parametrize("name", [_case(n, "beats_stage") for n in WORLDS])
 def test_deal_win_beats_the_stage_only_win_rate_on_the_future(name: str) -> None:
     deal = _result(name)["deal_eval"]
     print(name, {k: deal.get(k) for k in ("auc", "stage_auc", "ece", "rows", "deals")})
@@ -74,7 +83,7 @@ def test_deal_win_beats_the_stage_only_win_rate_on_the_future(name: str) -> None
         assert deal["auc"] >= deal["stage_auc"] + AUC_MARGIN, deal
 
 
-@pytest.mark.parametrize("name", [_case(n) for n in WORLDS])
+@pytest.mark.parametrize("name", [_case(n, "calibrated") for n in WORLDS])
 def test_deal_win_is_calibrated_on_the_future(name: str) -> None:
     deal = _result(name)["deal_eval"]
     assert deal.get("ece") is not None, "no deal-win model to judge"
