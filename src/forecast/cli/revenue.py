@@ -132,10 +132,18 @@ def backtest_revenue_command(
     close_config: Annotated[
         Path | None, typer.Option(help="Close-date config (default: training/time_to_close.yaml).")
     ] = None,
+    model_error: Annotated[
+        bool,
+        typer.Option(
+            help="Widen the band with common shocks estimated from the models' own recent errors "
+            "(--no-model-error: deals independent given their probabilities, the band of luck alone)."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
     from forecast.cli.models import _load_config
+    from forecast.revenue.job import ShockSettings
     from forecast.revenue.run import backtest_job
     from forecast.train import InsufficientDataError
 
@@ -161,6 +169,7 @@ def backtest_revenue_command(
                 win_config=win,
                 close_config=close,
                 by=group,
+                shock=ShockSettings(include=model_error),
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:

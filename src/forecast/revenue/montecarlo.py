@@ -8,11 +8,18 @@ Revenue of period ``k`` in simulation ``s`` is the sum of the amounts booked the
 Deals not created yet: wins of future deals closing in period ``k`` arrive as a Poisson number
 with mean ``mu[k, g]`` per group, each worth an amount drawn from the group's recent won deals
 (a compound Poisson sum; Poisson thinning makes the periods independent).
+
+Common shocks (:mod:`forecast.revenue.shock`): given a logit ``shift`` per simulation, every
+open deal's win probability in that simulation is ``sigmoid(logit(p) + shift)`` (its timing
+unchanged); given a ``factor`` per simulation (and group), the new deals' Poisson means are
+multiplied by it. Without them the deals are independent given their probabilities.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from forecast.revenue.shock import shifted
 
 
 def booking_probabilities(p_win: np.ndarray, close_share: np.ndarray) -> np.ndarray:
@@ -36,6 +43,9 @@ def simulate_open_deals(
     n_sims: int,
     rng: np.random.Generator,
     chunk: int = 500,
+    *,
+    p_win: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated revenue of the open deals, shape (n_sims, K, n_groups).
 
@@ -47,6 +57,10 @@ def simulate_open_deals(
         n_sims: Simulations.
         rng: Random generator.
         chunk: Simulations per block (memory: chunk × n float32).
+        p_win: The win probabilities behind ``q`` (needed with ``shift``).
+        shift: Logit shift of all win probabilities per simulation, shape (n_sims,): in
+            simulation ``s`` deal ``i`` books in period ``k`` with probability
+            ``q[i, k] * sigmoid(logit(p_i) + shift_s) / p_i``.
     """
     n, k = q.shape
     out = np.zeros((n_sims, k, n_groups), dtype=np.float64)
@@ -58,6 +72,10 @@ def simulate_open_deals(
     for lo in range(0, n_sims, chunk):
         hi = min(lo + chunk, n_sims)
         u = rng.random((hi - lo, n), dtype=np.float32)
+        if shift is not None and p_win is not None:
+            p = np.clip(p_win, 0.0, 1.0)
+            ratio = shifted(p[None, :], shift[lo:hi, None]) / np.maximum(p[None, :], 1e-12)
+            u = u / np.maximum(ratio, 1e-12).astype(np.float32)  # u < q·r  <=>  u / r < q
         below = np.zeros_like(u, dtype=bool)
         for j in range(k):
             upto = u < cum[:, j]
@@ -71,6 +89,7 @@ def simulate_new_deals(
     amount_pools: list[np.ndarray],
     n_sims: int,
     rng: np.random.Generator,
+    factor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated revenue of deals not created yet, shape (n_sims, K, G).
 
@@ -79,6 +98,8 @@ def simulate_new_deals(
         amount_pools: Per group, the amounts to draw from (recent won deals); an empty pool adds 0.
         n_sims: Simulations.
         rng: Random generator.
+        factor: Multiplier of the Poisson means per simulation and group, shape (n_sims, G)
+            (common shocks; ``None``: 1).
     """
     k, g = mu.shape
     out = np.zeros((n_sims, k, g))
@@ -89,7 +110,8 @@ def simulate_new_deals(
         for ki in range(k):
             if mu[ki, gi] <= 0:
                 continue
-            counts = rng.poisson(mu[ki, gi], n_sims)
+            lam = mu[ki, gi] if factor is None else mu[ki, gi] * factor[:, gi]
+            counts = rng.poisson(lam, n_sims)
             total = int(counts.sum())
             if total == 0:
                 continue
