@@ -43,6 +43,10 @@ def main() -> None:
     ap.add_argument("--to", dest="date_to", required=True)
     ap.add_argument("--retrain-every", type=int, default=4)
     ap.add_argument("--sims", type=int, default=2000)
+    ap.add_argument("--warehouse", default=None, help="Backtest this warehouse instead of a simulation.")
+    ap.add_argument("--win-config", default=str(REPO / "training" / "deal_win.yaml"))
+    ap.add_argument("--close-config", default=str(REPO / "training" / "time_to_close.yaml"))
+    ap.add_argument("--variants", default="independent,shock,recentred")
     args = ap.parse_args()
     stage_days = tuple(float(x) for x in args.stage_days.split(",")) if args.stage_days else None
     config = SimulationConfig(
@@ -53,9 +57,16 @@ def main() -> None:
         win_shift=args.win_shift,
         stage_median_days=stage_days,
     )
-    tables = simulate_crm(config).tables
-    win = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
-    close = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
+    pipeline = DEFAULT_PIPELINE
+    if args.warehouse:
+        from forecast.config import Settings
+        from forecast.revenue.run import read_crm
+
+        tables, pipeline = read_crm(Settings(warehouse=Path(args.warehouse)))
+    else:
+        tables = simulate_crm(config).tables
+    win = TrainingConfig.from_yaml(Path(args.win_config))
+    close = TrainingConfig.from_yaml(Path(args.close_config))
     cache: dict[pd.Timestamp, DealModels] = {}
     train = bt.train_deal_models
 
@@ -67,26 +78,31 @@ def main() -> None:
     bt.train_deal_models = cached  # type: ignore[assignment]  # share the training of both runs
     dates = list(pd.date_range(args.date_from, args.date_to, freq="MS"))
     world = {k: v for k, v in vars(args).items() if k not in ("date_from", "date_to")}
-    for include in (False, True):
+    variants = {
+        "independent": ShockSettings(include=False),
+        "shock": ShockSettings(),
+        "recentred": ShockSettings(recentre=True),
+    }
+    for name in args.variants.split(","):
         result = bt.backtest_revenue(
             tables,
-            DEFAULT_PIPELINE,
+            pipeline,
             dates,
             lambda d: period_grid(d, 1, "month")[0],
             win,
             close,
             retrain_every=args.retrain_every,
             by="team",
-            shock=ShockSettings(include=include),
+            shock=variants[name],
             n_sims=args.sims,
         )
         m = result.metrics
         t = result.table
         inside = ((t["p10"] <= t["actual"]) & (t["actual"] <= t["p90"])).tolist()
-        print(t.round(2).to_string())
+        print(t.drop(columns=["as_of", "models_trained_at"]).round(2).to_string())
         summary = {
             "world": world,
-            "model_error": include,
+            "variant": name,
             "months": len(t),
             "coverage_all": m["model"]["coverage_p10_p90"],
             "inside_all": inside,

@@ -236,9 +236,9 @@ def test_common_shock_widens_the_band_and_moves_all_deals_together() -> None:
     shock = CommonShock(ShockScale(0.4, 30.0, 10), ShockScale(0.0, 1.0, 0))
     rng = np.random.default_rng(0)
     shift, _ = shock.draw(4000, rng)
-    together = simulate_open_deals(
-        q, amounts, groups, 1, 4000, rng, p_win=np.full(n, 0.3), shift=shift
-    )[:, 0, 0]
+    together = simulate_open_deals(q, amounts, groups, 1, 4000, rng, p_win=np.full(n, 0.3), shift=shift)[
+        :, 0, 0
+    ]
     assert alone.std() == pytest.approx(np.sqrt(n * 0.3 * 0.7), rel=0.1)
     # sd of n * sigmoid(logit(0.3) + z), z ~ 0.4 t(30): about n * 0.3 * 0.7 * 0.4
     assert together.std() == pytest.approx(n * 0.21 * 0.4, rel=0.15)

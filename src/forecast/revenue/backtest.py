@@ -267,6 +267,7 @@ def backtest_revenue(
                 "win_shock_sigma": result.shock.win.sigma,
                 "win_shock_cuts": result.shock.win.cuts,
                 "volume_shock_sigma": result.shock.volume.sigma,
+                "win_shock_centre": result.shock.centre,
             }
         )
     table = pd.DataFrame(rows)

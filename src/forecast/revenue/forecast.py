@@ -151,7 +151,7 @@ def forecast_revenue(
     amounts = pd.to_numeric(deals["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
     q = booking_probabilities(p_win, close_shares(closed_by, edges, as_of, periods, horizon_days))
     sims = simulate_open_deals(
-        q, amounts, group_idx, g, n_sims, rng, p_win=p_win, shift=win_shift if shock.win.sigma > 0 else None
+        q, amounts, group_idx, g, n_sims, rng, p_win=p_win, shift=win_shift if win_shift.any() else None
     )
     from_open = sims.mean(axis=0)
     if new_deals is not None:

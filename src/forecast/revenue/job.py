@@ -22,7 +22,15 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.revenue.forecast import ALL, Period, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
-from forecast.revenue.shock import NO_SHOCK, CommonShock, ShockPrior, log_ratio, logit_shift, shock_scale
+from forecast.revenue.shock import (
+    NO_SHOCK,
+    CommonShock,
+    ShockPrior,
+    bias_estimate,
+    log_ratio,
+    logit_shift,
+    shock_scale,
+)
 
 
 @dataclass
@@ -67,6 +75,10 @@ class ShockSettings:
             20-31% at one sigma) worth two cuts, so that a forecast without history still
             carries some model error and a dozen cuts of evidence outweigh it.
         volume_prior: Prior of the log multiplier of new deals (sigma 0.15, worth two cuts).
+        recentre: Also move the centre of the win shocks by the model's steady bias on the cuts
+            (their precision-weighted mean shift, shrunk towards 0 by a normal prior of sd
+            ``bias_prior_sd``).
+        bias_prior_sd: Prior sd of that bias (logit scale).
     """
 
     include: bool = True
@@ -75,6 +87,8 @@ class ShockSettings:
     min_deals: int = 20
     win_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.3, 2.0))
     volume_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.15, 2.0))
+    recentre: bool = False
+    bias_prior_sd: float = 0.5
 
 
 def deal_group(tables: Mapping[str, pd.DataFrame], by: str | None) -> pd.Series:
@@ -149,6 +163,8 @@ def estimate_shock(
     ``models`` (features as known at ``c``) and the logit shift that makes their expected wins in
     ``[c, c + window)`` equal the realised ones is solved for; the new deals created in the
     window are compared with the creation rate of the ``new_deal_window_days`` before ``c``.
+    Cuts before the CRM's first recorded close or within a window of its first deal are skipped;
+    with fewer cuts the prior weighs more.
     Everything used is known at ``as_of`` (``past`` is the CRM as it stood then).
 
     Note that the models may have been trained on these cuts' snapshots (the final fit uses all
@@ -161,8 +177,11 @@ def estimate_shock(
     opps = past["opportunities"]
     created = pd.to_datetime(opps["created_at"])
     first = created.min() if len(opps) else as_of
+    first_close = pd.to_datetime(opps["closed_at"]).min() if opps["closed_at"].notna().any() else as_of
     cuts = [as_of - k * window for k in range(1, settings.cuts + 1)]
-    cuts = [c for c in cuts if c - first >= window]
+    # evidence only where the CRM already records closes (an export may start with open deals
+    # whose earlier closes were never loaded) and after a window of deal creation
+    cuts = [c for c in cuts if c - first >= window and c >= first_close]
     evidence: list[dict[str, float]] = []
     shifts: list[float] = []
     variances: list[float] = []
@@ -204,11 +223,9 @@ def estimate_shock(
                     win_shift_se=float(np.sqrt(se2)),
                 )
             evidence.append(row)
-    return CommonShock(
-        shock_scale(shifts, variances, settings.win_prior),
-        shock_scale(vol_shifts, vol_variances, settings.volume_prior),
-        evidence,
-    )
+    win = shock_scale(shifts, variances, settings.win_prior)
+    centre = bias_estimate(shifts, variances, win.sigma, settings.bias_prior_sd) if settings.recentre else 0.0
+    return CommonShock(win, shock_scale(vol_shifts, vol_variances, settings.volume_prior), evidence, centre)
 
 
 def revenue_forecast(

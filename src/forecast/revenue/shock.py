@@ -171,6 +171,23 @@ def shock_scale(shifts: Sequence[float], variances: Sequence[float], prior: Shoc
     )
 
 
+def bias_estimate(
+    shifts: Sequence[float], variances: Sequence[float], sigma: float, prior_sd: float
+) -> float:
+    """Shrunk mean of per-cut shifts: the model's steady bias, for recentring the shocks.
+
+    Each ``d_c ~ N(mu, sigma^2 + se_c^2)`` with ``mu ~ N(0, prior_sd^2)``; returns the posterior
+    mean of ``mu`` (0 without evidence or with ``prior_sd`` 0).
+    """
+    d = np.asarray(shifts, dtype=float)
+    v = np.asarray(variances, dtype=float)
+    keep = np.isfinite(d) & np.isfinite(v)
+    if not keep.any() or prior_sd <= 0.0:
+        return 0.0
+    w = 1.0 / (sigma**2 + v[keep])
+    return float((w * d[keep]).sum() / (w.sum() + 1.0 / prior_sd**2))
+
+
 @dataclass(frozen=True)
 class CommonShock:
     """The spreads of the win and volume shocks of one forecast.
@@ -179,15 +196,18 @@ class CommonShock:
         win: Logit shift of every deal's win probability.
         volume: Log multiplier of the number of deals not created yet.
         evidence: Per-cut evidence behind them (for the output).
+        centre: Logit shift added to every draw of the win shock (the model's steady bias, when
+            the forecast recentres; 0: the shocks are centred on the model).
     """
 
     win: ShockScale
     volume: ShockScale
     evidence: list[dict[str, float]] = field(default_factory=list)
+    centre: float = 0.0
 
     def draw(self, n_sims: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Per simulation: the logit win shift and the log volume multiplier (both shape (n_sims,))."""
-        win = np.clip(self.win.draw(n_sims, rng), -MAX_SHIFT, MAX_SHIFT)
+        win = np.clip(self.centre + self.win.draw(n_sims, rng), -MAX_SHIFT, MAX_SHIFT)
         volume = np.clip(self.volume.draw(n_sims, rng), -MAX_VOLUME, MAX_VOLUME)
         return win, volume
 
@@ -199,6 +219,7 @@ class CommonShock:
             "win_shock_cuts": float(self.win.cuts),
             "win_shock_evidence_sigma": self.win.raw,
             "win_shock_mean_shift": self.win.mean_shift,
+            "win_shock_centre": self.centre,
             "volume_shock_sigma": self.volume.sigma,
             "volume_shock_cuts": float(self.volume.cuts),
             "volume_shock_evidence_sigma": self.volume.raw,
