@@ -18,6 +18,7 @@ from forecast.revenue.shock import (
     CommonShock,
     ShockPrior,
     ShockScale,
+    bias_estimate,
     logit_shift,
     shifted,
     shock_scale,
@@ -273,3 +274,13 @@ def test_quota_odds_come_from_the_shocked_draws() -> None:
     totals = wide.sims[:, 0, 0]
     assert row["p_hit_quota"] == pytest.approx(float((totals >= 330.0).mean()))
     assert alone["p_hit_quota"] < 0.05 < row["p_hit_quota"]  # 330 is 3.3 sd of luck, not of model error
+
+
+def test_bias_estimate_is_a_shrunk_precision_weighted_mean() -> None:
+    assert bias_estimate([], [], 0.3, 0.5) == 0.0
+    assert bias_estimate([-1.0] * 4, [0.01] * 4, 0.3, 0.0) == 0.0  # no recentring without a prior
+    # weights 1 / (0.09 + 0.01) = 10 each: 4 cuts at -1 -> -40 / (40 + 1 / 0.25)
+    assert bias_estimate([-1.0] * 4, [0.01] * 4, 0.3, 0.5) == pytest.approx(-40 / 44)
+    shock = CommonShock(ShockScale(0.0, 1.0, 0), ShockScale(0.0, 1.0, 0), centre=-0.5)
+    win, volume = shock.draw(10, np.random.default_rng(0))
+    assert (win == -0.5).all() and (volume == 0.0).all()
