@@ -104,6 +104,13 @@ def _render_revenue(console: Console, payload: dict[str, Any]) -> None:
                 cells.append(str(v))
         table.add_row(*cells)
     console.print(table)
+    err = payload.get("model_error") or {}
+    if err.get("win_shock_sigma") is not None:
+        console.print(
+            f"band includes the models' own error: win log-odds shared shift sd {err['win_shock_sigma']:.2f} "
+            f"and new-deal volume sd {err['volume_shock_sigma']:.2f}, from {int(err['win_shock_cuts'])} "
+            "past months of their errors (docs/revenue.md)"
+        )
     g = payload["goals"]
     console.print(
         f"{g['period']}: goal {_money(g['goal'])} (weekly {_money(g['weekly_goal'])}, daily "
