@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecast.revenue.shock import shifted
-
 
 def booking_probabilities(p_win: np.ndarray, close_share: np.ndarray) -> np.ndarray:
     """``q[i, k]`` = P(deal i is won and closes in period k).
@@ -69,13 +67,16 @@ def simulate_open_deals(
     weights = np.zeros((n, n_groups), dtype=np.float32)
     weights[np.arange(n), groups] = np.nan_to_num(amounts.astype(np.float32))
     cum = np.cumsum(q, axis=1).astype(np.float32)
+    p32 = np.clip(p_win if p_win is not None else np.zeros(n), 0.0, 1.0).astype(np.float32)
+    p_loss = (1.0 - p32) if shift is not None and p_win is not None else None
     for lo in range(0, n_sims, chunk):
         hi = min(lo + chunk, n_sims)
         u = rng.random((hi - lo, n), dtype=np.float32)
-        if shift is not None and p_win is not None:
-            p = np.clip(p_win, 0.0, 1.0)
-            ratio = shifted(p[None, :], shift[lo:hi, None]) / np.maximum(p[None, :], 1e-12)
-            u = u / np.maximum(ratio, 1e-12).astype(np.float32)  # u < q·r  <=>  u / r < q
+        if p_loss is not None and shift is not None:
+            # deal i books in period j when u < cum[i, j] · p_s / p, i.e. u · p / p_s < cum[i, j];
+            # with p_s = sigmoid(logit(p) + d): p / p_s = p + (1 - p) · exp(-d)
+            loss_scale = np.exp(-shift[lo:hi]).astype(np.float32)
+            u *= p32[None, :] + p_loss[None, :] * loss_scale[:, None]
         below = np.zeros_like(u, dtype=bool)
         for j in range(k):
             upto = u < cum[:, j]
