@@ -170,6 +170,17 @@ def estimate_shock(
     Note that the models may have been trained on these cuts' snapshots (the final fit uses all
     labelled history); a shift shared by one cut's cohort is not something a model without
     calendar features can fit, but an overfitted model will understate it.
+
+    Args:
+        past: The CRM as it stood at ``as_of`` (:func:`forecast.data.as_of.crm_as_of`).
+        pipeline: The sales pipeline.
+        as_of: The forecast time.
+        models: The models the forecast uses.
+        settings: Cuts, window, priors.
+        new_deal_window_days: Look-back of the creation rate (as in the new-deal model).
+
+    Returns:
+        The spreads of the win and volume shocks, with the per-cut evidence.
     """
     if not settings.include:
         return NO_SHOCK
@@ -191,8 +202,7 @@ def estimate_shock(
         frame, p_win, closed_by = score_deals(past, pipeline, cuts, models, as_of)
         won = opps[opps["outcome"] == "won"]
         won_closed = pd.to_datetime(won["closed_at"])
-        if len(frame):
-            at = pd.to_datetime(frame["as_of"]).to_numpy()
+        at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")
         for c in cuts:
             row: dict[str, float] = {"cut": float(c.value // 10**9)}
             lookback = min(pd.Timedelta(days=new_deal_window_days), c - first)
@@ -205,7 +215,7 @@ def estimate_shock(
             vol_shifts.append(v)
             vol_variances.append(v_se2)
             row.update(new_expected=expected_new, new_observed=observed_new, volume_shift=v)
-            mine = np.flatnonzero(at == np.datetime64(c)) if len(frame) else np.zeros(0, dtype=int)
+            mine = np.flatnonzero(at == np.datetime64(c))
             if len(mine) >= settings.min_deals:
                 share = close_shares(
                     closed_by[mine], models.edges, c, [Period("w", c, c + window)], models.horizon_days
