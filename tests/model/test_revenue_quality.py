@@ -36,12 +36,14 @@ def backtest() -> BacktestResult:
     )
 
 
-def test_backtest_beats_the_stage_weighted_pipeline_by_a_fifth(backtest: BacktestResult) -> None:
+def test_backtest_beats_both_baselines_by_a_fifth(backtest: BacktestResult) -> None:
+    """Issue 15: WAPE at most 0.8 × the better of the stage-weighted pipeline and the run rate
+    (measured: 0.132 against 0.338 and 0.299)."""
     m = backtest.metrics
     print(backtest.table.round(0).to_string())
     print(m)
     assert len(backtest.table) == 12
-    assert m["model"]["wape"] <= 0.8 * m["stage_weighted"]["wape"]
+    assert m["model"]["wape"] <= 0.8 * min(m["stage_weighted"]["wape"], m["run_rate"]["wape"])
 
 
 def test_backtest_interval_coverage(backtest: BacktestResult) -> None:
@@ -53,6 +55,20 @@ def test_backtest_interval_coverage(backtest: BacktestResult) -> None:
     assert teams["cells"] == 12 * backtest.groups["group"].nunique()
     assert 0.7 <= teams["coverage_p10_p90"] <= 0.9
     assert backtest.metrics["model"]["coverage_p10_p90"] >= 0.7
+    inside = (backtest.table["p10"] <= backtest.table["actual"]) & (
+        backtest.table["actual"] <= backtest.table["p90"]
+    )
+    assert inside.rolling(3).sum().dropna().min() >= 1  # never 0 of 3 consecutive months
+
+
+def test_band_carries_the_models_error_from_evidence(backtest: BacktestResult) -> None:
+    """Every forecast drew common shocks whose spread came from a year of its own past cuts
+    (measured: logit sd 0.16-0.43, 12 cuts each), not from the prior alone; the calibrated
+    simulated CRM must not get an absurd band from it."""
+    t = backtest.table
+    assert (t["win_shock_cuts"] == 12).all()
+    assert t["win_shock_sigma"].between(0.05, 1.0).all()
+    assert t["volume_shock_sigma"].between(0.0, 0.5).all()
 
 
 def test_models_never_see_the_period_they_forecast(backtest: BacktestResult) -> None:

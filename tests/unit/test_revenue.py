@@ -13,6 +13,16 @@ from forecast.revenue.backtest import backtest_metrics, pinball, stage_weighted
 from forecast.revenue.forecast import Period, close_shares, forecast_revenue, period_grid
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import fit_new_deal_model
+from forecast.revenue.shock import (
+    MAX_SHIFT,
+    CommonShock,
+    ShockPrior,
+    ShockScale,
+    bias_estimate,
+    logit_shift,
+    shifted,
+    shock_scale,
+)
 
 T = pd.Timestamp
 
@@ -162,3 +172,115 @@ def test_stage_weighted_and_metrics_by_hand() -> None:
     assert m["model"]["coverage_p10_p90"] == 0.5
     assert m["stage_weighted"]["wape"] == 1.0 and m["run_rate"]["wape"] == 0.0
     assert pinball(np.array([10.0]), np.array([0.0]), 0.9) == pytest.approx(9.0)
+
+
+def test_logit_shift_matches_the_observed_wins_and_its_noise() -> None:
+    p = np.full(400, 0.25)
+    share = np.full(400, 0.5)  # half of each deal's wins fall in the window: 50 expected
+    d, se2 = logit_shift(p, share, 50.0)
+    assert d == pytest.approx(0.0, abs=1e-6)
+    # observed 80: the shift makes sum(share * sigmoid(logit(p) + d)) = 80, i.e. p -> 0.4
+    d, _ = logit_shift(p, share, 80.0)
+    assert shifted(np.array([0.25]), d)[0] == pytest.approx(0.4, abs=1e-6)
+    assert d == pytest.approx(np.log(0.4 / 0.6) - np.log(0.25 / 0.75), abs=1e-6)
+    # the delta-method variance: Var(wins) / slope^2 at d = 0
+    q = 0.125
+    assert se2 == pytest.approx((400 * q * (1 - q)) / (400 * 0.5 * 0.25 * 0.75) ** 2, rel=0.2)
+    # no win at all: clipped, not infinite; probabilities of 0 and 1 never move
+    assert logit_shift(p, share, 0.0)[0] == -MAX_SHIFT
+    assert shifted(np.array([0.0, 1.0]), 2.0).tolist() == [0.0, 1.0]
+
+
+def test_shock_scale_subtracts_the_sampling_noise_and_shrinks_to_the_prior() -> None:
+    prior = ShockPrior(0.3, 2.0)
+    # no evidence: the prior, with 2 degrees of freedom
+    none = shock_scale([], [], prior)
+    assert none.sigma == pytest.approx(0.3) and none.df == 2.0 and none.cuts == 0
+    # shifts no larger than their noise: the evidence says 0, pulling sigma below the prior
+    calm = shock_scale([0.1, -0.1, 0.0, 0.05] * 3, [0.04] * 12, prior)
+    assert calm.raw == 0.0 and calm.sigma == pytest.approx(0.3 * np.sqrt(2 / 14))
+    # a model off by 0.8 at every cut: the bias counts as error (d^2, not the spread around the mean)
+    biased = shock_scale([0.8] * 12, [0.04] * 12, prior)
+    assert biased.raw == pytest.approx(np.sqrt(0.64 - 0.04))
+    assert biased.sigma == pytest.approx(np.sqrt((2 * 0.09 + 12 * 0.6) / 14))
+    assert biased.mean_shift == pytest.approx(0.8) and biased.df == 14.0
+    # cuts without information are skipped
+    assert shock_scale([0.5, 3.0], [0.01, float("inf")], prior).cuts == 1
+
+
+def test_random_effects_estimate_recovers_a_known_shock() -> None:
+    """Cohorts of 300 deals whose win rate moves by a common logit shock of sd 0.4 per window."""
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.05, 0.6, 300)
+    share = rng.uniform(0.2, 0.8, 300)
+    shifts, variances = [], []
+    for _ in range(200):
+        z = rng.normal(0.0, 0.4)
+        wins = float((rng.random(300) < share * shifted(p, z)).sum())
+        d, se2 = logit_shift(p, share, wins)
+        shifts.append(d)
+        variances.append(se2)
+    est = shock_scale(shifts, variances, ShockPrior(0.3, 0.0))
+    assert est.raw == pytest.approx(0.4, abs=0.08)
+    calm = [float((rng.random(300) < share * p).sum()) for _ in range(200)]
+    pairs = [logit_shift(p, share, w) for w in calm]
+    est0 = shock_scale([a for a, _ in pairs], [b for _, b in pairs], ShockPrior(0.3, 0.0))
+    assert est0.raw < 0.1  # no common shock: the noise is not mistaken for one
+
+
+def test_common_shock_widens_the_band_and_moves_all_deals_together() -> None:
+    n = 2000
+    q = booking_probabilities(np.full(n, 0.3), np.ones((n, 1)))
+    amounts = np.ones(n)
+    groups = np.zeros(n, dtype=int)
+    alone = simulate_open_deals(q, amounts, groups, 1, 4000, np.random.default_rng(0))[:, 0, 0]
+    shock = CommonShock(ShockScale(0.4, 30.0, 10), ShockScale(0.0, 1.0, 0))
+    rng = np.random.default_rng(0)
+    shift, _ = shock.draw(4000, rng)
+    together = simulate_open_deals(q, amounts, groups, 1, 4000, rng, p_win=np.full(n, 0.3), shift=shift)[
+        :, 0, 0
+    ]
+    assert alone.std() == pytest.approx(np.sqrt(n * 0.3 * 0.7), rel=0.1)
+    # sd of n * sigmoid(logit(0.3) + z), z ~ 0.4 t(30): about n * 0.3 * 0.7 * 0.4
+    assert together.std() == pytest.approx(n * 0.21 * 0.4, rel=0.15)
+    # the shift is symmetric on the logit scale: the median deal rate stays 0.3, the mean moves
+    # slightly towards 0.5 (E[sigmoid(logit(0.3) + z)] = 0.307)
+    assert np.median(shifted(np.array([0.3]), shift[:, None])) == pytest.approx(0.3, abs=0.005)
+    assert together.mean() == pytest.approx(n * float(shifted(np.array([0.3]), shift).mean()), rel=0.01)
+    assert np.corrcoef(shift, together)[0, 1] > 0.95
+
+
+def test_quota_odds_come_from_the_shocked_draws() -> None:
+    deals = pd.DataFrame({"amount": [1.0] * 1000, "group": ["x"] * 1000})
+    kwargs = {
+        "deals": deals,
+        "p_win": np.full(1000, 0.3),
+        "closed_by": np.tile([0.0, 1.0, 1.0], (1000, 1)),
+        "edges": [0.0, 10.0, 20.0],
+        "horizon_days": 20,
+        "new_deals": None,
+        "as_of": T("2025-01-01"),
+        "periods": [Period("jan", T("2025-01-01"), T("2025-02-01"))],
+        "groups": ["x"],
+        "won_to_date": np.array([[0.0]]),
+        "quotas": np.array([[330.0, 330.0]]),
+        "n_sims": 4000,
+    }
+    alone = forecast_revenue(**kwargs).table.set_index("group").loc["x"]
+    shock = CommonShock(ShockScale(0.5, 20.0, 10), ShockScale(0.0, 1.0, 0))
+    wide = forecast_revenue(**kwargs, shock=shock)
+    row = wide.table.set_index("group").loc["x"]
+    assert row["p90"] - row["p10"] > 3 * (alone["p90"] - alone["p10"])
+    totals = wide.sims[:, 0, 0]
+    assert row["p_hit_quota"] == pytest.approx(float((totals >= 330.0).mean()))
+    assert alone["p_hit_quota"] < 0.05 < row["p_hit_quota"]  # 330 is 3.3 sd of luck, not of model error
+
+
+def test_bias_estimate_is_a_shrunk_precision_weighted_mean() -> None:
+    assert bias_estimate([], [], 0.3, 0.5) == 0.0
+    assert bias_estimate([-1.0] * 4, [0.01] * 4, 0.3, 0.0) == 0.0  # no recentring without a prior
+    # weights 1 / (0.09 + 0.01) = 10 each: 4 cuts at -1 -> -40 / (40 + 1 / 0.25)
+    assert bias_estimate([-1.0] * 4, [0.01] * 4, 0.3, 0.5) == pytest.approx(-40 / 44)
+    shock = CommonShock(ShockScale(0.0, 1.0, 0), ShockScale(0.0, 1.0, 0), centre=-0.5)
+    win, volume = shock.draw(10, np.random.default_rng(0))
+    assert (win == -0.5).all() and (volume == 0.0).all()

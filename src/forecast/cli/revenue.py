@@ -104,6 +104,13 @@ def _render_revenue(console: Console, payload: dict[str, Any]) -> None:
                 cells.append(str(v))
         table.add_row(*cells)
     console.print(table)
+    err = payload.get("model_error") or {}
+    if err.get("win_shock_sigma") is not None:
+        console.print(
+            f"band includes the models' own error: win log-odds shared shift sd {err['win_shock_sigma']:.2f} "
+            f"and new-deal volume sd {err['volume_shock_sigma']:.2f}, from {int(err['win_shock_cuts'])} "
+            "past months of their errors (docs/revenue.md)"
+        )
     g = payload["goals"]
     console.print(
         f"{g['period']}: goal {_money(g['goal'])} (weekly {_money(g['weekly_goal'])}, daily "
@@ -132,10 +139,18 @@ def backtest_revenue_command(
     close_config: Annotated[
         Path | None, typer.Option(help="Close-date config (default: training/time_to_close.yaml).")
     ] = None,
+    model_error: Annotated[
+        bool,
+        typer.Option(
+            help="Widen the band with common shocks estimated from the models' own recent errors "
+            "(--no-model-error: deals independent given their probabilities, the band of luck alone)."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
     from forecast.cli.models import _load_config
+    from forecast.revenue.job import ShockSettings
     from forecast.revenue.run import backtest_job
     from forecast.train import InsufficientDataError
 
@@ -161,6 +176,7 @@ def backtest_revenue_command(
                 win_config=win,
                 close_config=close,
                 by=group,
+                shock=ShockSettings(include=model_error),
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:

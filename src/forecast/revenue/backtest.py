@@ -33,7 +33,7 @@ from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import snapshot_table, table_input
 from forecast.revenue.forecast import ALL, Period
-from forecast.revenue.job import DealModels, NewDealSettings, deal_group, revenue_forecast
+from forecast.revenue.job import DealModels, NewDealSettings, ShockSettings, deal_group, revenue_forecast
 from forecast.train import train_binary
 from forecast.train_survival import train_time_to_close
 
@@ -194,6 +194,7 @@ def backtest_revenue(
     retrain_every: int = 1,
     by: str | None = None,
     new_deals: NewDealSettings | None = None,
+    shock: ShockSettings | None = None,
     n_sims: int = 5_000,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
@@ -210,6 +211,8 @@ def backtest_revenue(
         retrain_every: Retrain the models every this many dates (1: at every date).
         by: Also forecast per ``rep``, ``team`` or ``region`` (coverage per group and period).
         new_deals: Settings of the future-deals model.
+        shock: How the common shocks are estimated at each as_of (``None``: defaults; the
+            evidence is the models' errors on cuts before as_of, so nothing leaks).
         n_sims: Monte Carlo simulations.
         seed: Random seed.
         progress: Called with what is being done.
@@ -235,6 +238,7 @@ def backtest_revenue(
             new_deals=new_deals,
             n_sims=n_sims,
             seed=seed + i,
+            shock=shock,
         )
         actual = actual_revenue(tables, period, groups_of)
         row = result.table[result.table["group"] == ALL].iloc[0]
@@ -260,6 +264,10 @@ def backtest_revenue(
                 "from_new_deals": float(row["from_new_deals"]),
                 "stage_weighted": stage_weighted(past, as_of, period),
                 "run_rate": run_rate(past, as_of, period),
+                "win_shock_sigma": result.shock.win.sigma,
+                "win_shock_cuts": result.shock.win.cuts,
+                "volume_shock_sigma": result.shock.volume.sigma,
+                "win_shock_centre": result.shock.centre,
             }
         )
     table = pd.DataFrame(rows)

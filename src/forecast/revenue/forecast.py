@@ -18,6 +18,7 @@ import pandas as pd
 from forecast.models.survival import survival_at
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import NewDealModel
+from forecast.revenue.shock import NO_SHOCK, CommonShock, shifted
 
 ALL = "(all)"
 GROUPINGS = ("rep", "team", "region")
@@ -92,10 +93,12 @@ class RevenueForecast:
     Attributes:
         table: One row per period and group (and ``(all)``).
         sims: Simulated revenue still to book, shape (n_sims, K, G + 1) (last group = all).
+        shock: The common shocks drawn (the models' own error).
     """
 
     table: pd.DataFrame
     sims: np.ndarray
+    shock: CommonShock = NO_SHOCK
 
 
 def forecast_revenue(
@@ -114,8 +117,13 @@ def forecast_revenue(
     avg_won_amount: np.ndarray | None = None,
     n_sims: int = 10_000,
     seed: int = 0,
+    shock: CommonShock | None = None,
 ) -> RevenueForecast:
     """Simulate the revenue of each period and group.
+
+    Each simulation draws one common win shock (a logit shift of every deal's win probability,
+    open and future) and one volume shock (a multiplier of the number of new deals) from
+    ``shock``; the quantiles and P(hit quota) come from the same draws.
 
     Args:
         deals: Open deals at as_of with ``amount`` and ``group`` (one of ``groups``).
@@ -132,18 +140,25 @@ def forecast_revenue(
         avg_won_amount: Average won deal per group, shape (G + 1,), for "deals needed".
         n_sims: Simulations.
         seed: Random seed.
+        shock: Spreads of the common shocks (``None``: none, deals independent).
     """
     rng = np.random.default_rng(seed)
+    shock = shock or NO_SHOCK
+    win_shift, volume = shock.draw(n_sims, rng)
     k, g = len(periods), len(groups)
     index = {name: i for i, name in enumerate(groups)}
     group_idx = deals["group"].map(index).to_numpy(dtype=int)
     amounts = pd.to_numeric(deals["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
     q = booking_probabilities(p_win, close_shares(closed_by, edges, as_of, periods, horizon_days))
-    sims = simulate_open_deals(q, amounts, group_idx, g, n_sims, rng)
+    sims = simulate_open_deals(
+        q, amounts, group_idx, g, n_sims, rng, p_win=p_win, shift=win_shift if win_shift.any() else None
+    )
     from_open = sims.mean(axis=0)
     if new_deals is not None:
         mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
-        new = simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng)
+        w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
+        factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
+        new = simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
         from_new = new.mean(axis=0)
         sims = sims + new
     else:
@@ -191,4 +206,4 @@ def forecast_revenue(
                     "projected_attainment": expected / quota if quota == quota and quota > 0 else math.nan,
                 }
             )
-    return RevenueForecast(pd.DataFrame(rows), sims)
+    return RevenueForecast(pd.DataFrame(rows), sims, shock)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,17 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
-from forecast.revenue.forecast import ALL, Period, RevenueForecast, forecast_revenue
+from forecast.revenue.forecast import ALL, Period, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
+from forecast.revenue.shock import (
+    NO_SHOCK,
+    CommonShock,
+    ShockPrior,
+    bias_estimate,
+    log_ratio,
+    logit_shift,
+    shock_scale,
+)
 
 
 @dataclass
@@ -51,6 +60,35 @@ class NewDealSettings:
     window_days: float = 180
     mature_days: float = 180
     cohort_days: float = 365
+
+
+@dataclass
+class ShockSettings:
+    """How the common shocks' spreads are estimated (see :mod:`forecast.revenue.shock`).
+
+    Attributes:
+        include: Draw common shocks (``False``: deals independent given their probabilities).
+        window_days: Length of each evidence window (the realised wins of ``[c, c + window)``).
+        cuts: Number of past cuts ``c = as_of - k * window`` (k = 1..cuts) scored for evidence.
+        min_deals: A cut whose cohort has fewer open deals is skipped.
+        win_prior: Prior of the logit win shift: sigma 0.3 (a win rate of 25% moving to about
+            20-31% at one sigma) worth two cuts, so that a forecast without history still
+            carries some model error and a dozen cuts of evidence outweigh it.
+        volume_prior: Prior of the log multiplier of new deals (sigma 0.15, worth two cuts).
+        recentre: Also move the centre of the win shocks by the model's steady bias on the cuts
+            (their precision-weighted mean shift, shrunk towards 0 by a normal prior of sd
+            ``bias_prior_sd``).
+        bias_prior_sd: Prior sd of that bias (logit scale).
+    """
+
+    include: bool = True
+    window_days: float = 30
+    cuts: int = 12
+    min_deals: int = 20
+    win_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.3, 2.0))
+    volume_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.15, 2.0))
+    recentre: bool = False
+    bias_prior_sd: float = 0.5
 
 
 def deal_group(tables: Mapping[str, pd.DataFrame], by: str | None) -> pd.Series:
@@ -85,9 +123,22 @@ def open_deal_scores(
     The timing curve is the close model's cumulative incidence of *winning* when it models wins
     and losses apart (wins take longer than losses), else its P(closed by t).
     """
+    return score_deals(tables, pipeline, [as_of], models, as_of)
+
+
+def score_deals(
+    tables: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    dates: Sequence[pd.Timestamp],
+    models: DealModels,
+    data_end: pd.Timestamp,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Snapshot features of the deals open at each of ``dates`` (column ``as_of``), p_win and curves."""
     h = int(models.horizon_days)
     with frames_source(tables, pipeline) as src:
-        frame = build_feature_table(src, "opportunity", [as_of], LabelConfig(h, h), data_end=as_of).frame
+        frame = build_feature_table(
+            src, "opportunity", list(dates), LabelConfig(h, h), data_end=data_end
+        ).frame
     if frame.empty:
         return frame, np.zeros(0), np.zeros((0, len(models.edges)))
     p_win = models.win.predict_proba(frame)[:, 1]
@@ -96,6 +147,95 @@ def open_deal_scores(
     wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
     closed_by = wins if wins is not None else 1.0 - hazard.survival(x)
     return frame, p_win, closed_by
+
+
+def estimate_shock(
+    past: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    models: DealModels,
+    settings: ShockSettings,
+    new_deal_window_days: float = 180,
+) -> CommonShock:
+    """Spreads of the common shocks from the models' own errors on the recent past.
+
+    At each cut ``c = as_of - k * window`` (k = 1..cuts), the deals open at ``c`` are scored with
+    ``models`` (features as known at ``c``) and the logit shift that makes their expected wins in
+    ``[c, c + window)`` equal the realised ones is solved for; the new deals created in the
+    window are compared with the creation rate of the ``new_deal_window_days`` before ``c``.
+    Cuts before the CRM's first recorded close or within a window of its first deal are skipped;
+    with fewer cuts the prior weighs more.
+    Everything used is known at ``as_of`` (``past`` is the CRM as it stood then).
+
+    Note that the models may have been trained on these cuts' snapshots (the final fit uses all
+    labelled history); a shift shared by one cut's cohort is not something a model without
+    calendar features can fit, but an overfitted model will understate it.
+
+    Args:
+        past: The CRM as it stood at ``as_of`` (:func:`forecast.data.as_of.crm_as_of`).
+        pipeline: The sales pipeline.
+        as_of: The forecast time.
+        models: The models the forecast uses.
+        settings: Cuts, window, priors.
+        new_deal_window_days: Look-back of the creation rate (as in the new-deal model).
+
+    Returns:
+        The spreads of the win and volume shocks, with the per-cut evidence.
+    """
+    if not settings.include:
+        return NO_SHOCK
+    window = pd.Timedelta(days=settings.window_days)
+    opps = past["opportunities"]
+    created = pd.to_datetime(opps["created_at"])
+    first = created.min() if len(opps) else as_of
+    first_close = pd.to_datetime(opps["closed_at"]).min() if opps["closed_at"].notna().any() else as_of
+    cuts = [as_of - k * window for k in range(1, settings.cuts + 1)]
+    # evidence only where the CRM already records closes (an export may start with open deals
+    # whose earlier closes were never loaded) and after a window of deal creation
+    cuts = [c for c in cuts if c - first >= window and c >= first_close]
+    evidence: list[dict[str, float]] = []
+    shifts: list[float] = []
+    variances: list[float] = []
+    vol_shifts: list[float] = []
+    vol_variances: list[float] = []
+    if cuts:
+        frame, p_win, closed_by = score_deals(past, pipeline, cuts, models, as_of)
+        won = opps[opps["outcome"] == "won"]
+        won_closed = pd.to_datetime(won["closed_at"])
+        at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")
+        for c in cuts:
+            row: dict[str, float] = {"cut": float(c.value // 10**9)}
+            lookback = min(pd.Timedelta(days=new_deal_window_days), c - first)
+            rate = float(((created >= c - lookback) & (created < c)).sum()) / (
+                lookback / pd.Timedelta(days=1)
+            )
+            expected_new = rate * settings.window_days
+            observed_new = float(((created >= c) & (created < c + window)).sum())
+            v, v_se2 = log_ratio(observed_new, expected_new)
+            vol_shifts.append(v)
+            vol_variances.append(v_se2)
+            row.update(new_expected=expected_new, new_observed=observed_new, volume_shift=v)
+            mine = np.flatnonzero(at == np.datetime64(c))
+            if len(mine) >= settings.min_deals:
+                share = close_shares(
+                    closed_by[mine], models.edges, c, [Period("w", c, c + window)], models.horizon_days
+                )[:, 0]
+                ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
+                observed = float(frame["opportunity_id"].iloc[mine].isin(ids).sum())
+                d, se2 = logit_shift(p_win[mine], share, observed)
+                shifts.append(d)
+                variances.append(se2)
+                row.update(
+                    deals=float(len(mine)),
+                    wins_expected=float((share * p_win[mine]).sum()),
+                    wins_observed=observed,
+                    win_shift=d,
+                    win_shift_se=float(np.sqrt(se2)),
+                )
+            evidence.append(row)
+    win = shock_scale(shifts, variances, settings.win_prior)
+    centre = bias_estimate(shifts, variances, win.sigma, settings.bias_prior_sd) if settings.recentre else 0.0
+    return CommonShock(win, shock_scale(vol_shifts, vol_variances, settings.volume_prior), evidence, centre)
 
 
 def revenue_forecast(
@@ -110,6 +250,7 @@ def revenue_forecast(
     new_deals: NewDealSettings | None = None,
     n_sims: int = 10_000,
     seed: int = 0,
+    shock: ShockSettings | CommonShock | None = None,
 ) -> tuple[RevenueForecast, pd.DataFrame]:
     """Forecast each period's revenue (per group) as of ``as_of``.
 
@@ -124,6 +265,7 @@ def revenue_forecast(
         new_deals: Settings of the future-deals model (``None``: defaults).
         n_sims: Monte Carlo simulations.
         seed: Random seed.
+        shock: How to estimate the common shocks (``None``: defaults), or their spreads.
 
     Returns:
         The forecast and the scored open deals (id, group, amount, p_win, expected close).
@@ -163,6 +305,11 @@ def revenue_forecast(
         overall = float(amounts.mean()) if amounts.notna().any() else math.nan
         per = amounts.groupby(recent["group"]).mean()
         avg = np.array([float(per.get(g, overall)) for g in groups] + [overall])
+    spreads = (
+        shock
+        if isinstance(shock, CommonShock)
+        else estimate_shock(past, pipeline, as_of, models, shock or ShockSettings(), settings.window_days)
+    )
     result = forecast_revenue(
         deals=open_deals,
         p_win=p_win,
@@ -178,6 +325,7 @@ def revenue_forecast(
         avg_won_amount=avg,
         n_sims=n_sims,
         seed=seed,
+        shock=spreads,
     )
     if by is None:
         result.table = result.table[result.table["group"] == ALL].iloc[::2].reset_index(drop=True)

@@ -8,6 +8,11 @@ Revenue of period ``k`` in simulation ``s`` is the sum of the amounts booked the
 Deals not created yet: wins of future deals closing in period ``k`` arrive as a Poisson number
 with mean ``mu[k, g]`` per group, each worth an amount drawn from the group's recent won deals
 (a compound Poisson sum; Poisson thinning makes the periods independent).
+
+Common shocks (:mod:`forecast.revenue.shock`): given a logit ``shift`` per simulation, every
+open deal's win probability in that simulation is ``sigmoid(logit(p) + shift)`` (its timing
+unchanged); given a ``factor`` per simulation (and group), the new deals' Poisson means are
+multiplied by it. Without them the deals are independent given their probabilities.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ def simulate_open_deals(
     n_sims: int,
     rng: np.random.Generator,
     chunk: int = 500,
+    *,
+    p_win: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated revenue of the open deals, shape (n_sims, K, n_groups).
 
@@ -47,6 +55,10 @@ def simulate_open_deals(
         n_sims: Simulations.
         rng: Random generator.
         chunk: Simulations per block (memory: chunk × n float32).
+        p_win: The win probabilities behind ``q`` (needed with ``shift``).
+        shift: Logit shift of all win probabilities per simulation, shape (n_sims,): in
+            simulation ``s`` deal ``i`` books in period ``k`` with probability
+            ``q[i, k] * sigmoid(logit(p_i) + shift_s) / p_i``.
     """
     n, k = q.shape
     out = np.zeros((n_sims, k, n_groups), dtype=np.float64)
@@ -55,9 +67,16 @@ def simulate_open_deals(
     weights = np.zeros((n, n_groups), dtype=np.float32)
     weights[np.arange(n), groups] = np.nan_to_num(amounts.astype(np.float32))
     cum = np.cumsum(q, axis=1).astype(np.float32)
+    p32 = np.clip(p_win if p_win is not None else np.zeros(n), 0.0, 1.0).astype(np.float32)
+    p_loss = (1.0 - p32) if shift is not None and p_win is not None else None
     for lo in range(0, n_sims, chunk):
         hi = min(lo + chunk, n_sims)
         u = rng.random((hi - lo, n), dtype=np.float32)
+        if p_loss is not None and shift is not None:
+            # deal i books in period j when u < cum[i, j] · p_s / p, i.e. u · p / p_s < cum[i, j];
+            # with p_s = sigmoid(logit(p) + d): p / p_s = p + (1 - p) · exp(-d)
+            loss_scale = np.exp(-shift[lo:hi]).astype(np.float32)
+            u *= p32[None, :] + p_loss[None, :] * loss_scale[:, None]
         below = np.zeros_like(u, dtype=bool)
         for j in range(k):
             upto = u < cum[:, j]
@@ -71,6 +90,7 @@ def simulate_new_deals(
     amount_pools: list[np.ndarray],
     n_sims: int,
     rng: np.random.Generator,
+    factor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated revenue of deals not created yet, shape (n_sims, K, G).
 
@@ -79,6 +99,8 @@ def simulate_new_deals(
         amount_pools: Per group, the amounts to draw from (recent won deals); an empty pool adds 0.
         n_sims: Simulations.
         rng: Random generator.
+        factor: Multiplier of the Poisson means per simulation and group, shape (n_sims, G)
+            (common shocks; ``None``: 1).
     """
     k, g = mu.shape
     out = np.zeros((n_sims, k, g))
@@ -89,7 +111,8 @@ def simulate_new_deals(
         for ki in range(k):
             if mu[ki, gi] <= 0:
                 continue
-            counts = rng.poisson(mu[ki, gi], n_sims)
+            lam = mu[ki, gi] if factor is None else mu[ki, gi] * factor[:, gi]
+            counts = rng.poisson(lam, n_sims)
             total = int(counts.sum())
             if total == 0:
                 continue

@@ -21,7 +21,7 @@ from forecast.data.warehouse import Warehouse
 from forecast.models.config import TrainingConfig
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import ALL, Period, period_grid
-from forecast.revenue.job import DealModels, NewDealSettings, revenue_forecast
+from forecast.revenue.job import DealModels, NewDealSettings, ShockSettings, revenue_forecast
 
 if TYPE_CHECKING:
     from forecast.registry import LoadedModel
@@ -156,6 +156,7 @@ def revenue_job(
         "models": models.versions,
         "open_deals": len(scored),
         "open_pipeline": float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
+        "model_error": {k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},
         "forecast": _records(table),
         "goals": summary,
         "pacing": _records(pace),
@@ -190,6 +191,7 @@ def backtest_job(
     win_config: TrainingConfig,
     by: str | None = None,
     close_config: TrainingConfig,
+    shock: ShockSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[BacktestResult, dict[str, Any]]:
     """Backtest on the warehouse and log the run (metrics, table, band plot) to MLflow."""
@@ -208,10 +210,18 @@ def backtest_job(
         retrain_every=retrain_every,
         by=by,
         new_deals=NewDealSettings(),
+        shock=shock,
         n_sims=n_sims,
         progress=progress,
     )
-    logged = log_backtest(result, settings, every=every, retrain_every=retrain_every, by=by)
+    logged = log_backtest(
+        result,
+        settings,
+        every=every,
+        retrain_every=retrain_every,
+        by=by,
+        model_error=shock.include if shock is not None else True,
+    )
     return result, logged
 
 
