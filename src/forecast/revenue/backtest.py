@@ -31,7 +31,7 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import snapshot_table, table_input
+from forecast.models.datasets import resolve_horizon, snapshot_table, table_input
 from forecast.revenue.forecast import ALL, Period
 from forecast.revenue.job import DealModels, NewDealSettings, ShockSettings, deal_group, revenue_forecast
 from forecast.train import train_binary
@@ -49,9 +49,12 @@ def train_deal_models(
 ) -> DealModels:
     """Train the win and close-date models on the CRM as it stood at ``as_of``."""
     past = crm_as_of(tables, as_of, pipeline)
-    h_win = win_config.snapshots.horizon_days
-    h_close = close_config.snapshots.horizon_days
     with frames_source(past, pipeline) as src:
+        # Horizons read from the CRM as it stood at as_of (its cycle, its length), as a job would.
+        win_config = resolve_horizon(src, win_config, data_end=as_of)
+        close_config = resolve_horizon(src, close_config, data_end=as_of)
+        h_win = win_config.snapshots.horizon_days
+        h_close = close_config.snapshots.horizon_days
         win_table = snapshot_table(src, win_config, LabelConfig(h_win, h_win), data_end=as_of)
         close_table = (
             win_table
