@@ -472,7 +472,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
         y_all[fit_rows],
         ids.iloc[fit_rows],
         folds=folds,
-        fitted_folds=config.final_fit.held_out_folds,
+        fitted_folds=config.final_fit.held_out(len(fit_rows)),
         seed=config.seed,
     )
     p_test = eval_pipeline.predict_proba(x.iloc[test])[:, 1]
@@ -484,7 +484,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
     for name, est in _baselines(data).items():
         est.fit(x.iloc[fit_rows], y_all[fit_rows])
         p = est.predict_proba(x.iloc[test])[:, 1]
-        baselines[name] = classification_metrics(y_test, p)
+        baselines[name] = {**classification_metrics(y_test, p), **paired_brier_gap(y_test, p_test, p)}
         reliability[name] = reliability_table(y_test, p)
     segments = {
         col: segment_calibration(y_test, p_test, frame[col].iloc[test].reset_index(drop=True))
@@ -499,7 +499,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
             y_all,
             ids,
             folds=folds,
-            fitted_folds=config.final_fit.held_out_folds,
+            fitted_folds=config.final_fit.held_out(len(y_all)),
             seed=config.seed,
         )
     else:
@@ -536,6 +536,17 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
         eval_pipeline=eval_pipeline,
         fit=fit_summary,
     )
+
+
+def paired_brier_gap(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray) -> dict[str, float]:
+    """The model's Brier score minus a baseline's on the same rows, with its standard error.
+
+    Paired per row (``(p_m - y)^2 - (p_b - y)^2``), so the error is that of the difference, not of
+    either score: the promotion gate reads a gap within two of these errors as a tie, not a loss.
+    """
+    d = (np.asarray(p_model) - y) ** 2 - (np.asarray(p_baseline) - y) ** 2
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"brier_gap": float(np.mean(d)) if len(d) else float("nan"), "brier_gap_se": se}
 
 
 def _template(data: ModelInput, config: TrainingConfig, small: bool) -> tuple[Pipeline, str]:

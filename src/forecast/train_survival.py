@@ -129,7 +129,7 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
                 ids.iloc[idx],
                 calibrate=surv_cfg.calibrate,
                 folds=config.final_fit.folds,
-                fitted_folds=config.final_fit.held_out_folds,
+                fitted_folds=config.final_fit.held_out(len(idx)),
                 seed=config.seed,
             )
         except ValueError as exc:

@@ -93,6 +93,15 @@ class FinalFitSettings(_Strict):
             "cheapest; null = every fold (full cross-fitting, about twice the cost)"
         ),
     )
+    full_below_rows: int = Field(
+        default=30_000,
+        ge=0,
+        description="below this many rows every fold is held out in turn (small data needs every row)",
+    )
+
+    def held_out(self, rows: int) -> int | None:
+        """Folds to hold out for a procedure on ``rows`` rows (``None``: all of them)."""
+        return None if rows < self.full_below_rows else self.held_out_folds
 
 
 class SmallDataSettings(_Strict):
