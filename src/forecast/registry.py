@@ -294,7 +294,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             f"model {name!r} v{chall.version} has no usable test slice (label {label!r} missing)"
         )
     y = test[label].astype(int).to_numpy()
-    chall_eval = _evaluation_model(chall.run_id, chall_model.pipeline, settings)
+    chall_eval = evaluation_model(chall.run_id, chall_model.pipeline, settings)
     chall_m = classification_metrics(y, chall_eval.predict_proba(test)[:, 1])
     champ_m: dict[str, float] | None = None
     beaten = _baselines_not_beaten(c.get_run(chall.run_id).data.metrics, max_auc_drop)
@@ -307,7 +307,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             champ_error = f"only {len(common)} test rows lie after the champion's own test cut{note}"
         else:
             try:
-                champ_eval = _evaluation_model(champ.run_id, champ_model.pipeline, settings)
+                champ_eval = evaluation_model(champ.run_id, champ_model.pipeline, settings)
                 champ_m = classification_metrics(y[common], champ_eval.predict_proba(test.iloc[common])[:, 1])
                 chall_m = classification_metrics(y[common], chall_eval.predict_proba(test.iloc[common])[:, 1])
             except (KeyError, ValueError) as exc:
@@ -363,7 +363,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     return decision
 
 
-def _evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
+def evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
     """The run's evaluation model (fitted before its test cut), or the served one if none was logged.
 
     A served model is fitted on all labelled rows, test slice included, so only evaluation models

@@ -36,8 +36,8 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
     "calibrated": {
         "history-3m": "3 months: the stage model predicts a win within 49 days (half the history), the "
         "future is judged on eventual wins (ECE 0.146)",
-        "history-9m": "ECE 0.059 on 322 future deals",
-        "stages-8": "ECE 0.080 on 391 future deals",
+        "history-9m": "ECE 0.045 on 322 future deals",
+        "stages-8": "ECE 0.053 on 391 future deals",
     },
 }
 """Cases measured failing after the issue-15 training fixes (docs/models.md), kept visible as

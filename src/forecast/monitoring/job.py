@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from forecast.monitoring.frames import (
     typed_features,
 )
 from forecast.monitoring.policy import Figures, MonitoringPolicy, Verdict, decide
-from forecast.registry import LoadedModel
+from forecast.registry import LoadedModel, evaluation_model
 
 Progress = Callable[[str], None]
 
@@ -336,12 +336,19 @@ def monitor_job(
     # Both sides are measured on the same number of rows: ECE grows as rows get fewer (emptier
     # bins are noisier), so a large reference against a small current period would fake a rise.
     n_outcomes = min(len(ref.outcomes), len(cur.outcomes)) or max(len(ref.outcomes), len(cur.outcomes))
+    # The served model was fitted on every labelled row, the reference's included: its quality
+    # there is judged by the version's evaluation model, which never saw a row after its test cut
+    # (the reference starts at that cut). The current rows are new to both.
+    judge = {
+        "reference": replace(model, pipeline=evaluation_model(model.run_id, model.pipeline, settings)),
+        "current": model,
+    }
     for name, side in (("reference", ref), ("current", cur)):
         rows = sample_rows(side.outcomes, min(n_outcomes, 50_000), policy.seed)
         if rows.empty:
             quality_note = quality_note or f"no {name} rows have outcomes yet"
             continue
-        _, p = _inputs(model, rows)
+        _, p = _inputs(judge[name], rows)
         y = rows[TARGET].to_numpy(dtype=int)
         why = judgeable(y, perf.min_rows, perf.min_positives)
         if why is not None:
