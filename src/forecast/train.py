@@ -428,19 +428,7 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
 
 
 def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
-    """Evaluate the learned model's fitting procedure on the latest slice, then fit it on all labelled rows.
-
-    Args:
-        data: The feature table and its columns.
-        config: Training configuration.
-
-    Returns:
-        The final pipeline, the evaluation pipeline and its evaluation.
-
-    Raises:
-        InsufficientDataError: Too little labelled data (a clear message, no stack trace in the CLI).
-        ValueError: A split left empty, or a label column that is not 0/1.
-    """
+    """:func:`train_binary` for the learned model (LightGBM, or the small-data logistic one)."""
     frame = data.frame
     known = frame[data.label].notna()
     if data.censored is not None:
