@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_ENABLE_TELEMETRY := false
+# write bytecode: a process that compiles every module it imports spends about 9 s doing it here
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: help setup run test lint typecheck unit bench bento serve clean
 

@@ -10,6 +10,11 @@ import pytest
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one tree thread per test worker: two workers spinning OpenMP threads on the same two cores
+    # ran the suite several times slower (forecast.models.threads)
+    os.environ.setdefault("FORECAST_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -463,7 +463,7 @@ def test_schemathesis_finds_no_server_error(server: str, tmp_path: Path) -> None
         "--checks", "not_a_server_error",
         "-H", f"Authorization: Bearer {TOKEN}",
         "--max-examples", "15", "--seed", "7", "--workers", "1",
-        "--request-timeout", "60", "--max-time", "150",
+        "--request-timeout", "60", "--max-time", "90",
         "--exclude-path", "/metrics", "--exclude-path", "/admin/reload",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=tmp_path)

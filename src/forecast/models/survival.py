@@ -242,7 +242,7 @@ class DiscreteTimeHazard(_HazardBase):
 
     def _class_proba(self, wide: Any) -> np.ndarray:
         """What ``model_.predict_proba`` returns, from the booster directly (frame or float matrix)."""
-        threads = predict_threads(self.model_, len(wide))
+        threads = predict_threads(len(wide))
         p = np.asarray(
             self.model_.booster_.predict(wide, num_iteration=self.best_iteration_, num_threads=threads)
         )
@@ -377,7 +377,7 @@ class DiscreteTimeHazard(_HazardBase):
         return self._first_interval_contributions(wide, len(wide))
 
     def _first_interval_contributions(self, wide: Any, n: int) -> np.ndarray:
-        threads = predict_threads(self.model_, n)
+        threads = predict_threads(n)
         contrib = np.asarray(
             self.model_.booster_.predict(
                 wide, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=threads
