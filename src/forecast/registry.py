@@ -377,6 +377,15 @@ def evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
         return served
 
 
+def run_splits(run_id: str, settings: Settings) -> dict[str, Any] | None:
+    """The split summary a run logged (``evaluation/splits.json``), or ``None`` if it has none."""
+    try:
+        with _downloaded(run_id, "evaluation/splits.json", settings) as path:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (MlflowException, OSError, ValueError):
+        return None
+
+
 def _rows_unseen_by(run_id: str, test: pd.DataFrame, settings: Settings) -> tuple[np.ndarray, str]:
     """Positions of the test rows a model of ``run_id`` never trained or calibrated on.
 
@@ -384,10 +393,8 @@ def _rows_unseen_by(run_id: str, test: pd.DataFrame, settings: Settings) -> tupl
     split nothing can be excluded, which the returned note says.
     """
     everything = np.arange(len(test))
-    try:
-        with _downloaded(run_id, "evaluation/splits.json", settings) as path:
-            splits = json.loads(path.read_text(encoding="utf-8"))
-    except (MlflowException, OSError):
+    splits = run_splits(run_id, settings)
+    if splits is None:
         return everything, "; the champion's splits are unknown"
     cuts = splits.get("cuts")
     if splits.get("method") != "time" or not cuts or "as_of" not in test.columns:

@@ -38,7 +38,7 @@ def backtest() -> BacktestResult:
 
 def test_backtest_beats_both_baselines_by_a_fifth(backtest: BacktestResult) -> None:
     """Issue 15: WAPE at most 0.8 × the better of the stage-weighted pipeline and the run rate
-    (measured: 0.132 against 0.338 and 0.299)."""
+    (measured: 0.127 against 0.338 and 0.299)."""
     m = backtest.metrics
     print(backtest.table.round(0).to_string())
     print(m)
@@ -62,11 +62,14 @@ def test_backtest_interval_coverage(backtest: BacktestResult) -> None:
 
 
 def test_band_carries_the_models_error_from_evidence(backtest: BacktestResult) -> None:
-    """Every forecast drew common shocks whose spread came from a year of its own past cuts
-    (measured: logit sd 0.16-0.43, 12 cuts each), not from the prior alone; the calibrated
-    simulated CRM must not get an absurd band from it."""
+    """Every forecast drew common shocks whose spread came from its own past cuts, scored by the
+    evaluation models (only cuts after their test cut: measured 5-8 before the first retraining,
+    12 after), not from the prior alone; the calibrated simulated CRM must not get an absurd band
+    from it."""
     t = backtest.table
-    assert (t["win_shock_cuts"] == 12).all()
+    print(t[["as_of", "win_shock_cuts", "win_shock_sigma", "volume_shock_sigma"]].to_string())
+    assert (t["win_shock_cuts"] >= 4).all()
+    assert (t["win_shock_cuts"] == 12).sum() >= 6
     assert t["win_shock_sigma"].between(0.05, 1.0).all()
     assert t["volume_shock_sigma"].between(0.0, 0.5).all()
 

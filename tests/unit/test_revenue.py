@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
 
 from forecast.data.as_of import crm_as_of
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.revenue.backtest import backtest_metrics, pinball, stage_weighted
 from forecast.revenue.forecast import Period, close_shares, forecast_revenue, period_grid
+from forecast.revenue.job import DealModels, HeldOutModels, ShockSettings, estimate_shock, unseen_from
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (
@@ -284,3 +286,27 @@ def test_bias_estimate_is_a_shrunk_precision_weighted_mean() -> None:
     shock = CommonShock(ShockScale(0.0, 1.0, 0), ShockScale(0.0, 1.0, 0), centre=-0.5)
     win, volume = shock.draw(10, np.random.default_rng(0))
     assert (win == -0.5).all() and (volume == 0.0).all()
+
+
+def test_unseen_from_is_the_latest_test_cut_of_time_splits_only() -> None:
+    a = {"method": "time", "cuts": ["2024-01-01", "2024-06-01"]}
+    b = {"method": "time", "cuts": ["2024-02-01", "2024-07-01"]}
+    assert unseen_from(a, b) == T("2024-07-01")
+    assert unseen_from(a, {"method": "entity_random"}) is None
+    assert unseen_from(a, None) is None
+
+
+def test_held_out_models_drop_the_cuts_they_have_seen_but_keep_the_volume_evidence() -> None:
+    """Cuts before the evaluation models' test cut are in-sample for them too: no win evidence is
+    taken from those (the models are never called), while the creation counts need no model."""
+    sim = simulate_crm(SimulationConfig(n_leads=1500, seed=3, months=18))
+    as_of = T("2025-03-01")
+    past = crm_as_of(sim.tables, as_of, DEFAULT_PIPELINE)
+    never = Pipeline([("never_called", "passthrough")])
+    held = HeldOutModels(never, never, unseen_from=as_of)
+    models = DealModels(never, never, [30.0, 60.0], 180.0, {}, held)
+    settings = ShockSettings()
+    shock = estimate_shock(past, DEFAULT_PIPELINE, as_of, models, settings)
+    assert shock.win.cuts == 0 and shock.win.sigma == pytest.approx(settings.win_prior.sigma)
+    assert shock.volume.cuts == settings.cuts
+    assert not any("win_shift" in row for row in shock.evidence)

@@ -33,7 +33,15 @@ from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import resolve_horizon, snapshot_table, table_input
 from forecast.revenue.forecast import ALL, Period
-from forecast.revenue.job import DealModels, NewDealSettings, ShockSettings, deal_group, revenue_forecast
+from forecast.revenue.job import (
+    DealModels,
+    HeldOutModels,
+    NewDealSettings,
+    ShockSettings,
+    deal_group,
+    revenue_forecast,
+    unseen_from,
+)
 from forecast.train import train_binary
 from forecast.train_survival import train_time_to_close
 
@@ -63,12 +71,18 @@ def train_deal_models(
         )
     win = train_binary(table_input(win_table, win_config.label), win_config)
     close = train_time_to_close(table_input(close_table, close_config.label), close_config)
+    held_out = (
+        HeldOutModels(win.eval_pipeline, close.eval_pipeline, unseen_from(win.splits, close.splits))
+        if win.eval_pipeline is not None and close.eval_pipeline is not None
+        else None
+    )
     return DealModels(
         win.pipeline,
         close.pipeline,
         [float(e) for e in close_config.survival.edges],
         float(h_win),
         {"trained_at": as_of.isoformat()},
+        held_out,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,42 @@ from forecast.revenue.shock import (
 
 
 @dataclass
+class HeldOutModels:
+    """Evaluation models of a forecast's two models: the same procedure, fitted before a cut.
+
+    The served models are fitted on all labelled history, so their errors on past cuts are
+    in-sample and understate the model error the band must carry; these are not.
+
+    Attributes:
+        win: The win model's evaluation pipeline.
+        close: The close model's evaluation pipeline.
+        unseen_from: The first as_of neither was fitted or calibrated on (the later of their test
+            cuts); ``None`` when a split was not in time (every cut may have been seen).
+    """
+
+    win: Pipeline
+    close: Pipeline
+    unseen_from: pd.Timestamp | None
+
+
+def unseen_from(*splits: Mapping[str, Any] | None) -> pd.Timestamp | None:
+    """The first as_of none of the evaluation models behind ``splits`` saw (the latest test cut).
+
+    Args:
+        splits: Split summaries of training runs (``method`` and, for time splits, ``cuts``).
+
+    Returns:
+        The latest test cut, or ``None`` when a split is unknown or not in time.
+    """
+    cuts = []
+    for split in splits:
+        if not split or split.get("method") != "time" or len(split.get("cuts") or []) < 2:
+            return None
+        cuts.append(pd.Timestamp(split["cuts"][1]))
+    return max(cuts) if cuts else None
+
+
+@dataclass
 class DealModels:
     """The two fitted models a forecast needs.
 
@@ -43,6 +79,8 @@ class DealModels:
         edges: The close model's survival edges (days).
         horizon_days: The win model's horizon.
         versions: Names and versions, for the output.
+        held_out: Their evaluation models, which score the past cuts of the shock evidence
+            (``None``: the served models score them, in-sample).
     """
 
     win: Pipeline
@@ -50,6 +88,7 @@ class DealModels:
     edges: list[float]
     horizon_days: float
     versions: dict[str, str]
+    held_out: HeldOutModels | None = None
 
 
 @dataclass
@@ -167,9 +206,10 @@ def estimate_shock(
     with fewer cuts the prior weighs more.
     Everything used is known at ``as_of`` (``past`` is the CRM as it stood then).
 
-    Note that the models may have been trained on these cuts' snapshots (the final fit uses all
-    labelled history); a shift shared by one cut's cohort is not something a model without
-    calendar features can fit, but an overfitted model will understate it.
+    The served models were fitted on all labelled history, these cuts' snapshots included, so
+    their errors there are in-sample and would understate the band. Where ``models.held_out``
+    is set, its evaluation models score the cuts instead, and only cuts at or after its
+    ``unseen_from`` count (fewer cuts: the prior weighs more, the tails are heavier).
 
     Args:
         past: The CRM as it stood at ``as_of`` (:func:`forecast.data.as_of.crm_as_of`).
@@ -193,13 +233,22 @@ def estimate_shock(
     # evidence only where the CRM already records closes (an export may start with open deals
     # whose earlier closes were never loaded) and after a window of deal creation
     cuts = [c for c in cuts if c - first >= window and c >= first_close]
+    scorer, win_cuts = models, cuts
+    if models.held_out is not None:
+        held = models.held_out
+        scorer = replace(models, win=held.win, close=held.close, held_out=None)
+        if held.unseen_from is not None:  # the volume shock needs no model: it keeps every cut
+            win_cuts = [c for c in cuts if c >= held.unseen_from]
     evidence: list[dict[str, float]] = []
     shifts: list[float] = []
     variances: list[float] = []
     vol_shifts: list[float] = []
     vol_variances: list[float] = []
     if cuts:
-        frame, p_win, closed_by = score_deals(past, pipeline, cuts, models, as_of)
+        if win_cuts:
+            frame, p_win, closed_by = score_deals(past, pipeline, win_cuts, scorer, as_of)
+        else:
+            frame, p_win, closed_by = pd.DataFrame(), np.zeros(0), np.zeros((0, len(models.edges)))
         won = opps[opps["outcome"] == "won"]
         won_closed = pd.to_datetime(won["closed_at"])
         at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")

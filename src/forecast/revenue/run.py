@@ -21,7 +21,14 @@ from forecast.data.warehouse import Warehouse
 from forecast.models.config import TrainingConfig
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import ALL, Period, period_grid
-from forecast.revenue.job import DealModels, NewDealSettings, ShockSettings, revenue_forecast
+from forecast.revenue.job import (
+    DealModels,
+    HeldOutModels,
+    NewDealSettings,
+    ShockSettings,
+    revenue_forecast,
+    unseen_from,
+)
 
 if TYPE_CHECKING:
     from forecast.registry import LoadedModel
@@ -48,13 +55,25 @@ def champion_models(settings: Settings) -> DealModels:
     Raises:
         LookupError: A champion is missing (the message says what to run).
     """
-    from forecast.registry import load_model
+    from forecast.registry import evaluation_model, load_model, run_splits
 
-    return deal_models(load_model(WIN_MODEL, settings), load_model(CLOSE_MODEL, settings))
+    win, close = load_model(WIN_MODEL, settings), load_model(CLOSE_MODEL, settings)
+    held_out = None
+    win_eval = evaluation_model(win.run_id, None, settings)
+    close_eval = evaluation_model(close.run_id, None, settings)
+    if win_eval is not None and close_eval is not None:
+        unseen = unseen_from(run_splits(win.run_id, settings), run_splits(close.run_id, settings))
+        held_out = HeldOutModels(win_eval, close_eval, unseen)
+    return deal_models(win, close, held_out)
 
 
-def deal_models(win: LoadedModel, close: LoadedModel) -> DealModels:
+def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | None = None) -> DealModels:
     """The forecast's two models from a loaded win model and a loaded time-to-close model.
+
+    Args:
+        win: The win model.
+        close: The time-to-close model.
+        held_out: Their evaluation models, for the shock evidence (``None``: the served ones).
 
     Raises:
         LookupError: ``close`` is not a time-to-close model.
@@ -68,6 +87,7 @@ def deal_models(win: LoadedModel, close: LoadedModel) -> DealModels:
         edges,
         float(win.metadata.get("horizon_days", 180)),
         {win.name: win.version, close.name: close.version},
+        held_out,
     )
 
 
