@@ -55,16 +55,26 @@ def champion_models(settings: Settings) -> DealModels:
     Raises:
         LookupError: A champion is missing (the message says what to run).
     """
-    from forecast.registry import evaluation_model, load_model, run_splits
+    from forecast.registry import load_model
 
     win, close = load_model(WIN_MODEL, settings), load_model(CLOSE_MODEL, settings)
-    held_out = None
+    return deal_models(win, close, held_out_models(win, close, settings))
+
+
+def held_out_models(win: LoadedModel, close: LoadedModel, settings: Settings) -> HeldOutModels | None:
+    """The evaluation models of two loaded versions and the first as_of neither saw.
+
+    Returns:
+        ``None`` when a run logged no evaluation model (the served ones then score the cuts).
+    """
+    from forecast.registry import evaluation_model, run_splits
+
     win_eval = evaluation_model(win.run_id, None, settings)
     close_eval = evaluation_model(close.run_id, None, settings)
-    if win_eval is not None and close_eval is not None:
-        unseen = unseen_from(run_splits(win.run_id, settings), run_splits(close.run_id, settings))
-        held_out = HeldOutModels(win_eval, close_eval, unseen)
-    return deal_models(win, close, held_out)
+    if win_eval is None or close_eval is None:
+        return None
+    unseen = unseen_from(run_splits(win.run_id, settings), run_splits(close.run_id, settings))
+    return HeldOutModels(win_eval, close_eval, unseen)
 
 
 def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | None = None) -> DealModels:

@@ -129,6 +129,7 @@ class ForecastService:
         self.store.start_polling(self.settings.reload_seconds, self.signal)
         self.flags_config = load_flags_config()
         self._histories: dict[str, tuple[int, Any]] = {}
+        self._held_outs: dict[tuple[str, str], Any] = {}
         _Holder.store = self.store
         cancel_request_timers()
         _freeze_heap()
@@ -283,6 +284,15 @@ class ForecastService:
             self._histories[entity] = cached
         return cached[1]
 
+    def _held_out(self, win: Any, close: Any) -> Any:
+        """The evaluation models of the served pair (loaded once per pair of runs)."""
+        from forecast.revenue.run import held_out_models
+
+        key = (win.run_id, close.run_id)
+        if key not in self._held_outs:
+            self._held_outs = {key: held_out_models(win, close, self.settings)}  # only the current pair
+        return self._held_outs[key]
+
     def _warehouse_revenue(self, req: RevenueRequest, win: Any, close: Any) -> JSONResponse:
         from forecast.revenue.run import deal_models, revenue_job
 
@@ -301,7 +311,7 @@ class ForecastService:
             group=req.group,
             n_sims=req.simulations,
             seed=req.seed,
-            models=deal_models(win, close),
+            models=deal_models(win, close, self._held_out(win, close)),
         )
         return JSONResponse(scoring.json_safe(result))
 
