@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecast.features.horizon import km_quantile
+from forecast.features.horizon import km_quantile, win_time_quantile
 
 
 def test_km_quantile_without_censoring_is_the_empirical_quantile() -> None:
@@ -31,3 +31,25 @@ def test_km_quantile_is_none_when_the_history_never_reaches_it() -> None:
     assert km_quantile(d, np.array([True, True, False, False, False]), 0.9) is None
     with pytest.raises(ValueError):
         km_quantile(d, d > 0, 1.5)
+
+
+def test_win_time_quantile_ignores_quick_losses() -> None:
+    """Four wins at 10-40 days and four losses at 5: the time to a win among winners, not to a close."""
+    days = np.array([10, 20, 30, 40, 5, 5, 5, 5], dtype=float)
+    outcome = np.array(["won"] * 4 + ["lost"] * 4)
+    assert win_time_quantile(days, outcome, 0.5) == 20
+    assert win_time_quantile(days, outcome, 0.95) == 40
+    assert km_quantile(days, np.ones(8, dtype=bool), 0.5) == 5  # all closes: the losses' time
+
+
+def test_win_time_quantile_weighs_later_wins_up_where_deals_were_censored() -> None:
+    """Half the deals still open at 15 days: a win after that stands for two, as in Kaplan-Meier."""
+    days = np.array([10, 10, 30, 15, 15], dtype=float)
+    outcome = np.array(["won", "won", "won", "open", "open"])
+    # incidence: 2/5 at 10; at 30 one of one at risk, weighted by S(30-) = 3/5: 0.4 + 0.6 = 1.0
+    assert win_time_quantile(days, outcome, 0.5) == 30
+    assert win_time_quantile(days, outcome, 0.4) == 10
+
+
+def test_win_time_quantile_without_wins_is_none() -> None:
+    assert win_time_quantile(np.array([3.0, 4.0]), np.array(["lost", "open"]), 0.9) is None

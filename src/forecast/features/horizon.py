@@ -5,6 +5,12 @@ six months of data a 180-day horizon leaves no labelled snapshot at all, and its
 the training split. :func:`cycle_quantile` reads the cycle from the data instead: the Kaplan-Meier
 quantile of the time from a deal's creation to its close (won or lost), with deals still open at
 the data's end counted as censored, so a short history does not see only its quick closes.
+
+For a win model the cycle that matters is the time to a *win*: losses are usually quick, so the
+quantile of all closes cuts off the slow wins, and "won within H" then falls short of the eventual
+win rate that a probability is judged against. :func:`win_time_quantile` reads the quantile of
+the time to a win among the deals that win (Aalen-Johansen cumulative incidence of winning, losses
+a competing risk, open deals censored, normalised by its value at the last close seen).
 """
 
 from __future__ import annotations
@@ -45,12 +51,55 @@ def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float 
     return float(times[hit[0]]) if len(hit) else None
 
 
-def cycle_quantile(src: FeatureSource, q: float, data_end: pd.Timestamp | None = None) -> float | None:
+def win_time_quantile(durations: np.ndarray, outcome: np.ndarray, q: float) -> float | None:
+    """The ``q`` quantile of the time to a win among deals that win, from censored data.
+
+    Args:
+        durations: Days to the close, or to censoring, per deal.
+        outcome: ``"won"``, ``"lost"`` or anything else (censored: still open).
+        q: Quantile in (0, 1).
+
+    Returns:
+        The first win time at which the Aalen-Johansen cumulative incidence of winning reaches
+        ``q`` times its value at the last close seen; ``None`` without any win.
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {q}")
+    d = np.asarray(durations, dtype=float)
+    o = np.asarray(outcome).astype(str)
+    keep = np.isfinite(d)
+    d, o = np.maximum(d[keep], 0.0), o[keep]
+    closed = (o == "won") | (o == "lost")
+    if not (o == "won").any():
+        return None
+    times = np.unique(d[closed])
+    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    slot = np.searchsorted(times, d[closed])
+    events = np.bincount(slot, minlength=len(times))
+    wins = np.bincount(slot[o[closed] == "won"], minlength=len(times))
+    survival_before = np.concatenate([[1.0], np.cumprod(1.0 - events / at_risk)[:-1]])
+    incidence = np.cumsum(survival_before * wins / at_risk)
+    hit = np.flatnonzero(incidence >= q * incidence[-1] - 1e-12)
+    return float(times[hit[0]])
+
+
+def cycle_quantile(
+    src: FeatureSource, q: float, data_end: pd.Timestamp | None = None, of: str = "close"
+) -> float | None:
     """The ``q`` quantile of days from a deal's creation to its close, known at ``data_end``.
 
     Deals created after ``data_end`` are ignored; deals open then (or closed after it) are censored
     at it, so a point-in-time caller (a backtest) reads only the past.
+
+    Args:
+        src: The CRM.
+        q: Quantile in (0, 1).
+        data_end: What is known (default: the data's end).
+        of: ``"close"`` (any close, Kaplan-Meier) or ``"win"`` (the time to a win among the deals
+            that win, :func:`win_time_quantile`).
     """
+    if of not in ("close", "win"):
+        raise ValueError(f"unknown cycle {of!r}: expected 'close' or 'win'")
     end = data_end if data_end is not None else src.data_end()
     rows = src.df(
         "SELECT created_at, closed_at, outcome FROM opportunities WHERE created_at IS NOT NULL AND created_at <= ?",
@@ -63,6 +112,9 @@ def cycle_quantile(src: FeatureSource, q: float, data_end: pd.Timestamp | None =
     observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
     stop = closed.where(observed, end)
     days = ((stop - created) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    if of == "win":
+        outcome = rows["outcome"].astype(str).where(observed, "open").to_numpy()
+        return win_time_quantile(days, outcome, q)
     return km_quantile(days, observed.to_numpy(), q)
 
 
@@ -72,6 +124,7 @@ def cycle_horizon(
     cap_days: int,
     floor_days: int = 14,
     data_end: pd.Timestamp | None = None,
+    of: str = "close",
 ) -> int:
     """The label horizon: the cycle's ``q`` quantile rounded up to whole weeks, within the bounds.
 
@@ -82,7 +135,7 @@ def cycle_horizon(
     end = data_end if data_end is not None else src.data_end()
     span = history_days(src, "opportunities", end)
     # At most half the history: the other half's snapshots are the labelled ones.
-    value = min(cycle_quantile(src, q, end) or span / 2, span / 2)
+    value = min(cycle_quantile(src, q, end, of) or span / 2, span / 2)
     return _weeks_within(value, floor_days, cap_days)
 
 

@@ -31,6 +31,13 @@ class SnapshotSettings(_Strict):
             "Kaplan-Meier), in whole weeks, at most horizon_days; null: horizon_days as given"
         ),
     )
+    horizon_of: Literal["close", "win"] = Field(
+        default="close",
+        description=(
+            "with horizon_quantile: the cycle read, 'close' (creation to any close) or 'win' (creation "
+            "to a win among the deals that win; losses are quick, so a win model needs this one)"
+        ),
+    )
     at_creation: bool = Field(
         default=True, description="add one snapshot per entity right after its creation (scores new records)"
     )

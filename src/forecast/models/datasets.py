@@ -66,7 +66,9 @@ def resolve_horizon(
     """
     snap = config.snapshots
     if snap.horizon_quantile is not None and config.entity == "opportunity":
-        h = cycle_horizon(src, snap.horizon_quantile, cap_days=snap.horizon_days, data_end=data_end)
+        h = cycle_horizon(
+            src, snap.horizon_quantile, cap_days=snap.horizon_days, data_end=data_end, of=snap.horizon_of
+        )
     else:
         table = "leads" if config.entity == "lead" else "opportunities"
         h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end)
