@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Set up forecast from nothing: install uv if missing, create .venv from uv.lock.
+# Set up forecast from nothing: find or fetch uv, create .venv from uv.lock.
 # Prints the command to run uv with (for the Makefile).
+# uv is looked for on PATH, as a module of python3, in .tools/bin (fetched earlier); else pip
+# installs it (for the user where the system is not writable); where pip is missing or refuses
+# (PEP 668 "externally-managed-environment" on Debian 12 and Ubuntu 24.04), the standard library
+# fetches the binary from PyPI into .tools/bin (scripts/get_uv.py). No sudo in any case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pip_quiet=(--quiet --disable-pip-version-check)
 if command -v uv >/dev/null 2>&1; then
   UV="uv"
 elif python3 -m uv --version >/dev/null 2>&1; then
   UV="python3 -m uv"
-else
-  echo "forecast: installing uv from PyPI" >&2
-  python3 -m pip install --quiet --disable-pip-version-check uv >&2 \
-    || python3 -m pip install --quiet --disable-pip-version-check --user uv >&2
+elif [ -x .tools/bin/uv ]; then
+  UV="$PWD/.tools/bin/uv"
+elif { python3 -m pip install "${pip_quiet[@]}" uv || python3 -m pip install "${pip_quiet[@]}" --user uv; } >/dev/null 2>&1 \
+    && python3 -m uv --version >/dev/null 2>&1; then
+  echo "forecast: installed uv from PyPI with pip" >&2
   UV="python3 -m uv"
+else
+  echo "forecast: pip cannot install uv here; fetching its binary from PyPI into .tools/bin" >&2
+  UV="$(python3 scripts/get_uv.py)"
 fi
 $UV sync --frozen --quiet >&2
 echo "$UV"
