@@ -9,7 +9,8 @@ export PYTHONDONTWRITEBYTECODE :=
 .PHONY: help setup run test lint typecheck unit bench bento serve clean
 
 help:
-	@echo "make run    set up from nothing, then simulate a CRM, ingest it and print its quality summary"
+	@echo "make run    set up from nothing, then the main job: simulate a CRM, ingest it, train and promote"
+	@echo "           lead scoring, deal win and time to close, score leads and deals, forecast revenue"
 	@echo "make test   set up from nothing, then ruff, mypy and the whole test suite"
 	@echo "make bench  benchmarks (results go to benchmarks/RESULTS.md by hand)"
 	@echo "make serve  the HTTP service on 127.0.0.1:3000 (after make run)"
@@ -44,4 +45,5 @@ serve:
 	@UV="$$(scripts/bootstrap.sh)" && $$UV run --frozen forecast serve --warehouse
 
 clean:
-	rm -rf data mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
+	rm -rf data mlruns mlartifacts mlflow.db .pytest_cache .mypy_cache .ruff_cache .tools
+	find models -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +

@@ -31,6 +31,14 @@ def _run(env: dict[str, str], *args: str, code: int = 0) -> str:
     return result.stdout
 
 
+def test_json_flag_is_the_json_format(env: dict[str, str]) -> None:
+    """README: every command that prints a result takes --json."""
+    flag = json.loads(_run(env, "metrics", "--report", "funnel", "--json"))
+    assert flag == json.loads(_run(env, "metrics", "--report", "funnel", "--format", "json"))
+    clash = json.loads(_run(env, "metrics", "--json", "--format", "csv", code=2))
+    assert "disagree" in clash["error"]
+
+
 def _check_rates(rows: list[dict]) -> int:
     checked = 0
     for row in rows:

@@ -254,3 +254,15 @@ def test_stage_win_rate_custom_column_and_missing_column() -> None:
     assert StageWinRateBaseline(stage_column="phase").fit(features, [1, 0]).stage_rates_.size == 2
     with pytest.raises(ValueError, match="lacks"):
         StageWinRateBaseline().fit(features, [1, 0])
+
+
+def test_naive_bayes_with_an_all_missing_field_is_quiet() -> None:
+    """A field missing in every row carries no evidence and no divide-by-zero warning."""
+    import warnings
+
+    x = pd.DataFrame({"a": ["x", "y", "x", "y"], "b": [None] * 4}, dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = NaiveBayesBaseline(categorical=["a", "b"]).fit(x, np.array([1, 0, 1, 0]))
+        p = model.predict_proba(x)[:, 1]
+    assert p[0] > 0.5 > p[1]

@@ -130,11 +130,18 @@ def metrics(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
+    json_flag: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout (= --format json).")
+    ] = False,
 ) -> None:
     """Sales-tracking metrics for a period and grouping (rates with n and 95% Wilson intervals)."""
     from forecast.tracking.api import REPORTS
     from forecast.tracking.api import report as run_report
 
+    if json_flag:
+        if fmt not in ("table", "json"):
+            _fail(True, f"--json and --format {fmt} disagree: give one of them")
+        fmt = "json"
     as_json = fmt == "json"
     if fmt not in FORMATS:
         _fail(False, f"--format must be table, json or csv, not {fmt!r}")
