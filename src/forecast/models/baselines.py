@@ -253,7 +253,9 @@ class NaiveBayesBaseline(_BinaryFrameClassifier):
         table.index.name = "value"
         n_levels = len(table)
         if n_levels == 0:  # every value missing: the field carries no evidence (and log(0) no warning)
-            return table.assign(log_p_pos=np.float64(0.0), log_p_neg=np.float64(0.0), log_odds=np.float64(0.0))
+            return table.assign(
+                log_p_pos=np.float64(0.0), log_p_neg=np.float64(0.0), log_odds=np.float64(0.0)
+            )
         for suffix, column_name in (("pos", "n_pos"), ("neg", "n_neg")):
             denominator = table[column_name].sum() + self.alpha * n_levels
             table[f"log_p_{suffix}"] = np.log(table[column_name] + self.alpha) - np.log(denominator)
