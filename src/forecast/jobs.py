@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from forecast.config import Settings
 from forecast.errors import InputError
+from forecast.features.splits import summary_test_cut
 from forecast.model_card import model_card
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
@@ -54,10 +55,10 @@ def monitoring_reference(
     entities, labelled or not yet). No row from the cut on trained the model. ``None`` without
     a time split.
     """
-    cuts = splits.get("cuts") if splits.get("method") == "time" else None
-    if not cuts or "as_of" not in frame.columns:
+    cut = summary_test_cut(splits)
+    if cut is None or "as_of" not in frame.columns:
         return None
-    rows = frame[pd.to_datetime(frame["as_of"]) >= pd.Timestamp(cuts[1])]
+    rows = frame[pd.to_datetime(frame["as_of"]) >= cut]
     if len(rows) > max_rows:
         rows = rows.sample(n=max_rows, random_state=seed)
     return rows.sort_values("as_of", kind="stable").reset_index(drop=True)

@@ -28,6 +28,7 @@ from sklearn.pipeline import Pipeline
 
 from forecast.config import Settings
 from forecast.evaluate import classification_metrics
+from forecast.features.splits import summary_test_cut
 from forecast.io import write_text
 from forecast.train import TrainResult
 
@@ -396,10 +397,9 @@ def _rows_unseen_by(run_id: str, test: pd.DataFrame, settings: Settings) -> tupl
     splits = run_splits(run_id, settings)
     if splits is None:
         return everything, "; the champion's splits are unknown"
-    cuts = splits.get("cuts")
-    if splits.get("method") != "time" or not cuts or "as_of" not in test.columns:
+    cut = summary_test_cut(splits)
+    if cut is None or "as_of" not in test.columns:
         return everything, "; the champion was split without time, so it may have trained on some rows"
-    cut = pd.Timestamp(cuts[1])
     return np.flatnonzero(pd.to_datetime(test["as_of"]).to_numpy() >= np.datetime64(cut)), ""
 
 

@@ -53,3 +53,16 @@ def test_win_time_quantile_weighs_later_wins_up_where_deals_were_censored() -> N
 
 def test_win_time_quantile_without_wins_is_none() -> None:
     assert win_time_quantile(np.array([3.0, 4.0]), np.array(["lost", "open"]), 0.9) is None
+
+
+def test_stage_incidence_reads_the_same_curve_at_its_horizon() -> None:
+    """The small-data stage model and the horizon share one Aalen-Johansen curve."""
+    from forecast.models.stage_incidence import win_incidence
+
+    days = np.array([10, 10, 30, 15, 15, 8], dtype=float)
+    causes = np.array([1, 1, 1, 0, 0, 2])
+    # S drops to 5/6 at the loss on day 8; 2 wins of 5 at risk on day 10; 1 of 1 on day 30
+    assert win_incidence(days, causes, 5.0) == (0.0, 6)
+    assert win_incidence(days, causes, 20.0)[0] == pytest.approx(5 / 6 * 2 / 5)
+    assert win_incidence(days, causes, 30.0)[0] == pytest.approx(5 / 6 * 2 / 5 + 5 / 6 * 3 / 5 * 1)
+    assert win_incidence(np.array([np.nan]), np.array([1]), 30.0)[1] == 0

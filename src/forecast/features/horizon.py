@@ -51,6 +51,33 @@ def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float 
     return float(times[hit[0]]) if len(hit) else None
 
 
+def win_incidence_curve(durations: np.ndarray, causes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Aalen-Johansen cumulative incidence of winning, losses a competing risk.
+
+    Args:
+        durations: Days to the close, or to censoring, per subject.
+        causes: 1 won, 2 lost, 0 still open (censored at ``durations``).
+
+    Returns:
+        The close times (sorted, unique) and the incidence of winning by each of them (empty
+        arrays without any close).
+    """
+    d = np.asarray(durations, dtype=float)
+    c = np.asarray(causes, dtype=int)
+    keep = np.isfinite(d)
+    d, c = np.maximum(d[keep], 0.0), c[keep]
+    closed = c > 0
+    times = np.unique(d[closed])
+    if len(times) == 0:
+        return times, np.zeros(0)
+    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    slot = np.searchsorted(times, d[closed])
+    closes = np.bincount(slot, minlength=len(times))
+    wins = np.bincount(slot[c[closed] == 1], minlength=len(times))
+    survival_before = np.concatenate([[1.0], np.cumprod(1.0 - closes / at_risk)[:-1]])
+    return times, np.cumsum(survival_before * wins / at_risk)
+
+
 def win_time_quantile(durations: np.ndarray, outcome: np.ndarray, q: float) -> float | None:
     """The ``q`` quantile of the time to a win among deals that win, from censored data.
 
@@ -60,25 +87,17 @@ def win_time_quantile(durations: np.ndarray, outcome: np.ndarray, q: float) -> f
         q: Quantile in (0, 1).
 
     Returns:
-        The first win time at which the Aalen-Johansen cumulative incidence of winning reaches
-        ``q`` times its value at the last close seen; ``None`` without any win.
+        The first win time at which the Aalen-Johansen cumulative incidence of winning
+        (:func:`win_incidence_curve`) reaches ``q`` times its value at the last close seen;
+        ``None`` without any win.
     """
     if not 0 < q < 1:
         raise ValueError(f"quantile must be in (0, 1), got {q}")
-    d = np.asarray(durations, dtype=float)
     o = np.asarray(outcome).astype(str)
-    keep = np.isfinite(d)
-    d, o = np.maximum(d[keep], 0.0), o[keep]
-    closed = (o == "won") | (o == "lost")
-    if not (o == "won").any():
+    causes = np.where(o == "won", 1, np.where(o == "lost", 2, 0))
+    times, incidence = win_incidence_curve(durations, causes)
+    if len(incidence) == 0 or incidence[-1] <= 0:
         return None
-    times = np.unique(d[closed])
-    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
-    slot = np.searchsorted(times, d[closed])
-    events = np.bincount(slot, minlength=len(times))
-    wins = np.bincount(slot[o[closed] == "won"], minlength=len(times))
-    survival_before = np.concatenate([[1.0], np.cumprod(1.0 - events / at_risk)[:-1]])
-    incidence = np.cumsum(survival_before * wins / at_risk)
     hit = np.flatnonzero(incidence >= q * incidence[-1] - 1e-12)
     return float(times[hit[0]])
 

@@ -14,6 +14,7 @@ little validation data on a short history).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,20 @@ def time_splits(
     return Splits(
         parts[0], parts[1], parts[2], (c1, c2), gap_days, valid_gap_days, int((~keep).sum()), ranges
     )
+
+
+def summary_test_cut(summary: Mapping[str, Any] | None) -> pd.Timestamp | None:
+    """The test cut recorded in a run's split summary (``method`` ``time``, ``cuts``).
+
+    Rows dated at or after it were never trained or calibrated on by that run's evaluation model.
+
+    Returns:
+        ``None`` when the summary is missing or the split was not in time.
+    """
+    if not summary or summary.get("method") != "time":
+        return None
+    cuts = summary.get("cuts") or []
+    return pd.Timestamp(cuts[1]) if len(cuts) >= 2 else None
 
 
 def _cut(sorted_times: np.ndarray, dates: np.ndarray, position: int, first: int) -> pd.Timestamp:

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from forecast.features.horizon import win_incidence_curve
+
 _EPS = 1e-6
 
 
@@ -34,21 +36,12 @@ def win_incidence(durations: np.ndarray, causes: np.ndarray, horizon: float) -> 
         The incidence (``nan`` without rows) and the number of rows.
     """
     d = np.asarray(durations, dtype=float)
-    c = np.asarray(causes, dtype=int)
-    keep = np.isfinite(d)
-    d, c = d[keep], c[keep]
-    if len(d) == 0:
+    n = int(np.isfinite(d).sum())
+    if n == 0:
         return float("nan"), 0
-    event = (c > 0) & (d <= horizon)
-    times = np.unique(d[event])
-    if len(times) == 0:
-        return 0.0, len(d)
-    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
-    slot = np.searchsorted(times, d[event])
-    wins = np.bincount(slot[c[event] == 1], minlength=len(times))
-    closes = np.bincount(slot, minlength=len(times))
-    survival_before = np.concatenate([[1.0], np.cumprod(1.0 - closes / at_risk)[:-1]])
-    return float(np.sum(survival_before * wins / at_risk)), len(d)
+    times, incidence = win_incidence_curve(d, causes)
+    upto = np.searchsorted(times, horizon, side="right")
+    return (float(incidence[upto - 1]) if upto else 0.0), n
 
 
 class StageWinIncidence(BaseEstimator, ClassifierMixin):

@@ -20,6 +20,7 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
+from forecast.features.splits import summary_test_cut
 from forecast.revenue.forecast import ALL, Period, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (
@@ -61,12 +62,10 @@ def unseen_from(*splits: Mapping[str, Any] | None) -> pd.Timestamp | None:
     Returns:
         The latest test cut, or ``None`` when a split is unknown or not in time.
     """
-    cuts = []
-    for split in splits:
-        if not split or split.get("method") != "time" or len(split.get("cuts") or []) < 2:
-            return None
-        cuts.append(pd.Timestamp(split["cuts"][1]))
-    return max(cuts) if cuts else None
+    cuts = [summary_test_cut(split) for split in splits]
+    if not cuts or any(c is None for c in cuts):
+        return None
+    return max(c for c in cuts if c is not None)
 
 
 @dataclass
