@@ -138,6 +138,48 @@ def expected_calibration_error(y_true: Any, p: Any, n_bins: int = 10) -> float:
     return _ece(y, scores, n_bins)
 
 
+def ece_noise_floor(
+    p: Any, groups: Any = None, n_bins: int = 10, n_draws: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """The ECE a perfectly calibrated model would score on these predictions, by chance alone.
+
+    Labels are drawn from the predictions themselves (``y ~ Bernoulli(p)``: consistency resampling)
+    and the ECE of each draw is computed; on a few hundred outcomes it is far from zero. Rows that
+    share a group (the weekly snapshots of one deal share its one outcome) share one uniform draw, so
+    the floor reflects the number of outcomes, not of rows.
+
+    Args:
+        p: Predicted probabilities.
+        groups: Optional group key per row (e.g. the deal id); rows of a group share one draw.
+        n_bins: Equal-width bins, as :func:`expected_calibration_error`.
+        n_draws: Label draws.
+        seed: Seed of the draws.
+
+    Returns:
+        The mean and the 90th percentile of the ECE over the draws.
+    """
+    _check_bins(n_bins)
+    scores = np.asarray(p, dtype=float).ravel()
+    if scores.size == 0:
+        raise ValueError("no predictions")
+    _validate(np.zeros(scores.size, dtype=int), scores)
+    codes = (
+        np.arange(scores.size)
+        if groups is None
+        else pd.factorize(pd.Series(np.asarray(groups)).astype(str))[0]
+    )
+    bins = _bin_index(scores, n_bins)
+    mean_p = np.bincount(bins, weights=scores, minlength=n_bins)
+    rng = np.random.default_rng(seed)
+    n_groups = int(codes.max()) + 1
+    eces = np.empty(n_draws)
+    for k in range(n_draws):
+        y = (rng.random(n_groups)[codes] < scores).astype(float)
+        gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - mean_p)
+        eces[k] = gap.sum() / scores.size
+    return float(eces.mean()), float(np.quantile(eces, 0.9))
+
+
 def reliability_table(y_true: Any, p: Any, n_bins: int = 10) -> pd.DataFrame:
     """Observed positive rate against mean score per equal-width score bin.
 

@@ -42,7 +42,7 @@ from forecast.data.as_of import crm_as_of
 from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.data.simulate import Simulation, simulate_crm
 from forecast.data.simulation.worlds import World
-from forecast.evaluate import expected_calibration_error
+from forecast.evaluate import ece_noise_floor, expected_calibration_error
 from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
@@ -230,6 +230,9 @@ def evaluate_deal_win(
             "auc_creation": _auc(y[creation], p[creation]),
         }
     )
+    if len(p):
+        floor, floor_q90 = ece_noise_floor(p, groups=rows["opportunity_id"].to_numpy())
+        out["ece_noise"], out["ece_noise_q90"] = round(floor, 4), round(floor_q90, 4)
     per_stage = _stage_ece(y, p, rows["stage"], rows["opportunity_id"])
     out["ece_by_stage"] = per_stage or None
     out["stage_ece_max"] = max(per_stage.values()) if per_stage else None

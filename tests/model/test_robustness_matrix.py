@@ -39,6 +39,12 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
         "history-9m": "ECE 0.045 on 322 future deals",
         "stages-8": "ECE 0.053 on 391 future deals",
     },
+    "within_noise": {
+        "history-3m": "ECE 0.146 against 0.043 that a calibrated model exceeds one time in ten on these "
+        "deals: the 49-day stage model under-predicts eventual wins (mean 0.27, realised 0.41)",
+        "stages-8": "ECE 0.053 against 0.048 (90th percentile of a calibrated model's on these deals); "
+        "business_case and evaluation off by 0.14-0.15",
+    },
 }
 """Cases measured failing after the issue-15 training fixes (docs/models.md), kept visible as
 ``xfail(strict=True)``: a fix that makes one pass turns the mark into a failure to remove it."""
@@ -88,3 +94,18 @@ def test_deal_win_is_calibrated_on_the_future(name: str) -> None:
     deal = _result(name)["deal_eval"]
     assert deal.get("ece") is not None, "no deal-win model to judge"
     assert deal["ece"] <= ECE_MAX, deal
+
+
+@pytest.mark.parametrize("name", [_case(n, "within_noise") for n in WORLDS])
+def test_deal_win_calibration_error_is_within_sampling_noise(name: str) -> None:
+    """ECE 0.03 cannot be told from chance on a few hundred future deals; this asks what can be told.
+
+    A perfectly calibrated model scores a positive ECE on a finite sample (labels drawn from its own
+    probabilities, one draw per deal shared by its snapshots: ``ece_noise_floor``). The model must
+    stay within the 90th percentile of that, or within ``ECE_MAX`` where the sample is large enough
+    for the floor to be below it.
+    """
+    deal = _result(name)["deal_eval"]
+    assert deal.get("ece") is not None, "no deal-win model to judge"
+    assert 0.0 < deal["ece_noise"] <= deal["ece_noise_q90"], deal
+    assert deal["ece"] <= max(ECE_MAX, deal["ece_noise_q90"]), deal

@@ -13,6 +13,7 @@ from forecast.evaluate import (
     classification_metrics,
     compare_models,
     decile_table,
+    ece_noise_floor,
     expected_calibration_error,
     reliability_plot,
     reliability_table,
@@ -242,3 +243,29 @@ def test_segment_calibration_single_class_segment_has_nan_auc() -> None:
 def test_segment_calibration_length_mismatch() -> None:
     with pytest.raises(ValueError, match="same length"):
         segment_calibration([0, 1], [0.1, 0.2], pd.Series(["a"]))
+
+
+def test_ece_noise_floor_matches_the_ece_of_calibrated_labels() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, 400)
+    mean, q90 = ece_noise_floor(p, n_draws=400, seed=1)
+    draws = [expected_calibration_error((rng.uniform(size=p.size) < p).astype(int), p) for _ in range(400)]
+    assert mean == pytest.approx(float(np.mean(draws)), rel=0.1)
+    assert mean < q90 < 2.5 * mean
+    # on 400 outcomes a calibrated model is off by several points; on 40 000 by a fraction of one
+    assert mean > 0.02
+    assert ece_noise_floor(rng.uniform(0.05, 0.95, 40_000), n_draws=50)[0] < 0.01
+
+
+def test_ece_noise_floor_counts_outcomes_not_rows() -> None:
+    p = np.repeat(np.random.default_rng(4).uniform(0.1, 0.9, 100), 10)
+    rows_alone = ece_noise_floor(p, n_draws=300)[0]
+    per_deal = ece_noise_floor(p, groups=np.repeat(np.arange(100), 10), n_draws=300)[0]
+    assert per_deal > 2 * rows_alone
+
+
+def test_ece_noise_floor_refuses_what_is_not_a_probability() -> None:
+    with pytest.raises(ValueError, match="probabilities"):
+        ece_noise_floor(np.array([0.2, 1.5]))
+    with pytest.raises(ValueError, match="no predictions"):
+        ece_noise_floor(np.array([]))
