@@ -298,7 +298,9 @@ def _baselines(data: ModelInput) -> dict[str, Any]:
         "base_rate": BaseRateClassifier(),
         "naive_bayes": NaiveBayesBaseline(categorical=data.categorical or None),
         "logistic": LogisticBaseline(
-            categorical=data.categorical, numeric=[f for f in data.features if f not in data.categorical]
+            categorical=data.categorical,
+            numeric=[f for f in data.features if f not in data.categorical],
+            C="cv",
         ),
     }
     if not data.categorical:
@@ -470,7 +472,10 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
     baselines: dict[str, dict[str, float]] = {}
     # Baselines learn from the same rows as the evaluation model: equal information.
     for name, est in _baselines(data).items():
-        est.fit(x.iloc[fit_rows], y_all[fit_rows])
+        if isinstance(est, LogisticBaseline):
+            est.fit(x.iloc[fit_rows], y_all[fit_rows], groups=ids.iloc[fit_rows])
+        else:
+            est.fit(x.iloc[fit_rows], y_all[fit_rows])
         p = est.predict_proba(x.iloc[test])[:, 1]
         baselines[name] = {**classification_metrics(y_test, p), **paired_brier_gap(y_test, p_test, p)}
         reliability[name] = reliability_table(y_test, p)

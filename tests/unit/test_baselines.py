@@ -266,3 +266,44 @@ def test_naive_bayes_with_an_all_missing_field_is_quiet() -> None:
         model = NaiveBayesBaseline(categorical=["a", "b"]).fit(x, np.array([1, 0, 1, 0]))
         p = model.predict_proba(x)[:, 1]
     assert p[0] > 0.5 > p[1]
+
+
+def _snapshots_of_entities(
+    seed: int, entities: int, copies: int, noise_columns: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Entities repeated as near-identical rows (weekly snapshots), one signal column, many noise ones."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=entities)
+    y_entity = (rng.uniform(size=entities) < 1 / (1 + np.exp(-signal))).astype(int)
+    noise = rng.normal(size=(entities, noise_columns))
+    ids = np.repeat(np.arange(entities), copies)
+    x = np.column_stack([signal, noise])[ids] + rng.normal(
+        scale=0.01, size=(entities * copies, noise_columns + 1)
+    )
+    frame = pd.DataFrame(x, columns=["signal"] + [f"n{i}" for i in range(noise_columns)])
+    return frame, y_entity[ids], ids
+
+
+def test_logistic_cv_chooses_c_by_whole_entities_and_generalises_better() -> None:
+    x, y, ids = _snapshots_of_entities(0, 300, 8, 60)
+    x_new, y_new, _ = _snapshots_of_entities(1, 2000, 1, 60)
+    fixed = LogisticBaseline(C=1.0).fit(x, y)
+    tuned = LogisticBaseline(C="cv").fit(x, y, groups=ids)
+    assert set(tuned.cv_log_loss_) == {0.001, 0.01, 0.1, 1.0}
+    assert tuned.C_ < 1.0
+    assert tuned.cv_log_loss_[tuned.C_] == min(tuned.cv_log_loss_.values())
+
+    def loss(model: LogisticBaseline) -> float:
+        p = np.clip(model.predict_proba(x_new)[:, 1], 1e-9, 1 - 1e-9)
+        return float(-np.mean(y_new * np.log(p) + (1 - y_new) * np.log(1 - p)))
+
+    assert loss(tuned) < loss(fixed) - 0.02
+    assert fixed.C_ == 1.0 and fixed.cv_log_loss_ == {}
+
+
+def test_logistic_refuses_an_unknown_c_rule_and_misaligned_groups() -> None:
+    x, y, ids = _snapshots_of_entities(2, 40, 2, 2)
+    with pytest.raises(ValueError, match="'cv'"):
+        LogisticBaseline(C="auto").fit(x, y)
+    with pytest.raises(ValueError, match="groups has 3 values"):
+        LogisticBaseline(C="cv").fit(x, y, groups=ids[:3])

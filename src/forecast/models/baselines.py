@@ -8,8 +8,9 @@ parameters live in ``__init__`` only (so :func:`sklearn.base.clone` works), fitt
 - :class:`BaseRateClassifier`: the training positive rate for everyone.
 - :class:`StageWinRateBaseline`: the historical win rate of the deal's stage (stage-weighted forecast).
 - :class:`NaiveBayesBaseline`: Odoo CRM's predictive lead scoring (naive Bayes on categorical fields).
-- :class:`LogisticBaseline`: one-hot + scaled logistic regression; with small ``C`` it is the
-  regularised model used when data is scarce.
+- :class:`LogisticBaseline`: one-hot + scaled logistic regression; ``C="cv"`` chooses its
+  regularisation by grouped cross-validation (the baseline the learned models are judged
+  against); with a small fixed ``C`` it is the regularised model used when data is scarce.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from forecast.evaluate import binary_labels
 
 MISSING_LEVEL = "(missing)"
 """Level that replaces missing categorical values in :class:`LogisticBaseline`."""
+
+C_GRID = (0.001, 0.01, 0.1, 1.0)
+"""Regularisation strengths :class:`LogisticBaseline` chooses from with ``C="cv"``."""
+
+CV_MAX_ROWS = 20_000
+"""Rows (whole groups, drawn at random) the choice of ``C`` is made on; the final fit uses all."""
 
 MIN_CATEGORY_COUNT = 5
 """Levels seen fewer times than this in training are pooled into one "infrequent" level."""
@@ -315,7 +322,11 @@ class LogisticBaseline(_BinaryFrameClassifier):
         categorical: Categorical columns; ``None`` = object/category/bool/string columns at fit.
         numeric: Numeric columns; ``None`` = number columns at fit. Inferred or given, columns that
             are entirely missing at fit are dropped (see ``dropped_columns_``).
-        C: Inverse L2 regularisation strength.
+        C: Inverse L2 regularisation strength, or ``"cv"``: chosen from :data:`C_GRID` by the
+            log loss of a 3-fold cross-validation whose folds keep each group (``groups`` of
+            :meth:`fit`, e.g. the weekly snapshots of one deal) together. Rows of one entity are
+            near copies, so a ``C`` fitted to them without grouping overfits: on the default CRM's
+            deal snapshots ``C=1`` scored test ECE 0.10 and ``C`` chosen this way 0.05.
         max_levels: Maximum one-hot columns per categorical column.
         random_state: Seed passed to the solver.
 
@@ -325,13 +336,15 @@ class LogisticBaseline(_BinaryFrameClassifier):
         dropped_columns_: Requested or inferred columns dropped because they were all missing.
         pipeline_: The fitted sklearn ``Pipeline`` (preprocessing + ``LogisticRegression``) taking
             ``X[categorical_ + numeric_]``.
+        C_: The regularisation strength used.
+        cv_log_loss_: Cross-validated log loss per candidate ``C`` (``C="cv"`` only).
     """
 
     def __init__(
         self,
         categorical: list[str] | None = None,
         numeric: list[str] | None = None,
-        C: float = 1.0,  # noqa: N803
+        C: float | str = 1.0,  # noqa: N803
         max_levels: int = 50,
         random_state: int = 0,
     ) -> None:
@@ -341,8 +354,14 @@ class LogisticBaseline(_BinaryFrameClassifier):
         self.max_levels = max_levels
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:  # noqa: N803
-        """Fit the preprocessing and the logistic regression."""
+    def fit(self, X: pd.DataFrame, y: Any, groups: Any = None) -> LogisticBaseline:  # noqa: N803
+        """Fit the preprocessing and the logistic regression.
+
+        Args:
+            X: Rows.
+            y: Binary labels.
+            groups: Optional group of each row (kept within one fold when ``C="cv"``).
+        """
         frame, labels = _fit_target(X, y)
         if np.unique(labels).size < 2:
             raise ValueError("LogisticBaseline needs both classes in y; use BaseRateClassifier instead")
@@ -355,12 +374,51 @@ class LogisticBaseline(_BinaryFrameClassifier):
         self.numeric_ = [c for c in numeric if c not in empty]
         if not self.categorical_ + self.numeric_:
             raise ValueError("LogisticBaseline found no usable columns in X")
-        self.pipeline_ = self._build_pipeline()
-        self.pipeline_.fit(frame[self.categorical_ + self.numeric_], labels)
+        used = frame[self.categorical_ + self.numeric_]
+        self.cv_log_loss_: dict[float, float] = {}
+        if isinstance(self.C, str):
+            if self.C != "cv":
+                raise ValueError(f"C must be a positive number or 'cv', got {self.C!r}")
+            self.cv_log_loss_ = self._cv_losses(used, labels, groups)
+            self.C_ = min(self.cv_log_loss_, key=lambda c: (self.cv_log_loss_[c], c))
+        else:
+            self.C_ = float(self.C)
+        self.pipeline_ = self._build_pipeline(self.C_)
+        self.pipeline_.fit(used, labels)
         self._set_fitted_frame(frame)
         return self
 
-    def _build_pipeline(self) -> Pipeline:
+    def _cv_losses(self, frame: pd.DataFrame, labels: np.ndarray, groups: Any) -> dict[float, float]:
+        """Grouped 3-fold cross-validated log loss of each candidate ``C`` (on at most CV_MAX_ROWS)."""
+        from sklearn.metrics import log_loss
+        from sklearn.model_selection import GroupKFold
+
+        keys = np.arange(len(frame)) if groups is None else pd.factorize(pd.Series(np.asarray(groups)))[0]
+        if len(keys) != len(frame):
+            raise ValueError(f"groups has {len(keys)} values for {len(frame)} rows")
+        rng = np.random.default_rng(self.random_state)
+        if len(frame) > CV_MAX_ROWS:
+            order = rng.permutation(int(keys.max()) + 1)
+            sizes = np.bincount(keys)[order]
+            chosen = order[: max(1, int(np.searchsorted(np.cumsum(sizes), CV_MAX_ROWS)))]
+            rows = np.flatnonzero(np.isin(keys, chosen))
+            frame, labels, keys = frame.iloc[rows], labels[rows], keys[rows]
+        n_groups = np.unique(keys).size
+        if n_groups < 3 or np.unique(labels).size < 2:
+            return {1.0: float("nan")}
+        losses: dict[float, float] = {}
+        for c in C_GRID:
+            oof = np.empty(len(labels))
+            for train, held in GroupKFold(n_splits=3).split(frame, labels, keys):
+                if np.unique(labels[train]).size < 2:
+                    oof[held] = labels[train].mean()
+                    continue
+                fold = self._build_pipeline(c).fit(frame.iloc[train], labels[train])
+                oof[held] = fold.predict_proba(frame.iloc[held])[:, 1]
+            losses[c] = float(log_loss(labels, np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1]))
+        return losses
+
+    def _build_pipeline(self, c: float) -> Pipeline:
         transformers: list[tuple[str, Any, list[str]]] = []
         if self.numeric_:
             numeric = Pipeline(
@@ -387,7 +445,7 @@ class LogisticBaseline(_BinaryFrameClassifier):
                 ]
             )
             transformers.append(("categorical", categorical, self.categorical_))
-        model = LogisticRegression(C=self.C, max_iter=2000, class_weight=None, random_state=self.random_state)
+        model = LogisticRegression(C=c, max_iter=2000, class_weight=None, random_state=self.random_state)
         return Pipeline([("preprocess", ColumnTransformer(transformers, remainder="drop")), ("model", model)])
 
     def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
