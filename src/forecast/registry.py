@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from forecast.config import Settings
 from forecast.evaluate import classification_metrics
 from forecast.features.splits import summary_test_cut
-from forecast.io import write_text
+from forecast.io import csv_text, write_text
 from forecast.train import TrainResult
 
 CHAMPION = "champion"
@@ -136,10 +136,10 @@ def log_trained_model(
         mlflow.log_dict(result.splits, "evaluation/splits.json")
         mlflow.log_dict(result.data, "evaluation/data_identity.json")
         mlflow.log_dict(result.summary(), "evaluation/summary.json")
-        mlflow.log_text(result.deciles.to_csv(index=False), "evaluation/deciles.csv")
-        mlflow.log_text(result.importance.to_csv(index=False), "evaluation/feature_importance.csv")
+        mlflow.log_text(csv_text(result.deciles), "evaluation/deciles.csv")
+        mlflow.log_text(csv_text(result.importance), "evaluation/feature_importance.csv")
         for seg, table in result.segments.items():
-            mlflow.log_text(table.to_csv(index=False), f"evaluation/calibration_by_{seg}.csv")
+            mlflow.log_text(csv_text(table), f"evaluation/calibration_by_{seg}.csv")
         mlflow.log_text(card, CARD)
         with tempfile.TemporaryDirectory() as tmp:
             from forecast.evaluate import reliability_plot

@@ -1,0 +1,122 @@
+"""Hostile input (issue 21): formula cells, huge files, path-like names, file modes, echoed values."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from forecast.io import (
+    csv_safe_frame,
+    csv_text,
+    current_umask,
+    neutralise_cell,
+    write_csv,
+    write_frame,
+    write_text,
+)
+
+HOSTILE = ["=1+10", "+1+2", "-1+2", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://e")']
+
+
+# --- 1. CSV formula injection ---------------------------------------------------------------------
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_cell_that_starts_a_formula_gets_a_quote(value: str) -> None:
+    assert neutralise_cell(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", ["-5", "+1.5", "-2e5", "3", ".5", "R1", "a=b", "", "'=x"])
+def test_plain_numbers_and_harmless_text_are_kept(value: str) -> None:
+    assert neutralise_cell(value) == value
+
+
+def test_write_frame_csv_neutralises_ids_headers_and_values_but_not_numbers(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["=1+10", "R2", "@me"],
+            "=1+Visits": [-3, 4, 5],  # a hostile header over a numeric column
+            "reason": ["=1+Visits = 2", "-x", None],
+            "amount": [-1.5, 2.0, np.nan],
+            "level": pd.Categorical(["+a", "b", "+a"]),
+            "mixed": pd.Series([-7, "=2+5", 1.0], dtype=object),
+        }
+    )
+    path = tmp_path / "scores.csv"
+    write_frame(frame, path, "csv")
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0] == "id,'=1+Visits,reason,amount,level,mixed"
+    assert lines[1] == "'=1+10,-3,'=1+Visits = 2,-1.5,'+a,-7"
+    assert lines[2] == "R2,4,'-x,2.0,b,'=2+5"
+    assert lines[3] == "'@me,5,,,'+a,1.0"
+    for line in lines:
+        for cell in line.split(","):
+            assert not cell.startswith(("=", "+", "@", "\t", "\r")), line
+    # the frame itself is not changed: Parquet and JSON keep raw values
+    assert frame.loc[0, "id"] == "=1+10" and list(frame.columns)[1] == "=1+Visits"
+    write_frame(frame.drop(columns="mixed"), tmp_path / "scores.parquet")
+    raw = pq.read_table(tmp_path / "scores.parquet").to_pandas()
+    assert raw.loc[0, "id"] == "=1+10" and "=1+Visits" in raw.columns
+
+
+def test_csv_text_and_streams_are_neutralised_too() -> None:
+    frame = pd.DataFrame({"feature": ["=cmd|' /C calc'!A0"], "gain": [-0.5]})
+    assert csv_text(frame).splitlines()[1] == "'=cmd|' /C calc'!A0,-0.5"
+    buffer = io.StringIO()
+    write_csv(frame, buffer)
+    assert buffer.getvalue().splitlines()[1].startswith("'=cmd")
+
+
+def test_a_frame_without_hostile_cells_is_returned_as_is() -> None:
+    frame = pd.DataFrame({"id": ["R1", "R2"], "x": [-1, 2]})
+    assert csv_safe_frame(frame) is frame
+
+
+def test_the_rejects_of_a_batch_score_hold_no_formula(tmp_path: Path) -> None:
+    from forecast.batch import rejects_path
+
+    rejects = pd.DataFrame(
+        {
+            "source_row": [4],
+            "id": ["=1+3"],
+            "column": ["=1+Visits"],
+            "rule": ["not_a_number"],
+            "value": ["=2+5"],
+            "message": ["'=1+Visits' expects a number"],
+        }
+    )
+    path = rejects_path(tmp_path / "scores.csv")
+    write_frame(rejects, path, "csv")
+    back = pd.read_csv(path, dtype=str)
+    assert back.loc[0, "id"] == "'=1+3" and back.loc[0, "column"] == "'=1+Visits"
+    assert back.loc[0, "value"] == "'=2+5" and back.loc[0, "source_row"] == "4"
+
+
+# --- 5. one file-permission policy -----------------------------------------------------------------
+@pytest.fixture
+def umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_the_umask(tmp_path: Path, umask: None, mask: int, mode: int) -> None:
+    os.umask(mask)
+    assert current_umask() == mask
+    write_text(tmp_path / "a.txt", "x")
+    write_frame(pd.DataFrame({"a": [1]}), tmp_path / "a.parquet")
+    write_frame(pd.DataFrame({"a": [1]}), tmp_path / "a.csv", "csv")
+    for name in ("a.txt", "a.parquet", "a.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what open() gives: the same policy as the warehouse and MLflow files
+    assert stat.S_IMODE(plain.stat().st_mode) == mode
