@@ -314,3 +314,38 @@ def test_the_split_of_a_flat_export_is_explicit(tmp_path: Path) -> None:
     assert mixed["splits"]["method"] == "stratified"
     refused = runner.invoke(app, [*base, "--split", "time", "--json"], env=env)
     assert refused.exit_code == 2 and "--time" in json.loads(refused.stdout)["error"]
+
+
+def test_hostile_export_trains_and_scores_without_formula_cells(tmp_path: Path) -> None:
+    """Issue 21: ids, headers and values that start a formula, and a header LightGBM refuses."""
+    env = cli_env(tmp_path)
+    frame = _flat_export(tmp_path / "export.csv", 2000, 1)
+    frame = frame.rename(columns={"Website Visits": "=1+Visits", "Employees": 'Size "approx", [n]'})
+    frame["Record ID"] = [f"=1+{i}" if i % 2 else f"R{i}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "export.csv", index=False)
+    trained = _cli(
+        env, "train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted",
+        "--model-name", "hostile", "--promote",
+    )  # fmt: skip
+    assert any("renamed column(s) for the model" in w for w in trained["warnings"]), trained
+    new = frame.drop(columns="Converted").head(20).astype(object)
+    new.loc[3, "=1+Visits"] = "=2+5"
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "scores.csv"
+    summary = _cli(env, "score", "leads", "--input", str(tmp_path / "new.csv"), "--output", str(out),
+                   "--model", "hostile")  # fmt: skip
+    assert summary["rejected"] == 1
+    for path in (out, tmp_path / "scores.rejects.csv"):
+        cells = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert not [c for c in cells.columns if c.startswith(("=", "+", "-", "@"))]
+        for column in cells.columns:
+            bad = cells[column][cells[column].str.startswith(("=", "+", "@", "\t", "\r"))]
+            assert bad.empty, (path.name, column, bad.tolist())
+    scores = pd.read_csv(out, dtype=str)
+    assert "'=1+1" in set(scores["Record ID"])
+    assert (
+        scores["reason_up_1"].str.startswith("'=1+Visits").any()
+        or scores["reason_down_1"].str.startswith("'=1+Visits").any()
+    )
+    rejects = pd.read_csv(tmp_path / "scores.rejects.csv", dtype=str)
+    assert rejects.loc[0, "column"] == "'=1+Visits" and rejects.loc[0, "value"] == "'=2+5"

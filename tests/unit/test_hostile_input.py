@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from forecast.errors import truncate
+from forecast.features.tabular import prepare_flat_export, safe_feature_names
 from forecast.io import (
     csv_safe_frame,
     csv_text,
@@ -120,3 +122,48 @@ def test_atomic_writes_follow_the_umask(tmp_path: Path, umask: None, mask: int, 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")  # what open() gives: the same policy as the warehouse and MLflow files
     assert stat.S_IMODE(plain.stat().st_mode) == mode
+
+
+# --- 2. echoed values and any header character -----------------------------------------------------
+def test_echoed_values_are_truncated() -> None:
+    assert truncate("x" * 10) == "x" * 10
+    cut = truncate("y" * 1_000_000)
+    assert len(cut) < 260 and cut.startswith("y" * 200) and cut.endswith("(1,000,000 chars)")
+
+
+def test_headers_lightgbm_refuses_get_safe_unique_names() -> None:
+    names = safe_feature_names(['Size "approx"', "Size _approx_", "a:b", "x[0]", "{k}", "tab\there", "ok"])
+    assert names == {
+        'Size "approx"': "Size _approx_",
+        "Size _approx_": "Size _approx__2",
+        "a:b": "a_b",
+        "x[0]": "x_0_",
+        "{k}": "_k_",
+        "tab\there": "tab_here",
+        "ok": "ok",
+    }
+
+
+def test_a_flat_export_with_json_characters_in_headers_trains_lightgbm() -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    n = 400
+    visits = rng.poisson(2, n)
+    frame = pd.DataFrame(
+        {
+            "Record ID": [f"R{i}" for i in range(n)],
+            'Visits "web", [all]': visits.astype(str),
+            "Region:{x}": rng.choice(["EU", "US"], n),
+            "Converted": np.where(rng.random(n) < 0.2 + 0.1 * (visits > 2), "Yes", "No"),
+        }
+    )
+    export = prepare_flat_export(frame, target="Converted")
+    features = export.feature_columns
+    assert "Visits _web__ _all_" in features
+    assert any("renamed column(s) for the model" in w and "Visits" in w for w in export.warnings)
+    spec = export.preparer_spec()
+    assert {f["source"] for f in spec["features"]} >= {'Visits "web", [all]'}
+    x = export.table[features].apply(lambda c: c.astype("category") if c.dtype == object else c)
+    model = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(x, export.table["label_target"].astype(int))
+    assert len(model.booster_.feature_name()) == len(features)
