@@ -30,6 +30,7 @@ from forecast.io import write_frame
 from forecast.models import fastpath
 from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import CalibratedLGBMClassifier
+from forecast.names import check_name
 from forecast.registry import LoadedModel, load_model
 
 CHUNK = 20_000
@@ -488,6 +489,9 @@ def score_job(
     Returns:
         The summary: rows in, scored, rejected, as_of, model version, bands, files.
     """
+    check_name(model_name, "model name")
+    if close_model is not None:
+        check_name(close_model, "close model name")
     if write_to_warehouse and input_path is not None:
         raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
     model = _load(model_name, settings, alias, version)

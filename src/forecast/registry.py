@@ -30,6 +30,7 @@ from forecast.config import Settings
 from forecast.evaluate import classification_metrics
 from forecast.features.splits import summary_test_cut
 from forecast.io import csv_text, write_text
+from forecast.names import check_name
 from forecast.train import TrainResult
 
 CHAMPION = "champion"
@@ -55,7 +56,7 @@ def ensure_experiment(name: str, settings: Settings) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    location = (settings.mlflow_artifacts / name).resolve()
+    location = (settings.mlflow_artifacts / check_name(name, "experiment")).resolve()
     location.mkdir(parents=True, exist_ok=True)
     return str(c.create_experiment(name, artifact_location=location.as_uri()))
 
@@ -438,7 +439,7 @@ def write_champion_card(
     """Copy the champion's card (and its metrics) to ``<models_dir>/<name>/``."""
     with _downloaded(run_id, CARD, settings) as path:
         card = path.read_text(encoding="utf-8")
-    folder = settings.models_dir / name
+    folder = settings.models_dir / check_name(name)
     write_text(
         folder / CARD, card.replace(f"# Model card: {name}\n", f"# Model card: {name} v{version}\n", 1)
     )

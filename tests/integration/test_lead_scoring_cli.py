@@ -349,3 +349,21 @@ def test_hostile_export_trains_and_scores_without_formula_cells(tmp_path: Path) 
     )
     rejects = pd.read_csv(tmp_path / "scores.rejects.csv", dtype=str)
     assert rejects.loc[0, "column"] == "'=1+Visits" and rejects.loc[0, "value"] == "'=2+5"
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "has space", ".hidden"])
+def test_a_path_like_model_name_exits_2_before_any_work(tmp_path: Path, name: str) -> None:
+    env = cli_env(tmp_path)
+    _flat_export(tmp_path / "export.csv", 200, 1)
+    trained = _cli(
+        env, "train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted",
+        "--model-name", name, code=2,
+    )  # fmt: skip
+    assert "--model-name" in trained["error"] and "is not a valid name" in trained["error"]
+    scored = _cli(
+        env, "score", "leads", "--input", str(tmp_path / "export.csv"), "--output",
+        str(tmp_path / "out.csv"), "--model", name, code=2,
+    )  # fmt: skip
+    assert "--model" in scored["error"] and "letters, digits" in scored["error"]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "models").exists()
+    assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "out.csv").exists()

@@ -167,3 +167,59 @@ def test_a_flat_export_with_json_characters_in_headers_trains_lightgbm() -> None
     x = export.table[features].apply(lambda c: c.astype("category") if c.dtype == object else c)
     model = lgb.LGBMClassifier(n_estimators=3, verbose=-1).fit(x, export.table["label_target"].astype(int))
     assert len(model.booster_.feature_name()) == len(features)
+
+
+# --- 3. names checked first ------------------------------------------------------------------------
+BAD_NAMES = ["../../x", "a/b", "..", ".hidden", "has space", "a\\b", "", "x" * 101, "a..b", "-x", "é"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_name_that_could_become_another_path_is_refused(name: str) -> None:
+    from forecast.errors import InputError
+    from forecast.names import check_name
+
+    with pytest.raises(InputError, match="is not a valid name: it must use letters, digits"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["lead_scoring", "byo", "deal-win.v2", "_x", "A1"])
+def test_ordinary_names_pass(name: str) -> None:
+    from forecast.names import check_name
+
+    assert check_name(name) == name
+
+
+def test_training_configs_and_reload_requests_use_the_same_rule() -> None:
+    from pydantic import ValidationError
+
+    from forecast.models.config import TrainingConfig
+    from forecast.serving.schemas import ReloadRequest
+
+    with pytest.raises(ValidationError, match="not a valid name"):
+        TrainingConfig(model_name="a/b")
+    with pytest.raises(ValidationError, match="not a valid name"):
+        TrainingConfig(experiment="../x")
+    with pytest.raises(ValidationError) as info:
+        ReloadRequest(model="../../x")
+    assert info.value.errors()[0]["loc"] == ("model",)
+    assert ReloadRequest(model="lead_scoring").model == "lead_scoring"
+
+
+def test_jobs_check_names_before_any_work(tmp_path: Path) -> None:
+    from forecast.batch import score_job
+    from forecast.config import Settings
+    from forecast.errors import InputError
+    from forecast.jobs import train_model_job
+    from forecast.models.config import TrainingConfig
+
+    settings = Settings(
+        warehouse=tmp_path / "absent.duckdb",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        models_dir=tmp_path / "models",
+    )
+    config = TrainingConfig().model_copy(update={"model_name": "../../x"})  # model_copy skips validation
+    with pytest.raises(InputError, match=r"'\.\./\.\./x' is not a valid name"):
+        train_model_job(settings, config)
+    with pytest.raises(InputError, match="'a/b' is not a valid name"):
+        score_job(settings, model_name="a/b", output=tmp_path / "out.csv", input_path=tmp_path / "x.csv")
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "models").exists()
