@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
-from forecast.errors import InputError
+from forecast.errors import InputError, truncate
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
@@ -383,7 +383,7 @@ def _rejects_for(
             "id": frame[id_column or column].iloc[rows].to_numpy(),
             "column": column,
             "rule": rule,
-            "value": frame[column].iloc[rows].astype(object).to_numpy(),
+            "value": [v if not isinstance(v, str) else truncate(v) for v in frame[column].iloc[rows]],
             "message": message,
         }
     )

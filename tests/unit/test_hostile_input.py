@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from forecast.data.readers import ReadLimits, read_table_file
+from forecast.data.sources.base import SourceError
 from forecast.errors import truncate
 from forecast.features.tabular import prepare_flat_export, safe_feature_names
 from forecast.io import (
@@ -223,3 +225,75 @@ def test_jobs_check_names_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="'a/b' is not a valid name"):
         score_job(settings, model_name="a/b", output=tmp_path / "out.csv", input_path=tmp_path / "x.csv")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "models").exists()
+
+
+# --- 2. bounded input ------------------------------------------------------------------------------
+def _limits(**kw: int) -> ReadLimits:
+    return ReadLimits(**{"max_file_bytes": 10**9, "max_columns": 50, "max_line_bytes": 10_000, **kw})
+
+
+def test_a_file_with_too_many_columns_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(60)) + "\n" + ",".join(["1"] * 60) + "\n")
+    with pytest.raises(SourceError, match=r"wide\.csv: 60 columns in the header, more than the limit of 50"):
+        read_table_file(path, limits=_limits())
+    quoted = tmp_path / "quoted.csv"  # delimiters inside quotes are no columns
+    quoted.write_text('a,"b,' + "," * 100 + '"\n1,2\n')
+    assert read_table_file(quoted, limits=_limits()).shape == (1, 2)
+
+
+def test_a_million_columns_are_refused_in_seconds(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n" + "1," * 999_999 + "1\n")
+    start = time.perf_counter()
+    with pytest.raises(
+        SourceError, match=r"columns in the header, more than the limit of 2,000 \(FORECAST_MAX"
+    ):
+        read_table_file(path, limits=ReadLimits())
+    assert time.perf_counter() - start < 5
+
+
+def test_a_line_beyond_the_limit_is_refused_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("a,b\n1,2\n3," + "x" * 20_000 + "\n")
+    with pytest.raises(SourceError, match=r"long\.csv: line 3 has more than 10,000 bytes"):
+        read_table_file(path, limits=_limits())
+
+
+def test_a_cell_beyond_the_limit_is_refused_naming_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "cell.csv"
+    path.write_text("a,b\n1,2\n3," + "y" * 5_000 + "\n")
+    with pytest.raises(
+        SourceError, match=r"cell\.csv: row 2, column 'b': a cell of 5,000 characters"
+    ) as info:
+        read_table_file(path, limits=_limits(max_cell_bytes=1_000))
+    assert len(str(info.value)) < 400  # the cell is not echoed whole
+    parquet = tmp_path / "cell.parquet"
+    pd.DataFrame({"a": ["1", "z" * 5_000]}).to_parquet(parquet)
+    with pytest.raises(SourceError, match="row 2, column 'a'"):
+        read_table_file(parquet, limits=_limits(max_cell_bytes=1_000))
+
+
+def test_a_file_beyond_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text("a\n" + "1\n" * 1_000)
+    with pytest.raises(
+        SourceError, match=r"big\.csv: the file has 2,002 bytes, more than the limit of 1,000"
+    ):
+        read_table_file(path, limits=_limits(max_file_bytes=1_000))
+
+
+def test_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_MAX_COLUMNS", "7")
+    monkeypatch.setenv("FORECAST_MAX_CELL_BYTES", "99")
+    limits = ReadLimits.from_settings()
+    assert limits.max_columns == 7 and limits.max_cell_bytes == 99
+
+
+def test_rejects_echo_at_most_200_characters_of_a_value() -> None:
+    from forecast.data.validate import _as_text
+
+    out = _as_text(pd.Series(["n" * 100_000, None, "ok"]))
+    assert len(out[0]) < 260 and out[0].endswith("(100,000 chars)") and out[1] is None and out[2] == "ok"

@@ -1406,7 +1406,7 @@ def score_input_errors(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFram
         """Record the rows of ``mask``; ``message`` may use ``{value!r}`` and ``{column!r}``."""
         hit = mask.fillna(False).astype(bool).to_numpy()
         if hit.any():
-            raw = [None if _missing(v) else str(v) for v in values[hit]]
+            raw = [None if _missing(v) else truncate(v) for v in values[hit]]
             found.append(
                 pd.DataFrame(
                     {
