@@ -16,7 +16,7 @@ from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from tests.cli import cli_env, runner
 from tests.cli import cli_json as _cli
-from tests.conftest import REPO
+from tests.conftest import REPO, hold_warehouse_lock
 
 
 @pytest.fixture(scope="module")
@@ -367,3 +367,30 @@ def test_a_path_like_model_name_exits_2_before_any_work(tmp_path: Path, name: st
     assert "--model" in scored["error"] and "letters, digits" in scored["error"]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "models").exists()
     assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_scoring_into_a_busy_warehouse_exits_2_naming_the_holder(env: dict[str, str]) -> None:
+    """Issue 21: another process holds the warehouse's write lock; no traceback, exit 2, the PID."""
+    _ensure_champion(env)
+    root = Path(env["ROOT"])
+    busy = {**env, "FORECAST_WAREHOUSE_LOCK_WAIT": "0.5"}
+    with hold_warehouse_lock(Path(env["FORECAST_WAREHOUSE"])) as holder:
+        result = runner.invoke(
+            app,
+            [
+                "score",
+                "leads",
+                "--from-warehouse",
+                "--write-back",
+                "--output",
+                str(root / "busy.csv"),
+                "--json",
+            ],
+            env=busy,
+        )
+    assert result.exit_code == 2, result.stdout
+    name = Path(env["FORECAST_WAREHOUSE"]).name
+    assert json.loads(result.stdout)["error"] == (
+        f"the warehouse {name} is in use by another process (PID {holder.pid}), try again"
+    )
+    assert "Traceback" not in result.stdout + str(result.stderr) and not (root / "busy.csv").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from forecast.io import (
     write_frame,
     write_text,
 )
+from tests.conftest import hold_warehouse_lock
 
 HOSTILE = ["=1+10", "+1+2", "-1+2", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://e")']
 
@@ -297,3 +299,71 @@ def test_rejects_echo_at_most_200_characters_of_a_value() -> None:
 
     out = _as_text(pd.Series(["n" * 100_000, None, "ok"]))
     assert len(out[0]) < 260 and out[0].endswith("(100,000 chars)") and out[1] is None and out[2] == "ok"
+
+
+# --- 4. a busy warehouse ---------------------------------------------------------------------------
+@pytest.fixture
+def held_warehouse(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """A real second process holding DuckDB's write lock on a warehouse file."""
+    path = tmp_path / "wh.duckdb"
+    with hold_warehouse_lock(path) as proc:
+        yield path, proc
+
+
+def test_a_held_warehouse_is_waited_for_then_refused_by_name(
+    held_warehouse: tuple[Path, subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from forecast.data.warehouse import Warehouse, WarehouseBusyError, connect_duckdb
+
+    path, proc = held_warehouse
+    start = time.monotonic()
+    with pytest.raises(WarehouseBusyError) as info:
+        connect_duckdb(str(path), lock_wait=0.6)
+    waited = time.monotonic() - start
+    assert 0.6 <= waited < 5
+    assert (
+        str(info.value) == f"the warehouse wh.duckdb is in use by another process (PID {proc.pid}), try again"
+    )
+    assert info.value.pid == proc.pid and isinstance(info.value, ValueError)
+    monkeypatch.setenv("FORECAST_WAREHOUSE_LOCK_WAIT", "0.2")  # readers wait too (the setting)
+    with pytest.raises(WarehouseBusyError), Warehouse(path).connect(read_only=True):
+        pass
+
+
+def test_a_lock_released_within_the_wait_is_taken(
+    held_warehouse: tuple[Path, subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from forecast.data.warehouse import Warehouse
+
+    path, proc = held_warehouse
+    monkeypatch.setenv("FORECAST_WAREHOUSE_LOCK_WAIT", "20")
+    assert proc.stdin is not None
+    threading.Timer(0.5, lambda: (proc.stdin.write("go\n"), proc.stdin.flush())).start()  # type: ignore[union-attr]
+    with Warehouse(path).connect() as con:
+        assert con.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_ingest_into_a_held_warehouse_exits_2_with_the_rule(
+    held_warehouse: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from forecast.cli import app
+    from tests.conftest import tiny_tables, write_tables
+
+    path, proc = held_warehouse
+    crm = write_tables(tmp_path / "crm", tiny_tables())
+    result = CliRunner().invoke(
+        app,
+        ["--warehouse", str(path), "ingest", str(crm), "--json"],
+        env={"FORECAST_WAREHOUSE_LOCK_WAIT": "0.3"},
+    )
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert error == f"the warehouse wh.duckdb is in use by another process (PID {proc.pid}), try again"
