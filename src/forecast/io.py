@@ -101,7 +101,7 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
             values = col
         else:
             continue
-        raw = values.to_numpy(dtype=object, na_value=None)
+        raw = values.astype(object).tolist()
         hits = [
             j
             for j, v in enumerate(raw)
@@ -109,9 +109,9 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
         ]
         if not hits:
             continue
-        fixed = values.astype(object).copy()
+        fixed = values.to_numpy(dtype=object, copy=True)
         for j in hits:
-            fixed.iat[j] = "'" + raw[j]
+            fixed[j] = "'" + raw[j]
         if out is frame:
             out = frame.copy(deep=False)
         out.isetitem(i, fixed)
