@@ -367,3 +367,12 @@ def test_ingest_into_a_held_warehouse_exits_2_with_the_rule(
     assert result.exit_code == 2, result.stdout
     error = json.loads(result.stdout)["error"]
     assert error == f"the warehouse wh.duckdb is in use by another process (PID {proc.pid}), try again"
+
+
+def test_a_neutralised_feature_name_reads_back_raw() -> None:
+    from forecast.monitoring.job import _raw_cell
+
+    text = csv_text(pd.DataFrame({"feature": ["=1+Visits", "'quoted", "age_days"], "importance": [3, 2, 1]}))
+    back = pd.read_csv(io.StringIO(text))["feature"].tolist()
+    assert back == ["'=1+Visits", "'quoted", "age_days"]
+    assert [_raw_cell(f) for f in back] == ["=1+Visits", "'quoted", "age_days"]
