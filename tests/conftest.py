@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -155,3 +159,28 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
 def tiny_crm(tmp_path: Path) -> Path:
     """A folder with the tiny canonical CRM as CSV files."""
     return write_tables(tmp_path / "crm", tiny_tables())
+
+
+@contextmanager
+def hold_warehouse_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real second process holding DuckDB's write lock on ``path`` until the block ends.
+
+    Writing a line to its stdin releases the lock early (it then idles until killed).
+    """
+    code = (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(path)!r})\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "con.close()\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
-from forecast.errors import InputError
+from forecast.errors import InputError, truncate
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
@@ -30,6 +30,7 @@ from forecast.io import write_frame
 from forecast.models import fastpath
 from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import CalibratedLGBMClassifier
+from forecast.names import check_name
 from forecast.registry import LoadedModel, load_model
 
 CHUNK = 20_000
@@ -382,7 +383,7 @@ def _rejects_for(
             "id": frame[id_column or column].iloc[rows].to_numpy(),
             "column": column,
             "rule": rule,
-            "value": frame[column].iloc[rows].astype(object).to_numpy(),
+            "value": [v if not isinstance(v, str) else truncate(v) for v in frame[column].iloc[rows]],
             "message": message,
         }
     )
@@ -488,6 +489,9 @@ def score_job(
     Returns:
         The summary: rows in, scored, rejected, as_of, model version, bands, files.
     """
+    check_name(model_name, "model name")
+    if close_model is not None:
+        check_name(close_model, "close model name")
     if write_to_warehouse and input_path is not None:
         raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
     model = _load(model_name, settings, alias, version)

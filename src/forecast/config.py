@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         serve_workers: Worker processes of the HTTP service (one per core it may use).
         reload_signal: A file the service's workers watch: ``POST /admin/reload`` on any worker
             writes it and every worker checks its champions (``forecast serve`` sets it).
+        warehouse_lock_wait: Seconds to wait for the warehouse while another process holds its
+            lock (an import writing) before giving up with "in use by another process".
+        max_file_bytes: Largest input file (CSV or Parquet) read; larger is refused (exit 2).
+        max_columns: Most columns an input file may have.
+        max_line_bytes: Longest line of an input CSV, in bytes (checked before parsing).
+        max_cell_bytes: Longest cell or column name of an input file, in characters.
     """
 
     model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore")
@@ -52,6 +58,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10_000_000, ge=1_000)
     serve_workers: int = Field(default=2, ge=1, le=64)
     reload_signal: Path | None = None
+    warehouse_lock_wait: float = Field(default=30.0, ge=0)
+    max_file_bytes: int = Field(default=2_000_000_000, ge=1)
+    max_columns: int = Field(default=2_000, ge=1)
+    max_line_bytes: int = Field(default=10_000_000, ge=1)
+    max_cell_bytes: int = Field(default=1_000_000, ge=1)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -14,3 +14,26 @@ class InputError(ValueError):
 
 class InsufficientDataError(InputError):
     """Too few labelled rows (or rows of the rarer class) to train anything honest."""
+
+
+ECHO_LIMIT = 200
+"""Most characters of an input value echoed in a message, a rejects record or a JSON answer."""
+
+
+def truncate(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``str(value)`` cut to ``limit`` characters with an ellipsis, so echoes stay bounded.
+
+    A hostile cell (megabytes of text) must not be printed back whole in a message, a ``--json``
+    document or a rejects file.
+
+    Args:
+        value: The value to echo.
+        limit: The most characters kept before ``…``.
+
+    Returns:
+        The text, with ``… (N chars)`` when it was cut.
+    """
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} chars)"

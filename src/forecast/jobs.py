@@ -20,6 +20,7 @@ from forecast.features.splits import summary_test_cut
 from forecast.model_card import model_card
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
+from forecast.names import check_name
 from forecast.registry import log_trained_model, promote
 from forecast.train import ModelInput, TrainResult, train_binary
 from forecast.train_survival import DURATION, train_time_to_close, within_label
@@ -111,6 +112,8 @@ def train_model_job(
         A JSON-serialisable summary: metrics of the model and the baselines, where it was logged,
         the promotion decision, and notes.
     """
+    check_name(config.model_name)
+    check_name(config.experiment, "experiment")
     say = progress or (lambda _m: None)
     extra: dict[str, Any] = {}
     logged_pipeline: Pipeline | None = None

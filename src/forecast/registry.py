@@ -29,7 +29,8 @@ from sklearn.pipeline import Pipeline
 from forecast.config import Settings
 from forecast.evaluate import classification_metrics
 from forecast.features.splits import summary_test_cut
-from forecast.io import write_text
+from forecast.io import csv_text, write_text
+from forecast.names import check_name
 from forecast.train import TrainResult
 
 CHAMPION = "champion"
@@ -55,7 +56,7 @@ def ensure_experiment(name: str, settings: Settings) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    location = (settings.mlflow_artifacts / name).resolve()
+    location = (settings.mlflow_artifacts / check_name(name, "experiment")).resolve()
     location.mkdir(parents=True, exist_ok=True)
     return str(c.create_experiment(name, artifact_location=location.as_uri()))
 
@@ -136,10 +137,10 @@ def log_trained_model(
         mlflow.log_dict(result.splits, "evaluation/splits.json")
         mlflow.log_dict(result.data, "evaluation/data_identity.json")
         mlflow.log_dict(result.summary(), "evaluation/summary.json")
-        mlflow.log_text(result.deciles.to_csv(index=False), "evaluation/deciles.csv")
-        mlflow.log_text(result.importance.to_csv(index=False), "evaluation/feature_importance.csv")
+        mlflow.log_text(csv_text(result.deciles), "evaluation/deciles.csv")
+        mlflow.log_text(csv_text(result.importance), "evaluation/feature_importance.csv")
         for seg, table in result.segments.items():
-            mlflow.log_text(table.to_csv(index=False), f"evaluation/calibration_by_{seg}.csv")
+            mlflow.log_text(csv_text(table), f"evaluation/calibration_by_{seg}.csv")
         mlflow.log_text(card, CARD)
         with tempfile.TemporaryDirectory() as tmp:
             from forecast.evaluate import reliability_plot
@@ -438,7 +439,7 @@ def write_champion_card(
     """Copy the champion's card (and its metrics) to ``<models_dir>/<name>/``."""
     with _downloaded(run_id, CARD, settings) as path:
         card = path.read_text(encoding="utf-8")
-    folder = settings.models_dir / name
+    folder = settings.models_dir / check_name(name)
     write_text(
         folder / CARD, card.replace(f"# Model card: {name}\n", f"# Model card: {name} v{version}\n", 1)
     )

@@ -400,3 +400,38 @@ def test_an_empty_deals_file_does_not_conflict_with_the_stored_pipeline(
     assert code == 0, report
     assert report["tables"]["opportunities"]["read"] == 0
     assert _stored(wh, "SELECT * FROM pipeline_stages ORDER BY rowid") == stages_before
+
+
+def test_validate_refuses_a_huge_cell_and_echoes_no_value_whole(tiny_crm: Path, tmp_path: Path) -> None:
+    """Issue 21: one hostile cell is refused (exit 2) and JSON echoes are bounded."""
+    wh = tmp_path / "never.duckdb"
+    accounts = pd.read_csv(tiny_crm / "accounts.csv", dtype=str)
+    accounts.loc[0, "employees"] = "9" * 300_000 + "x"  # under the cell limit: a reject, echoed short
+    accounts.to_csv(tiny_crm / "accounts.csv", index=False)
+    result = runner.invoke(app, ["--warehouse", str(wh), "validate", str(tiny_crm), "--json"])
+    document = json.loads(result.stdout)
+    assert len(result.stdout) < 20_000, len(result.stdout)
+    echoed = [r["value"] for r in document["sample_rejects"] if r["column"] == "employees"]
+    assert echoed and echoed[0].endswith("(300,001 chars)") and len(echoed[0]) < 260
+    accounts.loc[0, "employees"] = "9" * 2_000_000  # over the 1 MB cell limit: the file is refused
+    accounts.to_csv(tiny_crm / "accounts.csv", index=False)
+    result = runner.invoke(app, ["--warehouse", str(wh), "validate", str(tiny_crm), "--json"])
+    assert result.exit_code == 2 and len(result.stdout) < 1_000
+    error = json.loads(result.stdout)["error"]
+    assert "accounts.csv: row 1, column 'employees': a cell of 2,000,000 characters" in error
+    assert "FORECAST_MAX_CELL_BYTES" in error and not wh.exists()
+
+
+@pytest.mark.timeout(300)
+def test_validate_refuses_a_million_columns(tiny_crm: Path, tmp_path: Path) -> None:
+    """Issue 21: one row of 1,000,000 columns (9.9 MB) ran for minutes at 2.8 GB before; the time
+    and memory of the refusal are measured in docs/security.md, the pytest timeout guards a hang."""
+    (tiny_crm / "leads.csv").write_text(
+        ",".join(f"c{i}" for i in range(1_000_000)) + "\n" + "1," * 999_999 + "1\n", encoding="utf-8"
+    )
+    result = runner.invoke(
+        app, ["--warehouse", str(tmp_path / "never.duckdb"), "validate", str(tiny_crm), "--json"]
+    )
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert "leads.csv: at least" in error and "more than the limit of 2,000 (FORECAST_MAX_COLUMNS)" in error

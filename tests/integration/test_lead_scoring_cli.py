@@ -16,7 +16,7 @@ from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from tests.cli import cli_env, runner
 from tests.cli import cli_json as _cli
-from tests.conftest import REPO
+from tests.conftest import REPO, hold_warehouse_lock
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +314,83 @@ def test_the_split_of_a_flat_export_is_explicit(tmp_path: Path) -> None:
     assert mixed["splits"]["method"] == "stratified"
     refused = runner.invoke(app, [*base, "--split", "time", "--json"], env=env)
     assert refused.exit_code == 2 and "--time" in json.loads(refused.stdout)["error"]
+
+
+def test_hostile_export_trains_and_scores_without_formula_cells(tmp_path: Path) -> None:
+    """Issue 21: ids, headers and values that start a formula, and a header LightGBM refuses."""
+    env = cli_env(tmp_path)
+    frame = _flat_export(tmp_path / "export.csv", 2000, 1)
+    frame = frame.rename(columns={"Website Visits": "=1+Visits", "Employees": 'Size "approx", [n]'})
+    frame["Record ID"] = [f"=1+{i}" if i % 2 else f"R{i}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "export.csv", index=False)
+    trained = _cli(
+        env, "train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted",
+        "--model-name", "hostile", "--promote",
+    )  # fmt: skip
+    assert any("renamed column(s) for the model" in w for w in trained["warnings"]), trained
+    new = frame.drop(columns="Converted").head(20).astype(object)
+    new.loc[3, "=1+Visits"] = "=2+5"
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "scores.csv"
+    summary = _cli(env, "score", "leads", "--input", str(tmp_path / "new.csv"), "--output", str(out),
+                   "--model", "hostile")  # fmt: skip
+    assert summary["rejected"] == 1
+    for path in (out, tmp_path / "scores.rejects.csv"):
+        cells = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert not [c for c in cells.columns if c.startswith(("=", "+", "-", "@"))]
+        for column in cells.columns:
+            bad = cells[column][cells[column].str.startswith(("=", "+", "@", "\t", "\r"))]
+            assert bad.empty, (path.name, column, bad.tolist())
+    scores = pd.read_csv(out, dtype=str)
+    assert "'=1+1" in set(scores["Record ID"])
+    assert (
+        scores["reason_up_1"].str.startswith("'=1+Visits").any()
+        or scores["reason_down_1"].str.startswith("'=1+Visits").any()
+    )
+    rejects = pd.read_csv(tmp_path / "scores.rejects.csv", dtype=str)
+    assert rejects.loc[0, "column"] == "'=1+Visits" and rejects.loc[0, "value"] == "'=2+5"
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "has space", ".hidden"])
+def test_a_path_like_model_name_exits_2_before_any_work(tmp_path: Path, name: str) -> None:
+    env = cli_env(tmp_path)
+    _flat_export(tmp_path / "export.csv", 200, 1)
+    trained = _cli(
+        env, "train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted",
+        "--model-name", name, code=2,
+    )  # fmt: skip
+    assert "--model-name" in trained["error"] and "is not a valid name" in trained["error"]
+    scored = _cli(
+        env, "score", "leads", "--input", str(tmp_path / "export.csv"), "--output",
+        str(tmp_path / "out.csv"), "--model", name, code=2,
+    )  # fmt: skip
+    assert "--model" in scored["error"] and "letters, digits" in scored["error"]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "models").exists()
+    assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_scoring_into_a_busy_warehouse_exits_2_naming_the_holder(env: dict[str, str]) -> None:
+    """Issue 21: another process holds the warehouse's write lock; no traceback, exit 2, the PID."""
+    _ensure_champion(env)
+    root = Path(env["ROOT"])
+    busy = {**env, "FORECAST_WAREHOUSE_LOCK_WAIT": "0.5"}
+    with hold_warehouse_lock(Path(env["FORECAST_WAREHOUSE"])) as holder:
+        result = runner.invoke(
+            app,
+            [
+                "score",
+                "leads",
+                "--from-warehouse",
+                "--write-back",
+                "--output",
+                str(root / "busy.csv"),
+                "--json",
+            ],
+            env=busy,
+        )
+    assert result.exit_code == 2, result.stdout
+    name = Path(env["FORECAST_WAREHOUSE"]).name
+    assert json.loads(result.stdout)["error"] == (
+        f"the warehouse {name} is in use by another process (PID {holder.pid}), try again"
+    )
+    assert "Traceback" not in result.stdout + str(result.stderr) and not (root / "busy.csv").exists()

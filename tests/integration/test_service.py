@@ -31,6 +31,7 @@ from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.registry import load_model
 from tests.cli import cli_env
 from tests.cli import cli_json as _cli
+from tests.conftest import hold_warehouse_lock
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -78,6 +79,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
         "FORECAST_API_TOKEN": TOKEN,
         "FORECAST_MAX_BODY_BYTES": str(MAX_BODY),
         "FORECAST_SERVE_WORKERS": "2",  # reloads must reach every worker
+        "FORECAST_WAREHOUSE_LOCK_WAIT": "1",  # a busy warehouse answers 503 after a second
         "BENTOML_DO_NOT_TRACK": "true",
     }
     log = (Path(env["ROOT"]) / "server.log").open("w")
@@ -140,7 +142,7 @@ def test_health_is_open_and_everything_else_needs_the_token(server: str) -> None
     body = {"lead": {"lead_id": "L1"}}
     assert _post(server, "/lead_score", body, headers={}).status_code == 401
     wrong = _post(server, "/lead_score", body, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and "Bearer" in wrong.json()["error"]
+    assert wrong.status_code == 401 and "Bearer" in wrong.json()["message"]
     assert httpx.get(f"{server}/model_info").status_code == 401
     assert _post(server, "/lead_score", body).status_code == 200
 
@@ -240,7 +242,7 @@ def test_unseen_categories_and_missing_features_are_scored(server: str) -> None:
 def test_bad_input_is_a_400_with_the_field_path(server: str, path: str, body: Any, loc: list[Any]) -> None:
     answer = _post(server, path, body)
     assert answer.status_code == 400, answer.text
-    assert loc in [d["loc"] for d in answer.json()["detail"]]
+    assert loc in [e["path"] for e in answer.json()["errors"]]
 
 
 def test_shape_errors_are_4xx_not_500(server: str) -> None:
@@ -276,12 +278,12 @@ def test_shape_errors_are_4xx_not_500(server: str) -> None:
     )
     assert streamed.status_code == 413
     need_amount = _post(server, "/revenue_forecast", {"deals": [{"opportunity_id": "O1"}]})
-    assert need_amount.status_code == 422 and "amount" in need_amount.json()["error"]
+    assert need_amount.status_code == 422 and "amount" in need_amount.json()["message"]
     quota_alone = _post(server, "/revenue_forecast", {"quota": [1.0, 2.0, 3.0]})
-    assert quota_alone.status_code == 422 and quota_alone.json()["detail"][0]["loc"] == ["quota"]
+    assert quota_alone.status_code == 422 and quota_alone.json()["errors"][0]["path"] == ["quota"]
     many_teams = [{"opportunity_id": f"O{i}", "amount": 1.0, "team": f"T{i}"} for i in range(51)]
     too_wide = _post(server, "/revenue_forecast", {"deals": many_teams, "group": "team"})
-    assert too_wide.status_code == 422 and "at most 50" in too_wide.json()["error"]
+    assert too_wide.status_code == 422 and "at most 50" in too_wide.json()["message"]
     moments = [{"lead_id": f"L{i}", "as_of": f"2025-01-{i + 1:02d}T00:00:00"} for i in range(11)]
     assert _post(server, "/flags", {"leads": moments}).status_code == 422
     zoned = _post(server, "/lead_score", {"lead": {"lead_id": "L", "as_of": "0001-01-01T00:00:00+01:00"}})
@@ -353,6 +355,7 @@ def test_openapi_spec_is_served(server: str) -> None:
         "/model_info",
     ):
         assert path in spec["paths"], path
+    assert "/metrics" not in spec["paths"]  # turned off (SERVICE_CONFIG): not advertised
 
 
 def _eventually(check: Callable[[], bool], timeout: float = 60.0, times: int = 6) -> None:
@@ -469,3 +472,64 @@ def test_schemathesis_finds_no_server_error(server: str, tmp_path: Path) -> None
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:]
     assert "Server error" not in run.stdout
+
+
+def test_a_busy_warehouse_is_a_503_with_retry_after_and_no_internals(
+    server: str, env: dict[str, str]
+) -> None:
+    """Issue 21: another process holds the warehouse's write lock while the service reads it."""
+    warehouse = Path(env["FORECAST_WAREHOUSE"])
+    with hold_warehouse_lock(warehouse) as holder:
+        answer = _post(server, "/revenue_forecast", {"periods": 2})
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "5"
+    body = answer.json()
+    assert body["code"] == "warehouse_busy" and "in use by another process" in body["message"]
+    text = answer.text
+    for secret in (
+        str(warehouse),
+        warehouse.name,
+        sys.executable,
+        "python",
+        str(holder.pid),
+        "IOException",
+        "duckdb",
+    ):
+        assert secret not in text, secret
+    assert _post(server, "/revenue_forecast", {"periods": 2}).status_code == 200  # released: served again
+
+
+def test_a_400_is_one_log_line_and_one_body_shape_without_internals(server: str, env: dict[str, str]) -> None:
+    """Issue 21: no input values or tracebacks in the log, no pydantic internals in the body."""
+    secret = "CUSTOMER-SECRET-4711"
+    log = Path(env["ROOT"]) / "server.log"
+    before = log.stat().st_size
+    answer = _post(
+        server,
+        "/lead_score",
+        {"leads": [{"lead_id": "L1"}, {"lead_id": "L2", "employees": secret}]},
+        headers={**AUTH, "X-Request-ID": "req-21.a"},
+    )
+    assert answer.status_code == 400 and answer.headers["x-request-id"] == "req-21.a"
+    body = answer.json()
+    assert set(body) == {"code", "message", "errors"} and body["code"] == "invalid_request"
+    assert body["errors"] == [{"path": ["leads", 1, "employees"], "rule": "float_parsing"}]
+    for internal in (secret, "pydantic", "errors.pydantic.dev", "LeadScoreRequest", "LeadRecord", "input"):
+        assert internal not in answer.text, internal
+    generated = _post(
+        server, "/lead_score", {"lead": {"lead_id": "x"}}, headers={**AUTH, "X-Request-ID": "a b"}
+    )
+    assert len(generated.headers["x-request-id"]) == 32  # an unsafe id is replaced
+    unknown = httpx.get(f"{server}/nope", headers=AUTH)
+    assert (
+        unknown.status_code == 404
+        and unknown.json()["code"] == "not_found"
+        and unknown.json()["errors"] == []
+    )
+    time.sleep(1.0)  # the workers' log lines reach the file
+    with log.open("rb") as fh:
+        fh.seek(before)
+        lines = fh.read().decode("utf-8", "replace")
+    assert secret not in lines and "Traceback" not in lines and "ValidationError" not in lines
+    ours = [line for line in lines.splitlines() if "request_id=req-21.a" in line]
+    assert len(ours) == 1 and "POST /lead_score -> 400 invalid_request fields=leads.1.employees" in ours[0]

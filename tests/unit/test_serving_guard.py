@@ -91,3 +91,101 @@ def test_bodies_over_the_limit_and_non_json_are_refused(monkeypatch: pytest.Monk
         ).status_code
         == 200
     )
+
+
+# --- issue 21: request ids, one error shape, one log line, the spec without /metrics ---------------
+async def _invalid(request: Request) -> JSONResponse:
+    from pydantic import BaseModel, ValidationError
+
+    class LeadScoreRequest(BaseModel):
+        employees: float
+
+    try:
+        LeadScoreRequest(employees="CUSTOMER-SECRET")  # type: ignore[arg-type]
+    except ValidationError as exc:  # what BentoML 1.4.40 answers for a pydantic error
+        body = {
+            "error": f"{exc.error_count()} validation error for {exc.title}",
+            "detail": exc.errors(include_context=False, include_input=False),
+        }
+    return JSONResponse(body, status_code=400)
+
+
+async def _spec(request: Request) -> JSONResponse:
+    return JSONResponse({"openapi": "3.0.2", "paths": {"/metrics": {}, "/lead_score": {}}})
+
+
+def _shaped_client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.delenv("FORECAST_API_TOKEN", raising=False)
+    monkeypatch.setenv("FORECAST_MAX_BODY_BYTES", "1000")
+    routes = [
+        Route("/x", _echo, methods=["GET", "POST"]),
+        Route("/invalid", _invalid, methods=["POST"]),
+        Route("/docs.json", _spec),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(GuardMiddleware)
+    return TestClient(app)
+
+
+def test_pydantic_errors_become_one_shape_and_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _shaped_client(monkeypatch)
+    with caplog.at_level("INFO", logger="forecast.serving.requests"):
+        answer = client.post("/invalid", json={}, headers={"X-Request-ID": "r-1"})
+    assert answer.status_code == 400 and answer.headers["x-request-id"] == "r-1"
+    assert answer.json() == {
+        "code": "invalid_request",
+        "message": "employees: Input should be a valid number, unable to parse string as a number",
+        "errors": [{"path": ["employees"], "rule": "float_parsing"}],
+    }
+    assert "pydantic" not in answer.text and "LeadScoreRequest" not in answer.text
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    lines = [r.getMessage() for r in caplog.records if r.name == "forecast.serving.requests"]
+    assert lines == ["POST /invalid -> 400 invalid_request fields=employees request_id=r-1"]
+    assert "CUSTOMER-SECRET" not in caplog.text
+
+
+def test_every_answer_has_a_request_id_and_guard_errors_the_same_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = _shaped_client(monkeypatch)
+    ok = client.get("/x")
+    assert ok.status_code == 200 and len(ok.headers["x-request-id"]) == 32
+    assert len(client.get("/x", headers={"X-Request-ID": "bad id;\n"}).headers["x-request-id"]) == 32
+    big = client.post("/x", content=b"x" * 2_000, headers={"content-type": "application/json"})
+    assert big.status_code == 413 and big.json()["code"] == "body_too_large" and big.json()["errors"] == []
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and missing.json() == {
+        "code": "not_found",
+        "message": "Not Found",
+        "errors": [],
+    }
+
+
+def test_the_spec_does_not_advertise_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _shaped_client(monkeypatch).get("/docs.json").json()
+    assert "/metrics" not in spec["paths"] and "/lead_score" in spec["paths"]
+
+
+def test_bentomls_traceback_of_a_client_error_is_dropped() -> None:
+    import logging
+
+    from pydantic import BaseModel, ValidationError
+
+    from forecast.serving.errors import ClientErrorFilter
+
+    class M(BaseModel):
+        x: int
+
+    try:
+        M(x="secret")  # type: ignore[arg-type]
+    except ValidationError as exc:
+        client_error = (type(exc), exc, exc.__traceback__)
+    record = logging.LogRecord("bentoml", logging.ERROR, __file__, 1, "Exception on /x", None, client_error)
+    assert ClientErrorFilter().filter(record) is False
+    bug = RuntimeError("boom")
+    kept = logging.LogRecord(
+        "bentoml", logging.ERROR, __file__, 1, "Exception", None, (RuntimeError, bug, None)
+    )
+    assert ClientErrorFilter().filter(kept) is True

@@ -38,7 +38,7 @@ from forecast.data.pipeline import Pipeline
 from forecast.data.quality import quality_summary
 from forecast.data.sources.base import SourceError
 from forecast.data.validate import RULES
-from forecast.data.warehouse import PipelineConflictError, Warehouse
+from forecast.data.warehouse import PipelineConflictError, Warehouse, WarehouseBusyError
 
 # ---------------------------------------------------------------------------- simulate
 
@@ -170,7 +170,7 @@ def _run_ingest(
                 pipeline=pipeline,
                 progress=lambda msg: update(msg, None),
             )
-    except (SourceError, PipelineConflictError) as exc:
+    except (SourceError, PipelineConflictError, WarehouseBusyError) as exc:
         _fail(as_json, str(exc))
     except ValueError as exc:
         _fail(as_json, f"{path}: cannot import ({exc})")

@@ -64,9 +64,20 @@ def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | 
         config = TrainingConfig.from_yaml(config_path)
     except ValueError as exc:
         _fail(as_json, str(exc))
-    if model_name:
+    if model_name is not None:
+        _check_name(model_name, "--model-name", as_json)
         config = config.model_copy(update={"model_name": model_name})
     return config
+
+
+def _check_name(value: str, option: str, as_json: bool) -> str:
+    """``value`` if it is a valid model name (:func:`forecast.names.check_name`), else exit 2."""
+    from forecast.names import check_name
+
+    try:
+        return check_name(value, option)
+    except ValueError as exc:
+        _fail(as_json, str(exc))
 
 
 TableOpt = Annotated[Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")]
@@ -415,6 +426,9 @@ def _score(
 
     if (input_path is None) == (not from_warehouse):
         _fail(as_json, "give exactly one of --input FILE or --from-warehouse")
+    _check_name(model, "--model", as_json)
+    if close_model is not None:
+        _check_name(close_model, "--close-model", as_json)
     settings = _settings(ctx)
     client(settings)
     when = _parse_date(as_of, "--as-of", as_json) if as_of else None

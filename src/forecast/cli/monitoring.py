@@ -42,6 +42,9 @@ def available_models() -> list[str]:
 
 def resolve_model(name: str, as_json: bool, config: Path | None = None) -> str:
     """The config stem of a CLI model name (``lead-scoring`` -> ``lead_scoring``), or fail (exit 2)."""
+    from forecast.cli.models import _check_name
+
+    _check_name(name, "--model", as_json)
     stem = MODELS.get(name, name.replace("-", "_"))
     if config is None and not default_config(stem).is_file():
         _fail(as_json, f"unknown model {name!r}; known: {', '.join(available_models())}")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from forecast.cli.main import JsonOpt, _emit, _fail, _parse_as_of, _settings, app
+from forecast.io import csv_text, write_text
 from forecast.tracking.common import GroupingError
 from forecast.tracking.data import GROUPINGS, TrackingData
 from forecast.tracking.periods import Period, PeriodError, parse_period
@@ -220,12 +221,12 @@ def _write_csv(tables: dict[str, dict[str, pd.DataFrame]], output: Path | None) 
     flat = {k: v for out in tables.values() for k, v in out.items()}
     if output is None:
         name, frame = next(iter(flat.items()))
-        frame.to_csv(sys.stdout, index=False)
+        sys.stdout.write(csv_text(frame))
         return
     first = True
     for name, frame in flat.items():
         path = output if first else output.with_name(f"{output.stem}.{name}{output.suffix or '.csv'}")
-        frame.to_csv(path, index=False)
+        write_text(path, csv_text(frame))
         first = False
 
 

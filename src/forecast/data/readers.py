@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,9 +13,42 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forecast.data.sources.base import SourceError
+from forecast.errors import truncate
+
+if TYPE_CHECKING:
+    from forecast.config import Settings
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 _OTHER_DELIMITERS = (";", "\t", "|")
+_CHUNK = 1 << 22  # bytes per read while scanning a CSV's lines (bounded memory)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How large an input file may be; checked before (and while) pandas parses it.
+
+    A hostile or broken export (a million columns, a 200 MB cell, a many-GB file) is refused within
+    seconds in bounded memory, naming the file, the limit and the setting that raises it.
+
+    Attributes:
+        max_file_bytes: Largest file (``FORECAST_MAX_FILE_BYTES``).
+        max_columns: Most columns (``FORECAST_MAX_COLUMNS``).
+        max_line_bytes: Longest CSV line in bytes (``FORECAST_MAX_LINE_BYTES``).
+        max_cell_bytes: Longest cell or column name in characters (``FORECAST_MAX_CELL_BYTES``).
+    """
+
+    max_file_bytes: int = 2_000_000_000
+    max_columns: int = 2_000
+    max_line_bytes: int = 10_000_000
+    max_cell_bytes: int = 1_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ReadLimits:
+        """The limits of ``settings`` (default: :func:`forecast.config.load_settings`)."""
+        from forecast.config import load_settings
+
+        s = settings or load_settings()
+        return cls(s.max_file_bytes, s.max_columns, s.max_line_bytes, s.max_cell_bytes)
 
 
 def find_table_file(directory: Path, stem: str) -> Path | None:
@@ -35,6 +70,7 @@ def read_table_file(
     required_columns: Sequence[str] = (),
     encoding: str = "utf-8",
     delimiter: str = ",",
+    limits: ReadLimits | None = None,
 ) -> pd.DataFrame:
     """Read a CSV (every value as a string, empty cells as missing) or a Parquet file (native types).
 
@@ -43,6 +79,7 @@ def read_table_file(
         required_columns: Columns that must be present (after stripping whitespace from names).
         encoding: Text encoding of a CSV file.
         delimiter: Field delimiter of a CSV file.
+        limits: Size limits (default: from the settings, :meth:`ReadLimits.from_settings`).
 
     Returns:
         The frame, with a default RangeIndex (row ``i`` is data row ``i + 1`` of the file). Blank
@@ -51,20 +88,30 @@ def read_table_file(
 
     Raises:
         SourceError: Missing or empty file, undecodable bytes, a delimiter other than the expected
-            one, a malformed file or a missing required column. The message names the file.
+            one, a malformed file, a missing required column or a file beyond ``limits`` (too large,
+            too many columns, a line or cell too long). The message names the file.
     """
     if not path.exists():
         raise SourceError(f"{path}: file not found")
     if not path.is_file():
         raise SourceError(f"{path}: not a file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise SourceError(f"{path}: file is empty (0 bytes); expected a header row")
+    limits = limits or ReadLimits.from_settings()
+    if size > limits.max_file_bytes:
+        raise SourceError(
+            f"{path}: the file has {size:,} bytes, more than the limit of {limits.max_file_bytes:,} "
+            "(FORECAST_MAX_FILE_BYTES); split the export or raise the limit"
+        )
     if path.suffix.lower() in (".parquet", ".pq"):
-        frame = _read_parquet(path)
+        frame = _read_parquet(path, limits)
     elif path.suffix.lower() == ".csv":
+        _check_csv_shape(path, delimiter, limits)
         frame = _read_csv(path, encoding=encoding, delimiter=delimiter)
     else:
         raise SourceError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
+    _check_cells(path, frame, limits)
     frame.columns = [str(c).strip() for c in frame.columns]
     dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if dupes:
@@ -75,8 +122,109 @@ def read_table_file(
     return frame
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _too_many_columns(path: Path, n: int, limits: ReadLimits, at_least: bool = False) -> SourceError:
+    return SourceError(
+        f"{path}: {'at least ' if at_least else ''}{n:,} columns in the header, more than the limit of {limits.max_columns:,} (FORECAST_MAX_COLUMNS); "
+        "export only the columns you need or raise the limit"
+    )
+
+
+def _check_csv_shape(path: Path, delimiter: str, limits: ReadLimits) -> None:
+    """Refuse a CSV with too many header columns or a line too long, before pandas reads it.
+
+    One pass over the bytes in fixed-size chunks (memory stays bounded whatever the file): line
+    lengths from the positions of newline bytes; the header's columns are the delimiters outside quotes
+    of its first line (a quoted newline continues it).
+
+    Raises:
+        SourceError: Naming the file, the line and the limit.
+    """
+    sep = delimiter.encode("utf-8")
+    header = bytearray()
+    header_done = False
+    quotes = 0  # quote characters seen in the header so far (odd: inside a quoted field)
+    line = 1  # the line being read
+    carry = 0  # bytes of that line in earlier chunks
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            if not header_done:
+                header_done, quotes = _header_part(chunk, header, quotes)
+                columns = _count_outside_quotes(bytes(header), sep) + 1 if len(sep) == 1 else 0
+                if columns > limits.max_columns:
+                    raise _too_many_columns(path, columns, limits, at_least=not header_done)
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            if ends.size == 0:
+                carry += len(chunk)
+                if carry > limits.max_line_bytes:
+                    raise _line_too_long(path, line, carry, limits)
+                continue
+            lengths = np.diff(ends, prepend=-1) - 1
+            lengths[0] += carry
+            longest = int(np.argmax(lengths))
+            if lengths[longest] > limits.max_line_bytes:
+                raise _line_too_long(path, line + longest, int(lengths[longest]), limits)
+            line += int(ends.size)
+            carry = len(chunk) - int(ends[-1]) - 1
+
+
+def _header_part(chunk: bytes, header: bytearray, quotes: int) -> tuple[bool, int]:
+    """Add ``chunk``'s part of the header line to ``header``; return (header complete, quotes seen)."""
+    position = 0
+    while True:
+        newline = chunk.find(b"\n", position)
+        if newline < 0:
+            header += chunk
+            return False, quotes + chunk.count(b'"', position)
+        quotes += chunk.count(b'"', position, newline)
+        if quotes % 2 == 0:  # a newline outside quotes ends the header
+            header += chunk[:newline]
+            return True, quotes
+        position = newline + 1
+
+
+def _count_outside_quotes(data: bytes, sep: bytes) -> int:
+    """How many ``sep`` bytes of ``data`` lie outside double-quoted fields (``""`` is an escape)."""
+    return sum(part.count(sep) for part in data.split(b'"')[::2])
+
+
+def _line_too_long(path: Path, line: int, length: int, limits: ReadLimits) -> SourceError:
+    return SourceError(
+        f"{path}: line {line:,} has more than {limits.max_line_bytes:,} bytes "
+        f"(at least {length:,}; FORECAST_MAX_LINE_BYTES); check the quoting, or raise the limit"
+    )
+
+
+def _check_cells(path: Path, frame: pd.DataFrame, limits: ReadLimits) -> None:
+    """Refuse a frame with too many columns, or a column name or text cell beyond the cell limit."""
+    if frame.shape[1] > limits.max_columns:
+        raise _too_many_columns(path, frame.shape[1], limits)
+    cap = limits.max_cell_bytes
+    for name in frame.columns:
+        if len(str(name)) > cap:
+            raise SourceError(
+                f"{path}: a column name of {len(str(name)):,} characters ({truncate(name, 60)!r}), "
+                f"more than the limit of {cap:,} (FORECAST_MAX_CELL_BYTES)"
+            )
+    for i in range(frame.shape[1]):
+        values = frame.iloc[:, i]
+        if not (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)):
+            continue
+        lengths = values.map(lambda v: len(v) if isinstance(v, (str, bytes)) else 0).to_numpy()
+        if lengths.size and int(lengths.max()) > cap:
+            row = int(np.argmax(lengths))
+            raise SourceError(
+                f"{path}: row {row + 1}, column {truncate(frame.columns[i], 60)!r}: a cell of "
+                f"{int(lengths[row]):,} characters, more than the limit of {cap:,} "
+                "(FORECAST_MAX_CELL_BYTES); the value starts "
+                f"{truncate(values.iloc[row], 60)!r}"
+            )
+
+
+def _read_parquet(path: Path, limits: ReadLimits) -> pd.DataFrame:
     try:
+        columns = pq.read_metadata(path).num_columns
+        if columns > limits.max_columns:
+            raise _too_many_columns(path, columns, limits)
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({exc})") from exc

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from forecast.data.pipeline import Pipeline
 from forecast.data.schema import TABLE_ORDER, TABLES, Column, TableSpec, pandera_schema
 from forecast.data.sources.base import RawTable, SourceBatch
+from forecast.errors import truncate
 
 REJECT_COLUMNS = ["table", "source_file", "source_row", "key", "column", "rule", "value", "message"]
 
@@ -193,7 +194,7 @@ def empty_rejects() -> pd.DataFrame:
 
 def _as_text(values: pd.Series) -> pd.Series:
     out = values.astype(object).where(values.notna(), None)
-    return out.map(lambda v: None if v is None else str(v))
+    return out.map(lambda v: None if v is None else truncate(v))  # a hostile cell is not echoed whole
 
 
 # --------------------------------------------------------------------------- coercion

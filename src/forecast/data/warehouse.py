@@ -8,6 +8,8 @@ changes nothing and a later export updates only what changed.
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ import pandas as pd
 from forecast.data.pipeline import Pipeline
 from forecast.data.schema import TABLE_ORDER, TABLES, Kind
 from forecast.data.validate import REJECT_COLUMNS, ValidatedBatch, WarehouseView
+from forecast.errors import InputError
 
 _SQL_TYPES: dict[Kind, str] = {
     "str": "VARCHAR",
@@ -41,9 +44,67 @@ _META_DDL = [
 ]
 
 
-def connect_duckdb(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open DuckDB with its own progress bar off: it would draw on stdout, reserved for results."""
-    con = duckdb.connect(path, read_only=read_only)
+_LOCK_HOLDER = re.compile(r"Could not set lock on file.*?\(PID (\d+)\)", re.DOTALL)
+
+
+class WarehouseBusyError(InputError):
+    """Another process holds the warehouse file's lock (DuckDB allows one writer, or many readers).
+
+    Attributes:
+        name: The warehouse file's name (not its path: the message may reach an HTTP client).
+        pid: The holder's process id, when DuckDB names it.
+    """
+
+    def __init__(self, name: str, pid: int | None) -> None:
+        self.name = name
+        self.pid = pid
+        holder = f" (PID {pid})" if pid is not None else ""
+        super().__init__(f"the warehouse {name} is in use by another process{holder}, try again")
+
+
+def _lock_holder(exc: duckdb.Error) -> tuple[bool, int | None]:
+    """Whether ``exc`` is DuckDB's file-lock conflict, and the holder's PID if it says."""
+    match = _LOCK_HOLDER.search(str(exc))
+    if match:
+        return True, int(match.group(1))
+    return "Could not set lock on file" in str(exc), None
+
+
+def connect_duckdb(
+    path: str = ":memory:", read_only: bool = False, lock_wait: float | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open DuckDB with its own progress bar off: it would draw on stdout, reserved for results.
+
+    A file another process holds (an import writing, a service reading) is retried with growing
+    pauses (0.05 s doubling to 1 s) for up to ``lock_wait`` seconds.
+
+    Args:
+        path: The database file, or ``:memory:``.
+        read_only: Open read-only (many readers may share a file; not with a writer).
+        lock_wait: Seconds to wait for a held lock (default: ``FORECAST_WAREHOUSE_LOCK_WAIT``).
+
+    Raises:
+        WarehouseBusyError: The lock was still held after ``lock_wait`` seconds.
+    """
+    if lock_wait is None and path != ":memory:":
+        from forecast.config import load_settings
+
+        lock_wait = load_settings().warehouse_lock_wait
+    deadline = time.monotonic() + (lock_wait or 0.0)
+    pause = 0.05
+    while True:
+        try:
+            con = duckdb.connect(path, read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            locked, pid = _lock_holder(exc)
+            if not locked:
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WarehouseBusyError(Path(path).name, pid) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
     con.execute("SET enable_progress_bar = false")
     return con
 

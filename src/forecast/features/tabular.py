@@ -36,7 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from forecast.categories import OTHER
 from forecast.data.readers import read_table_file
-from forecast.errors import InputError
+from forecast.errors import InputError, truncate
 
 # --- output contract -------------------------------------------------------------------------------
 ENTITY_ID = "entity_id"
@@ -944,10 +944,41 @@ def _infer_id_column(frame: pd.DataFrame, exclude: set[str]) -> str | None:
     return None
 
 
+_MODEL_UNSAFE = re.compile(r'[",:\[\]{}\x00-\x1f\x7f]')
+"""Characters LightGBM refuses in a feature name (JSON specials; a newline or NUL breaks its list)."""
+
+
 def _safe_name(column: str) -> str:
     if column in (ENTITY_ID, AS_OF) or column.startswith("label_"):
-        return f"raw_{column}"
-    return column
+        column = f"raw_{column}"
+    return _MODEL_UNSAFE.sub("_", column)
+
+
+def safe_feature_names(columns: Sequence[str]) -> dict[str, str]:
+    """Model-safe, unique feature names for an export's columns.
+
+    A header may hold any character; LightGBM refuses ``"``, ``,``, ``:``, ``[``, ``]``, ``{``, ``}``
+    and control characters in a feature name, and the reserved names (``entity_id``, ``as_of``,
+    ``label_*``) must stay free. Each such character becomes ``_``; a name that then collides with
+    another gets ``_2``, ``_3``, ... in column order.
+
+    Args:
+        columns: Feature column names, in order.
+
+    Returns:
+        Column -> safe name, for every column (most map to themselves).
+    """
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    for column in columns:
+        name = base = _safe_name(column)
+        n = 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        out[column] = name
+    return out
 
 
 def prepare_flat_export(
@@ -1090,9 +1121,16 @@ def prepare_flat_export(
     table = pd.concat(
         [ids.reset_index(drop=True), as_of, feature_frame[kept_features], labels.rename(LABEL)], axis=1
     )
-    table.columns = [ENTITY_ID, AS_OF, *[_safe_name(c) for c in kept_features], LABEL]
+    names = safe_feature_names(kept_features)
+    renamed = {c: n for c, n in names.items() if n not in (c, f"raw_{c}")}
+    if renamed:
+        warnings.append(
+            'renamed column(s) for the model (LightGBM refuses " , : [ ] { } and control characters '
+            "in names): " + ", ".join(f"{truncate(c)!r} -> {n!r}" for c, n in renamed.items())
+        )
+    table.columns = [ENTITY_ID, AS_OF, *[names[c] for c in kept_features], LABEL]
     preparation = _preparation_spec(
-        [specs[c] | {"name": _safe_name(c)} for c in kept_features],
+        [specs[c] | {"name": names[c]} for c in kept_features],
         id_column=id_column,
         time_column=time_column,
         time_dayfirst=_dayfirst(frame[time_column]) if time_column is not None else None,
@@ -1368,7 +1406,7 @@ def score_input_errors(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFram
         """Record the rows of ``mask``; ``message`` may use ``{value!r}`` and ``{column!r}``."""
         hit = mask.fillna(False).astype(bool).to_numpy()
         if hit.any():
-            raw = [None if _missing(v) else str(v) for v in values[hit]]
+            raw = [None if _missing(v) else truncate(v) for v in values[hit]]
             found.append(
                 pd.DataFrame(
                     {

@@ -6,8 +6,9 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forecast.names import check_name
 from forecast.yaml_config import read_yaml_model
 
 
@@ -187,6 +188,11 @@ class TrainingConfig(_Strict):
     promotion: PromotionSettings = PromotionSettings()
     survival: SurvivalSettings = SurvivalSettings()
     seed: int = 0
+
+    @field_validator("model_name", "experiment")
+    @classmethod
+    def _check_names(cls, value: str) -> str:
+        return check_name(value, "name")
 
     @model_validator(mode="after")
     def _check_bands(self) -> TrainingConfig:

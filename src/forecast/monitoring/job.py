@@ -181,7 +181,15 @@ def _importance(model: LoadedModel, settings: Settings) -> list[str]:
             table = pd.read_csv(p)
     except (MlflowException, OSError):
         return []
-    return [str(f) for f in table.sort_values("importance", ascending=False)["feature"]]
+    features = [str(f) for f in table.sort_values("importance", ascending=False)["feature"]]
+    return [_raw_cell(f) for f in features]
+
+
+def _raw_cell(text: str) -> str:
+    """Undo the CSV formula neutralisation of a cell (``'=x`` back to ``=x``)."""
+    from forecast.io import neutralise_cell
+
+    return text[1:] if text.startswith("'") and neutralise_cell(text[1:]) == text else text
 
 
 def _header(model: LoadedModel, verdict: Verdict, summary: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 from forecast.config import Settings
 from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.data.warehouse import Warehouse
+from forecast.io import csv_text
 from forecast.models.config import TrainingConfig
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import ALL, Period, period_grid
@@ -275,9 +276,9 @@ def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> d
             f"{m}_{k}": v for m, vals in result.metrics.items() for k, v in vals.items() if np.isfinite(v)
         }
         mlflow.log_metrics(flat)
-        mlflow.log_text(result.table.to_csv(index=False), "backtest.csv")
+        mlflow.log_text(csv_text(result.table), "backtest.csv")
         if len(result.groups):
-            mlflow.log_text(result.groups.to_csv(index=False), "backtest_by_group.csv")
+            mlflow.log_text(csv_text(result.groups), "backtest_by_group.csv")
         with tempfile.TemporaryDirectory() as tmp:
             png = band_plot(result.table, Path(tmp) / "forecast_band.png")
             mlflow.log_artifact(str(png))

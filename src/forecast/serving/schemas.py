@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from forecast.features.build import Entity, feature_catalogue
+from forecast.names import name_problem
 
 MAX_RECORDS = 1000
 """Most records in one request (a larger list is a 400; batch jobs score whole files)."""
@@ -197,11 +198,19 @@ class RevenueRequest(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
+def _valid_name(value: str) -> str:
+    """A model name by :func:`forecast.names.check_name`'s rule (a ``ValueError`` is a 400 with its path)."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(f"not a valid model name: it {problem}")
+    return value
+
+
 class ReloadRequest(BaseModel):
     """``POST /admin/reload``: check the registry's champion aliases now."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(
+    model: Annotated[str, AfterValidator(_valid_name)] | None = Field(
         default=None, max_length=MAX_TEXT, description="Only this model (default: all)."
     )
 

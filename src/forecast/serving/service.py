@@ -33,9 +33,11 @@ from starlette.responses import JSONResponse
 
 from forecast.batch import ScoringError
 from forecast.config import load_settings
+from forecast.data.warehouse import WarehouseBusyError
 from forecast.features.build import Entity
 from forecast.serving import scoring
 from forecast.serving.bentoml_fix import cancel_request_timers
+from forecast.serving.errors import error_body, quiet_client_errors
 from forecast.serving.guard import GuardMiddleware, api_token
 from forecast.serving.schemas import (
     CloseDatesResponse,
@@ -61,9 +63,46 @@ class _Holder:
     store: ModelStore | None = None
 
 
-def _error(status: int, message: str, loc: list[str | int] | None = None) -> JSONResponse:
-    detail = [{"loc": loc or [], "msg": message}]
-    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+def _error(
+    status: int,
+    message: str,
+    loc: list[str | int] | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer in the service's one shape (:func:`forecast.serving.errors.error_body`)."""
+    body = error_body(status, message, [{"path": loc, "rule": code or "refused"}] if loc else [], code)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 for a busy warehouse tells the client to wait (an import usually takes seconds)."""
+
+
+def _warehouse_error(exc: Exception) -> JSONResponse:
+    """A 503 for a warehouse that cannot be read now: a stable code and message, no internals.
+
+    The detail (path, PID, DuckDB's class and text) is logged on one line, never sent: it names
+    the server's files and processes.
+    """
+    if isinstance(exc, WarehouseBusyError):
+        log.warning("warehouse busy: held by PID %s", exc.pid)
+        return _error(
+            503,
+            "the warehouse is in use by another process (an import?); try again shortly",
+            code="warehouse_busy",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, FileNotFoundError):
+        log.warning("warehouse missing: %s", exc)
+        return _error(503, "the warehouse has no data yet (run forecast ingest)", code="warehouse_missing")
+    log.warning("warehouse unreadable: %s: %s", type(exc).__name__, exc)
+    return _error(
+        503,
+        "the warehouse cannot be read now; try again shortly",
+        code="warehouse_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 info_app = FastAPI(title="forecast: models and readiness", openapi_url=None, docs_url=None, redoc_url=None)
@@ -132,6 +171,7 @@ class ForecastService:
         self._held_outs: dict[tuple[str, str], Any] = {}
         _Holder.store = self.store
         cancel_request_timers()
+        quiet_client_errors()  # 4xx: one line from the guard, not a traceback with inputs
         _freeze_heap()
         self.store.on_load = _refreeze_heap  # every later load, in every worker
 
@@ -191,10 +231,14 @@ class ForecastService:
         ):
             churn = None  # a champion of another kind: as the batch flags, leave p_churn out
         try:
+            history = self._history(entity)
+        except (WarehouseBusyError, FileNotFoundError, duckdb.Error) as exc:
+            return _warehouse_error(exc)
+        try:
             results, skipped = scoring.flag_records(
                 records,
                 entity,
-                history=self._history(entity),
+                history=history,
                 config=self.flags_config,
                 churn=None if churn is None else churn.model,
             )
@@ -227,9 +271,9 @@ class ForecastService:
                 )
             try:
                 return self._warehouse_revenue(req, win, close)
-            except FileNotFoundError as exc:
-                return _error(503, f"the warehouse cannot be read: {exc}")
-            except (LookupError, ValueError, duckdb.Error) as exc:
+            except (WarehouseBusyError, FileNotFoundError, duckdb.Error) as exc:
+                return _warehouse_error(exc)
+            except (LookupError, ValueError) as exc:
                 return _error(422, f"the warehouse's pipeline cannot be forecast: {exc}")
         as_of = scoring.moment(req.as_of, scoring.utc_now())
         try:
