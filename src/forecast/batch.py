@@ -31,6 +31,7 @@ from forecast.models import fastpath
 from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel, load_model
+from forecast.timeutil import resolve_as_of
 
 CHUNK = 20_000
 MAX_DAYS = 36_525
@@ -230,7 +231,7 @@ def score_warehouse(
         )
     horizon = int(model.metadata.get("horizon_days", 90))
     with warehouse_source(settings.warehouse) as src:
-        when = as_of if as_of is not None else src.data_end()
+        when = resolve_as_of(as_of, src.data_end)
         table = build_feature_table(src, entity, [when], LabelConfig(horizon, horizon))  # type: ignore[arg-type]
     frame = table.frame
     scores = score_frame(model, frame, frame[table.id_column], progress=progress, reasons=reasons)

@@ -19,10 +19,11 @@ from forecast.cli.main import (
     _emit,
     _fail,
     _input_errors,
-    _parse_date,
+    _parse_as_of,
     _progress,
     _settings,
     app,
+    as_of_option,
 )
 from forecast.cli.render import (
     _render_training,
@@ -305,7 +306,7 @@ def score_leads(
         ),
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
     ] = None,
     write_back: Annotated[
         bool, typer.Option("--write-back", help="Also store the scores in the warehouse.")
@@ -358,7 +359,7 @@ def score_deals(
         str, typer.Option(help="Time-to-close model (its champion is used).")
     ] = "time_to_close",
     as_of: Annotated[
-        str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
     ] = None,
     write_back: Annotated[
         bool,
@@ -417,7 +418,7 @@ def _score(
         _fail(as_json, "give exactly one of --input FILE or --from-warehouse")
     settings = _settings(ctx)
     client(settings)
-    when = _parse_date(as_of, "--as-of", as_json) if as_of else None
+    when = _parse_as_of(as_of or None, as_json)  # "" scores at the default, as it always has
     with (
         _input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
         _progress("score") as update,

@@ -19,6 +19,7 @@ from forecast.cli.main import (
     _progress,
     _settings,
     app,
+    as_of_option,
     backtest_app,
 )
 
@@ -37,7 +38,7 @@ def _share(value: Any) -> str:
 def revenue(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, typer.Option(help="Forecast as of this time (default: midnight after the last event).")
+        str | None, as_of_option("Forecast as of this time (default: midnight after the last event).")
     ] = None,
     periods: Annotated[int, typer.Option(min=1, max=24, help="How many periods to forecast.")] = 3,
     by: Annotated[str, typer.Option(help="Period length: week, month or quarter.")] = "month",

@@ -22,6 +22,7 @@ from forecast.flags.compute import ID_COLUMN, ChurnScorer, availability, churn_p
 from forecast.flags.config import SEVERITY_RANK, FlagsConfig
 from forecast.flags.history import load_history
 from forecast.flags.rules import FLAG_ORDER, skipped_flags
+from forecast.timeutil import resolve_as_of
 
 Progress = Callable[[str], None]
 ENTITY_WORD = {"opportunity": "deal", "lead": "lead"}
@@ -114,7 +115,7 @@ def flags_job(
     per_entity: dict[str, Any] = {}
     scorers = {e: champion_scorer(e, settings, config) for e in entities}
     with warehouse_source(settings.warehouse) as src:
-        when = as_of if as_of is not None else src.data_end()
+        when = resolve_as_of(as_of, src.data_end)
         for entity in entities:
             say(f"{ENTITY_WORD[entity]} snapshots")
             frame = build_feature_table(src, entity, [when], LabelConfig(h, h)).frame

@@ -29,6 +29,7 @@ from forecast.revenue.job import (
     revenue_forecast,
     unseen_from,
 )
+from forecast.timeutil import resolve_as_of
 
 if TYPE_CHECKING:
     from forecast.registry import LoadedModel
@@ -148,7 +149,7 @@ def revenue_job(
     from forecast.tracking.data import default_as_of
 
     frames, pipeline = read_crm(settings)
-    when = as_of if as_of is not None else default_as_of(frames)
+    when = resolve_as_of(as_of, lambda: default_as_of(frames))
     models = models or champion_models(settings)
     grid = period_grid(when, periods, by)
     quotas = _quota_lookup(frames, pipeline, when, group)

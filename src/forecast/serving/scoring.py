@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -25,6 +25,8 @@ from forecast.models import fastpath
 from forecast.models.explain import reason_codes
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel
+from forecast.timeutil import to_utc_naive
+from forecast.timeutil import utc_now as base_utc_now
 
 ID_COLUMN: dict[str, str] = {"lead": "lead_id", "opportunity": "opportunity_id"}
 
@@ -43,15 +45,14 @@ class NotServableError(ValueError):
 
 def utc_now() -> pd.Timestamp:
     """Now in UTC, without a time zone (the warehouse's convention)."""
-    return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+    return base_utc_now().floor("s")
 
 
 def moment(value: datetime | None, default: pd.Timestamp) -> pd.Timestamp:
     """A request's moment as a zone-less UTC timestamp (``default`` when not sent)."""
     if value is None:
         return default
-    ts = pd.Timestamp(value)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    return to_utc_naive(value)
 
 
 @cache
