@@ -30,6 +30,15 @@ from forecast.cli.render import (
 )
 from forecast.data.sources.base import SourceError
 from forecast.logging import get_logger
+from forecast.models.names import (
+    CHURN_RISK,
+    CHURN_RISK_LEADS,
+    DEAL_WIN,
+    LEAD_SCORING,
+    MODEL_NAMES,
+    TIME_TO_CLOSE,
+    cli_name,
+)
 
 # ---------------------------------------------------------------------------- train / promote
 
@@ -42,13 +51,7 @@ promote_app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.add_typer(promote_app, name="promote")
 
-MODELS = {
-    "lead-scoring": "lead_scoring",
-    "deal-win": "deal_win",
-    "time-to-close": "time_to_close",
-    "churn-risk": "churn_risk",
-    "churn-risk-leads": "churn_risk_leads",
-}
+MODELS = {cli_name(name): name for name in MODEL_NAMES}
 """CLI model names and their config stems (``training/<stem>.yaml``)."""
 
 
@@ -215,27 +218,27 @@ def _warehouse_train_command(cli_name: str, stem: str, summary: str) -> None:
 
 _table_train_command(
     "lead-scoring",
-    "lead_scoring",
+    LEAD_SCORING,
     "Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table).",
 )
 _table_train_command(
     "deal-win",
-    "deal_win",
+    DEAL_WIN,
     "Train deal win probability on the warehouse's deal snapshots, or on a flat export (--table).",
 )
 _warehouse_train_command(
     "time-to-close",
-    "time_to_close",
+    TIME_TO_CLOSE,
     "Train the time-to-close survival model on the warehouse's deal snapshots.",
 )
 _warehouse_train_command(
     "churn-risk",
-    "churn_risk",
+    CHURN_RISK,
     "Train p_churn of open deals (lost or silent within 30 days) on the warehouse's deal snapshots.",
 )
 _warehouse_train_command(
     "churn-risk-leads",
-    "churn_risk_leads",
+    CHURN_RISK_LEADS,
     "Train p_churn of open leads (disqualified or silent within 30 days) on the lead snapshots.",
 )
 
@@ -292,7 +295,7 @@ def score_leads(
     ] = False,
     model: Annotated[
         str, typer.Option(help="Registered model name (its champion is used unless --alias / --version).")
-    ] = "lead_scoring",
+    ] = LEAD_SCORING,
     alias: Annotated[
         str, typer.Option(help="Score with this alias of --model (e.g. challenger).")
     ] = "champion",
@@ -354,10 +357,10 @@ def score_deals(
     from_warehouse: Annotated[
         bool, typer.Option("--from-warehouse", help="Score the deals open in the warehouse at --as-of.")
     ] = False,
-    model: Annotated[str, typer.Option(help="Win-probability model (its champion is used).")] = "deal_win",
+    model: Annotated[str, typer.Option(help="Win-probability model (its champion is used).")] = DEAL_WIN,
     close_model: Annotated[
         str, typer.Option(help="Time-to-close model (its champion is used).")
-    ] = "time_to_close",
+    ] = TIME_TO_CLOSE,
     as_of: Annotated[
         str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
     ] = None,

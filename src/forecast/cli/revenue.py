@@ -22,6 +22,7 @@ from forecast.cli.main import (
     as_of_option,
     backtest_app,
 )
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 _MONEY = ("won_to_date", "expected", "p10", "p50", "p90", "quota", "gap_to_goal", "open_pipeline")
 
@@ -163,8 +164,8 @@ def backtest_revenue_command(
     if end < start:
         _fail(as_json, f"--to {end.date()} is before --from {start.date()}")
     settings = _settings(ctx)
-    win = _load_config("deal_win", win_config, as_json, None)
-    close = _load_config("time_to_close", close_config, as_json, None)
+    win = _load_config(DEAL_WIN, win_config, as_json, None)
+    close = _load_config(TIME_TO_CLOSE, close_config, as_json, None)
     try:
         with _progress("backtest") as update:
             result, logged = backtest_job(

@@ -12,6 +12,7 @@ from forecast.flags.config import FlagsConfig
 from forecast.flags.history import History, entity_attributes, stage_limits, unanswered_attempts
 from forecast.flags.rules import Availability, evaluate_flags, summarise
 from forecast.flags.silence import expected_silence, fit_silence
+from forecast.models.names import CHURN_RISK
 
 ID_COLUMN = {"lead": "lead_id", "opportunity": "opportunity_id"}
 
@@ -24,7 +25,7 @@ class ChurnScorer:
     features: list[str]
     descriptions: dict[str, str]
     categorical: list[str]
-    name: str = "churn_risk"
+    name: str = CHURN_RISK
     version: str | None = None
 
 

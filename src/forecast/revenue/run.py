@@ -19,6 +19,7 @@ from forecast.config import Settings
 from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.data.warehouse import Warehouse
 from forecast.models.config import TrainingConfig
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import ALL, Period, period_grid
 from forecast.revenue.job import (
@@ -34,8 +35,8 @@ from forecast.timeutil import resolve_as_of
 if TYPE_CHECKING:
     from forecast.registry import LoadedModel
 
-WIN_MODEL = "deal_win"
-CLOSE_MODEL = "time_to_close"
+WIN_MODEL = DEAL_WIN
+CLOSE_MODEL = TIME_TO_CLOSE
 
 
 def read_crm(settings: Settings) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:

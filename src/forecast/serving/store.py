@@ -21,13 +21,14 @@ from typing import Any
 
 from forecast.config import Settings
 from forecast.models import fastpath
+from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 from forecast.registry import CHAMPION, LoadedModel, client, load_model, version_by_alias
 
 log = logging.getLogger(__name__)
 
-SERVED_MODELS = ("lead_scoring", "deal_win", "time_to_close", "churn_risk", "churn_risk_leads")
+SERVED_MODELS = (LEAD_SCORING, DEAL_WIN, TIME_TO_CLOSE, CHURN_RISK, CHURN_RISK_LEADS)
 """What the service loads: every endpoint's champion (a missing one disables only its endpoint)."""
-REQUIRED_MODELS = ("lead_scoring", "deal_win", "time_to_close")
+REQUIRED_MODELS = (LEAD_SCORING, DEAL_WIN, TIME_TO_CLOSE)
 """Without these champions the service is not ready."""
 
 
