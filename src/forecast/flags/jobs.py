@@ -63,14 +63,14 @@ def champion_scorer(
         model = load_model(name, settings)
     except LookupError:
         return None, f"no {name} champion: p_churn and the churn_risk flag are left out"
-    meta = model.metadata
-    if meta.get("entity") != entity or meta.get("source") != "warehouse":
+    meta = model.meta
+    if meta.entity != entity or not meta.is_warehouse:
         return None, f"{name} v{model.version} is not a warehouse {entity} model: p_churn left out"
     scorer = ChurnScorer(
         pipeline=model.pipeline,
-        features=list(meta.get("features") or []),
-        descriptions=dict(meta.get("descriptions") or {}),
-        categorical=list(meta.get("categorical") or []),
+        features=list(meta.features),
+        descriptions=dict(meta.descriptions),
+        categorical=list(meta.categorical),
         name=name,
         version=model.version,
     )

@@ -90,14 +90,14 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
     Raises:
         LookupError: ``close`` is not a time-to-close model.
     """
-    edges = [float(e) for e in (close.metadata.get("survival") or {}).get("edges") or []]
+    edges = close.meta.survival_edges
     if not edges:
         raise LookupError(f"{close.name} v{close.version} is not a time-to-close model")
     return DealModels(
         win.pipeline,
         close.pipeline,
         edges,
-        float(win.metadata.get("horizon_days", 180)),
+        float(win.meta.horizon_days),
         {win.name: win.version, close.name: close.version},
         held_out,
     )

@@ -187,9 +187,7 @@ class ForecastService:
         records, single = ([one], True) if one is not None else (list(leads or deals or []), False)
         churn_name = CHURN_RISK_LEADS if entity == "lead" else CHURN_RISK
         churn = self.store.optional(churn_name)
-        if churn is not None and (
-            churn.model.metadata.get("entity") != entity or churn.model.metadata.get("source") != "warehouse"
-        ):
+        if churn is not None and (churn.model.meta.entity != entity or not churn.model.meta.is_warehouse):
             churn = None  # a champion of another kind: as the batch flags, leave p_churn out
         try:
             results, skipped = scoring.flag_records(
