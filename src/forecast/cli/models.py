@@ -28,6 +28,7 @@ from forecast.cli.main import (
 from forecast.cli.render import (
     _render_training,
 )
+from forecast.config import config_file
 from forecast.data.sources.base import SourceError
 from forecast.logging import get_logger
 from forecast.models.names import (
@@ -56,8 +57,8 @@ MODELS = {cli_name(name): name for name in MODEL_NAMES}
 
 
 def default_config(stem: str) -> Path:
-    """The repository's ``training/<stem>.yaml`` (next to the installed source tree)."""
-    return Path(__file__).resolve().parents[3] / "training" / f"{stem}.yaml"
+    """``<config_dir>/<stem>.yaml`` (``FORECAST_CONFIG_DIR``, default: the repository's ``training/``)."""
+    return config_file(f"{stem}.yaml")
 
 
 def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | None) -> Any:

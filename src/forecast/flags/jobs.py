@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast.config import Settings
+from forecast.config import Settings, config_file
 from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import LabelConfig, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
@@ -41,14 +41,14 @@ OUTPUT_COLUMNS = [
 ]
 
 
-def repo_file(name: str) -> Path:
-    """``training/<name>`` of the repository (next to the installed source tree)."""
-    return Path(__file__).resolve().parents[3] / "training" / name
+def load_flags_config(path: Path | None = None, settings: Settings | None = None) -> FlagsConfig:
+    """The flags configuration: ``path``, else ``<config_dir>/flags.yaml``, else built-in defaults.
 
-
-def load_flags_config(path: Path | None = None) -> FlagsConfig:
-    """The flags configuration (default: ``training/flags.yaml``; built-in defaults without it)."""
-    path = path or repo_file("flags.yaml")
+    Args:
+        path: An explicit file (``--config``).
+        settings: Settings whose ``config_dir`` holds ``flags.yaml`` (default: the environment's).
+    """
+    path = path or config_file("flags.yaml", settings)
     return FlagsConfig.from_yaml(path) if path.is_file() else FlagsConfig()
 
 
@@ -191,14 +191,14 @@ def flag_columns(
         features: The scored rows' snapshot features (one as_of).
         entity: ``lead`` or ``opportunity``.
         as_of: Their as_of.
-        config: Flags configuration (default: ``training/flags.yaml``).
+        config: Flags configuration (default: ``<config_dir>/flags.yaml``).
 
     Returns:
         Columns aligned with ``features`` — ``p_churn`` (when a churn champion exists),
         ``at_risk``, ``flags``, ``n_flags``, ``top_flag``, ``flag_severity``, ``flag_evidence``,
         ``suggested_action`` — and notes.
     """
-    config = config or load_flags_config()
+    config = config or load_flags_config(settings=settings)
     scorer, note = champion_scorer(entity, settings, config)
     with warehouse_source(settings.warehouse) as src:
         _flags, summary, p, _skipped = _flags_of(
@@ -241,7 +241,7 @@ def backtest_job(
         dates, notes = backtest_dates(date_from, date_to, parse_every(config.backtest.every), h, end)
         for entity in entities:
             name = config.backtest.deal_config if entity == "opportunity" else config.backtest.lead_config
-            train_cfg = TrainingConfig.from_yaml(repo_file(name))
+            train_cfg = TrainingConfig.from_yaml(config_file(name, settings))
             scorer: ChurnScorer | None = None
             entity_notes: list[str] = []
             try:
