@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 
 from forecast.categories import OTHER as OTHER
 from forecast.models.baselines import LogisticBaseline
+from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_contributions, logistic_matrix
 from forecast.models.threads import tree_threads
 
 _EPS = 1e-6
@@ -569,9 +570,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         trees = self._tree_predict(X.loc[:, self.tree_features_], pred_contrib=True)
         prior = None
         if self.prior_ is not None:
-            from forecast.models.explain import _logistic_contributions  # explain imports this module
-
-            prior = _logistic_contributions(self.prior_, X, columns)
+            prior = logistic_contributions(self.prior_, X, columns)
         return self._contributions_from(trees, columns, self._alone_rows(X), prior)
 
     def _contributions_from(
@@ -638,9 +637,7 @@ def _prior_margin(prior: Any, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
 
 def _store_prior_means(prior: Any, X: pd.DataFrame) -> None:  # noqa: N803
     """Training means of the prior's design (the reference of its contributions)."""
-    from forecast.models.explain import TRAINING_MEANS_ATTR, _logistic_matrix
-
-    setattr(prior, TRAINING_MEANS_ATTR, _logistic_matrix(prior, X).mean(axis=0))
+    setattr(prior, TRAINING_MEANS_ATTR, logistic_matrix(prior, X).mean(axis=0))
 
 
 def _halves(eval_set: tuple[pd.DataFrame, Any] | None) -> tuple[Any, Any]:
