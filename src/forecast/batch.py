@@ -230,7 +230,7 @@ def score_warehouse(
     horizon = model.meta.horizon_days
     with warehouse_source(settings.warehouse) as src:
         when = resolve_as_of(as_of, src.data_end)
-        table = build_feature_table(src, entity, [when], LabelConfig(horizon, horizon))  # type: ignore[arg-type]
+        table = build_feature_table(src, entity, [when], LabelConfig.both(horizon))  # type: ignore[arg-type]
     frame = table.frame
     scores = score_frame(model, frame, frame[table.id_column], progress=progress, reasons=reasons)
     scores.insert(1, "as_of", frame["as_of"].to_numpy())

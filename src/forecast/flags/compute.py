@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from forecast.features.build import ID_COLUMN
 from forecast.flags.config import FlagsConfig
 from forecast.flags.history import History, entity_attributes, stage_limits, unanswered_attempts
 from forecast.flags.rules import Availability, evaluate_flags, summarise
 from forecast.flags.silence import expected_silence, fit_silence
 from forecast.models.names import CHURN_RISK
-
-ID_COLUMN = {"lead": "lead_id", "opportunity": "opportunity_id"}
 
 
 @dataclass

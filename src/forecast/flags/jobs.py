@@ -118,7 +118,7 @@ def flags_job(
         when = resolve_as_of(as_of, src.data_end)
         for entity in entities:
             say(f"{ENTITY_WORD[entity]} snapshots")
-            frame = build_feature_table(src, entity, [when], LabelConfig(h, h)).frame
+            frame = build_feature_table(src, entity, [when], LabelConfig.both(h)).frame
             scorer, note = scorers[entity]
             say(f"{ENTITY_WORD[entity]} flags")
             flags, summary, p, skipped = _flags_of(src, entity, frame, when, config, scorer)

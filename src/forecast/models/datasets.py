@@ -92,7 +92,7 @@ def warehouse_input(
     """
     with warehouse_source(warehouse) as src:
         config = resolve_horizon(src, config)
-        labels = LabelConfig(config.snapshots.horizon_days, config.snapshots.horizon_days)
+        labels = LabelConfig.both(config.snapshots.horizon_days)
         table = snapshot_table(src, config, labels, progress=progress)
     return table_input(table, config.label), table, config
 

@@ -147,7 +147,7 @@ def current_side(
         )
         cfg = config.model_copy(update={"snapshots": snapshots})
         progress("building the current snapshots")
-        table = snapshot_table(src, cfg, LabelConfig(horizon, horizon), data_end=end)
+        table = snapshot_table(src, cfg, LabelConfig.both(horizon), data_end=end)
     frame = table.frame
     drift = latest_rows(frame, days, end)
     known = _known(frame, model.metadata)

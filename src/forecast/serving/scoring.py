@@ -20,16 +20,13 @@ from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
 from forecast.batch import band_of, close_date_columns, fast_proba_and_reasons, score_frame
-from forecast.features.build import Entity, feature_catalogue
+from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.models import fastpath
 from forecast.models.explain import reason_codes
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel
 from forecast.timeutil import to_utc_naive
 from forecast.timeutil import utc_now as base_utc_now
-
-ID_COLUMN: dict[str, str] = {"lead": "lead_id", "opportunity": "opportunity_id"}
-
 
 MAX_GROUPS = 50
 """Most groups (teams, regions) in one revenue forecast of sent deals."""
