@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 
 from forecast.categories import OTHER as OTHER
 from forecast.models.baselines import LogisticBaseline
+from forecast.models.config import LightGBMSettings
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_contributions, logistic_matrix
 from forecast.models.threads import tree_threads
 
@@ -236,6 +237,11 @@ def predict_threads(rows: int) -> int:
     return tree_threads()
 
 
+TREE_DEFAULTS = LightGBMSettings()
+"""Default tree parameters of every estimator here and in ``survival`` (``LightGBMSettings`` is
+their one source; the training YAML overrides them)."""
+
+
 def lgbm_classifier(params: Any, **extra: Any) -> lgb.LGBMClassifier:
     """The project's LightGBM classifier from an estimator's tree parameters.
 
@@ -315,14 +321,14 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
 
     def __init__(
         self,
-        n_estimators: int = 2000,
-        learning_rate: float = 0.03,
-        num_leaves: int = 15,
-        min_child_samples: int = 50,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        reg_lambda: float = 1.0,
-        early_stopping_rounds: int = 100,
+        n_estimators: int = TREE_DEFAULTS.n_estimators,
+        learning_rate: float = TREE_DEFAULTS.learning_rate,
+        num_leaves: int = TREE_DEFAULTS.num_leaves,
+        min_child_samples: int = TREE_DEFAULTS.min_child_samples,
+        subsample: float = TREE_DEFAULTS.subsample,
+        colsample_bytree: float = TREE_DEFAULTS.colsample_bytree,
+        reg_lambda: float = TREE_DEFAULTS.reg_lambda,
+        early_stopping_rounds: int = TREE_DEFAULTS.early_stopping_rounds,
         calibration: str = "auto",
         monotone_increasing: Sequence[str] = (),
         monotone_decreasing: Sequence[str] = (),
