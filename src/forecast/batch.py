@@ -30,14 +30,13 @@ from forecast.io import write_frame
 from forecast.models import fastpath
 from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import CalibratedLGBMClassifier
-from forecast.names import check_name
+from forecast.name_rules import check_name
 from forecast.registry import LoadedModel, load_model
+from forecast.timeutil import resolve_as_of
 
 CHUNK = 20_000
 MAX_DAYS = 36_525
 """Largest day count taken as a date offset (a century)."""
-DEFAULT_BANDS = {"A": 0.3, "B": 0.15, "C": 0.05}
-"""Bands of a model whose metadata has none (A: p >= 0.3, B: >= 0.15, C: >= 0.05, D below)."""
 REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
 
 
@@ -85,10 +84,10 @@ def score_frame(
         reason_text: The values the reasons quote, aligned with ``reasons_on`` (default: its own
             values); a flat export's raw text, so that reasons read ``Yes``, not ``1``.
     """
-    meta = model.metadata
-    score_name = str(meta.get("score_name", "p"))
-    descriptions = dict(meta.get("descriptions") or {})
-    kinds = dict.fromkeys(meta.get("categorical") or [], "categorical")
+    meta = model.meta
+    score_name = meta.score_name
+    descriptions = dict(meta.descriptions)
+    kinds = dict.fromkeys(meta.categorical, "categorical")
     parts = []
     n = len(features)
     fast = None
@@ -126,7 +125,7 @@ def score_frame(
                 "id": ids.iloc[start : start + CHUNK].to_numpy(),
                 score_name: np.round(p, 6),
                 "score": np.rint(p * 100).astype(int),
-                "band": band_of(p, dict(meta.get("bands") or DEFAULT_BANDS)),
+                "band": band_of(p, meta.bands),
                 **({} if why is None else {column: why[column].to_numpy() for column in why.columns}),
             }
         )
@@ -184,8 +183,8 @@ def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFra
     """
     from forecast.models.survival import survival_at, survival_quantile
 
-    survival_cfg = dict(model.metadata.get("survival") or {})
-    edges = [float(x) for x in survival_cfg.get("edges") or []]
+    survival_cfg = dict(model.meta.survival or {})
+    edges = model.meta.survival_edges
     report = [float(x) for x in survival_cfg.get("report_days") or [30, 60, 90]]
     if not edges:
         raise ScoringError(f"model {model.name} v{model.version} is not a time-to-close model")
@@ -224,15 +223,15 @@ def score_warehouse(
     reasons: bool = True,
 ) -> tuple[Scored, pd.Timestamp, str]:
     """Score the entities alive in the warehouse at ``as_of`` (default: the data's last event)."""
-    entity = str(model.metadata.get("entity"))
-    if model.metadata.get("source") != "warehouse" or entity not in ("lead", "opportunity"):
+    entity = str(model.meta.entity)
+    if not model.meta.is_warehouse or entity not in ("lead", "opportunity"):
         raise ScoringError(
             f"model {model.name} v{model.version} was trained on a flat export; score files in that shape with --input"
         )
-    horizon = int(model.metadata.get("horizon_days", 90))
+    horizon = model.meta.horizon_days
     with warehouse_source(settings.warehouse) as src:
-        when = as_of if as_of is not None else src.data_end()
-        table = build_feature_table(src, entity, [when], LabelConfig(horizon, horizon))  # type: ignore[arg-type]
+        when = resolve_as_of(as_of, src.data_end)
+        table = build_feature_table(src, entity, [when], LabelConfig.both(horizon))  # type: ignore[arg-type]
     frame = table.frame
     scores = score_frame(model, frame, frame[table.id_column], progress=progress, reasons=reasons)
     scores.insert(1, "as_of", frame["as_of"].to_numpy())
@@ -255,12 +254,12 @@ def score_file(
     A flat export's output carries ``keep_columns`` of the input (``all`` or ``a,b``) after its row
     identifier; its reasons quote the file's own column labels and values as written.
     """
-    meta = model.metadata
-    if meta.get("source") == "flat_export":
+    meta = model.meta
+    if meta.source == "flat_export":
         raw = read_table_file(path, encoding=encoding, delimiter=delimiter)
-        spec = dict(meta.get("flat_spec") or {})
+        spec = dict(meta.flat_spec or {})
         problems = score_input_errors(raw, spec)
-        id_col = str(meta.get("id_column") or "row_id")
+        id_col = meta.id_column or "row_id"
         ids = raw[id_col] if id_col in raw else pd.Series(np.arange(1, len(raw) + 1), index=raw.index)
         bad_rows = set(problems["row"].astype(int)) if len(problems) else set()
         keep = ~np.isin(np.arange(1, len(raw) + 1), sorted(bad_rows))
@@ -291,9 +290,9 @@ def score_file(
         return Scored(scores, rejects[REJECT_COLUMNS] if len(rejects) else _empty_rejects(), len(raw)), id_col
     # a snapshot feature table (as written by `forecast features`)
     frame = read_table_file(path, encoding=encoding, delimiter=delimiter)
-    entity = str(meta.get("entity"))
+    entity = str(meta.entity)
     id_col = "lead_id" if entity == "lead" else "opportunity_id"
-    features = list(meta.get("features") or [])
+    features = list(meta.features)
     missing = [c for c in [id_col, *features] if c not in frame.columns]
     if missing:
         raise ScoringError(
@@ -303,7 +302,7 @@ def score_file(
     keys = [id_col, "as_of"] if "as_of" in frame.columns else [id_col]
     missing_id = frame[id_col].isna()
     duplicate = frame.duplicated(subset=keys, keep="first") & ~missing_id
-    typed_all, bad_numbers = _typed_features(frame, features, set(meta.get("categorical") or []))
+    typed_all, bad_numbers = _typed_features(frame, features, set(meta.categorical))
     parts = [
         _rejects_for(frame, missing_id, id_col, "missing_id", "the id is empty"),
         _rejects_for(
@@ -513,7 +512,7 @@ def score_job(
     notes: list[str] = []
     if close_model is not None and scored.features is not None:
         closing = load_model(close_model, settings)
-        needed = [c for c in closing.metadata.get("features") or [] if c not in scored.features.columns]
+        needed = [c for c in closing.meta.features if c not in scored.features.columns]
         if needed or "as_of" not in scored.features.columns:
             raise ScoringError(
                 f"{close_model} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks"
@@ -526,7 +525,7 @@ def score_job(
     if with_flags and scored.features is not None and input_path is None and when is not None:
         from forecast.flags.jobs import flag_columns
 
-        entity = model.metadata.get("entity")
+        entity = model.meta.entity
         flagged, flag_notes = flag_columns(settings, scored.features, entity, when)  # type: ignore[arg-type]
         flagged = flagged.drop(columns=[c for c in flagged.columns if c in scored.scores.columns])
         scored.scores = pd.concat(
@@ -540,13 +539,9 @@ def score_job(
     write_frame(scored.rejects, rj, "csv")
     stored = 0
     if write_to_warehouse:
-        table = (
-            "lead_scores"
-            if model.metadata.get("entity") == "lead"
-            else f"{model.metadata.get('entity')}_scores"
-        )
+        table = "lead_scores" if model.meta.entity == "lead" else f"{model.meta.entity}_scores"
         stored = write_back(scored.scores, table, settings)
-    score_name = str(model.metadata.get("score_name", "p"))
+    score_name = model.meta.score_name
     bands = scored.scores["band"].value_counts().reindex(["A", "B", "C", "D"], fill_value=0)
     return {
         "ok": True,

@@ -11,6 +11,19 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "defaults"
+"""Copies of the repository's ``training/*.yaml`` shipped inside the package (a test keeps them equal)."""
+
+
+def default_config_dir() -> Path:
+    """The repository's ``training/`` folder when forecast runs from a checkout, else the packaged copies.
+
+    A wheel or a Bento has no ``training/`` next to its source: it reads the configs shipped in
+    ``forecast/defaults/`` instead of silently falling back to built-in defaults.
+    """
+    repo = Path(__file__).resolve().parents[2] / "training"
+    return repo if repo.is_dir() else PACKAGED_CONFIG_DIR
+
 
 class Settings(BaseSettings):
     """Global settings of forecast.
@@ -23,6 +36,8 @@ class Settings(BaseSettings):
         models_dir: Where promoted models' cards are written (``<models_dir>/<name>/``).
         outputs_dir: Default folder for batch outputs (scores).
         pipeline_file: Optional YAML pipeline definition for canonical imports.
+        config_dir: Folder of the YAML configs (``<model>.yaml``, ``flags.yaml``,
+            ``monitoring.yaml``); default: :func:`default_config_dir`.
         log_level: Logging level for messages on stderr.
         api_token: When set, every HTTP endpoint but the health probes needs
             ``Authorization: Bearer <token>`` (``FORECAST_API_TOKEN``).
@@ -51,6 +66,7 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=Path("models"))
     outputs_dir: Path = Field(default=Path("data/outputs"))
     pipeline_file: Path | None = None
+    config_dir: Path = Field(default_factory=lambda: default_config_dir())
     log_level: str = Field(default="INFO")
     api_token: SecretStr | None = None
     serve_warehouse: bool = False
@@ -76,3 +92,16 @@ def load_settings(**overrides: Any) -> Settings:
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**given)
+
+
+def config_file(name: str, settings: Settings | None = None) -> Path:
+    """``<config_dir>/<name>``: a YAML config (``flags.yaml``, ``deal_win.yaml``, ...).
+
+    Args:
+        name: File name inside the config folder.
+        settings: Settings to read ``config_dir`` from (default: the environment's).
+
+    Returns:
+        The path (it may not exist: callers decide whether that is an error).
+    """
+    return (settings or load_settings()).config_dir / name

@@ -20,7 +20,8 @@ from forecast.features.splits import summary_test_cut
 from forecast.model_card import model_card
 from forecast.models.config import TrainingConfig
 from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
-from forecast.names import check_name
+from forecast.models.metadata import ModelMetadata
+from forecast.name_rules import check_name
 from forecast.registry import log_trained_model, promote
 from forecast.train import ModelInput, TrainResult, train_binary
 from forecast.train_survival import DURATION, train_time_to_close, within_label
@@ -68,24 +69,25 @@ def monitoring_reference(
 def _metadata(
     config: TrainingConfig, data: ModelInput, result: TrainResult, source: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    return {
-        "model_name": config.model_name,
-        "experiment": config.experiment,
-        "entity": config.entity if source == "warehouse" else "flat_export",
-        "source": source,
-        "label": data.label,
-        "score_name": score_name(config),
-        "features": data.features,
-        "categorical": data.categorical,
-        "descriptions": data.descriptions,
-        "bands": config.bands,
-        "horizon_days": config.snapshots.horizon_days,
-        "survival": config.survival.model_dump() if config.label == DURATION else None,
-        "model_kind": result.model_kind,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_sha256": result.data["sha256"],
+    """The model's metadata as MLflow stores it (:class:`~forecast.models.metadata.ModelMetadata`)."""
+    return ModelMetadata(
+        model_name=config.model_name,
+        experiment=config.experiment,
+        entity=config.entity if source == "warehouse" else "flat_export",
+        source=source,
+        label=data.label,
+        score_name=score_name(config),
+        features=data.features,
+        categorical=data.categorical,
+        descriptions=data.descriptions,
+        bands=config.bands,
+        horizon_days=config.snapshots.horizon_days,
+        survival=config.survival.model_dump() if config.label == DURATION else None,
+        model_kind=result.model_kind,
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        data_sha256=result.data["sha256"],
         **extra,
-    }
+    ).to_dict()
 
 
 def train_model_job(

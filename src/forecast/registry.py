@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from forecast.config import Settings
 from forecast.evaluate import classification_metrics
 from forecast.features.splits import summary_test_cut
 from forecast.io import csv_text, write_text
-from forecast.names import check_name
+from forecast.models.metadata import ModelMetadata
+from forecast.name_rules import check_name
 from forecast.train import TrainResult
 
 CHAMPION = "champion"
@@ -201,7 +202,11 @@ def version_by_alias(name: str, alias: str, settings: Settings) -> Any | None:
 
 @dataclass
 class LoadedModel:
-    """A registered model loaded for scoring."""
+    """A registered model loaded for scoring.
+
+    ``metadata`` is the dict as logged; ``meta`` is its typed view (:class:`ModelMetadata`),
+    parsed once here, which every reader uses.
+    """
 
     name: str
     version: str
@@ -209,6 +214,10 @@ class LoadedModel:
     pipeline: Pipeline
     metadata: dict[str, Any]
     run_id: str
+    meta: ModelMetadata = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.meta = ModelMetadata.from_dict(self.metadata)
 
 
 def load_model(
@@ -290,7 +299,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     with _downloaded(chall.run_id, TEST_SLICE, settings) as path:
         test = pd.read_parquet(path)
     chall_model = load_model(name, settings, CHALLENGER, version=str(chall.version))
-    label = str(chall_model.metadata.get("label") or "")
+    label = chall_model.meta.label
     if label not in test.columns:
         raise LookupError(
             f"model {name!r} v{chall.version} has no usable test slice (label {label!r} missing)"
@@ -350,7 +359,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         champ_m,
         len(test),
     )
-    exp_id = ensure_experiment(str(chall_model.metadata.get("experiment", name)), settings)
+    exp_id = ensure_experiment(chall_model.meta.experiment or name, settings)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"promotion-{name}-v{chall.version}"):
         mlflow.set_tags(
             {"kind": "promotion", "model_name": name, "promoted": str(promoted), "reason": reason[:5000]}

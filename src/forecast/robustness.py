@@ -47,6 +47,7 @@ from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
+from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 
 AUC_MARGIN = 0.02
 """Deal win must beat the stage-only baseline's AUC by this much (where that baseline is informative)."""
@@ -75,7 +76,7 @@ class MatrixSettings:
     future_months: int = 6
     revenue: bool = True
     n_sims: int = 2_000
-    models: tuple[str, ...] = ("deal_win", "lead_scoring")
+    models: tuple[str, ...] = (DEAL_WIN, LEAD_SCORING)
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -336,9 +337,9 @@ def world_facts(sim: Simulation, cut: pd.Timestamp) -> dict[str, Any]:
 
 def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
     """The issue-15 gates of one world (``None`` where a gate does not apply or cannot be measured)."""
-    lead = result.get("lead_scoring", {})
+    lead = result.get(LEAD_SCORING, {})
     de, le = result.get("deal_eval", {}), result.get("lead_eval", {})
-    trained = [result[m] for m in ("deal_win", "lead_scoring") if m in result]
+    trained = [result[m] for m in (DEAL_WIN, LEAD_SCORING) if m in result]
     out: dict[str, bool | None] = {"model_produced": all(bool(m.get("ok")) for m in trained)}
     stage_auc = de.get("stage_auc")
     if de.get("auc") is None:
@@ -353,7 +354,7 @@ def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
         out["deal_creation_ratio"] = de["auc_creation"] >= BEST_RATIO_MIN * de["best_auc_creation"]
     else:
         out["deal_creation_ratio"] = None
-    if "lead_scoring" not in result:
+    if LEAD_SCORING not in result:
         return out
     internal = lead.get("internal", {})
     out["lead_beats_baselines"] = internal.get("beats_every_baseline") if lead.get("ok") else False
@@ -378,9 +379,9 @@ def _judge_deals(
     past: Mapping[str, pd.DataFrame],
 ) -> dict[str, Any]:
     try:
-        win_h = int(configs["deal_win"].snapshots.horizon_days)
+        win_h = int(configs[DEAL_WIN].snapshots.horizon_days)
         rows = _future_rows(sim, pipeline, "opportunity", cut, settings.eval_months, LabelConfig(90, win_h))
-        return evaluate_deal_win(models.get("deal_win"), rows, sim.truth["truth_opportunities"], past)
+        return evaluate_deal_win(models.get(DEAL_WIN), rows, sim.truth["truth_opportunities"], past)
     except Exception as exc:
         return {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
 
@@ -395,10 +396,10 @@ def _judge_leads(
     record: Mapping[str, Any],
 ) -> dict[str, Any]:
     try:
-        lead_h = int(configs["lead_scoring"].snapshots.horizon_days)
+        lead_h = int(configs[LEAD_SCORING].snapshots.horizon_days)
         rows = _future_rows(sim, pipeline, "lead", cut, settings.eval_months, LabelConfig(lead_h, 90))
-        base = record["lead_scoring"].get("label_rate")
-        return evaluate_leads(models.get("lead_scoring"), rows, sim.truth["truth_leads"], base)
+        base = record[LEAD_SCORING].get("label_rate")
+        return evaluate_leads(models.get(LEAD_SCORING), rows, sim.truth["truth_leads"], base)
     except Exception as exc:
         return {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
 
@@ -462,9 +463,9 @@ def run_world(
             say(f"{world.name}: training {stem}")
             record[stem], models[stem] = _train(app, configs[stem])
         say(f"{world.name}: judging on the {settings.eval_months} months after the cut")
-        if "deal_win" in settings.models:
+        if DEAL_WIN in settings.models:
             record["deal_eval"] = _judge_deals(sim, pipeline, cut, settings, configs, models, past)
-        if "lead_scoring" in settings.models:
+        if LEAD_SCORING in settings.models:
             record["lead_eval"] = _judge_leads(sim, pipeline, cut, settings, configs, models, record)
         if settings.revenue:
             say(f"{world.name}: revenue backtest")
@@ -474,8 +475,8 @@ def run_world(
                     pipeline,
                     cut,
                     settings.eval_months,
-                    configs["deal_win"],
-                    configs["time_to_close"],
+                    configs[DEAL_WIN],
+                    configs[TIME_TO_CLOSE],
                     settings.n_sims,
                 )
             except Exception as exc:
@@ -516,11 +517,11 @@ def markdown_table(results: list[Mapping[str, Any]]) -> str:
     for r in results:
         w, f, g = r["world"], r.get("facts", {}), r.get("gates", {})
         de, le = r.get("deal_eval", {}), r.get("lead_eval", {})
-        dw, ls, rev = r.get("deal_win", {}), r.get("lead_scoring", {}), r.get("revenue")
+        dw, ls, rev = r.get(DEAL_WIN, {}), r.get(LEAD_SCORING, {}), r.get("revenue")
         notes = []
         if not dw.get("ok"):
             notes.append(f"deal win: {_short(dw.get('error', 'not run'))}")
-        if "lead_scoring" in r and not ls.get("ok"):
+        if LEAD_SCORING in r and not ls.get("ok"):
             notes.append(f"lead scoring: {_short(ls.get('error'))}")
         if rev is not None and not rev.get("ok"):
             same = rev.get("error") == dw.get("error")

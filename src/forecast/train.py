@@ -45,33 +45,9 @@ from forecast.models.baselines import (
 )
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_calibrated
+from forecast.models.inputs import ModelInput
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 from forecast.models.stage_incidence import StageWinIncidence
-
-
-@dataclass
-class ModelInput:
-    """What a model is trained on.
-
-    Attributes:
-        frame: The feature table (id, optional time column, features, labels).
-        id_column: Entity id column.
-        label: The 0/1 label column.
-        features: Feature columns, in order.
-        categorical: Which of them are categorical.
-        time_column: Column of as_of dates (``None`` or all-missing: no time split).
-        censored: Optional column flagging rows whose label is unknown yet.
-        descriptions: Plain-words meaning of each feature (for reasons and the card).
-    """
-
-    frame: pd.DataFrame
-    id_column: str
-    label: str
-    features: list[str]
-    categorical: list[str]
-    time_column: str | None = "as_of"
-    censored: str | None = None
-    descriptions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -180,7 +180,7 @@ BAD_NAMES = ["../../x", "a/b", "..", ".hidden", "has space", "a\\b", "", "x" * 1
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_a_name_that_could_become_another_path_is_refused(name: str) -> None:
     from forecast.errors import InputError
-    from forecast.names import check_name
+    from forecast.name_rules import check_name
 
     with pytest.raises(InputError, match="is not a valid name: it must use letters, digits"):
         check_name(name)
@@ -188,7 +188,7 @@ def test_a_name_that_could_become_another_path_is_refused(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["lead_scoring", "byo", "deal-win.v2", "_x", "A1"])
 def test_ordinary_names_pass(name: str) -> None:
-    from forecast.names import check_name
+    from forecast.name_rules import check_name
 
     assert check_name(name) == name
 

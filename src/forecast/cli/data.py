@@ -39,6 +39,7 @@ from forecast.data.quality import quality_summary
 from forecast.data.sources.base import SourceError
 from forecast.data.validate import RULES
 from forecast.data.warehouse import PipelineConflictError, Warehouse, WarehouseBusyError
+from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 
 # ---------------------------------------------------------------------------- simulate
 
@@ -264,17 +265,17 @@ def _score_deals_if_possible(settings: Settings) -> dict[str, Any]:
     from forecast.batch import score_job
     from forecast.registry import CHAMPION, version_by_alias
 
-    if version_by_alias("deal_win", CHAMPION, settings) is None:
+    if version_by_alias(DEAL_WIN, CHAMPION, settings) is None:
         return {"skipped": "deal_win has no champion (the trained model did not pass the promotion gate)"}
-    has_close = version_by_alias("time_to_close", CHAMPION, settings) is not None
+    has_close = version_by_alias(TIME_TO_CLOSE, CHAMPION, settings) is not None
     with _progress("deal scoring") as update:
         scored = score_job(
             settings,
-            model_name="deal_win",
+            model_name=DEAL_WIN,
             output=settings.outputs_dir / "deal_scores.parquet",
             write_to_warehouse=True,
             progress=update,
-            close_model="time_to_close" if has_close else None,
+            close_model=TIME_TO_CLOSE if has_close else None,
         )
     if not has_close:
         scored["notes"].append("time_to_close has no champion: no close dates")
@@ -286,7 +287,7 @@ def _revenue_if_possible(settings: Settings) -> dict[str, Any]:
     from forecast.registry import CHAMPION, version_by_alias
     from forecast.revenue.run import revenue_job
 
-    missing = [m for m in ("deal_win", "time_to_close") if version_by_alias(m, CHAMPION, settings) is None]
+    missing = [m for m in (DEAL_WIN, TIME_TO_CLOSE) if version_by_alias(m, CHAMPION, settings) is None]
     if missing:
         return {"skipped": f"no champion for {', '.join(missing)}"}
     with _progress("revenue forecast") as update:
@@ -323,7 +324,7 @@ def run(
         as_json=as_json,
     )
     summary = quality_summary(Warehouse(settings.warehouse))
-    config = _load_config("lead_scoring", None, as_json, None)
+    config = _load_config(LEAD_SCORING, None, as_json, None)
     with _progress("lead scoring") as update:
         trained = train_model_job(settings, config, promote_after=True, progress=lambda m: update(m, None))
         scores_path = settings.outputs_dir / "lead_scores.parquet"
@@ -335,7 +336,7 @@ def run(
             progress=update,
         )
     deal_models: dict[str, Any] = {}
-    for stem in ("deal_win", "time_to_close"):
+    for stem in (DEAL_WIN, TIME_TO_CLOSE):
         deal_config = _load_config(stem, None, as_json, None)
         with _progress(stem.replace("_", " ")) as update:
             deal_models[stem] = train_model_job(
@@ -349,8 +350,8 @@ def run(
         "lead_scores": str(scored["output"]),
         "deal_scores": str(deal_scores.get("output")),
         "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
-        "deal_win_card": str(settings.models_dir / "deal_win" / "model_card.md"),
-        "time_to_close_card": str(settings.models_dir / "time_to_close" / "model_card.md"),
+        "deal_win_card": str(settings.models_dir / DEAL_WIN / "model_card.md"),
+        "time_to_close_card": str(settings.models_dir / TIME_TO_CLOSE / "model_card.md"),
         "mlflow_ui": ui,
         "serve": "uv run forecast serve --warehouse   # the HTTP service, OpenAPI at http://127.0.0.1:3000/",
     }
@@ -359,10 +360,10 @@ def run(
         "simulation": sim,
         "ingest": result,
         "quality": summary,
-        "lead_scoring": trained,
+        LEAD_SCORING: trained,
         "lead_scores": scored,
-        "deal_win": deal_models["deal_win"],
-        "time_to_close": deal_models["time_to_close"],
+        DEAL_WIN: deal_models[DEAL_WIN],
+        TIME_TO_CLOSE: deal_models[TIME_TO_CLOSE],
         "deal_scores": deal_scores,
         "revenue": revenue,
         "outputs": outputs,
@@ -376,7 +377,7 @@ def run(
             f"scored {scored['scored']:,} open leads as of {scored['as_of']} (bands {scored['bands']}); "
             f"{scored['rejected']} rejected"
         )
-        for stem in ("deal_win", "time_to_close"):
+        for stem in (DEAL_WIN, TIME_TO_CLOSE):
             _render_training(c, deal_models[stem])
         if deal_scores.get("skipped"):
             c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores['skipped']}")

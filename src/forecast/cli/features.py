@@ -94,7 +94,7 @@ def _warehouse_features(
         _fail(as_json, "--entity must be lead or opportunity (or give --table for a flat export)")
     if bool(as_of) == bool(every):
         _fail(as_json, "give either --as-of DATE (repeatable) or --as-of-every CADENCE")
-    labels = LabelConfig() if horizon_days is None else LabelConfig(horizon_days, horizon_days)
+    labels = LabelConfig() if horizon_days is None else LabelConfig.both(horizon_days)
     try:
         with warehouse_source(settings.warehouse) as src, _progress(f"features ({entity})") as update:
             if as_of:

@@ -9,7 +9,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forecast.cli.main import JsonOpt, _emit, _fail, _parse_date, _progress, _settings, app, backtest_app
+from forecast.cli.main import (
+    JsonOpt,
+    _emit,
+    _fail,
+    _parse_as_of,
+    _parse_date,
+    _progress,
+    _settings,
+    app,
+    as_of_option,
+    backtest_app,
+)
 
 EntityOpt = Annotated[str, typer.Option(help="deal, lead or both.")]
 FlagsConfigOpt = Annotated[
@@ -37,7 +48,7 @@ def _entities(value: str, as_json: bool) -> list[Any]:
 def flags(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, typer.Option(help="Flag as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Flag as of this time (default: the latest event in the warehouse).")
     ] = None,
     entity: EntityOpt = "both",
     output: Annotated[
@@ -51,7 +62,7 @@ def flags(
     from forecast.flags.jobs import flags_job
 
     settings = _settings(ctx)
-    when = _parse_date(as_of, "--as-of", as_json) if as_of is not None else None
+    when = _parse_as_of(as_of, as_json)
     cfg = _config(config, as_json)
     try:
         with _progress("flags") as update:

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from forecast.config import Settings, load_settings
 from forecast.errors import InputError
 from forecast.logging import configure_logging, get_logger, stderr_console
+from forecast.timeutil import parse_time
 
 app = typer.Typer(
     name="forecast",
@@ -135,19 +136,21 @@ def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
         yield update
 
 
-def _parse_as_of(value: str | None, as_json: bool = False) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    problem = f"--as-of {value!r} is not an ISO date or timestamp"
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        _fail(as_json, problem)
-    if pd.isna(ts):  # "" and "nat" parse to NaT, which would silently disable the future rule
-        _fail(as_json, problem)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
+_TIME_HELP = "ISO date or timestamp; an offset is converted to UTC, none means UTC."
+
+
+def _parse_as_of(value: str | None, as_json: bool = False, option: str = "--as-of") -> pd.Timestamp | None:
+    """``None`` when the option was not given, else its time (naive UTC); a bad value exits 2."""
+    return None if value is None else _parse_date(value, option, as_json)
+
+
+def as_of_option(help_text: str) -> Any:
+    """The one ``--as-of`` option; ``help_text`` says what the command does then, and its default.
+
+    Use as ``as_of: Annotated[str | None, as_of_option("Score as of this time (default: ...).")] = None``
+    and parse with :func:`_parse_as_of`.
+    """
+    return typer.Option("--as-of", help=f"{help_text} {_TIME_HELP}")
 
 
 TargetOpt = Annotated[str | None, typer.Option(help="Target column of --table.")]
@@ -158,9 +161,7 @@ KeepOpt = Annotated[list[str] | None, typer.Option("--keep-column", help="Keep a
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Source format: canonical, maven or salesforce.")
 ]
-AsOfOpt = Annotated[
-    str | None, typer.Option(help="Reject timestamps after this time (default: now). ISO date/time, UTC.")
-]
+AsOfOpt = Annotated[str | None, as_of_option("Reject timestamps after this time (default: now).")]
 EncodingOpt = Annotated[str, typer.Option(help="Text encoding of CSV files.")]
 DelimiterOpt = Annotated[str, typer.Option(help="CSV delimiter.")]
 PipelineOpt = Annotated[
@@ -168,13 +169,9 @@ PipelineOpt = Annotated[
 ]
 
 
-def _parse_date(value: str | None, option: str, as_json: bool) -> pd.Timestamp:
-    if not value:
-        _fail(as_json, f"{option} is empty")
+def _parse_date(value: str, option: str, as_json: bool) -> pd.Timestamp:
+    """The time of a required option (``--from``, ``--to``), naive UTC; a bad value exits 2."""
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        _fail(as_json, f"{option} {value!r} is not an ISO date (YYYY-MM-DD)")
-    if ts is pd.NaT:
-        _fail(as_json, f"{option} is empty")
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+        return parse_time(value, option)
+    except InputError as exc:
+        _fail(as_json, str(exc))

@@ -19,16 +19,27 @@ from forecast.cli.main import (
     _emit,
     _fail,
     _input_errors,
-    _parse_date,
+    _parse_as_of,
     _progress,
     _settings,
     app,
+    as_of_option,
 )
 from forecast.cli.render import (
     _render_training,
 )
+from forecast.config import config_file
 from forecast.data.sources.base import SourceError
 from forecast.logging import get_logger
+from forecast.models.names import (
+    CHURN_RISK,
+    CHURN_RISK_LEADS,
+    DEAL_WIN,
+    LEAD_SCORING,
+    MODEL_NAMES,
+    TIME_TO_CLOSE,
+    cli_name,
+)
 
 # ---------------------------------------------------------------------------- train / promote
 
@@ -41,19 +52,13 @@ promote_app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.add_typer(promote_app, name="promote")
 
-MODELS = {
-    "lead-scoring": "lead_scoring",
-    "deal-win": "deal_win",
-    "time-to-close": "time_to_close",
-    "churn-risk": "churn_risk",
-    "churn-risk-leads": "churn_risk_leads",
-}
+MODELS = {cli_name(name): name for name in MODEL_NAMES}
 """CLI model names and their config stems (``training/<stem>.yaml``)."""
 
 
 def default_config(stem: str) -> Path:
-    """The repository's ``training/<stem>.yaml`` (next to the installed source tree)."""
-    return Path(__file__).resolve().parents[3] / "training" / f"{stem}.yaml"
+    """``<config_dir>/<stem>.yaml`` (``FORECAST_CONFIG_DIR``, default: the repository's ``training/``)."""
+    return config_file(f"{stem}.yaml")
 
 
 def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | None) -> Any:
@@ -71,8 +76,8 @@ def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | 
 
 
 def _check_name(value: str, option: str, as_json: bool) -> str:
-    """``value`` if it is a valid model name (:func:`forecast.names.check_name`), else exit 2."""
-    from forecast.names import check_name
+    """``value`` if it is a valid model name (:func:`forecast.name_rules.check_name`), else exit 2."""
+    from forecast.name_rules import check_name
 
     try:
         return check_name(value, option)
@@ -225,27 +230,27 @@ def _warehouse_train_command(cli_name: str, stem: str, summary: str) -> None:
 
 _table_train_command(
     "lead-scoring",
-    "lead_scoring",
+    LEAD_SCORING,
     "Train lead scoring on the warehouse's lead snapshots, or on a flat export (--table).",
 )
 _table_train_command(
     "deal-win",
-    "deal_win",
+    DEAL_WIN,
     "Train deal win probability on the warehouse's deal snapshots, or on a flat export (--table).",
 )
 _warehouse_train_command(
     "time-to-close",
-    "time_to_close",
+    TIME_TO_CLOSE,
     "Train the time-to-close survival model on the warehouse's deal snapshots.",
 )
 _warehouse_train_command(
     "churn-risk",
-    "churn_risk",
+    CHURN_RISK,
     "Train p_churn of open deals (lost or silent within 30 days) on the warehouse's deal snapshots.",
 )
 _warehouse_train_command(
     "churn-risk-leads",
-    "churn_risk_leads",
+    CHURN_RISK_LEADS,
     "Train p_churn of open leads (disqualified or silent within 30 days) on the lead snapshots.",
 )
 
@@ -302,7 +307,7 @@ def score_leads(
     ] = False,
     model: Annotated[
         str, typer.Option(help="Registered model name (its champion is used unless --alias / --version).")
-    ] = "lead_scoring",
+    ] = LEAD_SCORING,
     alias: Annotated[
         str, typer.Option(help="Score with this alias of --model (e.g. challenger).")
     ] = "champion",
@@ -316,7 +321,7 @@ def score_leads(
         ),
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
     ] = None,
     write_back: Annotated[
         bool, typer.Option("--write-back", help="Also store the scores in the warehouse.")
@@ -364,12 +369,12 @@ def score_deals(
     from_warehouse: Annotated[
         bool, typer.Option("--from-warehouse", help="Score the deals open in the warehouse at --as-of.")
     ] = False,
-    model: Annotated[str, typer.Option(help="Win-probability model (its champion is used).")] = "deal_win",
+    model: Annotated[str, typer.Option(help="Win-probability model (its champion is used).")] = DEAL_WIN,
     close_model: Annotated[
         str, typer.Option(help="Time-to-close model (its champion is used).")
-    ] = "time_to_close",
+    ] = TIME_TO_CLOSE,
     as_of: Annotated[
-        str | None, typer.Option(help="Score as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
     ] = None,
     write_back: Annotated[
         bool,
@@ -431,7 +436,7 @@ def _score(
         _check_name(close_model, "--close-model", as_json)
     settings = _settings(ctx)
     client(settings)
-    when = _parse_date(as_of, "--as-of", as_json) if as_of else None
+    when = _parse_as_of(as_of or None, as_json)  # "" scores at the default, as it always has
     with (
         _input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
         _progress("score") as update,

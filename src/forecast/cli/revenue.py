@@ -19,8 +19,10 @@ from forecast.cli.main import (
     _progress,
     _settings,
     app,
+    as_of_option,
     backtest_app,
 )
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 _MONEY = ("won_to_date", "expected", "p10", "p50", "p90", "quota", "gap_to_goal", "open_pipeline")
 
@@ -37,7 +39,7 @@ def _share(value: Any) -> str:
 def revenue(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, typer.Option(help="Forecast as of this time (default: midnight after the last event).")
+        str | None, as_of_option("Forecast as of this time (default: midnight after the last event).")
     ] = None,
     periods: Annotated[int, typer.Option(min=1, max=24, help="How many periods to forecast.")] = 3,
     by: Annotated[str, typer.Option(help="Period length: week, month or quarter.")] = "month",
@@ -162,8 +164,8 @@ def backtest_revenue_command(
     if end < start:
         _fail(as_json, f"--to {end.date()} is before --from {start.date()}")
     settings = _settings(ctx)
-    win = _load_config("deal_win", win_config, as_json, None)
-    close = _load_config("time_to_close", close_config, as_json, None)
+    win = _load_config(DEAL_WIN, win_config, as_json, None)
+    close = _load_config(TIME_TO_CLOSE, close_config, as_json, None)
     try:
         with _progress("backtest") as update:
             result, logged = backtest_job(

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from forecast.cli import main as cli_main
 from forecast.cli.main import JsonOpt, _emit, _fail, _parse_as_of, _settings, app
 from forecast.io import csv_text, write_text
 from forecast.tracking.common import GroupingError
@@ -46,8 +47,8 @@ PeriodOpt = Annotated[
 ]
 AsOfOpt = Annotated[
     str | None,
-    typer.Option(
-        "--as-of", help="Report as known at this time (default: midnight after the warehouse's last event)."
+    cli_main.as_of_option(
+        "Report as known at this time (default: midnight after the warehouse's last event)."
     ),
 ]
 

@@ -14,6 +14,7 @@ from forecast.data.sources import canonical, maven, salesforce
 from forecast.data.sources.base import SourceBatch
 from forecast.data.validate import ValidatedBatch, validate_batch
 from forecast.data.warehouse import DuckDBView, Warehouse, write_batch
+from forecast.timeutil import resolve_as_of, utc_now
 
 SourceFormat = Literal["canonical", "maven", "salesforce"]
 
@@ -89,11 +90,6 @@ def read_source(
     raise ValueError(f"unknown source format {source_format!r}; use canonical, maven or salesforce")
 
 
-def utc_now() -> pd.Timestamp:
-    """Now, as a naive UTC timestamp (the warehouse's convention)."""
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
-
-
 def ingest(
     path: Path,
     source_format: SourceFormat,
@@ -127,7 +123,7 @@ def ingest(
         The report; ``report.balanced`` always holds.
     """
     started = utc_now()
-    as_of = started if as_of is None else as_of
+    as_of = resolve_as_of(as_of, lambda: started)
     say = progress or (lambda _msg: None)
     if dry_run and warehouse is not None and not warehouse.path.exists():
         warehouse = None  # nothing stored yet: the import is judged on its own

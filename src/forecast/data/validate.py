@@ -29,6 +29,7 @@ import pandera.pandas as pdv
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from forecast import timeutil
 from forecast.data.pipeline import Pipeline
 from forecast.data.schema import TABLE_ORDER, TABLES, Column, TableSpec, pandera_schema
 from forecast.data.sources.base import RawTable, SourceBatch
@@ -309,9 +310,7 @@ def _coerce_timestamp(
     """Timestamps to naive UTC nanoseconds; dates beyond pandas' nanosecond range are rejects."""
     message = f"{col.name}: outside the supported date range {_TS_RANGE}"
     if pd.api.types.is_datetime64_any_dtype(text.dtype):
-        ts = text
-        if getattr(ts.dt, "tz", None) is not None:
-            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        ts = timeutil.to_utc_naive(text)
         if ts.dtype != np.dtype("datetime64[ns]"):  # Parquet keeps µs/ms/s, which reach year 9999
             unit = cast(Literal["s", "ms", "us"], ts.dt.unit)
             lo, hi = _TS_MIN.ceil("s").as_unit(unit), _TS_MAX.floor("s").as_unit(unit)

@@ -62,6 +62,11 @@ class LabelConfig:
     lead_horizon_days: int = 90
     deal_horizon_days: int = 90
 
+    @classmethod
+    def both(cls, days: int) -> LabelConfig:
+        """The same horizon for leads and deals (a table of one entity reads only its own)."""
+        return cls(days, days)
+
 
 def parse_every(value: str) -> pd.Timedelta:
     """Parse a cadence such as ``7d``, ``2w`` or ``1m`` (30 days).

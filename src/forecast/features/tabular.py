@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from forecast import timeutil
 from forecast.categories import OTHER
 from forecast.data.readers import read_table_file
 from forecast.errors import InputError, truncate
@@ -478,7 +479,7 @@ def _parse_dates(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
     decides from ``values`` themselves.
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+        return timeutil.to_utc_naive(values).astype("datetime64[ns]")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[ns]")
     return _per_unique(values, lambda u: _parse_dates_unique(u, dayfirst), "datetime64[ns]")

@@ -161,7 +161,7 @@ def run_backtest(
     target = target or config.backtest.target
     label = TARGETS[target][entity]
     say(f"{entity} snapshots")
-    table = build_feature_table(src, entity, list(dates), LabelConfig(h, h), data_end=data_end)
+    table = build_feature_table(src, entity, list(dates), LabelConfig.both(h), data_end=data_end)
     history = load_history(src, entity, config)
     frame = table.frame
     parts: list[pd.DataFrame] = []
@@ -288,7 +288,7 @@ def train_scorer_before(
     cfg.snapshots.date_to = cut.isoformat()
     if progress is not None:
         progress(f"training {cfg.model_name} on data before {cut.date()}")
-    table = snapshot_table(src, cfg, LabelConfig(horizon_days, horizon_days), data_end=cut)
+    table = snapshot_table(src, cfg, LabelConfig.both(horizon_days), data_end=cut)
     data = table_input(table, cfg.label)
     result = train_binary(data, cfg)
     scorer = ChurnScorer(

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from forecast.features.build import ID_COLUMN
 from forecast.flags.config import FlagsConfig
 from forecast.flags.history import History, entity_attributes, stage_limits, unanswered_attempts
 from forecast.flags.rules import Availability, evaluate_flags, summarise
 from forecast.flags.silence import expected_silence, fit_silence
-
-ID_COLUMN = {"lead": "lead_id", "opportunity": "opportunity_id"}
+from forecast.models.names import CHURN_RISK
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ChurnScorer:
     features: list[str]
     descriptions: dict[str, str]
     categorical: list[str]
-    name: str = "churn_risk"
+    name: str = CHURN_RISK
     version: str | None = None
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS
 from forecast.yaml_config import read_yaml_model
 
 Severity = Literal["high", "medium", "low"]
@@ -112,8 +113,8 @@ class ChurnFlag(_Strict):
     lead_threshold: float = Field(
         default=0.85, gt=0, lt=1, description="leads (most leads are disqualified or go silent within H)"
     )
-    deal_model: str = "churn_risk"
-    lead_model: str = "churn_risk_leads"
+    deal_model: str = CHURN_RISK
+    lead_model: str = CHURN_RISK_LEADS
 
 
 class BacktestSettings(_Strict):

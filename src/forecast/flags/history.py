@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecast.features.build import Entity
+from forecast.features.build import ID_COLUMN, Entity
 from forecast.features.source import FeatureSource
 from forecast.flags.config import FlagsConfig
 
-_KEY = {"lead": "lead_id", "opportunity": "opportunity_id"}
 _TABLE = {"lead": "leads", "opportunity": "opportunities"}
 
 
@@ -63,7 +62,7 @@ def _segment_column(src: FeatureSource, entity: Entity, config: FlagsConfig) -> 
 
 def load_history(src: FeatureSource, entity: Entity, config: FlagsConfig) -> History:
     """Read the touches, gaps and stage spells of ``entity`` from the source."""
-    key, table = _KEY[entity], _TABLE[entity]
+    key, table = ID_COLUMN[entity], _TABLE[entity]
     segment = _segment_column(src, entity, config)
     entities = src.df(
         f'SELECT {key} AS entity_id, rep_id, CAST("{segment}" AS VARCHAR) AS segment FROM {table}'

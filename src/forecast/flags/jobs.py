@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast.config import Settings
+from forecast.config import Settings, config_file
 from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import LabelConfig, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
@@ -22,6 +22,7 @@ from forecast.flags.compute import ID_COLUMN, ChurnScorer, availability, churn_p
 from forecast.flags.config import SEVERITY_RANK, FlagsConfig
 from forecast.flags.history import load_history
 from forecast.flags.rules import FLAG_ORDER, skipped_flags
+from forecast.timeutil import resolve_as_of
 
 Progress = Callable[[str], None]
 ENTITY_WORD = {"opportunity": "deal", "lead": "lead"}
@@ -40,14 +41,14 @@ OUTPUT_COLUMNS = [
 ]
 
 
-def repo_file(name: str) -> Path:
-    """``training/<name>`` of the repository (next to the installed source tree)."""
-    return Path(__file__).resolve().parents[3] / "training" / name
+def load_flags_config(path: Path | None = None, settings: Settings | None = None) -> FlagsConfig:
+    """The flags configuration: ``path``, else ``<config_dir>/flags.yaml``, else built-in defaults.
 
-
-def load_flags_config(path: Path | None = None) -> FlagsConfig:
-    """The flags configuration (default: ``training/flags.yaml``; built-in defaults without it)."""
-    path = path or repo_file("flags.yaml")
+    Args:
+        path: An explicit file (``--config``).
+        settings: Settings whose ``config_dir`` holds ``flags.yaml`` (default: the environment's).
+    """
+    path = path or config_file("flags.yaml", settings)
     return FlagsConfig.from_yaml(path) if path.is_file() else FlagsConfig()
 
 
@@ -62,14 +63,14 @@ def champion_scorer(
         model = load_model(name, settings)
     except LookupError:
         return None, f"no {name} champion: p_churn and the churn_risk flag are left out"
-    meta = model.metadata
-    if meta.get("entity") != entity or meta.get("source") != "warehouse":
+    meta = model.meta
+    if meta.entity != entity or not meta.is_warehouse:
         return None, f"{name} v{model.version} is not a warehouse {entity} model: p_churn left out"
     scorer = ChurnScorer(
         pipeline=model.pipeline,
-        features=list(meta.get("features") or []),
-        descriptions=dict(meta.get("descriptions") or {}),
-        categorical=list(meta.get("categorical") or []),
+        features=list(meta.features),
+        descriptions=dict(meta.descriptions),
+        categorical=list(meta.categorical),
         name=name,
         version=model.version,
     )
@@ -114,10 +115,10 @@ def flags_job(
     per_entity: dict[str, Any] = {}
     scorers = {e: champion_scorer(e, settings, config) for e in entities}
     with warehouse_source(settings.warehouse) as src:
-        when = as_of if as_of is not None else src.data_end()
+        when = resolve_as_of(as_of, src.data_end)
         for entity in entities:
             say(f"{ENTITY_WORD[entity]} snapshots")
-            frame = build_feature_table(src, entity, [when], LabelConfig(h, h)).frame
+            frame = build_feature_table(src, entity, [when], LabelConfig.both(h)).frame
             scorer, note = scorers[entity]
             say(f"{ENTITY_WORD[entity]} flags")
             flags, summary, p, skipped = _flags_of(src, entity, frame, when, config, scorer)
@@ -190,14 +191,14 @@ def flag_columns(
         features: The scored rows' snapshot features (one as_of).
         entity: ``lead`` or ``opportunity``.
         as_of: Their as_of.
-        config: Flags configuration (default: ``training/flags.yaml``).
+        config: Flags configuration (default: ``<config_dir>/flags.yaml``).
 
     Returns:
         Columns aligned with ``features`` — ``p_churn`` (when a churn champion exists),
         ``at_risk``, ``flags``, ``n_flags``, ``top_flag``, ``flag_severity``, ``flag_evidence``,
         ``suggested_action`` — and notes.
     """
-    config = config or load_flags_config()
+    config = config or load_flags_config(settings=settings)
     scorer, note = champion_scorer(entity, settings, config)
     with warehouse_source(settings.warehouse) as src:
         _flags, summary, p, _skipped = _flags_of(
@@ -240,7 +241,7 @@ def backtest_job(
         dates, notes = backtest_dates(date_from, date_to, parse_every(config.backtest.every), h, end)
         for entity in entities:
             name = config.backtest.deal_config if entity == "opportunity" else config.backtest.lead_config
-            train_cfg = TrainingConfig.from_yaml(repo_file(name))
+            train_cfg = TrainingConfig.from_yaml(config_file(name, settings))
             scorer: ChurnScorer | None = None
             entity_notes: list[str] = []
             try:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from forecast.names import check_name
+from forecast.name_rules import check_name
 from forecast.yaml_config import read_yaml_model
 
 
@@ -148,6 +148,10 @@ class PromotionSettings(_Strict):
     max_auc_drop: float = 0.005
 
 
+DEFAULT_BANDS: dict[str, float] = {"A": 0.30, "B": 0.15, "C": 0.05}
+"""Lower probability bounds of bands A, B and C (D below); also the bands of a model logged without any."""
+
+
 class TrainingConfig(_Strict):
     """Everything a training run needs besides the data.
 
@@ -182,7 +186,7 @@ class TrainingConfig(_Strict):
     monotone_increasing: list[str] = []
     monotone_decreasing: list[str] = []
     segments: list[str] = []
-    bands: dict[str, float] = {"A": 0.30, "B": 0.15, "C": 0.05}
+    bands: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BANDS))
     small_data: SmallDataSettings = SmallDataSettings()
     final_fit: FinalFitSettings = FinalFitSettings()
     promotion: PromotionSettings = PromotionSettings()

@@ -15,7 +15,7 @@ from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, a
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
 from forecast.models.config import TrainingConfig
-from forecast.train import ModelInput
+from forecast.models.inputs import ModelInput
 
 RAW_ROW = "__raw_row"
 """Column of a flat export's model input holding each row's position in the raw file."""
@@ -92,7 +92,7 @@ def warehouse_input(
     """
     with warehouse_source(warehouse) as src:
         config = resolve_horizon(src, config)
-        labels = LabelConfig(config.snapshots.horizon_days, config.snapshots.horizon_days)
+        labels = LabelConfig.both(config.snapshots.horizon_days)
         table = snapshot_table(src, config, labels, progress=progress)
     return table_input(table, config.label), table, config
 

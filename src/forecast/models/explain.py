@@ -42,13 +42,13 @@ from sklearn.pipeline import Pipeline
 
 from forecast.models.baselines import LogisticBaseline
 from forecast.models.fastpath import coded
+from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_contributions, logistic_matrix
 from forecast.models.pipeline import OTHER, CalibratedLGBMClassifier
 
 MIN_CONTRIBUTION = 1e-6
 """Contributions smaller than this in absolute value are never reasons."""
 
-TRAINING_MEANS_ATTR = "explain_training_means_"
-"""Attribute of a fitted :class:`LogisticBaseline` holding its transformed columns' training means."""
+_logistic_contributions = logistic_contributions  # its former name here (tests use it)
 
 _TRUE_WORDS = frozenset({"yes", "y", "true", "t", "1", "1.0"})
 _COUNT_PREFIXES = ("act_", "eng_", "n_", "acct_prior_", "rep_")
@@ -114,7 +114,7 @@ def contributions(pipeline: Pipeline, X: pd.DataFrame) -> pd.DataFrame:  # noqa:
     if isinstance(model, CalibratedLGBMClassifier):
         values = np.asarray(model.contributions(prepared), dtype=np.float64)[:, :-1]
     elif isinstance(model, LogisticBaseline):
-        values, _ = _logistic_contributions(model, prepared, columns)
+        values, _ = logistic_contributions(model, prepared, columns)
     elif callable(getattr(model, "contributions", None)):  # e.g. a time-to-close hazard model
         values = np.asarray(model.contributions(prepared), dtype=np.float64)[:, :-1]
     else:
@@ -138,61 +138,9 @@ def store_training_means(pipeline: Pipeline, X_train: pd.DataFrame) -> Pipeline:
     model = pipeline.steps[-1][1]
     if isinstance(model, LogisticBaseline):
         prepared = pipeline[:-1].transform(X_train)
-        design = _logistic_matrix(model, prepared)
+        design = logistic_matrix(model, prepared)
         setattr(model, TRAINING_MEANS_ATTR, design.mean(axis=0))
     return pipeline
-
-
-def _logistic_matrix(model: LogisticBaseline, prepared: pd.DataFrame) -> np.ndarray:
-    preprocess = model.pipeline_.named_steps["preprocess"]
-    return np.asarray(preprocess.transform(prepared[model.categorical_ + model.numeric_]), dtype=np.float64)
-
-
-def _logistic_layout(model: LogisticBaseline) -> tuple[list[str], np.ndarray]:
-    """Source input column and default reference value of every transformed column, in output order."""
-    preprocess = model.pipeline_.named_steps["preprocess"]
-    owners: list[str] = []
-    reference: list[float] = []
-    for name, transformer, cols in preprocess.transformers_:
-        if name == "remainder" or isinstance(transformer, str):
-            continue
-        cols = [str(c) for c in cols]
-        steps = dict(transformer.steps)
-        if "one_hot" in steps:
-            encoder = steps["one_hot"]
-            infrequent = encoder.infrequent_categories_
-            for i, col in enumerate(cols):
-                rare = infrequent[i]
-                n_out = len(encoder.categories_[i]) - (len(rare) - 1 if rare is not None else 0)
-                owners += [col] * n_out
-                reference += [1.0 / n_out] * n_out
-        else:  # numeric: scaled values, then scaled missing indicators (training mean 0)
-            for out in transformer.get_feature_names_out(cols):
-                owner = out if out in cols else out.removeprefix("missingindicator_")
-                owners.append(owner)
-                reference.append(0.0)
-    return owners, np.asarray(reference, dtype=np.float64)
-
-
-def _logistic_contributions(
-    model: LogisticBaseline, prepared: pd.DataFrame, columns: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per input column contributions and the per-row bias of a fitted :class:`LogisticBaseline`."""
-    owners, reference = _logistic_layout(model)
-    means = getattr(model, TRAINING_MEANS_ATTR, None)
-    if means is not None and len(means) == len(reference):
-        reference = np.asarray(means, dtype=np.float64)
-    lr = model.pipeline_.named_steps["model"]
-    coef = np.asarray(lr.coef_[0], dtype=np.float64)
-    if len(owners) != coef.size:  # pragma: no cover - guards against a changed preprocessing layout
-        raise RuntimeError(f"cannot map {coef.size} logistic coefficients onto {len(owners)} columns")
-    design = _logistic_matrix(model, prepared)
-    position = {c: i for i, c in enumerate(columns)}
-    owner_matrix = np.zeros((coef.size, len(columns)))
-    owner_matrix[np.arange(coef.size), [position[o] for o in owners]] = 1.0
-    values = ((design - reference) * coef) @ owner_matrix
-    bias = np.full(len(prepared), float(lr.intercept_[0]) + float(coef @ reference))
-    return values, bias
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
+from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
 
@@ -53,8 +54,6 @@ class CodedPrior:
     """
 
     def __init__(self, prior: LogisticBaseline, columns: list[str], levels: dict[str, list[str]]) -> None:
-        from forecast.models.explain import TRAINING_MEANS_ATTR, _logistic_layout
-
         preprocess = prior.pipeline_.named_steps["preprocess"]
         self.model = prior.pipeline_.named_steps["model"]
         position = {c: i for i, c in enumerate(columns)}
@@ -73,7 +72,7 @@ class CodedPrior:
                 self.blocks.append(("numeric", where, _numeric_parts(steps["impute"], steps["scale"])))
             else:
                 raise UnsupportedError(f"prior block {name}")
-        owners, reference = _logistic_layout(prior)
+        owners, reference = logistic_layout(prior)
         means = getattr(prior, TRAINING_MEANS_ATTR, None)
         if means is not None and len(means) == len(reference):
             reference = np.asarray(means, dtype=np.float64)

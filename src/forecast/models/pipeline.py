@@ -34,6 +34,8 @@ from sklearn.pipeline import Pipeline
 
 from forecast.categories import OTHER as OTHER
 from forecast.models.baselines import LogisticBaseline
+from forecast.models.config import LightGBMSettings
+from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_contributions, logistic_matrix
 from forecast.models.threads import tree_threads
 
 _EPS = 1e-6
@@ -235,6 +237,11 @@ def predict_threads(rows: int) -> int:
     return tree_threads()
 
 
+TREE_DEFAULTS = LightGBMSettings()
+"""Default tree parameters of every estimator here and in ``survival`` (``LightGBMSettings`` is
+their one source; the training YAML overrides them)."""
+
+
 def lgbm_classifier(params: Any, **extra: Any) -> lgb.LGBMClassifier:
     """The project's LightGBM classifier from an estimator's tree parameters.
 
@@ -314,14 +321,14 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
 
     def __init__(
         self,
-        n_estimators: int = 2000,
-        learning_rate: float = 0.03,
-        num_leaves: int = 15,
-        min_child_samples: int = 50,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        reg_lambda: float = 1.0,
-        early_stopping_rounds: int = 100,
+        n_estimators: int = TREE_DEFAULTS.n_estimators,
+        learning_rate: float = TREE_DEFAULTS.learning_rate,
+        num_leaves: int = TREE_DEFAULTS.num_leaves,
+        min_child_samples: int = TREE_DEFAULTS.min_child_samples,
+        subsample: float = TREE_DEFAULTS.subsample,
+        colsample_bytree: float = TREE_DEFAULTS.colsample_bytree,
+        reg_lambda: float = TREE_DEFAULTS.reg_lambda,
+        early_stopping_rounds: int = TREE_DEFAULTS.early_stopping_rounds,
         calibration: str = "auto",
         monotone_increasing: Sequence[str] = (),
         monotone_decreasing: Sequence[str] = (),
@@ -569,9 +576,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         trees = self._tree_predict(X.loc[:, self.tree_features_], pred_contrib=True)
         prior = None
         if self.prior_ is not None:
-            from forecast.models.explain import _logistic_contributions  # explain imports this module
-
-            prior = _logistic_contributions(self.prior_, X, columns)
+            prior = logistic_contributions(self.prior_, X, columns)
         return self._contributions_from(trees, columns, self._alone_rows(X), prior)
 
     def _contributions_from(
@@ -638,9 +643,7 @@ def _prior_margin(prior: Any, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
 
 def _store_prior_means(prior: Any, X: pd.DataFrame) -> None:  # noqa: N803
     """Training means of the prior's design (the reference of its contributions)."""
-    from forecast.models.explain import TRAINING_MEANS_ATTR, _logistic_matrix
-
-    setattr(prior, TRAINING_MEANS_ATTR, _logistic_matrix(prior, X).mean(axis=0))
+    setattr(prior, TRAINING_MEANS_ATTR, logistic_matrix(prior, X).mean(axis=0))
 
 
 def _halves(eval_set: tuple[pd.DataFrame, Any] | None) -> tuple[Any, Any]:

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from forecast.models.pipeline import isotonic_predict, lgbm_classifier, predict_threads
+from forecast.models.pipeline import TREE_DEFAULTS, isotonic_predict, lgbm_classifier, predict_threads
 
 DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
 """Interval edges in days after as_of (the last one is the longest horizon modelled)."""
@@ -155,14 +155,14 @@ class DiscreteTimeHazard(_HazardBase):
         self,
         edges: Sequence[float] = DEFAULT_EDGES,
         proba_days: float = 30.0,
-        n_estimators: int = 2000,
-        learning_rate: float = 0.03,
-        num_leaves: int = 15,
-        min_child_samples: int = 50,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        reg_lambda: float = 1.0,
-        early_stopping_rounds: int = 100,
+        n_estimators: int = TREE_DEFAULTS.n_estimators,
+        learning_rate: float = TREE_DEFAULTS.learning_rate,
+        num_leaves: int = TREE_DEFAULTS.num_leaves,
+        min_child_samples: int = TREE_DEFAULTS.min_child_samples,
+        subsample: float = TREE_DEFAULTS.subsample,
+        colsample_bytree: float = TREE_DEFAULTS.colsample_bytree,
+        reg_lambda: float = TREE_DEFAULTS.reg_lambda,
+        early_stopping_rounds: int = TREE_DEFAULTS.early_stopping_rounds,
         random_state: int = 0,
     ) -> None:
         self.edges = edges

@@ -123,7 +123,7 @@ def current_side(
     if path is not None:
         frame = _read(path, "current")
         return Side(frame, _known(frame, model.metadata), str(path), _period(frame))
-    if model.metadata.get("source") != "warehouse":
+    if not model.meta.is_warehouse:
         raise MonitoringError(
             f"model {model.name} was trained on a flat export: give the current rows with --current FILE"
         )
@@ -131,7 +131,7 @@ def current_side(
     from forecast.features.source import warehouse_source
     from forecast.models.datasets import snapshot_table
 
-    horizon = int(model.metadata.get("horizon_days") or config.snapshots.horizon_days)
+    horizon = model.meta.horizon_days
     days = policy.current_days
     with warehouse_source(settings.warehouse) as src:
         try:
@@ -147,7 +147,7 @@ def current_side(
         )
         cfg = config.model_copy(update={"snapshots": snapshots})
         progress("building the current snapshots")
-        table = snapshot_table(src, cfg, LabelConfig(horizon, horizon), data_end=end)
+        table = snapshot_table(src, cfg, LabelConfig.both(horizon), data_end=end)
     frame = table.frame
     drift = latest_rows(frame, days, end)
     known = _known(frame, model.metadata)
@@ -157,10 +157,10 @@ def current_side(
 
 def _inputs(model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Typed features (for drift) and the champion's probability of each row."""
-    meta = model.metadata
-    features = list(meta.get("features") or [])
-    categorical = list(meta.get("categorical") or [])
-    if meta.get("source") == "flat_export":
+    meta = model.meta
+    features = list(meta.features)
+    categorical = list(meta.categorical)
+    if meta.source == "flat_export":
         prepared = model.pipeline.named_steps["prepare"].transform(frame)
         typed = typed_features(prepared, features, categorical)
         p = model.pipeline.predict_proba(frame)[:, 1] if len(frame) else np.empty(0)
@@ -240,7 +240,7 @@ def _log_run(
     from forecast.registry import client, ensure_experiment
 
     client(settings)
-    exp_id = ensure_experiment(str(model.metadata.get("experiment") or model.name), settings)
+    exp_id = ensure_experiment(model.meta.experiment or model.name, settings)
     metrics: dict[str, float] = {
         "rows_reference": summary["reference"]["rows"],
         "rows_current": summary["current"]["rows"],
@@ -306,9 +306,9 @@ def monitor_job(
         model = load_model(config.model_name, settings)
     except LookupError as exc:
         raise MonitoringError(str(exc).strip("'\"")) from exc
-    meta = model.metadata
-    features = list(meta.get("features") or [])
-    categorical = [c for c in meta.get("categorical") or [] if c in features]
+    meta = model.meta
+    features = list(meta.features)
+    categorical = [c for c in meta.categorical if c in features]
     say("reading the reference")
     ref, notes = reference_side(model, settings, policy, reference_path)
     cur = current_side(model, settings, config, policy, current_path, say)

@@ -63,11 +63,11 @@ def train_deal_models(
         close_config = resolve_horizon(src, close_config, data_end=as_of)
         h_win = win_config.snapshots.horizon_days
         h_close = close_config.snapshots.horizon_days
-        win_table = snapshot_table(src, win_config, LabelConfig(h_win, h_win), data_end=as_of)
+        win_table = snapshot_table(src, win_config, LabelConfig.both(h_win), data_end=as_of)
         close_table = (
             win_table
             if h_close == h_win and close_config.snapshots == win_config.snapshots
-            else snapshot_table(src, close_config, LabelConfig(h_close, h_close), data_end=as_of)
+            else snapshot_table(src, close_config, LabelConfig.both(h_close), data_end=as_of)
         )
     win = train_binary(table_input(win_table, win_config.label), win_config)
     close = train_time_to_close(table_input(close_table, close_config.label), close_config)

@@ -175,7 +175,7 @@ def score_deals(
     h = int(models.horizon_days)
     with frames_source(tables, pipeline) as src:
         frame = build_feature_table(
-            src, "opportunity", list(dates), LabelConfig(h, h), data_end=data_end
+            src, "opportunity", list(dates), LabelConfig.both(h), data_end=data_end
         ).frame
     if frame.empty:
         return frame, np.zeros(0), np.zeros((0, len(models.edges)))

@@ -20,6 +20,7 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.data.warehouse import Warehouse
 from forecast.io import csv_text
 from forecast.models.config import TrainingConfig
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import ALL, Period, period_grid
 from forecast.revenue.job import (
@@ -30,12 +31,13 @@ from forecast.revenue.job import (
     revenue_forecast,
     unseen_from,
 )
+from forecast.timeutil import resolve_as_of
 
 if TYPE_CHECKING:
     from forecast.registry import LoadedModel
 
-WIN_MODEL = "deal_win"
-CLOSE_MODEL = "time_to_close"
+WIN_MODEL = DEAL_WIN
+CLOSE_MODEL = TIME_TO_CLOSE
 
 
 def read_crm(settings: Settings) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
@@ -89,14 +91,14 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
     Raises:
         LookupError: ``close`` is not a time-to-close model.
     """
-    edges = [float(e) for e in (close.metadata.get("survival") or {}).get("edges") or []]
+    edges = close.meta.survival_edges
     if not edges:
         raise LookupError(f"{close.name} v{close.version} is not a time-to-close model")
     return DealModels(
         win.pipeline,
         close.pipeline,
         edges,
-        float(win.metadata.get("horizon_days", 180)),
+        float(win.meta.horizon_days),
         {win.name: win.version, close.name: close.version},
         held_out,
     )
@@ -149,7 +151,7 @@ def revenue_job(
     from forecast.tracking.data import default_as_of
 
     frames, pipeline = read_crm(settings)
-    when = as_of if as_of is not None else default_as_of(frames)
+    when = resolve_as_of(as_of, lambda: default_as_of(frames))
     models = models or champion_models(settings)
     grid = period_grid(when, periods, by)
     quotas = _quota_lookup(frames, pipeline, when, group)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from forecast.features.build import Entity, feature_catalogue
-from forecast.names import name_problem
+from forecast.name_rules import name_problem
 
 MAX_RECORDS = 1000
 """Most records in one request (a larger list is a 400; batch jobs score whole files)."""
@@ -199,7 +199,7 @@ class RevenueRequest(BaseModel):
 
 
 def _valid_name(value: str) -> str:
-    """A model name by :func:`forecast.names.check_name`'s rule (a ``ValueError`` is a 400 with its path)."""
+    """A model name by :func:`forecast.name_rules.check_name`'s rule (a ``ValueError`` is a 400 with its path)."""
     problem = name_problem(value)
     if problem is not None:
         raise ValueError(f"not a valid model name: it {problem}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -19,15 +19,14 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from forecast.batch import DEFAULT_BANDS, band_of, close_date_columns, fast_proba_and_reasons, score_frame
-from forecast.features.build import Entity, feature_catalogue
+from forecast.batch import band_of, close_date_columns, fast_proba_and_reasons, score_frame
+from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.models import fastpath
 from forecast.models.explain import reason_codes
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.registry import LoadedModel
-
-ID_COLUMN: dict[str, str] = {"lead": "lead_id", "opportunity": "opportunity_id"}
-
+from forecast.timeutil import to_utc_naive
+from forecast.timeutil import utc_now as base_utc_now
 
 MAX_GROUPS = 50
 """Most groups (teams, regions) in one revenue forecast of sent deals."""
@@ -43,15 +42,14 @@ class NotServableError(ValueError):
 
 def utc_now() -> pd.Timestamp:
     """Now in UTC, without a time zone (the warehouse's convention)."""
-    return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+    return base_utc_now().floor("s")
 
 
 def moment(value: datetime | None, default: pd.Timestamp) -> pd.Timestamp:
     """A request's moment as a zone-less UTC timestamp (``default`` when not sent)."""
     if value is None:
         return default
-    ts = pd.Timestamp(value)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    return to_utc_naive(value)
 
 
 @cache
@@ -71,7 +69,7 @@ def reason_kinds(model: LoadedModel, entity: Entity) -> dict[str, str]:
     recognises by dtype. Naming them keeps the reasons the same words in both.
     """
     kinds = {f.name: "boolean" for f in feature_catalogue(entity) if f.kind == "boolean"}
-    kinds.update(dict.fromkeys(model.metadata.get("categorical") or [], "categorical"))
+    kinds.update(dict.fromkeys(model.meta.categorical, "categorical"))
     return kinds
 
 
@@ -100,13 +98,13 @@ def records_frame(records: Sequence[BaseModel], entity: Entity, now: pd.Timestam
 
 def _checked_columns(model: LoadedModel, frame: pd.DataFrame) -> list[str]:
     """The model's input columns, all present in ``frame``; a model wanting others cannot be served."""
-    meta = model.metadata
-    if meta.get("source") not in (None, "warehouse"):
+    meta = model.meta
+    if meta.source not in (None, "warehouse"):
         raise NotServableError(
             f"model {model.name} v{model.version} was trained on a flat export; the API serves "
             "models trained on the warehouse's snapshot features (score flat files with `forecast score`)"
         )
-    features = [str(c) for c in meta.get("features") or []]
+    features = list(meta.features)
     unknown = [c for c in features if c not in frame.columns]
     if unknown:
         raise NotServableError(
@@ -145,15 +143,15 @@ def score_records(
     frame = records_frame(records, entity, now or utc_now())
     used = _checked_columns(model, frame)
     id_col = ID_COLUMN[entity]
-    meta = model.metadata
-    score_name = str(meta.get("score_name", "p"))
+    meta = model.meta
+    score_name = meta.score_name
     fast = fastpath.coded(model.pipeline)
     if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier):
         kinds = reason_kinds(model, entity)
-        raw, why = fast_proba_and_reasons(fast, frame, dict(meta.get("descriptions") or {}), kinds)
+        raw, why = fast_proba_and_reasons(fast, frame, dict(meta.descriptions), kinds)
         # as score_frame: score and band from the exact probability, the probability rounded
         p, scores = np.round(raw, 6), np.rint(raw * 100).astype(int)
-        bands = band_of(raw, dict(meta.get("bands") or DEFAULT_BANDS))
+        bands = band_of(raw, meta.bands)
     else:
         scored = score_frame(model, frame[used], frame[id_col])
         p, bands = scored[score_name].to_numpy(dtype=float), scored["band"].to_numpy()
@@ -206,7 +204,7 @@ def close_records(
     why = reason_codes(
         model.pipeline,
         features,
-        dict(model.metadata.get("descriptions") or {}),
+        dict(model.meta.descriptions),
         top_k=3,
         kinds=reason_kinds(model, "opportunity"),
     )
@@ -232,7 +230,7 @@ def win_and_timing(
     win: LoadedModel, close: LoadedModel, frame: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """p_win and the win-timing curve (cumulative, at the close model's edges) of each deal."""
-    edges = [float(e) for e in (close.metadata.get("survival") or {}).get("edges") or []]
+    edges = close.meta.survival_edges
     if not edges:
         raise NotServableError(f"{close.name} v{close.version} is not a time-to-close model")
     p_win = fastpath.predict_proba(win.pipeline, _model_columns(win, frame))[:, 1]
@@ -335,7 +333,7 @@ def forecast_deals(
         p_win=p_win,
         closed_by=closed_by,
         edges=edges,
-        horizon_days=float(win.metadata.get("horizon_days", 180)),
+        horizon_days=float(win.meta.horizon_days),
         new_deals=None,
         as_of=as_of,
         periods=grid,
@@ -423,12 +421,12 @@ def flag_records(
     id_col = ID_COLUMN[entity]
     scorer = None
     if churn is not None:
-        meta = churn.metadata
+        meta = churn.meta
         scorer = ChurnScorer(
             pipeline=churn.pipeline,
-            features=[str(c) for c in meta.get("features") or []],
-            descriptions=dict(meta.get("descriptions") or {}),
-            categorical=list(meta.get("categorical") or []),
+            features=list(meta.features),
+            descriptions=dict(meta.descriptions),
+            categorical=list(meta.categorical),
             name=churn.name,
             version=churn.version,
         )

@@ -35,6 +35,7 @@ from forecast.batch import ScoringError
 from forecast.config import load_settings
 from forecast.data.warehouse import WarehouseBusyError
 from forecast.features.build import Entity
+from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 from forecast.serving import scoring
 from forecast.serving.bentoml_fix import cancel_request_timers
 from forecast.serving.errors import error_body, quiet_client_errors
@@ -185,7 +186,7 @@ class ForecastService:
     ) -> JSONResponse:
         """Conversion probability, score (0-100), band and reasons of one lead or a list."""
         records, single = ([lead], True) if lead is not None else (list(leads or []), False)
-        return await _inline_or_thread(len(records), self._scores, "lead_scoring", records, "lead", single)
+        return await _inline_or_thread(len(records), self._scores, LEAD_SCORING, records, "lead", single)
 
     @bentoml.api(route="/win_probability", input_spec=DealRequest, output_spec=DealScoreResponse)
     async def win_probability(
@@ -193,7 +194,7 @@ class ForecastService:
     ) -> JSONResponse:
         """Win probability, score, band and reasons of one deal or a list."""
         records, single = ([deal], True) if deal is not None else (list(deals or []), False)
-        return await _inline_or_thread(len(records), self._scores, "deal_win", records, "opportunity", single)
+        return await _inline_or_thread(len(records), self._scores, DEAL_WIN, records, "opportunity", single)
 
     @bentoml.api(route="/time_to_close", input_spec=DealRequest, output_spec=CloseDatesResponse)
     async def time_to_close(
@@ -205,7 +206,7 @@ class ForecastService:
 
     def _close_dates(self, records: list[BaseModel], single: bool) -> JSONResponse:
         try:
-            model = self.store.get("time_to_close").model
+            model = self.store.get(TIME_TO_CLOSE).model
             return _answer(scoring.close_records(model, records), single)
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
@@ -224,11 +225,9 @@ class ForecastService:
         entity: Entity = "lead" if lead is not None or leads is not None else "opportunity"
         one = lead if lead is not None else deal
         records, single = ([one], True) if one is not None else (list(leads or deals or []), False)
-        churn_name = "churn_risk_leads" if entity == "lead" else "churn_risk"
+        churn_name = CHURN_RISK_LEADS if entity == "lead" else CHURN_RISK
         churn = self.store.optional(churn_name)
-        if churn is not None and (
-            churn.model.metadata.get("entity") != entity or churn.model.metadata.get("source") != "warehouse"
-        ):
+        if churn is not None and (churn.model.meta.entity != entity or not churn.model.meta.is_warehouse):
             churn = None  # a champion of another kind: as the batch flags, leave p_churn out
         try:
             history = self._history(entity)
@@ -260,8 +259,8 @@ class ForecastService:
         """Revenue per period with P10/P50/P90 and the chance of reaching the quota."""
         req = RevenueRequest.model_construct(**request)
         try:
-            win = self.store.get("deal_win").model
-            close = self.store.get("time_to_close").model
+            win = self.store.get(DEAL_WIN).model
+            close = self.store.get(TIME_TO_CLOSE).model
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         if req.deals is None:

@@ -21,13 +21,14 @@ from typing import Any
 
 from forecast.config import Settings
 from forecast.models import fastpath
+from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 from forecast.registry import CHAMPION, LoadedModel, client, load_model, version_by_alias
 
 log = logging.getLogger(__name__)
 
-SERVED_MODELS = ("lead_scoring", "deal_win", "time_to_close", "churn_risk", "churn_risk_leads")
+SERVED_MODELS = (LEAD_SCORING, DEAL_WIN, TIME_TO_CLOSE, CHURN_RISK, CHURN_RISK_LEADS)
 """What the service loads: every endpoint's champion (a missing one disables only its endpoint)."""
-REQUIRED_MODELS = ("lead_scoring", "deal_win", "time_to_close")
+REQUIRED_MODELS = (LEAD_SCORING, DEAL_WIN, TIME_TO_CLOSE)
 """Without these champions the service is not ready."""
 
 
@@ -64,7 +65,7 @@ KEY_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "log_loss", "c_index", "ibs"
 
 def describe_version(loaded: LoadedModel, mv: Any, run_metrics: dict[str, float]) -> dict[str, Any]:
     """Name, version, aliases, training date and key test metrics of a loaded model version."""
-    meta = loaded.metadata
+    meta = loaded.meta
     trained = getattr(mv, "creation_timestamp", None)
     metrics = {
         k: round(float(run_metrics[f"test_{k}"]), 6) for k in KEY_METRICS if f"test_{k}" in run_metrics
@@ -74,15 +75,15 @@ def describe_version(loaded: LoadedModel, mv: Any, run_metrics: dict[str, float]
         "version": loaded.version,
         "aliases": sorted(getattr(mv, "aliases", None) or [CHAMPION]),
         "run_id": loaded.run_id,
-        "entity": meta.get("entity"),
-        "score_name": meta.get("score_name"),
+        "entity": meta.entity,
+        "score_name": meta.score_name,
         "trained_at": None
         if trained is None
         else datetime.fromtimestamp(trained / 1000, UTC).replace(microsecond=0).isoformat(),
         "model_kind": (getattr(mv, "tags", None) or {}).get("model_kind"),
-        "horizon_days": meta.get("horizon_days"),
+        "horizon_days": meta.horizon_days,
         "metrics": metrics,
-        "n_features": len(meta.get("features") or []),
+        "n_features": len(meta.features),
     }
 
 

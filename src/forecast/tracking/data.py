@@ -20,6 +20,7 @@ from forecast.data.as_of import deals_at
 from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import _read_pipeline
+from forecast.timeutil import resolve_as_of
 
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel", "product")
 REP_KEYS = ("team", "manager", "region")
@@ -152,7 +153,7 @@ def prepare(
     Raises:
         ValueError: If no as-of is given and nothing is dated.
     """
-    when = pd.Timestamp(as_of) if as_of is not None else default_as_of(frames)
+    when = resolve_as_of(as_of, lambda: default_as_of(frames))
     t = {name: _typed(frames[name] if name in frames else _empty(name), name) for name in TABLES}
 
     reps = t["reps"].copy()

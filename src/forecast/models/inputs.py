@@ -1,0 +1,36 @@
+"""What a model is trained on (:class:`ModelInput`): built by ``models.datasets``, used by ``train``.
+
+It lives here rather than in ``forecast.train`` so that ``models.datasets`` does not import
+``train`` (which imports ``models``): the two packages depended on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass
+class ModelInput:
+    """What a model is trained on.
+
+    Attributes:
+        frame: The feature table (id, optional time column, features, labels).
+        id_column: Entity id column.
+        label: The 0/1 label column.
+        features: Feature columns, in order.
+        categorical: Which of them are categorical.
+        time_column: Column of as_of dates (``None`` or all-missing: no time split).
+        censored: Optional column flagging rows whose label is unknown yet.
+        descriptions: Plain-words meaning of each feature (for reasons and the card).
+    """
+
+    frame: pd.DataFrame
+    id_column: str
+    label: str
+    features: list[str]
+    categorical: list[str]
+    time_column: str | None = "as_of"
+    censored: str | None = None
+    descriptions: dict[str, str] = field(default_factory=dict)

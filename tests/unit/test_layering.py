@@ -1,0 +1,211 @@
+"""The allowed dependencies between forecast's packages (docs/architecture.md, "Layout").
+
+The import graph is read from the source with ``ast``, function-level imports included: an import
+moved into a function to dodge a cycle still counts here.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+from tests.conftest import REPO
+
+SRC = REPO / "src"
+
+LOWER = (
+    "forecast.data",
+    "forecast.features",
+    "forecast.tracking",
+    "forecast.models",
+    "forecast.train",
+    "forecast.train_survival",
+    "forecast.evaluate",
+    "forecast.survival_metrics",
+)
+"""Canonical data, point-in-time features, tracking reports and the pure modelling code."""
+ORCHESTRATION = (
+    "forecast.cli",
+    "forecast.serving",
+    "forecast.jobs",
+    "forecast.batch",
+    "forecast.registry",
+    "forecast.flags",
+    "forecast.monitoring",
+    "forecast.revenue",
+    "forecast.robustness",
+)
+"""Jobs, MLflow and the two front ends: what the lower layers must never reach up to."""
+LEAVES = {
+    "forecast.config": set(),
+    "forecast.errors": set(),
+    "forecast.logging": set(),
+    "forecast.categories": set(),
+    "forecast.yaml_config": set(),
+    "forecast.timeutil": {"forecast.errors"},
+    "forecast.models.names": set(),
+}
+"""Modules everything may import; what each of them may import from forecast."""
+
+KNOWN_CYCLES: list[set[str]] = []
+"""Import cycles between modules that exist today. A new one fails the test; when one is broken,
+remove it here. (``models.pipeline`` <-> ``explain`` <-> ``fastpath`` was one, issue 20.)"""
+KNOWN_PACKAGE_CYCLES: list[set[str]] = []
+"""Cycles between top-level packages and modules (``models`` <-> ``train`` was one, issue 20)."""
+
+
+@cache
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in (SRC / "forecast").rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _owner(name: str) -> str | None:
+    """The module ``name`` lives in (``forecast.models.pipeline.X`` -> ``forecast.models.pipeline``)."""
+    modules = _modules()
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+@cache
+def import_graph() -> dict[str, frozenset[str]]:
+    """Each forecast module and the forecast modules it imports (anywhere in its body)."""
+    graph: dict[str, frozenset[str]] = {}
+    for module, path in _modules().items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        deps: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                deps |= {_owner(a.name) for a in node.names if a.name.split(".")[0] == "forecast"}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                if base.split(".")[0] != "forecast":
+                    continue
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    deps.add(full if full in _modules() else _owner(base))
+        graph[module] = frozenset(d for d in deps if d is not None and d != module)
+    return graph
+
+
+def _within(module: str, prefixes: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _cycles(graph: dict[str, frozenset[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one node (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next((c for c in children if c in graph), None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return found
+
+
+def _top(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _violations(importers: Iterable[str], forbidden: Iterable[str]) -> list[str]:
+    graph = import_graph()
+    return sorted(
+        f"{m} imports {d}" for m in graph if _within(m, importers) for d in graph[m] if _within(d, forbidden)
+    )
+
+
+def test_the_graph_sees_function_level_imports() -> None:
+    graph = import_graph()
+    assert "forecast.flags.jobs" in graph["forecast.batch"]  # imported inside score_job
+    assert "forecast.cli.main" in graph["forecast.cli.models"]
+
+
+def test_lower_layers_never_import_the_orchestration() -> None:
+    assert _violations(LOWER, ORCHESTRATION) == []
+
+
+def test_serving_never_imports_the_cli() -> None:
+    assert _violations(["forecast.serving"], ["forecast.cli"]) == []
+
+
+def test_only_the_cli_imports_the_cli() -> None:
+    graph = import_graph()
+    outside = sorted(
+        f"{m} imports {d}"
+        for m, deps in graph.items()
+        if not _within(m, ["forecast.cli"])
+        for d in deps
+        if _within(d, ["forecast.cli"])
+    )
+    assert outside == []
+
+
+def test_leaf_modules_import_almost_nothing() -> None:
+    graph = import_graph()
+    for module, allowed in LEAVES.items():
+        assert set(graph[module]) <= allowed, module
+
+
+def test_no_new_import_cycle() -> None:
+    graph = import_graph()
+    assert sorted(map(sorted, _cycles(graph))) == sorted(map(sorted, KNOWN_CYCLES))
+    merged: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        merged.setdefault(_top(module), set()).update(_top(d) for d in deps if _top(d) != _top(module))
+    frozen = {k: frozenset(v) for k, v in merged.items()}
+    assert sorted(map(sorted, _cycles(frozen))) == sorted(map(sorted, KNOWN_PACKAGE_CYCLES))
+
+
+def test_architecture_doc_names_every_package_and_top_level_module() -> None:
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    root = SRC / "forecast"
+    packages = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir() and p.name != "__pycache__"
+    )
+    missing = [p for p in packages if f"{p.rsplit('/', 1)[-1]}/" not in layout]
+    modules = [p.name for p in root.glob("*.py") if p.name != "__init__.py"]
+    missing += [m for m in modules if m not in layout]
+    assert missing == [], "docs/architecture.md's layout does not name these"
