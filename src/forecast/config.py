@@ -51,6 +51,9 @@ class Settings(BaseSettings):
             writes it and every worker checks its champions (``forecast serve`` sets it).
         warehouse_lock_wait: Seconds to wait for the warehouse while another process holds its
             lock (an import writing) before giving up with "in use by another process".
+        max_reject_share: Largest share of a table's rows one validation rule may reject before
+            ``ingest`` and ``validate`` refuse the import (exit 2, nothing written); losses an
+            adapter declares as known are reported instead. ``1`` never refuses.
         max_file_bytes: Largest input file (CSV or Parquet) read; larger is refused (exit 2).
         max_columns: Most columns an input file may have.
         max_line_bytes: Longest line of an input CSV, in bytes (checked before parsing).
@@ -75,6 +78,7 @@ class Settings(BaseSettings):
     serve_workers: int = Field(default=2, ge=1, le=64)
     reload_signal: Path | None = None
     warehouse_lock_wait: float = Field(default=30.0, ge=0)
+    max_reject_share: float = Field(default=0.05, ge=0, le=1)
     max_file_bytes: int = Field(default=2_000_000_000, ge=1)
     max_columns: int = Field(default=2_000, ge=1)
     max_line_bytes: int = Field(default=10_000_000, ge=1)

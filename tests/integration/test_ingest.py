@@ -435,3 +435,36 @@ def test_validate_refuses_a_million_columns(tiny_crm: Path, tmp_path: Path) -> N
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]
     assert "leads.csv: at least" in error and "more than the limit of 2,000 (FORECAST_MAX_COLUMNS)" in error
+
+
+def _renamed_stage_crm(folder: Path) -> Path:
+    """A simulated CRM whose stages carry other names than the pipeline's (no --pipeline given)."""
+    from forecast.data.simulate import SimulationConfig, simulate_crm
+
+    tables = {
+        k: v.copy() for k, v in simulate_crm(SimulationConfig(n_leads=400, months=6, seed=5)).tables.items()
+    }
+    for name in ("opportunities", "stage_history"):
+        tables[name]["stage"] = "Stage " + tables[name]["stage"].astype(str).str.title()
+    return write_tables(folder, tables)
+
+
+def test_an_import_losing_a_table_to_one_rule_is_refused_and_writes_nothing(
+    tiny_crm: Path, tmp_path: Path
+) -> None:
+    """Issue 17: 1,402 of 1,487 deals rejected as unknown_stage used to end with "ok": true, exit 0."""
+    crm = _renamed_stage_crm(tmp_path / "renamed")
+    wh = tmp_path / "wh.duckdb"
+    assert _ingest(wh, tiny_crm)[0] == 0
+    before = _snapshot(wh)
+    code, report = _ingest(wh, crm)
+    assert code == 2 and report["ok"] is False and report["refused"] is True
+    worst = report["excessive_rejects"][0]
+    assert (worst["table"], worst["rule"], worst["column"]) == ("opportunities", "unknown_stage", "stage")
+    assert worst["share"] > 0.9 and worst["examples"][0].startswith("Stage ")
+    assert "refused, nothing was written" in report["error"] and "--pipeline FILE" in report["error"]
+    assert report["balanced"] and _snapshot(wh) == before
+    validated = runner.invoke(app, ["--warehouse", str(wh), "validate", str(crm), "--json"])
+    assert validated.exit_code == 2 and json.loads(validated.stdout)["refused"] is True
+    code, report = _ingest(wh, crm, "--max-reject-share", "1")
+    assert code == 0 and report["ok"] is True and report["excessive_rejects"] == []

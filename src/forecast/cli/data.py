@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import duckdb
 import typer
@@ -33,13 +35,25 @@ from forecast.cli.render import (
     _render_training,
 )
 from forecast.config import Settings
-from forecast.data.ingest import SourceFormat, ingest
+from forecast.data.ingest import RejectsRefusedError, SourceFormat, ingest, refusal_message
 from forecast.data.pipeline import Pipeline
 from forecast.data.quality import quality_summary
 from forecast.data.sources.base import SourceError
 from forecast.data.validate import RULES
 from forecast.data.warehouse import PipelineConflictError, Warehouse, WarehouseBusyError
+from forecast.logging import get_logger
 from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
+
+RejectShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-reject-share",
+        min=0.0,
+        max=1.0,
+        help="Refuse the import when one rule rejects more than this share of a table "
+        "(default FORECAST_MAX_REJECT_SHARE, 0.05; 1 never refuses).",
+    ),
+]
 
 # ---------------------------------------------------------------------------- simulate
 
@@ -150,8 +164,10 @@ def _run_ingest(
     delimiter: str,
     pipeline_file: Path | None,
     as_json: bool,
+    max_reject_share: float | None = None,
 ) -> dict[str, Any]:
     pipeline_path = pipeline_file or settings.pipeline_file
+    share = settings.max_reject_share if max_reject_share is None else max_reject_share
     try:
         pipeline = Pipeline.from_yaml(pipeline_path) if pipeline_path else None
     except (OSError, ValueError, KeyError) as exc:
@@ -170,14 +186,31 @@ def _run_ingest(
                 delimiter=delimiter,
                 pipeline=pipeline,
                 progress=lambda msg: update(msg, None),
+                max_reject_share=share,
             )
+    except RejectsRefusedError as exc:
+        _refuse(as_json, exc.report.as_dict(), str(exc))
     except (SourceError, PipelineConflictError, WarehouseBusyError) as exc:
         _fail(as_json, str(exc))
     except ValueError as exc:
         _fail(as_json, f"{path}: cannot import ({exc})")
     except duckdb.Error as exc:
         _fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
+    if report.refused:  # a dry run judges as the ingest would, and says so
+        _refuse(
+            as_json, report.as_dict(), refusal_message(report).replace("nothing was written", "would be", 1)
+        )
     return {"ok": True, **report.as_dict()}
+
+
+def _refuse(as_json: bool, report: dict[str, Any], message: str) -> NoReturn:
+    """An import refused by the reject guard: the report (JSON) or its tables, the reasons, exit 2."""
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": False, "error": message, **report}, default=str, indent=2) + "\n")
+    else:
+        _render_ingest(Console(), report)
+    get_logger("cli").error(message)
+    raise typer.Exit(2)
 
 
 def _check_format(value: str, as_json: bool) -> SourceFormat:
@@ -195,6 +228,7 @@ def ingest_cmd(
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     pipeline_file: PipelineOpt = None,
+    max_reject_share: RejectShareOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import CRM exports into the warehouse (bad rows go to `rejects`; all-or-nothing write)."""
@@ -209,6 +243,7 @@ def ingest_cmd(
         delimiter=delimiter,
         pipeline_file=pipeline_file,
         as_json=as_json,
+        max_reject_share=max_reject_share,
     )
     _emit(as_json, result, lambda c: _render_ingest(c, result))
 
@@ -222,6 +257,7 @@ def validate_cmd(
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     pipeline_file: PipelineOpt = None,
+    max_reject_share: RejectShareOpt = None,
     rules: Annotated[bool, typer.Option("--rules", help="List the validation rules and exit.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -242,6 +278,7 @@ def validate_cmd(
         delimiter=delimiter,
         pipeline_file=pipeline_file,
         as_json=as_json,
+        max_reject_share=max_reject_share,
     )
     _emit(as_json, result, lambda c: _render_ingest(c, result))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from forecast.data.validate import RULES
@@ -83,6 +84,11 @@ def _render_ingest(console: Console, result: dict[str, Any]) -> None:
                 f"  {r['source_file']} row {r['source_row']} [{r['key']}] {r['column']}: "
                 f"{r['rule']} - {r['message']} (value {r['value']!r})"
             )
+    for r in result.get("excessive_rejects", []):
+        if r.get("expected"):
+            console.print(f"[dim]known loss of this source: {escape(r['message'])}[/dim]")
+        else:
+            console.print(f"[bold red]refused:[/bold red] {escape(r['message'])}")
     for note in result["notes"]:
         console.print(f"[dim]note: {note}[/dim]")
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from forecast.data.pipeline import Pipeline
+from forecast.data.reject_guard import excessive_rejects
 from forecast.data.sources import canonical, maven, salesforce
 from forecast.data.sources.base import SourceBatch
 from forecast.data.validate import ValidatedBatch, validate_batch
@@ -34,6 +35,10 @@ class IngestReport:
         rejects_by_rule: Rejected records per (table, rule).
         sample_rejects: Up to 20 reject records, for the summary.
         notes: The adapter's notes on what the source lacks.
+        excessive_rejects: Rules that rejected more than the allowed share of a table, each with
+            its count, examples, fix and (for a loss the adapter declares) why it is expected.
+        refused: Whether an excessive rule not declared by the adapter refused the import (then
+            nothing was written).
     """
 
     source_format: str
@@ -45,6 +50,8 @@ class IngestReport:
     rejects_by_rule: list[dict[str, Any]]
     sample_rejects: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    excessive_rejects: list[dict[str, Any]] = field(default_factory=list)
+    refused: bool = False
 
     @property
     def balanced(self) -> bool:
@@ -63,8 +70,22 @@ class IngestReport:
             "rejects_by_rule": self.rejects_by_rule,
             "sample_rejects": self.sample_rejects,
             "notes": self.notes,
+            "excessive_rejects": self.excessive_rejects,
+            "refused": self.refused,
             "balanced": self.balanced,
         }
+
+
+class RejectsRefusedError(ValueError):
+    """An import lost more than the allowed share of a table to one rule; nothing was written.
+
+    Attributes:
+        report: The import's report (``refused`` set, ``excessive_rejects`` listing the rules).
+    """
+
+    def __init__(self, report: IngestReport, message: str) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def read_source(
@@ -101,6 +122,7 @@ def ingest(
     delimiter: str = ",",
     pipeline: Pipeline | None = None,
     progress: Callable[[str], None] | None = None,
+    max_reject_share: float = 1.0,
 ) -> IngestReport:
     """Read, validate and (unless a dry run) write one import.
 
@@ -118,9 +140,15 @@ def ingest(
         delimiter: CSV delimiter.
         pipeline: Pipeline for canonical imports (default: the warehouse's, else the default one).
         progress: Called with a short step description as the import proceeds.
+        max_reject_share: Refuse the import (write nothing) when one rule rejects more than this
+            share of a table's rows and the adapter does not declare that loss as known
+            (:mod:`forecast.data.reject_guard`); a dry run reports ``refused`` instead.
 
     Returns:
         The report; ``report.balanced`` always holds.
+
+    Raises:
+        RejectsRefusedError: Too many rows of a table broke one rule (not in a dry run).
     """
     started = utc_now()
     as_of = resolve_as_of(as_of, lambda: started)
@@ -145,6 +173,9 @@ def ingest(
             validated = validate_batch(
                 batch, as_of=as_of, warehouse=DuckDBView(con), progress=lambda t: say(f"validating {t}")
             )
+            checked = _report(validated, batch, path, warehouse, as_of, None, {}, max_reject_share)
+            if checked.refused:
+                raise RejectsRefusedError(checked, refusal_message(checked))
             say("writing")
             ingest_id, upserts = write_batch(
                 con,
@@ -154,7 +185,18 @@ def ingest(
                 as_of=as_of,
                 started_at=started,
             )
-    return _report(validated, batch, path, warehouse, as_of, ingest_id, upserts)
+    return _report(validated, batch, path, warehouse, as_of, ingest_id, upserts, max_reject_share)
+
+
+def refusal_message(report: IngestReport) -> str:
+    """Why an import was refused: each undeclared excessive rule with its count, examples and fix."""
+    rules = [r for r in report.excessive_rejects if r.get("expected") is None]
+    lines = [str(r["message"]) for r in rules]
+    return (
+        f"{report.source_path}: refused, nothing was written: one rule rejected too many rows "
+        f"(FORECAST_MAX_REJECT_SHARE / --max-reject-share allows {rules[0]['allowed']:.0%} of a table)\n"
+        + "\n".join(f"  - {line}" for line in lines)
+    )
 
 
 def _report(
@@ -165,6 +207,7 @@ def _report(
     as_of: pd.Timestamp,
     ingest_id: str | None,
     upserts: dict[str, Any],
+    max_reject_share: float = 1.0,
 ) -> IngestReport:
     tables: dict[str, dict[str, Any]] = {}
     for table, counts in validated.counts.items():
@@ -189,6 +232,13 @@ def _report(
         sample_rejects=[{str(k): _plain(v) for k, v in r.items()} for r in sample],
         notes=validated.notes,
     )
+    excessive = excessive_rejects(
+        rej, {t: c.read for t, c in validated.counts.items()}, max_reject_share, batch.expected_rejects
+    )
+    report.excessive_rejects = [
+        {**e.as_dict(), "message": e.message(), "allowed": max_reject_share} for e in excessive
+    ]
+    report.refused = any(e.expected is None for e in excessive)
     if not report.balanced:  # pragma: no cover - an invariant, not an input condition
         raise AssertionError(f"row accounting broken: {tables}")
     return report

@@ -50,9 +50,12 @@ class SourceBatch:
         tables: Raw tables; a table may come from several files.
         pipeline: The pipeline the source's stages follow.
         notes: Plain-words notes on what the source lacks or how it was mapped.
+        expected_rejects: Losses the source always has, ``(table, rule, column) -> why``: the
+            ingest guard (:mod:`forecast.data.reject_guard`) reports them and does not refuse.
     """
 
     source_format: str
     tables: list[RawTable]
     pipeline: Pipeline
     notes: list[str] = field(default_factory=list)
+    expected_rejects: dict[tuple[str, str, str], str] = field(default_factory=dict)

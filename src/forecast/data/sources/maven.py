@@ -125,7 +125,7 @@ def load(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> Source
         _raw("opportunities", opportunities, files[PIPELINE_FILE]),
     ]
     notes = [*NOTES, *product_notes, *_idle_rep_notes(frames[TEAMS_FILE], frames[PIPELINE_FILE])]
-    return SourceBatch(SOURCE_FORMAT, tables, MAVEN_PIPELINE, notes)
+    return SourceBatch(SOURCE_FORMAT, tables, MAVEN_PIPELINE, notes, dict(EXPECTED_REJECTS))
 
 
 def _find_files(path: Path) -> dict[str, Path]:
@@ -236,6 +236,14 @@ def map_opportunities(pipeline: pd.DataFrame, products: pd.DataFrame) -> tuple[p
         [f"products without a list price in products.csv (amount left null): {unpriced}"] if unpriced else []
     )
     return _with_extras(mapped, pipeline, REQUIRED_COLUMNS[PIPELINE_FILE]), notes
+
+
+EXPECTED_REJECTS: dict[tuple[str, str, str], str] = {
+    ("opportunities", "required", "created_at"): (
+        "Maven's Prospecting deals have no engage_date, the only creation date the export has"
+    ),
+}
+"""What every Maven export loses by design (reported by the ingest, not refused)."""
 
 
 def _idle_rep_notes(teams: pd.DataFrame, pipeline: pd.DataFrame) -> list[str]:
