@@ -468,3 +468,63 @@ def test_an_import_losing_a_table_to_one_rule_is_refused_and_writes_nothing(
     assert validated.exit_code == 2 and json.loads(validated.stdout)["refused"] is True
     code, report = _ingest(wh, crm, "--max-reject-share", "1")
     assert code == 0 and report["ok"] is True and report["excessive_rejects"] == []
+
+
+def test_kill_9_at_any_moment_of_an_ingest_leaves_the_old_or_the_new_warehouse(tmp_path: Path) -> None:
+    """Issue 21 item 7: the probe that passed (a changed export killed mid-upsert: 0 rows differ) stays true.
+
+    A warehouse holds one export; a changed export (every deal's amount and every account's name changed) is ingested
+    by a real ``forecast ingest`` process killed with SIGKILL at several moments of its run. After
+    each kill the warehouse must equal, table by table, either the old state or the new one.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from forecast.data.simulate import SimulationConfig, simulate_crm
+
+    tables = simulate_crm(SimulationConfig(n_leads=800, months=6, seed=9)).tables
+    old = write_tables(tmp_path / "old", tables)
+    changed = {k: v.copy() for k, v in tables.items()}
+    changed["opportunities"]["amount"] = pd.to_numeric(changed["opportunities"]["amount"]) * 1.5
+    changed["accounts"]["name"] = changed["accounts"]["name"].astype(str) + " Ltd"
+    new = write_tables(tmp_path / "new", changed)
+    reference = tmp_path / "reference.duckdb"
+    assert _ingest(reference, old)[0] == 0
+    before = _snapshot(reference)
+    assert _ingest(reference, new)[0] == 0
+    after = _snapshot(reference)
+    assert before != after
+
+    def command(wh: Path) -> list[str]:
+        return [sys.executable, "-m", "forecast.cli", "--warehouse", str(wh), "ingest", str(new), "--json"]
+
+    started = time.perf_counter()
+    subprocess.run(command(tmp_path / "timing.duckdb"), check=True, capture_output=True)
+    full_run = time.perf_counter() - started  # the kills below land between 5% and 95% of a whole run
+    # kills at shares of a whole run (reading, validating), then while the write is under way: once
+    # DuckDB's write-ahead log appears, immediately and after growing delays
+    moments = [("run", 0.5), ("write", 0.0), ("write", 0.02), ("write", 0.1), ("write", 0.4)]
+    outcomes = []
+    for k, (phase, wait) in enumerate(moments):
+        wh = tmp_path / f"wh{k}.duckdb"
+        assert _ingest(wh, old)[0] == 0
+        wal = wh.with_name(wh.name + ".wal")
+        proc = subprocess.Popen(command(wh), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if phase == "run":
+            time.sleep(wait * full_run)
+        else:
+            deadline = time.perf_counter() + 3 * full_run + 30
+            while not wal.exists() and proc.poll() is None and time.perf_counter() < deadline:
+                time.sleep(0.002)
+            time.sleep(wait)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        state = _snapshot(wh)
+        assert state in (before, after), (
+            f"a kill ({phase}, {wait}) left a warehouse that is neither old nor new"
+        )
+        outcomes.append("old" if state == before else "new")
+    print("states after the kills:", outcomes)
