@@ -189,3 +189,30 @@ def test_bentomls_traceback_of_a_client_error_is_dropped() -> None:
         "bentoml", logging.ERROR, __file__, 1, "Exception", None, (RuntimeError, bug, None)
     )
     assert ClientErrorFilter().filter(kept) is True
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("/x?token=t0k", {}),
+        ("/x?access_token=t0k", {}),
+        ("/x", {"Cookie": "token=t0k; Authorization=Bearer t0k"}),
+        ("/x", {"X-Api-Token": "t0k", "X-Authorization": "Bearer t0k"}),
+        ("/x", {"Authorization": "Basic t0k"}),
+        ("/x", {"Authorization": "Bearer t0k0"}),
+        ("/x", {"Authorization": "Bearer t0"}),
+        ("/x", {"Authorization": "t0k"}),
+        ("/livez/../x", {}),
+        ("/livez%2F..%2Fx", {}),
+        ("//x", {}),
+        ("/LIVEZ", {}),
+    ],
+)
+def test_tokens_smuggled_elsewhere_and_path_tricks_are_refused(
+    monkeypatch: pytest.MonkeyPatch, url: str, headers: dict[str, str]
+) -> None:
+    """Issue 21 item 7: the auth probes that held stay held (only the Authorization header counts)."""
+    HANDLED.clear()
+    answer = _client(monkeypatch, "t0k").get(url, headers=headers)
+    assert answer.status_code == 401, (url, headers, answer.status_code)
+    assert HANDLED == [], "the route ran before the guard refused"
