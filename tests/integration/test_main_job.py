@@ -51,6 +51,20 @@ def test_forecast_run_simulates_ingests_trains_promotes_and_scores(tmp_path: Pat
         assert all(r["p10"] <= r["p50"] <= r["p90"] for r in out["revenue"]["forecast"])
     else:
         assert "no champion" in out["revenue"]["skipped"]
+    # issue 21: one permission policy: every file the job wrote (warehouse, registry store, artifacts,
+    # cards, outputs, the simulated CRM) gets 0o666 & ~umask, as open() gives
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {
+        str(f.relative_to(tmp_path)): oct(f.stat().st_mode & 0o777)
+        for f in tmp_path.rglob("*")
+        if f.is_file() and not f.name.endswith((".wal", ".tmp"))
+    }
+    assert len(modes) > 20
+    odd = {name: mode for name, mode in modes.items() if mode != oct(0o666 & ~mask)}
+    assert odd == {}, f"files not at {oct(0o666 & ~mask)}: {sorted(odd.items())[:10]}"
 
 
 @pytest.mark.shared_data
