@@ -30,6 +30,7 @@ from forecast.io import write_frame
 from forecast.models import fastpath
 from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import CalibratedLGBMClassifier
+from forecast.models.unseen import unseen_warnings
 from forecast.name_rules import check_name
 from forecast.registry import LoadedModel, load_model
 from forecast.timeutil import resolve_as_of
@@ -209,6 +210,15 @@ def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFra
     return out.set_index(features.index)
 
 
+def warnings_column(pipeline: Any, features: pd.DataFrame) -> np.ndarray:
+    """Per row, the categorical values ``pipeline`` never saw in training, as one text (``""`` when none).
+
+    Each value is one warning (:func:`forecast.models.unseen.unseen_warning`), joined by ``"; "``.
+    """
+    texts = ["; ".join(row) for row in unseen_warnings(pipeline, features)]
+    return np.asarray(texts, dtype=object)
+
+
 def _empty_rejects() -> pd.DataFrame:
     return pd.DataFrame(
         {c: pd.Series(dtype="int64" if c == "source_row" else object) for c in REJECT_COLUMNS}
@@ -235,6 +245,7 @@ def score_warehouse(
     frame = table.frame
     scores = score_frame(model, frame, frame[table.id_column], progress=progress, reasons=reasons)
     scores.insert(1, "as_of", frame["as_of"].to_numpy())
+    scores["warnings"] = warnings_column(model.pipeline, frame)
     scores = scores.rename(columns={"id": table.id_column})
     return Scored(scores, _empty_rejects(), len(frame), frame), when, table.id_column
 
@@ -280,6 +291,7 @@ def score_file(
             reasons=reasons,
         )
         scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
+        scores["warnings"] = warnings_column(inner, prepared)
         # without an id column the id is the row number: source_row says it once
         scores = scores.rename(columns={"id": id_col}) if id_col in raw else scores.drop(columns="id")
         scores = _with_input_columns(scores, good, keep_columns, path, 2 if id_col in raw else 1)
@@ -322,6 +334,7 @@ def score_file(
     typed = typed_all.loc[ok]
     scores = score_frame(model, typed, good[id_col], progress=progress, reasons=reasons)
     scores.insert(0, "source_row", np.flatnonzero(ok.to_numpy()) + 1)
+    scores["warnings"] = warnings_column(model.pipeline, typed)
     if "as_of" in good:
         scores.insert(2, "as_of", good["as_of"].to_numpy())
     if "as_of" in good:
@@ -486,7 +499,9 @@ def score_job(
     (:func:`forecast.flags.jobs.flag_columns`).
 
     Returns:
-        The summary: rows in, scored, rejected, as_of, model version, bands, files.
+        The summary: rows in, scored, rejected, as_of, model version, bands, files, and
+        ``rows_with_warnings``: rows with a categorical value the model never saw (named in the
+        output's ``warnings`` column).
     """
     check_name(model_name, "model name")
     if close_model is not None:
@@ -555,6 +570,7 @@ def score_job(
         "rejects": str(rj),
         "written_to_warehouse": stored,
         "bands": {k: int(v) for k, v in bands.items()},
+        "rows_with_warnings": int((scored.scores["warnings"] != "").sum()),
         "notes": notes,
         f"mean_{score_name}": None
         if scored.scores.empty

@@ -187,3 +187,25 @@ def test_backtest_revenue_logs_a_run(env: dict[str, str], trained: dict[str, dic
     assert client.get_run(out["run_id"]).data.metrics["model_wape"] == pytest.approx(
         out["metrics"]["model"]["wape"]
     )
+
+
+def test_batch_scoring_names_values_the_model_never_saw(
+    env: dict[str, str], trained: dict[str, dict]
+) -> None:
+    root = Path(env["ROOT"])
+    snap = root / "deal_unseen.parquet"
+    _cli(env, "features", "--entity", "opportunity", "--as-of", "2025-06-01", "--out", str(snap))
+    frame = pd.read_parquet(snap)
+    frame["stage"] = frame["stage"].astype(object)
+    frame.loc[0, "stage"] = "bogus_stage"
+    frame.to_parquet(snap)
+    out = root / "deal_unseen_scores.csv"
+    summary = _cli(env, "score", "deals", "--input", str(snap), "--output", str(out))
+    assert summary["rows_with_warnings"] == 1
+    scored = pd.read_csv(out, keep_default_na=False)
+    warned = scored[scored["warnings"] != ""]
+    assert list(warned["source_row"]) == [1]
+    assert (
+        warned["warnings"].iloc[0]
+        == "stage 'bogus_stage' was never seen in training; scored as an unknown level"
+    )

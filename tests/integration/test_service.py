@@ -207,11 +207,45 @@ def test_win_probability_and_close_dates_equal_the_batch_scorer(server: str, env
     assert first["p_close_30d"] <= first["p_close_60d"] <= first["p_close_90d"]
 
 
-def test_unseen_categories_and_missing_features_are_scored(server: str) -> None:
-    body = {"deal": {"opportunity_id": "new-1", "stage": "a stage never seen", "source": "carrier pigeon"}}
+def test_unseen_categories_and_missing_features_are_scored_with_warnings(
+    server: str, env: dict[str, str]
+) -> None:
+    settings = _settings(env)
+    close_uses_product = "product" in load_model("time_to_close", settings).metadata["features"]
+    body = {"deal": {"opportunity_id": "new-1", "stage": "proposal", "product": "flying carpet"}}
     answer = _post(server, "/win_probability", body)
     assert answer.status_code == 200, answer.text
-    assert 0 < answer.json()["result"]["p_win"] < 1 and answer.json()["result"]["features_sent"] == 2
+    result = answer.json()["result"]
+    assert 0 < result["p_win"] < 1 and result["features_sent"] == 2
+    assert result["warnings"] == [
+        "product 'flying carpet' was never seen in training; scored as an unknown level"
+    ]
+    closing = _post(server, "/time_to_close", body).json()["result"]
+    assert closing["warnings"] == (result["warnings"] if close_uses_product else [])
+    lead = _post(
+        server, "/lead_score", {"leads": [{"lead_id": "L1", "source": "carrier pigeon"}, {"lead_id": "L2"}]}
+    )
+    assert lead.status_code == 200, lead.text
+    first, second = lead.json()["results"]
+    assert first["warnings"] == [
+        "source 'carrier pigeon' was never seen in training; scored as an unknown level"
+    ]
+    assert second["warnings"] == []
+
+
+@pytest.mark.parametrize("path", ["/win_probability", "/time_to_close", "/flags", "/revenue_forecast"])
+def test_an_unknown_stage_is_a_400_naming_the_deal_and_the_known_stages(server: str, path: str) -> None:
+    deals = [
+        {"opportunity_id": "O1", "stage": "proposal", "amount": 1000},
+        {"opportunity_id": "O2", "stage": "bogus_stage", "amount": 1000},
+    ]
+    answer = _post(server, path, {"deals": deals})
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["code"] == "invalid_request"
+    assert body["errors"] == [{"path": ["deals", 1, "stage"], "rule": "unknown_stage"}]
+    assert body["message"].startswith("deals.1.stage: 'bogus_stage' is not a stage")
+    assert "'negotiation'" in body["message"] and "__other__" not in body["message"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ A record is what the CRM knows of one lead or deal: its id, optionally the momen
 catalogue names. Every feature is optional (a missing value is what the models see for a feature
 the CRM did not send); types, ranges and unknown fields are checked, so a typo in a field name is
 a 400 with its path, not a silently missing feature. Categorical values are free text: a value
-the model never saw is scored as unseen.
+the model never saw is scored as unseen and named in the answer's ``warnings``, except a deal's
+``stage``, which the deal routes refuse (a 400 listing the known stages).
 """
 
 from __future__ import annotations
@@ -234,6 +235,10 @@ class _Scored(BaseModel):
     features_used: int = Field(description="How many inputs the model has.")
     model_name: str
     model_version: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Values the model never saw in training (scored as unknown levels); empty when none.",
+    )
 
 
 class LeadScore(_Scored):
@@ -267,6 +272,10 @@ class CloseDates(BaseModel):
     features_sent: int
     model_name: str
     model_version: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Values the model never saw in training (scored as unknown levels); empty when none.",
+    )
 
 
 class LeadScoreResponse(BaseModel):

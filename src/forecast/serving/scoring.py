@@ -20,10 +20,12 @@ from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
 from forecast.batch import band_of, close_date_columns, fast_proba_and_reasons, score_frame
+from forecast.errors import truncate
 from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.models import fastpath
 from forecast.models.explain import reason_codes
 from forecast.models.pipeline import CalibratedLGBMClassifier
+from forecast.models.unseen import known_values, known_values_text, unseen_warnings
 from forecast.registry import LoadedModel
 from forecast.timeutil import to_utc_naive
 from forecast.timeutil import utc_now as base_utc_now
@@ -38,6 +40,58 @@ MAX_AS_OF = 10
 
 class NotServableError(ValueError):
     """The request cannot be answered with these models (a 4xx the client can act on)."""
+
+
+class UnknownValueError(ValueError):
+    """A sent value the model never saw where it must know it (a 400 naming the fields).
+
+    Args:
+        message: What is wrong and the values the model knows.
+        paths: The path of each field at fault (``["deals", 0, "stage"]``).
+        rule: The rule they broke.
+    """
+
+    def __init__(self, message: str, paths: list[list[str | int]], rule: str = "unknown_stage") -> None:
+        super().__init__(message)
+        self.paths = paths
+        self.rule = rule
+
+
+def check_stages(model: LoadedModel, records: Sequence[BaseModel], field: str, single: bool) -> None:
+    """Refuse deals whose ``stage`` the model never saw in training (a missing stage is fine).
+
+    The known stages are every stage of the model's training rows (its category encoder's
+    levels, pooled ones included). A model that does not encode ``stage`` knows no stages to
+    compare with, and refuses nothing.
+
+    Args:
+        model: The model scoring the deals.
+        records: The sent deals.
+        field: The request's field holding them (``deal`` or ``deals``).
+        single: Whether one deal was sent (its path has no index).
+
+    Raises:
+        UnknownValueError: Naming each deal's path and the known stages.
+    """
+    known = known_values(model.pipeline, "stage")
+    if known is None:
+        return
+    allowed = set(known)
+    bad = [
+        (i, stage)
+        for i, r in enumerate(records)
+        if isinstance(stage := getattr(r, "stage", None), str) and stage not in allowed
+    ]
+    if not bad:
+        return
+    paths: list[list[str | int]] = [[field, "stage"] if single else [field, i, "stage"] for i, _ in bad]
+    first = ".".join(map(str, paths[0]))
+    more = f" (and {len(bad) - 1} more deal(s))" if len(bad) > 1 else ""
+    raise UnknownValueError(
+        f"{first}: {truncate(bad[0][1], 60)!r} is not a stage {model.name} v{model.version} "
+        f"saw in training{more}; known stages: {known_values_text(known)}",
+        paths,
+    )
 
 
 def utc_now() -> pd.Timestamp:
@@ -159,6 +213,7 @@ def score_records(
         why = scored
     ids = frame[id_col].to_numpy()
     reasons = why.to_dict(orient="records")
+    warnings = unseen_warnings(model.pipeline, frame[used])
     return [
         {
             id_col: ids[i],
@@ -170,6 +225,7 @@ def score_records(
             "features_used": len(used),
             "model_name": model.name,
             "model_version": model.version,
+            "warnings": warnings[i],
         }
         for i, record in enumerate(records)
     ]
@@ -208,6 +264,7 @@ def close_records(
         top_k=3,
         kinds=reason_kinds(model, "opportunity"),
     )
+    warnings = unseen_warnings(model.pipeline, features)
     out = []
     for i, record in enumerate(records):
         row = cols.iloc[i]
@@ -222,6 +279,7 @@ def close_records(
         item["features_sent"] = _sent(record, list(features.columns))
         item["model_name"] = model.name
         item["model_version"] = model.version
+        item["warnings"] = warnings[i]
         out.append(item)
     return out
 
@@ -305,6 +363,7 @@ def forecast_deals(
     if missing:
         raise NotServableError(f"deals.{missing[0]}.amount: a revenue forecast needs each deal's amount")
     p_win, closed_by, edges = win_and_timing(win, close, frame)
+    warnings = unseen_warnings(win.pipeline, frame)
     grid = period_grid(as_of, periods, by)
     labels = (
         frame[group].astype(object).where(frame[group].notna(), "(none)").astype(str)
@@ -356,8 +415,8 @@ def forecast_deals(
         "open_pipeline": float(frame["amount"].sum()),
         "forecast": json_records(table),
         "deals": [
-            {"opportunity_id": i, "amount": float(a), "p_win": round(float(p), 6)}
-            for i, a, p in zip(frame["opportunity_id"], frame["amount"], p_win, strict=True)
+            {"opportunity_id": i, "amount": float(a), "p_win": round(float(p), 6), "warnings": w}
+            for i, a, p, w in zip(frame["opportunity_id"], frame["amount"], p_win, warnings, strict=True)
         ],
     }
 

@@ -76,6 +76,12 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _unknown_value(exc: scoring.UnknownValueError) -> JSONResponse:
+    """A 400 naming each field whose value the model never saw (``deals[3].stage``)."""
+    body = error_body(400, str(exc), [{"path": path, "rule": exc.rule} for path in exc.paths])
+    return JSONResponse(body, status_code=400)
+
+
 RETRY_AFTER_SECONDS = 5
 """What a 503 for a busy warehouse tells the client to wait (an import usually takes seconds)."""
 
@@ -207,7 +213,10 @@ class ForecastService:
     def _close_dates(self, records: list[BaseModel], single: bool) -> JSONResponse:
         try:
             model = self.store.get(TIME_TO_CLOSE).model
+            scoring.check_stages(model, records, "deal" if single else "deals", single)
             return _answer(scoring.close_records(model, records), single)
+        except scoring.UnknownValueError as exc:
+            return _unknown_value(exc)
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         except (scoring.NotServableError, ScoringError) as exc:
@@ -225,6 +234,13 @@ class ForecastService:
         entity: Entity = "lead" if lead is not None or leads is not None else "opportunity"
         one = lead if lead is not None else deal
         records, single = ([one], True) if one is not None else (list(leads or deals or []), False)
+        if entity == "opportunity":  # the stages the deal models know (when one is served)
+            known = next((m for m in map(self.store.optional, (DEAL_WIN, TIME_TO_CLOSE)) if m), None)
+            try:
+                if known is not None:
+                    scoring.check_stages(known.model, records, "deal" if single else "deals", single)
+            except scoring.UnknownValueError as exc:
+                return _unknown_value(exc)
         churn_name = CHURN_RISK_LEADS if entity == "lead" else CHURN_RISK
         churn = self.store.optional(churn_name)
         if churn is not None and (churn.model.meta.entity != entity or not churn.model.meta.is_warehouse):
@@ -276,6 +292,7 @@ class ForecastService:
                 return _error(422, f"the warehouse's pipeline cannot be forecast: {exc}")
         as_of = scoring.moment(req.as_of, scoring.utc_now())
         try:
+            scoring.check_stages(win, list(req.deals), "deals", False)
             result = scoring.forecast_deals(
                 win,
                 close,
@@ -289,6 +306,8 @@ class ForecastService:
                 seed=req.seed,
             )
             return JSONResponse(scoring.json_safe(result))
+        except scoring.UnknownValueError as exc:
+            return _unknown_value(exc)
         except scoring.NotServableError as exc:
             return _error(422, str(exc))
 
@@ -307,7 +326,11 @@ class ForecastService:
     def _scores(self, name: str, records: list[BaseModel], entity: Entity, single: bool) -> JSONResponse:
         try:
             model = self.store.get(name).model
+            if entity == "opportunity":
+                scoring.check_stages(model, records, "deal" if single else "deals", single)
             return _answer(scoring.score_records(model, records, entity), single)
+        except scoring.UnknownValueError as exc:
+            return _unknown_value(exc)
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         except scoring.NotServableError as exc:
