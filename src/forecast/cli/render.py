@@ -60,11 +60,8 @@ def table_width(widths: Sequence[int]) -> int:
 
 
 def _natural_widths(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> list[int]:
-    """Each column's width: its longest cell, and its header's longest word (headers wrap)."""
-    return [
-        max([*(cell_len(w) for w in c.header.split() or [""]), *(cell_len(r[i]) for r in rows)])
-        for i, c in enumerate(columns)
-    ]
+    """Each column's width: its longest cell or its header (rich shrinks, and cuts, below that)."""
+    return [max([cell_len(c.header), *(cell_len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
 
 
 def fit_columns(
@@ -134,7 +131,13 @@ def print_table(
         for r in rows:
             table.add_row(*(r[i] for i in keep))
         needed = table_width([natural[i] for i in keep])
-        console.print(table, width=max(console.width, needed) if wide else None)
+        if wide and needed > console.width:  # rich clamps print(width=) to the console's width
+            was = console.width
+            console.width = needed
+            console.print(table)
+            console.width = was
+        else:
+            console.print(table)
         labels = [i for i, c in enumerate(columns) if c.label]
         rest = [i for i, c in enumerate(columns) if c.header in hidden and not c.label]
         if not (split and rest) or not any(r[i] not in EMPTY_CELLS for r in rows for i in rest):
