@@ -162,7 +162,7 @@ def test_few_groups_many_metrics_split_into_tables_that_fit() -> None:
 
 
 def test_training_table_with_survival_metrics_fits() -> None:
-    metrics = {k: 0.123456 for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "c_index", "ibs")}
+    metrics = dict.fromkeys(("roc_auc", "pr_auc", "brier", "log_loss", "ece", "c_index", "ibs"), 0.123456)
     summary = {
         "model_name": "time_to_close",
         "version": "3",
@@ -223,7 +223,9 @@ def test_share_and_rate_with_interval() -> None:
 def test_known_harmless_library_records_are_dropped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:
     quiet_known_library_noise()
     with caplog.at_level(logging.INFO):
-        logging.getLogger("mlflow.sklearn").warning("Saving scikit-learn models in the pickle or cloudpickle ...")
+        logging.getLogger("mlflow.sklearn").warning(
+            "Saving scikit-learn models in the pickle or cloudpickle ..."
+        )
         logging.getLogger("mlflow.utils.environment").warning("Failed to resolve installed pip version.")
         logging.getLogger("mlflow.sklearn").warning("something else went wrong")
     messages = [r.getMessage() for r in caplog.records]
