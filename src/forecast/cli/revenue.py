@@ -21,7 +21,7 @@ from forecast.cli.main import (
     as_of_option,
     backtest_app,
 )
-from forecast.cli.render import Column, WideOpt, compact, print_table, share
+from forecast.cli.render import Column, WideOpt, compact, print_table, rate_with_interval, share
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 
@@ -101,6 +101,16 @@ def _revenue_cells(row: dict[str, Any]) -> list[str]:
         "—" if coverage is None else f"{coverage:.1f}×",
         "—" if needed is None else f"{needed:.0f}",
     ]
+
+
+def _coverage(m: dict[str, Any]) -> str:
+    """P10-P90 coverage with its 95% interval and count: ``100% [57–100] n=5``."""
+    return rate_with_interval(
+        m["coverage_p10_p90"],
+        m.get("coverage_p10_p90_lo"),
+        m.get("coverage_p10_p90_hi"),
+        m.get("coverage_p10_p90_n"),
+    )
 
 
 def _render_revenue(console: Console, payload: dict[str, Any], wide: bool = False) -> None:
@@ -202,12 +212,12 @@ def backtest_revenue_command(
         c.print(
             f"WAPE: model {m['model']['wape']:.3f}, stage-weighted {m['stage_weighted']['wape']:.3f}, "
             f"run rate {m['run_rate']['wape']:.3f}; bias {m['model']['bias']:+.3f}; "
-            f"P10-P90 coverage {m['model']['coverage_p10_p90']:.0%}; mean pinball {m['model']['pinball_mean']:.3f}"
+            f"P10-P90 coverage {_coverage(m['model'])}; mean pinball {m['model']['pinball_mean']:.3f}"
         )
         if result.metrics.get(f"model_by_{group}"):
             g = result.metrics[f"model_by_{group}"]
             c.print(
-                f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {g['coverage_p10_p90']:.0%}, "
+                f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {_coverage(g)}, "
                 f"WAPE {g['wape']:.3f}"
             )
         c.print(f"logged to MLflow experiment {logged['experiment']!r}, run {logged['run_id']}")
