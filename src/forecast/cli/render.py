@@ -151,9 +151,22 @@ def print_table(
             keep = sorted([*keep, len(labels)])
             hidden = [c.header for i, c in enumerate(columns) if i not in keep]
     if hidden:
-        why = "all empty or zero, --wide shows them" if split else hint
-        console.print(f"[dim]not shown: {', '.join(hidden)} ({why})[/dim]")
+        _say_hidden(console, columns, rows, hidden, hint)
     return hidden
+
+
+def _say_hidden(
+    console: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]], hidden: list[str], hint: str
+) -> None:
+    """Name the columns that did not fit; count those with nothing in them."""
+    empty = {c.header for i, c in enumerate(columns) if all(r[i] in EMPTY_CELLS for r in rows)}
+    crowded = [h for h in hidden if h not in empty]
+    parts = [f"not shown: {', '.join(crowded)} ({hint})"] if crowded else []
+    if n_empty := len(hidden) - len(crowded):
+        parts.append(
+            f"{n_empty} column{'s' if n_empty > 1 else ''} with nothing in them left out (--wide shows them)"
+        )
+    console.print(f"[dim]{'; '.join(parts)}[/dim]")
 
 
 def _missing(value: Any) -> bool:

@@ -293,12 +293,10 @@ def _render_frame(console: Console, title: str, frame: pd.DataFrame, by: str, wi
         for c in (by, "name", "stage", "metric", "month", "day", "loss_reason", "prospect_id", "kind")
         if c in frame.columns
     ]
-    if (
-        by != "name"
-        and {by, "name"} <= set(labels)
-        and (frame[by].astype(str) == frame["name"].astype(str)).all()
-    ):
-        labels.remove("name")
+    if by != "name" and {by, "name"} <= set(labels):
+        names = frame["name"].fillna("").astype(str)
+        if ((names == frame[by].astype(str)) | (names == "")).all():  # "(all)" has no name
+            labels.remove("name")
     shown_metrics = _metric_names(frame, set(labels) | {"name"})
     rows = frame.head(_TABLE_ROWS)
     if len(rows) <= 8 and len(shown_metrics) > 8:  # few groups, many metrics: metrics as rows
