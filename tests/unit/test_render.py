@@ -232,3 +232,27 @@ def test_known_harmless_library_records_are_dropped_and_others_kept(caplog: pyte
         logging.getLogger("mlflow.sklearn").warning("something else went wrong")
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["something else went wrong"]
+
+
+def test_quality_table_of_the_run_summary_fits() -> None:
+    from forecast.cli.render import _render_quality
+
+    completeness = {f"a_rather_long_column_name_{i}": 0.5 + i / 10 for i in range(4)}
+    table = {"rows": 1_234_567, "from": "2024-01-01T00:00:00", "to": "2025-12-31T00:00:00"}
+    summary = {
+        "warehouse": "/some/where/warehouse.duckdb",
+        "tables": {name: {**table, "completeness": completeness} for name in ("engagement_events", "leads")},
+        "facts": {
+            "lead_conversion_rate": 0.2,
+            "win_rate_closed": 0.3,
+            "median_cycle_days_won": 40,
+            "opportunities_by_outcome": {},
+            "email_reply_rate": 0.1,
+            "activities_by_type": {},
+        },
+        "warnings": [],
+    }
+    console, out = _console()
+    _render_quality(console, summary)
+    text = out.getvalue()
+    assert "…" not in text and "engagement_events" in text and "1,234,567" in text

@@ -312,8 +312,10 @@ def _render_ingest(console: Console, result: dict[str, Any], wide: bool = False)
 
 def _render_quality(console: Console, summary: dict[str, Any]) -> None:
     table = Table(title=f"Data quality: {summary['warehouse']}")
-    for c in ("table", "rows", "from", "to", "least complete columns"):
-        table.add_column(c)
+    table.add_column("table", no_wrap=True)
+    for c in ("rows", "from", "to"):
+        table.add_column(c, justify="right" if c == "rows" else "left", no_wrap=True)
+    table.add_column("least complete columns", overflow="fold")  # free text: folds, never cut
     for name, t in summary["tables"].items():
         worst = sorted(t["completeness"].items(), key=lambda kv: kv[1])[:3]
         gaps = ", ".join(f"{k} {v:.0%}" for k, v in worst if v < 1.0) or "complete"
