@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
-from tests.cli import cli_env
+from tests.cli import cli_env, runner
 from tests.cli import cli_json as _cli
 
 
@@ -165,6 +166,12 @@ def test_revenue_forecast_against_quota(env: dict[str, str], trained: dict[str, 
     goals = out["goals"]
     assert goals["daily_goal"] * 7 == pytest.approx(goals["weekly_goal"])
     assert pd.Timestamp(out["as_of"]) == pd.Timestamp(out["as_of"]).normalize()  # midnight after the data
+    args = ["revenue", "--periods", "2", "--group", "team", "--sims", "2000"]
+    table = runner.invoke(app, args, env={**env, "COLUMNS": "80"}, catch_exceptions=False).stdout
+    assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80  # issue 17 item 7
+    assert "won so far" in table and "P(hit)" in table and "not shown" in table
+    wide = runner.invoke(app, [*args, "--wide"], env={**env, "COLUMNS": "80"}, catch_exceptions=False).stdout
+    assert "open pipeline" in wide and "deals needed" in wide and "not shown" not in wide
 
 
 def test_revenue_bad_options_are_clear_errors(env: dict[str, str], trained: dict[str, dict]) -> None:
@@ -181,6 +188,8 @@ def test_backtest_revenue_logs_a_run(env: dict[str, str], trained: dict[str, dic
     assert len(out["periods"]) == 1 and out["periods"][0]["period"] == "2025-09"
     assert out["periods"][0]["models_trained_at"].startswith("2025-09-01")
     assert {"wape", "bias", "coverage_p10_p90", "pinball_mean"} <= set(out["metrics"]["model"])
+    model = out["metrics"]["model"]
+    assert model["coverage_p10_p90_n"] == 1 and model["coverage_p10_p90_lo"] < model["coverage_p10_p90_hi"]
     client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"backtest.csv", "forecast_band.png"} <= artifacts

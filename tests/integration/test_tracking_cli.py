@@ -190,3 +190,12 @@ def test_tiny_canonical_crm_through_ingest(tiny_crm: Path, tmp_path: Path) -> No
     r2 = next(r for r in january["reports"]["goals"]["tables"]["goals"] if r["rep"] == "R2")
     assert (r2["goal"], r2["won_value"], r2["attainment"]) == (40000.0, 0.0, 0.0)
     assert json.loads(_run(env, "insights", "--json"))["ok"]
+
+
+def test_metrics_by_rep_fits_80_columns_and_wide_shows_the_rest(env: dict[str, str]) -> None:
+    """Issue 17 item 7: at 80 columns no cell is cut, nothing is all zero; --wide shows every column."""
+    narrow = _run({**env, "COLUMNS": "80"}, "metrics", "--by", "rep", "--report", "performance")
+    assert "…" not in narrow and max(len(line) for line in narrow.splitlines()) <= 80
+    assert "win_rate" in narrow and "%" in narrow and "[" in narrow  # a rate with its interval
+    wide = _run({**env, "COLUMNS": "80"}, "metrics", "--by", "rep", "--report", "performance", "--wide")
+    assert "n=" in wide and max(len(line) for line in wide.splitlines()) > 80

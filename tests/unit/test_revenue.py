@@ -172,6 +172,8 @@ def test_stage_weighted_and_metrics_by_hand() -> None:
     m = backtest_metrics(table)
     assert m["model"]["wape"] == pytest.approx(0.5) and m["model"]["bias"] == pytest.approx(0.5)
     assert m["model"]["coverage_p10_p90"] == 0.5
+    assert m["model"]["coverage_p10_p90_n"] == 2  # one period of two: a wide Wilson interval
+    assert m["model"]["coverage_p10_p90_lo"] < 0.1 and m["model"]["coverage_p10_p90_hi"] > 0.9
     assert m["stage_weighted"]["wape"] == 1.0 and m["run_rate"]["wape"] == 0.0
     assert pinball(np.array([10.0]), np.array([0.0]), 0.9) == pytest.approx(9.0)
 

@@ -28,6 +28,7 @@ from forecast.cli.main import (
 )
 from forecast.cli.models import _load_config
 from forecast.cli.render import (
+    WideOpt,
     _render_counts,
     _render_ingest,
     _render_quality,
@@ -229,6 +230,7 @@ def ingest_cmd(
     delimiter: DelimiterOpt = ",",
     pipeline_file: PipelineOpt = None,
     max_reject_share: RejectShareOpt = None,
+    wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Import CRM exports into the warehouse (bad rows go to `rejects`; all-or-nothing write)."""
@@ -245,7 +247,7 @@ def ingest_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, result, lambda c: _render_ingest(c, result))
+    _emit(as_json, result, lambda c: _render_ingest(c, result, wide))
 
 
 @app.command("validate")
@@ -259,6 +261,7 @@ def validate_cmd(
     pipeline_file: PipelineOpt = None,
     max_reject_share: RejectShareOpt = None,
     rules: Annotated[bool, typer.Option("--rules", help="List the validation rules and exit.")] = False,
+    wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Check exports against the canonical model without writing anything (a dry run of ingest)."""
@@ -280,7 +283,7 @@ def validate_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, result, lambda c: _render_ingest(c, result))
+    _emit(as_json, result, lambda c: _render_ingest(c, result, wide))
 
 
 # ---------------------------------------------------------------------------- quality / run
@@ -340,6 +343,7 @@ def run(
     ] = None,
     leads: Annotated[int, typer.Option(min=100, help="Number of simulated leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The main job on the embedded default: simulate, ingest, check quality, train, promote, score."""
@@ -407,15 +411,15 @@ def run(
     }
 
     def render(c: Console) -> None:
-        _render_ingest(c, result)
+        _render_ingest(c, result, wide)
         _render_quality(c, summary)
-        _render_training(c, trained)
+        _render_training(c, trained, wide)
         c.print(
             f"scored {scored['scored']:,} open leads as of {scored['as_of']} (bands {scored['bands']}); "
             f"{scored['rejected']} rejected"
         )
         for stem in (DEAL_WIN, TIME_TO_CLOSE):
-            _render_training(c, deal_models[stem])
+            _render_training(c, deal_models[stem], wide)
         if deal_scores.get("skipped"):
             c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores['skipped']}")
         else:
@@ -429,7 +433,7 @@ def run(
         else:
             from forecast.cli.revenue import _render_revenue
 
-            _render_revenue(c, revenue)
+            _render_revenue(c, revenue, wide)
         c.print("[bold]Outputs[/bold]")
         for key, value in outputs.items():
             c.print(f"  {key}: {value}")

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from forecast.cli.main import (
     JsonOpt,
@@ -22,17 +21,8 @@ from forecast.cli.main import (
     as_of_option,
     backtest_app,
 )
+from forecast.cli.render import Column, WideOpt, compact, print_table, rate_with_interval, share
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
-
-_MONEY = ("won_to_date", "expected", "p10", "p50", "p90", "quota", "gap_to_goal", "open_pipeline")
-
-
-def _money(value: Any) -> str:
-    return "—" if value is None or value != value else f"{value:,.0f}"
-
-
-def _share(value: Any) -> str:
-    return "—" if value is None or value != value else f"{100 * value:.0f}%"
 
 
 @app.command()
@@ -49,6 +39,7 @@ def revenue(
     sims: Annotated[int, typer.Option(min=100, max=200_000, help="Monte Carlo simulations.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     output: Annotated[Path | None, typer.Option(help="Also write the table (.csv or .parquet).")] = None,
+    wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Revenue per period with P10/P50/P90 against quota, from the open pipeline and future deals."""
@@ -77,35 +68,58 @@ def revenue(
             pd.DataFrame(payload["forecast"]), output, "csv" if output.suffix.lower() == ".csv" else "parquet"
         )
         payload["output"] = str(output)
-    _emit(as_json, payload, lambda c: _render_revenue(c, payload))
+    _emit(as_json, payload, lambda c: _render_revenue(c, payload, wide))
 
 
-def _render_revenue(console: Console, payload: dict[str, Any]) -> None:
+_REVENUE_COLUMNS = [
+    Column("period", "left", label=True),
+    Column("group", "left", label=True),
+    Column("won so far"),
+    Column("P10"),
+    Column("P50"),
+    Column("P90"),
+    Column("quota"),
+    Column("P(hit)"),
+    Column("expected", essential=False),
+    Column("gap to goal", essential=False),
+    Column("open pipeline", essential=False),
+    Column("coverage", essential=False),
+    Column("deals needed", essential=False),
+]
+"""The revenue table: the essential columns fit 80 characters; ``--wide`` adds the rest."""
+
+
+def _revenue_cells(row: dict[str, Any]) -> list[str]:
+    """One forecast row as the cells of :data:`_REVENUE_COLUMNS` (compact money, whole percentages)."""
+    coverage, needed = row.get("pipeline_coverage"), row.get("deals_needed")
+    return [
+        str(row.get("period")),
+        "" if row.get("group") is None else str(row["group"]),
+        *(compact(row.get(k)) for k in ("won_to_date", "p10", "p50", "p90", "quota")),
+        share(row.get("p_hit_quota")),
+        *(compact(row.get(k)) for k in ("expected", "gap_to_goal", "open_pipeline")),
+        "—" if coverage is None else f"{coverage:.1f}×",
+        "—" if needed is None else f"{needed:.0f}",
+    ]
+
+
+def _coverage(m: dict[str, Any]) -> str:
+    """P10-P90 coverage with its 95% interval and count: ``100% [57–100] n=5``."""
+    return rate_with_interval(
+        m["coverage_p10_p90"],
+        m.get("coverage_p10_p90_lo"),
+        m.get("coverage_p10_p90_hi"),
+        m.get("coverage_p10_p90_n"),
+    )
+
+
+def _render_revenue(console: Console, payload: dict[str, Any], wide: bool = False) -> None:
     console.print(
         f"[bold]Revenue forecast[/bold] as of {payload['as_of']} ({payload['simulations']:,} simulations; "
         f"models {payload['models']}); {payload['open_deals']:,} open deals worth "
-        f"{_money(payload['open_pipeline'])}"
+        f"{compact(payload['open_pipeline'])}"
     )
-    table = Table()
-    cols = ["period", "group", *_MONEY, "p_hit_quota", "pipeline_coverage", "deals_needed"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("period", "group") else "right")
-    for row in payload["forecast"]:
-        cells = []
-        for c in cols:
-            v = row.get(c)
-            if c in _MONEY:
-                cells.append(_money(v))
-            elif c == "p_hit_quota":
-                cells.append(_share(v))
-            elif c == "pipeline_coverage":
-                cells.append("—" if v is None else f"{v:.1f}×")
-            elif c == "deals_needed":
-                cells.append("—" if v is None else f"{v:.0f}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    console.print(table)
+    print_table(console, _REVENUE_COLUMNS, [_revenue_cells(row) for row in payload["forecast"]], wide=wide)
     err = payload.get("model_error") or {}
     if err.get("win_shock_sigma") is not None:
         console.print(
@@ -115,10 +129,10 @@ def _render_revenue(console: Console, payload: dict[str, Any]) -> None:
         )
     g = payload["goals"]
     console.print(
-        f"{g['period']}: goal {_money(g['goal'])} (weekly {_money(g['weekly_goal'])}, daily "
-        f"{_money(g['daily_goal'])}); won so far {_money(g['won_to_date'])} against {_money(g['goal_to_date'])} "
-        f"due by now (pace {_share(g['pace_to_date'])}); projected {_money(g['projected'])} = "
-        f"{_share(g['projected_attainment'])} of goal; P(hit) {_share(g['p_hit_quota'])}"
+        f"{g['period']}: goal {compact(g['goal'])} (weekly {compact(g['weekly_goal'])}, daily "
+        f"{compact(g['daily_goal'])}); won so far {compact(g['won_to_date'])} against {compact(g['goal_to_date'])} "
+        f"due by now (pace {share(g['pace_to_date'])}); projected {compact(g['projected'])} = "
+        f"{share(g['projected_attainment'])} of goal; P(hit) {share(g['p_hit_quota'])}"
     )
 
 
@@ -187,23 +201,23 @@ def backtest_revenue_command(
     payload = {"ok": True, **logged, "metrics": result.metrics, "periods": table.to_dict("records")}
 
     def render(c: Console) -> None:
-        t = Table(title="Backtest: forecast against what was won")
         cols = ["period", "actual", "p10", "p50", "p90", "stage_weighted", "run_rate"]
-        for col in cols:
-            t.add_column(col, justify="left" if col == "period" else "right")
-        for row in payload["periods"]:
-            t.add_row(*(str(row[c]) if c == "period" else _money(row[c]) for c in cols))
-        c.print(t)
+        print_table(
+            c,
+            [Column("period", "left", label=True), *(Column(k) for k in cols[1:])],
+            [[str(row[k]) if k == "period" else compact(row[k]) for k in cols] for row in payload["periods"]],
+            "Backtest: forecast against what was won",
+        )
         m = result.metrics
         c.print(
             f"WAPE: model {m['model']['wape']:.3f}, stage-weighted {m['stage_weighted']['wape']:.3f}, "
             f"run rate {m['run_rate']['wape']:.3f}; bias {m['model']['bias']:+.3f}; "
-            f"P10-P90 coverage {m['model']['coverage_p10_p90']:.0%}; mean pinball {m['model']['pinball_mean']:.3f}"
+            f"P10-P90 coverage {_coverage(m['model'])}; mean pinball {m['model']['pinball_mean']:.3f}"
         )
         if result.metrics.get(f"model_by_{group}"):
             g = result.metrics[f"model_by_{group}"]
             c.print(
-                f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {g['coverage_p10_p90']:.0%}, "
+                f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {_coverage(g)}, "
                 f"WAPE {g['wape']:.3f}"
             )
         c.print(f"logged to MLflow experiment {logged['experiment']!r}, run {logged['run_id']}")

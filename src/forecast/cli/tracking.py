@@ -12,10 +12,10 @@ import duckdb
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from forecast.cli import main as cli_main
 from forecast.cli.main import JsonOpt, _emit, _fail, _parse_as_of, _settings, app
+from forecast.cli.render import EMPTY_CELLS, Column, WideOpt, compact, print_table, rate_with_interval
 from forecast.io import csv_text, write_text
 from forecast.tracking.common import GroupingError
 from forecast.tracking.data import GROUPINGS, TrackingData
@@ -135,6 +135,7 @@ def metrics(
     json_flag: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout (= --format json).")
     ] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Sales-tracking metrics for a period and grouping (rates with n and 95% Wilson intervals)."""
     from forecast.tracking.api import REPORTS
@@ -209,11 +210,12 @@ def metrics(
                     f"{name}: {table_name}" if table_name != name else name,
                     frame,
                     by or REPORTS[name].default_by,
+                    wide,
                 )
 
     if output is not None:
         with output.open("w", encoding="utf-8") as fh:
-            render(Console(file=fh, width=200))
+            render(Console(file=fh, width=200))  # a file: room for every column
     else:
         _emit(False, {}, render)
 
@@ -235,7 +237,11 @@ def _is_money(col: str) -> bool:
     return any(w in col for w in _MONEY_WORDS) and not col.endswith(("_n", "p_value"))
 
 
-def _cell(row: pd.Series, col: str, frame: pd.DataFrame) -> str:
+def _cell(row: pd.Series, col: str, frame: pd.DataFrame, wide: bool = False) -> str:
+    """One metric's cell: rates as ``51% [41–61]``, their 95% interval (and ``n=`` with ``wide``).
+
+    Money is compact (``1.2M``) unless ``wide``.
+    """
     value = row[col]
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
         return "—" if not (col + "_n" in frame.columns and row[col + "_n"] == 0) else "— (n=0)"
@@ -248,27 +254,37 @@ def _cell(row: pd.Series, col: str, frame: pd.DataFrame) -> str:
         is_rate = has_ci and (
             col.endswith(("rate", "conversion", "share")) or col.startswith("open_leads_silent")
         )
-        n = f" n={int(row[col + '_n'])}" if col + "_n" in frame.columns else ""
+        n_col = row[col + "_n"] if wide and col + "_n" in frame.columns else None
+        n = f" n={int(row[col + '_n'])}" if wide and col + "_n" in frame.columns else ""
         if is_rate:
-            lo, hi = row[col + "_lo"], row[col + "_hi"]
-            return f"{100 * value:.1f}% [{100 * lo:.1f}–{100 * hi:.1f}]{n}"
+            if wide:
+                lo, hi = row[col + "_lo"], row[col + "_hi"]
+                return f"{100 * value:.1f}% [{100 * lo:.1f}–{100 * hi:.1f}]{n}"
+            return rate_with_interval(value, row[col + "_lo"], row[col + "_hi"], n_col)
         if has_ci:
             lo, hi = row[col + "_lo"], row[col + "_hi"]
-            ci = "" if pd.isna(lo) else f" [{lo:.2f}–{hi:.2f}]"
-            return f"{value:.2f}{ci}{n}"
+            ci = "" if pd.isna(lo) else f" [{lo:.2f}–{hi:.2f}]" if wide else f" [{lo:.1f}–{hi:.1f}]"
+            return f"{value:.2f}{ci}{n}" if wide else f"{value:.1f}{ci}"
         if col.endswith("rate") or col in ("ratio",) or any(w in col for w in _SHARE_WORDS):
             return f"{100 * value:.1f}%" if col != "ratio" else f"{value:.2f}"
         if "p_value" in col:
             return f"{value:.3f}"
         if _is_money(col):
-            return f"{value:,.0f}"
-        return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+            return f"{value:,.0f}" if wide else compact(value)
+        return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}" if wide else compact(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
 
 
-def _render_frame(console: Console, title: str, frame: pd.DataFrame, by: str) -> None:
+def _render_frame(console: Console, title: str, frame: pd.DataFrame, by: str, wide: bool = False) -> None:
+    """One report table fitted to the console (see :func:`forecast.cli.render.print_table`).
+
+    A ``name`` column equal to the grouping column is not repeated; all-zero and all-empty
+    metrics are dropped; rates show their 95% Wilson interval (and ``n`` with ``--wide``). Few groups
+    and many metrics print metrics as rows, in as many tables as the groups need to fit; otherwise
+    the metrics that fit are shown and the others named (``--wide`` shows every one).
+    """
     if frame.empty:
         console.print(f"[bold]{title}[/bold]: nothing to show")
         return
@@ -277,27 +293,29 @@ def _render_frame(console: Console, title: str, frame: pd.DataFrame, by: str) ->
         for c in (by, "name", "stage", "metric", "month", "day", "loss_reason", "prospect_id", "kind")
         if c in frame.columns
     ]
-    shown_metrics = _metric_names(frame, set(labels))
+    if by != "name" and {by, "name"} <= set(labels):
+        names = frame["name"].fillna("").astype(str)
+        if ((names == frame[by].astype(str)) | (names == "")).all():  # "(all)" has no name
+            labels.remove("name")
+    shown_metrics = _metric_names(frame, set(labels) | {"name"})
     rows = frame.head(_TABLE_ROWS)
     if len(rows) <= 8 and len(shown_metrics) > 8:  # few groups, many metrics: metrics as rows
-        table = Table(title=title)
-        table.add_column("metric")
-        for _, r in rows.iterrows():
-            table.add_column(" ".join(str(r[c]) for c in labels if str(r[c])), justify="right")
-        for m in shown_metrics:
-            table.add_row(m, *(_cell(r, m, frame) for _, r in rows.iterrows()))
-        console.print(table)
+        columns = [Column("metric", "left", label=True)] + [
+            Column(" ".join(str(r[c]) for c in labels if str(r[c]))) for _, r in rows.iterrows()
+        ]
+        cells = [[m, *(_cell(r, m, frame, wide) for _, r in rows.iterrows())] for m in shown_metrics]
+        if not wide:
+            cells = [c for c in cells if any(v not in EMPTY_CELLS for v in c[1:])]
+        print_table(console, columns, cells, title, wide, split=True)
     else:
-        for i in range(0, len(shown_metrics), 7):
-            chunk = shown_metrics[i : i + 7]
-            table = Table(title=title if i == 0 else f"{title} (cont.)")
-            for c in labels:
-                table.add_column(c)
-            for c in chunk:
-                table.add_column(c, justify="right")
-            for _, r in rows.iterrows():
-                table.add_row(*(str(r[c]) for c in labels), *(_cell(r, c, frame) for c in chunk))
-            console.print(table)
+        columns = [Column(c, "left", label=True) for c in labels] + [
+            Column(m, essential=False) for m in shown_metrics
+        ]
+        cells = [
+            [*(str(r[c]) for c in labels), *(_cell(r, m, frame, wide) for m in shown_metrics)]
+            for _, r in rows.iterrows()
+        ]
+        print_table(console, columns, cells, title, wide, hint="--wide or --metrics shows them")
     if len(frame) > _TABLE_ROWS:
         console.print(f"… {len(frame) - _TABLE_ROWS} more rows: use --format csv or json for all of them")
 

@@ -42,6 +42,7 @@ from forecast.revenue.job import (
     revenue_forecast,
     unseen_from,
 )
+from forecast.tracking.stats import wilson
 from forecast.train import train_binary
 from forecast.train_survival import train_time_to_close
 
@@ -171,9 +172,24 @@ def backtest_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
         )
     m["pinball_mean"] = float(np.mean([m[f"pinball_p{int(q * 100)}"] for q in QUANTILES]))
     inside = (table["p10"] <= table["actual"]) & (table["actual"] <= table["p90"])
-    m["coverage_p10_p90"] = float(inside.mean())
+    m.update(_coverage(inside))
     m["wape_expected"] = float(np.abs(table["expected"].to_numpy(dtype=float) - actual).sum() / total)
     return out
+
+
+def _coverage(inside: pd.Series) -> dict[str, float]:
+    """Share of forecasts whose P10-P90 band held the actual, with its 95% Wilson interval and n.
+
+    A handful of periods cannot tell 100% from 80% coverage; the interval says how far apart
+    those are (``coverage_p10_p90_lo``, ``_hi``, ``_n``).
+    """
+    rate = wilson(float(inside.sum()), float(len(inside)))
+    return {
+        "coverage_p10_p90": float(inside.mean()),
+        "coverage_p10_p90_lo": rate.lo,
+        "coverage_p10_p90_hi": rate.hi,
+        "coverage_p10_p90_n": float(rate.n),
+    }
 
 
 def group_coverage(groups: pd.DataFrame) -> dict[str, float]:
@@ -184,7 +200,7 @@ def group_coverage(groups: pd.DataFrame) -> dict[str, float]:
     total = float(groups["actual"].sum()) or 1.0
     return {
         "cells": float(len(groups)),
-        "coverage_p10_p90": float(inside.mean()),
+        **_coverage(inside),
         "wape": float((groups["p50"] - groups["actual"]).abs().sum() / total),
     }
 
