@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from forecast.cli.global_options import GlobalOptionsGroup
 from forecast.config import Settings, load_settings
 from forecast.errors import InputError
 from forecast.logging import configure_logging, get_logger, stderr_console
@@ -26,6 +27,7 @@ from forecast.timeutil import parse_time
 
 app = typer.Typer(
     name="forecast",
+    cls=GlobalOptionsGroup,
     help="Sales-tracking intelligence: turn CRM history into scores, forecasts, flags and decisions.",
     no_args_is_help=True,
     add_completion=False,
