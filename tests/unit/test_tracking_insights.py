@@ -123,3 +123,13 @@ def test_mix_adjustment_accounts_for_harder_leads() -> None:
     assert row["rate"] == 15 / 150 and row["others_rate"] == 37 / 150
     assert row["expected_rate"] < 0.15  # on R2's mix, R1 converts about 10%, not 25%
     assert row["ratio_lo"] < 1 < row["ratio_hi"] and row["adjusted_for"] == "source, company_size, region"
+
+
+def test_a_rep_whose_id_is_the_name_is_not_named_twice() -> None:
+    from forecast.tracking.insights import _Context
+
+    ctx = _Context.__new__(_Context)
+    ctx.names = {"Moses Frase": "Moses Frase", "r7": "Ana Ruiz", "r8": "(none)"}
+    assert ctx.who("Moses Frase") == "rep Moses Frase"
+    assert ctx.who("r7") == "rep r7 (Ana Ruiz)"
+    assert ctx.who("r8") == "rep r8" and ctx.who("r9") == "rep r9"

@@ -162,7 +162,9 @@ class _Context:
 
     def who(self, rep: str) -> str:
         name = self.names.get(rep, "")
-        return f"rep {rep}" + (f" ({name})" if name and name != "(none)" else "")
+        # a CRM whose rep ids are the names (Maven) would read "rep Moses Frase (Moses Frase)"
+        shown = name and name != "(none)" and name.strip().casefold() != rep.strip().casefold()
+        return f"rep {rep}" + (f" ({name})" if shown else "")
 
 
 def _context(data: TrackingData, period: Period, cfg: InsightConfig) -> _Context:
