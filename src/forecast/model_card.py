@@ -91,7 +91,8 @@ def model_card(
     beats = [
         b
         for b, bm in result.baselines.items()
-        if m["roc_auc"] > bm.get("roc_auc", float("nan")) and m["brier"] < bm.get("brier", float("nan"))
+        if m.get("roc_auc", float("nan")) > bm.get("roc_auc", float("nan"))
+        and m.get("brier", float("nan")) < bm.get("brier", float("nan"))
     ]
     splits = result.splits.get("splits", {})
     split_lines = [
@@ -147,7 +148,9 @@ def model_card(
         "",
         "## Lift by score decile (test slice; decile 1 = highest scores)",
         "",
-        _table(result.deciles[["decile", "n", "mean_p", "rate", "lift", "cumulative_capture"]]),
+        _table(result.deciles[["decile", "n", "mean_p", "rate", "lift", "cumulative_capture"]])
+        if len(result.deciles)
+        else "Not measured: no test row has a known outcome yet (see the notes).",
         "",
     ]
     for seg, table in result.segments.items():

@@ -112,7 +112,10 @@ def log_trained_model(
     metrics = {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
     for name, bm in result.baselines.items():
         metrics.update({f"baseline_{name}_{k}": v for k, v in bm.items() if np.isfinite(v)})
-    x_example = result.test_frame[input_columns].head(5)
+    examples = (
+        result.test_frame if len(result.test_frame) or result.input_example is None else result.input_example
+    )
+    x_example = examples[input_columns].head(5)
     # Under `mlflow run` (the MLproject) the run already exists: log into it.
     project_run = os.environ.get("MLFLOW_RUN_ID")
     run_kwargs: dict[str, Any] = (
@@ -186,8 +189,9 @@ def log_trained_model(
         )
         version = str(info.registered_model_version)
     c.set_registered_model_alias(model_name, CHALLENGER, version)
-    c.set_model_version_tag(model_name, version, "roc_auc", f"{result.metrics['roc_auc']:.6f}")
-    c.set_model_version_tag(model_name, version, "brier", f"{result.metrics['brier']:.6f}")
+    for key in ("roc_auc", "brier"):
+        if key in result.metrics:
+            c.set_model_version_tag(model_name, version, key, f"{result.metrics[key]:.6f}")
     c.set_model_version_tag(model_name, version, "model_kind", result.model_kind)
     return LoggedModel(run.info.run_id, version, f"models:/{model_name}/{version}", experiment)
 
@@ -304,6 +308,8 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         raise LookupError(
             f"model {name!r} v{chall.version} has no usable test slice (label {label!r} missing)"
         )
+    if not len(test):
+        return _promote_unjudged(name, chall, champ, chall_model, c, settings)
     y = test[label].astype(int).to_numpy()
     chall_eval = evaluation_model(chall.run_id, chall_model.pipeline, settings)
     chall_m = classification_metrics(y, chall_eval.predict_proba(test)[:, 1])
@@ -374,6 +380,57 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     return decision
 
 
+def _promote_unjudged(
+    name: str, chall: Any, champ: Any, chall_model: Any, c: MlflowClient, settings: Settings
+) -> PromotionDecision:
+    """The gate for a challenger whose test slice holds no known outcome yet (a short history).
+
+    With no champion, the challenger becomes one if it loses to no baseline on what its run could
+    measure (for time to close: the C-index on censored test rows, a loss being a gap beyond 0.005
+    and two paired errors, ``c_index_gap_se``); a champion is never replaced on such evidence.
+    """
+    metrics = c.get_run(chall.run_id).data.metrics
+    own = metrics.get("test_c_index", 0.0)
+    worse = sorted(
+        b
+        for b in (k[len("baseline_") : -len("_c_index")] for k in metrics if k.endswith("_c_index"))
+        if f"baseline_{b}_c_index" in metrics
+        and own
+        < metrics[f"baseline_{b}_c_index"] - max(0.005, 2 * metrics.get(f"baseline_{b}_c_index_gap_se", 0.0))
+    )
+    if champ is not None:
+        promoted, reason = (
+            False,
+            "no test row has a known outcome yet: no fair comparison; the champion is kept",
+        )
+    elif worse:
+        promoted, reason = (
+            False,
+            f"no test row has a known outcome yet, and the C-index loses to {', '.join(worse)}",
+        )
+    else:
+        promoted, reason = (
+            True,
+            (
+                "no champion yet; no test row has a known outcome yet (a short history), and the challenger "
+                "loses to no baseline on what could be measured"
+            ),
+        )
+    decision = PromotionDecision(
+        name, str(chall.version), None if champ is None else str(champ.version), promoted, reason, {}, None, 0
+    )
+    exp_id = ensure_experiment(chall_model.meta.experiment or name, settings)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"promotion-{name}-v{chall.version}"):
+        mlflow.set_tags(
+            {"kind": "promotion", "model_name": name, "promoted": str(promoted), "reason": reason}
+        )
+        mlflow.log_dict(decision.as_dict(), "promotion.json")
+    if promoted:
+        c.set_registered_model_alias(name, CHAMPION, str(chall.version))
+        write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
+    return decision
+
+
 def evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
     """The run's evaluation model (fitted before its test cut), or the served one if none was logged.
 
@@ -417,7 +474,9 @@ def _baselines_not_beaten(metrics: dict[str, float], max_auc_drop: float = 0.0) 
     """Baselines the model loses to on ROC-AUC or Brier (from its run's test metrics).
 
     A loss is an ROC-AUC lower by more than ``max_auc_drop`` (the gate's allowance against a
-    champion), or a Brier score higher than the baseline's by more than two standard errors of
+    champion) and by more than two standard errors of the paired AUC difference (``auc_gap_se``,
+    a bootstrap over whole entities of the test slice; against the base rate, whose AUC is 0.5, this
+    is the "ranks better than chance" rule, read against its noise), or a Brier score higher than the baseline's by more than two standard errors of
     their paired difference (``brier_gap_se``, logged with every baseline): a tie within noise,
     e.g. with the logistic regression on a small CRM whose outcome is near linear in its
     features, is not a loss. Runs without the paired error need a strictly lower Brier score.
@@ -437,7 +496,11 @@ def _baselines_not_beaten(metrics: dict[str, float], max_auc_drop: float = 0.0) 
             continue
         se = metrics.get(f"baseline_{b}_brier_gap_se")
         brier_ok = brier < b_brier or (se is not None and np.isfinite(se) and brier - b_brier <= 2 * se)
-        if not (auc >= b_auc - max_auc_drop and auc > 0.5 and brier_ok):
+        auc_se = metrics.get(f"baseline_{b}_auc_gap_se")
+        allowance = (
+            max(max_auc_drop, 2 * auc_se) if auc_se is not None and np.isfinite(auc_se) else max_auc_drop
+        )
+        if not (auc >= b_auc - allowance and brier_ok):
             out.append(f"{b} (ROC-AUC {b_auc:.4f} vs {auc:.4f}, Brier {b_brier:.5f} vs {brier:.5f})")
     return out
 

@@ -35,7 +35,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from forecast.errors import InputError, InsufficientDataError
-from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
+from forecast.evaluate import (
+    classification_metrics,
+    decile_table,
+    paired_auc_gaps,
+    reliability_table,
+    segment_calibration,
+)
 from forecast.features.splits import time_splits
 from forecast.models.baselines import (
     BaseRateClassifier,
@@ -76,6 +82,7 @@ class TrainResult:
     params: dict[str, Any]
     eval_pipeline: Pipeline | None = None
     fit: dict[str, Any] = field(default_factory=dict)
+    input_example: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable metrics and facts (what ``--json`` prints)."""
@@ -432,6 +439,15 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
     lgbm = config.lightgbm
     template, kind = _template(data, config, small)
     folds = config.final_fit.folds
+    family: dict[str, Any] = {"choice": config.family.choice, "chosen": "logistic" if small else kind}
+    if not small:
+        template, kind, family = _choose_family(data, frame, fit_rows, template, config)
+        if kind == "logistic" and config.family.choice == "auto":
+            notes.append(
+                "a logistic regression is served: it had a lower log loss than LightGBM on the "
+                f"selection slice ({family['log_loss']['logistic']:.4f} against "
+                f"{family['log_loss']['lightgbm']:.4f}; the test slice took no part in the choice)"
+            )
     eval_pipeline, eval_fit = fit_calibrated(
         template,
         x.iloc[fit_rows],
@@ -446,6 +462,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
     metrics = classification_metrics(y_test, p_test)
     reliability = {"model": reliability_table(y_test, p_test)}
     baselines: dict[str, dict[str, float]] = {}
+    p_baselines: dict[str, np.ndarray] = {}
     # Baselines learn from the same rows as the evaluation model: equal information.
     for name, est in _baselines(data).items():
         if isinstance(est, LogisticBaseline):
@@ -453,14 +470,17 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
         else:
             est.fit(x.iloc[fit_rows], y_all[fit_rows])
         p = est.predict_proba(x.iloc[test])[:, 1]
+        p_baselines[name] = p
         baselines[name] = {**classification_metrics(y_test, p), **paired_brier_gap(y_test, p_test, p)}
         reliability[name] = reliability_table(y_test, p)
+    for name, gap in paired_auc_gaps(y_test, p_test, p_baselines, ids.iloc[test], seed=config.seed).items():
+        baselines[name].update(gap)
     segments = {
         col: segment_calibration(y_test, p_test, frame[col].iloc[test].reset_index(drop=True))
         for col in config.segments
         if col in frame
     }
-    fit_summary: dict[str, Any] = {"labelled_rows": len(y_all), "evaluation": eval_fit}
+    fit_summary: dict[str, Any] = {"labelled_rows": len(y_all), "evaluation": eval_fit, "family": family}
     if config.final_fit.enabled:
         pipeline, final = fit_calibrated(
             template,
@@ -501,10 +521,94 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
         calibration=calibration,
         test_frame=test_frame,
         test_p=p_test,
-        params={"model_kind": kind, **({} if small else lgbm.model_dump()), "seed": config.seed},
+        params={
+            "model_kind": kind,
+            **(lgbm.model_dump() if kind == "lightgbm" else {}),
+            "family_choice": config.family.choice,
+            "seed": config.seed,
+        },
         eval_pipeline=eval_pipeline,
         fit=fit_summary,
     )
+
+
+def _choose_family(
+    data: ModelInput, frame: pd.DataFrame, fit_rows: np.ndarray, trees: Pipeline, config: TrainingConfig
+) -> tuple[Pipeline, str, dict[str, Any]]:
+    """The served family: LightGBM, a logistic regression, or the better of the two on a selection slice.
+
+    With ``family.choice: auto`` the fitting rows are split again as all rows were (:func:`_split`:
+    time-forward with the purge gap where there are dates), both families go through the same
+    fitting procedure on the earlier part, and the one with the lower log loss on the later part
+    is evaluated on the test slice and served. The test slice takes no part in the choice, so its
+    metrics stay a measurement. Too small a selection slice (or one class) keeps LightGBM.
+    """
+    choice = config.family.choice
+    logistic = _logistic_template(data, "cv", config.seed)
+    if choice != "auto":
+        return (
+            (trees, "lightgbm", {"choice": choice, "chosen": "lightgbm"})
+            if choice == "lightgbm"
+            else (
+                logistic,
+                "logistic",
+                {"choice": choice, "chosen": "logistic"},
+            )
+        )
+    inner = frame.iloc[fit_rows].reset_index(drop=True)
+    y = inner[data.label].astype(int).to_numpy()
+    try:
+        (fit, select), how = _split(data, inner, config)
+    except (ValueError, InputError) as exc:
+        return (
+            trees,
+            "lightgbm",
+            {"choice": choice, "chosen": "lightgbm", "note": f"no selection slice: {exc}"},
+        )
+    if len(select) < config.family.min_selection_rows or _one_class_part([fit, select], y) is not None:
+        return (
+            trees,
+            "lightgbm",
+            {
+                "choice": choice,
+                "chosen": "lightgbm",
+                "note": f"selection slice of {len(select)} rows too small or of one class: LightGBM kept",
+            },
+        )
+    x = inner[data.features]
+    ids = inner[data.id_column].reset_index(drop=True)
+    losses: dict[str, float] = {}
+    aucs: dict[str, float] = {}
+    for name, template in (("lightgbm", trees), ("logistic", logistic)):
+        fitted, _ = fit_calibrated(
+            template,
+            x.iloc[fit],
+            y[fit],
+            ids.iloc[fit],
+            folds=config.final_fit.folds,
+            fitted_folds=config.final_fit.held_out(len(fit)),
+            seed=config.seed,
+        )
+        m = classification_metrics(y[select], fitted.predict_proba(x.iloc[select])[:, 1])
+        losses[name], aucs[name] = round(m["log_loss"], 6), round(m["roc_auc"], 6)
+    chosen = "logistic" if losses["logistic"] < losses["lightgbm"] else "lightgbm"
+    summary = {
+        "choice": choice,
+        "chosen": chosen,
+        "selection": {"method": how["method"], "fit_rows": len(fit), "selection_rows": len(select)},
+        "log_loss": losses,
+        "roc_auc": aucs,
+    }
+    return (logistic if chosen == "logistic" else trees), chosen, summary
+
+
+def _logistic_template(data: ModelInput, c: float | str, seed: int) -> Pipeline:
+    """An unfitted logistic-regression pipeline (the model one-hot encodes categoricals itself)."""
+    numeric = [f for f in data.features if f not in data.categorical]
+    model = LogisticBaseline(categorical=data.categorical, numeric=numeric, C=c, random_state=seed)
+    pipeline = build_pipeline(data.features, [], model)
+    pipeline.steps[1] = ("categories", "passthrough")
+    return pipeline
 
 
 def paired_brier_gap(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray) -> dict[str, float]:
@@ -520,17 +624,8 @@ def paired_brier_gap(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray)
 
 def _template(data: ModelInput, config: TrainingConfig, small: bool) -> tuple[Pipeline, str]:
     """The unfitted pipeline of the configured model (or the small-data logistic one) and its kind."""
-    numeric = [f for f in data.features if f not in data.categorical]
     if small:
-        model: Any = LogisticBaseline(
-            categorical=data.categorical,
-            numeric=numeric,
-            C=config.small_data.logistic_c,
-            random_state=config.seed,
-        )
-        pipeline = build_pipeline(data.features, [], model)
-        pipeline.steps[1] = ("categories", "passthrough")
-        return pipeline, "logistic_small_data"
+        return _logistic_template(data, config.small_data.logistic_c, config.seed), "logistic_small_data"
     lgbm = config.lightgbm
     settings = lgbm.model_dump()
     # A prior column missing from this input (e.g. a flat export) is left out, like monotone

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 
 from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
 from forecast.models.config import TrainingConfig
@@ -61,6 +63,36 @@ def _survival_metrics(
     out["c_index"] = concordance_index(d, e, restricted_mean_days(surv, edges))
     out["ibs"] = integrated_brier_score(d, e, surv, edges)
     return out
+
+
+def c_index_gap_se(
+    d: np.ndarray,
+    e: np.ndarray,
+    groups: np.ndarray,
+    model_days: np.ndarray,
+    base_days: np.ndarray,
+    seed: int = 0,
+    n_boot: int = 200,
+) -> float:
+    """Standard error of the C-index difference of two predictions on the same rows.
+
+    A bootstrap over whole deals (their weekly snapshots share one close), both predictions scored
+    on the same draws. Meant for the small test slices of a short history (each draw is quadratic).
+    """
+    codes = pd.factorize(pd.Series(groups))[0]
+    members = [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1 if len(codes) else 0)]
+    if len(members) < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        gap = concordance_index(d[rows], e[rows], model_days[rows]) - concordance_index(
+            d[rows], e[rows], base_days[rows]
+        )
+        if np.isfinite(gap):
+            gaps.append(gap)
+    return float(np.std(gaps, ddof=1)) if len(gaps) > 1 else float("nan")
 
 
 def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult:
@@ -116,8 +148,23 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         random_state=config.seed,
     )
     template = build_pipeline(data.features, data.categorical, model)
+    sd = config.small_data
+    small = "stage" in data.features and (
+        len(train) < sd.min_rows or int(e_all[train].sum()) < sd.min_minority
+    )
+    kind = "stage_km_small_data" if small else "discrete_time_hazard_lightgbm"
+    if small:
+        template = build_pipeline(data.features, [], StageKaplanMeier("stage", edges=edges, proba_days=days))
+        template.steps[1] = ("categories", "passthrough")
 
     def procedure(idx: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        if small:
+            # The small-data model: a Kaplan-Meier curve per stage from every snapshot given,
+            # censored ones included (nothing to stop early or calibrate).
+            fitted = clone(template)
+            prep = Pipeline(fitted.steps[:-1]).fit(x.iloc[idx])
+            fitted.named_steps["model"].fit(prep.transform(x.iloc[idx]), d_all[idx], e_all[idx])
+            return fitted, {"rows": len(idx), "entities": int(ids.iloc[idx].nunique()), "calibration": "none"}
         try:
             return fit_hazard(
                 template,
@@ -154,20 +201,34 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
     known = follow >= days
     y_known = (e & (d <= days))[known].astype(int)
     p_known = 1.0 - survival_at(surv[known], edges, days)
-    reliability = {"model": reliability_table(y_known, p_known)}
+    # A short history may leave no test snapshot followed for `days`: nothing to calibrate against.
+    measurable = bool(known.any())
+    reliability = {"model": reliability_table(y_known, p_known)} if measurable else {}
     baselines: dict[str, dict[str, float]] = {}
+    test_ids = ids.iloc[test].to_numpy()
     for name, est in baselines_est.items():
         est.fit(x.iloc[train], d_all[train], e_all[train])
         s_b = est.survival(x_test)
         baselines[name] = _survival_metrics(d, e, follow, s_b, edges, days)
-        reliability[name] = reliability_table(y_known, 1.0 - survival_at(s_b[known], edges, days))
+        if not measurable:
+            # Without a known P(close within `days`) the gate reads the C-index: its paired error.
+            baselines[name]["c_index_gap_se"] = c_index_gap_se(
+                d,
+                e,
+                test_ids,
+                restricted_mean_days(surv, edges),
+                restricted_mean_days(s_b, edges),
+                config.seed,
+            )
+        if measurable:
+            reliability[name] = reliability_table(y_known, 1.0 - survival_at(s_b[known], edges, days))
     test_frame = frame.iloc[test].reset_index(drop=True)
     label = within_label(days)
     test_frame[label] = (test_frame[EVENT].astype(bool) & (test_frame[DURATION] <= days)).astype(int)
     segments = {
         col: segment_calibration(y_known, p_known, test_frame.loc[known, col].reset_index(drop=True))
         for col in config.segments
-        if col in test_frame
+        if col in test_frame and measurable
     }
     median_pred = survival_quantile(surv, edges, 0.5)
     observed = e & np.isfinite(median_pred)
@@ -178,12 +239,17 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
     }
     metrics.update(extra)
     data_for_identity = frame.assign(**{label: (e_all & (d_all <= days)).astype(int)})
-    booster = model.model_.booster_
-    gain = np.asarray(booster.feature_importance(importance_type="gain", iteration=model.best_iteration_))
-    names = list(booster.feature_name())
-    importance = pd.DataFrame({"feature": names, "importance": gain / (gain.sum() or 1.0)})
-    importance = importance[importance["feature"].isin(data.features)]
-    importance = importance.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+    if small:
+        importance = pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
+    else:
+        booster = model.model_.booster_
+        gain = np.asarray(booster.feature_importance(importance_type="gain", iteration=model.best_iteration_))
+        names = list(booster.feature_name())
+        importance = pd.DataFrame({"feature": names, "importance": gain / (gain.sum() or 1.0)})
+        importance = importance[importance["feature"].isin(data.features)]
+        importance = importance.sort_values("importance", ascending=False, kind="stable").reset_index(
+            drop=True
+        )
     final_pipeline, final_fit = (
         procedure(np.arange(len(frame))) if config.final_fit.enabled else (eval_pipeline, eval_fit)
     )
@@ -196,24 +262,38 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         pipeline=final_pipeline,
         eval_pipeline=eval_pipeline,
         fit=fit_summary,
-        model_kind="discrete_time_hazard_lightgbm",
+        model_kind=kind,
         notes=[
+            *(
+                [
+                    f"small data: {len(train):,} fitting snapshots with {int(e_all[train].sum()):,} closes "
+                    f"(sufficiency threshold: {sd.min_rows} snapshots and {sd.min_minority} closes), so the "
+                    "served model is a Kaplan-Meier curve per stage from every snapshot, censored ones "
+                    "included; the learned hazard takes over as the history grows"
+                ]
+                if small
+                else []
+            ),
             f"P(close within {int(days)} days) is judged on the {int(known.sum()):,} test snapshots "
             f"followed for at least {int(days)} days; C-index and IBS on all {len(test):,} (censored included)"
+            + ("" if measurable else ": none is, so its calibration is not measured yet (a short history)"),
         ],
         metrics=metrics,
         baselines=baselines,
         splits=split_summary,
         data=data_identity(data_for_identity, label, data.time_column),
-        deciles=decile_table(y_known, p_known),
+        deciles=decile_table(y_known, p_known) if measurable else pd.DataFrame(),
         reliability=reliability,
         segments=segments,
         importance=importance,
-        calibration={
+        calibration={}
+        if small
+        else {
             "method": "isotonic per edge, cross-fitted" if surv_cfg.calibrate else "none",
             "best_iteration": model.best_iteration_,
         },
         test_frame=test_frame.loc[known].reset_index(drop=True),
+        input_example=None if measurable else frame.head(5),
         test_p=p_known,
-        params={"model_kind": "discrete_time_hazard_lightgbm", **lgbm.model_dump(), "edges": edges},
+        params={"model_kind": kind, **({} if small else lgbm.model_dump()), "edges": edges},
     )

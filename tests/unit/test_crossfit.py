@@ -88,3 +88,21 @@ def test_too_little_data_names_the_rows_of_each_class() -> None:
     data = ModelInput(frame, "entity", "label", ["signal"], [], time_column="as_of")
     with pytest.raises(InsufficientDataError, match=r"3 positive, 27 negative"):
         train_binary(data, TrainingConfig())
+
+
+def test_a_forced_logistic_family_is_the_logistic_baseline_and_auto_serves_the_lower_selection_loss() -> None:
+    frame = _snapshots(days=400, seed=5)
+    data = ModelInput(frame, "entity", "label", ["signal"], [], time_column="as_of")
+    forced = train_binary(data, TrainingConfig(split={"gap_days": 0}, family={"choice": "logistic"}))
+    assert forced.model_kind == "logistic"
+    assert forced.fit["family"]["chosen"] == "logistic"
+    # The same model as the logistic baseline (same rows, same grouped C search): equal scores.
+    assert forced.metrics["roc_auc"] == pytest.approx(forced.baselines["logistic"]["roc_auc"], abs=1e-9)
+    auto = train_binary(data, TrainingConfig(split={"gap_days": 0}, family={"choice": "auto"}))
+    family = auto.fit["family"]
+    losses = family["log_loss"]
+    assert family["selection"]["selection_rows"] >= 100 and set(losses) == {"lightgbm", "logistic"}
+    assert auto.model_kind == family["chosen"] == min(losses, key=losses.__getitem__)
+    # Every baseline carries the paired AUC gap and its entity-bootstrap error (the gate reads them).
+    assert all(np.isfinite(b["auc_gap_se"]) for b in auto.baselines.values())
+    assert auto.baselines["base_rate"]["auc_gap_se"] > 0

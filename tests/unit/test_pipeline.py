@@ -141,3 +141,20 @@ def test_prior_needs_both_classes_on_its_rows_and_known_columns() -> None:
         _prior_model(prior_fit_max=-1.0).fit(xe, y, eval_set=(xe, y))
     with pytest.raises(KeyError, match="prior column"):
         _prior_model(prior_features=["nope"]).fit(xe, y, eval_set=(xe, y))
+
+
+def test_isotonic_calibration_never_claims_certainty_its_rows_cannot_show() -> None:
+    """Plain isotonic regression maps an all-negative lowest block to exactly 0 (a converting lead
+    then costs an unbounded log loss); the end blocks get (positives + 0.5) / (rows + 1)."""
+    from forecast.models.pipeline import apply_calibrator, fit_calibrator
+
+    rng = np.random.default_rng(0)
+    raw = rng.random(2000)
+    y = (rng.random(2000) < raw**3).astype(int)
+    cal = fit_calibrator("isotonic", raw, y)
+    p = apply_calibrator("isotonic", cal, np.linspace(0, 1, 101))
+    assert np.all(np.diff(p) >= 0)
+    assert 0 < p.min() < 0.01 and 0.9 < p.max() < 1
+    lowest = raw <= cal.X_thresholds_[1]
+    assert y[lowest].sum() == 0  # the block the plain fit would have set to 0
+    assert p.min() == pytest.approx(0.5 / (lowest.sum() + 1), rel=0.05)

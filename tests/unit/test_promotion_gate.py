@@ -38,3 +38,33 @@ def test_paired_brier_gap_is_the_difference_of_the_scores() -> None:
     gap = paired_brier_gap(y, a, b)
     assert abs(gap["brier_gap"] - (np.mean((a - y) ** 2) - np.mean((b - y) ** 2))) < 1e-12
     assert 0 < gap["brier_gap_se"] < abs(gap["brier_gap"])
+
+
+def test_an_auc_gap_within_two_paired_errors_is_a_tie_beyond_them_a_loss() -> None:
+    tie = {**_metrics(0.790, 0.170, 0.806, 0.171, se=0.001), "baseline_logistic_auc_gap_se": 0.009}
+    assert _baselines_not_beaten(tie, 0.005) == []
+    loss = {**_metrics(0.770, 0.170, 0.806, 0.171, se=0.001), "baseline_logistic_auc_gap_se": 0.009}
+    assert _baselines_not_beaten(loss, 0.005)
+
+
+def test_paired_auc_gaps_match_sklearn_and_grow_with_clustered_rows() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from forecast.evaluate import paired_auc_gaps
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = (rng.random(n) < 0.4).astype(int)
+    model = np.round(y * 0.3 + rng.random(n), 2)  # ties on purpose
+    base = y * 0.1 + rng.random(n)
+    ids = np.arange(n)
+    gaps = paired_auc_gaps(y, model, {"b": base}, ids, n_boot=300, seed=0)["b"]
+    assert abs(gaps["auc_gap"] - (roc_auc_score(y, model) - roc_auc_score(y, base))) < 1e-12
+    # The same rows repeated ten times per entity (weekly snapshots of one deal) carry no more
+    # information: a row bootstrap would shrink the error by about sqrt(10), the entity one must not.
+    rep = np.repeat(np.arange(n), 10)
+    clustered = paired_auc_gaps(y[rep], model[rep], {"b": base[rep]}, ids[rep], n_boot=300, seed=0)["b"]
+    assert abs(clustered["auc_gap"] - gaps["auc_gap"]) < 1e-12
+    assert 0.7 < clustered["auc_gap_se"] / gaps["auc_gap_se"] < 1.4
+    rows = paired_auc_gaps(y[rep], model[rep], {"b": base[rep]}, np.arange(n * 10), n_boot=300, seed=0)["b"]
+    assert rows["auc_gap_se"] < 0.5 * clustered["auc_gap_se"]

@@ -77,10 +77,19 @@ def fit_calibrated(
     step = template.named_steps["model"]
     if not isinstance(step, CalibratedLGBMClassifier):
         final = clone(template)
-        fit_pipeline(final, x, y)
-        if isinstance(final.named_steps["model"], LogisticBaseline):
+        model = final.named_steps["model"]
+        if isinstance(model, LogisticBaseline):
+            # The preparation steps, then the model with the entity of each row: C="cv" keeps an
+            # entity's rows within one fold.
+            prep = Pipeline(final.steps[:-1]).fit(x, y)
+            model.fit(prep.transform(x), np.asarray(y, dtype=int), groups=ids.to_numpy())
             store_training_means(final, x)
-        return final, {**summary, "calibration": "none (regularised logistic)"}
+            note = "none (logistic regression)"
+            if isinstance(model.C, str):
+                summary["C"] = model.C_
+            return final, {**summary, "calibration": note}
+        fit_pipeline(final, x, y)
+        return final, {**summary, "calibration": "none"}
     assignment = entity_folds(ids, y, folds, seed)
     if assignment is None:
         return _fit_in_time_order(template, x, y, summary)

@@ -667,8 +667,35 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
     """A sigmoid (on the log-odds) or isotonic calibrator of uncalibrated probabilities."""
     if method == "isotonic":
-        return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        return _bounded_isotonic(raw, np.asarray(y, dtype=float))
     return LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y)
+
+
+def _bounded_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:
+    """An isotonic calibrator whose end blocks never claim a certainty the rows cannot show.
+
+    Plain isotonic regression maps the lowest block to exactly 0 when none of its rows is
+    positive (and the highest to 1 when all are): a lead scored 0% that converts costs an
+    unbounded log loss, and "0%" is not what a few hundred negatives show. Those blocks get
+    ``(positives + 0.5) / (rows + 1)`` instead (a Jeffreys-like estimate), and the map is kept
+    non-decreasing.
+    """
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+    fitted = iso.predict(raw)
+    values = np.asarray(iso.y_thresholds_, dtype=float).copy()
+    changed = False
+    for extreme in (0.0, 1.0):
+        block = fitted == extreme
+        if block.any():
+            values[values == extreme] = (float(y[block].sum()) + 0.5) / (int(block.sum()) + 1)
+            changed = True
+    if changed:
+        # Keep the map non-decreasing: blocks the raised bottom passes are raised to it, blocks
+        # above the lowered top are lowered to it.
+        values = np.minimum.accumulate(np.maximum.accumulate(values)[::-1])[::-1]
+        iso.y_thresholds_ = values
+        iso._build_f(iso.X_thresholds_, values)
+    return iso
 
 
 def apply_calibrator(method: str, calibrator: Any, raw: np.ndarray) -> np.ndarray:
