@@ -170,7 +170,7 @@ def test_metrics_default_is_the_data_as_of(settings: Settings) -> None:
     assert (deals["outcome"] == "open").sum() == 1
 
 
-class _Stop(Exception):
+class _StopError(Exception):
     pass
 
 
@@ -181,10 +181,10 @@ def test_revenue_default_is_the_data_as_of(settings: Settings, monkeypatch: pyte
 
     def capture(frames: Any, pipeline: Any, when: pd.Timestamp, *_: Any, **__: Any) -> Any:
         seen["when"] = when
-        raise _Stop
+        raise _StopError
 
     monkeypatch.setattr(run, "revenue_forecast", capture)
-    with pytest.raises(_Stop):
+    with pytest.raises(_StopError):
         run.revenue_job(settings, as_of=None, periods=1, by="month", group=None, n_sims=100, models=object())  # type: ignore[arg-type]
     assert seen["when"] == AS_OF
 
@@ -212,10 +212,10 @@ def test_monitor_current_window_ends_at_the_data_as_of(
 
     def capture(src: Any, cfg: Any, labels: Any, data_end: Any = None, **_: Any) -> Any:
         seen["to"], seen["data_end"] = cfg.snapshots.date_to, data_end
-        raise _Stop
+        raise _StopError
 
     monkeypatch.setattr(datasets, "snapshot_table", capture)
-    with pytest.raises(_Stop):
+    with pytest.raises(_StopError):
         job.current_side(_Model(), settings, TrainingConfig(), MonitoringPolicy(), None, lambda _m: None)  # type: ignore[arg-type]
     assert pd.Timestamp(seen["to"]) == AS_OF
     assert seen["data_end"] == LAST_DAY_CLOSE  # labels are still censored at the last event
