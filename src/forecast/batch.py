@@ -3,7 +3,7 @@
 Every input row ends up in the output (scores, band, reasons, model name and version) or in the
 rejects file written next to it (``<output>.rejects.csv``, with the row and the reason). Files are
 written atomically. Scoring is point in time: the warehouse is scored as of ``--as-of`` (default:
-the latest event in the data, never the wall clock).
+the midnight after the data's last day, :func:`forecast.timeutil.as_of_after`; never the wall clock).
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def score_warehouse(
     progress: Any = None,
     reasons: bool = True,
 ) -> tuple[Scored, pd.Timestamp, str]:
-    """Score the entities alive in the warehouse at ``as_of`` (default: the data's last event)."""
+    """Score the entities alive in the warehouse at ``as_of`` (default: midnight after the data's last day)."""
     entity = str(model.meta.entity)
     if not model.meta.is_warehouse or entity not in ("lead", "opportunity"):
         raise ScoringError(
@@ -240,7 +240,7 @@ def score_warehouse(
         )
     horizon = model.meta.horizon_days
     with warehouse_source(settings.warehouse) as src:
-        when = resolve_as_of(as_of, src.data_end)
+        when = resolve_as_of(as_of, src.default_as_of)
         table = build_feature_table(src, entity, [when], LabelConfig.both(horizon))  # type: ignore[arg-type]
     frame = table.frame
     scores = score_frame(model, frame, frame[table.id_column], progress=progress, reasons=reasons)

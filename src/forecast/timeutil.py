@@ -76,14 +76,33 @@ def parse_time(value: str, option: str = "--as-of") -> pd.Timestamp:
     return to_utc_naive(ts)
 
 
+def as_of_after(last_event: pd.Timestamp | datetime) -> pd.Timestamp:
+    """The default as-of of a CRM whose latest event is ``last_event``: midnight after that event's day.
+
+    The one default of every command (``score``, ``flags``, ``revenue``, ``metrics``, ``monitor``,
+    ``features``) and of the API when a request gives no as-of and the service reads a warehouse.
+    As of ``T`` means that everything strictly before ``T`` is known, so with this default
+    everything that happened on the data's last day, at any time, is in the past: a deal closed
+    at 15:00 on that day is closed, not open. (The warehouse holds no event after ``last_event``,
+    so nothing later is mistaken for known.)
+
+    Args:
+        last_event: The latest event time in the data (naive UTC, or with a zone).
+
+    Returns:
+        Midnight (naive UTC) at the end of ``last_event``'s day.
+    """
+    return to_utc_naive(last_event).normalize() + pd.Timedelta(days=1)
+
+
 def resolve_as_of(
     value: str | pd.Timestamp | datetime | None, default_source: Callable[[], _D]
 ) -> pd.Timestamp | _D:
     """The as-of time: ``value`` when given (parsed, naive UTC), else ``default_source()``.
 
-    Each use has its own default (now for an import, the latest event for scoring and flags,
-    midnight after it for reports and the forecast); passing it as a callable keeps the default
-    lazy (it may read the warehouse) and written next to its use.
+    Every command reading a CRM passes its :func:`as_of_after` (``FeatureSource.default_as_of``,
+    ``tracking.data.default_as_of``); an import passes now. Passing it as a callable keeps the
+    default lazy (it may read the warehouse).
 
     Args:
         value: A time, an ISO string or ``None`` (not given).

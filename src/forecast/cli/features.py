@@ -47,7 +47,9 @@ def features(
     date_from: Annotated[
         str | None, typer.Option("--from", help="First as_of (default: first event).")
     ] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="Last as_of (default: the data's end).")] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="Last as_of (default: midnight after the data's last day).")
+    ] = None,
     horizon_days: Annotated[
         int | None, typer.Option(min=1, help="Label horizon in days (default 90).")
     ] = None,
@@ -102,7 +104,7 @@ def _warehouse_features(
             else:
                 assert every is not None
                 start = _parse_date(date_from, "--from", as_json) if date_from else _first_event(src)
-                end = _parse_date(date_to, "--to", as_json) if date_to else src.data_end()
+                end = _parse_date(date_to, "--to", as_json) if date_to else src.default_as_of()
                 dates = as_of_grid(start, end, parse_every(every))
             table = build_feature_table(
                 src,

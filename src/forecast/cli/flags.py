@@ -48,7 +48,7 @@ def _entities(value: str, as_json: bool) -> list[Any]:
 def flags(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, as_of_option("Flag as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Flag as of this time (default: midnight after the warehouse's last day).")
     ] = None,
     entity: EntityOpt = "both",
     output: Annotated[

@@ -321,7 +321,7 @@ def score_leads(
         ),
     ] = None,
     as_of: Annotated[
-        str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Score as of this time (default: midnight after the warehouse's last day).")
     ] = None,
     write_back: Annotated[
         bool, typer.Option("--write-back", help="Also store the scores in the warehouse.")
@@ -374,7 +374,7 @@ def score_deals(
         str, typer.Option(help="Time-to-close model (its champion is used).")
     ] = TIME_TO_CLOSE,
     as_of: Annotated[
-        str | None, as_of_option("Score as of this time (default: the latest event in the warehouse).")
+        str | None, as_of_option("Score as of this time (default: midnight after the warehouse's last day).")
     ] = None,
     write_back: Annotated[
         bool,

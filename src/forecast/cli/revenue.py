@@ -29,7 +29,8 @@ from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 def revenue(
     ctx: typer.Context,
     as_of: Annotated[
-        str | None, as_of_option("Forecast as of this time (default: midnight after the last event).")
+        str | None,
+        as_of_option("Forecast as of this time (default: midnight after the warehouse's last day)."),
     ] = None,
     periods: Annotated[int, typer.Option(min=1, max=24, help="How many periods to forecast.")] = 3,
     by: Annotated[str, typer.Option(help="Period length: week, month or quarter.")] = "month",

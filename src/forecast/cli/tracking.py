@@ -47,9 +47,7 @@ PeriodOpt = Annotated[
 ]
 AsOfOpt = Annotated[
     str | None,
-    cli_main.as_of_option(
-        "Report as known at this time (default: midnight after the warehouse's last event)."
-    ),
+    cli_main.as_of_option("Report as known at this time (default: midnight after the warehouse's last day)."),
 ]
 
 

@@ -19,6 +19,16 @@ import pandas as pd
 
 from forecast.data.pipeline import Pipeline
 
+EVENT_TIMES: dict[str, list[str]] = {
+    "leads": ["created_at", "converted_at", "status_changed_at"],
+    "opportunities": ["created_at", "closed_at"],
+    "stage_history": ["entered_at"],
+    "activities": ["occurred_at"],
+    "engagement_events": ["occurred_at"],
+}
+"""The event times of each table: the latest of them is the data's end, and the midnight after its
+day the CRM's default as-of (:func:`forecast.timeutil.as_of_after`)."""
+
 
 def _before(frame: pd.DataFrame | None, column: str, when: pd.Timestamp) -> pd.DataFrame | None:
     if frame is None:

@@ -13,17 +13,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from forecast.data.as_of import EVENT_TIMES
 from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import Warehouse, connect_duckdb
+from forecast.timeutil import as_of_after
 
-_EVENT_TIMES = {
-    "leads": ["created_at", "converted_at", "status_changed_at"],
-    "opportunities": ["created_at", "closed_at"],
-    "stage_history": ["entered_at"],
-    "activities": ["occurred_at"],
-    "engagement_events": ["occurred_at"],
-}
 _SQL_TYPES = {
     "str": "VARCHAR",
     "int": "BIGINT",
@@ -52,12 +47,20 @@ class FeatureSource:
     def data_end(self) -> pd.Timestamp:
         """The latest event time in the data: labels after it are unknown (censored)."""
         parts = [
-            f'SELECT max("{col}") AS t FROM "{table}"' for table, cols in _EVENT_TIMES.items() for col in cols
+            f'SELECT max("{col}") AS t FROM "{table}"' for table, cols in EVENT_TIMES.items() for col in cols
         ]
         value = self.con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()
         if value is None or value[0] is None:
             raise ValueError("the data holds no dated events; nothing to snapshot")
         return pd.Timestamp(value[0])
+
+    def default_as_of(self) -> pd.Timestamp:
+        """The CRM's default as-of: midnight after the day of its latest event (:func:`~forecast.timeutil.as_of_after`).
+
+        Raises:
+            ValueError: If the data holds no dated event.
+        """
+        return as_of_after(self.data_end())
 
     def df(self, sql: str, params: list[object] | None = None) -> pd.DataFrame:
         """Run a query and return a frame."""

@@ -103,7 +103,7 @@ def flags_job(
     limit: int = 20,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Flag the deals and leads open at ``as_of`` (default: the data's last event).
+    """Flag the deals and leads open at ``as_of`` (default: midnight after the data's last day).
 
     Returns:
         Per entity: open count, at-risk count, counts per flag, skipped flags and notes; the most
@@ -115,7 +115,7 @@ def flags_job(
     per_entity: dict[str, Any] = {}
     scorers = {e: champion_scorer(e, settings, config) for e in entities}
     with warehouse_source(settings.warehouse) as src:
-        when = resolve_as_of(as_of, src.data_end)
+        when = resolve_as_of(as_of, src.default_as_of)
         for entity in entities:
             say(f"{ENTITY_WORD[entity]} snapshots")
             frame = build_feature_table(src, entity, [when], LabelConfig.both(h)).frame

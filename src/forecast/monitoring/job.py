@@ -36,6 +36,7 @@ from forecast.monitoring.frames import (
 )
 from forecast.monitoring.policy import Figures, MonitoringPolicy, Verdict, decide
 from forecast.registry import LoadedModel, evaluation_model
+from forecast.timeutil import as_of_after
 
 Progress = Callable[[str], None]
 
@@ -138,21 +139,24 @@ def current_side(
             end = src.data_end()
         except ValueError as exc:
             raise MonitoringError(f"{settings.warehouse}: {exc}") from exc
-        # the weekly grid ends on the data's last day, like the training grid
+        # the weekly grid ends at the CRM's as-of (midnight after the data's last day), the moment
+        # `score` and `flags` use by default: a deal closed on the last day is not current
+        as_of = as_of_after(end)
         every = parse_every(config.snapshots.every)
         steps = int(np.ceil(pd.Timedelta(days=horizon + days) / every))
-        start = end.normalize() - steps * every
+        start = as_of - steps * every
         snapshots = config.snapshots.model_copy(
-            update={"date_from": start.date().isoformat(), "date_to": end.isoformat()}
+            update={"date_from": start.date().isoformat(), "date_to": as_of.isoformat()}
         )
         cfg = config.model_copy(update={"snapshots": snapshots})
         progress("building the current snapshots")
         table = snapshot_table(src, cfg, LabelConfig.both(horizon), data_end=end)
     frame = table.frame
-    drift = latest_rows(frame, days, end)
+    drift = latest_rows(frame, days, as_of)
     known = _known(frame, model.metadata)
     known = latest_rows(known, days)
-    return Side(drift, known, f"warehouse {settings.warehouse} (data end {end.isoformat()})", _period(drift))
+    label = f"warehouse {settings.warehouse} (as of {as_of.isoformat()}, data end {end.isoformat()})"
+    return Side(drift, known, label, _period(drift))
 
 
 def _inputs(model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

@@ -82,7 +82,8 @@ class _Record(BaseModel):
 
     as_of: Moment | None = Field(
         default=None,
-        description="The moment the record describes (default: now, UTC); close dates count from it.",
+        description="The moment the record describes; close dates count from it. Default: the served "
+        "warehouse's as-of (midnight after its last day, as the CLI), or now (UTC) without --warehouse.",
     )
 
 
@@ -185,7 +186,9 @@ class RevenueRequest(BaseModel):
         "(the server must run with --warehouse), with deals not created yet and quotas.",
     )
     as_of: Moment | None = Field(
-        default=None, description="Forecast time (default: now for deals; the data's end for the warehouse)."
+        default=None,
+        description="Forecast time. Default: the served warehouse's as-of (midnight after its last day, "
+        "as the CLI), or now (UTC) for sent deals without --warehouse.",
     )
     periods: int = Field(default=3, ge=1, le=12, description="How many periods from the current one.")
     by: Literal["week", "month", "quarter"] = "month"

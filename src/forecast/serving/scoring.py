@@ -99,6 +99,29 @@ def utc_now() -> pd.Timestamp:
     return base_utc_now().floor("s")
 
 
+def warehouse_as_of(settings: Any) -> pd.Timestamp | None:
+    """The as-of of a request that sends none: the served warehouse's, as the CLI's; ``None`` without one.
+
+    With ``--warehouse`` it is the CRM's default as-of (midnight after the day of its last event,
+    :func:`forecast.timeutil.as_of_after`), the moment ``forecast score`` and ``forecast flags``
+    use: close dates count from it and flags judge the warehouse's history at it. Without a
+    warehouse (or with one holding no dated event) the service knows no data's time, and the
+    caller uses the clock (:func:`utc_now`).
+
+    Raises:
+        FileNotFoundError, WarehouseBusyError, duckdb.Error: If the warehouse cannot be read.
+    """
+    if not settings.serve_warehouse:
+        return None
+    from forecast.features.source import warehouse_source
+
+    with warehouse_source(settings.warehouse) as src:
+        try:
+            return src.default_as_of()
+        except ValueError:  # nothing dated yet
+            return None
+
+
 def moment(value: datetime | None, default: pd.Timestamp) -> pd.Timestamp:
     """A request's moment as a zone-less UTC timestamp (``default`` when not sent)."""
     if value is None:

@@ -175,6 +175,7 @@ class ForecastService:
         self.store.start_polling(self.settings.reload_seconds, self.signal)
         self.flags_config = load_flags_config()
         self._histories: dict[str, tuple[int, Any]] = {}
+        self._as_of: tuple[int, Any] | None = None
         self._held_outs: dict[tuple[str, str], Any] = {}
         _Holder.store = self.store
         cancel_request_timers()
@@ -214,7 +215,9 @@ class ForecastService:
         try:
             model = self.store.get(TIME_TO_CLOSE).model
             scoring.check_stages(model, records, "deal" if single else "deals", single)
-            return _answer(scoring.close_records(model, records), single)
+            return _answer(scoring.close_records(model, records, now=self._default_as_of()), single)
+        except (WarehouseBusyError, FileNotFoundError, duckdb.Error) as exc:
+            return _warehouse_error(exc)
         except scoring.UnknownValueError as exc:
             return _unknown_value(exc)
         except ModelUnavailableError as exc:
@@ -247,6 +250,7 @@ class ForecastService:
             churn = None  # a champion of another kind: as the batch flags, leave p_churn out
         try:
             history = self._history(entity)
+            now = self._default_as_of()
         except (WarehouseBusyError, FileNotFoundError, duckdb.Error) as exc:
             return _warehouse_error(exc)
         try:
@@ -256,6 +260,7 @@ class ForecastService:
                 history=history,
                 config=self.flags_config,
                 churn=None if churn is None else churn.model,
+                now=now,
             )
         except scoring.NotServableError as exc:
             return _error(422, str(exc))
@@ -290,7 +295,11 @@ class ForecastService:
                 return _warehouse_error(exc)
             except (LookupError, ValueError) as exc:
                 return _error(422, f"the warehouse's pipeline cannot be forecast: {exc}")
-        as_of = scoring.moment(req.as_of, scoring.utc_now())
+        try:
+            default = self._default_as_of()
+        except (WarehouseBusyError, FileNotFoundError, duckdb.Error) as exc:
+            return _warehouse_error(exc)
+        as_of = scoring.moment(req.as_of, default if default is not None else scoring.utc_now())
         try:
             scoring.check_stages(win, list(req.deals), "deals", False)
             result = scoring.forecast_deals(
@@ -319,6 +328,7 @@ class ForecastService:
         except KeyError as exc:
             return _error(404, str(exc).strip("'\""), ["model"])
         self._histories.clear()
+        self._as_of = None
         problem = self.store.signal_reload(self.signal)  # the other workers follow
         body = {"reload": result, "models": self.store.status(), "notes": [problem] if problem else []}
         return JSONResponse(body)
@@ -328,13 +338,26 @@ class ForecastService:
             model = self.store.get(name).model
             if entity == "opportunity":
                 scoring.check_stages(model, records, "deal" if single else "deals", single)
-            return _answer(scoring.score_records(model, records, entity), single)
+            return _answer(scoring.score_records(model, records, entity, now=self._default_as_of()), single)
+        except (WarehouseBusyError, FileNotFoundError, duckdb.Error) as exc:
+            return _warehouse_error(exc)
         except scoring.UnknownValueError as exc:
             return _unknown_value(exc)
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         except scoring.NotServableError as exc:
             return _error(422, str(exc))
+
+    def _default_as_of(self) -> Any:
+        """A request's as-of when it sends none: the served warehouse's, as the CLI's default.
+
+        Read once, again after a reload (like the histories); ``None`` (the clock) without ``--warehouse``.
+        """
+        if not self.settings.serve_warehouse:
+            return None
+        if self._as_of is None or self._as_of[0] != self.store.generation:
+            self._as_of = (self.store.generation, scoring.warehouse_as_of(self.settings))
+        return self._as_of[1]
 
     def _history(self, entity: Entity) -> Any:
         """The warehouse's history of ``entity`` (read once, again after a reload), or an empty one."""

@@ -16,24 +16,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from forecast.data.as_of import deals_at
+from forecast.data.as_of import EVENT_TIMES, deals_at
 from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import _read_pipeline
-from forecast.timeutil import resolve_as_of
+from forecast.timeutil import as_of_after, resolve_as_of
 
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel", "product")
 REP_KEYS = ("team", "manager", "region")
 NONE_LABEL = "(none)"
 ALL_LABEL = "(all)"
 
-_EVENT_TIMES = {
-    "leads": ["created_at", "converted_at", "status_changed_at"],
-    "opportunities": ["created_at", "closed_at"],
-    "stage_history": ["entered_at"],
-    "activities": ["occurred_at"],
-    "engagement_events": ["occurred_at"],
-}
 _TIMESTAMPS = {t: [c.name for c in spec.columns if c.kind == "timestamp"] for t, spec in TABLES.items()}
 
 
@@ -65,7 +58,7 @@ def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame]
 def data_end(frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp | None:
     """The latest event time in the frames (``None`` when nothing is dated)."""
     latest: list[pd.Timestamp] = []
-    for table, cols in _EVENT_TIMES.items():
+    for table, cols in EVENT_TIMES.items():
         frame = frames.get(table)
         if frame is None or frame.empty:
             continue
@@ -77,7 +70,10 @@ def data_end(frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp | None:
 
 
 def default_as_of(frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
-    """Midnight after the day of the latest event: the data is taken as complete up to that day.
+    """Midnight after the day of the latest event (:func:`~forecast.timeutil.as_of_after`, the one rule).
+
+    The data is taken as complete up to that day; ``FeatureSource.default_as_of`` gives the same
+    time for the same CRM.
 
     Raises:
         ValueError: If the frames hold no dated event.
@@ -85,7 +81,7 @@ def default_as_of(frames: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     end = data_end(frames)
     if end is None:
         raise ValueError("the warehouse holds no dated events: nothing to report")
-    return end.normalize() + pd.Timedelta(days=1)
+    return as_of_after(end)
 
 
 @dataclass
