@@ -38,6 +38,7 @@ from forecast.cli.render import (
 from forecast.config import Settings
 from forecast.data.ingest import RejectsRefusedError, SourceFormat, ingest, refusal_message
 from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline_learn import PipelineLearnError
 from forecast.data.quality import quality_summary
 from forecast.data.sources.base import SourceError
 from forecast.data.validate import RULES
@@ -191,7 +192,7 @@ def _run_ingest(
             )
     except RejectsRefusedError as exc:
         _refuse(as_json, exc.report.as_dict(), str(exc))
-    except (SourceError, PipelineConflictError, WarehouseBusyError) as exc:
+    except (SourceError, PipelineConflictError, WarehouseBusyError, PipelineLearnError) as exc:
         _fail(as_json, str(exc))
     except ValueError as exc:
         _fail(as_json, f"{path}: cannot import ({exc})")

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline_learn import describe
 from forecast.data.validate import RULES
 
 WideOpt = Annotated[
@@ -306,8 +308,20 @@ def _render_ingest(console: Console, result: dict[str, Any], wide: bool = False)
             console.print(f"[dim]known loss of this source: {escape(r['message'])}[/dim]")
         else:
             console.print(f"[bold red]refused:[/bold red] {escape(r['message'])}")
+    if result.get("pipeline_source") == "learnt":
+        _render_learnt_pipeline(console, result)
     for note in result["notes"]:
         console.print(f"[dim]note: {note}[/dim]")
+
+
+def _render_learnt_pipeline(console: Console, result: dict[str, Any]) -> None:
+    """The pipeline an import learnt from its deals, and where it went."""
+    line = describe(Pipeline.from_dict(result["pipeline"]))
+    kept = "stored in the warehouse" if result.get("ingest_id") else "not stored: nothing was written"
+    console.print(
+        f"pipeline learnt from the data ({kept}; --pipeline FILE overrides): {escape(line)}",
+        soft_wrap=True,
+    )
 
 
 def _render_quality(console: Console, summary: dict[str, Any]) -> None:

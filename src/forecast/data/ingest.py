@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline_learn import follows, learn_pipeline, needs_learning, stage_values
 from forecast.data.reject_guard import excessive_rejects
 from forecast.data.sources import canonical, maven, salesforce
 from forecast.data.sources.base import SourceBatch
@@ -18,6 +19,7 @@ from forecast.data.warehouse import DuckDBView, Warehouse, write_batch
 from forecast.timeutil import resolve_as_of, utc_now
 
 SourceFormat = Literal["canonical", "maven", "salesforce"]
+PipelineSource = Literal["given", "stored", "default", "learnt", "adapter"]
 
 
 @dataclass
@@ -39,6 +41,10 @@ class IngestReport:
             its count, examples, fix and (for a loss the adapter declares) why it is expected.
         refused: Whether an excessive rule not declared by the adapter refused the import (then
             nothing was written).
+        pipeline: The pipeline the stages were checked against (:meth:`Pipeline.to_dict`).
+        pipeline_source: Where it came from: ``given`` (``--pipeline`` or the settings), ``stored``
+            (the warehouse's, from an earlier import), ``default``, ``learnt`` (from this import's
+            deals, :mod:`forecast.data.pipeline_learn`) or ``adapter`` (a non-canonical source's own).
     """
 
     source_format: str
@@ -52,6 +58,8 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     excessive_rejects: list[dict[str, Any]] = field(default_factory=list)
     refused: bool = False
+    pipeline: dict[str, Any] = field(default_factory=dict)
+    pipeline_source: str = "default"
 
     @property
     def balanced(self) -> bool:
@@ -73,6 +81,8 @@ class IngestReport:
             "excessive_rejects": self.excessive_rejects,
             "refused": self.refused,
             "balanced": self.balanced,
+            "pipeline": self.pipeline,
+            "pipeline_source": self.pipeline_source,
         }
 
 
@@ -138,7 +148,11 @@ def ingest(
         as_of: Latest allowed timestamp (default: now).
         encoding: CSV text encoding.
         delimiter: CSV delimiter.
-        pipeline: Pipeline for canonical imports (default: the warehouse's, else the default one).
+        pipeline: Pipeline for canonical imports. Default: the warehouse's stored one when it holds
+            deals (or the import's stages are all its own); else the default pipeline when the
+            import's stages follow it (:func:`~forecast.data.pipeline_learn.follows`); else one
+            learnt from the import's deals (:func:`~forecast.data.pipeline_learn.learn_pipeline`),
+            which the write stores for later imports and commands.
         progress: Called with a short step description as the import proceeds.
         max_reject_share: Refuse the import (write nothing) when one rule rejects more than this
             share of a table's rows and the adapter does not declare that loss as known
@@ -149,16 +163,20 @@ def ingest(
 
     Raises:
         RejectsRefusedError: Too many rows of a table broke one rule (not in a dry run).
+        PipelineLearnError: No pipeline was given or stored, the stages are not the default ones
+            and the data does not tell which stage is won (or lost).
     """
     started = utc_now()
     as_of = resolve_as_of(as_of, lambda: started)
     say = progress or (lambda _msg: None)
     if dry_run and warehouse is not None and not warehouse.path.exists():
         warehouse = None  # nothing stored yet: the import is judged on its own
+    stored: tuple[Pipeline | None, bool] = (None, False)
     if pipeline is None and source_format == "canonical" and warehouse is not None:
-        pipeline = warehouse.pipeline()
+        stored = warehouse.stored_pipeline()
     say("reading")
     batch = read_source(path, source_format, encoding=encoding, delimiter=delimiter, pipeline=pipeline)
+    origin = _resolve_pipeline(batch, pipeline, *stored, path)
     ingest_id: str | None = None
     upserts: dict[str, Any] = {}
     if warehouse is None:
@@ -173,7 +191,7 @@ def ingest(
             validated = validate_batch(
                 batch, as_of=as_of, warehouse=DuckDBView(con), progress=lambda t: say(f"validating {t}")
             )
-            checked = _report(validated, batch, path, warehouse, as_of, None, {}, max_reject_share)
+            checked = _report(validated, batch, path, warehouse, as_of, None, {}, max_reject_share, origin)
             if checked.refused:
                 raise RejectsRefusedError(checked, refusal_message(checked))
             say("writing")
@@ -185,7 +203,40 @@ def ingest(
                 as_of=as_of,
                 started_at=started,
             )
-    return _report(validated, batch, path, warehouse, as_of, ingest_id, upserts, max_reject_share)
+    return _report(validated, batch, path, warehouse, as_of, ingest_id, upserts, max_reject_share, origin)
+
+
+def _resolve_pipeline(
+    batch: SourceBatch, given: Pipeline | None, stored: Pipeline | None, stored_has_deals: bool, path: Path
+) -> PipelineSource:
+    """Set ``batch.pipeline`` for a canonical import and say where it came from.
+
+    Raises:
+        PipelineLearnError: The pipeline must be learnt and the data does not tell won from lost.
+    """
+    if batch.source_format != "canonical":
+        return "adapter"
+    if given is not None:
+        return "given"
+    opportunities = _frame(batch, "opportunities")
+    history = _frame(batch, "stage_history")
+    values = stage_values([opportunities, history])
+    if stored is not None and (stored_has_deals or follows(values, stored, share=1.0)):
+        batch.pipeline = stored
+        return "stored"
+    if not needs_learning(values, DEFAULT_PIPELINE):
+        batch.pipeline = DEFAULT_PIPELINE
+        return "default"
+    batch.pipeline = learn_pipeline(opportunities, history, source=str(path))
+    return "learnt"
+
+
+def _frame(batch: SourceBatch, table: str) -> pd.DataFrame | None:
+    """The batch's raw rows of one table (``None`` when the import has none)."""
+    frames = [t.frame for t in batch.tables if t.table == table]
+    if not frames:
+        return None
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def refusal_message(report: IngestReport) -> str:
@@ -208,6 +259,7 @@ def _report(
     ingest_id: str | None,
     upserts: dict[str, Any],
     max_reject_share: float = 1.0,
+    pipeline_source: str = "default",
 ) -> IngestReport:
     tables: dict[str, dict[str, Any]] = {}
     for table, counts in validated.counts.items():
@@ -231,6 +283,8 @@ def _report(
         rejects_by_rule=[{str(k): _plain(v) for k, v in r.items()} for r in by_rule],
         sample_rejects=[{str(k): _plain(v) for k, v in r.items()} for r in sample],
         notes=validated.notes,
+        pipeline=batch.pipeline.to_dict(),
+        pipeline_source=pipeline_source,
     )
     excessive = excessive_rejects(
         rej, {t: c.read for t, c in validated.counts.items()}, max_reject_share, batch.expected_rejects

@@ -174,6 +174,18 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             return _read_pipeline(con)
 
+    def stored_pipeline(self) -> tuple[Pipeline | None, bool]:
+        """The stored pipeline (if any) and whether the warehouse holds deals that follow it."""
+        if not self.path.exists():
+            return None, False
+        with self.connect(read_only=True) as con:
+            pipeline = _read_pipeline(con)
+            try:
+                row = con.execute("SELECT count(*) FROM opportunities").fetchone()
+            except duckdb.CatalogException:
+                row = None
+        return pipeline, bool(row is not None and row[0] > 0)
+
     # ------------------------------------------------------------------ writes
 
     def load(
