@@ -309,7 +309,8 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             f"model {name!r} v{chall.version} has no usable test slice (label {label!r} missing)"
         )
     if not len(test):
-        return _promote_unjudged(name, chall, champ, chall_model, c, settings)
+        promoted, reason = _unjudged_verdict(chall, champ, c)
+        return _record(name, chall, champ, chall_model, promoted, reason, {}, None, 0, settings)
     y = test[label].astype(int).to_numpy()
     chall_eval = evaluation_model(chall.run_id, chall_model.pipeline, settings)
     chall_m = classification_metrics(y, chall_eval.predict_proba(test)[:, 1])
@@ -355,6 +356,22 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
             f"{'lower' if brier_ok else 'not lower'} (on {int(chall_m['n'])} rows neither model trained on{note})"
         )
+    return _record(name, chall, champ, chall_model, promoted, reason, chall_m, champ_m, len(test), settings)
+
+
+def _record(
+    name: str,
+    chall: Any,
+    champ: Any,
+    chall_model: Any,
+    promoted: bool,
+    reason: str,
+    chall_m: dict[str, float],
+    champ_m: dict[str, float] | None,
+    rows: int,
+    settings: Settings,
+) -> PromotionDecision:
+    """Log the gate's decision as a ``promotion`` run and, if promoted, move ``champion``."""
     decision = PromotionDecision(
         name,
         str(chall.version),
@@ -363,7 +380,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
         reason,
         chall_m,
         champ_m,
-        len(test),
+        rows,
     )
     exp_id = ensure_experiment(chall_model.meta.experiment or name, settings)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"promotion-{name}-v{chall.version}"):
@@ -375,60 +392,40 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
             mlflow.log_metrics({f"champion_{k}": v for k, v in champ_m.items() if np.isfinite(v)})
         mlflow.log_dict(decision.as_dict(), "promotion.json")
     if promoted:
-        c.set_registered_model_alias(name, CHAMPION, str(chall.version))
+        client(settings).set_registered_model_alias(name, CHAMPION, str(chall.version))
         write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
     return decision
 
 
-def _promote_unjudged(
-    name: str, chall: Any, champ: Any, chall_model: Any, c: MlflowClient, settings: Settings
-) -> PromotionDecision:
+def _unjudged_verdict(chall: Any, champ: Any, c: MlflowClient) -> tuple[bool, str]:
     """The gate for a challenger whose test slice holds no known outcome yet (a short history).
 
     With no champion, the challenger becomes one if it loses to no baseline on what its run could
     measure (for time to close: the C-index on censored test rows, a loss being a gap beyond 0.005
     and two paired errors, ``c_index_gap_se``); a champion is never replaced on such evidence.
     """
+    if champ is not None:
+        return False, "no test row has a known outcome yet: no fair comparison; the champion is kept"
     metrics = c.get_run(chall.run_id).data.metrics
     own = metrics.get("test_c_index", 0.0)
+    suffix = "_c_index"
+    baselines = [
+        k[len("baseline_") : -len(suffix)]
+        for k in metrics
+        if k.startswith("baseline_") and k.endswith(suffix)
+    ]
     worse = sorted(
         b
-        for b in (k[len("baseline_") : -len("_c_index")] for k in metrics if k.endswith("_c_index"))
-        if f"baseline_{b}_c_index" in metrics
-        and own
+        for b in baselines
+        if own
         < metrics[f"baseline_{b}_c_index"] - max(0.005, 2 * metrics.get(f"baseline_{b}_c_index_gap_se", 0.0))
     )
-    if champ is not None:
-        promoted, reason = (
-            False,
-            "no test row has a known outcome yet: no fair comparison; the champion is kept",
-        )
-    elif worse:
-        promoted, reason = (
-            False,
-            f"no test row has a known outcome yet, and the C-index loses to {', '.join(worse)}",
-        )
-    else:
-        promoted, reason = (
-            True,
-            (
-                "no champion yet; no test row has a known outcome yet (a short history), and the challenger "
-                "loses to no baseline on what could be measured"
-            ),
-        )
-    decision = PromotionDecision(
-        name, str(chall.version), None if champ is None else str(champ.version), promoted, reason, {}, None, 0
+    if worse:
+        return False, f"no test row has a known outcome yet, and the C-index loses to {', '.join(worse)}"
+    return True, (
+        "no champion yet; no test row has a known outcome yet (a short history), and the challenger "
+        "loses to no baseline on what could be measured"
     )
-    exp_id = ensure_experiment(chall_model.meta.experiment or name, settings)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"promotion-{name}-v{chall.version}"):
-        mlflow.set_tags(
-            {"kind": "promotion", "model_name": name, "promoted": str(promoted), "reason": reason}
-        )
-        mlflow.log_dict(decision.as_dict(), "promotion.json")
-    if promoted:
-        c.set_registered_model_alias(name, CHAMPION, str(chall.version))
-        write_champion_card(name, str(chall.version), chall.run_id, decision, settings)
-    return decision
 
 
 def evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from forecast.models.survival import survival_at
 
@@ -48,6 +49,36 @@ def concordance_index(
             later & (p[None, :] == p[i, None])
         ).sum()
     return float(concordant / comparable) if comparable else float("nan")
+
+
+def c_index_gap_se(
+    d: np.ndarray,
+    e: np.ndarray,
+    groups: np.ndarray,
+    model_days: np.ndarray,
+    base_days: np.ndarray,
+    seed: int = 0,
+    n_boot: int = 200,
+) -> float:
+    """Standard error of the C-index difference of two predictions on the same rows.
+
+    A bootstrap over whole deals (their weekly snapshots share one close), both predictions scored
+    on the same draws. Meant for the small test slices of a short history (each draw is quadratic).
+    """
+    codes = pd.factorize(pd.Series(groups))[0]
+    members = [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1 if len(codes) else 0)]
+    if len(members) < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        gap = concordance_index(d[rows], e[rows], model_days[rows]) - concordance_index(
+            d[rows], e[rows], base_days[rows]
+        )
+        if np.isfinite(gap):
+            gaps.append(gap)
+    return float(np.std(gaps, ddof=1)) if len(gaps) > 1 else float("nan")
 
 
 def _censoring_survival(durations: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -545,16 +545,10 @@ def _choose_family(
     """
     choice = config.family.choice
     logistic = _logistic_template(data, "cv", config.seed)
-    if choice != "auto":
-        return (
-            (trees, "lightgbm", {"choice": choice, "chosen": "lightgbm"})
-            if choice == "lightgbm"
-            else (
-                logistic,
-                "logistic",
-                {"choice": choice, "chosen": "logistic"},
-            )
-        )
+    if choice == "lightgbm":
+        return trees, "lightgbm", {"choice": choice, "chosen": "lightgbm"}
+    if choice == "logistic":
+        return logistic, "logistic", {"choice": choice, "chosen": "logistic"}
     inner = frame.iloc[fit_rows].reset_index(drop=True)
     y = inner[data.label].astype(int).to_numpy()
     try:

@@ -676,26 +676,20 @@ def _bounded_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:
 
     Plain isotonic regression maps the lowest block to exactly 0 when none of its rows is
     positive (and the highest to 1 when all are): a lead scored 0% that converts costs an
-    unbounded log loss, and "0%" is not what a few hundred negatives show. Those blocks get
-    ``(positives + 0.5) / (rows + 1)`` instead (a Jeffreys-like estimate), and the map is kept
-    non-decreasing.
+    unbounded log loss, and "0%" is not what a few hundred negatives show. Such an end block's
+    value becomes ``(positives + 0.5) / (rows + 1)`` (a Jeffreys-like estimate): the fit is
+    repeated with those values as ``y_min`` / ``y_max``, which clips and keeps the map monotone.
     """
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
-    fitted = iso.predict(raw)
-    values = np.asarray(iso.y_thresholds_, dtype=float).copy()
-    changed = False
-    for extreme in (0.0, 1.0):
-        block = fitted == extreme
-        if block.any():
-            values[values == extreme] = (float(y[block].sum()) + 0.5) / (int(block.sum()) + 1)
-            changed = True
-    if changed:
-        # Keep the map non-decreasing: blocks the raised bottom passes are raised to it, blocks
-        # above the lowered top are lowered to it.
-        values = np.minimum.accumulate(np.maximum.accumulate(values)[::-1])[::-1]
-        iso.y_thresholds_ = values
-        iso._build_f(iso.X_thresholds_, values)
-    return iso
+    plain = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+    fitted = plain.predict(raw)
+    low, high = 0.0, 1.0
+    if (block := fitted == 0.0).any():
+        low = (float(y[block].sum()) + 0.5) / (int(block.sum()) + 1)
+    if (block := fitted == 1.0).any():
+        high = (float(y[block].sum()) + 0.5) / (int(block.sum()) + 1)
+    if (low, high) == (0.0, 1.0):
+        return plain
+    return IsotonicRegression(y_min=min(low, high), y_max=high, out_of_bounds="clip").fit(raw, y)
 
 
 def apply_calibrator(method: str, calibrator: Any, raw: np.ndarray) -> np.ndarray:
