@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -390,6 +391,69 @@ def test_openapi_spec_is_served(server: str) -> None:
     ):
         assert path in spec["paths"], path
     assert "/metrics" not in spec["paths"]  # turned off (SERVICE_CONFIG): not advertised
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_the_docs_page_is_our_own_and_a_browser_logs_in_with_a_cookie(server: str) -> None:
+    """Issue 17 item 8: no third-party request, a login form with auth on, a same-origin cookie."""
+    form = httpx.get(f"{server}/", headers=BROWSER)
+    assert form.status_code == 401 and form.headers["content-type"].startswith("text/html")
+    assert 'action="/login"' in form.text and "googletagmanager" not in form.text
+    api = httpx.get(f"{server}/")
+    assert api.status_code == 401 and api.json()["code"] == "unauthorized"  # API clients: JSON
+    origin = {"Origin": server}
+    wrong = httpx.post(f"{server}/login", data={"token": "nope"}, headers=origin)
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    done = httpx.post(f"{server}/login", data={"token": TOKEN}, headers=origin)
+    assert done.status_code == 303 and done.headers["location"] == "/"
+    set_cookie = done.headers["set-cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and TOKEN not in set_cookie
+    jar = {"Cookie": set_cookie.split(";")[0]}
+    page = httpx.get(f"{server}/", headers={**BROWSER, **jar})
+    assert page.status_code == 200 and "<title>forecast API</title>" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    text = page.text
+    assert "googletagmanager" not in text and "<script" not in text and "IODescriptor" not in text
+    assert all(url.startswith(server) for url in re.findall(r"https?://[^\s'\"&<]+", text))
+    spec = httpx.get(f"{server}/docs.json", headers=jar)  # the cookie opens the spec too
+    assert spec.status_code == 200 and "IODescriptor" not in spec.text and "BentoML" not in spec.text
+    for path in spec.json()["paths"]:
+        assert f"<code>{path}</code>" in text, path
+    assert httpx.get(f"{server}/static_content/swagger-ui.css", headers=jar).status_code == 404
+    body = {"lead": {"lead_id": "L1"}}
+    assert _post(server, "/lead_score", body, headers=jar).status_code == 403  # no proof of origin
+    assert _post(server, "/lead_score", body, headers={**jar, **origin}).status_code == 200
+    out = httpx.post(f"{server}/logout", headers=jar)
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    assert httpx.get(f"{server}/docs.json").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/lead_score", "/win_probability", "/time_to_close", "/flags", "/revenue_forecast", "/admin/reload"],
+)
+def test_bad_bodies_name_no_internal_class(server: str, path: str) -> None:
+    """Issue 17 item 8: BentoML's wrapper classes and pydantic's model names stay inside."""
+    class_like = re.compile(r"IODescriptor|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\b")
+    for bad in (
+        b"[]",
+        b'"x"',
+        b"null",
+        b"{",
+        b'{"lead": 1}',
+        b'{"deals": [1]}',
+        b'{"model": 3}',
+        b'{"no": 1}',
+    ):
+        answer = httpx.post(
+            f"{server}{path}", content=bad, headers={**AUTH, "content-type": "application/json"}
+        )
+        assert answer.status_code == 400, (path, bad, answer.text)
+        assert set(answer.json()) == {"code", "message", "errors"}
+        assert not class_like.search(answer.text), (path, bad, answer.text)
 
 
 def _eventually(check: Callable[[], bool], timeout: float = 60.0, times: int = 6) -> None:

@@ -6,13 +6,17 @@ entry of ``errors`` names a field by its path (``["leads", 3, "amount"]``) and t
 (pydantic's error type: ``missing``, ``greater_than_equal``, ``extra_forbidden``, …). Bodies from
 BentoML or Starlette (pydantic's ``url`` with its version, the request model's class name,
 ``{"detail": "Not Found"}``) are rewritten to it by :class:`forecast.serving.guard.GuardMiddleware`,
-which also logs the one line; input values are never echoed or logged.
+which also logs the one line; input values are never echoed or logged. No body names an internal
+class: BentoML wraps each request model in a class named ``<Model>IODescriptor`` and titles its
+pydantic errors with it ("1 validation error for LeadScoreRequestIODescriptor"), and pydantic's
+messages and union locations can name classes; :func:`scrub` and :func:`_path` take them out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from forecast.errors import truncate
@@ -55,10 +59,37 @@ def error_body(
     }
 
 
+_WRAPPER = re.compile(r"\b\w*IODescriptor\b")
+_TITLED = re.compile(r"\b(validation errors?) for \w+")
+_OR_INSTANCE = re.compile(r",? or (an )?instance of \w+")
+_INSTANCE = re.compile(r"\b(an )?instance of \w+")
+
+
+def scrub(text: str) -> str:
+    """``text`` without internal class names (BentoML's wrappers, pydantic's model titles).
+
+    Args:
+        text: A message from BentoML, Starlette or pydantic.
+
+    Returns:
+        The message with "validation error for <Class>" as "validation error in the request",
+        "... or instance of <Class>" cut (a lone "an instance of <Class>" becomes "an object of the
+        documented schema"), and any remaining ``...IODescriptor`` as "request".
+    """
+    text = _TITLED.sub(r"\1 in the request", text)
+    text = _INSTANCE.sub("an object of the documented schema", _OR_INSTANCE.sub("", text))
+    return _WRAPPER.sub("request", text)
+
+
+def _internal(part: str) -> bool:
+    """A location element that is not a field: BentoML's wrapper or pydantic's union tag."""
+    return bool(_WRAPPER.fullmatch(part)) or "[" in part
+
+
 def _path(loc: Any) -> list[str | int]:
     if not isinstance(loc, (list, tuple)):
-        return [] if loc is None else [str(loc)]
-    return [p if isinstance(p, int) else str(p) for p in loc]
+        loc = [] if loc is None else [loc]
+    return [p if isinstance(p, int) else str(p) for p in loc if isinstance(p, int) or not _internal(str(p))]
 
 
 def _from_pydantic(detail: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -72,7 +103,7 @@ def _from_pydantic(detail: list[Any]) -> tuple[str, list[dict[str, Any]]]:
         if path and path[0] == "body":  # FastAPI's prefix
             path = path[1:]
         errors.append({"path": path, "rule": str(item.get("type") or "invalid")})
-        msg = str(item.get("msg") or "invalid")
+        msg = scrub(str(item.get("msg") or "invalid"))
         said.append(f"{'.'.join(map(str, path)) or 'body'}: {truncate(msg, 120)}")
     message = "; ".join(said[:5]) + (f"; and {len(said) - 5} more" if len(said) > 5 else "")
     return message or "the request does not match the schema", errors
@@ -108,7 +139,7 @@ def normalise(status: int, body: bytes) -> dict[str, Any]:
         message, errors = _from_pydantic(detail)
         return error_body(status, message, errors)
     said = data.get("error") or data.get("message") or (detail if isinstance(detail, str) else None)
-    return error_body(status, str(said) if said else f"HTTP {status}")
+    return error_body(status, scrub(str(said)) if said else f"HTTP {status}")
 
 
 class ClientErrorFilter(logging.Filter):

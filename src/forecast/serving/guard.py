@@ -1,19 +1,25 @@
 """ASGI middleware in front of every route: auth, a cap on the body, request ids, error bodies.
 
-With ``FORECAST_API_TOKEN`` set, a request without ``Authorization: Bearer <token>`` gets 401
-(the comparison takes the same time wherever the strings differ); the health probes stay open
-so an orchestrator can check the process. A body larger than ``FORECAST_MAX_BODY_BYTES`` gets 413
-before it is parsed, whether it announces its length or not.
+With ``FORECAST_API_TOKEN`` set, a request without ``Authorization: Bearer <token>`` or a valid
+session cookie (:mod:`forecast.serving.session`) gets 401 (the comparison takes the same time
+wherever the strings differ); the health probes stay open so an orchestrator can check the
+process. A state-changing request authenticated by the cookie alone must come from the same
+origin (403 otherwise). A body larger than ``FORECAST_MAX_BODY_BYTES`` gets 413 before it is
+parsed, whether it announces its length or not.
+
+``/``, ``/docs``, ``/login`` and ``/logout`` are answered here by :mod:`forecast.serving.docs_page`
+(BentoML's index page, which loads Google Tag Manager, is never reached), and BentoML's swagger
+assets (``/static_content``, ``/assets``) are a 404.
 
 Every answer carries ``X-Request-ID`` (the client's, when it sends a plain one, else a new one).
 Every error answer gets the one body shape of :mod:`forecast.serving.errors` and one log line:
 route, status, code, field paths and request id (never input values, never a traceback).
-The OpenAPI spec loses BentoML's ``/metrics`` route, which this service turns off.
+The OpenAPI spec is rewritten by :func:`forecast.serving.openapi.public_spec` (no ``/metrics``,
+no BentoML README or wrapper class names).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -22,14 +28,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from forecast.config import load_settings
+from forecast.serving import docs_page, session
 from forecast.serving.errors import REQUEST_LOGGER, error_body, normalise
+from forecast.serving.openapi import public_spec, public_spec_bytes
 
 log = logging.getLogger(REQUEST_LOGGER)
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 SPEC_PATHS = frozenset({"/docs.json"})
-"""The OpenAPI spec's routes (rewritten without the disabled ``/metrics``)."""
-HIDDEN_ROUTES = ("/metrics",)
+"""The OpenAPI spec's routes (rewritten by :func:`forecast.serving.openapi.public_spec`)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,8 +90,17 @@ def _is_json(content_type: bytes) -> bool:
 def bearer_ok(header: bytes, token: bytes) -> bool:
     """Whether an ``Authorization`` header carries ``token`` (constant-time comparison)."""
     scheme, _, given = header.partition(b" ")
-    # compare_digest on the whole value: its time does not depend on where the bytes differ
-    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
+    return scheme.lower() == b"bearer" and session.token_ok(given, token)
+
+
+CROSS_ORIGIN = (
+    "a request authenticated by the session cookie must come from this service's own pages "
+    "(same origin); API clients send 'Authorization: Bearer <FORECAST_API_TOKEN>'"
+)
+
+
+def _hidden(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in docs_page.HIDDEN_PREFIXES)
 
 
 class GuardMiddleware:
@@ -99,6 +115,7 @@ class GuardMiddleware:
         self._token: bytes | None = None
         self._limit = 0
         self._ready = False
+        self._spec: dict[str, Any] | None = None
 
     def _configure(self) -> None:
         settings = load_settings()
@@ -118,18 +135,35 @@ class GuardMiddleware:
         path = str(scope.get("path", ""))
         await self._guard(scope, receive, _Answer(send, request_id, path, str(scope.get("method", ""))))
 
-    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _credentials(self, headers: dict[bytes, bytes]) -> str | None:
+        """How the request is authenticated: ``open`` (no token set), ``bearer``, ``cookie`` or ``None``."""
+        if self._token is None:
+            return "open"
+        if bearer_ok(headers.get(b"authorization", b""), self._token):
+            return "bearer"
+        value = session.cookie(headers.get(b"cookie", b""))
+        if value is not None and session.session_ok(value, self._token):
+            return "cookie"
+        return None
+
+    async def _guard(self, scope: Scope, receive: Receive, send: _Answer) -> None:
         headers: dict[bytes, bytes] = {}
         for name, value in scope.get("headers") or []:  # the first of repeated headers, as Starlette reads
             headers.setdefault(name.lower(), value)
-        guarded = self._token is not None and scope.get("path", "") not in OPEN_PATHS
-        if guarded and not bearer_ok(headers.get(b"authorization", b""), self._token or b""):
-            await _send_json(
-                send,
-                401,
-                "unauthorized: send the header 'Authorization: Bearer <FORECAST_API_TOKEN>'",
-                [(b"www-authenticate", b"Bearer")],
-            )
+        path = str(scope.get("path", ""))
+        credentials = self._credentials(headers)
+        if path in docs_page.PAGE_PATHS:
+            await self._page(scope, receive, send, headers, credentials is not None)
+            return
+        if credentials is None and path not in OPEN_PATHS:
+            await _send_json(send, 401, docs_page.UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
+            return
+        unsafe = scope.get("method") not in session.SAFE_METHODS
+        if credentials == "cookie" and unsafe and not session.same_origin(headers):
+            await _send_json(send, 403, CROSS_ORIGIN, [])
+            return
+        if _hidden(path):
+            await _send_json(send, 404, "Not Found", [])
             return
         if scope.get("method") == "POST" and not _is_json(headers.get(b"content-type", b"application/json")):
             await _send_json(send, 415, "send the body as application/json", [])
@@ -145,6 +179,40 @@ class GuardMiddleware:
                 await self._too_large(send)
                 return
         await self._call_limited(scope, receive, send)
+
+    async def _page(
+        self, scope: Scope, receive: Receive, send: _Answer, headers: dict[bytes, bytes], authorized: bool
+    ) -> None:
+        """Answer one of the docs page's paths (the page, the login form, a redirect)."""
+        request = docs_page.PageRequest(
+            method=str(scope.get("method", "")),
+            path=str(scope.get("path", "")),
+            headers=headers,
+            https=session.is_https(str(scope.get("scheme", "http")), headers),
+            authorized=authorized,
+            token=self._token,
+        )
+
+        async def read_form() -> bytes | None:
+            return await _read_body(receive, docs_page.MAX_FORM_BYTES)
+
+        async def fetch_spec() -> dict[str, Any] | None:
+            return await self._public_spec(scope)
+
+        page = await docs_page.answer(request, read_form, fetch_spec)
+        await send.page(page, head=request.method == "HEAD")
+
+    async def _public_spec(self, scope: Scope) -> dict[str, Any] | None:
+        """The public OpenAPI spec, asked of the app once per process (it does not change)."""
+        if self._spec is None:
+            body = await _internal_get(self.app, scope, "/docs.json")
+            try:
+                spec = json.loads(body) if body is not None else None
+            except ValueError:
+                spec = None
+            if isinstance(spec, dict):
+                self._spec = public_spec(spec)
+        return self._spec
 
     async def _too_large(self, send: Send) -> None:
         await _send_json(send, 413, f"request body larger than {self._limit} bytes", [])
@@ -223,10 +291,22 @@ class _Answer:
             body = json.dumps(document).encode()
             start = _with_headers(start, body, b"application/json")
         elif self.path in SPEC_PATHS:
-            body = _without_hidden_routes(body)
+            body = public_spec_bytes(body)
             start = _with_headers(start, body, None)
         await self.send(start)
         await self.send({"type": "http.response.body", "body": body})
+
+    async def page(self, page: docs_page.Page, head: bool) -> None:
+        """Send one of the docs page's answers as it is (its own headers, HTML kept), and log an error."""
+        headers = [
+            *page.headers,
+            (b"content-length", str(len(page.body)).encode()),
+            (b"x-request-id", self.request_id),
+        ]
+        await self.send({"type": "http.response.start", "status": page.status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": b"" if head else page.body})
+        if page.status >= 400:
+            self._log(page.status, error_body(page.status, ""))
 
     def _log(self, status: int, document: dict[str, Any]) -> None:
         paths = [".".join(map(str, e.get("path", []))) or "body" for e in document.get("errors", [])]
@@ -252,15 +332,50 @@ def _with_headers(start: Message, body: bytes, content_type: bytes | None) -> Me
     return {**start, "headers": headers}
 
 
-def _without_hidden_routes(body: bytes) -> bytes:
-    """The OpenAPI document without :data:`HIDDEN_ROUTES` (unchanged if it is not JSON)."""
-    try:
-        spec = json.loads(body)
-    except ValueError:
-        return body
-    paths = spec.get("paths") if isinstance(spec, dict) else None
-    if not isinstance(paths, dict) or not any(r in paths for r in HIDDEN_ROUTES):
-        return body
-    for route in HIDDEN_ROUTES:
-        paths.pop(route, None)
-    return json.dumps(spec).encode()
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` when it is larger than ``limit`` or the client left."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message.get("type") != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _internal_get(app: ASGIApp, scope: Scope, path: str) -> bytes | None:
+    """The body of ``GET path`` asked of ``app`` in-process (``None`` unless it answers 200)."""
+    sub = {
+        **scope,
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(k, v) for k, v in scope.get("headers") or [] if k.lower() == b"host"],
+    }
+    asked = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal asked
+        if asked:
+            return {"type": "http.disconnect"}
+        asked = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(sub, receive, send)
+    return b"".join(chunks) if status == 200 else None

@@ -10,7 +10,8 @@ it). Routes:
 - ``POST /revenue_forecast``: sent open deals, or the warehouse's pipeline;
 - ``GET /model_info``, ``GET /ready`` (details), ``POST /admin/reload``;
 - ``/livez``, ``/healthz``, ``/readyz`` (BentoML's probes; ``/readyz`` fails until the required
-  champions are loaded), the OpenAPI spec at ``/docs.json`` and its UI at ``/``.
+  champions are loaded), the OpenAPI spec at ``/docs.json`` and the project's docs page at ``/``
+  (answered by the guard, :mod:`forecast.serving.docs_page`, with ``/login`` and ``/logout``).
 """
 
 from __future__ import annotations
