@@ -94,7 +94,10 @@ SplitOpt = Annotated[
     str | None,
     typer.Option(
         "--split",
-        help="time (needs --time), random or stratified (default: time with --time, else the config's).",
+        help=(
+            "time (needs --time), order (the file's own row order, last rows as test: an export kept "
+            "in time order), random or stratified (default: time with --time, else the config's)."
+        ),
     ),
 ]
 GapOpt = Annotated[
@@ -141,8 +144,8 @@ def _train(
     settings = _settings(ctx)
     cfg = _load_config(stem, config, as_json, model_name)
     if split is not None or gap_days is not None:
-        if split not in (None, "time", "random", "stratified"):
-            _fail(as_json, f"--split {split!r}: use time, random or stratified")
+        if split not in (None, "time", "order", "random", "stratified"):
+            _fail(as_json, f"--split {split!r}: use time, order, random or stratified")
         if gap_days is not None and gap_days < 0:
             _fail(as_json, f"--gap-days {gap_days}: must be 0 or more")
         changes = {k: v for k, v in (("method", split), ("gap_days", gap_days)) if v is not None}

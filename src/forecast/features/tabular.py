@@ -38,6 +38,7 @@ from forecast import timeutil
 from forecast.categories import OTHER
 from forecast.data.readers import read_table_file
 from forecast.errors import InputError, truncate
+from forecast.features.period_columns import period_level_columns
 
 # --- output contract -------------------------------------------------------------------------------
 ENTITY_ID = "entity_id"
@@ -222,6 +223,9 @@ class FlatExport:
         column_auc: Single-column ROC-AUC (max of value and is-missing) of every candidate feature.
         preparation: How each feature column was made from the raw columns (levels, yes/no reading,
             date order), learnt on this export; read it through :meth:`preparer_spec`.
+        period_columns: Feature columns that describe when a row was recorded rather than the row
+            (a month, a monthly rate), with their evidence
+            (:func:`~forecast.features.period_columns.period_level_columns`).
     """
 
     table: pd.DataFrame
@@ -237,6 +241,7 @@ class FlatExport:
     duplicate_rows: int = 0
     column_auc: dict[str, float] = field(default_factory=dict)
     preparation: dict[str, Any] = field(default_factory=dict, repr=False)
+    period_columns: dict[str, float] = field(default_factory=dict)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -273,6 +278,7 @@ class FlatExport:
             "kept_despite_flag": list(self.kept_despite_flag),
             "warnings": list(self.warnings),
             "strongest_columns": {k: round(float(v), 4) for k, v in top},
+            "period_columns": dict(self.period_columns),
         }
 
     def preparer_spec(self) -> dict[str, Any]:
@@ -1130,6 +1136,18 @@ def prepare_flat_export(
             "in names): " + ", ".join(f"{truncate(c)!r} -> {n!r}" for c, n in renamed.items())
         )
     table.columns = [ENTITY_ID, AS_OF, *[names[c] for c in kept_features], LABEL]
+    periods = period_level_columns(
+        table[[names[c] for c in kept_features]], table[AS_OF] if time_column is not None else None
+    )
+    if periods:
+        warnings.append(
+            "period-level column(s) "
+            + ", ".join(f"{c!r} (kappa {k:.2f})" for c, k in periods.items())
+            + ": they hold one value over long runs of rows in time order, so they describe when a row "
+            "was recorded, not the row; with a time-ordered split they enter the model only through a "
+            "linear term, and with a random split the test rows share their periods with the training "
+            "rows, so the metrics may be optimistic for rows of periods to come"
+        )
     preparation = _preparation_spec(
         [specs[c] | {"name": names[c]} for c in kept_features],
         id_column=id_column,
@@ -1150,6 +1168,7 @@ def prepare_flat_export(
         duplicate_rows=duplicate_rows,
         column_auc={c: max(v) for c, v in scores.items()},
         preparation=preparation,
+        period_columns=periods,
     )
 
 

@@ -53,9 +53,12 @@ class SplitSettings(_Strict):
         default=None, ge=0, description="default: the label horizon (0 for a flat export)"
     )
     without_time: Literal["stratified", "order"] = "stratified"
-    method: Literal["auto", "time", "random", "stratified"] = Field(
+    method: Literal["auto", "time", "order", "random", "stratified"] = Field(
         default="auto",
-        description="auto: by time where dates exist, else without_time; time needs a time column",
+        description=(
+            "auto: by time where dates exist, else without_time; time needs a time column; order: "
+            "the rows as they stand, the last test_fraction as test (an export kept in time order)"
+        ),
     )
 
 

@@ -162,6 +162,7 @@ def export_input(
         categorical=categorical,
         time_column=AS_OF if frame[AS_OF].notna().all() else None,
         descriptions={},
+        period_features=[c for c in export.period_columns if c in features],
     )
     return data, export, raw
 
