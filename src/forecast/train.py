@@ -447,6 +447,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
             "trees split on such columns to memorise past periods"
         )
     folds = config.final_fit.folds
+    config = _with_family_choice(data, config, split_summary)
     family: dict[str, Any] = {"choice": config.family.choice, "chosen": "logistic" if small else kind}
     if not small:
         template, kind, family = _choose_family(data, frame, fit_rows, template, config)
@@ -543,6 +544,17 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
         eval_pipeline=eval_pipeline,
         fit=fit_summary,
     )
+
+
+def _with_family_choice(data: ModelInput, config: TrainingConfig, split: dict[str, Any]) -> TrainingConfig:
+    """The config with this input's family choice.
+
+    ``flat_time_ordered`` for a flat export tested on its later rows, ``choice`` otherwise.
+    """
+    if data.source != "flat_export" or split.get("method") not in ("time", "row_order"):
+        return config
+    family = config.family.model_copy(update={"choice": config.family.flat_time_ordered})
+    return config.model_copy(update={"family": family})
 
 
 def _choose_family(

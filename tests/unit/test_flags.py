@@ -204,3 +204,35 @@ def test_the_repository_flags_config_loads() -> None:
     assert cfg.horizon_days == 30 and cfg.rules.no_activity.days == 14
     with pytest.raises(ValueError, match="outbound"):
         FlagsConfig.model_validate({"rules": {"ghosted": {"outbound": 3}}})
+
+
+def test_a_record_silent_past_every_usual_gap_is_dormant_not_going_cold() -> None:
+    """Issue 17: leads untouched for 730 days led the at-risk list; they are a clean-up hint now."""
+    deals = _deals().assign(act_days_since_last_touch=[23.0, 1.0, 730.0], act_next_action_scheduled=False)
+    signals = _signals().assign(gap_dormant=90.0)
+    flags = evaluate_flags(deals, signals, "opportunity", FlagsConfig())
+    stale = flags[flags["row"] == 2].set_index("flag")
+    assert "dormant" in stale.index and "going_cold" not in stale.index
+    assert not {"no_activity", "no_next_step"} & set(stale.index)  # one hint, not one per rule of silence
+    assert stale.loc["dormant", "severity"] == "low"
+    assert stale.loc["dormant", "evidence"] == (
+        "no contact for 730 days: 99% of the gaps between touches of all deals in the last 365 days "
+        "were shorter than 90 days; dormant rather than going cold"
+    )
+    assert "nurture" in stale.loc["dormant", "suggested_action"]
+    # 23 days is cold, not dormant; without a learned dormant limit nothing is dormant
+    assert "going_cold" in set(flags.loc[flags["row"] == 0, "flag"])
+    unknown = evaluate_flags(deals, _signals(), "opportunity", FlagsConfig())
+    assert "dormant" not in set(unknown["flag"]) and "going_cold" in set(
+        unknown.loc[unknown["row"] == 2, "flag"]
+    )
+
+
+def test_the_dormant_limit_is_a_high_quantile_of_every_past_gap() -> None:
+    model = fit_silence(_gaps(), AS_OF, GoingCold(dormant_quantile=0.99, own_cadence=False), with_stage=True)
+    gaps = _gaps()
+    window = gaps[gaps["ended_at"] < AS_OF]["gap_days"]
+    assert model.dormant_days == pytest.approx(float(window.quantile(0.99)))
+    rows = pd.DataFrame({"rep_id": ["R1"], "segment": "Pro", "stage": "proposal"})
+    assert expected_silence(model, rows).loc[0, "gap_dormant"] == pytest.approx(model.dormant_days)
+    assert FlagsConfig().severity_of("dormant") == "low"

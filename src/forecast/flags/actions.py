@@ -31,6 +31,12 @@ ACTIONS: dict[str, Action] = {
         "prospect tracking: date of last contact, next action; "
         "many open opportunities -> capacity check and prioritisation",
     ),
+    "dormant": Action(
+        "Clean the list: close it as lost or disqualified, or move it to a nurture campaign; do not "
+        "spend a rep's week on it unless it shows new interest.",
+        "prospect tracking: date of last contact, next action; "
+        "many open opportunities -> capacity check and prioritisation",
+    ),
     "no_activity": Action(
         "Contact the prospect this week with a reason to talk (new information, a question, a meeting "
         "proposal) and book the next step.",

@@ -93,6 +93,16 @@ class GoingCold(_Strict):
     enabled: bool = True
     severity: Severity = "high"
     quantile: float = Field(default=0.9, gt=0.5, lt=1, description="silence above this quantile is cold")
+    dormant_quantile: float = Field(
+        default=0.99,
+        gt=0.5,
+        lt=1,
+        description=(
+            "silence beyond this quantile of every gap that ended in a touch (all groups) is dormant, "
+            "not going cold: hardly anyone was ever re-contacted after so long"
+        ),
+    )
+    dormant_severity: Severity = Field(default="low", description="dormant records are a clean-up hint")
     history_days: float = Field(default=365, gt=0, description="gaps ended this long before as_of are used")
     shrinkage: float = Field(
         default=30, ge=0, description="pseudo-gaps pulling a small group's quantile to its coarser group"
@@ -164,6 +174,8 @@ class FlagsConfig(_Strict):
         """The configured severity of a flag."""
         if flag == "going_cold":
             return self.going_cold.severity
+        if flag == "dormant":
+            return self.going_cold.dormant_severity
         if flag == "churn_risk":
             return self.churn_risk.severity
         return str(getattr(self.rules, flag).severity)

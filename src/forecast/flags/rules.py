@@ -26,6 +26,7 @@ FLAG_ORDER = [
     "close_date_pushed",
     "amount_decreased",
     "no_next_step",
+    "dormant",
 ]
 """Every flag; ties of severity are broken in this order when choosing an entity's top flag."""
 DEAL_ONLY = {"close_overdue", "stalled_in_stage", "close_date_pushed", "amount_decreased"}
@@ -53,7 +54,7 @@ class Availability:
 def skipped_flags(entity: str, config: FlagsConfig, available: Availability) -> dict[str, str]:
     """Enabled flags that cannot be evaluated on this source, with the reason."""
     out: dict[str, str] = {}
-    needs_activity = ["going_cold", "ghosted", "no_activity", "no_next_step"]
+    needs_activity = ["going_cold", "dormant", "ghosted", "no_activity", "no_next_step"]
     for flag in needs_activity:
         if not available.activities and _enabled(flag, config):
             out[flag] = "the source records no activities"
@@ -67,7 +68,7 @@ def skipped_flags(entity: str, config: FlagsConfig, available: Availability) -> 
 
 
 def _enabled(flag: str, config: FlagsConfig) -> bool:
-    if flag == "going_cold":
+    if flag in ("going_cold", "dormant"):
         return config.going_cold.enabled
     if flag == "churn_risk":
         return config.churn_risk.enabled
@@ -124,6 +125,7 @@ def evaluate_flags(
         frame["act_next_action_scheduled"].fillna(False).astype(bool).to_numpy() if n else np.array([], bool)
     )
     age_like = silence  # "days since" of a record never touched equals its age
+    dormant = np.zeros(n, dtype=bool)  # set by going_cold; such records get no other silence flag
     parts: list[pd.DataFrame] = []
 
     def add(
@@ -170,7 +172,10 @@ def evaluate_flags(
 
     if on("going_cold"):
         q_hi = _num(signals["gap_q_hi"])
-        mask = ~np.isnan(q_hi) & (silence > q_hi) & ~booked
+        cold = ~np.isnan(q_hi) & (silence > q_hi) & ~booked
+        dormant_days = _num(signals["gap_dormant"]) if "gap_dormant" in signals else np.full(n, np.nan)
+        dormant = cold & (silence > np.nan_to_num(dormant_days, nan=np.inf))
+        mask = cold & ~dormant
         q50, gap_n = _num(signals["gap_q50"]), _num(signals["gap_n"])
         pct = round(config.going_cold.quantile * 100)
         words = []
@@ -182,6 +187,14 @@ def evaluate_flags(
                 f"from {int(gap_n[i]):,} gaps)"
             )
         add("going_cold", mask, silence, q_hi, words)
+        dq = round(config.going_cold.dormant_quantile * 100)
+        words = [
+            f"no contact for {_days(silence[i])}: {dq}% of the gaps between touches of all {noun} in "
+            f"the last {_days(config.going_cold.history_days)} were shorter than {_days(dormant_days[i])}; "
+            "dormant rather than going cold"
+            for i in np.flatnonzero(dormant)
+        ]
+        add("dormant", dormant, silence, dormant_days, words)
 
     if on("ghosted"):
         k = rules.ghosted.outbound_touches
@@ -202,7 +215,7 @@ def evaluate_flags(
 
     if on("no_activity"):
         days = rules.no_activity.days
-        mask = silence >= days
+        mask = (silence >= days) & ~dormant
         words = [f"no contact for {_days(silence[i])} (rule: {_days(days)})" for i in np.flatnonzero(mask)]
         add("no_activity", mask, age_like, days, words)
 
@@ -254,7 +267,7 @@ def evaluate_flags(
         add("amount_decreased", mask, cuts, float(k), words)
 
     if on("no_next_step"):
-        mask = ~booked
+        mask = ~booked & ~dormant
         words = [f"no next step booked; last contact {_days(silence[i])} ago" for i in np.flatnonzero(mask)]
         add("no_next_step", mask, silence, np.nan, words)
 

@@ -12,7 +12,9 @@ The rep's cadence band comes from the rep's median gap over the same window, cut
 fall back to the coarser group. With ``own_cadence``, the entity's own past gaps are the finest
 level, shrunk the same way towards its group (a deal touched daily that goes quiet for a week is
 colder than one touched weekly). Going cold = the current silence exceeds the group's upper
-quantile and no next step is booked.
+quantile and no next step is booked. Dormant = the silence also exceeds ``dormant_quantile`` of
+every gap in the window (all groups): past that, records are hardly ever touched again, and a
+record untouched for two years is a clean-up, not a deal cooling down.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class SilenceModel:
     own: pd.DataFrame | None = None
     """Per entity: its own gaps' ``n``, ``q50`` and ``q_hi`` (raw, shrunk at lookup)."""
     shrinkage: float = 0.0
+    dormant_days: float = float("nan")
+    """``dormant_quantile`` of every gap in the window: longer silences are dormant."""
 
 
 def _levels(with_stage: bool) -> list[tuple[str, ...]]:
@@ -122,7 +126,8 @@ def fit_silence(gaps: pd.DataFrame, as_of: pd.Timestamp, config: GoingCold, with
         # The entity's own gaps since it was created (not only within the window).
         mine = gaps[gaps["ended_at"] < as_of].groupby("entity_id")["gap_days"]
         own = pd.DataFrame({"n": mine.size(), "q50": mine.median(), "q_hi": mine.quantile(q)})
-    return SilenceModel(levels, tables, band, q, as_of, own, k)
+    dormant = float(window["gap_days"].quantile(config.dormant_quantile)) if len(window) else float("nan")
+    return SilenceModel(levels, tables, band, q, as_of, own, k, dormant)
 
 
 def _lookup(table: pd.DataFrame, keys: tuple[str, ...], rows: pd.DataFrame) -> pd.DataFrame:
@@ -147,8 +152,9 @@ def expected_silence(model: SilenceModel, rows: pd.DataFrame) -> pd.DataFrame:
         rows: ``rep_id``, ``segment`` and (deals) ``stage`` per entity.
 
     Returns:
-        ``gap_q50``, ``gap_q_hi``, ``gap_n`` (gaps behind the finest group used), ``cadence`` and
-        ``group`` (the level used, e.g. ``stage+segment+cadence``), aligned with ``rows``.
+        ``gap_q50``, ``gap_q_hi``, ``gap_n`` (gaps behind the finest group used), ``cadence``,
+        ``group`` (the level used, e.g. ``stage+segment+cadence``) and ``gap_dormant`` (the model's
+        :attr:`SilenceModel.dormant_days`), aligned with ``rows``.
     """
     rows = rows.copy()
     rows["cadence"] = rows["rep_id"].map(model.rep_band)
@@ -179,4 +185,5 @@ def expected_silence(model: SilenceModel, rows: pd.DataFrame) -> pd.DataFrame:
         out.loc[has, "group"] = out.loc[has, "group"] + "+own"
         out["own_gaps"] = n
     out["cadence"] = rows["cadence"]
+    out["gap_dormant"] = model.dormant_days
     return out

@@ -163,6 +163,7 @@ def export_input(
         time_column=AS_OF if frame[AS_OF].notna().all() else None,
         descriptions={},
         period_features=[c for c in export.period_columns if c in features],
+        source="flat_export",
     )
     return data, export, raw
 

@@ -24,6 +24,7 @@ class ModelInput:
         time_column: Column of as_of dates (``None`` or all-missing: no time split).
         censored: Optional column flagging rows whose label is unknown yet.
         descriptions: Plain-words meaning of each feature (for reasons and the card).
+        source: ``warehouse`` (CRM snapshots) or ``flat_export`` (bring your own file).
         period_features: Features that describe when a row was recorded (a flat export's month or
             monthly rate, :mod:`forecast.features.period_columns`): with a time-ordered split the
             trees never see them, a linear prior carries them.
@@ -38,3 +39,4 @@ class ModelInput:
     censored: str | None = None
     descriptions: dict[str, str] = field(default_factory=dict)
     period_features: list[str] = field(default_factory=list)
+    source: str = "warehouse"
