@@ -93,6 +93,38 @@ def test_renaming_ids_does_not_change_scores(world: dict) -> None:
     assert np.array_equal(p, result.pipeline.predict_proba(shuffled_ids)[:, 1])
 
 
+def _uci_config(split: str) -> TrainingConfig:
+    """The lead-scoring config for a flat export, without the champion's refit (only the test counts)."""
+    return CONFIG.model_copy(
+        update={
+            "split": CONFIG.split.model_copy(update={"method": split}),
+            "segments": [],
+            "monotone_increasing": [],
+            "monotone_decreasing": [],
+            "final_fit": CONFIG.final_fit.model_copy(update={"enabled": False}),
+        }
+    )
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("file_name", ["bank-full.csv", "bank-additional-full.csv"])
+def test_uci_bank_marketing_is_calibrated_on_held_out_rows(file_name: str) -> None:
+    """Issue 16 item 5: calibrated on 2,000 or more held-out rows (the default, stratified split).
+
+    ECE at most 0.02, and never more than 0.005 above a logistic regression's on the same rows.
+    Measured: bank-full 0.0053 against 0.0128, bank-additional-full 0.0046 against 0.0068.
+    """
+    from forecast.models.datasets import export_input
+    from tests.conftest import shared_dataset
+
+    path = shared_dataset("uci-bank-marketing") / file_name
+    data, _export, _raw = export_input(path, target="y", drop_columns=["duration"], delimiter=";")
+    result = train_binary(data, _uci_config("stratified"))
+    assert result.metrics["n"] >= 2000
+    assert result.metrics["ece"] <= 0.02, result.metrics
+    assert result.metrics["ece"] <= result.baselines["logistic"]["ece"] + 0.005
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize(
     ("file_name", "family"), [("bank-full.csv", "lightgbm"), ("bank-additional-full.csv", "logistic")]
@@ -114,15 +146,7 @@ def test_uci_bank_marketing_in_time_order_is_at_least_the_logistic_regression(
     path = shared_dataset("uci-bank-marketing") / file_name
     data, export, _raw = export_input(path, target="y", drop_columns=["duration"], delimiter=";")
     assert "duration" not in export.table.columns
-    config = CONFIG.model_copy(
-        update={
-            "split": CONFIG.split.model_copy(update={"without_time": "order"}),
-            "segments": [],
-            "monotone_increasing": [],
-            "monotone_decreasing": [],
-        }
-    )
-    result = train_binary(data, config)
+    result = train_binary(data, _uci_config("order"))
     assert result.splits["method"] == "row_order"
     assert result.fit["family"]["choice"] == "auto"  # family.flat_time_ordered
     assert result.fit["family"]["chosen"] == family, result.fit["family"]
