@@ -46,7 +46,10 @@ def check_models(settings: Settings, models: str | None, warehouse: bool) -> lis
         found = peek(ref, settings)
         if found is None:
             if ref.explicit:
-                raise InputError(f"--models names {ref}, which is not in the registry")
+                raise InputError(
+                    f"{ref.option} names {ref}, which the registry does not hold (an alias needs a "
+                    "promoted or aliased version; name an exact one as NAME:VERSION)"
+                )
             continue
         version, meta = found
         warning = check_binding(meta, ref.name, version, ref, current)
