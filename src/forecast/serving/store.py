@@ -124,8 +124,7 @@ class ModelStore:
     ) -> None:
         self.settings = settings
         self.refs = served_refs(settings, names)
-        self.current = CurrentWarehouse.of(settings.warehouse) if settings.serve_warehouse else None
-        """The served warehouse: default champions must be bound to it (``None``: not served)."""
+        self._current: CurrentWarehouse | None = None
         self.generation = 0
         """Grows by one with every model loaded (caches built on the models compare it)."""
         self.on_load = on_load
@@ -168,6 +167,15 @@ class ModelStore:
         with self._lock:
             return {name: self._refresh_one(name) for name in names}
 
+    def current(self) -> CurrentWarehouse | None:
+        """The served warehouse, which default champions must be bound to (``None``: not served).
+
+        Read at the first load (not at start, so a busy warehouse fails a load, not the service).
+        """
+        if self._current is None and self.settings.serve_warehouse:
+            self._current = CurrentWarehouse.of(self.settings.warehouse)
+        return self._current
+
     def _version(self, ref: ModelRef) -> Any | None:
         """The registry's version behind ``ref`` (its alias, or its exact version), or ``None``."""
         if ref.version is None:
@@ -200,7 +208,7 @@ class ModelStore:
         try:
             loaded = self._loader(ref.name, self.settings, version)
             loaded.alias = ref.alias
-            warning = check_binding(loaded.meta, loaded.name, loaded.version, ref, self.current)
+            warning = check_binding(loaded.meta, loaded.name, loaded.version, ref, self.current())
             if warning is not None:
                 log.warning("model %s: %s", name, warning)
             fastpath.coded(loaded.pipeline)  # build (and self-check) the array path before serving
