@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from forecast.binding import CurrentWarehouse, ModelRef, resolve
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
@@ -32,7 +33,7 @@ from forecast.models.explain import contributions, reason_codes, reasons_from_co
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.unseen import unseen_warnings
 from forecast.name_rules import check_name
-from forecast.registry import LoadedModel, load_model
+from forecast.registry import CHAMPION, LoadedModel
 from forecast.timeutil import resolve_as_of
 
 CHUNK = 20_000
@@ -250,6 +251,50 @@ def score_warehouse(
     return Scored(scores, _empty_rejects(), len(frame), frame), when, table.id_column
 
 
+def score_export_rows(
+    model: LoadedModel, raw: pd.DataFrame, *, progress: Any = None, reasons: bool = True
+) -> tuple[Scored, str, pd.DataFrame]:
+    """Score rows in the shape of a flat export with a model trained on one (``score_file``, the API).
+
+    Rows the preparation refuses (:func:`forecast.features.tabular.score_input_errors`) are rejects;
+    the others are scored, with reasons quoting their values as written.
+
+    Returns:
+        The scores and rejects, the id column, and the scored rows as given.
+
+    Raises:
+        KeyError: The rows lack a column the model needs (the message names it).
+    """
+    meta = model.meta
+    spec = dict(meta.flat_spec or {})
+    problems = score_input_errors(raw, spec)
+    id_col = meta.id_column or "row_id"
+    ids = raw[id_col] if id_col in raw else pd.Series(np.arange(1, len(raw) + 1), index=raw.index)
+    bad_rows = set(problems["row"].astype(int)) if len(problems) else set()
+    keep = ~np.isin(np.arange(1, len(raw) + 1), sorted(bad_rows))
+    good = raw.loc[keep]
+    prepared = model.pipeline.named_steps["prepare"].transform(good)
+    inner = Pipeline(model.pipeline.steps[1:])
+    scores = score_frame(
+        model,
+        good,
+        ids.loc[keep],
+        reasons_on=prepared,
+        reason_pipeline=inner,
+        reason_text=values_as_written(good, prepared, spec),
+        progress=progress,
+        reasons=reasons,
+    )
+    scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
+    scores["warnings"] = warnings_column(inner, prepared)
+    # without an id column the id is the row number: source_row says it once
+    scores = scores.rename(columns={"id": id_col}) if id_col in raw else scores.drop(columns="id")
+    rejects = problems.rename(columns={"row": "source_row"})
+    rejects.insert(1, "id", [None if r - 1 >= len(ids) else ids.iloc[r - 1] for r in rejects["source_row"]])
+    out = Scored(scores, rejects[REJECT_COLUMNS] if len(rejects) else _empty_rejects(), len(raw))
+    return out, id_col, good
+
+
 def score_file(
     model: LoadedModel,
     path: Path,
@@ -268,38 +313,13 @@ def score_file(
     meta = model.meta
     if meta.source == "flat_export":
         raw = read_table_file(path, encoding=encoding, delimiter=delimiter)
-        spec = dict(meta.flat_spec or {})
-        problems = score_input_errors(raw, spec)
-        id_col = meta.id_column or "row_id"
-        ids = raw[id_col] if id_col in raw else pd.Series(np.arange(1, len(raw) + 1), index=raw.index)
-        bad_rows = set(problems["row"].astype(int)) if len(problems) else set()
-        keep = ~np.isin(np.arange(1, len(raw) + 1), sorted(bad_rows))
-        good = raw.loc[keep]
         try:
-            prepared = model.pipeline.named_steps["prepare"].transform(good)
+            scored, id_col, good = score_export_rows(model, raw, progress=progress, reasons=reasons)
         except KeyError as exc:
             raise ScoringError(f"{path}: {str(exc).strip(chr(39))}") from exc
-        inner = Pipeline(model.pipeline.steps[1:])
-        scores = score_frame(
-            model,
-            good,
-            ids.loc[keep],
-            reasons_on=prepared,
-            reason_pipeline=inner,
-            reason_text=values_as_written(good, prepared, spec),
-            progress=progress,
-            reasons=reasons,
-        )
-        scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
-        scores["warnings"] = warnings_column(inner, prepared)
-        # without an id column the id is the row number: source_row says it once
-        scores = scores.rename(columns={"id": id_col}) if id_col in raw else scores.drop(columns="id")
-        scores = _with_input_columns(scores, good, keep_columns, path, 2 if id_col in raw else 1)
-        rejects = problems.rename(columns={"row": "source_row"})
-        rejects.insert(
-            1, "id", [None if r - 1 >= len(ids) else ids.iloc[r - 1] for r in rejects["source_row"]]
-        )
-        return Scored(scores, rejects[REJECT_COLUMNS] if len(rejects) else _empty_rejects(), len(raw)), id_col
+        n_ids = 2 if id_col in raw else 1
+        scored.scores = _with_input_columns(scored.scores, good, keep_columns, path, n_ids)
+        return scored, id_col
     # a snapshot feature table (as written by `forecast features`)
     frame = read_table_file(path, encoding=encoding, delimiter=delimiter)
     entity = str(meta.entity)
@@ -448,30 +468,19 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _load(name: str, settings: Settings, alias: str, version: str | None) -> LoadedModel:
-    """The model to score with, or a :class:`LookupError` naming the versions that exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return load_model(name, settings, alias, version=version)
-    except MlflowException as exc:
-        if version is None:
-            raise LookupError(f"model {name!r} has no alias {alias!r}: {exc.message}") from exc
-        from forecast.registry import client
-
-        found = sorted(
-            (int(v.version) for v in client(settings).search_model_versions(f"name = '{name}'")),
-        )
-        raise LookupError(
-            f"model {name!r} has no version {version!r}"
-            + (f"; its versions are {found}" if found else "; train one first (forecast train …)")
-        ) from exc
+def _ref(model: str | ModelRef, alias: str, version: str | None, option: str = "--model") -> ModelRef:
+    """``model`` as a reference: a plain name is explicit when an alias or version is asked for."""
+    if isinstance(model, ModelRef):
+        return model
+    check_name(model, "model name")
+    explicit = alias != CHAMPION or version is not None
+    return ModelRef(model, model, alias, version, option, explicit)
 
 
 def score_job(
     settings: Settings,
     *,
-    model_name: str,
+    model_name: str | ModelRef,
     output: Path,
     input_path: Path | None = None,
     as_of: pd.Timestamp | None = None,
@@ -479,36 +488,40 @@ def score_job(
     encoding: str = "utf-8",
     delimiter: str = ",",
     progress: Callable[[str, float | None], None] | None = None,
-    close_model: str | None = None,
+    close_model: str | ModelRef | None = None,
+    churn_model: ModelRef | None = None,
     with_flags: bool = False,
     reasons: bool = True,
-    alias: str = "champion",
+    alias: str = CHAMPION,
     version: str | None = None,
     keep_columns: str | None = None,
 ) -> dict[str, Any]:
     """Score with ``models:/<model_name>@<alias>`` (or ``version``) and write output and rejects atomically.
 
-    ``alias`` defaults to the champion; ``challenger`` scores a challenger the gate refused, and
-    ``version`` any registered version. ``keep_columns`` (a file input of a flat export) carries
-    input columns to the output: ``all`` or a comma-separated list.
+    ``model_name`` is a name (its ``alias``, by default the champion, or ``version``) or a
+    :class:`~forecast.binding.ModelRef`. Scoring the warehouse, a model not named explicitly must
+    have been trained on it (:func:`forecast.binding.check_binding`: else exit 2 with the fix); a
+    model named explicitly is used with a warning. A file is scored by any model (the file is the
+    data). ``keep_columns`` (a file input of a flat export) carries input columns to the output:
+    ``all`` or a comma-separated list.
 
-    With ``close_model`` (deals), the champion of that time-to-close model adds each deal's
-    close-date distribution and slip risk (:func:`close_date_columns`). With ``with_flags`` and
-    warehouse scoring, the flags of the scored entities add ``p_churn`` (when a churn champion
-    exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and the suggested action
-    (:func:`forecast.flags.jobs.flag_columns`).
+    With ``close_model`` (deals), that time-to-close model adds each deal's close-date
+    distribution and slip risk (:func:`close_date_columns`). With ``with_flags`` and warehouse
+    scoring, the flags of the scored entities add ``p_churn`` (from ``churn_model``, by default
+    the churn champion, when one exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and
+    the suggested action (:func:`forecast.flags.jobs.flag_columns`).
 
     Returns:
-        The summary: rows in, scored, rejected, as_of, model version, bands, files, and
-        ``rows_with_warnings``: rows with a categorical value the model never saw (named in the
-        output's ``warnings`` column).
+        The summary: rows in, scored, rejected, as_of, model version, bands, files, notes,
+        ``warnings`` (models used from another warehouse) and ``rows_with_warnings``: rows with a
+        categorical value the model never saw (named in the output's ``warnings`` column).
     """
-    check_name(model_name, "model name")
-    if close_model is not None:
-        check_name(close_model, "close model name")
+    ref = _ref(model_name, alias, version)
+    close_ref = None if close_model is None else _ref(close_model, CHAMPION, None, "--close-model")
     if write_to_warehouse and input_path is not None:
         raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
-    model = _load(model_name, settings, alias, version)
+    current = CurrentWarehouse.of(settings.warehouse) if input_path is None else None
+    model, warnings = resolve(ref, settings, current)
     when: pd.Timestamp | None = None
     if input_path is None:
         scored, when, _ = score_warehouse(model, settings, as_of, progress, reasons=reasons)
@@ -525,12 +538,13 @@ def score_job(
     if len(scored.scores) + scored.rejects["source_row"].nunique() != scored.rows_in:
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
     notes: list[str] = []
-    if close_model is not None and scored.features is not None:
-        closing = load_model(close_model, settings)
+    if close_ref is not None and scored.features is not None:
+        closing, close_warnings = resolve(close_ref, settings, current)
+        warnings += close_warnings
         needed = [c for c in closing.meta.features if c not in scored.features.columns]
         if needed or "as_of" not in scored.features.columns:
             raise ScoringError(
-                f"{close_model} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks"
+                f"{closing.name} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks"
             )
         extra = close_date_columns(closing, scored.features)
         scored.scores = pd.concat(
@@ -541,7 +555,15 @@ def score_job(
         from forecast.flags.jobs import flag_columns
 
         entity = model.meta.entity
-        flagged, flag_notes = flag_columns(settings, scored.features, entity, when)  # type: ignore[arg-type]
+        flagged, flag_notes, flag_warnings = flag_columns(
+            settings,
+            scored.features,
+            entity,  # type: ignore[arg-type]
+            when,
+            churn_model=churn_model,
+            current=current,
+        )
+        warnings += flag_warnings
         flagged = flagged.drop(columns=[c for c in flagged.columns if c in scored.scores.columns])
         scored.scores = pd.concat(
             [scored.scores.reset_index(drop=True), flagged.reset_index(drop=True)], axis=1
@@ -572,6 +594,7 @@ def score_job(
         "bands": {k: int(v) for k, v in bands.items()},
         "rows_with_warnings": int((scored.scores["warnings"] != "").sum()),
         "notes": notes,
+        "warnings": warnings,
         f"mean_{score_name}": None
         if scored.scores.empty
         else round(float(scored.scores[score_name].mean()), 4),

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
             ``Authorization: Bearer <token>`` (``FORECAST_API_TOKEN``).
         serve_warehouse: Whether the HTTP service reads the warehouse (revenue of the whole
             pipeline, flags learned from history); ``forecast serve --warehouse`` sets it.
+        serve_models: The models the HTTP service serves by role, as ``forecast serve --models``
+            (``lead_scoring=my_leads,deal_win=deal_win@challenger``; empty: every champion).
         reload_seconds: How often the service checks the registry's champion aliases (0: never;
             ``POST /admin/reload`` checks at once).
         max_body_bytes: Largest request body the service reads (larger: 413).
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO")
     api_token: SecretStr | None = None
     serve_warehouse: bool = False
+    serve_models: str = ""
     reload_seconds: float = Field(default=30.0, ge=0)
     max_body_bytes: int = Field(default=10_000_000, ge=1_000)
     serve_workers: int = Field(default=2, ge=1, le=64)

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.config import Settings
+from forecast.data.warehouse import warehouse_id
 from forecast.errors import InputError
 from forecast.features.splits import summary_test_cut
 from forecast.model_card import model_card
@@ -38,6 +39,9 @@ TARGET_WORDS = {
     "label_days_to_close": "when the deal closes (won or lost): P(closes within {p} days) and its close-date distribution",
 }
 SCORE_NAMES = {"lead": "p_convert", "opportunity": "p_win"}
+WAREHOUSE_TAG = "forecast.warehouse_id"
+"""Run and model-version tag: the identity of the warehouse a model was trained on (``flat_export``
+for a flat export). The scorers read the same identity from the model's metadata."""
 REFERENCE_MAX_ROWS = 60_000
 """At most this many snapshot rows are logged as the monitoring reference (a seeded sample)."""
 
@@ -146,6 +150,10 @@ def train_model_job(
             "target_column": export.target_column,
         }
     else:
+        extra = {
+            "warehouse_id": warehouse_id(settings.warehouse),
+            "warehouse": str(settings.warehouse.resolve()),
+        }
         say("building snapshots")
         data, _table, config = warehouse_input(settings.warehouse, config, progress=say)
         source = "warehouse"
@@ -201,7 +209,7 @@ def train_model_job(
         card=card,
         metadata=_metadata(config, data, result, source, extra),
         input_columns=input_columns,
-        tags={"source": source, **(tags or {})},
+        tags={"source": source, WAREHOUSE_TAG: extra.get("warehouse_id") or source, **(tags or {})},
         reference=reference,
     )
     summary: dict[str, Any] = {

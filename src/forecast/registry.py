@@ -193,6 +193,9 @@ def log_trained_model(
         if key in result.metrics:
             c.set_model_version_tag(model_name, version, key, f"{result.metrics[key]:.6f}")
     c.set_model_version_tag(model_name, version, "model_kind", result.model_kind)
+    for key, value in (tags or {}).items():
+        if key.startswith("forecast."):  # what the version is bound to (forecast.warehouse_id)
+            c.set_model_version_tag(model_name, version, key, value)
     return LoggedModel(run.info.run_id, version, f"models:/{model_name}/{version}", experiment)
 
 

@@ -97,3 +97,24 @@ def test_backtest_flags_reports_and_logs_to_mlflow(env: dict[str, str], churn: d
     assert any("left out" in n for n in deals["notes"])  # the last dates' outcome is not known yet
     run = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"]).get_run(summary["run_id"])
     assert "deal_flags_f1" in run.data.metrics and "deal_p_churn_ece" in run.data.metrics
+
+
+def test_flags_refuse_a_churn_model_of_another_warehouse_unless_named(
+    env: dict[str, str], churn: dict
+) -> None:
+    root = Path(env["ROOT"])
+    simulate_crm(SimulationConfig(n_leads=1_500, seed=4)).write(root / "crm_b")
+    other = {**env, "FORECAST_WAREHOUSE": str(root / "b.duckdb")}
+    assert _cli(other, "ingest", str(root / "crm_b"))["balanced"]
+    error = _cli(other, "flags", "--entity", "deal", code=2)["error"]
+    assert f"churn_risk v{churn['version']}" in error and "b.duckdb" in error
+    assert "--churn-model churn_risk" in error and "train churn-risk --promote" in error
+    named = _cli(other, "flags", "--entity", "deal", "--churn-model", "churn_risk")
+    assert named["entities"]["deal"]["churn_model"] == f"p_churn from churn_risk v{churn['version']}"
+    assert len(named["warnings"]) == 1 and "used as asked" in named["warnings"][0]
+    ambiguous = _cli(other, "flags", "--churn-model", "churn_risk", code=2)["error"]
+    assert "--entity deal or lead" in ambiguous
+    own = _cli(env, "flags", "--entity", "deal", "--as-of", "2025-06-01")  # its own warehouse: no warning
+    assert own["warnings"] == [] and own["entities"]["deal"]["churn_model"].startswith(
+        "p_churn from churn_risk"
+    )

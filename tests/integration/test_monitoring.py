@@ -55,8 +55,17 @@ def test_monitor_and_retrain_on_clean_and_shifted_crms(tmp_path: Path) -> None:
     logged = {a.path for a in client.list_artifacts(first["run_id"], "evaluation")}
     assert "evaluation/reference.parquet" in logged
 
+    # the champion was trained on warehouse a: monitoring it on another CRM is refused unless named
+    refused = _cli(_env(root, "clean"), "monitor", "--model", "lead-scoring", code=2)
+    assert (
+        "trained on the warehouse" in refused["error"]
+        and "--models lead_scoring=lead_scoring" in refused["error"]
+    )
+    named = ("--models", "lead_scoring=lead_scoring")
+
     # (a) a fresh simulation with the same settings: ok
-    clean = _cli(_env(root, "clean"), "monitor", "--model", "lead-scoring", code=0)
+    clean = _cli(_env(root, "clean"), "monitor", "--model", "lead-scoring", *named, code=0)
+    assert len(clean["warnings"]) == 1 and "used as asked" in clean["warnings"][0]
     assert clean["verdict"] == "ok" and clean["exit_code"] == 0 and clean["reasons"] == []
     assert clean["quality"]["current"]["metrics"]["n"] >= 300  # outcomes arrived and were judged
     assert len(clean["quality"]["current"]["deciles"]) == 10
@@ -69,7 +78,7 @@ def test_monitor_and_retrain_on_clean_and_shifted_crms(tmp_path: Path) -> None:
     assert "current_ece" in run.data.metrics and "drift_share" in run.data.metrics
 
     # (b) a shifted lead-source mix and conversion rate: retrain, naming the drifted feature
-    shifted = _cli(_env(root, "shifted"), "monitor", "--model", "lead-scoring", code=11)
+    shifted = _cli(_env(root, "shifted"), "monitor", "--model", "lead-scoring", *named, code=11)
     assert shifted["verdict"] == "retrain" and shifted["exit_code"] == 11
     assert "source" in shifted["drift"]["drifted"]
     assert any("source" in reason for reason in shifted["reasons"])

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ import pytest
 from mlflow import MlflowClient
 
 from forecast.batch import close_date_columns, score_warehouse
+from forecast.cli import app
 from forecast.config import load_settings
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.registry import load_model
-from tests.cli import cli_env
+from tests.cli import cli_env, runner
 from tests.cli import cli_json as _cli
 from tests.conftest import hold_warehouse_lock
 
@@ -71,30 +73,13 @@ def _settings(env: dict[str, str]) -> Any:
                 os.environ[k] = v
 
 
-@pytest.fixture(scope="module")
-def server(env: dict[str, str]) -> Iterator[str]:
+@contextmanager
+def _serving(env: dict[str, str], args: list[str], extra: dict[str, str], log_name: str) -> Iterator[str]:
+    """A real ``forecast serve`` on a free loopback port until the block ends; yields its base URL."""
     port = _free_port()
-    proc_env = {
-        **os.environ,
-        **env,
-        "FORECAST_API_TOKEN": TOKEN,
-        "FORECAST_MAX_BODY_BYTES": str(MAX_BODY),
-        "FORECAST_SERVE_WORKERS": "2",  # reloads must reach every worker
-        "FORECAST_WAREHOUSE_LOCK_WAIT": "1",  # a busy warehouse answers 503 after a second
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    log = (Path(env["ROOT"]) / "server.log").open("w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "forecast.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--warehouse",
-        "--reload-seconds",
-        "0",
-    ]
+    proc_env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "true", **extra}
+    log = (Path(env["ROOT"]) / log_name).open("w")
+    cmd = [sys.executable, "-m", "forecast.cli", "serve", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, env=proc_env, stdout=log, stderr=subprocess.STDOUT, cwd=env["ROOT"])
     base = f"http://127.0.0.1:{port}"
     try:
@@ -117,6 +102,18 @@ def server(env: dict[str, str]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(env: dict[str, str]) -> Iterator[str]:
+    extra = {
+        "FORECAST_API_TOKEN": TOKEN,
+        "FORECAST_MAX_BODY_BYTES": str(MAX_BODY),
+        "FORECAST_SERVE_WORKERS": "2",  # reloads must reach every worker
+        "FORECAST_WAREHOUSE_LOCK_WAIT": "1",  # a busy warehouse answers 503 after a second
+    }
+    with _serving(env, ["--warehouse", "--reload-seconds", "0"], extra, "server.log") as base:
+        yield base
 
 
 def _post(base: str, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -631,3 +628,138 @@ def test_a_400_is_one_log_line_and_one_body_shape_without_internals(server: str,
     assert secret not in lines and "Traceback" not in lines and "ValidationError" not in lines
     ours = [line for line in lines.splitlines() if "request_id=req-21.a" in line]
     assert len(ours) == 1 and "POST /lead_score -> 400 invalid_request fields=leads.1.employees" in ours[0]
+
+
+# --- models bound to their warehouse (issue 17 item 4) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other(env: dict[str, str]) -> dict[str, str]:
+    """A second warehouse (another simulated CRM) beside the one the champions were trained on."""
+    root = Path(env["ROOT"])
+    simulate_crm(SimulationConfig(n_leads=1_500, seed=9)).write(root / "crm_b")
+    other = {**env, "FORECAST_WAREHOUSE": str(root / "b.duckdb")}
+    assert _cli(other, "ingest", str(root / "crm_b"))["balanced"]
+    return other
+
+
+@pytest.fixture(scope="module")
+def byo(env: dict[str, str]) -> dict[str, Any]:
+    """A lead model trained on a flat export (``byo``), and new rows of that export."""
+    from tests.integration.test_lead_scoring_cli import _flat_export
+
+    root = Path(env["ROOT"])
+    _flat_export(root / "export.csv", 2000, 1)
+    trained = _cli(
+        env, "train", "lead-scoring", "--table", str(root / "export.csv"), "--target", "Converted",
+        "--model-name", "byo",
+    )  # fmt: skip
+    new = _flat_export(root / "new.csv", 30, 2).drop(columns="Converted")
+    new.to_csv(root / "new.csv", index=False)
+    return {"trained": trained, "new": new}
+
+
+def test_a_model_records_the_warehouse_it_was_trained_on(env: dict[str, str]) -> None:
+    from forecast.data.warehouse import warehouse_id
+
+    identity = warehouse_id(Path(env["FORECAST_WAREHOUSE"]))
+    assert warehouse_id(Path(env["FORECAST_WAREHOUSE"])) == identity  # stable
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    for name in ("deal_win", "time_to_close"):
+        mv = client.get_model_version_by_alias(name, "champion")
+        assert mv.tags["forecast.warehouse_id"] == identity
+        assert client.get_run(mv.run_id).data.tags["forecast.warehouse_id"] == identity
+        assert load_model(name, _settings(env)).meta.warehouse_id == identity
+
+
+def test_a_champion_of_another_warehouse_is_refused_with_the_fix(
+    env: dict[str, str], other: dict[str, str]
+) -> None:
+    root = Path(env["ROOT"])
+    cases = [
+        (
+            ["score", "deals", "--from-warehouse", "--output", str(root / "b_deals.csv")],
+            "deal_win",
+            "--model",
+        ),
+        (["revenue", "--sims", "200"], "deal_win", "--model"),
+        (["revenue", "--model", "deal_win", "--sims", "200"], "time_to_close", "--close-model"),
+        (
+            ["score", "leads", "--from-warehouse", "--output", str(root / "b_leads.csv")],
+            "lead_scoring",
+            "--model",
+        ),
+    ]
+    for args, name, option in cases:
+        error = _cli(other, *args, code=2)["error"]
+        assert f"{name} v" in error and "wh.duckdb" in error and "b.duckdb" in error, error
+        assert f"train {name.replace('_', '-')} --promote" in error, error
+        assert f"{option} {name}" in error and f"--models {name}={name}" in error, error
+    assert not (root / "b_deals.csv").exists() and not (root / "b_leads.csv").exists()
+    refused = runner.invoke(app, ["serve", "--warehouse"], env=other)  # refused before it starts
+    said = " ".join(refused.stderr.split())  # the log wraps its lines
+    assert (
+        refused.exit_code == 2 and "lead_scoring v" in said and "--models lead_scoring=lead_scoring" in said
+    )
+
+
+def test_a_model_named_explicitly_is_used_with_a_warning(env: dict[str, str], other: dict[str, str]) -> None:
+    root = Path(env["ROOT"])
+    out = root / "b_scores.csv"
+    deals = _cli(
+        other, "score", "deals", "--from-warehouse", "--output", str(out),
+        "--model", "deal_win", "--close-model", "time_to_close@champion",
+    )  # fmt: skip
+    assert deals["scored"] == len(pd.read_csv(out)) > 0
+    assert len(deals["warnings"]) == 2 and all("used as asked" in w for w in deals["warnings"])
+    revenue = _cli(
+        other, "revenue", "--models", "deal_win=deal_win,time_to_close=time_to_close", "--sims", "200"
+    )
+    assert revenue["open_deals"] > 0 and len(revenue["warnings"]) == 2
+    own = _cli(env, "revenue", "--sims", "200")  # the champions of their own warehouse: no warning
+    assert own["warnings"] == []
+    bad = _cli(other, "revenue", "--model", "deal_win", "--models", "deal_win=deal_win", code=2)
+    assert "both --model and --models" in bad["error"]
+
+
+def test_a_flat_export_model_is_scored_and_served(env: dict[str, str], byo: dict[str, Any]) -> None:
+    root = Path(env["ROOT"])
+    batch = _cli(
+        env, "score", "leads", "--input", str(root / "new.csv"), "--output", str(root / "byo.csv"),
+        "--model", f"byo:{byo['trained']['version']}",
+    )  # fmt: skip
+    assert batch["scored"] == 30 and batch["warnings"] == []  # a file is its own data: nothing to check
+    expected = pd.read_csv(root / "byo.csv").set_index("Record ID")["p_convert"]
+    rows = json.loads(byo["new"].to_json(orient="records"))
+    pinned = f"lead_scoring=byo:{byo['trained']['version']}"  # not promoted: named by version
+    args = ["--models", pinned, "--workers", "1", "--reload-seconds", "0"]
+    with _serving(env, args, {}, "byo.log") as base:
+        answer = httpx.post(f"{base}/score_export", json={"rows": rows}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"] == "byo" and body["count"] == 30 and body["rejected"] == []
+        served = pd.Series({r["Record ID"]: r["p_convert"] for r in body["results"]})
+        np.testing.assert_allclose(served.loc[expected.index], expected.to_numpy(), atol=1e-6)
+        refused = httpx.post(f"{base}/lead_score", json={"lead": {"lead_id": "L1"}}, timeout=60)
+        assert refused.status_code == 422 and "flat export" in refused.text
+        info = httpx.get(f"{base}/model_info", timeout=10).json()["models"]["lead_scoring"]
+        assert info["model"] == f"byo:{byo['trained']['version']}" and info["served"]["name"] == "byo"
+
+
+def test_a_reload_refuses_a_champion_not_trained_on_the_warehouse(
+    server: str, env: dict[str, str], byo: dict[str, Any]
+) -> None:
+    client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    served = _info(server, "lead_scoring")["served"]["version"]
+    flat = client.get_model_version("byo", byo["trained"]["version"])  # the flat model, as lead_scoring
+    moved = str(client.create_model_version("lead_scoring", source=flat.source, run_id=flat.run_id).version)
+    try:
+        client.set_registered_model_alias("lead_scoring", "champion", moved)
+        reload = _post(server, "/admin/reload", {"model": "lead_scoring"}).json()["reload"]["lead_scoring"]
+        assert reload["result"] == "failed" and "a flat export" in reload["error"], reload
+        still = _post(server, "/lead_score", {"lead": {"lead_id": "L1"}})
+        assert still.status_code == 200 and still.json()["result"]["model_version"] == served
+    finally:
+        client.set_registered_model_alias("lead_scoring", "champion", served)
+    _post(server, "/admin/reload", {"model": "lead_scoring"})
+    _eventually(lambda: _info(server, "lead_scoring")["error"] is None)

@@ -152,7 +152,7 @@ def test_flags_default_is_the_data_as_of(settings: Settings, monkeypatch: pytest
     from forecast.flags import jobs
     from forecast.flags.config import FlagsConfig
 
-    monkeypatch.setattr(jobs, "champion_scorer", lambda *_: (None, "no champion"))
+    monkeypatch.setattr(jobs, "champion_scorer", lambda *_: (None, "no champion", []))
     result = jobs.flags_job(settings, as_of=None, entities=["opportunity"], config=FlagsConfig())
     assert pd.Timestamp(result["as_of"]) == AS_OF
     (entity,) = result["entities"].values()

@@ -32,6 +32,7 @@ ORCHESTRATION = (
     "forecast.jobs",
     "forecast.batch",
     "forecast.registry",
+    "forecast.binding",
     "forecast.flags",
     "forecast.monitoring",
     "forecast.revenue",

@@ -10,9 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from forecast.cli.main import (
+    ChurnModelOpt,
     JsonOpt,
+    ModelsOpt,
     _emit,
     _fail,
+    _model_refs,
     _parse_as_of,
     _parse_date,
     _progress,
@@ -44,6 +47,27 @@ def _entities(value: str, as_json: bool) -> list[Any]:
     return _ENTITIES[value]
 
 
+def _churn_models(
+    entities: list[Any], cfg: Any, churn_model: str | None, models: str | None, as_json: bool
+) -> dict[Any, Any]:
+    """The churn model named for each entity (``--churn-model`` or ``--models``); defaults left out."""
+    from forecast.flags.jobs import CHURN_ROLES
+
+    if churn_model is not None and len(entities) > 1:
+        _fail(
+            as_json,
+            "--churn-model names one entity's churn model: add --entity deal or lead, or use "
+            "--models churn_risk=NAME,churn_risk_leads=NAME",
+        )
+    defaults = {
+        CHURN_ROLES["opportunity"]: (cfg.churn_risk.deal_model, "--churn-model"),
+        CHURN_ROLES["lead"]: (cfg.churn_risk.lead_model, "--churn-model"),
+    }
+    named = {CHURN_ROLES[entities[0]]: churn_model} if churn_model is not None else {}
+    refs = _model_refs(as_json, defaults, named, models)
+    return {e: refs[CHURN_ROLES[e]] for e in entities if refs[CHURN_ROLES[e]].explicit}
+
+
 @app.command("flags")
 def flags(
     ctx: typer.Context,
@@ -56,24 +80,33 @@ def flags(
     ] = None,
     limit: Annotated[int, typer.Option(help="Most urgent flags to print.")] = 20,
     config: FlagsConfigOpt = None,
+    churn_model: ChurnModelOpt = None,
+    models: ModelsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """At-risk deals and leads going cold: every flag with its evidence and a suggested action."""
+    """At-risk deals and leads going cold: every flag with its evidence and a suggested action.
+
+    Roles of --models: churn_risk (deals), churn_risk_leads (leads); --churn-model names the churn
+    model of the one entity flagged.
+    """
     from forecast.flags.jobs import flags_job
 
     settings = _settings(ctx)
     when = _parse_as_of(as_of, as_json)
     cfg = _config(config, as_json)
+    chosen = _entities(entity, as_json)
+    churn_models = _churn_models(chosen, cfg, churn_model, models, as_json)
     try:
         with _progress("flags") as update:
             summary = flags_job(
                 settings,
                 as_of=when,
-                entities=_entities(entity, as_json),
+                entities=chosen,
                 config=cfg,
                 output=output,
                 limit=limit,
                 progress=lambda m: update(m, None),
+                churn_models=churn_models,
             )
     except (FileNotFoundError, ValueError, LookupError) as exc:
         _fail(as_json, str(exc).strip("'\""))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -35,6 +35,24 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+_NAMED = "NAME, NAME@alias or NAME:version; used even if trained on another warehouse (with a warning)."
+ModelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--models",
+        help="Name the models by role: role=REF,... (e.g. deal_win=deal_win_maven,time_to_close=ttc:3). "
+        "By default each role uses its champion, which must have been trained on this warehouse.",
+    ),
+]
+CloseModelOpt = Annotated[
+    str | None,
+    typer.Option("--close-model", help=f"Time-to-close model (default: time_to_close's champion): {_NAMED}"),
+]
+ChurnModelOpt = Annotated[
+    str | None,
+    typer.Option("--churn-model", help=f"Churn model behind p_churn (default: its champion): {_NAMED}"),
+]
 
 backtest_app = typer.Typer(
     help="Point-in-time backtests: rebuild the past, forecast with models trained before it, compare.",
@@ -66,6 +84,21 @@ def main(
     )
     configure_logging(settings.log_level)
     ctx.obj = settings
+
+
+def _model_refs(
+    as_json: bool,
+    defaults: dict[str, tuple[str, str]],
+    named: Mapping[str, str | None] | None = None,
+    models: str | None = None,
+) -> dict[str, Any]:
+    """The model of each role (:func:`forecast.binding.model_refs`); a bad reference exits 2."""
+    from forecast.binding import model_refs
+
+    try:
+        return model_refs(defaults, named, models)
+    except InputError as exc:
+        _fail(as_json, str(exc))
 
 
 def _emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], None]) -> None:

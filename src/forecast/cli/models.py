@@ -9,16 +9,20 @@ import typer
 from rich.console import Console
 
 from forecast.cli.main import (
+    ChurnModelOpt,
+    CloseModelOpt,
     DelimiterOpt,
     EncodingOpt,
     IdOpt,
     JsonOpt,
     KeepOpt,
+    ModelsOpt,
     TargetOpt,
     TimeOpt,
     _emit,
     _fail,
     _input_errors,
+    _model_refs,
     _parse_as_of,
     _progress,
     _settings,
@@ -309,8 +313,13 @@ def score_leads(
         bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
     ] = False,
     model: Annotated[
-        str, typer.Option(help="Registered model name (its champion is used unless --alias / --version).")
-    ] = LEAD_SCORING,
+        str | None,
+        typer.Option(
+            help="Registered model: NAME, NAME@alias or NAME:version (default: lead_scoring's champion, "
+            "which must have been trained on this warehouse to score it). A named model is used even "
+            "if trained on another warehouse or a flat export (with a warning)."
+        ),
+    ] = None,
     alias: Annotated[
         str, typer.Option(help="Score with this alias of --model (e.g. challenger).")
     ] = "champion",
@@ -331,6 +340,8 @@ def score_leads(
     ] = False,
     with_flags: FlagsOpt = True,
     reasons: ReasonsOpt = True,
+    churn_model: ChurnModelOpt = None,
+    models: ModelsOpt = None,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
     as_json: JsonOpt = False,
@@ -338,25 +349,44 @@ def score_leads(
     """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row.
 
     From the warehouse, also the flags (training/flags.yaml) and p_churn when a churn_risk_leads
-    champion exists.
+    champion exists. Roles of --models: lead_scoring, churn_risk_leads.
     """
+    refs = _model_refs(
+        as_json,
+        {LEAD_SCORING: (LEAD_SCORING, "--model"), CHURN_RISK_LEADS: (CHURN_RISK_LEADS, "--churn-model")},
+        {LEAD_SCORING: model, CHURN_RISK_LEADS: churn_model},
+        models,
+    )
+    lead = _with_alias(refs[LEAD_SCORING], alias, version, as_json)
     _score(
         ctx,
         output,
         input_path,
         from_warehouse,
-        model,
+        lead,
         as_of,
         write_back,
         encoding,
         delimiter,
         as_json,
+        churn_model=refs[CHURN_RISK_LEADS],
         with_flags=with_flags,
         reasons=reasons,
-        alias=alias,
-        version=None if version is None else str(version),
         keep_columns=keep_columns,
     )
+
+
+def _with_alias(ref: Any, alias: str, version: int | None, as_json: bool) -> Any:
+    """``ref`` with ``--alias`` / ``--version`` applied (either makes the choice explicit)."""
+    from dataclasses import replace
+
+    if version is None and alias == "champion":
+        return ref
+    if ref.version is not None or ref.alias != "champion":
+        _fail(as_json, f"--model {ref} already names its alias or version: drop --alias / --version")
+    if version is not None:
+        return replace(ref, version=str(version), explicit=True)
+    return replace(ref, alias=alias, explicit=True)
 
 
 @score_app.command("deals")
@@ -372,10 +402,17 @@ def score_deals(
     from_warehouse: Annotated[
         bool, typer.Option("--from-warehouse", help="Score the deals open in the warehouse at --as-of.")
     ] = False,
-    model: Annotated[str, typer.Option(help="Win-probability model (its champion is used).")] = DEAL_WIN,
-    close_model: Annotated[
-        str, typer.Option(help="Time-to-close model (its champion is used).")
-    ] = TIME_TO_CLOSE,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Win-probability model: NAME, NAME@alias or NAME:version (default: deal_win's champion, "
+            "which must have been trained on this warehouse to score it); a named one is used even if "
+            "trained elsewhere (with a warning)."
+        ),
+    ] = None,
+    close_model: CloseModelOpt = None,
+    churn_model: ChurnModelOpt = None,
+    models: ModelsOpt = None,
     as_of: Annotated[
         str | None, as_of_option("Score as of this time (default: midnight after the warehouse's last day).")
     ] = None,
@@ -393,19 +430,31 @@ def score_deals(
 
     Adds P(close within 30 / 60 / 90 days), close-date quantiles and the slip risk from the
     time-to-close champion; from the warehouse, also the flags and p_churn (churn_risk champion).
+    Roles of --models: deal_win, time_to_close, churn_risk.
     """
+    refs = _model_refs(
+        as_json,
+        {
+            DEAL_WIN: (DEAL_WIN, "--model"),
+            TIME_TO_CLOSE: (TIME_TO_CLOSE, "--close-model"),
+            CHURN_RISK: (CHURN_RISK, "--churn-model"),
+        },
+        {DEAL_WIN: model, TIME_TO_CLOSE: close_model, CHURN_RISK: churn_model},
+        models,
+    )
     _score(
         ctx,
         output,
         input_path,
         from_warehouse,
-        model,
+        refs[DEAL_WIN],
         as_of,
         write_back,
         encoding,
         delimiter,
         as_json,
-        close_model=close_model,
+        close_model=refs[TIME_TO_CLOSE],
+        churn_model=refs[CHURN_RISK],
         with_flags=with_flags,
         reasons=reasons,
     )
@@ -416,27 +465,24 @@ def _score(
     output: Path,
     input_path: Path | None,
     from_warehouse: bool,
-    model: str,
+    model: Any,
     as_of: str | None,
     write_back: bool,
     encoding: str,
     delimiter: str,
     as_json: bool,
-    close_model: str | None = None,
+    close_model: Any = None,
+    churn_model: Any = None,
     with_flags: bool = False,
     reasons: bool = True,
-    alias: str = "champion",
-    version: str | None = None,
     keep_columns: str | None = None,
 ) -> None:
+    """Run :func:`forecast.batch.score_job` with the models chosen (``ModelRef``) and print the summary."""
     from forecast.batch import ScoringError, score_job
     from forecast.registry import client
 
     if (input_path is None) == (not from_warehouse):
         _fail(as_json, "give exactly one of --input FILE or --from-warehouse")
-    _check_name(model, "--model", as_json)
-    if close_model is not None:
-        _check_name(close_model, "--close-model", as_json)
     settings = _settings(ctx)
     client(settings)
     when = _parse_as_of(as_of or None, as_json)  # "" scores at the default, as it always has
@@ -455,10 +501,9 @@ def _score(
             delimiter=delimiter,
             progress=update,
             close_model=close_model,
+            churn_model=churn_model if churn_model is not None and churn_model.explicit else None,
             with_flags=with_flags,
             reasons=reasons,
-            alias=alias,
-            version=version,
             keep_columns=keep_columns,
         )
 

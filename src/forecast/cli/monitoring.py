@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forecast.cli.main import JsonOpt, _emit, _fail, _progress, _settings, app
+from forecast.cli.main import JsonOpt, ModelsOpt, _emit, _fail, _model_refs, _progress, _settings, app
 from forecast.cli.models import MODELS, _load_config, default_config
 from forecast.data.sources.base import SourceError
+from forecast.errors import InputError
 
 MONITOR_HELP = (
     "Monitor a champion: Evidently drift (features and prediction) and data quality, plus our "
@@ -74,15 +75,21 @@ def monitor(
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy (default: training/monitoring.yaml).")] = None,
     config: ConfigOpt = None,
+    models: ModelsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Monitor a champion and give one verdict (see the exit codes above)."""
+    """Monitor a champion and give one verdict (see the exit codes above).
+
+    Against the warehouse, the champion must have been trained on it; ``--models
+    <model_name>=NAME[@alias|:version]`` monitors another version, wherever it was trained.
+    """
     from forecast.monitoring.job import MonitoringError, monitor_job
     from forecast.monitoring.policy import MonitoringPolicy
 
     settings = _settings(ctx)
     stem = resolve_model(model, as_json, config)
     cfg = _load_config(stem, config, as_json, None)
+    ref = _model_refs(as_json, {cfg.model_name: (cfg.model_name, "--models")}, None, models)[cfg.model_name]
     try:
         rules = MonitoringPolicy.from_yaml(policy or default_policy())
     except ValueError as exc:
@@ -99,8 +106,9 @@ def monitor(
                 reference_path=reference,
                 current_path=current,
                 progress=lambda m: update(m, None),
+                model_ref=ref,
             )
-    except (MonitoringError, SourceError, FileNotFoundError) as exc:
+    except (MonitoringError, SourceError, FileNotFoundError, InputError) as exc:  # ModelBindingError too
         _fail(as_json, str(exc).strip("'\""))
     _emit(as_json, summary, lambda c: _render_monitor(c, summary))
     raise typer.Exit(int(summary["exit_code"]))

@@ -10,9 +10,12 @@ import typer
 from rich.console import Console
 
 from forecast.cli.main import (
+    CloseModelOpt,
     JsonOpt,
+    ModelsOpt,
     _emit,
     _fail,
+    _model_refs,
     _parse_as_of,
     _parse_date,
     _progress,
@@ -40,10 +43,23 @@ def revenue(
     sims: Annotated[int, typer.Option(min=100, max=200_000, help="Monte Carlo simulations.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     output: Annotated[Path | None, typer.Option(help="Also write the table (.csv or .parquet).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Win-probability model: NAME, NAME@alias or NAME:version (default: deal_win's champion, "
+            "which must have been trained on this warehouse); a named one is used even if trained "
+            "elsewhere (with a warning)."
+        ),
+    ] = None,
+    close_model: CloseModelOpt = None,
+    models: ModelsOpt = None,
     wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Revenue per period with P10/P50/P90 against quota, from the open pipeline and future deals."""
+    """Revenue per period with P10/P50/P90 against quota, from the open pipeline and future deals.
+
+    Roles of --models: deal_win, time_to_close.
+    """
     from forecast.io import write_frame
     from forecast.revenue.forecast import GROUPINGS
     from forecast.revenue.run import revenue_job
@@ -56,13 +72,19 @@ def revenue(
         _fail(as_json, f"{output}: --output must end in .csv or .parquet")
     settings = _settings(ctx)
     when = _parse_as_of(as_of, as_json)
+    refs = _model_refs(
+        as_json,
+        {DEAL_WIN: (DEAL_WIN, "--model"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--close-model")},
+        {DEAL_WIN: model, TIME_TO_CLOSE: close_model},
+        models,
+    )
     try:
         with _progress("revenue") as update:
             update("forecasting", None)
             payload = revenue_job(
-                settings, as_of=when, periods=periods, by=by, group=group, n_sims=sims, seed=seed
+                settings, as_of=when, periods=periods, by=by, group=group, n_sims=sims, seed=seed, refs=refs
             )
-    except (FileNotFoundError, LookupError, ValueError) as exc:
+    except (FileNotFoundError, LookupError, ValueError) as exc:  # ModelBindingError is a ValueError
         _fail(as_json, str(exc).strip("'\""))
     if output is not None:
         write_frame(

@@ -1,5 +1,9 @@
 """The warehouse: one DuckDB file with a table per canonical entity, ``rejects`` and ``ingest_log``.
 
+Each warehouse has an identity (:func:`warehouse_id`): a UUID written once into ``warehouse_meta``
+when the file is first opened for writing, stable across imports. A model records the identity of
+the warehouse it was trained on, so that scoring another CRM with it is refused by default.
+
 All writes of one import happen in a single transaction: either every valid row, reject and log
 entry lands, or nothing does. Rows are upserted by primary key, so importing the same files twice
 changes nothing and a later export updates only what changed.
@@ -41,7 +45,10 @@ _META_DDL = [
         source_path VARCHAR, as_of TIMESTAMP, counts JSON, notes JSON)""",
     """CREATE TABLE IF NOT EXISTS pipeline_stages (
         pipeline VARCHAR, stage VARCHAR, stage_order INTEGER, is_closed BOOLEAN, is_won BOOLEAN)""",
+    """CREATE TABLE IF NOT EXISTS warehouse_meta ("key" VARCHAR, "value" VARCHAR)""",
 ]
+IDENTITY_KEY = "warehouse_id"
+"""The ``warehouse_meta`` key of the warehouse's identity."""
 
 
 _LOCK_HOLDER = re.compile(r"Could not set lock on file.*?\(PID (\d+)\)", re.DOTALL)
@@ -158,6 +165,28 @@ class Warehouse:
             con.execute(f"CREATE TABLE IF NOT EXISTS {_q(spec.name)} ({cols})")
         for ddl in _META_DDL:
             con.execute(ddl)
+        if _read_identity(con) is None:  # a new warehouse, or one created before identities
+            con.execute("INSERT INTO warehouse_meta VALUES (?, ?)", [IDENTITY_KEY, str(uuid.uuid4())])
+
+    def identity(self) -> str:
+        """The warehouse's identity (a UUID), given to it now if it was created without one.
+
+        Read-only when the identity exists; a warehouse created before identities gets one on this
+        first read (a short write, which waits for a held lock like any other).
+
+        Raises:
+            FileNotFoundError: No warehouse at this path.
+        """
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no warehouse here yet; run `forecast ingest` first")
+        with self.connect(read_only=True) as con:
+            found = _read_identity(con)
+        if found is not None:
+            return found
+        with self.connect() as con:  # _ensure_schema gives it one
+            found = _read_identity(con)
+        assert found is not None
+        return found
 
     # ------------------------------------------------------------------ reads
 
@@ -282,6 +311,21 @@ def _store_pipeline(con: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> No
             "INSERT INTO pipeline_stages VALUES (?, ?, ?, ?, ?)",
             [[batch.pipeline.name, s.name, s.order, s.is_closed, s.is_won] for s in batch.pipeline.stages],
         )
+
+
+def _read_identity(con: duckdb.DuckDBPyConnection) -> str | None:
+    try:
+        row = con.execute(
+            'SELECT "value" FROM warehouse_meta WHERE "key" = ? LIMIT 1', [IDENTITY_KEY]
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None
+    return None if row is None else str(row[0])
+
+
+def warehouse_id(path: Path) -> str:
+    """The identity of the warehouse at ``path`` (see :meth:`Warehouse.identity`)."""
+    return Warehouse(path).identity()
 
 
 def _read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:

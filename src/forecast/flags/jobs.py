@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.binding import CurrentWarehouse, ModelRef, resolve
 from forecast.config import Settings, config_file
 from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import LabelConfig, parse_every
@@ -22,6 +23,7 @@ from forecast.flags.compute import ID_COLUMN, ChurnScorer, availability, churn_p
 from forecast.flags.config import SEVERITY_RANK, FlagsConfig
 from forecast.flags.history import load_history
 from forecast.flags.rules import FLAG_ORDER, skipped_flags
+from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS
 from forecast.timeutil import resolve_as_of
 
 Progress = Callable[[str], None]
@@ -52,29 +54,61 @@ def load_flags_config(path: Path | None = None, settings: Settings | None = None
     return FlagsConfig.from_yaml(path) if path.is_file() else FlagsConfig()
 
 
-def champion_scorer(
-    entity: Entity, settings: Settings, config: FlagsConfig
-) -> tuple[ChurnScorer | None, str]:
-    """The churn champion of ``entity`` as a scorer, or ``None`` with the reason."""
-    from forecast.registry import load_model
+CHURN_ROLES: dict[Entity, str] = {"opportunity": CHURN_RISK, "lead": CHURN_RISK_LEADS}
+"""The ``--models`` role of each entity's churn model."""
 
+
+def churn_ref(entity: Entity, config: FlagsConfig, ref: ModelRef | None = None) -> ModelRef:
+    """``ref``, else the default churn model of ``entity`` (``training/flags.yaml``'s champion)."""
+    if ref is not None:
+        return ref
     name = config.churn_risk.deal_model if entity == "opportunity" else config.churn_risk.lead_model
+    return ModelRef(CHURN_ROLES[entity], name, option="--churn-model")
+
+
+def champion_scorer(
+    entity: Entity,
+    settings: Settings,
+    config: FlagsConfig,
+    ref: ModelRef | None = None,
+    current: CurrentWarehouse | None = None,
+) -> tuple[ChurnScorer | None, str, list[str]]:
+    """The churn model of ``entity`` as a scorer, or ``None`` with the reason; and the warnings.
+
+    Args:
+        entity: ``lead`` or ``opportunity``.
+        settings: Where the registry is.
+        config: Flags configuration (the default model names).
+        ref: The model to use (default: the champion of the configured churn model).
+        current: The warehouse flagged (its models must be bound to it unless named explicitly).
+
+    Raises:
+        ModelBindingError: The default champion was trained on another warehouse.
+        LookupError: An explicitly named model does not exist.
+    """
+    ref = churn_ref(entity, config, ref)
     try:
-        model = load_model(name, settings)
+        model, warnings = resolve(ref, settings, current)
     except LookupError:
-        return None, f"no {name} champion: p_churn and the churn_risk flag are left out"
+        if ref.explicit:
+            raise
+        return None, f"no {ref.name} champion: p_churn and the churn_risk flag are left out", []
     meta = model.meta
     if meta.entity != entity or not meta.is_warehouse:
-        return None, f"{name} v{model.version} is not a warehouse {entity} model: p_churn left out"
+        return (
+            None,
+            f"{ref.name} v{model.version} is not a warehouse {entity} model: p_churn left out",
+            warnings,
+        )
     scorer = ChurnScorer(
         pipeline=model.pipeline,
         features=list(meta.features),
         descriptions=dict(meta.descriptions),
         categorical=list(meta.categorical),
-        name=name,
+        name=model.name,
         version=model.version,
     )
-    return scorer, f"p_churn from {name} v{model.version}"
+    return scorer, f"p_churn from {model.name} v{model.version}", warnings
 
 
 def _flags_of(
@@ -102,8 +136,12 @@ def flags_job(
     output: Path | None = None,
     limit: int = 20,
     progress: Progress | None = None,
+    churn_models: dict[Entity, ModelRef] | None = None,
 ) -> dict[str, Any]:
     """Flag the deals and leads open at ``as_of`` (default: midnight after the data's last day).
+
+    ``churn_models`` name the churn model of an entity (default: its champion, which must have been
+    trained on this warehouse: :func:`forecast.binding.check_binding`).
 
     Returns:
         Per entity: open count, at-risk count, counts per flag, skipped flags and notes; the most
@@ -113,13 +151,15 @@ def flags_job(
     h = config.horizon_days
     rows: list[pd.DataFrame] = []
     per_entity: dict[str, Any] = {}
-    scorers = {e: champion_scorer(e, settings, config) for e in entities}
+    current = CurrentWarehouse.of(settings.warehouse)
+    named = churn_models or {}
+    scorers = {e: champion_scorer(e, settings, config, named.get(e), current) for e in entities}
     with warehouse_source(settings.warehouse) as src:
         when = resolve_as_of(as_of, src.default_as_of)
         for entity in entities:
             say(f"{ENTITY_WORD[entity]} snapshots")
             frame = build_feature_table(src, entity, [when], LabelConfig.both(h)).frame
-            scorer, note = scorers[entity]
+            scorer, note, _warned = scorers[entity]
             say(f"{ENTITY_WORD[entity]} flags")
             flags, summary, p, skipped = _flags_of(src, entity, frame, when, config, scorer)
             ids = frame[ID_COLUMN[entity]].to_numpy()
@@ -152,6 +192,7 @@ def flags_job(
     return {
         "ok": True,
         "as_of": when.isoformat(),
+        "warnings": [w for e in entities for w in scorers[e][2]],
         "horizon_days": h,
         "entities": per_entity,
         "rows": len(table),
@@ -183,7 +224,9 @@ def flag_columns(
     entity: Entity,
     as_of: pd.Timestamp,
     config: FlagsConfig | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
+    churn_model: ModelRef | None = None,
+    current: CurrentWarehouse | None = None,
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Flag columns for scored rows (``forecast score deals|leads`` from the warehouse).
 
     Args:
@@ -192,14 +235,17 @@ def flag_columns(
         entity: ``lead`` or ``opportunity``.
         as_of: Their as_of.
         config: Flags configuration (default: ``<config_dir>/flags.yaml``).
+        churn_model: The churn model (default: the entity's churn champion, see :func:`champion_scorer`).
+        current: The scored warehouse (default: ``settings.warehouse``).
 
     Returns:
-        Columns aligned with ``features`` — ``p_churn`` (when a churn champion exists),
+        Columns aligned with ``features`` — ``p_churn`` (when a churn model is found),
         ``at_risk``, ``flags``, ``n_flags``, ``top_flag``, ``flag_severity``, ``flag_evidence``,
-        ``suggested_action`` — and notes.
+        ``suggested_action`` —, notes and warnings (a churn model named from another warehouse).
     """
     config = config or load_flags_config(settings=settings)
-    scorer, note = champion_scorer(entity, settings, config)
+    current = current or CurrentWarehouse.of(settings.warehouse)
+    scorer, note, warnings = champion_scorer(entity, settings, config, churn_model, current)
     with warehouse_source(settings.warehouse) as src:
         _flags, summary, p, _skipped = _flags_of(
             src, entity, features.reset_index(drop=True), as_of, config, scorer
@@ -215,7 +261,7 @@ def flag_columns(
     out["flag_severity"] = summary["severity"].to_numpy()
     out["flag_evidence"] = summary["evidence"].to_numpy()
     out["suggested_action"] = summary["suggested_action"].to_numpy()
-    return out.set_index(features.index), [note]
+    return out.set_index(features.index), [note], warnings
 
 
 def backtest_job(

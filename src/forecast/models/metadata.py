@@ -44,6 +44,9 @@ class ModelMetadata(BaseModel):
         flat_spec: Preparation of a flat export (its ``FlatExportPreparer`` spec).
         id_column: Id column of a flat export.
         target_column: Target column of a flat export.
+        warehouse_id: Identity of the warehouse it was trained on (``None``: a flat export, or a
+            model logged before identities were recorded).
+        warehouse: Path of that warehouse at training time (for messages only; the identity decides).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -66,6 +69,8 @@ class ModelMetadata(BaseModel):
     flat_spec: dict[str, Any] | None = None
     id_column: str | None = None
     target_column: str | None = None
+    warehouse_id: str | None = None
+    warehouse: str | None = None
 
     @field_validator("features", "categorical", "descriptions", "label", mode="before")
     @classmethod

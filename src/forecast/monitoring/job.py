@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.binding import MODELS_OPTION, ModelRef
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.io import write_text
+from forecast.logging import get_logger
 from forecast.models.config import TrainingConfig
 from forecast.monitoring.calibration import Quality, judgeable, quality
 from forecast.monitoring.drift import PREDICTION, TARGET, classification_report, drift_report
@@ -287,8 +289,14 @@ def monitor_job(
     reference_path: Path | None = None,
     current_path: Path | None = None,
     progress: Progress | None = None,
+    model_ref: ModelRef | None = None,
 ) -> dict[str, Any]:
     """Compare the champion's reference with the current data and give the policy's verdict.
+
+    ``model_ref`` names the version to monitor (default: the champion of ``config.model_name``). Against
+    the warehouse (no ``current_path``), a default champion must have been trained on it
+    (:func:`forecast.binding.check_binding`: else exit 2 with the fix); a named one is used with a
+    warning.
 
     Writes ``report.html`` (Evidently's drift and data summary under our verdict),
     ``classification.html`` (Evidently's classification quality, when outcomes have arrived on
@@ -301,15 +309,21 @@ def monitor_job(
     Raises:
         MonitoringError: No champion, or unusable input (empty, missing feature columns, a
             flat-export model without ``--current``).
+        ModelBindingError: The default champion was trained on another warehouse.
         FileNotFoundError: No warehouse, or a missing file.
     """
-    from forecast.registry import load_model
+    from forecast.binding import CurrentWarehouse, check_binding, load_ref
 
     say = progress or (lambda _m: None)
+    model_ref = model_ref or ModelRef(config.model_name, config.model_name, option=MODELS_OPTION)
     try:
-        model = load_model(config.model_name, settings)
+        model = load_ref(model_ref, settings)
     except LookupError as exc:
         raise MonitoringError(str(exc).strip("'\"")) from exc
+    current = None if current_path is not None else CurrentWarehouse.of(settings.warehouse)
+    warning = check_binding(model.meta, model.name, model.version, model_ref, current)
+    if warning is not None:
+        get_logger("monitoring").warning(warning)
     meta = model.meta
     features = list(meta.features)
     categorical = [c for c in meta.categorical if c in features]
@@ -390,6 +404,7 @@ def monitor_job(
         "exit_code": verdict.exit_code,
         "reasons": verdict.reasons,
         "notes": verdict.notes,
+        "warnings": [] if warning is None else [warning],
         "findings": [f.__dict__ for f in verdict.findings],
         "reference": {"source": ref.source, "rows": len(ref_rows), **ref.period},
         "current": {"source": cur.source, "rows": len(cur_rows), **cur.period},

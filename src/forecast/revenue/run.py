@@ -34,6 +34,7 @@ from forecast.revenue.job import (
 from forecast.timeutil import resolve_as_of
 
 if TYPE_CHECKING:
+    from forecast.binding import ModelRef
     from forecast.registry import LoadedModel
 
 WIN_MODEL = DEAL_WIN
@@ -52,16 +53,37 @@ def read_crm(settings: Settings) -> tuple[dict[str, pd.DataFrame], SalesPipeline
         return read_frames(con)
 
 
-def champion_models(settings: Settings) -> DealModels:
-    """The registry's deal_win and time_to_close champions.
+def default_refs() -> dict[str, ModelRef]:
+    """The forecast's two models by default: the deal_win and time_to_close champions."""
+    from forecast.binding import ModelRef
+
+    return {
+        WIN_MODEL: ModelRef(WIN_MODEL, WIN_MODEL, option="--model"),
+        CLOSE_MODEL: ModelRef(CLOSE_MODEL, CLOSE_MODEL, option="--close-model"),
+    }
+
+
+def champion_models(
+    settings: Settings, refs: dict[str, ModelRef] | None = None
+) -> tuple[DealModels, list[str]]:
+    """The win and time-to-close models of the current warehouse, and the warnings.
+
+    Args:
+        settings: Where the warehouse and the registry are.
+        refs: By role (``deal_win``, ``time_to_close``), the models named (default: the champions,
+            which must have been trained on this warehouse: :func:`forecast.binding.check_binding`).
 
     Raises:
-        LookupError: A champion is missing (the message says what to run).
+        LookupError: A model is missing (the message says what to run).
+        ModelBindingError: A default champion was trained on another warehouse.
     """
-    from forecast.registry import load_model
+    from forecast.binding import CurrentWarehouse, resolve
 
-    win, close = load_model(WIN_MODEL, settings), load_model(CLOSE_MODEL, settings)
-    return deal_models(win, close, held_out_models(win, close, settings))
+    chosen = {**default_refs(), **(refs or {})}
+    current = CurrentWarehouse.of(settings.warehouse)
+    win, win_warnings = resolve(chosen[WIN_MODEL], settings, current)
+    close, close_warnings = resolve(chosen[CLOSE_MODEL], settings, current)
+    return deal_models(win, close, held_out_models(win, close, settings)), win_warnings + close_warnings
 
 
 def held_out_models(win: LoadedModel, close: LoadedModel, settings: Settings) -> HeldOutModels | None:
@@ -143,16 +165,21 @@ def revenue_job(
     n_sims: int,
     seed: int = 0,
     models: DealModels | None = None,
+    refs: dict[str, ModelRef] | None = None,
 ) -> dict[str, Any]:
     """Forecast the next periods against quota; the result as JSON-ready data.
 
-    ``models`` default to the registry's champions (the HTTP service passes the ones it serves).
+    ``models`` are the two models to use (the HTTP service passes the ones it serves); without
+    them, ``refs`` name them, by default the champions bound to this warehouse
+    (:func:`champion_models`).
     """
     from forecast.tracking.data import default_as_of
 
     frames, pipeline = read_crm(settings)
     when = resolve_as_of(as_of, lambda: default_as_of(frames))
-    models = models or champion_models(settings)
+    warnings: list[str] = []
+    if models is None:
+        models, warnings = champion_models(settings, refs)
     grid = period_grid(when, periods, by)
     quotas = _quota_lookup(frames, pipeline, when, group)
     result, scored = revenue_forecast(
@@ -187,6 +214,7 @@ def revenue_job(
         "group": group,
         "simulations": n_sims,
         "models": models.versions,
+        "warnings": warnings,
         "open_deals": len(scored),
         "open_pipeline": float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
         "model_error": {k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},

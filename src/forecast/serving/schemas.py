@@ -219,6 +219,20 @@ class ReloadRequest(BaseModel):
     )
 
 
+Cell = Annotated[str, Field(max_length=MAX_TEXT)] | int | float | bool | None
+
+
+class ExportRowsRequest(BaseModel):
+    """``POST /score_export``: rows in the shape of the flat export the served lead model learned from."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[Annotated[str, Field(max_length=MAX_TEXT)], Cell]] = Field(
+        min_length=1,
+        max_length=MAX_RECORDS,
+        description="Up to 1,000 rows: the export's column names and values as the export writes them.",
+    )
+
+
 # Responses (for the OpenAPI spec; the service writes the same shapes as JSON)
 # --------------------------------------------------------------------------------------------------
 
@@ -342,3 +356,17 @@ class ReloadResponse(BaseModel):
 
     reload: dict[str, dict[str, Any]]
     models: dict[str, Any]
+
+
+class ExportScoreResponse(BaseModel):
+    """The answer of ``/score_export``: the rows scored and the rows refused.
+
+    ``results``: the export's id or ``source_row``, the probability, score, band, reasons and
+    warnings; ``rejected``: row, column, rule, message.
+    """
+
+    results: list[dict[str, Any]]
+    count: int
+    rejected: list[dict[str, Any]]
+    model: str
+    version: str

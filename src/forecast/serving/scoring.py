@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from forecast.batch import band_of, close_date_columns, fast_proba_and_reasons, score_frame
+from forecast.batch import band_of, close_date_columns, fast_proba_and_reasons, score_export_rows, score_frame
 from forecast.errors import truncate
 from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.models import fastpath
@@ -320,6 +320,36 @@ def win_and_timing(
     wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
     closed_by = wins if wins is not None else 1.0 - hazard.survival(x)
     return p_win, closed_by, edges
+
+
+def export_records(model: LoadedModel, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Score rows of a flat export with the lead model trained on that export (``/score_export``).
+
+    Values are read as text, as ``forecast score leads --input`` reads the export's CSV, so the
+    API and the batch scorer give the same numbers for the same rows.
+
+    Raises:
+        NotServableError: The model was not trained on a flat export, or a needed column is missing.
+    """
+    if model.meta.source != "flat_export":
+        raise NotServableError(
+            f"model {model.name} v{model.version} was trained on the warehouse's snapshots: send its "
+            "features to /lead_score (serve a flat-export model with forecast serve --models "
+            "lead_scoring=NAME)"
+        )
+    raw = pd.DataFrame([{str(k): None if v is None else str(v) for k, v in row.items()} for row in rows])
+    try:
+        scored, _id, _rows = score_export_rows(model, raw)
+    except KeyError as exc:
+        raise NotServableError(str(exc).strip("'\"")) from exc
+    results = json_records(scored.scores.drop(columns=["scored_at"], errors="ignore"))
+    return {
+        "results": results,
+        "count": len(results),
+        "rejected": json_records(scored.rejects),
+        "model": model.name,
+        "version": model.version,
+    }
 
 
 def json_safe(value: Any) -> Any:

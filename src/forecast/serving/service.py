@@ -7,6 +7,7 @@ with ``forecast serve`` (or ``bentoml serve`` from the repository root: ``bentof
 it). Routes:
 
 - ``POST /lead_score``, ``/win_probability``, ``/time_to_close``, ``/flags``: one record or a list;
+- ``POST /score_export``: rows of a flat export, for a served lead model trained on one;
 - ``POST /revenue_forecast``: sent open deals, or the warehouse's pipeline;
 - ``GET /model_info``, ``GET /ready`` (details), ``POST /admin/reload``;
 - ``/livez``, ``/healthz``, ``/readyz`` (BentoML's probes; ``/readyz`` fails until the required
@@ -45,6 +46,8 @@ from forecast.serving.schemas import (
     CloseDatesResponse,
     DealRequest,
     DealScoreResponse,
+    ExportRowsRequest,
+    ExportScoreResponse,
     FlagsRequest,
     FlagsResponse,
     LeadScoreRequest,
@@ -144,7 +147,15 @@ def _answer(results: list[dict[str, Any]], single: bool, **extra: Any) -> JSONRe
     return JSONResponse(scoring.json_safe(body))
 
 
-ROUTES = ["/lead_score", "/win_probability", "/time_to_close", "/flags", "/revenue_forecast", "/admin/reload"]
+ROUTES = [
+    "/lead_score",
+    "/score_export",
+    "/win_probability",
+    "/time_to_close",
+    "/flags",
+    "/revenue_forecast",
+    "/admin/reload",
+]
 
 SERVICE_CONFIG: dict[str, Any] = {
     "workers": 2,  # one per core of the reference machine; `forecast serve --workers` sets it
@@ -195,6 +206,17 @@ class ForecastService:
         """Conversion probability, score (0-100), band and reasons of one lead or a list."""
         records, single = ([lead], True) if lead is not None else (list(leads or []), False)
         return await _inline_or_thread(len(records), self._scores, LEAD_SCORING, records, "lead", single)
+
+    @bentoml.api(route="/score_export", input_spec=ExportRowsRequest, output_spec=ExportScoreResponse)
+    def score_export(self, rows: list[dict[str, Any]]) -> JSONResponse:
+        """Scores of flat-export rows from the served lead model, when it was trained on that export."""
+        try:
+            model = self.store.get(LEAD_SCORING).model
+            return JSONResponse(scoring.json_safe(scoring.export_records(model, rows)))
+        except ModelUnavailableError as exc:
+            return _error(503, str(exc))
+        except (scoring.NotServableError, ScoringError) as exc:
+            return _error(422, str(exc))
 
     @bentoml.api(route="/win_probability", input_spec=DealRequest, output_spec=DealScoreResponse)
     async def win_probability(

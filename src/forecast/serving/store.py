@@ -1,5 +1,11 @@
 """The models the service serves: the registry's champions, reloaded when an alias moves.
 
+Each served role (``lead_scoring``, ``deal_win``, ...) is a :class:`forecast.binding.ModelRef`: by
+default the champion of the role's model, or what ``forecast serve --models`` names
+(``FORECAST_SERVE_MODELS``). Served with the warehouse, a default champion must have been trained
+on it: one trained elsewhere is not loaded (its error says why), a named one is loaded with a
+warning.
+
 Each request reads the store's current mapping once, so it is answered by one model version from
 start to end. A reload loads the new champion beside the old one and then swaps one reference:
 requests in flight finish on the old model, new ones get the new model, none is dropped. A load
@@ -19,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forecast.binding import CurrentWarehouse, ModelRef, check_binding, model_refs
 from forecast.config import Settings
 from forecast.models import fastpath
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
@@ -30,6 +37,15 @@ SERVED_MODELS = (LEAD_SCORING, DEAL_WIN, TIME_TO_CLOSE, CHURN_RISK, CHURN_RISK_L
 """What the service loads: every endpoint's champion (a missing one disables only its endpoint)."""
 REQUIRED_MODELS = (LEAD_SCORING, DEAL_WIN, TIME_TO_CLOSE)
 """Without these champions the service is not ready."""
+
+
+def served_refs(settings: Settings, names: Sequence[str] = SERVED_MODELS) -> dict[str, ModelRef]:
+    """The model of each served role: ``settings.serve_models`` (``--models``), else the champions.
+
+    Raises:
+        InputError: A bad ``--models`` mapping.
+    """
+    return model_refs({n: (n, "--models") for n in names}, None, settings.serve_models or None)
 
 
 class ModelUnavailableError(LookupError):
@@ -107,6 +123,8 @@ class ModelStore:
         on_load: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.refs = served_refs(settings, names)
+        self._current: CurrentWarehouse | None = None
         self.generation = 0
         """Grows by one with every model loaded (caches built on the models compare it)."""
         self.on_load = on_load
@@ -149,11 +167,32 @@ class ModelStore:
         with self._lock:
             return {name: self._refresh_one(name) for name in names}
 
+    def current(self) -> CurrentWarehouse | None:
+        """The served warehouse, which default champions must be bound to (``None``: not served).
+
+        Read at the first load (not at start, so a busy warehouse fails a load, not the service).
+        """
+        if self._current is None and self.settings.serve_warehouse:
+            self._current = CurrentWarehouse.of(self.settings.warehouse)
+        return self._current
+
+    def _version(self, ref: ModelRef) -> Any | None:
+        """The registry's version behind ``ref`` (its alias, or its exact version), or ``None``."""
+        if ref.version is None:
+            return version_by_alias(ref.name, ref.alias, self.settings)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client(self.settings).get_model_version(ref.name, ref.version)
+        except MlflowException:
+            return None
+
     def _refresh_one(self, name: str) -> dict[str, Any]:
         status = self._status[name]
         status.checked_at = _now()
+        ref = self.refs[name]
         try:
-            mv = version_by_alias(name, CHAMPION, self.settings)
+            mv = self._version(ref)
         except Exception as exc:  # the registry itself is unreachable: keep serving
             status.error, status.error_at = f"registry lookup failed: {exc}", _now()
             return {"result": "failed", "error": status.error}
@@ -167,8 +206,11 @@ class ModelStore:
             status.error = status.error_at = None  # a failed newer version is no longer the champion
             return {"result": "unchanged", "version": version}
         try:
-            loaded = self._loader(name, self.settings, version)
-            loaded.alias = CHAMPION
+            loaded = self._loader(ref.name, self.settings, version)
+            loaded.alias = ref.alias
+            warning = check_binding(loaded.meta, loaded.name, loaded.version, ref, self.current())
+            if warning is not None:
+                log.warning("model %s: %s", name, warning)
             fastpath.coded(loaded.pipeline)  # build (and self-check) the array path before serving
             metrics = client(self.settings).get_run(loaded.run_id).data.metrics
             served = ServedModel(loaded, _now(), describe_version(loaded, mv, dict(metrics)))
@@ -200,6 +242,7 @@ class ModelStore:
             st = self._status[name]
             served = self._served.get(name)
             out[name] = {
+                "model": str(self.refs[name]),
                 "served": None if served is None else {**served.info, "loaded_at": served.loaded_at},
                 "champion_version": st.champion_version,
                 "required": name in REQUIRED_MODELS,
