@@ -236,3 +236,9 @@ def test_the_dormant_limit_is_a_high_quantile_of_every_past_gap() -> None:
     rows = pd.DataFrame({"rep_id": ["R1"], "segment": "Pro", "stage": "proposal"})
     assert expected_silence(model, rows).loc[0, "gap_dormant"] == pytest.approx(model.dormant_days)
     assert FlagsConfig().severity_of("dormant") == "low"
+
+
+def test_one_rule_per_flag_in_flag_order() -> None:
+    from forecast.flags.rules import RULES
+
+    assert list(RULES) == FLAG_ORDER
