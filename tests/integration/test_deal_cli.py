@@ -183,6 +183,7 @@ def test_revenue_bad_options_are_clear_errors(env: dict[str, str], trained: dict
     )
 
 
+@pytest.mark.slow  # a point-in-time revenue backtest
 def test_backtest_revenue_logs_a_run(env: dict[str, str], trained: dict[str, dict]) -> None:
     out = _cli(env, "backtest", "revenue", "--from", "2025-09-01", "--to", "2025-09-01", "--sims", "500")
     assert len(out["periods"]) == 1 and out["periods"][0]["period"] == "2025-09"

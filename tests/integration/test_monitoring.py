@@ -40,6 +40,7 @@ def _crm(root: Path, name: str, config: SimulationConfig) -> None:
     assert _cli(_env(root, name), "ingest", str(root / f"crm_{name}"))["balanced"]
 
 
+@pytest.mark.slow  # two CRMs, trains and retrains: over 2 minutes
 def test_monitor_and_retrain_on_clean_and_shifted_crms(tmp_path: Path) -> None:
     root = tmp_path
     _crm(root, "a", SimulationConfig(n_leads=8000, seed=11, months=18))

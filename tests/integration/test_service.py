@@ -36,6 +36,8 @@ from tests.cli import cli_env, runner
 from tests.cli import cli_json as _cli
 from tests.conftest import hold_warehouse_lock
 
+pytestmark = pytest.mark.slow  # trains champions and starts HTTP servers
+
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 300_000

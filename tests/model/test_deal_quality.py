@@ -23,6 +23,8 @@ from forecast.train import TrainResult, train_binary
 from forecast.train_survival import train_time_to_close
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains deal win and time to close on a simulated CRM
+
 WIN = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
 CLOSE = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
 N_LEADS = 60_000

@@ -24,6 +24,8 @@ from forecast.models.datasets import snapshot_table, table_input
 from forecast.train import TrainResult, train_binary
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains the churn model on a simulated CRM
+
 CHURN = TrainingConfig.from_yaml(REPO / "training" / "churn_risk.yaml")
 FLAGS = FlagsConfig.from_yaml(REPO / "training" / "flags.yaml")
 N_LEADS = 60_000

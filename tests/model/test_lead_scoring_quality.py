@@ -20,6 +20,8 @@ from forecast.models.datasets import snapshot_table, table_input
 from forecast.train import TrainResult, train_binary
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains lead scoring on a simulated CRM and the UCI files
+
 CONFIG = TrainingConfig.from_yaml(REPO / "training" / "lead_scoring.yaml")
 
 

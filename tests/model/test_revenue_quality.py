@@ -15,6 +15,8 @@ from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import period_grid
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # a point-in-time revenue backtest: about 5 minutes
+
 WIN = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
 CLOSE = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
 

@@ -23,6 +23,8 @@ from forecast.models.config import TrainingConfig
 from forecast.robustness import AUC_MARGIN, ECE_MAX, STAGE_AUC_INFORMATIVE, MatrixSettings, run_world
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains in several simulated worlds
+
 LEADS_PER_MONTH = 500.0
 SEED = 7
 WORLDS = ("history-3m", "history-9m", "stages-8", "win-60")
