@@ -7,6 +7,10 @@
 # fetches the binary from PyPI into .tools/bin (scripts/get_uv.py). No sudo in any case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# uv trusts the system's certificate store, as Debian's pip and Python do: with its bundled roots a
+# network that inspects TLS with its own authority (a company proxy) fails with "UnknownIssuer".
+# UV_NATIVE_TLS is the name older uv releases read; 0.13 reads both.
+export UV_NATIVE_TLS="${UV_NATIVE_TLS:-true}"
 pip_quiet=(--quiet --disable-pip-version-check)
 if command -v uv >/dev/null 2>&1; then
   UV="uv"
