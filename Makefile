@@ -3,8 +3,6 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_ENABLE_TELEMETRY := false
-# uv trusts the system's certificate store, as pip does (scripts/bootstrap.sh)
-export UV_NATIVE_TLS ?= true
 # write bytecode: a process that compiles every module it imports spends about 9 s doing it here
 export PYTHONDONTWRITEBYTECODE :=
 
