@@ -51,7 +51,7 @@ def test_blocks_carry_their_directives_and_groups(tmp_path: Path) -> None:
     assert (plain.line, plain.text, plain.skip, plain.group) == (3, "forecast quality\n", None, 0)
     assert skipped.skip == "needs a PostgreSQL server, absent here" and skipped.group == 0
     assert reduced.state == "empty" and reduced.group == 1 and reduced.server == "mlflow ui"
-    assert reduced.id == "page.md:19 (reduced)"
+    assert reduced.id == "page.md:18 (reduced)"
     assert reduced.script(5001).startswith("forecast simulate --out crm --leads 2000\n")
     assert console.text == "forecast quality --json\n" and console.group == 1
 

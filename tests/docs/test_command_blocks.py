@@ -35,8 +35,9 @@ import pytest
 from tests.conftest import REPO, SHARED_DATA
 from tests.docs.blocks import Block, extract_blocks, hidden_commands, pages
 
-BASE_LEADS = 2000
-"""Leads of the base state's simulated CRM (the main job's default is 20,000)."""
+BASE_LEADS = 4000
+"""Leads of the base state's simulated CRM (the main job's default is 20,000; at 2,000 the deal
+win model is not promoted, and the pages' deal scoring needs its champion)."""
 
 BLOCK_TIMEOUT = 300
 """Seconds one block may take before it fails."""
@@ -60,7 +61,7 @@ exec "$@"
 
 PRELUDE = """set -euo pipefail
 __wait_port() {  # wait until the server of the last background line answers on port $1
-  for _ in $(seq 1200); do
+  for _ in $(seq 480); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     if ! kill -0 "$__server" 2>/dev/null; then echo "doc-test: the server exited" >&2; return 1; fi
     sleep 0.25
@@ -151,7 +152,8 @@ def _script(block: Block, port: int) -> str:
         if raw.endswith("\\"):
             continue
         if block.server in logical:
-            logical = f"{logical.rstrip()} &\n__server=$!; __wait_port {port}\n"
+            # braces and a newline: a comment at the end of the line cannot swallow the `&`
+            logical = f"{{ {logical.rstrip()}\n}} &\n__server=$!; __wait_port {port}\n"
         lines.append(logical)
         logical = ""
     return PRELUDE + "".join(lines) + logical
@@ -233,13 +235,14 @@ def _state(block: Block, request: pytest.FixtureRequest, factory: pytest.TempPat
 def test_every_page_parses_and_hides_no_command() -> None:
     hidden = [line for page in pages(REPO) for line in hidden_commands(page, REPO)]
     assert hidden == [], "commands outside a bash block (make it bash, and runnable): " + "; ".join(hidden)
-    assert len(ALL_BLOCKS) >= 20
+    assert len(ALL_BLOCKS) >= 15
 
 
 def test_a_skip_always_gives_its_reason() -> None:
-    assert all(len(block.skip or "reason") >= 20 for block in ALL_BLOCKS)
+    assert all(len(block.skip) >= 20 for block in ALL_BLOCKS if block.skip is not None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[block.id for block in ALL_BLOCKS])
 def test_command_block_runs_as_written(
     block: Block, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
