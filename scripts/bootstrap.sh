@@ -22,5 +22,15 @@ else
   echo "forecast: pip cannot install uv here; fetching its binary from PyPI into .tools/bin" >&2
   UV="$(python3 scripts/get_uv.py)"
 fi
+# uv trusts the system's certificate store, as Debian's pip and Python do: with its bundled roots a
+# network that inspects TLS with its own authority (a company proxy) fails with "UnknownIssuer".
+# The setting's name depends on the release (UV_SYSTEM_CERTS since 0.13; UV_NATIVE_TLS before).
+if [ -z "${UV_SYSTEM_CERTS:-}${UV_NATIVE_TLS:-}" ]; then
+  if $UV help sync 2>/dev/null | grep -q UV_SYSTEM_CERTS; then
+    UV="env UV_SYSTEM_CERTS=true $UV"
+  else
+    UV="env UV_NATIVE_TLS=true $UV"
+  fi
+fi
 $UV sync --frozen --quiet >&2
 echo "$UV"

@@ -8,6 +8,7 @@ the file and the problem; nothing was written).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -61,6 +62,18 @@ backtest_app = typer.Typer(
 app.add_typer(backtest_app, name="backtest")
 
 
+def mlflow_project_store() -> str | None:
+    """The tracking store of the run ``mlflow run`` opened for this process, else ``None``.
+
+    Under ``mlflow run training -e ...`` (the MLproject) MLflow has already started the run forecast
+    logs into (``MLFLOW_RUN_ID``) in the store ``MLFLOW_TRACKING_URI`` names; any other store has
+    no such run. ``--mlflow-tracking-uri`` still wins.
+    """
+    if os.environ.get("MLFLOW_RUN_ID") and os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return None
+
+
 def _settings(ctx: typer.Context) -> Settings:
     settings = ctx.obj
     assert isinstance(settings, Settings)
@@ -80,7 +93,9 @@ def main(
 ) -> None:
     """Global settings: environment variables with the FORECAST_ prefix, overridden by these options."""
     settings = load_settings(
-        warehouse=warehouse, mlflow_tracking_uri=mlflow_tracking_uri, log_level=log_level
+        warehouse=warehouse,
+        mlflow_tracking_uri=mlflow_tracking_uri or mlflow_project_store(),
+        log_level=log_level,
     )
     configure_logging(settings.log_level)
     ctx.obj = settings
