@@ -6,7 +6,7 @@ export MLFLOW_ENABLE_TELEMETRY := false
 # write bytecode: a process that compiles every module it imports spends about 9 s doing it here
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help setup run test test-all lint typecheck unit bench bento serve clean
+.PHONY: help setup run test test-all test-docs lint typecheck unit bench bento serve clean
 
 help:
 	@echo "make run    set up from nothing, then the main job: simulate a CRM, ingest it, train and promote"
@@ -14,6 +14,7 @@ help:
 	@echo "make test   set up from nothing, then ruff, mypy and the tests; the slow ones (model-quality gates,"
 	@echo "           the HTTP service) only when CI or FORECAST_ALL_TESTS is set"
 	@echo "make test-all  make test with every test (what CI runs)"
+	@echo "make test-docs every command block of README.md and docs/*.md, run as written (~15 min)"
 	@echo "make bench  benchmarks (results go to benchmarks/RESULTS.md by hand)"
 	@echo "make serve  the HTTP service on 127.0.0.1:3000 (after make run)"
 	@echo "make bento  build a Bento of the HTTP service"
@@ -36,6 +37,10 @@ test:
 	    echo "run every test with: make test-all (or FORECAST_ALL_TESTS=1 make test). CI runs them all." ;; \
 	  *) $$UV run --frozen pytest -q -n 2 --dist loadfile ;; \
 	esac
+
+# every command block of README.md and docs/*.md, run as written (about 15 minutes)
+test-docs:
+	@UV="$$(scripts/bootstrap.sh)" && FORECAST_DOC_BLOCKS=1 $$UV run --frozen pytest -q tests/docs
 
 # every test, slow ones included (CI: .ci/run sets CI=true)
 test-all:

@@ -242,7 +242,17 @@ def test_a_skip_always_gives_its_reason() -> None:
     assert all(len(block.skip) >= 20 for block in ALL_BLOCKS if block.skip is not None)
 
 
+RUN_BLOCKS = os.environ.get("FORECAST_DOC_BLOCKS", "") not in ("", "0", "false")
+"""The blocks run only with ``FORECAST_DOC_BLOCKS=1`` (``make test-docs``): about 15 minutes on two
+idle cores (servers, ``mlflow ui``, the README's examples), which would take CI past its 20-minute
+budget; the parsing tests above always run."""
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not RUN_BLOCKS,
+    reason="the doc command blocks run with FORECAST_DOC_BLOCKS=1 (make test-docs, about 15 minutes)",
+)
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[block.id for block in ALL_BLOCKS])
 def test_command_block_runs_as_written(
     block: Block, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
