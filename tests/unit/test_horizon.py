@@ -33,6 +33,27 @@ def test_km_quantile_is_none_when_the_history_never_reaches_it() -> None:
         km_quantile(d, d > 0, 1.5)
 
 
+def test_km_quantile_reads_the_closes_that_happen_when_stale_deals_never_close() -> None:
+    """Maven's shape: every close within 100 days, 10% of deals left open for 300 days and more.
+
+    The share closed levels off at 0.9 and never reaches 0.95; the deals watched three times longer
+    than any close show that it will not, so the horizon is the 95th percentile of the closes seen.
+    """
+    closes = np.arange(1, 101, dtype=float).repeat(9)  # 900 closes, 1..100 days
+    stale = np.full(100, 300.0)  # 100 deals open for 300 days
+    d = np.concatenate([closes, stale])
+    observed = np.concatenate([np.ones(900, dtype=bool), np.zeros(100, dtype=bool)])
+    assert km_quantile(d, observed, 0.5) == 56  # reached: the plain Kaplan-Meier quantile
+    assert km_quantile(d, observed, 0.95) == 95
+    # The same open deals followed only 110 days: later closes may yet come, no quantile.
+    assert km_quantile(np.concatenate([closes, np.full(100, 110.0)]), observed, 0.95) is None
+    # A handful of stale deals is not evidence of a plateau.
+    few = np.concatenate([closes[:900], np.full(5, 300.0)])
+    assert (
+        km_quantile(few, np.concatenate([np.ones(900, dtype=bool), np.zeros(5, dtype=bool)]), 0.999) is None
+    )
+
+
 def test_win_time_quantile_ignores_quick_losses() -> None:
     """Four wins at 10-40 days and four losses at 5: the time to a win among winners, not to a close."""
     days = np.array([10, 20, 30, 40, 5, 5, 5, 5], dtype=float)

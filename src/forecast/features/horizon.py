@@ -32,8 +32,10 @@ def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float 
         q: Quantile in (0, 1).
 
     Returns:
-        The first event time at which the estimated CDF reaches ``q``; ``None`` when it never does
-        (the history is too short to see that share of deals close).
+        The first event time at which the estimated CDF reaches ``q``. When it never does: the
+        ``q`` quantile of the closes seen if the curve has plainly levelled off
+        (:func:`_has_plateaued`: deals left open long after every close), else ``None`` (the
+        history is too short to see that share of deals close).
     """
     if not 0 < q < 1:
         raise ValueError(f"quantile must be in (0, 1), got {q}")
@@ -46,9 +48,33 @@ def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float 
     times = np.unique(d[e])
     at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
     events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
-    survival = np.cumprod(1.0 - events / at_risk)
-    hit = np.flatnonzero(1.0 - survival >= q - 1e-12)
-    return float(times[hit[0]]) if len(hit) else None
+    cdf = 1.0 - np.cumprod(1.0 - events / at_risk)
+    hit = np.flatnonzero(cdf >= q - 1e-12)
+    if len(hit):
+        return float(times[hit[0]])
+    if not _has_plateaued(d, e, float(times[-1])):
+        return None
+    # Deals watched well past the longest close ever seen have not closed: the curve has levelled
+    # off below ``q`` (stale deals nobody closes), so read the quantile of the closes that happen.
+    return float(times[np.flatnonzero(cdf >= q * cdf[-1] - 1e-12)[0]])
+
+
+PLATEAU_FACTOR = 1.25
+"""Open deals followed this many times the longest close seen show the closing curve has levelled off."""
+PLATEAU_MIN_DEALS = 20
+"""How many such open deals it takes (fewer: the history may simply be too short to see later closes)."""
+
+
+def _has_plateaued(durations: np.ndarray, observed: np.ndarray, last_close: float) -> bool:
+    """Whether enough open deals were followed well past the last close time without closing.
+
+    On a CRM where some deals are never closed (left open in the CRM long after every deal of their
+    kind was decided), the Kaplan-Meier share of closed deals levels off below any high quantile.
+    When at least :data:`PLATEAU_MIN_DEALS` deals have stayed open for :data:`PLATEAU_FACTOR` times
+    the longest close ever seen, later closes would have shown had they existed.
+    """
+    beyond = (~observed) & (durations >= PLATEAU_FACTOR * last_close)
+    return int(beyond.sum()) >= PLATEAU_MIN_DEALS
 
 
 def win_incidence_curve(durations: np.ndarray, causes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
