@@ -222,6 +222,8 @@ def train_model_job(
         "warnings": warnings,
         **result.summary(),
     }
+    if source == "warehouse":
+        summary["horizon_days"] = config.snapshots.horizon_days  # as read from the CRM's cycle
     if promote_after:
         say("promotion gate")
         summary["promotion"] = promote(

@@ -158,6 +158,7 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
         "notes": summary.get("notes", []),
         "rows": data.get("rows"),
         "label_rate": data.get("label_rate"),
+        "horizon_days": summary.get("horizon_days"),
         "splits": splits,
         "internal": {
             "roc_auc": metrics.get("roc_auc"),

@@ -155,6 +155,7 @@ def _split(
         times = pd.to_datetime(frame[str(data.time_column)]).reset_index(drop=True)
         gap = s.gap_days if s.gap_days is not None else float(config.snapshots.horizon_days)
         tried: list[str] = []
+        fallback: tuple[list[np.ndarray], dict[str, Any]] | None = None
         for g in _gap_ladder(gap):
             try:
                 splits = time_splits(
@@ -176,6 +177,7 @@ def _split(
             if lacking is not None:
                 tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
                 continue
+            few = _too_few_to_fit(y[fit], config)
             summary: dict[str, Any] = {
                 "method": "time",
                 "cuts": [c.isoformat() for c in splits.cuts],
@@ -189,7 +191,13 @@ def _split(
                     f"gap was shortened to {g:g} days: some test labels were decided in the same weeks "
                     "as training labels, and the test metrics may be optimistic"
                 )
+            if few is not None and g > 0:
+                tried.append(f"gap {g:g} days: {few}")
+                fallback = fallback or (parts, summary)
+                continue
             return parts, summary
+        if fallback is not None:  # both classes at a longer gap, too few rows at every gap
+            return fallback
         parts = _entity_split(ids, y, s.test_fraction, config.seed)
         return parts, {
             "method": "entity_random",
@@ -244,6 +252,23 @@ def _one_class_part(parts: list[np.ndarray], y: np.ndarray) -> str | None:
         if len(np.unique(y[idx])) < 2:
             return name
     return None
+
+
+def _too_few_to_fit(y_fit: np.ndarray, config: TrainingConfig) -> str | None:
+    """Why the evaluation's fitting rows are too few to stand for the served model (``None``: enough).
+
+    A purge gap as long as the label horizon can leave a handful of fitting rows on a short history
+    (7 rows against 568 test rows were seen); the evaluation would then judge a model nothing like
+    the one served, fitted on every labelled row. Enough: the small-data sufficiency threshold.
+    """
+    sd = config.small_data
+    n, positives = len(y_fit), int(y_fit.sum())
+    if n >= sd.min_rows and min(positives, n - positives) >= sd.min_minority:
+        return None
+    return (
+        f"only {n} fitting rows ({positives} positive), fewer than the {sd.min_rows} rows and "
+        f"{sd.min_minority} of each class a model needs"
+    )
 
 
 def _entity_split(ids: pd.Series, y: np.ndarray, test_fraction: float, seed: int) -> list[np.ndarray]:

@@ -81,6 +81,21 @@ def test_a_short_history_shortens_the_purge_gap_instead_of_failing() -> None:
     assert result.metrics["roc_auc"] > 0.7
 
 
+def test_a_purge_gap_that_leaves_a_handful_of_fitting_rows_is_shortened() -> None:
+    """Both classes in a few fitting rows is not enough: the evaluation would judge another model.
+
+    400 days of history, a 250-day gap: at the full gap the fitting rows are the first weeks'
+    (under the 200-row sufficiency threshold), so the gap is halved until they are enough.
+    """
+    frame = _snapshots(days=400, seed=4)
+    data = ModelInput(frame, "entity", "label", ["signal"], [], time_column="as_of")
+    result = train_binary(data, TrainingConfig(split={"gap_days": 250}))
+    assert result.splits["method"] == "time"
+    assert result.splits["gap_days"] < 250
+    assert result.splits["splits"]["train"]["rows"] >= 200
+    assert "fewer than the 200 rows" in result.splits["note"]
+
+
 def test_too_little_data_names_the_rows_of_each_class() -> None:
     frame = _snapshots(days=70, seed=3).head(30)
     frame["label"] = 0

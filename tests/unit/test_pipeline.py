@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from forecast.evaluate import expected_calibration_error
 from forecast.models.pipeline import (
@@ -110,6 +111,20 @@ def test_prior_boosts_trees_and_contributions_add_up(alone: bool) -> None:
         assert np.all(contrib[creation][:, list(xt.columns).index("noise")] == 0.0)
     else:
         assert not np.allclose(model._raw(prepared[creation]), prior_p)
+
+
+def test_prior_alone_with_only_creation_rows_lets_the_trees_boost_from_the_prior() -> None:
+    """A fitting slice of creation snapshots only (a short history) still gives a model, not a crash."""
+    x, y = _with_age(4_000, 6)
+    x["age_days"] = 0.0
+    model = _prior_model(prior_alone=True)
+    pipe = fit_pipeline(
+        build_pipeline(list(x.columns), ["source"], model), x[:3000], y[:3000], x[3000:], y[3000:]
+    )
+    assert model.prior_alone and not model.prior_alone_
+    prepared = pipe[:-1].transform(x[3000:])
+    assert not np.allclose(model._raw(prepared), model.prior_.predict_proba(prepared)[:, 1])
+    assert roc_auc_score(y[3000:], pipe.predict_proba(x[3000:])[:, 1]) > 0.6
 
 
 def test_prior_only_features_are_hidden_from_the_trees() -> None:

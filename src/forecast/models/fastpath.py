@@ -196,7 +196,7 @@ class CodedPipeline:
             if not isinstance(model.prior_, LogisticBaseline):
                 raise UnsupportedError("prior kind")
             self.prior = CodedPrior(model.prior_, self.columns, self.encoder.levels_)
-        if model.prior_ is not None and model.prior_alone and model.prior_fit_column is not None:
+        if model.prior_ is not None and model.prior_alone_ and model.prior_fit_column is not None:
             if model.prior_fit_column in self.encoder.levels_:
                 raise UnsupportedError("categorical prior_fit_column")
             self.alone_column = self.columns.index(model.prior_fit_column)

@@ -388,9 +388,13 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         hidden = set(self.prior_only)
         self.tree_features_ = [c for c in X.columns if c not in hidden]
         init_train, self.prior_ = self._fit_prior(X, y_arr)
+        self.prior_alone_ = self.prior_alone
         keep = ~self._alone_rows(X)
         if not keep.any():
-            raise ValueError("prior_alone leaves the trees no rows to train on")
+            # Every row is of the kind the prior scores alone (a short history whose fitting slice
+            # holds creation snapshots only): the trees boost from the prior on those rows instead.
+            self.prior_alone_ = False
+            keep = ~self._alone_rows(X)
         X = X.loc[keep, self.tree_features_]  # noqa: N806
         y_arr = y_arr[keep]
         init_train = None if init_train is None else init_train[keep]
@@ -497,8 +501,8 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         return np.asarray(np.nan_to_num(values, nan=np.inf) <= self.prior_fit_max)
 
     def _alone_rows(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """Rows scored by the prior alone (none unless ``prior_alone``)."""
-        if self.prior_ is None or not self.prior_alone:
+        """Rows scored by the prior alone (none unless ``prior_alone`` held when fitting)."""
+        if self.prior_ is None or not self.prior_alone_:
             return np.zeros(len(X), dtype=bool)
         return self._fit_rows(X)
 
@@ -561,6 +565,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
             ("prior_", None),
         ):
             state.setdefault(name, value)
+        state.setdefault("prior_alone_", state["prior_alone"])
         if "tree_features_" not in state and "feature_names_in_" in state:
             state["tree_features_"] = list(state["feature_names_in_"])
         self.__dict__.update(state)
