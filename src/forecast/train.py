@@ -125,7 +125,7 @@ def data_identity(frame: pd.DataFrame, label: str, time_column: str | None) -> d
 
 
 def _split(
-    data: ModelInput, frame: pd.DataFrame, config: TrainingConfig
+    data: ModelInput, frame: pd.DataFrame, config: TrainingConfig, enough_to_fit: bool = True
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Fitting and test positions, and how they were made.
 
@@ -135,8 +135,10 @@ def _split(
     fitting label was known at the cut. When that leaves a part empty or with one class although
     the labelled rows hold both (a short history: the gap swallows it), the gap is shortened step
     by step down to 0, then whole entities are split at random (stratified); the summary's
-    ``note`` says which, and why the evaluation may be optimistic. Without dates: stratified or by
-    row order, as configured (``split.method``: ``order``, ``random`` or ``stratified`` ignore dates).
+    ``note`` says which, and why the evaluation may be optimistic. With ``enough_to_fit`` the gap is
+    also shortened while the fitting rows are fewer than the small-data sufficiency threshold
+    (:func:`_too_few_to_fit`). Without dates: stratified or by row order, as configured
+    (``split.method``: ``order``, ``random`` or ``stratified`` ignore dates).
     """
     s = config.split
     y = frame[data.label].astype(int).to_numpy()
@@ -177,7 +179,7 @@ def _split(
             if lacking is not None:
                 tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
                 continue
-            few = _too_few_to_fit(y[fit], config)
+            few = _too_few_to_fit(y[fit], config) if enough_to_fit else None
             summary: dict[str, Any] = {
                 "method": "time",
                 "cuts": [c.isoformat() for c in splits.cuts],
@@ -252,6 +254,26 @@ def _one_class_part(parts: list[np.ndarray], y: np.ndarray) -> str | None:
         if len(np.unique(y[idx])) < 2:
             return name
     return None
+
+
+def _check_parts(parts: list[np.ndarray], y: np.ndarray, config: TrainingConfig) -> None:
+    """Raise when a part of the evaluation is too small to fit or judge a model on.
+
+    Both classes in a part are not enough: a model fitted on 2 rows, or judged on 50 rows holding 5
+    positives, says nothing about the procedure that is served (a three-month CRM showed both).
+    The parts must each hold the small-data absolute minimums; below them deal snapshots get the
+    small-data stage model (:func:`train_binary`), anything else the error.
+    """
+    sd = config.small_data
+    for name, idx in zip(("fitting", "test"), parts, strict=True):
+        n, positives = len(idx), int(y[idx].sum())
+        if n < sd.absolute_min_rows or min(positives, n - positives) < sd.absolute_min_minority:
+            raise InsufficientDataError(
+                f"the evaluation's {name} rows are too few: {n} ({positives} positive, {n - positives} "
+                f"negative) of {len(y)} labelled rows; at least {sd.absolute_min_rows} rows and "
+                f"{sd.absolute_min_minority} of each class are needed in the fitting and the test rows "
+                "to train and evaluate a model"
+            )
 
 
 def _too_few_to_fit(y_fit: np.ndarray, config: TrainingConfig) -> str | None:
@@ -457,6 +479,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
             f"{len(y_all) - positives} negative) over {frame[data.id_column].nunique()} entities; "
             "both classes are needed in the rows before the test cut and in the test slice"
         )
+    _check_parts(parts, y_all, config)
     x = frame[data.features]
     ids = frame[data.id_column].reset_index(drop=True)
     notes = [note] if note else []

@@ -103,7 +103,10 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
             f"{config.small_data.absolute_min_rows} snapshots and {config.small_data.absolute_min_minority} "
             "closes are needed to train a time-to-close model"
         )
-    parts, split_summary = _split(data, frame.assign(**{data.label: e_all.astype(int)}), config)
+    # The gap is not shortened for a few fitting rows: below the threshold the stage curves serve.
+    parts, split_summary = _split(
+        data, frame.assign(**{data.label: e_all.astype(int)}), config, enough_to_fit=False
+    )
     train, test = parts
     x = frame[data.features]
     ids = frame[data.id_column].reset_index(drop=True)

@@ -60,15 +60,20 @@ exec "$@"
 """
 
 PRELUDE = """set -euo pipefail
+__server_log="$(mktemp)"
 __wait_port() {  # wait until the server of the last background line answers on port $1
   for _ in $(seq 480); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    if ! kill -0 "$__server" 2>/dev/null; then echo "doc-test: the server exited" >&2; return 1; fi
+    if ! kill -0 "$__server" 2>/dev/null; then
+      echo "doc-test: the server exited:" >&2; cat "$__server_log" >&2; return 1
+    fi
     sleep 0.25
   done
-  echo "doc-test: nothing answers on port $1" >&2; return 1
+  echo "doc-test: nothing answers on port $1:" >&2; cat "$__server_log" >&2; return 1
 }
 """
+"""The blocks' bash prelude. A server's output goes to a file: a background process holding the
+script's stdout would keep the runner waiting for its end until the block timed out."""
 
 ALL_BLOCKS = [block for page in pages(REPO) for block in extract_blocks(page, REPO)]
 
@@ -153,7 +158,7 @@ def _script(block: Block, port: int) -> str:
             continue
         if block.server in logical:
             # braces and a newline: a comment at the end of the line cannot swallow the `&`
-            logical = f"{{ {logical.rstrip()}\n}} &\n__server=$!; __wait_port {port}\n"
+            logical = f'{{ {logical.rstrip()}\n}} >"$__server_log" 2>&1 &\n__server=$!; __wait_port {port}\n'
         lines.append(logical)
         logical = ""
     return PRELUDE + "".join(lines) + logical

@@ -53,3 +53,21 @@ def test_training_writes_no_library_warnings_to_stderr(env: dict[str, str]) -> N
         assert noise not in done.stderr, done.stderr
     assert "naive_bayes" in done.stdout  # the baseline that used to divide by zero ran
     assert "…" not in done.stdout and max(len(line) for line in done.stdout.splitlines()) <= 80
+
+
+def test_flags_read_whole_at_80_columns(env: dict[str, str]) -> None:
+    """Each top flag's evidence and suggested action are printed whole (no cut cell) in 80 columns."""
+    done = subprocess.run(
+        [sys.executable, "-m", "forecast.cli", "flags", "--limit", "5"],
+        env={**os.environ, **env, "COLUMNS": "80", "FORECAST_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(env["ROOT"]),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "…" not in done.stdout and max(len(line) for line in lines) <= 80
+    evidence = [line for line in lines if line.strip().startswith("evidence:")]
+    actions = [line for line in lines if line.strip().startswith("do:")]
+    assert len(evidence) == len(actions) >= 1, done.stdout

@@ -14,12 +14,15 @@ the marks are strict, so a case that starts passing fails the run until its mark
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from forecast.config import Settings
 from forecast.data.simulation.worlds import World, load_world
 from forecast.models.config import TrainingConfig
+from forecast.registry import promote
 from forecast.robustness import AUC_MARGIN, ECE_MAX, STAGE_AUC_INFORMATIVE, MatrixSettings, run_world
 from tests.conftest import REPO
 
@@ -111,3 +114,34 @@ def test_deal_win_calibration_error_is_within_sampling_noise(name: str) -> None:
     assert deal.get("ece") is not None, "no deal-win model to judge"
     assert 0.0 < deal["ece_noise"] <= deal["ece_noise_q90"], deal
     assert deal["ece"] <= max(ECE_MAX, deal["ece_noise_q90"]), deal
+
+
+def test_three_months_of_history_get_a_lead_model_that_is_promoted_and_ranks_the_future(
+    tmp_path: Path,
+) -> None:
+    """history-3m: the lead model's evaluation slice is a few hundred rows (429, 86 converted).
+
+    Measured (seed 7, 500 leads a month): gap shortened to 12 days, test AUC 0.578 within noise of
+    every baseline, so the gate promotes it; on the three months after the cut AUC 0.786, ECE 0.039,
+    at creation 0.612 against 0.667 best achievable. Before the gap rule the slice held 380 rows,
+    AUC 0.36, and the model was refused: the CRM had no lead model.
+    """
+    configs = {
+        stem: TrainingConfig.from_yaml(REPO / "training" / f"{stem}.yaml")
+        for stem in ("deal_win", "lead_scoring", "time_to_close")
+    }
+    settings = MatrixSettings(revenue=False, models=("lead_scoring",))
+    result = run_world(_world("history-3m"), configs, settings, workdir=tmp_path)
+    assert result["lead_scoring"]["ok"], result["lead_scoring"].get("error")
+    app = Settings(
+        warehouse=tmp_path / "warehouse.duckdb",
+        data_dir=tmp_path,
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_artifacts=tmp_path / "mlartifacts",
+        models_dir=tmp_path / "models",
+        outputs_dir=tmp_path / "outputs",
+    )
+    decision = promote("lead_scoring", app, max_auc_drop=configs["lead_scoring"].promotion.max_auc_drop)
+    assert decision.promoted, decision.reason
+    lead = result["lead_eval"]
+    assert lead["auc"] >= 0.75 and lead["ece"] <= 0.05, lead

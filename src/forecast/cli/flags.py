@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from forecast.cli.main import (
@@ -121,12 +122,12 @@ def flags(
             c.print(f"    by flag: {e['by_flag']}")
             for flag, why in e["skipped_flags"].items():
                 c.print(f"    not evaluated: {flag} ({why})")
-        table = Table("entity", "id", "flag", "severity", "evidence", "suggested action")
-        for r in summary["top"]:
-            table.add_row(
-                r["entity"], str(r["id"]), r["flag"], r["severity"], r["evidence"], r["suggested_action"]
-            )
-        c.print(table)
+        if summary["top"]:
+            c.print("[bold]Top flags[/bold]")
+        for r in summary["top"]:  # one block per flag: evidence and action read whole at 80 columns
+            c.print(f"  {r['entity']} [bold]{escape(str(r['id']))}[/bold]: {r['flag']} ({r['severity']})")
+            c.print(f"    evidence: {escape(str(r['evidence']))}")
+            c.print(f"    do: {escape(str(r['suggested_action']))}")
         if summary["output"]:
             c.print(f"  all {summary['rows']:,} flags: {summary['output']}")
 
