@@ -17,7 +17,7 @@ from forecast.scoring.scored import REJECT_COLUMNS, Scored, empty_rejects, warni
 def score_export_rows(
     model: ScoringModel, raw: pd.DataFrame, *, progress: Any = None, reasons: bool = True
 ) -> tuple[Scored, str, pd.DataFrame]:
-    """Score rows in the shape of a flat export with a model trained on one (``score_file``, the API).
+    """Score rows in the shape of a flat export with a model trained on one (the batch job, the API).
 
     Rows the preparation refuses (:func:`forecast.features.tabular.score_input_errors`) are rejects;
     the others are scored, with reasons quoting their values as written.
