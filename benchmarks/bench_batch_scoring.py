@@ -6,8 +6,8 @@ feature rows of the warehouse's open leads, resampled to N rows. Four timings on
 1. bare ``LGBMClassifier.predict_proba`` of the champion's LightGBM model on the already encoded
    matrix (the floor: no encoding, no calibration);
 2. the pipeline's ``predict_proba`` (encoding, prior, calibration);
-3. :func:`forecast.batch.score_frame` without reasons (probability, score, band, ids);
-4. :func:`forecast.batch.score_frame` with the top-3 reasons up and down (TreeSHAP + wording).
+3. :func:`forecast.scoring.frame.score_frame` without reasons (probability, score, band, ids);
+4. :func:`forecast.scoring.frame.score_frame` with the top-3 reasons up and down (TreeSHAP + wording).
 
 Run: ``uv run python benchmarks/bench_batch_scoring.py [--rows 1000000]`` (results go to
 ``benchmarks/RESULTS.md`` by hand, with the load average printed at the end).
@@ -23,9 +23,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from forecast.batch import score_frame, score_warehouse
+from forecast.batch import score_warehouse
 from forecast.config import load_settings
 from forecast.registry import load_model
+from forecast.scoring.frame import score_frame
 
 
 def _timed(label: str, rows: int, fn: object) -> float:

@@ -12,7 +12,7 @@ p99 in microseconds:
 - ``predict_proba``: the whole pipeline, then each step (``columns``, ``categories``, the model on
   the prepared frame);
 - ``reason_codes``, split into ``contributions`` (TreeSHAP, plus the prior's linear terms) and
-  ``phrasing`` (:func:`~forecast.models.explain.reasons_from_contributions`);
+  ``phrasing`` (:func:`~forecast.scoring.reasons.reasons_from_contributions`);
 - ``close_date_columns`` for deals (the time-to-close hazard model), and its ``survival`` alone.
 
 ``--profile`` prints a cProfile of ``score_frame`` and ``close_date_columns`` on one row.
@@ -34,11 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast.batch import close_date_columns, score_frame, score_warehouse
+from forecast.batch import score_warehouse
 from forecast.config import load_settings
-from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.survival import DiscreteTimeHazard
 from forecast.registry import LoadedModel, load_model
+from forecast.scoring.close_dates import close_date_columns
+from forecast.scoring.contributions import contributions
+from forecast.scoring.frame import score_frame
+from forecast.scoring.reasons import reason_codes, reasons_from_contributions
 
 SIZES = (1, 32)
 
@@ -86,9 +89,9 @@ def classifier_stages(model: LoadedModel, rows: pd.DataFrame) -> dict[str, Calla
 
 
 def _array_stages(pipeline: Any, rows: pd.DataFrame) -> dict[str, Callable[[], Any]]:
-    """The array path's stages (``forecast.models.fastpath``), when this version of the code has it."""
+    """The array path's stages (``forecast.scoring.fastpath``), when this version of the code has it."""
     try:
-        from forecast.models import fastpath  # absent before the array path
+        from forecast.scoring import fastpath  # absent before the array path
     except ImportError:
         return {}
     fast = fastpath.coded(pipeline)

@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from forecast.config import load_settings
-from forecast.models import fastpath
 from forecast.registry import load_model
+from forecast.scoring import fastpath
 from forecast.serving.schemas import DealRequest
 from forecast.serving.scoring import json_safe, score_records
 

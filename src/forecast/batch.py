@@ -1,229 +1,40 @@
-"""Batch scoring: score every open lead of the warehouse, or every row of a file, with reasons.
+"""The batch scoring job: score every open lead or deal of the warehouse, or every row of a file.
 
 Every input row ends up in the output (scores, band, reasons, model name and version) or in the
 rejects file written next to it (``<output>.rejects.csv``, with the row and the reason). Files are
 written atomically. Scoring is point in time: the warehouse is scored as of ``--as-of`` (default:
 the midnight after the data's last day, :func:`forecast.timeutil.as_of_after`; never the wall clock).
+
+This module is the job's edges: which model (MLflow, :mod:`forecast.binding`), the warehouse's
+feature table, a file's rows and their rejects, the outputs and the write-back. The scoring itself
+is :mod:`forecast.scoring`'s, shared with the HTTP service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from forecast.binding import CurrentWarehouse, ModelRef, resolve
 from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
-from forecast.errors import InputError, truncate
+from forecast.errors import ScoringError, truncate
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
-from forecast.features.tabular import score_input_errors, values_as_written
 from forecast.io import write_frame
-from forecast.models import fastpath
-from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
-from forecast.models.pipeline import CalibratedLGBMClassifier
-from forecast.models.unseen import unseen_warnings
 from forecast.name_rules import check_name
 from forecast.registry import CHAMPION, LoadedModel
+from forecast.scoring.close_dates import close_date_columns
+from forecast.scoring.export_rows import score_export_rows
+from forecast.scoring.frame import score_frame
+from forecast.scoring.scored import Scored, empty_rejects, warnings_column
 from forecast.timeutil import resolve_as_of
-
-CHUNK = 20_000
-MAX_DAYS = 36_525
-"""Largest day count taken as a date offset (a century)."""
-REJECT_COLUMNS = ["source_row", "id", "column", "rule", "value", "message"]
-
-
-class ScoringError(InputError):
-    """The input cannot be scored at all (wrong shape for the model, no warehouse, …)."""
-
-
-@dataclass
-class Scored:
-    """Scores of the scoreable rows and the rejects of the others."""
-
-    scores: pd.DataFrame
-    rejects: pd.DataFrame
-    rows_in: int
-    features: pd.DataFrame | None = None
-    """The model input of the scored rows, aligned with ``scores`` (for a second model)."""
-
-
-def band_of(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
-    """Band A-D of each probability (A is the highest; D below the C cut-off)."""
-    return np.select([p >= bands["A"], p >= bands["B"], p >= bands["C"]], ["A", "B", "C"], "D")
-
-
-def score_frame(
-    model: LoadedModel,
-    features: pd.DataFrame,
-    ids: pd.Series,
-    *,
-    reasons_on: pd.DataFrame | None = None,
-    reason_pipeline: Pipeline | None = None,
-    reason_text: pd.DataFrame | None = None,
-    progress: Callable[[str, float | None], None] | None = None,
-    reasons: bool = True,
-) -> pd.DataFrame:
-    """Probability, score, band and reasons of each row (in chunks, with progress).
-
-    Args:
-        model: The loaded model (pipeline and metadata).
-        features: What the pipeline takes.
-        ids: The entity id of each row.
-        reasons_on: The frame reasons read values from (default: ``features``).
-        reason_pipeline: The pipeline reasons decompose (default: the model's).
-        progress: Called with a description and the fraction done.
-        reasons: Whether to add the reasons (TreeSHAP is most of the cost of scoring).
-        reason_text: The values the reasons quote, aligned with ``reasons_on`` (default: its own
-            values); a flat export's raw text, so that reasons read ``Yes``, not ``1``.
-    """
-    meta = model.meta
-    score_name = meta.score_name
-    descriptions = dict(meta.descriptions)
-    kinds = dict.fromkeys(meta.categorical, "categorical")
-    parts = []
-    n = len(features)
-    fast = None
-    if reasons_on is None and reason_pipeline is None:
-        fast = fastpath.coded(model.pipeline)
-        fast = fast if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier) else None
-    for start in range(0, max(n, 1), CHUNK):
-        chunk = features.iloc[start : start + CHUNK]
-        if chunk.empty:
-            break
-        why: pd.DataFrame | None = None
-        if not reasons:
-            p = (
-                fast.predict_proba(fast.encode(chunk))
-                if fast is not None
-                else fastpath.predict_proba(model.pipeline, chunk)
-            )[:, 1]
-        elif fast is not None:  # one encoding for the probabilities and the reasons
-            p, why = fast_proba_and_reasons(fast, chunk, descriptions, kinds)
-        else:
-            p = fastpath.predict_proba(model.pipeline, chunk)[:, 1]
-            on = (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK]
-            if reason_text is None:
-                why = reason_codes(reason_pipeline or model.pipeline, on, descriptions, top_k=3, kinds=kinds)
-            else:
-                why = reasons_from_contributions(
-                    contributions(reason_pipeline or model.pipeline, on),
-                    reason_text.iloc[start : start + CHUNK],
-                    descriptions,
-                    top_k=3,
-                    kinds=kinds | dict.fromkeys(reason_text.columns, "categorical"),
-                )
-        parts.append(
-            {
-                "id": ids.iloc[start : start + CHUNK].to_numpy(),
-                score_name: np.round(p, 6),
-                "score": np.rint(p * 100).astype(int),
-                "band": band_of(p, meta.bands),
-                **({} if why is None else {column: why[column].to_numpy() for column in why.columns}),
-            }
-        )
-        if progress is not None:
-            progress("scoring", min(1.0, (start + len(chunk)) / n))
-    if not parts:
-        out = pd.DataFrame(columns=["id", score_name, "score", "band"])
-        out["model_name"] = model.name
-        out["model_version"] = model.version
-        out["scored_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-        return out
-    # one frame built at once: inserting columns one by one cost more than scoring one row
-    columns: dict[str, Any] = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    columns["model_name"] = model.name
-    columns["model_version"] = model.version
-    columns["scored_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    return pd.DataFrame(columns, index=features.index[: sum(len(part["id"]) for part in parts)])
-
-
-def fast_proba_and_reasons(
-    fast: fastpath.CodedPipeline, chunk: pd.DataFrame, descriptions: dict[str, str], kinds: dict[str, str]
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """``predict_proba`` and ``reason_codes`` of a chunk from one encoded matrix (the same numbers).
-
-    ``chunk`` may hold more columns than the model's (only its own are encoded and explained).
-    """
-    codes = fast.encode(chunk)
-    p = fast.predict_proba(codes)[:, 1]
-    contrib = pd.DataFrame(fast.contributions(codes)[:, :-1], index=chunk.index, columns=fast.columns)
-    return p, reasons_from_contributions(contrib, chunk, descriptions, top_k=3, kinds=kinds)
-
-
-def _dates_after(as_of: pd.Series, offsets: dict[str, np.ndarray]) -> dict[str, pd.Series]:
-    """``(as_of + offset days).dt.normalize()`` per named offset, in one vectorised pass."""
-    n = len(as_of)
-    if not offsets or not n:
-        return {name: (as_of + pd.to_timedelta(d, unit="D")).dt.normalize() for name, d in offsets.items()}
-    stacked = as_of.iloc[np.tile(np.arange(n), len(offsets))].reset_index(drop=True)
-    days = np.concatenate([np.asarray(d, dtype=float) for d in offsets.values()])
-    dates = (stacked + pd.to_timedelta(days, unit="D")).dt.normalize()
-    return {name: dates.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i, name in enumerate(offsets)}
-
-
-def close_date_columns(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
-    """Close-date distribution of each deal from a time-to-close model.
-
-    Columns: ``p_close_<d>d`` for each reported horizon, ``close_date_p10`` / ``p50`` / ``p90``
-    (dates by which the deal has closed with that probability; empty beyond the modelled
-    horizon), ``expected_close_date`` (the rep's, when known) and ``slip_risk`` = P(the deal
-    closes after the rep's expected close date; 1 when that date has already passed).
-
-    Args:
-        model: The loaded time-to-close model (pipeline ending in a hazard model).
-        features: The model's input columns plus ``as_of``.
-    """
-    from forecast.models.survival import survival_at, survival_quantile
-
-    survival_cfg = dict(model.meta.survival or {})
-    edges = model.meta.survival_edges
-    report = [float(x) for x in survival_cfg.get("report_days") or [30, 60, 90]]
-    if not edges:
-        raise ScoringError(f"model {model.name} v{model.version} is not a time-to-close model")
-    surv = fastpath.survival(model.pipeline, features) if len(features) else np.empty((0, len(edges)))
-    as_of = pd.to_datetime(features["as_of"]).reset_index(drop=True)
-    columns: dict[str, Any] = {}
-    for days in report:
-        columns[f"p_close_{int(days)}d"] = np.round(1.0 - survival_at(surv, edges, days), 6)
-    offsets = {f"close_date_p{int(q * 100)}": survival_quantile(surv, edges, q) for q in (0.1, 0.5, 0.9)}
-    to_ecd = None
-    if "days_to_expected_close" in features:
-        to_ecd = pd.to_numeric(features["days_to_expected_close"], errors="coerce").to_numpy(dtype=float)
-        # beyond a century the value is a data error, and no date can hold it: unknown
-        to_ecd = np.where(np.abs(to_ecd) > MAX_DAYS, np.nan, to_ecd)
-        offsets["expected_close_date"] = to_ecd
-    columns.update(_dates_after(as_of, offsets))
-    if to_ecd is not None:
-        slip = np.where(to_ecd < 0, 1.0, survival_at(surv, edges, np.nan_to_num(to_ecd, nan=0.0)))
-        columns["slip_risk"] = np.round(np.where(np.isnan(to_ecd), np.nan, slip), 6)
-    out = pd.DataFrame(columns, index=range(len(features)))
-    out["close_model_version"] = model.version
-    return out.set_index(features.index)
-
-
-def warnings_column(pipeline: Any, features: pd.DataFrame) -> np.ndarray:
-    """Per row, the categorical values ``pipeline`` never saw in training, as one text (``""`` when none).
-
-    Each value is one warning (:func:`forecast.models.unseen.unseen_warning`), joined by ``"; "``.
-    """
-    texts = ["; ".join(row) for row in unseen_warnings(pipeline, features)]
-    return np.asarray(texts, dtype=object)
-
-
-def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype="int64" if c == "source_row" else object) for c in REJECT_COLUMNS}
-    )
 
 
 def score_warehouse(
@@ -248,51 +59,7 @@ def score_warehouse(
     scores.insert(1, "as_of", frame["as_of"].to_numpy())
     scores["warnings"] = warnings_column(model.pipeline, frame)
     scores = scores.rename(columns={"id": table.id_column})
-    return Scored(scores, _empty_rejects(), len(frame), frame), when, table.id_column
-
-
-def score_export_rows(
-    model: LoadedModel, raw: pd.DataFrame, *, progress: Any = None, reasons: bool = True
-) -> tuple[Scored, str, pd.DataFrame]:
-    """Score rows in the shape of a flat export with a model trained on one (``score_file``, the API).
-
-    Rows the preparation refuses (:func:`forecast.features.tabular.score_input_errors`) are rejects;
-    the others are scored, with reasons quoting their values as written.
-
-    Returns:
-        The scores and rejects, the id column, and the scored rows as given.
-
-    Raises:
-        KeyError: The rows lack a column the model needs (the message names it).
-    """
-    meta = model.meta
-    spec = dict(meta.flat_spec or {})
-    problems = score_input_errors(raw, spec)
-    id_col = meta.id_column or "row_id"
-    ids = raw[id_col] if id_col in raw else pd.Series(np.arange(1, len(raw) + 1), index=raw.index)
-    bad_rows = set(problems["row"].astype(int)) if len(problems) else set()
-    keep = ~np.isin(np.arange(1, len(raw) + 1), sorted(bad_rows))
-    good = raw.loc[keep]
-    prepared = model.pipeline.named_steps["prepare"].transform(good)
-    inner = Pipeline(model.pipeline.steps[1:])
-    scores = score_frame(
-        model,
-        good,
-        ids.loc[keep],
-        reasons_on=prepared,
-        reason_pipeline=inner,
-        reason_text=values_as_written(good, prepared, spec),
-        progress=progress,
-        reasons=reasons,
-    )
-    scores.insert(0, "source_row", np.flatnonzero(keep) + 1)
-    scores["warnings"] = warnings_column(inner, prepared)
-    # without an id column the id is the row number: source_row says it once
-    scores = scores.rename(columns={"id": id_col}) if id_col in raw else scores.drop(columns="id")
-    rejects = problems.rename(columns={"row": "source_row"})
-    rejects.insert(1, "id", [None if r - 1 >= len(ids) else ids.iloc[r - 1] for r in rejects["source_row"]])
-    out = Scored(scores, rejects[REJECT_COLUMNS] if len(rejects) else _empty_rejects(), len(raw))
-    return out, id_col, good
+    return Scored(scores, empty_rejects(), len(frame), frame), when, table.id_column
 
 
 def score_file(

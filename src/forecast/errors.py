@@ -16,6 +16,10 @@ class InsufficientDataError(InputError):
     """Too few labelled rows (or rows of the rarer class) to train anything honest."""
 
 
+class ScoringError(InputError):
+    """The input cannot be scored at all (wrong shape for the model, no warehouse, …)."""
+
+
 ECHO_LIMIT = 200
 """Most characters of an input value echoed in a message, a rejects record or a JSON answer."""
 

@@ -27,11 +27,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from forecast.batch import close_date_columns, score_warehouse
+from forecast.batch import score_warehouse
 from forecast.cli import app
 from forecast.config import load_settings
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.registry import load_model
+from forecast.scoring.close_dates import close_date_columns
 from tests.cli import cli_env, runner
 from tests.cli import cli_json as _cli
 from tests.conftest import hold_warehouse_lock

@@ -9,16 +9,11 @@ from sklearn.pipeline import Pipeline
 
 from forecast.features.build import feature_catalogue
 from forecast.models.baselines import LogisticBaseline
-from forecast.models.explain import (
-    MIN_CONTRIBUTION,
-    contributions,
-    describe,
-    phrase,
-    reason_codes,
-    reasons_from_contributions,
-    store_training_means,
-)
+from forecast.models.logistic_terms import store_training_means
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline, fit_pipeline
+from forecast.scoring.contributions import contributions
+from forecast.scoring.phrasing import phrase
+from forecast.scoring.reasons import MIN_CONTRIBUTION, describe, reason_codes, reasons_from_contributions
 
 POSITIVE = "eng_pricing_page_view_7d"
 NEGATIVE = "act_days_since_last_touch"

@@ -1,4 +1,4 @@
-"""The array path (``forecast.models.fastpath``) returns exactly what the frame path returned before."""
+"""The array path (``forecast.scoring.fastpath``) returns exactly what the frame path returned before."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from forecast.batch import band_of, score_frame
-from forecast.models import fastpath
 from forecast.models.baselines import LogisticBaseline
-from forecast.models.explain import contributions, reason_codes, reasons_from_contributions
 from forecast.models.pipeline import (
     OTHER,
     CalibratedLGBMClassifier,
@@ -27,6 +24,11 @@ from forecast.models.pipeline import (
 )
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
 from forecast.registry import LoadedModel
+from forecast.scoring import fastpath
+from forecast.scoring.bands import band_of
+from forecast.scoring.contributions import contributions
+from forecast.scoring.frame import score_frame
+from forecast.scoring.reasons import reason_codes, reasons_from_contributions
 
 CATEGORICAL = ["source", "size", "flag_text"]
 
@@ -227,9 +229,9 @@ def test_contributions_and_reasons_are_those_of_the_legacy_path(
 
 
 def _prior_parts(prior: LogisticBaseline, prepared: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    from forecast.models.explain import _logistic_contributions
+    from forecast.models.logistic_terms import logistic_contributions
 
-    return _logistic_contributions(prior, prepared, list(prepared.columns))
+    return logistic_contributions(prior, prepared, list(prepared.columns))
 
 
 def test_booster_calls_equal_the_wrapper_calls(with_prior: Pipeline, data: tuple) -> None:

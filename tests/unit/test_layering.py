@@ -26,11 +26,14 @@ LOWER = (
     "forecast.survival_metrics",
 )
 """Canonical data, point-in-time features, tracking reports and the pure modelling code."""
+SCORING = ("forecast.scoring",)
+"""Pure scoring (scores, bands, reasons, close dates; no I/O): above the modelling code, below the
+jobs and the front ends that share it."""
 ORCHESTRATION = (
     "forecast.cli",
     "forecast.serving",
     "forecast.jobs",
-    "forecast.batch",
+    "forecast.batch",  # the batch scoring job
     "forecast.registry",
     "forecast.binding",
     "forecast.flags",
@@ -165,6 +168,21 @@ def test_the_graph_sees_function_level_imports() -> None:
 
 def test_lower_layers_never_import_the_orchestration() -> None:
     assert _violations(LOWER, ORCHESTRATION) == []
+
+
+def test_lower_layers_never_import_scoring() -> None:
+    assert _violations(LOWER, SCORING) == []
+
+
+def test_scoring_is_pure() -> None:
+    """Scoring reads no warehouse, registry or file: it never imports the jobs or the front ends."""
+    assert _violations(SCORING, ORCHESTRATION) == []
+
+
+def test_serving_imports_pure_scoring_never_the_batch_job() -> None:
+    assert _violations(["forecast.serving"], ["forecast.batch", "forecast.jobs"]) == []
+    graph = import_graph()
+    assert any(_within(d, SCORING) for d in graph["forecast.serving.scoring"])
 
 
 def test_serving_never_imports_the_cli() -> None:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from forecast.batch import warnings_column
 from forecast.categories import OTHER
 from forecast.models.pipeline import CategoryEncoder, build_pipeline
 from forecast.models.unseen import (
@@ -22,6 +21,7 @@ from forecast.models.unseen import (
     unseen_values,
     unseen_warnings,
 )
+from forecast.scoring.scored import warnings_column
 from forecast.serving.schemas import DealRecord
 from forecast.serving.scoring import UnknownValueError, check_stages
 

@@ -478,7 +478,8 @@ def _score(
     keep_columns: str | None = None,
 ) -> None:
     """Run :func:`forecast.batch.score_job` with the models chosen (``ModelRef``) and print the summary."""
-    from forecast.batch import ScoringError, score_job
+    from forecast.batch import score_job
+    from forecast.errors import ScoringError
     from forecast.registry import client
 
     if (input_path is None) == (not from_warehouse):

@@ -71,7 +71,7 @@ def churn_probability(
     Reasons are computed only for rows at or above ``threshold`` (all rows without one), and not
     at all without ``reasons``.
     """
-    from forecast.models.explain import reason_codes
+    from forecast.scoring.reasons import reason_codes
 
     if frame.empty:
         return np.array([]), pd.Series(dtype=object)

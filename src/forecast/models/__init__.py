@@ -1,1 +1,1 @@
-"""Models: the scoring pipeline, calibration, baselines, explanations."""
+"""Models: the scoring pipeline, calibration, baselines, time to close (scoring with them: ``forecast.scoring``)."""

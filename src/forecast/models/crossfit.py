@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from forecast.errors import InsufficientDataError
 from forecast.evaluate import classification_metrics
 from forecast.models.baselines import LogisticBaseline
-from forecast.models.explain import store_training_means
+from forecast.models.logistic_terms import store_training_means
 from forecast.models.pipeline import (
     CalibratedLGBMClassifier,
     apply_calibrator,

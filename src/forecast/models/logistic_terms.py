@@ -1,9 +1,10 @@
 """The linear decomposition of the small-data logistic model (:class:`LogisticBaseline`).
 
-Shared by the reasons (:mod:`forecast.models.explain`), the pipeline's logistic prior
-(:mod:`forecast.models.pipeline`) and the array scorer (:mod:`forecast.models.fastpath`). It
-depends on the baseline only, so none of them imports another to reach it: it used to live in
-``explain``, which imports the other two, a cycle hidden by function-level imports.
+Shared by the reasons (:mod:`forecast.scoring.contributions`), the pipeline's logistic prior
+(:mod:`forecast.models.pipeline`), the array scorer (:mod:`forecast.scoring.fastpath`) and
+training (:func:`store_training_means`, called by :mod:`forecast.models.crossfit`). It depends on
+the baseline only, so none of them imports another to reach it: it used to live in the former
+``models/explain.py``, which imported the other two, a cycle hidden by function-level imports.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from forecast.models.baselines import LogisticBaseline
 
@@ -70,3 +72,24 @@ def logistic_contributions(
     values = ((design - reference) * coef) @ owner_matrix
     bias = np.full(len(prepared), float(lr.intercept_[0]) + float(coef @ reference))
     return values, bias
+
+
+def store_training_means(pipeline: Pipeline, X_train: pd.DataFrame) -> Pipeline:  # noqa: N803
+    """Remember the training means of a logistic model's transformed columns (for its reasons).
+
+    Call it once after fitting a small-data logistic pipeline, with the rows it was fitted on; the
+    means are pickled with the model. LightGBM pipelines are returned unchanged.
+
+    Args:
+        pipeline: A fitted scoring pipeline.
+        X_train: The rows the model was fitted on (raw columns).
+
+    Returns:
+        ``pipeline`` (changed in place).
+    """
+    model = pipeline.steps[-1][1]
+    if isinstance(model, LogisticBaseline):
+        prepared = pipeline[:-1].transform(X_train)
+        design = logistic_matrix(model, prepared)
+        setattr(model, TRAINING_MEANS_ATTR, design.mean(axis=0))
+    return pipeline

@@ -12,7 +12,7 @@
    that validation split) fitted on predictions for rows the trees never trained on.
 
 The logged MLflow model is this whole pipeline. For one record or a few,
-:mod:`forecast.models.fastpath` scores the same pipeline on one float matrix
+:mod:`forecast.scoring.fastpath` scores the same pipeline on one float matrix
 (:meth:`CategoryEncoder.encode`) with the same numbers; lookup tables it needs are built lazily and
 never pickled, so models logged before it load and score unchanged.
 """

@@ -1,8 +1,8 @@
 """What each endpoint computes, over the domain code: records in, JSON-ready answers out.
 
 No HTTP here: the service validates the request, takes the current models from the store and
-calls these functions, which reuse the batch scorer (:func:`forecast.batch.score_frame`), the
-close-date columns, the flag rules and the revenue Monte Carlo, so the API and the batch jobs
+calls these functions, which reuse the scoring package (:func:`forecast.scoring.frame.score_frame`,
+the batch job's scorer), the close-date columns, the flag rules and the revenue Monte Carlo, so the API and the batch jobs
 give the same numbers for the same features.
 """
 
@@ -19,14 +19,17 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from forecast.batch import band_of, close_date_columns, fast_proba_and_reasons, score_export_rows, score_frame
 from forecast.errors import truncate
 from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
-from forecast.models import fastpath
-from forecast.models.explain import reason_codes
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.unseen import known_values, known_values_text, unseen_warnings
 from forecast.registry import LoadedModel
+from forecast.scoring import fastpath
+from forecast.scoring.bands import band_of
+from forecast.scoring.close_dates import close_date_columns
+from forecast.scoring.export_rows import score_export_rows
+from forecast.scoring.frame import fast_proba_and_reasons, score_frame
+from forecast.scoring.reasons import reason_codes
 from forecast.timeutil import to_utc_naive
 from forecast.timeutil import utc_now as base_utc_now
 
@@ -213,8 +216,8 @@ def score_records(
 ) -> list[dict[str, Any]]:
     """Probability, score (0-100), band and reasons of each record, with the model's name and version.
 
-    The numbers are :func:`forecast.batch.score_frame`'s; for a LightGBM pipeline they come straight
-    from its array path (:func:`forecast.batch.fast_proba_and_reasons`) without the batch frame
+    The numbers are :func:`forecast.scoring.frame.score_frame`'s; for a LightGBM pipeline they come straight
+    from its array path (:func:`forecast.scoring.frame.fast_proba_and_reasons`) without the batch frame
     around them, which cost more than the scoring for one record.
     """
     frame = records_frame(records, entity, now or utc_now())

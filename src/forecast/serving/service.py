@@ -33,9 +33,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-from forecast.batch import ScoringError
 from forecast.config import load_settings
 from forecast.data.warehouse import WarehouseBusyError
+from forecast.errors import ScoringError
 from forecast.features.build import Entity
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 from forecast.serving import scoring

@@ -27,9 +27,9 @@ from typing import Any
 
 from forecast.binding import CurrentWarehouse, ModelRef, check_binding, model_refs
 from forecast.config import Settings
-from forecast.models import fastpath
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 from forecast.registry import CHAMPION, LoadedModel, client, load_model, version_by_alias
+from forecast.scoring import fastpath
 
 log = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ class CodedPrior:
         return np.asarray((design @ coef.T + self.model.intercept_).reshape(-1), dtype=np.float64)
 
     def contributions(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per column contributions and per row bias (``explain._logistic_contributions``)."""
+        """Per column contributions and per row bias (:func:`~forecast.models.logistic_terms.logistic_contributions`)."""
         design = self.design(codes)
         values = ((design - self.reference) * self.coef) @ self.owner_matrix
         return values, np.full(len(codes), self.bias)
