@@ -372,3 +372,32 @@ def test_calibrator_shortcuts_equal_sklearn() -> None:
         else:  # what sklearn refuses still goes to sklearn
             with pytest.raises(ValueError):
                 isotonic_predict(iso, values)
+
+
+def test_an_all_empty_numeric_column_warns_nothing_and_keeps_the_fast_path(data: tuple) -> None:
+    """A CRM without activities (Maven): a prior column empty on every row it is fitted on.
+
+    The imputer keeps it as a constant (``keep_empty_features``) instead of dropping it with a
+    UserWarning per fit and per transform (154 lines of a revenue backtest's stderr); the fast path
+    still serves the model, with the pipeline's probabilities.
+    """
+    import warnings
+
+    x, y, awkward = data
+    x = x.assign(empty=np.nan)
+    model = CalibratedLGBMClassifier(
+        n_estimators=40,
+        prior_features=["source", "visits", "empty"],
+        prior_fit_column="age_days",
+        prior_fit_max=0.01,
+        prior_alone=True,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe = _fit(x, y, model)
+        rows = awkward.assign(empty=np.nan)
+        rows.loc[rows.index[0], "empty"] = 3.0  # a value where training saw none
+        fast = fastpath.predict_proba(pipe, rows)
+    assert fastpath.coded(pipe) is not None
+    np.testing.assert_array_equal(fast, pipe.predict_proba(rows))

@@ -424,7 +424,10 @@ class LogisticBaseline(_BinaryFrameClassifier):
             numeric = Pipeline(
                 [
                     ("to_float", FunctionTransformer(_numeric_as_float, feature_names_out="one-to-one")),
-                    ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                    (
+                        "impute",
+                        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    ),
                     ("scale", StandardScaler()),
                 ]
             )

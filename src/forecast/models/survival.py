@@ -423,7 +423,9 @@ class LogisticHazard(_HazardBase):
             parts.append(
                 (
                     "numeric",
-                    make_pipeline(SimpleImputer(add_indicator=True), StandardScaler()),
+                    make_pipeline(
+                        SimpleImputer(add_indicator=True, keep_empty_features=True), StandardScaler()
+                    ),
                     list(self.numeric),
                 )
             )

@@ -132,7 +132,7 @@ def _one_hot_tables(transformer: Any, names: list[str], levels: dict[str, list[s
 def _numeric_parts(imputer: Any, scaler: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Medians, indicator columns, means and scales of the prior's numeric block."""
     stats = np.asarray(imputer.statistics_, dtype=np.float64)
-    if np.isnan(stats).any() or getattr(imputer, "keep_empty_features", False):
+    if np.isnan(stats).any():  # an all-missing column the imputer drops (keep_empty_features=False)
         raise UnsupportedError("imputer drops columns")
     indicator = getattr(imputer, "indicator_", None)
     flags = (
