@@ -46,7 +46,7 @@ CARD = "model_card.md"
 class TrainedModel(Protocol):
     """What :func:`log_trained_model` reads of a trained model.
 
-    :class:`forecast.train.TrainResult` is one; the registry never imports training (the
+    :class:`forecast.training.binary.TrainResult` is one; the registry never imports training (the
     training job imports the registry), so this names the attributes it logs.
     """
 

@@ -52,9 +52,9 @@ from forecast.models.baselines import (
 )
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_calibrated
-from forecast.models.inputs import ModelInput
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 from forecast.models.stage_incidence import StageWinIncidence
+from forecast.training.inputs import ModelInput
 
 
 @dataclass
