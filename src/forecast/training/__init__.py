@@ -3,10 +3,10 @@
 One home for the code that turns the warehouse's snapshots (or a flat export) into a logged model
 (the YAML configs it reads are the repository's ``training/`` folder, copied to ``defaults/``):
 
-- ``datasets`` (the warehouse's snapshots or a flat export -> :class:`~forecast.training.inputs.ModelInput`),
-  ``inputs`` (``ModelInput``: what a model is trained on);
+- ``datasets`` (the warehouse's snapshots or a flat export -> ``ModelInput``), ``inputs``
+  (:class:`~forecast.training.inputs.ModelInput`: what a model is trained on);
 - ``binary`` (:func:`~forecast.training.binary.train_binary`: every binary model, its family and its
-  final fit, and the evaluation's fitting and test rows), ``survival``
+  final fit), ``splits`` (the evaluation's fitting and test rows), ``survival``
   (:func:`~forecast.training.survival.train_time_to_close`) and ``survival_metrics`` (metrics under
   censoring): pure, no MLflow or files;
 - ``card`` (the model card in words) and ``job`` (:func:`~forecast.training.job.train_model_job`:

@@ -35,8 +35,9 @@ from forecast.models.survival import (
     survival_at,
     survival_quantile,
 )
-from forecast.training.binary import TrainResult, _split, data_identity
+from forecast.training.binary import TrainResult, data_identity
 from forecast.training.inputs import ModelInput
+from forecast.training.splits import _split
 from forecast.training.survival_metrics import (
     c_index_gap_se,
     concordance_index,
