@@ -18,8 +18,8 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import export_input, snapshot_table, table_input
-from forecast.train import train_binary
+from forecast.training.binary import train_binary
+from forecast.training.datasets import export_input, snapshot_table, table_input
 
 REPO = Path(__file__).resolve().parents[1]
 UCI = REPO.parent / "shared" / "data" / "uci-bank-marketing" / "bank-additional-full.csv"

@@ -202,7 +202,7 @@ def paired_auc_gaps(
     The error comes from a bootstrap over whole entities (``groups``: a deal's weekly snapshots
     share one outcome, so resampling rows would understate it), with the model and the baselines
     scored on the same draws: it is the error of the paired difference, as
-    :func:`forecast.train.paired_brier_gap` is for the Brier score. Each draw is a vector of
+    :func:`forecast.training.binary.paired_brier_gap` is for the Brier score. Each draw is a vector of
     entity multiplicities used as row weights, so a draw costs one pass over the rows.
 
     Returns:

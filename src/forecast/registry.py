@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cloudpickle
 import mlflow
@@ -32,7 +32,6 @@ from forecast.features.splits import summary_test_cut
 from forecast.io import csv_text, write_text
 from forecast.models.metadata import ModelMetadata
 from forecast.name_rules import check_name
-from forecast.train import TrainResult
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -42,6 +41,74 @@ EVAL_MODEL = "evaluation/eval_model.pkl"
 """The evaluation model (fitted before the test cut only): promotion compares these, not the final fits."""
 """Every snapshot row (every entity, not only the test cohort) from the test cut on: monitoring's reference."""
 CARD = "model_card.md"
+
+
+class TrainedModel(Protocol):
+    """What :func:`log_trained_model` reads of a trained model.
+
+    :class:`forecast.training.binary.TrainResult` is one; the registry never imports training (the
+    training job imports the registry), so this names the attributes it logs.
+    """
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The final model (fitted on all labelled rows), logged and served."""
+
+    @property
+    def eval_pipeline(self) -> Pipeline | None:
+        """The evaluation model (fitted before the test cut), logged beside it."""
+
+    @property
+    def model_kind(self) -> str:
+        """The model's family and variant (``lightgbm``, ``logistic_small_data``, ...)."""
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Metrics on the test slice."""
+
+    @property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """Each baseline's metrics on the same slice."""
+
+    @property
+    def splits(self) -> dict[str, Any]:
+        """How the evaluation parts were made."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The training data's identity (hash, rows, dates, label rate)."""
+
+    @property
+    def fit(self) -> dict[str, Any]:
+        """Which rows evaluated the model and which fitted the final one."""
+
+    @property
+    def deciles(self) -> pd.DataFrame:
+        """The test slice's decile table."""
+
+    @property
+    def reliability(self) -> dict[str, pd.DataFrame]:
+        """Reliability tables of the model and the baselines."""
+
+    @property
+    def segments(self) -> dict[str, pd.DataFrame]:
+        """Calibration within each segment column."""
+
+    @property
+    def importance(self) -> pd.DataFrame:
+        """Feature importance."""
+
+    @property
+    def test_frame(self) -> pd.DataFrame:
+        """The test slice's rows."""
+
+    @property
+    def input_example(self) -> pd.DataFrame | None:
+        """Rows to take the logged example from when the test slice is empty."""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable metrics and facts."""
+        ...
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -88,7 +155,7 @@ class LoggedModel:
 
 
 def log_trained_model(
-    result: TrainResult,
+    result: TrainedModel,
     *,
     settings: Settings,
     model_name: str,

@@ -3,8 +3,8 @@
 For each :class:`~forecast.data.simulation.worlds.World` the simulator runs for the world's history
 plus ``future_months``. The CRM as it stood at the end of the history (the *cut*,
 :func:`forecast.data.as_of.crm_as_of`) is ingested into a temporary DuckDB warehouse and the deal-win
-and lead-scoring models are trained there by :func:`forecast.jobs.train_model_job` (temporary local
-MLflow store), exactly as ``forecast train`` would. The logged models are then judged on the
+and lead-scoring models are trained there by :func:`forecast.training.job.train_model_job`
+(temporary local MLflow store), exactly as ``forecast train`` would. The logged models are then judged on the
 ``eval_months`` after the cut, which no step of training could see:
 
 - deal win: weekly snapshots of the deals open in the window plus one snapshot at each new deal's
@@ -136,8 +136,8 @@ def _write_crm(tables: Mapping[str, pd.DataFrame], folder: Path) -> Path:
 
 def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
     """Train through the job; return a small record and the logged pipeline (``None`` on failure)."""
-    from forecast.jobs import train_model_job
     from forecast.registry import load_model
+    from forecast.training.job import train_model_job
 
     started = time.perf_counter()
     try:

@@ -239,12 +239,12 @@ def test_the_gate_never_compares_on_rows_the_champion_trained_on(env: dict[str, 
 def test_an_internal_error_exits_1_with_its_traceback_under_debug(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import forecast.jobs
+    import forecast.training.job
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise ValueError("Categorical categories must be unique")  # what pandas raised for our bug
 
-    monkeypatch.setattr(forecast.jobs, "train_binary", broken)
+    monkeypatch.setattr(forecast.training.job, "train_binary", broken)
     _flat_export(tmp_path / "export.csv", 300, 1)
     args = ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted"]
     env = cli_env(tmp_path)

@@ -18,9 +18,9 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import resolve_horizon, snapshot_table, table_input
-from forecast.train import TrainResult, train_binary
-from forecast.train_survival import train_time_to_close
+from forecast.training.binary import TrainResult, train_binary
+from forecast.training.datasets import resolve_horizon, snapshot_table, table_input
+from forecast.training.survival import train_time_to_close
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains deal win and time to close on a simulated CRM

@@ -20,8 +20,8 @@ from forecast.features.source import frames_source
 from forecast.flags.backtest import BacktestResult, backtest_dates, run_backtest, train_scorer_before
 from forecast.flags.config import FlagsConfig
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import snapshot_table, table_input
-from forecast.train import TrainResult, train_binary
+from forecast.training.binary import TrainResult, train_binary
+from forecast.training.datasets import snapshot_table, table_input
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains the churn model on a simulated CRM

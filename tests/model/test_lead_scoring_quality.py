@@ -16,8 +16,8 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import snapshot_table, table_input
-from forecast.train import TrainResult, train_binary
+from forecast.training.binary import TrainResult, train_binary
+from forecast.training.datasets import snapshot_table, table_input
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains lead scoring on a simulated CRM and the UCI files
@@ -116,7 +116,7 @@ def test_uci_bank_marketing_is_calibrated_on_held_out_rows(file_name: str) -> No
     ECE at most 0.02, and never more than 0.005 above a logistic regression's on the same rows.
     Measured: bank-full 0.0053 against 0.0128, bank-additional-full 0.0046 against 0.0068.
     """
-    from forecast.models.datasets import export_input
+    from forecast.training.datasets import export_input
     from tests.conftest import shared_dataset
 
     path = shared_dataset("uci-bank-marketing") / file_name
@@ -142,7 +142,7 @@ def test_uci_bank_marketing_in_time_order_is_at_least_the_logistic_regression(
     fitting rows, where LightGBM with the period prior had a log loss of 1.197 against 1.145;
     LightGBM would have scored 0.740 on the test, and 0.673 before the period prior).
     """
-    from forecast.models.datasets import export_input
+    from forecast.training.datasets import export_input
     from tests.conftest import shared_dataset
 
     path = shared_dataset("uci-bank-marketing") / file_name

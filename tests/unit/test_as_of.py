@@ -203,10 +203,10 @@ def test_features_default_grid_ends_at_the_data_as_of(settings: Settings, tmp_pa
 def test_monitor_current_window_ends_at_the_data_as_of(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from forecast.models import datasets
     from forecast.models.config import TrainingConfig
     from forecast.monitoring import job
     from forecast.monitoring.policy import MonitoringPolicy
+    from forecast.training import datasets
 
     seen: dict[str, Any] = {}
 

@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecast.errors import InsufficientDataError
 from forecast.evaluate import expected_calibration_error
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import entity_folds, fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
-from forecast.train import InsufficientDataError, ModelInput, train_binary
+from forecast.training.binary import train_binary
+from forecast.training.inputs import ModelInput
 
 
 def _data(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

@@ -19,10 +19,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forecast.errors import InputError
+from forecast.errors import InputError, InsufficientDataError
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import export_input
-from forecast.train import InsufficientDataError, train_binary
+from forecast.training.binary import train_binary
+from forecast.training.datasets import export_input
 
 KINDS = (
     "many_levels",

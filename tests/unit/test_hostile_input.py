@@ -213,8 +213,8 @@ def test_jobs_check_names_before_any_work(tmp_path: Path) -> None:
     from forecast.batch import score_job
     from forecast.config import Settings
     from forecast.errors import InputError
-    from forecast.jobs import train_model_job
     from forecast.models.config import TrainingConfig
+    from forecast.training.job import train_model_job
 
     settings = Settings(
         warehouse=tmp_path / "absent.duckdb",

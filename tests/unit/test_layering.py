@@ -20,19 +20,19 @@ LOWER = (
     "forecast.features",
     "forecast.tracking",
     "forecast.models",
-    "forecast.train",
-    "forecast.train_survival",
-    "forecast.evaluate",
-    "forecast.survival_metrics",
 )
-"""Canonical data, point-in-time features, tracking reports and the pure modelling code."""
+"""Canonical data, point-in-time features, tracking reports and the modelling code (estimators)."""
+TRAINING = ("forecast.training",)
+"""Training (the training input, fitting and evaluation, the card, the job): above the modelling code."""
+TRAINING_JOB = ("forecast.training.job",)
+"""The one module of training that is orchestration: it logs to MLflow through the registry."""
 SCORING = ("forecast.scoring",)
 """Pure scoring (scores, bands, reasons, close dates; no I/O): above the modelling code, below the
 jobs and the front ends that share it."""
 ORCHESTRATION = (
     "forecast.cli",
     "forecast.serving",
-    "forecast.jobs",
+    *TRAINING_JOB,  # the training job
     "forecast.batch",  # the batch scoring job
     "forecast.registry",
     "forecast.binding",
@@ -50,6 +50,7 @@ LEAVES = {
     "forecast.yaml_config": set(),
     "forecast.timeutil": {"forecast.errors"},
     "forecast.models.names": set(),
+    "forecast.evaluate": set(),  # metrics of probability scores: models, training, registry, monitoring
 }
 """Modules everything may import; what each of them may import from forecast."""
 
@@ -57,7 +58,8 @@ KNOWN_CYCLES: list[set[str]] = []
 """Import cycles between modules that exist today. A new one fails the test; when one is broken,
 remove it here. (``models.pipeline`` <-> ``explain`` <-> ``fastpath`` was one, issue 20.)"""
 KNOWN_PACKAGE_CYCLES: list[set[str]] = []
-"""Cycles between top-level packages and modules (``models`` <-> ``train`` was one, issue 20)."""
+"""Cycles between top-level packages and modules (``models`` <-> ``train`` was one, issue 20; and
+``training`` <-> ``registry`` would be one if the registry imported the training result's class)."""
 
 
 @cache
@@ -174,13 +176,39 @@ def test_lower_layers_never_import_scoring() -> None:
     assert _violations(LOWER, SCORING) == []
 
 
+def test_lower_layers_never_import_training() -> None:
+    assert _violations(LOWER, TRAINING) == []
+
+
+def test_training_is_pure_but_its_job() -> None:
+    """Fitting, evaluation and the card import no orchestration nor scoring; the job only the registry."""
+    graph = import_graph()
+    pure = sorted(
+        f"{m} imports {d}"
+        for m, deps in graph.items()
+        if _within(m, TRAINING) and not _within(m, TRAINING_JOB)
+        for d in deps
+        if _within(d, [*ORCHESTRATION, *SCORING])
+    )
+    assert pure == []
+    beyond = [d for d in _violations(TRAINING_JOB, [*ORCHESTRATION, *SCORING]) if not d.endswith("registry")]
+    assert beyond == []
+    assert "forecast.registry" in graph["forecast.training.job"]
+
+
+def test_neither_the_registry_nor_scoring_imports_training() -> None:
+    """The registry logs any :class:`~forecast.registry.TrainedModel`; scoring reads a fitted model."""
+    assert _violations(["forecast.registry", *SCORING], TRAINING) == []
+
+
 def test_scoring_is_pure() -> None:
     """Scoring reads no warehouse, registry or file: it never imports the jobs or the front ends."""
     assert _violations(SCORING, ORCHESTRATION) == []
 
 
-def test_serving_imports_pure_scoring_never_the_batch_job() -> None:
-    assert _violations(["forecast.serving"], ["forecast.batch", "forecast.jobs"]) == []
+def test_serving_imports_pure_scoring_never_a_job() -> None:
+    """The service scores with ``scoring``, never the batch job nor training: it serves, it does not fit."""
+    assert _violations(["forecast.serving"], ["forecast.batch", *TRAINING]) == []
     graph = import_graph()
     assert any(_within(d, SCORING) for d in graph["forecast.serving.scoring"])
 

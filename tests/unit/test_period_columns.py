@@ -59,9 +59,9 @@ def test_the_export_summary_names_them_with_a_warning() -> None:
 
 def _trained(tmp_path, method: str):  # type: ignore[no-untyped-def]
     from forecast.models.config import TrainingConfig
-    from forecast.models.datasets import export_input
     from forecast.models.pipeline import CalibratedLGBMClassifier
-    from forecast.train import train_binary
+    from forecast.training.binary import train_binary
+    from forecast.training.datasets import export_input
     from tests.conftest import REPO
 
     path = tmp_path / "export.csv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from forecast.registry import _baselines_not_beaten
-from forecast.train import paired_brier_gap
+from forecast.training.binary import paired_brier_gap
 
 
 def _metrics(auc: float, brier: float, b_auc: float, b_brier: float, se: float | None) -> dict[str, float]:

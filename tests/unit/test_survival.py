@@ -16,7 +16,7 @@ from forecast.models.survival import (
     survival_from_hazards,
     survival_quantile,
 )
-from forecast.survival_metrics import brier_at, concordance_index, integrated_brier_score
+from forecast.training.survival_metrics import brier_at, concordance_index, integrated_brier_score
 
 EDGES = [0.0, 7.0, 14.0, 30.0]
 

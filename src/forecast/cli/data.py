@@ -349,7 +349,7 @@ def run(
 ) -> None:
     """The main job on the embedded default: simulate, ingest, check quality, train, promote, score."""
     from forecast.batch import score_job
-    from forecast.jobs import train_model_job
+    from forecast.training.job import train_model_job
 
     settings = _settings(ctx)
     folder = out or settings.data_dir / "crm"

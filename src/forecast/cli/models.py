@@ -142,8 +142,8 @@ def _train(
     gap_days: float | None = None,
     **table_options: Any,
 ) -> None:
-    from forecast.jobs import train_model_job
-    from forecast.train import InsufficientDataError
+    from forecast.errors import InsufficientDataError
+    from forecast.training.job import train_model_job
 
     settings = _settings(ctx)
     cfg = _load_config(stem, config, as_json, model_name)

@@ -137,8 +137,8 @@ def _render_monitor(console: Console, s: dict[str, Any]) -> None:
 @app.command("retrain", help=RETRAIN_HELP)
 def retrain(ctx: typer.Context, model: ModelOpt, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Retrain a model and promote it if the gate says so (see the exit codes above)."""
+    from forecast.errors import InsufficientDataError
     from forecast.monitoring.job import retrain_job
-    from forecast.train import InsufficientDataError
 
     settings = _settings(ctx)
     stem = resolve_model(model, as_json, config)

@@ -189,9 +189,9 @@ def backtest_revenue_command(
 ) -> None:
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
     from forecast.cli.models import _load_config
+    from forecast.errors import InsufficientDataError
     from forecast.revenue.job import ShockSettings
     from forecast.revenue.run import backtest_job
-    from forecast.train import InsufficientDataError
 
     if every not in ("week", "month", "quarter"):
         _fail(as_json, f"--every {every!r}: use week, month or quarter")

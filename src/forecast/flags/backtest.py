@@ -280,8 +280,8 @@ def train_scorer_before(
     Returns:
         The scorer and the training summary (metrics, baselines).
     """
-    from forecast.models.datasets import snapshot_table, table_input
-    from forecast.train import train_binary
+    from forecast.training.binary import train_binary
+    from forecast.training.datasets import snapshot_table, table_input
 
     cfg = train_config.model_copy(deep=True)
     cfg.snapshots.horizon_days = horizon_days

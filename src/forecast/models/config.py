@@ -90,7 +90,7 @@ class LightGBMSettings(_Strict):
 
 
 class FinalFitSettings(_Strict):
-    """The champion's final fit on all labelled rows, after evaluation (see ``forecast.train``)."""
+    """The champion's final fit on all labelled rows, after evaluation (see ``forecast.training.binary``)."""
 
     enabled: bool = Field(
         default=True, description="refit on all labelled rows (off: the champion is the evaluation model)"
@@ -116,7 +116,7 @@ class FinalFitSettings(_Strict):
 
 
 class FamilySettings(_Strict):
-    """Which model family is evaluated and served (see ``forecast.train``)."""
+    """Which model family is evaluated and served (see ``forecast.training.binary``)."""
 
     choice: Literal["auto", "lightgbm", "logistic"] = Field(
         default="lightgbm",

@@ -1,8 +1,8 @@
 """The fitting procedure of every binary model: trees, tree count and calibrator, all cross-fitted.
 
-:func:`fit_calibrated` is run twice by :func:`forecast.train.train_binary`: on the rows before the
-test cut (the *evaluation* model, which produces every test metric) and on all labelled rows (the
-*final* model, which is logged and served). Running the same procedure both times makes the test
+:func:`fit_calibrated` is run twice by :func:`forecast.training.binary.train_binary`: on the rows
+before the test cut (the *evaluation* model, which produces every test metric) and on all labelled
+rows (the *final* model, which is logged and served). Running the same procedure both times makes the test
 metrics a measurement of what is served.
 
 For LightGBM (:class:`~forecast.models.pipeline.CalibratedLGBMClassifier`):

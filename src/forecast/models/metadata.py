@@ -1,6 +1,6 @@
 """The metadata logged with every model (MLflow's ``MLmodel`` file): one typed description.
 
-``jobs.train_model_job`` writes it through :meth:`ModelMetadata.to_dict`; the registry parses it
+``training.job.train_model_job`` writes it through :meth:`ModelMetadata.to_dict`; the registry parses it
 once when it loads a model (``LoadedModel.meta``), so scoring, serving, flags, monitoring and the
 revenue forecast read attributes with one default each instead of ``dict.get`` with their own.
 Unknown keys are kept (``extra="allow"``) and every field has a default, so models logged by

@@ -443,8 +443,9 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
     ) -> CalibratedLGBMClassifier:
         """Fit the calibrator on uncalibrated probabilities of rows these trees did not train on.
 
-        The final fit (:func:`forecast.train.final_fit`) trains the trees on every labelled row
-        and calibrates them on out-of-fold probabilities of models fitted without each row.
+        The final fit (the last step of :func:`forecast.training.binary.train_binary`) trains the
+        trees on every labelled row and calibrates them on out-of-fold probabilities of models
+        fitted without each row.
 
         Args:
             method: ``sigmoid`` or ``isotonic``.

@@ -132,7 +132,7 @@ def current_side(
         )
     from forecast.features.snapshots import LabelConfig, parse_every
     from forecast.features.source import warehouse_source
-    from forecast.models.datasets import snapshot_table
+    from forecast.training.datasets import snapshot_table
 
     horizon = model.meta.horizon_days
     days = policy.current_days
@@ -459,8 +459,8 @@ def retrain_job(
         InsufficientDataError: Too little labelled data to train.
         FileNotFoundError: No warehouse.
     """
-    from forecast.jobs import train_model_job
     from forecast.registry import client
+    from forecast.training.job import train_model_job
 
     summary = train_model_job(
         settings, config, promote_after=True, progress=progress, tags={"trigger": "retrain"}

@@ -31,7 +31,6 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import resolve_horizon, snapshot_table, table_input
 from forecast.revenue.forecast import ALL, Period
 from forecast.revenue.job import (
     DealModels,
@@ -43,8 +42,9 @@ from forecast.revenue.job import (
     unseen_from,
 )
 from forecast.tracking.stats import wilson
-from forecast.train import train_binary
-from forecast.train_survival import train_time_to_close
+from forecast.training.binary import train_binary
+from forecast.training.datasets import resolve_horizon, snapshot_table, table_input
+from forecast.training.survival import train_time_to_close
 
 QUANTILES = (0.1, 0.5, 0.9)
 

@@ -1,6 +1,6 @@
-"""Jobs: the orchestration behind the CLI and the MLflow project (data -> model -> MLflow).
+"""The training job behind ``forecast train`` and the MLflow project: data -> model -> MLflow.
 
-Each job reads its inputs, calls the pure domain code and writes through the edges (MLflow, files,
+The job reads its inputs, calls the pure training code and writes through the edges (MLflow, files,
 the warehouse). The CLI only parses options and renders the result.
 """
 
@@ -18,14 +18,15 @@ from forecast.config import Settings
 from forecast.data.warehouse import warehouse_id
 from forecast.errors import InputError
 from forecast.features.splits import summary_test_cut
-from forecast.model_card import model_card
 from forecast.models.config import TrainingConfig
-from forecast.models.datasets import RAW_ROW, export_input, warehouse_input
 from forecast.models.metadata import ModelMetadata
 from forecast.name_rules import check_name
 from forecast.registry import log_trained_model, promote
-from forecast.train import ModelInput, TrainResult, train_binary
-from forecast.train_survival import DURATION, train_time_to_close, within_label
+from forecast.training.binary import TrainResult, train_binary
+from forecast.training.card import model_card
+from forecast.training.datasets import RAW_ROW, export_input, warehouse_input
+from forecast.training.inputs import ModelInput
+from forecast.training.survival import DURATION, train_time_to_close, within_label
 
 Progress = Callable[[str], None]
 

@@ -6,7 +6,7 @@ flat exports). Evaluation and the final fit are separate steps:
 1. keep rows with a known label; split by time (whole entities per split, purge gap before the
    test slice) or, without dates, stratified / by row order. A split that would leave one class
    out of a part while the labelled rows hold both is retried with a shorter purge gap, then by
-   entity at random, and the summary says so (see :func:`_split`);
+   entity at random, and the summary says so (see :func:`forecast.training.splits._split`);
 2. check data sufficiency: below the absolute minimum refuse with a message giving the rows of
    each class and what is needed; below the sufficiency threshold fit a regularised logistic
    model instead of LightGBM, and say so;
@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from forecast.errors import InputError, InsufficientDataError
@@ -43,7 +42,6 @@ from forecast.evaluate import (
     reliability_table,
     segment_calibration,
 )
-from forecast.features.splits import time_splits
 from forecast.models.baselines import (
     BaseRateClassifier,
     LogisticBaseline,
@@ -52,9 +50,10 @@ from forecast.models.baselines import (
 )
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_calibrated
-from forecast.models.inputs import ModelInput
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 from forecast.models.stage_incidence import StageWinIncidence
+from forecast.training.inputs import ModelInput
+from forecast.training.splits import _check_parts, _one_class_part, _split
 
 
 @dataclass
@@ -122,186 +121,6 @@ def data_identity(frame: pd.DataFrame, label: str, time_column: str | None) -> d
         "from": pd.Timestamp(times.min()).isoformat() if has_time and times is not None else None,
         "to": pd.Timestamp(times.max()).isoformat() if has_time and times is not None else None,
     }
-
-
-def _split(
-    data: ModelInput, frame: pd.DataFrame, config: TrainingConfig, enough_to_fit: bool = True
-) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Fitting and test positions, and how they were made.
-
-    With dates: the test slice holds the entities first seen at or after the test cut
-    (:func:`~forecast.features.splits.time_splits`), the fitting rows every row of the other
-    entities dated before the cut minus the purge gap (default: the label horizon), so every
-    fitting label was known at the cut. When that leaves a part empty or with one class although
-    the labelled rows hold both (a short history: the gap swallows it), the gap is shortened step
-    by step down to 0, then whole entities are split at random (stratified); the summary's
-    ``note`` says which, and why the evaluation may be optimistic. With ``enough_to_fit`` the gap is
-    also shortened while the fitting rows are fewer than the small-data sufficiency threshold
-    (:func:`_too_few_to_fit`). Without dates: stratified or by row order, as configured
-    (``split.method``: ``order``, ``random`` or ``stratified`` ignore dates).
-    """
-    s = config.split
-    y = frame[data.label].astype(int).to_numpy()
-    ids = frame[data.id_column].reset_index(drop=True)
-    has_time = data.time_column is not None and frame[data.time_column].notna().any()
-    if s.method == "time" and not has_time:
-        raise InputError("--split time needs dates: name the date column with --time COLUMN")
-    if s.method in ("order", "random", "stratified"):
-        has_time = False
-    if has_time and frame[str(data.time_column)].isna().any():
-        n = int(frame[str(data.time_column)].isna().sum())
-        raise InputError(
-            f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
-        )
-    if has_time:
-        times = pd.to_datetime(frame[str(data.time_column)]).reset_index(drop=True)
-        gap = s.gap_days if s.gap_days is not None else float(config.snapshots.horizon_days)
-        tried: list[str] = []
-        fallback: tuple[list[np.ndarray], dict[str, Any]] | None = None
-        for g in _gap_ladder(gap):
-            try:
-                splits = time_splits(
-                    frame,
-                    data.id_column,
-                    time_column=str(data.time_column),
-                    valid_fraction=s.valid_fraction,
-                    test_fraction=s.test_fraction,
-                    gap_days=g,
-                )
-            except ValueError as exc:
-                tried.append(f"gap {g:g} days: {exc}")
-                continue
-            cut = splits.cuts[1]
-            test_ids = ids.iloc[splits.test].unique()
-            fit = np.flatnonzero(((times < cut - pd.Timedelta(days=g)) & ~ids.isin(test_ids)).to_numpy())
-            parts = [fit, splits.test]
-            lacking = _one_class_part(parts, y)
-            if lacking is not None:
-                tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
-                continue
-            few = _too_few_to_fit(y[fit], config) if enough_to_fit else None
-            summary: dict[str, Any] = {
-                "method": "time",
-                "cuts": [c.isoformat() for c in splits.cuts],
-                "gap_days": g,
-                "dropped_rows": len(frame) - len(fit) - len(splits.test),
-                "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
-            }
-            if g < gap:
-                summary["note"] = (
-                    f"the history is too short for a {gap:g}-day purge gap ({'; '.join(tried)}), so the "
-                    f"gap was shortened to {g:g} days: some test labels were decided in the same weeks "
-                    "as training labels, and the test metrics may be optimistic"
-                )
-            if few is not None and g > 0:
-                tried.append(f"gap {g:g} days: {few}")
-                fallback = fallback or (parts, summary)
-                continue
-            return parts, summary
-        if fallback is not None:  # both classes at a longer gap, too few rows at every gap
-            return fallback
-        parts = _entity_split(ids, y, s.test_fraction, config.seed)
-        return parts, {
-            "method": "entity_random",
-            "note": (
-                "no time split leaves both classes in the fitting and the test rows ("
-                + "; ".join(tried)
-                + "), so whole entities were split at random, stratified: the test slice is not "
-                "the future, and its metrics may be optimistic"
-            ),
-            "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
-        }
-    n = len(frame)
-    positions = np.arange(n)
-    method = s.method if s.method in ("order", "random", "stratified") else s.without_time
-    if method == "order":
-        n_test = int(n * s.test_fraction)
-        parts = [positions[: n - n_test], positions[n - n_test :]]
-    else:
-        strata = y if method == "stratified" else None
-        fit, test = train_test_split(
-            positions, test_size=s.test_fraction, stratify=strata, random_state=config.seed
-        )
-        parts = [np.sort(fit), np.sort(test)]
-    summary = {
-        "method": "row_order" if method == "order" else method,
-        "splits": {name: {"rows": len(p)} for name, p in zip(SPLITS, parts, strict=True)},
-    }
-    return parts, summary
-
-
-SPLITS = ("train", "test")
-"""The two parts of an evaluation: the rows the evaluation model is fitted on, and the test slice."""
-
-
-def _range(ids: pd.Series, times: pd.Series, idx: np.ndarray) -> dict[str, Any]:
-    return {
-        "rows": len(idx),
-        "entities": int(ids.iloc[idx].nunique()),
-        "from": None if len(idx) == 0 else times.iloc[idx].min().isoformat(),
-        "to": None if len(idx) == 0 else times.iloc[idx].max().isoformat(),
-    }
-
-
-def _gap_ladder(gap: float) -> list[float]:
-    """The purge gaps tried in turn: the configured one, then shorter ones down to 0."""
-    return sorted({gap, gap / 2, gap / 4, 0.0}, reverse=True) if gap > 0 else [0.0]
-
-
-def _one_class_part(parts: list[np.ndarray], y: np.ndarray) -> str | None:
-    """The name of the first part holding fewer than two classes (``None``: all hold both)."""
-    for name, idx in zip(("training", "test"), parts, strict=True):
-        if len(np.unique(y[idx])) < 2:
-            return name
-    return None
-
-
-def _check_parts(parts: list[np.ndarray], y: np.ndarray, config: TrainingConfig) -> None:
-    """Raise when a part of the evaluation is too small to fit or judge a model on.
-
-    Both classes in a part are not enough: a model fitted on 2 rows, or judged on 50 rows holding 5
-    positives, says nothing about the procedure that is served (a three-month CRM showed both).
-    The parts must each hold the small-data absolute minimums; below them deal snapshots get the
-    small-data stage model (:func:`train_binary`), anything else the error.
-    """
-    sd = config.small_data
-    for name, idx in zip(("fitting", "test"), parts, strict=True):
-        n, positives = len(idx), int(y[idx].sum())
-        if n < sd.absolute_min_rows or min(positives, n - positives) < sd.absolute_min_minority:
-            raise InsufficientDataError(
-                f"the evaluation's {name} rows are too few: {n} ({positives} positive, {n - positives} "
-                f"negative) of {len(y)} labelled rows; at least {sd.absolute_min_rows} rows and "
-                f"{sd.absolute_min_minority} of each class are needed in the fitting and the test rows "
-                "to train and evaluate a model"
-            )
-
-
-def _too_few_to_fit(y_fit: np.ndarray, config: TrainingConfig) -> str | None:
-    """Why the evaluation's fitting rows are too few to stand for the served model (``None``: enough).
-
-    A purge gap as long as the label horizon can leave a handful of fitting rows on a short history
-    (7 rows against 568 test rows were seen); the evaluation would then judge a model nothing like
-    the one served, fitted on every labelled row. Enough: the small-data sufficiency threshold.
-    """
-    sd = config.small_data
-    n, positives = len(y_fit), int(y_fit.sum())
-    if n >= sd.min_rows and min(positives, n - positives) >= sd.min_minority:
-        return None
-    return (
-        f"only {n} fitting rows ({positives} positive), fewer than the {sd.min_rows} rows and "
-        f"{sd.min_minority} of each class a model needs"
-    )
-
-
-def _entity_split(ids: pd.Series, y: np.ndarray, test_fraction: float, seed: int) -> list[np.ndarray]:
-    """Whole entities at random into fitting and test rows, stratified by "any positive row"."""
-    per_entity = pd.Series(y).groupby(ids.to_numpy(), sort=True).max()
-    label = per_entity.to_numpy()
-    strat = label if np.bincount(label, minlength=2).min() >= 2 else None
-    fit, test = train_test_split(
-        per_entity.index.to_numpy(), test_size=test_fraction, stratify=strat, random_state=seed
-    )
-    return [np.flatnonzero(ids.isin(set(part)).to_numpy()) for part in (fit, test)]
 
 
 def _check_sufficiency(y: np.ndarray, config: TrainingConfig) -> tuple[bool, str | None]:

@@ -1,7 +1,8 @@
-"""What a model is trained on (:class:`ModelInput`): built by ``models.datasets``, used by ``train``.
+"""What a model is trained on (:class:`ModelInput`).
 
-It lives here rather than in ``forecast.train`` so that ``models.datasets`` does not import
-``train`` (which imports ``models``): the two packages depended on each other.
+Built by :mod:`forecast.training.datasets`, used by :mod:`forecast.training.binary` and
+:mod:`forecast.training.survival`; a module of its own so that the datasets and the training
+functions do not import each other.
 """
 
 from __future__ import annotations

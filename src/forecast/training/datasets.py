@@ -15,7 +15,7 @@ from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, a
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
 from forecast.models.config import TrainingConfig
-from forecast.models.inputs import ModelInput
+from forecast.training.inputs import ModelInput
 
 RAW_ROW = "__raw_row"
 """Column of a flat export's model input holding each row's position in the raw file."""

@@ -1,6 +1,6 @@
 """Train and evaluate the time-to-close model on deal snapshots (no MLflow here).
 
-The same time split as every binary model (:mod:`forecast.train`), then:
+The same time split as every binary model (:mod:`forecast.training.binary`), then:
 
 - the discrete-time LightGBM hazard (:class:`~forecast.models.survival.DiscreteTimeHazard`), with
   early stopping on the validation split;
@@ -9,8 +9,8 @@ The same time split as every binary model (:mod:`forecast.train`), then:
   ones included), and the calibration of P(closes within ``proba_days``) on the snapshots whose
   follow-up covers those days (all of them, whatever happened: no bias towards quick closes).
 
-The result is a :class:`~forecast.train.TrainResult` whose headline ``metrics`` are those of
-P(closes within ``proba_days``) plus ``c_index`` and ``ibs``, so the registry's promotion gate
+The result is a :class:`~forecast.training.binary.TrainResult` whose headline ``metrics`` are those
+of P(closes within ``proba_days``) plus ``c_index`` and ``ibs``, so the registry's promotion gate
 applies unchanged.
 """
 
@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from forecast.errors import InsufficientDataError
 from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_hazard
@@ -34,18 +35,14 @@ from forecast.models.survival import (
     survival_at,
     survival_quantile,
 )
-from forecast.survival_metrics import (
+from forecast.training.binary import TrainResult, data_identity
+from forecast.training.inputs import ModelInput
+from forecast.training.splits import _split
+from forecast.training.survival_metrics import (
     c_index_gap_se,
     concordance_index,
     integrated_brier_score,
     restricted_mean_days,
-)
-from forecast.train import (
-    InsufficientDataError,
-    ModelInput,
-    TrainResult,
-    _split,
-    data_identity,
 )
 
 DURATION = "label_days_to_close"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.models.config import TrainingConfig
-from forecast.train import TrainResult
+from forecast.training.binary import TrainResult
 
 _METRIC_WORDS = {
     "roc_auc": "ROC-AUC (ranking: 0.5 is chance, 1 is perfect)",
