@@ -69,7 +69,9 @@ class MatrixSettings:
         revenue: Also backtest the revenue forecast over the window (trains the win and close-date
             models once more; the slowest step).
         n_sims: Monte Carlo simulations of the revenue backtest.
-        models: Which models to train and judge (``deal_win``, ``lead_scoring``).
+        models: Which models to train and judge (``deal_win``, ``lead_scoring``; with
+            ``time_to_close`` the win probability read from its competing risks, and its mean with
+            the deal-win model's, are judged too: ``deal_eval["from_hazard"]``, ``["blend"]``).
     """
 
     eval_months: int = 3
@@ -370,6 +372,41 @@ def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
     return out
 
 
+class WinFromHazard:
+    """``p_win`` read from a time-to-close model: its cumulative incidence of winning at its last edge.
+
+    The competing-risks hazard learns from every snapshot, censored ones included (issue 15 item 2:
+    "derive the win probability from the same machinery if it does better, measured").
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """``(n, 2)`` probabilities of not winning / winning; raises without a win cause."""
+        incidence = self.pipeline[-1].win_incidence(self.pipeline[:-1].transform(rows))
+        if incidence is None:
+            raise ValueError("the time-to-close model has no win cause (a Kaplan-Meier curve per stage)")
+        p = np.clip(np.asarray(incidence[:, -1], dtype=float), 0.0, 1.0)
+        return np.column_stack([1.0 - p, p])
+
+
+class MeanOf:
+    """The mean of several models' probabilities (an equal-weight blend)."""
+
+    def __init__(self, *models: Any) -> None:
+        self.models = models
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """``(n, 2)`` mean probabilities."""
+        p = np.mean([m.predict_proba(rows)[:, 1] for m in self.models], axis=0)
+        return np.column_stack([1.0 - p, p])
+
+
+JUDGED_KEYS = ("auc", "ece", "brier", "mean_p", "ece_noise_q90", "stage_ece_max", "auc_creation")
+"""What is kept of the judgement of the win probabilities read from the time-to-close model."""
+
+
 def _judge_deals(
     sim: Simulation,
     pipeline: SalesPipeline,
@@ -382,7 +419,20 @@ def _judge_deals(
     try:
         win_h = int(configs[DEAL_WIN].snapshots.horizon_days)
         rows = _future_rows(sim, pipeline, "opportunity", cut, settings.eval_months, LabelConfig(90, win_h))
-        return evaluate_deal_win(models.get(DEAL_WIN), rows, sim.truth["truth_opportunities"], past)
+        truth = sim.truth["truth_opportunities"]
+        out = evaluate_deal_win(models.get(DEAL_WIN), rows, truth, past)
+        hazard, deal = models.get(TIME_TO_CLOSE), models.get(DEAL_WIN)
+        if hazard is not None and hasattr(hazard[-1], "win_incidence"):
+            try:
+                variants: dict[str, Any] = {"from_hazard": WinFromHazard(hazard)}
+                if deal is not None:
+                    variants["blend"] = MeanOf(deal, WinFromHazard(hazard))
+                for key, model in variants.items():
+                    judged = evaluate_deal_win(model, rows, truth, past)
+                    out[key] = {k: judged.get(k) for k in JUDGED_KEYS}
+            except ValueError as exc:
+                out["from_hazard"] = {"error": _error(exc)}
+        return out
     except Exception as exc:
         return {"error": _error(exc), "trace": traceback.format_exc(limit=3)}
 

@@ -237,6 +237,8 @@ def test_logout_clears_the_cookie(monkeypatch: pytest.MonkeyPatch) -> None:
         session.session_value(TOKEN.encode(), now=0),  # long expired
         "",
     ],
+    # fixed ids: a session value holds the time it was made, and xdist workers must collect alike
+    ids=["the-token-itself", "v1-forged", "v2-forged", "another-tokens-session", "expired", "empty"],
 )
 def test_forged_copied_or_expired_cookies_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     client = _client(monkeypatch)

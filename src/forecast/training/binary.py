@@ -182,10 +182,11 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         InsufficientDataError: Too little labelled data (a clear message, no stack trace in the CLI).
         ValueError: A split left empty, or a label column that is not 0/1.
     """
+    stage_model = all(c in data.frame.columns for c in STAGE_INCIDENCE_COLUMNS) and "stage" in data.features
     try:
-        return _train_learned(data, config)
+        return _train_learned(data, config, check_parts=stage_model)
     except InsufficientDataError as exc:
-        if not all(c in data.frame.columns for c in STAGE_INCIDENCE_COLUMNS) or "stage" not in data.features:
+        if not stage_model:
             raise
         return train_stage_incidence(data, config, reason=str(exc))
 
@@ -279,8 +280,13 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     )
 
 
-def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
-    """:func:`train_binary` for the learned model (LightGBM, or the small-data logistic one)."""
+def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool = False) -> TrainResult:
+    """:func:`train_binary` for the learned model (LightGBM, or the small-data logistic one).
+
+    With ``check_parts`` (a small-data model to fall back on exists), evaluation parts below the
+    absolute minimums raise :class:`InsufficientDataError` (:func:`_check_parts`); without it a
+    small export is still trained and judged on what it has, its notes saying so.
+    """
     frame = data.frame
     known = frame[data.label].notna()
     if data.censored is not None:
@@ -298,7 +304,8 @@ def _train_learned(data: ModelInput, config: TrainingConfig) -> TrainResult:
             f"{len(y_all) - positives} negative) over {frame[data.id_column].nunique()} entities; "
             "both classes are needed in the rows before the test cut and in the test slice"
         )
-    _check_parts(parts, y_all, config)
+    if check_parts:
+        _check_parts(parts, y_all, config)
     x = frame[data.features]
     ids = frame[data.id_column].reset_index(drop=True)
     notes = [note] if note else []

@@ -158,7 +158,8 @@ def _check_parts(parts: list[np.ndarray], y: np.ndarray, config: TrainingConfig)
     Both classes in a part are not enough: a model fitted on 2 rows, or judged on 50 rows holding 5
     positives, says nothing about the procedure that is served (a three-month CRM showed both).
     The parts must each hold the small-data absolute minimums; below them deal snapshots get the
-    small-data stage model (:func:`~forecast.training.binary.train_binary`), anything else the error.
+    small-data stage model (:func:`~forecast.training.binary.train_binary`); other data is trained
+    on what it has.
     """
     sd = config.small_data
     for name, idx in zip(("fitting", "test"), parts, strict=True):
