@@ -184,3 +184,20 @@ def hold_warehouse_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
     finally:
         proc.kill()
         proc.wait()
+
+
+RUN_FIRST = ("tests/model/", "tests/integration/")
+"""Folders whose files run first: the model-quality gates and the CLI and service runs take minutes
+each, and with ``-n 2 --dist loadfile`` a long file handed out last keeps one worker busy while the
+other has finished (the unit tests then fill the gaps instead)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the session: the long folders first (:data:`RUN_FIRST`), each file's tests together."""
+    del config
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).resolve().relative_to(REPO).as_posix()
+        return next((i for i, folder in enumerate(RUN_FIRST) if path.startswith(folder)), len(RUN_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a folder is kept
