@@ -49,14 +49,14 @@ def utc_now() -> pd.Timestamp:
     return to_utc_naive(pd.Timestamp.now(tz="UTC"))
 
 
-def parse_time(value: str, option: str = "--as-of") -> pd.Timestamp:
+def parse_time(value: str, parameter: str = "as_of") -> pd.Timestamp:
     """Parse a time given on the command line to naive UTC.
 
     ``""`` and ``"nat"`` are errors, never "no limit": a missing time is ``None``, not a string.
 
     Args:
         value: An ISO date or timestamp, with or without an offset.
-        option: The option's name, for the message.
+        parameter: The parameter's name, for the message (the CLI shows it as its option).
 
     Returns:
         The naive UTC timestamp.
@@ -65,14 +65,14 @@ def parse_time(value: str, option: str = "--as-of") -> pd.Timestamp:
         InputError: If ``value`` is empty or not a date.
     """
     if not value.strip():
-        raise InputError(f"{option} is empty")
-    problem = f"{option} {value!r} is not an ISO date or timestamp (YYYY-MM-DD[THH:MM:SS[+HH:MM]])"
+        raise InputError("is empty", parameter=parameter)
+    problem = f"{value!r} is not an ISO date or timestamp (YYYY-MM-DD[THH:MM:SS[+HH:MM]])"
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise InputError(problem) from None
+        raise InputError(problem, parameter=parameter) from None
     if pd.isna(ts):  # "nat" parses to NaT, which would silently disable a time limit
-        raise InputError(problem)
+        raise InputError(problem, parameter=parameter)
     return to_utc_naive(ts)
 
 

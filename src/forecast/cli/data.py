@@ -43,6 +43,7 @@ from forecast.data.quality import quality_summary
 from forecast.data.sources.base import SourceError
 from forecast.data.validate import RULES
 from forecast.data.warehouse import PipelineConflictError, Warehouse, WarehouseBusyError
+from forecast.errors import cli_message
 from forecast.logging import get_logger
 from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 
@@ -87,7 +88,7 @@ def simulate(
     try:
         spec = load_world(world) if world is not None else World(name="default")
     except ValueError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     updates: dict[str, Any] = {}
     if leads is not None:
         updates["n_leads"] = leads
@@ -193,7 +194,7 @@ def _run_ingest(
     except RejectsRefusedError as exc:
         _refuse(as_json, exc.report.as_dict(), str(exc))
     except (SourceError, PipelineConflictError, WarehouseBusyError, PipelineLearnError) as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     except ValueError as exc:
         _fail(as_json, f"{path}: cannot import ({exc})")
     except duckdb.Error as exc:
@@ -297,7 +298,7 @@ def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     try:
         summary = quality_summary(Warehouse(settings.warehouse))
     except FileNotFoundError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     _emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
 
 

@@ -28,6 +28,7 @@ from forecast.cli.render import (
 )
 from forecast.config import Settings
 from forecast.data.sources.base import SourceError
+from forecast.errors import cli_message
 from forecast.logging import get_logger
 
 # ---------------------------------------------------------------------------- features
@@ -116,7 +117,7 @@ def _warehouse_features(
             update("writing", None)
             write_frame(table.frame, out)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     return {"out": str(out), **table.summary(), "features": table.catalogue()}
 
 
@@ -157,7 +158,7 @@ def _flat_features(
             delimiter=delimiter,
         )
     except (SourceError, ValueError) as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     for warning in export.warnings:
         get_logger("features").warning(warning)
     write_frame(export.table, out)

@@ -25,6 +25,7 @@ from forecast.cli.main import (
     as_of_option,
     backtest_app,
 )
+from forecast.errors import cli_message
 
 EntityOpt = Annotated[str, typer.Option(help="deal, lead or both.")]
 FlagsConfigOpt = Annotated[
@@ -39,7 +40,7 @@ def _config(path: Path | None, as_json: bool) -> Any:
     try:
         return load_flags_config(path)
     except ValueError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
 
 
 def _entities(value: str, as_json: bool) -> list[Any]:
@@ -110,7 +111,7 @@ def flags(
                 churn_models=churn_models,
             )
     except (FileNotFoundError, ValueError, LookupError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
         c.print(f"flags as of {summary['as_of']} (horizon {summary['horizon_days']} days)")
@@ -172,7 +173,7 @@ def backtest_flags(
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, ValueError, LookupError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
         c.print(

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from forecast.cli.global_options import GlobalOptionsGroup
 from forecast.config import Settings, load_settings
-from forecast.errors import InputError
+from forecast.errors import InputError, cli_message, parameter_name
 from forecast.logging import configure_logging, get_logger, stderr_console
 from forecast.timeutil import parse_time
 
@@ -113,7 +113,7 @@ def _model_refs(
     try:
         return model_refs(defaults, named, models)
     except InputError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
 
 
 def _emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], None]) -> None:
@@ -152,7 +152,7 @@ def _input_errors(as_json: bool, bad_input: tuple[type[BaseException], ...]) -> 
     except KeyError as exc:  # a LookupError, but from a missing dict key or column: a bug
         _internal(as_json, exc)
     except expected as exc:
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
     except Exception as exc:
         _internal(as_json, exc)
 
@@ -222,6 +222,6 @@ PipelineOpt = Annotated[
 def _parse_date(value: str, option: str, as_json: bool) -> pd.Timestamp:
     """The time of a required option (``--from``, ``--to``), naive UTC; a bad value exits 2."""
     try:
-        return parse_time(value, option)
+        return parse_time(value, parameter_name(option))
     except InputError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))

@@ -34,6 +34,7 @@ from forecast.cli.render import (
 )
 from forecast.config import config_file
 from forecast.data.sources.base import SourceError
+from forecast.errors import cli_message
 from forecast.logging import get_logger
 from forecast.models.names import (
     CHURN_RISK,
@@ -72,7 +73,7 @@ def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | 
     try:
         config = TrainingConfig.from_yaml(config_path)
     except ValueError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     if model_name is not None:
         _check_name(model_name, "--model-name", as_json)
         config = config.model_copy(update={"model_name": model_name})
@@ -86,7 +87,7 @@ def _check_name(value: str, option: str, as_json: bool) -> str:
     try:
         return check_name(value, option)
     except ValueError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
 
 
 TableOpt = Annotated[Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")]
@@ -283,7 +284,7 @@ def _promote(
     try:
         decision = promote(cfg.model_name, settings, max_auc_drop=cfg.promotion.max_auc_drop)
     except LookupError as exc:
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
     payload = {"ok": True, **decision.as_dict()}
 
     def render(c: Console) -> None:

@@ -12,7 +12,7 @@ from rich.table import Table
 from forecast.cli.main import JsonOpt, ModelsOpt, _emit, _fail, _model_refs, _progress, _settings, app
 from forecast.cli.models import MODELS, _load_config, default_config
 from forecast.data.sources.base import SourceError
-from forecast.errors import InputError
+from forecast.errors import InputError, cli_message
 
 MONITOR_HELP = (
     "Monitor a champion: Evidently drift (features and prediction) and data quality, plus our "
@@ -93,7 +93,7 @@ def monitor(
     try:
         rules = MonitoringPolicy.from_yaml(policy or default_policy())
     except ValueError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     for path in (reference, current):
         if path is not None and not path.is_file():
             _fail(as_json, f"{path}: no such file")
@@ -109,7 +109,7 @@ def monitor(
                 model_ref=ref,
             )
     except (MonitoringError, SourceError, FileNotFoundError, InputError) as exc:  # ModelBindingError too
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
     _emit(as_json, summary, lambda c: _render_monitor(c, summary))
     raise typer.Exit(int(summary["exit_code"]))
 
@@ -147,7 +147,7 @@ def retrain(ctx: typer.Context, model: ModelOpt, config: ConfigOpt = None, as_js
         with _progress(f"retrain {cfg.model_name}") as update:
             summary = retrain_job(settings, cfg, progress=lambda m: update(m, None))
     except (InsufficientDataError, SourceError, FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
         verdict = "promoted to champion" if summary["promoted"] else "refused by the gate (champion kept)"

@@ -25,6 +25,7 @@ from forecast.cli.main import (
     backtest_app,
 )
 from forecast.cli.render import Column, WideOpt, compact, print_table, rate_with_interval, share
+from forecast.errors import cli_message
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 
@@ -85,7 +86,7 @@ def revenue(
                 settings, as_of=when, periods=periods, by=by, group=group, n_sims=sims, seed=seed, refs=refs
             )
     except (FileNotFoundError, LookupError, ValueError) as exc:  # ModelBindingError is a ValueError
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
     if output is not None:
         write_frame(
             pd.DataFrame(payload["forecast"]), output, "csv" if output.suffix.lower() == ".csv" else "parquet"
@@ -219,7 +220,7 @@ def backtest_revenue_command(
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:
-        _fail(as_json, str(exc).strip("'\""))
+        _fail(as_json, cli_message(exc).strip("'\""))
     table = result.table.assign(as_of=result.table["as_of"].dt.strftime("%Y-%m-%d"))
     payload = {"ok": True, **logged, "metrics": result.metrics, "periods": table.to_dict("records")}
 

@@ -12,7 +12,7 @@ import typer
 
 from forecast.cli.main import ModelsOpt, _fail, _settings, app
 from forecast.config import Settings
-from forecast.errors import InputError
+from forecast.errors import InputError, cli_message
 
 SERVICE = "forecast.serving.service:ForecastService"
 
@@ -130,7 +130,7 @@ def serve(
         for warning in check_models(settings, models, warehouse):
             print(f"forecast: {warning}", file=sys.stderr, flush=True)
     except InputError as exc:
-        _fail(False, str(exc))
+        _fail(False, cli_message(exc))
     run_dir = Path(tempfile.mkdtemp(prefix="forecast-serve-"))
     env = service_environment(
         settings,

@@ -16,6 +16,7 @@ from rich.console import Console
 from forecast.cli import main as cli_main
 from forecast.cli.main import JsonOpt, _emit, _fail, _parse_as_of, _settings, app
 from forecast.cli.render import EMPTY_CELLS, Column, WideOpt, compact, print_table, rate_with_interval
+from forecast.errors import cli_message
 from forecast.io import csv_text, write_text
 from forecast.tracking.common import GroupingError
 from forecast.tracking.data import GROUPINGS, TrackingData
@@ -61,7 +62,7 @@ def _open(
     try:
         data = open_warehouse(settings.warehouse, when)
     except FileNotFoundError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
     except ValueError as exc:
         _fail(as_json, f"{settings.warehouse}: {exc}")
     except duckdb.Error as exc:
@@ -69,7 +70,7 @@ def _open(
     try:
         return data, parse_period(period, data.as_of)
     except PeriodError as exc:
-        _fail(as_json, str(exc))
+        _fail(as_json, cli_message(exc))
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -165,7 +166,7 @@ def metrics(
         except GroupingError as exc:
             if len(names) > 1 and by is not None:
                 continue  # `all --by product`: skip the reports that cannot use it, say so below
-            _fail(as_json, str(exc))
+            _fail(as_json, cli_message(exc))
         out[name] = _select(out[name], group, chosen, as_json, name)
         tables[name] = out
     skipped = [n for n in names if n not in tables]

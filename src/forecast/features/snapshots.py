@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from forecast.errors import InputError
 from forecast.features.source import FeatureSource
 
 CENSOR_FLAG = {
@@ -84,7 +85,7 @@ def parse_every(value: str) -> pd.Timedelta:
 def as_of_grid(start: pd.Timestamp, end: pd.Timestamp, every: pd.Timedelta) -> list[pd.Timestamp]:
     """Dates from ``start`` to ``end`` (inclusive) every ``every``, at midnight."""
     if end < start:
-        raise ValueError(f"--to {end.date()} is before --from {start.date()}")
+        raise InputError(f"{end.date()} is before the start ({start.date()})", parameter="to")
     dates = pd.date_range(start.normalize(), end.normalize(), freq=every)
     return list(dates)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast.errors import InputError
 from forecast.models.survival import survival_at
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import NewDealModel
@@ -37,10 +38,10 @@ def period_grid(as_of: pd.Timestamp, n: int, by: str) -> list[Period]:
     """The ``n`` calendar periods (week, month or quarter) from the one containing ``as_of``.
 
     Raises:
-        ValueError: For another ``by`` or ``n < 1``.
+        InputError: For another ``by`` or ``n < 1``.
     """
     if n < 1:
-        raise ValueError("--periods must be at least 1")
+        raise InputError("must be at least 1", parameter="periods")
     day = pd.Timestamp(as_of).normalize()
     if by == "week":
         start = day - pd.Timedelta(days=day.weekday())
@@ -57,7 +58,7 @@ def period_grid(as_of: pd.Timestamp, n: int, by: str) -> list[Period]:
         start = day.replace(day=1, month=3 * ((day.month - 1) // 3) + 1)
         bounds = [start + pd.DateOffset(months=3 * i) for i in range(n + 1)]
         return [Period(f"{s.year}-Q{(s.month - 1) // 3 + 1}", s, e) for s, e in itertools.pairwise(bounds)]
-    raise ValueError(f"--by {by!r}: use week, month or quarter")
+    raise InputError(f"{by!r}: use week, month or quarter", parameter="by")
 
 
 def close_shares(

@@ -337,8 +337,7 @@ def export_records(model: LoadedModel, rows: Sequence[dict[str, Any]]) -> dict[s
     if model.meta.source != "flat_export":
         raise NotServableError(
             f"model {model.name} v{model.version} was trained on the warehouse's snapshots: send its "
-            "features to /lead_score (serve a flat-export model with forecast serve --models "
-            "lead_scoring=NAME)"
+            "features to /lead_score (/score_export needs a served lead model trained on a flat export)"
         )
     raw = pd.DataFrame([{str(k): None if v is None else str(v) for k, v in row.items()} for row in rows])
     try:

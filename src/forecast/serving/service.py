@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse
 
 from forecast.config import load_settings
 from forecast.data.warehouse import WarehouseBusyError
-from forecast.errors import ScoringError
+from forecast.errors import InputError, ScoringError
 from forecast.features.build import Entity
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 from forecast.serving import scoring
@@ -78,6 +78,12 @@ def _error(
     """An error answer in the service's one shape (:func:`forecast.serving.errors.error_body`)."""
     body = error_body(status, message, [{"path": loc, "rule": code or "refused"}] if loc else [], code)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _refused(exc: Exception) -> JSONResponse:
+    """A 422 for a request the served models cannot answer; an error about one parameter names it."""
+    parameter = exc.parameter if isinstance(exc, InputError) else None
+    return _error(422, str(exc), [parameter] if parameter else None)
 
 
 def _unknown_value(exc: scoring.UnknownValueError) -> JSONResponse:
@@ -216,7 +222,7 @@ class ForecastService:
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         except (scoring.NotServableError, ScoringError) as exc:
-            return _error(422, str(exc))
+            return _refused(exc)
 
     @bentoml.api(route="/win_probability", input_spec=DealRequest, output_spec=DealScoreResponse)
     async def win_probability(
@@ -246,7 +252,7 @@ class ForecastService:
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         except (scoring.NotServableError, ScoringError) as exc:
-            return _error(422, str(exc))
+            return _refused(exc)
 
     @bentoml.api(route="/flags", input_spec=FlagsRequest, output_spec=FlagsResponse)
     def flags(
@@ -286,7 +292,7 @@ class ForecastService:
                 now=now,
             )
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))
+            return _refused(exc)
         notes = (
             []
             if churn is not None
@@ -341,7 +347,7 @@ class ForecastService:
         except scoring.UnknownValueError as exc:
             return _unknown_value(exc)
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))
+            return _refused(exc)
 
     @bentoml.api(route="/admin/reload", input_spec=ReloadRequest, output_spec=ReloadResponse)
     def reload(self, model: str | None = None) -> JSONResponse:
@@ -369,7 +375,7 @@ class ForecastService:
         except ModelUnavailableError as exc:
             return _error(503, str(exc))
         except scoring.NotServableError as exc:
-            return _error(422, str(exc))
+            return _refused(exc)
 
     def _default_as_of(self) -> Any:
         """A request's as-of when it sends none: the served warehouse's, as the CLI's default.

@@ -7,20 +7,21 @@ from typing import Any
 
 import pandas as pd
 
+from forecast.errors import InputError
 from forecast.tracking.data import ALL_LABEL, GROUPINGS, TrackingData, group_values
 from forecast.tracking.stats import wilson
 
 Row = dict[str, Any]
 
 
-class GroupingError(ValueError):
+class GroupingError(InputError):
     """A grouping a report cannot use (e.g. product for activity metrics)."""
 
 
 def check_grouping(report: str, by: str, allowed: Sequence[str], why: str = "") -> None:
     """Raise :class:`GroupingError` unless ``by`` is one of ``allowed``."""
     if by not in GROUPINGS:
-        raise GroupingError(f"--by {by!r}: use one of {', '.join(GROUPINGS)}")
+        raise GroupingError(f"{by!r}: use one of {', '.join(GROUPINGS)}", parameter="by")
     if by not in allowed:
         reason = f" ({why})" if why else ""
         raise GroupingError(

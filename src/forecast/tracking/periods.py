@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from forecast.errors import InputError
+
 PERIOD_KINDS = ("day", "week", "month", "quarter")
 
 
-class PeriodError(ValueError):
+class PeriodError(InputError):
     """A period specification that cannot be understood."""
 
 
@@ -128,15 +130,19 @@ def parse_period(spec: str | None, as_of: pd.Timestamp) -> Period:
             start = pd.Timestamp(first.strip())
             end_day = pd.Timestamp(last.strip())
         except ValueError as exc:
-            raise PeriodError(f"--period {spec!r}: not two ISO dates (YYYY-MM-DD..YYYY-MM-DD)") from exc
+            raise PeriodError(
+                f"{spec!r}: not two ISO dates (YYYY-MM-DD..YYYY-MM-DD)", parameter="period"
+            ) from exc
         if pd.isna(start) or pd.isna(end_day):
-            raise PeriodError(f"--period {spec!r}: not two ISO dates (YYYY-MM-DD..YYYY-MM-DD)")
+            raise PeriodError(f"{spec!r}: not two ISO dates (YYYY-MM-DD..YYYY-MM-DD)", parameter="period")
         start, end_day = start.normalize(), end_day.normalize()
         if end_day < start:
-            raise PeriodError(f"--period {spec!r}: the range ends before it starts")
+            raise PeriodError(f"{spec!r}: the range ends before it starts", parameter="period")
         end = end_day + pd.Timedelta(days=1)
         return Period(start, end, "range", _range_label(start, end))
-    raise PeriodError(f"--period {spec!r}: use day, week, month, quarter or YYYY-MM-DD..YYYY-MM-DD")
+    raise PeriodError(
+        f"{spec!r}: use day, week, month, quarter or YYYY-MM-DD..YYYY-MM-DD", parameter="period"
+    )
 
 
 def month_starts(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:

@@ -127,7 +127,7 @@ def train_model_job(
     warnings: list[str] = []
     if table is not None:
         if not target:
-            raise InputError("--table needs --target COLUMN")
+            raise InputError("is required to train on a table: name its outcome column", parameter="target")
         say("reading the export")
         data, export, raw = export_input(
             table,

@@ -79,11 +79,12 @@ def parse_target(values: pd.Series) -> tuple[pd.Series, str]:
         else:
             raw = sorted({str(r).strip() for r, n in zip(values, norm, strict=True) if n in unmapped})
             shown = raw if len(raw) <= 8 else [*raw[:8], f"… {len(raw) - 8} more"]
-            where = f"target column {values.name!r}: " if values.name is not None else ""
+            where = f"{values.name!r}: " if values.name is not None else ""
             raise InputError(
-                f"{where}target values {shown} cannot be read as a yes/no outcome (expected two values or "
+                f"{where}values {shown} cannot be read as a yes/no outcome (expected two values or "
                 f"yes/no, won/lost, converted/not converted, 1/0, true/false); found {len(counts)} "
-                "distinct values. Pass the outcome column as --target, or map its values to two outcomes"
+                "distinct values. Name the outcome column as the target, or map its values to two outcomes",
+                parameter="target",
             )
     labels = norm.map(mapping).astype("Int64")
     labels.name = values.name
