@@ -224,16 +224,8 @@ def evaluate_deal_win(
     if model is None:
         return out
     p = _predict(model, rows)
-    out.update(
-        {
-            "auc": _auc(y, p),
-            "ece": _ece(y, p),
-            "brier": _brier(y, p),
-            "mean_p": round(float(p.mean()), 4) if len(p) else None,
-            "stage_ece_max": None,
-            "auc_creation": _auc(y[creation], p[creation]),
-        }
-    )
+    out.update(_judged(y, p, creation))
+    out["mean_p"] = round(float(p.mean()), 4) if len(p) else None
     if len(p):
         floor, floor_q90 = ece_noise_floor(p, groups=rows["opportunity_id"].to_numpy())
         out["ece_noise"], out["ece_noise_q90"] = round(floor, 4), round(floor_q90, 4)
@@ -262,16 +254,19 @@ def evaluate_leads(
     if model is None:
         return out
     p = _predict(model, rows)
-    out.update(
-        {
-            "auc": _auc(y, p),
-            "ece": _ece(y, p),
-            "brier": _brier(y, p),
-            "auc_creation": _auc(y[creation], p[creation]),
-            "ece_creation": _ece(y[creation], p[creation]),
-        }
-    )
+    out.update(_judged(y, p, creation))
+    out["ece_creation"] = _ece(y[creation], p[creation])
     return out
+
+
+def _judged(y: np.ndarray, p: np.ndarray, creation: np.ndarray) -> dict[str, Any]:
+    """AUC, ECE and Brier of ``p`` on all rows, and AUC on the creation snapshots."""
+    return {
+        "auc": _auc(y, p),
+        "ece": _ece(y, p),
+        "brier": _brier(y, p),
+        "auc_creation": _auc(y[creation], p[creation]),
+    }
 
 
 def revenue_coverage(

@@ -19,59 +19,55 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NoActivityRule(_Strict):
-    """No touch (call, email, meeting, …) for ``days`` or more."""
+class _Flag(_Strict):
+    """A flag that can be switched off, with its severity (subclasses set their default)."""
 
     enabled: bool = True
     severity: Severity = "medium"
+
+
+class NoActivityRule(_Flag):
+    """No touch (call, email, meeting, …) for ``days`` or more."""
+
     days: float = Field(default=14, gt=0)
 
 
-class GhostedRule(_Strict):
+class GhostedRule(_Flag):
     """``outbound_touches`` or more outbound attempts since the prospect's last answer."""
 
-    enabled: bool = True
-    severity: Severity = "medium"
     outbound_touches: int = Field(default=4, ge=1)
 
 
-class CloseOverdueRule(_Strict):
+class CloseOverdueRule(_Flag):
     """The expected close date passed more than ``grace_days`` ago and the deal is still open."""
 
-    enabled: bool = True
-    severity: Severity = "medium"
     grace_days: float = Field(default=0, ge=0)
 
 
-class StalledRule(_Strict):
+class StalledRule(_Flag):
     """Time in the current stage above that stage's ``quantile`` of past spells."""
 
-    enabled: bool = True
-    severity: Severity = "medium"
     quantile: float = Field(default=0.9, gt=0, lt=1)
     min_spells: int = Field(default=20, ge=1, description="fewer completed spells of a stage: no flag")
 
 
-class PushedRule(_Strict):
+class PushedRule(_Flag):
     """The expected close date was pushed later ``pushes`` times or more."""
 
-    enabled: bool = True
     severity: Severity = "low"
     pushes: int = Field(default=2, ge=1)
 
 
-class AmountDecreasedRule(_Strict):
+class AmountDecreasedRule(_Flag):
     """The deal's amount was cut ``decreases`` times or more."""
 
-    enabled: bool = True
     severity: Severity = "low"
     decreases: int = Field(default=1, ge=1)
 
 
-class NoNextStepRule(_Strict):
+class NoNextStepRule(_Flag):
     """No next action booked."""
 
-    enabled: bool = True
     severity: Severity = "low"
 
 
@@ -87,10 +83,9 @@ class Rules(_Strict):
     no_next_step: NoNextStepRule = NoNextStepRule()
 
 
-class GoingCold(_Strict):
+class GoingCold(_Flag):
     """The learned silence: expected gap between touches of similar deals or leads."""
 
-    enabled: bool = True
     severity: Severity = "high"
     quantile: float = Field(default=0.9, gt=0.5, lt=1, description="silence above this quantile is cold")
     dormant_quantile: float = Field(
@@ -114,10 +109,9 @@ class GoingCold(_Strict):
     lead_segment: str = Field(default="source", description="leads column grouping leads")
 
 
-class ChurnFlag(_Strict):
+class ChurnFlag(_Flag):
     """The learned churn risk becomes a flag at or above ``threshold``."""
 
-    enabled: bool = True
     severity: Severity = "high"
     threshold: float = Field(default=0.5, gt=0, lt=1, description="deals")
     lead_threshold: float = Field(
