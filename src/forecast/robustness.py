@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from forecast.config import Settings
 from forecast.data.as_of import crm_as_of
 from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.data.simulate import Simulation, simulate_crm
@@ -398,6 +399,18 @@ class MeanOf:
         return np.column_stack([1.0 - p, p])
 
 
+def work_settings(root: Path) -> Settings:
+    """The settings of one world's run: its warehouse, MLflow store and outputs, all under ``root``."""
+    return Settings(
+        warehouse=root / "warehouse.duckdb",
+        data_dir=root,
+        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        mlflow_artifacts=root / "mlartifacts",
+        models_dir=root / "models",
+        outputs_dir=root / "outputs",
+    )
+
+
 JUDGED_KEYS = ("auc", "ece", "brier", "mean_p", "ece_noise_q90", "stage_ece_max", "auc_creation")
 """What is kept of the judgement of the win probabilities read from the time-to-close model."""
 
@@ -470,7 +483,6 @@ def run_world(
     Returns:
         A JSON-serialisable record: world, facts at the cut, training records, future metrics, gates.
     """
-    from forecast.config import Settings
     from forecast.data.ingest import ingest
     from forecast.data.warehouse import Warehouse
 
@@ -496,14 +508,7 @@ def run_world(
             as_of=cut + pd.Timedelta(days=400),  # planned actions may lie after the cut
         )
         record["ingest"] = {"rejected": int(sum(int(r.get("records", 0)) for r in report.rejects_by_rule))}
-        app = Settings(
-            warehouse=root / "warehouse.duckdb",
-            data_dir=root,
-            mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-            mlflow_artifacts=root / "mlartifacts",
-            models_dir=root / "models",
-            outputs_dir=root / "outputs",
-        )
+        app = work_settings(root)
         models: dict[str, Any] = {}
         for stem in settings.models:
             say(f"{world.name}: training {stem}")

@@ -19,11 +19,17 @@ from typing import Any
 
 import pytest
 
-from forecast.config import Settings
 from forecast.data.simulation.worlds import World, load_world
 from forecast.models.config import TrainingConfig
 from forecast.registry import promote
-from forecast.robustness import AUC_MARGIN, ECE_MAX, STAGE_AUC_INFORMATIVE, MatrixSettings, run_world
+from forecast.robustness import (
+    AUC_MARGIN,
+    ECE_MAX,
+    STAGE_AUC_INFORMATIVE,
+    MatrixSettings,
+    run_world,
+    work_settings,
+)
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains in several simulated worlds
@@ -133,15 +139,9 @@ def test_three_months_of_history_get_a_lead_model_that_is_promoted_and_ranks_the
     settings = MatrixSettings(revenue=False, models=("lead_scoring",))
     result = run_world(_world("history-3m"), configs, settings, workdir=tmp_path)
     assert result["lead_scoring"]["ok"], result["lead_scoring"].get("error")
-    app = Settings(
-        warehouse=tmp_path / "warehouse.duckdb",
-        data_dir=tmp_path,
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        mlflow_artifacts=tmp_path / "mlartifacts",
-        models_dir=tmp_path / "models",
-        outputs_dir=tmp_path / "outputs",
+    decision = promote(
+        "lead_scoring", work_settings(tmp_path), max_auc_drop=configs["lead_scoring"].promotion.max_auc_drop
     )
-    decision = promote("lead_scoring", app, max_auc_drop=configs["lead_scoring"].promotion.max_auc_drop)
     assert decision.promoted, decision.reason
     lead = result["lead_eval"]
     assert lead["auc"] >= 0.75 and lead["ece"] <= 0.05, lead
