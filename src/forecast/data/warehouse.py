@@ -201,14 +201,14 @@ class Warehouse:
         if not self.path.exists():
             return None
         with self.connect(read_only=True) as con:
-            return _read_pipeline(con)
+            return read_pipeline(con)
 
     def stored_pipeline(self) -> tuple[Pipeline | None, bool]:
         """The stored pipeline (if any) and whether the warehouse holds deals that follow it."""
         if not self.path.exists():
             return None, False
         with self.connect(read_only=True) as con:
-            pipeline = _read_pipeline(con)
+            pipeline = read_pipeline(con)
             try:
                 row = con.execute("SELECT count(*) FROM opportunities").fetchone()
             except duckdb.CatalogException:
@@ -296,7 +296,7 @@ def _store_pipeline(con: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> No
     has_deals = any(
         c.read > 0 for t in ("opportunities", "stage_history") if (c := batch.counts.get(t)) is not None
     )
-    current = _read_pipeline(con)
+    current = read_pipeline(con)
     if current is not None and current.names != batch.pipeline.names:
         n_deals = con.execute("SELECT count(*) FROM opportunities").fetchone()
         if has_deals and n_deals is not None and n_deals[0] > 0:
@@ -328,7 +328,8 @@ def warehouse_id(path: Path) -> str:
     return Warehouse(path).identity()
 
 
-def _read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:
+def read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:
+    """The pipeline stored in the warehouse (``pipeline_stages``), or ``None`` where none is stored."""
     try:
         rows = con.execute(
             "SELECT pipeline, stage, is_closed, is_won FROM pipeline_stages ORDER BY rowid"

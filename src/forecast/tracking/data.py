@@ -19,7 +19,7 @@ import pandas as pd
 from forecast.data.as_of import EVENT_TIMES, deals_at
 from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
 from forecast.data.schema import TABLES
-from forecast.data.warehouse import _read_pipeline
+from forecast.data.warehouse import read_pipeline
 from forecast.timeutil import as_of_after, resolve_as_of
 
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel", "product")
@@ -51,7 +51,7 @@ def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame]
             frames[name] = _empty(name)
     if "lead_scores" in present:
         frames["lead_scores"] = con.execute('SELECT * FROM "lead_scores"').df()
-    pipeline = _read_pipeline(con) if "pipeline_stages" in present else None
+    pipeline = read_pipeline(con) if "pipeline_stages" in present else None
     return frames, pipeline or DEFAULT_PIPELINE
 
 
