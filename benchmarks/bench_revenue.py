@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from forecast.revenue.forecast import Period, forecast_revenue
+from forecast.revenue.forecast import forecast_revenue
+from forecast.tracking.periods import Period
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
         closed_by = np.concatenate([np.zeros((n_deals, 1)), np.cumsum(hazard, axis=1)], axis=1).clip(0, 1)
         start = pd.Timestamp("2025-01-01")
         periods = [
-            Period(str(i), start + pd.DateOffset(months=i), start + pd.DateOffset(months=i + 1))
+            Period(start + pd.DateOffset(months=i), start + pd.DateOffset(months=i + 1), "month", str(i))
             for i in range(n_periods)
         ]
         best = []

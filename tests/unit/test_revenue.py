@@ -11,7 +11,7 @@ from forecast.data.as_of import crm_as_of
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.revenue.backtest import backtest_metrics, pinball, stage_weighted
-from forecast.revenue.forecast import Period, close_shares, forecast_revenue, period_grid
+from forecast.revenue.forecast import close_shares, forecast_revenue, period_grid
 from forecast.revenue.job import DealModels, HeldOutModels, ShockSettings, estimate_shock, unseen_from
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import fit_new_deal_model
@@ -25,6 +25,7 @@ from forecast.revenue.shock import (
     shifted,
     shock_scale,
 )
+from forecast.tracking.periods import Period
 
 T = pd.Timestamp
 
@@ -111,7 +112,10 @@ def test_new_deal_model_by_hand() -> None:
 def test_close_shares_restrict_wins_to_the_horizon() -> None:
     closed_by = np.array([[0.0, 0.5, 1.0]])  # half by day 10, all by day 20
     edges = [0.0, 10.0, 20.0]
-    periods = [Period("a", T("2025-01-01"), T("2025-01-06")), Period("b", T("2025-01-06"), T("2025-02-01"))]
+    periods = [
+        Period(T("2025-01-01"), T("2025-01-06"), "range", "a"),
+        Period(T("2025-01-06"), T("2025-02-01"), "range", "b"),
+    ]
     shares = close_shares(closed_by, edges, T("2025-01-01"), periods, horizon_days=20)
     assert shares[0].tolist() == pytest.approx([0.25, 0.75])
 
@@ -127,7 +131,7 @@ def test_forecast_table_adds_won_to_date_and_quota_odds() -> None:
         horizon_days=20,
         new_deals=None,
         as_of=T("2025-01-01"),
-        periods=[Period("jan", T("2025-01-01"), T("2025-02-01"))],
+        periods=[Period(T("2025-01-01"), T("2025-02-01"), "range", "jan")],
         groups=["x", "y"],
         won_to_date=np.array([[50.0, 0.0]]),
         quotas=np.array([[150.0, 10.0, 200.0]]),
@@ -156,7 +160,7 @@ def test_stage_weighted_and_metrics_by_hand() -> None:
             {"opportunity_id": ["c1", "c2", "c2"], "stage": ["proposal", "proposal", "discovery"]}
         ),
     }
-    period = Period("jan", T("2025-01-01"), T("2025-02-01"))
+    period = Period(T("2025-01-01"), T("2025-02-01"), "range", "jan")
     assert stage_weighted(past, T("2025-01-01"), period) == pytest.approx(1000 * 0.5)
     table = pd.DataFrame(
         {
@@ -264,7 +268,7 @@ def test_quota_odds_come_from_the_shocked_draws() -> None:
         "horizon_days": 20,
         "new_deals": None,
         "as_of": T("2025-01-01"),
-        "periods": [Period("jan", T("2025-01-01"), T("2025-02-01"))],
+        "periods": [Period(T("2025-01-01"), T("2025-02-01"), "range", "jan")],
         "groups": ["x"],
         "won_to_date": np.array([[0.0]]),
         "quotas": np.array([[330.0, 330.0]]),

@@ -31,7 +31,7 @@ from forecast.data.pipeline import Pipeline as SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.revenue.forecast import ALL, Period
+from forecast.revenue.forecast import ALL
 from forecast.revenue.job import (
     DealModels,
     HeldOutModels,
@@ -41,6 +41,7 @@ from forecast.revenue.job import (
     revenue_forecast,
     unseen_from,
 )
+from forecast.tracking.periods import Period
 from forecast.tracking.stats import wilson
 from forecast.training.binary import train_binary
 from forecast.training.datasets import resolve_horizon, snapshot_table, table_input

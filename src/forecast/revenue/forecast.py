@@ -20,18 +20,10 @@ from forecast.models.survival import survival_at
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import NewDealModel
 from forecast.revenue.shock import NO_SHOCK, CommonShock, shifted
+from forecast.tracking.periods import Period
 
 ALL = "(all)"
 GROUPINGS = ("rep", "team", "region")
-
-
-@dataclass(frozen=True)
-class Period:
-    """A forecast period ``[start, end)`` with its label."""
-
-    label: str
-    start: pd.Timestamp
-    end: pd.Timestamp
 
 
 def period_grid(as_of: pd.Timestamp, n: int, by: str) -> list[Period]:
@@ -47,17 +39,20 @@ def period_grid(as_of: pd.Timestamp, n: int, by: str) -> list[Period]:
         start = day - pd.Timedelta(days=day.weekday())
         bounds = [start + pd.Timedelta(weeks=i) for i in range(n + 1)]
         return [
-            Period(f"{s.isocalendar().year}-W{s.isocalendar().week:02d}", s, e)
+            Period(s, e, "week", f"{s.isocalendar().year}-W{s.isocalendar().week:02d}")
             for s, e in itertools.pairwise(bounds)
         ]
     if by == "month":
         start = day.replace(day=1)
         bounds = [start + pd.DateOffset(months=i) for i in range(n + 1)]
-        return [Period(s.strftime("%Y-%m"), s, e) for s, e in itertools.pairwise(bounds)]
+        return [Period(s, e, "month", s.strftime("%Y-%m")) for s, e in itertools.pairwise(bounds)]
     if by == "quarter":
         start = day.replace(day=1, month=3 * ((day.month - 1) // 3) + 1)
         bounds = [start + pd.DateOffset(months=3 * i) for i in range(n + 1)]
-        return [Period(f"{s.year}-Q{(s.month - 1) // 3 + 1}", s, e) for s, e in itertools.pairwise(bounds)]
+        return [
+            Period(s, e, "quarter", f"{s.year}-Q{(s.month - 1) // 3 + 1}")
+            for s, e in itertools.pairwise(bounds)
+        ]
     raise InputError(f"{by!r}: use week, month or quarter", parameter="by")
 
 

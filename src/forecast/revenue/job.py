@@ -21,7 +21,7 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.features.splits import summary_test_cut
-from forecast.revenue.forecast import ALL, Period, RevenueForecast, close_shares, forecast_revenue
+from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (
     NO_SHOCK,
@@ -32,6 +32,7 @@ from forecast.revenue.shock import (
     logit_shift,
     shock_scale,
 )
+from forecast.tracking.periods import Period
 
 
 @dataclass
@@ -266,7 +267,11 @@ def estimate_shock(
             mine = np.flatnonzero(at == np.datetime64(c))
             if len(mine) >= settings.min_deals:
                 share = close_shares(
-                    closed_by[mine], models.edges, c, [Period("w", c, c + window)], models.horizon_days
+                    closed_by[mine],
+                    models.edges,
+                    c,
+                    [Period(c, c + window, "range", "w")],
+                    models.horizon_days,
                 )[:, 0]
                 ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
                 observed = float(frame["opportunity_id"].iloc[mine].isin(ids).sum())

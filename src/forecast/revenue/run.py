@@ -22,7 +22,7 @@ from forecast.io import csv_text
 from forecast.models.config import TrainingConfig
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
-from forecast.revenue.forecast import ALL, Period, period_grid
+from forecast.revenue.forecast import ALL, period_grid
 from forecast.revenue.job import (
     DealModels,
     HeldOutModels,
@@ -32,6 +32,7 @@ from forecast.revenue.job import (
     unseen_from,
 )
 from forecast.timeutil import resolve_as_of
+from forecast.tracking.periods import Period
 
 if TYPE_CHECKING:
     from forecast.binding import ModelRef
@@ -147,11 +148,9 @@ def pacing(
     """Daily and cumulative bookings against the daily goal in ``period`` up to ``as_of`` (whole team)."""
     from forecast.tracking.data import ALL_LABEL, prepare
     from forecast.tracking.goals import daily
-    from forecast.tracking.periods import Period as TrackingPeriod
 
     data = prepare(frames, pipeline, as_of)
-    tracking_period = TrackingPeriod(start=period.start, end=period.end, kind="range", label=period.label)
-    table = daily(data, tracking_period, "team")
+    table = daily(data, period, "team")
     return table[table["team"] == ALL_LABEL].drop(columns="team").reset_index(drop=True)
 
 
