@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 from forecast.config import Settings
 from forecast.data.as_of import crm_as_of
-from forecast.data.pipeline import Pipeline as SalesPipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.data.simulate import Simulation, simulate_crm
 from forecast.data.simulation.worlds import World
 from forecast.evaluate import ece_noise_floor, expected_calibration_error

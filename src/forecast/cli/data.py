@@ -37,7 +37,7 @@ from forecast.cli.render import (
 )
 from forecast.config import Settings
 from forecast.data.ingest import RejectsRefusedError, SourceFormat, ingest, refusal_message
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.data.pipeline_learn import PipelineLearnError
 from forecast.data.quality import quality_summary
 from forecast.data.sources.base import SourceError
@@ -112,7 +112,7 @@ def simulate(
     _emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
 
 
-def _write_pipeline(out: Path, pipeline: Pipeline) -> Path:
+def _write_pipeline(out: Path, pipeline: SalesPipeline) -> Path:
     """Write the simulated pipeline next to the data (``forecast ingest --pipeline`` reads it)."""
     import yaml
 
@@ -172,7 +172,7 @@ def _run_ingest(
     pipeline_path = pipeline_file or settings.pipeline_file
     share = settings.max_reject_share if max_reject_share is None else max_reject_share
     try:
-        pipeline = Pipeline.from_yaml(pipeline_path) if pipeline_path else None
+        pipeline = SalesPipeline.from_yaml(pipeline_path) if pipeline_path else None
     except (OSError, ValueError, KeyError) as exc:
         _fail(as_json, f"{pipeline_path}: not a valid pipeline definition ({exc})")
     as_of_ts = _parse_as_of(as_of, as_json)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.data.pipeline_learn import describe
 from forecast.data.validate import RULES
 
@@ -316,7 +316,7 @@ def _render_ingest(console: Console, result: dict[str, Any], wide: bool = False)
 
 def _render_learnt_pipeline(console: Console, result: dict[str, Any]) -> None:
     """The pipeline an import learnt from its deals, and where it went."""
-    line = describe(Pipeline.from_dict(result["pipeline"]))
+    line = describe(SalesPipeline.from_dict(result["pipeline"]))
     kept = "stored in the warehouse" if result.get("ingest_id") else "not stored: nothing was written"
     console.print(
         f"pipeline learnt from the data ({kept}; --pipeline FILE overrides): {escape(line)}",

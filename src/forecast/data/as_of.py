@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import SalesPipeline
 
 EVENT_TIMES: dict[str, list[str]] = {
     "leads": ["created_at", "converted_at", "status_changed_at"],
@@ -50,7 +50,7 @@ def _leads_at(leads: pd.DataFrame, when: pd.Timestamp) -> pd.DataFrame:
 
 
 def deals_at(
-    opps: pd.DataFrame, history: pd.DataFrame | None, pipeline: Pipeline, when: pd.Timestamp
+    opps: pd.DataFrame, history: pd.DataFrame | None, pipeline: SalesPipeline, when: pd.Timestamp
 ) -> pd.DataFrame:
     """Deals created before ``when``, as known then.
 
@@ -80,7 +80,7 @@ def deals_at(
 
 
 def crm_as_of(
-    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, pipeline: Pipeline
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, pipeline: SalesPipeline
 ) -> dict[str, pd.DataFrame]:
     """The canonical tables as they were known just before ``as_of``.
 

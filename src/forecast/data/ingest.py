@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.pipeline_learn import follows, learn_pipeline, needs_learning, stage_values
 from forecast.data.reject_guard import excessive_rejects
 from forecast.data.sources import canonical, maven, salesforce
@@ -41,7 +41,7 @@ class IngestReport:
             its count, examples, fix and (for a loss the adapter declares) why it is expected.
         refused: Whether an excessive rule not declared by the adapter refused the import (then
             nothing was written).
-        pipeline: The pipeline the stages were checked against (:meth:`Pipeline.to_dict`).
+        pipeline: The pipeline the stages were checked against (:meth:`SalesPipeline.to_dict`).
         pipeline_source: Where it came from: ``given`` (``--pipeline`` or the settings), ``stored``
             (the warehouse's, from an earlier import), ``default``, ``learnt`` (from this import's
             deals, :mod:`forecast.data.pipeline_learn`) or ``adapter`` (a non-canonical source's own).
@@ -104,7 +104,7 @@ def read_source(
     *,
     encoding: str = "utf-8",
     delimiter: str = ",",
-    pipeline: Pipeline | None = None,
+    pipeline: SalesPipeline | None = None,
 ) -> SourceBatch:
     """Read ``path`` with the adapter for ``source_format``.
 
@@ -130,7 +130,7 @@ def ingest(
     as_of: pd.Timestamp | None = None,
     encoding: str = "utf-8",
     delimiter: str = ",",
-    pipeline: Pipeline | None = None,
+    pipeline: SalesPipeline | None = None,
     progress: Callable[[str], None] | None = None,
     max_reject_share: float = 1.0,
 ) -> IngestReport:
@@ -148,7 +148,7 @@ def ingest(
         as_of: Latest allowed timestamp (default: now).
         encoding: CSV text encoding.
         delimiter: CSV delimiter.
-        pipeline: Pipeline for canonical imports. Default: the warehouse's stored one when it holds
+        pipeline: SalesPipeline for canonical imports. Default: the warehouse's stored one when it holds
             deals (or the import's stages are all its own); else the default pipeline when the
             import's stages follow it (:func:`~forecast.data.pipeline_learn.follows`); else one
             learnt from the import's deals (:func:`~forecast.data.pipeline_learn.learn_pipeline`),
@@ -171,7 +171,7 @@ def ingest(
     say = progress or (lambda _msg: None)
     if dry_run and warehouse is not None and not warehouse.path.exists():
         warehouse = None  # nothing stored yet: the import is judged on its own
-    stored: tuple[Pipeline | None, bool] = (None, False)
+    stored: tuple[SalesPipeline | None, bool] = (None, False)
     if pipeline is None and source_format == "canonical" and warehouse is not None:
         stored = warehouse.stored_pipeline()
     say("reading")
@@ -207,7 +207,11 @@ def ingest(
 
 
 def _resolve_pipeline(
-    batch: SourceBatch, given: Pipeline | None, stored: Pipeline | None, stored_has_deals: bool, path: Path
+    batch: SourceBatch,
+    given: SalesPipeline | None,
+    stored: SalesPipeline | None,
+    stored_has_deals: bool,
+    path: Path,
 ) -> PipelineSource:
     """Set ``batch.pipeline`` for a canonical import and say where it came from.
 

@@ -30,7 +30,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class SalesPipeline:
     """An ordered list of stages."""
 
     name: str
@@ -75,7 +75,7 @@ class Pipeline:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Pipeline:
+    def from_dict(cls, data: dict[str, object]) -> SalesPipeline:
         """Build a pipeline from ``{"name": ..., "stages": [{"name", "is_closed", "is_won"}, ...]}``.
 
         Open stages get increasing orders; closed stages share the order after the last open one.
@@ -107,16 +107,16 @@ class Pipeline:
         return cls(name=str(data.get("name", "custom")), stages=tuple(stages))
 
     @classmethod
-    def from_yaml(cls, path: Path) -> Pipeline:
+    def from_yaml(cls, path: Path) -> SalesPipeline:
         """Read a pipeline definition from a YAML file."""
         with path.open(encoding="utf-8") as fh:
             return cls.from_dict(yaml.safe_load(fh))
 
 
-def _pipeline(name: str, open_stages: list[str], won: str, lost: str) -> Pipeline:
+def _pipeline(name: str, open_stages: list[str], won: str, lost: str) -> SalesPipeline:
     stages: list[dict[str, object]] = [{"name": s} for s in open_stages]
     stages += [{"name": won, "is_closed": True, "is_won": True}, {"name": lost, "is_closed": True}]
-    return Pipeline.from_dict({"name": name, "stages": stages})
+    return SalesPipeline.from_dict({"name": name, "stages": stages})
 
 
 DEFAULT_PIPELINE = _pipeline(

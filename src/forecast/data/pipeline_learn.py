@@ -3,7 +3,7 @@
 A canonical import without ``--pipeline`` used to check every stage against
 :data:`~forecast.data.pipeline.DEFAULT_PIPELINE`, so a CRM whose stages are named differently lost
 almost every deal to ``unknown_stage`` (issue 17). This module reads the pipeline off the data
-instead. It is pure: frames in, a :class:`~forecast.data.pipeline.Pipeline` out; the ingest
+instead. It is pure: frames in, a :class:`~forecast.data.pipeline.SalesPipeline` out; the ingest
 (:mod:`forecast.data.ingest`) decides when to call it and stores the result in the warehouse.
 
 Evidence, per deal: its stage history ordered by ``entered_at`` (file order breaks ties), with the
@@ -53,7 +53,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.errors import InputError
 
 LEARNT_NAME = "learnt"
@@ -122,7 +122,7 @@ def stage_values(frames: Iterable[pd.DataFrame | None]) -> pd.Series:
     return values[values.notna()]
 
 
-def follows(values: pd.Series, pipeline: Pipeline, share: float = DEFAULT_NAME_SHARE) -> bool:
+def follows(values: pd.Series, pipeline: SalesPipeline, share: float = DEFAULT_NAME_SHARE) -> bool:
     """Whether stage values follow ``pipeline`` (every value known, or at least ``share`` of them).
 
     Args:
@@ -139,7 +139,7 @@ def follows(values: pd.Series, pipeline: Pipeline, share: float = DEFAULT_NAME_S
     return bool(known.all()) or float(known.mean()) >= share
 
 
-def needs_learning(values: pd.Series, default: Pipeline = DEFAULT_PIPELINE) -> bool:
+def needs_learning(values: pd.Series, default: SalesPipeline = DEFAULT_PIPELINE) -> bool:
     """Whether a canonical import without a given or stored pipeline should learn one.
 
     Args:
@@ -158,7 +158,7 @@ def learn_pipeline(
     *,
     name: str = LEARNT_NAME,
     source: str = "the data",
-) -> Pipeline:
+) -> SalesPipeline:
     """Learn the pipeline from deals and their stage history (method in the module docstring).
 
     Args:
@@ -222,10 +222,10 @@ def learn_pipeline(
     stage_dicts: list[dict[str, object]] = [{"name": s} for s in ordered_open]
     stage_dicts += [{"name": s, "is_closed": True, "is_won": True} for s in sorted(won, key=by_end)]
     stage_dicts += [{"name": s, "is_closed": True} for s in sorted(lost, key=by_end)]
-    return Pipeline.from_dict({"name": name, "stages": stage_dicts})
+    return SalesPipeline.from_dict({"name": name, "stages": stage_dicts})
 
 
-def describe(pipeline: Pipeline) -> str:
+def describe(pipeline: SalesPipeline) -> str:
     """One line for people: ``a → b → c → won (won) / lost (lost)``."""
     closed = [f"{s} (won)" for s in pipeline.won_stages] + [f"{s} (lost)" for s in pipeline.lost_stages]
     return " → ".join([*pipeline.open_stages, " / ".join(closed)])

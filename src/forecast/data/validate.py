@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from forecast import timeutil
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.data.schema import TABLE_ORDER, TABLES, Column, TableSpec, pandera_schema
 from forecast.data.sources.base import RawTable, SourceBatch
 from forecast.errors import truncate
@@ -112,7 +112,7 @@ class ValidatedBatch:
     tables: dict[str, pd.DataFrame]
     rejects: pd.DataFrame
     counts: dict[str, TableCounts]
-    pipeline: Pipeline
+    pipeline: SalesPipeline
     notes: list[str]
     present_columns: dict[str, list[str]] = field(default_factory=dict)
 
@@ -394,7 +394,7 @@ def _original(raw: pd.DataFrame, frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _pandera_rules(
-    frame: pd.DataFrame, raw: pd.DataFrame, spec: TableSpec, pipeline: Pipeline, failures: _Failures
+    frame: pd.DataFrame, raw: pd.DataFrame, spec: TableSpec, pipeline: SalesPipeline, failures: _Failures
 ) -> None:
     schema = pandera_schema(spec, pipeline.names)
     try:
@@ -465,7 +465,7 @@ def _temporal_rules(frame: pd.DataFrame, spec: TableSpec, as_of: pd.Timestamp, f
         )
 
 
-def _outcome_rules(frame: pd.DataFrame, pipeline: Pipeline, failures: _Failures) -> None:
+def _outcome_rules(frame: pd.DataFrame, pipeline: SalesPipeline, failures: _Failures) -> None:
     outcome, closed, stage = frame["outcome"], frame["closed_at"], frame["stage"]
     won, lost, open_ = set(pipeline.won_stages), set(pipeline.lost_stages), set(pipeline.open_stages)
     closed_no_date = outcome.isin(["won", "lost"]) & closed.isna()
@@ -498,7 +498,9 @@ def key_text(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:
 _BLANK = "empty row: no value in any column (a blank line?)"
 
 
-def _validate_raw(raw: RawTable, pipeline: Pipeline, as_of: pd.Timestamp) -> tuple[pd.DataFrame, _Failures]:
+def _validate_raw(
+    raw: RawTable, pipeline: SalesPipeline, as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, _Failures]:
     spec = TABLES[raw.table]
     failures = _Failures()
     frame = coerce_frame(raw, failures)

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.data.schema import TABLE_ORDER, TABLES, Kind
 from forecast.data.validate import REJECT_COLUMNS, ValidatedBatch, WarehouseView
 from forecast.errors import InputError
@@ -196,14 +196,14 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             return con.execute(f"SELECT {cols} FROM {_q(table)}").df()
 
-    def pipeline(self) -> Pipeline | None:
+    def pipeline(self) -> SalesPipeline | None:
         """The pipeline stored with the warehouse's deals, if any."""
         if not self.path.exists():
             return None
         with self.connect(read_only=True) as con:
             return read_pipeline(con)
 
-    def stored_pipeline(self) -> tuple[Pipeline | None, bool]:
+    def stored_pipeline(self) -> tuple[SalesPipeline | None, bool]:
         """The stored pipeline (if any) and whether the warehouse holds deals that follow it."""
         if not self.path.exists():
             return None, False
@@ -328,7 +328,7 @@ def warehouse_id(path: Path) -> str:
     return Warehouse(path).identity()
 
 
-def read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:
+def read_pipeline(con: duckdb.DuckDBPyConnection) -> SalesPipeline | None:
     """The pipeline stored in the warehouse (``pipeline_stages``), or ``None`` where none is stored."""
     try:
         rows = con.execute(
@@ -338,7 +338,7 @@ def read_pipeline(con: duckdb.DuckDBPyConnection) -> Pipeline | None:
         return None
     if not rows:
         return None
-    return Pipeline.from_dict(
+    return SalesPipeline.from_dict(
         {"name": rows[0][0], "stages": [{"name": r[1], "is_closed": r[2], "is_won": r[3]} for r in rows]}
     )
 

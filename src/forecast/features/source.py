@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 
 from forecast.data.as_of import EVENT_TIMES
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import Warehouse, connect_duckdb
 from forecast.timeutil import as_of_after
@@ -36,7 +36,7 @@ class FeatureSource:
         pipeline: The pipeline the deals follow.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, pipeline: Pipeline) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, pipeline: SalesPipeline) -> None:
         self.con = con
         self.pipeline = pipeline
         self.con.execute("CREATE OR REPLACE TEMP TABLE _stages (stage VARCHAR, stage_order INTEGER)")
@@ -82,7 +82,7 @@ def warehouse_source(path: Path) -> Iterator[FeatureSource]:
 
 @contextmanager
 def frames_source(
-    tables: Mapping[str, pd.DataFrame], pipeline: Pipeline = DEFAULT_PIPELINE
+    tables: Mapping[str, pd.DataFrame], pipeline: SalesPipeline = DEFAULT_PIPELINE
 ) -> Iterator[FeatureSource]:
     """An in-memory feature source over canonical frames; missing tables are empty.
 

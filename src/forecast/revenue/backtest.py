@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.as_of import crm_as_of
-from forecast.data.pipeline import Pipeline as SalesPipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.data.as_of import crm_as_of
-from forecast.data.pipeline import Pipeline as SalesPipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import Settings
-from forecast.data.pipeline import Pipeline as SalesPipeline
+from forecast.data.pipeline import SalesPipeline
 from forecast.data.warehouse import Warehouse
 from forecast.io import csv_text
 from forecast.models.config import TrainingConfig

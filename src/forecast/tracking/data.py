@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.as_of import EVENT_TIMES, deals_at
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import read_pipeline
 from forecast.timeutil import as_of_after, resolve_as_of
@@ -39,7 +39,7 @@ def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame], Pipeline]:
+def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
     """Read the canonical tables (missing ones empty), ``lead_scores`` if present, and the pipeline."""
     present = _table_names(con)
     frames: dict[str, pd.DataFrame] = {}
@@ -104,7 +104,7 @@ class TrackingData:
     """
 
     as_of: pd.Timestamp
-    pipeline: Pipeline
+    pipeline: SalesPipeline
     reps: pd.DataFrame
     leads: pd.DataFrame
     opportunities: pd.DataFrame
@@ -134,7 +134,7 @@ def _label(series: pd.Series) -> pd.Series:
 
 
 def prepare(
-    frames: Mapping[str, pd.DataFrame], pipeline: Pipeline, as_of: pd.Timestamp | None = None
+    frames: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp | None = None
 ) -> TrackingData:
     """Cut canonical frames at ``as_of`` and attach group keys.
 
@@ -240,7 +240,7 @@ def size_bands(amount: pd.Series) -> pd.Series:
 
 
 def _deals_at(
-    opps: pd.DataFrame, history: pd.DataFrame, pipeline: Pipeline, when: pd.Timestamp
+    opps: pd.DataFrame, history: pd.DataFrame, pipeline: SalesPipeline, when: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Deals as known at ``when`` (:func:`forecast.data.as_of.deals_at`), their history before it."""
     deals = opps.assign(opportunity_id=opps["opportunity_id"].astype(str))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 
 INBOUND_SOURCES = (
     "web_form",
@@ -224,7 +224,7 @@ class SimulationConfig:
     start: datetime.date = date(2024, 1, 1)
     months: int = 24
     n_reps: int | None = None
-    pipeline: Pipeline = DEFAULT_PIPELINE
+    pipeline: SalesPipeline = DEFAULT_PIPELINE
     source_mix: dict[str, float] | None = None
     conversion_shift: float = 0.0
     win_shift: float = 0.0

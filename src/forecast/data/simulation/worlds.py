@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.simulation.config import SimulationConfig
 
 ALT_STAGE_NAMES = (
@@ -42,7 +42,7 @@ DEFAULT_LEADS_PER_MONTH = 20_000 / 24
 """The default world's lead volume (20 000 leads over 24 months)."""
 
 
-def stage_pipeline(n_open: int, names: list[str] | None = None) -> Pipeline:
+def stage_pipeline(n_open: int, names: list[str] | None = None) -> SalesPipeline:
     """A pipeline of ``n_open`` open stages with other names than the default one, then won / lost.
 
     Args:
@@ -63,7 +63,7 @@ def stage_pipeline(n_open: int, names: list[str] | None = None) -> Pipeline:
         names = [ALT_STAGE_NAMES[i] for i in picks]
     stages: list[dict[str, object]] = [{"name": n} for n in names]
     stages += [{"name": ALT_WON, "is_closed": True, "is_won": True}, {"name": ALT_LOST, "is_closed": True}]
-    return Pipeline.from_dict({"name": f"stages-{len(names)}", "stages": stages})
+    return SalesPipeline.from_dict({"name": f"stages-{len(names)}", "stages": stages})
 
 
 class World(BaseModel):
@@ -115,7 +115,7 @@ class World(BaseModel):
         per_month = self.n_leads / self.months if self.n_leads is not None else self.leads_per_month
         return max(100, round(per_month * months))
 
-    def pipeline(self) -> Pipeline:
+    def pipeline(self) -> SalesPipeline:
         """The world's pipeline."""
         if self.stages is None:
             return DEFAULT_PIPELINE

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from forecast.data.pipeline import Pipeline
+from forecast.data.pipeline import SalesPipeline
 
 
 class SourceError(Exception):
@@ -56,6 +56,6 @@ class SourceBatch:
 
     source_format: str
     tables: list[RawTable]
-    pipeline: Pipeline
+    pipeline: SalesPipeline
     notes: list[str] = field(default_factory=list)
     expected_rejects: dict[tuple[str, str, str], str] = field(default_factory=dict)

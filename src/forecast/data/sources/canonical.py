@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecast.data.pipeline import DEFAULT_PIPELINE, Pipeline
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.readers import SUPPORTED_SUFFIXES, find_table_file, read_table_file
 from forecast.data.schema import TABLES
 from forecast.data.sources.base import RawTable, SourceBatch, SourceError
@@ -23,7 +23,7 @@ def load(
     *,
     encoding: str = "utf-8",
     delimiter: str = ",",
-    pipeline: Pipeline | None = None,
+    pipeline: SalesPipeline | None = None,
 ) -> SourceBatch:
     """Read canonical files from a directory, or a single file named after its table.
 
