@@ -384,49 +384,106 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     y = test[label].astype(int).to_numpy()
     chall_eval = evaluation_model(chall.run_id, chall_model.pipeline, settings)
     chall_m = classification_metrics(y, chall_eval.predict_proba(test)[:, 1])
-    champ_m: dict[str, float] | None = None
     beaten = _baselines_not_beaten(c.get_run(chall.run_id).data.metrics, max_auc_drop)
+    same = champ is not None and str(champ.version) == str(chall.version)
+    champ_m: dict[str, float] | None = chall_m if same else None
     champ_error: str | None = None
     note = ""
-    if champ is not None and str(champ.version) != str(chall.version):
-        common, note = _rows_unseen_by(champ.run_id, test, settings)
-        champ_model = load_model(name, settings, CHAMPION, version=str(champ.version))
-        if len(common) < 200 or len(np.unique(y[common])) < 2:
-            champ_error = f"only {len(common)} test rows lie after the champion's own test cut{note}"
-        else:
-            try:
-                champ_eval = evaluation_model(champ.run_id, champ_model.pipeline, settings)
-                champ_m = classification_metrics(y[common], champ_eval.predict_proba(test.iloc[common])[:, 1])
-                chall_m = classification_metrics(y[common], chall_eval.predict_proba(test.iloc[common])[:, 1])
-            except (KeyError, ValueError) as exc:
-                champ_error = str(exc)
-    if champ is not None and str(champ.version) == str(chall.version):
-        promoted, reason = False, "the challenger already is the champion"
-        champ_m = chall_m
-    elif beaten:
-        promoted, reason = (
-            False,
-            "the challenger does not beat its baselines on the test slice: " + "; ".join(beaten),
+    if champ is not None and not same:
+        chall_m, champ_m, champ_error, note = _compare_with_champion(
+            name, champ, test, y, chall_eval, chall_m, settings
         )
-    elif champ is None:
-        promoted, reason = True, "no champion yet; the challenger loses to no baseline"
-    elif champ_m is None and champ_error is not None and champ_error.startswith("only "):
-        promoted, reason = False, f"no fair comparison: {champ_error}; the champion is kept"
-    elif champ_m is None:
-        promoted, reason = (
-            True,
-            f"the champion cannot score the challenger's test slice ({champ_error}); replaced",
-        )
-    else:
-        auc_ok = chall_m["roc_auc"] >= champ_m["roc_auc"] - max_auc_drop
-        brier_ok = chall_m["brier"] < champ_m["brier"]
-        promoted = auc_ok and brier_ok
-        reason = (
-            f"ROC-AUC {chall_m['roc_auc']:.4f} vs {champ_m['roc_auc']:.4f} (allowed drop {max_auc_drop}): "
-            f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
-            f"{'lower' if brier_ok else 'not lower'} (on {int(chall_m['n'])} rows neither model trained on{note})"
-        )
+    promoted, reason = gate_verdict(
+        chall_m,
+        champ_m,
+        beaten=beaten,
+        has_champion=champ is not None,
+        same_version=same,
+        champ_error=champ_error,
+        note=note,
+        max_auc_drop=max_auc_drop,
+    )
     return _record(name, chall, champ, chall_model, promoted, reason, chall_m, champ_m, len(test), settings)
+
+
+def _compare_with_champion(
+    name: str,
+    champ: Any,
+    test: pd.DataFrame,
+    y: np.ndarray,
+    chall_eval: Any,
+    chall_m: dict[str, float],
+    settings: Settings,
+) -> tuple[dict[str, float], dict[str, float] | None, str | None, str]:
+    """Both evaluation models' metrics on the test rows neither trained or calibrated on.
+
+    Returns:
+        The challenger's metrics (on those rows when the champion could be compared, else as
+        given), the champion's (``None`` when not compared), why not (``"only N test rows ..."``
+        when too few rows, the champion's scoring error otherwise) and a note on the rows.
+    """
+    common, note = _rows_unseen_by(champ.run_id, test, settings)
+    champ_model = load_model(name, settings, CHAMPION, version=str(champ.version))
+    if len(common) < 200 or len(np.unique(y[common])) < 2:
+        return (
+            chall_m,
+            None,
+            f"only {len(common)} test rows lie after the champion's own test cut{note}",
+            note,
+        )
+    try:
+        champ_eval = evaluation_model(champ.run_id, champ_model.pipeline, settings)
+        champ_m = classification_metrics(y[common], champ_eval.predict_proba(test.iloc[common])[:, 1])
+        chall_common = classification_metrics(y[common], chall_eval.predict_proba(test.iloc[common])[:, 1])
+    except (KeyError, ValueError) as exc:
+        return chall_m, None, str(exc), note
+    return chall_common, champ_m, None, note
+
+
+def gate_verdict(
+    chall_m: dict[str, float],
+    champ_m: dict[str, float] | None,
+    *,
+    beaten: list[str],
+    has_champion: bool,
+    same_version: bool,
+    champ_error: str | None,
+    note: str,
+    max_auc_drop: float,
+) -> tuple[bool, str]:
+    """The promotion gate's decision (pure): whether the challenger replaces the champion, and why.
+
+    Args:
+        chall_m: The challenger's test metrics (on the rows compared with the champion, if any).
+        champ_m: The champion's metrics on the same rows, or ``None``.
+        beaten: The baselines the challenger loses to (empty: it loses to none).
+        has_champion: A champion exists.
+        same_version: The challenger already is the champion.
+        champ_error: Why the champion could not be compared (``"only ..."``: too few rows).
+        note: What the compared rows are (appended to the reason).
+        max_auc_drop: The largest ROC-AUC drop allowed against the champion.
+
+    Returns:
+        ``(promoted, reason)``.
+    """
+    if same_version:
+        return False, "the challenger already is the champion"
+    if beaten:
+        return False, "the challenger does not beat its baselines on the test slice: " + "; ".join(beaten)
+    if not has_champion:
+        return True, "no champion yet; the challenger loses to no baseline"
+    if champ_m is None and champ_error is not None and champ_error.startswith("only "):
+        return False, f"no fair comparison: {champ_error}; the champion is kept"
+    if champ_m is None:
+        return True, f"the champion cannot score the challenger's test slice ({champ_error}); replaced"
+    auc_ok = chall_m["roc_auc"] >= champ_m["roc_auc"] - max_auc_drop
+    brier_ok = chall_m["brier"] < champ_m["brier"]
+    reason = (
+        f"ROC-AUC {chall_m['roc_auc']:.4f} vs {champ_m['roc_auc']:.4f} (allowed drop {max_auc_drop}): "
+        f"{'ok' if auc_ok else 'too low'}; Brier {chall_m['brier']:.5f} vs {champ_m['brier']:.5f}: "
+        f"{'lower' if brier_ok else 'not lower'} (on {int(chall_m['n'])} rows neither model trained on{note})"
+    )
+    return auc_ok and brier_ok, reason
 
 
 def _record(

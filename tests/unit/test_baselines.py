@@ -108,9 +108,14 @@ def test_clone_copies_params_not_state(model, synthetic: tuple[pd.DataFrame, np.
     assert not hasattr(copy, "classes_")
 
 
-def test_non_frame_input_is_rejected() -> None:
-    with pytest.raises(TypeError, match="DataFrame"):
-        BaseRateClassifier().fit(np.zeros((2, 1)), [0, 1])
+def test_array_input_is_read_as_numbered_columns() -> None:
+    # The scikit-learn contract (tests/unit/test_estimator_contract.py): numeric rows of any
+    # array-like are columns x0, x1, ...; a frame keeps its names.
+    model = StageWinRateBaseline(stage_column="x0").fit(np.array([[1.0], [1.0], [2.0]]), [0, 1, 1])
+    assert model.n_features_in_ == 1 and not hasattr(model, "feature_names_in_")
+    assert model.predict_proba(np.array([[2.0]]))[0, 1] > 0.5
+    with pytest.raises(ValueError, match="features"):
+        model.predict_proba(np.zeros((2, 2)))
 
 
 def test_length_mismatch_is_rejected() -> None:

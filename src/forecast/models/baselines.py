@@ -1,9 +1,11 @@
 """Baseline classifiers every experiment must beat (DESIGN §4).
 
-All four are scikit-learn estimators on a pandas ``DataFrame`` ``X`` with binary ``y``:
-parameters live in ``__init__`` only (so :func:`sklearn.base.clone` works), fitted state ends in
-``_``, ``classes_`` is ``array([0, 1])``, :meth:`predict_proba` returns an ``(n, 2)`` array and
-:meth:`predict` thresholds the positive probability at 0.5. They are deterministic and picklable.
+All four are scikit-learn estimators on a pandas ``DataFrame`` ``X`` (or numeric rows, see
+:mod:`forecast.models.contract`) with binary ``y``: parameters live in ``__init__`` only (so
+:func:`sklearn.base.clone` works), fitted state ends in ``_`` and is set in ``fit``, ``classes_`` is
+learned there (``array([0, 1])`` for 0/1 labels), :meth:`predict_proba` returns an ``(n, 2)`` array
+and :meth:`predict` thresholds the positive probability at 0.5. They are deterministic and
+picklable; ``tests/unit/test_estimator_contract.py`` runs scikit-learn's estimator checks on them.
 
 - :class:`BaseRateClassifier`: the training positive rate for everyone.
 - :class:`StageWinRateBaseline`: the historical win rate of the deal's stage (stage-weighted forecast).
@@ -27,9 +29,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
-from forecast.evaluate import binary_labels
+from forecast.models.contract import binary_tags, fit_frame, labels_of, predict_frame
 
 MISSING_LEVEL = "(missing)"
 """Level that replaces missing categorical values in :class:`LogisticBaseline`."""
@@ -49,25 +52,10 @@ MIN_CATEGORY_COUNT = 5
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_frame(data: Any) -> pd.DataFrame:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"X must be a pandas DataFrame, got {type(data).__name__}")
-    return data
-
-
 def _check_columns(frame: pd.DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"X lacks column(s) seen at fit: {missing}")
-
-
-def _fit_target(data: Any, y: Any) -> tuple[pd.DataFrame, np.ndarray]:
-    """Validate ``X`` and ``y`` for fitting; return the frame and 0/1 labels."""
-    frame = _check_frame(data)
-    labels = binary_labels(y)
-    if len(frame) != labels.size:
-        raise ValueError(f"X and y must have the same length, got {len(frame)} and {labels.size}")
-    return frame, labels
 
 
 def _categorical_columns(frame: pd.DataFrame) -> list[str]:
@@ -102,23 +90,22 @@ def _as_object(column: pd.Series) -> pd.Series:
 class _BinaryFrameClassifier(ClassifierMixin, BaseEstimator):
     """Shared ``predict``/``predict_proba`` of the baselines; subclasses implement ``_positive_proba``."""
 
-    def _set_fitted_frame(self, frame: pd.DataFrame) -> None:
-        self.classes_ = np.array([0, 1])
-        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
-        self.n_features_in_ = frame.shape[1]
+    def __sklearn_tags__(self) -> Tags:
+        """Binary only; missing values are data (each model handles them)."""
+        return binary_tags(super().__sklearn_tags__())
 
     def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Probabilities of classes ``[0, 1]`` for each row of ``X``, shape ``(n, 2)``."""
-        check_is_fitted(self, "classes_")
-        positive = np.asarray(self._positive_proba(_check_frame(X)), dtype=np.float64)
+        positive = np.asarray(self._positive_proba(predict_frame(self, X)), dtype=np.float64)
         return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """Class labels (0/1): positive where its probability is at least 0.5."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+        """Class labels: ``classes_[1]`` (1) where its probability is at least 0.5."""
+        positive = self.predict_proba(X)[:, 1] >= 0.5
+        return labels_of(self.classes_, positive)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,11 +120,17 @@ class BaseRateClassifier(_BinaryFrameClassifier):
         rate_: Positive rate of the training labels.
     """
 
+    def __sklearn_tags__(self) -> Tags:
+        """No skill by design: scikit-learn's checks expect no accuracy of it (as of its DummyClassifier)."""
+        tags = super().__sklearn_tags__()
+        if tags.classifier_tags is not None:
+            tags.classifier_tags.poor_score = True
+        return tags
+
     def fit(self, X: pd.DataFrame, y: Any) -> BaseRateClassifier:  # noqa: N803
         """Learn the positive rate of ``y``; ``X`` only fixes the expected row count."""
-        frame, labels = _fit_target(X, y)
+        _, labels = fit_frame(self, X, y)
         self.rate_ = float(labels.mean())
-        self._set_fitted_frame(frame)
         return self
 
     def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
@@ -172,7 +165,7 @@ class StageWinRateBaseline(_BinaryFrameClassifier):
 
     def fit(self, X: pd.DataFrame, y: Any) -> StageWinRateBaseline:  # noqa: N803
         """Count rows and positives per stage and shrink the rates towards the overall rate."""
-        frame, labels = _fit_target(X, y)
+        frame, labels = fit_frame(self, X, y)
         _check_columns(frame, [self.stage_column])
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
@@ -184,7 +177,6 @@ class StageWinRateBaseline(_BinaryFrameClassifier):
         table["rate"] = (table["positives"] + self.alpha * self.overall_rate_) / (table["n"] + self.alpha)
         self.table_ = table
         self.stage_rates_ = table["rate"].astype(np.float64)
-        self._set_fitted_frame(frame)
         return self
 
     def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
@@ -238,7 +230,7 @@ class NaiveBayesBaseline(_BinaryFrameClassifier):
 
     def fit(self, X: pd.DataFrame, y: Any) -> NaiveBayesBaseline:  # noqa: N803
         """Build the smoothed per-value frequency tables of positives and negatives."""
-        frame, labels = _fit_target(X, y)
+        frame, labels = fit_frame(self, X, y)
         if not self.alpha > 0:
             raise ValueError(f"alpha must be > 0 (Laplace smoothing), got {self.alpha}")
         fields = _categorical_columns(frame) if self.categorical is None else list(self.categorical)
@@ -248,7 +240,6 @@ class NaiveBayesBaseline(_BinaryFrameClassifier):
         with np.errstate(divide="ignore"):
             self.log_prior_odds_ = float(np.log(self.prior_) - np.log1p(-self.prior_))
         self.tables_ = {f: self._frequency_table(frame[f], labels) for f in fields}
-        self._set_fitted_frame(frame)
         return self
 
     def _frequency_table(self, column: pd.Series, labels: np.ndarray) -> pd.DataFrame:
@@ -271,8 +262,7 @@ class NaiveBayesBaseline(_BinaryFrameClassifier):
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Log-odds of the positive class for each row of ``X``."""
-        check_is_fitted(self, "tables_")
-        frame = _check_frame(X)
+        frame = predict_frame(self, X)
         _check_columns(frame, self.categorical_)
         logit = np.full(len(frame), self.log_prior_odds_)
         for field, table in self.tables_.items():
@@ -362,9 +352,11 @@ class LogisticBaseline(_BinaryFrameClassifier):
             y: Binary labels.
             groups: Optional group of each row (kept within one fold when ``C="cv"``).
         """
-        frame, labels = _fit_target(X, y)
+        frame, labels = fit_frame(self, X, y)
         if np.unique(labels).size < 2:
-            raise ValueError("LogisticBaseline needs both classes in y; use BaseRateClassifier instead")
+            raise ValueError(
+                "LogisticBaseline needs both classes in y (one class given); use BaseRateClassifier instead"
+            )
         categorical = _categorical_columns(frame) if self.categorical is None else list(self.categorical)
         numeric = _numeric_columns(frame) if self.numeric is None else list(self.numeric)
         _check_columns(frame, categorical + numeric)
@@ -385,7 +377,6 @@ class LogisticBaseline(_BinaryFrameClassifier):
             self.C_ = float(self.C)
         self.pipeline_ = self._build_pipeline(self.C_)
         self.pipeline_.fit(used, labels)
-        self._set_fitted_frame(frame)
         return self
 
     def _cv_losses(self, frame: pd.DataFrame, labels: np.ndarray, groups: Any) -> dict[float, float]:

@@ -41,7 +41,6 @@ from forecast.models.logistic_terms import store_training_means
 from forecast.models.pipeline import (
     CalibratedLGBMClassifier,
     apply_calibrator,
-    choose_calibration,
     fit_calibrator,
     fit_pipeline,
 )
@@ -107,15 +106,13 @@ def fit_calibrated(
     trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
     raw = np.full(len(y), np.nan)
     for held, part in parts:
-        part.named_steps["model"].best_iteration_ = trees
-        raw[held] = part.predict_proba(x.loc[held])[:, 1]
+        raw[held] = np.clip(part[-1].uncalibrated_proba(part[:-1].transform(x.loc[held]), trees), 0.0, 1.0)
     seen = ~np.isnan(raw)
-    method, briers = choose_calibration(step.calibration, raw[seen], y[seen], seed)
     final = clone(template)
-    final.named_steps["model"].set_params(n_estimators=trees, calibration="none")
-    fit_pipeline(final, x, y)
-    if method != "none":
-        final.named_steps["model"].calibrate(method, raw[seen], y[seen], briers)
+    final.named_steps["model"].set_params(n_estimators=trees)
+    fit_pipeline(final, x, y, calibration_set=(raw[seen], y[seen]))
+    method = final.named_steps["model"].calibration_
+    briers = final.named_steps["model"].calibration_cv_brier_
     checked = raw[seen] if method == "none" else _calibrated_out_of_fold(raw[seen], y[seen], method, seed)
     oof = classification_metrics(y[seen], np.clip(checked, 0.0, 1.0))
     return final, {
@@ -283,9 +280,7 @@ def fit_hazard(
         won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
         seen = np.zeros(n, dtype=bool)
         for held, part in parts:
-            fold_model = part.named_steps["model"]
-            fold_model.best_iteration_ = trees
-            c_k, w_k = fold_model.raw_curves(part[:-1].transform(x.iloc[held]))
+            c_k, w_k = part.named_steps["model"].raw_curves(part[:-1].transform(x.iloc[held]), trees)
             closed_by[held] = c_k
             seen[held] = True
             if won_by is not None and w_k is not None:

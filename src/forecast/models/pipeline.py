@@ -31,10 +31,13 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
+from sklearn.utils import Tags
+from sklearn.utils.validation import check_is_fitted
 
 from forecast.categories import OTHER as OTHER
 from forecast.models.baselines import LogisticBaseline
 from forecast.models.config import LightGBMSettings
+from forecast.models.contract import binary_tags, fit_frame, labels_of, predict_frame
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_contributions, logistic_matrix
 from forecast.models.threads import tree_threads
 
@@ -272,7 +275,7 @@ def lgbm_classifier(params: Any, **extra: Any) -> lgb.LGBMClassifier:
     )
 
 
-class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
+class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
     """LightGBM with early stopping and a calibrator fitted on held-out predictions.
 
     Args:
@@ -363,23 +366,69 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         self.prior_alone = prior_alone
         self.random_state = random_state
 
+    def __sklearn_tags__(self) -> Tags:
+        """Binary only; LightGBM takes missing values."""
+        return binary_tags(super().__sklearn_tags__())
+
     def fit(
         self,
         X: pd.DataFrame,  # noqa: N803
         y: Any,
         eval_set: tuple[pd.DataFrame, Any] | None = None,
+        calibration_set: tuple[np.ndarray, Any] | None = None,
     ) -> CalibratedLGBMClassifier:
-        """Fit the trees on ``X`` (early stopping on ``eval_set``), then the calibrator on ``eval_set``.
+        """Fit the trees on ``X`` (early stopping on ``eval_set``), then the calibrator.
 
         Args:
-            X: Encoded training features.
+            X: Encoded training features (a frame, or numeric rows: see :mod:`forecast.models.contract`).
             y: 0/1 training labels.
-            eval_set: Encoded validation features and labels (required unless calibration is
-                ``none``; without it no early stopping happens).
+            eval_set: Encoded validation features and labels: the trees stop early on them and,
+                without ``calibration_set``, the calibrator learns from them. Without it no early
+                stopping happens.
+            calibration_set: Uncalibrated probabilities of rows these trees never trained on (the
+                out-of-fold predictions of :func:`forecast.models.crossfit.fit_calibrated`) and
+                their 0/1 labels: the calibrator learns from them instead of from ``eval_set``.
+
+        Raises:
+            ValueError: Calibration is asked for (not ``none``) without rows to calibrate on.
         """
-        y_arr = np.asarray(y, dtype=int)
-        self.classes_ = np.array([0, 1])
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        frame, y_arr = fit_frame(self, X, y)
+        init_train = self._fit_trees_input(frame, y_arr)
+        keep = ~self._alone_rows(frame)
+        stop_set, calib_set = _halves(eval_set) if self.separate_calibration else (eval_set, eval_set)
+        self.model_ = lgbm_classifier(self, **self._monotone_constraints())
+        self.model_.fit(
+            frame.loc[keep, self.tree_features_],
+            y_arr[keep],
+            **self._boosting_kwargs(stop_set, None if init_train is None else init_train[keep]),
+        )
+        self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
+        self.calibration_ = "none"
+        self.calibration_cv_brier_: dict[str, float] = {}
+        self.calibrator_: Any = None
+        if self.calibration != "none":
+            if calibration_set is not None:
+                raw, y_cal = (
+                    np.asarray(calibration_set[0], dtype=float),
+                    np.asarray(calibration_set[1], dtype=int),
+                )
+            elif calib_set is not None:
+                raw, y_cal = self._raw(calib_set[0]), np.asarray(calib_set[1], dtype=int)
+            else:
+                raise ValueError(
+                    "calibration needs an eval_set or a calibration_set the trees did not train on"
+                )
+            self.calibration_, self.calibration_cv_brier_ = self._choose_calibration(raw, y_cal)
+            if self.calibration_ != "none":
+                self.calibrator_ = fit_calibrator(self.calibration_, raw, y_cal)
+        return self
+
+    def _fit_trees_input(self, X: pd.DataFrame, y: np.ndarray) -> np.ndarray | None:  # noqa: N803
+        """Check the prior's columns; set ``tree_features_``, ``prior_``, ``prior_alone_``; the init score.
+
+        Returns:
+            Each training row's ``init_score`` (the prior's log-odds), or ``None`` without a prior.
+        """
         unknown = [c for c in [*self.prior_features, *self.prior_only] if c not in X.columns]
         if unknown:
             raise KeyError(f"prior column(s) not in the input: {unknown}")
@@ -387,79 +436,41 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
             raise ValueError("prior_only columns must also be prior_features")
         hidden = set(self.prior_only)
         self.tree_features_ = [c for c in X.columns if c not in hidden]
-        init_train, self.prior_ = self._fit_prior(X, y_arr)
+        init_train, self.prior_ = self._fit_prior(X, y)
         self.prior_alone_ = self.prior_alone
-        keep = ~self._alone_rows(X)
-        if not keep.any():
+        if self._alone_rows(X).all():
             # Every row is of the kind the prior scores alone (a short history whose fitting slice
             # holds creation snapshots only): the trees boost from the prior on those rows instead.
             self.prior_alone_ = False
-            keep = ~self._alone_rows(X)
-        X = X.loc[keep, self.tree_features_]  # noqa: N806
-        y_arr = y_arr[keep]
-        init_train = None if init_train is None else init_train[keep]
+        return init_train
+
+    def _monotone_constraints(self) -> dict[str, Any]:
+        """LightGBM's monotone constraints of the tree features (none when no column has one)."""
         up, down = set(self.monotone_increasing), set(self.monotone_decreasing)
-        monotone = [1 if c in up else (-1 if c in down else 0) for c in X.columns]
+        monotone = [1 if c in up else (-1 if c in down else 0) for c in self.tree_features_]
+        if not any(monotone):
+            return {}
         # "advanced" crashed LightGBM 4.7 here (segfault); "intermediate" is exact enough.
-        constraints: dict[str, Any] = (
-            {"monotone_constraints": monotone, "monotone_constraints_method": "intermediate"}
-            if any(monotone)
-            else {}
-        )
-        self.model_ = lgbm_classifier(self, **constraints)
-        callbacks: list[Any] = []
-        fit_kw: dict[str, Any] = {}
-        stop_set, calib_set = _halves(eval_set) if self.separate_calibration else (eval_set, eval_set)
+        return {"monotone_constraints": monotone, "monotone_constraints_method": "intermediate"}
+
+    def _boosting_kwargs(self, stop_set: tuple[pd.DataFrame, Any] | None, init_train: Any) -> dict[str, Any]:
+        """``LGBMClassifier.fit``'s keywords: early stopping on ``stop_set``, the prior's init scores."""
+        fit_kw: dict[str, Any] = {"callbacks": []}
         if stop_set is not None:
             xv, yv = stop_set
             keep_v = ~self._alone_rows(xv)
             xv, yv = xv.loc[keep_v], np.asarray(yv, dtype=int)[keep_v]
-            fit_kw = {
-                "eval_X": (xv.loc[:, self.tree_features_],),
-                "eval_y": (np.asarray(yv, dtype=int),),
-                "eval_metric": "binary_logloss",
-            }
+            fit_kw.update(
+                eval_X=(xv.loc[:, self.tree_features_],),
+                eval_y=(np.asarray(yv, dtype=int),),
+                eval_metric="binary_logloss",
+            )
             if self.prior_ is not None:
                 fit_kw["eval_init_score"] = [self._prior_logit(xv)]
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+            fit_kw["callbacks"].append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         if init_train is not None:
             fit_kw["init_score"] = init_train
-        self.model_.fit(X, y_arr, callbacks=callbacks, **fit_kw)
-        self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
-        self.calibration_ = "none"
-        self.calibration_cv_brier_: dict[str, float] = {}
-        self.calibrator_: Any = None
-        if self.calibration != "none":
-            if calib_set is None:
-                raise ValueError("calibration needs an eval_set the trees did not train on")
-            raw = self._raw(calib_set[0])
-            yv_arr = np.asarray(calib_set[1], dtype=int)
-            self.calibration_, self.calibration_cv_brier_ = self._choose_calibration(raw, yv_arr)
-            self.calibrator_ = fit_calibrator(self.calibration_, raw, yv_arr)
-        return self
-
-    def calibrate(
-        self, method: str, raw: np.ndarray, y: Any, cv_brier: dict[str, float] | None = None
-    ) -> CalibratedLGBMClassifier:
-        """Fit the calibrator on uncalibrated probabilities of rows these trees did not train on.
-
-        The final fit (the last step of :func:`forecast.training.binary.train_binary`) trains the
-        trees on every labelled row and calibrates them on out-of-fold probabilities of models
-        fitted without each row.
-
-        Args:
-            method: ``sigmoid`` or ``isotonic``.
-            raw: Out-of-fold uncalibrated probabilities.
-            y: Their 0/1 labels.
-            cv_brier: The cross-validated Brier scores that chose ``method`` (kept for the record).
-        """
-        if method not in ("sigmoid", "isotonic"):
-            raise ValueError(f"calibration method must be sigmoid or isotonic, got {method!r}")
-        self.calibration = method
-        self.calibration_ = method
-        self.calibrator_ = fit_calibrator(method, np.asarray(raw, dtype=float), np.asarray(y, dtype=int))
-        self.calibration_cv_brier_ = dict(cv_brier or {})
-        return self
+        return fit_kw
 
     def _fit_prior(self, X: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray | None, Any]:  # noqa: N803
         """The logistic prior and the training rows' ``init_score`` (out-of-fold where fitted)."""
@@ -510,28 +521,41 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
     def _prior_logit(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         return np.zeros(len(X)) if self.prior_ is None else _prior_margin(self.prior_, X)
 
-    def _raw(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        trees = X.loc[:, self.tree_features_]
-        prior = None if self.prior_ is None else self._prior_logit(X)
-        return self._raw_from(trees, self._alone_rows(X), prior)
+    def uncalibrated_proba(self, X: pd.DataFrame, trees: int | None = None) -> np.ndarray:  # noqa: N803
+        """P(positive) before calibration, from the first ``trees`` trees (default: ``best_iteration_``).
 
-    def _raw_from(self, trees: Any, alone: np.ndarray, prior_logit: np.ndarray | None) -> np.ndarray:
+        :func:`~forecast.models.crossfit.fit_calibrated` reads its held-out folds' predictions
+        at the tree count chosen over all folds this way.
+        """
+        return self._raw(predict_frame(self, X), trees)
+
+    def _raw(self, X: pd.DataFrame, trees: int | None = None) -> np.ndarray:  # noqa: N803
+        rows = X.loc[:, self.tree_features_]
+        prior = None if self.prior_ is None else self._prior_logit(X)
+        return self._raw_from(rows, self._alone_rows(X), prior, trees)
+
+    def _raw_from(
+        self, trees: Any, alone: np.ndarray, prior_logit: np.ndarray | None, iteration: int | None = None
+    ) -> np.ndarray:
         """Uncalibrated probabilities from the trees' input (frame or matrix) and the prior's log-odds."""
         if prior_logit is None:
-            return self._tree_predict(trees)
+            return self._tree_predict(trees, iteration=iteration)
         margin = np.zeros(len(trees))
         grown = ~alone
         if grown.any():
             rows = trees.loc[grown] if isinstance(trees, pd.DataFrame) else trees[grown]
-            margin[grown] = self._tree_predict(rows, raw_score=True)
+            margin[grown] = self._tree_predict(rows, iteration=iteration, raw_score=True)
         return np.asarray(1.0 / (1.0 + np.exp(-(margin + prior_logit))))
 
-    def _tree_predict(self, trees: Any, **kwargs: Any) -> np.ndarray:
+    def _tree_predict(self, trees: Any, iteration: int | None = None, **kwargs: Any) -> np.ndarray:
         """The booster on a frame or a float matrix (what the sklearn wrapper returns, faster)."""
         threads = predict_threads(len(trees))
         return np.asarray(
             self.model_.booster_.predict(
-                trees, num_iteration=self.best_iteration_, num_threads=threads, **kwargs
+                trees,
+                num_iteration=self.best_iteration_ if iteration is None else iteration,
+                num_threads=threads,
+                **kwargs,
             ),
             dtype=np.float64,
         )
@@ -541,7 +565,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Calibrated probabilities, shape (n, 2)."""
-        return self._proba_from_raw(self._raw(X))
+        return self._proba_from_raw(self._raw(predict_frame(self, X)))
 
     def _proba_from_raw(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated ``(n, 2)`` probabilities from uncalibrated ones."""
@@ -551,7 +575,8 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Labels at a 0.5 threshold (scoring uses probabilities)."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        positive = self.predict_proba(X)[:, 1] >= 0.5
+        return labels_of(self.classes_, positive)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Load models pickled before the logistic prior existed (no prior, every column to trees)."""
@@ -578,6 +603,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
         (coefficient times the distance from the mean of the rows it was fitted on), its intercept
         and mean term going to the bias. Per row the columns add up to the raw log-odds.
         """
+        X = predict_frame(self, X)  # noqa: N806
         columns = [str(c) for c in X.columns]
         trees = self._tree_predict(X.loc[:, self.tree_features_], pred_contrib=True)
         prior = None
@@ -606,6 +632,7 @@ class CalibratedLGBMClassifier(BaseEstimator, ClassifierMixin):
 
     def tree_gain(self) -> np.ndarray:
         """Total split gain of the trees per input column (0 for prior-only columns)."""
+        check_is_fitted(self, "model_")
         gain = self.model_.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
         by_name = dict(zip(self.tree_features_, np.asarray(gain, dtype=float), strict=True))
         return np.array([by_name.get(c, 0.0) for c in self.feature_names_in_], dtype=float)
@@ -748,15 +775,21 @@ def isotonic_predict(iso: IsotonicRegression, values: np.ndarray) -> np.ndarray:
     return np.asarray(iso.f_(clipped)).astype(clipped.dtype)
 
 
-def build_pipeline(columns: Sequence[str], categorical: Sequence[str], model: BaseEstimator) -> Pipeline:
-    """The unfitted pipeline: select columns, encode categories, then ``model``."""
-    return Pipeline(
-        [
-            ("columns", ColumnSelector(list(columns))),
-            ("categories", CategoryEncoder(list(categorical))),
-            ("model", model),
-        ]
-    )
+def build_pipeline(
+    columns: Sequence[str], categorical: Sequence[str], model: BaseEstimator, *, encode: bool = True
+) -> Pipeline:
+    """The unfitted pipeline: select columns, encode categories, then ``model``.
+
+    Args:
+        columns: The model's input columns.
+        categorical: Those cast to categories by the encoder.
+        model: The last step.
+        encode: Without encoding (a model that reads the raw values itself, such as the logistic
+            regression's one-hot encoding or a stage table), the ``categories`` step is
+            ``"passthrough"``.
+    """
+    encoder: Any = CategoryEncoder(list(categorical)) if encode else "passthrough"
+    return Pipeline([("columns", ColumnSelector(list(columns))), ("categories", encoder), ("model", model)])
 
 
 def fit_pipeline(
@@ -765,17 +798,21 @@ def fit_pipeline(
     y_train: Any,
     X_valid: pd.DataFrame | None = None,  # noqa: N803
     y_valid: Any = None,
+    calibration_set: tuple[np.ndarray, Any] | None = None,
 ) -> Pipeline:
     """Fit the preparation steps on the training rows, then the model with the validation rows.
 
     sklearn's ``Pipeline.fit`` cannot pass a transformed validation set to the last step, so the
     steps are fitted here one by one; the result is an ordinary fitted ``Pipeline``.
+    ``calibration_set`` (uncalibrated probabilities and labels of rows the trees never see) goes
+    to :meth:`CalibratedLGBMClassifier.fit`.
     """
     prep = Pipeline(pipeline.steps[:-1]).fit(X_train, y_train)
     model = pipeline.steps[-1][1]
     xt = prep.transform(X_train)
-    if X_valid is not None and isinstance(model, CalibratedLGBMClassifier):
-        model.fit(xt, y_train, eval_set=(prep.transform(X_valid), y_valid))
+    if isinstance(model, CalibratedLGBMClassifier) and (X_valid is not None or calibration_set is not None):
+        eval_set = None if X_valid is None else (prep.transform(X_valid), y_valid)
+        model.fit(xt, y_train, eval_set=eval_set, calibration_set=calibration_set)
     else:
         model.fit(xt, np.asarray(y_train, dtype=int))
     return pipeline

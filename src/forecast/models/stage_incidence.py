@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from forecast.features.horizon import win_incidence_curve
 
@@ -44,7 +45,7 @@ def win_incidence(durations: np.ndarray, causes: np.ndarray, horizon: float) -> 
     return (float(incidence[upto - 1]) if upto else 0.0), n
 
 
-class StageWinIncidence(BaseEstimator, ClassifierMixin):
+class StageWinIncidence(ClassifierMixin, BaseEstimator):
     """P(won within the horizon) per stage from every snapshot, censored ones included.
 
     Args:
@@ -58,13 +59,27 @@ class StageWinIncidence(BaseEstimator, ClassifierMixin):
         self.horizon_days = horizon_days
         self.alpha = alpha
 
-    def fit_incidence(self, X: pd.DataFrame, durations: Any, causes: Any) -> StageWinIncidence:  # noqa: N803
+    def fit(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        y: Any = None,
+        *,
+        durations: Any,
+        causes: Any,
+    ) -> StageWinIncidence:
         """Estimate each stage's incidence of a win within the horizon.
+
+        The estimate needs each row's time to its close and how it closed, not a label: ``y`` is
+        not used (a label "won within H" is unknown for rows censored before H).
 
         Args:
             X: Rows with the stage column.
+            y: Not used.
             durations: Days from each row's as_of to its close (or the data's end).
             causes: 1 won, 2 lost, 0 open at the data's end.
+
+        Raises:
+            ValueError: No row to estimate from.
         """
         d = np.asarray(durations, dtype=float)
         c = np.asarray(causes, dtype=int)
@@ -82,15 +97,13 @@ class StageWinIncidence(BaseEstimator, ClassifierMixin):
             counts[str(stage)] = n
         self.rates_ = rates
         self.counts_ = counts
-        self.classes_ = np.array([0, 1])
+        self.classes_ = np.array([0, 1])  # won within the horizon (1) or not (0): no label to learn them from
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
         return self
 
-    def fit(self, X: pd.DataFrame, y: Any) -> StageWinIncidence:  # noqa: N803
-        """Not used: the estimate needs durations and causes (:meth:`fit_incidence`)."""
-        raise TypeError("StageWinIncidence is fitted with fit_incidence(X, durations, causes)")
-
     def _p(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        check_is_fitted(self, "rates_")
         stages = X[self.stage_column].astype(object)
         p = stages.map(lambda s: self.rates_.get(str(s), self.overall_) if pd.notna(s) else self.overall_)
         return np.clip(p.to_numpy(dtype=float), _EPS, 1 - _EPS)
@@ -102,7 +115,7 @@ class StageWinIncidence(BaseEstimator, ClassifierMixin):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Labels at 0.5."""
-        return (self._p(X) >= 0.5).astype(int)
+        return self.classes_[(self._p(X) >= 0.5).astype(int)]
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Log-odds contributions: the stage's shift from all stages' estimate, then the bias."""

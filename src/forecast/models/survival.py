@@ -27,6 +27,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from forecast.models.pipeline import TREE_DEFAULTS, isotonic_predict, lgbm_classifier, predict_threads
 
@@ -125,12 +126,14 @@ class _HazardBase(BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """``[P(open after proba_days), P(closes within proba_days)]`` per row."""
+        check_is_fitted(self)
         p = 1.0 - survival_at(self.survival(X), self.edges, self.proba_days)
         p = np.clip(p, 0.0, 1.0)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Median days to close (``nan`` beyond the last edge)."""
+        check_is_fitted(self)
         return survival_quantile(self.survival(X), self.edges, 0.5)
 
 
@@ -216,13 +219,14 @@ class DiscreteTimeHazard(_HazardBase):
         self.classes_ = np.array([0, 1])
         return self
 
-    def _interval_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """Class probabilities per (row, interval), shape (n, K, classes)."""
+    def _interval_proba(self, X: pd.DataFrame, trees: int | None = None) -> np.ndarray:  # noqa: N803
+        """Class probabilities per (row, interval), shape (n, K, classes), from the first ``trees`` trees."""
+        check_is_fitted(self, "model_")
         k = len(self.edges) - 1
         n = len(X)
         wide = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
         wide[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
-        p = self._class_proba(wide)
+        p = self._class_proba(wide, trees)
         return p.reshape(n, k, p.shape[1])
 
     def interval_proba_codes(self, codes: np.ndarray) -> np.ndarray:
@@ -240,12 +244,11 @@ class DiscreteTimeHazard(_HazardBase):
         p = self._class_proba(wide)
         return p.reshape(n, k, p.shape[1])
 
-    def _class_proba(self, wide: Any) -> np.ndarray:
+    def _class_proba(self, wide: Any, trees: int | None = None) -> np.ndarray:
         """What ``model_.predict_proba`` returns, from the booster directly (frame or float matrix)."""
         threads = predict_threads(len(wide))
-        p = np.asarray(
-            self.model_.booster_.predict(wide, num_iteration=self.best_iteration_, num_threads=threads)
-        )
+        iteration = self.best_iteration_ if trees is None else trees
+        p = np.asarray(self.model_.booster_.predict(wide, num_iteration=iteration, num_threads=threads))
         return p if p.ndim == 2 else np.vstack((1.0 - p, p)).transpose()
 
     def hazards(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
@@ -253,13 +256,20 @@ class DiscreteTimeHazard(_HazardBase):
         p = self._interval_proba(X)
         return 1.0 - p[:, :, 0]
 
-    def _raw_curves(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
+    def _raw_curves(self, X: pd.DataFrame, trees: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
         """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge)."""
-        return self._curves_from(self._interval_proba(X))
+        return self._curves_from(self._interval_proba(X, trees))
 
-    def raw_curves(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
-        """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge), shape (n, edges)."""
-        return self._raw_curves(X)
+    def raw_curves(self, X: pd.DataFrame, trees: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
+        """Uncalibrated P(closed by each edge) and, with causes, P(won by each edge), shape (n, edges).
+
+        Args:
+            X: Encoded features.
+            trees: Use the first ``trees`` trees (default: ``best_iteration_``);
+                :func:`~forecast.models.crossfit.fit_hazard` reads its held-out folds at the tree
+                count chosen over all folds this way.
+        """
+        return self._raw_curves(X, trees)
 
     def _curves_from(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         surv = survival_from_hazards(1.0 - p[:, :, 0])

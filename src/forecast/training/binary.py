@@ -239,7 +239,7 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         model = StageWinIncidence(horizon_days=horizon)
         pipeline = build_pipeline(["stage"], ["stage"], model)
         prep = pipeline[:-1].fit(frame.iloc[rows])
-        model.fit_incidence(prep.transform(frame.iloc[rows]), d[rows], causes[rows])
+        model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows])
         return pipeline
 
     eval_pipeline = fitted(fit_rows)
@@ -499,9 +499,7 @@ def _logistic_template(data: ModelInput, c: float | str, seed: int) -> Pipeline:
     """An unfitted logistic-regression pipeline (the model one-hot encodes categoricals itself)."""
     numeric = [f for f in data.features if f not in data.categorical]
     model = LogisticBaseline(categorical=data.categorical, numeric=numeric, C=c, random_state=seed)
-    pipeline = build_pipeline(data.features, [], model)
-    pipeline.steps[1] = ("categories", "passthrough")
-    return pipeline
+    return build_pipeline(data.features, [], model, encode=False)
 
 
 def paired_brier_gap(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray) -> dict[str, float]:

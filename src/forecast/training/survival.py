@@ -129,8 +129,9 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
     )
     kind = "stage_km_small_data" if small else "discrete_time_hazard_lightgbm"
     if small:
-        template = build_pipeline(data.features, [], StageKaplanMeier("stage", edges=edges, proba_days=days))
-        template.steps[1] = ("categories", "passthrough")
+        template = build_pipeline(
+            data.features, [], StageKaplanMeier("stage", edges=edges, proba_days=days), encode=False
+        )
 
     def procedure(idx: np.ndarray) -> tuple[Any, dict[str, Any]]:
         if small:
