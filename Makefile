@@ -5,6 +5,10 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_ENABLE_TELEMETRY := false
 # write bytecode: a process that compiles every module it imports spends about 9 s doing it here
 export PYTHONDONTWRITEBYTECODE :=
+# uv fetched by scripts/get_uv.py is not on PATH; `bentoml build` looks for `uv` there (or as a module
+# of .venv's Python) and otherwise runs `pip install uv` in .venv, which has no pip. Appended: a uv
+# already on PATH comes first.
+export PATH := $(PATH):$(CURDIR)/.tools/bin
 
 .PHONY: help setup run test test-all test-docs lint typecheck unit bench bento serve clean
 
