@@ -33,4 +33,12 @@ if [ -z "${UV_SYSTEM_CERTS:-}${UV_NATIVE_TLS:-}" ]; then
   fi
 fi
 $UV sync --frozen --quiet >&2
+# LightGBM's wheel loads the system's OpenMP runtime; without it every model fails to import with
+# "libgomp.so.1: cannot open shared object file". Say so here, with the fix, rather than mid-run.
+if ! python3 -c "import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library('gomp') else 1)" 2>/dev/null; then
+  echo "forecast: LightGBM needs the system's OpenMP runtime (libgomp.so.1), which is not installed." >&2
+  echo "  Debian/Ubuntu: sudo apt-get install libgomp1; Fedora/RHEL: sudo dnf install libgomp;" >&2
+  echo "  Alpine: apk add libgomp. Then run the command again." >&2
+  exit 1
+fi
 echo "$UV"
