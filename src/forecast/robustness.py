@@ -178,13 +178,21 @@ def _predict(model: Any, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.predict_proba(rows)[:, 1], dtype=float) if len(rows) else np.zeros(0)
 
 
-def _stage_ece(y: np.ndarray, p: np.ndarray, stage: pd.Series, ids: pd.Series) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _stage_ece(
+    y: np.ndarray, p: np.ndarray, stage: pd.Series, ids: pd.Series
+) -> tuple[dict[str, float], dict[str, float]]:
+    """ECE per stage holding ``STAGE_MIN_DEALS`` deals or more, and a calibrated model's ECE there.
+
+    The second is the 90th percentile of :func:`ece_noise_floor` on the same rows (one draw per deal).
+    """
+    ece: dict[str, float] = {}
+    noise: dict[str, float] = {}
     for name in sorted(stage.dropna().unique()):
         sel = (stage == name).to_numpy()
         if ids[sel].nunique() >= STAGE_MIN_DEALS:
-            out[str(name)] = round(float(expected_calibration_error(y[sel], p[sel])), 4)
-    return out
+            ece[str(name)] = round(float(expected_calibration_error(y[sel], p[sel])), 4)
+            noise[str(name)] = round(ece_noise_floor(p[sel], groups=ids[sel].to_numpy())[1], 4)
+    return ece, noise
 
 
 def evaluate_deal_win(
@@ -230,8 +238,9 @@ def evaluate_deal_win(
     if len(p):
         floor, floor_q90 = ece_noise_floor(p, groups=rows["opportunity_id"].to_numpy())
         out["ece_noise"], out["ece_noise_q90"] = round(floor, 4), round(floor_q90, 4)
-    per_stage = _stage_ece(y, p, rows["stage"], rows["opportunity_id"])
+    per_stage, noise = _stage_ece(y, p, rows["stage"], rows["opportunity_id"])
     out["ece_by_stage"] = per_stage or None
+    out["ece_noise_q90_by_stage"] = noise or None
     out["stage_ece_max"] = max(per_stage.values()) if per_stage else None
     return out
 

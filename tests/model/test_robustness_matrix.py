@@ -24,8 +24,10 @@ from forecast.models.config import TrainingConfig
 from forecast.registry import promote
 from forecast.robustness import (
     AUC_MARGIN,
+    BEST_RATIO_MIN,
     ECE_MAX,
     STAGE_AUC_INFORMATIVE,
+    STAGE_ECE_MAX,
     MatrixSettings,
     run_world,
     work_settings,
@@ -49,6 +51,24 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
         "future is judged on eventual wins (ECE 0.146)",
         "history-9m": "ECE 0.045 on 322 future deals",
         "stages-8": "ECE 0.053 on 391 future deals",
+    },
+    "stage_calibrated": {
+        "history-3m": "per stage (>= 100 deals) ECE 0.10-0.17: the 49-day stage model under-predicts eventual wins",
+        "history-9m": "per stage ECE 0.07-0.10 (demo 0.100) on 322 future deals",
+        "stages-8": "per stage ECE up to 0.15 (business_case 0.152, evaluation 0.142)",
+        "win-60": "per stage ECE up to 0.053 (0.028-0.053), within the noise of ~100-deal stages",
+    },
+    "stage_within_noise": {
+        "history-3m": "discovery 0.162 and qualification 0.141 against 0.059 and 0.042 by chance: the stage "
+        "model's 49-day label under-predicts eventual wins",
+        "stages-8": "business_case 0.152, evaluation 0.142, solution_fit 0.115 against 0.129, 0.131, 0.109 "
+        "by chance: just outside",
+        "history-9m": "qualification 0.069 against 0.061 by chance (demo, discovery and proposal within it)",
+    },
+    "creation": {
+        "history-3m": "the small-data stage model gives every new deal its first stage's rate: AUC 0.50 at "
+        "creation against 0.611 best achievable",
+        "stages-8": "AUC at creation 0.635 against 0.97 x 0.658 best achievable (0.638)",
     },
     "within_noise": {
         "history-3m": "ECE 0.146 against 0.043 that a calibrated model exceeds one time in ten on these "
@@ -120,6 +140,39 @@ def test_deal_win_calibration_error_is_within_sampling_noise(name: str) -> None:
     assert deal.get("ece") is not None, "no deal-win model to judge"
     assert 0.0 < deal["ece_noise"] <= deal["ece_noise_q90"], deal
     assert deal["ece"] <= max(ECE_MAX, deal["ece_noise_q90"]), deal
+
+
+@pytest.mark.parametrize("name", [_case(n, "stage_calibrated") for n in WORLDS])
+def test_deal_win_is_calibrated_within_each_stage_holding_enough_deals(name: str) -> None:
+    """Issue 15: ECE at most 0.05 within each stage holding at least 100 judged deals."""
+    deal = _result(name)["deal_eval"]
+    assert deal.get("ece") is not None, "no deal-win model to judge"
+    print(name, deal.get("ece_by_stage"), "calibrated model's 90th pct.:", deal.get("ece_noise_q90_by_stage"))
+    if deal["stage_ece_max"] is not None:
+        assert deal["stage_ece_max"] <= STAGE_ECE_MAX, deal["ece_by_stage"]
+
+
+@pytest.mark.parametrize("name", [_case(n, "stage_within_noise") for n in WORLDS])
+def test_deal_win_stage_calibration_is_within_sampling_noise(name: str) -> None:
+    """Per stage, as overall: within what a calibrated model scores by chance on the same deals.
+
+    A stage holds 100-300 judged deals, whose weekly snapshots share one outcome: a calibrated
+    model's ECE there is itself 0.04-0.13 one time in ten (``ece_noise_q90_by_stage``).
+    """
+    deal = _result(name)["deal_eval"]
+    ece, noise = deal.get("ece_by_stage") or {}, deal.get("ece_noise_q90_by_stage") or {}
+    assert ece and set(ece) == set(noise), deal
+    over = {s: (ece[s], noise[s]) for s in ece if ece[s] > max(STAGE_ECE_MAX, noise[s])}
+    assert not over, over
+
+
+@pytest.mark.parametrize("name", [_case(n, "creation") for n in WORLDS])
+def test_deal_win_at_creation_reaches_most_of_the_best_achievable(name: str) -> None:
+    """Issue 15: at creation, AUC at least 0.97 of the simulator's best achievable from what is recorded."""
+    deal = _result(name)["deal_eval"]
+    assert deal.get("auc_creation") is not None and deal.get("best_auc_creation"), deal
+    print(name, deal["auc_creation"], deal["best_auc_creation"], deal.get("creation_rows"))
+    assert deal["auc_creation"] >= BEST_RATIO_MIN * deal["best_auc_creation"], deal
 
 
 def test_three_months_of_history_get_a_lead_model_that_is_promoted_and_ranks_the_future(
