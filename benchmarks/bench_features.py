@@ -33,7 +33,11 @@ with warehouse_source(wh) as src:
         d -= pd.Timedelta(days=7)
         alive = src.con.execute(
             f"SELECT count(*) FROM {table} WHERE created_at < ? AND "
-            + ("coalesce(converted_at, status_changed_at, ?) >= ?" if entity == "lead" else "coalesce(closed_at, ?) >= ?"),
+            + (
+                "coalesce(converted_at, status_changed_at, ?) >= ?"
+                if entity == "lead"
+                else "coalesce(closed_at, ?) >= ?"
+            ),
             [d.to_pydatetime(), d.to_pydatetime(), d.to_pydatetime()],
         ).fetchone()[0]
         dates.append(d)
@@ -78,8 +82,9 @@ def main() -> None:
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
-            f"{entity:12s} {r['rows']:>8,} snapshots ({r['dates']} as_of dates, {r['features']} features) over "
-            f"{r['activities']:,} activities: {r['seconds']:.1f} s, {r['rows'] / r['seconds']:,.0f} snapshots/s, "
+            f"{entity:12s} {r['rows']:>8,} snapshots ({r['dates']} as_of dates, "
+            f"{r['features']} features) over {r['activities']:,} activities: {r['seconds']:.1f} s, "
+            f"{r['rows'] / r['seconds']:,.0f} snapshots/s, "
             f"peak RSS {r['peak_rss_mib']:,.0f} MiB"
         )
 

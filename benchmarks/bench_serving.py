@@ -197,7 +197,10 @@ def main() -> int:
         action="append",
         default=[],
         metavar="NAME=COMMAND",
-        help="server to start; {port} in COMMAND is replaced (repeatable; default: the three of benchmarks/serving)",
+        help=(
+            "server to start; {port} in COMMAND is replaced "
+            "(repeatable; default: the three of benchmarks/serving)"
+        ),
     )
     parser.add_argument("--only", default="", help="comma-separated names of the default servers to run")
     parser.add_argument("--baseline", default=None, help="server the ratios refer to (default: the first)")

@@ -119,7 +119,10 @@ def _future_rows(
     months: int,
     labels: LabelConfig,
 ) -> pd.DataFrame:
-    """Weekly snapshots in the window after the cut plus creation snapshots there (full CRM, point in time)."""
+    """Weekly snapshots in the window after the cut plus creation snapshots there.
+
+    Full CRM, point in time.
+    """
     end = cut + pd.DateOffset(months=months)
     with frames_source(sim.tables, pipeline) as src:
         weekly = build_feature_table(src, entity, _window_dates(cut, months), labels, data_end=sim.end).frame
@@ -568,7 +571,8 @@ def _mark(ok: bool | None) -> str:
 def markdown_table(results: list[Mapping[str, Any]]) -> str:
     """One row per world: deal win against its baselines, calibration, leads, revenue coverage."""
     head = (
-        "| world | history (mo) | deals at cut (closed) | judged rows (deals), won | deal win AUC | stage-only AUC | ECE "
+        "| world | history (mo) | deals at cut (closed) | judged rows (deals), won "
+        "| deal win AUC | stage-only AUC | ECE "
         "| worst stage ECE | creation AUC / best | lead AUC | lead ECE | lead creation AUC / best "
         "| revenue P10–P90 hits | notes |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
@@ -589,15 +593,23 @@ def markdown_table(results: list[Mapping[str, Any]]) -> str:
         for key in ("deal_eval", "lead_eval"):
             if r.get(key, {}).get("error"):
                 notes.append(f"{key}: {_short(r[key]['error'])}")
-        creation = f"{_fmt(de.get('auc_creation'))} / {_fmt(de.get('best_auc_creation'))}{_mark(g.get('deal_creation_ratio'))}"
-        lead_creation = f"{_fmt(le.get('auc_creation'))} / {_fmt(le.get('best_auc_creation'))}{_mark(g.get('lead_creation_ratio'))}"
+        creation = (
+            f"{_fmt(de.get('auc_creation'))} / {_fmt(de.get('best_auc_creation'))}"
+            f"{_mark(g.get('deal_creation_ratio'))}"
+        )
+        lead_creation = (
+            f"{_fmt(le.get('auc_creation'))} / {_fmt(le.get('best_auc_creation'))}"
+            f"{_mark(g.get('lead_creation_ratio'))}"
+        )
         revenue = "–" if rev is None or not rev.get("ok") else f"{rev['inside_p10_p90']}/{rev['months']}"
         lines.append(
             f"| {w['name']} | {w['months']} | {f.get('deals')} ({f.get('deals_closed')}) "
             f"| {de.get('rows', '–')} ({de.get('deals', '–')}), {_fmt(de.get('win_rate'), 2)} "
             f"| {_fmt(de.get('auc'))}{_mark(g.get('deal_auc_vs_stage'))} | {_fmt(de.get('stage_auc'))} "
-            f"| {_fmt(de.get('ece'))}{_mark(g.get('deal_ece'))} | {_fmt(de.get('stage_ece_max'))}{_mark(g.get('deal_stage_ece'))} "
-            f"| {creation} | {_fmt(le.get('auc'))}{_mark(g.get('lead_beats_baselines'))} | {_fmt(le.get('ece'))}{_mark(g.get('lead_ece'))} | {lead_creation} "
+            f"| {_fmt(de.get('ece'))}{_mark(g.get('deal_ece'))} "
+            f"| {_fmt(de.get('stage_ece_max'))}{_mark(g.get('deal_stage_ece'))} "
+            f"| {creation} | {_fmt(le.get('auc'))}{_mark(g.get('lead_beats_baselines'))} "
+            f"| {_fmt(le.get('ece'))}{_mark(g.get('lead_ece'))} | {lead_creation} "
             f"| {revenue} | {'; '.join(notes).replace('|', '/')} |"
         )
     return head + "\n".join(lines) + "\n"

@@ -48,7 +48,10 @@ def test_bentoml_build_produces_a_servable_bento(tmp_path: Path) -> None:
     # The YAML configs travel with it, and the Bento reads them (no training/ folder beside it).
     shipped = sorted(p.name for p in (src / "forecast" / "defaults").glob("*.yaml"))
     assert shipped == sorted(p.name for p in (ROOT / "training").glob("*.yaml"))
-    probe = "import sys; sys.path.insert(0, sys.argv[1]); from forecast.config import default_config_dir; print(default_config_dir())"
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from forecast.config import default_config_dir; print(default_config_dir())"
+    )
     found = subprocess.run(
         [sys.executable, "-c", probe, str(src)], capture_output=True, text=True, timeout=60
     )

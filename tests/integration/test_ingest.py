@@ -486,9 +486,10 @@ def test_an_import_losing_a_table_to_one_rule_is_refused_and_writes_nothing(
 def test_kill_9_at_any_moment_of_an_ingest_leaves_the_old_or_the_new_warehouse(tmp_path: Path) -> None:
     """Issue 21 item 7: the probe that passed (a changed export killed mid-upsert: 0 rows differ) stays true.
 
-    A warehouse holds one export; a changed export (every deal's amount and every account's name changed) is ingested
-    by a real ``forecast ingest`` process killed with SIGKILL at several moments of its run. After
-    each kill the warehouse must equal, table by table, either the old state or the new one.
+    A warehouse holds one export; a changed export (every deal's amount and every account's name
+    changed) is ingested by a real ``forecast ingest`` process killed with SIGKILL at several moments
+    of its run. After each kill the warehouse must equal, table by table, either the old state or
+    the new one.
     """
     import os
     import signal

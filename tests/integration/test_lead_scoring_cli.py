@@ -287,7 +287,8 @@ def test_an_export_without_any_usable_column_exits_2_saying_why(tmp_path: Path) 
         }
     ).to_csv(tmp_path / "export.csv", index=False)
     result = runner.invoke(
-        app, ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted", "--json"],
+        app,
+        ["train", "lead-scoring", "--table", str(tmp_path / "export.csv"), "--target", "Converted", "--json"],
         env=cli_env(tmp_path),
     )  # fmt: skip
     assert result.exit_code == 2, result.stdout

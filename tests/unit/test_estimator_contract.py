@@ -34,12 +34,16 @@ ESTIMATORS = [
 
 EXPECTED_FAILURES: dict[type, dict[str, str]] = {
     CalibratedLGBMClassifier: {
-        "check_classifiers_one_label": "LightGBM fitted on one class does not predict it (training refuses such data first)",
+        "check_classifiers_one_label": (
+            "LightGBM fitted on one class does not predict it (training refuses such data first)"
+        ),
         "check_fit2d_1sample": "LightGBM refuses a single row with its own error type (LightGBMError)",
     },
     BaseRateClassifier: {"check_classifiers_train": _TIE},
     StageWinRateBaseline: {
-        "check_classifier_data_not_an_array": "the stage column is read by name (x0 for arrays); a frame named 0, 1 has none",
+        "check_classifier_data_not_an_array": (
+            "the stage column is read by name (x0 for arrays); a frame named 0, 1 has none"
+        ),
     },
     NaiveBayesBaseline: {
         "check_classifiers_train": "numeric X holds no categorical field: the model is the base rate, "

@@ -49,8 +49,9 @@ def prospecting_crm(
             if converts:
                 opps.append(
                     {
-                        "opportunity_id": f"{lead}-O", "lead_id": lead, "rep_id": rep, "product": "pro",
-                        "created_at": converted, "amount": 10000.0, "stage": "qualification", "outcome": "open",
+                        "opportunity_id": f"{lead}-O", "lead_id": lead, "rep_id": rep,
+                        "product": "pro", "created_at": converted, "amount": 10000.0,
+                        "stage": "qualification", "outcome": "open",
                     }
                 )  # fmt: skip
     history = pd.DataFrame(
@@ -60,7 +61,8 @@ def prospecting_crm(
     # a year of closed history so the revenue impact has a win rate and a deal size
     past = pd.DataFrame(
         {
-            "opportunity_id": [f"P{i}" for i in range(40)], "rep_id": [reps[i % len(reps)] for i in range(40)],
+            "opportunity_id": [f"P{i}" for i in range(40)],
+            "rep_id": [reps[i % len(reps)] for i in range(40)],
             "product": "pro", "created_at": pd.Timestamp("2024-01-10"), "amount": 10000.0,
             "stage": ["closed_won" if i % 4 == 0 else "closed_lost" for i in range(40)],
             "outcome": ["won" if i % 4 == 0 else "lost" for i in range(40)],

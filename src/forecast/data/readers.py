@@ -124,7 +124,8 @@ def read_table_file(
 
 def _too_many_columns(path: Path, n: int, limits: ReadLimits, at_least: bool = False) -> SourceError:
     return SourceError(
-        f"{path}: {'at least ' if at_least else ''}{n:,} columns in the header, more than the limit of {limits.max_columns:,} (FORECAST_MAX_COLUMNS); "
+        f"{path}: {'at least ' if at_least else ''}{n:,} columns in the header, "
+        f"more than the limit of {limits.max_columns:,} (FORECAST_MAX_COLUMNS); "
         "export only the columns you need or raise the limit"
     )
 

@@ -48,10 +48,15 @@ def rep_features(src: FeatureSource, entity_sql: str) -> pd.DataFrame:
         entity_sql: ``SELECT entity_id, rep_id FROM …`` for the spine's entity.
     """
     sql = f"""
-        WITH s AS (SELECT sp._sid, sp.as_of, e.rep_id FROM {SPINE} sp JOIN ({entity_sql}) e USING (entity_id)),
+        WITH s AS (
+            SELECT sp._sid, sp.as_of, e.rep_id FROM {SPINE} sp JOIN ({entity_sql}) e USING (entity_id)
+        ),
         pairs AS (SELECT DISTINCT rep_id, as_of FROM s WHERE rep_id IS NOT NULL),
         dates AS (SELECT DISTINCT as_of FROM pairs),
-        closed AS (SELECT rep_id, created_at, closed_at, outcome FROM opportunities WHERE outcome IN ('won', 'lost')),
+        closed AS (
+            SELECT rep_id, created_at, closed_at, outcome
+            FROM opportunities WHERE outcome IN ('won', 'lost')
+        ),
         overall AS (
             SELECT d.as_of, avg((c.outcome = 'won')::DOUBLE) AS win_rate
             FROM dates d LEFT JOIN closed c ON c.closed_at < d.as_of GROUP BY d.as_of
@@ -76,7 +81,8 @@ def rep_features(src: FeatureSource, entity_sql: str) -> pd.DataFrame:
             GROUP BY p.rep_id, p.as_of
         ),
         settled AS (
-            SELECT rep_id, coalesce(converted_at, status_changed_at) AS settled_at, status = 'converted' AS conv
+            SELECT rep_id, coalesce(converted_at, status_changed_at) AS settled_at,
+                   status = 'converted' AS conv
             FROM leads WHERE status IN ('converted', 'disqualified')
         ),
         lead_overall AS (
@@ -124,8 +130,10 @@ def account_features(src: FeatureSource, entity_sql: str, exclude_self: bool) ->
                count(o.opportunity_id)::DOUBLE AS acct_prior_deals,
                count(*) FILTER (o.outcome = 'won' AND o.closed_at < s.as_of)::DOUBLE AS acct_prior_won,
                count(*) FILTER (o.outcome = 'lost' AND o.closed_at < s.as_of)::DOUBLE AS acct_prior_lost,
-               coalesce(sum(o.amount) FILTER (o.outcome = 'won' AND o.closed_at < s.as_of), 0) AS acct_prior_won_amount
-        FROM s LEFT JOIN opportunities o ON o.account_id = s.account_id AND o.created_at < s.as_of {self_clause}
+               coalesce(sum(o.amount) FILTER (o.outcome = 'won' AND o.closed_at < s.as_of), 0)
+                   AS acct_prior_won_amount
+        FROM s LEFT JOIN opportunities o
+             ON o.account_id = s.account_id AND o.created_at < s.as_of {self_clause}
         GROUP BY s._sid
     """
     out = _on_spine(src, src.df(sql), ACCOUNT_FEATURES)

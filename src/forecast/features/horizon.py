@@ -147,7 +147,8 @@ def cycle_quantile(
         raise ValueError(f"unknown cycle {of!r}: expected 'close' or 'win'")
     end = data_end if data_end is not None else src.data_end()
     rows = src.df(
-        "SELECT created_at, closed_at, outcome FROM opportunities WHERE created_at IS NOT NULL AND created_at <= ?",
+        "SELECT created_at, closed_at, outcome FROM opportunities "
+        "WHERE created_at IS NOT NULL AND created_at <= ?",
         [end.to_pydatetime()],
     )
     if rows.empty:

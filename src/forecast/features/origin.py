@@ -49,9 +49,12 @@ def origin_features(src: FeatureSource) -> pd.DataFrame:
             FROM a GROUP BY _sid
         )
         SELECT s._sid,
-               greatest(date_diff('second', s.lead_created, s.deal_created) / 86400.0, 0) AS origin_days_to_convert,
-               CASE WHEN s.lead_id IS NULL THEN NULL ELSE coalesce(agg.origin_touches, 0) END AS origin_touches,
-               CASE WHEN s.lead_id IS NULL THEN NULL ELSE coalesce(agg.origin_inbound, 0) END AS origin_inbound,
+               greatest(date_diff('second', s.lead_created, s.deal_created) / 86400.0, 0)
+                   AS origin_days_to_convert,
+               CASE WHEN s.lead_id IS NULL THEN NULL ELSE coalesce(agg.origin_touches, 0) END
+                   AS origin_touches,
+               CASE WHEN s.lead_id IS NULL THEN NULL ELSE coalesce(agg.origin_inbound, 0) END
+                   AS origin_inbound,
                agg.origin_email_reply_rate,
                CASE WHEN s.lead_id IS NULL THEN NULL ELSE coalesce(agg.origin_meetings_completed, 0) END
                    AS origin_meetings_completed,

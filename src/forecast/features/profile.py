@@ -13,14 +13,18 @@ from forecast.features.catalog import Feature
 from forecast.features.snapshots import SPINE
 from forecast.features.source import FeatureSource
 
-_SENIORITY = """CASE
+_SENIORITY = (
+    """CASE
     WHEN {t} IS NULL THEN NULL
-    WHEN regexp_matches(lower({t}), '(^|[^a-z])(ceo|cto|cfo|coo|cio|cmo|chief|founder|owner|president|c-level|c level|c-suite|cxo)([^a-z]|$)')
+    WHEN regexp_matches(lower({t}), '(^|[^a-z])(ceo|cto|cfo|coo|cio|cmo|chief|founder|owner|president|"""
+    # the literal goes on without a line break: one regular expression
+    """c-level|c level|c-suite|cxo)([^a-z]|$)')
         THEN 'c_level'
     WHEN regexp_matches(lower({t}), '(^|[^a-z])(vp|vice president|head)([^a-z]|$)') THEN 'vp_head'
     WHEN regexp_matches(lower({t}), 'director') THEN 'director'
     WHEN regexp_matches(lower({t}), 'manager|lead') THEN 'manager'
     ELSE 'individual' END"""
+)
 
 
 def _profile(source: str, channel: str, industry: str, age: str) -> list[Feature]:
@@ -61,7 +65,8 @@ def lead_profile(src: FeatureSource) -> pd.DataFrame:
     """Profile features of lead snapshots."""
     sql = f"""
         SELECT s._sid, l.source, l.channel, {_SENIORITY.format(t="l.title")} AS title_seniority,
-               coalesce(l.industry, a.industry) AS industry, l.company_size, coalesce(l.country, a.country) AS country,
+               coalesce(l.industry, a.industry) AS industry, l.company_size,
+               coalesce(l.country, a.country) AS country,
                a.employees::DOUBLE AS employees, a.annual_revenue::DOUBLE AS annual_revenue,
                r.team, r.region,
                date_diff('second', l.created_at, s.as_of) / 86400.0 AS age_days
@@ -77,7 +82,8 @@ def deal_profile(src: FeatureSource) -> pd.DataFrame:
     """Profile features of deal snapshots (the lead's origin and the account's firmographics)."""
     sql = f"""
         SELECT s._sid, o.product, l.source, l.channel, {_SENIORITY.format(t="l.title")} AS title_seniority,
-               coalesce(a.industry, l.industry) AS industry, l.company_size, coalesce(a.country, l.country) AS country,
+               coalesce(a.industry, l.industry) AS industry, l.company_size,
+               coalesce(a.country, l.country) AS country,
                a.employees::DOUBLE AS employees, a.annual_revenue::DOUBLE AS annual_revenue,
                r.team, r.region,
                date_diff('second', o.created_at, s.as_of) / 86400.0 AS age_days

@@ -2,9 +2,10 @@
 
 A lead is alive at ``as_of`` when it was created before it and had neither converted nor been
 disqualified before it (a disqualified lead without a disqualification date, as Salesforce exports
-give, cannot be placed in time and is left out; so is a converted lead without a conversion date). A deal is alive when it was created before ``as_of`` and had not closed
-before it. Features (elsewhere) use only events strictly before ``as_of``; the labels here use only
-what happens at or after it, and say when the data ends too early to know (censoring).
+give, cannot be placed in time and is left out; so is a converted lead without a conversion date).
+A deal is alive when it was created before ``as_of`` and had not closed before it. Features
+(elsewhere) use only events strictly before ``as_of``; the labels here use only what happens at or
+after it, and say when the data ends too early to know (censoring).
 """
 
 from __future__ import annotations
@@ -133,8 +134,9 @@ def build_lead_spine(
         WITH e AS (
             SELECT l.lead_id AS entity_id, d.as_of, l.created_at AS _born,
                    (l.converted_at IS NOT NULL AND l.converted_at < d.as_of + INTERVAL {h} DAY) AS _conv,
-                   coalesce(l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY, false)
-                       AS _disq
+                   coalesce(
+                       l.status = 'disqualified' AND l.status_changed_at < d.as_of + INTERVAL {h} DAY, false
+                   ) AS _disq
             FROM leads l {join}
             WHERE (l.converted_at IS NULL OR l.converted_at >= d.as_of)
               AND NOT (l.status = 'disqualified' AND coalesce(l.status_changed_at < d.as_of, true))
@@ -160,9 +162,9 @@ def build_opportunity_spine(
 
     Labels: ``label_won`` (eventually won; null while still open at the data's end),
     ``label_won_censored`` (still open at the end; the known ``label_won`` of recent snapshots
-    leans towards quick losses, so models train on ``label_won_within_h`` with a long horizon), ``label_won_within_h`` and
-    ``label_closed_within_h`` (won / closed within the horizon; ``label_within_h_censored`` when the
-    horizon passes the data's end), ``label_lost_within_h``,
+    leans towards quick losses, so models train on ``label_won_within_h`` with a long horizon),
+    ``label_won_within_h`` and ``label_closed_within_h`` (won / closed within the horizon;
+    ``label_within_h_censored`` when the horizon passes the data's end), ``label_lost_within_h``,
     ``label_days_to_close`` (days from as_of to the close, or to the data's end while open) with
     ``label_close_observed``, ``label_followup_days`` (days from as_of to the data's end), and
     ``label_churn``: lost within the horizon, or still open at its end without any touch during it

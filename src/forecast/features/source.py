@@ -55,7 +55,9 @@ class FeatureSource:
         return pd.Timestamp(value[0])
 
     def default_as_of(self) -> pd.Timestamp:
-        """The CRM's default as-of: midnight after the day of its latest event (:func:`~forecast.timeutil.as_of_after`).
+        """The CRM's default as-of: midnight after the day of its latest event.
+
+        As :func:`~forecast.timeutil.as_of_after` computes it.
 
         Raises:
             ValueError: If the data holds no dated event.

@@ -1,8 +1,9 @@
 """Time-based train / validation / test splits of a snapshot table, with no entity in two splits.
 
 Entities are ordered by their first snapshot and cut at two dates (by row share). Each entity
-belongs to the split where its first snapshot falls; its later snapshots that fall into a later split's window are
-dropped, so every split holds whole-entity histories and the splits follow each other in time.
+belongs to the split where its first snapshot falls; its later snapshots that fall into a later
+split's window are dropped, so every split holds whole-entity histories and the splits follow each
+other in time.
 
 A purge gap (set it to the label horizon) drops the last ``gap_days`` before the test cut from
 the earlier splits: a row's label needs ``horizon`` days after its as_of to be known, so without

@@ -78,7 +78,8 @@ def _activity_aggregates() -> list[tuple[Feature, str]]:
             Feature(
                 "act_call_avg_minutes_90d", "activity", "average length of connected calls (minutes, 90 days)"
             ),
-            "avg(duration_seconds / 60.0) FILTER (touch AND type = 'call' AND outcome = 'completed' AND age <= 90)",
+            "avg(duration_seconds / 60.0) FILTER "
+            "(touch AND type = 'call' AND outcome = 'completed' AND age <= 90)",
         ),
         (
             Feature("act_call_minutes_90d", "activity", "minutes spent on calls in the last 90 days"),
@@ -115,7 +116,8 @@ def _activity_aggregates() -> list[tuple[Feature, str]]:
                 "activity",
                 "share of booked meetings that were no-shows or cancelled",
             ),
-            "avg((outcome IN ('no_show', 'cancelled'))::DOUBLE) FILTER (touch AND type IN ('meeting', 'demo'))",
+            "avg((outcome IN ('no_show', 'cancelled'))::DOUBLE) FILTER "
+            "(touch AND type IN ('meeting', 'demo'))",
         ),
         (
             Feature(
@@ -245,7 +247,10 @@ def _aggregate(
 
 
 def activity_features(src: FeatureSource, key: str) -> pd.DataFrame:
-    """Activity features per snapshot, for activities linked by ``key`` (``lead_id`` or ``opportunity_id``)."""
+    """Activity features per snapshot, for the activities linked by ``key``.
+
+    ``key`` is ``lead_id`` or ``opportunity_id``.
+    """
     events = f"""SELECT {key} AS entity_id, occurred_at, type, direction, outcome, duration_seconds,
                     email_opened, email_replied, scheduled_for,
                     (outcome IS DISTINCT FROM 'scheduled') AS touch
@@ -260,7 +265,10 @@ def engagement_features(src: FeatureSource, entity: str) -> pd.DataFrame:
     account (each event once).
     """
     if entity == "lead":
-        events = "SELECT lead_id AS entity_id, occurred_at, type, value FROM engagement_events WHERE lead_id IS NOT NULL"
+        events = (
+            "SELECT lead_id AS entity_id, occurred_at, type, value FROM engagement_events "
+            "WHERE lead_id IS NOT NULL"
+        )
     else:
         # Two equi-joins and a UNION (an OR in one join condition would be a nested-loop join).
         events = """SELECT o.opportunity_id AS entity_id, e.occurred_at, e.type, e.value

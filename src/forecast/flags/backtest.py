@@ -122,7 +122,8 @@ def backtest_dates(
     notes = []
     if len(known) < len(grid):
         notes.append(
-            f"{len(grid) - len(known)} as_of date(s) after {(data_end - pd.Timedelta(days=horizon_days)).date()} "
+            f"{len(grid) - len(known)} as_of date(s) after "
+            f"{(data_end - pd.Timedelta(days=horizon_days)).date()} "
             f"left out: their {horizon_days}-day outcome is not in the data yet"
         )
     if not known:

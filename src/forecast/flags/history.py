@@ -82,7 +82,10 @@ def load_history(src: FeatureSource, entity: Entity, config: FlagsConfig) -> His
     asof = ""
     if entity == "opportunity":
         stage_sql = "h.stage"
-        asof = "ASOF LEFT JOIN stage_history h ON g.entity_id = h.opportunity_id AND g.started_at >= h.entered_at"
+        asof = (
+            "ASOF LEFT JOIN stage_history h "
+            "ON g.entity_id = h.opportunity_id AND g.started_at >= h.entered_at"
+        )
     gaps = src.df(
         f"""WITH t AS (
                 SELECT {key} AS entity_id, occurred_at,

@@ -50,5 +50,8 @@ def judgeable(y: np.ndarray, min_rows: int, min_positives: int) -> str | None:
     if n < min_rows:
         return f"only {n} rows have outcomes (at least {min_rows} needed)"
     if min(positives, n - positives) < min_positives:
-        return f"only {min(positives, n - positives)} rows of the rarer outcome (at least {min_positives} needed)"
+        return (
+            f"only {min(positives, n - positives)} rows of the rarer outcome "
+            f"(at least {min_positives} needed)"
+        )
     return None

@@ -107,7 +107,10 @@ class CodedPrior:
         return np.asarray((design @ coef.T + self.model.intercept_).reshape(-1), dtype=np.float64)
 
     def contributions(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per column contributions and per row bias (:func:`~forecast.models.logistic_terms.logistic_contributions`)."""
+        """Per column contributions and per row bias.
+
+        See :func:`~forecast.models.logistic_terms.logistic_contributions`.
+        """
         design = self.design(codes)
         values = ((design - self.reference) * self.coef) @ self.owner_matrix
         return values, np.full(len(codes), self.bias)
@@ -249,7 +252,11 @@ class CodedPipeline:
         return self.encoder.frame_from_codes(codes, self.columns)
 
     def self_check(self) -> None:
-        """Compare with the frame path on synthetic rows; raise :class:`UnsupportedError` on any difference."""
+        """Compare with the frame path on synthetic rows.
+
+        Raises:
+            UnsupportedError: On any difference.
+        """
         codes = self._synthetic()
         frame = self.frame(codes)
         if isinstance(self.model, DiscreteTimeHazard):

@@ -204,7 +204,8 @@ def render_login(message: str) -> str:
         f"<h1>{_e(TITLE)}</h1><p>This service needs its token (<code>FORECAST_API_TOKEN</code>).</p>{note}"
         f'<form method="post" action="{LOGIN}"><label>Token <input type="password" name="token" '
         'autocomplete="current-password" required autofocus></label> <button type="submit">Log in</button>'
-        '</form><p class="note">API clients send <code>Authorization: Bearer &lt;token&gt;</code> instead.</p>'
+        '</form><p class="note">API clients send '
+        "<code>Authorization: Bearer &lt;token&gt;</code> instead.</p>"
     )
     return _layout(f"{TITLE}: log in", body)
 
@@ -300,7 +301,8 @@ def _fields(spec: dict[str, Any], schema: Any) -> str:
         return f"<p>{label}</p>"
     required = set(resolved.get("required", []))
     rows = "".join(
-        f"<tr><td><code>{_e(name)}</code></td><td>{_type(field)}</td><td>{'yes' if name in required else ''}</td>"
+        f"<tr><td><code>{_e(name)}</code></td><td>{_type(field)}</td>"
+        f"<td>{'yes' if name in required else ''}</td>"
         f"<td>{_e(_constraints(field))}</td><td>{_e(field.get('description', ''))}</td></tr>"
         for name, field in props.items()
         if isinstance(field, dict)

@@ -203,7 +203,10 @@ class RevenueRequest(BaseModel):
 
 
 def _valid_name(value: str) -> str:
-    """A model name by :func:`forecast.name_rules.check_name`'s rule (a ``ValueError`` is a 400 with its path)."""
+    """A model name by :func:`forecast.name_rules.check_name`'s rule.
+
+    A ``ValueError`` is a 400 with its path.
+    """
     problem = name_problem(value)
     if problem is not None:
         raise ValueError(f"not a valid model name: it {problem}")

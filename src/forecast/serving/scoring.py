@@ -2,8 +2,8 @@
 
 No HTTP here: the service validates the request, takes the current models from the store and
 calls these functions, which reuse the scoring package (:func:`forecast.scoring.frame.score_frame`,
-the batch job's scorer), the close-date columns, the flag rules and the revenue Monte Carlo, so the API and the batch jobs
-give the same numbers for the same features.
+the batch job's scorer), the close-date columns, the flag rules and the revenue Monte Carlo, so
+the API and the batch jobs give the same numbers for the same features.
 """
 
 from __future__ import annotations

@@ -300,7 +300,8 @@ class ForecastService:
         )
         if not self.settings.serve_warehouse:
             notes.append(
-                "served without --warehouse: flags learned from history (going cold, ghosted, stalled) are not raised"
+                "served without --warehouse: flags learned from history "
+                "(going cold, ghosted, stalled) are not raised"
             )
         return _answer(results, single, not_evaluated=skipped, notes=notes)
 

@@ -283,9 +283,11 @@ def _email(ctx: _Context) -> list[Candidate]:
             subject=rep,
             decision=f"rewrite {rep}'s emails (subject, offer, targeting)",
             message=(
-                f"{ctx.who(rep)}: {int(row['n'])} emails in {ctx.period.label}, {int(row['observed'])} replies "
-                f"({_pct(row['rate'])}, 95% CI {_ci(row['rate_lo'], row['rate_hi'])}) against the other reps' "
-                f"{_pct(row['others_rate'])}; expected {_pct(row['expected_rate'])} on the same mix ({row['adjusted_for']})"
+                f"{ctx.who(rep)}: {int(row['n'])} emails in {ctx.period.label}, "
+                f"{int(row['observed'])} replies ({_pct(row['rate'])}, "
+                f"95% CI {_ci(row['rate_lo'], row['rate_hi'])}) against the other reps' "
+                f"{_pct(row['others_rate'])}; expected {_pct(row['expected_rate'])} "
+                f"on the same mix ({row['adjusted_for']})"
             ),
             expected_revenue_impact=(row["expected"] - row["observed"]) * value if value == value else NAN,
             p_value=float(row["p_value"]),
@@ -323,9 +325,11 @@ def _win_rate(ctx: _Context) -> list[Candidate]:
             subject=rep,
             decision=decision,
             message=(
-                f"{ctx.who(rep)}: {int(row['observed'])} won of {int(row['n'])} deals closed in {ctx.period.label} "
-                f"({_pct(row['rate'])}, 95% CI {_ci(row['rate_lo'], row['rate_hi'])}) against the other reps' "
-                f"{_pct(row['others_rate'])}; expected {_pct(row['expected_rate'])} on the same mix ({row['adjusted_for']}); "
+                f"{ctx.who(rep)}: {int(row['observed'])} won of {int(row['n'])} deals closed in "
+                f"{ctx.period.label} ({_pct(row['rate'])}, "
+                f"95% CI {_ci(row['rate_lo'], row['rate_hi'])}) against the other reps' "
+                f"{_pct(row['others_rate'])}; expected {_pct(row['expected_rate'])} "
+                f"on the same mix ({row['adjusted_for']}); "
                 f"value created {_money(created_value)} (median rep {_money(median_value)})"
             ),
             expected_revenue_impact=(row["expected"] - row["observed"]) * ctx.avg_won,
@@ -367,8 +371,9 @@ def _selling_time(ctx: _Context) -> list[Candidate]:
             subject=str(rep),
             decision=f"reallocate {rep}'s selling time to what works (fewer, better-qualified touches)",
             message=(
-                f"{ctx.who(str(rep))}: {h:.0f} h of calls and meetings in {ctx.period.label} (median rep {median:.0f} h) "
-                f"for {k} won deals; at the other reps' {_per(rate_others)} won deals per 100 h, {expected:.1f} were expected"
+                f"{ctx.who(str(rep))}: {h:.0f} h of calls and meetings in {ctx.period.label} "
+                f"(median rep {median:.0f} h) for {k} won deals; "
+                f"at the other reps' {_per(rate_others)} won deals per 100 h, {expected:.1f} were expected"
             ),
             expected_revenue_impact=(expected - k) * ctx.avg_won,
             p_value=p,
@@ -479,8 +484,8 @@ def _growth(ctx: _Context) -> list[Candidate]:
             else "bookings are falling: rethink the plan (pipeline coverage, sources, win rate)"
         ),
         message=(
-            f"won {k} deals worth {_money(v)} in {ctx.period.label} against {k_prev} worth {_money(v_prev)} in "
-            f"{prev.label} ({'+' if up else ''}{_pct(growth)})"
+            f"won {k} deals worth {_money(v)} in {ctx.period.label} "
+            f"against {k_prev} worth {_money(v_prev)} in {prev.label} ({'+' if up else ''}{_pct(growth)})"
         ),
         expected_revenue_impact=abs(v - v_prev),
         p_value=rate_ratio_test(k, ctx.period.days, k_prev, prev.days),
@@ -524,8 +529,9 @@ def _capacity(ctx: _Context) -> list[Candidate]:
             subject=str(rep),
             decision=f"check {rep}'s capacity: prioritise or reassign open deals",
             message=(
-                f"{ctx.who(str(rep))} holds {n} open opportunities (median rep {median:.0f}); {k} ({_pct(share)}) had no "
-                f"activity in the last {NEGLECT_DAYS} days against {_pct(share_o)} of the other reps' deals"
+                f"{ctx.who(str(rep))} holds {n} open opportunities (median rep {median:.0f}); "
+                f"{k} ({_pct(share)}) had no activity in the last {NEGLECT_DAYS} days "
+                f"against {_pct(share_o)} of the other reps' deals"
             ),
             expected_revenue_impact=excess * float(g["value"].mean()) if n and excess == excess else NAN,
             p_value=two_proportion_test(k, n, ko, no),
@@ -576,9 +582,11 @@ def _stages(ctx: _Context) -> list[Candidate]:
                 subject=rep,
                 decision=f"work with {rep} on the {stage} stage",
                 message=(
-                    f"{ctx.who(rep)}: {int(row['observed'])} of {int(row['n'])} deals that entered {stage} in "
-                    f"{ctx.period.label} moved on ({_pct(row['rate'])}, 95% CI {_ci(row['rate_lo'], row['rate_hi'])}) "
-                    f"against the other reps' {_pct(row['others_rate'])}; expected {_pct(row['expected_rate'])} "
+                    f"{ctx.who(rep)}: {int(row['observed'])} of {int(row['n'])} deals "
+                    f"that entered {stage} in {ctx.period.label} moved on ({_pct(row['rate'])}, "
+                    f"95% CI {_ci(row['rate_lo'], row['rate_hi'])}) "
+                    f"against the other reps' {_pct(row['others_rate'])}; "
+                    f"expected {_pct(row['expected_rate'])} "
                     f"for the same products"
                 ),
                 expected_revenue_impact=(row["expected"] - row["observed"]) * p_after * ctx.avg_won,
@@ -616,7 +624,8 @@ def _slow_stage(ctx: _Context, s: pd.DataFrame, stage: str, p_win: float) -> lis
         subject=stage,
         decision=f"find the bottleneck in {stage} (remove steps, unblock approvals)",
         message=(
-            f"deals left {stage} after a median {med_now:.1f} days in {ctx.period.label} ({len(now)} deals) against "
+            f"deals left {stage} after a median {med_now:.1f} days in {ctx.period.label} "
+            f"({len(now)} deals) against "
             f"{med_before:.1f} days in the {HISTORY_PERIODS} periods before ({len(before)} deals); "
             f"{len(cutoff_open)} deals worth {_money(value)} sit there now"
         ),
@@ -670,7 +679,8 @@ def _long_cycles(ctx: _Context) -> list[Candidate]:
             subject=str(rep),
             decision=f"shorten {rep}'s sales cycle: remove steps, get to the decision maker earlier",
             message=(
-                f"{ctx.who(str(rep))}: deals won in {ctx.period.label} took a median {med:.0f} days ({len(mine)} deals) "
+                f"{ctx.who(str(rep))}: deals won in {ctx.period.label} "
+                f"took a median {med:.0f} days ({len(mine)} deals) "
                 f"against {med_o:.0f} days for the other reps ({len(others)} deals)"
             ),
             expected_revenue_impact=float(open_value.get(rep, 0.0)) * slip if slip == slip else NAN,

@@ -51,7 +51,8 @@ def _fit_lines(fit: dict[str, Any]) -> list[str]:
     ev, final = fit.get("evaluation", {}), fit.get("final", {})
     return [
         f"- evaluation model: fitted on {ev.get('rows')} rows before the test cut "
-        f"({ev.get('n_estimators', '-')} trees, calibration {ev.get('calibration')}); every test metric below is its",
+        f"({ev.get('n_estimators', '-')} trees, calibration {ev.get('calibration')}); "
+        "every test metric below is its",
         f"- served model: fitted on {final.get('rows')} of {fit.get('labelled_rows')} labelled rows "
         f"({100 * float(final.get('share_of_labelled', 0)):.1f}%, test slice included; "
         f"{final.get('n_estimators', '-')} trees, calibration {final.get('calibration')})",
@@ -106,9 +107,11 @@ def model_card(
         "",
         "## What it predicts",
         "",
-        f"`{score_name}`: the calibrated probability that {target_words}. `score` = round(100 × {score_name}): "
+        f"`{score_name}`: the calibrated probability that {target_words}. "
+        f"`score` = round(100 × {score_name}): "
         "a probability in percent, not a rank or percentile (a score of 30 means about 30 in 100 such "
-        f"cases turn positive). Bands: A ≥ {bands['A']:.0%}, B ≥ {bands['B']:.0%}, C ≥ {bands['C']:.0%}, D below.",
+        f"cases turn positive). Bands: A ≥ {bands['A']:.0%}, B ≥ {bands['B']:.0%}, "
+        f"C ≥ {bands['C']:.0%}, D below.",
         "",
         "## Model",
         "",
@@ -130,7 +133,10 @@ def model_card(
         f"- data hash (sha256): `{result.data['sha256']}`",
         f"- split: {result.splits.get('method')}"
         + (
-            f", cuts {result.splits.get('cuts')}, purge gap {result.splits.get('gap_days')} days before the test slice"
+            (
+                f", cuts {result.splits.get('cuts')}, "
+                f"purge gap {result.splits.get('gap_days')} days before the test slice"
+            )
             if result.splits.get("method") == "time"
             else ""
         ),

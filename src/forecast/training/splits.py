@@ -47,7 +47,8 @@ def _split(
     if has_time and frame[str(data.time_column)].isna().any():
         n = int(frame[str(data.time_column)].isna().sum())
         raise InputError(
-            f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
+            f"{n} labelled rows have no date in the time column; "
+            "fix or drop them, or train without a time column"
         )
     if has_time:
         times = pd.to_datetime(frame[str(data.time_column)]).reset_index(drop=True)
