@@ -53,7 +53,8 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
         "stages-8": "ECE 0.053 on 391 future deals",
     },
     "stage_calibrated": {
-        "history-3m": "per stage (>= 100 deals) ECE 0.10-0.17: the 49-day stage model under-predicts eventual wins",
+        "history-3m": "per stage (>= 100 deals) ECE 0.10-0.17: the 49-day stage model under-predicts "
+        "eventual wins",
         "history-9m": "per stage ECE 0.07-0.10 (demo 0.100) on 322 future deals",
         "stages-8": "per stage ECE up to 0.15 (business_case 0.152, evaluation 0.142)",
         "win-60": "per stage ECE up to 0.053 (0.028-0.053), within the noise of ~100-deal stages",

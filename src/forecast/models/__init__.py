@@ -1,1 +1,4 @@
-"""Models: the scoring pipeline, calibration, baselines, time to close (scoring with them: ``forecast.scoring``)."""
+"""Models: the scoring pipeline, calibration, baselines, time to close.
+
+Scoring with them lives in ``forecast.scoring``.
+"""
