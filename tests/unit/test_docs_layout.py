@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.conftest import REPO
 
 SRC = REPO / "src" / "forecast"
@@ -24,3 +26,15 @@ def test_make_test_deselects_slow_tests_only_outside_ci() -> None:
     assert "\ntest-all:\n" in makefile
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "export CI=true" in ci and "make test" in ci
+
+
+def test_the_code_cites_only_files_of_the_repository() -> None:
+    """Docstrings and comments point at docs in the repository, never at a design file outside it."""
+    cited: set[str] = set()
+    for path in (REPO / "src" / "forecast").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "DESIGN" not in text, f"{path.relative_to(REPO)} cites a design file outside the repository"
+        cited |= set(re.findall(r"\b(?:docs|benchmarks|training)/[\w./-]+\.(?:md|yaml)\b", text))
+    assert cited, "no doc cited at all: the pattern is broken"
+    missing = sorted(c for c in cited if not (REPO / c).is_file())
+    assert missing == [], missing

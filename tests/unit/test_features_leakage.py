@@ -1,4 +1,4 @@
-"""Property-based leakage tests of the feature layer (DESIGN §4: point in time).
+"""Property-based leakage tests of the feature layer (docs/features.md: point in time).
 
 For simulated CRMs and random as_of dates:
 

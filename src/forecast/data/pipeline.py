@@ -1,6 +1,6 @@
 """The sales pipeline definition: ordered stages, which are closed and which are won.
 
-The pipeline is configuration, not a table (DESIGN §3). Every source adapter declares the
+The pipeline is configuration, not a table (docs/data-model.md). Every source adapter declares the
 pipeline its stages follow; the simulator uses :data:`DEFAULT_PIPELINE`.
 """
 

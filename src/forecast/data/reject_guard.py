@@ -22,7 +22,7 @@ MIN_ROWS = 20
 FIXES: dict[str, str] = {
     "unknown_stage": (
         "the export's stage names are not the pipeline's: pass the CRM's own pipeline with "
-        "--pipeline FILE (docs/data.md shows the format)"
+        "--pipeline FILE (docs/sources.md shows the format)"
     ),
     "foreign_key": (
         "the referenced rows are missing or were rejected themselves: fix the rule that rejected "

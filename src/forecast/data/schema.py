@@ -1,4 +1,4 @@
-"""The canonical CRM data model (DESIGN §3) as table specifications and pandera schemas.
+"""The canonical CRM data model (docs/data-model.md) as table specifications and pandera schemas.
 
 Column names are the contract between adapters, features, the simulator and tests. All timestamps
 are UTC and stored timezone-naive. A table may carry extra (custom) columns; they are kept.

@@ -1,6 +1,6 @@
 """A realistic CRM simulator with ground truth (pure: no CLI, no I/O except :meth:`Simulation.write`).
 
-The simulator produces every canonical table (DESIGN §3) plus hidden ground truth, so models and
+The simulator produces every canonical table (docs/data-model.md) plus hidden ground truth, so models and
 metrics can be checked against known answers. See ``docs/simulator.md`` for the generating model
 and the plausibility ranges the tests assert.
 

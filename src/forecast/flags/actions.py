@@ -1,4 +1,4 @@
-"""Suggested actions: each flag maps to a decision the brief names (DESIGN §5), in words a rep acts on."""
+"""Suggested actions: each flag maps to a decision the brief names (docs/flags.md), in words a rep acts on."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class Action:
 
     Attributes:
         text: The suggested action.
-        decision: The brief's decision it applies (DESIGN §5, quoted in English).
+        decision: The brief's decision it applies (docs/flags.md, quoted in English).
     """
 
     text: str

@@ -1,4 +1,4 @@
-"""Baseline classifiers every experiment must beat (DESIGN §4).
+"""Baseline classifiers every experiment must beat (docs/models.md).
 
 All four are scikit-learn estimators on a pandas ``DataFrame`` ``X`` (or numeric rows, see
 :mod:`forecast.models.contract`) with binary ``y``: parameters live in ``__init__`` only (so

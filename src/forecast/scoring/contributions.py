@@ -1,6 +1,6 @@
 """Contributions: how much each input column of a fitted pipeline moved each row's log-odds.
 
-The maths of reason codes (DESIGN §4); :mod:`forecast.scoring.reasons` chooses the largest of them
+The maths of reason codes (docs/models.md); :mod:`forecast.scoring.reasons` chooses the largest of them
 and :mod:`forecast.scoring.phrasing` puts them in words.
 
 - LightGBM (:class:`~forecast.models.pipeline.CalibratedLGBMClassifier`): TreeSHAP values of the
@@ -19,7 +19,7 @@ and :mod:`forecast.scoring.phrasing` puts them in words.
   contributions plus ``intercept + sum_j coef_j * m_j`` equal the model's log-odds
   (:mod:`forecast.models.logistic_terms`).
 
-TreeSHAP dominates the cost of scoring with reasons (DESIGN §7). For a LightGBM pipeline,
+TreeSHAP dominates the cost of scoring with reasons (benchmarks/RESULTS.md). For a LightGBM pipeline,
 :func:`contributions` runs on the encoded float matrix of :mod:`forecast.scoring.fastpath` (the
 booster called directly, the prior's design from lookup tables): the same numbers as through the
 frames, about 0.3 ms for one row instead of 12-30 ms.

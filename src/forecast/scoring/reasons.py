@@ -1,6 +1,6 @@
 """Reason codes: the features that raised and lowered each score most, in words a sales rep understands.
 
-Every score comes with its top positive and negative factors (DESIGN §4).
+Every score comes with its top positive and negative factors (docs/models.md).
 :func:`reasons_from_contributions` (called by :func:`reason_codes`, which first computes the
 contributions with :func:`forecast.scoring.contributions.contributions`) chooses the ``top_k``
 largest positive and most negative contributions of each row with numpy over the whole matrix;

@@ -1,4 +1,4 @@
-"""Sales tracking (DESIGN §5): the brief's six kinds of tracking and the decisions they point to.
+"""Sales tracking (docs/tracking.md): the brief's six kinds of tracking and the decisions they point to.
 
 Pure functions over a :class:`~forecast.tracking.data.TrackingData` (canonical frames cut at an
 as-of time) and a :class:`~forecast.tracking.periods.Period`, returning DataFrames:

@@ -1,4 +1,4 @@
-"""Activity effectiveness across the team (DESIGN §5.5).
+"""Activity effectiveness across the team (docs/tracking.md, 5).
 
 The correlation of new opportunities with calls (and with emails) is measured over *rep-weeks*:
 each rep's outbound calls, outbound emails and new opportunities per ISO week, over the period or

@@ -1,4 +1,4 @@
-"""Funnel metrics (DESIGN §5.4): open pipeline, losses, win rate, cycle, velocity, growth.
+"""Funnel metrics (docs/tracking.md, 4): open pipeline, losses, win rate, cycle, velocity, growth.
 
 ``pipeline_velocity`` = open opportunities × win rate × average won deal size / mean cycle length
 (days): revenue the open pipeline produces per day at the period's rates.

@@ -1,4 +1,4 @@
-"""Sales goals (DESIGN §5.3): goals against bookings, and what is still needed.
+"""Sales goals (docs/tracking.md, 3): goals against bookings, and what is still needed.
 
 A quota row covers the days ``period_start`` to ``period_end`` inclusive; a goal for any period is
 the quota pro-rated by calendar days of overlap. Bookings are the amounts of deals won (by

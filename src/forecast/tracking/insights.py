@@ -1,4 +1,4 @@
-"""Insights: turn the metrics into the decisions of DESIGN §5, for the manager and for each rep.
+"""Insights: turn the metrics into the decisions of docs/tracking.md, for the manager and for each rep.
 
 Every rule tests one difference (a rep against the other reps on the same mix, a period against the
 periods before). A candidate becomes an insight only when

@@ -1,4 +1,4 @@
-"""Sales performance per rep (DESIGN §5.1): the activity comparison report.
+"""Sales performance per rep (docs/tracking.md, 1): the activity comparison report.
 
 Counts activities that happened in the period (``outcome = scheduled`` is a plan, not an activity
 done, and is left out) and the deals created, won and lost in it.

@@ -1,4 +1,4 @@
-"""The sales process (DESIGN §5.6): prospects in, qualification, conversion per stage, bottlenecks.
+"""The sales process (docs/tracking.md, 6): prospects in, qualification, conversion per stage, bottlenecks.
 
 A *stay* is a deal's time in one open stage, from entering it to the next stage change (or its
 close). Conversion per stage follows the deals that entered the stage in the period: ``advanced``

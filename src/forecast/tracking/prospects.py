@@ -1,4 +1,4 @@
-"""Prospect tracking (DESIGN §5.2): one row per open lead and open deal at the end of the period.
+"""Prospect tracking (docs/tracking.md, 2): one row per open lead and open deal at the end of the period.
 
 Last contact is the latest activity done (either direction) on the lead or deal; the next action is
 the earliest planned activity (``scheduled_for``) at or after the snapshot time; behaviour counts the

@@ -1,7 +1,7 @@
 """The canonical format: one CSV or Parquet file per table, named after the table.
 
 ``leads.csv`` (or ``leads.parquet``) holds the ``leads`` table, and so on for every table of
-DESIGN §3. Column names are the canonical ones; extra columns are kept as custom fields. A table
+docs/data-model.md. Column names are the canonical ones; extra columns are kept as custom fields. A table
 without a file is simply not part of this import. A file whose name is not a canonical table
 (``truth_leads.parquet`` from the simulator, say) is ignored and listed in the notes.
 """
