@@ -113,25 +113,25 @@ def flags(
         _fail(as_json, str(exc).strip("'\""))
 
     def render(c: Console) -> None:
-        c.print(f"flags as of {summary['as_of']} (horizon {summary['horizon_days']} days)")
-        for word, e in summary["entities"].items():
+        c.print(f"flags as of {summary.as_of.isoformat()} (horizon {summary.horizon_days} days)")
+        for word, e in summary.entities.items():
             c.print(
-                f"  {word}s open: {e['open']:,}; at risk: {e['at_risk']:,}; with any flag: {e['flagged']:,}; "
-                f"{e['churn_model']}"
+                f"  {word}s open: {e.open:,}; at risk: {e.at_risk:,}; with any flag: {e.flagged:,}; "
+                f"{e.churn_model}"
             )
-            c.print(f"    by flag: {e['by_flag']}")
-            for flag, why in e["skipped_flags"].items():
+            c.print(f"    by flag: {e.by_flag}")
+            for flag, why in e.skipped_flags.items():
                 c.print(f"    not evaluated: {flag} ({why})")
-        if summary["top"]:
+        if summary.top:
             c.print("[bold]Top flags[/bold]")
-        for r in summary["top"]:  # one block per flag: evidence and action read whole at 80 columns
+        for r in summary.top:  # one block per flag: evidence and action read whole at 80 columns
             c.print(f"  {r['entity']} [bold]{escape(str(r['id']))}[/bold]: {r['flag']} ({r['severity']})")
             c.print(f"    evidence: {escape(str(r['evidence']))}")
             c.print(f"    do: {escape(str(r['suggested_action']))}")
-        if summary["output"]:
-            c.print(f"  all {summary['rows']:,} flags: {summary['output']}")
+        if summary.output is not None:
+            c.print(f"  all {summary.rows:,} flags: {summary.output}")
 
-    _emit(as_json, summary, render)
+    _emit(as_json, summary.to_dict(), render)
 
 
 @backtest_app.command("flags")

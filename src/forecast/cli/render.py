@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.cells import cell_len
@@ -21,6 +21,9 @@ from rich.table import Table
 from forecast.data.pipeline import Pipeline
 from forecast.data.pipeline_learn import describe
 from forecast.data.validate import RULES
+
+if TYPE_CHECKING:
+    from forecast.training.job import TrainingSummary
 
 WideOpt = Annotated[
     bool,
@@ -226,22 +229,22 @@ def rate_with_interval(value: Any, lo: Any, hi: Any, n: Any = None) -> str:
     return text
 
 
-def _render_training(console: Console, summary: dict[str, Any], wide: bool = False) -> None:
+def _render_training(console: Console, summary: TrainingSummary, wide: bool = False) -> None:
     console.print(
-        f"[bold]{summary['model_name']}[/bold] v{summary['version']} ({summary['model_kind']}) logged to "
-        f"{summary['tracking_uri']}, experiment {summary['experiment']!r}, run {summary['run_id']}"
+        f"[bold]{summary.model_name}[/bold] v{summary.version} ({summary.model_kind}) logged to "
+        f"{summary.tracking_uri}, experiment {summary.experiment!r}, run {summary.run_id}"
     )
-    for note in summary["notes"]:
+    for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
-    console.print(_split_words(summary.get("splits") or {}))
-    survival = "c_index" in summary["metrics"]
+    console.print(_split_words(summary.splits))
+    survival = "c_index" in summary.metrics
     title = "Test slice: model against baselines"
     if survival:
         title += " (roc_auc ... ece: P(close within 30 days); c_index, ibs: the whole close-date curve)"
     columns = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", *(["c_index", "ibs"] if survival else [])]
     optional = {"pr_auc", "log_loss"} if survival else set()
     cols = [Column("model", "left", label=True), *(Column(c, essential=c not in optional) for c in columns)]
-    rows = [("model", summary["metrics"]), *summary["baselines"].items()]
+    rows = [("model", summary.metrics), *summary.baselines.items()]
     print_table(
         console,
         cols,
@@ -250,9 +253,9 @@ def _render_training(console: Console, summary: dict[str, Any], wide: bool = Fal
         wide,
         hint="in --json and the MLflow run",
     )
-    if "promotion" in summary:
-        p = summary["promotion"]
-        console.print(f"promotion: {'promoted' if p['promoted'] else 'not promoted'} ({p['reason']})")
+    if summary.promotion is not None:
+        p = summary.promotion
+        console.print(f"promotion: {'promoted' if p.promoted else 'not promoted'} ({p.reason})")
 
 
 def _split_words(splits: dict[str, Any]) -> str:
