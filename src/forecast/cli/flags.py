@@ -152,7 +152,7 @@ def backtest_flags(
     Beside the fixed "no activity" rule at the same flag rate and p_churn at the same rate (a
     churn model trained only on what was known at --from). Logged to MLflow (flags_backtest).
     """
-    from forecast.flags.jobs import backtest_job
+    from forecast.flags.jobs import ENTITY_WORD, backtest_job
 
     settings = _settings(ctx)
     start = _parse_date(date_from, "--from", as_json)
@@ -176,10 +176,11 @@ def backtest_flags(
 
     def render(c: Console) -> None:
         c.print(
-            f"flags backtest {summary['from'][:10]} .. {summary['to'][:10]}, target {summary['target']} "
-            f"within {summary['horizon_days']} days (MLflow run {summary.get('run_id')})"
+            f"flags backtest {summary.date_from.isoformat()[:10]} .. {summary.date_to.isoformat()[:10]}, "
+            f"target {summary.target} within {summary.horizon_days} days (MLflow run {summary.run_id})"
         )
-        for word, result in summary["results"].items():
+        for backtest in summary.results:
+            word, result = ENTITY_WORD[backtest.entity], backtest.as_dict()  # the tables as records
             table = Table(
                 "method",
                 "flag rate",
@@ -206,7 +207,7 @@ def backtest_flags(
             for note in result["notes"]:
                 c.print(f"  note: {note}")
 
-    _emit(as_json, summary, render)
+    _emit(as_json, summary.to_dict(), render)
 
 
 def _fmt(value: Any) -> str:

@@ -7,7 +7,7 @@ edges; the domain code (rules, silence, backtest) is pure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,38 @@ def flag_columns(
     return out.set_index(features.index), [note], warnings
 
 
+@dataclass(frozen=True, slots=True)
+class FlagsBacktest:
+    """What :func:`backtest_job` measured: each entity's backtest, its churn model's training, the run."""
+
+    date_from: pd.Timestamp
+    date_to: pd.Timestamp
+    horizon_days: int
+    target: str
+    alert_severities: list[str]
+    results: list[BacktestResult]
+    churn_training: dict[str, Any]
+    """By entity word, the model kind, metrics, splits and notes of the churn model trained before ``--from``."""
+    run_id: str | None = None
+    """The MLflow run (``None``: not logged)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as ``--json`` prints them (and the run's ``backtest.json``, without ``run_id``)."""
+        out: dict[str, Any] = {
+            "ok": True,
+            "from": self.date_from.isoformat(),
+            "to": self.date_to.isoformat(),
+            "horizon_days": self.horizon_days,
+            "target": self.target,
+            "alert_severities": self.alert_severities,
+            "results": {ENTITY_WORD[r.entity]: r.as_dict() for r in self.results},
+            "churn_training": self.churn_training,
+        }
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        return out
+
+
 def backtest_job(
     settings: Settings,
     *,
@@ -334,7 +366,7 @@ def backtest_job(
     target: str | None = None,
     log_to_mlflow: bool = True,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> FlagsBacktest:
     """Backtest the flags between two dates, log the run to MLflow and return the figures."""
     from forecast.models.config import TrainingConfig
 
@@ -362,18 +394,17 @@ def backtest_job(
             )
             result.notes = notes + entity_notes + result.notes
             results.append(result)
-    payload: dict[str, Any] = {
-        "ok": True,
-        "from": date_from.isoformat(),
-        "to": date_to.isoformat(),
-        "horizon_days": h,
-        "target": target or config.backtest.target,
-        "alert_severities": config.alert_severities,
-        "results": {ENTITY_WORD[r.entity]: r.as_dict() for r in results},
-        "churn_training": training,
-    }
+    payload = FlagsBacktest(
+        date_from=date_from,
+        date_to=date_to,
+        horizon_days=h,
+        target=target or config.backtest.target,
+        alert_severities=list(config.alert_severities),
+        results=results,
+        churn_training=training,
+    )
     if log_to_mlflow:
-        payload["run_id"] = _log_backtest(settings, payload, config)
+        payload = replace(payload, run_id=_log_backtest(settings, payload.to_dict(), config))
     return payload
 
 
