@@ -22,6 +22,7 @@ from forecast.cli.render import (
 )
 from forecast.cli.revenue import _render_revenue
 from forecast.cli.tracking import _render_frame
+from forecast.data.ingest import IngestReport
 from forecast.logging import quiet_known_library_noise
 from forecast.revenue.run import Goals, RevenueForecast
 from forecast.training.job import TrainingSummary
@@ -105,14 +106,17 @@ def test_ingest_table_fits_and_drops_all_zero_columns() -> None:
         name: {"read": 1_234_567, "valid": 1_234_000, "rejected": 567, "inserted": 1_234_000}
         for name in ("engagement_events", "opportunities", "stage_history", "activities")
     }
-    result = {
-        "warehouse": "wh.duckdb",
-        "source_path": "/data/crm",
-        "source_format": "canonical",
-        "tables": tables,
-        "rejects_by_rule": [],
-        "notes": [],
-    }
+    result = IngestReport(
+        source_format="canonical",
+        source_path="/data/crm",
+        warehouse="wh.duckdb",
+        as_of="2026-01-01T00:00:00",
+        ingest_id=None,
+        tables=tables,
+        rejects_by_rule=[],
+        sample_rejects=[],
+        notes=[],
+    )
     console, out = _console()
     _render_ingest(console, result)
     text = out.getvalue()

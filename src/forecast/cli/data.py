@@ -37,7 +37,7 @@ from forecast.cli.render import (
     _render_training,
 )
 from forecast.config import Settings
-from forecast.data.ingest import RejectsRefusedError, SourceFormat, ingest, refusal_message
+from forecast.data.ingest import IngestReport, RejectsRefusedError, SourceFormat, ingest, refusal_message
 from forecast.data.pipeline import Pipeline
 from forecast.data.pipeline_learn import PipelineLearnError
 from forecast.data.quality import quality_summary
@@ -175,7 +175,7 @@ def _run_ingest(
     pipeline_file: Path | None,
     as_json: bool,
     max_reject_share: float | None = None,
-) -> dict[str, Any]:
+) -> IngestReport:
     pipeline_path = pipeline_file or settings.pipeline_file
     share = settings.max_reject_share if max_reject_share is None else max_reject_share
     try:
@@ -199,7 +199,7 @@ def _run_ingest(
                 max_reject_share=share,
             )
     except RejectsRefusedError as exc:
-        _refuse(as_json, exc.report.as_dict(), str(exc))
+        _refuse(as_json, exc.report, str(exc))
     except (SourceError, PipelineConflictError, WarehouseBusyError, PipelineLearnError) as exc:
         _fail(as_json, str(exc))
     except ValueError as exc:
@@ -207,16 +207,20 @@ def _run_ingest(
     except duckdb.Error as exc:
         _fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
     if report.refused:  # a dry run judges as the ingest would, and says so
-        _refuse(
-            as_json, report.as_dict(), refusal_message(report).replace("nothing was written", "would be", 1)
-        )
+        _refuse(as_json, report, refusal_message(report).replace("nothing was written", "would be", 1))
+    return report
+
+
+def _ingest_json(report: IngestReport) -> dict[str, Any]:
+    """An import's report as ``--json`` prints it."""
     return {"ok": True, **report.as_dict()}
 
 
-def _refuse(as_json: bool, report: dict[str, Any], message: str) -> NoReturn:
+def _refuse(as_json: bool, report: IngestReport, message: str) -> NoReturn:
     """An import refused by the reject guard: the report (JSON) or its tables, the reasons, exit 2."""
     if as_json:
-        sys.stdout.write(json.dumps({"ok": False, "error": message, **report}, default=str, indent=2) + "\n")
+        document = {"ok": False, "error": message, **report.as_dict()}
+        sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
     else:
         _render_ingest(Console(), report)
     get_logger("cli").error(message)
@@ -256,7 +260,7 @@ def ingest_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, result, lambda c: _render_ingest(c, result, wide))
+    _emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
 
 
 @app.command("validate")
@@ -292,7 +296,7 @@ def validate_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, result, lambda c: _render_ingest(c, result, wide))
+    _emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
 
 
 # ---------------------------------------------------------------------------- quality / run
@@ -412,7 +416,7 @@ def run(
     payload = {
         "ok": True,
         "simulation": sim,
-        "ingest": result,
+        "ingest": _ingest_json(result),
         "quality": summary,
         LEAD_SCORING: trained.to_dict(),
         "lead_scores": scored.to_dict(),
