@@ -209,7 +209,7 @@ def backtest_revenue_command(
     close = _load_config(TIME_TO_CLOSE, close_config, as_json, None)
     try:
         with _progress("backtest") as update:
-            result, logged = backtest_job(
+            backtest = backtest_job(
                 settings,
                 date_from=start,
                 date_to=end,
@@ -224,15 +224,14 @@ def backtest_revenue_command(
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:
         _fail(as_json, str(exc).strip("'\""))
-    table = result.table.assign(as_of=result.table["as_of"].dt.strftime("%Y-%m-%d"))
-    payload = {"ok": True, **logged, "metrics": result.metrics, "periods": table.to_dict("records")}
+    result = backtest.result
 
     def render(c: Console) -> None:
         cols = ["period", "actual", "p10", "p50", "p90", "stage_weighted", "run_rate"]
         print_table(
             c,
             [Column("period", "left", label=True), *(Column(k) for k in cols[1:])],
-            [[str(row[k]) if k == "period" else compact(row[k]) for k in cols] for row in payload["periods"]],
+            [[str(row[k]) if k == "period" else compact(row[k]) for k in cols] for row in backtest.periods()],
             "Backtest: forecast against what was won",
         )
         m = result.metrics
@@ -247,6 +246,6 @@ def backtest_revenue_command(
                 f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {_coverage(g)}, "
                 f"WAPE {g['wape']:.3f}"
             )
-        c.print(f"logged to MLflow experiment {logged['experiment']!r}, run {logged['run_id']}")
+        c.print(f"logged to MLflow experiment {backtest.experiment!r}, run {backtest.run_id}")
 
-    _emit(as_json, payload, render)
+    _emit(as_json, backtest.to_dict(), render)

@@ -317,6 +317,35 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+BACKTEST_EXPERIMENT = "revenue_backtest"
+"""The MLflow experiment of the revenue backtests."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueBacktest:
+    """What :func:`backtest_job` measured and where it was logged."""
+
+    result: BacktestResult
+    run_id: str
+    experiment: str
+
+    def periods(self) -> list[dict[str, Any]]:
+        """One record per backtest period (``as_of`` as a date)."""
+        table = self.result.table
+        dated = table.assign(as_of=table["as_of"].dt.strftime("%Y-%m-%d"))
+        return [{str(k): v for k, v in row.items()} for row in dated.to_dict("records")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The backtest as ``--json`` prints it."""
+        return {
+            "ok": True,
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "metrics": self.result.metrics,
+            "periods": self.periods(),
+        }
+
+
 def backtest_job(
     settings: Settings,
     *,
@@ -330,7 +359,7 @@ def backtest_job(
     close_config: TrainingConfig,
     shock: ShockSettings | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[BacktestResult, dict[str, Any]]:
+) -> RevenueBacktest:
     """Backtest on the warehouse and log the run (metrics, table, band plot) to MLflow."""
     frames, pipeline = read_crm(settings)
     dates = [p.start for p in period_grid(date_from, _count(date_from, date_to, every), every)]
@@ -351,7 +380,7 @@ def backtest_job(
         n_sims=n_sims,
         progress=progress,
     )
-    logged = log_backtest(
+    run_id = log_backtest(
         result,
         settings,
         every=every,
@@ -359,7 +388,7 @@ def backtest_job(
         by=by,
         model_error=shock.include if shock is not None else True,
     )
-    return result, logged
+    return RevenueBacktest(result, run_id, BACKTEST_EXPERIMENT)
 
 
 def _count(start: pd.Timestamp, end: pd.Timestamp, every: str) -> int:
@@ -368,14 +397,14 @@ def _count(start: pd.Timestamp, end: pd.Timestamp, every: str) -> int:
     return max(int(days // per) + 2, 1)
 
 
-def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> dict[str, Any]:
-    """Log a backtest as an MLflow run of the ``revenue_backtest`` experiment."""
+def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> str:
+    """Log a backtest as an MLflow run of the ``revenue_backtest`` experiment; the run's id."""
     import mlflow
 
     from forecast.registry import client, ensure_experiment
 
     client(settings)
-    exp = ensure_experiment("revenue_backtest", settings)
+    exp = ensure_experiment(BACKTEST_EXPERIMENT, settings)
     with mlflow.start_run(experiment_id=exp, run_name="revenue-backtest") as run:
         mlflow.log_params({k: str(v) for k, v in params.items()})
         flat = {
@@ -388,7 +417,7 @@ def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> d
         with tempfile.TemporaryDirectory() as tmp:
             png = band_plot(result.table, Path(tmp) / "forecast_band.png")
             mlflow.log_artifact(str(png))
-    return {"run_id": run.info.run_id, "experiment": "revenue_backtest"}
+    return str(run.info.run_id)
 
 
 def band_plot(table: pd.DataFrame, path: Path) -> Path:
