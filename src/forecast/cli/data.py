@@ -314,7 +314,7 @@ def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
-    """Score the open pipeline with the deal champions, or say why it cannot be done."""
+    """Score the open pipeline with the deal champions, or say why it cannot be done (a text)."""
     from forecast.batch import score_job
     from forecast.registry import CHAMPION, version_by_alias
 
@@ -336,7 +336,7 @@ def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
 
 
 def _revenue_if_possible(settings: Settings) -> RevenueForecast | str:
-    """The next three months' revenue against quota, or why it cannot be forecast."""
+    """The next three months' revenue against quota, or why it cannot be forecast (a text)."""
     from forecast.registry import CHAMPION, version_by_alias
     from forecast.revenue.run import revenue_job
 
