@@ -351,9 +351,10 @@ def score_job(
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
     notes: list[str] = []
     if close_ref is not None and scored.features is not None:
-        notes.append(_add_close_dates(scored, close_ref, settings, current, warnings))
+        notes.append(_add_close_dates(scored, scored.features, close_ref, settings, current, warnings))
     if with_flags and scored.features is not None and input_path is None and when is not None:
-        notes += _add_flags(scored, str(model.meta.entity), when, settings, churn_model, current, warnings)
+        entity = str(model.meta.entity)
+        notes += _add_flags(scored, scored.features, entity, when, settings, churn_model, current, warnings)
     elif with_flags and input_path is not None:
         notes.append("flags need the warehouse's history: score --from-warehouse to get them")
     rejects, stored = _write_outputs(scored, output, model, settings, write_to_warehouse)
@@ -362,6 +363,7 @@ def score_job(
 
 def _add_close_dates(
     scored: Scored,
+    features: pd.DataFrame,
     close_ref: ModelRef,
     settings: Settings,
     current: CurrentWarehouse | None,
@@ -369,21 +371,22 @@ def _add_close_dates(
 ) -> str:
     """Add the close-date columns of ``close_ref``'s model to ``scored.scores``; the note that says so.
 
-    The warnings of resolving the model are appended to ``warnings``.
+    ``features`` are the scored rows' model input. The warnings of resolving the model are appended
+    to ``warnings``.
     """
-    assert scored.features is not None
     closing, close_warnings = resolve(close_ref, settings, current)
     warnings += close_warnings
-    needed = [c for c in closing.meta.features if c not in scored.features.columns]
-    if needed or "as_of" not in scored.features.columns:
+    needed = [c for c in closing.meta.features if c not in features.columns]
+    if needed or "as_of" not in features.columns:
         raise ScoringError(f"{closing.name} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks")
-    extra = close_date_columns(closing, scored.features)
+    extra = close_date_columns(closing, features)
     scored.scores = pd.concat([scored.scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
     return f"close dates from {closing.name} v{closing.version}"
 
 
 def _add_flags(
     scored: Scored,
+    features: pd.DataFrame,
     entity: str,
     when: pd.Timestamp,
     settings: Settings,
@@ -393,14 +396,14 @@ def _add_flags(
 ) -> list[str]:
     """Add the flag columns of the scored entities to ``scored.scores``; the flags' notes.
 
-    The warnings of resolving the churn model are appended to ``warnings``.
+    ``features`` are the scored rows' snapshot features. The warnings of resolving the churn model are
+    appended to ``warnings``.
     """
     from forecast.flags.jobs import flag_columns
 
-    assert scored.features is not None
     flagged, flag_notes, flag_warnings = flag_columns(
         settings,
-        scored.features,
+        features,
         entity,  # type: ignore[arg-type]
         when,
         churn_model=churn_model,
