@@ -13,6 +13,7 @@ is :mod:`forecast.scoring`'s, shared with the HTTP service.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from forecast.config import Settings
 from forecast.data.readers import read_table_file
 from forecast.data.warehouse import Warehouse
 from forecast.errors import ScoringError, truncate
-from forecast.features.build import build_feature_table
+from forecast.features.build import ID_COLUMN, build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import warehouse_source
 from forecast.io import write_frame
@@ -90,7 +91,7 @@ def score_file(
     # a snapshot feature table (as written by `forecast features`)
     frame = read_table_file(path, encoding=encoding, delimiter=delimiter)
     entity = str(meta.entity)
-    id_col = "lead_id" if entity == "lead" else "opportunity_id"
+    id_col = ID_COLUMN["lead" if entity == "lead" else "opportunity"]
     features = list(meta.features)
     missing = [c for c in [id_col, *features] if c not in frame.columns]
     if missing:
@@ -244,6 +245,51 @@ def _ref(model: str | ModelRef, alias: str, version: str | None, option: str = "
     return ModelRef(model, model, alias, version, option, explicit)
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreSummary:
+    """What :func:`score_job` did: rows in, scored and rejected, the files written, bands and notes."""
+
+    model_name: str
+    model_version: str
+    as_of: pd.Timestamp | None
+    """The moment the warehouse was scored at (``None``: a file was scored)."""
+    rows_in: int
+    scored: int
+    rejected: int
+    output: Path
+    rejects: Path
+    written_to_warehouse: int
+    bands: dict[str, int]
+    rows_with_warnings: int
+    """Rows with a categorical value the model never saw (named in the output's ``warnings`` column)."""
+    notes: list[str]
+    warnings: list[str]
+    """Models used from another warehouse."""
+    score_name: str
+    mean_score: float | None
+    """The mean of the ``score_name`` column (``None`` when nothing was scored)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as ``--json`` prints it (``mean_<score_name>`` names the mean)."""
+        return {
+            "ok": True,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "as_of": None if self.as_of is None else self.as_of.isoformat(),
+            "rows_in": self.rows_in,
+            "scored": self.scored,
+            "rejected": self.rejected,
+            "output": str(self.output),
+            "rejects": str(self.rejects),
+            "written_to_warehouse": self.written_to_warehouse,
+            "bands": self.bands,
+            "rows_with_warnings": self.rows_with_warnings,
+            "notes": self.notes,
+            "warnings": self.warnings,
+            f"mean_{self.score_name}": self.mean_score,
+        }
+
+
 def score_job(
     settings: Settings,
     *,
@@ -262,7 +308,7 @@ def score_job(
     alias: str = CHAMPION,
     version: str | None = None,
     keep_columns: str | None = None,
-) -> dict[str, Any]:
+) -> ScoreSummary:
     """Score with ``models:/<model_name>@<alias>`` (or ``version``) and write output and rejects atomically.
 
     ``model_name`` is a name (its ``alias``, by default the champion, or ``version``) or a
@@ -279,9 +325,8 @@ def score_job(
     the suggested action (:func:`forecast.flags.jobs.flag_columns`).
 
     Returns:
-        The summary: rows in, scored, rejected, as_of, model version, bands, files, notes,
-        ``warnings`` (models used from another warehouse) and ``rows_with_warnings``: rows with a
-        categorical value the model never saw (named in the output's ``warnings`` column).
+        The summary (:class:`ScoreSummary`): rows in, scored, rejected, as_of, model version, bands,
+        files, notes, ``warnings`` (models used from another warehouse) and ``rows_with_warnings``.
     """
     ref = _ref(model_name, alias, version)
     close_ref = None if close_model is None else _ref(close_model, CHAMPION, None, "--close-model")
@@ -289,10 +334,10 @@ def score_job(
         raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
     current = CurrentWarehouse.of(settings.warehouse) if input_path is None else None
     model, warnings = resolve(ref, settings, current)
-    when: pd.Timestamp | None = None
     if input_path is None:
         scored, when, _ = score_warehouse(model, settings, as_of, progress, reasons=reasons)
     else:
+        when = None
         scored, _ = score_file(
             model,
             input_path,
@@ -306,63 +351,115 @@ def score_job(
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
     notes: list[str] = []
     if close_ref is not None and scored.features is not None:
-        closing, close_warnings = resolve(close_ref, settings, current)
-        warnings += close_warnings
-        needed = [c for c in closing.meta.features if c not in scored.features.columns]
-        if needed or "as_of" not in scored.features.columns:
-            raise ScoringError(
-                f"{closing.name} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks"
-            )
-        extra = close_date_columns(closing, scored.features)
-        scored.scores = pd.concat(
-            [scored.scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1
-        )
-        notes.append(f"close dates from {closing.name} v{closing.version}")
+        notes.append(_add_close_dates(scored, scored.features, close_ref, settings, current, warnings))
     if with_flags and scored.features is not None and input_path is None and when is not None:
-        from forecast.flags.jobs import flag_columns
-
-        entity = model.meta.entity
-        flagged, flag_notes, flag_warnings = flag_columns(
-            settings,
-            scored.features,
-            entity,  # type: ignore[arg-type]
-            when,
-            churn_model=churn_model,
-            current=current,
-        )
-        warnings += flag_warnings
-        flagged = flagged.drop(columns=[c for c in flagged.columns if c in scored.scores.columns])
-        scored.scores = pd.concat(
-            [scored.scores.reset_index(drop=True), flagged.reset_index(drop=True)], axis=1
-        )
-        notes += flag_notes
+        entity = str(model.meta.entity)
+        notes += _add_flags(scored, scored.features, entity, when, settings, churn_model, current, warnings)
     elif with_flags and input_path is not None:
         notes.append("flags need the warehouse's history: score --from-warehouse to get them")
+    rejects, stored = _write_outputs(scored, output, model, settings, write_to_warehouse)
+    return _summary(model, scored, when, output, rejects, stored, notes, warnings)
+
+
+def _add_close_dates(
+    scored: Scored,
+    features: pd.DataFrame,
+    close_ref: ModelRef,
+    settings: Settings,
+    current: CurrentWarehouse | None,
+    warnings: list[str],
+) -> str:
+    """Add the close-date columns of ``close_ref``'s model to ``scored.scores``; the note that says so.
+
+    ``features`` are the scored rows' model input. The warnings of resolving the model are appended
+    to ``warnings``.
+    """
+    closing, close_warnings = resolve(close_ref, settings, current)
+    warnings += close_warnings
+    needed = [c for c in closing.meta.features if c not in features.columns]
+    if needed or "as_of" not in features.columns:
+        raise ScoringError(f"{closing.name} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks")
+    extra = close_date_columns(closing, features)
+    scored.scores = pd.concat([scored.scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
+    return f"close dates from {closing.name} v{closing.version}"
+
+
+def _add_flags(
+    scored: Scored,
+    features: pd.DataFrame,
+    entity: str,
+    when: pd.Timestamp,
+    settings: Settings,
+    churn_model: ModelRef | None,
+    current: CurrentWarehouse | None,
+    warnings: list[str],
+) -> list[str]:
+    """Add the flag columns of the scored entities to ``scored.scores``; the flags' notes.
+
+    ``features`` are the scored rows' snapshot features. The warnings of resolving the churn model are
+    appended to ``warnings``.
+    """
+    from forecast.flags.jobs import flag_columns
+
+    flagged, flag_notes, flag_warnings = flag_columns(
+        settings,
+        features,
+        entity,  # type: ignore[arg-type]
+        when,
+        churn_model=churn_model,
+        current=current,
+    )
+    warnings += flag_warnings
+    flagged = flagged.drop(columns=[c for c in flagged.columns if c in scored.scores.columns])
+    scored.scores = pd.concat([scored.scores.reset_index(drop=True), flagged.reset_index(drop=True)], axis=1)
+    return flag_notes
+
+
+def _write_outputs(
+    scored: Scored, output: Path, model: LoadedModel, settings: Settings, write_to_warehouse: bool
+) -> tuple[Path, int]:
+    """Write the scores and the rejects atomically, and the scores to the warehouse when asked.
+
+    Returns:
+        The rejects file and the number of rows stored in the warehouse.
+    """
     _write(scored.scores, output)
-    rj = rejects_path(output)
-    write_frame(scored.rejects, rj, "csv")
+    rejects = rejects_path(output)
+    write_frame(scored.rejects, rejects, "csv")
     stored = 0
     if write_to_warehouse:
         table = "lead_scores" if model.meta.entity == "lead" else f"{model.meta.entity}_scores"
         stored = write_back(scored.scores, table, settings)
+    return rejects, stored
+
+
+def _summary(
+    model: LoadedModel,
+    scored: Scored,
+    when: pd.Timestamp | None,
+    output: Path,
+    rejects: Path,
+    stored: int,
+    notes: list[str],
+    warnings: list[str],
+) -> ScoreSummary:
+    scores = scored.scores
     score_name = model.meta.score_name
-    bands = scored.scores["band"].value_counts().reindex(["A", "B", "C", "D"], fill_value=0)
-    return {
-        "ok": True,
-        "model_name": model.name,
-        "model_version": model.version,
-        "as_of": None if when is None else when.isoformat(),
-        "rows_in": scored.rows_in,
-        "scored": len(scored.scores),
-        "rejected": int(scored.rejects["source_row"].nunique()),
-        "output": str(output),
-        "rejects": str(rj),
-        "written_to_warehouse": stored,
-        "bands": {k: int(v) for k, v in bands.items()},
-        "rows_with_warnings": int((scored.scores["warnings"] != "").sum()),
-        "notes": notes,
-        "warnings": warnings,
-        f"mean_{score_name}": None
-        if scored.scores.empty
-        else round(float(scored.scores[score_name].mean()), 4),
-    }
+    bands = scores["band"].value_counts().reindex(["A", "B", "C", "D"], fill_value=0)
+    return ScoreSummary(
+        model_name=model.name,
+        model_version=model.version,
+        as_of=when,
+        rows_in=scored.rows_in,
+        scored=len(scores),
+        rejected=int(scored.rejects["source_row"].nunique()),
+        output=output,
+        rejects=rejects,
+        written_to_warehouse=stored,
+        bands={str(k): int(v) for k, v in bands.items()},
+        rows_with_warnings=int((scores["warnings"] != "").sum()),
+        notes=notes,
+        warnings=warnings,
+        score_name=score_name,
+        mean_score=None if scores.empty else round(float(scores[score_name].mean()), 4),
+    )

@@ -148,11 +148,11 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
     started = time.perf_counter()
     try:
         summary = train_model_job(settings, config)
-        model = load_model(config.model_name, settings, version=str(summary["version"])).pipeline
+        model = load_model(config.model_name, settings, version=str(summary.version)).pipeline
     except Exception as exc:
         return {"ok": False, "error": _error(exc), "seconds": round(time.perf_counter() - started, 1)}, None
-    metrics, baselines = summary.get("metrics") or {}, summary.get("baselines") or {}
-    data, splits = summary.get("data") or {}, summary.get("splits") or {}
+    metrics, baselines = summary.metrics, summary.baselines
+    data, splits = summary.evaluation.get("data") or {}, summary.splits
     beats = bool(baselines) and all(
         (metrics.get("roc_auc") or 0.0) > (b.get("roc_auc") or 0.0)
         and (metrics.get("brier") or 1.0) < (b.get("brier") or 1.0)
@@ -160,11 +160,11 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
     )
     record = {
         "ok": True,
-        "model_kind": summary.get("model_kind"),
-        "notes": summary.get("notes", []),
+        "model_kind": summary.model_kind,
+        "notes": summary.notes,
         "rows": data.get("rows"),
         "label_rate": data.get("label_rate"),
-        "horizon_days": summary.get("horizon_days"),
+        "horizon_days": summary.horizon_days,
         "splits": splits,
         "internal": {
             "roc_auc": metrics.get("roc_auc"),

@@ -75,7 +75,7 @@ def test_scores_carry_the_flags_and_p_churn(env: dict[str, str], churn: dict) ->
         settings, model_name="churn_risk", output=out, as_of=pd.Timestamp("2025-06-01"), with_flags=True
     )
     scores = pd.read_parquet(out)
-    assert summary["scored"] == len(scores) > 0
+    assert summary.scored == len(scores) > 0
     assert {"p_churn", "at_risk", "flags", "top_flag", "flag_evidence", "suggested_action"} <= set(
         scores.columns
     )

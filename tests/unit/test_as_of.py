@@ -154,10 +154,10 @@ def test_flags_default_is_the_data_as_of(settings: Settings, monkeypatch: pytest
 
     monkeypatch.setattr(jobs, "champion_scorer", lambda *_: (None, "no champion", []))
     result = jobs.flags_job(settings, as_of=None, entities=["opportunity"], config=FlagsConfig())
-    assert pd.Timestamp(result["as_of"]) == AS_OF
-    (entity,) = result["entities"].values()
-    assert entity["open"] == 1, "only O2 is open: O3 closed at 15:00 on the last day"
-    assert LATE not in {row["id"] for row in result["top"]}
+    assert pd.Timestamp(result.as_of) == AS_OF
+    (entity,) = result.entities.values()
+    assert entity.open == 1, "only O2 is open: O3 closed at 15:00 on the last day"
+    assert LATE not in {row["id"] for row in result.top}
 
 
 def test_metrics_default_is_the_data_as_of(settings: Settings) -> None:

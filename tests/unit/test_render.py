@@ -22,7 +22,10 @@ from forecast.cli.render import (
 )
 from forecast.cli.revenue import _render_revenue
 from forecast.cli.tracking import _render_frame
+from forecast.data.ingest import IngestReport
 from forecast.logging import quiet_known_library_noise
+from forecast.revenue.run import Goals, RevenueForecast
+from forecast.training.job import TrainingSummary
 
 
 def _console(width: int = 80) -> tuple[Console, io.StringIO]:
@@ -30,7 +33,7 @@ def _console(width: int = 80) -> tuple[Console, io.StringIO]:
     return Console(file=buffer, width=width, color_system=None, force_terminal=False), buffer
 
 
-def _revenue_payload() -> dict:
+def _revenue_payload() -> RevenueForecast:
     rows = [
         {
             "period": f"2026-0{m}",
@@ -49,28 +52,33 @@ def _revenue_payload() -> dict:
         }
         for m in (1, 2, 3)
     ]
-    goals = {
-        "period": "2026-01",
-        "goal": 95e6,
-        "weekly_goal": 2.1e7,
-        "daily_goal": 3e6,
-        "won_to_date": 2e7,
-        "goal_to_date": 3e7,
-        "pace_to_date": 0.66,
-        "projected": 9e7,
-        "projected_attainment": 0.95,
-        "p_hit_quota": 0.43,
-    }
-    return {
-        "as_of": "2026-01-01T00:00:00",
-        "simulations": 10_000,
-        "models": {"deal_win": "1", "time_to_close": "1"},
-        "open_deals": 1234,
-        "open_pipeline": 2.5e8,
-        "forecast": rows,
-        "model_error": {},
-        "goals": goals,
-    }
+    goals = Goals(
+        period="2026-01",
+        goal=95e6,
+        monthly_goal=95e6,
+        weekly_goal=2.1e7,
+        daily_goal=3e6,
+        won_to_date=2e7,
+        goal_to_date=3e7,
+        pace_to_date=0.66,
+        projected=9e7,
+        projected_attainment=0.95,
+        p_hit_quota=0.43,
+    )
+    return RevenueForecast(
+        as_of=pd.Timestamp("2026-01-01T00:00:00"),
+        by="month",
+        group=None,
+        simulations=10_000,
+        models={"deal_win": "1", "time_to_close": "1"},
+        warnings=[],
+        open_deals=1234,
+        open_pipeline=2.5e8,
+        model_error={},
+        forecast=rows,
+        goals=goals,
+        pacing=[],
+    )
 
 
 def test_revenue_fits_80_columns_with_its_essential_columns() -> None:
@@ -98,14 +106,17 @@ def test_ingest_table_fits_and_drops_all_zero_columns() -> None:
         name: {"read": 1_234_567, "valid": 1_234_000, "rejected": 567, "inserted": 1_234_000}
         for name in ("engagement_events", "opportunities", "stage_history", "activities")
     }
-    result = {
-        "warehouse": "wh.duckdb",
-        "source_path": "/data/crm",
-        "source_format": "canonical",
-        "tables": tables,
-        "rejects_by_rule": [],
-        "notes": [],
-    }
+    result = IngestReport(
+        source_format="canonical",
+        source_path="/data/crm",
+        warehouse="wh.duckdb",
+        as_of="2026-01-01T00:00:00",
+        ingest_id=None,
+        tables=tables,
+        rejects_by_rule=[],
+        sample_rejects=[],
+        notes=[],
+    )
     console, out = _console()
     _render_ingest(console, result)
     text = out.getvalue()
@@ -163,18 +174,21 @@ def test_few_groups_many_metrics_split_into_tables_that_fit() -> None:
 
 def test_training_table_with_survival_metrics_fits() -> None:
     metrics = dict.fromkeys(("roc_auc", "pr_auc", "brier", "log_loss", "ece", "c_index", "ibs"), 0.123456)
-    summary = {
-        "model_name": "time_to_close",
-        "version": "3",
-        "model_kind": "survival",
-        "tracking_uri": "sqlite:///mlflow.db",
-        "experiment": "time_to_close",
-        "run_id": "abc",
-        "notes": [],
-        "splits": {"method": "time", "gap_days": 30, "splits": {"train": {"rows": 1000}}},
-        "metrics": metrics,
-        "baselines": {"stage_and_age_baseline": metrics, "kaplan_meier_by_stage": metrics},
-    }
+    summary = TrainingSummary(
+        model_name="time_to_close",
+        version="3",
+        run_id="abc",
+        experiment="time_to_close",
+        tracking_uri="sqlite:///mlflow.db",
+        warnings=[],
+        evaluation={
+            "model_kind": "survival",
+            "notes": [],
+            "splits": {"method": "time", "gap_days": 30, "splits": {"train": {"rows": 1000}}},
+            "metrics": metrics,
+            "baselines": {"stage_and_age_baseline": metrics, "kaplan_meier_by_stage": metrics},
+        },
+    )
     console, out = _console()
     _render_training(console, summary)
     text = out.getvalue()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import duckdb
 import typer
@@ -36,7 +37,7 @@ from forecast.cli.render import (
     _render_training,
 )
 from forecast.config import Settings
-from forecast.data.ingest import RejectsRefusedError, SourceFormat, ingest, refusal_message
+from forecast.data.ingest import IngestReport, RejectsRefusedError, SourceFormat, ingest, refusal_message
 from forecast.data.pipeline import SalesPipeline
 from forecast.data.pipeline_learn import PipelineLearnError
 from forecast.data.quality import quality_summary
@@ -46,6 +47,13 @@ from forecast.data.warehouse import PipelineConflictError, Warehouse, WarehouseB
 from forecast.errors import cli_message
 from forecast.logging import get_logger
 from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from forecast.batch import ScoreSummary
+    from forecast.revenue.run import RevenueForecast
+    from forecast.training.job import TrainingSummary
 
 RejectShareOpt = Annotated[
     float | None,
@@ -168,7 +176,7 @@ def _run_ingest(
     pipeline_file: Path | None,
     as_json: bool,
     max_reject_share: float | None = None,
-) -> dict[str, Any]:
+) -> IngestReport:
     pipeline_path = pipeline_file or settings.pipeline_file
     share = settings.max_reject_share if max_reject_share is None else max_reject_share
     try:
@@ -192,7 +200,7 @@ def _run_ingest(
                 max_reject_share=share,
             )
     except RejectsRefusedError as exc:
-        _refuse(as_json, exc.report.as_dict(), str(exc))
+        _refuse(as_json, exc.report, str(exc))
     except (SourceError, PipelineConflictError, WarehouseBusyError, PipelineLearnError) as exc:
         _fail(as_json, cli_message(exc))
     except ValueError as exc:
@@ -200,16 +208,20 @@ def _run_ingest(
     except duckdb.Error as exc:
         _fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
     if report.refused:  # a dry run judges as the ingest would, and says so
-        _refuse(
-            as_json, report.as_dict(), refusal_message(report).replace("nothing was written", "would be", 1)
-        )
+        _refuse(as_json, report, refusal_message(report).replace("nothing was written", "would be", 1))
+    return report
+
+
+def _ingest_json(report: IngestReport) -> dict[str, Any]:
+    """An import's report as ``--json`` prints it."""
     return {"ok": True, **report.as_dict()}
 
 
-def _refuse(as_json: bool, report: dict[str, Any], message: str) -> NoReturn:
+def _refuse(as_json: bool, report: IngestReport, message: str) -> NoReturn:
     """An import refused by the reject guard: the report (JSON) or its tables, the reasons, exit 2."""
     if as_json:
-        sys.stdout.write(json.dumps({"ok": False, "error": message, **report}, default=str, indent=2) + "\n")
+        document = {"ok": False, "error": message, **report.as_dict()}
+        sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
     else:
         _render_ingest(Console(), report)
     get_logger("cli").error(message)
@@ -249,7 +261,7 @@ def ingest_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, result, lambda c: _render_ingest(c, result, wide))
+    _emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
 
 
 @app.command("validate")
@@ -285,7 +297,7 @@ def validate_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, result, lambda c: _render_ingest(c, result, wide))
+    _emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
 
 
 # ---------------------------------------------------------------------------- quality / run
@@ -302,13 +314,13 @@ def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
 
 
-def _score_deals_if_possible(settings: Settings) -> dict[str, Any]:
-    """Score the open pipeline with the deal champions, or say why it cannot be done."""
+def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
+    """Score the open pipeline with the deal champions, or say why it cannot be done (a text)."""
     from forecast.batch import score_job
     from forecast.registry import CHAMPION, version_by_alias
 
     if version_by_alias(DEAL_WIN, CHAMPION, settings) is None:
-        return {"skipped": "deal_win has no champion (the trained model did not pass the promotion gate)"}
+        return "deal_win has no champion (the trained model did not pass the promotion gate)"
     has_close = version_by_alias(TIME_TO_CLOSE, CHAMPION, settings) is not None
     with _progress("deal scoring") as update:
         scored = score_job(
@@ -320,21 +332,25 @@ def _score_deals_if_possible(settings: Settings) -> dict[str, Any]:
             close_model=TIME_TO_CLOSE if has_close else None,
         )
     if not has_close:
-        scored["notes"].append("time_to_close has no champion: no close dates")
+        return replace(scored, notes=[*scored.notes, "time_to_close has no champion: no close dates"])
     return scored
 
 
-def _revenue_if_possible(settings: Settings) -> dict[str, Any]:
-    """The next three months' revenue against quota, or why it cannot be forecast."""
+def _revenue_if_possible(settings: Settings) -> RevenueForecast | str:
+    """The next three months' revenue against quota, or why it cannot be forecast (a text)."""
     from forecast.registry import CHAMPION, version_by_alias
     from forecast.revenue.run import revenue_job
 
     missing = [m for m in (DEAL_WIN, TIME_TO_CLOSE) if version_by_alias(m, CHAMPION, settings) is None]
     if missing:
-        return {"skipped": f"no champion for {', '.join(missing)}"}
+        return f"no champion for {', '.join(missing)}"
     with _progress("revenue forecast") as update:
         update("simulating", None)
         return revenue_job(settings, as_of=None, periods=3, by="month", group=None, n_sims=10_000)
+
+
+def _iso(when: pd.Timestamp | None) -> str | None:
+    return None if when is None else when.isoformat()
 
 
 @app.command()
@@ -378,7 +394,7 @@ def run(
             write_to_warehouse=True,
             progress=update,
         )
-    deal_models: dict[str, Any] = {}
+    deal_models: dict[str, TrainingSummary] = {}
     for stem in (DEAL_WIN, TIME_TO_CLOSE):
         deal_config = _load_config(stem, None, as_json, None)
         with _progress(stem.replace("_", " ")) as update:
@@ -390,8 +406,8 @@ def run(
     ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
     outputs = {
         "warehouse": str(settings.warehouse),
-        "lead_scores": str(scored["output"]),
-        "deal_scores": str(deal_scores.get("output")),
+        "lead_scores": str(scored.output),
+        "deal_scores": str(None if isinstance(deal_scores, str) else deal_scores.output),
         "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
         "deal_win_card": str(settings.models_dir / DEAL_WIN / "model_card.md"),
         "time_to_close_card": str(settings.models_dir / TIME_TO_CLOSE / "model_card.md"),
@@ -401,14 +417,14 @@ def run(
     payload = {
         "ok": True,
         "simulation": sim,
-        "ingest": result,
+        "ingest": _ingest_json(result),
         "quality": summary,
-        LEAD_SCORING: trained,
-        "lead_scores": scored,
-        DEAL_WIN: deal_models[DEAL_WIN],
-        TIME_TO_CLOSE: deal_models[TIME_TO_CLOSE],
-        "deal_scores": deal_scores,
-        "revenue": revenue,
+        LEAD_SCORING: trained.to_dict(),
+        "lead_scores": scored.to_dict(),
+        DEAL_WIN: deal_models[DEAL_WIN].to_dict(),
+        TIME_TO_CLOSE: deal_models[TIME_TO_CLOSE].to_dict(),
+        "deal_scores": {"skipped": deal_scores} if isinstance(deal_scores, str) else deal_scores.to_dict(),
+        "revenue": {"skipped": revenue} if isinstance(revenue, str) else revenue.to_dict(),
         "outputs": outputs,
     }
 
@@ -417,21 +433,21 @@ def run(
         _render_quality(c, summary)
         _render_training(c, trained, wide)
         c.print(
-            f"scored {scored['scored']:,} open leads as of {scored['as_of']} (bands {scored['bands']}); "
-            f"{scored['rejected']} rejected"
+            f"scored {scored.scored:,} open leads as of {_iso(scored.as_of)} (bands {scored.bands}); "
+            f"{scored.rejected} rejected"
         )
         for stem in (DEAL_WIN, TIME_TO_CLOSE):
             _render_training(c, deal_models[stem], wide)
-        if deal_scores.get("skipped"):
-            c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores['skipped']}")
+        if isinstance(deal_scores, str):
+            c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores}")
         else:
             c.print(
-                f"scored {deal_scores['scored']:,} open deals as of {deal_scores['as_of']} "
-                f"(mean p_win {deal_scores['mean_p_win']}, bands {deal_scores['bands']}); "
-                f"{deal_scores['rejected']} rejected; {'; '.join(deal_scores['notes'])}"
+                f"scored {deal_scores.scored:,} open deals as of {_iso(deal_scores.as_of)} "
+                f"(mean p_win {deal_scores.mean_score}, bands {deal_scores.bands}); "
+                f"{deal_scores.rejected} rejected; {'; '.join(deal_scores.notes)}"
             )
-        if revenue.get("skipped"):
-            c.print(f"[yellow]no revenue forecast:[/yellow] {revenue['skipped']}")
+        if isinstance(revenue, str):
+            c.print(f"[yellow]no revenue forecast:[/yellow] {revenue}")
         else:
             from forecast.cli.revenue import _render_revenue
 

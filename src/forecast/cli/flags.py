@@ -114,25 +114,25 @@ def flags(
         _fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
-        c.print(f"flags as of {summary['as_of']} (horizon {summary['horizon_days']} days)")
-        for word, e in summary["entities"].items():
+        c.print(f"flags as of {summary.as_of.isoformat()} (horizon {summary.horizon_days} days)")
+        for word, e in summary.entities.items():
             c.print(
-                f"  {word}s open: {e['open']:,}; at risk: {e['at_risk']:,}; with any flag: {e['flagged']:,}; "
-                f"{e['churn_model']}"
+                f"  {word}s open: {e.open:,}; at risk: {e.at_risk:,}; with any flag: {e.flagged:,}; "
+                f"{e.churn_model}"
             )
-            c.print(f"    by flag: {e['by_flag']}")
-            for flag, why in e["skipped_flags"].items():
+            c.print(f"    by flag: {e.by_flag}")
+            for flag, why in e.skipped_flags.items():
                 c.print(f"    not evaluated: {flag} ({why})")
-        if summary["top"]:
+        if summary.top:
             c.print("[bold]Top flags[/bold]")
-        for r in summary["top"]:  # one block per flag: evidence and action read whole at 80 columns
+        for r in summary.top:  # one block per flag: evidence and action read whole at 80 columns
             c.print(f"  {r['entity']} [bold]{escape(str(r['id']))}[/bold]: {r['flag']} ({r['severity']})")
             c.print(f"    evidence: {escape(str(r['evidence']))}")
             c.print(f"    do: {escape(str(r['suggested_action']))}")
-        if summary["output"]:
-            c.print(f"  all {summary['rows']:,} flags: {summary['output']}")
+        if summary.output is not None:
+            c.print(f"  all {summary.rows:,} flags: {summary.output}")
 
-    _emit(as_json, summary, render)
+    _emit(as_json, summary.to_dict(), render)
 
 
 @backtest_app.command("flags")
@@ -153,7 +153,7 @@ def backtest_flags(
     Beside the fixed "no activity" rule at the same flag rate and p_churn at the same rate (a
     churn model trained only on what was known at --from). Logged to MLflow (flags_backtest).
     """
-    from forecast.flags.jobs import backtest_job
+    from forecast.flags.jobs import ENTITY_WORD, backtest_job
 
     settings = _settings(ctx)
     start = _parse_date(date_from, "--from", as_json)
@@ -177,10 +177,11 @@ def backtest_flags(
 
     def render(c: Console) -> None:
         c.print(
-            f"flags backtest {summary['from'][:10]} .. {summary['to'][:10]}, target {summary['target']} "
-            f"within {summary['horizon_days']} days (MLflow run {summary.get('run_id')})"
+            f"flags backtest {summary.date_from.isoformat()[:10]} .. {summary.date_to.isoformat()[:10]}, "
+            f"target {summary.target} within {summary.horizon_days} days (MLflow run {summary.run_id})"
         )
-        for word, result in summary["results"].items():
+        for backtest in summary.results:
+            word, result = ENTITY_WORD[backtest.entity], backtest.as_dict()  # the tables as records
             table = Table(
                 "method",
                 "flag rate",
@@ -207,7 +208,7 @@ def backtest_flags(
             for note in result["notes"]:
                 c.print(f"  note: {note}")
 
-    _emit(as_json, summary, render)
+    _emit(as_json, summary.to_dict(), render)
 
 
 def _fmt(value: Any) -> str:

@@ -166,9 +166,9 @@ def _train(
             progress=lambda m: update(m, None),
             **table_options,
         )
-    for warning in summary.get("warnings", []):
+    for warning in summary.warnings:
         get_logger("train").warning(warning)
-    _emit(as_json, summary, lambda c: _render_training(c, summary))
+    _emit(as_json, summary.to_dict(), lambda c: _render_training(c, summary))
 
 
 def _table_options(
@@ -511,13 +511,11 @@ def _score(
 
     def render(c: Console) -> None:
         c.print(
-            f"scored {summary['scored']:,} of {summary['rows_in']:,} rows with {summary['model_name']} "
-            f"v{summary['model_version']}"
-            + (f" as of {summary['as_of']}" if summary["as_of"] else "")
-            + f"; {summary['rejected']:,} rejected"
+            f"scored {summary.scored:,} of {summary.rows_in:,} rows with {summary.model_name} "
+            f"v{summary.model_version}"
+            + (f" as of {summary.as_of.isoformat()}" if summary.as_of is not None else "")
+            + f"; {summary.rejected:,} rejected"
         )
-        c.print(
-            f"  output: {summary['output']}\n  rejects: {summary['rejects']}\n  bands: {summary['bands']}"
-        )
+        c.print(f"  output: {summary.output}\n  rejects: {summary.rejects}\n  bands: {summary.bands}")
 
-    _emit(as_json, summary, render)
+    _emit(as_json, summary.to_dict(), render)

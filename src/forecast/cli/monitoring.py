@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from forecast.cli.main import JsonOpt, ModelsOpt, _emit, _fail, _model_refs, _pr
 from forecast.cli.models import MODELS, _load_config, default_config
 from forecast.data.sources.base import SourceError
 from forecast.errors import InputError, cli_message
+
+if TYPE_CHECKING:
+    from forecast.monitoring.job import MonitorSummary
 
 MONITOR_HELP = (
     "Monitor a champion: Evidently drift (features and prediction) and data quality, plus our "
@@ -110,28 +113,27 @@ def monitor(
             )
     except (MonitoringError, SourceError, FileNotFoundError, InputError) as exc:  # ModelBindingError too
         _fail(as_json, cli_message(exc).strip("'\""))
-    _emit(as_json, summary, lambda c: _render_monitor(c, summary))
-    raise typer.Exit(int(summary["exit_code"]))
+    _emit(as_json, summary.to_dict(), lambda c: _render_monitor(c, summary))
+    raise typer.Exit(summary.exit_code)
 
 
-def _render_monitor(console: Console, s: dict[str, Any]) -> None:
-    colour = {"ok": "green", "warn": "yellow", "retrain": "red"}[s["verdict"]]
-    console.print(
-        f"[bold]{s['model_name']}[/bold] v{s['model_version']}: verdict [bold {colour}]{s['verdict']}[/]"
-    )
-    console.print(f"  reference: {s['reference']['source']} ({s['reference']['rows']:,} rows)")
-    console.print(f"  current:   {s['current']['source']} ({s['current']['rows']:,} rows)")
-    for reason in s["reasons"]:
+def _render_monitor(console: Console, s: MonitorSummary) -> None:
+    verdict = s.verdict.verdict
+    colour = {"ok": "green", "warn": "yellow", "retrain": "red"}[verdict]
+    console.print(f"[bold]{s.model_name}[/bold] v{s.model_version}: verdict [bold {colour}]{verdict}[/]")
+    console.print(f"  reference: {s.reference.source} ({s.reference.rows:,} rows)")
+    console.print(f"  current:   {s.current.source} ({s.current.rows:,} rows)")
+    for reason in s.verdict.reasons:
         console.print(f"  - {reason}")
-    for note in s["notes"]:
+    for note in s.verdict.notes:
         console.print(f"  [dim]note: {note}[/dim]")
     table = Table(title="criteria")
     for col in ("criterion", "level", "value", "finding"):
         table.add_column(col)
-    for f in s["findings"]:
-        table.add_row(f["criterion"], f["level"], f"{f['value']:.4f}", f["message"][:120])
+    for f in s.verdict.findings:
+        table.add_row(f.criterion, f.level, f"{f.value:.4f}", f.message[:120])
     console.print(table)
-    console.print(f"  report: {s['files']['report_html']}\n  json:   {s['files']['report_json']}")
+    console.print(f"  report: {s.files['report_html']}\n  json:   {s.files['report_json']}")
 
 
 @app.command("retrain", help=RETRAIN_HELP)
@@ -150,10 +152,11 @@ def retrain(ctx: typer.Context, model: ModelOpt, config: ConfigOpt = None, as_js
         _fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
-        verdict = "promoted to champion" if summary["promoted"] else "refused by the gate (champion kept)"
-        c.print(f"[bold]{summary['model_name']}[/bold] v{summary['version']}: {verdict}")
-        c.print(f"  why: {summary['reason']}")
-        c.print(f"  run: {summary['run_id']} in experiment {summary['experiment']!r}")
+        verdict = "promoted to champion" if summary.promoted else "refused by the gate (champion kept)"
+        trained = summary.training
+        c.print(f"[bold]{trained.model_name}[/bold] v{trained.version}: {verdict}")
+        c.print(f"  why: {summary.reason}")
+        c.print(f"  run: {trained.run_id} in experiment {trained.experiment!r}")
 
-    _emit(as_json, summary, render)
-    raise typer.Exit(int(summary["exit_code"]))
+    _emit(as_json, summary.to_dict(), render)
+    raise typer.Exit(summary.exit_code)

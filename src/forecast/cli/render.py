@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.cells import cell_len
@@ -21,6 +21,10 @@ from rich.table import Table
 from forecast.data.pipeline import SalesPipeline
 from forecast.data.pipeline_learn import describe
 from forecast.data.validate import RULES
+
+if TYPE_CHECKING:
+    from forecast.data.ingest import IngestReport
+    from forecast.training.job import TrainingSummary
 
 WideOpt = Annotated[
     bool,
@@ -226,22 +230,22 @@ def rate_with_interval(value: Any, lo: Any, hi: Any, n: Any = None) -> str:
     return text
 
 
-def _render_training(console: Console, summary: dict[str, Any], wide: bool = False) -> None:
+def _render_training(console: Console, summary: TrainingSummary, wide: bool = False) -> None:
     console.print(
-        f"[bold]{summary['model_name']}[/bold] v{summary['version']} ({summary['model_kind']}) logged to "
-        f"{summary['tracking_uri']}, experiment {summary['experiment']!r}, run {summary['run_id']}"
+        f"[bold]{summary.model_name}[/bold] v{summary.version} ({summary.model_kind}) logged to "
+        f"{summary.tracking_uri}, experiment {summary.experiment!r}, run {summary.run_id}"
     )
-    for note in summary["notes"]:
+    for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
-    console.print(_split_words(summary.get("splits") or {}))
-    survival = "c_index" in summary["metrics"]
+    console.print(_split_words(summary.splits))
+    survival = "c_index" in summary.metrics
     title = "Test slice: model against baselines"
     if survival:
         title += " (roc_auc ... ece: P(close within 30 days); c_index, ibs: the whole close-date curve)"
     columns = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", *(["c_index", "ibs"] if survival else [])]
     optional = {"pr_auc", "log_loss"} if survival else set()
     cols = [Column("model", "left", label=True), *(Column(c, essential=c not in optional) for c in columns)]
-    rows = [("model", summary["metrics"]), *summary["baselines"].items()]
+    rows = [("model", summary.metrics), *summary.baselines.items()]
     print_table(
         console,
         cols,
@@ -250,9 +254,9 @@ def _render_training(console: Console, summary: dict[str, Any], wide: bool = Fal
         wide,
         hint="in --json and the MLflow run",
     )
-    if "promotion" in summary:
-        p = summary["promotion"]
-        console.print(f"promotion: {'promoted' if p['promoted'] else 'not promoted'} ({p['reason']})")
+    if summary.promotion is not None:
+        p = summary.promotion
+        console.print(f"promotion: {'promoted' if p.promoted else 'not promoted'} ({p.reason})")
 
 
 def _split_words(splits: dict[str, Any]) -> str:
@@ -279,45 +283,45 @@ def _render_counts(console: Console, title: str, rows: dict[str, int]) -> None:
     console.print(table)
 
 
-def _render_ingest(console: Console, result: dict[str, Any], wide: bool = False) -> None:
-    written = result["warehouse"] is not None
+def _render_ingest(console: Console, report: IngestReport, wide: bool = False) -> None:
+    written = report.warehouse is not None
     verb = "Ingested" if written else "Validated (dry run)"
-    title = f"{verb}: {result['source_path']} ({result['source_format']})"
+    title = f"{verb}: {report.source_path} ({report.source_format})"
     counts = ["read", "valid", "rejected"] + (["inserted", "updated", "unchanged"] if written else [])
     print_table(
         console,
         [Column("table", "left", label=True), *(Column(c, essential=c != "unchanged") for c in counts)],
-        [[name, *(f"{t.get(c, 0):,}" for c in counts)] for name, t in result["tables"].items()],
+        [[name, *(f"{t.get(c, 0):,}" for c in counts)] for name, t in report.tables.items()],
         title,
         wide,
     )
-    if result["rejects_by_rule"]:
+    if report.rejects_by_rule:
         rej = Table(title="Rejects by rule (details in the warehouse's rejects table)")
         for c in ("table", "column", "rule", "records"):
             rej.add_column(c)
-        for r in result["rejects_by_rule"][:15]:
+        for r in report.rejects_by_rule[:15]:
             rej.add_row(r["table"], str(r["column"]), r["rule"], f"{r['records']:,}")
         console.print(rej)
-        for r in result["sample_rejects"][:5]:
+        for r in report.sample_rejects[:5]:
             console.print(
                 f"  {r['source_file']} row {r['source_row']} [{r['key']}] {r['column']}: "
                 f"{r['rule']} - {r['message']} (value {r['value']!r})"
             )
-    for r in result.get("excessive_rejects", []):
+    for r in report.excessive_rejects:
         if r.get("expected"):
             console.print(f"[dim]known loss of this source: {escape(r['message'])}[/dim]")
         else:
             console.print(f"[bold red]refused:[/bold red] {escape(r['message'])}")
-    if result.get("pipeline_source") == "learnt":
-        _render_learnt_pipeline(console, result)
-    for note in result["notes"]:
+    if report.pipeline_source == "learnt":
+        _render_learnt_pipeline(console, report)
+    for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
 
 
-def _render_learnt_pipeline(console: Console, result: dict[str, Any]) -> None:
+def _render_learnt_pipeline(console: Console, report: IngestReport) -> None:
     """The pipeline an import learnt from its deals, and where it went."""
-    line = describe(SalesPipeline.from_dict(result["pipeline"]))
-    kept = "stored in the warehouse" if result.get("ingest_id") else "not stored: nothing was written"
+    line = describe(SalesPipeline.from_dict(report.pipeline))
+    kept = "stored in the warehouse" if report.ingest_id else "not stored: nothing was written"
     console.print(
         f"pipeline learnt from the data ({kept}; --pipeline FILE overrides): {escape(line)}",
         soft_wrap=True,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
@@ -27,6 +28,9 @@ from forecast.cli.main import (
 from forecast.cli.render import Column, WideOpt, compact, print_table, rate_with_interval, share
 from forecast.errors import cli_message
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+
+if TYPE_CHECKING:
+    from forecast.revenue.run import RevenueForecast
 
 
 @app.command()
@@ -89,10 +93,10 @@ def revenue(
         _fail(as_json, cli_message(exc).strip("'\""))
     if output is not None:
         write_frame(
-            pd.DataFrame(payload["forecast"]), output, "csv" if output.suffix.lower() == ".csv" else "parquet"
+            pd.DataFrame(payload.forecast), output, "csv" if output.suffix.lower() == ".csv" else "parquet"
         )
-        payload["output"] = str(output)
-    _emit(as_json, payload, lambda c: _render_revenue(c, payload, wide))
+        payload = replace(payload, output=output)
+    _emit(as_json, payload.to_dict(), lambda c: _render_revenue(c, payload, wide))
 
 
 _REVENUE_COLUMNS = [
@@ -137,26 +141,26 @@ def _coverage(m: dict[str, Any]) -> str:
     )
 
 
-def _render_revenue(console: Console, payload: dict[str, Any], wide: bool = False) -> None:
+def _render_revenue(console: Console, payload: RevenueForecast, wide: bool = False) -> None:
     console.print(
-        f"[bold]Revenue forecast[/bold] as of {payload['as_of']} ({payload['simulations']:,} simulations; "
-        f"models {payload['models']}); {payload['open_deals']:,} open deals worth "
-        f"{compact(payload['open_pipeline'])}"
+        f"[bold]Revenue forecast[/bold] as of {payload.as_of.isoformat()} ({payload.simulations:,} simulations; "
+        f"models {payload.models}); {payload.open_deals:,} open deals worth "
+        f"{compact(payload.open_pipeline)}"
     )
-    print_table(console, _REVENUE_COLUMNS, [_revenue_cells(row) for row in payload["forecast"]], wide=wide)
-    err = payload.get("model_error") or {}
+    print_table(console, _REVENUE_COLUMNS, [_revenue_cells(row) for row in payload.forecast], wide=wide)
+    err = payload.model_error
     if err.get("win_shock_sigma") is not None:
         console.print(
             f"band includes the models' own error: win log-odds shared shift sd {err['win_shock_sigma']:.2f} "
             f"and new-deal volume sd {err['volume_shock_sigma']:.2f}, from {int(err['win_shock_cuts'])} "
             "past months of their errors (docs/revenue.md)"
         )
-    g = payload["goals"]
+    g = payload.goals
     console.print(
-        f"{g['period']}: goal {compact(g['goal'])} (weekly {compact(g['weekly_goal'])}, daily "
-        f"{compact(g['daily_goal'])}); won so far {compact(g['won_to_date'])} against {compact(g['goal_to_date'])} "
-        f"due by now (pace {share(g['pace_to_date'])}); projected {compact(g['projected'])} = "
-        f"{share(g['projected_attainment'])} of goal; P(hit) {share(g['p_hit_quota'])}"
+        f"{g.period}: goal {compact(g.goal)} (weekly {compact(g.weekly_goal)}, daily "
+        f"{compact(g.daily_goal)}); won so far {compact(g.won_to_date)} against {compact(g.goal_to_date)} "
+        f"due by now (pace {share(g.pace_to_date)}); projected {compact(g.projected)} = "
+        f"{share(g.projected_attainment)} of goal; P(hit) {share(g.p_hit_quota)}"
     )
 
 
@@ -206,7 +210,7 @@ def backtest_revenue_command(
     close = _load_config(TIME_TO_CLOSE, close_config, as_json, None)
     try:
         with _progress("backtest") as update:
-            result, logged = backtest_job(
+            backtest = backtest_job(
                 settings,
                 date_from=start,
                 date_to=end,
@@ -221,15 +225,14 @@ def backtest_revenue_command(
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:
         _fail(as_json, cli_message(exc).strip("'\""))
-    table = result.table.assign(as_of=result.table["as_of"].dt.strftime("%Y-%m-%d"))
-    payload = {"ok": True, **logged, "metrics": result.metrics, "periods": table.to_dict("records")}
+    result = backtest.result
 
     def render(c: Console) -> None:
         cols = ["period", "actual", "p10", "p50", "p90", "stage_weighted", "run_rate"]
         print_table(
             c,
             [Column("period", "left", label=True), *(Column(k) for k in cols[1:])],
-            [[str(row[k]) if k == "period" else compact(row[k]) for k in cols] for row in payload["periods"]],
+            [[str(row[k]) if k == "period" else compact(row[k]) for k in cols] for row in backtest.periods()],
             "Backtest: forecast against what was won",
         )
         m = result.metrics
@@ -244,6 +247,6 @@ def backtest_revenue_command(
                 f"per {group}: {int(g['cells'])} forecasts, P10-P90 coverage {_coverage(g)}, "
                 f"WAPE {g['wape']:.3f}"
             )
-        c.print(f"logged to MLflow experiment {logged['experiment']!r}, run {logged['run_id']}")
+        c.print(f"logged to MLflow experiment {backtest.experiment!r}, run {backtest.run_id}")
 
-    _emit(as_json, payload, render)
+    _emit(as_json, backtest.to_dict(), render)

@@ -7,6 +7,7 @@ edges; the domain code (rules, silence, backtest) is pure.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,55 @@ def _flags_of(
     return result.flags, result.summary, p, skipped_flags(entity, config, availability(history))
 
 
+@dataclass(frozen=True, slots=True)
+class EntityFlags:
+    """The flags of one entity's open records (deals or leads)."""
+
+    open: int
+    at_risk: int
+    flagged: int
+    """Open records with any flag."""
+    by_flag: dict[str, int]
+    skipped_flags: dict[str, str]
+    """Flags not evaluated, with why (the CRM lacks what they need)."""
+    churn_model: str
+    """Which churn model gave ``p_churn``, or why there is none."""
+    mean_p_churn: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts by name, in field order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsSummary:
+    """What :func:`flags_job` found: per entity the counts, the most urgent flags, the output file."""
+
+    as_of: pd.Timestamp
+    warnings: list[str]
+    horizon_days: int
+    entities: dict[str, EntityFlags]
+    """By entity word (``deal``, ``lead``)."""
+    rows: int
+    """Flags in all (one row per entity and flag)."""
+    output: Path | None
+    top: list[dict[str, Any]]
+    """The most urgent flags, one record each."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as ``--json`` prints it."""
+        return {
+            "ok": True,
+            "as_of": self.as_of.isoformat(),
+            "warnings": self.warnings,
+            "horizon_days": self.horizon_days,
+            "entities": {k: v.to_dict() for k, v in self.entities.items()},
+            "rows": self.rows,
+            "output": None if self.output is None else str(self.output),
+            "top": self.top,
+        }
+
+
 def flags_job(
     settings: Settings,
     *,
@@ -137,7 +187,7 @@ def flags_job(
     limit: int = 20,
     progress: Progress | None = None,
     churn_models: dict[Entity, ModelRef] | None = None,
-) -> dict[str, Any]:
+) -> FlagsSummary:
     """Flag the deals and leads open at ``as_of`` (default: midnight after the data's last day).
 
     ``churn_models`` name the churn model of an entity (default: its champion, which must have been
@@ -148,39 +198,17 @@ def flags_job(
         urgent ``limit`` flags; the output file (one row per entity and flag) when given.
     """
     say = progress or (lambda _m: None)
-    h = config.horizon_days
     rows: list[pd.DataFrame] = []
-    per_entity: dict[str, Any] = {}
+    per_entity: dict[str, EntityFlags] = {}
     current = CurrentWarehouse.of(settings.warehouse)
     named = churn_models or {}
     scorers = {e: champion_scorer(e, settings, config, named.get(e), current) for e in entities}
     with warehouse_source(settings.warehouse) as src:
         when = resolve_as_of(as_of, src.default_as_of)
         for entity in entities:
-            say(f"{ENTITY_WORD[entity]} snapshots")
-            frame = build_feature_table(src, entity, [when], LabelConfig.both(h)).frame
             scorer, note, _warned = scorers[entity]
-            say(f"{ENTITY_WORD[entity]} flags")
-            flags, summary, p, skipped = _flags_of(src, entity, frame, when, config, scorer)
-            ids = frame[ID_COLUMN[entity]].to_numpy()
-            out = flags.assign(
-                entity=ENTITY_WORD[entity],
-                id=ids[flags["row"].to_numpy()] if len(flags) else [],
-                as_of=when,
-                p_churn=np.round(p[flags["row"].to_numpy()], 6) if p is not None and len(flags) else np.nan,
-            )
-            rows.append(out[OUTPUT_COLUMNS])
-            per_entity[ENTITY_WORD[entity]] = {
-                "open": len(frame),
-                "at_risk": int(summary["at_risk"].sum()),
-                "flagged": int((summary["n_flags"] > 0).sum()),
-                "by_flag": {
-                    f: int((flags["flag"] == f).sum()) for f in FLAG_ORDER if (flags["flag"] == f).any()
-                },
-                "skipped_flags": skipped,
-                "churn_model": note,
-                "mean_p_churn": None if p is None or not len(p) else round(float(np.mean(p)), 4),
-            }
+            out, per_entity[ENTITY_WORD[entity]] = _flag_entity(src, entity, when, config, scorer, note, say)
+            rows.append(out)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=OUTPUT_COLUMNS)
     if output is not None:
         _write(table, output)
@@ -189,16 +217,48 @@ def flags_job(
         _p=-table["p_churn"].fillna(0.0),
         _v=-table["value"].fillna(0),
     ).sort_values(["_s", "_p", "_v"], kind="stable")
-    return {
-        "ok": True,
-        "as_of": when.isoformat(),
-        "warnings": [w for e in entities for w in scorers[e][2]],
-        "horizon_days": h,
-        "entities": per_entity,
-        "rows": len(table),
-        "output": None if output is None else str(output),
-        "top": _records(urgent.drop(columns=["_s", "_p", "_v"]).head(limit)),
-    }
+    return FlagsSummary(
+        as_of=when,
+        warnings=[w for e in entities for w in scorers[e][2]],
+        horizon_days=config.horizon_days,
+        entities=per_entity,
+        rows=len(table),
+        output=output,
+        top=_records(urgent.drop(columns=["_s", "_p", "_v"]).head(limit)),
+    )
+
+
+def _flag_entity(
+    src: FeatureSource,
+    entity: Entity,
+    when: pd.Timestamp,
+    config: FlagsConfig,
+    scorer: ChurnScorer | None,
+    note: str,
+    say: Progress,
+) -> tuple[pd.DataFrame, EntityFlags]:
+    """The flags of ``entity``'s records open at ``when``: one row per record and flag, and the counts."""
+    say(f"{ENTITY_WORD[entity]} snapshots")
+    frame = build_feature_table(src, entity, [when], LabelConfig.both(config.horizon_days)).frame
+    say(f"{ENTITY_WORD[entity]} flags")
+    flags, summary, p, skipped = _flags_of(src, entity, frame, when, config, scorer)
+    ids = frame[ID_COLUMN[entity]].to_numpy()
+    out = flags.assign(
+        entity=ENTITY_WORD[entity],
+        id=ids[flags["row"].to_numpy()] if len(flags) else [],
+        as_of=when,
+        p_churn=np.round(p[flags["row"].to_numpy()], 6) if p is not None and len(flags) else np.nan,
+    )
+    counts = EntityFlags(
+        open=len(frame),
+        at_risk=int(summary["at_risk"].sum()),
+        flagged=int((summary["n_flags"] > 0).sum()),
+        by_flag={f: int((flags["flag"] == f).sum()) for f in FLAG_ORDER if (flags["flag"] == f).any()},
+        skipped_flags=skipped,
+        churn_model=note,
+        mean_p_churn=None if p is None or not len(p) else round(float(np.mean(p)), 4),
+    )
+    return out[OUTPUT_COLUMNS], counts
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -264,6 +324,38 @@ def flag_columns(
     return out.set_index(features.index), [note], warnings
 
 
+@dataclass(frozen=True, slots=True)
+class FlagsBacktest:
+    """What :func:`backtest_job` measured: each entity's backtest, its churn model's training, the run."""
+
+    date_from: pd.Timestamp
+    date_to: pd.Timestamp
+    horizon_days: int
+    target: str
+    alert_severities: list[str]
+    results: list[BacktestResult]
+    churn_training: dict[str, Any]
+    """By entity word: the kind, metrics, splits and notes of the churn model trained before the start."""
+    run_id: str | None = None
+    """The MLflow run (``None``: not logged)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as ``--json`` prints them (and the run's ``backtest.json``, without ``run_id``)."""
+        out: dict[str, Any] = {
+            "ok": True,
+            "from": self.date_from.isoformat(),
+            "to": self.date_to.isoformat(),
+            "horizon_days": self.horizon_days,
+            "target": self.target,
+            "alert_severities": self.alert_severities,
+            "results": {ENTITY_WORD[r.entity]: r.as_dict() for r in self.results},
+            "churn_training": self.churn_training,
+        }
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        return out
+
+
 def backtest_job(
     settings: Settings,
     *,
@@ -274,7 +366,7 @@ def backtest_job(
     target: str | None = None,
     log_to_mlflow: bool = True,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> FlagsBacktest:
     """Backtest the flags between two dates, log the run to MLflow and return the figures."""
     from forecast.models.config import TrainingConfig
 
@@ -302,18 +394,17 @@ def backtest_job(
             )
             result.notes = notes + entity_notes + result.notes
             results.append(result)
-    payload: dict[str, Any] = {
-        "ok": True,
-        "from": date_from.isoformat(),
-        "to": date_to.isoformat(),
-        "horizon_days": h,
-        "target": target or config.backtest.target,
-        "alert_severities": config.alert_severities,
-        "results": {ENTITY_WORD[r.entity]: r.as_dict() for r in results},
-        "churn_training": training,
-    }
+    payload = FlagsBacktest(
+        date_from=date_from,
+        date_to=date_to,
+        horizon_days=h,
+        target=target or config.backtest.target,
+        alert_severities=list(config.alert_severities),
+        results=results,
+        churn_training=training,
+    )
     if log_to_mlflow:
-        payload["run_id"] = _log_backtest(settings, payload, config)
+        payload = replace(payload, run_id=_log_backtest(settings, payload.to_dict(), config))
     return payload
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from forecast.io import write_text
 from forecast.logging import get_logger
 from forecast.models.config import TrainingConfig
 from forecast.monitoring.calibration import Quality, judgeable, quality
-from forecast.monitoring.drift import PREDICTION, TARGET, classification_report, drift_report
+from forecast.monitoring.drift import PREDICTION, TARGET, DriftResult, classification_report, drift_report
 from forecast.monitoring.frames import (
     data_quality_failures,
     latest_rows,
@@ -39,6 +39,9 @@ from forecast.monitoring.frames import (
 from forecast.monitoring.policy import Figures, MonitoringPolicy, Verdict, decide
 from forecast.registry import LoadedModel, evaluation_model
 from forecast.timeutil import as_of_after
+
+if TYPE_CHECKING:
+    from forecast.training.job import TrainingSummary
 
 Progress = Callable[[str], None]
 
@@ -198,8 +201,93 @@ def _raw_cell(text: str) -> str:
     return text[1:] if text.startswith("'") and neutralise_cell(text[1:]) == text else text
 
 
-def _header(model: LoadedModel, verdict: Verdict, summary: dict[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class SideSummary:
+    """One side of a monitoring run as reported: where its rows came from, how many, which period."""
+
+    source: str
+    rows: int
+    period: dict[str, str | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``source``, ``rows``, ``from`` and ``to``."""
+        return {"source": self.source, "rows": self.rows, **self.period}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSummary:
+    """What :func:`monitor_job` found: the verdict, what it rests on, the files written, the MLflow run."""
+
+    model_name: str
+    model_version: str
+    verdict: Verdict
+    warnings: list[str]
+    reference: SideSummary
+    current: SideSummary
+    n_features: int
+    drift: DriftResult
+    quality: dict[str, Quality | None]
+    """By side (``reference``, ``current``), the champion's quality (``None``: not judged)."""
+    data_quality_failures: list[str]
+    policy: MonitoringPolicy
+    files: dict[str, Path] = field(default_factory=dict)
+    """``report_html``, ``classification_html`` (when both sides have outcomes) and ``report_json``."""
+    mlflow_run_id: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """``forecast monitor``'s exit code: the verdict's."""
+        return self.verdict.exit_code
+
+    @property
+    def drift_share(self) -> float:
+        """The share of the features that drifted."""
+        return round(len(self.drift.drifted) / max(self.n_features, 1), 6)
+
+    def quality_metrics(self, side: str) -> dict[str, Any] | None:
+        """The metrics of ``side``'s quality as reported (rounded, NaN as ``None``), if it was judged."""
+        q = self.quality.get(side)
+        return None if q is None else q.as_dict()["metrics"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary (``--json``, and ``report.json`` without Evidently's own figures)."""
+        drift = self.drift
+        out: dict[str, Any] = {
+            "ok": True,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "verdict": self.verdict.verdict,
+            "exit_code": self.verdict.exit_code,
+            "reasons": self.verdict.reasons,
+            "notes": self.verdict.notes,
+            "warnings": self.warnings,
+            "findings": [f.__dict__ for f in self.verdict.findings],
+            "reference": self.reference.to_dict(),
+            "current": self.current.to_dict(),
+            "drift": {
+                "share": self.drift_share,
+                "drifted": {k: round(v, 6) for k, v in drift.drifted.items()},
+                "prediction_drift": drift.prediction_drift,
+                "prediction_drifted": drift.prediction_drifted,
+                "methods": {
+                    "numerical": self.policy.drift.num_method,
+                    "categorical": self.policy.drift.cat_method,
+                },
+                "scores": {k: round(v, 6) for k, v in drift.scores.items()},
+            },
+            "quality": {k: (None if q is None else q.as_dict()) for k, q in self.quality.items()},
+            "data_quality_failures": self.data_quality_failures,
+            "policy": self.policy.model_dump(),
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+        if self.mlflow_run_id is not None:
+            out["mlflow_run_id"] = self.mlflow_run_id
+        return out
+
+
+def _header(model: LoadedModel, summary: MonitorSummary) -> str:
     """A verdict box placed above Evidently's report (our figures, which Evidently lacks)."""
+    verdict = summary.verdict
     colour = {"ok": "#2e7d32", "warn": "#ef6c00", "retrain": "#c62828"}[verdict.verdict]
     items = (
         "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons) or "<li>no criterion reached warn</li>"
@@ -207,9 +295,8 @@ def _header(model: LoadedModel, verdict: Verdict, summary: dict[str, Any]) -> st
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in verdict.notes)
     rows = ""
     for side in ("reference", "current"):
-        q = summary["quality"].get(side)
-        if q:
-            m = q["metrics"]
+        m = summary.quality_metrics(side)
+        if m is not None:
             rows += (
                 f"<tr><td>{side}</td><td>{int(m['n']):,}</td><td>{m['roc_auc']}</td><td>{m['brier']}</td>"
                 f"<td>{m['ece']}</td><td>{m['mean_p']}</td><td>{m['base_rate']}</td></tr>"
@@ -225,8 +312,8 @@ def _header(model: LoadedModel, verdict: Verdict, summary: dict[str, Any]) -> st
         f"<h2>{html.escape(model.name)} v{model.version}: verdict "
         f'<span style="color:{colour}">{verdict.verdict.upper()}</span></h2>'
         f"<ul>{items}</ul>{f'<p>Notes:</p><ul>{notes}</ul>' if notes else ''}{table}"
-        f"<p>Reference: {html.escape(summary['reference']['source'])}; current: "
-        f"{html.escape(summary['current']['source'])}. Calibration by decile is in report.json.</p></div>"
+        f"<p>Reference: {html.escape(summary.reference.source)}; current: "
+        f"{html.escape(summary.current.source)}. Calibration by decile is in report.json.</p></div>"
     )
 
 
@@ -238,27 +325,25 @@ def _with_header(page: str, header: str) -> str:
     return page[:close] + header + page[close:]
 
 
-def _log_run(
-    model: LoadedModel, settings: Settings, summary: dict[str, Any], folder: Path, verdict: Verdict
-) -> str:
+def _log_run(model: LoadedModel, settings: Settings, summary: MonitorSummary, folder: Path) -> str:
     import mlflow
 
     from forecast.registry import client, ensure_experiment
 
+    verdict = summary.verdict
     client(settings)
     exp_id = ensure_experiment(model.meta.experiment or model.name, settings)
     metrics: dict[str, float] = {
-        "rows_reference": summary["reference"]["rows"],
-        "rows_current": summary["current"]["rows"],
-        "features_drifted": len(summary["drift"]["drifted"]),
-        "drift_share": summary["drift"]["share"],
-        "data_quality_failures": len(summary["data_quality_failures"]),
+        "rows_reference": summary.reference.rows,
+        "rows_current": summary.current.rows,
+        "features_drifted": len(summary.drift.drifted),
+        "drift_share": summary.drift_share,
+        "data_quality_failures": len(summary.data_quality_failures),
     }
-    if summary["drift"]["prediction_drift"] is not None:
-        metrics["prediction_drift"] = summary["drift"]["prediction_drift"]
+    if summary.drift.prediction_drift is not None:
+        metrics["prediction_drift"] = summary.drift.prediction_drift
     for side in ("reference", "current"):
-        q = summary["quality"].get(side)
-        for key, value in ((q or {}).get("metrics") or {}).items():
+        for key, value in (summary.quality_metrics(side) or {}).items():
             if value is not None:
                 metrics[f"{side}_{key}"] = float(value)
     for finding in verdict.findings:
@@ -272,8 +357,8 @@ def _log_run(
                 "model_version": model.version,
                 "verdict": verdict.verdict,
                 "reasons": "\n".join(verdict.reasons)[:5000],
-                "reference": summary["reference"]["source"][:500],
-                "current": summary["current"]["source"][:500],
+                "reference": summary.reference.source[:500],
+                "current": summary.current.source[:500],
             }
         )
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(float(v))})
@@ -290,7 +375,7 @@ def monitor_job(
     current_path: Path | None = None,
     progress: Progress | None = None,
     model_ref: ModelRef | None = None,
-) -> dict[str, Any]:
+) -> MonitorSummary:
     """Compare the champion's reference with the current data and give the policy's verdict.
 
     ``model_ref`` names the version to monitor (default: the champion of ``config.model_name``). Against
@@ -304,7 +389,7 @@ def monitor_job(
     ``<outputs_dir>/monitoring/<model>/<UTC time>/``, and logs a ``monitoring`` run to MLflow.
 
     Returns:
-        The JSON summary, with ``verdict``, ``reasons`` and ``exit_code``.
+        The summary (:class:`MonitorSummary`), with the verdict, its reasons and exit code.
 
     Raises:
         MonitoringError: No champion, or unusable input (empty, missing feature columns, a
@@ -312,9 +397,47 @@ def monitor_job(
         ModelBindingError: The default champion was trained on another warehouse.
         FileNotFoundError: No warehouse, or a missing file.
     """
+    say = progress or (lambda _m: None)
+    model, warning = _load_model(settings, config, model_ref, current_path)
+    say("reading the reference")
+    ref, notes = reference_side(model, settings, policy, reference_path)
+    cur = current_side(model, settings, config, policy, current_path, say)
+    if cur.drift.empty:
+        raise MonitoringError(f"no current rows to monitor ({cur.source})")
+    if ref.drift.empty:
+        raise MonitoringError(f"no reference rows ({ref.source})")
+    say("scoring both sides with the champion")
+    drift, failures, ref_summary, cur_summary = _drift(model, ref, cur, policy, say)
+    say("quality and calibration")
+    qualities, quality_note, frames = _qualities(model, settings, ref, cur, policy)
+    verdict = _verdict(model, settings, drift, qualities, quality_note, failures, policy)
+    verdict.notes = notes + verdict.notes
+    summary = MonitorSummary(
+        model_name=model.name,
+        model_version=model.version,
+        verdict=verdict,
+        warnings=[] if warning is None else [warning],
+        reference=ref_summary,
+        current=cur_summary,
+        n_features=len(model.meta.features),
+        drift=drift,
+        quality=qualities,
+        data_quality_failures=failures,
+        policy=policy,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = settings.outputs_dir / "monitoring" / model.name / stamp
+    summary = _write_reports(model, summary, frames, folder, say)
+    say("logging to MLflow")
+    return replace(summary, mlflow_run_id=_log_run(model, settings, summary, folder))
+
+
+def _load_model(
+    settings: Settings, config: TrainingConfig, model_ref: ModelRef | None, current_path: Path | None
+) -> tuple[LoadedModel, str | None]:
+    """The model monitored (default: the champion of ``config.model_name``) and its binding warning."""
     from forecast.binding import CurrentWarehouse, check_binding, load_ref
 
-    say = progress or (lambda _m: None)
     model_ref = model_ref or ModelRef(config.model_name, config.model_name, option=MODELS_OPTION)
     try:
         model = load_ref(model_ref, settings)
@@ -324,17 +447,19 @@ def monitor_job(
     warning = check_binding(model.meta, model.name, model.version, model_ref, current)
     if warning is not None:
         get_logger("monitoring").warning(warning)
-    meta = model.meta
-    features = list(meta.features)
-    categorical = [c for c in meta.categorical if c in features]
-    say("reading the reference")
-    ref, notes = reference_side(model, settings, policy, reference_path)
-    cur = current_side(model, settings, config, policy, current_path, say)
-    if cur.drift.empty:
-        raise MonitoringError(f"no current rows to monitor ({cur.source})")
-    if ref.drift.empty:
-        raise MonitoringError(f"no reference rows ({ref.source})")
-    say("scoring both sides with the champion")
+    return model, warning
+
+
+def _drift(
+    model: LoadedModel, ref: Side, cur: Side, policy: MonitoringPolicy, say: Progress
+) -> tuple[DriftResult, list[str], SideSummary, SideSummary]:
+    """Evidently's drift report and our data-quality checks on a sample of each side's rows.
+
+    Returns:
+        The drift, the data-quality failures, and each side as reported.
+    """
+    features = list(model.meta.features)
+    categorical = [c for c in model.meta.categorical if c in features]
     ref_rows = sample_rows(ref.drift, policy.max_rows, policy.seed)
     cur_rows = sample_rows(cur.drift, policy.max_rows, policy.seed)
     try:
@@ -354,7 +479,19 @@ def monitor_job(
         policy=policy.drift,
     )
     failures = data_quality_failures(ref_x, cur_x, categorical, policy.data_quality)
-    say("quality and calibration")
+    sides = [SideSummary(s.source, len(rows), s.period) for s, rows in ((ref, ref_rows), (cur, cur_rows))]
+    return drift, failures, sides[0], sides[1]
+
+
+def _qualities(
+    model: LoadedModel, settings: Settings, ref: Side, cur: Side, policy: MonitoringPolicy
+) -> tuple[dict[str, Quality | None], str | None, dict[str, pd.DataFrame]]:
+    """The champion's quality on each side's rows with outcomes.
+
+    Returns:
+        The quality by side (``None``: not judged), why one was not judged, and the outcomes and
+        probabilities of each side judged (for Evidently's classification report).
+    """
     perf = policy.performance
     qualities: dict[str, Quality | None] = {"reference": None, "current": None}
     quality_note: str | None = None
@@ -382,69 +519,86 @@ def monitor_job(
             continue
         qualities[name] = quality(y, p, perf.n_bins)
         frames[name] = pd.DataFrame({TARGET: y, PREDICTION: p})
+    return qualities, quality_note, frames
+
+
+def _verdict(
+    model: LoadedModel,
+    settings: Settings,
+    drift: DriftResult,
+    qualities: dict[str, Quality | None],
+    quality_note: str | None,
+    failures: list[str],
+    policy: MonitoringPolicy,
+) -> Verdict:
+    """The policy's verdict on what was measured."""
+    features = list(model.meta.features)
+    reference, current = qualities["reference"], qualities["current"]
     figures = Figures(
         n_features=len(features),
         drifted=drift.drifted,
         top_features=[f for f in _importance(model, settings) if f in features],
         prediction_drift=drift.prediction_drift,
-        reference_quality=None if qualities["reference"] is None else qualities["reference"].metrics,
-        current_quality=None if qualities["current"] is None else qualities["current"].metrics,
+        reference_quality=None if reference is None else reference.metrics,
+        current_quality=None if current is None else current.metrics,
         quality_note=quality_note,
         data_quality_failures=failures,
     )
-    verdict = decide(figures, policy)
-    verdict.notes = notes + verdict.notes
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = settings.outputs_dir / "monitoring" / model.name / stamp
-    summary: dict[str, Any] = {
-        "ok": True,
-        "model_name": model.name,
-        "model_version": model.version,
-        "verdict": verdict.verdict,
-        "exit_code": verdict.exit_code,
-        "reasons": verdict.reasons,
-        "notes": verdict.notes,
-        "warnings": [] if warning is None else [warning],
-        "findings": [f.__dict__ for f in verdict.findings],
-        "reference": {"source": ref.source, "rows": len(ref_rows), **ref.period},
-        "current": {"source": cur.source, "rows": len(cur_rows), **cur.period},
-        "drift": {
-            "share": round(len(drift.drifted) / max(len(features), 1), 6),
-            "drifted": {k: round(v, 6) for k, v in drift.drifted.items()},
-            "prediction_drift": drift.prediction_drift,
-            "prediction_drifted": drift.prediction_drifted,
-            "methods": {"numerical": policy.drift.num_method, "categorical": policy.drift.cat_method},
-            "scores": {k: round(v, 6) for k, v in drift.scores.items()},
-        },
-        "quality": {k: (None if q is None else q.as_dict()) for k, q in qualities.items()},
-        "data_quality_failures": failures,
-        "policy": policy.model_dump(),
-        "files": {},
-    }
-    report_html = folder / "report.html"
-    write_text(report_html, _with_header(drift.html, _header(model, verdict, summary)))
-    summary["files"]["report_html"] = str(report_html)
+    return decide(figures, policy)
+
+
+def _write_reports(
+    model: LoadedModel, summary: MonitorSummary, frames: dict[str, pd.DataFrame], folder: Path, say: Progress
+) -> MonitorSummary:
+    """Write ``report.html``, ``classification.html`` (outcomes on both sides) and ``report.json``.
+
+    Returns:
+        ``summary`` with the files written.
+    """
+    policy = summary.policy
+    files: dict[str, Path] = {"report_html": folder / "report.html"}
+    write_text(files["report_html"], _with_header(summary.drift.html, _header(model, summary)))
     if len(frames) == 2:
         say("Evidently: classification quality")
         page, evidently_quality = classification_report(
             sample_rows(frames["reference"], policy.max_rows, policy.seed),
             sample_rows(frames["current"], policy.max_rows, policy.seed),
         )
-        write_text(folder / "classification.html", page)
-        summary["files"]["classification_html"] = str(folder / "classification.html")
+        files["classification_html"] = folder / "classification.html"
+        write_text(files["classification_html"], page)
     else:
         evidently_quality = None
-    summary["files"]["report_json"] = str(folder / "report.json")
-    document = {**summary, "evidently": {"drift": drift.evidently, "classification": evidently_quality}}
-    write_text(folder / "report.json", json.dumps(document, indent=2, default=str) + "\n")
-    say("logging to MLflow")
-    summary["mlflow_run_id"] = _log_run(model, settings, summary, folder, verdict)
+    files["report_json"] = folder / "report.json"
+    summary = replace(summary, files=files)
+    evidently = {"drift": summary.drift.evidently, "classification": evidently_quality}
+    document = {**summary.to_dict(), "evidently": evidently}
+    write_text(files["report_json"], json.dumps(document, indent=2, default=str) + "\n")
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainSummary:
+    """What :func:`retrain_job` did: the challenger trained and the gate's decision on it."""
+
+    training: TrainingSummary
+    promoted: bool
+    reason: str
+    exit_code: int
+    """0 promoted, 3 refused by the gate (:data:`RETRAIN_EXIT`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The training summary plus ``promoted``, ``reason`` and ``exit_code``."""
+        return {
+            **self.training.to_dict(),
+            "promoted": self.promoted,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+        }
 
 
 def retrain_job(
     settings: Settings, config: TrainingConfig, progress: Progress | None = None
-) -> dict[str, Any]:
+) -> RetrainSummary:
     """Train a challenger on the warehouse as it is now, apply the promotion gate, log why.
 
     The training run is tagged ``trigger=retrain`` and, once the gate has decided,
@@ -452,8 +606,8 @@ def retrain_job(
     metrics.
 
     Returns:
-        The training summary plus ``promoted``, ``reason`` and ``exit_code`` (0 promoted,
-        3 refused by the gate).
+        The training summary, ``promoted``, ``reason`` and ``exit_code`` (0 promoted, 3 refused by
+        the gate).
 
     Raises:
         InsufficientDataError: Too little labelled data to train.
@@ -465,14 +619,15 @@ def retrain_job(
     summary = train_model_job(
         settings, config, promote_after=True, progress=progress, tags={"trigger": "retrain"}
     )
-    decision = summary["promotion"]
-    promoted = bool(decision["promoted"])
+    decision = summary.promotion
+    assert decision is not None  # promote_after=True
+    promoted = bool(decision.promoted)
     c = client(settings)
-    c.set_tag(summary["run_id"], "promoted", str(promoted))
-    c.set_tag(summary["run_id"], "promotion_reason", str(decision["reason"])[:5000])
-    return {
-        **summary,
-        "promoted": promoted,
-        "reason": decision["reason"],
-        "exit_code": RETRAIN_EXIT["promoted" if promoted else "refused"],
-    }
+    c.set_tag(summary.run_id, "promoted", str(promoted))
+    c.set_tag(summary.run_id, "promotion_reason", str(decision.reason)[:5000])
+    return RetrainSummary(
+        training=summary,
+        promoted=promoted,
+        reason=decision.reason,
+        exit_code=RETRAIN_EXIT["promoted" if promoted else "refused"],
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +155,72 @@ def pacing(
     return table[table["team"] == ALL_LABEL].drop(columns="team").reset_index(drop=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Goals:
+    """The current period against its goal (``None``: no quota, or nothing due yet)."""
+
+    period: str
+    goal: float | None
+    monthly_goal: float | None
+    weekly_goal: float | None
+    daily_goal: float | None
+    won_to_date: float | None
+    goal_to_date: float | None
+    pace_to_date: float | None
+    projected: float | None
+    projected_attainment: float | None
+    p_hit_quota: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The goals by name (``None``: not finite), in field order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueForecast:
+    """What :func:`revenue_job` forecast: each period against quota, the goals and the pacing."""
+
+    as_of: pd.Timestamp
+    by: str
+    group: str | None
+    simulations: int
+    models: dict[str, str]
+    """The model versions used, by name."""
+    warnings: list[str]
+    open_deals: int
+    open_pipeline: float
+    model_error: dict[str, Any]
+    """The common shocks estimated from the models' own errors (``win_shock_sigma``, ...)."""
+    forecast: list[dict[str, Any]]
+    """One record per period (and group): P10/P50/P90, quota, P(hit), ..."""
+    goals: Goals
+    pacing: list[dict[str, Any]]
+    """Daily and cumulative bookings against the daily goal in the current period."""
+    output: Path | None = None
+    """The file the forecast table was written to (``forecast revenue --output``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The forecast as ``--json`` prints it and the HTTP service returns it."""
+        out: dict[str, Any] = {
+            "ok": True,
+            "as_of": self.as_of.isoformat(),
+            "by": self.by,
+            "group": self.group,
+            "simulations": self.simulations,
+            "models": self.models,
+            "warnings": self.warnings,
+            "open_deals": self.open_deals,
+            "open_pipeline": self.open_pipeline,
+            "model_error": self.model_error,
+            "forecast": self.forecast,
+            "goals": self.goals.to_dict(),
+            "pacing": self.pacing,
+        }
+        if self.output is not None:
+            out["output"] = str(self.output)
+        return out
+
+
 def revenue_job(
     settings: Settings,
     *,
@@ -165,8 +232,8 @@ def revenue_job(
     seed: int = 0,
     models: DealModels | None = None,
     refs: dict[str, ModelRef] | None = None,
-) -> dict[str, Any]:
-    """Forecast the next periods against quota; the result as JSON-ready data.
+) -> RevenueForecast:
+    """Forecast the next periods against quota.
 
     ``models`` are the two models to use (the HTTP service passes the ones it serves); without
     them, ``refs`` name them, by default the champions bound to this warehouse
@@ -184,16 +251,37 @@ def revenue_job(
     result, scored = revenue_forecast(
         frames, pipeline, when, models, grid, by=group, quotas=quotas, n_sims=n_sims, seed=seed
     )
-    table = result.table
-    current = grid[0]
-    pace = pacing(frames, pipeline, when, current)
+    pace = pacing(frames, pipeline, when, grid[0])
+    return RevenueForecast(
+        as_of=when,
+        by=by,
+        group=group,
+        simulations=n_sims,
+        models=models.versions,
+        warnings=warnings,
+        open_deals=len(scored),
+        open_pipeline=float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
+        model_error={k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},
+        forecast=_records(result.table),
+        goals=_goals(result.table, pace, grid[0], quotas, when),
+        pacing=_records(pace),
+    )
+
+
+def _goals(
+    table: pd.DataFrame,
+    pace: pd.DataFrame,
+    current: Period,
+    quotas: Callable[[str, pd.Timestamp, pd.Timestamp], float],
+    when: pd.Timestamp,
+) -> Goals:
+    """The current period's whole-team row of ``table`` against its goal, weekly, daily and to date."""
     total = table[(table["group"] == ALL) & (table["period"] == current.label)].iloc[0]
     goal_to_date = float(pace["cumulative_goal"].iloc[-1]) if len(pace) else math.nan
     won = float(total["won_to_date"])
     quota = float(total["quota"])
     days = (current.end - current.start) / pd.Timedelta(days=1)
-    summary = {
-        "period": current.label,
+    figures = {
         "goal": quota,
         "monthly_goal": _goal_of_month(quotas, when),
         "weekly_goal": quota / days * 7 if quota == quota else math.nan,
@@ -205,22 +293,10 @@ def revenue_job(
         "projected_attainment": float(total["projected_attainment"]),
         "p_hit_quota": float(total["p_hit_quota"]),
     }
-    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-    return {
-        "ok": True,
-        "as_of": when.isoformat(),
-        "by": by,
-        "group": group,
-        "simulations": n_sims,
-        "models": models.versions,
-        "warnings": warnings,
-        "open_deals": len(scored),
-        "open_pipeline": float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
-        "model_error": {k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},
-        "forecast": _records(table),
-        "goals": summary,
-        "pacing": _records(pace),
-    }
+    return Goals(
+        current.label,
+        **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in figures.items()},
+    )
 
 
 def _goal_of_month(quotas: Callable[[str, pd.Timestamp, pd.Timestamp], float], when: pd.Timestamp) -> float:
@@ -240,6 +316,35 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+BACKTEST_EXPERIMENT = "revenue_backtest"
+"""The MLflow experiment of the revenue backtests."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueBacktest:
+    """What :func:`backtest_job` measured and where it was logged."""
+
+    result: BacktestResult
+    run_id: str
+    experiment: str
+
+    def periods(self) -> list[dict[str, Any]]:
+        """One record per backtest period (``as_of`` as a date)."""
+        table = self.result.table
+        dated = table.assign(as_of=table["as_of"].dt.strftime("%Y-%m-%d"))
+        return [{str(k): v for k, v in row.items()} for row in dated.to_dict("records")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The backtest as ``--json`` prints it."""
+        return {
+            "ok": True,
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "metrics": self.result.metrics,
+            "periods": self.periods(),
+        }
+
+
 def backtest_job(
     settings: Settings,
     *,
@@ -253,7 +358,7 @@ def backtest_job(
     close_config: TrainingConfig,
     shock: ShockSettings | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[BacktestResult, dict[str, Any]]:
+) -> RevenueBacktest:
     """Backtest on the warehouse and log the run (metrics, table, band plot) to MLflow."""
     frames, pipeline = read_crm(settings)
     dates = [p.start for p in period_grid(date_from, _count(date_from, date_to, every), every)]
@@ -274,7 +379,7 @@ def backtest_job(
         n_sims=n_sims,
         progress=progress,
     )
-    logged = log_backtest(
+    run_id = log_backtest(
         result,
         settings,
         every=every,
@@ -282,7 +387,7 @@ def backtest_job(
         by=by,
         model_error=shock.include if shock is not None else True,
     )
-    return result, logged
+    return RevenueBacktest(result, run_id, BACKTEST_EXPERIMENT)
 
 
 def _count(start: pd.Timestamp, end: pd.Timestamp, every: str) -> int:
@@ -291,14 +396,14 @@ def _count(start: pd.Timestamp, end: pd.Timestamp, every: str) -> int:
     return max(int(days // per) + 2, 1)
 
 
-def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> dict[str, Any]:
-    """Log a backtest as an MLflow run of the ``revenue_backtest`` experiment."""
+def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> str:
+    """Log a backtest as an MLflow run of the ``revenue_backtest`` experiment; the run's id."""
     import mlflow
 
     from forecast.registry import client, ensure_experiment
 
     client(settings)
-    exp = ensure_experiment("revenue_backtest", settings)
+    exp = ensure_experiment(BACKTEST_EXPERIMENT, settings)
     with mlflow.start_run(experiment_id=exp, run_name="revenue-backtest") as run:
         mlflow.log_params({k: str(v) for k, v in params.items()})
         flat = {
@@ -311,7 +416,7 @@ def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> d
         with tempfile.TemporaryDirectory() as tmp:
             png = band_plot(result.table, Path(tmp) / "forecast_band.png")
             mlflow.log_artifact(str(png))
-    return {"run_id": run.info.run_id, "experiment": "revenue_backtest"}
+    return str(run.info.run_id)
 
 
 def band_plot(table: pd.DataFrame, path: Path) -> Path:

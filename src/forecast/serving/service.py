@@ -432,7 +432,7 @@ class ForecastService:
             seed=req.seed,
             models=deal_models(win, close, self._held_out(win, close)),
         )
-        return JSONResponse(scoring.json_safe(result))
+        return JSONResponse(scoring.json_safe(result.to_dict()))
 
 
 INLINE_RECORDS = 16
