@@ -20,14 +20,14 @@ from forecast.cli.main import (
     FormatOpt,
     JsonOpt,
     PipelineOpt,
-    _emit,
-    _fail,
-    _parse_as_of,
-    _progress,
-    _settings,
     app,
+    context_settings,
+    emit,
+    fail,
+    parse_as_of,
+    progress_bar,
 )
-from forecast.cli.models import _load_config
+from forecast.cli.models import load_config
 from forecast.cli.render import (
     WideOpt,
     _render_counts,
@@ -96,7 +96,7 @@ def simulate(
     try:
         spec = load_world(world) if world is not None else World(name="default")
     except ValueError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     updates: dict[str, Any] = {}
     if leads is not None:
         updates["n_leads"] = leads
@@ -110,14 +110,14 @@ def simulate(
         try:
             updates["start"] = date.fromisoformat(start)
         except ValueError:
-            _fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
+            fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
     if world is None and leads is None:
         updates["n_leads"] = 20_000
     spec = spec.model_copy(update=updates)
     summary = _simulate_config(out, spec.to_config(), file_format, as_json)
     if spec.stages is not None:
         summary["pipeline_file"] = str(_write_pipeline(out, spec.pipeline()))
-    _emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
+    emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
 
 
 def _write_pipeline(out: Path, pipeline: SalesPipeline) -> Path:
@@ -137,7 +137,7 @@ def _simulate(
     try:
         start_date = date.fromisoformat(start)
     except ValueError:
-        _fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
+        fail(as_json, f"--start {start!r} is not an ISO date (YYYY-MM-DD)")
     config = SimulationConfig(n_leads=leads, seed=seed, start=start_date, months=months)
     return _simulate_config(out, config, file_format, as_json)
 
@@ -146,8 +146,8 @@ def _simulate_config(out: Path, config: Any, file_format: str, as_json: bool) ->
     from forecast.data.simulate import simulate_crm
 
     if file_format not in ("parquet", "csv"):
-        _fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
-    with _progress("simulate") as update:
+        fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
+    with progress_bar("simulate") as update:
         sim = simulate_crm(config, progress=update)
         update("writing files", None)
         files = sim.write(out, fmt=file_format)  # type: ignore[arg-type]
@@ -182,11 +182,11 @@ def _run_ingest(
     try:
         pipeline = SalesPipeline.from_yaml(pipeline_path) if pipeline_path else None
     except (OSError, ValueError, KeyError) as exc:
-        _fail(as_json, f"{pipeline_path}: not a valid pipeline definition ({exc})")
-    as_of_ts = _parse_as_of(as_of, as_json)
+        fail(as_json, f"{pipeline_path}: not a valid pipeline definition ({exc})")
+    as_of_ts = parse_as_of(as_of, as_json)
     warehouse = Warehouse(settings.warehouse)  # a dry run reads it if it exists, writes nothing
     try:
-        with _progress("validate" if dry_run else "ingest") as update:
+        with progress_bar("validate" if dry_run else "ingest") as update:
             report = ingest(
                 path,
                 file_format,
@@ -202,11 +202,11 @@ def _run_ingest(
     except RejectsRefusedError as exc:
         _refuse(as_json, exc.report, str(exc))
     except (SourceError, PipelineConflictError, WarehouseBusyError, PipelineLearnError) as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     except ValueError as exc:
-        _fail(as_json, f"{path}: cannot import ({exc})")
+        fail(as_json, f"{path}: cannot import ({exc})")
     except duckdb.Error as exc:
-        _fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
+        fail(as_json, f"{path}: the warehouse {settings.warehouse} refused the import ({exc})")
     if report.refused:  # a dry run judges as the ingest would, and says so
         _refuse(as_json, report, refusal_message(report).replace("nothing was written", "would be", 1))
     return report
@@ -230,7 +230,7 @@ def _refuse(as_json: bool, report: IngestReport, message: str) -> NoReturn:
 
 def _check_format(value: str, as_json: bool) -> SourceFormat:
     if value not in ("canonical", "maven", "salesforce"):
-        _fail(as_json, f"--format must be canonical, maven or salesforce, not {value!r}")
+        fail(as_json, f"--format must be canonical, maven or salesforce, not {value!r}")
     return value  # type: ignore[return-value]
 
 
@@ -250,7 +250,7 @@ def ingest_cmd(
     """Import CRM exports into the warehouse (bad rows go to `rejects`; all-or-nothing write)."""
     fmt = _check_format(file_format, as_json)
     result = _run_ingest(
-        _settings(ctx),
+        context_settings(ctx),
         path,
         fmt,
         dry_run=False,
@@ -261,7 +261,7 @@ def ingest_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
+    emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
 
 
 @app.command("validate")
@@ -280,13 +280,13 @@ def validate_cmd(
 ) -> None:
     """Check exports against the canonical model without writing anything (a dry run of ingest)."""
     if rules:
-        _emit(as_json, {"rules": RULES}, lambda c: _render_rules(c))
+        emit(as_json, {"rules": RULES}, lambda c: _render_rules(c))
         return
     if path is None:
-        _fail(as_json, "give a PATH to validate (or --rules)")
+        fail(as_json, "give a PATH to validate (or --rules)")
     fmt = _check_format(file_format, as_json)
     result = _run_ingest(
-        _settings(ctx),
+        context_settings(ctx),
         path,
         fmt,
         dry_run=True,
@@ -297,7 +297,7 @@ def validate_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    _emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
+    emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
 
 
 # ---------------------------------------------------------------------------- quality / run
@@ -306,12 +306,12 @@ def validate_cmd(
 @app.command()
 def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Print the warehouse's data-quality summary."""
-    settings = _settings(ctx)
+    settings = context_settings(ctx)
     try:
         summary = quality_summary(Warehouse(settings.warehouse))
     except FileNotFoundError as exc:
-        _fail(as_json, cli_message(exc))
-    _emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
+        fail(as_json, cli_message(exc))
+    emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
 
 
 def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
@@ -322,7 +322,7 @@ def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
     if version_by_alias(DEAL_WIN, CHAMPION, settings) is None:
         return "deal_win has no champion (the trained model did not pass the promotion gate)"
     has_close = version_by_alias(TIME_TO_CLOSE, CHAMPION, settings) is not None
-    with _progress("deal scoring") as update:
+    with progress_bar("deal scoring") as update:
         scored = score_job(
             settings,
             model_name=DEAL_WIN,
@@ -344,7 +344,7 @@ def _revenue_if_possible(settings: Settings) -> RevenueForecast | str:
     missing = [m for m in (DEAL_WIN, TIME_TO_CLOSE) if version_by_alias(m, CHAMPION, settings) is None]
     if missing:
         return f"no champion for {', '.join(missing)}"
-    with _progress("revenue forecast") as update:
+    with progress_bar("revenue forecast") as update:
         update("simulating", None)
         return revenue_job(settings, as_of=None, periods=3, by="month", group=None, n_sims=10_000)
 
@@ -368,7 +368,7 @@ def run(
     from forecast.batch import score_job
     from forecast.training.job import train_model_job
 
-    settings = _settings(ctx)
+    settings = context_settings(ctx)
     folder = out or settings.data_dir / "crm"
     sim = _simulate(folder, leads, seed, "2024-01-01", 24, "parquet", as_json)
     result = _run_ingest(
@@ -383,8 +383,8 @@ def run(
         as_json=as_json,
     )
     summary = quality_summary(Warehouse(settings.warehouse))
-    config = _load_config(LEAD_SCORING, None, as_json, None)
-    with _progress("lead scoring") as update:
+    config = load_config(LEAD_SCORING, None, as_json, None)
+    with progress_bar("lead scoring") as update:
         trained = train_model_job(settings, config, promote_after=True, progress=lambda m: update(m, None))
         scores_path = settings.outputs_dir / "lead_scores.parquet"
         scored = score_job(
@@ -396,8 +396,8 @@ def run(
         )
     deal_models: dict[str, TrainingSummary] = {}
     for stem in (DEAL_WIN, TIME_TO_CLOSE):
-        deal_config = _load_config(stem, None, as_json, None)
-        with _progress(stem.replace("_", " ")) as update:
+        deal_config = load_config(stem, None, as_json, None)
+        with progress_bar(stem.replace("_", " ")) as update:
             deal_models[stem] = train_model_job(
                 settings, deal_config, promote_after=True, progress=lambda m: update(m, None)
             )
@@ -449,11 +449,11 @@ def run(
         if isinstance(revenue, str):
             c.print(f"[yellow]no revenue forecast:[/yellow] {revenue}")
         else:
-            from forecast.cli.revenue import _render_revenue
+            from forecast.cli.revenue import render_revenue
 
-            _render_revenue(c, revenue, wide)
+            render_revenue(c, revenue, wide)
         c.print("[bold]Outputs[/bold]")
         for key, value in outputs.items():
             c.print(f"  {key}: {value}")
 
-    _emit(as_json, payload, render)
+    emit(as_json, payload, render)

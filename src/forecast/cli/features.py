@@ -16,12 +16,12 @@ from forecast.cli.main import (
     KeepOpt,
     TargetOpt,
     TimeOpt,
-    _emit,
-    _fail,
-    _parse_date,
-    _progress,
-    _settings,
     app,
+    context_settings,
+    emit,
+    fail,
+    parse_date,
+    progress_bar,
 )
 from forecast.cli.render import (
     _render_features,
@@ -72,9 +72,9 @@ def features(
         )
     else:
         summary = _warehouse_features(
-            _settings(ctx), entity, as_of, as_of_every, date_from, date_to, horizon_days, out, as_json
+            context_settings(ctx), entity, as_of, as_of_every, date_from, date_to, horizon_days, out, as_json
         )
-    _emit(as_json, {"ok": True, **summary}, lambda c: _render_features(c, summary))
+    emit(as_json, {"ok": True, **summary}, lambda c: _render_features(c, summary))
 
 
 def _warehouse_features(
@@ -94,18 +94,18 @@ def _warehouse_features(
     from forecast.io import write_frame
 
     if entity not in ("lead", "opportunity"):
-        _fail(as_json, "--entity must be lead or opportunity (or give --table for a flat export)")
+        fail(as_json, "--entity must be lead or opportunity (or give --table for a flat export)")
     if bool(as_of) == bool(every):
-        _fail(as_json, "give either --as-of DATE (repeatable) or --as-of-every CADENCE")
+        fail(as_json, "give either --as-of DATE (repeatable) or --as-of-every CADENCE")
     labels = LabelConfig() if horizon_days is None else LabelConfig.both(horizon_days)
     try:
-        with warehouse_source(settings.warehouse) as src, _progress(f"features ({entity})") as update:
+        with warehouse_source(settings.warehouse) as src, progress_bar(f"features ({entity})") as update:
             if as_of:
-                dates = [_parse_date(d, "--as-of", as_json) for d in as_of]
+                dates = [parse_date(d, "--as-of", as_json) for d in as_of]
             else:
                 assert every is not None
-                start = _parse_date(date_from, "--from", as_json) if date_from else _first_event(src)
-                end = _parse_date(date_to, "--to", as_json) if date_to else src.default_as_of()
+                start = parse_date(date_from, "--from", as_json) if date_from else _first_event(src)
+                end = parse_date(date_to, "--to", as_json) if date_to else src.default_as_of()
                 dates = as_of_grid(start, end, parse_every(every))
             table = build_feature_table(
                 src,
@@ -117,7 +117,7 @@ def _warehouse_features(
             update("writing", None)
             write_frame(table.frame, out)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     return {"out": str(out), **table.summary(), "features": table.catalogue()}
 
 
@@ -146,7 +146,7 @@ def _flat_features(
     from forecast.io import write_frame
 
     if not target:
-        _fail(as_json, "--table needs --target COLUMN")
+        fail(as_json, "--table needs --target COLUMN")
     try:
         export = load_flat_export(
             table,
@@ -158,7 +158,7 @@ def _flat_features(
             delimiter=delimiter,
         )
     except (SourceError, ValueError) as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     for warning in export.warnings:
         get_logger("features").warning(warning)
     write_frame(export.table, out)

@@ -14,16 +14,16 @@ from forecast.cli.main import (
     ChurnModelOpt,
     JsonOpt,
     ModelsOpt,
-    _emit,
-    _fail,
-    _model_refs,
-    _parse_as_of,
-    _parse_date,
-    _progress,
-    _settings,
     app,
     as_of_option,
     backtest_app,
+    context_settings,
+    emit,
+    fail,
+    parse_as_of,
+    parse_date,
+    progress_bar,
+    refs_or_exit,
 )
 from forecast.errors import cli_message
 
@@ -40,12 +40,12 @@ def _config(path: Path | None, as_json: bool) -> Any:
     try:
         return load_flags_config(path)
     except ValueError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
 
 
 def _entities(value: str, as_json: bool) -> list[Any]:
     if value not in _ENTITIES:
-        _fail(as_json, f"--entity {value!r} must be deal, lead or both")
+        fail(as_json, f"--entity {value!r} must be deal, lead or both")
     return _ENTITIES[value]
 
 
@@ -56,7 +56,7 @@ def _churn_models(
     from forecast.flags.jobs import CHURN_ROLES
 
     if churn_model is not None and len(entities) > 1:
-        _fail(
+        fail(
             as_json,
             "--churn-model names one entity's churn model: add --entity deal or lead, or use "
             "--models churn_risk=NAME,churn_risk_leads=NAME",
@@ -66,7 +66,7 @@ def _churn_models(
         CHURN_ROLES["lead"]: (cfg.churn_risk.lead_model, "--churn-model"),
     }
     named = {CHURN_ROLES[entities[0]]: churn_model} if churn_model is not None else {}
-    refs = _model_refs(as_json, defaults, named, models)
+    refs = refs_or_exit(as_json, defaults, named, models)
     return {e: refs[CHURN_ROLES[e]] for e in entities if refs[CHURN_ROLES[e]].explicit}
 
 
@@ -93,13 +93,13 @@ def flags(
     """
     from forecast.flags.jobs import flags_job
 
-    settings = _settings(ctx)
-    when = _parse_as_of(as_of, as_json)
+    settings = context_settings(ctx)
+    when = parse_as_of(as_of, as_json)
     cfg = _config(config, as_json)
     chosen = _entities(entity, as_json)
     churn_models = _churn_models(chosen, cfg, churn_model, models, as_json)
     try:
-        with _progress("flags") as update:
+        with progress_bar("flags") as update:
             summary = flags_job(
                 settings,
                 as_of=when,
@@ -111,7 +111,7 @@ def flags(
                 churn_models=churn_models,
             )
     except (FileNotFoundError, ValueError, LookupError) as exc:
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
         c.print(f"flags as of {summary.as_of.isoformat()} (horizon {summary.horizon_days} days)")
@@ -132,7 +132,7 @@ def flags(
         if summary.output is not None:
             c.print(f"  all {summary.rows:,} flags: {summary.output}")
 
-    _emit(as_json, summary.to_dict(), render)
+    emit(as_json, summary.to_dict(), render)
 
 
 @backtest_app.command("flags")
@@ -155,14 +155,14 @@ def backtest_flags(
     """
     from forecast.flags.jobs import ENTITY_WORD, backtest_job
 
-    settings = _settings(ctx)
-    start = _parse_date(date_from, "--from", as_json)
-    end = _parse_date(date_to, "--to", as_json)
+    settings = context_settings(ctx)
+    start = parse_date(date_from, "--from", as_json)
+    end = parse_date(date_to, "--to", as_json)
     if target is not None and target not in ("lost", "churn"):
-        _fail(as_json, f"--target {target!r} must be lost or churn")
+        fail(as_json, f"--target {target!r} must be lost or churn")
     cfg = _config(config, as_json)
     try:
-        with _progress("backtest flags") as update:
+        with progress_bar("backtest flags") as update:
             summary = backtest_job(
                 settings,
                 date_from=start,
@@ -173,7 +173,7 @@ def backtest_flags(
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, ValueError, LookupError) as exc:
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
         c.print(
@@ -208,7 +208,7 @@ def backtest_flags(
             for note in result["notes"]:
                 c.print(f"  note: {note}")
 
-    _emit(as_json, summary.to_dict(), render)
+    emit(as_json, summary.to_dict(), render)
 
 
 def _fmt(value: Any) -> str:

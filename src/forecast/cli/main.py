@@ -74,7 +74,8 @@ def mlflow_project_store() -> str | None:
     return None
 
 
-def _settings(ctx: typer.Context) -> Settings:
+def context_settings(ctx: typer.Context) -> Settings:
+    """The settings the global options made (``--warehouse``, ``--log-level``, ...) for this command."""
     settings = ctx.obj
     assert isinstance(settings, Settings)
     return settings
@@ -101,7 +102,7 @@ def main(
     ctx.obj = settings
 
 
-def _model_refs(
+def refs_or_exit(
     as_json: bool,
     defaults: dict[str, tuple[str, str]],
     named: Mapping[str, str | None] | None = None,
@@ -113,10 +114,10 @@ def _model_refs(
     try:
         return model_refs(defaults, named, models)
     except InputError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
 
 
-def _emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], None]) -> None:
+def emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], None]) -> None:
     """Print the result: JSON on stdout, or a human rendering on stdout."""
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str, indent=2) + "\n")
@@ -124,7 +125,7 @@ def _emit(as_json: bool, payload: dict[str, Any], render: Callable[[Console], No
         render(Console())
 
 
-def _fail(as_json: bool, message: str, code: int = 2) -> NoReturn:
+def fail(as_json: bool, message: str, code: int = 2) -> NoReturn:
     """Report a clear error (stderr, and a JSON document on stdout with ``--json``) and exit."""
     get_logger("cli").error(message)
     if as_json:
@@ -133,7 +134,7 @@ def _fail(as_json: bool, message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def _input_errors(as_json: bool, bad_input: tuple[type[BaseException], ...]) -> Iterator[None]:
+def input_errors(as_json: bool, bad_input: tuple[type[BaseException], ...]) -> Iterator[None]:
     """Map errors to exit codes: ``bad_input`` (and :class:`InputError`) exit 2, anything else 1.
 
     Bad input is reported with its message only (it names the file, column and what to do). Any
@@ -152,14 +153,14 @@ def _input_errors(as_json: bool, bad_input: tuple[type[BaseException], ...]) -> 
     except KeyError as exc:  # a LookupError, but from a missing dict key or column: a bug
         _internal(as_json, exc)
     except expected as exc:
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
     except Exception as exc:
         _internal(as_json, exc)
 
 
 def _internal(as_json: bool, exc: BaseException) -> NoReturn:
     get_logger("cli").debug("internal error", exc_info=exc)
-    _fail(
+    fail(
         as_json,
         f"internal error ({type(exc).__name__}: {str(exc).strip(chr(39))}); this is a bug in forecast, "
         "not in your input: rerun with --log-level DEBUG for the traceback and report it",
@@ -168,7 +169,7 @@ def _internal(as_json: bool, exc: BaseException) -> NoReturn:
 
 
 @contextmanager
-def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
+def progress_bar(label: str) -> Iterator[Callable[[str, float | None], None]]:
     """A progress bar on stderr; yields ``update(description, fraction or None)``."""
     with Progress(
         SpinnerColumn(),
@@ -189,16 +190,16 @@ def _progress(label: str) -> Iterator[Callable[[str, float | None], None]]:
 _TIME_HELP = "ISO date or timestamp; an offset is converted to UTC, none means UTC."
 
 
-def _parse_as_of(value: str | None, as_json: bool = False, option: str = "--as-of") -> pd.Timestamp | None:
+def parse_as_of(value: str | None, as_json: bool = False, option: str = "--as-of") -> pd.Timestamp | None:
     """``None`` when the option was not given, else its time (naive UTC); a bad value exits 2."""
-    return None if value is None else _parse_date(value, option, as_json)
+    return None if value is None else parse_date(value, option, as_json)
 
 
 def as_of_option(help_text: str) -> Any:
     """The one ``--as-of`` option; ``help_text`` says what the command does then, and its default.
 
     Use as ``as_of: Annotated[str | None, as_of_option("Score as of this time (default: ...).")] = None``
-    and parse with :func:`_parse_as_of`.
+    and parse with :func:`parse_as_of`.
     """
     return typer.Option("--as-of", help=f"{help_text} {_TIME_HELP}")
 
@@ -219,9 +220,9 @@ PipelineOpt = Annotated[
 ]
 
 
-def _parse_date(value: str, option: str, as_json: bool) -> pd.Timestamp:
+def parse_date(value: str, option: str, as_json: bool) -> pd.Timestamp:
     """The time of a required option (``--from``, ``--to``), naive UTC; a bad value exits 2."""
     try:
         return parse_time(value, parameter_name(option))
     except InputError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))

@@ -19,15 +19,15 @@ from forecast.cli.main import (
     ModelsOpt,
     TargetOpt,
     TimeOpt,
-    _emit,
-    _fail,
-    _input_errors,
-    _model_refs,
-    _parse_as_of,
-    _progress,
-    _settings,
     app,
     as_of_option,
+    context_settings,
+    emit,
+    fail,
+    input_errors,
+    parse_as_of,
+    progress_bar,
+    refs_or_exit,
 )
 from forecast.cli.render import (
     _render_training,
@@ -66,28 +66,29 @@ def default_config(stem: str) -> Path:
     return config_file(f"{stem}.yaml")
 
 
-def _load_config(stem: str, path: Path | None, as_json: bool, model_name: str | None) -> Any:
+def load_config(stem: str, path: Path | None, as_json: bool, model_name: str | None) -> Any:
+    """The training config `<config_dir>/<stem>.yaml` (or `path`), named `model_name`; bad: exit 2."""
     from forecast.models.config import TrainingConfig
 
     config_path = path or default_config(stem)
     try:
         config = TrainingConfig.from_yaml(config_path)
     except ValueError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     if model_name is not None:
-        _check_name(model_name, "--model-name", as_json)
+        check_model_name(model_name, "--model-name", as_json)
         config = config.model_copy(update={"model_name": model_name})
     return config
 
 
-def _check_name(value: str, option: str, as_json: bool) -> str:
+def check_model_name(value: str, option: str, as_json: bool) -> str:
     """``value`` if it is a valid model name (:func:`forecast.name_rules.check_name`), else exit 2."""
     from forecast.name_rules import check_name
 
     try:
         return check_name(value, option)
     except ValueError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
 
 
 TableOpt = Annotated[Path | None, typer.Option(help="Train on a flat CRM export (CSV/Parquet) instead.")]
@@ -146,18 +147,18 @@ def _train(
     from forecast.errors import InsufficientDataError
     from forecast.training.job import train_model_job
 
-    settings = _settings(ctx)
-    cfg = _load_config(stem, config, as_json, model_name)
+    settings = context_settings(ctx)
+    cfg = load_config(stem, config, as_json, model_name)
     if split is not None or gap_days is not None:
         if split not in (None, "time", "order", "random", "stratified"):
-            _fail(as_json, f"--split {split!r}: use time, order, random or stratified")
+            fail(as_json, f"--split {split!r}: use time, order, random or stratified")
         if gap_days is not None and gap_days < 0:
-            _fail(as_json, f"--gap-days {gap_days}: must be 0 or more")
+            fail(as_json, f"--gap-days {gap_days}: must be 0 or more")
         changes = {k: v for k, v in (("method", split), ("gap_days", gap_days)) if v is not None}
         cfg = cfg.model_copy(update={"split": cfg.split.model_copy(update=changes)})
     with (
-        _input_errors(as_json, (InsufficientDataError, SourceError, FileNotFoundError, LookupError)),
-        _progress(f"train {cfg.model_name}") as update,
+        input_errors(as_json, (InsufficientDataError, SourceError, FileNotFoundError, LookupError)),
+        progress_bar(f"train {cfg.model_name}") as update,
     ):
         summary = train_model_job(
             settings,
@@ -168,7 +169,7 @@ def _train(
         )
     for warning in summary.warnings:
         get_logger("train").warning(warning)
-    _emit(as_json, summary.to_dict(), lambda c: _render_training(c, summary))
+    emit(as_json, summary.to_dict(), lambda c: _render_training(c, summary))
 
 
 def _table_options(
@@ -279,19 +280,19 @@ def _promote(
 ) -> None:
     from forecast.registry import promote
 
-    settings = _settings(ctx)
-    cfg = _load_config(stem, config, as_json, model_name)
+    settings = context_settings(ctx)
+    cfg = load_config(stem, config, as_json, model_name)
     try:
         decision = promote(cfg.model_name, settings, max_auc_drop=cfg.promotion.max_auc_drop)
     except LookupError as exc:
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
     payload = {"ok": True, **decision.as_dict()}
 
     def render(c: Console) -> None:
         verdict = "promoted" if decision.promoted else "kept the champion"
         c.print(f"{decision.model_name} v{decision.challenger_version}: {verdict} ({decision.reason})")
 
-    _emit(as_json, payload, render)
+    emit(as_json, payload, render)
 
 
 for _cli_name, _stem in MODELS.items():
@@ -352,7 +353,7 @@ def score_leads(
     From the warehouse, also the flags (training/flags.yaml) and p_churn when a churn_risk_leads
     champion exists. Roles of --models: lead_scoring, churn_risk_leads.
     """
-    refs = _model_refs(
+    refs = refs_or_exit(
         as_json,
         {LEAD_SCORING: (LEAD_SCORING, "--model"), CHURN_RISK_LEADS: (CHURN_RISK_LEADS, "--churn-model")},
         {LEAD_SCORING: model, CHURN_RISK_LEADS: churn_model},
@@ -384,7 +385,7 @@ def _with_alias(ref: Any, alias: str, version: int | None, as_json: bool) -> Any
     if version is None and alias == "champion":
         return ref
     if ref.version is not None or ref.alias != "champion":
-        _fail(as_json, f"--model {ref} already names its alias or version: drop --alias / --version")
+        fail(as_json, f"--model {ref} already names its alias or version: drop --alias / --version")
     if version is not None:
         return replace(ref, version=str(version), explicit=True)
     return replace(ref, alias=alias, explicit=True)
@@ -433,7 +434,7 @@ def score_deals(
     time-to-close champion; from the warehouse, also the flags and p_churn (churn_risk champion).
     Roles of --models: deal_win, time_to_close, churn_risk.
     """
-    refs = _model_refs(
+    refs = refs_or_exit(
         as_json,
         {
             DEAL_WIN: (DEAL_WIN, "--model"),
@@ -484,13 +485,13 @@ def _score(
     from forecast.registry import client
 
     if (input_path is None) == (not from_warehouse):
-        _fail(as_json, "give exactly one of --input FILE or --from-warehouse")
-    settings = _settings(ctx)
+        fail(as_json, "give exactly one of --input FILE or --from-warehouse")
+    settings = context_settings(ctx)
     client(settings)
-    when = _parse_as_of(as_of or None, as_json)  # "" scores at the default, as it always has
+    when = parse_as_of(as_of or None, as_json)  # "" scores at the default, as it always has
     with (
-        _input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
-        _progress("score") as update,
+        input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
+        progress_bar("score") as update,
     ):
         summary = score_job(
             settings,
@@ -518,4 +519,4 @@ def _score(
         )
         c.print(f"  output: {summary.output}\n  rejects: {summary.rejects}\n  bands: {summary.bands}")
 
-    _emit(as_json, summary.to_dict(), render)
+    emit(as_json, summary.to_dict(), render)

@@ -9,8 +9,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forecast.cli.main import JsonOpt, ModelsOpt, _emit, _fail, _model_refs, _progress, _settings, app
-from forecast.cli.models import MODELS, _load_config, default_config
+from forecast.cli.main import (
+    JsonOpt,
+    ModelsOpt,
+    app,
+    context_settings,
+    emit,
+    fail,
+    progress_bar,
+    refs_or_exit,
+)
+from forecast.cli.models import MODELS, default_config, load_config
 from forecast.data.sources.base import SourceError
 from forecast.errors import InputError, cli_message
 
@@ -46,12 +55,12 @@ def available_models() -> list[str]:
 
 def resolve_model(name: str, as_json: bool, config: Path | None = None) -> str:
     """The config stem of a CLI model name (``lead-scoring`` -> ``lead_scoring``), or fail (exit 2)."""
-    from forecast.cli.models import _check_name
+    from forecast.cli.models import check_model_name
 
-    _check_name(name, "--model", as_json)
+    check_model_name(name, "--model", as_json)
     stem = MODELS.get(name, name.replace("-", "_"))
     if config is None and not default_config(stem).is_file():
-        _fail(as_json, f"unknown model {name!r}; known: {', '.join(available_models())}")
+        fail(as_json, f"unknown model {name!r}; known: {', '.join(available_models())}")
     return stem
 
 
@@ -89,19 +98,19 @@ def monitor(
     from forecast.monitoring.job import MonitoringError, monitor_job
     from forecast.monitoring.policy import MonitoringPolicy
 
-    settings = _settings(ctx)
+    settings = context_settings(ctx)
     stem = resolve_model(model, as_json, config)
-    cfg = _load_config(stem, config, as_json, None)
-    ref = _model_refs(as_json, {cfg.model_name: (cfg.model_name, "--models")}, None, models)[cfg.model_name]
+    cfg = load_config(stem, config, as_json, None)
+    ref = refs_or_exit(as_json, {cfg.model_name: (cfg.model_name, "--models")}, None, models)[cfg.model_name]
     try:
         rules = MonitoringPolicy.from_yaml(policy or default_policy())
     except ValueError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     for path in (reference, current):
         if path is not None and not path.is_file():
-            _fail(as_json, f"{path}: no such file")
+            fail(as_json, f"{path}: no such file")
     try:
-        with _progress(f"monitor {cfg.model_name}") as update:
+        with progress_bar(f"monitor {cfg.model_name}") as update:
             summary = monitor_job(
                 settings,
                 cfg,
@@ -112,8 +121,8 @@ def monitor(
                 model_ref=ref,
             )
     except (MonitoringError, SourceError, FileNotFoundError, InputError) as exc:  # ModelBindingError too
-        _fail(as_json, cli_message(exc).strip("'\""))
-    _emit(as_json, summary.to_dict(), lambda c: _render_monitor(c, summary))
+        fail(as_json, cli_message(exc).strip("'\""))
+    emit(as_json, summary.to_dict(), lambda c: _render_monitor(c, summary))
     raise typer.Exit(summary.exit_code)
 
 
@@ -142,14 +151,14 @@ def retrain(ctx: typer.Context, model: ModelOpt, config: ConfigOpt = None, as_js
     from forecast.errors import InsufficientDataError
     from forecast.monitoring.job import retrain_job
 
-    settings = _settings(ctx)
+    settings = context_settings(ctx)
     stem = resolve_model(model, as_json, config)
-    cfg = _load_config(stem, config, as_json, None)
+    cfg = load_config(stem, config, as_json, None)
     try:
-        with _progress(f"retrain {cfg.model_name}") as update:
+        with progress_bar(f"retrain {cfg.model_name}") as update:
             summary = retrain_job(settings, cfg, progress=lambda m: update(m, None))
     except (InsufficientDataError, SourceError, FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
 
     def render(c: Console) -> None:
         verdict = "promoted to champion" if summary.promoted else "refused by the gate (champion kept)"
@@ -158,5 +167,5 @@ def retrain(ctx: typer.Context, model: ModelOpt, config: ConfigOpt = None, as_js
         c.print(f"  why: {summary.reason}")
         c.print(f"  run: {trained.run_id} in experiment {trained.experiment!r}")
 
-    _emit(as_json, summary.to_dict(), render)
+    emit(as_json, summary.to_dict(), render)
     raise typer.Exit(summary.exit_code)

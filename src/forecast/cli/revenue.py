@@ -14,16 +14,16 @@ from forecast.cli.main import (
     CloseModelOpt,
     JsonOpt,
     ModelsOpt,
-    _emit,
-    _fail,
-    _model_refs,
-    _parse_as_of,
-    _parse_date,
-    _progress,
-    _settings,
     app,
     as_of_option,
     backtest_app,
+    context_settings,
+    emit,
+    fail,
+    parse_as_of,
+    parse_date,
+    progress_bar,
+    refs_or_exit,
 )
 from forecast.cli.render import Column, WideOpt, compact, print_table, rate_with_interval, share
 from forecast.errors import cli_message
@@ -70,33 +70,33 @@ def revenue(
     from forecast.revenue.run import revenue_job
 
     if by not in ("week", "month", "quarter"):
-        _fail(as_json, f"--by {by!r}: use week, month or quarter")
+        fail(as_json, f"--by {by!r}: use week, month or quarter")
     if group is not None and group not in GROUPINGS:
-        _fail(as_json, f"--group {group!r}: use one of {', '.join(GROUPINGS)}")
+        fail(as_json, f"--group {group!r}: use one of {', '.join(GROUPINGS)}")
     if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
-        _fail(as_json, f"{output}: --output must end in .csv or .parquet")
-    settings = _settings(ctx)
-    when = _parse_as_of(as_of, as_json)
-    refs = _model_refs(
+        fail(as_json, f"{output}: --output must end in .csv or .parquet")
+    settings = context_settings(ctx)
+    when = parse_as_of(as_of, as_json)
+    refs = refs_or_exit(
         as_json,
         {DEAL_WIN: (DEAL_WIN, "--model"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--close-model")},
         {DEAL_WIN: model, TIME_TO_CLOSE: close_model},
         models,
     )
     try:
-        with _progress("revenue") as update:
+        with progress_bar("revenue") as update:
             update("forecasting", None)
             payload = revenue_job(
                 settings, as_of=when, periods=periods, by=by, group=group, n_sims=sims, seed=seed, refs=refs
             )
     except (FileNotFoundError, LookupError, ValueError) as exc:  # ModelBindingError is a ValueError
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
     if output is not None:
         write_frame(
             pd.DataFrame(payload.forecast), output, "csv" if output.suffix.lower() == ".csv" else "parquet"
         )
         payload = replace(payload, output=output)
-    _emit(as_json, payload.to_dict(), lambda c: _render_revenue(c, payload, wide))
+    emit(as_json, payload.to_dict(), lambda c: render_revenue(c, payload, wide))
 
 
 _REVENUE_COLUMNS = [
@@ -141,7 +141,8 @@ def _coverage(m: dict[str, Any]) -> str:
     )
 
 
-def _render_revenue(console: Console, payload: RevenueForecast, wide: bool = False) -> None:
+def render_revenue(console: Console, payload: RevenueForecast, wide: bool = False) -> None:
+    """The revenue forecast as tables: the headline period, then every period (``wide``: every column)."""
     console.print(
         f"[bold]Revenue forecast[/bold] as of {payload.as_of.isoformat()} ({payload.simulations:,} simulations; "
         f"models {payload.models}); {payload.open_deals:,} open deals worth "
@@ -193,23 +194,23 @@ def backtest_revenue_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
-    from forecast.cli.models import _load_config
+    from forecast.cli.models import load_config
     from forecast.errors import InsufficientDataError
     from forecast.revenue.job import ShockSettings
     from forecast.revenue.run import backtest_job
 
     if every not in ("week", "month", "quarter"):
-        _fail(as_json, f"--every {every!r}: use week, month or quarter")
+        fail(as_json, f"--every {every!r}: use week, month or quarter")
     if group is not None and group not in ("rep", "team", "region"):
-        _fail(as_json, f"--group {group!r}: use one of rep, team, region")
-    start, end = _parse_date(date_from, "--from", as_json), _parse_date(date_to, "--to", as_json)
+        fail(as_json, f"--group {group!r}: use one of rep, team, region")
+    start, end = parse_date(date_from, "--from", as_json), parse_date(date_to, "--to", as_json)
     if end < start:
-        _fail(as_json, f"--to {end.date()} is before --from {start.date()}")
-    settings = _settings(ctx)
-    win = _load_config(DEAL_WIN, win_config, as_json, None)
-    close = _load_config(TIME_TO_CLOSE, close_config, as_json, None)
+        fail(as_json, f"--to {end.date()} is before --from {start.date()}")
+    settings = context_settings(ctx)
+    win = load_config(DEAL_WIN, win_config, as_json, None)
+    close = load_config(TIME_TO_CLOSE, close_config, as_json, None)
     try:
-        with _progress("backtest") as update:
+        with progress_bar("backtest") as update:
             backtest = backtest_job(
                 settings,
                 date_from=start,
@@ -224,7 +225,7 @@ def backtest_revenue_command(
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:
-        _fail(as_json, cli_message(exc).strip("'\""))
+        fail(as_json, cli_message(exc).strip("'\""))
     result = backtest.result
 
     def render(c: Console) -> None:
@@ -249,4 +250,4 @@ def backtest_revenue_command(
             )
         c.print(f"logged to MLflow experiment {backtest.experiment!r}, run {backtest.run_id}")
 
-    _emit(as_json, backtest.to_dict(), render)
+    emit(as_json, backtest.to_dict(), render)

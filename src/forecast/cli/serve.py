@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from forecast.cli.main import ModelsOpt, _fail, _settings, app
+from forecast.cli.main import ModelsOpt, app, context_settings, fail
 from forecast.config import Settings
 from forecast.errors import InputError, cli_message
 
@@ -120,9 +120,9 @@ def serve(
     models: ModelsOpt = None,
 ) -> None:
     """Start the service in this process (it replaces the CLI process)."""
-    settings = _settings(ctx)
+    settings = context_settings(ctx)
     if warehouse and not settings.warehouse.is_file():
-        _fail(
+        fail(
             False,
             f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first, or drop --warehouse",
         )
@@ -130,7 +130,7 @@ def serve(
         for warning in check_models(settings, models, warehouse):
             print(f"forecast: {warning}", file=sys.stderr, flush=True)
     except InputError as exc:
-        _fail(False, cli_message(exc))
+        fail(False, cli_message(exc))
     run_dir = Path(tempfile.mkdtemp(prefix="forecast-serve-"))
     env = service_environment(
         settings,

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from forecast.cli import main as cli_main
-from forecast.cli.main import JsonOpt, _emit, _fail, _parse_as_of, _settings, app
+from forecast.cli.main import JsonOpt, app, context_settings, emit, fail, parse_as_of
 from forecast.cli.render import EMPTY_CELLS, Column, WideOpt, compact, print_table, rate_with_interval
 from forecast.errors import cli_message
 from forecast.io import csv_text, write_text
@@ -57,20 +57,20 @@ def _open(
 ) -> tuple[TrackingData, Period]:
     from forecast.tracking.api import open_warehouse
 
-    settings = _settings(ctx)
-    when = _parse_as_of(as_of, as_json)
+    settings = context_settings(ctx)
+    when = parse_as_of(as_of, as_json)
     try:
         data = open_warehouse(settings.warehouse, when)
     except FileNotFoundError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
     except ValueError as exc:
-        _fail(as_json, f"{settings.warehouse}: {exc}")
+        fail(as_json, f"{settings.warehouse}: {exc}")
     except duckdb.Error as exc:
-        _fail(as_json, f"{settings.warehouse}: cannot read the warehouse ({exc})")
+        fail(as_json, f"{settings.warehouse}: cannot read the warehouse ({exc})")
     try:
         return data, parse_period(period, data.as_of)
     except PeriodError as exc:
-        _fail(as_json, cli_message(exc))
+        fail(as_json, cli_message(exc))
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ def _select(
     known = _metric_names(frame, group_cols)
     unknown = [m for m in metrics if m not in known]
     if unknown:
-        _fail(
+        fail(
             as_json,
             f"--metrics: unknown for the {report} report: {', '.join(unknown)}; choose from {', '.join(known)}",
         )
@@ -142,21 +142,21 @@ def metrics(
 
     if json_flag:
         if fmt not in ("table", "json"):
-            _fail(True, f"--json and --format {fmt} disagree: give one of them")
+            fail(True, f"--json and --format {fmt} disagree: give one of them")
         fmt = "json"
     as_json = fmt == "json"
     if fmt not in FORMATS:
-        _fail(False, f"--format must be table, json or csv, not {fmt!r}")
+        fail(False, f"--format must be table, json or csv, not {fmt!r}")
     names = list(REPORT_NAMES) if report == "all" else [report]
     if any(n not in REPORTS for n in names):
-        _fail(as_json, f"--report {report!r}: use {', '.join(REPORT_NAMES)} or all")
+        fail(as_json, f"--report {report!r}: use {', '.join(REPORT_NAMES)} or all")
     if by is not None and by not in GROUPINGS:
-        _fail(as_json, f"--by {by!r}: use one of {', '.join(GROUPINGS)}")
+        fail(as_json, f"--by {by!r}: use one of {', '.join(GROUPINGS)}")
     chosen = [m.strip() for m in metric_list.split(",") if m.strip()] if metric_list else None
     if chosen is not None and len(names) > 1:
-        _fail(as_json, "--metrics needs a single --report")
+        fail(as_json, "--metrics needs a single --report")
     if fmt == "csv" and len(names) > 1 and output is None:
-        _fail(False, "--format csv with --report all writes one file per table: give --output FILE")
+        fail(False, "--format csv with --report all writes one file per table: give --output FILE")
     data, per = _open(ctx, as_of, period, as_json)
     tables: dict[str, dict[str, pd.DataFrame]] = {}
     for name in names:
@@ -166,13 +166,13 @@ def metrics(
         except GroupingError as exc:
             if len(names) > 1 and by is not None:
                 continue  # `all --by product`: skip the reports that cannot use it, say so below
-            _fail(as_json, cli_message(exc))
+            fail(as_json, cli_message(exc))
         out[name] = _select(out[name], group, chosen, as_json, name)
         tables[name] = out
     skipped = [n for n in names if n not in tables]
     notes = list(data.notes) + ([f"not computable by {by}: {', '.join(skipped)}"] if skipped else [])
     if not tables:
-        _fail(as_json, f"no report can be grouped by {by}")
+        fail(as_json, f"no report can be grouped by {by}")
     header = {"as_of": data.as_of.isoformat(), "period": per.as_dict(), "by": by, "notes": notes}
     if fmt == "csv":
         _write_csv(tables, output)
@@ -216,7 +216,7 @@ def metrics(
         with output.open("w", encoding="utf-8") as fh:
             render(Console(file=fh, width=200))  # a file: room for every column
     else:
-        _emit(False, {}, render)
+        emit(False, {}, render)
 
 
 def _write_csv(tables: dict[str, dict[str, pd.DataFrame]], output: Path | None) -> None:
@@ -359,4 +359,4 @@ def insights_cmd(
                 stats = "" if i.p_value != i.p_value else f"; p={i.p_value:.4f}, q={i.q_value:.4f}"
                 console.print(f"   [dim]{i.test}{stats}; adjusted for: {i.adjusted_for}[/dim]")
 
-    _emit(as_json, payload, render)
+    emit(as_json, payload, render)
