@@ -447,10 +447,11 @@ def reps_body(r: dict[str, Any]) -> str:
     perf: pd.DataFrame = r["performance"]
     parts = [notes(r["notes"])]
     parts.append("<section><h2>Performance</h2>")
-    both = pd.concat([perf, r["total"]], ignore_index=True)
-    label = next((c for c in both.columns if c in ("rep", "team", "region")), "rep")
-    if label != "rep" and "rep" in both.columns:
-        both["rep"] = both["rep"].fillna(both[label])
+    total: pd.DataFrame = r["total"]
+    label = next((c for c in ("rep", "team", "region") if c in total.columns), None)
+    if label is not None and label != "rep":  # a team's or region's total row: its name in the rep column
+        total = total.assign(rep=total[label], name=f"{label} total")
+    both = pd.concat([perf, total], ignore_index=True)
     parts.append(
         table(both, ["rep"], REP_COLUMNS, "forecast metrics --report performance --by rep", row_key="rep")
     )
