@@ -32,6 +32,7 @@ jobs and the front ends that share it."""
 ORCHESTRATION = (
     "forecast.cli",
     "forecast.serving",
+    "forecast.dashboard",  # the third front end: read-only pages over the jobs
     *TRAINING_JOB,  # the training job
     "forecast.batch",  # the batch scoring job
     "forecast.registry",
@@ -41,7 +42,7 @@ ORCHESTRATION = (
     "forecast.revenue",
     "forecast.robustness",
 )
-"""Jobs, MLflow and the two front ends: what the lower layers must never reach up to."""
+"""Jobs, MLflow and the three front ends: what the lower layers must never reach up to."""
 LEAVES = {
     "forecast.config": set(),
     "forecast.errors": set(),
@@ -227,6 +228,24 @@ def test_only_the_cli_imports_the_cli() -> None:
         if _within(d, ["forecast.cli"])
     )
     assert outside == []
+
+
+def test_the_dashboard_is_a_front_end_only_the_cli_imports() -> None:
+    """The dashboard reads through the jobs, never the CLI, fits nothing; of serving only the session."""
+    assert _violations(["forecast.dashboard"], ["forecast.cli", "forecast.batch", *TRAINING]) == []
+    serving = [
+        v
+        for v in _violations(["forecast.dashboard"], ["forecast.serving"])
+        if not v.endswith("serving.session")
+    ]
+    assert serving == []
+    graph = import_graph()
+    importers = sorted(
+        m
+        for m, deps in graph.items()
+        if not _within(m, ["forecast.dashboard"]) and any(_within(d, ["forecast.dashboard"]) for d in deps)
+    )
+    assert importers == ["forecast.cli.dashboard"]
 
 
 def test_leaf_modules_import_almost_nothing() -> None:

@@ -1,10 +1,10 @@
 """The ``forecast`` command line: one Typer app, commands grouped by concern.
 
-``main`` holds the app and the shared helpers; ``data``, ``features``, ``flags``, ``models``,
+``main`` holds the app and the shared helpers; ``dashboard``, ``data``, ``features``, ``flags``, ``models``,
 ``monitoring``, ``revenue`` and ``tracking`` register their commands on it when imported here.
 """
 
-from forecast.cli import data, features, flags, models, monitoring, revenue, serve, tracking  # noqa: F401  (registers the commands)
+from forecast.cli import dashboard, data, features, flags, models, monitoring, revenue, serve, tracking  # noqa: F401  (registers the commands)
 from forecast.cli.main import app
 
 __all__ = ["app"]

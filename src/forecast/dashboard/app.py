@@ -1,0 +1,198 @@
+"""The dashboard as a Starlette app: read-only pages over the warehouse and the registry.
+
+``create_app(settings)`` builds it; ``forecast dashboard`` serves it with uvicorn. Pages are
+server-rendered HTML with inline SVG charts and one stylesheet shipped in the package
+(``static/dashboard.css``): no script, no font, nothing fetched from another host, and the
+Content-Security-Policy says so to the browser.
+
+With ``FORECAST_API_TOKEN`` set, every page but ``/login``, ``/healthz`` and the stylesheet needs a
+session: ``POST /login`` compares the token in constant time and sets the service's signed
+session cookie (HttpOnly, SameSite=Strict; :mod:`forecast.serving.session`, the same rules as the
+API's docs page, so a token rotation ends both). Without a token the pages are open, and the CLI
+binds to loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from forecast.config import Settings
+from forecast.dashboard import pages
+from forecast.dashboard.data import Filters, Missing, Reader
+from forecast.errors import InputError
+from forecast.serving import session
+
+MAX_FORM_BYTES = 4096
+"""The login form's largest body."""
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+OPEN_PATHS = frozenset({"/login", "/healthz", "/static/dashboard.css"})
+
+
+def dashboard_token(settings: Settings) -> bytes | None:
+    """The token pages need (``None``: open); a blank ``FORECAST_API_TOKEN`` is refused, not open.
+
+    Raises:
+        ValueError: The variable is set but blank.
+    """
+    if settings.api_token is None:
+        return None
+    token = settings.api_token.get_secret_value().strip().encode()
+    if not token:
+        raise ValueError("FORECAST_API_TOKEN is set but blank: set a token or unset the variable")
+    return token
+
+
+def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def _local(path: str) -> str:
+    """A redirect target on this site only (``/`` for anything else)."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+
+def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
+    """The dashboard for ``settings``' warehouse and registry.
+
+    Args:
+        settings: Where the warehouse and the registry are; ``api_token`` turns the login on.
+        reader: The data reader (default: a new one with its own cache).
+    """
+    token = dashboard_token(settings)
+    read = reader or Reader(settings)
+
+    def authorised(request: Request) -> bool:
+        if token is None:
+            return True
+        value = session.cookie(request.headers.get("cookie", "").encode("latin-1"))
+        return value is not None and session.session_ok(value, token)
+
+    def page(
+        title: str, path: str, body: Callable[[Filters], tuple[str, str, str]], tracking: bool = True
+    ) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            if not authorised(request):
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+            try:
+                filters = Filters.from_query(request.query_params)
+                data = read.tracking(filters) if tracking else None
+                as_of, period, html = body(filters)
+            except InputError as exc:
+                return _html(pages.simple_page("Bad filter", str(exc)), 400)
+            except FileNotFoundError:
+                message = (
+                    f"No warehouse at {settings.warehouse}: run forecast ingest (or forecast run) first."
+                )
+                return _html(pages.simple_page(title, message), 404)
+            except ValueError as exc:
+                return _html(pages.simple_page(title, f"The warehouse cannot be read: {exc}"), 503)
+            text = pages.layout(title, path, filters, as_of, html, data, period, logout=token is not None)
+            return _html(text)
+
+        return endpoint
+
+    def overview(f: Filters) -> tuple[str, str, str]:
+        o = read.overview(f)
+        return o.as_of, o.period, pages.overview_body(o)
+
+    def reps(f: Filters) -> tuple[str, str, str]:
+        r = read.reps(f)
+        return r["as_of"], r["period"].label, pages.reps_body(r)
+
+    def pipeline(f: Filters) -> tuple[str, str, str]:
+        p = read.pipeline(f)
+        return p["as_of"], p["period"].label, pages.pipeline_body(p)
+
+    def insights(f: Filters) -> tuple[str, str, str]:
+        doc = read.insights(f)
+        scope = f.scope
+        items = doc["insights"]
+        if scope is not None and scope[0] == "rep":
+            items = [i for i in items if i["audience"] != "rep" or i["subject"] == scope[1]]
+        head = (
+            f"<p>{doc['raised']} raised from {doc['tested']} comparisons (false-discovery rate "
+            f"{doc['evidence_bar']['fdr']:.0%}, at least {doc['evidence_bar']['min_trials']} trials), "
+            "ranked by expected revenue impact (forecast insights).</p>"
+        )
+        body = head + pages.notes(doc["notes"])
+        body += (
+            pages.insight_list(items)
+            if items
+            else pages.missing(Missing("No insight passed the evidence bar."))
+        )
+        return doc["as_of"], doc["period"]["label"], body
+
+    def models(f: Filters) -> tuple[str, str, str]:
+        data = read.tracking(f)
+        return data.as_of.isoformat(), "", pages.models_body(read.models())
+
+    async def login_form(request: Request) -> Response:
+        if request.method == "GET":
+            if token is None:
+                return RedirectResponse("/", status_code=303)
+            return _html(pages.login_page(_local(request.query_params.get("next", "/"))))
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return _html(pages.simple_page("Log in", "The form is too large."), 413)
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        target = _local(form.get("next", "/"))
+        if token is None:
+            return RedirectResponse(target, status_code=303)
+        if not session.token_ok(form.get("token", "").encode(), token):
+            return _html(pages.login_page(target, "Wrong token."), 401)
+        https = session.is_https(request.url.scheme, _raw_headers(request))
+        response = RedirectResponse(target, status_code=303)
+        response.raw_headers.append((b"set-cookie", session.set_cookie(session.session_value(token), https)))
+        return response
+
+    async def logout(request: Request) -> Response:
+        if not session.same_origin(_raw_headers(request)):
+            return _html(pages.simple_page("Log out", "Log out from the dashboard's own page."), 403)
+        response = RedirectResponse("/login" if token is not None else "/", status_code=303)
+        https = session.is_https(request.url.scheme, _raw_headers(request))
+        response.raw_headers.append((b"set-cookie", session.clear_cookie(https)))
+        return response
+
+    async def stylesheet(request: Request) -> Response:
+        css = (
+            resources.files("forecast.dashboard").joinpath("static/dashboard.css").read_text(encoding="utf-8")
+        )
+        headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=3600"}
+        return Response(css, media_type="text/css", headers=headers)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes: list[Any] = [
+        Route("/", page("Overview", "/", overview)),
+        Route("/reps", page("Reps", "/reps", reps)),
+        Route("/pipeline", page("Pipeline", "/pipeline", pipeline)),
+        Route("/insights", page("Insights", "/insights", insights)),
+        Route("/models", page("Models", "/models", models)),
+        Route("/login", login_form, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/static/dashboard.css", stylesheet),
+        Route("/healthz", healthz),
+    ]
+    return Starlette(routes=routes)
+
+
+def _raw_headers(request: Request) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in request.headers.raw}

@@ -1,0 +1,467 @@
+"""What the dashboard shows, read through the functions the CLI calls: no metric of its own.
+
+Every figure comes from the code behind a command (docs/dashboard.md lists which):
+
+- the revenue forecast, goals and pacing from :func:`forecast.revenue.run.revenue_job` (``forecast revenue``,
+  with its default simulations and seed, so the numbers are the CLI's);
+- flags from :func:`forecast.flags.jobs.flags_job` (``forecast flags``);
+- tracking tables from :func:`forecast.tracking.api.report` (``forecast metrics``) and insights from
+  :func:`forecast.tracking.insights.insights` (``forecast insights``);
+- the models from the registry (:func:`forecast.registry.model_info`, the champions' runs).
+
+What the warehouse or the registry lacks (no quotas, no champion, no warehouse) is a :class:`Missing`
+with a sentence saying what to do, never a zero. Results are cached per warehouse state (its file's
+modification time), as of and filters: the warehouse is read-only here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from forecast.config import Settings
+from forecast.errors import InputError
+from forecast.models.names import DEAL_WIN, MODEL_NAMES, TIME_TO_CLOSE
+from forecast.timeutil import parse_time
+from forecast.tracking.data import ALL_LABEL, TrackingData
+from forecast.tracking.periods import Period
+
+SIMULATIONS = 10_000
+"""``forecast revenue``'s default number of simulations (with its default seed 0): the same numbers."""
+PERIODS = 3
+"""Periods forecast ahead (``forecast revenue``'s default)."""
+HORIZONS = ("week", "month", "quarter")
+SCOPES = ("rep", "team", "region", "source")
+"""The filters that narrow the figures to a group, most specific first (one applies: the first given)."""
+REVENUE_GROUPS = ("rep", "team", "region")
+"""The groupings the revenue forecast can be split by (``forecast revenue --group``)."""
+NO_FORECAST = (
+    "No forecast yet: train deal-win and time-to-close to see the forecast "
+    "(forecast train deal-win --promote; forecast train time-to-close --promote)."
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Data the warehouse or the registry does not hold, and what to do about it."""
+
+    message: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The page's filters, all from the URL's query string.
+
+    Attributes:
+        as_of: ``--as-of`` (default: midnight after the warehouse's last day).
+        period: The tracking period (``--period``: day, week, month, quarter or D1..D2; default: the
+            last complete month).
+        horizon: The revenue forecast's period length (``forecast revenue --by``).
+        rep, team, region, source: Narrow the figures to one group.
+    """
+
+    as_of: str | None = None
+    period: str | None = None
+    horizon: str = "month"
+    rep: str | None = None
+    team: str | None = None
+    region: str | None = None
+    source: str | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filters:
+        """The filters of a query string (empty values are absent).
+
+        Raises:
+            InputError: An unknown horizon, or an as-of that is not a time.
+        """
+        values = {k: (query.get(k) or "").strip() or None for k in ("as_of", "period", *SCOPES)}
+        horizon = (query.get("horizon") or "month").strip() or "month"
+        if horizon not in HORIZONS:
+            raise InputError(f"'{horizon}': use week, month or quarter", parameter="horizon")
+        made = cls(horizon=horizon, **values)
+        made.when()  # check it now: a bad as-of is the request's fault
+        return made
+
+    def when(self) -> pd.Timestamp | None:
+        """The as-of time, or ``None`` for the warehouse's default."""
+        return None if self.as_of is None else parse_time(self.as_of, "as_of")
+
+    @property
+    def scope(self) -> tuple[str, str] | None:
+        """The group the figures are narrowed to: ``(grouping, value)``, or ``None`` for everyone."""
+        for key in SCOPES:
+            value = getattr(self, key)
+            if value is not None:
+                return key, value
+        return None
+
+    def query(self, **changes: Any) -> str:
+        """The query string of these filters with ``changes`` (``""`` when nothing is set)."""
+        merged = replace(self, **changes) if changes else self
+        pairs = [(k, getattr(merged, k)) for k in ("as_of", "period", "horizon", *SCOPES)]
+        kept = [(k, v) for k, v in pairs if v is not None and not (k == "horizon" and v == "month")]
+        return "?" + urlencode(kept) if kept else ""
+
+    def key(self) -> tuple[str | None, ...]:
+        """A hashable form for caches."""
+        return (self.as_of, self.period, self.horizon, self.rep, self.team, self.region, self.source)
+
+
+@dataclass
+class Overview:
+    """The Overview page's numbers."""
+
+    as_of: str
+    period: str
+    group: str | None
+    figures: dict[str, Any]
+    forecast: list[dict[str, Any]] | Missing
+    pacing: list[dict[str, Any]] | Missing
+    flags: dict[str, Any] | Missing
+    insights: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+class Reader:
+    """Reads the dashboard's figures for one warehouse and registry (``settings``), with a cache."""
+
+    def __init__(self, settings: Settings, cache_size: int = 32) -> None:
+        self.settings = settings
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _state(self) -> int:
+        path = self.settings.warehouse
+        return path.stat().st_mtime_ns if path.is_file() else 0
+
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """One computation at a time (the machine's cores are few), each result kept for reuse."""
+        full = (self._state(), *key)
+        with self._lock:
+            if full in self._cache:
+                self._cache.move_to_end(full)
+                return self._cache[full]
+            value = compute()
+            self._cache[full] = value
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return value
+
+    # --- tracking (forecast metrics, forecast insights) -------------------------------------------
+
+    def tracking(self, filters: Filters) -> TrackingData:
+        """The warehouse cut at the as-of (``forecast metrics``' reading).
+
+        Raises:
+            FileNotFoundError: No warehouse.
+            ValueError: A warehouse without any dated event.
+        """
+        from forecast.tracking.api import open_warehouse
+
+        return self._cached(
+            ("tracking", filters.as_of), lambda: open_warehouse(self.settings.warehouse, filters.when())
+        )
+
+    def period(self, data: TrackingData, filters: Filters) -> Period:
+        """The tracking period (``--period``; raises :class:`~forecast.tracking.periods.PeriodError`)."""
+        from forecast.tracking.periods import parse_period
+
+        return parse_period(filters.period, data.as_of)
+
+    def report(self, filters: Filters, name: str, by: str) -> dict[str, pd.DataFrame]:
+        """``forecast metrics --report name --by by`` for the filters' as-of and period (unfiltered rows)."""
+        from forecast.tracking.api import report
+
+        data = self.tracking(filters)
+        period = self.period(data, filters)
+        return self._cached(
+            ("report", filters.as_of, period.label, name, by), lambda: report(data, name, period, by)
+        )
+
+    def insights(self, filters: Filters) -> dict[str, Any]:
+        """``forecast insights --json`` for the filters' as-of and period."""
+        from forecast.tracking.insights import insights
+
+        data = self.tracking(filters)
+        period = self.period(data, filters)
+        return self._cached(
+            ("insights", filters.as_of, period.label), lambda: insights(data, period).as_dict()
+        )
+
+    # --- revenue and flags ------------------------------------------------------------------------
+
+    def revenue(self, filters: Filters) -> dict[str, Any] | Missing:
+        """``forecast revenue --json --by horizon [--group scope]`` as of the filters' time."""
+        from forecast.binding import ModelBindingError
+        from forecast.revenue.run import revenue_job
+
+        scope = filters.scope
+        group = scope[0] if scope is not None and scope[0] in REVENUE_GROUPS else None
+
+        def compute() -> dict[str, Any] | Missing:
+            try:
+                return revenue_job(
+                    self.settings,
+                    as_of=filters.when(),
+                    periods=PERIODS,
+                    by=filters.horizon,
+                    group=group,
+                    n_sims=SIMULATIONS,
+                    seed=0,
+                )
+            except ModelBindingError as exc:
+                return Missing(str(exc))
+            except LookupError as exc:
+                return Missing(NO_FORECAST, str(exc).strip("'\""))
+            except ValueError as exc:
+                return Missing(f"The forecast cannot be made: {exc}")
+
+        return self._cached(("revenue", filters.as_of, filters.horizon, group), compute)
+
+    def flags(self, filters: Filters) -> dict[str, Any] | Missing:
+        """``forecast flags --json`` (deals and leads) as of the filters' time."""
+        from forecast.flags.jobs import flags_job, load_flags_config
+
+        def compute() -> dict[str, Any] | Missing:
+            try:
+                return flags_job(
+                    self.settings,
+                    as_of=filters.when(),
+                    entities=["opportunity", "lead"],
+                    config=load_flags_config(settings=self.settings),
+                    limit=20,
+                )
+            except (LookupError, ValueError) as exc:
+                return Missing(f"The flags cannot be computed: {str(exc).strip(chr(39))}")
+
+        return self._cached(("flags", filters.as_of), compute)
+
+    # --- pages ------------------------------------------------------------------------------------
+
+    def overview(self, filters: Filters) -> Overview:
+        """This period's bookings against goal, the forecast ahead, flags and the top insights."""
+        revenue = self.revenue(filters)
+        flags = self.flags(filters)
+        data = self.tracking(filters)
+        scope = filters.scope
+        notes: list[str] = []
+        top = [i for i in self.insights(filters)["insights"] if _about(i, scope)][:5]
+        if isinstance(revenue, Missing):
+            return Overview(data.as_of.isoformat(), "", None, {}, revenue, revenue, flags, top, notes)
+        group = ALL_LABEL
+        if scope is not None and scope[0] in REVENUE_GROUPS:
+            group = scope[1]
+        elif scope is not None:
+            notes.append(f"the revenue forecast cannot be split by {scope[0]}: it shows the whole team")
+        rows = [r for r in revenue["forecast"] if str(r.get("group")) == group]
+        current = revenue["goals"]["period"]
+        figures: dict[str, Any] = {"period": current}
+        if group == ALL_LABEL or scope is None:
+            figures.update(revenue["goals"])
+            pacing: list[dict[str, Any]] | Missing = revenue["pacing"]
+        else:
+            pacing = self._group_pacing(filters, scope, current)
+        row = next((r for r in rows if r.get("period") == current), None)
+        if row is None:
+            notes.append(f"no forecast row for {group} in {current}")
+        else:
+            for key in ("won_to_date", "p10", "p50", "p90", "expected", "quota", "p_hit_quota"):
+                figures[key] = row.get(key)
+            for key in ("gap_to_goal", "deals_needed", "open_pipeline", "pipeline_coverage"):
+                figures[key] = row.get(key)
+            figures["goal"] = row.get("quota")
+        if figures.get("goal") is None:
+            notes.append(
+                "no quota covers this period in the warehouse: P(hit quota), the gap and the deals "
+                "needed need a quotas table (docs/data-model.md)"
+            )
+        return Overview(
+            revenue["as_of"],
+            current,
+            None if group == ALL_LABEL else group,
+            figures,
+            rows,
+            pacing,
+            flags,
+            top,
+            notes,
+        )
+
+    def _group_pacing(
+        self, filters: Filters, scope: tuple[str, str], label: str
+    ) -> list[dict[str, Any]] | Missing:
+        """One group's daily bookings against its goal (the function behind ``forecast revenue``'s pacing)."""
+        from forecast.revenue.forecast import period_grid
+        from forecast.tracking.goals import daily
+
+        data = self.tracking(filters)
+        current = period_grid(data.as_of, 1, filters.horizon)[0]
+        if current.label != label:
+            return Missing(f"no pacing for {label}")
+        table = daily(data, current, scope[0])
+        table = table[table[scope[0]].astype(str) == scope[1]].drop(columns=scope[0])
+        if table.empty:
+            return Missing(f"no bookings or goal for {scope[0]} {scope[1]} in {label}")
+        out = (
+            table.assign(day=pd.to_datetime(table["day"]).dt.strftime("%Y-%m-%d"))
+            if "day" in table
+            else table
+        )
+        return [{str(k): _plain(v) for k, v in r.items()} for r in out.to_dict("records")]
+
+    def reps(self, filters: Filters) -> dict[str, Any]:
+        """Per-rep performance and goals (``forecast metrics --report performance|goals --by rep``)."""
+        data = self.tracking(filters)
+        period = self.period(data, filters)
+        performance = self.report(filters, "performance", "rep")["performance"]
+        goals = self.report(filters, "goals", "rep")["goals"]
+        scope = filters.scope
+        notes: list[str] = []
+        keep = _reps_in(data, scope, notes)
+        total_by, total_label = ("rep", ALL_LABEL)
+        if scope is not None and scope[0] in ("team", "region"):
+            total_by, total_label = scope
+        totals = (
+            performance if total_by == "rep" else self.report(filters, "performance", total_by)["performance"]
+        )
+        total = totals[totals[total_by].astype(str) == total_label]
+        rows = (
+            performance[performance["rep"].isin(keep)]
+            if keep is not None
+            else performance[performance["rep"] != ALL_LABEL]
+        )
+        goal_rows = goals[goals["rep"].isin(keep)] if keep is not None else goals[goals["rep"] != ALL_LABEL]
+        return {
+            "as_of": data.as_of.isoformat(),
+            "period": period,
+            "performance": rows.reset_index(drop=True),
+            "total": total.reset_index(drop=True),
+            "goals": goal_rows.reset_index(drop=True),
+            "notes": [*data.notes, *notes],
+        }
+
+    def pipeline(self, filters: Filters) -> dict[str, Any]:
+        """The funnel by grouping and the stage table (``forecast metrics --report funnel|process``)."""
+        data = self.tracking(filters)
+        period = self.period(data, filters)
+        scope = filters.scope
+        by = scope[0] if scope is not None else "team"
+        funnel = self.report(filters, "funnel", by)
+        stages = self.report(filters, "process", "team")["stages"]
+        table = funnel["funnel"]
+        if scope is not None:
+            table = table[table[by].astype(str).isin([scope[1], ALL_LABEL])]
+        return {
+            "as_of": data.as_of.isoformat(),
+            "period": period,
+            "by": by,
+            "funnel": table.reset_index(drop=True),
+            "monthly": funnel["monthly"],
+            "loss_reasons": funnel["loss_reasons"],
+            "stages": stages,
+            "notes": list(data.notes),
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        """Each model's champion: version, training window, test metrics against baselines, monitoring."""
+        return [_model_row(name, self.settings) for name in MODEL_NAMES]
+
+
+def _about(insight: Mapping[str, Any], scope: tuple[str, str] | None) -> bool:
+    """Whether an insight concerns the rep the filters name (every insight without a rep filter)."""
+    return (
+        scope is None
+        or scope[0] != "rep"
+        or insight.get("audience") != "rep"
+        or insight.get("subject") == scope[1]
+    )
+
+
+def _reps_in(data: TrackingData, scope: tuple[str, str] | None, notes: list[str]) -> list[str] | None:
+    """The rep ids the scope keeps (``None``: every rep)."""
+    if scope is None:
+        return None
+    key, value = scope
+    if key == "rep":
+        return [value]
+    if key in ("team", "region"):
+        return data.reps.loc[data.reps[key].astype(str) == value, "rep_id"].astype(str).tolist()
+    notes.append(f"per-rep rows are not split by {key}: every rep is shown")
+    return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d")
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _model_row(name: str, settings: Settings) -> dict[str, Any]:
+    """One model's registry entry: champion, challenger, the champion run's window and metrics."""
+    from forecast.registry import client, model_info
+
+    info = model_info(name, settings)
+    row: dict[str, Any] = {
+        "name": name,
+        "champion": info.get("champion"),
+        "challenger": info.get("challenger"),
+    }
+    champion = info.get("champion")
+    if champion is None:
+        cli = name.replace("_", "-")
+        row["missing"] = f"no champion: forecast train {cli} --promote"
+        if name in (DEAL_WIN, TIME_TO_CLOSE):
+            row["missing"] += " (the revenue forecast needs it)"
+        return row
+    c = client(settings)
+    run = c.get_run(champion["run_id"])
+    metrics = run.data.metrics
+    tags = run.data.tags
+    row["window"] = {k: tags.get(f"data_{k}") for k in ("from", "to", "rows")}
+    row["model_kind"] = tags.get("model_kind")
+    row["test"] = {k[5:]: v for k, v in sorted(metrics.items()) if k.startswith("test_")}
+    baselines: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key.startswith("baseline_"):
+            rest = key[len("baseline_") :]
+            for metric in row["test"]:
+                if rest.endswith("_" + metric):
+                    baselines.setdefault(rest[: -len(metric) - 1], {})[metric] = value
+                    break
+    row["baselines"] = dict(sorted(baselines.items()))
+    row["monitoring"] = _last_verdict(c, run.info.experiment_id, name)
+    return row
+
+
+def _last_verdict(c: Any, experiment_id: str, name: str) -> dict[str, Any] | None:
+    """The latest ``forecast monitor`` run of ``name``: its verdict, time and reasons (``None``: never)."""
+    runs = c.search_runs(
+        [experiment_id],
+        filter_string=f"tags.kind = 'monitoring' and tags.model_name = '{name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    return {
+        "verdict": run.data.tags.get("verdict"),
+        "version": run.data.tags.get("model_version"),
+        "at": pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
+        "reasons": run.data.tags.get("reasons", ""),
+    }

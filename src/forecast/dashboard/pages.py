@@ -1,0 +1,584 @@
+"""The dashboard's pages as HTML strings: layout, filters, figures, tables and charts.
+
+Server-rendered and script-free. Every figure carries its exact value in ``data-value`` (the
+text shows it rounded), so a test or a script can compare a page with the CLI's JSON. Every value
+from the warehouse is escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from forecast.dashboard import charts
+from forecast.dashboard.data import SCOPES, Filters, Missing, Overview
+from forecast.tracking.data import ALL_LABEL, TrackingData
+
+PAGES = (
+    ("/", "Overview"),
+    ("/reps", "Reps"),
+    ("/pipeline", "Pipeline"),
+    ("/insights", "Insights"),
+    ("/models", "Models"),
+)
+_COMPANIONS = ("_n", "_lo", "_hi", "_p_value")
+_MONEY = frozenset({"p10", "p50", "p90", "quota", "expected", "won_to_date", "won_ytd", "from_open_deals"})
+
+
+# --- values -----------------------------------------------------------------------------------------
+
+
+def _absent(value: Any) -> bool:
+    if value is None or value is pd.NaT:
+        return True
+    try:
+        return isinstance(value, float | int) and not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def money(value: Any) -> str:
+    """Money for people (``—`` when unknown)."""
+    return "—" if _absent(value) else charts.compact(float(value))
+
+
+def pct(value: Any, digits: int = 0) -> str:
+    """A fraction as a percentage (``—`` when unknown)."""
+    return "—" if _absent(value) else f"{100 * float(value):.{digits}f}%"
+
+
+def count(value: Any) -> str:
+    """A count or other number (``—`` when unknown)."""
+    if _absent(value):
+        return "—"
+    v = float(value)
+    return f"{v:,.0f}" if v == int(v) else f"{v:,.2f}"
+
+
+def _raw(value: Any) -> str:
+    return "" if _absent(value) else escape(str(value), quote=True)
+
+
+def figure(name: str, label: str, value: Any, text: str, note: str = "") -> str:
+    """One headline number: its label, the rounded text and the exact value in ``data-value``."""
+    extra = f'<span class="note">{escape(note)}</span>' if note else ""
+    return (
+        f'<div class="figure"><dt>{escape(label)}</dt>'
+        f'<dd data-figure="{escape(name)}" data-value="{_raw(value)}">{escape(text)}</dd>{extra}</div>'
+    )
+
+
+def missing(item: Missing) -> str:
+    """A plain sentence where data is absent (never a zero)."""
+    detail = f'<span class="detail">{escape(item.detail)}</span>' if item.detail else ""
+    return f'<p class="missing" role="status">{escape(item.message)} {detail}</p>'
+
+
+# --- layout -----------------------------------------------------------------------------------------
+
+
+def _options(name: str, values: Iterable[str], chosen: str | None) -> str:
+    opts = ['<option value="">all</option>']
+    for v in sorted(set(values)):
+        sel = " selected" if v == chosen else ""
+        opts.append(f'<option value="{escape(v, quote=True)}"{sel}>{escape(v)}</option>')
+    return f'<label>{name} <select name="{name}">{"".join(opts)}</select></label>'
+
+
+def filter_form(path: str, filters: Filters, data: TrackingData | None) -> str:
+    """The filters as a GET form: everything lives in the query string."""
+    choices: dict[str, list[str]] = {k: [] for k in SCOPES}
+    if data is not None:
+        choices["rep"] = data.reps["rep_id"].astype(str).tolist()
+        choices["team"] = data.reps["team"].astype(str).tolist()
+        choices["region"] = data.reps["region"].astype(str).tolist()
+        choices["source"] = data.leads["source"].astype(str).tolist()
+    horizon = "".join(
+        f"<option{' selected' if h == filters.horizon else ''}>{h}</option>"
+        for h in ("week", "month", "quarter")
+    )
+    periods = "".join(f'<option value="{p}">' for p in ("day", "week", "month", "quarter"))
+    return (
+        f'<form class="filters" method="get" action="{escape(path)}">'
+        f'<label>as of <input name="as_of" value="{_raw(filters.as_of)}" placeholder="YYYY-MM-DD" '
+        'size="11"></label>'
+        f'<label>period <input name="period" list="periods" value="{_raw(filters.period)}" '
+        f'placeholder="month or D1..D2" size="14"></label><datalist id="periods">{periods}</datalist>'
+        f'<label>forecast by <select name="horizon">{horizon}</select></label>'
+        + "".join(_options(k, choices[k], getattr(filters, k)) for k in SCOPES)
+        + f'<button type="submit">Apply</button> <a href="{escape(path)}">clear</a></form>'
+    )
+
+
+def layout(
+    title: str,
+    path: str,
+    filters: Filters,
+    as_of: str,
+    body: str,
+    data: TrackingData | None = None,
+    period: str = "",
+    logout: bool = False,
+) -> str:
+    """A whole page: navigation (keeping the filters), the as-of line, the filter form and ``body``."""
+    query = escape(filters.query(), quote=True)
+    nav = "".join(
+        f'<a href="{href}{query}"{" aria-current=page" if href == path else ""}>{name}</a>'
+        for href, name in PAGES
+    )
+    scope = filters.scope
+    scoped = f" · {escape(scope[0])} <strong>{escape(scope[1])}</strong>" if scope else ""
+    when = f'As of <strong data-figure="as_of" data-value="{_raw(as_of)}">{escape(as_of or "—")}</strong>'
+    per = f" · period <strong>{escape(period)}</strong>" if period else ""
+    out = (
+        '<form method="post" action="/logout" class="logout"><button type="submit">Log out</button></form>'
+        if logout
+        else ""
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} · forecast</title>"
+        '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
+        f'<header><nav aria-label="pages"><span class="brand">forecast</span>{nav}</nav>{out}'
+        f'<p class="asof">{when}{per}{scoped}</p>{filter_form(path, filters, data)}</header>'
+        f"<main><h1>{escape(title)}</h1>{body}</main>"
+        "<footer>Read-only view of the warehouse and the registry's champions; every figure is the "
+        "CLI's for the same as of (docs/dashboard.md).</footer></body></html>"
+    )
+
+
+def simple_page(title: str, message: str, status_note: str = "") -> str:
+    """A page without filters (errors, the login form's companions)."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<title>{escape(title)} · forecast</title><link rel="stylesheet" href="/static/dashboard.css">'
+        f'</head><body><main><h1>{escape(title)}</h1><p class="missing">{escape(message)}</p>'
+        f"{status_note}</main></body></html>"
+    )
+
+
+def login_page(next_path: str, error: str = "") -> str:
+    """The login form: the token, posted once; the answer sets a session cookie."""
+    wrong = f'<p class="missing" role="alert">{escape(error)}</p>' if error else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<title>Log in · forecast</title><link rel="stylesheet" href="/static/dashboard.css"></head>'
+        f'<body><main class="login"><h1>forecast dashboard</h1>{wrong}'
+        '<form method="post" action="/login">'
+        f'<input type="hidden" name="next" value="{escape(next_path, quote=True)}">'
+        '<label>API token (FORECAST_API_TOKEN) <input type="password" name="token" '
+        'autocomplete="current-password" required autofocus></label>'
+        '<button type="submit">Log in</button></form></main></body></html>'
+    )
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+
+def _cell(row: pd.Series, col: str, frame: pd.DataFrame) -> str:
+    value = row[col]
+    raw = f' data-col="{escape(col)}" data-value="{_raw(_py(value))}"'
+    if col + "_lo" in frame.columns and col + "_hi" in frame.columns:
+        lo, hi = row[col + "_lo"], row[col + "_hi"]
+        n = row[col + "_n"] if col + "_n" in frame.columns else None
+        is_rate = (
+            not _absent(value) and -1e-9 <= float(value) <= 1 + 1e-9 and not col.startswith(("avg", "corr"))
+        )
+        if _absent(value):
+            text = "— (n=0)" if n is not None and not _absent(n) and int(n) == 0 else "—"
+        elif is_rate:
+            text = f"{pct(value)} [{pct(lo)[:-1]}–{pct(hi)}]" if not _absent(lo) else pct(value)
+        else:
+            text = (
+                f"{float(value):.1f} [{float(lo):.1f}–{float(hi):.1f}]" if not _absent(lo) else f"{value:.1f}"
+            )
+        title = f' title="n={count(n)}"' if n is not None and not _absent(n) else ""
+        return f'<td class="num"{raw}{title}>{escape(text)}</td>'
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        if col in _MONEY or any(
+            w in col for w in ("value", "amount", "goal", "remaining", "pipeline", "velocity")
+        ):
+            text = money(value)
+        elif col.startswith("p_") or col.endswith(("rate", "attainment", "share", "conversion")):
+            text = pct(value, 1)
+        else:
+            text = count(value)
+        return f'<td class="num"{raw}>{escape(text)}</td>'
+    if isinstance(value, pd.Timestamp):
+        return f"<td{raw}>{escape(value.strftime('%Y-%m-%d'))}</td>"
+    return f"<td{raw}>{escape('' if _absent(value) else str(value))}</td>"
+
+
+def _py(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+def shown_columns(frame: pd.DataFrame, labels: Sequence[str]) -> list[str]:
+    """The metric columns of a tracking table: each rate once, its ``_n/_lo/_hi`` folded into its cell."""
+    return [
+        c
+        for c in frame.columns
+        if c not in labels and not any(c.endswith(s) and c[: -len(s)] in frame.columns for s in _COMPANIONS)
+    ]
+
+
+def table(
+    frame: pd.DataFrame,
+    labels: Sequence[str],
+    columns: Sequence[str] | None = None,
+    caption: str = "",
+    row_key: str | None = None,
+    limit: int = 200,
+) -> str:
+    """A tracking table: label columns, then metrics (rates with their 95% interval; n on hover)."""
+    if frame.empty:
+        return missing(Missing(f"{caption or 'This table'}: nothing in this period for these filters."))
+    labels = [c for c in labels if c in frame.columns]
+    cols = [c for c in (columns or shown_columns(frame, labels)) if c in frame.columns]
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in [*labels, *cols])
+    rows = []
+    for _, r in frame.head(limit).iterrows():
+        key = f' data-row="{_raw(r[row_key])}"' if row_key else ""
+        cls = ' class="total"' if any(str(r[c]) == ALL_LABEL for c in labels) else ""
+        cells = "".join(f'<th scope="row">{escape(str(r[c]))}</th>' for c in labels[:1])
+        cells += "".join(f"<td>{escape(str(r[c]))}</td>" for c in labels[1:])
+        cells += "".join(_cell(r, c, frame) for c in cols)
+        rows.append(f"<tr{key}{cls}>{cells}</tr>")
+    more = (
+        f"<p>… {len(frame) - limit} more rows: forecast metrics --format csv has them all.</p>"
+        if len(frame) > limit
+        else ""
+    )
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    body = "".join(rows)
+    html = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{html}</div>{more}'
+
+
+def notes(items: Sequence[str]) -> str:
+    """Notes about the data (what is missing, what a filter cannot do)."""
+    return "".join(f'<p class="note">note: {escape(n)}</p>' for n in items)
+
+
+# --- pages ------------------------------------------------------------------------------------------
+
+
+def overview_body(o: Overview) -> str:
+    """The Overview: this period against goal, the forecast ahead, flags and the top insights."""
+    parts = [notes(o.notes)]
+    f = o.figures
+    who = f" ({o.group})" if o.group else ""
+    if isinstance(o.forecast, Missing):
+        parts.append(f"<section><h2>Revenue</h2>{missing(o.forecast)}</section>")
+    else:
+        parts.append(f"<section><h2>This period: {escape(o.period)}{escape(who)}</h2><dl class=figures>")
+        parts.append(figure("won_to_date", "Won so far", f.get("won_to_date"), money(f.get("won_to_date"))))
+        parts.append(figure("goal", "Goal", f.get("goal"), money(f.get("goal"))))
+        if "pace_to_date" in f:
+            parts.append(
+                figure(
+                    "pace_to_date",
+                    "Pace (won / goal due by now)",
+                    f.get("pace_to_date"),
+                    pct(f.get("pace_to_date")),
+                    f"goal due by now {money(f.get('goal_to_date'))}",
+                )
+            )
+        parts.append(figure("p50", "Forecast P50", f.get("p50"), money(f.get("p50"))))
+        parts.append(
+            figure(
+                "p10_p90",
+                "P10–P90",
+                f"{f.get('p10')}..{f.get('p90')}",
+                f"{money(f.get('p10'))}–{money(f.get('p90'))}",
+            )
+        )
+        parts.append(figure("p_hit_quota", "P(hit quota)", f.get("p_hit_quota"), pct(f.get("p_hit_quota"))))
+        parts.append(
+            figure("gap_to_goal", "Gap to goal (expected)", f.get("gap_to_goal"), money(f.get("gap_to_goal")))
+        )
+        parts.append(
+            figure("deals_needed", "Deals needed", f.get("deals_needed"), count(f.get("deals_needed")))
+        )
+        parts.append("</dl>")
+        if isinstance(o.pacing, Missing):
+            parts.append(missing(o.pacing))
+        elif not o.pacing:
+            parts.append(missing(Missing(f"{o.period} has no day before the as of yet: no pacing to draw.")))
+        else:
+            days = [str(r["day"])[5:10] for r in o.pacing]
+            parts.append('<div class="charts">')
+            parts.append(
+                charts.line_chart(
+                    days,
+                    [
+                        ("cumulative won", [r.get("cumulative_won") for r in o.pacing]),
+                        ("cumulative goal", [r.get("cumulative_goal") for r in o.pacing]),
+                    ],
+                    title=f"{o.period}: cumulative won against the goal, by day",
+                )
+            )
+            parts.append(
+                charts.bar_chart(
+                    days,
+                    [r.get("won_value") for r in o.pacing],
+                    title=f"{o.period}: won per day",
+                    colour=charts.PALETTE["green"],
+                )
+            )
+            parts.append("</div>")
+        parts.append("</section><section><h2>The forecast ahead</h2>")
+        rows = o.forecast
+        parts.append(
+            charts.fan_chart(
+                [str(r["period"]) for r in rows],
+                [r.get("p10") for r in rows],
+                [r.get("p50") for r in rows],
+                [r.get("p90") for r in rows],
+                [r.get("quota") for r in rows],
+                title="Revenue per period: P10–P90 band, P50 and quota",
+            )
+        )
+        frame = pd.DataFrame(rows)
+        cols = ["won_to_date", "p10", "p50", "p90", "quota", "p_hit_quota", "gap_to_goal", "deals_needed"]
+        parts.append(
+            table(frame, ["period"], [c for c in cols if c in frame], "forecast revenue", row_key="period")
+        )
+        parts.append("</section>")
+    parts.append("<section><h2>Flags</h2>")
+    if isinstance(o.flags, Missing):
+        parts.append(missing(o.flags))
+    else:
+        deals = o.flags["entities"].get("deal", {})
+        leads = o.flags["entities"].get("lead", {})
+        parts.append("<dl class=figures>")
+        parts.append(
+            figure("deals_at_risk", "Deals at risk", deals.get("at_risk"), count(deals.get("at_risk")))
+        )
+        cold = (leads.get("by_flag") or {}).get("going_cold", 0)
+        parts.append(figure("leads_going_cold", "Leads going cold", cold, count(cold)))
+        parts.append(figure("open_deals", "Open deals", deals.get("open"), count(deals.get("open"))))
+        parts.append("</dl>")
+        top = pd.DataFrame(o.flags["top"][:10])
+        if not top.empty:
+            parts.append(
+                table(
+                    top,
+                    ["entity", "id"],
+                    ["flag", "severity", "evidence", "suggested_action"],
+                    "most urgent flags (forecast flags)",
+                )
+            )
+    parts.append("</section><section><h2>Top insights</h2>")
+    parts.append(
+        insight_list(o.insights)
+        if o.insights
+        else missing(Missing("No insight passed the evidence bar for this period."))
+    )
+    parts.append('<p><a href="/insights">every insight</a></p></section>')
+    return "".join(parts)
+
+
+def insight_list(items: Sequence[dict[str, Any]]) -> str:
+    """Insights ranked by expected revenue impact, each with its test and evidence."""
+    out = ['<ol class="insights">']
+    for i in items:
+        impact = i.get("expected_revenue_impact")
+        stats = "" if i.get("p_value") is None else f"; p={i['p_value']:.4f}, q={(i.get('q_value') or 0):.4f}"
+        evidence = "".join(
+            f"<dt>{escape(str(k))}</dt><dd>{escape(_evidence(v))}</dd>"
+            for k, v in (i.get("evidence") or {}).items()
+        )
+        out.append(
+            f'<li data-rule="{_raw(i.get("rule"))}"><p><strong>{escape(str(i.get("decision")))}</strong> '
+            f'<span class="impact" data-value="{_raw(impact)}">expected revenue impact '
+            f"{money(impact)}</span></p>"
+            f"<p>{escape(str(i.get('message')))}</p>"
+            f'<p class="note">{escape(str(i.get("audience")))} · {escape(str(i.get("subject")))} · '
+            f"{escape(str(i.get('test')))}{escape(stats)}; "
+            f"adjusted for {escape(str(i.get('adjusted_for')))}</p>"
+            f'<details><summary>evidence</summary><dl class="evidence">{evidence}</dl></details></li>'
+        )
+    out.append("</ol>")
+    return "".join(out)
+
+
+def _evidence(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return str(value)
+
+
+REP_COLUMNS = [
+    "name",
+    "calls",
+    "emails_sent",
+    "reply_rate",
+    "meetings_completed",
+    "meeting_held_rate",
+    "new_opportunities",
+    "won",
+    "lost",
+    "win_rate",
+    "won_value",
+    "selling_hours",
+]
+GOAL_COLUMNS = [
+    "name",
+    "goal",
+    "won_value",
+    "attainment",
+    "remaining",
+    "deals_needed",
+    "days_left",
+    "needed_per_day",
+]
+
+
+def reps_body(r: dict[str, Any]) -> str:
+    """Per-rep performance with Wilson intervals, and goals (attainment, what is still needed)."""
+    perf: pd.DataFrame = r["performance"]
+    parts = [notes(r["notes"])]
+    parts.append("<section><h2>Performance</h2>")
+    total: pd.DataFrame = r["total"]
+    label = next((c for c in ("rep", "team", "region") if c in total.columns), None)
+    if label is not None and label != "rep":  # a team's or region's total row: its name in the rep column
+        total = total.assign(rep=total[label], name=f"{label} total")
+    both = pd.concat([perf, total], ignore_index=True)
+    parts.append(
+        table(both, ["rep"], REP_COLUMNS, "forecast metrics --report performance --by rep", row_key="rep")
+    )
+    if not perf.empty and "win_rate" in perf:
+        parts.append(
+            charts.bar_chart(
+                perf["rep"].astype(str).tolist(),
+                perf["win_rate"].tolist(),
+                perf["win_rate_lo"].tolist(),
+                perf["win_rate_hi"].tolist(),
+                title="Win rate per rep with its 95% Wilson interval",
+                fmt=lambda v: f"{100 * v:.0f}%",
+            )
+        )
+    parts.append("</section><section><h2>Goals and pace</h2>")
+    goals: pd.DataFrame = r["goals"]
+    if goals.empty or goals["goal"].isna().all():
+        parts.append(
+            missing(
+                Missing("No quotas for these reps in this period: attainment and pace need a quotas table.")
+            )
+        )
+    parts.append(
+        table(goals, ["rep"], GOAL_COLUMNS, "forecast metrics --report goals --by rep", row_key="rep")
+    )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def pipeline_body(p: dict[str, Any]) -> str:
+    """The funnel by grouping, the stages, loss reasons and the monthly trend."""
+    parts = [notes(p["notes"])]
+    parts.append(f"<section><h2>Funnel by {escape(p['by'])}</h2>")
+    parts.append(
+        table(
+            p["funnel"],
+            [p["by"], "name"],
+            None,
+            f"forecast metrics --report funnel --by {p['by']}",
+            row_key=p["by"],
+        )
+    )
+    monthly: pd.DataFrame = p["monthly"]
+    if not monthly.empty and "won_value" in monthly and "month" in monthly:
+        parts.append(
+            charts.bar_chart(
+                monthly["month"].astype(str).tolist(),
+                monthly["won_value"].tolist(),
+                title="Won value per month",
+                colour=charts.PALETTE["green"],
+            )
+        )
+    parts.append("</section><section><h2>Stages</h2>")
+    parts.append(table(p["stages"], ["stage"], None, "forecast metrics --report process (stages)"))
+    parts.append("</section><section><h2>Loss reasons</h2>")
+    parts.append(
+        table(p["loss_reasons"], ["loss_reason"], None, "forecast metrics --report funnel (loss_reasons)")
+    )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def models_body(models: Sequence[dict[str, Any]]) -> str:
+    """Champions, versions, training window, test metrics against baselines, last monitoring verdict."""
+    parts = []
+    for m in models:
+        name = m["name"]
+        parts.append(f'<section data-model="{escape(name)}"><h2>{escape(name)}</h2>')
+        if "missing" in m:
+            parts.append(missing(Missing(m["missing"])))
+            parts.append("</section>")
+            continue
+        champ, chall = m["champion"], m.get("challenger")
+        window = m.get("window") or {}
+        parts.append("<dl class=figures>")
+        parts.append(figure(f"{name}_champion", "Champion version", champ["version"], str(champ["version"])))
+        chall_text = "—" if chall is None else str(chall["version"])
+        parts.append(
+            figure(
+                f"{name}_challenger",
+                "Challenger version",
+                None if chall is None else chall["version"],
+                chall_text,
+            )
+        )
+        parts.append(figure(f"{name}_kind", "Kind", m.get("model_kind"), str(m.get("model_kind") or "—")))
+        span = f"{window.get('from') or '?'} to {window.get('to') or '?'}"
+        parts.append(
+            figure(f"{name}_window", "Training window", span, span, f"{window.get('rows') or '?'} rows")
+        )
+        verdict = m.get("monitoring")
+        text = (
+            "never monitored"
+            if verdict is None
+            else f"{verdict['verdict']} (v{verdict['version']}, {verdict['at']})"
+        )
+        parts.append(
+            figure(
+                f"{name}_monitoring",
+                "Last monitoring verdict",
+                None if verdict is None else verdict["verdict"],
+                text,
+            )
+        )
+        parts.append("</dl>")
+        test, baselines = m.get("test") or {}, m.get("baselines") or {}
+        shown = [k for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "c_index", "ibs") if k in test]
+        if shown:
+            head = "".join(f'<th scope="col">{escape(b)}</th>' for b in baselines)
+            rows = []
+            for k in shown:
+                cells = "".join(f'<td class="num">{_metric(baselines[b].get(k))}</td>' for b in baselines)
+                rows.append(
+                    f'<tr><th scope="row">{escape(k)}</th>'
+                    f'<td class="num" data-col="{escape(k)}" data-value="{_raw(test[k])}">'
+                    f"{_metric(test[k])}</td>{cells}</tr>"
+                )
+            parts.append(
+                '<div class="scroll"><table><caption>test slice: the model against its baselines</caption>'
+                f'<thead><tr><th scope="col">metric</th><th scope="col">model</th>{head}</tr></thead>'
+                f"<tbody>{''.join(rows)}</tbody></table></div>"
+            )
+        if verdict is not None and verdict.get("reasons"):
+            parts.append(f'<p class="note">{escape(verdict["reasons"])}</p>')
+        parts.append("</section>")
+    return "".join(parts)
+
+
+def _metric(value: Any) -> str:
+    return "—" if _absent(value) else f"{float(value):.4f}"
