@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from forecast.cli.main import _fail, _settings, app
+from forecast.cli.main import app, context_settings, fail
 
 LOOPBACK = "127.0.0.1"
 
@@ -44,13 +44,13 @@ def dashboard(
 
     from forecast.dashboard.app import create_app
 
-    settings = _settings(ctx)
+    settings = context_settings(ctx)
     if not settings.warehouse.is_file():
-        _fail(False, f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first")
+        fail(False, f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first")
     try:
         application = create_app(settings)
     except ValueError as exc:  # a blank FORECAST_API_TOKEN
-        _fail(False, str(exc))
+        fail(False, str(exc))
     bind = host or LOOPBACK
     if not is_loopback(bind) and settings.api_token is None:
         print(

@@ -219,7 +219,7 @@ class Reader:
                     group=group,
                     n_sims=SIMULATIONS,
                     seed=0,
-                )
+                ).to_dict()  # the document of `forecast revenue --json`
             except ModelBindingError as exc:
                 return Missing(str(exc))
             except LookupError as exc:
@@ -241,7 +241,7 @@ class Reader:
                     entities=["opportunity", "lead"],
                     config=load_flags_config(settings=self.settings),
                     limit=20,
-                )
+                ).to_dict()  # the document of `forecast flags --json`
             except (LookupError, ValueError) as exc:
                 return Missing(f"The flags cannot be computed: {str(exc).strip(chr(39))}")
 
