@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
-from forecast.features.build import Entity, feature_catalogue
+from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.name_rules import name_problem
 
 MAX_RECORDS = 1000
@@ -90,7 +90,7 @@ class _Record(BaseModel):
 @cache
 def record_model(entity: Entity) -> type[BaseModel]:
     """The record model of ``entity`` (``lead``: ``LeadRecord``, ``opportunity``: ``DealRecord``)."""
-    id_name = "lead_id" if entity == "lead" else "opportunity_id"
+    id_name = ID_COLUMN[entity]
     fields: dict[str, Any] = {
         id_name: (Id, Field(description=f"The CRM's {entity} id (echoed in the answer).")),
     }
