@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forecast.models.names import LEAD_SCORING
 from forecast.name_rules import check_name
 from forecast.yaml_config import read_yaml_model
 
@@ -208,8 +209,8 @@ class TrainingConfig(_Strict):
         seed: Random seed.
     """
 
-    model_name: str = "lead_scoring"
-    experiment: str = "lead_scoring"
+    model_name: str = LEAD_SCORING
+    experiment: str = LEAD_SCORING
     entity: Literal["lead", "opportunity"] = "lead"
     label: str = "label_converted"
     score_name: str | None = None
