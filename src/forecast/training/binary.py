@@ -6,7 +6,7 @@ flat exports). Evaluation and the final fit are separate steps:
 1. keep rows with a known label; split by time (whole entities per split, purge gap before the
    test slice) or, without dates, stratified / by row order. A split that would leave one class
    out of a part while the labelled rows hold both is retried with a shorter purge gap, then by
-   entity at random, and the summary says so (see :func:`forecast.training.splits._split`);
+   entity at random, and the summary says so (see :func:`forecast.training.splits.evaluation_split`);
 2. check data sufficiency: below the absolute minimum refuse with a message giving the rows of
    each class and what is needed; below the sufficiency threshold fit a regularised logistic
    model instead of LightGBM, and say so;
@@ -53,7 +53,7 @@ from forecast.models.crossfit import fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 from forecast.models.stage_incidence import StageWinIncidence
 from forecast.training.inputs import ModelInput
-from forecast.training.splits import _check_parts, _one_class_part, _split
+from forecast.training.splits import check_part_sizes, evaluation_split, one_class_part
 
 
 @dataclass
@@ -284,7 +284,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
     """:func:`train_binary` for the learned model (LightGBM, or the small-data logistic one).
 
     With ``check_parts`` (a small-data model to fall back on exists), evaluation parts below the
-    absolute minimums raise :class:`InsufficientDataError` (:func:`_check_parts`); without it a
+    absolute minimums raise :class:`InsufficientDataError` (:func:`check_part_sizes`); without it a
     small export is still trained and judged on what it has, its notes saying so.
     """
     frame = data.frame
@@ -294,9 +294,9 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
     frame = frame.loc[known].reset_index(drop=True)
     y_all = frame[data.label].astype(int).to_numpy()
     small, note = _check_sufficiency(y_all, config)
-    parts, split_summary = _split(data, frame, config)
+    parts, split_summary = evaluation_split(data, frame, config)
     fit_rows, test = parts
-    lacking = _one_class_part(parts, y_all)
+    lacking = one_class_part(parts, y_all)
     if lacking is not None:
         positives = int(y_all.sum())
         raise InsufficientDataError(
@@ -305,7 +305,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
             "both classes are needed in the rows before the test cut and in the test slice"
         )
     if check_parts:
-        _check_parts(parts, y_all, config)
+        check_part_sizes(parts, y_all, config)
     x = frame[data.features]
     ids = frame[data.id_column].reset_index(drop=True)
     notes = [note] if note else []
@@ -436,7 +436,7 @@ def _choose_family(
 ) -> tuple[Pipeline, str, dict[str, Any]]:
     """The served family: LightGBM, a logistic regression, or the better of the two on a selection slice.
 
-    With ``family.choice: auto`` the fitting rows are split again as all rows were (:func:`_split`:
+    With ``family.choice: auto`` the fitting rows are split again as all rows were (:func:`evaluation_split`:
     time-forward with the purge gap where there are dates), both families go through the same
     fitting procedure on the earlier part, and the one with the lower log loss on the later part
     is evaluated on the test slice and served. The test slice takes no part in the choice, so its
@@ -451,14 +451,14 @@ def _choose_family(
     inner = frame.iloc[fit_rows].reset_index(drop=True)
     y = inner[data.label].astype(int).to_numpy()
     try:
-        (fit, select), how = _split(data, inner, config)
+        (fit, select), how = evaluation_split(data, inner, config)
     except (ValueError, InputError) as exc:
         return (
             trees,
             "lightgbm",
             {"choice": choice, "chosen": "lightgbm", "note": f"no selection slice: {exc}"},
         )
-    if len(select) < config.family.min_selection_rows or _one_class_part([fit, select], y) is not None:
+    if len(select) < config.family.min_selection_rows or one_class_part([fit, select], y) is not None:
         return (
             trees,
             "lightgbm",

@@ -1,9 +1,9 @@
 """The evaluation's two parts: the rows an evaluation model is fitted on and the test slice.
 
-:func:`_split` cuts them for every model (:mod:`forecast.training.binary`,
+:func:`evaluation_split` cuts them for every model (:mod:`forecast.training.binary`,
 :mod:`forecast.training.survival`): by time where there are dates (whole entities per part, a purge
 gap before the test slice, shortened on a short history), else stratified or by row order.
-:func:`_check_parts` refuses parts too small to fit or judge a model on.
+:func:`check_part_sizes` refuses parts too small to fit or judge a model on.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from forecast.models.config import TrainingConfig
 from forecast.training.inputs import ModelInput
 
 
-def _split(
+def evaluation_split(
     data: ModelInput, frame: pd.DataFrame, config: TrainingConfig, enough_to_fit: bool = True
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Fitting and test positions, and how they were made.
@@ -35,6 +35,18 @@ def _split(
     also shortened while the fitting rows are fewer than the small-data sufficiency threshold
     (:func:`_too_few_to_fit`). Without dates: stratified or by row order, as configured
     (``split.method``: ``order``, ``random`` or ``stratified`` ignore dates).
+
+    Args:
+        data: The model input (label, id and time columns).
+        frame: Its labelled rows.
+        config: Training configuration (``split``, ``snapshots``, ``small_data``, ``seed``).
+        enough_to_fit: Also shorten the gap while the fitting rows are too few to fit.
+
+    Returns:
+        The fitting and test positions in ``frame``, and the split's summary.
+
+    Raises:
+        InputError: ``split.method: time`` without dates, or labelled rows without a date.
     """
     s = config.split
     y = frame[data.label].astype(int).to_numpy()
@@ -71,7 +83,7 @@ def _split(
             test_ids = ids.iloc[splits.test].unique()
             fit = np.flatnonzero(((times < cut - pd.Timedelta(days=g)) & ~ids.isin(test_ids)).to_numpy())
             parts = [fit, splits.test]
-            lacking = _one_class_part(parts, y)
+            lacking = one_class_part(parts, y)
             if lacking is not None:
                 tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
                 continue
@@ -144,15 +156,23 @@ def _gap_ladder(gap: float) -> list[float]:
     return sorted({gap, gap / 2, gap / 4, 0.0}, reverse=True) if gap > 0 else [0.0]
 
 
-def _one_class_part(parts: list[np.ndarray], y: np.ndarray) -> str | None:
-    """The name of the first part holding fewer than two classes (``None``: all hold both)."""
+def one_class_part(parts: list[np.ndarray], y: np.ndarray) -> str | None:
+    """The name of the first part holding fewer than two classes (``None``: all hold both).
+
+    Args:
+        parts: The fitting and the test positions.
+        y: The 0/1 labels the positions index.
+
+    Returns:
+        ``"training"`` or ``"test"``, or ``None``.
+    """
     for name, idx in zip(("training", "test"), parts, strict=True):
         if len(np.unique(y[idx])) < 2:
             return name
     return None
 
 
-def _check_parts(parts: list[np.ndarray], y: np.ndarray, config: TrainingConfig) -> None:
+def check_part_sizes(parts: list[np.ndarray], y: np.ndarray, config: TrainingConfig) -> None:
     """Raise when a part of the evaluation is too small to fit or judge a model on.
 
     Both classes in a part are not enough: a model fitted on 2 rows, or judged on 50 rows holding 5
@@ -160,6 +180,14 @@ def _check_parts(parts: list[np.ndarray], y: np.ndarray, config: TrainingConfig)
     The parts must each hold the small-data absolute minimums; below them deal snapshots get the
     small-data stage model (:func:`~forecast.training.binary.train_binary`); other data is trained
     on what it has.
+
+    Args:
+        parts: The fitting and the test positions.
+        y: The 0/1 labels the positions index.
+        config: Training configuration (its ``small_data`` minimums).
+
+    Raises:
+        InsufficientDataError: A part below the minimums (the message names it).
     """
     sd = config.small_data
     for name, idx in zip(("fitting", "test"), parts, strict=True):

@@ -37,7 +37,7 @@ from forecast.models.survival import (
 )
 from forecast.training.binary import TrainResult, data_identity
 from forecast.training.inputs import ModelInput
-from forecast.training.splits import _split
+from forecast.training.splits import evaluation_split
 from forecast.training.survival_metrics import (
     c_index_gap_se,
     concordance_index,
@@ -101,7 +101,7 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
             "closes are needed to train a time-to-close model"
         )
     # The gap is not shortened for a few fitting rows: below the threshold the stage curves serve.
-    parts, split_summary = _split(
+    parts, split_summary = evaluation_split(
         data, frame.assign(**{data.label: e_all.astype(int)}), config, enough_to_fit=False
     )
     train, test = parts
