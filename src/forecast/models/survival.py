@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
@@ -29,7 +28,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from forecast.models.pipeline import TREE_DEFAULTS, isotonic_predict, lgbm_classifier, predict_threads
+from forecast.models.pipeline import (
+    TREE_DEFAULTS,
+    early_stopping_kwargs,
+    isotonic_predict,
+    lgbm_classifier,
+    predict_threads,
+)
 
 DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
 """Interval edges in days after as_of (the last one is the longest horizon modelled)."""
@@ -205,15 +210,13 @@ class DiscreteTimeHazard(_HazardBase):
         self.model_ = lgbm_classifier(
             self, **({"objective": "multiclass", "num_class": 3} if self.competing_ else {})
         )
-        kw: dict[str, Any] = {}
-        callbacks: list[Any] = []
+        kw: dict[str, Any] = {"callbacks": []}
         if eval_set is not None:
             v_causes = eval_set[3] if self.competing_ and len(eval_set) > 3 else None
             xv, yv = expand_person_period(eval_set[0], eval_set[1], eval_set[2], self.edges, v_causes)
             metric = "multi_logloss" if self.competing_ else "binary_logloss"
-            kw = {"eval_X": (xv,), "eval_y": (yv,), "eval_metric": metric}
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        self.model_.fit(xl, yl, callbacks=callbacks, **kw)
+            kw = early_stopping_kwargs(xv, yv, metric, self.early_stopping_rounds)
+        self.model_.fit(xl, yl, **kw)
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.classes_ = np.array([0, 1])
