@@ -44,6 +44,7 @@ from forecast.models.pipeline import (
     fit_calibrator,
     fit_pipeline,
 )
+from forecast.models.survival import CurveCalibrationSet
 
 
 def fit_calibrated(
@@ -269,30 +270,15 @@ def fit_hazard(
         parts.append((held, part))
     length = min(len(c) for c in curves)
     trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    calibration_set = (
+        _held_out_curves(parts, x, trees, durations, events, followup, causes) if calibrate else None
+    )
     final = clone(template)
     final.named_steps["model"].set_params(n_estimators=trees)
     prep = final[:-1].fit(x)
-    model = final.named_steps["model"]
-    model.fit(prep.transform(x), durations, events, causes=causes)
-    if calibrate:
-        n, k_edges = len(x), len(model.edges)
-        closed_by = np.zeros((n, k_edges))
-        won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
-        seen = np.zeros(n, dtype=bool)
-        for held, part in parts:
-            c_k, w_k = part.named_steps["model"].raw_curves(part[:-1].transform(x.iloc[held]), trees)
-            closed_by[held] = c_k
-            seen[held] = True
-            if won_by is not None and w_k is not None:
-                won_by[held] = w_k
-        model.calibrate_curves(
-            closed_by[seen],
-            None if won_by is None else won_by[seen],
-            durations[seen],
-            events[seen],
-            followup[seen],
-            None if causes is None else causes[seen],
-        )
+    final.named_steps["model"].fit(
+        prep.transform(x), durations, events, causes=causes, calibration_set=calibration_set
+    )
     return final, {
         "rows": len(x),
         "entities": int(ids.nunique()),
@@ -301,3 +287,43 @@ def fit_hazard(
         "held_out_folds": len(parts),
         "calibration": "isotonic per edge on held-out curves" if calibrate else "none",
     }
+
+
+def _held_out_curves(
+    parts: list[tuple[np.ndarray, Pipeline]],
+    x: pd.DataFrame,
+    trees: int,
+    durations: np.ndarray,
+    events: np.ndarray,
+    followup: np.ndarray,
+    causes: np.ndarray | None,
+) -> CurveCalibrationSet:
+    """The folds' uncalibrated curves of their held-out rows at ``trees`` trees, to calibrate on.
+
+    Args:
+        parts: Each fold's held-out positions and the pipeline fitted without them.
+        x: Feature rows.
+        trees: The tree count chosen over all folds.
+        durations: Days from as_of to the close (or to the data's end).
+        events: Whether the close was observed.
+        followup: Days each row was followed.
+        causes: Cause of each close, or ``None``.
+    """
+    n, k_edges = len(x), len(parts[0][1].named_steps["model"].edges)
+    closed_by = np.zeros((n, k_edges))
+    won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
+    seen = np.zeros(n, dtype=bool)
+    for held, part in parts:
+        c_k, w_k = part.named_steps["model"].raw_curves(part[:-1].transform(x.iloc[held]), trees)
+        closed_by[held] = c_k
+        seen[held] = True
+        if won_by is not None and w_k is not None:
+            won_by[held] = w_k
+    return CurveCalibrationSet(
+        closed_by[seen],
+        None if won_by is None else won_by[seen],
+        durations[seen],
+        events[seen],
+        followup[seen],
+        None if causes is None else causes[seen],
+    )
