@@ -8,6 +8,7 @@ gap before the test slice, shortened on a short history), else stratified or by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,6 @@ def evaluation_split(
         InputError: ``split.method: time`` without dates, or labelled rows without a date.
     """
     s = config.split
-    y = frame[data.label].astype(int).to_numpy()
-    ids = frame[data.id_column].reset_index(drop=True)
     has_time = data.time_column is not None and frame[data.time_column].notna().any()
     if s.method == "time" and not has_time:
         raise InputError("--split time needs dates: name the date column with --time COLUMN")
@@ -62,64 +61,112 @@ def evaluation_split(
             f"{n} labelled rows have no date in the time column; fix or drop them, or train without a time column"
         )
     if has_time:
-        times = pd.to_datetime(frame[str(data.time_column)]).reset_index(drop=True)
-        gap = s.gap_days if s.gap_days is not None else float(config.snapshots.horizon_days)
-        tried: list[str] = []
-        fallback: tuple[list[np.ndarray], dict[str, Any]] | None = None
-        for g in _gap_ladder(gap):
-            try:
-                splits = time_splits(
-                    frame,
-                    data.id_column,
-                    time_column=str(data.time_column),
-                    valid_fraction=s.valid_fraction,
-                    test_fraction=s.test_fraction,
-                    gap_days=g,
-                )
-            except ValueError as exc:
-                tried.append(f"gap {g:g} days: {exc}")
-                continue
-            cut = splits.cuts[1]
-            test_ids = ids.iloc[splits.test].unique()
-            fit = np.flatnonzero(((times < cut - pd.Timedelta(days=g)) & ~ids.isin(test_ids)).to_numpy())
-            parts = [fit, splits.test]
-            lacking = one_class_part(parts, y)
-            if lacking is not None:
-                tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
-                continue
-            few = _too_few_to_fit(y[fit], config) if enough_to_fit else None
-            summary: dict[str, Any] = {
-                "method": "time",
-                "cuts": [c.isoformat() for c in splits.cuts],
-                "gap_days": g,
-                "dropped_rows": len(frame) - len(fit) - len(splits.test),
-                "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
-            }
-            if g < gap:
-                summary["note"] = (
-                    f"the history is too short for a {gap:g}-day purge gap ({'; '.join(tried)}), so the "
-                    f"gap was shortened to {g:g} days: some test labels were decided in the same weeks "
-                    "as training labels, and the test metrics may be optimistic"
-                )
-            if few is not None and g > 0:
-                tried.append(f"gap {g:g} days: {few}")
-                fallback = fallback or (parts, summary)
-                continue
-            return parts, summary
-        if fallback is not None:  # both classes at a longer gap, too few rows at every gap
-            return fallback
-        parts = _entity_split(ids, y, s.test_fraction, config.seed)
-        return parts, {
-            "method": "entity_random",
-            "note": (
-                "no time split leaves both classes in the fitting and the test rows ("
-                + "; ".join(tried)
-                + "), so whole entities were split at random, stratified: the test slice is not "
-                "the future, and its metrics may be optimistic"
-            ),
-            "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
-        }
-    n = len(frame)
+        return _time_split(data, frame, config, enough_to_fit)
+    return _split_without_time(frame[data.label].astype(int).to_numpy(), config)
+
+
+def _time_split(
+    data: ModelInput, frame: pd.DataFrame, config: TrainingConfig, enough_to_fit: bool
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """:func:`evaluation_split` by time: the purge-gap ladder, then whole entities at random.
+
+    Args:
+        data: The model input (its time column is set and dates every row).
+        frame: Its labelled rows.
+        config: Training configuration.
+        enough_to_fit: Also shorten the gap while the fitting rows are too few to fit.
+    """
+    s = config.split
+    y = frame[data.label].astype(int).to_numpy()
+    ids = frame[data.id_column].reset_index(drop=True)
+    times = pd.to_datetime(frame[str(data.time_column)]).reset_index(drop=True)
+    gap = s.gap_days if s.gap_days is not None else float(config.snapshots.horizon_days)
+    tried: list[str] = []
+    fallback: tuple[list[np.ndarray], dict[str, Any]] | None = None
+    for g in _gap_ladder(gap):
+        try:
+            splits = time_splits(
+                frame,
+                data.id_column,
+                time_column=str(data.time_column),
+                valid_fraction=s.valid_fraction,
+                test_fraction=s.test_fraction,
+                gap_days=g,
+            )
+        except ValueError as exc:
+            tried.append(f"gap {g:g} days: {exc}")
+            continue
+        test_ids = ids.iloc[splits.test].unique()
+        cut = splits.cuts[1] - pd.Timedelta(days=g)
+        parts = [np.flatnonzero(((times < cut) & ~ids.isin(test_ids)).to_numpy()), splits.test]
+        lacking = one_class_part(parts, y)
+        if lacking is not None:
+            tried.append(f"gap {g:g} days: the {lacking} rows hold one class")
+            continue
+        summary = _time_summary(splits.cuts, g, gap, tried, len(frame), parts, ids, times)
+        few = _too_few_to_fit(y[parts[0]], config) if enough_to_fit else None
+        if few is not None and g > 0:
+            tried.append(f"gap {g:g} days: {few}")
+            fallback = fallback or (parts, summary)
+            continue
+        return parts, summary
+    if fallback is not None:  # both classes at a longer gap, too few rows at every gap
+        return fallback
+    parts = _entity_split(ids, y, s.test_fraction, config.seed)
+    return parts, {
+        "method": "entity_random",
+        "note": (
+            "no time split leaves both classes in the fitting and the test rows ("
+            + "; ".join(tried)
+            + "), so whole entities were split at random, stratified: the test slice is not "
+            "the future, and its metrics may be optimistic"
+        ),
+        "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
+    }
+
+
+def _time_summary(
+    cuts: Sequence[pd.Timestamp],
+    g: float,
+    gap: float,
+    tried: list[str],
+    rows: int,
+    parts: list[np.ndarray],
+    ids: pd.Series,
+    times: pd.Series,
+) -> dict[str, Any]:
+    """The summary of a time split at the purge gap ``g`` (a note when shorter than ``gap``).
+
+    Args:
+        cuts: The split's cuts (validation, test).
+        g: The purge gap used, in days.
+        gap: The purge gap configured, in days.
+        tried: Why each longer gap failed.
+        rows: How many labelled rows were split.
+        parts: The fitting and the test positions.
+        ids: Each row's entity.
+        times: Each row's date.
+    """
+    summary: dict[str, Any] = {
+        "method": "time",
+        "cuts": [c.isoformat() for c in cuts],
+        "gap_days": g,
+        "dropped_rows": rows - len(parts[0]) - len(parts[1]),
+        "splits": {name: _range(ids, times, p) for name, p in zip(SPLITS, parts, strict=True)},
+    }
+    if g < gap:
+        summary["note"] = (
+            f"the history is too short for a {gap:g}-day purge gap ({'; '.join(tried)}), so the "
+            f"gap was shortened to {g:g} days: some test labels were decided in the same weeks "
+            "as training labels, and the test metrics may be optimistic"
+        )
+    return summary
+
+
+def _split_without_time(y: np.ndarray, config: TrainingConfig) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """:func:`evaluation_split` without dates: by row order, at random or stratified, as configured."""
+    s = config.split
+    n = len(y)
     positions = np.arange(n)
     method = s.method if s.method in ("order", "random", "stratified") else s.without_time
     if method == "order":
