@@ -100,11 +100,9 @@ def fit_calibrated(
         part = clone(template)
         part.named_steps["model"].set_params(calibration="none")
         fit_pipeline(part, x.loc[~held], y[~held], x.loc[held], y[held])
-        results = part.named_steps["model"].model_.evals_result_
-        curves.append(np.asarray(next(iter(next(iter(results.values())).values())), dtype=float))
+        curves.append(_validation_curve(part))
         parts.append((held, part))
-    length = min(len(c) for c in curves)
-    trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    trees = _best_tree_count(curves)
     raw = np.full(len(y), np.nan)
     for held, part in parts:
         raw[held] = np.clip(part[-1].uncalibrated_proba(part[:-1].transform(x.loc[held]), trees), 0.0, 1.0)
@@ -248,28 +246,8 @@ def fit_hazard(
     if assignment is None:
         raise InsufficientDataError("too few deals with an observed close to cross-fit a time-to-close model")
 
-    def cause(idx: np.ndarray) -> np.ndarray | None:
-        return None if causes is None else causes[idx]
-
-    parts: list[tuple[np.ndarray, Pipeline]] = []
-    curves: list[np.ndarray] = []
-    for k in _held_out(assignment, fitted_folds):
-        held = np.flatnonzero(assignment == k)
-        rest = np.flatnonzero(assignment != k)
-        part = clone(template)
-        prep = part[:-1].fit(x.iloc[rest])
-        part.named_steps["model"].fit(
-            prep.transform(x.iloc[rest]),
-            durations[rest],
-            events[rest],
-            eval_set=(prep.transform(x.iloc[held]), durations[held], events[held], cause(held)),
-            causes=cause(rest),
-        )
-        results = part.named_steps["model"].model_.evals_result_
-        curves.append(np.asarray(next(iter(next(iter(results.values())).values())), dtype=float))
-        parts.append((held, part))
-    length = min(len(c) for c in curves)
-    trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    parts = _hazard_folds(template, x, durations, events, causes, assignment, fitted_folds)
+    trees = _best_tree_count([_validation_curve(part) for _, part in parts])
     calibration_set = (
         _held_out_curves(parts, x, trees, durations, events, followup, causes) if calibrate else None
     )
@@ -327,3 +305,60 @@ def _held_out_curves(
         followup[seen],
         None if causes is None else causes[seen],
     )
+
+
+def _hazard_folds(
+    template: Pipeline,
+    x: pd.DataFrame,
+    durations: np.ndarray,
+    events: np.ndarray,
+    causes: np.ndarray | None,
+    assignment: np.ndarray,
+    fitted_folds: int | None,
+) -> list[tuple[np.ndarray, Pipeline]]:
+    """Per held-out fold, the hazard fitted on the other folds with early stopping on this one.
+
+    Args:
+        template: :func:`fit_hazard`'s unfitted hazard pipeline.
+        x: Feature rows.
+        durations: Their durations, events and causes (``None``: one cause), as in
+            :func:`fit_hazard`.
+        events: See ``durations``.
+        causes: See ``durations``.
+        assignment: Each row's fold.
+        fitted_folds: How many folds are held out in turn (default all).
+
+    Returns:
+        Each held-out fold's positions and the pipeline fitted without them.
+    """
+
+    def cause(idx: np.ndarray) -> np.ndarray | None:
+        return None if causes is None else causes[idx]
+
+    parts: list[tuple[np.ndarray, Pipeline]] = []
+    for k in _held_out(assignment, fitted_folds):
+        held = np.flatnonzero(assignment == k)
+        rest = np.flatnonzero(assignment != k)
+        part = clone(template)
+        prep = part[:-1].fit(x.iloc[rest])
+        part.named_steps["model"].fit(
+            prep.transform(x.iloc[rest]),
+            durations[rest],
+            events[rest],
+            eval_set=(prep.transform(x.iloc[held]), durations[held], events[held], cause(held)),
+            causes=cause(rest),
+        )
+        parts.append((held, part))
+    return parts
+
+
+def _validation_curve(part: Pipeline) -> np.ndarray:
+    """The held-out loss after each boosting round of a fold's model (its first validation metric)."""
+    results = part.named_steps["model"].model_.evals_result_
+    return np.asarray(next(iter(next(iter(results.values())).values())), dtype=float)
+
+
+def _best_tree_count(curves: list[np.ndarray]) -> int:
+    """The tree count minimising the folds' mean held-out loss (over the rounds every fold ran)."""
+    length = min(len(c) for c in curves)
+    return int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
