@@ -338,13 +338,11 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
         for col in config.segments
         if col in frame
     }
-    if config.final_fit.enabled:
-        pipeline, final = _fit_calibrated(template, x, y_all, ids, np.arange(len(y_all)), config)
-    else:
-        pipeline, final = (
-            eval_pipeline,
-            {**eval_fit, "note": "final fit disabled: the evaluation model is served"},
-        )
+    pipeline, final = (
+        _fit_calibrated(template, x, y_all, ids, np.arange(len(y_all)), config)
+        if config.final_fit.enabled
+        else (eval_pipeline, {**eval_fit, "note": "final fit disabled: the evaluation model is served"})
+    )
     return TrainResult(
         pipeline=pipeline,
         model_kind=kind,
@@ -360,12 +358,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
         calibration=_calibration_summary(pipeline),
         test_frame=frame.iloc[test].reset_index(drop=True),
         test_p=p_test,
-        params={
-            "model_kind": kind,
-            **(config.lightgbm.model_dump() if kind == "lightgbm" else {}),
-            "family_choice": config.family.choice,
-            "seed": config.seed,
-        },
+        params=_params(kind, config),
         eval_pipeline=eval_pipeline,
         fit={
             "labelled_rows": len(y_all),
@@ -375,6 +368,16 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
             "final": {**final, "share_of_labelled": round(final["rows"] / len(y_all), 4)},
         },
     )
+
+
+def _params(kind: str, config: TrainingConfig) -> dict[str, Any]:
+    """The parameters logged with a learned model: its kind, LightGBM's settings, the family choice, the seed."""
+    return {
+        "model_kind": kind,
+        **(config.lightgbm.model_dump() if kind == "lightgbm" else {}),
+        "family_choice": config.family.choice,
+        "seed": config.seed,
+    }
 
 
 def _labelled(data: ModelInput) -> tuple[pd.DataFrame, np.ndarray]:

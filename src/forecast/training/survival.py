@@ -319,6 +319,14 @@ def _importance(pipeline: Pipeline, features: list[str], small: bool) -> pd.Data
     return importance.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def _calibration(pipeline: Pipeline, config: TrainingConfig) -> dict[str, Any]:
+    """The learned hazard's calibration and tree count (what the card and the summary say)."""
+    return {
+        "method": "isotonic per edge, cross-fitted" if config.survival.calibrate else "none",
+        "best_iteration": pipeline.named_steps["model"].best_iteration_,
+    }
+
+
 def _notes(
     config: TrainingConfig, snaps: _Snapshots, train: np.ndarray, ts: _TestSlice, small: bool
 ) -> list[str]:
@@ -402,12 +410,7 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         reliability=reliability,
         segments=segments,
         importance=importance,
-        calibration={}
-        if small
-        else {
-            "method": "isotonic per edge, cross-fitted" if config.survival.calibrate else "none",
-            "best_iteration": eval_pipeline.named_steps["model"].best_iteration_,
-        },
+        calibration={} if small else _calibration(eval_pipeline, config),
         test_frame=test_frame,
         input_example=None if ts.measurable else frame.head(5),
         test_p=ts.p_known,
