@@ -176,9 +176,6 @@ def log_trained_model(
     exp_id = ensure_experiment(experiment, settings)
     flat: dict[str, Any] = {}
     _flatten("", params, flat)
-    metrics = {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
-    for name, bm in result.baselines.items():
-        metrics.update({f"baseline_{name}_{k}": v for k, v in bm.items() if np.isfinite(v)})
     examples = (
         result.test_frame if len(result.test_frame) or result.input_example is None else result.input_example
     )
@@ -192,69 +189,117 @@ def log_trained_model(
     )
     with mlflow.start_run(**run_kwargs) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.set_tags(
+        mlflow.log_metrics({k: float(v) for k, v in _test_metrics(result).items()})
+        mlflow.set_tags(_run_tags(result, model_name, tags))
+        _log_evaluation(result, card, f"{model_name}: reliability", reference)
+        version = _log_pipeline(result, model_name, x_example, metadata)
+    _tag_version(c, model_name, version, result, tags)
+    return LoggedModel(run.info.run_id, version, f"models:/{model_name}/{version}", experiment)
+
+
+def _test_metrics(result: TrainedModel) -> dict[str, float]:
+    """The finite test metrics of the model (``test_*``) and of each baseline (``baseline_<name>_*``)."""
+    metrics = {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
+    for name, bm in result.baselines.items():
+        metrics.update({f"baseline_{name}_{k}": v for k, v in bm.items() if np.isfinite(v)})
+    return metrics
+
+
+def _run_tags(result: TrainedModel, model_name: str, tags: dict[str, str] | None) -> dict[str, str]:
+    """The run's tags: the model, its kind, the training data's identity, and the caller's ``tags``."""
+    return {
+        "model_name": model_name,
+        "model_kind": result.model_kind,
+        "data_sha256": result.data["sha256"],
+        "data_rows": str(result.data["rows"]),
+        "data_from": str(result.data["from"]),
+        "data_to": str(result.data["to"]),
+        "data_label_rate": str(result.data["label_rate"]),
+        **(tags or {}),
+    }
+
+
+def _log_evaluation(result: TrainedModel, card: str, plot_title: str, reference: pd.DataFrame | None) -> None:
+    """Log the evaluation into the active run: splits, data identity, summary, tables, card, files.
+
+    Args:
+        result: The trained model and its evaluation.
+        card: The model card (markdown).
+        plot_title: The reliability plot's title.
+        reference: Rows logged as :data:`REFERENCE` for monitoring, if any.
+    """
+    mlflow.log_dict(result.splits, "evaluation/splits.json")
+    mlflow.log_dict(result.data, "evaluation/data_identity.json")
+    mlflow.log_dict(result.summary(), "evaluation/summary.json")
+    mlflow.log_text(csv_text(result.deciles), "evaluation/deciles.csv")
+    mlflow.log_text(csv_text(result.importance), "evaluation/feature_importance.csv")
+    for seg, table in result.segments.items():
+        mlflow.log_text(csv_text(table), f"evaluation/calibration_by_{seg}.csv")
+    mlflow.log_text(card, CARD)
+    _log_evaluation_files(result, plot_title, reference)
+    mlflow.log_dict(result.fit, "evaluation/fit.json")
+    final = result.fit.get("final", {})
+    if final:
+        mlflow.log_metrics(
             {
-                "model_name": model_name,
-                "model_kind": result.model_kind,
-                "data_sha256": result.data["sha256"],
-                "data_rows": str(result.data["rows"]),
-                "data_from": str(result.data["from"]),
-                "data_to": str(result.data["to"]),
-                "data_label_rate": str(result.data["label_rate"]),
-                **(tags or {}),
+                "final_fit_rows": float(final.get("rows", 0)),
+                "final_fit_share": float(final.get("share_of_labelled", 0)),
             }
         )
-        mlflow.log_dict(result.splits, "evaluation/splits.json")
-        mlflow.log_dict(result.data, "evaluation/data_identity.json")
-        mlflow.log_dict(result.summary(), "evaluation/summary.json")
-        mlflow.log_text(csv_text(result.deciles), "evaluation/deciles.csv")
-        mlflow.log_text(csv_text(result.importance), "evaluation/feature_importance.csv")
-        for seg, table in result.segments.items():
-            mlflow.log_text(csv_text(table), f"evaluation/calibration_by_{seg}.csv")
-        mlflow.log_text(card, CARD)
-        with tempfile.TemporaryDirectory() as tmp:
-            from forecast.evaluate import reliability_plot
 
-            png = reliability_plot(
-                result.reliability, Path(tmp) / "reliability.png", f"{model_name}: reliability"
-            )
-            mlflow.log_artifact(str(png), "evaluation")
-            sl = Path(tmp) / "test_slice.parquet"
-            result.test_frame.to_parquet(sl, index=False)
-            mlflow.log_artifact(str(sl), "evaluation")
-            if reference is not None:
-                ref = Path(tmp) / Path(REFERENCE).name
-                reference.to_parquet(ref, index=False)
-                mlflow.log_artifact(str(ref), "evaluation")
-            if result.eval_pipeline is not None and result.eval_pipeline is not result.pipeline:
-                held = Path(tmp) / Path(EVAL_MODEL).name
-                held.write_bytes(cloudpickle.dumps(result.eval_pipeline))
-                mlflow.log_artifact(str(held), "evaluation")
-        mlflow.log_dict(result.fit, "evaluation/fit.json")
-        final = result.fit.get("final", {})
-        if final:
-            mlflow.log_metrics(
-                {
-                    "final_fit_rows": float(final.get("rows", 0)),
-                    "final_fit_share": float(final.get("share_of_labelled", 0)),
-                }
-            )
-        proba = result.pipeline.predict_proba(x_example)
-        info = mlflow.sklearn.log_model(
-            result.pipeline,
-            name="model",
-            registered_model_name=model_name,
-            signature=infer_signature(x_example, proba),
-            input_example=x_example,
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=_requirements(),
-            # Our pipeline classes and LightGBM's booster are not skops-trusted types; the registry
-            # is the project's own store, so cloudpickle (MLflow's long-standing format) is used.
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            metadata=metadata,
-        )
-        version = str(info.registered_model_version)
+
+def _log_evaluation_files(result: TrainedModel, plot_title: str, reference: pd.DataFrame | None) -> None:
+    """Log the evaluation's files: the reliability plot, the test slice, the reference, the evaluation model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        from forecast.evaluate import reliability_plot
+
+        png = reliability_plot(result.reliability, Path(tmp) / "reliability.png", plot_title)
+        mlflow.log_artifact(str(png), "evaluation")
+        sl = Path(tmp) / "test_slice.parquet"
+        result.test_frame.to_parquet(sl, index=False)
+        mlflow.log_artifact(str(sl), "evaluation")
+        if reference is not None:
+            ref = Path(tmp) / Path(REFERENCE).name
+            reference.to_parquet(ref, index=False)
+            mlflow.log_artifact(str(ref), "evaluation")
+        if result.eval_pipeline is not None and result.eval_pipeline is not result.pipeline:
+            held = Path(tmp) / Path(EVAL_MODEL).name
+            held.write_bytes(cloudpickle.dumps(result.eval_pipeline))
+            mlflow.log_artifact(str(held), "evaluation")
+
+
+def _log_pipeline(
+    result: TrainedModel, model_name: str, x_example: pd.DataFrame, metadata: dict[str, Any]
+) -> str:
+    """Log the served pipeline into the active run and register it; its new version.
+
+    Args:
+        result: The trained model.
+        model_name: The registered model's name.
+        x_example: A few input rows (the signature and the input example).
+        metadata: The model's metadata (:class:`~forecast.models.metadata.ModelMetadata`'s fields).
+    """
+    proba = result.pipeline.predict_proba(x_example)
+    info = mlflow.sklearn.log_model(
+        result.pipeline,
+        name="model",
+        registered_model_name=model_name,
+        signature=infer_signature(x_example, proba),
+        input_example=x_example,
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=_requirements(),
+        # Our pipeline classes and LightGBM's booster are not skops-trusted types; the registry
+        # is the project's own store, so cloudpickle (MLflow's long-standing format) is used.
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        metadata=metadata,
+    )
+    return str(info.registered_model_version)
+
+
+def _tag_version(
+    c: MlflowClient, model_name: str, version: str, result: TrainedModel, tags: dict[str, str] | None
+) -> None:
+    """Give the new version the ``challenger`` alias and its tags (headline metrics, kind, binding)."""
     c.set_registered_model_alias(model_name, CHALLENGER, version)
     for key in ("roc_auc", "brier"):
         if key in result.metrics:
@@ -263,7 +308,6 @@ def log_trained_model(
     for key, value in (tags or {}).items():
         if key.startswith("forecast."):  # what the version is bound to (forecast.warehouse_id)
             c.set_model_version_tag(model_name, version, key, value)
-    return LoggedModel(run.info.run_id, version, f"models:/{model_name}/{version}", experiment)
 
 
 def version_by_alias(name: str, alias: str, settings: Settings) -> Any | None:

@@ -22,7 +22,7 @@ from forecast.models.pipeline import (
     isotonic_predict,
     sigmoid_predict,
 )
-from forecast.models.survival import INTERVAL, DiscreteTimeHazard
+from forecast.models.survival import INTERVAL, CurveCalibrationSet, DiscreteTimeHazard
 from forecast.registry import LoadedModel
 from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
@@ -261,7 +261,9 @@ def test_survival_curves_are_those_of_the_legacy_path(competing: bool, data: tup
     prep = Pipeline(pipe.steps[:-1]).fit(x)
     causes = np.where(np.arange(len(x)) % 3 == 0, 2, 1) if competing else None
     hazard.fit(prep.transform(x), d, e, causes=causes)
-    hazard.calibrate(prep.transform(x), d, e, np.full(len(x), 400.0), min_rows=50)
+    closed_by, won_by = hazard.raw_curves(prep.transform(x))
+    calibration = CurveCalibrationSet(closed_by, won_by, d, e, np.full(len(x), 400.0), min_rows=50)
+    hazard.fit(prep.transform(x), d, e, causes=causes, calibration_set=calibration)
     assert fastpath.coded(pipe) is not None
     for rows in _sizes(data[2]):
         prepared = _legacy_transform(

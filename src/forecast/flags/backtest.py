@@ -30,7 +30,7 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import FeatureSource
 from forecast.flags.compute import ChurnScorer, churn_probability, flag_snapshot
 from forecast.flags.config import FlagsConfig
-from forecast.flags.history import load_history
+from forecast.flags.history import History, load_history
 from forecast.flags.rules import FLAG_ORDER
 
 TARGETS: dict[str, dict[str, str]] = {
@@ -159,50 +159,112 @@ def run_backtest(
     """
     say = progress or (lambda _m: None)
     h = config.horizon_days
-    target = target or config.backtest.target
-    label = TARGETS[target][entity]
+    label = TARGETS[target or config.backtest.target][entity]
     say(f"{entity} snapshots")
     table = build_feature_table(src, entity, list(dates), LabelConfig.both(h), data_end=data_end)
     history = load_history(src, entity, config)
-    frame = table.frame
     parts: list[pd.DataFrame] = []
     flag_parts: list[pd.DataFrame] = []
-    for as_of_key, snap in frame.groupby("as_of", sort=True):
+    for as_of_key, snap in table.frame.groupby("as_of", sort=True):
         as_of = pd.Timestamp(str(as_of_key))
         say(f"{entity} flags at {as_of.date()}")
-        snap = snap.reset_index(drop=True)
-        p = reasons = None
-        if scorer is not None:
-            # Reasons are not needed to count hits (and TreeSHAP is the expensive part).
-            p, reasons = churn_probability(scorer, snap, threshold=None, reasons=False)
-        result = flag_snapshot(history, snap, as_of, config, p_churn=p, churn_reason=reasons)
-        silence = pd.to_numeric(snap["act_days_since_last_touch"]).to_numpy(dtype=float)
-        at_risk = result.summary["at_risk"].to_numpy(dtype=bool)
-        k = int(at_risk.sum())
-        part = pd.DataFrame(
-            {
-                "id": snap[table.id_column].to_numpy(),
-                "as_of": as_of,
-                "y": snap[label].astype(bool).to_numpy(),
-                "y_churn": snap["label_churn"].astype(bool).to_numpy(),
-                "at_risk": at_risk,
-                "baseline": top_k(silence, k),
-                "rule_fixed": silence >= config.backtest.baseline_days,
-                "silence": silence,
-                "p_churn": np.nan if p is None else p,
-                "p_churn_top_k": top_k(p, k) if p is not None else False,
-            }
+        part, flags = _flag_date(
+            snap.reset_index(drop=True),
+            as_of,
+            history,
+            config,
+            scorer,
+            table.id_column,
+            label,
         )
         parts.append(part)
-        flags = result.flags[["row", "flag"]].copy()
-        flags["y"] = part["y"].to_numpy()[flags["row"].to_numpy()]
-        flags["as_of"] = as_of
         flag_parts.append(flags)
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    notes: list[str] = []
     if rows.empty:
         raise ValueError(f"no {entity} was open at any backtest date")
     y = rows["y"].to_numpy(dtype=bool)
+    flags_all = pd.concat(flag_parts, ignore_index=True) if flag_parts else pd.DataFrame()
+    ece = None
+    if scorer is not None:
+        ece = expected_calibration_error(rows["y_churn"].to_numpy(dtype=int), rows["p_churn"].to_numpy())
+    return BacktestResult(
+        entity=entity,
+        table=pd.DataFrame(
+            [
+                {"method": name, "what": what, **confusion_metrics(mask.to_numpy(dtype=bool), y)}
+                for name, what, mask in _methods(rows, config, scorer is not None)
+            ]
+        ),
+        per_flag=pd.DataFrame(_per_flag(flags_all, y, config)),
+        rows=rows,
+        p_churn_ece=ece,
+        notes=[],
+        dates=[pd.Timestamp(d) for d in sorted(rows["as_of"].unique())],
+    )
+
+
+def _flag_date(
+    snap: pd.DataFrame,
+    as_of: pd.Timestamp,
+    history: History,
+    config: FlagsConfig,
+    scorer: ChurnScorer | None,
+    id_column: str,
+    label: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The flags at one date, beside the baselines' picks and the outcome, one row per open entity.
+
+    Args:
+        snap: The entities open at ``as_of`` (their feature snapshots and labels).
+        as_of: The date.
+        history: The touches, gaps and stage stays (:func:`~forecast.flags.history.load_history`).
+        config: Flags configuration.
+        scorer: The churn model, or ``None`` (no p_churn).
+        id_column: The entity id column.
+        label: The outcome column.
+
+    Returns:
+        The rows (id, as_of, outcomes, each method's pick) and the flags raised (row, flag, outcome).
+    """
+    p = reasons = None
+    if scorer is not None:
+        # Reasons are not needed to count hits (and TreeSHAP is the expensive part).
+        p, reasons = churn_probability(scorer, snap, threshold=None, reasons=False)
+    result = flag_snapshot(history, snap, as_of, config, p_churn=p, churn_reason=reasons)
+    silence = pd.to_numeric(snap["act_days_since_last_touch"]).to_numpy(dtype=float)
+    at_risk = result.summary["at_risk"].to_numpy(dtype=bool)
+    k = int(at_risk.sum())
+    part = pd.DataFrame(
+        {
+            "id": snap[id_column].to_numpy(),
+            "as_of": as_of,
+            "y": snap[label].astype(bool).to_numpy(),
+            "y_churn": snap["label_churn"].astype(bool).to_numpy(),
+            "at_risk": at_risk,
+            "baseline": top_k(silence, k),
+            "rule_fixed": silence >= config.backtest.baseline_days,
+            "silence": silence,
+            "p_churn": np.nan if p is None else p,
+            "p_churn_top_k": top_k(p, k) if p is not None else False,
+        }
+    )
+    flags = result.flags[["row", "flag"]].copy()
+    flags["y"] = part["y"].to_numpy()[flags["row"].to_numpy()]
+    flags["as_of"] = as_of
+    return part, flags
+
+
+def _methods(rows: pd.DataFrame, config: FlagsConfig, scored: bool) -> list[tuple[str, str, pd.Series]]:
+    """The methods compared: the flags, the baselines at the flags' rate, p_churn's top, the fixed rule.
+
+    Args:
+        rows: The backtest's rows (:func:`_flag_date`).
+        config: Flags configuration.
+        scored: Whether a churn model scored the rows.
+
+    Returns:
+        Each method's name, what it is in words, and the rows it picks.
+    """
     methods = [
         ("flags", "entities with a flag of severity " + "/".join(config.alert_severities), rows["at_risk"]),
         (
@@ -211,7 +273,7 @@ def run_backtest(
             rows["baseline"],
         ),
     ]
-    if scorer is not None:
+    if scored:
         methods.append(("p_churn_top_k", "highest p_churn, as many as the flags", rows["p_churn_top_k"]))
     methods.append(
         (
@@ -220,12 +282,18 @@ def run_backtest(
             rows["rule_fixed"],
         )
     )
-    table_rows = [
-        {"method": name, "what": what, **confusion_metrics(mask.to_numpy(dtype=bool), y)}
-        for name, what, mask in methods
-    ]
-    n = len(rows)
-    flags_all = pd.concat(flag_parts, ignore_index=True) if flag_parts else pd.DataFrame()
+    return methods
+
+
+def _per_flag(flags_all: pd.DataFrame, y: np.ndarray, config: FlagsConfig) -> list[dict[str, Any]]:
+    """Rate, precision, recall, F1 and lift of each flag raised.
+
+    Args:
+        flags_all: Every flag raised (row, flag, outcome, as_of).
+        y: The outcome of every backtest row.
+        config: Flags configuration (each flag's severity).
+    """
+    n = len(y)
     per_flag = []
     for flag in FLAG_ORDER:
         sub = flags_all[flags_all["flag"] == flag] if not flags_all.empty else flags_all
@@ -245,18 +313,7 @@ def run_backtest(
                 "lift": precision / float(y.mean()) if y.mean() else float("nan"),
             }
         )
-    ece = None
-    if scorer is not None:
-        ece = expected_calibration_error(rows["y_churn"].to_numpy(dtype=int), rows["p_churn"].to_numpy())
-    return BacktestResult(
-        entity=entity,
-        table=pd.DataFrame(table_rows),
-        per_flag=pd.DataFrame(per_flag),
-        rows=rows,
-        p_churn_ece=ece,
-        notes=notes,
-        dates=[pd.Timestamp(d) for d in sorted(rows["as_of"].unique())],
-    )
+    return per_flag
 
 
 def train_scorer_before(

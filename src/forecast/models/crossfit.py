@@ -44,6 +44,7 @@ from forecast.models.pipeline import (
     fit_calibrator,
     fit_pipeline,
 )
+from forecast.models.survival import CurveCalibrationSet
 
 
 def fit_calibrated(
@@ -99,11 +100,9 @@ def fit_calibrated(
         part = clone(template)
         part.named_steps["model"].set_params(calibration="none")
         fit_pipeline(part, x.loc[~held], y[~held], x.loc[held], y[held])
-        results = part.named_steps["model"].model_.evals_result_
-        curves.append(np.asarray(next(iter(next(iter(results.values())).values())), dtype=float))
+        curves.append(_validation_curve(part))
         parts.append((held, part))
-    length = min(len(c) for c in curves)
-    trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
+    trees = _best_tree_count(curves)
     raw = np.full(len(y), np.nan)
     for held, part in parts:
         raw[held] = np.clip(part[-1].uncalibrated_proba(part[:-1].transform(x.loc[held]), trees), 0.0, 1.0)
@@ -247,11 +246,96 @@ def fit_hazard(
     if assignment is None:
         raise InsufficientDataError("too few deals with an observed close to cross-fit a time-to-close model")
 
+    parts = _hazard_folds(template, x, durations, events, causes, assignment, fitted_folds)
+    trees = _best_tree_count([_validation_curve(part) for _, part in parts])
+    calibration_set = (
+        _held_out_curves(parts, x, trees, durations, events, followup, causes) if calibrate else None
+    )
+    final = clone(template)
+    final.named_steps["model"].set_params(n_estimators=trees)
+    prep = final[:-1].fit(x)
+    final.named_steps["model"].fit(
+        prep.transform(x), durations, events, causes=causes, calibration_set=calibration_set
+    )
+    return final, {
+        "rows": len(x),
+        "entities": int(ids.nunique()),
+        "n_estimators": trees,
+        "folds": int(assignment.max()) + 1,
+        "held_out_folds": len(parts),
+        "calibration": "isotonic per edge on held-out curves" if calibrate else "none",
+    }
+
+
+def _held_out_curves(
+    parts: list[tuple[np.ndarray, Pipeline]],
+    x: pd.DataFrame,
+    trees: int,
+    durations: np.ndarray,
+    events: np.ndarray,
+    followup: np.ndarray,
+    causes: np.ndarray | None,
+) -> CurveCalibrationSet:
+    """The folds' uncalibrated curves of their held-out rows at ``trees`` trees, to calibrate on.
+
+    Args:
+        parts: Each fold's held-out positions and the pipeline fitted without them.
+        x: Feature rows.
+        trees: The tree count chosen over all folds.
+        durations: Days from as_of to the close (or to the data's end).
+        events: Whether the close was observed.
+        followup: Days each row was followed.
+        causes: Cause of each close, or ``None``.
+    """
+    n, k_edges = len(x), len(parts[0][1].named_steps["model"].edges)
+    closed_by = np.zeros((n, k_edges))
+    won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
+    seen = np.zeros(n, dtype=bool)
+    for held, part in parts:
+        c_k, w_k = part.named_steps["model"].raw_curves(part[:-1].transform(x.iloc[held]), trees)
+        closed_by[held] = c_k
+        seen[held] = True
+        if won_by is not None and w_k is not None:
+            won_by[held] = w_k
+    return CurveCalibrationSet(
+        closed_by[seen],
+        None if won_by is None else won_by[seen],
+        durations[seen],
+        events[seen],
+        followup[seen],
+        None if causes is None else causes[seen],
+    )
+
+
+def _hazard_folds(
+    template: Pipeline,
+    x: pd.DataFrame,
+    durations: np.ndarray,
+    events: np.ndarray,
+    causes: np.ndarray | None,
+    assignment: np.ndarray,
+    fitted_folds: int | None,
+) -> list[tuple[np.ndarray, Pipeline]]:
+    """Per held-out fold, the hazard fitted on the other folds with early stopping on this one.
+
+    Args:
+        template: :func:`fit_hazard`'s unfitted hazard pipeline.
+        x: Feature rows.
+        durations: Their durations, events and causes (``None``: one cause), as in
+            :func:`fit_hazard`.
+        events: See ``durations``.
+        causes: See ``durations``.
+        assignment: Each row's fold.
+        fitted_folds: How many folds are held out in turn (default all).
+
+    Returns:
+        Each held-out fold's positions and the pipeline fitted without them.
+    """
+
     def cause(idx: np.ndarray) -> np.ndarray | None:
         return None if causes is None else causes[idx]
 
     parts: list[tuple[np.ndarray, Pipeline]] = []
-    curves: list[np.ndarray] = []
     for k in _held_out(assignment, fitted_folds):
         held = np.flatnonzero(assignment == k)
         rest = np.flatnonzero(assignment != k)
@@ -264,40 +348,17 @@ def fit_hazard(
             eval_set=(prep.transform(x.iloc[held]), durations[held], events[held], cause(held)),
             causes=cause(rest),
         )
-        results = part.named_steps["model"].model_.evals_result_
-        curves.append(np.asarray(next(iter(next(iter(results.values())).values())), dtype=float))
         parts.append((held, part))
+    return parts
+
+
+def _validation_curve(part: Pipeline) -> np.ndarray:
+    """The held-out loss after each boosting round of a fold's model (its first validation metric)."""
+    results = part.named_steps["model"].model_.evals_result_
+    return np.asarray(next(iter(next(iter(results.values())).values())), dtype=float)
+
+
+def _best_tree_count(curves: list[np.ndarray]) -> int:
+    """The tree count minimising the folds' mean held-out loss (over the rounds every fold ran)."""
     length = min(len(c) for c in curves)
-    trees = int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1
-    final = clone(template)
-    final.named_steps["model"].set_params(n_estimators=trees)
-    prep = final[:-1].fit(x)
-    model = final.named_steps["model"]
-    model.fit(prep.transform(x), durations, events, causes=causes)
-    if calibrate:
-        n, k_edges = len(x), len(model.edges)
-        closed_by = np.zeros((n, k_edges))
-        won_by: np.ndarray | None = None if causes is None else np.zeros((n, k_edges))
-        seen = np.zeros(n, dtype=bool)
-        for held, part in parts:
-            c_k, w_k = part.named_steps["model"].raw_curves(part[:-1].transform(x.iloc[held]), trees)
-            closed_by[held] = c_k
-            seen[held] = True
-            if won_by is not None and w_k is not None:
-                won_by[held] = w_k
-        model.calibrate_curves(
-            closed_by[seen],
-            None if won_by is None else won_by[seen],
-            durations[seen],
-            events[seen],
-            followup[seen],
-            None if causes is None else causes[seen],
-        )
-    return final, {
-        "rows": len(x),
-        "entities": int(ids.nunique()),
-        "n_estimators": trees,
-        "folds": int(assignment.max()) + 1,
-        "held_out_folds": len(parts),
-        "calibration": "isotonic per edge on held-out curves" if calibrate else "none",
-    }
+    return int(np.argmin(np.mean([c[:length] for c in curves], axis=0))) + 1

@@ -275,6 +275,27 @@ def lgbm_classifier(params: Any, **extra: Any) -> lgb.LGBMClassifier:
     )
 
 
+def early_stopping_kwargs(eval_x: Any, eval_y: np.ndarray, metric: str, rounds: int) -> dict[str, Any]:
+    """``LGBMClassifier.fit``'s keywords to stop early on one validation set.
+
+    Args:
+        eval_x: The validation rows, as the trees see them.
+        eval_y: Their labels.
+        metric: The metric stopping is judged on (``binary_logloss``, ``multi_logloss``).
+        rounds: Stop after this many rounds without improvement.
+
+    Returns:
+        ``eval_X``, ``eval_y``, ``eval_metric`` and ``callbacks`` (more may be added, e.g.
+        ``eval_init_score``).
+    """
+    return {
+        "eval_X": (eval_x,),
+        "eval_y": (eval_y,),
+        "eval_metric": metric,
+        "callbacks": [lgb.early_stopping(rounds, verbose=False)],
+    }
+
+
 class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
     """LightGBM with early stopping and a calibrator fitted on held-out predictions.
 
@@ -460,14 +481,11 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             xv, yv = stop_set
             keep_v = ~self._alone_rows(xv)
             xv, yv = xv.loc[keep_v], np.asarray(yv, dtype=int)[keep_v]
-            fit_kw.update(
-                eval_X=(xv.loc[:, self.tree_features_],),
-                eval_y=(np.asarray(yv, dtype=int),),
-                eval_metric="binary_logloss",
+            fit_kw = early_stopping_kwargs(
+                xv.loc[:, self.tree_features_], yv, "binary_logloss", self.early_stopping_rounds
             )
             if self.prior_ is not None:
                 fit_kw["eval_init_score"] = [self._prior_logit(xv)]
-            fit_kw["callbacks"].append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         if init_train is not None:
             fit_kw["init_score"] = init_train
         return fit_kw

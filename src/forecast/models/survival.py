@@ -16,9 +16,9 @@ expected close date) = ``S(days to that date)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
@@ -29,7 +29,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from forecast.models.pipeline import TREE_DEFAULTS, isotonic_predict, lgbm_classifier, predict_threads
+from forecast.models.pipeline import (
+    TREE_DEFAULTS,
+    early_stopping_kwargs,
+    isotonic_predict,
+    lgbm_classifier,
+    predict_threads,
+)
 
 DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
 """Interval edges in days after as_of (the last one is the longest horizon modelled)."""
@@ -114,6 +120,70 @@ def survival_quantile(surv: np.ndarray, edges: Sequence[float], q: float) -> np.
     return out
 
 
+@dataclass(frozen=True)
+class CurveCalibrationSet:
+    """What :meth:`DiscreteTimeHazard.fit` calibrates its cumulative curves on.
+
+    The curves are uncalibrated predictions for rows the hazard did not train on (e.g. the
+    out-of-fold curves of :func:`~forecast.models.crossfit.fit_hazard`).
+
+    Attributes:
+        closed_by: Uncalibrated P(closed by each edge), shape (n, len(edges)).
+        won_by: Uncalibrated P(won by each edge), or ``None`` without causes.
+        durations: Days from as_of to the close (or to the data's end).
+        events: Whether the close was observed.
+        followup: Days each row was followed.
+        causes: Cause of each close (1 = won), or ``None``: then P(won by t) stays uncalibrated.
+        min_rows: Fewest rows followed to an edge for its calibrator.
+    """
+
+    closed_by: np.ndarray
+    won_by: np.ndarray | None
+    durations: np.ndarray
+    events: np.ndarray
+    followup: np.ndarray
+    causes: np.ndarray | None = None
+    min_rows: int = 200
+
+
+def edge_calibrators(edges: Sequence[float], cal: CurveCalibrationSet) -> dict[str, list[Any]]:
+    """Isotonic calibrators of P(closed by t) and P(won by t) at each edge ``t`` (``None``: left as is).
+
+    At edge ``t`` only the rows followed for at least ``t`` days count (all of them, whatever
+    happened, so quick closes are not over-represented); an edge with fewer than ``cal.min_rows``
+    such rows, or one class only, stays uncalibrated. Hazard models fitted by log-loss come out
+    too smooth here (early closes of slow deals over-predicted, of fast deals under-predicted).
+
+    Args:
+        edges: The interval edges in days.
+        cal: The curves and outcomes to calibrate on.
+
+    Returns:
+        ``{"closed": [...], "won": [...]}``, one calibrator or ``None`` per edge.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    d, e, f = (np.asarray(a, dtype=float) for a in (cal.durations, cal.events, cal.followup))
+    won_cause = None if cal.causes is None else np.asarray(cal.causes) == 1
+    calibrators: dict[str, list[Any]] = {"closed": [], "won": []}
+    for j, t in enumerate(edges):
+        known = f >= t
+        for name, curve, hit in (
+            ("closed", cal.closed_by, (e > 0) & (d <= t)),
+            ("won", cal.won_by, None if won_cause is None else (e > 0) & (d <= t) & won_cause),
+        ):
+            if curve is None or hit is None or j == 0 or known.sum() < cal.min_rows:
+                calibrators[name].append(None)
+                continue
+            y = hit[known].astype(float)
+            if y.min() == y.max():
+                calibrators[name].append(None)
+                continue
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            calibrators[name].append(iso.fit(curve[known, j], y))
+    return calibrators
+
+
 class _HazardBase(BaseEstimator):
     """What every time-to-close model answers, given :meth:`survival`."""
 
@@ -187,6 +257,7 @@ class DiscreteTimeHazard(_HazardBase):
         events: np.ndarray,
         eval_set: tuple[Any, ...] | None = None,
         causes: np.ndarray | None = None,
+        calibration_set: CurveCalibrationSet | None = None,
     ) -> DiscreteTimeHazard:
         """Fit the hazard on the expanded training rows (early stopping on the expanded ``eval_set``).
 
@@ -199,24 +270,28 @@ class DiscreteTimeHazard(_HazardBase):
             causes: Optional cause of each close (1 = won, 2 = lost): the model then learns the
                 cause-specific hazards (a multiclass LightGBM), so the timing of wins is known
                 apart from the timing of losses (:meth:`win_incidence`).
+            calibration_set: Uncalibrated curves of rows these trees never trained on, and what
+                happened to those rows: the cumulative curves' isotonic calibrators learn from them
+                (:func:`edge_calibrators`). Without it the curves stay uncalibrated.
         """
         self.competing_ = causes is not None
         xl, yl = expand_person_period(X, durations, events, self.edges, causes)
         self.model_ = lgbm_classifier(
             self, **({"objective": "multiclass", "num_class": 3} if self.competing_ else {})
         )
-        kw: dict[str, Any] = {}
-        callbacks: list[Any] = []
+        kw: dict[str, Any] = {"callbacks": []}
         if eval_set is not None:
             v_causes = eval_set[3] if self.competing_ and len(eval_set) > 3 else None
             xv, yv = expand_person_period(eval_set[0], eval_set[1], eval_set[2], self.edges, v_causes)
             metric = "multi_logloss" if self.competing_ else "binary_logloss"
-            kw = {"eval_X": (xv,), "eval_y": (yv,), "eval_metric": metric}
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        self.model_.fit(xl, yl, callbacks=callbacks, **kw)
+            kw = early_stopping_kwargs(xv, yv, metric, self.early_stopping_rounds)
+        self.model_.fit(xl, yl, **kw)
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.classes_ = np.array([0, 1])
+        self.calibrators_: dict[str, list[Any]] = (
+            {} if calibration_set is None else edge_calibrators(self.edges, calibration_set)
+        )
         return self
 
     def _interval_proba(self, X: pd.DataFrame, trees: int | None = None) -> np.ndarray:  # noqa: N803
@@ -278,70 +353,8 @@ class DiscreteTimeHazard(_HazardBase):
         won = surv[:, :-1] * p[:, :, 1]
         return 1.0 - surv, np.concatenate([np.zeros((len(won), 1)), np.cumsum(won, axis=1)], axis=1)
 
-    def calibrate(
-        self,
-        X: pd.DataFrame,  # noqa: N803
-        durations: np.ndarray,
-        events: np.ndarray,
-        followup: np.ndarray,
-        causes: np.ndarray | None = None,
-        min_rows: int = 200,
-    ) -> DiscreteTimeHazard:
-        """Fit isotonic calibrators of P(closed by t) and P(won by t) at each edge on held-out rows.
-
-        At edge ``t`` only the rows followed for at least ``t`` days count (all of them, whatever
-        happened, so quick closes are not over-represented); an edge with fewer than ``min_rows``
-        such rows, or one class only, stays uncalibrated. Hazard models fitted by log-loss come out
-        too smooth here (early closes of slow deals over-predicted, of fast deals under-predicted).
-        """
-        closed_by, won_by = self._raw_curves(X)
-        return self.calibrate_curves(closed_by, won_by, durations, events, followup, causes, min_rows)
-
-    def calibrate_curves(
-        self,
-        closed_by: np.ndarray,
-        won_by: np.ndarray | None,
-        durations: np.ndarray,
-        events: np.ndarray,
-        followup: np.ndarray,
-        causes: np.ndarray | None = None,
-        min_rows: int = 200,
-    ) -> DiscreteTimeHazard:
-        """:meth:`calibrate` from uncalibrated curves already predicted (e.g. out of fold).
-
-        Args:
-            closed_by: Uncalibrated P(closed by each edge), shape (n, len(edges)).
-            won_by: Uncalibrated P(won by each edge), or ``None`` without causes.
-            durations: Days from as_of to the close (or to the data's end).
-            events: Whether the close was observed.
-            followup: Days each row was followed.
-            causes: Cause of each close (1 = won).
-            min_rows: Fewest rows followed to an edge for its calibrator.
-        """
-        from sklearn.isotonic import IsotonicRegression
-
-        d, e, f = (np.asarray(a, dtype=float) for a in (durations, events, followup))
-        won_cause = None if causes is None else np.asarray(causes) == 1
-        self.calibrators_: dict[str, list[Any]] = {"closed": [], "won": []}
-        for j, t in enumerate(self.edges):
-            known = f >= t
-            for name, curve, hit in (
-                ("closed", closed_by, (e > 0) & (d <= t)),
-                ("won", won_by, None if won_cause is None else (e > 0) & (d <= t) & won_cause),
-            ):
-                if curve is None or hit is None or j == 0 or known.sum() < min_rows:
-                    self.calibrators_[name].append(None)
-                    continue
-                y = hit[known].astype(float)
-                if y.min() == y.max():
-                    self.calibrators_[name].append(None)
-                    continue
-                iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-                self.calibrators_[name].append(iso.fit(curve[known, j], y))
-        return self
-
     def _calibrated(self, curve: np.ndarray, name: str) -> np.ndarray:
-        calibrators = getattr(self, "calibrators_", {}).get(name)
+        calibrators = getattr(self, "calibrators_", {}).get(name)  # models logged before fit set it
         if not calibrators:
             return curve
         out = curve.copy()
@@ -351,7 +364,7 @@ class DiscreteTimeHazard(_HazardBase):
         return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
 
     def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """``S`` at each edge, shape (n, len(edges)) (calibrated when :meth:`calibrate` ran)."""
+        """``S`` at each edge, shape (n, len(edges)); calibrated when :meth:`fit` had a calibration set."""
         closed_by, _ = self._raw_curves(X)
         return 1.0 - self._calibrated(closed_by, "closed")
 
@@ -363,7 +376,7 @@ class DiscreteTimeHazard(_HazardBase):
     def win_incidence(self, X: pd.DataFrame) -> np.ndarray | None:  # noqa: N803
         """P(won by each edge) (the cumulative incidence of winning), or ``None`` without causes.
 
-        Calibrated when :meth:`calibrate` ran, and never above P(closed by the same edge).
+        Calibrated when :meth:`fit` had a ``calibration_set``, and never above P(closed by the same edge).
         """
         closed_by, won_by = self._raw_curves(X)
         if won_by is None:

@@ -215,68 +215,11 @@ def decide(figures: Figures, policy: MonitoringPolicy) -> Verdict:
     Returns:
         The verdict (the worst level of the findings), its reasons and every finding.
     """
-    findings: list[Finding] = []
     notes: list[str] = []
-    drift = policy.drift
-    n = max(figures.n_features, 1)
-    share = len(figures.drifted) / n
-    findings.append(
-        Finding(
-            "feature_drift_share",
-            drift.share.level(share),
-            share,
-            f"{len(figures.drifted)} of {figures.n_features} features drifted ({share:.0%})"
-            + (f": {_names(figures.drifted)}" if figures.drifted else ""),
-        )
-    )
-    top = figures.top_features[: drift.top_k]
-    top_drifted = {f: figures.drifted[f] for f in top if f in figures.drifted}
-    findings.append(
-        Finding(
-            "top_feature_drift",
-            drift.top_features.level(len(top_drifted)),
-            float(len(top_drifted)),
-            f"{len(top_drifted)} of the model's {len(top)} most important features drifted"
-            + (f": {_names(top_drifted)}" if top_drifted else ""),
-        )
-    )
-    if figures.prediction_drift is None:
-        notes.append("prediction drift not measured")
-    else:
-        findings.append(
-            Finding(
-                "prediction_drift",
-                drift.prediction.level(figures.prediction_drift),
-                figures.prediction_drift,
-                f"the predicted probability drifted by {figures.prediction_drift:.3f} "
-                f"({drift.prediction_method})",
-            )
-        )
-    ref, cur = figures.reference_quality, figures.current_quality
-    if ref is None or cur is None:
-        notes.append(figures.quality_note or "quality not judged: no outcomes to compare")
-    else:
-        perf = policy.performance
-        drop = ref["roc_auc"] - cur["roc_auc"]
-        findings.append(
-            Finding(
-                "auc_drop",
-                perf.auc_drop.level(drop),
-                drop,
-                f"ROC-AUC {cur['roc_auc']:.3f} on {int(cur['n']):,} rows with outcomes, "
-                f"{ref['roc_auc']:.3f} on the reference (drop {drop:+.3f})",
-            )
-        )
-        rise = cur["ece"] - ref["ece"]
-        findings.append(
-            Finding(
-                "ece_rise",
-                perf.ece_rise.level(rise),
-                rise,
-                f"ECE {cur['ece']:.3f} against {ref['ece']:.3f} on the reference (rise {rise:+.3f}); "
-                f"mean predicted {cur['mean_p']:.3f}, observed rate {cur['base_rate']:.3f}",
-            )
-        )
+    findings = [
+        *_drift_findings(figures, policy.drift, notes),
+        *_quality_findings(figures, policy.performance, notes),
+    ]
     failures = figures.data_quality_failures
     findings.append(
         Finding(
@@ -291,3 +234,77 @@ def decide(figures: Figures, policy: MonitoringPolicy) -> Verdict:
     order = sorted(findings, key=lambda f: -LEVELS.index(f.level))
     reasons = [f"{f.level}: {f.message}" for f in order if f.level != "ok"]
     return Verdict(verdict, reasons, findings, notes)
+
+
+def _drift_findings(figures: Figures, drift: DriftPolicy, notes: list[str]) -> list[Finding]:
+    """The share of drifted features, the drifted top features and the prediction's drift.
+
+    Args:
+        figures: What monitoring measured.
+        drift: The policy's drift thresholds.
+        notes: Appended to when the prediction's drift was not measured.
+    """
+    share = len(figures.drifted) / max(figures.n_features, 1)
+    top = figures.top_features[: drift.top_k]
+    top_drifted = {f: figures.drifted[f] for f in top if f in figures.drifted}
+    findings = [
+        Finding(
+            "feature_drift_share",
+            drift.share.level(share),
+            share,
+            f"{len(figures.drifted)} of {figures.n_features} features drifted ({share:.0%})"
+            + (f": {_names(figures.drifted)}" if figures.drifted else ""),
+        ),
+        Finding(
+            "top_feature_drift",
+            drift.top_features.level(len(top_drifted)),
+            float(len(top_drifted)),
+            f"{len(top_drifted)} of the model's {len(top)} most important features drifted"
+            + (f": {_names(top_drifted)}" if top_drifted else ""),
+        ),
+    ]
+    if figures.prediction_drift is None:
+        notes.append("prediction drift not measured")
+        return findings
+    findings.append(
+        Finding(
+            "prediction_drift",
+            drift.prediction.level(figures.prediction_drift),
+            figures.prediction_drift,
+            f"the predicted probability drifted by {figures.prediction_drift:.3f} "
+            f"({drift.prediction_method})",
+        )
+    )
+    return findings
+
+
+def _quality_findings(figures: Figures, perf: PerformancePolicy, notes: list[str]) -> list[Finding]:
+    """The ROC-AUC drop and the ECE rise against the reference (none without outcomes on both).
+
+    Args:
+        figures: What monitoring measured.
+        perf: The policy's performance thresholds.
+        notes: Appended to when quality is not judged.
+    """
+    ref, cur = figures.reference_quality, figures.current_quality
+    if ref is None or cur is None:
+        notes.append(figures.quality_note or "quality not judged: no outcomes to compare")
+        return []
+    drop = ref["roc_auc"] - cur["roc_auc"]
+    rise = cur["ece"] - ref["ece"]
+    return [
+        Finding(
+            "auc_drop",
+            perf.auc_drop.level(drop),
+            drop,
+            f"ROC-AUC {cur['roc_auc']:.3f} on {int(cur['n']):,} rows with outcomes, "
+            f"{ref['roc_auc']:.3f} on the reference (drop {drop:+.3f})",
+        ),
+        Finding(
+            "ece_rise",
+            perf.ece_rise.level(rise),
+            rise,
+            f"ECE {cur['ece']:.3f} against {ref['ece']:.3f} on the reference (rise {rise:+.3f}); "
+            f"mean predicted {cur['mean_p']:.3f}, observed rate {cur['base_rate']:.3f}",
+        ),
+    ]

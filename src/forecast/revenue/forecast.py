@@ -141,7 +141,7 @@ def forecast_revenue(
     rng = np.random.default_rng(seed)
     shock = shock or NO_SHOCK
     win_shift, volume = shock.draw(n_sims, rng)
-    k, g = len(periods), len(groups)
+    g = len(groups)
     index = {name: i for i, name in enumerate(groups)}
     group_idx = deals["group"].map(index).to_numpy(dtype=int)
     amounts = pd.to_numeric(deals["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
@@ -151,55 +151,117 @@ def forecast_revenue(
     )
     from_open = sims.mean(axis=0)
     if new_deals is not None:
-        mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
-        w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
-        factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
-        new = simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
+        new = _simulate_new(new_deals, as_of, periods, win_shift, volume, n_sims, rng)
         from_new = new.mean(axis=0)
         sims = sims + new
     else:
-        from_new = np.zeros((k, g))
+        from_new = np.zeros((len(periods), g))
     sims = np.concatenate([sims, sims.sum(axis=2, keepdims=True)], axis=2)
-    won = np.concatenate([won_to_date, won_to_date.sum(axis=1, keepdims=True)], axis=1)
-    from_open = np.concatenate([from_open, from_open.sum(axis=1, keepdims=True)], axis=1)
-    from_new = np.concatenate([from_new, from_new.sum(axis=1, keepdims=True)], axis=1)
     pipeline = np.bincount(group_idx, weights=amounts, minlength=g)
-    pipeline = np.append(pipeline, pipeline.sum())
-    totals = won[None, :, :] + sims
-    names = [*groups, ALL]
-    rows: list[dict[str, Any]] = []
-    for ki, p in enumerate(periods):
-        for gi, name in enumerate(names):
-            t = totals[:, ki, gi]
-            p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9])
-            quota = float(quotas[ki, gi]) if quotas is not None else math.nan
-            expected = float(t.mean())
-            remaining = max(quota - won[ki, gi], 0.0) if quota == quota else math.nan
-            avg = float(avg_won_amount[gi]) if avg_won_amount is not None else math.nan
-            rows.append(
-                {
-                    "period": p.label,
-                    "start": p.start,
-                    "end": p.end,
-                    "group": name,
-                    "won_to_date": float(won[ki, gi]),
-                    "expected": expected,
-                    "p10": float(p10),
-                    "p50": float(p50),
-                    "p90": float(p90),
-                    "from_open_deals": float(from_open[ki, gi]),
-                    "from_new_deals": float(from_new[ki, gi]),
-                    "quota": quota,
-                    "p_hit_quota": float((t >= quota).mean()) if quota == quota and quota > 0 else math.nan,
-                    "gap_to_goal": quota - expected if quota == quota else math.nan,
-                    "open_pipeline": float(pipeline[gi]),
-                    "pipeline_coverage": float(pipeline[gi] / remaining)
-                    if remaining and remaining > 0
-                    else math.nan,
-                    "deals_needed": float(math.ceil(remaining / avg - 1e-9))
-                    if remaining == remaining and avg == avg and avg > 0
-                    else math.nan,
-                    "projected_attainment": expected / quota if quota == quota and quota > 0 else math.nan,
-                }
-            )
+    parts = _Parts(
+        won=_with_all(won_to_date),
+        from_open=_with_all(from_open),
+        from_new=_with_all(from_new),
+        pipeline=np.append(pipeline, pipeline.sum()),
+    )
+    totals = parts.won[None, :, :] + sims
+    rows = [
+        _period_row(p, name, ki, gi, totals[:, ki, gi], parts, quotas, avg_won_amount)
+        for ki, p in enumerate(periods)
+        for gi, name in enumerate([*groups, ALL])
+    ]
     return RevenueForecast(pd.DataFrame(rows), sims, shock)
+
+
+def _simulate_new(
+    new_deals: NewDealModel,
+    as_of: pd.Timestamp,
+    periods: Sequence[Period],
+    win_shift: np.ndarray,
+    volume: np.ndarray,
+    n_sims: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Simulated wins of deals not created yet, under each simulation's common shocks, shape (n_sims, K, G).
+
+    Args:
+        new_deals: Model of deals not created yet.
+        as_of: The forecast time.
+        periods: Forecast periods.
+        win_shift: Each simulation's logit shift of the win rates.
+        volume: Each simulation's log multiplier of the number of new deals.
+        n_sims: Simulations.
+        rng: The forecast's random generator (drawn from after the open deals).
+    """
+    mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
+    w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
+    factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
+    return simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
+
+
+def _with_all(a: np.ndarray) -> np.ndarray:
+    """A (K, G) table with the all-groups column appended, shape (K, G + 1)."""
+    return np.concatenate([a, a.sum(axis=1, keepdims=True)], axis=1)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What each period and group's revenue is made of, shape (K, G + 1) (``pipeline``: (G + 1,))."""
+
+    won: np.ndarray
+    from_open: np.ndarray
+    from_new: np.ndarray
+    pipeline: np.ndarray
+
+
+def _period_row(
+    p: Period,
+    name: str,
+    ki: int,
+    gi: int,
+    t: np.ndarray,
+    parts: _Parts,
+    quotas: np.ndarray | None,
+    avg_won_amount: np.ndarray | None,
+) -> dict[str, Any]:
+    """One row of the forecast table: a period and group's quantiles, parts and quota odds.
+
+    Args:
+        p: The period.
+        name: The group (or ``(all)``).
+        ki: The period's position.
+        gi: The group's position (the last: all groups).
+        t: The simulated totals of this period and group.
+        parts: Won to date, expected from open and new deals, open pipeline.
+        quotas: Goal of each period and group, or ``None``.
+        avg_won_amount: Average won deal per group, or ``None``.
+    """
+    p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9])
+    quota = float(quotas[ki, gi]) if quotas is not None else math.nan
+    expected = float(t.mean())
+    won = parts.won[ki, gi]
+    remaining = max(quota - won, 0.0) if quota == quota else math.nan
+    avg = float(avg_won_amount[gi]) if avg_won_amount is not None else math.nan
+    pipeline = parts.pipeline[gi]
+    return {
+        "period": p.label,
+        "start": p.start,
+        "end": p.end,
+        "group": name,
+        "won_to_date": float(won),
+        "expected": expected,
+        "p10": float(p10),
+        "p50": float(p50),
+        "p90": float(p90),
+        "from_open_deals": float(parts.from_open[ki, gi]),
+        "from_new_deals": float(parts.from_new[ki, gi]),
+        "quota": quota,
+        "p_hit_quota": float((t >= quota).mean()) if quota == quota and quota > 0 else math.nan,
+        "gap_to_goal": quota - expected if quota == quota else math.nan,
+        "open_pipeline": float(pipeline),
+        "pipeline_coverage": float(pipeline / remaining) if remaining and remaining > 0 else math.nan,
+        "deals_needed": float(math.ceil(remaining / avg - 1e-9))
+        if remaining == remaining and avg == avg and avg > 0
+        else math.nan,
+        "projected_attainment": expected / quota if quota == quota and quota > 0 else math.nan,
+    }

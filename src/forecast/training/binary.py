@@ -6,7 +6,7 @@ flat exports). Evaluation and the final fit are separate steps:
 1. keep rows with a known label; split by time (whole entities per split, purge gap before the
    test slice) or, without dates, stratified / by row order. A split that would leave one class
    out of a part while the labelled rows hold both is retried with a shorter purge gap, then by
-   entity at random, and the summary says so (see :func:`forecast.training.splits._split`);
+   entity at random, and the summary says so (see :func:`forecast.training.splits.evaluation_split`);
 2. check data sufficiency: below the absolute minimum refuse with a message giving the rows of
    each class and what is needed; below the sufficiency threshold fit a regularised logistic
    model instead of LightGBM, and say so;
@@ -53,7 +53,7 @@ from forecast.models.crossfit import fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 from forecast.models.stage_incidence import StageWinIncidence
 from forecast.training.inputs import ModelInput
-from forecast.training.splits import _check_parts, _one_class_part, _split
+from forecast.training.splits import check_part_sizes, evaluation_split, one_class_part
 
 
 @dataclass
@@ -204,10 +204,6 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     """
     frame = data.frame.reset_index(drop=True)
     horizon = float(config.snapshots.horizon_days)
-    d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
-    closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    won = frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    causes = np.where(closed, np.where(won, 1, 2), 0)
     known = frame[data.label].notna().to_numpy()
     if data.censored is not None:
         known &= ~frame[data.censored].astype(bool).to_numpy()
@@ -216,34 +212,19 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         raise InsufficientDataError(
             f"{reason}; and no labelled deal snapshot of both classes to judge a stage model on"
         )
-    ids = frame[data.id_column].reset_index(drop=True)
-    entities = ids.unique()
-    rng = np.random.default_rng(config.seed)
-    held = ids.isin(
-        set(rng.choice(entities, size=max(1, int(0.3 * len(entities))), replace=False))
-    ).to_numpy()
-    test = np.flatnonzero(held & known)
-    fit_rows = np.flatnonzero(~held)
     notes = [
         f"small data: {reason}. The served model is the stage win incidence within {horizon:g} days "
         "(Aalen-Johansen per stage from every snapshot, censored ones included, shrunk towards all "
         "stages), not the learned model; it turns into the learned model once enough history is labelled"
     ]
+    test, fit_rows = _held_out_deals(frame[data.id_column].reset_index(drop=True), known, y, config.seed)
     if len(np.unique(y[test])) < 2 or len(fit_rows) == 0:
         test, fit_rows = np.flatnonzero(known), np.arange(len(frame))
         notes.append(
             "the held-out deals hold one class: the stage model is judged in sample on every labelled snapshot"
         )
-
-    def fitted(rows: np.ndarray) -> Pipeline:
-        model = StageWinIncidence(horizon_days=horizon)
-        pipeline = build_pipeline(["stage"], ["stage"], model)
-        prep = pipeline[:-1].fit(frame.iloc[rows])
-        model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows])
-        return pipeline
-
-    eval_pipeline = fitted(fit_rows)
-    pipeline = fitted(np.arange(len(frame)))
+    eval_pipeline = _fit_stage_incidence(frame, fit_rows, horizon)
+    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), horizon)
     p_test = eval_pipeline.predict_proba(frame.iloc[test])[:, 1]
     y_test = y[test]
     test_frame = frame.iloc[test].reset_index(drop=True)
@@ -267,138 +248,106 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         test_p=p_test,
         params={"model_kind": "stage_incidence_small_data", "horizon_days": horizon, "seed": config.seed},
         eval_pipeline=eval_pipeline,
-        fit={
-            "labelled_rows": int(known.sum()),
-            "evaluation": {"rows": len(fit_rows), "calibration": "none (a rate per stage)"},
-            "final": {
-                "rows": len(frame),
-                "share_of_labelled": 1.0,
-                "calibration": "none (a rate per stage)",
-                "note": "every snapshot, censored ones included",
-            },
-        },
+        fit=_stage_incidence_fit(int(known.sum()), len(fit_rows), len(frame)),
     )
+
+
+def _held_out_deals(
+    ids: pd.Series, known: np.ndarray, y: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole deals at random (30%) held out: their labelled snapshots, and every snapshot of the others.
+
+    Args:
+        ids: Each snapshot's deal.
+        known: Whether each snapshot's label is known.
+        y: The 0/1 labels.
+        seed: Seed of the draw.
+
+    Returns:
+        The test positions and the fitting positions.
+    """
+    entities = ids.unique()
+    rng = np.random.default_rng(seed)
+    held = ids.isin(
+        set(rng.choice(entities, size=max(1, int(0.3 * len(entities))), replace=False))
+    ).to_numpy()
+    return np.flatnonzero(held & known), np.flatnonzero(~held)
+
+
+def _fit_stage_incidence(frame: pd.DataFrame, rows: np.ndarray, horizon: float) -> Pipeline:
+    """The stage win incidence fitted on the snapshots ``rows`` (censored ones included).
+
+    Args:
+        frame: Deal snapshots with :data:`STAGE_INCIDENCE_COLUMNS`.
+        rows: Positions of the snapshots to fit on.
+        horizon: The label's horizon in days.
+    """
+    d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
+    closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    won = frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    causes = np.where(closed, np.where(won, 1, 2), 0)
+    model = StageWinIncidence(horizon_days=horizon)
+    pipeline = build_pipeline(["stage"], ["stage"], model)
+    prep = pipeline[:-1].fit(frame.iloc[rows])
+    model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows])
+    return pipeline
+
+
+def _stage_incidence_fit(labelled: int, fit_rows: int, rows: int) -> dict[str, Any]:
+    """What the stage model's fits say of themselves (:attr:`TrainResult.fit`)."""
+    return {
+        "labelled_rows": labelled,
+        "evaluation": {"rows": fit_rows, "calibration": "none (a rate per stage)"},
+        "final": {
+            "rows": rows,
+            "share_of_labelled": 1.0,
+            "calibration": "none (a rate per stage)",
+            "note": "every snapshot, censored ones included",
+        },
+    }
 
 
 def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool = False) -> TrainResult:
     """:func:`train_binary` for the learned model (LightGBM, or the small-data logistic one).
 
     With ``check_parts`` (a small-data model to fall back on exists), evaluation parts below the
-    absolute minimums raise :class:`InsufficientDataError` (:func:`_check_parts`); without it a
+    absolute minimums raise :class:`InsufficientDataError` (:func:`check_part_sizes`); without it a
     small export is still trained and judged on what it has, its notes saying so.
     """
-    frame = data.frame
-    known = frame[data.label].notna()
-    if data.censored is not None:
-        known &= ~frame[data.censored].astype(bool)
-    frame = frame.loc[known].reset_index(drop=True)
-    y_all = frame[data.label].astype(int).to_numpy()
+    frame, y_all = _labelled(data)
     small, note = _check_sufficiency(y_all, config)
-    parts, split_summary = _split(data, frame, config)
+    parts, split_summary = evaluation_split(data, frame, config)
     fit_rows, test = parts
-    lacking = _one_class_part(parts, y_all)
-    if lacking is not None:
-        positives = int(y_all.sum())
-        raise InsufficientDataError(
-            f"the {lacking} rows hold only one class: {len(y_all)} labelled rows ({positives} positive, "
-            f"{len(y_all) - positives} negative) over {frame[data.id_column].nunique()} entities; "
-            "both classes are needed in the rows before the test cut and in the test slice"
-        )
+    _require_both_classes(parts, y_all, frame[data.id_column].nunique())
     if check_parts:
-        _check_parts(parts, y_all, config)
+        check_part_sizes(parts, y_all, config)
     x = frame[data.features]
     ids = frame[data.id_column].reset_index(drop=True)
     notes = [note] if note else []
     if split_summary.get("note"):
         notes.append(str(split_summary["note"]))
-    lgbm = config.lightgbm
     periods = _period_features(data, split_summary)
-    template, kind = _template(data, config, small, periods)
-    if periods:
-        notes.append(
-            f"period-level column(s) {', '.join(periods)} enter the model only through a linear prior "
-            "the trees boost from: the test slice lies in later periods than the fitting rows, and "
-            "trees split on such columns to memorise past periods"
-        )
-    folds = config.final_fit.folds
     config = _with_family_choice(data, config, split_summary)
-    family: dict[str, Any] = {"choice": config.family.choice, "chosen": "logistic" if small else kind}
-    if not small:
-        template, kind, family = _choose_family(data, frame, fit_rows, template, config)
-        if kind == "logistic" and config.family.choice == "auto":
-            notes.append(
-                "a logistic regression is served: it had a lower log loss than LightGBM on the "
-                f"selection slice ({family['log_loss']['logistic']:.4f} against "
-                f"{family['log_loss']['lightgbm']:.4f}; the test slice took no part in the choice)"
-            )
-    eval_pipeline, eval_fit = fit_calibrated(
-        template,
-        x.iloc[fit_rows],
-        y_all[fit_rows],
-        ids.iloc[fit_rows],
-        folds=folds,
-        fitted_folds=config.final_fit.held_out(len(fit_rows)),
-        seed=config.seed,
-    )
+    template, kind, family = _family(data, config, frame, fit_rows, small, periods, notes)
+    eval_pipeline, eval_fit = _fit_calibrated(template, x, y_all, ids, fit_rows, config)
     p_test = eval_pipeline.predict_proba(x.iloc[test])[:, 1]
     y_test = y_all[test]
-    metrics = classification_metrics(y_test, p_test)
-    reliability = {"model": reliability_table(y_test, p_test)}
-    baselines: dict[str, dict[str, float]] = {}
-    p_baselines: dict[str, np.ndarray] = {}
-    # Baselines learn from the same rows as the evaluation model: equal information.
-    for name, est in _baselines(data).items():
-        if isinstance(est, LogisticBaseline):
-            est.fit(x.iloc[fit_rows], y_all[fit_rows], groups=ids.iloc[fit_rows])
-        else:
-            est.fit(x.iloc[fit_rows], y_all[fit_rows])
-        p = est.predict_proba(x.iloc[test])[:, 1]
-        p_baselines[name] = p
-        baselines[name] = {**classification_metrics(y_test, p), **paired_brier_gap(y_test, p_test, p)}
-        reliability[name] = reliability_table(y_test, p)
-    for name, gap in paired_auc_gaps(y_test, p_test, p_baselines, ids.iloc[test], seed=config.seed).items():
-        baselines[name].update(gap)
+    baselines, reliability = _judge_baselines(data, config, x, y_all, ids, parts, p_test)
     segments = {
         col: segment_calibration(y_test, p_test, frame[col].iloc[test].reset_index(drop=True))
         for col in config.segments
         if col in frame
     }
-    fit_summary: dict[str, Any] = {
-        "labelled_rows": len(y_all),
-        "evaluation": eval_fit,
-        "family": family,
-        "period_features": periods,
-    }
-    if config.final_fit.enabled:
-        pipeline, final = fit_calibrated(
-            template,
-            x,
-            y_all,
-            ids,
-            folds=folds,
-            fitted_folds=config.final_fit.held_out(len(y_all)),
-            seed=config.seed,
-        )
-    else:
-        pipeline, final = (
-            eval_pipeline,
-            {**eval_fit, "note": "final fit disabled: the evaluation model is served"},
-        )
-    fit_summary["final"] = {**final, "share_of_labelled": round(final["rows"] / len(y_all), 4)}
-    step = pipeline.named_steps["model"]
-    calibration: dict[str, Any] = {}
-    if isinstance(step, CalibratedLGBMClassifier):
-        calibration = {
-            "method": step.calibration_,
-            "cv_brier": step.calibration_cv_brier_,
-            "best_iteration": step.best_iteration_,
-        }
-    test_frame = frame.iloc[test].reset_index(drop=True)
+    pipeline, final = (
+        _fit_calibrated(template, x, y_all, ids, np.arange(len(y_all)), config)
+        if config.final_fit.enabled
+        else (eval_pipeline, {**eval_fit, "note": "final fit disabled: the evaluation model is served"})
+    )
     return TrainResult(
         pipeline=pipeline,
         model_kind=kind,
         notes=notes,
-        metrics=metrics,
+        metrics=classification_metrics(y_test, p_test),
         baselines=baselines,
         splits=split_summary,
         data=data_identity(frame, data.label, data.time_column),
@@ -406,18 +355,178 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
         reliability=reliability,
         segments=segments,
         importance=feature_importance(pipeline, data.features),
-        calibration=calibration,
-        test_frame=test_frame,
+        calibration=_calibration_summary(pipeline),
+        test_frame=frame.iloc[test].reset_index(drop=True),
         test_p=p_test,
-        params={
-            "model_kind": kind,
-            **(lgbm.model_dump() if kind == "lightgbm" else {}),
-            "family_choice": config.family.choice,
-            "seed": config.seed,
-        },
+        params=_params(kind, config),
         eval_pipeline=eval_pipeline,
-        fit=fit_summary,
+        fit={
+            "labelled_rows": len(y_all),
+            "evaluation": eval_fit,
+            "family": family,
+            "period_features": periods,
+            "final": {**final, "share_of_labelled": round(final["rows"] / len(y_all), 4)},
+        },
     )
+
+
+def _params(kind: str, config: TrainingConfig) -> dict[str, Any]:
+    """The parameters logged with a learned model: its kind, LightGBM's settings, the family choice, the seed."""
+    return {
+        "model_kind": kind,
+        **(config.lightgbm.model_dump() if kind == "lightgbm" else {}),
+        "family_choice": config.family.choice,
+        "seed": config.seed,
+    }
+
+
+def _labelled(data: ModelInput) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows with a known (and not censored) label, and their 0/1 labels."""
+    frame = data.frame
+    known = frame[data.label].notna()
+    if data.censored is not None:
+        known &= ~frame[data.censored].astype(bool)
+    frame = frame.loc[known].reset_index(drop=True)
+    return frame, frame[data.label].astype(int).to_numpy()
+
+
+def _require_both_classes(parts: list[np.ndarray], y: np.ndarray, entities: int) -> None:
+    """Raise when the fitting or the test rows hold one class only.
+
+    Args:
+        parts: The fitting and the test positions.
+        y: The 0/1 labels.
+        entities: How many entities the labelled rows are of (for the message).
+
+    Raises:
+        InsufficientDataError: A part of one class (the message gives the counts).
+    """
+    lacking = one_class_part(parts, y)
+    if lacking is not None:
+        positives = int(y.sum())
+        raise InsufficientDataError(
+            f"the {lacking} rows hold only one class: {len(y)} labelled rows ({positives} positive, "
+            f"{len(y) - positives} negative) over {entities} entities; "
+            "both classes are needed in the rows before the test cut and in the test slice"
+        )
+
+
+def _family(
+    data: ModelInput,
+    config: TrainingConfig,
+    frame: pd.DataFrame,
+    fit_rows: np.ndarray,
+    small: bool,
+    periods: list[str],
+    notes: list[str],
+) -> tuple[Pipeline, str, dict[str, Any]]:
+    """The unfitted pipeline of the served family, its kind and the choice's summary.
+
+    Appends to ``notes`` what the reader must be told: period-level columns kept out of the trees,
+    a logistic regression chosen over LightGBM.
+
+    Args:
+        data: The model input.
+        config: Training configuration, with this input's family choice (:func:`_with_family_choice`).
+        frame: The labelled rows.
+        fit_rows: Positions of the evaluation's fitting rows (the choice sees no other).
+        small: Below the sufficiency threshold: the small-data logistic model.
+        periods: Period-level features (:func:`_period_features`).
+        notes: The result's notes, appended to.
+    """
+    template, kind = _template(data, config, small, periods)
+    if periods:
+        notes.append(
+            f"period-level column(s) {', '.join(periods)} enter the model only through a linear prior "
+            "the trees boost from: the test slice lies in later periods than the fitting rows, and "
+            "trees split on such columns to memorise past periods"
+        )
+    if small:
+        return template, kind, {"choice": config.family.choice, "chosen": "logistic"}
+    template, kind, family = _choose_family(data, frame, fit_rows, template, config)
+    if kind == "logistic" and config.family.choice == "auto":
+        notes.append(
+            "a logistic regression is served: it had a lower log loss than LightGBM on the "
+            f"selection slice ({family['log_loss']['logistic']:.4f} against "
+            f"{family['log_loss']['lightgbm']:.4f}; the test slice took no part in the choice)"
+        )
+    return template, kind, family
+
+
+def _fit_calibrated(
+    template: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    ids: pd.Series,
+    rows: np.ndarray,
+    config: TrainingConfig,
+) -> tuple[Pipeline, dict[str, Any]]:
+    """The fitting procedure (:func:`~forecast.models.crossfit.fit_calibrated`) on the rows ``rows``."""
+    return fit_calibrated(
+        template,
+        x.iloc[rows],
+        y[rows],
+        ids.iloc[rows],
+        folds=config.final_fit.folds,
+        fitted_folds=config.final_fit.held_out(len(rows)),
+        seed=config.seed,
+    )
+
+
+def _judge_baselines(
+    data: ModelInput,
+    config: TrainingConfig,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    ids: pd.Series,
+    parts: list[np.ndarray],
+    p_test: np.ndarray,
+) -> tuple[dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
+    """The baselines fitted on the evaluation's fitting rows and judged against the model on the test slice.
+
+    Baselines learn from the same rows as the evaluation model: equal information.
+
+    Args:
+        data: The model input.
+        config: Training configuration (``seed``).
+        x: The labelled rows' features.
+        y: Their 0/1 labels.
+        ids: Their entities.
+        parts: The fitting and the test positions.
+        p_test: The evaluation model's probabilities on the test slice.
+
+    Returns:
+        Each baseline's metrics and paired gaps to the model, and the reliability tables (the model's first).
+    """
+    fit_rows, test = parts
+    y_test = y[test]
+    reliability = {"model": reliability_table(y_test, p_test)}
+    baselines: dict[str, dict[str, float]] = {}
+    p_baselines: dict[str, np.ndarray] = {}
+    for name, est in _baselines(data).items():
+        if isinstance(est, LogisticBaseline):
+            est.fit(x.iloc[fit_rows], y[fit_rows], groups=ids.iloc[fit_rows])
+        else:
+            est.fit(x.iloc[fit_rows], y[fit_rows])
+        p = est.predict_proba(x.iloc[test])[:, 1]
+        p_baselines[name] = p
+        baselines[name] = {**classification_metrics(y_test, p), **paired_brier_gap(y_test, p_test, p)}
+        reliability[name] = reliability_table(y_test, p)
+    for name, gap in paired_auc_gaps(y_test, p_test, p_baselines, ids.iloc[test], seed=config.seed).items():
+        baselines[name].update(gap)
+    return baselines, reliability
+
+
+def _calibration_summary(pipeline: Pipeline) -> dict[str, Any]:
+    """The served LightGBM model's calibration: method, cross-validated Brier, trees (empty otherwise)."""
+    step = pipeline.named_steps["model"]
+    if not isinstance(step, CalibratedLGBMClassifier):
+        return {}
+    return {
+        "method": step.calibration_,
+        "cv_brier": step.calibration_cv_brier_,
+        "best_iteration": step.best_iteration_,
+    }
 
 
 def _with_family_choice(data: ModelInput, config: TrainingConfig, split: dict[str, Any]) -> TrainingConfig:
@@ -436,7 +545,7 @@ def _choose_family(
 ) -> tuple[Pipeline, str, dict[str, Any]]:
     """The served family: LightGBM, a logistic regression, or the better of the two on a selection slice.
 
-    With ``family.choice: auto`` the fitting rows are split again as all rows were (:func:`_split`:
+    With ``family.choice: auto`` the fitting rows are split again as all rows were (:func:`evaluation_split`:
     time-forward with the purge gap where there are dates), both families go through the same
     fitting procedure on the earlier part, and the one with the lower log loss on the later part
     is evaluated on the test slice and served. The test slice takes no part in the choice, so its
@@ -451,14 +560,14 @@ def _choose_family(
     inner = frame.iloc[fit_rows].reset_index(drop=True)
     y = inner[data.label].astype(int).to_numpy()
     try:
-        (fit, select), how = _split(data, inner, config)
+        (fit, select), how = evaluation_split(data, inner, config)
     except (ValueError, InputError) as exc:
         return (
             trees,
             "lightgbm",
             {"choice": choice, "chosen": "lightgbm", "note": f"no selection slice: {exc}"},
         )
-    if len(select) < config.family.min_selection_rows or _one_class_part([fit, select], y) is not None:
+    if len(select) < config.family.min_selection_rows or one_class_part([fit, select], y) is not None:
         return (
             trees,
             "lightgbm",
@@ -473,15 +582,7 @@ def _choose_family(
     losses: dict[str, float] = {}
     aucs: dict[str, float] = {}
     for name, template in (("lightgbm", trees), ("logistic", logistic)):
-        fitted, _ = fit_calibrated(
-            template,
-            x.iloc[fit],
-            y[fit],
-            ids.iloc[fit],
-            folds=config.final_fit.folds,
-            fitted_folds=config.final_fit.held_out(len(fit)),
-            seed=config.seed,
-        )
+        fitted, _ = _fit_calibrated(template, x, y, ids, fit, config)
         m = classification_metrics(y[select], fitted.predict_proba(x.iloc[select])[:, 1])
         losses[name], aucs[name] = round(m["log_loss"], 6), round(m["roc_auc"], 6)
     chosen = "logistic" if losses["logistic"] < losses["lightgbm"] else "lightgbm"

@@ -80,27 +80,6 @@ def model_card(
         source_words: Where the data came from.
         score_name: The probability column (``p_convert``, ``p_win``).
     """
-    m = result.metrics
-    rows = [
-        {"model": "this model", **{k: m.get(k) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")}}
-    ]
-    for bname, bm in result.baselines.items():
-        rows.append(
-            {"model": bname, **{k: bm.get(k) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")}}
-        )
-    comparison = pd.DataFrame(rows)
-    beats = [
-        b
-        for b, bm in result.baselines.items()
-        if m.get("roc_auc", float("nan")) > bm.get("roc_auc", float("nan"))
-        and m.get("brier", float("nan")) < bm.get("brier", float("nan"))
-    ]
-    splits = result.splits.get("splits", {})
-    split_lines = [
-        f"- {k}: {v.get('rows')} rows"
-        + (f", {v.get('entities')} entities, {v.get('from')} to {v.get('to')}" if "from" in v else "")
-        for k, v in splits.items()
-    ]
     bands = config.bands
     parts = [
         f"# Model card: {name}" + (f" v{version}" if version else ""),
@@ -113,51 +92,9 @@ def model_card(
         f"cases turn positive). Bands: A ≥ {bands['A']:.0%}, B ≥ {bands['B']:.0%}, "
         f"C ≥ {bands['C']:.0%}, D below.",
         "",
-        "## Model",
-        "",
-        f"- kind: {result.model_kind}"
-        + (
-            f"; LightGBM with early stopping ({result.calibration.get('best_iteration')} trees), "
-            f"{result.calibration.get('method')} calibration, cross-fitted (out-of-fold predictions) "
-            f"(cross-validated Brier: {_briers(result.calibration.get('cv_brier'))})"
-            if result.calibration
-            else ""
-        ),
-        *[f"- note: {n}" for n in result.notes],
-        "",
-        "## Data",
-        "",
-        f"- source: {source_words}",
-        f"- rows with a known label: {result.data['rows']}, positive rate {_fmt(result.data['label_rate'])}",
-        f"- as_of range: {result.data['from']} to {result.data['to']}",
-        f"- data hash (sha256): `{result.data['sha256']}`",
-        f"- split: {result.splits.get('method')}"
-        + (
-            (
-                f", cuts {result.splits.get('cuts')}, "
-                f"purge gap {result.splits.get('gap_days')} days before the test slice"
-            )
-            if result.splits.get("method") == "time"
-            else ""
-        ),
-        *split_lines,
-        *_fit_lines(result.fit),
-        "",
-        "## Test-slice metrics against the baselines",
-        "",
-        _table(comparison),
-        "",
-        f"Beats on both AUC and Brier: {', '.join(beats) if beats else 'none'}"
-        + (f" (of {', '.join(result.baselines)})." if result.baselines else "."),
-        "",
-        *[f"- {k}: {w}" for k, w in _METRIC_WORDS.items()],
-        "",
-        "## Lift by score decile (test slice; decile 1 = highest scores)",
-        "",
-        _table(result.deciles[["decile", "n", "mean_p", "rate", "lift", "cumulative_capture"]])
-        if len(result.deciles)
-        else "Not measured: no test row has a known outcome yet (see the notes).",
-        "",
+        *_model_lines(result),
+        *_data_lines(result, source_words),
+        *_test_lines(result),
     ]
     for seg, table in result.segments.items():
         parts += [
@@ -179,3 +116,80 @@ def model_card(
         "model, not causes in the world.",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _model_lines(result: TrainResult) -> list[str]:
+    """The card's "Model" section: the kind, its trees and calibration, the notes."""
+    return [
+        "## Model",
+        "",
+        f"- kind: {result.model_kind}"
+        + (
+            f"; LightGBM with early stopping ({result.calibration.get('best_iteration')} trees), "
+            f"{result.calibration.get('method')} calibration, cross-fitted (out-of-fold predictions) "
+            f"(cross-validated Brier: {_briers(result.calibration.get('cv_brier'))})"
+            if result.calibration
+            else ""
+        ),
+        *[f"- note: {n}" for n in result.notes],
+        "",
+    ]
+
+
+def _data_lines(result: TrainResult, source_words: str) -> list[str]:
+    """The card's "Data" section: source, rows, dates, hash, the split and the fits."""
+    splits = result.splits.get("splits", {})
+    split_lines = [
+        f"- {k}: {v.get('rows')} rows"
+        + (f", {v.get('entities')} entities, {v.get('from')} to {v.get('to')}" if "from" in v else "")
+        for k, v in splits.items()
+    ]
+    return [
+        "## Data",
+        "",
+        f"- source: {source_words}",
+        f"- rows with a known label: {result.data['rows']}, positive rate {_fmt(result.data['label_rate'])}",
+        f"- as_of range: {result.data['from']} to {result.data['to']}",
+        f"- data hash (sha256): `{result.data['sha256']}`",
+        f"- split: {result.splits.get('method')}"
+        + (
+            f", cuts {result.splits.get('cuts')}, "
+            f"purge gap {result.splits.get('gap_days')} days before the test slice"
+            if result.splits.get("method") == "time"
+            else ""
+        ),
+        *split_lines,
+        *_fit_lines(result.fit),
+        "",
+    ]
+
+
+def _test_lines(result: TrainResult) -> list[str]:
+    """The card's test-slice sections: the model against the baselines, and the lift by decile."""
+    m = result.metrics
+    keys = ("roc_auc", "pr_auc", "brier", "log_loss", "ece")
+    rows = [{"model": "this model", **{k: m.get(k) for k in keys}}]
+    rows += [{"model": bname, **{k: bm.get(k) for k in keys}} for bname, bm in result.baselines.items()]
+    beats = [
+        b
+        for b, bm in result.baselines.items()
+        if m.get("roc_auc", float("nan")) > bm.get("roc_auc", float("nan"))
+        and m.get("brier", float("nan")) < bm.get("brier", float("nan"))
+    ]
+    return [
+        "## Test-slice metrics against the baselines",
+        "",
+        _table(pd.DataFrame(rows)),
+        "",
+        f"Beats on both AUC and Brier: {', '.join(beats) if beats else 'none'}"
+        + (f" (of {', '.join(result.baselines)})." if result.baselines else "."),
+        "",
+        *[f"- {k}: {w}" for k, w in _METRIC_WORDS.items()],
+        "",
+        "## Lift by score decile (test slice; decile 1 = highest scores)",
+        "",
+        _table(result.deciles[["decile", "n", "mean_p", "rate", "lift", "cumulative_capture"]])
+        if len(result.deciles)
+        else "Not measured: no test row has a known outcome yet (see the notes).",
+        "",
+    ]

@@ -16,6 +16,7 @@ applies unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from forecast.models.survival import (
 )
 from forecast.training.binary import TrainResult, data_identity
 from forecast.training.inputs import ModelInput
-from forecast.training.splits import _split
+from forecast.training.splits import evaluation_split
 from forecast.training.survival_metrics import (
     c_index_gap_se,
     concordance_index,
@@ -67,49 +68,71 @@ def _survival_metrics(
     return out
 
 
-def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult:
-    """Fit the hazard model and its baselines; evaluate on the latest slice.
+@dataclass(frozen=True)
+class _Snapshots:
+    """The deal snapshots a time-to-close model learns from, as the arrays every step reads."""
+
+    frame: pd.DataFrame
+    x: pd.DataFrame
+    ids: pd.Series
+    durations: np.ndarray
+    events: np.ndarray
+    followup: np.ndarray
+    causes: np.ndarray | None
+
+
+def _snapshots(data: ModelInput, config: TrainingConfig) -> _Snapshots:
+    """The snapshots with a positive duration, and their arrays.
 
     Args:
         data: Deal snapshots with :data:`DURATION`, :data:`EVENT` and :data:`FOLLOWUP`.
-        config: Training configuration (its ``survival`` section sets the intervals).
+        config: Training configuration (its ``small_data`` absolute minimums).
 
     Raises:
-        InsufficientDataError: Too few observed closes to learn anything.
+        InsufficientDataError: Too few snapshots or observed closes to learn anything.
     """
-    surv_cfg = config.survival
-    edges = [float(x) for x in surv_cfg.edges]
-    days = float(surv_cfg.proba_days)
     frame = data.frame.loc[data.frame[DURATION].notna()].reset_index(drop=True)
     frame = frame.loc[frame[DURATION] > 0].reset_index(drop=True)
-    d_all = frame[DURATION].to_numpy(dtype=float)
-    e_all = frame[EVENT].astype(bool).to_numpy()
+    events = frame[EVENT].astype(bool).to_numpy()
     # cause of each close: 1 = won, 2 = lost (0 while open); wins and losses keep separate timings
     won = (
         frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
         if "label_won" in frame
         else None
     )
-    causes = None if won is None else np.where(e_all, np.where(won, 1, 2), 0)
-    if (
-        len(frame) < config.small_data.absolute_min_rows
-        or e_all.sum() < config.small_data.absolute_min_minority
-    ):
+    sd = config.small_data
+    if len(frame) < sd.absolute_min_rows or events.sum() < sd.absolute_min_minority:
         raise InsufficientDataError(
-            f"only {len(frame)} deal snapshots with {int(e_all.sum())} observed closes; at least "
-            f"{config.small_data.absolute_min_rows} snapshots and {config.small_data.absolute_min_minority} "
+            f"only {len(frame)} deal snapshots with {int(events.sum())} observed closes; at least "
+            f"{sd.absolute_min_rows} snapshots and {sd.absolute_min_minority} "
             "closes are needed to train a time-to-close model"
         )
-    # The gap is not shortened for a few fitting rows: below the threshold the stage curves serve.
-    parts, split_summary = _split(
-        data, frame.assign(**{data.label: e_all.astype(int)}), config, enough_to_fit=False
+    return _Snapshots(
+        frame=frame,
+        x=frame[data.features],
+        ids=frame[data.id_column].reset_index(drop=True),
+        durations=frame[DURATION].to_numpy(dtype=float),
+        events=events,
+        followup=frame[FOLLOWUP].to_numpy(dtype=float),
+        causes=None if won is None else np.where(events, np.where(won, 1, 2), 0),
     )
-    train, test = parts
-    x = frame[data.features]
-    ids = frame[data.id_column].reset_index(drop=True)
-    follow_all = frame[FOLLOWUP].to_numpy(dtype=float)
+
+
+def _template(data: ModelInput, config: TrainingConfig, small: bool) -> Pipeline:
+    """The unfitted pipeline: the LightGBM hazard, or the stage curves on small data.
+
+    Args:
+        data: The model input (features, categorical columns).
+        config: Training configuration (``lightgbm``, ``survival``, ``seed``).
+        small: Too few fitting closes for the learned hazard: a Kaplan-Meier curve per stage.
+    """
+    edges = [float(x) for x in config.survival.edges]
+    days = float(config.survival.proba_days)
+    if small:
+        model = StageKaplanMeier("stage", edges=edges, proba_days=days)
+        return build_pipeline(data.features, [], model, encode=False)
     lgbm = config.lightgbm
-    model = DiscreteTimeHazard(
+    hazard = DiscreteTimeHazard(
         edges=edges,
         proba_days=days,
         n_estimators=lgbm.n_estimators,
@@ -122,154 +145,274 @@ def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult
         early_stopping_rounds=lgbm.early_stopping_rounds,
         random_state=config.seed,
     )
-    template = build_pipeline(data.features, data.categorical, model)
-    sd = config.small_data
-    small = "stage" in data.features and (
-        len(train) < sd.min_rows or int(e_all[train].sum()) < sd.min_minority
-    )
-    kind = "stage_km_small_data" if small else "discrete_time_hazard_lightgbm"
+    return build_pipeline(data.features, data.categorical, hazard)
+
+
+def _fit(
+    snaps: _Snapshots, template: Pipeline, small: bool, config: TrainingConfig, idx: np.ndarray
+) -> tuple[Pipeline, dict[str, Any]]:
+    """The fitting procedure on the rows ``idx``: the served model is this applied to every row.
+
+    Args:
+        snaps: The snapshots.
+        template: The unfitted pipeline (:func:`_template`).
+        small: Whether the template is the small-data stage curves.
+        config: Training configuration (``survival.calibrate``, ``final_fit``, ``seed``).
+        idx: Positions of the rows to fit on.
+
+    Returns:
+        The fitted pipeline and what the fit says of itself.
+
+    Raises:
+        InsufficientDataError: Too few closes to cross-fit the hazard.
+    """
+    x = snaps.x.iloc[idx]
     if small:
-        template = build_pipeline(
-            data.features, [], StageKaplanMeier("stage", edges=edges, proba_days=days), encode=False
+        # The small-data model: a Kaplan-Meier curve per stage from every snapshot given,
+        # censored ones included (nothing to stop early or calibrate).
+        fitted = clone(template)
+        prep = Pipeline(fitted.steps[:-1]).fit(x)
+        fitted.named_steps["model"].fit(prep.transform(x), snaps.durations[idx], snaps.events[idx])
+        entities = int(snaps.ids.iloc[idx].nunique())
+        return fitted, {"rows": len(idx), "entities": entities, "calibration": "none"}
+    try:
+        return fit_hazard(
+            template,
+            x,
+            snaps.durations[idx],
+            snaps.events[idx],
+            snaps.followup[idx],
+            None if snaps.causes is None else snaps.causes[idx],
+            snaps.ids.iloc[idx],
+            calibrate=config.survival.calibrate,
+            folds=config.final_fit.folds,
+            fitted_folds=config.final_fit.held_out(len(idx)),
+            seed=config.seed,
         )
+    except ValueError as exc:
+        raise InsufficientDataError(str(exc)) from exc
 
-    def procedure(idx: np.ndarray) -> tuple[Any, dict[str, Any]]:
-        if small:
-            # The small-data model: a Kaplan-Meier curve per stage from every snapshot given,
-            # censored ones included (nothing to stop early or calibrate).
-            fitted = clone(template)
-            prep = Pipeline(fitted.steps[:-1]).fit(x.iloc[idx])
-            fitted.named_steps["model"].fit(prep.transform(x.iloc[idx]), d_all[idx], e_all[idx])
-            return fitted, {"rows": len(idx), "entities": int(ids.iloc[idx].nunique()), "calibration": "none"}
-        try:
-            return fit_hazard(
-                template,
-                x.iloc[idx],
-                d_all[idx],
-                e_all[idx],
-                follow_all[idx],
-                None if causes is None else causes[idx],
-                ids.iloc[idx],
-                calibrate=surv_cfg.calibrate,
-                folds=config.final_fit.folds,
-                fitted_folds=config.final_fit.held_out(len(idx)),
-                seed=config.seed,
-            )
-        except ValueError as exc:
-            raise InsufficientDataError(str(exc)) from exc
 
-    eval_pipeline, eval_fit = procedure(train)
-    pipeline = eval_pipeline
-    prep = pipeline[:-1]
+@dataclass(frozen=True)
+class _TestSlice:
+    """The test snapshots and the evaluation model's curves on them."""
+
+    durations: np.ndarray
+    events: np.ndarray
+    followup: np.ndarray
+    x: pd.DataFrame
+    ids: np.ndarray
+    surv: np.ndarray
+    known: np.ndarray
+    """Followed for at least ``proba_days``: P(close within them) is known."""
+    y_known: np.ndarray
+    p_known: np.ndarray
+
+    @property
+    def measurable(self) -> bool:
+        """Whether any test snapshot is followed for ``proba_days`` (a short history may leave none)."""
+        return bool(self.known.any())
+
+
+def _test_slice(snaps: _Snapshots, test: np.ndarray, pipeline: Pipeline, days: float) -> _TestSlice:
+    """The evaluation model's survival curves on the test rows, and P(close within ``days``)."""
+    d, e, follow = snaps.durations[test], snaps.events[test], snaps.followup[test]
+    x_test = snaps.x.iloc[test]
     model = pipeline.named_steps["model"]
-    d, e, follow = d_all[test], e_all[test], frame[FOLLOWUP].to_numpy(dtype=float)[test]
-    x_test = x.iloc[test]
-    surv = pipeline.named_steps["model"].survival(prep.transform(x_test))
-    metrics = _survival_metrics(d, e, follow, surv, edges, days)
+    surv = model.survival(pipeline[:-1].transform(x_test))
+    known = follow >= days
+    return _TestSlice(
+        durations=d,
+        events=e,
+        followup=follow,
+        x=x_test,
+        ids=snaps.ids.iloc[test].to_numpy(),
+        surv=surv,
+        known=known,
+        y_known=(e & (d <= days))[known].astype(int),
+        p_known=1.0 - survival_at(surv[known], model.edges, days),
+    )
+
+
+def _baselines(
+    data: ModelInput, config: TrainingConfig, snaps: _Snapshots, train: np.ndarray, ts: _TestSlice
+) -> tuple[dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
+    """The logistic hazard and the stage curves, fitted on the training rows and judged on the test slice.
+
+    Returns:
+        Each baseline's metrics, and the reliability tables (the model's first) where measurable.
+    """
+    edges = [float(x) for x in config.survival.edges]
+    days = float(config.survival.proba_days)
     numeric = [f for f in data.features if f not in data.categorical]
-    baselines_est: dict[str, Any] = {
+    estimators: dict[str, Any] = {
         "logistic_hazard": LogisticHazard(
             categorical=data.categorical, numeric=numeric, edges=edges, proba_days=days
         ),
     }
     if "stage" in data.features:
-        baselines_est["stage_km"] = StageKaplanMeier("stage", edges=edges, proba_days=days)
-    known = follow >= days
-    y_known = (e & (d <= days))[known].astype(int)
-    p_known = 1.0 - survival_at(surv[known], edges, days)
-    # A short history may leave no test snapshot followed for `days`: nothing to calibrate against.
-    measurable = bool(known.any())
-    reliability = {"model": reliability_table(y_known, p_known)} if measurable else {}
+        estimators["stage_km"] = StageKaplanMeier("stage", edges=edges, proba_days=days)
+    reliability = {"model": reliability_table(ts.y_known, ts.p_known)} if ts.measurable else {}
     baselines: dict[str, dict[str, float]] = {}
-    test_ids = ids.iloc[test].to_numpy()
-    for name, est in baselines_est.items():
-        est.fit(x.iloc[train], d_all[train], e_all[train])
-        s_b = est.survival(x_test)
-        baselines[name] = _survival_metrics(d, e, follow, s_b, edges, days)
-        if not measurable:
+    for name, est in estimators.items():
+        est.fit(snaps.x.iloc[train], snaps.durations[train], snaps.events[train])
+        s_b = est.survival(ts.x)
+        baselines[name] = _survival_metrics(ts.durations, ts.events, ts.followup, s_b, edges, days)
+        if not ts.measurable:
             # Without a known P(close within `days`) the gate reads the C-index: its paired error.
             baselines[name]["c_index_gap_se"] = c_index_gap_se(
-                d,
-                e,
-                test_ids,
-                restricted_mean_days(surv, edges),
+                ts.durations,
+                ts.events,
+                ts.ids,
+                restricted_mean_days(ts.surv, edges),
                 restricted_mean_days(s_b, edges),
                 config.seed,
             )
-        if measurable:
-            reliability[name] = reliability_table(y_known, 1.0 - survival_at(s_b[known], edges, days))
+        else:
+            p_b = 1.0 - survival_at(s_b[ts.known], edges, days)
+            reliability[name] = reliability_table(ts.y_known, p_b)
+    return baselines, reliability
+
+
+def _test_frame(
+    frame: pd.DataFrame, test: np.ndarray, ts: _TestSlice, config: TrainingConfig
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The test rows followed for ``proba_days`` with their 0/1 label, and the calibration per segment.
+
+    Args:
+        frame: Every snapshot.
+        test: Positions of the test rows.
+        ts: The test slice (:func:`_test_slice`).
+        config: Training configuration (``segments``, ``survival.proba_days``).
+    """
+    days = float(config.survival.proba_days)
     test_frame = frame.iloc[test].reset_index(drop=True)
     label = within_label(days)
     test_frame[label] = (test_frame[EVENT].astype(bool) & (test_frame[DURATION] <= days)).astype(int)
     segments = {
-        col: segment_calibration(y_known, p_known, test_frame.loc[known, col].reset_index(drop=True))
+        col: segment_calibration(ts.y_known, ts.p_known, test_frame.loc[ts.known, col].reset_index(drop=True))
         for col in config.segments
-        if col in test_frame and measurable
+        if col in test_frame and ts.measurable
     }
-    median_pred = survival_quantile(surv, edges, 0.5)
-    observed = e & np.isfinite(median_pred)
-    extra = {
-        "median_abs_error_days": float(np.median(np.abs(median_pred[observed] - d[observed])))
-        if observed.any()
-        else float("nan")
-    }
-    metrics.update(extra)
-    data_for_identity = frame.assign(**{label: (e_all & (d_all <= days)).astype(int)})
+    return test_frame.loc[ts.known].reset_index(drop=True), segments
+
+
+def _median_error(ts: _TestSlice, edges: list[float]) -> dict[str, float]:
+    """The median absolute error of the predicted median days to close, on observed closes."""
+    median_pred = survival_quantile(ts.surv, edges, 0.5)
+    observed = ts.events & np.isfinite(median_pred)
+    if not observed.any():
+        return {"median_abs_error_days": float("nan")}
+    return {"median_abs_error_days": float(np.median(np.abs(median_pred[observed] - ts.durations[observed])))}
+
+
+def _importance(pipeline: Pipeline, features: list[str], small: bool) -> pd.DataFrame:
+    """Share of the hazard's total gain per feature (the stage alone for the stage curves)."""
     if small:
-        importance = pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
-    else:
-        booster = model.model_.booster_
-        gain = np.asarray(booster.feature_importance(importance_type="gain", iteration=model.best_iteration_))
-        names = list(booster.feature_name())
-        importance = pd.DataFrame({"feature": names, "importance": gain / (gain.sum() or 1.0)})
-        importance = importance[importance["feature"].isin(data.features)]
-        importance = importance.sort_values("importance", ascending=False, kind="stable").reset_index(
-            drop=True
-        )
-    final_pipeline, final_fit = (
-        procedure(np.arange(len(frame))) if config.final_fit.enabled else (eval_pipeline, eval_fit)
-    )
-    fit_summary = {
-        "labelled_rows": len(frame),
-        "evaluation": eval_fit,
-        "final": {**final_fit, "share_of_labelled": round(final_fit["rows"] / len(frame), 4)},
+        return pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
+    model = pipeline.named_steps["model"]
+    booster = model.model_.booster_
+    gain = np.asarray(booster.feature_importance(importance_type="gain", iteration=model.best_iteration_))
+    names = list(booster.feature_name())
+    importance = pd.DataFrame({"feature": names, "importance": gain / (gain.sum() or 1.0)})
+    importance = importance[importance["feature"].isin(features)]
+    return importance.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _calibration(pipeline: Pipeline, config: TrainingConfig) -> dict[str, Any]:
+    """The learned hazard's calibration and tree count (what the card and the summary say)."""
+    return {
+        "method": "isotonic per edge, cross-fitted" if config.survival.calibrate else "none",
+        "best_iteration": pipeline.named_steps["model"].best_iteration_,
     }
+
+
+def _notes(
+    config: TrainingConfig, snaps: _Snapshots, train: np.ndarray, ts: _TestSlice, small: bool
+) -> list[str]:
+    """What the result's reader needs told: the small-data model, and what the test slice can judge."""
+    sd = config.small_data
+    days = int(config.survival.proba_days)
+    notes = (
+        [
+            f"small data: {len(train):,} fitting snapshots with {int(snaps.events[train].sum()):,} closes "
+            f"(sufficiency threshold: {sd.min_rows} snapshots and {sd.min_minority} closes), so the "
+            "served model is a Kaplan-Meier curve per stage from every snapshot, censored ones "
+            "included; the learned hazard takes over as the history grows"
+        ]
+        if small
+        else []
+    )
+    notes.append(
+        f"P(close within {days} days) is judged on the {int(ts.known.sum()):,} test snapshots "
+        f"followed for at least {days} days; C-index and IBS on all {len(ts.durations):,} (censored included)"
+        + ("" if ts.measurable else ": none is, so its calibration is not measured yet (a short history)")
+    )
+    return notes
+
+
+def train_time_to_close(data: ModelInput, config: TrainingConfig) -> TrainResult:
+    """Fit the hazard model and its baselines; evaluate on the latest slice.
+
+    Args:
+        data: Deal snapshots with :data:`DURATION`, :data:`EVENT` and :data:`FOLLOWUP`.
+        config: Training configuration (its ``survival`` section sets the intervals).
+
+    Raises:
+        InsufficientDataError: Too few observed closes to learn anything.
+    """
+    edges = [float(x) for x in config.survival.edges]
+    days = float(config.survival.proba_days)
+    snaps = _snapshots(data, config)
+    frame, e_all, d_all = snaps.frame, snaps.events, snaps.durations
+    # The gap is not shortened for a few fitting rows: below the threshold the stage curves serve.
+    parts, split_summary = evaluation_split(
+        data, frame.assign(**{data.label: e_all.astype(int)}), config, enough_to_fit=False
+    )
+    train, test = parts
+    sd = config.small_data
+    small = "stage" in data.features and (
+        len(train) < sd.min_rows or int(e_all[train].sum()) < sd.min_minority
+    )
+    kind = "stage_km_small_data" if small else "discrete_time_hazard_lightgbm"
+    template = _template(data, config, small)
+    eval_pipeline, eval_fit = _fit(snaps, template, small, config, train)
+    ts = _test_slice(snaps, test, eval_pipeline, days)
+    metrics = _survival_metrics(ts.durations, ts.events, ts.followup, ts.surv, edges, days)
+    baselines, reliability = _baselines(data, config, snaps, train, ts)
+    test_frame, segments = _test_frame(frame, test, ts, config)
+    metrics.update(_median_error(ts, edges))
+    importance = _importance(eval_pipeline, data.features, small)
+    final_pipeline, final_fit = (
+        _fit(snaps, template, small, config, np.arange(len(frame)))
+        if config.final_fit.enabled
+        else (eval_pipeline, eval_fit)
+    )
     return TrainResult(
         pipeline=final_pipeline,
         eval_pipeline=eval_pipeline,
-        fit=fit_summary,
+        fit={
+            "labelled_rows": len(frame),
+            "evaluation": eval_fit,
+            "final": {**final_fit, "share_of_labelled": round(final_fit["rows"] / len(frame), 4)},
+        },
         model_kind=kind,
-        notes=[
-            *(
-                [
-                    f"small data: {len(train):,} fitting snapshots with {int(e_all[train].sum()):,} closes "
-                    f"(sufficiency threshold: {sd.min_rows} snapshots and {sd.min_minority} closes), so the "
-                    "served model is a Kaplan-Meier curve per stage from every snapshot, censored ones "
-                    "included; the learned hazard takes over as the history grows"
-                ]
-                if small
-                else []
-            ),
-            f"P(close within {int(days)} days) is judged on the {int(known.sum()):,} test snapshots "
-            f"followed for at least {int(days)} days; C-index and IBS on all {len(test):,} (censored included)"
-            + ("" if measurable else ": none is, so its calibration is not measured yet (a short history)"),
-        ],
+        notes=_notes(config, snaps, train, ts, small),
         metrics=metrics,
         baselines=baselines,
         splits=split_summary,
-        data=data_identity(data_for_identity, label, data.time_column),
-        deciles=decile_table(y_known, p_known) if measurable else pd.DataFrame(),
+        data=data_identity(
+            frame.assign(**{within_label(days): (e_all & (d_all <= days)).astype(int)}),
+            within_label(days),
+            data.time_column,
+        ),
+        deciles=decile_table(ts.y_known, ts.p_known) if ts.measurable else pd.DataFrame(),
         reliability=reliability,
         segments=segments,
         importance=importance,
-        calibration={}
-        if small
-        else {
-            "method": "isotonic per edge, cross-fitted" if surv_cfg.calibrate else "none",
-            "best_iteration": model.best_iteration_,
-        },
-        test_frame=test_frame.loc[known].reset_index(drop=True),
-        input_example=None if measurable else frame.head(5),
-        test_p=p_known,
-        params={"model_kind": kind, **({} if small else lgbm.model_dump()), "edges": edges},
+        calibration={} if small else _calibration(eval_pipeline, config),
+        test_frame=test_frame,
+        input_example=None if ts.measurable else frame.head(5),
+        test_p=ts.p_known,
+        params={"model_kind": kind, **({} if small else config.lightgbm.model_dump()), "edges": edges},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,18 +34,34 @@ def score_input_errors(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFram
         ``message``, ordered by row; rows not listed are scoreable.
     """
     frame = frame.rename(columns=str) if not all(isinstance(c, str) for c in frame.columns) else frame
-    rows = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
-    found: list[pd.DataFrame] = []
+    found = _Found(pd.Series(np.arange(1, len(frame) + 1), index=frame.index))
+    _id_errors(frame, spec.get("id_column"), found)
+    _value_errors(frame, spec["features"], found)
+    _time_errors(frame, spec, found)
+    if not found.parts:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in _ERROR_COLUMNS})
+    errors = pd.concat(found.parts, ignore_index=True)
+    errors["row"] = errors["row"].astype("int64")
+    return errors.sort_values("row", kind="stable").reset_index(drop=True)[_ERROR_COLUMNS]
 
-    def add(mask: pd.Series, column: str, rule: str, values: pd.Series, message: str) -> None:
+
+@dataclass
+class _Found:
+    """The problems found so far, one frame per rule and column (:func:`score_input_errors`)."""
+
+    rows: pd.Series
+    """Each frame row's 1-based data row."""
+    parts: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, mask: pd.Series, column: str, rule: str, values: pd.Series, message: str) -> None:
         """Record the rows of ``mask``; ``message`` may use ``{value!r}`` and ``{column!r}``."""
         hit = mask.fillna(False).astype(bool).to_numpy()
         if hit.any():
             raw = [None if _missing(v) else truncate(v) for v in values[hit]]
-            found.append(
+            self.parts.append(
                 pd.DataFrame(
                     {
-                        "row": rows[hit].to_numpy(),
+                        "row": self.rows[hit].to_numpy(),
                         "column": column,
                         "rule": rule,
                         "value": raw,
@@ -53,19 +70,26 @@ def score_input_errors(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFram
                 )
             )
 
-    id_column = spec.get("id_column")
-    if id_column is not None and id_column in frame.columns:
-        ids = frame[id_column]
-        key = ids.astype("string").str.strip()
-        empty = key.isna() | (key == "")
-        add(empty, id_column, "missing_id", ids, "the id column {column!r} is empty")
-        repeated = (key.duplicated(keep=False) & ~empty).fillna(False).astype(bool)
-        for value, group in rows[repeated.to_numpy()].groupby(key[repeated].to_numpy()):
-            mask = repeated & (key == value)
-            listed = ", ".join(str(r) for r in group)
-            add(mask, id_column, "duplicate_id", ids, f"id {{value!r}} appears in rows {listed}")
+
+def _id_errors(frame: pd.DataFrame, id_column: str | None, found: _Found) -> None:
+    """``missing_id`` and ``duplicate_id`` rows, when the id column is present."""
+    if id_column is None or id_column not in frame.columns:
+        return
+    ids = frame[id_column]
+    key = ids.astype("string").str.strip()
+    empty = key.isna() | (key == "")
+    found.add(empty, id_column, "missing_id", ids, "the id column {column!r} is empty")
+    repeated = (key.duplicated(keep=False) & ~empty).fillna(False).astype(bool)
+    for value, group in found.rows[repeated.to_numpy()].groupby(key[repeated].to_numpy()):
+        mask = repeated & (key == value)
+        listed = ", ".join(str(r) for r in group)
+        found.add(mask, id_column, "duplicate_id", ids, f"id {{value!r}} appears in rows {listed}")
+
+
+def _value_errors(frame: pd.DataFrame, features: list[dict[str, Any]], found: _Found) -> None:
+    """``not_a_number`` and ``unparseable_date`` values in the raw columns the features read as is."""
     checked: set[str] = set()
-    for feature in spec["features"]:
+    for feature in features:
         source = feature["source"]
         if feature["derived_from"] != "value" or source in checked or source not in frame.columns:
             continue
@@ -78,28 +102,29 @@ def score_input_errors(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFram
         if feature["role"] == "numeric" or (feature["role"] == "boolean" and mode != "filled"):
             bad = present & numbers_of(values, feature["role"], mode).isna()
             expects = "a number" if feature["role"] == "numeric" else "yes/no (or 1/0)"
-            add(bad, source, "not_a_number", values, f"{{column!r}} expects {expects}, got {{value!r}}")
+            found.add(bad, source, "not_a_number", values, f"{{column!r}} expects {expects}, got {{value!r}}")
         elif feature["role"] == "datetime":
             bad = present & parse_dates(values, feature["dayfirst"]).isna()
-            add(bad, source, "unparseable_date", values, "{column!r} expects a date, got {value!r}")
+            found.add(bad, source, "unparseable_date", values, "{column!r} expects a date, got {value!r}")
+
+
+def _time_errors(frame: pd.DataFrame, spec: dict[str, Any], found: _Found) -> None:
+    """``unparseable_date`` values of the time column, when it is present and not already dates."""
     time_column = spec.get("time_column")
-    if time_column is not None and time_column in frame.columns:
-        values = frame[time_column]
-        if not pd.api.types.is_datetime64_any_dtype(values):
-            present = values.notna() & missing_kind(values).isna()
-            bad = present & spec_time(frame, spec).isna()
-            add(
-                bad,
-                time_column,
-                "unparseable_date",
-                values,
-                "the time column {column!r} expects a date, got {value!r}",
-            )
-    if not found:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in _ERROR_COLUMNS})
-    errors = pd.concat(found, ignore_index=True)
-    errors["row"] = errors["row"].astype("int64")
-    return errors.sort_values("row", kind="stable").reset_index(drop=True)[_ERROR_COLUMNS]
+    if time_column is None or time_column not in frame.columns:
+        return
+    values = frame[time_column]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return
+    present = values.notna() & missing_kind(values).isna()
+    bad = present & spec_time(frame, spec).isna()
+    found.add(
+        bad,
+        time_column,
+        "unparseable_date",
+        values,
+        "the time column {column!r} expects a date, got {value!r}",
+    )
 
 
 def _missing(value: Any) -> bool:

@@ -218,16 +218,73 @@ def prepare_flat_export(
     """
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
-    _require(frame, target, "target")
-    if id_column is not None:
-        _require(frame, id_column, "id")
-    if time_column is not None:
-        _require(frame, time_column, "time")
+    _require_columns(frame, {"target": target, "id": id_column, "time": time_column}, keep_columns)
+    warnings: list[str] = []
+    labels, positive_label = _labels(frame, target, warnings)
+    if id_column is None:
+        id_column = _infer_id_column(frame, {target, *([time_column] if time_column else [])})
+    ids, duplicate_rows = _ids(frame, id_column, warnings)
+    as_of = _as_of(frame, time_column, warnings)
+    fixed = [c for c in (id_column, target, time_column) if c is not None]
+    candidates = normalise_missing(frame.drop(columns=fixed))
+    roles = _roles(pd.concat([frame[fixed], candidates], axis=1), id_column, target, time_column)
+    feature_frame, specs, excluded = _feature_frame(frame, candidates, roles, as_of)
+    scores = column_auc(feature_frame, labels)
+    flags = detect_leakage(feature_frame, labels, roles, positive_label=positive_label, auc=scores)
+    kept = _screen_leakage(flags, feature_frame, keep_columns, excluded, warnings)
+    kept_features = [c for c in feature_frame.columns if c not in excluded]
+    table, names, periods = _table(ids, as_of, feature_frame[kept_features], labels, time_column, warnings)
+    preparation = preparation_spec(
+        [specs[c] | {"name": names[c]} for c in kept_features],
+        id_column=id_column,
+        time_column=time_column,
+        time_dayfirst=guess_dayfirst(frame[time_column]) if time_column is not None else None,
+    )
+    return FlatExport(
+        table=table,
+        roles=roles,
+        leakage=flags,
+        excluded=excluded,
+        kept_despite_flag=kept,
+        warnings=warnings,
+        id_column=id_column or ROW_ID,
+        target_column=target,
+        time_column=time_column,
+        positive_label=positive_label,
+        duplicate_rows=duplicate_rows,
+        column_auc={c: max(v) for c, v in scores.items()},
+        preparation=preparation,
+        period_columns=periods,
+    )
+
+
+def _require_columns(frame: pd.DataFrame, named: dict[str, str | None], keep_columns: Sequence[str]) -> None:
+    """Raise when a column named by the caller is not in the export (the message lists those that are).
+
+    Args:
+        frame: The export.
+        named: Each named column by what it is (``target``, ``id``, ``time``; ``None``: not named).
+        keep_columns: Flagged columns to keep anyway.
+    """
+    for what, column in named.items():
+        if column is not None:
+            _require(frame, column, what)
     unknown = [c for c in keep_columns if c not in frame.columns]
     if unknown:
         raise InputError(f"keep column(s) {unknown} not found; available columns: {list(frame.columns)}")
 
-    warnings: list[str] = []
+
+def _labels(frame: pd.DataFrame, target: str, warnings: list[str]) -> tuple[pd.Series, str]:
+    """The 0/1 labels (empty where unlabelled) and the raw value read as 1.
+
+    Args:
+        frame: The export.
+        target: The outcome column.
+        warnings: Appended to when some rows have no label.
+
+    Raises:
+        InputError: The labelled rows do not hold both outcomes.
+    """
     labels, positive_label = parse_target(frame[target])
     labelled = labels.dropna()
     if labelled.nunique() < 2:
@@ -240,9 +297,20 @@ def prepare_flat_export(
         warnings.append(
             f"{unlabelled} row(s) have no value in {target!r}; kept with an empty label (a set to score)"
         )
+    return labels, positive_label
 
-    if id_column is None:
-        id_column = _infer_id_column(frame, {target, *([time_column] if time_column else [])})
+
+def _ids(frame: pd.DataFrame, id_column: str | None, warnings: list[str]) -> tuple[pd.Series, int]:
+    """Each row's entity id (the 1-based row number without an id column) and the repeated rows.
+
+    Args:
+        frame: The export.
+        id_column: The id column, or ``None``.
+        warnings: Appended to for repeated ids and rows repeated but for the id.
+
+    Returns:
+        The ids (named :data:`ENTITY_ID`) and how many rows repeat an earlier one but for the id.
+    """
     if id_column is None:
         ids = pd.Series(np.arange(1, len(frame) + 1), name=ENTITY_ID)
     else:
@@ -256,30 +324,52 @@ def prepare_flat_export(
             "the id; distinct leads often share every recorded value, so they are kept (remove them only "
             "if they are the same lead exported twice)"
         )
+    return ids, duplicate_rows
 
-    if time_column is not None:
-        as_of = parse_dates(frame[time_column].mask(missing_kind(frame[time_column]).notna()))
-        bad = int((as_of.isna() & frame[time_column].notna()).sum())
-        if bad:
-            warnings.append(
-                f"{bad} value(s) of time column {time_column!r} are not dates; their as_of is empty"
-            )
-    else:
-        as_of = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
-    as_of = as_of.rename(AS_OF)
 
-    fixed = [c for c in (id_column, target, time_column) if c is not None]
-    candidates = normalise_missing(frame.drop(columns=fixed))
-    roles = infer_roles(
-        pd.concat([frame[fixed], candidates], axis=1),
-        id_column=id_column,
-        target_column=target,
-        time_column=time_column,
-    )
+def _as_of(frame: pd.DataFrame, time_column: str | None, warnings: list[str]) -> pd.Series:
+    """Each row's ``as_of`` from the time column (NaT without one, or where it is not a date)."""
+    if time_column is None:
+        return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]").rename(AS_OF)
+    as_of = parse_dates(frame[time_column].mask(missing_kind(frame[time_column]).notna()))
+    bad = int((as_of.isna() & frame[time_column].notna()).sum())
+    if bad:
+        warnings.append(f"{bad} value(s) of time column {time_column!r} are not dates; their as_of is empty")
+    return as_of.rename(AS_OF)
+
+
+def _roles(
+    columns: pd.DataFrame, id_column: str | None, target: str, time_column: str | None
+) -> list[ColumnRole]:
+    """Each column's role (:func:`~forecast.features.flat.roles.infer_roles`); ``row_id``'s first if made.
+
+    Args:
+        columns: The id, target and time columns, then the candidates (missing values normalised).
+        id_column: The id column, or ``None`` (``row_id`` is created).
+        target: The outcome column.
+        time_column: The time column, if any.
+    """
+    roles = infer_roles(columns, id_column=id_column, target_column=target, time_column=time_column)
     if id_column is None:
-        roles.insert(0, ColumnRole(ROW_ID, "id", 0.0, len(frame), "created from the 1-based row number"))
-    by_name = {r.name: r for r in roles}
+        roles.insert(0, ColumnRole(ROW_ID, "id", 0.0, len(columns), "created from the 1-based row number"))
+    return roles
 
+
+def _feature_frame(
+    frame: pd.DataFrame, candidates: pd.DataFrame, roles: list[ColumnRole], as_of: pd.Series
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], list[str]]:
+    """The candidate columns whose role makes a feature, as feature values.
+
+    Args:
+        frame: The export.
+        candidates: Its columns other than id, target and time, missing values normalised.
+        roles: Each column's role; a date column that cannot become a feature gets its note here.
+        as_of: Each row's ``as_of`` (dates become days before it).
+
+    Returns:
+        The feature frame, each feature's preparation spec, and the columns excluded.
+    """
+    by_name = {r.name: r for r in roles}
     excluded: list[str] = []
     features: dict[str, pd.Series] = {}
     specs: dict[str, dict[str, Any]] = {}
@@ -299,10 +389,28 @@ def prepare_flat_export(
         name = f"{column}{DAYS_BEFORE_SUFFIX}" if role.role == "datetime" else column
         features[name] = values
         specs[name] = feature_spec(column, candidates[column], role.role, from_raw=column in frame.columns)
-    feature_frame = pd.DataFrame(features, index=frame.index)
+    return pd.DataFrame(features, index=frame.index), specs, excluded
 
-    scores = column_auc(feature_frame, labels)
-    flags = detect_leakage(feature_frame, labels, roles, positive_label=positive_label, auc=scores)
+
+def _screen_leakage(
+    flags: list[LeakageFlag],
+    feature_frame: pd.DataFrame,
+    keep_columns: Sequence[str],
+    excluded: list[str],
+    warnings: list[str],
+) -> list[str]:
+    """Exclude each flagged column unless the caller keeps it, with the columns derived from it.
+
+    Args:
+        flags: The leakage flags.
+        feature_frame: Every feature column.
+        keep_columns: Columns the caller keeps despite a flag.
+        excluded: The excluded columns, appended to.
+        warnings: A warning per flagged column, appended to.
+
+    Returns:
+        The flagged columns kept.
+    """
     keep = set(keep_columns)
     kept: list[str] = []
     dropped_sources: set[str] = set()
@@ -326,10 +434,32 @@ def prepare_flat_export(
         source = source_of(column)
         if column not in excluded and column != source and source in dropped_sources and source not in keep:
             excluded.append(column)  # derived from an excluded column (missing kind, days before as_of)
-    kept_features = [c for c in feature_frame.columns if c not in excluded]
-    table = pd.concat(
-        [ids.reset_index(drop=True), as_of, feature_frame[kept_features], labels.rename(LABEL)], axis=1
-    )
+    return kept
+
+
+def _table(
+    ids: pd.Series,
+    as_of: pd.Series,
+    features: pd.DataFrame,
+    labels: pd.Series,
+    time_column: str | None,
+    warnings: list[str],
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, float]]:
+    """The feature table with names LightGBM takes, and its period-level columns.
+
+    Args:
+        ids: Each row's entity id.
+        as_of: Each row's ``as_of``.
+        features: The kept feature columns.
+        labels: The 0/1 labels.
+        time_column: The time column, if any (period-level columns need one).
+        warnings: Appended to for renamed and period-level columns.
+
+    Returns:
+        The table, each kept feature's name in it, and the period-level columns with their kappa.
+    """
+    kept_features = list(features.columns)
+    table = pd.concat([ids.reset_index(drop=True), as_of, features, labels.rename(LABEL)], axis=1)
     names = safe_feature_names(kept_features)
     renamed = {c: n for c, n in names.items() if n not in (c, f"raw_{c}")}
     if renamed:
@@ -350,28 +480,7 @@ def prepare_flat_export(
             "linear term, and with a random split the test rows share their periods with the training "
             "rows, so the metrics may be optimistic for rows of periods to come"
         )
-    preparation = preparation_spec(
-        [specs[c] | {"name": names[c]} for c in kept_features],
-        id_column=id_column,
-        time_column=time_column,
-        time_dayfirst=guess_dayfirst(frame[time_column]) if time_column is not None else None,
-    )
-    return FlatExport(
-        table=table,
-        roles=roles,
-        leakage=flags,
-        excluded=excluded,
-        kept_despite_flag=kept,
-        warnings=warnings,
-        id_column=id_column or ROW_ID,
-        target_column=target,
-        time_column=time_column,
-        positive_label=positive_label,
-        duplicate_rows=duplicate_rows,
-        column_auc={c: max(v) for c, v in scores.items()},
-        preparation=preparation,
-        period_columns=periods,
-    )
+    return table, names, periods
 
 
 def load_flat_export(
