@@ -45,11 +45,12 @@ def score_warehouse(
     progress: Any = None,
     reasons: bool = True,
 ) -> tuple[Scored, pd.Timestamp, str]:
-    """Score the entities alive in the warehouse at ``as_of`` (default: midnight after the data's last day)."""
+    """Score the entities alive in the warehouse at ``as_of`` (default: midnight after the last day)."""
     entity = str(model.meta.entity)
     if not model.meta.is_warehouse or entity not in ("lead", "opportunity"):
         raise ScoringError(
-            f"model {model.name} v{model.version} was trained on a flat export; score files in that shape with --input"
+            f"model {model.name} v{model.version} was trained on a flat export; "
+            "score files in that shape with --input"
         )
     horizon = model.meta.horizon_days
     with warehouse_source(settings.warehouse) as src:

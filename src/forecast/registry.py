@@ -39,7 +39,7 @@ TEST_SLICE = "evaluation/test_slice.parquet"
 REFERENCE = "evaluation/reference.parquet"
 EVAL_MODEL = "evaluation/eval_model.pkl"
 """The evaluation model (fitted before the test cut only): promotion compares these, not the final fits."""
-"""Every snapshot row (every entity, not only the test cohort) from the test cut on: monitoring's reference."""
+"""Every snapshot row from the test cut on (all entities, not only the test's): monitoring's reference."""
 CARD = "model_card.md"
 
 
@@ -249,7 +249,7 @@ def _log_evaluation(result: TrainedModel, card: str, plot_title: str, reference:
 
 
 def _log_evaluation_files(result: TrainedModel, plot_title: str, reference: pd.DataFrame | None) -> None:
-    """Log the evaluation's files: the reliability plot, the test slice, the reference, the evaluation model."""
+    """Log the evaluation's files: reliability plot, test slice, reference and evaluation model."""
     with tempfile.TemporaryDirectory() as tmp:
         from forecast.evaluate import reliability_plot
 
@@ -401,8 +401,8 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     ties within noise are not losses); then, comparing the two versions' evaluation models on the rows of
     that latest slice that neither model trained or calibrated on (those after the champion's own
     test cut), it replaces the champion only if its ROC-AUC is not lower by more than
-    ``max_auc_drop`` and its Brier score is lower (fewer than 200 such rows: the champion is kept). Without a champion, beating the baselines is
-    enough. The decision and both sets of metrics are logged
+    ``max_auc_drop`` and its Brier score is lower (fewer than 200 such rows: the champion is kept).
+    Without a champion, beating the baselines is enough. The decision and both sets of metrics are logged
     as a ``promotion`` run in the model's experiment, and the champion's card is written to
     ``<models_dir>/<name>/``.
 
@@ -644,10 +644,11 @@ def _baselines_not_beaten(metrics: dict[str, float], max_auc_drop: float = 0.0) 
     A loss is an ROC-AUC lower by more than ``max_auc_drop`` (the gate's allowance against a
     champion) and by more than two standard errors of the paired AUC difference (``auc_gap_se``,
     a bootstrap over whole entities of the test slice; against the base rate, whose AUC is 0.5, this
-    is the "ranks better than chance" rule, read against its noise), or a Brier score higher than the baseline's by more than two standard errors of
-    their paired difference (``brier_gap_se``, logged with every baseline): a tie within noise,
-    e.g. with the logistic regression on a small CRM whose outcome is near linear in its
-    features, is not a loss. Runs without the paired error need a strictly lower Brier score.
+    is the "ranks better than chance" rule, read against its noise), or a Brier score higher than
+    the baseline's by more than two standard errors of their paired difference (``brier_gap_se``,
+    logged with every baseline): a tie within noise, e.g. with the logistic regression on a small
+    CRM whose outcome is near linear in its features, is not a loss. Runs without the paired error
+    need a strictly lower Brier score.
     """
     auc, brier = metrics.get("test_roc_auc"), metrics.get("test_brier")
     names = sorted(

@@ -144,7 +144,8 @@ def _coverage(m: dict[str, Any]) -> str:
 def render_revenue(console: Console, payload: RevenueForecast, wide: bool = False) -> None:
     """The revenue forecast as tables: the headline period, then every period (``wide``: every column)."""
     console.print(
-        f"[bold]Revenue forecast[/bold] as of {payload.as_of.isoformat()} ({payload.simulations:,} simulations; "
+        f"[bold]Revenue forecast[/bold] as of {payload.as_of.isoformat()} "
+        f"({payload.simulations:,} simulations; "
         f"models {payload.models}); {payload.open_deals:,} open deals worth "
         f"{compact(payload.open_pipeline)}"
     )

@@ -124,7 +124,8 @@ def serve(
     if warehouse and not settings.warehouse.is_file():
         fail(
             False,
-            f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first, or drop --warehouse",
+            f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first, "
+            "or drop --warehouse",
         )
     try:
         for warning in check_models(settings, models, warehouse):

@@ -43,7 +43,8 @@ PeriodOpt = Annotated[
     str | None,
     typer.Option(
         "--period",
-        help="day, week, month, quarter (the last complete one) or YYYY-MM-DD..YYYY-MM-DD. Default: last complete month.",
+        help="day, week, month, quarter (the last complete one) or YYYY-MM-DD..YYYY-MM-DD. "
+        "Default: last complete month.",
     ),
 ]
 AsOfOpt = Annotated[
@@ -104,7 +105,8 @@ def _select(
     if unknown:
         fail(
             as_json,
-            f"--metrics: unknown for the {report} report: {', '.join(unknown)}; choose from {', '.join(known)}",
+            f"--metrics: unknown for the {report} report: {', '.join(unknown)}; "
+            f"choose from {', '.join(known)}",
         )
     keep = [c for c in frame.columns if c in group_cols]
     for m in metrics:
@@ -198,7 +200,8 @@ def metrics(
 
     def render(console: Console) -> None:
         console.print(
-            f"[bold]Tracking metrics[/bold] for {per.label} ({per.start.date()} to {(per.end - pd.Timedelta(days=1)).date()}), as of {data.as_of}"
+            f"[bold]Tracking metrics[/bold] for {per.label} "
+            f"({per.start.date()} to {(per.end - pd.Timedelta(days=1)).date()}), as of {data.as_of}"
         )
         for note in notes:
             console.print(f"[yellow]note:[/yellow] {note}")
@@ -346,7 +349,8 @@ def insights_cmd(
             if not chosen:
                 continue
             console.print(
-                f"\n[bold underline]{'For the manager' if audience == 'manager' else 'For each rep'}[/bold underline]"
+                "\n[bold underline]"
+                f"{'For the manager' if audience == 'manager' else 'For each rep'}[/bold underline]"
             )
             for k, i in enumerate(chosen, start=1):
                 impact = (

@@ -617,8 +617,9 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Contributions to the raw log-odds, shape (n, n_features + 1); last column is the bias.
 
-        TreeSHAP values of the trees (none on rows the prior scores alone); with a prior, plus the prior's exact linear contributions
-        (coefficient times the distance from the mean of the rows it was fitted on), its intercept
+        TreeSHAP values of the trees (none on rows the prior scores alone); with a prior, plus the
+        prior's exact linear contributions (coefficient times the distance from the mean of the rows
+        it was fitted on), its intercept
         and mean term going to the bias. Per row the columns add up to the raw log-odds.
         """
         X = predict_frame(self, X)  # noqa: N806

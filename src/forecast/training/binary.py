@@ -161,7 +161,7 @@ def _baselines(data: ModelInput) -> dict[str, Any]:
 
 
 STAGE_INCIDENCE_COLUMNS = ("stage", "label_days_to_close", "label_close_observed", "label_won")
-"""Columns a deal snapshot table needs for the small-data stage model (:mod:`forecast.models.stage_incidence`)."""
+"""Columns a deal snapshot table needs for the small-data stage model (``models.stage_incidence``)."""
 
 
 def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
@@ -221,7 +221,8 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     if len(np.unique(y[test])) < 2 or len(fit_rows) == 0:
         test, fit_rows = np.flatnonzero(known), np.arange(len(frame))
         notes.append(
-            "the held-out deals hold one class: the stage model is judged in sample on every labelled snapshot"
+            "the held-out deals hold one class: "
+            "the stage model is judged in sample on every labelled snapshot"
         )
     eval_pipeline = _fit_stage_incidence(frame, fit_rows, horizon)
     pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), horizon)
@@ -371,7 +372,7 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
 
 
 def _params(kind: str, config: TrainingConfig) -> dict[str, Any]:
-    """The parameters logged with a learned model: its kind, LightGBM's settings, the family choice, the seed."""
+    """The parameters logged with a learned model: kind, LightGBM's settings, family choice, seed."""
     return {
         "model_kind": kind,
         **(config.lightgbm.model_dump() if kind == "lightgbm" else {}),

@@ -39,7 +39,8 @@ TARGET_WORDS = {
     "label_lost_within_h": "the deal is lost within {h} days",
     "label_disqualified_within_h": "the lead is disqualified within {h} days",
     "label_churn": "the {e} is {lost} or goes silent (no touch at all) within {h} days",
-    "label_days_to_close": "when the deal closes (won or lost): P(closes within {p} days) and its close-date distribution",
+    "label_days_to_close": "when the deal closes (won or lost): "
+    "P(closes within {p} days) and its close-date distribution",
 }
 SCORE_NAMES = {"lead": "p_convert", "opportunity": "p_win"}
 WAREHOUSE_TAG = "forecast.warehouse_id"
@@ -251,7 +252,8 @@ def _export_input(config: TrainingConfig, table: Path, *, target: str, **options
         data=data,
         config=config,
         source="flat_export",
-        source_words=f"flat export {table.name} (target column {export.target_column!r}, positive = {export.positive_label!r})",
+        source_words=f"flat export {table.name} "
+        f"(target column {export.target_column!r}, positive = {export.positive_label!r})",
         target_words=f"{export.target_column} is {export.positive_label!r}",
         extra={
             "flat_spec": export.preparer_spec(),
@@ -282,7 +284,8 @@ def _warehouse_input(settings: Settings, config: TrainingConfig, say: Progress) 
         data=data,
         config=config,
         source="warehouse",
-        source_words=f"warehouse {settings.warehouse}, {config.entity} snapshots every {config.snapshots.every}",
+        source_words=f"warehouse {settings.warehouse}, "
+        f"{config.entity} snapshots every {config.snapshots.every}",
         target_words=target_words,
         extra=extra,
     )
