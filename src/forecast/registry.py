@@ -366,7 +366,8 @@ def load_model(
 
 
 @contextmanager
-def _downloaded(run_id: str, path: str, settings: Settings) -> Iterator[Path]:
+def downloaded_artifact(run_id: str, path: str, settings: Settings) -> Iterator[Path]:
+    """A run's artifact ``path`` downloaded to a temporary folder, removed when the block ends."""
     with tempfile.TemporaryDirectory() as tmp:
         yield Path(
             mlflow.artifacts.download_artifacts(
@@ -414,7 +415,7 @@ def promote(name: str, settings: Settings, *, max_auc_drop: float = 0.005) -> Pr
     if chall is None:
         raise LookupError(f"model {name!r} has no {CHALLENGER!r} version; train one first")
     champ = version_by_alias(name, CHAMPION, settings)
-    with _downloaded(chall.run_id, TEST_SLICE, settings) as path:
+    with downloaded_artifact(chall.run_id, TEST_SLICE, settings) as path:
         test = pd.read_parquet(path)
     chall_model = load_model(name, settings, CHALLENGER, version=str(chall.version))
     label = chall_model.meta.label
@@ -607,7 +608,7 @@ def evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
     model and served the evaluation model itself.
     """
     try:
-        with _downloaded(run_id, EVAL_MODEL, settings) as path:
+        with downloaded_artifact(run_id, EVAL_MODEL, settings) as path:
             return cloudpickle.loads(path.read_bytes())
     except (MlflowException, OSError):
         return served
@@ -616,7 +617,7 @@ def evaluation_model(run_id: str, served: Any, settings: Settings) -> Any:
 def run_splits(run_id: str, settings: Settings) -> dict[str, Any] | None:
     """The split summary a run logged (``evaluation/splits.json``), or ``None`` if it has none."""
     try:
-        with _downloaded(run_id, "evaluation/splits.json", settings) as path:
+        with downloaded_artifact(run_id, "evaluation/splits.json", settings) as path:
             return dict(json.loads(path.read_text(encoding="utf-8")))
     except (MlflowException, OSError, ValueError):
         return None
@@ -678,7 +679,7 @@ def write_champion_card(
     name: str, version: str, run_id: str, decision: PromotionDecision, settings: Settings
 ) -> Path:
     """Copy the champion's card (and its metrics) to ``<models_dir>/<name>/``."""
-    with _downloaded(run_id, CARD, settings) as path:
+    with downloaded_artifact(run_id, CARD, settings) as path:
         card = path.read_text(encoding="utf-8")
     folder = settings.models_dir / check_name(name)
     write_text(

@@ -93,19 +93,19 @@ def reference_side(
     """The reference rows: ``path``, else the champion's logged reference, else its test slice."""
     from mlflow.exceptions import MlflowException
 
-    from forecast.registry import REFERENCE, TEST_SLICE, _downloaded
+    from forecast.registry import REFERENCE, TEST_SLICE, downloaded_artifact
 
     notes: list[str] = []
     if path is not None:
         frame = _read(path, "reference")
         return Side(frame, _known(frame, model.metadata), str(path), _period(frame)), notes
     try:
-        with _downloaded(model.run_id, REFERENCE, settings) as p:
+        with downloaded_artifact(model.run_id, REFERENCE, settings) as p:
             frame = pd.read_parquet(p)
         source = f"{model.name} v{model.version}: {REFERENCE} (every snapshot from its test cut on)"
         drift = latest_rows(frame, policy.current_days)
     except (MlflowException, OSError):
-        with _downloaded(model.run_id, TEST_SLICE, settings) as p:
+        with downloaded_artifact(model.run_id, TEST_SLICE, settings) as p:
             frame = pd.read_parquet(p)
         source = f"{model.name} v{model.version}: {TEST_SLICE}"
         drift = frame
@@ -183,10 +183,10 @@ def _importance(model: LoadedModel, settings: Settings) -> list[str]:
     """The champion's features, most important first (empty when its run logged none)."""
     from mlflow.exceptions import MlflowException
 
-    from forecast.registry import _downloaded
+    from forecast.registry import downloaded_artifact
 
     try:
-        with _downloaded(model.run_id, "evaluation/feature_importance.csv", settings) as p:
+        with downloaded_artifact(model.run_id, "evaluation/feature_importance.csv", settings) as p:
             table = pd.read_csv(p)
     except (MlflowException, OSError):
         return []
