@@ -12,12 +12,12 @@ from rich.console import Console
 
 from forecast.cli.render import (
     Column,
-    _render_ingest,
-    _render_training,
     compact,
     fit_columns,
     print_table,
     rate_with_interval,
+    render_ingest,
+    render_training,
     share,
 )
 from forecast.cli.revenue import _render_revenue
@@ -118,12 +118,12 @@ def test_ingest_table_fits_and_drops_all_zero_columns() -> None:
         notes=[],
     )
     console, out = _console()
-    _render_ingest(console, result)
+    render_ingest(console, result)
     text = out.getvalue()
     assert "…" not in text and "engagement_events" in text
     assert "updated" not in text.split("not shown:")[0]  # all zero: dropped
     wide_console, wide_out = _console()
-    _render_ingest(wide_console, result, wide=True)
+    render_ingest(wide_console, result, wide=True)
     assert "updated" in wide_out.getvalue() and "unchanged" in wide_out.getvalue()
 
 
@@ -190,7 +190,7 @@ def test_training_table_with_survival_metrics_fits() -> None:
         },
     )
     console, out = _console()
-    _render_training(console, summary)
+    render_training(console, summary)
     text = out.getvalue()
     assert "…" not in text and "c_index" in text and "ibs" in text
 
@@ -249,7 +249,7 @@ def test_known_harmless_library_records_are_dropped_and_others_kept(caplog: pyte
 
 
 def test_quality_table_of_the_run_summary_fits() -> None:
-    from forecast.cli.render import _render_quality
+    from forecast.cli.render import render_quality
 
     completeness = {f"a_rather_long_column_name_{i}": 0.5 + i / 10 for i in range(4)}
     table = {"rows": 1_234_567, "from": "2024-01-01T00:00:00", "to": "2025-12-31T00:00:00"}
@@ -267,6 +267,6 @@ def test_quality_table_of_the_run_summary_fits() -> None:
         "warnings": [],
     }
     console, out = _console()
-    _render_quality(console, summary)
+    render_quality(console, summary)
     text = out.getvalue()
     assert "…" not in text and "engagement_events" in text and "1,234,567" in text

@@ -30,11 +30,11 @@ from forecast.cli.main import (
 from forecast.cli.models import load_config
 from forecast.cli.render import (
     WideOpt,
-    _render_counts,
-    _render_ingest,
-    _render_quality,
-    _render_rules,
-    _render_training,
+    render_counts,
+    render_ingest,
+    render_quality,
+    render_rules,
+    render_training,
 )
 from forecast.config import Settings
 from forecast.data.ingest import IngestReport, RejectsRefusedError, SourceFormat, ingest, refusal_message
@@ -117,7 +117,7 @@ def simulate(
     summary = _simulate_config(out, spec.to_config(), file_format, as_json)
     if spec.stages is not None:
         summary["pipeline_file"] = str(_write_pipeline(out, spec.pipeline()))
-    emit(as_json, summary, lambda c: _render_counts(c, "Simulated CRM", summary["rows"]))
+    emit(as_json, summary, lambda c: render_counts(c, "Simulated CRM", summary["rows"]))
 
 
 def _write_pipeline(out: Path, pipeline: SalesPipeline) -> Path:
@@ -223,7 +223,7 @@ def _refuse(as_json: bool, report: IngestReport, message: str) -> NoReturn:
         document = {"ok": False, "error": message, **report.as_dict()}
         sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
     else:
-        _render_ingest(Console(), report)
+        render_ingest(Console(), report)
     get_logger("cli").error(message)
     raise typer.Exit(2)
 
@@ -261,7 +261,7 @@ def ingest_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
+    emit(as_json, _ingest_json(result), lambda c: render_ingest(c, result, wide))
 
 
 @app.command("validate")
@@ -280,7 +280,7 @@ def validate_cmd(
 ) -> None:
     """Check exports against the canonical model without writing anything (a dry run of ingest)."""
     if rules:
-        emit(as_json, {"rules": RULES}, lambda c: _render_rules(c))
+        emit(as_json, {"rules": RULES}, lambda c: render_rules(c))
         return
     if path is None:
         fail(as_json, "give a PATH to validate (or --rules)")
@@ -297,7 +297,7 @@ def validate_cmd(
         as_json=as_json,
         max_reject_share=max_reject_share,
     )
-    emit(as_json, _ingest_json(result), lambda c: _render_ingest(c, result, wide))
+    emit(as_json, _ingest_json(result), lambda c: render_ingest(c, result, wide))
 
 
 # ---------------------------------------------------------------------------- quality / run
@@ -311,7 +311,7 @@ def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         summary = quality_summary(Warehouse(settings.warehouse))
     except FileNotFoundError as exc:
         fail(as_json, cli_message(exc))
-    emit(as_json, {"ok": True, **summary}, lambda c: _render_quality(c, summary))
+    emit(as_json, {"ok": True, **summary}, lambda c: render_quality(c, summary))
 
 
 def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
@@ -429,15 +429,15 @@ def run(
     }
 
     def render(c: Console) -> None:
-        _render_ingest(c, result, wide)
-        _render_quality(c, summary)
-        _render_training(c, trained, wide)
+        render_ingest(c, result, wide)
+        render_quality(c, summary)
+        render_training(c, trained, wide)
         c.print(
             f"scored {scored.scored:,} open leads as of {_iso(scored.as_of)} (bands {scored.bands}); "
             f"{scored.rejected} rejected"
         )
         for stem in (DEAL_WIN, TIME_TO_CLOSE):
-            _render_training(c, deal_models[stem], wide)
+            render_training(c, deal_models[stem], wide)
         if isinstance(deal_scores, str):
             c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores}")
         else:

@@ -24,7 +24,7 @@ from forecast.cli.main import (
     progress_bar,
 )
 from forecast.cli.render import (
-    _render_features,
+    render_features,
 )
 from forecast.config import Settings
 from forecast.data.sources.base import SourceError
@@ -74,7 +74,7 @@ def features(
         summary = _warehouse_features(
             context_settings(ctx), entity, as_of, as_of_every, date_from, date_to, horizon_days, out, as_json
         )
-    emit(as_json, {"ok": True, **summary}, lambda c: _render_features(c, summary))
+    emit(as_json, {"ok": True, **summary}, lambda c: render_features(c, summary))
 
 
 def _warehouse_features(

@@ -30,7 +30,7 @@ from forecast.cli.main import (
     refs_or_exit,
 )
 from forecast.cli.render import (
-    _render_training,
+    render_training,
 )
 from forecast.config import config_file
 from forecast.data.sources.base import SourceError
@@ -169,7 +169,7 @@ def _train(
         )
     for warning in summary.warnings:
         get_logger("train").warning(warning)
-    emit(as_json, summary.to_dict(), lambda c: _render_training(c, summary))
+    emit(as_json, summary.to_dict(), lambda c: render_training(c, summary))
 
 
 def _table_options(

@@ -230,7 +230,8 @@ def rate_with_interval(value: Any, lo: Any, hi: Any, n: Any = None) -> str:
     return text
 
 
-def _render_training(console: Console, summary: TrainingSummary, wide: bool = False) -> None:
+def render_training(console: Console, summary: TrainingSummary, wide: bool = False) -> None:
+    """A training run: the model, its split, its test metrics against the baselines."""
     console.print(
         f"[bold]{summary.model_name}[/bold] v{summary.version} ({summary.model_kind}) logged to "
         f"{summary.tracking_uri}, experiment {summary.experiment!r}, run {summary.run_id}"
@@ -274,7 +275,8 @@ def _num(value: Any) -> str:
 # ---------------------------------------------------------------------------- rendering
 
 
-def _render_counts(console: Console, title: str, rows: dict[str, int]) -> None:
+def render_counts(console: Console, title: str, rows: dict[str, int]) -> None:
+    """Rows per table, under ``title``."""
     table = Table(title=title)
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -283,7 +285,8 @@ def _render_counts(console: Console, title: str, rows: dict[str, int]) -> None:
     console.print(table)
 
 
-def _render_ingest(console: Console, report: IngestReport, wide: bool = False) -> None:
+def render_ingest(console: Console, report: IngestReport, wide: bool = False) -> None:
+    """An import (or a dry run): rows read, kept and rejected per table, and the notes."""
     written = report.warehouse is not None
     verb = "Ingested" if written else "Validated (dry run)"
     title = f"{verb}: {report.source_path} ({report.source_format})"
@@ -328,7 +331,8 @@ def _render_learnt_pipeline(console: Console, report: IngestReport) -> None:
     )
 
 
-def _render_quality(console: Console, summary: dict[str, Any]) -> None:
+def render_quality(console: Console, summary: dict[str, Any]) -> None:
+    """The warehouse's data-quality summary, one row per table."""
     table = Table(title=f"Data quality: {summary['warehouse']}")
     table.add_column("table", no_wrap=True)
     for c in ("rows", "from", "to"):
@@ -354,7 +358,8 @@ def _render_quality(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"[yellow]warning:[/yellow] {w}")
 
 
-def _render_features(console: Console, summary: dict[str, Any]) -> None:
+def render_features(console: Console, summary: dict[str, Any]) -> None:
+    """Where a feature table was written, and its size."""
     console.print(f"[bold]{summary.get('entity')}[/bold] feature table written to {summary['out']}")
     for key in (
         "rows",
@@ -376,7 +381,8 @@ def _render_features(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
-def _render_rules(console: Console) -> None:
+def render_rules(console: Console) -> None:
+    """The validation rules, one per row."""
     table = Table(title="Validation rules")
     table.add_column("rule")
     table.add_column("meaning")
