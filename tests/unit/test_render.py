@@ -20,7 +20,7 @@ from forecast.cli.render import (
     render_training,
     share,
 )
-from forecast.cli.revenue import _render_revenue
+from forecast.cli.revenue import render_revenue
 from forecast.cli.tracking import _render_frame
 from forecast.data.ingest import IngestReport
 from forecast.logging import quiet_known_library_noise
@@ -83,7 +83,7 @@ def _revenue_payload() -> RevenueForecast:
 
 def test_revenue_fits_80_columns_with_its_essential_columns() -> None:
     console, out = _console()
-    _render_revenue(console, _revenue_payload())
+    render_revenue(console, _revenue_payload())
     text = out.getvalue()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -95,7 +95,7 @@ def test_revenue_fits_80_columns_with_its_essential_columns() -> None:
 
 def test_revenue_wide_shows_every_column() -> None:
     console, out = _console()
-    _render_revenue(console, _revenue_payload(), wide=True)
+    render_revenue(console, _revenue_payload(), wide=True)
     text = out.getvalue()
     assert "…" not in text
     assert "open pipeline" in text and "deals needed" in text and "not shown" not in text
