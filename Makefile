@@ -39,7 +39,7 @@ test:
 	    $$UV run --frozen pytest -q -n 2 --dist loadfile -m "not slow" && \
 	    echo "The tests marked slow (model-quality gates, the HTTP service) were deselected (counted above);" && \
 	    echo "run every test with: make test-all (or FORECAST_ALL_TESTS=1 make test). CI runs them all." ;; \
-	  *) $$UV run --frozen pytest -q -n 2 --dist loadfile ;; \
+	  *) $$UV run --frozen pytest -q -n 2 --dist loadfile --durations=15 ;; \
 	esac
 
 # every command block of README.md and docs/*.md, run as written (about 15 minutes)
