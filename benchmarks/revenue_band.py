@@ -24,8 +24,8 @@ import forecast.revenue.backtest as bt
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.models.config import TrainingConfig
+from forecast.revenue.engine import DealModels, ShockSettings
 from forecast.revenue.forecast import period_grid
-from forecast.revenue.job import DealModels, ShockSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def main() -> None:
     pipeline = DEFAULT_PIPELINE
     if args.warehouse:
         from forecast.config import Settings
-        from forecast.revenue.run import read_crm
+        from forecast.revenue.job import read_crm
 
         tables, pipeline = read_crm(Settings(warehouse=Path(args.warehouse)))
     else:

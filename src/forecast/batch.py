@@ -323,7 +323,7 @@ def score_job(
     distribution and slip risk (:func:`close_date_columns`). With ``with_flags`` and warehouse
     scoring, the flags of the scored entities add ``p_churn`` (from ``churn_model``, by default
     the churn champion, when one exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and
-    the suggested action (:func:`forecast.flags.jobs.flag_columns`).
+    the suggested action (:func:`forecast.flags.job.flag_columns`).
 
     Returns:
         The summary (:class:`ScoreSummary`): rows in, scored, rejected, as_of, model version, bands,
@@ -400,7 +400,7 @@ def _add_flags(
     ``features`` are the scored rows' snapshot features. The warnings of resolving the churn model are
     appended to ``warnings``.
     """
-    from forecast.flags.jobs import flag_columns
+    from forecast.flags.job import flag_columns
 
     flagged, flag_notes, flag_warnings = flag_columns(
         settings,

@@ -293,8 +293,8 @@ def revenue_coverage(
 ) -> dict[str, Any]:
     """Backtest the revenue forecast for each month of the window, models trained once at the cut."""
     from forecast.revenue.backtest import backtest_revenue
+    from forecast.revenue.engine import NewDealSettings
     from forecast.revenue.forecast import period_grid
-    from forecast.revenue.job import NewDealSettings
 
     dates = [cut + pd.DateOffset(months=k) for k in range(months)]
     result = backtest_revenue(

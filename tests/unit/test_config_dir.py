@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from forecast.config import PACKAGED_CONFIG_DIR, config_file, default_config_dir, load_settings
-from forecast.flags.jobs import load_flags_config
+from forecast.flags.job import load_flags_config
 from tests.conftest import REPO
 
 

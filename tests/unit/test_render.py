@@ -24,7 +24,7 @@ from forecast.cli.revenue import render_revenue
 from forecast.cli.tracking import _render_frame
 from forecast.data.ingest import IngestReport
 from forecast.logging import quiet_known_library_noise
-from forecast.revenue.run import Goals, RevenueForecast
+from forecast.revenue.job import Goals, RevenueForecast
 from forecast.training.job import TrainingSummary
 
 

@@ -11,8 +11,8 @@ from forecast.data.as_of import crm_as_of
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.revenue.backtest import backtest_metrics, pinball, stage_weighted
+from forecast.revenue.engine import DealModels, HeldOutModels, ShockSettings, estimate_shock, unseen_from
 from forecast.revenue.forecast import close_shares, forecast_revenue, period_grid
-from forecast.revenue.job import DealModels, HeldOutModels, ShockSettings, estimate_shock, unseen_from
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (

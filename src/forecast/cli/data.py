@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -24,10 +23,10 @@ from forecast.cli.main import (
     context_settings,
     emit,
     fail,
+    input_errors,
     parse_as_of,
     progress_bar,
 )
-from forecast.cli.models import load_config
 from forecast.cli.render import (
     WideOpt,
     render_counts,
@@ -46,14 +45,11 @@ from forecast.data.validate import RULES
 from forecast.data.warehouse import PipelineConflictError, Warehouse, WarehouseBusyError
 from forecast.errors import cli_message
 from forecast.logging import get_logger
-from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from forecast.batch import ScoreSummary
-    from forecast.revenue.run import RevenueForecast
-    from forecast.training.job import TrainingSummary
 
 RejectShareOpt = Annotated[
     float | None,
@@ -143,22 +139,12 @@ def _simulate(
 
 
 def _simulate_config(out: Path, config: Any, file_format: str, as_json: bool) -> dict[str, Any]:
-    from forecast.data.simulate import simulate_crm
+    from forecast.main_job import simulate_files
 
     if file_format not in ("parquet", "csv"):
         fail(as_json, f"--format must be parquet or csv, not {file_format!r}")
     with progress_bar("simulate") as update:
-        sim = simulate_crm(config, progress=update)
-        update("writing files", None)
-        files = sim.write(out, fmt=file_format)  # type: ignore[arg-type]
-    return {
-        "ok": True,
-        "out": str(out),
-        "seed": config.seed,
-        "end": sim.end.isoformat(),
-        "rows": {name: len(frame) for name, frame in {**sim.tables, **sim.truth}.items()},
-        "files": [str(f) for f in files],
-    }
+        return simulate_files(config, out, file_format, update)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- ingest / validate
@@ -314,41 +300,6 @@ def quality(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     emit(as_json, {"ok": True, **summary}, lambda c: render_quality(c, summary))
 
 
-def _score_deals_if_possible(settings: Settings) -> ScoreSummary | str:
-    """Score the open pipeline with the deal champions, or say why it cannot be done (a text)."""
-    from forecast.batch import score_job
-    from forecast.registry import CHAMPION, version_by_alias
-
-    if version_by_alias(DEAL_WIN, CHAMPION, settings) is None:
-        return "deal_win has no champion (the trained model did not pass the promotion gate)"
-    has_close = version_by_alias(TIME_TO_CLOSE, CHAMPION, settings) is not None
-    with progress_bar("deal scoring") as update:
-        scored = score_job(
-            settings,
-            model_name=DEAL_WIN,
-            output=settings.outputs_dir / "deal_scores.parquet",
-            write_to_warehouse=True,
-            progress=update,
-            close_model=TIME_TO_CLOSE if has_close else None,
-        )
-    if not has_close:
-        return replace(scored, notes=[*scored.notes, "time_to_close has no champion: no close dates"])
-    return scored
-
-
-def _revenue_if_possible(settings: Settings) -> RevenueForecast | str:
-    """The next three months' revenue against quota, or why it cannot be forecast (a text)."""
-    from forecast.registry import CHAMPION, version_by_alias
-    from forecast.revenue.run import revenue_job
-
-    missing = [m for m in (DEAL_WIN, TIME_TO_CLOSE) if version_by_alias(m, CHAMPION, settings) is None]
-    if missing:
-        return f"no champion for {', '.join(missing)}"
-    with progress_bar("revenue forecast") as update:
-        update("simulating", None)
-        return revenue_job(settings, as_of=None, periods=3, by="month", group=None, n_sims=10_000)
-
-
 def _iso(when: pd.Timestamp | None) -> str | None:
     return None if when is None else when.isoformat()
 
@@ -365,79 +316,26 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """The main job on the embedded default: simulate, ingest, check quality, train, promote, score."""
-    from forecast.batch import score_job
-    from forecast.training.job import train_model_job
+    from forecast.main_job import main_job
 
-    settings = context_settings(ctx)
-    folder = out or settings.data_dir / "crm"
-    sim = _simulate(folder, leads, seed, "2024-01-01", 24, "parquet", as_json)
-    result = _run_ingest(
-        settings,
-        folder,
-        "canonical",
-        dry_run=False,
-        as_of=None,
-        encoding="utf-8",
-        delimiter=",",
-        pipeline_file=None,
-        as_json=as_json,
-    )
-    summary = quality_summary(Warehouse(settings.warehouse))
-    config = load_config(LEAD_SCORING, None, as_json, None)
-    with progress_bar("lead scoring") as update:
-        trained = train_model_job(settings, config, promote_after=True, progress=lambda m: update(m, None))
-        scores_path = settings.outputs_dir / "lead_scores.parquet"
-        scored = score_job(
-            settings,
-            model_name=config.model_name,
-            output=scores_path,
-            write_to_warehouse=True,
-            progress=update,
-        )
-    deal_models: dict[str, TrainingSummary] = {}
-    for stem in (DEAL_WIN, TIME_TO_CLOSE):
-        deal_config = load_config(stem, None, as_json, None)
-        with progress_bar(stem.replace("_", " ")) as update:
-            deal_models[stem] = train_model_job(
-                settings, deal_config, promote_after=True, progress=lambda m: update(m, None)
-            )
-    deal_scores = _score_deals_if_possible(settings)
-    revenue = _revenue_if_possible(settings)
-    ui = f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000"
-    outputs = {
-        "warehouse": str(settings.warehouse),
-        "lead_scores": str(scored.output),
-        "deal_scores": str(None if isinstance(deal_scores, str) else deal_scores.output),
-        "model_card": str(settings.models_dir / config.model_name / "model_card.md"),
-        "deal_win_card": str(settings.models_dir / DEAL_WIN / "model_card.md"),
-        "time_to_close_card": str(settings.models_dir / TIME_TO_CLOSE / "model_card.md"),
-        "mlflow_ui": ui,
-        "serve": "uv run forecast serve --warehouse   # the HTTP service, OpenAPI at http://127.0.0.1:3000/",
-    }
-    payload = {
-        "ok": True,
-        "simulation": sim,
-        "ingest": _ingest_json(result),
-        "quality": summary,
-        LEAD_SCORING: trained.to_dict(),
-        "lead_scores": scored.to_dict(),
-        DEAL_WIN: deal_models[DEAL_WIN].to_dict(),
-        TIME_TO_CLOSE: deal_models[TIME_TO_CLOSE].to_dict(),
-        "deal_scores": {"skipped": deal_scores} if isinstance(deal_scores, str) else deal_scores.to_dict(),
-        "revenue": {"skipped": revenue} if isinstance(revenue, str) else revenue.to_dict(),
-        "outputs": outputs,
-    }
+    with input_errors(as_json, (SourceError, PipelineConflictError, PipelineLearnError)):
+        try:
+            result = main_job(context_settings(ctx), out=out, leads=leads, seed=seed, steps=progress_bar)
+        except RejectsRefusedError as exc:
+            _refuse(as_json, exc.report, str(exc))
 
     def render(c: Console) -> None:
-        render_ingest(c, result, wide)
-        render_quality(c, summary)
-        render_training(c, trained, wide)
+        render_ingest(c, result.ingest, wide)
+        render_quality(c, result.quality)
+        render_training(c, result.lead_model, wide)
+        scored = result.lead_scores
         c.print(
             f"scored {scored.scored:,} open leads as of {_iso(scored.as_of)} (bands {scored.bands}); "
             f"{scored.rejected} rejected"
         )
         for stem in (DEAL_WIN, TIME_TO_CLOSE):
-            render_training(c, deal_models[stem], wide)
+            render_training(c, result.deal_models[stem], wide)
+        deal_scores = result.deal_scores
         if isinstance(deal_scores, str):
             c.print(f"[yellow]open deals not scored:[/yellow] {deal_scores}")
         else:
@@ -446,14 +344,14 @@ def run(
                 f"(mean p_win {deal_scores.mean_score}, bands {deal_scores.bands}); "
                 f"{deal_scores.rejected} rejected; {'; '.join(deal_scores.notes)}"
             )
-        if isinstance(revenue, str):
-            c.print(f"[yellow]no revenue forecast:[/yellow] {revenue}")
+        if isinstance(result.revenue, str):
+            c.print(f"[yellow]no revenue forecast:[/yellow] {result.revenue}")
         else:
             from forecast.cli.revenue import render_revenue
 
-            render_revenue(c, revenue, wide)
+            render_revenue(c, result.revenue, wide)
         c.print("[bold]Outputs[/bold]")
-        for key, value in outputs.items():
+        for key, value in result.outputs.items():
             c.print(f"  {key}: {value}")
 
-    emit(as_json, payload, render)
+    emit(as_json, result.to_dict(), render)

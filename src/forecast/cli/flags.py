@@ -35,7 +35,7 @@ _ENTITIES: dict[str, list[Any]] = {"deal": ["opportunity"], "lead": ["lead"], "b
 
 
 def _config(path: Path | None, as_json: bool) -> Any:
-    from forecast.flags.jobs import load_flags_config
+    from forecast.flags.job import load_flags_config
 
     try:
         return load_flags_config(path)
@@ -53,7 +53,7 @@ def _churn_models(
     entities: list[Any], cfg: Any, churn_model: str | None, models: str | None, as_json: bool
 ) -> dict[Any, Any]:
     """The churn model named for each entity (``--churn-model`` or ``--models``); defaults left out."""
-    from forecast.flags.jobs import CHURN_ROLES
+    from forecast.flags.job import CHURN_ROLES
 
     if churn_model is not None and len(entities) > 1:
         fail(
@@ -91,7 +91,7 @@ def flags(
     Roles of --models: churn_risk (deals), churn_risk_leads (leads); --churn-model names the churn
     model of the one entity flagged.
     """
-    from forecast.flags.jobs import flags_job
+    from forecast.flags.job import flags_job
 
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
@@ -153,7 +153,7 @@ def backtest_flags(
     Beside the fixed "no activity" rule at the same flag rate and p_churn at the same rate (a
     churn model trained only on what was known at --from). Logged to MLflow (flags_backtest).
     """
-    from forecast.flags.jobs import ENTITY_WORD, backtest_job
+    from forecast.flags.job import ENTITY_WORD, backtest_job
 
     settings = context_settings(ctx)
     start = parse_date(date_from, "--from", as_json)

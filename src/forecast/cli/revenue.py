@@ -30,7 +30,7 @@ from forecast.errors import cli_message
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 if TYPE_CHECKING:
-    from forecast.revenue.run import RevenueForecast
+    from forecast.revenue.job import RevenueForecast
 
 
 @app.command()
@@ -67,7 +67,7 @@ def revenue(
     """
     from forecast.io import write_frame
     from forecast.revenue.forecast import GROUPINGS
-    from forecast.revenue.run import revenue_job
+    from forecast.revenue.job import revenue_job
 
     if by not in ("week", "month", "quarter"):
         fail(as_json, f"--by {by!r}: use week, month or quarter")
@@ -197,8 +197,8 @@ def backtest_revenue_command(
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
     from forecast.cli.models import load_config
     from forecast.errors import InsufficientDataError
-    from forecast.revenue.job import ShockSettings
-    from forecast.revenue.run import backtest_job
+    from forecast.revenue.engine import ShockSettings
+    from forecast.revenue.job import backtest_job
 
     if every not in ("week", "month", "quarter"):
         fail(as_json, f"--every {every!r}: use week, month or quarter")

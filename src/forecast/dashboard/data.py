@@ -2,9 +2,9 @@
 
 Every figure comes from the code behind a command (docs/dashboard.md lists which):
 
-- the revenue forecast, goals and pacing from :func:`forecast.revenue.run.revenue_job` (``forecast revenue``,
+- the revenue forecast, goals and pacing from :func:`forecast.revenue.job.revenue_job` (``forecast revenue``,
   with its default simulations and seed, so the numbers are the CLI's);
-- flags from :func:`forecast.flags.jobs.flags_job` (``forecast flags``);
+- flags from :func:`forecast.flags.job.flags_job` (``forecast flags``);
 - tracking tables from :func:`forecast.tracking.api.report` (``forecast metrics``) and insights from
   :func:`forecast.tracking.insights.insights` (``forecast insights``);
 - the models from the registry (:func:`forecast.registry.model_info`, the champions' runs).
@@ -204,7 +204,7 @@ class Reader:
     def revenue(self, filters: Filters) -> dict[str, Any] | Missing:
         """``forecast revenue --json --by horizon [--group scope]`` as of the filters' time."""
         from forecast.binding import ModelBindingError
-        from forecast.revenue.run import revenue_job
+        from forecast.revenue.job import revenue_job
 
         scope = filters.scope
         group = scope[0] if scope is not None and scope[0] in REVENUE_GROUPS else None
@@ -231,7 +231,7 @@ class Reader:
 
     def flags(self, filters: Filters) -> dict[str, Any] | Missing:
         """``forecast flags --json`` (deals and leads) as of the filters' time."""
-        from forecast.flags.jobs import flags_job, load_flags_config
+        from forecast.flags.job import flags_job, load_flags_config
 
         def compute() -> dict[str, Any] | Missing:
             try:

@@ -31,8 +31,7 @@ from forecast.data.pipeline import SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.revenue.forecast import ALL
-from forecast.revenue.job import (
+from forecast.revenue.engine import (
     DealModels,
     HeldOutModels,
     NewDealSettings,
@@ -41,6 +40,7 @@ from forecast.revenue.job import (
     revenue_forecast,
     unseen_from,
 )
+from forecast.revenue.forecast import ALL
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import wilson
 from forecast.training.binary import train_binary

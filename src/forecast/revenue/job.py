@@ -1,387 +1,443 @@
-"""Build a revenue forecast from canonical tables and two fitted models (orchestration, no I/O).
+"""The edges of the revenue forecast: read the warehouse and the registry, log backtests to MLflow.
 
-``tables`` are cut at ``as_of`` first (:func:`forecast.data.as_of.crm_as_of`), so the same code
-serves today's forecast and a backtest's past one: nothing after ``as_of`` can leak in.
+``forecast revenue`` and ``forecast backtest revenue`` call these; the numbers come from the pure
+modules (:mod:`forecast.revenue.forecast`, :mod:`forecast.revenue.backtest`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
-from forecast.data.as_of import crm_as_of
+from forecast.config import Settings
 from forecast.data.pipeline import SalesPipeline
-from forecast.features.build import build_feature_table
-from forecast.features.snapshots import LabelConfig
-from forecast.features.source import frames_source
-from forecast.features.splits import summary_test_cut
-from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
-from forecast.revenue.new_deals import fit_new_deal_model
-from forecast.revenue.shock import (
-    NO_SHOCK,
-    CommonShock,
-    ShockPrior,
-    bias_estimate,
-    log_ratio,
-    logit_shift,
-    shock_scale,
+from forecast.data.warehouse import Warehouse
+from forecast.io import csv_text
+from forecast.models.config import TrainingConfig
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+from forecast.revenue.backtest import BacktestResult, backtest_revenue
+from forecast.revenue.engine import (
+    DealModels,
+    HeldOutModels,
+    NewDealSettings,
+    ShockSettings,
+    revenue_forecast,
+    unseen_from,
 )
+from forecast.revenue.forecast import ALL, period_grid
+from forecast.timeutil import resolve_as_of
 from forecast.tracking.periods import Period
 
+if TYPE_CHECKING:
+    from forecast.binding import ModelRef
+    from forecast.registry import LoadedModel
 
-@dataclass
-class HeldOutModels:
-    """Evaluation models of a forecast's two models: the same procedure, fitted before a cut.
+WIN_MODEL = DEAL_WIN
+CLOSE_MODEL = TIME_TO_CLOSE
 
-    The served models are fitted on all labelled history, so their errors on past cuts are
-    in-sample and understate the model error the band must carry; these are not.
 
-    Attributes:
-        win: The win model's evaluation pipeline.
-        close: The close model's evaluation pipeline.
-        unseen_from: The first as_of neither was fitted or calibrated on (the later of their test
-            cuts); ``None`` when a split was not in time (every cut may have been seen).
+def read_crm(settings: Settings) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """The warehouse's canonical tables and pipeline (read-only).
+
+    Raises:
+        FileNotFoundError: No warehouse.
     """
+    from forecast.tracking.data import read_frames
 
-    win: Pipeline
-    close: Pipeline
-    unseen_from: pd.Timestamp | None
+    with Warehouse(settings.warehouse).connect(read_only=True) as con:
+        return read_frames(con)
 
 
-def unseen_from(*splits: Mapping[str, Any] | None) -> pd.Timestamp | None:
-    """The first as_of none of the evaluation models behind ``splits`` saw (the latest test cut).
+def default_refs() -> dict[str, ModelRef]:
+    """The forecast's two models by default: the deal_win and time_to_close champions."""
+    from forecast.binding import ModelRef
+
+    return {
+        WIN_MODEL: ModelRef(WIN_MODEL, WIN_MODEL, option="--model"),
+        CLOSE_MODEL: ModelRef(CLOSE_MODEL, CLOSE_MODEL, option="--close-model"),
+    }
+
+
+def champion_models(
+    settings: Settings, refs: dict[str, ModelRef] | None = None
+) -> tuple[DealModels, list[str]]:
+    """The win and time-to-close models of the current warehouse, and the warnings.
 
     Args:
-        splits: Split summaries of training runs (``method`` and, for time splits, ``cuts``).
+        settings: Where the warehouse and the registry are.
+        refs: By role (``deal_win``, ``time_to_close``), the models named (default: the champions,
+            which must have been trained on this warehouse: :func:`forecast.binding.check_binding`).
+
+    Raises:
+        LookupError: A model is missing (the message says what to run).
+        ModelBindingError: A default champion was trained on another warehouse.
+    """
+    from forecast.binding import CurrentWarehouse, resolve
+
+    chosen = {**default_refs(), **(refs or {})}
+    current = CurrentWarehouse.of(settings.warehouse)
+    win, win_warnings = resolve(chosen[WIN_MODEL], settings, current)
+    close, close_warnings = resolve(chosen[CLOSE_MODEL], settings, current)
+    return deal_models(win, close, held_out_models(win, close, settings)), win_warnings + close_warnings
+
+
+def held_out_models(win: LoadedModel, close: LoadedModel, settings: Settings) -> HeldOutModels | None:
+    """The evaluation models of two loaded versions and the first as_of neither saw.
 
     Returns:
-        The latest test cut, or ``None`` when a split is unknown or not in time.
+        ``None`` when a run logged no evaluation model (the served ones then score the cuts).
     """
-    cuts = [summary_test_cut(split) for split in splits]
-    if not cuts or any(c is None for c in cuts):
+    from forecast.registry import evaluation_model, run_splits
+
+    win_eval = evaluation_model(win.run_id, None, settings)
+    close_eval = evaluation_model(close.run_id, None, settings)
+    if win_eval is None or close_eval is None:
         return None
-    return max(c for c in cuts if c is not None)
+    unseen = unseen_from(run_splits(win.run_id, settings), run_splits(close.run_id, settings))
+    return HeldOutModels(win_eval, close_eval, unseen)
 
 
-@dataclass
-class DealModels:
-    """The two fitted models a forecast needs.
-
-    Attributes:
-        win: Pipeline returning P(won within ``horizon_days``) from deal snapshot features.
-        close: Pipeline whose last step has ``survival()`` (the time-to-close model).
-        edges: The close model's survival edges (days).
-        horizon_days: The win model's horizon.
-        versions: Names and versions, for the output.
-        held_out: Their evaluation models, which score the past cuts of the shock evidence
-            (``None``: the served models score them, in-sample).
-    """
-
-    win: Pipeline
-    close: Pipeline
-    edges: list[float]
-    horizon_days: float
-    versions: dict[str, str]
-    held_out: HeldOutModels | None = None
-
-
-@dataclass
-class NewDealSettings:
-    """Settings of the not-yet-created deals model (see :mod:`forecast.revenue.new_deals`)."""
-
-    include: bool = True
-    window_days: float = 180
-    mature_days: float = 180
-    cohort_days: float = 365
-
-
-@dataclass
-class ShockSettings:
-    """How the common shocks' spreads are estimated (see :mod:`forecast.revenue.shock`).
-
-    Attributes:
-        include: Draw common shocks (``False``: deals independent given their probabilities).
-        window_days: Length of each evidence window (the realised wins of ``[c, c + window)``).
-        cuts: Number of past cuts ``c = as_of - k * window`` (k = 1..cuts) scored for evidence.
-        min_deals: A cut whose cohort has fewer open deals is skipped.
-        win_prior: Prior of the logit win shift: sigma 0.3 (a win rate of 25% moving to about
-            20-31% at one sigma) worth two cuts, so that a forecast without history still
-            carries some model error and a dozen cuts of evidence outweigh it.
-        volume_prior: Prior of the log multiplier of new deals (sigma 0.15, worth two cuts).
-        recentre: Also move the centre of the win shocks by the model's steady bias on the cuts
-            (their precision-weighted mean shift, shrunk towards 0 by a normal prior of sd
-            ``bias_prior_sd``).
-        bias_prior_sd: Prior sd of that bias (logit scale).
-    """
-
-    include: bool = True
-    window_days: float = 30
-    cuts: int = 12
-    min_deals: int = 20
-    win_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.3, 2.0))
-    volume_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.15, 2.0))
-    recentre: bool = False
-    bias_prior_sd: float = 0.5
-
-
-def deal_group(tables: Mapping[str, pd.DataFrame], by: str | None) -> pd.Series:
-    """Group of every deal (by its rep's id, team or region), indexed by opportunity_id."""
-    opps = tables["opportunities"]
-    if by is None:
-        return pd.Series(ALL, index=opps["opportunity_id"].to_numpy(), dtype=object)
-    if by == "rep":
-        values = opps["rep_id"]
-    else:
-        reps = tables["reps"].set_index("rep_id")[by]
-        values = opps["rep_id"].map(reps)
-    labels = values.astype(object).where(values.notna(), "(none)").astype(str)
-    return pd.Series(labels.to_numpy(), index=opps["opportunity_id"].to_numpy())
-
-
-def won_between(
-    deals: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, groups: Sequence[str]
-) -> np.ndarray:
-    """Won amount per group with ``closed_at`` in ``[start, end)``."""
-    closed = pd.to_datetime(deals["closed_at"])
-    won = deals[(deals["outcome"] == "won") & (closed >= start) & (closed < end)]
-    sums = pd.to_numeric(won["amount"], errors="coerce").fillna(0).groupby(won["group"]).sum()
-    return np.array([float(sums.get(g, 0.0)) for g in groups])
-
-
-def open_deal_scores(
-    tables: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, models: DealModels
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Snapshot features of the deals open at ``as_of``, their p_win and win-timing curves.
-
-    The timing curve is the close model's cumulative incidence of *winning* when it models wins
-    and losses apart (wins take longer than losses), else its P(closed by t).
-    """
-    return score_deals(tables, pipeline, [as_of], models, as_of)
-
-
-def score_deals(
-    tables: Mapping[str, pd.DataFrame],
-    pipeline: SalesPipeline,
-    dates: Sequence[pd.Timestamp],
-    models: DealModels,
-    data_end: pd.Timestamp,
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Snapshot features of the deals open at each of ``dates`` (column ``as_of``), p_win and curves."""
-    h = int(models.horizon_days)
-    with frames_source(tables, pipeline) as src:
-        frame = build_feature_table(
-            src, "opportunity", list(dates), LabelConfig.both(h), data_end=data_end
-        ).frame
-    if frame.empty:
-        return frame, np.zeros(0), np.zeros((0, len(models.edges)))
-    p_win = models.win.predict_proba(frame)[:, 1]
-    prep, hazard = Pipeline(models.close.steps[:-1]), models.close.steps[-1][1]
-    x = prep.transform(frame)
-    wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
-    closed_by = wins if wins is not None else 1.0 - hazard.survival(x)
-    return frame, p_win, closed_by
-
-
-def estimate_shock(
-    past: Mapping[str, pd.DataFrame],
-    pipeline: SalesPipeline,
-    as_of: pd.Timestamp,
-    models: DealModels,
-    settings: ShockSettings,
-    new_deal_window_days: float = 180,
-) -> CommonShock:
-    """Spreads of the common shocks from the models' own errors on the recent past.
-
-    At each cut ``c = as_of - k * window`` (k = 1..cuts), the deals open at ``c`` are scored with
-    ``models`` (features as known at ``c``) and the logit shift that makes their expected wins in
-    ``[c, c + window)`` equal the realised ones is solved for; the new deals created in the
-    window are compared with the creation rate of the ``new_deal_window_days`` before ``c``.
-    Cuts before the CRM's first recorded close or within a window of its first deal are skipped;
-    with fewer cuts the prior weighs more.
-    Everything used is known at ``as_of`` (``past`` is the CRM as it stood then).
-
-    The served models were fitted on all labelled history, these cuts' snapshots included, so
-    their errors there are in-sample and would understate the band. Where ``models.held_out``
-    is set, its evaluation models score the cuts instead, and only cuts at or after its
-    ``unseen_from`` count (fewer cuts: the prior weighs more, the tails are heavier).
+def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | None = None) -> DealModels:
+    """The forecast's two models from a loaded win model and a loaded time-to-close model.
 
     Args:
-        past: The CRM as it stood at ``as_of`` (:func:`forecast.data.as_of.crm_as_of`).
-        pipeline: The sales pipeline.
-        as_of: The forecast time.
-        models: The models the forecast uses.
-        settings: Cuts, window, priors.
-        new_deal_window_days: Look-back of the creation rate (as in the new-deal model).
+        win: The win model.
+        close: The time-to-close model.
+        held_out: Their evaluation models, for the shock evidence (``None``: the served ones).
 
-    Returns:
-        The spreads of the win and volume shocks, with the per-cut evidence.
+    Raises:
+        LookupError: ``close`` is not a time-to-close model.
     """
-    if not settings.include:
-        return NO_SHOCK
-    window = pd.Timedelta(days=settings.window_days)
-    opps = past["opportunities"]
-    created = pd.to_datetime(opps["created_at"])
-    first = created.min() if len(opps) else as_of
-    first_close = pd.to_datetime(opps["closed_at"]).min() if opps["closed_at"].notna().any() else as_of
-    cuts = [as_of - k * window for k in range(1, settings.cuts + 1)]
-    # evidence only where the CRM already records closes (an export may start with open deals
-    # whose earlier closes were never loaded) and after a window of deal creation
-    cuts = [c for c in cuts if c - first >= window and c >= first_close]
-    scorer, win_cuts = models, cuts
-    if models.held_out is not None:
-        held = models.held_out
-        scorer = replace(models, win=held.win, close=held.close, held_out=None)
-        if held.unseen_from is not None:  # the volume shock needs no model: it keeps every cut
-            win_cuts = [c for c in cuts if c >= held.unseen_from]
-    evidence: list[dict[str, float]] = []
-    shifts: list[float] = []
-    variances: list[float] = []
-    vol_shifts: list[float] = []
-    vol_variances: list[float] = []
-    if cuts:
-        if win_cuts:
-            frame, p_win, closed_by = score_deals(past, pipeline, win_cuts, scorer, as_of)
-        else:
-            frame, p_win, closed_by = pd.DataFrame(), np.zeros(0), np.zeros((0, len(models.edges)))
-        won = opps[opps["outcome"] == "won"]
-        won_closed = pd.to_datetime(won["closed_at"])
-        at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")
-        for c in cuts:
-            row: dict[str, float] = {"cut": float(c.value // 10**9)}
-            lookback = min(pd.Timedelta(days=new_deal_window_days), c - first)
-            rate = float(((created >= c - lookback) & (created < c)).sum()) / (
-                lookback / pd.Timedelta(days=1)
-            )
-            expected_new = rate * settings.window_days
-            observed_new = float(((created >= c) & (created < c + window)).sum())
-            v, v_se2 = log_ratio(observed_new, expected_new)
-            vol_shifts.append(v)
-            vol_variances.append(v_se2)
-            row.update(new_expected=expected_new, new_observed=observed_new, volume_shift=v)
-            mine = np.flatnonzero(at == np.datetime64(c))
-            if len(mine) >= settings.min_deals:
-                share = close_shares(
-                    closed_by[mine],
-                    models.edges,
-                    c,
-                    [Period(c, c + window, "range", "w")],
-                    models.horizon_days,
-                )[:, 0]
-                ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
-                observed = float(frame["opportunity_id"].iloc[mine].isin(ids).sum())
-                d, se2 = logit_shift(p_win[mine], share, observed)
-                shifts.append(d)
-                variances.append(se2)
-                row.update(
-                    deals=float(len(mine)),
-                    wins_expected=float((share * p_win[mine]).sum()),
-                    wins_observed=observed,
-                    win_shift=d,
-                    win_shift_se=float(np.sqrt(se2)),
-                )
-            evidence.append(row)
-    win = shock_scale(shifts, variances, settings.win_prior)
-    centre = bias_estimate(shifts, variances, win.sigma, settings.bias_prior_sd) if settings.recentre else 0.0
-    return CommonShock(win, shock_scale(vol_shifts, vol_variances, settings.volume_prior), evidence, centre)
+    edges = close.meta.survival_edges
+    if not edges:
+        raise LookupError(f"{close.name} v{close.version} is not a time-to-close model")
+    return DealModels(
+        win.pipeline,
+        close.pipeline,
+        edges,
+        float(win.meta.horizon_days),
+        {win.name: win.version, close.name: close.version},
+        held_out,
+    )
 
 
-def revenue_forecast(
-    tables: Mapping[str, pd.DataFrame],
-    pipeline: SalesPipeline,
-    as_of: pd.Timestamp,
-    models: DealModels,
-    periods: Sequence[Period],
+def _quota_lookup(
+    frames: dict[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, by: str | None
+) -> Callable[[str, pd.Timestamp, pd.Timestamp], float]:
+    from forecast.tracking.data import prepare
+    from forecast.tracking.goals import goal_between, quota_rows
+
+    data = prepare(frames, pipeline, as_of)
+
+    def goal(group: str, start: pd.Timestamp, end: pd.Timestamp) -> float:
+        rows = quota_rows(data, by or "team", group)
+        return goal_between(rows, start, end)
+
+    return goal
+
+
+def pacing(
+    frames: dict[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, period: Period
+) -> pd.DataFrame:
+    """Daily and cumulative bookings against the daily goal in ``period`` up to ``as_of`` (whole team)."""
+    from forecast.tracking.data import ALL_LABEL, prepare
+    from forecast.tracking.goals import daily
+
+    data = prepare(frames, pipeline, as_of)
+    table = daily(data, period, "team")
+    return table[table["team"] == ALL_LABEL].drop(columns="team").reset_index(drop=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Goals:
+    """The current period against its goal (``None``: no quota, or nothing due yet)."""
+
+    period: str
+    goal: float | None
+    monthly_goal: float | None
+    weekly_goal: float | None
+    daily_goal: float | None
+    won_to_date: float | None
+    goal_to_date: float | None
+    pace_to_date: float | None
+    projected: float | None
+    projected_attainment: float | None
+    p_hit_quota: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The goals by name (``None``: not finite), in field order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueForecast:
+    """What :func:`revenue_job` forecast: each period against quota, the goals and the pacing."""
+
+    as_of: pd.Timestamp
+    by: str
+    group: str | None
+    simulations: int
+    models: dict[str, str]
+    """The model versions used, by name."""
+    warnings: list[str]
+    open_deals: int
+    open_pipeline: float
+    model_error: dict[str, Any]
+    """The common shocks estimated from the models' own errors (``win_shock_sigma``, ...)."""
+    forecast: list[dict[str, Any]]
+    """One record per period (and group): P10/P50/P90, quota, P(hit), ..."""
+    goals: Goals
+    pacing: list[dict[str, Any]]
+    """Daily and cumulative bookings against the daily goal in the current period."""
+    output: Path | None = None
+    """The file the forecast table was written to (``forecast revenue --output``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The forecast as ``--json`` prints it and the HTTP service returns it."""
+        out: dict[str, Any] = {
+            "ok": True,
+            "as_of": self.as_of.isoformat(),
+            "by": self.by,
+            "group": self.group,
+            "simulations": self.simulations,
+            "models": self.models,
+            "warnings": self.warnings,
+            "open_deals": self.open_deals,
+            "open_pipeline": self.open_pipeline,
+            "model_error": self.model_error,
+            "forecast": self.forecast,
+            "goals": self.goals.to_dict(),
+            "pacing": self.pacing,
+        }
+        if self.output is not None:
+            out["output"] = str(self.output)
+        return out
+
+
+def revenue_job(
+    settings: Settings,
     *,
-    by: str | None = None,
-    quotas: Any = None,
-    new_deals: NewDealSettings | None = None,
-    n_sims: int = 10_000,
+    as_of: pd.Timestamp | None,
+    periods: int,
+    by: str,
+    group: str | None,
+    n_sims: int,
     seed: int = 0,
-    shock: ShockSettings | CommonShock | None = None,
-) -> tuple[RevenueForecast, pd.DataFrame]:
-    """Forecast each period's revenue (per group) as of ``as_of``.
+    models: DealModels | None = None,
+    refs: dict[str, ModelRef] | None = None,
+) -> RevenueForecast:
+    """Forecast the next periods against quota.
 
-    Args:
-        tables: Canonical frames (cut at ``as_of`` here).
-        pipeline: The sales pipeline.
-        as_of: Forecast time.
-        models: The fitted win and close-date models.
-        periods: The periods.
-        by: ``rep``, ``team``, ``region`` or ``None`` (the whole team).
-        quotas: Callable ``(group, start, end) -> goal`` (nan without one), or ``None``.
-        new_deals: Settings of the future-deals model (``None``: defaults).
-        n_sims: Monte Carlo simulations.
-        seed: Random seed.
-        shock: How to estimate the common shocks (``None``: defaults), or their spreads.
-
-    Returns:
-        The forecast and the scored open deals (id, group, amount, p_win, expected close).
+    ``models`` are the two models to use (the HTTP service passes the ones it serves); without
+    them, ``refs`` name them, by default the champions bound to this warehouse
+    (:func:`champion_models`).
     """
-    settings = new_deals or NewDealSettings()
-    past = crm_as_of(tables, as_of, pipeline)
-    groups_of = deal_group(past, by)
-    deals = past["opportunities"].assign(group=past["opportunities"]["opportunity_id"].map(groups_of))
-    frame, p_win, closed_by = open_deal_scores(past, pipeline, as_of, models)
-    open_deals = frame[["opportunity_id", "amount"]].assign(
-        group=frame["opportunity_id"].map(groups_of).fillna("(none)").to_numpy()
+    from forecast.tracking.data import default_as_of
+
+    frames, pipeline = read_crm(settings)
+    when = resolve_as_of(as_of, lambda: default_as_of(frames))
+    warnings: list[str] = []
+    if models is None:
+        models, warnings = champion_models(settings, refs)
+    grid = period_grid(when, periods, by)
+    quotas = _quota_lookup(frames, pipeline, when, group)
+    result, scored = revenue_forecast(
+        frames, pipeline, when, models, grid, by=group, quotas=quotas, n_sims=n_sims, seed=seed
     )
-    groups = sorted(set(deals["group"]) | set(open_deals["group"])) if by is not None else [ALL]
-    won = np.stack([won_between(deals, p.start, min(p.end, as_of), groups) for p in periods])
-    model = (
-        fit_new_deal_model(
-            deals,
-            as_of,
-            groups,
-            window_days=settings.window_days,
-            mature_days=settings.mature_days,
-            cohort_days=settings.cohort_days,
-        )
-        if settings.include
-        else None
+    pace = pacing(frames, pipeline, when, grid[0])
+    return RevenueForecast(
+        as_of=when,
+        by=by,
+        group=group,
+        simulations=n_sims,
+        models=models.versions,
+        warnings=warnings,
+        open_deals=len(scored),
+        open_pipeline=float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
+        model_error={k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},
+        forecast=_records(result.table),
+        goals=_goals(result.table, pace, grid[0], quotas, when),
+        pacing=_records(pace),
     )
-    goal = None
-    avg = None
-    if quotas is not None:
-        names = [*groups, ALL] if by is not None else [ALL, ALL]
-        goal = np.array([[quotas(g, p.start, p.end) for g in names] for p in periods], dtype=float)
-        recent = deals[
-            (deals["outcome"] == "won")
-            & (pd.to_datetime(deals["closed_at"]) >= as_of - pd.Timedelta(days=365))
-        ]
-        amounts = pd.to_numeric(recent["amount"], errors="coerce")
-        overall = float(amounts.mean()) if amounts.notna().any() else math.nan
-        per = amounts.groupby(recent["group"]).mean()
-        avg = np.array([float(per.get(g, overall)) for g in groups] + [overall])
-    spreads = (
-        shock
-        if isinstance(shock, CommonShock)
-        else estimate_shock(past, pipeline, as_of, models, shock or ShockSettings(), settings.window_days)
+
+
+def _goals(
+    table: pd.DataFrame,
+    pace: pd.DataFrame,
+    current: Period,
+    quotas: Callable[[str, pd.Timestamp, pd.Timestamp], float],
+    when: pd.Timestamp,
+) -> Goals:
+    """The current period's whole-team row of ``table`` against its goal, weekly, daily and to date."""
+    total = table[(table["group"] == ALL) & (table["period"] == current.label)].iloc[0]
+    goal_to_date = float(pace["cumulative_goal"].iloc[-1]) if len(pace) else math.nan
+    won = float(total["won_to_date"])
+    quota = float(total["quota"])
+    days = (current.end - current.start) / pd.Timedelta(days=1)
+    figures = {
+        "goal": quota,
+        "monthly_goal": _goal_of_month(quotas, when),
+        "weekly_goal": quota / days * 7 if quota == quota else math.nan,
+        "daily_goal": quota / days if quota == quota else math.nan,
+        "won_to_date": won,
+        "goal_to_date": goal_to_date,
+        "pace_to_date": won / goal_to_date if goal_to_date and goal_to_date == goal_to_date else math.nan,
+        "projected": float(total["expected"]),
+        "projected_attainment": float(total["projected_attainment"]),
+        "p_hit_quota": float(total["p_hit_quota"]),
+    }
+    return Goals(
+        current.label,
+        **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in figures.items()},
     )
-    result = forecast_revenue(
-        deals=open_deals,
-        p_win=p_win,
-        closed_by=closed_by,
-        edges=models.edges,
-        horizon_days=models.horizon_days,
-        new_deals=model,
-        as_of=as_of,
-        periods=periods,
-        groups=groups,
-        won_to_date=won,
-        quotas=goal,
-        avg_won_amount=avg,
+
+
+def _goal_of_month(quotas: Callable[[str, pd.Timestamp, pd.Timestamp], float], when: pd.Timestamp) -> float:
+    start = when.normalize().replace(day=1)
+    return quotas(ALL, start, start + pd.DateOffset(months=1))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%d")
+    records = out.to_dict("records")
+    return [
+        {str(k): (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+        for r in records
+    ]
+
+
+BACKTEST_EXPERIMENT = "revenue_backtest"
+"""The MLflow experiment of the revenue backtests."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueBacktest:
+    """What :func:`backtest_job` measured and where it was logged."""
+
+    result: BacktestResult
+    run_id: str
+    experiment: str
+
+    def periods(self) -> list[dict[str, Any]]:
+        """One record per backtest period (``as_of`` as a date)."""
+        table = self.result.table
+        dated = table.assign(as_of=table["as_of"].dt.strftime("%Y-%m-%d"))
+        return [{str(k): v for k, v in row.items()} for row in dated.to_dict("records")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The backtest as ``--json`` prints it."""
+        return {
+            "ok": True,
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "metrics": self.result.metrics,
+            "periods": self.periods(),
+        }
+
+
+def backtest_job(
+    settings: Settings,
+    *,
+    date_from: pd.Timestamp,
+    date_to: pd.Timestamp,
+    every: str,
+    retrain_every: int,
+    n_sims: int,
+    win_config: TrainingConfig,
+    by: str | None = None,
+    close_config: TrainingConfig,
+    shock: ShockSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RevenueBacktest:
+    """Backtest on the warehouse and log the run (metrics, table, band plot) to MLflow."""
+    frames, pipeline = read_crm(settings)
+    dates = [p.start for p in period_grid(date_from, _count(date_from, date_to, every), every)]
+    dates = [d for d in dates if d <= date_to]
+    if not dates:
+        raise ValueError(f"no {every} starts between {date_from.date()} and {date_to.date()}")
+    result = backtest_revenue(
+        frames,
+        pipeline,
+        dates,
+        lambda d: period_grid(d, 1, every)[0],
+        win_config,
+        close_config,
+        retrain_every=retrain_every,
+        by=by,
+        new_deals=NewDealSettings(),
+        shock=shock,
         n_sims=n_sims,
-        seed=seed,
-        shock=spreads,
+        progress=progress,
     )
-    if by is None:
-        result.table = result.table[result.table["group"] == ALL].iloc[::2].reset_index(drop=True)
-        result.sims = result.sims[:, :, -1:]
-    scored = open_deals.assign(p_win=np.round(p_win, 6))
-    return result, scored
+    run_id = log_backtest(
+        result,
+        settings,
+        every=every,
+        retrain_every=retrain_every,
+        by=by,
+        model_error=shock.include if shock is not None else True,
+    )
+    return RevenueBacktest(result, run_id, BACKTEST_EXPERIMENT)
+
+
+def _count(start: pd.Timestamp, end: pd.Timestamp, every: str) -> int:
+    days = (end - start) / pd.Timedelta(days=1)
+    per = {"week": 7, "month": 28, "quarter": 89}[every]
+    return max(int(days // per) + 2, 1)
+
+
+def log_backtest(result: BacktestResult, settings: Settings, **params: Any) -> str:
+    """Log a backtest as an MLflow run of the ``revenue_backtest`` experiment; the run's id."""
+    import mlflow
+
+    from forecast.registry import client, ensure_experiment
+
+    client(settings)
+    exp = ensure_experiment(BACKTEST_EXPERIMENT, settings)
+    with mlflow.start_run(experiment_id=exp, run_name="revenue-backtest") as run:
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        flat = {
+            f"{m}_{k}": v for m, vals in result.metrics.items() for k, v in vals.items() if np.isfinite(v)
+        }
+        mlflow.log_metrics(flat)
+        mlflow.log_text(csv_text(result.table), "backtest.csv")
+        if len(result.groups):
+            mlflow.log_text(csv_text(result.groups), "backtest_by_group.csv")
+        with tempfile.TemporaryDirectory() as tmp:
+            png = band_plot(result.table, Path(tmp) / "forecast_band.png")
+            mlflow.log_artifact(str(png))
+    return str(run.info.run_id)
+
+
+def band_plot(table: pd.DataFrame, path: Path) -> Path:
+    """The P10-P90 band and P50 of each backtest period against the actual and the baselines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(9.0, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    x = np.arange(len(table))
+    ax.fill_between(x, table["p10"], table["p90"], alpha=0.25, label="P10-P90")
+    ax.plot(x, table["p50"], label="P50")
+    ax.plot(x, table["actual"], marker="o", color="black", label="actual")
+    ax.plot(x, table["stage_weighted"], linestyle="--", label="stage-weighted")
+    ax.plot(x, table["run_rate"], linestyle=":", label="run rate")
+    ax.set_xticks(x, table["period"], rotation=45)
+    ax.set_ylabel("revenue won")
+    ax.set_title("Revenue forecast backtest")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path

@@ -180,7 +180,7 @@ class ForecastService:
     """forecast over HTTP; settings come from ``FORECAST_*`` environment variables."""
 
     def __init__(self) -> None:
-        from forecast.flags.jobs import load_flags_config
+        from forecast.flags.job import load_flags_config
 
         self.settings = load_settings()
         api_token(self.settings.api_token)  # a blank token stops the start, not every request
@@ -405,7 +405,7 @@ class ForecastService:
 
     def _held_out(self, win: Any, close: Any) -> Any:
         """The evaluation models of the served pair (loaded once per pair of runs)."""
-        from forecast.revenue.run import held_out_models
+        from forecast.revenue.job import held_out_models
 
         key = (win.run_id, close.run_id)
         if key not in self._held_outs:
@@ -413,7 +413,7 @@ class ForecastService:
         return self._held_outs[key]
 
     def _warehouse_revenue(self, req: RevenueRequest, win: Any, close: Any) -> JSONResponse:
-        from forecast.revenue.run import deal_models, revenue_job
+        from forecast.revenue.job import deal_models, revenue_job
 
         if not self.settings.serve_warehouse:
             return _error(

@@ -1,0 +1,387 @@
+"""Build a revenue forecast from canonical tables and two fitted models (orchestration, no I/O).
+
+``tables`` are cut at ``as_of`` first (:func:`forecast.data.as_of.crm_as_of`), so the same code
+serves today's forecast and a backtest's past one: nothing after ``as_of`` can leak in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from forecast.data.as_of import crm_as_of
+from forecast.data.pipeline import SalesPipeline
+from forecast.features.build import build_feature_table
+from forecast.features.snapshots import LabelConfig
+from forecast.features.source import frames_source
+from forecast.features.splits import summary_test_cut
+from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
+from forecast.revenue.new_deals import fit_new_deal_model
+from forecast.revenue.shock import (
+    NO_SHOCK,
+    CommonShock,
+    ShockPrior,
+    bias_estimate,
+    log_ratio,
+    logit_shift,
+    shock_scale,
+)
+from forecast.tracking.periods import Period
+
+
+@dataclass
+class HeldOutModels:
+    """Evaluation models of a forecast's two models: the same procedure, fitted before a cut.
+
+    The served models are fitted on all labelled history, so their errors on past cuts are
+    in-sample and understate the model error the band must carry; these are not.
+
+    Attributes:
+        win: The win model's evaluation pipeline.
+        close: The close model's evaluation pipeline.
+        unseen_from: The first as_of neither was fitted or calibrated on (the later of their test
+            cuts); ``None`` when a split was not in time (every cut may have been seen).
+    """
+
+    win: Pipeline
+    close: Pipeline
+    unseen_from: pd.Timestamp | None
+
+
+def unseen_from(*splits: Mapping[str, Any] | None) -> pd.Timestamp | None:
+    """The first as_of none of the evaluation models behind ``splits`` saw (the latest test cut).
+
+    Args:
+        splits: Split summaries of training runs (``method`` and, for time splits, ``cuts``).
+
+    Returns:
+        The latest test cut, or ``None`` when a split is unknown or not in time.
+    """
+    cuts = [summary_test_cut(split) for split in splits]
+    if not cuts or any(c is None for c in cuts):
+        return None
+    return max(c for c in cuts if c is not None)
+
+
+@dataclass
+class DealModels:
+    """The two fitted models a forecast needs.
+
+    Attributes:
+        win: Pipeline returning P(won within ``horizon_days``) from deal snapshot features.
+        close: Pipeline whose last step has ``survival()`` (the time-to-close model).
+        edges: The close model's survival edges (days).
+        horizon_days: The win model's horizon.
+        versions: Names and versions, for the output.
+        held_out: Their evaluation models, which score the past cuts of the shock evidence
+            (``None``: the served models score them, in-sample).
+    """
+
+    win: Pipeline
+    close: Pipeline
+    edges: list[float]
+    horizon_days: float
+    versions: dict[str, str]
+    held_out: HeldOutModels | None = None
+
+
+@dataclass
+class NewDealSettings:
+    """Settings of the not-yet-created deals model (see :mod:`forecast.revenue.new_deals`)."""
+
+    include: bool = True
+    window_days: float = 180
+    mature_days: float = 180
+    cohort_days: float = 365
+
+
+@dataclass
+class ShockSettings:
+    """How the common shocks' spreads are estimated (see :mod:`forecast.revenue.shock`).
+
+    Attributes:
+        include: Draw common shocks (``False``: deals independent given their probabilities).
+        window_days: Length of each evidence window (the realised wins of ``[c, c + window)``).
+        cuts: Number of past cuts ``c = as_of - k * window`` (k = 1..cuts) scored for evidence.
+        min_deals: A cut whose cohort has fewer open deals is skipped.
+        win_prior: Prior of the logit win shift: sigma 0.3 (a win rate of 25% moving to about
+            20-31% at one sigma) worth two cuts, so that a forecast without history still
+            carries some model error and a dozen cuts of evidence outweigh it.
+        volume_prior: Prior of the log multiplier of new deals (sigma 0.15, worth two cuts).
+        recentre: Also move the centre of the win shocks by the model's steady bias on the cuts
+            (their precision-weighted mean shift, shrunk towards 0 by a normal prior of sd
+            ``bias_prior_sd``).
+        bias_prior_sd: Prior sd of that bias (logit scale).
+    """
+
+    include: bool = True
+    window_days: float = 30
+    cuts: int = 12
+    min_deals: int = 20
+    win_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.3, 2.0))
+    volume_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.15, 2.0))
+    recentre: bool = False
+    bias_prior_sd: float = 0.5
+
+
+def deal_group(tables: Mapping[str, pd.DataFrame], by: str | None) -> pd.Series:
+    """Group of every deal (by its rep's id, team or region), indexed by opportunity_id."""
+    opps = tables["opportunities"]
+    if by is None:
+        return pd.Series(ALL, index=opps["opportunity_id"].to_numpy(), dtype=object)
+    if by == "rep":
+        values = opps["rep_id"]
+    else:
+        reps = tables["reps"].set_index("rep_id")[by]
+        values = opps["rep_id"].map(reps)
+    labels = values.astype(object).where(values.notna(), "(none)").astype(str)
+    return pd.Series(labels.to_numpy(), index=opps["opportunity_id"].to_numpy())
+
+
+def won_between(
+    deals: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, groups: Sequence[str]
+) -> np.ndarray:
+    """Won amount per group with ``closed_at`` in ``[start, end)``."""
+    closed = pd.to_datetime(deals["closed_at"])
+    won = deals[(deals["outcome"] == "won") & (closed >= start) & (closed < end)]
+    sums = pd.to_numeric(won["amount"], errors="coerce").fillna(0).groupby(won["group"]).sum()
+    return np.array([float(sums.get(g, 0.0)) for g in groups])
+
+
+def open_deal_scores(
+    tables: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, models: DealModels
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Snapshot features of the deals open at ``as_of``, their p_win and win-timing curves.
+
+    The timing curve is the close model's cumulative incidence of *winning* when it models wins
+    and losses apart (wins take longer than losses), else its P(closed by t).
+    """
+    return score_deals(tables, pipeline, [as_of], models, as_of)
+
+
+def score_deals(
+    tables: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    dates: Sequence[pd.Timestamp],
+    models: DealModels,
+    data_end: pd.Timestamp,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Snapshot features of the deals open at each of ``dates`` (column ``as_of``), p_win and curves."""
+    h = int(models.horizon_days)
+    with frames_source(tables, pipeline) as src:
+        frame = build_feature_table(
+            src, "opportunity", list(dates), LabelConfig.both(h), data_end=data_end
+        ).frame
+    if frame.empty:
+        return frame, np.zeros(0), np.zeros((0, len(models.edges)))
+    p_win = models.win.predict_proba(frame)[:, 1]
+    prep, hazard = Pipeline(models.close.steps[:-1]), models.close.steps[-1][1]
+    x = prep.transform(frame)
+    wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
+    closed_by = wins if wins is not None else 1.0 - hazard.survival(x)
+    return frame, p_win, closed_by
+
+
+def estimate_shock(
+    past: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    models: DealModels,
+    settings: ShockSettings,
+    new_deal_window_days: float = 180,
+) -> CommonShock:
+    """Spreads of the common shocks from the models' own errors on the recent past.
+
+    At each cut ``c = as_of - k * window`` (k = 1..cuts), the deals open at ``c`` are scored with
+    ``models`` (features as known at ``c``) and the logit shift that makes their expected wins in
+    ``[c, c + window)`` equal the realised ones is solved for; the new deals created in the
+    window are compared with the creation rate of the ``new_deal_window_days`` before ``c``.
+    Cuts before the CRM's first recorded close or within a window of its first deal are skipped;
+    with fewer cuts the prior weighs more.
+    Everything used is known at ``as_of`` (``past`` is the CRM as it stood then).
+
+    The served models were fitted on all labelled history, these cuts' snapshots included, so
+    their errors there are in-sample and would understate the band. Where ``models.held_out``
+    is set, its evaluation models score the cuts instead, and only cuts at or after its
+    ``unseen_from`` count (fewer cuts: the prior weighs more, the tails are heavier).
+
+    Args:
+        past: The CRM as it stood at ``as_of`` (:func:`forecast.data.as_of.crm_as_of`).
+        pipeline: The sales pipeline.
+        as_of: The forecast time.
+        models: The models the forecast uses.
+        settings: Cuts, window, priors.
+        new_deal_window_days: Look-back of the creation rate (as in the new-deal model).
+
+    Returns:
+        The spreads of the win and volume shocks, with the per-cut evidence.
+    """
+    if not settings.include:
+        return NO_SHOCK
+    window = pd.Timedelta(days=settings.window_days)
+    opps = past["opportunities"]
+    created = pd.to_datetime(opps["created_at"])
+    first = created.min() if len(opps) else as_of
+    first_close = pd.to_datetime(opps["closed_at"]).min() if opps["closed_at"].notna().any() else as_of
+    cuts = [as_of - k * window for k in range(1, settings.cuts + 1)]
+    # evidence only where the CRM already records closes (an export may start with open deals
+    # whose earlier closes were never loaded) and after a window of deal creation
+    cuts = [c for c in cuts if c - first >= window and c >= first_close]
+    scorer, win_cuts = models, cuts
+    if models.held_out is not None:
+        held = models.held_out
+        scorer = replace(models, win=held.win, close=held.close, held_out=None)
+        if held.unseen_from is not None:  # the volume shock needs no model: it keeps every cut
+            win_cuts = [c for c in cuts if c >= held.unseen_from]
+    evidence: list[dict[str, float]] = []
+    shifts: list[float] = []
+    variances: list[float] = []
+    vol_shifts: list[float] = []
+    vol_variances: list[float] = []
+    if cuts:
+        if win_cuts:
+            frame, p_win, closed_by = score_deals(past, pipeline, win_cuts, scorer, as_of)
+        else:
+            frame, p_win, closed_by = pd.DataFrame(), np.zeros(0), np.zeros((0, len(models.edges)))
+        won = opps[opps["outcome"] == "won"]
+        won_closed = pd.to_datetime(won["closed_at"])
+        at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")
+        for c in cuts:
+            row: dict[str, float] = {"cut": float(c.value // 10**9)}
+            lookback = min(pd.Timedelta(days=new_deal_window_days), c - first)
+            rate = float(((created >= c - lookback) & (created < c)).sum()) / (
+                lookback / pd.Timedelta(days=1)
+            )
+            expected_new = rate * settings.window_days
+            observed_new = float(((created >= c) & (created < c + window)).sum())
+            v, v_se2 = log_ratio(observed_new, expected_new)
+            vol_shifts.append(v)
+            vol_variances.append(v_se2)
+            row.update(new_expected=expected_new, new_observed=observed_new, volume_shift=v)
+            mine = np.flatnonzero(at == np.datetime64(c))
+            if len(mine) >= settings.min_deals:
+                share = close_shares(
+                    closed_by[mine],
+                    models.edges,
+                    c,
+                    [Period(c, c + window, "range", "w")],
+                    models.horizon_days,
+                )[:, 0]
+                ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
+                observed = float(frame["opportunity_id"].iloc[mine].isin(ids).sum())
+                d, se2 = logit_shift(p_win[mine], share, observed)
+                shifts.append(d)
+                variances.append(se2)
+                row.update(
+                    deals=float(len(mine)),
+                    wins_expected=float((share * p_win[mine]).sum()),
+                    wins_observed=observed,
+                    win_shift=d,
+                    win_shift_se=float(np.sqrt(se2)),
+                )
+            evidence.append(row)
+    win = shock_scale(shifts, variances, settings.win_prior)
+    centre = bias_estimate(shifts, variances, win.sigma, settings.bias_prior_sd) if settings.recentre else 0.0
+    return CommonShock(win, shock_scale(vol_shifts, vol_variances, settings.volume_prior), evidence, centre)
+
+
+def revenue_forecast(
+    tables: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    models: DealModels,
+    periods: Sequence[Period],
+    *,
+    by: str | None = None,
+    quotas: Any = None,
+    new_deals: NewDealSettings | None = None,
+    n_sims: int = 10_000,
+    seed: int = 0,
+    shock: ShockSettings | CommonShock | None = None,
+) -> tuple[RevenueForecast, pd.DataFrame]:
+    """Forecast each period's revenue (per group) as of ``as_of``.
+
+    Args:
+        tables: Canonical frames (cut at ``as_of`` here).
+        pipeline: The sales pipeline.
+        as_of: Forecast time.
+        models: The fitted win and close-date models.
+        periods: The periods.
+        by: ``rep``, ``team``, ``region`` or ``None`` (the whole team).
+        quotas: Callable ``(group, start, end) -> goal`` (nan without one), or ``None``.
+        new_deals: Settings of the future-deals model (``None``: defaults).
+        n_sims: Monte Carlo simulations.
+        seed: Random seed.
+        shock: How to estimate the common shocks (``None``: defaults), or their spreads.
+
+    Returns:
+        The forecast and the scored open deals (id, group, amount, p_win, expected close).
+    """
+    settings = new_deals or NewDealSettings()
+    past = crm_as_of(tables, as_of, pipeline)
+    groups_of = deal_group(past, by)
+    deals = past["opportunities"].assign(group=past["opportunities"]["opportunity_id"].map(groups_of))
+    frame, p_win, closed_by = open_deal_scores(past, pipeline, as_of, models)
+    open_deals = frame[["opportunity_id", "amount"]].assign(
+        group=frame["opportunity_id"].map(groups_of).fillna("(none)").to_numpy()
+    )
+    groups = sorted(set(deals["group"]) | set(open_deals["group"])) if by is not None else [ALL]
+    won = np.stack([won_between(deals, p.start, min(p.end, as_of), groups) for p in periods])
+    model = (
+        fit_new_deal_model(
+            deals,
+            as_of,
+            groups,
+            window_days=settings.window_days,
+            mature_days=settings.mature_days,
+            cohort_days=settings.cohort_days,
+        )
+        if settings.include
+        else None
+    )
+    goal = None
+    avg = None
+    if quotas is not None:
+        names = [*groups, ALL] if by is not None else [ALL, ALL]
+        goal = np.array([[quotas(g, p.start, p.end) for g in names] for p in periods], dtype=float)
+        recent = deals[
+            (deals["outcome"] == "won")
+            & (pd.to_datetime(deals["closed_at"]) >= as_of - pd.Timedelta(days=365))
+        ]
+        amounts = pd.to_numeric(recent["amount"], errors="coerce")
+        overall = float(amounts.mean()) if amounts.notna().any() else math.nan
+        per = amounts.groupby(recent["group"]).mean()
+        avg = np.array([float(per.get(g, overall)) for g in groups] + [overall])
+    spreads = (
+        shock
+        if isinstance(shock, CommonShock)
+        else estimate_shock(past, pipeline, as_of, models, shock or ShockSettings(), settings.window_days)
+    )
+    result = forecast_revenue(
+        deals=open_deals,
+        p_win=p_win,
+        closed_by=closed_by,
+        edges=models.edges,
+        horizon_days=models.horizon_days,
+        new_deals=model,
+        as_of=as_of,
+        periods=periods,
+        groups=groups,
+        won_to_date=won,
+        quotas=goal,
+        avg_won_amount=avg,
+        n_sims=n_sims,
+        seed=seed,
+        shock=spreads,
+    )
+    if by is None:
+        result.table = result.table[result.table["group"] == ALL].iloc[::2].reset_index(drop=True)
+        result.sims = result.sims[:, :, -1:]
+    scored = open_deals.assign(p_win=np.round(p_win, 6))
+    return result, scored
