@@ -13,6 +13,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -230,9 +231,8 @@ def _prospect_pages(client: TestClient, **params: str) -> list[dict[str, str]]:
         body = re.search(r'<table data-table="prospects">(.*?)</table>', html, re.S)
         assert body
         for key, cells in re.findall(r'<tr data-row="([^"]*)"[^>]*>(.*?)</tr>', body.group(1), re.S):
-            rows.append(
-                {"prospect_id": key, **dict(re.findall(r'data-col="([^"]+)" data-value="([^"]*)"', cells))}
-            )
+            values = re.findall(r'data-col="([^"]+)" data-value="([^"]*)"', cells)
+            rows.append({"prospect_id": unescape(key), **{k: unescape(v) for k, v in values}})
         if 'rel="next"' not in html:
             return rows
     raise AssertionError("no last page")
