@@ -7,12 +7,17 @@ and with a token the pages need the login cookie.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import shutil
 import warnings
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -33,7 +38,7 @@ pytestmark = pytest.mark.slow  # trains two models
 
 AS_OF = "2024-12-16"
 """Mid-month: the current period has bookings and days of pacing."""
-PAGES = ("/", "/reps", "/pipeline", "/insights", "/models")
+PAGES = ("/", "/reps", "/pipeline", "/prospects", "/activity", "/insights", "/models")
 TOKEN = "dashboard-token-for-tests"
 
 
@@ -209,3 +214,137 @@ def test_the_command_refuses_a_missing_warehouse(tmp_path: Path) -> None:
         app, ["--warehouse", str(tmp_path / "none.duckdb"), "dashboard"], catch_exceptions=False
     )
     assert result.exit_code == 2
+
+
+def _table(html: str, name: str) -> dict[str, dict[str, str]]:
+    """One ``data-table``'s rows by ``data-row``, each cell's exact value by ``data-col``."""
+    match = re.search(rf'<table data-table="{name}">(.*?)</table>', html, re.S)
+    assert match, name
+    return _rows(match.group(1))
+
+
+def _prospect_pages(client: TestClient, **params: str) -> list[dict[str, str]]:
+    """Every page of the Prospects list, in order: each row's cells with its id as ``prospect_id``."""
+    rows: list[dict[str, str]] = []
+    for page in range(1, 100):
+        html = _get(client, "/prospects", page=str(page), **params)
+        body = re.search(r'<table data-table="prospects">(.*?)</table>', html, re.S)
+        assert body
+        for key, cells in re.findall(r'<tr data-row="([^"]*)"[^>]*>(.*?)</tr>', body.group(1), re.S):
+            values = re.findall(r'data-col="([^"]+)" data-value="([^"]*)"', cells)
+            rows.append({"prospect_id": unescape(key), **{k: unescape(v) for k, v in values}})
+        if 'rel="next"' not in html:
+            return rows
+    raise AssertionError("no last page")
+
+
+def _cli_prospects(env: dict[str, str]) -> list[dict[str, Any]]:
+    doc = _cli(env, "metrics", "--report", "prospects", "--as-of", AS_OF)
+    rows: list[dict[str, Any]] = doc["reports"]["prospects"]["tables"]["prospects"]
+    return rows
+
+
+def _same_prospect(page: dict[str, str], cli: dict[str, Any]) -> None:
+    assert page["prospect_id"] == cli["prospect_id"]
+    for key in ("kind", "status", "rep", "team", "score_band", "next_action"):
+        assert page[key] == ("" if cli[key] is None else str(cli[key])), key
+    for key in ("deal_size", "days_since_contact", "web_visits_30d", "pricing_views_30d", "score"):
+        assert _close(page[key], cli[key]), key
+    for key in ("last_contact", "expected_close", "next_action_at"):
+        assert page[key][:19] == (cli[key] or "")[:19], key
+
+
+def test_prospects_page_equals_metrics_prospects(client: TestClient, env: dict[str, str]) -> None:
+    cli_rows = _cli_prospects(env)
+    rows = _prospect_pages(client)
+    assert len(cli_rows) > 100  # more than one page
+    assert [r["prospect_id"] for r in rows] == [r["prospect_id"] for r in cli_rows]
+    for page_row, cli_row in zip(rows, cli_rows, strict=True):
+        _same_prospect(page_row, cli_row)
+    figures = _figures(_get(client, "/prospects"))
+    assert figures["prospects"] == str(len(cli_rows))
+    assert "no score yet: run forecast score leads --write-back" in _get(client, "/prospects")
+
+
+def test_prospects_sort_and_page(client: TestClient, env: dict[str, str]) -> None:
+    cli_rows = _cli_prospects(env)
+    by_size = sorted(
+        cli_rows, key=lambda r: -r["deal_size"] if r["deal_size"] is not None else float("inf")
+    )  # stable: the report's order among equals, blanks last
+    second = _rows(_get(client, "/prospects", sort="-deal_size", page="2"))
+    assert list(second) == [r["prospect_id"] for r in by_size[100:200]]
+    first = _figures(_get(client, "/prospects", sort="rep", page="1"))
+    assert first["page"] == "1"
+    ascending = [r["rep"] for r in _prospect_pages(client, sort="rep")]
+    assert ascending == sorted(ascending)
+    for bad in ({"sort": "lead_id; drop"}, {"sort": "-nope"}, {"page": "0"}, {"page": "two"}):
+        assert client.get("/prospects", params={"as_of": AS_OF, **bad}).status_code == 400, bad
+    assert client.get("/prospects.csv", params={"as_of": AS_OF, "sort": "nope"}).status_code == 400
+
+
+def test_prospects_scores_and_csv_export(env: dict[str, str], tmp_path: Path) -> None:
+    """Scores written back show on the page as the CLI gives them; the CSV has every filtered row."""
+    warehouse = tmp_path / "scored.duckdb"
+    shutil.copy(env["FORECAST_WAREHOUSE"], warehouse)
+    scored_env = {**env, "FORECAST_WAREHOUSE": str(warehouse)}
+    leads = [r for r in _cli_prospects(env) if r["kind"] == "lead"]
+    team = leads[0]["team"]
+    chosen = [r["lead_id"] for r in leads if r["team"] == team][:3]
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "CREATE TABLE lead_scores (lead_id VARCHAR, score DOUBLE, band VARCHAR, as_of TIMESTAMP, "
+            "model_name VARCHAR, model_version VARCHAR)"
+        )
+        for k, lead in enumerate(chosen):
+            band = '=HYPERLINK("http://x.example")' if k == 0 else "high"
+            con.execute(
+                "INSERT INTO lead_scores VALUES (?, ?, ?, '2024-11-15', 'lead_score', '1')",
+                [lead, 0.9 - k / 10, band],
+            )
+    cli_rows = [r for r in _cli_prospects(scored_env) if r["team"] == team]
+    assert sum(r["score"] is not None for r in cli_rows) == 3
+    with TestClient(create_app(_settings(env, warehouse=warehouse))) as c:
+        rows = _prospect_pages(c, team=team)
+        assert [r["prospect_id"] for r in rows] == [r["prospect_id"] for r in cli_rows]
+        for page_row, cli_row in zip(rows, cli_rows, strict=True):
+            _same_prospect(page_row, cli_row)
+        by_score = _prospect_pages(c, team=team, sort="-score")
+        assert [r["prospect_id"] for r in by_score[:3]] == [f"{lead}" for lead in chosen]
+        response = c.get("/prospects.csv", params={"as_of": AS_OF, "team": team, "sort": "-score"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"].startswith("attachment;")
+    exported = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["prospect_id"] for r in exported] == [r["prospect_id"] for r in by_score]
+    assert exported[0]["score_band"] == '\'=HYPERLINK("http://x.example")'  # neutralised
+    assert all(not r[k].startswith(("=", "+", "@")) for r in exported for k in r)
+
+
+def test_activity_page_equals_effectiveness_and_process(client: TestClient, env: dict[str, str]) -> None:
+    html = _get(client, "/activity")
+    checks = (
+        ("effectiveness", ("effectiveness", "team"), ("reply_rate", "avg_call_minutes", "new_opportunities")),
+        ("channels", ("effectiveness", "channel"), ("reply_rate", "corr_new_opportunities_calls")),
+        (
+            "process",
+            ("process", "channel"),
+            ("prospects", "qualified", "qualified_per_month", "lead_conversion"),
+        ),
+    )
+    for name, (report, by), columns in checks:
+        page = _table(html, name)
+        doc = _cli(env, "metrics", "--report", report, "--by", by, "--as-of", AS_OF)
+        cli_rows = {r[by]: r for r in doc["reports"][report]["tables"][report]}
+        assert set(page) == set(cli_rows) and "(all)" in page, name
+        for key, row in cli_rows.items():
+            for col in columns:
+                assert _close(page[key][col], row[col]), (name, key, col)
+                if col + "_lo" in row:
+                    assert row[col + "_lo"] is None or row[col + "_lo"] <= row[col] <= row[col + "_hi"]
+    stages = _table(html, "stages")
+    doc = _cli(env, "metrics", "--report", "process", "--as-of", AS_OF)
+    cli_stages = {f"{r['channel']}|{r['stage']}": r for r in doc["reports"]["process"]["tables"]["stages"]}
+    assert set(stages) == set(cli_stages)
+    for key, row in cli_stages.items():
+        for col in ("entered", "stage_conversion", "days_median", "stuck", "stuck_share"):
+            assert _close(stages[key][col], row[col]), (key, col)
+    assert html.count('class="whisker"') > 0  # conversion and reply rate drawn with their intervals

@@ -14,7 +14,7 @@ binds to loopback unless told otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -26,8 +26,9 @@ from starlette.routing import Route
 
 from forecast.config import Settings
 from forecast.dashboard import pages
-from forecast.dashboard.data import Filters, Missing, Reader
+from forecast.dashboard.data import Filters, Listing, Missing, Reader
 from forecast.errors import InputError
+from forecast.io import csv_text
 from forecast.serving import session
 
 MAX_FORM_BYTES = 4096
@@ -84,7 +85,10 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
         return value is not None and session.session_ok(value, token)
 
     def page(
-        title: str, path: str, body: Callable[[Filters], tuple[str, str, str]], tracking: bool = True
+        title: str,
+        path: str,
+        body: Callable[[Filters, Mapping[str, str]], tuple[str, str, str]],
+        tracking: bool = True,
     ) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             if not authorised(request):
@@ -93,7 +97,7 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
             try:
                 filters = Filters.from_query(request.query_params)
                 data = read.tracking(filters) if tracking else None
-                as_of, period, html = body(filters)
+                as_of, period, html = body(filters, request.query_params)
             except InputError as exc:
                 return _html(pages.simple_page("Bad filter", str(exc)), 400)
             except FileNotFoundError:
@@ -108,19 +112,19 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
 
         return endpoint
 
-    def overview(f: Filters) -> tuple[str, str, str]:
+    def overview(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         o = read.overview(f)
         return o.as_of, o.period, pages.overview_body(o)
 
-    def reps(f: Filters) -> tuple[str, str, str]:
+    def reps(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         r = read.reps(f)
         return r["as_of"], r["period"].label, pages.reps_body(r)
 
-    def pipeline(f: Filters) -> tuple[str, str, str]:
+    def pipeline(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         p = read.pipeline(f)
         return p["as_of"], p["period"].label, pages.pipeline_body(p)
 
-    def insights(f: Filters) -> tuple[str, str, str]:
+    def insights(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         doc = read.insights(f)
         scope = f.scope
         items = doc["insights"]
@@ -139,9 +143,44 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
         )
         return doc["as_of"], doc["period"]["label"], body
 
-    def models(f: Filters) -> tuple[str, str, str]:
+    def models(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         data = read.tracking(f)
         return data.as_of.isoformat(), "", pages.models_body(read.models())
+
+    def prospects(f: Filters, query: Mapping[str, str]) -> tuple[str, str, str]:
+        listing = Listing.from_query(query)
+        p = read.prospects(f)
+        return p["as_of"], p["period"].label, pages.prospects_body(p, f, listing)
+
+    def activity(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        a = read.activity(f)
+        return a["as_of"], a["period"].label, pages.activity_body(a, f)
+
+    def prospects_csv(request: Request) -> Response:
+        """Every prospect of the filters, in the page's sort, as a neutralised CSV attachment."""
+        if not authorised(request):
+            return PlainTextResponse("log in first (/login)", status_code=401, headers=SECURITY_HEADERS)
+        try:
+            filters = Filters.from_query(request.query_params)
+            listing = Listing.from_query(request.query_params)
+            p = read.prospects(filters)
+        except InputError as exc:
+            return PlainTextResponse(str(exc), status_code=400, headers=SECURITY_HEADERS)
+        except FileNotFoundError:
+            message = f"No warehouse at {settings.warehouse}: run forecast ingest (or forecast run) first."
+            return PlainTextResponse(message, status_code=404, headers=SECURITY_HEADERS)
+        except ValueError as exc:
+            return PlainTextResponse(
+                f"The warehouse cannot be read: {exc}", status_code=503, headers=SECURITY_HEADERS
+            )
+        stamp = p["as_of"][:10]
+        headers = {
+            **SECURITY_HEADERS,
+            "Content-Disposition": f'attachment; filename="prospects-{stamp}.csv"',
+        }
+        return Response(
+            csv_text(listing.apply(p["rows"])), media_type="text/csv; charset=utf-8", headers=headers
+        )
 
     async def login_form(request: Request) -> Response:
         if request.method == "GET":
@@ -184,6 +223,9 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
         Route("/", page("Overview", "/", overview)),
         Route("/reps", page("Reps", "/reps", reps)),
         Route("/pipeline", page("Pipeline", "/pipeline", pipeline)),
+        Route("/prospects", page("Prospects", "/prospects", prospects)),
+        Route("/prospects.csv", prospects_csv),
+        Route("/activity", page("Activity and process", "/activity", activity)),
         Route("/insights", page("Insights", "/insights", insights)),
         Route("/models", page("Models", "/models", models)),
         Route("/login", login_form, methods=["GET", "POST"]),

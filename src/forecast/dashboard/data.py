@@ -41,6 +41,30 @@ SCOPES = ("rep", "team", "region", "source")
 """The filters that narrow the figures to a group, most specific first (one applies: the first given)."""
 REVENUE_GROUPS = ("rep", "team", "region")
 """The groupings the revenue forecast can be split by (``forecast revenue --group``)."""
+PAGE_SIZE = 100
+"""Prospects per page (the CSV export has them all)."""
+PROSPECT_COLUMNS = (
+    "kind",
+    "rep",
+    "team",
+    "status",
+    "score",
+    "score_band",
+    "last_contact",
+    "days_since_contact",
+    "next_action",
+    "next_action_at",
+    "deal_size",
+    "expected_close",
+    "web_visits_30d",
+    "pricing_views_30d",
+    "social_actions_30d",
+    "last_engagement",
+)
+"""The Prospects page's columns after the id (the CSV export has every column of the report)."""
+PROSPECT_SORTS = ("prospect_id", *PROSPECT_COLUMNS, "region", "source", "channel", "created_at")
+"""The columns the Prospects page sorts by (``?sort=col``, ``?sort=-col`` descending)."""
+NO_SCORE = "no score yet: run forecast score leads --write-back"
 NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
@@ -115,6 +139,48 @@ class Filters:
     def key(self) -> tuple[str | None, ...]:
         """A hashable form for caches."""
         return (self.as_of, self.period, self.horizon, self.rep, self.team, self.region, self.source)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How a long list is shown: its sort (``?sort=col`` or ``-col``) and page (``?page=``, from 1)."""
+
+    sort: str | None = None
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Listing:
+        """The sort and page of a query string.
+
+        Raises:
+            InputError: A column the list cannot be sorted by, or a page that is not a positive integer.
+        """
+        sort = (query.get("sort") or "").strip() or None
+        if sort is not None and sort.removeprefix("-") not in PROSPECT_SORTS:
+            raise InputError(f"'{sort}': sort by one of {', '.join(PROSPECT_SORTS)}", parameter="sort")
+        raw = (query.get("page") or "1").strip() or "1"
+        if not raw.isdigit() or int(raw) < 1:
+            raise InputError(f"'{raw}': a page is a positive integer", parameter="page")
+        return cls(sort, int(raw))
+
+    @property
+    def column(self) -> str | None:
+        """The sort column (``None``: the report's own order)."""
+        return None if self.sort is None else self.sort.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        """Whether the sort is descending (``-col``)."""
+        return self.sort is not None and self.sort.startswith("-")
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` sorted (stable, blanks last); the report's order without a sort."""
+        column = self.column
+        if column is None or column not in frame.columns:
+            return frame
+        return frame.sort_values(
+            column, ascending=not self.descending, kind="stable", na_position="last"
+        ).reset_index(drop=True)
 
 
 @dataclass
@@ -371,6 +437,57 @@ class Reader:
             "loss_reasons": funnel["loss_reasons"],
             "stages": stages,
             "notes": list(data.notes),
+        }
+
+    def prospects(self, filters: Filters) -> dict[str, Any]:
+        """Open leads and deals at the period's end (``forecast metrics --report prospects``), narrowed."""
+        data = self.tracking(filters)
+        period = self.period(data, filters)
+        rows = self.report(filters, "prospects", "rep")["prospects"]
+        scope = filters.scope
+        if scope is not None:
+            column = "rep_id" if scope[0] == "rep" else scope[0]
+            rows = rows[rows[column].astype(str) == scope[1]]
+        return {
+            "as_of": data.as_of.isoformat(),
+            "period": period,
+            "rows": rows.reset_index(drop=True),
+            "scored": bool(rows["score"].notna().any()) if "score" in rows else False,
+            "notes": list(data.notes),
+        }
+
+    def activity(self, filters: Filters) -> dict[str, Any]:
+        """Activity effectiveness and the process (``forecast metrics --report effectiveness|process``).
+
+        Without a filter: effectiveness by team and by channel (inbound against outbound), the
+        process and its stages by channel. A filter groups both by its key and keeps its row and
+        ``(all)``; the channel table then stays the whole team's (said in the notes).
+        """
+        data = self.tracking(filters)
+        period = self.period(data, filters)
+        scope = filters.scope
+        notes = list(data.notes)
+        eff_by = scope[0] if scope is not None else "team"
+        proc_by = scope[0] if scope is not None else "channel"
+
+        def narrowed(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+            if scope is None:
+                return frame
+            return frame[frame[by].astype(str).isin([scope[1], ALL_LABEL])].reset_index(drop=True)
+
+        process = self.report(filters, "process", proc_by)
+        if scope is not None:
+            notes.append(f"inbound against outbound is the whole team's: it is not split by {scope[0]}")
+        return {
+            "as_of": data.as_of.isoformat(),
+            "period": period,
+            "effectiveness_by": eff_by,
+            "effectiveness": narrowed(self.report(filters, "effectiveness", eff_by)["effectiveness"], eff_by),
+            "channels": self.report(filters, "effectiveness", "channel")["effectiveness"],
+            "process_by": proc_by,
+            "process": narrowed(process["process"], proc_by),
+            "stages": narrowed(process["stages"], proc_by),
+            "notes": notes,
         }
 
     def models(self) -> list[dict[str, Any]]:

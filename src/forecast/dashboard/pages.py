@@ -11,17 +11,29 @@ import math
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
 from forecast.dashboard import charts
-from forecast.dashboard.data import SCOPES, Filters, Missing, Overview
+from forecast.dashboard.data import (
+    NO_SCORE,
+    PAGE_SIZE,
+    PROSPECT_COLUMNS,
+    SCOPES,
+    Filters,
+    Listing,
+    Missing,
+    Overview,
+)
 from forecast.tracking.data import ALL_LABEL, TrackingData
 
 PAGES = (
     ("/", "Overview"),
     ("/reps", "Reps"),
     ("/pipeline", "Pipeline"),
+    ("/prospects", "Prospects"),
+    ("/activity", "Activity and process"),
     ("/insights", "Insights"),
     ("/models", "Models"),
 )
@@ -234,10 +246,15 @@ def table(
     labels: Sequence[str],
     columns: Sequence[str] | None = None,
     caption: str = "",
-    row_key: str | None = None,
+    row_key: str | Sequence[str] | None = None,
     limit: int = 200,
+    name: str = "",
 ) -> str:
-    """A tracking table: label columns, then metrics (rates with their 95% interval; n on hover)."""
+    """A tracking table: label columns, then metrics (rates with their 95% interval; n on hover).
+
+    ``row_key`` names the column(s) whose values (joined by ``|``) make each row's ``data-row``;
+    ``name`` is the table's ``data-table``.
+    """
     if frame.empty:
         return missing(Missing(f"{caption or 'This table'}: nothing in this period for these filters."))
     labels = [c for c in labels if c in frame.columns]
@@ -245,7 +262,8 @@ def table(
     head = "".join(f'<th scope="col">{escape(c)}</th>' for c in [*labels, *cols])
     rows = []
     for _, r in frame.head(limit).iterrows():
-        key = f' data-row="{_raw(r[row_key])}"' if row_key else ""
+        keys = [row_key] if isinstance(row_key, str) else list(row_key or [])
+        key = f' data-row="{_raw("|".join(str(r[k]) for k in keys))}"' if keys else ""
         cls = ' class="total"' if any(str(r[c]) == ALL_LABEL for c in labels) else ""
         cells = "".join(f'<th scope="row">{escape(str(r[c]))}</th>' for c in labels[:1])
         cells += "".join(f"<td>{escape(str(r[c]))}</td>" for c in labels[1:])
@@ -258,7 +276,8 @@ def table(
     )
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     body = "".join(rows)
-    html = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    named = f' data-table="{escape(name)}"' if name else ""
+    html = f"<table{named}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return f'<div class="scroll">{html}</div>{more}'
 
 
@@ -582,3 +601,153 @@ def models_body(models: Sequence[dict[str, Any]]) -> str:
 
 def _metric(value: Any) -> str:
     return "—" if _absent(value) else f"{float(value):.4f}"
+
+
+# --- prospects --------------------------------------------------------------------------------------
+
+
+def listing_query(filters: Filters, listing: Listing, **changes: Any) -> str:
+    """The query string of the filters with the listing's sort and page (``changes`` override them)."""
+    sort = changes.get("sort", listing.sort)
+    page = changes.get("page", listing.page)
+    extra = [("sort", sort)] if sort else []
+    extra += [("page", str(page))] if page and page != 1 else []
+    base = filters.query()
+    if not extra:
+        return base
+    tail = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in extra)
+    return f"{base}&{tail}" if base else f"?{tail}"
+
+
+def _sort_link(col: str, filters: Filters, listing: Listing) -> str:
+    """A column header that sorts by it (ascending first, then descending)."""
+    target = f"-{col}" if listing.sort == col else col
+    mark = ""
+    if listing.column == col:
+        mark = " ▼" if listing.descending else " ▲"
+    href = escape("/prospects" + listing_query(filters, listing, sort=target, page=1), quote=True)
+    sort = "descending" if listing.column == col and listing.descending else "ascending"
+    aria = f' aria-sort="{sort}"' if listing.column == col else ""
+    return f'<th scope="col"{aria}><a href="{href}">{escape(col)}{mark}</a></th>'
+
+
+def prospects_body(p: dict[str, Any], filters: Filters, listing: Listing) -> str:
+    """The lead list: one row per open lead and deal, sortable, paginated, with a CSV export."""
+    rows: pd.DataFrame = listing.apply(p["rows"])
+    total = len(rows)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(listing.page, pages)
+    shown = rows.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    period = p["period"]
+    leads = int((rows["kind"] == "lead").sum()) if total else 0
+    parts = [notes(p["notes"])]
+    parts.append("<section><dl class=figures>")
+    parts.append(figure("prospects", "Open prospects", total, count(total), f"at the end of {period.label}"))
+    parts.append(figure("open_leads", "Open leads", leads, count(leads)))
+    parts.append(figure("open_deals", "Open deals", total - leads, count(total - leads)))
+    parts.append("</dl>")
+    unscored = int(rows["score"].isna().sum()) if total else 0
+    if unscored:
+        parts.append(missing(Missing(f"{NO_SCORE} ({unscored} of {total} prospects have no score).")))
+    csv_href = escape("/prospects.csv" + listing_query(filters, listing, page=1), quote=True)
+    parts.append(
+        f'<p>Page <strong data-figure="page" data-value="{page}">{page}</strong> of {pages} '
+        f"({PAGE_SIZE} rows a page) · forecast metrics --report prospects · "
+        f'<a href="{csv_href}" download>export CSV (every page)</a></p>'
+    )
+    if shown.empty:
+        parts.append(missing(Missing("No open lead or deal for these filters at the end of the period.")))
+    else:
+        cols = [c for c in PROSPECT_COLUMNS if c in rows.columns]
+        head = _sort_link("prospect_id", filters, listing) + "".join(
+            _sort_link(c, filters, listing) for c in cols
+        )
+        body = []
+        for _, r in shown.iterrows():
+            cells = f'<th scope="row">{escape(str(r["prospect_id"]))}</th>'
+            for c in cols:
+                if c == "score" and _absent(r[c]):
+                    cells += (
+                        f'<td data-col="score" data-value="" title="{escape(NO_SCORE)}">no score yet</td>'
+                    )
+                else:
+                    cells += _cell(r, c, shown)
+            body.append(f'<tr data-row="{_raw(r["prospect_id"])}">{cells}</tr>')
+        parts.append(
+            '<div class="scroll"><table data-table="prospects">'
+            f"<caption>open leads and deals at the end of {escape(period.label)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        )
+    if pages > 1:
+        links = []
+        if page > 1:
+            prev = escape("/prospects" + listing_query(filters, listing, page=page - 1), quote=True)
+            links.append(f'<a href="{prev}" rel="prev">previous</a>')
+        if page < pages:
+            nxt = escape("/prospects" + listing_query(filters, listing, page=page + 1), quote=True)
+            links.append(f'<a href="{nxt}" rel="next">next</a>')
+        parts.append(f'<nav class="pager" aria-label="pages of prospects">{" · ".join(links)}</nav>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+# --- activity effectiveness and process -------------------------------------------------------------
+
+
+def _report_table(frame: pd.DataFrame, keys: Sequence[str], command: str, name: str) -> str:
+    """A report's table named ``name``, each row keyed by its ``keys`` (joined by ``|``)."""
+    return table(frame, keys, None, command, row_key=keys if len(keys) > 1 else keys[0], name=name)
+
+
+def _rate_bars(labels: Sequence[str], frame: pd.DataFrame, col: str, title: str) -> str:
+    """Bars of a rate with its 95% interval as whiskers."""
+    lo, hi = frame[col + "_lo"].tolist(), frame[col + "_hi"].tolist()
+    return charts.bar_chart(labels, frame[col].tolist(), lo, hi, title=title, fmt=lambda v: f"{100 * v:.0f}%")
+
+
+def activity_body(a: dict[str, Any], filters: Filters) -> str:
+    """Activity effectiveness (with inbound against outbound) and the process: intake, stages, bottlenecks."""
+    scope = filters.scope
+    eff_by, proc_by = a["effectiveness_by"], a["process_by"]
+    eff: pd.DataFrame = a["effectiveness"]
+    parts = [notes(a["notes"])]
+    parts.append(f"<section><h2>Activity effectiveness by {escape(eff_by)}</h2>")
+    command = "forecast metrics --report"
+    parts.append(_report_table(eff, [eff_by], f"{command} effectiveness --by {eff_by}", "effectiveness"))
+    drawn = eff[eff[eff_by].astype(str) != ALL_LABEL] if not eff.empty else eff
+    if not drawn.empty and "reply_rate" in drawn:
+        title = f"Reply rate per {eff_by} with its 95% Wilson interval"
+        parts.append(_rate_bars(drawn[eff_by].astype(str).tolist(), drawn, "reply_rate", title))
+    parts.append(
+        '<p class="note">The correlations are over rep-weeks (the period or the 26 weeks ending with it): '
+        "they describe co-movement, not the effect of one more call (docs/tracking.md, 5).</p>"
+    )
+    parts.append("</section><section><h2>Inbound against outbound</h2>")
+    parts.append(
+        _report_table(a["channels"], ["channel"], f"{command} effectiveness --by channel", "channels")
+    )
+    parts.append(f"</section><section><h2>Prospects in and qualified, by {escape(proc_by)}</h2>")
+    parts.append(_report_table(a["process"], [proc_by], f"{command} process --by {proc_by}", "process"))
+    parts.append("</section><section><h2>Stages: conversion, time in stage, where deals get stuck</h2>")
+    stages: pd.DataFrame = a["stages"]
+    who = scope[1] if scope else ALL_LABEL
+    whole = stages[stages[proc_by].astype(str) == who] if not stages.empty else stages
+    if not whole.empty and "stage_conversion" in whole:
+        labels = whole["stage"].astype(str).tolist()
+        parts.append('<div class="charts">')
+        parts.append(_rate_bars(labels, whole, "stage_conversion", f"Stage conversion ({who}), 95% interval"))
+        parts.append(
+            charts.bar_chart(
+                labels,
+                whole["days_median"].tolist(),
+                title=f"Median days in stage ({who})",
+                fmt=lambda v: f"{v:.0f} d",
+                colour=charts.PALETTE["green"],
+            )
+        )
+        parts.append("</div>")
+    parts.append(
+        _report_table(stages, [proc_by, "stage"], f"{command} process --by {proc_by} (stages)", "stages")
+    )
+    parts.append("</section>")
+    return "".join(parts)
