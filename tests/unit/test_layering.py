@@ -35,6 +35,7 @@ ORCHESTRATION = (
     "forecast.dashboard",  # the third front end: read-only pages over the jobs
     *TRAINING_JOB,  # the training job
     "forecast.batch",  # the batch scoring job
+    "forecast.crm_export",  # forecast export scores: stored scores as CRM import files
     "forecast.main_job",  # forecast run: the other jobs in order
     "forecast.registry",
     "forecast.binding",
