@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from forecast.cli import app
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -29,3 +31,15 @@ def cli_json(env: dict[str, str], *args: str, code: int = 0) -> dict:
     result = runner.invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
     assert result.exit_code == code, result.stdout + str(result.stderr)
     return json.loads(result.stdout)
+
+
+def fast_config(root: Path, stem: str) -> Path:
+    """``training/<stem>.yaml`` with few, fast trees, written to ``root`` (tests that need models, not
+    good ones: the model-quality gates use the real configs)."""
+    config = yaml.safe_load((REPO / "training" / f"{stem}.yaml").read_text(encoding="utf-8"))
+    config["lightgbm"].update({"n_estimators": 150, "learning_rate": 0.1, "early_stopping_rounds": 20})
+    if "prior_folds" in config["lightgbm"]:
+        config["lightgbm"]["prior_folds"] = 2
+    path = root / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path

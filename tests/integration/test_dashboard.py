@@ -19,16 +19,14 @@ from typing import Any
 
 import duckdb
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from forecast.cli import app
 from forecast.config import Settings, load_settings
 from forecast.dashboard.app import create_app
 from forecast.data.simulate import SimulationConfig, simulate_crm
-from tests.cli import cli_env, runner
+from tests.cli import cli_env, fast_config, runner
 from tests.cli import cli_json as _cli
-from tests.conftest import REPO
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it still uses httpx (no httpx2 here)
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -42,16 +40,6 @@ PAGES = ("/", "/reps", "/pipeline", "/prospects", "/activity", "/insights", "/mo
 TOKEN = "dashboard-token-for-tests"
 
 
-def _fast_config(root: Path, stem: str) -> Path:
-    config = yaml.safe_load((REPO / "training" / f"{stem}.yaml").read_text(encoding="utf-8"))
-    config["lightgbm"].update({"n_estimators": 150, "learning_rate": 0.1, "early_stopping_rounds": 20})
-    if "prior_folds" in config["lightgbm"]:
-        config["lightgbm"]["prior_folds"] = 2
-    path = root / f"{stem}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("dashboard")
@@ -60,7 +48,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     _cli(env, "ingest", str(root / "crm"))
     store = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
     for model, stem in (("deal-win", "deal_win"), ("time-to-close", "time_to_close")):
-        trained = _cli(env, "train", model, "--config", str(_fast_config(root, stem)))
+        trained = _cli(env, "train", model, "--config", str(fast_config(root, stem)))
         # a CRM this small may not pass the promotion gate: the test needs champions, not good ones
         store.set_registered_model_alias(stem, "champion", trained["version"])
     return env

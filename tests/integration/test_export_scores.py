@@ -14,9 +14,8 @@ from mlflow import MlflowClient
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.data.warehouse import Warehouse
 from forecast.io import neutralise_cell
-from tests.cli import cli_env
+from tests.cli import cli_env, fast_config
 from tests.cli import cli_json as _cli
-from tests.integration.test_dashboard import _fast_config  # the small-CRM training configs
 
 pytestmark = pytest.mark.slow  # trains three (small) models: about a minute on one core
 
@@ -45,7 +44,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ("deal-win", "deal_win"),
         ("time-to-close", "time_to_close"),
     ):
-        trained = _cli(env, "train", model, "--config", str(_fast_config(root, stem)))
+        trained = _cli(env, "train", model, "--config", str(fast_config(root, stem)))
         # a CRM this small may not pass the promotion gate: the test needs champions, not good ones
         store.set_registered_model_alias(stem, "champion", trained["version"])
     for what in ("leads", "deals"):
