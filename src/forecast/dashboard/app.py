@@ -68,64 +68,65 @@ def _local(path: str) -> str:
     return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
 
 
-def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
-    """The dashboard for ``settings``' warehouse and registry.
+class _Dashboard:
+    """The dashboard's endpoints over one reader, with the login rule of ``settings``."""
 
-    Args:
-        settings: Where the warehouse and the registry are; ``api_token`` turns the login on.
-        reader: The data reader (default: a new one with its own cache).
-    """
-    token = dashboard_token(settings)
-    read = reader or Reader(settings)
+    def __init__(self, settings: Settings, reader: Reader | None = None) -> None:
+        self.settings = settings
+        self.token = dashboard_token(settings)
+        self.read = reader or Reader(settings)
 
-    def authorised(request: Request) -> bool:
-        if token is None:
+    def authorised(self, request: Request) -> bool:
+        if self.token is None:
             return True
         value = session.cookie(request.headers.get("cookie", "").encode("latin-1"))
-        return value is not None and session.session_ok(value, token)
+        return value is not None and session.session_ok(value, self.token)
 
     def page(
+        self,
         title: str,
         path: str,
         body: Callable[[Filters, Mapping[str, str]], tuple[str, str, str]],
         tracking: bool = True,
     ) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
-            if not authorised(request):
+            if not self.authorised(request):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
             try:
                 filters = Filters.from_query(request.query_params)
-                data = read.tracking(filters) if tracking else None
+                data = self.read.tracking(filters) if tracking else None
                 as_of, period, html = body(filters, request.query_params)
             except InputError as exc:
                 return _html(pages.simple_page("Bad filter", str(exc)), 400)
             except FileNotFoundError:
                 message = (
-                    f"No warehouse at {settings.warehouse}: run forecast ingest (or forecast run) first."
+                    f"No warehouse at {self.settings.warehouse}: run forecast ingest (or forecast run) first."
                 )
                 return _html(pages.simple_page(title, message), 404)
             except ValueError as exc:
                 return _html(pages.simple_page(title, f"The warehouse cannot be read: {exc}"), 503)
-            text = pages.layout(title, path, filters, as_of, html, data, period, logout=token is not None)
+            text = pages.layout(
+                title, path, filters, as_of, html, data, period, logout=self.token is not None
+            )
             return _html(text)
 
         return endpoint
 
-    def overview(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        o = read.overview(f)
+    def overview(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        o = self.read.overview(f)
         return o.as_of, o.period, pages.overview_body(o)
 
-    def reps(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        r = read.reps(f)
+    def reps(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        r = self.read.reps(f)
         return r["as_of"], r["period"].label, pages.reps_body(r)
 
-    def pipeline(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        p = read.pipeline(f)
+    def pipeline(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        p = self.read.pipeline(f)
         return p["as_of"], p["period"].label, pages.pipeline_body(p)
 
-    def insights(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        doc = read.insights(f)
+    def insights(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        doc = self.read.insights(f)
         scope = f.scope
         items = doc["insights"]
         if scope is not None and scope[0] == "rep":
@@ -143,31 +144,33 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
         )
         return doc["as_of"], doc["period"]["label"], body
 
-    def models(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        data = read.tracking(f)
-        return data.as_of.isoformat(), "", pages.models_body(read.models())
+    def models(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        data = self.read.tracking(f)
+        return data.as_of.isoformat(), "", pages.models_body(self.read.models())
 
-    def prospects(f: Filters, query: Mapping[str, str]) -> tuple[str, str, str]:
+    def prospects(self, f: Filters, query: Mapping[str, str]) -> tuple[str, str, str]:
         listing = Listing.from_query(query)
-        p = read.prospects(f)
+        p = self.read.prospects(f)
         return p["as_of"], p["period"].label, pages.prospects_body(p, f, listing)
 
-    def activity(f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        a = read.activity(f)
+    def activity(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
+        a = self.read.activity(f)
         return a["as_of"], a["period"].label, pages.activity_body(a, f)
 
-    def prospects_csv(request: Request) -> Response:
+    def prospects_csv(self, request: Request) -> Response:
         """Every prospect of the filters, in the page's sort, as a neutralised CSV attachment."""
-        if not authorised(request):
+        if not self.authorised(request):
             return PlainTextResponse("log in first (/login)", status_code=401, headers=SECURITY_HEADERS)
         try:
             filters = Filters.from_query(request.query_params)
             listing = Listing.from_query(request.query_params)
-            p = read.prospects(filters)
+            p = self.read.prospects(filters)
         except InputError as exc:
             return PlainTextResponse(str(exc), status_code=400, headers=SECURITY_HEADERS)
         except FileNotFoundError:
-            message = f"No warehouse at {settings.warehouse}: run forecast ingest (or forecast run) first."
+            message = (
+                f"No warehouse at {self.settings.warehouse}: run forecast ingest (or forecast run) first."
+            )
             return PlainTextResponse(message, status_code=404, headers=SECURITY_HEADERS)
         except ValueError as exc:
             return PlainTextResponse(
@@ -182,9 +185,9 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
             csv_text(listing.apply(p["rows"])), media_type="text/csv; charset=utf-8", headers=headers
         )
 
-    async def login_form(request: Request) -> Response:
+    async def login_form(self, request: Request) -> Response:
         if request.method == "GET":
-            if token is None:
+            if self.token is None:
                 return RedirectResponse("/", status_code=303)
             return _html(pages.login_page(_local(request.query_params.get("next", "/"))))
         body = await request.body()
@@ -192,46 +195,57 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
             return _html(pages.simple_page("Log in", "The form is too large."), 413)
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         target = _local(form.get("next", "/"))
-        if token is None:
+        if self.token is None:
             return RedirectResponse(target, status_code=303)
-        if not session.token_ok(form.get("token", "").encode(), token):
+        if not session.token_ok(form.get("token", "").encode(), self.token):
             return _html(pages.login_page(target, "Wrong token."), 401)
         https = session.is_https(request.url.scheme, _raw_headers(request))
         response = RedirectResponse(target, status_code=303)
-        response.raw_headers.append((b"set-cookie", session.set_cookie(session.session_value(token), https)))
+        response.raw_headers.append(
+            (b"set-cookie", session.set_cookie(session.session_value(self.token), https))
+        )
         return response
 
-    async def logout(request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
         if not session.same_origin(_raw_headers(request)):
             return _html(pages.simple_page("Log out", "Log out from the dashboard's own page."), 403)
-        response = RedirectResponse("/login" if token is not None else "/", status_code=303)
+        response = RedirectResponse("/login" if self.token is not None else "/", status_code=303)
         https = session.is_https(request.url.scheme, _raw_headers(request))
         response.raw_headers.append((b"set-cookie", session.clear_cookie(https)))
         return response
 
-    async def stylesheet(request: Request) -> Response:
+    async def stylesheet(self, request: Request) -> Response:
         css = (
             resources.files("forecast.dashboard").joinpath("static/dashboard.css").read_text(encoding="utf-8")
         )
         headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=3600"}
         return Response(css, media_type="text/css", headers=headers)
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
+
+def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
+    """The dashboard for ``settings``' warehouse and registry.
+
+    Args:
+        settings: Where the warehouse and the registry are; ``api_token`` turns the login on.
+        reader: The data reader (default: a new one with its own cache).
+    """
+    app = _Dashboard(settings, reader)
     routes: list[Any] = [
-        Route("/", page("Overview", "/", overview)),
-        Route("/reps", page("Reps", "/reps", reps)),
-        Route("/pipeline", page("Pipeline", "/pipeline", pipeline)),
-        Route("/prospects", page("Prospects", "/prospects", prospects)),
-        Route("/prospects.csv", prospects_csv),
-        Route("/activity", page("Activity and process", "/activity", activity)),
-        Route("/insights", page("Insights", "/insights", insights)),
-        Route("/models", page("Models", "/models", models)),
-        Route("/login", login_form, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/static/dashboard.css", stylesheet),
-        Route("/healthz", healthz),
+        Route("/", app.page("Overview", "/", app.overview)),
+        Route("/reps", app.page("Reps", "/reps", app.reps)),
+        Route("/pipeline", app.page("Pipeline", "/pipeline", app.pipeline)),
+        Route("/prospects", app.page("Prospects", "/prospects", app.prospects)),
+        Route("/prospects.csv", app.prospects_csv),
+        Route("/activity", app.page("Activity and process", "/activity", app.activity)),
+        Route("/insights", app.page("Insights", "/insights", app.insights)),
+        Route("/models", app.page("Models", "/models", app.models)),
+        Route("/login", app.login_form, methods=["GET", "POST"]),
+        Route("/logout", app.logout, methods=["POST"]),
+        Route("/static/dashboard.css", app.stylesheet),
+        Route("/healthz", app.healthz),
     ]
     return Starlette(routes=routes)
 
