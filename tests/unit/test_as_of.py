@@ -149,7 +149,7 @@ def test_score_leads_default_is_the_data_as_of(settings: Settings, monkeypatch: 
 
 
 def test_flags_default_is_the_data_as_of(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from forecast.flags import jobs
+    from forecast.flags import job as jobs
     from forecast.flags.config import FlagsConfig
 
     monkeypatch.setattr(jobs, "champion_scorer", lambda *_: (None, "no champion", []))
@@ -175,7 +175,7 @@ class _StopError(Exception):
 
 
 def test_revenue_default_is_the_data_as_of(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from forecast.revenue import run
+    from forecast.revenue import job as run
 
     seen: dict[str, Any] = {}
 

@@ -292,117 +292,124 @@ def notes(items: Sequence[str]) -> str:
 def overview_body(o: Overview) -> str:
     """The Overview: this period against goal, the forecast ahead, flags and the top insights."""
     parts = [notes(o.notes)]
-    f = o.figures
-    who = f" ({o.group})" if o.group else ""
     if isinstance(o.forecast, Missing):
         parts.append(f"<section><h2>Revenue</h2>{missing(o.forecast)}</section>")
     else:
-        parts.append(f"<section><h2>This period: {escape(o.period)}{escape(who)}</h2><dl class=figures>")
-        parts.append(figure("won_to_date", "Won so far", f.get("won_to_date"), money(f.get("won_to_date"))))
-        parts.append(figure("goal", "Goal", f.get("goal"), money(f.get("goal"))))
-        if "pace_to_date" in f:
-            parts.append(
-                figure(
-                    "pace_to_date",
-                    "Pace (won / goal due by now)",
-                    f.get("pace_to_date"),
-                    pct(f.get("pace_to_date")),
-                    f"goal due by now {money(f.get('goal_to_date'))}",
-                )
-            )
-        parts.append(figure("p50", "Forecast P50", f.get("p50"), money(f.get("p50"))))
+        parts += [_this_period(o), _pacing(o), "</section>", _forecast_ahead(o.forecast)]
+    parts += [_flags(o), _top_insights(o)]
+    return "".join(parts)
+
+
+def _this_period(o: Overview) -> str:
+    """The current period's headline figures (opens the section the pacing charts close)."""
+    f = o.figures
+    who = f" ({o.group})" if o.group else ""
+    parts = [f"<section><h2>This period: {escape(o.period)}{escape(who)}</h2><dl class=figures>"]
+    parts.append(figure("won_to_date", "Won so far", f.get("won_to_date"), money(f.get("won_to_date"))))
+    parts.append(figure("goal", "Goal", f.get("goal"), money(f.get("goal"))))
+    if "pace_to_date" in f:
         parts.append(
             figure(
-                "p10_p90",
-                "P10–P90",
-                f"{f.get('p10')}..{f.get('p90')}",
-                f"{money(f.get('p10'))}–{money(f.get('p90'))}",
+                "pace_to_date",
+                "Pace (won / goal due by now)",
+                f.get("pace_to_date"),
+                pct(f.get("pace_to_date")),
+                f"goal due by now {money(f.get('goal_to_date'))}",
             )
         )
-        parts.append(figure("p_hit_quota", "P(hit quota)", f.get("p_hit_quota"), pct(f.get("p_hit_quota"))))
-        parts.append(
-            figure("gap_to_goal", "Gap to goal (expected)", f.get("gap_to_goal"), money(f.get("gap_to_goal")))
-        )
-        parts.append(
-            figure("deals_needed", "Deals needed", f.get("deals_needed"), count(f.get("deals_needed")))
-        )
-        parts.append("</dl>")
-        if isinstance(o.pacing, Missing):
-            parts.append(missing(o.pacing))
-        elif not o.pacing:
-            parts.append(missing(Missing(f"{o.period} has no day before the as of yet: no pacing to draw.")))
-        else:
-            days = [str(r["day"])[5:10] for r in o.pacing]
-            parts.append('<div class="charts">')
-            parts.append(
-                charts.line_chart(
-                    days,
-                    [
-                        ("cumulative won", [r.get("cumulative_won") for r in o.pacing]),
-                        ("cumulative goal", [r.get("cumulative_goal") for r in o.pacing]),
-                    ],
-                    title=f"{o.period}: cumulative won against the goal, by day",
-                )
-            )
-            parts.append(
-                charts.bar_chart(
-                    days,
-                    [r.get("won_value") for r in o.pacing],
-                    title=f"{o.period}: won per day",
-                    colour=charts.PALETTE["green"],
-                )
-            )
-            parts.append("</div>")
-        parts.append("</section><section><h2>The forecast ahead</h2>")
-        rows = o.forecast
-        parts.append(
-            charts.fan_chart(
-                [str(r["period"]) for r in rows],
-                [r.get("p10") for r in rows],
-                [r.get("p50") for r in rows],
-                [r.get("p90") for r in rows],
-                [r.get("quota") for r in rows],
-                title="Revenue per period: P10–P90 band, P50 and quota",
-            )
-        )
-        frame = pd.DataFrame(rows)
-        cols = ["won_to_date", "p10", "p50", "p90", "quota", "p_hit_quota", "gap_to_goal", "deals_needed"]
-        parts.append(
-            table(frame, ["period"], [c for c in cols if c in frame], "forecast revenue", row_key="period")
-        )
-        parts.append("</section>")
-    parts.append("<section><h2>Flags</h2>")
-    if isinstance(o.flags, Missing):
-        parts.append(missing(o.flags))
-    else:
-        deals = o.flags["entities"].get("deal", {})
-        leads = o.flags["entities"].get("lead", {})
-        parts.append("<dl class=figures>")
-        parts.append(
-            figure("deals_at_risk", "Deals at risk", deals.get("at_risk"), count(deals.get("at_risk")))
-        )
-        cold = (leads.get("by_flag") or {}).get("going_cold", 0)
-        parts.append(figure("leads_going_cold", "Leads going cold", cold, count(cold)))
-        parts.append(figure("open_deals", "Open deals", deals.get("open"), count(deals.get("open"))))
-        parts.append("</dl>")
-        top = pd.DataFrame(o.flags["top"][:10])
-        if not top.empty:
-            parts.append(
-                table(
-                    top,
-                    ["entity", "id"],
-                    ["flag", "severity", "evidence", "suggested_action"],
-                    "most urgent flags (forecast flags)",
-                )
-            )
-    parts.append("</section><section><h2>Top insights</h2>")
+    parts.append(figure("p50", "Forecast P50", f.get("p50"), money(f.get("p50"))))
     parts.append(
+        figure(
+            "p10_p90",
+            "P10–P90",
+            f"{f.get('p10')}..{f.get('p90')}",
+            f"{money(f.get('p10'))}–{money(f.get('p90'))}",
+        )
+    )
+    parts.append(figure("p_hit_quota", "P(hit quota)", f.get("p_hit_quota"), pct(f.get("p_hit_quota"))))
+    parts.append(
+        figure("gap_to_goal", "Gap to goal (expected)", f.get("gap_to_goal"), money(f.get("gap_to_goal")))
+    )
+    parts.append(figure("deals_needed", "Deals needed", f.get("deals_needed"), count(f.get("deals_needed"))))
+    parts.append("</dl>")
+    return "".join(parts)
+
+
+def _pacing(o: Overview) -> str:
+    """Cumulative won against the goal and won per day, or why there is nothing to draw yet."""
+    if isinstance(o.pacing, Missing):
+        return missing(o.pacing)
+    if not o.pacing:
+        return missing(Missing(f"{o.period} has no day before the as of yet: no pacing to draw."))
+    days = [str(r["day"])[5:10] for r in o.pacing]
+    cumulative = charts.line_chart(
+        days,
+        [
+            ("cumulative won", [r.get("cumulative_won") for r in o.pacing]),
+            ("cumulative goal", [r.get("cumulative_goal") for r in o.pacing]),
+        ],
+        title=f"{o.period}: cumulative won against the goal, by day",
+    )
+    daily = charts.bar_chart(
+        days,
+        [r.get("won_value") for r in o.pacing],
+        title=f"{o.period}: won per day",
+        colour=charts.PALETTE["green"],
+    )
+    return f'<div class="charts">{cumulative}{daily}</div>'
+
+
+def _forecast_ahead(rows: list[dict[str, Any]]) -> str:
+    """The fan chart of the periods ahead and their table."""
+    fan = charts.fan_chart(
+        [str(r["period"]) for r in rows],
+        [r.get("p10") for r in rows],
+        [r.get("p50") for r in rows],
+        [r.get("p90") for r in rows],
+        [r.get("quota") for r in rows],
+        title="Revenue per period: P10–P90 band, P50 and quota",
+    )
+    frame = pd.DataFrame(rows)
+    cols = ["won_to_date", "p10", "p50", "p90", "quota", "p_hit_quota", "gap_to_goal", "deals_needed"]
+    listed = table(frame, ["period"], [c for c in cols if c in frame], "forecast revenue", row_key="period")
+    return f"<section><h2>The forecast ahead</h2>{fan}{listed}</section>"
+
+
+def _flags(o: Overview) -> str:
+    """Deals at risk, leads going cold and the most urgent flags."""
+    if isinstance(o.flags, Missing):
+        return f"<section><h2>Flags</h2>{missing(o.flags)}</section>"
+    deals = o.flags["entities"].get("deal", {})
+    leads = o.flags["entities"].get("lead", {})
+    cold = (leads.get("by_flag") or {}).get("going_cold", 0)
+    parts = [
+        "<section><h2>Flags</h2><dl class=figures>",
+        figure("deals_at_risk", "Deals at risk", deals.get("at_risk"), count(deals.get("at_risk"))),
+        figure("leads_going_cold", "Leads going cold", cold, count(cold)),
+        figure("open_deals", "Open deals", deals.get("open"), count(deals.get("open"))),
+        "</dl>",
+    ]
+    top = pd.DataFrame(o.flags["top"][:10])
+    if not top.empty:
+        parts.append(
+            table(
+                top,
+                ["entity", "id"],
+                ["flag", "severity", "evidence", "suggested_action"],
+                "most urgent flags (forecast flags)",
+            )
+        )
+    return "".join(parts) + "</section>"
+
+
+def _top_insights(o: Overview) -> str:
+    """The first insights, with a link to all of them."""
+    listed = (
         insight_list(o.insights)
         if o.insights
         else missing(Missing("No insight passed the evidence bar for this period."))
     )
-    parts.append('<p><a href="/insights">every insight</a></p></section>')
-    return "".join(parts)
+    return f'<section><h2>Top insights</h2>{listed}<p><a href="/insights">every insight</a></p></section>'
 
 
 def insight_list(items: Sequence[dict[str, Any]]) -> str:

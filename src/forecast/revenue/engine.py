@@ -228,22 +228,11 @@ def estimate_shock(
     opps = past["opportunities"]
     created = pd.to_datetime(opps["created_at"])
     first = created.min() if len(opps) else as_of
-    first_close = pd.to_datetime(opps["closed_at"]).min() if opps["closed_at"].notna().any() else as_of
-    cuts = [as_of - k * window for k in range(1, settings.cuts + 1)]
-    # evidence only where the CRM already records closes (an export may start with open deals
-    # whose earlier closes were never loaded) and after a window of deal creation
-    cuts = [c for c in cuts if c - first >= window and c >= first_close]
-    scorer, win_cuts = models, cuts
-    if models.held_out is not None:
-        held = models.held_out
-        scorer = replace(models, win=held.win, close=held.close, held_out=None)
-        if held.unseen_from is not None:  # the volume shock needs no model: it keeps every cut
-            win_cuts = [c for c in cuts if c >= held.unseen_from]
+    cuts = _evidence_cuts(opps, first, as_of, window, settings.cuts)
+    scorer, win_cuts = _cut_scorer(models, cuts)
     evidence: list[dict[str, float]] = []
-    shifts: list[float] = []
-    variances: list[float] = []
-    vol_shifts: list[float] = []
-    vol_variances: list[float] = []
+    wins = _Shifts()
+    volume = _Shifts()
     if cuts:
         if win_cuts:
             frame, p_win, closed_by = score_deals(past, pipeline, win_cuts, scorer, as_of)
@@ -254,41 +243,103 @@ def estimate_shock(
         at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")
         for c in cuts:
             row: dict[str, float] = {"cut": float(c.value // 10**9)}
-            lookback = min(pd.Timedelta(days=new_deal_window_days), c - first)
-            rate = float(((created >= c - lookback) & (created < c)).sum()) / (
-                lookback / pd.Timedelta(days=1)
+            row.update(
+                _volume_evidence(created, first, c, settings.window_days, new_deal_window_days, volume)
             )
-            expected_new = rate * settings.window_days
-            observed_new = float(((created >= c) & (created < c + window)).sum())
-            v, v_se2 = log_ratio(observed_new, expected_new)
-            vol_shifts.append(v)
-            vol_variances.append(v_se2)
-            row.update(new_expected=expected_new, new_observed=observed_new, volume_shift=v)
             mine = np.flatnonzero(at == np.datetime64(c))
             if len(mine) >= settings.min_deals:
-                share = close_shares(
-                    closed_by[mine],
-                    models.edges,
-                    c,
-                    [Period(c, c + window, "range", "w")],
-                    models.horizon_days,
-                )[:, 0]
                 ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
                 observed = float(frame["opportunity_id"].iloc[mine].isin(ids).sum())
-                d, se2 = logit_shift(p_win[mine], share, observed)
-                shifts.append(d)
-                variances.append(se2)
-                row.update(
-                    deals=float(len(mine)),
-                    wins_expected=float((share * p_win[mine]).sum()),
-                    wins_observed=observed,
-                    win_shift=d,
-                    win_shift_se=float(np.sqrt(se2)),
-                )
+                row.update(_win_evidence(p_win[mine], closed_by[mine], observed, c, window, models, wins))
             evidence.append(row)
-    win = shock_scale(shifts, variances, settings.win_prior)
-    centre = bias_estimate(shifts, variances, win.sigma, settings.bias_prior_sd) if settings.recentre else 0.0
-    return CommonShock(win, shock_scale(vol_shifts, vol_variances, settings.volume_prior), evidence, centre)
+    win = shock_scale(wins.shifts, wins.variances, settings.win_prior)
+    centre = (
+        bias_estimate(wins.shifts, wins.variances, win.sigma, settings.bias_prior_sd)
+        if settings.recentre
+        else 0.0
+    )
+    return CommonShock(
+        win, shock_scale(volume.shifts, volume.variances, settings.volume_prior), evidence, centre
+    )
+
+
+@dataclass
+class _Shifts:
+    """The per-cut shifts of one shock and their sampling variances."""
+
+    shifts: list[float] = field(default_factory=list)
+    variances: list[float] = field(default_factory=list)
+
+    def add(self, shift: float, variance: float) -> None:
+        self.shifts.append(shift)
+        self.variances.append(variance)
+
+
+def _evidence_cuts(
+    opps: pd.DataFrame, first: pd.Timestamp, as_of: pd.Timestamp, window: pd.Timedelta, n: int
+) -> list[pd.Timestamp]:
+    """The cuts ``as_of - k * window`` (k = 1..n) that can give evidence.
+
+    Only where the CRM already records closes (an export may start with open deals whose earlier
+    closes were never loaded) and after a window of deal creation.
+    """
+    first_close = pd.to_datetime(opps["closed_at"]).min() if opps["closed_at"].notna().any() else as_of
+    cuts = [as_of - k * window for k in range(1, n + 1)]
+    return [c for c in cuts if c - first >= window and c >= first_close]
+
+
+def _cut_scorer(models: DealModels, cuts: list[pd.Timestamp]) -> tuple[DealModels, list[pd.Timestamp]]:
+    """The models that score the cuts, and the cuts they may judge (the held-out models' unseen ones)."""
+    if models.held_out is None:
+        return models, cuts
+    held = models.held_out
+    scorer = replace(models, win=held.win, close=held.close, held_out=None)
+    if held.unseen_from is None:
+        return scorer, cuts
+    return scorer, [c for c in cuts if c >= held.unseen_from]  # the volume shock keeps every cut
+
+
+def _volume_evidence(
+    created: pd.Series,
+    first: pd.Timestamp,
+    c: pd.Timestamp,
+    window_days: float,
+    new_deal_window_days: float,
+    volume: _Shifts,
+) -> dict[str, float]:
+    """New deals created in ``[c, c + window)`` against the creation rate before ``c``."""
+    window = pd.Timedelta(days=window_days)
+    lookback = min(pd.Timedelta(days=new_deal_window_days), c - first)
+    rate = float(((created >= c - lookback) & (created < c)).sum()) / (lookback / pd.Timedelta(days=1))
+    expected_new = rate * window_days
+    observed_new = float(((created >= c) & (created < c + window)).sum())
+    v, v_se2 = log_ratio(observed_new, expected_new)
+    volume.add(v, v_se2)
+    return {"new_expected": expected_new, "new_observed": observed_new, "volume_shift": v}
+
+
+def _win_evidence(
+    p_win: np.ndarray,
+    closed_by: np.ndarray,
+    observed: float,
+    c: pd.Timestamp,
+    window: pd.Timedelta,
+    models: DealModels,
+    wins: _Shifts,
+) -> dict[str, float]:
+    """The logit shift that makes the deals open at ``c`` win ``observed`` times in the window."""
+    share = close_shares(
+        closed_by, models.edges, c, [Period(c, c + window, "range", "w")], models.horizon_days
+    )[:, 0]
+    d, se2 = logit_shift(p_win, share, observed)
+    wins.add(d, se2)
+    return {
+        "deals": float(len(p_win)),
+        "wins_expected": float((share * p_win).sum()),
+        "wins_observed": observed,
+        "win_shift": d,
+        "win_shift_se": float(np.sqrt(se2)),
+    }
 
 
 def revenue_forecast(
