@@ -34,6 +34,31 @@ STAGE_FEATURES = [
 ]
 
 
+def stage_spell_ctes(source: str, *, prev: str, order: str) -> str:
+    """SQL CTEs of a deal's stage spells (a run of consecutive rows in one stage), from stage rows.
+
+    ``source`` holds ``opportunity_id``, ``stage``, ``entered_at``, the previous row's stage
+    (column ``prev``) and an ordering column ``order``. Defines ``h`` (the rows with their
+    ``run_id``), ``runs`` (each spell's stage and start) and ``spells`` (start and end, ``NULL``
+    while the deal is still in it). The deal features and the flags' stalled-in-stage rule read
+    spells from here.
+    """
+    return f"""h AS (
+            SELECT *, sum(CASE WHEN {prev} IS NULL OR stage <> {prev} THEN 1 ELSE 0 END)
+                          OVER (PARTITION BY opportunity_id ORDER BY {order}) AS run_id
+            FROM {source}
+        ),
+        runs AS (
+            SELECT opportunity_id, run_id, any_value(stage) AS stage, min(entered_at) AS run_start
+            FROM h GROUP BY opportunity_id, run_id
+        ),
+        spells AS (
+            SELECT stage, run_start,
+                   lead(run_start) OVER (PARTITION BY opportunity_id ORDER BY run_id) AS run_end
+            FROM runs
+        )"""
+
+
 def stage_features(src: FeatureSource) -> pd.DataFrame:
     """Deal-state features per deal snapshot (the spine's entities are opportunities)."""
     sql = f"""
@@ -49,20 +74,7 @@ def stage_features(src: FeatureSource) -> pd.DataFrame:
                    lag(expected_close_date) OVER w AS prev_ecd, lag(amount) OVER w AS prev_amount
             FROM h0 WINDOW w AS (PARTITION BY opportunity_id ORDER BY seq)
         ),
-        h AS (
-            SELECT *, sum(CASE WHEN prev_stage IS NULL OR stage <> prev_stage THEN 1 ELSE 0 END)
-                          OVER (PARTITION BY opportunity_id ORDER BY seq) AS run_id
-            FROM h1
-        ),
-        runs AS (
-            SELECT opportunity_id, run_id, any_value(stage) AS stage, min(entered_at) AS run_start
-            FROM h GROUP BY opportunity_id, run_id
-        ),
-        spells AS (
-            SELECT stage, run_start,
-                   lead(run_start) OVER (PARTITION BY opportunity_id ORDER BY run_id) AS run_end
-            FROM runs
-        ),
+        {stage_spell_ctes("h1", prev="prev_stage", order="seq")},
         typical AS (
             SELECT stage, run_end AS completed_at,
                    avg(ln(1 + date_diff('second', run_start, run_end) / 86400.0))

@@ -15,6 +15,7 @@ import pandas as pd
 
 from forecast.features.build import ID_COLUMN, Entity
 from forecast.features.source import FeatureSource
+from forecast.features.stages import stage_spell_ctes
 from forecast.flags.config import FlagsConfig
 
 _TABLE = {"lead": "leads", "opportunity": "opportunities"}
@@ -103,28 +104,15 @@ def load_history(src: FeatureSource, entity: Entity, config: FlagsConfig) -> His
     spells = pd.DataFrame({"stage": pd.Series(dtype=object), "ended_at": [], "days": []})
     if entity == "opportunity":
         spells = src.df(
-            """WITH h AS (
+            f"""WITH h0 AS (
                    SELECT opportunity_id, stage, entered_at,
                           lag(stage) OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS prev
                    FROM stage_history
                ),
-               r AS (
-                   SELECT *, sum(CASE WHEN prev IS NULL OR prev <> stage THEN 1 ELSE 0 END)
-                                 OVER (PARTITION BY opportunity_id ORDER BY entered_at) AS run_id
-                   FROM h
-               ),
-               runs AS (
-                   SELECT opportunity_id, run_id, any_value(stage) AS stage, min(entered_at) AS run_start
-                   FROM r GROUP BY opportunity_id, run_id
-               ),
-               s AS (
-                   SELECT stage, run_start,
-                          lead(run_start) OVER (PARTITION BY opportunity_id ORDER BY run_id) AS run_end
-                   FROM runs
-               )
+               {stage_spell_ctes("h0", prev="prev", order="entered_at")}
                SELECT stage, run_end AS ended_at,
                       date_diff('second', run_start, run_end) / 86400.0 AS days
-               FROM s WHERE run_end IS NOT NULL ORDER BY run_end"""
+               FROM spells WHERE run_end IS NOT NULL ORDER BY run_end"""
         )
         spells["ended_at"] = pd.to_datetime(spells["ended_at"]).astype("datetime64[ns]")
     return History(
