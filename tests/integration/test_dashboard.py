@@ -16,17 +16,17 @@ from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import pytest
-from mlflow import MlflowClient
 
 from forecast.cli import app
 from forecast.config import Settings, load_settings
 from forecast.dashboard.app import create_app
-from forecast.data.simulate import SimulationConfig, simulate_crm
-from tests.cli import cli_env, fast_config, runner
 from tests.cli import cli_json as _cli
+from tests.cli import runner
+from tests.dashboard_env import AS_OF, trained_env
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it still uses httpx (no httpx2 here)
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -34,24 +34,13 @@ with warnings.catch_warnings():  # starlette's TestClient warns that it still us
 
 pytestmark = pytest.mark.slow  # trains two models
 
-AS_OF = "2024-12-16"
-"""Mid-month: the current period has bookings and days of pacing."""
 PAGES = ("/", "/reps", "/pipeline", "/prospects", "/activity", "/insights", "/models")
 TOKEN = "dashboard-token-for-tests"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("dashboard")
-    simulate_crm(SimulationConfig(n_leads=2000, seed=11, months=12)).write(root / "crm")
-    env = cli_env(root)
-    _cli(env, "ingest", str(root / "crm"))
-    store = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
-    for model, stem in (("deal-win", "deal_win"), ("time-to-close", "time_to_close")):
-        trained = _cli(env, "train", model, "--config", str(fast_config(root, stem)))
-        # a CRM this small may not pass the promotion gate: the test needs champions, not good ones
-        store.set_registered_model_alias(stem, "champion", trained["version"])
-    return env
+def env(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, str]:
+    return trained_env(tmp_path_factory, worker_id)
 
 
 def _settings(env: dict[str, str], **changes: Any) -> Settings:
@@ -108,8 +97,6 @@ def test_every_page_answers_with_the_as_of_and_references_no_other_host(client: 
         )
         assert "<script" not in html
         assert "default-src 'none'" in response.headers["content-security-policy"]
-        if path == "/":
-            Path("/tmp/dashboard_overview.html").write_text(html, encoding="utf-8")
     css = client.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert "url(" not in css.text and "@import" not in css.text
@@ -336,3 +323,35 @@ def test_activity_page_equals_effectiveness_and_process(client: TestClient, env:
         for col in ("entered", "stage_conversion", "days_median", "stuck", "stuck_share"):
             assert _close(stages[key][col], row[col]), (key, col)
     assert html.count('class="whisker"') > 0  # conversion and reply rate drawn with their intervals
+
+
+def test_filters_compose_and_live_in_the_url(client: TestClient, env: dict[str, str]) -> None:
+    """Team, rep, period and source together: every page answers with all of them in its links, the
+    lists keep the rows every filter matches, and a page says which filter it could not apply."""
+    cli_rows = _cli_prospects(env)
+    rep_row = next(r for r in cli_rows if r["kind"] == "lead" and r["source"])
+    rep, team, source = str(rep_row["rep_id"]), str(rep_row["team"]), str(rep_row["source"])
+    both = [r for r in cli_rows if r["team"] == team and r["source"] == source]
+    assert (
+        0
+        < len(both)
+        < min(sum(r["team"] == team for r in cli_rows), sum(r["source"] == source for r in cli_rows))
+    )
+    listed = _prospect_pages(client, team=team, source=source)
+    assert [r["prospect_id"] for r in listed] == [r["prospect_id"] for r in both]  # both filters apply
+    combined = {"team": team, "rep": rep, "source": source, "period": "quarter"}
+    for path in PAGES:
+        html = _get(client, path, **combined)
+        nav = re.findall(r'<nav aria-label="pages">(.*?)</nav>', html, re.S)[0]
+        for href in re.findall(r'href="([^"]*)"', nav):
+            query = parse_qs(urlsplit(unescape(href)).query)
+            assert all(query[k] == [v] for k, v in combined.items()), (path, href)
+        header = re.findall(r'<p class="asof">(.*?)</p>', html, re.S)[0]
+        assert all(f"<strong>{v}</strong>" in header for v in (team, rep, source)), path
+        if path in ("/", "/reps", "/pipeline", "/activity"):
+            assert f"the source filter ({source}) does not apply" in html, path
+    reps = _rows(_get(client, "/reps", team=team, rep=rep))
+    assert set(reps) == {rep, team}  # the rep's row and the team's total
+    other = next(r for r in cli_rows if r["team"] != team)["team"]
+    refused = client.get("/reps", params={"as_of": AS_OF, "rep": rep, "team": str(other)})
+    assert refused.status_code == 400 and f"rep {rep} is in team {team}" in refused.text

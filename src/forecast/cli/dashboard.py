@@ -1,14 +1,15 @@
-"""``forecast dashboard``: the sales manager's pages (uvicorn over :mod:`forecast.dashboard.app`)."""
+"""``forecast dashboard`` (the manager's pages) and ``forecast report`` (the weekly report file)."""
 
 from __future__ import annotations
 
 import ipaddress
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from forecast.cli.main import app, context_settings, fail
+from forecast.cli.main import app, as_of_option, context_settings, fail, input_errors
 
 LOOPBACK = "127.0.0.1"
 
@@ -62,3 +63,61 @@ def dashboard(
     login = " (log in with FORECAST_API_TOKEN)" if settings.api_token is not None else ""
     print(f"forecast: dashboard on http://{bind}:{port}/{login}", file=sys.stderr, flush=True)
     uvicorn.run(application, host=bind, port=port, log_level="warning", access_log=False)
+
+
+REPORT_HELP = (
+    "Write the weekly report: the dashboard's Overview, Reps and Insights for one as of and period as ONE "
+    "self-contained HTML file (stylesheet and charts inline, no link or external reference) that can be "
+    "mailed; --pdf also prints it beside the HTML with headless Chromium (docs/dashboard.md)."
+)
+
+
+@app.command(help=REPORT_HELP)
+def report(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write (atomically).")],
+    period: Annotated[
+        str,
+        typer.Option(
+            help="Tracking period: day, week, month, quarter (the last complete one) or "
+            "YYYY-MM-DD..YYYY-MM-DD."
+        ),
+    ] = "week",
+    as_of: Annotated[
+        str | None,
+        as_of_option("Report as known at this time (default: midnight after the warehouse's last day)."),
+    ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Also print the report to the same name with .pdf (Chromium).")
+    ] = False,
+) -> None:
+    """Write ``out`` (and its PDF with ``--pdf``)."""
+    from forecast.dashboard import pdf as printing
+    from forecast.dashboard.data import Filters, Reader
+    from forecast.dashboard.report import report_html
+    from forecast.io import write_text
+    from forecast.tracking.periods import PeriodError
+
+    settings = context_settings(ctx)
+    if not settings.warehouse.is_file():
+        fail(False, f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first")
+    if out.suffix.lower() not in (".html", ".htm"):
+        fail(False, f"--out {out}: the report is HTML, name it *.html")
+    browser = None
+    if pdf:
+        try:
+            browser = printing.require_browser()  # before the work, not after it
+        except printing.BrowserMissingError as exc:
+            fail(False, str(exc))
+    with input_errors(False, (PeriodError,)):
+        filters = Filters.from_query({"as_of": as_of or "", "period": period})
+        html = report_html(Reader(settings), filters)
+    write_text(out, html)
+    print(f"forecast: report written to {out}", file=sys.stderr, flush=True)
+    if browser is not None:
+        target = out.with_suffix(".pdf")
+        try:
+            printing.print_pdf(out, target, browser)
+        except RuntimeError as exc:
+            fail(False, str(exc), code=1)
+        print(f"forecast: PDF written to {target}", file=sys.stderr, flush=True)

@@ -15,7 +15,6 @@ binds to loopback unless told otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -26,7 +25,7 @@ from starlette.routing import Route
 
 from forecast.config import Settings
 from forecast.dashboard import pages
-from forecast.dashboard.data import Filters, Listing, Missing, Reader
+from forecast.dashboard.data import Filters, Listing, Reader
 from forecast.errors import InputError
 from forecast.io import csv_text
 from forecast.serving import session
@@ -127,22 +126,7 @@ class _Dashboard:
 
     def insights(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         doc = self.read.insights(f)
-        scope = f.scope
-        items = doc["insights"]
-        if scope is not None and scope[0] == "rep":
-            items = [i for i in items if i["audience"] != "rep" or i["subject"] == scope[1]]
-        head = (
-            f"<p>{doc['raised']} raised from {doc['tested']} comparisons (false-discovery rate "
-            f"{doc['evidence_bar']['fdr']:.0%}, at least {doc['evidence_bar']['min_trials']} trials), "
-            "ranked by expected revenue impact (forecast insights).</p>"
-        )
-        body = head + pages.notes(doc["notes"])
-        body += (
-            pages.insight_list(items)
-            if items
-            else pages.missing(Missing("No insight passed the evidence bar."))
-        )
-        return doc["as_of"], doc["period"]["label"], body
+        return doc["as_of"], doc["period"]["label"], pages.insights_body(doc, f)
 
     def models(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         data = self.read.tracking(f)
@@ -215,11 +199,8 @@ class _Dashboard:
         return response
 
     async def stylesheet(self, request: Request) -> Response:
-        css = (
-            resources.files("forecast.dashboard").joinpath("static/dashboard.css").read_text(encoding="utf-8")
-        )
         headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=3600"}
-        return Response(css, media_type="text/css", headers=headers)
+        return Response(pages.stylesheet(), media_type="text/css", headers=headers)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")

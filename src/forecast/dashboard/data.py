@@ -38,7 +38,11 @@ PERIODS = 3
 """Periods forecast ahead (``forecast revenue``'s default)."""
 HORIZONS = ("week", "month", "quarter")
 SCOPES = ("rep", "team", "region", "source")
-"""The filters that narrow the figures to a group, most specific first (one applies: the first given)."""
+"""The filters that narrow the figures to a group, most specific first. They compose: the lists
+(prospects, reps) keep the rows every given filter matches; a grouped table or the forecast follows the
+most specific given (:attr:`Filters.scope`), and a page says which other filter it could not apply."""
+REP_SCOPES = ("rep", "team", "region")
+"""The filters a rep belongs to (a rep is in one team and one region: the most specific implies the rest)."""
 REVENUE_GROUPS = ("rep", "team", "region")
 """The groupings the revenue forecast can be split by (``forecast revenue --group``)."""
 PAGE_SIZE = 100
@@ -121,13 +125,29 @@ class Filters:
         return None if self.as_of is None else parse_time(self.as_of, "as_of")
 
     @property
+    def scopes(self) -> list[tuple[str, str]]:
+        """Every group filter given, ``(grouping, value)``, most specific first."""
+        return [(key, getattr(self, key)) for key in SCOPES if getattr(self, key) is not None]
+
+    @property
     def scope(self) -> tuple[str, str] | None:
-        """The group the figures are narrowed to: ``(grouping, value)``, or ``None`` for everyone."""
-        for key in SCOPES:
-            value = getattr(self, key)
-            if value is not None:
-                return key, value
-        return None
+        """The most specific group filter given (what a grouped table follows), or ``None`` for everyone."""
+        scopes = self.scopes
+        return scopes[0] if scopes else None
+
+    def unapplied(self, applied: tuple[str, ...], what: str) -> list[str]:
+        """Notes for the given filters that ``what`` does not follow.
+
+        ``applied`` are the groupings it follows; a rep-level filter is implied by a more specific one
+        (a rep's team and region: :meth:`Reader.tracking` refuses a rep outside the team or region).
+        """
+        scope = self.scope
+        implied = REP_SCOPES[REP_SCOPES.index(scope[0]) :] if scope and scope[0] in REP_SCOPES else ()
+        return [
+            f"{what}: not split by {key}, so the {key} filter ({value}) does not apply"
+            for key, value in self.scopes
+            if key not in applied and not (key in implied and scope is not None and scope[0] in applied)
+        ]
 
     def query(self, **changes: Any) -> str:
         """The query string of these filters with ``changes`` (``""`` when nothing is set)."""
@@ -235,9 +255,11 @@ class Reader:
         """
         from forecast.tracking.api import open_warehouse
 
-        return self._cached(
+        data = self._cached(
             ("tracking", filters.as_of), lambda: open_warehouse(self.settings.warehouse, filters.when())
         )
+        _check_rep(data, filters)
+        return data
 
     def period(self, data: TrackingData, filters: Filters) -> Period:
         """The tracking period (``--period``; raises :class:`~forecast.tracking.periods.PeriodError`)."""
@@ -272,8 +294,7 @@ class Reader:
         from forecast.binding import ModelBindingError
         from forecast.revenue.job import revenue_job
 
-        scope = filters.scope
-        group = scope[0] if scope is not None and scope[0] in REVENUE_GROUPS else None
+        group = _revenue_group(filters)
 
         def compute() -> dict[str, Any] | Missing:
             try:
@@ -322,14 +343,13 @@ class Reader:
         data = self.tracking(filters)
         scope = filters.scope
         notes: list[str] = []
-        top = [i for i in self.insights(filters)["insights"] if _about(i, scope)][:5]
+        top = [i for i in self.insights(filters)["insights"] if about(i, filters)][:5]
         if isinstance(revenue, Missing):
             return Overview(data.as_of.isoformat(), "", None, {}, revenue, revenue, flags, top, notes)
         group = ALL_LABEL
-        if scope is not None and scope[0] in REVENUE_GROUPS:
+        if _revenue_group(filters) is not None and scope is not None:
             group = scope[1]
-        elif scope is not None:
-            notes.append(f"the revenue forecast cannot be split by {scope[0]}: it shows the whole team")
+        notes += filters.unapplied(REVENUE_GROUPS if group != ALL_LABEL else (), "the revenue forecast")
         rows = [r for r in revenue["forecast"] if str(r.get("group")) == group]
         current = revenue["goals"]["period"]
         figures: dict[str, Any] = {"period": current}
@@ -392,12 +412,12 @@ class Reader:
         period = self.period(data, filters)
         performance = self.report(filters, "performance", "rep")["performance"]
         goals = self.report(filters, "goals", "rep")["goals"]
-        scope = filters.scope
         notes: list[str] = []
-        keep = _reps_in(data, scope, notes)
-        total_by, total_label = ("rep", ALL_LABEL)
-        if scope is not None and scope[0] in ("team", "region"):
-            total_by, total_label = scope
+        keep = _reps_in(data, filters)
+        notes += filters.unapplied(REP_SCOPES, "the per-rep table")
+        total_by, total_label = next(
+            ((k, v) for k, v in filters.scopes if k in ("team", "region")), ("rep", ALL_LABEL)
+        )  # the total row: the team's (or region's) when one is given, even with a rep
         totals = (
             performance if total_by == "rep" else self.report(filters, "performance", total_by)["performance"]
         )
@@ -428,6 +448,7 @@ class Reader:
         table = funnel["funnel"]
         if scope is not None:
             table = table[table[by].astype(str).isin([scope[1], ALL_LABEL])]
+        notes = [*data.notes, *filters.unapplied((by,), "the funnel")]
         return {
             "as_of": data.as_of.isoformat(),
             "period": period,
@@ -436,7 +457,7 @@ class Reader:
             "monthly": funnel["monthly"],
             "loss_reasons": funnel["loss_reasons"],
             "stages": stages,
-            "notes": list(data.notes),
+            "notes": notes,
         }
 
     def prospects(self, filters: Filters) -> dict[str, Any]:
@@ -444,10 +465,9 @@ class Reader:
         data = self.tracking(filters)
         period = self.period(data, filters)
         rows = self.report(filters, "prospects", "rep")["prospects"]
-        scope = filters.scope
-        if scope is not None:
-            column = "rep_id" if scope[0] == "rep" else scope[0]
-            rows = rows[rows[column].astype(str) == scope[1]]
+        for key, value in filters.scopes:  # every filter given: they compose
+            column = "rep_id" if key == "rep" else key
+            rows = rows[rows[column].astype(str) == value]
         return {
             "as_of": data.as_of.isoformat(),
             "period": period,
@@ -476,6 +496,7 @@ class Reader:
             return frame[frame[by].astype(str).isin([scope[1], ALL_LABEL])].reset_index(drop=True)
 
         process = self.report(filters, "process", proc_by)
+        notes += filters.unapplied((eff_by,), "activity effectiveness and the process")
         if scope is not None:
             notes.append(f"inbound against outbound is the whole team's: it is not split by {scope[0]}")
         return {
@@ -495,27 +516,47 @@ class Reader:
         return [_model_row(name, self.settings) for name in MODEL_NAMES]
 
 
-def _about(insight: Mapping[str, Any], scope: tuple[str, str] | None) -> bool:
+def about(insight: Mapping[str, Any], filters: Filters) -> bool:
     """Whether an insight concerns the rep the filters name (every insight without a rep filter)."""
-    return (
-        scope is None
-        or scope[0] != "rep"
-        or insight.get("audience") != "rep"
-        or insight.get("subject") == scope[1]
-    )
+    return filters.rep is None or insight.get("audience") != "rep" or insight.get("subject") == filters.rep
 
 
-def _reps_in(data: TrackingData, scope: tuple[str, str] | None, notes: list[str]) -> list[str] | None:
-    """The rep ids the scope keeps (``None``: every rep)."""
-    if scope is None:
+def _revenue_group(filters: Filters) -> str | None:
+    """The grouping of ``forecast revenue --group`` the filters need (``None``: the whole team)."""
+    scope = filters.scope
+    return scope[0] if scope is not None and scope[0] in REVENUE_GROUPS else None
+
+
+def _check_rep(data: TrackingData, filters: Filters) -> None:
+    """Refuse a rep filter with a team or region the rep is not in (the figures would be nobody's).
+
+    Raises:
+        InputError: The rep is in another team or region (or is not a rep of the warehouse).
+    """
+    if filters.rep is None or (filters.team is None and filters.region is None):
+        return
+    reps = data.reps[data.reps["rep_id"].astype(str) == filters.rep]
+    if reps.empty:
+        raise InputError(f"'{filters.rep}' is not a rep of the warehouse", parameter="rep")
+    for key in ("team", "region"):
+        given, actual = getattr(filters, key), str(reps[key].iloc[0])
+        if given is not None and given != actual:
+            raise InputError(
+                f"rep {filters.rep} is in {key} {actual}, not {given}: drop one of the two filters",
+                parameter=key,
+            )
+
+
+def _reps_in(data: TrackingData, filters: Filters) -> list[str] | None:
+    """The rep ids every rep-level filter keeps (``None``: every rep)."""
+    reps = data.reps
+    given = [(key, value) for key, value in filters.scopes if key in REP_SCOPES]
+    if not given:
         return None
-    key, value = scope
-    if key == "rep":
-        return [value]
-    if key in ("team", "region"):
-        return data.reps.loc[data.reps[key].astype(str) == value, "rep_id"].astype(str).tolist()
-    notes.append(f"per-rep rows are not split by {key}: every rep is shown")
-    return None
+    for key, value in given:
+        column = "rep_id" if key == "rep" else key
+        reps = reps[reps[column].astype(str) == value]
+    return reps["rep_id"].astype(str).tolist()
 
 
 def _plain(value: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from html import escape
+from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from forecast.dashboard.data import (
     Listing,
     Missing,
     Overview,
+    about,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData
 
@@ -90,6 +92,12 @@ def missing(item: Missing) -> str:
     return f'<p class="missing" role="status">{escape(item.message)} {detail}</p>'
 
 
+def stylesheet() -> str:
+    """The dashboard's one stylesheet (``static/dashboard.css``, shipped in the package)."""
+    path = resources.files("forecast.dashboard").joinpath("static/dashboard.css")
+    return path.read_text(encoding="utf-8")
+
+
 # --- layout -----------------------------------------------------------------------------------------
 
 
@@ -142,8 +150,7 @@ def layout(
         f'<a href="{href}{query}"{" aria-current=page" if href == path else ""}>{name}</a>'
         for href, name in PAGES
     )
-    scope = filters.scope
-    scoped = f" · {escape(scope[0])} <strong>{escape(scope[1])}</strong>" if scope else ""
+    scoped = "".join(f" · {escape(k)} <strong>{escape(v)}</strong>" for k, v in filters.scopes)
     when = f'As of <strong data-figure="as_of" data-value="{_raw(as_of)}">{escape(as_of or "—")}</strong>'
     per = f" · period <strong>{escape(period)}</strong>" if period else ""
     out = (
@@ -410,6 +417,19 @@ def _top_insights(o: Overview) -> str:
         else missing(Missing("No insight passed the evidence bar for this period."))
     )
     return f'<section><h2>Top insights</h2>{listed}<p><a href="/insights">every insight</a></p></section>'
+
+
+def insights_body(doc: dict[str, Any], filters: Filters) -> str:
+    """The Insights page: every insight of ``forecast insights`` (a rep filter keeps that rep's)."""
+    items = [i for i in doc["insights"] if about(i, filters)]
+    head = (
+        f"<p>{doc['raised']} raised from {doc['tested']} comparisons (false-discovery rate "
+        f"{doc['evidence_bar']['fdr']:.0%}, at least {doc['evidence_bar']['min_trials']} trials), "
+        "ranked by expected revenue impact (forecast insights).</p>"
+    )
+    listed = insight_list(items) if items else missing(Missing("No insight passed the evidence bar."))
+    unapplied = filters.unapplied(("rep",), "the insights (the whole team's comparisons)")
+    return head + notes([*doc["notes"], *unapplied]) + listed
 
 
 def insight_list(items: Sequence[dict[str, Any]]) -> str:

@@ -1,0 +1,67 @@
+"""The weekly report: the Overview, Reps and Insights pages as one self-contained HTML file.
+
+The sections are the pages' own bodies (:mod:`forecast.dashboard.pages` over a
+:class:`~forecast.dashboard.data.Reader`), so the report's figures are the dashboard's and the
+CLI's. The stylesheet is inlined, the charts are inline SVG, and links are dropped (a mailed file
+has no server to follow them to): the file references nothing outside itself.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+
+from forecast.dashboard import pages
+from forecast.dashboard.data import Filters, Reader
+
+PRINT_CSS = (
+    "@media print { body { background: #fff; } section { break-inside: avoid; } "
+    "details > dl { display: block; } } "
+    ".report-part { page-break-before: always; } .report-part:first-of-type { page-break-before: auto; }"
+)
+"""Rules only the report needs (page breaks when printed)."""
+_LINK = re.compile(r'\s(?:href|action)="[^"]*"')
+
+
+def report_html(reader: Reader, filters: Filters) -> str:
+    """The report for ``filters`` (as of, period, horizon, rep, team, region, source).
+
+    Args:
+        reader: Reads the figures (the dashboard's reader: the same functions as the pages).
+        filters: The filters, as on the pages.
+
+    Returns:
+        A whole HTML document with no reference to any other file or host.
+
+    Raises:
+        FileNotFoundError: No warehouse.
+        ValueError: A warehouse without any dated event, or a period that cannot be parsed
+            (:class:`~forecast.tracking.periods.PeriodError`).
+    """
+    overview = reader.overview(filters)
+    reps = reader.reps(filters)
+    insights = reader.insights(filters)
+    period = reps["period"].label
+    scope = "".join(f" · {k} <strong>{escape(v)}</strong>" for k, v in filters.scopes)
+    parts = [
+        ("Overview", pages.overview_body(overview)),
+        (f"Reps: {period}", pages.reps_body(reps)),
+        (f"Insights: {period}", pages.insights_body(insights, filters)),
+    ]
+    body = "".join(f'<div class="report-part"><h1>{escape(title)}</h1>{html}</div>' for title, html in parts)
+    as_of = overview.as_of
+    head = (
+        f'<p class="asof">As of <strong data-figure="as_of" data-value="{escape(as_of, quote=True)}">'
+        f"{escape(as_of)}</strong> · period <strong>{escape(period)}</strong> · forecast by "
+        f"{escape(filters.horizon)}{scope}</p>"
+    )
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Weekly report · {escape(as_of[:10])} · forecast</title>"
+        f"<style>{pages.stylesheet()}\n{PRINT_CSS}</style></head><body>"
+        f"<header><h1>Weekly sales report</h1>{head}</header><main>{body}</main>"
+        "<footer>Written by forecast report: every figure is the dashboard's and the CLI's for the same "
+        "as of and period (docs/dashboard.md).</footer></body></html>"
+    )
+    return _LINK.sub("", document)

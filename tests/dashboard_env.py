@@ -1,0 +1,55 @@
+"""The dashboard tests' trained warehouse, built once per test session and shared by their files.
+
+Simulating a CRM, ingesting it and training deal-win and time-to-close takes about a minute: the
+dashboard, browser and report tests read the same one (read-only) instead of each building theirs.
+Under pytest-xdist the workers share it through a file lock in the session's common temp folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from mlflow import MlflowClient
+
+from forecast.data.simulate import SimulationConfig, simulate_crm
+from tests.cli import cli_env, cli_json, fast_config
+
+AS_OF = "2024-12-16"
+"""Mid-month: the current period has bookings and days of pacing."""
+
+
+def _build(root: Path) -> dict[str, str]:
+    simulate_crm(SimulationConfig(n_leads=2000, seed=11, months=12)).write(root / "crm")
+    env = cli_env(root)
+    cli_json(env, "ingest", str(root / "crm"))
+    store = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
+    for model, stem in (("deal-win", "deal_win"), ("time-to-close", "time_to_close")):
+        trained = cli_json(env, "train", model, "--config", str(fast_config(root, stem)))
+        # a CRM this small may not pass the promotion gate: the tests need champions, not good ones
+        store.set_registered_model_alias(stem, "champion", trained["version"])
+    return env
+
+
+def trained_env(factory: pytest.TempPathFactory, worker_id: str) -> dict[str, str]:
+    """``FORECAST_*`` settings of a simulated CRM (2,000 leads, 12 months) with two champions.
+
+    Args:
+        factory: The session's temp path factory.
+        worker_id: pytest-xdist's worker id (``"master"`` without workers).
+
+    Returns:
+        The settings (``cli_env``'s keys); the tests must not write to the warehouse or the store.
+    """
+    base = factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the workers' common folder
+    root = shared / "dashboard-warehouse"
+    done = shared / "dashboard-warehouse.json"
+    with FileLock(str(shared / "dashboard-warehouse.lock")):
+        if not done.is_file():
+            root.mkdir(exist_ok=True)
+            done.write_text(json.dumps(_build(root)), encoding="utf-8")
+    env: dict[str, str] = json.loads(done.read_text(encoding="utf-8"))
+    return env

@@ -1,0 +1,255 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium`` and ``chromium-driver``)
+driven by Selenium, against ``forecast dashboard`` started on a free loopback port with a token.
+
+Each page must load with no console error and no request leaving 127.0.0.1, draw its charts with
+their data marks, and be screenshotted; a filter change must reach the URL and change the figures;
+the login form must refuse a wrong token and set an HttpOnly, SameSite=Strict cookie for the right
+one. Without a browser the tests skip and say which program is missing (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.dashboard_env import AS_OF, trained_env
+
+pytestmark = pytest.mark.slow  # a server and a browser
+
+TOKEN = "browser-token-for-tests"
+PAGES = {
+    "overview": "/",
+    "reps": "/reps",
+    "pipeline": "/pipeline",
+    "prospects": "/prospects",
+    "activity": "/activity",
+    "insights": "/insights",
+    "models": "/models",
+}
+CHARTED = {"overview", "reps", "pipeline", "activity"}
+"""The pages that draw charts on the test CRM."""
+DATA_MARKS = ".band, .p50, .bar, .line, .point"
+"""The chart elements that stand for data (``forecast.dashboard.charts``), not axes or legends."""
+MARKS_JS = (
+    "return [...document.querySelectorAll('main svg')].map(s => "
+    f"[...s.querySelectorAll('{DATA_MARKS}')].filter(e => "
+    "{const b = e.getBoundingClientRect(); return b.width > 0 || b.height > 0}).length)"
+)
+"""Per chart of the page, how many data marks the browser laid out with a size."""
+
+
+def _programs() -> tuple[str, str]:
+    """Chromium and its driver, or skip naming what is missing."""
+    browser = next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
+    driver = shutil.which("chromedriver")
+    missing = [name for name, path in (("chromium", browser), ("chromedriver", driver)) if path is None]
+    if missing:
+        pytest.skip(
+            f"no {' and no '.join(missing)} on PATH: install Debian's chromium and chromium-driver "
+            "(.ci/run does when it runs as root)"
+        )
+    pytest.importorskip("selenium", reason="selenium (the dev dependency group) is not installed")
+    assert browser is not None and driver is not None
+    return browser, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
+    """``forecast dashboard`` with a token, in its own process; yields its base URL."""
+    _programs()
+    env = {
+        **os.environ,
+        **trained_env(tmp_path_factory, worker_id),
+        "FORECAST_API_TOKEN": TOKEN,
+        "FORECAST_THREADS": "1",
+    }
+    port = _free_port()
+    log = tmp_path_factory.mktemp("dashboard-server") / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "forecast.cli", "dashboard", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the dashboard did not start: {log.read_text()}") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    """Headless Chromium at 1280×800 logging the console and the network (its own profile)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, chromedriver = _programs()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # root in a container
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,800",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-sync",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    chrome = webdriver.Chrome(service=Service(chromedriver), options=options)
+    chrome.set_page_load_timeout(120)  # the first Overview runs 10,000 revenue simulations
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def _login(driver: Any, base: str, path: str, token: str) -> None:
+    """Open ``path``, land on the login form, post ``token``."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}{path}")
+    assert urlsplit(driver.current_url).path == "/login", driver.current_url
+    field = driver.find_element(By.NAME, "token")
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+
+
+@pytest.fixture(scope="module")
+def session(driver: Any, server: str) -> tuple[Any, str]:
+    """The browser logged in to the server."""
+    _login(driver, server, "/login?next=%2Fhealthz", TOKEN)
+    return driver, server
+
+
+def _requests(driver: Any) -> list[str]:
+    """The URLs the page asked for since the last call (Chromium's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _figures(driver: Any) -> dict[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return {
+        e.get_attribute("data-figure"): e.get_attribute("data-value")
+        for e in driver.find_elements(By.CSS_SELECTOR, "[data-figure]")
+    }
+
+
+def test_login_refuses_a_wrong_token_and_sets_a_strict_httponly_cookie(driver: Any, server: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    _login(driver, server, f"/models?as_of={AS_OF}", "not-the-token")
+    assert "Wrong token." in driver.find_element(By.TAG_NAME, "main").text
+    assert driver.get_cookie("forecast_session") is None
+    _login(driver, server, f"/models?as_of={AS_OF}", TOKEN)
+    assert urlsplit(driver.current_url).path == "/models"
+    cookie = driver.get_cookie("forecast_session")
+    assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert TOKEN not in cookie["value"]
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Models"
+    assert driver.execute_script("return document.cookie") == ""  # no script can read it
+
+
+def test_every_page_loads_offline_with_its_charts(
+    session: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, base = session
+    shots = tmp_path_factory.mktemp("dashboard-screenshots")
+    driver.get_log("browser")  # start clean
+    _requests(driver)
+    for name, path in PAGES.items():
+        driver.get(f"{base}{path}?as_of={AS_OF}")
+        assert urlsplit(driver.current_url).path == path, name  # not sent back to the login
+        assert driver.find_element(By.TAG_NAME, "h1").text, name
+        assert _figures(driver)["as_of"] == f"{AS_OF}T00:00:00", name
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert not errors, (name, errors)
+        requests = _requests(driver)
+        assert requests, name
+        away = [u for u in requests if urlsplit(u).hostname != "127.0.0.1" and not u.startswith("data:")]
+        assert not away, (name, away)
+        marks = driver.execute_script(MARKS_JS)
+        if name in CHARTED:
+            assert marks and all(m > 0 for m in marks), (name, marks)  # every chart has its data drawn
+        assert driver.save_screenshot(str(shots / f"{name}.png")), name
+    print(f"screenshots in {shots}")
+
+
+def test_a_filter_change_reaches_the_url_and_changes_the_figures(session: tuple[Any, str]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver, base = session
+    driver.get(f"{base}/reps?as_of={AS_OF}")
+    before = [e.get_attribute("data-row") for e in driver.find_elements(By.CSS_SELECTOR, "tr[data-row]")]
+    teams = Select(driver.find_element(By.NAME, "team"))
+    team = teams.options[1].get_attribute("value")  # the first after "all"
+    teams.select_by_value(team)
+    driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    WebDriverWait(driver, 30).until(lambda d: "team=" in d.current_url)
+    query = parse_qs(urlsplit(driver.current_url).query)
+    assert query["team"] == [team] and query["as_of"] == [AS_OF]
+    after = [e.get_attribute("data-row") for e in driver.find_elements(By.CSS_SELECTOR, "tr[data-row]")]
+    assert team in after and "(all)" not in after and "(all)" in before
+    assert set(after) - {team} < set(before)  # fewer reps: the team's
+    nav = driver.find_element(By.CSS_SELECTOR, "nav a[href^='/pipeline']").get_attribute("href")
+    assert parse_qs(urlsplit(nav).query)["team"] == [team]  # the links keep the filter
+
+
+def test_phone_width_has_no_sideways_scroll(session: tuple[Any, str]) -> None:
+    driver, base = session
+    driver.set_window_size(390, 844)
+    try:
+        driver.get(f"{base}/reps?as_of={AS_OF}")
+        overflow = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1  # wide tables scroll inside their own box
+    finally:
+        driver.set_window_size(1280, 800)
