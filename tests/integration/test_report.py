@@ -116,7 +116,7 @@ def test_the_report_figures_equal_the_cli_json(written: tuple[dict[str, str], Pa
     top = [(i["rule"], i["expected_revenue_impact"]) for i in insights["insights"]]
     assert top  # at least one insight to compare
     assert [rule for rule, _ in listed] == [rule for rule, _ in top[:5]] + [rule for rule, _ in top]
-    for (_, page), (_, cli) in zip(listed[5:], top, strict=True):
+    for (_, page), (_, cli) in zip(listed[len(top[:5]) :], top, strict=True):
         assert (page == "") if cli is None else _close(page, cli)
 
 

@@ -16,7 +16,7 @@ from forecast.dashboard.data import Filters, Reader
 
 PRINT_CSS = (
     "@media print { body { background: #fff; } section { break-inside: avoid; } "
-    "details > dl { display: block; } } "
+    ".scroll { overflow: visible; } table { font-size: 9pt; } td, th { white-space: normal; } } "
     ".report-part { page-break-before: always; } .report-part:first-of-type { page-break-before: auto; }"
 )
 """Rules only the report needs (page breaks when printed)."""
