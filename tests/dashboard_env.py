@@ -7,11 +7,11 @@ Under pytest-xdist the workers share it through a file lock in the session's com
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 from mlflow import MlflowClient
 
 from forecast.data.simulate import SimulationConfig, simulate_crm
@@ -47,7 +47,8 @@ def trained_env(factory: pytest.TempPathFactory, worker_id: str) -> dict[str, st
     shared = base if worker_id == "master" else base.parent  # the workers' common folder
     root = shared / "dashboard-warehouse"
     done = shared / "dashboard-warehouse.json"
-    with FileLock(str(shared / "dashboard-warehouse.lock")):
+    with (shared / "dashboard-warehouse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait here while one builds
         if not done.is_file():
             root.mkdir(exist_ok=True)
             done.write_text(json.dumps(_build(root)), encoding="utf-8")
