@@ -8,11 +8,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "defaults"
 """Copies of the repository's ``training/*.yaml`` shipped inside the package (a test keeps them equal)."""
+
+
+SQLITE_PREFIX = "sqlite:///"
+"""How a SQLite tracking URI starts: a fourth slash makes its path absolute (``sqlite:////abs/x.db``)."""
+
+
+def checkout_root() -> Path | None:
+    """The repository forecast runs from (the folder holding ``training/`` and ``src/``), else ``None``.
+
+    A wheel or a Bento has no ``training/`` next to its source: it has no checkout.
+    """
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "training").is_dir() else None
 
 
 def default_config_dir() -> Path:
@@ -21,18 +34,59 @@ def default_config_dir() -> Path:
     A wheel or a Bento has no ``training/`` next to its source: it reads the configs shipped in
     ``forecast/defaults/`` instead of silently falling back to built-in defaults.
     """
-    repo = Path(__file__).resolve().parents[2] / "training"
-    return repo if repo.is_dir() else PACKAGED_CONFIG_DIR
+    root = checkout_root()
+    return root / "training" if root is not None else PACKAGED_CONFIG_DIR
+
+
+def relative_sqlite_path(uri: str) -> str | None:
+    """The path of a SQLite tracking URI when it is relative (``sqlite:///mlflow.db``), else ``None``.
+
+    ``sqlite:////abs/x.db`` (absolute), in-memory SQLite and every other scheme give ``None``.
+    """
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    path = uri.removeprefix(SQLITE_PREFIX)
+    if path in ("", ":memory:") or path.startswith(("/", ":memory:?")):
+        return None
+    return path
+
+
+def anchored_tracking_uri(uri: str, root: Path) -> str:
+    """``uri`` with a relative SQLite path made absolute against ``root``; other URIs unchanged.
+
+    MLflow reads ``sqlite:///mlflow.db`` relative to the current folder: a command run from another
+    folder would open (and create) another, empty store. Anchored at the project root, every
+    command and the service open the same file wherever they run.
+
+    Args:
+        uri: A tracking URI (``sqlite:///mlflow.db``, ``sqlite:////abs/mlflow.db``,
+            ``http://host:5000``, ``postgresql://...``).
+        root: The project root (:attr:`Settings.project_root`).
+
+    Returns:
+        The URI to give MLflow.
+    """
+    path = relative_sqlite_path(uri)
+    return uri if path is None else SQLITE_PREFIX + (root.resolve() / path).as_posix()
 
 
 class Settings(BaseSettings):
     """Global settings of forecast.
 
     Attributes:
+        project_root: The folder a relative SQLite tracking URI (the default ``sqlite:///mlflow.db``)
+            and a relative ``mlflow_artifacts`` are resolved against, never the current folder, so
+            that every command and the service share one store wherever they run: the checkout
+            forecast runs from (:func:`checkout_root`), or ``FORECAST_PROJECT_ROOT``. An installed
+            package has none: a relative SQLite URI is then refused where MLflow is used
+            (:func:`forecast.registry.client`).
         warehouse: Path of the DuckDB warehouse file.
         data_dir: Where the main job writes its simulated CRM and other local outputs.
-        mlflow_tracking_uri: MLflow tracking store (a database-backed store works offline).
-        mlflow_artifacts: Folder for MLflow artifacts of the experiments forecast creates.
+        mlflow_tracking_uri: MLflow tracking store: a database-backed store works offline (a relative
+            SQLite path is anchored at ``project_root``), ``http://host:port`` a shared tracking
+            server (docs/deploy.md).
+        mlflow_artifacts: Folder for MLflow artifacts of the experiments forecast creates in a local
+            store (relative: under ``project_root``); a tracking server keeps its own artifact store.
         models_dir: Where promoted models' cards are written (``<models_dir>/<name>/``).
         outputs_dir: Default folder for batch outputs (scores).
         pipeline_file: Optional YAML pipeline definition for canonical imports.
@@ -64,6 +118,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore")
 
+    project_root: Path | None = Field(default_factory=lambda: checkout_root())
     warehouse: Path = Field(default=Path("data/warehouse.duckdb"))
     data_dir: Path = Field(default=Path("data"))
     mlflow_tracking_uri: str = Field(default="sqlite:///mlflow.db")
@@ -86,6 +141,22 @@ class Settings(BaseSettings):
     max_columns: int = Field(default=2_000, ge=1)
     max_line_bytes: int = Field(default=10_000_000, ge=1)
     max_cell_bytes: int = Field(default=1_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _anchor_mlflow_paths(self) -> Settings:
+        """Anchor a relative SQLite store and artifacts folder at ``project_root``, never the cwd.
+
+        Without a project root a relative SQLite URI is kept as given and refused where MLflow is
+        used (:func:`forecast.registry.client`), so commands that never touch MLflow still run.
+        """
+        if self.project_root is None:
+            return self
+        root = self.project_root.resolve()
+        self.project_root = root
+        self.mlflow_tracking_uri = anchored_tracking_uri(self.mlflow_tracking_uri, root)
+        if not self.mlflow_artifacts.is_absolute():
+            self.mlflow_artifacts = root / self.mlflow_artifacts
+        return self
 
 
 def load_settings(**overrides: Any) -> Settings:

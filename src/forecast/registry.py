@@ -26,7 +26,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from forecast.config import Settings
+from forecast.config import Settings, anchored_tracking_uri, relative_sqlite_path
+from forecast.errors import InputError
 from forecast.evaluate import classification_metrics
 from forecast.features.splits import summary_test_cut
 from forecast.io import csv_text, write_text
@@ -111,20 +112,60 @@ class TrainedModel(Protocol):
         ...
 
 
+def tracking_uri(settings: Settings) -> str:
+    """The store MLflow is pointed at: the settings' URI, a relative SQLite path anchored at the root.
+
+    :class:`~forecast.config.Settings` anchors it already; this also covers settings copied
+    without validation, and refuses what cannot be anchored.
+
+    Raises:
+        InputError: A relative SQLite URI and no project root (an installed package).
+    """
+    uri = settings.mlflow_tracking_uri
+    if relative_sqlite_path(uri) is None:
+        return uri
+    if settings.project_root is None:
+        raise InputError(
+            f"is the relative SQLite store {uri!r}, and forecast runs from an installed package with "
+            "no project root to resolve it against (never the current folder): set "
+            "FORECAST_PROJECT_ROOT=DIR, or give an absolute URI (sqlite:////abs/path/mlflow.db) or a "
+            "tracking server (http://host:5000)",
+            parameter="FORECAST_MLFLOW_TRACKING_URI",
+        )
+    return anchored_tracking_uri(uri, settings.project_root)
+
+
+def is_tracking_server(uri: str) -> bool:
+    """Whether ``uri`` names an MLflow tracking server (``http(s)://``), which owns its artifact store."""
+    return uri.startswith(("http://", "https://"))
+
+
 def client(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured store and return a client."""
+    """Point MLflow at the configured store (:func:`tracking_uri`) and return a client."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr readable
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    # on a tracking server MLflow prints each run's link on stdout, where --json documents go
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
 
 
 def ensure_experiment(name: str, settings: Settings) -> str:
-    """Return the experiment id, creating it with artifacts under ``settings.mlflow_artifacts``."""
+    """Return the experiment id, creating the experiment if it does not exist.
+
+    In a local store (SQLite, or a database named directly) its artifacts go under
+    ``settings.mlflow_artifacts``; on a tracking server (``http(s)://``) the server's artifact store
+    decides (``mlflow server --artifacts-destination``), so that every machine of a team reads them
+    through the server rather than from the folder of the machine that trained.
+    """
     c = client(settings)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    location = (settings.mlflow_artifacts / check_name(name, "experiment")).resolve()
+    check_name(name, "experiment")
+    if is_tracking_server(tracking_uri(settings)):
+        return str(c.create_experiment(name))
+    location = (settings.mlflow_artifacts / name).resolve()
     location.mkdir(parents=True, exist_ok=True)
     return str(c.create_experiment(name, artifact_location=location.as_uri()))
 
@@ -356,7 +397,7 @@ def load_model(
     )
     if mv is None:
         raise LookupError(
-            f"no model {name!r} with alias {alias!r} in {settings.mlflow_tracking_uri}; "
+            f"no model {name!r} with alias {alias!r} in {tracking_uri(settings)}; "
             f"train one (forecast train …) and promote it (forecast promote …)"
         )
     uri = f"models:/{name}/{mv.version}"
@@ -371,7 +412,7 @@ def downloaded_artifact(run_id: str, path: str, settings: Settings) -> Iterator[
     with tempfile.TemporaryDirectory() as tmp:
         yield Path(
             mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=settings.mlflow_tracking_uri
+                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri(settings)
             )
         )
 

@@ -102,6 +102,9 @@ def _environment(root: Path) -> dict[str, str]:
         MLFLOW_ENABLE_TELEMETRY="false",
         BENTOML_DO_NOT_TRACK="true",
         BENTOML_HOME=str(root / "bentoml"),
+        # the relative MLflow store (sqlite:///mlflow.db) is anchored at the project root, which
+        # is the repository forecast is imported from unless this names the view (config.py)
+        FORECAST_PROJECT_ROOT=str(root / "project"),
     )
     return env
 
