@@ -137,10 +137,11 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server's process group (its uvicorn worker too): politely, then for sure."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
-            proc.wait(timeout=15)
+            proc.wait(timeout=5)
             return
         except ProcessLookupError:
             return
