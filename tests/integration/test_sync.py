@@ -187,3 +187,14 @@ def test_sigterm_stops_the_loop_between_cycles(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) is before
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
         assert con.execute("SELECT cycle_id FROM sync_cycles").fetchall() == [(cycles[0],)]
+
+
+def test_bad_options_exit_2_naming_the_option(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    missing = _cli(env, "sync", "--source", str(tmp_path / "nowhere"), code=2)
+    assert missing["error"] == f"--source {tmp_path / 'nowhere'}: not a folder"
+    every = _cli(env, "sync", "--source", str(tmp_path), "--every", "soon", code=2)
+    assert every["error"].startswith("--every 'soon' is not an interval")
+    alone = _cli(env, "sync", "--source", str(tmp_path), "--to", "hubspot", code=2)
+    assert alone["error"].startswith("--output-dir goes with --to")
+    assert not (tmp_path / "wh.duckdb").exists()
