@@ -1,5 +1,5 @@
 """``forecast sync`` end to end on a small simulated CRM with trained champions: one cycle ingests,
-scores and exports; an idle cycle does nothing; a changed file is ingested alone and only the changed
+scores and exports; an idle cycle does nothing; a rewritten file is ingested and only the changed
 scores are exported; a bad export is rejected with its reason while the loop goes on; a cycle killed
 after its ingest is redone by the next; SIGTERM stops the loop between cycles."""
 
@@ -27,8 +27,6 @@ from tests.cli import cli_env, fast_config
 from tests.cli import cli_json as _cli
 
 pytestmark = pytest.mark.slow  # trains a (tiny) model
-
-TABLES = 8  # canonical table files the simulator writes (and its truth files, which sync ignores)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +97,7 @@ def _ids(path: str) -> list[str]:
 
 def test_a_cycle_ingests_scores_and_exports_and_an_idle_cycle_does_nothing(env: dict[str, str]) -> None:
     first = _sync(env)
-    assert (first["files_seen"], first["files_ingested"], first["files_skipped"]) == (TABLES, TABLES, 0)
+    assert (first["files_seen"], first["files_ingested"], first["files_skipped"]) == (1, 1, 0)
     assert first["errors"] == [] and "truth_leads.csv" in first["notes"][0]
     assert "deal_win has no champion: deals are not scored" in first["notes"]
     open_leads = _query(env, "SELECT count(*) FROM lead_scores")[0][0]
@@ -110,15 +108,15 @@ def test_a_cycle_ingests_scores_and_exports_and_an_idle_cycle_does_nothing(env: 
     assert len(_ids(files[0])) == open_leads
 
     second = _sync(env)
-    assert (second["files_ingested"], second["files_skipped"], second["files_rejected"]) == (0, TABLES, 0)
+    assert (second["files_ingested"], second["files_skipped"], second["files_rejected"]) == (0, 1, 0)
     assert (second["rows_scored"], second["rows_exported"], second["export_files"]) == ({}, 0, [])
     assert sorted(str(p) for p in (Path(env["ROOT"]) / "out").iterdir()) == files
     sql = "SELECT cycle_id, files_ingested, rows_exported FROM sync_cycles ORDER BY started_at"
     logged = _query(env, sql)
-    assert logged == [(first["cycle_id"], TABLES, open_leads), (second["cycle_id"], 0, 0)]
+    assert logged == [(first["cycle_id"], 1, open_leads), (second["cycle_id"], 0, 0)]
 
 
-def test_a_changed_file_is_ingested_alone_and_a_bad_export_is_rejected(env: dict[str, str]) -> None:
+def test_a_new_export_exports_only_changed_scores_and_a_bad_one_is_rejected(env: dict[str, str]) -> None:
     _sync(env)
     drop = Path(env["ROOT"]) / "drop"
     leads = pd.read_csv(drop / "leads.csv", dtype=str, keep_default_na=False)
@@ -132,12 +130,12 @@ def test_a_changed_file_is_ingested_alone_and_a_bad_export_is_rejected(env: dict
 
     third = _sync(env)
     outcomes = {Path(o["path"]).name: o for o in third["exports"]}
-    assert (third["files_seen"], third["files_skipped"]) == (TABLES + 1, TABLES - 1)
-    assert outcomes["0-bad"]["status"] == "rejected" and outcomes["leads.csv"]["status"] == "ingested"
+    assert (third["files_seen"], third["files_skipped"]) == (2, 0)
+    assert outcomes["0-bad"]["status"] == "rejected" and outcomes["drop"]["status"] == "ingested"
     reason = outcomes["0-bad"]["reason"]
     for part in ("not_a_number", "'amount'", "opportunities.csv row 1", "nothing was written"):
         assert part in reason
-    assert outcomes["leads.csv"]["rows_written"] == 3
+    assert outcomes["drop"]["rows_written"] == 3  # the unchanged rows of the folder are left alone
     lead_file = next(f for f in third["export_files"] if f.endswith("_Lead.csv"))
     exported = _ids(lead_file)
     assert {"LNEW1", "LNEW2", "LNEW3"} <= set(exported)
@@ -157,17 +155,17 @@ def test_a_cycle_killed_after_ingest_is_redone_by_the_next(env: dict[str, str]) 
 
     with pytest.raises(RuntimeError, match="killed"):
         run_cycle(settings, config, kill_after_ingest)
-    assert _query(env, "SELECT count(*) FROM ingest_log")[0][0] == 1 + TABLES  # the ingests happened
+    assert _query(env, "SELECT count(*) FROM ingest_log")[0][0] == 2  # the ingest happened
     assert _query(env, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'sync_%'") == [
         (0,)
     ]
 
     redone = run_cycle(settings, config)
-    assert (redone.files_ingested, redone.errors) == (TABLES, [])
-    assert all(o.rows_written == 0 for o in redone.outcomes)  # ingest is idempotent
+    assert (redone.files_ingested, redone.errors) == (1, [])
+    assert redone.outcomes[0].rows_written == 0  # ingest is idempotent
     assert redone.rows_exported == redone.total_scored > 0
     assert run_cycle(settings, config).files_ingested == 0
-    assert _query(env, "SELECT count(*), count(DISTINCT sha256) FROM sync_exports") == [(TABLES, TABLES)]
+    assert _query(env, "SELECT count(*), count(DISTINCT sha256) FROM sync_exports") == [(1, 1)]
 
 
 def test_sigterm_stops_the_loop_between_cycles(tmp_path: Path) -> None:

@@ -1,18 +1,20 @@
 """The exports waiting in a sync folder, each with the hash of its content.
 
-An *export* is what one ``forecast ingest`` call imports:
+An *export* is what one ``forecast ingest`` call imports, a folder:
 
-- each subfolder of the sync folder (a drop such as ``2026-12-03/``), in name order, when it holds
-  data files; its files are the ones directly inside it (the adapters read no deeper);
-- for the ``canonical`` format, each ``<table>.csv|parquet`` file directly in the sync folder, in the
-  tables' dependency order (so that a lead's account is imported before the lead); other data
-  files there are ignored with a note (e.g. the simulator's ``truth_*.parquet``);
-- for the other formats (whose adapters read a folder of several files), the sync folder itself
-  when it holds data files directly.
+- each subfolder of the sync folder (a drop such as ``2026-12-03/``), in name order;
+- then the sync folder itself (where a CRM rewrites the same files at each export).
+
+A folder is an export when it holds data files directly (the adapters read no deeper). An export's
+files are its data files; for the ``canonical`` format only the ``<table>.csv|parquet`` files (the
+others, e.g. the simulator's ``truth_*.parquet``, are ignored by the import and noted here). The
+tables of one folder are imported together because they refer to each other both ways (a lead
+names its opportunity, an opportunity its lead): one file alone could not be checked.
 
 An export's hash is the SHA-256 of its files' names and bytes: the same content is ingested once,
-whatever the export is called, and a file rewritten with new rows is a new export. Hidden files
-(``.name``) and files being written (``~name``, ``*.tmp``, ``*.part``) are not read.
+whatever the folder is called, and a folder whose files the CRM rewrote (new or changed rows) is a
+new export. Hidden files (``.name``) and files being written (``~name``, ``*.tmp``, ``*.part``)
+are not read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forecast.data.readers import SUPPORTED_SUFFIXES
-from forecast.data.schema import TABLE_ORDER
+from forecast.data.schema import TABLES
 from forecast.errors import InputError
 
 _CHUNK = 1 << 20
@@ -91,20 +93,16 @@ def find_exports(source: Path, source_format: str) -> Found:
     """
     if not source.is_dir():
         raise InputError(f"{source}: not a folder (give the folder the CRM exports are dropped in)")
+    folders = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
     exports: list[Export] = []
-    for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    notes: list[str] = []
+    for folder in [*folders, source]:
         files = _data_files(folder)
+        if source_format == "canonical":
+            ignored = [f.relative_to(source).as_posix() for f in files if f.stem not in TABLES]
+            if ignored:
+                notes.append(f"ignored files that are not canonical tables: {', '.join(ignored)}")
+            files = [f for f in files if f.stem in TABLES]
         if files:
             exports.append(_export(folder, files, source))
-    top = _data_files(source)
-    notes: list[str] = []
-    if source_format == "canonical":
-        rank = {table: i for i, table in enumerate(TABLE_ORDER)}
-        tables = sorted((f for f in top if f.stem in rank), key=lambda f: (rank[f.stem], f.name))
-        exports += [_export(f, [f], source) for f in tables]
-        ignored = [f.name for f in top if f.stem not in rank]
-        if ignored:
-            notes.append(f"ignored files that are not canonical tables: {', '.join(ignored)}")
-    elif top:
-        exports.append(_export(source, top, source))
     return Found(exports, notes)
