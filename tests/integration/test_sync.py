@@ -195,4 +195,8 @@ def test_bad_options_exit_2_naming_the_option(tmp_path: Path) -> None:
     assert every["error"].startswith("--every 'soon' is not an interval")
     alone = _cli(env, "sync", "--source", str(tmp_path), "--to", "hubspot", code=2)
     assert alone["error"].startswith("--output-dir goes with --to")
+    inside = _cli(
+        env, "sync", "--source", str(tmp_path), "--to", "hubspot", "--output-dir", str(tmp_path / "o"), code=2
+    )
+    assert inside["error"].startswith(f"--output-dir {tmp_path / 'o'} is inside --source")
     assert not (tmp_path / "wh.duckdb").exists()

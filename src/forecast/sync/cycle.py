@@ -84,6 +84,12 @@ class SyncConfig:
             )
         if not self.source.is_dir():
             raise InputError(f"{self.source}: not a folder", parameter="source")
+        if self.output_dir is not None and self.output_dir.resolve().is_relative_to(self.source.resolve()):
+            raise InputError(
+                f"{self.output_dir} is inside --source {self.source}: the written files would be read "
+                "back as exports; give a folder outside it",
+                parameter="output_dir",
+            )
 
 
 def _no_checkpoint(_step: str) -> None:
