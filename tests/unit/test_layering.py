@@ -36,6 +36,7 @@ ORCHESTRATION = (
     *TRAINING_JOB,  # the training job
     "forecast.batch",  # the batch scoring job
     "forecast.crm_export",  # forecast export scores: stored scores as CRM import files
+    "forecast.sync",  # forecast sync: ingest, rescore and export new CRM exports in a loop
     "forecast.main_job",  # forecast run: the other jobs in order
     "forecast.registry",
     "forecast.binding",

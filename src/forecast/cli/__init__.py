@@ -15,6 +15,7 @@ from forecast.cli import (  # noqa: F401  (registers the commands)
     monitoring,
     revenue,
     serve,
+    sync,
     tracking,
 )
 from forecast.cli.main import app
