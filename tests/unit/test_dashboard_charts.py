@@ -83,3 +83,16 @@ def test_compact_numbers() -> None:
         "950k",
         "1.2M",
     ]
+
+
+def test_a_rate_axis_stops_at_its_ceiling() -> None:
+    """A whisker at 94% stretched the win-rate axis to 103% before ``ceiling``."""
+    pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+
+    def top_tick(svg: str) -> int:
+        return max(int(t) for t in re.findall(r'class="tick"[^>]*>(\d+)%</text>', svg))
+
+    args = (["R1", "R2"], [0.5, 0.8], [0.4, 0.6], [0.6, 0.94])
+    assert top_tick(charts.bar_chart(*args, fmt=pct)) == 103
+    assert top_tick(charts.bar_chart(*args, fmt=pct, ceiling=1.0)) == 100
+    assert top_tick(charts.bar_chart(["R1"], [0.2], fmt=pct, ceiling=1.0)) == 22  # headroom kept below it

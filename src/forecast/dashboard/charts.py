@@ -171,8 +171,13 @@ def bar_chart(
     title: str = "",
     fmt: Formatter = compact,
     colour: str = PALETTE["blue"],
+    ceiling: float | None = None,
 ) -> str:
-    """Vertical bars, one ``rect.bar`` per label with a value, with whiskers where an interval is given."""
+    """Vertical bars, one ``rect.bar`` per label with a value, with whiskers where an interval is given.
+
+    ``ceiling`` caps the axis' headroom where values cannot exceed it (rates: 1.0), so that a
+    whisker at 94% does not stretch the axis past 100%.
+    """
     n = len(labels)
     columns = zip(labels, _floats(values, n), _floats(lo, n), _floats(hi, n), strict=True)
     items = [(lab, v, a, b) for lab, v, a, b in columns if _finite(v)]
@@ -180,6 +185,8 @@ def bar_chart(
         return no_data(title, "no values to draw")
     all_values = [x for _, v, a, b in items for x in (v, a, b) if _finite(x)]
     lo_v, hi_v = min(0.0, *all_values), max(all_values) * 1.1 or 1.0
+    if ceiling is not None and max(all_values) <= ceiling:
+        hi_v = min(hi_v, ceiling)
     y = _scale(lo_v, hi_v, _PAD_TOP, HEIGHT - _PAD_BOTTOM)
     step = (WIDTH - _PAD_LEFT - _PAD_RIGHT) / len(items)
     parts = _open(title)

@@ -510,6 +510,7 @@ def reps_body(r: dict[str, Any]) -> str:
                 perf["win_rate_hi"].tolist(),
                 title="Win rate per rep with its 95% Wilson interval",
                 fmt=lambda v: f"{100 * v:.0f}%",
+                ceiling=1.0,
             )
         )
     parts.append("</section><section><h2>Goals and pace</h2>")
@@ -729,7 +730,9 @@ def _report_table(frame: pd.DataFrame, keys: Sequence[str], command: str, name: 
 def _rate_bars(labels: Sequence[str], frame: pd.DataFrame, col: str, title: str) -> str:
     """Bars of a rate with its 95% interval as whiskers."""
     lo, hi = frame[col + "_lo"].tolist(), frame[col + "_hi"].tolist()
-    return charts.bar_chart(labels, frame[col].tolist(), lo, hi, title=title, fmt=lambda v: f"{100 * v:.0f}%")
+    return charts.bar_chart(
+        labels, frame[col].tolist(), lo, hi, title=title, fmt=lambda v: f"{100 * v:.0f}%", ceiling=1.0
+    )
 
 
 def activity_body(a: dict[str, Any], filters: Filters) -> str:
