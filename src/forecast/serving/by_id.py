@@ -40,11 +40,12 @@ from forecast.scoring.frame import score_frame
 from forecast.scoring.reasons import reason_codes
 from forecast.serving import scoring
 from forecast.serving.errors import error_response, warehouse_error
-from forecast.serving.records import Found, WarehouseRecords
+from forecast.serving.records import Found, Table, WarehouseRecords
 from forecast.serving.schemas import EARLIEST, LATEST
 from forecast.serving.store import ModelStore, ModelUnavailableError
 from forecast.timeutil import parse_time
 
+BAD_TIME = "is not an ISO date or time (YYYY-MM-DD[THH:MM:SS[+HH:MM]])"
 ENTITIES: dict[str, Entity] = {"deal": "opportunity", "lead": "lead"}
 """The ``{entity}`` of ``/flags/{entity}/{id}``: the words of ``forecast flags --entity``."""
 WORD = {"opportunity": "deal", "lead": "lead"}
@@ -110,8 +111,9 @@ async def _by_id(
         )
     try:
         when = parse_as_of(as_of)
-    except InputError as exc:
-        return error_response(400, str(exc), ["as_of"], code="invalid_request", rule="date")
+    except InputError as exc:  # the message without the value sent (no answer echoes input)
+        message = f"as_of {exc.message if exc.message.startswith('must') else BAD_TIME}"
+        return error_response(400, message, ["as_of"], code="invalid_request", rule="date")
     found = context.records.cached(entity, when, history)
 
     def work(found: Found | None) -> JSONResponse:
@@ -140,16 +142,15 @@ def _row(found: Found, entity: Entity, record_id: str) -> pd.DataFrame:
     row = found.table.row(record_id)
     if row is not None:
         return row
-    word, when = WORD[entity], found.table.as_of.isoformat()
-    shown = truncate(record_id, 60)
+    word, when, id_col = WORD[entity], found.table.as_of.isoformat(), ID_COLUMN[entity]
     if record_id in found.state.ids.get(entity, frozenset()):
         message = (
-            f"{word} {shown!r} is not open as of {when} (closed, converted or created later): "
+            f"the {word} with this {id_col} is not open as of {when} (closed, converted or created later): "
             "the batch scores only open records"
         )
-        raise NotAnswerableError(error_response(404, message, [ID_COLUMN[entity]], code="not_open"))
-    message = f"no {word} {shown!r} in the warehouse (as of its last read, {found.state.read_at.isoformat()})"
-    raise NotAnswerableError(error_response(404, message, [ID_COLUMN[entity]], code="not_found"))
+        raise NotAnswerableError(error_response(404, message, [id_col], code="not_open"))
+    message = f"no {word} with this {id_col} in the warehouse (read at {found.state.read_at.isoformat()})"
+    raise NotAnswerableError(error_response(404, message, [id_col], code="not_found"))
 
 
 def _respond(found: Found, result: dict[str, Any]) -> JSONResponse:
@@ -188,8 +189,13 @@ def _model(context: Context, name: str, entity: Entity) -> LoadedModel:
 # ------------------------------------------------------------------------------------ answers
 
 
-def score_answer(model: LoadedModel, row: pd.DataFrame, entity: Entity) -> dict[str, Any]:
-    """Probability, score, band and reasons of one warehouse row: ``score_frame``'s, as the batch's."""
+def score_answer(
+    model: LoadedModel, row: pd.DataFrame, entity: Entity, warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """Probability, score, band and reasons of one warehouse row: ``score_frame``'s, as the batch's.
+
+    ``warnings``: the row's unseen values, when known (else computed for the row).
+    """
     id_col = ID_COLUMN[entity]
     scored = score_frame(model, row, row[id_col]).iloc[0]
     score_name = model.meta.score_name
@@ -203,11 +209,11 @@ def score_answer(model: LoadedModel, row: pd.DataFrame, entity: Entity) -> dict[
         "features_used": len(model.meta.features),
         "model_name": model.name,
         "model_version": model.version,
-        "warnings": unseen_warnings(model.pipeline, row)[0],
+        "warnings": unseen_warnings(model.pipeline, row)[0] if warnings is None else warnings,
     }
 
 
-def close_answer(model: LoadedModel, row: pd.DataFrame) -> dict[str, Any]:
+def close_answer(model: LoadedModel, row: pd.DataFrame, warnings: list[str] | None = None) -> dict[str, Any]:
     """The close-date distribution of one deal's warehouse row (``close_date_columns``), with reasons."""
     columns = close_date_columns(model, row).iloc[0]
     meta = model.meta
@@ -225,7 +231,7 @@ def close_answer(model: LoadedModel, row: pd.DataFrame) -> dict[str, Any]:
         "reasons": scoring.reason_lists(why),
         "model_name": model.name,
         "model_version": model.version,
-        "warnings": unseen_warnings(model.pipeline, row)[0],
+        "warnings": unseen_warnings(model.pipeline, row)[0] if warnings is None else warnings,
     }
 
 
@@ -282,16 +288,45 @@ def flags_answer(
     }
 
 
+def _remembered(table: Table, key: tuple[Any, ...], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``, kept in the table: a record asked for again is not scored again."""
+    answer = table.derived.get(key)
+    if answer is None:
+        answer = table.derived[key] = compute()
+    return answer
+
+
+def _warnings(table: Table, model: LoadedModel, row: pd.DataFrame) -> list[str]:
+    """The row's unseen values, computed for the whole table once (per row it costs as much)."""
+    key = ("warnings", model.name, model.version)
+    every = table.derived.get(key)
+    if every is None:
+        every = table.derived[key] = unseen_warnings(model.pipeline, table.frame)
+    return list(every[table.rows[str(row[ID_COLUMN[table.entity]].iloc[0])]])
+
+
+def _scores(context: Context, found: Found, row: pd.DataFrame, name: str) -> dict[str, Any]:
+    table = found.table
+    model = _model(context, name, table.entity)
+    key = ("score", model.name, model.version, str(row[ID_COLUMN[table.entity]].iloc[0]))
+    return _remembered(
+        table, key, lambda: score_answer(model, row, table.entity, _warnings(table, model, row))
+    )
+
+
 def _win(context: Context, found: Found, row: pd.DataFrame) -> dict[str, Any]:
-    return score_answer(_model(context, DEAL_WIN, "opportunity"), row, "opportunity")
+    return _scores(context, found, row, DEAL_WIN)
 
 
 def _lead(context: Context, found: Found, row: pd.DataFrame) -> dict[str, Any]:
-    return score_answer(_model(context, LEAD_SCORING, "lead"), row, "lead")
+    return _scores(context, found, row, LEAD_SCORING)
 
 
 def _close(context: Context, found: Found, row: pd.DataFrame) -> dict[str, Any]:
-    return close_answer(_model(context, TIME_TO_CLOSE, "opportunity"), row)
+    table = found.table
+    model = _model(context, TIME_TO_CLOSE, "opportunity")
+    key = ("close", model.name, model.version, str(row["opportunity_id"].iloc[0]))
+    return _remembered(table, key, lambda: close_answer(model, row, _warnings(table, model, row)))
 
 
 def _churn(context: Context, entity: Entity) -> LoadedModel | None:
@@ -382,7 +417,7 @@ async def flags_by_id(
     if kind is None:
         return error_response(
             400,
-            f"entity {truncate(entity, 20)!r} must be deal or lead",
+            "entity must be deal or lead",
             ["entity"],
             code="invalid_request",
             rule="enum",
