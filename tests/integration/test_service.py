@@ -350,6 +350,100 @@ def test_flags_carry_evidence_and_actions(server: str) -> None:
     assert quiet["results"][0]["flags"] == [] and quiet["results"][0]["at_risk"] is False
 
 
+# --- scores by record id (issue 22 item 2) --------------------------------------------------------
+
+
+def _get(base: str, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.get(f"{base}{path}", headers=AUTH if headers is None else headers, timeout=60)
+
+
+def _reasons(row: pd.Series) -> dict[str, list[str]]:
+    def side(kind: str) -> list[str]:
+        return [str(row[f"reason_{kind}_{i}"]) for i in (1, 2, 3) if pd.notna(row[f"reason_{kind}_{i}"])]
+
+    return {"up": side("up"), "down": side("down")}
+
+
+def test_scores_by_id_are_the_batch_scores_of_the_record(server: str, env: dict[str, str]) -> None:
+    """GET by id answers what `forecast score deals|leads --from-warehouse` writes for the record."""
+    root = Path(env["ROOT"])
+    _cli(env, "score", "deals", "--from-warehouse", "--output", str(root / "by_id_deals.csv"))
+    _cli(env, "score", "leads", "--from-warehouse", "--output", str(root / "by_id_leads.csv"))
+    deals = pd.read_csv(root / "by_id_deals.csv", dtype={"opportunity_id": str})
+    leads = pd.read_csv(root / "by_id_leads.csv", dtype={"lead_id": str})
+    for _, deal in deals.iloc[[0, len(deals) // 2, -1]].iterrows():
+        key = deal["opportunity_id"]
+        win = _get(server, f"/win_probability/{key}")
+        assert win.status_code == 200, win.text
+        got = win.json()["result"]
+        assert got["as_of"] == pd.Timestamp(deal["as_of"]).isoformat()
+        assert got["p_win"] == pytest.approx(deal["p_win"], abs=1e-9)
+        assert (got["score"], got["band"], got["model_version"]) == (deal["score"], deal["band"], "1")
+        assert got["reasons"] == _reasons(deal)
+        close = _get(server, f"/time_to_close/{key}").json()["result"]
+        for column in ("p_close_30d", "p_close_60d", "p_close_90d", "slip_risk"):
+            expected = None if pd.isna(deal[column]) else pytest.approx(deal[column], abs=1e-9)
+            assert close[column] == expected, column
+        for column in ("close_date_p10", "close_date_p50", "close_date_p90"):
+            assert close[column] == (None if pd.isna(deal[column]) else deal[column][:10]), column
+        assert close["reasons"]["up"] and close["model_name"] == "time_to_close"
+        flags = _get(server, f"/flags/deal/{key}").json()["result"]
+        names = sorted(str(deal["flags"]).split(";")) if deal["n_flags"] else []
+        assert sorted(f["flag"] for f in flags["flags"]) == names
+        top = deal["top_flag"] if deal["n_flags"] else None
+        assert (flags["at_risk"], flags["top_flag"]) == (bool(deal["at_risk"]), top)
+    for _, lead in leads.iloc[[0, -1]].iterrows():
+        got = _get(server, f"/lead_score/{lead['lead_id']}").json()["result"]
+        assert got["p_convert"] == pytest.approx(lead["p_convert"], abs=1e-9)
+        assert (got["band"], got["reasons"]) == (lead["band"], _reasons(lead))
+        flags = _get(server, f"/flags/lead/{lead['lead_id']}").json()["result"]
+        assert flags["top_flag"] == (lead["top_flag"] if lead["n_flags"] else None)
+
+
+def test_by_id_errors_name_the_record_or_the_parameter(server: str, env: dict[str, str]) -> None:
+    unknown = _get(server, "/win_probability/NO-SUCH-DEAL")
+    assert unknown.status_code == 404, unknown.text
+    body = unknown.json()
+    assert body["code"] == "not_found" and "NO-SUCH-DEAL" not in body["message"]  # no input echoed
+    assert body["errors"] == [{"path": ["opportunity_id"], "rule": "not_found"}]
+    some_lead = _lead_ids(env)[0]
+    before = _get(server, f"/lead_score/{some_lead}?as_of=1990-01-01")  # not created yet then
+    assert before.status_code == 404 and before.json()["code"] == "not_open", before.text
+    for bad in ("yesterday", "1800-01-01"):
+        answer = _get(server, f"/time_to_close/O1?as_of={bad}")
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"] == [{"path": ["as_of"], "rule": "date"}]
+        assert answer.json()["message"].startswith("as_of ")
+    entity = _get(server, "/flags/account/A1")
+    assert entity.status_code == 400 and entity.json()["errors"][0]["path"] == ["entity"]
+    assert _get(server, "/lead_score/L1", headers={}).status_code == 401
+
+
+def _lead_ids(env: dict[str, str]) -> list[str]:
+    return list(pd.read_parquet(Path(env["ROOT"]) / "crm" / "leads.parquet", columns=["lead_id"])["lead_id"])
+
+
+def test_a_get_by_id_is_served_while_another_process_holds_the_warehouse(
+    server: str, env: dict[str, str]
+) -> None:
+    """The service holds no connection between reads: a writer takes the lock, GETs are still answered."""
+    before: dict[str, Any] = {}
+    for lead_id in _lead_ids(env):
+        answer = _get(server, f"/lead_score/{lead_id}")
+        if answer.status_code == 200:  # an open lead
+            before[lead_id] = answer.json()["result"]
+        if len(before) == 3:
+            break
+    with hold_warehouse_lock(Path(env["FORECAST_WAREHOUSE"])):  # raises if the service held the file
+        during = [(i, _get(server, f"/lead_score/{i}")) for i in [*before, *before]]  # both workers
+        unread = _get(server, f"/lead_score/{next(iter(before))}?as_of=2024-02-29")  # a table never read
+    for lead_id, answer in during:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"] == before[lead_id]
+    assert unread.status_code == 503 and unread.json()["code"] == "warehouse_busy", unread.text
+    assert unread.headers["Retry-After"] == "5"
+
+
 def test_revenue_of_sent_deals_and_of_the_warehouse_pipeline(server: str) -> None:
     deals = [
         {

@@ -19,7 +19,11 @@ import logging
 import re
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from forecast.errors import truncate
+
+log = logging.getLogger(__name__)
 
 CODES = {
     400: "invalid_request",
@@ -57,6 +61,62 @@ def error_body(
         "message": truncate(message, 500),
         "errors": list(errors or []),
     }
+
+
+def error_response(
+    status: int,
+    message: str,
+    loc: list[str | int] | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    rule: str | None = None,
+) -> JSONResponse:
+    """An error answer of a route: :func:`error_body` with one entry for the field at ``loc``.
+
+    Args:
+        status: The HTTP status.
+        message: What went wrong, for people.
+        loc: The path of the field (or parameter) at fault, if one is.
+        code: A stable code (default: from the status).
+        headers: Extra headers (``Retry-After``).
+        rule: The rule the field broke (default: ``code``, else ``refused``).
+    """
+    errors = [{"path": loc, "rule": rule or code or "refused"}] if loc else []
+    return JSONResponse(error_body(status, message, errors, code), status_code=status, headers=headers)
+
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 for a busy warehouse tells the client to wait (an import usually takes seconds)."""
+
+
+def warehouse_error(exc: Exception) -> JSONResponse:
+    """A 503 for a warehouse that cannot be read now: a stable code and message, no internals.
+
+    The detail (path, PID, DuckDB's class and text) is logged on one line, never sent: it names
+    the server's files and processes.
+    """
+    from forecast.data.warehouse import WarehouseBusyError
+
+    if isinstance(exc, WarehouseBusyError):
+        log.warning("warehouse busy: held by PID %s", exc.pid)
+        return error_response(
+            503,
+            "the warehouse is in use by another process (an import?); try again shortly",
+            code="warehouse_busy",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, FileNotFoundError):
+        log.warning("warehouse missing: %s", exc)
+        return error_response(
+            503, "the warehouse has no data yet (run forecast ingest)", code="warehouse_missing"
+        )
+    log.warning("warehouse unreadable: %s: %s", type(exc).__name__, exc)
+    return error_response(
+        503,
+        "the warehouse cannot be read now; try again shortly",
+        code="warehouse_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 _WRAPPER = re.compile(r"\b\w*IODescriptor\b")

@@ -59,6 +59,16 @@ _ERROR_RESPONSES = {
     "503": "Model not loaded, or the warehouse busy or missing",
 }
 """The error answers of a POST route (each with :data:`ERROR_SCHEMA`); ``/admin/reload`` adds 404."""
+_GET_ERRORS = {
+    "400": "Invalid parameter (as_of, entity): its name and the rule it broke",
+    "401": _ERROR_RESPONSES["401"],
+    "422": "Not answerable: served without --warehouse, a model not trained on the warehouse, no dated event",
+    "500": _ERROR_RESPONSES["500"],
+    "503": _ERROR_RESPONSES["503"],
+}
+"""The error answers of a GET route by record id (404 is declared by the route)."""
+_FASTAPI_ERRORS = ("HTTPValidationError", "ValidationError")
+"""FastAPI's 422 schemas, which the guard's answers replace (:data:`ERROR_SCHEMA`)."""
 _TAGS = {
     "Service APIs": "Scores, close dates, flags, revenue forecasts and model reloads.",
     "Infrastructure": "Health probes (open without a token).",
@@ -89,9 +99,11 @@ def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 operation["summary"] = _first_sentence(str(operation.get("description") or ""))
             if "requestBody" in operation:
                 operation["responses"] = _with_our_errors(operation.get("responses") or {})
+            elif operation.get("parameters"):  # the GET routes by record id
+                operation["responses"] = _with_our_errors(operation.get("responses") or {}, _GET_ERRORS)
     out["tags"] = [{"name": n, "description": d} for n, d in _TAGS.items()]
     schemas = out.setdefault("components", {}).setdefault("schemas", {})
-    for name in (*_BENTOML_ERRORS, *_UNUSED):
+    for name in (*_BENTOML_ERRORS, *_UNUSED, *_FASTAPI_ERRORS):
         schemas.pop(name, None)
     schemas["Error"] = ERROR_SCHEMA
     return _errors_as_ours(out)
@@ -132,12 +144,18 @@ def _errors_as_ours(node: Any) -> Any:
     return {k: _errors_as_ours(v) for k, v in node.items()}
 
 
-def _with_our_errors(responses: dict[str, Any]) -> dict[str, Any]:
-    """A POST route's responses: its success and 404 as declared, every error the guard answers."""
+def _with_our_errors(responses: dict[str, Any], errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """A route's responses: its success and 404 as declared, every error the guard answers.
+
+    ``errors``: the statuses and their descriptions (default: a POST route's).
+    """
     ref = {"$ref": "#/components/schemas/Error"}
-    out = {k: v for k, v in responses.items() if k.startswith("2") or k == "404"}
-    for status, description in _ERROR_RESPONSES.items():
-        out[status] = {"description": description, "content": {"application/json": {"schema": ref}}}
+    content = {"application/json": {"schema": ref}}
+    out = {k: v for k, v in responses.items() if k.startswith("2")}
+    if "404" in responses:
+        out["404"] = {"description": responses["404"].get("description", "Not found"), "content": content}
+    for status, description in (_ERROR_RESPONSES if errors is None else errors).items():
+        out[status] = {"description": description, "content": content}
     return dict(sorted(out.items()))
 
 

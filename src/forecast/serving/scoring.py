@@ -198,7 +198,8 @@ def _model_columns(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[_checked_columns(model, frame)]
 
 
-def _reasons(row: Any, top_k: int = 3) -> dict[str, list[str]]:
+def reason_lists(row: Any, top_k: int = 3) -> dict[str, list[str]]:
+    """``{"up": [...], "down": [...]}`` from a row's ``reason_up_<i>`` / ``reason_down_<i>`` columns."""
     up = [row.get(f"reason_up_{i}") for i in range(1, top_k + 1)]
     down = [row.get(f"reason_down_{i}") for i in range(1, top_k + 1)]
     return {
@@ -246,7 +247,7 @@ def score_records(
             score_name: float(p[i]),
             "score": int(scores[i]),
             "band": str(bands[i]),
-            "reasons": _reasons(reasons[i]),
+            "reasons": reason_lists(reasons[i]),
             "features_sent": _sent(record, used),
             "features_used": len(used),
             "model_name": model.name,
@@ -264,6 +265,21 @@ def _iso_date(value: Any) -> str | None:
 def _finite(value: Any) -> float | None:
     number = float(value)
     return round(number, 6) if math.isfinite(number) else None
+
+
+def close_fields(row: pd.Series) -> dict[str, Any]:
+    """One deal's row of :func:`close_date_columns` as JSON: probabilities, then ISO dates.
+
+    ``p_close_<d>d`` and ``slip_risk`` (``None`` when not finite), ``close_date_p10`` / ``p50`` /
+    ``p90`` and ``expected_close_date`` (``None`` when unknown).
+    """
+    item: dict[str, Any] = {}
+    for c in row.index:
+        if c.startswith("p_close_") or c == "slip_risk":
+            item[c] = _finite(row[c])
+        elif c.startswith("close_date_") or c == "expected_close_date":
+            item[c] = _iso_date(row[c])
+    return item
 
 
 def close_records(
@@ -296,12 +312,8 @@ def close_records(
         row = cols.iloc[i]
         item: dict[str, Any] = {"opportunity_id": frame["opportunity_id"].iloc[i]}
         item["as_of"] = frame["as_of"].iloc[i].isoformat()
-        for c in cols.columns:
-            if c.startswith("p_close_") or c == "slip_risk":
-                item[c] = _finite(row[c])
-            elif c.startswith("close_date_") or c == "expected_close_date":
-                item[c] = _iso_date(row[c])
-        item["reasons"] = _reasons(why.iloc[i])
+        item.update(close_fields(row))
+        item["reasons"] = reason_lists(why.iloc[i])
         item["features_sent"] = _sent(record, list(features.columns))
         item["model_name"] = model.name
         item["model_version"] = model.version
@@ -514,6 +526,21 @@ def empty_history(entity: Entity) -> Any:
     )
 
 
+def churn_scorer(churn: LoadedModel) -> Any:
+    """A churn model as the flags use it (:class:`forecast.flags.compute.ChurnScorer`)."""
+    from forecast.flags.compute import ChurnScorer
+
+    meta = churn.meta
+    return ChurnScorer(
+        pipeline=churn.pipeline,
+        features=list(meta.features),
+        descriptions=dict(meta.descriptions),
+        categorical=list(meta.categorical),
+        name=churn.name,
+        version=churn.version,
+    )
+
+
 def flag_records(
     records: Sequence[BaseModel],
     entity: Entity,
@@ -528,22 +555,12 @@ def flag_records(
     Adds p_churn when a churn champion is served. Also returns the flags that could not be
     evaluated, with why.
     """
-    from forecast.flags.compute import ChurnScorer, availability, churn_probability, flag_snapshot
+    from forecast.flags.compute import availability, churn_probability, flag_snapshot
     from forecast.flags.rules import skipped_flags, summarise
 
     frame = records_frame(records, entity, now or utc_now())
     id_col = ID_COLUMN[entity]
-    scorer = None
-    if churn is not None:
-        meta = churn.meta
-        scorer = ChurnScorer(
-            pipeline=churn.pipeline,
-            features=list(meta.features),
-            descriptions=dict(meta.descriptions),
-            categorical=list(meta.categorical),
-            name=churn.name,
-            version=churn.version,
-        )
+    scorer = None if churn is None else churn_scorer(churn)
     if frame["as_of"].nunique() > MAX_AS_OF:
         raise NotServableError(
             f"as_of: {frame['as_of'].nunique()} different moments; flag at most {MAX_AS_OF} per request"

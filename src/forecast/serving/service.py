@@ -7,6 +7,8 @@ with ``forecast serve`` (or ``bentoml serve`` from the repository root: ``bentof
 it). Routes:
 
 - ``POST /lead_score``, ``/win_probability``, ``/time_to_close``, ``/flags``: one record or a list;
+- ``GET /lead_score/{lead_id}``, ``/win_probability/{opportunity_id}``, ``/time_to_close/{opportunity_id}``,
+  ``/flags/{deal|lead}/{id}``: a record of the warehouse by its id (:mod:`forecast.serving.by_id`);
 - ``POST /score_export``: rows of a flat export, for a served lead model trained on one;
 - ``POST /revenue_forecast``: sent open deals, or the warehouse's pipeline;
 - ``GET /model_info``, ``GET /ready`` (details), ``POST /admin/reload``;
@@ -38,10 +40,13 @@ from forecast.data.warehouse import WarehouseBusyError
 from forecast.errors import InputError, ScoringError
 from forecast.features.build import Entity
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
-from forecast.serving import scoring
+from forecast.serving import by_id, scoring
 from forecast.serving.bentoml_fix import cancel_request_timers
 from forecast.serving.errors import error_body, quiet_client_errors
+from forecast.serving.errors import error_response as _error
+from forecast.serving.errors import warehouse_error as _warehouse_error
 from forecast.serving.guard import GuardMiddleware, api_token
+from forecast.serving.records import WarehouseRecords
 from forecast.serving.schemas import (
     CloseDatesResponse,
     DealRequest,
@@ -68,18 +73,6 @@ class _Holder:
     store: ModelStore | None = None
 
 
-def _error(
-    status: int,
-    message: str,
-    loc: list[str | int] | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An error answer in the service's one shape (:func:`forecast.serving.errors.error_body`)."""
-    body = error_body(status, message, [{"path": loc, "rule": code or "refused"}] if loc else [], code)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def _refused(exc: Exception) -> JSONResponse:
     """A 422 for a request the served models cannot answer; an error about one parameter names it."""
     parameter = exc.parameter if isinstance(exc, InputError) else None
@@ -92,37 +85,8 @@ def _unknown_value(exc: scoring.UnknownValueError) -> JSONResponse:
     return JSONResponse(body, status_code=400)
 
 
-RETRY_AFTER_SECONDS = 5
-"""What a 503 for a busy warehouse tells the client to wait (an import usually takes seconds)."""
-
-
-def _warehouse_error(exc: Exception) -> JSONResponse:
-    """A 503 for a warehouse that cannot be read now: a stable code and message, no internals.
-
-    The detail (path, PID, DuckDB's class and text) is logged on one line, never sent: it names
-    the server's files and processes.
-    """
-    if isinstance(exc, WarehouseBusyError):
-        log.warning("warehouse busy: held by PID %s", exc.pid)
-        return _error(
-            503,
-            "the warehouse is in use by another process (an import?); try again shortly",
-            code="warehouse_busy",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-    if isinstance(exc, FileNotFoundError):
-        log.warning("warehouse missing: %s", exc)
-        return _error(503, "the warehouse has no data yet (run forecast ingest)", code="warehouse_missing")
-    log.warning("warehouse unreadable: %s: %s", type(exc).__name__, exc)
-    return _error(
-        503,
-        "the warehouse cannot be read now; try again shortly",
-        code="warehouse_unavailable",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-
-
 info_app = FastAPI(title="forecast: models and readiness", openapi_url=None, docs_url=None, redoc_url=None)
+info_app.include_router(by_id.router)  # GET /win_probability/{id}, ...: BentoML's API routes are POST only
 
 
 @info_app.get(
@@ -163,6 +127,9 @@ ROUTES = [
     "/admin/reload",
 ]
 
+REFRESH_SECONDS = 1.0
+"""How often each worker looks at the warehouse file for an import (a ``stat``; a read only if it changed)."""
+
 SERVICE_CONFIG: dict[str, Any] = {
     "workers": 2,  # one per core of the reference machine; `forecast serve --workers` sets it
     # Long enough for a whole-pipeline revenue forecast; the per-request timer is cancelled when the
@@ -180,6 +147,7 @@ class ForecastService:
     """forecast over HTTP; settings come from ``FORECAST_*`` environment variables."""
 
     def __init__(self) -> None:
+        from forecast.flags.history import load_history
         from forecast.flags.job import load_flags_config
 
         self.settings = load_settings()
@@ -196,6 +164,12 @@ class ForecastService:
         self._as_of: tuple[int, Any] | None = None
         self._held_outs: dict[tuple[str, str], Any] = {}
         _Holder.store = self.store
+        self.records = WarehouseRecords(
+            self.settings.warehouse, lambda src, entity: load_history(src, entity, self.flags_config)
+        )
+        by_id.serve(by_id.Context(self.settings, self.store, self.flags_config, self.records))
+        if self.settings.serve_warehouse:  # read the default tables now and after each import
+            self.records.start_refreshing(REFRESH_SECONDS)
         cancel_request_timers()
         quiet_client_errors()  # 4xx: one line from the guard, not a traceback with inputs
         _freeze_heap()
