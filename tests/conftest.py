@@ -187,10 +187,10 @@ def hold_warehouse_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 LONGEST_FIRST = (
-    "tests/model/test_revenue_quality.py",
     "tests/integration/test_service.py",
     "tests/integration/test_monitoring.py",
     "tests/model/test_deal_quality.py",
+    "tests/model/test_revenue_quality.py",
     "tests/model/test_flags_quality.py",
     "tests/integration/test_lead_scoring_cli.py",
     "tests/integration/test_deal_cli.py",
