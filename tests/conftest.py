@@ -186,18 +186,41 @@ def hold_warehouse_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
         proc.wait()
 
 
-RUN_FIRST = ("tests/model/", "tests/integration/")
-"""Folders whose files run first: the model-quality gates and the CLI and service runs take minutes
-each, and with ``-n 2 --dist loadfile`` a long file handed out last keeps one worker busy while the
-other has finished (the unit tests then fill the gaps instead)."""
+LONGEST_FIRST = (
+    "tests/integration/test_service.py",
+    "tests/integration/test_monitoring.py",
+    "tests/model/test_deal_quality.py",
+    "tests/model/test_revenue_quality.py",
+    "tests/model/test_flags_quality.py",
+    "tests/integration/test_lead_scoring_cli.py",
+    "tests/integration/test_deal_cli.py",
+    "tests/model/test_lead_scoring_quality.py",
+    "tests/integration/test_main_job.py",
+    "tests/model/",
+    "tests/integration/",
+)
+"""Files (then folders) handed to the test workers first, longest first (the per-file durations of
+a CI run): with ``-n 2 --dist loadfile`` a file of several minutes handed out last keeps one worker
+busy while the other has finished; handed out first, the short unit tests fill the gaps instead."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the order of :func:`pytest_collection_modifyitems` under ``--dist loadfile``.
+
+    pytest-xdist (3.x) otherwise hands out the files by their number of tests, most first
+    (``--loadscope-reorder``, on by default), which put the two longest files 60th and 61st of 79.
+    """
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order the session: the long folders first (:data:`RUN_FIRST`), each file's tests together."""
+    """Order the session: the long files first (:data:`LONGEST_FIRST`), each file's tests together."""
     del config
 
     def rank(item: pytest.Item) -> int:
         path = Path(str(item.fspath)).resolve().relative_to(REPO).as_posix()
-        return next((i for i, folder in enumerate(RUN_FIRST) if path.startswith(folder)), len(RUN_FIRST))
+        ranks = (i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix))
+        return next(ranks, len(LONGEST_FIRST))
 
-    items.sort(key=rank)  # stable: the order within a folder is kept
+    items.sort(key=rank)  # stable: the order within a file or folder is kept

@@ -15,7 +15,7 @@ from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.forecast import period_grid
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow  # a point-in-time revenue backtest: about 5 minutes
+pytestmark = pytest.mark.slow  # a point-in-time revenue backtest: about 2.5 minutes of CPU
 
 WIN = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
 CLOSE = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
@@ -23,7 +23,8 @@ CLOSE = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
 
 @pytest.fixture(scope="module")
 def backtest() -> BacktestResult:
-    sim = simulate_crm(SimulationConfig(n_leads=30_000, seed=42, months=36))
+    # 20,000 leads and two trainings: the trainings are ~85% of the time (15,000 leads fail the WAPE gate)
+    sim = simulate_crm(SimulationConfig(n_leads=20_000, seed=42, months=36))
     dates = list(pd.date_range("2026-01-01", "2026-12-01", freq="MS"))
     return backtest_revenue(
         sim.tables,
@@ -32,7 +33,7 @@ def backtest() -> BacktestResult:
         lambda d: period_grid(d, 1, "month")[0],
         WIN,
         CLOSE,
-        retrain_every=4,
+        retrain_every=6,
         by="team",
         n_sims=2000,
     )
@@ -40,7 +41,7 @@ def backtest() -> BacktestResult:
 
 def test_backtest_beats_both_baselines_by_a_fifth(backtest: BacktestResult) -> None:
     """Issue 15: WAPE at most 0.8 × the better of the stage-weighted pipeline and the run rate
-    (measured: 0.127 against 0.338 and 0.299)."""
+    (measured: 0.170 against 0.536 and 0.344)."""
     m = backtest.metrics
     print(backtest.table.round(0).to_string())
     print(m)
@@ -65,8 +66,8 @@ def test_backtest_interval_coverage(backtest: BacktestResult) -> None:
 
 def test_band_carries_the_models_error_from_evidence(backtest: BacktestResult) -> None:
     """Every forecast drew common shocks whose spread came from its own past cuts, scored by the
-    evaluation models (only cuts after their test cut: measured 5-8 before the first retraining,
-    12 after), not from the prior alone; the calibrated simulated CRM must not get an absurd band
+    evaluation models (only cuts after their test cut: measured 12 before the retraining, 5-11
+    after), not from the prior alone; the calibrated simulated CRM must not get an absurd band
     from it."""
     t = backtest.table
     print(t[["as_of", "win_shock_cuts", "win_shock_sigma", "volume_shock_sigma"]].to_string())
