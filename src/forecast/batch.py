@@ -101,13 +101,82 @@ def score_file(
             f"(write the file with `forecast features --entity {entity}` or score --from-warehouse)"
         )
     keys = [id_col, "as_of"] if "as_of" in frame.columns else [id_col]
+    duplicate = frame.duplicated(subset=keys, keep="first") & ~frame[id_col].isna()
+    scored = score_snapshot_rows(model, frame, duplicate.to_numpy(), progress=progress, reasons=reasons)
+    return scored, id_col
+
+
+def score_snapshot_rows(
+    model: LoadedModel,
+    frame: pd.DataFrame,
+    duplicate: np.ndarray,
+    *,
+    source_rows: np.ndarray | None = None,
+    progress: Any = None,
+    reasons: bool = True,
+) -> Scored:
+    """Score the rows of a snapshot feature table, rejecting those without an id, repeated or unparsable.
+
+    Every step is row by row but ``duplicate``, which the caller computes over the whole input (the
+    local engine over the file, the Spark engine over the dataset): so a part of a table scores as
+    the whole table would. The reject records of a row come in the order missing id, duplicate,
+    then each unparsable feature in the model's order.
+
+    Args:
+        model: The loaded model (its features must be columns of ``frame``).
+        frame: The rows (the id column, ``as_of`` when present, the model's features).
+        duplicate: Per row, whether the same id (and ``as_of``) appeared earlier in the input.
+        source_rows: Per row, its 1-based row number in the input (default: its position here + 1).
+        progress: Called with a description and the fraction done.
+        reasons: Whether to add the reasons.
+
+    Returns:
+        The scores (``source_row`` first), the rejects, ``len(frame)`` and the typed features.
+    """
+    id_col = ID_COLUMN["lead" if str(model.meta.entity) == "lead" else "opportunity"]
+    rows = np.arange(1, len(frame) + 1) if source_rows is None else np.asarray(source_rows)
+    rejects, ok, typed_all = snapshot_rejects(model, frame, duplicate, source_rows=rows)
+    good = frame.loc[ok]
+    typed = typed_all.loc[ok]
+    scores = score_frame(model, typed, good[id_col], progress=progress, reasons=reasons)
+    scores.insert(0, "source_row", rows[ok.to_numpy()])
+    scores["warnings"] = warnings_column(model.pipeline, typed)
+    if "as_of" in good:
+        scores.insert(2, "as_of", good["as_of"].to_numpy())
+    if "as_of" in good:
+        typed = typed.assign(as_of=pd.to_datetime(good["as_of"], errors="coerce").to_numpy())
+    return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame), typed)
+
+
+def snapshot_rejects(
+    model: LoadedModel,
+    frame: pd.DataFrame,
+    duplicate: np.ndarray,
+    *,
+    source_rows: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """The reject records of snapshot rows, which rows can be scored, and the features typed.
+
+    Arguments as :func:`score_snapshot_rows`.
+
+    Returns:
+        The rejects (``source_row`` from ``source_rows``), the mask of the scoreable rows (indexed
+        like ``frame``) and the model's features of every row, numbers parsed.
+    """
+    meta = model.meta
+    id_col = ID_COLUMN["lead" if str(meta.entity) == "lead" else "opportunity"]
+    rows = np.arange(1, len(frame) + 1) if source_rows is None else np.asarray(source_rows)
     missing_id = frame[id_col].isna()
-    duplicate = frame.duplicated(subset=keys, keep="first") & ~missing_id
-    typed_all, bad_numbers = _typed_features(frame, features, set(meta.categorical))
+    duplicate_mask = pd.Series(np.asarray(duplicate, dtype=bool), index=frame.index)
+    typed_all, bad_numbers = _typed_features(frame, list(meta.features), set(meta.categorical))
     parts = [
         _rejects_for(frame, missing_id, id_col, "missing_id", "the id is empty"),
         _rejects_for(
-            frame, duplicate, id_col, "duplicate_id", "the same id (and as_of) appeared earlier in the file"
+            frame,
+            duplicate_mask,
+            id_col,
+            "duplicate_id",
+            "the same id (and as_of) appeared earlier in the file",
         ),
     ]
     for col, mask in bad_numbers.items():
@@ -115,20 +184,12 @@ def score_file(
     rejects = (
         pd.concat(parts, ignore_index=True).sort_values("source_row", kind="stable").reset_index(drop=True)
     )
+    rejects["source_row"] = rows[rejects["source_row"].to_numpy(dtype=np.int64) - 1]
     bad_any = np.zeros(len(frame), dtype=bool)
     for mask in bad_numbers.values():
         bad_any |= mask.to_numpy()
-    ok = ~(missing_id | duplicate) & ~bad_any
-    good = frame.loc[ok]
-    typed = typed_all.loc[ok]
-    scores = score_frame(model, typed, good[id_col], progress=progress, reasons=reasons)
-    scores.insert(0, "source_row", np.flatnonzero(ok.to_numpy()) + 1)
-    scores["warnings"] = warnings_column(model.pipeline, typed)
-    if "as_of" in good:
-        scores.insert(2, "as_of", good["as_of"].to_numpy())
-    if "as_of" in good:
-        typed = typed.assign(as_of=pd.to_datetime(good["as_of"], errors="coerce").to_numpy())
-    return Scored(scores.rename(columns={"id": id_col}), rejects, len(frame), typed), id_col
+    ok = ~(missing_id | duplicate_mask) & ~bad_any
+    return rejects, ok, typed_all
 
 
 def _with_input_columns(

@@ -124,6 +124,20 @@ ReasonsOpt = Annotated[
         help="Add the top reasons up and down (TreeSHAP: most of the cost of scoring a large file).",
     ),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="local: score in this process; spark: on Apache Spark (--input and --output are Parquet "
+        "files or folders, paths or URIs; docs/scale.md).",
+    ),
+]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --engine spark: the Spark master to start (e.g. local[2]); default: spark-submit's "
+        "session, else local[*]."
+    ),
+]
 FlagsOpt = Annotated[
     bool,
     typer.Option(
@@ -307,9 +321,9 @@ app.add_typer(score_app, name="score")
 @score_app.command("leads")
 def score_leads(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
+    output: Annotated[str, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
     input_path: Annotated[
-        Path | None, typer.Option("--input", help="A file in the shape the model was trained on.")
+        str | None, typer.Option("--input", help="A file in the shape the model was trained on.")
     ] = None,
     from_warehouse: Annotated[
         bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
@@ -346,6 +360,8 @@ def score_leads(
     models: ModelsOpt = None,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
+    engine: EngineOpt = "local",
+    master: MasterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row.
@@ -375,6 +391,8 @@ def score_leads(
         with_flags=with_flags,
         reasons=reasons,
         keep_columns=keep_columns,
+        engine=engine,
+        master=master,
     )
 
 
@@ -394,9 +412,9 @@ def _with_alias(ref: Any, alias: str, version: int | None, as_json: bool) -> Any
 @score_app.command("deals")
 def score_deals(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
+    output: Annotated[str, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
     input_path: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--input", help="Deal snapshots as written by `forecast features --entity opportunity`."
         ),
@@ -426,6 +444,8 @@ def score_deals(
     reasons: ReasonsOpt = True,
     encoding: EncodingOpt = "utf-8",
     delimiter: DelimiterOpt = ",",
+    engine: EngineOpt = "local",
+    master: MasterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score open deals: p_win and reasons, close-date distribution and slip risk, for every row.
@@ -459,13 +479,15 @@ def score_deals(
         churn_model=refs[CHURN_RISK],
         with_flags=with_flags,
         reasons=reasons,
+        engine=engine,
+        master=master,
     )
 
 
 def _score(
     ctx: typer.Context,
-    output: Path,
-    input_path: Path | None,
+    output: str,
+    input_path: str | None,
     from_warehouse: bool,
     model: Any,
     as_of: str | None,
@@ -478,9 +500,14 @@ def _score(
     with_flags: bool = False,
     reasons: bool = True,
     keep_columns: str | None = None,
+    engine: str = "local",
+    master: str | None = None,
 ) -> None:
-    """Run :func:`forecast.batch.score_job` with the models chosen (``ModelRef``) and print the summary."""
-    from forecast.batch import score_job
+    """Run :func:`forecast.batch.score_job` with the models chosen (``ModelRef``) and print the summary.
+
+    With ``engine="spark"``, :func:`forecast.scale.job.spark_score_job` scores the ``--input`` file
+    or folder on Spark instead (the same rows, scores, reasons and rejects).
+    """
     from forecast.errors import ScoringError
     from forecast.registry import client
 
@@ -489,26 +516,46 @@ def _score(
     settings = context_settings(ctx)
     client(settings)
     when = parse_as_of(as_of or None, as_json)  # "" scores at the default, as it always has
-    with (
-        input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
-        progress_bar("score") as update,
-    ):
-        summary = score_job(
+    if engine not in ("local", "spark"):
+        fail(as_json, f"--engine must be local or spark, not {engine!r}")
+    if engine == "spark":
+        summary = _score_on_spark(
             settings,
-            model_name=model,
-            output=output,
-            input_path=input_path,
-            as_of=when,
-            write_to_warehouse=write_back,
-            encoding=encoding,
-            delimiter=delimiter,
-            progress=update,
+            model,
+            output,
+            input_path,
+            write_back,
+            keep_columns,
+            as_of,
+            master,
+            as_json,
             close_model=close_model,
-            churn_model=churn_model if churn_model is not None and churn_model.explicit else None,
             with_flags=with_flags,
             reasons=reasons,
-            keep_columns=keep_columns,
         )
+    elif master is not None:
+        fail(as_json, "--master is for --engine spark")
+    else:
+        with (
+            input_errors(as_json, (ScoringError, SourceError, LookupError, FileNotFoundError)),
+            progress_bar("score") as update,
+        ):
+            summary = _local_job(
+                settings,
+                model,
+                output,
+                input_path,
+                when,
+                write_back,
+                encoding,
+                delimiter,
+                update,
+                close_model=close_model,
+                churn_model=churn_model,
+                with_flags=with_flags,
+                reasons=reasons,
+                keep_columns=keep_columns,
+            )
 
     def render(c: Console) -> None:
         c.print(
@@ -520,3 +567,80 @@ def _score(
         c.print(f"  output: {summary.output}\n  rejects: {summary.rejects}\n  bands: {summary.bands}")
 
     emit(as_json, summary.to_dict(), render)
+
+
+def _local_job(
+    settings: Any,
+    model: Any,
+    output: str,
+    input_path: str | None,
+    when: Any,
+    write_back: bool,
+    encoding: str,
+    delimiter: str,
+    update: Any,
+    *,
+    close_model: Any,
+    churn_model: Any,
+    with_flags: bool,
+    reasons: bool,
+    keep_columns: str | None,
+) -> Any:
+    """:func:`forecast.batch.score_job` with the command's options (the local engine)."""
+    from forecast.batch import score_job
+
+    return score_job(
+        settings,
+        model_name=model,
+        output=Path(output),
+        input_path=None if input_path is None else Path(input_path),
+        as_of=when,
+        write_to_warehouse=write_back,
+        encoding=encoding,
+        delimiter=delimiter,
+        progress=update,
+        close_model=close_model,
+        churn_model=churn_model if churn_model is not None and churn_model.explicit else None,
+        with_flags=with_flags,
+        reasons=reasons,
+        keep_columns=keep_columns,
+    )
+
+
+def _score_on_spark(
+    settings: Any,
+    model: Any,
+    output: str,
+    input_path: str | None,
+    write_back: bool,
+    keep_columns: str | None,
+    as_of: str | None,
+    master: str | None,
+    as_json: bool,
+    *,
+    close_model: Any,
+    with_flags: bool,
+    reasons: bool,
+) -> Any:
+    """:func:`forecast.scale.job.spark_score_job` with the command's options (what it cannot do: exit 2)."""
+    from forecast.errors import InputError, ScoringError
+
+    if input_path is None:
+        fail(as_json, "--engine spark scores a Parquet file or folder: give --input (not --from-warehouse)")
+    for given, option in ((write_back, "--write-back"), (keep_columns, "--keep-columns"), (as_of, "--as-of")):
+        if given:
+            fail(as_json, f"{option} is not available with --engine spark: use --engine local")
+    from forecast.scale.job import spark_score_job
+
+    notes = ["flags need the warehouse's history: score --from-warehouse to get them"] if with_flags else []
+    with input_errors(as_json, (ScoringError, InputError, LookupError)):
+        return spark_score_job(
+            settings,
+            model=model,
+            input_path=str(input_path),
+            output=output,
+            master=master,
+            close_model=close_model,
+            reasons=reasons,
+            notes=notes,
+        )

@@ -1,0 +1,134 @@
+"""Spark local[2] against the in-process scorer: N leads (default 100k) from Parquet, with reasons.
+
+Uses the ``lead_scoring`` champion of the registry the ``FORECAST_*`` settings point at, and the
+feature rows of the warehouse's open leads (``forecast features --entity lead``), resampled to N
+rows with unique ids and written as one Parquet file (the in-process scorer's input) and as a
+folder of ``--parts`` part files (Spark's). Each engine runs in its own child process through the
+CLI (``forecast score leads``); a sampler reads /proc every 0.2 s for the peak RSS of the whole
+process tree and of its largest process (the JVM, a Python worker). Also prints the size of the
+broadcast models and the time to unpickle them (what each task would pay without a broadcast).
+
+Run: ``uv run python benchmarks/bench_spark_scoring.py --rows 100000 [--rows 1000000]``; results go
+to ``benchmarks/RESULTS.md`` by hand, with the load average printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _tree_rss(root: int) -> tuple[int, int]:
+    """Total and largest RSS (bytes) of ``root`` and its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+        rss[int(entry.name)] = pages * os.sysconf("SC_PAGE_SIZE")
+    todo, seen = [root], []
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        todo += children.get(pid, [])
+    sizes = [rss.get(p, 0) for p in seen]
+    return sum(sizes), max(sizes, default=0)
+
+
+def _run(args: list[str]) -> tuple[float, float, float]:
+    """Seconds, peak tree RSS and peak single-process RSS (MiB) of ``forecast <args>``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "forecast.cli", *args], stdout=subprocess.DEVNULL)
+    peak = [0, 0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            total, largest = _tree_rss(proc.pid)
+            peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    code = proc.wait()
+    seconds = time.perf_counter() - start
+    thread.join()
+    if code != 0:
+        raise SystemExit(f"forecast {' '.join(args)} exited {code}")
+    return seconds, peak[0] / 2**20, peak[1] / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, action="append", help="rows (repeatable; default 100000)")
+    parser.add_argument("--parts", type=int, default=8, help="part files of Spark's input")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--features", type=Path, help="a lead snapshot Parquet (default: built now)")
+    args = parser.parse_args()
+    from forecast.config import load_settings
+    from forecast.registry import load_model
+    from forecast.scale.rows import ScoringModels
+
+    model = load_model("lead_scoring", load_settings())
+    blob = pickle.dumps(ScoringModels(model))
+    start = time.perf_counter()
+    pickle.loads(blob)
+    print(
+        f"lead_scoring v{model.version}: broadcast {len(blob) / 2**20:.1f} MiB, unpickled in "
+        f"{(time.perf_counter() - start) * 1000:.0f} ms; {os.cpu_count()} cores"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench_spark_") as tmp:
+        root = Path(tmp)
+        source = args.features
+        if source is None:
+            source = root / "snap.parquet"
+            subprocess.run(
+                [sys.executable, "-m", "forecast.cli", "features", "--entity", "lead", "--out", str(source)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        base = pd.read_parquet(source)
+        print("| engine | rows | seconds | rows/s | peak RSS, all processes (MiB) | largest process (MiB) |")
+        print("|---|---|---|---|---|---|")
+        for n in args.rows or [100_000]:
+            rows = base.sample(n=n, replace=True, random_state=0).reset_index(drop=True)
+            rows["lead_id"] = np.char.add("L", np.arange(n).astype(str))
+            single = root / f"in_{n}.parquet"
+            rows.to_parquet(single)
+            folder = root / f"in_{n}"
+            folder.mkdir()
+            for i, part in enumerate(np.array_split(np.arange(n), args.parts)):
+                rows.iloc[part].to_parquet(folder / f"part-{i:04d}.parquet")
+            runs = {
+                "in-process (`--engine local`)": [
+                    "--input", str(single), "--output", str(root / "l.parquet"),
+                ],
+                f"Spark {args.master} (`--engine spark`)": [
+                    "--engine", "spark", "--master", args.master,
+                    "--input", str(folder), "--output", str(root / f"s_{n}.parquet"),
+                ],
+            }  # fmt: skip
+            for label, options in runs.items():
+                seconds, total, largest = _run(["score", "leads", *options])
+                cells = [label, f"{n:,}", f"{seconds:,.1f}", f"{n / seconds:,.0f}", f"{total:,.0f}"]
+                print(f"| {' | '.join(cells)} | {largest:,.0f} |", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (a shared machine)")
+
+
+if __name__ == "__main__":
+    main()
