@@ -150,6 +150,23 @@ def _login(driver: Any, base: str, path: str, token: str) -> None:
     field = driver.find_element(By.NAME, "token")
     field.send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    _wait_for_the_answer(driver)
+
+
+def _wait_for_the_answer(driver: Any) -> None:
+    """Wait until the login's answer is shown: a click does not wait for the POST and its redirect
+    (the first page after it may take a minute to compute), so reading the URL at once raced it."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def answered(d: Any) -> bool:
+        if urlsplit(d.current_url).path != "/login":
+            return True
+        return "Wrong token." in d.find_element(By.TAG_NAME, "main").text
+
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    WebDriverWait(driver, 180, poll_frequency=0.2, ignored_exceptions=ignored).until(answered)
 
 
 @pytest.fixture(scope="module")
