@@ -17,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 
 from forecast.data.simulate import SimulationConfig, simulate_crm
-from tests.cli import cli_env
+from tests.cli import cli_env, fast_config
 from tests.cli import cli_json as _cli
 from tests.conftest import REPO
 
@@ -50,7 +50,8 @@ def test_monitor_and_retrain_on_clean_and_shifted_crms(tmp_path: Path) -> None:
         "shifted",
         SimulationConfig(n_leads=12000, seed=13, months=18, source_mix=SHIFTED_MIX, conversion_shift=1.0),
     )
-    first = _cli(_env(root), "train", "lead-scoring", "--promote")
+    fast = str(fast_config(root, "lead_scoring"))  # few, fast trees: the verdicts, not the model, are tested
+    first = _cli(_env(root), "train", "lead-scoring", "--promote", "--config", fast)
     assert first["promotion"]["promoted"]
     client = MlflowClient(_env(root)["FORECAST_MLFLOW_TRACKING_URI"])
     logged = {a.path for a in client.list_artifacts(first["run_id"], "evaluation")}
@@ -91,7 +92,7 @@ def test_monitor_and_retrain_on_clean_and_shifted_crms(tmp_path: Path) -> None:
     )
 
     # (c) retrain on the shifted CRM: the challenger is better there and is promoted ...
-    retrained = _cli(_env(root, "shifted"), "retrain", "--model", "lead-scoring", code=0)
+    retrained = _cli(_env(root, "shifted"), "retrain", "--model", "lead-scoring", "--config", fast, code=0)
     assert retrained["promoted"] and retrained["version"] == "2"
     decision = retrained["promotion"]
     assert decision["challenger_metrics"]["brier"] < decision["champion_metrics"]["brier"]
