@@ -403,3 +403,20 @@ def test_an_all_empty_numeric_column_warns_nothing_and_keeps_the_fast_path(data:
         fast = fastpath.predict_proba(pipe, rows)
     assert fastpath.coded(pipe) is not None
     np.testing.assert_array_equal(fast, pipe.predict_proba(rows))
+
+
+def test_by_id_answers_of_a_whole_table_are_its_rows_answers(plain: Pipeline, data: tuple) -> None:
+    """The by-id warm-up scores a table at once: each answer is the one its row alone gets."""
+    from forecast.serving.by_id import score_answer, score_answers
+
+    meta = {"descriptions": DESCRIPTIONS, "categorical": ["source"], "features": list(data[2].columns)}
+    model = LoadedModel(name="m", version="3", alias=None, pipeline=plain, metadata=meta, run_id="r")
+    table = data[2].iloc[:40].copy()
+    table.insert(0, "lead_id", [f"L{i}" for i in range(len(table))])
+    table["as_of"] = pd.Timestamp("2026-01-01")
+    together = score_answers(model, table, "lead")
+    assert [a["lead_id"] for a in together] == list(table["lead_id"])
+    alone = [score_answer(model, table.iloc[i : i + 1], "lead") for i in range(len(table))]
+    assert together == alone
+    assert any(a["warnings"] for a in together)  # the unseen level of row 2 is named
+    assert len({a["band"] for a in together}) > 1

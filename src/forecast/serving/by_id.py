@@ -196,43 +196,70 @@ def score_answer(
 
     ``warnings``: the row's unseen values, when known (else computed for the row).
     """
+    return score_answers(model, row, entity, None if warnings is None else [warnings])[0]
+
+
+def score_answers(
+    model: LoadedModel, frame: pd.DataFrame, entity: Entity, warnings: list[list[str]] | None = None
+) -> list[dict[str, Any]]:
+    """:func:`score_answer` of every row of ``frame`` at once (one ``score_frame`` call, as the batch)."""
     id_col = ID_COLUMN[entity]
-    scored = score_frame(model, row, row[id_col]).iloc[0]
+    scored = score_frame(model, frame, frame[id_col])
     score_name = model.meta.score_name
-    return {
-        id_col: str(row[id_col].iloc[0]),
-        "as_of": pd.Timestamp(row["as_of"].iloc[0]).isoformat(),
-        score_name: float(scored[score_name]),
-        "score": int(scored["score"]),
-        "band": str(scored["band"]),
-        "reasons": scoring.reason_lists(scored),
-        "features_used": len(model.meta.features),
-        "model_name": model.name,
-        "model_version": model.version,
-        "warnings": unseen_warnings(model.pipeline, row)[0] if warnings is None else warnings,
-    }
+    warned = unseen_warnings(model.pipeline, frame) if warnings is None else warnings
+    ids, as_of = frame[id_col].astype(str).tolist(), frame["as_of"].tolist()
+    p, score, band = scored[score_name].tolist(), scored["score"].tolist(), scored["band"].tolist()
+    reasons = [scoring.reason_lists(r) for r in scored.to_dict(orient="records")]
+    return [
+        {
+            id_col: ids[i],
+            "as_of": pd.Timestamp(as_of[i]).isoformat(),
+            score_name: float(p[i]),
+            "score": int(score[i]),
+            "band": str(band[i]),
+            "reasons": reasons[i],
+            "features_used": len(model.meta.features),
+            "model_name": model.name,
+            "model_version": model.version,
+            "warnings": list(warned[i]),
+        }
+        for i in range(len(frame))
+    ]
 
 
 def close_answer(model: LoadedModel, row: pd.DataFrame, warnings: list[str] | None = None) -> dict[str, Any]:
     """The close-date distribution of one deal's warehouse row (``close_date_columns``), with reasons."""
-    columns = close_date_columns(model, row).iloc[0]
+    return close_answers(model, row, None if warnings is None else [warnings])[0]
+
+
+def close_answers(
+    model: LoadedModel, frame: pd.DataFrame, warnings: list[list[str]] | None = None
+) -> list[dict[str, Any]]:
+    """:func:`close_answer` of every deal row of ``frame`` at once."""
+    columns = close_date_columns(model, frame)
     meta = model.meta
     why = reason_codes(
         model.pipeline,
-        row[list(meta.features)],
+        frame[list(meta.features)],
         dict(meta.descriptions),
         top_k=3,
         kinds=dict.fromkeys(meta.categorical, "categorical"),
-    ).iloc[0]
-    return {
-        "opportunity_id": str(row["opportunity_id"].iloc[0]),
-        "as_of": pd.Timestamp(row["as_of"].iloc[0]).isoformat(),
-        **scoring.close_fields(columns),
-        "reasons": scoring.reason_lists(why),
-        "model_name": model.name,
-        "model_version": model.version,
-        "warnings": unseen_warnings(model.pipeline, row)[0] if warnings is None else warnings,
-    }
+    )
+    warned = unseen_warnings(model.pipeline, frame) if warnings is None else warnings
+    ids, as_of = frame["opportunity_id"].astype(str).tolist(), frame["as_of"].tolist()
+    reasons = [scoring.reason_lists(r) for r in why.to_dict(orient="records")]
+    return [
+        {
+            "opportunity_id": ids[i],
+            "as_of": pd.Timestamp(as_of[i]).isoformat(),
+            **scoring.close_fields(columns.iloc[i]),
+            "reasons": reasons[i],
+            "model_name": model.name,
+            "model_version": model.version,
+            "warnings": list(warned[i]),
+        }
+        for i in range(len(frame))
+    ]
 
 
 @dataclass(frozen=True)
@@ -296,12 +323,18 @@ def _remembered(table: Table, key: tuple[Any, ...], compute: Callable[[], dict[s
     return answer
 
 
-def _warnings(table: Table, model: LoadedModel, row: pd.DataFrame) -> list[str]:
-    """The row's unseen values, computed for the whole table once (per row it costs as much)."""
+def _table_warnings(table: Table, model: LoadedModel) -> list[list[str]]:
+    """The unseen values of every row of the table, computed once (per row it costs as much)."""
     key = ("warnings", model.name, model.version)
     every = table.derived.get(key)
     if every is None:
         every = table.derived[key] = unseen_warnings(model.pipeline, table.frame)
+    return every
+
+
+def _warnings(table: Table, model: LoadedModel, row: pd.DataFrame) -> list[str]:
+    """The row's unseen values (from the table's)."""
+    every = _table_warnings(table, model)
     return list(every[table.rows[str(row[ID_COLUMN[table.entity]].iloc[0])]])
 
 
@@ -327,6 +360,54 @@ def _close(context: Context, found: Found, row: pd.DataFrame) -> dict[str, Any]:
     model = _model(context, TIME_TO_CLOSE, "opportunity")
     key = ("close", model.name, model.version, str(row["opportunity_id"].iloc[0]))
     return _remembered(table, key, lambda: close_answer(model, row, _warnings(table, model, row)))
+
+
+WARM_MAX_ROWS = 20_000
+"""Largest default table whose answers are all computed ahead of requests (larger: per request)."""
+WARMED: dict[Entity, tuple[tuple[str, str], ...]] = {
+    "opportunity": ((DEAL_WIN, "score"), (TIME_TO_CLOSE, "close")),
+    "lead": ((LEAD_SCORING, "score"),),
+}
+"""The served models whose answers :func:`warm` computes, per entity, and the kind of answer."""
+
+
+def warm(context: Context) -> int:
+    """Compute every answer of the current state's default tables ahead of requests, in batch.
+
+    Called by the refresher thread after each read and each model change: one ``score_frame`` (or
+    ``close_date_columns``) over a table costs about what a few single rows do, so that a request
+    is then a lookup. Idempotent per table and model version; tables above :data:`WARM_MAX_ROWS`
+    and models not served are left to the requests.
+
+    Returns:
+        How many answers were computed.
+    """
+    state = context.records.current()
+    if state is None or state.default_as_of is None:
+        return 0
+    done = 0
+    for (entity, when), table in list(state.tables.items()):
+        if when != state.default_as_of or not 0 < len(table.frame) <= WARM_MAX_ROWS:
+            continue
+        for name, kind in WARMED[entity]:
+            try:
+                model = _model(context, name, entity)
+            except NotAnswerableError:
+                continue
+            marker = ("warm", kind, model.name, model.version)
+            if marker in table.derived:
+                continue
+            warned = _table_warnings(table, model)
+            if kind == "score":
+                answers = score_answers(model, table.frame, entity, warned)
+            else:
+                answers = close_answers(model, table.frame, warned)
+            id_col = ID_COLUMN[entity]
+            for answer in answers:
+                table.derived.setdefault((kind, model.name, model.version, answer[id_col]), answer)
+            table.derived[marker] = True
+            done += len(answers)
+    return done
 
 
 def _churn(context: Context, entity: Entity) -> LoadedModel | None:

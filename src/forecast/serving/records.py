@@ -231,6 +231,10 @@ class WarehouseRecords:
 
     # ------------------------------------------------------------- refreshing
 
+    def current(self) -> State | None:
+        """The state read last (``None``: none yet), whether or not the file has changed since."""
+        return self._state
+
     def refresh(self) -> bool:
         """Read the default tables of both entities if the warehouse changed (or was never read).
 
@@ -245,11 +249,12 @@ class WarehouseRecords:
             return False
         return self._state is not before
 
-    def start_refreshing(self, every_seconds: float) -> None:
+    def start_refreshing(self, every_seconds: float, after: Callable[[], Any] | None = None) -> None:
         """Read the default tables now and after every change of the file (a daemon thread).
 
         The thread looks at the file every ``every_seconds`` (``<= 0``: only the first read), so
-        that the first request after an import rarely waits for the new state.
+        that the first request after an import rarely waits for the new state; ``after`` is called
+        after each look (the by-id routes compute their answers ahead there).
         """
         if self._thread is not None:
             return
@@ -259,6 +264,8 @@ class WarehouseRecords:
                 try:
                     if self.refresh():
                         log.info("warehouse read: %s", self.describe())
+                    if after is not None:
+                        after()
                 except Exception:  # pragma: no cover - a request reports the same error
                     log.exception("reading the warehouse failed")
                 if every_seconds <= 0 or self._stop.wait(every_seconds):

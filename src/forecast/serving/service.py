@@ -167,9 +167,11 @@ class ForecastService:
         self.records = WarehouseRecords(
             self.settings.warehouse, lambda src, entity: load_history(src, entity, self.flags_config)
         )
-        by_id.serve(by_id.Context(self.settings, self.store, self.flags_config, self.records))
-        if self.settings.serve_warehouse:  # read the default tables now and after each import
-            self.records.start_refreshing(REFRESH_SECONDS)
+        context = by_id.Context(self.settings, self.store, self.flags_config, self.records)
+        by_id.serve(context)
+        if self.settings.serve_warehouse:  # read the default tables now and after each import,
+            # and compute their answers ahead of the requests
+            self.records.start_refreshing(REFRESH_SECONDS, after=lambda: by_id.warm(context))
         cancel_request_timers()
         quiet_client_errors()  # 4xx: one line from the guard, not a traceback with inputs
         _freeze_heap()
