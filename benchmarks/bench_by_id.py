@@ -230,7 +230,10 @@ def main() -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-    print(f"\nconcurrency {args.concurrency}, {args.workers} workers; 'first': each record once (from the warm-up where it ran, else scored), ")
+    print(
+        f"\nconcurrency {args.concurrency}, {args.workers} workers; "
+        "'first': each record once (from the warm-up where it ran, else scored), "
+    )
     print(f"'again': {args.requests} requests for records asked before (a worker that scored one keeps it)\n")
     print("| route | pass | requests | requests/s | p50 ms | p90 ms | p99 ms | max ms | non-200 | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -1,16 +1,17 @@
-"""Where the revenue forecast takes the open deals' win level from: deal win, the hazard, or their mean.
+"""Where the revenue forecast takes the open deals' win level from: deal win, the hazard, their mean, or auto.
 
 Usage: ``uv run python benchmarks/bench_revenue_level.py history-3m stages-8 ...`` (robustness presets;
 seed 7, 800 leads a month; 2-10 minutes a world on the shared 2-core machine). Prints one JSON line
-per world: WAPE, bias and months inside P10-P90 of the 3-month backtest after the world's cut, for
-each level, on the same trained models (trained once per as_of, cached), with the stage-weighted
-(``sw``) and run-rate (``rr``) baselines' WAPE.
+per world: WAPE, bias and months inside P10-P90 of the 3-month backtest after the world's cut
+(:func:`forecast.robustness.revenue_coverage`), for each ``ShockSettings.win_level``, on the same
+trained models (trained once per as_of, cached in this process), with the stage-weighted (``sw``)
+and run-rate (``rr``) baselines' WAPE, and for ``auto`` the level it chose at each as_of.
 
-The forecast books an open deal's win with probability ``p_win`` (the deal-win model: a win within
-H days) and spreads it over the periods by the time-to-close model's win-timing curve. This
-experiment swaps ``p_win`` for the hazard's own incidence of a win within H (``hazard``), or the
-mean of the two (``blend``), by wrapping ``forecast.revenue.engine.score_deals`` in this process
-only: a measurement harness, not a product option. Results: docs/revenue.md.
+The forecast books an open deal's win with probability ``p_win`` and spreads it over the periods by
+the time-to-close model's win-timing curve. The level is the deal-win model's P(won within H)
+(``deal_win``), the hazard's own incidence of a win within H (``hazard``), the mean of the two
+(``blend``), or ``auto``: the one whose expected won amount was closest to the realised one on the
+past cuts of the shock evidence. Results: docs/revenue.md.
 """
 
 import json
@@ -18,33 +19,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 import forecast.revenue.backtest as bt
-import forecast.revenue.engine as engine
 from forecast.data.simulate import simulate_crm
 from forecast.data.simulation.worlds import load_world
 from forecast.models.config import TrainingConfig
-from forecast.models.survival import survival_at
-from forecast.revenue.engine import NewDealSettings
-from forecast.revenue.forecast import period_grid
-from forecast.robustness import cut_of
+from forecast.revenue.engine import ShockSettings
+from forecast.robustness import cut_of, revenue_coverage
 
 REPO = Path(__file__).resolve().parents[1]
-LEVELS = ("deal_win", "blend", "hazard")
-_level = {"v": "deal_win"}
-_score_deals = engine.score_deals
+LEVELS = ("deal_win", "blend", "hazard", "auto")
 _train_deal_models = bt.train_deal_models
 _trained: dict[Any, Any] = {}
-
-
-def _scored(tables: Any, pipeline: Any, dates: Any, models: Any, data_end: Any) -> Any:
-    """``engine.score_deals`` with ``p_win`` replaced as the current level says."""
-    frame, p, closed_by = _score_deals(tables, pipeline, dates, models, data_end)
-    if len(frame) and _level["v"] != "deal_win":
-        within_h = survival_at(closed_by, models.edges, models.horizon_days)
-        p = within_h if _level["v"] == "hazard" else 0.5 * (p + within_h)
-    return frame, p, closed_by
 
 
 def _trained_once(tables: Any, pipeline: Any, as_of: Any, win: Any, close: Any) -> Any:
@@ -60,35 +45,23 @@ def _judge(name: str, win: TrainingConfig, close: TrainingConfig) -> dict[str, A
     world = load_world(name).model_copy(update={"leads_per_month": 800.0, "seed": 7, "n_leads": None})
     sim = simulate_crm(world.to_config(extra_months=6))
     pipeline, cut = world.pipeline(), cut_of(world)
-    dates = [cut + pd.DateOffset(months=k) for k in range(3)]
     out: dict[str, Any] = {"world": name}
     for level in LEVELS:
-        _level["v"] = level
-        res = bt.backtest_revenue(
-            sim.tables,
-            pipeline,
-            dates,
-            lambda d: period_grid(d, 1, "month")[0],
-            win,
-            close,
-            retrain_every=3,
-            new_deals=NewDealSettings(),
-            n_sims=2000,
-        )
-        t, m = res.table, res.metrics
+        res = revenue_coverage(sim, pipeline, cut, 3, win, close, 2000, ShockSettings(win_level=level))
         out[level] = {
-            "wape": round(m["model"]["wape"], 3),
-            "bias": round(m["model"]["bias"], 3),
-            "inside": int(((t.actual >= t.p10) & (t.actual <= t.p90)).sum()),
-            "sw": round(m["stage_weighted"]["wape"], 3),
-            "rr": round(m["run_rate"]["wape"], 3),
+            "wape": round(res["wape"], 3),
+            "bias": round(res["bias"], 3),
+            "inside": res["inside_p10_p90"],
+            "sw": round(res["wape_stage_weighted"], 3),
+            "rr": round(res["wape_run_rate"], 3),
         }
+        if level == "auto":
+            out[level]["chosen"] = res["win_levels"]
     return out
 
 
 def main() -> None:
     """Judge every world named on the command line."""
-    engine.score_deals = _scored
     bt.train_deal_models = _trained_once
     win = TrainingConfig.from_yaml(REPO / "training/deal_win.yaml")
     close = TrainingConfig.from_yaml(REPO / "training/time_to_close.yaml")

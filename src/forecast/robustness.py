@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
+
+if TYPE_CHECKING:
+    from forecast.revenue.engine import ShockSettings
 
 AUC_MARGIN = 0.02
 """Deal win must beat the stage-only baseline's AUC by this much (where that baseline is informative)."""
@@ -290,8 +293,12 @@ def revenue_coverage(
     win: TrainingConfig,
     close: TrainingConfig,
     n_sims: int,
+    shock: ShockSettings | None = None,
 ) -> dict[str, Any]:
-    """Backtest the revenue forecast for each month of the window, models trained once at the cut."""
+    """Backtest the revenue forecast for each month of the window, models trained once at the cut.
+
+    ``shock``: the common shocks' and win level's settings (``None``: the defaults).
+    """
     from forecast.revenue.backtest import backtest_revenue
     from forecast.revenue.engine import NewDealSettings
     from forecast.revenue.forecast import period_grid
@@ -307,6 +314,7 @@ def revenue_coverage(
         retrain_every=months,
         new_deals=NewDealSettings(),
         n_sims=n_sims,
+        shock=shock,
     )
     t = result.table
     inside = ((t["actual"] >= t["p10"]) & (t["actual"] <= t["p90"])).to_numpy()
@@ -320,6 +328,7 @@ def revenue_coverage(
         "wape_stage_weighted": m["stage_weighted"].get("wape"),
         "wape_run_rate": m["run_rate"].get("wape"),
         "bias": m["model"].get("bias"),
+        "win_levels": [str(v) for v in t["win_level"]] if "win_level" in t else [],
     }
 
 

@@ -170,6 +170,12 @@ def test_revenue_forecast_against_quota(env: dict[str, str], trained: dict[str, 
     table = runner.invoke(app, args, env={**env, "COLUMNS": "80"}, catch_exceptions=False).stdout
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80  # issue 17 item 7
     assert "won so far" in table and "P(hit)" in table and "not shown" in table
+    assert out["model_error"]["win_level"] == "deal_win"  # the default level
+    blend = _cli(
+        env, "revenue", "--periods", "2", "--group", "team", "--sims", "2000", "--win-level", "blend"
+    )
+    assert blend["model_error"]["win_level"] == "blend"
+    assert blend["open_deals"] == out["open_deals"] and blend["forecast"] != out["forecast"]
     wide = runner.invoke(app, [*args, "--wide"], env={**env, "COLUMNS": "80"}, catch_exceptions=False).stdout
     assert "open pipeline" in wide and "deals needed" in wide and "not shown" not in wide
 
@@ -177,6 +183,7 @@ def test_revenue_forecast_against_quota(env: dict[str, str], trained: dict[str, 
 def test_revenue_bad_options_are_clear_errors(env: dict[str, str], trained: dict[str, dict]) -> None:
     assert "week, month or quarter" in _cli(env, "revenue", "--by", "year", code=2)["error"]
     assert "rep, team, region" in _cli(env, "revenue", "--group", "product", code=2)["error"]
+    assert "deal_win, blend, hazard, auto" in _cli(env, "revenue", "--win-level", "best", code=2)["error"]
     assert (
         "before --from"
         in _cli(env, "backtest", "revenue", "--from", "2025-06-01", "--to", "2025-01-01", code=2)["error"]

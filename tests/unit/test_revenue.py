@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from forecast.data.as_of import crm_as_of
@@ -316,3 +317,90 @@ def test_held_out_models_drop_the_cuts_they_have_seen_but_keep_the_volume_eviden
     assert shock.win.cuts == 0 and shock.win.sigma == pytest.approx(settings.win_prior.sigma)
     assert shock.volume.cuts == settings.cuts
     assert not any("win_shift" in row for row in shock.evidence)
+
+
+def test_choose_win_level_takes_the_smallest_wape_over_the_cuts() -> None:
+    from forecast.revenue.engine import choose_win_level
+
+    observed = [100.0, 80.0, 120.0]
+    expected = {"deal_win": [60.0, 50.0, 70.0], "blend": [90.0, 75.0, 100.0], "hazard": [130.0, 110.0, 150.0]}
+    level, errors = choose_win_level(expected, observed, min_cuts=3)
+    assert level == "blend"
+    assert errors["deal_win"] == pytest.approx((40 + 30 + 50) / 300)
+    assert errors["blend"] == pytest.approx((10 + 5 + 20) / 300)
+    # too few cuts, or nothing won in them: the deal-win model, with no errors to show
+    assert choose_win_level(expected, observed, min_cuts=4) == ("deal_win", {})
+    assert choose_win_level(expected, [0.0, 0.0, 0.0], min_cuts=3) == ("deal_win", {})
+    # a tie keeps the earlier level of WIN_LEVELS (deal_win before blend before hazard)
+    tie = {"deal_win": [90.0], "hazard": [110.0]}
+    assert choose_win_level(tie, [100.0], min_cuts=1)[0] == "deal_win"
+
+
+class _ConstantWin(BaseEstimator):
+    """A win model saying ``p`` for every deal."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def fit(self, *_: object) -> _ConstantWin:
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.column_stack([np.full(len(frame), 1 - self.p), np.full(len(frame), self.p)])
+
+
+class _LinearWins(BaseEstimator):
+    """A competing-risks close model whose incidence of winning rises linearly to ``level`` at 180 days."""
+
+    competing_ = True
+
+    def __init__(self, level: float) -> None:
+        self.level = level
+
+    def fit(self, *_: object) -> _LinearWins:
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def win_incidence(self, x: pd.DataFrame) -> np.ndarray:
+        return np.tile(np.array([0.0, 0.5, 1.0]) * self.level, (len(x), 1))
+
+    def survival(self, x: pd.DataFrame) -> np.ndarray:
+        return 1.0 - self.win_incidence(x)
+
+
+def test_auto_win_level_follows_the_level_closest_to_the_cuts_wins() -> None:
+    """A deal model far below the realised wins loses to the hazard's level on the past cuts."""
+    from forecast.revenue.engine import WIN_LEVELS, win_levels
+
+    sim = simulate_crm(SimulationConfig(n_leads=3000, seed=3, months=18))
+    as_of = T("2025-05-01")
+    past = crm_as_of(sim.tables, as_of, DEFAULT_PIPELINE)
+    win = Pipeline([("win", _ConstantWin(0.01))])
+    close = Pipeline([("prep", "passthrough"), ("close", _LinearWins(0.6))])
+    models = DealModels(win, close, [0.0, 90.0, 180.0], 180.0, {})
+    auto = estimate_shock(past, DEFAULT_PIPELINE, as_of, models, ShockSettings(min_deals=5, win_level="auto"))
+    assert set(auto.level_errors) == set(WIN_LEVELS)
+    assert auto.win_level != "deal_win"
+    assert auto.level_errors[auto.win_level] < auto.level_errors["deal_win"]
+    judged = [row for row in auto.evidence if "win_shift" in row]
+    assert len(judged) >= 3
+    # the shifts are measured on the chosen level: its expected wins are the ones reported
+    asked = estimate_shock(
+        past, DEFAULT_PIPELINE, as_of, models, ShockSettings(min_deals=5, win_level="deal_win")
+    )
+    assert asked.win_level == "deal_win" and asked.level_errors == {}
+    mine = [row["wins_expected"] for row in auto.evidence if "win_shift" in row]
+    theirs = [row["wins_expected"] for row in asked.evidence if "win_shift" in row]
+    assert sum(mine) > sum(theirs)
+    with pytest.raises(ValueError, match="win_level"):
+        estimate_shock(past, DEFAULT_PIPELINE, as_of, models, ShockSettings(min_deals=5, win_level="best"))
+    # without a competing-risks close model only the deal-win level exists
+    plain = DealModels(win, Pipeline([("close", "passthrough")]), [0.0, 90.0, 180.0], 180.0, {})
+    assert list(win_levels(np.array([0.2]), np.zeros((1, 3)), plain)) == ["deal_win"]
+    levels = win_levels(np.array([0.2]), np.array([[0.0, 0.3, 0.6]]), models)
+    assert levels["hazard"] == pytest.approx([0.6]) and levels["blend"] == pytest.approx([0.4])

@@ -33,6 +33,18 @@ if TYPE_CHECKING:
     from forecast.revenue.job import RevenueForecast
 
 
+WinLevelOpt = Annotated[
+    str,
+    typer.Option(
+        "--win-level",
+        help="Where the open deals' win probability comes from: deal_win (the deal-win model), hazard "
+        "(the time-to-close model's P(won within the horizon)), blend (their mean) or auto (the one "
+        "closest to the won amount of the past months); docs/revenue.md compares them.",
+    ),
+]
+WIN_LEVEL_CHOICES = ("deal_win", "blend", "hazard", "auto")
+
+
 @app.command()
 def revenue(
     ctx: typer.Context,
@@ -58,6 +70,7 @@ def revenue(
     ] = None,
     close_model: CloseModelOpt = None,
     models: ModelsOpt = None,
+    win_level: WinLevelOpt = "deal_win",
     wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -71,6 +84,8 @@ def revenue(
 
     if by not in ("week", "month", "quarter"):
         fail(as_json, f"--by {by!r}: use week, month or quarter")
+    if win_level not in WIN_LEVEL_CHOICES:
+        fail(as_json, f"--win-level {win_level!r}: use one of {', '.join(WIN_LEVEL_CHOICES)}")
     if group is not None and group not in GROUPINGS:
         fail(as_json, f"--group {group!r}: use one of {', '.join(GROUPINGS)}")
     if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
@@ -87,7 +102,15 @@ def revenue(
         with progress_bar("revenue") as update:
             update("forecasting", None)
             payload = revenue_job(
-                settings, as_of=when, periods=periods, by=by, group=group, n_sims=sims, seed=seed, refs=refs
+                settings,
+                as_of=when,
+                periods=periods,
+                by=by,
+                group=group,
+                n_sims=sims,
+                seed=seed,
+                refs=refs,
+                win_level=win_level,
             )
     except (FileNotFoundError, LookupError, ValueError) as exc:  # ModelBindingError is a ValueError
         fail(as_json, cli_message(exc).strip("'\""))
@@ -157,6 +180,12 @@ def render_revenue(console: Console, payload: RevenueForecast, wide: bool = Fals
             f"and new-deal volume sd {err['volume_shock_sigma']:.2f}, from {int(err['win_shock_cuts'])} "
             "past months of their errors (docs/revenue.md)"
         )
+    if err.get("win_level") not in (None, "deal_win"):
+        console.print(
+            f"open deals' win level: {err['win_level']} (closest to the won amount of the past months: "
+            + ", ".join(f"{k} WAPE {v:.2f}" for k, v in (err.get("win_level_errors") or {}).items())
+            + ")"
+        )
     g = payload.goals
     console.print(
         f"{g.period}: goal {compact(g.goal)} (weekly {compact(g.weekly_goal)}, daily "
@@ -192,6 +221,7 @@ def backtest_revenue_command(
             "(--no-model-error: deals independent given their probabilities, the band of luck alone)."
         ),
     ] = True,
+    win_level: WinLevelOpt = "deal_win",
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
@@ -204,6 +234,8 @@ def backtest_revenue_command(
         fail(as_json, f"--every {every!r}: use week, month or quarter")
     if group is not None and group not in ("rep", "team", "region"):
         fail(as_json, f"--group {group!r}: use one of rep, team, region")
+    if win_level not in WIN_LEVEL_CHOICES:
+        fail(as_json, f"--win-level {win_level!r}: use one of {', '.join(WIN_LEVEL_CHOICES)}")
     start, end = parse_date(date_from, "--from", as_json), parse_date(date_to, "--to", as_json)
     if end < start:
         fail(as_json, f"--to {end.date()} is before --from {start.date()}")
@@ -222,7 +254,7 @@ def backtest_revenue_command(
                 win_config=win,
                 close_config=close,
                 by=group,
-                shock=ShockSettings(include=model_error),
+                shock=ShockSettings(include=model_error, win_level=win_level),
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:

@@ -302,6 +302,7 @@ def backtest_revenue(
                 "win_shock_cuts": result.shock.win.cuts,
                 "volume_shock_sigma": result.shock.volume.sigma,
                 "win_shock_centre": result.shock.centre,
+                "win_level": result.shock.win_level,
             }
         )
     table = pd.DataFrame(rows)

@@ -21,6 +21,7 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.features.splits import summary_test_cut
+from forecast.models.survival import survival_at
 from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (
@@ -118,6 +119,11 @@ class ShockSettings:
             (their precision-weighted mean shift, shrunk towards 0 by a normal prior of sd
             ``bias_prior_sd``).
         bias_prior_sd: Prior sd of that bias (logit scale).
+        win_level: Where the open deals' win probability comes from: ``deal_win`` (the deal-win
+            model's P(won within H)), ``hazard`` (the time-to-close model's cumulative incidence
+            of a win within H), ``blend`` (their mean), or ``auto``: the one whose expected won
+            amount was closest to the realised one over the cuts (:func:`choose_win_level`).
+        level_min_cuts: ``auto`` keeps ``deal_win`` with fewer judged cuts than this.
     """
 
     include: bool = True
@@ -128,6 +134,64 @@ class ShockSettings:
     volume_prior: ShockPrior = field(default_factory=lambda: ShockPrior(0.15, 2.0))
     recentre: bool = False
     bias_prior_sd: float = 0.5
+    win_level: str = "deal_win"  # auto lost to a fixed level on the matrix (docs/revenue.md)
+    level_min_cuts: int = 3
+
+
+WIN_LEVELS = ("deal_win", "blend", "hazard")
+"""The win levels an open deal's probability can come from (``auto`` chooses among them, in this
+order on ties)."""
+
+
+def hazard_win_within(closed_by: np.ndarray, models: DealModels) -> np.ndarray | None:
+    """The close model's P(won within the win model's horizon) per deal.
+
+    ``None`` when the close model does not tell wins from losses (its curve is then P(closed), not
+    a win probability).
+    """
+    hazard = models.close.steps[-1][1]
+    if not (hasattr(hazard, "win_incidence") and getattr(hazard, "competing_", False)):
+        return None
+    if closed_by.shape[0] == 0:
+        return np.zeros(0)
+    return np.clip(survival_at(closed_by, models.edges, models.horizon_days), 0.0, 1.0)
+
+
+def win_levels(p_win: np.ndarray, closed_by: np.ndarray, models: DealModels) -> dict[str, np.ndarray]:
+    """Every win level available for these deals.
+
+    ``deal_win`` always; ``blend`` and ``hazard`` with a competing-risks close model.
+    """
+    levels = {"deal_win": p_win}
+    within = hazard_win_within(closed_by, models)
+    if within is not None:
+        levels["blend"] = 0.5 * (p_win + within)
+        levels["hazard"] = within
+    return levels
+
+
+def choose_win_level(
+    expected: Mapping[str, Sequence[float]], observed: Sequence[float], min_cuts: int
+) -> tuple[str, dict[str, float]]:
+    """The level whose expected won amount was closest to the realised one over the cuts.
+
+    Args:
+        expected: Per level, the expected won amount of each judged cut.
+        observed: The realised won amount of each judged cut (same order).
+        min_cuts: Fewer judged cuts (or nothing won in them): ``deal_win``.
+
+    Returns:
+        The level, and each level's WAPE over the cuts (sum of absolute errors over the sum won).
+    """
+    won = float(np.sum(observed))
+    if len(observed) < min_cuts or won <= 0:
+        return "deal_win", {}
+    errors = {
+        level: float(np.abs(np.asarray(values) - np.asarray(observed)).sum() / won)
+        for level, values in expected.items()
+    }
+    best = min((level for level in WIN_LEVELS if level in errors), key=lambda level: errors[level])
+    return best, errors
 
 
 def deal_group(tables: Mapping[str, pd.DataFrame], by: str | None) -> pd.Series:
@@ -222,8 +286,8 @@ def estimate_shock(
     Returns:
         The spreads of the win and volume shocks, with the per-cut evidence.
     """
-    if not settings.include:
-        return NO_SHOCK
+    if not settings.include:  # a level asked for still applies; auto has no evidence: deal_win
+        return NO_SHOCK if settings.win_level == "auto" else replace(NO_SHOCK, win_level=settings.win_level)
     window = pd.Timedelta(days=settings.window_days)
     opps = past["opportunities"]
     created = pd.to_datetime(opps["created_at"])
@@ -241,17 +305,41 @@ def estimate_shock(
         won = opps[opps["outcome"] == "won"]
         won_closed = pd.to_datetime(won["closed_at"])
         at = pd.to_datetime(frame["as_of"]).to_numpy() if len(frame) else np.array([], dtype="datetime64[ns]")
+        levels = win_levels(p_win, closed_by, models)
+        amount = (
+            pd.to_numeric(frame["amount"], errors="coerce").fillna(0.0).to_numpy()
+            if len(frame)
+            else np.zeros(0)
+        )
+        judged: list[tuple[pd.Timestamp, np.ndarray, np.ndarray, np.ndarray]] = []
+        for c in cuts:
+            mine = np.flatnonzero(at == np.datetime64(c))
+            if len(mine) >= settings.min_deals:
+                ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
+                share = close_shares(
+                    closed_by[mine],
+                    models.edges,
+                    c,
+                    [Period(c, c + window, "range", "w")],
+                    models.horizon_days,
+                )[:, 0]
+                judged.append((c, mine, frame["opportunity_id"].iloc[mine].isin(ids).to_numpy(), share))
+        level, level_errors = _level_of(settings, levels, amount, judged)
+        chosen = levels[level]
+        outcomes = {c: (mine, hit) for c, mine, hit, _ in judged}
         for c in cuts:
             row: dict[str, float] = {"cut": float(c.value // 10**9)}
             row.update(
                 _volume_evidence(created, first, c, settings.window_days, new_deal_window_days, volume)
             )
-            mine = np.flatnonzero(at == np.datetime64(c))
-            if len(mine) >= settings.min_deals:
-                ids = set(won.loc[(won_closed >= c) & (won_closed < c + window), "opportunity_id"])
-                observed = float(frame["opportunity_id"].iloc[mine].isin(ids).sum())
-                row.update(_win_evidence(p_win[mine], closed_by[mine], observed, c, window, models, wins))
+            if c in outcomes:
+                mine, hit = outcomes[c]
+                row.update(
+                    _win_evidence(chosen[mine], closed_by[mine], float(hit.sum()), c, window, models, wins)
+                )
             evidence.append(row)
+    else:
+        level, level_errors = _level_of(settings, {"deal_win": np.zeros(0)}, np.zeros(0), [])
     win = shock_scale(wins.shifts, wins.variances, settings.win_prior)
     centre = (
         bias_estimate(wins.shifts, wins.variances, win.sigma, settings.bias_prior_sd)
@@ -259,8 +347,38 @@ def estimate_shock(
         else 0.0
     )
     return CommonShock(
-        win, shock_scale(volume.shifts, volume.variances, settings.volume_prior), evidence, centre
+        win,
+        shock_scale(volume.shifts, volume.variances, settings.volume_prior),
+        evidence,
+        centre,
+        win_level=level,
+        level_errors=level_errors,
     )
+
+
+def _level_of(
+    settings: ShockSettings,
+    levels: Mapping[str, np.ndarray],
+    amount: np.ndarray,
+    judged: Sequence[tuple[pd.Timestamp, np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[str, dict[str, float]]:
+    """The win level of the settings: the one asked for (if the models give it) or the cuts' choice.
+
+    ``judged``: per cut with enough deals, its deals' rows, whether each won in the window, and the
+    share of each deal's win timing that falls in the window.
+    """
+    if settings.win_level != "auto":
+        if settings.win_level not in WIN_LEVELS:
+            raise ValueError(
+                f"win_level must be auto or one of {', '.join(WIN_LEVELS)}: {settings.win_level!r}"
+            )
+        return (settings.win_level if settings.win_level in levels else "deal_win"), {}
+    expected = {
+        name: [float((share * p[mine] * amount[mine]).sum()) for _, mine, _, share in judged]
+        for name, p in levels.items()
+    }
+    observed = [float(amount[mine][hit].sum()) for _, mine, hit, _ in judged]
+    return choose_win_level(expected, observed, settings.level_min_cuts)
 
 
 @dataclass
@@ -414,6 +532,7 @@ def revenue_forecast(
         if isinstance(shock, CommonShock)
         else estimate_shock(past, pipeline, as_of, models, shock or ShockSettings(), settings.window_days)
     )
+    p_win = win_levels(p_win, closed_by, models).get(spreads.win_level, p_win)
     result = forecast_revenue(
         deals=open_deals,
         p_win=p_win,

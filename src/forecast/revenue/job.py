@@ -232,12 +232,14 @@ def revenue_job(
     seed: int = 0,
     models: DealModels | None = None,
     refs: dict[str, ModelRef] | None = None,
+    win_level: str = "deal_win",
 ) -> RevenueForecast:
     """Forecast the next periods against quota.
 
     ``models`` are the two models to use (the HTTP service passes the ones it serves); without
     them, ``refs`` name them, by default the champions bound to this warehouse
-    (:func:`champion_models`).
+    (:func:`champion_models`). ``win_level``: where the open deals' win probability comes from
+    (:class:`~forecast.revenue.engine.ShockSettings`).
     """
     from forecast.tracking.data import default_as_of
 
@@ -249,7 +251,16 @@ def revenue_job(
     grid = period_grid(when, periods, by)
     quotas = _quota_lookup(frames, pipeline, when, group)
     result, scored = revenue_forecast(
-        frames, pipeline, when, models, grid, by=group, quotas=quotas, n_sims=n_sims, seed=seed
+        frames,
+        pipeline,
+        when,
+        models,
+        grid,
+        by=group,
+        quotas=quotas,
+        n_sims=n_sims,
+        seed=seed,
+        shock=ShockSettings(win_level=win_level),
     )
     pace = pacing(frames, pipeline, when, grid[0])
     return RevenueForecast(
@@ -261,7 +272,11 @@ def revenue_job(
         warnings=warnings,
         open_deals=len(scored),
         open_pipeline=float(pd.to_numeric(scored["amount"], errors="coerce").fillna(0).sum()),
-        model_error={k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},
+        model_error={
+            **{k: (v if math.isfinite(v) else None) for k, v in result.shock.summary().items()},
+            "win_level": result.shock.win_level,
+            "win_level_errors": result.shock.level_errors,
+        },
         forecast=_records(result.table),
         goals=_goals(result.table, pace, grid[0], quotas, when),
         pacing=_records(pace),

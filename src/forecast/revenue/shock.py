@@ -198,12 +198,17 @@ class CommonShock:
         evidence: Per-cut evidence behind them (for the output).
         centre: Logit shift added to every draw of the win shock (the model's steady bias, when
             the forecast recentres; 0: the shocks are centred on the model).
+        win_level: Where the open deals' win probability comes from (``deal_win``, ``hazard`` or
+            ``blend``: :data:`forecast.revenue.engine.WIN_LEVELS`), chosen with the evidence.
+        level_errors: Per candidate level, its WAPE of the won amount over the cuts that chose it.
     """
 
     win: ShockScale
     volume: ShockScale
     evidence: list[dict[str, float]] = field(default_factory=list)
     centre: float = 0.0
+    win_level: str = "deal_win"
+    level_errors: dict[str, float] = field(default_factory=dict)
 
     def draw(self, n_sims: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Per simulation: the logit win shift and the log volume multiplier (both shape (n_sims,))."""
