@@ -224,8 +224,11 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
             "the held-out deals hold one class: "
             "the stage model is judged in sample on every labelled snapshot"
         )
-    eval_pipeline = _fit_stage_incidence(frame, fit_rows, horizon)
-    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), horizon)
+    sized = "amount" in data.features and bool(pd.to_numeric(frame["amount"], errors="coerce").notna().any())
+    if sized:
+        notes.append("each stage is split by deal size (terciles of amount), shrunk towards the stage's rate")
+    eval_pipeline = _fit_stage_incidence(frame, fit_rows, horizon, sized)
+    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), horizon, sized)
     p_test = eval_pipeline.predict_proba(frame.iloc[test])[:, 1]
     y_test = y[test]
     test_frame = frame.iloc[test].reset_index(drop=True)
@@ -243,7 +246,7 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         deciles=decile_table(y_test, p_test),
         reliability={"model": reliability_table(y_test, p_test)},
         segments={"stage": segment_calibration(y_test, p_test, test_frame["stage"])},
-        importance=pd.DataFrame({"feature": ["stage"], "importance": [1.0]}),
+        importance=_stage_importance(pipeline),
         calibration={},
         test_frame=test_frame,
         test_p=p_test,
@@ -275,23 +278,43 @@ def _held_out_deals(
     return np.flatnonzero(held & known), np.flatnonzero(~held)
 
 
-def _fit_stage_incidence(frame: pd.DataFrame, rows: np.ndarray, horizon: float) -> Pipeline:
+def _fit_stage_incidence(frame: pd.DataFrame, rows: np.ndarray, horizon: float, sized: bool) -> Pipeline:
     """The stage win incidence fitted on the snapshots ``rows`` (censored ones included).
 
     Args:
         frame: Deal snapshots with :data:`STAGE_INCIDENCE_COLUMNS`.
         rows: Positions of the snapshots to fit on.
         horizon: The label's horizon in days.
+        sized: Split each stage by deal size (the ``amount`` column).
     """
     d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
     closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     won = frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     causes = np.where(closed, np.where(won, 1, 2), 0)
-    model = StageWinIncidence(horizon_days=horizon)
-    pipeline = build_pipeline(["stage"], ["stage"], model)
+    model = StageWinIncidence(horizon_days=horizon, amount_column="amount" if sized else None)
+    pipeline = build_pipeline(["stage", "amount"] if sized else ["stage"], ["stage"], model)
     prep = pipeline[:-1].fit(frame.iloc[rows])
     model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows])
     return pipeline
+
+
+def _stage_importance(pipeline: Pipeline) -> pd.DataFrame:
+    """The stage model's inputs, weighted by the mean absolute log-odds shift each gives.
+
+    The fitting rows are not kept, so each stage and each cell counts once.
+    """
+    model = pipeline[-1]
+    base = model.overall_
+    logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
+    stage = (
+        float(np.mean([abs(logit(r) - logit(base)) for r in model.rates_.values()])) if model.rates_ else 0.0
+    )
+    cells = getattr(model, "cell_rates_", {})
+    if not cells:
+        return pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
+    size = float(np.mean([abs(logit(r) - logit(model.rates_[s])) for (s, _), r in cells.items()]))
+    total = stage + size or 1.0
+    return pd.DataFrame({"feature": ["stage", "amount"], "importance": [stage / total, size / total]})
 
 
 def _stage_incidence_fit(labelled: int, fit_rows: int, rows: int) -> dict[str, Any]:
