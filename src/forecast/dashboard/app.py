@@ -14,7 +14,8 @@ binds to loopback unless told otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from forecast.config import Settings
 from forecast.dashboard import pages
 from forecast.dashboard.data import Filters, Listing, Reader
+from forecast.dashboard.warm import EVERY_SECONDS, Warmer
 from forecast.errors import InputError
 from forecast.io import csv_text
 from forecast.serving import session
@@ -206,14 +208,34 @@ class _Dashboard:
         return PlainTextResponse("ok")
 
 
-def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
+def create_app(
+    settings: Settings, reader: Reader | None = None, warm_every: float | None = EVERY_SECONDS
+) -> Starlette:
     """The dashboard for ``settings``' warehouse and registry.
+
+    While the app runs (its lifespan: uvicorn's start to its stop, or a ``with TestClient(app)``
+    block), a :class:`~forecast.dashboard.warm.Warmer` computes every page's default view ahead, at
+    start and after each change of the warehouse or of a champion; it is ``app.state.warmer``.
 
     Args:
         settings: Where the warehouse and the registry are; ``api_token`` turns the login on.
         reader: The data reader (default: a new one with its own cache).
+        warm_every: How often the warm-up looks for a change, in seconds (``0``: only at start;
+            ``None``: no warm-up, every page computed on its first visit).
     """
     app = _Dashboard(settings, reader)
+    warmer = Warmer(app.read, warm_every) if warm_every is not None else None
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if warmer is not None:
+            warmer.start()
+        try:
+            yield
+        finally:
+            if warmer is not None:
+                warmer.stop()
+
     routes: list[Any] = [
         Route("/", app.page("Overview", "/", app.overview)),
         Route("/reps", app.page("Reps", "/reps", app.reps)),
@@ -228,7 +250,10 @@ def create_app(settings: Settings, reader: Reader | None = None) -> Starlette:
         Route("/static/dashboard.css", app.stylesheet),
         Route("/healthz", app.healthz),
     ]
-    return Starlette(routes=routes)
+    made = Starlette(routes=routes, lifespan=lifespan)
+    made.state.warmer = warmer
+    made.state.reader = app.read
+    return made
 
 
 def _raw_headers(request: Request) -> dict[bytes, bytes]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -73,6 +74,9 @@ NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
 )
+
+if TYPE_CHECKING:
+    from forecast.revenue.engine import DealModels
 
 T = TypeVar("T")
 
@@ -218,31 +222,160 @@ class Overview:
     notes: list[str] = field(default_factory=list)
 
 
+class Turns:
+    """One computation at a time, the requests' before the background's (a small priority lock).
+
+    Re-entrant: a computation that needs another result computes it in its own turn.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiting = 0  # requests waiting for a turn
+        self._local = threading.local()
+
+    @contextmanager
+    def background(self) -> Iterator[None]:
+        """Mark this thread's turns as background ones while inside."""
+        self._local.background = True
+        try:
+            yield
+        finally:
+            self._local.background = False
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait for this thread's turn (a background thread also waits while a request waits)."""
+        me = threading.get_ident()
+        background = getattr(self._local, "background", False)
+        with self._cond:
+            if self._owner != me:
+                if not background:
+                    self._waiting += 1
+                try:
+                    while self._owner is not None or (background and self._waiting):
+                        self._cond.wait()
+                finally:
+                    if not background:
+                        self._waiting -= 1
+                self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
+                    self._cond.notify_all()
+
+
 class Reader:
-    """Reads the dashboard's figures for one warehouse and registry (``settings``), with a cache."""
+    """Reads the dashboard's figures for one warehouse and registry (``settings``), with a cache.
+
+    The cache is keyed by the state (:meth:`state`: the warehouse file's modification time and the
+    registry's generation, which :meth:`note_champions` moves when a champion changes), the as-of and
+    the filters. Computations take turns (:class:`Turns`: one at a time, the machine's cores are few,
+    and pandas holds the GIL), a request before the background warm-up; a lookup of a held result
+    never waits for them, and a request for a result being computed waits for that computation
+    instead of repeating it.
+    """
 
     def __init__(self, settings: Settings, cache_size: int = 32) -> None:
         self.settings = settings
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the cache and the pending map (held briefly)
+        self._pending: dict[tuple[Any, ...], threading.Event] = {}
+        self._turns = Turns()
+        self._champions: tuple[tuple[str, str | None], ...] | None = None
+        self._generation = 0
+        self.computed = 0
+        """How many results were computed (not found in the cache), for tests and benchmarks."""
 
-    def _state(self) -> int:
+    def state(self) -> tuple[int, int]:
+        """The state: the warehouse file's modification time (0: none) and the registry's generation."""
         path = self.settings.warehouse
-        return path.stat().st_mtime_ns if path.is_file() else 0
+        return (path.stat().st_mtime_ns if path.is_file() else 0, self._generation)
 
-    def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """One computation at a time (the machine's cores are few), each result kept for reuse."""
-        full = (self._state(), *key)
+    def note_champions(self, champions: tuple[tuple[str, str | None], ...]) -> bool:
+        """Record the registry's champion versions; a change (after the first look) is a new state.
+
+        Returns:
+            Whether they changed since the last look (the first look is not a change).
+        """
         with self._lock:
-            if full in self._cache:
-                self._cache.move_to_end(full)
-                return self._cache[full]
-            value = compute()
+            changed = self._champions is not None and champions != self._champions
+            self._champions = champions
+            if changed:
+                self._generation += 1
+            return changed
+
+    def holds(self, key: tuple[Any, ...]) -> bool:
+        """Whether the cache holds ``key``'s result for the current state (:meth:`_cached`'s keys)."""
+        with self._lock:
+            return (self.state(), *key) in self._cache
+
+    def keys(self) -> list[tuple[Any, ...]]:
+        """The keys held for the current state (without the state)."""
+        state = self.state()
+        with self._lock:
+            return [k[1:] for k in self._cache if k[0] == state]
+
+    def _peek(self, key: tuple[Any, ...]) -> Any:
+        """``key``'s result for the current state if held (``None``: not held), never computed."""
+        full = (self.state(), *key)
+        with self._lock:
+            return self._cache.get(full)
+
+    def _keep(self, key: tuple[Any, ...], value: Any) -> None:
+        """Hold ``value`` as ``key``'s result for the current state (a by-product of a computation)."""
+        if value is None:
+            return
+        full = (self.state(), *key)
+        with self._lock:
             self._cache[full] = value
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-            return value
+
+    def background(self) -> AbstractContextManager[None]:
+        """Within it, this thread's computations wait for every request's (the warm-up's)."""
+        return self._turns.background()
+
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """``key``'s result for the current state: held, or computed once (one computation at a time)."""
+        full = (self.state(), *key)
+        while True:
+            with self._lock:
+                if full in self._cache:
+                    self._cache.move_to_end(full)
+                    value: T = self._cache[full]
+                    return value
+                pending = self._pending.get(full)
+                mine = pending is None
+                if pending is None:
+                    pending = self._pending[full] = threading.Event()
+            if not mine:  # another thread computes it: wait and take its result (or compute, if it failed)
+                pending.wait()
+                continue
+            try:
+                with self._turns.turn():
+                    value = compute()
+                current = self.state()
+                with self._lock:
+                    self.computed += 1
+                    if full[0] == current:  # a result of a state gone by is answered, not kept
+                        for old in [k for k in self._cache if k[0] != current]:
+                            del self._cache[old]  # another state's results: never asked again
+                        self._cache[full] = value
+                        while len(self._cache) > self._cache_size:
+                            self._cache.popitem(last=False)
+                return value
+            finally:
+                with self._lock:
+                    del self._pending[full]
+                pending.set()
 
     # --- tracking (forecast metrics, forecast insights) -------------------------------------------
 
@@ -290,7 +423,12 @@ class Reader:
     # --- revenue and flags ------------------------------------------------------------------------
 
     def revenue(self, filters: Filters) -> dict[str, Any] | Missing:
-        """``forecast revenue --json --by horizon [--group scope]`` as of the filters' time."""
+        """``forecast revenue --json --by horizon [--group scope]`` as of the filters' time.
+
+        The champions are loaded once per state (:meth:`champions`), and the common shocks' spreads
+        estimated once per state, as-of and model versions (they depend on nothing else): another
+        horizon or group filter reuses both, with the same numbers.
+        """
         from forecast.binding import ModelBindingError
         from forecast.revenue.job import revenue_job
 
@@ -298,7 +436,9 @@ class Reader:
 
         def compute() -> dict[str, Any] | Missing:
             try:
-                return revenue_job(
+                models, warnings = self.champions()
+                shock_key = ("shock", filters.as_of, tuple(sorted(models.versions.items())))
+                result = revenue_job(
                     self.settings,
                     as_of=filters.when(),
                     periods=PERIODS,
@@ -306,7 +446,12 @@ class Reader:
                     group=group,
                     n_sims=SIMULATIONS,
                     seed=0,
-                ).to_dict()  # the document of `forecast revenue --json`
+                    models=models,
+                    shock=self._peek(shock_key),
+                )
+                self._keep(shock_key, result.spreads)
+                # the document of `forecast revenue --json`, with the champions' warnings it gives
+                return {**result.to_dict(), "warnings": list(warnings)}
             except ModelBindingError as exc:
                 return Missing(str(exc))
             except LookupError as exc:
@@ -315,6 +460,16 @@ class Reader:
                 return Missing(f"The forecast cannot be made: {exc}")
 
         return self._cached(("revenue", filters.as_of, filters.horizon, group), compute)
+
+    def champions(self) -> tuple[DealModels, list[str]]:
+        """The forecast's two champions bound to this warehouse, and their warnings (once per state).
+
+        Raises:
+            LookupError: A champion is missing; ``ModelBindingError``: trained on another warehouse.
+        """
+        from forecast.revenue.job import champion_models
+
+        return self._cached(("champions",), lambda: champion_models(self.settings))
 
     def flags(self, filters: Filters) -> dict[str, Any] | Missing:
         """``forecast flags --json`` (deals and leads) as of the filters' time."""

@@ -38,6 +38,8 @@ from forecast.tracking.periods import Period
 if TYPE_CHECKING:
     from forecast.binding import ModelRef
     from forecast.registry import LoadedModel
+    from forecast.revenue.shock import CommonShock
+    from forecast.tracking.data import TrackingData
 
 WIN_MODEL = DEAL_WIN
 CLOSE_MODEL = TIME_TO_CLOSE
@@ -129,12 +131,16 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
 
 
 def _quota_lookup(
-    frames: dict[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, by: str | None
+    frames: dict[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    by: str | None,
+    data: TrackingData | None = None,
 ) -> Callable[[str, pd.Timestamp, pd.Timestamp], float]:
     from forecast.tracking.data import prepare
     from forecast.tracking.goals import goal_between, quota_rows
 
-    data = prepare(frames, pipeline, as_of)
+    data = data if data is not None else prepare(frames, pipeline, as_of)
 
     def goal(group: str, start: pd.Timestamp, end: pd.Timestamp) -> float:
         rows = quota_rows(data, by or "team", group)
@@ -144,13 +150,20 @@ def _quota_lookup(
 
 
 def pacing(
-    frames: dict[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, period: Period
+    frames: dict[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    period: Period,
+    data: TrackingData | None = None,
 ) -> pd.DataFrame:
-    """Daily and cumulative bookings against the daily goal in ``period`` up to ``as_of`` (whole team)."""
+    """Daily and cumulative bookings against the daily goal in ``period`` up to ``as_of`` (whole team).
+
+    ``data`` is the CRM already prepared at ``as_of`` (:func:`forecast.tracking.data.prepare`), if any.
+    """
     from forecast.tracking.data import ALL_LABEL, prepare
     from forecast.tracking.goals import daily
 
-    data = prepare(frames, pipeline, as_of)
+    data = data if data is not None else prepare(frames, pipeline, as_of)
     table = daily(data, period, "team")
     return table[table["team"] == ALL_LABEL].drop(columns="team").reset_index(drop=True)
 
@@ -198,6 +211,9 @@ class RevenueForecast:
     """Daily and cumulative bookings against the daily goal in the current period."""
     output: Path | None = None
     """The file the forecast table was written to (``forecast revenue --output``)."""
+    spreads: CommonShock | None = None
+    """The common shocks' spreads estimated (not in the document: a caller may pass them back as
+    ``revenue_job(shock=...)`` for the same warehouse, as-of, models and win level)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The forecast as ``--json`` prints it and the HTTP service returns it."""
@@ -233,15 +249,19 @@ def revenue_job(
     models: DealModels | None = None,
     refs: dict[str, ModelRef] | None = None,
     win_level: str = "deal_win",
+    shock: CommonShock | None = None,
 ) -> RevenueForecast:
     """Forecast the next periods against quota.
 
     ``models`` are the two models to use (the HTTP service passes the ones it serves); without
     them, ``refs`` name them, by default the champions bound to this warehouse
     (:func:`champion_models`). ``win_level``: where the open deals' win probability comes from
-    (:class:`~forecast.revenue.engine.ShockSettings`).
+    (:class:`~forecast.revenue.engine.ShockSettings`). ``shock`` are the common shocks' spreads of an
+    earlier forecast of the same warehouse, as-of, models and ``win_level`` (its ``spreads``: they
+    depend on nothing else), so that another grouping or horizon does not score the past cuts again
+    (``None``: estimated here).
     """
-    from forecast.tracking.data import default_as_of
+    from forecast.tracking.data import default_as_of, prepare
 
     frames, pipeline = read_crm(settings)
     when = resolve_as_of(as_of, lambda: default_as_of(frames))
@@ -249,7 +269,8 @@ def revenue_job(
     if models is None:
         models, warnings = champion_models(settings, refs)
     grid = period_grid(when, periods, by)
-    quotas = _quota_lookup(frames, pipeline, when, group)
+    data = prepare(frames, pipeline, when)  # once, for the quotas and the pacing
+    quotas = _quota_lookup(frames, pipeline, when, group, data)
     result, scored = revenue_forecast(
         frames,
         pipeline,
@@ -260,9 +281,9 @@ def revenue_job(
         quotas=quotas,
         n_sims=n_sims,
         seed=seed,
-        shock=ShockSettings(win_level=win_level),
+        shock=shock if shock is not None else ShockSettings(win_level=win_level),
     )
-    pace = pacing(frames, pipeline, when, grid[0])
+    pace = pacing(frames, pipeline, when, grid[0], data)
     return RevenueForecast(
         as_of=when,
         by=by,
@@ -280,6 +301,7 @@ def revenue_job(
         forecast=_records(result.table),
         goals=_goals(result.table, pace, grid[0], quotas, when),
         pacing=_records(pace),
+        spreads=result.shock,
     )
 
 

@@ -1,0 +1,171 @@
+"""Compute the pages' default views ahead: at the dashboard's start and after each data change.
+
+A cold page is slow (the Overview runs the whole ``forecast revenue``), so a daemon thread computes
+what the default view of every page needs (no filter: the default as-of, period and horizon) into
+the reader's cache (:class:`~forecast.dashboard.data.Reader`) before anyone asks:
+
+- at start, then whenever the state moves: the warehouse file's modification time (an ingest), or a
+  champion alias of the registry (a promotion), looked at every ``every_seconds``;
+- one page at a time, in the background's turn: a request that arrives meanwhile computes before
+  the warm-up's next item, and a request for the item being computed waits for it instead of
+  repeating it (so it waits at most for that one item);
+- an error is logged and the warm-up goes on with the next page; the state is tried again at the
+  next look (an ingest still writing the file, for one);
+- :meth:`Warmer.stop` ends it after the item in progress; nothing starts at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from forecast.dashboard.data import Filters, Reader
+from forecast.models.names import MODEL_NAMES
+
+log = logging.getLogger(__name__)
+
+EVERY_SECONDS = 10.0
+"""How often the warehouse and the champions are looked at (a file's time and one query a model)."""
+
+
+def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
+    """What each page's default view computes, by page, the Overview (the first page opened) first."""
+    default = Filters()
+    return [
+        ("overview", lambda: reader.overview(default)),
+        ("reps", lambda: reader.reps(default)),
+        ("pipeline", lambda: reader.pipeline(default)),
+        ("prospects", lambda: reader.prospects(default)),
+        ("activity", lambda: reader.activity(default)),
+        ("insights", lambda: reader.insights(default)),
+    ]
+
+
+def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:
+    """Each registered model's champion version (``None``: none), from the reader's registry."""
+    from forecast.registry import CHAMPION, version_by_alias
+
+    out = []
+    for name in MODEL_NAMES:
+        version = version_by_alias(name, CHAMPION, reader.settings)
+        out.append((name, None if version is None else str(version.version)))
+    return tuple(out)
+
+
+class Warmer:
+    """The daemon thread that keeps the reader's default views computed (see the module)."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        every_seconds: float = EVERY_SECONDS,
+        registry: Callable[[Reader], tuple[tuple[str, str | None], ...]] | None = champions,
+    ) -> None:
+        """A warm-up of ``reader``'s default views.
+
+        Args:
+            reader: The reader whose cache is filled.
+            every_seconds: How often the state is looked at (``<= 0``: warm once, at start).
+            registry: Reads the champions (``None``: the registry is not watched).
+        """
+        self.reader = reader
+        self.every_seconds = every_seconds
+        self.registry = registry
+        self.warmed: tuple[int, int] | None = None
+        """The state whose default views were all computed last (``None``: none yet)."""
+        self.seconds: float | None = None
+        """How long the last complete warm-up took."""
+        self.errors = 0
+        """Pages whose warm-up failed (logged), over the thread's life."""
+        self._stop = threading.Event()
+        self._done = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (once; again after :meth:`stop` is a no-op)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="forecast-dashboard-warm", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the computation in progress; wait up to ``timeout`` seconds for the thread."""
+        self._stop.set()
+        with self._done:
+            self._done.notify_all()
+        if self._thread is not None and timeout is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the current state's default views are computed (``False``: timeout or stopped)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._done:
+            while self.warmed != self._state():
+                left = None if deadline is None else deadline - time.monotonic()
+                if self._stop.is_set() or (left is not None and left <= 0):
+                    return False
+                self._done.wait(1.0 if left is None else min(left, 1.0))
+            return True
+
+    def _state(self) -> tuple[int, int] | None:
+        try:
+            return self.reader.state()
+        except OSError:
+            return None
+
+    def look(self) -> tuple[int, int]:
+        """Note the champions (when watched) and return the state to warm."""
+        if self.registry is not None:
+            try:
+                if self.reader.note_champions(self.registry(self.reader)):
+                    log.info("a champion changed: the dashboard recomputes its default views")
+            except Exception:  # the registry unreachable: the pages say so themselves
+                log.exception("reading the registry's champions failed")
+        return self.reader.state()
+
+    def warm_once(self) -> bool:
+        """Compute every page's default view for the current state, if not done yet.
+
+        Returns:
+            Whether every page's default view is now computed for the state.
+        """
+        state = self.look()
+        if state == self.warmed:
+            return True
+        started, failed = time.perf_counter(), 0
+        with self.reader.background():
+            for name, compute in default_pages(self.reader):
+                if self._stop.is_set():
+                    return False
+                try:
+                    compute()
+                except Exception:  # a request shows the same error as a page; try again next look
+                    failed += 1
+                    log.exception("warming the dashboard's %s page failed", name)
+        self.errors += failed
+        if failed or self.reader.state() != state:  # the data moved meanwhile: warm again
+            return False
+        with self._done:
+            self.warmed, self.seconds = state, time.perf_counter() - started
+            self._done.notify_all()
+        log.info("dashboard default views computed in %.1f s", self.seconds)
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.warm_once()
+            except Exception:  # never let the thread die of one bad look
+                log.exception("the dashboard warm-up failed")
+            if self.every_seconds <= 0 or self._stop.wait(self.every_seconds):
+                break
+        with self._done:
+            self._done.notify_all()

@@ -1,0 +1,190 @@
+"""The dashboard's cache and warm-up: one computation per result, requests first, a change re-warms.
+
+No timing is asserted: the counts of computations and what the cache holds are.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forecast.config import load_settings
+from forecast.dashboard import warm
+from forecast.dashboard.data import Reader, Turns
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` (a thread reaching a wait), failing after 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
+def _in_wait(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked in an ``Event.wait`` (or a ``Condition.wait``)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and "threading" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.fixture
+def reader(tmp_path: Path) -> Reader:
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not read by these tests")
+    return Reader(load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"))
+
+
+def test_a_request_for_a_result_in_progress_waits_for_it_instead_of_computing_again(reader: Reader) -> None:
+    release, calls, got = threading.Event(), [], []
+
+    def slow() -> str:
+        calls.append(1)
+        release.wait(10)
+        return "value"
+
+    first = threading.Thread(target=lambda: got.append(reader._cached(("k",), slow)))
+    first.start()
+    _until(lambda: len(calls) == 1, "the first computation starts")
+    second = threading.Thread(target=lambda: got.append(reader._cached(("k",), slow)))
+    second.start()
+    _until(lambda: _in_wait(second), "the second request waits for the first's computation")
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert got == ["value", "value"]
+    assert len(calls) == 1 and reader.computed == 1
+    assert reader.holds(("k",))
+
+
+def test_a_failed_computation_is_not_kept_and_the_next_request_computes_it(reader: Reader) -> None:
+    def boom() -> str:
+        raise ValueError("no data")
+
+    with pytest.raises(ValueError):
+        reader._cached(("k",), boom)
+    assert not reader.holds(("k",)) and not reader._pending
+    assert reader._cached(("k",), lambda: 1) == 1
+
+
+def test_a_new_warehouse_state_or_champion_drops_the_old_results(reader: Reader) -> None:
+    reader._cached(("k",), lambda: 1)
+    assert reader.holds(("k",))
+    assert not reader.note_champions((("deal_win", "1"),))  # the first look is no change
+    assert reader.holds(("k",))
+    assert reader.note_champions((("deal_win", "2"),))
+    assert not reader.holds(("k",))
+    reader._cached(("k",), lambda: 2)
+    stat = reader.settings.warehouse.stat()
+    os.utime(reader.settings.warehouse, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert not reader.holds(("k",))
+    assert reader._cached(("j",), lambda: 3) == 3
+    assert reader.keys() == [("j",)]  # the old state's results were dropped, not kept in memory
+
+
+def test_a_waiting_request_computes_before_the_waiting_background() -> None:
+    turns, order = Turns(), []
+    hold, held = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with turns.turn():
+            held.set()
+            hold.wait(10)
+
+    def background() -> None:
+        with turns.background(), turns.turn():
+            order.append("background")
+
+    def request() -> None:
+        with turns.turn():
+            order.append("request")
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    held.wait(10)
+    threads.append(threading.Thread(target=background))
+    threads[1].start()
+    threads.append(threading.Thread(target=request))
+    threads[2].start()
+    _until(lambda: turns._waiting == 1, "the request waits for a turn")
+    hold.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["request", "background"]
+
+
+def test_turns_are_reentrant_for_a_computation_that_needs_another_result(reader: Reader) -> None:
+    assert reader._cached(("outer",), lambda: reader._cached(("inner",), lambda: 1) + 1) == 2
+    assert reader.computed == 2
+
+
+@pytest.fixture
+def pages(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """Replace the default pages by three cheap ones through the reader's cache; count their computations."""
+    counts = {"a": 0, "b": 0, "broken": 0}
+
+    def fake(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
+        def page(name: str) -> Callable[[], Any]:
+            def compute() -> str:
+                counts[name] += 1
+                if name == "broken":
+                    raise RuntimeError("this page fails")
+                return name
+
+            return lambda: reader._cached((name,), compute)
+
+        return [(name, page(name)) for name in counts]
+
+    monkeypatch.setattr(warm, "default_pages", fake)
+    yield counts
+
+
+def test_the_warm_up_fills_the_cache_goes_past_a_failing_page_and_stops(
+    reader: Reader, pages: dict[str, int]
+) -> None:
+    pages.pop("broken")
+    warmer = warm.Warmer(reader, every_seconds=0.01, registry=None)
+    warmer.start()
+    try:
+        assert warmer.wait(10)
+        assert reader.holds(("a",)) and reader.holds(("b",))
+        computed = reader.computed
+        assert reader._cached(("a",), lambda: "other") == "a"  # a first visit finds it
+        assert reader.computed == computed
+        stat = reader.settings.warehouse.stat()  # an ingest: the file's time moves
+        os.utime(reader.settings.warehouse, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert warmer.wait(10)
+        assert pages == {"a": 2, "b": 2}
+    finally:
+        warmer.stop(timeout=10)
+    assert not warmer.running
+
+
+def test_a_failing_page_is_logged_and_the_others_are_still_warmed(
+    reader: Reader, pages: dict[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    warmer = warm.Warmer(reader, every_seconds=0, registry=None)
+    assert not warmer.warm_once()  # not complete: tried again at the next look
+    assert reader.holds(("a",)) and reader.holds(("b",)) and not reader.holds(("broken",))
+    assert warmer.errors == 1 and warmer.warmed is None
+    assert "warming the dashboard's broken page failed" in caplog.text
+
+
+def test_a_champion_change_warms_again(reader: Reader, pages: dict[str, int]) -> None:
+    pages.pop("broken")
+    versions = iter([(("deal_win", "1"),), (("deal_win", "1"),), (("deal_win", "2"),)])
+    warmer = warm.Warmer(reader, every_seconds=0, registry=lambda _: next(versions))
+    assert warmer.warm_once() and warmer.warm_once()  # the second look: nothing changed
+    assert pages == {"a": 1, "b": 1}
+    assert warmer.warm_once()
+    assert pages == {"a": 2, "b": 2}
