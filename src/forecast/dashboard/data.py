@@ -70,6 +70,23 @@ PROSPECT_COLUMNS = (
 PROSPECT_SORTS = ("prospect_id", *PROSPECT_COLUMNS, "region", "source", "channel", "created_at")
 """The columns the Prospects page sorts by (``?sort=col``, ``?sort=-col`` descending)."""
 NO_SCORE = "no score yet: run forecast score leads --write-back"
+NO_ACTIVITIES = (
+    "no activity (call, email, meeting) is recorded in the warehouse up to the as of: the activity "
+    "figures are left out or blank, never zeros"
+)
+NO_LEADS = (
+    "no lead is recorded in the warehouse up to the as of (a source of deals only): the lead figures "
+    "are left out, and a count of leads or prospects of 0 means that"
+)
+ACTIVITY_COLUMNS = (
+    "calls",
+    "emails_sent",
+    "reply_rate",
+    "meetings_completed",
+    "meeting_held_rate",
+    "selling_hours",
+)
+"""The per-rep figures counted from activities (a source without activities has none, not zeros)."""
 NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
@@ -220,6 +237,8 @@ class Overview:
     flags: dict[str, Any] | Missing
     insights: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    has_leads: bool = True
+    """Whether the warehouse records any lead up to the as of (the lead figures are left out if not)."""
 
 
 class Turns:
@@ -497,10 +516,13 @@ class Reader:
         flags = self.flags(filters)
         data = self.tracking(filters)
         scope = filters.scope
-        notes: list[str] = []
+        has_leads = not data.leads.empty
+        notes: list[str] = [] if has_leads else [NO_LEADS]
         top = [i for i in self.insights(filters)["insights"] if about(i, filters)][:5]
         if isinstance(revenue, Missing):
-            return Overview(data.as_of.isoformat(), "", None, {}, revenue, revenue, flags, top, notes)
+            return Overview(
+                data.as_of.isoformat(), "", None, {}, revenue, revenue, flags, top, notes, has_leads
+            )
         group = ALL_LABEL
         if _revenue_group(filters) is not None and scope is not None:
             group = scope[1]
@@ -537,6 +559,7 @@ class Reader:
             flags,
             top,
             notes,
+            has_leads,
         )
 
     def _group_pacing(
@@ -583,6 +606,9 @@ class Reader:
             else performance[performance["rep"] != ALL_LABEL]
         )
         goal_rows = goals[goals["rep"].isin(keep)] if keep is not None else goals[goals["rep"] != ALL_LABEL]
+        if data.activities.empty:  # a source without activities: no activity figure, not zeros
+            notes.append(NO_ACTIVITIES)
+            rows, total = _without_activities(rows), _without_activities(total)
         return {
             "as_of": data.as_of.isoformat(),
             "period": period,
@@ -628,7 +654,8 @@ class Reader:
             "period": period,
             "rows": rows.reset_index(drop=True),
             "scored": bool(rows["score"].notna().any()) if "score" in rows else False,
-            "notes": list(data.notes),
+            "has_leads": not data.leads.empty,
+            "notes": [*data.notes, *([] if not data.leads.empty else [NO_LEADS])],
         }
 
     def activity(self, filters: Filters) -> dict[str, Any]:
@@ -641,7 +668,8 @@ class Reader:
         data = self.tracking(filters)
         period = self.period(data, filters)
         scope = filters.scope
-        notes = list(data.notes)
+        notes = list(data.notes) + ([NO_ACTIVITIES] if data.activities.empty else [])
+        notes += [] if not data.leads.empty else [NO_LEADS]
         eff_by = scope[0] if scope is not None else "team"
         proc_by = scope[0] if scope is not None else "channel"
 
@@ -712,6 +740,12 @@ def _reps_in(data: TrackingData, filters: Filters) -> list[str] | None:
         column = "rep_id" if key == "rep" else key
         reps = reps[reps[column].astype(str) == value]
     return reps["rep_id"].astype(str).tolist()
+
+
+def _without_activities(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the activity figures and their companions (``_n``, ``_lo``, ``_hi``)."""
+    drop = [c for c in frame.columns if any(c == a or c.startswith(a + "_") for a in ACTIVITY_COLUMNS)]
+    return frame.drop(columns=drop)
 
 
 def _plain(value: Any) -> Any:

@@ -392,7 +392,7 @@ def _flags(o: Overview) -> str:
     parts = [
         "<section><h2>Flags</h2><dl class=figures>",
         figure("deals_at_risk", "Deals at risk", deals.get("at_risk"), count(deals.get("at_risk"))),
-        figure("leads_going_cold", "Leads going cold", cold, count(cold)),
+        figure("leads_going_cold", "Leads going cold", cold, count(cold)) if o.has_leads else "",
         figure("open_deals", "Open deals", deals.get("open"), count(deals.get("open"))),
         "</dl>",
     ]
@@ -671,7 +671,8 @@ def prospects_body(p: dict[str, Any], filters: Filters, listing: Listing) -> str
     parts = [notes(p["notes"])]
     parts.append("<section><dl class=figures>")
     parts.append(figure("prospects", "Open prospects", total, count(total), f"at the end of {period.label}"))
-    parts.append(figure("open_leads", "Open leads", leads, count(leads)))
+    if p.get("has_leads", True):
+        parts.append(figure("open_leads", "Open leads", leads, count(leads)))
     parts.append(figure("open_deals", "Open deals", total - leads, count(total - leads)))
     parts.append("</dl>")
     unscored = int(rows["score"].isna().sum()) if total else 0
