@@ -10,7 +10,7 @@ the reader's cache (:class:`~forecast.dashboard.data.Reader`) before anyone asks
   the warm-up's next item, and a request for the item being computed waits for it instead of
   repeating it (so it waits at most for that one item);
 - an error is logged and the warm-up goes on with the next page; the state is tried again at the
-  next look (an ingest still writing the file, for one);
+  next look (an ingest still writing the file, for one), up to :data:`TRIES` times;
 - :meth:`Warmer.stop` ends it after the item in progress; nothing starts at import.
 """
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 EVERY_SECONDS = 10.0
 """How often the warehouse and the champions are looked at (a file's time and one query a model)."""
+TRIES = 3
+"""Warm-ups of one state that may fail before the next is left for a change of state (no log flood)."""
 
 
 def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
@@ -80,6 +82,7 @@ class Warmer:
         """How long the last complete warm-up took."""
         self.errors = 0
         """Pages whose warm-up failed (logged), over the thread's life."""
+        self._failed: tuple[tuple[int, int] | None, int] = (None, 0)  # the failing state, its tries
         self._stop = threading.Event()
         self._done = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -140,6 +143,8 @@ class Warmer:
         state = self.look()
         if state == self.warmed:
             return True
+        if self._failed[0] == state and self._failed[1] >= TRIES:
+            return False  # it failed TRIES times: wait for the data or a champion to change
         started, failed = time.perf_counter(), 0
         with self.reader.background():
             for name, compute in default_pages(self.reader):
@@ -151,7 +156,11 @@ class Warmer:
                     failed += 1
                     log.exception("warming the dashboard's %s page failed", name)
         self.errors += failed
-        if failed or self.reader.state() != state:  # the data moved meanwhile: warm again
+        if failed:
+            tries = self._failed[1] + 1 if self._failed[0] == state else 1
+            self._failed = (state, tries)
+            return False
+        if self.reader.state() != state:  # the data moved meanwhile: warm again
             return False
         with self._done:
             self.warmed, self.seconds = state, time.perf_counter() - started
