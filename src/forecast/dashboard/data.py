@@ -35,6 +35,8 @@ from forecast.tracking.periods import Period
 
 SIMULATIONS = 10_000
 """``forecast revenue``'s default number of simulations (with its default seed 0): the same numbers."""
+WIN_LEVEL = "deal_win"
+"""``forecast revenue --win-level``'s default: where the open deals' win probability comes from."""
 PERIODS = 3
 """Periods forecast ahead (``forecast revenue``'s default)."""
 HORIZONS = ("week", "month", "quarter")
@@ -456,7 +458,8 @@ class Reader:
         def compute() -> dict[str, Any] | Missing:
             try:
                 models, warnings = self.champions()
-                shock_key = ("shock", filters.as_of, tuple(sorted(models.versions.items())))
+                versions = tuple(sorted(models.versions.items()))
+                shock_key = ("shock", filters.as_of, versions, WIN_LEVEL)
                 result = revenue_job(
                     self.settings,
                     as_of=filters.when(),
@@ -466,6 +469,7 @@ class Reader:
                     n_sims=SIMULATIONS,
                     seed=0,
                     models=models,
+                    win_level=WIN_LEVEL,
                     shock=self._peek(shock_key),
                 )
                 self._keep(shock_key, result.spreads)
