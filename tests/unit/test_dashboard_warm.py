@@ -170,6 +170,23 @@ def test_the_warm_up_fills_the_cache_goes_past_a_failing_page_and_stops(
     assert not warmer.running
 
 
+def test_a_request_that_sees_a_new_warehouse_state_wakes_the_warm_up(
+    reader: Reader, pages: dict[str, int]
+) -> None:
+    pages.pop("broken")
+    warmer = warm.Warmer(reader, every_seconds=3600, registry=None)  # no tick within the test
+    warmer.start()
+    try:
+        assert warmer.wait(10)
+        stat = reader.settings.warehouse.stat()  # an ingest, then a visit of another page
+        os.utime(reader.settings.warehouse, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        reader._cached(("visit",), lambda: "page")
+        assert warmer.wait(10)  # woken by the visit, not by the hourly look
+        assert pages == {"a": 2, "b": 2}
+    finally:
+        warmer.stop(timeout=10)
+
+
 def test_a_failing_page_is_logged_and_the_others_are_still_warmed(
     reader: Reader, pages: dict[str, int], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -312,6 +312,8 @@ class Reader:
         self._turns = Turns()
         self._champions: tuple[tuple[str, str | None], ...] | None = None
         self._generation = 0
+        self._seen: tuple[int, int] | None = None  # the state the last lookup saw
+        self._listeners: list[Callable[[], None]] = []
         self.computed = 0
         """How many results were computed (not found in the cache), for tests and benchmarks."""
 
@@ -364,9 +366,17 @@ class Reader:
         """Within it, this thread's computations wait for every request's (the warm-up's)."""
         return self._turns.background()
 
+    def on_new_state(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (quick, no raise) when a lookup first sees a new state (an ingest, say)."""
+        self._listeners.append(listener)
+
     def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         """``key``'s result for the current state: held, or computed once (one computation at a time)."""
         full = (self.state(), *key)
+        if full[0] != self._seen:
+            self._seen = full[0]
+            for listener in self._listeners:
+                listener()
         while True:
             with self._lock:
                 if full in self._cache:

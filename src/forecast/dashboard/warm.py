@@ -5,7 +5,8 @@ what the default view of every page needs (no filter: the default as-of, period 
 the reader's cache (:class:`~forecast.dashboard.data.Reader`) before anyone asks:
 
 - at start, then whenever the state moves: the warehouse file's modification time (an ingest), or a
-  champion alias of the registry (a promotion), looked at every ``every_seconds``;
+  champion alias of the registry (a promotion), looked at every ``every_seconds``, and at once when
+  a request sees a new warehouse state first (it computes its own page; the warm-up the others);
 - one page at a time, in the background's turn: a request that arrives meanwhile computes before
   the warm-up's next item, and a request for the item being computed waits for it instead of
   repeating it (so it waits at most for that one item);
@@ -84,6 +85,8 @@ class Warmer:
         """Pages whose warm-up failed (logged), over the thread's life."""
         self._failed: tuple[tuple[int, int] | None, int] = (None, 0)  # the failing state, its tries
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a request saw a new state: look now, not at the next tick
+        reader.on_new_state(self._wake.set)
         self._done = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -97,6 +100,7 @@ class Warmer:
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the computation in progress; wait up to ``timeout`` seconds for the thread."""
         self._stop.set()
+        self._wake.set()
         with self._done:
             self._done.notify_all()
         if self._thread is not None and timeout is not None:
@@ -170,11 +174,13 @@ class Warmer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # a wake during this warm-up makes the next look come at once
             try:
                 self.warm_once()
             except Exception:  # never let the thread die of one bad look
                 log.exception("the dashboard warm-up failed")
-            if self.every_seconds <= 0 or self._stop.wait(self.every_seconds):
+            if self.every_seconds <= 0:
                 break
+            self._wake.wait(self.every_seconds)
         with self._done:
             self._done.notify_all()
