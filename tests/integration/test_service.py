@@ -525,6 +525,41 @@ def test_the_docs_page_is_our_own_and_a_browser_logs_in_with_a_cookie(server: st
     assert httpx.get(f"{server}/docs.json").status_code == 401
 
 
+def test_the_dashboard_is_served_under_the_service_with_its_own_login(
+    server: str, env: dict[str, str]
+) -> None:
+    """Issue 18 item 1: the dashboard under /dashboard, the one implementation of `forecast dashboard`."""
+    cold = httpx.get(f"{server}/dashboard/reps?period=quarter", headers=BROWSER)
+    assert cold.status_code == 303  # the dashboard's own login, at the mount point
+    assert cold.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Freps%3Fperiod%3Dquarter"
+    form = httpx.get(f"{server}/dashboard/login", headers=BROWSER)
+    assert form.status_code == 200 and 'action="/dashboard/login"' in form.text
+    assert 'href="/dashboard/static/dashboard.css"' in form.text
+    wrong = httpx.post(f"{server}/dashboard/login", data={"token": "nope", "next": "/dashboard/reps"})
+    assert wrong.status_code == 401 and wrong.headers["content-type"].startswith(
+        "text/html"
+    )  # a page, not JSON
+    done = httpx.post(
+        f"{server}/dashboard/login", data={"token": TOKEN, "next": "/dashboard/reps?period=quarter"}
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/dashboard/reps?period=quarter"
+    jar = {"Cookie": done.headers["set-cookie"].split(";")[0]}
+    page = httpx.get(f"{server}/dashboard/reps?period=quarter", headers={**BROWSER, **jar}, timeout=120)
+    assert page.status_code == 200, page.text[:500]
+    assert "data-row" in page.text and 'href="/dashboard/pipeline' in page.text
+    assert 'href="/reps' not in page.text and 'action="/' not in page.text.replace('action="/dashboard/', "")
+    # the same figures as the dashboard on its own over the same warehouse (one implementation)
+    from starlette.testclient import TestClient
+
+    from forecast.dashboard.app import create_app
+
+    alone = TestClient(create_app(_settings(env), warm_every=None)).get("/reps?period=quarter")
+    cells = re.findall(r'data-value="([^"]+)"', alone.text)
+    assert cells and re.findall(r'data-value="([^"]+)"', page.text) == cells
+    assert httpx.get(f"{server}/dashboard/static/dashboard.css").status_code == 200
+    assert httpx.get(f"{server}/readyz").status_code in (200, 503)  # the service's own routes still answer
+
+
 @pytest.mark.parametrize(
     "path",
     ["/lead_score", "/win_probability", "/time_to_close", "/flags", "/revenue_forecast", "/admin/reload"],

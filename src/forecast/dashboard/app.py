@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from starlette.routing import Route
 from forecast.config import Settings
 from forecast.dashboard import pages
 from forecast.dashboard.data import Filters, Listing, Reader
+from forecast.dashboard.rooted import RootedLinks
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
 from forecast.errors import InputError
 from forecast.io import csv_text
@@ -250,7 +252,8 @@ def create_app(
         Route("/static/dashboard.css", app.stylesheet),
         Route("/healthz", app.healthz),
     ]
-    made = Starlette(routes=routes, lifespan=lifespan)
+    # links and redirects follow a mount point (the HTTP service's /dashboard); alone, a no-op
+    made = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RootedLinks)])
     made.state.warmer = warmer
     made.state.reader = app.read
     return made

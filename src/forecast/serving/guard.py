@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from forecast.config import load_settings
-from forecast.serving import docs_page, session
+from forecast.serving import dashboard_mount, docs_page, session
 from forecast.serving.errors import REQUEST_LOGGER, error_body, normalise
 from forecast.serving.openapi import public_spec, public_spec_bytes
 
@@ -133,7 +133,11 @@ class GuardMiddleware:
         given = next((v for k, v in scope.get("headers") or [] if k.lower() == b"x-request-id"), b"")
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex.encode()
         path = str(scope.get("path", ""))
-        await self._guard(scope, receive, _Answer(send, request_id, path, str(scope.get("method", ""))))
+        # the dashboard's pages answer their errors as pages (HTML), not as the API's JSON
+        reshape = not dashboard_mount.under_prefix(path)
+        await self._guard(
+            scope, receive, _Answer(send, request_id, path, str(scope.get("method", "")), reshape)
+        )
 
     def _credentials(self, headers: dict[bytes, bytes]) -> str | None:
         """How the request is authenticated: ``open`` (no token set), ``bearer``, ``cookie`` or ``None``."""
@@ -154,6 +158,9 @@ class GuardMiddleware:
         credentials = self._credentials(headers)
         if path in docs_page.PAGE_PATHS:
             await self._page(scope, receive, send, headers, credentials is not None)
+            return
+        if dashboard_mount.under_prefix(path):  # the dashboard's own login form, cookie and pages
+            await self._call_limited(scope, receive, send)
             return
         if credentials is None and path not in OPEN_PATHS:
             await _send_json(send, 401, docs_page.UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
@@ -255,15 +262,18 @@ class GuardMiddleware:
 class _Answer:
     """The ``send`` of one request: adds ``X-Request-ID``; buffers an error body to reshape and log it.
 
+    ``reshape=False`` (the dashboard's pages) sends every answer as the app gave it, with the id.
+
     Error bodies are small (a few hundred bytes); a success streams through untouched, except the
     OpenAPI spec, which is rewritten without the routes this service turns off.
     """
 
-    def __init__(self, send: Send, request_id: bytes, path: str, method: str) -> None:
+    def __init__(self, send: Send, request_id: bytes, path: str, method: str, reshape: bool = True) -> None:
         self.send = send
         self.request_id = request_id
         self.path = path
         self.method = method
+        self.reshape = reshape
         self.start: Message | None = None
         self.chunks: list[bytes] = []
 
@@ -271,7 +281,7 @@ class _Answer:
         if message["type"] == "http.response.start":
             headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
             message = {**message, "headers": [*headers, (b"x-request-id", self.request_id)]}
-            if message["status"] < 400 and self.path not in SPEC_PATHS:
+            if not self.reshape or (message["status"] < 400 and self.path not in SPEC_PATHS):
                 await self.send(message)
                 return
             self.start = message

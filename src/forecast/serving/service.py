@@ -40,7 +40,7 @@ from forecast.data.warehouse import WarehouseBusyError
 from forecast.errors import InputError, ScoringError
 from forecast.features.build import Entity
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
-from forecast.serving import by_id, scoring
+from forecast.serving import by_id, dashboard_mount, scoring
 from forecast.serving.bentoml_fix import cancel_request_timers
 from forecast.serving.errors import error_body, quiet_client_errors
 from forecast.serving.errors import error_response as _error
@@ -437,5 +437,9 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+# the dashboard first: the info app's mount at "/" would take every path
+ForecastService.mount_asgi_app(  # type: ignore[attr-defined]
+    dashboard_mount.MountedDashboard(), path=dashboard_mount.PREFIX, name="dashboard"
+)
 ForecastService.mount_asgi_app(info_app, path="/", name="info")  # type: ignore[attr-defined]
 ForecastService.add_asgi_middleware(GuardMiddleware)  # type: ignore[attr-defined]
