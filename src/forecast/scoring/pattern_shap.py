@@ -25,6 +25,7 @@ would run one TreeSHAP call per tree); ``FORECAST_REASONS_METHOD=treeshap`` make
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -35,6 +36,8 @@ import lightgbm as lgb
 import numpy as np
 
 from forecast.models.pipeline import predict_threads
+
+log = logging.getLogger(__name__)
 
 ENV = "FORECAST_REASONS_METHOD"
 """Environment variable choosing how TreeSHAP values are computed: ``patterns`` (default) or ``treeshap``."""
@@ -112,7 +115,11 @@ def pattern_shap(booster: lgb.Booster, iteration: int | None) -> PatternShap | N
         try:
             engine = PatternShap(booster, trees)
             engine.self_check()
-        except _UnsupportedError:
+        except _UnsupportedError as exc:
+            log.debug("no split-pattern TreeSHAP for this booster: %s", exc)
+            engine = None
+        except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:  # an unusual dump
+            log.debug("no split-pattern TreeSHAP for this booster: %r", exc)
             engine = None
         per_booster[trees] = engine
     return per_booster[trees]
