@@ -1,8 +1,8 @@
 """Reasons at bulk speed: TreeSHAP by split pattern against ``pred_contrib``, and two approximations.
 
-Uses the ``lead_scoring`` champion of the local registry (run ``forecast run`` first) and lead
-snapshot rows of a *second* simulated CRM (another seed, its own warehouse), one as_of a week, so
-the rows are distinct and the model never saw them:
+Uses the ``lead_scoring`` champion (or ``--model``'s) of the local registry (run ``forecast run``
+first) and snapshot rows of its entity in a *second* simulated CRM (another seed, its own
+warehouse), one as_of a week, so the rows are distinct and the model never saw them:
 
     uv run forecast simulate --out data/crm_bench7 --seed 7
     uv run forecast --warehouse data/bench7.duckdb ingest data/crm_bench7
@@ -134,16 +134,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", default="data/bench7.duckdb", help="the second CRM's warehouse")
     parser.add_argument("--rows", type=int, default=60_000)
+    parser.add_argument("--model", default="lead_scoring", help="a champion (its entity's snapshots)")
     args = parser.parse_args()
     settings = load_settings()
-    model = load_model("lead_scoring", settings)
+    model = load_model(args.model, settings)
     final = model.pipeline.steps[-1][1]
     features = list(model.metadata["features"])
     dates = list(pd.date_range("2024-03-01", "2025-12-31", freq="7D"))
     with warehouse_source(args.warehouse) as src:
-        table = build_feature_table(src, "lead", dates, LabelConfig.both(model.meta.horizon_days))
+        entity = str(model.meta.entity)
+        table = build_feature_table(src, entity, dates, LabelConfig.both(model.meta.horizon_days))  # type: ignore[arg-type]
     frame = table.frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    reference, rows = frame.iloc[:20_000][features], frame.iloc[20_000 : 20_000 + args.rows][features]
+    cut = min(20_000, len(frame) // 4)
+    reference, rows = frame.iloc[:cut][features], frame.iloc[cut : cut + args.rows][features]
     ids = pd.Series(np.char.add("L", np.arange(len(rows)).astype(str)))
     fast = fastpath.coded(model.pipeline)
     assert fast is not None
@@ -152,9 +155,9 @@ def main() -> None:
     codes = fast.encode(rows)[:, fast.tree_index]
     n = len(codes)
     print(
-        f"lead_scoring v{model.version}: {len(features)} features, {trees} trees of "
+        f"{args.model} v{model.version}: {len(features)} features, {trees} trees of "
         f"{final.model_.num_leaves} leaves; {n:,} rows (+{len(reference):,} reference) of {len(frame):,} "
-        f"weekly lead snapshots of {args.warehouse}; {os.cpu_count()} cores, FORECAST_THREADS="
+        f"weekly {entity} snapshots of {args.warehouse}; {os.cpu_count()} cores, FORECAST_THREADS="
         f"{os.environ.get('FORECAST_THREADS')}; load average {os.getloadavg()[0]:.2f} at the start"
     )
     raw = booster.predict(codes, num_iteration=trees, raw_score=True, num_threads=1)
@@ -188,7 +191,7 @@ def main() -> None:
     values, cpu, wall = _timed(lambda: _chunks(lambda r: _from_leaves(booster, saabas, offsets, r), codes))
     line("path attribution (Saabas) from `pred_leaf`", values, cpu, wall)
     values, cpu, wall = _timed(lambda: _chunks(lambda r: _from_leaves(booster, leaf_mean, offsets, r), codes))
-    line("leaf mean of exact TreeSHAP over 20,000 reference rows, from `pred_leaf`", values, cpu, wall)
+    line(f"leaf mean of exact TreeSHAP over {cut:,} reference rows, from `pred_leaf`", values, cpu, wall)
 
     print("\n| `score_frame` | rows/s (CPU) | rows/s (wall) | reasons equal to exact's |")
     print("|---|---|---|---|")
