@@ -256,7 +256,7 @@ class PatternShap:
         self._store = np.zeros((0, self.width))
         self._lock = threading.Lock()
         self._seen: np.ndarray | None = None
-        self._number = self._row = np.zeros(0, dtype=np.int64)
+        self._number = self._row = np.zeros(0, dtype=np.int32)
         self._stored = 0
         if trees << self.bits <= _MAX_TABLE:
             self._known = np.full(trees << self.bits, -1, dtype=np.int32)
@@ -352,14 +352,14 @@ class PatternShap:
             if self._seen is None:
                 size = trees << self.bits
                 self._seen = np.zeros(size, dtype=bool)
-                self._number = np.zeros(size, dtype=np.int64)
-                self._row = np.zeros(size, dtype=np.int64)
+                self._number = np.zeros(size, dtype=np.int32)  # at most 2^24 keys, rows per call
+                self._row = np.zeros(size, dtype=np.int32)
             seen, number, row = self._seen, self._number, self._row
             seen[key] = True
             keys = np.flatnonzero(seen)
             seen[keys] = False
             number[keys] = np.arange(len(keys))
-            row[key] = np.arange(n)[None, :]
+            row[key] = np.arange(n, dtype=np.int32)[None, :]
             bounds = np.searchsorted(keys, np.arange(trees + 1, dtype=np.int64) << self.bits)
             return keys, number[key], row[keys], bounds
         slots = np.empty((trees, n), dtype=np.int64)
