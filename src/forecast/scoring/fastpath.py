@@ -28,6 +28,7 @@ from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
+from forecast.scoring.pattern_shap import tree_contributions
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,8 @@ class CodedPipeline:
     def contributions(self, codes: np.ndarray) -> np.ndarray:
         """The classifier's contributions (:meth:`CalibratedLGBMClassifier.contributions`)."""
         model: CalibratedLGBMClassifier = self.model
-        trees = model._tree_predict(codes[:, self.tree_index], pred_contrib=True)
+        booster = model.model_.booster_
+        trees = tree_contributions(booster, codes[:, self.tree_index], model.best_iteration_)
         prior = None if self.prior is None else self.prior.contributions(codes)
         return model._contributions_from(trees, self.columns, self._alone(codes), prior)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -164,23 +165,28 @@ def _plain_value(feature: str, value: object, kind: str | None) -> str:
     return _money(number) if _is_money(feature) else _number(number)
 
 
-def _tokens(feature: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", feature.lower()) if t]
+@lru_cache(maxsize=4096)  # the rules below depend on the feature and its description only
+def _tokens(feature: str) -> tuple[str, ...]:
+    return tuple(t for t in re.split(r"[^a-z0-9]+", feature.lower()) if t)
 
 
+@lru_cache(maxsize=4096)
 def _is_rate(feature: str, description: str) -> bool:
     return "rate" in _tokens(feature) or description.lower().startswith("share of")
 
 
+@lru_cache(maxsize=4096)
 def _is_money(feature: str) -> bool:
     tokens = _tokens(feature)
     return bool(tokens) and tokens[-1] in ("amount", "revenue")
 
 
+@lru_cache(maxsize=4096)
 def _is_days(feature: str) -> bool:
     return "days" in _tokens(feature)
 
 
+@lru_cache(maxsize=4096)
 def _is_count(feature: str, description: str) -> bool:
     name = feature.lower()
     countable_name = (
@@ -198,9 +204,14 @@ def _number(number: float) -> str:
     return f"{number:.3g}"
 
 
+@lru_cache(maxsize=4096)
+def _without_negative_note(description: str) -> str:
+    return re.sub(r"\s*\(negative:[^)]*\)", "", description).strip()
+
+
 def _days_phrase(description: str, number: float) -> str:
     """Value-first days: "12 days since the last contact", "5 days past the expected close date"."""
-    text = re.sub(r"\s*\(negative:[^)]*\)", "", description).strip()
+    text = _without_negative_note(description)
     if not text.lower().startswith("days "):
         return f"{description}: {_days(number)}"
     rest = text[5:]

@@ -1,0 +1,443 @@
+"""Exact TreeSHAP of many rows at once: each tree's values computed once per distinct split pattern.
+
+Path-dependent TreeSHAP (LightGBM's ``pred_contrib``) reads a row only through the direction it
+takes at each split of a tree: two rows that go the same way at every split of a tree (not only on
+their own path: the values also weigh the branches a row does not take) get the same values from
+that tree. In a batch, a tree of 15 leaves sees few such *split patterns* (about 5% of the row-tree
+pairs on the lead model, benchmarks/RESULTS.md "Reasons at bulk speed"), so here:
+
+1. each row's pattern of every tree is computed with numpy from the booster's dump: per feature, a
+   row's value falls in one of the intervals between the thresholds of the splits on it (or is
+   missing, or a category code); a table per (tree, feature) maps the interval to the directions of
+   that tree's splits on the feature, exactly as LightGBM decides them (missing values by the
+   split's default direction and missing type, categories by the split's category set);
+2. the distinct (tree, pattern) pairs of the batch are found, and LightGBM's own TreeSHAP runs on
+   one representative row of each, one tree at a time (``start_iteration``);
+3. every row's values are gathered back from its patterns and summed over the trees.
+
+The numbers are TreeSHAP's (the same algorithm, on rows taking the same directions), up to the
+order of the floating-point additions (1e-12 on the log-odds scale, tests/unit/test_pattern_shap.py);
+per row they add up to the raw log-odds like ``pred_contrib``'s. :func:`tree_contributions` uses
+this for batches of at least :data:`MIN_ROWS` rows and ``pred_contrib`` for fewer (a one-row call
+would run one TreeSHAP call per tree); ``FORECAST_REASONS_METHOD=treeshap`` makes every call use
+``pred_contrib`` (docs/models.md, "Reason codes").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from forecast.models.pipeline import predict_threads
+
+log = logging.getLogger(__name__)
+
+ENV = "FORECAST_REASONS_METHOD"
+"""Environment variable choosing how TreeSHAP values are computed: ``patterns`` (default) or ``treeshap``."""
+
+METHODS = ("patterns", "treeshap")
+
+MIN_ROWS = 2_000
+"""Batches with fewer rows use ``pred_contrib`` directly (the per-tree calls cost more than they save)."""
+
+_MAX_TABLE = 1 << 24
+"""Largest (trees x 2^splits) dense pattern table; beyond it patterns are deduplicated by sorting."""
+
+CACHE_ENTRIES = 500_000
+"""Most (tree, pattern) values kept between calls (500,000 x the widest tree's features x 8 bytes)."""
+
+_MAX_SPLITS = 62
+"""Trees with more splits than this do not fit a 64-bit pattern (``pred_contrib`` is used)."""
+
+_ZERO = float(np.float32(1e-35))
+"""LightGBM's ``kZeroThreshold`` (a float constant), for splits whose missing type is ``Zero``."""
+
+_CLIPPED = 1e300
+"""What ``dump_model`` writes for an infinite threshold."""
+
+_BLOCK = 2_048
+"""Rows per block when computing patterns (bounds the (pairs x rows) temporaries)."""
+
+_CACHE: weakref.WeakKeyDictionary[lgb.Booster, dict[int, PatternShap | None]] = weakref.WeakKeyDictionary()
+
+
+def method() -> str:
+    """The configured method (``FORECAST_REASONS_METHOD``; default ``patterns``).
+
+    Raises:
+        ValueError: The variable is set to something else.
+    """
+    value = os.environ.get(ENV, "").strip().lower() or METHODS[0]
+    if value not in METHODS:
+        raise ValueError(f"{ENV} must be one of {', '.join(METHODS)}, got {value!r}")
+    return value
+
+
+def tree_contributions(booster: lgb.Booster, rows: np.ndarray, iteration: int | None) -> np.ndarray:
+    """TreeSHAP values of a booster's first ``iteration`` trees, shape (n, features + 1), bias last.
+
+    What ``booster.predict(rows, num_iteration=iteration, pred_contrib=True)`` returns, computed
+    per split pattern for large batches (see the module docstring).
+
+    Args:
+        booster: A binary LightGBM booster (one tree per iteration).
+        rows: Float matrix of the booster's features.
+        iteration: Trees used (``None`` or <= 0: all).
+    """
+    engine = None
+    if len(rows) >= MIN_ROWS and method() == "patterns":
+        engine = pattern_shap(booster, iteration)
+    if engine is None:
+        return np.asarray(
+            booster.predict(
+                rows, num_iteration=iteration, pred_contrib=True, num_threads=predict_threads(len(rows))
+            ),
+            dtype=np.float64,
+        )
+    return engine.contributions(rows)
+
+
+def pattern_shap(booster: lgb.Booster, iteration: int | None) -> PatternShap | None:
+    """The checked pattern engine of a booster (built once per booster and tree count), or ``None``."""
+    if iteration is None:  # as Booster.predict: the booster's best iteration when it has one
+        iteration = booster.best_iteration
+    trees = booster.num_trees() if iteration <= 0 else min(int(iteration), booster.num_trees())
+    per_booster = _CACHE.setdefault(booster, {})
+    if trees not in per_booster:
+        engine: PatternShap | None
+        try:
+            engine = PatternShap(booster, trees)
+            engine.self_check()
+        except _UnsupportedError as exc:
+            log.debug("no split-pattern TreeSHAP for this booster: %s", exc)
+            engine = None
+        except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:  # an unusual dump
+            log.debug("no split-pattern TreeSHAP for this booster: %r", exc)
+            engine = None
+        per_booster[trees] = engine
+    return per_booster[trees]
+
+
+class _UnsupportedError(Exception):
+    """A booster the pattern engine does not reproduce exactly."""
+
+
+@dataclass
+class _Feature:
+    """How a row's value of one feature becomes a class index (``values[class]`` represents it)."""
+
+    categorical: bool
+    bounds: np.ndarray
+    """Numeric: sorted split thresholds (and the zero band's edges). Categorical: unused."""
+    levels: int
+    """Categorical: category codes 0..levels-1 have their own class; the rest share class ``levels``."""
+    values: np.ndarray
+    """One value per class that takes every split on the feature the way the class's values do."""
+
+    def classes(self, column: np.ndarray) -> np.ndarray:
+        """Class index of each value."""
+        if self.categorical:
+            with np.errstate(invalid="ignore"):
+                inside = (column > -1.0) & (column < self.levels)  # int(v) in [0, levels)
+            return np.where(inside, np.trunc(np.where(inside, column, 0.0)), self.levels).astype(np.int32)
+        with np.errstate(invalid="ignore"):
+            column = np.where(np.abs(column) <= _ZERO, 0.0, column)  # as LightGBM reads its input
+        out = np.searchsorted(self.bounds, column, side="left").astype(np.int32)
+        out[np.isnan(column)] = len(self.bounds) + 1
+        return out
+
+
+def _goes_left(node: dict[str, Any], value: float) -> bool:
+    """LightGBM's decision of one split for one value (``Tree::NumericalDecision`` / ``CategoricalDecision``).
+
+    LightGBM reads a value within ``kZeroThreshold`` of zero as zero before any decision.
+    """
+    if abs(value) <= _ZERO:
+        value = 0.0
+    if node["decision_type"] == "==":
+        if np.isnan(value) or int(value) < 0:
+            return False
+        return int(value) in {int(c) for c in str(node["threshold"]).split("||")}
+    if node["decision_type"] != "<=":
+        raise _UnsupportedError(f"decision type {node['decision_type']}")
+    missing = node["missing_type"]
+    if np.isnan(value) and missing != "NaN":
+        value = 0.0
+    if (missing == "Zero" and -_ZERO <= value <= _ZERO) or (missing == "NaN" and np.isnan(value)):
+        return bool(node["default_left"])
+    return bool(value <= _threshold(node))
+
+
+def _threshold(node: dict[str, Any]) -> float:
+    """A numeric split's threshold; the dump writes +-inf as +-1e300 (``AvoidInf``)."""
+    value = float(node["threshold"])
+    return float(np.sign(value) * np.inf) if abs(value) >= _CLIPPED else value
+
+
+def _splits(tree: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The split nodes of a dumped tree by ``split_index``."""
+    out: dict[int, dict[str, Any]] = {}
+    stack = [tree["tree_structure"]]
+    while stack:
+        node = stack.pop()
+        if "split_index" in node:
+            out[int(node["split_index"])] = node
+            stack += [node["left_child"], node["right_child"]]
+    return out
+
+
+class PatternShap:
+    """TreeSHAP of a booster's first ``trees`` trees through split patterns (see the module docstring).
+
+    Args:
+        booster: A binary LightGBM booster.
+        trees: How many of its first trees to explain.
+
+    Raises:
+        _UnsupportedError: Several trees per iteration, trees too large, or an unknown split kind.
+    """
+
+    def __init__(self, booster: lgb.Booster, trees: int) -> None:
+        if booster.num_model_per_iteration() != 1:
+            raise _UnsupportedError("several trees per iteration")
+        self.booster = booster
+        self.trees = trees
+        self.n_features = booster.num_feature()
+        dumped = booster.dump_model(num_iteration=trees)["tree_info"][:trees]
+        self._dumped = dumped
+        splits = [_splits(tree) for tree in dumped]
+        self.bits = max([1, *(len(s) for s in splits)])
+        if self.bits > _MAX_SPLITS:
+            raise _UnsupportedError("trees too large for 64-bit patterns")
+        by_feature: dict[int, list[tuple[int, int, dict[str, Any]]]] = {}
+        for t, nodes in enumerate(splits):
+            for j, node in nodes.items():
+                by_feature.setdefault(int(node["split_feature"]), []).append((t, j, node))
+        self.features = {f: _feature(nodes) for f, nodes in sorted(by_feature.items())}
+        tables: dict[tuple[int, int], np.ndarray] = {}
+        for f, on_feature in by_feature.items():
+            values = self.features[f].values
+            for t, j, node in on_feature:
+                table = tables.setdefault((t, f), np.zeros(len(values), dtype=np.uint64))
+                table |= np.array([_goes_left(node, v) for v in values], dtype=np.uint64) << np.uint64(j)
+        pairs = sorted(tables)
+        dtype = np.uint16 if self.bits <= 16 else (np.uint32 if self.bits <= 32 else np.uint64)
+        self.dtype = dtype
+        widest = max([1, *(len(f.values) for f in self.features.values())])
+        # every tree gets the same number of (tree, feature) tables, padded with an all-zero one
+        self.width = max([1, *(sum(1 for p in pairs if p[0] == t) for t in range(trees))])
+        chunks: list[np.ndarray] = [np.zeros(widest, dtype=dtype)]
+        feature = np.zeros((trees, self.width), dtype=np.intp)
+        offset = np.zeros((trees, self.width), dtype=np.int64)
+        filled = np.zeros(trees, dtype=np.intp)
+        start = widest
+        for t, f in pairs:
+            feature[t, filled[t]], offset[t, filled[t]] = f, start
+            filled[t] += 1
+            chunks.append(tables[(t, f)].astype(dtype))
+            start += len(chunks[-1])
+        self.flat = np.concatenate(chunks)
+        self.pad_feature = feature.reshape(-1)
+        self.pad_offset = offset.reshape(-1, 1).astype(np.int32 if start < 2**31 else np.int64)
+        self.tree_features = [feature[t, : filled[t]] for t in range(trees)]
+        probe = np.zeros((1, self.n_features))
+        self.bias = float(
+            np.asarray(booster.predict(probe, num_iteration=trees, pred_contrib=True, num_threads=1))[0, -1]
+        )
+        # values of the patterns met so far, by key, when the keys fit a dense table
+        self._known: np.ndarray | None = None
+        self._store = np.zeros((0, self.width))
+        self._lock = threading.Lock()
+        self._seen: np.ndarray | None = None
+        self._number = self._row = np.zeros(0, dtype=np.int32)
+        self._stored = 0
+        if trees << self.bits <= _MAX_TABLE:
+            self._known = np.full(trees << self.bits, -1, dtype=np.int32)
+
+    def patterns(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's split pattern in each tree, shape (trees, n): bit ``j`` is split ``j`` going left."""
+        n = len(rows)
+        out = np.zeros((self.trees, n), dtype=np.int64)
+        classes = np.zeros((self.n_features, n), dtype=self.pad_offset.dtype)
+        for f, feature in self.features.items():
+            classes[f] = feature.classes(rows[:, f])
+        for start in range(0, n, _BLOCK):
+            index = classes[self.pad_feature, start : start + _BLOCK]
+            index += self.pad_offset
+            bits = self.flat[index].reshape(self.trees, self.width, -1)
+            out[:, start : start + _BLOCK] = bits.sum(axis=1, dtype=self.dtype)  # disjoint bits: an OR
+        return out
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """TreeSHAP values of ``rows``, shape (n, features + 1), bias last (as ``pred_contrib``)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        n = len(rows)
+        if not n:
+            return np.zeros((0, self.n_features + 1))
+        patterns = self.patterns(rows)
+        with self._lock:  # the tables and known values are shared by the threads using this booster
+            keys, slot, first, bounds = self._distinct(patterns)
+            values = self._values(rows, keys, first, bounds)
+        out = np.zeros((self.n_features + 1, n))
+        for t in range(self.trees):  # tree by tree: small tables, gathered along the rows
+            a, z = bounds[t], bounds[t + 1]
+            used = self.tree_features[t]
+            table = np.ascontiguousarray(values[a:z, : len(used)].T)
+            out[used] += np.take(table, slot[t] - a, axis=1)
+        out[-1] = self.bias
+        return out.T
+
+    def _values(
+        self, rows: np.ndarray, keys: np.ndarray, first: np.ndarray, bounds: np.ndarray
+    ) -> np.ndarray:
+        """Per distinct (tree, pattern) its tree's TreeSHAP values on the tree's features (padded).
+
+        Values computed by earlier calls are reused (up to :data:`CACHE_ENTRIES` of them); the
+        others come from ``pred_contrib`` on one row of each pattern, one tree at a time.
+        """
+        out = np.zeros((len(keys), self.width))
+        known = None if self._known is None else self._known[keys]
+        for t in range(self.trees):
+            a, z = bounds[t], bounds[t + 1]
+            todo = np.arange(a, z) if known is None else a + np.flatnonzero(known[a:z] < 0)
+            if known is not None and len(todo) < z - a:
+                done = np.arange(a, z)[known[a:z] >= 0]
+                out[done] = self._store[known[done]]
+            if not len(todo):
+                continue
+            used = self.tree_features[t]
+            phi = np.asarray(
+                self.booster.predict(
+                    rows[first[todo]],
+                    start_iteration=t,
+                    num_iteration=1,
+                    pred_contrib=True,
+                    num_threads=predict_threads(len(todo)),
+                )
+            )
+            out[todo, : len(used)] = phi[:, used]
+            if self._known is not None and self._stored + len(todo) <= CACHE_ENTRIES:
+                self._reserve(self._stored + len(todo))
+                where = np.arange(self._stored, self._stored + len(todo))
+                self._store[where] = out[todo]
+                self._known[keys[todo]] = where
+                self._stored += len(todo)
+        return out
+
+    def _reserve(self, entries: int) -> None:
+        """Grow the store of known values (doubling, at most :data:`CACHE_ENTRIES` rows)."""
+        if entries > len(self._store):
+            grown = np.zeros((min(CACHE_ENTRIES, max(entries, 2 * len(self._store), 4_096)), self.width))
+            grown[: self._stored] = self._store[: self._stored]
+            self._store = grown
+
+    def _distinct(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (tree, pattern) keys, numbered tree by tree; per (tree, row) its number; etc.
+
+        Returns:
+            ``keys`` (``tree << bits | pattern``, sorted), ``slot`` (trees, n): the number of each
+            row's key, ``first``: a row of each key, ``bounds``: tree ``t`` owns numbers
+            ``bounds[t]:bounds[t+1]``.
+        """
+        trees, n = patterns.shape
+        key = patterns + (np.arange(trees, dtype=np.int64) << self.bits)[:, None]
+        if self._known is not None:  # dense tables by key, kept between calls (no page faults)
+            if self._seen is None:
+                size = trees << self.bits
+                self._seen = np.zeros(size, dtype=bool)
+                self._number = np.zeros(size, dtype=np.int32)  # at most 2^24 keys, rows per call
+                self._row = np.zeros(size, dtype=np.int32)
+            seen, number, row = self._seen, self._number, self._row
+            seen[key] = True
+            keys = np.flatnonzero(seen)
+            seen[keys] = False
+            number[keys] = np.arange(len(keys))
+            row[key] = np.arange(n, dtype=np.int32)[None, :]
+            bounds = np.searchsorted(keys, np.arange(trees + 1, dtype=np.int64) << self.bits)
+            return keys, number[key], row[keys], bounds
+        slots = np.empty((trees, n), dtype=np.int64)
+        all_keys, firsts, bounds_list = [], [], [0]
+        for t in range(trees):
+            uniq, first, inverse = np.unique(key[t], return_index=True, return_inverse=True)
+            slots[t] = inverse.reshape(-1) + bounds_list[-1]
+            all_keys.append(uniq)
+            firsts.append(first)
+            bounds_list.append(bounds_list[-1] + len(first))
+        return np.concatenate(all_keys), slots, np.concatenate(firsts), np.array(bounds_list)
+
+    def self_check(self) -> None:
+        """Check the patterns and the values against LightGBM on rows covering every class of every feature.
+
+        The leaf each pattern leads to must be the leaf LightGBM predicts (``pred_leaf``), and the
+        values must be ``pred_contrib``'s.
+
+        Raises:
+            _UnsupportedError: On any difference (values: more than 1e-9).
+        """
+        width = max([8, *(len(f.values) for f in self.features.values())])
+        rng = np.random.default_rng(0)
+        blocks = []
+        for _ in range(4):
+            rows = np.zeros((width, self.n_features))
+            for f, feature in self.features.items():
+                rows[:, f] = rng.permutation(np.resize(feature.values, width))
+            blocks.append(rows)
+        rows = np.vstack(blocks)
+        leaves = self.booster.predict(rows, num_iteration=self.trees, pred_leaf=True, num_threads=1)
+        if not np.array_equal(self._leaves(self.patterns(rows)), np.asarray(leaves, dtype=np.int64).T):
+            raise _UnsupportedError("patterns do not lead to LightGBM's leaves")
+        exact = self.booster.predict(rows, num_iteration=self.trees, pred_contrib=True, num_threads=1)
+        if not np.allclose(self.contributions(rows), exact, rtol=0.0, atol=1e-9):
+            raise _UnsupportedError("self-check differs")
+
+    def _leaves(self, patterns: np.ndarray) -> np.ndarray:
+        """The leaf each (tree, row) pattern leads to, shape (trees, n)."""
+        out = np.zeros(patterns.shape, dtype=np.int64)
+        for t, tree in enumerate(self._dumped):
+            if "split_index" not in tree["tree_structure"]:  # a single leaf
+                continue
+            node = np.zeros(patterns.shape[1], dtype=np.int64)  # >= 0: split index; < 0: ~leaf
+            left, right = _children(tree)
+            while (node >= 0).any():
+                inner = node >= 0
+                split = node[inner]
+                goes_left = (patterns[t, inner] >> split) & 1
+                node[inner] = np.where(goes_left == 1, left[split], right[split])
+            out[t] = ~node
+        return out
+
+
+def _children(tree: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per split index, its left and right child (a split index, or ``~leaf_index``)."""
+    nodes = _splits(tree)
+    left = np.zeros(max(1, len(nodes)), dtype=np.int64)
+    right = np.zeros(max(1, len(nodes)), dtype=np.int64)
+
+    def ref(child: dict[str, Any]) -> int:
+        return int(child["split_index"]) if "split_index" in child else ~int(child.get("leaf_index", 0))
+
+    for j, node in nodes.items():
+        left[j], right[j] = ref(node["left_child"]), ref(node["right_child"])
+    return left, right
+
+
+def _feature(nodes: list[tuple[int, int, dict[str, Any]]]) -> _Feature:
+    """The classes of one feature from the splits on it."""
+    kinds = {node["decision_type"] for _, _, node in nodes}
+    if kinds == {"=="}:
+        codes = [int(c) for _, _, node in nodes for c in str(node["threshold"]).split("||")]
+        levels = max(codes) + 1
+        return _Feature(True, np.zeros(0), levels, np.array([*range(levels), np.nan]))
+    if "==" in kinds:
+        raise _UnsupportedError("a feature split both ways")
+    thresholds = [_threshold(node) for _, _, node in nodes]
+    bounds = np.unique(np.array([*thresholds, np.nextafter(-_ZERO, -np.inf), _ZERO]))
+    # values in (bounds[k-1], bounds[k]] take every split as bounds[k] does; above the last, as +inf
+    return _Feature(False, bounds, 0, np.array([*bounds, np.inf, np.nan]))
