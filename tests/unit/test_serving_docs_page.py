@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from forecast.serving import session
+from forecast import web_session as session
 from forecast.serving.docs_page import render_docs
 from forecast.serving.errors import normalise
 from forecast.serving.guard import GuardMiddleware

@@ -7,7 +7,7 @@ Content-Security-Policy says so to the browser.
 
 With ``FORECAST_API_TOKEN`` set, every page but ``/login``, ``/healthz`` and the stylesheet needs a
 session: ``POST /login`` compares the token in constant time and sets the service's signed
-session cookie (HttpOnly, SameSite=Strict; :mod:`forecast.serving.session`, the same rules as the
+session cookie (HttpOnly, SameSite=Strict; :mod:`forecast.web_session`, the same rules as the
 API's docs page, so a token rotation ends both). Without a token the pages are open, and the CLI
 binds to loopback unless told otherwise.
 """
@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from forecast import web_session as session
 from forecast.config import Settings
 from forecast.dashboard import pages
 from forecast.dashboard.data import Filters, Listing, Reader
@@ -32,7 +33,6 @@ from forecast.dashboard.rooted import RootedLinks
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
 from forecast.errors import InputError
 from forecast.io import csv_text
-from forecast.serving import session
 
 MAX_FORM_BYTES = 4096
 """The login form's largest body."""

@@ -8,7 +8,7 @@ page has no script at all; its one inline style carries a per-answer nonce and t
 ``Content-Security-Policy`` allows nothing else (no third-party request can be made from it).
 
 With ``FORECAST_API_TOKEN`` set, a browser asking for HTML without credentials gets a login form
-(401); ``POST /login`` with the token sets the session cookie of :mod:`forecast.serving.session`
+(401); ``POST /login`` with the token sets the session cookie of :mod:`forecast.web_session`
 and ``POST /logout`` clears it. API clients without a token still get the JSON 401.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from forecast.serving import session
+from forecast import web_session as session
 from forecast.serving.errors import error_body
 from forecast.serving.openapi import TITLE, example, resolve
 

@@ -1,7 +1,7 @@
 """ASGI middleware in front of every route: auth, a cap on the body, request ids, error bodies.
 
 With ``FORECAST_API_TOKEN`` set, a request without ``Authorization: Bearer <token>`` or a valid
-session cookie (:mod:`forecast.serving.session`) gets 401 (the comparison takes the same time
+session cookie (:mod:`forecast.web_session`) gets 401 (the comparison takes the same time
 wherever the strings differ); the health probes stay open so an orchestrator can check the
 process. A state-changing request authenticated by the cookie alone must come from the same
 origin (403 otherwise). A body larger than ``FORECAST_MAX_BODY_BYTES`` gets 413 before it is
@@ -27,8 +27,9 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from forecast import web_session as session
 from forecast.config import load_settings
-from forecast.serving import dashboard_mount, docs_page, session
+from forecast.serving import dashboard_mount, docs_page
 from forecast.serving.errors import REQUEST_LOGGER, error_body, normalise
 from forecast.serving.openapi import public_spec, public_spec_bytes
 
