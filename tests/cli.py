@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from typer.testing import CliRunner
@@ -24,6 +26,23 @@ def cli_env(root: Path, warehouse: str = "wh") -> dict[str, str]:
         "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
         "ROOT": str(root),
     }
+
+
+def settings_of(env: dict[str, str]) -> Any:
+    """The ``Settings`` the CLI reads under ``env`` (its ``FORECAST_*`` variables, then restored)."""
+    from forecast.config import load_settings
+
+    keys = {k: v for k, v in env.items() if k.startswith("FORECAST_")}
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        return load_settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def cli_json(env: dict[str, str], *args: str, code: int = 0) -> dict:

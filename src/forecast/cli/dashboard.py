@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from forecast.cli.main import app, as_of_option, context_settings, fail, input_errors
+from forecast.cli.main import (
+    ModelsOpt,
+    app,
+    as_of_option,
+    context_settings,
+    fail,
+    input_errors,
+    refs_or_exit,
+)
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 LOOPBACK = "127.0.0.1"
 
@@ -39,6 +48,7 @@ def dashboard(
         str | None,
         typer.Option(help="Address to listen on (default 127.0.0.1; another needs to be given explicitly)."),
     ] = None,
+    models: ModelsOpt = None,
 ) -> None:
     """Start the dashboard in this process until interrupted."""
     import uvicorn
@@ -48,8 +58,11 @@ def dashboard(
     settings = context_settings(ctx)
     if not settings.warehouse.is_file():
         fail(False, f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first")
+    refs = refs_or_exit(
+        False, {DEAL_WIN: (DEAL_WIN, "--models"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--models")}, None, models
+    )
     try:
-        application = create_app(settings)
+        application = create_app(settings, refs=refs)
     except ValueError as exc:  # a blank FORECAST_API_TOKEN
         fail(False, str(exc))
     bind = host or LOOPBACK

@@ -74,10 +74,12 @@ def _local(path: str) -> str:
 class _Dashboard:
     """The dashboard's endpoints over one reader, with the login rule of ``settings``."""
 
-    def __init__(self, settings: Settings, reader: Reader | None = None) -> None:
+    def __init__(
+        self, settings: Settings, reader: Reader | None = None, refs: Mapping[str, Any] | None = None
+    ) -> None:
         self.settings = settings
         self.token = dashboard_token(settings)
-        self.read = reader or Reader(settings)
+        self.read = reader or Reader(settings, refs=refs)
 
     def authorised(self, request: Request) -> bool:
         if self.token is None:
@@ -211,7 +213,10 @@ class _Dashboard:
 
 
 def create_app(
-    settings: Settings, reader: Reader | None = None, warm_every: float | None = EVERY_SECONDS
+    settings: Settings,
+    reader: Reader | None = None,
+    warm_every: float | None = EVERY_SECONDS,
+    refs: Mapping[str, Any] | None = None,
 ) -> Starlette:
     """The dashboard for ``settings``' warehouse and registry.
 
@@ -224,8 +229,10 @@ def create_app(
         reader: The data reader (default: a new one with its own cache).
         warm_every: How often the warm-up looks for a change, in seconds (``0``: only at start;
             ``None``: no warm-up, every page computed on its first visit).
+        refs: The models named by role (``forecast dashboard --models``), when not a new ``reader``'s
+            default champions (e.g. ``deal_win`` -> ``deal_win_maven`` on the Maven sample).
     """
-    app = _Dashboard(settings, reader)
+    app = _Dashboard(settings, reader, refs)
     warmer = Warmer(app.read, warm_every) if warm_every is not None else None
 
     @asynccontextmanager

@@ -303,8 +303,13 @@ class Reader:
     instead of repeating it.
     """
 
-    def __init__(self, settings: Settings, cache_size: int = 32) -> None:
+    def __init__(
+        self, settings: Settings, cache_size: int = 32, refs: Mapping[str, Any] | None = None
+    ) -> None:
         self.settings = settings
+        self.refs: dict[str, Any] = dict(refs or {})
+        """The models named by role (``forecast dashboard --models``: e.g. ``deal_win=deal_win_maven``);
+        the other roles use their champions bound to the warehouse."""
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()  # guards the cache and the pending map (held briefly)
@@ -502,7 +507,7 @@ class Reader:
         """
         from forecast.revenue.job import champion_models
 
-        return self._cached(("champions",), lambda: champion_models(self.settings))
+        return self._cached(("champions",), lambda: champion_models(self.settings, self.refs or None))
 
     def flags(self, filters: Filters) -> dict[str, Any] | Missing:
         """``forecast flags --json`` (deals and leads) as of the filters' time."""
@@ -710,7 +715,12 @@ class Reader:
 
     def models(self) -> list[dict[str, Any]]:
         """Each model's champion: version, training window, test metrics against baselines, monitoring."""
-        return [_model_row(name, self.settings) for name in MODEL_NAMES]
+        return [_model_row(name, self.settings) for name in self.model_names()]
+
+    def model_names(self) -> list[str]:
+        """The registered models the pages show: every default one, then those named by role."""
+        named = [str(ref.name) for ref in self.refs.values() if str(ref.name) not in MODEL_NAMES]
+        return [*MODEL_NAMES, *dict.fromkeys(named)]
 
 
 def about(insight: Mapping[str, Any], filters: Filters) -> bool:

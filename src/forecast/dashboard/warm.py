@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from forecast.dashboard.data import Filters, Reader
-from forecast.models.names import MODEL_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:
     from forecast.registry import CHAMPION, version_by_alias
 
     out = []
-    for name in MODEL_NAMES:
+    for name in reader.model_names():
         version = version_by_alias(name, CHAMPION, reader.settings)
         out.append((name, None if version is None else str(version.version)))
     return tuple(out)
