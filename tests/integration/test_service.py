@@ -29,11 +29,10 @@ from mlflow import MlflowClient
 
 from forecast.batch import score_warehouse
 from forecast.cli import app
-from forecast.config import load_settings
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.registry import load_model
 from forecast.scoring.close_dates import close_date_columns
-from tests.cli import cli_env, runner
+from tests.cli import cli_env, runner, settings_of
 from tests.cli import cli_json as _cli
 from tests.conftest import hold_warehouse_lock
 
@@ -60,20 +59,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         trained = _cli(env, "train", model, "--promote")
         assert trained["promotion"]["promoted"], trained["promotion"]
     return env
-
-
-def _settings(env: dict[str, str]) -> Any:
-    keys = {k: v for k, v in env.items() if k.startswith("FORECAST_")}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    try:
-        return load_settings()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextmanager
@@ -160,7 +145,7 @@ def test_model_info_lists_versions_aliases_dates_and_metrics(server: str) -> Non
 
 
 def test_lead_scores_equal_the_batch_scorer(server: str, env: dict[str, str]) -> None:
-    settings = _settings(env)
+    settings = settings_of(env)
     model = load_model("lead_scoring", settings)
     scored, _, _ = score_warehouse(model, settings, None)
     features = scored.features.head(25)
@@ -182,7 +167,7 @@ def test_lead_scores_equal_the_batch_scorer(server: str, env: dict[str, str]) ->
 
 
 def test_win_probability_and_close_dates_equal_the_batch_scorer(server: str, env: dict[str, str]) -> None:
-    settings = _settings(env)
+    settings = settings_of(env)
     win = load_model("deal_win", settings)
     close = load_model("time_to_close", settings)
     scored, _, _ = score_warehouse(win, settings, None)
@@ -211,7 +196,7 @@ def test_win_probability_and_close_dates_equal_the_batch_scorer(server: str, env
 def test_unseen_categories_and_missing_features_are_scored_with_warnings(
     server: str, env: dict[str, str]
 ) -> None:
-    settings = _settings(env)
+    settings = settings_of(env)
     close_uses_product = "product" in load_model("time_to_close", settings).metadata["features"]
     body = {"deal": {"opportunity_id": "new-1", "stage": "proposal", "product": "flying carpet"}}
     answer = _post(server, "/win_probability", body)
@@ -553,7 +538,7 @@ def test_the_dashboard_is_served_under_the_service_with_its_own_login(
 
     from forecast.dashboard.app import create_app
 
-    alone = TestClient(create_app(_settings(env), warm_every=None)).get("/reps?period=quarter")
+    alone = TestClient(create_app(settings_of(env), warm_every=None)).get("/reps?period=quarter")
     cells = re.findall(r'data-value="([^"]+)"', alone.text)
     assert cells and re.findall(r'data-value="([^"]+)"', page.text) == cells
     assert httpx.get(f"{server}/dashboard/static/dashboard.css").status_code == 200
@@ -801,7 +786,7 @@ def test_a_model_records_the_warehouse_it_was_trained_on(env: dict[str, str]) ->
         mv = client.get_model_version_by_alias(name, "champion")
         assert mv.tags["forecast.warehouse_id"] == identity
         assert client.get_run(mv.run_id).data.tags["forecast.warehouse_id"] == identity
-        assert load_model(name, _settings(env)).meta.warehouse_id == identity
+        assert load_model(name, settings_of(env)).meta.warehouse_id == identity
 
 
 def test_a_champion_of_another_warehouse_is_refused_with_the_fix(

@@ -137,6 +137,11 @@ class ShockSettings:
     win_level: str = "deal_win"  # auto lost to a fixed level on the matrix (docs/revenue.md)
     level_min_cuts: int = 3
 
+    def __post_init__(self) -> None:
+        """Refuse an unknown win level when the settings are made, not when a forecast uses them."""
+        if self.win_level != "auto" and self.win_level not in WIN_LEVELS:
+            raise ValueError(f"win_level must be auto or one of {', '.join(WIN_LEVELS)}: {self.win_level!r}")
+
 
 WIN_LEVELS = ("deal_win", "blend", "hazard")
 """The win levels an open deal's probability can come from (``auto`` chooses among them, in this
@@ -367,11 +372,7 @@ def _level_of(
     ``judged``: per cut with enough deals, its deals' rows, whether each won in the window, and the
     share of each deal's win timing that falls in the window.
     """
-    if settings.win_level != "auto":
-        if settings.win_level not in WIN_LEVELS:
-            raise ValueError(
-                f"win_level must be auto or one of {', '.join(WIN_LEVELS)}: {settings.win_level!r}"
-            )
+    if settings.win_level != "auto":  # a known level: ShockSettings checks it
         return (settings.win_level if settings.win_level in levels else "deal_win"), {}
     expected = {
         name: [float((share * p[mine] * amount[mine]).sum()) for _, mine, _, share in judged]
