@@ -114,6 +114,10 @@ class Settings(BaseSettings):
         max_columns: Most columns an input file may have.
         max_line_bytes: Longest line of an input CSV, in bytes (checked before parsing).
         max_cell_bytes: Longest cell or column name of an input file, in characters.
+        ingest_chunk_rows: Rows a streamed import reads and checks at a time.
+        ingest_stream_bytes: A canonical import whose files hold more bytes streams in chunks
+            through a DuckDB staging file (bounded memory); ``0`` streams every canonical import.
+        ingest_memory_limit: DuckDB's memory limit during a streamed import (e.g. ``1GB``).
     """
 
     model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore")
@@ -141,6 +145,11 @@ class Settings(BaseSettings):
     max_columns: int = Field(default=2_000, ge=1)
     max_line_bytes: int = Field(default=10_000_000, ge=1)
     max_cell_bytes: int = Field(default=1_000_000, ge=1)
+    ingest_chunk_rows: int = Field(default=250_000, ge=1)
+    ingest_stream_bytes: int = Field(default=64_000_000, ge=0)
+    ingest_memory_limit: str = Field(
+        default="1GB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
 
     @model_validator(mode="after")
     def _anchor_mlflow_paths(self) -> Settings:

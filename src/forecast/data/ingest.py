@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import pandas as pd
 
+from forecast.data.chunked import open_chunks, read_columns
 from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.pipeline_learn import follows, learn_pipeline, needs_learning, stage_values
-from forecast.data.reject_guard import excessive_rejects
+from forecast.data.reject_guard import ExcessiveRule, excessive_from_counts, excessive_rejects
+from forecast.data.schema import TABLES
 from forecast.data.sources import canonical, maven, salesforce
 from forecast.data.sources.base import SourceBatch
-from forecast.data.validate import ValidatedBatch, validate_batch
+from forecast.data.staged import StreamOptions, reject_examples, rejects_summary, stage_files, staging
+from forecast.data.validate import TableCounts, ValidatedBatch, validate_batch
 from forecast.data.warehouse import DuckDBView, Warehouse, write_batch
 from forecast.timeutil import resolve_as_of, utc_now
 
@@ -133,6 +138,7 @@ def ingest(
     pipeline: SalesPipeline | None = None,
     progress: Callable[[str], None] | None = None,
     max_reject_share: float = 1.0,
+    options: StreamOptions | None = None,
 ) -> IngestReport:
     """Read, validate and (unless a dry run) write one import.
 
@@ -157,6 +163,8 @@ def ingest(
         max_reject_share: Refuse the import (write nothing) when one rule rejects more than this
             share of a table's rows and the adapter does not declare that loss as known
             (:mod:`forecast.data.reject_guard`); a dry run reports ``refused`` instead.
+        options: When a canonical import streams in bounded memory (:mod:`forecast.data.staged`)
+            and in what chunks (default: from the settings).
 
     Returns:
         The report; ``report.balanced`` always holds.
@@ -174,9 +182,29 @@ def ingest(
     stored: tuple[SalesPipeline | None, bool] = (None, False)
     if pipeline is None and source_format == "canonical" and warehouse is not None:
         stored = warehouse.stored_pipeline()
+    streamed = options or StreamOptions.from_settings()
+    if source_format == "canonical" and streamed.applies(path):
+        return _ingest_streamed(
+            path,
+            warehouse,
+            dry_run=dry_run,
+            as_of=as_of,
+            started=started,
+            encoding=encoding,
+            delimiter=delimiter,
+            pipeline=pipeline,
+            stored=stored,
+            say=say,
+            max_reject_share=max_reject_share,
+            options=streamed,
+        )
     say("reading")
     batch = read_source(path, source_format, encoding=encoding, delimiter=delimiter, pipeline=pipeline)
-    origin = _resolve_pipeline(batch, pipeline, *stored, path)
+    origin, resolved = _resolve_pipeline(
+        batch.source_format, lambda table: _frame(batch, table), pipeline, *stored, path
+    )
+    if resolved is not None:
+        batch.pipeline = resolved
     ingest_id: str | None = None
     upserts: dict[str, Any] = {}
     if warehouse is None:
@@ -191,7 +219,8 @@ def ingest(
             validated = validate_batch(
                 batch, as_of=as_of, warehouse=DuckDBView(con), progress=lambda t: say(f"validating {t}")
             )
-            checked = _report(validated, batch, path, warehouse, as_of, None, {}, max_reject_share, origin)
+            outcome = _outcome(validated, batch, max_reject_share)
+            checked = _report(outcome, batch.source_format, path, warehouse, as_of, None, {}, origin)
             if checked.refused:
                 raise RejectsRefusedError(checked, refusal_message(checked))
             say("writing")
@@ -203,36 +232,125 @@ def ingest(
                 as_of=as_of,
                 started_at=started,
             )
-    return _report(validated, batch, path, warehouse, as_of, ingest_id, upserts, max_reject_share, origin)
+    outcome = _outcome(validated, batch, max_reject_share)
+    return _report(outcome, batch.source_format, path, warehouse, as_of, ingest_id, upserts, origin)
+
+
+def _ingest_streamed(
+    path: Path,
+    warehouse: Warehouse | None,
+    *,
+    dry_run: bool,
+    as_of: pd.Timestamp,
+    started: pd.Timestamp,
+    encoding: str,
+    delimiter: str,
+    pipeline: SalesPipeline | None,
+    stored: tuple[SalesPipeline | None, bool],
+    say: Callable[[str], None],
+    max_reject_share: float,
+    options: StreamOptions,
+) -> IngestReport:
+    """:func:`ingest` of a canonical import in bounded memory (:mod:`forecast.data.staged`)."""
+    say("reading")
+    files, notes = canonical.table_files(path)
+    opened = [
+        (
+            table,
+            open_chunks(
+                file,
+                chunk_rows=options.chunk_rows,
+                required_columns=TABLES[table].required_columns,
+                encoding=encoding,
+                delimiter=delimiter,
+            ),
+        )
+        for table, file in files
+    ]
+    chunks_of = dict(opened)
+
+    def frame_of(table: str) -> pd.DataFrame | None:
+        found = chunks_of.get(table)
+        return None if found is None else read_columns(found, _PIPELINE_COLUMNS)
+
+    origin, resolved = _resolve_pipeline("canonical", frame_of, pipeline, *stored, path)
+    chosen = resolved or DEFAULT_PIPELINE
+    connection = nullcontext(duckdb.connect()) if warehouse is None else warehouse.connect(read_only=dry_run)
+    folder = None if warehouse is None else warehouse.path.parent
+    with connection as con, staging(con, folder, options) as catalog:
+        own = None if warehouse is None else _catalog(con)
+        staged = stage_files(
+            con,
+            catalog,
+            opened,
+            pipeline=chosen,
+            as_of=as_of,
+            notes=notes,
+            warehouse_catalog=own,
+            progress=lambda t: say(f"validating {t}"),
+        )
+        by_rule, sample, groups = rejects_summary(con, staged)
+        read = {t: c.read for t, c in staged.counts.items()}
+        excessive = excessive_from_counts(
+            groups, read, max_reject_share, {}, lambda t, r, c: reject_examples(con, staged, t, r, c)
+        )
+        outcome = _Outcome(staged.counts, staged.notes, chosen, by_rule, sample, excessive, max_reject_share)
+        report = _report(outcome, "canonical", path, warehouse, as_of, None, {}, origin)
+        if dry_run or warehouse is None:
+            return report
+        if report.refused:
+            raise RejectsRefusedError(report, refusal_message(report))
+        say("writing")
+        ingest_id, upserts = write_batch(
+            con, staged, source_format="canonical", source_path=str(path), as_of=as_of, started_at=started
+        )
+    return _report(outcome, "canonical", path, warehouse, as_of, ingest_id, upserts, origin)
+
+
+def _catalog(con: duckdb.DuckDBPyConnection) -> str:
+    """The name of the connection's own database (the warehouse's catalog)."""
+    row = con.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+_PIPELINE_COLUMNS = ("opportunity_id", "stage", "outcome", "entered_at")
+"""The columns a pipeline is resolved or learnt from (:mod:`forecast.data.pipeline_learn`)."""
 
 
 def _resolve_pipeline(
-    batch: SourceBatch,
+    source_format: str,
+    frame_of: Callable[[str], pd.DataFrame | None],
     given: SalesPipeline | None,
     stored: SalesPipeline | None,
     stored_has_deals: bool,
     path: Path,
-) -> PipelineSource:
-    """Set ``batch.pipeline`` for a canonical import and say where it came from.
+) -> tuple[PipelineSource, SalesPipeline | None]:
+    """The pipeline of a canonical import and where it came from (``None``: the adapter's own).
+
+    Args:
+        source_format: The adapter.
+        frame_of: The import's raw rows of a table (``None`` when it has none).
+        given: The pipeline given (``--pipeline`` or the settings).
+        stored: The warehouse's pipeline.
+        stored_has_deals: Whether the warehouse holds deals.
+        path: The import (named in a learning error).
 
     Raises:
         PipelineLearnError: The pipeline must be learnt and the data does not tell won from lost.
     """
-    if batch.source_format != "canonical":
-        return "adapter"
+    if source_format != "canonical":
+        return "adapter", None
     if given is not None:
-        return "given"
-    opportunities = _frame(batch, "opportunities")
-    history = _frame(batch, "stage_history")
+        return "given", given
+    opportunities = frame_of("opportunities")
+    history = frame_of("stage_history")
     values = stage_values([opportunities, history])
     if stored is not None and (stored_has_deals or follows(values, stored, share=1.0)):
-        batch.pipeline = stored
-        return "stored"
+        return "stored", stored
     if not needs_learning(values, DEFAULT_PIPELINE):
-        batch.pipeline = DEFAULT_PIPELINE
-        return "default"
-    batch.pipeline = learn_pipeline(opportunities, history, source=str(path))
-    return "learnt"
+        return "default", DEFAULT_PIPELINE
+    return "learnt", learn_pipeline(opportunities, history, source=str(path))
 
 
 def _frame(batch: SourceBatch, table: str) -> pd.DataFrame | None:
@@ -254,49 +372,74 @@ def refusal_message(report: IngestReport) -> str:
     )
 
 
-def _report(
-    validated: ValidatedBatch,
-    batch: SourceBatch,
-    path: Path,
-    warehouse: Warehouse | None,
-    as_of: pd.Timestamp,
-    ingest_id: str | None,
-    upserts: dict[str, Any],
-    max_reject_share: float = 1.0,
-    pipeline_source: str = "default",
-) -> IngestReport:
-    tables: dict[str, dict[str, Any]] = {}
-    for table, counts in validated.counts.items():
-        entry = counts.as_dict()
-        if table in upserts:
-            entry.update(vars(upserts[table]))
-        tables[table] = entry
+@dataclass
+class _Outcome:
+    """What validation found, from a :class:`ValidatedBatch` or a streamed import's staged rejects."""
+
+    counts: dict[str, TableCounts]
+    notes: list[str]
+    pipeline: SalesPipeline
+    by_rule: list[dict[str, Any]]
+    sample: list[dict[str, Any]]
+    excessive: list[ExcessiveRule]
+    max_reject_share: float
+
+
+def _outcome(validated: ValidatedBatch, batch: SourceBatch, max_reject_share: float) -> _Outcome:
     rej = validated.rejects
     by_rule: list[dict[Any, Any]] = []
     if not rej.empty:
         grouped = rej.groupby(["table", "rule", "column"], sort=True).size().reset_index(name="records")
         by_rule = grouped.sort_values("records", ascending=False, kind="stable").to_dict("records")
     sample = rej.head(20).astype(object).where(rej.head(20).notna(), None).to_dict("records")
+    excessive = excessive_rejects(
+        rej, {t: c.read for t, c in validated.counts.items()}, max_reject_share, batch.expected_rejects
+    )
+    return _Outcome(
+        validated.counts,
+        validated.notes,
+        batch.pipeline,
+        [{str(k): _plain(v) for k, v in r.items()} for r in by_rule],
+        [{str(k): _plain(v) for k, v in r.items()} for r in sample],
+        excessive,
+        max_reject_share,
+    )
+
+
+def _report(
+    outcome: _Outcome,
+    source_format: str,
+    path: Path,
+    warehouse: Warehouse | None,
+    as_of: pd.Timestamp,
+    ingest_id: str | None,
+    upserts: dict[str, Any],
+    pipeline_source: str = "default",
+) -> IngestReport:
+    tables: dict[str, dict[str, Any]] = {}
+    for table, counts in outcome.counts.items():
+        entry = counts.as_dict()
+        if table in upserts:
+            entry.update(vars(upserts[table]))
+        tables[table] = entry
     report = IngestReport(
-        source_format=batch.source_format,
+        source_format=source_format,
         source_path=str(path),
         warehouse=None if warehouse is None else str(warehouse.path),
         as_of=as_of.isoformat(),
         ingest_id=ingest_id,
         tables=tables,
-        rejects_by_rule=[{str(k): _plain(v) for k, v in r.items()} for r in by_rule],
-        sample_rejects=[{str(k): _plain(v) for k, v in r.items()} for r in sample],
-        notes=validated.notes,
-        pipeline=batch.pipeline.to_dict(),
+        rejects_by_rule=outcome.by_rule,
+        sample_rejects=outcome.sample,
+        notes=outcome.notes,
+        pipeline=outcome.pipeline.to_dict(),
         pipeline_source=pipeline_source,
     )
-    excessive = excessive_rejects(
-        rej, {t: c.read for t, c in validated.counts.items()}, max_reject_share, batch.expected_rejects
-    )
     report.excessive_rejects = [
-        {**e.as_dict(), "message": e.message(), "allowed": max_reject_share} for e in excessive
+        {**e.as_dict(), "message": e.message(), "allowed": outcome.max_reject_share}
+        for e in outcome.excessive
     ]
-    report.refused = any(e.expected is None for e in excessive)
+    report.refused = any(e.expected is None for e in outcome.excessive)
     if not report.balanced:  # pragma: no cover - an invariant, not an input condition
         raise AssertionError(f"row accounting broken: {tables}")
     return report

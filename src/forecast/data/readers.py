@@ -91,19 +91,8 @@ def read_table_file(
             one, a malformed file, a missing required column or a file beyond ``limits`` (too large,
             too many columns, a line or cell too long). The message names the file.
     """
-    if not path.exists():
-        raise SourceError(f"{path}: file not found")
-    if not path.is_file():
-        raise SourceError(f"{path}: not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise SourceError(f"{path}: file is empty (0 bytes); expected a header row")
     limits = limits or ReadLimits.from_settings()
-    if size > limits.max_file_bytes:
-        raise SourceError(
-            f"{path}: the file has {size:,} bytes, more than the limit of {limits.max_file_bytes:,} "
-            "(FORECAST_MAX_FILE_BYTES); split the export or raise the limit"
-        )
+    check_file(path, limits)
     if path.suffix.lower() in (".parquet", ".pq"):
         frame = _read_parquet(path, limits)
     elif path.suffix.lower() == ".csv":
@@ -112,14 +101,44 @@ def read_table_file(
     else:
         raise SourceError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
     _check_cells(path, frame, limits)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    frame.columns = check_columns(path, frame, required_columns)
+    return frame
+
+
+def check_file(path: Path, limits: ReadLimits) -> None:
+    """Refuse a path that is missing, not a file, empty or larger than ``limits`` allow.
+
+    Raises:
+        SourceError: Naming the file and the problem.
+    """
+    if not path.exists():
+        raise SourceError(f"{path}: file not found")
+    if not path.is_file():
+        raise SourceError(f"{path}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise SourceError(f"{path}: file is empty (0 bytes); expected a header row")
+    if size > limits.max_file_bytes:
+        raise SourceError(
+            f"{path}: the file has {size:,} bytes, more than the limit of {limits.max_file_bytes:,} "
+            "(FORECAST_MAX_FILE_BYTES); split the export or raise the limit"
+        )
+
+
+def check_columns(path: Path, frame: pd.DataFrame, required_columns: Sequence[str]) -> list[str]:
+    """The frame's column names stripped of whitespace, refused when duplicated or missing one required.
+
+    Raises:
+        SourceError: Naming the file and the columns.
+    """
+    columns = [str(c).strip() for c in frame.columns]
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise SourceError(f"{path}: duplicate column names {dupes}")
-    missing = [c for c in required_columns if c not in frame.columns]
+    missing = [c for c in required_columns if c not in columns]
     if missing:
-        raise SourceError(f"{path}: missing required column(s) {missing}; found {list(frame.columns)}")
-    return frame
+        raise SourceError(f"{path}: missing required column(s) {missing}; found {columns}")
+    return columns
 
 
 def _too_many_columns(path: Path, n: int, limits: ReadLimits, at_least: bool = False) -> SourceError:
@@ -195,8 +214,11 @@ def _line_too_long(path: Path, line: int, length: int, limits: ReadLimits) -> So
     )
 
 
-def _check_cells(path: Path, frame: pd.DataFrame, limits: ReadLimits) -> None:
-    """Refuse a frame with too many columns, or a column name or text cell beyond the cell limit."""
+def _check_cells(path: Path, frame: pd.DataFrame, limits: ReadLimits, first_row: int = 1) -> None:
+    """Refuse a frame with too many columns, or a column name or text cell beyond the cell limit.
+
+    ``first_row`` is the data-row number of the frame's first row (a chunk of a longer file).
+    """
     if frame.shape[1] > limits.max_columns:
         raise _too_many_columns(path, frame.shape[1], limits)
     cap = limits.max_cell_bytes
@@ -214,7 +236,7 @@ def _check_cells(path: Path, frame: pd.DataFrame, limits: ReadLimits) -> None:
         if lengths.size and int(lengths.max()) > cap:
             row = int(np.argmax(lengths))
             raise SourceError(
-                f"{path}: row {row + 1}, column {truncate(frame.columns[i], 60)!r}: a cell of "
+                f"{path}: row {row + first_row}, column {truncate(frame.columns[i], 60)!r}: a cell of "
                 f"{int(lengths[row]):,} characters, more than the limit of {cap:,} "
                 "(FORECAST_MAX_CELL_BYTES); the value starts "
                 f"{truncate(values.iloc[row], 60)!r}"

@@ -11,7 +11,7 @@ adapter (:attr:`forecast.data.sources.base.SourceBatch.expected_rejects`), repor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -109,27 +109,61 @@ def excessive_rejects(
     Returns:
         The excessive rules (declared ones included, with ``expected`` set).
     """
+    if rejects.empty:
+        _check_share(max_share)
+        return []
+    keys = ["table", "rule", "column"]
+    groups = rejects.groupby(keys, sort=True, dropna=False)
+    distinct = rejects.drop_duplicates([*keys, "source_file", "source_row"])
+    frame = distinct.groupby(keys, sort=True, dropna=False).size().rename("rows").reset_index()
+
+    def examples(table: str, rule: str, column: str) -> tuple[str, ...]:
+        part = groups.get_group((table, rule, column))
+        return tuple(part["value"].dropna().astype(str).drop_duplicates().head(3))
+
+    return excessive_from_counts(frame, read, max_share, expected, examples)
+
+
+def _check_share(max_share: float) -> None:
     if not 0.0 <= max_share <= 1.0:
         raise ValueError(f"max_share must be between 0 and 1, got {max_share!r}")
-    if rejects.empty:
-        return []
+
+
+def excessive_from_counts(
+    counts: pd.DataFrame,
+    read: Mapping[str, int],
+    max_share: float,
+    expected: Mapping[tuple[str, str, str], str] | None,
+    examples: Callable[[str, str, str], tuple[str, ...]],
+) -> list[ExcessiveRule]:
+    """:func:`excessive_rejects` from counts already made (a streamed import counts them in SQL).
+
+    Args:
+        counts: One row per (``table``, ``rule``, ``column``) with ``rows``, the distinct source
+            rows the rule rejected there.
+        read: Rows read per table.
+        max_share: The largest share one rule may reject.
+        expected: Known losses of the adapter.
+        examples: Up to three distinct rejected values of a (table, rule, column), in record order.
+
+    Returns:
+        The excessive rules, largest share first.
+    """
+    _check_share(max_share)
     known = dict(expected or {})
     out: list[ExcessiveRule] = []
-    keys = ["table", "rule", "column"]
-    for (table, rule, column), part in rejects.groupby(keys, sort=True, dropna=False):
+    for table, rule, column, rows in counts[["table", "rule", "column", "rows"]].itertuples(index=False):
         n_read = int(read.get(str(table), 0))
-        rows = int(part[["source_file", "source_row"]].drop_duplicates().shape[0])
-        if n_read == 0 or rows <= MIN_ROWS or rows / n_read <= max_share:
+        if n_read == 0 or int(rows) <= MIN_ROWS or int(rows) / n_read <= max_share:
             continue
-        values = part["value"].dropna().astype(str).drop_duplicates().head(3)
         out.append(
             ExcessiveRule(
                 table=str(table),
                 rule=str(rule),
                 column=str(column),
-                rows=rows,
+                rows=int(rows),
                 read=n_read,
-                examples=tuple(values),
+                examples=examples(table, rule, column),
                 expected=known.get((str(table), str(rule), str(column))),
             )
         )

@@ -16,6 +16,15 @@ import pandera.pandas as pa
 
 Kind = Literal["str", "int", "float", "bool", "timestamp"]
 
+SQL_TYPES: dict[Kind, str] = {
+    "str": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+}
+"""The warehouse's SQL type of each column kind."""
+
 LEAD_SOURCES = (
     "web_form",
     "referral",

@@ -24,17 +24,10 @@ import duckdb
 import pandas as pd
 
 from forecast.data.pipeline import SalesPipeline
-from forecast.data.schema import TABLE_ORDER, TABLES, Kind
+from forecast.data.schema import SQL_TYPES, TABLE_ORDER, TABLES
+from forecast.data.staged_batch import StagedBatch
 from forecast.data.validate import REJECT_COLUMNS, ValidatedBatch, WarehouseView
 from forecast.errors import InputError
-
-_SQL_TYPES: dict[Kind, str] = {
-    "str": "VARCHAR",
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMP",
-}
 
 _META_DDL = [
     """CREATE TABLE IF NOT EXISTS rejects (
@@ -161,7 +154,7 @@ class Warehouse:
     @staticmethod
     def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         for spec in TABLES.values():
-            cols = ", ".join(f"{_q(c.name)} {_SQL_TYPES[c.kind]}" for c in spec.columns)
+            cols = ", ".join(f"{_q(c.name)} {SQL_TYPES[c.kind]}" for c in spec.columns)
             con.execute(f"CREATE TABLE IF NOT EXISTS {_q(spec.name)} ({cols})")
         for ddl in _META_DDL:
             con.execute(ddl)
@@ -240,7 +233,7 @@ class Warehouse:
 
 def write_batch(
     con: duckdb.DuckDBPyConnection,
-    batch: ValidatedBatch,
+    batch: ValidatedBatch | StagedBatch,
     *,
     source_format: str,
     source_path: str,
@@ -251,7 +244,8 @@ def write_batch(
 
     Args:
         con: A writable connection to the warehouse.
-        batch: Valid rows and rejects.
+        batch: Valid rows and rejects: in pandas, or staged in DuckDB (a streamed import, whose
+            staging catalog ``con`` has attached).
         source_format: The adapter used.
         source_path: The path imported.
         as_of: The as-of time validation used.
@@ -268,10 +262,18 @@ def write_batch(
     con.execute("BEGIN TRANSACTION")
     try:
         _store_pipeline(con, batch)
-        for table in TABLE_ORDER:
-            if table in batch.tables:
-                upserts[table] = _upsert(con, table, batch.tables[table], batch.present_columns.get(table))
-        _insert_rejects(con, batch.rejects, ingest_id, started_at)
+        if isinstance(batch, StagedBatch):
+            for table in TABLE_ORDER:
+                if table in batch.counts:
+                    upserts[table] = _upsert_staged(con, batch, table)
+            if batch.rejects_count:
+                _insert_rejects_from(con, batch.rejects_query(), ingest_id, started_at)
+        else:
+            for table in TABLE_ORDER:
+                if table in batch.tables:
+                    present = batch.present_columns.get(table)
+                    upserts[table] = _upsert(con, table, batch.tables[table], present)
+            _insert_rejects(con, batch.rejects, ingest_id, started_at)
         counts = {t: {**c.as_dict(), **vars(upserts[t])} for t, c in batch.counts.items()}
         con.execute(
             "INSERT INTO ingest_log VALUES (?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?)",
@@ -292,7 +294,7 @@ def write_batch(
     return ingest_id, upserts
 
 
-def _store_pipeline(con: duckdb.DuckDBPyConnection, batch: ValidatedBatch) -> None:
+def _store_pipeline(con: duckdb.DuckDBPyConnection, batch: ValidatedBatch | StagedBatch) -> None:
     has_deals = any(
         c.read > 0 for t in ("opportunities", "stage_history") if (c := batch.counts.get(t)) is not None
     )
@@ -350,36 +352,36 @@ def _stored_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tup
 
 
 def _prepare_columns(
-    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
-) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
-    """Give the frame's columns the table's spelling and add the columns the table lacks.
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[str]
+) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """Give the columns the table's spelling and add the columns the table lacks.
 
     A column the table already has up to case (``region`` vs a stored ``Region``) takes the stored
     name, since SQL names ignore case. New custom columns are added as VARCHAR (custom columns
     are text, see ``coerce_frame``); a missing canonical column (an older warehouse) gets its type.
 
     Returns:
-        The renamed frame and the table's columns (see :func:`_stored_columns`).
+        The columns' names as stored and the table's columns (see :func:`_stored_columns`).
     """
     canonical = {c.name: c for c in TABLES[table].columns}
     stored = _stored_columns(con, table)
-    frame = frame.rename(columns={c: stored[c.lower()][0] for c in frame.columns if c.lower() in stored})
-    for col in frame.columns:
+    names = [stored[c.lower()][0] if c.lower() in stored else c for c in columns]
+    for col in names:
         if col.lower() not in stored:
-            sql_type = _SQL_TYPES[canonical[col].kind] if col in canonical else "VARCHAR"
+            sql_type = SQL_TYPES[canonical[col].kind] if col in canonical else "VARCHAR"
             con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {sql_type}")
             stored[col.lower()] = (col, sql_type)
-    return frame, stored
+    return names, stored
 
 
 def _incoming_select(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    frame: pd.DataFrame,
+    columns: list[str],
     stored: dict[str, tuple[str, str]],
     source: str,
 ) -> str:
-    """A query over the registered frame ``source`` whose values fit the table's column types.
+    """A query over the relation ``source`` (columns ``columns``) whose values fit the table's column types.
 
     A custom column an older warehouse stored with another type than VARCHAR keeps its type while
     every incoming value casts to it (the values are cast with TRY_CAST); otherwise the column is
@@ -387,7 +389,7 @@ def _incoming_select(
     """
     canonical = {c.name for c in TABLES[table].columns}
     parts = []
-    for col in frame.columns:
+    for col in columns:
         sql_type = stored[col.lower()][1]
         if col in canonical or sql_type == "VARCHAR":
             parts.append(_q(col))
@@ -414,64 +416,85 @@ def _upsert(
     import lacks (custom or canonical) keep their stored values on updated rows and are NULL on
     new rows. Custom columns new to the warehouse are added.
     """
-    spec = TABLES[table]
     if present is not None:
         keep = set(present)
         frame = frame[[c for c in frame.columns if c in keep]]
-    frame, stored = _prepare_columns(con, table, frame)
+    names, stored = _prepare_columns(con, table, list(frame.columns))
     if frame.empty:
         return UpsertCounts()
+    frame = frame.set_axis(names, axis=1)
     con.register("_incoming", frame)
     try:
-        incoming = _incoming_select(con, table, frame, stored, "_incoming")
-        key_join = " AND ".join(f"i.{_q(k)} = t.{_q(k)}" for k in spec.key)
-        differs = (
-            " OR ".join(
-                f"i.{_q(c)}::VARCHAR IS DISTINCT FROM t.{_q(c)}::VARCHAR"
-                for c in frame.columns
-                if c not in spec.key
-            )
-            or "FALSE"
-        )
-        keys = ", ".join(_q(k) for k in spec.key)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _changes AS
-            SELECT {", ".join("i." + _q(k) for k in spec.key)},
-                   (t.{_q(spec.key[0])} IS NULL) AS is_new,
-                   (t.{_q(spec.key[0])} IS NOT NULL AND ({differs})) AS is_changed
-            FROM {incoming} i LEFT JOIN {_q(table)} t ON {key_join}"""
-        )
-        row = con.execute(
-            "SELECT count(*) FILTER (is_new), count(*) FILTER (is_changed), "
-            "count(*) FILTER (NOT is_new AND NOT is_changed) FROM _changes"
-        ).fetchone()
-        assert row is not None
-        counts = UpsertCounts(int(row[0]), int(row[1]), int(row[2]))
-        if counts.updated:
-            written = set(frame.columns)
-            missing = [name for name, _ in stored.values() if name not in written]
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _old AS SELECT t.* FROM {_q(table)} t
-                SEMI JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})"""
-            )
-            con.execute(
-                f"DELETE FROM {_q(table)} t USING (SELECT * FROM _changes WHERE is_changed) c "
-                f"WHERE {' AND '.join(f't.{_q(k)} = c.{_q(k)}' for k in spec.key)}"
-            )
-            select = ", ".join([f"i.{_q(c)}" for c in frame.columns] + [f"o.{_q(c)}" for c in missing])
-            con.execute(
-                f"""INSERT INTO {_q(table)} BY NAME SELECT {select} FROM {incoming} i
-                JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})
-                LEFT JOIN _old o USING ({keys})"""
-            )
-        if counts.inserted:
-            con.execute(
-                f"""INSERT INTO {_q(table)} BY NAME SELECT i.* FROM {incoming} i
-                JOIN (SELECT * FROM _changes WHERE is_new) c USING ({keys})"""
-            )
-        return counts
+        return _upsert_from(con, table, "_incoming", names, stored)
     finally:
         con.unregister("_incoming")
+
+
+def _upsert_staged(con: duckdb.DuckDBPyConnection, batch: StagedBatch, table: str) -> UpsertCounts:
+    """:func:`_upsert` from the valid rows of a staged table (its present columns only)."""
+    columns = batch.present_columns[table]
+    names, stored = _prepare_columns(con, table, columns)
+    if batch.counts[table].valid == 0:
+        return UpsertCounts()
+    renamed = ", ".join(f"{_q(c)} AS {_q(n)}" for c, n in zip(columns, names, strict=True))
+    source = f"(SELECT {renamed} FROM {batch.table(table)} WHERE __ok)"
+    return _upsert_from(con, table, source, names, stored)
+
+
+def _upsert_from(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: str,
+    columns: list[str],
+    stored: dict[str, tuple[str, str]],
+) -> UpsertCounts:
+    """The upsert of :func:`_upsert` from the relation ``source`` (its ``columns`` named as stored)."""
+    spec = TABLES[table]
+    incoming = _incoming_select(con, table, columns, stored, source)
+    key_join = " AND ".join(f"i.{_q(k)} = t.{_q(k)}" for k in spec.key)
+    differs = (
+        " OR ".join(
+            f"i.{_q(c)}::VARCHAR IS DISTINCT FROM t.{_q(c)}::VARCHAR" for c in columns if c not in spec.key
+        )
+        or "FALSE"
+    )
+    keys = ", ".join(_q(k) for k in spec.key)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _changes AS
+        SELECT {", ".join("i." + _q(k) for k in spec.key)},
+               (t.{_q(spec.key[0])} IS NULL) AS is_new,
+               (t.{_q(spec.key[0])} IS NOT NULL AND ({differs})) AS is_changed
+        FROM {incoming} i LEFT JOIN {_q(table)} t ON {key_join}"""
+    )
+    row = con.execute(
+        "SELECT count(*) FILTER (is_new), count(*) FILTER (is_changed), "
+        "count(*) FILTER (NOT is_new AND NOT is_changed) FROM _changes"
+    ).fetchone()
+    assert row is not None
+    counts = UpsertCounts(int(row[0]), int(row[1]), int(row[2]))
+    if counts.updated:
+        written = set(columns)
+        missing = [name for name, _ in stored.values() if name not in written]
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _old AS SELECT t.* FROM {_q(table)} t
+            SEMI JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})"""
+        )
+        con.execute(
+            f"DELETE FROM {_q(table)} t USING (SELECT * FROM _changes WHERE is_changed) c "
+            f"WHERE {' AND '.join(f't.{_q(k)} = c.{_q(k)}' for k in spec.key)}"
+        )
+        select = ", ".join([f"i.{_q(c)}" for c in columns] + [f"o.{_q(c)}" for c in missing])
+        con.execute(
+            f"""INSERT INTO {_q(table)} BY NAME SELECT {select} FROM {incoming} i
+            JOIN (SELECT * FROM _changes WHERE is_changed) c USING ({keys})
+            LEFT JOIN _old o USING ({keys})"""
+        )
+    if counts.inserted:
+        con.execute(
+            f"""INSERT INTO {_q(table)} BY NAME SELECT i.* FROM {incoming} i
+            JOIN (SELECT * FROM _changes WHERE is_new) c USING ({keys})"""
+        )
+    return counts
 
 
 def _insert_rejects(
@@ -480,19 +503,25 @@ def _insert_rejects(
     """Append rejects not already recorded (same table, file, row, column, rule and value)."""
     if rejects.empty:
         return
-    frame = rejects[REJECT_COLUMNS].copy()
-    frame["ingest_id"] = ingest_id
-    frame["ingested_at"] = at
-    con.register("new_rejects", frame)
+    con.register("new_rejects", rejects[REJECT_COLUMNS])
     try:
-        con.execute(
-            """INSERT INTO rejects SELECT n.* FROM new_rejects n
-            ANTI JOIN rejects r ON n."table" = r."table" AND n.source_file = r.source_file
-             AND n.source_row = r.source_row AND n."column" IS NOT DISTINCT FROM r."column"
-             AND n.rule = r.rule AND n."value" IS NOT DISTINCT FROM r."value" """
-        )
+        _insert_rejects_from(con, "new_rejects", ingest_id, at)
     finally:
         con.unregister("new_rejects")
+
+
+def _insert_rejects_from(
+    con: duckdb.DuckDBPyConnection, source: str, ingest_id: str, at: pd.Timestamp
+) -> None:
+    """:func:`_insert_rejects` from the relation ``source`` (columns :data:`REJECT_COLUMNS`)."""
+    columns = ", ".join(f"s.{_q(c)}" for c in REJECT_COLUMNS)
+    con.execute(
+        f"""INSERT INTO rejects SELECT n.* FROM (SELECT {columns}, ?::VARCHAR, ?::TIMESTAMP FROM {source} s) n
+        ANTI JOIN rejects r ON n."table" = r."table" AND n.source_file = r.source_file
+         AND n.source_row = r.source_row AND n."column" IS NOT DISTINCT FROM r."column"
+         AND n.rule = r.rule AND n."value" IS NOT DISTINCT FROM r."value" """,
+        [ingest_id, at.to_pydatetime()],
+    )
 
 
 class DuckDBView(WarehouseView):

@@ -39,6 +39,25 @@ def load(
     Raises:
         SourceError: If the path does not exist, holds no canonical file, or a file is unreadable.
     """
+    files, notes = table_files(path)
+    tables = []
+    for table, file in files:
+        frame = read_table_file(
+            file,
+            required_columns=TABLES[table].required_columns,
+            encoding=encoding,
+            delimiter=delimiter,
+        )
+        tables.append(RawTable(table, frame, str(file), pd.Series(range(1, len(frame) + 1))))
+    return SourceBatch("canonical", tables, pipeline or DEFAULT_PIPELINE, notes)
+
+
+def table_files(path: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """The canonical files of ``path``: ``(table, file)`` in the tables' order, and notes.
+
+    Raises:
+        SourceError: If the path does not exist, holds no canonical file, or names another table.
+    """
     if not path.exists():
         raise SourceError(f"{path}: no such file or directory")
     notes: list[str] = []
@@ -64,13 +83,4 @@ def load(
         raise SourceError(
             f"{path}: no canonical table files found (expected e.g. leads.csv or opportunities.parquet)"
         )
-    tables = []
-    for table, file in files:
-        frame = read_table_file(
-            file,
-            required_columns=TABLES[table].required_columns,
-            encoding=encoding,
-            delimiter=delimiter,
-        )
-        tables.append(RawTable(table, frame, str(file), pd.Series(range(1, len(frame) + 1))))
-    return SourceBatch("canonical", tables, pipeline or DEFAULT_PIPELINE, notes)
+    return files, notes
