@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -275,7 +275,7 @@ def _ingest_streamed(
 
     origin, resolved = _resolve_pipeline("canonical", frame_of, pipeline, *stored, path)
     chosen = resolved or DEFAULT_PIPELINE
-    connection = nullcontext(duckdb.connect()) if warehouse is None else warehouse.connect(read_only=dry_run)
+    connection = closing(duckdb.connect()) if warehouse is None else warehouse.connect(read_only=dry_run)
     folder = None if warehouse is None else warehouse.path.parent
     with connection as con, staging(con, folder, options) as catalog:
         own = None if warehouse is None else _catalog(con)

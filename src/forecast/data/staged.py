@@ -53,7 +53,7 @@ from forecast.data.validate import (
 if TYPE_CHECKING:
     from forecast.config import Settings
 
-CATALOG = "forecast_staging"
+CATALOG = "temp"
 
 
 @dataclass(frozen=True)
@@ -94,28 +94,36 @@ class StreamOptions:
 
 @contextmanager
 def staging(con: duckdb.DuckDBPyConnection, directory: Path | None, options: StreamOptions) -> Iterator[str]:
-    """Attach a new staging database file to ``con``; detach and delete it when done.
+    """Set ``con`` up for staging in its temporary tables; delete what spilled to disk when done.
+
+    Temporary tables need no write-ahead log nor checkpoint (an attached staging file cost both)
+    and may be made on a read-only connection (a dry run). Beyond the memory limit DuckDB spills
+    them to a new folder beside the warehouse, removed when the import ends.
 
     Args:
-        con: The import's connection (it may be read-only: the staging file is still writable).
-        directory: Where to create the file (beside the warehouse; ``None``: the system's temp dir).
-        options: The memory limit; DuckDB spills beyond it into the same folder.
+        con: The import's connection (it may be read-only).
+        directory: Where to spill (beside the warehouse; ``None``: the system's temp dir).
+        options: The memory limit.
 
     Yields:
-        The staging catalog's name.
+        The staging catalog's name (``temp``).
     """
     folder = Path(tempfile.mkdtemp(prefix=".forecast-staging-", dir=directory))
-    path = str(folder / "staging.duckdb").replace("'", "''")
     spill = str(folder / "spill").replace("'", "''")
     con.execute(f"SET memory_limit = '{options.memory_limit.replace(chr(39), '')}'")
     con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET preserve_insertion_order = false")
-    con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY false)")
+    con.execute("SET enable_progress_bar = false")
     try:
         yield CATALOG
     finally:
         with suppress(duckdb.Error):  # the connection may already be broken
-            con.execute(f"DETACH {CATALOG}")
+            names = con.execute(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE temporary AND starts_with(table_name, 'staged_')"
+            ).fetchall()
+            for (name,) in names:
+                con.execute(f"DROP TABLE temp.{quote(name)}")
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -128,7 +136,7 @@ class _Rejects:
         columns = ", ".join(
             f"{quote(c)} {'BIGINT' if c == 'source_row' else 'VARCHAR'}" for c in REJECT_COLUMNS
         )
-        con.execute(f"CREATE TABLE {batch.rejects} ({columns}, __seq BIGINT)")
+        con.execute(f"CREATE TEMP TABLE staged_rejects ({columns}, __seq BIGINT)")
 
     def add(self, frame: pd.DataFrame) -> None:
         if frame.empty:
@@ -211,10 +219,10 @@ def _stage_file(
         batch.columns[table] = columns
         kinds = {c.name: c.kind for c in spec.columns}
         ddl = ", ".join(
-            ["__part INTEGER", "__row BIGINT", "__ok BOOLEAN", "__key VARCHAR"]
+            ["__part INTEGER", "__row BIGINT", "__ok BOOLEAN"]
             + [f"{quote(c)} {SQL_TYPES[kinds[c]] if c in kinds else 'VARCHAR'}" for c in columns]
         )
-        con.execute(f"CREATE TABLE {batch.table(table)} ({ddl})")
+        con.execute(f"CREATE TEMP TABLE {quote('staged_t_' + table)} ({ddl})")
     else:  # a second file of one table (an adapter's): new extra columns join the staged table
         for c in columns:
             if c not in batch.columns[table]:
@@ -227,12 +235,8 @@ def _stage_file(
     for first, frame in chunks:
         raw = RawTable(table, frame, source, pd.Series(np.arange(first, first + len(frame))))
         coerced, failures = _validate_raw(raw, pipeline, as_of)
-        keys = key_text(coerced, spec.key)
         staged = coerced.assign(
-            __part=part,
-            __row=raw.source_row.to_numpy(),
-            __ok=~failures.failed_mask(len(coerced)),
-            __key=keys,
+            __part=part, __row=raw.source_row.to_numpy(), __ok=~failures.failed_mask(len(coerced))
         )
         con.register("_staged_chunk", staged)
         try:
@@ -240,7 +244,7 @@ def _stage_file(
         finally:
             con.unregister("_staged_chunk")
         if failures.rows:
-            rejects.add(failures.to_frame(raw, keys))
+            rejects.add(failures.to_frame(raw, key_text(coerced, spec.key)))
         tc.read += len(coerced)
     batch.present_columns[table] = [c for c in batch.columns[table] if c in seen]
 
@@ -255,7 +259,7 @@ def _record(
     rule: str,
     message: pd.Series | str,
 ) -> None:
-    """Stage reject records for the rows of ``bad`` (``__part``, ``__row``, ``__key``, ``value``)."""
+    """Stage reject records for the rows of ``bad`` (``__part``, ``__row``, the key columns, ``value``)."""
     if bad.empty:
         return
     files = dict(enumerate(batch.counts[table].files))
@@ -265,7 +269,7 @@ def _record(
                 "table": table,
                 "source_file": bad["__part"].map(files).to_numpy(),
                 "source_row": bad["__row"].to_numpy(dtype="int64"),
-                "key": bad["__key"].to_numpy(),
+                "key": key_text(bad, TABLES[table].key).to_numpy(),
                 "column": column,
                 "rule": rule,
                 "value": _as_text(bad["value"]).to_numpy(),
@@ -297,12 +301,13 @@ def _duplicate_keys(
     cols = ", ".join(quote(k) for k in key)
     complete = " AND ".join(f"{quote(k)} IS NOT NULL" for k in key)
     bad = con.execute(
-        f"""SELECT __part, __row, __key, __key AS value FROM (
-              SELECT __part, __row, __key,
+        f"""SELECT __part, __row, {cols} FROM (
+              SELECT __part, __row, {cols},
                      row_number() OVER (PARTITION BY {cols} ORDER BY __part, __row) AS n
               FROM {batch.table(table)} WHERE __ok AND {complete})
             WHERE n > 1 ORDER BY __part, __row"""
     ).df()
+    bad["value"] = key_text(bad, tuple(key))
     label = key[0] if len(key) == 1 else "+".join(key)
     _record(
         con,
@@ -341,7 +346,7 @@ def _cross_table_rules(
                 else ""
             )
             con.execute(
-                f"CREATE OR REPLACE TABLE {quote(batch.catalog)}.{quote('valid_' + target)} AS "
+                f"CREATE OR REPLACE TEMP TABLE {quote('staged_valid_' + target)} AS "
                 f"SELECT {pk} AS k FROM {_warehouse_rows(warehouse_catalog, target, [TABLES[target].key[0]])}"
                 f"{own}"
             )
@@ -349,7 +354,7 @@ def _cross_table_rules(
             if len(TABLES[table].key) == 1:
                 pk = quote(TABLES[table].key[0])
                 con.execute(
-                    f"CREATE OR REPLACE TABLE {quote(batch.catalog)}.{quote('rejected_' + table)} AS "
+                    f"CREATE OR REPLACE TEMP TABLE {quote('staged_rejected_' + table)} AS "
                     f"SELECT DISTINCT {pk} AS k FROM {batch.table(table)} WHERE NOT __ok AND {pk} IS NOT NULL"
                 )
         newly: set[str] = set()
@@ -370,16 +375,17 @@ def _cross_table_rules(
 def _foreign_keys(con: duckdb.DuckDBPyConnection, batch: StagedBatch, rejects: _Rejects, table: str) -> bool:
     """Check every foreign key of ``table`` against the keys valid at the pass's start."""
     bad_rows: list[pd.DataFrame] = []
+    keys = ", ".join(quote(k) for k in TABLES[table].key)
     for fk in TABLES[table].foreign_keys:
         col = quote(fk.column)
-        valid = f"{quote(batch.catalog)}.{quote('valid_' + fk.table)}"
+        valid = f"temp.{quote('staged_valid_' + fk.table)}"
         if fk.table in batch.counts:
-            rejected = f"{quote(batch.catalog)}.{quote('rejected_' + fk.table)}"
+            rejected = f"temp.{quote('staged_rejected_' + fk.table)}"
             cascaded = f"{col} IN (SELECT k FROM {rejected})"
         else:
             cascaded = "false"
         bad = con.execute(
-            f"""SELECT __part, __row, __key, {col} AS value, {cascaded} AS cascaded
+            f"""SELECT __part, __row, {keys}, {col} AS value, {cascaded} AS cascaded
             FROM {batch.table(table)}
             WHERE __ok AND {col} IS NOT NULL AND {col} NOT IN (SELECT k FROM {valid})
             ORDER BY __part, __row"""
@@ -411,6 +417,7 @@ def _history_after_created(
         else "SELECT NULL::VARCHAR AS opportunity_id, NULL::TIMESTAMP AS created_at WHERE false"
     )
     stored = _warehouse_rows(warehouse_catalog, "opportunities", ["opportunity_id", "created_at"])
+    keys = ", ".join(f"h.{quote(k)}" for k in TABLES["stage_history"].key)
     bad = con.execute(
         f"""WITH own AS ({own}),
         lookup AS (
@@ -419,7 +426,7 @@ def _history_after_created(
             SELECT s.opportunity_id, s.created_at FROM {stored} s
             WHERE s.opportunity_id NOT IN (SELECT opportunity_id FROM own WHERE opportunity_id IS NOT NULL)
         )
-        SELECT h.__part, h.__row, h.__key, h.entered_at AS value
+        SELECT h.__part, h.__row, {keys}, h.entered_at AS value
         FROM {batch.table("stage_history")} h JOIN lookup l ON h.opportunity_id = l.opportunity_id
         WHERE h.__ok AND l.created_at IS NOT NULL AND h.entered_at::DATE < l.created_at::DATE
         ORDER BY h.__part, h.__row"""

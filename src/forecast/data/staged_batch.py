@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from forecast.data.pipeline import SalesPipeline
 from forecast.data.validate import REJECT_COLUMNS, TableCounts
 
-META_COLUMNS = ("__part", "__row", "__ok", "__key")
-"""Columns a staged table has beside the data: the file index, the source row, whether the row is
-still valid, and its key as text (:func:`forecast.data.validate.key_text`)."""
+META_COLUMNS = ("__part", "__row", "__ok")
+"""Columns a staged table has beside the data: the file index, the source row, and whether the
+row is still valid."""
 
 
 def quote(name: str) -> str:
@@ -23,10 +23,10 @@ def quote(name: str) -> str:
 
 @dataclass
 class StagedBatch:
-    """Valid rows and rejects of an import, in the staging catalog of the import's connection.
+    """Valid rows and rejects of an import, in temporary tables of the import's connection.
 
     Attributes:
-        catalog: The attached staging database's name.
+        catalog: The staging catalog (``temp``: DuckDB's temporary tables).
         counts: Row accounting per table.
         pipeline: The pipeline stages were checked against.
         notes: The adapter's notes.
@@ -46,12 +46,12 @@ class StagedBatch:
 
     def table(self, table: str) -> str:
         """The staged table of ``table``, qualified."""
-        return f"{quote(self.catalog)}.{quote('t_' + table)}"
+        return f"{quote(self.catalog)}.{quote('staged_t_' + table)}"
 
     @property
     def rejects(self) -> str:
         """The staged rejects table, qualified (:data:`REJECT_COLUMNS` plus ``__seq``, their order)."""
-        return f"{quote(self.catalog)}.rejects"
+        return f"{quote(self.catalog)}.staged_rejects"
 
     def valid_rows(self, table: str, columns: list[str]) -> str:
         """A parenthesised query of the valid rows of ``table`` with ``columns`` only."""
