@@ -88,8 +88,8 @@ class StreamOptions:
             return path.stat().st_size > self.min_bytes
         if not path.is_dir():
             return False
-        total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-        return total > self.min_bytes
+        files = [p for p in path.iterdir() if p.is_file() and p.stem in TABLES]
+        return sum(p.stat().st_size for p in files) > self.min_bytes
 
 
 @contextmanager

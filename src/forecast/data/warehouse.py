@@ -451,6 +451,13 @@ def _upsert_from(
     """The upsert of :func:`_upsert` from the relation ``source`` (its ``columns`` named as stored)."""
     spec = TABLES[table]
     incoming = _incoming_select(con, table, columns, stored, source)
+    if con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {_q(table)})").fetchone() == (True,):
+        # An empty table (a first import): every row is new; no join needed. Keys are unique (the
+        # duplicate-key rule kept only the first of each), so this equals the general path.
+        con.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM {incoming} i")
+        after = con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()
+        assert after is not None
+        return UpsertCounts(int(after[0]), 0, 0)
     key_join = " AND ".join(f"i.{_q(k)} = t.{_q(k)}" for k in spec.key)
     differs = (
         " OR ".join(
