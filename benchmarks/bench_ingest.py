@@ -89,7 +89,8 @@ def main() -> None:
     report = json.loads("\n".join(out.stdout.strip().splitlines()[:-1]))
     rows = sum(t["read"] for t in report["tables"].values())
     print(f"machine: {platform.machine()}, {platform.python_version()}, cores: {_cores()}")
-    print(f"ingest {args.format}, {args.leads:,} leads: {rows:,} rows in {seconds:.1f} s ")
+    leads = args.leads * args.copies
+    print(f"ingest {args.format}, {leads:,} leads: {rows:,} rows in {seconds:.1f} s ")
     print(f"  throughput {rows / seconds:,.0f} rows/s, peak RSS {peak_mib:,.0f} MiB")
     for name, t in report["tables"].items():
         print(f"  {name:18s} read {t['read']:>10,}  valid {t['valid']:>10,}  rejected {t['rejected']:>6,}")

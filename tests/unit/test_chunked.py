@@ -73,3 +73,8 @@ def test_parquet_chunks_join_to_the_whole_file_and_columns_can_be_read_alone(tmp
     assert firsts == [1, 5, 9, 13, 17, 21, 25]
     only = read_columns(open_chunks(path, chunk_rows=4), ["stage", "missing"])
     assert list(only.columns) == ["stage"] and only["stage"].tolist() == frame["stage"].tolist()
+    codes = read_columns(open_chunks(path, chunk_rows=4), ["stage"], categorical=True)
+    assert isinstance(codes["stage"].dtype, pd.CategoricalDtype)
+    assert (
+        codes["stage"].astype(object).where(codes["stage"].notna(), None).tolist() == frame["stage"].tolist()
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from forecast.data.readers import (
     _OTHER_DELIMITERS,
@@ -161,10 +162,24 @@ def open_chunks(
     return TableChunks(path, columns, chunk_rows, encoding, delimiter, limits)
 
 
-def read_columns(chunks: TableChunks, columns: Sequence[str]) -> pd.DataFrame:
-    """The file's rows restricted to those of ``columns`` it has (memory: those columns only)."""
+def read_columns(chunks: TableChunks, columns: Sequence[str], *, categorical: bool = False) -> pd.DataFrame:
+    """The file's rows restricted to those of ``columns`` it has.
+
+    Args:
+        chunks: The opened file.
+        columns: The columns wanted (those the file lacks are left out).
+        categorical: Keep each column as a pandas category (memory: one code per row plus the
+            distinct values), for columns of few distinct values read from a large file.
+
+    Returns:
+        The columns, one row per data row of the file.
+    """
     keep = [c for c in columns if c in chunks.columns]
-    parts = [frame[keep] for _, frame in chunks]
+    parts = [frame[keep].astype("category") if categorical else frame[keep] for _, frame in chunks]
     if not parts:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in keep})
-    return pd.concat(parts, ignore_index=True)
+    if not categorical:
+        return pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(
+        {c: pd.Series(union_categoricals([p[c] for p in parts], ignore_order=True)) for c in keep}
+    )

@@ -201,7 +201,7 @@ def ingest(
     say("reading")
     batch = read_source(path, source_format, encoding=encoding, delimiter=delimiter, pipeline=pipeline)
     origin, resolved = _resolve_pipeline(
-        batch.source_format, lambda table: _frame(batch, table), pipeline, *stored, path
+        batch.source_format, lambda table, _columns: _frame(batch, table), pipeline, *stored, path
     )
     if resolved is not None:
         batch.pipeline = resolved
@@ -269,9 +269,9 @@ def _ingest_streamed(
     ]
     chunks_of = dict(opened)
 
-    def frame_of(table: str) -> pd.DataFrame | None:
+    def frame_of(table: str, columns: tuple[str, ...]) -> pd.DataFrame | None:
         found = chunks_of.get(table)
-        return None if found is None else read_columns(found, _PIPELINE_COLUMNS)
+        return None if found is None else read_columns(found, columns, categorical=columns == ("stage",))
 
     origin, resolved = _resolve_pipeline("canonical", frame_of, pipeline, *stored, path)
     chosen = resolved or DEFAULT_PIPELINE
@@ -320,7 +320,7 @@ _PIPELINE_COLUMNS = ("opportunity_id", "stage", "outcome", "entered_at")
 
 def _resolve_pipeline(
     source_format: str,
-    frame_of: Callable[[str], pd.DataFrame | None],
+    frame_of: Callable[[str, tuple[str, ...]], pd.DataFrame | None],
     given: SalesPipeline | None,
     stored: SalesPipeline | None,
     stored_has_deals: bool,
@@ -330,7 +330,9 @@ def _resolve_pipeline(
 
     Args:
         source_format: The adapter.
-        frame_of: The import's raw rows of a table (``None`` when it has none).
+        frame_of: The import's raw rows of a table with (at least) the columns asked for, those
+            it has (``None`` when the import has no such table). Only ``stage`` is asked for
+            unless a pipeline must be learnt.
         given: The pipeline given (``--pipeline`` or the settings).
         stored: The warehouse's pipeline.
         stored_has_deals: Whether the warehouse holds deals.
@@ -343,13 +345,13 @@ def _resolve_pipeline(
         return "adapter", None
     if given is not None:
         return "given", given
-    opportunities = frame_of("opportunities")
-    history = frame_of("stage_history")
-    values = stage_values([opportunities, history])
+    values = stage_values([frame_of("opportunities", ("stage",)), frame_of("stage_history", ("stage",))])
     if stored is not None and (stored_has_deals or follows(values, stored, share=1.0)):
         return "stored", stored
     if not needs_learning(values, DEFAULT_PIPELINE):
         return "default", DEFAULT_PIPELINE
+    opportunities = frame_of("opportunities", _PIPELINE_COLUMNS)
+    history = frame_of("stage_history", _PIPELINE_COLUMNS)
     return "learnt", learn_pipeline(opportunities, history, source=str(path))
 
 
