@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
 from forecast.data.readers import (
-    _OTHER_DELIMITERS,
     ReadLimits,
     _check_cells,
     _check_csv_shape,
-    _encoding_problem,
     _too_many_columns,
     check_columns,
+    check_delimiter,
     check_file,
+    csv_error,
 )
 from forecast.data.sources.base import SourceError
 
@@ -100,10 +100,8 @@ class TableChunks:
                     body = body.reset_index(drop=True)
                     yield first, self._checked(body, first)
                     first += len(body)
-        except UnicodeDecodeError as exc:
-            raise SourceError(_encoding_problem(self.path, self.encoding)) from exc
-        except pd.errors.ParserError as exc:
-            raise SourceError(f"{self.path}: malformed CSV ({exc}); check the delimiter and quoting") from exc
+        except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise csv_error(self.path, self.encoding, exc) from exc
 
     def _checked(self, frame: pd.DataFrame, first: int) -> pd.DataFrame:
         _check_cells(self.path, frame, self.limits, first_row=first)
@@ -140,21 +138,9 @@ def open_chunks(
         _check_csv_shape(path, delimiter, limits)
         try:
             header = pd.read_csv(path, sep=delimiter, dtype=str, nrows=0, encoding=encoding, engine="c")
-        except UnicodeDecodeError as exc:
-            raise SourceError(_encoding_problem(path, encoding)) from exc
-        except pd.errors.EmptyDataError as exc:
-            raise SourceError(f"{path}: file has no header row") from exc
-        except pd.errors.ParserError as exc:
-            raise SourceError(f"{path}: malformed CSV ({exc}); check the delimiter and quoting") from exc
-        if header.shape[1] == 1:
-            name = str(header.columns[0])
-            for other in _OTHER_DELIMITERS:
-                if other != delimiter and other in name:
-                    raise SourceError(
-                        f"{path}: the header is one column {name[:60]!r} that contains {other!r}; "
-                        f"the file seems to use {other!r} as delimiter, not {delimiter!r} "
-                        f"(pass --delimiter {other!r} if that is intended)"
-                    )
+        except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            raise csv_error(path, encoding, exc) from exc
+        check_delimiter(path, list(header.columns), delimiter)
     else:
         raise SourceError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
     _check_cells(path, header, limits)

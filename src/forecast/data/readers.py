@@ -282,24 +282,39 @@ def _read_csv(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
             skip_blank_lines=False,  # keep row numbers equal to line numbers (minus the header)
             engine="c",
         )
-    except UnicodeDecodeError as exc:
-        raise SourceError(_encoding_problem(path, encoding)) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise SourceError(f"{path}: file has no header row") from exc
-    except pd.errors.ParserError as exc:
-        raise SourceError(f"{path}: malformed CSV ({exc}); check the delimiter and quoting") from exc
-    if frame.shape[1] == 1:
-        header = str(frame.columns[0])
-        for other in _OTHER_DELIMITERS:
-            if other != delimiter and other in header:
-                raise SourceError(
-                    f"{path}: the header is one column {header[:60]!r} that contains {other!r}; "
-                    f"the file seems to use {other!r} as delimiter, not {delimiter!r} "
-                    f"(pass --delimiter {other!r} if that is intended)"
-                )
+    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise csv_error(path, encoding, exc) from exc
+    check_delimiter(path, list(frame.columns), delimiter)
     filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
     end = int(filled[-1]) + 1 if filled.size else 0
     return frame.iloc[:end] if end < len(frame) else frame  # trailing blank lines are no rows
+
+
+def csv_error(path: Path, encoding: str, exc: Exception) -> SourceError:
+    """The clear error for what pandas raised while parsing the CSV at ``path``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return SourceError(_encoding_problem(path, encoding))
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return SourceError(f"{path}: file has no header row")
+    return SourceError(f"{path}: malformed CSV ({exc}); check the delimiter and quoting")
+
+
+def check_delimiter(path: Path, columns: list[object], delimiter: str) -> None:
+    """Refuse a header read as one column that holds another usual delimiter.
+
+    Raises:
+        SourceError: Naming the file and the delimiter it seems to use.
+    """
+    if len(columns) != 1:
+        return
+    header = str(columns[0])
+    for other in _OTHER_DELIMITERS:
+        if other != delimiter and other in header:
+            raise SourceError(
+                f"{path}: the header is one column {header[:60]!r} that contains {other!r}; "
+                f"the file seems to use {other!r} as delimiter, not {delimiter!r} "
+                f"(pass --delimiter {other!r} if that is intended)"
+            )
 
 
 def _encoding_problem(path: Path, encoding: str) -> str:
