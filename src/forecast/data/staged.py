@@ -345,10 +345,10 @@ def _cross_table_rules(
                 if target in batch.counts
                 else ""
             )
-            con.execute(
+            stored = _warehouse_rows(warehouse_catalog, target, [TABLES[target].key[0]])
+            con.execute(  # no NULL key: NOT IN a set holding NULL would match nothing
                 f"CREATE OR REPLACE TEMP TABLE {quote('staged_valid_' + target)} AS "
-                f"SELECT {pk} AS k FROM {_warehouse_rows(warehouse_catalog, target, [TABLES[target].key[0]])}"
-                f"{own}"
+                f"SELECT {pk} AS k FROM {stored} WHERE {pk} IS NOT NULL{own}"
             )
         for table in batch.counts:
             if len(TABLES[table].key) == 1:
