@@ -14,6 +14,7 @@ import pytest
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.tracking import common
+from forecast.tracking import data as tracking_data
 from forecast.tracking.api import REPORTS, report
 from forecast.tracking.data import ALL_LABEL, TrackingData, prepare
 from forecast.tracking.goals import _quota_intervals, quota_rows
@@ -76,3 +77,14 @@ def test_quota_rows_are_the_old_filters_rows(data: TrackingData, by: str) -> Non
         new = quota_rows(data, by, group)
         old = quota_rows(data, by, group) if group == ALL_LABEL else _old_quota_rows(data, by, group)
         pd.testing.assert_frame_equal(new, old, check_exact=True)
+
+
+def test_prepare_equals_the_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The activities' and leads' keys by lookups (one row per key) equal the old left merges."""
+    crm = simulate_crm(SimulationConfig(n_leads=2000, seed=5, months=12))
+    fast = prepare(crm.tables, DEFAULT_PIPELINE)
+    monkeypatch.setattr(tracking_data, "_left_join", lambda *args: None)  # every join a merge
+    merged = prepare(crm.tables, DEFAULT_PIPELINE)
+    for name in ("reps", "leads", "opportunities", "stage_history", "activities", "engagement"):
+        pd.testing.assert_frame_equal(getattr(fast, name), getattr(merged, name), check_exact=True)
+    assert fast.activities["cold"].any() and (fast.activities["source"] != "(none)").any()
