@@ -73,12 +73,36 @@ def _refs(models: str | None) -> dict[str, Any] | None:
     return dict(parse_models(models, (DEAL_WIN, TIME_TO_CLOSE)))
 
 
-def cold(repeat: int, filters: dict[str, str], models: str | None) -> dict[str, Any]:
+def _pages(only: str | None) -> tuple[str, ...]:
+    """The pages to ask: ``--pages`` (comma-separated paths) or all of them."""
+    if not only:
+        return PAGES
+    chosen = tuple(p.strip() for p in only.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in PAGES]
+    if unknown:
+        raise SystemExit(f"--pages: unknown {', '.join(unknown)}; use some of {', '.join(PAGES)}")
+    return chosen
+
+
+def _without_overview(pages: tuple[str, ...]) -> None:
+    """Leave the Overview out of the warm-up too when it is not asked (``--pages`` without ``/``)."""
+    if "/" in pages:
+        return
+    from forecast.dashboard import warm
+
+    defaults, filtered = warm.default_pages, warm.filtered_pages
+    warm.default_pages = lambda reader: [(n, c) for n, c in defaults(reader) if n != "overview"]  # type: ignore[assignment]
+    warm.filtered_pages = lambda reader: [  # type: ignore[assignment]
+        (n, c) for n, c in filtered(reader) if not n.startswith("overview")
+    ]
+
+
+def cold(repeat: int, filters: dict[str, str], models: str | None, pages: tuple[str, ...]) -> dict[str, Any]:
     """Every page cold without a warm-up, warm, and cold with each filter."""
     app = create_app(load_settings(), warm_every=None, refs=_refs(models))
     client = TestClient(app)  # no lifespan: no warm-up
     out: dict[str, Any] = {}
-    for page in PAGES:
+    for page in pages:
         first, status = _ms(client, page)
         warm = statistics.median(_ms(client, page)[0] for _ in range(repeat))
         sep = "&" if "?" in page else "?"
@@ -91,28 +115,41 @@ def cold(repeat: int, filters: dict[str, str], models: str | None) -> dict[str, 
     return out
 
 
-def warmup(models: str | None) -> dict[str, Any]:
-    """The seconds from the app's start to the end of its warm-up, then each page's first visit."""
+def warmup(filters: dict[str, str], models: str | None, pages: tuple[str, ...]) -> dict[str, Any]:
+    """The seconds from the app's start to the end of its warm-up, then each page's first visit.
+
+    The filtered pages' first visits (each filter of ``filters``) come after the default ones.
+    """
+    _without_overview(pages)
     app = create_app(load_settings(), warm_every=0, refs=_refs(models))
     started = time.perf_counter()
     with TestClient(app) as client:  # the lifespan starts the warm-up
         done = app.state.warmer.wait(timeout=3600)
         seconds = time.perf_counter() - started
         before = app.state.reader.computed
-        pages = {page: _ms(client, page) for page in PAGES}
+        firsts = {page: _ms(client, page) for page in pages}
         computed = app.state.reader.computed - before
+        filtered: dict[str, dict[str, float]] = {}
+        for page in pages:
+            sep = "&" if "?" in page else "?"
+            filtered[page] = {k: _ms(client, f"{page}{sep}{k}={v}")[0] for k, v in filters.items()}
+        computed_filtered = app.state.reader.computed - before - computed
     return {
         "done": done,
         "seconds": seconds,
         "warmer_seconds": app.state.warmer.seconds,
-        "pages": {p: {"first": ms, "status": status} for p, (ms, status) in pages.items()},
+        "default_seconds": app.state.warmer.default_seconds,
+        "pages": {
+            p: {"first": ms, "status": status, "filtered": filtered[p]} for p, (ms, status) in firsts.items()
+        },
         "computed_on_first_visits": computed,
+        "computed_on_filtered_first_visits": computed_filtered,
     }
 
 
 def _scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--scenario", name, "--repeat", str(args.repeat)]
-    for option in ("team", "models"):
+    for option in ("team", "models", "pages"):
         if getattr(args, option):
             command += [f"--{option}", getattr(args, option)]
     if args.filters:
@@ -133,48 +170,64 @@ def main() -> None:
     parser.add_argument("--warehouse", default=None, help="the warehouse (default: FORECAST_WAREHOUSE's)")
     parser.add_argument("--models", default=None, help="models by role, as forecast dashboard --models")
     parser.add_argument("--filters", action="store_true", help="also a rep, a region and a source filter")
+    parser.add_argument("--pages", default=None, help="the pages to ask, comma-separated (default: all)")
     parser.add_argument(
         "--only", choices=("cold", "warmup"), default=None, help="run one of the two scenarios only"
     )
     parser.add_argument("--scenario", choices=("cold", "warmup"), help="run one scenario, print JSON")
     args = parser.parse_args()
     if args.scenario == "cold":
-        print(json.dumps(cold(args.repeat, _filters(args.team, args.filters), args.models)))
+        print(
+            json.dumps(cold(args.repeat, _filters(args.team, args.filters), args.models, _pages(args.pages)))
+        )
         return
     if args.scenario == "warmup":
-        print(json.dumps(warmup(args.models)))
+        print(json.dumps(warmup(_filters(args.team, args.filters), args.models, _pages(args.pages))))
         return
     load = os.getloadavg()[0]
-    empty: dict[str, Any] = {p: {"cold": float("nan"), "warm": float("nan"), "status": "-"} for p in PAGES}
+    pages = _pages(args.pages)
+    empty: dict[str, Any] = {p: {"cold": float("nan"), "warm": float("nan"), "status": "-"} for p in pages}
     c = _scenario("cold", args) if args.only != "warmup" else empty
     nothing = {"first": float("nan"), "status": "-"}
     w = (
         _scenario("warmup", args)
         if args.only != "cold"
         else {"done": None, "seconds": float("nan"), "warmer_seconds": None, "computed_on_first_visits": None}
-        | {"pages": dict.fromkeys(PAGES, nothing)}
+        | {"pages": dict.fromkeys(pages, nothing)}
     )
     machine = platform.processor() or platform.machine()
     print(f"{machine}, {os.cpu_count()} cores, load {load:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(
-        f"warm-up: every default view computed {w['seconds']:.1f} s after the start "
-        f"(the warm-up itself {w['warmer_seconds'] or float('nan'):.1f} s; complete: {w['done']}); "
-        f"results the first visits then computed: {w['computed_on_first_visits']}"
+        f"warm-up: done {w['seconds']:.1f} s after the start (the warm-up itself "
+        f"{w['warmer_seconds'] or float('nan'):.1f} s, of which the default views "
+        f"{w.get('default_seconds') or float('nan'):.1f} s, then one filter of each kind; complete: "
+        f"{w['done']}); results the first visits then computed: {w['computed_on_first_visits']}, "
+        f"the filtered first visits: {w.get('computed_on_filtered_first_visits')}"
     )
-    keys = [k for k in ("team", "rep", "region", "source") if k in c[PAGES[0]]]
+    keys = [k for k in ("team", "rep", "region", "source") if k in c[pages[0]]]
     print(
         "| page | cold ms, no warm-up | first visit ms, after the warm-up | warm ms (median) | "
         + "".join(f"cold ms, {k} filter | " for k in keys)
         + "status |"
     )
     print("|---|---:|---:|---:|" + "---:|" * len(keys) + "---|")
-    for page in PAGES:
+    for page in pages:
         row, first = c[page], w["pages"][page]
         print(
             f"| `{page}` | {row['cold']:,.0f} | {first['first']:,.1f} | {row['warm']:,.1f} | "
             + "".join(f"{row[k]:,.0f} | " for k in keys)
             + f"{row['status']} / {first['status']} |"
         )
+    filtered_keys = list(w["pages"][pages[0]].get("filtered", {}))
+    if filtered_keys:
+        print()
+        print(
+            "| page | " + "".join(f"first visit ms after the warm-up, {k} filter | " for k in filtered_keys)
+        )
+        print("|---|" + "---:|" * len(filtered_keys))
+        for page in pages:
+            got = w["pages"][page]["filtered"]
+            print(f"| `{page}` | " + "".join(f"{got[k]:,.1f} | " for k in filtered_keys))
 
 
 if __name__ == "__main__":

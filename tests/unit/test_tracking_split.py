@@ -17,7 +17,7 @@ from forecast.tracking import common
 from forecast.tracking import data as tracking_data
 from forecast.tracking.api import REPORTS, report
 from forecast.tracking.data import ALL_LABEL, TrackingData, prepare
-from forecast.tracking.goals import _quota_intervals, quota_rows
+from forecast.tracking.goals import _quota_intervals, daily, quota_rows
 from forecast.tracking.insights import insights
 from forecast.tracking.periods import parse_period
 
@@ -88,3 +88,16 @@ def test_prepare_equals_the_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("reps", "leads", "opportunities", "stage_history", "activities", "engagement"):
         pd.testing.assert_frame_equal(getattr(fast, name), getattr(merged, name), check_exact=True)
     assert fast.activities["cold"].any() and (fast.activities["source"] != "(none)").any()
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "region"])
+def test_daily_of_one_group_is_its_rows_of_the_whole_table(data: TrackingData, by: str) -> None:
+    period = parse_period("month", data.as_of)
+    whole = daily(data, period, by)
+    for group in [*sorted(whole[by].unique())[:3], ALL_LABEL, "nobody"]:
+        expected = whole[whole[by] == group].reset_index(drop=True)
+        got = daily(data, period, by, only=group)
+        if expected.empty:
+            assert got.empty
+        else:
+            pd.testing.assert_frame_equal(got, expected, check_exact=True)

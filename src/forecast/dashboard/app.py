@@ -221,7 +221,8 @@ def create_app(
     """The dashboard for ``settings``' warehouse and registry.
 
     While the app runs (its lifespan: uvicorn's start to its stop, or a ``with TestClient(app)``
-    block), a :class:`~forecast.dashboard.warm.Warmer` computes every page's default view ahead, at
+    block), a :class:`~forecast.dashboard.warm.Warmer` computes every page's default view ahead, then
+    one filter of each kind (rep, team, region, source: what every filter of that kind needs), at
     start and after each change of the warehouse or of a champion; it is ``app.state.warmer``.
 
     Args:
@@ -233,7 +234,7 @@ def create_app(
             default champions (e.g. ``deal_win`` -> ``deal_win_maven`` on the Maven sample).
     """
     app = _Dashboard(settings, reader, refs)
-    warmer = Warmer(app.read, warm_every) if warm_every is not None else None
+    warmer = Warmer(app.read, warm_every, filtered=True) if warm_every is not None else None
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

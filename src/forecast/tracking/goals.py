@@ -152,8 +152,12 @@ def _ceil(value: float) -> float:
     return float(math.ceil(value - 1e-9)) if value == value else NAN
 
 
-def daily(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
-    """Daily and cumulative bookings against the pro-rated goal, per group and day of the period."""
+def daily(data: TrackingData, period: Period, by: str = "rep", only: str | None = None) -> pd.DataFrame:
+    """Daily and cumulative bookings against the pro-rated goal, per group and day of the period.
+
+    ``only``: the rows of that group alone (the same rows as the whole table's for it; a rep among
+    thousands need not compute the others).
+    """
     check_grouping("goals", by, GROUPINGS, "quotas belong to reps, teams and the company")
     opps = data.opportunities
     cutoff = min(period.end, data.as_of)
@@ -161,7 +165,8 @@ def daily(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     won["day"] = won["closed_at"].dt.normalize()
     days = pd.date_range(period.start, cutoff - pd.Timedelta(microseconds=1), freq="D")
     frames = []
-    for group in [*group_values(data, by, won), ALL_LABEL]:
+    groups = [*group_values(data, by, won), ALL_LABEL]
+    for group in groups if only is None else [g for g in groups if g == only]:
         w = subset(won, by, group)
         sums = pd.to_numeric(w["amount"], errors="coerce").fillna(0).groupby(w["day"]).sum()
         values = sums.reindex(days, fill_value=0.0).to_numpy()
