@@ -138,7 +138,7 @@ def warmup(filters: dict[str, str], models: str | None, pages: tuple[str, ...]) 
         "done": done,
         "seconds": seconds,
         "warmer_seconds": app.state.warmer.seconds,
-        "default_seconds": app.state.warmer.default_seconds,
+        "default_seconds": getattr(app.state.warmer, "default_seconds", None),  # (older code: none)
         "pages": {
             p: {"first": ms, "status": status, "filtered": filtered[p]} for p, (ms, status) in firsts.items()
         },

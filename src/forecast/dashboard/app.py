@@ -171,9 +171,10 @@ class _Dashboard:
             **SECURITY_HEADERS,
             "Content-Disposition": f'attachment; filename="prospects-{stamp}.csv"',
         }
-        return Response(
-            csv_text(listing.apply(p["rows"])), media_type="text/csv; charset=utf-8", headers=headers
+        text = (
+            self.read.prospects_csv(filters) if listing.sort is None else csv_text(listing.apply(p["rows"]))
         )
+        return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
     async def login_form(self, request: Request) -> Response:
         if request.method == "GET":

@@ -677,6 +677,16 @@ class Reader:
             "notes": [*data.notes, *([] if not data.leads.empty else [NO_LEADS])],
         }
 
+    def prospects_csv(self, filters: Filters) -> str:
+        """The Prospects CSV of the filters in the report's order (``/prospects.csv`` without a sort).
+
+        Cached: on a large CRM the whole list is hundreds of thousands of rows, seconds to write.
+        """
+        from forecast.io import csv_text
+
+        rows = self.prospects(filters)["rows"]
+        return self._cached(("prospects.csv", *filters.key()), lambda: csv_text(rows))
+
     def activity(self, filters: Filters) -> dict[str, Any]:
         """Activity effectiveness and the process (``forecast metrics --report effectiveness|process``).
 

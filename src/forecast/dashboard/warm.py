@@ -42,6 +42,7 @@ def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
         ("reps", lambda: reader.reps(default)),
         ("pipeline", lambda: reader.pipeline(default)),
         ("prospects", lambda: reader.prospects(default)),
+        ("prospects.csv", lambda: reader.prospects_csv(default)),
         ("activity", lambda: reader.activity(default)),
         ("insights", lambda: reader.insights(default)),
     ]
