@@ -47,9 +47,13 @@ def test_after_the_warm_up_a_first_visit_of_every_default_page_computes_nothing(
         ):
             assert key in held, key
         computed = reader.computed
-        for path in PAGES:
+        for path in (
+            *PAGES,
+            "/prospects.csv",
+            "/reps?team=" + sorted(reader.tracking(Filters()).reps["team"])[0],
+        ):
             assert client.get(path).status_code == 200, path
-        assert reader.computed == computed  # every default page was found in the cache
+        assert reader.computed == computed  # every default page (and a team's) was found in the cache
         assert client.get("/", params={"horizon": "week"}).status_code == 200
         assert reader.computed > computed  # (the count does move for a view not warmed)
 
@@ -63,3 +67,5 @@ def test_warmed_pages_show_the_same_figures_as_pages_computed_on_the_visit(env: 
             assert _figures(hot_html) == _figures(cold_html), path
             assert _rows(hot_html) == _rows(cold_html), path
             assert _figures(hot_html), path  # the page has figures to compare
+        hot_csv, cold_csv = w.get("/prospects.csv").text, cold.get("/prospects.csv").text
+        assert hot_csv == cold_csv and hot_csv.count("\n") > 1  # the warmed export is the one written

@@ -171,9 +171,10 @@ class _Dashboard:
             **SECURITY_HEADERS,
             "Content-Disposition": f'attachment; filename="prospects-{stamp}.csv"',
         }
-        return Response(
-            csv_text(listing.apply(p["rows"])), media_type="text/csv; charset=utf-8", headers=headers
+        text = (
+            self.read.prospects_csv(filters) if listing.sort is None else csv_text(listing.apply(p["rows"]))
         )
+        return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
     async def login_form(self, request: Request) -> Response:
         if request.method == "GET":
@@ -221,7 +222,8 @@ def create_app(
     """The dashboard for ``settings``' warehouse and registry.
 
     While the app runs (its lifespan: uvicorn's start to its stop, or a ``with TestClient(app)``
-    block), a :class:`~forecast.dashboard.warm.Warmer` computes every page's default view ahead, at
+    block), a :class:`~forecast.dashboard.warm.Warmer` computes every page's default view ahead, then
+    one filter of each kind (rep, team, region, source: what every filter of that kind needs), at
     start and after each change of the warehouse or of a champion; it is ``app.state.warmer``.
 
     Args:
@@ -233,7 +235,7 @@ def create_app(
             default champions (e.g. ``deal_win`` -> ``deal_win_maven`` on the Maven sample).
     """
     app = _Dashboard(settings, reader, refs)
-    warmer = Warmer(app.read, warm_every) if warm_every is not None else None
+    warmer = Warmer(app.read, warm_every, filtered=True) if warm_every is not None else None
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

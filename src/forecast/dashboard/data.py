@@ -304,7 +304,7 @@ class Reader:
     """
 
     def __init__(
-        self, settings: Settings, cache_size: int = 32, refs: Mapping[str, Any] | None = None
+        self, settings: Settings, cache_size: int = 64, refs: Mapping[str, Any] | None = None
     ) -> None:
         self.settings = settings
         self.refs: dict[str, Any] = dict(refs or {})
@@ -592,7 +592,7 @@ class Reader:
         current = period_grid(data.as_of, 1, filters.horizon)[0]
         if current.label != label:
             return Missing(f"no pacing for {label}")
-        table = daily(data, current, scope[0])
+        table = daily(data, current, scope[0], only=scope[1])
         table = table[table[scope[0]].astype(str) == scope[1]].drop(columns=scope[0])
         if table.empty:
             return Missing(f"no bookings or goal for {scope[0]} {scope[1]} in {label}")
@@ -676,6 +676,16 @@ class Reader:
             "has_leads": not data.leads.empty,
             "notes": [*data.notes, *([] if not data.leads.empty else [NO_LEADS])],
         }
+
+    def prospects_csv(self, filters: Filters) -> str:
+        """The Prospects CSV of the filters in the report's order (``/prospects.csv`` without a sort).
+
+        Cached: on a large CRM the whole list is hundreds of thousands of rows, seconds to write.
+        """
+        from forecast.io import csv_text
+
+        rows = self.prospects(filters)["rows"]
+        return self._cached(("prospects.csv", *filters.key()), lambda: csv_text(rows))
 
     def activity(self, filters: Filters) -> dict[str, Any]:
         """Activity effectiveness and the process (``forecast metrics --report effectiveness|process``).

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from forecast.dashboard.data import Filters, Reader
@@ -41,9 +42,36 @@ def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
         ("reps", lambda: reader.reps(default)),
         ("pipeline", lambda: reader.pipeline(default)),
         ("prospects", lambda: reader.prospects(default)),
+        ("prospects.csv", lambda: reader.prospects_csv(default)),
         ("activity", lambda: reader.activity(default)),
         ("insights", lambda: reader.insights(default)),
     ]
+
+
+def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
+    """What a filtered view of the default as-of and period computes, once per kind of filter.
+
+    A filtered page follows its filter's grouping (a team filter: the tables and the forecast by
+    team), and those are computed for every group at once: warming one filter of each kind (the
+    first rep, team, region and source of the warehouse) computes what every other filter of that
+    kind needs, so their first visits find their figures too (a rep's own pacing line aside, a
+    few milliseconds).
+    """
+    data = reader.tracking(Filters())
+    firsts = {
+        "rep": sorted(data.reps["rep_id"].astype(str)),
+        "team": sorted(data.reps["team"].astype(str)),
+        "region": sorted(data.reps["region"].astype(str)),
+        "source": sorted(data.leads["source"].astype(str).unique()) if not data.leads.empty else [],
+    }
+    out: list[tuple[str, Callable[[], Any]]] = []
+    for key, values in firsts.items():
+        if not values:
+            continue
+        filters = Filters(**{key: values[0]})
+        for page in ("overview", "reps", "pipeline", "activity"):
+            out.append((f"{page}?{key}", partial(getattr(reader, page), filters)))
+    return out
 
 
 def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:
@@ -65,6 +93,7 @@ class Warmer:
         reader: Reader,
         every_seconds: float = EVERY_SECONDS,
         registry: Callable[[Reader], tuple[tuple[str, str | None], ...]] | None = champions,
+        filtered: bool = False,
     ) -> None:
         """A warm-up of ``reader``'s default views.
 
@@ -72,9 +101,15 @@ class Warmer:
             reader: The reader whose cache is filled.
             every_seconds: How often the state is looked at (``<= 0``: warm once, at start).
             registry: Reads the champions (``None``: the registry is not watched).
+            filtered: Also warm one filter of each kind after the default views
+                (:func:`filtered_pages`); a failure there is logged and counted in :attr:`errors` but
+                does not hold back the state's warm-up.
         """
         self.reader = reader
         self.every_seconds = every_seconds
+        self.filtered = filtered
+        self.default_seconds: float | None = None
+        """How long the default views of the last complete warm-up took (the filtered ones after)."""
         self.registry = registry
         self.warmed: tuple[int, int] | None = None
         """The state whose default views were all computed last (``None``: none yet)."""
@@ -163,12 +198,35 @@ class Warmer:
             tries = self._failed[1] + 1 if self._failed[0] == state else 1
             self._failed = (state, tries)
             return False
+        defaults = time.perf_counter() - started
+        if self.filtered and not self._warm_filtered():
+            return False
         if self.reader.state() != state:  # the data moved meanwhile: warm again
             return False
         with self._done:
             self.warmed, self.seconds = state, time.perf_counter() - started
+            self.default_seconds = defaults
             self._done.notify_all()
         log.info("dashboard default views computed in %.1f s", self.seconds)
+        return True
+
+    def _warm_filtered(self) -> bool:
+        """Compute :func:`filtered_pages` (``False``: stopped); failures are logged and counted."""
+        with self.reader.background():
+            try:
+                pages = filtered_pages(self.reader)
+            except Exception:
+                self.errors += 1
+                log.exception("listing the dashboard's filters to warm failed")
+                return True
+            for name, compute in pages:
+                if self._stop.is_set():
+                    return False
+                try:
+                    compute()
+                except Exception:
+                    self.errors += 1
+                    log.exception("warming the dashboard's %s page failed", name)
         return True
 
     def _loop(self) -> None:

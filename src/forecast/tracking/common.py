@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from forecast.errors import InputError
@@ -12,6 +15,7 @@ from forecast.tracking.data import ALL_LABEL, GROUPINGS, TrackingData, group_val
 from forecast.tracking.stats import wilson
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 class GroupingError(InputError):
@@ -38,13 +42,58 @@ def add_rate(row: Row, name: str, successes: float, n: float) -> None:
     row[f"{name}_hi"] = r.hi
 
 
+_MEMO: dict[tuple[int, str], tuple[weakref.ref[pd.DataFrame], Any]] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def memo(frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
+    """``compute()``, done once per ``frame`` object and ``name`` while the frame lives.
+
+    For what a report derives from a frame of :class:`TrackingData` once per group (thousands of
+    reps on a large CRM); the frame must not change afterwards (the reports never change one).
+    """
+    key = (id(frame), name)
+    with _MEMO_LOCK:
+        held = _MEMO.get(key)
+        if held is not None and held[0]() is frame:
+            value: T = held[1]
+            return value
+    value = compute()
+
+    def forget(_: object, key: tuple[int, str] = key) -> None:
+        with _MEMO_LOCK:
+            _MEMO.pop(key, None)
+
+    with _MEMO_LOCK:
+        _MEMO[key] = (weakref.ref(frame, forget), value)
+    return value
+
+
+def positions(labels: pd.Series) -> dict[str, np.ndarray]:
+    """The row positions (ascending) of each value of ``labels`` (as text)."""
+    codes, uniques = pd.factorize(labels.astype(str).to_numpy())
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return {str(u): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniques)}
+
+
 def subset(frame: pd.DataFrame, by: str, group: str) -> pd.DataFrame:
-    """Rows of ``frame`` in ``group`` (all rows for the ``(all)`` group; none if ``by`` is absent)."""
+    """Rows of ``frame`` in ``group`` (all rows for the ``(all)`` group; none if ``by`` is absent).
+
+    The same rows in the same order as ``frame[frame[by].astype(str) == group]``.
+    """
     if group == ALL_LABEL:
         return frame
     if by not in frame.columns:
         return frame.iloc[0:0]
-    return frame[frame[by].astype(str) == group]
+    if len(frame) < _SPLIT_FROM:
+        return frame[frame[by].astype(str) == group]
+    rows = memo(frame, f"rows by {by}", lambda: positions(frame[by])).get(group)
+    return frame.iloc[rows] if rows is not None else frame.iloc[0:0]
+
+
+_SPLIT_FROM = 2_000
+"""Below this many rows a frame is compared directly (splitting it would cost more than it saves)."""
 
 
 def per_group(

@@ -9,7 +9,7 @@ from the deal).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -184,7 +184,7 @@ def prepare(
         how="inner",
     )
 
-    acts = t["activities"][t["activities"]["occurred_at"] < when].copy()
+    acts = t["activities"][t["activities"]["occurred_at"] < when].reset_index(drop=True)  # a copy
     acts = _attribute_activities(acts, leads, deal_keys, reps)
 
     engagement = t["engagement_events"][t["engagement_events"]["occurred_at"] < when].copy()
@@ -213,12 +213,43 @@ def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> T
 
 
 def _with_rep_keys(frame: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
-    out = frame.drop(columns=[c for c in REP_KEYS if c in frame.columns])
+    """``frame`` (a frame of :func:`prepare`'s own: its columns may be replaced) with the rep's keys."""
+    drop = [c for c in REP_KEYS if c in frame.columns]
+    out = frame.drop(columns=drop) if drop else frame.copy(deep=False)  # a new column is set in out only
     out["rep_id"] = out["rep_id"].astype(object).where(out["rep_id"].notna(), NONE_LABEL).astype(str)
-    out = out.merge(reps[["rep_id", *REP_KEYS]], on="rep_id", how="left")
+    found = _left_join(out["rep_id"], reps, "rep_id", REP_KEYS)
+    if found is None:
+        out = out.merge(reps[["rep_id", *REP_KEYS]], on="rep_id", how="left")
+    else:
+        if not out.index.equals(pd.RangeIndex(len(out))):
+            out = out.reset_index(drop=True)  # as a merge numbers its rows
+        for col in REP_KEYS:
+            out[col] = found[col]
     for col in REP_KEYS:
         out[col] = out[col].fillna(NONE_LABEL)
     out["rep"] = out["rep_id"]
+    return out
+
+
+def _left_join(
+    keys: pd.Series, table: pd.DataFrame, key: str, columns: Sequence[str]
+) -> dict[str, pd.Series] | None:
+    """``table``'s ``columns`` at each of ``keys`` (missing where absent): a left merge's new columns.
+
+    The rows and values of ``pd.merge(..., how="left")`` when ``table[key]`` is unique (each key
+    matches at most one row), without copying the left frame at each merge (ten million activities
+    on a large CRM). ``None`` when the keys are not unique or not of one dtype: then merge.
+    """
+    if keys.dtype != table[key].dtype:
+        return None
+    index = pd.Index(table[key])
+    if not index.is_unique:
+        return None
+    rows = index.get_indexer(keys)
+    out = {}
+    for col in columns:
+        values = table[col].array.take(rows, allow_fill=True)
+        out[col] = pd.Series(values, name=col)
     return out
 
 
@@ -262,6 +293,26 @@ def _attribute_activities(
     A *cold call* is an outbound call on a lead (not a deal) that had not become an opportunity
     when the call was made.
     """
+    lead_info = leads[["lead_id", "source", "channel", "converted_at"]]
+    by_lead = _left_join(acts["lead_id"], lead_info, "lead_id", ("source", "channel", "converted_at"))
+    by_deal = _left_join(
+        acts["opportunity_id"], deal_keys, "opportunity_id", ("product", "source", "channel", "size_band")
+    )
+    if by_lead is None or by_deal is None:
+        return _attribute_activities_by_merge(acts, leads, deal_keys, reps)
+    out = acts if acts.index.equals(pd.RangeIndex(len(acts))) else acts.reset_index(drop=True)
+    out["converted_at"] = by_lead["converted_at"]
+    out["product"] = by_deal["product"].fillna(NONE_LABEL)
+    out["size_band"] = by_deal["size_band"]
+    out["source"] = by_lead["source"].fillna(by_deal["source"]).fillna(NONE_LABEL)
+    out["channel"] = by_lead["channel"].fillna(by_deal["channel"]).fillna(NONE_LABEL)
+    return _flag_activities(out, reps)
+
+
+def _attribute_activities_by_merge(
+    acts: pd.DataFrame, leads: pd.DataFrame, deal_keys: pd.DataFrame, reps: pd.DataFrame
+) -> pd.DataFrame:
+    """:func:`_attribute_activities` by merges (keys that are not unique: rows may repeat)."""
     out = acts.copy()
     lead_info = leads[["lead_id", "source", "channel", "converted_at"]].rename(
         columns={"source": "lead_source", "channel": "lead_channel"}
@@ -276,6 +327,11 @@ def _attribute_activities(
     out["channel"] = out["lead_channel"].fillna(out["deal_channel"]).fillna(NONE_LABEL)
     out["product"] = out["product"].fillna(NONE_LABEL)
     out = out.drop(columns=["lead_source", "lead_channel", "deal_source", "deal_channel"])
+    return _flag_activities(out, reps)
+
+
+def _flag_activities(out: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
+    """The ``done`` and ``cold`` flags, the durations as numbers and the rep keys of attributed activities."""
     on_lead = out["lead_id"].notna() & out["opportunity_id"].isna()
     not_yet = out["converted_at"].isna() | (out["converted_at"] > out["occurred_at"])
     out["done"] = out["outcome"].fillna("completed") != "scheduled"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, amount_sum, check_grouping, per_group, subset
+from forecast.tracking.common import Row, amount_sum, check_grouping, memo, per_group, subset
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, safe_div
@@ -47,8 +48,8 @@ def goal_between(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> 
 
 
 def quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
-    """The quota rows that make up the goal of one group."""
-    q = _quota_intervals(data.quotas)
+    """The quota rows that make up the goal of one group (in the quotas table's order)."""
+    q, owners = memo(data.quotas, "quota intervals", lambda: _owners(_quota_intervals(data.quotas)))
     reps = data.reps
     if group == ALL_LABEL:
         for owner in ("company", "team", "rep"):
@@ -57,13 +58,27 @@ def quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
                 return rows
         return q.iloc[0:0]
     if by == "rep":
-        return q[(q["owner_type"] == "rep") & (q["owner_id"] == group)]
+        return q.iloc[owners.get(("rep", group), _NONE)]
     if by == "team":
-        team_rows = q[(q["owner_type"] == "team") & (q["owner_id"] == group)]
+        team_rows = q.iloc[owners.get(("team", group), _NONE)]
         if not team_rows.empty:
             return team_rows
-    members = set(reps.loc[reps[by] == group, "rep_id"])
-    return q[(q["owner_type"] == "rep") & q["owner_id"].isin(members)]
+    members = memo(reps, f"members by {by}", lambda: reps.groupby(by)["rep_id"].agg(set).to_dict())
+    found = [owners[("rep", m)] for m in members.get(group, ()) if ("rep", m) in owners]
+    return q.iloc[np.sort(np.concatenate(found)) if found else _NONE]
+
+
+_NONE = np.array([], dtype=np.intp)
+
+
+def _owners(q: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """The quota intervals and, by (owner type, owner id), their row positions (ascending)."""
+    found = q.groupby(["owner_type", "owner_id"], sort=False).indices
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for key, rows in found.items():
+        pair: tuple[object, object] = key  # type: ignore[assignment]  # grouped by two columns
+        out[(str(pair[0]), str(pair[1]))] = np.sort(np.asarray(rows))
+    return q, out
 
 
 def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
@@ -137,8 +152,12 @@ def _ceil(value: float) -> float:
     return float(math.ceil(value - 1e-9)) if value == value else NAN
 
 
-def daily(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
-    """Daily and cumulative bookings against the pro-rated goal, per group and day of the period."""
+def daily(data: TrackingData, period: Period, by: str = "rep", only: str | None = None) -> pd.DataFrame:
+    """Daily and cumulative bookings against the pro-rated goal, per group and day of the period.
+
+    ``only``: the rows of that group alone (the same rows as the whole table's for it; a rep among
+    thousands need not compute the others).
+    """
     check_grouping("goals", by, GROUPINGS, "quotas belong to reps, teams and the company")
     opps = data.opportunities
     cutoff = min(period.end, data.as_of)
@@ -146,7 +165,8 @@ def daily(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     won["day"] = won["closed_at"].dt.normalize()
     days = pd.date_range(period.start, cutoff - pd.Timedelta(microseconds=1), freq="D")
     frames = []
-    for group in [*group_values(data, by, won), ALL_LABEL]:
+    groups = [*group_values(data, by, won), ALL_LABEL]
+    for group in groups if only is None else [g for g in groups if g == only]:
         w = subset(won, by, group)
         sums = pd.to_numeric(w["amount"], errors="coerce").fillna(0).groupby(w["day"]).sum()
         values = sums.reindex(days, fill_value=0.0).to_numpy()

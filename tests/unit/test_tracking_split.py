@@ -1,0 +1,103 @@
+"""The reports split their frames by group once (a large CRM has thousands of reps): same figures.
+
+Every report is computed twice on a simulated CRM: with every frame split (``_SPLIT_FROM`` 0), and
+with each group's rows compared one group at a time as before; the tables must be equal to the last
+digit. The quota rows of a group must be the rows the
+old filter kept, in the same order.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from forecast.data.pipeline import DEFAULT_PIPELINE
+from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.tracking import common
+from forecast.tracking import data as tracking_data
+from forecast.tracking.api import REPORTS, report
+from forecast.tracking.data import ALL_LABEL, TrackingData, prepare
+from forecast.tracking.goals import _quota_intervals, daily, quota_rows
+from forecast.tracking.insights import insights
+from forecast.tracking.periods import parse_period
+
+
+@pytest.fixture(scope="module")
+def data() -> TrackingData:
+    crm = simulate_crm(SimulationConfig(n_leads=2000, seed=5, months=12))
+    return prepare(crm.tables, DEFAULT_PIPELINE)
+
+
+def _old_quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
+    q = _quota_intervals(data.quotas)
+    if by == "rep":
+        return q[(q["owner_type"] == "rep") & (q["owner_id"] == group)]
+    if by == "team":
+        team_rows = q[(q["owner_type"] == "team") & (q["owner_id"] == group)]
+        if not team_rows.empty:
+            return team_rows
+    members = set(data.reps.loc[data.reps[by] == group, "rep_id"])
+    return q[(q["owner_type"] == "rep") & q["owner_id"].isin(members)]
+
+
+@pytest.mark.parametrize(
+    ("name", "by"),
+    [(name, by) for name in REPORTS for by in ("rep", "team", "channel")],
+)
+def test_reports_equal_with_and_without_the_split(
+    data: TrackingData, name: str, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    period = parse_period("quarter", data.as_of)
+    monkeypatch.setattr(common, "_SPLIT_FROM", 0)
+    try:
+        split = report(data, name, period, by)
+    except common.GroupingError:
+        pytest.skip(f"{name} is not grouped by {by}")
+    monkeypatch.setattr(common, "_SPLIT_FROM", 10**12)  # every group compared one at a time
+    whole = report(data, name, period, by)
+    assert split.keys() == whole.keys()
+    for key in split:
+        pd.testing.assert_frame_equal(split[key], whole[key], check_exact=True)
+
+
+def test_insights_equal_with_and_without_the_split(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    period = parse_period("month", data.as_of)
+    monkeypatch.setattr(common, "_SPLIT_FROM", 0)
+    split = insights(data, period).as_dict()
+    monkeypatch.setattr(common, "_SPLIT_FROM", 10**12)
+    assert split == insights(data, period).as_dict()
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "manager", "region"])
+def test_quota_rows_are_the_old_filters_rows(data: TrackingData, by: str) -> None:
+    groups = [*sorted(set(data.reps["rep_id" if by == "rep" else by])), "nobody", ALL_LABEL]
+    for group in groups:
+        new = quota_rows(data, by, group)
+        old = quota_rows(data, by, group) if group == ALL_LABEL else _old_quota_rows(data, by, group)
+        pd.testing.assert_frame_equal(new, old, check_exact=True)
+
+
+def test_prepare_equals_the_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The activities' and leads' keys by lookups (one row per key) equal the old left merges."""
+    crm = simulate_crm(SimulationConfig(n_leads=2000, seed=5, months=12))
+    fast = prepare(crm.tables, DEFAULT_PIPELINE)
+    monkeypatch.setattr(tracking_data, "_left_join", lambda *args: None)  # every join a merge
+    merged = prepare(crm.tables, DEFAULT_PIPELINE)
+    for name in ("reps", "leads", "opportunities", "stage_history", "activities", "engagement"):
+        pd.testing.assert_frame_equal(getattr(fast, name), getattr(merged, name), check_exact=True)
+    assert fast.activities["cold"].any() and (fast.activities["source"] != "(none)").any()
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "region"])
+def test_daily_of_one_group_is_its_rows_of_the_whole_table(data: TrackingData, by: str) -> None:
+    period = parse_period("month", data.as_of)
+    whole = daily(data, period, by)
+    for group in [*sorted(whole[by].unique())[:3], ALL_LABEL, "nobody"]:
+        expected = whole[whole[by] == group].reset_index(drop=True)
+        got = daily(data, period, by, only=group)
+        if expected.empty:
+            assert got.empty
+        else:
+            pd.testing.assert_frame_equal(got, expected, check_exact=True)
