@@ -96,9 +96,16 @@ def main() -> None:
         root = Path(tmp)
         source = args.features
         if source is None:
+            from forecast.features.source import warehouse_source
+
+            with warehouse_source(str(load_settings().warehouse)) as src:
+                end = src.data_end().normalize()
             source = root / "snap.parquet"
             subprocess.run(
-                [sys.executable, "-m", "forecast.cli", "features", "--entity", "lead", "--out", str(source)],
+                [
+                    *[sys.executable, "-m", "forecast.cli", "features", "--entity", "lead"],
+                    *["--as-of", end.date().isoformat(), "--out", str(source)],
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
