@@ -78,6 +78,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable; default 100000)")
     parser.add_argument("--parts", type=int, default=8, help="part files of Spark's input")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=["local", "spark"],
+        help="engines to run (repeatable; default both): at 10M rows the in-process scorer, which "
+        "holds its whole input, does not fit this machine",
+    )
     parser.add_argument("--features", type=Path, help="a lead snapshot Parquet (default: built now)")
     args = parser.parse_args()
     from forecast.config import load_settings
@@ -115,22 +122,25 @@ def main() -> None:
         for n in args.rows or [100_000]:
             rows = base.sample(n=n, replace=True, random_state=0).reset_index(drop=True)
             rows["lead_id"] = np.char.add("L", np.arange(n).astype(str))
+            engines = args.engine or ["local", "spark"]
             single = root / f"in_{n}.parquet"
-            rows.to_parquet(single)
+            if "local" in engines:
+                rows.to_parquet(single)
             folder = root / f"in_{n}"
             folder.mkdir()
             for i, part in enumerate(np.array_split(np.arange(n), args.parts)):
                 rows.iloc[part].to_parquet(folder / f"part-{i:04d}.parquet")
+            del rows
             runs = {
-                "in-process (`--engine local`)": [
+                "local": ("in-process (`--engine local`)", [
                     "--input", str(single), "--output", str(root / "l.parquet"),
-                ],
-                f"Spark {args.master} (`--engine spark`)": [
+                ]),
+                "spark": (f"Spark {args.master} (`--engine spark`)", [
                     "--engine", "spark", "--master", args.master,
                     "--input", str(folder), "--output", str(root / f"s_{n}.parquet"),
-                ],
+                ]),
             }  # fmt: skip
-            for label, options in runs.items():
+            for label, options in (runs[e] for e in engines):
                 seconds, total, largest = _run(["score", "leads", *options])
                 cells = [label, f"{n:,}", f"{seconds:,.1f}", f"{n / seconds:,.0f}", f"{total:,.0f}"]
                 print(f"| {' | '.join(cells)} | {largest:,.0f} |", flush=True)
