@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -10,7 +13,7 @@ import pytest
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline, fit_pipeline
 from forecast.scoring import fastpath, pattern_shap
 from forecast.scoring.frame import fast_proba_and_reasons
-from forecast.scoring.pattern_shap import PatternShap, tree_contributions
+from forecast.scoring.pattern_shap import PatternShap, _product_game, tree_contributions
 from forecast.scoring.pattern_shap import pattern_shap as engine_of
 
 PARAMS = {"objective": "binary", "num_leaves": 15, "verbose": -1, "num_threads": 1, "seed": 0}
@@ -165,3 +168,52 @@ def test_pipeline_reasons_are_those_of_pred_contrib(monkeypatch: pytest.MonkeyPa
     np.testing.assert_allclose(quick, exact, rtol=0.0, atol=1e-12)
     np.testing.assert_array_equal(p_quick, p_exact)
     pd.testing.assert_frame_equal(why_quick, why_exact)
+
+
+def test_leaf_tables_give_lightgbm_s_values_without_calling_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New patterns are valued from the per-leaf tables (no per-tree ``pred_contrib``), the same numbers."""
+    booster = _booster()
+    rows = _rows()
+    engine = PatternShap(booster, booster.num_trees())
+    assert engine._leaf is not None
+    without = PatternShap(booster, booster.num_trees(), leaf_tables=False)
+    assert without._leaf is None
+    calls: list[dict[str, object]] = []
+    predict = lgb.Booster.predict
+
+    def counted(self: lgb.Booster, data: object, *args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return predict(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", counted)
+    fast = engine.contributions(rows)
+    assert not calls
+    np.testing.assert_allclose(fast, without.contributions(rows), rtol=0.0, atol=1e-12)
+    np.testing.assert_allclose(fast, _exact(booster, rows), rtol=0.0, atol=1e-12)
+
+
+def test_product_game_is_the_shapley_value_by_enumeration() -> None:
+    """Each table entry is the Shapley value of v * prod_j (j in S ? o_j : z_j), summed over subsets."""
+    rng = np.random.default_rng(3)
+    u = 4
+    values, zeros = rng.normal(size=2), rng.uniform(0.05, 1.0, size=(2, u))
+    table = _product_game(values, zeros, u)
+    for leaf, agreement in itertools.product(range(2), range(1 << u)):
+        ones = [(agreement >> j) & 1 for j in range(u)]
+
+        def game(subset: tuple[int, ...], leaf: int = leaf, ones: list[int] = ones) -> float:
+            return float(
+                values[leaf] * np.prod([ones[j] if j in subset else zeros[leaf, j] for j in range(u)])
+            )
+
+        for i in range(u):
+            others = [j for j in range(u) if j != i]
+            shapley = sum(
+                math.factorial(len(s))
+                * math.factorial(u - len(s) - 1)
+                / math.factorial(u)
+                * (game((*s, i)) - game(s))
+                for k in range(u)
+                for s in itertools.combinations(others, k)
+            )
+            assert table[leaf, agreement, i] == pytest.approx(shapley, abs=1e-12)

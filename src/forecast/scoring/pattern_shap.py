@@ -11,8 +11,14 @@ pairs on the lead model, benchmarks/RESULTS.md "Reasons at bulk speed"), so here
    missing, or a category code); a table per (tree, feature) maps the interval to the directions of
    that tree's splits on the feature, exactly as LightGBM decides them (missing values by the
    split's default direction and missing type, categories by the split's category set);
-2. the distinct (tree, pattern) pairs of the batch are found, and LightGBM's own TreeSHAP runs on
-   one representative row of each, one tree at a time (``start_iteration``);
+2. the distinct (tree, pattern) pairs of the batch are found, and the values of those not met
+   before are read from per-leaf tables (:class:`_LeafTables`): TreeSHAP of one tree is a sum over
+   its leaves of the Shapley values of a product game whose only row-dependent inputs are, per
+   feature on the leaf's path, whether the row takes every split on it the path's way, i.e. bits
+   of the pattern; each leaf's values for all those agreement sets are computed once, from the
+   booster's dump (covers and leaf values), when the engine is built. Where a path has too many
+   distinct features for a table, LightGBM's own TreeSHAP runs instead on one representative row
+   of each pattern, one tree at a time (``start_iteration``);
 3. every row's values are gathered back from its patterns and summed over the trees.
 
 The numbers are TreeSHAP's (the same algorithm, on rows taking the same directions), up to the
@@ -26,6 +32,7 @@ would run one TreeSHAP call per tree); ``FORECAST_REASONS_METHOD=treeshap`` make
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import weakref
@@ -62,8 +69,8 @@ _ZERO = float(np.float32(1e-35))
 _CLIPPED = 1e300
 """What ``dump_model`` writes for an infinite threshold."""
 
-_BLOCK = 2_048
-"""Rows per block when computing patterns (bounds the (pairs x rows) temporaries)."""
+_BLOCK = 256
+"""Rows per block when computing patterns (keeps the (pairs x rows) temporaries in cache)."""
 
 _CACHE: weakref.WeakKeyDictionary[lgb.Booster, dict[int, PatternShap | None]] = weakref.WeakKeyDictionary()
 
@@ -154,25 +161,32 @@ class _Feature:
         return out
 
 
-def _goes_left(node: dict[str, Any], value: float) -> bool:
-    """LightGBM's decision of one split for one value (``Tree::NumericalDecision`` / ``CategoricalDecision``).
+def _goes_left(node: dict[str, Any], values: np.ndarray) -> np.ndarray:
+    """LightGBM's decision of one split for each value (``NumericalDecision`` / ``CategoricalDecision``).
 
     LightGBM reads a value within ``kZeroThreshold`` of zero as zero before any decision.
     """
-    if abs(value) <= _ZERO:
-        value = 0.0
+    values = np.asarray(values, dtype=np.float64)
+    missing_value = np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        values = np.where(np.abs(values) <= _ZERO, 0.0, values)
     if node["decision_type"] == "==":
-        if np.isnan(value) or int(value) < 0:
-            return False
-        return int(value) in {int(c) for c in str(node["threshold"]).split("||")}
+        codes = np.array(sorted({int(c) for c in str(node["threshold"]).split("||")}), dtype=np.float64)
+        whole = np.trunc(np.where(missing_value, -1.0, values))  # int(value): towards zero
+        return ~missing_value & (whole >= 0) & np.isin(whole, codes)
     if node["decision_type"] != "<=":
         raise _UnsupportedError(f"decision type {node['decision_type']}")
     missing = node["missing_type"]
-    if np.isnan(value) and missing != "NaN":
-        value = 0.0
-    if (missing == "Zero" and -_ZERO <= value <= _ZERO) or (missing == "NaN" and np.isnan(value)):
-        return bool(node["default_left"])
-    return bool(value <= _threshold(node))
+    if missing != "NaN":
+        values = np.where(missing_value, 0.0, values)
+    if missing == "Zero":
+        default = (values >= -_ZERO) & (values <= _ZERO)
+    elif missing == "NaN":
+        default = missing_value
+    else:
+        default = np.zeros(len(values), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return np.where(default, bool(node["default_left"]), values <= _threshold(node))
 
 
 def _threshold(node: dict[str, Any]) -> float:
@@ -204,7 +218,7 @@ class PatternShap:
         _UnsupportedError: Several trees per iteration, trees too large, or an unknown split kind.
     """
 
-    def __init__(self, booster: lgb.Booster, trees: int) -> None:
+    def __init__(self, booster: lgb.Booster, trees: int, *, leaf_tables: bool = True) -> None:
         if booster.num_model_per_iteration() != 1:
             raise _UnsupportedError("several trees per iteration")
         self.booster = booster
@@ -226,10 +240,12 @@ class PatternShap:
             values = self.features[f].values
             for t, j, node in on_feature:
                 table = tables.setdefault((t, f), np.zeros(len(values), dtype=np.uint64))
-                table |= np.array([_goes_left(node, v) for v in values], dtype=np.uint64) << np.uint64(j)
+                table |= _goes_left(node, values).astype(np.uint64) << np.uint64(j)
         pairs = sorted(tables)
         dtype = np.uint16 if self.bits <= 16 else (np.uint32 if self.bits <= 32 else np.uint64)
         self.dtype = dtype
+        self.key_dtype = np.int32 if (trees << self.bits) < 2**31 else np.int64
+        """Patterns and (tree, pattern) keys (``tree << bits | pattern``) fit this type."""
         widest = max([1, *(len(f.values) for f in self.features.values())])
         # every tree gets the same number of (tree, feature) tables, padded with an all-zero one
         self.width = max([1, *(sum(1 for p in pairs if p[0] == t) for t in range(trees))])
@@ -247,6 +263,12 @@ class PatternShap:
         self.pad_feature = feature.reshape(-1)
         self.pad_offset = offset.reshape(-1, 1).astype(np.int32 if start < 2**31 else np.int64)
         self.tree_features = [feature[t, : filled[t]] for t in range(trees)]
+        self._leaf: _LeafTables | None = None
+        if leaf_tables:
+            try:
+                self._leaf = _LeafTables(dumped, self.tree_features, self.width, self.bits)
+            except _UnsupportedError as exc:
+                log.debug("no leaf tables for this booster: %s", exc)
         probe = np.zeros((1, self.n_features))
         self.bias = float(
             np.asarray(booster.predict(probe, num_iteration=trees, pred_contrib=True, num_threads=1))[0, -1]
@@ -264,7 +286,7 @@ class PatternShap:
     def patterns(self, rows: np.ndarray) -> np.ndarray:
         """Each row's split pattern in each tree, shape (trees, n): bit ``j`` is split ``j`` going left."""
         n = len(rows)
-        out = np.zeros((self.trees, n), dtype=np.int64)
+        out = np.zeros((self.trees, n), dtype=self.key_dtype)
         classes = np.zeros((self.n_features, n), dtype=self.pad_offset.dtype)
         for f, feature in self.features.items():
             classes[f] = feature.classes(rows[:, f])
@@ -302,8 +324,10 @@ class PatternShap:
         Values computed by earlier calls are reused (up to :data:`CACHE_ENTRIES` of them); the
         others come from ``pred_contrib`` on one row of each pattern, one tree at a time.
         """
-        out = np.zeros((len(keys), self.width))
         known = None if self._known is None else self._known[keys]
+        if self._leaf is not None:
+            return self._leaf_values(keys, known, bounds)
+        out = np.zeros((len(keys), self.width))
         for t in range(self.trees):
             a, z = bounds[t], bounds[t + 1]
             todo = np.arange(a, z) if known is None else a + np.flatnonzero(known[a:z] < 0)
@@ -323,18 +347,48 @@ class PatternShap:
                 )
             )
             out[todo, : len(used)] = phi[:, used]
-            if self._known is not None and self._stored + len(todo) <= CACHE_ENTRIES:
-                self._reserve(self._stored + len(todo))
-                where = np.arange(self._stored, self._stored + len(todo))
-                self._store[where] = out[todo]
-                self._known[keys[todo]] = where
-                self._stored += len(todo)
+            self._remember(keys, todo, out)
         return out
+
+    def _leaf_values(self, keys: np.ndarray, known: np.ndarray | None, bounds: np.ndarray) -> np.ndarray:
+        """:meth:`_values` from the leaf tables: every new (tree, pattern) pair at once."""
+        assert self._leaf is not None
+        # the pattern is the key's low bits (even where tree << bits wrapped around); the tree, by number
+        mask = (np.int64(1) << np.int64(self.bits)) - 1
+        trees = np.repeat(np.arange(self.trees), np.diff(bounds))
+        if known is None:
+            return self._leaf.values(trees, keys & mask)
+        todo = np.flatnonzero(known < 0)
+        new = self._leaf.values(trees[todo], keys[todo] & mask)
+        if self._stored + len(todo) > CACHE_ENTRIES:  # the store is full: values of this call only
+            out = np.empty((len(keys), self.width))
+            done = np.flatnonzero(known >= 0)
+            out[done] = self._store[known[done]]
+            out[todo] = new
+            return out
+        a, z = self._stored, self._stored + len(todo)
+        self._reserve(z)
+        self._store[a:z] = new
+        assert self._known is not None
+        self._known[keys[todo]] = known[todo] = np.arange(a, z, dtype=np.int32)
+        self._stored = z
+        if len(todo) == len(keys):
+            return self._store[a:z]  # rows written once and never changed: a view is safe
+        return self._store[known]
+
+    def _remember(self, keys: np.ndarray, todo: np.ndarray, out: np.ndarray) -> None:
+        """Keep the values of the new keys ``keys[todo]`` (while fewer than :data:`CACHE_ENTRIES`)."""
+        if self._known is not None and len(todo) and self._stored + len(todo) <= CACHE_ENTRIES:
+            a, z = self._stored, self._stored + len(todo)
+            self._reserve(z)
+            self._store[a:z] = out[todo]
+            self._known[keys[todo]] = np.arange(a, z, dtype=np.int32)
+            self._stored = z
 
     def _reserve(self, entries: int) -> None:
         """Grow the store of known values (doubling, at most :data:`CACHE_ENTRIES` rows)."""
         if entries > len(self._store):
-            grown = np.zeros((min(CACHE_ENTRIES, max(entries, 2 * len(self._store), 4_096)), self.width))
+            grown = np.empty((min(CACHE_ENTRIES, max(entries, 2 * len(self._store), 65_536)), self.width))
             grown[: self._stored] = self._store[: self._stored]
             self._store = grown
 
@@ -347,7 +401,8 @@ class PatternShap:
             ``bounds[t]:bounds[t+1]``.
         """
         trees, n = patterns.shape
-        key = patterns + (np.arange(trees, dtype=np.int64) << self.bits)[:, None]
+        offsets = (np.arange(trees, dtype=np.int64) << np.int64(self.bits)).astype(self.key_dtype)
+        key = patterns + offsets[:, None]
         if self._known is not None:  # dense tables by key, kept between calls (no page faults)
             if self._seen is None:
                 size = trees << self.bits
@@ -359,8 +414,10 @@ class PatternShap:
             keys = np.flatnonzero(seen)
             seen[keys] = False
             number[keys] = np.arange(len(keys))
-            row[key] = np.arange(n, dtype=np.int32)[None, :]
             bounds = np.searchsorted(keys, np.arange(trees + 1, dtype=np.int64) << self.bits)
+            if self._leaf is not None:  # the leaf tables need no row of each key
+                return keys, number[key], np.zeros(0, dtype=np.int32), bounds
+            row[key] = np.arange(n, dtype=np.int32)[None, :]
             return keys, number[key], row[keys], bounds
         slots = np.empty((trees, n), dtype=np.int64)
         all_keys, firsts, bounds_list = [], [], [0]
@@ -393,6 +450,7 @@ class PatternShap:
         leaves = self.booster.predict(rows, num_iteration=self.trees, pred_leaf=True, num_threads=1)
         if not np.array_equal(self._leaves(self.patterns(rows)), np.asarray(leaves, dtype=np.int64).T):
             raise _UnsupportedError("patterns do not lead to LightGBM's leaves")
+        rows = rows[:width]  # the values on one block (every class of every feature), as LightGBM's
         exact = self.booster.predict(rows, num_iteration=self.trees, pred_contrib=True, num_threads=1)
         if not np.allclose(self.contributions(rows), exact, rtol=0.0, atol=1e-9):
             raise _UnsupportedError("self-check differs")
@@ -441,3 +499,170 @@ def _feature(nodes: list[tuple[int, int, dict[str, Any]]]) -> _Feature:
     bounds = np.unique(np.array([*thresholds, np.nextafter(-_ZERO, -np.inf), _ZERO]))
     # values in (bounds[k-1], bounds[k]] take every split as bounds[k] does; above the last, as +inf
     return _Feature(False, bounds, 0, np.array([*bounds, np.inf, np.nan]))
+
+
+_MAX_PATH_FEATURES = 12
+"""Leaves whose path has more distinct features than this get no table (``pred_contrib`` is used)."""
+
+_LEAF_BLOCK = 4_096
+"""(tree, pattern) pairs evaluated at a time from the leaf tables (bounds the temporaries)."""
+
+
+class _LeafTables:
+    """Exact TreeSHAP of (tree, split pattern) pairs from per-leaf tables, without calling LightGBM.
+
+    Path-dependent TreeSHAP sums, over the leaves of a tree, the Shapley values of a product game:
+    leaf ``l`` with value ``v``, the distinct features ``U`` on its path, per feature ``j`` its
+    *zero fraction* ``z_j`` (the product of the cover ratios of the path's splits on ``j``) and its
+    *one fraction* ``o_j`` (1 when the row takes every split on ``j`` the path's way, else 0) gives
+    feature ``i`` of ``U``::
+
+        v (o_i - z_i) sum_k k! (|U|-k-1)! / |U|!  [t^k] prod_{j in U, j != i} (o_j t + z_j)
+
+    (Lundberg et al. 2018, the sum that LightGBM's ``Tree::TreeSHAP`` evaluates with its unwound
+    path). The ``o_j`` are the only part that depends on the row, and they are bits of the row's
+    split pattern: so each leaf gets a table of its values for all ``2^|U|`` agreement sets, built
+    once, and a pattern's values are the sum over the tree's leaves of one table row each.
+
+    Args:
+        dumped: ``dump_model()["tree_info"]`` of the explained trees.
+        tree_features: Per tree, its features in the order of the engine's value columns.
+        width: Value columns per (tree, pattern).
+        bits: Bits of the widest tree's patterns.
+
+    Raises:
+        _UnsupportedError: A path with more than :data:`_MAX_PATH_FEATURES` distinct features.
+    """
+
+    def __init__(
+        self, dumped: list[dict[str, Any]], tree_features: list[np.ndarray], width: int, bits: int
+    ) -> None:
+        trees = len(dumped)
+        leaves: list[list[tuple[float, list[int], list[int], list[int], list[float]]]] = []
+        for t, tree in enumerate(dumped):
+            column = {int(f): c for c, f in enumerate(tree_features[t])}
+            leaves.append(_leaf_paths(tree["tree_structure"], column))
+        self.slots = max([1, *(len(found) for found in leaves)])
+        self.depth = max([1, *(len(leaf[1]) for found in leaves for leaf in found)])
+        if self.depth > _MAX_PATH_FEATURES:
+            raise _UnsupportedError("a path with too many distinct features for a table")
+        self.width = width
+        # per (tree, leaf slot, path feature): the pattern bits of its splits and their directions
+        self.mask = np.zeros((trees, self.slots, self.depth), dtype=np.int64)
+        self.ways = np.zeros((trees, self.slots, self.depth), dtype=np.int64)
+        self.used = np.zeros((trees, self.slots), dtype=np.int64)  # (1 << |U|) - 1
+        self.base = np.zeros((trees, self.slots), dtype=np.int64)  # the leaf's first table row
+        by_size: dict[int, list[tuple[int, int, float, list[int], list[float]]]] = {}
+        rows = 1  # row 0: all zeros (padding leaf slots)
+        for t, found in enumerate(leaves):
+            for s, (value, masks, ways, columns, zeros) in enumerate(found):
+                u = len(masks)
+                self.mask[t, s, :u], self.ways[t, s, :u] = masks, ways
+                self.used[t, s] = (1 << u) - 1
+                self.base[t, s] = rows
+                by_size.setdefault(u, []).append((rows, t, value, columns, zeros))
+                rows += 1 << u
+        self.table = np.zeros((rows, width))
+        for u, group in by_size.items():
+            first = np.array([g[0] for g in group])
+            values = _product_game(np.array([g[2] for g in group]), np.array([g[4] for g in group]), u)
+            cells = np.array([g[3] for g in group], dtype=np.intp).reshape(len(group), u)
+            where = (first[:, None] + np.arange(1 << u)[None, :])[:, :, None] * width  # (leaves, 2^u, 1)
+            # distinct path features have distinct columns: every cell is written once
+            np.put(self.table, (where + cells[:, None, :]).reshape(-1), values.reshape(-1))
+        self.powers = (2.0 ** np.arange(self.depth)).astype(np.float32)
+        if bits < 31:  # smaller temporaries
+            self.mask, self.ways = self.mask.astype(np.int32), self.ways.astype(np.int32)
+
+    def values(self, trees: np.ndarray, patterns: np.ndarray) -> np.ndarray:
+        """TreeSHAP values of each (tree, pattern) pair, shape (pairs, width)."""
+        out = np.empty((len(trees), self.width))
+        for start in range(0, len(trees), _LEAF_BLOCK):
+            t = trees[start : start + _LEAF_BLOCK]
+            p = patterns[start : start + _LEAF_BLOCK, None, None].astype(self.mask.dtype)
+            agree = ((p ^ self.ways[t]) & self.mask[t]) == 0  # (pairs, slots, depth)
+            # the agreement bits as a number: a float32 product of 0/1 and powers of two is exact
+            sets = (agree.astype(np.float32) @ self.powers).astype(np.int64)
+            sets &= self.used[t]
+            rows = np.where(self.used[t] == 0, 0, self.base[t] + sets)
+            block = out[start : start + _LEAF_BLOCK]
+            np.take(self.table, rows[:, 0], axis=0, out=block)
+            for slot in range(1, self.slots):
+                block += np.take(self.table, rows[:, slot], axis=0)
+        return out
+
+
+def _leaf_paths(
+    root: dict[str, Any], column: dict[int, int]
+) -> list[tuple[float, list[int], list[int], list[int], list[float]]]:
+    """Per leaf, its value and per distinct path feature four lists.
+
+    The pattern bits of the path's splits on the feature, the bits of the directions the path
+    takes there, the feature's value column and its zero fraction.
+    """
+    out = []
+    stack: list[tuple[dict[str, Any], dict[int, list[float]]]] = [(root, {})]
+    while stack:
+        node, path = stack.pop()
+        if "split_index" not in node:
+            if path:
+                features = list(path)
+                out.append(
+                    (
+                        float(node["leaf_value"]),
+                        [int(path[f][0]) for f in features],
+                        [int(path[f][1]) for f in features],
+                        [column[f] for f in features],
+                        [float(path[f][2]) for f in features],
+                    )
+                )
+            continue
+        bit = 1 << int(node["split_index"])
+        feature = int(node["split_feature"])
+        total = float(node["internal_count"])
+        for child, left in ((node["left_child"], True), (node["right_child"], False)):
+            count = float(child["internal_count"] if "split_index" in child else child["leaf_count"])
+            mask, ways, zero = path.get(feature, [0, 0, 1.0])
+            step = dict(path)
+            step[feature] = [int(mask) | bit, int(ways) | (bit if left else 0), zero * count / total]
+            stack.append((child, step))
+    return out
+
+
+def _product_game(values: np.ndarray, zeros: np.ndarray, u: int) -> np.ndarray:
+    """Shapley values of the leaves' product games for every agreement set.
+
+    The product ``prod_j (o_j t + z_j)`` is expanded once per agreement set, and each feature's
+    factor divided out of it (as LightGBM's ``UnwoundPathSum`` does): by ``t + z_i`` from the
+    highest power down when ``o_i = 1``, by ``z_i`` when ``o_i = 0``.
+
+    Args:
+        values: Leaf values, shape (leaves,).
+        zeros: Zero fractions, shape (leaves, u), in (0, 1].
+        u: Distinct path features.
+
+    Returns:
+        Shape (leaves, 2^u, u): per agreement set ``A`` (bit ``j``: ``o_j = 1``), each feature's value.
+    """
+    sets = np.arange(1 << u)
+    ones = ((sets[:, None] >> np.arange(u)[None, :]) & 1).astype(np.float64)  # (2^u, u)
+    weights = np.array([math.factorial(k) * math.factorial(u - k - 1) / math.factorial(u) for k in range(u)])
+    poly = np.zeros((len(values), 1 << u, u + 1))  # [leaf, set, k]: coefficient of t^k
+    poly[..., 0] = 1.0
+    for j in range(u):
+        grown = poly * zeros[:, j, None, None]
+        grown[..., 1:] += poly[..., :-1] * ones[None, :, j, None]
+        poly = grown
+    out = np.empty((len(values), 1 << u, u))
+    for i in range(u):
+        z = zeros[:, i, None]
+        quotient = poly[..., u]  # o_i = 1: divided by (t + z_i)
+        agreeing = weights[u - 1] * quotient
+        for k in range(u - 1, 0, -1):
+            quotient = poly[..., k] - z * quotient
+            agreeing = agreeing + weights[k - 1] * quotient
+        with np.errstate(divide="ignore", invalid="ignore"):
+            other = np.where(z > 0, (poly[..., :u] @ weights) / z, 0.0)  # o_i = 0: divided by z_i
+        total = np.where(ones[None, :, i] == 1.0, agreeing, other)
+        out[:, :, i] = values[:, None] * (ones[None, :, i] - z) * total
+    return out
