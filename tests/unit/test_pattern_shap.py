@@ -94,7 +94,9 @@ def test_a_tree_count_below_the_booster_s_and_a_single_leaf_tree() -> None:
     np.testing.assert_allclose(lone.contributions(rows), _exact(single, rows), rtol=0.0, atol=1e-12)
 
 
-def test_small_batches_and_the_treeshap_setting_use_pred_contrib(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_treeshap_setting_uses_pred_contrib_and_small_batches_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     booster = _booster()
     rows = _rows()
     calls: list[int] = []
@@ -105,17 +107,50 @@ def test_small_batches_and_the_treeshap_setting_use_pred_contrib(monkeypatch: py
         return original(self, r)
 
     monkeypatch.setattr(PatternShap, "contributions", counted)
-    tree_contributions(booster, rows[:10], None)
     monkeypatch.setenv(pattern_shap.ENV, "treeshap")
     tree_contributions(booster, rows, None)
+    tree_contributions(booster, rows[:10], None)
     assert calls == []
     monkeypatch.setenv(pattern_shap.ENV, "patterns")
-    out = tree_contributions(booster, rows, None)
-    assert calls and calls[-1] == len(rows)
-    np.testing.assert_allclose(out, _exact(booster, rows), rtol=0.0, atol=1e-12)
+    for n in (1, 10, pattern_shap.SMALL, pattern_shap.SMALL + 1, len(rows)):  # leaf tables: every size
+        out = tree_contributions(booster, rows[:n], None)
+        assert calls[-1] == n
+        np.testing.assert_allclose(out, _exact(booster, rows[:n]), rtol=0.0, atol=1e-12)
     monkeypatch.setenv(pattern_shap.ENV, "approximate")
     with pytest.raises(ValueError, match=pattern_shap.ENV):
         tree_contributions(booster, rows, None)
+
+
+def test_small_batches_without_leaf_tables_use_pred_contrib(monkeypatch: pytest.MonkeyPatch) -> None:
+    booster = _booster(rounds=12)
+    engine = engine_of(booster, None)
+    assert engine is not None
+    monkeypatch.setattr(engine, "_leaf", None)
+    monkeypatch.setattr(
+        PatternShap,
+        "contributions",
+        lambda self, r: pytest.fail("the engine was used"),
+    )
+    rows = _rows(n=pattern_shap.MIN_ROWS - 1)
+    np.testing.assert_allclose(tree_contributions(booster, rows, None), _exact(booster, rows), atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 33, 64])
+def test_small_batches_known_and_new_patterns(n: int) -> None:
+    """The small-batch path: new patterns, then the same rows again (known), then a full store."""
+    booster = _booster()
+    engine = PatternShap(booster, booster.num_trees())
+    rows = _rows(n=200, seed=n)[:n]
+    for _ in range(2):
+        np.testing.assert_allclose(engine.contributions(rows), _exact(booster, rows), rtol=0.0, atol=1e-12)
+    fresh = PatternShap(booster, booster.num_trees())
+    original = pattern_shap.CACHE_ENTRIES
+    try:
+        pattern_shap.CACHE_ENTRIES = 0  # nothing can be kept
+        np.testing.assert_allclose(fresh.contributions(rows), _exact(booster, rows), rtol=0.0, atol=1e-12)
+    finally:
+        pattern_shap.CACHE_ENTRIES = original
+    assert fresh._stored == 0
 
 
 def test_engine_is_built_once_per_booster_and_tree_count() -> None:

@@ -52,7 +52,11 @@ ENV = "FORECAST_REASONS_METHOD"
 METHODS = ("patterns", "treeshap")
 
 MIN_ROWS = 2_000
-"""Batches with fewer rows use ``pred_contrib`` directly (the per-tree calls cost more than they save)."""
+"""Batches with fewer rows use ``pred_contrib`` directly when the engine has no leaf tables (the
+per-tree calls cost more than they save); with them, every batch uses the engine."""
+
+SMALL = 64
+"""Batches of at most this many rows take the small-batch path (no per-feature or per-tree loops)."""
 
 _MAX_TABLE = 1 << 24
 """Largest (trees x 2^splits) dense pattern table; beyond it patterns are deduplicated by sorting."""
@@ -99,8 +103,10 @@ def tree_contributions(booster: lgb.Booster, rows: np.ndarray, iteration: int | 
         iteration: Trees used (``None`` or <= 0: all).
     """
     engine = None
-    if len(rows) >= MIN_ROWS and method() == "patterns":
+    if method() == "patterns":
         engine = pattern_shap(booster, iteration)
+        if engine is not None and engine._leaf is None and len(rows) < MIN_ROWS:
+            engine = None  # without leaf tables a small batch costs less through pred_contrib
     if engine is None:
         return np.asarray(
             booster.predict(
@@ -263,6 +269,12 @@ class PatternShap:
         self.pad_feature = feature.reshape(-1)
         self.pad_offset = offset.reshape(-1, 1).astype(np.int32 if start < 2**31 else np.int64)
         self.tree_features = [feature[t, : filled[t]] for t in range(trees)]
+        # per (tree, value column) the output column; padding columns add their zeros to the bias's
+        self.pad_columns = np.where(
+            np.arange(self.width)[None, :] < filled[:, None], feature, self.n_features
+        )
+        self._small: tuple[np.ndarray, ...] | None = None
+        self._small_index: dict[int, np.ndarray] = {}
         self._leaf: _LeafTables | None = None
         if leaf_tables:
             try:
@@ -286,6 +298,11 @@ class PatternShap:
     def patterns(self, rows: np.ndarray) -> np.ndarray:
         """Each row's split pattern in each tree, shape (trees, n): bit ``j`` is split ``j`` going left."""
         n = len(rows)
+        if n <= SMALL:  # rows first: the sums run along contiguous memory
+            index = self._small_classes(rows).T[:, self.pad_feature]
+            index += self.pad_offset.reshape(-1)
+            bits = self.flat[index].reshape(n, self.trees, self.width)
+            return np.ascontiguousarray(bits.sum(axis=2, dtype=self.dtype).T.astype(self.key_dtype))
         out = np.zeros((self.trees, n), dtype=self.key_dtype)
         classes = np.zeros((self.n_features, n), dtype=self.pad_offset.dtype)
         for f, feature in self.features.items():
@@ -297,6 +314,42 @@ class PatternShap:
             out[:, start : start + _BLOCK] = bits.sum(axis=1, dtype=self.dtype)  # disjoint bits: an OR
         return out
 
+    def _small_classes(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`_Feature.classes` of every feature at once, shape (features, n), for a few rows.
+
+        A numeric value's class is the number of its feature's bounds below it (``searchsorted``
+        on the left), counted over all features' bounds in one comparison.
+        """
+        small = self._small
+        if small is None:
+            by_number = [f for f, feature in self.features.items() if not feature.categorical]
+            by_code = [f for f, feature in self.features.items() if feature.categorical]
+            edges = [self.features[f].bounds for f in by_number]
+            small = self._small = (
+                np.array(by_number, dtype=np.intp),
+                np.concatenate([np.zeros(0), *edges]),
+                np.repeat(np.arange(len(by_number)), [len(b) for b in edges]),
+                np.cumsum([0, *(len(b) for b in edges)])[:-1],
+                np.array([len(b) + 1 for b in edges], dtype=np.int64),
+                np.array(by_code, dtype=np.intp),
+                np.array([self.features[f].levels for f in by_code], dtype=np.float64),
+            )
+        numeric, bounds, owner, starts, missing, categorical, levels = small
+        out = np.zeros((self.n_features, len(rows)), dtype=self.pad_offset.dtype)
+        if len(numeric):
+            values = rows[:, numeric]
+            with np.errstate(invalid="ignore"):
+                values = np.where(np.abs(values) <= _ZERO, 0.0, values)  # as LightGBM reads its input
+                below = bounds[None, :] < values[:, owner]
+            counts = np.add.reduceat(below, starts, axis=1, dtype=np.int64)
+            out[numeric] = np.where(np.isnan(values), missing, counts).T
+        if len(categorical):
+            values = rows[:, categorical]
+            with np.errstate(invalid="ignore"):
+                inside = (values > -1.0) & (values < levels)
+            out[categorical] = np.where(inside, np.trunc(np.where(inside, values, 0.0)), levels).T
+        return out
+
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """TreeSHAP values of ``rows``, shape (n, features + 1), bias last (as ``pred_contrib``)."""
         rows = np.ascontiguousarray(rows, dtype=np.float64)
@@ -304,6 +357,8 @@ class PatternShap:
         if not n:
             return np.zeros((0, self.n_features + 1))
         patterns = self.patterns(rows)
+        if n <= SMALL and self._leaf is not None and self._known is not None:
+            return self._small_contributions(patterns)
         with self._lock:  # the tables and known values are shared by the threads using this booster
             keys, slot, first, bounds = self._distinct(patterns)
             values = self._values(rows, keys, first, bounds)
@@ -391,6 +446,46 @@ class PatternShap:
             grown = np.empty((min(CACHE_ENTRIES, max(entries, 2 * len(self._store), 65_536)), self.width))
             grown[: self._stored] = self._store[: self._stored]
             self._store = grown
+
+    def _small_contributions(self, patterns: np.ndarray) -> np.ndarray:
+        """:meth:`contributions` of a few rows from their patterns (dense key tables and leaf tables).
+
+        Known (tree, pattern) values are read by key, new ones computed from the leaf tables and
+        kept; the sum over the trees is one weighted count (the same order of additions as the
+        tree-by-tree sum of large batches).
+        """
+        assert self._known is not None and self._leaf is not None
+        trees, n = patterns.shape
+        offsets = (np.arange(trees, dtype=np.int64) << np.int64(self.bits)).astype(self.key_dtype)
+        key = patterns + offsets[:, None]
+        with self._lock:
+            known = self._known[key]
+            missing = known < 0
+            if missing.any():
+                new_keys = np.unique(key[missing])
+                values = self._leaf.values(new_keys >> self.bits, new_keys & ((1 << self.bits) - 1))
+                if self._stored + len(new_keys) <= CACHE_ENTRIES:
+                    a, z = self._stored, self._stored + len(new_keys)
+                    self._reserve(z)
+                    self._store[a:z] = values
+                    self._known[new_keys] = np.arange(a, z, dtype=np.int32)
+                    self._stored = z
+                    known = self._known[key]
+                    gathered = self._store[known]
+                else:  # the store is full: these values for this call only
+                    gathered = np.empty((trees, n, self.width))
+                    gathered[~missing] = self._store[known[~missing]]
+                    gathered[missing] = values[np.searchsorted(new_keys, key[missing])]
+            else:
+                gathered = self._store[known]
+        columns = self.n_features + 1
+        index = self._small_index.get(n)
+        if index is None:
+            index = (np.arange(n)[None, :, None] * columns + self.pad_columns[:, None, :]).reshape(-1)
+            self._small_index[n] = index
+        out = np.bincount(index, weights=gathered.reshape(-1), minlength=n * columns).reshape(n, columns)
+        out[:, -1] = self.bias
+        return out
 
     def _distinct(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The distinct (tree, pattern) keys, numbered tree by tree; per (tree, row) its number; etc.
