@@ -12,7 +12,7 @@ import pytest
 
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline, fit_pipeline
 from forecast.scoring import fastpath, pattern_shap
-from forecast.scoring.frame import fast_proba_and_reasons
+from forecast.scoring.frame import fast_proba_and_reason_array, fast_proba_and_reasons
 from forecast.scoring.pattern_shap import PatternShap, _product_game, tree_contributions
 from forecast.scoring.pattern_shap import pattern_shap as engine_of
 
@@ -252,3 +252,22 @@ def test_product_game_is_the_shapley_value_by_enumeration() -> None:
                 for s in itertools.combinations(others, k)
             )
             assert table[leaf, agreement, i] == pytest.approx(shapley, abs=1e-12)
+
+
+def test_reason_array_is_the_reason_frame() -> None:
+    """What a request of a few records gets (an object array) is the frame's reasons, row by row."""
+    x, y = _pipeline_rows(3_000, 0)
+    model = CalibratedLGBMClassifier(n_estimators=30, num_leaves=15)
+    pipeline = fit_pipeline(
+        build_pipeline(list(x.columns), ["source"], model), x[:2000], y[:2000], x[2000:], y[2000:]
+    )
+    fast = fastpath.coded(pipeline)
+    assert fast is not None
+    rows, _ = _pipeline_rows(40, 2)
+    descriptions = {"visits": "pricing-page visits", "age_days": "days since the lead was created"}
+    for chunk in (rows, rows.iloc[[3]]):
+        p_frame, frame = fast_proba_and_reasons(fast, chunk, descriptions, {"source": "categorical"})
+        p_array, array = fast_proba_and_reason_array(fast, chunk, descriptions, {"source": "categorical"})
+        np.testing.assert_array_equal(p_array, p_frame)
+        assert array.shape == frame.shape
+        assert array.tolist() == frame.to_numpy().tolist()

@@ -20,7 +20,7 @@ from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
 from forecast.scoring.contributions import contributions
 from forecast.scoring.model import ScoringModel
-from forecast.scoring.reasons import reason_codes, reasons_from_contributions
+from forecast.scoring.reasons import dtype_kind, reason_array, reason_codes, reasons_from_contributions
 
 CHUNK = 20_000
 """Rows scored at a time (bounded memory, progress between chunks)."""
@@ -122,3 +122,24 @@ def fast_proba_and_reasons(
     p = fast.predict_proba(codes)[:, 1]
     contrib = pd.DataFrame(fast.contributions(codes)[:, :-1], index=chunk.index, columns=fast.columns)
     return p, reasons_from_contributions(contrib, chunk, descriptions, top_k=3, kinds=kinds)
+
+
+def fast_proba_and_reason_array(
+    fast: fastpath.CodedPipeline, chunk: pd.DataFrame, descriptions: dict[str, str], kinds: dict[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fast_proba_and_reasons` with the reasons as an (n, 6) object array (no frames around them).
+
+    What a request of a few records wants: the same probabilities and the same reasons.
+    """
+    codes = fast.encode(chunk)
+    p = fast.predict_proba(codes)[:, 1]
+    values = fast.contributions(codes)[:, :-1]
+    why = reason_array(
+        values,
+        fast.columns,
+        lambda feature: chunk[feature].to_numpy(),
+        lambda feature: kinds.get(feature) or dtype_kind(chunk[feature]),
+        descriptions,
+        top_k=3,
+    )
+    return p, why

@@ -28,8 +28,8 @@ from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
 from forecast.scoring.close_dates import close_date_columns
 from forecast.scoring.export_rows import score_export_rows
-from forecast.scoring.frame import fast_proba_and_reasons, score_frame
-from forecast.scoring.reasons import reason_codes
+from forecast.scoring.frame import fast_proba_and_reason_array, score_frame
+from forecast.scoring.reasons import reason_codes, reason_columns
 from forecast.timeutil import to_utc_naive
 from forecast.timeutil import utc_now as base_utc_now
 
@@ -218,7 +218,7 @@ def score_records(
     """Probability, score (0-100), band and reasons of each record, with the model's name and version.
 
     The numbers are :func:`forecast.scoring.frame.score_frame`'s; for a LightGBM pipeline they come straight
-    from its array path (:func:`forecast.scoring.frame.fast_proba_and_reasons`) without the batch frame
+    from its array path (:func:`forecast.scoring.frame.fast_proba_and_reason_array`) without the batch frame
     around them, which cost more than the scoring for one record.
     """
     frame = records_frame(records, entity, now or utc_now())
@@ -229,17 +229,17 @@ def score_records(
     fast = fastpath.coded(model.pipeline)
     if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier):
         kinds = reason_kinds(model, entity)
-        raw, why = fast_proba_and_reasons(fast, frame, dict(meta.descriptions), kinds)
+        raw, texts = fast_proba_and_reason_array(fast, frame, dict(meta.descriptions), kinds)
         # as score_frame: score and band from the exact probability, the probability rounded
         p, scores = np.round(raw, 6), np.rint(raw * 100).astype(int)
         bands = band_of(raw, meta.bands)
+        reasons: list[dict[Any, Any]] = [dict(zip(reason_columns(3), row, strict=True)) for row in texts]
     else:
         scored = score_frame(model, frame[used], frame[id_col])
         p, bands = scored[score_name].to_numpy(dtype=float), scored["band"].to_numpy()
         scores = scored["score"].to_numpy()
-        why = scored
+        reasons = scored.to_dict(orient="records")
     ids = frame[id_col].to_numpy()
-    reasons = why.to_dict(orient="records")
     warnings = unseen_warnings(model.pipeline, frame[used])
     return [
         {
