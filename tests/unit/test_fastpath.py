@@ -421,3 +421,18 @@ def test_by_id_answers_of_a_whole_table_are_its_rows_answers(plain: Pipeline, da
     assert together == alone
     assert any(a["warnings"] for a in together)  # the unseen level of row 2 is named
     assert len({a["band"] for a in together}) > 1
+
+
+@pytest.mark.parametrize("which", ["plain", "with_prior"])
+def test_one_walk_gives_the_two_walks_probabilities_and_contributions(
+    which: str, data: tuple, request: pytest.FixtureRequest
+) -> None:
+    """The probability from the split patterns' raw scores is LightGBM's to the last bit."""
+    pipe: Pipeline = request.getfixturevalue(which)
+    fast = fastpath.coded(pipe)
+    assert fast is not None and fast._sigmoid
+    for rows in _sizes(data[2]):
+        codes = fast.encode(rows)
+        proba, values = fast.proba_and_contributions(codes)
+        np.testing.assert_array_equal(proba, fast.predict_proba(codes))
+        np.testing.assert_array_equal(values, fast.contributions(codes))

@@ -271,3 +271,17 @@ def test_reason_array_is_the_reason_frame() -> None:
         np.testing.assert_array_equal(p_array, p_frame)
         assert array.shape == frame.shape
         assert array.tolist() == frame.to_numpy().tolist()
+
+
+@pytest.mark.parametrize("n", [1, 40, 2_500])
+def test_the_trees_summed_outputs_are_lightgbm_s_raw_scores(n: int) -> None:
+    booster = _booster()
+    engine = PatternShap(booster, booster.num_trees())
+    engine.self_check()
+    assert engine.raw_ok
+    rows = _rows()[:n]
+    values, raw = engine.contributions_and_raw(rows)
+    np.testing.assert_array_equal(raw, booster.predict(rows, raw_score=True, num_threads=1))
+    np.testing.assert_allclose(values, _exact(booster, rows), rtol=0.0, atol=1e-12)
+    without = PatternShap(booster, booster.num_trees(), leaf_tables=False)
+    assert without.contributions_and_raw(rows)[1] is None

@@ -143,8 +143,8 @@ def fast_proba_and_reason_array(
     What a request of a few records wants: the same probabilities and the same reasons.
     """
     codes = fast.encode(chunk)
-    p = fast.predict_proba(codes)[:, 1]
-    values = fast.contributions(codes)[:, :-1]
+    proba, contrib = fast.proba_and_contributions(codes)
+    p, values = proba[:, 1], contrib[:, :-1]
     why = reason_array(
         values,
         fast.columns,

@@ -117,6 +117,21 @@ def tree_contributions(booster: lgb.Booster, rows: np.ndarray, iteration: int | 
     return engine.contributions(rows)
 
 
+def tree_contributions_and_raw(
+    booster: lgb.Booster, rows: np.ndarray, iteration: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`tree_contributions` and, when the engine has them, the rows' raw scores (else ``None``).
+
+    The raw scores are ``booster.predict(rows, num_iteration=iteration, raw_score=True)`` to the
+    last bit, from the same split patterns (no second walk of the trees).
+    """
+    if method() == "patterns":
+        engine = pattern_shap(booster, iteration)
+        if engine is not None and engine._leaf is not None:
+            return engine.contributions_and_raw(rows)
+    return tree_contributions(booster, rows, iteration), None
+
+
 def pattern_shap(booster: lgb.Booster, iteration: int | None) -> PatternShap | None:
     """The checked pattern engine of a booster (built once per booster and tree count), or ``None``."""
     if iteration is None:  # as Booster.predict: the booster's best iteration when it has one
@@ -281,13 +296,21 @@ class PatternShap:
                 self._leaf = _LeafTables(dumped, self.tree_features, self.width, self.bits)
             except _UnsupportedError as exc:
                 log.debug("no leaf tables for this booster: %s", exc)
+        # a stored (tree, pattern) value: its TreeSHAP values and, with leaf tables, the tree's output
+        self.stored_width = self.width + (self._leaf is not None)
+        # small batches: per (tree, stored column) the output column (the tree's output: one past the bias)
+        self.small_columns = np.hstack([self.pad_columns, np.full((trees, 1), self.n_features + 1)])[
+            :, : self.stored_width
+        ]
+        self.raw_ok = self._leaf is not None
+        """Whether the trees' summed outputs are LightGBM's raw scores (set by :meth:`self_check`)."""
         probe = np.zeros((1, self.n_features))
         self.bias = float(
             np.asarray(booster.predict(probe, num_iteration=trees, pred_contrib=True, num_threads=1))[0, -1]
         )
         # values of the patterns met so far, by key, when the keys fit a dense table
         self._known: np.ndarray | None = None
-        self._store = np.zeros((0, self.width))
+        self._store = np.zeros((0, self.stored_width))
         self._lock = threading.Lock()
         self._seen: np.ndarray | None = None
         self._number = self._row = np.zeros(0, dtype=np.int32)
@@ -352,24 +375,37 @@ class PatternShap:
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """TreeSHAP values of ``rows``, shape (n, features + 1), bias last (as ``pred_contrib``)."""
+        return self.contributions_and_raw(rows)[0]
+
+    def contributions_and_raw(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`contributions` and the rows' raw scores, or ``None`` without leaf tables.
+
+        A pattern leads to one leaf, whose value the leaf tables keep beside the TreeSHAP values;
+        summed over the trees in order from zero, as LightGBM sums them, they are the raw score
+        ``predict(raw_score=True)`` returns, to the last bit (checked by :meth:`self_check`).
+        """
         rows = np.ascontiguousarray(rows, dtype=np.float64)
         n = len(rows)
         if not n:
-            return np.zeros((0, self.n_features + 1))
+            return np.zeros((0, self.n_features + 1)), (np.zeros(0) if self.raw_ok else None)
         patterns = self.patterns(rows)
         if n <= SMALL and self._leaf is not None and self._known is not None:
-            return self._small_contributions(patterns)
+            values, summed = self._small_contributions(patterns)
+            return values, (summed if self.raw_ok else None)
         with self._lock:  # the tables and known values are shared by the threads using this booster
             keys, slot, first, bounds = self._distinct(patterns)
             values = self._values(rows, keys, first, bounds)
         out = np.zeros((self.n_features + 1, n))
+        raw: np.ndarray | None = np.zeros(n) if self._leaf is not None else None
         for t in range(self.trees):  # tree by tree: small tables, gathered along the rows
             a, z = bounds[t], bounds[t + 1]
             used = self.tree_features[t]
             table = np.ascontiguousarray(values[a:z, : len(used)].T)
             out[used] += np.take(table, slot[t] - a, axis=1)
+            if raw is not None:
+                raw += np.take(values[a:z, self.width], slot[t] - a)
         out[-1] = self.bias
-        return out.T
+        return out.T, (raw if self.raw_ok else None)
 
     def _values(
         self, rows: np.ndarray, keys: np.ndarray, first: np.ndarray, bounds: np.ndarray
@@ -416,7 +452,7 @@ class PatternShap:
         todo = np.flatnonzero(known < 0)
         new = self._leaf.values(trees[todo], keys[todo] & mask)
         if self._stored + len(todo) > CACHE_ENTRIES:  # the store is full: values of this call only
-            out = np.empty((len(keys), self.width))
+            out = np.empty((len(keys), self.stored_width))
             done = np.flatnonzero(known >= 0)
             out[done] = self._store[known[done]]
             out[todo] = new
@@ -443,11 +479,12 @@ class PatternShap:
     def _reserve(self, entries: int) -> None:
         """Grow the store of known values (doubling, at most :data:`CACHE_ENTRIES` rows)."""
         if entries > len(self._store):
-            grown = np.empty((min(CACHE_ENTRIES, max(entries, 2 * len(self._store), 65_536)), self.width))
+            size = min(CACHE_ENTRIES, max(entries, 2 * len(self._store), 65_536))
+            grown = np.empty((size, self.stored_width))
             grown[: self._stored] = self._store[: self._stored]
             self._store = grown
 
-    def _small_contributions(self, patterns: np.ndarray) -> np.ndarray:
+    def _small_contributions(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`contributions` of a few rows from their patterns (dense key tables and leaf tables).
 
         Known (tree, pattern) values are read by key, new ones computed from the leaf tables and
@@ -473,19 +510,19 @@ class PatternShap:
                     known = self._known[key]
                     gathered = self._store[known]
                 else:  # the store is full: these values for this call only
-                    gathered = np.empty((trees, n, self.width))
+                    gathered = np.empty((trees, n, self.stored_width))
                     gathered[~missing] = self._store[known[~missing]]
                     gathered[missing] = values[np.searchsorted(new_keys, key[missing])]
             else:
                 gathered = self._store[known]
-        columns = self.n_features + 1
+        columns = self.n_features + 2  # the features, the bias, the trees' summed output
         index = self._small_index.get(n)
         if index is None:
-            index = (np.arange(n)[None, :, None] * columns + self.pad_columns[:, None, :]).reshape(-1)
+            index = (np.arange(n)[None, :, None] * columns + self.small_columns[:, None, :]).reshape(-1)
             self._small_index[n] = index
         out = np.bincount(index, weights=gathered.reshape(-1), minlength=n * columns).reshape(n, columns)
-        out[:, -1] = self.bias
-        return out
+        out[:, -2] = self.bias
+        return out[:, :-1], out[:, -1]
 
     def _distinct(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The distinct (tree, pattern) keys, numbered tree by tree; per (tree, row) its number; etc.
@@ -547,8 +584,17 @@ class PatternShap:
             raise _UnsupportedError("patterns do not lead to LightGBM's leaves")
         rows = rows[:width]  # the values on one block (every class of every feature), as LightGBM's
         exact = self.booster.predict(rows, num_iteration=self.trees, pred_contrib=True, num_threads=1)
-        if not np.allclose(self.contributions(rows), exact, rtol=0.0, atol=1e-9):
+        values, raw = self.contributions_and_raw(rows)
+        if not np.allclose(values, exact, rtol=0.0, atol=1e-9):
             raise _UnsupportedError("self-check differs")
+        if raw is not None:
+            scores = self.booster.predict(rows, num_iteration=self.trees, raw_score=True, num_threads=1)
+            small = self.contributions_and_raw(rows[:SMALL])[1]
+            if not (
+                np.array_equal(raw, scores) and small is not None and np.array_equal(small, scores[:SMALL])
+            ):
+                log.debug("the trees' summed outputs differ from LightGBM's raw scores: not used")
+                self.raw_ok = False
 
     def _leaves(self, patterns: np.ndarray) -> np.ndarray:
         """The leaf each (tree, row) pattern leads to, shape (trees, n)."""
@@ -657,12 +703,23 @@ class _LeafTables:
                 self.base[t, s] = rows
                 by_size.setdefault(u, []).append((rows, t, value, columns, zeros))
                 rows += 1 << u
-        self.table = np.zeros((rows, width))
+        # column ``width``: the leaf's value where the row agrees with its whole path (the leaf it
+        # reaches), so that the slots' sum is the tree's output; single-leaf trees add a constant
+        self.table = np.zeros((rows, width + 1))
+        self.constant = np.zeros(trees)
+        for t, tree in enumerate(dumped):
+            if "split_index" not in tree["tree_structure"]:
+                self.constant[t] = float(tree["tree_structure"].get("leaf_value", 0.0))
+        for t, found in enumerate(leaves):
+            for s, (value, masks, *_rest) in enumerate(found):
+                self.table[self.base[t, s] + (1 << len(masks)) - 1, width] = value
         for u, group in by_size.items():
             first = np.array([g[0] for g in group])
             values = _product_game(np.array([g[2] for g in group]), np.array([g[4] for g in group]), u)
             cells = np.array([g[3] for g in group], dtype=np.intp).reshape(len(group), u)
-            where = (first[:, None] + np.arange(1 << u)[None, :])[:, :, None] * width  # (leaves, 2^u, 1)
+            where = (first[:, None] + np.arange(1 << u)[None, :])[:, :, None] * (
+                width + 1
+            )  # (leaves, 2^u, 1)
             # distinct path features have distinct columns: every cell is written once
             np.put(self.table, (where + cells[:, None, :]).reshape(-1), values.reshape(-1))
         self.powers = (2.0 ** np.arange(self.depth)).astype(np.float32)
@@ -670,8 +727,8 @@ class _LeafTables:
             self.mask, self.ways = self.mask.astype(np.int32), self.ways.astype(np.int32)
 
     def values(self, trees: np.ndarray, patterns: np.ndarray) -> np.ndarray:
-        """TreeSHAP values of each (tree, pattern) pair, shape (pairs, width)."""
-        out = np.empty((len(trees), self.width))
+        """TreeSHAP values of each (tree, pattern) pair and, last, the tree's output: (pairs, width + 1)."""
+        out = np.empty((len(trees), self.width + 1))
         for start in range(0, len(trees), _LEAF_BLOCK):
             t = trees[start : start + _LEAF_BLOCK]
             p = patterns[start : start + _LEAF_BLOCK, None, None].astype(self.mask.dtype)
@@ -684,6 +741,7 @@ class _LeafTables:
             np.take(self.table, rows[:, 0], axis=0, out=block)
             for slot in range(1, self.slots):
                 block += np.take(self.table, rows[:, slot], axis=0)
+            block[:, -1] += self.constant[t]
         return out
 
 
