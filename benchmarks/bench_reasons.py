@@ -207,9 +207,10 @@ def main() -> None:
     values, cpu, wall = _timed(lambda: _chunks(lambda r: _from_leaves(booster, leaf_mean, offsets, r), codes))
     line(f"leaf mean of exact TreeSHAP over {cut:,} reference rows, from `pred_leaf`", values, cpu, wall)
 
-    print("\n| `score_frame` | rows/s (CPU) | rows/s (wall) | reasons equal to exact's |")
+    print("\n| `score_frame` | rows/s (CPU) | rows/s (wall) | reasons equal to exact's (share of rows) |")
     print("|---|---|---|---|")
     outputs = {}
+    meta_score = model.meta.score_name
     for name, env, reasons in (
         ("without reasons", "patterns", False),
         ("with reasons, exact TreeSHAP (`FORECAST_REASONS_METHOD=treeshap`)", "treeshap", True),
@@ -238,6 +239,8 @@ def main() -> None:
             reference_out = outputs["with reasons, exact TreeSHAP (`FORECAST_REASONS_METHOD=treeshap`)"]
             columns = [c for c in out.columns if c.startswith("reason_")]
             same = f"{(out[columns].fillna('') == reference_out[columns].fillna('')).all(axis=1).mean():.4f}"
+            scores = [meta_score, "score", "band"]
+            same += f"; {meta_score}, score, band equal: {bool(out[scores].equals(reference_out[scores]))}"
         print(f"| {name} | {n / cpu:,.0f} | {n / wall:,.0f} | {same} |", flush=True)
     print(f"load average {os.getloadavg()} at the end")
 
