@@ -12,12 +12,16 @@ Measured on the same rows, in 20,000-row chunks as ``score_frame`` scores them, 
 process (one thread: what a quiet machine's wall clock gives) and wall seconds:
 
 1. exact TreeSHAP (``pred_contrib``, ``FORECAST_REASONS_METHOD=treeshap``);
-2. TreeSHAP by split pattern (:mod:`forecast.scoring.pattern_shap`, the default), on a fresh
-   engine (no pattern known yet) and on a warm one (the patterns of a previous pass known);
+2. TreeSHAP by split pattern (:mod:`forecast.scoring.pattern_shap`): the values of new patterns
+   by LightGBM's ``pred_contrib`` one tree at a time (the engine without leaf tables), and from the
+   per-leaf tables (the default), on a fresh engine (no pattern known yet) and on a warm one (the
+   patterns of a previous pass known);
 3. path attribution ("Saabas": per leaf, the changes of the count-weighted mean along its path)
    and the leaf mean of exact TreeSHAP over a reference sample (the best any leaf-indexed table can
    do), both from ``pred_leaf``, for agreement only;
-4. ``score_frame`` with reasons with each of the two exact methods, and without reasons.
+4. ``score_frame`` with reasons with each of the two exact methods (the split-pattern engine
+   built in the run, built beforehand as a service builds it at load, and warm), and without
+   reasons.
 
 Agreement with exact TreeSHAP: the share of rows whose top-1 up / top-1 down feature is the same,
 whose top-3 sets up / down are equal, the mean Spearman and Kendall correlations of the per-row
@@ -182,29 +186,52 @@ def main() -> None:
         )
 
     line("exact TreeSHAP (`pred_contrib`)", exact, cpu, wall)
-    engine = pattern_shap.PatternShap(booster, trees)
+    per_tree = pattern_shap.PatternShap(booster, trees, leaf_tables=False)
+    cold, cpu, wall = _timed(lambda: _chunks(per_tree.contributions, codes))
+    line("by split pattern, new patterns by `pred_contrib` per tree, first pass", cold, cpu, wall)
+    engine, build_cpu, build_wall = _timed(lambda: pattern_shap.PatternShap(booster, trees))
+    _, check_cpu, _ = _timed(engine.self_check)
+    engine = pattern_shap.PatternShap(booster, trees)  # no pattern known (the check's are not kept)
     cold, cpu, wall = _timed(lambda: _chunks(engine.contributions, codes))
-    line("TreeSHAP by split pattern, first pass (no pattern known)", cold, cpu, wall)
+    line("by split pattern, new patterns from the leaf tables (default), first pass", cold, cpu, wall)
     warm, cpu, wall = _timed(lambda: _chunks(engine.contributions, codes))
-    line(f"TreeSHAP by split pattern, second pass ({engine._stored:,} patterns known)", warm, cpu, wall)
+    line(f"by split pattern, leaf tables, second pass ({engine._stored:,} patterns known)", warm, cpu, wall)
+    print(
+        f"\nengine with leaf tables: built in {build_cpu:.2f} s CPU ({build_wall:.2f} s wall), "
+        f"self-check {check_cpu:.2f} s CPU",
+        flush=True,
+    )
     saabas, leaf_mean, offsets = _leaf_tables(booster, fast.encode(reference)[:, fast.tree_index])
     values, cpu, wall = _timed(lambda: _chunks(lambda r: _from_leaves(booster, saabas, offsets, r), codes))
     line("path attribution (Saabas) from `pred_leaf`", values, cpu, wall)
     values, cpu, wall = _timed(lambda: _chunks(lambda r: _from_leaves(booster, leaf_mean, offsets, r), codes))
     line(f"leaf mean of exact TreeSHAP over {cut:,} reference rows, from `pred_leaf`", values, cpu, wall)
 
-    print("\n| `score_frame` | rows/s (CPU) | rows/s (wall) | reasons equal to exact's |")
+    print("\n| `score_frame` | rows/s (CPU) | rows/s (wall) | reasons equal to exact's (share of rows) |")
     print("|---|---|---|---|")
     outputs = {}
+    meta_score = model.meta.score_name
     for name, env, reasons in (
         ("without reasons", "patterns", False),
         ("with reasons, exact TreeSHAP (`FORECAST_REASONS_METHOD=treeshap`)", "treeshap", True),
-        ("with reasons, by split pattern (default), fresh engine", "patterns", True),
+        ("with reasons, by split pattern (default), fresh engine (built in the run)", "patterns", True),
+        (
+            "with reasons, by split pattern (default), engine built beforehand, no pattern known",
+            "patterns",
+            True,
+        ),
         ("with reasons, by split pattern (default), warm engine", "patterns", True),
     ):
         os.environ[pattern_shap.ENV] = env
         if "fresh" in name:
             pattern_shap._CACHE.clear()
+        if "beforehand" in name:
+            pattern_shap._CACHE.clear()
+            pattern_shap.pattern_shap(booster, trees)  # built and checked, as a service does at load
+            built = pattern_shap.pattern_shap(booster, trees)
+            assert built is not None
+            built._known = None if built._known is None else np.full_like(built._known, -1)
+            built._stored = 0
         out, cpu, wall = _timed(lambda: score_frame(model, rows, ids, reasons=reasons))  # noqa: B023
         outputs[name] = out
         same = ""
@@ -212,6 +239,8 @@ def main() -> None:
             reference_out = outputs["with reasons, exact TreeSHAP (`FORECAST_REASONS_METHOD=treeshap`)"]
             columns = [c for c in out.columns if c.startswith("reason_")]
             same = f"{(out[columns].fillna('') == reference_out[columns].fillna('')).all(axis=1).mean():.4f}"
+            scores = [meta_score, "score", "band"]
+            same += f"; {meta_score}, score, band equal: {bool(out[scores].equals(reference_out[scores]))}"
         print(f"| {name} | {n / cpu:,.0f} | {n / wall:,.0f} | {same} |", flush=True)
     print(f"load average {os.getloadavg()} at the end")
 

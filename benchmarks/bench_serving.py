@@ -3,6 +3,7 @@
 Usage:
     uv run --frozen python benchmarks/bench_serving.py [--duration 30] [--concurrency 1,8,32]
         [--server NAME=COMMAND ...] [--baseline NAME] [--path /win_probability] [--body JSON|@FILE]
+        [--route PATH=BODY ...] [--rounds N]
 
 Each server is started as a subprocess (its own process group) on a free loopback port. COMMAND is
 split like a shell line and ``{port}`` in it is replaced by that port; prefix it with ``env K=V``
@@ -173,16 +174,25 @@ def run_wrk(url: str, connections: int, duration: float, threads: int, lua: Path
 
 
 def table(rows: list[dict], baseline: str) -> str:
-    base = {r["concurrency"]: r["rps"] for r in rows if r["server"] == baseline}
+    """Markdown: one line per run; with several routes or rounds, a column for each (ratios per round)."""
+    key = ("round", "route", "concurrency")
+    base = {tuple(r.get(k) for k in key): r["rps"] for r in rows if r["server"] == baseline}
     nan = float("nan")
+    routes = len({r.get("route") for r in rows}) > 1 or len({r.get("round") for r in rows}) > 1
+    head = "| round | route " if routes else ""
     lines = [
-        "| server | conc. | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs baseline | load |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        head + "| server | conc. | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors "
+        "| vs baseline | load |",
+        ("| ---: | --- " if routes else "")
+        + "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        ratio = r["rps"] / base[r["concurrency"]] if base.get(r["concurrency"]) else nan
+        reference = base.get(tuple(r.get(k) for k in key))
+        ratio = r["rps"] / reference if reference else nan
+        lead = f"| {r.get('round')} | `{r.get('route')}` " if routes else ""
         lines.append(
-            f"| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} "
+            f"{lead}| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
+            f"| {r['p90_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {ratio:.0%} | {r['load1']:.2f} |"
         )
     return "\n".join(lines)
@@ -208,6 +218,17 @@ def main() -> int:
     parser.add_argument(
         "--body", default=None, help="JSON request body, or @FILE (default: one 40-feature record)"
     )
+    parser.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="PATH=BODY",
+        help="a request path and its JSON body or @FILE (repeatable; each server answers them all; "
+        "overrides --path/--body)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="start every server this many times, in turn (default 1)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds of unrecorded load after readiness"
@@ -232,50 +253,68 @@ def main() -> int:
     if baseline not in servers:
         parser.error(f"baseline {baseline!r} is not one of the servers: {', '.join(servers)}")
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    if args.body is None:
-        body = default_body()
-    elif args.body.startswith("@"):
-        body = Path(args.body[1:]).read_text()
-    else:
-        body = args.body
+
+    def read_body(text: str | None) -> str:
+        if text is None:
+            return default_body()
+        return Path(text[1:]).read_text() if text.startswith("@") else text
+
+    routes = [(r.split("=", 1)[0], read_body(r.split("=", 1)[1])) for r in args.route] or [
+        (args.path, read_body(args.body))
+    ]
 
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
-    lua, body_file = work / "post.lua", work / "body.json"
+    lua = work / "post.lua"
     lua.write_text(_LUA)
-    body_file.write_text(body)
+    bodies = []
+    for i, (_, body) in enumerate(routes):
+        bodies.append(work / f"body{i}.json")
+        bodies[-1].write_text(body)
 
     rows: list[dict] = []
     failed: list[str] = []
-    for name, command in servers.items():
-        port = free_port()
-        url = f"http://127.0.0.1:{port}{args.path}"
-        log = OUT / f"{stamp}-{name}.log"
-        proc = start_server(command, port, log)
-        try:
+    for round_ in range(1, args.rounds + 1):
+        for name, command in servers.items():
+            port = free_port()
+            log = OUT / f"{stamp}-{name}-{round_}.log"
+            proc = start_server(command, port, log)
             try:
-                wait_ready(proc, url, body.encode(), args.ready_timeout, log)
-            except RuntimeError as exc:
-                failed.append(name)
-                print(f"{name}: {exc}", file=sys.stderr, flush=True)
-                continue
-            if args.warmup > 0:
-                run_wrk(url, 8, args.warmup, args.threads, lua, body_file)
-            for conns in concurrency:
-                load1 = os.getloadavg()[0]
-                res = run_wrk(url, conns, args.duration, args.threads, lua, body_file)
-                row = {"server": name, "concurrency": conns, "load1": load1, **res}
-                rows.append(row)
-                print(
-                    f"{name:>18} c={conns:<3} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f}  "
-                    f"p99 {res['p99_ms']:7.2f}  max {res['max_ms']:7.1f} ms  errors {res['errors']}  "
-                    f"load {load1:.2f}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        finally:
-            stop_server(proc)
+                try:
+                    for path, body in routes:
+                        wait_ready(
+                            proc, f"http://127.0.0.1:{port}{path}", body.encode(), args.ready_timeout, log
+                        )
+                except RuntimeError as exc:
+                    failed.append(name)
+                    print(f"{name}: {exc}", file=sys.stderr, flush=True)
+                    continue
+                for (path, _), body_file in zip(routes, bodies, strict=True):
+                    url = f"http://127.0.0.1:{port}{path}"
+                    if args.warmup > 0:
+                        run_wrk(url, 8, args.warmup, args.threads, lua, body_file)
+                    for conns in concurrency:
+                        load1 = os.getloadavg()[0]
+                        res = run_wrk(url, conns, args.duration, args.threads, lua, body_file)
+                        row = {
+                            "server": name,
+                            "round": round_,
+                            "route": path,
+                            "concurrency": conns,
+                            "load1": load1,
+                        }
+                        rows.append({**row, **res})
+                        print(
+                            f"{round_} {path} {name:>18} c={conns:<3} {res['rps']:8.0f} req/s  "
+                            f"p50 {res['p50_ms']:6.2f}  p99 {res['p99_ms']:7.2f}  "
+                            f"max {res['max_ms']:7.1f} ms  "
+                            f"errors {res['errors']}  load {load1:.2f}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            finally:
+                stop_server(proc)
 
     md = table(rows, baseline)
     print(md)
@@ -287,7 +326,8 @@ def main() -> int:
         "wrk_threads": args.threads,
         "servers": servers,
         "baseline": baseline,
-        "path": args.path,
+        "routes": [path for path, _ in routes],
+        "rounds": args.rounds,
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows, "table": md}, indent=2))
     print(f"\nsaved {out}", file=sys.stderr)

@@ -2,11 +2,12 @@
 
 ``POST /win_probability`` does what the service's route does — the same pydantic request model,
 ``forecast.serving.scoring.score_records`` on the ``deal_win`` champion (probability, score, band,
-reasons) and the same JSON answer — without BentoML. The heap is frozen after loading, as the
+reasons) and the same JSON answer — without BentoML; so do ``POST /lead_score`` (``lead_scoring``)
+and ``POST /time_to_close`` (``close_records``, ``time_to_close``). The heap is frozen after loading, as the
 service does, so the comparison measures the server alone.
 
 Run: ``python -m uvicorn bare_forecast_app:app --app-dir benchmarks/serving --port 8000``
-(with ``FORECAST_MLFLOW_TRACKING_URI`` pointing at a registry with a ``deal_win`` champion).
+(with ``FORECAST_MLFLOW_TRACKING_URI`` pointing at a registry with the three champions).
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from starlette.routing import Route
 from forecast.config import load_settings
 from forecast.registry import load_model
 from forecast.scoring import fastpath
-from forecast.serving.schemas import DealRequest
-from forecast.serving.scoring import json_safe, score_records
+from forecast.serving.schemas import DealRequest, LeadScoreRequest
+from forecast.serving.scoring import close_records, json_safe, score_records
 
-model = load_model("deal_win", load_settings())
-fastpath.coded(model.pipeline)
+settings = load_settings()
+model = load_model("deal_win", settings)
+leads = load_model("lead_scoring", settings)
+close = load_model("time_to_close", settings)
+for loaded in (model, leads, close):
+    fastpath.coded(loaded.pipeline)
 gc.collect()
 gc.freeze()
 
@@ -39,4 +44,28 @@ async def win_probability(request: Request) -> JSONResponse:
     return JSONResponse(json_safe(body))
 
 
-app = Starlette(routes=[Route("/win_probability", win_probability, methods=["POST"])])
+async def lead_score(request: Request) -> JSONResponse:
+    """One lead (or a list) scored with reasons."""
+    req = LeadScoreRequest.model_validate_json(await request.body())
+    single = req.lead is not None
+    results = score_records(leads, [req.lead] if single else list(req.leads or []), "lead")
+    body = {"result": results[0]} if single else {"results": results, "count": len(results)}
+    return JSONResponse(json_safe(body))
+
+
+async def time_to_close(request: Request) -> JSONResponse:
+    """One deal's (or a list's) close-date distribution with reasons."""
+    req = DealRequest.model_validate_json(await request.body())
+    single = req.deal is not None
+    results = close_records(close, [req.deal] if single else list(req.deals or []))
+    body = {"result": results[0]} if single else {"results": results, "count": len(results)}
+    return JSONResponse(json_safe(body))
+
+
+app = Starlette(
+    routes=[
+        Route("/win_probability", win_probability, methods=["POST"]),
+        Route("/lead_score", lead_score, methods=["POST"]),
+        Route("/time_to_close", time_to_close, methods=["POST"]),
+    ]
+)

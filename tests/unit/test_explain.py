@@ -12,7 +12,7 @@ from forecast.models.baselines import LogisticBaseline
 from forecast.models.logistic_terms import store_training_means
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline, fit_pipeline
 from forecast.scoring.contributions import contributions
-from forecast.scoring.phrasing import phrase
+from forecast.scoring.phrasing import phrase, phrases
 from forecast.scoring.reasons import MIN_CONTRIBUTION, describe, reason_codes, reasons_from_contributions
 
 POSITIVE = "eng_pricing_page_view_7d"
@@ -300,3 +300,34 @@ def test_every_catalogue_feature_has_a_phrase(entity: str) -> None:
         for value in values:
             text = phrase(name, value, description, kinds[name])
             assert text and ".0 " not in text and not text.startswith(f"{name} = "), (name, value, text)
+
+
+@pytest.mark.parametrize(
+    ("feature", "description", "kind"),
+    [
+        ("age_days", "days since the lead was created", None),
+        ("act_days_to_next_action", "days until the next booked step", "numeric"),
+        ("annual_revenue", "the company's annual revenue", None),
+        ("acct_prior_won_amount", "revenue already won from the same company", "numeric"),
+        ("age_days", None, None),  # no description: "<feature> = <value>"
+        ("act_call_connect_rate_90d", "share of calls that connected in the last 90 days", None),
+        ("age_days", "days since the lead was created", "boolean"),
+    ],
+)
+def test_phrases_of_a_column_are_each_value_s_phrase(
+    feature: str, description: str | None, kind: str | None
+) -> None:
+    """Worded once per distinct text (days and money rounded first), the same words as value by value."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [
+            rng.uniform(-400, 400, 3_000),
+            rng.uniform(-3, 3, 500),
+            np.arange(-6, 6.5, 0.5),  # halves: rounded half to even, as round() and :.0f do
+            np.arange(95, 105, 0.5),
+            np.round(rng.uniform(-1e6, 1e6, 500), 1) + 0.5,
+            [np.nan, np.inf, -np.inf, 0.0, 1.0, 2.0, 1.9999, -1.9999, 99.5, 100.5, -100.5],
+        ]
+    )
+    expected = [phrase(feature, None if np.isnan(v) else v, description, kind) for v in values]
+    assert list(phrases(feature, values, description, kind)) == expected

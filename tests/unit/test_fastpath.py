@@ -220,7 +220,8 @@ def test_contributions_and_reasons_are_those_of_the_legacy_path(
             None if model.prior_ is None else _prior_parts(model.prior_, prepared),
         )
         got = contributions(pipe, rows)
-        np.testing.assert_array_equal(got.to_numpy(), expected[:, :-1])
+        # TreeSHAP by split pattern (every batch size): pred_contrib's values up to the order of additions
+        np.testing.assert_allclose(got.to_numpy(), expected[:, :-1], rtol=0.0, atol=1e-12)
         legacy_frame = pd.DataFrame(expected[:, :-1], index=rows.index, columns=got.columns)
         pd.testing.assert_frame_equal(
             reason_codes(pipe, rows, descriptions, kinds={"source": "categorical"}),
@@ -420,3 +421,18 @@ def test_by_id_answers_of_a_whole_table_are_its_rows_answers(plain: Pipeline, da
     assert together == alone
     assert any(a["warnings"] for a in together)  # the unseen level of row 2 is named
     assert len({a["band"] for a in together}) > 1
+
+
+@pytest.mark.parametrize("which", ["plain", "with_prior"])
+def test_one_walk_gives_the_two_walks_probabilities_and_contributions(
+    which: str, data: tuple, request: pytest.FixtureRequest
+) -> None:
+    """The probability from the split patterns' raw scores is LightGBM's to the last bit."""
+    pipe: Pipeline = request.getfixturevalue(which)
+    fast = fastpath.coded(pipe)
+    assert fast is not None and fast._sigmoid
+    for rows in _sizes(data[2]):
+        codes = fast.encode(rows)
+        proba, values = fast.proba_and_contributions(codes)
+        np.testing.assert_array_equal(proba, fast.predict_proba(codes))
+        np.testing.assert_array_equal(values, fast.contributions(codes))

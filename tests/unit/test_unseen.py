@@ -139,3 +139,22 @@ def test_known_and_missing_stages_pass_and_a_model_without_stage_refuses_nothing
         pipeline=CategoryEncoder(["source"]).fit(_training()), name="deal_win", version="1"
     )
     check_stages(no_stage, [DealRecord(opportunity_id="O1", stage="bogus")], "deal", single=True)
+
+
+def test_a_few_rows_value_by_value_answer_as_a_large_frame() -> None:
+    """Frames of up to 64 rows are checked value by value: the same answers as the Series path."""
+    enc = _encoder()
+    awkward: list[object] = ["demo", "bogus", None, np.nan, pd.NA, OTHER, 3, 2.5, True, "", "proposal"]
+    rows = pd.DataFrame(
+        {
+            "stage": pd.Series(awkward, dtype=object),
+            "source": pd.Series(list(reversed(awkward)), dtype=object),
+            "amount": np.arange(len(awkward), dtype=float),
+        }
+    )
+    large = pd.concat([rows] * 7, ignore_index=True)  # 77 rows: the Series path
+    assert len(large) > 64
+    expected = unseen_values(enc, large)[: len(rows)]
+    assert any(expected)
+    assert unseen_values(enc, rows) == expected
+    assert [unseen_values(enc, rows.iloc[[i]])[0] for i in range(len(rows))] == expected

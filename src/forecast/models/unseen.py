@@ -95,6 +95,11 @@ def unseen_values(pipeline_or_encoder: Any, frame: pd.DataFrame) -> list[list[tu
         values = frame[column]
         if isinstance(values, pd.DataFrame):  # duplicated labels: the first wins, as in encode
             values = values.iloc[:, 0]
+        if len(frame) <= _FEW:  # value by value: the same test without a Series per step
+            for row, value in enumerate(values.to_numpy()):
+                if not _missing(value) and (value if isinstance(value, str) else str(value)) not in mapping:
+                    out[row].append((column, str(value)))
+            continue
         present = values.notna().to_numpy()
         if not present.any():
             continue
@@ -104,6 +109,18 @@ def unseen_values(pipeline_or_encoder: Any, frame: pd.DataFrame) -> list[list[tu
         for row, value in zip(rows, text.to_numpy()[unseen], strict=True):
             out[row].append((column, str(value)))
     return out
+
+
+_FEW = 64
+"""Frames of at most this many rows are checked value by value (an API request's records)."""
+
+
+def _missing(value: object) -> bool:
+    """What ``Series.notna`` calls missing, for one value."""
+    try:
+        return bool(pd.isna(value))  # type: ignore[call-overload]
+    except (TypeError, ValueError):  # list-like values are not missing
+        return False
 
 
 def unseen_warning(column: str, value: str) -> str:

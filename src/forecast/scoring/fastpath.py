@@ -17,6 +17,7 @@ what the frame path returns. Otherwise it returns ``None`` and callers use the p
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from typing import Any
 
@@ -28,7 +29,7 @@ from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
-from forecast.scoring.pattern_shap import tree_contributions
+from forecast.scoring.pattern_shap import tree_contributions, tree_contributions_and_raw
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ class CodedPipeline:
             raise UnsupportedError("model columns")
         self.prior: CodedPrior | None = None
         self.alone_column: int | None = None
+        self._sigmoid = False
         if isinstance(self.model, CalibratedLGBMClassifier):
             self._init_classifier(self.model)
         elif isinstance(self.model, DiscreteTimeHazard):
@@ -193,6 +195,10 @@ class CodedPipeline:
             raise UnsupportedError(type(self.model).__name__)
 
     def _init_classifier(self, model: CalibratedLGBMClassifier) -> None:
+        # LightGBM's probability of a binary model is 1 / (1 + exp(-raw)) with sigmoid 1
+        self._sigmoid = (
+            str(model.model_.booster_.dump_model(num_iteration=1).get("objective")) == "binary sigmoid:1"
+        )
         trees = [str(c) for c in model.tree_features_]
         self.tree_index = np.array([self.columns.index(c) for c in trees], dtype=np.intp)
         self._check_booster(trees)
@@ -239,6 +245,30 @@ class CodedPipeline:
         prior = None if self.prior is None else self.prior.contributions(codes)
         return model._contributions_from(trees, self.columns, self._alone(codes), prior)
 
+    def proba_and_contributions(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` and :meth:`contributions` of a classifier from one walk of the trees.
+
+        With the split-pattern engine's raw scores (LightGBM's to the last bit), the trees'
+        probability is LightGBM's binary sigmoid, ``1 / (1 + exp(-raw))`` with the C library's
+        ``exp`` as LightGBM's C++ calls it (numpy's vectorised ``exp`` may differ in the last bit);
+        otherwise both are computed as by the two methods.
+        """
+        model: CalibratedLGBMClassifier = self.model
+        booster = model.model_.booster_
+        trees, raw = tree_contributions_and_raw(booster, codes[:, self.tree_index], model.best_iteration_)
+        prior = None if self.prior is None else self.prior.contributions(codes)
+        alone = self._alone(codes)
+        values = model._contributions_from(trees, self.columns, alone, prior)
+        if raw is None or not self._sigmoid:
+            return self.predict_proba(codes), values
+        if self.prior is None:
+            exp = np.fromiter(map(math.exp, (-raw).tolist()), dtype=np.float64, count=len(raw))
+            uncalibrated = 1.0 / (1.0 + exp)
+        else:  # as CalibratedLGBMClassifier._raw_from: the trees' raw score where they are grown
+            margin = np.where(alone, 0.0, raw)
+            uncalibrated = np.asarray(1.0 / (1.0 + np.exp(-(margin + self.prior.margin(codes)))))
+        return model._proba_from_raw(uncalibrated), values
+
     def hazard_contributions(self, codes: np.ndarray) -> np.ndarray:
         """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`)."""
         model: DiscreteTimeHazard = self.model
@@ -268,6 +298,9 @@ class CodedPipeline:
                 (self.predict_proba(codes), self.model.predict_proba(frame)),
                 (self.contributions(codes), self.model.contributions(frame)),
             ]
+            proba, values = self.proba_and_contributions(codes)
+            if not np.array_equal(proba, pairs[0][0]) or not np.array_equal(values, pairs[1][0]):
+                self._sigmoid = False  # the probability is then LightGBM's, by a second walk
         for fast, slow in pairs:
             if fast.shape != slow.shape or not np.allclose(fast, slow, rtol=0.0, atol=1e-12, equal_nan=True):
                 raise UnsupportedError("self-check differs")

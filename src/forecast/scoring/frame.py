@@ -20,7 +20,13 @@ from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
 from forecast.scoring.contributions import contributions
 from forecast.scoring.model import ScoringModel
-from forecast.scoring.reasons import reason_codes, reasons_from_contributions
+from forecast.scoring.reasons import (
+    dtype_kind,
+    reason_array,
+    reason_codes,
+    reason_columns,
+    reasons_from_contributions,
+)
 
 CHUNK = 20_000
 """Rows scored at a time (bounded memory, progress between chunks)."""
@@ -64,7 +70,8 @@ def score_frame(
         chunk = features.iloc[start : start + CHUNK]
         if chunk.empty:
             break
-        why: pd.DataFrame | None = None
+        why: dict[str, np.ndarray] | None = None
+        frame: pd.DataFrame | None = None
         if not reasons:
             p = (
                 fast.predict_proba(fast.encode(chunk))
@@ -72,27 +79,31 @@ def score_frame(
                 else fastpath.predict_proba(model.pipeline, chunk)
             )[:, 1]
         elif fast is not None:  # one encoding for the probabilities and the reasons
-            p, why = fast_proba_and_reasons(fast, chunk, descriptions, kinds)
+            p, texts = fast_proba_and_reason_array(fast, chunk, descriptions, kinds)
+            why = dict(zip(reason_columns(3), texts.T, strict=True))
         else:
             p = fastpath.predict_proba(model.pipeline, chunk)[:, 1]
             on = (reasons_on if reasons_on is not None else features).iloc[start : start + CHUNK]
             if reason_text is None:
-                why = reason_codes(reason_pipeline or model.pipeline, on, descriptions, top_k=3, kinds=kinds)
+                frame = reason_codes(
+                    reason_pipeline or model.pipeline, on, descriptions, top_k=3, kinds=kinds
+                )
             else:
-                why = reasons_from_contributions(
+                frame = reasons_from_contributions(
                     contributions(reason_pipeline or model.pipeline, on),
                     reason_text.iloc[start : start + CHUNK],
                     descriptions,
                     top_k=3,
                     kinds=kinds | dict.fromkeys(reason_text.columns, "categorical"),
                 )
+            why = {str(column): frame[column].to_numpy() for column in frame.columns}
         parts.append(
             {
                 "id": ids.iloc[start : start + CHUNK].to_numpy(),
                 score_name: np.round(p, 6),
                 "score": np.rint(p * 100).astype(int),
                 "band": band_of(p, meta.bands),
-                **({} if why is None else {column: why[column].to_numpy() for column in why.columns}),
+                **(why or {}),
             }
         )
         if progress is not None:
@@ -122,3 +133,24 @@ def fast_proba_and_reasons(
     p = fast.predict_proba(codes)[:, 1]
     contrib = pd.DataFrame(fast.contributions(codes)[:, :-1], index=chunk.index, columns=fast.columns)
     return p, reasons_from_contributions(contrib, chunk, descriptions, top_k=3, kinds=kinds)
+
+
+def fast_proba_and_reason_array(
+    fast: fastpath.CodedPipeline, chunk: pd.DataFrame, descriptions: dict[str, str], kinds: dict[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fast_proba_and_reasons` with the reasons as an (n, 6) object array (no frames around them).
+
+    What a request of a few records wants: the same probabilities and the same reasons.
+    """
+    codes = fast.encode(chunk)
+    proba, contrib = fast.proba_and_contributions(codes)
+    p, values = proba[:, 1], contrib[:, :-1]
+    why = reason_array(
+        values,
+        fast.columns,
+        lambda feature: chunk[feature].to_numpy(),
+        lambda feature: kinds.get(feature) or dtype_kind(chunk[feature]),
+        descriptions,
+        top_k=3,
+    )
+    return p, why

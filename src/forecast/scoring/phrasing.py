@@ -48,10 +48,37 @@ def phrases(feature: str, raw: np.ndarray, description: str | None, kind: str | 
         return np.asarray(
             [phrase(feature, None if _is_missing(value) else value, description, kind)], dtype=object
         )
-    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    codes, uniques = pd.factorize(_rounded(feature, raw, description, kind), use_na_sentinel=True)
     texts = [phrase(feature, u, description, kind) for u in uniques]
     texts.append(phrase(feature, None, description, kind))  # code -1: missing
     return np.asarray(texts, dtype=object)[codes]
+
+
+def _rounded(feature: str, raw: np.ndarray, description: str | None, kind: str | None) -> np.ndarray:
+    """``raw`` with each value replaced by one that reads the same, where many values read alike.
+
+    Days of two or more are written as whole days (``round``) and money of 100 or more in whole
+    units (``:,.0f``), both rounding half to even on the exact binary value as :func:`numpy.rint`
+    does: such values are rounded here, so that :func:`phrases` words each distinct text once
+    instead of each distinct value (a days column of distinct rows has as many values as rows).
+    Other values, and columns worded by another rule, are returned as they are.
+    """
+    if (
+        not description
+        or kind in ("boolean", "categorical")
+        or not isinstance(raw, np.ndarray)
+        or raw.dtype.kind != "f"
+        or _is_rate(feature, description)
+    ):
+        return raw
+    if _is_money(feature):
+        edge = 100.0
+    elif _is_days(feature):
+        edge = 2.0
+    else:
+        return raw
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(raw) >= edge, np.rint(raw), raw)
 
 
 def phrase(feature: str, value: object, description: str | None, kind: str | None = None) -> str:

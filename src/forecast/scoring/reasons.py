@@ -11,7 +11,7 @@ contributions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,12 +75,43 @@ def reasons_from_contributions(
     Returns:
         The reason columns (see :func:`reason_codes`), indexed like ``X``.
     """
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
     if len(contrib) != len(X):
         raise ValueError(f"contributions have {len(contrib)} rows but X has {len(X)}")
-    features = [str(c) for c in contrib.columns]
-    values = contrib.to_numpy(dtype=np.float64)
+    out = reason_array(
+        contrib.to_numpy(dtype=np.float64),
+        [str(c) for c in contrib.columns],
+        lambda feature: X[feature].to_numpy(),
+        lambda feature: (kinds.get(feature) if kinds is not None else None) or dtype_kind(X[feature]),
+        descriptions,
+        top_k=top_k,
+    )
+    return pd.DataFrame(out, index=X.index, columns=reason_columns(top_k))
+
+
+def reason_array(
+    values: np.ndarray,
+    features: Sequence[str],
+    raw: Callable[[str], np.ndarray],
+    kind: Callable[[str], str | None],
+    descriptions: Mapping[str, str],
+    *,
+    top_k: int = 3,
+) -> np.ndarray:
+    """The reason columns of :func:`reasons_from_contributions` as an object array, without frames.
+
+    Args:
+        values: Contributions, shape (n, features).
+        features: The feature of each column of ``values``.
+        raw: The raw values of a feature's column (the reasons quote them).
+        kind: A feature's kind for the wording.
+        descriptions: Plain-words meaning per feature.
+        top_k: Reasons per direction.
+
+    Returns:
+        Shape (n, 2 * top_k): ``reason_up_1..top_k`` then ``reason_down_1..top_k``, text or ``None``.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     n, f = values.shape
     k = min(top_k, f)
     out = np.full((n, 2 * top_k), None, dtype=object)
@@ -98,12 +129,11 @@ def reasons_from_contributions(
         ends = np.r_[starts[1:], feats.size]
         for start, end in zip(starts, ends, strict=True):
             feature = features[feats[start]]
-            raw = X[feature].to_numpy()[rows[start:end]]
-            kind = (kinds.get(feature) if kinds is not None else None) or _dtype_kind(X[feature])
+            chosen_raw = raw(feature)[rows[start:end]]
             out[rows[start:end], slots[cells[start:end]]] = phrases(
-                feature, raw, descriptions.get(feature), kind
+                feature, chosen_raw, descriptions.get(feature), kind(feature)
             )
-    return pd.DataFrame(out, index=X.index, columns=reason_columns(top_k))
+    return out
 
 
 def _top(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +150,8 @@ def _top(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.isfinite(np.take_along_axis(score, idx, axis=1))
 
 
-def _dtype_kind(column: pd.Series) -> str | None:
+def dtype_kind(column: pd.Series) -> str | None:
+    """A column's kind for the wording when none is given: ``boolean``, ``categorical``, ``None``."""
     types = pd.api.types
     if types.is_bool_dtype(column):
         return "boolean"

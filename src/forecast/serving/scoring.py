@@ -27,9 +27,10 @@ from forecast.registry import LoadedModel
 from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
 from forecast.scoring.close_dates import close_date_columns
+from forecast.scoring.contributions import contributions
 from forecast.scoring.export_rows import score_export_rows
-from forecast.scoring.frame import fast_proba_and_reasons, score_frame
-from forecast.scoring.reasons import reason_codes
+from forecast.scoring.frame import fast_proba_and_reason_array, score_frame
+from forecast.scoring.reasons import dtype_kind, reason_array, reason_columns
 from forecast.timeutil import to_utc_naive
 from forecast.timeutil import utc_now as base_utc_now
 
@@ -218,7 +219,7 @@ def score_records(
     """Probability, score (0-100), band and reasons of each record, with the model's name and version.
 
     The numbers are :func:`forecast.scoring.frame.score_frame`'s; for a LightGBM pipeline they come straight
-    from its array path (:func:`forecast.scoring.frame.fast_proba_and_reasons`) without the batch frame
+    from its array path (:func:`forecast.scoring.frame.fast_proba_and_reason_array`) without the batch frame
     around them, which cost more than the scoring for one record.
     """
     frame = records_frame(records, entity, now or utc_now())
@@ -229,17 +230,17 @@ def score_records(
     fast = fastpath.coded(model.pipeline)
     if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier):
         kinds = reason_kinds(model, entity)
-        raw, why = fast_proba_and_reasons(fast, frame, dict(meta.descriptions), kinds)
+        raw, texts = fast_proba_and_reason_array(fast, frame, dict(meta.descriptions), kinds)
         # as score_frame: score and band from the exact probability, the probability rounded
         p, scores = np.round(raw, 6), np.rint(raw * 100).astype(int)
         bands = band_of(raw, meta.bands)
+        reasons: list[dict[Any, Any]] = [dict(zip(reason_columns(3), row, strict=True)) for row in texts]
     else:
         scored = score_frame(model, frame[used], frame[id_col])
         p, bands = scored[score_name].to_numpy(dtype=float), scored["band"].to_numpy()
         scores = scored["score"].to_numpy()
-        why = scored
+        reasons = scored.to_dict(orient="records")
     ids = frame[id_col].to_numpy()
-    reasons = why.to_dict(orient="records")
     warnings = unseen_warnings(model.pipeline, frame[used])
     return [
         {
@@ -282,6 +283,17 @@ def close_fields(row: pd.Series) -> dict[str, Any]:
     return item
 
 
+def _close_fields_of(values: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+    """:func:`close_fields` of row ``i`` of :func:`close_date_columns`' columns (as arrays)."""
+    item: dict[str, Any] = {}
+    for c, column in values.items():
+        if c.startswith("p_close_") or c == "slip_risk":
+            item[c] = _finite(column[i])
+        elif c.startswith("close_date_") or c == "expected_close_date":
+            item[c] = _iso_date(column[i])
+    return item
+
+
 def close_records(
     model: LoadedModel, records: Sequence[BaseModel], now: pd.Timestamp | None = None
 ) -> list[dict[str, Any]]:
@@ -299,21 +311,27 @@ def close_records(
             as_of=frame["as_of"].to_numpy(), days_to_expected_close=frame["days_to_expected_close"].to_numpy()
         ),
     )
-    why = reason_codes(
-        model.pipeline,
-        features,
+    kinds = reason_kinds(model, "opportunity")
+    # reason_codes' reasons, as an array (no frames around them for a few records)
+    contrib = contributions(model.pipeline, features)
+    why = reason_array(
+        contrib.to_numpy(dtype=np.float64),
+        [str(c) for c in contrib.columns],
+        lambda feature: features[feature].to_numpy(),
+        lambda feature: kinds.get(feature) or dtype_kind(features[feature]),
         dict(model.meta.descriptions),
         top_k=3,
-        kinds=reason_kinds(model, "opportunity"),
     )
+    names = reason_columns(3)
     warnings = unseen_warnings(model.pipeline, features)
+    values = {c: cols[c].to_numpy() for c in cols.columns}
+    ids, moments = frame["opportunity_id"].to_numpy(), frame["as_of"].tolist()
     out = []
     for i, record in enumerate(records):
-        row = cols.iloc[i]
-        item: dict[str, Any] = {"opportunity_id": frame["opportunity_id"].iloc[i]}
-        item["as_of"] = frame["as_of"].iloc[i].isoformat()
-        item.update(close_fields(row))
-        item["reasons"] = reason_lists(why.iloc[i])
+        item: dict[str, Any] = {"opportunity_id": ids[i]}
+        item["as_of"] = moments[i].isoformat()
+        item.update(_close_fields_of(values, i))
+        item["reasons"] = reason_lists(dict(zip(names, why[i], strict=True)))
         item["features_sent"] = _sent(record, list(features.columns))
         item["model_name"] = model.name
         item["model_version"] = model.version
