@@ -13,6 +13,7 @@ Run: ``python -m uvicorn bare_forecast_app:app --app-dir benchmarks/serving --po
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,31 +36,29 @@ gc.collect()
 gc.freeze()
 
 
+def _answer(one: object, many: list | None, score: Callable[[list], list]) -> JSONResponse:
+    """The answer to a request of one record (``one``) or of a list (``many``)."""
+    results = score([one] if one is not None else list(many or []))
+    body = {"result": results[0]} if one is not None else {"results": results, "count": len(results)}
+    return JSONResponse(json_safe(body))
+
+
 async def win_probability(request: Request) -> JSONResponse:
     """One deal (or a list) scored with reasons."""
     req = DealRequest.model_validate_json(await request.body())
-    single = req.deal is not None
-    results = score_records(model, [req.deal] if single else list(req.deals or []), "opportunity")
-    body = {"result": results[0]} if single else {"results": results, "count": len(results)}
-    return JSONResponse(json_safe(body))
+    return _answer(req.deal, req.deals, lambda rows: score_records(model, rows, "opportunity"))
 
 
 async def lead_score(request: Request) -> JSONResponse:
     """One lead (or a list) scored with reasons."""
     req = LeadScoreRequest.model_validate_json(await request.body())
-    single = req.lead is not None
-    results = score_records(leads, [req.lead] if single else list(req.leads or []), "lead")
-    body = {"result": results[0]} if single else {"results": results, "count": len(results)}
-    return JSONResponse(json_safe(body))
+    return _answer(req.lead, req.leads, lambda rows: score_records(leads, rows, "lead"))
 
 
 async def time_to_close(request: Request) -> JSONResponse:
     """One deal's (or a list's) close-date distribution with reasons."""
     req = DealRequest.model_validate_json(await request.body())
-    single = req.deal is not None
-    results = close_records(close, [req.deal] if single else list(req.deals or []))
-    body = {"result": results[0]} if single else {"results": results, "count": len(results)}
-    return JSONResponse(json_safe(body))
+    return _answer(req.deal, req.deals, lambda rows: close_records(close, rows))
 
 
 app = Starlette(
