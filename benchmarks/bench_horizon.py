@@ -1,7 +1,8 @@
 """Deal-win horizon read from the time to a close or to a win: the future AUC and ECE per world.
 
 Usage: ``uv run python benchmarks/bench_horizon.py [--seeds 1 2 3] [--worlds history-9m stages-8 win-60]
-[--settings close:0.95 win:0.95 close:0.99]`` (a setting is ``horizon_of:horizon_quantile``; about
+[--settings close:0.95 win:0.95 close:0.99:ipcw]`` (a setting is ``horizon_of:horizon_quantile``, then
+optionally ``:censoring`` (``drop`` or ``ipcw``); about
 2.5 minutes per setting for the defaults on the shared 2-core machine). Prints one JSON line per run and
 a summary per setting; figures in docs/models.md (deal win, robustness).
 """
@@ -18,6 +19,21 @@ from forecast.models.config import TrainingConfig
 from forecast.robustness import MatrixSettings, run_world
 
 REPO = Path(__file__).resolve().parents[1]
+KEYS = (
+    "auc",
+    "stage_auc",
+    "ece",
+    "stage_only_ece",
+    "ece_noise_q90",
+    "brier",
+    "stage_brier",
+    "auc_creation",
+    "best_auc_creation",
+    "mean_p",
+    "win_rate",
+    "deals",
+)
+"""What each run prints of the future's judgement (``forecast.robustness.evaluate_deal_win``)."""
 
 
 def main() -> None:
@@ -34,16 +50,13 @@ def main() -> None:
     }
     rows = []
     for setting in args.settings:
-        of, quantile = setting.split(":")
+        of, quantile, *censoring = setting.split(":")
         win = base["deal_win"]
         configs = dict(base)
-        configs["deal_win"] = win.model_copy(
-            update={
-                "snapshots": win.snapshots.model_copy(
-                    update={"horizon_of": of, "horizon_quantile": float(quantile)}
-                )
-            }
-        )
+        snapshots = {"horizon_of": of, "horizon_quantile": float(quantile)}
+        if censoring:
+            snapshots["censoring"] = censoring[0]
+        configs["deal_win"] = win.model_copy(update={"snapshots": win.snapshots.model_copy(update=snapshots)})
         for seed in args.seeds:
             for name in args.worlds:
                 world = load_world(name).model_copy(
@@ -53,9 +66,8 @@ def main() -> None:
                 deal = result["deal_eval"]
                 row = {"setting": setting, "seed": seed, "world": name}
                 row["horizon_days"] = result["deal_win"].get("horizon_days")
-                row.update(
-                    {k: deal.get(k) for k in ("auc", "stage_auc", "ece", "mean_p", "win_rate", "deals")}
-                )
+                row.update({k: deal.get(k) for k in KEYS})
+                row["model_kind"] = result["deal_win"].get("model_kind")
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for setting in args.settings:
@@ -65,7 +77,9 @@ def main() -> None:
                 f"{setting}: mean AUC {mean(r['auc'] for r in mine):.3f}, "
                 f"stage-only {mean(r['stage_auc'] for r in mine):.3f}, "
                 f"mean ECE {mean(r['ece'] for r in mine):.3f} "
-                f"({min(r['ece'] for r in mine):.3f}-{max(r['ece'] for r in mine):.3f})"
+                f"({min(r['ece'] for r in mine):.3f}-{max(r['ece'] for r in mine):.3f}), "
+                f"mean Brier {mean(r['brier'] for r in mine):.4f}, "
+                f"mean AUC at creation {mean(r['auc_creation'] or 0.5 for r in mine):.3f}"
             )
 
 

@@ -196,8 +196,11 @@ def paired_auc_gaps(
     groups: Any,
     n_boot: int = 200,
     seed: int = 0,
+    weight: Any = None,
 ) -> dict[str, dict[str, float]]:
     """The model's ROC-AUC minus each baseline's, with the standard error of that difference.
+
+    ``weight`` (optional, per row) weighs every AUC, in the full sample and in each draw.
 
     The error comes from a bootstrap over whole entities (``groups``: a deal's weekly snapshots
     share one outcome, so resampling rows would understate it), with the model and the baselines
@@ -218,12 +221,12 @@ def paired_auc_gaps(
     for k, v in scores.items():
         uniq, inv = np.unique(v, return_inverse=True)
         dense[k] = (inv, len(uniq))
-    ones = np.ones(len(y))
-    full = {k: _weighted_auc(y, inv, n, ones) for k, (inv, n) in dense.items()}
+    base = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
+    full = {k: _weighted_auc(y, inv, n, base) for k, (inv, n) in dense.items()}
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {k: [] for k in scores}
     for _ in range(n_boot if n_groups > 1 else 0):
-        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(float)
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes] * base
         for k, (inv, n) in dense.items():
             draws[k].append(_weighted_auc(y, inv, n, w))
     model = np.asarray(draws["__model__"])
@@ -278,12 +281,40 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def classification_metrics(y_true: Any, p: Any) -> dict[str, float]:
+def _weighted_metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    """:func:`_metrics` with each row counting ``w`` times (``n``: the rows; ``n_positive``: their count)."""
+    two_classes = 0 < y.sum() < y.size
+    clipped = np.clip(p, EPS, 1.0 - EPS)
+    loss = -(y * np.log(clipped) + (1 - y) * np.log1p(-clipped))
+    bins = _bin_index(p, 10)
+    total = w.sum()
+    ece = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        weight = w[inside].sum()
+        if weight > 0:
+            gap = np.average(p[inside], weights=w[inside]) - np.average(y[inside], weights=w[inside])
+            ece += weight / total * abs(gap)
+    return {
+        "roc_auc": float(roc_auc_score(y, p, sample_weight=w)) if two_classes else math.nan,
+        "pr_auc": float(average_precision_score(y, p, sample_weight=w)) if two_classes else math.nan,
+        "brier": float(np.average((p - y) ** 2, weights=w)),
+        "log_loss": float(np.average(loss, weights=w)),
+        "ece": float(ece),
+        "base_rate": float(np.average(y, weights=w)),
+        "n": float(y.size),
+        "n_positive": float(y.sum()),
+    }
+
+
+def classification_metrics(y_true: Any, p: Any, weight: Any = None) -> dict[str, float]:
     """Discrimination and calibration metrics of probability scores.
 
     Args:
         y_true: Binary labels.
         p: Predicted probabilities of the positive class.
+        weight: Optional weight of each row (e.g. inverse-probability-of-censoring weights): every
+            metric but the counts is then a weighted one.
 
     Returns:
         ``roc_auc``, ``pr_auc`` (average precision), ``brier``, ``log_loss`` (``p`` clipped to
@@ -291,7 +322,12 @@ def classification_metrics(y_true: Any, p: Any) -> dict[str, float]:
         ``roc_auc`` and ``pr_auc`` are NaN when ``y_true`` holds a single class.
     """
     y, scores = _validate(y_true, p)
-    return _metrics(y, scores)
+    if weight is None:
+        return _metrics(y, scores)
+    w = _to_float_array(weight, "weight")
+    if w.size != y.size or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weight must hold {y.size} finite, non-negative values with a positive sum")
+    return _weighted_metrics(y, scores, w)
 
 
 def compare_models(results: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:

@@ -171,17 +171,19 @@ def cycle_horizon(
     floor_days: int = 14,
     data_end: pd.Timestamp | None = None,
     of: str = "close",
+    history_share: float = 0.5,
 ) -> int:
     """The label horizon: the cycle's ``q`` quantile rounded up to whole weeks, within the bounds.
 
-    At most half the span of the deal history (so that half of it holds labelled snapshots), also
-    when too few deals have closed to read the quantile; never below ``floor_days`` nor above
+    At most ``history_share`` of the span of the deal history (half by default, so that half of it
+    holds fully followed snapshots; more with weights for censoring, ``training.ipcw``), also when
+    too few deals have closed to read the quantile; never below ``floor_days`` nor above
     ``cap_days``.
     """
     end = data_end if data_end is not None else src.data_end()
     span = history_days(src, "opportunities", end)
-    # At most half the history: the other half's snapshots are the labelled ones.
-    value = min(cycle_quantile(src, q, end, of) or span / 2, span / 2)
+    most = span * history_share
+    value = min(cycle_quantile(src, q, end, of) or most, most)
     return _weeks_within(value, floor_days, cap_days)
 
 
@@ -216,3 +218,43 @@ def history_capped_horizon(
 def _weeks_within(days: float, floor_days: int, cap_days: int) -> int:
     weeks = math.ceil(max(days, 1.0) / 7.0) * 7
     return int(min(max(weeks, floor_days), cap_days))
+
+
+def follow_up_quantile(
+    src: FeatureSource, share: float, data_end: pd.Timestamp | None = None
+) -> float | None:
+    """The longest follow-up ``t`` (days) that at least ``share`` of the weekly deal snapshots reach.
+
+    The snapshots are those of the training cadence: every deal open at each weekly date (from a
+    week after the first deal to ``data_end``) and each deal at its creation; a snapshot at date
+    ``d`` is followed for ``data_end - d`` days. With inverse-probability-of-censoring weights
+    (``training.ipcw``) a horizon within this follow-up needs no weight above ``1 / share``.
+
+    Returns:
+        The follow-up in days, or ``None`` without any deal.
+    """
+    end = data_end if data_end is not None else src.data_end()
+    rows = src.df(
+        """
+        WITH deals AS (
+            SELECT created_at, closed_at FROM opportunities
+            WHERE created_at IS NOT NULL AND created_at <= ?
+        ),
+        grid AS (
+            SELECT unnest(generate_series(
+                date_trunc('day', (SELECT min(created_at) FROM deals)) + INTERVAL 7 DAY,
+                CAST(? AS TIMESTAMP), INTERVAL 7 DAY)) AS as_of
+        ),
+        snaps AS (
+            SELECT g.as_of AS snap_at FROM grid g JOIN deals d
+              ON d.created_at < g.as_of AND (d.closed_at IS NULL OR d.closed_at >= g.as_of)
+            UNION ALL
+            SELECT created_at AS snap_at FROM deals
+        )
+        SELECT date_diff('second', snap_at, CAST(? AS TIMESTAMP)) / 86400.0 AS follow_up FROM snaps
+        """,
+        [end.to_pydatetime(), end.to_pydatetime(), end.to_pydatetime()],
+    )
+    if rows.empty:
+        return None
+    return float(np.quantile(rows["follow_up"].to_numpy(dtype=float), 1.0 - share))

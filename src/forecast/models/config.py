@@ -43,6 +43,21 @@ class SnapshotSettings(_Strict):
     at_creation: bool = Field(
         default=True, description="add one snapshot per entity right after its creation (scores new records)"
     )
+    censoring: Literal["drop", "ipcw"] = Field(
+        default="drop",
+        description=(
+            "deal-win models: 'drop' trains on the snapshots followed for the whole horizon (at most "
+            "half the history); 'ipcw' also on those whose deal closed before the data's end, weighted "
+            "by the inverse probability of their follow-up (training.ipcw), with a horizon up to the "
+            "follow-up that ipcw_min_survival of the snapshots reach"
+        ),
+    )
+    ipcw_min_survival: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="with censoring 'ipcw': the floor of the follow-up share in the weights",
+    )
 
 
 class SplitSettings(_Strict):

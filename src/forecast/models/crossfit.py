@@ -56,6 +56,7 @@ def fit_calibrated(
     folds: int = 3,
     fitted_folds: int | None = None,
     seed: int = 0,
+    weight: np.ndarray | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Fit an unfitted pipeline (as :func:`~forecast.models.pipeline.build_pipeline` makes it).
 
@@ -68,6 +69,9 @@ def fit_calibrated(
         fitted_folds: How many of them are held out in turn (default all: full cross-fitting;
             1: one held-out fold, a third of the cost, the calibrator learning from its rows).
         seed: Seed of the fold assignment.
+        weight: Optional weight of each row (inverse-probability-of-censoring weights,
+            :mod:`forecast.training.ipcw`): the trees, the early stopping and the calibrator
+            weigh the rows by it. Only the LightGBM model takes weights.
 
     Returns:
         The fitted pipeline and a summary of how it was fitted (rows, entities, tree count,
@@ -75,6 +79,8 @@ def fit_calibrated(
     """
     summary: dict[str, Any] = {"rows": len(y), "entities": int(ids.nunique())}
     step = template.named_steps["model"]
+    if weight is not None and not isinstance(step, CalibratedLGBMClassifier):
+        raise ValueError("row weights are taken by the LightGBM model only")
     if not isinstance(step, CalibratedLGBMClassifier):
         final = clone(template)
         model = final.named_steps["model"]
@@ -92,14 +98,23 @@ def fit_calibrated(
         return final, {**summary, "calibration": "none"}
     assignment = entity_folds(ids, y, folds, seed)
     if assignment is None:
-        return _fit_in_time_order(template, x, y, summary)
+        return _fit_in_time_order(template, x, y, summary, weight)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
     parts: list[tuple[np.ndarray, Pipeline]] = []
     curves: list[np.ndarray] = []
     for k in _held_out(assignment, fitted_folds):
         held = assignment == k
         part = clone(template)
         part.named_steps["model"].set_params(calibration="none")
-        fit_pipeline(part, x.loc[~held], y[~held], x.loc[held], y[held])
+        fit_pipeline(
+            part,
+            x.loc[~held],
+            y[~held],
+            x.loc[held],
+            y[held],
+            sample_weight=None if weight is None else w[~held],
+            valid_weight=None if weight is None else w[held],
+        )
         curves.append(_validation_curve(part))
         parts.append((held, part))
     trees = _best_tree_count(curves)
@@ -109,11 +124,15 @@ def fit_calibrated(
     seen = ~np.isnan(raw)
     final = clone(template)
     final.named_steps["model"].set_params(n_estimators=trees)
-    fit_pipeline(final, x, y, calibration_set=(raw[seen], y[seen]))
+    calibration_set = (raw[seen], y[seen]) if weight is None else (raw[seen], y[seen], w[seen])
+    fit_pipeline(final, x, y, calibration_set=calibration_set, sample_weight=weight)
     method = final.named_steps["model"].calibration_
     briers = final.named_steps["model"].calibration_cv_brier_
-    checked = raw[seen] if method == "none" else _calibrated_out_of_fold(raw[seen], y[seen], method, seed)
-    oof = classification_metrics(y[seen], np.clip(checked, 0.0, 1.0))
+    w_seen = None if weight is None else w[seen]
+    checked = (
+        raw[seen] if method == "none" else _calibrated_out_of_fold(raw[seen], y[seen], method, seed, w_seen)
+    )
+    oof = classification_metrics(y[seen], np.clip(checked, 0.0, 1.0), weight=w_seen)
     return final, {
         **summary,
         "n_estimators": trees,
@@ -127,7 +146,11 @@ def fit_calibrated(
 
 
 def _fit_in_time_order(
-    template: Pipeline, x: pd.DataFrame, y: np.ndarray, summary: dict[str, Any]
+    template: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    summary: dict[str, Any],
+    weight: np.ndarray | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Too few entities for folds: the older 80% fits, the newer 20% stops early and calibrates."""
     cut = int(len(y) * 0.8)
@@ -137,7 +160,15 @@ def _fit_in_time_order(
             "rows that both hold the two classes"
         )
     final = clone(template)
-    fit_pipeline(final, x.iloc[:cut], y[:cut], x.iloc[cut:], y[cut:])
+    fit_pipeline(
+        final,
+        x.iloc[:cut],
+        y[:cut],
+        x.iloc[cut:],
+        y[cut:],
+        sample_weight=None if weight is None else weight[:cut],
+        valid_weight=None if weight is None else weight[cut:],
+    )
     model = final.named_steps["model"]
     return final, {
         **summary,
@@ -148,16 +179,20 @@ def _fit_in_time_order(
     }
 
 
-def _calibrated_out_of_fold(raw: np.ndarray, y: np.ndarray, method: str, seed: int) -> np.ndarray:
+def _calibrated_out_of_fold(
+    raw: np.ndarray, y: np.ndarray, method: str, seed: int, weight: np.ndarray | None = None
+) -> np.ndarray:
     """Held-out probabilities calibrated out of fold too (5 folds; the procedure's own check)."""
     out = np.empty(len(y))
     n_splits = int(min(5, np.bincount(y, minlength=2).min()))
     if n_splits < 2:
-        return apply_calibrator(method, fit_calibrator(method, raw, y), raw)
+        return apply_calibrator(method, fit_calibrator(method, raw, y, weight), raw)
     for fit_idx, held in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(
         raw.reshape(-1, 1), y
     ):
-        out[held] = apply_calibrator(method, fit_calibrator(method, raw[fit_idx], y[fit_idx]), raw[held])
+        part = None if weight is None else weight[fit_idx]
+        calibrator = fit_calibrator(method, raw[fit_idx], y[fit_idx], part)
+        out[held] = apply_calibrator(method, calibrator, raw[held])
     return out
 
 

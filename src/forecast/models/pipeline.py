@@ -395,8 +395,9 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self,
         X: pd.DataFrame,  # noqa: N803
         y: Any,
-        eval_set: tuple[pd.DataFrame, Any] | None = None,
-        calibration_set: tuple[np.ndarray, Any] | None = None,
+        eval_set: tuple[Any, ...] | None = None,
+        calibration_set: tuple[Any, ...] | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> CalibratedLGBMClassifier:
         """Fit the trees on ``X`` (early stopping on ``eval_set``), then the calibrator.
 
@@ -409,20 +410,22 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             calibration_set: Uncalibrated probabilities of rows these trees never trained on (the
                 out-of-fold predictions of :func:`forecast.models.crossfit.fit_calibrated`) and
                 their 0/1 labels: the calibrator learns from them instead of from ``eval_set``.
+            sample_weight: Optional weight of each training row (the prior, the trees). With it,
+                ``eval_set`` and ``calibration_set`` may carry their rows' weights as a third item.
 
         Raises:
             ValueError: Calibration is asked for (not ``none``) without rows to calibrate on.
         """
         frame, y_arr = fit_frame(self, X, y)
-        init_train = self._fit_trees_input(frame, y_arr)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        init_train = self._fit_trees_input(frame, y_arr, w)
         keep = ~self._alone_rows(frame)
         stop_set, calib_set = _halves(eval_set) if self.separate_calibration else (eval_set, eval_set)
         self.model_ = lgbm_classifier(self, **self._monotone_constraints())
-        self.model_.fit(
-            frame.loc[keep, self.tree_features_],
-            y_arr[keep],
-            **self._boosting_kwargs(stop_set, None if init_train is None else init_train[keep]),
-        )
+        fit_kw = self._boosting_kwargs(stop_set, None if init_train is None else init_train[keep])
+        if w is not None:
+            fit_kw["sample_weight"] = w[keep]
+        self.model_.fit(frame.loc[keep, self.tree_features_], y_arr[keep], **fit_kw)
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
         self.calibration_ = "none"
         self.calibration_cv_brier_: dict[str, float] = {}
@@ -433,18 +436,27 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                     np.asarray(calibration_set[0], dtype=float),
                     np.asarray(calibration_set[1], dtype=int),
                 )
+                w_cal = _third(calibration_set)
             elif calib_set is not None:
                 raw, y_cal = self._raw(calib_set[0]), np.asarray(calib_set[1], dtype=int)
+                w_cal = _third(calib_set)
             else:
                 raise ValueError(
                     "calibration needs an eval_set or a calibration_set the trees did not train on"
                 )
-            self.calibration_, self.calibration_cv_brier_ = self._choose_calibration(raw, y_cal)
+            self.calibration_, self.calibration_cv_brier_ = choose_calibration(
+                self.calibration, raw, y_cal, self.random_state, w_cal
+            )
             if self.calibration_ != "none":
-                self.calibrator_ = fit_calibrator(self.calibration_, raw, y_cal)
+                self.calibrator_ = fit_calibrator(self.calibration_, raw, y_cal, w_cal)
         return self
 
-    def _fit_trees_input(self, X: pd.DataFrame, y: np.ndarray) -> np.ndarray | None:  # noqa: N803
+    def _fit_trees_input(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        y: np.ndarray,
+        weight: np.ndarray | None = None,
+    ) -> np.ndarray | None:
         """Check the prior's columns; set ``tree_features_``, ``prior_``, ``prior_alone_``; the init score.
 
         Returns:
@@ -457,7 +469,7 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("prior_only columns must also be prior_features")
         hidden = set(self.prior_only)
         self.tree_features_ = [c for c in X.columns if c not in hidden]
-        init_train, self.prior_ = self._fit_prior(X, y)
+        init_train, self.prior_ = self._fit_prior(X, y, weight)
         self.prior_alone_ = self.prior_alone
         if self._alone_rows(X).all():
             # Every row is of the kind the prior scores alone (a short history whose fitting slice
@@ -474,23 +486,31 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         # "advanced" crashed LightGBM 4.7 here (segfault); "intermediate" is exact enough.
         return {"monotone_constraints": monotone, "monotone_constraints_method": "intermediate"}
 
-    def _boosting_kwargs(self, stop_set: tuple[pd.DataFrame, Any] | None, init_train: Any) -> dict[str, Any]:
+    def _boosting_kwargs(self, stop_set: tuple[Any, ...] | None, init_train: Any) -> dict[str, Any]:
         """``LGBMClassifier.fit``'s keywords: early stopping on ``stop_set``, the prior's init scores."""
         fit_kw: dict[str, Any] = {"callbacks": []}
         if stop_set is not None:
-            xv, yv = stop_set
+            xv, yv = stop_set[0], stop_set[1]
+            wv = _third(stop_set)
             keep_v = ~self._alone_rows(xv)
             xv, yv = xv.loc[keep_v], np.asarray(yv, dtype=int)[keep_v]
             fit_kw = early_stopping_kwargs(
                 xv.loc[:, self.tree_features_], yv, "binary_logloss", self.early_stopping_rounds
             )
+            if wv is not None:
+                fit_kw["eval_sample_weight"] = [wv[keep_v]]
             if self.prior_ is not None:
                 fit_kw["eval_init_score"] = [self._prior_logit(xv)]
         if init_train is not None:
             fit_kw["init_score"] = init_train
         return fit_kw
 
-    def _fit_prior(self, X: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray | None, Any]:  # noqa: N803
+    def _fit_prior(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        y: np.ndarray,
+        weight: np.ndarray | None = None,
+    ) -> tuple[np.ndarray | None, Any]:
         """The logistic prior and the training rows' ``init_score`` (out-of-fold where fitted)."""
         if not self.prior_features:
             return None, None
@@ -501,14 +521,15 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                 f"the prior has {counts[0]} negative and {counts[1]} positive rows to learn from "
                 f"({self.prior_fit_column} <= {self.prior_fit_max}); at least 2 of each are needed"
             )
-        prior = self._new_prior(X).fit(X.iloc[fit_idx], y[fit_idx])
+        prior = self._new_prior(X).fit(X.iloc[fit_idx], y[fit_idx], sample_weight=_at(weight, fit_idx))
         _store_prior_means(prior, X.iloc[fit_idx])
         init = _prior_margin(prior, X)
         n_splits = int(min(self.prior_folds, counts.min()))
         if n_splits >= 2:
             folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
             for train_part, held in folds.split(fit_idx, y[fit_idx]):
-                part = self._new_prior(X).fit(X.iloc[fit_idx[train_part]], y[fit_idx[train_part]])
+                rows = fit_idx[train_part]
+                part = self._new_prior(X).fit(X.iloc[rows], y[rows], sample_weight=_at(weight, rows))
                 init[fit_idx[held]] = _prior_margin(part, X.iloc[fit_idx[held]])
         return init, prior
 
@@ -577,9 +598,6 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             ),
             dtype=np.float64,
         )
-
-    def _choose_calibration(self, raw: np.ndarray, y: np.ndarray) -> tuple[str, dict[str, float]]:
-        return choose_calibration(self.calibration, raw, y, self.random_state)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Calibrated probabilities, shape (n, 2)."""
@@ -657,7 +675,9 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         return np.array([by_name.get(c, 0.0) for c in self.feature_names_in_], dtype=float)
 
 
-def choose_calibration(setting: str, raw: np.ndarray, y: Any, seed: int = 0) -> tuple[str, dict[str, float]]:
+def choose_calibration(
+    setting: str, raw: np.ndarray, y: Any, seed: int = 0, weight: np.ndarray | None = None
+) -> tuple[str, dict[str, float]]:
     """The calibration method: ``setting`` itself, or for ``auto`` the lower cross-validated Brier.
 
     Args:
@@ -665,6 +685,7 @@ def choose_calibration(setting: str, raw: np.ndarray, y: Any, seed: int = 0) -> 
         raw: Uncalibrated probabilities of rows the model did not train on.
         y: Their 0/1 labels.
         seed: Seed of the 5-fold split.
+        weight: Optional row weights (of the calibrators and of the Brier score).
 
     Returns:
         The method and, for ``auto``, each candidate's cross-validated Brier score.
@@ -680,9 +701,9 @@ def choose_calibration(setting: str, raw: np.ndarray, y: Any, seed: int = 0) -> 
     for method in ("sigmoid", "isotonic"):
         errors = []
         for fit_idx, eval_idx in folds.split(raw.reshape(-1, 1), y_arr):
-            cal = fit_calibrator(method, raw[fit_idx], y_arr[fit_idx])
+            cal = fit_calibrator(method, raw[fit_idx], y_arr[fit_idx], _at(weight, fit_idx))
             p = apply_calibrator(method, cal, raw[eval_idx])
-            errors.append(np.mean((p - y_arr[eval_idx]) ** 2))
+            errors.append(np.average((p - y_arr[eval_idx]) ** 2, weights=_at(weight, eval_idx)))
         scores[method] = float(np.mean(errors))
     return min(scores, key=lambda m: (scores[m], m)), scores
 
@@ -698,17 +719,18 @@ def _store_prior_means(prior: Any, X: pd.DataFrame) -> None:  # noqa: N803
     setattr(prior, TRAINING_MEANS_ATTR, logistic_matrix(prior, X).mean(axis=0))
 
 
-def _halves(eval_set: tuple[pd.DataFrame, Any] | None) -> tuple[Any, Any]:
+def _halves(eval_set: tuple[Any, ...] | None) -> tuple[Any, Any]:
     """Early-stopping and calibration parts of the validation rows (first half, second half)."""
     if eval_set is None:
         return None, None
-    x, y = eval_set
+    x, y = eval_set[0], eval_set[1]
+    w = _third(eval_set)
     y_arr = np.asarray(y, dtype=int)
     mid = len(y_arr) // 2
     first, second = y_arr[:mid], y_arr[mid:]
     if min(first.sum(), len(first) - first.sum(), second.sum(), len(second) - second.sum()) < 20:
         return eval_set, eval_set
-    return (x.iloc[:mid], first), (x.iloc[mid:], second)
+    return (x.iloc[:mid], first, _at(w, slice(None, mid))), (x.iloc[mid:], second, _at(w, slice(mid, None)))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -716,14 +738,24 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
-    """A sigmoid (on the log-odds) or isotonic calibrator of uncalibrated probabilities."""
+def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Any:
+    """A sigmoid (on the log-odds) or isotonic calibrator of uncalibrated probabilities (rows weighted)."""
     if method == "isotonic":
-        return _bounded_isotonic(raw, np.asarray(y, dtype=float))
-    return LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y)
+        return _bounded_isotonic(raw, np.asarray(y, dtype=float), weight)
+    return LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw).reshape(-1, 1), y, sample_weight=weight)
 
 
-def _bounded_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:
+def _at(weight: np.ndarray | None, rows: Any) -> np.ndarray | None:
+    """``weight[rows]``, or ``None`` without weights."""
+    return None if weight is None else weight[rows]
+
+
+def _third(parts: tuple[Any, ...]) -> np.ndarray | None:
+    """The weights of an ``(x, y)`` or ``(x, y, weight)`` set."""
+    return None if len(parts) < 3 or parts[2] is None else np.asarray(parts[2], dtype=float)
+
+
+def _bounded_isotonic(raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> IsotonicRegression:
     """An isotonic calibrator whose end blocks never claim a certainty the rows cannot show.
 
     Plain isotonic regression maps the lowest block to exactly 0 when none of its rows is
@@ -732,16 +764,18 @@ def _bounded_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:
     value becomes ``(positives + 0.5) / (rows + 1)`` (a Jeffreys-like estimate): the fit is
     repeated with those values as ``y_min`` / ``y_max``, which clips and keeps the map monotone.
     """
-    plain = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+    plain = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y, sample_weight=weight)
     fitted = plain.predict(raw)
+    w = np.ones(len(y)) if weight is None else weight
     low, high = 0.0, 1.0
     if (block := fitted == 0.0).any():
-        low = (float(y[block].sum()) + 0.5) / (int(block.sum()) + 1)
+        low = (float(np.sum(w[block] * y[block])) + 0.5) / (float(w[block].sum()) + 1)
     if (block := fitted == 1.0).any():
-        high = (float(y[block].sum()) + 0.5) / (int(block.sum()) + 1)
+        high = (float(np.sum(w[block] * y[block])) + 0.5) / (float(w[block].sum()) + 1)
     if (low, high) == (0.0, 1.0):
         return plain
-    return IsotonicRegression(y_min=min(low, high), y_max=high, out_of_bounds="clip").fit(raw, y)
+    bounded = IsotonicRegression(y_min=min(low, high), y_max=high, out_of_bounds="clip")
+    return bounded.fit(raw, y, sample_weight=weight)
 
 
 def apply_calibrator(method: str, calibrator: Any, raw: np.ndarray) -> np.ndarray:
@@ -817,21 +851,31 @@ def fit_pipeline(
     y_train: Any,
     X_valid: pd.DataFrame | None = None,  # noqa: N803
     y_valid: Any = None,
-    calibration_set: tuple[np.ndarray, Any] | None = None,
+    calibration_set: tuple[Any, ...] | None = None,
+    *,
+    sample_weight: np.ndarray | None = None,
+    valid_weight: np.ndarray | None = None,
 ) -> Pipeline:
     """Fit the preparation steps on the training rows, then the model with the validation rows.
 
     sklearn's ``Pipeline.fit`` cannot pass a transformed validation set to the last step, so the
     steps are fitted here one by one; the result is an ordinary fitted ``Pipeline``.
     ``calibration_set`` (uncalibrated probabilities and labels of rows the trees never see) goes
-    to :meth:`CalibratedLGBMClassifier.fit`.
+    to :meth:`CalibratedLGBMClassifier.fit`, as do the rows' weights (``sample_weight`` of the
+    training rows, ``valid_weight`` of the validation rows; LightGBM only).
     """
     prep = Pipeline(pipeline.steps[:-1]).fit(X_train, y_train)
     model = pipeline.steps[-1][1]
     xt = prep.transform(X_train)
     if isinstance(model, CalibratedLGBMClassifier) and (X_valid is not None or calibration_set is not None):
-        eval_set = None if X_valid is None else (prep.transform(X_valid), y_valid)
-        model.fit(xt, y_train, eval_set=eval_set, calibration_set=calibration_set)
+        eval_set = None if X_valid is None else (prep.transform(X_valid), y_valid, valid_weight)
+        model.fit(
+            xt, y_train, eval_set=eval_set, calibration_set=calibration_set, sample_weight=sample_weight
+        )
+    elif isinstance(model, CalibratedLGBMClassifier):
+        model.fit(xt, np.asarray(y_train, dtype=int), sample_weight=sample_weight)
     else:
+        if sample_weight is not None:
+            raise ValueError(f"{type(model).__name__} takes no row weights here")
         model.fit(xt, np.asarray(y_train, dtype=int))
     return pipeline

@@ -52,6 +52,7 @@ from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
 from forecast.models.stage_incidence import StageWinIncidence
+from forecast.training import ipcw
 from forecast.training.inputs import ModelInput
 from forecast.training.splits import check_part_sizes, evaluation_split, one_class_part
 
@@ -168,8 +169,10 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     """Evaluate the model's fitting procedure on the latest slice, then fit it on all labelled rows.
 
     Deal snapshots too few to fit and evaluate the learned model (a CRM with a few months of
-    history) get the small-data stage model instead (:func:`train_stage_incidence`), said in the
-    notes; anything else too small raises :class:`InsufficientDataError`.
+    history), or whose learned model scores a worse Brier score than the stage-only win rate on
+    the test slice (by more than two standard errors), get the small-data stage model instead
+    (:func:`train_stage_incidence`), said in the notes; anything else too small raises
+    :class:`InsufficientDataError`.
 
     Args:
         data: The feature table and its columns.
@@ -184,11 +187,31 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     """
     stage_model = all(c in data.frame.columns for c in STAGE_INCIDENCE_COLUMNS) and "stage" in data.features
     try:
-        return _train_learned(data, config, check_parts=stage_model)
+        result = _train_learned(data, config, check_parts=stage_model)
     except InsufficientDataError as exc:
         if not stage_model:
             raise
         return train_stage_incidence(data, config, reason=str(exc))
+    losing = _loses_to_stage_table(result) if stage_model else None
+    if losing is not None:
+        # A learned model worse than the table a manager keeps by hand is not served (issue 15).
+        return train_stage_incidence(data, config, reason=losing)
+    return result
+
+
+def _loses_to_stage_table(result: TrainResult) -> str | None:
+    """Why the learned model is worse than the stage-only win rate on its test slice (``None``: it is not).
+
+    Worse: a higher Brier score by more than two standard errors of the paired difference.
+    """
+    gap = result.baselines.get("stage_win_rate", {})
+    diff, se = gap.get("brier_gap"), gap.get("brier_gap_se")
+    if diff is None or se is None or not np.isfinite(diff) or not np.isfinite(se) or diff <= 2 * se:
+        return None
+    return (
+        f"the learned model scored a worse Brier score than the stage-only win rate on the test slice "
+        f"(by {diff:.4f}, standard error {se:.4f})"
+    )
 
 
 def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str) -> TrainResult:
@@ -338,32 +361,38 @@ def _train_learned(data: ModelInput, config: TrainingConfig, check_parts: bool =
     absolute minimums raise :class:`InsufficientDataError` (:func:`check_part_sizes`); without it a
     small export is still trained and judged on what it has, its notes saying so.
     """
-    frame, y_all = _labelled(data)
+    frame, y_all, w_all = _labelled(data, config)
     small, note = _check_sufficiency(y_all, config)
-    parts, split_summary = evaluation_split(data, frame, config)
+    y_eval, w_eval = y_all, w_all
+    if w_all is None:
+        parts, split_summary = evaluation_split(data, frame, config)
+    else:
+        parts, split_summary, y_eval, w_eval = _weighted_split(data, config, frame, y_all, w_all)
     fit_rows, test = parts
-    _require_both_classes(parts, y_all, frame[data.id_column].nunique())
+    _require_both_classes(parts, y_eval, frame[data.id_column].nunique())
     if check_parts:
-        check_part_sizes(parts, y_all, config)
+        check_part_sizes(parts, y_eval, config)
     x = frame[data.features]
     ids = frame[data.id_column].reset_index(drop=True)
     notes = [note] if note else []
+    if w_all is not None:
+        notes.append(_ipcw_note(config))
     if split_summary.get("note"):
         notes.append(str(split_summary["note"]))
     periods = _period_features(data, split_summary)
     config = _with_family_choice(data, config, split_summary)
     template, kind, family = _family(data, config, frame, fit_rows, small, periods, notes)
-    eval_pipeline, eval_fit = _fit_calibrated(template, x, y_all, ids, fit_rows, config)
+    eval_pipeline, eval_fit = _fit_calibrated(template, x, y_eval, ids, fit_rows, config, w_eval)
     p_test = eval_pipeline.predict_proba(x.iloc[test])[:, 1]
     y_test = y_all[test]
-    baselines, reliability = _judge_baselines(data, config, x, y_all, ids, parts, p_test)
+    baselines, reliability = _judge_baselines(data, config, x, y_eval, ids, parts, p_test, w_eval)
     segments = {
         col: segment_calibration(y_test, p_test, frame[col].iloc[test].reset_index(drop=True))
         for col in config.segments
         if col in frame
     }
     pipeline, final = (
-        _fit_calibrated(template, x, y_all, ids, np.arange(len(y_all)), config)
+        _fit_calibrated(template, x, y_all, ids, np.arange(len(y_all)), config, w_all)
         if config.final_fit.enabled
         else (eval_pipeline, {**eval_fit, "note": "final fit disabled: the evaluation model is served"})
     )
@@ -404,14 +433,92 @@ def _params(kind: str, config: TrainingConfig) -> dict[str, Any]:
     }
 
 
-def _labelled(data: ModelInput) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows with a known (and not censored) label, and their 0/1 labels."""
+def _uses_ipcw(data: ModelInput, config: TrainingConfig) -> bool:
+    """Whether the label is the weighted win within the horizon (:mod:`forecast.training.ipcw`)."""
+    return (
+        config.snapshots.censoring == "ipcw"
+        and data.label == "label_won_within_h"
+        and all(c in data.frame.columns for c in ipcw.COLUMNS)
+    )
+
+
+def _labelled(data: ModelInput, config: TrainingConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """The rows with a known label, their 0/1 labels and, with ``censoring: ipcw``, their weights.
+
+    Without weights a row is known when its label is not censored (followed for the whole horizon);
+    with them (:func:`forecast.training.ipcw.label_of`) also when its deal closed before the data's end.
+    """
     frame = data.frame
-    known = frame[data.label].notna()
+    if _uses_ipcw(data, config):
+        label = ipcw.label_of(frame, config.snapshots.horizon_days, config.snapshots.ipcw_min_survival)
+        known = np.flatnonzero(label.known)
+        return frame.iloc[known].reset_index(drop=True), label.y[known], label.weight[known]
+    mask = frame[data.label].notna()
     if data.censored is not None:
-        known &= ~frame[data.censored].astype(bool)
-    frame = frame.loc[known].reset_index(drop=True)
-    return frame, frame[data.label].astype(int).to_numpy()
+        mask &= ~frame[data.censored].astype(bool)
+    frame = frame.loc[mask].reset_index(drop=True)
+    return frame, frame[data.label].astype(int).to_numpy(), None
+
+
+def _weighted_split(
+    data: ModelInput, config: TrainingConfig, frame: pd.DataFrame, y: np.ndarray, weight: np.ndarray
+) -> tuple[list[np.ndarray], dict[str, Any], np.ndarray, np.ndarray]:
+    """The evaluation rows with weights: judged on complete follow-up, fitted on what the test cut knew.
+
+    - *Test rows*: the split (:func:`~forecast.training.splits.evaluation_split`) runs on the
+      snapshots followed for the whole horizon, exactly as without weights, and the test slice is
+      judged unweighted. The weights assume that a recent snapshot closing early stands for the
+      older ones like it (no drift); the latest slice is where that is least true, so it is not
+      judged through them.
+    - *Fitting rows*: every snapshot before the test cut (of a deal not in the test slice) whose
+      label is known at the cut, labelled and weighted as if the data ended there, so the
+      evaluation model learns nothing after the cut; without a time split, every snapshot of the
+      other deals, weighted as the served model's.
+
+    Returns:
+        The fitting and test positions in ``frame``, the split's summary, and the labels and
+        weights to fit and judge with.
+    """
+    h, floor = config.snapshots.horizon_days, config.snapshots.ipcw_min_survival
+    complete = np.flatnonzero(frame[ipcw.FOLLOW_UP].to_numpy(dtype=float) >= h)
+    parts, summary = evaluation_split(data, frame.iloc[complete].reset_index(drop=True), config)
+    test = complete[parts[1]]
+    y_eval, w_eval = y.copy(), weight.copy()
+    w_eval[test] = 1.0
+    ids = frame[data.id_column].to_numpy()
+    other = ~np.isin(ids, ids[test])
+    if summary.get("method") != "time":
+        fit_rows = np.flatnonzero(other)
+        return [fit_rows, test], summary, y_eval, w_eval
+    cut = pd.Timestamp(summary["cuts"][1])
+    times = pd.to_datetime(frame[str(data.time_column)])
+    # Days from the test cut to the data's end (the same for every row).
+    shift = float(frame[ipcw.FOLLOW_UP].iloc[0]) - (cut - times.iloc[0]) / pd.Timedelta(days=1)
+    # The follow-up share G is read from every snapshot before the cut, labelled or not.
+    everything = data.frame
+    position = np.flatnonzero(ipcw.label_of(everything, h, floor).known)  # ``frame``'s rows in ``everything``
+    before = np.flatnonzero((pd.to_datetime(everything[str(data.time_column)]) < cut).to_numpy())
+    at_cut = ipcw.label_of(everything.iloc[before], h, floor, shift)
+    y_cut, w_cut = np.zeros(len(everything), dtype=int), np.zeros(len(everything))
+    y_cut[before], w_cut[before] = at_cut.y, at_cut.weight
+    candidates = np.flatnonzero(other & (times < cut).to_numpy())
+    y_eval[candidates] = y_cut[position[candidates]]
+    w_eval[candidates] = w_cut[position[candidates]]
+    fit_rows = candidates[w_eval[candidates] > 0]
+    summary["fitting_rows"] = (
+        f"{len(fit_rows)} snapshots before the test cut whose label was known then (weighted), "
+        f"not only the {len(parts[0])} followed for the whole horizon before the purge gap"
+    )
+    return [fit_rows, test], summary, y_eval, w_eval
+
+
+def _ipcw_note(config: TrainingConfig) -> str:
+    h = config.snapshots.horizon_days
+    return (
+        f"label: won within {h} days, learned from every snapshot whose outcome within them is known "
+        "(followed for the whole horizon, or closed before the data's end), weighted by the inverse "
+        f"share of snapshots followed that long (at most {1 / config.snapshots.ipcw_min_survival:g}x)"
+    )
 
 
 def _require_both_classes(parts: list[np.ndarray], y: np.ndarray, entities: int) -> None:
@@ -484,6 +591,7 @@ def _fit_calibrated(
     ids: pd.Series,
     rows: np.ndarray,
     config: TrainingConfig,
+    weight: np.ndarray | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """The fitting procedure (:func:`~forecast.models.crossfit.fit_calibrated`) on the rows ``rows``."""
     return fit_calibrated(
@@ -494,6 +602,7 @@ def _fit_calibrated(
         folds=config.final_fit.folds,
         fitted_folds=config.final_fit.held_out(len(rows)),
         seed=config.seed,
+        weight=None if weight is None else weight[rows],
     )
 
 
@@ -505,10 +614,13 @@ def _judge_baselines(
     ids: pd.Series,
     parts: list[np.ndarray],
     p_test: np.ndarray,
+    weight: np.ndarray | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
     """The baselines fitted on the evaluation's fitting rows and judged against the model on the test slice.
 
-    Baselines learn from the same rows as the evaluation model: equal information.
+    Baselines learn from the same rows as the evaluation model: equal information. With row weights
+    (``censoring: ipcw``) the baselines that take weights learn with them, and every test metric
+    and gap is weighted.
 
     Args:
         data: The model input.
@@ -518,25 +630,34 @@ def _judge_baselines(
         ids: Their entities.
         parts: The fitting and the test positions.
         p_test: The evaluation model's probabilities on the test slice.
+        weight: Optional weight of each labelled row.
 
     Returns:
         Each baseline's metrics and paired gaps to the model, and the reliability tables (the model's first).
     """
     fit_rows, test = parts
     y_test = y[test]
+    w_fit = None if weight is None else weight[fit_rows]
+    w_test = None if weight is None else weight[test]
     reliability = {"model": reliability_table(y_test, p_test)}
     baselines: dict[str, dict[str, float]] = {}
     p_baselines: dict[str, np.ndarray] = {}
     for name, est in _baselines(data).items():
         if isinstance(est, LogisticBaseline):
-            est.fit(x.iloc[fit_rows], y[fit_rows], groups=ids.iloc[fit_rows])
+            est.fit(x.iloc[fit_rows], y[fit_rows], groups=ids.iloc[fit_rows], sample_weight=w_fit)
+        elif w_fit is not None and isinstance(est, StageWinRateBaseline | BaseRateClassifier):
+            est.fit(x.iloc[fit_rows], y[fit_rows], sample_weight=w_fit)
         else:
             est.fit(x.iloc[fit_rows], y[fit_rows])
         p = est.predict_proba(x.iloc[test])[:, 1]
         p_baselines[name] = p
-        baselines[name] = {**classification_metrics(y_test, p), **paired_brier_gap(y_test, p_test, p)}
+        baselines[name] = {
+            **classification_metrics(y_test, p, weight=w_test),
+            **paired_brier_gap(y_test, p_test, p, w_test),
+        }
         reliability[name] = reliability_table(y_test, p)
-    for name, gap in paired_auc_gaps(y_test, p_test, p_baselines, ids.iloc[test], seed=config.seed).items():
+    gaps = paired_auc_gaps(y_test, p_test, p_baselines, ids.iloc[test], seed=config.seed, weight=w_test)
+    for name, gap in gaps.items():
         baselines[name].update(gap)
     return baselines, reliability
 
@@ -627,15 +748,28 @@ def _logistic_template(data: ModelInput, c: float | str, seed: int) -> Pipeline:
     return build_pipeline(data.features, [], model, encode=False)
 
 
-def paired_brier_gap(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray) -> dict[str, float]:
+def paired_brier_gap(
+    y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray, weight: np.ndarray | None = None
+) -> dict[str, float]:
     """The model's Brier score minus a baseline's on the same rows, with its standard error.
 
     Paired per row (``(p_m - y)^2 - (p_b - y)^2``), so the error is that of the difference, not of
     either score: the promotion gate reads a gap within two of these errors as a tie, not a loss.
+    With ``weight`` the mean is weighted and the error is that of a weighted mean (Kish's effective
+    number of rows).
     """
     d = (np.asarray(p_model) - y) ** 2 - (np.asarray(p_baseline) - y) ** 2
-    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return {"brier_gap": float(np.mean(d)) if len(d) else float("nan"), "brier_gap_se": se}
+    if len(d) == 0:
+        return {"brier_gap": float("nan"), "brier_gap_se": float("nan")}
+    if weight is None:
+        se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        return {"brier_gap": float(np.mean(d)), "brier_gap_se": se}
+    w = np.asarray(weight, dtype=float)
+    mean = float(np.average(d, weights=w))
+    n_eff = w.sum() ** 2 / float(np.sum(w**2))
+    spread = float(np.average((d - mean) ** 2, weights=w))
+    se = float(np.sqrt(spread / max(n_eff - 1.0, 1.0))) if len(d) > 1 else float("nan")
+    return {"brier_gap": mean, "brier_gap_se": se}
 
 
 PERIOD_PRIOR_C = 1.0

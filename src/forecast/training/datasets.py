@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 from forecast.data.readers import read_table_file
 from forecast.errors import InputError
 from forecast.features.build import FeatureTable, build_feature_table
-from forecast.features.horizon import cycle_horizon, history_capped_horizon
+from forecast.features.horizon import cycle_horizon, follow_up_quantile, history_capped_horizon
 from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
@@ -60,15 +61,27 @@ def resolve_horizon(
 
     With ``snapshots.horizon_quantile`` set on a deal model, the horizon becomes that quantile of
     the time from creation to close known at ``data_end`` (:func:`~forecast.features.horizon.cycle_horizon`),
-    capped at the configured ``horizon_days``. Any other horizon is kept, unless the history is
+    capped at the configured ``horizon_days`` and at half the history; with ``snapshots.censoring:
+    ipcw``, at the follow-up that ``ipcw_min_survival`` of the snapshots reach instead (so that no
+    weight is floored: ``training.ipcw``). Any other horizon is kept, unless the history is
     shorter than twice it: then it is half the history (so half the snapshots are labelled). The
     purge gap follows the horizon unless ``split.gap_days`` is set.
     """
     snap = config.snapshots
     if snap.horizon_quantile is not None and config.entity == "opportunity":
+        ipcw = snap.censoring == "ipcw"
         h = cycle_horizon(
-            src, snap.horizon_quantile, cap_days=snap.horizon_days, data_end=data_end, of=snap.horizon_of
+            src,
+            snap.horizon_quantile,
+            cap_days=snap.horizon_days,
+            data_end=data_end,
+            of=snap.horizon_of,
+            history_share=1.0 if ipcw else 0.5,
         )
+        reach = follow_up_quantile(src, snap.ipcw_min_survival, data_end) if ipcw else None
+        if reach is not None:
+            # No snapshot's weight may need the floor: within the follow-up a share of them reach.
+            h = min(h, max(7 * math.floor(reach / 7), 14))
     else:
         table = "leads" if config.entity == "lead" else "opportunities"
         h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end)
