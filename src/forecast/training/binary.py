@@ -161,6 +161,8 @@ def _baselines(data: ModelInput) -> dict[str, Any]:
     return out
 
 
+WIN_LABEL = "label_won_within_h"
+"""The deal-win label: the only one the small-data stage model (a win incidence) stands in for."""
 STAGE_INCIDENCE_COLUMNS = ("stage", "label_days_to_close", "label_close_observed", "label_won")
 """Columns a deal snapshot table needs for the small-data stage model (``models.stage_incidence``)."""
 
@@ -185,7 +187,11 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         InsufficientDataError: Too little labelled data (a clear message, no stack trace in the CLI).
         ValueError: A split left empty, or a label column that is not 0/1.
     """
-    stage_model = all(c in data.frame.columns for c in STAGE_INCIDENCE_COLUMNS) and "stage" in data.features
+    stage_model = (
+        data.label == WIN_LABEL
+        and all(c in data.frame.columns for c in STAGE_INCIDENCE_COLUMNS)
+        and "stage" in data.features
+    )
     try:
         result = _train_learned(data, config, check_parts=stage_model)
     except InsufficientDataError as exc:
@@ -437,7 +443,7 @@ def _uses_ipcw(data: ModelInput, config: TrainingConfig) -> bool:
     """Whether the label is the weighted win within the horizon (:mod:`forecast.training.ipcw`)."""
     return (
         config.snapshots.censoring == "ipcw"
-        and data.label == "label_won_within_h"
+        and data.label == WIN_LABEL
         and all(c in data.frame.columns for c in ipcw.COLUMNS)
     )
 
