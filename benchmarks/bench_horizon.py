@@ -43,11 +43,20 @@ def main() -> None:
     parser.add_argument("--worlds", nargs="+", default=["history-9m", "stages-8", "win-60"])
     parser.add_argument("--leads-per-month", type=float, default=500.0)
     parser.add_argument("--settings", nargs="+", default=["close:0.95", "win:0.95"])
+    parser.add_argument(
+        "--lightgbm", nargs="*", default=[], metavar="KEY=VALUE", help="deal-win lightgbm settings"
+    )
     args = parser.parse_args()
     base = {
         stem: TrainingConfig.from_yaml(REPO / "training" / f"{stem}.yaml")
         for stem in ("deal_win", "lead_scoring", "time_to_close")
     }
+    if args.lightgbm:
+        changes = dict(item.split("=", 1) for item in args.lightgbm)
+        settings = base["deal_win"].lightgbm.model_dump() | changes
+        base["deal_win"] = base["deal_win"].model_copy(
+            update={"lightgbm": type(base["deal_win"].lightgbm).model_validate(settings)}
+        )
     rows = []
     for setting in args.settings:
         of, quantile, *censoring = setting.split(":")

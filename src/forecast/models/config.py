@@ -95,7 +95,16 @@ class LightGBMSettings(_Strict):
         default=[], description="columns of a logistic prior the trees boost from (init_score); empty: none"
     )
     prior_only: list[str] = Field(default=[], description="prior features the trees do not see")
-    prior_c: float = Field(default=0.1, gt=0)
+    prior_c: float | Literal["cv"] = Field(
+        default=0.1, description="inverse L2 regularisation of the prior, or 'cv' (3-fold cross-validation)"
+    )
+
+    @field_validator("prior_c")
+    @classmethod
+    def _positive_c(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError("prior_c must be positive or 'cv'")
+        return value
     prior_fit_column: str | None = Field(
         default=None,
         description="fit the prior on rows with this column <= prior_fit_max (default: all rows)",

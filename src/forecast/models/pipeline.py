@@ -327,7 +327,7 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             effects of many profile fields (and of the rep) are estimated with few parameters
             instead of being split away by trees grown mostly on later snapshots. Empty: no prior.
         prior_only: Prior features the trees do not see (e.g. a high-cardinality rep id).
-        prior_c: Inverse L2 regularisation of the prior.
+        prior_c: Inverse L2 regularisation of the prior, or ``"cv"`` (chosen by cross-validation).
         prior_fit_column: If set, the prior is fitted only on training rows whose value in this
             column is at most ``prior_fit_max`` (``age_days`` <= 0.01: the creation snapshots, one
             per deal); otherwise on all training rows.
@@ -359,7 +359,7 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         separate_calibration: bool = False,
         prior_features: Sequence[str] = (),
         prior_only: Sequence[str] = (),
-        prior_c: float = 0.1,
+        prior_c: float | str = 0.1,
         prior_fit_column: str | None = None,
         prior_fit_max: float = 0.0,
         prior_folds: int = 5,
