@@ -51,3 +51,24 @@ def test_bad_survival_edges_are_refused() -> None:
         TrainingConfig.model_validate({"survival": {"edges": [0, 30, 20]}})
     with pytest.raises(ValueError, match="last edge"):
         TrainingConfig.model_validate({"survival": {"edges": [0, 7, 30], "proba_days": 60}})
+
+
+def test_the_censoring_and_prior_options_are_checked() -> None:
+    from pydantic import ValidationError
+
+    base = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
+    assert base.snapshots.censoring == "drop"  # the weights are an option (docs/models.md)
+    data = base.model_dump(by_alias=True)
+    data["snapshots"]["censoring"] = "ipcw"
+    data["lightgbm"]["prior_c"] = "cv"
+    chosen = TrainingConfig.model_validate(data)
+    assert chosen.snapshots.censoring == "ipcw" and chosen.lightgbm.prior_c == "cv"
+    for section, key, bad in (
+        ("snapshots", "censoring", "weights"),
+        ("lightgbm", "prior_c", 0),
+        ("lightgbm", "prior_c", "x"),
+    ):
+        wrong = base.model_dump(by_alias=True)
+        wrong[section][key] = bad
+        with pytest.raises(ValidationError):
+            TrainingConfig.model_validate(wrong)
