@@ -105,6 +105,7 @@ class LightGBMSettings(_Strict):
         if not isinstance(value, str) and value <= 0:
             raise ValueError("prior_c must be positive or 'cv'")
         return value
+
     prior_fit_column: str | None = Field(
         default=None,
         description="fit the prior on rows with this column <= prior_fit_max (default: all rows)",
