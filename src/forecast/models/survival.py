@@ -15,7 +15,7 @@ expected close date) = ``S(days to that date)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,9 @@ DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 
 
 INTERVAL = "__interval"
 """Column holding the interval index in the expanded (person-period) table."""
+
+Explainer = Callable[[Any, np.ndarray, int, int], np.ndarray]
+"""TreeSHAP of one class's trees: ``(booster, rows, iterations, class) -> (n, features + 1)``."""
 
 
 def expand_person_period(
@@ -393,22 +396,36 @@ class DiscreteTimeHazard(_HazardBase):
         wide[INTERVAL] = 0.0
         return self._first_interval_contributions(wide, len(wide))
 
-    def contributions_codes(self, codes: np.ndarray) -> np.ndarray:
-        """:meth:`contributions` from the encoded float matrix of ``X`` (the same numbers)."""
+    def contributions_codes(self, codes: np.ndarray, explain: Explainer | None = None) -> np.ndarray:
+        """:meth:`contributions` from the encoded float matrix of ``X`` (the same numbers).
+
+        Args:
+            codes: The encoded rows (see :meth:`interval_proba_codes`).
+            explain: Computes the TreeSHAP values of one class's trees, as
+                ``explain(booster, rows, iterations, class)`` (the class's block of ``pred_contrib``);
+                default: ``pred_contrib`` itself.
+        """
         wide = np.zeros((len(codes), codes.shape[1] + 1), dtype=np.float64)
         wide[:, :-1] = codes
-        return self._first_interval_contributions(wide, len(wide))
+        return self._first_interval_contributions(wide, len(wide), explain)
 
-    def _first_interval_contributions(self, wide: Any, n: int) -> np.ndarray:
-        threads = predict_threads(n)
-        contrib = np.asarray(
-            self.model_.booster_.predict(
-                wide, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=threads
+    def _first_interval_contributions(
+        self, wide: Any, n: int, explain: Explainer | None = None
+    ) -> np.ndarray:
+        competing = getattr(self, "competing_", False)
+        if explain is not None:  # "still open" is class 0 of the competing model, negated
+            contrib = explain(self.model_.booster_, wide, self.best_iteration_, 0)
+            contrib = -contrib if competing else contrib
+        else:
+            threads = predict_threads(n)
+            contrib = np.asarray(
+                self.model_.booster_.predict(
+                    wide, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=threads
+                )
             )
-        )
-        if getattr(self, "competing_", False):  # one block per class: keep "still open", negated
-            width = contrib.shape[1] // 3
-            contrib = -contrib[:, :width]
+            if competing:  # one block per class: keep "still open", negated
+                width = contrib.shape[1] // 3
+                contrib = -contrib[:, :width]
         out = np.delete(contrib, -2, axis=1)
         out[:, -1] += contrib[:, -2]
         return out

@@ -29,7 +29,7 @@ from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
-from forecast.scoring.pattern_shap import tree_contributions, tree_contributions_and_raw
+from forecast.scoring.pattern_shap import class_contributions, tree_contributions, tree_contributions_and_raw
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +270,13 @@ class CodedPipeline:
         return model._proba_from_raw(uncalibrated), values
 
     def hazard_contributions(self, codes: np.ndarray) -> np.ndarray:
-        """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`)."""
+        """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`).
+
+        Its "still open" trees are explained by the split-pattern engine
+        (:func:`~forecast.scoring.pattern_shap.class_contributions`), as the classifiers' trees.
+        """
         model: DiscreteTimeHazard = self.model
-        return model.contributions_codes(codes)
+        return model.contributions_codes(codes, explain=class_contributions)
 
     def survival(self, codes: np.ndarray) -> np.ndarray:
         """The hazard model's survival curves (:meth:`DiscreteTimeHazard.survival`)."""
@@ -291,8 +295,11 @@ class CodedPipeline:
         """
         codes = self._synthetic()
         frame = self.frame(codes)
-        if isinstance(self.model, DiscreteTimeHazard):
-            pairs = [(self.survival(codes), self.model.survival(frame))]
+        if isinstance(self.model, DiscreteTimeHazard):  # the reasons' engine is built here too
+            pairs = [
+                (self.survival(codes), self.model.survival(frame)),
+                (self.hazard_contributions(codes), self.model.contributions(frame)),
+            ]
         else:
             pairs = [
                 (self.predict_proba(codes), self.model.predict_proba(frame)),
