@@ -76,9 +76,8 @@ _CLIPPED = 1e300
 _BLOCK = 256
 """Rows per block when computing patterns (keeps the (pairs x rows) temporaries in cache)."""
 
-_CACHE: weakref.WeakKeyDictionary[lgb.Booster, dict[int | tuple[int, int], PatternShap | None]] = (
-    weakref.WeakKeyDictionary()
-)
+_CACHE: weakref.WeakKeyDictionary[lgb.Booster, dict[Any, PatternShap | None]] = weakref.WeakKeyDictionary()
+"""Engines per booster: by tree count (and class), and by the arguments asked for."""
 
 
 def method() -> str:
@@ -166,11 +165,14 @@ def pattern_shap(booster: lgb.Booster, iteration: int | None, klass: int = 0) ->
     """
     if iteration is None:  # as Booster.predict: the booster's best iteration when it has one
         iteration = booster.best_iteration
+    per_booster = _CACHE.setdefault(booster, {})
+    asked = (int(iteration), klass, "asked")
+    if asked in per_booster:  # a request's lookup without asking LightGBM for the tree counts again
+        return per_booster[asked]
     per_class = booster.num_model_per_iteration()
     iterations = booster.num_trees() // per_class
     trees = iterations if iteration <= 0 else min(int(iteration), iterations)
-    per_booster = _CACHE.setdefault(booster, {})
-    key = trees if klass == 0 and per_class == 1 else (trees, klass)
+    key: int | tuple[int, int] = trees if klass == 0 and per_class == 1 else (trees, klass)
     if key not in per_booster:
         engine: PatternShap | None
         try:
@@ -183,6 +185,8 @@ def pattern_shap(booster: lgb.Booster, iteration: int | None, klass: int = 0) ->
             log.debug("no split-pattern TreeSHAP for this booster: %r", exc)
             engine = None
         per_booster[key] = engine
+    if 0 < iteration <= iterations:  # never capped: the same trees whatever the booster holds later
+        per_booster[asked] = per_booster[key]
     return per_booster[key]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,6 @@ from forecast.scoring.export_rows import score_export_rows
 from forecast.scoring.frame import proba_and_reason_array, score_frame
 from forecast.scoring.reasons import dtype_kind, reason_array, reason_columns
 from forecast.serving.record_columns import RecordColumns, catalogue_kinds, moment
-from forecast.timeutil import utc_now as base_utc_now
 
 MAX_GROUPS = 50
 """Most groups (teams, regions) in one revenue forecast of sent deals."""
@@ -99,8 +98,12 @@ def check_stages(model: LoadedModel, records: Sequence[BaseModel], field: str, s
 
 
 def utc_now() -> pd.Timestamp:
-    """Now in UTC, without a time zone (the warehouse's convention)."""
-    return base_utc_now().floor("s")
+    """Now in UTC to the second, without a time zone (the warehouse's convention).
+
+    ``forecast.timeutil.utc_now().floor("s")``, built from the standard library's clock: pandas'
+    zone conversion and rounding cost 50 µs, a tenth of a one-record request.
+    """
+    return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0))
 
 
 def warehouse_as_of(settings: Any) -> pd.Timestamp | None:
