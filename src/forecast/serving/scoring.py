@@ -29,7 +29,7 @@ from forecast.scoring.bands import band_of
 from forecast.scoring.close_dates import close_date_arrays, close_date_columns
 from forecast.scoring.contributions import contributions
 from forecast.scoring.export_rows import score_export_rows
-from forecast.scoring.frame import proba_and_reason_array, score_frame
+from forecast.scoring.frame import fast_proba_and_reason_array, proba_and_reason_array, score_frame
 from forecast.scoring.reasons import dtype_kind, reason_array, reason_columns
 from forecast.serving.record_columns import RecordColumns, catalogue_kinds, moment
 
@@ -217,26 +217,26 @@ def score_records(
     meta = model.meta
     score_name = meta.score_name
     fast = fastpath.coded(model.pipeline)
-    if (
-        fast is not None
-        and isinstance(fast.model, CalibratedLGBMClassifier)
-        and columns.has_features(fast.columns)
-        and columns.has_features(used)
-    ):
+    if fast is not None and isinstance(fast.model, CalibratedLGBMClassifier):
         kinds = reason_kinds(model, entity)
-        raw, texts = proba_and_reason_array(
-            fast,
-            columns.encode(fast.encoder, fast.columns),
-            columns.values,
-            lambda feature: kinds.get(feature) or columns.kind(feature),
-            dict(meta.descriptions),
-        )
+        if columns.has_features(fast.columns):  # the records' columns, no frame
+            raw, texts = proba_and_reason_array(
+                fast,
+                columns.encode(fast.encoder, fast.columns),
+                columns.values,
+                lambda feature: kinds.get(feature) or columns.kind(feature),
+                dict(meta.descriptions),
+            )
+            warnings = columns.unseen_warnings(model.pipeline, used)
+        else:  # a model reading the id or as_of: the frame, as before
+            frame = records_frame(records, entity, when)
+            raw, texts = fast_proba_and_reason_array(fast, frame, dict(meta.descriptions), kinds)
+            warnings = unseen_warnings(model.pipeline, frame[used])
         # as score_frame: score and band from the exact probability, the probability rounded
         p, scores = np.round(raw, 6), np.rint(raw * 100).astype(int)
         bands = band_of(raw, meta.bands)
         names = reason_columns(3)
         reasons: list[dict[Any, Any]] = [dict(zip(names, row, strict=True)) for row in texts]
-        warnings = columns.unseen_warnings(model.pipeline, used)
     else:
         frame = records_frame(records, entity, when)
         scored = score_frame(model, frame[used], frame[id_col])
@@ -316,8 +316,7 @@ def close_records(
         and isinstance(fast.model, DiscreteTimeHazard)
         and model.meta.survival_edges
         and columns.has_features(fast.columns)
-        and columns.has_features(used)
-        and list(fast.columns) == used
+        and set(fast.columns) <= set(used)
     ):
         codes = columns.encode(fast.encoder, fast.columns)
         # the expected close date and slip risk whenever the deal has one, used by the model or not
