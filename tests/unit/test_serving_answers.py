@@ -35,7 +35,9 @@ from forecast.models.survival import (
     DiscreteTimeHazard,
     _interpolation,
     survival_at,
+    survival_at_columns,
     survival_quantile,
+    survival_quantiles,
 )
 from forecast.models.unseen import unseen_warnings
 from forecast.registry import LoadedModel
@@ -570,3 +572,19 @@ def test_the_hazards_reasons_are_pred_contribs(models: dict[str, LoadedModel]) -
             rtol=0,
             atol=1e-12,
         )
+
+
+def test_curves_read_at_several_points_at_once_are_the_one_at_a_time_values() -> None:
+    rng = np.random.default_rng(4)
+    hazards = rng.uniform(0, 0.3, (500, len(DEFAULT_EDGES) - 1))
+    hazards[:50] = 0.0  # never closes: quantiles beyond the horizon
+    hazards[50:60, 0] = 1.0  # closes at once
+    surv = np.concatenate([np.ones((500, 1)), np.cumprod(1.0 - hazards, axis=1)], axis=1)
+    days = np.column_stack([np.full(500, 30.0), rng.uniform(-10, 400, 500), np.zeros(500), np.full(500, 365.0)])
+    at = survival_at_columns(surv, DEFAULT_EDGES, days)
+    for j in range(days.shape[1]):
+        np.testing.assert_array_equal(at[:, j], survival_at(surv, DEFAULT_EDGES, days[:, j]))
+    qs = (0.1, 0.5, 0.9)
+    spans = survival_quantiles(surv, DEFAULT_EDGES, qs)
+    for j, q in enumerate(qs):
+        np.testing.assert_array_equal(spans[:, j], survival_quantile(surv, DEFAULT_EDGES, q))

@@ -165,24 +165,34 @@ def close_date_arrays(
         ``expected_close_date`` and ``slip_risk``: float arrays, and dates as :func:`dates_after`
         gives them (``datetime64[ns]`` arrays for zone-less moments).
     """
-    from forecast.models.survival import survival_at, survival_quantile
+    from forecast.models.survival import survival_at_columns, survival_quantiles
 
     survival_cfg = dict(model.meta.survival or {})
     edges = model.meta.survival_edges
     report = [float(x) for x in survival_cfg.get("report_days") or [30, 60, 90]]
-    columns: dict[str, Any] = {}
-    for days in report:
-        columns[f"p_close_{int(days)}d"] = np.round(1.0 - survival_at(surv, edges, days), 6)
-    offsets = {f"close_date_p{int(q * 100)}": survival_quantile(surv, edges, q) for q in (0.1, 0.5, 0.9)}
+    n = surv.shape[0]
     to_ecd = None
     if days_to_expected_close is not None:
         to_ecd = np.asarray(days_to_expected_close, dtype=float)
         # beyond a century the value is a data error, and no date can hold it: unknown
         to_ecd = np.where(np.abs(to_ecd) > MAX_DAYS, np.nan, to_ecd)
+    # S at the reported horizons (and at the expected close date) in one pass
+    days = np.empty((n, len(report) + (to_ecd is not None)))
+    days[:, : len(report)] = report
+    if to_ecd is not None:
+        days[:, -1] = np.nan_to_num(to_ecd, nan=0.0)
+    at = survival_at_columns(surv, edges, days)
+    columns: dict[str, Any] = {}
+    for j, horizon in enumerate(report):
+        columns[f"p_close_{int(horizon)}d"] = np.round(1.0 - at[:, j], 6)
+    quantiles = (0.1, 0.5, 0.9)
+    spans = survival_quantiles(surv, edges, quantiles)
+    offsets = {f"close_date_p{int(q * 100)}": spans[:, j] for j, q in enumerate(quantiles)}
+    if to_ecd is not None:
         offsets["expected_close_date"] = to_ecd
     columns.update(dates_after(as_of, offsets))
     if to_ecd is not None:
-        slip = np.where(to_ecd < 0, 1.0, survival_at(surv, edges, np.nan_to_num(to_ecd, nan=0.0)))
+        slip = np.where(to_ecd < 0, 1.0, at[:, -1])
         columns["slip_risk"] = np.round(np.where(np.isnan(to_ecd), np.nan, slip), 6)
     return columns
 

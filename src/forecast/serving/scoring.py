@@ -197,7 +197,8 @@ def reason_lists(row: Any, top_k: int = 3) -> dict[str, list[str]]:
 
 
 def _sent(record: BaseModel, names: Sequence[str]) -> int:
-    return sum(getattr(record, n, None) is not None for n in names)
+    values = record.__dict__  # the fields' values (getattr of each: the same, slower)
+    return sum(values.get(n) is not None for n in names)
 
 
 def score_records(
