@@ -580,7 +580,8 @@ def test_curves_read_at_several_points_at_once_are_the_one_at_a_time_values() ->
     hazards[:50] = 0.0  # never closes: quantiles beyond the horizon
     hazards[50:60, 0] = 1.0  # closes at once
     surv = np.concatenate([np.ones((500, 1)), np.cumprod(1.0 - hazards, axis=1)], axis=1)
-    days = np.column_stack([np.full(500, 30.0), rng.uniform(-10, 400, 500), np.zeros(500), np.full(500, 365.0)])
+    spread = rng.uniform(-10, 400, 500)
+    days = np.column_stack([np.full(500, 30.0), spread, np.zeros(500), np.full(500, 365.0)])
     at = survival_at_columns(surv, DEFAULT_EDGES, days)
     for j in range(days.shape[1]):
         np.testing.assert_array_equal(at[:, j], survival_at(surv, DEFAULT_EDGES, days[:, j]))
