@@ -10,7 +10,9 @@ frame, value for value) and the unseen-category warnings. Tests compare each wit
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -108,21 +110,20 @@ class RecordColumns:
 
         Codes of a column the encoder maps come from the same lookup on the same values (the
         frame's objects: text, or the numbers as Python floats); other numbers are the float64
-        values; a text column the encoder does not map is parsed as ``pd.to_numeric`` parses it.
+        values (gathered at once); a text column the encoder does not map is parsed as
+        ``pd.to_numeric`` parses it.
         """
+        plan = _plan(encoder, self.entity, tuple(columns))
         maps = encoder._code_maps()
         out = np.empty((len(self), len(columns)), dtype=np.float64)
-        for j, name in enumerate(columns):
-            text, i = self._where[name]
-            if name in maps:
-                column = self.texts[:, i] if text else self.numbers[:, i].astype(object)
-                out[:, j] = _category_codes(column, maps[name])
-            elif not text:
-                out[:, j] = self.numbers[:, i]
-            else:
-                out[:, j] = (
-                    pd.to_numeric(pd.Series(self.texts[:, i]), errors="coerce").astype("float64").to_numpy()
-                )
+        out[:, plan.plain_out] = self.numbers[:, plan.plain_in]
+        for j, name, text, i in plan.mapped:
+            column = self.texts[:, i] if text else self.numbers[:, i].astype(object)
+            out[:, j] = _category_codes(column, maps[name])
+        for j, i in plan.parsed:
+            out[:, j] = (
+                pd.to_numeric(pd.Series(self.texts[:, i]), errors="coerce").astype("float64").to_numpy()
+            )
         return out
 
     def unseen_warnings(self, pipeline: Any, columns: Sequence[str]) -> list[list[str]]:
@@ -139,6 +140,40 @@ class RecordColumns:
                 if not _missing(value) and (value if isinstance(value, str) else str(value)) not in mapping:
                     out[row].append(unseen_warning(column, str(value)))
         return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each encoded column comes from (see :meth:`RecordColumns.encode`)."""
+
+    plain_out: np.ndarray
+    """Encoded columns that are the numbers block's values, and (``plain_in``) their block columns."""
+    plain_in: np.ndarray
+    mapped: list[tuple[int, str, bool, int]]
+    """Encoded column, name, whether text, block column: codes looked up in the encoder's map."""
+    parsed: list[tuple[int, int]]
+    """Encoded column, text block column: text the encoder does not map, parsed as numbers."""
+
+
+_PLANS: weakref.WeakKeyDictionary[CategoryEncoder, dict[tuple[Any, ...], _Plan]] = weakref.WeakKeyDictionary()
+
+
+def _plan(encoder: CategoryEncoder, entity: Entity, columns: tuple[str, ...]) -> _Plan:
+    """The encoding plan of ``columns`` of ``entity``'s records for a fitted encoder (made once)."""
+    plans = _PLANS.setdefault(encoder, {})
+    key = (entity, columns, id(encoder.__dict__.get("levels_")))
+    plan = plans.get(key)
+    if plan is None:
+        maps, where = encoder._code_maps(), _positions(entity)
+        plain = [(j, where[c][1]) for j, c in enumerate(columns) if c not in maps and not where[c][0]]
+        plan = _Plan(
+            np.array([j for j, _ in plain], dtype=np.intp),
+            np.array([i for _, i in plain], dtype=np.intp),
+            [(j, c, *where[c]) for j, c in enumerate(columns) if c in maps],
+            [(j, where[c][1]) for j, c in enumerate(columns) if c not in maps and where[c][0]],
+        )
+        plans[key] = plan
+    return plan
 
 
 def _missing(value: object) -> bool:
