@@ -393,16 +393,16 @@ class DiscreteTimeHazard(_HazardBase):
         if not calibrators:
             return curve
         out = curve.copy()
+        finite = bool(np.isfinite(curve).all())
         for j, iso in enumerate(calibrators):
             if iso is None:
                 continue
-            column = curve[:, j]
-            table = _interpolation(iso)
-            if table is not None and np.isfinite(column).all():
+            table = _interpolation(iso) if finite else None
+            if table is not None:
                 x, y, low, high = table
-                out[:, j] = np.interp(np.clip(column, low, high), x, y)
+                out[:, j] = np.interp(np.clip(curve[:, j], low, high), x, y)
             else:
-                out[:, j] = isotonic_predict(iso, column)
+                out[:, j] = isotonic_predict(iso, curve[:, j])
         return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
 
     def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803

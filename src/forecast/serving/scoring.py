@@ -264,6 +264,8 @@ def score_records(
 
 
 def _iso_date(value: Any) -> str | None:
+    if isinstance(value, np.datetime64):  # the close dates' arrays: the day, as pd.Timestamp(value).date()
+        return None if np.isnat(value) else value.astype("datetime64[D]").item().isoformat()
     return None if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
 
 
