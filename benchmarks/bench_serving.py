@@ -11,8 +11,9 @@ to set variables. Readiness is the first 200 answer to the benchmark request its
 warm-up, wrk runs once per concurrency (one wrk thread by default, so that the server keeps the
 other core of a 2-core machine) with a Lua script that posts the body and prints the latency
 distribution as JSON. The table (requests/s, p50/p90/p99/max, errors, throughput relative to the
-baseline at the same concurrency, 1-minute load average before the run) is printed as Markdown
-and saved with the raw figures under benchmarks/out/serving/.
+baseline at the same concurrency, the server's CPU time per request (its process tree, from
+/proc), 1-minute load average before the run) is printed as Markdown and saved with the raw
+figures under benchmarks/out/serving/.
 
 Without --server, four servers of benchmarks/serving/ serve the same LightGBM booster (300
 trees, 40 features) for one JSON record: ``bare`` (Starlette + uvicorn), ``bentoml-default``
@@ -173,6 +174,37 @@ def run_wrk(url: str, connections: int, duration: float, threads: int, lua: Path
     }
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live descendants, in seconds (``nan`` without /proc).
+
+    The server's workers are its descendants (BentoML's run in sessions of their own), so this is
+    the server's whole CPU: divided by the requests answered between two readings, the CPU a request
+    costs, which a busy machine changes far less than the latency.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return float("nan")
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # from field 3 (state) on
+        parent[int(entry.name)] = int(fields[1])  # field 4: the parent
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+    tree, todo = {pid}, [pid]
+    while todo:
+        current = todo.pop()
+        children = [p for p, pp in parent.items() if pp == current and p not in tree]
+        tree.update(children)
+        todo += children
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def table(rows: list[dict], baseline: str) -> str:
     """Markdown: one line per run; with several routes or rounds, a column for each (ratios per round)."""
     key = ("round", "route", "concurrency")
@@ -182,9 +214,9 @@ def table(rows: list[dict], baseline: str) -> str:
     head = "| round | route " if routes else ""
     lines = [
         head + "| server | conc. | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors "
-        "| vs baseline | load |",
+        "| vs baseline | server CPU ms/request | load |",
         ("| ---: | --- " if routes else "")
-        + "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        + "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         reference = base.get(tuple(r.get(k) for k in key))
@@ -193,7 +225,8 @@ def table(rows: list[dict], baseline: str) -> str:
         lines.append(
             f"{lead}| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
             f"| {r['p90_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {ratio:.0%} | {r['load1']:.2f} |"
+            f"| {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} | {ratio:.0%} "
+            f"| {r.get('server_cpu_ms', nan):.2f} | {r['load1']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -296,20 +329,24 @@ def main() -> int:
                         run_wrk(url, 8, args.warmup, args.threads, lua, body_file)
                     for conns in concurrency:
                         load1 = os.getloadavg()[0]
+                        cpu = tree_cpu_seconds(proc.pid)
                         res = run_wrk(url, conns, args.duration, args.threads, lua, body_file)
+                        cpu = tree_cpu_seconds(proc.pid) - cpu
                         row = {
                             "server": name,
                             "round": round_,
                             "route": path,
                             "concurrency": conns,
                             "load1": load1,
+                            "server_cpu_ms": 1000 * cpu / max(res["requests"], 1),
                         }
                         rows.append({**row, **res})
                         print(
                             f"{round_} {path} {name:>18} c={conns:<3} {res['rps']:8.0f} req/s  "
                             f"p50 {res['p50_ms']:6.2f}  p99 {res['p99_ms']:7.2f}  "
                             f"max {res['max_ms']:7.1f} ms  "
-                            f"errors {res['errors']}  load {load1:.2f}",
+                            f"errors {res['errors']}  CPU {row['server_cpu_ms']:.2f} ms/req  "
+                            f"load {load1:.2f}",
                             file=sys.stderr,
                             flush=True,
                         )

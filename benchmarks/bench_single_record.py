@@ -1,6 +1,7 @@
 """Single-record (and small-batch) scoring latency, stage by stage, with the real champions.
 
 Usage: uv run --frozen python benchmarks/bench_single_record.py [--reps 300] [--json OUT] [--profile]
+       uv run --frozen python benchmarks/bench_single_record.py --requests [--reps 200] [--json OUT]
 
 Needs the champions of ``forecast run`` in the local MLflow (``lead_scoring``, ``deal_win``,
 ``time_to_close``). Feature rows are the open leads and deals of the warehouse
@@ -16,6 +17,13 @@ p99 in microseconds:
 - ``close_date_columns`` for deals (the time-to-close hazard model), and its ``survival`` alone.
 
 ``--profile`` prints a cProfile of ``score_frame`` and ``close_date_columns`` on one row.
+
+``--requests`` times what each scoring route computes for one request, in process: the bodies
+``benchmarks/serving/lead.json`` and ``deal.json`` parsed by the service's request models, then
+``json_safe(score_records(...))`` (``/lead_score``, ``/win_probability``) and
+``json_safe(close_records(...))`` (``/time_to_close``), median and p99 of ``--reps`` calls after 20
+warm-up calls (no warehouse needed: only the champions). Run it with ``PYTHONPATH`` on another
+checkout's ``src`` for that code's figures; ``--compare`` reads two such ``--json`` files too.
 """
 
 from __future__ import annotations
@@ -207,18 +215,63 @@ def load() -> tuple[dict[str, LoadedModel], dict[str, pd.DataFrame]]:
     return models, {"lead_scoring": leads, "deal_win": deals, "time_to_close": deals}
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def request_stages() -> dict[str, Callable[[], Any]]:
+    """Per scoring route, one request of its benchmark body as the service computes it (``--requests``)."""
+    from forecast.serving.schemas import DealRequest, LeadScoreRequest
+    from forecast.serving.scoring import close_records, json_safe, score_records
+
+    settings = load_settings()
+    models = {name: load_model(name, settings) for name in ("lead_scoring", "deal_win", "time_to_close")}
+    lead = LeadScoreRequest.model_validate_json((ROOT / "benchmarks/serving/lead.json").read_text()).lead
+    deal = DealRequest.model_validate_json((ROOT / "benchmarks/serving/deal.json").read_text()).deal
+    return {
+        "/lead_score": lambda: json_safe(score_records(models["lead_scoring"], [lead], "lead")),
+        "/win_probability": lambda: json_safe(score_records(models["deal_win"], [deal], "opportunity")),
+        "/time_to_close": lambda: json_safe(close_records(models["time_to_close"], [deal])),
+    }
+
+
+def measure_requests(reps: int) -> list[dict[str, Any]]:
+    """One record per route: median and p99 of ``reps`` requests after 20 warm-up requests."""
+    results = []
+    for route, fn in request_stages().items():
+        for _ in range(20):
+            fn()
+        samples = np.empty(reps, dtype=np.int64)
+        for i in range(reps):
+            start = time.perf_counter_ns()
+            fn()
+            samples[i] = time.perf_counter_ns() - start
+        stats = {
+            "median_us": float(np.median(samples)) / 1e3,
+            "p99_us": float(np.percentile(samples, 99)) / 1e3,
+        }
+        results.append({"model": route, "rows": 1, "stage": "request", **stats})
+        print(f"{route:18s} median {stats['median_us']:8.1f} µs  p99 {stats['p99_us']:8.1f} µs", flush=True)
+    return results
+
+
 def main() -> None:
     """Run the benchmark and print a markdown table (optionally save the JSON)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--requests", action="store_true", help="time one request of each scoring route")
     parser.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"), default=None)
     args = parser.parse_args()
     if args.compare is not None:
         print(comparison(*(json.loads(path.read_text()) for path in args.compare)))
         return
     warnings.filterwarnings("ignore")
+    if args.requests:
+        results = measure_requests(args.reps)
+        if args.json is not None:
+            args.json.write_text(json.dumps(results, indent=1))
+        return
     models, frames = load()
     if args.profile:
         profile(models, frames)

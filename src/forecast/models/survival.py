@@ -15,7 +15,8 @@ expected close date) = ``S(days to that date)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,9 @@ DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 
 
 INTERVAL = "__interval"
 """Column holding the interval index in the expanded (person-period) table."""
+
+Explainer = Callable[[Any, np.ndarray, int, int], np.ndarray]
+"""TreeSHAP of one class's trees: ``(booster, rows, iterations, class) -> (n, features + 1)``."""
 
 
 def expand_person_period(
@@ -116,6 +120,37 @@ def survival_quantile(surv: np.ndarray, edges: Sequence[float], q: float) -> np.
     s0, s1 = surv[rows, k - 1], surv[rows, k]
     frac = np.where(s0 > s1, (s0 - target) / np.where(s0 > s1, s0 - s1, 1.0), 0.0)
     out[rows] = e[k - 1] + frac * (e[k] - e[k - 1])
+    out[first == 0] = 0.0
+    return out
+
+
+def survival_at_columns(surv: np.ndarray, edges: Sequence[float], days: np.ndarray) -> np.ndarray:
+    """:func:`survival_at` of several day counts per row at once: ``days`` (n, m) -> (n, m).
+
+    Column ``j`` is ``survival_at(surv, edges, days[:, j])`` to the last bit (the same operations
+    on each element); one call instead of one per column is what a request of a few deals saves.
+    """
+    e = np.asarray(edges, dtype=float)
+    t = np.clip(np.asarray(days, dtype=float), 0.0, e[-1])
+    k = np.clip(np.searchsorted(e, t, side="right") - 1, 0, len(e) - 2)
+    frac = (t - e[k]) / (e[k + 1] - e[k])
+    rows = np.arange(surv.shape[0])[:, None]
+    return surv[rows, k] + frac * (surv[rows, k + 1] - surv[rows, k])
+
+
+def survival_quantiles(surv: np.ndarray, edges: Sequence[float], qs: Sequence[float]) -> np.ndarray:
+    """:func:`survival_quantile` of several ``q`` at once, shape (n, len(qs)), each column to the last bit."""
+    e = np.asarray(edges, dtype=float)
+    target = np.array([1.0 - q for q in qs], dtype=float)
+    below = surv[:, None, :] <= target[None, :, None]
+    first = np.where(below.any(axis=2), below.argmax(axis=2), -1)
+    out = np.full(first.shape, np.nan)
+    rows, cols = np.nonzero(first > 0)
+    k = first[rows, cols]
+    goal = target[cols]
+    s0, s1 = surv[rows, k - 1], surv[rows, k]
+    frac = np.where(s0 > s1, (s0 - goal) / np.where(s0 > s1, s0 - s1, 1.0), 0.0)
+    out[rows, cols] = e[k - 1] + frac * (e[k] - e[k - 1])
     out[first == 0] = 0.0
     return out
 
@@ -358,8 +393,15 @@ class DiscreteTimeHazard(_HazardBase):
         if not calibrators:
             return curve
         out = curve.copy()
+        finite = bool(np.isfinite(curve).all())
         for j, iso in enumerate(calibrators):
-            if iso is not None:
+            if iso is None:
+                continue
+            table = _interpolation(iso) if finite else None
+            if table is not None:
+                x, y, low, high = table
+                out[:, j] = np.interp(np.clip(curve[:, j], low, high), x, y)
+            else:
                 out[:, j] = isotonic_predict(iso, curve[:, j])
         return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
 
@@ -393,22 +435,36 @@ class DiscreteTimeHazard(_HazardBase):
         wide[INTERVAL] = 0.0
         return self._first_interval_contributions(wide, len(wide))
 
-    def contributions_codes(self, codes: np.ndarray) -> np.ndarray:
-        """:meth:`contributions` from the encoded float matrix of ``X`` (the same numbers)."""
+    def contributions_codes(self, codes: np.ndarray, explain: Explainer | None = None) -> np.ndarray:
+        """:meth:`contributions` from the encoded float matrix of ``X`` (the same numbers).
+
+        Args:
+            codes: The encoded rows (see :meth:`interval_proba_codes`).
+            explain: Computes the TreeSHAP values of one class's trees, as
+                ``explain(booster, rows, iterations, class)`` (the class's block of ``pred_contrib``);
+                default: ``pred_contrib`` itself.
+        """
         wide = np.zeros((len(codes), codes.shape[1] + 1), dtype=np.float64)
         wide[:, :-1] = codes
-        return self._first_interval_contributions(wide, len(wide))
+        return self._first_interval_contributions(wide, len(wide), explain)
 
-    def _first_interval_contributions(self, wide: Any, n: int) -> np.ndarray:
-        threads = predict_threads(n)
-        contrib = np.asarray(
-            self.model_.booster_.predict(
-                wide, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=threads
+    def _first_interval_contributions(
+        self, wide: Any, n: int, explain: Explainer | None = None
+    ) -> np.ndarray:
+        competing = getattr(self, "competing_", False)
+        if explain is not None:  # "still open" is class 0 of the competing model, negated
+            contrib = explain(self.model_.booster_, wide, self.best_iteration_, 0)
+            contrib = -contrib if competing else contrib
+        else:
+            threads = predict_threads(n)
+            contrib = np.asarray(
+                self.model_.booster_.predict(
+                    wide, num_iteration=self.best_iteration_, pred_contrib=True, num_threads=threads
+                )
             )
-        )
-        if getattr(self, "competing_", False):  # one block per class: keep "still open", negated
-            width = contrib.shape[1] // 3
-            contrib = -contrib[:, :width]
+            if competing:  # one block per class: keep "still open", negated
+                width = contrib.shape[1] // 3
+                contrib = -contrib[:, :width]
         out = np.delete(contrib, -2, axis=1)
         out[:, -1] += contrib[:, -2]
         return out
@@ -535,3 +591,44 @@ class StageKaplanMeier(_HazardBase):
         if not len(X):
             return np.empty((0, len(self.edges)))
         return np.vstack([self.curves_.get(str(s), overall) for s in stages])
+
+
+_TABLES: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, np.ndarray, float, float] | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _interpolation(iso: Any) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """``(x, y, low, high)`` with ``isotonic_predict(iso, v) == np.interp(np.clip(v, low, high), x, y)``.
+
+    For finite float64 ``v``: sklearn clips to the training range and calls scipy's linear
+    ``interp1d``, which hands a float64 1-D table to ``np.interp`` itself; here ``np.interp`` is
+    called directly (the wrappers' checks cost ten times the interpolation for one deal). Built once
+    per calibrator, compared with ``isotonic_predict`` on every threshold, the midpoints between them
+    and values beyond both ends; ``None`` (use ``isotonic_predict``) for any other calibrator or on
+    any difference.
+    """
+    if iso not in _TABLES:
+        try:
+            _TABLES[iso] = _interpolation_table(iso)
+        except (AttributeError, TypeError, ValueError, IndexError):
+            _TABLES[iso] = None
+    return _TABLES[iso]
+
+
+def _interpolation_table(iso: Any) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """:func:`_interpolation`'s table, built and checked (``None`` when it would differ)."""
+    from scipy.interpolate import interp1d
+
+    f = iso.f_
+    if not isinstance(f, interp1d) or f._call is not interp1d._call_linear_np or iso.out_of_bounds != "clip":
+        return None
+    x, y = np.asarray(f.x), np.asarray(f.y)
+    low, high = float(iso.X_min_), float(iso.X_max_)
+    plain = x.dtype == np.float64 and y.dtype == np.float64 and x.ndim == y.ndim == 1
+    if not plain or np.asarray(iso.X_thresholds_).dtype != np.float64 or not x[0] <= low <= high <= x[-1]:
+        return None
+    probe = np.concatenate([x, (x[1:] + x[:-1]) / 2, [low - 1.0, high + 1.0, -1e9, 1e9]])
+    if not np.array_equal(np.interp(np.clip(probe, low, high), x, y), isotonic_predict(iso, probe)):
+        return None
+    return x, y, low, high

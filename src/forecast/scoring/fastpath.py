@@ -29,7 +29,7 @@ from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
-from forecast.scoring.pattern_shap import tree_contributions, tree_contributions_and_raw
+from forecast.scoring.pattern_shap import class_contributions, tree_contributions, tree_contributions_and_raw
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +99,23 @@ class CodedPrior:
                     parts.append(table[index])
         return np.hstack(parts) if parts else np.zeros((len(codes), 0))
 
-    def margin(self, codes: np.ndarray) -> np.ndarray:
-        """Log-odds of the prior (``_prior_margin``)."""
-        design = self.design(codes)
+    def margin(self, codes: np.ndarray, design: np.ndarray | None = None) -> np.ndarray:
+        """Log-odds of the prior (``_prior_margin``); ``design``: :meth:`design` of ``codes``, when known."""
+        design = self.design(codes) if design is None else design
         coef = self.model.coef_
         if coef.ndim != 2 or coef.shape[0] != 1 or not np.isfinite(design).all():
             return np.asarray(self.model.decision_function(design), dtype=np.float64)
         # sklearn's decision_function without its input checks: the same product and sum
         return np.asarray((design @ coef.T + self.model.intercept_).reshape(-1), dtype=np.float64)
 
-    def contributions(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per column contributions and per row bias.
+    def contributions(
+        self, codes: np.ndarray, design: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per column contributions and per row bias; ``design``: :meth:`design` of ``codes``, when known.
 
         See :func:`~forecast.models.logistic_terms.logistic_contributions`.
         """
-        design = self.design(codes)
+        design = self.design(codes) if design is None else design
         values = ((design - self.reference) * self.coef) @ self.owner_matrix
         return values, np.full(len(codes), self.bias)
 
@@ -256,7 +258,8 @@ class CodedPipeline:
         model: CalibratedLGBMClassifier = self.model
         booster = model.model_.booster_
         trees, raw = tree_contributions_and_raw(booster, codes[:, self.tree_index], model.best_iteration_)
-        prior = None if self.prior is None else self.prior.contributions(codes)
+        design = None if self.prior is None else self.prior.design(codes)  # once for both of its uses
+        prior = None if self.prior is None else self.prior.contributions(codes, design)
         alone = self._alone(codes)
         values = model._contributions_from(trees, self.columns, alone, prior)
         if raw is None or not self._sigmoid:
@@ -266,13 +269,17 @@ class CodedPipeline:
             uncalibrated = 1.0 / (1.0 + exp)
         else:  # as CalibratedLGBMClassifier._raw_from: the trees' raw score where they are grown
             margin = np.where(alone, 0.0, raw)
-            uncalibrated = np.asarray(1.0 / (1.0 + np.exp(-(margin + self.prior.margin(codes)))))
+            uncalibrated = np.asarray(1.0 / (1.0 + np.exp(-(margin + self.prior.margin(codes, design)))))
         return model._proba_from_raw(uncalibrated), values
 
     def hazard_contributions(self, codes: np.ndarray) -> np.ndarray:
-        """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`)."""
+        """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`).
+
+        Its "still open" trees are explained by the split-pattern engine
+        (:func:`~forecast.scoring.pattern_shap.class_contributions`), as the classifiers' trees.
+        """
         model: DiscreteTimeHazard = self.model
-        return model.contributions_codes(codes)
+        return model.contributions_codes(codes, explain=class_contributions)
 
     def survival(self, codes: np.ndarray) -> np.ndarray:
         """The hazard model's survival curves (:meth:`DiscreteTimeHazard.survival`)."""
@@ -291,8 +298,11 @@ class CodedPipeline:
         """
         codes = self._synthetic()
         frame = self.frame(codes)
-        if isinstance(self.model, DiscreteTimeHazard):
-            pairs = [(self.survival(codes), self.model.survival(frame))]
+        if isinstance(self.model, DiscreteTimeHazard):  # the reasons' engine is built here too
+            pairs = [
+                (self.survival(codes), self.model.survival(frame)),
+                (self.hazard_contributions(codes), self.model.contributions(frame)),
+            ]
         else:
             pairs = [
                 (self.predict_proba(codes), self.model.predict_proba(frame)),

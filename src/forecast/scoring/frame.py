@@ -142,15 +142,32 @@ def fast_proba_and_reason_array(
 
     What a request of a few records wants: the same probabilities and the same reasons.
     """
-    codes = fast.encode(chunk)
-    proba, contrib = fast.proba_and_contributions(codes)
-    p, values = proba[:, 1], contrib[:, :-1]
-    why = reason_array(
-        values,
-        fast.columns,
+    return proba_and_reason_array(
+        fast,
+        fast.encode(chunk),
         lambda feature: chunk[feature].to_numpy(),
         lambda feature: kinds.get(feature) or dtype_kind(chunk[feature]),
         descriptions,
-        top_k=3,
     )
+
+
+def proba_and_reason_array(
+    fast: fastpath.CodedPipeline,
+    codes: np.ndarray,
+    raw: Callable[[str], np.ndarray],
+    kind: Callable[[str], str | None],
+    descriptions: dict[str, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fast_proba_and_reason_array` from the encoded rows and their raw values (any container).
+
+    Args:
+        fast: The classifier's array path.
+        codes: ``fast.encode`` of the rows.
+        raw: A feature's raw values (the reasons quote them).
+        kind: A feature's kind for the wording.
+        descriptions: Plain-words meaning per feature.
+    """
+    proba, contrib = fast.proba_and_contributions(codes)
+    p, values = proba[:, 1], contrib[:, :-1]
+    why = reason_array(values, fast.columns, raw, kind, descriptions, top_k=3)
     return p, why

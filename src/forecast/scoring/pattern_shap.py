@@ -76,7 +76,8 @@ _CLIPPED = 1e300
 _BLOCK = 256
 """Rows per block when computing patterns (keeps the (pairs x rows) temporaries in cache)."""
 
-_CACHE: weakref.WeakKeyDictionary[lgb.Booster, dict[int, PatternShap | None]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[lgb.Booster, dict[Any, PatternShap | None]] = weakref.WeakKeyDictionary()
+"""Engines per booster: by tree count (and class), and by the arguments asked for."""
 
 
 def method() -> str:
@@ -132,16 +133,50 @@ def tree_contributions_and_raw(
     return tree_contributions(booster, rows, iteration), None
 
 
-def pattern_shap(booster: lgb.Booster, iteration: int | None) -> PatternShap | None:
-    """The checked pattern engine of a booster (built once per booster and tree count), or ``None``."""
+def class_contributions(
+    booster: lgb.Booster, rows: np.ndarray, iteration: int | None, klass: int
+) -> np.ndarray:
+    """TreeSHAP values of one class's trees of a multiclass booster, shape (n, features + 1), bias last.
+
+    What the class's block of ``booster.predict(rows, num_iteration=iteration, pred_contrib=True)``
+    holds, through the pattern engine of that class's trees when it has leaf tables (any batch
+    size), else from ``pred_contrib`` itself.
+
+    Args:
+        booster: A LightGBM booster with one or more trees per iteration.
+        rows: Float matrix of the booster's features.
+        iteration: Iterations used (``None`` or <= 0: all).
+        klass: The class whose trees are explained (0 for a binary booster).
+    """
+    engine = pattern_shap(booster, iteration, klass) if method() == "patterns" else None
+    if engine is None or engine._leaf is None:
+        width = booster.num_feature() + 1
+        exact = booster.predict(
+            rows, num_iteration=iteration, pred_contrib=True, num_threads=predict_threads(len(rows))
+        )
+        return np.asarray(exact, dtype=np.float64)[:, klass * width : (klass + 1) * width]
+    return engine.contributions(rows)
+
+
+def pattern_shap(booster: lgb.Booster, iteration: int | None, klass: int = 0) -> PatternShap | None:
+    """The checked pattern engine of a booster's class (built once per booster, tree count and class).
+
+    ``None`` when the engine does not reproduce LightGBM for it.
+    """
     if iteration is None:  # as Booster.predict: the booster's best iteration when it has one
         iteration = booster.best_iteration
-    trees = booster.num_trees() if iteration <= 0 else min(int(iteration), booster.num_trees())
     per_booster = _CACHE.setdefault(booster, {})
-    if trees not in per_booster:
+    asked = (int(iteration), klass, "asked")
+    if asked in per_booster:  # a request's lookup without asking LightGBM for the tree counts again
+        return per_booster[asked]
+    per_class = booster.num_model_per_iteration()
+    iterations = booster.num_trees() // per_class
+    trees = iterations if iteration <= 0 else min(int(iteration), iterations)
+    key: int | tuple[int, int] = trees if klass == 0 and per_class == 1 else (trees, klass)
+    if key not in per_booster:
         engine: PatternShap | None
         try:
-            engine = PatternShap(booster, trees)
+            engine = PatternShap(booster, trees, klass=klass)
             engine.self_check()
         except _UnsupportedError as exc:
             log.debug("no split-pattern TreeSHAP for this booster: %s", exc)
@@ -149,8 +184,10 @@ def pattern_shap(booster: lgb.Booster, iteration: int | None) -> PatternShap | N
         except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:  # an unusual dump
             log.debug("no split-pattern TreeSHAP for this booster: %r", exc)
             engine = None
-        per_booster[trees] = engine
-    return per_booster[trees]
+        per_booster[key] = engine
+    if 0 < iteration <= iterations:  # never capped: the same trees whatever the booster holds later
+        per_booster[asked] = per_booster[key]
+    return per_booster[key]
 
 
 class _UnsupportedError(Exception):
@@ -232,20 +269,25 @@ class PatternShap:
     """TreeSHAP of a booster's first ``trees`` trees through split patterns (see the module docstring).
 
     Args:
-        booster: A binary LightGBM booster.
-        trees: How many of its first trees to explain.
+        booster: A LightGBM booster (binary, or several trees per iteration: one class's trees).
+        trees: How many of its first iterations to explain.
+        klass: The class whose trees are explained (with several trees per iteration: tree
+            ``i * classes + klass`` of iteration ``i``, and its block of ``pred_contrib``).
 
     Raises:
-        _UnsupportedError: Several trees per iteration, trees too large, or an unknown split kind.
+        _UnsupportedError: Without leaf tables for a class of several, trees too large, or an
+            unknown split kind.
     """
 
-    def __init__(self, booster: lgb.Booster, trees: int, *, leaf_tables: bool = True) -> None:
-        if booster.num_model_per_iteration() != 1:
-            raise _UnsupportedError("several trees per iteration")
+    def __init__(self, booster: lgb.Booster, trees: int, *, leaf_tables: bool = True, klass: int = 0) -> None:
+        self.classes = booster.num_model_per_iteration()
+        if not 0 <= klass < self.classes:
+            raise _UnsupportedError(f"class {klass} of {self.classes}")
+        self.klass = klass
         self.booster = booster
         self.trees = trees
         self.n_features = booster.num_feature()
-        dumped = booster.dump_model(num_iteration=trees)["tree_info"][:trees]
+        dumped = booster.dump_model(num_iteration=trees)["tree_info"][klass :: self.classes][:trees]
         self._dumped = dumped
         splits = [_splits(tree) for tree in dumped]
         self.bits = max([1, *(len(s) for s in splits)])
@@ -296,6 +338,10 @@ class PatternShap:
                 self._leaf = _LeafTables(dumped, self.tree_features, self.width, self.bits)
             except _UnsupportedError as exc:
                 log.debug("no leaf tables for this booster: %s", exc)
+        if (
+            self._leaf is None and self.classes > 1
+        ):  # one tree at a time through pred_contrib: not one class's
+            raise _UnsupportedError("several trees per iteration without leaf tables")
         # a stored (tree, pattern) value: its TreeSHAP values and, with leaf tables, the tree's output
         self.stored_width = self.width + (self._leaf is not None)
         # small batches: per (tree, stored column) the output column (the tree's output: one past the bias)
@@ -305,9 +351,7 @@ class PatternShap:
         self.raw_ok = self._leaf is not None
         """Whether the trees' summed outputs are LightGBM's raw scores (set by :meth:`self_check`)."""
         probe = np.zeros((1, self.n_features))
-        self.bias = float(
-            np.asarray(booster.predict(probe, num_iteration=trees, pred_contrib=True, num_threads=1))[0, -1]
-        )
+        self.bias = float(self._exact(probe, pred_contrib=True)[0, -1])
         # values of the patterns met so far, by key, when the keys fit a dense table
         self._known: np.ndarray | None = None
         self._store = np.zeros((0, self.stored_width))
@@ -579,22 +623,34 @@ class PatternShap:
                 rows[:, f] = rng.permutation(np.resize(feature.values, width))
             blocks.append(rows)
         rows = np.vstack(blocks)
-        leaves = self.booster.predict(rows, num_iteration=self.trees, pred_leaf=True, num_threads=1)
+        leaves = self._exact(rows, pred_leaf=True)
         if not np.array_equal(self._leaves(self.patterns(rows)), np.asarray(leaves, dtype=np.int64).T):
             raise _UnsupportedError("patterns do not lead to LightGBM's leaves")
         rows = rows[:width]  # the values on one block (every class of every feature), as LightGBM's
-        exact = self.booster.predict(rows, num_iteration=self.trees, pred_contrib=True, num_threads=1)
+        exact = self._exact(rows, pred_contrib=True)
         values, raw = self.contributions_and_raw(rows)
         if not np.allclose(values, exact, rtol=0.0, atol=1e-9):
             raise _UnsupportedError("self-check differs")
         if raw is not None:
-            scores = self.booster.predict(rows, num_iteration=self.trees, raw_score=True, num_threads=1)
+            scores = self._exact(rows, raw_score=True)
             small = self.contributions_and_raw(rows[:SMALL])[1]
             if not (
                 np.array_equal(raw, scores) and small is not None and np.array_equal(small, scores[:SMALL])
             ):
                 log.debug("the trees' summed outputs differ from LightGBM's raw scores: not used")
                 self.raw_ok = False
+
+    def _exact(self, rows: np.ndarray, **kind: bool) -> np.ndarray:
+        """LightGBM's ``pred_leaf`` / ``pred_contrib`` / ``raw_score`` of this engine's class (one thread)."""
+        out = np.asarray(self.booster.predict(rows, num_iteration=self.trees, num_threads=1, **kind))
+        if self.classes == 1:
+            return out
+        if kind.get("pred_leaf"):  # one column per tree, iteration by iteration
+            return out[:, self.klass :: self.classes]
+        if kind.get("pred_contrib"):  # one block of features + bias per class
+            width = self.n_features + 1
+            return out[:, self.klass * width : (self.klass + 1) * width]
+        return out[:, self.klass]
 
     def _leaves(self, patterns: np.ndarray) -> np.ndarray:
         """The leaf each (tree, row) pattern leads to, shape (trees, n)."""
