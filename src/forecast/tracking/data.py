@@ -39,11 +39,20 @@ def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
-    """Read the canonical tables (missing ones empty), ``lead_scores`` if present, and the pipeline."""
+def read_frames(
+    con: duckdb.DuckDBPyConnection, skip: Sequence[str] = ()
+) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """Read the canonical tables (missing ones empty), ``lead_scores`` if present, and the pipeline.
+
+    Args:
+        con: A connection to the warehouse.
+        skip: Canonical tables not to read (absent from the frames returned).
+    """
     present = _table_names(con)
     frames: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():
+        if name in skip:
+            continue
         if name in present:
             cols = ", ".join(f'"{c.name}"' for c in spec.columns)
             frames[name] = con.execute(f'SELECT {cols} FROM "{name}"').df()
@@ -204,6 +213,50 @@ def prepare(
         has_stage_history=has_history,
         notes=notes,
     )
+
+
+SHARED_TABLES = ("activities", "engagement_events")
+"""The large tables :func:`crm_frames` takes from a :class:`TrackingData` instead of reading them again."""
+
+
+def crm_frames(
+    con: duckdb.DuckDBPyConnection, data: TrackingData
+) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """The canonical tables for a computation as of ``data.as_of``, sharing ``data``'s events.
+
+    The activities and engagement events are ``data``'s (already cut at its as-of, in their canonical
+    columns and values: the same rows :func:`forecast.data.as_of.crm_as_of` keeps of the warehouse's);
+    the other tables are read. On a large CRM the events are most of the memory: the revenue forecast
+    beside the tracking reports then holds them once, not twice.
+
+    Args:
+        con: A connection to the warehouse ``data`` was read from.
+        data: The tracking view of it.
+
+    Returns:
+        The frames (``crm_as_of(frames, data.as_of, ...)`` equals that of :func:`read_frames`' frames)
+        and the pipeline.
+    """
+    frames, pipeline = read_frames(con, skip=SHARED_TABLES)
+    frames["activities"] = canonical_activities(data.activities)
+    engagement = data.engagement
+    frames["engagement_events"] = engagement[[c.name for c in TABLES["engagement_events"].columns]].copy(
+        deep=False
+    )
+    return frames, pipeline
+
+
+def canonical_activities(activities: pd.DataFrame) -> pd.DataFrame:
+    """Prepared activities (:func:`prepare`'s) in their canonical columns and values.
+
+    :func:`prepare` labels a missing ``rep_id`` ``(none)`` (a rep id is never that label): it is
+    missing again here.
+    """
+    out = activities[[c.name for c in TABLES["activities"].columns]].copy(deep=False)  # a new frame
+    rep = out["rep_id"].to_numpy(dtype=object, copy=True)
+    rep[rep == NONE_LABEL] = None
+    out["rep_id"] = rep
+    return out
 
 
 def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> TrackingData:
