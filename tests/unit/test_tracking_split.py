@@ -8,6 +8,8 @@ old filter kept, in the same order.
 
 from __future__ import annotations
 
+import importlib
+
 import pandas as pd
 import pytest
 
@@ -101,3 +103,21 @@ def test_daily_of_one_group_is_its_rows_of_the_whole_table(data: TrackingData, b
             assert got.empty
         else:
             pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+@pytest.mark.parametrize("by", ["team", "rep", "channel", "source", "region"])
+def test_effectiveness_from_the_window_equals_it_from_every_activity(
+    data: TrackingData, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each group's rep-weeks come from the window's rows in the columns read: the same table."""
+    eff = importlib.import_module("forecast.tracking.effectiveness")  # the package shadows it: a function
+
+    for name in ("month", "quarter"):
+        period = parse_period(name, data.as_of)
+        narrow = eff.effectiveness(data, period, by)
+        with monkeypatch.context() as m:  # as before: every activity in every column
+            m.setattr(eff, "_columns", lambda frame, by, needed: list(frame.columns))
+            m.setattr(eff, "_week_rows", lambda done, by, start, end: done)
+            whole = eff.effectiveness(data, period, by)
+        assert narrow["corr_new_opportunities_calls_n"].max() > 10  # the rep-weeks mean something
+        pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
