@@ -121,3 +121,15 @@ def test_effectiveness_from_the_window_equals_it_from_every_activity(
             whole = eff.effectiveness(data, period, by)
         assert narrow["corr_new_opportunities_calls_n"].max() > 10  # the rep-weeks mean something
         pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
+
+
+def test_prospects_from_the_columns_read_equal_them_from_every_column(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pro = importlib.import_module("forecast.tracking.prospects")
+    period = parse_period("month", data.as_of)
+    narrow = pro.prospects(data, period, "rep")
+    monkeypatch.setattr(pro, "_ACTIVITY_COLUMNS", tuple(data.activities.columns))
+    whole = pro.prospects(data, period, "rep")
+    assert narrow["last_contact"].notna().sum() > 100 and narrow["next_action"].notna().any()
+    pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
