@@ -133,3 +133,33 @@ def test_prospects_from_the_columns_read_equal_them_from_every_column(
     whole = pro.prospects(data, period, "rep")
     assert narrow["last_contact"].notna().sum() > 100 and narrow["next_action"].notna().any()
     pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
+
+
+def test_goal_between_in_numpy_equals_it_in_pandas_to_the_bit(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    goals = importlib.import_module("forecast.tracking.goals")
+    _goal_between_frame, goal_between = goals._goal_between_frame, goals.goal_between
+    fallbacks: list[object] = []
+    monkeypatch.setattr(goals, "_goal_between_frame", lambda *a: fallbacks.append(a))
+
+    starts = [
+        data.as_of - pd.Timedelta(days=d, hours=h, microseconds=u)
+        for d in (0, 1, 3, 17, 45, 200, 400)
+        for h, u in ((0, 0), (13, 0), (7, 123456))
+    ]
+    lengths = [pd.Timedelta(hours=5), pd.Timedelta(days=1), pd.Timedelta(days=30), pd.Timedelta(days=365)]
+    groups = [("rep", r) for r in sorted(data.reps["rep_id"])[:8]] + [("team", ALL_LABEL)]
+    seen = 0
+    for by, group in groups:
+        rows = quota_rows(data, by, group)
+        for start in starts:
+            for length in lengths:
+                fast, slow = (
+                    goal_between(rows, start, start + length),
+                    _goal_between_frame(rows, start, start + length),
+                )
+                assert (fast == slow) or (fast != fast and slow != slow), (group, start, length, fast, slow)
+                seen += fast == fast
+    assert seen > 100  # goals that overlap were compared
+    assert not fallbacks  # in numpy, every one
