@@ -52,15 +52,15 @@ def _columns(frame: pd.DataFrame, by: str, needed: tuple[str, ...]) -> list[str]
     return list(dict.fromkeys([*([by] if by in frame.columns else []), *needed]))
 
 
-def _week_rows(done: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """The rows of ``done`` :func:`rep_weeks` keeps, in their order, in the columns it reads.
+def _week_rows(acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The activities :func:`rep_weeks` keeps, in their order, in the columns it reads.
 
     Each group's rep-weeks are computed from these, not from every column of every activity (ten
     million on a large CRM): the same rows in the same order, so the same figures.
     """
-    times = done["occurred_at"]
-    window = done[(times >= start) & (times < end) & (done["direction"] == "outbound")]
-    return window[_columns(done, by, _WEEK_COLUMNS)]
+    times = acts["occurred_at"]
+    keep = acts["done"] & (times >= start) & (times < end) & (acts["direction"] == "outbound")
+    return acts.loc[keep, _columns(acts, by, _WEEK_COLUMNS)]
 
 
 def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.DataFrame:
@@ -75,16 +75,17 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
         One row per group plus ``(all)``.
     """
     check_grouping("effectiveness", by, GROUPINGS, "activities on leads carry no product")
-    acts = data.activities
-    done = acts[acts["done"]]
-    in_period = done[period.contains(done["occurred_at"])][_columns(done, by, _PERIOD_COLUMNS)]
+    acts = data.activities  # the rows and columns read are taken, not a copy of every activity
+    in_period = acts.loc[
+        acts["done"] & period.contains(acts["occurred_at"]), _columns(acts, by, _PERIOD_COLUMNS)
+    ]
     opps = data.opportunities
     prev = period.previous()
     created = opps[period.contains(opps["created_at"])]
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    window = _week_rows(done, by, start, end)
+    window = _week_rows(acts, by, start, end)
 
     def compute(group: str) -> Row:
         row: Row = {}

@@ -42,13 +42,15 @@ def goal_between(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> 
     if rows.empty or end <= start:
         return NAN
     begins, stops = rows["start"].to_numpy(), rows["stop"].to_numpy()
-    if begins.dtype != stops.dtype or begins.dtype.kind != "M" or rows["amount"].dtype != np.float64:
+    if begins.dtype.kind != "M" or stops.dtype.kind != "M" or rows["amount"].dtype != np.float64:
         return _goal_between_frame(rows, start, end)
-    unit = np.datetime_data(begins.dtype)[0]
+    common = np.promote_types(begins.dtype, stops.dtype)  # the finer unit, as pandas subtracts them
+    unit = np.datetime_data(common)[0]
     if unit not in _PER_SECOND:
         return _goal_between_frame(rows, start, end)
-    lo = pd.Timestamp(start).to_datetime64().astype(begins.dtype)
-    hi = pd.Timestamp(end).to_datetime64().astype(begins.dtype)
+    begins, stops = begins.astype(common), stops.astype(common)
+    lo = pd.Timestamp(start).to_datetime64().astype(common)
+    hi = pd.Timestamp(end).to_datetime64().astype(common)
     if pd.Timestamp(lo) != start or pd.Timestamp(hi) != end:
         return _goal_between_frame(rows, start, end)  # not exact in the rows' unit
     per_day = _PER_SECOND[unit]
