@@ -164,3 +164,16 @@ def test_goal_between_in_numpy_equals_it_in_pandas_to_the_bit(
                 seen += fast == fast
     assert seen > 100  # goals that overlap were compared
     assert not fallbacks  # in numpy, every one
+
+
+@pytest.mark.parametrize("by", ["channel", "team"])
+def test_process_from_the_columns_read_equals_it_from_every_column(
+    data: TrackingData, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = importlib.import_module("forecast.tracking.process")
+    period = parse_period("quarter", data.as_of)
+    narrow = proc.process(data, period, by)
+    monkeypatch.setattr(proc, "_CONTACT_COLUMNS", tuple(data.activities.columns))
+    whole = proc.process(data, period, by)
+    assert narrow["open_leads_silent"].notna().any()
+    pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
