@@ -97,3 +97,23 @@ def test_a_warehouse_without_activities_is_read_as_pandas_reads_it(tmp_path: Pat
     assert sql.activities.empty and pandas.activities.empty
     for name in FRAMES:
         _same(getattr(sql, name), getattr(pandas, name), name)
+
+
+def test_a_warehouse_with_times_as_text_is_read_as_pandas_reads_it(tmp_path: Path, warehouse: Path) -> None:
+    """DuckDB would compare text times as text: such a warehouse is read by pandas, which parses them."""
+    path = tmp_path / "text_times.duckdb"
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        frames, _ = read_frames(con)
+    frames["activities"] = frames["activities"].assign(
+        occurred_at=frames["activities"]["occurred_at"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    with duckdb.connect(str(path)) as con:
+        for name in ("reps", "leads", "opportunities", "stage_history", "activities", "engagement_events"):
+            con.register("frame", frames[name])
+            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame')
+            con.unregister("frame")
+        assert con.execute("SELECT typeof(occurred_at) FROM activities LIMIT 1").fetchone() == ("VARCHAR",)
+    sql, pandas = _both(path, None)
+    assert len(sql.activities) > 1000
+    for name in FRAMES:
+        _same(getattr(sql, name), getattr(pandas, name), name)

@@ -61,7 +61,7 @@ def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> T
         ValueError: If no as-of is given and nothing is dated.
     """
     present = {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if not all(name in present for name in SHARED_TABLES) or not _timed(con):
+    if not all(name in present for name in SHARED_TABLES) or not _timed(con, present):
         frames, pipeline = read_frames(con)
         return prepare(frames, pipeline, as_of)
     when = resolve_as_of(as_of, lambda: _default_as_of(con, present))
@@ -83,21 +83,31 @@ def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> T
     return keys.tracking_data(activities, engagement, frames.get("lead_scores"))
 
 
-def _timed(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the event tables hold every canonical column, their times as timestamps.
+def _timed(con: duckdb.DuckDBPyConnection, present: set[str]) -> bool:
+    """Whether the event tables hold every canonical column, and every event time is a timestamp.
 
-    DuckDB then compares them with the as-of as pandas would, and :func:`prepare` would leave them
-    as they are read.
+    DuckDB then compares the events' times with the as-of, and finds the latest event, as pandas
+    would (:func:`prepare` leaves timestamps as they are read).
     """
     for table in SHARED_TABLES:
-        rows = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
-        ).fetchall()
-        types = {str(name): str(kind) for name, kind in rows}
+        types = _types(con, table)
         for spec in TABLES[table].columns:
             if spec.name not in types or (spec.kind == "timestamp" and types[spec.name] != "TIMESTAMP"):
                 return False
+    for table, cols in EVENT_TIMES.items():
+        if table in present:
+            types = _types(con, table)
+            if any(types.get(col) != "TIMESTAMP" for col in cols if col in types):
+                return False
     return True
+
+
+def _types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """``table``'s columns and their DuckDB types."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
 
 
 def _object(keys: pd.Series) -> bool:
