@@ -357,3 +357,25 @@ def test_filters_compose_and_live_in_the_url(client: TestClient, env: dict[str, 
     other = next(r for r in cli_rows if r["team"] != team)["team"]
     refused = client.get("/reps", params={"as_of": AS_OF, "rep": rep, "team": str(other)})
     assert refused.status_code == 400 and f"rep {rep} is in team {team}" in refused.text
+
+
+def test_the_forecast_sharing_the_tracking_read_equals_the_one_reading_the_crm(env: dict[str, str]) -> None:
+    """The Overview's forecast takes the tracking view's events and prepared CRM: the very same document."""
+    import pandas as pd
+
+    from forecast.revenue.job import champion_models, revenue_job
+    from forecast.tracking.api import open_warehouse
+    from forecast.tracking.data import crm_frames
+
+    settings = _settings(env)
+    models, _ = champion_models(settings)
+    as_of = pd.Timestamp(AS_OF)
+    data = open_warehouse(settings.warehouse, as_of)
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        crm = crm_frames(con, data)
+    common = {"as_of": as_of, "periods": 3, "n_sims": 2000, "seed": 0, "models": models}
+    for by, group in (("month", None), ("week", "team")):
+        alone = revenue_job(settings, by=by, group=group, **common).to_dict()
+        shared = revenue_job(settings, by=by, group=group, crm=crm, data=data, **common).to_dict()
+        assert alone["forecast"] and (alone["pacing"] or by == "week")  # the comparison means something
+        assert shared == alone, (by, group)

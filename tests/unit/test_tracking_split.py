@@ -8,6 +8,8 @@ old filter kept, in the same order.
 
 from __future__ import annotations
 
+import importlib
+
 import pandas as pd
 import pytest
 
@@ -101,3 +103,77 @@ def test_daily_of_one_group_is_its_rows_of_the_whole_table(data: TrackingData, b
             assert got.empty
         else:
             pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+@pytest.mark.parametrize("by", ["team", "rep", "channel", "source", "region"])
+def test_effectiveness_from_the_window_equals_it_from_every_activity(
+    data: TrackingData, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each group's rep-weeks come from the window's rows in the columns read: the same table."""
+    eff = importlib.import_module("forecast.tracking.effectiveness")  # the package shadows it: a function
+
+    for name in ("month", "quarter"):
+        period = parse_period(name, data.as_of)
+        narrow = eff.effectiveness(data, period, by)
+        with monkeypatch.context() as m:  # as before: every activity in every column
+            m.setattr(eff, "_columns", lambda frame, by, needed: list(frame.columns))
+            m.setattr(eff, "_week_rows", lambda acts, by, start, end: acts[acts["done"]])
+            whole = eff.effectiveness(data, period, by)
+        assert narrow["corr_new_opportunities_calls_n"].max() > 10  # the rep-weeks mean something
+        pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
+
+
+def test_prospects_from_the_columns_read_equal_them_from_every_column(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pro = importlib.import_module("forecast.tracking.prospects")
+    period = parse_period("month", data.as_of)
+    narrow = pro.prospects(data, period, "rep")
+    monkeypatch.setattr(pro, "_ACTIVITY_COLUMNS", tuple(data.activities.columns))
+    whole = pro.prospects(data, period, "rep")
+    assert narrow["last_contact"].notna().sum() > 100 and narrow["next_action"].notna().any()
+    pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
+
+
+def test_goal_between_in_numpy_equals_it_in_pandas_to_the_bit(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    goals = importlib.import_module("forecast.tracking.goals")
+    _goal_between_frame, goal_between = goals._goal_between_frame, goals.goal_between
+    fallbacks: list[object] = []
+    monkeypatch.setattr(goals, "_goal_between_frame", lambda *a: fallbacks.append(a))
+
+    starts = [
+        data.as_of - pd.Timedelta(days=d, hours=h, microseconds=u)
+        for d in (0, 1, 3, 17, 45, 200, 400)
+        for h, u in ((0, 0), (13, 0), (7, 123456))
+    ]
+    lengths = [pd.Timedelta(hours=5), pd.Timedelta(days=1), pd.Timedelta(days=30), pd.Timedelta(days=365)]
+    groups = [("rep", r) for r in sorted(data.reps["rep_id"])[:8]] + [("team", ALL_LABEL)]
+    seen = 0
+    every = [quota_rows(data, by, group) for by, group in groups]
+    mixed = [r.assign(start=r["start"].astype("datetime64[us]")) for r in every]  # as a warehouse's read
+    for rows in every + mixed:
+        for start in starts:
+            for length in lengths:
+                fast, slow = (
+                    goal_between(rows, start, start + length),
+                    _goal_between_frame(rows, start, start + length),
+                )
+                assert (fast == slow) or (fast != fast and slow != slow), (start, length, fast, slow)
+                seen += fast == fast
+    assert seen > 100  # goals that overlap were compared
+    assert not fallbacks  # in numpy, every one
+
+
+@pytest.mark.parametrize("by", ["channel", "team"])
+def test_process_from_the_columns_read_equals_it_from_every_column(
+    data: TrackingData, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = importlib.import_module("forecast.tracking.process")
+    period = parse_period("quarter", data.as_of)
+    narrow = proc.process(data, period, by)
+    monkeypatch.setattr(proc, "_CONTACT_COLUMNS", tuple(data.activities.columns))
+    whole = proc.process(data, period, by)
+    assert narrow["open_leads_silent"].notna().any()
+    pd.testing.assert_frame_equal(narrow, whole, check_exact=True)

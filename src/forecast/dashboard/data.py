@@ -422,13 +422,17 @@ class Reader:
             FileNotFoundError: No warehouse.
             ValueError: A warehouse without any dated event.
         """
-        from forecast.tracking.api import open_warehouse
-
-        data = self._cached(
-            ("tracking", filters.as_of), lambda: open_warehouse(self.settings.warehouse, filters.when())
-        )
+        data = self._tracking(filters)
         _check_rep(data, filters)
         return data
+
+    def _tracking(self, filters: Filters) -> TrackingData:
+        """The warehouse cut at the filters' as-of, once per state and as-of (no check of the filters)."""
+        from forecast.tracking.api import open_warehouse
+
+        return self._cached(
+            ("tracking", filters.as_of), lambda: open_warehouse(self.settings.warehouse, filters.when())
+        )
 
     def period(self, data: TrackingData, filters: Filters) -> Period:
         """The tracking period (``--period``; raises :class:`~forecast.tracking.periods.PeriodError`)."""
@@ -463,21 +467,28 @@ class Reader:
 
         The champions are loaded once per state (:meth:`champions`), and the common shocks' spreads
         estimated once per state, as-of and model versions (they depend on nothing else): another
-        horizon or group filter reuses both, with the same numbers.
+        horizon or group filter reuses both, with the same numbers. The forecast shares the tracking
+        pages' read of the CRM (:meth:`tracking`: its prepared view and its activities and engagement
+        events, :func:`~forecast.tracking.data.crm_frames`) instead of reading and preparing it again.
         """
         from forecast.binding import ModelBindingError
+        from forecast.data.warehouse import Warehouse
         from forecast.revenue.job import revenue_job
+        from forecast.tracking.data import crm_frames
 
         group = _revenue_group(filters)
 
         def compute() -> dict[str, Any] | Missing:
             try:
+                data = self._tracking(filters)
+                with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
+                    crm = crm_frames(con, data)
                 models, warnings = self.champions()
                 versions = tuple(sorted(models.versions.items()))
                 shock_key = ("shock", filters.as_of, versions, WIN_LEVEL)
                 result = revenue_job(
                     self.settings,
-                    as_of=filters.when(),
+                    as_of=data.as_of,
                     periods=PERIODS,
                     by=filters.horizon,
                     group=group,
@@ -486,6 +497,8 @@ class Reader:
                     models=models,
                     win_level=WIN_LEVEL,
                     shock=self._peek(shock_key),
+                    crm=crm,
+                    data=data,
                 )
                 self._keep(shock_key, result.spreads)
                 # the document of `forecast revenue --json`, with the champions' warnings it gives

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,7 +131,7 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
 
 
 def _quota_lookup(
-    frames: dict[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame],
     pipeline: SalesPipeline,
     as_of: pd.Timestamp,
     by: str | None,
@@ -150,7 +150,7 @@ def _quota_lookup(
 
 
 def pacing(
-    frames: dict[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame],
     pipeline: SalesPipeline,
     as_of: pd.Timestamp,
     period: Period,
@@ -250,6 +250,8 @@ def revenue_job(
     refs: dict[str, ModelRef] | None = None,
     win_level: str = "deal_win",
     shock: CommonShock | None = None,
+    crm: tuple[Mapping[str, pd.DataFrame], SalesPipeline] | None = None,
+    data: TrackingData | None = None,
 ) -> RevenueForecast:
     """Forecast the next periods against quota.
 
@@ -260,16 +262,24 @@ def revenue_job(
     earlier forecast of the same warehouse, as-of, models and ``win_level`` (its ``spreads``: they
     depend on nothing else), so that another grouping or horizon does not score the past cuts again
     (``None``: estimated here).
+
+    ``crm`` are the warehouse's canonical frames and pipeline already in memory (``None``: read here),
+    and ``data`` the CRM already prepared at the forecast's as-of
+    (:func:`forecast.tracking.data.prepare`; ``None`` or another as-of: prepared here), so that a
+    caller holding both (the dashboard) does not read and prepare a large CRM a second time. The
+    frames need only hold what the forecast's cut at as-of keeps
+    (:func:`forecast.tracking.data.crm_frames`): the numbers are the same.
     """
     from forecast.tracking.data import default_as_of, prepare
 
-    frames, pipeline = read_crm(settings)
+    frames, pipeline = crm if crm is not None else read_crm(settings)
     when = resolve_as_of(as_of, lambda: default_as_of(frames))
     warnings: list[str] = []
     if models is None:
         models, warnings = champion_models(settings, refs)
     grid = period_grid(when, periods, by)
-    data = prepare(frames, pipeline, when)  # once, for the quotas and the pacing
+    if data is None or data.as_of != when:
+        data = prepare(frames, pipeline, when)  # once, for the quotas and the pacing
     quotas = _quota_lookup(frames, pipeline, when, group, data)
     result, scored = revenue_forecast(
         frames,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from forecast.data.warehouse import Warehouse
 from forecast.tracking.adjust import adjusted
-from forecast.tracking.data import TrackingData, load
+from forecast.tracking.data import TrackingData
 from forecast.tracking.effectiveness import effectiveness
 from forecast.tracking.funnel import funnel, loss_reasons, monthly
 from forecast.tracking.goals import daily, goals
@@ -29,6 +29,7 @@ from forecast.tracking.performance import performance
 from forecast.tracking.periods import Period, parse_period
 from forecast.tracking.process import process, stage_table
 from forecast.tracking.prospects import prospects
+from forecast.tracking.read import load
 
 __all__ = [
     "DEFAULT_BY",
@@ -122,6 +123,8 @@ DEFAULT_BY = {name: r.default_by for name, r in REPORTS.items()}
 
 def open_warehouse(path: Path, as_of: pd.Timestamp | None = None) -> TrackingData:
     """Read the warehouse read-only and cut it at ``as_of`` (default: midnight after the last event).
+
+    The event tables are cut and given their keys in DuckDB (:func:`forecast.tracking.read.load`).
 
     Raises:
         FileNotFoundError: If there is no warehouse.

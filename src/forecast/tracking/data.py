@@ -39,11 +39,20 @@ def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def read_frames(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
-    """Read the canonical tables (missing ones empty), ``lead_scores`` if present, and the pipeline."""
+def read_frames(
+    con: duckdb.DuckDBPyConnection, skip: Sequence[str] = ()
+) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """Read the canonical tables (missing ones empty), ``lead_scores`` if present, and the pipeline.
+
+    Args:
+        con: A connection to the warehouse.
+        skip: Canonical tables not to read (absent from the frames returned).
+    """
     present = _table_names(con)
     frames: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():
+        if name in skip:
+            continue
         if name in present:
             cols = ", ".join(f'"{c.name}"' for c in spec.columns)
             frames[name] = con.execute(f'SELECT {cols} FROM "{name}"').df()
@@ -151,7 +160,71 @@ def prepare(
     """
     when = resolve_as_of(as_of, lambda: default_as_of(frames))
     t = {name: _typed(frames[name] if name in frames else _empty(name), name) for name in TABLES}
+    keys = prepare_keys(t, pipeline, when)
+    acts = t["activities"][t["activities"]["occurred_at"] < when].reset_index(drop=True)  # a copy
+    acts = attribute_activities(acts, keys.leads, keys.deal_keys, keys.reps)
+    engagement = t["engagement_events"][t["engagement_events"]["occurred_at"] < when].copy()
+    return keys.tracking_data(acts, engagement, frames.get("lead_scores"))
 
+
+@dataclass
+class Keys:
+    """What :func:`prepare` makes of the tables but the events: the group keys the events take.
+
+    Attributes:
+        as_of: The cut-off time.
+        pipeline: The pipeline the deals follow.
+        reps: The reps with their labelled keys.
+        leads: The leads as known at ``as_of``, with their keys.
+        opportunities: The deals as known at ``as_of``, with their keys.
+        stage_history: Their stage changes before ``as_of``.
+        deal_keys: Each deal's product, source, channel and size band.
+        quotas: The goals.
+        has_stage_history: Whether the source recorded stage changes at all.
+    """
+
+    as_of: pd.Timestamp
+    pipeline: SalesPipeline
+    reps: pd.DataFrame
+    leads: pd.DataFrame
+    opportunities: pd.DataFrame
+    stage_history: pd.DataFrame
+    deal_keys: pd.DataFrame
+    quotas: pd.DataFrame
+    has_stage_history: bool
+
+    def tracking_data(
+        self, activities: pd.DataFrame, engagement: pd.DataFrame, scores: pd.DataFrame | None
+    ) -> TrackingData:
+        """The tracking view with these events (attributed activities, engagement cut at ``as_of``)."""
+        notes = (
+            []
+            if self.has_stage_history
+            else ["no stage history: time in stage and conversion per stage are unknown"]
+        )
+        return TrackingData(
+            as_of=self.as_of,
+            pipeline=self.pipeline,
+            reps=self.reps,
+            leads=_numbered(self.leads),
+            opportunities=_numbered(self.opportunities),
+            stage_history=_numbered(self.stage_history),
+            activities=_numbered(activities),
+            engagement=_numbered(engagement),
+            quotas=self.quotas,
+            lead_scores=None if scores is None else scores.copy(),
+            has_stage_history=self.has_stage_history,
+            notes=notes,
+        )
+
+
+def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its rows numbered from 0 (itself when they are: a reset copies every column)."""
+    return frame if frame.index.equals(pd.RangeIndex(len(frame))) else frame.reset_index(drop=True)
+
+
+def prepare_keys(t: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, when: pd.Timestamp) -> Keys:
+    """Cut the reps, leads, deals, stage changes and quotas (typed frames) at ``when``, with their keys."""
     reps = t["reps"].copy()
     for col in ("name", *REP_KEYS):
         reps[col] = _label(reps[col])
@@ -183,27 +256,51 @@ def prepare(
         on="opportunity_id",
         how="inner",
     )
+    return Keys(when, pipeline, reps, leads, opps, history, deal_keys, t["quotas"], has_history)
 
-    acts = t["activities"][t["activities"]["occurred_at"] < when].reset_index(drop=True)  # a copy
-    acts = _attribute_activities(acts, leads, deal_keys, reps)
 
-    engagement = t["engagement_events"][t["engagement_events"]["occurred_at"] < when].copy()
-    scores = frames.get("lead_scores")
-    notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
-    return TrackingData(
-        as_of=when,
-        pipeline=pipeline,
-        reps=reps,
-        leads=leads.reset_index(drop=True),
-        opportunities=opps.reset_index(drop=True),
-        stage_history=history.reset_index(drop=True),
-        activities=acts.reset_index(drop=True),
-        engagement=engagement.reset_index(drop=True),
-        quotas=t["quotas"],
-        lead_scores=None if scores is None else scores.copy(),
-        has_stage_history=has_history,
-        notes=notes,
+SHARED_TABLES = ("activities", "engagement_events")
+"""The large tables :func:`crm_frames` takes from a :class:`TrackingData` instead of reading them again."""
+
+
+def crm_frames(
+    con: duckdb.DuckDBPyConnection, data: TrackingData
+) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """The canonical tables for a computation as of ``data.as_of``, sharing ``data``'s events.
+
+    The activities and engagement events are ``data``'s (already cut at its as-of, in their canonical
+    columns and values: the same rows :func:`forecast.data.as_of.crm_as_of` keeps of the warehouse's);
+    the other tables are read. On a large CRM the events are most of the memory: the revenue forecast
+    beside the tracking reports then holds them once, not twice.
+
+    Args:
+        con: A connection to the warehouse ``data`` was read from.
+        data: The tracking view of it.
+
+    Returns:
+        The frames (``crm_as_of(frames, data.as_of, ...)`` equals that of :func:`read_frames`' frames)
+        and the pipeline.
+    """
+    frames, pipeline = read_frames(con, skip=SHARED_TABLES)
+    frames["activities"] = canonical_activities(data.activities)
+    engagement = data.engagement
+    frames["engagement_events"] = engagement[[c.name for c in TABLES["engagement_events"].columns]].copy(
+        deep=False
     )
+    return frames, pipeline
+
+
+def canonical_activities(activities: pd.DataFrame) -> pd.DataFrame:
+    """Prepared activities (:func:`prepare`'s) in their canonical columns and values.
+
+    :func:`prepare` labels a missing ``rep_id`` ``(none)`` (a rep id is never that label): it is
+    missing again here.
+    """
+    out = activities[[c.name for c in TABLES["activities"].columns]].copy(deep=False)  # a new frame
+    rep = out["rep_id"].to_numpy(dtype=object, copy=True)
+    rep[rep == NONE_LABEL] = None
+    out["rep_id"] = rep
+    return out
 
 
 def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> TrackingData:
@@ -245,7 +342,11 @@ def _left_join(
     index = pd.Index(table[key])
     if not index.is_unique:
         return None
-    rows = index.get_indexer(keys)
+    return taken(table, columns, index.get_indexer(keys))
+
+
+def taken(table: pd.DataFrame, columns: Sequence[str], rows: np.ndarray) -> dict[str, pd.Series]:
+    """``table``'s ``columns`` at the positions ``rows`` (-1: missing), as a left merge's new columns."""
     out = {}
     for col in columns:
         values = table[col].array.take(rows, allow_fill=True)
@@ -284,20 +385,33 @@ def _deals_at(
     return deals, hist, has_history
 
 
-def _attribute_activities(
-    acts: pd.DataFrame, leads: pd.DataFrame, deal_keys: pd.DataFrame, reps: pd.DataFrame
+LEAD_KEYS = ("source", "channel", "converted_at")
+"""What an activity takes from its lead (:func:`prepare`'s leads, by ``lead_id``)."""
+DEAL_KEYS = ("product", "source", "channel", "size_band")
+"""What an activity takes from its deal (:attr:`Keys.deal_keys`, by ``opportunity_id``)."""
+
+
+def attribute_activities(
+    acts: pd.DataFrame,
+    leads: pd.DataFrame,
+    deal_keys: pd.DataFrame,
+    reps: pd.DataFrame,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Attach group keys to activities and flag cold calls.
 
     Source and channel come from the activity's lead, or from its deal's lead; product from its deal.
     A *cold call* is an outbound call on a lead (not a deal) that had not become an opportunity
-    when the call was made.
+    when the call was made. ``rows``: each activity's lead's and deal's positions in ``leads`` and
+    ``deal_keys`` (-1: none), when already looked up (their ids unique); ``None``: looked up here.
     """
-    lead_info = leads[["lead_id", "source", "channel", "converted_at"]]
-    by_lead = _left_join(acts["lead_id"], lead_info, "lead_id", ("source", "channel", "converted_at"))
-    by_deal = _left_join(
-        acts["opportunity_id"], deal_keys, "opportunity_id", ("product", "source", "channel", "size_band")
-    )
+    lead_info = leads[["lead_id", *LEAD_KEYS]]
+    if rows is not None:
+        by_lead: dict[str, pd.Series] | None = taken(lead_info, LEAD_KEYS, rows[0])
+        by_deal: dict[str, pd.Series] | None = taken(deal_keys, DEAL_KEYS, rows[1])
+    else:
+        by_lead = _left_join(acts["lead_id"], lead_info, "lead_id", LEAD_KEYS)
+        by_deal = _left_join(acts["opportunity_id"], deal_keys, "opportunity_id", DEAL_KEYS)
     if by_lead is None or by_deal is None:
         return _attribute_activities_by_merge(acts, leads, deal_keys, reps)
     out = acts if acts.index.equals(pd.RangeIndex(len(acts))) else acts.reset_index(drop=True)
@@ -312,7 +426,7 @@ def _attribute_activities(
 def _attribute_activities_by_merge(
     acts: pd.DataFrame, leads: pd.DataFrame, deal_keys: pd.DataFrame, reps: pd.DataFrame
 ) -> pd.DataFrame:
-    """:func:`_attribute_activities` by merges (keys that are not unique: rows may repeat)."""
+    """:func:`attribute_activities` by merges (keys that are not unique: rows may repeat)."""
     out = acts.copy()
     lead_info = leads[["lead_id", "source", "channel", "converted_at"]].rename(
         columns={"source": "lead_source", "channel": "lead_channel"}

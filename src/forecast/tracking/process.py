@@ -24,6 +24,10 @@ NO_CONTACT_DAYS = 14
 STUCK_QUANTILE = 0.9
 
 
+_CONTACT_COLUMNS = ("lead_id", "occurred_at")
+"""The activities' columns a lead's last contact reads."""
+
+
 def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataFrame:
     """Inbound and outbound prospects, qualified per month and lead conversion, per group.
 
@@ -48,8 +52,9 @@ def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataF
         & leads["status"].isin(["new", "working", "qualified"])
         & leads["converted_at"].isna()
     ]
-    acts = data.activities
-    last_contact = acts[acts["done"] & (acts["occurred_at"] < cutoff)].groupby("lead_id")["occurred_at"].max()
+    acts = data.activities  # the rows and columns read are taken, not a copy of every activity
+    contacts = acts.loc[acts["done"] & (acts["occurred_at"] < cutoff), list(_CONTACT_COLUMNS)]
+    last_contact = contacts.groupby("lead_id")["occurred_at"].max()
     last = pd.to_datetime(open_leads["lead_id"].map(last_contact)).fillna(open_leads["created_at"])
     silent = days(cutoff - last) > NO_CONTACT_DAYS
     open_leads = open_leads.assign(silent=silent)

@@ -21,6 +21,8 @@ BEHAVIOUR_DAYS = 30
 NO_SCORE = "no score yet"
 _VISITS = ("web_visit", "page_view")
 _SOCIAL = ("social_interaction", "email_click")
+_ACTIVITY_COLUMNS = ("occurred_at", "lead_id", "opportunity_id", "done", "type", "scheduled_for")
+"""The activities' columns the last contact and the next action read."""
 
 
 def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
@@ -84,7 +86,8 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
             score_band=None,
             score_note=NO_SCORE,
         )
-    acts = data.activities[data.activities["occurred_at"] < cutoff]
+    every = data.activities  # the columns read only: ten million activities on a large CRM
+    acts = every.loc[every["occurred_at"] < cutoff, list(_ACTIVITY_COLUMNS)]
     entity = np.where(acts["opportunity_id"].notna(), acts["opportunity_id"], acts["lead_id"])
     acts = acts.assign(entity=entity)
     done = acts[acts["done"]]
