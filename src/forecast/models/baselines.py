@@ -127,10 +127,10 @@ class BaseRateClassifier(_BinaryFrameClassifier):
             tags.classifier_tags.poor_score = True
         return tags
 
-    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> BaseRateClassifier:  # noqa: N803
+    def fit(self, X: pd.DataFrame, y: Any, row_weight: Any = None) -> BaseRateClassifier:  # noqa: N803
         """Learn the (weighted) positive rate of ``y``; ``X`` only fixes the expected row count."""
         _, labels = fit_frame(self, X, y)
-        self.rate_ = float(np.average(labels, weights=sample_weight))
+        self.rate_ = float(np.average(labels, weights=row_weight))
         return self
 
     def _positive_proba(self, frame: pd.DataFrame) -> np.ndarray:
@@ -163,18 +163,18 @@ class StageWinRateBaseline(_BinaryFrameClassifier):
         self.stage_column = stage_column
         self.alpha = alpha
 
-    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> StageWinRateBaseline:  # noqa: N803
+    def fit(self, X: pd.DataFrame, y: Any, row_weight: Any = None) -> StageWinRateBaseline:  # noqa: N803
         """Count rows and positives per stage and shrink the rates towards the overall rate.
 
-        With ``sample_weight`` a row counts its weight (in ``n``, ``positives`` and the overall rate).
+        With ``row_weight`` a row counts its weight (in ``n``, ``positives`` and the overall rate).
         """
         frame, labels = fit_frame(self, X, y)
         _check_columns(frame, [self.stage_column])
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         w = np.ones(len(labels), dtype=np.int64)
-        if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=float)
+        if row_weight is not None:
+            w = np.asarray(row_weight, dtype=float)
         self.overall_rate_ = float(np.average(labels, weights=w))
         stages = _as_object(frame[self.stage_column]).reset_index(drop=True)
         counts = pd.DataFrame({"stage": stages, "n": w, "y": labels * w})[stages.notna()]
@@ -355,7 +355,7 @@ class LogisticBaseline(_BinaryFrameClassifier):
         X: pd.DataFrame,  # noqa: N803
         y: Any,
         groups: Any = None,
-        sample_weight: np.ndarray | None = None,
+        row_weight: np.ndarray | None = None,
     ) -> LogisticBaseline:
         """Fit the preprocessing and the logistic regression.
 
@@ -363,7 +363,7 @@ class LogisticBaseline(_BinaryFrameClassifier):
             X: Rows.
             y: Binary labels.
             groups: Optional group of each row (kept within one fold when ``C="cv"``).
-            sample_weight: Optional weight of each row in the regression (``C="cv"`` chooses
+            row_weight: Optional weight of each row in the regression (``C="cv"`` chooses
                 without them).
         """
         frame, labels = fit_frame(self, X, y)
@@ -390,10 +390,10 @@ class LogisticBaseline(_BinaryFrameClassifier):
         else:
             self.C_ = float(self.C)
         self.pipeline_ = self._build_pipeline(self.C_)
-        if sample_weight is None:
+        if row_weight is None:
             self.pipeline_.fit(used, labels)
         else:
-            self.pipeline_.fit(used, labels, model__sample_weight=np.asarray(sample_weight, dtype=float))
+            self.pipeline_.fit(used, labels, model__sample_weight=np.asarray(row_weight, dtype=float))
         return self
 
     def _cv_losses(self, frame: pd.DataFrame, labels: np.ndarray, groups: Any) -> dict[float, float]:

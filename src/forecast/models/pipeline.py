@@ -397,7 +397,7 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
         y: Any,
         eval_set: tuple[Any, ...] | None = None,
         calibration_set: tuple[Any, ...] | None = None,
-        sample_weight: np.ndarray | None = None,
+        row_weight: np.ndarray | None = None,
     ) -> CalibratedLGBMClassifier:
         """Fit the trees on ``X`` (early stopping on ``eval_set``), then the calibrator.
 
@@ -410,14 +410,17 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             calibration_set: Uncalibrated probabilities of rows these trees never trained on (the
                 out-of-fold predictions of :func:`forecast.models.crossfit.fit_calibrated`) and
                 their 0/1 labels: the calibrator learns from them instead of from ``eval_set``.
-            sample_weight: Optional weight of each training row (the prior, the trees). With it,
+            row_weight: Optional weight of each training row (the prior, the trees): censoring
+                weights (``training.ipcw``), named apart from scikit-learn's ``sample_weight``
+                because a weight of 2 is not two copies of a row here (row subsampling, early
+                stopping). With it,
                 ``eval_set`` and ``calibration_set`` may carry their rows' weights as a third item.
 
         Raises:
             ValueError: Calibration is asked for (not ``none``) without rows to calibrate on.
         """
         frame, y_arr = fit_frame(self, X, y)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        w = None if row_weight is None else np.asarray(row_weight, dtype=float)
         init_train = self._fit_trees_input(frame, y_arr, w)
         keep = ~self._alone_rows(frame)
         stop_set, calib_set = _halves(eval_set) if self.separate_calibration else (eval_set, eval_set)
@@ -521,7 +524,7 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
                 f"the prior has {counts[0]} negative and {counts[1]} positive rows to learn from "
                 f"({self.prior_fit_column} <= {self.prior_fit_max}); at least 2 of each are needed"
             )
-        prior = self._new_prior(X).fit(X.iloc[fit_idx], y[fit_idx], sample_weight=_at(weight, fit_idx))
+        prior = self._new_prior(X).fit(X.iloc[fit_idx], y[fit_idx], row_weight=_at(weight, fit_idx))
         _store_prior_means(prior, X.iloc[fit_idx])
         init = _prior_margin(prior, X)
         n_splits = int(min(self.prior_folds, counts.min()))
@@ -529,7 +532,7 @@ class CalibratedLGBMClassifier(ClassifierMixin, BaseEstimator):
             folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
             for train_part, held in folds.split(fit_idx, y[fit_idx]):
                 rows = fit_idx[train_part]
-                part = self._new_prior(X).fit(X.iloc[rows], y[rows], sample_weight=_at(weight, rows))
+                part = self._new_prior(X).fit(X.iloc[rows], y[rows], row_weight=_at(weight, rows))
                 init[fit_idx[held]] = _prior_margin(part, X.iloc[fit_idx[held]])
         return init, prior
 
@@ -869,11 +872,9 @@ def fit_pipeline(
     xt = prep.transform(X_train)
     if isinstance(model, CalibratedLGBMClassifier) and (X_valid is not None or calibration_set is not None):
         eval_set = None if X_valid is None else (prep.transform(X_valid), y_valid, valid_weight)
-        model.fit(
-            xt, y_train, eval_set=eval_set, calibration_set=calibration_set, sample_weight=sample_weight
-        )
+        model.fit(xt, y_train, eval_set=eval_set, calibration_set=calibration_set, row_weight=sample_weight)
     elif isinstance(model, CalibratedLGBMClassifier):
-        model.fit(xt, np.asarray(y_train, dtype=int), sample_weight=sample_weight)
+        model.fit(xt, np.asarray(y_train, dtype=int), row_weight=sample_weight)
     else:
         if sample_weight is not None:
             raise ValueError(f"{type(model).__name__} takes no row weights here")

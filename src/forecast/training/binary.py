@@ -650,9 +650,9 @@ def _judge_baselines(
     p_baselines: dict[str, np.ndarray] = {}
     for name, est in _baselines(data).items():
         if isinstance(est, LogisticBaseline):
-            est.fit(x.iloc[fit_rows], y[fit_rows], groups=ids.iloc[fit_rows], sample_weight=w_fit)
+            est.fit(x.iloc[fit_rows], y[fit_rows], groups=ids.iloc[fit_rows], row_weight=w_fit)
         elif w_fit is not None and isinstance(est, StageWinRateBaseline | BaseRateClassifier):
-            est.fit(x.iloc[fit_rows], y[fit_rows], sample_weight=w_fit)
+            est.fit(x.iloc[fit_rows], y[fit_rows], row_weight=w_fit)
         else:
             est.fit(x.iloc[fit_rows], y[fit_rows])
         p = est.predict_proba(x.iloc[test])[:, 1]
