@@ -2,9 +2,9 @@
 
 The service mounts :class:`MountedDashboard` when its module is imported, but builds nothing then
 (no settings are read at import): each worker makes its dashboard (``create_app`` over the
-service's settings) at the first request under ``/dashboard``, and its warm-up
-(:mod:`forecast.dashboard.warm`) starts then, so a service whose pages nobody opens pays nothing
-for them. The pages read the warehouse the service was started with (``forecast serve
+service's settings and models, :func:`dashboard_refs`) at the first request under ``/dashboard``,
+and its warm-up (:mod:`forecast.dashboard.warm`) starts then, so a service whose pages nobody
+opens pays nothing for them. The pages read the warehouse the service was started with (``forecast serve
 --warehouse``); without one they answer 404 saying so. They keep their own login (the token form
 and the session cookie, shared with the API's docs page); links and redirects are rooted at the
 mount point by :class:`~forecast.dashboard.rooted.RootedLinks`.
@@ -18,7 +18,7 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from forecast.config import load_settings
+from forecast.config import Settings, load_settings
 
 PREFIX = "/dashboard"
 """Where the service mounts the pages."""
@@ -27,6 +27,26 @@ PREFIX = "/dashboard"
 def under_prefix(path: str) -> bool:
     """Whether ``path`` is one of the dashboard's (the guard lets them handle their own login)."""
     return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def dashboard_refs(settings: Settings) -> dict[str, Any]:
+    """The models the pages read by role: the service's own (``forecast serve --models``).
+
+    The dashboard reads the deal-win and time-to-close models; a ``--models`` that names other
+    versions of them is what the pages show, as under ``forecast dashboard --models``.
+    """
+    from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+    from forecast.serving.store import served_refs
+
+    refs = served_refs(settings)
+    return {role: refs[role] for role in (DEAL_WIN, TIME_TO_CLOSE)}
+
+
+def mounted_app(settings: Settings) -> Any:
+    """The dashboard app the service mounts: its settings, its models (:func:`dashboard_refs`)."""
+    from forecast.dashboard.app import create_app
+
+    return create_app(settings, refs=dashboard_refs(settings))
 
 
 class MountedDashboard:
@@ -41,13 +61,11 @@ class MountedDashboard:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    from forecast.dashboard.app import create_app
-
                     settings = load_settings()
                     if not settings.serve_warehouse:
                         self._app = False
                     else:
-                        app = create_app(settings)
+                        app = mounted_app(settings)
                         if app.state.warmer is not None:  # a mounted app gets no lifespan events
                             app.state.warmer.start()
                         self._app = app
