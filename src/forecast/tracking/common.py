@@ -117,10 +117,10 @@ def per_group(
     if include_all:
         groups.append(ALL_LABEL)
     rows = []
+    names = data.reps.set_index("rep_id")["name"] if by == "rep" else None
     for g in groups:
         row: Row = {by: g}
-        if by == "rep":
-            names = data.reps.set_index("rep_id")["name"]
+        if names is not None:
             row["name"] = str(names.get(g, "")) if g != ALL_LABEL else ""
         row.update(compute(g))
         rows.append(row)
@@ -130,3 +130,30 @@ def per_group(
 def amount_sum(frame: pd.DataFrame, col: str = "amount") -> float:
     """Sum of a money column (0 when empty; missing amounts count as 0)."""
     return float(pd.to_numeric(frame[col], errors="coerce").fillna(0).sum()) if len(frame) else 0.0
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def group_rows(frame: pd.DataFrame, by: str) -> Callable[[str], np.ndarray]:
+    """The row positions (ascending) of a group in ``frame``.
+
+    Every row for ``(all)``; none for any other group when ``frame`` has no ``by`` column.
+    """
+    every = np.arange(len(frame))
+    split = positions(frame[by]) if by in frame.columns else {}
+
+    def rows(group: str) -> np.ndarray:
+        return every if group == ALL_LABEL else split.get(group, _NONE)
+
+    return rows
+
+
+def amounts(frame: pd.DataFrame) -> np.ndarray:
+    """The ``amount`` column as floats, a missing or unreadable amount as 0."""
+    return pd.to_numeric(frame["amount"], errors="coerce").fillna(0).to_numpy(dtype=float)
+
+
+def amount_at(amounts: np.ndarray, rows: np.ndarray) -> float:
+    """The sum of ``amounts`` at ``rows`` (0 when none), as :func:`amount_sum`."""
+    return float(amounts[rows].sum()) if len(rows) else 0.0

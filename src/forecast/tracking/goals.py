@@ -14,7 +14,16 @@ import math
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, amount_sum, check_grouping, memo, per_group, subset
+from forecast.tracking.common import (
+    Row,
+    amount_at,
+    amounts,
+    check_grouping,
+    group_rows,
+    memo,
+    per_group,
+    subset,
+)
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, safe_div
@@ -136,7 +145,10 @@ def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     ref_start = cutoff - pd.Timedelta(days=REFERENCE_DAYS)
     ref_closed = opps[(opps["closed_at"] >= ref_start) & (opps["closed_at"] < cutoff)]
     ref_leads = data.leads[(data.leads["created_at"] >= ref_start) & (data.leads["created_at"] < cutoff)]
-    team_rates = _reference_rates(ref_closed, ref_leads)
+    won_rows, ytd_rows = group_rows(in_period, by), group_rows(ytd, by)
+    won_amount, ytd_amount = amounts(in_period), amounts(ytd)
+    rates_of = _ReferenceRates(ref_closed, ref_leads, by)
+    team_rates = rates_of(ALL_LABEL)
     month_end = (period.end - pd.Timedelta(days=1)).normalize()
     month_start = month_end.replace(day=1)
     days_left = max((period.end - max(data.as_of, period.start)) / pd.Timedelta(days=1), 0.0)
@@ -150,15 +162,15 @@ def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
         row["weekly_goal"] = row["daily_goal"] * 7
         row["monthly_goal"] = goal_between(rows, month_start, month_start + pd.offsets.MonthBegin(1))
         row["year_goal"] = goal_between(rows, year_start, year_start + pd.DateOffset(years=1))
-        w = subset(in_period, by, group)
+        w = won_rows(group)
         row["won_deals"] = len(w)
-        row["won_value"] = amount_sum(w)
+        row["won_value"] = amount_at(won_amount, w)
         row["attainment"] = safe_div(row["won_value"], goal) if goal > 0 else NAN
         row["remaining"] = max(goal - row["won_value"], 0.0) if goal == goal else NAN
-        row["won_ytd"] = amount_sum(subset(ytd, by, group))
+        row["won_ytd"] = amount_at(ytd_amount, ytd_rows(group))
         row["ytd_goal"] = goal_between(rows, year_start, cutoff)
         row["ytd_attainment"] = safe_div(row["won_ytd"], row["ytd_goal"]) if row["ytd_goal"] > 0 else NAN
-        rates = _reference_rates(subset(ref_closed, by, group), subset(ref_leads, by, group))
+        rates = rates_of(group)
         for key, value in rates.items():
             if value != value or value <= 0:
                 rates[key] = team_rates[key]
@@ -173,13 +185,27 @@ def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     return per_group(data, by, [in_period], compute)
 
 
-def _reference_rates(closed: pd.DataFrame, leads: pd.DataFrame) -> dict[str, float]:
-    won = closed[closed["outcome"] == "won"]
-    return {
-        "avg_won_amount": float(won["amount"].mean()) if won["amount"].notna().any() else NAN,
-        "win_rate": safe_div(len(won), len(closed)),
-        "lead_conversion": safe_div(float(leads["converted_at"].notna().sum()), len(leads)),
-    }
+class _ReferenceRates:
+    """A group's rates of the reference year: mean won amount, win rate and lead conversion.
+
+    Read from numpy columns at the group's row positions; the mean won amount is pandas' mean of
+    the same amounts in the same order, so each rate is the one a per-group filter gives.
+    """
+
+    def __init__(self, closed: pd.DataFrame, leads: pd.DataFrame, by: str) -> None:
+        self.closed_rows, self.lead_rows = group_rows(closed, by), group_rows(leads, by)
+        self.won = (closed["outcome"] == "won").to_numpy(dtype=bool)
+        self.amount = closed["amount"].to_numpy()
+        self.converted = leads["converted_at"].notna().to_numpy(dtype=bool)
+
+    def __call__(self, group: str) -> dict[str, float]:
+        closed, leads = self.closed_rows(group), self.lead_rows(group)
+        won = pd.Series(self.amount[closed[self.won[closed]]])
+        return {
+            "avg_won_amount": float(won.mean()) if won.notna().any() else NAN,
+            "win_rate": safe_div(len(won), len(closed)),
+            "lead_conversion": safe_div(float(self.converted[leads].sum()), len(leads)),
+        }
 
 
 def _ceil(value: float) -> float:
@@ -195,20 +221,89 @@ def daily(data: TrackingData, period: Period, by: str = "rep", only: str | None 
     check_grouping("goals", by, GROUPINGS, "quotas belong to reps, teams and the company")
     opps = data.opportunities
     cutoff = min(period.end, data.as_of)
-    won = opps[(opps["outcome"] == "won") & period.contains(opps["closed_at"])].copy()
-    won["day"] = won["closed_at"].dt.normalize()
+    won = opps[(opps["outcome"] == "won") & period.contains(opps["closed_at"])]
+    won = won[[c for c in (by, "amount") if c in won.columns]].assign(day=won["closed_at"].dt.normalize())
     days = pd.date_range(period.start, cutoff - pd.Timedelta(microseconds=1), freq="D")
-    frames = []
     groups = [*group_values(data, by, won), ALL_LABEL]
-    for group in groups if only is None else [g for g in groups if g == only]:
+    chosen = groups if only is None else [g for g in groups if g == only]
+    if not chosen or len(days) == 0:
+        return _daily_frames(data, by, won, days, chosen)
+    won_value = _won_by_day(won, by, days, chosen)
+    goal = np.array([daily_goals(quota_rows(data, by, g), days) for g in chosen], dtype=float)
+    cumulative_won, cumulative_goal = np.cumsum(won_value, axis=1), np.cumsum(goal, axis=1)
+    return pd.DataFrame(
+        {
+            by: np.repeat(np.array(chosen, dtype=object), len(days)),
+            "day": np.tile(days.date, len(chosen)),
+            "won_value": won_value.ravel(),
+            "daily_goal": goal.ravel(),
+            "cumulative_won": cumulative_won.ravel(),
+            "cumulative_goal": cumulative_goal.ravel(),
+            "cumulative_gap": (cumulative_goal - cumulative_won).ravel(),
+        }
+    )
+
+
+def _won_by_day(won: pd.DataFrame, by: str, days: pd.DatetimeIndex, groups: list[str]) -> np.ndarray:
+    """Won value per group (rows, ``(all)`` included) and day (columns); 0 where nothing was won.
+
+    One grouped sum over the won deals; each cell adds the same amounts in the same order as a sum
+    over that group's deals alone, so to the same value.
+    """
+    amounts = pd.to_numeric(won["amount"], errors="coerce").fillna(0)
+    out = np.zeros((len(groups), len(days)))
+    if by in won.columns:
+        cells = amounts.groupby([won[by].astype(str).rename("group"), won["day"]]).sum().unstack("day")
+        cells = cells.reindex(index=groups, columns=days)
+        out = cells.fillna(0.0).to_numpy(dtype=float)  # a cell no deal reached: nothing won
+    if ALL_LABEL in groups:
+        whole = amounts.groupby(won["day"]).sum().reindex(days, fill_value=0.0)
+        out[groups.index(ALL_LABEL)] = whole.to_numpy(dtype=float)
+    return out
+
+
+def _daily_frames(
+    data: TrackingData, by: str, won: pd.DataFrame, days: pd.DatetimeIndex, groups: list[str]
+) -> pd.DataFrame:
+    """:func:`daily` one group at a time (a table without days, or without groups)."""
+    frames = []
+    for group in groups:
         w = subset(won, by, group)
         sums = pd.to_numeric(w["amount"], errors="coerce").fillna(0).groupby(w["day"]).sum()
         values = sums.reindex(days, fill_value=0.0).to_numpy()
-        rows = quota_rows(data, by, group)
-        goal_day = [goal_between(rows, d, d + pd.Timedelta(days=1)) for d in days]
+        goal_day = daily_goals(quota_rows(data, by, group), days)
         frame = pd.DataFrame({by: group, "day": days.date, "won_value": values, "daily_goal": goal_day})
         frame["cumulative_won"] = frame["won_value"].cumsum()
         frame["cumulative_goal"] = frame["daily_goal"].cumsum(skipna=False)
         frame["cumulative_gap"] = frame["cumulative_goal"] - frame["cumulative_won"]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def daily_goals(rows: pd.DataFrame, days: pd.DatetimeIndex) -> list[float]:
+    """The goal of each day of ``days`` (midnights), as :func:`goal_between` over ``[day, day + 1)``.
+
+    Days on which every quota row overlaps by the same time (most of a month's days) share one
+    :func:`goal_between` call, so the values are its own to the bit; a period of 90 days over a
+    monthly quota asks it about three times instead of 90.
+    """
+    one = pd.Timedelta(days=1)
+    begins, stops = rows["start"].to_numpy(), rows["stop"].to_numpy()
+    if rows.empty or len(days) == 0 or begins.dtype.kind != "M" or stops.dtype.kind != "M":
+        return [goal_between(rows, d, d + one) for d in days]
+    lo = days.to_numpy()
+    if lo.dtype.kind != "M":  # zoned days: one call each
+        return [goal_between(rows, d, d + one) for d in days]
+    unit = np.promote_types(np.promote_types(begins.dtype, stops.dtype), lo.dtype)
+    b, e, lo = begins.astype(unit), stops.astype(unit), lo.astype(unit)
+    hi = lo + np.timedelta64(1, "D").astype(f"m8[{np.datetime_data(unit)[0]}]")
+    overlap = np.minimum(e[None, :], hi[:, None]) - np.maximum(b[None, :], lo[:, None])
+    pattern = np.maximum(overlap.astype(np.int64), 0)  # a day's overlap with each row (none: 0)
+    known: dict[bytes, float] = {}
+    out = []
+    for i, day in enumerate(days):
+        key = pattern[i].tobytes()
+        if key not in known:
+            known[key] = goal_between(rows, day, day + one)
+        out.append(known[key])
+    return out
