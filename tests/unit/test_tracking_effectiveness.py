@@ -1,0 +1,109 @@
+"""The effectiveness report from numpy columns and one rep-week count: the per-group values, to the bit.
+
+``_reference`` is the report as it was computed before: each group's activities and deals filtered
+out of the whole frames, and its rep-weeks counted on their own (:func:`rep_weeks`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.data.pipeline import DEFAULT_PIPELINE
+from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.tracking.common import Row, add_rate, per_group, subset
+from forecast.tracking.data import TrackingData, prepare
+from forecast.tracking.periods import Period, parse_period
+from forecast.tracking.stats import correlation, mean_interval, rate_ratio_test, safe_div
+
+eff = importlib.import_module("forecast.tracking.effectiveness")  # the package shadows it: a function
+CORRELATION_WEEKS, _PERIOD_COLUMNS = eff.CORRELATION_WEEKS, eff._PERIOD_COLUMNS
+_columns, _week_rows, rep_weeks = eff._columns, eff._week_rows, eff.rep_weeks
+
+
+def _reference(data: TrackingData, period: Period, by: str) -> pd.DataFrame:
+    acts = data.activities
+    in_period = acts.loc[
+        acts["done"] & period.contains(acts["occurred_at"]), _columns(acts, by, _PERIOD_COLUMNS)
+    ]
+    opps = data.opportunities
+    prev = period.previous()
+    created = opps[period.contains(opps["created_at"])]
+    created_prev = opps[prev.contains(opps["created_at"])]
+    end = min(period.end, data.as_of)
+    start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
+    window = _week_rows(acts, by, start, end)
+
+    def compute(group: str) -> Row:
+        row: Row = {}
+        a = subset(in_period, by, group)
+        emails = a[(a["type"] == "email") & (a["direction"] == "outbound")]
+        replied = emails["email_replied"].dropna().astype(bool)
+        add_rate(row, "reply_rate", int(replied.sum()), len(replied))
+        calls = a[(a["type"] == "call") & (a["outcome"] == "completed") & a["duration_seconds"].notna()]
+        mean, n, lo, hi = mean_interval(calls["duration_seconds"] / 60)
+        row.update(
+            avg_call_minutes=mean, avg_call_minutes_n=n, avg_call_minutes_lo=lo, avg_call_minutes_hi=hi
+        )
+        new, new_prev = len(subset(created, by, group)), len(subset(created_prev, by, group))
+        row["new_opportunities"] = new
+        row["new_opportunities_prev"] = new_prev
+        row["new_opportunities_change"] = safe_div(new - new_prev, new_prev)
+        row["new_opportunities_p_value"] = rate_ratio_test(new, period.days, new_prev, prev.days)
+        weeks = rep_weeks(subset(window, by, group), subset(opps, by, group), start, end)
+        for name in ("calls", "emails"):
+            c = correlation(weeks[name], weeks["new_opportunities"]) if len(weeks) else correlation([], [])
+            key = f"corr_new_opportunities_{name}"
+            row.update(
+                {key: c.r, f"{key}_n": c.n, f"{key}_lo": c.lo, f"{key}_hi": c.hi, f"{key}_p_value": c.p_value}
+            )
+        return row
+
+    return per_group(data, by, [in_period, created], compute)
+
+
+@pytest.fixture(scope="module")
+def data() -> TrackingData:
+    crm = simulate_crm(SimulationConfig(n_leads=3000, seed=12, months=12))
+    return prepare(crm.tables, DEFAULT_PIPELINE)
+
+
+def _with_gaps(data: TrackingData) -> TrackingData:
+    """Missing directions, replies, durations and reps; an unknown rep; deals without a source."""
+    rng = np.random.default_rng(5)
+    acts = data.activities.copy()
+    for column, share in [
+        ("direction", 0.05),
+        ("email_replied", 0.2),
+        ("duration_seconds", 0.2),
+        ("rep_id", 0.02),
+        ("team", 0.03),
+    ]:
+        if column in acts.columns:
+            acts.loc[rng.random(len(acts)) < share, column] = None
+    acts.loc[rng.random(len(acts)) < 0.02, "rep_id"] = "R-unknown"
+    opps = data.opportunities.copy()
+    if "source" in opps.columns:
+        opps.loc[rng.random(len(opps)) < 0.1, "source"] = None
+    return TrackingData(**{**data.__dict__, "activities": acts, "opportunities": opps})
+
+
+@pytest.mark.parametrize("by", eff.GROUPINGS)
+def test_the_report_equals_the_per_group_filters(data: TrackingData, by: str) -> None:
+    for crm in (data, _with_gaps(data)):
+        for name in ("month", "quarter", "week"):
+            period = parse_period(name, crm.as_of)
+            new, old = eff.effectiveness(crm, period, by), _reference(crm, period, by)
+            pd.testing.assert_frame_equal(new, old, check_exact=True)
+            assert new["corr_new_opportunities_calls_n"].iloc[-1] > 10  # the rep-weeks mean something
+
+
+def test_a_grouping_the_deals_lack_counts_no_deal_for_its_groups(data: TrackingData) -> None:
+    crm = TrackingData(**{**data.__dict__, "opportunities": data.opportunities.drop(columns=["channel"])})
+    period = parse_period("quarter", crm.as_of)
+    new, old = eff.effectiveness(crm, period, "channel"), _reference(crm, period, "channel")
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    assert (new["new_opportunities"].iloc[:-1] == 0).all() and new["new_opportunities"].iloc[-1] > 0
