@@ -14,9 +14,11 @@ reps of the same region when grouping by region).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -84,6 +86,10 @@ UNITS = {"win_rate": win_units, "cold_call_conversion": cold_call_units, "reply_
 def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) -> pd.DataFrame:
     """Each group's rate against the others', raw and adjusted for ``strata``.
 
+    The trials are counted per group and stratum in one grouped sum, and each group's expectation
+    is summed from its own cells in stratum order: the figures a per-group count gives, to the bit
+    (``tests/unit/test_tracking_adjust.py``), for thousands of reps at once.
+
     Args:
         units: One row per trial with ``success`` (0/1), the ``by`` column and the strata columns.
         by: The grouping column.
@@ -95,27 +101,34 @@ def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) ->
         expected_rate, ratio (CI), adjusted p-value and ``adjusted_for``.
     """
     used = [s for s in strata if s != by and s in units.columns]
-    rows = []
     if units.empty:
         return pd.DataFrame(
             columns=["metric", by, "n", "observed", "rate", "expected", "ratio", "adjusted_for"]
         )
-    u = units.copy()
-    u["_stratum"] = u[used].astype(str).agg("|".join, axis=1) if used else ""
-    total_k = u.groupby("_stratum")["success"].sum()
-    total_n = u.groupby("_stratum")["success"].size()
-    all_k, all_n = float(u["success"].sum()), float(len(u))
-    for group, g in u.groupby(u[by].astype(str)):
-        n, k = len(g), float(g["success"].sum())
-        gk = g.groupby("_stratum")["success"].sum()
-        gn = g.groupby("_stratum")["success"].size()
-        ok = total_k.reindex(gk.index) - gk
-        on = total_n.reindex(gn.index) - gn
+    success = units["success"]
+    stratum = _strata(units, used).rename("_stratum")
+    total_k = success.groupby(stratum).sum()
+    total_n = success.groupby(stratum).size()
+    all_k, all_n = float(success.sum()), float(len(units))
+    label = units[by].astype(str).rename("_group")
+    cell_k = success.groupby([label, stratum]).sum()
+    cell_n = success.groupby([label, stratum]).size()
+    cells = cell_k.index.get_level_values(1)
+    gk = cell_k.to_numpy()
+    gn = cell_n.to_numpy()
+    ok = total_k.reindex(cells).to_numpy() - gk
+    on = total_n.reindex(cells).to_numpy() - gn
+    groups = cell_k.index.get_level_values(0).to_numpy()
+    bounds = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
+    rows = []
+    for first, stop in itertools.pairwise(bounds):
+        group = groups[first]
+        n, k = int(gn[first:stop].sum()), float(gk[first:stop].sum())
         others_n, others_k = all_n - n, all_k - k
         fallback = others_k / others_n if others_n > 0 else NAN
-        p = (ok + PRIOR_TRIALS * fallback) / (on + PRIOR_TRIALS)
-        expected = float((p * gn).sum())
-        variance = float((p * (1 - p) * gn).sum())
+        p = (ok[first:stop] + PRIOR_TRIALS * fallback) / (on[first:stop] + PRIOR_TRIALS)
+        expected = _sum(p * gn[first:stop])
+        variance = _sum(p * (1 - p) * gn[first:stop])
         r = wilson(k, n)
         o = wilson(others_k, others_n)
         exp_rate = expected / n if n else NAN
@@ -143,6 +156,19 @@ def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) ->
             }
         )
     return pd.DataFrame(rows)
+
+
+def _strata(units: pd.DataFrame, used: list[str]) -> pd.Series:
+    """Each trial's stratum: its ``used`` values as text, joined by ``|`` (``""`` without strata)."""
+    if not used:
+        return pd.Series("", index=units.index, dtype=object)
+    first, *rest = (units[c].astype(str) for c in used)
+    return first.str.cat(cast(Any, rest), sep="|") if rest else first
+
+
+def _sum(values: np.ndarray) -> float:
+    """The sum of ``values``, a ``nan`` counting as 0 (pandas' sum of the same values)."""
+    return float(np.where(np.isnan(values), 0.0, values).sum())
 
 
 def _z_p(observed: float, expected: float, variance: float) -> float:

@@ -202,6 +202,7 @@ def _shortfall_candidates(
     if units.empty or units["rep"].nunique() < 2:
         return []
     table = compare(units, "rep", STRATA.get(metric, ()) if strata is None else strata, metric)
+    rows_of = units.groupby("rep", sort=False).indices  # each rep's trials, in their order
     out = []
     for _, row in table.iterrows():
         if row["rep"] == "(none)":
@@ -212,7 +213,8 @@ def _shortfall_candidates(
             and row["expected"] >= ctx.cfg.min_expected
         )
         worse = row["ratio"] == row["ratio"] and row["ratio"] <= 1 - ctx.cfg.min_effect
-        out.append((build(row, units[units["rep"] == row["rep"]]), bool(eligible and worse)))
+        mine = units.iloc[rows_of.get(row["rep"], np.zeros(0, dtype=np.intp))]
+        out.append((build(row, mine), bool(eligible and worse)))
     return out
 
 
