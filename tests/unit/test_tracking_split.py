@@ -177,3 +177,16 @@ def test_process_from_the_columns_read_equals_it_from_every_column(
     whole = proc.process(data, period, by)
     assert narrow["open_leads_silent"].notna().any()
     pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "source"])
+def test_the_funnel_from_the_columns_read_equals_it_from_every_column(
+    data: TrackingData, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fun = importlib.import_module("forecast.tracking.funnel")  # the package shadows it: a function
+    period = parse_period("quarter", data.as_of)
+    narrow = fun.funnel(data, period, by)
+    monkeypatch.setattr(fun, "narrow", lambda frame, *columns: frame)
+    whole = fun.funnel(data, period, by)
+    assert narrow["won"].iloc[-1] > 10 and narrow["weighted_pipeline"].iloc[-1] > 0
+    pd.testing.assert_frame_equal(narrow, whole, check_exact=True)

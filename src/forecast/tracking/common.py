@@ -157,3 +157,8 @@ def amounts(frame: pd.DataFrame) -> np.ndarray:
 def amount_at(amounts: np.ndarray, rows: np.ndarray) -> float:
     """The sum of ``amounts`` at ``rows`` (0 when none), as :func:`amount_sum`."""
     return float(amounts[rows].sum()) if len(rows) else 0.0
+
+
+def narrow(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``frame`` with only those of ``columns`` it has (a group's rows are then a cheap take)."""
+    return frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, amount_sum, check_grouping, per_group, subset
+from forecast.tracking.common import Row, add_rate, amount_sum, check_grouping, narrow, per_group, subset
 from forecast.tracking.data import GROUPINGS, TrackingData, days
 from forecast.tracking.periods import Period, month_starts
 from forecast.tracking.stats import NAN, rate_ratio_test, safe_div
@@ -56,10 +56,11 @@ def funnel(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     cutoff = min(period.end, data.as_of)
     prev = period.previous()
     weights = stage_win_rates(data, cutoff)
-    open_now = open_at(opps, cutoff)
-    created = opps[period.contains(opps["created_at"])]
-    closed = opps[period.contains(opps["closed_at"])]
-    closed_prev = opps[prev.contains(opps["closed_at"])]
+    read = (by, "amount", "stage", "outcome", "created_at", "closed_at")  # the columns a group's row reads
+    open_now = narrow(open_at(opps, cutoff), *read)
+    created = narrow(opps[period.contains(opps["created_at"])], by)
+    closed = narrow(opps[period.contains(opps["closed_at"])], *read)
+    closed_prev = narrow(opps[prev.contains(opps["closed_at"])], *read)
     elapsed = max((cutoff - period.start) / pd.Timedelta(days=1), 0.0)
 
     def compute(group: str) -> Row:
