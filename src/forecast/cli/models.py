@@ -131,6 +131,18 @@ EngineOpt = Annotated[
         "files or folders, paths or URIs; docs/scale.md).",
     ),
 ]
+BatchRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-rows",
+        min=0,
+        help="With --engine local, a Parquet --input (a file or a folder of part files) is read, scored "
+        "and written this many rows at a time (memory bounded by the batch, the same output); 0 reads "
+        "it whole. CSV inputs and flat-export models are read whole.",
+    ),
+]
+DEFAULT_BATCH_ROWS = 100_000
+"""``forecast.batch_stream.DEFAULT_BATCH_ROWS`` (not imported: it would load pandas for ``--help``)."""
 MasterOpt = Annotated[
     str | None,
     typer.Option(
@@ -362,6 +374,7 @@ def score_leads(
     delimiter: DelimiterOpt = ",",
     engine: EngineOpt = "local",
     master: MasterOpt = None,
+    batch_rows: BatchRowsOpt = DEFAULT_BATCH_ROWS,
     as_json: JsonOpt = False,
 ) -> None:
     """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row.
@@ -393,6 +406,7 @@ def score_leads(
         keep_columns=keep_columns,
         engine=engine,
         master=master,
+        batch_rows=batch_rows,
     )
 
 
@@ -446,6 +460,7 @@ def score_deals(
     delimiter: DelimiterOpt = ",",
     engine: EngineOpt = "local",
     master: MasterOpt = None,
+    batch_rows: BatchRowsOpt = DEFAULT_BATCH_ROWS,
     as_json: JsonOpt = False,
 ) -> None:
     """Score open deals: p_win and reasons, close-date distribution and slip risk, for every row.
@@ -481,6 +496,7 @@ def score_deals(
         reasons=reasons,
         engine=engine,
         master=master,
+        batch_rows=batch_rows,
     )
 
 
@@ -502,6 +518,7 @@ def _score(
     keep_columns: str | None = None,
     engine: str = "local",
     master: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> None:
     """Run :func:`forecast.batch.score_job` with the models chosen (``ModelRef``) and print the summary.
 
@@ -555,6 +572,7 @@ def _score(
                 with_flags=with_flags,
                 reasons=reasons,
                 keep_columns=keep_columns,
+                batch_rows=batch_rows,
             )
 
     def render(c: Console) -> None:
@@ -585,6 +603,7 @@ def _local_job(
     with_flags: bool,
     reasons: bool,
     keep_columns: str | None,
+    batch_rows: int,
 ) -> Any:
     """:func:`forecast.batch.score_job` with the command's options (the local engine)."""
     from forecast.batch import score_job
@@ -604,6 +623,7 @@ def _local_job(
         with_flags=with_flags,
         reasons=reasons,
         keep_columns=keep_columns,
+        batch_rows=batch_rows,
     )
 
 
