@@ -24,7 +24,7 @@ import pandas as pd
 from forecast.batch_stream import DEFAULT_BATCH_ROWS, input_schema, parquet_files, stream_score
 from forecast.binding import CurrentWarehouse, ModelRef, resolve
 from forecast.config import Settings
-from forecast.data.readers import read_table_file
+from forecast.data.readers import ReadLimits, read_table_file
 from forecast.data.warehouse import Warehouse
 from forecast.errors import ScoringError, truncate
 from forecast.features.build import ID_COLUMN, build_feature_table
@@ -510,6 +510,7 @@ def _score_parquet(
     totals = stream_score(
         files, columns, keys, score, output, rejects,
         score_name=meta.score_name, batch_rows=batch_rows, progress=progress,
+        limits=ReadLimits.from_settings(settings),
     )  # fmt: skip
     if totals.scored + totals.rejected != totals.rows_in:
         raise AssertionError("row accounting broken")  # pragma: no cover - an invariant

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from forecast.data.readers import ReadLimits, _check_cells
 from forecast.errors import ScoringError
 from forecast.io import atomic_write, csv_safe_frame
 from forecast.models.threads import tree_threads
@@ -286,6 +287,7 @@ def stream_score(
     score_name: str,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Callable[[str, float | None], None] | None = None,
+    limits: ReadLimits | None = None,
 ) -> Totals:
     """Score the Parquet ``files`` batch by batch into ``output`` and ``rejects``, atomically.
 
@@ -299,6 +301,8 @@ def stream_score(
         score_name: The score column summed for the mean.
         batch_rows: Rows per batch (at least 1).
         progress: Called with a description and the fraction done.
+        limits: The input limits but the file size (default: the settings'): the columns of the
+            input, and each batch's cells (as a file read whole is checked).
 
     Returns:
         The totals (the caller checks the row accounting against them).
@@ -311,6 +315,12 @@ def stream_score(
         raise ScoringError(f"{output}: output must end in .csv or .parquet")
     schema, counts = input_schema(files)
     total = int(sum(counts))
+    limits = limits or ReadLimits.from_settings()
+    if len(schema) > limits.max_columns:
+        raise ScoringError(
+            f"{files[0]}: {len(schema):,} columns, more than the limit of {limits.max_columns:,} "
+            "(FORECAST_MAX_COLUMNS); write only the columns you need or raise the limit"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     if progress is not None:
         progress("finding repeated rows", None)
@@ -326,6 +336,7 @@ def stream_score(
                 last: pd.DataFrame | None = None
                 start = 0
                 for frame in _batches(files, schema, columns, max(1, batch_rows), nullable):
+                    _check_cells(files[0] if len(files) == 1 else files[0].parent, frame, limits, start + 1)
                     rows = np.arange(start + 1, start + len(frame) + 1, dtype=np.int64)
                     lo, hi = np.searchsorted(repeated, [rows[0], rows[-1] + 1]) if len(rows) else (0, 0)
                     duplicate = np.isin(rows, repeated[lo:hi])

@@ -335,7 +335,11 @@ def score_leads(
     ctx: typer.Context,
     output: Annotated[str, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
     input_path: Annotated[
-        str | None, typer.Option("--input", help="A file in the shape the model was trained on.")
+        str | None,
+        typer.Option(
+            "--input",
+            help="A file in the shape the model was trained on (or a folder of Parquet part files).",
+        ),
     ] = None,
     from_warehouse: Annotated[
         bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
@@ -430,7 +434,9 @@ def score_deals(
     input_path: Annotated[
         str | None,
         typer.Option(
-            "--input", help="Deal snapshots as written by `forecast features --entity opportunity`."
+            "--input",
+            help="Deal snapshots as written by `forecast features --entity opportunity` (a file, or a "
+            "folder of Parquet part files).",
         ),
     ] = None,
     from_warehouse: Annotated[
