@@ -2,14 +2,18 @@
 
 Uses the ``lead_scoring`` champion of the registry the ``FORECAST_*`` settings point at, and the
 feature rows of the warehouse's open leads (``forecast features --entity lead``), resampled to N
-rows with unique ids and written as one Parquet file (the in-process scorer's input) and as a
-folder of ``--parts`` part files (Spark's). Each engine runs in its own child process through the
-CLI (``forecast score leads``); a sampler reads /proc every 0.2 s for the peak RSS of the whole
-process tree and of its largest process (the JVM, a Python worker). Also prints the size of the
-broadcast models and the time to unpickle them (what each task would pay without a broadcast).
+rows with unique ids and written, ``--chunk-rows`` rows at a time (so that 10M rows fit), as one
+Parquet file (the in-process scorer's input) and as a folder of ``--parts`` part files (Spark's).
+Each engine runs in its own child process through the CLI (``forecast score leads``): ``local``
+reads the file in batches of ``--batch-rows`` (the default path for Parquet), ``whole`` reads it
+whole (``--batch-rows 0``, the path before batches; at 10M rows it does not fit 24 GiB), ``spark``
+runs ``--engine spark``. A sampler reads /proc every 0.2 s for the peak RSS of the whole process
+tree and of its largest process (the JVM, a Python worker). Also prints the size of the broadcast
+models and the time to unpickle them (what each task would pay without a broadcast).
 
-Run: ``uv run python benchmarks/bench_spark_scoring.py --rows 100000 [--rows 1000000]``; results go
-to ``benchmarks/RESULTS.md`` by hand, with the load average printed.
+Run: ``uv run python benchmarks/bench_spark_scoring.py --rows 100000 [--rows 1000000]
+[--engine local --engine whole]``; results go to ``benchmarks/RESULTS.md`` by hand, with the load
+average printed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 def _tree_rss(root: int) -> tuple[int, int]:
@@ -73,6 +79,35 @@ def _run(args: list[str]) -> tuple[float, float, float]:
     return seconds, peak[0] / 2**20, peak[1] / 2**20
 
 
+def _write_inputs(
+    base: pd.DataFrame, n: int, single: Path | None, folder: Path, parts: int, chunk: int
+) -> None:
+    """``n`` rows resampled from ``base`` (seeded, unique ids) into ``single`` and ``parts`` files of
+    ``folder``, ``chunk`` rows at a time: memory stays that of one chunk whatever ``n``."""
+    rng = np.random.default_rng(0)
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    writer = None
+    schema = None
+    for i in range(parts):
+        part_writer = None
+        for start in range(int(bounds[i]), int(bounds[i + 1]), chunk):
+            stop = min(start + chunk, int(bounds[i + 1]))
+            rows = base.iloc[rng.integers(0, len(base), stop - start)].reset_index(drop=True)
+            rows["lead_id"] = np.char.add("L", np.arange(start, stop).astype(str))
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+            schema = schema or table.schema
+            table = table.cast(schema)
+            if single is not None:
+                writer = writer or pq.ParquetWriter(single, schema)
+                writer.write_table(table)
+            part_writer = part_writer or pq.ParquetWriter(folder / f"part-{i:04d}.parquet", schema)
+            part_writer.write_table(table)
+        if part_writer is not None:
+            part_writer.close()
+    if writer is not None:
+        writer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable; default 100000)")
@@ -81,10 +116,12 @@ def main() -> None:
     parser.add_argument(
         "--engine",
         action="append",
-        choices=["local", "spark"],
-        help="engines to run (repeatable; default both): at 10M rows the in-process scorer, which "
-        "holds its whole input, does not fit this machine",
+        choices=["local", "whole", "spark"],
+        help="engines to run (repeatable; default local and spark): local reads Parquet in batches, "
+        "whole reads it whole (at 10M rows it does not fit this machine), spark on Spark",
     )
+    parser.add_argument("--batch-rows", type=int, default=100_000, help="rows per batch of local")
+    parser.add_argument("--chunk-rows", type=int, default=500_000, help="rows per write of the inputs")
     parser.add_argument("--features", type=Path, help="a lead snapshot Parquet (default: built now)")
     args = parser.parse_args()
     from forecast.config import load_settings
@@ -120,20 +157,19 @@ def main() -> None:
         print("| engine | rows | seconds | rows/s | peak RSS, all processes (MiB) | largest process (MiB) |")
         print("|---|---|---|---|---|---|")
         for n in args.rows or [100_000]:
-            rows = base.sample(n=n, replace=True, random_state=0).reset_index(drop=True)
-            rows["lead_id"] = np.char.add("L", np.arange(n).astype(str))
             engines = args.engine or ["local", "spark"]
             single = root / f"in_{n}.parquet"
-            if "local" in engines:
-                rows.to_parquet(single)
             folder = root / f"in_{n}"
             folder.mkdir()
-            for i, part in enumerate(np.array_split(np.arange(n), args.parts)):
-                rows.iloc[part].to_parquet(folder / f"part-{i:04d}.parquet")
-            del rows
+            in_process = {"local", "whole"} & set(engines)
+            _write_inputs(base, n, single if in_process else None, folder, args.parts, args.chunk_rows)
             runs = {
-                "local": ("in-process (`--engine local`)", [
+                "local": (f"in-process, batches of {args.batch_rows:,} (`--engine local`)", [
                     "--input", str(single), "--output", str(root / "l.parquet"),
+                    "--batch-rows", str(args.batch_rows),
+                ]),
+                "whole": ("in-process, whole file (`--batch-rows 0`)", [
+                    "--input", str(single), "--output", str(root / "w.parquet"), "--batch-rows", "0",
                 ]),
                 "spark": (f"Spark {args.master} (`--engine spark`)", [
                     "--engine", "spark", "--master", args.master,

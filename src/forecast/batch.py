@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from forecast.batch_stream import DEFAULT_BATCH_ROWS, input_schema, parquet_files, stream_score
 from forecast.binding import CurrentWarehouse, ModelRef, resolve
 from forecast.config import Settings
-from forecast.data.readers import read_table_file
+from forecast.data.readers import ReadLimits, read_table_file
 from forecast.data.warehouse import Warehouse
 from forecast.errors import ScoringError, truncate
 from forecast.features.build import ID_COLUMN, build_feature_table
@@ -370,6 +372,7 @@ def score_job(
     alias: str = CHAMPION,
     version: str | None = None,
     keep_columns: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> ScoreSummary:
     """Score with ``models:/<model_name>@<alias>`` (or ``version``) and write output and rejects atomically.
 
@@ -386,6 +389,10 @@ def score_job(
     the churn champion, when one exists), ``at_risk``, ``flags``, ``top_flag``, its evidence and
     the suggested action (:func:`forecast.flags.job.flag_columns`).
 
+    A Parquet input (a file, or a folder of part files) of a snapshot model is read, scored and
+    written ``batch_rows`` rows at a time (:func:`_score_parquet`: memory bounded by the batch, the
+    same output); ``batch_rows=0`` reads it whole, as a CSV input and a flat export always are.
+
     Returns:
         The summary (:class:`ScoreSummary`): rows in, scored, rejected, as_of, model version, bands,
         files, notes, ``warnings`` (models used from another warehouse) and ``rows_with_warnings``.
@@ -396,6 +403,23 @@ def score_job(
         raise ScoringError("--write-back stores warehouse scores: use it with --from-warehouse")
     current = CurrentWarehouse.of(settings.warehouse) if input_path is None else None
     model, warnings = resolve(ref, settings, current)
+    files = None
+    if input_path is not None and batch_rows > 0 and model.meta.source != "flat_export":
+        files = parquet_files(input_path)
+    if input_path is not None and files is not None:
+        return _score_parquet(
+            model,
+            input_path,
+            files,
+            output,
+            settings,
+            warnings,
+            close_ref=close_ref,
+            with_flags=with_flags,
+            reasons=reasons,
+            batch_rows=batch_rows,
+            progress=progress,
+        )
     if input_path is None:
         scored, when, _ = score_warehouse(model, settings, as_of, progress, reasons=reasons)
     else:
@@ -421,6 +445,92 @@ def score_job(
         notes.append("flags need the warehouse's history: score --from-warehouse to get them")
     rejects, stored = _write_outputs(scored, output, model, settings, write_to_warehouse)
     return _summary(model, scored, when, output, rejects, stored, notes, warnings)
+
+
+def _score_parquet(
+    model: LoadedModel,
+    path: Path,
+    files: list[Path],
+    output: Path,
+    settings: Settings,
+    warnings: list[str],
+    *,
+    close_ref: ModelRef | None,
+    with_flags: bool,
+    reasons: bool,
+    batch_rows: int,
+    progress: Callable[[str, float | None], None] | None,
+) -> ScoreSummary:
+    """Score a Parquet snapshot table batch by batch (:func:`forecast.batch_stream.stream_score`).
+
+    Each batch goes through :func:`score_snapshot_rows` (and the close dates), as the whole file
+    would: the duplicate flags and row numbers are the whole input's, ``scored_at`` is one time for
+    the job, and the summary is added up batch by batch.
+    """
+    meta = model.meta
+    id_col = ID_COLUMN["lead" if str(meta.entity) == "lead" else "opportunity"]
+    features = list(meta.features)
+    schema, _ = input_schema(files)
+    missing = [c for c in [id_col, *features] if c not in schema.names]
+    if missing:
+        raise ScoringError(
+            f"{path}: lacks column(s) the model needs: {missing[:8]}{' …' if len(missing) > 8 else ''} "
+            f"(write the file with `forecast features --entity {meta.entity}` or score --from-warehouse)"
+        )
+    has_as_of = "as_of" in schema.names
+    notes: list[str] = []
+    closing: LoadedModel | None = None
+    if close_ref is not None:
+        closing, close_warnings = resolve(close_ref, settings, None)
+        warnings += close_warnings
+        needed = [c for c in closing.meta.features if c not in features]
+        if needed or not has_as_of:
+            raise ScoringError(
+                f"{closing.name} needs column(s) {(needed or ['as_of'])[:8]} that the input lacks"
+            )
+        notes.append(f"close dates from {closing.name} v{closing.version}")
+    if with_flags:
+        notes.append("flags need the warehouse's history: score --from-warehouse to get them")
+    scored_at = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+
+    def score(
+        frame: pd.DataFrame, duplicate: np.ndarray, rows: np.ndarray
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        scored = score_snapshot_rows(model, frame, duplicate, source_rows=rows, reasons=reasons)
+        scores = scored.scores.reset_index(drop=True)
+        if closing is not None and scored.features is not None:
+            extra = close_date_columns(closing, scored.features).reset_index(drop=True)
+            scores = pd.concat([scores, extra], axis=1)
+        scores["scored_at"] = scored_at
+        return scores, scored.rejects
+
+    keys = [id_col, "as_of"] if has_as_of else [id_col]
+    columns = [*keys, *[c for c in features if c not in keys]]
+    rejects = rejects_path(output)
+    totals = stream_score(
+        files, columns, keys, score, output, rejects,
+        score_name=meta.score_name, batch_rows=batch_rows, progress=progress,
+        limits=ReadLimits.from_settings(settings),
+    )  # fmt: skip
+    if totals.scored + totals.rejected != totals.rows_in:
+        raise AssertionError("row accounting broken")  # pragma: no cover - an invariant
+    return ScoreSummary(
+        model_name=model.name,
+        model_version=model.version,
+        as_of=None,
+        rows_in=totals.rows_in,
+        scored=totals.scored,
+        rejected=totals.rejected,
+        output=output,
+        rejects=rejects,
+        written_to_warehouse=0,
+        bands=totals.bands,
+        rows_with_warnings=totals.rows_with_warnings,
+        notes=notes,
+        warnings=warnings,
+        score_name=meta.score_name,
+        mean_score=totals.mean_score,
+    )
 
 
 def _add_close_dates(

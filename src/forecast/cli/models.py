@@ -131,6 +131,18 @@ EngineOpt = Annotated[
         "files or folders, paths or URIs; docs/scale.md).",
     ),
 ]
+BatchRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-rows",
+        min=0,
+        help="With --engine local, a Parquet --input (a file or a folder of part files) is read, scored "
+        "and written this many rows at a time (memory bounded by the batch, the same output); 0 reads "
+        "it whole. CSV inputs and flat-export models are read whole.",
+    ),
+]
+DEFAULT_BATCH_ROWS = 100_000
+"""``forecast.batch_stream.DEFAULT_BATCH_ROWS`` (not imported: it would load pandas for ``--help``)."""
 MasterOpt = Annotated[
     str | None,
     typer.Option(
@@ -323,7 +335,11 @@ def score_leads(
     ctx: typer.Context,
     output: Annotated[str, typer.Option(help="Output file (.csv or .parquet); rejects go next to it.")],
     input_path: Annotated[
-        str | None, typer.Option("--input", help="A file in the shape the model was trained on.")
+        str | None,
+        typer.Option(
+            "--input",
+            help="A file in the shape the model was trained on (or a folder of Parquet part files).",
+        ),
     ] = None,
     from_warehouse: Annotated[
         bool, typer.Option("--from-warehouse", help="Score the warehouse's open leads.")
@@ -362,6 +378,7 @@ def score_leads(
     delimiter: DelimiterOpt = ",",
     engine: EngineOpt = "local",
     master: MasterOpt = None,
+    batch_rows: BatchRowsOpt = DEFAULT_BATCH_ROWS,
     as_json: JsonOpt = False,
 ) -> None:
     """Score leads: p_convert, score 0-100, band A-D and the top reasons, for every row.
@@ -393,6 +410,7 @@ def score_leads(
         keep_columns=keep_columns,
         engine=engine,
         master=master,
+        batch_rows=batch_rows,
     )
 
 
@@ -416,7 +434,9 @@ def score_deals(
     input_path: Annotated[
         str | None,
         typer.Option(
-            "--input", help="Deal snapshots as written by `forecast features --entity opportunity`."
+            "--input",
+            help="Deal snapshots as written by `forecast features --entity opportunity` (a file, or a "
+            "folder of Parquet part files).",
         ),
     ] = None,
     from_warehouse: Annotated[
@@ -446,6 +466,7 @@ def score_deals(
     delimiter: DelimiterOpt = ",",
     engine: EngineOpt = "local",
     master: MasterOpt = None,
+    batch_rows: BatchRowsOpt = DEFAULT_BATCH_ROWS,
     as_json: JsonOpt = False,
 ) -> None:
     """Score open deals: p_win and reasons, close-date distribution and slip risk, for every row.
@@ -481,6 +502,7 @@ def score_deals(
         reasons=reasons,
         engine=engine,
         master=master,
+        batch_rows=batch_rows,
     )
 
 
@@ -502,6 +524,7 @@ def _score(
     keep_columns: str | None = None,
     engine: str = "local",
     master: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> None:
     """Run :func:`forecast.batch.score_job` with the models chosen (``ModelRef``) and print the summary.
 
@@ -555,6 +578,7 @@ def _score(
                 with_flags=with_flags,
                 reasons=reasons,
                 keep_columns=keep_columns,
+                batch_rows=batch_rows,
             )
 
     def render(c: Console) -> None:
@@ -585,6 +609,7 @@ def _local_job(
     with_flags: bool,
     reasons: bool,
     keep_columns: str | None,
+    batch_rows: int,
 ) -> Any:
     """:func:`forecast.batch.score_job` with the command's options (the local engine)."""
     from forecast.batch import score_job
@@ -604,6 +629,7 @@ def _local_job(
         with_flags=with_flags,
         reasons=reasons,
         keep_columns=keep_columns,
+        batch_rows=batch_rows,
     )
 
 

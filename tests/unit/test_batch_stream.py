@@ -1,0 +1,57 @@
+"""The pieces of batch scoring that need no model: the files of a folder, the repeated rows, totals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.batch_stream import Totals, duplicate_rows, input_schema, parquet_files
+
+
+def test_a_folder_reads_its_parquet_files_in_path_order(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"lead_id": ["a"]})
+    for name in ("b=2/x.parquet", "a.pq", "_SUCCESS", ".tmp.parquet", "_temporary/y.parquet", "a.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(tmp_path / name)
+    assert [p.relative_to(tmp_path).as_posix() for p in parquet_files(tmp_path) or []] == [
+        "a.parquet",
+        "a.pq",
+        "b=2/x.parquet",
+    ]
+    assert parquet_files(tmp_path / "a.pq") == [tmp_path / "a.pq"]
+    assert parquet_files(tmp_path / "missing.parquet") is None  # the whole-file path names the problem
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_repeated_rows_are_pandas_duplicated_over_all_parts(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 600
+    ids = rng.choice(np.array(["a", "b", "c", "d", "e", None], dtype=object), n)
+    days = rng.choice(np.array(["2025-01-01", "2025-02-01", None], dtype=object), n)
+    frame = pd.DataFrame({"lead_id": ids, "as_of": pd.to_datetime(days), "x": rng.normal(size=n)})
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(np.arange(n), 4)):
+        frame.iloc[part].to_parquet(folder / f"part-{i}.parquet")
+    files = parquet_files(folder) or []
+    _, counts = input_schema(files)
+    found = duplicate_rows(files, counts, "lead_id", ["lead_id", "as_of"], tmp_path)
+    expected = frame.duplicated(subset=["lead_id", "as_of"], keep="first") & frame["lead_id"].notna()
+    assert found.tolist() == (np.flatnonzero(expected.to_numpy()) + 1).tolist()
+    assert found.size > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["parts"]  # the spill folder is gone
+
+
+def test_the_totals_add_up_batches_exactly() -> None:
+    totals = Totals("p")
+    values = np.round(np.random.default_rng(0).uniform(size=1001), 6)
+    for part in np.array_split(values, 7):
+        scores = pd.DataFrame({"p": part, "band": "A", "warnings": ""})
+        rejects = pd.DataFrame({"source_row": [1, 1, 2]})
+        totals.add(len(part) + 2, scores, rejects)
+    assert (totals.rows_in, totals.scored, totals.rejected) == (1001 + 14, 1001, 14)
+    assert totals.bands == {"A": 1001, "B": 0, "C": 0, "D": 0}
+    assert totals.mean_score == round(float(values.mean()), 4)
