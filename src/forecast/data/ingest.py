@@ -11,12 +11,12 @@ from typing import Any, Literal
 import duckdb
 import pandas as pd
 
-from forecast.data.chunked import open_chunks, read_columns
+from forecast.data.chunked import TableChunks, open_chunks, read_columns
 from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.pipeline_learn import follows, learn_pipeline, needs_learning, stage_values
 from forecast.data.reject_guard import ExcessiveRule, excessive_from_counts, excessive_rejects
 from forecast.data.schema import TABLES
-from forecast.data.sources import canonical, maven, salesforce
+from forecast.data.sources import canonical, maven, salesforce, salesforce_stream
 from forecast.data.sources.base import SourceBatch
 from forecast.data.staged import StreamOptions, reject_examples, rejects_summary, stage_files, staging
 from forecast.data.validate import TableCounts, ValidatedBatch, validate_batch
@@ -110,8 +110,11 @@ def read_source(
     encoding: str = "utf-8",
     delimiter: str = ",",
     pipeline: SalesPipeline | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> SourceBatch:
     """Read ``path`` with the adapter for ``source_format``.
+
+    ``as_of`` separates a Salesforce export's past events from planned ones (default: now).
 
     Raises:
         SourceError: If the input cannot be read (the message names the file and problem).
@@ -122,7 +125,7 @@ def read_source(
     if source_format == "maven":
         return maven.load(path, encoding=encoding, delimiter=delimiter)
     if source_format == "salesforce":
-        return salesforce.load(path, encoding=encoding, delimiter=delimiter)
+        return salesforce.load(path, encoding=encoding, delimiter=delimiter, as_of=as_of)
     raise ValueError(f"unknown source format {source_format!r}; use canonical, maven or salesforce")
 
 
@@ -163,8 +166,8 @@ def ingest(
         max_reject_share: Refuse the import (write nothing) when one rule rejects more than this
             share of a table's rows and the adapter does not declare that loss as known
             (:mod:`forecast.data.reject_guard`); a dry run reports ``refused`` instead.
-        options: When a canonical import streams in bounded memory (:mod:`forecast.data.staged`)
-            and in what chunks (default: from the settings).
+        options: When a canonical import or a Salesforce export streams in bounded memory
+            (:mod:`forecast.data.staged`) and in what chunks (default: from the settings).
 
     Returns:
         The report; ``report.balanced`` always holds.
@@ -183,9 +186,12 @@ def ingest(
     if pipeline is None and source_format == "canonical" and warehouse is not None:
         stored = warehouse.stored_pipeline()
     streamed = options or StreamOptions.from_settings()
-    if source_format == "canonical" and streamed.applies(path):
+    if (source_format == "canonical" and streamed.applies(path)) or (
+        source_format == "salesforce" and salesforce_stream.applies(path, streamed.min_bytes)
+    ):
         return _ingest_streamed(
             path,
+            source_format,
             warehouse,
             dry_run=dry_run,
             as_of=as_of,
@@ -199,7 +205,9 @@ def ingest(
             options=streamed,
         )
     say("reading")
-    batch = read_source(path, source_format, encoding=encoding, delimiter=delimiter, pipeline=pipeline)
+    batch = read_source(
+        path, source_format, encoding=encoding, delimiter=delimiter, pipeline=pipeline, as_of=as_of
+    )
     origin, resolved = _resolve_pipeline(
         batch.source_format, lambda table, _columns: _frame(batch, table), pipeline, *stored, path
     )
@@ -238,6 +246,7 @@ def ingest(
 
 def _ingest_streamed(
     path: Path,
+    source_format: SourceFormat,
     warehouse: Warehouse | None,
     *,
     dry_run: bool,
@@ -251,30 +260,42 @@ def _ingest_streamed(
     max_reject_share: float,
     options: StreamOptions,
 ) -> IngestReport:
-    """:func:`ingest` of a canonical import in bounded memory (:mod:`forecast.data.staged`)."""
+    """:func:`ingest` of a canonical import or a Salesforce export in bounded memory.
+
+    Validation streams through :mod:`forecast.data.staged`; a Salesforce export is mapped chunk by
+    chunk on the way (:mod:`forecast.data.sources.salesforce_stream`).
+    """
     say("reading")
-    files, notes = canonical.table_files(path)
-    opened = [
-        (
-            table,
-            open_chunks(
-                file,
-                chunk_rows=options.chunk_rows,
-                required_columns=TABLES[table].required_columns,
-                encoding=encoding,
-                delimiter=delimiter,
-            ),
+    own_pipeline = DEFAULT_PIPELINE
+    opened: list[tuple[str, TableChunks]]
+    if source_format == "salesforce":
+        export = salesforce_stream.open_export(
+            path, chunk_rows=options.chunk_rows, encoding=encoding, delimiter=delimiter, as_of=as_of
         )
-        for table, file in files
-    ]
+        opened, notes, own_pipeline = export.files, export.notes, export.pipeline
+    else:
+        files, notes = canonical.table_files(path)
+        opened = [
+            (
+                table,
+                open_chunks(
+                    file,
+                    chunk_rows=options.chunk_rows,
+                    required_columns=TABLES[table].required_columns,
+                    encoding=encoding,
+                    delimiter=delimiter,
+                ),
+            )
+            for table, file in files
+        ]
     chunks_of = dict(opened)
 
     def frame_of(table: str, columns: tuple[str, ...]) -> pd.DataFrame | None:
         found = chunks_of.get(table)
         return None if found is None else read_columns(found, columns, categorical=columns == ("stage",))
 
-    origin, resolved = _resolve_pipeline("canonical", frame_of, pipeline, *stored, path)
-    chosen = resolved or DEFAULT_PIPELINE
+    origin, resolved = _resolve_pipeline(source_format, frame_of, pipeline, *stored, path)
+    chosen = resolved or own_pipeline
     connection = closing(duckdb.connect()) if warehouse is None else warehouse.connect(read_only=dry_run)
     folder = None if warehouse is None else warehouse.path.parent
     with connection as con, staging(con, folder, options) as catalog:
@@ -295,16 +316,16 @@ def _ingest_streamed(
             groups, read, max_reject_share, {}, lambda t, r, c: reject_examples(con, staged, t, r, c)
         )
         outcome = _Outcome(staged.counts, staged.notes, chosen, by_rule, sample, excessive, max_reject_share)
-        report = _report(outcome, "canonical", path, warehouse, as_of, None, {}, origin)
+        report = _report(outcome, source_format, path, warehouse, as_of, None, {}, origin)
         if dry_run or warehouse is None:
             return report
         if report.refused:
             raise RejectsRefusedError(report, refusal_message(report))
         say("writing")
         ingest_id, upserts = write_batch(
-            con, staged, source_format="canonical", source_path=str(path), as_of=as_of, started_at=started
+            con, staged, source_format=source_format, source_path=str(path), as_of=as_of, started_at=started
         )
-    return _report(outcome, "canonical", path, warehouse, as_of, ingest_id, upserts, origin)
+    return _report(outcome, source_format, path, warehouse, as_of, ingest_id, upserts, origin)
 
 
 def _catalog(con: duckdb.DuckDBPyConnection) -> str:

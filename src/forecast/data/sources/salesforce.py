@@ -512,7 +512,7 @@ def _outcome(opps: pd.DataFrame, stage: pd.Series) -> pd.Series:
     return stage.map(role).astype(object)
 
 
-def _lead_of_opportunity(leads: pd.DataFrame | None) -> dict[str, str]:
+def _lead_of_opportunity(leads: pd.DataFrame | None) -> dict[object, object]:
     """Opportunity Id -> the first Lead converted into it."""
     if leads is None or "ConvertedOpportunityId" not in leads.columns:
         return {}
@@ -520,13 +520,21 @@ def _lead_of_opportunity(leads: pd.DataFrame | None) -> dict[str, str]:
     return dict(zip(linked["ConvertedOpportunityId"], linked["Id"], strict=True))
 
 
-def map_opportunities(opps: pd.DataFrame, leads: pd.DataFrame | None = None) -> pd.DataFrame:
+def map_opportunities(
+    opps: pd.DataFrame,
+    leads: pd.DataFrame | None = None,
+    *,
+    lead_of: dict[object, object] | None = None,
+) -> pd.DataFrame:
     """Map Opportunity rows to canonical ``opportunities``.
 
     Args:
         opps: The Opportunity frame.
         leads: The Lead frame, if exported (gives ``lead_id`` through ConvertedOpportunityId).
+        lead_of: Opportunity Id -> the first Lead converted into it, instead of ``leads`` (a
+            streamed import builds it from Lead.csv chunk by chunk).
     """
+    lookup = lead_of if lead_of is not None else _lead_of_opportunity(leads)
     stage = opps["StageName"].map(snake_case).astype(object)
     outcome = _outcome(opps, stage)
     closed = outcome.isin(["won", "lost"])
@@ -534,7 +542,7 @@ def map_opportunities(opps: pd.DataFrame, leads: pd.DataFrame | None = None) -> 
         {
             "opportunity_id": opps["Id"],
             "account_id": _col(opps, "AccountId"),
-            "lead_id": opps["Id"].map(_lead_of_opportunity(leads)).astype(object),
+            "lead_id": opps["Id"].map(lookup).astype(object),
             "rep_id": opps["OwnerId"],
             "product": _null(len(opps)),
             "created_at": opps["CreatedDate"],
