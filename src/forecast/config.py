@@ -115,8 +115,8 @@ class Settings(BaseSettings):
         max_line_bytes: Longest line of an input CSV, in bytes (checked before parsing).
         max_cell_bytes: Longest cell or column name of an input file, in characters.
         ingest_chunk_rows: Rows a streamed import reads and checks at a time.
-        ingest_stream_bytes: A canonical import whose files hold more bytes streams in chunks
-            through a DuckDB staging file (bounded memory); ``0`` streams every canonical import.
+        ingest_stream_bytes: A canonical or Salesforce import whose files hold more bytes streams
+            in chunks through a DuckDB staging file (bounded memory); ``0`` streams every one.
         ingest_memory_limit: DuckDB's memory limit during a streamed import (e.g. ``1GB``).
     """
 
