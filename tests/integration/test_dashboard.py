@@ -374,8 +374,17 @@ def test_the_forecast_sharing_the_tracking_read_equals_the_one_reading_the_crm(e
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         crm = crm_frames(con, data)
     common = {"as_of": as_of, "periods": 3, "n_sims": 2000, "seed": 0, "models": models}
-    for by, group in (("month", None), ("week", "team")):
+    scored = None
+    for by, group in (("month", None), ("week", "team"), ("month", "rep")):
         alone = revenue_job(settings, by=by, group=group, **common).to_dict()
-        shared = revenue_job(settings, by=by, group=group, crm=crm, data=data, **common).to_dict()
+        shared = revenue_job(settings, by=by, group=group, crm=crm, data=data, **common)
         assert alone["forecast"] and (alone["pacing"] or by == "week")  # the comparison means something
-        assert shared == alone, (by, group)
+        assert shared.to_dict() == alone, (by, group)
+        if scored is not None:  # the open deals scored by the first forecast, for another grouping
+            again = {"crm": crm, "data": data, "open_deals": scored}
+            reused = revenue_job(settings, by=by, group=group, **again, **common)
+            assert reused.to_dict() == alone and reused.scored is scored, (by, group)
+        scored = shared.scored
+    later = pd.Timestamp(AS_OF) - pd.Timedelta(days=7)  # another as-of: its own deals, not these
+    other = revenue_job(settings, by="month", group=None, open_deals=scored, **{**common, "as_of": later})
+    assert other.scored is not scored and other.scored is not None and other.scored.as_of == later

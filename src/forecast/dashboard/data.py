@@ -467,9 +467,11 @@ class Reader:
 
         The champions are loaded once per state (:meth:`champions`), and the common shocks' spreads
         estimated once per state, as-of and model versions (they depend on nothing else): another
-        horizon or group filter reuses both, with the same numbers. The forecast shares the tracking
-        pages' read of the CRM (:meth:`tracking`: its prepared view and its activities and engagement
-        events, :func:`~forecast.tracking.data.crm_frames`) instead of reading and preparing it again.
+        horizon or group filter reuses both, with the same numbers; so it does the CRM cut at the
+        as-of and its open deals scored (``RevenueForecast.scored``), which depend on nothing else.
+        The forecast shares the tracking pages' read of the CRM (:meth:`tracking`: its prepared view
+        and its activities and engagement events, :func:`~forecast.tracking.data.crm_frames`)
+        instead of reading and preparing it again.
         """
         from forecast.binding import ModelBindingError
         from forecast.data.warehouse import Warehouse
@@ -486,6 +488,7 @@ class Reader:
                 models, warnings = self.champions()
                 versions = tuple(sorted(models.versions.items()))
                 shock_key = ("shock", filters.as_of, versions, WIN_LEVEL)
+                scored_key = ("open deals", filters.as_of, versions)
                 result = revenue_job(
                     self.settings,
                     as_of=data.as_of,
@@ -499,8 +502,10 @@ class Reader:
                     shock=self._peek(shock_key),
                     crm=crm,
                     data=data,
+                    open_deals=self._peek(scored_key),
                 )
                 self._keep(shock_key, result.spreads)
+                self._keep(scored_key, result.scored)
                 # the document of `forecast revenue --json`, with the champions' warnings it gives
                 return {**result.to_dict(), "warnings": list(warnings)}
             except ModelBindingError as exc:

@@ -223,6 +223,42 @@ def won_between(
     return np.array([float(sums.get(g, 0.0)) for g in groups])
 
 
+@dataclass(frozen=True)
+class OpenDeals:
+    """The CRM as it stood at a forecast's as-of and its open deals scored there.
+
+    None of it depends on the grouping, the horizon or the simulations: a caller forecasting the
+    same warehouse, as-of and models by team, then by rep, passes it back
+    (``revenue_forecast(deals_at_as_of=)``) instead of cutting the CRM and scoring every deal again.
+    """
+
+    as_of: pd.Timestamp
+    versions: tuple[tuple[str, str], ...]
+    """The models' versions (name, version) the deals were scored with."""
+    past: Mapping[str, pd.DataFrame]
+    """:func:`~forecast.data.as_of.crm_as_of` of the CRM at ``as_of``."""
+    frame: pd.DataFrame
+    p_win: np.ndarray
+    closed_by: np.ndarray
+
+    def fits(self, as_of: pd.Timestamp, models: DealModels) -> bool:
+        """Whether these are the deals of ``as_of`` scored by ``models``."""
+        return self.as_of == as_of and self.versions == _versions(models)
+
+
+def _versions(models: DealModels) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in models.versions.items()))
+
+
+def open_deals_at(
+    tables: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, models: DealModels
+) -> OpenDeals:
+    """The CRM cut at ``as_of`` and its open deals scored by ``models`` (:class:`OpenDeals`)."""
+    past = crm_as_of(tables, as_of, pipeline)
+    frame, p_win, closed_by = open_deal_scores(past, pipeline, as_of, models)
+    return OpenDeals(as_of, _versions(models), past, frame, p_win, closed_by)
+
+
 def open_deal_scores(
     tables: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, models: DealModels
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -474,6 +510,7 @@ def revenue_forecast(
     n_sims: int = 10_000,
     seed: int = 0,
     shock: ShockSettings | CommonShock | None = None,
+    deals_at_as_of: OpenDeals | None = None,
 ) -> tuple[RevenueForecast, pd.DataFrame]:
     """Forecast each period's revenue (per group) as of ``as_of``.
 
@@ -489,15 +526,20 @@ def revenue_forecast(
         n_sims: Monte Carlo simulations.
         seed: Random seed.
         shock: How to estimate the common shocks (``None``: defaults), or their spreads.
+        deals_at_as_of: The CRM at ``as_of`` and its open deals scored by ``models``, from an earlier
+            forecast of the same tables (:func:`open_deals_at`; ``None``, or another as-of or
+            models: computed here).
 
     Returns:
         The forecast and the scored open deals (id, group, amount, p_win, expected close).
     """
     settings = new_deals or NewDealSettings()
-    past = crm_as_of(tables, as_of, pipeline)
+    known = deals_at_as_of
+    if known is None or not known.fits(as_of, models):
+        known = open_deals_at(tables, pipeline, as_of, models)
+    past, frame, p_win, closed_by = known.past, known.frame, known.p_win, known.closed_by
     groups_of = deal_group(past, by)
     deals = past["opportunities"].assign(group=past["opportunities"]["opportunity_id"].map(groups_of))
-    frame, p_win, closed_by = open_deal_scores(past, pipeline, as_of, models)
     open_deals = frame[["opportunity_id", "amount"]].assign(
         group=frame["opportunity_id"].map(groups_of).fillna("(none)").to_numpy()
     )

@@ -27,7 +27,9 @@ from forecast.revenue.engine import (
     DealModels,
     HeldOutModels,
     NewDealSettings,
+    OpenDeals,
     ShockSettings,
+    open_deals_at,
     revenue_forecast,
     unseen_from,
 )
@@ -214,6 +216,9 @@ class RevenueForecast:
     spreads: CommonShock | None = None
     """The common shocks' spreads estimated (not in the document: a caller may pass them back as
     ``revenue_job(shock=...)`` for the same warehouse, as-of, models and win level)."""
+    scored: OpenDeals | None = None
+    """The CRM at the as-of and its open deals scored (not in the document: a caller may pass them
+    back as ``revenue_job(open_deals=...)`` for another grouping of the same warehouse)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The forecast as ``--json`` prints it and the HTTP service returns it."""
@@ -252,6 +257,7 @@ def revenue_job(
     shock: CommonShock | None = None,
     crm: tuple[Mapping[str, pd.DataFrame], SalesPipeline] | None = None,
     data: TrackingData | None = None,
+    open_deals: OpenDeals | None = None,
 ) -> RevenueForecast:
     """Forecast the next periods against quota.
 
@@ -268,7 +274,10 @@ def revenue_job(
     (:func:`forecast.tracking.data.prepare`; ``None`` or another as-of: prepared here), so that a
     caller holding both (the dashboard) does not read and prepare a large CRM a second time. The
     frames need only hold what the forecast's cut at as-of keeps
-    (:func:`forecast.tracking.data.crm_frames`): the numbers are the same.
+    (:func:`forecast.tracking.data.crm_frames`): the numbers are the same. ``open_deals`` are the
+    ``scored`` of an earlier forecast of the same frames (another grouping or horizon): used when
+    their as-of and model versions are this forecast's, so the CRM is not cut and every open deal
+    scored again.
     """
     from forecast.tracking.data import default_as_of, prepare
 
@@ -281,6 +290,8 @@ def revenue_job(
     if data is None or data.as_of != when:
         data = prepare(frames, pipeline, when)  # once, for the quotas and the pacing
     quotas = _quota_lookup(frames, pipeline, when, group, data)
+    if open_deals is None or not open_deals.fits(when, models):
+        open_deals = open_deals_at(frames, pipeline, when, models)
     result, scored = revenue_forecast(
         frames,
         pipeline,
@@ -292,6 +303,7 @@ def revenue_job(
         n_sims=n_sims,
         seed=seed,
         shock=shock if shock is not None else ShockSettings(win_level=win_level),
+        deals_at_as_of=open_deals,
     )
     pace = pacing(frames, pipeline, when, grid[0], data)
     return RevenueForecast(
@@ -312,6 +324,7 @@ def revenue_job(
         goals=_goals(result.table, pace, grid[0], quotas, when),
         pacing=_records(pace),
         spreads=result.shock,
+        scored=open_deals,
     )
 
 

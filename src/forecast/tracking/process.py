@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, check_grouping, per_group, subset
+from forecast.tracking.common import Row, add_rate, check_grouping, group_rows, narrow, per_group, subset
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.funnel import DAYS_PER_MONTH
 from forecast.tracking.periods import Period
@@ -57,7 +57,9 @@ def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataF
     last_contact = contacts.groupby("lead_id")["occurred_at"].max()
     last = pd.to_datetime(open_leads["lead_id"].map(last_contact)).fillna(open_leads["created_at"])
     silent = days(cutoff - last) > NO_CONTACT_DAYS
-    open_leads = open_leads.assign(silent=silent)
+    open_leads = narrow(open_leads.assign(silent=silent), by, "silent")
+    created = narrow(created, by, "channel", "converted_at")  # the columns a group's row reads
+    qualified = narrow(qualified, by)
     months = period.days / DAYS_PER_MONTH
 
     def compute(group: str) -> Row:
@@ -143,24 +145,45 @@ def stage_table(data: TrackingData, period: Period, by: str = "channel") -> pd.D
     ended = all_stays[period.contains(all_stays["left_at"])]
     current = all_stays[(all_stays["entered_at"] < cutoff) & ~(all_stays["left_at"] < cutoff)]
     current = current.assign(age=days(cutoff - current["entered_at"]))
+    stages = list(data.pipeline.open_stages)
+    e, f, c = (_ByGroupAndStage(frame, by, stages) for frame in (entered, ended, current))
+    result = entered["result"]
+    advanced_at, lost_at, open_at_ = (
+        (result == r).to_numpy(dtype=bool) for r in ("advanced", "lost", "open")
+    )
+    ended_days = ended["days"].to_numpy()
+    too_old = current["age"].to_numpy()
     rows = []
     for group in [*group_values(data, by, entered), ALL_LABEL]:
-        e, f, c = subset(entered, by, group), subset(ended, by, group), subset(current, by, group)
-        for stage in data.pipeline.open_stages:
-            es, fs, cs = e[e["stage"] == stage], f[f["stage"] == stage], c[c["stage"] == stage]
+        for k, stage in enumerate(stages):
+            es, fs, cs = e.rows(group, k), f.rows(group, k), c.rows(group, k)
             row: Row = {by: group, "stage": stage, "entered": len(es)}
-            advanced = int((es["result"] == "advanced").sum())
-            lost = int((es["result"] == "lost").sum())
-            row.update(advanced=advanced, lost=lost, still_open=int((es["result"] == "open").sum()))
+            advanced = int(advanced_at[es].sum())
+            lost = int(lost_at[es].sum())
+            row.update(advanced=advanced, lost=lost, still_open=int(open_at_[es].sum()))
             add_rate(row, "stage_conversion", advanced, advanced + lost)
-            row["days_median"] = float(fs["days"].median()) if len(fs) else NAN
-            row["days_mean"] = float(fs["days"].mean()) if len(fs) else NAN
+            spent = pd.Series(ended_days[fs])  # pandas' median and mean of the same values in order
+            row["days_median"] = float(spent.median()) if len(fs) else NAN
+            row["days_mean"] = float(spent.mean()) if len(fs) else NAN
             row["days_n"] = len(fs)
             limit = float(limits.get(stage, NAN))
             row["stuck_limit_days"] = limit
             row["in_stage"] = len(cs)
-            stuck = int((cs["age"] > limit).sum()) if limit == limit else 0
+            stuck = int((too_old[cs] > limit).sum()) if limit == limit else 0
             row["stuck"] = stuck
             add_rate(row, "stuck_share", stuck, len(cs) if limit == limit else 0)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+class _ByGroupAndStage:
+    """The row positions (ascending) of each group's stays in each stage of a stays frame."""
+
+    def __init__(self, frame: pd.DataFrame, by: str, stages: list[str]) -> None:
+        self.group = group_rows(frame, by)
+        self.stage = pd.Categorical(frame["stage"], categories=stages).codes  # -1: another stage
+
+    def rows(self, group: str, stage: int) -> np.ndarray:
+        """The positions of ``group``'s stays in the ``stage``-th open stage."""
+        rows = self.group(group)
+        return rows[self.stage[rows] == stage]
