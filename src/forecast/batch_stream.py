@@ -230,6 +230,8 @@ def _batches(
                     table = table.append_column(column, pa.nulls(len(table), schema.field(column).type))
             frame = table.select(list(columns)).cast(target).to_pandas()
             for column in nullable:
+                if not isinstance(frame[column].dtype, np.dtype):
+                    continue  # pandas' nullable Int64 or boolean (from its metadata): a whole read keeps it
                 if pa.types.is_boolean(schema.field(column).type):
                     frame[column] = frame[column].astype(object)
                 elif frame[column].dtype.kind in "iu":

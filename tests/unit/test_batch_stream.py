@@ -55,3 +55,25 @@ def test_the_totals_add_up_batches_exactly() -> None:
     assert (totals.rows_in, totals.scored, totals.rejected) == (1001 + 14, 1001, 14)
     assert totals.bands == {"A": 1001, "B": 0, "C": 0, "D": 0}
     assert totals.mean_score == round(float(values.mean()), 4)
+
+
+def test_batches_keep_the_dtypes_a_whole_read_gives(tmp_path: Path) -> None:
+    """pandas' nullable Int64 and boolean (a gap in a batch of two) stay so, as a whole read keeps them."""
+    from forecast.batch_stream import _batches, _nulls
+
+    frame = pd.DataFrame(
+        {
+            "nullable_int": pd.array([1, None, 3, 4], dtype="Int64"),
+            "nullable_bool": pd.array([True, None, False, True], dtype="boolean"),
+            "plain_int": [1, 2, 3, 4],
+        }
+    )
+    frame.to_parquet(tmp_path / "a.parquet")
+    files = parquet_files(tmp_path) or []
+    whole = pd.read_parquet(tmp_path / "a.parquet")
+    schema, _ = input_schema(files)
+    columns = list(whole.columns)
+    batches = list(_batches(files, schema, columns, 2, _nulls(files, schema, columns)))
+    joined = pd.concat(batches, ignore_index=True)
+    assert str(joined["nullable_int"].dtype) == "Int64" and str(joined["nullable_bool"].dtype) == "boolean"
+    pd.testing.assert_frame_equal(joined, whole)

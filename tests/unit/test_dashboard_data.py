@@ -1,6 +1,8 @@
-"""The dashboard's reader on what a source lacks: figures left out with a sentence, never zeros."""
+"""The dashboard's reader: what a source lacks is left out with a sentence; its cache across states."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
@@ -22,3 +24,24 @@ def test_a_source_without_activities_loses_the_activity_figures_not_the_others()
         }
     )
     assert list(_without_activities(frame).columns) == ["rep", "won", "win_rate", "new_opportunities"]
+
+
+def test_a_by_product_of_a_state_gone_by_is_not_kept(tmp_path: Path) -> None:
+    """A forecast's by-products (shock spreads, scored open deals) started before an ingest are dropped."""
+    import os
+
+    from forecast.config import Settings
+    from forecast.dashboard.data import Reader
+
+    warehouse = tmp_path / "w.duckdb"
+    warehouse.write_bytes(b"")
+    reader = Reader(Settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
+    before = reader.state()
+    reader._keep(("open deals", None, ()), "kept", before)
+    assert reader._peek(("open deals", None, ())) == "kept"
+    os.utime(warehouse, ns=(before[0] + 10**9, before[0] + 10**9))  # an ingest lands meanwhile
+    reader._keep(("shock", None, ()), "stale", before)
+    assert reader._peek(("shock", None, ())) is None  # not kept for the new state
+    assert reader._peek(("shock", None, ()), before) is None
+    reader._keep(("shock", None, ()), "fresh", reader.state())
+    assert reader._peek(("shock", None, ())) == "fresh"

@@ -351,17 +351,22 @@ class Reader:
         with self._lock:
             return [k[1:] for k in self._cache if k[0] == state]
 
-    def _peek(self, key: tuple[Any, ...]) -> Any:
-        """``key``'s result for the current state if held (``None``: not held), never computed."""
-        full = (self.state(), *key)
+    def _peek(self, key: tuple[Any, ...], state: tuple[int, int] | None = None) -> Any:
+        """``key``'s result for ``state`` (default: the current one) if held (``None``: not held)."""
+        full = (self.state() if state is None else state, *key)
         with self._lock:
             return self._cache.get(full)
 
-    def _keep(self, key: tuple[Any, ...], value: Any) -> None:
-        """Hold ``value`` as ``key``'s result for the current state (a by-product of a computation)."""
-        if value is None:
+    def _keep(self, key: tuple[Any, ...], value: Any, state: tuple[int, int] | None = None) -> None:
+        """Hold ``value`` as ``key``'s result (a by-product of a computation).
+
+        ``state`` is the state the computation started in: a by-product of a state gone by (an
+        ingest landed meanwhile) is not kept, so no later computation takes it for the new one.
+        """
+        current = self.state()
+        if value is None or (state is not None and state != current):
             return
-        full = (self.state(), *key)
+        full = (current, *key)
         with self._lock:
             self._cache[full] = value
             while len(self._cache) > self._cache_size:
@@ -482,6 +487,7 @@ class Reader:
 
         def compute() -> dict[str, Any] | Missing:
             try:
+                state = self.state()  # the by-products below are this state's
                 data = self._tracking(filters)
                 with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
                     crm = crm_frames(con, data)
@@ -499,13 +505,13 @@ class Reader:
                     seed=0,
                     models=models,
                     win_level=WIN_LEVEL,
-                    shock=self._peek(shock_key),
+                    shock=self._peek(shock_key, state),
                     crm=crm,
                     data=data,
-                    open_deals=self._peek(scored_key),
+                    open_deals=self._peek(scored_key, state),
                 )
-                self._keep(shock_key, result.spreads)
-                self._keep(scored_key, result.scored)
+                self._keep(shock_key, result.spreads, state)
+                self._keep(scored_key, result.scored, state)
                 # the document of `forecast revenue --json`, with the champions' warnings it gives
                 return {**result.to_dict(), "warnings": list(warnings)}
             except ModelBindingError as exc:

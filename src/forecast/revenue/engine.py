@@ -225,18 +225,20 @@ def won_between(
 
 @dataclass(frozen=True)
 class OpenDeals:
-    """The CRM as it stood at a forecast's as-of and its open deals scored there.
+    """A forecast's open deals scored at its as-of, with the deals and reps as they stood then.
 
     None of it depends on the grouping, the horizon or the simulations: a caller forecasting the
-    same warehouse, as-of and models by team, then by rep, passes it back
-    (``revenue_forecast(deals_at_as_of=)``) instead of cutting the CRM and scoring every deal again.
+    same CRM, as-of and models by team, then by rep, passes it back
+    (:func:`forecast_with_open_deals`) instead of cutting the CRM and scoring every deal again. It
+    holds the cut's deals and reps only (what a forecast reads besides the scores), not its
+    activities: the shocks' evidence needs the whole cut and cuts it again when not given.
     """
 
     as_of: pd.Timestamp
     versions: tuple[tuple[str, str], ...]
     """The models' versions (name, version) the deals were scored with."""
     past: Mapping[str, pd.DataFrame]
-    """:func:`~forecast.data.as_of.crm_as_of` of the CRM at ``as_of``."""
+    """The ``opportunities`` and ``reps`` of :func:`~forecast.data.as_of.crm_as_of` at ``as_of``."""
     frame: pd.DataFrame
     p_win: np.ndarray
     closed_by: np.ndarray
@@ -246,17 +248,26 @@ class OpenDeals:
         return self.as_of == as_of and self.versions == _versions(models)
 
 
+_KEPT = ("opportunities", "reps")
+"""The tables of the cut a forecast reads besides the scores (:func:`deal_group`, the won deals)."""
+
+
 def _versions(models: DealModels) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in models.versions.items()))
 
 
 def open_deals_at(
-    tables: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, models: DealModels
+    past: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp, models: DealModels
 ) -> OpenDeals:
-    """The CRM cut at ``as_of`` and its open deals scored by ``models`` (:class:`OpenDeals`)."""
-    past = crm_as_of(tables, as_of, pipeline)
+    """The open deals of ``past`` (the CRM cut at ``as_of``) scored by ``models`` (:class:`OpenDeals`).
+
+    The scores are read-only: a caller that keeps them for another forecast gets them unchanged.
+    """
     frame, p_win, closed_by = open_deal_scores(past, pipeline, as_of, models)
-    return OpenDeals(as_of, _versions(models), past, frame, p_win, closed_by)
+    p_win.setflags(write=False)
+    closed_by.setflags(write=False)
+    kept = {name: past[name] for name in _KEPT if name in past}
+    return OpenDeals(as_of, _versions(models), kept, frame, p_win, closed_by)
 
 
 def open_deal_scores(
@@ -503,6 +514,23 @@ def revenue_forecast(
     as_of: pd.Timestamp,
     models: DealModels,
     periods: Sequence[Period],
+    **options: Any,
+) -> tuple[RevenueForecast, pd.DataFrame]:
+    """Forecast each period's revenue (per group) as of ``as_of`` (:func:`forecast_with_open_deals`).
+
+    Returns:
+        The forecast and the scored open deals (id, group, amount, p_win, expected close).
+    """
+    result, scored, _ = forecast_with_open_deals(tables, pipeline, as_of, models, periods, **options)
+    return result, scored
+
+
+def forecast_with_open_deals(
+    tables: Mapping[str, pd.DataFrame],
+    pipeline: SalesPipeline,
+    as_of: pd.Timestamp,
+    models: DealModels,
+    periods: Sequence[Period],
     *,
     by: str | None = None,
     quotas: Any = None,
@@ -511,7 +539,7 @@ def revenue_forecast(
     seed: int = 0,
     shock: ShockSettings | CommonShock | None = None,
     deals_at_as_of: OpenDeals | None = None,
-) -> tuple[RevenueForecast, pd.DataFrame]:
+) -> tuple[RevenueForecast, pd.DataFrame, OpenDeals]:
     """Forecast each period's revenue (per group) as of ``as_of``.
 
     Args:
@@ -526,17 +554,19 @@ def revenue_forecast(
         n_sims: Monte Carlo simulations.
         seed: Random seed.
         shock: How to estimate the common shocks (``None``: defaults), or their spreads.
-        deals_at_as_of: The CRM at ``as_of`` and its open deals scored by ``models``, from an earlier
-            forecast of the same tables (:func:`open_deals_at`; ``None``, or another as-of or
-            models: computed here).
+        deals_at_as_of: The open deals scored by ``models`` at ``as_of`` by an earlier forecast of the
+            same tables (the third item it returned; ``None``, or another as-of or models: computed
+            here).
 
     Returns:
-        The forecast and the scored open deals (id, group, amount, p_win, expected close).
+        The forecast, the scored open deals (id, group, amount, p_win, expected close), and the
+        :class:`OpenDeals` it used (to pass back for another grouping of the same tables).
     """
     settings = new_deals or NewDealSettings()
-    known = deals_at_as_of
+    known, whole = deals_at_as_of, None
     if known is None or not known.fits(as_of, models):
-        known = open_deals_at(tables, pipeline, as_of, models)
+        whole = crm_as_of(tables, as_of, pipeline)
+        known = open_deals_at(whole, pipeline, as_of, models)
     past, frame, p_win, closed_by = known.past, known.frame, known.p_win, known.closed_by
     groups_of = deal_group(past, by)
     deals = past["opportunities"].assign(group=past["opportunities"]["opportunity_id"].map(groups_of))
@@ -573,7 +603,14 @@ def revenue_forecast(
     spreads = (
         shock
         if isinstance(shock, CommonShock)
-        else estimate_shock(past, pipeline, as_of, models, shock or ShockSettings(), settings.window_days)
+        else estimate_shock(
+            whole if whole is not None else crm_as_of(tables, as_of, pipeline),
+            pipeline,
+            as_of,
+            models,
+            shock or ShockSettings(),
+            settings.window_days,
+        )
     )
     p_win = win_levels(p_win, closed_by, models).get(spreads.win_level, p_win)
     result = forecast_revenue(
@@ -597,4 +634,4 @@ def revenue_forecast(
         result.table = result.table[result.table["group"] == ALL].iloc[::2].reset_index(drop=True)
         result.sims = result.sims[:, :, -1:]
     scored = open_deals.assign(p_win=np.round(p_win, 6))
-    return result, scored
+    return result, scored, known

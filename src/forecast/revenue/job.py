@@ -29,8 +29,7 @@ from forecast.revenue.engine import (
     NewDealSettings,
     OpenDeals,
     ShockSettings,
-    open_deals_at,
-    revenue_forecast,
+    forecast_with_open_deals,
     unseen_from,
 )
 from forecast.revenue.forecast import ALL, period_grid
@@ -290,9 +289,7 @@ def revenue_job(
     if data is None or data.as_of != when:
         data = prepare(frames, pipeline, when)  # once, for the quotas and the pacing
     quotas = _quota_lookup(frames, pipeline, when, group, data)
-    if open_deals is None or not open_deals.fits(when, models):
-        open_deals = open_deals_at(frames, pipeline, when, models)
-    result, scored = revenue_forecast(
+    result, scored, known = forecast_with_open_deals(
         frames,
         pipeline,
         when,
@@ -324,7 +321,7 @@ def revenue_job(
         goals=_goals(result.table, pace, grid[0], quotas, when),
         pacing=_records(pace),
         spreads=result.shock,
-        scored=open_deals,
+        scored=known,
     )
 
 

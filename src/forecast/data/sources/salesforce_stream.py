@@ -209,9 +209,11 @@ def open_export(
             continue
         header = pd.DataFrame({c: pd.Series([], dtype=object) for c in chunks.columns})
         is_lead = obj == "Lead"
+        # the mapped columns depend on the header alone: no lookup yet (Lead.csv streams first)
+        shape = _without_lookup if obj == "Opportunity" else mappers[obj]
         mapped = MappedChunks(
             path=chunks.path,
-            columns=[str(c) for c in mappers[obj](header).columns],
+            columns=[str(c) for c in shape(header).columns],
             chunk_rows=chunks.chunk_rows,
             encoding=chunks.encoding,
             delimiter=chunks.delimiter,
@@ -224,3 +226,8 @@ def open_export(
         files.append((table, mapped))
     notes = [*salesforce.NOTES, *salesforce._file_notes(path, found)]
     return StreamedExport(files, notes, SALESFORCE_PIPELINE)
+
+
+def _without_lookup(opps: pd.DataFrame) -> pd.DataFrame:
+    """Opportunity rows mapped without the converted-lead lookup (for their columns only)."""
+    return salesforce.map_opportunities(opps, lead_of={})
