@@ -24,7 +24,7 @@ import pandas as pd
 from forecast.batch_stream import DEFAULT_BATCH_ROWS, input_schema, parquet_files, stream_score
 from forecast.binding import CurrentWarehouse, ModelRef, resolve
 from forecast.config import Settings
-from forecast.data.readers import ReadLimits, read_table_file
+from forecast.data.readers import ReadLimits, check_columns, read_table_file
 from forecast.data.warehouse import Warehouse
 from forecast.errors import ScoringError, truncate
 from forecast.features.build import ID_COLUMN, build_feature_table
@@ -406,6 +406,8 @@ def score_job(
     files = None
     if input_path is not None and batch_rows > 0 and model.meta.source != "flat_export":
         files = parquet_files(input_path)
+        if files is not None and not _plain_names(input_path, files):
+            files = None  # names with spaces around them: the whole-file read strips them
     if input_path is not None and files is not None:
         return _score_parquet(
             model,
@@ -445,6 +447,16 @@ def score_job(
         notes.append("flags need the warehouse's history: score --from-warehouse to get them")
     rejects, stored = _write_outputs(scored, output, model, settings, write_to_warehouse)
     return _summary(model, scored, when, output, rejects, stored, notes, warnings)
+
+
+def _plain_names(path: Path, files: list[Path]) -> bool:
+    """Whether the Parquet input's column names need no stripping (as the whole-file read strips them).
+
+    Raises:
+        SourceError: Two names the same once stripped (the whole-file read refuses them too).
+    """
+    names = input_schema(files)[0].names
+    return check_columns(path, pd.DataFrame(columns=names), []) == list(names)
 
 
 def _score_parquet(

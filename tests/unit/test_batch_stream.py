@@ -77,3 +77,17 @@ def test_batches_keep_the_dtypes_a_whole_read_gives(tmp_path: Path) -> None:
     joined = pd.concat(batches, ignore_index=True)
     assert str(joined["nullable_int"].dtype) == "Int64" and str(joined["nullable_bool"].dtype) == "boolean"
     pd.testing.assert_frame_equal(joined, whole)
+
+
+def test_names_with_spaces_go_to_the_whole_read_and_clashing_ones_are_refused(tmp_path: Path) -> None:
+    """The whole-file read strips column names and refuses two that clash; the batched one must not differ."""
+    from forecast.batch import _plain_names
+    from forecast.data.sources.base import SourceError
+
+    pd.DataFrame({"lead_id": ["a"], "x": [1.0]}).to_parquet(tmp_path / "plain.parquet")
+    assert _plain_names(tmp_path / "plain.parquet", [tmp_path / "plain.parquet"])
+    pd.DataFrame({" lead_id": ["a"], "x": [1.0]}).to_parquet(tmp_path / "padded.parquet")
+    assert not _plain_names(tmp_path / "padded.parquet", [tmp_path / "padded.parquet"])
+    pd.DataFrame({"x": [1.0], "x ": [2.0]}).to_parquet(tmp_path / "clash.parquet")
+    with pytest.raises(SourceError, match="duplicate column names"):
+        _plain_names(tmp_path / "clash.parquet", [tmp_path / "clash.parquet"])
