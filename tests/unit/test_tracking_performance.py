@@ -142,3 +142,15 @@ def test_gaps_reach_the_figures(data: TrackingData, gappy: TrackingData) -> None
     assert holed["open_rate_n"] < whole["open_rate_n"]
     assert holed["cold_called_leads"] < whole["cold_called_leads"]
     assert holed["value_created"] < whole["value_created"]
+
+
+def test_arrow_backed_text_with_gaps_counts_as_the_filter_does(gappy: TrackingData) -> None:
+    """Text columns as pandas' ``string`` (a missing value is ``NA``): a missing value filters out."""
+    acts = gappy.activities.copy()
+    for column in ("type", "direction", "outcome"):
+        acts[column] = acts[column].astype("string[pyarrow]")
+    crm = TrackingData(**{**gappy.__dict__, "activities": acts})
+    period = parse_period("quarter", crm.as_of)
+    new, old = performance(crm, period, "team"), _reference(crm, period, "team")
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    assert acts["direction"].isna().any()

@@ -162,3 +162,8 @@ def amount_at(amounts: np.ndarray, rows: np.ndarray) -> float:
 def narrow(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     """``frame`` with only those of ``columns`` it has (a group's rows are then a cheap take)."""
     return frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]
+
+
+def truth(mask: pd.Series) -> np.ndarray:
+    """A boolean mask as numpy, a missing value (pandas' ``NA``) as False, as a pandas filter takes it."""
+    return mask.to_numpy(dtype=bool, na_value=False)

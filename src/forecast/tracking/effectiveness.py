@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, check_grouping, group_rows, per_group, positions
+from forecast.tracking.common import Row, add_rate, check_grouping, group_rows, per_group, positions, truth
 from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import correlation, mean_interval, rate_ratio_test, safe_div
@@ -94,13 +94,13 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
     weeks = _RepWeeks(_week_rows(acts, by, start, end), opps, by, start, end)
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
-    outbound_email = ((kind == "email") & (in_period["direction"] == "outbound")).to_numpy(dtype=bool)
+    outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
     replied = in_period["email_replied"]
-    replied_known = replied.notna().to_numpy(dtype=bool)
+    replied_known = replied.notna().to_numpy(dtype=bool, na_value=False)
     replied_true = np.zeros(len(replied), dtype=bool)
     replied_true[replied_known] = replied[replied_known].astype(bool).to_numpy()
     duration = in_period["duration_seconds"]
-    connected = ((kind == "call") & (outcome == "completed") & duration.notna()).to_numpy(dtype=bool)
+    connected = truth((kind == "call") & (outcome == "completed") & duration.notna())
     minutes = np.where(connected, duration.to_numpy(dtype=float, na_value=np.nan) / 60, np.nan)
 
     def compute(group: str) -> Row:

@@ -194,9 +194,9 @@ class _ReferenceRates:
 
     def __init__(self, closed: pd.DataFrame, leads: pd.DataFrame, by: str) -> None:
         self.closed_rows, self.lead_rows = group_rows(closed, by), group_rows(leads, by)
-        self.won = (closed["outcome"] == "won").to_numpy(dtype=bool)
+        self.won = (closed["outcome"] == "won").to_numpy(dtype=bool, na_value=False)
         self.amount = closed["amount"].to_numpy()
-        self.converted = leads["converted_at"].notna().to_numpy(dtype=bool)
+        self.converted = leads["converted_at"].notna().to_numpy(dtype=bool, na_value=False)
 
     def __call__(self, group: str) -> dict[str, float]:
         closed, leads = self.closed_rows(group), self.lead_rows(group)

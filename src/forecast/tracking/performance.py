@@ -16,7 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, amount_at, amounts, check_grouping, group_rows, per_group
+from forecast.tracking.common import (
+    Row,
+    add_rate,
+    amount_at,
+    amounts,
+    check_grouping,
+    group_rows,
+    per_group,
+    truth,
+)
 from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, mean_interval
@@ -48,8 +57,8 @@ def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataF
     cold = _cold_call_conversions(acts, by, converted)
     act_rows, created_rows, closed_rows = (group_rows(f, by) for f in (acts, created, closed))
     created_amount, closed_amount = amounts(created), amounts(closed)
-    closed_won = (closed["outcome"] == "won").to_numpy(dtype=bool)
-    closed_lost = (closed["outcome"] == "lost").to_numpy(dtype=bool)
+    closed_won = (closed["outcome"] == "won").to_numpy(dtype=bool, na_value=False)
+    closed_lost = (closed["outcome"] == "lost").to_numpy(dtype=bool, na_value=False)
 
     def compute(group: str) -> Row:
         rows = act_rows(group)
@@ -74,7 +83,7 @@ def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataF
 
 def _known_true(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Per row: whether the value is known, and whether it is known and true."""
-    known = values.notna().to_numpy(dtype=bool)
+    known = values.notna().to_numpy(dtype=bool, na_value=False)
     true = np.zeros(len(values), dtype=bool)
     true[known] = values[known].astype(bool).to_numpy()
     return known, true
@@ -106,27 +115,25 @@ class _Activities:
         """The columns of ``acts``."""
         kind, direction, outcome = acts["type"], acts["direction"], acts["outcome"]
         duration = acts["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)
-        call = (kind == "call").to_numpy(dtype=bool)
-        completed = (outcome == "completed").to_numpy(dtype=bool)
+        call = (kind == "call").to_numpy(dtype=bool, na_value=False)
+        completed = (outcome == "completed").to_numpy(dtype=bool, na_value=False)
         connected = call & completed & ~np.isnan(duration)
         opened_known, opened = _known_true(acts["email_opened"])
         replied_known, replied = _known_true(acts["email_replied"])
-        meeting = kind.isin(MEETING_TYPES).to_numpy(dtype=bool)
+        meeting = kind.isin(MEETING_TYPES).to_numpy(dtype=bool, na_value=False)
         return cls(
-            outbound_call=call & (direction == "outbound").to_numpy(dtype=bool),
-            cold=acts["cold"].to_numpy(dtype=bool),
+            outbound_call=call & (direction == "outbound").to_numpy(dtype=bool, na_value=False),
+            cold=acts["cold"].to_numpy(dtype=bool, na_value=False),
             call=call,
             call_or_zero=np.where(call & ~np.isnan(duration), duration, 0.0),
             connected_minutes=np.where(connected, duration / 60, np.nan),
-            outbound_email=((kind == "email") & (direction == "outbound")).to_numpy(dtype=bool),
+            outbound_email=truth((kind == "email") & (direction == "outbound")),
             opened_known=opened_known,
             opened=opened,
             replied_known=replied_known,
             replied=replied,
-            sms=((kind == "sms") & (direction != "inbound")).to_numpy(dtype=bool),
-            meeting_outcomes={
-                o: meeting & (outcome == o).to_numpy(dtype=bool) for o in ("completed", *MEETING_FAILED)
-            },
+            sms=((kind == "sms") & (direction != "inbound")).to_numpy(dtype=bool, na_value=False),
+            meeting_outcomes={o: meeting & truth(outcome == o) for o in ("completed", *MEETING_FAILED)},
             duration_or_zero=np.nan_to_num(duration, nan=0.0),
         )
 
@@ -165,7 +172,7 @@ def _cold_call_conversions(acts: pd.DataFrame, by: str, converted: pd.Series) ->
     A lead converted after the group's first cold call to it counts (``converted`` is each lead's
     conversion time, ``NaT`` when never); a cold call without a lead is not a lead cold-called.
     """
-    cold = acts.loc[acts["cold"].to_numpy(dtype=bool) & acts["lead_id"].notna().to_numpy(), :]
+    cold = acts.loc[acts["cold"].to_numpy(dtype=bool, na_value=False) & acts["lead_id"].notna().to_numpy(), :]
     out: dict[str, tuple[int, int]] = {}
     keys: list[tuple[str, pd.Series | None]] = [(ALL_LABEL, None)]
     if by in cold.columns:

@@ -149,7 +149,7 @@ def stage_table(data: TrackingData, period: Period, by: str = "channel") -> pd.D
     e, f, c = (_ByGroupAndStage(frame, by, stages) for frame in (entered, ended, current))
     result = entered["result"]
     advanced_at, lost_at, open_at_ = (
-        (result == r).to_numpy(dtype=bool) for r in ("advanced", "lost", "open")
+        (result == r).to_numpy(dtype=bool, na_value=False) for r in ("advanced", "lost", "open")
     )
     ended_days = ended["days"].to_numpy()
     too_old = current["age"].to_numpy()
