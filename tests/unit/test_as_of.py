@@ -183,7 +183,7 @@ def test_revenue_default_is_the_data_as_of(settings: Settings, monkeypatch: pyte
         seen["when"] = when
         raise _StopError
 
-    monkeypatch.setattr(run, "revenue_forecast", capture)
+    monkeypatch.setattr(run, "forecast_with_open_deals", capture)
     with pytest.raises(_StopError):
         run.revenue_job(settings, as_of=None, periods=1, by="month", group=None, n_sims=100, models=object())  # type: ignore[arg-type]
     assert seen["when"] == AS_OF
