@@ -37,7 +37,7 @@ from forecast.revenue.engine import (
     NewDealSettings,
     ShockSettings,
     deal_group,
-    revenue_forecast,
+    forecast_with_open_deals,
     unseen_from,
 )
 from forecast.revenue.forecast import ALL
@@ -262,7 +262,7 @@ def backtest_revenue(
             models = train_deal_models(tables, pipeline, as_of, win_config, close_config)
         period = period_of(as_of)
         say(f"forecasting {period.label}")
-        result, scored = revenue_forecast(
+        result, scored, _ = forecast_with_open_deals(
             tables,
             pipeline,
             as_of,

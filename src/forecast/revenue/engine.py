@@ -508,23 +508,6 @@ def _win_evidence(
     }
 
 
-def revenue_forecast(
-    tables: Mapping[str, pd.DataFrame],
-    pipeline: SalesPipeline,
-    as_of: pd.Timestamp,
-    models: DealModels,
-    periods: Sequence[Period],
-    **options: Any,
-) -> tuple[RevenueForecast, pd.DataFrame]:
-    """Forecast each period's revenue (per group) as of ``as_of`` (:func:`forecast_with_open_deals`).
-
-    Returns:
-        The forecast and the scored open deals (id, group, amount, p_win, expected close).
-    """
-    result, scored, _ = forecast_with_open_deals(tables, pipeline, as_of, models, periods, **options)
-    return result, scored
-
-
 def forecast_with_open_deals(
     tables: Mapping[str, pd.DataFrame],
     pipeline: SalesPipeline,
