@@ -46,11 +46,21 @@ def main() -> None:
     parser.add_argument(
         "--lightgbm", nargs="*", default=[], metavar="KEY=VALUE", help="deal-win lightgbm settings"
     )
+    parser.add_argument(
+        "--win-blend",
+        type=float,
+        default=None,
+        metavar="WEIGHT",
+        help="the win hazard's weight in p_win (win_blend.hazard_weight; default: training/deal_win.yaml's)",
+    )
     args = parser.parse_args()
     base = {
         stem: TrainingConfig.from_yaml(REPO / "training" / f"{stem}.yaml")
         for stem in ("deal_win", "lead_scoring", "time_to_close")
     }
+    if args.win_blend is not None:
+        blend = base["deal_win"].win_blend.model_copy(update={"hazard_weight": args.win_blend})
+        base["deal_win"] = base["deal_win"].model_copy(update={"win_blend": blend})
     if args.lightgbm:
         changes = dict(item.split("=", 1) for item in args.lightgbm)
         settings = base["deal_win"].lightgbm.model_dump() | changes
@@ -77,6 +87,8 @@ def main() -> None:
                 row["horizon_days"] = result["deal_win"].get("horizon_days")
                 row.update({k: deal.get(k) for k in KEYS})
                 row["model_kind"] = result["deal_win"].get("model_kind")
+                row["win_blend"] = base["deal_win"].win_blend.hazard_weight
+                row["win_blend_served"] = result["deal_win"].get("win_blend_served")
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for setting in args.settings:

@@ -168,6 +168,7 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
         "rows": data.get("rows"),
         "label_rate": data.get("label_rate"),
         "horizon_days": summary.horizon_days,
+        "win_blend_served": ((summary.evaluation.get("fit") or {}).get("win_blend") or {}).get("served"),
         "splits": splits,
         "internal": {
             "roc_auc": metrics.get("roc_auc"),

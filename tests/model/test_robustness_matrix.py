@@ -50,22 +50,20 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
     "calibrated": {
         "history-3m": "3 months: the stage model predicts a win within 49 days (half the history), the "
         "future is judged on eventual wins (ECE 0.163; large deals win later than 49 days)",
-        "history-9m": "ECE 0.045 on 322 future deals",
-        "stages-8": "ECE 0.053 on 391 future deals",
+        "stages-8": "ECE 0.047 on 391 future deals (0.053 before p_win was blended with the win hazard)",
     },
     "stage_calibrated": {
         "history-3m": "per stage (>= 100 deals) ECE 0.10-0.17: the 49-day stage model under-predicts "
         "eventual wins",
-        "history-9m": "per stage ECE 0.07-0.10 (demo 0.100) on 322 future deals",
-        "stages-8": "per stage ECE up to 0.15 (business_case 0.152, evaluation 0.142)",
-        "win-60": "per stage ECE up to 0.053 (0.028-0.053), within the noise of ~100-deal stages",
+        "history-9m": "per stage ECE 0.04-0.08 (demo 0.082) on 322 future deals, within chance",
+        "stages-8": "per stage ECE up to 0.13 (evaluation 0.132, business_case 0.129)",
+        "win-60": "per stage ECE up to 0.051 (0.024-0.051), within the noise of ~100-deal stages",
     },
     "stage_within_noise": {
         "history-3m": "discovery 0.185 and qualification 0.171 against 0.060 and 0.044 by chance: the stage "
         "model's 49-day label under-predicts eventual wins",
-        "stages-8": "business_case 0.152, evaluation 0.142, solution_fit 0.115 against 0.129, 0.131, 0.109 "
-        "by chance: just outside",
-        "history-9m": "qualification 0.069 against 0.061 by chance (demo, discovery and proposal within it)",
+        "stages-8": "business_case 0.129 and scoping 0.100 against 0.125 and 0.095 by chance: just outside "
+        "(evaluation and solution_fit within it)",
     },
     "creation": {
         "history-3m": "the small-data stage model gives a new deal its first stage's rate by deal size: AUC "
@@ -75,8 +73,6 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
     "within_noise": {
         "history-3m": "ECE 0.163 against 0.043 that a calibrated model exceeds one time in ten on these "
         "deals: the 49-day stage model under-predicts eventual wins (realised 0.41)",
-        "stages-8": "ECE 0.053 against 0.048 (90th percentile of a calibrated model's on these deals); "
-        "business_case and evaluation off by 0.14-0.15",
     },
 }
 """Cases measured failing after the issue-15 training fixes (docs/models.md), kept visible as

@@ -200,6 +200,23 @@ class SurvivalSettings(_Strict):
         return self
 
 
+class WinBlendSettings(_Strict):
+    """Deal win: blend the classifier with a competing-risks hazard's win incidence (``models.win_blend``)."""
+
+    hazard_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "weight of the hazard's P(won within the label horizon) in the served p_win (0: the "
+            "classifier alone). The hazard learns from every snapshot, censored ones included "
+            "(docs/models.md)"
+        ),
+    )
+    learning_rate: float = Field(default=0.05, gt=0, description="the hazard's LightGBM shrinkage")
+    min_child_samples: int = Field(default=100, ge=1, description="the hazard's minimum rows per leaf")
+
+
 class PromotionSettings(_Strict):
     """The written promotion gate."""
 
@@ -230,7 +247,8 @@ class TrainingConfig(_Strict):
         final_fit: The final fit on all labelled rows.
         family: Which model family is served (LightGBM, logistic, or chosen on a selection slice).
         promotion: The promotion gate.
-        survival: Time-to-close intervals and horizons.
+        survival: Time-to-close intervals and horizons (also the deal-win blend's hazard).
+        win_blend: Deal win: the weight of a competing-risks hazard's win incidence in ``p_win``.
         seed: Random seed.
     """
 
@@ -251,6 +269,7 @@ class TrainingConfig(_Strict):
     family: FamilySettings = FamilySettings()
     promotion: PromotionSettings = PromotionSettings()
     survival: SurvivalSettings = SurvivalSettings()
+    win_blend: WinBlendSettings = WinBlendSettings()
     seed: int = 0
 
     @field_validator("model_name", "experiment")

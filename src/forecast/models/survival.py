@@ -425,6 +425,13 @@ class DiscreteTimeHazard(_HazardBase):
             return None
         return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
 
+    def win_incidence_codes(self, codes: np.ndarray) -> np.ndarray | None:
+        """:meth:`win_incidence` from the encoded float matrix of ``X`` (see :meth:`interval_proba_codes`)."""
+        closed_by, won_by = self._curves_from(self.interval_proba_codes(codes))
+        if won_by is None:
+            return None
+        return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
+
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
 

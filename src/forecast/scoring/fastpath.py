@@ -29,6 +29,7 @@ from forecast.models.baselines import MISSING_LEVEL, LogisticBaseline
 from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
+from forecast.models.win_blend import HazardBlendedClassifier
 from forecast.scoring.pattern_shap import class_contributions, tree_contributions, tree_contributions_and_raw
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,8 @@ class CodedPipeline:
         self._sigmoid = False
         if isinstance(self.model, CalibratedLGBMClassifier):
             self._init_classifier(self.model)
+            if isinstance(self.model, HazardBlendedClassifier):  # its hazard reads the same codes
+                self._check_booster([*self.columns, INTERVAL], self.model.hazard_.model_.booster_)
         elif isinstance(self.model, DiscreteTimeHazard):
             self.tree_index = np.arange(len(self.columns))
             self._check_booster([*self.columns, INTERVAL])
@@ -213,8 +216,8 @@ class CodedPipeline:
                 raise UnsupportedError("categorical prior_fit_column")
             self.alone_column = self.columns.index(model.prior_fit_column)
 
-    def _check_booster(self, features: list[str]) -> None:
-        booster = self.model.model_.booster_
+    def _check_booster(self, features: list[str], booster: Any = None) -> None:
+        booster = self.model.model_.booster_ if booster is None else booster
         if booster.feature_name() != features:
             raise UnsupportedError("booster features")
         categorical = [c for c in features if c in self.encoder.levels_]
@@ -237,7 +240,13 @@ class CodedPipeline:
         model: CalibratedLGBMClassifier = self.model
         prior = None if self.prior is None else self.prior.margin(codes)
         raw = model._raw_from(codes[:, self.tree_index], self._alone(codes), prior)
-        return model._proba_from_raw(raw)
+        return self._blended(model._proba_from_raw(raw), codes)
+
+    def _blended(self, proba: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """A blended model's probabilities (:class:`HazardBlendedClassifier`), else ``proba``."""
+        if not isinstance(self.model, HazardBlendedClassifier):
+            return proba
+        return self.model.blend(proba, self.model.win_within_codes(codes), self._alone(codes))
 
     def contributions(self, codes: np.ndarray) -> np.ndarray:
         """The classifier's contributions (:meth:`CalibratedLGBMClassifier.contributions`)."""
@@ -270,7 +279,7 @@ class CodedPipeline:
         else:  # as CalibratedLGBMClassifier._raw_from: the trees' raw score where they are grown
             margin = np.where(alone, 0.0, raw)
             uncalibrated = np.asarray(1.0 / (1.0 + np.exp(-(margin + self.prior.margin(codes, design)))))
-        return model._proba_from_raw(uncalibrated), values
+        return self._blended(model._proba_from_raw(uncalibrated), codes), values
 
     def hazard_contributions(self, codes: np.ndarray) -> np.ndarray:
         """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`).
@@ -334,7 +343,16 @@ def _fingerprint(pipeline: Pipeline) -> tuple[Any, ...]:
     """The fitted objects a cached :class:`CodedPipeline` was built from (compared by identity)."""
     parts: list[Any] = [step for _, step in pipeline.steps]
     for step in parts[:]:
-        for name in ("columns", "levels_", "rare_", "model_", "calibrator_", "prior_", "calibrators_"):
+        for name in (
+            "columns",
+            "levels_",
+            "rare_",
+            "model_",
+            "calibrator_",
+            "prior_",
+            "calibrators_",
+            "hazard_",
+        ):
             parts.append(getattr(step, name, None))
     return tuple(parts)
 

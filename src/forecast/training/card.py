@@ -56,6 +56,32 @@ def _fit_lines(fit: dict[str, Any]) -> list[str]:
         f"- served model: fitted on {final.get('rows')} of {fit.get('labelled_rows')} labelled rows "
         f"({100 * float(final.get('share_of_labelled', 0)):.1f}%, test slice included; "
         f"{final.get('n_estimators', '-')} trees, calibration {final.get('calibration')})",
+        *_blend_lines(fit.get("win_blend")),
+    ]
+
+
+def _blend_lines(blend: dict[str, Any] | None) -> list[str]:
+    """The win hazard the served probability is blended with, and each part on the test slice."""
+    if not blend:
+        return []
+    ev, final, test = blend.get("evaluation", {}), blend.get("final", {}), blend.get("test", {})
+    parts = "; ".join(
+        f"{name} Brier {m.get('brier')}, ECE {m.get('ece')}, AUC {m.get('roc_auc')}"
+        for name, m in test.items()
+    )
+    hazard = f"a competing-risks hazard's P(won within {blend.get('days'):g} days)"
+    if not blend.get("served"):
+        return [
+            f"- p_win is the classifier's alone: its blend with {hazard} (weight {blend.get('weight'):g}, "
+            f"the hazard fitted on {ev.get('rows')} snapshots censored at the test cut) scored a worse "
+            "Brier score on the test slice",
+            f"- on the test slice: {parts}",
+        ]
+    return [
+        f"- p_win blends the classifier with {hazard} (weight {blend.get('weight'):g}); the hazard "
+        f"learns from every snapshot, open ones included: {ev.get('rows')} snapshots censored at the "
+        f"test cut for the evaluation, {final.get('rows', '-')} for the served model",
+        f"- on the test slice: {parts}",
     ]
 
 
