@@ -127,7 +127,7 @@ class _Dashboard:
 
     def reps(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         r = self.read.reps(f)
-        return r["as_of"], r["period"].label, pages.reps_body(r, compare.reps_changes(self.read, f))
+        return r["as_of"], r["period"].label, pages.reps_body(r, compare.reps_changes(self.read, f, r))
 
     def pipeline(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         p = self.read.pipeline(f)

@@ -160,18 +160,22 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
             f"the warehouse's records start on {first.date().isoformat()}, inside the previous period "
             f"({previous.label}): its figures cover only part of it"
         )
+    if period.end > data.as_of:
+        notes.append(
+            f"{period.label} ends after the as of ({data.as_of.isoformat()}): its figures cover only "
+            f"its days until then, the previous period's all of {previous.label}"
+        )
     metrics = tuple(m for m, _, _ in HEADLINE if not (m in ACTIVITY and data.activities.empty))
     kinds = {m: k for m, _, k in HEADLINE}
-    tables: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
+    tables: dict[str, tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {}
     out: dict[tuple[str, str], dict[str, Change]] = {}
     for by, value in rows:
-        if by not in tables:
+        if by not in tables:  # each table indexed once (a rep's row is not a scan per rep)
             now_table = reader.report(filters, REPORT, by)[REPORT]
             prev_table = reader.report(before, REPORT, by)[REPORT] if covered else None
-            tables[by] = (now_table, prev_table)
-        now_table, prev_table = tables[by]
-        now_row = _row(now_table, by, value)
-        prev_row = None if prev_table is None else _row(prev_table, by, value)
+            tables[by] = (_by_key(now_table, by, metrics), _by_key(prev_table, by, metrics))
+        now_rows, prev_rows = tables[by]
+        now_row, prev_row = now_rows.get(value), prev_rows.get(value)
         out[(by, value)] = {m: Change(_number(now_row, m), _number(prev_row, m), kinds[m]) for m in metrics}
     return Comparison(data.as_of, period, previous, out, metrics, covered, notes)
 
@@ -185,9 +189,12 @@ def overview_changes(reader: Reader, filters: Filters) -> Comparison:
     return made
 
 
-def reps_changes(reader: Reader, filters: Filters) -> Comparison:
-    """The Reps page's comparison: each rep its table shows, and its total row (the team's or region's)."""
-    shown = reader.reps(filters)
+def reps_changes(reader: Reader, filters: Filters, shown: dict[str, Any] | None = None) -> Comparison:
+    """The Reps page's comparison: each rep its table shows, and its total row (the team's or region's).
+
+    ``shown`` is :meth:`Reader.reps`'s answer for the filters when the caller has it already.
+    """
+    shown = reader.reps(filters) if shown is None else shown
     total: pd.DataFrame = shown["total"]
     label = next((c for c in ("rep", "team", "region") if c in total.columns), "rep")
     rows = [("rep", str(rep)) for rep in shown["performance"]["rep"]]
@@ -195,11 +202,15 @@ def reps_changes(reader: Reader, filters: Filters) -> Comparison:
     return compare(reader, filters, rows)
 
 
-def _row(table: pd.DataFrame, by: str, value: str) -> dict[str, Any] | None:
-    if table.empty or by not in table:
-        return None
-    hit = table[table[by].astype(str) == value]
-    return None if hit.empty else dict(hit.iloc[0])
+def _by_key(table: pd.DataFrame | None, by: str, metrics: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The compared columns of each row of a report's table, by the row's group (its first row)."""
+    if table is None or table.empty or by not in table:
+        return {}
+    kept = table[[c for c in metrics if c in table.columns]]
+    out: dict[str, dict[str, Any]] = {}
+    for key, row in zip(table[by].astype(str).tolist(), kept.to_dict("records"), strict=True):
+        out.setdefault(key, {str(k): v for k, v in row.items()})
+    return out
 
 
 def _number(row: dict[str, Any] | None, column: str) -> float | None:

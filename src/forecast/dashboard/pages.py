@@ -371,8 +371,8 @@ def change_figures(c: Comparison) -> str:
     who = "" if key[1] == ALL_LABEL else f" ({key[0]} {key[1]})"
     previous = c.previous.label
     parts = [
-        f'<section data-compare="{escape(previous, quote=True)}"><h2>{escape(c.period.label)} against '
-        f"{escape(previous)}{escape(who)}</h2>{notes(c.notes)}<dl class=figures>"
+        f'<section data-compare="{escape(previous, quote=True)}"><h2>The period {escape(c.period.label)} '
+        f"against {escape(previous)}{escape(who)}</h2>{notes(c.notes)}<dl class=figures>"
     ]
     for metric in c.metrics:
         change = changes[metric]

@@ -60,7 +60,7 @@ def report_html(reader: Reader, filters: Filters) -> str:
     )
     parts = [
         ("Overview", overview_html),
-        (f"Reps: {period}", pages.reps_body(reps, compare.reps_changes(reader, filters))),
+        (f"Reps: {period}", pages.reps_body(reps, compare.reps_changes(reader, filters, reps))),
         (f"Insights: {period}", pages.insights_body(insights, filters)),
     ]
     body = "".join(f'<div class="report-part"><h1>{escape(title)}</h1>{html}</div>' for title, html in parts)
