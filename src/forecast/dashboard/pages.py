@@ -324,9 +324,10 @@ NO_DATA = "no data"
 _LABELS = {m: label for m, label, _ in HEADLINE}
 
 
-def _value(value: float | None, kind: str) -> str:
+def _value(value: float | None, kind: str, absent: str = NO_DATA) -> str:
+    """A compared value for people: ``absent`` when unknown ("no data" for the previous period's)."""
     if value is None:
-        return NO_DATA
+        return absent
     return money(value) if kind == "money" else pct(value, 1) if kind == "rate" else count(value)
 
 
@@ -379,7 +380,7 @@ def change_figures(c: Comparison) -> str:
         kind = change.kind
         parts.append(
             f'<div class="figure" {_change_attrs(metric, change)}><dt>{escape(_LABELS[metric])}</dt>'
-            f"<dd>{escape(_value(change.now, kind))}</dd>{_change_span(change, previous)}"
+            f"<dd>{escape(_value(change.now, kind, '—'))}</dd>{_change_span(change, previous)}"
             f'<span class="note">{escape(previous)}: {escape(_value(change.prev, kind))}</span></div>'
         )
     parts.append(
@@ -399,7 +400,7 @@ def change_table(c: Comparison) -> str:
         total = value == ALL_LABEL or by != "rep"
         name = f"{value} ({by} total)" if total and by != "rep" else value
         cells = "".join(
-            f'<td class="num" {_change_attrs(m, ch)}>{escape(_value(ch.now, ch.kind))} '
+            f'<td class="num" {_change_attrs(m, ch)}>{escape(_value(ch.now, ch.kind, "—"))} '
             f"{_change_span(ch, previous)}"
             f'<span class="was">{escape(previous)}: {escape(_value(ch.prev, ch.kind))}</span></td>'
             for m, ch in changes.items()
