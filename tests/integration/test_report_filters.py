@@ -45,11 +45,18 @@ def client(env: dict[str, str]) -> Iterator[TestClient]:
         yield c
 
 
-def _performance(env: dict[str, str], by: str, period: str) -> dict[str, dict[str, Any]]:
-    doc = cli_json(
-        env, "metrics", "--report", "performance", "--by", by, "--period", period, "--as-of", AS_OF
-    )
-    return {str(r[by]): r for r in doc["reports"]["performance"]["tables"]["performance"]}
+def _performance(
+    env: dict[str, str], by: str, period: str, report: str = "performance"
+) -> dict[str, dict[str, Any]]:
+    doc = cli_json(env, "metrics", "--report", report, "--by", by, "--period", period, "--as-of", AS_OF)
+    return {str(r[by]): r for r in doc["reports"][report]["tables"][report]}
+
+
+def _headline(env: dict[str, str], by: str, period: str) -> dict[str, dict[str, Any]]:
+    """The CLI's rows of the compared figures: performance, and the process report's new leads."""
+    process = _performance(env, by, period, "process")
+    rows = _performance(env, by, period)
+    return {k: {**row, "prospects": process.get(k, {}).get("prospects")} for k, row in rows.items()}
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +132,9 @@ def test_the_previous_period_on_the_pages_is_the_cli_metrics_of_its_days(
     team, source = chosen["team"], chosen["source"]
     query = {"as_of": AS_OF, "period": PERIOD, "team": team, "source": source}
     overview = _changes(client.get("/", params=query).text)
-    before, now = _performance(env, "team", PREVIOUS), _performance(env, "team", PERIOD)
+    before, now = _headline(env, "team", PREVIOUS), _headline(env, "team", PERIOD)
     assert before[team]["won"] > 0 and now[team]["won"] > 0  # both weeks have wins: a real comparison
-    assert set(overview) >= {"won_value", "won", "win_rate", "new_opportunities", "calls"}
+    assert set(overview) >= {"won_value", "won", "win_rate", "new_opportunities", "prospects", "calls"}
     for metric, values in overview.items():
         assert _same(values["prev"], before[team][metric]), metric
         assert _same(values["now"], now[team][metric]), metric
@@ -136,7 +143,7 @@ def test_the_previous_period_on_the_pages_is_the_cli_metrics_of_its_days(
     page = client.get("/reps", params={"as_of": AS_OF, "period": PERIOD}).text
     assert f"--period {PREVIOUS}" in page
     table = _change_rows(page)
-    by_rep = _performance(env, "rep", PREVIOUS)
+    by_rep = _headline(env, "rep", PREVIOUS)
     assert set(table) == set(by_rep)  # every rep and the (all) row
     for rep, cells in table.items():
         for metric, values in cells.items():

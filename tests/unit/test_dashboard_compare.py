@@ -15,7 +15,7 @@ import pytest
 
 from forecast.config import load_settings
 from forecast.dashboard import choices, pages
-from forecast.dashboard.compare import Change, compare, overview_changes, reps_changes
+from forecast.dashboard.compare import HEADLINE, Change, compare, overview_changes, reps_changes
 from forecast.dashboard.data import Filters, Reader
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.errors import InputError
@@ -41,17 +41,20 @@ def test_the_previous_period_figures_are_the_cli_report_of_its_days(reader: Read
     assert (made.period.label, made.previous.label, made.covered) == ("2024-03", "2024-02", True)
     data = reader.tracking(filters)
     february = parse_period("2024-02-01..2024-02-29", data.as_of)
-    feb = report(data, "performance", february, "rep")["performance"]
-    march = report(data, "performance", parse_period("month", data.as_of), "rep")["performance"]
+    march = parse_period("month", data.as_of)
+    source = {metric: name for metric, _, _, name in HEADLINE}
     for who in ("(all)", "R1"):
         for metric, change in made.rows[("rep", who)].items():
+            feb = report(data, source[metric], february, "rep")[source[metric]]
+            now_table = report(data, source[metric], march, "rep")[source[metric]]
             prev = feb.loc[feb["rep"] == who, metric].iloc[0]
-            now = march.loc[march["rep"] == who, metric].iloc[0]
+            now = now_table.loc[now_table["rep"] == who, metric].iloc[0]
             assert change.prev == (None if pd.isna(prev) else pytest.approx(prev)), (who, metric)
             assert change.now == (None if pd.isna(now) else pytest.approx(now)), (who, metric)
     everyone = made.rows[("rep", "(all)")]
     assert (everyone["calls"].prev, everyone["calls"].now) == (1, 4)  # A12 in February; A1-A3, A10
     assert everyone["win_rate"].prev is None  # no deal closed in February: no rate, not 0%
+    assert (everyone["prospects"].prev, everyone["prospects"].now) == (1, 3)  # L1; L2, L3, L4
     assert "--period 2024-02-01..2024-02-29" in made.command("rep")
     held = reader.keys()  # the reader's cache, not a dict
     assert ("report", None, "2024-02-01..2024-02-29", "performance", "rep") in held

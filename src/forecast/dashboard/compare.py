@@ -2,11 +2,12 @@
 
 The previous period is :meth:`~forecast.tracking.periods.Period.previous` (the period of the same
 kind just before; for a range, the range of the same length just before). Both periods' figures
-are rows of ``forecast metrics --report performance`` read through the dashboard's
-:class:`~forecast.dashboard.data.Reader` (so the previous period shares the cached tracking read of
-the same as of, and each table is computed once per state): the previous one is the report of
-``--period`` :attr:`~forecast.tracking.periods.Period.spec` (its days as a range) at the same as of,
-a command anyone can run to check the page. Nothing is derived here but the differences.
+are rows of ``forecast metrics --report performance`` (and ``process`` for the new leads) read
+through the dashboard's :class:`~forecast.dashboard.data.Reader`, so the previous period shares the
+cached tracking read of the same as of, and each table is computed once per state. The previous
+one is the report of ``--period`` :attr:`~forecast.tracking.periods.Period.spec` (its days as a
+range) at the same as of, a command anyone can run to check the page. Nothing is derived here but
+the differences.
 
 Where the warehouse records nothing before the previous period ends (it starts later), or a rate of
 the previous period has no trial, the previous value is absent: the page says "no data", never a
@@ -28,20 +29,27 @@ if TYPE_CHECKING:
     from forecast.dashboard.data import Filters, Reader
 
 REPORT = "performance"
-"""The report both periods' figures come from (``forecast metrics --report performance``)."""
+"""The report most figures come from (``forecast metrics --report performance``)."""
 HEADLINE = (
-    ("won_value", "Won value", "money"),
-    ("won", "Deals won", "count"),
-    ("win_rate", "Win rate", "rate"),
-    ("new_opportunities", "New opportunities", "count"),
-    ("calls", "Calls", "count"),
-    ("emails_sent", "Emails sent", "count"),
-    ("meetings_completed", "Meetings held", "count"),
+    ("won_value", "Won value", "money", REPORT),
+    ("won", "Deals won", "count", REPORT),
+    ("win_rate", "Win rate", "rate", REPORT),
+    ("new_opportunities", "New opportunities", "count", REPORT),
+    ("prospects", "New leads", "count", "process"),
+    ("calls", "Calls", "count", REPORT),
+    ("emails_sent", "Emails sent", "count", REPORT),
+    ("meetings_completed", "Meetings held", "count", REPORT),
 )
-"""The compared figures: column of the report, label, and how a change is told (money, count, rate)."""
+"""The compared figures: column, label, how a change is told (money, count, rate), and the report of
+``forecast metrics`` with that column (the leads created in the period are the process report's
+``prospects``)."""
 ACTIVITY = frozenset({"calls", "emails_sent", "meetings_completed"})
 """The figures counted from activities (left out where the warehouse records none)."""
+LEADS = frozenset({"prospects"})
+"""The figures counted from leads (left out where the warehouse records none: a source of deals only)."""
 WHAT = "the change against the previous period"
+_Rows = dict[str, dict[str, Any]]
+"""A report table's compared columns by the row's group."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,9 @@ class Comparison:
 
     def command(self, by: str) -> str:
         """The command whose JSON holds the previous period's figures grouped ``by``."""
+        reports = sorted({REPORT, *(r for m, _, _, r in HEADLINE if m in self.metrics)})
         return (
-            f"forecast metrics --report {REPORT} --by {by} --period {self.previous.spec} "
+            f"forecast metrics --report {'|'.join(reports)} --by {by} --period {self.previous.spec} "
             f"--as-of {self.as_of.isoformat()}"
         )
 
@@ -165,18 +174,28 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
             f"{period.label} ends after the as of ({data.as_of.isoformat()}): its figures cover only "
             f"its days until then, the previous period's all of {previous.label}"
         )
-    metrics = tuple(m for m, _, _ in HEADLINE if not (m in ACTIVITY and data.activities.empty))
-    kinds = {m: k for m, _, k in HEADLINE}
-    tables: dict[str, tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {}
+    left_out = (ACTIVITY if data.activities.empty else frozenset()) | (
+        LEADS if data.leads.empty else frozenset()
+    )
+    metrics = tuple(m for m, _, _, _ in HEADLINE if m not in left_out)
+    kinds = {m: k for m, _, k, _ in HEADLINE}
+    source = {m: r for m, _, _, r in HEADLINE}
+    tables: dict[tuple[str, str], tuple[_Rows, _Rows]] = {}
+
+    def rows_of(name: str, by: str) -> tuple[_Rows, _Rows]:
+        if (name, by) not in tables:  # each table indexed once (a rep's row is not a scan per rep)
+            now_table = reader.report(filters, name, by)[name]
+            prev_table = reader.report(before, name, by)[name] if covered else None
+            tables[(name, by)] = (_by_key(now_table, by, metrics), _by_key(prev_table, by, metrics))
+        return tables[(name, by)]
+
     out: dict[tuple[str, str], dict[str, Change]] = {}
     for by, value in rows:
-        if by not in tables:  # each table indexed once (a rep's row is not a scan per rep)
-            now_table = reader.report(filters, REPORT, by)[REPORT]
-            prev_table = reader.report(before, REPORT, by)[REPORT] if covered else None
-            tables[by] = (_by_key(now_table, by, metrics), _by_key(prev_table, by, metrics))
-        now_rows, prev_rows = tables[by]
-        now_row, prev_row = now_rows.get(value), prev_rows.get(value)
-        out[(by, value)] = {m: Change(_number(now_row, m), _number(prev_row, m), kinds[m]) for m in metrics}
+        changes: dict[str, Change] = {}
+        for m in metrics:
+            now_rows, prev_rows = rows_of(source[m], by)
+            changes[m] = Change(_number(now_rows.get(value), m), _number(prev_rows.get(value), m), kinds[m])
+        out[(by, value)] = changes
     return Comparison(data.as_of, period, previous, out, metrics, covered, notes)
 
 
@@ -202,7 +221,7 @@ def reps_changes(reader: Reader, filters: Filters, shown: dict[str, Any] | None 
     return compare(reader, filters, rows)
 
 
-def _by_key(table: pd.DataFrame | None, by: str, metrics: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def _by_key(table: pd.DataFrame | None, by: str, metrics: tuple[str, ...]) -> _Rows:
     """The compared columns of each row of a report's table, by the row's group (its first row)."""
     if table is None or table.empty or by not in table:
         return {}

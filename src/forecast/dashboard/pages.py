@@ -321,7 +321,7 @@ def overview_body(o: Overview, changes: Comparison | None = None, extra: Sequenc
 MARKS = {"up": ("▲", "up"), "down": ("▼", "down"), "same": ("=", "no change")}
 """Each direction's mark and words: a shape and a sign, not a colour alone (colour-blind safe)."""
 NO_DATA = "no data"
-_LABELS = {m: label for m, label, _ in HEADLINE}
+_LABELS = {m: label for m, label, _, _ in HEADLINE}
 
 
 def _value(value: float | None, kind: str, absent: str = NO_DATA) -> str:
@@ -411,8 +411,8 @@ def change_table(c: Comparison) -> str:
         )
     by = next(iter(c.rows))[0] if c.rows else "rep"
     caption = (
-        f"{c.period.label} against {previous}: forecast metrics --report performance for both "
-        f"(previous: --period {c.previous.spec})"
+        f"{c.period.label} against {previous}: forecast metrics --report performance (new leads: "
+        f"--report process) for both (previous: --period {c.previous.spec})"
     )
     return (
         f'<section data-compare="{escape(previous, quote=True)}"><h2>Against the previous period '
