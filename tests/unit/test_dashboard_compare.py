@@ -55,7 +55,11 @@ def test_the_previous_period_figures_are_the_cli_report_of_its_days(reader: Read
     assert (everyone["calls"].prev, everyone["calls"].now) == (1, 4)  # A12 in February; A1-A3, A10
     assert everyone["win_rate"].prev is None  # no deal closed in February: no rate, not 0%
     assert (everyone["prospects"].prev, everyone["prospects"].now) == (1, 3)  # L1; L2, L3, L4
-    assert "--period 2024-02-01..2024-02-29" in made.command("rep")
+    assert made.reports == ["performance", "process"]
+    assert made.command("team", "process") == (
+        "forecast metrics --report process --by team --period 2024-02-01..2024-02-29 "
+        "--as-of 2024-04-01T00:00:00"
+    )
     held = reader.keys()  # the reader's cache, not a dict
     assert ("report", None, "2024-02-01..2024-02-29", "performance", "rep") in held
     assert [k for k in held if k[0] == "tracking"] == [("tracking", None)]  # one read

@@ -112,11 +112,17 @@ class Comparison:
     covered: bool
     notes: list[str] = field(default_factory=list)
 
-    def command(self, by: str) -> str:
-        """The command whose JSON holds the previous period's figures grouped ``by``."""
-        reports = sorted({REPORT, *(r for m, _, _, r in HEADLINE if m in self.metrics)})
+    @property
+    def reports(self) -> list[str]:
+        """The reports of ``forecast metrics`` the compared figures come from (``performance`` first)."""
+        return sorted(
+            {REPORT, *(r for m, _, _, r in HEADLINE if m in self.metrics)}, key=lambda r: r != REPORT
+        )
+
+    def command(self, by: str, report: str = REPORT) -> str:
+        """The command whose JSON holds the previous period's figures of ``report`` grouped ``by``."""
         return (
-            f"forecast metrics --report {'|'.join(reports)} --by {by} --period {self.previous.spec} "
+            f"forecast metrics --report {report} --by {by} --period {self.previous.spec} "
             f"--as-of {self.as_of.isoformat()}"
         )
 

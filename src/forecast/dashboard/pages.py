@@ -383,10 +383,10 @@ def change_figures(c: Comparison) -> str:
             f"<dd>{escape(_value(change.now, kind, '—'))}</dd>{_change_span(change, previous)}"
             f'<span class="note">{escape(previous)}: {escape(_value(change.prev, kind))}</span></div>'
         )
+    commands = " and ".join(f"<code>{escape(c.command(key[0], r))}</code>" for r in c.reports)
     parts.append(
         f'</dl><p class="note">The previous period is {escape(previous)} (the period of the same kind '
-        f"just before; for a range, the range of the same length just before): "
-        f"<code>{escape(c.command(key[0]))}</code></p></section>"
+        f"just before; for a range, the range of the same length just before): {commands}</p></section>"
     )
     return "".join(parts)
 
