@@ -111,7 +111,9 @@ def report(
     rep: Annotated[str | None, typer.Option(help="Narrow the figures to this rep (a rep id).")] = None,
     team: Annotated[str | None, typer.Option(help="Narrow the figures to this team.")] = None,
     region: Annotated[str | None, typer.Option(help="Narrow the figures to this region.")] = None,
-    source: Annotated[str | None, typer.Option(help="Narrow the figures to this lead source.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Narrow the figures to this source (of the leads and deals).")
+    ] = None,
 ) -> None:
     """Write ``out`` (and its PDF with ``--pdf``).
 
