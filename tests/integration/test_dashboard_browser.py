@@ -270,3 +270,37 @@ def test_phone_width_has_no_sideways_scroll(session: tuple[Any, str]) -> None:
         assert overflow <= 1  # wide tables scroll inside their own box
     finally:
         driver.set_window_size(1280, 800)
+
+
+def test_the_overview_shows_each_figure_against_the_previous_period(
+    session: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The comparison is laid out, each change told by a mark and a sign in text, up and down told apart
+    by more than a colour (and in two colours that are not red against green)."""
+    from selenium.webdriver.common.by import By
+
+    driver, base = session
+    driver.get(f"{base}/?as_of={AS_OF}")
+    section = driver.find_element(By.CSS_SELECTOR, "section[data-compare]")
+    figures = section.find_elements(By.CSS_SELECTOR, "[data-metric]")
+    assert len(figures) >= 5
+    seen: dict[str, str] = {}
+    for item in figures:
+        change = item.find_element(By.CSS_SELECTOR, ".change")
+        assert change.size["height"] > 0 and change.size["width"] > 0
+        text = change.text
+        assert text == "no data" or (text[0] in "▲▼=" and text[2] in "+−±"), text
+        seen[change.get_attribute("class").split()[-1]] = change.value_of_css_property("color")
+    assert {"up", "down"} & set(seen)  # something moved between the two periods
+    if "up" in seen and "down" in seen:
+        assert seen["up"] != seen["down"]
+    driver.execute_script("arguments[0].scrollIntoView()", section)
+    shots = tmp_path_factory.mktemp("dashboard-changes")
+    assert driver.save_screenshot(str(shots / "overview-changes.png"))
+    driver.get(f"{base}/reps?as_of={AS_OF}")
+    table = driver.find_element(By.CSS_SELECTOR, "table[data-table=changes]")
+    cells = table.find_elements(By.CSS_SELECTOR, "td[data-metric] .change")
+    assert cells and all(c.size["height"] > 0 for c in cells)
+    driver.execute_script("arguments[0].scrollIntoView()", table)
+    assert driver.save_screenshot(str(shots / "reps-changes.png"))
+    print(f"screenshot of the Overview's comparison in {shots}")

@@ -81,7 +81,9 @@ def dashboard(
 REPORT_HELP = (
     "Write the weekly report: the dashboard's Overview, Reps and Insights for one as of and period as ONE "
     "self-contained HTML file (stylesheet and charts inline, no link or external reference) that can be "
-    "mailed; --pdf also prints it beside the HTML with headless Chromium (docs/dashboard.md)."
+    "mailed, with the headline figures against the previous period; --rep, --team, --region and --source "
+    "narrow it as the dashboard's filters do; --pdf also prints it beside the HTML with headless Chromium "
+    "(docs/dashboard.md)."
 )
 
 
@@ -103,8 +105,22 @@ def report(
     pdf: Annotated[
         bool, typer.Option("--pdf", help="Also print the report to the same name with .pdf (Chromium).")
     ] = False,
+    horizon: Annotated[
+        str, typer.Option(help="The revenue forecast's period length: week, month or quarter.")
+    ] = "month",
+    rep: Annotated[str | None, typer.Option(help="Narrow the figures to this rep (a rep id).")] = None,
+    team: Annotated[str | None, typer.Option(help="Narrow the figures to this team.")] = None,
+    region: Annotated[str | None, typer.Option(help="Narrow the figures to this region.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Narrow the figures to this source (of the leads and deals).")
+    ] = None,
 ) -> None:
-    """Write ``out`` (and its PDF with ``--pdf``)."""
+    """Write ``out`` (and its PDF with ``--pdf``).
+
+    The filters are the dashboard's (``Filters.from_query``, the pages' query string), checked as the
+    pages check them: an unknown value, or a rep outside the given team or region, exits 2 naming
+    the option and the value.
+    """
     from forecast.dashboard import pdf as printing
     from forecast.dashboard.data import Filters, Reader
     from forecast.dashboard.report import report_html
@@ -123,7 +139,9 @@ def report(
         except printing.BrowserMissingError as exc:
             fail(False, str(exc))
     with input_errors(False, (PeriodError,)):
-        filters = Filters.from_query({"as_of": as_of or "", "period": period})
+        given = {"rep": rep, "team": team, "region": region, "source": source}
+        query = {"as_of": as_of or "", "period": period, "horizon": horizon}
+        filters = Filters.from_query({**query, **{k: v or "" for k, v in given.items()}})
         html = report_html(Reader(settings), filters)
     write_text(out, html)
     print(f"forecast: report written to {out}", file=sys.stderr, flush=True)

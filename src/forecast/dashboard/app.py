@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from forecast import web_session as session
 from forecast.config import Settings
-from forecast.dashboard import pages
+from forecast.dashboard import choices, compare, pages
 from forecast.dashboard.data import Filters, Listing, Reader
 from forecast.dashboard.rooted import RootedLinks
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
@@ -101,6 +101,8 @@ class _Dashboard:
             try:
                 filters = Filters.from_query(request.query_params)
                 data = self.read.tracking(filters) if tracking else None
+                if data is not None:
+                    choices.check(data, filters)  # an unknown rep, team, region or source: 400
                 as_of, period, html = body(filters, request.query_params)
             except InputError as exc:
                 return _html(pages.simple_page("Bad filter", str(exc)), 400)
@@ -120,11 +122,12 @@ class _Dashboard:
 
     def overview(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         o = self.read.overview(f)
-        return o.as_of, o.period, pages.overview_body(o)
+        changes = compare.overview_changes(self.read, f)
+        return o.as_of, o.period, pages.overview_body(o, changes, pages.overview_notes(f))
 
     def reps(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         r = self.read.reps(f)
-        return r["as_of"], r["period"].label, pages.reps_body(r)
+        return r["as_of"], r["period"].label, pages.reps_body(r, compare.reps_changes(self.read, f, r))
 
     def pipeline(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
         p = self.read.pipeline(f)
@@ -154,6 +157,7 @@ class _Dashboard:
         try:
             filters = Filters.from_query(request.query_params)
             listing = Listing.from_query(request.query_params)
+            choices.check(self.read.tracking(filters), filters)
             p = self.read.prospects(filters)
         except InputError as exc:
             return PlainTextResponse(str(exc), status_code=400, headers=SECURITY_HEADERS)

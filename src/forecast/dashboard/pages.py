@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from forecast.dashboard import charts
+from forecast.dashboard import charts, choices
+from forecast.dashboard.compare import HEADLINE, Change, Comparison
 from forecast.dashboard.data import (
     NO_SCORE,
     PAGE_SIZE,
@@ -111,12 +112,7 @@ def _options(name: str, values: Iterable[str], chosen: str | None) -> str:
 
 def filter_form(path: str, filters: Filters, data: TrackingData | None) -> str:
     """The filters as a GET form: everything lives in the query string."""
-    choices: dict[str, list[str]] = {k: [] for k in SCOPES}
-    if data is not None:
-        choices["rep"] = data.reps["rep_id"].astype(str).tolist()
-        choices["team"] = data.reps["team"].astype(str).tolist()
-        choices["region"] = data.reps["region"].astype(str).tolist()
-        choices["source"] = data.leads["source"].astype(str).tolist()
+    offered: dict[str, list[str]] = {k: [] for k in SCOPES} if data is None else choices.known(data)
     horizon = "".join(
         f"<option{' selected' if h == filters.horizon else ''}>{h}</option>"
         for h in ("week", "month", "quarter")
@@ -129,7 +125,7 @@ def filter_form(path: str, filters: Filters, data: TrackingData | None) -> str:
         f'<label>period <input name="period" list="periods" value="{_raw(filters.period)}" '
         f'placeholder="month or D1..D2" size="14"></label><datalist id="periods">{periods}</datalist>'
         f'<label>forecast by <select name="horizon">{horizon}</select></label>'
-        + "".join(_options(k, choices[k], getattr(filters, k)) for k in SCOPES)
+        + "".join(_options(k, offered[k], getattr(filters, k)) for k in SCOPES)
         + f'<button type="submit">Apply</button> <a href="{escape(path)}">clear</a></form>'
     )
 
@@ -296,15 +292,135 @@ def notes(items: Sequence[str]) -> str:
 # --- pages ------------------------------------------------------------------------------------------
 
 
-def overview_body(o: Overview) -> str:
-    """The Overview: this period against goal, the forecast ahead, flags and the top insights."""
-    parts = [notes(o.notes)]
+def overview_notes(filters: Filters) -> list[str]:
+    """What the Overview's flags and top insights cannot follow (they are not split by group)."""
+    return [
+        *filters.unapplied((), "the flags (the whole team's)"),
+        *filters.unapplied(("rep",), "the top insights (the whole team's comparisons)"),
+    ]
+
+
+def overview_body(o: Overview, changes: Comparison | None = None, extra: Sequence[str] = ()) -> str:
+    """The Overview: this period against goal, the last period against the one before, and more.
+
+    Then the forecast ahead, flags and the top insights; ``extra`` are notes of the page's own
+    (:func:`overview_notes`).
+    """
+    parts = [notes([*o.notes, *extra])]
+    compared = "" if changes is None else change_figures(changes)
     if isinstance(o.forecast, Missing):
-        parts.append(f"<section><h2>Revenue</h2>{missing(o.forecast)}</section>")
+        parts += [f"<section><h2>Revenue</h2>{missing(o.forecast)}</section>", compared]
     else:
-        parts += [_this_period(o), _pacing(o), "</section>", _forecast_ahead(o.forecast)]
+        parts += [_this_period(o), _pacing(o), "</section>", compared, _forecast_ahead(o.forecast)]
     parts += [_flags(o), _top_insights(o)]
     return "".join(parts)
+
+
+# --- the period against the one before --------------------------------------------------------------
+
+MARKS = {"up": ("▲", "up"), "down": ("▼", "down"), "same": ("=", "no change")}
+"""Each direction's mark and words: a shape and a sign, not a colour alone (colour-blind safe)."""
+NO_DATA = "no data"
+_LABELS = {m: label for m, label, _, _ in HEADLINE}
+
+
+def _value(value: float | None, kind: str, absent: str = NO_DATA) -> str:
+    """A compared value for people: ``absent`` when unknown ("no data" for the previous period's)."""
+    if value is None:
+        return absent
+    return money(value) if kind == "money" else pct(value, 1) if kind == "rate" else count(value)
+
+
+def change_text(c: Change) -> str:
+    """A change in words and signs: ``▲ +2.1k (+25%)``, ``▼ −3.0 pp``, ``= 0``, or ``no data``."""
+    delta = c.delta
+    if delta is None or c.direction is None:
+        return NO_DATA
+    mark = MARKS[c.direction][0]
+    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
+    if c.kind == "rate":
+        return f"{mark} {sign}{abs(100 * delta):.1f} pp"
+    size = money(abs(delta)) if c.kind == "money" else count(abs(delta))
+    relative = c.relative
+    if c.prev == 0 and delta != 0:
+        return f"{mark} {sign}{size} (from 0)"
+    ratio = "" if relative is None else f" ({sign}{abs(100 * relative):.0f}%)"
+    return f"{mark} {sign}{size}{ratio}"
+
+
+def _change_attrs(metric: str, c: Change) -> str:
+    """The exact values of a change: ``data-metric``, ``data-now``, ``data-prev``, ``data-change``."""
+    return (
+        f'data-metric="{escape(metric)}" data-now="{_raw(c.now)}" data-prev="{_raw(c.prev)}" '
+        f'data-change="{_raw(c.delta)}"'
+    )
+
+
+def _change_span(c: Change, previous: str) -> str:
+    direction = c.direction or "nodata"
+    words = MARKS[direction][1] if direction in MARKS else "no data to compare with"
+    title = f"{words} against {previous}: {_value(c.prev, c.kind)} then"
+    return (
+        f'<span class="change {direction}" title="{escape(title, quote=True)}">'
+        f"{escape(change_text(c))}</span>"
+    )
+
+
+def change_figures(c: Comparison) -> str:
+    """The Overview's headline figures of the last period, each with the previous period's and the change."""
+    (key, changes), *_ = c.rows.items()
+    who = "" if key[1] == ALL_LABEL else f" ({key[0]} {key[1]})"
+    previous = c.previous.label
+    parts = [
+        f'<section data-compare="{escape(previous, quote=True)}"><h2>The period {escape(c.period.label)} '
+        f"against {escape(previous)}{escape(who)}</h2>{notes(c.notes)}<dl class=figures>"
+    ]
+    for metric in c.metrics:
+        change = changes[metric]
+        kind = change.kind
+        parts.append(
+            f'<div class="figure" {_change_attrs(metric, change)}><dt>{escape(_LABELS[metric])}</dt>'
+            f"<dd>{escape(_value(change.now, kind, '—'))}</dd>{_change_span(change, previous)}"
+            f'<span class="note">{escape(previous)}: {escape(_value(change.prev, kind))}</span></div>'
+        )
+    commands = " and ".join(f"<code>{escape(c.command(key[0], r))}</code>" for r in c.reports)
+    parts.append(
+        f'</dl><p class="note">The previous period is {escape(previous)} (the period of the same kind '
+        f"just before; for a range, the range of the same length just before): {commands}</p></section>"
+    )
+    return "".join(parts)
+
+
+def change_table(c: Comparison) -> str:
+    """Per rep (and the total row): each headline figure now, the previous period's and the change."""
+    previous = c.previous.label
+    head = "".join(f'<th scope="col">{escape(_LABELS[m])}</th>' for m in c.metrics)
+    rows = []
+    for (by, value), changes in c.rows.items():
+        total = value == ALL_LABEL or by != "rep"
+        name = f"{value} ({by} total)" if total and by != "rep" else value
+        cells = "".join(
+            f'<td class="num" {_change_attrs(m, ch)}>{escape(_value(ch.now, ch.kind, "—"))} '
+            f"{_change_span(ch, previous)}"
+            f'<span class="was">{escape(previous)}: {escape(_value(ch.prev, ch.kind))}</span></td>'
+            for m, ch in changes.items()
+        )
+        cls = ' class="total"' if total else ""
+        rows.append(
+            f'<tr data-compare-row="{_raw(value)}"{cls}><th scope="row">{escape(name)}</th>{cells}</tr>'
+        )
+    by = next(iter(c.rows))[0] if c.rows else "rep"
+    caption = (
+        f"{c.period.label} against {previous}: forecast metrics --report performance (new leads: "
+        f"--report process) for both (previous: --period {c.previous.spec})"
+    )
+    return (
+        f'<section data-compare="{escape(previous, quote=True)}"><h2>Against the previous period '
+        f"({escape(previous)})</h2>{notes(c.notes)}"
+        f'<div class="scroll"><table data-table="changes"><caption>{escape(caption)}</caption>'
+        f'<thead><tr><th scope="col">{escape(by)}</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        "</table></div></section>"
+    )
 
 
 def _this_period(o: Overview) -> str:
@@ -488,8 +604,12 @@ GOAL_COLUMNS = [
 ]
 
 
-def reps_body(r: dict[str, Any]) -> str:
-    """Per-rep performance with Wilson intervals, and goals (attainment, what is still needed)."""
+def reps_body(r: dict[str, Any], changes: Comparison | None = None) -> str:
+    """Per-rep performance with Wilson intervals, against the previous period, and goals.
+
+    ``changes`` are the headline figures against the previous period; the goals show attainment
+    and what is still needed.
+    """
     perf: pd.DataFrame = r["performance"]
     parts = [notes(r["notes"])]
     parts.append("<section><h2>Performance</h2>")
@@ -513,7 +633,10 @@ def reps_body(r: dict[str, Any]) -> str:
                 ceiling=1.0,
             )
         )
-    parts.append("</section><section><h2>Goals and pace</h2>")
+    parts.append("</section>")
+    if changes is not None:
+        parts.append(change_table(changes))
+    parts.append("<section><h2>Goals and pace</h2>")
     goals: pd.DataFrame = r["goals"]
     if goals.empty or goals["goal"].isna().all():
         parts.append(

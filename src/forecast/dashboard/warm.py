@@ -24,6 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from forecast.dashboard import compare
 from forecast.dashboard.data import Filters, Reader
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     default = Filters()
     return [
         ("overview", lambda: reader.overview(default)),
+        ("overview changes", lambda: compare.overview_changes(reader, default)),
         ("reps", lambda: reader.reps(default)),
+        ("reps changes", lambda: compare.reps_changes(reader, default)),
         ("pipeline", lambda: reader.pipeline(default)),
         ("prospects", lambda: reader.prospects(default)),
         ("prospects.csv", lambda: reader.prospects_csv(default)),
@@ -71,6 +74,8 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
         filters = Filters(**{key: values[0]})
         for page in ("overview", "reps", "pipeline", "activity"):
             out.append((f"{page}?{key}", partial(getattr(reader, page), filters)))
+        for page, changes in (("overview", compare.overview_changes), ("reps", compare.reps_changes)):
+            out.append((f"{page} changes?{key}", partial(changes, reader, filters)))
     return out
 
 

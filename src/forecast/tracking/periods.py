@@ -41,7 +41,17 @@ class Period:
         return (self.end - self.start) / pd.Timedelta(days=1)
 
     def previous(self) -> Period:
-        """The period of the same kind just before (same length for a custom range)."""
+        """The period of the same kind just before this one, ending where this one starts.
+
+        - ``day``, ``week``, ``month``, ``quarter``: the calendar period of that kind just before
+          (the day before, the ISO week before, the month before whatever its length, so February
+          of a leap year has 29 days; the quarter before, Q4 of the year before for a Q1);
+        - ``range``: the range of the same number of days just before (``2024-03-01..2024-03-10``
+          gives ``2024-02-20..2024-02-29``), not a calendar period.
+
+        Every report that compares with "the period before" (growth, rate ratios, the dashboard's
+        changes) takes it from here.
+        """
         if self.kind == "month":
             start = self.start - pd.offsets.MonthBegin(1)
             return _named("month", start)
@@ -53,6 +63,15 @@ class Period:
         if self.kind in ("day", "week"):
             return _named(self.kind, start)
         return Period(start, self.start, "range", _range_label(start, self.start))
+
+    @property
+    def spec(self) -> str:
+        """The ``--period`` that selects exactly these days: ``YYYY-MM-DD..YYYY-MM-DD`` (both included).
+
+        ``parse_period(p.spec, as_of)`` has ``p``'s start and end whatever ``as_of`` (its kind is
+        ``range``): how a page names the previous period to the CLI (``forecast metrics --period``).
+        """
+        return _range_label(self.start, self.end)
 
     def contains(self, times: pd.Series) -> pd.Series:
         """Boolean mask of the times inside the period (missing times are outside)."""

@@ -1,0 +1,70 @@
+"""The values each group filter can take, and the check that a given filter is one of them.
+
+The filter form offers these values, and a page or ``forecast report`` given another is refused
+with the filter and the value named (a 400 page; ``--team 'X' ...`` and exit code 2 on the command
+line), never answered with empty tables that look like a quiet week.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from forecast.errors import ECHO_LIMIT, InputError
+
+if TYPE_CHECKING:
+    from forecast.dashboard.data import Filters
+    from forecast.tracking.data import TrackingData
+
+SHOWN = 12
+"""Most accepted values an error lists."""
+
+
+def known(data: TrackingData) -> dict[str, list[str]]:
+    """Each group filter's values in the warehouse (as of the data's cut), sorted.
+
+    ``rep`` is a rep id; ``team`` and ``region`` come from the reps; ``source`` from the leads and the
+    deals (a deal without a lead has its own source).
+    """
+    reps = data.reps
+
+    def values(*columns: pd.Series) -> list[str]:
+        found: set[str] = set()
+        for column in columns:
+            found.update(str(v) for v in pd.unique(column.dropna()))
+        return sorted(found)
+
+    sources = [frame["source"] for frame in (data.leads, data.opportunities) if "source" in frame]
+    return {
+        "rep": values(reps["rep_id"]),
+        "team": values(reps["team"]),
+        "region": values(reps["region"]),
+        "source": values(*sources),
+    }
+
+
+def check(data: TrackingData, filters: Filters) -> None:
+    """Refuse a rep, team, region or source the warehouse does not hold.
+
+    Raises:
+        InputError: Naming the filter (its ``parameter``) and the value, with the values it takes.
+    """
+    given = filters.scopes
+    if not given:
+        return
+    choices = known(data)
+    for key, value in given:
+        accepted = choices[key]
+        if value in accepted:
+            continue
+        shown = value if len(value) <= ECHO_LIMIT else value[:ECHO_LIMIT] + "…"
+        if not accepted:
+            raise InputError(f"'{shown}': the warehouse records no {key}", parameter=key)
+        listed = ", ".join(accepted[:SHOWN]) + (
+            f" and {len(accepted) - SHOWN} more" if len(accepted) > SHOWN else ""
+        )
+        day = data.as_of.date().isoformat()
+        raise InputError(
+            f"'{shown}' is not a {key} of the warehouse as of {day}: use one of {listed}", parameter=key
+        )
