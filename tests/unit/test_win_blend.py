@@ -19,11 +19,13 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.pipeline import CalibratedLGBMClassifier
+from forecast.models.survival import survival_at
 from forecast.models.win_blend import HazardBlendedClassifier
 from forecast.scoring import fastpath
 from forecast.scoring.contributions import contributions
 from forecast.training import win_blend
 from forecast.training.binary import TrainResult, _blend_wins, train_binary
+from forecast.training.card import _blend_lines
 from forecast.training.datasets import resolve_horizon, snapshot_table, table_input
 from forecast.training.inputs import ModelInput
 from tests.conftest import REPO
@@ -157,4 +159,75 @@ def test_the_blend_is_served_only_where_it_scores_no_worse_than_the_classifier_a
 
     assert _blend_wins(test(0.1832, 0.1866))
     assert _blend_wins(test(0.1866, 0.1866))
-    assert not _blend_wins(test(0.1922, 0.1866))  # the Maven CRM (docs/models.md)
+    assert not _blend_wins(test(0.1911, 0.1866))  # the Maven CRM (docs/models.md)
+
+
+def test_the_hazard_read_at_the_horizon_equals_its_whole_curve_read_there(
+    trained: tuple[TrainResult, ModelInput, TrainingConfig],
+) -> None:
+    result, data, _ = trained
+    model = result.pipeline.steps[-1][1]
+    hazard, days = model.hazard_, model.hazard_days_
+    x = data.frame[data.features].iloc[::3]
+    prepared = result.pipeline[:-1].transform(x)
+    whole = survival_at(hazard.win_incidence(prepared), hazard.edges, days)
+    fast = fastpath.coded(result.pipeline)
+    assert fast is not None
+    for rows in (7, 2_000):  # in small chunks, and in one
+        assert np.array_equal(hazard.win_within(prepared, days, rows=rows), whole)
+        assert np.array_equal(hazard.win_within(fast.encode(x), days, rows=rows), whole)
+    assert 0 < days < hazard.edges[-1]  # only the intervals up to the horizon were predicted
+
+
+def test_a_final_hazard_that_cannot_be_fitted_leaves_the_judged_classifier_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = simulate_crm(SimulationConfig(n_leads=3000, seed=4))
+    with frames_source(sim.tables) as src:
+        config = resolve_horizon(src, WIN)
+        h = config.snapshots.horizon_days
+        table = snapshot_table(src, config, LabelConfig(h, h), data_end=src.data_end())
+    calls: list[int] = []
+    fit = win_blend.fit_win_hazard
+
+    def second_fails(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("isotonic calibration failed")
+        return fit(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(win_blend, "fit_win_hazard", second_fails)
+    result = train_binary(table_input(table, config.label), config)
+    assert len(calls) == 2
+    assert result.model_kind == "lightgbm"  # not the small-data stage table
+    model = result.pipeline.steps[-1][1]
+    assert type(model) is CalibratedLGBMClassifier
+    assert result.fit["win_blend"]["served"] is False
+    assert "isotonic calibration failed" in result.fit["win_blend"]["final"]["error"]
+    assert any("could not be fitted on every snapshot" in n for n in result.notes)
+    card = _blend_lines(result.fit["win_blend"])
+    assert "is not served: the hazard could not be fitted" in card[0]
+
+
+def test_the_card_says_whether_the_blend_serves_and_how_each_part_scored() -> None:
+    test = {
+        "classifier": {"brier": 0.19, "ece": 0.04, "roc_auc": 0.7},
+        "hazard": {"brier": 0.18, "ece": 0.03, "roc_auc": 0.72},
+        "blend": {"brier": 0.185, "ece": 0.03, "roc_auc": 0.71},
+    }
+    served = {
+        "weight": 0.5,
+        "days": 98.0,
+        "served": True,
+        "evaluation": {"rows": 100, "censored_at": "2025-01-01T00:00:00"},
+        "final": {"rows": 150},
+        "test": test,
+    }
+    lines = _blend_lines(served)
+    assert "P(won within 98 days)" in lines[0] and "100 snapshots censored at the test cut" in lines[0]
+    assert "150 for the served model" in lines[0]
+    assert "blend Brier 0.185" in lines[1] and "classifier Brier 0.19" in lines[1]
+    lost = {**served, "served": False, "evaluation": {"rows": 100, "censored_at": None}, "note": "n"}
+    lines = _blend_lines(lost)
+    assert "is not served: it scored a worse Brier score" in lines[0] and "outside the test deals" in lines[0]
+    assert lines[-1] == "- n"

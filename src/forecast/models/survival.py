@@ -38,6 +38,8 @@ from forecast.models.pipeline import (
     predict_threads,
 )
 
+WIN_WITHIN_ROWS = 2_000
+"""Rows :meth:`DiscreteTimeHazard.win_within` predicts at a time (their interval rows: ~25 MB)."""
 DEFAULT_EDGES: tuple[float, ...] = (0, 7, 14, 21, 30, 45, 60, 75, 90, 120, 150, 180, 240, 365)
 """Interval edges in days after as_of (the last one is the longest horizon modelled)."""
 
@@ -394,7 +396,7 @@ class DiscreteTimeHazard(_HazardBase):
             return curve
         out = curve.copy()
         finite = bool(np.isfinite(curve).all())
-        for j, iso in enumerate(calibrators):
+        for j, iso in enumerate(calibrators[: curve.shape[1]]):  # a curve may stop at an earlier edge
             if iso is None:
                 continue
             table = _interpolation(iso) if finite else None
@@ -425,12 +427,53 @@ class DiscreteTimeHazard(_HazardBase):
             return None
         return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
 
-    def win_incidence_codes(self, codes: np.ndarray) -> np.ndarray | None:
-        """:meth:`win_incidence` from the encoded float matrix of ``X`` (see :meth:`interval_proba_codes`)."""
-        closed_by, won_by = self._curves_from(self.interval_proba_codes(codes))
-        if won_by is None:
-            return None
-        return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
+    def win_within(
+        self,
+        X: pd.DataFrame | np.ndarray,  # noqa: N803
+        days: float,
+        rows: int = WIN_WITHIN_ROWS,
+    ) -> np.ndarray:
+        """P(won within ``days``) per row: :meth:`win_incidence` read at ``days``, the same numbers.
+
+        Only the intervals up to the first edge at or after ``days`` are predicted (the curves and
+        their calibration are cumulative, so the earlier edges do not depend on the later ones),
+        ``rows`` rows at a time (the interval rows of a whole batch would take 13 times its memory).
+
+        Args:
+            X: Encoded features, as a frame or as the float matrix of :meth:`interval_proba_codes`.
+            days: Days after the snapshot.
+            rows: Rows predicted at a time.
+
+        Raises:
+            ValueError: The model was fitted without causes (no win incidence).
+        """
+        if not getattr(self, "competing_", False):
+            raise ValueError("the hazard was fitted without causes: it has no win incidence")
+        edges = np.asarray(self.edges, dtype=float)
+        k = int(np.clip(np.searchsorted(edges, days, side="left"), 1, len(edges) - 1))
+        out = np.empty(len(X))
+        for start in range(0, len(X), rows):
+            part = X.iloc[start : start + rows] if isinstance(X, pd.DataFrame) else X[start : start + rows]
+            closed_by, won_by = self._curves_from(self._first_intervals(part, k))
+            assert won_by is not None
+            incidence = np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
+            out[start : start + len(part)] = survival_at(incidence, [float(e) for e in edges[: k + 1]], days)
+        return out
+
+    def _first_intervals(self, part: pd.DataFrame | np.ndarray, k: int) -> np.ndarray:
+        """Class probabilities of the first ``k`` intervals, shape (n, k, classes) (frame or codes)."""
+        check_is_fitted(self, "model_")
+        n = len(part)
+        if isinstance(part, pd.DataFrame):
+            wide_frame = part.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
+            wide_frame[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
+            p = self._class_proba(wide_frame)
+        else:
+            wide = np.empty((n, k, part.shape[1] + 1), dtype=np.float64)
+            wide[:, :, :-1] = part[:, None, :]  # no n*k temporary copy of the rows
+            wide[:, :, -1] = np.arange(k, dtype=float)
+            p = self._class_proba(wide.reshape(n * k, -1))
+        return p.reshape(n, k, p.shape[1])
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.

@@ -70,18 +70,27 @@ def _blend_lines(blend: dict[str, Any] | None) -> list[str]:
         for name, m in test.items()
     )
     hazard = f"a competing-risks hazard's P(won within {blend.get('days'):g} days)"
+    seen = "censored at the test cut" if ev.get("censored_at") else "outside the test deals"
+    lines = [f"- on the test slice: {parts}"]
+    if blend.get("note"):
+        lines.append(f"- {blend['note']}")
     if not blend.get("served"):
-        return [
+        why = (
+            f"the hazard could not be fitted on every snapshot ({final['error']})"
+            if final.get("error")
+            else "it scored a worse Brier score on the test slice"
+        )
+        head = (
             f"- p_win is the classifier's alone: its blend with {hazard} (weight {blend.get('weight'):g}, "
-            f"the hazard fitted on {ev.get('rows')} snapshots censored at the test cut) scored a worse "
-            "Brier score on the test slice",
-            f"- on the test slice: {parts}",
-        ]
+            f"the hazard fitted on {ev.get('rows')} snapshots {seen}) is not served: {why}"
+        )
+        return [head, *lines]
+    served = f"{final['rows']} for the served model" if final.get("rows") else "the same for the served model"
     return [
         f"- p_win blends the classifier with {hazard} (weight {blend.get('weight'):g}); the hazard "
-        f"learns from every snapshot, open ones included: {ev.get('rows')} snapshots censored at the "
-        f"test cut for the evaluation, {final.get('rows', '-')} for the served model",
-        f"- on the test slice: {parts}",
+        f"learns from every snapshot, open ones included: {ev.get('rows')} snapshots {seen} for the "
+        f"evaluation, {served}",
+        *lines,
     ]
 
 
