@@ -184,12 +184,15 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str, when: pd.Timestamp | None =
     order unless ``preserve_insertion_order`` is off: only then is the query sorted (by ``rowid``;
     a sort of ten million rows costs seconds).
     """
-    kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-    if not (kept and kept[0] is True):
-        sql += " ORDER BY rowid"
     params = {} if when is None else {"when": when.to_pydatetime()}
-    reader = con.execute(sql, params).to_arrow_reader(_VECTORS * 2048)
+    reader = con.execute(_ordered(con, sql), params).to_arrow_reader(_VECTORS * 2048)
     return reader.read_all()
+
+
+def _ordered(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """``sql`` (a scan of one table), sorted by ``rowid`` unless DuckDB keeps the table's order."""
+    kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    return sql if kept and kept[0] is True else f"{sql} ORDER BY rowid"
 
 
 _VECTORS = 128
@@ -216,7 +219,7 @@ def _column(values: pa.ChunkedArray, nullable: bool, distinct: bool) -> Any:
         mask = values.is_null().to_numpy()
         if data.dtype == np.dtype(bool):
             return pd.arrays.BooleanArray(data, mask)
-        return pd.array(pd.arrays.IntegerArray(data, mask), dtype=_NULLABLE[data.dtype])
+        return pd.arrays.IntegerArray(data, mask)  # Int8, …, UInt64: as data
     return values.to_numpy()
 
 
