@@ -1,17 +1,18 @@
-"""The tracking read in DuckDB: the large event tables cut and given their keys in SQL.
+"""The tracking read in DuckDB and Arrow: the large event tables cut in SQL, keyed on codes.
 
 :func:`forecast.tracking.data.prepare` takes every table into pandas first, then cuts the activities
 and engagement events at the as-of and gives each activity its lead's source and channel, its
 deal's product and size band and its rep's team, manager and region. On a large CRM (ten million
-activities) that is most of the time and memory of the read: every activity is copied into pandas,
-copied again by the cut and looked up key by key. :func:`load` reads the small tables as before and
-prepares them with the same function (:func:`~forecast.tracking.data.prepare_keys`), and asks DuckDB
-for the events already cut and joined to those keys, in the warehouse's row order: one pandas copy
-of the rows kept. The frames are the same, value for value and type for type
-(``tests/unit/test_tracking_read.py``); where the pandas read would repeat rows (a key that is not
-unique) or a table is missing, :func:`load` is that read.
+activities) that is most of the time and memory of the read: every activity's text is made a Python
+string per row, copied again by the cut and looked up key by key. :func:`load` prepares the small
+tables with the same function (:func:`~forecast.tracking.data.prepare_keys`) and asks DuckDB for the
+events already cut, in the warehouse's row order, handed over through Arrow: each text column
+dictionary-encoded (a code per row, one string per distinct value), each lead and deal looked up
+once per distinct id, and the keys and flags computed on the codes, each column one take of its
+distinct values. The frames are the same, value for value and type for type
+(``tests/unit/test_tracking_read.py``, ``tests/unit/test_tracking_read_gaps.py``); where the pandas
+read would repeat rows (a key that is not unique) or a table is missing, :func:`load` is that read.
 """
-
 from __future__ import annotations
 
 from typing import Any
