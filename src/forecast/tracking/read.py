@@ -13,6 +13,7 @@ distinct values. The frames are the same, value for value and type for type
 (``tests/unit/test_tracking_read.py``, ``tests/unit/test_tracking_read_gaps.py``); where the pandas
 read would repeat rows (a key that is not unique) or a table is missing, :func:`load` is that read.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,20 +43,6 @@ from forecast.tracking.data import (
     read_frames,
     taken,
 )
-
-_NULLABLE: dict[np.dtype[Any], pd.api.extensions.ExtensionDtype] = {
-    np.dtype(bool): pd.BooleanDtype(),
-    np.dtype("int8"): pd.Int8Dtype(),
-    np.dtype("int16"): pd.Int16Dtype(),
-    np.dtype("int32"): pd.Int32Dtype(),
-    np.dtype("int64"): pd.Int64Dtype(),
-    np.dtype("uint8"): pd.UInt8Dtype(),
-    np.dtype("uint16"): pd.UInt16Dtype(),
-    np.dtype("uint32"): pd.UInt32Dtype(),
-    np.dtype("uint64"): pd.UInt64Dtype(),
-}
-"""DuckDB gives a column with a null as pandas' nullable type, one without as numpy's: the type of a
-column of the whole table, which a cut may have changed."""
 
 
 def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> TrackingData:
