@@ -54,7 +54,7 @@ def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataF
     ]
     acts = data.activities  # the rows and columns read are taken, not a copy of every activity
     contacts = acts.loc[acts["done"] & (acts["occurred_at"] < cutoff), list(_CONTACT_COLUMNS)]
-    last_contact = contacts.groupby("lead_id")["occurred_at"].max()
+    last_contact = contacts.groupby("lead_id", sort=False)["occurred_at"].max()  # looked up by id
     last = pd.to_datetime(open_leads["lead_id"].map(last_contact)).fillna(open_leads["created_at"])
     silent = days(cutoff - last) > NO_CONTACT_DAYS
     open_leads = narrow(open_leads.assign(silent=silent), by, "silent")

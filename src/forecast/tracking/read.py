@@ -1,31 +1,37 @@
-"""The tracking read in DuckDB: the large event tables cut and given their keys in SQL.
+"""The tracking read in DuckDB and Arrow: the large event tables cut in SQL, keyed on codes.
 
 :func:`forecast.tracking.data.prepare` takes every table into pandas first, then cuts the activities
 and engagement events at the as-of and gives each activity its lead's source and channel, its
 deal's product and size band and its rep's team, manager and region. On a large CRM (ten million
-activities) that is most of the time and memory of the read: every activity is copied into pandas,
-copied again by the cut and looked up key by key. :func:`load` reads the small tables as before and
-prepares them with the same function (:func:`~forecast.tracking.data.prepare_keys`), and asks DuckDB
-for the events already cut and joined to those keys, in the warehouse's row order: one pandas copy
-of the rows kept. The frames are the same, value for value and type for type
-(``tests/unit/test_tracking_read.py``); where the pandas read would repeat rows (a key that is not
-unique) or a table is missing, :func:`load` is that read.
+activities) that is most of the time and memory of the read: every activity's text is made a Python
+string per row, copied again by the cut and looked up key by key. :func:`load` prepares the small
+tables with the same function (:func:`~forecast.tracking.data.prepare_keys`) and asks DuckDB for the
+events already cut, in the warehouse's row order, handed over through Arrow: each text column
+dictionary-encoded (a code per row, one string per distinct value), each lead and deal looked up
+once per distinct id, and the keys and flags computed on the codes, each column one take of its
+distinct values. The frames are the same, value for value and type for type
+(``tests/unit/test_tracking_read.py``, ``tests/unit/test_tracking_read_gaps.py``); where the pandas
+read would repeat rows (a key that is not unique) or a table is missing, :func:`load` is that read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forecast.data.as_of import EVENT_TIMES
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.schema import TABLES
+from forecast.data.warehouse import read_pipeline
 from forecast.timeutil import as_of_after, resolve_as_of
 from forecast.tracking.data import (
+    NONE_LABEL,
+    REP_KEYS,
     SHARED_TABLES,
     Keys,
     TrackingData,
@@ -35,21 +41,8 @@ from forecast.tracking.data import (
     prepare,
     prepare_keys,
     read_frames,
+    taken,
 )
-
-_NULLABLE: dict[np.dtype[Any], pd.api.extensions.ExtensionDtype] = {
-    np.dtype(bool): pd.BooleanDtype(),
-    np.dtype("int8"): pd.Int8Dtype(),
-    np.dtype("int16"): pd.Int16Dtype(),
-    np.dtype("int32"): pd.Int32Dtype(),
-    np.dtype("int64"): pd.Int64Dtype(),
-    np.dtype("uint8"): pd.UInt8Dtype(),
-    np.dtype("uint16"): pd.UInt16Dtype(),
-    np.dtype("uint32"): pd.UInt32Dtype(),
-    np.dtype("uint64"): pd.UInt64Dtype(),
-}
-"""DuckDB gives a column with a null as pandas' nullable type, one without as numpy's: the type of a
-column of the whole table, which a cut may have changed."""
 
 
 def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> TrackingData:
@@ -65,7 +58,7 @@ def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> T
         frames, pipeline = read_frames(con)
         return prepare(frames, pipeline, as_of)
     when = resolve_as_of(as_of, lambda: _default_as_of(con, present))
-    frames, pipeline = read_frames(con, skip=SHARED_TABLES)
+    frames, pipeline = _read_tables(con, present)
     t = {name: _typed(frames[name], name) for name in TABLES if name not in SHARED_TABLES}
     t |= {name: _empty(name) for name in SHARED_TABLES}
     keys = prepare_keys(t, pipeline, when)
@@ -81,6 +74,33 @@ def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> T
     activities = _activities(con, when, keys)
     engagement = _cut(con, "engagement_events", when)
     return keys.tracking_data(activities, engagement, frames.get("lead_scores"))
+
+
+def _read_tables(
+    con: duckdb.DuckDBPyConnection, present: set[str]
+) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
+    """``read_frames(con, skip=SHARED_TABLES)``, each table through Arrow where its columns' types allow.
+
+    The same frames, value for value and type for type (:func:`_column`); a table with a column of
+    another type (a decimal, a date) is read as :func:`read_frames` reads it.
+    """
+    frames: dict[str, pd.DataFrame] = {}
+    for name, spec in TABLES.items():
+        if name in SHARED_TABLES:
+            continue
+        if name not in present:
+            frames[name] = _empty(name)
+            continue
+        sql = f'SELECT {", ".join(f"{chr(34)}{c.name}{chr(34)}" for c in spec.columns)} FROM "{name}"'
+        types = _types(con, name)
+        if all(types.get(c.name) in _ARROW_TYPES for c in spec.columns):
+            frames[name] = _arrow_frame(_arrow(con, sql), _nullable_columns(con, name))
+        else:
+            frames[name] = con.execute(sql).df()
+    if "lead_scores" in present:
+        frames["lead_scores"] = con.execute('SELECT * FROM "lead_scores"').df()
+    pipeline = read_pipeline(con) if "pipeline_stages" in present else None
+    return frames, pipeline or DEFAULT_PIPELINE
 
 
 def _timed(con: duckdb.DuckDBPyConnection, present: set[str]) -> bool:
@@ -131,63 +151,84 @@ def _default_as_of(con: duckdb.DuckDBPyConnection, present: set[str]) -> pd.Time
 def _cut(con: duckdb.DuckDBPyConnection, table: str, when: pd.Timestamp) -> pd.DataFrame:
     """``table``'s rows before ``when`` in the warehouse's order, typed as the whole table reads."""
     cols = ", ".join(f'"{c.name}"' for c in TABLES[table].columns)
-    sql = f'SELECT {cols} FROM "{table}" WHERE occurred_at < $when ORDER BY rowid'
-    return _fetch(con, table, sql, when)
+    arrow = _arrow(con, f'SELECT {cols} FROM "{table}" WHERE occurred_at < $when', when)
+    return _arrow_frame(arrow, _nullable_columns(con, table))
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, table: str, sql: str, when: pd.Timestamp) -> pd.DataFrame:
-    """The rows of ``sql`` (of ``table``'s columns, and others) as :func:`read_frames` types them.
+def _arrow_frame(arrow: pa.Table, nullable: set[str]) -> pd.DataFrame:
+    """``arrow`` as DuckDB's ``df()`` gives it (:func:`_column`), its first column an id."""
+    return _frame(
+        {
+            name: _column(arrow.column(name), name in nullable, i == 0)
+            for i, name in enumerate(arrow.column_names)
+        }
+    )
 
-    Fetched in chunks, each text column's values shared across its rows (one string object per
-    distinct value, as a lookup of keys gives them, not one per row: ten million activities hold a
-    few thousand reps, types and outcomes), and a column whose whole table holds a null in the
-    nullable type DuckDB gives it then (a chunk without one would be numpy's).
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, when: pd.Timestamp | None = None) -> pa.Table:
+    """The rows of ``sql`` (a scan of one table) in the table's order, as an Arrow table.
+
+    Fetched in batches of :data:`_VECTORS` DuckDB vectors. DuckDB keeps a scan's rows in the table's
+    order unless ``preserve_insertion_order`` is off: only then is the query sorted (by ``rowid``;
+    a sort of ten million rows costs seconds).
     """
-    nullable = _nullable_columns(con, table)  # first: a query ends the connection's pending result
-    result = con.execute(sql, {"when": when.to_pydatetime()})
-    pools: dict[str, dict[Any, Any]] = {}
-    chunks: list[pd.DataFrame] = []
-    while True:
-        chunk = result.fetch_df_chunk(_VECTORS)
-        if len(chunk) == 0 and chunks:
-            break
-        for col in chunk.columns:
-            if col in nullable and chunk[col].dtype in _NULLABLE:
-                chunk[col] = chunk[col].astype(_NULLABLE[chunk[col].to_numpy().dtype])
-            elif chunk[col].dtype == np.dtype(object):
-                chunk[col] = _shared(chunk[col], pools.setdefault(col, {}))
-        chunks.append(chunk)
-        if len(chunk) == 0:
-            break
-    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+    params = {} if when is None else {"when": when.to_pydatetime()}
+    reader = con.execute(_ordered(con, sql), params).to_arrow_reader(_VECTORS * 2048)
+    return reader.read_all()
+
+
+def _ordered(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """``sql`` (a scan of one table), sorted by ``rowid`` unless DuckDB keeps the table's order."""
+    kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    return sql if kept and kept[0] is True else f"{sql} ORDER BY rowid"
 
 
 _VECTORS = 128
-"""DuckDB vectors (2,048 rows each) per fetched chunk: about 262,000 rows."""
-_POOLED = 10_000
-"""A text column with at most this many values in a chunk shares them with the other chunks."""
+"""DuckDB vectors (2,048 rows each) per fetched batch: about 262,000 rows."""
 
 
-def _shared(values: pd.Series, pool: dict[Any, Any]) -> pd.Series:
-    """``values`` with each distinct value one object (the first seen in ``pool``); missing: ``None``."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if len(uniques) * 2 > len(values):  # mostly distinct (ids): nothing to share
-        return values
-    canon = np.empty(len(uniques) + 1, dtype=object)
-    if len(uniques) <= _POOLED:  # a few values: one object each across the chunks
-        canon[:-1] = [pool.setdefault(u, u) for u in uniques]
-    else:  # many (lead ids): one object each within the chunk
-        canon[:-1] = uniques.to_numpy(dtype=object)
-    canon[-1] = None  # code -1: DuckDB's missing text
-    return pd.Series(canon.take(codes), index=values.index, name=values.name)
+def _column(values: pa.ChunkedArray, nullable: bool, distinct: bool) -> Any:
+    """An Arrow column as DuckDB's ``df()`` gives it of the whole table (:func:`read_frames`' types).
+
+    Text: an object array, ``None`` where missing; unless ``distinct`` (an id), its values are
+    dictionary-encoded first, so each distinct value is one string object shared by its rows (ten
+    million activities hold a few thousand reps, types and outcomes), not one per row. A boolean or
+    integer column whose whole table holds a null (``nullable``): pandas' nullable type, as DuckDB
+    gives it; else numpy's (missing floats NaN, times NaT).
+    """
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if distinct:
+            return values.to_numpy()
+        codes, canon = _codes(values)
+        return canon.take(codes)
+    if nullable and (pa.types.is_boolean(kind) or pa.types.is_integer(kind)):
+        data = values.fill_null(pa.scalar(False if pa.types.is_boolean(kind) else 0, kind)).to_numpy()
+        mask = values.is_null().to_numpy()
+        if data.dtype == np.dtype(bool):
+            return pd.arrays.BooleanArray(data, mask)
+        return pd.arrays.IntegerArray(data, mask)  # Int8, …, UInt64: as data
+    return values.to_numpy()
+
+
+def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's code (the missing: the last) and the distinct text values, then ``None``."""
+    encoded = pc.dictionary_encode(values.combine_chunks() if values.num_chunks != 1 else values.chunk(0))
+    canon = np.empty(len(encoded.dictionary) + 1, dtype=object)
+    canon[:-1] = encoded.dictionary.to_numpy(zero_copy_only=False)
+    canon[-1] = None
+    codes = encoded.indices.fill_null(len(canon) - 1).to_numpy().astype(np.intp, copy=False)
+    return codes, canon
+
+
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """A frame of ``columns`` (arrays of one length), numbered from 0."""
+    return pd.DataFrame(columns, copy=False)
 
 
 def _nullable_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     """``table``'s boolean and integer columns that hold a null (DuckDB gives them a nullable type)."""
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
-    ).fetchall()
-    narrow = [str(name) for name, kind in rows if str(kind) in _NARROW_TYPES]
+    narrow = [name for name, kind in _types(con, table).items() if kind in _NARROW_TYPES]
     if not narrow:
         return set()
     counts = con.execute(f'SELECT {", ".join(f"count(*) - count({c})" for c in narrow)} FROM "{table}"')
@@ -206,48 +247,107 @@ _NARROW_TYPES = {
     "UINTEGER",
     "UBIGINT",
 }
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> Iterator[None]:
-    """``frames`` visible to ``con``'s queries by name while inside."""
-    for name, frame in frames.items():
-        con.register(name, frame)
-    try:
-        yield
-    finally:
-        for name in frames:
-            con.unregister(name)
+_ARROW_TYPES = {"VARCHAR", "TIMESTAMP", "DOUBLE", "FLOAT", *_NARROW_TYPES}
+"""The DuckDB types Arrow hands over as ``df()`` does (:func:`_column`): not a decimal, a date, a
+time zone, whose ``df()`` conversions differ."""
 
 
 def _activities(con: duckdb.DuckDBPyConnection, when: pd.Timestamp, keys: Keys) -> pd.DataFrame:
     """The activities before ``when`` with their keys and flags, as :func:`prepare` attributes them.
 
-    DuckDB cuts them and looks up each one's lead and deal (their positions in the prepared leads and
-    deal keys); :func:`~forecast.tracking.data.attribute_activities` then takes the keys at those
-    positions and flags them, as it does after its own lookups.
+    DuckDB cuts them and Arrow hands each text column over dictionary-encoded: a code per row and
+    its few distinct values. Each activity's lead and deal (their positions in the prepared leads and
+    deal keys) are looked up once per distinct id, the keys taken and filled, the ``done`` and
+    ``cold`` flags and the rep's keys computed on those codes, and each column is one take of its
+    distinct values: no pandas operation over the ten million rows of text
+    (:func:`~forecast.tracking.data.attribute_activities` is the rule, and the reference of the
+    tests).
     """
-    cols = ", ".join(f'a."{c.name}"' for c in TABLES["activities"].columns)
-    sql = f"""
-        SELECT {cols}, coalesce(l.pos, -1) AS lead_row, coalesce(d.pos, -1) AS deal_row
-        FROM activities a
-        LEFT JOIN tracking_lead_rows l ON a.lead_id = l.lead_id
-        LEFT JOIN tracking_deal_rows d ON a.opportunity_id = d.opportunity_id
-        WHERE a.occurred_at < $when
-        ORDER BY a.rowid
-    """
-    registered = {
-        "tracking_lead_rows": _positions(keys.leads, "lead_id"),
-        "tracking_deal_rows": _positions(keys.deal_keys, "opportunity_id"),
-    }
-    with _registered(con, registered):
-        frame = _fetch(con, "activities", sql, when)
-    rows = (frame.pop("lead_row").to_numpy(np.int64), frame.pop("deal_row").to_numpy(np.int64))
-    return attribute_activities(frame, keys.leads, keys.deal_keys, keys.reps, rows)
+    cols = ", ".join(f'"{c.name}"' for c in TABLES["activities"].columns)
+    arrow = _arrow(con, f"SELECT {cols} FROM activities WHERE occurred_at < $when", when)
+    nullable = _nullable_columns(con, "activities")
+    coded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    out: dict[str, Any] = {}
+    for i, name in enumerate(arrow.column_names):
+        values = arrow.column(name)
+        if i and pa.types.is_string(values.type):
+            coded[name] = codes, canon = _codes(values)
+            out[name] = canon.take(codes)
+        else:
+            out[name] = _column(values, name in nullable, i == 0)
+    if len(coded) < 5 or not arrow.num_rows:  # a text column typed otherwise (all missing): pandas
+        frame = _frame(out)
+        rows = (
+            _rows(frame["lead_id"], keys.leads["lead_id"]),
+            _rows(frame["opportunity_id"], keys.deal_keys["opportunity_id"]),
+        )
+        return attribute_activities(frame, keys.leads, keys.deal_keys, keys.reps, rows)
+    lead_row = _found(coded["lead_id"], keys.leads["lead_id"])
+    deal_row = _found(coded["opportunity_id"], keys.deal_keys["opportunity_id"])
+    leads, deals = keys.leads, keys.deal_keys
+    out["converted_at"] = taken(leads, ["converted_at"], lead_row)["converted_at"].array
+    out["product"] = _filled([_at(deals["product"], deal_row)], NONE_LABEL)
+    out["size_band"] = _filled([_at(deals["size_band"], deal_row)], np.nan)
+    for key in ("source", "channel"):
+        out[key] = _filled([_at(leads[key], lead_row), _at(deals[key], deal_row)], NONE_LABEL)
+    on_lead = _present(coded["lead_id"]) & ~_present(coded["opportunity_id"])
+    converted = np.asarray(out["converted_at"])
+    not_yet = np.isnat(converted) | (converted > np.asarray(out["occurred_at"]))
+    out["done"] = ~_equals(coded["outcome"], "scheduled")
+    out["cold"] = _equals(coded["type"], "call") & _equals(coded["direction"], "outbound") & on_lead & not_yet
+    out["cold"] &= out["done"]
+    out["duration_seconds"] = pd.to_numeric(pd.Series(out["duration_seconds"]), errors="coerce").array
+    rep_codes, rep_canon = coded["rep_id"]
+    rep_canon = rep_canon.copy()
+    rep_canon[-1] = NONE_LABEL  # a missing rep is labelled, as prepare labels it
+    rep_canon = rep_canon.astype(str).astype(object)
+    out["rep_id"] = rep_canon.take(rep_codes)
+    rep_at = pd.Index(keys.reps["rep_id"]).get_indexer(rep_canon)
+    for key in REP_KEYS:
+        out[key] = _filled([_at(keys.reps[key], rep_at)], NONE_LABEL).take(rep_codes)
+    out["rep"] = out["rep_id"]
+    return _frame(out)
 
 
-def _positions(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Each row's ``key`` and position (``pos``) in ``frame``."""
-    return pd.DataFrame(
-        {key: frame[key].to_numpy(dtype=object), "pos": np.arange(len(frame), dtype=np.int64)}
-    )
+def _rows(ids: pd.Series, keys: pd.Series) -> np.ndarray:
+    """The position of each of ``ids`` in ``keys`` (unique), -1 where absent or missing."""
+    rows = pd.Index(keys).get_indexer(ids)
+    rows[ids.isna().to_numpy()] = -1
+    return rows.astype(np.int64)
+
+
+def _found(coded: tuple[np.ndarray, np.ndarray], keys: pd.Series) -> np.ndarray:
+    """Each row's position in ``keys`` (unique) of its coded id: -1 where absent or missing."""
+    codes, canon = coded
+    at = pd.Index(keys).get_indexer(canon)
+    at[-1] = -1  # the missing id matches nothing (as in a join)
+    return at.take(codes)
+
+
+def _present(coded: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Where the coded text is present (not missing)."""
+    codes, canon = coded
+    return codes != len(canon) - 1
+
+
+def _equals(coded: tuple[np.ndarray, np.ndarray], value: str) -> np.ndarray:
+    """Where the coded text equals ``value``."""
+    codes, canon = coded
+    where = np.flatnonzero(canon[:-1] == value)
+    return codes == where[0] if len(where) else np.zeros(len(codes), dtype=bool)
+
+
+def _at(values: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The code of ``values`` at each of ``rows`` (-1: no row, or a missing value) and the distinct values."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.append(codes, -1).take(rows), np.asarray(uniques, dtype=object)
+
+
+def _filled(parts: list[tuple[np.ndarray, np.ndarray]], fill: Any) -> np.ndarray:
+    """The first present of ``parts`` (:func:`_at`'s) at each row, else ``fill``: a chain of ``fillna``."""
+    canon = np.concatenate([*(values for _codes, values in parts), np.array([fill], dtype=object)])
+    offsets = np.cumsum([0, *(len(values) for _codes, values in parts)])
+    out = np.full(len(parts[0][0]), len(canon) - 1, dtype=np.intp)
+    for (codes, _values), offset in reversed(list(zip(parts, offsets[:-1], strict=True))):
+        out = np.where(codes >= 0, codes + offset, out)
+    return canon.take(out)
