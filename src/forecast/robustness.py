@@ -456,6 +456,8 @@ def _judge_deals(
             try:
                 variants: dict[str, Any] = {"from_hazard": WinFromHazard(hazard)}
                 if deal is not None:
+                    # the served p_win with the time-to-close model's incidence; where the served
+                    # model is itself blended (models.win_blend), a quarter of it is its classifier
                     variants["blend"] = MeanOf(deal, WinFromHazard(hazard))
                 for key, model in variants.items():
                     judged = evaluate_deal_win(model, rows, truth, past)
