@@ -23,14 +23,12 @@ from forecast.models.crossfit import fit_hazard
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.survival import DiscreteTimeHazard
 from forecast.models.win_blend import blended_pipeline
+from forecast.training import ipcw
 from forecast.training.inputs import ModelInput
 
-DURATION = "label_days_to_close"
-EVENT = "label_close_observed"
-FOLLOWUP = "label_followup_days"
-WON = "label_won"
-COLUMNS = (DURATION, EVENT, FOLLOWUP, WON)
-"""Columns of the deal snapshots the hazard learns from."""
+DURATION, EVENT, FOLLOWUP, WON = ipcw.DAYS_TO_CLOSE, ipcw.CLOSE_OBSERVED, ipcw.FOLLOW_UP, ipcw.WON
+COLUMNS = ipcw.COLUMNS
+"""Columns of the deal snapshots the hazard learns from (the same outcome columns as the weights)."""
 
 
 @dataclass(frozen=True)
