@@ -176,3 +176,41 @@ def test_arrow_columns_take_the_types_duckdb_gives_the_whole_table() -> None:
         and got["full_flag"].dtype == bool
     )
     _same(got, cut.astype(expected.dtypes.to_dict()), "cut")
+
+
+@pytest.mark.parametrize(
+    ("case", "types"),
+    [
+        ("integer rep ids on activities", {("activities", "rep_id"): "BIGINT"}),
+        ("an all-missing direction typed INTEGER", {("activities", "direction"): "INTEGER"}),
+        ("a decimal engagement value", {("engagement_events", "value"): "DECIMAL(12,2)"}),
+    ],
+)
+def test_event_columns_of_another_type_are_read_as_the_pandas_read_reads_them(
+    crm: dict[str, pd.DataFrame], tmp_path: Path, case: str, types: dict[tuple[str, str], str]
+) -> None:
+    t = {name: frame.copy() for name, frame in crm.items()}
+    acts = t["activities"]
+    if ("activities", "rep_id") in types:
+        acts["rep_id"] = acts["rep_id"].map(lambda v: int(str(v)[1:]) if isinstance(v, str) else None)
+    if ("activities", "direction") in types:
+        acts["direction"] = None
+    _write(t, tmp_path / "typed.duckdb", types)
+    arrow, pandas = _both(tmp_path / "typed.duckdb", None)
+    _all_same(arrow, pandas)
+    assert len(arrow.activities) > 0, case
+
+
+def test_the_frames_read_through_arrow_can_be_written_to_and_keep_a_rep_id_ending_in_nul(
+    crm: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    t = {name: frame.copy() for name, frame in crm.items()}
+    first_rep = t["reps"]["rep_id"].iloc[0]
+    t["activities"].loc[t["activities"]["rep_id"] == first_rep, "rep_id"] = first_rep + "\x00"
+    _write(t, tmp_path / "nul.duckdb")
+    arrow, pandas = _both(tmp_path / "nul.duckdb", None)
+    _all_same(arrow, pandas)  # not the rep without the NUL (and not their team)
+    assert (arrow.activities["rep_id"] == first_rep + "\x00").any()
+    arrow.engagement.loc[0, "value"] = 1.0  # Arrow's memory is read-only; the frames' columns are not
+    arrow.activities.loc[0, "occurred_at"] = pd.Timestamp("2024-01-01")
+    assert arrow.engagement.loc[0, "value"] == 1.0

@@ -104,15 +104,19 @@ def _read_tables(
 
 
 def _timed(con: duckdb.DuckDBPyConnection, present: set[str]) -> bool:
-    """Whether the event tables hold every canonical column, and every event time is a timestamp.
+    """Whether the event tables are typed for the cut in SQL and through Arrow.
 
-    DuckDB then compares the events' times with the as-of, and finds the latest event, as pandas
-    would (:func:`prepare` leaves timestamps as they are read).
+    They must hold every canonical column, every event time a timestamp, and every column of a type
+    Arrow hands over as ``df()`` does (:data:`_ARROW_TYPES`). DuckDB then compares the events' times
+    with the as-of and finds the latest event as pandas would (:func:`prepare` leaves timestamps as
+    they are read), and the events cut through Arrow are typed as the pandas read types them.
     """
     for table in SHARED_TABLES:
         types = _types(con, table)
         for spec in TABLES[table].columns:
             if spec.name not in types or (spec.kind == "timestamp" and types[spec.name] != "TIMESTAMP"):
+                return False
+            if types[spec.name] not in _ARROW_TYPES:  # Arrow would convert it unlike df() (a decimal)
                 return False
     for table, cols in EVENT_TIMES.items():
         if table in present:
@@ -183,6 +187,9 @@ def _ordered(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     return sql if kept and kept[0] is True else f"{sql} ORDER BY rowid"
 
 
+_CODED = ("type", "direction", "rep_id", "lead_id", "opportunity_id", "outcome")
+"""The activities' text columns :func:`_activities` works on as codes (each must come as text)."""
+
 _VECTORS = 128
 """DuckDB vectors (2,048 rows each) per fetched batch: about 262,000 rows."""
 
@@ -203,12 +210,19 @@ def _column(values: pa.ChunkedArray, nullable: bool, distinct: bool) -> Any:
         codes, canon = _codes(values)
         return canon.take(codes)
     if nullable and (pa.types.is_boolean(kind) or pa.types.is_integer(kind)):
-        data = values.fill_null(pa.scalar(False if pa.types.is_boolean(kind) else 0, kind)).to_numpy()
+        data = _writable(
+            values.fill_null(pa.scalar(False if pa.types.is_boolean(kind) else 0, kind)).to_numpy()
+        )
         mask = values.is_null().to_numpy()
         if data.dtype == np.dtype(bool):
             return pd.arrays.BooleanArray(data, mask)
         return pd.arrays.IntegerArray(data, mask)  # Int8, …, UInt64: as data
-    return values.to_numpy()
+    return _writable(values.to_numpy())
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """``array``, copied where it is Arrow's read-only memory (a frame's columns may be written to)."""
+    return array if array.flags.writeable else array.copy()
 
 
 def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +289,7 @@ def _activities(con: duckdb.DuckDBPyConnection, when: pd.Timestamp, keys: Keys) 
             out[name] = canon.take(codes)
         else:
             out[name] = _column(values, name in nullable, i == 0)
-    if len(coded) < 5 or not arrow.num_rows:  # a text column typed otherwise (all missing): pandas
+    if not set(_CODED) <= coded.keys() or not arrow.num_rows:  # a key typed otherwise: pandas
         frame = _frame(out)
         rows = (
             _rows(frame["lead_id"], keys.leads["lead_id"]),
@@ -300,7 +314,7 @@ def _activities(con: duckdb.DuckDBPyConnection, when: pd.Timestamp, keys: Keys) 
     rep_codes, rep_canon = coded["rep_id"]
     rep_canon = rep_canon.copy()
     rep_canon[-1] = NONE_LABEL  # a missing rep is labelled, as prepare labels it
-    rep_canon = rep_canon.astype(str).astype(object)
+    rep_canon = np.array([str(v) for v in rep_canon], dtype=object)  # as astype(str), NULs kept
     out["rep_id"] = rep_canon.take(rep_codes)
     rep_at = pd.Index(keys.reps["rep_id"]).get_indexer(rep_canon)
     for key in REP_KEYS:
