@@ -331,29 +331,38 @@ class DiscreteTimeHazard(_HazardBase):
         )
         return self
 
-    def _interval_proba(self, X: pd.DataFrame, trees: int | None = None) -> np.ndarray:  # noqa: N803
-        """Class probabilities per (row, interval), shape (n, K, classes), from the first ``trees`` trees."""
+    def _interval_proba(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        trees: int | None = None,
+        k: int | None = None,
+    ) -> np.ndarray:
+        """Class probabilities per (row, interval), shape (n, K, classes), from the first ``trees`` trees.
+
+        ``k``: only the first ``k`` intervals (default: all of them).
+        """
         check_is_fitted(self, "model_")
-        k = len(self.edges) - 1
+        k = len(self.edges) - 1 if k is None else k
         n = len(X)
         wide = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
         wide[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
         p = self._class_proba(wide, trees)
         return p.reshape(n, k, p.shape[1])
 
-    def interval_proba_codes(self, codes: np.ndarray) -> np.ndarray:
+    def interval_proba_codes(self, codes: np.ndarray, k: int | None = None) -> np.ndarray:
         """:meth:`_interval_proba` from the encoded float matrix of ``X`` (categories as codes).
 
         Args:
             codes: The model's input columns as LightGBM sees them (category codes, ``nan`` missing),
                 e.g. from :meth:`~forecast.models.pipeline.CategoryEncoder.encode`.
+            k: Only the first ``k`` intervals (default: all of them).
         """
-        k = len(self.edges) - 1
+        k = len(self.edges) - 1 if k is None else k
         n = len(codes)
-        wide = np.empty((n * k, codes.shape[1] + 1), dtype=np.float64)
-        wide[:, :-1] = np.repeat(codes, k, axis=0)
-        wide[:, -1] = np.tile(np.arange(k, dtype=float), n)
-        p = self._class_proba(wide)
+        wide = np.empty((n, k, codes.shape[1] + 1), dtype=np.float64)
+        wide[:, :, :-1] = codes[:, None, :]  # no n*k temporary copy of the rows
+        wide[:, :, -1] = np.arange(k, dtype=float)
+        p = self._class_proba(wide.reshape(n * k, -1))
         return p.reshape(n, k, p.shape[1])
 
     def _class_proba(self, wide: Any, trees: int | None = None) -> np.ndarray:
@@ -459,28 +468,18 @@ class DiscreteTimeHazard(_HazardBase):
         out = np.empty(len(X))
         for start in range(0, len(X), rows):
             part = X.iloc[start : start + rows] if isinstance(X, pd.DataFrame) else X[start : start + rows]
-            closed_by, won_by = self._curves_from(self._first_intervals(part, k))
+            p = (
+                self._interval_proba(part, k=k)
+                if isinstance(part, pd.DataFrame)
+                else self.interval_proba_codes(part, k)
+            )
+            closed_by, won_by = self._curves_from(p)
             assert won_by is not None
             incidence = np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
             out[start : start + len(part)] = incidence[:, at] + frac * (
                 incidence[:, at + 1] - incidence[:, at]
             )
         return out
-
-    def _first_intervals(self, part: pd.DataFrame | np.ndarray, k: int) -> np.ndarray:
-        """Class probabilities of the first ``k`` intervals, shape (n, k, classes) (frame or codes)."""
-        check_is_fitted(self, "model_")
-        n = len(part)
-        if isinstance(part, pd.DataFrame):
-            wide_frame = part.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
-            wide_frame[INTERVAL] = np.tile(np.arange(k, dtype=float), n)
-            p = self._class_proba(wide_frame)
-        else:
-            wide = np.empty((n, k, part.shape[1] + 1), dtype=np.float64)
-            wide[:, :, :-1] = part[:, None, :]  # no n*k temporary copy of the rows
-            wide[:, :, -1] = np.arange(k, dtype=float)
-            p = self._class_proba(wide.reshape(n * k, -1))
-        return p.reshape(n, k, p.shape[1])
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
