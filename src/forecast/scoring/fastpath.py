@@ -246,7 +246,8 @@ class CodedPipeline:
         """A blended model's probabilities (:class:`HazardBlendedClassifier`), else ``proba``."""
         if not isinstance(self.model, HazardBlendedClassifier):
             return proba
-        return self.model.blend(proba, self.model.win_within_codes(codes), self._alone(codes))
+        within = self.model.win_within_codes(codes)
+        return self.model.blend(proba, within, self._alone(codes), self.model.tail_codes(codes, within))
 
     def contributions(self, codes: np.ndarray) -> np.ndarray:
         """The classifier's contributions (:meth:`CalibratedLGBMClassifier.contributions`)."""
