@@ -139,3 +139,33 @@ def test_the_stage_floor_is_read_at_the_reach_and_judged_at_the_label_horizon(
     assert result.pipeline.predict_proba(x)[:, 1].mean() > result.eval_pipeline.predict_proba(x)[:, 1].mean()  # type: ignore[union-attr]
     assert result.params["p_win_days"] == far
     assert any(f"read at {far:g} days" in n for n in result.notes)
+
+
+def _result_with(splits: dict[str, object]) -> TrainResult:
+    result = TrainResult.__new__(TrainResult)
+    result.splits = splits
+    return result
+
+
+def test_a_learned_model_judged_without_any_purge_gap_does_not_serve_over_the_stage_table() -> None:
+    from forecast.training.binary import _not_judged_on_a_future
+
+    shortened = {"method": "time", "gap_days": 0.0, "note": "the history is too short for a 49-day purge gap"}
+    assert "no purge gap could be kept" in (_not_judged_on_a_future(_result_with(shortened)) or "")
+    assert _not_judged_on_a_future(_result_with({"method": "entity_random", "note": "n"})) is not None
+    # a gap shortened but kept, or none configured, still judges the learned model
+    assert _not_judged_on_a_future(_result_with({**shortened, "gap_days": 22.75})) is None
+    assert _not_judged_on_a_future(_result_with({"method": "time", "gap_days": 0.0})) is None
+
+
+def test_three_months_of_history_get_the_stage_model_when_no_purge_gap_fits() -> None:
+    world = load_world("history-3m").model_copy(update={"leads_per_month": 1000.0, "seed": 7})
+    sim = simulate_crm(world.to_config())
+    with frames_source(sim.tables, world.pipeline()) as src:
+        end = src.data_end()
+        config = resolve_horizon(src, WIN)
+        h = config.snapshots.horizon_days
+        table = snapshot_table(src, config, LabelConfig(h, h), data_end=end)
+    result = train_binary(table_input(table, config.label), config)
+    assert result.model_kind == "stage_incidence_small_data"
+    assert any("no purge gap could be kept" in n for n in result.notes)

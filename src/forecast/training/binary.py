@@ -172,8 +172,9 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     """Evaluate the model's fitting procedure on the latest slice, then fit it on all labelled rows.
 
     Deal snapshots too few to fit and evaluate the learned model (a CRM with a few months of
-    history), or whose learned model scores a worse Brier score than the stage-only win rate on
-    the test slice (by more than two standard errors), get the small-data stage model instead
+    history), whose learned model scores a worse Brier score than the stage-only win rate on
+    the test slice (by more than two standard errors), or whose split could keep no purge gap
+    (:func:`_not_judged_on_a_future`), get the small-data stage model instead
     (:func:`train_stage_incidence`), said in the notes; anything else too small raises
     :class:`InsufficientDataError`.
 
@@ -199,11 +200,31 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
         if not stage_model:
             raise
         return train_stage_incidence(data, config, reason=str(exc))
-    losing = _loses_to_stage_table(result) if stage_model else None
+    losing = (_not_judged_on_a_future(result) or _loses_to_stage_table(result)) if stage_model else None
     if losing is not None:
-        # A learned model worse than the table a manager keeps by hand is not served (issue 15).
+        # A learned model worse than the table a manager keeps by hand is not served (issue 15), nor
+        # one whose evaluation could not keep its training labels out of its test weeks.
         return train_stage_incidence(data, config, reason=losing)
     return result
+
+
+def _not_judged_on_a_future(result: TrainResult) -> str | None:
+    """Why the learned model's test slice cannot judge it against the stage table (``None``: it can).
+
+    With no purge gap left (the history too short for any) or whole deals split at random, the
+    training labels were decided in the test weeks: the test slice then rewards a model for knowing
+    those weeks, not the future. Measured at three months of history (1,000 leads a month): test AUC
+    0.865 against 0.568 for the stage table, on the future 0.708 against 0.707 and a Brier score of
+    0.311 against 0.217.
+    """
+    split = result.splits
+    shortened = split.get("method") == "time" and split.get("gap_days") == 0 and split.get("note")
+    if not (shortened or split.get("method") == "entity_random"):
+        return None
+    return (
+        "the history is too short to judge the learned model on weeks its training labels did not "
+        "reach (no purge gap could be kept), so it cannot show that it beats the stage table"
+    )
 
 
 def _loses_to_stage_table(result: TrainResult) -> str | None:
