@@ -5,7 +5,7 @@ below the CRM's cycle, the served model also counts the wins expected after H, u
 ``snapshots.p_win_days`` (:func:`forecast.features.horizon.tail_horizon`): a blended classifier
 through its hazard (:class:`~forecast.models.win_blend.HazardBlendedClassifier`), the small-data
 stage model by reading its incidence there. Whatever spreads p_win over time (the revenue
-forecast's win dates, monitoring's labels) must use the days p_win reaches, not the label's.
+forecast's win dates) must use the days p_win reaches, not the label's.
 """
 
 from __future__ import annotations

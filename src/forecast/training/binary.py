@@ -223,7 +223,8 @@ def _not_judged_on_a_future(result: TrainResult) -> str | None:
         return None
     return (
         "the history is too short to judge the learned model on weeks its training labels did not "
-        "reach (no purge gap could be kept), so it cannot show that it beats the stage table"
+        "reach (no purge gap could be kept, or whole deals were split at random), so it cannot show "
+        "that it beats the stage table"
     )
 
 
