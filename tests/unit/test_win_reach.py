@@ -169,3 +169,20 @@ def test_three_months_of_history_get_the_stage_model_when_no_purge_gap_fits() ->
     result = train_binary(table_input(table, config.label), config)
     assert result.model_kind == "stage_incidence_small_data"
     assert any("no purge gap could be kept" in n for n in result.notes)
+
+
+def test_the_shock_evidence_spreads_the_evaluation_model_s_p_win_over_its_label_horizon(
+    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object]
+) -> None:
+    from forecast.revenue.engine import DealModels, HeldOutModels, _cut_scorer
+
+    _, config, _, _ = long_cycle
+    h, far = float(config.snapshots.horizon_days), float(config.snapshots.p_win_days or 0)
+    assert trained.eval_pipeline is not None
+    held = HeldOutModels(trained.eval_pipeline, trained.eval_pipeline, None)
+    served = DealModels(trained.pipeline, trained.pipeline, [0.0, 365.0], far, {}, held, label_days=h)
+    scorer, _ = _cut_scorer(served, [])
+    assert served.horizon_days == far and scorer.horizon_days == h
+    # without a label horizon given (older callers) the served horizon is kept
+    older = DealModels(trained.pipeline, trained.pipeline, [0.0, 365.0], far, {}, held)
+    assert _cut_scorer(older, [])[0].horizon_days == far

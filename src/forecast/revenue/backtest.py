@@ -86,6 +86,7 @@ def train_deal_models(
         p_win_days(win.pipeline, h_win),
         {"trained_at": as_of.isoformat()},
         held_out,
+        label_days=float(h_win),
     )
 
 

@@ -22,6 +22,7 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.features.splits import summary_test_cut
 from forecast.models.survival import survival_at
+from forecast.models.win_horizon import p_win_days
 from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (
@@ -78,10 +79,13 @@ class DealModels:
         win: Pipeline returning P(won within ``horizon_days``) from deal snapshot features.
         close: Pipeline whose last step has ``survival()`` (the time-to-close model).
         edges: The close model's survival edges (days).
-        horizon_days: The win model's horizon.
+        horizon_days: The days the win model's ``p_win`` reaches (its label horizon, or further
+            where half the history caps the label: :mod:`forecast.models.win_horizon`).
         versions: Names and versions, for the output.
         held_out: Their evaluation models, which score the past cuts of the shock evidence
             (``None``: the served models score them, in-sample).
+        label_days: The win model's label horizon (``None``: ``horizon_days``); the evaluation
+            models of ``held_out`` reach that far.
     """
 
     win: Pipeline
@@ -90,6 +94,7 @@ class DealModels:
     horizon_days: float
     versions: dict[str, str]
     held_out: HeldOutModels | None = None
+    label_days: float | None = None
 
 
 @dataclass
@@ -459,7 +464,11 @@ def _cut_scorer(models: DealModels, cuts: list[pd.Timestamp]) -> tuple[DealModel
     if models.held_out is None:
         return models, cuts
     held = models.held_out
-    scorer = replace(models, win=held.win, close=held.close, held_out=None)
+    label = models.label_days if models.label_days is not None else models.horizon_days
+    # the evaluation win model is judged at its label's horizon: it reaches no further
+    scorer = replace(
+        models, win=held.win, close=held.close, held_out=None, horizon_days=p_win_days(held.win, label)
+    )
     if held.unseen_from is None:
         return scorer, cuts
     return scorer, [c for c in cuts if c >= held.unseen_from]  # the volume shock keeps every cut

@@ -129,6 +129,7 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
         p_win_days(win.pipeline, win.meta.horizon_days),
         {win.name: win.version, close.name: close.version},
         held_out,
+        label_days=float(win.meta.horizon_days),
     )
 
 
