@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.models.pipeline import CalibratedLGBMClassifier, predict_frame
-from forecast.models.survival import DiscreteTimeHazard
+from forecast.models.survival import DiscreteTimeHazard, IntervalProba
 
 
 class HazardBlendedClassifier(CalibratedLGBMClassifier):
@@ -77,9 +77,16 @@ class HazardBlendedClassifier(CalibratedLGBMClassifier):
         """The hazard's P(won within ``hazard_days_``) per row."""
         return np.clip(self.hazard_.win_within(predict_frame(self, X), self.hazard_days_), 0.0, 1.0)
 
-    def win_within_codes(self, codes: np.ndarray) -> np.ndarray:
-        """:meth:`win_within` from the encoded float matrix (the array scoring path)."""
-        return np.clip(self.hazard_.win_within(codes, self.hazard_days_), 0.0, 1.0)
+    def win_within_codes(self, codes: np.ndarray, interval_proba: IntervalProba | None = None) -> np.ndarray:
+        """:meth:`win_within` from the encoded float matrix (the array scoring path).
+
+        Args:
+            codes: The encoded rows.
+            interval_proba: The hazard's interval rows' probabilities computed another way, the same
+                numbers (see :meth:`DiscreteTimeHazard.win_within`); default: its booster.
+        """
+        within = self.hazard_.win_within(codes, self.hazard_days_, interval_proba=interval_proba)
+        return np.minimum(np.maximum(within, 0.0), 1.0)  # np.clip's values, without its wrapper
 
     def blend(self, proba: np.ndarray, within: np.ndarray, alone: np.ndarray) -> np.ndarray:
         """The ``(n, 2)`` blend of the classifier's probabilities and the hazard's incidence.
@@ -91,8 +98,11 @@ class HazardBlendedClassifier(CalibratedLGBMClassifier):
                 classifier's probability, as they keep it without its trees.
         """
         w = np.where(alone, 0.0, self.hazard_weight_)
-        p = np.clip((1.0 - w) * proba[:, 1] + w * within, 0.0, 1.0)
-        return np.column_stack([1.0 - p, p])
+        p = np.minimum(np.maximum((1.0 - w) * proba[:, 1] + w * within, 0.0), 1.0)  # as np.clip
+        out = np.empty((len(p), 2))
+        out[:, 0] = 1.0 - p
+        out[:, 1] = p
+        return out
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Blended probabilities, shape (n, 2)."""
