@@ -769,9 +769,10 @@ class _StackedInterpolation:
     in whole-array operations: the edges' tables (:func:`_interpolation`) end to end, each value's
     interval found by counting the thresholds of its table at or below it (``np.interp``'s binary
     search finds the same one), then ``np.interp``'s own formula: ``y[j]`` at a threshold or beyond
-    the last, else ``slope * (v - x[j]) + y[j]`` with ``slope = (y[j+1] - y[j]) / (x[j+1] - x[j])``.
-    Built only where every table is strictly increasing and finite, and compared with ``np.interp``
-    on every threshold, the midpoints between them and values beyond both ends when built.
+    the last, else ``slope * (v - x[j]) + y[j]`` with ``slope = (y[j+1] - y[j]) / (x[j+1] - x[j])``
+    (computed once per interval, as ``np.interp`` does for long inputs). Built only where every
+    table is strictly increasing and finite, and compared with ``np.interp`` on every threshold,
+    the midpoints between them and values beyond both ends when built.
 
     Args:
         columns: The curve's columns that are calibrated.
@@ -792,6 +793,10 @@ class _StackedInterpolation:
         self.owner = np.repeat(np.arange(len(tables)), sizes)
         self.low = np.array([t[2] for t in tables])
         self.high = np.array([t[3] for t in tables])
+        # np.interp's slope of each interval, as it computes it (the last of each table: unused)
+        following = np.minimum(np.arange(len(self.x)) + 1, np.repeat(self.ends, sizes))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = (self.y[following] - self.y) / (self.x[following] - self.x)
 
     @classmethod
     def build(cls, calibrators: list[Any], width: int) -> _StackedInterpolation | None:
@@ -831,11 +836,7 @@ class _StackedInterpolation:
         v = np.minimum(np.maximum(curve[:, self.columns], self.low), self.high)
         below = self.x[None, :] <= v[:, self.owner]
         j = np.add.reduceat(below, self.starts, axis=1, dtype=np.intp) - 1 + self.starts
-        last = j == self.ends
         x0, y0 = self.x[j], self.y[j]
-        following = np.where(last, j, j + 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = (self.y[following] - y0) / (self.x[following] - x0)
-            value = slope * (v - x0) + y0
-        out[:, self.columns] = np.where(last | (x0 == v), y0, value)
+        value = self.slope[j] * (v - x0) + y0
+        out[:, self.columns] = np.where((j == self.ends) | (x0 == v), y0, value)
         return out

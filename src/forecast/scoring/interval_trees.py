@@ -222,6 +222,8 @@ class IntervalTrees:
 
     def proba(self, codes: np.ndarray) -> np.ndarray:
         """``booster.predict`` of the interval rows, shape (n, k, classes) (as ``interval_proba_codes``)."""
+        if len(codes) <= BLOCK:
+            return _softmax(self.raw(codes))
         out = np.empty((len(codes), self.intervals, self.classes))
         for start in range(0, len(codes), BLOCK):
             out[start : start + BLOCK] = _softmax(self.raw(codes[start : start + BLOCK]))
