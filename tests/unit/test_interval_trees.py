@@ -10,7 +10,10 @@ batches of every size the engine treats differently.
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,3 +193,14 @@ def test_other_boosters_keep_lightgbm() -> None:
     rng = np.random.default_rng(3)
     hazard.fit(encoded, rng.uniform(1, 100, len(x)), rng.random(len(x)) < 0.7)  # no causes: binary
     assert interval_trees.interval_trees(hazard.model_.booster_, hazard.best_iteration_, 5) is None
+
+
+def test_the_engine_does_not_keep_its_booster_alive(blend: tuple[Pipeline, pd.DataFrame]) -> None:
+    """Its cache is keyed by the booster: a reloaded model's old booster must be freed."""
+    pipe, _ = blend
+    booster = lgb.Booster(model_str=pipe.steps[-1][1].hazard_.model_.booster_.model_to_string())
+    assert interval_trees.interval_trees(booster, 0, 4) is not None
+    ref = weakref.ref(booster)
+    del booster
+    gc.collect()
+    assert ref() is None

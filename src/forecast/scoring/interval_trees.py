@@ -69,7 +69,8 @@ class IntervalTrees:
         if not str(dumped.get("objective", "")).startswith("multiclass ") or per < 2:
             raise UnsupportedError(f"objective {dumped.get('objective')}")
         trees = dumped["tree_info"][: self.iterations * per]
-        self.booster, self.classes, self.intervals = booster, per, int(intervals)
+        # no reference to the booster is kept: the cache's value would keep its key alive
+        self.classes, self.intervals = per, int(intervals)
         self.n_features = booster.num_feature()
         interval = self.n_features - 1
         splits = [_splits(tree) for tree in trees]
@@ -229,8 +230,8 @@ class IntervalTrees:
             out[start : start + BLOCK] = _softmax(self.raw(codes[start : start + BLOCK]))
         return out
 
-    def self_check(self) -> None:
-        """Compare with LightGBM on rows covering every class of every split feature.
+    def self_check(self, booster: lgb.Booster) -> None:
+        """Compare with LightGBM on rows covering every class of every split feature (both paths).
 
         Raises:
             UnsupportedError: On any difference (to the last bit).
@@ -243,16 +244,18 @@ class IntervalTrees:
         rows = np.zeros((4 * max([8, *(len(v) for v in probes.values())]), self.n_features - 1))
         for f, values in probes.items():
             rows[:, f] = rng.permutation(np.resize(values, len(rows)))
-        if not np.array_equal(self.proba(rows), self.exact(rows)):
+        exact = self.exact(booster, rows)
+        few = [self.proba(rows[i : i + SMALL]) for i in range(0, len(rows), SMALL)]  # the few-rows path
+        if not (np.array_equal(self.proba(rows), exact) and np.array_equal(np.concatenate(few), exact)):
             raise UnsupportedError("the interval rows' probabilities differ from LightGBM's")
 
-    def exact(self, codes: np.ndarray) -> np.ndarray:
+    def exact(self, booster: lgb.Booster, codes: np.ndarray) -> np.ndarray:
         """``booster.predict`` itself on the interval rows, shape (n, k, classes) (one thread)."""
         n, k = len(codes), self.intervals
         wide = np.empty((n, k, codes.shape[1] + 1), dtype=np.float64)
         wide[:, :, :-1] = codes[:, None, :]
         wide[:, :, -1] = np.arange(k, dtype=np.float64)
-        p = self.booster.predict(wide.reshape(n * k, -1), num_iteration=self.iterations, num_threads=1)
+        p = booster.predict(wide.reshape(n * k, -1), num_iteration=self.iterations, num_threads=1)
         return np.asarray(p, dtype=np.float64).reshape(n, k, self.classes)
 
 
@@ -296,7 +299,7 @@ def interval_trees(booster: lgb.Booster, iterations: int, intervals: int) -> Int
         engine: IntervalTrees | None
         try:
             engine = IntervalTrees(booster, iterations, intervals)
-            engine.self_check()
+            engine.self_check(booster)
         except UnsupportedError as exc:
             log.debug("no interval-row patterns for this booster: %s", exc)
             engine = None
