@@ -28,7 +28,7 @@ from forecast.models.survival import (
     survival_at,
 )
 from forecast.models.win_blend import HazardBlendedClassifier, blended_pipeline
-from forecast.scoring import fastpath, interval_trees
+from forecast.scoring import fastpath, interval_trees, pattern_shap
 
 CATEGORICAL = ["source", "size"]
 DAYS = 50.0  # between two edges: the incidence is interpolated inside an interval
@@ -204,3 +204,17 @@ def test_the_engine_does_not_keep_its_booster_alive(blend: tuple[Pipeline, pd.Da
     del booster
     gc.collect()
     assert ref() is None
+
+
+def test_a_split_the_patterns_do_not_reproduce_keeps_lightgbm(
+    blend: tuple[Pipeline, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pattern_shap's refusal of a split (its own exception) means LightGBM, not a failed model load."""
+    pipe, _ = blend
+    booster = lgb.Booster(model_str=pipe.steps[-1][1].hazard_.model_.booster_.model_to_string())
+
+    def refuse(node: dict, values: np.ndarray) -> np.ndarray:
+        raise pattern_shap._UnsupportedError("decision type")
+
+    monkeypatch.setattr(interval_trees, "_goes_left", refuse)
+    assert interval_trees.interval_trees(booster, 0, 4) is None

@@ -24,7 +24,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from forecast.scoring.pattern_shap import _ZERO, _Feature, _feature, _goes_left, _splits
+from forecast.scoring.pattern_shap import _ZERO, _Feature, _feature, _goes_left, _splits, _UnsupportedError
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def interval_trees(booster: lgb.Booster, iterations: int, intervals: int) -> Int
         try:
             engine = IntervalTrees(booster, iterations, intervals)
             engine.self_check(booster)
-        except UnsupportedError as exc:
+        except (UnsupportedError, _UnsupportedError) as exc:  # ours, or a split kind pattern_shap refuses
             log.debug("no interval-row patterns for this booster: %s", exc)
             engine = None
         except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:  # an unusual dump
