@@ -29,7 +29,8 @@ from forecast.scoring.pattern_shap import _ZERO, _Feature, _feature, _goes_left,
 log = logging.getLogger(__name__)
 
 MAX_TABLE = 1 << 24
-"""Most (tree, pattern) entries of the pattern-to-leaf tables (one byte each)."""
+"""Most (tree, pattern) entries of the pattern-to-leaf tables (one byte each: 16 MiB; about 1,000
+trees of 15 leaves, 340 iterations of a three-class hazard; larger boosters keep LightGBM)."""
 
 BLOCK = 256
 """Deals evaluated at a time (bounds the (deals x trees x intervals) temporaries)."""
@@ -75,7 +76,9 @@ class IntervalTrees:
         interval = self.n_features - 1
         splits = [_splits(tree) for tree in trees]
         self.bits = max([1, *(len(s) for s in splits)])
-        if (len(trees) << self.bits) > MAX_TABLE:
+        # a tree's patterns are numbers below 2^(its splits): one table entry each
+        self.table_sizes = np.array([1 << len(s) for s in splits], dtype=np.int64)
+        if self.table_sizes.sum() > MAX_TABLE:
             raise UnsupportedError("trees too large for the pattern tables")
         steps = np.arange(self.intervals, dtype=np.float64)
         self.interval_bits = np.zeros((len(trees), self.intervals), dtype=np.int64)
@@ -150,8 +153,7 @@ class IntervalTrees:
 
     def _leaf_tables(self, trees: list[dict[str, Any]]) -> None:
         """Per tree the leaf of every pattern (``leaf_of``) and the leaves' values (``values``)."""
-        size = 1 << self.bits
-        patterns = np.arange(size, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.table_sizes)[:-1]]).astype(np.int64)
         most = 1
         paths: list[list[tuple[int, int, float]]] = []
         for tree in trees:
@@ -160,10 +162,11 @@ class IntervalTrees:
             most = max(most, len(found))
         if most > 255:
             raise UnsupportedError("more than 255 leaves in a tree")
-        self.leaf_of = np.zeros(len(trees) * size, dtype=np.uint8)  # bits <= 24: at most 16 MiB
+        self.leaf_of = np.zeros(int(self.table_sizes.sum()), dtype=np.uint8)  # at most MAX_TABLE bytes
         self.values = np.zeros(len(trees) * most)
         for t, found in enumerate(paths):
-            table = self.leaf_of[t * size : (t + 1) * size]
+            table = self.leaf_of[starts[t] : starts[t] + self.table_sizes[t]]
+            patterns = np.arange(len(table), dtype=np.int64)
             for leaf, (mask, ways, value) in enumerate(found):
                 table[(patterns & mask) == ways] = leaf
                 self.values[t * most + leaf] = value
@@ -178,7 +181,7 @@ class IntervalTrees:
         self.slot_tree = np.array(slot_tree, dtype=np.intp)
         self.slot_bits = np.array(slot_bits, dtype=self.dtype)
         self.slot_of = slot_of
-        self.slot_leaf_base = self.slot_tree.astype(np.int64) * size
+        self.slot_leaf_base = starts[self.slot_tree]
         self.slot_value_base = self.slot_tree.astype(np.int64) * most
 
     def _feature_classes(self, codes: np.ndarray) -> np.ndarray:
