@@ -85,6 +85,7 @@ def main() -> None:
                 deal = result["deal_eval"]
                 row = {"setting": setting, "seed": seed, "world": name}
                 row["horizon_days"] = result["deal_win"].get("horizon_days")
+                row["p_win_days"] = result["deal_win"].get("p_win_days")
                 row.update({k: deal.get(k) for k in KEYS})
                 row["model_kind"] = result["deal_win"].get("model_kind")
                 row["win_blend"] = base["deal_win"].win_blend.hazard_weight

@@ -145,6 +145,7 @@ def _write_crm(tables: Mapping[str, pd.DataFrame], folder: Path) -> Path:
 
 def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
     """Train through the job; return a small record and the logged pipeline (``None`` on failure)."""
+    from forecast.models.win_horizon import p_win_days
     from forecast.registry import load_model
     from forecast.training.job import train_model_job
 
@@ -168,6 +169,7 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
         "rows": data.get("rows"),
         "label_rate": data.get("label_rate"),
         "horizon_days": summary.horizon_days,
+        "p_win_days": p_win_days(model, summary.horizon_days or 0) if summary.horizon_days else None,
         "win_blend_served": ((summary.evaluation.get("fit") or {}).get("win_blend") or {}).get("served"),
         "splits": splits,
         "internal": {

@@ -218,3 +218,19 @@ def test_a_split_the_patterns_do_not_reproduce_keeps_lightgbm(
 
     monkeypatch.setattr(interval_trees, "_goes_left", refuse)
     assert interval_trees.interval_trees(booster, 0, 4) is None
+
+
+def test_p_win_past_the_label_horizon_takes_the_engine_too(blend: tuple[Pipeline, pd.DataFrame]) -> None:
+    """With a tail (``p_win_days_``), one engine reads the intervals of both horizons."""
+    pipe, rows = blend
+    model = pipe.steps[-1][1]
+    far = blended_pipeline(pipe, model.hazard_, model.hazard_weight_, DAYS, reach=100.0)
+    fast = fastpath.coded(far)
+    assert fast is not None and fast.hazard_trees is not None
+    assert fast.hazard_trees.intervals == model.hazard_.win_within_interval(100.0)[0]
+    for batch in _batches(rows):
+        expected = far.predict_proba(batch)
+        codes = fast.encode(batch)
+        np.testing.assert_array_equal(fast.predict_proba(codes), expected)
+        np.testing.assert_array_equal(fast.proba_and_contributions(codes)[0], expected)
+    assert not np.array_equal(far.predict_proba(rows), pipe.predict_proba(rows))  # the tail is added

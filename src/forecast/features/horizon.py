@@ -187,6 +187,49 @@ def cycle_horizon(
     return _weeks_within(value, floor_days, cap_days)
 
 
+def tail_horizon(
+    src: FeatureSource,
+    q: float,
+    label_days: int,
+    cap_days: float,
+    share: float,
+    data_end: pd.Timestamp | None = None,
+    of: str = "close",
+) -> int:
+    """The days a deal's p_win reaches: the cycle's ``q`` quantile where the history caps the label.
+
+    The label "won within H" is known only for snapshots followed for H days, so H is at most half
+    the history (:func:`cycle_horizon`). Where the CRM's cycle is longer (its quantile beyond H, or
+    not reached within the history at all), the wins after H are real wins the label cannot see;
+    p_win then counts them up to this horizon from a model of censored outcomes (a competing-risks
+    hazard or the stage incidence). That model is read only where data exist: no further than the
+    follow-up ``share`` of the weekly snapshots reach (:func:`follow_up_quantile`).
+
+    Args:
+        src: The CRM.
+        q: The cycle's quantile (the label's, ``snapshots.horizon_quantile``).
+        label_days: The resolved label horizon H.
+        cap_days: At most this many days (the config's ``horizon_days``, the hazard's last edge).
+        share: The share of snapshots that must be followed for the returned horizon.
+        data_end: What is known (default: the data's end).
+        of: The cycle read (``close`` or ``win``; :func:`cycle_quantile`).
+
+    Returns:
+        Days in whole weeks, never below ``label_days`` (``label_days`` itself where the label already
+        reaches the cycle's quantile).
+    """
+    end = data_end if data_end is not None else src.data_end()
+    cycle = cycle_quantile(src, q, end, of)
+    if cycle is not None and cycle <= label_days:
+        return int(label_days)
+    reach = follow_up_quantile(src, share, end)
+    if reach is None:
+        return int(label_days)
+    want = float(cap_days) if cycle is None else 7.0 * math.ceil(cycle / 7.0)
+    days = min(want, 7.0 * math.floor(reach / 7.0), float(cap_days))
+    return int(max(label_days, days))
+
+
 def history_days(src: FeatureSource, table: str, data_end: pd.Timestamp) -> float:
     """Days from the first record of ``table`` (``leads`` or ``opportunities``) to ``data_end``."""
     if table not in ("leads", "opportunities"):

@@ -58,6 +58,25 @@ class SnapshotSettings(_Strict):
         lt=1,
         description="with censoring 'ipcw': the floor of the follow-up share in the weights",
     )
+    tail_follow_up: float | None = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description=(
+            "deal-win models with horizon_quantile and censoring 'drop': where half the history caps "
+            "the label horizon below the cycle's quantile, p_win also counts the wins the competing-risks "
+            "hazard (or the stage incidence) expects after it, up to that quantile but no further than "
+            "the follow-up this share of the snapshots reach (null: p_win stops at the label horizon)"
+        ),
+    )
+    p_win_days: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "resolved at training (features.horizon.tail_horizon): the days p_win reaches; null: the "
+            "label horizon"
+        ),
+    )
 
 
 class SplitSettings(_Strict):

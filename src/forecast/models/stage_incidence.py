@@ -116,6 +116,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         self.counts_ = counts
         self._fit_sizes(X, d, c, stages)
         self.classes_ = np.array([0, 1])  # won within the horizon (1) or not (0): no label to learn them from
+        self.p_win_days_ = float(self.horizon_days)  # the days its p_win reaches (models.win_horizon)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
         return self

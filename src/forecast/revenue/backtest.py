@@ -31,6 +31,7 @@ from forecast.data.pipeline import SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
+from forecast.models.win_horizon import p_win_days
 from forecast.revenue.engine import (
     DealModels,
     HeldOutModels,
@@ -82,7 +83,7 @@ def train_deal_models(
         win.pipeline,
         close.pipeline,
         [float(e) for e in close_config.survival.edges],
-        float(h_win),
+        p_win_days(win.pipeline, h_win),
         {"trained_at": as_of.isoformat()},
         held_out,
     )

@@ -22,6 +22,7 @@ from forecast.data.warehouse import Warehouse
 from forecast.io import csv_text
 from forecast.models.config import TrainingConfig
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+from forecast.models.win_horizon import p_win_days
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.engine import (
     DealModels,
@@ -125,7 +126,7 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
         win.pipeline,
         close.pipeline,
         edges,
-        float(win.meta.horizon_days),
+        p_win_days(win.pipeline, win.meta.horizon_days),
         {win.name: win.version, close.name: close.version},
         held_out,
     )

@@ -221,7 +221,9 @@ class CodedPipeline:
     def _init_hazard(self, model: HazardBlendedClassifier) -> None:
         hazard = model.hazard_
         self._check_booster([*self.columns, INTERVAL], hazard.model_.booster_)
-        k, _, _ = hazard.win_within_interval(model.hazard_days_)
+        # the intervals of P(won within H) and, past a label horizon the history caps, of p_win's reach
+        days = [model.hazard_days_, *([] if model.p_win_days_ is None else [model.p_win_days_])]
+        k = max(hazard.win_within_interval(d)[0] for d in days)
         # the interval rows' probabilities from one split pattern per deal and tree (LightGBM's numbers)
         self.hazard_trees = interval_trees(hazard.model_.booster_, hazard.best_iteration_, k)
 
@@ -259,16 +261,20 @@ class CodedPipeline:
         """
         if not isinstance(self.model, HazardBlendedClassifier):
             return proba
-        engine = self.hazard_trees
-        within = self.model.win_within_codes(codes, None if engine is None else self._hazard_proba)
-        return self.model.blend(proba, within, alone)
+        interval_proba = None if self.hazard_trees is None else self._hazard_proba
+        within = self.model.win_within_codes(codes, interval_proba)
+        return self.model.blend(proba, within, alone, self.model.tail_codes(codes, within, interval_proba))
 
     def _hazard_proba(self, codes: np.ndarray, k: int) -> np.ndarray:
-        """The blend's hazard's ``interval_proba_codes`` through :attr:`hazard_trees` (the same numbers)."""
+        """The blend's hazard's ``interval_proba_codes`` through :attr:`hazard_trees` (the same numbers).
+
+        Its first ``k`` interval rows: each interval row is scored on its own.
+        """
         engine = self.hazard_trees
-        if engine is None or k != engine.intervals:
+        if engine is None or k > engine.intervals:
             return self.model.hazard_.interval_proba_codes(codes, k)
-        return engine.proba(codes)
+        proba = engine.proba(codes)
+        return proba if k == engine.intervals else proba[:, :k]
 
     def contributions(self, codes: np.ndarray) -> np.ndarray:
         """The classifier's contributions (:meth:`CalibratedLGBMClassifier.contributions`)."""

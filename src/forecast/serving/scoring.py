@@ -23,6 +23,7 @@ from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.survival import DiscreteTimeHazard
 from forecast.models.unseen import known_values, known_values_text, unseen_warnings
+from forecast.models.win_horizon import p_win_days
 from forecast.registry import LoadedModel
 from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
@@ -511,7 +512,7 @@ def forecast_deals(
         p_win=p_win,
         closed_by=closed_by,
         edges=edges,
-        horizon_days=float(win.meta.horizon_days),
+        horizon_days=p_win_days(win.pipeline, win.meta.horizon_days),
         new_deals=None,
         as_of=as_of,
         periods=grid,

@@ -28,6 +28,7 @@ from typing import Any
 from forecast.binding import CurrentWarehouse, ModelRef, check_binding, model_refs
 from forecast.config import Settings
 from forecast.models.names import CHURN_RISK, CHURN_RISK_LEADS, DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
+from forecast.models.win_horizon import p_win_days
 from forecast.registry import CHAMPION, LoadedModel, client, load_model, version_by_alias
 from forecast.scoring import fastpath
 
@@ -98,6 +99,7 @@ def describe_version(loaded: LoadedModel, mv: Any, run_metrics: dict[str, float]
         else datetime.fromtimestamp(trained / 1000, UTC).replace(microsecond=0).isoformat(),
         "model_kind": (getattr(mv, "tags", None) or {}).get("model_kind"),
         "horizon_days": meta.horizon_days,
+        "p_win_days": p_win_days(loaded.pipeline, meta.horizon_days) if meta.score_name == "p_win" else None,
         "metrics": metrics,
         "n_features": len(meta.features),
     }

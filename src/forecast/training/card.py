@@ -61,8 +61,11 @@ def _fit_lines(fit: dict[str, Any]) -> list[str]:
 
 
 def _blend_lines(blend: dict[str, Any] | None) -> list[str]:
-    """The win hazard the served probability is blended with, and each part on the test slice."""
-    if not blend:
+    """The win hazard the served probability is blended with, and each part on the test slice.
+
+    Nothing where no blend was judged (p_win's reach past the label horizon is in the notes).
+    """
+    if not blend or "test" not in blend:
         return []
     ev, final, test = blend.get("evaluation", {}), blend.get("final", {}), blend.get("test", {})
     parts = "; ".join(

@@ -5,18 +5,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from forecast.data.readers import read_table_file
 from forecast.errors import InputError
 from forecast.features.build import FeatureTable, build_feature_table
-from forecast.features.horizon import cycle_horizon, follow_up_quantile, history_capped_horizon
+from forecast.features.horizon import cycle_horizon, follow_up_quantile, history_capped_horizon, tail_horizon
 from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
 from forecast.models.config import TrainingConfig
 from forecast.training.inputs import ModelInput
+
+WON_WITHIN = "label_won_within_h"
+"""The deal-win label whose p_win may reach past the label horizon (``snapshots.tail_follow_up``)."""
 
 RAW_ROW = "__raw_row"
 """Column of a flat export's model input holding each row's position in the raw file."""
@@ -66,8 +70,13 @@ def resolve_horizon(
     weight is floored: ``training.ipcw``). Any other horizon is kept, unless the history is
     shorter than twice it: then it is half the history (so half the snapshots are labelled). The
     purge gap follows the horizon unless ``split.gap_days`` is set.
+
+    A deal-win label capped by the history below the cycle's quantile also gets
+    ``snapshots.p_win_days``, the days its p_win reaches (:func:`~forecast.features.horizon.tail_horizon`;
+    ``snapshots.tail_follow_up``).
     """
     snap = config.snapshots
+    update: dict[str, Any] = {}
     if snap.horizon_quantile is not None and config.entity == "opportunity":
         ipcw = snap.censoring == "ipcw"
         h = cycle_horizon(
@@ -82,12 +91,27 @@ def resolve_horizon(
         if reach is not None:
             # No snapshot's weight may need the floor: within the follow-up a share of them reach.
             h = min(h, max(7 * math.floor(reach / 7), 14))
+        if not ipcw and snap.tail_follow_up is not None and config.label == WON_WITHIN:
+            last_edge = float(config.survival.edges[-1])
+            reach_days = tail_horizon(
+                src,
+                snap.horizon_quantile,
+                h,
+                min(float(snap.horizon_days), last_edge),
+                snap.tail_follow_up,
+                data_end=data_end,
+                of=snap.horizon_of,
+            )
+            if reach_days > h:
+                update["p_win_days"] = reach_days
     else:
         table = "leads" if config.entity == "lead" else "opportunities"
         h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end)
-    if h == snap.horizon_days:
+    if h != snap.horizon_days:
+        update["horizon_days"] = h
+    if not update:
         return config
-    return config.model_copy(update={"snapshots": snap.model_copy(update={"horizon_days": h})})
+    return config.model_copy(update={"snapshots": snap.model_copy(update=update)})
 
 
 def warehouse_input(

@@ -139,9 +139,33 @@ def fit_win_hazard(
 
 
 def blend(
-    pipeline: Pipeline, data: ModelInput, rows: HazardRows, config: TrainingConfig
+    pipeline: Pipeline,
+    data: ModelInput,
+    rows: HazardRows,
+    config: TrainingConfig,
+    *,
+    weight: float | None = None,
+    reach: bool = False,
 ) -> tuple[Pipeline, dict[str, Any]]:
-    """``pipeline`` blended with a hazard fitted on ``rows`` (:func:`fit_win_hazard`)."""
+    """``pipeline`` blended with a hazard fitted on ``rows`` (:func:`fit_win_hazard`).
+
+    Args:
+        pipeline: The fitted classifier pipeline.
+        data: The deal snapshots.
+        rows: The hazard's snapshots (:func:`hazard_rows`).
+        config: The training config (its horizon resolved).
+        weight: The hazard's weight (default: ``win_blend.hazard_weight``; 0 serves only the tail).
+        reach: Also count the hazard's wins after the label horizon, up to ``snapshots.p_win_days``
+            (the served model; the evaluation's labels stop at the horizon).
+    """
     hazard, info = fit_win_hazard(pipeline, data, rows, config)
     days = float(config.snapshots.horizon_days)
-    return blended_pipeline(pipeline, hazard, config.win_blend.hazard_weight, days), info
+    w = config.win_blend.hazard_weight if weight is None else weight
+    far = config.snapshots.p_win_days if reach else None
+    return blended_pipeline(pipeline, hazard, w, days, None if far is None else float(far)), info
+
+
+def reach_days(config: TrainingConfig) -> float | None:
+    """The days p_win reaches past the label horizon (``snapshots.p_win_days``), ``None`` if it does not."""
+    far = config.snapshots.p_win_days
+    return float(far) if far is not None and far > config.snapshots.horizon_days else None
