@@ -15,6 +15,7 @@ expected close date) = ``S(days to that date)``.
 
 from __future__ import annotations
 
+import bisect
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,12 @@ INTERVAL = "__interval"
 
 Explainer = Callable[[Any, np.ndarray, int, int], np.ndarray]
 """TreeSHAP of one class's trees: ``(booster, rows, iterations, class) -> (n, features + 1)``."""
+
+IntervalProba = Callable[[np.ndarray, int], np.ndarray]
+"""Class probabilities of the first ``k`` interval rows of encoded rows: ``(codes, k) -> (n, k, classes)``."""
+
+STACKED_ROWS = 16
+"""Curves of at most this many rows are calibrated at every edge at once (:class:`_StackedInterpolation`)."""
 
 
 def expand_person_period(
@@ -90,7 +97,7 @@ def expand_person_period(
 
 def survival_from_hazards(hazards: np.ndarray) -> np.ndarray:
     """``S`` at each edge (first column 1.0) from per-interval hazards of shape (n, K)."""
-    h = np.clip(np.asarray(hazards, dtype=float), 0.0, 1.0)
+    h = np.minimum(np.maximum(np.asarray(hazards, dtype=float), 0.0), 1.0)  # np.clip's values, faster
     return np.concatenate([np.ones((len(h), 1)), np.cumprod(1.0 - h, axis=1)], axis=1)
 
 
@@ -403,8 +410,12 @@ class DiscreteTimeHazard(_HazardBase):
         calibrators = getattr(self, "calibrators_", {}).get(name)  # models logged before fit set it
         if not calibrators:
             return curve
-        out = curve.copy()
         finite = bool(np.isfinite(curve).all())
+        if finite and len(curve) <= STACKED_ROWS:
+            stacked = _stacked_interpolation(self, (calibrators,), curve.shape[1])
+            if stacked is not None:
+                return np.maximum.accumulate(stacked.apply(curve), axis=1)
+        out = curve.copy()
         for j, iso in enumerate(calibrators[: curve.shape[1]]):  # a curve may stop at an earlier edge
             if iso is None:
                 continue
@@ -416,6 +427,28 @@ class DiscreteTimeHazard(_HazardBase):
             else:
                 out[:, j] = isotonic_predict(iso, curve[:, j])
         return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
+
+    def _won_incidence(self, closed_by: np.ndarray, won_by: np.ndarray) -> np.ndarray:
+        """Calibrated P(won by each edge), never above calibrated P(closed by it) (:meth:`win_incidence`).
+
+        A few rows' two curves are interpolated at once (:class:`_StackedInterpolation`).
+        """
+        calibrators = getattr(self, "calibrators_", {})
+        won, closed = calibrators.get("won"), calibrators.get("closed")
+        n, width = closed_by.shape
+        if (
+            won
+            and closed
+            and n <= STACKED_ROWS
+            and bool(np.isfinite(closed_by).all() & np.isfinite(won_by).all())
+        ):
+            stacked = _stacked_interpolation(self, (won, closed), width)
+            if stacked is not None:
+                both = np.empty((n, 2 * width))
+                both[:, :width], both[:, width:] = won_by, closed_by
+                curves = np.maximum.accumulate(stacked.apply(both).reshape(n, 2, width), axis=2)
+                return np.minimum(curves[:, 0], curves[:, 1])
+        return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
 
     def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """``S`` at each edge, shape (n, len(edges)); calibrated when :meth:`fit` had a calibration set."""
@@ -442,6 +475,7 @@ class DiscreteTimeHazard(_HazardBase):
         X: pd.DataFrame | np.ndarray,  # noqa: N803
         days: float,
         rows: int = WIN_WITHIN_ROWS,
+        interval_proba: IntervalProba | None = None,
     ) -> np.ndarray:
         """P(won within ``days``) per row: :meth:`win_incidence` read at ``days``, the same numbers.
 
@@ -453,33 +487,40 @@ class DiscreteTimeHazard(_HazardBase):
             X: Encoded features, as a frame or as the float matrix of :meth:`interval_proba_codes`.
             days: Days after the snapshot.
             rows: Rows predicted at a time.
+            interval_proba: What :meth:`interval_proba_codes` returns for a float matrix and ``k``,
+                computed another way (the array scoring path's, the same numbers); default: it.
 
         Raises:
             ValueError: The model was fitted without causes (no win incidence).
         """
         if not getattr(self, "competing_", False):
             raise ValueError("the hazard was fitted without causes: it has no win incidence")
-        edges = np.asarray(self.edges, dtype=float)
-        k = int(np.clip(np.searchsorted(edges, days, side="left"), 1, len(edges) - 1))
-        # survival_at's interpolation at one time for every row: its interval and share of it
-        t = min(max(float(days), 0.0), float(edges[k]))
-        at = min(max(int(np.searchsorted(edges[: k + 1], t, side="right")) - 1, 0), k - 1)
-        frac = (np.float64(t) - edges[at]) / (edges[at + 1] - edges[at])
+        k, at, frac = self.win_within_interval(days)
+        proba = self.interval_proba_codes if interval_proba is None else interval_proba
         out = np.empty(len(X))
         for start in range(0, len(X), rows):
             part = X.iloc[start : start + rows] if isinstance(X, pd.DataFrame) else X[start : start + rows]
-            p = (
-                self._interval_proba(part, k=k)
-                if isinstance(part, pd.DataFrame)
-                else self.interval_proba_codes(part, k)
-            )
+            p = self._interval_proba(part, k=k) if isinstance(part, pd.DataFrame) else proba(part, k)
             closed_by, won_by = self._curves_from(p)
             assert won_by is not None
-            incidence = np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
+            incidence = self._won_incidence(closed_by, won_by)
             out[start : start + len(part)] = incidence[:, at] + frac * (
                 incidence[:, at + 1] - incidence[:, at]
             )
         return out
+
+    def win_within_interval(self, days: float) -> tuple[int, int, float]:
+        """What :meth:`win_within` reads at ``days``: ``(k, at, frac)``.
+
+        ``k``: the intervals predicted; ``at`` and ``frac``: ``survival_at``'s interpolation at
+        ``days`` (its interval and share of it), with Python's floats (the same IEEE arithmetic as
+        numpy's, without its per-call cost).
+        """
+        edges = [float(e) for e in self.edges]
+        k = min(max(bisect.bisect_left(edges, float(days)), 1), len(edges) - 1)
+        t = min(max(float(days), 0.0), edges[k])
+        at = min(max(bisect.bisect_right(edges, t, 0, k + 1) - 1, 0), k - 1)
+        return k, at, (t - edges[at]) / (edges[at + 1] - edges[at])
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
@@ -688,3 +729,114 @@ def _interpolation_table(iso: Any) -> tuple[np.ndarray, np.ndarray, float, float
     if not np.array_equal(np.interp(np.clip(probe, low, high), x, y), isotonic_predict(iso, probe)):
         return None
     return x, y, low, high
+
+
+_STACKED: weakref.WeakKeyDictionary[Any, dict[tuple[int, ...], tuple[Any, _StackedInterpolation | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stacked_interpolation(
+    owner: Any, curves: tuple[list[Any], ...], width: int
+) -> _StackedInterpolation | None:
+    """The checked :class:`_StackedInterpolation` of curves side by side, or ``None``.
+
+    Args:
+        owner: The model the calibrators belong to (the cache's key).
+        curves: Per curve its calibrators (one per edge, ``None``: not calibrated); the curves'
+            first ``width`` columns are placed side by side, in this order.
+        width: Columns of each curve.
+
+    Built once per calibrator lists and ``width``; ``None``: one interpolation per edge.
+    """
+    per_owner = _STACKED.setdefault(owner, {})
+    key = (width, *(id(c) for c in curves))
+    cached = per_owner.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], curves, strict=True)):
+        return cached[1]
+    calibrators: list[Any] = []
+    for listed in curves:
+        calibrators += [*listed[:width], *([None] * (width - len(listed[:width])))]
+    stacked = _StackedInterpolation.build(calibrators, len(calibrators))
+    per_owner[key] = (curves, stacked)
+    return stacked
+
+
+class _StackedInterpolation:
+    """:meth:`DiscreteTimeHazard._calibrated`'s interpolations at every edge at once, for a few rows.
+
+    ``np.interp`` one edge at a time costs a call per edge; here its arithmetic runs on all edges
+    in whole-array operations: the edges' tables (:func:`_interpolation`) end to end, each value's
+    interval found by counting the thresholds of its table at or below it (``np.interp``'s binary
+    search finds the same one), then ``np.interp``'s own formula: ``y[j]`` at a threshold or beyond
+    the last, else ``slope * (v - x[j]) + y[j]`` with ``slope = (y[j+1] - y[j]) / (x[j+1] - x[j])``
+    (computed once per interval, as ``np.interp`` does for long inputs). Built only where every
+    table is strictly increasing and finite, and compared with ``np.interp`` on every threshold,
+    the midpoints between them and values beyond both ends when built.
+
+    Args:
+        columns: The curve's columns that are calibrated.
+        tables: Their ``(x, y, low, high)`` tables.
+        width: Columns of the curves.
+    """
+
+    def __init__(
+        self, columns: list[int], tables: list[tuple[np.ndarray, np.ndarray, float, float]], width: int
+    ) -> None:
+        self.width = width
+        self.columns = np.array(columns, dtype=np.intp)
+        self.x = np.concatenate([t[0] for t in tables])
+        self.y = np.concatenate([t[1] for t in tables])
+        sizes = np.array([len(t[0]) for t in tables], dtype=np.intp)
+        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.ends = self.starts + sizes - 1
+        self.owner = np.repeat(np.arange(len(tables)), sizes)
+        self.low = np.array([t[2] for t in tables])
+        self.high = np.array([t[3] for t in tables])
+        # np.interp's slope of each interval, as it computes it (the last of each table: unused)
+        following = np.minimum(np.arange(len(self.x)) + 1, np.repeat(self.ends, sizes))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = (self.y[following] - self.y) / (self.x[following] - self.x)
+
+    @classmethod
+    def build(cls, calibrators: list[Any], width: int) -> _StackedInterpolation | None:
+        """From the calibrators of the first ``width`` edges (``None``: not calibrated), checked."""
+        columns, tables = [], []
+        for j, iso in enumerate(calibrators[:width]):
+            if iso is None:
+                continue
+            table = _interpolation(iso)
+            if table is None:
+                return None
+            x, y = table[0], table[1]
+            if len(x) < 1 or not (np.isfinite(x).all() and np.isfinite(y).all()) or (np.diff(x) <= 0).any():
+                return None
+            columns.append(j)
+            tables.append(table)
+        if not columns:
+            return None
+        stacked = cls(columns, tables, width)
+        # every threshold, the midpoints between them and values beyond both ends, in every column
+        probe = [
+            np.concatenate([x, (x[1:] + x[:-1]) / 2, [low - 1.0, high + 1.0]]) for x, _, low, high in tables
+        ]
+        rows = max(len(p) for p in probe)
+        curve = np.zeros((rows, width))
+        expected = np.zeros((rows, width))
+        for j, p, (x, y, low, high) in zip(columns, probe, tables, strict=True):
+            curve[:, j] = np.resize(p, rows)
+            expected[:, j] = np.interp(np.minimum(np.maximum(curve[:, j], low), high), x, y)
+        if not np.array_equal(stacked.apply(curve)[:, columns], expected[:, columns]):
+            return None
+        return stacked
+
+    def apply(self, curve: np.ndarray) -> np.ndarray:
+        """The curve with its calibrated columns interpolated (finite values), a new array."""
+        out = curve.copy()
+        v = np.minimum(np.maximum(curve[:, self.columns], self.low), self.high)
+        below = self.x[None, :] <= v[:, self.owner]
+        j = np.add.reduceat(below, self.starts, axis=1, dtype=np.intp) - 1 + self.starts
+        x0, y0 = self.x[j], self.y[j]
+        value = self.slope[j] * (v - x0) + y0
+        out[:, self.columns] = np.where((j == self.ends) | (x0 == v), y0, value)
+        return out

@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from forecast.models.pipeline import CalibratedLGBMClassifier, predict_frame
-from forecast.models.survival import DiscreteTimeHazard
+from forecast.models.survival import DiscreteTimeHazard, IntervalProba
 
 
 class HazardBlendedClassifier(CalibratedLGBMClassifier):
@@ -97,9 +97,16 @@ class HazardBlendedClassifier(CalibratedLGBMClassifier):
         """The hazard's P(won within ``hazard_days_``) per row."""
         return np.clip(self.hazard_.win_within(predict_frame(self, X), self.hazard_days_), 0.0, 1.0)
 
-    def win_within_codes(self, codes: np.ndarray) -> np.ndarray:
-        """:meth:`win_within` from the encoded float matrix (the array scoring path)."""
-        return np.clip(self.hazard_.win_within(codes, self.hazard_days_), 0.0, 1.0)
+    def win_within_codes(self, codes: np.ndarray, interval_proba: IntervalProba | None = None) -> np.ndarray:
+        """:meth:`win_within` from the encoded float matrix (the array scoring path).
+
+        Args:
+            codes: The encoded rows.
+            interval_proba: The hazard's interval rows' probabilities computed another way, the same
+                numbers (see :meth:`DiscreteTimeHazard.win_within`); default: its booster.
+        """
+        within = self.hazard_.win_within(codes, self.hazard_days_, interval_proba=interval_proba)
+        return np.minimum(np.maximum(within, 0.0), 1.0)  # np.clip's values, without its wrapper
 
     def tail(self, X: pd.DataFrame, within: np.ndarray) -> np.ndarray | None:  # noqa: N803
         """The hazard's wins after the label horizon, up to ``p_win_days_`` (``None`` without a tail).
@@ -113,11 +120,18 @@ class HazardBlendedClassifier(CalibratedLGBMClassifier):
         far = np.clip(self.hazard_.win_within(predict_frame(self, X), self.p_win_days_), 0.0, 1.0)
         return np.maximum(far - within, 0.0)
 
-    def tail_codes(self, codes: np.ndarray, within: np.ndarray) -> np.ndarray | None:
-        """:meth:`tail` from the encoded float matrix (the array scoring path)."""
+    def tail_codes(
+        self, codes: np.ndarray, within: np.ndarray, interval_proba: IntervalProba | None = None
+    ) -> np.ndarray | None:
+        """:meth:`tail` from the encoded float matrix (the array scoring path).
+
+        ``interval_proba``: as for :meth:`win_within_codes`.
+        """
         if self.p_win_days_ is None:
             return None
-        far = np.clip(self.hazard_.win_within(codes, self.p_win_days_), 0.0, 1.0)
+        far = np.clip(
+            self.hazard_.win_within(codes, self.p_win_days_, interval_proba=interval_proba), 0.0, 1.0
+        )
         return np.maximum(far - within, 0.0)
 
     def blend(
@@ -134,8 +148,11 @@ class HazardBlendedClassifier(CalibratedLGBMClassifier):
         """
         w = np.where(alone, 0.0, self.hazard_weight_)
         p = (1.0 - w) * proba[:, 1] + w * within
-        p = np.clip(p if tail is None else p + tail, 0.0, 1.0)
-        return np.column_stack([1.0 - p, p])
+        p = np.minimum(np.maximum(p if tail is None else p + tail, 0.0), 1.0)  # np.clip's values, faster
+        out = np.empty((len(p), 2))
+        out[:, 0] = 1.0 - p
+        out[:, 1] = p
+        return out
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Blended probabilities, shape (n, 2)."""

@@ -30,6 +30,7 @@ from forecast.models.logistic_terms import TRAINING_MEANS_ATTR, logistic_layout
 from forecast.models.pipeline import CalibratedLGBMClassifier, CategoryEncoder, ColumnSelector
 from forecast.models.survival import INTERVAL, DiscreteTimeHazard
 from forecast.models.win_blend import HazardBlendedClassifier
+from forecast.scoring.interval_trees import IntervalTrees, interval_trees
 from forecast.scoring.pattern_shap import class_contributions, tree_contributions, tree_contributions_and_raw
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,13 @@ class CodedPipeline:
         if [str(c) for c in getattr(self.model, "feature_names_in_", [])] != self.columns:
             raise UnsupportedError("model columns")
         self.prior: CodedPrior | None = None
+        self.hazard_trees: IntervalTrees | None = None
         self.alone_column: int | None = None
         self._sigmoid = False
         if isinstance(self.model, CalibratedLGBMClassifier):
             self._init_classifier(self.model)
             if isinstance(self.model, HazardBlendedClassifier):  # its hazard reads the same codes
-                self._check_booster([*self.columns, INTERVAL], self.model.hazard_.model_.booster_)
+                self._init_hazard(self.model)
         elif isinstance(self.model, DiscreteTimeHazard):
             self.tree_index = np.arange(len(self.columns))
             self._check_booster([*self.columns, INTERVAL])
@@ -215,6 +217,15 @@ class CodedPipeline:
             if model.prior_fit_column in self.encoder.levels_:
                 raise UnsupportedError("categorical prior_fit_column")
             self.alone_column = self.columns.index(model.prior_fit_column)
+
+    def _init_hazard(self, model: HazardBlendedClassifier) -> None:
+        hazard = model.hazard_
+        self._check_booster([*self.columns, INTERVAL], hazard.model_.booster_)
+        # the intervals of P(won within H) and, past a label horizon the history caps, of p_win's reach
+        days = [model.hazard_days_, *([] if model.p_win_days_ is None else [model.p_win_days_])]
+        k = max(hazard.win_within_interval(d)[0] for d in days)
+        # the interval rows' probabilities from one split pattern per deal and tree (LightGBM's numbers)
+        self.hazard_trees = interval_trees(hazard.model_.booster_, hazard.best_iteration_, k)
 
     def _check_booster(self, features: list[str], booster: Any = None) -> None:
         booster = self.model.model_.booster_ if booster is None else booster
@@ -239,15 +250,31 @@ class CodedPipeline:
         """``pipeline.predict_proba`` of a classifier pipeline, shape (n, 2)."""
         model: CalibratedLGBMClassifier = self.model
         prior = None if self.prior is None else self.prior.margin(codes)
-        raw = model._raw_from(codes[:, self.tree_index], self._alone(codes), prior)
-        return self._blended(model._proba_from_raw(raw), codes)
+        alone = self._alone(codes)
+        raw = model._raw_from(codes[:, self.tree_index], alone, prior)
+        return self._blended(model._proba_from_raw(raw), codes, alone)
 
-    def _blended(self, proba: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """A blended model's probabilities (:class:`HazardBlendedClassifier`), else ``proba``."""
+    def _blended(self, proba: np.ndarray, codes: np.ndarray, alone: np.ndarray) -> np.ndarray:
+        """A blended model's probabilities (:class:`HazardBlendedClassifier`), else ``proba``.
+
+        ``alone``: :meth:`_alone` of ``codes``.
+        """
         if not isinstance(self.model, HazardBlendedClassifier):
             return proba
-        within = self.model.win_within_codes(codes)
-        return self.model.blend(proba, within, self._alone(codes), self.model.tail_codes(codes, within))
+        interval_proba = None if self.hazard_trees is None else self._hazard_proba
+        within = self.model.win_within_codes(codes, interval_proba)
+        return self.model.blend(proba, within, alone, self.model.tail_codes(codes, within, interval_proba))
+
+    def _hazard_proba(self, codes: np.ndarray, k: int) -> np.ndarray:
+        """The blend's hazard's ``interval_proba_codes`` through :attr:`hazard_trees` (the same numbers).
+
+        Its first ``k`` interval rows: each interval row is scored on its own.
+        """
+        engine = self.hazard_trees
+        if engine is None or k > engine.intervals:
+            return self.model.hazard_.interval_proba_codes(codes, k)
+        proba = engine.proba(codes)
+        return proba if k == engine.intervals else proba[:, :k]
 
     def contributions(self, codes: np.ndarray) -> np.ndarray:
         """The classifier's contributions (:meth:`CalibratedLGBMClassifier.contributions`)."""
@@ -280,7 +307,7 @@ class CodedPipeline:
         else:  # as CalibratedLGBMClassifier._raw_from: the trees' raw score where they are grown
             margin = np.where(alone, 0.0, raw)
             uncalibrated = np.asarray(1.0 / (1.0 + np.exp(-(margin + self.prior.margin(codes, design)))))
-        return self._blended(model._proba_from_raw(uncalibrated), codes), values
+        return self._blended(model._proba_from_raw(uncalibrated), codes, alone), values
 
     def hazard_contributions(self, codes: np.ndarray) -> np.ndarray:
         """The hazard model's contributions (:meth:`DiscreteTimeHazard.contributions`).
