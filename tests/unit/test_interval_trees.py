@@ -234,3 +234,26 @@ def test_p_win_past_the_label_horizon_takes_the_engine_too(blend: tuple[Pipeline
         np.testing.assert_array_equal(fast.predict_proba(codes), expected)
         np.testing.assert_array_equal(fast.proba_and_contributions(codes)[0], expected)
     assert not np.array_equal(far.predict_proba(rows), pipe.predict_proba(rows))  # the tail is added
+
+
+def test_a_hazard_with_wide_trees_keeps_lightgbm_and_the_array_path_still_serves(
+    blend: tuple[Pipeline, pd.DataFrame],
+) -> None:
+    """Trees of 64 leaves or more (another CRM's num_leaves) overflow no table: LightGBM reads them."""
+    pipe, rows = blend
+    classifier = pipe.steps[-1][1]
+    x = _frame(5_000, 0)
+    encoded = pipe[:-1].transform(x)
+    rng = np.random.default_rng(4)
+    d, e = rng.uniform(1, 150, len(x)), rng.random(len(x)) < 0.8
+    hazard = DiscreteTimeHazard(n_estimators=5, num_leaves=100, min_child_samples=2, random_state=0)
+    hazard.fit(encoded, d, e, causes=np.where(rng.random(len(x)) < 0.4, 1, 2))
+    booster = hazard.model_.booster_
+    assert max(t["num_leaves"] for t in booster.dump_model()["tree_info"]) >= 64
+    assert interval_trees.interval_trees(booster, hazard.best_iteration_, 5) is None
+    wide = blended_pipeline(pipe, hazard, classifier.hazard_weight_, DAYS)
+    fast = fastpath.coded(wide)
+    assert fast is not None and fast.hazard_trees is None  # the model loads; LightGBM reads the hazard
+    for batch in _batches(rows):
+        expected = wide.predict_proba(batch)
+        np.testing.assert_array_equal(fast.predict_proba(fast.encode(batch)), expected)

@@ -76,10 +76,11 @@ class IntervalTrees:
         interval = self.n_features - 1
         splits = [_splits(tree) for tree in trees]
         self.bits = max([1, *(len(s) for s in splits)])
-        # a tree's patterns are numbers below 2^(its splits): one table entry each
-        self.table_sizes = np.array([1 << len(s) for s in splits], dtype=np.int64)
-        if self.table_sizes.sum() > MAX_TABLE:
+        # a tree's patterns are numbers below 2^(its splits): one table entry each, counted in
+        # Python integers (a tree of 63 splits or more overflows int64)
+        if self.bits >= MAX_TABLE.bit_length() or sum(1 << len(s) for s in splits) > MAX_TABLE:
             raise UnsupportedError("trees too large for the pattern tables")
+        self.table_sizes = np.array([1 << len(s) for s in splits], dtype=np.int64)
         steps = np.arange(self.intervals, dtype=np.float64)
         self.interval_bits = np.zeros((len(trees), self.intervals), dtype=np.int64)
         by_feature: dict[int, list[tuple[int, int, dict[str, Any]]]] = {}
@@ -306,8 +307,8 @@ def interval_trees(booster: lgb.Booster, iterations: int, intervals: int) -> Int
         except (UnsupportedError, _UnsupportedError) as exc:  # ours, or a split kind pattern_shap refuses
             log.debug("no interval-row patterns for this booster: %s", exc)
             engine = None
-        except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:  # an unusual dump
-            log.debug("no interval-row patterns for this booster: %r", exc)
+        except (AttributeError, KeyError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
+            log.debug("no interval-row patterns for this booster (an unusual dump): %r", exc)
             engine = None
         per_booster[key] = engine
     return per_booster[key]
