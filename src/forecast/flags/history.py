@@ -194,25 +194,26 @@ def load_history(src: FeatureSource, entity: Entity, config: FlagsConfig) -> His
             gap_rep = _codes(got, "rep", rep_map)
             gap_segment = _codes(got, "segment", seg_map)
             ended = got.column("ended_at").to_numpy()
+            gap_days = got.column("gap_days").to_numpy()
+            gap_stage = _codes(got, "stage", stage_map)
         else:
-            gap = pc.is_valid(got.column("gap_days")).to_numpy(zero_copy_only=False) & (
-                (occurred != _NAT) & (row_of[touch_entity] >= 0)  # a touch before; an entity held
-            )
-            gap_entity, ended = touch_entity[gap], occurred[gap]
+            gap_days = got.column("gap_days").to_numpy()  # missing (the first touch): NaN
+            gap = ~np.isnan(gap_days) & (occurred != _NAT) & (row_of[touch_entity] >= 0)  # an entity held
+            gap_entity, ended, gap_days = touch_entity[gap], occurred[gap], gap_days[gap]
             rows = row_of[gap_entity]
             gap_rep = entities["rep_id"].cat.codes.to_numpy()[rows]
             gap_segment = entities["segment"].cat.codes.to_numpy()[rows]
-            got = got.filter(pa.array(gap))
+            gap_stage = _codes(got, "stage", stage_map)[gap]
+        del got
     finally:
         labels.drop()
-    gap_days = got.column("gap_days").to_numpy()
     order = _entity_gap_order(gap_entity, gap_days)
     gaps = pd.DataFrame(
         {
             "entity_id": _category(gap_entity[order], kinds["entity_id"]),
             "rep_id": _category(gap_rep[order], kinds["rep_id"]),
             "segment": _category(gap_segment[order], kinds["segment"]),
-            "stage": _category(_codes(got, "stage", stage_map)[order], kinds["stage"]),
+            "stage": _category(gap_stage[order], kinds["stage"]),
             "ended_at": ended[order].view("datetime64[ns]"),
             "gap_days": gap_days[order],
         }
