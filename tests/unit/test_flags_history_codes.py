@@ -22,7 +22,7 @@ from forecast.features.build import ID_COLUMN, Entity, build_feature_table
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import FeatureSource, frames_source
 from forecast.features.stages import stage_spell_ctes
-from forecast.flags import compute, silence
+from forecast.flags import compute, history, silence
 from forecast.flags.config import FlagsConfig, GoingCold
 from forecast.flags.history import History, entity_attributes, load_history, unanswered_attempts
 from forecast.flags.rules import evaluate_flags, summarise
@@ -407,3 +407,31 @@ def test_a_history_of_plain_text_columns_in_any_order_fits_the_same_model(
     a = compute.flag_snapshot(plain_history, frame, _as_ofs(crm)[0], config)
     b = compute.flag_snapshot(new, frame, _as_ofs(crm)[0], config)
     _same(a.flags, b.flags, "flags")
+
+
+@pytest.mark.parametrize("entity", ["opportunity", "lead"])
+def test_labels_numbered_in_another_order_than_pythons_are_renumbered(
+    gapped: FeatureSource, entity: Entity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB numbers the labels in its sort order; where Python sorts them otherwise, codes follow Python."""
+    monkeypatch.setattr(history._Labels, "order", "label DESC")
+    config = FlagsConfig()
+    new, old = load_history(gapped, entity, config), _reference_history(gapped, entity, config)
+    assert new.gaps["rep_id"].cat.categories.is_monotonic_increasing
+    as_of = _as_ofs(gapped)[1]
+    frame = _features(gapped, gapped, entity, as_of)
+    got = compute.flag_snapshot(new, frame, as_of, config)
+    signals, flags, summary = _reference_snapshot(old, frame, as_of, config)
+    _same(compute.snapshot_signals(new, frame, as_of, config), signals, "signals")
+    _same(got.flags, flags, "flags")
+    _same(got.summary, summary, "summary")
+    labels = history._Labels(gapped.con)
+    try:
+        assert labels.table("reps", "SELECT rep_id FROM leads")[2] is not None  # the codes were mapped
+    finally:
+        labels.drop()
+    with_stage = entity == "opportunity"
+    _same_model(
+        fit_silence(new.gaps, as_of, config.going_cold, with_stage),
+        _reference_fit(old.gaps, as_of, config.going_cold, with_stage),
+    )

@@ -100,6 +100,9 @@ def ns_of(when: pd.Timestamp) -> int:
 class _Labels:
     """Temporary tables of the sorted distinct values of text keys, numbered from 0, on one connection."""
 
+    order = "label"
+    """How DuckDB sorts the labels before numbering them (a test reverses it)."""
+
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         self.tag = uuid.uuid4().hex[:12]
@@ -115,7 +118,7 @@ class _Labels:
         name = f"_flags_{what}_{self.tag}"
         self.con.execute(
             f"""CREATE TEMP TABLE {name} AS
-                SELECT label, (row_number() OVER (ORDER BY label) - 1)::INTEGER AS code
+                SELECT label, (row_number() OVER (ORDER BY {self.order}) - 1)::INTEGER AS code
                 FROM (SELECT DISTINCT v AS label FROM ({values_sql}) s(v) WHERE v IS NOT NULL)"""
         )
         self.names.append(name)
