@@ -435,3 +435,27 @@ def test_labels_numbered_in_another_order_than_pythons_are_renumbered(
         fit_silence(new.gaps, as_of, config.going_cold, with_stage),
         _reference_fit(old.gaps, as_of, config.going_cold, with_stage),
     )
+
+
+def test_many_groups_and_unsorted_categories_give_the_reference_model() -> None:
+    """Segments past 32,767 groups (no radix sort) and categories not in sorted order."""
+    rng = np.random.default_rng(5)
+    n = 60000
+    gaps = pd.DataFrame(
+        {
+            "entity_id": rng.integers(0, 5000, n).astype(str),
+            "rep_id": rng.choice(["R1", "R2", "R3", None], n),
+            "segment": rng.integers(0, 40000, n).astype(str),
+            "stage": rng.choice(["b", "a", "c"], n),
+            "ended_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D"),
+            "gap_days": np.round(rng.exponential(4.0, n), 1),
+        }
+    )
+    as_of = pd.Timestamp("2024-12-01")
+    config = GoingCold(min_rep_gaps=5)
+    want = _reference_fit(gaps, as_of, config, True)
+    unsorted = gaps.astype({"stage": pd.CategoricalDtype(["c", "a", "b"]), "rep_id": "category"})
+    _same_model(fit_silence(gaps, as_of, config, True), want)
+    got = fit_silence(unsorted, as_of, config, True)
+    assert len(got.tables[3]) > 32767
+    _same_model(got, want)

@@ -81,8 +81,10 @@ def codes_of(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
     A categorical column with sorted categories gives its own codes; any other is factorized.
     """
-    if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.categories.is_monotonic_increasing:
-        return column.cat.codes.to_numpy(), column.cat.categories
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        if column.cat.categories.is_monotonic_increasing:
+            return column.cat.codes.to_numpy(), column.cat.categories
+        column = column.astype(object)  # sorted as texts, not in the categories' order
     codes, labels = pd.factorize(column, sort=True)
     return codes, pd.Index(labels, dtype=object)
 

@@ -105,8 +105,10 @@ def _by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     known = keys >= 0
     k, v = keys[known], values[known]
-    kind = np.int16 if len(k) == 0 or int(k.max()) < np.iinfo(np.int16).max else np.int64
-    order = np.argsort(k.astype(kind), kind="stable")
+    if len(k) and int(k.max()) >= np.iinfo(np.int16).max:  # many groups: a merge sort
+        order = np.argsort(k.astype(np.int64), kind="stable")
+        return k[order].astype(np.int64), v[order]
+    order = np.argsort(k.astype(np.int16), kind="stable")
     counts = np.bincount(k, minlength=1)
     return np.repeat(np.arange(len(counts), dtype=np.int64), counts), v[order]
 
