@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 from forecast.flags.config import GoingCold
+from forecast.flags.history import codes_of, ns_of, times_ns
+
+_NAT = np.iinfo(np.int64).min
 
 BAND_NAMES = {
     1: ["usual"],
@@ -65,9 +68,53 @@ def _levels(with_stage: bool) -> list[tuple[str, ...]]:
     return [(), ("cadence",), ("segment", "cadence")]
 
 
-def rep_cadence(gaps: pd.DataFrame, bands: int, min_gaps: int) -> pd.Series:
-    """Cadence band of each rep from its median gap (reps with fewer than ``min_gaps`` left out)."""
-    per_rep = gaps.groupby("rep_id")["gap_days"].agg(["median", "size"])
+def _group_stats(keys: np.ndarray, values: np.ndarray, q: float) -> tuple[np.ndarray, ...]:
+    """Per group of ``keys`` (sorted by key, then value): the key, size, median and ``q`` quantile.
+
+    The figures are pandas' grouped ``size``, ``median`` and ``quantile(q)`` to the bit: the size
+    counts every row; the median is the middle value or the mean of the middle two, the quantile
+    ``v[i] + (v[i + 1] - v[i]) * f`` at ``q * (n - 1) = i + f``, both over the non-missing values.
+    """
+    if not len(keys):
+        empty = np.array([], dtype=float)
+        return keys[:0], np.array([], dtype=np.int64), empty, empty
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    ends = np.append(starts[1:], len(keys))
+    size = ends - starts
+    valid = size - np.add.reduceat(np.isnan(values), starts)  # missing values sort last
+    last = len(values) - 1
+    low = np.minimum(starts + np.maximum(valid - 1, 0) // 2, last)
+    high = np.minimum(starts + valid // 2, last)
+    median = np.where(valid % 2 == 1, values[low], (values[low] + values[high]) / 2)
+    at = q * np.maximum(valid - 1, 0).astype(float)
+    step = at.astype(np.int64)
+    frac = np.fmod(at, 1.0)
+    below = values[np.minimum(starts + step, last)]
+    above = values[np.minimum(starts + step + 1, last)]
+    quantile = np.where(frac == 0.0, below, below + (above - below) * frac)
+    none = valid == 0
+    median[none] = np.nan
+    quantile[none] = np.nan
+    return keys[starts], size.astype(np.int64), median, quantile
+
+
+def _by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows with a key (codes >= 0) sorted by key, then value (``values`` ascending on entry).
+
+    A stable sort by key keeps each group's values in order: a radix sort for 16-bit keys.
+    """
+    known = keys >= 0
+    k, v = keys[known], values[known]
+    if len(k) and int(k.max()) >= np.iinfo(np.int16).max:  # many groups: a merge sort
+        order = np.argsort(k.astype(np.int64), kind="stable")
+        return k[order].astype(np.int64), v[order]
+    order = np.argsort(k.astype(np.int16), kind="stable")
+    counts = np.bincount(k, minlength=1)
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts), v[order]
+
+
+def _band_of(per_rep: pd.DataFrame, bands: int, min_gaps: int) -> pd.Series:
+    """Cadence band of each rep from its ``median`` gap (reps with fewer than ``min_gaps`` left out)."""
     per_rep = per_rep[per_rep["size"] >= min_gaps]
     if per_rep.empty:
         return pd.Series(dtype=object)
@@ -79,28 +126,111 @@ def rep_cadence(gaps: pd.DataFrame, bands: int, min_gaps: int) -> pd.Series:
     return pd.Series(np.array(names, dtype=object)[codes], index=per_rep.index, dtype=object)
 
 
+def _per_rep(reps: np.ndarray, labels: pd.Index, values: np.ndarray) -> pd.DataFrame:
+    """Median and number of gaps of each rep (codes ``reps`` >= 0; ``values`` ascending), by rep id."""
+    groups, size, median, _ = _group_stats(*_by_key(reps, values), 0.5)
+    index = pd.Index(labels.to_numpy(dtype=object)[groups], dtype=object, name="rep_id")
+    return pd.DataFrame({"median": median, "size": size}, index=index)
+
+
+def rep_cadence(gaps: pd.DataFrame, bands: int, min_gaps: int) -> pd.Series:
+    """Cadence band of each rep from its median gap (reps with fewer than ``min_gaps`` left out)."""
+    reps, labels = codes_of(gaps["rep_id"])
+    values = gaps["gap_days"].to_numpy(dtype=float)
+    order = np.argsort(values)
+    return _band_of(_per_rep(reps[order], labels, values[order]), bands, min_gaps)
+
+
+def _presorted(keys: np.ndarray, values: np.ndarray) -> bool:
+    """Whether the rows are sorted by key, then value."""
+    if len(keys) < 2:
+        return True
+    step = np.diff(keys)
+    return bool((step >= 0).all() and ((step > 0) | (values[1:] >= values[:-1])).all())
+
+
+def _own(gaps: pd.DataFrame, ended: np.ndarray, values: np.ndarray, as_of_ns: int, q: float) -> pd.DataFrame:
+    """Each entity's own gaps ended before as_of: ``n``, ``q50``, ``q_hi``, indexed by ``entity_id``."""
+    entities, labels = codes_of(gaps["entity_id"])
+    keep = (ended < as_of_ns) & (ended != _NAT) & (entities >= 0)
+    if _presorted(entities, values):
+        keys, vals = entities[keep], values[keep]
+    else:
+        order = np.lexsort((values, entities))
+        order = order[keep[order]]
+        keys, vals = entities[order], values[order]
+    groups, size, median, quantile = _group_stats(keys, vals, q)
+    index = pd.Index(labels.to_numpy(dtype=object)[groups], dtype=object, name="entity_id")
+    return pd.DataFrame({"n": size, "q50": median, "q_hi": quantile}, index=index)
+
+
+def _level_table(
+    keys: tuple[str, ...], codes: dict[str, tuple[np.ndarray, pd.Index]], values: np.ndarray, q: float
+) -> pd.DataFrame:
+    """``n``, ``q50`` and ``q_hi`` per group of ``keys`` (rows missing a key left out), sorted by key.
+
+    ``codes``: each key's codes aligned with ``values`` (ascending) and its labels in sorted order.
+    """
+    composite = np.zeros(len(values), dtype=np.int64)
+    known = np.ones(len(values), dtype=bool)
+    for k in keys:
+        c, labels = codes[k]
+        composite = composite * max(len(labels), 1) + c
+        known &= c >= 0
+    groups, size, median, quantile = _group_stats(*_by_key(np.where(known, composite, -1), values), q)
+    columns = []
+    for k in reversed(keys):
+        labels = codes[k][1]
+        columns.append(labels.to_numpy()[groups % max(len(labels), 1)])
+        groups = groups // max(len(labels), 1)
+    columns.reverse()
+    if len(keys) == 1:
+        index: pd.Index = pd.Index(columns[0], dtype=codes[keys[0]][1].dtype, name=keys[0])
+    else:
+        levels = [pd.Index(c, dtype=codes[k][1].dtype) for c, k in zip(columns, keys, strict=True)]
+        index = pd.MultiIndex.from_arrays(levels, names=list(keys))
+    return pd.DataFrame({"n": size, "q50": median, "q_hi": quantile}, index=index)
+
+
 def fit_silence(gaps: pd.DataFrame, as_of: pd.Timestamp, config: GoingCold, with_stage: bool) -> SilenceModel:
     """Fit the expected gaps on the gaps that ended before ``as_of``.
 
+    The groups are formed on integer codes of the text columns (categorical columns give theirs), in
+    numpy; every figure equals pandas' grouped median and quantile of the same gaps.
+
     Args:
-        gaps: ``rep_id``, ``segment``, ``stage``, ``ended_at``, ``gap_days``
-            (:attr:`forecast.flags.history.History.gaps`).
+        gaps: ``entity_id``, ``rep_id``, ``segment``, ``stage``, ``ended_at``, ``gap_days``
+            (:attr:`forecast.flags.history.History.gaps`; fastest sorted by entity and gap).
         as_of: Only gaps ended before it (and within ``config.history_days``) are used.
         config: Quantile, window, shrinkage and cadence settings.
         with_stage: Group by stage too (deals).
     """
-    window = gaps[
-        (gaps["ended_at"] < as_of) & (gaps["ended_at"] >= as_of - pd.Timedelta(days=config.history_days))
-    ].copy()
-    band = rep_cadence(window, config.cadence_bands, config.min_rep_gaps)
-    window["cadence"] = window["rep_id"].map(band)
+    ended = times_ns(gaps["ended_at"])
+    values = gaps["gap_days"].to_numpy(dtype=float)
+    end = ns_of(as_of)
+    start = ns_of(as_of - pd.Timedelta(days=config.history_days))
+    window = np.flatnonzero((ended < end) & (ended >= start))  # NaT lies before any start
+    window = window[np.argsort(values[window])]  # by gap (ties in any order: only the values count)
+    wv = values[window]
+    reps, rep_labels = codes_of(gaps["rep_id"])
+    reps = reps[window]
+    band = _band_of(_per_rep(reps, rep_labels, wv), config.cadence_bands, config.min_rep_gaps)
+    # No band: the cadence column pandas would map is all missing, typed float (empty groups' index)
+    cadence_labels = pd.Index(sorted(set(band.to_numpy())), dtype=object if len(band) else float)
+    cadence_of = np.full(len(rep_labels) + 1, -1, dtype=np.int64)  # the last slot: reps without a code
+    if len(band):
+        cadence_of[rep_labels.get_indexer(band.index)] = cadence_labels.get_indexer(band.to_numpy())
+    codes: dict[str, tuple[np.ndarray, pd.Index]] = {"cadence": (cadence_of[reps], cadence_labels)}
+    for col in ("stage", "segment"):
+        c, labels = codes_of(gaps[col])
+        codes[col] = (c[window], labels)
     levels = _levels(with_stage)
     tables: list[pd.DataFrame] = []
     q, k = config.quantile, config.shrinkage
     for i, keys in enumerate(levels):
         if not keys:
-            n = len(window)
-            g = window["gap_days"]
+            n = len(wv)
+            g = pd.Series(wv)
             table = pd.DataFrame(
                 {
                     "n": [n],
@@ -111,9 +241,7 @@ def fit_silence(gaps: pd.DataFrame, as_of: pd.Timestamp, config: GoingCold, with
             )
             tables.append(table)
             continue
-        sub = window.dropna(subset=list(keys))
-        grouped = sub.groupby(list(keys), observed=True)["gap_days"]
-        table = pd.DataFrame({"n": grouped.size(), "q50": grouped.median(), "q_hi": grouped.quantile(q)})
+        table = _level_table(keys, codes, wv, q)
         parent = _lookup(tables[i - 1], levels[i - 1], table.index.to_frame(index=False))
         w = table["n"].to_numpy(dtype=float)
         for col in ("q50", "q_hi"):
@@ -124,9 +252,8 @@ def fit_silence(gaps: pd.DataFrame, as_of: pd.Timestamp, config: GoingCold, with
     own = None
     if config.own_cadence:
         # The entity's own gaps since it was created (not only within the window).
-        mine = gaps[gaps["ended_at"] < as_of].groupby("entity_id")["gap_days"]
-        own = pd.DataFrame({"n": mine.size(), "q50": mine.median(), "q_hi": mine.quantile(q)})
-    dormant = float(window["gap_days"].quantile(config.dormant_quantile)) if len(window) else float("nan")
+        own = _own(gaps, ended, values, end, q)
+    dormant = float(pd.Series(wv).quantile(config.dormant_quantile)) if len(wv) else float("nan")
     return SilenceModel(levels, tables, band, q, as_of, own, k, dormant)
 
 
