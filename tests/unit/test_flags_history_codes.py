@@ -459,3 +459,37 @@ def test_many_groups_and_unsorted_categories_give_the_reference_model() -> None:
     got = fit_silence(unsorted, as_of, config, True)
     assert len(got.tables[3]) > 32767
     _same_model(got, want)
+
+
+def test_stages_entered_at_the_same_instant_give_one_stage_whatever_the_rows_order() -> None:
+    """A skip recorded to the second: the gap's stage is the one furthest in the pipeline, as in the features."""
+    tables = simulate_crm(SimulationConfig(n_leads=1500, seed=3, months=8)).tables
+    h = tables["stage_history"]
+    tied = h.iloc[::2].copy()
+    stages = list(dict.fromkeys(h["stage"]))
+    tied["stage"] = tied["stage"].map(lambda s: stages[(stages.index(s) + 1) % len(stages)])
+    both = pd.concat([h, tied], ignore_index=True)
+    gaps = []
+    for rows in (both, pd.concat([tied, h]), both.sample(frac=1.0, random_state=1)):
+        with frames_source({**tables, "stage_history": rows.reset_index(drop=True)}) as src:
+            gaps.append(load_history(src, "opportunity", FlagsConfig()).gaps.reset_index(drop=True))
+            ranks = dict(src.con.execute("SELECT stage, stage_order FROM _stages").fetchall())
+    for other in gaps[1:]:
+        pd.testing.assert_series_equal(other["stage"].astype(object), gaps[0]["stage"].astype(object))
+    # the expected stage: the last entered at or before the gap's start, ties to the furthest stage
+    current = both.assign(rank=both["stage"].map(ranks).fillna(-1))
+    current = current.sort_values(["opportunity_id", "entered_at", "rank", "stage"]).drop_duplicates(
+        ["opportunity_id", "entered_at"], keep="last"
+    )
+    g = gaps[0]
+    started = pd.to_datetime(g["ended_at"]) - pd.to_timedelta((g["gap_days"] * 86400).round(), unit="s")
+    probe = pd.DataFrame({"opportunity_id": g["entity_id"].astype(str), "at": started, "row": range(len(g))})
+    probe = probe.sort_values("at")
+    current = current.assign(at=pd.to_datetime(current["entered_at"])).sort_values("at")
+    want = pd.merge_asof(probe, current[["opportunity_id", "at", "stage"]], on="at", by="opportunity_id")
+    want = want.sort_values("row")["stage"].to_numpy(dtype=object)
+    got = g["stage"].astype(object).to_numpy()
+    assert (pd.isna(want) == pd.isna(got)).all()
+    known = ~pd.isna(want)
+    assert len(set(tied["opportunity_id"]) & set(g["entity_id"].astype(str))) > 50
+    np.testing.assert_array_equal(got[known].astype(str), want[known].astype(str))

@@ -269,8 +269,15 @@ def _stage_join(ids: str, stages: str) -> tuple[str, str]:
     """The deal's stage code when the gap began (``NULL`` for leads): the column and its join."""
     if not stages:
         return "NULL::INTEGER AS stage", ""
+    # Stages entered at the same instant (a skip recorded to the second, or to the day): the one the
+    # deal features read as current then (furthest in the pipeline, then by name), whatever the rows' order.
     history = f"""(SELECT i.code AS entity, h.entered_at, st.code AS stage
-                   FROM stage_history h JOIN {ids} i ON i.label = h.opportunity_id
+                   FROM (SELECT h.opportunity_id, h.entered_at, h.stage
+                         FROM stage_history h LEFT JOIN _stages o ON o.stage = h.stage
+                         QUALIFY row_number() OVER (
+                             PARTITION BY h.opportunity_id, h.entered_at
+                             ORDER BY o.stage_order DESC NULLS FIRST, h.stage DESC NULLS FIRST) = 1) h
+                   JOIN {ids} i ON i.label = h.opportunity_id
                    LEFT JOIN {stages} st ON st.label = h.stage)"""
     return "h.stage", f"ASOF LEFT JOIN {history} h ON t.entity = h.entity AND t.started_at >= h.entered_at"
 
