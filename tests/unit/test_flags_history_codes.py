@@ -462,7 +462,7 @@ def test_many_groups_and_unsorted_categories_give_the_reference_model() -> None:
 
 
 def test_stages_entered_at_the_same_instant_give_one_stage_whatever_the_rows_order() -> None:
-    """A skip recorded to the second: the gap's stage is the one furthest in the pipeline, as in the features."""
+    """A skip recorded to the second: the gap gets the stage furthest in the pipeline, as the features do."""
     tables = simulate_crm(SimulationConfig(n_leads=1500, seed=3, months=8)).tables
     h = tables["stage_history"]
     tied = h.iloc[::2].copy()
