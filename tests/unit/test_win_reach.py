@@ -9,7 +9,6 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from forecast.data.simulate import simulate_crm
@@ -31,9 +30,13 @@ from tests.conftest import REPO
 WIN = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
 
 
-@pytest.fixture(scope="module")
-def long_cycle() -> tuple[ModelInput, TrainingConfig, pd.Timestamp, object]:
-    world = load_world("cycle-200").model_copy(update={"leads_per_month": 350.0, "seed": 5})
+Facts = tuple[float | None, float | None]
+"""The follow-up a tenth of the snapshots reach and the cycle's 95th percentile (days)."""
+
+
+def _snapshots(name: str, leads_per_month: float, seed: int) -> tuple[ModelInput, TrainingConfig, Facts]:
+    """A world's deal snapshots with the config's horizons resolved, and (reach, cycle) of its CRM."""
+    world = load_world(name).model_copy(update={"leads_per_month": leads_per_month, "seed": seed})
     sim = simulate_crm(world.to_config())
     with frames_source(sim.tables, world.pipeline()) as src:
         end = src.data_end()
@@ -42,19 +45,24 @@ def long_cycle() -> tuple[ModelInput, TrainingConfig, pd.Timestamp, object]:
         table = snapshot_table(src, config, LabelConfig(h, h), data_end=end)
         reach = follow_up_quantile(src, float(WIN.snapshots.tail_follow_up or 0.1), end)
         cycle = cycle_quantile(src, 0.95, end)
-    return table_input(table, config.label), config, end, (reach, cycle)
+    return table_input(table, config.label), config, (reach, cycle)
 
 
 @pytest.fixture(scope="module")
-def trained(long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object]) -> TrainResult:
-    data, config, _, _ = long_cycle
+def long_cycle() -> tuple[ModelInput, TrainingConfig, Facts]:
+    return _snapshots("cycle-200", 350.0, 5)
+
+
+@pytest.fixture(scope="module")
+def trained(long_cycle: tuple[ModelInput, TrainingConfig, Facts]) -> TrainResult:
+    data, config, _ = long_cycle
     return train_binary(data, config)
 
 
 def test_a_capped_label_gets_a_p_win_that_reaches_the_cycle_within_the_follow_up(
-    long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object],
+    long_cycle: tuple[ModelInput, TrainingConfig, Facts],
 ) -> None:
-    _, config, _, (reach, cycle) = long_cycle
+    _, config, (reach, cycle) = long_cycle
     h, far = config.snapshots.horizon_days, config.snapshots.p_win_days
     assert far is not None and far > h, "200-day cycles on a year of history: the label is capped"
     assert far % 7 == 0 and far <= 7 * (reach // 7)  # whole weeks, where a tenth of the snapshots reach
@@ -75,9 +83,9 @@ def test_a_label_that_reaches_the_cycle_is_left_as_it_is() -> None:
 
 
 def test_the_served_model_adds_the_hazard_s_wins_after_the_label_horizon(
-    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object]
+    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, Facts]
 ) -> None:
-    data, config, _, _ = long_cycle
+    data, config, _ = long_cycle
     model = trained.pipeline.steps[-1][1]
     assert isinstance(model, HazardBlendedClassifier)
     h, far = float(config.snapshots.horizon_days), float(config.snapshots.p_win_days or 0)
@@ -105,7 +113,7 @@ def test_the_served_model_adds_the_hazard_s_wins_after_the_label_horizon(
 
 
 def test_the_array_path_and_a_pickled_copy_add_the_same_tail(
-    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object]
+    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, Facts]
 ) -> None:
     data = long_cycle[0]
     x = data.frame[data.features].iloc[::3]
@@ -126,9 +134,9 @@ def test_a_model_without_a_reach_says_the_label_s_horizon() -> None:
 
 
 def test_the_stage_floor_is_read_at_the_reach_and_judged_at_the_label_horizon(
-    long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object],
+    long_cycle: tuple[ModelInput, TrainingConfig, Facts],
 ) -> None:
-    data, config, _, _ = long_cycle
+    data, config, _ = long_cycle
     h, far = float(config.snapshots.horizon_days), float(config.snapshots.p_win_days or 0)
     result = train_stage_incidence(data, config, reason="a test")
     served, judged = result.pipeline.steps[-1][1], result.eval_pipeline.steps[-1][1]  # type: ignore[union-attr]
@@ -159,24 +167,18 @@ def test_a_learned_model_judged_without_any_purge_gap_does_not_serve_over_the_st
 
 
 def test_three_months_of_history_get_the_stage_model_when_no_purge_gap_fits() -> None:
-    world = load_world("history-3m").model_copy(update={"leads_per_month": 1000.0, "seed": 7})
-    sim = simulate_crm(world.to_config())
-    with frames_source(sim.tables, world.pipeline()) as src:
-        end = src.data_end()
-        config = resolve_horizon(src, WIN)
-        h = config.snapshots.horizon_days
-        table = snapshot_table(src, config, LabelConfig(h, h), data_end=end)
-    result = train_binary(table_input(table, config.label), config)
+    data, config, _ = _snapshots("history-3m", 1000.0, 7)
+    result = train_binary(data, config)
     assert result.model_kind == "stage_incidence_small_data"
     assert any("no purge gap could be kept" in n for n in result.notes)
 
 
 def test_the_shock_evidence_spreads_the_evaluation_model_s_p_win_over_its_label_horizon(
-    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, pd.Timestamp, object]
+    trained: TrainResult, long_cycle: tuple[ModelInput, TrainingConfig, Facts]
 ) -> None:
     from forecast.revenue.engine import DealModels, HeldOutModels, _cut_scorer
 
-    _, config, _, _ = long_cycle
+    _, config, _ = long_cycle
     h, far = float(config.snapshots.horizon_days), float(config.snapshots.p_win_days or 0)
     assert trained.eval_pipeline is not None
     held = HeldOutModels(trained.eval_pipeline, trained.eval_pipeline, None)
