@@ -1,7 +1,8 @@
 """Where the revenue forecast takes the open deals' win level from: deal win, the hazard, their mean, or auto.
 
-Usage: ``uv run python benchmarks/bench_revenue_level.py history-3m stages-8 ...`` (robustness presets;
-seed 7, 800 leads a month; 2-10 minutes a world on the shared 2-core machine). Prints one JSON line
+Usage: ``uv run python benchmarks/bench_revenue_level.py [--leads-per-month N] history-3m stages-8 ...``
+(robustness presets; seed 7, 800 leads a month unless given; 2-10 minutes a world on the shared
+2-core machine). Prints one JSON line
 per world: WAPE, bias and months inside P10-P90 of the 3-month backtest after the world's cut
 (:func:`forecast.robustness.revenue_coverage`), for each ``ShockSettings.win_level``, on the same
 trained models (trained once per as_of, cached in this process), with the stage-weighted (``sw``)
@@ -39,10 +40,10 @@ def _trained_once(tables: Any, pipeline: Any, as_of: Any, win: Any, close: Any) 
     return _trained[as_of]
 
 
-def _judge(name: str, win: TrainingConfig, close: TrainingConfig) -> dict[str, Any]:
+def _judge(name: str, win: TrainingConfig, close: TrainingConfig, lpm: float) -> dict[str, Any]:
     """One world's 3-month backtest at each level."""
     _trained.clear()
-    world = load_world(name).model_copy(update={"leads_per_month": 800.0, "seed": 7, "n_leads": None})
+    world = load_world(name).model_copy(update={"leads_per_month": lpm, "seed": 7, "n_leads": None})
     sim = simulate_crm(world.to_config(extra_months=6))
     pipeline, cut = world.pipeline(), cut_of(world)
     out: dict[str, Any] = {"world": name}
@@ -65,8 +66,14 @@ def main() -> None:
     bt.train_deal_models = _trained_once
     win = TrainingConfig.from_yaml(REPO / "training/deal_win.yaml")
     close = TrainingConfig.from_yaml(REPO / "training/time_to_close.yaml")
-    for name in sys.argv[1:]:
-        print(json.dumps(_judge(name, win, close)), flush=True)
+    args = sys.argv[1:]
+    lpm = 800.0
+    if "--leads-per-month" in args:
+        i = args.index("--leads-per-month")
+        lpm = float(args[i + 1])
+        del args[i : i + 2]
+    for name in args:
+        print(json.dumps(_judge(name, win, close, lpm)), flush=True)
 
 
 if __name__ == "__main__":

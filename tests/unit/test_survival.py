@@ -84,6 +84,44 @@ def test_stage_kaplan_meier_matches_the_empirical_curve() -> None:
     assert km.survival(x.iloc[:0]).shape == (0, len(EDGES))
 
 
+def test_stage_curves_with_causes_time_wins_apart_from_losses() -> None:
+    # 20 losses on day 3, 20 wins on day 20: half close by day 7, but no win comes before day 14
+    x = pd.DataFrame({"stage": ["s"] * 40})
+    d = np.repeat([3.0, 20.0], 20)
+    causes = np.repeat([2, 1], 20)
+    km = StageKaplanMeier("stage", edges=EDGES).fit(x, d, np.ones(40, dtype=bool), causes=causes)
+    assert km.competing_
+    assert km.survival(x.head(1))[0].tolist() == pytest.approx([1.0, 0.5, 0.5, 0.0])
+    won = km.win_incidence(x.head(1))
+    assert won is not None and won[0].tolist() == pytest.approx([0.0, 0.0, 0.0, 0.5])
+    # without causes there is no win incidence (the stage-only baseline)
+    assert StageKaplanMeier("stage", edges=EDGES).fit(x, d, np.ones(40, dtype=bool)).win_incidence(x) is None
+
+
+def test_stage_curves_split_by_size_shrink_each_band_towards_its_stage() -> None:
+    # small deals close (and win) on day 3, large ones on day 20; 50 of each, all in one stage
+    n = 50
+    x = pd.DataFrame({"stage": ["s"] * (2 * n), "amount": np.r_[np.full(n, 1_000.0), np.full(n, 90_000.0)]})
+    d = np.r_[np.full(n, 3.0), np.full(n, 20.0)]
+    e, causes = np.ones(2 * n, dtype=bool), np.ones(2 * n, dtype=int)
+    km = StageKaplanMeier("stage", edges=EDGES, amount_column="amount", amount_bins=2, alpha=10.0)
+    km.fit(x, d, e, causes=causes)
+    small, large = km.win_incidence(x.iloc[[0, -1]])  # type: ignore[misc]
+    stage = km.win_curves_["s"]
+    # the stage's own curve: half the deals win by day 7; the bands pull apart, each short of
+    # its own data by the shrinkage towards the stage (alpha = 10 at risk against 50)
+    assert stage[1] == pytest.approx(0.5)
+    assert small[1] == pytest.approx((50 + 10 * 0.5) / (50 + 10))
+    assert 0.0 < large[1] < 0.5 * stage[1]
+    assert small[-1] == pytest.approx(1.0) and large[-1] == pytest.approx(1.0)
+    # a deal without an amount, or with too few sized deals to split, gets its stage's curve
+    unsized = x.head(1).assign(amount=np.nan)
+    assert km.win_incidence(unsized)[0].tolist() == pytest.approx(stage.tolist())  # type: ignore[index]
+    few = StageKaplanMeier("stage", edges=EDGES, amount_column="amount", amount_bins=2, alpha=60.0)
+    few.fit(x, d, e, causes=causes)
+    assert few.cell_curves_ == {}
+
+
 def _synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     fast = rng.random(n) < 0.5

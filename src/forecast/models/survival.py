@@ -645,14 +645,38 @@ class StageKaplanMeier(_HazardBase):
 
     What a CRM's "average days left in this stage" report amounts to, done right for censoring.
     A stage never seen in training gets the curve of all training snapshots.
+
+    Fitted with ``causes`` (1 won, 2 lost), it also keeps each stage's cumulative incidence of a
+    win (:meth:`win_incidence`): wins and losses keep their own timings, as in the learned hazard.
+    With ``amount_column`` (and enough sized snapshots), each stage is split into size bands
+    (quantiles of the fitting rows' amounts) whose per-interval hazards are shrunk towards their
+    stage's by ``alpha`` pseudo-snapshots at risk: large deals close later and win less often, which
+    a curve per stage cannot say.
+
+    Args:
+        stage_column: The stage column.
+        edges: Interval edges in days after the snapshot.
+        proba_days: The horizon of :meth:`predict_proba`.
+        amount_column: The deal-size column (``None`` or absent from the input: stages only).
+        amount_bins: Size bands.
+        alpha: Shrinkage of a size band's hazards towards its stage's, in snapshots at risk.
     """
 
     def __init__(
-        self, stage_column: str = "stage", edges: Sequence[float] = DEFAULT_EDGES, proba_days: float = 30.0
+        self,
+        stage_column: str = "stage",
+        edges: Sequence[float] = DEFAULT_EDGES,
+        proba_days: float = 30.0,
+        amount_column: str | None = None,
+        amount_bins: int = 3,
+        alpha: float = 30.0,
     ) -> None:
         self.stage_column = stage_column
         self.edges = edges
         self.proba_days = proba_days
+        self.amount_column = amount_column
+        self.amount_bins = amount_bins
+        self.alpha = alpha
 
     def fit(
         self,
@@ -660,34 +684,134 @@ class StageKaplanMeier(_HazardBase):
         durations: np.ndarray,
         events: np.ndarray,
         eval_set: Any = None,
+        causes: np.ndarray | None = None,
     ) -> StageKaplanMeier:
-        """One discrete-time Kaplan-Meier curve per stage (and one overall)."""
+        """One discrete-time Kaplan-Meier curve per stage (and one overall), and size bands.
+
+        Args:
+            X: Rows with the stage column (and the amount column for size bands).
+            durations: Days from each snapshot to its close (or the data's end).
+            events: Whether the close was observed.
+            eval_set: Not used.
+            causes: 1 won, 2 lost, 0 open (``None``: closes only, no win incidence).
+        """
         d, e = np.asarray(durations, dtype=float), np.asarray(events, dtype=bool)
-        stages = X[self.stage_column].astype(object).where(X[self.stage_column].notna(), "(missing)")
-        self.curves_: dict[str, np.ndarray] = {"__all__": self._curve(d, e)}
+        won = None if causes is None else (np.asarray(causes) == 1) & e
+        stages = self._stages(X)
+        counts = {"__all__": self._counts(d, e, won)}
         for stage in pd.unique(stages):
-            mask = (stages == stage).to_numpy()
+            mask = stages == stage
             if mask.sum() >= 20:
-                self.curves_[str(stage)] = self._curve(d[mask], e[mask])
+                counts[str(stage)] = self._counts(d[mask], e[mask], None if won is None else won[mask])
+        self.curves_: dict[str, np.ndarray] = {k: self._survival_of(c) for k, c in counts.items()}
+        self.competing_ = won is not None
+        self.win_curves_: dict[str, np.ndarray] = (
+            {k: self._won_of(c) for k, c in counts.items()} if self.competing_ else {}
+        )
+        self._fit_sizes(X, d, e, won, stages, counts)
         self.classes_ = np.array([0, 1])
         return self
 
-    def _curve(self, d: np.ndarray, e: np.ndarray) -> np.ndarray:
-        xl, y = expand_person_period(pd.DataFrame({"i": np.arange(len(d))}), d, e, self.edges)
+    def _stages(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        col = X[self.stage_column].astype(object)
+        return col.where(col.notna(), "(missing)").astype(str).to_numpy()
+
+    def _counts(self, d: np.ndarray, e: np.ndarray, won: np.ndarray | None) -> np.ndarray:
+        """Per interval: snapshots at risk, closes, and wins, shape (3, len(edges) - 1)."""
+        causes = None if won is None else np.where(won, 1, 2)
+        xl, y = expand_person_period(pd.DataFrame({"i": np.arange(len(d))}), d, e, self.edges, causes)
         k = len(self.edges) - 1
         interval = xl[INTERVAL].to_numpy().astype(int)
-        at_risk = np.bincount(interval, minlength=k).astype(float)
-        closed = np.bincount(interval, weights=y, minlength=k)
-        h = np.where(at_risk > 0, closed / np.maximum(at_risk, 1.0), 0.0)
-        return survival_from_hazards(h[None, :])[0]
+        y = np.asarray(y)
+        return np.vstack(
+            [
+                np.bincount(interval, minlength=k).astype(float),
+                np.bincount(interval, weights=(y > 0).astype(float), minlength=k),
+                np.bincount(interval, weights=(y == 1).astype(float), minlength=k),
+            ]
+        )
 
-    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """The curve of each row's stage."""
-        stages = X[self.stage_column].astype(object).where(X[self.stage_column].notna(), "(missing)")
-        overall = self.curves_["__all__"]
+    @staticmethod
+    def _hazards(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at_risk = np.maximum(c[0], 1.0)
+        return np.where(c[0] > 0, c[1] / at_risk, 0.0), np.where(c[0] > 0, c[2] / at_risk, 0.0)
+
+    def _survival_of(self, c: np.ndarray) -> np.ndarray:
+        return survival_from_hazards(self._hazards(c)[0][None, :])[0]
+
+    def _won_of(self, c: np.ndarray) -> np.ndarray:
+        """P(won by each edge): the survival before each interval times its win hazard, summed."""
+        closing, winning = self._hazards(c)
+        surv = survival_from_hazards(closing[None, :])[0]
+        return np.concatenate([[0.0], np.cumsum(surv[:-1] * winning)])
+
+    def _fit_sizes(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        d: np.ndarray,
+        e: np.ndarray,
+        won: np.ndarray | None,
+        stages: np.ndarray,
+        counts: dict[str, np.ndarray],
+    ) -> None:
+        """Each (stage, size band)'s curves, its hazards shrunk towards its stage's."""
+        self.size_edges_ = np.zeros(0)
+        self.cell_curves_: dict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = {}
+        if self.amount_column is None or self.amount_column not in X.columns or self.amount_bins < 2:
+            return
+        amount = pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float)
+        known = np.isfinite(amount)
+        if known.sum() < self.amount_bins * self.alpha:  # too few sized deals for bands to say anything
+            return
+        qs = np.linspace(0, 1, self.amount_bins + 1)[1:-1]
+        self.size_edges_ = np.unique(np.quantile(amount[known], qs))
+        band = self._bands(amount)
+        for stage in pd.unique(stages):
+            parent = counts.get(str(stage), counts["__all__"])
+            closing, winning = self._hazards(parent)
+            for b in np.unique(band[(stages == stage) & (band >= 0)]):
+                sel = (stages == stage) & (band == b)
+                c = self._counts(d[sel], e[sel], None if won is None else won[sel])
+                # pseudo-counts: alpha snapshots at risk closing (and winning) at the stage's hazards
+                shrunk = np.vstack(
+                    [c[0] + self.alpha, c[1] + self.alpha * closing, c[2] + self.alpha * winning]
+                )
+                self.cell_curves_[(str(stage), int(b))] = (
+                    self._survival_of(shrunk),
+                    self._won_of(shrunk) if won is not None else None,
+                )
+
+    def _bands(self, amount: np.ndarray) -> np.ndarray:
+        """Each amount's size band (``-1``: no amount)."""
+        band = np.searchsorted(self.size_edges_, amount, side="right")
+        return np.where(np.isfinite(amount), band, -1)
+
+    def _rows(self, X: pd.DataFrame, which: int) -> np.ndarray:  # noqa: N803
+        """Each row's curve: its (stage, size band)'s, else its stage's, else all snapshots'."""
+        curves = self.curves_ if which == 0 else self.win_curves_
+        overall = curves["__all__"]
         if not len(X):
             return np.empty((0, len(self.edges)))
-        return np.vstack([self.curves_.get(str(s), overall) for s in stages])
+        stages = self._stages(X)
+        out = np.vstack([curves.get(s, overall) for s in stages])
+        cells = getattr(self, "cell_curves_", {})  # models fitted before size bands have none
+        if cells and self.amount_column in X.columns:
+            band = self._bands(pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float))
+            for i, (stage, b) in enumerate(zip(stages, band, strict=True)):
+                cell = cells.get((stage, int(b))) if b >= 0 else None
+                if cell is not None and cell[which] is not None:
+                    out[i] = cell[which]
+        return out
+
+    def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """The curve of each row's stage (and size band)."""
+        return self._rows(X, 0)
+
+    def win_incidence(self, X: pd.DataFrame) -> np.ndarray | None:  # noqa: N803
+        """P(won by each edge) of each row's stage (and size band); ``None`` fitted without causes."""
+        if not getattr(self, "competing_", False):
+            return None
+        return self._rows(X, 1)
 
 
 _TABLES: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, np.ndarray, float, float] | None] = (

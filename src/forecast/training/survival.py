@@ -124,12 +124,14 @@ def _template(data: ModelInput, config: TrainingConfig, small: bool) -> Pipeline
     Args:
         data: The model input (features, categorical columns).
         config: Training configuration (``lightgbm``, ``survival``, ``seed``).
-        small: Too few fitting closes for the learned hazard: a Kaplan-Meier curve per stage.
+        small: Too few fitting closes for the learned hazard: a Kaplan-Meier curve per stage
+            (and size band).
     """
     edges = [float(x) for x in config.survival.edges]
     days = float(config.survival.proba_days)
     if small:
-        model = StageKaplanMeier("stage", edges=edges, proba_days=days)
+        sized = "amount" if "amount" in data.features else None
+        model = StageKaplanMeier("stage", edges=edges, proba_days=days, amount_column=sized)
         return build_pipeline(data.features, [], model, encode=False)
     lgbm = config.lightgbm
     hazard = DiscreteTimeHazard(
@@ -168,11 +170,14 @@ def _fit(
     """
     x = snaps.x.iloc[idx]
     if small:
-        # The small-data model: a Kaplan-Meier curve per stage from every snapshot given,
-        # censored ones included (nothing to stop early or calibrate).
+        # The small-data model: a Kaplan-Meier curve per stage and size band from every snapshot
+        # given, censored ones included (nothing to stop early or calibrate), with wins apart.
         fitted = clone(template)
         prep = Pipeline(fitted.steps[:-1]).fit(x)
-        fitted.named_steps["model"].fit(prep.transform(x), snaps.durations[idx], snaps.events[idx])
+        causes = None if snaps.causes is None else snaps.causes[idx]
+        fitted.named_steps["model"].fit(
+            prep.transform(x), snaps.durations[idx], snaps.events[idx], causes=causes
+        )
         entities = int(snaps.ids.iloc[idx].nunique())
         return fitted, {"rows": len(idx), "entities": entities, "calibration": "none"}
     try:
@@ -309,7 +314,7 @@ def _median_error(ts: _TestSlice, edges: list[float]) -> dict[str, float]:
 def _importance(pipeline: Pipeline, features: list[str], small: bool) -> pd.DataFrame:
     """Share of the hazard's total gain per feature (the stage alone for the stage curves)."""
     if small:
-        return pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
+        return _stage_curves_importance(pipeline.named_steps["model"])
     model = pipeline.named_steps["model"]
     booster = model.model_.booster_
     gain = np.asarray(booster.feature_importance(importance_type="gain", iteration=model.best_iteration_))
@@ -317,6 +322,27 @@ def _importance(pipeline: Pipeline, features: list[str], small: bool) -> pd.Data
     importance = pd.DataFrame({"feature": names, "importance": gain / (gain.sum() or 1.0)})
     importance = importance[importance["feature"].isin(features)]
     return importance.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _stage_curves_importance(model: StageKaplanMeier) -> pd.DataFrame:
+    """The stage curves' inputs, weighted by the mean absolute shift each gives.
+
+    The shift of P(closed within ``proba_days``): a stage's from all snapshots', a size band's from
+    its stage's (each counts once).
+    """
+
+    def closes(curve: np.ndarray) -> float:
+        return float(1.0 - survival_at(curve[None, :], model.edges, model.proba_days)[0])
+
+    overall = closes(model.curves_["__all__"])
+    stages = {k: closes(c) for k, c in model.curves_.items() if k != "__all__"}
+    stage = float(np.mean([abs(p - overall) for p in stages.values()])) if stages else 0.0
+    cells = getattr(model, "cell_curves_", {})
+    if not cells:
+        return pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
+    size = float(np.mean([abs(closes(c[0]) - stages.get(s, overall)) for (s, _), c in cells.items()]))
+    total = stage + size or 1.0
+    return pd.DataFrame({"feature": ["stage", "amount"], "importance": [stage / total, size / total]})
 
 
 def _calibration(pipeline: Pipeline, config: TrainingConfig) -> dict[str, Any]:
@@ -337,8 +363,9 @@ def _notes(
         [
             f"small data: {len(train):,} fitting snapshots with {int(snaps.events[train].sum()):,} closes "
             f"(sufficiency threshold: {sd.min_rows} snapshots and {sd.min_minority} closes), so the "
-            "served model is a Kaplan-Meier curve per stage from every snapshot, censored ones "
-            "included; the learned hazard takes over as the history grows"
+            "served model is a Kaplan-Meier curve per stage (and deal-size band, where enough deals "
+            "have an amount) from every snapshot, censored ones included, with the timing of wins "
+            "apart from that of losses; the learned hazard takes over as the history grows"
         ]
         if small
         else []
