@@ -406,7 +406,7 @@ class WinFromHazard:
         """``(n, 2)`` probabilities of not winning / winning; raises without a win cause."""
         incidence = self.pipeline[-1].win_incidence(self.pipeline[:-1].transform(rows))
         if incidence is None:
-            raise ValueError("the time-to-close model has no win cause (fitted without wins and losses apart)")
+            raise ValueError("the time-to-close model has no win cause (fitted without wins apart)")
         p = np.clip(np.asarray(incidence[:, -1], dtype=float), 0.0, 1.0)
         return np.column_stack([1.0 - p, p])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -493,3 +494,18 @@ def test_stages_entered_at_the_same_instant_give_one_stage_whatever_the_rows_ord
     known = ~pd.isna(want)
     assert len(set(tied["opportunity_id"]) & set(g["entity_id"].astype(str))) > 50
     np.testing.assert_array_equal(got[known].astype(str), want[known].astype(str))
+
+
+def test_a_failed_read_is_not_hidden_by_dropping_its_tables() -> None:
+    """The temporary tables are dropped in a ``finally``; on an aborted transaction that drop fails too."""
+    con = duckdb.connect()
+    labels = history._Labels(con)
+    con.execute("BEGIN TRANSACTION")
+    labels.table("reps", "SELECT 'a' UNION ALL SELECT 'b'")
+    with pytest.raises(duckdb.ConversionException, match="INT32"):
+        try:
+            con.execute("SELECT CAST('x' AS INTEGER)")  # a run-time error aborts the transaction
+        finally:
+            labels.drop()  # the connection refuses every statement now: the read's error is kept
+    con.execute("ROLLBACK")
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)

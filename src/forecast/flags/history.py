@@ -14,6 +14,7 @@ would give.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from forecast.flags.config import FlagsConfig
 _TABLE = {"lead": "leads", "opportunity": "opportunities"}
 _NAT = np.iinfo(np.int64).min
 _TOUCHED = "{key} IS NOT NULL AND outcome IS DISTINCT FROM 'scheduled'"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -134,9 +137,17 @@ class _Labels:
         return name, labels[order], remap
 
     def drop(self) -> None:
-        """Drop the temporary tables."""
+        """Drop the temporary tables.
+
+        Called in a ``finally``: where the read failed and left the connection unable to run
+        another statement (an aborted transaction), a failed drop must not hide that error; the
+        temporary tables go with the connection.
+        """
         for name in self.names:
-            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+            try:
+                self.con.execute(f"DROP TABLE IF EXISTS {name}")
+            except duckdb.Error:
+                logger.debug("could not drop the temporary table %s", name, exc_info=True)
 
 
 def _codes(table: pa.Table, name: str, remap: np.ndarray | None) -> np.ndarray:
