@@ -454,7 +454,7 @@ def _judge_deals(
         truth = sim.truth["truth_opportunities"]
         out = evaluate_deal_win(models.get(DEAL_WIN), rows, truth, past)
         hazard, deal = models.get(TIME_TO_CLOSE), models.get(DEAL_WIN)
-        if hazard is not None and hasattr(hazard[-1], "win_incidence"):
+        if hazard is not None and getattr(hazard[-1], "competing_", False):
             try:
                 variants: dict[str, Any] = {"from_hazard": WinFromHazard(hazard)}
                 if deal is not None:

@@ -505,7 +505,10 @@ def test_a_failed_read_is_not_hidden_by_dropping_its_tables() -> None:
     with pytest.raises(duckdb.ConversionException, match="INT32"):
         try:
             con.execute("SELECT CAST('x' AS INTEGER)")  # a run-time error aborts the transaction
-        finally:
-            labels.drop()  # the connection refuses every statement now: the read's error is kept
+        except BaseException:
+            labels.drop(failing=True)  # the connection refuses every statement now: the read's error is kept
+            raise
+    with pytest.raises(duckdb.TransactionException):  # a drop that fails after a good read is not hidden
+        labels.drop()
     con.execute("ROLLBACK")
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from forecast.models.survival import (
     INTERVAL,
@@ -120,6 +121,80 @@ def test_stage_curves_split_by_size_shrink_each_band_towards_its_stage() -> None
     few = StageKaplanMeier("stage", edges=EDGES, amount_column="amount", amount_bins=2, alpha=60.0)
     few.fit(x, d, e, causes=causes)
     assert few.cell_curves_ == {}
+
+
+def test_stage_curves_with_causes_shrink_to_their_stage_and_book_a_stage_without_wins() -> None:
+    """Two stages with wins, losses and censoring: every curve is a proper competing-risks pair."""
+    rng = np.random.default_rng(3)
+    n = 400
+    stage = np.where(np.arange(n) < 300, "late", "early")
+    amount = rng.lognormal(10, 1, n)
+    d = rng.uniform(1, 40, n)
+    closed = rng.random(n) < 0.7
+    # "late" deals win more when small; "early" deals never win (losses and open ones only)
+    won = closed & (stage == "late") & (rng.random(n) < np.where(amount < np.median(amount), 0.8, 0.3))
+    causes = np.where(closed, np.where(won, 1, 2), 0)
+    x = pd.DataFrame({"stage": stage, "amount": amount})
+    km = StageKaplanMeier("stage", edges=EDGES, amount_column="amount", amount_bins=2, alpha=30.0)
+    km.fit(x, d, closed, causes=causes)
+    surv, won_by = km.survival(x), km.win_incidence(x)
+    assert won_by is not None
+    assert (won_by <= 1.0 - surv + 1e-12).all() and (np.diff(won_by, axis=1) >= -1e-12).all()
+    # a stage whose deals never won keeps a small win incidence: its deals' p_win gets a timing
+    early = won_by[stage == "early"]
+    assert (early[:, -1] > 0).all() and (early[:, -1] < won_by[stage == "late"][:, -1].min()).all()
+    # a size band is shrunk towards its stage's hazards, not towards all snapshots'
+    c = km._counts(d[stage == "late"], closed[stage == "late"], won[stage == "late"])
+    late = km._shrunk(c, km._counts(d, closed, won))
+    band = np.searchsorted(km.size_edges_, amount, side="right")
+    sel = (stage == "late") & (band == 0)
+    cell = km._counts(d[sel], closed[sel], won[sel])
+    closing, winning = late[1] / late[0], late[2] / late[0]
+    expected = np.vstack([cell[0] + 30.0, cell[1] + 30.0 * closing, cell[2] + 30.0 * winning])
+    assert km.cell_curves_[("late", 0)][1] == pytest.approx(km._won_of(expected))
+    assert km.win_curves_["late"] == pytest.approx(km._won_of(late))
+    # the stage-only baseline (no causes) keeps each stage's own Kaplan-Meier curve, unshrunk
+    plain = StageKaplanMeier("stage", edges=EDGES).fit(x, d, closed)
+    own = StageKaplanMeier("stage", edges=EDGES).fit(
+        x[stage == "early"], d[stage == "early"], closed[stage == "early"]
+    )
+    assert plain.survival(x.tail(1))[0] == pytest.approx(own.curves_["__all__"])
+
+
+def test_stage_curves_explain_p_close_by_stage_and_size() -> None:
+    """The reasons of /time_to_close when the small-data curves serve: they sum to its log-odds."""
+    rng = np.random.default_rng(4)
+    n = 300
+    x = pd.DataFrame(
+        {"stage": rng.choice(["a", "b"], n), "other": rng.normal(size=n), "amount": rng.lognormal(9, 1, n)}
+    )
+    d = rng.uniform(1, 40, n) * np.where(x["amount"] > x["amount"].median(), 2.0, 1.0)
+    km = StageKaplanMeier(
+        "stage", edges=EDGES, proba_days=14.0, amount_column="amount", amount_bins=2, alpha=10.0
+    )
+    km.fit(x, d, rng.random(n) < 0.8, causes=rng.choice([1, 2], n))
+    contrib = km.contributions(x)
+    p = km.predict_proba(x)[:, 1]
+    assert contrib.shape == (n, 4) and (contrib[:, 1] == 0).all()
+    assert contrib.sum(axis=1) == pytest.approx(np.log(p / (1 - p)))
+    assert np.abs(contrib[:, 2]).max() > 0.05  # the size band moves it
+    assert km.contributions(x.iloc[:0]).shape == (0, 4)
+
+
+def test_stage_curves_pickled_before_sizes_and_causes_still_score_and_print() -> None:
+    x = pd.DataFrame({"stage": ["s"] * 40})
+    km = StageKaplanMeier("stage", edges=EDGES).fit(x, np.repeat([3.0, 20.0], 20), np.ones(40, dtype=bool))
+    old = StageKaplanMeier.__new__(StageKaplanMeier)
+    old.__dict__.update(
+        {
+            k: v
+            for k, v in km.__dict__.items()
+            if k in ("stage_column", "edges", "proba_days", "curves_", "classes_")
+        }
+    )
+    assert old.survival(x.head(1)).tolist() == km.survival(x.head(1)).tolist()
+    assert old.win_incidence(x) is None
+    assert "StageKaplanMeier" in repr(old) and clone(old).get_params()["alpha"] == 30.0
 
 
 def _synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

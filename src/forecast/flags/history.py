@@ -136,18 +136,23 @@ class _Labels:
         remap[order] = np.arange(len(order), dtype=np.int32)
         return name, labels[order], remap
 
-    def drop(self) -> None:
+    def drop(self, failing: bool = False) -> None:
         """Drop the temporary tables.
 
-        Called in a ``finally``: where the read failed and left the connection unable to run
-        another statement (an aborted transaction), a failed drop must not hide that error; the
-        temporary tables go with the connection.
+        Args:
+            failing: The read failed: where it left the connection unable to run another statement
+                (an aborted transaction), a failed drop must not replace its error (the temporary
+                tables go with the transaction's rollback or the connection), so it is logged.
         """
         for name in self.names:
             try:
                 self.con.execute(f"DROP TABLE IF EXISTS {name}")
             except duckdb.Error:
-                logger.debug("could not drop the temporary table %s", name, exc_info=True)
+                if not failing:
+                    raise
+                logger.warning(
+                    "could not drop the temporary table %s after a failed read", name, exc_info=True
+                )
 
 
 def _codes(table: pa.Table, name: str, remap: np.ndarray | None) -> np.ndarray:
@@ -221,8 +226,10 @@ def load_history(src: FeatureSource, entity: Entity, config: FlagsConfig) -> His
             gap_segment = entities["segment"].cat.codes.to_numpy()[rows]
             gap_stage = _codes(got, "stage", stage_map)[gap]
         del got
-    finally:
-        labels.drop()
+    except BaseException:
+        labels.drop(failing=True)
+        raise
+    labels.drop()
     order = _entity_gap_order(gap_entity, gap_days)
     gaps = pd.DataFrame(
         {

@@ -662,6 +662,12 @@ class StageKaplanMeier(_HazardBase):
         alpha: Shrinkage of a size band's hazards towards its stage's, in snapshots at risk.
     """
 
+    # defaults for models pickled before these parameters existed (sklearn's get_params, repr and
+    # clone read every parameter of __init__ from the object)
+    amount_column: str | None = None
+    amount_bins: int = 3
+    alpha: float = 30.0
+
     def __init__(
         self,
         stage_column: str = "stage",
@@ -703,6 +709,11 @@ class StageKaplanMeier(_HazardBase):
             mask = stages == stage
             if mask.sum() >= 20:
                 counts[str(stage)] = self._counts(d[mask], e[mask], None if won is None else won[mask])
+                if won is not None:
+                    # with causes (the served small-data curves, not the stage-only baseline) each
+                    # stage is shrunk towards all snapshots' hazards: a stage whose few deals never
+                    # won keeps a small win incidence with a timing, so its deals' p_win is booked
+                    counts[str(stage)] = self._shrunk(counts[str(stage)], counts["__all__"])
         self.curves_: dict[str, np.ndarray] = {k: self._survival_of(c) for k, c in counts.items()}
         self.competing_ = won is not None
         self.win_curves_: dict[str, np.ndarray] = (
@@ -730,6 +741,15 @@ class StageKaplanMeier(_HazardBase):
                 np.bincount(interval, weights=(y == 1).astype(float), minlength=k),
             ]
         )
+
+    def _shrunk(self, c: np.ndarray, parent: np.ndarray) -> np.ndarray:
+        """Counts plus ``alpha`` pseudo-snapshots at risk in every interval.
+
+        The pseudo-snapshots close and win at ``parent``'s hazards, so a win hazard stays at or
+        below the closing one, as in each part.
+        """
+        closing, winning = self._hazards(parent)
+        return np.vstack([c[0] + self.alpha, c[1] + self.alpha * closing, c[2] + self.alpha * winning])
 
     @staticmethod
     def _hazards(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -768,14 +788,9 @@ class StageKaplanMeier(_HazardBase):
         band = self._bands(amount)
         for stage in pd.unique(stages):
             parent = counts.get(str(stage), counts["__all__"])
-            closing, winning = self._hazards(parent)
             for b in np.unique(band[(stages == stage) & (band >= 0)]):
                 sel = (stages == stage) & (band == b)
-                c = self._counts(d[sel], e[sel], None if won is None else won[sel])
-                # pseudo-counts: alpha snapshots at risk closing (and winning) at the stage's hazards
-                shrunk = np.vstack(
-                    [c[0] + self.alpha, c[1] + self.alpha * closing, c[2] + self.alpha * winning]
-                )
+                shrunk = self._shrunk(self._counts(d[sel], e[sel], None if won is None else won[sel]), parent)
                 self.cell_curves_[(str(stage), int(b))] = (
                     self._survival_of(shrunk),
                     self._won_of(shrunk) if won is not None else None,
@@ -786,8 +801,14 @@ class StageKaplanMeier(_HazardBase):
         band = np.searchsorted(self.size_edges_, amount, side="right")
         return np.where(np.isfinite(amount), band, -1)
 
-    def _rows(self, X: pd.DataFrame, which: int) -> np.ndarray:  # noqa: N803
-        """Each row's curve: its (stage, size band)'s, else its stage's, else all snapshots'."""
+    def _rows(self, X: pd.DataFrame, which: int, sized: bool = True) -> np.ndarray:  # noqa: N803
+        """Each row's curve: its (stage, size band)'s, else its stage's, else all snapshots'.
+
+        Args:
+            X: The rows.
+            which: 0 the survival curves, 1 the win incidences.
+            sized: Whether a row's size band is read (``False``: its stage's curve).
+        """
         curves = self.curves_ if which == 0 else self.win_curves_
         overall = curves["__all__"]
         if not len(X):
@@ -795,7 +816,7 @@ class StageKaplanMeier(_HazardBase):
         stages = self._stages(X)
         out = np.vstack([curves.get(s, overall) for s in stages])
         cells = getattr(self, "cell_curves_", {})  # models fitted before size bands have none
-        if cells and self.amount_column in X.columns:
+        if sized and cells and self.amount_column in X.columns:
             band = self._bands(pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float))
             for i, (stage, b) in enumerate(zip(stages, band, strict=True)):
                 cell = cells.get((stage, int(b))) if b >= 0 else None
@@ -812,6 +833,28 @@ class StageKaplanMeier(_HazardBase):
         if not getattr(self, "competing_", False):
             return None
         return self._rows(X, 1)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Log-odds contributions to closing within ``proba_days``, then the bias.
+
+        The stage's shift from all snapshots' curve, and the size band's shift from the stage's
+        (the reasons of ``/time_to_close`` when these curves serve); every other column 0.
+        """
+
+        def logit(curves: np.ndarray) -> np.ndarray:
+            p = np.clip(1.0 - survival_at(curves, self.edges, self.proba_days), 1e-6, 1 - 1e-6)
+            return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
+
+        names = list(X.columns)
+        out = np.zeros((len(X), len(names) + 1))
+        base = float(logit(self.curves_["__all__"][None, :])[0])
+        stage = logit(self._rows(X, 0, sized=False)) if len(X) else np.zeros(0)
+        if self.stage_column in names:
+            out[:, names.index(self.stage_column)] = stage - base
+        if self.amount_column is not None and self.amount_column in names and len(X):
+            out[:, names.index(self.amount_column)] = logit(self._rows(X, 0)) - stage
+        out[:, -1] = base
+        return out
 
 
 _TABLES: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, np.ndarray, float, float] | None] = (

@@ -364,8 +364,9 @@ def _notes(
             f"small data: {len(train):,} fitting snapshots with {int(snaps.events[train].sum()):,} closes "
             f"(sufficiency threshold: {sd.min_rows} snapshots and {sd.min_minority} closes), so the "
             "served model is a Kaplan-Meier curve per stage (and deal-size band, where enough deals "
-            "have an amount) from every snapshot, censored ones included, with the timing of wins "
-            "apart from that of losses; the learned hazard takes over as the history grows"
+            "have an amount) from every snapshot, censored ones included"
+            + (", with the timing of wins apart from that of losses" if snaps.causes is not None else "")
+            + "; the learned hazard takes over as the history grows"
         ]
         if small
         else []
