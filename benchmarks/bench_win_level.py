@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
+from forecast.models.pipeline import predict_frame
 from forecast.models.win_blend import HazardBlendedClassifier
 from forecast.robustness import _future_rows, _write_crm, cut_of, evaluate_deal_win
 from forecast.training.binary import train_binary
@@ -56,6 +58,22 @@ def parts(model, pipe, rows):
     }
 
 
+def _raw_within(hazard: Any, x: pd.DataFrame, days: float) -> np.ndarray:
+    """The hazard's uncalibrated P(won within ``days``), interpolated as its calibrated one is."""
+    k, at, frac = hazard.win_within_interval(days)
+    _closed, won = hazard._curves_from(hazard._interval_proba(x, k=k))
+    return np.asarray(won[:, at] + frac * (won[:, at + 1] - won[:, at]))
+
+
+def _raw_tail(self: HazardBlendedClassifier, x: pd.DataFrame, within: np.ndarray) -> np.ndarray | None:
+    """An experiment (``--raw-tail``): the wins after the label horizon from the uncalibrated curve."""
+    if self.p_win_days_ is None:
+        return None
+    frame = predict_frame(self, x)
+    far = _raw_within(self.hazard_, frame, self.p_win_days_)
+    return np.maximum(far - _raw_within(self.hazard_, frame, self.hazard_days_), 0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", nargs="+", default=["history-24m", "stages-8", "history-6m", "cycle-20"])
@@ -64,7 +82,14 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=REPO / "training" / "deal_win.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="snapshots.KEY=VALUE or lightgbm.KEY=VALUE")
     ap.add_argument("--tag", default="base")
+    ap.add_argument(
+        "--raw-tail",
+        action="store_true",
+        help="experiment: the served model's later wins from the hazard's uncalibrated curve",
+    )
     args = ap.parse_args()
+    if args.raw_tail:
+        HazardBlendedClassifier.tail = _raw_tail  # type: ignore[method-assign]
     base = TrainingConfig.from_yaml(args.config)
     for item in args.set:
         key, value = item.split("=", 1)
