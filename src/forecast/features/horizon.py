@@ -195,6 +195,7 @@ def tail_horizon(
     share: float,
     data_end: pd.Timestamp | None = None,
     of: str = "close",
+    eventual: bool = False,
 ) -> int:
     """The days a deal's p_win reaches: the cycle's ``q`` quantile where the history caps the label.
 
@@ -213,13 +214,18 @@ def tail_horizon(
         share: The share of snapshots that must be followed for the returned horizon.
         data_end: What is known (default: the data's end).
         of: The cycle read (``close`` or ``win``; :func:`cycle_quantile`).
+        eventual: Reach for the eventual win wherever the data follow deals past the label: up to
+            ``cap_days`` (no further than the follow-up), whatever the cycle's quantile. A label at
+            the ``q`` quantile of the cycle leaves out the wins after it (about ``1 - q`` of them,
+            more among the weekly snapshots, which sample the slow deals more often), and a
+            probability judged against eventual outcomes then falls short by that much.
 
     Returns:
         Days in whole weeks, never below ``label_days`` (``label_days`` itself where the label already
-        reaches the cycle's quantile).
+        reaches the cycle's quantile and ``eventual`` is off).
     """
     end = data_end if data_end is not None else src.data_end()
-    cycle = cycle_quantile(src, q, end, of)
+    cycle = None if eventual else cycle_quantile(src, q, end, of)
     if cycle is not None and cycle <= label_days:
         return int(label_days)
     reach = follow_up_quantile(src, share, end)

@@ -69,6 +69,16 @@ class SnapshotSettings(_Strict):
             "the follow-up this share of the snapshots reach (null: p_win stops at the label horizon)"
         ),
     )
+    tail_to: Literal["cycle", "eventual"] = Field(
+        default="cycle",
+        description=(
+            "with tail_follow_up: how far p_win counts the wins after the label horizon; 'cycle': only "
+            "where half the history caps the label below the cycle's quantile, up to that quantile; "
+            "'eventual': wherever the data follow deals past the label, up to horizon_days (the wins "
+            "after the cycle's quantile too), no further than the follow-up tail_follow_up of the "
+            "snapshots reach"
+        ),
+    )
     p_win_days: int | None = Field(
         default=None,
         ge=1,

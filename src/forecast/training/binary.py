@@ -284,8 +284,8 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized)
     if reach > horizon:
         notes.append(
-            f"p_win reaches {reach:g} days: the label stops at {horizon:g} days (half the history) while the "
-            f"CRM's cycle runs longer, so the served stage incidence is read at {reach:g} days (judged at "
+            f"p_win reaches {reach:g} days: the label stops at {horizon:g} days{_why_reach(config)}, "
+            f"so the served stage incidence is read at {reach:g} days (judged at "
             f"{horizon:g} days on the held-out deals)"
         )
     p_test = eval_pipeline.predict_proba(frame.iloc[test])[:, 1]
@@ -539,12 +539,19 @@ def _reach(
         "label_days": float(h),
         "mean_added_on_test_slice": added,
         "note": (
-            f"p_win reaches {far:g} days: the label stops at {h} days (half the history) while the CRM's "
-            f"cycle runs longer, so the served model adds the wins its competing-risks hazard, fitted "
+            f"p_win reaches {far:g} days: the label stops at {h} days{_why_reach(config)}, "
+            f"so the served model adds the wins its competing-risks hazard, fitted "
             f"on every snapshot, expects between the two (on average +{added} on the test slice). That "
             f"part is not judged on the test slice, whose labels stop at {h} days"
         ),
     }
+
+
+def _why_reach(config: TrainingConfig) -> str:
+    """Why p_win reaches past the label horizon (``snapshots.tail_to``), in words for the notes."""
+    if config.snapshots.tail_to == "eventual":
+        return " (the cycle's quantile) and wins still come after it (snapshots.tail_to: eventual)"
+    return " (half the history) while the CRM's cycle runs longer"
 
 
 def _blend_evaluation(

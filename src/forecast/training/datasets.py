@@ -101,6 +101,7 @@ def resolve_horizon(
                 snap.tail_follow_up,
                 data_end=data_end,
                 of=snap.horizon_of,
+                eventual=snap.tail_to == "eventual",
             )
             if reach_days > h:
                 update["p_win_days"] = reach_days
