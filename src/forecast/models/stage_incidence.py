@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from forecast.features.horizon import win_incidence_curve
+from forecast.models.size_bands import amounts, size_band, size_edges
 
 _EPS = 1e-6
 
@@ -123,18 +124,12 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
 
     def _fit_sizes(self, X: pd.DataFrame, d: np.ndarray, c: np.ndarray, stages: np.ndarray) -> None:  # noqa: N803
         """Each (stage, size band)'s incidence, shrunk towards its stage's (no bands: ``edges_`` empty)."""
-        self.edges_ = np.zeros(0)
+        self.edges_ = size_edges(X, self.amount_column, self.amount_bins, self.amount_bins * self.alpha)
         self.cell_rates_: dict[tuple[str, int], float] = {}
         self.band_rates_: dict[int, float] = {}
-        if self.amount_column is None or self.amount_column not in X.columns or self.amount_bins < 2:
+        if not len(self.edges_):
             return
-        amount = pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float)
-        known = np.isfinite(amount)
-        if known.sum() < self.amount_bins * self.alpha:  # too few sized deals for bands to say anything
-            return
-        qs = np.linspace(0, 1, self.amount_bins + 1)[1:-1]
-        self.edges_ = np.unique(np.quantile(amount[known], qs))
-        band = self._bands(amount)
+        band = self._bands(amounts(X, str(self.amount_column)))
         for b in np.unique(band[band >= 0]):
             p, n = win_incidence(d[band == b], c[band == b], self.horizon_days)
             self.band_rates_[int(b)] = (
@@ -150,8 +145,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
 
     def _bands(self, amount: np.ndarray) -> np.ndarray:
         """Each amount's size band (``-1``: no amount)."""
-        band = np.searchsorted(self.edges_, amount, side="right")
-        return np.where(np.isfinite(amount), band, -1)
+        return size_band(self.edges_, amount)
 
     def _stage_p(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Each row's stage estimate (all stages' for unseen or missing stages)."""
@@ -165,7 +159,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         edges = getattr(self, "edges_", np.zeros(0))  # models fitted before size bands have none
         if not len(edges) or self.amount_column not in X.columns:
             return stage_p
-        band = self._bands(pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float))
+        band = self._bands(amounts(X, str(self.amount_column)))
         stages = X[self.stage_column].astype(object).to_numpy()
         p = stage_p.copy()
         for i, (stage, b) in enumerate(zip(stages, band, strict=True)):

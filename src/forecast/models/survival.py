@@ -38,6 +38,7 @@ from forecast.models.pipeline import (
     lgbm_classifier,
     predict_threads,
 )
+from forecast.models.size_bands import amounts, size_band, size_edges
 
 WIN_WITHIN_ROWS = 2_000
 """Rows :meth:`DiscreteTimeHazard.win_within` predicts at a time (their interval rows: ~25 MB)."""
@@ -775,17 +776,11 @@ class StageKaplanMeier(_HazardBase):
         counts: dict[str, np.ndarray],
     ) -> None:
         """Each (stage, size band)'s curves, its hazards shrunk towards its stage's."""
-        self.size_edges_ = np.zeros(0)
+        self.size_edges_ = size_edges(X, self.amount_column, self.amount_bins, self.amount_bins * self.alpha)
         self.cell_curves_: dict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = {}
-        if self.amount_column is None or self.amount_column not in X.columns or self.amount_bins < 2:
+        if not len(self.size_edges_):
             return
-        amount = pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float)
-        known = np.isfinite(amount)
-        if known.sum() < self.amount_bins * self.alpha:  # too few sized deals for bands to say anything
-            return
-        qs = np.linspace(0, 1, self.amount_bins + 1)[1:-1]
-        self.size_edges_ = np.unique(np.quantile(amount[known], qs))
-        band = self._bands(amount)
+        band = self._bands(amounts(X, str(self.amount_column)))
         for stage in pd.unique(stages):
             parent = counts.get(str(stage), counts["__all__"])
             for b in np.unique(band[(stages == stage) & (band >= 0)]):
@@ -798,8 +793,7 @@ class StageKaplanMeier(_HazardBase):
 
     def _bands(self, amount: np.ndarray) -> np.ndarray:
         """Each amount's size band (``-1``: no amount)."""
-        band = np.searchsorted(self.size_edges_, amount, side="right")
-        return np.where(np.isfinite(amount), band, -1)
+        return size_band(self.size_edges_, amount)
 
     def _rows(self, X: pd.DataFrame, which: int, sized: bool = True) -> np.ndarray:  # noqa: N803
         """Each row's curve: its (stage, size band)'s, else its stage's, else all snapshots'.
@@ -817,7 +811,7 @@ class StageKaplanMeier(_HazardBase):
         out = np.vstack([curves.get(s, overall) for s in stages])
         cells = getattr(self, "cell_curves_", {})  # models fitted before size bands have none
         if sized and cells and self.amount_column in X.columns:
-            band = self._bands(pd.to_numeric(X[self.amount_column], errors="coerce").to_numpy(dtype=float))
+            band = self._bands(amounts(X, str(self.amount_column)))
             for i, (stage, b) in enumerate(zip(stages, band, strict=True)):
                 cell = cells.get((stage, int(b))) if b >= 0 else None
                 if cell is not None and cell[which] is not None:
