@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -103,6 +103,7 @@ def per_group(
     compute: Callable[[str], Row],
     *,
     include_all: bool = True,
+    only: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """One row per group (every known rep, team, … and every value in ``frames``) plus ``(all)``.
 
@@ -112,8 +113,12 @@ def per_group(
         frames: Frames whose values of ``by`` define groups too.
         compute: Returns the metrics of one group (called with the group label).
         include_all: Whether to append the ``(all)`` row.
+        only: Compute only these groups' rows (and ``(all)``): the rows of the whole table whose
+            group is one of them, in its order (``None``: every group).
     """
     groups = group_values(data, by, *frames)
+    if only is not None:
+        groups = [g for g in groups if g in only]
     if include_all:
         groups.append(ALL_LABEL)
     rows = []

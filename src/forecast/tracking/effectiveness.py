@@ -9,6 +9,8 @@ not independent, so read the interval as a lower bound on the uncertainty.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
@@ -64,7 +66,9 @@ def _week_rows(acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timesta
     return acts.loc[keep, _columns(acts, by, _WEEK_COLUMNS)]
 
 
-def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.DataFrame:
+def effectiveness(
+    data: TrackingData, period: Period, by: str = "team", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Email reply rate, call duration, new opportunities vs the previous period and correlations.
 
     Each group's figures come from numpy columns at its row positions, and its rep-weeks from one
@@ -76,6 +80,8 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
         data: The tracking data.
         period: The period.
         by: team, manager, region, source, channel (or rep).
+        only: Only these groups' rows and ``(all)`` (the whole table's rows of them, in order: a
+            group's rep-weeks are counted from its own rows only).
 
     Returns:
         One row per group plus ``(all)``.
@@ -91,7 +97,7 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    weeks = _RepWeeks(_week_rows(acts, by, start, end), opps, by, start, end)
+    weeks = _RepWeeks(_week_rows(acts, by, start, end), opps, by, start, end, only)
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
     outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
@@ -127,7 +133,7 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
             )
         return row
 
-    return per_group(data, by, [in_period, created], compute)
+    return per_group(data, by, [in_period, created], compute, only=only)
 
 
 _GROUP = "_group"
@@ -138,11 +144,19 @@ class _RepWeeks:
 
     The window's activities and the deals created in it are counted per group, rep and ISO week at
     once; a group's rep-weeks are then its rows of that table, in the order :func:`rep_weeks` gives
-    them (sorted by rep and week within each count, counts joined in the same order).
+    them (sorted by rep and week within each count, counts joined in the same order). With
+    ``only``, the groups' table counts those groups' rows only: a group's counts and their order
+    are the same (each count is per group, rep and week, sorted, a group's rows kept in order).
     """
 
     def __init__(
-        self, window: pd.DataFrame, opps: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        window: pd.DataFrame,
+        opps: pd.DataFrame,
+        by: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        only: Collection[str] | None = None,
     ) -> None:
         times = window["occurred_at"]
         window = window[(times >= start) & (times < end) & window["done"]]  # as rep_weeks keeps them
@@ -157,6 +171,14 @@ class _RepWeeks:
             return
         a = window if a_label is not None else window.iloc[0:0]
         o = o if o_label is not None else o.iloc[0:0]
+        if only is not None:  # the groups asked for: their rows (in order) are all their counts read
+            wanted = list(only)
+            if a_label is not None:
+                keep = a_label.isin(wanted).to_numpy()
+                a, a_label = a[keep], a_label[keep]
+            if o_label is not None:
+                keep = o_label.isin(wanted).to_numpy()
+                o, o_label = o[keep], o_label[keep]
         empty = pd.Series([], dtype=str, name=_GROUP)
         table = _counts(
             a, o, a_label if a_label is not None else empty, o_label if o_label is not None else empty

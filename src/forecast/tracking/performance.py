@@ -11,6 +11,7 @@ table in about a second. Each figure is the one a per-group filter gives, to the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,13 +36,16 @@ MEETING_TYPES = ("meeting", "demo")
 MEETING_FAILED = ("cancelled", "declined", "no_show")
 
 
-def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+def performance(
+    data: TrackingData, period: Period, by: str = "rep", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Activity comparison per group for one period.
 
     Args:
         data: The tracking data.
         period: The period.
         by: rep, team, manager, region, source or channel (activities on leads have no product).
+        only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
 
     Returns:
         One row per group plus ``(all)``; rates come with ``_n``, ``_lo`` and ``_hi`` columns.
@@ -78,7 +82,7 @@ def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataF
         )
         return row
 
-    return per_group(data, by, [acts, created, closed], compute)
+    return per_group(data, by, [acts, created, closed], compute, only=only)
 
 
 def _known_true(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
