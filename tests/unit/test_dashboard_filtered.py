@@ -23,12 +23,14 @@ from forecast.dashboard import choices, compare
 from forecast.dashboard.data import Filters, Reader
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.revenue.forecast import period_grid
 from forecast.tracking.api import REPORTS, narrowed, report
 from forecast.tracking.common import GroupingError
-from forecast.tracking.data import ALL_LABEL, TrackingData, prepare
+from forecast.tracking.data import ALL_LABEL, TrackingData, group_values, prepare
 from forecast.tracking.periods import parse_period
 
 process_module = importlib.import_module("forecast.tracking.process")
+goals = importlib.import_module("forecast.tracking.goals")
 NARROWING = [name for name, spec in REPORTS.items() if spec.narrows]
 BYS = ("rep", "team", "region", "source", "channel")
 
@@ -206,3 +208,18 @@ def test_a_cold_filtered_view_shows_the_old_rows(
     _equal(pipeline["funnel"], _old_rows(funnel, "region", [value]))
     expected_total = performance[performance["region"].astype(str) == value].reset_index(drop=True)
     _equal(reps["total"], expected_total)
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "region"])
+def test_a_period_without_days_has_the_same_empty_pacing_table(data: TrackingData, by: str) -> None:
+    """A period starting at the as of (the forecast's current one) has no day: one group's empty frame."""
+    period = period_grid(data.as_of, 1, "month")[0]
+    assert period.start == data.as_of  # the simulated CRM ends with a month: its pacing has no day
+    got = goals.daily(data, period, by)
+    days = pd.date_range(period.start, period.start, freq="D")[:0]
+    won = pd.DataFrame({by: pd.Series([], dtype=object), "amount": [], "day": pd.Series([], dtype="M8[ns]")})
+    groups = [*group_values(data, by), ALL_LABEL]
+    assert len(groups) > 2
+    old = goals._daily_frames(data, by, won, days, groups)  # every group's (empty) frame, as before
+    assert got.empty
+    pd.testing.assert_frame_equal(got, old, check_exact=True)

@@ -511,7 +511,10 @@ class Reader:
         as-of and its open deals scored (``RevenueForecast.scored``), which depend on nothing else.
         The forecast shares the tracking pages' read of the CRM (:meth:`tracking`: its prepared view
         and its activities and engagement events, :func:`~forecast.tracking.data.crm_frames`)
-        instead of reading and preparing it again.
+        instead of reading and preparing it again; the other tables it reads (``crm_frames``) are
+        kept per state and as-of too, so a filter's forecast does not read them again (the
+        forecast only reads them: ``tests/integration/test_dashboard.py`` compares a second
+        grouping's document with the CLI's).
         """
         from forecast.binding import ModelBindingError
         from forecast.data.warehouse import Warehouse
@@ -524,8 +527,11 @@ class Reader:
             try:
                 state = self.state()  # the by-products below are this state's
                 data = self._tracking(filters)
-                with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
-                    crm = crm_frames(con, data)
+                crm_key = ("crm", filters.as_of)
+                crm = self._peek(crm_key, state)
+                if crm is None:
+                    with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
+                        crm = crm_frames(con, data)
                 models, warnings = self.champions()
                 versions = tuple(sorted(models.versions.items()))
                 shock_key = ("shock", filters.as_of, versions, WIN_LEVEL)
@@ -545,6 +551,7 @@ class Reader:
                     data=data,
                     open_deals=self._peek(scored_key, state),
                 )
+                self._keep(crm_key, crm, state)
                 self._keep(shock_key, result.spreads, state)
                 self._keep(scored_key, result.scored, state)
                 # the document of `forecast revenue --json`, with the champions' warnings it gives

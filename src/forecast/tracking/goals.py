@@ -226,8 +226,8 @@ def daily(data: TrackingData, period: Period, by: str = "rep", only: str | None 
     days = pd.date_range(period.start, cutoff - pd.Timedelta(microseconds=1), freq="D")
     groups = [*group_values(data, by, won), ALL_LABEL]
     chosen = groups if only is None else [g for g in groups if g == only]
-    if not chosen or len(days) == 0:
-        return _daily_frames(data, by, won, days, chosen)
+    if not chosen or len(days) == 0:  # no day (a period starting at the as of): no row for any group
+        return _daily_frames(data, by, won, days, chosen[:1])
     won_value = _won_by_day(won, by, days, chosen)
     goal = np.array([daily_goals(quota_rows(data, by, g), days) for g in chosen], dtype=float)
     cumulative_won, cumulative_goal = np.cumsum(won_value, axis=1), np.cumsum(goal, axis=1)
