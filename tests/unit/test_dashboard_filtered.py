@@ -223,3 +223,39 @@ def test_a_period_without_days_has_the_same_empty_pacing_table(data: TrackingDat
     old = goals._daily_frames(data, by, won, days, groups)  # every group's (empty) frame, as before
     assert got.empty
     pd.testing.assert_frame_equal(got, old, check_exact=True)
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "manager", "region"])
+def test_kept_quota_rows_are_the_computed_ones(data: TrackingData, fresh: TrackingData, by: str) -> None:
+    groups = [*sorted({str(g) for g in data.reps["rep_id" if by == "rep" else by]}), "nobody", ALL_LABEL]
+    for group in groups:
+        kept = goals.quota_rows(data, by, group)
+        assert goals.quota_rows(data, by, group) is kept
+        pd.testing.assert_frame_equal(kept, goals._quota_rows(fresh, by, group), check_exact=True)
+    other = replace(data, reps=data.reps.iloc[:1])  # the same quotas, other reps: not the kept rows
+    group = str(data.reps[by if by != "rep" else "rep_id"].iloc[-1])
+    pd.testing.assert_frame_equal(goals.quota_rows(other, by, group), goals._quota_rows(other, by, group))
+
+
+def test_a_kept_value_holding_frames_is_forgotten_without_a_deadlock() -> None:
+    """Freeing a frame drops its kept value, which may free frames with kept values of their own."""
+    import threading
+
+    from forecast.tracking.common import _MEMO, memo
+
+    keys: set[tuple[int, str]] = set()
+
+    def keep_and_free() -> None:
+        inner = pd.DataFrame({"a": [1]})
+        memo(inner, "inner", lambda: pd.DataFrame({"b": [2]}))
+        outer = pd.DataFrame({"a": [2]})
+        memo(outer, "outer", lambda held=inner: (held, 1))  # the value holds the only other reference
+        keys.update({(id(inner), "inner"), (id(outer), "outer")})
+        del inner
+        del outer  # frees outer, its value, then inner: each entry forgotten in turn
+
+    worker = threading.Thread(target=keep_and_free, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "forgetting a kept value deadlocked"
+    assert len(keys) == 2 and not keys & set(_MEMO)

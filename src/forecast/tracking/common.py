@@ -43,7 +43,9 @@ def add_rate(row: Row, name: str, successes: float, n: float) -> None:
 
 
 _MEMO: dict[tuple[int, str], tuple[weakref.ref[pd.DataFrame], Any]] = {}
-_MEMO_LOCK = threading.Lock()
+_MEMO_LOCK = threading.RLock()
+"""Re-entrant: dropping a kept value may free a frame whose own entry is then forgotten (a weakref
+callback, in the same thread, wherever the last reference went)."""
 
 
 def memo(frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
@@ -62,10 +64,13 @@ def memo(frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
 
     def forget(_: object, key: tuple[int, str] = key) -> None:
         with _MEMO_LOCK:
-            _MEMO.pop(key, None)
+            gone = _MEMO.pop(key, None)
+        del gone  # dropped outside the lock (it may hold frames with entries of their own)
 
     with _MEMO_LOCK:
+        gone = _MEMO.get(key)  # a dead frame's entry not yet forgotten
         _MEMO[key] = (weakref.ref(frame, forget), value)
+    del gone
     return value
 
 

@@ -14,7 +14,16 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, check_grouping, group_rows, per_group, positions, truth
+from forecast.tracking.common import (
+    Row,
+    add_rate,
+    check_grouping,
+    group_rows,
+    memo,
+    per_group,
+    positions,
+    truth,
+)
 from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import correlation, mean_interval, rate_ratio_test, safe_div
@@ -61,9 +70,18 @@ def _week_rows(acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timesta
     Each group's rep-weeks are computed from these, not from every column of every activity (ten
     million on a large CRM): the same rows in the same order, so the same figures.
     """
-    times = acts["occurred_at"]
-    keep = acts["done"] & (times >= start) & (times < end) & (acts["direction"] == "outbound")
-    return acts.loc[keep, _columns(acts, by, _WEEK_COLUMNS)]
+
+    def rows() -> np.ndarray:
+        times = acts["occurred_at"]
+        return np.flatnonzero(
+            truth(acts["done"] & (times >= start) & (times < end) & (acts["direction"] == "outbound"))
+        )
+
+    # the rows are the same for every grouping: found once per activities frame and window
+    kept = memo(acts, f"outbound done activities in {start.isoformat()}..{end.isoformat()}", rows)
+    columns = acts.columns.get_indexer(pd.Index(_columns(acts, by, _WEEK_COLUMNS)))
+    taken: pd.DataFrame = acts.iloc[kept, columns]
+    return taken
 
 
 def effectiveness(
@@ -97,7 +115,13 @@ def effectiveness(
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    weeks = _RepWeeks(_week_rows(acts, by, start, end), opps, by, start, end, only)
+    window = _week_rows(acts, by, start, end)
+    everyone = memo(  # every rep's rep-weeks: the same for every grouping
+        acts,
+        f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}",
+        lambda: (opps, _RepWeeks.everyone(window, opps, start, end)),
+    )
+    weeks = _RepWeeks(window, opps, by, start, end, only, everyone[1] if everyone[0] is opps else None)
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
     outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
@@ -157,12 +181,11 @@ class _RepWeeks:
         start: pd.Timestamp,
         end: pd.Timestamp,
         only: Collection[str] | None = None,
+        whole: dict[str, np.ndarray] | None = None,
     ) -> None:
-        times = window["occurred_at"]
-        window = window[(times >= start) & (times < end) & window["done"]]  # as rep_weeks keeps them
-        window = window[window["direction"] == "outbound"]
-        o = opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
-        self.whole = _counts(window, o, None, None)
+        """The rep-weeks of ``window`` by ``by`` (``whole``: :meth:`everyone`'s, if known)."""
+        window, o = _RepWeeks._rows(window, opps, start, end)
+        self.whole = whole if whole is not None else _counts(window, o, None, None)
         self.split: dict[str, np.ndarray] = {}
         self.table: dict[str, np.ndarray] = {}
         a_label = window[by].astype(str).rename(_GROUP) if by in window.columns else None
@@ -185,6 +208,23 @@ class _RepWeeks:
         )
         self.table = table
         self.split = positions(pd.Series(table["_labels"]))
+
+    @staticmethod
+    def _rows(
+        window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The activities and deals :func:`rep_weeks` keeps."""
+        times = window["occurred_at"]
+        window = window[(times >= start) & (times < end) & window["done"]]  # as rep_weeks keeps them
+        window = window[window["direction"] == "outbound"]
+        return window, opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
+
+    @staticmethod
+    def everyone(
+        window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+    ) -> dict[str, np.ndarray]:
+        """The ``(all)`` group's counts (every rep's rep-weeks)."""
+        return _counts(*_RepWeeks._rows(window, opps, start, end), None, None)
 
     def __call__(self, group: str) -> dict[str, np.ndarray]:
         """The calls, emails and new opportunities of the group's rep-weeks (empty when it has none)."""

@@ -91,7 +91,25 @@ def _goal_between_frame(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timesta
 
 
 def quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
-    """The quota rows that make up the goal of one group (in the quotas table's order)."""
+    """The quota rows that make up the goal of one group (in the quotas table's order).
+
+    Kept per quotas, reps, grouping and group (the forecast asks each group's once a period, for
+    thousands of reps): the frame must not be changed.
+    """
+    held: tuple[pd.DataFrame, dict[str, pd.DataFrame]] = memo(
+        data.quotas, f"quota rows by {by}", lambda: (data.reps, {})
+    )
+    if held[0] is not data.reps:  # the same quotas with other reps: computed, not kept
+        return _quota_rows(data, by, group)
+    kept: dict[str, pd.DataFrame] = held[1]
+    rows = kept.get(group)
+    if rows is None:
+        rows = kept[group] = _quota_rows(data, by, group)
+    return rows
+
+
+def _quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
+    """:func:`quota_rows`, computed."""
     q, owners = memo(data.quotas, "quota intervals", lambda: _owners(_quota_intervals(data.quotas)))
     reps = data.reps
     if group == ALL_LABEL:
