@@ -303,11 +303,12 @@ class Reader:
     the filters. Computations take turns (:class:`Turns`: one at a time, the machine's cores are few,
     and pandas holds the GIL), a request before the background warm-up; a lookup of a held result
     never waits for them, and a request for a result being computed waits for that computation
-    instead of repeating it.
+    instead of repeating it. It holds 128 results, least recently used out first: a cold filtered
+    view keeps its group's rows (small), and the whole reads and reports stay held beside them.
     """
 
     def __init__(
-        self, settings: Settings, cache_size: int = 64, refs: Mapping[str, Any] | None = None
+        self, settings: Settings, cache_size: int = 128, refs: Mapping[str, Any] | None = None
     ) -> None:
         self.settings = settings
         self.refs: dict[str, Any] = dict(refs or {})

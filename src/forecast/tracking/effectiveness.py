@@ -70,6 +70,21 @@ def _week_rows(acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timesta
     Each group's rep-weeks are computed from these, not from every column of every activity (ten
     million on a large CRM): the same rows in the same order, so the same figures.
     """
+    return _taken(acts, by, _window_positions(acts, start, end))
+
+
+def _groups_week_rows(
+    acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timestamp, only: Collection[str]
+) -> pd.DataFrame:
+    """:func:`_week_rows`' rows of the groups ``only`` (in their order), without taking the others."""
+    kept = _window_positions(acts, start, end)
+    if by in acts.columns:
+        kept = kept[acts[by].take(kept).astype(str).isin(list(only)).to_numpy()]
+    return _taken(acts, by, kept)
+
+
+def _window_positions(acts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+    """The positions of the done outbound activities in ``[start, end)`` (found once per frame and window)."""
 
     def rows() -> np.ndarray:
         times = acts["occurred_at"]
@@ -77,10 +92,13 @@ def _week_rows(acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timesta
             truth(acts["done"] & (times >= start) & (times < end) & (acts["direction"] == "outbound"))
         )
 
-    # the rows are the same for every grouping: found once per activities frame and window
-    kept = memo(acts, f"outbound done activities in {start.isoformat()}..{end.isoformat()}", rows)
+    return memo(acts, f"outbound done activities in {start.isoformat()}..{end.isoformat()}", rows)
+
+
+def _taken(acts: pd.DataFrame, by: str, rows: np.ndarray) -> pd.DataFrame:
+    """The activities at ``rows`` in the columns :func:`rep_weeks` reads (and ``by``)."""
     columns = acts.columns.get_indexer(pd.Index(_columns(acts, by, _WEEK_COLUMNS)))
-    taken: pd.DataFrame = acts.iloc[kept, columns]
+    taken: pd.DataFrame = acts.iloc[rows, columns]
     return taken
 
 
@@ -115,13 +133,17 @@ def effectiveness(
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    window = _week_rows(acts, by, start, end)
-    everyone = memo(  # every rep's rep-weeks: the same for every grouping
-        acts,
-        f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}",
-        lambda: (opps, _RepWeeks.everyone(window, opps, start, end)),
+    window = (
+        _week_rows(acts, by, start, end) if only is None else _groups_week_rows(acts, by, start, end, only)
     )
-    weeks = _RepWeeks(window, opps, by, start, end, only, everyone[1] if everyone[0] is opps else None)
+
+    def everyone() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        whole = window if only is None else _week_rows(acts, by, start, end)
+        return opps, _RepWeeks.everyone(whole, opps, start, end)
+
+    # every rep's rep-weeks (the (all) row's): the same for every grouping
+    held = memo(acts, f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}", everyone)
+    weeks = _RepWeeks(window, opps, by, start, end, only, held[1] if held[0] is opps else everyone()[1])
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
     outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
