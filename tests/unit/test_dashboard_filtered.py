@@ -259,3 +259,21 @@ def test_a_kept_value_holding_frames_is_forgotten_without_a_deadlock() -> None:
     worker.join(timeout=30)
     assert not worker.is_alive(), "forgetting a kept value deadlocked"
     assert len(keys) == 2 and not keys & set(_MEMO)
+
+
+def test_the_readers_rows_of_a_group_are_the_same_held_or_not(
+    tmp_path: Path, data: TrackingData, fresh: TrackingData
+) -> None:
+    """A group's rows from the reader: sliced from a held whole report, or computed alone; the old rows."""
+    warmed, cold = _reader(tmp_path, data, "warmed"), _reader(tmp_path, fresh, "cold")
+    for filters in _filters(data)[:4]:
+        by, value = filters.scope or ("", "")
+        for name in NARROWING:
+            whole = warmed.report(filters, name, by)  # held from now on
+            sliced = warmed.report(filters, name, by, only=[value])
+            alone = cold.report(filters, name, by, only=[value])
+            assert sliced.keys() == alone.keys() == whole.keys()
+            for key in whole:
+                expected = _old_rows(whole[key], by, [value])
+                pd.testing.assert_frame_equal(sliced[key], expected, check_exact=True)
+                pd.testing.assert_frame_equal(alone[key], expected, check_exact=True)
