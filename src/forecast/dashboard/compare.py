@@ -187,11 +187,16 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
     kinds = {m: k for m, _, k, _ in HEADLINE}
     source = {m: r for m, _, _, r in HEADLINE}
     tables: dict[tuple[str, str], tuple[_Rows, _Rows]] = {}
+    wanted: dict[str, list[str]] = {}
+    for by, value in rows:
+        wanted.setdefault(by, []).append(value)
 
     def rows_of(name: str, by: str) -> tuple[_Rows, _Rows]:
         if (name, by) not in tables:  # each table indexed once (a rep's row is not a scan per rep)
-            now_table = reader.report(filters, name, by)[name]
-            prev_table = reader.report(before, name, by)[name] if covered else None
+            # a filtered view reads its rows alone (the whole table's when held: Reader.report)
+            only = wanted[by] if filters.scope is not None else None
+            now_table = reader.report(filters, name, by, only=only)[name]
+            prev_table = reader.report(before, name, by, only=only)[name] if covered else None
             tables[(name, by)] = (_by_key(now_table, by, metrics), _by_key(prev_table, by, metrics))
         return tables[(name, by)]
 

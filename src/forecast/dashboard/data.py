@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -89,6 +89,9 @@ ACTIVITY_COLUMNS = (
     "selling_hours",
 )
 """The per-rep figures counted from activities (a source without activities has none, not zeros)."""
+WHOLE_REPORTS = (("performance", True), ("process", True), ("effectiveness", False), ("funnel", False))
+"""The reports a filtered view reads grouped by its filter, and whether the previous period's too
+(the comparison with the period before): :meth:`Reader.whole_reports`."""
 NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
@@ -300,11 +303,12 @@ class Reader:
     the filters. Computations take turns (:class:`Turns`: one at a time, the machine's cores are few,
     and pandas holds the GIL), a request before the background warm-up; a lookup of a held result
     never waits for them, and a request for a result being computed waits for that computation
-    instead of repeating it.
+    instead of repeating it. It holds 128 results, least recently used out first: a cold filtered
+    view keeps its group's rows (small), and the whole reads and reports stay held beside them.
     """
 
     def __init__(
-        self, settings: Settings, cache_size: int = 64, refs: Mapping[str, Any] | None = None
+        self, settings: Settings, cache_size: int = 128, refs: Mapping[str, Any] | None = None
     ) -> None:
         self.settings = settings
         self.refs: dict[str, Any] = dict(refs or {})
@@ -445,15 +449,47 @@ class Reader:
 
         return parse_period(filters.period, data.as_of)
 
-    def report(self, filters: Filters, name: str, by: str) -> dict[str, pd.DataFrame]:
-        """``forecast metrics --report name --by by`` for the filters' as-of and period (unfiltered rows)."""
-        from forecast.tracking.api import report
+    def report(
+        self, filters: Filters, name: str, by: str, only: Collection[str] | None = None
+    ) -> dict[str, pd.DataFrame]:
+        """``forecast metrics --report name --by by`` for the filters' as-of and period (unfiltered rows).
+
+        With ``only`` (a report that narrows: :data:`forecast.tracking.api.REPORTS`), the rows of
+        those groups and ``(all)`` alone: taken from the whole report when it is held (the warm-up
+        computes them, :meth:`whole_reports`), else computed for those groups alone (a filtered
+        view on a cold cache: not every rep's figures for one rep's row), the same rows either way.
+        """
+        from forecast.tracking.api import narrowed, report
 
         data = self.tracking(filters)
         period = self.period(data, filters)
-        return self._cached(
-            ("report", filters.as_of, period.label, name, by), lambda: report(data, name, period, by)
-        )
+        whole = ("report", filters.as_of, period.label, name, by)
+        if only is None:
+            return self._cached(whole, lambda: report(data, name, period, by))
+        groups = tuple(sorted(set(only)))
+        held = self._peek(whole)
+        if held is not None:
+            return narrowed(held, by, groups)
+        return self._cached((*whole, groups), lambda: report(data, name, period, by, only=groups))
+
+    def whole_reports(self, filters: Filters) -> None:
+        """Compute the whole reports a filtered view of the filters' grouping reads (for the warm-up).
+
+        A filtered page computes its group's rows alone when the whole report is not held
+        (:meth:`report`); the warm-up computes the whole ones once per kind of filter, so that
+        every filter of that kind then takes its rows from them.
+        """
+        from forecast.dashboard.compare import previous_filters
+
+        scope = filters.scope
+        if scope is None:
+            return
+        by = scope[0]
+        data = self.tracking(filters)
+        before = previous_filters(filters, self.period(data, filters))
+        for name, both in WHOLE_REPORTS:
+            for f in (filters, before) if both else (filters,):
+                self.report(f, name, by)
 
     def insights(self, filters: Filters) -> dict[str, Any]:
         """``forecast insights --json`` for the filters' as-of and period."""
@@ -476,7 +512,10 @@ class Reader:
         as-of and its open deals scored (``RevenueForecast.scored``), which depend on nothing else.
         The forecast shares the tracking pages' read of the CRM (:meth:`tracking`: its prepared view
         and its activities and engagement events, :func:`~forecast.tracking.data.crm_frames`)
-        instead of reading and preparing it again.
+        instead of reading and preparing it again; the other tables it reads (``crm_frames``) are
+        kept per state and as-of too, so a filter's forecast does not read them again (the
+        forecast only reads them: ``tests/integration/test_dashboard.py`` compares a second
+        grouping's document with the CLI's).
         """
         from forecast.binding import ModelBindingError
         from forecast.data.warehouse import Warehouse
@@ -489,8 +528,11 @@ class Reader:
             try:
                 state = self.state()  # the by-products below are this state's
                 data = self._tracking(filters)
-                with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
-                    crm = crm_frames(con, data)
+                crm_key = ("crm", filters.as_of)
+                crm = self._peek(crm_key, state)
+                if crm is None:
+                    with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
+                        crm = crm_frames(con, data)
                 models, warnings = self.champions()
                 versions = tuple(sorted(models.versions.items()))
                 shock_key = ("shock", filters.as_of, versions, WIN_LEVEL)
@@ -510,6 +552,7 @@ class Reader:
                     data=data,
                     open_deals=self._peek(scored_key, state),
                 )
+                self._keep(crm_key, crm, state)
                 self._keep(shock_key, result.spreads, state)
                 self._keep(scored_key, result.scored, state)
                 # the document of `forecast revenue --json`, with the champions' warnings it gives
@@ -640,7 +683,9 @@ class Reader:
             ((k, v) for k, v in filters.scopes if k in ("team", "region")), ("rep", ALL_LABEL)
         )  # the total row: the team's (or region's) when one is given, even with a rep
         totals = (
-            performance if total_by == "rep" else self.report(filters, "performance", total_by)["performance"]
+            performance
+            if total_by == "rep"
+            else self.report(filters, "performance", total_by, only=(total_label,))["performance"]
         )
         total = totals[totals[total_by].astype(str) == total_label]
         rows = (
@@ -667,7 +712,7 @@ class Reader:
         period = self.period(data, filters)
         scope = filters.scope
         by = scope[0] if scope is not None else "team"
-        funnel = self.report(filters, "funnel", by)
+        funnel = self.report(filters, "funnel", by, only=None if scope is None else (scope[1],))
         stages = self.report(filters, "process", "team")["stages"]
         table = funnel["funnel"]
         if scope is not None:
@@ -731,7 +776,8 @@ class Reader:
                 return frame
             return frame[frame[by].astype(str).isin([scope[1], ALL_LABEL])].reset_index(drop=True)
 
-        process = self.report(filters, "process", proc_by)
+        only = None if scope is None else (scope[1],)
+        process = self.report(filters, "process", proc_by, only=only)
         notes += filters.unapplied((eff_by,), "activity effectiveness and the process")
         if scope is not None:
             notes.append(f"inbound against outbound is the whole team's: it is not split by {scope[0]}")
@@ -739,7 +785,9 @@ class Reader:
             "as_of": data.as_of.isoformat(),
             "period": period,
             "effectiveness_by": eff_by,
-            "effectiveness": narrowed(self.report(filters, "effectiveness", eff_by)["effectiveness"], eff_by),
+            "effectiveness": narrowed(
+                self.report(filters, "effectiveness", eff_by, only=only)["effectiveness"], eff_by
+            ),
             "channels": self.report(filters, "effectiveness", "channel")["effectiveness"],
             "process_by": proc_by,
             "process": narrowed(process["process"], proc_by),

@@ -55,10 +55,11 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     """What a filtered view of the default as-of and period computes, once per kind of filter.
 
     A filtered page follows its filter's grouping (a team filter: the tables and the forecast by
-    team), and those are computed for every group at once: warming one filter of each kind (the
-    first rep, team, region and source of the warehouse) computes what every other filter of that
-    kind needs, so their first visits find their figures too (a rep's own pacing line aside, a
-    few milliseconds).
+    team). On a cold cache it computes its own group's rows alone, so the warm-up first computes
+    the whole reports of each kind of filter (:meth:`Reader.whole_reports`), then the pages with
+    one filter of each kind (the first rep, team, region and source of the warehouse): every other
+    filter of that kind then finds its figures too (its rows taken from the whole reports; a
+    rep's own pacing line aside, a few milliseconds).
     """
     data = reader.tracking(Filters())
     firsts = {
@@ -72,6 +73,7 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
         if not values:
             continue
         filters = Filters(**{key: values[0]})
+        out.append((f"reports?{key}", partial(reader.whole_reports, filters)))
         for page in ("overview", "reps", "pipeline", "activity"):
             out.append((f"{page}?{key}", partial(getattr(reader, page), filters)))
         for page, changes in (("overview", compare.overview_changes), ("reps", compare.reps_changes)):

@@ -12,7 +12,7 @@ api.insights(data, period).insights                               # ranked decis
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from forecast.data.warehouse import Warehouse
 from forecast.tracking.adjust import adjusted
-from forecast.tracking.data import TrackingData
+from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.effectiveness import effectiveness
 from forecast.tracking.funnel import funnel, loss_reasons, monthly
 from forecast.tracking.goals import daily, goals
@@ -40,13 +40,15 @@ __all__ = [
     "Report",
     "default_period",
     "insights",
+    "narrowed",
     "open_warehouse",
     "parse_period",
     "report",
     "run_reports",
 ]
 
-ReportFn = Callable[[TrackingData, Period, str], pd.DataFrame]
+ReportFn = Callable[..., pd.DataFrame]
+"""``fn(data, period, by)``; a report that :attr:`Report.narrows` also takes ``only=`` (groups)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Report:
         extras: Extra tables by name (computed with the same data, period and grouping).
         default_by: The grouping used when none is given.
         description: One line for ``--help`` and the docs.
+        narrows: Whether it computes given groups alone (``only=``: the whole table's rows of
+            those groups and ``(all)``, in order; a table without the grouping whole).
     """
 
     name: str
@@ -66,13 +70,14 @@ class Report:
     extras: tuple[tuple[str, ReportFn], ...]
     default_by: str
     description: str
+    narrows: bool = False
 
 
-def _monthly(data: TrackingData, period: Period, by: str) -> pd.DataFrame:
+def _monthly(data: TrackingData, period: Period, by: str, only: object = None) -> pd.DataFrame:
     return monthly(data, period)
 
 
-def _loss_reasons(data: TrackingData, period: Period, by: str) -> pd.DataFrame:
+def _loss_reasons(data: TrackingData, period: Period, by: str, only: object = None) -> pd.DataFrame:
     return loss_reasons(data, period)
 
 
@@ -85,6 +90,7 @@ REPORTS: dict[str, Report] = {
             (),
             "rep",
             "activity comparison per rep (calls, emails, meetings, deals)",
+            narrows=True,
         ),
         Report(
             "prospects",
@@ -100,6 +106,7 @@ REPORTS: dict[str, Report] = {
             (("monthly", _monthly), ("loss_reasons", _loss_reasons)),
             "rep",
             "open pipeline, losses, win rate, cycle, velocity, growth",
+            narrows=True,
         ),
         Report(
             "effectiveness",
@@ -107,6 +114,7 @@ REPORTS: dict[str, Report] = {
             (),
             "team",
             "reply rate, call length, new deals and their correlations",
+            narrows=True,
         ),
         Report(
             "process",
@@ -114,6 +122,7 @@ REPORTS: dict[str, Report] = {
             (("stages", stage_table),),
             "channel",
             "prospects in, qualification, stage conversion",
+            narrows=True,
         ),
         Report("adjusted", adjusted, (), "rep", "rep rates adjusted for mix (observed / expected)"),
     )
@@ -134,19 +143,48 @@ def open_warehouse(path: Path, as_of: pd.Timestamp | None = None) -> TrackingDat
         return load(con, as_of)
 
 
-def report(data: TrackingData, name: str, period: Period, by: str | None = None) -> dict[str, pd.DataFrame]:
+def report(
+    data: TrackingData,
+    name: str,
+    period: Period,
+    by: str | None = None,
+    only: Collection[str] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Compute one report: ``{name: main table, extra name: extra table, ...}``.
+
+    ``only`` (a report that :attr:`Report.narrows`): the rows of these groups and ``(all)`` alone,
+    the whole report's rows of them in its order (:func:`narrowed`), computed without the others.
 
     Raises:
         KeyError: If the report is unknown.
+        ValueError: ``only`` for a report that does not narrow.
         forecast.tracking.common.GroupingError: If the report cannot use the grouping.
     """
     spec = REPORTS[name]
     group = by or spec.default_by
-    out = {name: spec.main(data, period, group)}
+    if only is None:
+        out = {name: spec.main(data, period, group)}
+        for extra, fn in spec.extras:
+            out[extra] = fn(data, period, group)
+        return out
+    if not spec.narrows:
+        raise ValueError(f"the {name} report is computed for every group only")
+    out = {name: spec.main(data, period, group, only=only)}
     for extra, fn in spec.extras:
-        out[extra] = fn(data, period, group)
+        out[extra] = fn(data, period, group, only=only)
     return out
+
+
+def narrowed(tables: Mapping[str, pd.DataFrame], by: str, only: Collection[str]) -> dict[str, pd.DataFrame]:
+    """The rows of ``only``'s groups and ``(all)`` of each table grouped ``by`` (the others whole).
+
+    What :func:`report` with ``only`` gives, from a whole report's tables (which are not changed).
+    """
+    keep = [*only, ALL_LABEL]
+    return {
+        key: table[table[by].astype(str).isin(keep)].reset_index(drop=True) if by in table.columns else table
+        for key, table in tables.items()
+    }
 
 
 def run_reports(

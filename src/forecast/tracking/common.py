@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,7 +43,9 @@ def add_rate(row: Row, name: str, successes: float, n: float) -> None:
 
 
 _MEMO: dict[tuple[int, str], tuple[weakref.ref[pd.DataFrame], Any]] = {}
-_MEMO_LOCK = threading.Lock()
+_MEMO_LOCK = threading.RLock()
+"""Re-entrant: dropping a kept value may free a frame whose own entry is then forgotten (a weakref
+callback, in the same thread, wherever the last reference went)."""
 
 
 def memo(frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
@@ -62,10 +64,13 @@ def memo(frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
 
     def forget(_: object, key: tuple[int, str] = key) -> None:
         with _MEMO_LOCK:
-            _MEMO.pop(key, None)
+            gone = _MEMO.pop(key, None)
+        del gone  # dropped outside the lock (it may hold frames with entries of their own)
 
     with _MEMO_LOCK:
+        gone = _MEMO.get(key)  # a dead frame's entry not yet forgotten
         _MEMO[key] = (weakref.ref(frame, forget), value)
+    del gone
     return value
 
 
@@ -103,6 +108,7 @@ def per_group(
     compute: Callable[[str], Row],
     *,
     include_all: bool = True,
+    only: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """One row per group (every known rep, team, … and every value in ``frames``) plus ``(all)``.
 
@@ -112,8 +118,12 @@ def per_group(
         frames: Frames whose values of ``by`` define groups too.
         compute: Returns the metrics of one group (called with the group label).
         include_all: Whether to append the ``(all)`` row.
+        only: Compute only these groups' rows (and ``(all)``): the rows of the whole table whose
+            group is one of them, in its order (``None``: every group).
     """
     groups = group_values(data, by, *frames)
+    if only is not None:
+        groups = [g for g in groups if g in only]
     if include_all:
         groups.append(ALL_LABEL)
     rows = []

@@ -9,10 +9,21 @@ not independent, so read the interval as a lower bound on the uncertainty.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, check_grouping, group_rows, per_group, positions, truth
+from forecast.tracking.common import (
+    Row,
+    add_rate,
+    check_grouping,
+    group_rows,
+    memo,
+    per_group,
+    positions,
+    truth,
+)
 from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import correlation, mean_interval, rate_ratio_test, safe_div
@@ -59,12 +70,41 @@ def _week_rows(acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timesta
     Each group's rep-weeks are computed from these, not from every column of every activity (ten
     million on a large CRM): the same rows in the same order, so the same figures.
     """
-    times = acts["occurred_at"]
-    keep = acts["done"] & (times >= start) & (times < end) & (acts["direction"] == "outbound")
-    return acts.loc[keep, _columns(acts, by, _WEEK_COLUMNS)]
+    return _taken(acts, by, _window_positions(acts, start, end))
 
 
-def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.DataFrame:
+def _groups_week_rows(
+    acts: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timestamp, only: Collection[str]
+) -> pd.DataFrame:
+    """:func:`_week_rows`' rows of the groups ``only`` (in their order), without taking the others."""
+    kept = _window_positions(acts, start, end)
+    if by in acts.columns:
+        kept = kept[acts[by].take(kept).astype(str).isin(list(only)).to_numpy()]
+    return _taken(acts, by, kept)
+
+
+def _window_positions(acts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+    """The positions of the done outbound activities in ``[start, end)`` (found once per frame and window)."""
+
+    def rows() -> np.ndarray:
+        times = acts["occurred_at"]
+        return np.flatnonzero(
+            truth(acts["done"] & (times >= start) & (times < end) & (acts["direction"] == "outbound"))
+        )
+
+    return memo(acts, f"outbound done activities in {start.isoformat()}..{end.isoformat()}", rows)
+
+
+def _taken(acts: pd.DataFrame, by: str, rows: np.ndarray) -> pd.DataFrame:
+    """The activities at ``rows`` in the columns :func:`rep_weeks` reads (and ``by``)."""
+    columns = acts.columns.get_indexer(pd.Index(_columns(acts, by, _WEEK_COLUMNS)))
+    taken: pd.DataFrame = acts.iloc[rows, columns]
+    return taken
+
+
+def effectiveness(
+    data: TrackingData, period: Period, by: str = "team", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Email reply rate, call duration, new opportunities vs the previous period and correlations.
 
     Each group's figures come from numpy columns at its row positions, and its rep-weeks from one
@@ -76,6 +116,8 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
         data: The tracking data.
         period: The period.
         by: team, manager, region, source, channel (or rep).
+        only: Only these groups' rows and ``(all)`` (the whole table's rows of them, in order: a
+            group's rep-weeks are counted from its own rows only).
 
     Returns:
         One row per group plus ``(all)``.
@@ -91,7 +133,17 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    weeks = _RepWeeks(_week_rows(acts, by, start, end), opps, by, start, end)
+    window = (
+        _week_rows(acts, by, start, end) if only is None else _groups_week_rows(acts, by, start, end, only)
+    )
+
+    def everyone() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        whole = window if only is None else _week_rows(acts, by, start, end)
+        return opps, _RepWeeks.everyone(whole, opps, start, end)
+
+    # every rep's rep-weeks (the (all) row's): the same for every grouping
+    held = memo(acts, f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}", everyone)
+    weeks = _RepWeeks(window, opps, by, start, end, only, held[1] if held[0] is opps else everyone()[1])
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
     outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
@@ -127,7 +179,7 @@ def effectiveness(data: TrackingData, period: Period, by: str = "team") -> pd.Da
             )
         return row
 
-    return per_group(data, by, [in_period, created], compute)
+    return per_group(data, by, [in_period, created], compute, only=only)
 
 
 _GROUP = "_group"
@@ -138,17 +190,24 @@ class _RepWeeks:
 
     The window's activities and the deals created in it are counted per group, rep and ISO week at
     once; a group's rep-weeks are then its rows of that table, in the order :func:`rep_weeks` gives
-    them (sorted by rep and week within each count, counts joined in the same order).
+    them (sorted by rep and week within each count, counts joined in the same order). With
+    ``only``, the groups' table counts those groups' rows only: a group's counts and their order
+    are the same (each count is per group, rep and week, sorted, a group's rows kept in order).
     """
 
     def __init__(
-        self, window: pd.DataFrame, opps: pd.DataFrame, by: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        window: pd.DataFrame,
+        opps: pd.DataFrame,
+        by: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        only: Collection[str] | None = None,
+        whole: dict[str, np.ndarray] | None = None,
     ) -> None:
-        times = window["occurred_at"]
-        window = window[(times >= start) & (times < end) & window["done"]]  # as rep_weeks keeps them
-        window = window[window["direction"] == "outbound"]
-        o = opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
-        self.whole = _counts(window, o, None, None)
+        """The rep-weeks of ``window`` by ``by`` (``whole``: :meth:`everyone`'s, if known)."""
+        window, o = _RepWeeks._rows(window, opps, start, end)
+        self.whole = whole if whole is not None else _counts(window, o, None, None)
         self.split: dict[str, np.ndarray] = {}
         self.table: dict[str, np.ndarray] = {}
         a_label = window[by].astype(str).rename(_GROUP) if by in window.columns else None
@@ -157,12 +216,37 @@ class _RepWeeks:
             return
         a = window if a_label is not None else window.iloc[0:0]
         o = o if o_label is not None else o.iloc[0:0]
+        if only is not None:  # the groups asked for: their rows (in order) are all their counts read
+            wanted = list(only)
+            if a_label is not None:
+                keep = a_label.isin(wanted).to_numpy()
+                a, a_label = a[keep], a_label[keep]
+            if o_label is not None:
+                keep = o_label.isin(wanted).to_numpy()
+                o, o_label = o[keep], o_label[keep]
         empty = pd.Series([], dtype=str, name=_GROUP)
         table = _counts(
             a, o, a_label if a_label is not None else empty, o_label if o_label is not None else empty
         )
         self.table = table
         self.split = positions(pd.Series(table["_labels"]))
+
+    @staticmethod
+    def _rows(
+        window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The activities and deals :func:`rep_weeks` keeps."""
+        times = window["occurred_at"]
+        window = window[(times >= start) & (times < end) & window["done"]]  # as rep_weeks keeps them
+        window = window[window["direction"] == "outbound"]
+        return window, opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
+
+    @staticmethod
+    def everyone(
+        window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+    ) -> dict[str, np.ndarray]:
+        """The ``(all)`` group's counts (every rep's rep-weeks)."""
+        return _counts(*_RepWeeks._rows(window, opps, start, end), None, None)
 
     def __call__(self, group: str) -> dict[str, np.ndarray]:
         """The calls, emails and new opportunities of the group's rep-weeks (empty when it has none)."""

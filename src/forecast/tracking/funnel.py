@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 
 from forecast.tracking.common import Row, add_rate, amount_sum, check_grouping, narrow, per_group, subset
@@ -40,13 +42,16 @@ def stage_win_rates(data: TrackingData, before: pd.Timestamp) -> dict[str, float
     return rates
 
 
-def funnel(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+def funnel(
+    data: TrackingData, period: Period, by: str = "rep", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Funnel metrics per group for one period.
 
     Args:
         data: The tracking data.
         period: The period; open pipeline is measured at its end (or at as-of if earlier).
         by: Any grouping.
+        only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
 
     Returns:
         One row per group plus ``(all)``.
@@ -100,7 +105,7 @@ def funnel(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
         row["growth_p_value"] = rate_ratio_test(len(won), period.days, len(won_prev), prev.days)
         return row
 
-    return per_group(data, by, [open_now, created, closed], compute)
+    return per_group(data, by, [open_now, created, closed], compute, only=only)
 
 
 def monthly(data: TrackingData, period: Period, months: int = 12) -> pd.DataFrame:

@@ -91,7 +91,25 @@ def _goal_between_frame(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timesta
 
 
 def quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
-    """The quota rows that make up the goal of one group (in the quotas table's order)."""
+    """The quota rows that make up the goal of one group (in the quotas table's order).
+
+    Kept per quotas, reps, grouping and group (the forecast asks each group's once a period, for
+    thousands of reps): the frame must not be changed.
+    """
+    held: tuple[pd.DataFrame, dict[str, pd.DataFrame]] = memo(
+        data.quotas, f"quota rows by {by}", lambda: (data.reps, {})
+    )
+    if held[0] is not data.reps:  # the same quotas with other reps: computed, not kept
+        return _quota_rows(data, by, group)
+    kept: dict[str, pd.DataFrame] = held[1]
+    rows = kept.get(group)
+    if rows is None:
+        rows = kept[group] = _quota_rows(data, by, group)
+    return rows
+
+
+def _quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
+    """:func:`quota_rows`, computed."""
     q, owners = memo(data.quotas, "quota intervals", lambda: _owners(_quota_intervals(data.quotas)))
     reps = data.reps
     if group == ALL_LABEL:
@@ -226,8 +244,8 @@ def daily(data: TrackingData, period: Period, by: str = "rep", only: str | None 
     days = pd.date_range(period.start, cutoff - pd.Timedelta(microseconds=1), freq="D")
     groups = [*group_values(data, by, won), ALL_LABEL]
     chosen = groups if only is None else [g for g in groups if g == only]
-    if not chosen or len(days) == 0:
-        return _daily_frames(data, by, won, days, chosen)
+    if not chosen or len(days) == 0:  # no day (a period starting at the as of): no row for any group
+        return _daily_frames(data, by, won, days, chosen[:1])
     won_value = _won_by_day(won, by, days, chosen)
     goal = np.array([daily_goals(quota_rows(data, by, g), days) for g in chosen], dtype=float)
     cumulative_won, cumulative_goal = np.cumsum(won_value, axis=1), np.cumsum(goal, axis=1)

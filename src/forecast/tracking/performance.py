@@ -11,6 +11,7 @@ table in about a second. Each figure is the one a per-group filter gives, to the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from forecast.tracking.common import (
     amounts,
     check_grouping,
     group_rows,
+    memo,
     per_group,
     truth,
 )
@@ -35,13 +37,16 @@ MEETING_TYPES = ("meeting", "demo")
 MEETING_FAILED = ("cancelled", "declined", "no_show")
 
 
-def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
+def performance(
+    data: TrackingData, period: Period, by: str = "rep", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Activity comparison per group for one period.
 
     Args:
         data: The tracking data.
         period: The period.
         by: rep, team, manager, region, source or channel (activities on leads have no product).
+        only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
 
     Returns:
         One row per group plus ``(all)``; rates come with ``_n``, ``_lo`` and ``_hi`` columns.
@@ -52,7 +57,7 @@ def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataF
     opps = data.opportunities
     created = opps[period.contains(opps["created_at"])]
     closed = opps[period.contains(opps["closed_at"])]
-    converted = data.leads.set_index("lead_id")["converted_at"]
+    converted = conversions(data.leads)
     activity = _Activities.of(acts)
     cold = _cold_call_conversions(acts, by, converted)
     act_rows, created_rows, closed_rows = (group_rows(f, by) for f in (acts, created, closed))
@@ -78,7 +83,16 @@ def performance(data: TrackingData, period: Period, by: str = "rep") -> pd.DataF
         )
         return row
 
-    return per_group(data, by, [acts, created, closed], compute)
+    return per_group(data, by, [acts, created, closed], compute, only=only)
+
+
+def conversions(leads: pd.DataFrame) -> pd.Series:
+    """Each lead's conversion time by lead id (``NaT``: never), once per leads frame (do not change it).
+
+    Every grouping and period of the report reads the same one (an index of a million leads on a
+    large CRM takes a second).
+    """
+    return memo(leads, "conversion times by lead", lambda: leads.set_index("lead_id")["converted_at"])
 
 
 def _known_true(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,21 @@ its current stage longer than 90% of the completed stays of that stage before th
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, check_grouping, group_rows, narrow, per_group, subset
+from forecast.tracking.common import (
+    Row,
+    add_rate,
+    check_grouping,
+    group_rows,
+    memo,
+    narrow,
+    per_group,
+    subset,
+)
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.funnel import DAYS_PER_MONTH
 from forecast.tracking.periods import Period
@@ -28,13 +39,16 @@ _CONTACT_COLUMNS = ("lead_id", "occurred_at")
 """The activities' columns a lead's last contact reads."""
 
 
-def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataFrame:
+def process(
+    data: TrackingData, period: Period, by: str = "channel", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Inbound and outbound prospects, qualified per month and lead conversion, per group.
 
     Args:
         data: The tracking data.
         period: The period.
         by: rep, team, manager, region, source or channel (leads carry no product).
+        only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
 
     Returns:
         One row per group plus ``(all)``.
@@ -52,9 +66,7 @@ def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataF
         & leads["status"].isin(["new", "working", "qualified"])
         & leads["converted_at"].isna()
     ]
-    acts = data.activities  # the rows and columns read are taken, not a copy of every activity
-    contacts = acts.loc[acts["done"] & (acts["occurred_at"] < cutoff), list(_CONTACT_COLUMNS)]
-    last_contact = contacts.groupby("lead_id", sort=False)["occurred_at"].max()  # looked up by id
+    last_contact = last_contacts(data.activities, cutoff)  # looked up by id
     last = pd.to_datetime(open_leads["lead_id"].map(last_contact)).fillna(open_leads["created_at"])
     silent = days(cutoff - last) > NO_CONTACT_DAYS
     open_leads = narrow(open_leads.assign(silent=silent), by, "silent")
@@ -77,7 +89,23 @@ def process(data: TrackingData, period: Period, by: str = "channel") -> pd.DataF
         add_rate(row, "open_leads_silent", int(o["silent"].sum()), len(o))
         return row
 
-    return per_group(data, by, [created, qualified], compute)
+    return per_group(data, by, [created, qualified], compute, only=only)
+
+
+def last_contacts(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
+    """Each lead's last done activity before ``cutoff``, by lead id (the leads without one absent).
+
+    Computed once per activities frame and cutoff (:func:`~forecast.tracking.common.memo`): every
+    grouping of the process report reads the same one (a grouping of ten million activities by lead
+    on a large CRM). The series must not be changed.
+    """
+
+    def compute() -> pd.Series:
+        # the rows and columns read are taken, not a copy of every activity
+        contacts = acts.loc[acts["done"] & (acts["occurred_at"] < cutoff), list(_CONTACT_COLUMNS)]
+        return contacts.groupby("lead_id", sort=False)["occurred_at"].max()
+
+    return memo(acts, f"last contacts before {cutoff.isoformat()}", compute)
 
 
 def stays(data: TrackingData) -> pd.DataFrame:
@@ -85,7 +113,18 @@ def stays(data: TrackingData) -> pd.DataFrame:
 
     ``result`` is ``advanced``, ``lost``, ``open`` (still there at as-of) or ``back`` (moved to an
     earlier stage). Consecutive rows of the same stage (amount changes) are one stay.
+
+    Computed once per stage history, deals and pipeline (the same ``data``'s; each grouping of the
+    stage table and the insights read it): the frame must not be changed.
     """
+    held = memo(data.stage_history, "stays", lambda: (data.opportunities, data.pipeline, _stays(data)))
+    if held[0] is data.opportunities and held[1] is data.pipeline:
+        return held[2]
+    return _stays(data)  # the same history with other deals (never in the reports): not kept
+
+
+def _stays(data: TrackingData) -> pd.DataFrame:
+    """:func:`stays`, computed."""
     hist = data.stage_history.sort_values(["opportunity_id", "entered_at"], kind="stable")
     if hist.empty:
         return pd.DataFrame(columns=["opportunity_id", "stage", "entered_at", "left_at", "result", "days"])
@@ -123,13 +162,16 @@ def stays(data: TrackingData) -> pd.DataFrame:
     return out.drop(columns=["next_stage"]).reset_index(drop=True)
 
 
-def stage_table(data: TrackingData, period: Period, by: str = "channel") -> pd.DataFrame:
+def stage_table(
+    data: TrackingData, period: Period, by: str = "channel", only: Collection[str] | None = None
+) -> pd.DataFrame:
     """Conversion, time in stage and stuck deals per group and open stage.
 
     Args:
         data: The tracking data.
         period: The period.
         by: Any grouping (deals carry a product).
+        only: Only these groups' rows and ``(all)``'s (the whole table's rows of them, in order).
 
     Returns:
         One row per group and stage (empty without stage history).
@@ -154,7 +196,10 @@ def stage_table(data: TrackingData, period: Period, by: str = "channel") -> pd.D
     ended_days = ended["days"].to_numpy()
     too_old = current["age"].to_numpy()
     rows = []
-    for group in [*group_values(data, by, entered), ALL_LABEL]:
+    groups = group_values(data, by, entered)
+    if only is not None:
+        groups = [g for g in groups if g in only]
+    for group in [*groups, ALL_LABEL]:
         for k, stage in enumerate(stages):
             es, fs, cs = e.rows(group, k), f.rows(group, k), c.rows(group, k)
             row: Row = {by: group, "stage": stage, "entered": len(es)}
