@@ -479,14 +479,13 @@ class Reader:
         (:meth:`report`); the warm-up computes the whole ones once per kind of filter, so that
         every filter of that kind then takes its rows from them.
         """
-        from forecast.dashboard.compare import previous_filters
-
         scope = filters.scope
         if scope is None:
             return
         by = scope[0]
         data = self.tracking(filters)
-        before = previous_filters(filters, self.period(data, filters))
+        # the period before, as dashboard.compare.previous_filters gives it (not imported: a cycle)
+        before = replace(filters, period=self.period(data, filters).previous().spec)
         for name, both in WHOLE_REPORTS:
             for f in (filters, before) if both else (filters,):
                 self.report(f, name, by)
