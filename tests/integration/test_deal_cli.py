@@ -61,6 +61,13 @@ def test_time_to_close_beats_the_stage_only_baseline(env: dict[str, str], traine
     assert m["ibs"] < km["ibs"]
     run = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"]).get_run(ttc["run_id"])
     assert {"test_c_index", "test_ibs", "baseline_stage_km_c_index"} <= set(run.data.metrics)
+    # the gate's paired errors, so that a tie within noise with a nested baseline is not a loss
+    for name in ("stage_km", "logistic_hazard"):
+        b = ttc["baselines"][name]
+        assert abs(b["brier_gap"] - (m["brier"] - b["brier"])) < 1e-5  # the JSON rounds to 6 places
+        assert abs(b["auc_gap"] - (m["roc_auc"] - b["roc_auc"])) < 1e-5
+        assert 0 < b["brier_gap_se"] < 0.05 and 0 < b["auc_gap_se"] < 0.1
+        assert run.data.metrics[f"baseline_{name}_brier_gap_se"] == pytest.approx(b["brier_gap_se"], rel=1e-3)
 
 
 def test_score_open_deals_with_close_dates_and_write_back(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -162,16 +163,12 @@ def report(
     """
     spec = REPORTS[name]
     group = by or spec.default_by
-    if only is None:
-        out = {name: spec.main(data, period, group)}
-        for extra, fn in spec.extras:
-            out[extra] = fn(data, period, group)
-        return out
-    if not spec.narrows:
+    if only is not None and not spec.narrows:
         raise ValueError(f"the {name} report is computed for every group only")
-    out = {name: spec.main(data, period, group, only=only)}
+    narrow: dict[str, Any] = {} if only is None else {"only": only}  # the others take no `only`
+    out = {name: spec.main(data, period, group, **narrow)}
     for extra, fn in spec.extras:
-        out[extra] = fn(data, period, group, only=only)
+        out[extra] = fn(data, period, group, **narrow)
     return out
 
 

@@ -25,7 +25,13 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from forecast.errors import InsufficientDataError
-from forecast.evaluate import classification_metrics, decile_table, reliability_table, segment_calibration
+from forecast.evaluate import (
+    classification_metrics,
+    decile_table,
+    paired_auc_gaps,
+    reliability_table,
+    segment_calibration,
+)
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_hazard
 from forecast.models.pipeline import build_pipeline
@@ -36,7 +42,7 @@ from forecast.models.survival import (
     survival_at,
     survival_quantile,
 )
-from forecast.training.binary import TrainResult, data_identity
+from forecast.training.binary import TrainResult, data_identity, paired_brier_gap
 from forecast.training.inputs import ModelInput
 from forecast.training.splits import evaluation_split
 from forecast.training.survival_metrics import (
@@ -259,6 +265,7 @@ def _baselines(
         estimators["stage_km"] = StageKaplanMeier("stage", edges=edges, proba_days=days)
     reliability = {"model": reliability_table(ts.y_known, ts.p_known)} if ts.measurable else {}
     baselines: dict[str, dict[str, float]] = {}
+    known_p: dict[str, np.ndarray] = {}
     for name, est in estimators.items():
         est.fit(snaps.x.iloc[train], snaps.durations[train], snaps.events[train])
         s_b = est.survival(ts.x)
@@ -276,6 +283,15 @@ def _baselines(
         else:
             p_b = 1.0 - survival_at(s_b[ts.known], edges, days)
             reliability[name] = reliability_table(ts.y_known, p_b)
+            known_p[name] = p_b
+    if known_p and len(np.unique(ts.y_known)) == 2:
+        # The gate's paired errors, as for the binary models: a Brier gap within two of them, or an
+        # AUC gap within two bootstrap errors over whole deals, is a tie (the small-data curves split
+        # by size and their stage-only baseline are nested: equal within noise on a short slice).
+        gaps = paired_auc_gaps(ts.y_known, ts.p_known, known_p, ts.ids[ts.known], seed=config.seed)
+        for name, p_b in known_p.items():
+            baselines[name].update(paired_brier_gap(ts.y_known, ts.p_known, p_b))
+            baselines[name].update(gaps[name])
     return baselines, reliability
 
 
