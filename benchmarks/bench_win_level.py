@@ -1,7 +1,8 @@
 """Where the deal-win level gap comes from: truth, labels, and the served model on the history and the future.
 
 Usage: ``uv run python benchmarks/bench_win_level.py [--worlds history-24m stages-8 history-6m cycle-20]
-[--seeds 1 2] [--leads-per-month 1000] [--set snapshots.tail_to=eventual] [--tag NAME]``. Per world and
+[--seeds 1 2] [--leads-per-month 1000] [--set snapshots.tail_to=eventual] [--edge-monotone pava]
+[--tag NAME]``. Per world and
 seed (about 1 minute for 12 months at 1,000 leads a month, 3 for 24 months, on the shared 2-core
 machine) it prints one JSON line: the simulator's truth by creation quarter around the cut (eventual
 wins, wins within the label horizon H of creation, the true probability), the training labels by
@@ -35,6 +36,7 @@ from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.pipeline import predict_frame
+from forecast.models.survival import EDGE_MONOTONE, DiscreteTimeHazard
 from forecast.models.win_blend import HazardBlendedClassifier
 from forecast.robustness import _future_rows, _write_crm, cut_of, evaluate_deal_win
 from forecast.training.binary import train_binary
@@ -87,7 +89,17 @@ def main() -> None:
         action="store_true",
         help="experiment: the served model's later wins from the hazard's uncalibrated curve",
     )
+    ap.add_argument(
+        "--edge-monotone",
+        choices=EDGE_MONOTONE,
+        default=None,
+        help="experiment: how every hazard trained here keeps its calibrated curves from falling",
+    )
     args = ap.parse_args()
+    if args.edge_monotone is not None:
+        defaults = list(DiscreteTimeHazard.__init__.__defaults__ or ())
+        defaults[-1] = args.edge_monotone  # the last parameter of DiscreteTimeHazard
+        DiscreteTimeHazard.__init__.__defaults__ = tuple(defaults)
     if args.raw_tail:
         HazardBlendedClassifier.tail = _raw_tail  # type: ignore[method-assign]
     base = TrainingConfig.from_yaml(args.config)
@@ -141,6 +153,9 @@ def main() -> None:
                 "H": h,
                 "p_win_days": far,
                 "kind": result.model_kind,
+                "edge_monotone": getattr(
+                    getattr(result.pipeline[-1], "hazard_", None), "edge_monotone", None
+                ),
             }
             won = truth["eventual_outcome"].eq("won").to_numpy()
             closed_at = pd.to_datetime(truth["eventual_closed_at"])
