@@ -1,14 +1,18 @@
 """Where the deal-win level gap comes from: truth, labels, and the served model on the history and the future.
 
 Usage: ``uv run python benchmarks/bench_win_level.py [--worlds history-24m stages-8 history-6m cycle-20]
-[--seeds 1 2] [--leads-per-month 1000] [--set snapshots.tail_to=eventual] [--tag NAME]``. Per world and
+[--seeds 1 2] [--leads-per-month 1000] [--set snapshots.tail_to=eventual] [--edge-monotone pava]
+[--variants] [--tag NAME]``. Per world and
 seed (about 1 minute for 12 months at 1,000 leads a month, 3 for 24 months, on the shared 2-core
 machine) it prints one JSON line: the simulator's truth by creation quarter around the cut (eventual
 wins, wins within the label horizon H of creation, the true probability), the training labels by
 snapshot quarter, the served model's mean against wins within H and eventual wins on the history's
 snapshots (rebuilt from the whole simulation, so uncensored), and on the 3 months after the cut the
 matrix's judgement (``forecast.robustness.evaluate_deal_win``) with the wins within H beside the
-eventual ones. Figures in docs/models.md ("Where the level gap comes from").
+eventual ones. With ``--variants`` the same served model is also judged on that future with each
+way of keeping the hazard's calibrated curves monotone across edges (:data:`VARIANTS`), with
+p_win reaching as trained and stopping at H. Figures in docs/models.md ("Where the level gap
+comes from").
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from forecast.features.build import build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.pipeline import predict_frame
+from forecast.models.pipeline import isotonic_predict, predict_frame
+from forecast.models.survival import EDGE_MONOTONE, DiscreteTimeHazard, monotone_edges
 from forecast.models.win_blend import HazardBlendedClassifier
 from forecast.robustness import _future_rows, _write_crm, cut_of, evaluate_deal_win
 from forecast.training.binary import train_binary
@@ -74,6 +79,92 @@ def _raw_tail(self: HazardBlendedClassifier, x: pd.DataFrame, within: np.ndarray
     return np.maximum(far - _raw_within(self.hazard_, frame, self.hazard_days_), 0.0)
 
 
+def _carried(self: DiscreteTimeHazard, curve: np.ndarray, name: str) -> np.ndarray:
+    """An experiment: the calibration ratio of the last edge half the rows reach, carried forward.
+
+    Past that edge the raw curve times that edge's calibrated-to-raw ratio, then the running maximum.
+    """
+    calibrators = self.calibrators_.get(name)
+    if not calibrators:
+        return curve
+    rows = np.asarray(self.edge_rows_)
+    out = curve.copy()
+    for j, iso in enumerate(calibrators[: curve.shape[1]]):
+        if iso is not None:
+            out[:, j] = isotonic_predict(iso, curve[:, j])
+    last = int(np.flatnonzero(rows >= 0.5 * rows[0])[-1])
+    if last >= curve.shape[1] - 1:  # a curve read before that edge stops there
+        return np.maximum.accumulate(out, axis=1)
+    ratio = out[:, last] / np.maximum(curve[:, last], 1e-12)
+    out[:, last + 1 :] = np.minimum(curve[:, last + 1 :] * ratio[:, None], 1.0)
+    return np.maximum.accumulate(out, axis=1)
+
+
+def _equal(self: DiscreteTimeHazard, curve: np.ndarray) -> np.ndarray:
+    """An experiment: the least-squares fit across edges with every edge weighted alike."""
+    return monotone_edges(curve, "pava")
+
+
+VARIANTS: dict[str, tuple[str, Any, Any]] = {
+    "max": ("max", None, None),
+    "pava": ("pava", None, None),
+    "pava_equal": ("pava", None, _equal),
+    "carry_half": ("max", _carried, None),
+}
+"""Per variant: ``edge_monotone``, a replacement ``_calibrated`` and a replacement ``_monotone``."""
+
+
+def variants(
+    model: HazardBlendedClassifier,
+    served: Any,
+    rows: pd.DataFrame,
+    truth: pd.DataFrame,
+    past: Any,
+    won: np.ndarray,
+    closed_at: np.ndarray,
+    as_of: np.ndarray,
+    h: int,
+) -> dict:
+    """The served model judged with each of :data:`VARIANTS` (its hazard restored after)."""
+    hazard = model.hazard_
+    reach = model.p_win_days_
+    kept = hazard.edge_monotone
+    frame = predict_frame(model, served[:-1].transform(rows))
+    by = np.stack([won & (closed_at < as_of + np.timedelta64(int(t), "D")) for t in hazard.edges], axis=1)
+    in_h = won & (closed_at < as_of + np.timedelta64(h, "D"))
+    out: dict[str, Any] = {}
+    for name, (mono, calibrated, monotone) in VARIANTS.items():
+        hazard.edge_monotone = mono
+        for attr, fn in (("_calibrated", calibrated), ("_monotone", monotone)):
+            hazard.__dict__.pop(attr, None)
+            if fn is not None:
+                setattr(hazard, attr, fn.__get__(hazard))
+        try:
+            incidence = hazard.win_incidence(frame)
+            assert incidence is not None
+            within = model.win_within(frame)
+            for tail_to in ("eventual", "cycle"):
+                model.p_win_days_ = reach if tail_to == "eventual" else None
+                ev = evaluate_deal_win(served, rows, truth, past)
+                out[f"{name}/{tail_to}"] = {
+                    k: ev.get(k) for k in ("auc", "ece", "brier", "mean_p", "win_rate")
+                }
+            model.p_win_days_ = reach
+            tail = model.tail(frame, within)
+            row = out[f"{name}/eventual"]
+            row["curve_brier"] = round(float(((incidence - by) ** 2)[:, 1:].mean()), 5)
+            if tail is not None and reach is not None:
+                later = won & ~in_h & (closed_at < as_of + np.timedelta64(int(reach), "D"))
+                row["tail"] = round(float(tail.mean()), 4)
+                row["later_wins"] = round(float(later.mean()), 4)
+        finally:
+            model.p_win_days_ = reach
+            hazard.edge_monotone = kept
+            hazard.__dict__.pop("_calibrated", None)
+            hazard.__dict__.pop("_monotone", None)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", nargs="+", default=["history-24m", "stages-8", "history-6m", "cycle-20"])
@@ -87,7 +178,22 @@ def main() -> None:
         action="store_true",
         help="experiment: the served model's later wins from the hazard's uncalibrated curve",
     )
+    ap.add_argument(
+        "--variants",
+        action="store_true",
+        help="experiment: judge the served model with each monotone combination across edges",
+    )
+    ap.add_argument(
+        "--edge-monotone",
+        choices=EDGE_MONOTONE,
+        default=None,
+        help="experiment: how every hazard trained here keeps its calibrated curves from falling",
+    )
     args = ap.parse_args()
+    if args.edge_monotone is not None:
+        defaults = list(DiscreteTimeHazard.__init__.__defaults__ or ())
+        defaults[-1] = args.edge_monotone  # the last parameter of DiscreteTimeHazard
+        DiscreteTimeHazard.__init__.__defaults__ = tuple(defaults)
     if args.raw_tail:
         HazardBlendedClassifier.tail = _raw_tail  # type: ignore[method-assign]
     base = TrainingConfig.from_yaml(args.config)
@@ -141,6 +247,9 @@ def main() -> None:
                 "H": h,
                 "p_win_days": far,
                 "kind": result.model_kind,
+                "edge_monotone": getattr(
+                    getattr(result.pipeline[-1], "hazard_", None), "edge_monotone", None
+                ),
             }
             won = truth["eventual_outcome"].eq("won").to_numpy()
             closed_at = pd.to_datetime(truth["eventual_closed_at"])
@@ -271,6 +380,10 @@ def main() -> None:
                 "won_in_H": round(float(fin[~cr].mean()), 3),
             }
             d["parts"] = parts(model, served, rows)
+            if args.variants and isinstance(model, HazardBlendedClassifier):
+                d["variants"] = variants(
+                    model, served, rows, sim.truth["truth_opportunities"], past, fe, fca, fas, h
+                )
             out["future"] = d
             hp = parts(model, served, hist)
             out["history_parts"] = hp

@@ -229,6 +229,73 @@ def edge_calibrators(edges: Sequence[float], cal: CurveCalibrationSet) -> dict[s
     return calibrators
 
 
+def edge_rows(edges: Sequence[float], followup: np.ndarray) -> np.ndarray:
+    """Rows followed for at least each edge's days: what each edge's calibrator learns from.
+
+    The weights of :func:`monotone_edges` (edge 0, where every curve is 0, gets all rows).
+    """
+    f = np.asarray(followup, dtype=float)
+    rows = np.array([(f >= t).sum() for t in edges], dtype=float)
+    if len(rows):
+        rows[0] = len(f)
+    return rows
+
+
+EDGE_MONOTONE = ("max", "pava")
+"""How :class:`DiscreteTimeHazard` keeps its calibrated cumulative curves from falling across edges."""
+
+PAVA_ROWS = 4_096
+"""Rows projected at a time by :func:`monotone_edges` (their interval means take rows x edges^2 floats)."""
+
+
+def monotone_edges(curve: np.ndarray, method: str, weights: np.ndarray | None = None) -> np.ndarray:
+    """Each row of per-edge calibrated values made non-decreasing across the edges, a new array.
+
+    ``max``: the running maximum (every upward step of one edge's calibrator noise is carried to
+    all later edges). ``pava``: the weighted least-squares non-decreasing fit of each row (the
+    pool-adjacent-violators solution), each edge weighted by the rows its calibrator learnt from, so
+    the thinly supported far edges move most. Rows already non-decreasing, and rows with a
+    non-finite value, are the running maximum's, to the last bit (for the first, themselves).
+
+    Args:
+        curve: Calibrated values, shape (n, edges); a curve may stop at an earlier edge.
+        method: One of :data:`EDGE_MONOTONE`.
+        weights: Per edge (at least ``curve.shape[1]`` of them), for ``pava``; ``None``: equal.
+    """
+    out = np.maximum.accumulate(curve, axis=1)
+    if method == "max" or curve.shape[1] < 2:
+        return out
+    if method != "pava":
+        raise ValueError(f"edge_monotone must be one of {', '.join(EDGE_MONOTONE)}: {method!r}")
+    width = curve.shape[1]
+    w = np.ones(width) if weights is None else np.maximum(np.asarray(weights, dtype=float)[:width], 1.0)
+    falls = (np.diff(curve, axis=1) < 0).any(axis=1) & np.isfinite(curve).all(axis=1)
+    rows = np.flatnonzero(falls)
+    for start in range(0, len(rows), PAVA_ROWS):
+        part = rows[start : start + PAVA_ROWS]
+        out[part] = _isotonic_rows(curve[part], w)
+    return out
+
+
+def _isotonic_rows(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The weighted non-decreasing least-squares fit of each row (min-max formula), shape of ``y``.
+
+    The fit at edge ``j`` is ``max over i <= j of min over k >= j of mean(y[i..k])`` (weighted):
+    every interval's mean at once, for the few edges of a curve.
+    """
+    n, m = y.shape
+    means = np.full((n, m, m), np.inf)  # means[:, i, k]: the weighted mean of edges i..k (k >= i)
+    wy = y * w
+    for i in range(m):
+        means[:, i, i:] = np.cumsum(wy[:, i:], axis=1) / np.cumsum(w[i:])
+    # min over k >= j of means[:, i, k], then max over i <= j
+    low = np.minimum.accumulate(means[:, :, ::-1], axis=2)[:, :, ::-1]
+    below_i, below_j = np.tril_indices(m, -1)
+    low[:, below_i, below_j] = -np.inf  # i > j: no interval
+    fit = low.max(axis=1)
+    return np.maximum.accumulate(fit, axis=1)  # equal means computed apart may differ in the last bit
+
+
 class _HazardBase(BaseEstimator):
     """What every time-to-close model answers, given :meth:`survival`."""
 
@@ -267,7 +334,13 @@ class DiscreteTimeHazard(_HazardBase):
         reg_lambda: L2 regularisation.
         early_stopping_rounds: Stop after this many rounds without validation improvement.
         random_state: Seed.
+        edge_monotone: How the calibrated cumulative curves are kept from falling across edges
+            (:func:`monotone_edges`): ``max``, the running maximum, or ``pava``, the weighted
+            least-squares fit of each row across the edges (an option: measured no better on the
+            served p_win, docs/models.md, "A monotone fit across edges instead of the running maximum").
     """
+
+    edge_monotone: str = "max"  # models pickled before it kept the running maximum
 
     def __init__(
         self,
@@ -282,6 +355,7 @@ class DiscreteTimeHazard(_HazardBase):
         reg_lambda: float = TREE_DEFAULTS.reg_lambda,
         early_stopping_rounds: int = TREE_DEFAULTS.early_stopping_rounds,
         random_state: int = 0,
+        edge_monotone: str = "max",
     ) -> None:
         self.edges = edges
         self.proba_days = proba_days
@@ -294,6 +368,7 @@ class DiscreteTimeHazard(_HazardBase):
         self.reg_lambda = reg_lambda
         self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
+        self.edge_monotone = edge_monotone
 
     def fit(
         self,
@@ -334,9 +409,14 @@ class DiscreteTimeHazard(_HazardBase):
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.classes_ = np.array([0, 1])
+        if self.edge_monotone not in EDGE_MONOTONE:
+            raise ValueError(
+                f"edge_monotone must be one of {', '.join(EDGE_MONOTONE)}: {self.edge_monotone!r}"
+            )
         self.calibrators_: dict[str, list[Any]] = (
             {} if calibration_set is None else edge_calibrators(self.edges, calibration_set)
         )
+        self.edge_rows_ = None if calibration_set is None else edge_rows(self.edges, calibration_set.followup)
         return self
 
     def _interval_proba(
@@ -415,7 +495,7 @@ class DiscreteTimeHazard(_HazardBase):
         if finite and len(curve) <= STACKED_ROWS:
             stacked = _stacked_interpolation(self, (calibrators,), curve.shape[1])
             if stacked is not None:
-                return np.maximum.accumulate(stacked.apply(curve), axis=1)
+                return self._monotone(stacked.apply(curve))
         out = curve.copy()
         for j, iso in enumerate(calibrators[: curve.shape[1]]):  # a curve may stop at an earlier edge
             if iso is None:
@@ -427,7 +507,17 @@ class DiscreteTimeHazard(_HazardBase):
                 out[:, j] = np.interp(np.minimum(np.maximum(curve[:, j], low), high), x, y)
             else:
                 out[:, j] = isotonic_predict(iso, curve[:, j])
-        return np.maximum.accumulate(out, axis=1)  # a cumulative curve never falls
+        return self._monotone(out)  # a cumulative curve never falls
+
+    def _monotone(self, curve: np.ndarray) -> np.ndarray:
+        """Calibrated values made non-decreasing across the edges (:func:`monotone_edges`)."""
+        if self.edge_monotone == "max":  # the default: no call on a single deal's path
+            return np.maximum.accumulate(curve, axis=1)
+        return monotone_edges(curve, self.edge_monotone, getattr(self, "edge_rows_", None))
+
+    def _causal(self) -> bool:
+        """Whether a calibrated curve's edges never depend on later edges (the running maximum)."""
+        return self.edge_monotone == "max" or not getattr(self, "calibrators_", {})
 
     def _won_incidence(self, closed_by: np.ndarray, won_by: np.ndarray) -> np.ndarray:
         """Calibrated P(won by each edge), never above calibrated P(closed by it) (:meth:`win_incidence`).
@@ -447,8 +537,8 @@ class DiscreteTimeHazard(_HazardBase):
             if stacked is not None:
                 both = np.empty((n, 2 * width))
                 both[:, :width], both[:, width:] = won_by, closed_by
-                curves = np.maximum.accumulate(stacked.apply(both).reshape(n, 2, width), axis=2)
-                return np.minimum(curves[:, 0], curves[:, 1])
+                curves = stacked.apply(both).reshape(n, 2, width)
+                return np.minimum(self._monotone(curves[:, 0]), self._monotone(curves[:, 1]))
         return np.minimum(self._calibrated(won_by, "won"), self._calibrated(closed_by, "closed"))
 
     def survival(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
@@ -480,8 +570,9 @@ class DiscreteTimeHazard(_HazardBase):
     ) -> np.ndarray:
         """P(won within ``days``) per row: :meth:`win_incidence` read at ``days``, the same numbers.
 
-        Only the intervals up to the first edge at or after ``days`` are predicted (the curves and
-        their calibration are cumulative, so the earlier edges do not depend on the later ones),
+        Only the intervals up to the first edge at or after ``days`` are predicted when the calibrated
+        curves keep their running maximum (the earlier edges then do not depend on the later ones;
+        the least-squares fit across edges, ``edge_monotone="pava"``, reads them all),
         ``rows`` rows at a time (the interval rows of a whole batch would take 13 times its memory).
 
         Args:
@@ -513,15 +604,16 @@ class DiscreteTimeHazard(_HazardBase):
     def win_within_interval(self, days: float) -> tuple[int, int, float]:
         """What :meth:`win_within` reads at ``days``: ``(k, at, frac)``.
 
-        ``k``: the intervals predicted; ``at`` and ``frac``: ``survival_at``'s interpolation at
-        ``days`` (its interval and share of it), with Python's floats (the same IEEE arithmetic as
-        numpy's, without its per-call cost).
+        ``k``: the intervals predicted (up to the first edge at or after ``days``, or all of them
+        when a calibrated edge depends on later ones: :meth:`_causal`); ``at`` and ``frac``:
+        ``survival_at``'s interpolation at ``days`` (its interval and share of it), with Python's
+        floats (the same IEEE arithmetic as numpy's, without its per-call cost).
         """
         edges = [float(e) for e in self.edges]
         k = min(max(bisect.bisect_left(edges, float(days)), 1), len(edges) - 1)
         t = min(max(float(days), 0.0), edges[k])
         at = min(max(bisect.bisect_right(edges, t, 0, k + 1) - 1, 0), k - 1)
-        return k, at, (t - edges[at]) / (edges[at + 1] - edges[at])
+        return k if self._causal() else len(edges) - 1, at, (t - edges[at]) / (edges[at + 1] - edges[at])
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """TreeSHAP contributions to the log-odds of closing in the first ``proba_days`` interval.
