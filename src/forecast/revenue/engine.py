@@ -225,7 +225,7 @@ def won_between(
     closed = pd.to_datetime(deals["closed_at"])
     won = deals[(deals["outcome"] == "won") & (closed >= start) & (closed < end)]
     sums = pd.to_numeric(won["amount"], errors="coerce").fillna(0).groupby(won["group"]).sum()
-    return np.array([float(sums.get(g, 0.0)) for g in groups])
+    return sums.reindex(pd.Index(list(groups), dtype=object), fill_value=0.0).to_numpy(dtype=float)
 
 
 @dataclass(frozen=True)
@@ -591,7 +591,9 @@ def forecast_with_open_deals(
         amounts = pd.to_numeric(recent["amount"], errors="coerce")
         overall = float(amounts.mean()) if amounts.notna().any() else math.nan
         per = amounts.groupby(recent["group"]).mean()
-        avg = np.array([float(per.get(g, overall)) for g in groups] + [overall])
+        avg = np.append(
+            per.reindex(pd.Index(groups, dtype=object), fill_value=overall).to_numpy(dtype=float), overall
+        )
     spreads = (
         shock
         if isinstance(shock, CommonShock)

@@ -165,8 +165,11 @@ def forecast_revenue(
         pipeline=np.append(pipeline, pipeline.sum()),
     )
     totals = parts.won[None, :, :] + sims
+    stats = [
+        _Stats.of(totals[:, ki, :], quotas[ki] if quotas is not None else None) for ki in range(len(periods))
+    ]
     rows = [
-        _period_row(p, name, ki, gi, totals[:, ki, gi], parts, quotas, avg_won_amount)
+        _period_row(p, name, ki, gi, stats[ki], parts, quotas, avg_won_amount)
         for ki, p in enumerate(periods)
         for gi, name in enumerate([*groups, ALL])
     ]
@@ -205,6 +208,34 @@ def _with_all(a: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class _Stats:
+    """One period's simulated totals summed up per group (shape (G + 1,) each).
+
+    Each group's figures are those of its own column of simulations, as numpy gives them for that
+    column alone (a quantile, a mean and a share along the rows of a contiguous copy are the same
+    numbers, to the last bit, as on the column).
+    """
+
+    p10: np.ndarray
+    p50: np.ndarray
+    p90: np.ndarray
+    expected: np.ndarray
+    p_hit: np.ndarray
+
+    @classmethod
+    def of(cls, totals: np.ndarray, quotas: np.ndarray | None) -> _Stats:
+        """The figures of ``totals`` (n_sims, G + 1) against ``quotas`` (G + 1,) or none."""
+        t = np.ascontiguousarray(totals.T)
+        p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9], axis=1)
+        p_hit = np.full(t.shape[0], math.nan)
+        if quotas is not None:
+            goal = np.asarray(quotas, dtype=float)
+            asked = np.flatnonzero((goal == goal) & (goal > 0))
+            p_hit[asked] = (t[asked] >= goal[asked, None]).mean(axis=1)
+        return cls(p10, p50, p90, t.mean(axis=1), p_hit)
+
+
+@dataclass(frozen=True)
 class _Parts:
     """What each period and group's revenue is made of, shape (K, G + 1) (``pipeline``: (G + 1,))."""
 
@@ -219,7 +250,7 @@ def _period_row(
     name: str,
     ki: int,
     gi: int,
-    t: np.ndarray,
+    stats: _Stats,
     parts: _Parts,
     quotas: np.ndarray | None,
     avg_won_amount: np.ndarray | None,
@@ -231,14 +262,14 @@ def _period_row(
         name: The group (or ``(all)``).
         ki: The period's position.
         gi: The group's position (the last: all groups).
-        t: The simulated totals of this period and group.
+        stats: The period's simulated totals summed up per group.
         parts: Won to date, expected from open and new deals, open pipeline.
         quotas: Goal of each period and group, or ``None``.
         avg_won_amount: Average won deal per group, or ``None``.
     """
-    p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9])
+    p10, p50, p90 = stats.p10[gi], stats.p50[gi], stats.p90[gi]
     quota = float(quotas[ki, gi]) if quotas is not None else math.nan
-    expected = float(t.mean())
+    expected = float(stats.expected[gi])
     won = parts.won[ki, gi]
     remaining = max(quota - won, 0.0) if quota == quota else math.nan
     avg = float(avg_won_amount[gi]) if avg_won_amount is not None else math.nan
@@ -256,7 +287,7 @@ def _period_row(
         "from_open_deals": float(parts.from_open[ki, gi]),
         "from_new_deals": float(parts.from_new[ki, gi]),
         "quota": quota,
-        "p_hit_quota": float((t >= quota).mean()) if quota == quota and quota > 0 else math.nan,
+        "p_hit_quota": float(stats.p_hit[gi]) if quota == quota and quota > 0 else math.nan,
         "gap_to_goal": quota - expected if quota == quota else math.nan,
         "open_pipeline": float(pipeline),
         "pipeline_coverage": float(pipeline / remaining) if remaining and remaining > 0 else math.nan,

@@ -17,6 +17,8 @@ multiplied by it. Without them the deals are independent given their probabiliti
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -47,6 +49,13 @@ def simulate_open_deals(
 ) -> np.ndarray:
     """Simulated revenue of the open deals, shape (n_sims, K, n_groups).
 
+    Each simulation's booked amounts are summed per period and group by their codes (one
+    ``bincount`` a block of simulations, whatever the number of groups). The amounts count as
+    float32, as they always have: the sums are those of float32 arithmetic (a matrix product of the
+    booked deals and the amounts per group), which are exact, so equal to these float64 sums, while
+    every partial sum is a whole multiple of the amounts' finest power of two below 2**24 of them;
+    a block where that does not hold is summed by the matrix product itself (the same numbers).
+
     Args:
         q: Booking probabilities (n, K) from :func:`booking_probabilities`.
         amounts: Deal amounts (n,); missing amounts count 0.
@@ -64,9 +73,10 @@ def simulate_open_deals(
     out = np.zeros((n_sims, k, n_groups), dtype=np.float64)
     if n == 0 or n_sims == 0:
         return out
-    weights = np.zeros((n, n_groups), dtype=np.float32)
-    weights[np.arange(n), groups] = np.nan_to_num(amounts.astype(np.float32))
+    amount32 = np.nan_to_num(amounts.astype(np.float32))
+    sums = _GroupSums(amount32, np.asarray(groups, dtype=np.intp), n_groups, k)
     cum = np.cumsum(q, axis=1).astype(np.float32)
+    monotone = bool(np.all(cum[:, 1:] >= cum[:, :-1]))
     p32 = np.clip(p_win if p_win is not None else np.zeros(n), 0.0, 1.0).astype(np.float32)
     p_loss = (1.0 - p32) if shift is not None and p_win is not None else None
     for lo in range(0, n_sims, chunk):
@@ -77,12 +87,78 @@ def simulate_open_deals(
             # with p_s = sigmoid(logit(p) + d): p / p_s = p + (1 - p) · exp(-d)
             loss_scale = np.exp(-shift[lo:hi]).astype(np.float32)
             u *= p32[None, :] + p_loss[None, :] * loss_scale[:, None]
-        below = np.zeros_like(u, dtype=bool)
-        for j in range(k):
-            upto = u < cum[:, j]
-            out[lo:hi, j, :] = (upto & ~below).astype(np.float32) @ weights
-            below = upto
+        block = sums.by_codes(u, cum) if monotone else None
+        out[lo:hi] = block if block is not None else sums.by_product(u, cum)
     return out
+
+
+class _GroupSums:
+    """The booked amounts of a block of simulations per period and group (see :func:`simulate_open_deals`)."""
+
+    def __init__(self, amount32: np.ndarray, groups: np.ndarray, n_groups: int, k: int) -> None:
+        self.amount32 = amount32
+        self.amount = amount32.astype(np.float64)
+        self.groups = groups
+        self.n_groups = n_groups
+        self.k = k
+        self.limit = _exact_limit(amount32)
+        self.negative = bool((amount32 < 0).any())
+        self._weights: np.ndarray | None = None
+
+    def by_codes(self, u: np.ndarray, cum: np.ndarray) -> np.ndarray | None:
+        """Sums of shape (rows, K, G) by one ``bincount``; ``None`` where float32 sums could round.
+
+        ``cum`` must be non-decreasing along its periods: a deal then books in the first period
+        ``j`` with ``u < cum[i, j]`` (the one where the product's masks book it), none when none.
+        """
+        rows, k, g = u.shape[0], self.k, self.n_groups
+        period = np.zeros(u.shape, dtype=np.int8 if k < 127 else np.int32)
+        for j in range(k):
+            period += ~(u < cum[:, j])
+        s_idx, i_idx = np.nonzero(period < k)
+        key = (s_idx * k + period[s_idx, i_idx]) * g + self.groups[i_idx]
+        total = np.bincount(key, weights=self.amount[i_idx], minlength=rows * k * g)
+        bound = (
+            np.bincount(key, weights=np.abs(self.amount[i_idx]), minlength=rows * k * g)
+            if self.negative
+            else total
+        )
+        if len(bound) and not bound.max() < self.limit:
+            return None
+        return total.reshape(rows, k, g)
+
+    def by_product(self, u: np.ndarray, cum: np.ndarray) -> np.ndarray:
+        """Sums of shape (rows, K, G) as a float32 matrix product of the booked deals and the amounts."""
+        if self._weights is None:
+            n = len(self.amount32)
+            self._weights = np.zeros((n, self.n_groups), dtype=np.float32)
+            self._weights[np.arange(n), self.groups] = self.amount32
+        out = np.empty((u.shape[0], self.k, self.n_groups))
+        below = np.zeros_like(u, dtype=bool)
+        for j in range(self.k):
+            upto = u < cum[:, j]
+            out[:, j, :] = (upto & ~below).astype(np.float32) @ self._weights
+            below = upto
+        return out
+
+
+def _exact_limit(amount32: np.ndarray) -> float:
+    """A bound below which every float32 sum of these amounts (in any order) is exact.
+
+    The finite non-zero amounts are whole multiples of ``2**e`` (the smallest of their lowest set
+    bits); a float32 holds every whole multiple of ``2**e`` below ``2**(24 + e)``. ``0`` (nothing is
+    known exact) when an amount is not finite.
+    """
+    if not np.all(np.isfinite(amount32)):
+        return 0.0
+    nonzero = amount32[amount32 != 0].astype(np.float64)
+    if len(nonzero) == 0:
+        return math.inf
+    mantissa, exponent = np.frexp(nonzero)
+    whole = np.abs(mantissa * 2.0**24).astype(np.int64)  # the 24-bit significand, exact
+    lowest = whole & -whole
+    e = int((exponent - 24 + np.log2(lowest).astype(np.int64)).min())
+    return math.ldexp(1.0, 24 + e)
 
 
 def simulate_new_deals(
