@@ -150,13 +150,18 @@ def forecast_revenue(
         q, amounts, group_idx, g, n_sims, rng, p_win=p_win, shift=win_shift if win_shift.any() else None
     )
     from_open = sims.mean(axis=0)
+    k = len(periods)
+    everything = np.empty((n_sims, k, g + 1))  # the groups' simulations and their sum (the last)
     if new_deals is not None:
         new = _simulate_new(new_deals, as_of, periods, win_shift, volume, n_sims, rng)
         from_new = new.mean(axis=0)
-        sims = sims + new
+        np.add(sims, new, out=everything[:, :, :g])
+        del new
     else:
-        from_new = np.zeros((len(periods), g))
-    sims = np.concatenate([sims, sims.sum(axis=2, keepdims=True)], axis=2)
+        from_new = np.zeros((k, g))
+        everything[:, :, :g] = sims
+    del sims
+    np.sum(everything[:, :, :g], axis=2, out=everything[:, :, g])
     pipeline = np.bincount(group_idx, weights=amounts, minlength=g)
     parts = _Parts(
         won=_with_all(won_to_date),
@@ -164,16 +169,17 @@ def forecast_revenue(
         from_new=_with_all(from_new),
         pipeline=np.append(pipeline, pipeline.sum()),
     )
-    totals = parts.won[None, :, :] + sims
-    stats = [
-        _Stats.of(totals[:, ki, :], quotas[ki] if quotas is not None else None) for ki in range(len(periods))
-    ]
+    totals = np.empty((g + 1, n_sims))  # one period's totals, a row per group
+    stats = []
+    for ki in range(k):
+        np.add(everything[:, ki, :].T, parts.won[ki][:, None], out=totals)
+        stats.append(_Stats.of(totals, quotas[ki] if quotas is not None else None))
     rows = [
         _period_row(p, name, ki, gi, stats[ki], parts, quotas, avg_won_amount)
         for ki, p in enumerate(periods)
         for gi, name in enumerate([*groups, ALL])
     ]
-    return RevenueForecast(pd.DataFrame(rows), sims, shock)
+    return RevenueForecast(pd.DataFrame(rows), everything, shock)
 
 
 def _simulate_new(
@@ -197,8 +203,14 @@ def _simulate_new(
         rng: The forecast's random generator (drawn from after the open deals).
     """
     mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
-    w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
-    factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
+    w = np.clip(new_deals.win_rate, 0.0, 1.0)
+    scale = np.exp(volume)[:, None]
+
+    def factor(gi: int) -> np.ndarray:
+        """Group ``gi``'s multiplier per simulation (its column of the shocks' factor)."""
+        mine = w[None, gi : gi + 1]
+        return (shifted(mine, win_shift[:, None]) / np.maximum(mine, 1e-12) * scale)[:, 0]
+
     return simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
 
 
@@ -224,15 +236,18 @@ class _Stats:
 
     @classmethod
     def of(cls, totals: np.ndarray, quotas: np.ndarray | None) -> _Stats:
-        """The figures of ``totals`` (n_sims, G + 1) against ``quotas`` (G + 1,) or none."""
-        t = np.ascontiguousarray(totals.T)
-        p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9], axis=1)
-        p_hit = np.full(t.shape[0], math.nan)
+        """The figures of ``totals`` (G + 1, n_sims), C-contiguous, against ``quotas`` (G + 1,) or none.
+
+        ``totals`` is used up (the quantiles partition it in place).
+        """
+        expected = totals.mean(axis=1)
+        p_hit = np.full(totals.shape[0], math.nan)
         if quotas is not None:
             goal = np.asarray(quotas, dtype=float)
             asked = np.flatnonzero((goal == goal) & (goal > 0))
-            p_hit[asked] = (t[asked] >= goal[asked, None]).mean(axis=1)
-        return cls(p10, p50, p90, t.mean(axis=1), p_hit)
+            p_hit[asked] = (totals[asked] >= goal[asked, None]).mean(axis=1)
+        p10, p50, p90 = np.quantile(totals, [0.1, 0.5, 0.9], axis=1, overwrite_input=True)
+        return cls(p10, p50, p90, expected, p_hit)
 
 
 @dataclass(frozen=True)

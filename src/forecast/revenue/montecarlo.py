@@ -18,6 +18,7 @@ multiplied by it. Without them the deals are independent given their probabiliti
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -166,33 +167,46 @@ def simulate_new_deals(
     amount_pools: list[np.ndarray],
     n_sims: int,
     rng: np.random.Generator,
-    factor: np.ndarray | None = None,
+    factor: np.ndarray | Callable[[int], np.ndarray] | None = None,
+    block: int = 64,
 ) -> np.ndarray:
     """Simulated revenue of deals not created yet, shape (n_sims, K, G).
+
+    The draws are made group by group and period by period (the random stream's order); each
+    block of ``block`` groups is written to the result at once.
 
     Args:
         mu: Expected number of such wins per period and group, shape (K, G).
         amount_pools: Per group, the amounts to draw from (recent won deals); an empty pool adds 0.
         n_sims: Simulations.
         rng: Random generator.
-        factor: Multiplier of the Poisson means per simulation and group, shape (n_sims, G)
-            (common shocks; ``None``: 1).
+        factor: Multiplier of the Poisson means per simulation and group, shape (n_sims, G), or a
+            function of a group's position giving its column (common shocks; ``None``: 1).
+        block: Groups written to the result at once.
     """
     k, g = mu.shape
     out = np.zeros((n_sims, k, g))
-    for gi in range(g):
-        pool = amount_pools[gi]
-        if len(pool) == 0:
-            continue
-        for ki in range(k):
-            if mu[ki, gi] <= 0:
+    held = np.zeros((min(block, g), k, n_sims))
+    every = np.arange(n_sims)
+    for g0 in range(0, g, block):
+        g1 = min(g0 + block, g)
+        held[:] = 0.0
+        for gi in range(g0, g1):
+            pool = amount_pools[gi]
+            if len(pool) == 0:
                 continue
-            lam = mu[ki, gi] if factor is None else mu[ki, gi] * factor[:, gi]
-            counts = rng.poisson(lam, n_sims)
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            draws = pool[rng.integers(0, len(pool), total)]
-            sims = np.repeat(np.arange(n_sims), counts)
-            out[:, ki, gi] = np.bincount(sims, weights=draws, minlength=n_sims)
+            column = None
+            for ki in range(k):
+                if mu[ki, gi] <= 0:
+                    continue
+                if factor is not None and column is None:
+                    column = factor(gi) if callable(factor) else factor[:, gi]
+                lam = mu[ki, gi] if column is None else mu[ki, gi] * column
+                counts = rng.poisson(lam, n_sims)
+                total = int(counts.sum())
+                if total == 0:
+                    continue
+                draws = pool[rng.integers(0, len(pool), total)]
+                held[gi - g0, ki] = np.bincount(np.repeat(every, counts), weights=draws, minlength=n_sims)
+        out[:, :, g0:g1] = held[: g1 - g0].transpose(2, 1, 0)
     return out
