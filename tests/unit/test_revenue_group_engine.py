@@ -22,6 +22,7 @@ from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.revenue import forecast as forecast_module
 from forecast.revenue.engine import won_between
 from forecast.revenue.forecast import ALL, forecast_revenue, period_grid
+from forecast.revenue.job import _quota_lookup
 from forecast.revenue.montecarlo import _exact_limit, booking_probabilities, simulate_open_deals
 from forecast.revenue.new_deals import NewDealModel, fit_new_deal_model
 from forecast.revenue.shock import NO_SHOCK, CommonShock, ShockScale
@@ -163,8 +164,8 @@ def old_period_row(
     }
 
 
-def old_forecast_revenue(**kw: Any) -> pd.DataFrame:
-    """The forecast table as :func:`forecast_revenue` made it with the references above."""
+def old_forecast_revenue(**kw: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """The forecast table and simulations as :func:`forecast_revenue` made them with the references above."""
     rng = np.random.default_rng(kw["seed"])
     shock = kw["shock"] or NO_SHOCK
     n_sims, groups, periods = kw["n_sims"], kw["groups"], kw["periods"]
@@ -200,7 +201,7 @@ def old_forecast_revenue(**kw: Any) -> pd.DataFrame:
         for ki, p in enumerate(periods)
         for gi, name in enumerate([*groups, ALL])
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), sims
 
 
 # --- the cases ---------------------------------------------------------------------------------
@@ -347,8 +348,26 @@ def test_forecast_table_equals_the_per_group_rows(
         "seed": 4,
         "shock": shock,
     }
-    new = forecast_revenue(**kw).table
-    old = old_forecast_revenue(**kw)
+    result = forecast_revenue(**kw)
+    new = result.table
+    old, old_sims = old_forecast_revenue(**kw)
+    assert np.array_equal(result.sims, old_sims)
     assert len(new) == 3 * (g + 1) and g > 5
     assert new["p_hit_quota"].notna().any() and new["p_hit_quota"].isna().any()
     pd.testing.assert_frame_equal(new, old, check_exact=True)
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "region"])
+@pytest.mark.parametrize("horizon", ["week", "month", "quarter"])
+def test_every_groups_goals_at_once_equal_each_goal(by: str, horizon: str) -> None:
+    sim = simulate_crm(SimulationConfig(n_leads=1500, seed=5, months=14))
+    as_of = T("2024-11-13 15:00")  # inside a period: the first starts before it
+    goals = _quota_lookup(sim.tables, DEFAULT_PIPELINE, as_of, by)
+    reps = sim.tables["reps"]
+    names = [*sorted(reps["rep_id" if by == "rep" else by].astype(str).unique()), "nobody", ALL]
+    periods = period_grid(as_of, 4, horizon)
+    bounds = [(p.start, p.end) for p in periods] + [(periods[0].end, periods[0].start)]  # and an empty one
+    table = goals.table(names, bounds)
+    each = np.array([[goals(name, start, end) for name in names] for start, end in bounds])
+    assert np.array_equal(table, each, equal_nan=True)
+    assert np.isfinite(table[0]).sum() >= 2 and np.isnan(table[-1]).all()

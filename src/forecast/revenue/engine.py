@@ -228,6 +228,19 @@ def won_between(
     return sums.reindex(pd.Index(list(groups), dtype=object), fill_value=0.0).to_numpy(dtype=float)
 
 
+def goal_table(quotas: Any, names: Sequence[str], periods: Sequence[Period]) -> np.ndarray:
+    """The goal of each period (rows) and group (columns) from a quota lookup.
+
+    ``quotas(group, start, end)`` per cell, or its ``table(names, bounds)`` where it has one (all at
+    once: the same numbers).
+    """
+    bounds = [(p.start, p.end) for p in periods]
+    table = getattr(quotas, "table", None)
+    if callable(table):
+        return np.asarray(table(names, bounds), dtype=float).reshape(len(periods), len(names))
+    return np.array([[quotas(g, start, end) for g in names] for start, end in bounds], dtype=float)
+
+
 @dataclass(frozen=True)
 class OpenDeals:
     """A forecast's open deals scored at its as-of, with the deals and reps as they stood then.
@@ -541,7 +554,8 @@ def forecast_with_open_deals(
         models: The fitted win and close-date models.
         periods: The periods.
         by: ``rep``, ``team``, ``region`` or ``None`` (the whole team).
-        quotas: Callable ``(group, start, end) -> goal`` (nan without one), or ``None``.
+        quotas: Callable ``(group, start, end) -> goal`` (nan without one), or ``None``; one with a
+            ``table(names, bounds)`` method gives every group's goals at once (:func:`goal_table`).
         new_deals: Settings of the future-deals model (``None``: defaults).
         n_sims: Monte Carlo simulations.
         seed: Random seed.
@@ -583,7 +597,7 @@ def forecast_with_open_deals(
     avg = None
     if quotas is not None:
         names = [*groups, ALL] if by is not None else [ALL, ALL]
-        goal = np.array([[quotas(g, p.start, p.end) for g in names] for p in periods], dtype=float)
+        goal = goal_table(quotas, names, periods)
         recent = deals[
             (deals["outcome"] == "won")
             & (pd.to_datetime(deals["closed_at"]) >= as_of - pd.Timedelta(days=365))
