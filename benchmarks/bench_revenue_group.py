@@ -1,7 +1,7 @@
 """The filtered Overview's revenue forecast alone: ``revenue_job(group=...)`` by team, rep and region.
 
 Usage: ``FORECAST_WAREHOUSE=... FORECAST_MLFLOW_TRACKING_URI=... python benchmarks/bench_revenue_group.py
-[--models role=REF,...] [--repeat 1] [--dump PATH]``.
+[--models role=REF,...] [--repeat 1] [--dump PATH] [--profile]``.
 
 In one process, the dashboard's reader (:class:`forecast.dashboard.data.Reader`) asks the forecast as
 the Overview does: first without a filter (it reads the CRM, scores the open deals and estimates the
@@ -10,7 +10,8 @@ warehouse), each a cold forecast of its whole grouping that reuses what the firs
 JSON line: the milliseconds of each (``--repeat`` times, the reader's cache cleared of the grouped
 forecasts between them) and the machine's load. ``--dump`` writes each forecast's records (the
 figures the page shows, every group's rows) to a JSON file, so that two codes' figures can be compared
-(``--compare A B``: exit 1 unless equal, float for float).
+(``--compare A B``: exit 1 unless equal, float for float). ``--profile`` runs each filter kind's last
+forecast under ``cProfile`` and prints its top functions to standard error.
 """
 
 from __future__ import annotations

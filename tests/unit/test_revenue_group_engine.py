@@ -224,14 +224,17 @@ def _open_deals(
 
 @pytest.mark.parametrize("n_groups", [1, 7, 300])
 @pytest.mark.parametrize("shocked", [False, True])
-def test_open_deals_by_codes_equal_the_matrix_product(n_groups: int, shocked: bool) -> None:
+@pytest.mark.parametrize("by_codes_from", [0, 16])
+def test_open_deals_by_codes_equal_the_matrix_product(
+    n_groups: int, shocked: bool, by_codes_from: int
+) -> None:
     case = _open_deals(3000, n_groups, 3, seed=n_groups)
     n_sims = 1234  # blocks of 500 and a short last one
     shift = np.random.default_rng(5).normal(0, 0.4, n_sims) if shocked else None
-    kw = {"p_win": case["p_win"], "shift": shift}
+    kw = {"p_win": case["p_win"], "shift": shift, "by_codes_from": by_codes_from}
     args = (case["q"], case["amounts"], case["groups"], case["n_groups"], n_sims)
     new = simulate_open_deals(*args, np.random.default_rng(11), **kw)
-    old = old_simulate_open_deals(*args, np.random.default_rng(11), **kw)
+    old = old_simulate_open_deals(*args, np.random.default_rng(11), p_win=case["p_win"], shift=shift)
     assert new.shape == (n_sims, 3, n_groups)
     assert np.array_equal(new, old)
     assert new.sum() > 0  # deals were booked
@@ -257,7 +260,7 @@ def test_open_deals_where_float32_sums_round_are_the_products(amounts: str) -> N
     }[amounts]
     case = _open_deals(n, 3, 2, seed=4, amounts=values)
     args = (case["q"], case["amounts"], case["groups"], case["n_groups"], 1100)
-    new = simulate_open_deals(*args, np.random.default_rng(8), chunk=200)
+    new = simulate_open_deals(*args, np.random.default_rng(8), chunk=200, by_codes_from=0)
     old = old_simulate_open_deals(*args, np.random.default_rng(8), chunk=200)
     assert np.array_equal(new, old)
     if amounts == "large":  # the case does reach sums that float32 may round

@@ -575,7 +575,12 @@ def forecast_with_open_deals(
         known = open_deals_at(whole, pipeline, as_of, models)
     past, frame, p_win, closed_by = known.past, known.frame, known.p_win, known.closed_by
     groups_of = deal_group(past, by)
-    deals = past["opportunities"].assign(group=past["opportunities"]["opportunity_id"].map(groups_of))
+    opps = past["opportunities"]
+    deals = opps.assign(  # the dates parsed once (each use below parses them: the same values)
+        group=opps["opportunity_id"].map(groups_of),
+        created_at=pd.to_datetime(opps["created_at"]),
+        closed_at=pd.to_datetime(opps["closed_at"]),
+    )
     open_deals = frame[["opportunity_id", "amount"]].assign(
         group=frame["opportunity_id"].map(groups_of).fillna("(none)").to_numpy()
     )

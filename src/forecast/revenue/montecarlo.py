@@ -47,15 +47,16 @@ def simulate_open_deals(
     *,
     p_win: np.ndarray | None = None,
     shift: np.ndarray | None = None,
+    by_codes_from: int = 16,
 ) -> np.ndarray:
     """Simulated revenue of the open deals, shape (n_sims, K, n_groups).
 
-    Each simulation's booked amounts are summed per period and group by their codes (one
-    ``bincount`` a block of simulations, whatever the number of groups). The amounts count as
-    float32, as they always have: the sums are those of float32 arithmetic (a matrix product of the
-    booked deals and the amounts per group), which are exact, so equal to these float64 sums, while
-    every partial sum is a whole multiple of the amounts' finest power of two below 2**24 of them;
-    a block where that does not hold is summed by the matrix product itself (the same numbers).
+    The booked amounts of each simulation, period and group are the sums of a float32 matrix product
+    of the booked deals and a dense amount-per-group matrix. Its cost grows with the number of
+    groups: beyond ``by_codes_from`` groups they are summed by one ``bincount`` of the booked deals'
+    group codes instead, in float64 (the amounts as float32). The two agree exactly while every
+    partial sum is a whole multiple of the amounts' finest power of two below 2**24 of them (float32
+    then rounds nothing); a block of simulations where that does not hold is summed by the product.
 
     Args:
         q: Booking probabilities (n, K) from :func:`booking_probabilities`.
@@ -69,15 +70,15 @@ def simulate_open_deals(
         shift: Logit shift of all win probabilities per simulation, shape (n_sims,): in
             simulation ``s`` deal ``i`` books in period ``k`` with probability
             ``q[i, k] * sigmoid(logit(p_i) + shift_s) / p_i``.
+        by_codes_from: More groups than this are summed by their codes (the same numbers).
     """
     n, k = q.shape
     out = np.zeros((n_sims, k, n_groups), dtype=np.float64)
     if n == 0 or n_sims == 0:
         return out
     amount32 = np.nan_to_num(amounts.astype(np.float32))
-    sums = _GroupSums(amount32, np.asarray(groups, dtype=np.intp), n_groups, k)
     cum = np.cumsum(q, axis=1).astype(np.float32)
-    monotone = bool(np.all(cum[:, 1:] >= cum[:, :-1]))
+    sums = _GroupSums(amount32, np.asarray(groups, dtype=np.intp), n_groups, cum)
     p32 = np.clip(p_win if p_win is not None else np.zeros(n), 0.0, 1.0).astype(np.float32)
     p_loss = (1.0 - p32) if shift is not None and p_win is not None else None
     for lo in range(0, n_sims, chunk):
@@ -88,47 +89,55 @@ def simulate_open_deals(
             # with p_s = sigmoid(logit(p) + d): p / p_s = p + (1 - p) · exp(-d)
             loss_scale = np.exp(-shift[lo:hi]).astype(np.float32)
             u *= p32[None, :] + p_loss[None, :] * loss_scale[:, None]
-        block = sums.by_codes(u, cum) if monotone else None
-        out[lo:hi] = block if block is not None else sums.by_product(u, cum)
+        block = sums.by_codes(u) if n_groups > by_codes_from else None
+        out[lo:hi] = block if block is not None else sums.by_product(u)
     return out
 
 
 class _GroupSums:
-    """The booked amounts of a block of simulations per period and group (see :func:`simulate_open_deals`)."""
+    """The booked amounts of a block of simulations per period and group (see :func:`simulate_open_deals`).
 
-    def __init__(self, amount32: np.ndarray, groups: np.ndarray, n_groups: int, k: int) -> None:
+    A deal books in period ``j`` when its draw ``u`` is below ``cum[i, j]`` and not below
+    ``cum[i, j - 1]``. :meth:`by_product` is the float32 matrix product of the booked deals and a
+    dense amount-per-group matrix; :meth:`by_codes` gives its sums while they are exact.
+    """
+
+    def __init__(self, amount32: np.ndarray, groups: np.ndarray, n_groups: int, cum: np.ndarray) -> None:
         self.amount32 = amount32
-        self.amount = amount32.astype(np.float64)
         self.groups = groups
         self.n_groups = n_groups
-        self.k = k
+        self.cum = cum
+        self.k = cum.shape[1]
         self.limit = _exact_limit(amount32)
         self.negative = bool((amount32 < 0).any())
+        self.amount = amount32.astype(np.float64)
+        self.monotone = bool(np.all(cum[:, 1:] >= cum[:, :-1]))
         self._weights: np.ndarray | None = None
 
-    def by_codes(self, u: np.ndarray, cum: np.ndarray) -> np.ndarray | None:
-        """Sums of shape (rows, K, G) by one ``bincount``; ``None`` where float32 sums could round.
+    def by_codes(self, u: np.ndarray) -> np.ndarray | None:
+        """Sums of shape (rows, K, G) by one ``bincount`` of the booked deals' codes.
 
-        ``cum`` must be non-decreasing along its periods: a deal then books in the first period
-        ``j`` with ``u < cum[i, j]`` (the one where the product's masks book it), none when none.
+        ``None`` where float32 sums could round, or where ``cum`` is not non-decreasing along its
+        periods (a deal then books in the first period ``j`` with ``u < cum[i, j]``: the one the
+        product's masks book it in).
         """
+        if not self.monotone:
+            return None
         rows, k, g = u.shape[0], self.k, self.n_groups
-        period = np.zeros(u.shape, dtype=np.int8 if k < 127 else np.int32)
-        for j in range(k):
-            period += ~(u < cum[:, j])
-        s_idx, i_idx = np.nonzero(period < k)
-        key = (s_idx * k + period[s_idx, i_idx]) * g + self.groups[i_idx]
-        total = np.bincount(key, weights=self.amount[i_idx], minlength=rows * k * g)
-        bound = (
-            np.bincount(key, weights=np.abs(self.amount[i_idx]), minlength=rows * k * g)
-            if self.negative
-            else total
-        )
+        s_idx, i_idx = np.nonzero(u < self.cum[:, k - 1])  # booked in some period: before the last bound
+        booked = u[s_idx, i_idx]
+        period = np.zeros(len(booked), dtype=np.intp)
+        for j in range(k - 1):
+            period += ~(booked < self.cum[i_idx, j])
+        key = (s_idx * k + period) * g + self.groups[i_idx]
+        amount = self.amount[i_idx]
+        total = np.bincount(key, weights=amount, minlength=rows * k * g)
+        bound = np.bincount(key, weights=np.abs(amount), minlength=rows * k * g) if self.negative else total
         if len(bound) and not bound.max() < self.limit:
             return None
         return total.reshape(rows, k, g)
 
-    def by_product(self, u: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    def by_product(self, u: np.ndarray) -> np.ndarray:
         """Sums of shape (rows, K, G) as a float32 matrix product of the booked deals and the amounts."""
         if self._weights is None:
             n = len(self.amount32)
@@ -137,7 +146,7 @@ class _GroupSums:
         out = np.empty((u.shape[0], self.k, self.n_groups))
         below = np.zeros_like(u, dtype=bool)
         for j in range(self.k):
-            upto = u < cum[:, j]
+            upto = u < self.cum[:, j]
             out[:, j, :] = (upto & ~below).astype(np.float32) @ self._weights
             below = upto
         return out
