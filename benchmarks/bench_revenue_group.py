@@ -8,7 +8,8 @@ the Overview does: first without a filter (it reads the CRM, scores the open dea
 common shocks, which it keeps), then with a team, a rep and a region filter (the first of each in the
 warehouse), each a cold forecast of its whole grouping that reuses what the first kept. Prints one
 JSON line: the milliseconds of each (``--repeat`` times, the reader's cache cleared of the grouped
-forecasts between them) and the machine's load. ``--dump`` writes each forecast's records (the
+forecasts between them), wall clock (``ms``) and the process's CPU (``cpu_ms``: less sensitive to
+other jobs on a shared machine), and the machine's load. ``--dump`` writes each forecast's records (the
 figures the page shows, every group's rows) to a JSON file, so that two codes' figures can be compared
 (``--compare A B``: exit 1 unless equal, float for float). ``--profile`` runs each filter kind's last
 forecast under ``cProfile`` and prints its top functions to standard error.
@@ -59,25 +60,27 @@ def run(models: str | None, repeat: int, dump: str | None, profile: bool = False
     from forecast.dashboard.data import Filters, Missing, Reader
 
     reader = Reader(load_settings(), refs=_refs(models))
-    out: dict[str, Any] = {"load_before": os.getloadavg()[0], "ms": {}}
-    started = time.perf_counter()
+    out: dict[str, Any] = {"load_before": os.getloadavg()[0], "ms": {}, "cpu_ms": {}}
+    started, cpu = time.perf_counter(), time.process_time()
     first = reader.revenue(Filters())
     out["ms"]["none"] = [1000 * (time.perf_counter() - started)]
+    out["cpu_ms"]["none"] = [1000 * (time.process_time() - cpu)]
     if isinstance(first, Missing):
         raise SystemExit(f"no forecast: {first}")
     documents = {"none": first["forecast"]}
     for kind, value in _firsts().items():
-        times = []
+        times, cpus = [], []
         for _ in range(repeat):
             with reader._lock:  # a cold forecast of the grouping each time
                 for key in [k for k in reader._cache if len(k) > 1 and k[1] == "revenue" and k[-1] == kind]:
                     del reader._cache[key]
             profiler = cProfile.Profile() if profile and len(times) == repeat - 1 else None
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             if profiler is not None:
                 profiler.enable()
             doc = reader.revenue(Filters(**{kind: value}))
             times.append(1000 * (time.perf_counter() - started))
+            cpus.append(1000 * (time.process_time() - cpu))
             if profiler is not None:
                 profiler.disable()
                 print(f"--- profile by {kind}", file=sys.stderr)
@@ -85,6 +88,7 @@ def run(models: str | None, repeat: int, dump: str | None, profile: bool = False
         if isinstance(doc, Missing):
             raise SystemExit(f"no forecast by {kind}: {doc}")
         out["ms"][kind] = times
+        out["cpu_ms"][kind] = cpus
         documents[kind] = doc["forecast"]
     out["load_after"] = os.getloadavg()[0]
     if dump:
