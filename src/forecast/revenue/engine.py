@@ -222,7 +222,9 @@ def won_between(
     deals: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, groups: Sequence[str]
 ) -> np.ndarray:
     """Won amount per group with ``closed_at`` in ``[start, end)``."""
-    closed = pd.to_datetime(deals["closed_at"])
+    closed = deals["closed_at"]
+    if not pd.api.types.is_datetime64_any_dtype(closed):  # (pandas samples even parsed dates: 50 ms)
+        closed = pd.to_datetime(closed)
     won = deals[(deals["outcome"] == "won") & (closed >= start) & (closed < end)]
     sums = pd.to_numeric(won["amount"], errors="coerce").fillna(0).groupby(won["group"]).sum()
     return sums.reindex(pd.Index(list(groups), dtype=object), fill_value=0.0).to_numpy(dtype=float)
@@ -605,7 +607,7 @@ def forecast_with_open_deals(
         goal = goal_table(quotas, names, periods)
         recent = deals[
             (deals["outcome"] == "won")
-            & (pd.to_datetime(deals["closed_at"]) >= as_of - pd.Timedelta(days=365))
+            & (deals["closed_at"] >= as_of - pd.Timedelta(days=365))  # parsed above
         ]
         amounts = pd.to_numeric(recent["amount"], errors="coerce")
         overall = float(amounts.mean()) if amounts.notna().any() else math.nan

@@ -112,6 +112,7 @@ class _GroupSums:
         self.negative = bool((amount32 < 0).any())
         self.amount = amount32.astype(np.float64)
         self.monotone = bool(np.all(cum[:, 1:] >= cum[:, :-1]))
+        self.bounds = np.ascontiguousarray(cum.T)  # each period's bounds side by side
         self._weights: np.ndarray | None = None
 
     def by_codes(self, u: np.ndarray) -> np.ndarray | None:
@@ -124,12 +125,11 @@ class _GroupSums:
         if not self.monotone:
             return None
         rows, k, g = u.shape[0], self.k, self.n_groups
-        s_idx, i_idx = np.nonzero(u < self.cum[:, k - 1])  # booked in some period: before the last bound
-        booked = u[s_idx, i_idx]
-        period = np.zeros(len(booked), dtype=np.intp)
-        for j in range(k - 1):
-            period += ~(booked < self.cum[i_idx, j])
-        key = (s_idx * k + period) * g + self.groups[i_idx]
+        period = np.zeros(u.shape, dtype=np.int8 if k < 127 else np.int32)
+        for j in range(k):  # the number of bounds at or below u: the first period booking it, or k
+            period += ~(u < self.bounds[j])
+        s_idx, i_idx = np.nonzero(period < k)
+        key = (s_idx * k + period[s_idx, i_idx]) * g + self.groups[i_idx]
         amount = self.amount[i_idx]
         total = np.bincount(key, weights=amount, minlength=rows * k * g)
         bound = np.bincount(key, weights=np.abs(amount), minlength=rows * k * g) if self.negative else total
