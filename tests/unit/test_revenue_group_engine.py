@@ -164,6 +164,52 @@ def old_period_row(
     }
 
 
+def old_simulate_new_deals(
+    mu: np.ndarray,
+    amount_pools: list[np.ndarray],
+    n_sims: int,
+    rng: np.random.Generator,
+    factor: np.ndarray | None = None,
+) -> np.ndarray:
+    """``montecarlo.simulate_new_deals`` as it was: a group, then a period, at a time."""
+    k, g = mu.shape
+    out = np.zeros((n_sims, k, g))
+    for gi in range(g):
+        pool = amount_pools[gi]
+        if len(pool) == 0:
+            continue
+        for ki in range(k):
+            if mu[ki, gi] <= 0:
+                continue
+            lam = mu[ki, gi] if factor is None else mu[ki, gi] * factor[:, gi]
+            counts = rng.poisson(lam, n_sims)
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            draws = pool[rng.integers(0, len(pool), total)]
+            sims = np.repeat(np.arange(n_sims), counts)
+            out[:, ki, gi] = np.bincount(sims, weights=draws, minlength=n_sims)
+    return out
+
+
+def old_simulate_new(
+    new_deals: NewDealModel,
+    as_of: pd.Timestamp,
+    periods: list[Period],
+    win_shift: np.ndarray,
+    volume: np.ndarray,
+    n_sims: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``forecast._simulate_new`` as it was: the shock factor as a simulations × groups matrix."""
+    from forecast.revenue.shock import shifted
+
+    mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
+    w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
+    factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
+    return old_simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
+
+
 def old_forecast_revenue(**kw: Any) -> tuple[pd.DataFrame, np.ndarray]:
     """The forecast table and simulations as :func:`forecast_revenue` made them with the references above."""
     rng = np.random.default_rng(kw["seed"])
@@ -183,7 +229,7 @@ def old_forecast_revenue(**kw: Any) -> tuple[pd.DataFrame, np.ndarray]:
         q, amounts, group_idx, g, n_sims, rng, p_win=kw["p_win"], shift=win_shift if win_shift.any() else None
     )
     from_open = sims.mean(axis=0)
-    new = forecast_module._simulate_new(kw["new_deals"], kw["as_of"], periods, win_shift, volume, n_sims, rng)
+    new = old_simulate_new(kw["new_deals"], kw["as_of"], periods, win_shift, volume, n_sims, rng)
     from_new = new.mean(axis=0)
     sims = sims + new
     sims = np.concatenate([sims, sims.sum(axis=2, keepdims=True)], axis=2)
@@ -273,6 +319,20 @@ def test_the_exact_limit_is_the_amounts_finest_power_of_two() -> None:
     assert _exact_limit(np.array([0.5, 1.0], dtype=np.float32)) == 2.0**23
     assert _exact_limit(np.zeros(3, dtype=np.float32)) == math.inf
     assert _exact_limit(np.array([np.inf], dtype=np.float32)) == 0.0
+
+
+def test_amounts_with_cents_go_to_the_product_without_a_bincount_first() -> None:
+    from forecast.revenue.montecarlo import _GroupSums
+
+    cum = np.cumsum(np.full((4, 2), 0.2, dtype=np.float32), axis=1)
+    groups = np.array([0, 1, 2, 0])
+    cents = np.array([1234.56, 99.99, 20.0, 5.0], dtype=np.float32)
+    hundreds = np.array([123400.0, 9900.0, 2000.0, 500.0], dtype=np.float32)
+    assert not _GroupSums(cents, groups, 3, cum).codes_useful  # one amount alone reaches the bound
+    assert _GroupSums(hundreds, groups, 3, cum).codes_useful
+    u = np.zeros((2, 4), dtype=np.float32)  # every deal books in the first period
+    assert _GroupSums(cents, groups, 3, cum).by_codes(u) is None
+    assert np.array_equal(_GroupSums(hundreds, groups, 3, cum).by_codes(u)[0, 0], [123900.0, 9900.0, 2000.0])
 
 
 @pytest.fixture(scope="module")

@@ -114,15 +114,20 @@ class _GroupSums:
         self.monotone = bool(np.all(cum[:, 1:] >= cum[:, :-1]))
         self.bounds = np.ascontiguousarray(cum.T)  # each period's bounds side by side
         self._weights: np.ndarray | None = None
+        # Where one deal's amount reaches the bound (amounts with cents: a bound of about 2**11),
+        # a block's sums almost surely fail it: the product from the start, not after a bincount.
+        largest = float(np.abs(amount32).max()) if len(amount32) else 0.0
+        self.codes_useful = self.monotone and largest < self.limit
 
     def by_codes(self, u: np.ndarray) -> np.ndarray | None:
         """Sums of shape (rows, K, G) by one ``bincount`` of the booked deals' codes.
 
-        ``None`` where float32 sums could round, or where ``cum`` is not non-decreasing along its
-        periods (a deal then books in the first period ``j`` with ``u < cum[i, j]``: the one the
-        product's masks book it in).
+        ``None`` where float32 sums could round (checked on the block's sums; at once where one
+        amount reaches the bound), or where ``cum`` is not non-decreasing along its periods (a deal
+        then books in the first period ``j`` with ``u < cum[i, j]``: the one the product's masks
+        book it in).
         """
-        if not self.monotone:
+        if not self.codes_useful:
             return None
         rows, k, g = u.shape[0], self.k, self.n_groups
         period = np.zeros(u.shape, dtype=np.int8 if k < 127 else np.int32)
