@@ -150,13 +150,18 @@ def forecast_revenue(
         q, amounts, group_idx, g, n_sims, rng, p_win=p_win, shift=win_shift if win_shift.any() else None
     )
     from_open = sims.mean(axis=0)
+    k = len(periods)
+    everything = np.empty((n_sims, k, g + 1))  # the groups' simulations and their sum (the last)
     if new_deals is not None:
         new = _simulate_new(new_deals, as_of, periods, win_shift, volume, n_sims, rng)
         from_new = new.mean(axis=0)
-        sims = sims + new
+        np.add(sims, new, out=everything[:, :, :g])
+        del new
     else:
-        from_new = np.zeros((len(periods), g))
-    sims = np.concatenate([sims, sims.sum(axis=2, keepdims=True)], axis=2)
+        from_new = np.zeros((k, g))
+        everything[:, :, :g] = sims
+    del sims
+    np.sum(everything[:, :, :g], axis=2, out=everything[:, :, g])
     pipeline = np.bincount(group_idx, weights=amounts, minlength=g)
     parts = _Parts(
         won=_with_all(won_to_date),
@@ -164,13 +169,19 @@ def forecast_revenue(
         from_new=_with_all(from_new),
         pipeline=np.append(pipeline, pipeline.sum()),
     )
-    totals = parts.won[None, :, :] + sims
+    totals = np.empty((g + 1, n_sims))  # one period's totals, a row per group
+    stats = []
+    for ki in range(k):
+        for c0 in range(0, g + 1, 64):  # transposed by blocks of groups (a cache's worth)
+            c1 = min(c0 + 64, g + 1)
+            np.add(everything[:, ki, c0:c1].T, parts.won[ki][c0:c1, None], out=totals[c0:c1])
+        stats.append(_Stats.of(totals, quotas[ki] if quotas is not None else None))
     rows = [
-        _period_row(p, name, ki, gi, totals[:, ki, gi], parts, quotas, avg_won_amount)
+        _period_row(p, name, ki, gi, stats[ki], parts, quotas, avg_won_amount)
         for ki, p in enumerate(periods)
         for gi, name in enumerate([*groups, ALL])
     ]
-    return RevenueForecast(pd.DataFrame(rows), sims, shock)
+    return RevenueForecast(pd.DataFrame(rows), everything, shock)
 
 
 def _simulate_new(
@@ -194,14 +205,51 @@ def _simulate_new(
         rng: The forecast's random generator (drawn from after the open deals).
     """
     mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
-    w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
-    factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
+    w = np.clip(new_deals.win_rate, 0.0, 1.0)
+    scale = np.exp(volume)[:, None]
+
+    def factor(gi: int) -> np.ndarray:
+        """Group ``gi``'s multiplier per simulation (its column of the shocks' factor)."""
+        mine = w[None, gi : gi + 1]
+        return (shifted(mine, win_shift[:, None]) / np.maximum(mine, 1e-12) * scale)[:, 0]
+
     return simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
 
 
 def _with_all(a: np.ndarray) -> np.ndarray:
     """A (K, G) table with the all-groups column appended, shape (K, G + 1)."""
     return np.concatenate([a, a.sum(axis=1, keepdims=True)], axis=1)
+
+
+@dataclass(frozen=True)
+class _Stats:
+    """One period's simulated totals summed up per group (shape (G + 1,) each).
+
+    Each group's figures are those of its own column of simulations, as numpy gives them for that
+    column alone (a quantile, a mean and a share along the rows of a contiguous copy are the same
+    numbers, to the last bit, as on the column).
+    """
+
+    p10: np.ndarray
+    p50: np.ndarray
+    p90: np.ndarray
+    expected: np.ndarray
+    p_hit: np.ndarray
+
+    @classmethod
+    def of(cls, totals: np.ndarray, quotas: np.ndarray | None) -> _Stats:
+        """The figures of ``totals`` (G + 1, n_sims), C-contiguous, against ``quotas`` (G + 1,) or none.
+
+        ``totals`` is used up (the quantiles partition it in place).
+        """
+        expected = totals.mean(axis=1)
+        p_hit = np.full(totals.shape[0], math.nan)
+        if quotas is not None:
+            goal = np.asarray(quotas, dtype=float)
+            asked = np.flatnonzero((goal == goal) & (goal > 0))
+            p_hit[asked] = (totals[asked] >= goal[asked, None]).mean(axis=1)
+        p10, p50, p90 = np.quantile(totals, [0.1, 0.5, 0.9], axis=1, overwrite_input=True)
+        return cls(p10, p50, p90, expected, p_hit)
 
 
 @dataclass(frozen=True)
@@ -219,7 +267,7 @@ def _period_row(
     name: str,
     ki: int,
     gi: int,
-    t: np.ndarray,
+    stats: _Stats,
     parts: _Parts,
     quotas: np.ndarray | None,
     avg_won_amount: np.ndarray | None,
@@ -231,14 +279,14 @@ def _period_row(
         name: The group (or ``(all)``).
         ki: The period's position.
         gi: The group's position (the last: all groups).
-        t: The simulated totals of this period and group.
+        stats: The period's simulated totals summed up per group.
         parts: Won to date, expected from open and new deals, open pipeline.
         quotas: Goal of each period and group, or ``None``.
         avg_won_amount: Average won deal per group, or ``None``.
     """
-    p10, p50, p90 = np.quantile(t, [0.1, 0.5, 0.9])
+    p10, p50, p90 = stats.p10[gi], stats.p50[gi], stats.p90[gi]
     quota = float(quotas[ki, gi]) if quotas is not None else math.nan
-    expected = float(t.mean())
+    expected = float(stats.expected[gi])
     won = parts.won[ki, gi]
     remaining = max(quota - won, 0.0) if quota == quota else math.nan
     avg = float(avg_won_amount[gi]) if avg_won_amount is not None else math.nan
@@ -256,7 +304,7 @@ def _period_row(
         "from_open_deals": float(parts.from_open[ki, gi]),
         "from_new_deals": float(parts.from_new[ki, gi]),
         "quota": quota,
-        "p_hit_quota": float((t >= quota).mean()) if quota == quota and quota > 0 else math.nan,
+        "p_hit_quota": float(stats.p_hit[gi]) if quota == quota and quota > 0 else math.nan,
         "gap_to_goal": quota - expected if quota == quota else math.nan,
         "open_pipeline": float(pipeline),
         "pipeline_coverage": float(pipeline / remaining) if remaining and remaining > 0 else math.nan,

@@ -14,6 +14,7 @@ Fitted on the history before ``as_of`` only:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -80,36 +81,50 @@ def fit_new_deal_model(
         cohort_days: Length of the win-rate cohort and of the cycle-length window.
         shrink: Pseudo-deals pulling a group's win rate towards the overall one.
     """
-    created = pd.to_datetime(deals["created_at"])
-    closed = pd.to_datetime(deals["closed_at"])
+    created = _dates(deals["created_at"])
+    closed = _dates(deals["closed_at"])
     recent = deals[(created >= as_of - pd.Timedelta(days=window_days)) & (created < as_of)]
     span = min(window_days, max((as_of - created.min()) / pd.Timedelta(days=1), 1.0)) if len(deals) else 1.0
     counts = recent["group"].value_counts()
-    rate = np.array([counts.get(g, 0) / span for g in groups], dtype=float)
+    rate = counts.reindex(pd.Index(groups, dtype=object), fill_value=0).to_numpy(dtype=np.int64) / span
     c_hi = as_of - pd.Timedelta(days=mature_days)
     cohort = deals[(created >= c_hi - pd.Timedelta(days=cohort_days)) & (created < c_hi)]
-    won_cohort = (cohort["outcome"] == "won") & (pd.to_datetime(cohort["closed_at"]) < as_of)
+    won_cohort = (cohort["outcome"] == "won") & (_dates(cohort["closed_at"]) < as_of)
     overall = float(won_cohort.mean()) if len(cohort) else float((deals["outcome"] == "won").mean() or 0.0)
-    win = np.array(
-        [
-            (won_cohort[cohort["group"] == g].sum() + shrink * overall)
-            / ((cohort["group"] == g).sum() + shrink)
-            for g in groups
-        ],
-        dtype=float,
-    )
+    # each group's cohort and wins counted once by the group's code (whole numbers: exact)
+    codes = _codes(cohort["group"], groups)
+    listed = codes >= 0
+    size = np.bincount(codes[listed], minlength=len(groups)).astype(float)
+    wins = np.bincount(codes[listed], weights=won_cohort.to_numpy(dtype=float)[listed], minlength=len(groups))
+    win = (wins + shrink * overall) / (size + shrink)
     won = deals[
         (deals["outcome"] == "won") & (closed < as_of) & (closed >= as_of - pd.Timedelta(days=cohort_days))
     ]
     cycle = np.sort(
-        (
-            (pd.to_datetime(won["closed_at"]) - pd.to_datetime(won["created_at"])) / pd.Timedelta(days=1)
-        ).to_numpy()
+        ((_dates(won["closed_at"]) - _dates(won["created_at"])) / pd.Timedelta(days=1)).to_numpy()
     )
     amounts = pd.to_numeric(won["amount"], errors="coerce")
     pool_all = amounts.dropna().to_numpy(dtype=float)
-    pools = []
-    for g in groups:
-        mine = amounts[won["group"] == g].dropna().to_numpy(dtype=float)
-        pools.append(mine if len(mine) >= 20 else pool_all)
-    return NewDealModel(list(groups), rate, win, cycle.astype(float), pools)
+    known = amounts.notna().to_numpy()
+    pools = _pools(amounts.to_numpy(dtype=float)[known], _codes(won["group"], groups)[known], len(groups))
+    pools = [pool if len(pool) >= 20 else pool_all for pool in pools]
+    return NewDealModel(list(groups), np.asarray(rate, dtype=float), win, cycle.astype(float), pools)
+
+
+def _dates(values: pd.Series) -> pd.Series[pd.Timestamp]:
+    """``pd.to_datetime(values)``, without its work where they are dates already (the same values)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return cast("pd.Series[pd.Timestamp]", values)
+    return pd.to_datetime(values)
+
+
+def _codes(values: pd.Series, groups: list[str]) -> np.ndarray:
+    """Position of each value in ``groups`` (-1: not one of them)."""
+    return pd.Index(groups, dtype=object).get_indexer(pd.Index(values.to_numpy(dtype=object)))
+
+
+def _pools(amounts: np.ndarray, codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Per group, its amounts in their order (``codes``: each amount's group, -1 for none)."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1) - 0.5)
+    return [amounts[order[bounds[g] : bounds[g + 1]]] for g in range(n_groups)]
