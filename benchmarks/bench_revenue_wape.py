@@ -1,7 +1,7 @@
 """The revenue forecast's point error against its two baselines over more months and seeds than the matrix.
 
 Usage: ``uv run python benchmarks/bench_revenue_wape.py [--worlds history-6m cycle-20 ...]
-[--seeds 1 2] [--months 6] [--retrain-every 3] [--leads-per-month 1000] [--out FILE.jsonl]``.
+[--seeds 1 2] [--months 6] [--retrain-every 3] [--leads-per-month 1000] [--recentre] [--out FILE.jsonl]``.
 
 The matrix (``bench_robustness.py``) judges the issue's WAPE gate (the forecast's WAPE at most 0.8
 times the better of the stage-weighted pipeline and the run rate) on three months of one seed per
@@ -33,7 +33,7 @@ from forecast.data.simulate import simulate_crm
 from forecast.data.simulation.worlds import load_world
 from forecast.models.config import TrainingConfig
 from forecast.revenue.backtest import backtest_revenue
-from forecast.revenue.engine import NewDealSettings
+from forecast.revenue.engine import NewDealSettings, ShockSettings
 from forecast.revenue.forecast import period_grid
 from forecast.robustness import cut_of
 
@@ -61,6 +61,7 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         retrain_every=args.retrain_every,
         new_deals=NewDealSettings(),
         n_sims=2_000,
+        shock=ShockSettings(recentre=True) if args.recentre else None,
     )
     t = result.table
     cols = ["actual", "p10", "p50", "p90", "stage_weighted", "run_rate", "from_open_deals", "from_new_deals"]
@@ -72,6 +73,7 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
             for p, row in zip(t["period"], t[cols].to_dict("records"), strict=True)
         ],
         "seconds": round(time.time() - started, 1),
+        "recentre": bool(args.recentre),
     }
 
 
@@ -127,6 +129,11 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=3)
     parser.add_argument("--leads-per-month", type=float, default=1_000.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--recentre",
+        action="store_true",
+        help="centre the win shocks on the cuts' bias (ShockSettings.recentre)",
+    )
     args = parser.parse_args()
     runs = []
     for name in args.worlds:
