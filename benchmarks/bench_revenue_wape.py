@@ -1,7 +1,8 @@
 """The revenue forecast's point error against its two baselines over more months and seeds than the matrix.
 
 Usage: ``uv run python benchmarks/bench_revenue_wape.py [--worlds history-6m cycle-20 ...]
-[--seeds 1 2] [--months 6] [--retrain-every 3] [--leads-per-month 1000] [--recentre] [--out FILE.jsonl]``.
+[--seeds 1 2] [--months 6] [--retrain-every 3] [--leads-per-month 1000] [--recentre] [--weigh-wins-by amount]
+[--out FILE.jsonl]``.
 
 The matrix (``bench_robustness.py``) judges the issue's WAPE gate (the forecast's WAPE at most 0.8
 times the better of the stage-weighted pipeline and the run rate) on three months of one seed per
@@ -61,7 +62,7 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         retrain_every=args.retrain_every,
         new_deals=NewDealSettings(),
         n_sims=2_000,
-        shock=ShockSettings(recentre=True) if args.recentre else None,
+        shock=ShockSettings(recentre=args.recentre, weigh_wins_by=args.weigh_wins_by),
     )
     t = result.table
     cols = ["actual", "p10", "p50", "p90", "stage_weighted", "run_rate", "from_open_deals", "from_new_deals"]
@@ -74,6 +75,7 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         ],
         "seconds": round(time.time() - started, 1),
         "recentre": bool(args.recentre),
+        "weigh_wins_by": args.weigh_wins_by,
     }
 
 
@@ -133,6 +135,12 @@ def main() -> None:
         "--recentre",
         action="store_true",
         help="centre the win shocks on the cuts' bias (ShockSettings.recentre)",
+    )
+    parser.add_argument(
+        "--weigh-wins-by",
+        choices=("count", "amount"),
+        default="count",
+        help="what the cuts' win evidence matches (ShockSettings.weigh_wins_by)",
     )
     args = parser.parse_args()
     runs = []

@@ -200,6 +200,25 @@ def test_logit_shift_matches_the_observed_wins_and_its_noise() -> None:
     assert shifted(np.array([0.0, 1.0]), 2.0).tolist() == [0.0, 1.0]
 
 
+def test_logit_shift_weighted_by_amount_matches_the_won_amount() -> None:
+    # 300 small deals at 0.5 and 100 large ones at 0.4, all wins in the window: by count the model
+    # is right (190 wins expected, 190 won), by amount the large ones won less than predicted
+    p = np.r_[np.full(300, 0.5), np.full(100, 0.4)]
+    amount = np.r_[np.full(300, 1_000.0), np.full(100, 50_000.0)]
+    share = np.ones(400)
+    assert logit_shift(p, share, 190.0)[0] == pytest.approx(0.0, abs=1e-6)
+    won = 300 * 0.5 * 1_000.0 + 30 * 50_000.0  # the large ones won 30, not 40
+    d, se2 = logit_shift(p, share, won, amount)
+    assert d < 0
+    assert (amount * shifted(p, d)).sum() == pytest.approx(won, rel=1e-6)
+    # weights of one are the count's shift, noise included
+    assert logit_shift(p, share, 190.0, np.ones(400)) == pytest.approx(logit_shift(p, share, 190.0))
+    # a few large deals carry the won amount: its noise is larger than the count's
+    assert se2 > logit_shift(p, share, 190.0)[1]
+    with pytest.raises(ValueError, match="weigh_wins_by"):
+        ShockSettings(weigh_wins_by="deals")
+
+
 def test_shock_scale_subtracts_the_sampling_noise_and_shrinks_to_the_prior() -> None:
     prior = ShockPrior(0.3, 2.0)
     # no evidence: the prior, with 2 degrees of freedom
@@ -404,3 +423,23 @@ def test_auto_win_level_follows_the_level_closest_to_the_cuts_wins() -> None:
     assert list(win_levels(np.array([0.2]), np.zeros((1, 3)), plain)) == ["deal_win"]
     levels = win_levels(np.array([0.2]), np.array([[0.0, 0.3, 0.6]]), models)
     assert levels["hazard"] == pytest.approx([0.6]) and levels["blend"] == pytest.approx([0.4])
+
+
+def test_win_evidence_weighted_by_amount_measures_the_won_amount() -> None:
+    """The same cuts and wins; weighted by amount, each cut's shift matches its won amount instead."""
+    sim = simulate_crm(SimulationConfig(n_leads=3000, seed=3, months=18))
+    as_of = T("2025-05-01")
+    past = crm_as_of(sim.tables, as_of, DEFAULT_PIPELINE)
+    win = Pipeline([("win", _ConstantWin(0.3))])
+    close = Pipeline([("prep", "passthrough"), ("close", _LinearWins(0.6))])
+    models = DealModels(win, close, [0.0, 90.0, 180.0], 180.0, {})
+    count = estimate_shock(past, DEFAULT_PIPELINE, as_of, models, ShockSettings(min_deals=5))
+    amount = estimate_shock(
+        past, DEFAULT_PIPELINE, as_of, models, ShockSettings(min_deals=5, weigh_wins_by="amount")
+    )
+    by_count = [row for row in count.evidence if "win_shift" in row]
+    by_amount = [row for row in amount.evidence if "win_shift" in row]
+    assert len(by_count) == len(by_amount) >= 3
+    assert [r["wins_observed"] for r in by_count] == [r["wins_observed"] for r in by_amount]
+    assert any(abs(a["win_shift"] - c["win_shift"]) > 0.01 for a, c in zip(by_amount, by_count, strict=True))
+    assert amount.win.mean_shift != pytest.approx(count.win.mean_shift)

@@ -129,6 +129,9 @@ class ShockSettings:
             of a win within H), ``blend`` (their mean), or ``auto``: the one whose expected won
             amount was closest to the realised one over the cuts (:func:`choose_win_level`).
         level_min_cuts: ``auto`` keeps ``deal_win`` with fewer judged cuts than this.
+        weigh_wins_by: What the cuts' win evidence matches: ``count`` (the number of wins) or
+            ``amount`` (the won amount: each deal weighted by its amount, so that the shift
+            measures the error of the revenue, which large deals carry).
     """
 
     include: bool = True
@@ -141,11 +144,14 @@ class ShockSettings:
     bias_prior_sd: float = 0.5
     win_level: str = "deal_win"  # auto lost to a fixed level on the matrix (docs/revenue.md)
     level_min_cuts: int = 3
+    weigh_wins_by: str = "count"
 
     def __post_init__(self) -> None:
-        """Refuse an unknown win level when the settings are made, not when a forecast uses them."""
+        """Refuse an unknown setting when the settings are made, not when a forecast uses them."""
         if self.win_level != "auto" and self.win_level not in WIN_LEVELS:
             raise ValueError(f"win_level must be auto or one of {', '.join(WIN_LEVELS)}: {self.win_level!r}")
+        if self.weigh_wins_by not in ("count", "amount"):
+            raise ValueError(f"weigh_wins_by must be count or amount: {self.weigh_wins_by!r}")
 
 
 WIN_LEVELS = ("deal_win", "blend", "hazard")
@@ -407,7 +413,16 @@ def estimate_shock(
             if c in outcomes:
                 mine, hit = outcomes[c]
                 row.update(
-                    _win_evidence(chosen[mine], closed_by[mine], float(hit.sum()), c, window, models, wins)
+                    _win_evidence(
+                        chosen[mine],
+                        closed_by[mine],
+                        hit,
+                        c,
+                        window,
+                        models,
+                        wins,
+                        amount[mine] if settings.weigh_wins_by == "amount" else None,
+                    )
                 )
             evidence.append(row)
     else:
@@ -511,17 +526,23 @@ def _volume_evidence(
 def _win_evidence(
     p_win: np.ndarray,
     closed_by: np.ndarray,
-    observed: float,
+    hit: np.ndarray,
     c: pd.Timestamp,
     window: pd.Timedelta,
     models: DealModels,
     wins: _Shifts,
+    amount: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The logit shift that makes the deals open at ``c`` win ``observed`` times in the window."""
+    """The logit shift that makes the deals open at ``c`` win as they did in the window.
+
+    ``hit``: whether each deal was won in the window. With ``amount`` the shift matches the won
+    amount (each deal weighted by its amount), else the number of wins.
+    """
     share = close_shares(
         closed_by, models.edges, c, [Period(c, c + window, "range", "w")], models.horizon_days
     )[:, 0]
-    d, se2 = logit_shift(p_win, share, observed)
+    observed = float(hit.sum())
+    d, se2 = logit_shift(p_win, share, observed if amount is None else float(amount[hit].sum()), amount)
     wins.add(d, se2)
     return {
         "deals": float(len(p_win)),

@@ -57,29 +57,34 @@ def shifted(p: np.ndarray, shift: float | np.ndarray) -> np.ndarray:
     return np.where(p <= 0.0, 0.0, np.where(p >= 1.0, 1.0, out))
 
 
-def logit_shift(p: np.ndarray, share: np.ndarray, observed: float) -> tuple[float, float]:
+def logit_shift(
+    p: np.ndarray, share: np.ndarray, observed: float, weight: np.ndarray | None = None
+) -> tuple[float, float]:
     """The common logit shift that makes a cohort's expected wins in a window match the observed.
 
     Deal ``i`` wins inside the window with probability ``share_i * sigmoid(logit(p_i) + d)``
     (``share_i``: the part of its win-date distribution falling in the window). Solves
-    ``sum_i share_i * sigmoid(logit(p_i) + d) = observed`` by bisection (the left side increases
-    with ``d``), clipped to ``[-MAX_SHIFT, MAX_SHIFT]``.
+    ``sum_i w_i * share_i * sigmoid(logit(p_i) + d) = observed`` by bisection (the left side
+    increases with ``d``), clipped to ``[-MAX_SHIFT, MAX_SHIFT]``.
 
     Args:
         p: Win probabilities of the cohort, shape (n,).
         share: P(the win falls in the window | won within the horizon), shape (n,).
-        observed: Wins realised in the window.
+        observed: Wins realised in the window (with ``weight``: their weights' sum).
+        weight: Per deal, what a win counts (e.g. its amount, to match the won amount rather
+            than the number of wins); ``None``: 1 each.
 
     Returns:
         The shift ``d`` and its sampling variance ``se^2`` (delta method at ``d``: the variance of
-        the number of wins over the squared slope of its expectation in ``d``; ``inf`` when the
+        the weighted wins over the squared slope of their expectation in ``d``; ``inf`` when the
         cohort carries no information).
     """
     p = np.asarray(p, dtype=float)
     share = np.clip(np.asarray(share, dtype=float), 0.0, 1.0)
+    w = np.ones(len(p)) if weight is None else np.maximum(np.asarray(weight, dtype=float), 0.0)
 
     def expected(d: float) -> float:
-        return float((share * shifted(p, d)).sum())
+        return float((w * share * shifted(p, d)).sum())
 
     lo, hi = -MAX_SHIFT, MAX_SHIFT
     if observed <= expected(lo):
@@ -96,8 +101,8 @@ def logit_shift(p: np.ndarray, share: np.ndarray, observed: float) -> tuple[floa
         d = 0.5 * (lo + hi)
     ps = shifted(p, d)
     q = share * ps
-    slope = float((share * ps * (1.0 - ps)).sum())
-    variance = float((q * (1.0 - q)).sum())
+    slope = float((w * share * ps * (1.0 - ps)).sum())
+    variance = float((w**2 * q * (1.0 - q)).sum())
     se2 = variance / slope**2 if slope > 1e-12 else float("inf")
     return d, se2
 
