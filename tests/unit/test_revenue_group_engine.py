@@ -434,3 +434,23 @@ def test_every_groups_goals_at_once_equal_each_goal(by: str, horizon: str) -> No
     each = np.array([[goals(name, start, end) for name in names] for start, end in bounds])
     assert np.array_equal(table, each, equal_nan=True)
     assert np.isfinite(table[0]).sum() >= 2 and np.isnan(table[-1]).all()
+
+
+def test_a_quota_table_of_the_wrong_shape_is_refused_not_reshaped() -> None:
+    from forecast.revenue.engine import goal_table
+
+    class Transposed:
+        def __call__(self, group: str, start: pd.Timestamp, end: pd.Timestamp) -> float:
+            return 1.0
+
+        def table(self, names: list[str], bounds: list[tuple[pd.Timestamp, pd.Timestamp]]) -> np.ndarray:
+            return np.ones((len(names), len(bounds)))  # groups × periods: the wrong way round
+
+    periods = period_grid(T("2025-01-01"), 3, "month")
+    with pytest.raises(ValueError, match="quota table of shape"):
+        goal_table(Transposed(), ["a", "b"], periods)
+    lookup = Transposed()
+    lookup.table = lambda names, bounds: np.arange(len(bounds) * len(names), dtype=float).reshape(  # type: ignore[method-assign]
+        len(bounds), len(names)
+    )
+    assert goal_table(lookup, ["a", "b"], periods).tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]

@@ -245,7 +245,12 @@ def goal_table(quotas: Any, names: Sequence[str], periods: Sequence[Period]) -> 
     bounds = [(p.start, p.end) for p in periods]
     table = getattr(quotas, "table", None)
     if callable(table):
-        return np.asarray(table(names, bounds), dtype=float).reshape(len(periods), len(names))
+        out = np.asarray(table(names, bounds), dtype=float)
+        if out.shape != (len(periods), len(names)):
+            raise ValueError(
+                f"a quota table of shape {out.shape} for {len(periods)} periods and {len(names)} groups"
+            )
+        return out
     return np.array([[quotas(g, start, end) for g in names] for start, end in bounds], dtype=float)
 
 

@@ -165,59 +165,12 @@ class _Goals:
 
     def table(self, names: Sequence[str], bounds: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> np.ndarray:
         """The goals of each range (rows) and group (columns), shape (len(bounds), len(names))."""
-        from forecast.tracking.goals import quota_rows
+        from forecast.tracking.goals import goals_between, quota_rows
 
         out = np.full((len(bounds), len(names)), math.nan)
         for gi, name in enumerate(names):
             out[:, gi] = goals_between(quota_rows(self.data, self.by, name), bounds)
         return out
-
-
-_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-
-
-def goals_between(rows: pd.DataFrame, bounds: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> list[float]:
-    """:func:`~forecast.tracking.goals.goal_between` of ``rows`` over each range, the rows read once.
-
-    The same arithmetic as ``goal_between``'s numpy path element by element (each range's sum over
-    the same values in the same order), so the same numbers; ``goal_between`` itself where it would
-    not take that path.
-    """
-    from forecast.tracking.goals import goal_between
-
-    if rows.empty:
-        return [math.nan] * len(bounds)
-    begins, stops = rows["start"].to_numpy(), rows["stop"].to_numpy()
-    amounts = rows["amount"]
-    if begins.dtype.kind != "M" or stops.dtype.kind != "M" or amounts.dtype != np.float64:
-        return [goal_between(rows, start, end) for start, end in bounds]
-    common = np.promote_types(begins.dtype, stops.dtype)
-    unit = np.datetime_data(common)[0]
-    if unit not in _PER_SECOND:
-        return [goal_between(rows, start, end) for start, end in bounds]
-    per_day = _PER_SECOND[unit]
-    begins, stops = begins.astype(common), stops.astype(common)
-    length = (stops - begins).astype(np.int64) / per_day / 86400.0
-    amount = amounts.to_numpy()
-    out = []
-    for start, end in bounds:
-        if end <= start:
-            out.append(math.nan)
-            continue
-        lo = pd.Timestamp(start).to_datetime64().astype(common)
-        hi = pd.Timestamp(end).to_datetime64().astype(common)
-        if pd.Timestamp(lo) != start or pd.Timestamp(hi) != end:
-            out.append(goal_between(rows, start, end))
-            continue
-        overlap = (np.minimum(stops, hi) - np.maximum(begins, lo)).astype(np.int64) / per_day / 86400.0
-        overlap = np.where(overlap < 0, 0, overlap)
-        covering = overlap > 0
-        if not covering.any():
-            out.append(math.nan)
-            continue
-        values = (amount * overlap / length)[covering]
-        out.append(float(np.where(np.isnan(values), 0.0, values).sum()))
-    return out
 
 
 def pacing(

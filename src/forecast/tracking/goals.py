@@ -10,6 +10,7 @@ reps' rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,32 +46,51 @@ def _quota_intervals(quotas: pd.DataFrame) -> pd.DataFrame:
 def goal_between(rows: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> float:
     """Pro-rated goal of quota rows over ``[start, end)`` (``nan`` when no row overlaps).
 
-    In numpy (a per-rep table asks it thousands of times of a few rows each); the same arithmetic as
-    :func:`_goal_between_frame`, so the same value to the last bit.
+    :func:`goals_between` for one range.
     """
-    if rows.empty or end <= start:
-        return NAN
+    return goals_between(rows, ((start, end),))[0]
+
+
+def goals_between(rows: pd.DataFrame, bounds: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> list[float]:
+    """:func:`goal_between` of quota rows over each range ``[start, end)``, the rows read once.
+
+    In numpy (a per-rep table asks it thousands of times of a few rows each, the revenue forecast
+    for every group and period at once); the same arithmetic as :func:`_goal_between_frame`, so the
+    same value to the last bit, and that function itself for rows of other types or a range not
+    exact in the rows' time unit.
+    """
+    if rows.empty:
+        return [NAN] * len(bounds)
     begins, stops = rows["start"].to_numpy(), rows["stop"].to_numpy()
     if begins.dtype.kind != "M" or stops.dtype.kind != "M" or rows["amount"].dtype != np.float64:
-        return _goal_between_frame(rows, start, end)
+        return [_goal_between_frame(rows, start, end) for start, end in bounds]
     common = np.promote_types(begins.dtype, stops.dtype)  # the finer unit, as pandas subtracts them
     unit = np.datetime_data(common)[0]
     if unit not in _PER_SECOND:
-        return _goal_between_frame(rows, start, end)
-    begins, stops = begins.astype(common), stops.astype(common)
-    lo = pd.Timestamp(start).to_datetime64().astype(common)
-    hi = pd.Timestamp(end).to_datetime64().astype(common)
-    if pd.Timestamp(lo) != start or pd.Timestamp(hi) != end:
-        return _goal_between_frame(rows, start, end)  # not exact in the rows' unit
+        return [_goal_between_frame(rows, start, end) for start, end in bounds]
     per_day = _PER_SECOND[unit]
-    overlap = (np.minimum(stops, hi) - np.maximum(begins, lo)).astype(np.int64) / per_day / 86400.0
-    overlap = np.where(overlap < 0, 0, overlap)
+    begins, stops = begins.astype(common), stops.astype(common)
     length = (stops - begins).astype(np.int64) / per_day / 86400.0
-    covering = overlap > 0
-    if not covering.any():
-        return NAN
-    values = (rows["amount"].to_numpy() * overlap / length)[covering]
-    return float(np.where(np.isnan(values), 0.0, values).sum())
+    amount = rows["amount"].to_numpy()
+    out = []
+    for start, end in bounds:
+        if end <= start:
+            out.append(NAN)
+            continue
+        lo = pd.Timestamp(start).to_datetime64().astype(common)
+        hi = pd.Timestamp(end).to_datetime64().astype(common)
+        if pd.Timestamp(lo) != start or pd.Timestamp(hi) != end:
+            out.append(_goal_between_frame(rows, start, end))  # not exact in the rows' unit
+            continue
+        overlap = (np.minimum(stops, hi) - np.maximum(begins, lo)).astype(np.int64) / per_day / 86400.0
+        overlap = np.where(overlap < 0, 0, overlap)
+        covering = overlap > 0
+        if not covering.any():
+            out.append(NAN)
+            continue
+        values = (amount * overlap / length)[covering]
+        out.append(float(np.where(np.isnan(values), 0.0, values).sum()))
+    return out
 
 
 _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
