@@ -286,6 +286,38 @@ def test_open_deals_by_codes_equal_the_matrix_product(
     assert new.sum() > 0  # deals were booked
 
 
+@pytest.mark.parametrize("amounts", ["hundreds", "large"])
+def test_open_deals_by_codes_in_small_pieces_equal_the_matrix_product(
+    amounts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many open deals the codes are summed a few simulations at a time (bounded memory): the
+    same arrays, also where a piece's sums could round (then the whole block is the product's)."""
+    from forecast.revenue import montecarlo
+
+    case = _open_deals(3000, 300 if amounts == "hundreds" else 20, 3, seed=9)
+    if amounts == "large":
+        case["amounts"] = np.round(np.random.default_rng(4).lognormal(14, 1.2, 3000), -2)
+    args = (case["q"], case["amounts"], case["groups"], case["n_groups"], 1234)
+    old = old_simulate_open_deals(*args, np.random.default_rng(11), p_win=case["p_win"])
+    monkeypatch.setattr(montecarlo, "CODES_ENTRIES", 3000 * 7)  # 7 simulations a piece: 500 = 71 × 7 + 3
+    pieces: list[bool] = []
+    codes_rows = montecarlo._GroupSums._codes_rows
+
+    def counted(self: Any, u: np.ndarray) -> np.ndarray | None:
+        out = codes_rows(self, u)
+        pieces.append(out is None)
+        return out
+
+    monkeypatch.setattr(montecarlo._GroupSums, "_codes_rows", counted)
+    new = simulate_open_deals(*args, np.random.default_rng(11), p_win=case["p_win"], by_codes_from=0)
+    assert np.array_equal(new, old)
+    assert new.sum() > 0
+    if amounts == "hundreds":
+        assert len(pieces) > 3 * 10 and not any(pieces)  # many pieces a block, every one exact
+    else:
+        assert any(pieces)  # a piece that could round sends its whole block to the product
+
+
 @pytest.mark.parametrize(
     "amounts",
     [

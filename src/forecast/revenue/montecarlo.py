@@ -94,6 +94,11 @@ def simulate_open_deals(
     return out
 
 
+CODES_ENTRIES = 1 << 24
+"""Draws (simulations × deals) :meth:`_GroupSums.by_codes` sums at a time: its arrays of the booked
+deals take about 40 bytes each, so about 0.7 GB at most, whatever the number of open deals."""
+
+
 class _GroupSums:
     """The booked amounts of a block of simulations per period and group (see :func:`simulate_open_deals`).
 
@@ -129,6 +134,17 @@ class _GroupSums:
         """
         if not self.codes_useful:
             return None
+        out = np.empty((u.shape[0], self.k, self.n_groups))
+        step = max(1, CODES_ENTRIES // max(u.shape[1], 1))  # the booked pairs' arrays stay bounded
+        for r0 in range(0, u.shape[0], step):
+            part = self._codes_rows(u[r0 : r0 + step])
+            if part is None:
+                return None
+            out[r0 : r0 + step] = part
+        return out
+
+    def _codes_rows(self, u: np.ndarray) -> np.ndarray | None:
+        """:meth:`by_codes` of a few rows (each row's sums depend on its draws alone)."""
         rows, k, g = u.shape[0], self.k, self.n_groups
         period = np.zeros(u.shape, dtype=np.int8 if k < 127 else np.int32)
         for j in range(k):  # the number of bounds at or below u: the first period booking it, or k
