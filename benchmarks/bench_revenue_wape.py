@@ -14,9 +14,11 @@ WAPE over all its seeds' months; over everything, the mean paired difference of 
 (the forecast's minus the better baseline's, each month scaled by the world's mean actual) with
 its standard error over the world-seed runs (months of one run share their models and errors).
 
-Prints one JSON line per world and seed (each month's actual, P10/P50/P90 and the baselines), then
-one summary line. About 1 minute per world-seed at 6 months of history, 3-6 at 12-24 months, on the
-shared 2-core machine (``FORECAST_THREADS=1``).
+Prints one JSON line per world and seed (each month's actual, P10/P50/P90, the baselines, and the
+expected and realised won amount from the deals open at the month's start and from those opened
+after it), then one summary line (per world: WAPEs, bias, and each part's expected over
+realised). About 1 minute per world-seed at 6 months of history, 3-6 at 12-24 months, on the shared
+2-core machine (``FORECAST_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -64,8 +66,19 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         n_sims=2_000,
         shock=ShockSettings(recentre=args.recentre, weigh_wins_by=args.weigh_wins_by),
     )
-    t = result.table
-    cols = ["actual", "p10", "p50", "p90", "stage_weighted", "run_rate", "from_open_deals", "from_new_deals"]
+    t = result.table.assign(**_actual_parts(sim.tables["opportunities"], dates))
+    cols = [
+        "actual",
+        "p10",
+        "p50",
+        "p90",
+        "stage_weighted",
+        "run_rate",
+        "from_open_deals",
+        "from_new_deals",
+        "actual_from_open_deals",
+        "actual_from_new_deals",
+    ]
     return {
         "world": world_name,
         "seed": seed,
@@ -77,6 +90,18 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         "recentre": bool(args.recentre),
         "weigh_wins_by": args.weigh_wins_by,
     }
+
+
+def _actual_parts(opps: pd.DataFrame, dates: list[pd.Timestamp]) -> dict[str, list[float]]:
+    """The won amount of each date's month, from deals open at the date and from deals opened after it."""
+    created, closed = pd.to_datetime(opps["created_at"]), pd.to_datetime(opps["closed_at"])
+    amount = pd.to_numeric(opps["amount"], errors="coerce").fillna(0.0)
+    parts: dict[str, list[float]] = {"actual_from_open_deals": [], "actual_from_new_deals": []}
+    for d in dates:
+        won = (opps["outcome"] == "won") & (closed >= d) & (closed < d + pd.DateOffset(months=1))
+        parts["actual_from_open_deals"].append(float(amount[won & (created < d)].sum()))
+        parts["actual_from_new_deals"].append(float(amount[won & (created >= d)].sum()))
+    return parts
 
 
 def wape(actual: np.ndarray, point: np.ndarray) -> float:
@@ -97,8 +122,19 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
         better = min(w["stage_weighted"], w["run_rate"])
         inside = ((months["p10"] <= months["actual"]) & (months["actual"] <= months["p90"])).to_numpy()
+        total = max(float(a.sum()), 1e-9)
+        parts = {
+            f"{part}_ratio": round(
+                float(months[f"from_{part}_deals"].sum() / months[f"actual_from_{part}_deals"].sum()), 3
+            )
+            for part in ("open", "new")
+            if f"actual_from_{part}_deals" in months and months[f"actual_from_{part}_deals"].sum() > 0
+        }
         per_world[name] = {
             **{k: round(v, 3) for k, v in w.items()},
+            "bias": round(float(months["p50"].sum() - a.sum()) / total, 3),
+            "months_below_p50": int((months["actual"] < months["p50"]).sum()),
+            **parts,
             "ratio_to_better": round(w["model"] / max(better, 1e-9), 2),
             "gate_0_8": bool(w["model"] <= 0.8 * better),
             "months": len(months),

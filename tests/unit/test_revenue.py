@@ -15,7 +15,7 @@ from forecast.revenue.backtest import backtest_metrics, pinball, stage_weighted
 from forecast.revenue.engine import DealModels, HeldOutModels, ShockSettings, estimate_shock, unseen_from
 from forecast.revenue.forecast import close_shares, forecast_revenue, period_grid
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
-from forecast.revenue.new_deals import fit_new_deal_model
+from forecast.revenue.new_deals import NewDealModel, fit_new_deal_model
 from forecast.revenue.shock import (
     MAX_SHIFT,
     CommonShock,
@@ -104,10 +104,53 @@ def test_new_deal_model_by_hand() -> None:
     )
     assert model.rate_per_day[0] == pytest.approx(2 / 60)  # two deals opened in the last 60 days
     assert model.win_rate[0] == pytest.approx(0.5)  # the mature cohort: January's two deals
-    assert sorted(model.cycle_days.tolist()) == [20.0]  # wins closed in the last 100 days
+    # wins closed in the last 100 days, as (cycle, amount) pairs
+    assert model.cycle_pools[0].tolist() == [20.0] and model.amount_pools[0].tolist() == [300.0]
     mu = model.expected_wins(T("2024-07-01"), [(T("2024-07-01"), T("2024-08-01"))])
     # deals opened July 1..11 win 20 days later, inside July: 11 days × rate × win rate
     assert mu[0, 0] == pytest.approx(11 * (2 / 60) * 0.5)
+
+
+def _two_speed_model() -> NewDealModel:
+    """Fast small wins (5 days, 1,000) and slow large ones (50 days, 100,000), as many of each."""
+    return NewDealModel(
+        ["a"],
+        np.array([2.0]),
+        np.array([0.5]),
+        [np.array([1_000.0, 100_000.0] * 10)],
+        [np.array([5.0, 50.0] * 10)],
+    )
+
+
+def test_pair_weights_count_the_creation_days_that_land_each_win_in_a_period() -> None:
+    model = _two_speed_model()
+    as_of = T("2024-07-01")
+    periods = [(T("2024-07-01"), T("2024-07-11")), (T("2024-07-11"), T("2024-09-01"))]
+    (weights,) = model.pair_weights(as_of, periods)
+    days = np.arange(62)  # deals opened July 1 .. August 31
+    for j, (start, end) in enumerate(periods):
+        s, e = (start - as_of).days, (end - as_of).days
+        for i, cycle in enumerate(model.cycle_pools[0]):
+            assert weights[j, i] == ((days + cycle >= s) & (days + cycle < e)).sum()
+    assert weights[0, 0] == 5 and weights[0, 1] == 0  # only the fast deals close in the first 10 days
+    mu = model.expected_wins(as_of, periods)
+    assert mu[0, 0] == pytest.approx(2.0 * 0.5 * weights[0].sum() / 20)
+
+
+def test_new_deals_won_early_are_the_fast_small_ones() -> None:
+    model = _two_speed_model()
+    as_of = T("2024-07-01")
+    periods = [(T("2024-07-01"), T("2024-07-11")), (T("2024-08-01"), T("2024-08-21"))]
+    weights = model.pair_weights(as_of, periods)
+    mu = model.expected_wins(as_of, periods, weights)
+    sims = simulate_new_deals(mu, model.amount_pools, 20_000, np.random.default_rng(3), pair_weights=weights)
+    # the first ten days: 5 days of fast wins only, each 1,000 (amounts drawn alone: mean 50,500)
+    assert sims[:, 0, 0].mean() == pytest.approx(mu[0, 0] * 1_000.0, rel=0.03)
+    # August 1-20: the fast deals opened July 27 .. August 15, the slow ones opened on July 1
+    fast, slow = weights[0][1, 0], weights[0][1, 1]
+    assert (fast, slow) == (20, 1)
+    expected_amount = (fast * 1_000.0 + slow * 100_000.0) / (fast + slow)
+    assert sims[:, 1, 0].mean() == pytest.approx(mu[1, 0] * expected_amount, rel=0.03)
 
 
 def test_close_shares_restrict_wins_to_the_horizon() -> None:
@@ -302,6 +345,33 @@ def test_quota_odds_come_from_the_shocked_draws() -> None:
     totals = wide.sims[:, 0, 0]
     assert row["p_hit_quota"] == pytest.approx(float((totals >= 330.0).mean()))
     assert alone["p_hit_quota"] < 0.05 < row["p_hit_quota"]  # 330 is 3.3 sd of luck, not of model error
+
+
+def test_the_models_bias_moves_the_open_deals_not_the_new_ones() -> None:
+    """A recentred shock is the deal models' steady bias: the open deals' wins move by it, the
+    deals not created yet (their win rate is their cohorts') do not."""
+    deals = pd.DataFrame({"amount": [1.0] * 400, "group": ["x"] * 400})
+    kwargs = {
+        "deals": deals,
+        "p_win": np.full(400, 0.5),
+        "closed_by": np.tile([0.0, 1.0, 1.0], (400, 1)),
+        "edges": [0.0, 10.0, 20.0],
+        "horizon_days": 20,
+        "new_deals": _two_speed_model(),
+        "as_of": T("2025-01-01"),
+        "periods": [Period(T("2025-01-01"), T("2025-02-01"), "range", "jan")],
+        "groups": ["x"],
+        "won_to_date": np.array([[0.0]]),
+        "n_sims": 4000,
+    }
+    kwargs["new_deals"].groups[:] = ["x"]
+    still = CommonShock(ShockScale(0.0, 1.0, 0), ShockScale(0.0, 1.0, 0))
+    moved = CommonShock(ShockScale(0.0, 1.0, 0), ShockScale(0.0, 1.0, 0), centre=-1.0)
+    a = forecast_revenue(**kwargs, shock=still).table.set_index("group").loc["x"]
+    b = forecast_revenue(**kwargs, shock=moved).table.set_index("group").loc["x"]
+    assert a["from_open_deals"] == pytest.approx(200.0, rel=0.02)
+    assert b["from_open_deals"] == pytest.approx(400 * float(shifted(np.array([0.5]), -1.0)[0]), rel=0.02)
+    assert a["from_new_deals"] > 0 and b["from_new_deals"] == a["from_new_deals"]
 
 
 def test_bias_estimate_is_a_shrunk_precision_weighted_mean() -> None:

@@ -100,18 +100,19 @@ def old_fit_new_deal_model(
     won = deals[
         (deals["outcome"] == "won") & (closed < as_of) & (closed >= as_of - pd.Timedelta(days=cohort_days))
     ]
-    cycle = np.sort(
-        (
-            (pd.to_datetime(won["closed_at"]) - pd.to_datetime(won["created_at"])) / pd.Timedelta(days=1)
-        ).to_numpy()
-    )
+    cycle = (
+        (pd.to_datetime(won["closed_at"]) - pd.to_datetime(won["created_at"])) / pd.Timedelta(days=1)
+    ).to_numpy(dtype=float)
     amounts = pd.to_numeric(won["amount"], errors="coerce")
-    pool_all = amounts.dropna().to_numpy(dtype=float)
-    pools = []
+    known = amounts.notna().to_numpy()
+    pool_all, cycles_all = amounts.to_numpy(dtype=float)[known], cycle[known]
+    pools, cycles = [], []
     for g in groups:
-        mine = amounts[won["group"] == g].dropna().to_numpy(dtype=float)
-        pools.append(mine if len(mine) >= 20 else pool_all)
-    return NewDealModel(list(groups), rate, win, cycle.astype(float), pools)
+        mine = (won["group"] == g).to_numpy() & known
+        own = int(mine.sum()) >= 20
+        pools.append(amounts.to_numpy(dtype=float)[mine] if own else pool_all)
+        cycles.append(cycle[mine] if own else cycles_all)
+    return NewDealModel(list(groups), rate, win, pools, cycles)
 
 
 def old_won_between(
@@ -170,8 +171,12 @@ def old_simulate_new_deals(
     n_sims: int,
     rng: np.random.Generator,
     factor: np.ndarray | None = None,
+    weights: list[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``montecarlo.simulate_new_deals`` as it was: a group, then a period, at a time."""
+    """``montecarlo.simulate_new_deals`` as it was: a group, then a period, at a time.
+
+    (The amounts drawn with their cycles' weights, as the engine does since: the loop is the reference.)
+    """
     k, g = mu.shape
     out = np.zeros((n_sims, k, g))
     for gi in range(g):
@@ -186,7 +191,12 @@ def old_simulate_new_deals(
             total = int(counts.sum())
             if total == 0:
                 continue
-            draws = pool[rng.integers(0, len(pool), total)]
+            if weights is None:
+                draws = pool[rng.integers(0, len(pool), total)]
+            else:
+                cum = np.cumsum(weights[gi][ki])
+                picks = np.searchsorted(cum, rng.random(total) * cum[-1], side="right")
+                draws = pool[np.minimum(picks, np.flatnonzero(weights[gi][ki] > 0)[-1])]
             sims = np.repeat(np.arange(n_sims), counts)
             out[:, ki, gi] = np.bincount(sims, weights=draws, minlength=n_sims)
     return out
@@ -204,10 +214,11 @@ def old_simulate_new(
     """``forecast._simulate_new`` as it was: the shock factor as a simulations × groups matrix."""
     from forecast.revenue.shock import shifted
 
-    mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
+    weights = new_deals.pair_weights(as_of, [(p.start, p.end) for p in periods])
+    mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods], weights)
     w = np.clip(new_deals.win_rate, 0.0, 1.0)[None, :]
     factor = shifted(w, win_shift[:, None]) / np.maximum(w, 1e-12) * np.exp(volume)[:, None]
-    return old_simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
+    return old_simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor, weights)
 
 
 def old_forecast_revenue(**kw: Any) -> tuple[pd.DataFrame, np.ndarray]:
@@ -392,10 +403,11 @@ def test_new_deal_model_by_codes_equals_the_per_group_loop(crm: dict[str, pd.Dat
     new = fit_new_deal_model(deals, as_of, groups)
     old = old_fit_new_deal_model(deals, as_of, groups)
     assert new.groups == old.groups
-    for name in ("rate_per_day", "win_rate", "cycle_days"):
+    for name in ("rate_per_day", "win_rate"):
         assert np.array_equal(getattr(new, name), getattr(old, name)), name
-    assert len(new.amount_pools) == len(old.amount_pools)
-    for mine, theirs in zip(new.amount_pools, old.amount_pools, strict=True):
+    assert len(new.amount_pools) == len(old.amount_pools) == len(new.cycle_pools)
+    pairs = zip(new.amount_pools + new.cycle_pools, old.amount_pools + old.cycle_pools, strict=True)
+    for mine, theirs in pairs:
         assert np.array_equal(mine, theirs)
     assert len({len(p) for p in new.amount_pools}) > 1  # own pools and the overall one both occur
     periods = period_grid(as_of, 3, "month")

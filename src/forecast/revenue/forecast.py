@@ -118,7 +118,8 @@ def forecast_revenue(
     """Simulate the revenue of each period and group.
 
     Each simulation draws one common win shock (a logit shift of every deal's win probability,
-    open and future) and one volume shock (a multiplier of the number of new deals) from
+    open and future; its centre, the deal models' steady bias where the shock has one, moves the
+    open deals only) and one volume shock (a multiplier of the number of new deals) from
     ``shock``; the quantiles and P(hit quota) come from the same draws.
 
     Args:
@@ -153,7 +154,8 @@ def forecast_revenue(
     k = len(periods)
     everything = np.empty((n_sims, k, g + 1))  # the groups' simulations and their sum (the last)
     if new_deals is not None:
-        new = _simulate_new(new_deals, as_of, periods, win_shift, volume, n_sims, rng)
+        # the centre is the deal models' steady bias: the new deals' win rate is their cohorts'
+        new = _simulate_new(new_deals, as_of, periods, win_shift - shock.centre, volume, n_sims, rng)
         from_new = new.mean(axis=0)
         np.add(sims, new, out=everything[:, :, :g])
         del new
@@ -204,7 +206,9 @@ def _simulate_new(
         n_sims: Simulations.
         rng: The forecast's random generator (drawn from after the open deals).
     """
-    mu = new_deals.expected_wins(as_of, [(p.start, p.end) for p in periods])
+    bounds = [(p.start, p.end) for p in periods]
+    pairs = new_deals.pair_weights(as_of, bounds)
+    mu = new_deals.expected_wins(as_of, bounds, pairs)
     w = np.clip(new_deals.win_rate, 0.0, 1.0)
     scale = np.exp(volume)[:, None]
 
@@ -213,7 +217,7 @@ def _simulate_new(
         mine = w[None, gi : gi + 1]
         return (shifted(mine, win_shift[:, None]) / np.maximum(mine, 1e-12) * scale)[:, 0]
 
-    return simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor)
+    return simulate_new_deals(mu, new_deals.amount_pools, n_sims, rng, factor, pair_weights=pairs)
 
 
 def _with_all(a: np.ndarray) -> np.ndarray:

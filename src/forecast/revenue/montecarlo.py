@@ -199,6 +199,7 @@ def simulate_new_deals(
     rng: np.random.Generator,
     factor: np.ndarray | Callable[[int], np.ndarray] | None = None,
     block: int = 64,
+    pair_weights: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Simulated revenue of deals not created yet, shape (n_sims, K, G).
 
@@ -213,6 +214,9 @@ def simulate_new_deals(
         factor: Multiplier of the Poisson means per simulation and group, shape (n_sims, G), or a
             function of a group's position giving its column (common shocks; ``None``: 1).
         block: Groups written to the result at once.
+        pair_weights: Per group, shape (K, len(pool)): how likely each pool amount is a win of
+            each period (:meth:`~forecast.revenue.new_deals.NewDealModel.pair_weights`, the
+            amount drawn with its cycle); ``None``: every amount of the pool equally.
     """
     k, g = mu.shape
     out = np.zeros((n_sims, k, g))
@@ -236,7 +240,17 @@ def simulate_new_deals(
                 total = int(counts.sum())
                 if total == 0:
                     continue
-                draws = pool[rng.integers(0, len(pool), total)]
+                if pair_weights is None:
+                    draws = pool[rng.integers(0, len(pool), total)]
+                else:
+                    draws = pool[_weighted_picks(pair_weights[gi][ki], total, rng)]
                 held[gi - g0, ki] = np.bincount(np.repeat(every, counts), weights=draws, minlength=n_sims)
         out[:, :, g0:g1] = held[: g1 - g0].transpose(2, 1, 0)
     return out
+
+
+def _weighted_picks(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` positions drawn with probabilities proportional to ``weights`` (never one weighing 0)."""
+    cum = np.cumsum(weights, dtype=float)
+    picks = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
+    return np.minimum(picks, int(np.flatnonzero(weights > 0)[-1]))

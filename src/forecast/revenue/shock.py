@@ -202,7 +202,9 @@ class CommonShock:
         volume: Log multiplier of the number of deals not created yet.
         evidence: Per-cut evidence behind them (for the output).
         centre: Logit shift added to every draw of the win shock (the model's steady bias, when
-            the forecast recentres; 0: the shocks are centred on the model).
+            the forecast recentres; 0: the shocks are centred on the model). It is the deal
+            models' bias, so the forecast moves the open deals by it, not the deals not created
+            yet (their win rate comes from past cohorts, not from those models).
         win_level: Where the open deals' win probability comes from (``deal_win``, ``hazard`` or
             ``blend``: :data:`forecast.revenue.engine.WIN_LEVELS`), chosen with the evidence.
         level_errors: Per candidate level, its WAPE of the won amount over the cuts that chose it.
