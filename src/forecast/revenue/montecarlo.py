@@ -222,6 +222,7 @@ def simulate_new_deals(
     out = np.zeros((n_sims, k, g))
     held = np.zeros((min(block, g), k, n_sims))
     every = np.arange(n_sims)
+    picker = _WeightedPicks(pair_weights) if pair_weights is not None else None
     for g0 in range(0, g, block):
         g1 = min(g0 + block, g)
         held[:] = 0.0
@@ -240,17 +241,33 @@ def simulate_new_deals(
                 total = int(counts.sum())
                 if total == 0:
                     continue
-                if pair_weights is None:
+                if picker is None:
                     draws = pool[rng.integers(0, len(pool), total)]
                 else:
-                    draws = pool[_weighted_picks(pair_weights[gi][ki], total, rng)]
+                    draws = pool[picker(gi, ki, total, rng)]
                 held[gi - g0, ki] = np.bincount(np.repeat(every, counts), weights=draws, minlength=n_sims)
         out[:, :, g0:g1] = held[: g1 - g0].transpose(2, 1, 0)
     return out
 
 
-def _weighted_picks(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` positions drawn with probabilities proportional to ``weights`` (never one weighing 0)."""
-    cum = np.cumsum(weights, dtype=float)
-    picks = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
-    return np.minimum(picks, int(np.flatnonzero(weights > 0)[-1]))
+class _WeightedPicks:
+    """Positions in a group's pool drawn with probabilities proportional to its period's weights.
+
+    The cumulative weights are computed once per weights array: groups sharing the overall pool
+    share its array (:meth:`~forecast.revenue.new_deals.NewDealModel.pair_weights`).
+    """
+
+    def __init__(self, pair_weights: list[np.ndarray]) -> None:
+        self.weights = pair_weights
+        self.done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, gi: int, ki: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` positions of group ``gi``'s pool for period ``ki`` (never one weighing 0)."""
+        w = self.weights[gi]
+        if id(w) not in self.done:
+            positive = w > 0
+            last = np.where(positive.any(axis=1), w.shape[1] - 1 - np.argmax(positive[:, ::-1], axis=1), 0)
+            self.done[id(w)] = (np.cumsum(w, axis=1, dtype=float), last)
+        cum, last = self.done[id(w)]
+        picks = np.searchsorted(cum[ki], rng.random(n) * cum[ki, -1], side="right")
+        return np.minimum(picks, last[ki])
