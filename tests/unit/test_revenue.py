@@ -513,3 +513,67 @@ def test_win_evidence_weighted_by_amount_measures_the_won_amount() -> None:
     assert [r["wins_observed"] for r in by_count] == [r["wins_observed"] for r in by_amount]
     assert any(abs(a["win_shift"] - c["win_shift"]) > 0.01 for a, c in zip(by_amount, by_count, strict=True))
     assert amount.win.mean_shift != pytest.approx(count.win.mean_shift)
+
+
+def test_a_win_without_its_creation_date_is_left_out_of_the_pairs() -> None:
+    created = [T("2024-05-01") + pd.Timedelta(days=i) for i in range(30)]
+    deals = pd.DataFrame(
+        {
+            "group": ["a"] * 30,
+            "created_at": [pd.NaT, *created[1:]],
+            "closed_at": [c + pd.Timedelta(days=10) for c in created],
+            "outcome": ["won"] * 30,
+            "amount": [1_000.0] * 30,
+        }
+    )
+    model = fit_new_deal_model(deals, T("2024-07-01"), ["a"])
+    assert len(model.cycle_pools[0]) == len(model.amount_pools[0]) == 29
+    assert np.isfinite(model.cycle_pools[0]).all()
+    as_of = T("2024-07-01")
+    periods = [(as_of, T("2024-08-01"))]
+    mu = model.expected_wins(as_of, periods)
+    sims = simulate_new_deals(
+        mu, model.amount_pools, 100, np.random.default_rng(0), pair_weights=model.pair_weights(as_of, periods)
+    )
+    assert np.isfinite(sims).all() and sims.sum() > 0
+
+
+def test_weighted_picks_follow_the_weights_and_never_pick_a_zero() -> None:
+    weights = [np.array([[0.0, 3.0, 1.0, 0.0, 3.0, 2.0]])]
+    mu = np.array([[50.0]])
+    pool = [np.array([1e9, 1.0, 10.0, 1e9, 100.0, 1_000.0])]
+    sims = simulate_new_deals(mu, pool, 20_000, np.random.default_rng(1), pair_weights=weights)
+    mean_amount = (3 * 1.0 + 1 * 10.0 + 3 * 100.0 + 2 * 1_000.0) / 9
+    assert sims.max() < 1e9  # the pairs weighing 0 are never drawn
+    assert sims.mean() == pytest.approx(50.0 * mean_amount, rel=0.01)
+
+
+def test_wins_expected_where_no_pair_lands_are_refused() -> None:
+    with pytest.raises(ValueError, match="no pair"):
+        simulate_new_deals(
+            np.array([[2.0]]),
+            [np.array([5.0])],
+            10,
+            np.random.default_rng(0),
+            pair_weights=[np.zeros((1, 1))],
+        )
+
+
+def test_a_new_deal_model_refuses_amounts_without_their_cycles() -> None:
+    with pytest.raises(ValueError, match="2 amounts for 1 cycles"):
+        NewDealModel(["a"], np.array([1.0]), np.array([0.5]), [np.array([1.0, 2.0])], [np.array([3.0])])
+
+
+def test_pair_weights_count_a_cycle_on_a_bound_once_with_an_as_of_at_a_time_of_day() -> None:
+    as_of = T("2024-07-01 13:17:41.123")
+    model = NewDealModel(
+        ["a"], np.array([1.0]), np.array([1.0]), [np.array([1.0] * 3)], [np.array([0.1, 7.0, 9.3])]
+    )
+    periods = [
+        (as_of, as_of + pd.Timedelta(days=7)),
+        (as_of + pd.Timedelta(days=7), as_of + pd.Timedelta(days=14)),
+    ]
+    (w,) = model.pair_weights(as_of, periods)
+    # 14 creation days: a 7-day cycle lands on the second week's first instant, so in it, from days 0-6
+    assert w[:, 1].tolist() == [0.0, 7.0]
+    assert w.sum(axis=0).tolist() == [14.0, 7.0, 5.0]  # 9.3 days: from days 0-4 only

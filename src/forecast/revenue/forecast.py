@@ -141,7 +141,7 @@ def forecast_revenue(
     """
     rng = np.random.default_rng(seed)
     shock = shock or NO_SHOCK
-    win_shift, volume = shock.draw(n_sims, rng)
+    win_shift, new_shift, volume = shock.draw_parts(n_sims, rng)
     g = len(groups)
     index = {name: i for i, name in enumerate(groups)}
     group_idx = deals["group"].map(index).to_numpy(dtype=int)
@@ -155,7 +155,7 @@ def forecast_revenue(
     everything = np.empty((n_sims, k, g + 1))  # the groups' simulations and their sum (the last)
     if new_deals is not None:
         # the centre is the deal models' steady bias: the new deals' win rate is their cohorts'
-        new = _simulate_new(new_deals, as_of, periods, win_shift - shock.centre, volume, n_sims, rng)
+        new = _simulate_new(new_deals, as_of, periods, new_shift, volume, n_sims, rng)
         from_new = new.mean(axis=0)
         np.add(sims, new, out=everything[:, :, :g])
         del new

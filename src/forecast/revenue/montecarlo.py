@@ -253,21 +253,40 @@ def simulate_new_deals(
 class _WeightedPicks:
     """Positions in a group's pool drawn with probabilities proportional to its period's weights.
 
-    The cumulative weights are computed once per weights array: groups sharing the overall pool
-    share its array (:meth:`~forecast.revenue.new_deals.NewDealModel.pair_weights`).
+    The weights are whole numbers of creation days (at most the days ahead), so the pool's pairs
+    fall into few classes of equal weight: a draw picks a class by its mass (a search among those
+    few classes, not among the pool's thousands of pairs), then a pair of the class uniformly, both
+    from one uniform number: exact, and about as fast as a uniform pick. The tables are made once
+    per weights array and period (groups on the overall pool share its array).
     """
 
     def __init__(self, pair_weights: list[np.ndarray]) -> None:
         self.weights = pair_weights
-        self.done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.done: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+
+    def _table(self, w: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The positive pairs sorted by weight; each class's weight, first position, size, cumulative mass."""
+        pos = np.flatnonzero(w > 0)
+        order = np.argsort(w[pos], kind="stable")
+        pos, values = pos[order], np.asarray(w[pos][order], dtype=float)
+        weight, first, size = np.unique(values, return_index=True, return_counts=True)
+        return pos, weight, first, size, np.cumsum(weight * size)
 
     def __call__(self, gi: int, ki: int, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` positions of group ``gi``'s pool for period ``ki`` (never one weighing 0)."""
+        """``n`` positions of group ``gi``'s pool for period ``ki`` (never one weighing 0).
+
+        Raises:
+            ValueError: The period expects wins but no pair of the group lands in it.
+        """
         w = self.weights[gi]
-        if id(w) not in self.done:
-            positive = w > 0
-            last = np.where(positive.any(axis=1), w.shape[1] - 1 - np.argmax(positive[:, ::-1], axis=1), 0)
-            self.done[id(w)] = (np.cumsum(w, axis=1, dtype=float), last)
-        cum, last = self.done[id(w)]
-        picks = np.searchsorted(cum[ki], rng.random(n) * cum[ki, -1], side="right")
-        return np.minimum(picks, last[ki])
+        key = (id(w), ki)
+        if key not in self.done:
+            self.done[key] = self._table(w[ki])
+        pos, weight, first, size, cum = self.done[key]
+        if len(cum) == 0:
+            raise ValueError(f"group {gi}, period {ki}: wins expected but no pair of the pool lands there")
+        x = rng.random(n) * cum[-1]
+        c = np.minimum(np.searchsorted(cum, x, side="right"), len(cum) - 1)
+        before = np.where(c > 0, cum[c - 1], 0.0)
+        within = np.minimum(((x - before) // weight[c]).astype(np.int64), size[c] - 1)
+        return pos[first[c] + np.maximum(within, 0)]

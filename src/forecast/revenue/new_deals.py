@@ -46,6 +46,17 @@ class NewDealModel:
     amount_pools: list[np.ndarray]
     cycle_pools: list[np.ndarray]
 
+    def __post_init__(self) -> None:
+        """Refuse pools that are not pairs: an amount without its cycle, or a cycle without its amount."""
+        sizes = (len(self.groups), len(self.rate_per_day), len(self.win_rate))
+        if len(set(sizes)) != 1 or len(self.amount_pools) != sizes[0] or len(self.cycle_pools) != sizes[0]:
+            raise ValueError(
+                "a new-deal model needs one rate, win rate, amount pool and cycle pool per group"
+            )
+        for name, amounts, cycles in zip(self.groups, self.amount_pools, self.cycle_pools, strict=True):
+            if len(amounts) != len(cycles):
+                raise ValueError(f"group {name!r}: {len(amounts)} amounts for {len(cycles)} cycles")
+
     def pair_weights(
         self, as_of: pd.Timestamp, periods: list[tuple[pd.Timestamp, pd.Timestamp]]
     ) -> list[np.ndarray]:
@@ -53,7 +64,7 @@ class NewDealModel:
 
         Deals are opened on each day ``t = as_of + 0, 1, ...`` up to the last period's end; pair
         ``i`` (cycle ``c_i``) wins in period ``[s, e)`` from the days with ``s <= t + c_i < e``. Groups
-        sharing one pool (the overall one) share its array.
+        sharing one pool (the overall one) share its array, which is read-only.
         """
         day = pd.Timedelta(days=1)
         k = len(periods)
@@ -68,9 +79,13 @@ class NewDealModel:
         for cycles in self.cycle_pools:
             if id(cycles) not in done:
                 c = np.asarray(cycles, dtype=float)[None, :]
-                lo = np.clip(np.ceil(starts - c), 0, n_days)
-                hi = np.clip(np.ceil(ends - c), 0, n_days)
-                done[id(cycles)] = np.maximum(hi - lo, 0.0)
+                # rounded first: a cycle landing exactly on a bound counts on its side, whatever
+                # the float noise of an as-of with a time of day
+                lo = np.clip(np.ceil(np.round(starts - c, 9)), 0, n_days)
+                hi = np.clip(np.ceil(np.round(ends - c, 9)), 0, n_days)
+                weights = np.maximum(hi - lo, 0.0)
+                weights.setflags(write=False)
+                done[id(cycles)] = weights
             out.append(done[id(cycles)])
         return out
 
@@ -89,9 +104,12 @@ class NewDealModel:
         """
         weights = self.pair_weights(as_of, periods) if weights is None else weights
         out = np.zeros((len(periods), len(self.groups)))
+        means: dict[int, np.ndarray] = {}  # per weights array (groups on the overall pool share one)
         for g, w in enumerate(weights):
             if w.shape[1]:
-                out[:, g] = w.sum(axis=1) / w.shape[1] * self.rate_per_day[g] * self.win_rate[g]
+                if id(w) not in means:
+                    means[id(w)] = w.sum(axis=1) / w.shape[1]
+                out[:, g] = means[id(w)] * self.rate_per_day[g] * self.win_rate[g]
         return out
 
 
@@ -139,7 +157,7 @@ def fit_new_deal_model(
     days = (_dates(won["closed_at"]) - _dates(won["created_at"])) / pd.Timedelta(days=1)
     cycle = days.to_numpy(dtype=float)
     amounts = pd.to_numeric(won["amount"], errors="coerce")
-    known = amounts.notna().to_numpy()
+    known = amounts.notna().to_numpy() & np.isfinite(cycle)  # (a win without its dates has no cycle)
     amount_all, cycle_all = amounts.to_numpy(dtype=float)[known], cycle[known]
     won_codes = _codes(won["group"], groups)[known]
     n = len(groups)

@@ -219,9 +219,19 @@ class CommonShock:
 
     def draw(self, n_sims: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Per simulation: the logit win shift and the log volume multiplier (both shape (n_sims,))."""
-        win = np.clip(self.centre + self.win.draw(n_sims, rng), -MAX_SHIFT, MAX_SHIFT)
-        volume = np.clip(self.volume.draw(n_sims, rng), -MAX_VOLUME, MAX_VOLUME)
+        win, _, volume = self.draw_parts(n_sims, rng)
         return win, volume
+
+    def draw_parts(self, n_sims: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per simulation: the open deals' win shift, the new deals' and the log volume multiplier.
+
+        The open deals' shift includes the centre (the deal models' bias), the new deals' does not;
+        the same draws as :meth:`draw`.
+        """
+        noise = self.win.draw(n_sims, rng)
+        win = np.clip(self.centre + noise, -MAX_SHIFT, MAX_SHIFT)
+        volume = np.clip(self.volume.draw(n_sims, rng), -MAX_VOLUME, MAX_VOLUME)
+        return win, np.clip(noise, -MAX_SHIFT, MAX_SHIFT), volume
 
     def summary(self) -> dict[str, float]:
         """Flat figures for outputs and MLflow."""
