@@ -32,7 +32,7 @@ from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.registry import load_model
 from forecast.scoring.close_dates import close_date_columns
-from tests.cli import cli_env, runner, settings_of
+from tests.cli import cli_env, fast_config, runner, settings_of
 from tests.cli import cli_json as _cli
 from tests.conftest import hold_warehouse_lock
 
@@ -55,8 +55,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     simulate_crm(SimulationConfig(n_leads=8_000, seed=5)).write(root / "crm")
     env = cli_env(root)
     assert _cli(env, "ingest", str(root / "crm"))["balanced"]
-    for model in ("lead-scoring", "deal-win", "time-to-close"):
-        trained = _cli(env, "train", model, "--promote")
+    # few, fast trees: the service is tested here, the models' quality in tests/model
+    for model, stem in (
+        ("lead-scoring", "lead_scoring"),
+        ("deal-win", "deal_win"),
+        ("time-to-close", "time_to_close"),
+    ):
+        trained = _cli(env, "train", model, "--config", str(fast_config(root, stem)), "--promote")
         assert trained["promotion"]["promoted"], trained["promotion"]
     return env
 
