@@ -270,7 +270,8 @@ class _WeightedPicks:
         order = np.argsort(w[pos], kind="stable")
         pos, values = pos[order], np.asarray(w[pos][order], dtype=float)
         weight, first, size = np.unique(values, return_index=True, return_counts=True)
-        return pos, weight, first, size, np.cumsum(weight * size)
+        cum = np.cumsum(weight * size)
+        return pos, weight, first, size - 1, cum, np.concatenate([[0.0], cum[:-1]])
 
     def __call__(self, gi: int, ki: int, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` positions of group ``gi``'s pool for period ``ki`` (never one weighing 0).
@@ -282,11 +283,14 @@ class _WeightedPicks:
         key = (id(w), ki)
         if key not in self.done:
             self.done[key] = self._table(w[ki])
-        pos, weight, first, size, cum = self.done[key]
+        pos, weight, first, last, cum, before = self.done[key]
         if len(cum) == 0:
             raise ValueError(f"group {gi}, period {ki}: wins expected but no pair of the pool lands there")
         x = rng.random(n) * cum[-1]
-        c = np.minimum(np.searchsorted(cum, x, side="right"), len(cum) - 1)
-        before = np.where(c > 0, cum[c - 1], 0.0)
-        within = np.minimum(((x - before) // weight[c]).astype(np.int64), size[c] - 1)
-        return pos[first[c] + np.maximum(within, 0)]
+        c = np.searchsorted(cum, x, side="right")
+        np.minimum(c, len(cum) - 1, out=c)  # (x rounded up to the total mass)
+        x -= before[c]  # (>= 0: the class's mass starts at or below x)
+        x //= weight[c]
+        within = np.minimum(x.astype(np.int64), last[c])
+        within += first[c]
+        return pos[within]
