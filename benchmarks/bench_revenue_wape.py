@@ -2,7 +2,7 @@
 
 Usage: ``uv run python benchmarks/bench_revenue_wape.py [--worlds history-6m cycle-20 ...]
 [--seeds 1 2] [--months 6] [--retrain-every 3] [--leads-per-month 1000] [--recentre] [--weigh-wins-by amount]
-[--out FILE.jsonl]``.
+[--no-calendar] [--out FILE.jsonl]``.
 
 The matrix (``bench_robustness.py``) judges the issue's WAPE gate (the forecast's WAPE at most 0.8
 times the better of the stage-weighted pipeline and the run rate) on three months of one seed per
@@ -36,12 +36,13 @@ from forecast.data.simulate import simulate_crm
 from forecast.data.simulation.worlds import load_world
 from forecast.models.config import TrainingConfig
 from forecast.revenue.backtest import backtest_revenue
+from forecast.revenue.calendar import CalendarSettings
 from forecast.revenue.engine import NewDealSettings, ShockSettings
 from forecast.revenue.forecast import period_grid
 from forecast.robustness import cut_of
 
 REPO = Path(__file__).resolve().parents[1]
-WORLDS = ("history-3m", "history-6m", "history-9m", "cycle-20", "win-10", "win-60")
+WORLDS = ("history-3m", "history-6m", "history-9m", "cycle-20", "win-10", "win-60", "quarter-end")
 
 
 def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -65,6 +66,7 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         new_deals=NewDealSettings(),
         n_sims=2_000,
         shock=ShockSettings(recentre=args.recentre, weigh_wins_by=args.weigh_wins_by),
+        calendar=CalendarSettings(include=not args.no_calendar),
     )
     t = result.table.assign(**_actual_parts(sim.tables["opportunities"], dates))
     cols = [
@@ -89,6 +91,8 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         "seconds": round(time.time() - started, 1),
         "recentre": bool(args.recentre),
         "weigh_wins_by": args.weigh_wins_by,
+        "calendar": not args.no_calendar,
+        "calendar_applied": [bool(v) for v in t["calendar_applied"]],
     }
 
 
@@ -177,6 +181,11 @@ def main() -> None:
         choices=("count", "amount"),
         default="count",
         help="what the cuts' win evidence matches (ShockSettings.weigh_wins_by)",
+    )
+    parser.add_argument(
+        "--no-calendar",
+        action="store_true",
+        help="keep the close timing flat in the calendar (no month-of-quarter profile of wins)",
     )
     args = parser.parse_args()
     runs = []

@@ -40,6 +40,7 @@ MATRIX = (
     "cycle-200",
     "drift",
     "turnover",
+    "quarter-end",
 )
 """The benchmark matrix (presets of ``forecast.data.simulation.worlds``)."""
 

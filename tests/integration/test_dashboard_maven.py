@@ -43,6 +43,10 @@ def test_the_dashboard_serves_maven_with_its_models_named_by_role(tmp_path: Path
     revenue = _cli(env, "revenue", "--models", named)
     p50 = re.findall(r'data-value="([^"]+)"', overview.text)
     assert revenue["forecast"] and f"{revenue['forecast'][0]['p50']}" in p50  # the CLI's figure
+    # Maven's wins bunch in each quarter's third month: the forecast measures and follows that
+    calendar = revenue["calendar"]
+    assert calendar["applied"] and calendar["p_value"] < 0.001, calendar
+    assert calendar["factors"][2] > 1.1 > 0.9 > calendar["factors"][0], calendar
     models = client.get("/models").text
     assert "deal_win_maven" in models and "time_to_close_maven" in models
     for page in ("/reps", "/pipeline", "/prospects", "/activity", "/insights"):

@@ -178,6 +178,10 @@ def test_revenue_forecast_against_quota(env: dict[str, str], trained: dict[str, 
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80  # issue 17 item 7
     assert "won so far" in table and "P(hit)" in table and "not shown" in table
     assert out["model_error"]["win_level"] == "deal_win"  # the default level
+    # the simulated CRM's wins do not bunch by month of the quarter: the timing stays flat, said so
+    assert out["calendar"]["applied"] is False and out["calendar"]["factors"] == [1.0, 1.0, 1.0]
+    assert out["calendar"]["months"] >= 6 and out["calendar"]["p_value"] > 0.001
+    assert "month of the quarter" not in table
     blend = _cli(
         env, "revenue", "--periods", "2", "--group", "team", "--sims", "2000", "--win-level", "blend"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -142,3 +143,21 @@ def test_world_knobs_are_deterministic_and_recorded() -> None:
     recorded = a.params["config"]
     assert recorded["win_rate"] == 0.2 and recorded["cycle_days"] == 90.0 and recorded["rep_turnover"] == 0.2
     assert "cycle_scale" in recorded
+
+
+def test_a_long_quarter_end_push_moves_wins_into_the_third_month() -> None:
+    """``quarter_push_days`` longer than a month holds wins of the quarter's first two months to its
+    end; the default push (21 days) stays within the third month."""
+    with pytest.raises(ValueError, match="quarter_push_days"):
+        SimulationConfig(quarter_push_days=120.0)
+    world = load_world("quarter-end")
+    assert world.quarter_push_days == 75.0 and world.to_config().world_knobs() == {"quarter_push_days": 75.0}
+
+    def third_month_share(config: SimulationConfig) -> float:
+        opps = simulate_crm(config).tables["opportunities"]
+        won = pd.to_datetime(opps.loc[opps["outcome"] == "won", "closed_at"])
+        return float(((won.dt.month - 1) % 3 == 2).mean())
+
+    base = SimulationConfig(n_leads=4_000, seed=5, months=12)
+    assert third_month_share(base) < 0.42  # about a third
+    assert third_month_share(dataclasses.replace(base, quarter_push_days=75.0)) > 0.5

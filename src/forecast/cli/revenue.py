@@ -186,6 +186,14 @@ def render_revenue(console: Console, payload: RevenueForecast, wide: bool = Fals
             + ", ".join(f"{k} WAPE {v:.2f}" for k, v in (err.get("win_level_errors") or {}).items())
             + ")"
         )
+    cal = payload.calendar or {}
+    if cal.get("applied"):
+        first, second, third = cal["factors"]
+        console.print(
+            f"wins bunch by month of the quarter in this CRM (measured on {cal['months']} months, "
+            f"p={cal['p_value']:.1g}): a day weighs {first:.2f}, {second:.2f} and {third:.2f} in the "
+            "quarter's first, second and third month (docs/revenue.md)"
+        )
     g = payload.goals
     console.print(
         f"{g.period}: goal {compact(g.goal)} (weekly {compact(g.weekly_goal)}, daily "
@@ -221,12 +229,20 @@ def backtest_revenue_command(
             "(--no-model-error: deals independent given their probabilities, the band of luck alone)."
         ),
     ] = True,
+    calendar: Annotated[
+        bool,
+        typer.Option(
+            help="Let the wins' timing follow the CRM's month-of-quarter profile where its wins bunch "
+            "(--no-calendar: timing flat in the calendar; docs/revenue.md)."
+        ),
+    ] = True,
     win_level: WinLevelOpt = "deal_win",
     as_json: JsonOpt = False,
 ) -> None:
     """Forecast each past period with models trained before it; WAPE, bias, pinball, coverage vs baselines."""
     from forecast.cli.models import load_config
     from forecast.errors import InsufficientDataError
+    from forecast.revenue.calendar import CalendarSettings
     from forecast.revenue.engine import ShockSettings
     from forecast.revenue.job import backtest_job
 
@@ -255,6 +271,7 @@ def backtest_revenue_command(
                 close_config=close,
                 by=group,
                 shock=ShockSettings(include=model_error, win_level=win_level),
+                calendar=CalendarSettings(include=calendar),
                 progress=lambda m: update(m, None),
             )
     except (FileNotFoundError, LookupError, InsufficientDataError, ValueError) as exc:

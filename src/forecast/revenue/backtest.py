@@ -32,6 +32,7 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.models.win_horizon import p_win_days
+from forecast.revenue.calendar import CalendarSettings
 from forecast.revenue.engine import (
     DealModels,
     HeldOutModels,
@@ -234,6 +235,7 @@ def backtest_revenue(
     n_sims: int = 5_000,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    calendar: CalendarSettings | None = None,
 ) -> BacktestResult:
     """Forecast the period starting at each date with models trained before it, and compare.
 
@@ -252,6 +254,8 @@ def backtest_revenue(
         n_sims: Monte Carlo simulations.
         seed: Random seed.
         progress: Called with what is being done.
+        calendar: How the month-of-quarter profile of wins is measured at each as_of (``None``:
+            defaults; from the wins known then).
     """
     say = progress or (lambda _m: None)
     rows: list[dict[str, Any]] = []
@@ -275,6 +279,7 @@ def backtest_revenue(
             n_sims=n_sims,
             seed=seed + i,
             shock=shock,
+            calendar=calendar,
         )
         actual = actual_revenue(tables, period, groups_of)
         row = result.table[result.table["group"] == ALL].iloc[0]
@@ -305,6 +310,7 @@ def backtest_revenue(
                 "volume_shock_sigma": result.shock.volume.sigma,
                 "win_shock_centre": result.shock.centre,
                 "win_level": result.shock.win_level,
+                "calendar_applied": result.calendar.applied,
             }
         )
     table = pd.DataFrame(rows)

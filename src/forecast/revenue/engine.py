@@ -23,6 +23,7 @@ from forecast.features.source import frames_source
 from forecast.features.splits import summary_test_cut
 from forecast.models.survival import survival_at
 from forecast.models.win_horizon import p_win_days
+from forecast.revenue.calendar import CalendarProfile, CalendarSettings, fit_calendar
 from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
 from forecast.revenue.shock import (
@@ -342,6 +343,7 @@ def estimate_shock(
     models: DealModels,
     settings: ShockSettings,
     new_deal_window_days: float = 180,
+    calendar: CalendarProfile | None = None,
 ) -> CommonShock:
     """Spreads of the common shocks from the models' own errors on the recent past.
 
@@ -365,6 +367,8 @@ def estimate_shock(
         models: The models the forecast uses.
         settings: Cuts, window, priors.
         new_deal_window_days: Look-back of the creation rate (as in the new-deal model).
+        calendar: The month-of-quarter profile of wins the forecast's timing follows (the cuts'
+            expected wins follow it too, so that the bunching it explains is not counted as error).
 
     Returns:
         The spreads of the win and volume shocks, with the per-cut evidence.
@@ -405,6 +409,7 @@ def estimate_shock(
                     c,
                     [Period(c, c + window, "range", "w")],
                     models.horizon_days,
+                    calendar,
                 )[:, 0]
                 judged.append((c, mine, frame["opportunity_id"].iloc[mine].isin(ids).to_numpy(), share))
         level, level_errors = _level_of(settings, levels, amount, judged)
@@ -427,6 +432,7 @@ def estimate_shock(
                         models,
                         wins,
                         amount[mine] if settings.weigh_wins_by == "amount" else None,
+                        calendar,
                     )
                 )
             evidence.append(row)
@@ -537,14 +543,16 @@ def _win_evidence(
     models: DealModels,
     wins: _Shifts,
     amount: np.ndarray | None = None,
+    calendar: CalendarProfile | None = None,
 ) -> dict[str, float]:
     """The logit shift that makes the deals open at ``c`` win as they did in the window.
 
     ``hit``: whether each deal was won in the window. With ``amount`` the shift matches the won
-    amount (each deal weighted by its amount), else the number of wins.
+    amount (each deal weighted by its amount), else the number of wins. ``calendar``: the
+    month-of-quarter profile the expected wins' timing follows.
     """
     share = close_shares(
-        closed_by, models.edges, c, [Period(c, c + window, "range", "w")], models.horizon_days
+        closed_by, models.edges, c, [Period(c, c + window, "range", "w")], models.horizon_days, calendar
     )[:, 0]
     observed = float(hit.sum())
     d, se2 = logit_shift(p_win, share, observed if amount is None else float(amount[hit].sum()), amount)
@@ -572,6 +580,7 @@ def forecast_with_open_deals(
     seed: int = 0,
     shock: ShockSettings | CommonShock | None = None,
     deals_at_as_of: OpenDeals | None = None,
+    calendar: CalendarSettings | CalendarProfile | None = None,
 ) -> tuple[RevenueForecast, pd.DataFrame, OpenDeals]:
     """Forecast each period's revenue (per group) as of ``as_of``.
 
@@ -591,6 +600,8 @@ def forecast_with_open_deals(
         deals_at_as_of: The open deals scored by ``models`` at ``as_of`` by an earlier forecast of the
             same tables (the third item it returned; ``None``, or another as-of or models: computed
             here).
+        calendar: How to measure the CRM's month-of-quarter profile of wins at ``as_of`` (``None``:
+            defaults), or the profile itself (:mod:`forecast.revenue.calendar`).
 
     Returns:
         The forecast, the scored open deals (id, group, amount, p_win, expected close), and the
@@ -614,6 +625,16 @@ def forecast_with_open_deals(
     )
     groups = sorted(set(deals["group"]) | set(open_deals["group"])) if by is not None else [ALL]
     won = np.stack([won_between(deals, p.start, min(p.end, as_of), groups) for p in periods])
+    profile = (
+        calendar
+        if isinstance(calendar, CalendarProfile)
+        else fit_calendar(
+            deals.loc[deals["outcome"] == "won", "closed_at"],
+            deals["closed_at"].min(),
+            as_of,
+            calendar or CalendarSettings(),
+        )
+    )
     model = (
         fit_new_deal_model(
             deals,
@@ -651,6 +672,7 @@ def forecast_with_open_deals(
             models,
             shock or ShockSettings(),
             settings.window_days,
+            profile,
         )
     )
     p_win = win_levels(p_win, closed_by, models).get(spreads.win_level, p_win)
@@ -670,6 +692,7 @@ def forecast_with_open_deals(
         n_sims=n_sims,
         seed=seed,
         shock=spreads,
+        calendar=profile,
     )
     if by is None:
         result.table = result.table[result.table["group"] == ALL].iloc[::2].reset_index(drop=True)

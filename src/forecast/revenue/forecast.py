@@ -17,6 +17,7 @@ import pandas as pd
 
 from forecast.errors import InputError
 from forecast.models.survival import survival_at
+from forecast.revenue.calendar import FLAT, CalendarProfile, calendar_shares
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import NewDealModel
 from forecast.revenue.shock import NO_SHOCK, CommonShock, shifted
@@ -62,6 +63,7 @@ def close_shares(
     as_of: pd.Timestamp,
     periods: Sequence[Period],
     horizon_days: float,
+    calendar: CalendarProfile | None = None,
 ) -> np.ndarray:
     """P(close in period k | the deal closes within ``horizon_days``), shape (n, K).
 
@@ -72,7 +74,11 @@ def close_shares(
         as_of: Forecast time.
         periods: The periods.
         horizon_days: The win probability's horizon: a win's date is drawn within it.
+        calendar: The CRM's month-of-quarter profile of wins (:mod:`forecast.revenue.calendar`);
+            where it is applied, the timing within the horizon follows it.
     """
+    if calendar is not None and calendar.applied:
+        return calendar_shares(closed_by, edges, as_of, periods, horizon_days, calendar)
     f_h = survival_at(closed_by, edges, horizon_days)
     out = np.zeros((closed_by.shape[0], len(periods)))
     for k, p in enumerate(periods):
@@ -90,11 +96,13 @@ class RevenueForecast:
         table: One row per period and group (and ``(all)``).
         sims: Simulated revenue still to book, shape (n_sims, K, G + 1) (last group = all).
         shock: The common shocks drawn (the models' own error).
+        calendar: The month-of-quarter profile of wins the timing followed.
     """
 
     table: pd.DataFrame
     sims: np.ndarray
     shock: CommonShock = NO_SHOCK
+    calendar: CalendarProfile = FLAT
 
 
 def forecast_revenue(
@@ -114,6 +122,7 @@ def forecast_revenue(
     n_sims: int = 10_000,
     seed: int = 0,
     shock: CommonShock | None = None,
+    calendar: CalendarProfile | None = None,
 ) -> RevenueForecast:
     """Simulate the revenue of each period and group.
 
@@ -138,7 +147,10 @@ def forecast_revenue(
         n_sims: Simulations.
         seed: Random seed.
         shock: Spreads of the common shocks (``None``: none, deals independent).
+        calendar: The CRM's month-of-quarter profile of wins (``None``: flat): it moves the open
+            deals' wins within their horizon and scales the new deals' expected wins per period.
     """
+    calendar = calendar or FLAT
     rng = np.random.default_rng(seed)
     shock = shock or NO_SHOCK
     win_shift, new_shift, volume = shock.draw_parts(n_sims, rng)
@@ -146,7 +158,7 @@ def forecast_revenue(
     index = {name: i for i, name in enumerate(groups)}
     group_idx = deals["group"].map(index).to_numpy(dtype=int)
     amounts = pd.to_numeric(deals["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    q = booking_probabilities(p_win, close_shares(closed_by, edges, as_of, periods, horizon_days))
+    q = booking_probabilities(p_win, close_shares(closed_by, edges, as_of, periods, horizon_days, calendar))
     sims = simulate_open_deals(
         q, amounts, group_idx, g, n_sims, rng, p_win=p_win, shift=win_shift if win_shift.any() else None
     )
@@ -155,7 +167,7 @@ def forecast_revenue(
     everything = np.empty((n_sims, k, g + 1))  # the groups' simulations and their sum (the last)
     if new_deals is not None:
         # the centre is the deal models' steady bias: the new deals' win rate is their cohorts'
-        new = _simulate_new(new_deals, as_of, periods, new_shift, volume, n_sims, rng)
+        new = _simulate_new(new_deals, as_of, periods, new_shift, volume, n_sims, rng, calendar)
         from_new = new.mean(axis=0)
         np.add(sims, new, out=everything[:, :, :g])
         del new
@@ -183,7 +195,7 @@ def forecast_revenue(
         for ki, p in enumerate(periods)
         for gi, name in enumerate([*groups, ALL])
     ]
-    return RevenueForecast(pd.DataFrame(rows), everything, shock)
+    return RevenueForecast(pd.DataFrame(rows), everything, shock, calendar)
 
 
 def _simulate_new(
@@ -194,6 +206,7 @@ def _simulate_new(
     volume: np.ndarray,
     n_sims: int,
     rng: np.random.Generator,
+    calendar: CalendarProfile = FLAT,
 ) -> np.ndarray:
     """Simulated wins of deals not created yet, under each simulation's common shocks, shape (n_sims, K, G).
 
@@ -205,10 +218,13 @@ def _simulate_new(
         volume: Each simulation's log multiplier of the number of new deals.
         n_sims: Simulations.
         rng: The forecast's random generator (drawn from after the open deals).
+        calendar: The month-of-quarter profile: each period's expected wins times its mean intensity.
     """
     bounds = [(p.start, p.end) for p in periods]
     pairs = new_deals.pair_weights(as_of, bounds)
     mu = new_deals.expected_wins(as_of, bounds, pairs)
+    if calendar.applied:
+        mu = mu * calendar.period_factors(as_of, bounds)[:, None]
     w = np.clip(new_deals.win_rate, 0.0, 1.0)
     scale = np.exp(volume)[:, None]
 

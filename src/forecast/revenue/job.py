@@ -24,6 +24,7 @@ from forecast.models.config import TrainingConfig
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 from forecast.models.win_horizon import p_win_days
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
+from forecast.revenue.calendar import CalendarSettings
 from forecast.revenue.engine import (
     DealModels,
     HeldOutModels,
@@ -241,6 +242,8 @@ class RevenueForecast:
     scored: OpenDeals | None = None
     """The CRM at the as-of and its open deals scored (not in the document: a caller may pass them
     back as ``revenue_job(open_deals=...)`` for another grouping of the same warehouse)."""
+    calendar: dict[str, Any] | None = None
+    """The month-of-quarter profile of wins the timing followed (:mod:`forecast.revenue.calendar`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The forecast as ``--json`` prints it and the HTTP service returns it."""
@@ -259,6 +262,8 @@ class RevenueForecast:
             "goals": self.goals.to_dict(),
             "pacing": self.pacing,
         }
+        if self.calendar is not None:
+            out["calendar"] = self.calendar
         if self.output is not None:
             out["output"] = str(self.output)
         return out
@@ -345,6 +350,7 @@ def revenue_job(
         pacing=_records(pace),
         spreads=result.shock,
         scored=known,
+        calendar=result.calendar.to_dict(),
     )
 
 
@@ -438,6 +444,7 @@ def backtest_job(
     close_config: TrainingConfig,
     shock: ShockSettings | None = None,
     progress: Callable[[str], None] | None = None,
+    calendar: CalendarSettings | None = None,
 ) -> RevenueBacktest:
     """Backtest on the warehouse and log the run (metrics, table, band plot) to MLflow."""
     frames, pipeline = read_crm(settings)
@@ -458,6 +465,7 @@ def backtest_job(
         shock=shock,
         n_sims=n_sims,
         progress=progress,
+        calendar=calendar,
     )
     run_id = log_backtest(
         result,
@@ -466,6 +474,7 @@ def backtest_job(
         retrain_every=retrain_every,
         by=by,
         model_error=shock.include if shock is not None else True,
+        calendar=calendar.include if calendar is not None else True,
     )
     return RevenueBacktest(result, run_id, BACKTEST_EXPERIMENT)
 

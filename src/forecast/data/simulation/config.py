@@ -217,6 +217,10 @@ class SimulationConfig:
             keeps the stage medians. When set, every deal's stage durations are scaled by one factor.
         rep_turnover: Share of reps that leave during the period, with as many hired during it;
             ``None`` keeps the default hires (20%) and leavers (~8%, after 240 days of tenure).
+        quarter_push_days: The quarter-end push: a win due within this many days of its quarter's
+            end is held to the quarter's last day and a half with probability 0.45 (reps closing
+            for the quarter). ``None`` keeps the default 21 days (the push stays within the third
+            month); 60 to 90 days move wins out of the quarter's first two months into its third.
     """
 
     n_leads: int = 20_000
@@ -235,6 +239,7 @@ class SimulationConfig:
     win_drift: float = 0.0
     cycle_days: float | None = None
     rep_turnover: float | None = None
+    quarter_push_days: float | None = None
 
     def __post_init__(self) -> None:
         """Check the configuration.
@@ -260,6 +265,8 @@ class SimulationConfig:
             raise ValueError("cycle_days must lie between 1 and 2000")
         if self.rep_turnover is not None and not 0.0 <= self.rep_turnover <= 0.45:
             raise ValueError("rep_turnover must lie between 0 and 0.45")
+        if self.quarter_push_days is not None and not 0.0 <= self.quarter_push_days <= 92.0:
+            raise ValueError("quarter_push_days must lie between 0 and 92")
 
     def world_knobs(self) -> dict[str, float]:
         """The world knobs set away from their defaults (empty for the default world)."""
@@ -268,6 +275,7 @@ class SimulationConfig:
             "win_drift": self.win_drift or None,
             "cycle_days": self.cycle_days,
             "rep_turnover": self.rep_turnover,
+            "quarter_push_days": self.quarter_push_days,
         }
         return {k: float(v) for k, v in knobs.items() if v is not None}
 

@@ -140,7 +140,8 @@ def _progress(
     partial = durations[np.arange(n), last] * rng.uniform(0.3, 1.2, n)
     close = np.where(wins, cum[np.arange(n), k], entered[np.arange(n), last] + partial)
     q_end = _quarter_end_days(clock, close)
-    push = wins & (q_end - close < QUARTER_PUSH_WINDOW) & (rng.random(n) < QUARTER_PUSH_PROB)
+    window = QUARTER_PUSH_WINDOW if config.quarter_push_days is None else config.quarter_push_days
+    push = wins & (q_end - close < window) & (rng.random(n) < QUARTER_PUSH_PROB)
     close = np.where(push, np.maximum(close, q_end - rng.uniform(0.05, 1.5, n)), close)
     entered[:, k] = close
     return entered, last

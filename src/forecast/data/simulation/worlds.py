@@ -83,6 +83,9 @@ class World(BaseModel):
         win_drift: Change of the win logit per year (e.g. -1.0: the win rate falls over time).
         rep_turnover: Share of reps leaving during the period, with as many joining.
         n_reps: Reps; ``None`` scales with the leads.
+        quarter_push_days: Wins due within this many days of the quarter's end are often held to
+            it (``None``: 21 days, within the third month; 75: the quarter's wins bunch in its
+            third month, as in many real CRMs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -99,6 +102,7 @@ class World(BaseModel):
     win_drift: float = 0.0
     rep_turnover: float | None = Field(default=None, ge=0.0, le=0.45)
     n_reps: int | None = Field(default=None, ge=1)
+    quarter_push_days: float | None = Field(default=None, ge=0.0, le=92.0)
 
     @model_validator(mode="after")
     def _check_stages(self) -> World:
@@ -145,6 +149,7 @@ class World(BaseModel):
             win_drift=self.win_drift,
             cycle_days=self.cycle_days,
             rep_turnover=self.rep_turnover,
+            quarter_push_days=self.quarter_push_days,
         )
 
 
@@ -169,6 +174,7 @@ WORLDS: dict[str, World] = {
         _preset("cycle-200", months=12, cycle_days=200.0),
         _preset("drift", months=24, win_drift=-0.8),
         _preset("turnover", months=12, rep_turnover=0.3),
+        _preset("quarter-end", months=12, quarter_push_days=75.0),
     )
 }
 """Named presets (``forecast simulate --world NAME``): one knob each away from the default world."""

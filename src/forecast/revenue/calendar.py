@@ -1,0 +1,227 @@
+"""When in the quarter wins land: the CRM's own month-of-quarter profile of won deals.
+
+Many sales teams close at the end of the quarter (targets are quarterly, buyers spend budgets
+before the quarter ends), so a month's won revenue depends on where the month sits in its quarter.
+The close-timing model counts days from a snapshot and does not see the calendar; averaged over the
+history it learnt from, its timing is right over a quarter but flat within it. Where a CRM's wins
+bunch, a forecast of a quarter's third month comes out too low and of its first too high, and a
+run rate over the last 90 days (one month of each kind) beats it.
+
+The profile is measured, never assumed:
+
+- the wins of each complete calendar month known at ``as_of`` (from the first month whose first
+  day the CRM already records closes on) are counted;
+- a Poisson model with one level per quarter (growth, a bad quarter) and one daily intensity per
+  month of the quarter (first, second, third), with each month's days as exposure, is fitted by
+  iterative proportional fitting;
+- the profile is used only where the month positions explain the counts beyond the quarters'
+  levels: a likelihood-ratio test (2 degrees of freedom) with the counts' overdispersion estimated
+  where enough months leave residual degrees of freedom, at level ``alpha``.
+
+A profile changes *when* within the win horizon a deal's win lands, never *whether*: each open
+deal's timing mass over ``[0, horizon)`` is reweighted by the intensity of the days it falls on and
+scaled back to the same total (:func:`calendar_shares`); the deals not created yet get each
+period's mean intensity as a factor on their expected wins.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecast.models.survival import survival_at
+from forecast.tracking.periods import Period
+
+MEAN_DAYS = np.array([30.75, 30.0625, 30.5])
+"""Mean days of a quarter's first, second and third month (the weights of the intensities' mean of 1)."""
+
+
+@dataclass(frozen=True)
+class CalendarSettings:
+    """How the month-of-quarter profile is measured.
+
+    Attributes:
+        include: Measure it (``False``: the close timing stays flat in the calendar).
+        alpha: Level of the test that the month positions matter.
+        min_months: Complete months of recorded closes needed before testing.
+    """
+
+    include: bool = True
+    alpha: float = 0.001
+    min_months: int = 6
+
+
+@dataclass(frozen=True)
+class CalendarProfile:
+    """Daily win intensity of each month of the quarter, with the evidence behind it.
+
+    Attributes:
+        factors: Intensity of a day in the quarter's first, second and third month (their mean over
+            a quarter's days is 1); all 1 where the profile is not applied.
+        applied: Whether the forecast uses it (the test passed).
+        months: Complete months the test counted.
+        p_value: The test's p-value (1 without a test).
+        measured: The factors as measured, applied or not.
+    """
+
+    factors: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    applied: bool = False
+    months: int = 0
+    p_value: float = 1.0
+    measured: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def at(self, days: pd.DatetimeIndex) -> np.ndarray:
+        """The intensity of each of ``days`` (by its month's position in the quarter)."""
+        return np.asarray(self.factors)[(np.asarray(days.month) - 1) % 3]
+
+    def period_factors(
+        self, as_of: pd.Timestamp, periods: Sequence[tuple[pd.Timestamp, pd.Timestamp]]
+    ) -> np.ndarray:
+        """Each period's mean intensity over its days from ``as_of`` on, shape (K,) (1 for none left)."""
+        out = np.ones(len(periods))
+        if not self.applied:
+            return out
+        for k, (start, end) in enumerate(periods):
+            days = pd.date_range(max(start, as_of).normalize(), end, freq="D", inclusive="left")
+            if len(days):
+                out[k] = float(self.at(days).mean())
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """The profile as JSON-ready values."""
+        return {
+            "applied": self.applied,
+            "factors": list(self.factors),
+            "measured": [round(f, 4) for f in self.measured],
+            "months": self.months,
+            "p_value": self.p_value,
+        }
+
+
+FLAT = CalendarProfile()
+"""No profile: every day weighs the same."""
+
+
+def fit_calendar(
+    won_at: pd.Series, first_close: pd.Timestamp | None, as_of: pd.Timestamp, settings: CalendarSettings
+) -> CalendarProfile:
+    """Measure the month-of-quarter profile of the wins known at ``as_of``.
+
+    Args:
+        won_at: Close dates of the won deals (those after ``as_of`` are ignored).
+        first_close: The CRM's first recorded close (any outcome), or ``None``.
+        as_of: The forecast time.
+        settings: Level and minimum evidence.
+
+    Returns:
+        The profile; :data:`FLAT` (with the evidence) where it is not applied.
+    """
+    if not settings.include or first_close is None or pd.isna(first_close):
+        return FLAT
+    first = pd.Timestamp(first_close)
+    start = first.normalize().replace(day=1)
+    if first.normalize() != start:  # a month the CRM records from its middle on is not complete
+        start += pd.DateOffset(months=1)
+    end = pd.Timestamp(as_of).normalize().replace(day=1)
+    months = pd.date_range(start, end, freq="MS", inclusive="left")
+    if len(months) < settings.min_months:
+        return replace_months(FLAT, len(months))
+    dates = pd.to_datetime(won_at).dropna()
+    dates = dates[(dates >= start) & (dates < end)]
+    counts = dates.dt.to_period("M").value_counts()
+    n = np.array([float(counts.get(m.to_period("M"), 0)) for m in months])
+    days = np.array([float(m.days_in_month) for m in months])
+    quarter = np.array([m.year * 4 + (m.month - 1) // 3 for m in months])
+    position = (np.asarray(months.month) - 1) % 3
+    return _test(n, days, quarter, position, settings.alpha)
+
+
+def replace_months(profile: CalendarProfile, months: int) -> CalendarProfile:
+    """``profile`` with the number of months counted."""
+    return CalendarProfile(profile.factors, profile.applied, months, profile.p_value, profile.measured)
+
+
+def _test(
+    n: np.ndarray, days: np.ndarray, quarter: np.ndarray, position: np.ndarray, alpha: float
+) -> CalendarProfile:
+    """Fit the quarter levels and position intensities, and test the positions."""
+    months = len(n)
+    _, q = np.unique(quarter, return_inverse=True)
+    # a position is measured only against another in the same quarter: quarters of one month say nothing
+    shared = np.bincount(q)[q] >= 2
+    if len(set(position[shared].tolist())) < 3 or n.sum() <= 0:
+        return replace_months(FLAT, months)
+    f = np.ones(3)
+    for _ in range(200):  # iterative proportional fitting of mu = level[q] * f[position] * days
+        level = np.bincount(q, weights=n) / np.bincount(q, weights=f[position] * days)
+        new = np.bincount(position, weights=n, minlength=3) / np.maximum(
+            np.bincount(position, weights=level[q] * days, minlength=3), 1e-300
+        )
+        new /= float((new * MEAN_DAYS).sum() / MEAN_DAYS.sum())
+        if np.allclose(new, f, rtol=1e-10, atol=0.0):
+            f = new
+            break
+        f = new
+    level = np.bincount(q, weights=n) / np.bincount(q, weights=f[position] * days)
+    mu1 = level[q] * f[position] * days
+    mu0 = (np.bincount(q, weights=n) / np.bincount(q, weights=days))[q] * days
+    lr = 2.0 * float(np.sum(np.where(n > 0, n * np.log(np.maximum(n, 1e-300) / mu1), 0.0) - (n - mu1)))
+    lr0 = 2.0 * float(np.sum(np.where(n > 0, n * np.log(np.maximum(n, 1e-300) / mu0), 0.0) - (n - mu0)))
+    df = months - len(np.unique(q)) - 2
+    pearson = float(np.sum((n - mu1) ** 2 / np.maximum(mu1, 1e-300)))
+    dispersion = max(1.0, pearson / df) if df >= 3 else 1.0
+    statistic = max(lr0 - lr, 0.0) / dispersion
+    p_value = math.exp(-statistic / 2.0)  # chi-square with 2 degrees of freedom
+    measured = (float(f[0]), float(f[1]), float(f[2]))
+    applied = p_value < alpha
+    return CalendarProfile(measured if applied else FLAT.factors, applied, months, p_value, measured)
+
+
+def calendar_shares(
+    closed_by: np.ndarray,
+    edges: Sequence[float],
+    as_of: pd.Timestamp,
+    periods: Sequence[Period],
+    horizon_days: float,
+    profile: CalendarProfile,
+) -> np.ndarray:
+    """P(close in period k | the deal closes within ``horizon_days``), shape (n, K), under ``profile``.
+
+    The timing mass of each stretch of days (cut at the periods' bounds and the months' starts) is
+    weighted by its month's intensity and the weights scaled back to the mass within the horizon.
+
+    Args:
+        closed_by: Cumulative win (or close) timing curves at ``edges``.
+        edges: The curves' edges (days after ``as_of``).
+        as_of: Forecast time.
+        periods: The periods.
+        horizon_days: The win probability's horizon.
+        profile: The month-of-quarter intensities.
+    """
+    day = pd.Timedelta(days=1)
+    cuts = {0.0, float(horizon_days)}
+    for p in periods:
+        for bound in (p.start, p.end):
+            cuts.add(min(max((bound - as_of) / day, 0.0), horizon_days))
+    month = pd.Timestamp(as_of).normalize().replace(day=1) + pd.DateOffset(months=1)
+    while (month - as_of) / day < horizon_days:
+        cuts.add((month - as_of) / day)
+        month += pd.DateOffset(months=1)
+    bounds = np.array(sorted(cuts))
+    at = np.stack([survival_at(closed_by, edges, b) for b in bounds], axis=1)
+    mass = np.maximum(np.diff(at, axis=1), 0.0)
+    mids = pd.DatetimeIndex([as_of + (a + b) / 2 * day for a, b in itertools.pairwise(bounds)])
+    weighted = mass * profile.at(mids)[None, :]
+    total = weighted.sum(axis=1)
+    out = np.zeros((closed_by.shape[0], len(periods)))
+    for k, p in enumerate(periods):
+        a = min(max((p.start - as_of) / day, 0.0), horizon_days)
+        b = min(max((p.end - as_of) / day, 0.0), horizon_days)
+        inside = (bounds[:-1] >= a) & (bounds[1:] <= b)
+        out[:, k] = weighted[:, inside].sum(axis=1)
+    return np.where(total[:, None] > 1e-9, out / np.maximum(total[:, None], 1e-9), 0.0)
