@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from forecast.models.survival import survival_at
 from forecast.tracking.periods import Period
@@ -49,11 +50,20 @@ class CalendarSettings:
         include: Measure it (``False``: the close timing stays flat in the calendar).
         alpha: Level of the test that the month positions matter.
         min_months: Complete months of recorded closes needed before testing.
+        dispersion_prior: The counts' overdispersion expected before any month is seen (monthly
+            win counts of real CRMs vary more than Poisson counts).
+        dispersion_prior_df: What that prior is worth, in months of residuals: with few months
+            the test leans on it, with many on the residuals' own dispersion.
+        min_effect: A profile is applied only where some month's intensity is at least this far
+            from 1 (smaller ones are within what growth inside a quarter gives).
     """
 
     include: bool = True
     alpha: float = 0.001
     min_months: int = 6
+    dispersion_prior: float = 2.0
+    dispersion_prior_df: float = 4.0
+    min_effect: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,7 @@ def fit_calendar(
     days = np.array([float(m.days_in_month) for m in months])
     quarter = np.array([m.year * 4 + (m.month - 1) // 3 for m in months])
     position = (np.asarray(months.month) - 1) % 3
-    return _test(n, days, quarter, position, settings.alpha)
+    return _test(n, days, quarter, position, settings)
 
 
 def replace_months(profile: CalendarProfile, months: int) -> CalendarProfile:
@@ -147,14 +157,21 @@ def replace_months(profile: CalendarProfile, months: int) -> CalendarProfile:
 
 
 def _test(
-    n: np.ndarray, days: np.ndarray, quarter: np.ndarray, position: np.ndarray, alpha: float
+    n: np.ndarray, days: np.ndarray, quarter: np.ndarray, position: np.ndarray, settings: CalendarSettings
 ) -> CalendarProfile:
-    """Fit the quarter levels and position intensities, and test the positions."""
+    """Fit the quarter levels and position intensities, and test the positions.
+
+    Quarters without a win say nothing (a CRM whose first close is a stray old record), nor do
+    quarters of one month (their level fits that month exactly): both are left out. Each position
+    must then be seen, and at least one month must be left to check the fit against.
+    """
     months = len(n)
-    _, q = np.unique(quarter, return_inverse=True)
-    # a position is measured only against another in the same quarter: quarters of one month say nothing
-    shared = np.bincount(q)[q] >= 2
-    if len(set(position[shared].tolist())) < 3 or n.sum() <= 0:
+    totals = pd.Series(n).groupby(quarter).transform("sum").to_numpy()
+    sizes = pd.Series(n).groupby(quarter).transform("size").to_numpy()
+    keep = (totals > 0) & (sizes >= 2)
+    n, days, position = n[keep], days[keep], position[keep]
+    _, q = np.unique(quarter[keep], return_inverse=True)
+    if len(n) == 0 or (np.bincount(position, minlength=3) == 0).any():
         return replace_months(FLAT, months)
     f = np.ones(3)
     for _ in range(200):  # iterative proportional fitting of mu = level[q] * f[position] * days
@@ -170,15 +187,26 @@ def _test(
     level = np.bincount(q, weights=n) / np.bincount(q, weights=f[position] * days)
     mu1 = level[q] * f[position] * days
     mu0 = (np.bincount(q, weights=n) / np.bincount(q, weights=days))[q] * days
-    lr = 2.0 * float(np.sum(np.where(n > 0, n * np.log(np.maximum(n, 1e-300) / mu1), 0.0) - (n - mu1)))
-    lr0 = 2.0 * float(np.sum(np.where(n > 0, n * np.log(np.maximum(n, 1e-300) / mu0), 0.0) - (n - mu0)))
-    df = months - len(np.unique(q)) - 2
-    pearson = float(np.sum((n - mu1) ** 2 / np.maximum(mu1, 1e-300)))
-    dispersion = max(1.0, pearson / df) if df >= 3 else 1.0
-    statistic = max(lr0 - lr, 0.0) / dispersion
-    p_value = math.exp(-statistic / 2.0)  # chi-square with 2 degrees of freedom
+    with np.errstate(divide="ignore", invalid="ignore"):  # a position without wins: refused below
+        deviance, null = (
+            2.0 * float(np.sum(np.where(n > 0, n * np.log(np.maximum(n, 1e-300) / mu), 0.0) - (n - mu)))
+            for mu in (mu1, mu0)
+        )
+        pearson = float(np.sum((n - mu1) ** 2 / np.maximum(mu1, 1e-300)))
+    change = max(null - deviance, 0.0)
+    df = len(n) - int(q.max()) - 1 - 2
+    if df < 1:  # no month left to check the fit against: nothing replicated
+        return replace_months(FLAT, months)
+    # the dispersion moderated by its prior (a scaled inverse chi-square worth prior_df months), and
+    # the F test on the pooled degrees of freedom: few months lean on the prior, many on the data
+    pooled = settings.dispersion_prior_df + df
+    dispersion = max(1.0, (settings.dispersion_prior_df * settings.dispersion_prior + pearson) / pooled)
+    p_value = float(stats.f.sf(change / 2.0 / dispersion, 2, pooled))
     measured = (float(f[0]), float(f[1]), float(f[2]))
-    applied = p_value < alpha
+    if not (math.isfinite(p_value) and all(math.isfinite(x) and x > 0 for x in measured)):
+        return replace_months(FLAT, months)
+    material = max(abs(x - 1.0) for x in measured) >= settings.min_effect
+    applied = p_value < settings.alpha and material
     return CalendarProfile(measured if applied else FLAT.factors, applied, months, p_value, measured)
 
 
@@ -213,15 +241,33 @@ def calendar_shares(
         cuts.add((month - as_of) / day)
         month += pd.DateOffset(months=1)
     bounds = np.array(sorted(cuts))
-    at = np.stack([survival_at(closed_by, edges, b) for b in bounds], axis=1)
-    mass = np.maximum(np.diff(at, axis=1), 0.0)
-    mids = pd.DatetimeIndex([as_of + (a + b) / 2 * day for a, b in itertools.pairwise(bounds)])
-    weighted = mass * profile.at(mids)[None, :]
-    total = weighted.sum(axis=1)
+    intensity = profile.at(
+        pd.DatetimeIndex([as_of + (a + b) / 2 * day for a, b in itertools.pairwise(bounds)])
+    )
+    spans = [
+        (
+            min(max((p.start - as_of) / day, 0.0), horizon_days),
+            min(max((p.end - as_of) / day, 0.0), horizon_days),
+        )
+        for p in periods
+    ]
     out = np.zeros((closed_by.shape[0], len(periods)))
-    for k, p in enumerate(periods):
-        a = min(max((p.start - as_of) / day, 0.0), horizon_days)
-        b = min(max((p.end - as_of) / day, 0.0), horizon_days)
-        inside = (bounds[:-1] >= a) & (bounds[1:] <= b)
-        out[:, k] = weighted[:, inside].sum(axis=1)
+    plain = np.zeros_like(out)  # the flat timing, for a deal whose days all weigh 0
+    total = np.zeros(closed_by.shape[0])
+    flat = np.zeros(closed_by.shape[0])
+    before = survival_at(closed_by, edges, bounds[0])
+    for j, (a, b) in enumerate(itertools.pairwise(bounds)):  # one stretch at a time: O(n K) memory
+        after = survival_at(closed_by, edges, b)
+        mass = np.maximum(after - before, 0.0)
+        flat += mass
+        weighted = mass * intensity[j]
+        total += weighted
+        for k, (lo, hi) in enumerate(spans):
+            if lo <= a and b <= hi:
+                out[:, k] += weighted
+                plain[:, k] += mass
+        before = after
+    # a deal whose whole timing falls on days of intensity 0 keeps its flat timing: never lost
+    lost = (total <= 1e-12) & (flat > 1e-9)
+    out[lost], total[lost] = plain[lost], flat[lost]
     return np.where(total[:, None] > 1e-9, out / np.maximum(total[:, None], 1e-9), 0.0)
