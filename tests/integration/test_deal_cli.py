@@ -182,6 +182,15 @@ def test_revenue_forecast_against_quota(env: dict[str, str], trained: dict[str, 
     assert out["calendar"]["applied"] is False and out["calendar"]["factors"] == [1.0, 1.0, 1.0]
     assert out["calendar"]["months"] >= 6 and out["calendar"]["p_value"] > 0.001
     assert "month of the quarter" not in table
+    flat = _cli(env, "revenue", "--periods", "2", "--group", "team", "--sims", "2000", "--no-calendar")
+    assert flat["forecast"] == out["forecast"]  # a profile not applied is the flat path, to the bit
+    assert flat["calendar"] == {
+        "applied": False,
+        "factors": [1.0, 1.0, 1.0],
+        "measured": [1.0, 1.0, 1.0],
+        "months": 0,
+        "p_value": 1.0,
+    }
     blend = _cli(
         env, "revenue", "--periods", "2", "--group", "team", "--sims", "2000", "--win-level", "blend"
     )

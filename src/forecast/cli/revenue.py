@@ -33,6 +33,13 @@ if TYPE_CHECKING:
     from forecast.revenue.job import RevenueForecast
 
 
+CalendarOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Let the wins' timing follow the CRM's month-of-quarter profile where its wins bunch "
+        "(--no-calendar: timing flat in the calendar; docs/revenue.md)."
+    ),
+]
 WinLevelOpt = Annotated[
     str,
     typer.Option(
@@ -71,6 +78,7 @@ def revenue(
     close_model: CloseModelOpt = None,
     models: ModelsOpt = None,
     win_level: WinLevelOpt = "deal_win",
+    calendar: CalendarOpt = True,
     wide: WideOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -79,6 +87,7 @@ def revenue(
     Roles of --models: deal_win, time_to_close.
     """
     from forecast.io import write_frame
+    from forecast.revenue.calendar import CalendarSettings
     from forecast.revenue.forecast import GROUPINGS
     from forecast.revenue.job import revenue_job
 
@@ -111,6 +120,7 @@ def revenue(
                 seed=seed,
                 refs=refs,
                 win_level=win_level,
+                calendar=CalendarSettings(include=calendar),
             )
     except (FileNotFoundError, LookupError, ValueError) as exc:  # ModelBindingError is a ValueError
         fail(as_json, cli_message(exc).strip("'\""))
@@ -229,13 +239,7 @@ def backtest_revenue_command(
             "(--no-model-error: deals independent given their probabilities, the band of luck alone)."
         ),
     ] = True,
-    calendar: Annotated[
-        bool,
-        typer.Option(
-            help="Let the wins' timing follow the CRM's month-of-quarter profile where its wins bunch "
-            "(--no-calendar: timing flat in the calendar; docs/revenue.md)."
-        ),
-    ] = True,
+    calendar: CalendarOpt = True,
     win_level: WinLevelOpt = "deal_win",
     as_json: JsonOpt = False,
 ) -> None:

@@ -106,7 +106,7 @@ class CalendarProfile:
         """The profile as JSON-ready values."""
         return {
             "applied": self.applied,
-            "factors": list(self.factors),
+            "factors": [round(f, 4) for f in self.factors],
             "measured": [round(f, 4) for f in self.measured],
             "months": self.months,
             "p_value": self.p_value,

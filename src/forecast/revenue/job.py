@@ -285,6 +285,7 @@ def revenue_job(
     crm: tuple[Mapping[str, pd.DataFrame], SalesPipeline] | None = None,
     data: TrackingData | None = None,
     open_deals: OpenDeals | None = None,
+    calendar: CalendarSettings | None = None,
 ) -> RevenueForecast:
     """Forecast the next periods against quota.
 
@@ -304,7 +305,8 @@ def revenue_job(
     (:func:`forecast.tracking.data.crm_frames`): the numbers are the same. ``open_deals`` are the
     ``scored`` of an earlier forecast of the same frames (another grouping or horizon): used when
     their as-of and model versions are this forecast's, so the CRM is not cut and every open deal
-    scored again.
+    scored again. ``calendar``: how the month-of-quarter profile of wins is measured (``None``:
+    defaults; :mod:`forecast.revenue.calendar`).
     """
     from forecast.tracking.data import default_as_of, prepare
 
@@ -329,6 +331,7 @@ def revenue_job(
         seed=seed,
         shock=shock if shock is not None else ShockSettings(win_level=win_level),
         deals_at_as_of=open_deals,
+        calendar=calendar,
     )
     pace = pacing(frames, pipeline, when, grid[0], data)
     return RevenueForecast(
