@@ -47,6 +47,7 @@ def test_the_dashboard_serves_maven_with_its_models_named_by_role(tmp_path: Path
     calendar = revenue["calendar"]
     assert calendar["applied"] and calendar["p_value"] < 0.001, calendar
     assert calendar["factors"][2] > 1.1 > 0.9 > calendar["factors"][0], calendar
+    assert "wins bunch by month of the quarter" in overview.text  # the manager is told, on the Overview
     models = client.get("/models").text
     assert "deal_win_maven" in models and "time_to_close_maven" in models
     for page in ("/reps", "/pipeline", "/prospects", "/activity", "/insights"):

@@ -12,6 +12,7 @@ from forecast.revenue.calendar import (
     CalendarProfile,
     CalendarSettings,
     calendar_shares,
+    describe,
     fit_calendar,
 )
 from forecast.revenue.forecast import close_shares, forecast_revenue, period_grid
@@ -194,3 +195,10 @@ def test_overdispersed_flat_counts_rarely_pass() -> None:
             end = span[-1] + pd.DateOffset(months=1)
             hits += fit_calendar(pd.Series(dates), T("2024-01-01"), end, CalendarSettings()).applied
     assert hits <= 6  # of 300
+
+
+def test_the_sentence_says_the_profile_only_where_it_is_applied() -> None:
+    applied = CalendarProfile((0.7, 1.04, 1.26), True, 9, 4e-5, (0.7, 1.04, 1.26)).to_dict()
+    text = describe(applied)
+    assert text is not None and "0.70, 1.04 and 1.26" in text and "9 months" in text and "p=4e-05" in text
+    assert describe(FLAT.to_dict()) is None and describe({}) is None

@@ -196,14 +196,11 @@ def render_revenue(console: Console, payload: RevenueForecast, wide: bool = Fals
             + ", ".join(f"{k} WAPE {v:.2f}" for k, v in (err.get("win_level_errors") or {}).items())
             + ")"
         )
-    cal = payload.calendar or {}
-    if cal.get("applied"):
-        first, second, third = cal["factors"]
-        console.print(
-            f"wins bunch by month of the quarter in this CRM (measured on {cal['months']} months, "
-            f"p={cal['p_value']:.1g}): a day weighs {first:.2f}, {second:.2f} and {third:.2f} in the "
-            "quarter's first, second and third month (docs/revenue.md)"
-        )
+    from forecast.revenue.calendar import describe
+
+    bunching = describe(payload.calendar or {})
+    if bunching is not None:
+        console.print(bunching)
     g = payload.goals
     console.print(
         f"{g.period}: goal {compact(g.goal)} (weekly {compact(g.weekly_goal)}, daily "

@@ -613,6 +613,11 @@ class Reader:
             group = scope[1]
         notes += filters.unapplied(REVENUE_GROUPS if group != ALL_LABEL else (), "the revenue forecast")
         rows = [r for r in revenue["forecast"] if str(r.get("group")) == group]
+        from forecast.revenue.calendar import describe
+
+        bunching = describe(revenue.get("calendar") or {})
+        if bunching is not None:
+            notes.append(bunching)
         current = revenue["goals"]["period"]
         figures: dict[str, Any] = {"period": current}
         if group == ALL_LABEL or scope is None:

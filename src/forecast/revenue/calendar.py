@@ -117,6 +117,20 @@ FLAT = CalendarProfile()
 """No profile: every day weighs the same."""
 
 
+def describe(calendar: dict[str, object]) -> str | None:
+    """The sentence a manager reads about an applied profile (its `to_dict`), or ``None``."""
+    factors = calendar.get("factors")
+    if not calendar.get("applied") or not isinstance(factors, list) or len(factors) != 3:
+        return None
+    first, second, third = (float(f) for f in factors)
+    return (
+        f"wins bunch by month of the quarter in this CRM (measured on {calendar.get('months')} months, "
+        f"p={float(str(calendar.get('p_value'))):.1g}): a day weighs {first:.2f}, {second:.2f} and "
+        f"{third:.2f} in the quarter's first, second and third month, and the forecast books its wins "
+        "so (docs/revenue.md)"
+    )
+
+
 def fit_calendar(
     won_at: pd.Series, first_close: pd.Timestamp | None, as_of: pd.Timestamp, settings: CalendarSettings
 ) -> CalendarProfile:
