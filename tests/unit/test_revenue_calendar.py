@@ -202,3 +202,31 @@ def test_the_sentence_says_the_profile_only_where_it_is_applied() -> None:
     text = describe(applied)
     assert text is not None and "0.70, 1.04 and 1.26" in text and "9 months" in text and "p=4e-05" in text
     assert describe(FLAT.to_dict()) is None and describe({}) is None
+
+
+def test_a_deal_the_flat_timing_books_is_booked_whatever_its_days_weigh() -> None:
+    """A tiny win mass (just above the flat timing's threshold) on days of intensity below 1."""
+    as_of = T("2025-01-01")
+    periods = period_grid(as_of, 3, "month")
+    tiny = np.array([[0.0, 1.5e-9, 1.5e-9]])
+    profile = CalendarProfile((0.6, 0.8, 1.6), True)
+    flat = close_shares(tiny, [0.0, 20.0, 90.0], as_of, periods, 90.0)
+    assert close_shares(tiny, [0.0, 20.0, 90.0], as_of, periods, 90.0, profile) == pytest.approx(flat)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"applied": True, "factors": [0.7, 1.0, 1.3], "months": 9, "p_value": None},
+        {"applied": True, "factors": [0.7, None, 1.3], "months": 9, "p_value": 0.001},
+        {"applied": True, "factors": [0.7, 1.3], "months": 9, "p_value": 0.001},
+        {"applied": "false", "factors": [0.7, 1.0, 1.3], "months": 9, "p_value": 0.001},
+        {"applied": True, "factors": [0.7, 1.0, 1.3], "months": 9, "p_value": float("nan")},
+        {"applied": True, "factors": [0.7, 1.0, 1.3]},
+        ["applied"],
+        "applied",
+        None,
+    ],
+)
+def test_the_sentence_never_raises_on_a_strange_document(document: object) -> None:
+    assert describe(document) is None

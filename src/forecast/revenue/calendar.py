@@ -13,10 +13,11 @@ The profile is measured, never assumed:
   day the CRM already records closes on) are counted;
 - a Poisson model with one level per quarter (growth, a bad quarter) and one daily intensity per
   month of the quarter (first, second, third), with each month's days as exposure, is fitted by
-  iterative proportional fitting;
+  iterative proportional fitting; quarters without a win or of one month are left out;
 - the profile is used only where the month positions explain the counts beyond the quarters'
-  levels: a likelihood-ratio test (2 degrees of freedom) with the counts' overdispersion estimated
-  where enough months leave residual degrees of freedom, at level ``alpha``.
+  levels, by an F test at level ``alpha`` on the deviance they remove over the counts'
+  overdispersion (moderated: a prior pooled with the residuals' own), and only where some month's
+  intensity is at least ``min_effect`` from 1 (:class:`CalendarSettings`).
 
 A profile changes *when* within the win horizon a deal's win lands, never *whether*: each open
 deal's timing mass over ``[0, horizon)`` is reweighted by the intensity of the days it falls on and
@@ -73,7 +74,7 @@ class CalendarProfile:
     Attributes:
         factors: Intensity of a day in the quarter's first, second and third month (their mean over
             a quarter's days is 1); all 1 where the profile is not applied.
-        applied: Whether the forecast uses it (the test passed).
+        applied: Whether the forecast uses it (the test passed and the effect is large enough).
         months: Complete months the test counted.
         p_value: The test's p-value (1 without a test).
         measured: The factors as measured, applied or not.
@@ -117,17 +118,25 @@ FLAT = CalendarProfile()
 """No profile: every day weighs the same."""
 
 
-def describe(calendar: dict[str, object]) -> str | None:
-    """The sentence a manager reads about an applied profile (its `to_dict`), or ``None``."""
-    factors = calendar.get("factors")
-    if not calendar.get("applied") or not isinstance(factors, list) or len(factors) != 3:
+def describe(calendar: object) -> str | None:
+    """The sentence a manager reads about an applied profile (its ``to_dict``), or ``None``.
+
+    Never raises: anything else than an applied profile's document (say, JSON edited by hand) is
+    ``None``.
+    """
+    try:
+        if not isinstance(calendar, dict) or calendar.get("applied") is not True:
+            return None
+        first, second, third = (float(f) for f in calendar["factors"])
+        months, p_value = int(calendar["months"]), float(calendar["p_value"])
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    first, second, third = (float(f) for f in factors)
+    if not all(math.isfinite(x) for x in (first, second, third, p_value)):
+        return None
     return (
-        f"wins bunch by month of the quarter in this CRM (measured on {calendar.get('months')} months, "
-        f"p={float(str(calendar.get('p_value'))):.1g}): a day weighs {first:.2f}, {second:.2f} and "
-        f"{third:.2f} in the quarter's first, second and third month, and the forecast books its wins "
-        "so (docs/revenue.md)"
+        f"wins bunch by month of the quarter in this CRM (measured on {months} months, "
+        f"p={p_value:.1g}): a day weighs {first:.2f}, {second:.2f} and {third:.2f} in the "
+        "quarter's first, second and third month, and the forecast books its wins so (docs/revenue.md)"
     )
 
 
@@ -284,4 +293,5 @@ def calendar_shares(
     # a deal whose whole timing falls on days of intensity 0 keeps its flat timing: never lost
     lost = (total <= 1e-12) & (flat > 1e-9)
     out[lost], total[lost] = plain[lost], flat[lost]
-    return np.where(total[:, None] > 1e-9, out / np.maximum(total[:, None], 1e-9), 0.0)
+    # which deals win is the flat timing's question (its threshold on the unweighted mass)
+    return np.where(flat[:, None] > 1e-9, out / np.maximum(total[:, None], 1e-300), 0.0)
