@@ -1,7 +1,8 @@
 """Where the month-of-quarter profile of wins is applied: every simulated world, and the Maven sample.
 
 Usage: ``uv run python benchmarks/bench_calendar.py [--worlds default quarter-end ...] [--seeds 1 2]
-[--maven ../shared/data/maven-crm-sales-opportunities]``.
+[--maven ../shared/data/maven-crm-sales-opportunities]``, or ``--speed [--deals 1000000]`` for the
+cost of the timing shares with a profile against the flat ones.
 
 The profile (:mod:`forecast.revenue.calendar`) must be applied where a CRM's wins bunch by month of
 the quarter and nowhere else: a profile applied by chance moves the timing of every forecast. For
@@ -10,6 +11,10 @@ measured at the cut and three and six months after it, as a forecast would (the 
 for Maven, at each month from 2017-06 to 2017-12. One line per world and seed: applied or not,
 p-value, the measured intensities of the quarter's first, second and third month, months counted.
 About a minute for all the presets at 1,000 leads a month (``FORECAST_THREADS=1``).
+
+``--speed``: :func:`forecast.revenue.forecast.close_shares` of ``--deals`` random monotone win-timing
+curves (40 edges over 365 days, a 200-day horizon) for 3 months and for 13 weeks, flat and with a
+profile applied; the best of 3 runs and the peak memory the call adds (``tracemalloc``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,39 @@ def _profiles(opps: pd.DataFrame, dates: list[pd.Timestamp]) -> list[dict[str, o
     return [_row(fit_calendar(won, first, d, CalendarSettings()), d) for d in dates]
 
 
+def speed(n: int) -> None:
+    """Time the timing shares flat and with a profile, one JSON line per period kind."""
+    import time
+    import tracemalloc
+
+    import numpy as np
+
+    from forecast.revenue.forecast import close_shares, period_grid
+
+    rng = np.random.default_rng(0)
+    edges = np.linspace(0.0, 365.0, 40)
+    curves = np.cumsum(rng.uniform(0, 1, (n, 40)), axis=1)
+    curves = (curves - curves[:, :1]) / (curves[:, -1:] - curves[:, :1]) * rng.uniform(0.2, 1.0, (n, 1))
+    as_of = pd.Timestamp("2025-02-10 09:30")
+    profile = CalendarProfile((0.7, 1.04, 1.26), applied=True)
+    for by, k in (("month", 3), ("week", 13)):
+        periods = period_grid(as_of, k, by)
+        row: dict[str, object] = {"deals": n, "periods": f"{k} {by}s"}
+        for name, cal in (("flat", None), ("profile", profile)):
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                close_shares(curves, edges, as_of, periods, 200.0, cal)
+                best = min(best, time.perf_counter() - started)
+            tracemalloc.start()
+            close_shares(curves, edges, as_of, periods, 200.0, cal)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            row[f"{name}_s"] = round(best, 3)
+            row[f"{name}_peak_mb"] = round(peak / 2**20, 1)
+        print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     """Measure the profile per world and seed (and on Maven), one JSON line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,7 +90,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--leads-per-month", type=float, default=1_000.0)
     parser.add_argument("--maven", type=Path, default=MAVEN)
+    parser.add_argument("--speed", action="store_true", help="time the timing shares instead")
+    parser.add_argument("--deals", type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.speed:
+        speed(args.deals)
+        return
     applied = checked = 0
     for name in args.worlds:
         for seed in args.seeds:
