@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -163,7 +163,7 @@ def fit_calendar(
     end = pd.Timestamp(as_of).normalize().replace(day=1)
     months = pd.date_range(start, end, freq="MS", inclusive="left")
     if len(months) < settings.min_months:
-        return replace_months(FLAT, len(months))
+        return replace(FLAT, months=len(months))
     dates = pd.to_datetime(won_at).dropna()
     dates = dates[(dates >= start) & (dates < end)]
     counts = dates.dt.to_period("M").value_counts()
@@ -172,11 +172,6 @@ def fit_calendar(
     quarter = np.array([m.year * 4 + (m.month - 1) // 3 for m in months])
     position = (np.asarray(months.month) - 1) % 3
     return _test(n, days, quarter, position, settings)
-
-
-def replace_months(profile: CalendarProfile, months: int) -> CalendarProfile:
-    """``profile`` with the number of months counted."""
-    return CalendarProfile(profile.factors, profile.applied, months, profile.p_value, profile.measured)
 
 
 def _test(
@@ -195,7 +190,7 @@ def _test(
     n, days, position = n[keep], days[keep], position[keep]
     _, q = np.unique(quarter[keep], return_inverse=True)
     if len(n) == 0 or (np.bincount(position, minlength=3) == 0).any():
-        return replace_months(FLAT, months)
+        return replace(FLAT, months=months)
     f = np.ones(3)
     for _ in range(200):  # iterative proportional fitting of mu = level[q] * f[position] * days
         level = np.bincount(q, weights=n) / np.bincount(q, weights=f[position] * days)
@@ -219,7 +214,7 @@ def _test(
     change = max(null - deviance, 0.0)
     df = len(n) - int(q.max()) - 1 - 2
     if df < 1:  # no month left to check the fit against: nothing replicated
-        return replace_months(FLAT, months)
+        return replace(FLAT, months=months)
     # the dispersion moderated by its prior (a scaled inverse chi-square worth prior_df months), and
     # the F test on the pooled degrees of freedom: few months lean on the prior, many on the data
     pooled = settings.dispersion_prior_df + df
@@ -227,10 +222,19 @@ def _test(
     p_value = float(stats.f.sf(change / 2.0 / dispersion, 2, pooled))
     measured = (float(f[0]), float(f[1]), float(f[2]))
     if not (math.isfinite(p_value) and all(math.isfinite(x) and x > 0 for x in measured)):
-        return replace_months(FLAT, months)
+        return replace(FLAT, months=months)
     material = max(abs(x - 1.0) for x in measured) >= settings.min_effect
     applied = p_value < settings.alpha and material
     return CalendarProfile(measured if applied else FLAT.factors, applied, months, p_value, measured)
+
+
+def period_span(period: Period, as_of: pd.Timestamp, horizon_days: float) -> tuple[float, float]:
+    """The days after ``as_of`` a period covers, clipped to ``[0, horizon_days]``."""
+    day = pd.Timedelta(days=1)
+    return (
+        min(max((period.start - as_of) / day, 0.0), horizon_days),
+        min(max((period.end - as_of) / day, 0.0), horizon_days),
+    )
 
 
 def calendar_shares(
@@ -255,10 +259,8 @@ def calendar_shares(
         profile: The month-of-quarter intensities.
     """
     day = pd.Timedelta(days=1)
-    cuts = {0.0, float(horizon_days)}
-    for p in periods:
-        for bound in (p.start, p.end):
-            cuts.add(min(max((bound - as_of) / day, 0.0), horizon_days))
+    spans = [period_span(p, as_of, horizon_days) for p in periods]
+    cuts = {0.0, float(horizon_days), *(bound for span in spans for bound in span)}
     month = pd.Timestamp(as_of).normalize().replace(day=1) + pd.DateOffset(months=1)
     while (month - as_of) / day < horizon_days:
         cuts.add((month - as_of) / day)
@@ -267,13 +269,6 @@ def calendar_shares(
     intensity = profile.at(
         pd.DatetimeIndex([as_of + (a + b) / 2 * day for a, b in itertools.pairwise(bounds)])
     )
-    spans = [
-        (
-            min(max((p.start - as_of) / day, 0.0), horizon_days),
-            min(max((p.end - as_of) / day, 0.0), horizon_days),
-        )
-        for p in periods
-    ]
     out = np.zeros((closed_by.shape[0], len(periods)))
     plain = np.zeros_like(out)  # the flat timing, for a deal whose days all weigh 0
     total = np.zeros(closed_by.shape[0])

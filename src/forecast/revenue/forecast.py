@@ -17,7 +17,7 @@ import pandas as pd
 
 from forecast.errors import InputError
 from forecast.models.survival import survival_at
-from forecast.revenue.calendar import FLAT, CalendarProfile, calendar_shares
+from forecast.revenue.calendar import FLAT, CalendarProfile, calendar_shares, period_span
 from forecast.revenue.montecarlo import booking_probabilities, simulate_new_deals, simulate_open_deals
 from forecast.revenue.new_deals import NewDealModel
 from forecast.revenue.shock import NO_SHOCK, CommonShock, shifted
@@ -82,8 +82,7 @@ def close_shares(
     f_h = survival_at(closed_by, edges, horizon_days)
     out = np.zeros((closed_by.shape[0], len(periods)))
     for k, p in enumerate(periods):
-        a = min(max((p.start - as_of) / pd.Timedelta(days=1), 0.0), horizon_days)
-        b = min(max((p.end - as_of) / pd.Timedelta(days=1), 0.0), horizon_days)
+        a, b = period_span(p, as_of, horizon_days)
         out[:, k] = survival_at(closed_by, edges, b) - survival_at(closed_by, edges, a)
     return np.where(f_h[:, None] > 1e-9, out / np.maximum(f_h[:, None], 1e-9), 0.0)
 
