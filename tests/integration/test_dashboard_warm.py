@@ -7,11 +7,14 @@ What is asserted is what the reader's cache holds and how many results it comput
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
 from forecast.dashboard.app import create_app
-from forecast.dashboard.data import Filters
+from forecast.dashboard.data import Filters, Reader
+from forecast.dashboard.store import PageStore
+from forecast.dashboard.warm import champions, default_pages
 from tests.dashboard_env import trained_env
 from tests.integration.test_dashboard import PAGES, _figures, _rows, _settings
 
@@ -69,3 +72,57 @@ def test_warmed_pages_show_the_same_figures_as_pages_computed_on_the_visit(env: 
             assert _figures(hot_html), path  # the page has figures to compare
         hot_csv, cold_csv = w.get("/prospects.csv").text, cold.get("/prospects.csv").text
         assert hot_csv == cold_csv and hot_csv.count("\n") > 1  # the warmed export is the one written
+
+
+def test_a_restarted_dashboard_reads_its_pages_back_instead_of_computing_them(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The pages a warm-up computed are kept on disk; the next process answers them from there.
+
+    Under the same warehouse, champions, settings and code: every page (and the filtered ones the
+    warm-up computes) is read back, none put together again, and a visit needs no CRM read; with
+    another champion version nothing is taken from the kept files.
+    """
+    settings = _settings(env)
+    root = tmp_path / "keep"
+    first = create_app(settings, warm_every=0, store=PageStore(root, settings.warehouse))
+    team = ""
+    with TestClient(first) as client:
+        assert first.state.warmer.wait(timeout=900) and first.state.warmer.errors == 0
+        team = sorted(first.state.reader.tracking(Filters()).reps["team"])[0]
+        paths = (*PAGES, "/prospects.csv", f"/reps?team={team}", f"/?team={team}")
+        before = {path: client.get(path).text for path in paths}
+    assert first.state.reader.assembled > 0 and first.state.reader.loaded == 0
+
+    # a restart: a new reader over the same store, its warm-up reads the pages back
+    second = create_app(settings, warm_every=0, store=PageStore(root, settings.warehouse))
+    with TestClient(second) as client:
+        assert second.state.warmer.wait(timeout=900) and second.state.warmer.errors == 0
+        reader = second.state.reader
+        assert reader.assembled == 0  # no page put together again: all read back
+        assert reader.loaded >= len(default_pages(reader)) + 4 * 6  # the defaults, a filter of each kind
+        for path in paths:
+            got = client.get(path)
+            assert got.status_code == 200, path
+            if path.endswith(".csv"):
+                assert got.text == before[path] and got.text.count("\n") > 1
+            else:
+                assert _figures(got.text) == _figures(before[path]), path
+                assert _rows(got.text) == _rows(before[path]), path
+        assert reader.assembled == 0
+
+    # a visit before any warm-up, once the champions are known: no CRM read, nothing computed
+    third = Reader(settings, store=PageStore(root, settings.warehouse))
+    third.note_champions(champions(third))
+    with TestClient(create_app(settings, reader=third, warm_every=None)) as client:
+        assert _figures(client.get("/").text) == _figures(before["/"])
+        assert client.get(f"/reps?team={team}").status_code == 200
+    assert third.computed == 0 and third.assembled == 0 and third.loaded >= 3
+    assert ("tracking", None) not in third.keys()
+
+    # another champion version (a promotion while the dashboard was down): computed afresh
+    fourth = Reader(settings, store=PageStore(root, settings.warehouse))
+    fourth.note_champions(tuple((name, "999") for name, _ in champions(fourth)))
+    with TestClient(create_app(settings, reader=fourth, warm_every=None)) as client:
+        assert _figures(client.get("/").text) == _figures(before["/"])
+    assert fourth.loaded == 0 and fourth.assembled > 0

@@ -49,11 +49,20 @@ def dashboard(
         typer.Option(help="Address to listen on (default 127.0.0.1; another needs to be given explicitly)."),
     ] = None,
     models: ModelsOpt = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep/--no-keep",
+            help="Keep computed pages in <data dir>/dashboard-cache, so that a restart over the same "
+            "warehouse, champions, code and configuration reads them back instead of computing them.",
+        ),
+    ] = True,
 ) -> None:
     """Start the dashboard in this process until interrupted."""
     import uvicorn
 
     from forecast.dashboard.app import create_app
+    from forecast.dashboard.store import default_store
 
     settings = context_settings(ctx)
     if not settings.warehouse.is_file():
@@ -62,7 +71,7 @@ def dashboard(
         False, {DEAL_WIN: (DEAL_WIN, "--models"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--models")}, None, models
     )
     try:
-        application = create_app(settings, refs=refs)
+        application = create_app(settings, refs=refs, store=default_store(settings) if keep else None)
     except ValueError as exc:  # a blank FORECAST_API_TOKEN
         fail(False, str(exc))
     bind = host or LOOPBACK

@@ -30,6 +30,7 @@ from forecast.config import Settings
 from forecast.dashboard import choices, compare, pages
 from forecast.dashboard.data import Filters, Listing, Reader
 from forecast.dashboard.rooted import RootedLinks
+from forecast.dashboard.store import PageStore
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
 from forecast.errors import InputError
 from forecast.io import csv_text
@@ -75,11 +76,15 @@ class _Dashboard:
     """The dashboard's endpoints over one reader, with the login rule of ``settings``."""
 
     def __init__(
-        self, settings: Settings, reader: Reader | None = None, refs: Mapping[str, Any] | None = None
+        self,
+        settings: Settings,
+        reader: Reader | None = None,
+        refs: Mapping[str, Any] | None = None,
+        store: PageStore | None = None,
     ) -> None:
         self.settings = settings
         self.token = dashboard_token(settings)
-        self.read = reader or Reader(settings, refs=refs)
+        self.read = reader or Reader(settings, refs=refs, store=store)
 
     def authorised(self, request: Request) -> bool:
         if self.token is None:
@@ -100,9 +105,9 @@ class _Dashboard:
                 return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
             try:
                 filters = Filters.from_query(request.query_params)
-                data = self.read.tracking(filters) if tracking else None
-                if data is not None:
-                    choices.check(data, filters)  # an unknown rep, team, region or source: 400
+                cut = self.read.cut(filters) if tracking else None
+                if cut is not None:  # an unknown rep, team, region or source: 400
+                    choices.check_known(cut.known, cut.as_of, filters)
                 as_of, period, html = body(filters, request.query_params)
             except InputError as exc:
                 return _html(pages.simple_page("Bad filter", str(exc)), 400)
@@ -113,8 +118,9 @@ class _Dashboard:
                 return _html(pages.simple_page(title, message), 404)
             except ValueError as exc:
                 return _html(pages.simple_page(title, f"The warehouse cannot be read: {exc}"), 503)
+            offered = cut.known if cut is not None else None
             text = pages.layout(
-                title, path, filters, as_of, html, data, period, logout=self.token is not None
+                title, path, filters, as_of, html, offered, period, logout=self.token is not None
             )
             return _html(text)
 
@@ -138,8 +144,7 @@ class _Dashboard:
         return doc["as_of"], doc["period"]["label"], pages.insights_body(doc, f)
 
     def models(self, f: Filters, _: Mapping[str, str]) -> tuple[str, str, str]:
-        data = self.read.tracking(f)
-        return data.as_of.isoformat(), "", pages.models_body(self.read.models())
+        return self.read.cut(f).as_of.isoformat(), "", pages.models_body(self.read.models())
 
     def prospects(self, f: Filters, query: Mapping[str, str]) -> tuple[str, str, str]:
         listing = Listing.from_query(query)
@@ -157,7 +162,8 @@ class _Dashboard:
         try:
             filters = Filters.from_query(request.query_params)
             listing = Listing.from_query(request.query_params)
-            choices.check(self.read.tracking(filters), filters)
+            cut = self.read.cut(filters)
+            choices.check_known(cut.known, cut.as_of, filters)
             p = self.read.prospects(filters)
         except InputError as exc:
             return PlainTextResponse(str(exc), status_code=400, headers=SECURITY_HEADERS)
@@ -222,6 +228,7 @@ def create_app(
     reader: Reader | None = None,
     warm_every: float | None = EVERY_SECONDS,
     refs: Mapping[str, Any] | None = None,
+    store: PageStore | None = None,
 ) -> Starlette:
     """The dashboard for ``settings``' warehouse and registry.
 
@@ -237,8 +244,10 @@ def create_app(
             ``None``: no warm-up, every page computed on its first visit).
         refs: The models named by role (``forecast dashboard --models``), when not a new ``reader``'s
             default champions (e.g. ``deal_win`` -> ``deal_win_maven`` on the Maven sample).
+        store: Where a new ``reader`` also keeps whole pages between runs
+            (:mod:`forecast.dashboard.store`; ``None``: in memory only).
     """
-    app = _Dashboard(settings, reader, refs)
+    app = _Dashboard(settings, reader, refs, store)
     warmer = Warmer(app.read, warm_every, filtered=True) if warm_every is not None else None
 
     @asynccontextmanager

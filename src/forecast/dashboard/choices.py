@@ -7,7 +7,8 @@ line), never answered with empty tables that look like a quiet week.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
@@ -15,8 +16,17 @@ from forecast.errors import ECHO_LIMIT, InputError
 from forecast.tracking.common import memo
 
 if TYPE_CHECKING:
-    from forecast.dashboard.data import Filters
     from forecast.tracking.data import TrackingData
+
+
+class Scoped(Protocol):
+    """What a check reads of the page's filters (:class:`forecast.dashboard.data.Filters`)."""
+
+    @property
+    def scopes(self) -> list[tuple[str, str]]:
+        """Every group filter given, ``(grouping, value)``."""
+        ...
+
 
 SHOWN = 12
 """Most accepted values an error lists."""
@@ -54,17 +64,23 @@ def _known(data: TrackingData) -> dict[str, list[str]]:
     }
 
 
-def check(data: TrackingData, filters: Filters) -> None:
+def check(data: TrackingData, filters: Scoped) -> None:
     """Refuse a rep, team, region or source the warehouse does not hold.
 
     Raises:
         InputError: Naming the filter (its ``parameter``) and the value, with the values it takes.
     """
-    given = filters.scopes
-    if not given:
-        return
-    choices = known(data)
-    for key, value in given:
+    if filters.scopes:
+        check_known(known(data), data.as_of, filters)
+
+
+def check_known(choices: Mapping[str, list[str]], as_of: pd.Timestamp, filters: Scoped) -> None:
+    """:func:`check` against the values :func:`known` found for the cut at ``as_of``.
+
+    Raises:
+        InputError: Naming the filter (its ``parameter``) and the value, with the values it takes.
+    """
+    for key, value in filters.scopes:
         accepted = choices[key]
         if value in accepted:
             continue
@@ -74,7 +90,7 @@ def check(data: TrackingData, filters: Filters) -> None:
         listed = ", ".join(accepted[:SHOWN]) + (
             f" and {len(accepted) - SHOWN} more" if len(accepted) > SHOWN else ""
         )
-        day = data.as_of.date().isoformat()
+        day = as_of.date().isoformat()
         raise InputError(
             f"'{shown}' is not a {key} of the warehouse as of {day}: use one of {listed}", parameter=key
         )

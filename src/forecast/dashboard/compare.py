@@ -211,25 +211,34 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
 
 
 def overview_changes(reader: Reader, filters: Filters) -> Comparison:
-    """The Overview's comparison: everyone's figures, or the most specific filter's group."""
-    scope = filters.scope
-    row = ("rep", ALL_LABEL) if scope is None else scope
-    made = compare(reader, filters, [row])
-    made.notes.extend(filters.unapplied((row[0],) if scope is not None else (), WHAT))
-    return made
+    """The Overview's comparison: everyone's figures, or the most specific filter's group (a page)."""
+
+    def compute() -> Comparison:
+        scope = filters.scope
+        row = ("rep", ALL_LABEL) if scope is None else scope
+        made = compare(reader, filters, [row])
+        made.notes.extend(filters.unapplied((row[0],) if scope is not None else (), WHAT))
+        return made
+
+    return reader.page("overview changes", filters, compute)
 
 
 def reps_changes(reader: Reader, filters: Filters, shown: dict[str, Any] | None = None) -> Comparison:
     """The Reps page's comparison: each rep its table shows, and its total row (the team's or region's).
 
-    ``shown`` is :meth:`Reader.reps`'s answer for the filters when the caller has it already.
+    ``shown`` is :meth:`Reader.reps`'s answer for the filters when the caller has it already (a page:
+    kept by the filters, which decide ``shown``).
     """
-    shown = reader.reps(filters) if shown is None else shown
-    total: pd.DataFrame = shown["total"]
-    label = next((c for c in ("rep", "team", "region") if c in total.columns), "rep")
-    rows = [("rep", str(rep)) for rep in shown["performance"]["rep"]]
-    rows += [(label, str(v)) for v in total[label]] if label in total.columns else []
-    return compare(reader, filters, rows)
+
+    def compute() -> Comparison:
+        table = reader.reps(filters) if shown is None else shown
+        total: pd.DataFrame = table["total"]
+        label = next((c for c in ("rep", "team", "region") if c in total.columns), "rep")
+        rows = [("rep", str(rep)) for rep in table["performance"]["rep"]]
+        rows += [(label, str(v)) for v in total[label]] if label in total.columns else []
+        return compare(reader, filters, rows)
+
+    return reader.page("reps changes", filters, compute)
 
 
 def _by_key(table: pd.DataFrame | None, by: str, metrics: tuple[str, ...]) -> _Rows:

@@ -33,6 +33,9 @@ from forecast.timeutil import parse_time
 from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.periods import Period
 
+if TYPE_CHECKING:
+    from forecast.dashboard.store import PageStore
+
 SIMULATIONS = 10_000
 """``forecast revenue``'s default number of simulations (with its default seed 0): the same numbers."""
 WIN_LEVEL = "deal_win"
@@ -92,6 +95,9 @@ ACTIVITY_COLUMNS = (
 WHOLE_REPORTS = (("performance", True), ("process", True), ("effectiveness", False), ("funnel", False))
 """The reports a filtered view reads grouped by its filter, and whether the previous period's too
 (the comparison with the period before): :meth:`Reader.whole_reports`."""
+PERSISTED = ("page", "prospects.csv")
+"""The kinds of result a :class:`~forecast.dashboard.store.PageStore` keeps on disk: whole pages
+(and the small cut every page's form reads), not the CRM read or the reports they come from."""
 NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
@@ -246,6 +252,21 @@ class Overview:
     """Whether the warehouse records any lead up to the as of (the lead figures are left out if not)."""
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What every page's frame needs of the warehouse cut at the as-of, without the cut itself.
+
+    Attributes:
+        as_of: The cut's time.
+        known: Each group filter's values (:func:`forecast.dashboard.choices.known`).
+        rep_groups: Each rep's team and region (to refuse a rep filter with another team or region).
+    """
+
+    as_of: pd.Timestamp
+    known: dict[str, list[str]]
+    rep_groups: dict[str, tuple[str, str]]
+
+
 class Turns:
     """One computation at a time, the requests' before the background's (a small priority lock).
 
@@ -303,14 +324,28 @@ class Reader:
     the filters. Computations take turns (:class:`Turns`: one at a time, the machine's cores are few,
     and pandas holds the GIL), a request before the background warm-up; a lookup of a held result
     never waits for them, and a request for a result being computed waits for that computation
-    instead of repeating it. It holds 128 results, least recently used out first: a cold filtered
+    instead of repeating it. It holds 256 results, least recently used out first: a cold filtered
     view keeps its group's rows (small), and the whole reads and reports stay held beside them.
+
+    With a ``store`` (:class:`~forecast.dashboard.store.PageStore`), whole pages (the kinds of
+    :data:`PERSISTED`) are also written to disk once computed and read back instead of computed in
+    a later process, under a fingerprint of the warehouse, the champions, the settings, the
+    configuration and the code (:meth:`fingerprint`). It is used once the champions are known
+    (:meth:`note_champions`: the warm-up's first look), and never for a page showing something
+    missing (a registry that could not be read may answer at the next look).
     """
 
     def __init__(
-        self, settings: Settings, cache_size: int = 128, refs: Mapping[str, Any] | None = None
+        self,
+        settings: Settings,
+        cache_size: int = 256,
+        refs: Mapping[str, Any] | None = None,
+        store: PageStore | None = None,
     ) -> None:
         self.settings = settings
+        self.store = store
+        """Where whole pages are also kept between runs (``None``: in memory only)."""
+        self._fingerprints: dict[tuple[Any, ...], str] = {}
         self.refs: dict[str, Any] = dict(refs or {})
         """The models named by role (``forecast dashboard --models``: e.g. ``deal_win=deal_win_maven``);
         the other roles use their champions bound to the warehouse."""
@@ -324,7 +359,12 @@ class Reader:
         self._seen: tuple[int, int] | None = None  # the state the last lookup saw
         self._listeners: list[Callable[[], None]] = []
         self.computed = 0
-        """How many results were computed (not found in the cache), for tests and benchmarks."""
+        """How many results were computed (not found in the cache), for tests and benchmarks: the
+        figures; a page put together from held figures counts in :attr:`assembled`."""
+        self.assembled = 0
+        """How many pages (:meth:`page`) were put together (not found in the cache nor the store)."""
+        self.loaded = 0
+        """How many results were read back from :attr:`store` (not computed), for tests and benchmarks."""
 
     def state(self) -> tuple[int, int]:
         """The state: the warehouse file's modification time (0: none) and the registry's generation."""
@@ -384,8 +424,56 @@ class Reader:
         """Call ``listener`` (quick, no raise) when a lookup first sees a new state (an ingest, say)."""
         self._listeners.append(listener)
 
+    def fingerprint(self, state: tuple[int, int] | None = None) -> str | None:
+        """The store's fingerprint for ``state`` (default: the current one).
+
+        ``None`` without a store or before the champions are known
+        (:func:`forecast.dashboard.store.fingerprint`).
+        """
+        from forecast.dashboard.store import fingerprint
+
+        champions = self._champions
+        if self.store is None or champions is None:
+            return None
+        state = self.state() if state is None else state
+        memo_key = (state, champions)
+        found = self._fingerprints.get(memo_key)
+        if found is None:
+            try:
+                found = fingerprint(
+                    self.settings.warehouse,
+                    champions,
+                    self.refs,
+                    self.settings.model_dump_json(),
+                    self.settings.config_dir,
+                )
+            except OSError:  # no warehouse (yet): nothing to keep
+                return None
+            self._fingerprints = {memo_key: found}  # the current state's alone
+        return found
+
+    def _load(self, full: tuple[Any, ...]) -> tuple[bool, Any]:
+        """``full``'s result read back from the store (``(False, None)``: not held, or not kept there)."""
+        if self.store is None or full[1] not in PERSISTED:
+            return False, None
+        fp = self.fingerprint(full[0])
+        if fp is None:
+            return False, None
+        return self.store.get(fp, full[1:])
+
+    def _save(self, full: tuple[Any, ...], value: Any) -> None:
+        """Write ``full``'s result to the store, if it is a kind kept there and shows nothing missing."""
+        if self.store is None or full[1] not in PERSISTED or _shows_missing(value):
+            return
+        fp = self.fingerprint(full[0])
+        if fp is not None and full[0] == self.state():
+            self.store.put(fp, full[1:], value)
+
     def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """``key``'s result for the current state: held, or computed once (one computation at a time)."""
+        """``key``'s result for the current state: held, read back from the store, or computed.
+
+        Computed once (one computation at a time; a request for it meanwhile waits for it).
+        """
         full = (self.state(), *key)
         if full[0] != self._seen:
             self._seen = full[0]
@@ -404,23 +492,61 @@ class Reader:
             if not mine:  # another thread computes it: wait and take its result (or compute, if it failed)
                 pending.wait()
                 continue
+            computed = False
             try:
-                with self._turns.turn():
-                    value = compute()
+                held, value = self._load(full)  # a file read: no turn to wait for
+                if not held:
+                    with self._turns.turn():
+                        value = compute()
+                    computed = True
                 current = self.state()
                 with self._lock:
-                    self.computed += 1
+                    if not computed:
+                        self.loaded += 1
+                    elif full[1] == "page":
+                        self.assembled += 1
+                    else:
+                        self.computed += 1
                     if full[0] == current:  # a result of a state gone by is answered, not kept
                         for old in [k for k in self._cache if k[0] != current]:
                             del self._cache[old]  # another state's results: never asked again
                         self._cache[full] = value
                         while len(self._cache) > self._cache_size:
                             self._cache.popitem(last=False)
-                return value
             finally:
                 with self._lock:
                     del self._pending[full]
                 pending.set()
+            if computed:
+                self._save(full, value)  # after the waiters have their answer
+            return value
+
+    def page(self, name: str, filters: Filters, compute: Callable[[], T]) -> T:
+        """A whole page's result for the filters: held, read back from the store, or computed."""
+        return self._cached(("page", name, *filters.key()), compute)
+
+    def cut(self, filters: Filters) -> Cut:
+        """What every page's frame reads of the cut at the filters' as-of (kept like a page).
+
+        Raises:
+            FileNotFoundError: No warehouse.
+            ValueError: A warehouse without any dated event.
+            InputError: A rep filter with a team or region the rep is not in.
+        """
+        from forecast.dashboard.choices import known
+
+        def compute() -> Cut:
+            data = self._tracking(filters)
+            reps = data.reps
+            groups = {
+                str(r): (str(t), str(g))
+                for r, t, g in zip(reps["rep_id"], reps["team"], reps["region"], strict=True)
+            }
+            return Cut(data.as_of, known(data), groups)
+
+        made = self._cached(("page", "cut", filters.as_of), compute)
+        _check_rep_groups(made.rep_groups, filters)
+        return made
 
     # --- tracking (forecast metrics, forecast insights) -------------------------------------------
 
@@ -491,14 +617,21 @@ class Reader:
                 self.report(f, name, by)
 
     def insights(self, filters: Filters) -> dict[str, Any]:
-        """``forecast insights --json`` for the filters' as-of and period."""
+        """``forecast insights --json`` for the filters' as-of and period (kept like a page).
+
+        The document does not depend on the group filters or the forecast's horizon (a page narrows
+        it), so one is kept per as-of and period.
+        """
         from forecast.tracking.insights import insights
 
-        data = self.tracking(filters)
-        period = self.period(data, filters)
-        return self._cached(
-            ("insights", filters.as_of, period.label), lambda: insights(data, period).as_dict()
-        )
+        def compute() -> dict[str, Any]:
+            data = self.tracking(filters)
+            period = self.period(data, filters)
+            return self._cached(
+                ("insights", filters.as_of, period.label), lambda: insights(data, period).as_dict()
+            )
+
+        return self.page("insights", Filters(as_of=filters.as_of, period=filters.period), compute)
 
     # --- revenue and flags ------------------------------------------------------------------------
 
@@ -596,6 +729,10 @@ class Reader:
     # --- pages ------------------------------------------------------------------------------------
 
     def overview(self, filters: Filters) -> Overview:
+        """This period's bookings against goal, the forecast ahead, flags and the top insights (a page)."""
+        return self.page("overview", filters, lambda: self._overview(filters))
+
+    def _overview(self, filters: Filters) -> Overview:
         """This period's bookings against goal, the forecast ahead, flags and the top insights."""
         revenue = self.revenue(filters)
         flags = self.flags(filters)
@@ -675,6 +812,10 @@ class Reader:
         return [{str(k): _plain(v) for k, v in r.items()} for r in out.to_dict("records")]
 
     def reps(self, filters: Filters) -> dict[str, Any]:
+        """Per-rep performance and goals (``forecast metrics --report performance|goals``; a page)."""
+        return self.page("reps", filters, lambda: self._reps(filters))
+
+    def _reps(self, filters: Filters) -> dict[str, Any]:
         """Per-rep performance and goals (``forecast metrics --report performance|goals --by rep``)."""
         data = self.tracking(filters)
         period = self.period(data, filters)
@@ -711,6 +852,10 @@ class Reader:
         }
 
     def pipeline(self, filters: Filters) -> dict[str, Any]:
+        """The funnel by grouping and the stage table (``forecast metrics --report funnel``; a page)."""
+        return self.page("pipeline", filters, lambda: self._pipeline(filters))
+
+    def _pipeline(self, filters: Filters) -> dict[str, Any]:
         """The funnel by grouping and the stage table (``forecast metrics --report funnel|process``)."""
         data = self.tracking(filters)
         period = self.period(data, filters)
@@ -734,6 +879,10 @@ class Reader:
         }
 
     def prospects(self, filters: Filters) -> dict[str, Any]:
+        """Open leads and deals at the period's end (``forecast metrics --report prospects``; a page)."""
+        return self.page("prospects", filters, lambda: self._prospects(filters))
+
+    def _prospects(self, filters: Filters) -> dict[str, Any]:
         """Open leads and deals at the period's end (``forecast metrics --report prospects``), narrowed."""
         data = self.tracking(filters)
         period = self.period(data, filters)
@@ -757,10 +906,15 @@ class Reader:
         """
         from forecast.io import csv_text
 
-        rows = self.prospects(filters)["rows"]
-        return self._cached(("prospects.csv", *filters.key()), lambda: csv_text(rows))
+        return self._cached(
+            ("prospects.csv", *filters.key()), lambda: csv_text(self.prospects(filters)["rows"])
+        )
 
     def activity(self, filters: Filters) -> dict[str, Any]:
+        """Activity effectiveness and the process (a page: :meth:`_activity`)."""
+        return self.page("activity", filters, lambda: self._activity(filters))
+
+    def _activity(self, filters: Filters) -> dict[str, Any]:
         """Activity effectiveness and the process (``forecast metrics --report effectiveness|process``).
 
         Without a filter: effectiveness by team and by channel (inbound against outbound), the
@@ -829,10 +983,18 @@ def _check_rep(data: TrackingData, filters: Filters) -> None:
     if filters.rep is None or (filters.team is None and filters.region is None):
         return
     reps = data.reps[data.reps["rep_id"].astype(str) == filters.rep]
-    if reps.empty:
+    groups = {} if reps.empty else {filters.rep: (str(reps["team"].iloc[0]), str(reps["region"].iloc[0]))}
+    _check_rep_groups(groups, filters)
+
+
+def _check_rep_groups(groups: Mapping[str, tuple[str, str]], filters: Filters) -> None:
+    """:func:`_check_rep` on each rep's ``(team, region)``."""
+    if filters.rep is None or (filters.team is None and filters.region is None):
+        return
+    if filters.rep not in groups:
         raise InputError(f"'{filters.rep}' is not a rep of the warehouse", parameter="rep")
-    for key in ("team", "region"):
-        given, actual = getattr(filters, key), str(reps[key].iloc[0])
+    for key, actual in zip(("team", "region"), groups[filters.rep], strict=True):
+        given = getattr(filters, key)
         if given is not None and given != actual:
             raise InputError(
                 f"rep {filters.rep} is in {key} {actual}, not {given}: drop one of the two filters",
@@ -850,6 +1012,19 @@ def _reps_in(data: TrackingData, filters: Filters) -> list[str] | None:
         column = "rep_id" if key == "rep" else key
         reps = reps[reps[column].astype(str) == value]
     return reps["rep_id"].astype(str).tolist()
+
+
+def _shows_missing(value: Any) -> bool:
+    """Whether a result says a model or the registry could not give its figures (not kept on disk).
+
+    The Overview's forecast and flags come from the registry's champions; a group's pacing without
+    a goal is the data's (kept). Any other result: itself or a first-level value :class:`Missing`.
+    """
+    if isinstance(value, Overview):
+        return isinstance(value.forecast, Missing) or isinstance(value.flags, Missing)
+    if isinstance(value, dict):
+        return any(isinstance(v, Missing) for v in value.values())
+    return isinstance(value, Missing)
 
 
 def _without_activities(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from the warehouse is escaped.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from importlib import resources
 from typing import Any
@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from forecast.dashboard import charts, choices
+from forecast.dashboard import charts
 from forecast.dashboard.compare import HEADLINE, Change, Comparison
 from forecast.dashboard.data import (
     NO_SCORE,
@@ -29,7 +29,7 @@ from forecast.dashboard.data import (
     Overview,
     about,
 )
-from forecast.tracking.data import ALL_LABEL, TrackingData
+from forecast.tracking.data import ALL_LABEL
 
 PAGES = (
     ("/", "Overview"),
@@ -110,9 +110,12 @@ def _options(name: str, values: Iterable[str], chosen: str | None) -> str:
     return f'<label>{name} <select name="{name}">{"".join(opts)}</select></label>'
 
 
-def filter_form(path: str, filters: Filters, data: TrackingData | None) -> str:
-    """The filters as a GET form: everything lives in the query string."""
-    offered: dict[str, list[str]] = {k: [] for k in SCOPES} if data is None else choices.known(data)
+def filter_form(path: str, filters: Filters, offered: Mapping[str, list[str]] | None) -> str:
+    """The filters as a GET form: everything lives in the query string.
+
+    ``offered`` are each group filter's values (:func:`forecast.dashboard.choices.known`; ``None``: none).
+    """
+    offered = offered if offered is not None else {k: [] for k in SCOPES}
     horizon = "".join(
         f"<option{' selected' if h == filters.horizon else ''}>{h}</option>"
         for h in ("week", "month", "quarter")
@@ -136,11 +139,14 @@ def layout(
     filters: Filters,
     as_of: str,
     body: str,
-    data: TrackingData | None = None,
+    offered: Mapping[str, list[str]] | None = None,
     period: str = "",
     logout: bool = False,
 ) -> str:
-    """A whole page: navigation (keeping the filters), the as-of line, the filter form and ``body``."""
+    """A whole page: navigation (keeping the filters), the as-of line, the filter form and ``body``.
+
+    ``offered`` are the filter form's values (:class:`~forecast.dashboard.data.Cut`'s ``known``).
+    """
     query = escape(filters.query(), quote=True)
     nav = "".join(
         f'<a href="{href}{query}"{" aria-current=page" if href == path else ""}>{name}</a>'
@@ -160,7 +166,7 @@ def layout(
         f"<title>{escape(title)} · forecast</title>"
         '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
         f'<header><nav aria-label="pages"><span class="brand">forecast</span>{nav}</nav>{out}'
-        f'<p class="asof">{when}{per}{scoped}</p>{filter_form(path, filters, data)}</header>'
+        f'<p class="asof">{when}{per}{scoped}</p>{filter_form(path, filters, offered)}</header>'
         f"<main><h1>{escape(title)}</h1>{body}</main>"
         "<footer>Read-only view of the warehouse and the registry's champions; every figure is the "
         "CLI's for the same as of (docs/dashboard.md).</footer></body></html>"

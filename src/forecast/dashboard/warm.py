@@ -39,6 +39,7 @@ def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     """What each page's default view computes, by page, the Overview (the first page opened) first."""
     default = Filters()
     return [
+        ("cut", lambda: reader.cut(default)),  # every page's filter form
         ("overview", lambda: reader.overview(default)),
         ("overview changes", lambda: compare.overview_changes(reader, default)),
         ("reps", lambda: reader.reps(default)),
@@ -55,30 +56,27 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     """What a filtered view of the default as-of and period computes, once per kind of filter.
 
     A filtered page follows its filter's grouping (a team filter: the tables and the forecast by
-    team). On a cold cache it computes its own group's rows alone, so the warm-up first computes
-    the whole reports of each kind of filter (:meth:`Reader.whole_reports`), then the pages with
-    one filter of each kind (the first rep, team, region and source of the warehouse): every other
-    filter of that kind then finds its figures too (its rows taken from the whole reports; a
-    rep's own pacing line aside, a few milliseconds).
+    team). The warm-up computes the pages with one filter of each kind (the first rep, team, region
+    and source of the warehouse), then the whole reports of each kind (:meth:`Reader.whole_reports`):
+    every other filter of that kind then finds its figures too (its rows taken from the whole
+    reports; a rep's own pacing line aside, a few milliseconds). The pages come first because a
+    restarted dashboard reads them back from its store (:mod:`forecast.dashboard.store`) in
+    moments, while the reports need the CRM read again; on a cold cache a page computes its own
+    group's rows alone, the same rows (``tests/unit/test_dashboard_filtered.py``).
     """
-    data = reader.tracking(Filters())
-    firsts = {
-        "rep": sorted(data.reps["rep_id"].astype(str)),
-        "team": sorted(data.reps["team"].astype(str)),
-        "region": sorted(data.reps["region"].astype(str)),
-        "source": sorted(data.leads["source"].astype(str).unique()) if not data.leads.empty else [],
-    }
+    firsts = reader.cut(Filters()).known  # sorted values each filter takes
     out: list[tuple[str, Callable[[], Any]]] = []
+    reports: list[tuple[str, Callable[[], Any]]] = []
     for key, values in firsts.items():
         if not values:
             continue
         filters = Filters(**{key: values[0]})
-        out.append((f"reports?{key}", partial(reader.whole_reports, filters)))
         for page in ("overview", "reps", "pipeline", "activity"):
             out.append((f"{page}?{key}", partial(getattr(reader, page), filters)))
         for page, changes in (("overview", compare.overview_changes), ("reps", compare.reps_changes)):
             out.append((f"{page} changes?{key}", partial(changes, reader, filters)))
-    return out
+        reports.append((f"reports?{key}", partial(reader.whole_reports, filters)))
+    return out + reports
 
 
 def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:

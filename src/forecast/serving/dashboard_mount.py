@@ -45,8 +45,9 @@ def dashboard_refs(settings: Settings) -> dict[str, Any]:
 def mounted_app(settings: Settings) -> Any:
     """The dashboard app the service mounts: its settings, its models (:func:`dashboard_refs`)."""
     from forecast.dashboard.app import create_app
+    from forecast.dashboard.store import default_store
 
-    return create_app(settings, refs=dashboard_refs(settings))
+    return create_app(settings, refs=dashboard_refs(settings), store=default_store(settings))
 
 
 class MountedDashboard:
