@@ -89,7 +89,8 @@ def test_a_restarted_dashboard_reads_its_pages_back_instead_of_computing_them(
     team = ""
     with TestClient(first) as client:
         assert first.state.warmer.wait(timeout=900) and first.state.warmer.errors == 0
-        team = sorted(first.state.reader.tracking(Filters()).reps["team"])[0]
+        teams = sorted(set(first.state.reader.tracking(Filters()).reps["team"]))
+        team = teams[0]
         paths = (*PAGES, "/prospects.csv", f"/reps?team={team}", f"/?team={team}")
         before = {path: client.get(path).text for path in paths}
     assert first.state.reader.assembled > 0 and first.state.reader.loaded == 0
@@ -110,6 +111,14 @@ def test_a_restarted_dashboard_reads_its_pages_back_instead_of_computing_them(
                 assert _figures(got.text) == _figures(before[path]), path
                 assert _rows(got.text) == _rows(before[path]), path
         assert reader.assembled == 0
+        # another team's Overview, never visited: put together from the team forecast read back
+        forecast_by_team = ("revenue", None, "month", "team")
+        assert forecast_by_team not in set(reader.keys())  # the reader's keys (a method, not a dict's)
+        loaded, computed = reader.loaded, reader.computed
+        other = client.get(f"/?team={teams[1]}")
+        assert other.status_code == 200 and reader.assembled == 2  # the Overview and its comparison
+        assert forecast_by_team in set(reader.keys()) and reader.loaded > loaded
+        assert reader.computed == computed  # the forecast and the flags read back, not computed
 
     # a visit before any warm-up, once the champions are known: no CRM read, nothing computed
     third = Reader(settings, store=PageStore(root, settings.warehouse))
@@ -118,11 +127,12 @@ def test_a_restarted_dashboard_reads_its_pages_back_instead_of_computing_them(
         assert _figures(client.get("/").text) == _figures(before["/"])
         assert client.get(f"/reps?team={team}").status_code == 200
     assert third.computed == 0 and third.assembled == 0 and third.loaded >= 3
-    assert ("tracking", None) not in third.keys()
+    assert ("tracking", None) not in set(third.keys())
 
     # another champion version (a promotion while the dashboard was down): computed afresh
     fourth = Reader(settings, store=PageStore(root, settings.warehouse))
     fourth.note_champions(tuple((name, "999") for name, _ in champions(fourth)))
     with TestClient(create_app(settings, reader=fourth, warm_every=None)) as client:
         assert _figures(client.get("/").text) == _figures(before["/"])
+        assert _figures(client.get(f"/?team={teams[1]}").text) == _figures(other.text)
     assert fourth.loaded == 0 and fourth.assembled > 0

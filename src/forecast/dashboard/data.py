@@ -95,9 +95,11 @@ ACTIVITY_COLUMNS = (
 WHOLE_REPORTS = (("performance", True), ("process", True), ("effectiveness", False), ("funnel", False))
 """The reports a filtered view reads grouped by its filter, and whether the previous period's too
 (the comparison with the period before): :meth:`Reader.whole_reports`."""
-PERSISTED = ("page", "prospects.csv")
+PERSISTED = ("page", "prospects.csv", "revenue", "flags")
 """The kinds of result a :class:`~forecast.dashboard.store.PageStore` keeps on disk: whole pages
-(and the small cut every page's form reads), not the CRM read or the reports they come from."""
+(and the small cut every page's form reads), and the two documents an Overview of another filter
+would otherwise compute again (the forecast of a grouping, every group at once; the flags); not
+the CRM read or the reports the pages come from."""
 NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
