@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from forecast.config import load_settings
 from forecast.dashboard.data import Missing, Overview, _shows_missing
-from forecast.dashboard.store import FORMAT, PageStore, code_digest, fingerprint
+from forecast.dashboard.store import (
+    FORMAT,
+    PRUNE_AFTER_SECONDS,
+    PageStore,
+    code_digest,
+    fingerprint,
+    package_digest,
+    settings_text,
+)
 
 KEY = ("page", "overview", None, None, "month", None, None, None, None)
 
@@ -50,6 +60,9 @@ def test_a_new_fingerprint_removes_the_warehouses_older_results_only(tmp_path: P
     assert store.folder != other.folder
     store.put("a" * 64, KEY, 1)
     other.put("a" * 64, KEY, 2)
+    old = store.folder / ("a" * 32)
+    stamp = old.stat().st_mtime - PRUNE_AFTER_SECONDS - 1
+    os.utime(old, (stamp, stamp))  # not written lately
     store.put("b" * 64, KEY, 3)  # an ingest or a promotion: the old results are never asked again
     assert store.get("a" * 64, KEY) == (False, None)
     assert store.get("b" * 64, KEY) == (True, 3)
@@ -104,7 +117,7 @@ def test_the_fingerprint_follows_everything_the_figures_depend_on(tmp_path: Path
             "warehouse": warehouse,
             "champions": champions,
             "refs": {},
-            "settings_json": '{"log_level": "INFO"}',
+            "settings_text": "warehouse=/w\nconfig_dir=/c",
             "config_dir": config,
         }
         args.update(changes)
@@ -112,16 +125,19 @@ def test_the_fingerprint_follows_everything_the_figures_depend_on(tmp_path: Path
 
     first = fp()
     assert fp() == first and len(first) == 64
-    assert code_digest() == code_digest()
+    assert len(code_digest()) == 64
     assert fp(champions=(("deal_win", "4"), ("time_to_close", "2"))) != first  # a promotion
     assert fp(refs={"deal_win": "deal_win_maven:1"}) != first  # --models
-    assert fp(settings_json='{"log_level": "DEBUG"}') != first
+    assert fp(settings_text="warehouse=/w\nconfig_dir=/d") != first
     (config / "flags.yaml").write_text("silence_days: 21\n")  # an edited configuration
     edited = fp()
     assert edited != first
     stamp = warehouse.stat().st_mtime_ns + 1_000_000_000
     os.utime(warehouse, ns=(stamp, stamp))  # an ingest
-    assert fp() not in (first, edited)
+    ingested = fp()
+    assert ingested not in (first, edited)
+    warehouse.with_name(warehouse.name + ".wal").write_bytes(b"an ingest's log not checkpointed")
+    assert fp() != ingested
     assert fp(warehouse=_warehouse(tmp_path, "copy.duckdb")) != fp()  # another file
     with pytest.raises(OSError):
         fp(warehouse=tmp_path / "none.duckdb")
@@ -137,3 +153,87 @@ def test_pages_whose_models_could_not_be_read_are_not_kept() -> None:
     assert _shows_missing({"rows": pd.DataFrame(), "forecast": missing})
     assert not _shows_missing({"rows": pd.DataFrame()})
     assert _shows_missing(missing)
+
+
+def test_a_fingerprint_written_lately_stays_for_a_worker_still_on_it(tmp_path: Path) -> None:
+    store = PageStore(tmp_path / "keep", _warehouse(tmp_path))
+    store.put("a" * 64, KEY, 1)
+    PageStore(tmp_path / "keep", _warehouse(tmp_path)).put("b" * 64, KEY, 2)  # another process
+    assert store.get("a" * 64, KEY) == (True, 1)
+    assert PageStore(tmp_path / "keep", _warehouse(tmp_path), scope="deal_win=x").folder != store.folder
+
+
+def test_files_and_folders_not_the_users_alone_are_not_read(tmp_path: Path) -> None:
+    root = tmp_path / "keep"
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)  # made by hand, open to others
+    store = PageStore(root, _warehouse(tmp_path))
+    assert store.put("f" * 64, KEY, "mine")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700  # this user's folder: tightened
+    (path,) = store.folder.rglob("*.pickle")
+    path.chmod(0o644)  # anyone could have replaced it meanwhile
+    assert store.get("f" * 64, KEY) == (False, None)
+    path.chmod(0o600)
+    assert store.get("f" * 64, KEY) == (True, "mine")
+    path.parent.chmod(0o770)
+    assert store.get("f" * 64, KEY) == (False, None)  # a reader does not tighten: it refuses
+    path.parent.chmod(0o700)
+    elsewhere = tmp_path / "planted"
+    elsewhere.mkdir(mode=0o700)
+    path.rename(elsewhere / path.name)
+    path.symlink_to(elsewhere / path.name)  # a link where the file was
+    assert store.get("f" * 64, KEY) == (False, None)
+    path.unlink()
+    folder = path.parent
+    shutil.rmtree(folder)
+    folder.symlink_to(elsewhere, target_is_directory=True)  # a link where the folder was
+    assert store.get("f" * 64, KEY) == (False, None)
+    assert not store.put("f" * 64, KEY, "again")
+
+
+def test_an_unreadable_file_that_cannot_be_removed_is_a_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PageStore(tmp_path / "keep", _warehouse(tmp_path))
+    store.put("f" * 64, KEY, "mine")
+    (path,) = store.folder.rglob("*.pickle")
+    path.write_bytes(b"not a pickle")
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError("read-only disk")
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert store.get("f" * 64, KEY) == (False, None)  # no error reaches the page
+
+
+def test_beyond_its_size_the_least_recently_written_results_go(tmp_path: Path) -> None:
+    store = PageStore(tmp_path / "keep", _warehouse(tmp_path), max_bytes=3_000)
+    for n in range(5):
+        assert store.put("f" * 64, (*KEY[:-1], f"S{n}"), "x" * 1_000)
+        newest = store._path("f" * 64, (*KEY[:-1], f"S{n}"))
+        os.utime(newest, ns=(n * 10**9, n * 10**9))  # written in this order (a second apart)
+    held = [n for n in range(5) if store.get("f" * 64, (*KEY[:-1], f"S{n}"))[0]]
+    assert held == [3, 4]
+
+
+def test_only_the_settings_that_change_a_figure_enter_the_fingerprint(tmp_path: Path) -> None:
+    base = load_settings(warehouse=tmp_path / "wh.duckdb", data_dir=tmp_path)
+    assert settings_text(base) == settings_text(base.model_copy(update={"log_level": "DEBUG"}))
+    assert settings_text(base) == settings_text(base.model_copy(update={"reload_signal": tmp_path / "x"}))
+    assert settings_text(base) != settings_text(base.model_copy(update={"models_dir": tmp_path / "m"}))
+    assert str((tmp_path / "wh.duckdb").resolve()) in settings_text(base)
+
+
+def test_the_code_digest_follows_the_packages_files_and_the_libraries(tmp_path: Path) -> None:
+    package = tmp_path / "forecast"
+    (package / "revenue").mkdir(parents=True)
+    (package / "revenue" / "forecast.py").write_text("SIMULATIONS = 10_000\n")
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"bytecode")
+    versions = ["numpy=2.1.0", "lightgbm=4.5.0"]
+    first = package_digest(package, versions)
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"other bytecode")
+    assert package_digest(package, versions) == first  # bytecode does not count
+    assert package_digest(package, ["numpy=2.1.0", "lightgbm=4.6.0"]) != first  # an upgrade
+    (package / "revenue" / "forecast.py").write_text("SIMULATIONS = 20_000\n")  # a new release
+    assert package_digest(package, versions) != first

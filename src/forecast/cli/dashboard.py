@@ -71,7 +71,7 @@ def dashboard(
         False, {DEAL_WIN: (DEAL_WIN, "--models"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--models")}, None, models
     )
     try:
-        application = create_app(settings, refs=refs, store=default_store(settings) if keep else None)
+        application = create_app(settings, refs=refs, store=default_store(settings, refs) if keep else None)
     except ValueError as exc:  # a blank FORECAST_API_TOKEN
         fail(False, str(exc))
     bind = host or LOOPBACK

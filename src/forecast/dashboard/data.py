@@ -17,6 +17,7 @@ modification time), as of and filters: the warehouse is read-only here.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -357,6 +358,8 @@ class Reader:
         self._pending: dict[tuple[Any, ...], threading.Event] = {}
         self._turns = Turns()
         self._champions: tuple[tuple[str, str | None], ...] | None = None
+        self._read_champions: Callable[[], tuple[tuple[str, str | None], ...]] | None = None
+        self._registry_read: tuple[float, tuple[tuple[str, str | None], ...]] | None = None
         self._generation = 0
         self._seen: tuple[int, int] | None = None  # the state the last lookup saw
         self._listeners: list[Callable[[], None]] = []
@@ -376,15 +379,28 @@ class Reader:
     def note_champions(self, champions: tuple[tuple[str, str | None], ...]) -> bool:
         """Record the registry's champion versions; a change (after the first look) is a new state.
 
+        With a store, the first look starts a new state too when results are held already (a visit
+        before it): their models were loaded before the versions were known, so they are not written
+        under them (without a store the first look keeps them).
+
         Returns:
             Whether they changed since the last look (the first look is not a change).
         """
         with self._lock:
             changed = self._champions is not None and champions != self._champions
-            self._champions = champions
-            if changed:
+            if changed or (self._champions is None and self._cache and self.store is not None):
                 self._generation += 1
+            self._champions = champions
             return changed
+
+    def check_champions(self, read: Callable[[], tuple[tuple[str, str | None], ...]] | None) -> None:
+        """Read the registry again before each write to the store (``read``: the warm-up's look).
+
+        A result is written only while the registry still holds the versions last noted: one
+        computed after a promotion the warm-up has not looked at yet is not kept under the old
+        versions' fingerprint.
+        """
+        self._read_champions = read
 
     def holds(self, key: tuple[Any, ...]) -> bool:
         """Whether the cache holds ``key``'s result for the current state (:meth:`_cached`'s keys)."""
@@ -432,7 +448,7 @@ class Reader:
         ``None`` without a store or before the champions are known
         (:func:`forecast.dashboard.store.fingerprint`).
         """
-        from forecast.dashboard.store import fingerprint
+        from forecast.dashboard.store import fingerprint, settings_text
 
         champions = self._champions
         if self.store is None or champions is None:
@@ -446,7 +462,7 @@ class Reader:
                     self.settings.warehouse,
                     champions,
                     self.refs,
-                    self.settings.model_dump_json(),
+                    settings_text(self.settings),
                     self.settings.config_dir,
                 )
             except OSError:  # no warehouse (yet): nothing to keep
@@ -464,12 +480,37 @@ class Reader:
         return self.store.get(fp, full[1:])
 
     def _save(self, full: tuple[Any, ...], value: Any) -> None:
-        """Write ``full``'s result to the store, if it is a kind kept there and shows nothing missing."""
+        """Write ``full``'s result to the store, if it is a kind kept there and shows nothing missing.
+
+        Only for the state the computation started in, and while the registry still holds the
+        versions noted (:meth:`check_champions`); a registry that cannot be read keeps nothing.
+        """
         if self.store is None or full[1] not in PERSISTED or _shows_missing(value):
             return
         fp = self.fingerprint(full[0])
-        if fp is not None and full[0] == self.state():
-            self.store.put(fp, full[1:], value)
+        if fp is None or full[0] != self.state():
+            return
+        if self._read_champions is not None:
+            try:
+                if self._registry_now() != self._champions:
+                    return
+            except Exception:  # the registry unreachable: do not keep what cannot be checked
+                return
+        self.store.put(fp, full[1:], value)
+
+    def _registry_now(self) -> tuple[tuple[str, str | None], ...]:
+        """The registry's versions (:meth:`check_champions`), read at most once a second."""
+        now = time.monotonic()
+        held = self._registry_read
+        if held is None or now - held[0] > 1.0:
+            assert self._read_champions is not None
+            held = self._registry_read = (now, self._read_champions())
+        return held[1]
+
+    def kept(self, key: tuple[Any, ...]) -> bool:
+        """Whether the store holds ``key``'s result for the current state (a look, nothing read)."""
+        fp = self.fingerprint()
+        return self.store is not None and fp is not None and self.store.holds(fp, key)
 
     def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         """``key``'s result for the current state: held, read back from the store, or computed.

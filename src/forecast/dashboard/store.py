@@ -7,17 +7,24 @@ writes it to a file, so that the next dashboard process over the same warehouse,
 and configuration answers from the file instead of computing again.
 
 - **What identifies a result:** a *fingerprint* of everything its figures depend on
-  (:func:`fingerprint`): the warehouse file (its resolved path, size and modification time), the
-  registry's champion versions and the models named by role, the settings, the configuration
-  folder's files, the package's own files and the versions of the libraries that compute the
-  figures; then the page and its filters. A result is read back only under the same fingerprint,
-  so an ingest, a promotion, a new release or an edited ``flags.yaml`` computes afresh.
-- **One folder per warehouse, one per fingerprint within it:** writing a fingerprint's first result
-  removes the warehouse's other fingerprints (their results are never asked again).
-- **Files are written whole or not at all** (a temporary file renamed into place), readable by their
-  owner only (the folder ``0700``, the files ``0600``): a result is unpickled, so the folder must
-  be the dashboard's own. A file that cannot be read back (truncated, another format) is removed
-  and the page computed again.
+  (:func:`fingerprint`): the warehouse file and its write-ahead log (resolved path, size and
+  modification time), the registry's champion versions and the versions the models named by role
+  resolve to (each with its run), the settings that say where data, models and configuration are,
+  the configuration folder's files, the package's own files and the versions of the libraries that
+  compute the figures; then the page and its filters. A result is read back only under the same
+  fingerprint, so an ingest, a promotion, a new release or an edited ``flags.yaml`` computes afresh.
+- **One folder per warehouse and models named by role, one per fingerprint within it:** writing a
+  fingerprint's first result removes that folder's other fingerprints not written in the last
+  :data:`PRUNE_AFTER_SECONDS` (their results are never asked again; a second worker still on the
+  previous fingerprint keeps its folder meanwhile), and beyond ``max_bytes`` the least recently
+  written results go first.
+- **Files are written whole or not at all** (a temporary file renamed into place). A result is
+  unpickled, so only files the dashboard's own user wrote are read: every folder must be a real
+  folder (no symbolic link) owned by that user with no access for others (a folder of the user's
+  with looser modes is tightened to ``0700``; one of another user turns the store off, logged),
+  and each file is opened without following links and read only if that user owns it with mode
+  ``0600``. A file that cannot be read back (truncated, another format) is removed and its page
+  computed again.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import logging
 import os
 import pickle
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import metadata, resources
@@ -43,6 +52,20 @@ FORMAT = 1
 """The files' layout: a change makes every older file unreadable (a miss, then removed)."""
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "duckdb", "scipy", "mlflow")
 """The libraries whose version can change a figure (a model's predictions, a quantile)."""
+SETTINGS = (
+    "warehouse",
+    "mlflow_tracking_uri",
+    "mlflow_artifacts",
+    "models_dir",
+    "config_dir",
+    "project_root",
+)
+"""The settings a page's figures depend on (where the data, the models and the configuration are);
+the others (a log level, the service's reload signal, its limits) do not change a figure."""
+PRUNE_AFTER_SECONDS = 600.0
+"""A folder of another fingerprint not written for this long is removed at a new fingerprint's first write."""
+MAX_BYTES = 4 * 2**30
+"""The store's default size limit for one warehouse (the least recently written results go first)."""
 
 
 def _digest(parts: Iterable[bytes]) -> str:
@@ -65,91 +88,155 @@ def _files(root: Path) -> list[bytes]:
     return out
 
 
+def package_digest(package: Path, versions: Iterable[str]) -> str:
+    """A digest of ``package``'s files (bytecode left out) and of the library ``versions`` given."""
+    return _digest([f"format {FORMAT}".encode(), *(v.encode() for v in versions), *_files(package)])
+
+
 @lru_cache(maxsize=1)
 def code_digest() -> str:
-    """The package's own files and the versions of :data:`LIBRARIES` (once per process)."""
-    package = Path(str(resources.files("forecast")))
+    """This package's :func:`package_digest` with the versions of :data:`LIBRARIES` (once per process)."""
     versions = []
     for name in LIBRARIES:
         try:
-            versions.append(f"{name}={metadata.version(name)}".encode())
+            versions.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            versions.append(f"{name}=-".encode())
-    return _digest([f"format {FORMAT}".encode(), *versions, *_files(package)])
+            versions.append(f"{name}=-")
+    return package_digest(Path(str(resources.files("forecast"))), versions)
+
+
+def settings_text(settings: Settings) -> str:
+    """The :data:`SETTINGS` a page's figures depend on, paths resolved, as text."""
+    values = []
+    for name in SETTINGS:
+        value = getattr(settings, name, None)
+        values.append(f"{name}={Path(value).resolve() if isinstance(value, Path) else value}")
+    return "\n".join(values)
 
 
 def fingerprint(
     warehouse: Path,
     champions: Iterable[tuple[str, str | None]],
     refs: Mapping[str, Any],
-    settings_json: str,
+    settings_text: str,
     config_dir: Path | None,
 ) -> str:
     """What a page's figures depend on, as one hex digest (see the module).
 
     Args:
-        warehouse: The warehouse file (its resolved path, size and modification time are read).
-        champions: Each registered model's champion version.
+        warehouse: The warehouse file (its resolved path, size and modification time are read, and
+            its write-ahead log's where one is left).
+        champions: Each model's version, as the registry resolves them at the look
+            (``forecast.dashboard.warm.champions``: the champions and the models named by role).
         refs: The models named by role (``--models``).
-        settings_json: The settings, serialised.
+        settings_text: The settings that matter (:func:`settings_text`).
         config_dir: The configuration folder (every file's bytes); ``None`` or absent: none.
 
     Raises:
         OSError: The warehouse cannot be read.
     """
-    stat = warehouse.stat()
+    stats = [warehouse.stat()]
+    wal = warehouse.with_name(warehouse.name + ".wal")
+    if wal.is_file():
+        stats.append(wal.stat())
     return _digest(
         [
             str(warehouse.resolve()).encode(),
-            f"{stat.st_size}:{stat.st_mtime_ns}".encode(),
+            *(f"{st.st_size}:{st.st_mtime_ns}".encode() for st in stats),
             repr(tuple(champions)).encode(),
-            repr(sorted((str(k), repr(v)) for k, v in refs.items())).encode(),
-            settings_json.encode(),
+            repr(sorted((str(k), str(v)) for k, v in refs.items())).encode(),
+            settings_text.encode(),
             code_digest().encode(),
             *(_files(config_dir) if config_dir is not None else []),
         ]
     )
 
 
+def _private_dir(path: Path, make: bool) -> bool:
+    """Whether ``path`` is a real folder of this user with no access for others.
+
+    With ``make``, a missing folder is created ``0700``, and a folder of this user with looser modes
+    is tightened. Another user's folder, or a link, is refused (``False``, logged).
+    """
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        if not make:
+            return False
+        path.mkdir(mode=0o700)
+        info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        log.warning("the dashboard's page store %s is not a folder of this user: pages are not kept", path)
+        return False
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        if not make:
+            return False
+        path.chmod(0o700)
+    return True
+
+
 class PageStore:
-    """Results kept on disk under ``root``, one folder per warehouse (see the module).
+    """Results kept on disk under ``root``, one folder per warehouse and models named by role.
 
     Args:
         root: The store's folder (created ``0700`` at the first write).
         warehouse: The warehouse whose results these are (names its folder).
+        scope: What else names the folder (the models named by role: the HTTP service and
+            ``forecast dashboard --models`` over one warehouse keep their pages apart).
+        max_bytes: Beyond this, the least recently written results of the folder are removed.
     """
 
-    def __init__(self, root: Path, warehouse: Path) -> None:
+    def __init__(self, root: Path, warehouse: Path, scope: str = "", max_bytes: int = MAX_BYTES) -> None:
         self.root = Path(root)
-        self.folder = self.root / hashlib.sha256(str(Path(warehouse).resolve()).encode()).hexdigest()[:16]
+        name = hashlib.sha256(f"{Path(warehouse).resolve()}\n{scope}".encode()).hexdigest()[:16]
+        self.folder = self.root / name
+        self.max_bytes = max_bytes
         self._pruned: str | None = None
 
     def _path(self, fingerprint: str, key: tuple[Any, ...]) -> Path:
         name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
         return self.folder / fingerprint[:32] / f"{name}.pickle"
 
+    def _folders_ok(self, path: Path, make: bool) -> bool:
+        return all(_private_dir(d, make) for d in (self.root, self.folder, path.parent))
+
     def get(self, fingerprint: str, key: tuple[Any, ...]) -> tuple[bool, Any]:
         """``(True, value)`` when ``key``'s result under ``fingerprint`` is held, else ``(False, None)``."""
         path = self._path(fingerprint, key)
         try:
-            with path.open("rb") as handle:
+            if not self._folders_ok(path, make=False):
+                return False, None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # absent, a link, unreadable: not held
+            return False, None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+                log.warning("the dashboard's kept result %s is not this user's alone: not read", path)
+                return False, None
+            try:
                 kept_format, kept_key, value = pickle.load(handle)
-        except FileNotFoundError:
-            return False, None
-        except Exception:  # truncated, another format, a class gone: compute again
-            log.warning("the dashboard's kept result %s cannot be read: removed", path, exc_info=True)
-            path.unlink(missing_ok=True)
-            return False, None
+            except Exception:  # truncated, another format, a class gone: compute again
+                log.warning("the dashboard's kept result %s cannot be read: removed", path, exc_info=True)
+                self._remove(path)
+                return False, None
         if kept_format != FORMAT or kept_key != repr(key):
             return False, None
         return True, value
+
+    def holds(self, fingerprint: str, key: tuple[Any, ...]) -> bool:
+        """Whether a file for ``key`` under ``fingerprint`` exists (not read: a cheap look)."""
+        return self._path(fingerprint, key).is_file()
 
     def put(self, fingerprint: str, key: tuple[Any, ...], value: Any) -> bool:
         """Write ``key``'s result under ``fingerprint``, atomically (``False``: not written, logged)."""
         path = self._path(fingerprint, key)
         try:
+            if not all(_private_dir(d, make=True) for d in (self.root, self.folder)):
+                return False
             self._prune(fingerprint)
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private_dir(path.parent, make=True):
+                return False
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
             try:
                 with os.fdopen(fd, "wb") as handle:  # mkstemp's file is the owner's alone (0600)
@@ -158,23 +245,51 @@ class PageStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            self._cap()
         except Exception:  # a full disk or a value that does not pickle: the page is still answered
             log.warning("the dashboard's result could not be kept in %s", path.parent, exc_info=True)
             return False
         return True
 
+    @staticmethod
+    def _remove(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a read-only disk: the file stays, and is not read (another key or format)
+            log.warning("the dashboard's kept result %s could not be removed", path, exc_info=True)
+
     def _prune(self, fingerprint: str) -> None:
-        """Remove the warehouse's other fingerprints' results (once per fingerprint and process)."""
+        """Remove the folder's other fingerprints not written lately (once per fingerprint and process)."""
         if self._pruned == fingerprint:
             return
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.folder.mkdir(mode=0o700, exist_ok=True)
+        now = time.time()
         for old in self.folder.iterdir():
-            if old.is_dir() and old.name != fingerprint[:32]:
+            if not old.is_dir() or old.is_symlink() or old.name == fingerprint[:32]:
+                continue
+            if now - old.stat().st_mtime >= PRUNE_AFTER_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
+            else:  # another worker may still write there: only its unfinished files go
+                for tmp in old.glob(".tmp-*"):
+                    if now - tmp.stat().st_mtime >= PRUNE_AFTER_SECONDS:
+                        self._remove(tmp)
         self._pruned = fingerprint
 
+    def _cap(self) -> None:
+        """Remove the least recently written results while the folder holds more than ``max_bytes``."""
+        files = [(p.stat(), p) for p in self.folder.glob("*/*.pickle") if not p.name.startswith(".tmp-")]
+        total = sum(info.st_size for info, _ in files)
+        for info, path in sorted(files, key=lambda item: item[0].st_mtime_ns):
+            if total <= self.max_bytes:
+                break
+            self._remove(path)
+            total -= info.st_size
 
-def default_store(settings: Settings) -> PageStore:
-    """The store of ``settings``' warehouse under ``<data_dir>/dashboard-cache``."""
-    return PageStore(Path(settings.data_dir) / "dashboard-cache", settings.warehouse)
+
+def default_store(settings: Settings, refs: Mapping[str, Any] | None = None) -> PageStore:
+    """The store of ``settings``' warehouse and ``refs`` under ``<data_dir>/dashboard-cache``.
+
+    The package's digest is taken now, at the dashboard's creation, not at its first write.
+    """
+    code_digest()
+    scope = repr(sorted((str(k), str(v)) for k, v in (refs or {}).items()))
+    return PageStore(Path(settings.data_dir) / "dashboard-cache", settings.warehouse, scope)

@@ -56,37 +56,53 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     """What a filtered view of the default as-of and period computes, once per kind of filter.
 
     A filtered page follows its filter's grouping (a team filter: the tables and the forecast by
-    team). The warm-up computes the pages with one filter of each kind (the first rep, team, region
-    and source of the warehouse), then the whole reports of each kind (:meth:`Reader.whole_reports`):
-    every other filter of that kind then finds its figures too (its rows taken from the whole
-    reports; a rep's own pacing line aside, a few milliseconds). The pages come first because a
-    restarted dashboard reads them back from its store (:mod:`forecast.dashboard.store`) in
-    moments, while the reports need the CRM read again; on a cold cache a page computes its own
-    group's rows alone, the same rows (``tests/unit/test_dashboard_filtered.py``).
+    team). The warm-up computes the whole reports of each kind of filter (:meth:`Reader.whole_reports`)
+    and the pages with one filter of each kind (the first rep, team, region and source of the
+    warehouse): every other filter of that kind then finds its figures too (its rows taken from
+    the whole reports; a rep's own pacing line aside, a few milliseconds). The reports come first,
+    so that the pages take their rows from them; but where the store holds every one of those
+    pages (:mod:`forecast.dashboard.store`: a restart), the pages come first, read back in moments,
+    and the reports (a CRM read) after them.
     """
     firsts = reader.cut(Filters()).known  # sorted values each filter takes
     out: list[tuple[str, Callable[[], Any]]] = []
     reports: list[tuple[str, Callable[[], Any]]] = []
+    kept = True
     for key, values in firsts.items():
         if not values:
             continue
         filters = Filters(**{key: values[0]})
         for page in ("overview", "reps", "pipeline", "activity"):
             out.append((f"{page}?{key}", partial(getattr(reader, page), filters)))
+            kept = kept and reader.kept(("page", page, *filters.key()))
         for page, changes in (("overview", compare.overview_changes), ("reps", compare.reps_changes)):
             out.append((f"{page} changes?{key}", partial(changes, reader, filters)))
         reports.append((f"reports?{key}", partial(reader.whole_reports, filters)))
-    return out + reports
+    return out + reports if kept and out else reports + out
 
 
 def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:
-    """Each registered model's champion version (``None``: none), from the reader's registry."""
-    from forecast.registry import CHAMPION, version_by_alias
+    """Each model's version the pages read, as the registry resolves them now.
 
-    out = []
-    for name in reader.model_names():
-        version = version_by_alias(name, CHAMPION, reader.settings)
-        out.append((name, None if version is None else str(version.version)))
+    Each registered model's champion, then each model named by role (``--models``: its version, or
+    what its alias points to), every one as ``version:run`` (``None``: none), so that a registry
+    rebuilt with the same version numbers is another state too.
+    """
+    from forecast.registry import CHAMPION, client, version_by_alias
+
+    def named(v: Any) -> str | None:
+        return None if v is None else f"{v.version}:{v.run_id}"
+
+    out = [(name, named(version_by_alias(name, CHAMPION, reader.settings))) for name in reader.model_names()]
+    for role, ref in sorted(reader.refs.items()):
+        if getattr(ref, "version", None) is not None:
+            try:
+                found = client(reader.settings).get_model_version(ref.name, ref.version)
+            except Exception:  # no such version: the pages say so themselves
+                found = None
+        else:
+            found = version_by_alias(str(ref.name), str(getattr(ref, "alias", CHAMPION)), reader.settings)
+        out.append((f"{role}={ref}", named(found)))
     return tuple(out)
 
 
@@ -128,6 +144,8 @@ class Warmer:
         reader.on_new_state(self._wake.set)
         self._done = threading.Condition()
         self._thread: threading.Thread | None = None
+        if registry is not None:
+            reader.check_champions(partial(registry, reader))
 
     def start(self) -> None:
         """Start the thread (once; again after :meth:`stop` is a no-op)."""

@@ -47,7 +47,8 @@ def mounted_app(settings: Settings) -> Any:
     from forecast.dashboard.app import create_app
     from forecast.dashboard.store import default_store
 
-    return create_app(settings, refs=dashboard_refs(settings), store=default_store(settings))
+    refs = dashboard_refs(settings)
+    return create_app(settings, refs=refs, store=default_store(settings, refs))
 
 
 class MountedDashboard:
