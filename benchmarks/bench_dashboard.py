@@ -127,7 +127,7 @@ def warmup(filters: dict[str, str], models: str | None, pages: tuple[str, ...]) 
         done = app.state.warmer.wait(timeout=3600)
         seconds = time.perf_counter() - started
         reader = app.state.reader
-        before = reader.computed + getattr(reader, "assembled", 0)  # figures and pages (older code: one count)
+        before = reader.computed + getattr(reader, "assembled", 0)  # figures and pages (older code: one)
         firsts = {page: _ms(client, page) for page in pages}
         computed = reader.computed + getattr(reader, "assembled", 0) - before
         filtered: dict[str, dict[str, float]] = {}
