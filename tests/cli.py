@@ -17,13 +17,14 @@ runner = CliRunner()
 
 
 def cli_env(root: Path, warehouse: str = "wh") -> dict[str, str]:
-    """``FORECAST_*`` settings with the warehouse, MLflow store, models and outputs under ``root``."""
+    """``FORECAST_*`` settings with the warehouse, MLflow store, models, outputs and data under ``root``."""
     return {
         "FORECAST_WAREHOUSE": str(root / f"{warehouse}.duckdb"),
         "FORECAST_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "FORECAST_MLFLOW_ARTIFACTS": str(root / "mlartifacts"),
         "FORECAST_MODELS_DIR": str(root / "models"),
         "FORECAST_OUTPUTS_DIR": str(root / "outputs"),
+        "FORECAST_DATA_DIR": str(root / "data"),  # (the dashboard's page store, `forecast run`'s CRM)
         "ROOT": str(root),
     }
 

@@ -50,6 +50,7 @@ def _settings(env: dict[str, str], **changes: Any) -> Settings:
         "mlflow_tracking_uri": env["FORECAST_MLFLOW_TRACKING_URI"],
         "mlflow_artifacts": Path(env["FORECAST_MLFLOW_ARTIFACTS"]),
         "models_dir": Path(env["FORECAST_MODELS_DIR"]),
+        **({"data_dir": Path(env["FORECAST_DATA_DIR"])} if "FORECAST_DATA_DIR" in env else {}),
     }
     return load_settings(**{**paths, **changes})
 

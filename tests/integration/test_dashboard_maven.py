@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 
 from forecast.binding import model_refs
 from forecast.dashboard.app import create_app
+from forecast.dashboard.data import Filters
+from forecast.dashboard.store import default_store
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 from tests.cli import cli_env, fast_config, settings_of
 from tests.cli import cli_json as _cli
@@ -54,3 +56,21 @@ def test_the_dashboard_serves_maven_with_its_models_named_by_role(tmp_path: Path
         answer = client.get(page)
         assert answer.status_code == 200, page
     assert "no activit" in client.get("/activity").text.lower()  # said, not shown as zeros
+    known = client.app.state.reader.cut(Filters()).known  # type: ignore[attr-defined]
+    for key in ("rep", "team", "region"):  # a source without activities, filtered: said, not a 500
+        filtered = client.get("/activity", params={key: known[key][0]})
+        assert filtered.status_code == 200 and "no activit" in filtered.text.lower(), key
+    # a restart over the page store (docs/dashboard.md): the warmed pages are read back, the same
+    first = create_app(settings, warm_every=0, refs=refs, store=default_store(settings, refs))
+    with TestClient(first) as warm:
+        assert first.state.warmer.wait(timeout=900) and first.state.warmer.errors == 0
+        before = {page: warm.get(page).text for page in ("/", "/reps", "/pipeline", "/activity")}
+    second = create_app(settings, warm_every=0, refs=refs, store=default_store(settings, refs))
+    with TestClient(second) as again:
+        assert second.state.warmer.wait(timeout=900)
+        reader = second.state.reader
+        print("maven restart", reader.loaded, reader.assembled, reader.computed)
+        for page, text in before.items():
+            figures = re.findall(r'data-value="([^"]*)"', text)
+            assert figures and re.findall(r'data-value="([^"]*)"', again.get(page).text) == figures, page
+        assert reader.assembled == 0 and reader.loaded > 0

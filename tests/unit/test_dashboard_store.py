@@ -37,7 +37,7 @@ def _value() -> dict[str, object]:
 
 
 def test_a_kept_result_reads_back_equal_and_is_the_owners_alone(tmp_path: Path) -> None:
-    store = PageStore(tmp_path / "keep", _warehouse(tmp_path))
+    store = PageStore(tmp_path / "data" / "keep", _warehouse(tmp_path))  # no data folder yet
     assert store.get("f" * 64, KEY) == (False, None)
     assert store.put("f" * 64, KEY, _value())
     held, value = store.get("f" * 64, KEY)

@@ -973,7 +973,7 @@ class Reader:
         proc_by = scope[0] if scope is not None else "channel"
 
         def narrowed(frame: pd.DataFrame, by: str) -> pd.DataFrame:
-            if scope is None:
+            if scope is None or (frame.empty and by not in frame.columns):  # nothing to narrow
                 return frame
             return frame[frame[by].astype(str).isin([scope[1], ALL_LABEL])].reset_index(drop=True)
 

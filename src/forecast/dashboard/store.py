@@ -232,6 +232,7 @@ class PageStore:
         """Write ``key``'s result under ``fingerprint``, atomically (``False``: not written, logged)."""
         path = self._path(fingerprint, key)
         try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
             if not all(_private_dir(d, make=True) for d in (self.root, self.folder)):
                 return False
             self._prune(fingerprint)
