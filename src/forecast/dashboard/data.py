@@ -490,21 +490,22 @@ class Reader:
         fp = self.fingerprint(full[0])
         if fp is None or full[0] != self.state():
             return
-        if self._read_champions is not None:
-            try:
-                if self._registry_now() != self._champions:
-                    return
-            except Exception:  # the registry unreachable: do not keep what cannot be checked
+        try:
+            if self._registry_now() != self._champions:
                 return
+        except Exception:  # the registry unreachable: do not keep what cannot be checked
+            return
         self.store.put(fp, full[1:], value)
 
-    def _registry_now(self) -> tuple[tuple[str, str | None], ...]:
+    def _registry_now(self) -> tuple[tuple[str, str | None], ...] | None:
         """The registry's versions (:meth:`check_champions`), read at most once a second."""
+        read = self._read_champions
+        if read is None:
+            return self._champions
         now = time.monotonic()
         held = self._registry_read
         if held is None or now - held[0] > 1.0:
-            assert self._read_champions is not None
-            held = self._registry_read = (now, self._read_champions())
+            held = self._registry_read = (now, read())
         return held[1]
 
     def kept(self, key: tuple[Any, ...]) -> bool:
