@@ -131,3 +131,27 @@ def test_a_promotion_not_yet_noted_keeps_nothing(tmp_path: Path) -> None:
     reader._registry_read = None
     reader.page("activity", Filters(), Counted("cannot be checked"))
     assert len(_files(tmp_path)) == 1
+
+
+def test_a_registry_reading_from_before_the_computation_is_not_trusted(tmp_path: Path) -> None:
+    reader = _reader(tmp_path)
+    reader.note_champions(CHAMPIONS)
+    registry = {"now": CHAMPIONS, "reads": 0}
+
+    def read() -> tuple[tuple[str, str | None], ...]:
+        registry["reads"] += 1
+        return registry["now"]  # type: ignore[return-value]
+
+    reader.check_champions(read)
+    reader.page("reps", Filters(), Counted("v1"))  # read once: the versions noted
+    assert len(_files(tmp_path)) == 1 and registry["reads"] == 1
+
+    def promoted_meanwhile() -> str:
+        registry["now"] = (("deal_win", "4:run-c"), ("time_to_close", "2:run-b"))
+        return "computed with the new champion"
+
+    reader.page("pipeline", Filters(), promoted_meanwhile)  # within the second: read again all the same
+    assert registry["reads"] == 2 and len(_files(tmp_path)) == 1
+    store = reader.store
+    assert store is not None and reader.kept(("page", "reps", *Filters().key()))
+    assert not reader.kept(("page", "pipeline", *Filters().key()))

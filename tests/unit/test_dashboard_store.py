@@ -50,6 +50,7 @@ def test_a_kept_result_reads_back_equal_and_is_the_owners_alone(tmp_path: Path) 
     for folder in (store.root, store.folder, files[0].parent):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert store.get("f" * 64, (*KEY[:-1], "APAC")) == (False, None)  # another filter: not held
+    assert store.holds("f" * 64, KEY) and not store.holds("f" * 64, (*KEY[:-1], "APAC"))
     assert store.get("e" * 64, KEY) == (False, None)  # another fingerprint: not held
 
 
@@ -183,6 +184,7 @@ def test_files_and_folders_not_the_users_alone_are_not_read(tmp_path: Path) -> N
     path.rename(elsewhere / path.name)
     path.symlink_to(elsewhere / path.name)  # a link where the file was
     assert store.get("f" * 64, KEY) == (False, None)
+    assert not store.holds("f" * 64, KEY)
     path.unlink()
     folder = path.parent
     shutil.rmtree(folder)

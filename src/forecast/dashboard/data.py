@@ -359,7 +359,7 @@ class Reader:
         self._turns = Turns()
         self._champions: tuple[tuple[str, str | None], ...] | None = None
         self._read_champions: Callable[[], tuple[tuple[str, str | None], ...]] | None = None
-        self._registry_read: tuple[float, tuple[tuple[str, str | None], ...]] | None = None
+        self._registry_read: tuple[float, tuple[tuple[str, str | None], ...] | None] | None = None
         self._generation = 0
         self._seen: tuple[int, int] | None = None  # the state the last lookup saw
         self._listeners: list[Callable[[], None]] = []
@@ -388,7 +388,8 @@ class Reader:
         """
         with self._lock:
             changed = self._champions is not None and champions != self._champions
-            if changed or (self._champions is None and self._cache and self.store is not None):
+            held = bool(self._cache or self._pending)
+            if changed or (self._champions is None and held and self.store is not None):
                 self._generation += 1
             self._champions = champions
             return changed
@@ -479,33 +480,40 @@ class Reader:
             return False, None
         return self.store.get(fp, full[1:])
 
-    def _save(self, full: tuple[Any, ...], value: Any) -> None:
+    def _save(self, full: tuple[Any, ...], value: Any, since: float) -> None:
         """Write ``full``'s result to the store, if it is a kind kept there and shows nothing missing.
 
-        Only for the state the computation started in, and while the registry still holds the
-        versions noted (:meth:`check_champions`); a registry that cannot be read keeps nothing.
+        Only for the state the computation started in (at ``since``), and while the registry, read
+        after that start, still holds the versions noted (:meth:`check_champions`); a registry that
+        cannot be read keeps nothing.
         """
         if self.store is None or full[1] not in PERSISTED or _shows_missing(value):
             return
         fp = self.fingerprint(full[0])
         if fp is None or full[0] != self.state():
             return
-        try:
-            if self._registry_now() != self._champions:
-                return
-        except Exception:  # the registry unreachable: do not keep what cannot be checked
+        versions = self._registry_now(since)
+        if versions is None or versions != self._champions:  # moved, or cannot be checked
             return
         self.store.put(fp, full[1:], value)
 
-    def _registry_now(self) -> tuple[tuple[str, str | None], ...] | None:
-        """The registry's versions (:meth:`check_champions`), read at most once a second."""
+    def _registry_now(self, since: float) -> tuple[tuple[str, str | None], ...] | None:
+        """The registry's versions (:meth:`check_champions`) read after ``since``, at most once a second.
+
+        A reading older than ``since`` (the computation's start) is not used; one taken within the
+        last second is (``None``: the registry could not be read then).
+        """
         read = self._read_champions
         if read is None:
             return self._champions
         now = time.monotonic()
         held = self._registry_read
-        if held is None or now - held[0] > 1.0:
-            held = self._registry_read = (now, read())
+        if held is None or held[0] < since or now - held[0] > 1.0:
+            try:
+                versions: tuple[tuple[str, str | None], ...] | None = read()
+            except Exception:  # unreachable: remembered for a second, nothing kept meanwhile
+                versions = None
+            held = self._registry_read = (now, versions)
         return held[1]
 
     def kept(self, key: tuple[Any, ...]) -> bool:
@@ -536,7 +544,7 @@ class Reader:
             if not mine:  # another thread computes it: wait and take its result (or compute, if it failed)
                 pending.wait()
                 continue
-            computed = False
+            computed, started = False, time.monotonic()
             try:
                 held, value = self._load(full)  # a file read: no turn to wait for
                 if not held:
@@ -562,7 +570,7 @@ class Reader:
                     del self._pending[full]
                 pending.set()
             if computed:
-                self._save(full, value)  # after the waiters have their answer
+                self._save(full, value, started)  # after the waiters have their answer
             return value
 
     def page(self, name: str, filters: Filters, compute: Callable[[], T]) -> T:

@@ -152,6 +152,9 @@ def fingerprint(
     )
 
 
+_WARNED: set[Path] = set()
+
+
 def _private_dir(path: Path, make: bool) -> bool:
     """Whether ``path`` is a real folder of this user with no access for others.
 
@@ -163,16 +166,28 @@ def _private_dir(path: Path, make: bool) -> bool:
     except FileNotFoundError:
         if not make:
             return False
-        path.mkdir(mode=0o700)
+        path.mkdir(mode=0o700, exist_ok=True)  # another worker may make it meanwhile
         info = path.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        log.warning("the dashboard's page store %s is not a folder of this user: pages are not kept", path)
+        if path not in _WARNED:  # once a folder, not at every look
+            _WARNED.add(path)
+            log.warning(
+                "the dashboard's page store %s is not a folder of this user: pages are not kept", path
+            )
         return False
     if stat.S_IMODE(info.st_mode) & 0o077:
         if not make:
             return False
         path.chmod(0o700)
     return True
+
+
+def _mtime(path: Path, default: float) -> float:
+    """``path``'s modification time (``default``: removed meanwhile by another worker)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return default
 
 
 class PageStore:
@@ -225,8 +240,12 @@ class PageStore:
         return True, value
 
     def holds(self, fingerprint: str, key: tuple[Any, ...]) -> bool:
-        """Whether a file for ``key`` under ``fingerprint`` exists (not read: a cheap look)."""
-        return self._path(fingerprint, key).is_file()
+        """Whether a file for ``key`` under ``fingerprint`` is there to read (not read: a cheap look)."""
+        path = self._path(fingerprint, key)
+        try:
+            return self._folders_ok(path, make=False) and stat.S_ISREG(path.lstat().st_mode)
+        except OSError:
+            return False
 
     def put(self, fingerprint: str, key: tuple[Any, ...], value: Any) -> bool:
         """Write ``key``'s result under ``fingerprint``, atomically (``False``: not written, logged)."""
@@ -246,10 +265,13 @@ class PageStore:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-            self._cap()
         except Exception:  # a full disk or a value that does not pickle: the page is still answered
             log.warning("the dashboard's result could not be kept in %s", path.parent, exc_info=True)
             return False
+        try:
+            self._cap()
+        except OSError:  # the cap is kept at the next write
+            log.warning("the dashboard's page store %s could not be trimmed", self.folder, exc_info=True)
         return True
 
     @staticmethod
@@ -267,17 +289,24 @@ class PageStore:
         for old in self.folder.iterdir():
             if not old.is_dir() or old.is_symlink() or old.name == fingerprint[:32]:
                 continue
-            if now - old.stat().st_mtime >= PRUNE_AFTER_SECONDS:
+            if now - _mtime(old, now) >= PRUNE_AFTER_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
             else:  # another worker may still write there: only its unfinished files go
                 for tmp in old.glob(".tmp-*"):
-                    if now - tmp.stat().st_mtime >= PRUNE_AFTER_SECONDS:
+                    if now - _mtime(tmp, now) >= PRUNE_AFTER_SECONDS:
                         self._remove(tmp)
         self._pruned = fingerprint
 
     def _cap(self) -> None:
         """Remove the least recently written results while the folder holds more than ``max_bytes``."""
-        files = [(p.stat(), p) for p in self.folder.glob("*/*.pickle") if not p.name.startswith(".tmp-")]
+        files = []
+        for p in self.folder.glob("*/*.pickle"):
+            if p.name.startswith(".tmp-"):
+                continue
+            try:
+                files.append((p.stat(), p))
+            except FileNotFoundError:  # another worker removed it meanwhile
+                continue
         total = sum(info.st_size for info, _ in files)
         for info, path in sorted(files, key=lambda item: item[0].st_mtime_ns):
             if total <= self.max_bytes:

@@ -77,6 +77,7 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
             kept = kept and reader.kept(("page", page, *filters.key()))
         for page, changes in (("overview", compare.overview_changes), ("reps", compare.reps_changes)):
             out.append((f"{page} changes?{key}", partial(changes, reader, filters)))
+            kept = kept and reader.kept(("page", f"{page} changes", *filters.key()))
         reports.append((f"reports?{key}", partial(reader.whole_reports, filters)))
     return out + reports if kept and out else reports + out
 
@@ -93,7 +94,11 @@ def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:
     def named(v: Any) -> str | None:
         return None if v is None else f"{v.version}:{v.run_id}"
 
-    out = [(name, named(version_by_alias(name, CHAMPION, reader.settings))) for name in reader.model_names()]
+    from forecast.flags.job import load_flags_config
+
+    churn = load_flags_config(settings=reader.settings).churn_risk  # the flags' models, by flags.yaml
+    names = [*reader.model_names(), *(n for n in (churn.deal_model, churn.lead_model) if n)]
+    out = [(name, named(version_by_alias(name, CHAMPION, reader.settings))) for name in dict.fromkeys(names)]
     for role, ref in sorted(reader.refs.items()):
         if getattr(ref, "version", None) is not None:
             try:
