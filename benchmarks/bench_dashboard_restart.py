@@ -68,8 +68,9 @@ def run(store: Path, models: str | None, pages: tuple[str, ...], visit_first: bo
             while reader.fingerprint() is None and time.perf_counter() - started < 60:
                 time.sleep(0.05)  # the warm-up's first look notes the champions (a registry query)
             early = {page: _ms(client, page)[0] for page in pages}
-        default = Filters().key()
-        ready = {("page", name, *default) for name in DEFAULT_PAGES} | {("prospects.csv", *default)}
+        default = Filters()
+        ready = {reader.page_key(name, default) for name in DEFAULT_PAGES}
+        ready.add(("prospects.csv", *default.key()))
         while not ready <= set(reader.keys()) and warmer.running:
             time.sleep(0.05)  # every default view held (read back or computed)
         defaults = time.perf_counter() - started

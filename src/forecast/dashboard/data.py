@@ -573,9 +573,14 @@ class Reader:
                 self._save(full, value, started)  # after the waiters have their answer
             return value
 
+    @staticmethod
+    def page_key(name: str, filters: Filters) -> tuple[Any, ...]:
+        """The cache key of page ``name`` for the filters (:meth:`page`, :meth:`kept`)."""
+        return ("page", name, *filters.key())
+
     def page(self, name: str, filters: Filters, compute: Callable[[], T]) -> T:
         """A whole page's result for the filters: held, read back from the store, or computed."""
-        return self._cached(("page", name, *filters.key()), compute)
+        return self._cached(self.page_key(name, filters), compute)
 
     def cut(self, filters: Filters) -> Cut:
         """What every page's frame reads of the cut at the filters' as-of (kept like a page).

@@ -74,10 +74,10 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
         filters = Filters(**{key: values[0]})
         for page in ("overview", "reps", "pipeline", "activity"):
             out.append((f"{page}?{key}", partial(getattr(reader, page), filters)))
-            kept = kept and reader.kept(("page", page, *filters.key()))
+            kept = kept and reader.kept(reader.page_key(page, filters))
         for page, changes in (("overview", compare.overview_changes), ("reps", compare.reps_changes)):
             out.append((f"{page} changes?{key}", partial(changes, reader, filters)))
-            kept = kept and reader.kept(("page", f"{page} changes", *filters.key()))
+            kept = kept and reader.kept(reader.page_key(f"{page} changes", filters))
         reports.append((f"reports?{key}", partial(reader.whole_reports, filters)))
     return out + reports if kept and out else reports + out
 
