@@ -2,7 +2,7 @@
 
 Usage: ``uv run python benchmarks/bench_revenue_wape.py [--worlds history-6m cycle-20 ...]
 [--seeds 1 2] [--months 6] [--retrain-every 3] [--leads-per-month 1000] [--recentre] [--weigh-wins-by amount]
-[--no-calendar] [--out FILE.jsonl]``.
+[--no-calendar] [--out FILE.jsonl]``, or ``--summarise RESULTS.jsonl ...`` to summarise earlier runs.
 
 The matrix (``bench_robustness.py``) judges the issue's WAPE gate (the forecast's WAPE at most 0.8
 times the better of the stage-weighted pipeline and the run rate) on three months of one seed per
@@ -124,7 +124,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             k: wape(a, months[c].to_numpy(float))
             for k, c in (("model", "p50"), ("stage_weighted", "stage_weighted"), ("run_rate", "run_rate"))
         }
-        better = min(w["stage_weighted"], w["run_rate"])
+        better_name = "stage_weighted" if w["stage_weighted"] < w["run_rate"] else "run_rate"
+        better = w[better_name]
+        # months scaled by the world's mean actual; the SE treats months as independent, which
+        # months of one run (one training, one set of errors) are not: a lower bound on the spread
+        paired = (
+            np.abs(months["p50"].to_numpy(float) - a) - np.abs(months[better_name].to_numpy(float) - a)
+        ) / (float(a.mean()) or 1.0)
         inside = ((months["p10"] <= months["actual"]) & (months["actual"] <= months["p90"])).to_numpy()
         total = max(float(a.sum()), 1e-9)
         parts = {
@@ -140,6 +146,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "months_below_p50": int((months["actual"] < months["p50"]).sum()),
             **parts,
             "ratio_to_better": round(w["model"] / max(better, 1e-9), 2),
+            "better_baseline": better_name,
+            "paired_minus_better": round(float(paired.mean()), 3),
+            "paired_se_over_months": round(float(paired.std(ddof=1) / np.sqrt(len(paired))), 3)
+            if len(paired) > 1
+            else None,
             "gate_0_8": bool(w["model"] <= 0.8 * better),
             "months": len(months),
             "inside_p10_p90": int(inside.sum()),
@@ -172,6 +183,14 @@ def main() -> None:
     parser.add_argument("--leads-per-month", type=float, default=1_000.0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
+        "--summarise",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="RESULTS.jsonl",
+        help="run nothing: print the summary of earlier results (the last run of each world and seed counts)",
+    )
+    parser.add_argument(
         "--recentre",
         action="store_true",
         help="centre the win shocks on the cuts' bias (ShockSettings.recentre)",
@@ -188,6 +207,15 @@ def main() -> None:
         help="keep the close timing flat in the calendar (no month-of-quarter profile of wins)",
     )
     args = parser.parse_args()
+    if args.summarise is not None:
+        latest: dict[tuple[str, int], dict[str, Any]] = {}
+        for path in args.summarise:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                if "world" in row:
+                    latest[(row["world"], int(row["seed"]))] = row
+        print(json.dumps(summarise(list(latest.values()))), flush=True)
+        return
     runs = []
     for name in args.worlds:
         for seed in args.seeds:
