@@ -57,7 +57,14 @@ def test_after_the_warm_up_a_first_visit_of_every_default_page_computes_nothing(
         ):
             assert client.get(path).status_code == 200, path
         assert reader.computed == computed  # every default page (and a team's) was found in the cache
-        assert client.get("/", params={"horizon": "week"}).status_code == 200
+        for path in (  # the form's other periods and horizons of the default view (warm.period_pages)
+            *(f"{page}?period={p}" for p in ("week", "quarter") for page in PAGES),
+            "/?horizon=week",
+            "/?horizon=quarter",
+        ):
+            assert client.get(path).status_code == 200, path
+        assert reader.computed == computed
+        assert client.get("/", params={"period": "day"}).status_code == 200
         assert reader.computed > computed  # (the count does move for a view not warmed)
 
 

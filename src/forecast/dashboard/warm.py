@@ -7,6 +7,8 @@ the reader's cache (:class:`~forecast.dashboard.data.Reader`) before anyone asks
 - at start, then whenever the state moves: the warehouse file's modification time (an ingest), or a
   champion alias of the registry (a promotion), looked at every ``every_seconds``, and at once when
   a request sees a new warehouse state first (it computes its own page; the warm-up the others);
+- after the default views, one filter of each kind (:func:`filtered_pages`) and the filter form's
+  other periods and horizons of the default view (:func:`period_pages`);
 - one page at a time, in the background's turn: a request that arrives meanwhile computes before
   the warm-up's next item, and a request for the item being computed waits for it instead of
   repeating it (so it waits at most for that one item);
@@ -82,6 +84,32 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     return out + reports if kept and out else reports + out
 
 
+OTHER_PERIODS = ("week", "quarter")
+"""The filter form's other named periods (``month`` is the default's figures, ``day`` a cheap one)."""
+OTHER_HORIZONS = ("week", "quarter")
+"""The forecast's other period lengths the form offers (``month`` is the default)."""
+
+
+def period_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
+    """The unfiltered pages of the default as-of for the form's other periods and horizons.
+
+    Another period recomputes the reports of that period (the Overview 19-25 s at 1M leads, the
+    Activity page 5 s); another horizon, the revenue forecast (the Overview 1-22 s there). They
+    share the default view's CRM read, so they come after the default and filtered views, and the
+    store keeps them like any page.
+    """
+    out: list[tuple[str, Callable[[], Any]]] = []
+    for period in OTHER_PERIODS:
+        filters = Filters(period=period)
+        for page in ("overview", "reps", "pipeline", "prospects", "activity", "insights"):
+            out.append((f"{page}?period={period}", partial(getattr(reader, page), filters)))
+        out.append((f"overview changes?period={period}", partial(compare.overview_changes, reader, filters)))
+        out.append((f"reps changes?period={period}", partial(compare.reps_changes, reader, filters)))
+    for horizon in OTHER_HORIZONS:
+        out.append((f"overview?horizon={horizon}", partial(reader.overview, Filters(horizon=horizon))))
+    return out
+
+
 def champions(reader: Reader) -> tuple[tuple[str, str | None], ...]:
     """Each model's version the pages read, as the registry resolves them now.
 
@@ -120,6 +148,7 @@ class Warmer:
         every_seconds: float = EVERY_SECONDS,
         registry: Callable[[Reader], tuple[tuple[str, str | None], ...]] | None = champions,
         filtered: bool = False,
+        periods: bool | None = None,
     ) -> None:
         """A warm-up of ``reader``'s default views.
 
@@ -130,10 +159,13 @@ class Warmer:
             filtered: Also warm one filter of each kind after the default views
                 (:func:`filtered_pages`); a failure there is logged and counted in :attr:`errors` but
                 does not hold back the state's warm-up.
+            periods: Also warm the other periods and horizons of the default view after those
+                (:func:`period_pages`; ``None``: as ``filtered``), failures counted the same way.
         """
         self.reader = reader
         self.every_seconds = every_seconds
         self.filtered = filtered
+        self.periods = filtered if periods is None else periods
         self.default_seconds: float | None = None
         """How long the default views of the last complete warm-up took (the filtered ones after)."""
         self.registry = registry
@@ -227,7 +259,9 @@ class Warmer:
             self._failed = (state, tries)
             return False
         defaults = time.perf_counter() - started
-        if self.filtered and not self._warm_filtered():
+        if self.filtered and not self._warm_more(filtered_pages):
+            return False
+        if self.periods and not self._warm_more(period_pages):
             return False
         if self.reader.state() != state:  # the data moved meanwhile: warm again
             return False
@@ -238,14 +272,14 @@ class Warmer:
         log.info("dashboard default views computed in %.1f s", self.seconds)
         return True
 
-    def _warm_filtered(self) -> bool:
-        """Compute :func:`filtered_pages` (``False``: stopped); failures are logged and counted."""
+    def _warm_more(self, listing: Callable[[Reader], list[tuple[str, Callable[[], Any]]]]) -> bool:
+        """Compute the views ``listing`` names (``False``: stopped); failures are logged and counted."""
         with self.reader.background():
             try:
-                pages = filtered_pages(self.reader)
+                pages = listing(self.reader)
             except Exception:
                 self.errors += 1
-                log.exception("listing the dashboard's filters to warm failed")
+                log.exception("listing the dashboard's views to warm failed")
                 return True
             for name, compute in pages:
                 if self._stop.is_set():
