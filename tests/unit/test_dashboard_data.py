@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from forecast.dashboard.data import _without_activities
+from forecast.config import load_settings
+from forecast.dashboard.data import Filters, Reader, _without_activities
+from forecast.tracking.periods import parse_period
 
 
 def test_a_source_without_activities_loses_the_activity_figures_not_the_others() -> None:
@@ -45,3 +48,35 @@ def test_a_by_product_of_a_state_gone_by_is_not_kept(tmp_path: Path) -> None:
     assert reader._peek(("shock", None, ()), before) is None
     reader._keep(("shock", None, ()), "fresh", reader.state())
     assert reader._peek(("shock", None, ())) == "fresh"
+
+
+@pytest.mark.parametrize(
+    ("spellings", "shared"),
+    [
+        ((None, "", "month", " Month ", "MONTH"), True),  # the default's period: the last complete month
+        (("week", "Week", " week "), True),
+        (("quarter", "QUARTER"), True),
+        (("day", " Day"), True),
+        ((None, "week"), False),
+        (("2024-11-01..2024-11-30", None), False),  # a range is another spec, even of the same days
+        (("   ", None), False),  # not a period (refused when computed), never the default's page
+    ],
+)
+def test_the_page_key_spells_a_period_once(spellings: tuple[str | None, ...], shared: bool) -> None:
+    keys = {Filters(period=spec).key() for spec in spellings}
+    assert (len(keys) == 1) is shared
+    if shared:  # sharing a page is right only where the period computed is the same
+        as_of = pd.Timestamp("2024-12-16")
+        assert len({parse_period(spec, as_of) for spec in spellings}) == 1
+
+
+def test_a_month_period_is_answered_by_the_default_views_page(tmp_path: Path) -> None:
+    (tmp_path / "wh.duckdb").write_bytes(b"only its size and time are read here")
+    settings = load_settings(warehouse=tmp_path / "wh.duckdb", data_dir=tmp_path, config_dir=tmp_path)
+    reader = Reader(settings)
+    first = reader.page("overview", Filters(), lambda: {"won": 1.0})
+    calls: list[int] = []
+    again = reader.page("overview", Filters(period=" Month"), lambda: calls.append(1) or {"won": 2.0})
+    assert again is first and calls == []
+    week = reader.page("overview", Filters(period="week"), lambda: {"won": 3.0})
+    assert week == {"won": 3.0}

@@ -32,7 +32,7 @@ from forecast.errors import InputError
 from forecast.models.names import DEAL_WIN, MODEL_NAMES, TIME_TO_CLOSE
 from forecast.timeutil import parse_time
 from forecast.tracking.data import ALL_LABEL, TrackingData
-from forecast.tracking.periods import Period
+from forecast.tracking.periods import PERIOD_KINDS, Period
 
 if TYPE_CHECKING:
     from forecast.dashboard.store import PageStore
@@ -192,8 +192,27 @@ class Filters:
         return "?" + urlencode(kept) if kept else ""
 
     def key(self) -> tuple[str | None, ...]:
-        """A hashable form for caches."""
-        return (self.as_of, self.period, self.horizon, self.rep, self.team, self.region, self.source)
+        """A hashable form for caches.
+
+        A named period has one spelling (``Week``, `` week``: ``week``), and ``month``, which names
+        the default's period (the last complete month), is the default (:func:`period_key`).
+        """
+        period = period_key(self.period)
+        return (self.as_of, period, self.horizon, self.rep, self.team, self.region, self.source)
+
+
+def period_key(spec: str | None) -> str | None:
+    """The period ``spec`` as the page caches key it: the same period, one spelling.
+
+    A named period is matched as :func:`~forecast.tracking.periods.parse_period` matches it (case and
+    spaces aside); ``month`` is the default's period (``None``); a range is kept as written.
+    """
+    if spec is None or spec == "":
+        return None
+    text = spec.strip().lower()
+    if text == "month":
+        return None
+    return text if text in PERIOD_KINDS else spec
 
 
 @dataclass(frozen=True)
