@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ def run_one(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, A
         "weigh_wins_by": args.weigh_wins_by,
         "calendar": not args.no_calendar,
         "calendar_applied": [bool(v) for v in t["calendar_applied"]],
+        "retrain_every": args.retrain_every,
+        "leads_per_month": args.leads_per_month,
     }
 
 
@@ -173,6 +176,36 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+SETTINGS = ("months", "retrain_every", "leads_per_month", "calendar", "recentre", "weigh_wins_by")
+"""What a run was made with (``None`` where an older file did not write it)."""
+
+
+def latest_runs(paths: list[Path]) -> list[dict[str, Any]]:
+    """The last run of each world and seed across ``paths`` (in order), each world of one setting.
+
+    Each kept run is named on stderr with its file. Runs of one world with different settings
+    (:data:`SETTINGS`) are refused: their months would be pooled as if alike.
+
+    Raises:
+        SystemExit: A world's kept runs differ in their settings.
+    """
+    latest: dict[tuple[str, int], tuple[dict[str, Any], Path]] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if "world" in row:
+                latest[(row["world"], int(row["seed"]))] = (row, path)
+    settings: dict[str, set[tuple[Any, ...]]] = {}
+    for (world, seed), (row, path) in latest.items():
+        made = tuple(len(row["months"]) if k == "months" else row.get(k) for k in SETTINGS)
+        settings.setdefault(world, set()).add(made)
+        print(f"{world} seed {seed}: {path} ({dict(zip(SETTINGS, made, strict=True))})", file=sys.stderr)
+    mixed = {w: sorted(map(str, s)) for w, s in settings.items() if len(s) > 1}
+    if mixed:
+        raise SystemExit(f"runs of one world with different settings {SETTINGS}: {mixed}")
+    return [row for row, _ in latest.values()]
+
+
 def main() -> None:
     """Backtest every world and seed, print each, then the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -208,13 +241,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.summarise is not None:
-        latest: dict[tuple[str, int], dict[str, Any]] = {}
-        for path in args.summarise:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                if "world" in row:
-                    latest[(row["world"], int(row["seed"]))] = row
-        print(json.dumps(summarise(list(latest.values()))), flush=True)
+        print(json.dumps(summarise(latest_runs(args.summarise))), flush=True)
         return
     runs = []
     for name in args.worlds:

@@ -2,7 +2,8 @@
 
 Issue 18's auth rule: without ``FORECAST_API_TOKEN`` the pages are open, so the server must bind to
 127.0.0.1 by default; another address is taken only from ``--host`` and is then warned about. The
-listening socket is read from the kernel's table (``/proc/net/tcp``) of a real server process.
+listening sockets are read from the kernel's tables (``/proc/net/tcp`` and ``tcp6``), those the real
+server process holds.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.dashboard_env import trained_env
 pytestmark = pytest.mark.slow  # a server process
 
 PROC_TCP = Path("/proc/net/tcp")
+PROC_TCP6 = Path("/proc/net/tcp6")
 LISTEN = "0A"
 """The state column's value of a listening socket in ``/proc/net/tcp``."""
 
@@ -56,15 +58,33 @@ def _free_port() -> int:
         return port
 
 
-def _listening_on(port: int) -> set[str]:
-    """The IPv4 addresses with a listening TCP socket on ``port`` (dotted quads)."""
+def _listening_on(port: int, pid: int) -> set[str]:
+    """The addresses (IPv4 and IPv6) on which process ``pid`` listens with TCP ``port``.
+
+    A socket is counted only if the process holds it (its inode among ``/proc/PID/fd``'s links), so
+    another program that took the port cannot stand in for the server.
+    """
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            held.add(target[len("socket:[") : -1])
     found = set()
-    for line in PROC_TCP.read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        address, hex_port = local.split(":")
-        if state == LISTEN and int(hex_port, 16) == port:
-            # the kernel writes the address as a little-endian 32-bit word
-            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    for table, family in ((PROC_TCP, socket.AF_INET), (PROC_TCP6, socket.AF_INET6)):
+        if not table.is_file():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] != LISTEN or int(hex_port, 16) != port or fields[9] not in held:
+                continue
+            raw = bytes.fromhex(address)
+            # the kernel writes each 32-bit word of the address in the machine's (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(socket.inet_ntop(family, words))
     return found
 
 
@@ -89,10 +109,17 @@ def _dashboard(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterat
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"the dashboard did not start: {log.read_text()}") from None
                 time.sleep(0.2)
+        assert process.poll() is None, (
+            f"the server exited: another one answers on the port: {log.read_text()}"
+        )
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -108,10 +135,10 @@ def open_env(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[s
 def test_without_host_it_listens_on_loopback_only(open_env: dict[str, str], tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "server.log"
-    with _dashboard(open_env, port, log):
-        assert _listening_on(port) == {"127.0.0.1"}
+    with _dashboard(open_env, port, log) as process:
+        assert _listening_on(port, process.pid) == {"127.0.0.1"}  # and no IPv6 socket ("::")
     text = log.read_text()
-    assert f"dashboard on http://127.0.0.1:{port}/" in text and "warning" not in text
+    assert f"dashboard on http://127.0.0.1:{port}/" in text and "forecast: warning" not in text
 
 
 def test_another_address_is_taken_only_when_given_and_is_warned_about(
@@ -119,8 +146,8 @@ def test_another_address_is_taken_only_when_given_and_is_warned_about(
 ) -> None:
     port = _free_port()
     log = tmp_path / "server.log"
-    with _dashboard(open_env, port, log, "--host", "0.0.0.0"):
-        assert _listening_on(port) == {"0.0.0.0"}
+    with _dashboard(open_env, port, log, "--host", "0.0.0.0") as process:
+        assert _listening_on(port, process.pid) == {"0.0.0.0"}
     text = log.read_text()
     assert "listens on 0.0.0.0 without FORECAST_API_TOKEN" in text
     assert "anyone who reaches this address reads the pages" in text

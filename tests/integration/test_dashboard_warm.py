@@ -57,13 +57,17 @@ def test_after_the_warm_up_a_first_visit_of_every_default_page_computes_nothing(
         ):
             assert client.get(path).status_code == 200, path
         assert reader.computed == computed  # every default page (and a team's) was found in the cache
+        assembled = reader.assembled
         for path in (  # the form's other periods and horizons of the default view (warm.period_pages)
             *(f"{page}?period={p}" for p in ("week", "quarter") for page in PAGES),
             "/?horizon=week",
             "/?horizon=quarter",
+            "/reps?horizon=quarter",  # a page the horizon does not change: the default's
+            "/?period=Week",  # another spelling of a warmed period
+            "/?period=month",  # the default's period, named
         ):
             assert client.get(path).status_code == 200, path
-        assert reader.computed == computed
+        assert reader.computed == computed and reader.assembled == assembled  # nothing put together
         assert client.get("/", params={"period": "day"}).status_code == 200
         assert reader.computed > computed  # (the count does move for a view not warmed)
 
@@ -98,7 +102,15 @@ def test_a_restarted_dashboard_reads_its_pages_back_instead_of_computing_them(
         assert first.state.warmer.wait(timeout=900) and first.state.warmer.errors == 0
         teams = sorted(set(first.state.reader.tracking(Filters()).reps["team"]))
         team = teams[0]
-        paths = (*PAGES, "/prospects.csv", f"/reps?team={team}", f"/?team={team}")
+        paths = (
+            *PAGES,
+            "/prospects.csv",
+            f"/reps?team={team}",
+            f"/?team={team}",
+            "/?period=week",
+            "/activity?period=quarter",
+            "/?horizon=quarter",
+        )
         before = {path: client.get(path).text for path in paths}
     assert first.state.reader.assembled > 0 and first.state.reader.loaded == 0
 

@@ -80,3 +80,11 @@ def test_a_month_period_is_answered_by_the_default_views_page(tmp_path: Path) ->
     assert again is first and calls == []
     week = reader.page("overview", Filters(period="week"), lambda: {"won": 3.0})
     assert week == {"won": 3.0}
+
+
+def test_only_the_overview_is_keyed_by_the_forecasts_horizon() -> None:
+    for horizon in ("week", "quarter"):
+        other = Filters(horizon=horizon, team="East")
+        assert Reader.page_key("overview", other) != Reader.page_key("overview", Filters(team="East"))
+        for page in ("overview changes", "reps", "reps changes", "pipeline", "prospects", "activity"):
+            assert Reader.page_key(page, other) == Reader.page_key(page, Filters(team="East")), page

@@ -208,3 +208,30 @@ def test_a_champion_change_warms_again(reader: Reader, pages: dict[str, int]) ->
     assert pages == {"a": 1, "b": 1}
     assert warmer.warm_once()
     assert pages == {"a": 2, "b": 2}
+
+
+def test_a_data_change_during_the_later_views_stops_them_for_the_new_default_views(
+    reader: Reader, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages.pop("broken")
+    later: list[str] = []
+
+    def bump() -> None:  # one ingest while the later views are warmed: the file's time moves
+        if later.count("first") > 1:
+            return
+        stat = reader.settings.warehouse.stat()
+        os.utime(reader.settings.warehouse, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    def more(_: Reader) -> list[tuple[str, Callable[[], Any]]]:
+        return [
+            ("first", lambda: (later.append("first"), bump())),
+            ("second", lambda: later.append("second")),
+        ]
+
+    monkeypatch.setattr(warm, "filtered_pages", more)
+    monkeypatch.setattr(warm, "period_pages", lambda _: [("third", lambda: later.append("third"))])
+    warmer = warm.Warmer(reader, every_seconds=0, registry=None, filtered=True)
+    assert not warmer.warm_once()  # the state moved: not complete
+    assert later == ["first"] and warmer.warmed is None  # the views after the change were left
+    assert warmer.warm_once()  # the next look: the new state's default views, then the later ones
+    assert pages == {"a": 2, "b": 2} and later == ["first", "first", "second", "third"]

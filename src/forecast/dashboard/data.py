@@ -201,6 +201,15 @@ class Filters:
         return (self.as_of, period, self.horizon, self.rep, self.team, self.region, self.source)
 
 
+HORIZON_PAGES = frozenset({"overview"})
+"""The pages whose figures depend on the forecast's horizon (its forecast and pacing)."""
+
+
+def _key_for(name: str, filters: Filters) -> tuple[str | None, ...]:
+    """The filters' cache key for page ``name``: without the horizon unless the page reads it."""
+    return (filters if name in HORIZON_PAGES else replace(filters, horizon="month")).key()
+
+
 def period_key(spec: str | None) -> str | None:
     """The period ``spec`` as the page caches key it: the same period, one spelling.
 
@@ -594,8 +603,12 @@ class Reader:
 
     @staticmethod
     def page_key(name: str, filters: Filters) -> tuple[Any, ...]:
-        """The cache key of page ``name`` for the filters (:meth:`page`, :meth:`kept`)."""
-        return ("page", name, *filters.key())
+        """The cache key of page ``name`` for the filters (:meth:`page`, :meth:`kept`).
+
+        Only the pages of :data:`HORIZON_PAGES` are keyed by the forecast's horizon: another horizon
+        finds every other page (the comparisons, the Reps page, ...) as computed for the default's.
+        """
+        return ("page", name, *_key_for(name, filters))
 
     def page(self, name: str, filters: Filters, compute: Callable[[], T]) -> T:
         """A whole page's result for the filters: held, read back from the store, or computed."""
@@ -983,7 +996,8 @@ class Reader:
         from forecast.io import csv_text
 
         return self._cached(
-            ("prospects.csv", *filters.key()), lambda: csv_text(self.prospects(filters)["rows"])
+            ("prospects.csv", *_key_for("prospects.csv", filters)),
+            lambda: csv_text(self.prospects(filters)["rows"]),
         )
 
     def activity(self, filters: Filters) -> dict[str, Any]:

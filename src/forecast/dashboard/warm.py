@@ -259,9 +259,9 @@ class Warmer:
             self._failed = (state, tries)
             return False
         defaults = time.perf_counter() - started
-        if self.filtered and not self._warm_more(filtered_pages):
+        if self.filtered and not self._warm_more(filtered_pages, state):
             return False
-        if self.periods and not self._warm_more(period_pages):
+        if self.periods and not self._warm_more(period_pages, state):
             return False
         if self.reader.state() != state:  # the data moved meanwhile: warm again
             return False
@@ -272,8 +272,15 @@ class Warmer:
         log.info("dashboard default views computed in %.1f s", self.seconds)
         return True
 
-    def _warm_more(self, listing: Callable[[Reader], list[tuple[str, Callable[[], Any]]]]) -> bool:
-        """Compute the views ``listing`` names (``False``: stopped); failures are logged and counted."""
+    def _warm_more(
+        self, listing: Callable[[Reader], list[tuple[str, Callable[[], Any]]]], state: tuple[int, int]
+    ) -> bool:
+        """Compute the views ``listing`` names for ``state``; failures are logged and counted.
+
+        Returns:
+            ``False`` when stopped, or when the state moved (an ingest, a promotion): the next
+            warm-up then computes the new state's default views first, not these views.
+        """
         with self.reader.background():
             try:
                 pages = listing(self.reader)
@@ -282,7 +289,7 @@ class Warmer:
                 log.exception("listing the dashboard's views to warm failed")
                 return True
             for name, compute in pages:
-                if self._stop.is_set():
+                if self._stop.is_set() or self._state() != state:
                     return False
                 try:
                     compute()
