@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,3 +61,49 @@ def trained_env(factory: pytest.TempPathFactory, worker_id: str) -> dict[str, st
             done.write_text(json.dumps(_build(root)), encoding="utf-8")
     env: dict[str, str] = json.loads(done.read_text(encoding="utf-8"))
     return env
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (another program may take it before it is bound)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def dashboard_server(
+    env: dict[str, str], port: int, log: Path, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``forecast dashboard --port PORT [extra]`` in its own process, until the block ends.
+
+    Yields once its health answers on ``http://127.0.0.1:PORT`` and the process is still the one
+    running (were it gone, another program would be answering on the port).
+    """
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "forecast.cli", "dashboard", "--port", str(port), *extra],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the dashboard did not start: {log.read_text()}") from None
+                time.sleep(0.2)
+        assert process.poll() is None, f"the server exited, another answers: {log.read_text()}"
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

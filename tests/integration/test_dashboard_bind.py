@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from forecast.cli.dashboard import is_loopback
-from tests.dashboard_env import trained_env
+from tests.dashboard_env import dashboard_server, free_port, trained_env
 
 pytestmark = pytest.mark.slow  # a server process
 
@@ -49,13 +43,6 @@ LISTEN = "0A"
 )
 def test_loopback_addresses_are_told_from_the_others(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _listening_on(port: int, pid: int) -> set[str]:
@@ -88,40 +75,6 @@ def _listening_on(port: int, pid: int) -> set[str]:
     return found
 
 
-@contextmanager
-def _dashboard(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``forecast dashboard --port PORT [extra]`` until its health answers on loopback."""
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "forecast.cli", "dashboard", "--port", str(port), "--no-keep", *extra],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the dashboard did not start: {log.read_text()}") from None
-                time.sleep(0.2)
-        assert process.poll() is None, (
-            f"the server exited: another one answers on the port: {log.read_text()}"
-        )
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def open_env(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, str]:
     """The trained test CRM's settings without a token (pages open to whoever reaches them)."""
@@ -133,9 +86,9 @@ def open_env(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[s
 
 
 def test_without_host_it_listens_on_loopback_only(open_env: dict[str, str], tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
-    with _dashboard(open_env, port, log) as process:
+    with dashboard_server(open_env, port, log, "--no-keep") as process:
         assert _listening_on(port, process.pid) == {"127.0.0.1"}  # and no IPv6 socket ("::")
     text = log.read_text()
     assert f"dashboard on http://127.0.0.1:{port}/" in text and "forecast: warning" not in text
@@ -144,9 +97,9 @@ def test_without_host_it_listens_on_loopback_only(open_env: dict[str, str], tmp_
 def test_another_address_is_taken_only_when_given_and_is_warned_about(
     open_env: dict[str, str], tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
-    with _dashboard(open_env, port, log, "--host", "0.0.0.0") as process:
+    with dashboard_server(open_env, port, log, "--no-keep", "--host", "0.0.0.0") as process:
         assert _listening_on(port, process.pid) == {"0.0.0.0"}
     text = log.read_text()
     assert "listens on 0.0.0.0 without FORECAST_API_TOKEN" in text

@@ -12,18 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.dashboard_env import AS_OF, trained_env
+from tests.dashboard_env import AS_OF, dashboard_server, free_port, trained_env
 
 pytestmark = pytest.mark.slow  # a server and a browser
 
@@ -66,13 +61,6 @@ def _programs() -> tuple[str, str]:
     return browser, driver
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
     """``forecast dashboard`` with a token, in its own process; yields its base URL."""
@@ -83,31 +71,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator
         "FORECAST_API_TOKEN": TOKEN,
         "FORECAST_THREADS": "1",
     }
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("dashboard-server") / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "forecast.cli", "dashboard", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the dashboard did not start: {log.read_text()}") from None
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with dashboard_server(env, port, log):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
