@@ -32,7 +32,7 @@ from forecast.errors import InputError
 from forecast.models.names import DEAL_WIN, MODEL_NAMES, TIME_TO_CLOSE
 from forecast.timeutil import parse_time
 from forecast.tracking.data import ALL_LABEL, TrackingData
-from forecast.tracking.periods import PERIOD_KINDS, Period
+from forecast.tracking.periods import Period, named_kind
 
 if TYPE_CHECKING:
     from forecast.dashboard.store import PageStore
@@ -213,15 +213,14 @@ def _key_for(name: str, filters: Filters) -> tuple[str | None, ...]:
 def period_key(spec: str | None) -> str | None:
     """The period ``spec`` as the page caches key it: the same period, one spelling.
 
-    A named period is matched as :func:`~forecast.tracking.periods.parse_period` matches it (case and
-    spaces aside); ``month`` is the default's period (``None``); a range is kept as written.
+    A named period is its kind as :func:`~forecast.tracking.periods.parse_period` reads it
+    (:func:`~forecast.tracking.periods.named_kind`); ``month`` is the default's period (``None``);
+    anything else (a range) is kept as written.
     """
-    if spec is None or spec == "":
-        return None
-    text = spec.strip().lower()
-    if text == "month":
-        return None
-    return text if text in PERIOD_KINDS else spec
+    kind = named_kind(spec)
+    if kind is None:
+        return spec
+    return None if kind == "month" else kind
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,18 @@ def last_complete(kind: str, as_of: pd.Timestamp) -> Period:
     return _named(kind, pd.Timestamp(start))
 
 
+def named_kind(spec: str | None) -> str | None:
+    """The kind of last complete period ``spec`` names (``None``: a range or nothing it names).
+
+    ``None`` and ``""`` name the default, the last complete month; a kind is matched whatever its
+    case and surrounding spaces (``" Week"``: ``week``).
+    """
+    if spec is None or spec == "":
+        return "month"
+    text = spec.strip().lower()
+    return text if text in PERIOD_KINDS else None
+
+
 def parse_period(spec: str | None, as_of: pd.Timestamp) -> Period:
     """Parse a period specification.
 
@@ -138,11 +150,10 @@ def parse_period(spec: str | None, as_of: pd.Timestamp) -> Period:
     Raises:
         PeriodError: If the specification cannot be parsed or the range is empty.
     """
-    if spec is None or spec == "":
-        return last_complete("month", as_of)
-    text = spec.strip().lower()
-    if text in PERIOD_KINDS:
-        return last_complete(text, as_of)
+    kind = named_kind(spec)
+    if kind is not None:
+        return last_complete(kind, as_of)
+    text = (spec or "").strip().lower()  # (None names the default: returned above)
     if ".." in text:
         first, _, last = text.partition("..")
         try:
