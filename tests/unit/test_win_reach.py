@@ -20,7 +20,7 @@ from forecast.models.config import TrainingConfig
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.stage_incidence import StageWinIncidence
 from forecast.models.win_blend import HazardBlendedClassifier
-from forecast.models.win_horizon import p_win_days
+from forecast.models.win_horizon import p_win_days, read_days
 from forecast.scoring import fastpath
 from forecast.training.binary import TrainResult, train_binary, train_stage_incidence
 from forecast.training.datasets import resolve_horizon, snapshot_table, table_input
@@ -142,7 +142,13 @@ def test_the_stage_floor_is_read_at_the_reach_and_judged_at_the_label_horizon(
     served, judged = result.pipeline.steps[-1][1], result.eval_pipeline.steps[-1][1]  # type: ignore[union-attr]
     assert isinstance(served, StageWinIncidence) and isinstance(judged, StageWinIncidence)
     assert served.horizon_days == far and judged.horizon_days == h
-    assert p_win_days(result.pipeline, h) == far
+    # past the follow-up the served p_win is carried on to the cycle's aim (snapshots.tail_extrapolate);
+    # the revenue forecast reads it at the reach
+    tail = float(config.snapshots.p_win_tail_days or 0)
+    assert tail > far and served.tail_days == tail and judged.tail_days is None
+    assert p_win_days(result.pipeline, h) == tail and read_days(result.pipeline, h) == far
+    assert result.params["p_win_tail_days"] == tail
+    assert any(f"carried on from {far:g} to {tail:g} days" in n for n in result.notes)
     x = data.frame[data.features]
     assert result.pipeline.predict_proba(x)[:, 1].mean() > result.eval_pipeline.predict_proba(x)[:, 1].mean()  # type: ignore[union-attr]
     assert result.params["p_win_days"] == far

@@ -87,6 +87,25 @@ class SnapshotSettings(_Strict):
             "label horizon"
         ),
     )
+    tail_extrapolate: bool = Field(
+        default=True,
+        description=(
+            "deal-win models served by the small-data stage model: where the follow-up stops p_win "
+            "short of horizon_days (at most the hazard's last edge), carry each stage's win incidence "
+            "on to it, the eventual win, with the win and loss hazards of the last read window held "
+            "constant (models.stage_incidence.extrapolated_incidence); false: p_win stops at "
+            "p_win_days (or the label horizon)"
+        ),
+    )
+    p_win_tail_days: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "resolved at training: horizon_days (at most the hazard's last edge) where the label and "
+            "p_win_days stop short of it; the days the small-data stage model carries p_win on to "
+            "with tail_extrapolate; null: no carried-on tail"
+        ),
+    )
 
 
 class SplitSettings(_Strict):

@@ -24,3 +24,32 @@ def p_win_days(pipeline: Any, label_days: float) -> float:
     model = steps[-1][1] if steps else pipeline
     days = getattr(model, "p_win_days_", None)
     return float(days) if days is not None and float(days) > float(label_days) else float(label_days)
+
+
+def _final(pipeline: Any) -> Any:
+    steps = getattr(pipeline, "steps", None)
+    return steps[-1][1] if steps else pipeline
+
+
+def read_days(pipeline: Any, label_days: float) -> float:
+    """The days ``pipeline``'s :func:`read_proba` reaches: what the data were read at.
+
+    The small-data stage model may carry its p_win on past what the data follow
+    (``snapshots.tail_extrapolate``); the revenue forecast spreads a win over the close model's
+    timing, which stops where the data do, so it takes the incidence read from the data and these
+    days. Every other model: :func:`p_win_days`.
+    """
+    days = getattr(_final(pipeline), "read_days_", None)
+    return float(days) if days is not None else p_win_days(pipeline, label_days)
+
+
+def read_proba(pipeline: Any, X: Any) -> Any:  # noqa: N803
+    """P(won within :func:`read_days`) per row: ``predict_proba`` unless the model carries a tail on."""
+    model = _final(pipeline)
+    if not hasattr(model, "read_proba"):
+        return pipeline.predict_proba(X)[:, 1]
+    steps = getattr(pipeline, "steps", None)
+    x = X
+    for _, step in (steps or [])[:-1]:
+        x = step.transform(x)
+    return model.read_proba(x)

@@ -31,7 +31,7 @@ from forecast.data.pipeline import SalesPipeline
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
-from forecast.models.win_horizon import p_win_days
+from forecast.models.win_horizon import read_days
 from forecast.revenue.calendar import CalendarSettings
 from forecast.revenue.engine import (
     DealModels,
@@ -84,7 +84,7 @@ def train_deal_models(
         win.pipeline,
         close.pipeline,
         [float(e) for e in close_config.survival.edges],
-        p_win_days(win.pipeline, h_win),
+        read_days(win.pipeline, h_win),
         {"trained_at": as_of.isoformat()},
         held_out,
         label_days=float(h_win),

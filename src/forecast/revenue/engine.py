@@ -22,7 +22,7 @@ from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.features.splits import summary_test_cut
 from forecast.models.survival import survival_at
-from forecast.models.win_horizon import p_win_days
+from forecast.models.win_horizon import read_days, read_proba
 from forecast.revenue.calendar import CalendarProfile, CalendarSettings, fit_calendar
 from forecast.revenue.forecast import ALL, RevenueForecast, close_shares, forecast_revenue
 from forecast.revenue.new_deals import fit_new_deal_model
@@ -77,11 +77,13 @@ class DealModels:
     """The two fitted models a forecast needs.
 
     Attributes:
-        win: Pipeline returning P(won within ``horizon_days``) from deal snapshot features.
+        win: Pipeline returning P(won within ``horizon_days``) from deal snapshot features
+            (:func:`~forecast.models.win_horizon.read_proba`).
         close: Pipeline whose last step has ``survival()`` (the time-to-close model).
         edges: The close model's survival edges (days).
-        horizon_days: The days the win model's ``p_win`` reaches (its label horizon, or further
-            where half the history caps the label: :mod:`forecast.models.win_horizon`).
+        horizon_days: The days the win model's ``p_win`` is read at (its label horizon, or further
+            where half the history caps the label; never a tail carried on past the data:
+            :func:`~forecast.models.win_horizon.read_days`).
         versions: Names and versions, for the output.
         held_out: Their evaluation models, which score the past cuts of the shock evidence
             (``None``: the served models score them, in-sample).
@@ -328,7 +330,7 @@ def score_deals(
         ).frame
     if frame.empty:
         return frame, np.zeros(0), np.zeros((0, len(models.edges)))
-    p_win = models.win.predict_proba(frame)[:, 1]
+    p_win = read_proba(models.win, frame)
     prep, hazard = Pipeline(models.close.steps[:-1]), models.close.steps[-1][1]
     x = prep.transform(frame)
     wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
@@ -508,7 +510,7 @@ def _cut_scorer(models: DealModels, cuts: list[pd.Timestamp]) -> tuple[DealModel
     label = models.label_days if models.label_days is not None else models.horizon_days
     # the evaluation win model is judged at its label's horizon: it reaches no further
     scorer = replace(
-        models, win=held.win, close=held.close, held_out=None, horizon_days=p_win_days(held.win, label)
+        models, win=held.win, close=held.close, held_out=None, horizon_days=read_days(held.win, label)
     )
     if held.unseen_from is None:
         return scorer, cuts

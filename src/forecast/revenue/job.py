@@ -22,7 +22,7 @@ from forecast.data.warehouse import Warehouse
 from forecast.io import csv_text
 from forecast.models.config import TrainingConfig
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
-from forecast.models.win_horizon import p_win_days
+from forecast.models.win_horizon import read_days
 from forecast.revenue.backtest import BacktestResult, backtest_revenue
 from forecast.revenue.calendar import CalendarSettings
 from forecast.revenue.engine import (
@@ -127,7 +127,7 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
         win.pipeline,
         close.pipeline,
         edges,
-        p_win_days(win.pipeline, win.meta.horizon_days),
+        read_days(win.pipeline, win.meta.horizon_days),
         {win.name: win.version, close.name: close.version},
         held_out,
         label_days=float(win.meta.horizon_days),

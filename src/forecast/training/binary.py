@@ -261,8 +261,15 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         known &= ~frame[data.censored].astype(bool).to_numpy()
     y = frame[data.label].astype("boolean").fillna(False).to_numpy(dtype=int)
     if len(np.unique(y[known])) < 2:
+        won = frame["label_won"].astype("boolean").fillna(False) if "label_won" in frame.columns else None
+        never = (
+            f"; no deal of the CRM has been won yet ({frame[data.id_column].nunique()} deals in these "
+            "snapshots), so no win probability can be read from it until its first wins"
+            if won is not None and not won.any()
+            else ""
+        )
         raise InsufficientDataError(
-            f"{reason}; and no labelled deal snapshot of both classes to judge a stage model on"
+            f"{reason}; and no labelled deal snapshot of both classes to judge a stage model on{never}"
         )
     notes = [
         f"small data: {reason}. The served model is the stage win incidence within {horizon:g} days "
@@ -281,12 +288,21 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         notes.append("each stage is split by deal size (terciles of amount), shrunk towards the stage's rate")
     eval_pipeline = _fit_stage_incidence(frame, fit_rows, horizon, sized)
     reach = win_blend.reach_days(config) or horizon
-    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized)
+    wanted = config.snapshots.p_win_tail_days if config.snapshots.tail_extrapolate else None
+    tail = float(wanted) if wanted is not None and wanted > reach else None
+    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized, tail)
     if reach > horizon:
         notes.append(
             f"p_win reaches {reach:g} days: the label stops at {horizon:g} days{_why_reach(config)}, "
             f"so the served stage incidence is read at {reach:g} days (judged at "
             f"{horizon:g} days on the held-out deals)"
+        )
+    if tail is not None:
+        notes.append(
+            f"p_win is carried on from {reach:g} to {tail:g} days, past what the data follow, with each "
+            f"stage's win and loss hazards of its last read weeks held constant "
+            f"(snapshots.tail_extrapolate); "
+            f"the revenue forecast spreads only the incidence read at {reach:g} days"
         )
     p_test = eval_pipeline.predict_proba(frame.iloc[test])[:, 1]
     y_test = y[test]
@@ -314,6 +330,7 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
             "horizon_days": horizon,
             "seed": config.seed,
             **({"p_win_days": reach} if reach > horizon else {}),
+            **({"p_win_tail_days": tail} if tail is not None else {}),
         },
         eval_pipeline=eval_pipeline,
         fit=_stage_incidence_fit(int(known.sum()), len(fit_rows), len(frame)),
@@ -342,20 +359,23 @@ def _held_out_deals(
     return np.flatnonzero(held & known), np.flatnonzero(~held)
 
 
-def _fit_stage_incidence(frame: pd.DataFrame, rows: np.ndarray, horizon: float, sized: bool) -> Pipeline:
+def _fit_stage_incidence(
+    frame: pd.DataFrame, rows: np.ndarray, horizon: float, sized: bool, tail: float | None = None
+) -> Pipeline:
     """The stage win incidence fitted on the snapshots ``rows`` (censored ones included).
 
     Args:
         frame: Deal snapshots with :data:`STAGE_INCIDENCE_COLUMNS`.
         rows: Positions of the snapshots to fit on.
-        horizon: The label's horizon in days.
+        horizon: The days the incidence is read at.
         sized: Split each stage by deal size (the ``amount`` column).
+        tail: The days p_win is carried on to past ``horizon`` (``None``: none).
     """
     d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
     closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     won = frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     causes = np.where(closed, np.where(won, 1, 2), 0)
-    model = StageWinIncidence(horizon_days=horizon, amount_column="amount" if sized else None)
+    model = StageWinIncidence(horizon_days=horizon, amount_column="amount" if sized else None, tail_days=tail)
     pipeline = build_pipeline(["stage", "amount"] if sized else ["stage"], ["stage"], model)
     prep = pipeline[:-1].fit(frame.iloc[rows])
     model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows])

@@ -73,7 +73,9 @@ def resolve_horizon(
 
     A deal-win label capped by the history below the cycle's quantile also gets
     ``snapshots.p_win_days``, the days its p_win reaches (:func:`~forecast.features.horizon.tail_horizon`;
-    ``snapshots.tail_follow_up``).
+    ``snapshots.tail_follow_up``), and one that stops short of ``horizon_days`` gets
+    ``snapshots.p_win_tail_days``, the days the small-data stage model carries its p_win on to
+    (``snapshots.tail_extrapolate``).
     """
     snap = config.snapshots
     update: dict[str, Any] = {}
@@ -105,6 +107,10 @@ def resolve_horizon(
             )
             if reach_days > h:
                 update["p_win_days"] = reach_days
+            # the small-data stage model's p_win is carried on to the eventual win (models.stage_incidence)
+            target = int(min(float(snap.horizon_days), last_edge))
+            if snap.tail_extrapolate and target > max(h, reach_days):
+                update["p_win_tail_days"] = target
     else:
         table = "leads" if config.entity == "lead" else "opportunities"
         h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end)
