@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from forecast.models.stage_incidence import StageWinIncidence, extrapolated_incidence, win_incidence
+from forecast.models.survival import StageKaplanMeier
 from forecast.models.win_horizon import p_win_days, read_days, read_proba
+from forecast.registry import LoadedModel
+from forecast.serving.scoring import win_and_timing
 
 
 def _deals(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -103,20 +109,70 @@ def test_a_tail_model_serves_the_carried_on_p_win_and_reads_the_data_for_the_rev
         x, durations=d, causes=c
     )
     assert (tail.p_win_days_, tail.read_days_) == (365.0, 56.0)
-    assert (read.p_win_days_, read.read_days_) == (56.0, 56.0) and not read.tail_ratio_
+    assert (read.p_win_days_, read.read_days_) == (56.0, 56.0) and not read.tail_share_
     np.testing.assert_allclose(tail.read_proba(x), read.predict_proba(x)[:, 1])
     np.testing.assert_allclose(read.read_proba(x), read.predict_proba(x)[:, 1])
     assert (tail.predict_proba(x)[:, 1] >= read.predict_proba(x)[:, 1] - 1e-12).all()
     # the reasons add up to the served (carried-on) p_win's log-odds
     p = tail.predict_proba(x)[:, 1]
     np.testing.assert_allclose(tail.contributions(x).sum(axis=1), np.log(p / (1 - p)), atol=1e-9)
-    # what the data never show is not invented: these large deals win only after 60 days, so read at
-    # 56 days they hold next to no win, and their stage's tail ratio scales next to nothing
+    # these large deals win only after 60 days: read at 56 days they hold next to no win, and the
+    # stage's share of the part not yet won brings them towards their eventual rate (0.3 or 0.6)
     large = x["amount"].to_numpy() > np.nanquantile(x["amount"], 2 / 3)
+    small = ~large & x["amount"].notna().to_numpy()
     gain = tail.predict_proba(x)[:, 1] - read.predict_proba(x)[:, 1]
-    assert gain[large].mean() < 0.02 < gain[~large & x["amount"].notna().to_numpy()].mean()
+    assert gain[large].mean() > gain[small].mean() > 0.02
+    truth = np.where(x["stage"] == "late", 0.6, 0.3)
+    served, as_read = tail.predict_proba(x)[:, 1], read.predict_proba(x)[:, 1]
+    assert np.abs(served - truth)[large].mean() < 0.6 * np.abs(as_read - truth)[large].mean()
+    # within a stage the order is kept, and nothing is carried past 1
+    for stage in ("early", "late"):
+        sel = (x["stage"] == stage).to_numpy()
+        order = np.argsort(as_read[sel], kind="stable")
+        assert (np.diff(served[sel][order]) >= -1e-12).all()
+    assert served.max() < 1.0
     # a pipeline's revenue reading (models.win_horizon) goes through the tail model's read_proba
     pipeline = Pipeline([("identity", FunctionTransformer()), ("model", tail)])
     np.testing.assert_allclose(read_proba(pipeline, x), read.predict_proba(x)[:, 1])
     assert read_days(pipeline, 49.0) == 56.0 and p_win_days(pipeline, 49.0) == 365.0
     assert read_days(Pipeline([("model", read)]), 49.0) == 56.0
+
+
+def test_stages_that_are_not_text_and_models_pickled_before_the_tail() -> None:
+    """Integer stages are keyed as text like the rates; a model pickled without ``tail_days`` still clones."""
+    x, d, c = _deals(2000, 4)
+    coded = x.assign(stage=(x["stage"] == "late").astype(int))
+    model = StageWinIncidence(horizon_days=56.0, tail_days=365.0).fit(coded[["stage"]], durations=d, causes=c)
+    p = model.predict_proba(coded[["stage"]])[:, 1]
+    assert np.isfinite(p).all() and set(model.tail_share_) == {"0", "1"}
+    assert p[coded["stage"].to_numpy() == 1].mean() > model.read_proba(coded[["stage"]]).mean()
+    old = StageWinIncidence(horizon_days=56.0).fit(x[["stage"]], durations=d, causes=c)
+    del old.__dict__["tail_days"], old.__dict__["tail_share_"], old.__dict__["read_days_"]
+    restored = pickle.loads(pickle.dumps(old))
+    assert clone(restored).get_params()["tail_days"] is None
+    np.testing.assert_allclose(restored.predict_proba(x[["stage"]])[:, 1], restored.read_proba(x[["stage"]]))
+    assert read_days(restored, 56.0) == 56.0
+
+
+def test_the_http_forecast_spreads_the_incidence_read_like_the_batch_forecast() -> None:
+    """``/forecast_deals`` (``serving.scoring.win_and_timing``) reads a tail model as ``forecast revenue``."""
+    x, d, c = _deals(3000, 5)
+    win = Pipeline(
+        [
+            ("identity", FunctionTransformer()),
+            ("model", StageWinIncidence(horizon_days=56.0, tail_days=365.0)),
+        ]
+    )
+    win[:-1].fit(x[["stage"]])
+    win[-1].fit(x[["stage"]], durations=d, causes=c)
+    edges = [0.0, 7.0, 30.0, 60.0, 90.0]
+    close = Pipeline([("identity", FunctionTransformer()), ("model", StageKaplanMeier(edges=edges))])
+    close[-1].fit(x[["stage"]], durations=d, events=c > 0, causes=c)
+    loaded_win = LoadedModel("deal_win", "1", None, win, {"features": ["stage"]}, "run")
+    loaded_close = LoadedModel(
+        "time_to_close", "1", None, close, {"features": ["stage"], "survival": {"edges": edges}}, "run"
+    )
+    p_win, closed_by, got_edges = win_and_timing(loaded_win, loaded_close, x[["stage"]])
+    np.testing.assert_allclose(p_win, win[-1].read_proba(x[["stage"]]))
+    assert (win.predict_proba(x[["stage"]])[:, 1] > p_win + 0.01).all()  # the served p_win carries the tail
+    assert got_edges == edges and closed_by.shape == (len(x), len(edges))

@@ -100,6 +100,11 @@ def extrapolated_incidence(
     return float(read + still_open * won / (won + lost) * (1.0 - np.exp(-hazard * (tail_days - horizon))))
 
 
+def _share(read: float, far: float) -> float:
+    """The share of the part not won by the read days that is won by the far ones."""
+    return float(np.clip((far - read) / max(1.0 - read, _EPS), 0.0, 1.0))
+
+
 class StageWinIncidence(ClassifierMixin, BaseEstimator):
     """P(won within the horizon) per stage from every snapshot, censored ones included.
 
@@ -113,14 +118,16 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
             gets its stage's estimate.
         tail_days: Days beyond ``horizon_days`` that p_win reaches; ``None``: p_win stops at
             ``horizon_days``. Each stage's incidence is carried on with its last read window's
-            hazards (:func:`extrapolated_incidence`, shrunk like the read one), and every estimate
-            of the stage (its size cells too) is scaled by the stage's ratio of carried-on to read
-            incidence: a size cell holds too few late closes to carry its own tail on (measured
-            over eight three-month CRMs: ECE 0.083 scaled by stage, 0.084 carried on per cell with
-            a lower AUC, 0.106 scaled by one ratio for all stages; docs/models.md).
+            hazards (:func:`extrapolated_incidence`, shrunk like the read one), as the share ``k``
+            of what the stage had not won by ``horizon_days`` that it wins after; every estimate of
+            the stage (its size cells too) gets the same share of its own part not yet won,
+            ``p + (1 - p) * k``, which keeps it below 1 and keeps the order within the stage. A
+            size cell holds too few late closes to carry its own tail on (docs/models.md).
             :meth:`read_proba` still gives the incidence read at ``horizon_days`` (what the revenue
             forecast spreads over the close model's timing).
     """
+
+    tail_days: float | None = None  # models pickled before the tail have none (get_params, clone)
 
     def __init__(
         self,
@@ -176,15 +183,19 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
             counts[str(stage)] = n
         self.rates_ = rates
         self.counts_ = counts
-        self._fit_sizes(X, d, c, stages)
-        self._fit_tail(d, c, stages)
+        keys = np.array([str(s) if pd.notna(s) else None for s in stages], dtype=object)
+        self._fit_sizes(X, d, c, keys)
+        self._fit_tail(d, c, keys)
         self.classes_ = np.array([0, 1])  # won within the horizon (1) or not (0): no label to learn them from
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
         return self
 
     def _fit_sizes(self, X: pd.DataFrame, d: np.ndarray, c: np.ndarray, stages: np.ndarray) -> None:  # noqa: N803
-        """Each (stage, size band)'s incidence, shrunk towards its stage's (no bands: ``edges_`` empty)."""
+        """Each (stage, size band)'s incidence, shrunk towards its stage's (no bands: ``edges_`` empty).
+
+        ``stages`` holds each row's stage key (``str`` of its stage, ``None`` without one).
+        """
         self.edges_ = size_edges(X, self.amount_column, self.amount_bins, self.amount_bins * self.alpha)
         self.cell_rates_: dict[tuple[str, int], float] = {}
         self.band_rates_: dict[int, float] = {}
@@ -205,40 +216,42 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
                 )
 
     def _fit_tail(self, d: np.ndarray, c: np.ndarray, stages: np.ndarray) -> None:
-        """Each stage's ratio of its incidence carried on to ``tail_days`` to the one read (1: no tail)."""
+        """Each stage's share of its part not won by ``horizon_days`` won by ``tail_days`` (0: no tail).
+
+        ``stages`` holds each row's stage key, as for :meth:`_fit_sizes`.
+        """
         tail = self.tail_days is not None and self.tail_days > self.horizon_days
         # the days its p_win reaches (models.win_horizon), and the days read from the data
         self.p_win_days_ = float(self.tail_days if tail else self.horizon_days)  # type: ignore[arg-type]
         self.read_days_ = float(self.horizon_days)
-        self.tail_ratio_all_ = 1.0
-        self.tail_ratio_: dict[str, float] = {}
+        self.tail_share_all_ = 0.0
+        self.tail_share_: dict[str, float] = {}
         if not tail:
             return
         far, _ = win_incidence(d, c, self.horizon_days, self.tail_days)
-        self.tail_ratio_all_ = far / max(self.overall_, _EPS)
+        self.tail_share_all_ = _share(self.overall_, far)
         for stage, rate in self.rates_.items():
             sel = stages == stage
             p, n = win_incidence(d[sel], c[sel], self.horizon_days, self.tail_days)
-            self.tail_ratio_[stage] = (n * p + self.alpha * far) / (n + self.alpha) / max(rate, _EPS)
+            self.tail_share_[stage] = _share(rate, (n * p + self.alpha * far) / (n + self.alpha))
 
     def _bands(self, amount: np.ndarray) -> np.ndarray:
         """Each amount's size band (``-1``: no amount)."""
         return size_band(self.edges_, amount)
 
-    def _tail(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        """Each row's stage's tail ratio (all stages' for unseen or missing stages; 1 without a tail)."""
-        ratios = getattr(self, "tail_ratio_", {})  # models fitted before the tail have none
-        if not ratios:
-            return np.ones(len(X))
+    def _carried(self, X: pd.DataFrame, read: np.ndarray) -> np.ndarray:  # noqa: N803
+        """``read`` carried on with each row's stage's share (all stages' for unseen or missing ones)."""
+        shares = getattr(self, "tail_share_", {})  # models fitted before the tail have none
+        if not shares:
+            return read
+        every = self.tail_share_all_
         stages = X[self.stage_column].astype(object)
-        r = stages.map(
-            lambda s: ratios.get(str(s), self.tail_ratio_all_) if pd.notna(s) else self.tail_ratio_all_
-        )
-        return r.to_numpy(dtype=float)
+        k = stages.map(lambda s: shares.get(str(s), every) if pd.notna(s) else every).to_numpy(dtype=float)
+        return np.clip(read + (1.0 - read) * k, _EPS, 1 - _EPS)
 
     def _stage_p(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Each row's stage estimate (all stages' for unseen or missing stages), with its tail."""
-        return np.clip(self._stage_read(X) * self._tail(X), _EPS, 1 - _EPS)
+        return self._carried(X, self._stage_read(X))
 
     def _stage_read(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Each row's stage estimate read at ``horizon_days``."""
@@ -249,7 +262,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
 
     def _p(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Each row's estimate with its stage's tail."""
-        return np.clip(self._read(X) * self._tail(X), _EPS, 1 - _EPS)
+        return self._carried(X, self._read(X))
 
     def _read(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """Each row's estimate read at ``horizon_days``: its size cell's, else its stage's."""
@@ -289,7 +302,8 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         The stage's shift from all stages' estimate, and the size band's shift from the stage's.
         """
         p, stage_p = self._p(X), self._stage_p(X)
-        base = np.log(self.overall_ / (1 - self.overall_)) if 0 < self.overall_ < 1 else 0.0
+        overall = self.overall_ + (1.0 - self.overall_) * getattr(self, "tail_share_all_", 0.0)
+        base = np.log(overall / (1 - overall)) if 0 < overall < 1 else 0.0
         out = np.zeros((len(X), len(self.feature_names_in_) + 1))
         names = list(self.feature_names_in_)
         out[:, names.index(self.stage_column)] = np.log(stage_p / (1 - stage_p)) - base

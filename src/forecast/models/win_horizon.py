@@ -48,8 +48,4 @@ def read_proba(pipeline: Any, X: Any) -> Any:  # noqa: N803
     model = _final(pipeline)
     if not hasattr(model, "read_proba"):
         return pipeline.predict_proba(X)[:, 1]
-    steps = getattr(pipeline, "steps", None)
-    x = X
-    for _, step in (steps or [])[:-1]:
-        x = step.transform(x)
-    return model.read_proba(x)
+    return model.read_proba(pipeline[:-1].transform(X) if getattr(pipeline, "steps", None) else X)

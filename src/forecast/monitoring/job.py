@@ -27,6 +27,7 @@ from forecast.data.readers import read_table_file
 from forecast.io import write_text
 from forecast.logging import get_logger
 from forecast.models.config import TrainingConfig
+from forecast.models.win_horizon import read_proba
 from forecast.monitoring.calibration import Quality, judgeable, quality
 from forecast.monitoring.drift import PREDICTION, TARGET, DriftResult, classification_report, drift_report
 from forecast.monitoring.frames import (
@@ -175,7 +176,10 @@ def _inputs(model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.n
         p = model.pipeline.predict_proba(frame)[:, 1] if len(frame) else np.empty(0)
         return typed, p
     typed = typed_features(frame, features, categorical)
-    p = model.pipeline.predict_proba(typed)[:, 1] if len(frame) else np.empty(0)
+    # judged against a label within the horizon: a small-data stage model's tail carried past what
+    # the data follow (models.win_horizon.read_proba) is left out, as the reference's evaluation
+    # model has none
+    p = np.asarray(read_proba(model.pipeline, typed), dtype=float) if len(frame) else np.empty(0)
     return typed, p
 
 

@@ -23,7 +23,7 @@ from forecast.features.build import ID_COLUMN, Entity, feature_catalogue
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.survival import DiscreteTimeHazard
 from forecast.models.unseen import known_values, known_values_text, unseen_warnings
-from forecast.models.win_horizon import p_win_days
+from forecast.models.win_horizon import read_days, read_proba
 from forecast.registry import LoadedModel
 from forecast.scoring import fastpath
 from forecast.scoring.bands import band_of
@@ -378,11 +378,21 @@ def close_records(
 def win_and_timing(
     win: LoadedModel, close: LoadedModel, frame: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """p_win and the win-timing curve (cumulative, at the close model's edges) of each deal."""
+    """p_win and the win-timing curve (cumulative, at the close model's edges) of each deal.
+
+    p_win is the one the revenue forecast spreads: within the days the win model was read at
+    (:func:`~forecast.models.win_horizon.read_proba`; the small-data stage model's tail past the
+    follow-up is not booked), as ``forecast revenue`` does.
+    """
     edges = close.meta.survival_edges
     if not edges:
         raise NotServableError(f"{close.name} v{close.version} is not a time-to-close model")
-    p_win = fastpath.predict_proba(win.pipeline, _model_columns(win, frame))[:, 1]
+    columns = _model_columns(win, frame)
+    p_win = (
+        np.asarray(read_proba(win.pipeline, columns), dtype=float)
+        if hasattr(win.pipeline.steps[-1][1], "read_proba")
+        else fastpath.predict_proba(win.pipeline, columns)[:, 1]
+    )
     prep, hazard = Pipeline(close.pipeline.steps[:-1]), close.pipeline.steps[-1][1]
     x = prep.transform(_model_columns(close, frame))
     wins = hazard.win_incidence(x) if hasattr(hazard, "win_incidence") else None
@@ -512,7 +522,7 @@ def forecast_deals(
         p_win=p_win,
         closed_by=closed_by,
         edges=edges,
-        horizon_days=p_win_days(win.pipeline, win.meta.horizon_days),
+        horizon_days=read_days(win.pipeline, win.meta.horizon_days),
         new_deals=None,
         as_of=as_of,
         periods=grid,

@@ -263,8 +263,8 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     if len(np.unique(y[known])) < 2:
         won = frame["label_won"].astype("boolean").fillna(False) if "label_won" in frame.columns else None
         never = (
-            f"; no deal of the CRM has been won yet ({frame[data.id_column].nunique()} deals in these "
-            "snapshots), so no win probability can be read from it until its first wins"
+            f"; none of the {frame[data.id_column].nunique()} deals in these snapshots has been won, "
+            "so no win probability can be read from them until the first wins"
             if won is not None and not won.any()
             else ""
         )
