@@ -176,3 +176,35 @@ def test_the_http_forecast_spreads_the_incidence_read_like_the_batch_forecast() 
     np.testing.assert_allclose(p_win, win[-1].read_proba(x[["stage"]]))
     assert (win.predict_proba(x[["stage"]])[:, 1] > p_win + 0.01).all()  # the served p_win carries the tail
     assert got_edges == edges and closed_by.shape == (len(x), len(edges))
+
+
+def test_a_cell_won_mostly_by_the_read_day_stays_below_one_and_the_bias_is_the_carried_on_rate() -> None:
+    """Small deals win by day 20 (read 0.84), large ones from day 30: the stage's share keeps both below 1.
+
+    Scaled by the stage's ratio instead, the small deals' cell (0.84 x 1.57) would pass 1.
+    """
+    rng = np.random.default_rng(6)
+    n = 3000
+    amount = rng.lognormal(9.5, 1.0, n)
+    large = amount > np.quantile(amount, 0.5)
+    won = rng.random(n) < 0.85
+    days = np.where(
+        won, np.where(large, rng.uniform(30, 300, n), rng.uniform(2, 20, n)), rng.uniform(2, 20, n)
+    )
+    censor = rng.uniform(40, 300, n)
+    causes = np.where(days <= censor, np.where(won, 1, 2), 0)
+    x = pd.DataFrame({"stage": "only", "amount": amount})
+    model = StageWinIncidence(horizon_days=56.0, amount_column="amount", amount_bins=2, tail_days=365.0)
+    model.fit(x, durations=np.minimum(days, censor), causes=causes)
+    read, served = model.read_proba(x), model.predict_proba(x)[:, 1]
+    assert read[~large].mean() > 0.75 and served.max() < 1.0 - 1e-3
+    far = model.overall_ + (1 - model.overall_) * model.tail_share_all_
+    assert far / model.overall_ * read[~large].max() > 1.2  # the stage's ratio would carry them past 1
+    np.testing.assert_allclose(model.contributions(x)[:, -1], np.log(far / (1 - far)))
+
+
+def test_read_proba_through_pipelines_of_one_step_and_with_passthrough() -> None:
+    x, d, c = _deals(1000, 7)
+    model = StageWinIncidence(horizon_days=56.0, tail_days=365.0).fit(x[["stage"]], durations=d, causes=c)
+    for pipeline in (Pipeline([("model", model)]), Pipeline([("keep", "passthrough"), ("model", model)])):
+        np.testing.assert_allclose(read_proba(pipeline, x[["stage"]]), model.read_proba(x[["stage"]]))

@@ -48,4 +48,5 @@ def read_proba(pipeline: Any, X: Any) -> Any:  # noqa: N803
     model = _final(pipeline)
     if not hasattr(model, "read_proba"):
         return pipeline.predict_proba(X)[:, 1]
-    return model.read_proba(pipeline[:-1].transform(X) if getattr(pipeline, "steps", None) else X)
+    steps = getattr(pipeline, "steps", None)
+    return model.read_proba(pipeline[:-1].transform(X) if steps and len(steps) > 1 else X)

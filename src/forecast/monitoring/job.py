@@ -177,8 +177,9 @@ def _inputs(model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.n
         return typed, p
     typed = typed_features(frame, features, categorical)
     # judged against a label within the horizon: a small-data stage model's tail carried past what
-    # the data follow (models.win_horizon.read_proba) is left out, as the reference's evaluation
-    # model has none
+    # the data follow is left out (models.win_horizon.read_proba). What is left is read at the days
+    # the data were read (snapshots.p_win_days where the history caps the label), as the blended
+    # classifier's tail up to those days is kept: both a little past the label, as before the tail
     p = np.asarray(read_proba(model.pipeline, typed), dtype=float) if len(frame) else np.empty(0)
     return typed, p
 
