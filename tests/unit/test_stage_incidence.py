@@ -208,3 +208,20 @@ def test_read_proba_through_pipelines_of_one_step_and_with_passthrough() -> None
     model = StageWinIncidence(horizon_days=56.0, tail_days=365.0).fit(x[["stage"]], durations=d, causes=c)
     for pipeline in (Pipeline([("model", model)]), Pipeline([("keep", "passthrough"), ("model", model)])):
         np.testing.assert_allclose(read_proba(pipeline, x[["stage"]]), model.read_proba(x[["stage"]]))
+
+
+def test_the_card_s_importance_weighs_the_served_shifts_the_reasons_give() -> None:
+    """``training.binary._stage_importance`` of a tail model: the mean |shift| of the reasons, per input."""
+    from forecast.training.binary import _stage_importance
+
+    x, d, c = _deals(4000, 8)
+    x = x.assign(amount=x["amount"].fillna(x["amount"].median()))
+    model = StageWinIncidence(horizon_days=56.0, amount_column="amount", tail_days=365.0)
+    model.fit(x, durations=d, causes=c)
+    contrib = pd.DataFrame(model.contributions(x)[:, :2], columns=["stage", "amount"])
+    cell = x["stage"] + ":" + pd.Series(model._bands(x["amount"].to_numpy()), index=x.index).astype(str)
+    stage_shift = contrib["stage"].abs().groupby(x["stage"]).first().mean()
+    size_shift = contrib["amount"].abs().groupby(cell).first().mean()
+    got = _stage_importance(Pipeline([("model", model)])).set_index("feature")["importance"]
+    assert got["stage"] == pytest.approx(stage_shift / (stage_shift + size_shift))
+    assert got["amount"] == pytest.approx(size_shift / (stage_shift + size_shift))

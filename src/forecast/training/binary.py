@@ -385,18 +385,25 @@ def _fit_stage_incidence(
 def _stage_importance(pipeline: Pipeline) -> pd.DataFrame:
     """The stage model's inputs, weighted by the mean absolute log-odds shift each gives.
 
-    The fitting rows are not kept, so each stage and each cell counts once.
+    The fitting rows are not kept, so each stage and each cell counts once. The shifts are those of
+    the served p_win (with the tail carried past the follow-up, where there is one), as its reasons.
     """
     model = pipeline[-1]
-    base = model.overall_
+    shares = getattr(model, "tail_share_", {})
+    every = getattr(model, "tail_share_all_", 0.0)
+
+    def served(rate: float, stage: str | None) -> float:
+        k = shares.get(stage, every) if stage is not None else every
+        return float(np.clip(rate + (1.0 - rate) * k, 1e-6, 1 - 1e-6))
+
     logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
-    stage = (
-        float(np.mean([abs(logit(r) - logit(base)) for r in model.rates_.values()])) if model.rates_ else 0.0
-    )
+    base = served(model.overall_, None)
+    rates = {s: served(r, s) for s, r in model.rates_.items()}
+    stage = float(np.mean([abs(logit(r) - logit(base)) for r in rates.values()])) if rates else 0.0
     cells = getattr(model, "cell_rates_", {})
     if not cells:
         return pd.DataFrame({"feature": ["stage"], "importance": [1.0]})
-    size = float(np.mean([abs(logit(r) - logit(model.rates_[s])) for (s, _), r in cells.items()]))
+    size = float(np.mean([abs(logit(served(r, s)) - logit(rates[s])) for (s, _), r in cells.items()]))
     total = stage + size or 1.0
     return pd.DataFrame({"feature": ["stage", "amount"], "importance": [stage / total, size / total]})
 
