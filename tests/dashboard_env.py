@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from mlflow import MlflowClient
 
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from tests.cli import cli_env, cli_json, fast_config
+from tests.processes import stop
 
 AS_OF = "2024-12-16"
 """Mid-month: the current period has bookings and days of pacing."""
@@ -63,14 +63,6 @@ def trained_env(factory: pytest.TempPathFactory, worker_id: str) -> dict[str, st
     return env
 
 
-def free_port() -> int:
-    """A TCP port free on loopback now (another program may take it before it is bound)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def dashboard_server(
     env: dict[str, str], port: int, log: Path, *extra: str
@@ -101,9 +93,4 @@ def dashboard_server(
         assert process.poll() is None, f"the server exited, another answers: {log.read_text()}"
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)

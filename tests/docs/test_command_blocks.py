@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 
 from tests.conftest import REPO, SHARED_DATA
 from tests.docs.blocks import Block, extract_blocks, hidden_commands, pages
+from tests.processes import free_port
 
 BASE_LEADS = 4000
 """Leads of the base state's simulated CRM (the main job's default is 20,000; at 2,000 the deal
@@ -76,12 +76,6 @@ __wait_port() {  # wait until the server of the last background line answers on 
 script's stdout would keep the runner waiting for its end until the block timed out."""
 
 ALL_BLOCKS = [block for page in pages(REPO) for block in extract_blocks(page, REPO)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _environment(root: Path) -> dict[str, str]:
@@ -274,7 +268,7 @@ def test_command_block_runs_as_written(
         pytest.skip(f"{block.page}:{block.line}: an earlier block of the page failed ({_GROUPS.failed[key]})")
     project = _state(block, request, tmp_path_factory)
     started = time.monotonic()
-    done = _run(_script(block, _free_port()), project, _environment(project.parent))
+    done = _run(_script(block, free_port()), project, _environment(project.parent))
     if done.returncode != 0:
         _GROUPS.failed[key] = f"{block.page}:{block.line}"
     assert done.returncode == 0, (

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from forecast.cli.dashboard import is_loopback
-from tests.dashboard_env import dashboard_server, free_port, trained_env
+from tests.dashboard_env import dashboard_server, trained_env
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow  # a server process
 

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.dashboard_env import AS_OF, dashboard_server, free_port, trained_env
+from tests.dashboard_env import AS_OF, dashboard_server, trained_env
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow  # a server and a browser
 

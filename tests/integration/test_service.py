@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,18 +34,13 @@ from forecast.scoring.close_dates import close_date_columns
 from tests.cli import cli_env, fast_config, runner, settings_of
 from tests.cli import cli_json as _cli
 from tests.conftest import hold_warehouse_lock
+from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.slow  # trains champions and starts HTTP servers
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 300_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +63,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @contextmanager
 def _serving(env: dict[str, str], args: list[str], extra: dict[str, str], log_name: str) -> Iterator[str]:
     """A real ``forecast serve`` on a free loopback port until the block ends; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     proc_env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "true", **extra}
     log = (Path(env["ROOT"]) / log_name).open("w")
     cmd = [sys.executable, "-m", "forecast.cli", "serve", "--port", str(port), *args]
@@ -89,11 +83,7 @@ def _serving(env: dict[str, str], args: list[str], extra: dict[str, str], log_na
             pytest.fail("the server did not become ready: " + Path(log.name).read_text()[-3000:])
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout=30)
         log.close()
 
 

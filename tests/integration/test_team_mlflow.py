@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from forecast.config import Settings
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.serving.store import ModelStore
 from tests.cli import cli_env, cli_json, fast_config
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL and an MLflow server, trains a model
 
@@ -41,12 +41,6 @@ PG_BIN_DIRS = "/usr/lib/postgresql/*/bin"
 """Where Debian's ``postgresql`` package puts ``initdb`` and ``pg_ctl`` (not on ``PATH``)."""
 SERVER_START_TIMEOUT = 240.0
 """Seconds for ``mlflow server`` to answer ``/health`` (its first start creates the tables)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg_bin() -> Path:
@@ -90,7 +84,7 @@ def postgres() -> Iterator[str]:
     # under /tmp, not pytest's tmp_path: the unprivileged user must reach it
     folder = Path(tempfile.mkdtemp(prefix="forecast-pg-"))
     user = _as_postgres_user(folder)
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
     try:
         _run([*user, str(bin_dir / "initdb"), "-D", str(data), "-U", "forecast", "--auth=trust"])
         options = f"-h 127.0.0.1 -p {port} -k {folder} -F"  # loopback TCP, its own socket folder
@@ -108,7 +102,7 @@ def postgres() -> Iterator[str]:
 
 def _start_mlflow_server(backend: str, artifacts: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """``mlflow server`` on ``backend`` with ``artifacts`` as its artifact store (not waited for)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,

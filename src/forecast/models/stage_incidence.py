@@ -239,14 +239,25 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         """Each amount's size band (``-1``: no amount)."""
         return size_band(self.edges_, amount)
 
+    def tail_share(self, stage: Any) -> float:
+        """The share of its part not won by ``read_days_`` that ``stage`` wins by ``p_win_days_``.
+
+        All stages' share for an unseen or missing stage; 0 without a tail (or for a model fitted
+        before the tail).
+        """
+        shares = getattr(self, "tail_share_", {})
+        every = getattr(self, "tail_share_all_", 0.0)
+        return shares.get(str(stage), every) if stage is not None and pd.notna(stage) else every
+
+    def carried(self, read: Any, stage: Any = None) -> Any:
+        """An estimate read at ``read_days_`` carried on with ``stage``'s share: ``p + (1 - p) * k``."""
+        return np.clip(read + (1.0 - read) * self.tail_share(stage), _EPS, 1 - _EPS)
+
     def _carried(self, X: pd.DataFrame, read: np.ndarray) -> np.ndarray:  # noqa: N803
-        """``read`` carried on with each row's stage's share (all stages' for unseen or missing ones)."""
-        shares = getattr(self, "tail_share_", {})  # models fitted before the tail have none
-        if not shares:
+        """``read`` carried on with each row's stage's share (:meth:`tail_share`)."""
+        if not getattr(self, "tail_share_", {}):  # models fitted before the tail have none
             return read
-        every = self.tail_share_all_
-        stages = X[self.stage_column].astype(object)
-        k = stages.map(lambda s: shares.get(str(s), every) if pd.notna(s) else every).to_numpy(dtype=float)
+        k = X[self.stage_column].astype(object).map(self.tail_share).to_numpy(dtype=float)
         return np.clip(read + (1.0 - read) * k, _EPS, 1 - _EPS)
 
     def _stage_p(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
@@ -302,8 +313,8 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         The stage's shift from all stages' estimate, and the size band's shift from the stage's.
         """
         p, stage_p = self._p(X), self._stage_p(X)
-        overall = self.overall_ + (1.0 - self.overall_) * getattr(self, "tail_share_all_", 0.0)
-        base = np.log(overall / (1 - overall)) if 0 < overall < 1 else 0.0
+        overall = float(self.carried(self.overall_))
+        base = np.log(overall / (1 - overall)) if 0 < self.overall_ < 1 else 0.0
         out = np.zeros((len(X), len(self.feature_names_in_) + 1))
         names = list(self.feature_names_in_)
         out[:, names.index(self.stage_column)] = np.log(stage_p / (1 - stage_p)) - base

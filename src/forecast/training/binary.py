@@ -389,13 +389,7 @@ def _stage_importance(pipeline: Pipeline) -> pd.DataFrame:
     the served p_win (with the tail carried past the follow-up, where there is one), as its reasons.
     """
     model = pipeline[-1]
-    shares = getattr(model, "tail_share_", {})
-    every = getattr(model, "tail_share_all_", 0.0)
-
-    def served(rate: float, stage: str | None) -> float:
-        k = shares.get(stage, every) if stage is not None else every
-        return float(np.clip(rate + (1.0 - rate) * k, 1e-6, 1 - 1e-6))
-
+    served = lambda rate, stage: float(model.carried(rate, stage))  # noqa: E731
     logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
     base = served(model.overall_, None)
     rates = {s: served(r, s) for s, r in model.rates_.items()}
