@@ -44,26 +44,25 @@ WORLDS = ("history-3m", "history-9m", "stages-8", "win-60")
 OPEN_GAPS: dict[str, dict[str, str]] = {
     "beats_stage": {
         "history-3m": "3 months: too little labelled history for the learned model; the small-data stage "
-        "model split by deal size ranks deals a little better than the stage-only table (AUC 0.674 vs "
-        "0.661; 0.679 before its tail past the follow-up), short of the +0.02 margin",
+        "model split by deal size ranks deals a little better than the stage-only table (AUC 0.678 vs "
+        "0.661; 0.674 before its tail was chained through the stages' moves), short of the +0.02 margin",
     },
     "calibrated": {
         "history-3m": "3 months: the label stops at 49 days (half the history) and the data follow a tenth "
         "of the snapshots 56 days; the stage model carries its incidence on to 365 days with the hazards of "
-        "days 28-56, stage by stage (ECE 0.068, mean p 0.35 against 0.41 won; 0.152 and 0.26 read at "
-        "56 days)",
+        "days 28-56 and chains each stage through its moves to later stages (ECE 0.041, within the "
+        "0.055 of chance but above 0.03; mean p 0.41 against 0.41 won; 0.068 and 0.35 before the "
+        "chain, 0.152 and 0.26 read at 56 days)",
         "stages-8": "ECE 0.047 on 391 future deals (0.053 before p_win was blended with the win hazard)",
     },
     "stage_calibrated": {
-        "history-3m": "per stage (>= 100 deals) ECE 0.06-0.13 (0.13-0.18 read at 56 days): the tail "
-        "carried on from days 28-56 still under-predicts eventual wins",
+        "history-3m": "per stage (>= 100 deals) ECE 0.03-0.08 (proposal 0.082; 0.06-0.13 before the "
+        "chain through the stages' moves, 0.13-0.18 read at 56 days), each within chance",
         "history-9m": "per stage ECE 0.04-0.08 (demo 0.082) on 322 future deals, within chance",
         "stages-8": "per stage ECE up to 0.13 (evaluation 0.132, business_case 0.129)",
         "win-60": "per stage ECE up to 0.051 (0.024-0.051), within the noise of ~100-deal stages",
     },
     "stage_within_noise": {
-        "history-3m": "discovery 0.129 against 0.078 by chance (0.185 read at 56 days); demo, proposal "
-        "and qualification now within chance",
         "stages-8": "business_case 0.129 and scoping 0.100 against 0.125 and 0.095 by chance: just outside "
         "(evaluation and solution_fit within it)",
     },
@@ -71,10 +70,6 @@ OPEN_GAPS: dict[str, dict[str, str]] = {
         "history-3m": "the small-data stage model gives a new deal its first stage's rate by deal size: AUC "
         "0.535 at creation against 0.611 best achievable",
         "stages-8": "AUC at creation 0.635 against 0.97 x 0.658 best achievable (0.638)",
-    },
-    "within_noise": {
-        "history-3m": "ECE 0.068 against 0.058 that a calibrated model exceeds one time in ten on these "
-        "deals (0.152 read at 56 days): mean p 0.35 against 0.41 won",
     },
 }
 """Cases measured failing after the issue-15 training fixes (docs/models.md), kept visible as

@@ -20,7 +20,7 @@ from forecast.models.config import TrainingConfig
 from forecast.models.pipeline import CalibratedLGBMClassifier
 from forecast.models.stage_incidence import StageWinIncidence
 from forecast.models.win_blend import HazardBlendedClassifier
-from forecast.models.win_horizon import p_win_days, read_days
+from forecast.models.win_horizon import p_win_days, read_days, read_proba
 from forecast.scoring import fastpath
 from forecast.training.binary import TrainResult, train_binary, train_stage_incidence
 from forecast.training.datasets import resolve_horizon, snapshot_table, table_input
@@ -194,3 +194,24 @@ def test_the_shock_evidence_spreads_the_evaluation_model_s_p_win_over_its_label_
     # without a label horizon given (older callers) the served horizon is kept
     older = DealModels(trained.pipeline, trained.pipeline, [0.0, 365.0], far, {}, held)
     assert _cut_scorer(older, [])[0].horizon_days == far
+
+
+def test_the_served_stage_model_chains_its_tail_through_the_stages_moves_unless_told_not_to(
+    long_cycle: tuple[ModelInput, TrainingConfig, Facts],
+) -> None:
+    data, config, _ = long_cycle
+    chained = train_stage_incidence(data, config, reason="a test")
+    snapshots = config.snapshots.model_copy(update={"tail_stage_moves": False})
+    alone = train_stage_incidence(data, config.model_copy(update={"snapshots": snapshots}), reason="a test")
+    served, own = chained.pipeline.steps[-1][1], alone.pipeline.steps[-1][1]
+    assert isinstance(served, StageWinIncidence) and isinstance(own, StageWinIncidence)
+    assert served.chained_ and not own.chained_
+    assert any("chained through its deals' moves" in n for n in chained.notes)
+    assert not any("chained through" in n for n in alone.notes)
+    # the same incidence read; only the carried-on part differs, and the evaluation model has none
+    assert served.rates_ == own.rates_ and served.tail_share_ != own.tail_share_
+    x = data.frame[data.features]
+    assert np.array_equal(read_proba(chained.pipeline, x), read_proba(alone.pipeline, x))
+    assert np.array_equal(
+        chained.eval_pipeline.predict_proba(x), alone.eval_pipeline.predict_proba(x)  # type: ignore[union-attr]
+    )

@@ -97,6 +97,15 @@ class SnapshotSettings(_Strict):
             "p_win_days (or the label horizon)"
         ),
     )
+    tail_stage_moves: bool = Field(
+        default=True,
+        description=(
+            "with tail_extrapolate: carry each stage's p_win on through its deals' moves to other "
+            "stages, read from each deal's later snapshots (an early stage wins only after moving "
+            "on, later than the follow-up; models.stage_chain), shrunk towards the stage's own "
+            "carried-on estimate; false: each stage's tail from its own closes alone"
+        ),
+    )
     p_win_tail_days: int | None = Field(
         default=None,
         ge=1,

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from forecast.features.horizon import win_incidence_curve
 from forecast.models.size_bands import amounts, size_band, size_edges
+from forecast.models.stage_chain import chain_incidence
 
 _EPS = 1e-6
 
@@ -152,6 +153,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         *,
         durations: Any,
         causes: Any,
+        moves: tuple[Any, Any] | None = None,
     ) -> StageWinIncidence:
         """Estimate each stage's incidence of a win within the horizon.
 
@@ -163,6 +165,10 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
             y: Not used.
             durations: Days from each row's as_of to its close (or the data's end).
             causes: 1 won, 2 lost, 0 open at the data's end.
+            moves: Each row's days to its deal's next stage change and the stage moved to
+                (:func:`~forecast.models.stage_chain.stage_moves`); with a tail, each stage's is
+                chained through them (:func:`~forecast.models.stage_chain.chain_incidence`).
+                ``None``: each stage's tail from its own closes alone.
 
         Raises:
             ValueError: No row to estimate from.
@@ -185,7 +191,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         self.counts_ = counts
         keys = np.array([str(s) if pd.notna(s) else None for s in stages], dtype=object)
         self._fit_sizes(X, d, c, keys)
-        self._fit_tail(d, c, keys)
+        self._fit_tail(d, c, keys, moves)
         self.classes_ = np.array([0, 1])  # won within the horizon (1) or not (0): no label to learn them from
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
@@ -215,11 +221,16 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
                     (n * p + self.alpha * rate) / (n + self.alpha) if n else rate
                 )
 
-    def _fit_tail(self, d: np.ndarray, c: np.ndarray, stages: np.ndarray) -> None:
+    def _fit_tail(
+        self, d: np.ndarray, c: np.ndarray, stages: np.ndarray, moves: tuple[Any, Any] | None = None
+    ) -> None:
         """Each stage's share of its part not won by ``horizon_days`` won by ``tail_days`` (0: no tail).
 
-        ``stages`` holds each row's stage key, as for :meth:`_fit_sizes`.
+        ``stages`` holds each row's stage key, as for :meth:`_fit_sizes`. With ``moves``, each
+        stage's eventual win is chained through its moves to the other stages, shrunk towards its
+        own carried-on estimate (``chained_`` says whether it was).
         """
+        self.chained_ = False
         tail = self.tail_days is not None and self.tail_days > self.horizon_days
         # the days its p_win reaches (models.win_horizon), and the days read from the data
         self.p_win_days_ = float(self.tail_days if tail else self.horizon_days)  # type: ignore[arg-type]
@@ -234,6 +245,26 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
             sel = stages == stage
             p, n = win_incidence(d[sel], c[sel], self.horizon_days, self.tail_days)
             self.tail_share_[stage] = _share(rate, (n * p + self.alpha * far) / (n + self.alpha))
+        if moves is None or not self.tail_share_:
+            return
+        keys = list(self.rates_)
+        own = np.array([self.carried(self.rates_[k], k) for k in keys])
+        chained = chain_incidence(
+            d,
+            c,
+            stages,
+            (np.asarray(moves[0], dtype=float), np.asarray(moves[1], dtype=object)),
+            keys,
+            self.horizon_days,
+            self.p_win_days_,
+            self.alpha,
+            own,
+        )
+        if chained is None:
+            return
+        self.chained_ = True
+        for key, q in zip(keys, chained, strict=True):
+            self.tail_share_[key] = _share(self.rates_[key], float(q))
 
     def _bands(self, amount: np.ndarray) -> np.ndarray:
         """Each amount's size band (``-1``: no amount)."""

@@ -51,6 +51,7 @@ from forecast.models.baselines import (
 from forecast.models.config import TrainingConfig
 from forecast.models.crossfit import fit_calibrated
 from forecast.models.pipeline import CalibratedLGBMClassifier, build_pipeline
+from forecast.models.stage_chain import stage_moves
 from forecast.models.stage_incidence import StageWinIncidence
 from forecast.models.win_blend import HazardBlendedClassifier
 from forecast.training import ipcw, win_blend
@@ -290,7 +291,12 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     reach = win_blend.reach_days(config) or horizon
     wanted = config.snapshots.p_win_tail_days if config.snapshots.tail_extrapolate else None
     tail = float(wanted) if wanted is not None and wanted > reach else None
-    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized, tail)
+    deals = (
+        (data.id_column, data.time_column)
+        if config.snapshots.tail_stage_moves and data.id_column and data.time_column
+        else None
+    )
+    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized, tail, deals)
     if reach > horizon:
         notes.append(
             f"p_win reaches {reach:g} days: the label stops at {horizon:g} days{_why_reach(config)}, "
@@ -301,7 +307,7 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
         notes.append(
             f"p_win is carried on from {reach:g} to {tail:g} days, past what the data follow, with each "
             f"stage's win and loss hazards of its last read weeks held constant "
-            f"(snapshots.tail_extrapolate); "
+            f"(snapshots.tail_extrapolate){_chained(pipeline[-1])}; "
             f"the revenue forecast spreads only the incidence read at {reach:g} days"
         )
     p_test = eval_pipeline.predict_proba(frame.iloc[test])[:, 1]
@@ -359,8 +365,23 @@ def _held_out_deals(
     return np.flatnonzero(held & known), np.flatnonzero(~held)
 
 
+def _chained(model: StageWinIncidence) -> str:
+    """The notes' words for a tail carried through the stages' moves (empty where it is not)."""
+    if not getattr(model, "chained_", False):
+        return ""
+    return (
+        ", and each stage's eventual win chained through its deals' moves to the other stages "
+        "read within the follow-up (snapshots.tail_stage_moves)"
+    )
+
+
 def _fit_stage_incidence(
-    frame: pd.DataFrame, rows: np.ndarray, horizon: float, sized: bool, tail: float | None = None
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    horizon: float,
+    sized: bool,
+    tail: float | None = None,
+    deals: tuple[str, str] | None = None,
 ) -> Pipeline:
     """The stage win incidence fitted on the snapshots ``rows`` (censored ones included).
 
@@ -370,6 +391,9 @@ def _fit_stage_incidence(
         horizon: The days the incidence is read at.
         sized: Split each stage by deal size (the ``amount`` column).
         tail: The days p_win is carried on to past ``horizon`` (``None``: none).
+        deals: The deal id and as_of columns: with a tail, it is carried through each stage's moves
+            to the other stages, read from each deal's later snapshots (``models.stage_chain``).
+            ``None``: each stage's tail from its own closes.
     """
     d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
     closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -378,7 +402,11 @@ def _fit_stage_incidence(
     model = StageWinIncidence(horizon_days=horizon, amount_column="amount" if sized else None, tail_days=tail)
     pipeline = build_pipeline(["stage", "amount"] if sized else ["stage"], ["stage"], model)
     prep = pipeline[:-1].fit(frame.iloc[rows])
-    model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows])
+    moves = None
+    if tail is not None and deals is not None and set(deals) <= set(frame.columns):
+        days, moved_to = stage_moves(frame[deals[0]], frame[deals[1]], frame["stage"])
+        moves = (days[rows], moved_to[rows])
+    model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows], moves=moves)
     return pipeline
 
 
