@@ -42,21 +42,16 @@ WORLDS = ("history-3m", "history-9m", "stages-8", "win-60")
 """Small worlds (1 500 to 6 000 leads of history): short histories, another pipeline, a high win rate."""
 
 OPEN_GAPS: dict[str, dict[str, str]] = {
-    "beats_stage": {
-        "history-3m": "3 months: too little labelled history for the learned model; the small-data stage "
-        "model split by deal size ranks deals a little better than the stage-only table (AUC 0.678 vs "
-        "0.661; 0.674 before its tail was chained through the stages' moves), short of the +0.02 margin",
-    },
     "calibrated": {
         "history-3m": "3 months: the label stops at 49 days (half the history) and the data follow a tenth "
         "of the snapshots 56 days; the stage model carries its incidence on to 365 days with the hazards of "
-        "days 28-56 and chains each stage through its moves to later stages (ECE 0.041, within the "
-        "0.055 of chance but above 0.03; mean p 0.41 against 0.41 won; 0.068 and 0.35 before the "
+        "days 28-56, half of it chained through each stage's moves to later stages (ECE 0.041, within "
+        "the 0.057 of chance but above 0.03; mean p 0.38 against 0.41 won; 0.068 and 0.35 before the "
         "chain, 0.152 and 0.26 read at 56 days)",
         "stages-8": "ECE 0.047 on 391 future deals (0.053 before p_win was blended with the win hazard)",
     },
     "stage_calibrated": {
-        "history-3m": "per stage (>= 100 deals) ECE 0.03-0.08 (proposal 0.082; 0.06-0.13 before the "
+        "history-3m": "per stage (>= 100 deals) ECE 0.04-0.07 (proposal 0.072; 0.06-0.13 before the "
         "chain through the stages' moves, 0.13-0.18 read at 56 days), each within chance",
         "history-9m": "per stage ECE 0.04-0.08 (demo 0.082) on 322 future deals, within chance",
         "stages-8": "per stage ECE up to 0.13 (evaluation 0.132, business_case 0.129)",
@@ -107,6 +102,11 @@ def test_every_world_with_three_months_gets_a_model(name: str) -> None:
 
 @pytest.mark.parametrize("name", [_case(n, "beats_stage") for n in WORLDS])
 def test_deal_win_beats_the_stage_only_win_rate_on_the_future(name: str) -> None:
+    """Issue 15: AUC at least the stage-only table's + 0.02 where the table ranks at all.
+
+    history-3m holds since the small-data model's tail is half chained through the stages' moves,
+    by a hair: 0.682 against 0.681 needed (0.674 before; docs/models.md).
+    """
     deal = _result(name)["deal_eval"]
     print(name, {k: deal.get(k) for k in ("auc", "stage_auc", "ece", "rows", "deals")})
     assert deal.get("rows", 0) >= 500, deal

@@ -75,7 +75,8 @@ def _chain(seed: int, follow_up: float, n: int = 3000) -> tuple[np.ndarray, ...]
 def test_a_stage_that_wins_only_after_moving_on_gets_its_eventual_win_from_the_chain() -> None:
     durations, causes, stages, move_days, move_to = _chain(seed=3, follow_up=45.0)
     truth = [0.8 ** (3 - i) * 0.6 for i in range(4)]
-    q = chain_incidence(durations, causes, stages, (move_days, move_to), STAGES, 45.0, 365.0, 0.0, np.zeros(4))
+    moves = (move_days, move_to)
+    q = chain_incidence(durations, causes, stages, moves, STAGES, 45.0, 365.0, 0.0, np.zeros(4))
     assert q is not None
     assert q == pytest.approx(truth, abs=0.035)
     # each stage's tail from its own closes alone: the first stage's 45 days hold its losses and
@@ -85,11 +86,22 @@ def test_a_stage_that_wins_only_after_moving_on_gets_its_eventual_win_from_the_c
         frame, durations=durations, causes=causes
     )
     assert alone.carried(alone.rates_["s0"], "s0") < truth[0] - 0.06
-    chained = StageWinIncidence(horizon_days=45.0, alpha=0.0, tail_days=365.0).fit(
+    chained = StageWinIncidence(horizon_days=45.0, alpha=0.0, tail_days=365.0, chain_weight=1.0).fit(
         frame, durations=durations, causes=causes, moves=(move_days, move_to)
     )
     assert chained.chained_ and not alone.chained_
     assert chained.carried(chained.rates_["s0"], "s0") == pytest.approx(truth[0], abs=0.035)
+    # by default the chain and the stage's own tail are weighed half and half (their errors lie on
+    # opposite sides on short simulated histories: docs/models.md)
+    half = StageWinIncidence(horizon_days=45.0, alpha=0.0, tail_days=365.0).fit(
+        frame, durations=durations, causes=causes, moves=(move_days, move_to)
+    )
+    both = [m.carried(m.rates_["s0"], "s0") for m in (chained, alone)]
+    assert half.carried(half.rates_["s0"], "s0") == pytest.approx(np.mean(both), abs=1e-9)
+    off = StageWinIncidence(horizon_days=45.0, alpha=0.0, tail_days=365.0, chain_weight=0.0).fit(
+        frame, durations=durations, causes=causes, moves=(move_days, move_to)
+    )
+    assert not off.chained_ and off.tail_share_ == alone.tail_share_
     # the read incidence (what the revenue forecast spreads) does not change
     assert np.array_equal(chained.read_proba(frame), alone.read_proba(frame))
     # without a tail there is nothing to chain

@@ -196,22 +196,24 @@ def test_the_shock_evidence_spreads_the_evaluation_model_s_p_win_over_its_label_
     assert _cut_scorer(older, [])[0].horizon_days == far
 
 
-def test_the_served_stage_model_chains_its_tail_through_the_stages_moves_unless_told_not_to(
+def test_the_served_stage_model_weighs_in_its_tail_chained_through_the_stages_moves_unless_told_not_to(
     long_cycle: tuple[ModelInput, TrainingConfig, Facts],
 ) -> None:
     data, config, _ = long_cycle
     chained = train_stage_incidence(data, config, reason="a test")
-    snapshots = config.snapshots.model_copy(update={"tail_stage_moves": False})
+    snapshots = config.snapshots.model_copy(update={"tail_chain_weight": 0.0})
     alone = train_stage_incidence(data, config.model_copy(update={"snapshots": snapshots}), reason="a test")
     served, own = chained.pipeline.steps[-1][1], alone.pipeline.steps[-1][1]
     assert isinstance(served, StageWinIncidence) and isinstance(own, StageWinIncidence)
     assert served.chained_ and not own.chained_
-    assert any("chained through its deals' moves" in n for n in chained.notes)
+    assert any("0.5 for each stage's eventual win chained through" in n for n in chained.notes)
     assert not any("chained through" in n for n in alone.notes)
+    assert chained.params["p_win_tail_chain_weight"] == 0.5 and "p_win_tail_chain_weight" not in alone.params
     # the same incidence read; only the carried-on part differs, and the evaluation model has none
     assert served.rates_ == own.rates_ and served.tail_share_ != own.tail_share_
     x = data.frame[data.features]
     assert np.array_equal(read_proba(chained.pipeline, x), read_proba(alone.pipeline, x))
     assert np.array_equal(
-        chained.eval_pipeline.predict_proba(x), alone.eval_pipeline.predict_proba(x)  # type: ignore[union-attr]
+        chained.eval_pipeline.predict_proba(x),
+        alone.eval_pipeline.predict_proba(x),  # type: ignore[union-attr]
     )

@@ -97,13 +97,17 @@ class SnapshotSettings(_Strict):
             "p_win_days (or the label horizon)"
         ),
     )
-    tail_stage_moves: bool = Field(
-        default=True,
+    tail_chain_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
         description=(
-            "with tail_extrapolate: carry each stage's p_win on through its deals' moves to other "
-            "stages, read from each deal's later snapshots (an early stage wins only after moving "
-            "on, later than the follow-up; models.stage_chain), shrunk towards the stage's own "
-            "carried-on estimate; false: each stage's tail from its own closes alone"
+            "with tail_extrapolate: the weight, in each stage's carried-on p_win, of its eventual win "
+            "chained through its deals' moves to other stages, read from each deal's later snapshots "
+            "(an early stage wins only after moving on, later than the follow-up; "
+            "models.stage_chain); the rest is the stage's own tail. Measured on short simulated "
+            "histories, the chain alone over-predicts and the own tail under-predicts, by about as "
+            "much (docs/models.md); 0: the stage's own tail alone"
         ),
     )
     p_win_tail_days: int | None = Field(

@@ -126,9 +126,15 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
             size cell holds too few late closes to carry its own tail on (docs/models.md).
             :meth:`read_proba` still gives the incidence read at ``horizon_days`` (what the revenue
             forecast spreads over the close model's timing).
+        chain_weight: With the stage moves given to :meth:`fit`, the weight of each stage's
+            eventual win chained through them (:func:`~forecast.models.stage_chain.chain_incidence`)
+            in its carried-on estimate; the rest is the stage's own tail. The two extrapolations err
+            on opposite sides (docs/models.md, "A stage's tail chained through its moves"); 0: the
+            stage's own tail alone.
     """
 
     tail_days: float | None = None  # models pickled before the tail have none (get_params, clone)
+    chain_weight: float = 0.5  # nor the chain through the stages' moves
 
     def __init__(
         self,
@@ -138,6 +144,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         amount_column: str | None = None,
         amount_bins: int = 3,
         tail_days: float | None = None,
+        chain_weight: float = 0.5,
     ) -> None:
         self.stage_column = stage_column
         self.horizon_days = horizon_days
@@ -145,6 +152,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         self.amount_column = amount_column
         self.amount_bins = amount_bins
         self.tail_days = tail_days
+        self.chain_weight = chain_weight
 
     def fit(
         self,
@@ -227,8 +235,9 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         """Each stage's share of its part not won by ``horizon_days`` won by ``tail_days`` (0: no tail).
 
         ``stages`` holds each row's stage key, as for :meth:`_fit_sizes`. With ``moves``, each
-        stage's eventual win is chained through its moves to the other stages, shrunk towards its
-        own carried-on estimate (``chained_`` says whether it was).
+        stage's eventual win is also chained through its moves to the other stages, shrunk towards
+        its own carried-on estimate, and the two are weighed by ``chain_weight`` (``chained_``
+        says whether the chain was used).
         """
         self.chained_ = False
         tail = self.tail_days is not None and self.tail_days > self.horizon_days
@@ -245,7 +254,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
             sel = stages == stage
             p, n = win_incidence(d[sel], c[sel], self.horizon_days, self.tail_days)
             self.tail_share_[stage] = _share(rate, (n * p + self.alpha * far) / (n + self.alpha))
-        if moves is None or not self.tail_share_:
+        if moves is None or not self.tail_share_ or self.chain_weight <= 0:
             return
         keys = list(self.rates_)
         own = np.array([self.carried(self.rates_[k], k) for k in keys])
@@ -263,7 +272,8 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         if chained is None:
             return
         self.chained_ = True
-        for key, q in zip(keys, chained, strict=True):
+        blended = self.chain_weight * chained + (1.0 - self.chain_weight) * own
+        for key, q in zip(keys, blended, strict=True):
             self.tail_share_[key] = _share(self.rates_[key], float(q))
 
     def _bands(self, amount: np.ndarray) -> np.ndarray:

@@ -291,12 +291,9 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
     reach = win_blend.reach_days(config) or horizon
     wanted = config.snapshots.p_win_tail_days if config.snapshots.tail_extrapolate else None
     tail = float(wanted) if wanted is not None and wanted > reach else None
-    deals = (
-        (data.id_column, data.time_column)
-        if config.snapshots.tail_stage_moves and data.id_column and data.time_column
-        else None
-    )
-    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized, tail, deals)
+    weight = config.snapshots.tail_chain_weight
+    deals = (data.id_column, data.time_column) if weight > 0 and data.id_column and data.time_column else None
+    pipeline = _fit_stage_incidence(frame, np.arange(len(frame)), reach, sized, tail, deals, weight)
     if reach > horizon:
         notes.append(
             f"p_win reaches {reach:g} days: the label stops at {horizon:g} days{_why_reach(config)}, "
@@ -337,6 +334,7 @@ def train_stage_incidence(data: ModelInput, config: TrainingConfig, reason: str)
             "seed": config.seed,
             **({"p_win_days": reach} if reach > horizon else {}),
             **({"p_win_tail_days": tail} if tail is not None else {}),
+            **({"p_win_tail_chain_weight": weight} if getattr(pipeline[-1], "chained_", False) else {}),
         },
         eval_pipeline=eval_pipeline,
         fit=_stage_incidence_fit(int(known.sum()), len(fit_rows), len(frame)),
@@ -370,8 +368,9 @@ def _chained(model: StageWinIncidence) -> str:
     if not getattr(model, "chained_", False):
         return ""
     return (
-        ", and each stage's eventual win chained through its deals' moves to the other stages "
-        "read within the follow-up (snapshots.tail_stage_moves)"
+        f", weighed {1 - model.chain_weight:g} against {model.chain_weight:g} for each stage's eventual "
+        "win chained through its deals' moves to the other stages read within the follow-up "
+        "(snapshots.tail_chain_weight)"
     )
 
 
@@ -382,6 +381,7 @@ def _fit_stage_incidence(
     sized: bool,
     tail: float | None = None,
     deals: tuple[str, str] | None = None,
+    chain_weight: float = 0.5,
 ) -> Pipeline:
     """The stage win incidence fitted on the snapshots ``rows`` (censored ones included).
 
@@ -394,12 +394,19 @@ def _fit_stage_incidence(
         deals: The deal id and as_of columns: with a tail, it is carried through each stage's moves
             to the other stages, read from each deal's later snapshots (``models.stage_chain``).
             ``None``: each stage's tail from its own closes.
+        chain_weight: The chain's weight in each stage's carried-on estimate
+            (``StageWinIncidence.chain_weight``).
     """
     d = pd.to_numeric(frame["label_days_to_close"], errors="coerce").to_numpy(dtype=float)
     closed = frame["label_close_observed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     won = frame["label_won"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     causes = np.where(closed, np.where(won, 1, 2), 0)
-    model = StageWinIncidence(horizon_days=horizon, amount_column="amount" if sized else None, tail_days=tail)
+    model = StageWinIncidence(
+        horizon_days=horizon,
+        amount_column="amount" if sized else None,
+        tail_days=tail,
+        chain_weight=chain_weight,
+    )
     pipeline = build_pipeline(["stage", "amount"] if sized else ["stage"], ["stage"], model)
     prep = pipeline[:-1].fit(frame.iloc[rows])
     moves = None
