@@ -114,13 +114,42 @@ def test_a_stage_that_wins_only_after_moving_on_gets_its_eventual_win_from_the_c
 def test_a_stage_with_few_rows_keeps_most_of_its_own_estimate() -> None:
     durations, causes, stages, move_days, move_to = _chain(seed=5, follow_up=45.0)
     keep = np.r_[np.flatnonzero(stages == "s0")[:40], np.flatnonzero(stages != "s0")]  # forty s0 snapshots
-    prior = np.array([0.1, 0.38, 0.48, 0.6])
+    prior = np.array([0.9, 0.38, 0.48, 0.6])  # far from what s0's forty rows show (about 0.3)
     args = (durations[keep], causes[keep], stages[keep], (move_days[keep], move_to[keep]))
-    heavy = chain_incidence(*args, STAGES, 45.0, 365.0, 400.0, prior)
     light = chain_incidence(*args, STAGES, 45.0, 365.0, 0.0, prior)
-    assert heavy is not None and light is not None
-    assert abs(heavy[0] - 0.1) < abs(light[0] - 0.1)
-    assert heavy[0] < 0.2
+    heavy = chain_incidence(*args, STAGES, 45.0, 365.0, 400.0, prior)
+    assert light is not None and heavy is not None
+    assert light[0] < 0.5
+    # q = D * chain + (1 - D) * prior for s0, D = 40 / 440, its moves' stages barely shrunk
+    # (hundreds of rows against 400) but for s0's own equation the prior dominates
+    assert heavy[0] > 0.75
+    assert heavy[0] == pytest.approx(40 / 440 * light[0] + 400 / 440 * 0.9, abs=0.05)
+
+
+def test_no_move_seen_means_no_chain() -> None:
+    durations, causes, stages, move_days, move_to = _chain(seed=5, follow_up=45.0)
+    none = np.full(len(move_days), np.nan)
+    assert (
+        chain_incidence(durations, causes, stages, (none, move_to), STAGES, 45.0, 365.0, 30.0, np.zeros(4))
+        is None
+    )
+    frame = pd.DataFrame({"stage": stages})
+    fitted = StageWinIncidence(horizon_days=45.0, tail_days=365.0).fit(
+        frame, durations=durations, causes=causes, moves=(none, np.full(len(none), None, dtype=object))
+    )
+    alone = StageWinIncidence(horizon_days=45.0, tail_days=365.0).fit(
+        frame, durations=durations, causes=causes
+    )
+    assert not fitted.chained_ and fitted.tail_share_ == alone.tail_share_
+
+
+def test_a_stage_missing_between_two_snapshots_is_no_move() -> None:
+    times = pd.to_datetime(["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22"])
+    days, moved_to = stage_moves(["a"] * 4, times, ["q", None, "q", "d"])
+    assert np.allclose(days[:3], [21, 14, 7]) and list(moved_to) == ["d", "d", "d", None]
+    # snapshots without a deal id are each their own deal
+    days, moved_to = stage_moves([None, None], times[:2], ["q", "d"])
+    assert np.isnan(days).all()
 
 
 def test_moves_back_and_forth_are_solved_together() -> None:

@@ -26,7 +26,10 @@ def stage_moves(ids: ArrayLike, times: ArrayLike, stages: ArrayLike) -> tuple[np
     """Each snapshot's days to its deal's next stage change, and the stage moved to.
 
     A move is seen at the deal's first later snapshot in another stage, so its day is known to the
-    snapshots' cadence; a deal that moves and closes between two snapshots shows the close only.
+    snapshots' cadence; a deal that moves and closes between two snapshots shows the close only. A
+    snapshot without a stage keeps its deal's last known one (no move to the same stage), and one
+    without a deal id has no later snapshot. The snapshots are one per deal and as_of (the training
+    cadence's); two of one deal on the same day would be ordered as given.
 
     Args:
         ids: The deal of each snapshot.
@@ -37,17 +40,15 @@ def stage_moves(ids: ArrayLike, times: ArrayLike, stages: ArrayLike) -> tuple[np
         Days to the next move (``nan``: none seen) and the stage moved to (``str``; ``None``: none),
         in the order of the input.
     """
-    frame = pd.DataFrame(
-        {
-            "id": np.asarray(ids, dtype=object),
-            "t": pd.to_datetime(np.asarray(times)),
-            "s": [str(s) if pd.notna(s) else None for s in np.asarray(stages, dtype=object)],
-        }
-    )
-    order = np.lexsort((frame["t"].to_numpy(), pd.factorize(frame["id"])[0]))
-    deal = pd.factorize(frame["id"])[0][order]
-    stage = frame["s"].to_numpy(dtype=object)[order]
-    t = frame["t"].to_numpy()[order]
+    codes = pd.factorize(pd.Series(np.asarray(ids, dtype=object)))[0]
+    missing = codes < 0
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(int(missing.sum()))  # each its own deal
+    t_all = pd.to_datetime(pd.Series(np.asarray(times))).to_numpy()
+    order = np.lexsort((t_all, codes))
+    deal = codes[order]
+    known = pd.Series([str(s) if pd.notna(s) else None for s in np.asarray(stages, dtype=object)])
+    stage = known.iloc[order].groupby(deal).ffill().to_numpy(dtype=object)
+    t = t_all[order]
     n = len(order)
     change = np.zeros(n, dtype=bool)  # a snapshot in another stage than its deal's previous one
     change[1:] = (deal[1:] == deal[:-1]) & (stage[1:] != stage[:-1]) & pd.notna(stage[1:])
@@ -100,14 +101,20 @@ def chain_incidence(
         prior: Each stage's estimate without moves (the order of ``keys``).
 
     Returns:
-        The incidence per stage of ``keys``, or ``None`` where the system has no solution in [0, 1].
+        The incidence per stage of ``keys``; ``None`` where no move to another of ``keys`` is seen
+        or the system has no solution in [0, 1].
     """
     d = np.asarray(durations, dtype=float)
     c = np.asarray(causes, dtype=int)
     move_days, moved_to = moves
     slot = {k: j for j, k in enumerate(keys)}
     target = np.array([slot.get(s, -1) if s is not None else -1 for s in moved_to], dtype=int)
-    moved = np.isfinite(move_days) & (target >= 0) & ~(np.isfinite(d) & (d <= move_days))
+    own_stage = np.array([slot.get(s, -1) if s is not None else -1 for s in stages], dtype=int)
+    moved = (
+        np.isfinite(move_days) & (target >= 0) & (target != own_stage) & ~(np.isfinite(d) & (d <= move_days))
+    )
+    if not moved.any():
+        return None
     first = np.where(moved, move_days, d)
     code = np.where(moved, 3 + target, c)  # 0 open, 1 won, 2 lost, 3 + j moved to keys[j]
     n_stages = len(keys)
@@ -116,9 +123,9 @@ def chain_incidence(
     counts = np.zeros(n_stages)
     for i, key in enumerate(keys):
         sel = (stages == key) & np.isfinite(first)
-        counts[i] = sel.sum()
         parts = _first_events(first[sel], code[sel], horizon, tail_days, n_stages)
-        if parts is not None:
+        if parts is not None:  # a stage with no event read keeps its own estimate
+            counts[i] = sel.sum()
             wins[i], carried[i], flows[i] = parts
     shrink = counts / (counts + alpha)
     system = np.eye(n_stages) - shrink[:, None] * flows

@@ -411,7 +411,8 @@ def _fit_stage_incidence(
     prep = pipeline[:-1].fit(frame.iloc[rows])
     moves = None
     if tail is not None and deals is not None and set(deals) <= set(frame.columns):
-        days, moved_to = stage_moves(frame[deals[0]], frame[deals[1]], frame["stage"])
+        # the stages as the model keys them (the encoder pools rare ones)
+        days, moved_to = stage_moves(frame[deals[0]], frame[deals[1]], prep.transform(frame)["stage"])
         moves = (days[rows], moved_to[rows])
     model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows], moves=moves)
     return pipeline
