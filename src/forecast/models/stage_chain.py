@@ -123,7 +123,7 @@ def chain_incidence(
     counts = np.zeros(n_stages)
     for i, key in enumerate(keys):
         sel = (stages == key) & np.isfinite(first)
-        parts = _first_events(first[sel], code[sel], horizon, tail_days, n_stages)
+        parts = first_event_incidence(first[sel], code[sel], horizon, tail_days, n_stages)
         if parts is not None:  # a stage with no event read keeps its own estimate
             counts[i] = sel.sum()
             wins[i], carried[i], flows[i] = parts
@@ -138,12 +138,26 @@ def chain_incidence(
     return np.clip(q, 0.0, 1.0)
 
 
-def _first_events(
+def first_event_incidence(
     first: np.ndarray, code: np.ndarray, horizon: float, tail_days: float, n_stages: int
 ) -> tuple[float, float, np.ndarray] | None:
-    """One stage's wins by ``horizon``, wins carried on past it, and moves to each stage (both parts).
+    """Aalen-Johansen incidences by ``horizon`` of competing first events, and their tail past it.
 
-    ``None`` without any event within ``horizon``.
+    The events still to come at ``horizon`` (the all-cause Kaplan-Meier survival there) happen at
+    the hazards of the last read window ``(horizon / 2, horizon]``, held constant until
+    ``tail_days``, shared out as that window's events are. Also the small-data stage model's own
+    tail (``models.stage_incidence.extrapolated_incidence``, no moves).
+
+    Args:
+        first: Days from each snapshot to its first event, or to the data's end (censored).
+        code: 0 censored, 1 won, 2 lost, ``3 + j`` moved to the ``j``-th stage.
+        horizon: The days read from the data.
+        tail_days: The days carried on to.
+        n_stages: How many stages moves may go to.
+
+    Returns:
+        The wins by ``horizon``, the wins after it to ``tail_days``, and the moves to each stage
+        (both parts); ``None`` without any event within ``horizon``.
     """
     e = np.maximum(first, 0.0)
     within = (code > 0) & (e <= horizon)

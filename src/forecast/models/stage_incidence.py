@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from forecast.features.horizon import win_incidence_curve
 from forecast.models.size_bands import amounts, size_band, size_edges
-from forecast.models.stage_chain import chain_incidence
+from forecast.models.stage_chain import chain_incidence, first_event_incidence
 
 _EPS = 1e-6
 
@@ -85,20 +85,9 @@ def extrapolated_incidence(
     Returns:
         The incidence by ``tail_days`` (``read`` where the last window saw no close).
     """
-    d, c = durations[np.isfinite(durations)], causes[np.isfinite(durations)]
-    start = horizon / 2.0
-    exposure = float(np.clip(np.minimum(d, horizon) - start, 0.0, None).sum())
-    late = (d > start) & (d <= horizon)
-    won, lost = int(((c == 1) & late).sum()), int(((c == 2) & late).sum())
-    if exposure <= 0 or won + lost == 0:
-        return read
-    closed = c > 0
-    times = np.unique(d[closed & (d <= horizon)])
-    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
-    closes = np.bincount(np.searchsorted(times, d[closed & (d <= horizon)]), minlength=len(times))
-    still_open = float(np.prod(1.0 - closes / at_risk)) if len(times) else 1.0
-    hazard = (won + lost) / exposure
-    return float(read + still_open * won / (won + lost) * (1.0 - np.exp(-hazard * (tail_days - horizon))))
+    finite = np.isfinite(durations)
+    parts = first_event_incidence(durations[finite], causes[finite], horizon, tail_days, 0)
+    return read if parts is None else float(read + parts[1])
 
 
 def _share(read: float, far: float) -> float:
