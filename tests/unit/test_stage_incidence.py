@@ -154,6 +154,50 @@ def test_stages_that_are_not_text_and_models_pickled_before_the_tail() -> None:
     assert read_days(restored, 56.0) == 56.0
 
 
+def test_no_win_is_carried_past_the_longest_close_where_the_closes_have_levelled_off() -> None:
+    """Deals left open for months after every close of their kind (the Maven sample) win nothing later.
+
+    Closes come within 60 days; a fifth of the deals never close. Followed 56 days, nothing shows
+    the closes stop, so the last window's hazards are carried on. Followed 300 days, hundreds of
+    open snapshots sit far past the longest close: the incidence is the one the data show by then.
+    """
+    rng = np.random.default_rng(11)
+    n = 6000
+    never = rng.random(n) < 0.2
+    close = rng.uniform(1, 60, n)
+    won = rng.random(n) < 0.6
+    for follow, levelled in ((56.0, False), (300.0, True)):
+        seen = rng.uniform(0.3, 1.0, n) * follow
+        shut = ~never & (close <= seen)
+        d = np.where(shut, close, seen)
+        c = np.where(shut, np.where(won, 1, 2), 0)
+        far, _ = win_incidence(d, c, 40.0, tail_days=365.0)
+        read_last, _ = win_incidence(d, c, float(d[c > 0].max()))
+        if levelled:
+            assert far == pytest.approx(read_last)
+            assert far == pytest.approx(0.8 * 0.6, abs=0.03)  # the never-closed fifth wins nothing
+        else:
+            assert far > read_last + 0.02  # carried on past what the data show
+
+
+def test_a_crm_without_stages_gets_the_tail_of_all_its_deals() -> None:
+    """Deals whose stage is never known (the Maven sample has no stage history) are carried on too.
+
+    The model then has no stage of its own, only all deals' estimate; before the fix its tail was
+    dropped whenever no stage had one, so p_win stopped at the days the data follow.
+    """
+    d, c = _constant_hazards(8000, 0.004, 0.012, 56.0, seed=5)
+    x = pd.DataFrame({"stage": [None] * len(d)})
+    model = StageWinIncidence(horizon_days=56.0, tail_days=365.0).fit(x, durations=d, causes=c)
+    assert not model.rates_ and not model.tail_share_ and model.tail_share_all_ > 0.1
+    served, as_read = model.predict_proba(x)[:, 1], model.read_proba(x)
+    truth = 0.25 * (1 - np.exp(-0.016 * 365.0))  # h_won / h of those closing within 365 days
+    assert served.mean() == pytest.approx(truth, abs=0.02)
+    assert served.mean() - as_read.mean() > 0.1
+    unseen = pd.DataFrame({"stage": ["never seen"]})
+    assert model.predict_proba(unseen)[0, 1] == pytest.approx(served[0])
+
+
 def test_the_http_forecast_spreads_the_incidence_read_like_the_batch_forecast() -> None:
     """``/forecast_deals`` (``serving.scoring.win_and_timing``) reads a tail model as ``forecast revenue``."""
     x, d, c = _deals(3000, 5)

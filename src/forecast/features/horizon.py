@@ -23,13 +23,17 @@ import pandas as pd
 from forecast.features.source import FeatureSource
 
 
-def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float | None:
+def km_quantile(
+    durations: np.ndarray, observed: np.ndarray, q: float, entry: np.ndarray | None = None
+) -> float | None:
     """The ``q`` quantile of the Kaplan-Meier distribution of ``durations``.
 
     Args:
         durations: Time to the event, or to censoring, per subject (days).
         observed: Whether the event was seen (``False``: censored at that time).
         q: Quantile in (0, 1).
+        entry: Per subject, the time from which it is watched (delayed entry: a deal created before
+            a history's record of closes starts, :mod:`forecast.features.record_start`); default 0.
 
     Returns:
         The first event time at which the estimated CDF reaches ``q``. When it never does: the
@@ -46,7 +50,7 @@ def km_quantile(durations: np.ndarray, observed: np.ndarray, q: float) -> float 
     if not e.any():
         return None
     times = np.unique(d[e])
-    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    at_risk = _at_risk(d, times, None if entry is None else np.asarray(entry, dtype=float)[keep])
     events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
     cdf = 1.0 - np.cumprod(1.0 - events / at_risk)
     hit = np.flatnonzero(cdf >= q - 1e-12)
@@ -77,12 +81,42 @@ def _has_plateaued(durations: np.ndarray, observed: np.ndarray, last_close: floa
     return int(beyond.sum()) >= PLATEAU_MIN_DEALS
 
 
-def win_incidence_curve(durations: np.ndarray, causes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _at_risk(d: np.ndarray, times: np.ndarray, entry: np.ndarray | None) -> np.ndarray:
+    """Subjects at risk at each of ``times``: not out yet (``d >= t``), already watched (``entry <= t``)."""
+    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    if entry is None:
+        return at_risk
+    late = np.minimum(np.maximum(entry, 0.0), d)
+    return at_risk - (len(late) - np.searchsorted(np.sort(late), times, side="right"))
+
+
+def levelled_off_at(durations: np.ndarray, observed: np.ndarray) -> float | None:
+    """The longest close seen, where the closing curve has plainly levelled off there (else ``None``).
+
+    Levelled off: at least :data:`PLATEAU_MIN_DEALS` subjects still open were followed
+    :data:`PLATEAU_FACTOR` times that long (:func:`_has_plateaued`); nothing closes later, so no
+    close should be expected past it (the Maven sample: every close within 138 days of engagement,
+    a fifth of its deals open for months after).
+    """
+    d = np.asarray(durations, dtype=float)
+    e = np.asarray(observed, dtype=bool)
+    keep = np.isfinite(d)
+    d, e = d[keep], e[keep]
+    if not e.any():
+        return None
+    last = float(d[e].max())
+    return last if _has_plateaued(d, e, last) else None
+
+
+def win_incidence_curve(
+    durations: np.ndarray, causes: np.ndarray, entry: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Aalen-Johansen cumulative incidence of winning, losses a competing risk.
 
     Args:
         durations: Days to the close, or to censoring, per subject.
         causes: 1 won, 2 lost, 0 still open (censored at ``durations``).
+        entry: Per subject, the time from which it is watched (delayed entry; default 0).
 
     Returns:
         The close times (sorted, unique) and the incidence of winning by each of them (empty
@@ -96,7 +130,7 @@ def win_incidence_curve(durations: np.ndarray, causes: np.ndarray) -> tuple[np.n
     times = np.unique(d[closed])
     if len(times) == 0:
         return times, np.zeros(0)
-    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    at_risk = _at_risk(d, times, None if entry is None else np.asarray(entry, dtype=float)[keep])
     slot = np.searchsorted(times, d[closed])
     closes = np.bincount(slot, minlength=len(times))
     wins = np.bincount(slot[c[closed] == 1], minlength=len(times))
@@ -104,13 +138,16 @@ def win_incidence_curve(durations: np.ndarray, causes: np.ndarray) -> tuple[np.n
     return times, np.cumsum(survival_before * wins / at_risk)
 
 
-def win_time_quantile(durations: np.ndarray, outcome: np.ndarray, q: float) -> float | None:
+def win_time_quantile(
+    durations: np.ndarray, outcome: np.ndarray, q: float, entry: np.ndarray | None = None
+) -> float | None:
     """The ``q`` quantile of the time to a win among deals that win, from censored data.
 
     Args:
         durations: Days to the close, or to censoring, per deal.
         outcome: ``"won"``, ``"lost"`` or anything else (censored: still open).
         q: Quantile in (0, 1).
+        entry: Per deal, the time from which it is watched (delayed entry; default 0).
 
     Returns:
         The first win time at which the Aalen-Johansen cumulative incidence of winning
@@ -121,7 +158,7 @@ def win_time_quantile(durations: np.ndarray, outcome: np.ndarray, q: float) -> f
         raise ValueError(f"quantile must be in (0, 1), got {q}")
     o = np.asarray(outcome).astype(str)
     causes = np.where(o == "won", 1, np.where(o == "lost", 2, 0))
-    times, incidence = win_incidence_curve(durations, causes)
+    times, incidence = win_incidence_curve(durations, causes, entry)
     if len(incidence) == 0 or incidence[-1] <= 0:
         return None
     hit = np.flatnonzero(incidence >= q * incidence[-1] - 1e-12)
@@ -129,7 +166,11 @@ def win_time_quantile(durations: np.ndarray, outcome: np.ndarray, q: float) -> f
 
 
 def cycle_quantile(
-    src: FeatureSource, q: float, data_end: pd.Timestamp | None = None, of: str = "close"
+    src: FeatureSource,
+    q: float,
+    data_end: pd.Timestamp | None = None,
+    of: str = "close",
+    start: pd.Timestamp | None = None,
 ) -> float | None:
     """The ``q`` quantile of days from a deal's creation to its close, known at ``data_end``.
 
@@ -142,6 +183,9 @@ def cycle_quantile(
         data_end: What is known (default: the data's end).
         of: ``"close"`` (any close, Kaplan-Meier) or ``"win"`` (the time to a win among the deals
             that win, :func:`win_time_quantile`).
+        start: Where the history's record of closes starts (:mod:`forecast.features.record_start`):
+            a deal created before it is watched from it on (delayed entry), since the deals that
+            closed before it are not in the history.
     """
     if of not in ("close", "win"):
         raise ValueError(f"unknown cycle {of!r}: expected 'close' or 'win'")
@@ -158,10 +202,11 @@ def cycle_quantile(
     observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
     stop = closed.where(observed, end)
     days = ((stop - created) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    entry = None if start is None else ((start - created) / pd.Timedelta(days=1)).to_numpy(dtype=float)
     if of == "win":
         outcome = rows["outcome"].astype(str).where(observed, "open").to_numpy()
-        return win_time_quantile(days, outcome, q)
-    return km_quantile(days, observed.to_numpy(), q)
+        return win_time_quantile(days, outcome, q, entry)
+    return km_quantile(days, observed.to_numpy(), q, entry)
 
 
 def cycle_horizon(
@@ -172,18 +217,20 @@ def cycle_horizon(
     data_end: pd.Timestamp | None = None,
     of: str = "close",
     history_share: float = 0.5,
+    start: pd.Timestamp | None = None,
 ) -> int:
     """The label horizon: the cycle's ``q`` quantile rounded up to whole weeks, within the bounds.
 
     At most ``history_share`` of the span of the deal history (half by default, so that half of it
     holds fully followed snapshots; more with weights for censoring, ``training.ipcw``), also when
     too few deals have closed to read the quantile; never below ``floor_days`` nor above
-    ``cap_days``.
+    ``cap_days``. With ``start`` (the record of closes starts there, :func:`cycle_quantile`), the
+    history spans from it.
     """
     end = data_end if data_end is not None else src.data_end()
-    span = history_days(src, "opportunities", end)
+    span = history_days(src, "opportunities", end, start)
     most = span * history_share
-    value = min(cycle_quantile(src, q, end, of) or most, most)
+    value = min(cycle_quantile(src, q, end, of, start) or most, most)
     return _weeks_within(value, floor_days, cap_days)
 
 
@@ -196,6 +243,7 @@ def tail_horizon(
     data_end: pd.Timestamp | None = None,
     of: str = "close",
     eventual: bool = False,
+    start: pd.Timestamp | None = None,
 ) -> int:
     """The days a deal's p_win reaches: the cycle's ``q`` quantile where the history caps the label.
 
@@ -219,16 +267,17 @@ def tail_horizon(
             the ``q`` quantile of the cycle leaves out the wins after it (about ``1 - q`` of them,
             more among the weekly snapshots, which sample the slow deals more often), and a
             probability judged against eventual outcomes then falls short by that much.
+        start: Where the history's record of closes starts (:func:`cycle_quantile`).
 
     Returns:
         Days in whole weeks, never below ``label_days`` (``label_days`` itself where the label already
         reaches the cycle's quantile and ``eventual`` is off).
     """
     end = data_end if data_end is not None else src.data_end()
-    cycle = None if eventual else cycle_quantile(src, q, end, of)
+    cycle = None if eventual else cycle_quantile(src, q, end, of, start)
     if cycle is not None and cycle <= label_days:
         return int(label_days)
-    reach = follow_up_quantile(src, share, end)
+    reach = follow_up_quantile(src, share, end, start)
     if reach is None:
         return int(label_days)
     want = float(cap_days) if cycle is None else 7.0 * math.ceil(cycle / 7.0)
@@ -236,8 +285,13 @@ def tail_horizon(
     return int(max(label_days, days))
 
 
-def history_days(src: FeatureSource, table: str, data_end: pd.Timestamp) -> float:
-    """Days from the first record of ``table`` (``leads`` or ``opportunities``) to ``data_end``."""
+def history_days(
+    src: FeatureSource, table: str, data_end: pd.Timestamp, start: pd.Timestamp | None = None
+) -> float:
+    """Days to ``data_end`` from the first record of ``table`` (``leads``, ``opportunities``) or ``start``.
+
+    From ``start`` where it is later than the first record.
+    """
     if table not in ("leads", "opportunities"):
         raise ValueError(f"unknown entity table {table!r}")
     row = src.con.execute(
@@ -245,7 +299,8 @@ def history_days(src: FeatureSource, table: str, data_end: pd.Timestamp) -> floa
     ).fetchone()
     if not row or row[0] is None:
         return 0.0
-    return float((data_end - pd.Timestamp(row[0])) / pd.Timedelta(days=1))
+    first = pd.Timestamp(row[0]) if start is None else max(pd.Timestamp(row[0]), start)
+    return max(float((data_end - first) / pd.Timedelta(days=1)), 0.0)
 
 
 def history_capped_horizon(
@@ -254,13 +309,15 @@ def history_capped_horizon(
     horizon_days: int,
     floor_days: int = 14,
     data_end: pd.Timestamp | None = None,
+    start: pd.Timestamp | None = None,
 ) -> int:
     """A fixed horizon, shortened to half the history (in whole weeks) when the history is shorter.
 
     A 90-day conversion label on a CRM with three months of leads would label no snapshot at all.
+    The history spans from ``start`` where that is later than its first record.
     """
     end = data_end if data_end is not None else src.data_end()
-    span = history_days(src, table, end)
+    span = history_days(src, table, end, start)
     return _weeks_within(min(float(horizon_days), span / 2), floor_days, horizon_days)
 
 
@@ -270,19 +327,21 @@ def _weeks_within(days: float, floor_days: int, cap_days: int) -> int:
 
 
 def follow_up_quantile(
-    src: FeatureSource, share: float, data_end: pd.Timestamp | None = None
+    src: FeatureSource, share: float, data_end: pd.Timestamp | None = None, start: pd.Timestamp | None = None
 ) -> float | None:
     """The longest follow-up ``t`` (days) that at least ``share`` of the weekly deal snapshots reach.
 
     The snapshots are those of the training cadence: every deal open at each weekly date (from a
-    week after the first deal to ``data_end``) and each deal at its creation; a snapshot at date
-    ``d`` is followed for ``data_end - d`` days. With inverse-probability-of-censoring weights
-    (``training.ipcw``) a horizon within this follow-up needs no weight above ``1 / share``.
+    week after the first deal, or from ``start`` if later, to ``data_end``) and each deal at its
+    creation (from ``start`` on); a snapshot at date ``d`` is followed for ``data_end - d`` days.
+    With inverse-probability-of-censoring weights (``training.ipcw``) a horizon within this
+    follow-up needs no weight above ``1 / share``.
 
     Returns:
         The follow-up in days, or ``None`` without any deal.
     """
     end = data_end if data_end is not None else src.data_end()
+    since = None if start is None else start.to_pydatetime()
     rows = src.df(
         """
         WITH deals AS (
@@ -291,7 +350,8 @@ def follow_up_quantile(
         ),
         grid AS (
             SELECT unnest(generate_series(
-                date_trunc('day', (SELECT min(created_at) FROM deals)) + INTERVAL 7 DAY,
+                greatest(date_trunc('day', (SELECT min(created_at) FROM deals)) + INTERVAL 7 DAY,
+                         coalesce(CAST(? AS TIMESTAMP), CAST('-infinity' AS TIMESTAMP))),
                 CAST(? AS TIMESTAMP), INTERVAL 7 DAY)) AS as_of
         ),
         snaps AS (
@@ -299,10 +359,11 @@ def follow_up_quantile(
               ON d.created_at < g.as_of AND (d.closed_at IS NULL OR d.closed_at >= g.as_of)
             UNION ALL
             SELECT created_at AS snap_at FROM deals
+            WHERE created_at >= coalesce(CAST(? AS TIMESTAMP), CAST('-infinity' AS TIMESTAMP))
         )
         SELECT date_diff('second', snap_at, CAST(? AS TIMESTAMP)) / 86400.0 AS follow_up FROM snaps
         """,
-        [end.to_pydatetime(), end.to_pydatetime(), end.to_pydatetime()],
+        [end.to_pydatetime(), since, end.to_pydatetime(), since, end.to_pydatetime()],
     )
     if rows.empty:
         return None

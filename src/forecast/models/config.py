@@ -119,6 +119,45 @@ class SnapshotSettings(_Strict):
             "with tail_extrapolate; null: no carried-on tail"
         ),
     )
+    truncated_history: Literal["note", "read_from_first_close", "off"] = Field(
+        default="note",
+        description=(
+            "deal models: a history that holds no close before a date although many of its earlier "
+            "deals were due to close by then at the cycle seen after it (an export of the deals still "
+            "open on its first day; features.record_start). 'note': say so in the training notes and "
+            "read the whole history; 'read_from_first_close': read the snapshots, the cycle, the "
+            "follow-up and the history's length from that close on (not the default: on the Maven "
+            "sample it did not beat the whole history, docs/models.md); 'off': do not check"
+        ),
+    )
+    first_close: str | None = Field(
+        default=None,
+        description=(
+            "resolved at training unless truncated_history is 'off': the first close of a history "
+            "that holds no close before it although many were due (null: none such)"
+        ),
+    )
+
+    def read_from(self) -> str | None:
+        """The date the history is read from when its early closes are missing (``None``: all of it)."""
+        return self.first_close if self.truncated_history == "read_from_first_close" else None
+
+    def outcomes_note(self) -> str | None:
+        """What training says when the history's record of closes starts late (``None``: it does not)."""
+        if not self.first_close or self.truncated_history == "off":
+            return None
+        day = self.first_close[:10]
+        said = (
+            f"the history holds no close before {day} although many of its earlier deals were due to "
+            f"close by then at the cycle seen after it (an export of the deals still open on its first "
+            f"day: left-truncated)"
+        )
+        if self.read_from():
+            return f"{said}; snapshots, the cycle and the history's length are read from {day} on"
+        return (
+            f"{said}; its snapshots before {day} hold only deals that did not close then "
+            f"(snapshots.truncated_history: read_from_first_close reads it from {day} on)"
+        )
 
 
 class SplitSettings(_Strict):

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from forecast.features.horizon import win_incidence_curve
+from forecast.features.horizon import levelled_off_at, win_incidence_curve
 from forecast.models.size_bands import amounts, size_band, size_edges
 from forecast.models.stage_chain import chain_incidence, first_event_incidence
 
@@ -37,7 +37,9 @@ def win_incidence(
     """Aalen-Johansen cumulative incidence of cause 1 (won) by ``horizon``, and the rows used.
 
     With ``tail_days`` beyond ``horizon``, the incidence is carried on to ``tail_days``
-    (:func:`extrapolated_incidence`).
+    (:func:`extrapolated_incidence`); where the closes have levelled off
+    (:func:`~forecast.features.horizon.levelled_off_at`: open snapshots followed well past the
+    longest close seen), it is read from the data up to that close instead, since none comes later.
 
     Args:
         durations: Days from the snapshot to its close, or to the data's end when open.
@@ -57,7 +59,12 @@ def win_incidence(
     read = float(incidence[upto - 1]) if upto else 0.0
     if tail_days is None or tail_days <= horizon:
         return read, n
-    return extrapolated_incidence(d, np.asarray(causes, dtype=int), horizon, tail_days, read), n
+    c = np.asarray(causes, dtype=int)
+    last = levelled_off_at(d, c > 0)
+    if last is not None:
+        upto = np.searchsorted(times, min(float(tail_days), max(last, horizon)), side="right")
+        return (float(incidence[upto - 1]) if upto else 0.0), n
+    return extrapolated_incidence(d, c, horizon, tail_days, read), n
 
 
 def extrapolated_incidence(
@@ -285,7 +292,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
 
     def _carried(self, X: pd.DataFrame, read: np.ndarray) -> np.ndarray:  # noqa: N803
         """``read`` carried on with each row's stage's share (:meth:`tail_share`)."""
-        if not getattr(self, "tail_share_", {}):  # models fitted before the tail have none
+        if not hasattr(self, "tail_share_all_"):  # models fitted before the tail have none
             return read
         k = X[self.stage_column].astype(object).map(self.tail_share).to_numpy(dtype=float)
         return np.clip(read + (1.0 - read) * k, _EPS, 1 - _EPS)

@@ -200,12 +200,16 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
     except InsufficientDataError as exc:
         if not stage_model:
             raise
-        return train_stage_incidence(data, config, reason=str(exc))
-    losing = (_not_judged_on_a_future(result) or _loses_to_stage_table(result)) if stage_model else None
-    if losing is not None:
-        # A learned model worse than the table a manager keeps by hand is not served (issue 15), nor
-        # one whose evaluation could not keep its training labels out of its test weeks.
-        return train_stage_incidence(data, config, reason=losing)
+        result = train_stage_incidence(data, config, reason=str(exc))
+    else:
+        losing = (_not_judged_on_a_future(result) or _loses_to_stage_table(result)) if stage_model else None
+        if losing is not None:
+            # A learned model worse than the table a manager keeps by hand is not served (issue 15),
+            # nor one whose evaluation could not keep its training labels out of its test weeks.
+            result = train_stage_incidence(data, config, reason=losing)
+    truncated = config.snapshots.outcomes_note()
+    if truncated:
+        result.notes.insert(0, truncated)
     return result
 
 

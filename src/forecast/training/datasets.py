@@ -13,6 +13,7 @@ from forecast.data.readers import read_table_file
 from forecast.errors import InputError
 from forecast.features.build import FeatureTable, build_feature_table
 from forecast.features.horizon import cycle_horizon, follow_up_quantile, history_capped_horizon, tail_horizon
+from forecast.features.record_start import outcome_record_start
 from forecast.features.snapshots import AT_CREATION, CENSOR_FLAG, LabelConfig, as_of_grid, parse_every
 from forecast.features.source import FeatureSource, warehouse_source
 from forecast.features.tabular import AS_OF, ENTITY_ID, LABEL, FlatExport, prepare_flat_export
@@ -27,7 +28,12 @@ RAW_ROW = "__raw_row"
 
 
 def snapshot_dates(src: FeatureSource, config: TrainingConfig) -> list[pd.Timestamp]:
-    """The training as_of dates: the configured cadence between the configured or data bounds."""
+    """The training as_of dates: the configured cadence between the configured or data bounds.
+
+    With ``snapshots.truncated_history: read_from_first_close``, never before the first close of a
+    history that holds no close before it (:func:`resolve_horizon`): a deal open before it is in
+    the history only because it was still open then.
+    """
     snap = config.snapshots
     table = "leads" if config.entity == "lead" else "opportunities"
     row = src.con.execute(f"SELECT min(created_at) FROM {table}").fetchone()
@@ -38,6 +44,9 @@ def snapshot_dates(src: FeatureSource, config: TrainingConfig) -> list[pd.Timest
         if snap.date_from
         else pd.Timestamp(row[0]).normalize() + pd.Timedelta(days=7)
     )
+    since = snap.read_from()
+    if since:
+        start = max(start, pd.Timestamp(since))
     end = pd.Timestamp(snap.date_to) if snap.date_to else src.data_end()
     return as_of_grid(start, end, parse_every(snap.every))
 
@@ -76,9 +85,22 @@ def resolve_horizon(
     ``snapshots.tail_follow_up``), and one that stops short of ``horizon_days`` gets
     ``snapshots.p_win_tail_days``, the days the small-data stage model carries its p_win on to
     (``snapshots.tail_extrapolate``).
+
+    A deal history that holds no close before its first one although many were due
+    (:func:`~forecast.features.record_start.outcome_record_start`) gets ``snapshots.first_close``
+    (the training notes say so); with ``snapshots.truncated_history: read_from_first_close`` its
+    snapshots, cycle, follow-up and length are read from that close on.
     """
     snap = config.snapshots
     update: dict[str, Any] = {}
+    if config.entity == "opportunity" and snap.truncated_history != "off":
+        record = outcome_record_start(src, data_end)  # read again at each data end (a backtest's cut)
+        first = None if record is None else record.at.isoformat()
+        if first != snap.first_close:
+            update["first_close"] = first
+            snap = snap.model_copy(update={"first_close": first})
+    since = snap.read_from()
+    start = pd.Timestamp(since) if since else None
     if snap.horizon_quantile is not None and config.entity == "opportunity":
         ipcw = snap.censoring == "ipcw"
         h = cycle_horizon(
@@ -88,8 +110,9 @@ def resolve_horizon(
             data_end=data_end,
             of=snap.horizon_of,
             history_share=1.0 if ipcw else 0.5,
+            start=start,
         )
-        reach = follow_up_quantile(src, snap.ipcw_min_survival, data_end) if ipcw else None
+        reach = follow_up_quantile(src, snap.ipcw_min_survival, data_end, start) if ipcw else None
         if reach is not None:
             # No snapshot's weight may need the floor: within the follow-up a share of them reach.
             h = min(h, max(7 * math.floor(reach / 7), 14))
@@ -104,6 +127,7 @@ def resolve_horizon(
                 data_end=data_end,
                 of=snap.horizon_of,
                 eventual=snap.tail_to == "eventual",
+                start=start,
             )
             if reach_days > h:
                 update["p_win_days"] = reach_days
@@ -113,7 +137,7 @@ def resolve_horizon(
                 update["p_win_tail_days"] = target
     else:
         table = "leads" if config.entity == "lead" else "opportunities"
-        h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end)
+        h = history_capped_horizon(src, table, snap.horizon_days, data_end=data_end, start=start)
     if h != snap.horizon_days:
         update["horizon_days"] = h
     if not update:
@@ -160,10 +184,13 @@ def snapshot_table(
     if not config.snapshots.at_creation:
         return table
     born = build_feature_table(src, config.entity, AT_CREATION, labels, data_end=end).frame
-    # Creation snapshots follow the same date bounds as the cadence (``from`` / ``to``).
-    born = born[
-        (born["as_of"] >= min(dates) - parse_every(config.snapshots.every)) & (born["as_of"] <= max(dates))
-    ]
+    # Creation snapshots follow the same date bounds as the cadence (``from`` / ``to``), and none
+    # before the record of closes starts (a deal created then is known only because it stayed open).
+    first = min(dates) - parse_every(config.snapshots.every)
+    since = config.snapshots.read_from()
+    if since:
+        first = max(first, pd.Timestamp(since))
+    born = born[(born["as_of"] >= first) & (born["as_of"] <= max(dates))]
     frame = pd.concat([table.frame, born], ignore_index=True)
     table.frame = frame.sort_values(["as_of", table.id_column], kind="stable").reset_index(drop=True)
     return table

@@ -387,6 +387,9 @@ def _notes(
         if small
         else []
     )
+    truncated = config.snapshots.outcomes_note()
+    if truncated:
+        notes.insert(0, truncated)
     notes.append(
         f"P(close within {days} days) is judged on the {int(ts.known.sum()):,} test snapshots "
         f"followed for at least {days} days; C-index and IBS on all {len(ts.durations):,} (censored included)"

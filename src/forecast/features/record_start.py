@@ -1,0 +1,116 @@
+"""Where a deal history's record of closes starts: exports that left out the closes before a date.
+
+A CRM export often holds every deal still open on some date (the day of a migration, the first day
+of an export window) with its real creation date, but none of the deals that had closed before it.
+Such a history is *left-truncated*: its early deals are only the ones that stayed open until that
+date, which are the slow ones. Snapshots taken before it show deals that cannot close (none did),
+and deal ages and cycle lengths read from them are too long. Example: the Maven sample's deals were
+engaged from 2016-10-20, but its first close is 2017-03-01; deals engaged after that close in 16
+days at the median, yet none of the 1,185 engaged before it closed in up to 132 days.
+
+:func:`outcome_record_start` tells such a history from a CRM that simply started: with the closing
+curve read from the deals created after the first close (Kaplan-Meier, open deals censored), it sums
+the chance that each deal created before the first close would have closed before it (its age then).
+That sum is the expected number of closes the history should hold before its first one; for a CRM
+that started empty it is about one (the first close comes when the first is due), and ten or more
+with none seen is a record that starts at its first close (the chance of seeing none is below 1 in
+20,000). Training then reads the history from that date only (``training.datasets.resolve_horizon``):
+every deal open on a later date is in the export, so snapshots from it on are complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecast.features.source import FeatureSource
+
+EXPECTED_CLOSES = 10.0
+"""Closes expected before the first one (with none seen) that mark the record's start there."""
+
+
+@dataclass(frozen=True)
+class RecordStart:
+    """Where a history whose earlier closes are missing is read from, and the evidence for it."""
+
+    at: pd.Timestamp
+    """The first midnight on or after the history's first close."""
+    deals_before: int
+    expected_closes: float
+
+    def note(self) -> str:
+        """One line for training notes and model cards."""
+        return (
+            f"no deal closed before {self.at.date()} although {self.deals_before} deals were created "
+            f"before it, of which about {self.expected_closes:.0f} would have closed by then at the "
+            f"cycle seen after it: the export holds no close before that date (left-truncated), so "
+            f"its deals are read from {self.at.date()} on"
+        )
+
+
+def km_cdf(durations: np.ndarray, observed: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The Kaplan-Meier share of subjects whose event came by each of ``at`` (held past the last event).
+
+    Args:
+        durations: Time to the event, or to censoring, per subject.
+        observed: Whether the event was seen.
+        at: Times to read the curve at.
+
+    Returns:
+        ``F(t)`` for each ``t`` of ``at`` (0 without any event).
+    """
+    d = np.maximum(np.asarray(durations, dtype=float), 0.0)
+    e = np.asarray(observed, dtype=bool)
+    t = np.asarray(at, dtype=float)
+    if not e.any():
+        return np.zeros(len(t))
+    times = np.unique(d[e])
+    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
+    events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
+    cdf = 1.0 - np.cumprod(1.0 - events / at_risk)
+    k = np.searchsorted(times, t, side="right") - 1
+    return np.where(k >= 0, cdf[np.clip(k, 0, None)], 0.0)
+
+
+def outcome_record_start(src: FeatureSource, data_end: pd.Timestamp | None = None) -> RecordStart | None:
+    """The first close of a deal history that holds no close before it (``None``: a complete record).
+
+    Args:
+        src: The CRM.
+        data_end: What is known (default: the data's end); deals and closes after it are not read.
+
+    Returns:
+        The first midnight on or after the first close, and the evidence, where the closes expected
+        before the first close (module docstring) reach :data:`EXPECTED_CLOSES`; ``None`` otherwise,
+        and without any close.
+    """
+    end = data_end if data_end is not None else src.data_end()
+    rows = src.df(
+        "SELECT created_at, closed_at, outcome FROM opportunities "
+        "WHERE created_at IS NOT NULL AND created_at <= ?",
+        [end.to_pydatetime()],
+    )
+    if rows.empty:
+        return None
+    created = pd.to_datetime(rows["created_at"])
+    closed = pd.to_datetime(rows["closed_at"])
+    observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
+    if not observed.any():
+        return None
+    first = pd.Timestamp(closed[observed].min())
+    before = (created < first).to_numpy()
+    after = ~before
+    if not before.any() or not after.any():
+        return None
+    day = pd.Timedelta(days=1)
+    stop = closed.where(observed, end)
+    days = ((stop - created) / day).to_numpy(dtype=float)[after]
+    ages = ((first - created) / day).to_numpy(dtype=float)[before]
+    expected = float(km_cdf(days, observed.to_numpy()[after], ages).sum())
+    if expected < EXPECTED_CLOSES:
+        return None
+    # Snapshots are taken at midnight: the first one complete is the first close's day, or the next
+    # day if it closed during it (the export may have dropped closes earlier that day).
+    return RecordStart(at=first.ceil("D"), deals_before=int(before.sum()), expected_closes=expected)
