@@ -8,16 +8,18 @@ import pytest
 
 from forecast.data.simulate import Simulation, simulate_crm
 from forecast.data.simulation.worlds import load_world
-from forecast.features.horizon import km_quantile, win_time_quantile
+from forecast.features.horizon import follow_up_quantile, km_quantile, win_time_quantile
 from forecast.features.record_start import km_cdf, outcome_record_start
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig
 from forecast.training.binary import train_binary
 from forecast.training.datasets import resolve_horizon, snapshot_table, table_input
+from forecast.training.survival import train_time_to_close
 from tests.conftest import REPO
 
 WIN = TrainingConfig.from_yaml(REPO / "training" / "deal_win.yaml")
+CLOSE = TrainingConfig.from_yaml(REPO / "training" / "time_to_close.yaml")
 WORLD = load_world("history-6m").model_copy(update={"leads_per_month": 500.0, "seed": 3})
 
 
@@ -73,6 +75,17 @@ def test_delayed_entry_undoes_the_long_cycles_a_truncated_history_shows() -> Non
     assert (win_time_quantile(d, outcome, 0.5) or 0.0) > win + 4
 
 
+def test_a_close_on_the_day_a_deal_is_first_watched_counts_and_one_before_it_does_not() -> None:
+    """Delayed entry: at risk from ``entry`` on, that day included; closed before it: not watched."""
+    observed = np.ones(3, dtype=bool)
+    # two closes at day 5, one of a deal watched from day 5: all three at risk then (cdf 2/3)
+    assert km_quantile(np.array([5.0, 5.0, 10.0]), observed, 0.9, np.array([5.0, 0.0, 0.0])) == 10.0
+    # a deal closed at day 3 but watched only from day 5 is out of the curve (not a close at 3)
+    assert km_quantile(np.array([3.0, 10.0, 10.0]), observed, 0.3, np.array([5.0, 0.0, 0.0])) == 10.0
+    outcome = np.array(["won", "won", "lost"])
+    assert win_time_quantile(np.array([3.0, 10.0, 10.0]), outcome, 0.3, np.array([5.0, 0.0, 0.0])) == 10.0
+
+
 def test_a_history_that_started_empty_is_read_whole(sim: Simulation) -> None:
     with frames_source(sim.tables, WORLD.pipeline()) as src:
         assert outcome_record_start(src) is None
@@ -81,8 +94,9 @@ def test_a_history_that_started_empty_is_read_whole(sim: Simulation) -> None:
     assert config.snapshots.outcomes_note() is None
 
 
-def _mode(mode: str) -> TrainingConfig:
-    return WIN.model_copy(update={"snapshots": WIN.snapshots.model_copy(update={"truncated_history": mode})})
+def _mode(mode: str, config: TrainingConfig = WIN) -> TrainingConfig:
+    snapshots = config.snapshots.model_copy(update={"truncated_history": mode})
+    return config.model_copy(update={"snapshots": snapshots})
 
 
 def test_an_export_without_its_early_closes_is_told_so_and_can_be_read_from_its_first_close(
@@ -115,4 +129,20 @@ def test_an_export_without_its_early_closes_is_told_so_and_can_be_read_from_its_
     end = pd.to_datetime(tables["opportunities"]["created_at"]).max()
     assert h <= 7 * np.ceil(max((end - first).days / 2, 1) / 7) + 7 < noted.snapshots.horizon_days
     result = train_binary(table_input(table, read.label), read)
+    assert any("left-truncated" in n for n in result.notes)
+
+
+def test_the_follow_up_and_the_time_to_close_read_from_the_first_close_too(sim: Simulation) -> None:
+    tables = _truncated(sim, _start(sim))
+    with frames_source(tables, WORLD.pipeline()) as src:
+        end = src.data_end()
+        close = resolve_horizon(src, _mode("read_from_first_close", CLOSE))
+        since = pd.Timestamp(close.snapshots.first_close)
+        longest = follow_up_quantile(src, 0.01, end, since)
+        whole = follow_up_quantile(src, 0.01, end)
+        h = close.snapshots.horizon_days
+        table = snapshot_table(src, close, LabelConfig(h, h))
+    assert longest is not None and whole is not None
+    assert longest <= (end - since) / pd.Timedelta(days=1) < whole
+    result = train_time_to_close(table_input(table, close.label), close)
     assert any("left-truncated" in n for n in result.notes)

@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from forecast.features.horizon import levelled_off_at
 from forecast.models.stage_incidence import StageWinIncidence, extrapolated_incidence, win_incidence
 from forecast.models.survival import StageKaplanMeier
 from forecast.models.win_horizon import p_win_days, read_days, read_proba
@@ -159,25 +160,44 @@ def test_no_win_is_carried_past_the_longest_close_where_the_closes_have_levelled
 
     Closes come within 60 days; a fifth of the deals never close. Followed 56 days, nothing shows
     the closes stop, so the last window's hazards are carried on. Followed 300 days, hundreds of
-    open snapshots sit far past the longest close: the incidence is the one the data show by then.
+    open deals sit far past the longest close: the incidence is the one the data show by then.
     """
     rng = np.random.default_rng(11)
     n = 6000
     never = rng.random(n) < 0.2
     close = rng.uniform(1, 60, n)
     won = rng.random(n) < 0.6
+    x = pd.DataFrame({"stage": ["s"] * n})
     for follow, levelled in ((56.0, False), (300.0, True)):
         seen = rng.uniform(0.3, 1.0, n) * follow
         shut = ~never & (close <= seen)
         d = np.where(shut, close, seen)
         c = np.where(shut, np.where(won, 1, 2), 0)
-        far, _ = win_incidence(d, c, 40.0, tail_days=365.0)
+        model = StageWinIncidence(horizon_days=40.0, alpha=0.0, tail_days=365.0)
+        model.fit(x, durations=d, causes=c, deals=np.arange(n))
         read_last, _ = win_incidence(d, c, float(d[c > 0].max()))
+        far = float(model.carried(model.rates_["s"], "s"))
         if levelled:
+            assert model.levelled_at_ == pytest.approx(float(d[c > 0].max()))
             assert far == pytest.approx(read_last)
             assert far == pytest.approx(0.8 * 0.6, abs=0.03)  # the never-closed fifth wins nothing
         else:
+            assert model.levelled_at_ is None
             assert far > read_last + 0.02  # carried on past what the data show
+        # without the deals nothing is checked: the tail is carried on
+        unchecked = StageWinIncidence(horizon_days=40.0, alpha=0.0, tail_days=365.0)
+        unchecked.fit(x, durations=d, causes=c)
+        assert unchecked.levelled_at_ is None
+
+
+def test_levelled_off_counts_deals_not_their_weekly_snapshots() -> None:
+    """Four stale deals seen in 40 weekly snapshots each are four deals, not 160 (20 are needed)."""
+    d = np.concatenate([np.linspace(1, 60, 200), np.full(160, 200.0)])
+    observed = np.concatenate([np.ones(200, dtype=bool), np.zeros(160, dtype=bool)])
+    few = np.concatenate([np.arange(200), np.repeat([1000, 1001, 1002, 1003], 40)])
+    many = np.concatenate([np.arange(200), np.arange(1000, 1160)])
+    assert levelled_off_at(d, observed, few) is None
+    assert levelled_off_at(d, observed, many) == pytest.approx(60.0)
 
 
 def test_a_crm_without_stages_gets_the_tail_of_all_its_deals() -> None:

@@ -45,7 +45,7 @@ def km_quantile(
         raise ValueError(f"quantile must be in (0, 1), got {q}")
     d = np.asarray(durations, dtype=float)
     e = np.asarray(observed, dtype=bool)
-    keep = np.isfinite(d)
+    keep = _watched(d, entry, np.isfinite(d))
     d, e = np.maximum(d[keep], 0.0), e[keep]
     if not e.any():
         return None
@@ -81,6 +81,13 @@ def _has_plateaued(durations: np.ndarray, observed: np.ndarray, last_close: floa
     return int(beyond.sum()) >= PLATEAU_MIN_DEALS
 
 
+def _watched(d: np.ndarray, entry: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
+    """``keep`` without the subjects whose event came before they were watched (``entry > d``)."""
+    if entry is None:
+        return keep
+    return keep & ~(np.asarray(entry, dtype=float) > d)
+
+
 def _at_risk(d: np.ndarray, times: np.ndarray, entry: np.ndarray | None) -> np.ndarray:
     """Subjects at risk at each of ``times``: not out yet (``d >= t``), already watched (``entry <= t``)."""
     at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
@@ -90,22 +97,30 @@ def _at_risk(d: np.ndarray, times: np.ndarray, entry: np.ndarray | None) -> np.n
     return at_risk - (len(late) - np.searchsorted(np.sort(late), times, side="right"))
 
 
-def levelled_off_at(durations: np.ndarray, observed: np.ndarray) -> float | None:
+def levelled_off_at(durations: np.ndarray, observed: np.ndarray, deals: np.ndarray) -> float | None:
     """The longest close seen, where the closing curve has plainly levelled off there (else ``None``).
 
-    Levelled off: at least :data:`PLATEAU_MIN_DEALS` subjects still open were followed
-    :data:`PLATEAU_FACTOR` times that long (:func:`_has_plateaued`); nothing closes later, so no
-    close should be expected past it (the Maven sample: every close within 138 days of engagement,
-    a fifth of its deals open for months after).
+    Levelled off: at least :data:`PLATEAU_MIN_DEALS` deals still open were followed
+    :data:`PLATEAU_FACTOR` times that long (as :func:`_has_plateaued`, counted by deal: a deal's
+    weekly snapshots are one deal); nothing closes later, so no close should be expected past it
+    (the Maven sample: every close within 138 days of engagement, a fifth of its deals open for
+    months after).
+
+    Args:
+        durations: Days from each snapshot to its close, or to the data's end when open.
+        observed: Whether the close was seen.
+        deals: Each snapshot's deal.
     """
     d = np.asarray(durations, dtype=float)
     e = np.asarray(observed, dtype=bool)
+    ids = np.asarray(deals, dtype=object)
     keep = np.isfinite(d)
-    d, e = d[keep], e[keep]
+    d, e, ids = d[keep], e[keep], ids[keep]
     if not e.any():
         return None
     last = float(d[e].max())
-    return last if _has_plateaued(d, e, last) else None
+    beyond = (~e) & (d >= PLATEAU_FACTOR * last)
+    return last if len(pd.unique(ids[beyond])) >= PLATEAU_MIN_DEALS else None
 
 
 def win_incidence_curve(
@@ -124,7 +139,7 @@ def win_incidence_curve(
     """
     d = np.asarray(durations, dtype=float)
     c = np.asarray(causes, dtype=int)
-    keep = np.isfinite(d)
+    keep = _watched(d, entry, np.isfinite(d))
     d, c = np.maximum(d[keep], 0.0), c[keep]
     closed = c > 0
     times = np.unique(d[closed])

@@ -40,15 +40,6 @@ class RecordStart:
     deals_before: int
     expected_closes: float
 
-    def note(self) -> str:
-        """One line for training notes and model cards."""
-        return (
-            f"no deal closed before {self.at.date()} although {self.deals_before} deals were created "
-            f"before it, of which about {self.expected_closes:.0f} would have closed by then at the "
-            f"cycle seen after it: the export holds no close before that date (left-truncated), so "
-            f"its deals are read from {self.at.date()} on"
-        )
-
 
 def km_cdf(durations: np.ndarray, observed: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The Kaplan-Meier share of subjects whose event came by each of ``at`` (held past the last event).

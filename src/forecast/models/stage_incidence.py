@@ -32,20 +32,25 @@ _EPS = 1e-6
 
 
 def win_incidence(
-    durations: np.ndarray, causes: np.ndarray, horizon: float, tail_days: float | None = None
+    durations: np.ndarray,
+    causes: np.ndarray,
+    horizon: float,
+    tail_days: float | None = None,
+    levelled_at: float | None = None,
 ) -> tuple[float, int]:
     """Aalen-Johansen cumulative incidence of cause 1 (won) by ``horizon``, and the rows used.
 
     With ``tail_days`` beyond ``horizon``, the incidence is carried on to ``tail_days``
-    (:func:`extrapolated_incidence`); where the closes have levelled off
-    (:func:`~forecast.features.horizon.levelled_off_at`: open snapshots followed well past the
-    longest close seen), it is read from the data up to that close instead, since none comes later.
+    (:func:`extrapolated_incidence`); where the closes have levelled off at ``levelled_at``
+    (:func:`~forecast.features.horizon.levelled_off_at`: deals open well past the longest close
+    seen), it is read from the data up to that close instead, since none comes later.
 
     Args:
         durations: Days from the snapshot to its close, or to the data's end when open.
         causes: 1 won, 2 lost, 0 still open (censored at ``durations``).
         horizon: Days read from the data.
         tail_days: Days to carry the incidence on to (``None``: ``horizon``).
+        levelled_at: The longest close, where the closes have levelled off there (``None``: not).
 
     Returns:
         The incidence (``nan`` without rows) and the number of rows.
@@ -60,9 +65,8 @@ def win_incidence(
     if tail_days is None or tail_days <= horizon:
         return read, n
     c = np.asarray(causes, dtype=int)
-    last = levelled_off_at(d, c > 0)
-    if last is not None:
-        upto = np.searchsorted(times, min(float(tail_days), max(last, horizon)), side="right")
+    if levelled_at is not None:
+        upto = np.searchsorted(times, min(float(tail_days), max(levelled_at, horizon)), side="right")
         return (float(incidence[upto - 1]) if upto else 0.0), n
     return extrapolated_incidence(d, c, horizon, tail_days, read), n
 
@@ -158,6 +162,7 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         durations: Any,
         causes: Any,
         moves: tuple[Any, Any] | None = None,
+        deals: Any = None,
     ) -> StageWinIncidence:
         """Estimate each stage's incidence of a win within the horizon.
 
@@ -173,6 +178,9 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
                 (:func:`~forecast.models.stage_chain.stage_moves`); with a tail, each stage's is
                 chained through them (:func:`~forecast.models.stage_chain.chain_incidence`).
                 ``None``: each stage's tail from its own closes alone.
+            deals: Each row's deal: with a tail, where at least 20 deals stayed open 1.25 times
+                past the longest close seen (``levelled_at_``), the closes have levelled off and
+                no win is carried past that close, nor chained. ``None``: not checked.
 
         Raises:
             ValueError: No row to estimate from.
@@ -195,6 +203,9 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         self.counts_ = counts
         keys = np.array([str(s) if pd.notna(s) else None for s in stages], dtype=object)
         self._fit_sizes(X, d, c, keys)
+        self.levelled_at_ = (
+            None if deals is None else levelled_off_at(d, c > 0, np.asarray(deals, dtype=object))
+        )
         self._fit_tail(d, c, keys, moves)
         self.classes_ = np.array([0, 1])  # won within the horizon (1) or not (0): no label to learn them from
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
@@ -244,13 +255,15 @@ class StageWinIncidence(ClassifierMixin, BaseEstimator):
         self.tail_share_: dict[str, float] = {}
         if not tail:
             return
-        far, _ = win_incidence(d, c, self.horizon_days, self.tail_days)
+        levelled = getattr(self, "levelled_at_", None)
+        far, _ = win_incidence(d, c, self.horizon_days, self.tail_days, levelled)
         self.tail_share_all_ = _share(self.overall_, far)
         for stage, rate in self.rates_.items():
             sel = stages == stage
-            p, n = win_incidence(d[sel], c[sel], self.horizon_days, self.tail_days)
+            p, n = win_incidence(d[sel], c[sel], self.horizon_days, self.tail_days, levelled)
             self.tail_share_[stage] = _share(rate, (n * p + self.alpha * far) / (n + self.alpha))
-        if moves is None or not self.tail_share_ or self.chain_weight <= 0:
+        # data that follow deals past every close already hold the wins after the moves: no chain
+        if moves is None or not self.tail_share_ or self.chain_weight <= 0 or levelled is not None:
             return
         keys = list(self.rates_)
         own = np.array([self.carried(self.rates_[k], k) for k in keys])

@@ -413,12 +413,15 @@ def _fit_stage_incidence(
     )
     pipeline = build_pipeline(["stage", "amount"] if sized else ["stage"], ["stage"], model)
     prep = pipeline[:-1].fit(frame.iloc[rows])
-    moves = None
+    moves = ids = None
     if tail is not None and deals is not None and set(deals) <= set(frame.columns):
         # the stages as the model keys them (the encoder pools rare ones)
         days, moved_to = stage_moves(frame[deals[0]], frame[deals[1]], prep.transform(frame)["stage"])
         moves = (days[rows], moved_to[rows])
-    model.fit(prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows], moves=moves)
+        ids = frame[deals[0]].to_numpy(dtype=object)[rows]
+    model.fit(
+        prep.transform(frame.iloc[rows]), durations=d[rows], causes=causes[rows], moves=moves, deals=ids
+    )
     return pipeline
 
 

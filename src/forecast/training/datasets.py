@@ -45,9 +45,15 @@ def snapshot_dates(src: FeatureSource, config: TrainingConfig) -> list[pd.Timest
         else pd.Timestamp(row[0]).normalize() + pd.Timedelta(days=7)
     )
     since = snap.read_from()
+    end = pd.Timestamp(snap.date_to) if snap.date_to else src.data_end()
+    if since and pd.Timestamp(since) > end:
+        raise InputError(
+            f"the history holds no close before {since[:10]}, after its data end ({end.date()}), so "
+            "nothing is left to read from its first close on; set snapshots.truncated_history: note",
+            parameter="snapshots.truncated_history",
+        )
     if since:
         start = max(start, pd.Timestamp(since))
-    end = pd.Timestamp(snap.date_to) if snap.date_to else src.data_end()
     return as_of_grid(start, end, parse_every(snap.every))
 
 
