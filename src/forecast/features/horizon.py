@@ -180,6 +180,43 @@ def win_time_quantile(
     return float(times[hit[0]])
 
 
+def deal_closes(src: FeatureSource, end: pd.Timestamp) -> pd.DataFrame | None:
+    """Each deal created by ``end``: its creation, its close if seen by ``end``, and the days between.
+
+    Returns:
+        Columns ``created`` and ``closed`` (timestamps), ``observed`` (closed by ``end``), ``days``
+        (creation to the close, or to ``end`` while open) and ``outcome`` (``open`` while not
+        closed by ``end``); ``None`` without any deal.
+    """
+    rows = src.df(
+        "SELECT created_at, closed_at, outcome FROM opportunities "
+        "WHERE created_at IS NOT NULL AND created_at <= ?",
+        [end.to_pydatetime()],
+    )
+    if rows.empty:
+        return None
+    created = pd.to_datetime(rows["created_at"])
+    closed = pd.to_datetime(rows["closed_at"])
+    observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
+    days = (closed.where(observed, end) - created) / pd.Timedelta(days=1)
+    return pd.DataFrame(
+        {
+            "created": created,
+            "closed": closed,
+            "observed": observed.to_numpy(dtype=bool),
+            "days": days.to_numpy(dtype=float),
+            "outcome": rows["outcome"].astype(str).where(observed, "open"),
+        }
+    )
+
+
+def days_since(times: pd.Series, at: pd.Timestamp) -> np.ndarray:
+    """Days from each of ``times`` to ``at`` (negative for times after it)."""
+    to = at.to_datetime64().astype("datetime64[ns]").astype(np.int64)
+    since = times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return (to - since) / 86_400e9  # nanoseconds in a day
+
+
 def cycle_quantile(
     src: FeatureSource,
     q: float,
@@ -205,23 +242,14 @@ def cycle_quantile(
     if of not in ("close", "win"):
         raise ValueError(f"unknown cycle {of!r}: expected 'close' or 'win'")
     end = data_end if data_end is not None else src.data_end()
-    rows = src.df(
-        "SELECT created_at, closed_at, outcome FROM opportunities "
-        "WHERE created_at IS NOT NULL AND created_at <= ?",
-        [end.to_pydatetime()],
-    )
-    if rows.empty:
+    deals = deal_closes(src, end)
+    if deals is None:
         return None
-    created = pd.to_datetime(rows["created_at"])
-    closed = pd.to_datetime(rows["closed_at"])
-    observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
-    stop = closed.where(observed, end)
-    days = ((stop - created) / pd.Timedelta(days=1)).to_numpy(dtype=float)
-    entry = None if start is None else ((start - created) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    days = deals["days"].to_numpy(dtype=float)
+    entry = None if start is None else days_since(deals["created"], start)
     if of == "win":
-        outcome = rows["outcome"].astype(str).where(observed, "open").to_numpy()
-        return win_time_quantile(days, outcome, q, entry)
-    return km_quantile(days, observed.to_numpy(), q, entry)
+        return win_time_quantile(days, deals["outcome"].to_numpy(), q, entry)
+    return km_quantile(days, deals["observed"].to_numpy(dtype=bool), q, entry)
 
 
 def cycle_horizon(

@@ -14,7 +14,8 @@ the chance that each deal created before the first close would have closed befor
 That sum is the expected number of closes the history should hold before its first one; for a CRM
 that started empty it is about one (the first close comes when the first is due), and ten or more
 with none seen is a record that starts at its first close (the chance of seeing none is below 1 in
-20,000). Training then reads the history from that date only (``training.datasets.resolve_horizon``):
+20,000). Training says so in its notes (``training.datasets.resolve_horizon``), and with
+``snapshots.truncated_history: read_from_first_close`` reads the history from that date only:
 every deal open on a later date is in the export, so snapshots from it on are complete.
 """
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecast.features.horizon import days_since, deal_closes
 from forecast.features.source import FeatureSource
 
 EXPECTED_CLOSES = 10.0
@@ -78,28 +80,17 @@ def outcome_record_start(src: FeatureSource, data_end: pd.Timestamp | None = Non
         and without any close.
     """
     end = data_end if data_end is not None else src.data_end()
-    rows = src.df(
-        "SELECT created_at, closed_at, outcome FROM opportunities "
-        "WHERE created_at IS NOT NULL AND created_at <= ?",
-        [end.to_pydatetime()],
-    )
-    if rows.empty:
+    deals = deal_closes(src, end)
+    if deals is None or not deals["observed"].any():
         return None
-    created = pd.to_datetime(rows["created_at"])
-    closed = pd.to_datetime(rows["closed_at"])
-    observed = (rows["outcome"].astype(str) != "open") & closed.notna() & (closed <= end)
-    if not observed.any():
-        return None
-    first = pd.Timestamp(closed[observed].min())
-    before = (created < first).to_numpy()
+    first = pd.Timestamp(deals.loc[deals["observed"], "closed"].min())
+    before = (deals["created"] < first).to_numpy()
     after = ~before
     if not before.any() or not after.any():
         return None
-    day = pd.Timedelta(days=1)
-    stop = closed.where(observed, end)
-    days = ((stop - created) / day).to_numpy(dtype=float)[after]
-    ages = ((first - created) / day).to_numpy(dtype=float)[before]
-    expected = float(km_cdf(days, observed.to_numpy()[after], ages).sum())
+    days = deals["days"].to_numpy(dtype=float)[after]
+    ages = days_since(deals["created"], first)[before]
+    expected = float(km_cdf(days, deals["observed"].to_numpy(dtype=bool)[after], ages).sum())
     if expected < EXPECTED_CLOSES:
         return None
     # Snapshots are taken at midnight: the first one complete is the first close's day, or the next
