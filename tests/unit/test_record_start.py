@@ -8,8 +8,8 @@ import pytest
 
 from forecast.data.simulate import Simulation, simulate_crm
 from forecast.data.simulation.worlds import load_world
-from forecast.features.horizon import follow_up_quantile, km_quantile, win_time_quantile
-from forecast.features.record_start import km_cdf, outcome_record_start
+from forecast.features.horizon import follow_up_quantile, km_cdf, km_quantile, win_time_quantile
+from forecast.features.record_start import outcome_record_start
 from forecast.features.snapshots import LabelConfig
 from forecast.features.source import frames_source
 from forecast.models.config import TrainingConfig

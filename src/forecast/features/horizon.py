@@ -43,16 +43,9 @@ def km_quantile(
     """
     if not 0 < q < 1:
         raise ValueError(f"quantile must be in (0, 1), got {q}")
-    d = np.asarray(durations, dtype=float)
-    e = np.asarray(observed, dtype=bool)
-    keep = _watched(d, entry, np.isfinite(d))
-    d, e = np.maximum(d[keep], 0.0), e[keep]
-    if not e.any():
+    d, e, times, cdf = _km(durations, observed, entry)
+    if not len(times):
         return None
-    times = np.unique(d[e])
-    at_risk = _at_risk(d, times, None if entry is None else np.asarray(entry, dtype=float)[keep])
-    events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
-    cdf = 1.0 - np.cumprod(1.0 - events / at_risk)
     hit = np.flatnonzero(cdf >= q - 1e-12)
     if len(hit):
         return float(times[hit[0]])
@@ -69,16 +62,60 @@ PLATEAU_MIN_DEALS = 20
 """How many such open deals it takes (fewer: the history may simply be too short to see later closes)."""
 
 
-def _has_plateaued(durations: np.ndarray, observed: np.ndarray, last_close: float) -> bool:
+def _has_plateaued(
+    durations: np.ndarray, observed: np.ndarray, last_close: float, deals: np.ndarray | None = None
+) -> bool:
     """Whether enough open deals were followed well past the last close time without closing.
 
     On a CRM where some deals are never closed (left open in the CRM long after every deal of their
     kind was decided), the Kaplan-Meier share of closed deals levels off below any high quantile.
     When at least :data:`PLATEAU_MIN_DEALS` deals have stayed open for :data:`PLATEAU_FACTOR` times
-    the longest close ever seen, later closes would have shown had they existed.
+    the longest close ever seen, later closes would have shown had they existed. ``deals``: each
+    row's deal, where a deal has several rows (weekly snapshots); ``None``: one row per deal.
     """
     beyond = (~observed) & (durations >= PLATEAU_FACTOR * last_close)
-    return int(beyond.sum()) >= PLATEAU_MIN_DEALS
+    if deals is None:
+        return int(beyond.sum()) >= PLATEAU_MIN_DEALS
+    return len(pd.unique(np.asarray(deals, dtype=object)[beyond])) >= PLATEAU_MIN_DEALS
+
+
+def _km(
+    durations: np.ndarray, observed: np.ndarray, entry: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Kaplan-Meier curve: the subjects kept (durations, events), the event times and the CDF there.
+
+    Subjects with a non-finite duration, or whose event came before they were watched, are left out;
+    the times and CDF are empty without any event.
+    """
+    d = np.asarray(durations, dtype=float)
+    e = np.asarray(observed, dtype=bool)
+    keep = _watched(d, entry, np.isfinite(d))
+    d, e = np.maximum(d[keep], 0.0), e[keep]
+    if not e.any():
+        return d, e, np.zeros(0), np.zeros(0)
+    times = np.unique(d[e])
+    at_risk = _at_risk(d, times, None if entry is None else np.asarray(entry, dtype=float)[keep])
+    events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
+    return d, e, times, 1.0 - np.cumprod(1.0 - events / at_risk)
+
+
+def km_cdf(durations: np.ndarray, observed: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The Kaplan-Meier share of subjects whose event came by each of ``at`` (held past the last event).
+
+    Args:
+        durations: Time to the event, or to censoring, per subject.
+        observed: Whether the event was seen.
+        at: Times to read the curve at.
+
+    Returns:
+        ``F(t)`` for each ``t`` of ``at`` (0 without any event).
+    """
+    _, _, times, cdf = _km(durations, observed)
+    t = np.asarray(at, dtype=float)
+    if not len(times):
+        return np.zeros(len(t))
+    k = np.searchsorted(times, t, side="right") - 1
+    return np.where(k >= 0, cdf[np.clip(k, 0, None)], 0.0)
 
 
 def _watched(d: np.ndarray, entry: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
@@ -113,14 +150,12 @@ def levelled_off_at(durations: np.ndarray, observed: np.ndarray, deals: np.ndarr
     """
     d = np.asarray(durations, dtype=float)
     e = np.asarray(observed, dtype=bool)
-    ids = np.asarray(deals, dtype=object)
     keep = np.isfinite(d)
-    d, e, ids = d[keep], e[keep], ids[keep]
+    d, e, ids = d[keep], e[keep], np.asarray(deals, dtype=object)[keep]
     if not e.any():
         return None
     last = float(d[e].max())
-    beyond = (~e) & (d >= PLATEAU_FACTOR * last)
-    return last if len(pd.unique(ids[beyond])) >= PLATEAU_MIN_DEALS else None
+    return last if _has_plateaued(d, e, last, ids) else None
 
 
 def win_incidence_curve(

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from forecast.features.horizon import days_since, deal_closes
+from forecast.features.horizon import days_since, deal_closes, km_cdf
 from forecast.features.source import FeatureSource
 
 EXPECTED_CLOSES = 10.0
@@ -41,30 +40,6 @@ class RecordStart:
     """The first midnight on or after the history's first close."""
     deals_before: int
     expected_closes: float
-
-
-def km_cdf(durations: np.ndarray, observed: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The Kaplan-Meier share of subjects whose event came by each of ``at`` (held past the last event).
-
-    Args:
-        durations: Time to the event, or to censoring, per subject.
-        observed: Whether the event was seen.
-        at: Times to read the curve at.
-
-    Returns:
-        ``F(t)`` for each ``t`` of ``at`` (0 without any event).
-    """
-    d = np.maximum(np.asarray(durations, dtype=float), 0.0)
-    e = np.asarray(observed, dtype=bool)
-    t = np.asarray(at, dtype=float)
-    if not e.any():
-        return np.zeros(len(t))
-    times = np.unique(d[e])
-    at_risk = len(d) - np.searchsorted(np.sort(d), times, side="left")
-    events = np.bincount(np.searchsorted(times, d[e]), minlength=len(times))
-    cdf = 1.0 - np.cumprod(1.0 - events / at_risk)
-    k = np.searchsorted(times, t, side="right") - 1
-    return np.where(k >= 0, cdf[np.clip(k, 0, None)], 0.0)
 
 
 def outcome_record_start(src: FeatureSource, data_end: pd.Timestamp | None = None) -> RecordStart | None:
