@@ -241,6 +241,53 @@ def paired_auc_gaps(
     return out
 
 
+def baselines_not_beaten(
+    model: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]], max_auc_drop: float = 0.0
+) -> list[str]:
+    """Baselines the model loses to on ROC-AUC or Brier on its test slice (the promotion gate's rule).
+
+    A loss is an ROC-AUC lower by more than ``max_auc_drop`` (the gate's allowance against a
+    champion) and by more than two standard errors of the paired AUC difference (``auc_gap_se``,
+    a bootstrap over whole entities of the test slice; against the base rate, whose AUC is 0.5, this
+    is the "ranks better than chance" rule, read against its noise), or a Brier score higher than
+    the baseline's by more than two standard errors of their paired difference (``brier_gap_se``):
+    a tie within noise, e.g. with the logistic regression on a small CRM whose outcome is near
+    linear in its features, is not a loss. Without the paired error a strictly lower Brier score is
+    needed. Missing or non-finite figures are not judged.
+
+    Args:
+        model: The model's test metrics (``roc_auc``, ``brier``).
+        baselines: Per baseline, its test metrics (``roc_auc``, ``brier``) and the paired errors
+            (``brier_gap_se``, ``auc_gap_se``) where known.
+        max_auc_drop: The ROC-AUC drop allowed at least.
+
+    Returns:
+        One line per baseline lost to, in the baselines' name order.
+    """
+    auc, brier = _finite(model.get("roc_auc")), _finite(model.get("brier"))
+    out = []
+    for b in sorted(baselines):
+        figures = baselines[b]
+        b_auc, b_brier = _finite(figures.get("roc_auc")), _finite(figures.get("brier"))
+        if auc is None or brier is None or b_auc is None or b_brier is None:
+            continue
+        se = _finite(figures.get("brier_gap_se"))
+        brier_ok = brier < b_brier or (se is not None and brier - b_brier <= 2 * se)
+        auc_se = _finite(figures.get("auc_gap_se"))
+        allowance = max(max_auc_drop, 2 * auc_se) if auc_se is not None else max_auc_drop
+        if not (auc >= b_auc - allowance and brier_ok):
+            out.append(f"{b} (ROC-AUC {b_auc:.4f} vs {auc:.4f}, Brier {b_brier:.5f} vs {brier:.5f})")
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` where it is missing or not finite."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 def reliability_table(y_true: Any, p: Any, n_bins: int = 10) -> pd.DataFrame:
     """Observed positive rate against mean score per equal-width score bin.
 

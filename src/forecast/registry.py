@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline
 
 from forecast.config import Settings, anchored_tracking_uri, relative_sqlite_path
 from forecast.errors import InputError
-from forecast.evaluate import classification_metrics
+from forecast.evaluate import baselines_not_beaten, classification_metrics
 from forecast.features.splits import summary_test_cut
 from forecast.io import csv_text, write_text
 from forecast.models.metadata import ModelMetadata
@@ -681,39 +681,22 @@ def _rows_unseen_by(run_id: str, test: pd.DataFrame, settings: Settings) -> tupl
 
 
 def _baselines_not_beaten(metrics: dict[str, float], max_auc_drop: float = 0.0) -> list[str]:
-    """Baselines the model loses to on ROC-AUC or Brier (from its run's test metrics).
+    """Baselines the model loses to on ROC-AUC or Brier, from its run's test metrics.
 
-    A loss is an ROC-AUC lower by more than ``max_auc_drop`` (the gate's allowance against a
-    champion) and by more than two standard errors of the paired AUC difference (``auc_gap_se``,
-    a bootstrap over whole entities of the test slice; against the base rate, whose AUC is 0.5, this
-    is the "ranks better than chance" rule, read against its noise), or a Brier score higher than
-    the baseline's by more than two standard errors of their paired difference (``brier_gap_se``,
-    logged with every baseline): a tie within noise, e.g. with the logistic regression on a small
-    CRM whose outcome is near linear in its features, is not a loss. Runs without the paired error
-    need a strictly lower Brier score.
+    The rule is :func:`forecast.evaluate.baselines_not_beaten` (training applies the same one to
+    choose the served family), read from the run's ``test_*`` and ``baseline_<name>_*`` metrics.
     """
-    auc, brier = metrics.get("test_roc_auc"), metrics.get("test_brier")
-    names = sorted(
-        {
-            k[len("baseline_") : -len("_roc_auc")]
-            for k in metrics
-            if k.startswith("baseline_") and k.endswith("_roc_auc")
-        }
-    )
-    out = []
-    for b in names:
-        b_auc, b_brier = metrics.get(f"baseline_{b}_roc_auc"), metrics.get(f"baseline_{b}_brier")
-        if auc is None or brier is None or b_auc is None or b_brier is None:
-            continue
-        se = metrics.get(f"baseline_{b}_brier_gap_se")
-        brier_ok = brier < b_brier or (se is not None and np.isfinite(se) and brier - b_brier <= 2 * se)
-        auc_se = metrics.get(f"baseline_{b}_auc_gap_se")
-        allowance = (
-            max(max_auc_drop, 2 * auc_se) if auc_se is not None and np.isfinite(auc_se) else max_auc_drop
-        )
-        if not (auc >= b_auc - allowance and brier_ok):
-            out.append(f"{b} (ROC-AUC {b_auc:.4f} vs {auc:.4f}, Brier {b_brier:.5f} vs {brier:.5f})")
-    return out
+    model = {"roc_auc": metrics.get("test_roc_auc"), "brier": metrics.get("test_brier")}
+    names = {
+        k[len("baseline_") : -len("_roc_auc")]
+        for k in metrics
+        if k.startswith("baseline_") and k.endswith("_roc_auc")
+    }
+    baselines = {
+        b: {f: metrics.get(f"baseline_{b}_{f}") for f in ("roc_auc", "brier", "brier_gap_se", "auc_gap_se")}
+        for b in names
+    }
+    return baselines_not_beaten(model, baselines, max_auc_drop)
 
 
 def write_champion_card(

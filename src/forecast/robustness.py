@@ -43,7 +43,7 @@ from forecast.data.as_of import crm_as_of
 from forecast.data.pipeline import SalesPipeline
 from forecast.data.simulate import Simulation, simulate_crm
 from forecast.data.simulation.worlds import World
-from forecast.evaluate import ece_noise_floor, expected_calibration_error
+from forecast.evaluate import baselines_not_beaten, ece_noise_floor, expected_calibration_error
 from forecast.features.build import Entity, build_feature_table
 from forecast.features.snapshots import AT_CREATION, LabelConfig
 from forecast.features.source import frames_source
@@ -177,7 +177,9 @@ def _train(settings: Any, config: TrainingConfig) -> tuple[dict[str, Any], Any]:
             "ece": metrics.get("ece"),
             "stage_roc_auc": (baselines.get("stage_win_rate") or {}).get("roc_auc"),
             "beats_every_baseline": beats,
+            "promotion_losses": baselines_not_beaten(metrics, baselines, config.promotion.max_auc_drop),
         },
+        "family": ((summary.evaluation.get("fit") or {}).get("family") or {}).get("chosen"),
         "seconds": round(time.perf_counter() - started, 1),
     }
     return record, model

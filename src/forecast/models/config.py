@@ -258,6 +258,17 @@ class FamilySettings(_Strict):
     min_selection_rows: int = Field(
         default=100, ge=1, description="below this many selection rows (or one class) LightGBM is kept"
     )
+    logistic_where_lightgbm_loses: bool = Field(
+        default=True,
+        description=(
+            "where the evaluated LightGBM model loses to the logistic-regression baseline on the test "
+            "slice by the promotion gate's rule (a worse Brier score or ROC-AUC by more than two "
+            "standard errors of the paired difference), the logistic family goes through the same "
+            "evaluation and final fit and is served instead, said in the notes and the card: the "
+            "gate would refuse that LightGBM model, leaving the CRM without one (its test metrics "
+            "are then those of the better of two families, an upper estimate by a little)"
+        ),
+    )
     flat_time_ordered: Literal["auto", "lightgbm", "logistic"] = Field(
         default="auto",
         description=(

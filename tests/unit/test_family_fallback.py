@@ -1,0 +1,102 @@
+"""A LightGBM model that loses to the logistic baseline is not what training serves (issue 15).
+
+The promotion gate refuses a challenger that loses to any baseline on its test slice. Where the
+learned LightGBM model loses to the logistic regression, training serves the logistic family
+instead (``family.logistic_where_lightgbm_loses``), so the gate has a model it can promote and the
+CRM is not left without one. The rule is the gate's own (``forecast.evaluate.baselines_not_beaten``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.evaluate import baselines_not_beaten
+from forecast.models.config import TrainingConfig
+from forecast.registry import _baselines_not_beaten
+from forecast.training.binary import train_binary
+from forecast.training.inputs import ModelInput
+
+FEATURES = [f"x{i}" for i in range(20)]
+
+
+def _linear(n: int = 1500, seed: int = 1) -> ModelInput:
+    """Twenty weak linear signals over two years, one row per entity: a logistic regression's world."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(FEATURES)))
+    p = 1 / (1 + np.exp(-(x @ rng.normal(0, 0.5, len(FEATURES)) - 0.5)))
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame["entity"] = [f"E{i}" for i in range(n)]
+    frame["as_of"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 720, n)), unit="D")
+    frame["label"] = (rng.random(n) < p).astype(int)
+    return ModelInput(frame, "entity", "label", FEATURES, [], time_column="as_of")
+
+
+def _interaction(n: int = 3000, seed: int = 2) -> ModelInput:
+    """An outcome set by the sign of a product of two features: no linear model ranks it."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    frame = pd.DataFrame({"a": a, "b": b, "entity": [f"E{i}" for i in range(n)]})
+    frame["as_of"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 720, n)), unit="D")
+    frame["label"] = (rng.random(n) < np.where(a * b > 0, 0.75, 0.2)).astype(int)
+    return ModelInput(frame, "entity", "label", ["a", "b"], [], time_column="as_of")
+
+
+@pytest.fixture(scope="module")
+def linear() -> ModelInput:
+    return _linear()
+
+
+def test_the_lightgbm_model_the_gate_would_refuse_for_the_logistic_baseline_is_replaced_by_it(
+    linear: ModelInput,
+) -> None:
+    kept = train_binary(linear, TrainingConfig(family={"logistic_where_lightgbm_loses": False}))
+    assert kept.model_kind == "lightgbm"
+    lost = baselines_not_beaten(kept.metrics, kept.baselines, TrainingConfig().promotion.max_auc_drop)
+    assert [line.split()[0] for line in lost] == ["logistic"]  # the gate would refuse it, for that
+
+    served = train_binary(linear, TrainingConfig())
+    assert served.model_kind == "logistic"
+    assert served.fit["family"]["chosen"] == "logistic"
+    assert served.fit["family"]["chosen_by"].startswith("test slice")
+    assert served.fit["family"]["lightgbm_test"]["roc_auc"] == pytest.approx(kept.metrics["roc_auc"])
+    assert served.notes[0].startswith("a logistic regression is served: the evaluated LightGBM model lost")
+    # the same split, the same rows fitted at the end
+    assert served.splits["splits"] == kept.splits["splits"]
+    assert served.fit["final"]["rows"] == kept.fit["final"]["rows"] == len(linear.frame)
+    assert served.metrics["roc_auc"] > kept.metrics["roc_auc"]
+    assert served.metrics["brier"] < kept.metrics["brier"]
+    # what the gate then reads: no baseline beaten
+    drop = TrainingConfig().promotion.max_auc_drop
+    assert baselines_not_beaten(served.metrics, served.baselines, drop) == []
+
+
+def test_lightgbm_stays_where_it_wins_and_a_forced_choice_is_left_alone() -> None:
+    result = train_binary(_interaction(), TrainingConfig())
+    assert result.model_kind == "lightgbm"
+    assert "chosen_by" not in result.fit["family"]
+    assert result.metrics["roc_auc"] > result.baselines["logistic"]["roc_auc"] + 0.1
+
+
+def test_the_gate_and_training_read_one_rule() -> None:
+    """The registry reads the run's flat metrics; training the result's dicts: the same verdicts."""
+    cases = [
+        ({"roc_auc": 0.825, "brier": 0.0760}, {"roc_auc": 0.820, "brier": 0.0744, "brier_gap_se": 0.0003}),
+        ({"roc_auc": 0.825, "brier": 0.0748}, {"roc_auc": 0.820, "brier": 0.0744, "brier_gap_se": 0.0003}),
+        ({"roc_auc": 0.770, "brier": 0.170}, {"roc_auc": 0.806, "brier": 0.171, "auc_gap_se": 0.009}),
+        ({"roc_auc": 0.790, "brier": 0.170}, {"roc_auc": 0.806, "brier": 0.171, "auc_gap_se": 0.009}),
+        (
+            {"roc_auc": 0.830, "brier": 0.0748},
+            {"roc_auc": 0.820, "brier": 0.0744, "brier_gap_se": float("nan")},
+        ),
+        ({"roc_auc": float("nan"), "brier": 0.2}, {"roc_auc": 0.7, "brier": 0.1}),
+    ]
+    verdicts = []
+    for model, baseline in cases:
+        flat = {"test_roc_auc": model["roc_auc"], "test_brier": model["brier"]}
+        flat |= {f"baseline_stage_win_rate_{k}": v for k, v in baseline.items() if np.isfinite(v)}
+        ours = baselines_not_beaten(model, {"stage_win_rate": baseline}, 0.005)
+        assert _baselines_not_beaten(flat, 0.005) == ours
+        verdicts.append(bool(ours))
+    assert verdicts == [True, False, True, False, True, False]
