@@ -253,7 +253,8 @@ def baselines_not_beaten(
     the baseline's by more than two standard errors of their paired difference (``brier_gap_se``):
     a tie within noise, e.g. with the logistic regression on a small CRM whose outcome is near
     linear in its features, is not a loss. Without the paired error a strictly lower Brier score is
-    needed. Missing or non-finite figures are not judged.
+    needed. A baseline or model without an ROC-AUC or a Brier score is not judged; a figure that is
+    there but not finite (NaN) counts as a loss, as it always did at the gate.
 
     Args:
         model: The model's test metrics (``roc_auc``, ``brier``).
@@ -264,19 +265,20 @@ def baselines_not_beaten(
     Returns:
         One line per baseline lost to, in the baselines' name order.
     """
-    auc, brier = _finite(model.get("roc_auc")), _finite(model.get("brier"))
+    auc, brier = model.get("roc_auc"), model.get("brier")
     out = []
     for b in sorted(baselines):
         figures = baselines[b]
-        b_auc, b_brier = _finite(figures.get("roc_auc")), _finite(figures.get("brier"))
+        b_auc, b_brier = figures.get("roc_auc"), figures.get("brier")
         if auc is None or brier is None or b_auc is None or b_brier is None:
             continue
+        m, base = (float(auc), float(brier)), (float(b_auc), float(b_brier))  # NaN compares False: a loss
         se = _finite(figures.get("brier_gap_se"))
-        brier_ok = brier < b_brier or (se is not None and brier - b_brier <= 2 * se)
+        brier_ok = m[1] < base[1] or (se is not None and m[1] - base[1] <= 2 * se)
         auc_se = _finite(figures.get("auc_gap_se"))
         allowance = max(max_auc_drop, 2 * auc_se) if auc_se is not None else max_auc_drop
-        if not (auc >= b_auc - allowance and brier_ok):
-            out.append(f"{b} (ROC-AUC {b_auc:.4f} vs {auc:.4f}, Brier {b_brier:.5f} vs {brier:.5f})")
+        if not (m[0] >= base[0] - allowance and brier_ok):
+            out.append(f"{b} (ROC-AUC {base[0]:.4f} vs {m[0]:.4f}, Brier {base[1]:.5f} vs {m[1]:.5f})")
     return out
 
 

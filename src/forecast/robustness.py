@@ -365,7 +365,12 @@ def gates(result: Mapping[str, Any]) -> dict[str, bool | None]:
     lead = result.get(LEAD_SCORING, {})
     de, le = result.get("deal_eval", {}), result.get("lead_eval", {})
     trained = [result[m] for m in (DEAL_WIN, LEAD_SCORING) if m in result]
-    out: dict[str, bool | None] = {"model_produced": all(bool(m.get("ok")) for m in trained)}
+    out: dict[str, bool | None] = {
+        # trained, and promotable: a model the gate refuses (it loses to a baseline) is never served
+        "model_produced": all(
+            bool(m.get("ok")) and not (m.get("internal") or {}).get("promotion_losses") for m in trained
+        )
+    }
     stage_auc = de.get("stage_auc")
     if de.get("auc") is None:
         out["deal_auc_vs_stage"] = False if stage_auc and stage_auc > STAGE_AUC_INFORMATIVE else None

@@ -98,6 +98,8 @@ def test_every_world_with_three_months_gets_a_model(name: str) -> None:
     result = _result(name)
     assert result["world"]["months"] >= 3
     assert result["deal_win"]["ok"], result["deal_win"].get("error")
+    # and the promotion gate would serve it: it loses to no baseline on its test slice
+    assert result["deal_win"]["internal"]["promotion_losses"] == [], result["deal_win"]["internal"]
 
 
 @pytest.mark.parametrize("name", [_case(n, "beats_stage") for n in WORLDS])

@@ -15,7 +15,7 @@ import pytest
 from forecast.evaluate import baselines_not_beaten
 from forecast.models.config import TrainingConfig
 from forecast.registry import _baselines_not_beaten
-from forecast.training.binary import train_binary
+from forecast.training.binary import WIN_LABEL, train_binary
 from forecast.training.inputs import ModelInput
 
 FEATURES = [f"x{i}" for i in range(20)]
@@ -72,7 +72,7 @@ def test_the_lightgbm_model_the_gate_would_refuse_for_the_logistic_baseline_is_r
     assert baselines_not_beaten(served.metrics, served.baselines, drop) == []
 
 
-def test_lightgbm_stays_where_it_wins_and_a_forced_choice_is_left_alone() -> None:
+def test_lightgbm_stays_where_it_wins() -> None:
     result = train_binary(_interaction(), TrainingConfig())
     assert result.model_kind == "lightgbm"
     assert "chosen_by" not in result.fit["family"]
@@ -99,4 +99,22 @@ def test_the_gate_and_training_read_one_rule() -> None:
         ours = baselines_not_beaten(model, {"stage_win_rate": baseline}, 0.005)
         assert _baselines_not_beaten(flat, 0.005) == ours
         verdicts.append(bool(ours))
-    assert verdicts == [True, False, True, False, True, False]
+    assert verdicts == [True, False, True, False, True, True]  # a NaN figure is a loss, as it was
+
+
+def test_with_row_weights_lightgbm_is_kept_and_the_note_says_the_gate_may_refuse_it(
+    linear: ModelInput,
+) -> None:
+    """``censoring: ipcw`` weighs rows, which only LightGBM takes: there the switch is not made."""
+    frame = linear.frame.copy()
+    rng = np.random.default_rng(5)
+    frame["label_followup_days"] = (pd.Timestamp("2025-01-01") - frame["as_of"]).dt.days.astype(float)
+    frame["label_days_to_close"] = rng.integers(1, 60, len(frame)).astype(float)
+    frame["label_close_observed"] = frame["label_days_to_close"] <= frame["label_followup_days"]
+    frame["label_won"] = frame["label"].astype(bool) & frame["label_close_observed"]
+    frame[WIN_LABEL] = np.where(frame["label_close_observed"], frame["label_won"].astype(float), np.nan)
+    data = ModelInput(frame, "entity", WIN_LABEL, FEATURES, [], time_column="as_of")
+    result = train_binary(data, TrainingConfig(snapshots={"censoring": "ipcw"}))
+    assert result.model_kind == "lightgbm"
+    assert baselines_not_beaten(result.metrics, {"logistic": result.baselines["logistic"]}, 0.005)
+    assert any("row weights (censoring: ipcw), which only LightGBM takes" in n for n in result.notes)

@@ -53,3 +53,11 @@ def test_calibration_and_creation_gates() -> None:
 
 def test_the_cut_is_the_end_of_the_history() -> None:
     assert cut_of(load_world("history-3m")) == pd.Timestamp("2024-04-01")
+
+
+def test_a_model_the_promotion_gate_would_refuse_is_not_a_model_produced() -> None:
+    refused = _record(deal_win={"ok": True, "internal": {"promotion_losses": ["logistic (ROC-AUC ...)"]}})
+    assert gates(refused)["model_produced"] is False
+    assert (
+        gates(_record(deal_win={"ok": True, "internal": {"promotion_losses": []}}))["model_produced"] is True
+    )

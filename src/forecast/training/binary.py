@@ -225,9 +225,14 @@ def _served_family(
     The rule is the promotion gate's (:func:`forecast.evaluate.baselines_not_beaten`, with
     ``promotion.max_auc_drop``), so a LightGBM model the gate would refuse for the logistic
     regression is not what training hands it: the logistic family goes through the same split,
-    evaluation and final fit (``family.logistic_where_lightgbm_loses``). Measured on the Maven
-    sample read from its first close, LightGBM's test Brier score was 0.1927 against 0.1893 for the
-    logistic baseline, and the gate left the CRM without a deal model (docs/models.md).
+    evaluation and final fit (``family.logistic_where_lightgbm_loses``) and is served where it
+    scores better than LightGBM on the test slice. Measured on the Maven sample read from its first
+    close, LightGBM's test Brier score was 0.1927 against 0.1893 for the logistic baseline, and the
+    gate left the CRM without a deal model (docs/models.md).
+
+    LightGBM is kept, with a note, where the logistic family cannot stand in for it: with
+    ``censoring: ipcw`` (row weights, which only LightGBM takes) and where p_win reaches past the
+    label horizon (the win hazard's later wins, which only a LightGBM model carries).
     """
     if result.model_kind != "lightgbm" or not config.family.logistic_where_lightgbm_loses:
         return result
@@ -239,8 +244,29 @@ def _served_family(
     )
     if not lost:
         return result
+    lost_words = f"the evaluated LightGBM model lost to the logistic baseline on the test slice ({lost[0]})"
+    reach = (result.fit.get("win_blend") or {}).get("p_win_days") or {}
+    kept = (
+        "row weights (censoring: ipcw), which only LightGBM takes"
+        if _uses_ipcw(data, config)
+        else "p_win's reach past the label horizon (the win hazard's later wins), which only LightGBM carries"
+        if "label_days" in reach
+        else None
+    )
+    if kept is not None:
+        result.notes.append(
+            f"{lost_words}, so the promotion gate may refuse it; it is kept, as the logistic family "
+            f"cannot stand in for it here: {kept}"
+        )
+        return result
     family = config.family.model_copy(update={"choice": "logistic", "flat_time_ordered": "logistic"})
     served = _train_learned(data, config.model_copy(update={"family": family}), check_parts=check_parts)
+    if not served.metrics["brier"] < result.metrics["brier"]:
+        result.notes.append(
+            f"{lost_words}, but the logistic family fitted as served scored no better there (Brier "
+            f"{served.metrics['brier']:.5f}): LightGBM is kept, and the promotion gate may refuse it"
+        )
+        return result
     lightgbm = {k: result.metrics.get(k) for k in ("roc_auc", "brier", "log_loss", "ece")}
     served.notes.insert(
         0,
@@ -252,12 +278,16 @@ def _served_family(
     )
     served.fit["family"] = {
         **served.fit.get("family", {}),
-        "choice": config.family.choice,
+        "choice": result.fit.get("family", {}).get("choice", config.family.choice),
         "chosen": "logistic",
         "chosen_by": "test slice: LightGBM lost to the logistic baseline",
         "lightgbm_test": lightgbm,
         "lost_to": lost,
+        "lightgbm_family": result.fit.get("family", {}),
     }
+    served.params["family_choice"] = (
+        f"{config.family.choice} (logistic served: LightGBM lost to the logistic baseline on the test slice)"
+    )
     return served
 
 
