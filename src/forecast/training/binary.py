@@ -203,10 +203,12 @@ def train_binary(data: ModelInput, config: TrainingConfig) -> TrainResult:
             raise
         result = train_stage_incidence(data, config, reason=str(exc))
     else:
-        unjudged = _not_judged_on_a_future(result) if stage_model else None
-        if unjudged is None:
+        losing = (_not_judged_on_a_future(result) or _loses_to_stage_table(result)) if stage_model else None
+        if losing is None:
+            # LightGBM worse than the stage table keeps the small-data path (above); worse than the
+            # logistic baseline only, the logistic family may stand in, judged against the table too
             result = _served_family(data, config, result, check_parts=stage_model)
-        losing = (unjudged or _loses_to_stage_table(result)) if stage_model else None
+            losing = _loses_to_stage_table(result) if stage_model else None
         if losing is not None:
             # A learned model worse than the table a manager keeps by hand is not served (issue 15),
             # nor one whose evaluation could not keep its training labels out of its test weeks.
