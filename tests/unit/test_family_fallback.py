@@ -148,3 +148,18 @@ def test_a_lightgbm_model_worse_than_the_stage_table_gets_the_stage_model_not_th
     close = TrainingConfig.from_yaml(DEFAULTS / "time_to_close_maven.yaml")
     models = train_deal_models(frames, pipeline, pd.Timestamp("2017-07-01"), win, close)
     assert type(models.win[-1]).__name__ == "StageWinIncidence"
+
+
+def test_lightgbm_ranking_better_beyond_noise_is_not_swapped_for_a_better_calibrated_logistic() -> None:
+    """UCI bank-full in time order: LightGBM 0.721 against 0.683, Brier worse by 0.005: LightGBM is kept.
+
+    (The whole case runs in ``tests/model/test_lead_scoring_quality.py`` where the shared data is.)
+    """
+    from forecast.training.binary import _ranks_better
+
+    logistic = {"roc_auc": 0.683, "brier": 0.2303, "auc_gap_se": 0.006}
+    assert _ranks_better({"roc_auc": 0.721, "brier": 0.2356}, logistic, 0.005)
+    assert not _ranks_better({"roc_auc": 0.690, "brier": 0.2356}, logistic, 0.005)  # within 2 errors
+    assert not _ranks_better(
+        {"roc_auc": 0.686, "brier": 0.2356}, {**logistic, "auc_gap_se": float("nan")}, 0.005
+    )
