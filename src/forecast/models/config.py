@@ -266,7 +266,10 @@ class FamilySettings(_Strict):
             "standard errors of the paired difference), the logistic family goes through the same "
             "evaluation and final fit and is served instead, said in the notes and the card: the "
             "gate would refuse that LightGBM model, leaving the CRM without one (its test metrics "
-            "are then those of the better of two families, an upper estimate by a little)"
+            "are then those of the better of two families, an upper estimate by a little). LightGBM "
+            "is kept, with a note, with censoring: ipcw, where p_win reaches past the label horizon, "
+            "where it ranks better beyond noise, and where the logistic scores no better Brier score; "
+            "false always keeps LightGBM (docs/models.md)"
         ),
     )
     flat_time_ordered: Literal["auto", "lightgbm", "logistic"] = Field(
