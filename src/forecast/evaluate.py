@@ -275,11 +275,20 @@ def baselines_not_beaten(
         m, base = (float(auc), float(brier)), (float(b_auc), float(b_brier))  # NaN compares False: a loss
         se = _finite(figures.get("brier_gap_se"))
         brier_ok = m[1] < base[1] or (se is not None and m[1] - base[1] <= 2 * se)
-        auc_se = _finite(figures.get("auc_gap_se"))
-        allowance = max(max_auc_drop, 2 * auc_se) if auc_se is not None else max_auc_drop
-        if not (m[0] >= base[0] - allowance and brier_ok):
+        if not (m[0] >= base[0] - auc_allowance(figures, max_auc_drop) and brier_ok):
             out.append(f"{b} (ROC-AUC {base[0]:.4f} vs {m[0]:.4f}, Brier {base[1]:.5f} vs {m[1]:.5f})")
     return out
+
+
+def auc_allowance(figures: Mapping[str, Any], max_auc_drop: float = 0.0) -> float:
+    """The ROC-AUC gap the gate reads as noise: ``max_auc_drop``, or two paired errors if larger.
+
+    Args:
+        figures: A baseline's test figures, with ``auc_gap_se`` where known.
+        max_auc_drop: The ROC-AUC drop allowed at least.
+    """
+    se = _finite(figures.get("auc_gap_se"))
+    return max(max_auc_drop, 2 * se) if se is not None else max_auc_drop
 
 
 def _finite(value: Any) -> float | None:

@@ -36,6 +36,7 @@ from sklearn.pipeline import Pipeline
 
 from forecast.errors import InputError, InsufficientDataError
 from forecast.evaluate import (
+    auc_allowance,
     baselines_not_beaten,
     classification_metrics,
     decile_table,
@@ -302,9 +303,7 @@ def _ranks_better(model: dict[str, float], baseline: dict[str, float], max_auc_d
     worse by 0.005 (both miscalibrated in the later regime); serving the logistic there would give up
     a clearly better ranking for a slightly better calibration.
     """
-    se = baseline.get("auc_gap_se")
-    allowance = max(max_auc_drop, 2 * se) if se is not None and np.isfinite(se) else max_auc_drop
-    return bool(model["roc_auc"] > baseline["roc_auc"] + allowance)
+    return bool(model["roc_auc"] > baseline["roc_auc"] + auc_allowance(baseline, max_auc_drop))
 
 
 def _not_judged_on_a_future(result: TrainResult) -> str | None:
