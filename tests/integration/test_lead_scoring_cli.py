@@ -46,10 +46,13 @@ def test_train_promote_and_refuse_a_worse_challenger(env: dict[str, str]) -> Non
 
     worse_config = yaml.safe_load((REPO / "training" / "lead_scoring.yaml").read_text(encoding="utf-8"))
     worse_config["lightgbm"].update({"n_estimators": 3, "learning_rate": 0.001, "calibration": "none"})
+    # the worse LightGBM model itself goes to the gate: no logistic stands in for it
+    worse_config["family"] = {"logistic_where_lightgbm_loses": False}
     path = Path(env["ROOT"]) / "worse.yaml"
     path.write_text(yaml.safe_dump(worse_config), encoding="utf-8")
     second = _cli(env, "train", "lead-scoring", "--config", str(path), "--promote")
     assert second["version"] == "2"
+    assert client.get_run(second["run_id"]).data.params["model_kind"] == "lightgbm"
     decision = second["promotion"]
     assert not decision["promoted"]
     assert decision["champion_version"] == "1"

@@ -103,10 +103,14 @@ def test_monitor_and_retrain_on_clean_and_shifted_crms(tmp_path: Path) -> None:
     # ... and a crippled challenger is refused (exit 3), the champion stays
     crippled = yaml.safe_load((REPO / "training" / "lead_scoring.yaml").read_text(encoding="utf-8"))
     crippled["lightgbm"].update({"n_estimators": 3, "learning_rate": 0.001, "calibration": "none"})
+    # the crippled LightGBM model itself goes to the gate: no logistic stands in for it (that
+    # fallback, tested in tests/unit/test_family_fallback.py, would refit a whole other family)
+    crippled["family"] = {"logistic_where_lightgbm_loses": False}
     path = root / "crippled.yaml"
     path.write_text(yaml.safe_dump(crippled), encoding="utf-8")
     refused = _cli(_env(root, "shifted"), "retrain", "--model", "lead-scoring", "--config", str(path), code=3)
     assert not refused["promoted"] and refused["exit_code"] == 3 and refused["reason"]
+    assert client.get_run(refused["run_id"]).data.params["model_kind"] == "lightgbm"
     assert str(client.get_model_version_by_alias("lead_scoring", "champion").version) == "2"
 
 
