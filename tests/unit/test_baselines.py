@@ -306,6 +306,26 @@ def test_logistic_cv_chooses_c_by_whole_entities_and_generalises_better() -> Non
     assert fixed.C_ == 1.0 and fixed.cv_log_loss_ == {}
 
 
+def test_logistic_cv_losses_are_those_of_a_whole_pipeline_per_c_and_fold() -> None:
+    """The preprocessing fitted once per fold gives each C exactly its own pipeline's losses."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import GroupKFold
+
+    x, y, ids = _snapshots_of_entities(3, 120, 4, 5)
+    x = x.assign(
+        region=np.where(x["n0"] > 0, "north", "south"),
+        tier=pd.Series(np.where(x["n1"] > 0.5, "a", None)).where(x["n2"] > -1.5, "rare"),
+    )
+    x.loc[x["n3"] > 1.2, "n4"] = np.nan  # a missing numeric value gets its indicator
+    tuned = LogisticBaseline(C="cv", categorical=["region", "tier"]).fit(x, y, groups=ids)
+    for c, got in tuned.cv_log_loss_.items():
+        oof = np.empty(len(y))
+        for train, held in GroupKFold(n_splits=3).split(x, y, ids):
+            whole = tuned._build_pipeline(c).fit(x.iloc[train], y[train])
+            oof[held] = whole.predict_proba(x.iloc[held])[:, 1]
+        assert got == float(log_loss(y, np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1]))
+
+
 def test_logistic_refuses_an_unknown_c_rule_and_misaligned_groups() -> None:
     x, y, ids = _snapshots_of_entities(2, 40, 2, 2)
     with pytest.raises(ValueError, match="'cv'"):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -414,17 +414,21 @@ class LogisticBaseline(_BinaryFrameClassifier):
         n_groups = np.unique(keys).size
         if n_groups < 3 or np.unique(labels).size < 2:
             return {1.0: float("nan")}
-        losses: dict[float, float] = {}
-        for c in C_GRID:
-            oof = np.empty(len(labels))
-            for train, held in GroupKFold(n_splits=3).split(frame, labels, keys):
-                if np.unique(labels[train]).size < 2:
-                    oof[held] = labels[train].mean()
-                    continue
-                fold = self._build_pipeline(c).fit(frame.iloc[train], labels[train])
-                oof[held] = fold.predict_proba(frame.iloc[held])[:, 1]
-            losses[c] = float(log_loss(labels, np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1]))
-        return losses
+        oof = {c: np.empty(len(labels)) for c in C_GRID}
+        for train, held in GroupKFold(n_splits=3).split(frame, labels, keys):
+            if np.unique(labels[train]).size < 2:
+                for c in C_GRID:
+                    oof[c][held] = labels[train].mean()
+                continue
+            # the preprocessing does not depend on C: fitted once per fold, each C's regression
+            # then sees exactly the matrix its own pipeline would have made
+            template = self._build_pipeline(C_GRID[0])
+            prep = Pipeline(template.steps[:-1]).fit(frame.iloc[train], labels[train])
+            x_train, x_held = prep.transform(frame.iloc[train]), prep.transform(frame.iloc[held])
+            for c in C_GRID:
+                model = clone(template.named_steps["model"]).set_params(C=c)
+                oof[c][held] = model.fit(x_train, labels[train]).predict_proba(x_held)[:, 1]
+        return {c: float(log_loss(labels, np.clip(oof[c], 1e-6, 1 - 1e-6), labels=[0, 1])) for c in C_GRID}
 
     def _build_pipeline(self, c: float) -> Pipeline:
         transformers: list[tuple[str, Any, list[str]]] = []
