@@ -11,6 +11,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from forecast.models.baselines import (
+    C_GRID,
     BaseRateClassifier,
     LogisticBaseline,
     NaiveBayesBaseline,
@@ -317,13 +318,27 @@ def test_logistic_cv_losses_are_those_of_a_whole_pipeline_per_c_and_fold() -> No
         tier=pd.Series(np.where(x["n1"] > 0.5, "a", None)).where(x["n2"] > -1.5, "rare"),
     )
     x.loc[x["n3"] > 1.2, "n4"] = np.nan  # a missing numeric value gets its indicator
-    tuned = LogisticBaseline(C="cv", categorical=["region", "tier"]).fit(x, y, groups=ids)
-    for c, got in tuned.cv_log_loss_.items():
-        oof = np.empty(len(y))
-        for train, held in GroupKFold(n_splits=3).split(x, y, ids):
-            whole = tuned._build_pipeline(c).fit(x.iloc[train], y[train])
-            oof[held] = whole.predict_proba(x.iloc[held])[:, 1]
-        assert got == float(log_loss(y, np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1]))
+    # the second case: every positive in one large entity, so that the folds without it train on
+    # one class and predict its rate
+    lone = ids.copy()
+    lone[y == 1] = -1
+    one_class_folds = {}
+    for name, groups in (("entities", ids), ("positives together", lone)):
+        tuned = LogisticBaseline(C="cv", categorical=["region", "tier"]).fit(x, y, groups=groups)
+        assert set(tuned.cv_log_loss_) == set(C_GRID)
+        one_class_folds[name] = sum(
+            np.unique(y[train]).size < 2 for train, _ in GroupKFold(n_splits=3).split(x, y, groups)
+        )
+        for c, got in tuned.cv_log_loss_.items():
+            oof = np.empty(len(y))
+            for train, held in GroupKFold(n_splits=3).split(x, y, groups):
+                if np.unique(y[train]).size < 2:
+                    oof[held] = y[train].mean()
+                    continue
+                whole = tuned._build_pipeline(c).fit(x.iloc[train], y[train])
+                oof[held] = whole.predict_proba(x.iloc[held])[:, 1]
+            assert got == float(log_loss(y, np.clip(oof, 1e-6, 1 - 1e-6), labels=[0, 1]))
+    assert one_class_folds == {"entities": 0, "positives together": 1}
 
 
 def test_logistic_refuses_an_unknown_c_rule_and_misaligned_groups() -> None:

@@ -423,8 +423,9 @@ class LogisticBaseline(_BinaryFrameClassifier):
             # the preprocessing does not depend on C: fitted once per fold, each C's regression
             # then sees exactly the matrix its own pipeline would have made
             template = self._build_pipeline(C_GRID[0])
-            prep = Pipeline(template.steps[:-1]).fit(frame.iloc[train], labels[train])
-            x_train, x_held = prep.transform(frame.iloc[train]), prep.transform(frame.iloc[held])
+            prep = Pipeline(template.steps[:-1])
+            x_train = prep.fit_transform(frame.iloc[train], labels[train])
+            x_held = prep.transform(frame.iloc[held])
             for c in C_GRID:
                 model = clone(template.named_steps["model"]).set_params(C=c)
                 oof[c][held] = model.fit(x_train, labels[train]).predict_proba(x_held)[:, 1]
