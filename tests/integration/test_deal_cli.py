@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from forecast.cli import app
 from forecast.data.simulate import SimulationConfig, simulate_crm
-from tests.cli import cli_env, runner
+from tests.cli import cli_env, fast_config, runner
 from tests.cli import cli_json as _cli
 
 
@@ -212,7 +212,17 @@ def test_revenue_bad_options_are_clear_errors(env: dict[str, str], trained: dict
 
 @pytest.mark.slow  # a point-in-time revenue backtest
 def test_backtest_revenue_logs_a_run(env: dict[str, str], trained: dict[str, dict]) -> None:
-    out = _cli(env, "backtest", "revenue", "--from", "2025-09-01", "--to", "2025-09-01", "--sims", "500")
+    root = Path(env["ROOT"])
+    fast = (
+        "--win-config",
+        str(fast_config(root, "deal_win")),
+        "--close-config",
+        str(fast_config(root, "time_to_close")),
+    )
+    # few, fast trees: the run and its figures are tested here, the backtest's quality in tests/model
+    out = _cli(
+        env, "backtest", "revenue", "--from", "2025-09-01", "--to", "2025-09-01", "--sims", "500", *fast
+    )
     assert len(out["periods"]) == 1 and out["periods"][0]["period"] == "2025-09"
     assert out["periods"][0]["models_trained_at"].startswith("2025-09-01")
     assert {"wape", "bias", "coverage_p10_p90", "pinball_mean"} <= set(out["metrics"]["model"])

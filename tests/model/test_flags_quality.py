@@ -41,7 +41,12 @@ def world() -> dict:
     with frames_source(sim.tables) as src:
         end = src.data_end()
         table = snapshot_table(src, CHURN, LabelConfig(h, h), data_end=end)
-        model = train_binary(table_input(table, CHURN.label), CHURN)
+        # the gate judges the evaluation model on the future slice: the refit on every labelled
+        # row (tested in tests/unit/test_crossfit.py) is skipped here; the backtest's scorer keeps it
+        judged_only = CHURN.model_copy(
+            update={"final_fit": CHURN.final_fit.model_copy(update={"enabled": False})}
+        )
+        model = train_binary(table_input(table, CHURN.label), judged_only)
         dates, _ = backtest_dates(
             pd.Timestamp("2025-03-01"), pd.Timestamp("2025-12-31"), parse_every(FLAGS.backtest.every), h, end
         )
