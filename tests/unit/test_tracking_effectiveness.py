@@ -107,3 +107,28 @@ def test_a_grouping_the_deals_lack_counts_no_deal_for_its_groups(data: TrackingD
     new, old = eff.effectiveness(crm, period, "channel"), _reference(crm, period, "channel")
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     assert (new["new_opportunities"].iloc[:-1] == 0).all() and new["new_opportunities"].iloc[-1] > 0
+
+
+def test_the_week_numbers_group_and_order_as_the_mondays_of_rep_weeks() -> None:
+    """``_week`` (days to each ISO week's Monday) against ``rep_weeks``' own Monday timestamps."""
+    rng = np.random.default_rng(3)
+    edges = [
+        "1969-12-28 23:59",
+        "1969-12-29",
+        "1970-01-01",
+        "2026-01-04 23:59:59",
+        "2026-01-05",
+        "2024-02-29 12:00",
+    ]
+    spread = pd.Timestamp("1968-01-01") + pd.to_timedelta(rng.integers(0, 60 * 365 * 86400, 5000), unit="s")
+    times = pd.Series(pd.to_datetime(edges, format="ISO8601").append(spread))
+    monday = times.dt.normalize() - pd.to_timedelta(times.dt.dayofweek, unit="D")
+    for series in (times, times.astype("datetime64[us]")):
+        weeks = eff._week(series)
+        assert weeks.dtype == np.int64 and weeks.index.equals(series.index)
+        assert np.array_equal(weeks.to_numpy(), monday.to_numpy().astype("datetime64[D]").astype(np.int64))
+        assert np.array_equal(pd.factorize(weeks, sort=True)[0], pd.factorize(monday, sort=True)[0])
+    # a time zone, or a missing time (no week, so not grouped), takes rep_weeks' arithmetic itself
+    for other in (times.dt.tz_localize("UTC"), times.where(times.index != 3)):
+        expected = (other.dt.normalize() - pd.to_timedelta(other.dt.dayofweek, unit="D")).rename("week")
+        pd.testing.assert_series_equal(eff._week(other), expected)

@@ -10,6 +10,7 @@ not independent, so read the interval as a lower bound on the uncertainty.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -133,17 +134,20 @@ def effectiveness(
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    window = (
-        _week_rows(acts, by, start, end) if only is None else _groups_week_rows(acts, by, start, end, only)
+    window = _Window.of(
+        _week_rows(acts, by, start, end) if only is None else _groups_week_rows(acts, by, start, end, only),
+        opps,
+        start,
+        end,
     )
 
     def everyone() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        whole = window if only is None else _week_rows(acts, by, start, end)
-        return opps, _RepWeeks.everyone(whole, opps, start, end)
+        whole = window if only is None else _Window.of(_week_rows(acts, by, start, end), opps, start, end)
+        return opps, _counts(whole, None, None)
 
     # every rep's rep-weeks (the (all) row's): the same for every grouping
     held = memo(acts, f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}", everyone)
-    weeks = _RepWeeks(window, opps, by, start, end, only, held[1] if held[0] is opps else everyone()[1])
+    weeks = _RepWeeks(window, by, only, held[1] if held[0] is opps else everyone()[1])
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
     outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
@@ -185,6 +189,37 @@ def effectiveness(
 _GROUP = "_group"
 
 
+@dataclass(frozen=True)
+class _Window:
+    """The rows :func:`rep_weeks` counts: the window's activities and deals, with their ISO weeks.
+
+    Attributes:
+        acts: The done outbound activities in the window (:func:`_week_rows`' rows, in order).
+        deals: The deals created in the window.
+        act_weeks: Each activity's week (:func:`_week`), found once for every count of the window.
+        deal_weeks: Each deal's week.
+    """
+
+    acts: pd.DataFrame
+    deals: pd.DataFrame
+    act_weeks: pd.Series
+    deal_weeks: pd.Series
+
+    @staticmethod
+    def of(window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> _Window:
+        """``window`` (:func:`_week_rows`' rows, kept as they are) and the deals of ``[start, end)``."""
+        deals = opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
+        return _Window(window, deals, _week(window["occurred_at"]), _week(deals["created_at"]))
+
+    def narrowed(self, acts: np.ndarray | None, deals: np.ndarray | None) -> _Window:
+        """The window with the activities and deals where the masks are true (``None``: every one)."""
+        if acts is None and deals is None:
+            return self
+        a = slice(None) if acts is None else acts
+        d = slice(None) if deals is None else deals
+        return _Window(self.acts[a], self.deals[d], self.act_weeks[a], self.deal_weeks[d])
+
+
 class _RepWeeks:
     """Each group's rep-weeks (:func:`rep_weeks` of its window rows and deals), from one grouped count.
 
@@ -197,56 +232,33 @@ class _RepWeeks:
 
     def __init__(
         self,
-        window: pd.DataFrame,
-        opps: pd.DataFrame,
+        window: _Window,
         by: str,
-        start: pd.Timestamp,
-        end: pd.Timestamp,
-        only: Collection[str] | None = None,
-        whole: dict[str, np.ndarray] | None = None,
+        only: Collection[str] | None,
+        whole: dict[str, np.ndarray],
     ) -> None:
-        """The rep-weeks of ``window`` by ``by`` (``whole``: :meth:`everyone`'s, if known)."""
-        window, o = _RepWeeks._rows(window, opps, start, end)
-        self.whole = whole if whole is not None else _counts(window, o, None, None)
+        """The rep-weeks of ``window`` by ``by`` (``whole``: :func:`_counts` of every rep's)."""
+        self.whole = whole
         self.split: dict[str, np.ndarray] = {}
         self.table: dict[str, np.ndarray] = {}
-        a_label = window[by].astype(str).rename(_GROUP) if by in window.columns else None
-        o_label = o[by].astype(str).rename(_GROUP) if by in o.columns else None
+        acts, deals = window.acts, window.deals
+        a_label = acts[by].astype(str).rename(_GROUP) if by in acts.columns else None
+        o_label = deals[by].astype(str).rename(_GROUP) if by in deals.columns else None
         if a_label is None and o_label is None:
             return
-        a = window if a_label is not None else window.iloc[0:0]
-        o = o if o_label is not None else o.iloc[0:0]
-        if only is not None:  # the groups asked for: their rows (in order) are all their counts read
-            wanted = list(only)
-            if a_label is not None:
-                keep = a_label.isin(wanted).to_numpy()
-                a, a_label = a[keep], a_label[keep]
-            if o_label is not None:
-                keep = o_label.isin(wanted).to_numpy()
-                o, o_label = o[keep], o_label[keep]
+        # a grouping one side lacks counts none of its rows; with ``only``, the groups asked for:
+        # their rows (in order) are all their counts read
+        wanted = None if only is None else list(only)
+        keep_a = _kept(a_label, wanted, len(acts))
+        keep_o = _kept(o_label, wanted, len(deals))
         empty = pd.Series([], dtype=str, name=_GROUP)
         table = _counts(
-            a, o, a_label if a_label is not None else empty, o_label if o_label is not None else empty
+            window.narrowed(keep_a, keep_o),
+            empty if a_label is None else a_label if keep_a is None else a_label[keep_a],
+            empty if o_label is None else o_label if keep_o is None else o_label[keep_o],
         )
         self.table = table
         self.split = positions(pd.Series(table["_labels"]))
-
-    @staticmethod
-    def _rows(
-        window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The activities and deals :func:`rep_weeks` keeps."""
-        times = window["occurred_at"]
-        window = window[(times >= start) & (times < end) & window["done"]]  # as rep_weeks keeps them
-        window = window[window["direction"] == "outbound"]
-        return window, opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
-
-    @staticmethod
-    def everyone(
-        window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
-    ) -> dict[str, np.ndarray]:
-        """The ``(all)`` group's counts (every rep's rep-weeks)."""
-        return _counts(*_RepWeeks._rows(window, opps, start, end), None, None)
 
     def __call__(self, group: str) -> dict[str, np.ndarray]:
         """The calls, emails and new opportunities of the group's rep-weeks (empty when it has none)."""
@@ -258,22 +270,37 @@ class _RepWeeks:
         return {name: self.table[name][rows] for name in _COUNTED}
 
 
+def _kept(labels: pd.Series | None, wanted: list[str] | None, n: int) -> np.ndarray | None:
+    """Which of ``n`` rows a group's count reads: none without labels, ``None`` (all) without ``wanted``."""
+    if labels is None:
+        return np.zeros(n, dtype=bool)
+    return None if wanted is None else labels.isin(wanted).to_numpy()
+
+
 _COUNTED = ("calls", "emails", "new_opportunities")
 
 
 def _week(times: pd.Series) -> pd.Series:
-    """The Monday (midnight) of each time's ISO week, as :func:`rep_weeks` counts it."""
-    return (times.dt.normalize() - pd.to_timedelta(times.dt.dayofweek, unit="D")).rename("week")
+    """The ISO week of each time, as :func:`rep_weeks` groups it (its Monday, as a number of days).
+
+    The days since 1970-01-01 (a Thursday) of the Monday at or before each time: the same groups
+    in the same order as :func:`rep_weeks`' Monday timestamps. Times with a time zone (none in the
+    warehouse) or missing ones take that function's own arithmetic.
+    """
+    values = times.to_numpy()
+    if values.dtype.kind != "M" or np.isnat(values).any():  # (a missing time is no week: not grouped)
+        return (times.dt.normalize() - pd.to_timedelta(times.dt.dayofweek, unit="D")).rename("week")
+    days = values.astype("datetime64[D]").astype(np.int64)
+    return pd.Series(days - (days + 3) % 7, index=times.index, name="week")
 
 
-def _counts(
-    a: pd.DataFrame, o: pd.DataFrame, a_label: pd.Series | None, o_label: pd.Series | None
-) -> dict[str, np.ndarray]:
-    """:func:`rep_weeks`'s counts of the rows ``a`` (window activities) and ``o`` (deals created).
+def _counts(window: _Window, a_label: pd.Series | None, o_label: pd.Series | None) -> dict[str, np.ndarray]:
+    """:func:`rep_weeks`'s counts of the window's activities and of the deals created in it.
 
     With labels, the counts are per label too, and ``_labels`` says each row's.
     """
-    week_a, week_o = _week(a["occurred_at"]), _week(o["created_at"])
+    a, o = window.acts, window.deals
+    week_a, week_o = window.act_weeks, window.deal_weeks
     keys_a = [a["rep_id"], week_a] if a_label is None else [a_label, a["rep_id"], week_a]
     keys_o = [o["rep_id"], week_o] if o_label is None else [o_label, o["rep_id"], week_o]
     kind = a["type"]
