@@ -582,7 +582,7 @@ def _info(server: str, name: str) -> dict[str, Any]:
 
 
 def test_a_moved_champion_is_served_without_dropping_requests(server: str, env: dict[str, str]) -> None:
-    fast = str(Path(env["ROOT"]) / "lead_scoring.yaml")  # the env fixture's few, fast trees
+    fast = str(fast_config(Path(env["ROOT"]), "lead_scoring"))  # few, fast trees (a version, not a model)
     _cli(env, "train", "lead-scoring", "--config", fast)  # version 2, a challenger
     client = MlflowClient(env["FORECAST_MLFLOW_TRACKING_URI"])
     versions: list[str] = []

@@ -31,7 +31,10 @@ def _judged_only(config: TrainingConfig) -> TrainingConfig:
 
     Every gate here judges the evaluation model on the future slice (the refit has no rows left
     to be judged on), so the refit, about half of each training, is skipped. The refit itself is
-    tested in ``tests/unit/test_crossfit.py`` and trained by the CLI tests.
+    tested in ``tests/unit/test_crossfit.py`` and trained by the CLI tests. One choice of the
+    evaluation reads the served model: with ``snapshots.p_win_days`` set, whether the logistic
+    family stands in depends on the refit's reach (``training.binary._served_family``): the world
+    fixture checks that the horizon read from the CRM leaves it unset.
     """
     return config.model_copy(update={"final_fit": config.final_fit.model_copy(update={"enabled": False})})
 
@@ -48,6 +51,7 @@ def world() -> dict:
     with frames_source(sim.tables) as src:
         end = src.data_end()
         config = resolve_horizon(src, WIN)
+        assert config.snapshots.p_win_days is None  # (see _judged_only)
         h = config.snapshots.horizon_days
         table = snapshot_table(src, config, LabelConfig(h, h), data_end=end)
         creation = build_feature_table(src, "opportunity", AT_CREATION, LabelConfig(h, h), data_end=end)

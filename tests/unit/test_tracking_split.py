@@ -123,9 +123,10 @@ def test_effectiveness_from_the_window_equals_it_from_every_activity(
     for name in ("month", "quarter"):
         period = parse_period(name, data.as_of)
         narrow = eff.effectiveness(data, period, by)
-        with monkeypatch.context() as m:  # as before: every activity in every column
+        with monkeypatch.context() as m:  # every column, the rows found by rep_weeks' own filters
             m.setattr(eff, "_columns", lambda frame, by, needed: list(frame.columns))
             m.setattr(eff, "_week_rows", _rows_rep_weeks_keeps)
+            m.setattr(eff, "memo", lambda frame, name, compute: compute())  # (all) counted again too
             whole = eff.effectiveness(data, period, by)
         assert narrow["corr_new_opportunities_calls_n"].max() > 10  # the rep-weeks mean something
         pd.testing.assert_frame_equal(narrow, whole, check_exact=True)

@@ -189,12 +189,13 @@ def effectiveness(
 _GROUP = "_group"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Window:
     """The rows :func:`rep_weeks` counts: the window's activities and deals, with their ISO weeks.
 
     Attributes:
-        acts: The done outbound activities in the window (:func:`_week_rows`' rows, in order).
+        acts: The done outbound activities in the window (:func:`_week_rows`' rows, or
+            :func:`_groups_week_rows`' for some groups; in order).
         deals: The deals created in the window.
         act_weeks: Each activity's week (:func:`_week`), found once for every count of the window.
         deal_weeks: Each deal's week.
@@ -207,7 +208,7 @@ class _Window:
 
     @staticmethod
     def of(window: pd.DataFrame, opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> _Window:
-        """``window`` (:func:`_week_rows`' rows, kept as they are) and the deals of ``[start, end)``."""
+        """``window`` (rows :func:`_week_rows` keeps, kept as they are) and the deals of ``[start, end)``."""
         deals = opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
         return _Window(window, deals, _week(window["occurred_at"]), _week(deals["created_at"]))
 
