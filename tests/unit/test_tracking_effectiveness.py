@@ -14,6 +14,7 @@ import pytest
 
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.tracking import rep_week_counts
 from forecast.tracking.common import Row, add_rate, per_group, subset
 from forecast.tracking.data import TrackingData, prepare
 from forecast.tracking.periods import Period, parse_period
@@ -132,3 +133,72 @@ def test_the_week_numbers_group_and_order_as_the_mondays_of_rep_weeks() -> None:
     for other in (times.dt.tz_localize("UTC"), times.where(times.index != 3)):
         expected = (other.dt.normalize() - pd.to_timedelta(other.dt.dayofweek, unit="D")).rename("week")
         pd.testing.assert_series_equal(eff._week(other), expected)
+
+
+@pytest.mark.parametrize("by", eff.GROUPINGS)
+def test_the_coded_rep_weeks_are_the_pandas_counts_row_for_row(data: TrackingData, by: str) -> None:
+    """The rep-weeks counted from the coded index: the pandas counts' rows, groups and order."""
+    for crm in (data, _with_gaps(data)):
+        acts, opps = crm.activities, crm.opportunities
+        for start, end in [
+            (crm.as_of - pd.Timedelta(weeks=26), crm.as_of),
+            (
+                pd.Timestamp(crm.as_of.date()) - pd.Timedelta(days=200, hours=5),
+                crm.as_of - pd.Timedelta(days=9),
+            ),
+        ]:
+            for only in (None, ("(none)", "None", str(crm.reps["rep_id"].iloc[0]), "APAC", "web")):
+                coded = eff._coded_rep_weeks(acts, opps, by, start, end, only)
+                assert coded is not None
+                pandas = eff._pandas_rep_weeks(acts, opps, by, start, end, only)
+                assert coded.split.keys() == pandas.split.keys()
+                for counts in ("whole", "table"):
+                    got, expected = getattr(coded, counts), getattr(pandas, counts)
+                    assert got.keys() == expected.keys()
+                    for name, values in expected.items():
+                        assert np.array_equal(got[name], values), (counts, name)
+                assert len(coded.whole["calls"]) > 100
+
+
+def test_the_index_finds_a_window_as_pandas_compares_times() -> None:
+    """A window of times in microseconds bounded at a nanosecond: the rows pandas' comparison keeps."""
+    rng = np.random.default_rng(7)
+    times = pd.Series(
+        pd.Timestamp("2025-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 10**6, 400)), unit="us")
+    ).astype("datetime64[us]")
+    acts = pd.DataFrame(
+        {
+            "occurred_at": times,
+            "done": True,
+            "direction": "outbound",
+            "rep_id": "R1",
+            "type": rng.choice(["call", "email", "meeting"], len(times)),
+        }
+    )
+    index = rep_week_counts.outbound_index(acts)
+    assert index is not None and index.per_ns == 1000
+    for _ in range(50):
+        start, end = (
+            pd.Timestamp("2025-01-01") + pd.Timedelta(int(v), unit="ns") for v in rng.integers(0, 10**9, 2)
+        )
+        kept = np.flatnonzero(((times >= start) & (times < end)).to_numpy())
+        assert np.array_equal(np.sort(index.rows[index.window(start, end)]), kept)
+
+
+def test_times_with_a_zone_or_rep_ids_that_are_not_text_are_counted_in_pandas(data: TrackingData) -> None:
+    acts = data.activities
+    zoned = acts.assign(occurred_at=acts["occurred_at"].dt.tz_localize("UTC"))
+    assert rep_week_counts.outbound_index(zoned) is None
+    numbered = {rep: i for i, rep in enumerate(data.reps["rep_id"])}
+    crm = TrackingData(
+        **{
+            **data.__dict__,
+            "activities": acts.assign(rep_id=acts["rep_id"].map(numbered)),
+            "opportunities": data.opportunities.assign(rep_id=data.opportunities["rep_id"].map(numbered)),
+        }
+    )
+    assert rep_week_counts.outbound_index(crm.activities) is None
+    period = parse_period("quarter", crm.as_of)
+    new, old = eff.effectiveness(crm, period, "team"), _reference(crm, period, "team")
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    assert new["corr_new_opportunities_calls_n"].iloc[-1] > 10

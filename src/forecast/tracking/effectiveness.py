@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecast.tracking import rep_week_counts as counted
 from forecast.tracking.common import (
     Row,
     add_rate,
@@ -134,20 +135,9 @@ def effectiveness(
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    window = _Window.of(
-        _week_rows(acts, by, start, end) if only is None else _groups_week_rows(acts, by, start, end, only),
-        opps,
-        start,
-        end,
+    weeks = _coded_rep_weeks(acts, opps, by, start, end, only) or _pandas_rep_weeks(
+        acts, opps, by, start, end, only
     )
-
-    def everyone() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        whole = window if only is None else _Window.of(_week_rows(acts, by, start, end), opps, start, end)
-        return opps, _counts(whole, None, None)
-
-    # every rep's rep-weeks (the (all) row's): the same for every grouping
-    held = memo(acts, f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}", everyone)
-    weeks = _RepWeeks(window, by, only, held[1] if held[0] is opps else everyone()[1])
     period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
     kind, outcome = in_period["type"], in_period["outcome"]
     outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
@@ -224,42 +214,17 @@ class _Window:
 class _RepWeeks:
     """Each group's rep-weeks (:func:`rep_weeks` of its window rows and deals), from one grouped count.
 
-    The window's activities and the deals created in it are counted per group, rep and ISO week at
-    once; a group's rep-weeks are then its rows of that table, in the order :func:`rep_weeks` gives
-    them (sorted by rep and week within each count, counts joined in the same order). With
-    ``only``, the groups' table counts those groups' rows only: a group's counts and their order
-    are the same (each count is per group, rep and week, sorted, a group's rows kept in order).
+    ``table`` holds every counted group's rep-weeks, in the order :func:`rep_weeks` gives them
+    (sorted by rep and week within each count, counts joined in the same order), each row's group
+    in ``_labels``; ``whole`` every rep's (the ``(all)`` row's).
     """
 
-    def __init__(
-        self,
-        window: _Window,
-        by: str,
-        only: Collection[str] | None,
-        whole: dict[str, np.ndarray],
-    ) -> None:
-        """The rep-weeks of ``window`` by ``by`` (``whole``: :func:`_counts` of every rep's)."""
+    def __init__(self, table: dict[str, np.ndarray], whole: dict[str, np.ndarray]) -> None:
+        """The groups of ``table`` (no ``_labels``: no group has rep-weeks) and everyone's ``whole``."""
         self.whole = whole
-        self.split: dict[str, np.ndarray] = {}
-        self.table: dict[str, np.ndarray] = {}
-        acts, deals = window.acts, window.deals
-        a_label = acts[by].astype(str).rename(_GROUP) if by in acts.columns else None
-        o_label = deals[by].astype(str).rename(_GROUP) if by in deals.columns else None
-        if a_label is None and o_label is None:
-            return
-        # a grouping one side lacks counts none of its rows; with ``only``, the groups asked for:
-        # their rows (in order) are all their counts read
-        wanted = None if only is None else list(only)
-        keep_a = _kept(a_label, wanted, len(acts))
-        keep_o = _kept(o_label, wanted, len(deals))
-        empty = pd.Series([], dtype=str, name=_GROUP)
-        table = _counts(
-            window.narrowed(keep_a, keep_o),
-            empty if a_label is None else a_label if keep_a is None else a_label[keep_a],
-            empty if o_label is None else o_label if keep_o is None else o_label[keep_o],
-        )
         self.table = table
-        self.split = positions(pd.Series(table["_labels"]))
+        labels = table.get("_labels")
+        self.split = {} if labels is None else positions(pd.Series(labels))
 
     def __call__(self, group: str) -> dict[str, np.ndarray]:
         """The calls, emails and new opportunities of the group's rep-weeks (empty when it has none)."""
@@ -269,6 +234,88 @@ class _RepWeeks:
         if rows is None:
             return {name: np.zeros(0) for name in _COUNTED}
         return {name: self.table[name][rows] for name in _COUNTED}
+
+
+def _coded_rep_weeks(
+    acts: pd.DataFrame,
+    opps: pd.DataFrame,
+    by: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    only: Collection[str] | None,
+) -> _RepWeeks | None:
+    """The rep-weeks of ``[start, end)`` from the activities' coded index (``None``: it does not apply).
+
+    The same rows in the same order as :func:`_pandas_rep_weeks`
+    (:mod:`~forecast.tracking.rep_week_counts`), without taking the window's rows out of the frame:
+    a new window costs a slice and a count.
+    """
+    index = counted.outbound_index(acts)
+    if index is None:
+        return None
+    deals = opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
+    deal_weeks = _week(deals["created_at"]).to_numpy()
+    everyone = counted.deals_side(deals, deal_weeks, None)
+    if deal_weeks.dtype != np.int64 or everyone is None:
+        return None
+
+    def whole() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        counts = counted.group_counts(counted.activities_side(acts, index, start, end, None), everyone)
+        return opps, {name: counts[name] for name in _COUNTED}
+
+    held = memo(acts, f"coded rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}", whole)
+    a = counted.activities_side(acts, index, start, end, by) if by in acts.columns else None
+    d = counted.deals_side(deals, deal_weeks, by) if by in deals.columns else None
+    table = counted.wanted(counted.group_counts(a, d), only)
+    return _RepWeeks(table, held[1] if held[0] is opps else whole()[1])
+
+
+def _pandas_rep_weeks(
+    acts: pd.DataFrame,
+    opps: pd.DataFrame,
+    by: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    only: Collection[str] | None,
+) -> _RepWeeks:
+    """The rep-weeks of ``[start, end)`` counted in pandas over the window's rows.
+
+    The window's activities and the deals created in it are counted per group, rep and ISO week at
+    once. With ``only``, the groups' table counts those groups' rows only: a group's counts and
+    their order are the same (each count is per group, rep and week, sorted, a group's rows kept
+    in order).
+    """
+    window = _Window.of(
+        _week_rows(acts, by, start, end) if only is None else _groups_week_rows(acts, by, start, end, only),
+        opps,
+        start,
+        end,
+    )
+
+    def everyone() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        whole = window if only is None else _Window.of(_week_rows(acts, by, start, end), opps, start, end)
+        return opps, _counts(whole, None, None)
+
+    # every rep's rep-weeks (the (all) row's): the same for every grouping
+    held = memo(acts, f"rep-weeks of everyone in {start.isoformat()}..{end.isoformat()}", everyone)
+    whole = held[1] if held[0] is opps else everyone()[1]
+    acts_w, deals = window.acts, window.deals
+    a_label = acts_w[by].astype(str).rename(_GROUP) if by in acts_w.columns else None
+    o_label = deals[by].astype(str).rename(_GROUP) if by in deals.columns else None
+    if a_label is None and o_label is None:
+        return _RepWeeks({}, whole)
+    # a grouping one side lacks counts none of its rows; with ``only``, the groups asked for:
+    # their rows (in order) are all their counts read
+    wanted = None if only is None else list(only)
+    keep_a = _kept(a_label, wanted, len(acts_w))
+    keep_o = _kept(o_label, wanted, len(deals))
+    empty = pd.Series([], dtype=str, name=_GROUP)
+    table = _counts(
+        window.narrowed(keep_a, keep_o),
+        empty if a_label is None else a_label if keep_a is None else a_label[keep_a],
+        empty if o_label is None else o_label if keep_o is None else o_label[keep_o],
+    )
+    return _RepWeeks(table, whole)
 
 
 def _kept(labels: pd.Series | None, wanted: list[str] | None, n: int) -> np.ndarray | None:

@@ -26,6 +26,7 @@ from forecast.tracking.common import (
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.funnel import DAYS_PER_MONTH
+from forecast.tracking.lead_contacts import contact_index
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN
 
@@ -96,11 +97,16 @@ def last_contacts(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
     """Each lead's last done activity before ``cutoff``, by lead id (the leads without one absent).
 
     Computed once per activities frame and cutoff (:func:`~forecast.tracking.common.memo`): every
-    grouping of the process report reads the same one (a grouping of ten million activities by lead
-    on a large CRM). The series must not be changed.
+    grouping of the process report reads the same one. A new cutoff reads the activities sorted
+    by lead and time once per frame (:mod:`~forecast.tracking.lead_contacts`), not a grouping of
+    ten million activities by lead on a large CRM; times with a zone are grouped in pandas. The
+    leads' order is not the activities' (it is for looking up). The series must not be changed.
     """
 
     def compute() -> pd.Series:
+        index = contact_index(acts)
+        if index is not None:
+            return index.last_before(cutoff)
         # the rows and columns read are taken, not a copy of every activity
         contacts = acts.loc[acts["done"] & (acts["occurred_at"] < cutoff), list(_CONTACT_COLUMNS)]
         return contacts.groupby("lead_id", sort=False)["occurred_at"].max()

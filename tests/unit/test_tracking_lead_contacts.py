@@ -1,0 +1,55 @@
+"""Each lead's last done activity before a cut-off, from the sorted index: the pandas grouping's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.tracking import lead_contacts
+from forecast.tracking.process import last_contacts
+
+
+def _grouped(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
+    """The grouping the index replaces (the leads in sorted order, as the index is looked up by id)."""
+    contacts = acts.loc[acts["done"] & (acts["occurred_at"] < cutoff), ["lead_id", "occurred_at"]]
+    return contacts.groupby("lead_id", sort=False)["occurred_at"].max().sort_index()
+
+
+@pytest.fixture
+def acts() -> pd.DataFrame:
+    """Activities with gaps: no lead, not done (as pandas' missing too), no time; ties; leads never done."""
+    rng = np.random.default_rng(11)
+    n = 4000
+    times = pd.Series(pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 200 * 86400, n), unit="s"))
+    times[rng.random(n) < 0.02] = None  # NaT
+    times[:50] = times[50:100].to_numpy()  # tied times
+    lead = pd.Series([f"L{i}" for i in rng.integers(0, 600, n)], dtype=object)
+    lead[rng.random(n) < 0.03] = None
+    lead[:5] = "L-never-done"
+    done = pd.array(rng.random(n) < 0.85, dtype="boolean")
+    done[:5] = False
+    done[rng.random(n) < 0.02] = pd.NA
+    return pd.DataFrame({"lead_id": lead, "occurred_at": times, "done": done})
+
+
+def test_the_last_contacts_are_the_grouped_maxima_at_every_cutoff(acts: pd.DataFrame) -> None:
+    index = lead_contacts.contact_index(acts)
+    assert index is not None
+    for cutoff in ["2024-06-01", "2025-01-01 00:00:01", "2025-03-10 12:00", "2025-07-20", "2026-01-01"]:
+        when = pd.Timestamp(cutoff)
+        got, expected = index.last_before(when).sort_index(), _grouped(acts, when)
+        pd.testing.assert_series_equal(got, expected, check_index_type=False)
+        assert "L-never-done" not in got.index
+    assert len(index.last_before(pd.Timestamp("2026-01-01"))) > 500
+    micro = acts.assign(occurred_at=acts["occurred_at"].astype("datetime64[us]"))
+    when = pd.Timestamp("2025-03-10 12:00:00.0000005")
+    got = lead_contacts.contact_index(micro).last_before(when).sort_index()  # type: ignore[union-attr]
+    pd.testing.assert_series_equal(got, _grouped(micro, when), check_index_type=False)
+
+
+def test_times_with_a_zone_are_grouped_in_pandas(acts: pd.DataFrame) -> None:
+    zoned = acts.assign(occurred_at=acts["occurred_at"].dt.tz_localize("UTC"))
+    assert lead_contacts.contact_index(zoned) is None
+    when = pd.Timestamp("2025-03-10", tz="UTC")
+    pd.testing.assert_series_equal(last_contacts(zoned, when).sort_index(), _grouped(zoned, when))
