@@ -7,8 +7,10 @@ warehouse and its champions (``forecast run``: the default simulated CRM of 20,0
 role as ``forecast dashboard --models`` does (the champions of another warehouse, used with a
 warning: ``deal_win=deal_win@champion,time_to_close=time_to_close@champion``). ``--filters`` also
 asks each page once cold with a rep, a region and a source filter (one of each, the first in the
-warehouse) after the team one. Each page is asked in-process through Starlette's test client (no
-socket, so the time is the server's: reading, computing, rendering). Two scenarios, each in a fresh
+warehouse) after the team one; ``--periods a,b`` also with each of those periods (``?period=``, a
+period the warm-up does not compute: ``2025-06-01..2025-06-30``, ``week``). Each page is asked
+in-process through Starlette's test client (no socket, so the time is the server's: reading,
+computing, rendering). Two scenarios, each in a fresh
 process (so each pays the imports and model loads a started dashboard pays):
 
 - ``cold``: no warm-up (``create_app(..., warm_every=None)``): each page once cold (an empty cache,
@@ -50,8 +52,9 @@ def _ms(client: TestClient, url: str) -> tuple[float, int]:
     return 1000 * (time.perf_counter() - started), status
 
 
-def _filters(team: str | None, more: bool) -> dict[str, str]:
-    """The filters asked cold, by name: the team one, and with ``more`` a rep, a region and a source."""
+def _filters(team: str | None, more: bool, periods: str | None = None) -> dict[str, str]:
+    """The filters asked cold, by name, each as its query: the team one, and with ``more`` a rep, a
+    region and a source; then each of ``periods`` (comma-separated ``--period`` values)."""
     import duckdb
 
     with duckdb.connect(str(load_settings().warehouse), read_only=True) as con:
@@ -60,7 +63,10 @@ def _filters(team: str | None, more: bool) -> dict[str, str]:
     out = {"team": team or first[0]}
     if more:
         out |= {"rep": first[2], "region": first[1], "source": source}
-    return {k: str(v) for k, v in out.items() if v is not None}
+    asked = {k: f"{k}={v}" for k, v in out.items() if v is not None}
+    return asked | {
+        f"period {p.strip()}": f"period={p.strip()}" for p in (periods or "").split(",") if p.strip()
+    }
 
 
 def _refs(models: str | None) -> dict[str, Any] | None:
@@ -107,8 +113,8 @@ def cold(repeat: int, filters: dict[str, str], models: str | None, pages: tuple[
         warm = statistics.median(_ms(client, page)[0] for _ in range(repeat))
         sep = "&" if "?" in page else "?"
         row = {"cold": first, "warm": warm, "status": str(status)}
-        for key, value in filters.items():
-            row[key], f_status = _ms(client, f"{page}{sep}{key}={value}")
+        for key, query in filters.items():
+            row[key], f_status = _ms(client, f"{page}{sep}{query}")
             row["status"] += f" / {f_status}"
         out[page] = row
         print(json.dumps({page: row}), file=sys.stderr, flush=True)  # progress
@@ -133,7 +139,7 @@ def warmup(filters: dict[str, str], models: str | None, pages: tuple[str, ...]) 
         filtered: dict[str, dict[str, float]] = {}
         for page in pages:
             sep = "&" if "?" in page else "?"
-            filtered[page] = {k: _ms(client, f"{page}{sep}{k}={v}")[0] for k, v in filters.items()}
+            filtered[page] = {k: _ms(client, f"{page}{sep}{q}")[0] for k, q in filters.items()}
         computed_filtered = reader.computed + getattr(reader, "assembled", 0) - before - computed
     return {
         "done": done,
@@ -150,7 +156,7 @@ def warmup(filters: dict[str, str], models: str | None, pages: tuple[str, ...]) 
 
 def _scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--scenario", name, "--repeat", str(args.repeat)]
-    for option in ("team", "models", "pages"):
+    for option in ("team", "models", "pages", "periods"):
         if getattr(args, option):
             command += [f"--{option}", getattr(args, option)]
     if args.filters:
@@ -173,17 +179,28 @@ def main() -> None:
     parser.add_argument("--filters", action="store_true", help="also a rep, a region and a source filter")
     parser.add_argument("--pages", default=None, help="the pages to ask, comma-separated (default: all)")
     parser.add_argument(
+        "--periods", default=None, help="also each page cold with each of these periods (comma-separated)"
+    )
+    parser.add_argument(
         "--only", choices=("cold", "warmup"), default=None, help="run one of the two scenarios only"
     )
     parser.add_argument("--scenario", choices=("cold", "warmup"), help="run one scenario, print JSON")
     args = parser.parse_args()
     if args.scenario == "cold":
         print(
-            json.dumps(cold(args.repeat, _filters(args.team, args.filters), args.models, _pages(args.pages)))
+            json.dumps(
+                cold(
+                    args.repeat,
+                    _filters(args.team, args.filters, args.periods),
+                    args.models,
+                    _pages(args.pages),
+                )
+            )
         )
         return
     if args.scenario == "warmup":
-        print(json.dumps(warmup(_filters(args.team, args.filters), args.models, _pages(args.pages))))
+        filters = _filters(args.team, args.filters, args.periods)
+        print(json.dumps(warmup(filters, args.models, _pages(args.pages))))
         return
     load = os.getloadavg()[0]
     pages = _pages(args.pages)
@@ -205,7 +222,7 @@ def main() -> None:
         f"{w['done']}); results the first visits then computed: {w['computed_on_first_visits']}, "
         f"the filtered first visits: {w.get('computed_on_filtered_first_visits')}"
     )
-    keys = [k for k in ("team", "rep", "region", "source") if k in c[pages[0]]]
+    keys = [k for k in c[pages[0]] if k not in ("cold", "warm", "status")]
     print(
         "| page | cold ms, no warm-up | first visit ms, after the warm-up | warm ms (median) | "
         + "".join(f"cold ms, {k} filter | " for k in keys)

@@ -14,7 +14,7 @@ import pytest
 
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
-from forecast.tracking import rep_week_counts
+from forecast.tracking.activity_index import activity_index
 from forecast.tracking.common import Row, add_rate, per_group, subset
 from forecast.tracking.data import TrackingData, prepare
 from forecast.tracking.periods import Period, parse_period
@@ -148,7 +148,7 @@ def test_the_coded_rep_weeks_are_the_pandas_counts_row_for_row(data: TrackingDat
             ),
         ]:
             for only in (None, ("(none)", "None", str(crm.reps["rep_id"].iloc[0]), "APAC", "web")):
-                coded = eff._coded_rep_weeks(acts, opps, by, start, end, only)
+                coded = eff._coded_rep_weeks(acts, activity_index(acts), opps, by, start, end, only)
                 assert coded is not None
                 pandas = eff._pandas_rep_weeks(acts, opps, by, start, end, only)
                 assert coded.split.keys() == pandas.split.keys()
@@ -173,31 +173,47 @@ def test_the_index_finds_a_window_as_pandas_compares_times() -> None:
             "direction": "outbound",
             "rep_id": "R1",
             "type": rng.choice(["call", "email", "meeting"], len(times)),
+            "email_replied": None,
+            "outcome": "completed",
+            "duration_seconds": 60.0,
         }
     )
-    index = rep_week_counts.outbound_index(acts)
+    index = activity_index(acts)
     assert index is not None and index.per_ns == 1000
     for _ in range(50):
         start, end = (
             pd.Timestamp("2025-01-01") + pd.Timedelta(int(v), unit="ns") for v in rng.integers(0, 10**9, 2)
         )
         kept = np.flatnonzero(((times >= start) & (times < end)).to_numpy())
-        assert np.array_equal(np.sort(index.rows[index.window(start, end)]), kept)
+        assert np.array_equal(index.rows[index.within(start, end)], kept)
 
 
-def test_times_with_a_zone_or_rep_ids_that_are_not_text_are_counted_in_pandas(data: TrackingData) -> None:
-    acts = data.activities
-    zoned = acts.assign(occurred_at=acts["occurred_at"].dt.tz_localize("UTC"))
-    assert rep_week_counts.outbound_index(zoned) is None
+def test_times_with_a_zone_take_the_period_s_rows_and_count_in_pandas(data: TrackingData) -> None:
+    zone = "America/New_York"
+    acts = data.activities.assign(occurred_at=data.activities["occurred_at"].dt.tz_localize(zone))
+    opps = data.opportunities.assign(created_at=data.opportunities["created_at"].dt.tz_localize(zone))
+    crm = TrackingData(**{**data.__dict__, "activities": acts, "opportunities": opps})
+    assert activity_index(crm.activities) is None
+    for name in ("quarter", "week"):
+        period = parse_period(name, data.as_of.tz_localize(zone))
+        new = eff.effectiveness(TrackingData(**{**crm.__dict__, "as_of": period.end}), period, "team")
+        old = _reference(TrackingData(**{**crm.__dict__, "as_of": period.end}), period, "team")
+        pd.testing.assert_frame_equal(new, old, check_exact=True)
+        assert new["corr_new_opportunities_calls_n"].iloc[-1] > 10
+
+
+def test_rep_ids_that_are_not_text_are_counted_in_pandas(data: TrackingData) -> None:
     numbered = {rep: i for i, rep in enumerate(data.reps["rep_id"])}
+    acts, opps = data.activities, data.opportunities
     crm = TrackingData(
         **{
             **data.__dict__,
             "activities": acts.assign(rep_id=acts["rep_id"].map(numbered)),
-            "opportunities": data.opportunities.assign(rep_id=data.opportunities["rep_id"].map(numbered)),
+            "opportunities": opps.assign(rep_id=opps["rep_id"].map(numbered)),
         }
     )
-    assert rep_week_counts.outbound_index(crm.activities) is None
+    index = activity_index(crm.activities)
+    assert index is not None and not index.reps_are_text
     period = parse_period("quarter", crm.as_of)
     new, old = eff.effectiveness(crm, period, "team"), _reference(crm, period, "team")
     pd.testing.assert_frame_equal(new, old, check_exact=True)

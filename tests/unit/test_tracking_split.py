@@ -15,8 +15,9 @@ import pytest
 
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
-from forecast.tracking import common, rep_week_counts
+from forecast.tracking import common
 from forecast.tracking import data as tracking_data
+from forecast.tracking.activity_index import activity_index
 from forecast.tracking.api import REPORTS, report
 from forecast.tracking.data import ALL_LABEL, TrackingData, prepare
 from forecast.tracking.goals import _quota_intervals, daily, quota_rows
@@ -117,18 +118,18 @@ def _rows_rep_weeks_keeps(
 def test_effectiveness_from_the_window_equals_it_from_every_activity(
     data: TrackingData, by: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each group's rep-weeks, counted from the coded index, equal the pandas counts of every column.
+    """The report from the coded activities equals it from the period's and window's rows in pandas.
 
-    The pandas counts read the window's rows found by ``rep_weeks``' own filters, in every column.
+    The pandas path reads the window's rows found by ``rep_weeks``' own filters, in every column.
     """
     eff = importlib.import_module("forecast.tracking.effectiveness")  # the package shadows it: a function
 
-    assert rep_week_counts.outbound_index(data.activities) is not None  # the report counts in numpy
+    assert activity_index(data.activities) is not None  # the report reads the coded activities
     for name in ("month", "quarter"):
         period = parse_period(name, data.as_of)
         narrow = eff.effectiveness(data, period, by)
         with monkeypatch.context() as m:  # every column, the rows found by rep_weeks' own filters
-            m.setattr(rep_week_counts, "outbound_index", lambda acts: None)  # the pandas counts
+            m.setattr(eff, "activity_index", lambda acts: None)  # the rows taken, counted in pandas
             m.setattr(eff, "_columns", lambda frame, by, needed: list(frame.columns))
             m.setattr(eff, "_week_rows", _rows_rep_weeks_keeps)
             m.setattr(eff, "memo", lambda frame, name, compute: compute())  # (all) counted again too

@@ -9,13 +9,14 @@ not independent, so read the interval as a lower bound on the uncertainty.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from forecast.tracking import rep_week_counts as counted
+from forecast.tracking.activity_index import EMAIL, ActivityIndex, activity_index, coded_texts, group_texts
 from forecast.tracking.common import (
     Row,
     add_rate,
@@ -125,29 +126,26 @@ def effectiveness(
         One row per group plus ``(all)``.
     """
     check_grouping("effectiveness", by, GROUPINGS, "activities on leads carry no product")
-    acts = data.activities  # the rows and columns read are taken, not a copy of every activity
-    in_period = acts.loc[
-        acts["done"] & period.contains(acts["occurred_at"]), _columns(acts, by, _PERIOD_COLUMNS)
-    ]
+    acts = data.activities
     opps = data.opportunities
     prev = period.previous()
     created = opps[period.contains(opps["created_at"])]
     created_prev = opps[prev.contains(opps["created_at"])]
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
-    weeks = _coded_rep_weeks(acts, opps, by, start, end, only) or _pandas_rep_weeks(
+    index = activity_index(acts)
+    weeks = _coded_rep_weeks(acts, index, opps, by, start, end, only) or _pandas_rep_weeks(
         acts, opps, by, start, end, only
     )
-    period_rows, created_rows, prev_rows = (group_rows(f, by) for f in (in_period, created, created_prev))
-    kind, outcome = in_period["type"], in_period["outcome"]
-    outbound_email = truth((kind == "email") & (in_period["direction"] == "outbound"))
-    replied = in_period["email_replied"]
-    replied_known = replied.notna().to_numpy(dtype=bool, na_value=False)
-    replied_true = np.zeros(len(replied), dtype=bool)
-    replied_true[replied_known] = replied[replied_known].astype(bool).to_numpy()
-    duration = in_period["duration_seconds"]
-    connected = truth((kind == "call") & (outcome == "completed") & duration.notna())
-    minutes = np.where(connected, duration.to_numpy(dtype=float, na_value=np.nan) / 60, np.nan)
+    done = (
+        _PeriodActs.coded(acts, index, period, by)
+        if index is not None
+        else _PeriodActs.taken(acts, period, by)
+    )
+    period_rows = done.rows
+    created_rows, prev_rows = group_rows(created, by), group_rows(created_prev, by)
+    outbound_email, replied_known, replied_true = done.outbound_email, done.replied_known, done.replied_true
+    connected, minutes = done.connected, done.minutes
 
     def compute(group: str) -> Row:
         row: Row = {}
@@ -173,7 +171,82 @@ def effectiveness(
             )
         return row
 
-    return per_group(data, by, [in_period, created], compute, only=only)
+    return per_group(data, by, [done.groups, created], compute, only=only)
+
+
+@dataclass(frozen=True, eq=False)
+class _PeriodActs:
+    """The period's done activities as the report reads them: each group's rows and numpy columns.
+
+    Attributes:
+        groups: A frame whose ``by`` column holds the period's groups (none: no such column).
+        rows: Each group's row positions (ascending; every row for ``(all)``).
+        outbound_email: Whether each row is an outbound email.
+        replied_known: Whether its reply is known.
+        replied_true: Whether it was replied to.
+        connected: Whether it is a completed call with a duration.
+        minutes: Its minutes where connected, else NaN.
+    """
+
+    groups: pd.DataFrame
+    rows: Callable[[str], np.ndarray]
+    outbound_email: np.ndarray
+    replied_known: np.ndarray
+    replied_true: np.ndarray
+    connected: np.ndarray
+    minutes: np.ndarray
+
+    @staticmethod
+    def coded(acts: pd.DataFrame, index: ActivityIndex, period: Period, by: str) -> _PeriodActs:
+        """From the frame's coded activities: the period a comparison of integers, the groups a split."""
+        at = index.within(period.start, period.end)
+        minutes, replied = index.minutes[at], index.replied[at]
+        every = np.arange(len(at))
+        split: dict[str, np.ndarray] = {}
+        groups = pd.DataFrame()
+        if by in acts.columns:
+            codes, texts = coded_texts(acts, by)
+            split = group_texts(codes[index.rows[at]], texts)
+            groups = pd.DataFrame({by: list(split)})
+
+        def rows(group: str) -> np.ndarray:
+            return every if group == ALL_LABEL else split.get(group, _NO_ROWS)
+
+        return _PeriodActs(
+            groups=groups,
+            rows=rows,
+            outbound_email=(index.kinds[at] == EMAIL) & index.outbound[at],
+            replied_known=replied >= 0,
+            replied_true=replied == 1,
+            connected=~np.isnan(minutes),
+            minutes=minutes,
+        )
+
+    @staticmethod
+    def taken(acts: pd.DataFrame, period: Period, by: str) -> _PeriodActs:
+        """From the period's rows taken out of the frame (times with a zone)."""
+        in_period = acts.loc[
+            acts["done"] & period.contains(acts["occurred_at"]), _columns(acts, by, _PERIOD_COLUMNS)
+        ]
+        kind, outcome = in_period["type"], in_period["outcome"]
+        replied = in_period["email_replied"]
+        replied_known = replied.notna().to_numpy(dtype=bool, na_value=False)
+        replied_true = np.zeros(len(replied), dtype=bool)
+        replied_true[replied_known] = replied[replied_known].astype(bool).to_numpy()
+        duration = in_period["duration_seconds"]
+        connected = truth((kind == "call") & (outcome == "completed") & duration.notna())
+        return _PeriodActs(
+            groups=in_period,
+            rows=group_rows(in_period, by),
+            outbound_email=truth((kind == "email") & (in_period["direction"] == "outbound")),
+            replied_known=replied_known,
+            replied_true=replied_true,
+            connected=connected,
+            minutes=np.where(connected, duration.to_numpy(dtype=float, na_value=np.nan) / 60, np.nan),
+        )
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 _GROUP = "_group"
@@ -238,6 +311,7 @@ class _RepWeeks:
 
 def _coded_rep_weeks(
     acts: pd.DataFrame,
+    index: ActivityIndex | None,
     opps: pd.DataFrame,
     by: str,
     start: pd.Timestamp,
@@ -250,8 +324,7 @@ def _coded_rep_weeks(
     (:mod:`~forecast.tracking.rep_week_counts`), without taking the window's rows out of the frame:
     a new window costs a slice and a count.
     """
-    index = counted.outbound_index(acts)
-    if index is None:
+    if index is None or not index.reps_are_text:
         return None
     deals = opps[(opps["created_at"] >= start) & (opps["created_at"] < end)]
     deal_weeks = _week(deals["created_at"]).to_numpy()

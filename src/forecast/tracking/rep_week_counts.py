@@ -1,17 +1,12 @@
-"""Each group's rep-weeks of a window, counted in numpy from an index of the outbound activities.
+"""Each group's rep-weeks of a window, counted in numpy from the coded activities.
 
 :func:`forecast.tracking.effectiveness.rep_weeks` counts, per rep and ISO week, the done outbound
 calls, emails and activities and the new opportunities of a window. The effectiveness report needs
 those counts per group (team, source, …) for a 26-week window that moves with the period asked
-for. On a large CRM (ten million activities) taking the window's rows out of the frame and grouping
-them in pandas costs seconds for each new period.
-
-:class:`OutboundIndex` is built once per activities frame: the done outbound activities as integer
-codes (time, rep, kind, ISO week): a window is a comparison of integers. A window's counts
-per group, rep and week are then integer counts of a key (:func:`group_counts`) in the order the
-pandas counts give them, so the same figures to the bit (``tests/unit/test_tracking_effectiveness.py``).
-A frame this cannot take (a time with a zone, a rep id that is not text) returns ``None`` and the
-report counts in pandas.
+for. Here a window's activities are a comparison of the integers of the frame's
+:class:`~forecast.tracking.activity_index.ActivityIndex`, and their counts per group, rep and week
+integer counts of a key (:func:`group_counts`), in the order the pandas counts give them: the same
+figures to the bit (``tests/unit/test_tracking_effectiveness.py``).
 """
 
 from __future__ import annotations
@@ -22,107 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import memo, truth
+from forecast.tracking.activity_index import CALL, EMAIL, ActivityIndex, coded_texts
 
 COUNTED = ("calls", "emails", "new_opportunities")
 """The counts a group's rep-weeks hold, as :func:`group_counts` returns them."""
 
-_KINDS = ("call", "email")
-"""Activity types counted apart (any other type counts as an activity only)."""
-
-_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
-"""Nanoseconds per unit of the datetime units the index takes."""
-
 _DENSE_PAIRS = 1 << 24
 """Up to this many (group, rep) combinations the pairs are found with a dense table, else sorted."""
-
-
-@dataclass(frozen=True, eq=False)
-class OutboundIndex:
-    """The done outbound activities of a frame, in its order, as integer codes.
-
-    Attributes:
-        times: Each activity's time as an integer of the frame's time unit.
-        per_ns: Nanoseconds per unit of ``times``.
-        rows: Each activity's position in the frame.
-        weeks: Each activity's ISO week: the day number (since 1970-01-01) of its Monday.
-        reps: Each activity's rep code (-1: no rep, not counted).
-        rep_ids: The rep ids (text) the codes stand for.
-        kinds: 0 for a call, 1 for an email, 2 for any other type.
-    """
-
-    times: np.ndarray
-    per_ns: int
-    rows: np.ndarray
-    weeks: np.ndarray
-    reps: np.ndarray
-    rep_ids: np.ndarray
-    kinds: np.ndarray
-
-    def window(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
-        """The index's positions of the activities in ``[start, end)`` (times compared as pandas does)."""
-        times = self.times
-        return np.flatnonzero((times >= _ceil(start, self.per_ns)) & (times < _ceil(end, self.per_ns)))
-
-
-def _ceil(when: pd.Timestamp, per_ns: int) -> int:
-    """The first time in units of ``per_ns`` ns at or after ``when`` (``t >= when`` iff ``t >= it``)."""
-    return -(-int(when.value) // per_ns)
-
-
-def outbound_index(acts: pd.DataFrame) -> OutboundIndex | None:
-    """The frame's :class:`OutboundIndex` (built once per frame), or ``None`` where it cannot be built.
-
-    ``None``: the times are not naive datetimes, or a rep id is not text (the pandas counts then).
-    """
-    return memo(acts, "outbound activities index", lambda: _build(acts))
-
-
-def _build(acts: pd.DataFrame) -> OutboundIndex | None:
-    times = acts["occurred_at"].to_numpy()
-    if times.dtype.kind != "M":
-        return None
-    unit, count = np.datetime_data(times.dtype)
-    if unit not in _NS_PER:
-        return None
-    per_ns = _NS_PER[unit] * count
-    keep = truth(acts["done"] & (acts["direction"] == "outbound")) & ~np.isnat(times)
-    rows = np.flatnonzero(keep)
-    stamps = times[rows]
-    reps, rep_ids = pd.factorize(acts["rep_id"].to_numpy()[rows])
-    if not all(isinstance(r, str) for r in rep_ids):
-        return None
-    kind = acts["type"].to_numpy()[rows]
-    kinds = np.full(len(rows), len(_KINDS), dtype=np.int8)
-    for code, name in enumerate(_KINDS):
-        kinds[kind == name] = code
-    days = stamps.astype("datetime64[D]").astype(np.int64)
-    return OutboundIndex(
-        times=stamps.view(np.int64),
-        per_ns=per_ns,
-        rows=rows,
-        weeks=days - (days + 3) % 7,
-        reps=reps.astype(np.int64),
-        rep_ids=np.asarray(rep_ids, dtype=object),
-        kinds=kinds,
-    )
-
-
-def _labels(acts: pd.DataFrame, by: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each activity's ``by`` as text (``astype(str)``) coded: the codes of every row and the texts."""
-
-    def compute() -> tuple[np.ndarray, np.ndarray]:
-        column = acts[by]
-        codes, uniques = pd.factorize(column)
-        texts = pd.Series(uniques, dtype=object).astype(str).to_numpy(dtype=object)
-        missing = codes < 0
-        if missing.any():  # a missing value's text (None, nan, <NA>) as astype(str) writes it
-            more, extra = pd.factorize(column[missing].astype(str).to_numpy(dtype=object))
-            codes[missing] = more + len(texts)
-            texts = np.concatenate([texts, np.asarray(extra, dtype=object)])
-        return codes.astype(np.int64), texts
-
-    return memo(acts, f"activities' {by} as text, coded", compute)
 
 
 @dataclass(frozen=True)
@@ -147,20 +48,20 @@ class Side:
 
 
 def activities_side(
-    acts: pd.DataFrame, index: OutboundIndex, start: pd.Timestamp, end: pd.Timestamp, by: str | None
+    acts: pd.DataFrame, index: ActivityIndex, start: pd.Timestamp, end: pd.Timestamp, by: str | None
 ) -> Side:
     """The window's done outbound activities, grouped by ``by`` (``None``: everyone is one group)."""
-    part = index.window(start, end)
+    part = index.within(start, end)
+    part = part[index.outbound[part]]
     reps = index.reps[part]
     has_rep = reps >= 0
     if by is None:
         groups, texts = np.zeros(int(has_rep.sum()), dtype=np.int64), np.array(["(all)"], dtype=object)
     else:
-        codes, texts = _labels(acts, by)
+        codes, texts = coded_texts(acts, by)
         groups = codes[index.rows[part][has_rep]]
-    return Side(
-        groups, texts, reps[has_rep], index.rep_ids, index.weeks[part][has_rep], index.kinds[part][has_rep]
-    )
+    kinds = index.kinds[part][has_rep]
+    return Side(groups, texts, reps[has_rep], index.rep_ids, index.weeks[part][has_rep], kinds)
 
 
 def deals_side(deals: pd.DataFrame, weeks: np.ndarray, by: str | None) -> Side | None:
@@ -219,8 +120,8 @@ def group_counts(acts: Side | None, deals: Side | None) -> dict[str, np.ndarray]
             new = np.bincount(key, minlength=size)
         else:
             any_act = np.bincount(key, minlength=size)
-            calls = np.bincount(key[side.kinds == 0], minlength=size)
-            emails = np.bincount(key[side.kinds == 1], minlength=size)
+            calls = np.bincount(key[side.kinds == CALL], minlength=size)
+            emails = np.bincount(key[side.kinds == EMAIL], minlength=size)
     present = np.flatnonzero((any_act > 0) | (new > 0))
     part = np.where(
         calls[present] > 0, 0, np.where(emails[present] > 0, 1, np.where(any_act[present] > 0, 2, 3))

@@ -1,0 +1,151 @@
+"""The done activities of a frame as numpy columns of integer codes, built once per frame.
+
+The activity effectiveness report reads, for each period asked for, the period's done activities
+(reply rates, call durations) and a 26-week window of the outbound ones (rep-weeks), each split by
+group. On a large CRM (ten million activities) taking those rows out of the frame and comparing
+their text in pandas costs seconds for every new period. :class:`ActivityIndex` holds what those
+figures read of every done activity, coded once; a period is then a comparison of integers, and a
+group's rows a split of integer codes (:func:`group_texts`). The values are those the pandas
+expressions give row by row, so the figures are the same to the bit
+(``tests/unit/test_tracking_effectiveness.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecast.tracking.common import memo, truth
+
+CALL, EMAIL, OTHER = 0, 1, 2
+"""The codes of :attr:`ActivityIndex.kinds`."""
+
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+"""Nanoseconds per unit of the datetime units the index takes."""
+
+
+@dataclass(frozen=True, eq=False)
+class ActivityIndex:
+    """The done activities with a time, in the frame's order, as numpy columns.
+
+    Attributes:
+        times: Each activity's time as an integer of the frame's time unit.
+        per_ns: Nanoseconds per unit of ``times``.
+        rows: Each activity's position in the frame.
+        outbound: Whether its direction is ``outbound``.
+        kinds: :data:`CALL`, :data:`EMAIL` or :data:`OTHER` (its ``type``).
+        weeks: Its ISO week: the day number (since 1970-01-01) of its Monday.
+        reps: Its rep's code (-1: no rep).
+        rep_ids: The rep ids the codes stand for.
+        reps_are_text: Whether every rep id is text (the rep-weeks are counted in pandas otherwise).
+        replied: Its ``email_replied``: 1 true, 0 false, -1 unknown.
+        minutes: Its duration in minutes where it is a completed call with a duration, else NaN.
+    """
+
+    times: np.ndarray
+    per_ns: int
+    rows: np.ndarray
+    outbound: np.ndarray
+    kinds: np.ndarray
+    weeks: np.ndarray
+    reps: np.ndarray
+    rep_ids: np.ndarray
+    reps_are_text: bool
+    replied: np.ndarray
+    minutes: np.ndarray
+
+    def within(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+        """The positions (ascending) of the activities in ``[start, end)``, times compared as pandas does."""
+        times = self.times
+        return np.flatnonzero((times >= _ceil(start, self.per_ns)) & (times < _ceil(end, self.per_ns)))
+
+
+def _ceil(when: pd.Timestamp, per_ns: int) -> int:
+    """The first time in units of ``per_ns`` ns at or after ``when`` (``t >= when`` iff ``t >= it``)."""
+    return -(-int(when.value) // per_ns)
+
+
+def activity_index(acts: pd.DataFrame) -> ActivityIndex | None:
+    """The frame's :class:`ActivityIndex` (built once per frame); ``None`` for times with a zone.
+
+    The frame must hold the prepared activities' columns (``occurred_at``, ``done``, ``direction``,
+    ``type``, ``rep_id``, ``email_replied``, ``outcome``, ``duration_seconds``).
+    """
+    return memo(acts, "done activities index", lambda: _build(acts))
+
+
+def _build(acts: pd.DataFrame) -> ActivityIndex | None:
+    times = acts["occurred_at"].to_numpy()
+    if times.dtype.kind != "M":
+        return None
+    unit, count = np.datetime_data(times.dtype)
+    if unit not in _NS_PER:
+        return None
+    rows = _narrow(np.flatnonzero(truth(acts["done"]) & ~np.isnat(times)), len(acts))
+    stamps = times[rows]
+    kind = acts["type"]
+    kinds = np.full(len(acts), OTHER, dtype=np.int8)
+    kinds[truth(kind == "call")] = CALL
+    kinds[truth(kind == "email")] = EMAIL
+    reps, rep_ids = pd.factorize(acts["rep_id"].to_numpy()[rows])
+    replied = acts["email_replied"]
+    known = replied.notna().to_numpy(dtype=bool, na_value=False)
+    answers = np.full(len(acts), -1, dtype=np.int8)
+    answers[known] = replied[known].astype(bool).to_numpy()
+    duration = acts["duration_seconds"]
+    connected = truth((kind == "call") & (acts["outcome"] == "completed") & duration.notna())
+    minutes = np.where(connected, duration.to_numpy(dtype=float, na_value=np.nan) / 60, np.nan)
+    days = stamps.astype("datetime64[D]").astype(np.int64)
+    return ActivityIndex(
+        times=stamps.view(np.int64),
+        per_ns=_NS_PER[unit] * count,
+        rows=rows,
+        outbound=truth(acts["direction"] == "outbound")[rows],
+        kinds=kinds[rows],
+        weeks=(days - (days + 3) % 7).astype(np.int32),  # (days since 1970: within 5.8 million years)
+        reps=_narrow(reps, len(rep_ids)),
+        rep_ids=np.asarray(rep_ids, dtype=object),
+        reps_are_text=all(isinstance(r, str) for r in rep_ids),
+        replied=answers[rows],
+        minutes=minutes[rows],
+    )
+
+
+def _narrow(values: np.ndarray, bound: int) -> np.ndarray:
+    """Integers below ``bound`` (and at least -1) in 32 bits where they fit (ten million: 40 MB, not 80)."""
+    return values.astype(np.int32 if bound < 2**31 else np.int64, copy=False)
+
+
+def coded_texts(acts: pd.DataFrame, by: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each activity's ``by`` as text (``astype(str)``), coded: every row's code and the distinct texts.
+
+    Kept once per frame and column. The texts are sorted and distinct (two values written alike,
+    e.g. ``1`` and ``"1"``, are one text, as ``astype(str)`` compares them).
+    """
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        column = acts[by]
+        codes, uniques = pd.factorize(column)
+        texts = pd.Series(uniques, dtype=object).astype(str).to_numpy(dtype=object)
+        missing = codes < 0
+        if missing.any():  # a missing value's text (None, nan, <NA>) as astype(str) writes it
+            more, extra = pd.factorize(column[missing].astype(str).to_numpy(dtype=object))
+            codes[missing] = more + len(texts)
+            texts = np.concatenate([texts, np.asarray(extra, dtype=object)])
+        distinct, canon = np.unique(texts, return_inverse=True)
+        return _narrow(canon.take(codes), len(distinct)), distinct
+
+    return memo(acts, f"activities' {by} as text, coded", compute)
+
+
+def group_texts(codes: np.ndarray, texts: np.ndarray) -> dict[str, np.ndarray]:
+    """The positions (ascending) of each text's rows, given each row's code into ``texts``.
+
+    As :func:`~forecast.tracking.common.positions` splits the same rows' texts.
+    """
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(texts) + 1))
+    rows = {str(texts[i]): order[bounds[i] : bounds[i + 1]] for i in range(len(texts))}
+    return {text: at for text, at in rows.items() if len(at)}
