@@ -14,6 +14,7 @@ import pytest
 
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.tracking import common, rep_week_counts
 from forecast.tracking.activity_index import activity_index
 from forecast.tracking.common import Row, add_rate, per_group, subset
 from forecast.tracking.data import TrackingData, prepare
@@ -218,3 +219,61 @@ def test_rep_ids_that_are_not_text_are_counted_in_pandas(data: TrackingData) -> 
     new, old = eff.effectiveness(crm, period, "team"), _reference(crm, period, "team")
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     assert new["corr_new_opportunities_calls_n"].iloc[-1] > 10
+
+
+def test_odd_column_types_give_the_reference_s_figures(data: TrackingData) -> None:
+    """Group values written alike but unequal, or not text; a duration that is not a number."""
+    acts = data.activities
+    rng = np.random.default_rng(9)
+    mixed = pd.Series(rng.choice(np.array([1, "1", 1.0, True, None, "APAC"], dtype=object), len(acts)))
+    not_done = np.flatnonzero(~acts["done"].to_numpy(dtype=bool, na_value=False))
+    assert len(not_done)
+    durations = acts["duration_seconds"].astype(object)
+    durations.iloc[not_done[0]] = "n/a"  # never read: the activity is not done
+    variants = {
+        "mixed": {"activities": acts.assign(team=mixed.to_numpy())},
+        "float32": {
+            "activities": acts.assign(team=rng.choice([0.1, 0.2, np.nan], len(acts)).astype("float32"))
+        },
+        "durations as text": {"activities": acts.assign(duration_seconds=durations)},
+    }
+    for name, frames in variants.items():
+        crm = TrackingData(**{**data.__dict__, **frames})
+        period = parse_period("quarter", crm.as_of)
+        new, old = eff.effectiveness(crm, period, "team"), _reference(crm, period, "team")
+        pd.testing.assert_frame_equal(new, old, check_exact=True, obj=name)
+        assert len(new) > 2 and new["corr_new_opportunities_calls_n"].iloc[-1] > 10
+
+
+def test_categorical_rep_ids_are_counted_in_pandas(data: TrackingData) -> None:
+    """A pandas grouping of categorical reps counts every category (seen or not): left to pandas."""
+    acts, opps = data.activities, data.opportunities
+    crm = TrackingData(
+        **{
+            **data.__dict__,
+            "activities": acts.assign(rep_id=acts["rep_id"].astype("category")),
+            "opportunities": opps.assign(rep_id=opps["rep_id"].astype("category")),
+        }
+    )
+    index = activity_index(crm.activities)
+    assert index is not None and not index.reps_are_text
+    assert rep_week_counts.deals_side(crm.opportunities, np.zeros(len(opps), dtype=np.int64), None) is None
+    period = parse_period("quarter", crm.as_of)
+    end = min(period.end, crm.as_of)
+    start = min(period.start, end - pd.Timedelta(weeks=eff.CORRELATION_WEEKS))
+    assert eff._coded_rep_weeks(crm.activities, index, crm.opportunities, "team", start, end, None) is None
+
+
+def test_many_group_and_rep_pairs_are_found_by_sorting(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the dense table's size the (group, rep) pairs are sorted: the same counts."""
+    acts, opps = data.activities, data.opportunities
+    start, end = data.as_of - pd.Timedelta(weeks=26), data.as_of
+    dense = eff._coded_rep_weeks(acts, activity_index(acts), opps, "source", start, end, None)
+    monkeypatch.setattr(rep_week_counts, "_DENSE_PAIRS", 0)
+    common._MEMO.clear()
+    sorted_ = eff._coded_rep_weeks(acts, activity_index(acts), opps, "source", start, end, None)
+    assert dense is not None and sorted_ is not None and len(dense.table["calls"]) > 100
+    for name, values in dense.table.items():
+        assert np.array_equal(sorted_.table[name], values)

@@ -13,6 +13,7 @@ expressions give row by row, so the figures are the same to the bit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,8 +78,13 @@ def activity_index(acts: pd.DataFrame) -> ActivityIndex | None:
 
 
 def _build(acts: pd.DataFrame) -> ActivityIndex | None:
+    """:func:`activity_index`, computed (``None`` where it does not apply)."""
     times = acts["occurred_at"].to_numpy()
     if times.dtype.kind != "M":
+        return None
+    try:  # the pandas path converts the period's rows alone: let it say what does not convert
+        duration = acts["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
         return None
     unit, count = np.datetime_data(times.dtype)
     if unit not in _NS_PER:
@@ -94,9 +100,8 @@ def _build(acts: pd.DataFrame) -> ActivityIndex | None:
     known = replied.notna().to_numpy(dtype=bool, na_value=False)
     answers = np.full(len(acts), -1, dtype=np.int8)
     answers[known] = replied[known].astype(bool).to_numpy()
-    duration = acts["duration_seconds"]
-    connected = truth((kind == "call") & (acts["outcome"] == "completed") & duration.notna())
-    minutes = np.where(connected, duration.to_numpy(dtype=float, na_value=np.nan) / 60, np.nan)
+    connected = truth((kind == "call") & (acts["outcome"] == "completed") & acts["duration_seconds"].notna())
+    minutes = np.where(connected, duration / 60, np.nan)
     days = stamps.astype("datetime64[D]").astype(np.int64)
     return ActivityIndex(
         times=stamps.view(np.int64),
@@ -107,7 +112,7 @@ def _build(acts: pd.DataFrame) -> ActivityIndex | None:
         weeks=(days - (days + 3) % 7).astype(np.int32),  # (days since 1970: within 5.8 million years)
         reps=_narrow(reps, len(rep_ids)),
         rep_ids=np.asarray(rep_ids, dtype=object),
-        reps_are_text=all(isinstance(r, str) for r in rep_ids),
+        reps_are_text=_texts(acts["rep_id"], rep_ids),
         replied=answers[rows],
         minutes=minutes[rows],
     )
@@ -118,19 +123,32 @@ def _narrow(values: np.ndarray, bound: int) -> np.ndarray:
     return values.astype(np.int32 if bound < 2**31 else np.int64, copy=False)
 
 
+def _texts(column: pd.Series, uniques: Any) -> bool:
+    """Whether ``column`` holds text (or missing values) as plain objects: its ``uniques`` all ``str``.
+
+    Not a categorical: a pandas grouping of one counts every category, seen or not.
+    """
+    return column.dtype == np.dtype(object) and all(isinstance(u, str) for u in uniques)
+
+
 def coded_texts(acts: pd.DataFrame, by: str) -> tuple[np.ndarray, np.ndarray]:
     """Each activity's ``by`` as text (``astype(str)``), coded: every row's code and the distinct texts.
 
-    Kept once per frame and column. The texts are sorted and distinct (two values written alike,
-    e.g. ``1`` and ``"1"``, are one text, as ``astype(str)`` compares them).
+    Kept once per frame and column; the texts sorted. A column of text is coded as it is (its
+    missing values as ``astype(str)`` writes them: ``None``, ``nan``, ``<NA>``); any other is
+    written as text first, so values that compare equal but are written apart (``1``, ``1.0``,
+    ``True``) stay apart, as ``astype(str)`` keeps them.
     """
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
         column = acts[by]
         codes, uniques = pd.factorize(column)
-        texts = pd.Series(uniques, dtype=object).astype(str).to_numpy(dtype=object)
+        texts = np.asarray(uniques, dtype=object)
+        if not _texts(column, uniques):
+            codes, written = pd.factorize(column.astype(str).to_numpy(dtype=object))
+            texts = np.asarray(written, dtype=object)
         missing = codes < 0
-        if missing.any():  # a missing value's text (None, nan, <NA>) as astype(str) writes it
+        if missing.any():  # a missing value's text as astype(str) writes it
             more, extra = pd.factorize(column[missing].astype(str).to_numpy(dtype=object))
             codes[missing] = more + len(texts)
             texts = np.concatenate([texts, np.asarray(extra, dtype=object)])

@@ -134,9 +134,9 @@ def effectiveness(
     end = min(period.end, data.as_of)
     start = min(period.start, end - pd.Timedelta(weeks=CORRELATION_WEEKS))
     index = activity_index(acts)
-    weeks = _coded_rep_weeks(acts, index, opps, by, start, end, only) or _pandas_rep_weeks(
-        acts, opps, by, start, end, only
-    )
+    weeks = _coded_rep_weeks(acts, index, opps, by, start, end, only)
+    if weeks is None:
+        weeks = _pandas_rep_weeks(acts, opps, by, start, end, only)
     done = (
         _PeriodActs.coded(acts, index, period, by)
         if index is not None

@@ -50,6 +50,7 @@ def contact_index(acts: pd.DataFrame) -> ContactIndex | None:
 
 
 def _build(acts: pd.DataFrame) -> ContactIndex | None:
+    """:func:`contact_index`, computed (``None`` where it does not apply)."""
     times = acts["occurred_at"].to_numpy()
     if times.dtype.kind != "M":
         return None

@@ -97,10 +97,11 @@ def last_contacts(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
     """Each lead's last done activity before ``cutoff``, by lead id (the leads without one absent).
 
     Computed once per activities frame and cutoff (:func:`~forecast.tracking.common.memo`): every
-    grouping of the process report reads the same one. A new cutoff reads the activities sorted
-    by lead and time once per frame (:mod:`~forecast.tracking.lead_contacts`), not a grouping of
-    ten million activities by lead on a large CRM; times with a zone are grouped in pandas. The
-    leads' order is not the activities' (it is for looking up). The series must not be changed.
+    grouping of the process report reads the same one. A new cutoff reads the activities' lead
+    codes kept once per frame (:mod:`~forecast.tracking.lead_contacts`: a maximum per code), not a
+    grouping of ten million activities by lead on a large CRM; times with a zone are grouped in
+    pandas. The leads' order is not the activities' (it is for looking up). The series must not be
+    changed.
     """
 
     def compute() -> pd.Series:

@@ -19,9 +19,6 @@ import pandas as pd
 
 from forecast.tracking.activity_index import CALL, EMAIL, ActivityIndex, coded_texts
 
-COUNTED = ("calls", "emails", "new_opportunities")
-"""The counts a group's rep-weeks hold, as :func:`group_counts` returns them."""
-
 _DENSE_PAIRS = 1 << 24
 """Up to this many (group, rep) combinations the pairs are found with a dense table, else sorted."""
 
@@ -67,8 +64,8 @@ def activities_side(
 def deals_side(deals: pd.DataFrame, weeks: np.ndarray, by: str | None) -> Side | None:
     """The deals created in the window, grouped by ``by``; ``None`` where a rep id is not text."""
     reps, rep_ids = pd.factorize(deals["rep_id"].to_numpy())
-    if not all(isinstance(r, str) for r in rep_ids):
-        return None
+    if not (deals["rep_id"].dtype == np.dtype(object) and all(isinstance(r, str) for r in rep_ids)):
+        return None  # (a categorical: a pandas grouping of one counts every category)
     has_rep = reps >= 0
     if by is None:
         groups, texts = np.zeros(int(has_rep.sum()), dtype=np.int64), np.array(["(all)"], dtype=object)
@@ -137,7 +134,7 @@ def group_counts(acts: Side | None, deals: Side | None) -> dict[str, np.ndarray]
 
 def _universe(parts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The sorted distinct texts of ``parts`` and, for each part, each of its texts' rank in them."""
-    every = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=object)
+    every = np.unique(np.concatenate(parts))
     return every, [np.searchsorted(every, p).astype(np.int64) for p in parts]
 
 
