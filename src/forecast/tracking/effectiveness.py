@@ -224,7 +224,7 @@ class _PeriodActs:
 
     @staticmethod
     def taken(acts: pd.DataFrame, period: Period, by: str) -> _PeriodActs:
-        """From the period's rows taken out of the frame (times with a zone)."""
+        """From the period's rows taken out of the frame (where the index does not apply)."""
         in_period = acts.loc[
             acts["done"] & period.contains(acts["occurred_at"]), _columns(acts, by, _PERIOD_COLUMNS)
         ]
@@ -322,7 +322,7 @@ def _coded_rep_weeks(
 
     The same rows in the same order as :func:`_pandas_rep_weeks`
     (:mod:`~forecast.tracking.rep_week_counts`), without taking the window's rows out of the frame:
-    a new window costs a slice and a count.
+    a new window costs a comparison of integers and a count.
     """
     if index is None or not index.reps_are_text:
         return None
