@@ -53,3 +53,20 @@ def test_times_with_a_zone_are_grouped_in_pandas(acts: pd.DataFrame) -> None:
     assert lead_contacts.contact_index(zoned) is None
     when = pd.Timestamp("2025-03-10", tz="UTC")
     pd.testing.assert_series_equal(last_contacts(zoned, when).sort_index(), _grouped(zoned, when))
+
+
+def test_the_prospects_last_contacts_are_the_grouped_maxima_by_deal_else_lead(acts: pd.DataFrame) -> None:
+    rng = np.random.default_rng(12)
+    deal = pd.Series([f"O{i}" for i in rng.integers(0, 200, len(acts))], dtype=object)
+    deal[rng.random(len(acts)) < 0.6] = None
+    with_deals = acts.assign(opportunity_id=deal)
+    index = lead_contacts.prospect_index(with_deals)
+    assert index is not None
+    for cutoff in ["2024-06-01", "2025-03-10 12:00", "2026-01-01"]:
+        when = pd.Timestamp(cutoff)
+        before = with_deals[with_deals["done"].fillna(False) & (with_deals["occurred_at"] < when)]
+        entity = np.where(before["opportunity_id"].notna(), before["opportunity_id"], before["lead_id"])
+        expected = before.assign(entity=entity).groupby("entity")["occurred_at"].max().sort_index()
+        got = index.last_before(when).sort_index()
+        pd.testing.assert_series_equal(got, expected, check_index_type=False)
+    assert got.index.str.startswith("O").any() and got.index.str.startswith("L").any()  # (the last cutoff)

@@ -23,11 +23,11 @@ _NONE = np.iinfo(np.int64).min
 
 @dataclass(frozen=True, eq=False)
 class ContactIndex:
-    """The done activities with a lead and a time, in the frame's order.
+    """The done activities with a key (their lead, or their prospect) and a time, in the frame's order.
 
     Attributes:
-        leads: The lead ids, in the order of their codes.
-        codes: Each activity's lead code.
+        leads: The keys, in the order of their codes.
+        codes: Each activity's key code.
         times: Each activity's time (the frame's datetime type).
     """
 
@@ -36,7 +36,7 @@ class ContactIndex:
     times: np.ndarray
 
     def last_before(self, cutoff: pd.Timestamp) -> pd.Series:
-        """Each lead's last activity time before ``cutoff``, by lead id (leads without one absent)."""
+        """Each key's last activity time before ``cutoff``, by key (keys without one absent)."""
         before = self.times < cutoff.to_datetime64()
         latest = np.full(len(self.leads), _NONE, dtype=np.int64)
         np.maximum.at(latest, self.codes[before], self.times[before].view(np.int64))
@@ -45,16 +45,30 @@ class ContactIndex:
 
 
 def contact_index(acts: pd.DataFrame) -> ContactIndex | None:
-    """The frame's :class:`ContactIndex` (built once per frame); ``None`` for times with a time zone."""
-    return memo(acts, "done activities' lead codes", lambda: _build(acts))
+    """The frame's :class:`ContactIndex` by lead (built once per frame); ``None`` for times with a zone."""
+    return memo(acts, "done activities' lead codes", lambda: _build(acts, acts["lead_id"], "lead_id"))
 
 
-def _build(acts: pd.DataFrame) -> ContactIndex | None:
-    """:func:`contact_index`, computed (``None`` where it does not apply)."""
+def prospect_index(acts: pd.DataFrame) -> ContactIndex | None:
+    """The frame's :class:`ContactIndex` by prospect: the deal of an activity on one, else its lead.
+
+    Built once per frame; ``None`` for times with a zone.
+    """
+
+    def build() -> ContactIndex | None:
+        deal = acts["opportunity_id"]
+        entity = np.where(deal.notna(), deal, acts["lead_id"])
+        return _build(acts, pd.Series(entity, index=acts.index), "entity")
+
+    return memo(acts, "done activities' prospect codes", build)
+
+
+def _build(acts: pd.DataFrame, keys: pd.Series, name: str) -> ContactIndex | None:
+    """The :class:`ContactIndex` of ``acts`` by ``keys`` (named ``name``); ``None`` where not applicable."""
     times = acts["occurred_at"].to_numpy()
     if times.dtype.kind != "M":
         return None
-    codes, leads = pd.factorize(acts["lead_id"])
+    codes, ids = pd.factorize(keys)
     rows = np.flatnonzero(truth(acts["done"]) & (codes >= 0) & ~np.isnat(times))
-    narrow = np.int32 if len(leads) < 2**31 else np.int64
-    return ContactIndex(pd.Index(leads, name="lead_id"), codes[rows].astype(narrow), times[rows])
+    narrow = np.int32 if len(ids) < 2**31 else np.int64
+    return ContactIndex(pd.Index(ids, name=name), codes[rows].astype(narrow), times[rows])

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import check_grouping
+from forecast.tracking.common import check_grouping, memo, truth
 from forecast.tracking.data import TrackingData, days
+from forecast.tracking.lead_contacts import prospect_index
 from forecast.tracking.periods import Period
 
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
@@ -86,15 +87,13 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
             score_band=None,
             score_note=NO_SCORE,
         )
-    every = data.activities  # the columns read only: ten million activities on a large CRM
-    acts = every.loc[every["occurred_at"] < cutoff, list(_ACTIVITY_COLUMNS)]
-    entity = np.where(acts["opportunity_id"].notna(), acts["opportunity_id"], acts["lead_id"])
-    acts = acts.assign(entity=entity)
-    done = acts[acts["done"]]
-    last = done.groupby("entity")["occurred_at"].max()
-    out["last_contact"] = out["prospect_id"].map(last)
+    every = data.activities  # the columns and rows read only: ten million activities on a large CRM
+    out["last_contact"] = out["prospect_id"].map(_last_contacts(every, cutoff))
     out["days_since_contact"] = days(cutoff - out["last_contact"])
-    planned = acts[acts["scheduled_for"] >= cutoff].sort_values("scheduled_for", kind="stable")
+    soon = truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff))
+    planned = _with_entity(every.loc[soon, list(_ACTIVITY_COLUMNS)]).sort_values(
+        "scheduled_for", kind="stable"
+    )
     first = planned.groupby("entity").head(1).set_index("entity")
     out["next_action"] = out["prospect_id"].map(first["type"])
     out["next_action_at"] = out["prospect_id"].map(first["scheduled_for"])
@@ -106,10 +105,38 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
     ):
         counts = events[events["type"].isin(types)].groupby("lead_id").size()
         out[name] = out["lead_id"].map(counts).fillna(0).astype(int)
-    out["last_engagement"] = out["lead_id"].map(data.engagement.groupby("lead_id")["occurred_at"].max())
+    out["last_engagement"] = out["lead_id"].map(_last_engagements(data.engagement))
     out = _with_scores(out, data.lead_scores, cutoff)
     out = out.sort_values([by, "score", "deal_size"], ascending=[True, False, False], na_position="last")
     return out.reset_index(drop=True)
+
+
+def _last_engagements(engagement: pd.DataFrame) -> pd.Series:
+    """Each lead's last engagement event up to the cut (the same for every period), kept per frame."""
+    return memo(
+        engagement, "last engagement by lead", lambda: engagement.groupby("lead_id")["occurred_at"].max()
+    )
+
+
+def _with_entity(acts: pd.DataFrame) -> pd.DataFrame:
+    """``acts`` with each one's prospect (``entity``): its deal where it is on one, else its lead."""
+    return acts.assign(
+        entity=np.where(acts["opportunity_id"].notna(), acts["opportunity_id"], acts["lead_id"])
+    )
+
+
+def _last_contacts(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
+    """Each prospect's last done activity before ``cutoff``, by prospect id (for looking up).
+
+    From the activities' prospect codes kept once per frame
+    (:func:`~forecast.tracking.lead_contacts.prospect_index`); times with a zone are grouped in pandas.
+    """
+    index = prospect_index(acts)
+    if index is not None:
+        return index.last_before(cutoff)
+    before = acts.loc[acts["occurred_at"] < cutoff, list(_ACTIVITY_COLUMNS)]
+    done = _with_entity(before[before["done"]])
+    return done.groupby("entity")["occurred_at"].max()
 
 
 def _with_scores(out: pd.DataFrame, scores: pd.DataFrame | None, cutoff: pd.Timestamp) -> pd.DataFrame:
