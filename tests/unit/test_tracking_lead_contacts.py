@@ -1,6 +1,8 @@
-"""Each lead's last done activity before a cut-off, from the sorted index: the pandas grouping's."""
+"""Each lead's (or prospect's) last done activity before a cut-off from codes kept once: the grouping's."""
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,8 @@ import pytest
 
 from forecast.tracking import lead_contacts
 from forecast.tracking.process import last_contacts
+
+prospects_module = importlib.import_module("forecast.tracking.prospects")  # the package shadows it
 
 
 def _grouped(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
@@ -70,3 +74,19 @@ def test_the_prospects_last_contacts_are_the_grouped_maxima_by_deal_else_lead(ac
         got = index.last_before(when).sort_index()
         pd.testing.assert_series_equal(got, expected, check_index_type=False)
     assert got.index.str.startswith("O").any() and got.index.str.startswith("L").any()  # (the last cutoff)
+
+
+def test_the_prospects_pandas_grouping_is_the_index_s_where_it_does_not_apply(
+    acts: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for times with a zone groups the same rows as the index, by deal else lead."""
+    rng = np.random.default_rng(13)
+    deal = pd.Series([f"O{i}" for i in rng.integers(0, 200, len(acts))], dtype=object)
+    deal[rng.random(len(acts)) < 0.6] = None
+    frame = acts.assign(opportunity_id=deal, type="call", scheduled_for=pd.NaT)
+    when = pd.Timestamp("2025-05-01")
+    indexed = prospects_module._last_contacts(frame, when).sort_index()
+    monkeypatch.setattr(prospects_module, "prospect_index", lambda acts: None)
+    grouped = prospects_module._last_contacts(frame, when).sort_index()
+    assert len(indexed) > 300
+    pd.testing.assert_series_equal(indexed, grouped, check_index_type=False)
