@@ -9,9 +9,19 @@ import pandas as pd
 import pytest
 
 from forecast.tracking import lead_contacts
+from forecast.tracking.activity_index import activity_index
 from forecast.tracking.process import last_contacts
 
 prospects_module = importlib.import_module("forecast.tracking.prospects")  # the package shadows it
+_ACTIVITY_FIELDS = {
+    "direction": "outbound",
+    "type": "call",
+    "rep_id": "R1",
+    "email_replied": None,
+    "outcome": "completed",
+    "duration_seconds": 60.0,
+}
+"""The other columns the activity index reads."""
 
 
 def _grouped(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
@@ -79,7 +89,10 @@ def test_the_prospects_last_contacts_are_the_grouped_maxima_by_deal_else_lead(ac
 def test_the_prospects_pandas_grouping_is_the_index_s_where_it_does_not_apply(
     acts: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The fallback for times with a zone groups the same rows as the index, by deal else lead."""
+    """The pandas fallback (for times with a zone) groups the same rows as the index, by deal else lead.
+
+    Forced on naive times here, so that both read the same rows.
+    """
     rng = np.random.default_rng(13)
     deal = pd.Series([f"O{i}" for i in rng.integers(0, 200, len(acts))], dtype=object)
     deal[rng.random(len(acts)) < 0.6] = None
@@ -90,3 +103,11 @@ def test_the_prospects_pandas_grouping_is_the_index_s_where_it_does_not_apply(
     grouped = prospects_module._last_contacts(frame, when).sort_index()
     assert len(indexed) > 300
     pd.testing.assert_series_equal(indexed, grouped, check_index_type=False)
+
+
+def test_arrow_timestamps_are_grouped_in_pandas(acts: pd.DataFrame) -> None:
+    """Arrow's timestamps keep their type through the pandas grouping: no index is built for them."""
+    arrow = acts.assign(occurred_at=acts["occurred_at"].astype("timestamp[ns][pyarrow]"))
+    assert lead_contacts.contact_index(arrow) is None
+    assert activity_index(arrow.assign(**_ACTIVITY_FIELDS)) is None
+    assert activity_index(acts.assign(**_ACTIVITY_FIELDS)) is not None

@@ -80,8 +80,8 @@ def activity_index(acts: pd.DataFrame) -> ActivityIndex | None:
 def _build(acts: pd.DataFrame) -> ActivityIndex | None:
     """:func:`activity_index`, computed (``None`` where it does not apply)."""
     times = acts["occurred_at"].to_numpy()
-    if times.dtype.kind != "M":
-        return None
+    if not isinstance(acts["occurred_at"].dtype, np.dtype) or times.dtype.kind != "M":
+        return None  # a zone, or Arrow's timestamps
     try:  # the pandas path converts the period's rows alone: let it say what does not convert
         duration = acts["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):

@@ -1,11 +1,11 @@
-"""Each lead's last done activity before a cut-off, from the activities' lead codes kept once.
+"""Each lead's (or prospect's) last done activity before a cut-off, from codes kept once.
 
 The process report counts the open leads nobody contacted for two weeks, so it needs each lead's
-last done activity before the period's end. Grouping ten million activities by lead in pandas for
-each new period costs more than a second on a large CRM, most of it finding the groups again.
-:class:`ContactIndex` keeps each done activity's lead as a code, once per activities frame; a
-cut-off is then one comparison of times and one maximum per code
-(:meth:`ContactIndex.last_before`).
+last done activity before the period's end; the Prospects list needs each open lead's and deal's.
+Grouping ten million activities by lead in pandas for each new period costs more than a second on
+a large CRM, most of it finding the groups again. :class:`ContactIndex` keeps each done activity's
+lead (or prospect) as a code, once per activities frame; a cut-off is then one comparison of times
+and one maximum per code (:meth:`ContactIndex.last_before`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class ContactIndex:
     """The done activities with a key (their lead, or their prospect) and a time, in the frame's order.
 
     Attributes:
-        leads: The keys, in the order of their codes.
+        leads: The keys (lead ids, or deal and lead ids), in the order of their codes.
         codes: Each activity's key code.
         times: Each activity's time (the frame's datetime type).
     """
@@ -66,8 +66,8 @@ def prospect_index(acts: pd.DataFrame) -> ContactIndex | None:
 def _build(acts: pd.DataFrame, keys: pd.Series, name: str) -> ContactIndex | None:
     """The :class:`ContactIndex` of ``acts`` by ``keys`` (named ``name``); ``None`` where not applicable."""
     times = acts["occurred_at"].to_numpy()
-    if times.dtype.kind != "M":
-        return None
+    if not isinstance(acts["occurred_at"].dtype, np.dtype) or times.dtype.kind != "M":
+        return None  # a zone, or Arrow's timestamps (the pandas grouping keeps their type)
     codes, ids = pd.factorize(keys)
     rows = np.flatnonzero(truth(acts["done"]) & (codes >= 0) & ~np.isnat(times))
     narrow = np.int32 if len(ids) < 2**31 else np.int64

@@ -112,7 +112,10 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
 
 
 def _last_engagements(engagement: pd.DataFrame) -> pd.Series:
-    """Each lead's last engagement event up to the cut (the same for every period), kept per frame."""
+    """Each lead's last engagement event up to the cut (the same for every period), kept per frame.
+
+    The series must not be changed.
+    """
     return memo(
         engagement, "last engagement by lead", lambda: engagement.groupby("lead_id")["occurred_at"].max()
     )
