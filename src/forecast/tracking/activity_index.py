@@ -5,8 +5,8 @@ The activity effectiveness report reads, for each period asked for, the period's
 group. On a large CRM (ten million activities) taking those rows out of the frame and comparing
 their text in pandas costs seconds for every new period. :class:`ActivityIndex` holds what those
 figures read of every done activity, coded once; a period is then a comparison of integers, and a
-group's rows a split of integer codes (:func:`group_texts`). The values are those the pandas
-expressions give row by row, so the figures are the same to the bit
+group's rows a split of integer codes (:func:`~forecast.tracking.common.split_codes`). The values
+are those the pandas expressions give row by row, so the figures are the same to the bit
 (``tests/unit/test_tracking_effectiveness.py``).
 """
 
@@ -112,7 +112,7 @@ def _build(acts: pd.DataFrame) -> ActivityIndex | None:
         weeks=(days - (days + 3) % 7).astype(np.int32),  # (days since 1970: within 5.8 million years)
         reps=_narrow(reps, len(rep_ids)),
         rep_ids=np.asarray(rep_ids, dtype=object),
-        reps_are_text=_texts(acts["rep_id"], rep_ids),
+        reps_are_text=plain_texts(acts["rep_id"], rep_ids),
         replied=answers[rows],
         minutes=minutes[rows],
     )
@@ -123,7 +123,7 @@ def _narrow(values: np.ndarray, bound: int) -> np.ndarray:
     return values.astype(np.int32 if bound < 2**31 else np.int64, copy=False)
 
 
-def _texts(column: pd.Series, uniques: Any) -> bool:
+def plain_texts(column: pd.Series, uniques: Any) -> bool:
     """Whether ``column`` holds text (or missing values) as plain objects: its ``uniques`` all ``str``.
 
     Not a categorical: a pandas grouping of one counts every category, seen or not.
@@ -144,7 +144,7 @@ def coded_texts(acts: pd.DataFrame, by: str) -> tuple[np.ndarray, np.ndarray]:
         column = acts[by]
         codes, uniques = pd.factorize(column)
         texts = np.asarray(uniques, dtype=object)
-        if not _texts(column, uniques):
+        if not plain_texts(column, uniques):
             codes, written = pd.factorize(column.astype(str).to_numpy(dtype=object))
             texts = np.asarray(written, dtype=object)
         missing = codes < 0
@@ -156,14 +156,3 @@ def coded_texts(acts: pd.DataFrame, by: str) -> tuple[np.ndarray, np.ndarray]:
         return _narrow(canon.take(codes), len(distinct)), distinct
 
     return memo(acts, f"activities' {by} as text, coded", compute)
-
-
-def group_texts(codes: np.ndarray, texts: np.ndarray) -> dict[str, np.ndarray]:
-    """The positions (ascending) of each text's rows, given each row's code into ``texts``.
-
-    As :func:`~forecast.tracking.common.positions` splits the same rows' texts.
-    """
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(texts) + 1))
-    rows = {str(texts[i]): order[bounds[i] : bounds[i + 1]] for i in range(len(texts))}
-    return {text: at for text, at in rows.items() if len(at)}

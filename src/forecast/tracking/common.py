@@ -77,9 +77,18 @@ def memo(frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
 def positions(labels: pd.Series) -> dict[str, np.ndarray]:
     """The row positions (ascending) of each value of ``labels`` (as text)."""
     codes, uniques = pd.factorize(labels.astype(str).to_numpy())
+    return split_codes(codes, uniques)
+
+
+def split_codes(codes: np.ndarray, names: Any) -> dict[str, np.ndarray]:
+    """The row positions (ascending) of each name's rows, given each row's code into ``names``.
+
+    In the order of ``names``; a name without rows is left out.
+    """
     order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    return {str(u): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniques)}
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    rows = {str(name): order[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
+    return {name: at for name, at in rows.items() if len(at)}
 
 
 def subset(frame: pd.DataFrame, by: str, group: str) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.tracking import rep_week_counts as counted
-from forecast.tracking.activity_index import EMAIL, ActivityIndex, activity_index, coded_texts, group_texts
+from forecast.tracking.activity_index import EMAIL, ActivityIndex, activity_index, coded_texts
 from forecast.tracking.common import (
     Row,
     add_rate,
@@ -25,6 +25,7 @@ from forecast.tracking.common import (
     memo,
     per_group,
     positions,
+    split_codes,
     truth,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData
@@ -206,7 +207,7 @@ class _PeriodActs:
         groups = pd.DataFrame()
         if by in acts.columns:
             codes, texts = coded_texts(acts, by)
-            split = group_texts(codes[index.rows[at]], texts)
+            split = split_codes(codes[index.rows[at]], texts)
             groups = pd.DataFrame({by: list(split)})
 
         def rows(group: str) -> np.ndarray:

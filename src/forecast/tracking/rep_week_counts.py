@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.activity_index import CALL, EMAIL, ActivityIndex, coded_texts
+from forecast.tracking.activity_index import CALL, EMAIL, ActivityIndex, coded_texts, plain_texts
 
 _DENSE_PAIRS = 1 << 24
 """Up to this many (group, rep) combinations the pairs are found with a dense table, else sorted."""
@@ -64,7 +64,7 @@ def activities_side(
 def deals_side(deals: pd.DataFrame, weeks: np.ndarray, by: str | None) -> Side | None:
     """The deals created in the window, grouped by ``by``; ``None`` where a rep id is not text."""
     reps, rep_ids = pd.factorize(deals["rep_id"].to_numpy())
-    if not (deals["rep_id"].dtype == np.dtype(object) and all(isinstance(r, str) for r in rep_ids)):
+    if not plain_texts(deals["rep_id"], rep_ids):
         return None  # (a categorical: a pandas grouping of one counts every category)
     has_rep = reps >= 0
     if by is None:
