@@ -279,3 +279,36 @@ def test_the_readers_rows_of_a_group_are_the_same_held_or_not(
                 expected = _old_rows(whole[key], by, [value])
                 pd.testing.assert_frame_equal(sliced[key], expected, check_exact=True)
                 pd.testing.assert_frame_equal(alone[key], expected, check_exact=True)
+
+
+def test_a_reports_main_table_alone_is_its_main_table(
+    tmp_path: Path, data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comparison reads the process report's prospects: computed without the stage table, the same rows."""
+    stage_tables: list[object] = []
+    real = REPORTS["process"]
+    monkeypatch.setitem(
+        REPORTS,
+        "process",
+        replace(
+            real, extras=(("stages", lambda *a, **k: stage_tables.append(a) or real.extras[0][1](*a, **k)),)
+        ),
+    )
+    reader = _reader(tmp_path, data, "main")
+    rep = str(sorted(data.reps["rep_id"])[1])
+    for filters, only in ((Filters(period="quarter"), None), (Filters(rep=rep), (rep,))):
+        main = reader.report(filters, "process", "rep", only=only, main_only=True)
+        assert list(main) == ["process"] and not stage_tables  # no stage table computed
+        whole = report(data, "process", parse_period(filters.period, data.as_of), "rep", only=only)
+        assert len(stage_tables) == 1
+        stage_tables.clear()
+        pd.testing.assert_frame_equal(main["process"], whole["process"], check_exact=True)
+    held = reader.report(Filters(), "process", "team")  # with its stage table, held
+    stage_tables.clear()
+    team = str(data.reps["team"].iloc[0])
+    assert reader.report(Filters(), "process", "team", main_only=True)["process"] is held["process"]
+    narrowed_main = reader.report(Filters(team=team), "process", "team", only=(team,), main_only=True)
+    pd.testing.assert_frame_equal(narrowed_main["process"], narrowed(held, "team", (team,))["process"])
+    assert not stage_tables  # both taken from the held report
+    performance = reader.report(Filters(), "performance", "rep", main_only=True)  # no extras: the one kept
+    assert performance is reader.report(Filters(), "performance", "rep")

@@ -6,6 +6,8 @@ of every day asked on its own; each group's deals and leads filtered out of the 
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,11 +23,14 @@ from forecast.tracking.goals import (
     daily,
     daily_goals,
     goal_between,
+    goal_table,
     goals,
     quota_rows,
 )
 from forecast.tracking.periods import Period, parse_period
 from forecast.tracking.stats import NAN, safe_div
+
+goals_module = importlib.import_module("forecast.tracking.goals")
 
 
 def _reference_daily(data: TrackingData, period: Period, by: str) -> pd.DataFrame:
@@ -176,3 +181,49 @@ def _with_gaps(data: TrackingData) -> TrackingData:
     leads = data.leads.copy()
     leads.loc[rng.random(len(leads)) < 0.1, "converted_at"] = pd.NaT
     return TrackingData(**{**data.__dict__, "opportunities": opps, "leads": leads})
+
+
+def _goal_bounds(data: TrackingData) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Whole days, hours, a range a microsecond off midnight, an empty and an inverted range."""
+    end = data.as_of.normalize()
+    out = []
+    for back in (0, 3, 40, 200, 400):
+        start = end - pd.Timedelta(days=back)
+        for length in (
+            pd.Timedelta(hours=5),
+            pd.Timedelta(days=1),
+            pd.Timedelta(days=31),
+            pd.Timedelta(days=366),
+        ):
+            out.append((start, start + length))
+    out.append((end + pd.Timedelta(microseconds=1), end + pd.Timedelta(days=2)))
+    out.extend([(end, end), (end, end - pd.Timedelta(days=3))])
+    return out
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "manager", "region"])
+@pytest.mark.parametrize("kind", ["as read", "whole amounts", "no quotas"])
+def test_the_goal_table_is_goal_between_of_each_group_to_the_bit(
+    data: TrackingData, by: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quotas = data.quotas.copy()
+    if kind == "whole amounts":  # integer amounts: the pandas arithmetic
+        quotas["amount"] = pd.to_numeric(quotas["amount"]).round().astype("int64")
+    elif kind == "no quotas":
+        quotas = quotas.iloc[0:0]
+    crm = TrackingData(**{**data.__dict__, "quotas": quotas})
+    groups = [*sorted(set(crm.reps["rep_id" if by == "rep" else by])), "nobody", ALL_LABEL]
+    bounds = _goal_bounds(crm)
+    frame_path = goals_module._goal_between_frame
+    calls: list[object] = []
+    monkeypatch.setattr(goals_module, "_goal_between_frame", lambda *a: calls.append(a) or frame_path(*a))
+    table = goal_table(crm, by, groups, bounds)
+    monkeypatch.undo()
+    with_quotas = sum(len(quota_rows(crm, by, g)) > 0 for g in groups)
+    assert len(calls) == (len(bounds) * with_quotas if kind == "whole amounts" else 0)  # pandas' arithmetic
+    assert table.shape == (len(groups), len(bounds))
+    for i, group in enumerate(groups):
+        rows = quota_rows(crm, by, group)
+        want = np.array([goal_between(rows, start, end) for start, end in bounds])
+        np.testing.assert_array_equal(table[i], want)  # equal, nan where nan
+    assert (kind == "no quotas") == bool(np.isnan(table).all())

@@ -17,12 +17,12 @@ from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.tracking import common
 from forecast.tracking import data as tracking_data
-from forecast.tracking.activity_index import activity_index
+from forecast.tracking.activity_index import activity_index, built_activity_index
 from forecast.tracking.api import REPORTS, report
 from forecast.tracking.data import ALL_LABEL, TrackingData, prepare
 from forecast.tracking.goals import _quota_intervals, daily, quota_rows
 from forecast.tracking.insights import insights
-from forecast.tracking.periods import parse_period
+from forecast.tracking.periods import Period, parse_period
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +205,83 @@ def test_the_funnel_from_the_columns_read_equals_it_from_every_column(
     whole = fun.funnel(data, period, by)
     assert narrow["won"].iloc[-1] > 10 and narrow["weighted_pipeline"].iloc[-1] > 0
     pd.testing.assert_frame_equal(narrow, whole, check_exact=True)
+
+
+def test_stage_win_rates_from_the_coded_history_equal_the_sets(
+    data: TrackingData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    funnel = importlib.import_module("forecast.tracking.funnel")
+    cuts = [data.as_of - pd.Timedelta(days=d) for d in (0, 30, 95, 250, 5000)]
+    coded = [funnel.stage_win_rates(data, cut) for cut in cuts]
+    monkeypatch.setattr(funnel, "_stage_deals", lambda data: None)  # the sets of deal ids
+    assert coded == [funnel.stage_win_rates(data, cut) for cut in cuts]
+    assert len({round(r, 6) for r in coded[0].values()}) > 2  # rates of their own, not the overall one
+    assert len(set(coded[-1].values())) == 1  # nothing closed yet: every stage the overall (nan)
+    repeated = data.opportunities.iloc[[0, *range(len(data.opportunities))]]
+    assert funnel._distinct_stage_deals(data.stage_history, repeated) is None  # ids not a key: the sets
+
+
+def test_insights_from_the_coded_activities_equal_them_from_the_frame(data: TrackingData) -> None:
+    crm = TrackingData(**{**data.__dict__, "activities": data.activities.copy()})  # no index built yet
+    periods = [parse_period(p, crm.as_of) for p in ("month", "quarter", "week")]
+    assert built_activity_index(crm.activities) is None
+    from_frame = [insights(crm, p).as_dict() for p in periods]
+    assert built_activity_index(crm.activities) is None  # the insights alone do not build it
+    assert activity_index(crm.activities) is not None
+    assert built_activity_index(crm.activities) is not None
+    assert from_frame == [insights(crm, p).as_dict() for p in periods]
+    assert sum(r["tested"] for r in from_frame) > 100
+
+
+def _reference_process(data: TrackingData, period: Period, by: str) -> pd.DataFrame:
+    """The process report as it was computed: each group's leads filtered out of the frames."""
+    proc = importlib.import_module("forecast.tracking.process")
+    leads = data.leads
+    cutoff = min(period.end, data.as_of)
+    created = leads[period.contains(leads["created_at"])]
+    qualified = leads[
+        period.contains(leads["converted_at"])
+        | ((leads["status"] == "qualified") & period.contains(leads["status_changed_at"]))
+    ]
+    open_leads = leads[
+        (leads["created_at"] < cutoff)
+        & leads["status"].isin(["new", "working", "qualified"])
+        & leads["converted_at"].isna()
+    ]
+    contacts = data.activities.loc[
+        data.activities["done"] & (data.activities["occurred_at"] < cutoff), ["lead_id", "occurred_at"]
+    ]
+    last_contact = contacts.groupby("lead_id")["occurred_at"].max()
+    last = pd.to_datetime(open_leads["lead_id"].map(last_contact)).fillna(open_leads["created_at"])
+    open_leads = open_leads.assign(silent=tracking_data.days(cutoff - last) > proc.NO_CONTACT_DAYS)
+    months = period.days / proc.DAYS_PER_MONTH
+
+    def of(frame: pd.DataFrame, group: str) -> pd.DataFrame:
+        return frame if group == ALL_LABEL else frame[frame[by].astype(str) == group]
+
+    def compute(group: str) -> common.Row:
+        row: common.Row = {}
+        c = of(created, group)
+        row["prospects"] = len(c)
+        row["inbound_prospects"] = int((c["channel"] == "inbound").sum())
+        row["outbound_prospects"] = int((c["channel"] == "outbound").sum())
+        q = of(qualified, group)
+        row["qualified"] = len(q)
+        row["qualified_per_month"] = len(q) / months if months > 0 else float("nan")
+        common.add_rate(row, "lead_conversion", int(c["converted_at"].notna().sum()), len(c))
+        o = of(open_leads, group)
+        row["open_leads"] = len(o)
+        common.add_rate(row, "open_leads_silent", int(o["silent"].sum()), len(o))
+        return row
+
+    return common.per_group(data, by, [created, qualified], compute)
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "channel", "source", "region"])
+def test_the_process_report_equals_each_groups_filtered_leads(data: TrackingData, by: str) -> None:
+    proc = importlib.import_module("forecast.tracking.process")
+    for spec in ("month", "quarter", "week"):
+        period = parse_period(spec, data.as_of)
+        got = proc.process(data, period, by)
+        assert got["prospects"].iloc[-1] > 0 and got["open_leads_silent"].notna().any()
+        pd.testing.assert_frame_equal(got, _reference_process(data, period, by), check_exact=True)

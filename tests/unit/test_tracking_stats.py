@@ -12,6 +12,8 @@ from forecast.tracking.periods import PeriodError, last_complete, parse_period
 from forecast.tracking.stats import (
     benjamini_hochberg,
     correlation,
+    mean_skipna,
+    median_skipna,
     poisson_test,
     rate_ratio_test,
     ratio_interval,
@@ -100,3 +102,28 @@ def test_periods() -> None:
     for bad in ("fortnight", "2024-10-05..2024-10-01", "2024-13-01..2024-12-01"):
         with pytest.raises(PeriodError):
             parse_period(bad, as_of)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_mean_and_median_without_nan_are_pandas_own_to_the_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for size in [0, 1, 2, 3, 7, 8, 9, 16, 127, 128, 129, 600, 1001, 5000]:
+        values = rng.lognormal(10, 2, size) * rng.choice([1.0, -1.0, 1e-9], size)
+        values[rng.random(size) < 0.2] = np.nan
+        values[rng.random(size) < 0.1] = 1.5  # ties
+        for x in (values, values[~np.isnan(values)], np.full(size, np.nan)):
+            series = pd.Series(x)
+            want_mean = float(series.mean()) if series.notna().any() else math.nan
+            want_median = float(series.median()) if series.notna().any() else math.nan
+            got_mean, got_median = mean_skipna(x), median_skipna(x)
+            assert got_mean == want_mean or (math.isnan(got_mean) and math.isnan(want_mean)), size
+            assert got_median == want_median or (math.isnan(got_median) and math.isnan(want_median)), size
+
+
+def test_the_mean_and_median_of_other_types_are_pandas_own() -> None:
+    ints = np.array([3, 1, 4, 1, 5], dtype=np.int64)
+    assert mean_skipna(ints) == pd.Series(ints).mean() and median_skipna(ints) == 3.0
+    texts = np.array([None, None], dtype=object)
+    assert math.isnan(mean_skipna(texts)) and math.isnan(median_skipna(texts))
+    mixed = np.array([2.0, None, 4.0], dtype=object)
+    assert mean_skipna(mixed) == 3.0 and median_skipna(mixed) == 3.0

@@ -664,7 +664,13 @@ class Reader:
         return parse_period(filters.period, data.as_of)
 
     def report(
-        self, filters: Filters, name: str, by: str, only: Collection[str] | None = None
+        self,
+        filters: Filters,
+        name: str,
+        by: str,
+        only: Collection[str] | None = None,
+        *,
+        main_only: bool = False,
     ) -> dict[str, pd.DataFrame]:
         """``forecast metrics --report name --by by`` for the filters' as-of and period (unfiltered rows).
 
@@ -672,19 +678,31 @@ class Reader:
         those groups and ``(all)`` alone: taken from the whole report when it is held (the warm-up
         computes them, :meth:`whole_reports`), else computed for those groups alone (a filtered
         view on a cold cache: not every rep's figures for one rep's row), the same rows either way.
+        With ``main_only``, the report's main table alone (``{name: table}``): taken from the
+        report when it is held, else computed without its extra tables (``extras=False``).
         """
-        from forecast.tracking.api import narrowed, report
+        from forecast.tracking.api import REPORTS, narrowed, report
 
         data = self.tracking(filters)
         period = self.period(data, filters)
         whole = ("report", filters.as_of, period.label, name, by)
-        if only is None:
-            return self._cached(whole, lambda: report(data, name, period, by))
-        groups = tuple(sorted(set(only)))
-        held = self._peek(whole)
-        if held is not None:
-            return narrowed(held, by, groups)
-        return self._cached((*whole, groups), lambda: report(data, name, period, by, only=groups))
+        groups = None if only is None else tuple(sorted(set(only)))
+        if not main_only or not REPORTS[name].extras:  # (a report without extras: the one kept)
+            if groups is None:
+                return self._cached(whole, lambda: report(data, name, period, by))
+            held = self._peek(whole)
+            if held is not None:
+                return narrowed(held, by, groups)
+            return self._cached((*whole, groups), lambda: report(data, name, period, by, only=groups))
+        key = whole if groups is None else (*whole, groups)
+        main = (*key, "main table")
+        every = (whole, (*whole, "main table"))  # every group's, with or without its extra tables
+        for kept in dict.fromkeys((*every, key)):
+            held = self._peek(kept)
+            if held is not None:
+                table = {name: held[name]}
+                return narrowed(table, by, groups) if kept in every and groups is not None else table
+        return self._cached(main, lambda: report(data, name, period, by, only=groups, extras=False))
 
     def whole_reports(self, filters: Filters) -> None:
         """Compute the whole reports a filtered view of the filters' grouping reads (for the warm-up).

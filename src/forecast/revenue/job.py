@@ -150,8 +150,8 @@ class _Goals:
     """The goal of a group over a time range (``goals(group, start, end)``), and of many at once.
 
     Each is :func:`forecast.tracking.goals.goal_between` of the group's quota rows: :meth:`table`
-    reads a group's rows once for all the ranges and does the same arithmetic on them (the same
-    numbers, to the last bit), falling back to ``goal_between`` where its arithmetic would differ.
+    is :func:`forecast.tracking.goals.goal_table`: the same arithmetic for every group at once (the
+    same numbers, to the last bit), falling back to ``goal_between`` where its arithmetic would differ.
     """
 
     def __init__(self, data: TrackingData, by: str) -> None:
@@ -166,12 +166,9 @@ class _Goals:
 
     def table(self, names: Sequence[str], bounds: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> np.ndarray:
         """The goals of each range (rows) and group (columns), shape (len(bounds), len(names))."""
-        from forecast.tracking.goals import goals_between, quota_rows
+        from forecast.tracking.goals import goal_table
 
-        out = np.full((len(bounds), len(names)), math.nan)
-        for gi, name in enumerate(names):
-            out[:, gi] = goals_between(quota_rows(self.data, self.by, name), bounds)
-        return out
+        return goal_table(self.data, self.by, names, bounds).T
 
 
 def pacing(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import memo, truth
+from forecast.tracking.common import memo, memo_held, truth
 
 CALL, EMAIL, OTHER = 0, 1, 2
 """The codes of :attr:`ActivityIndex.kinds`."""
@@ -74,7 +74,34 @@ def activity_index(acts: pd.DataFrame) -> ActivityIndex | None:
     The frame must hold the prepared activities' columns (``occurred_at``, ``done``, ``direction``,
     ``type``, ``rep_id``, ``email_replied``, ``outcome``, ``duration_seconds``).
     """
-    return memo(acts, "done activities index", lambda: _build(acts))
+    return memo(acts, _NAME, lambda: _build(acts))
+
+
+def built_activity_index(acts: pd.DataFrame) -> ActivityIndex | None:
+    """The frame's :class:`ActivityIndex` where a report has built it already, else ``None``.
+
+    For a report that reads a few periods' done activities: building the index (seconds on ten
+    million activities) pays off over many periods, not over one, so such a report uses it only
+    once the effectiveness report (the dashboard's warm-up) has built it.
+    """
+    held: ActivityIndex | None = memo_held(acts, _NAME)
+    return held
+
+
+def done_within(acts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The done activities in ``[start, end)``, from the index where it is built.
+
+    The rows ``acts[acts["done"] & (acts["occurred_at"] >= start) & (acts["occurred_at"] < end)]``
+    gives, in the frame's order.
+    """
+    index = built_activity_index(acts)
+    if index is None:
+        times = acts["occurred_at"]
+        return acts[acts["done"] & (times >= start) & (times < end)]
+    return acts.iloc[index.rows[index.within(start, end)]]
+
+
+_NAME = "done activities index"
 
 
 def _build(acts: pd.DataFrame) -> ActivityIndex | None:

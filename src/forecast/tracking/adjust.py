@@ -23,7 +23,8 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import check_grouping
+from forecast.tracking.activity_index import EMAIL, built_activity_index
+from forecast.tracking.common import by_key, check_grouping
 from forecast.tracking.data import GROUPINGS, NONE_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, two_proportion_test, wilson
@@ -53,7 +54,7 @@ def cold_call_units(data: TrackingData, period: Period) -> pd.DataFrame:
         first_call=("occurred_at", "min"),
         **{k: (k, "first") for k in keys if k != "rep_id"},
     )
-    leads = data.leads.set_index("lead_id")
+    leads = by_key(data.leads, "lead_id", "converted_at", "company_size")
     conv = leads["converted_at"].reindex(first["lead_id"]).to_numpy()
     first["company_size"] = leads["company_size"].reindex(first["lead_id"]).fillna(NONE_LABEL).to_numpy()
     first["success"] = (pd.Series(conv) > first["first_call"].to_numpy()).astype(int).to_numpy()
@@ -63,13 +64,19 @@ def cold_call_units(data: TrackingData, period: Period) -> pd.DataFrame:
 def reply_units(data: TrackingData, period: Period) -> pd.DataFrame:
     """Outbound emails sent in the period with a known reply flag: ``success`` = replied."""
     acts = data.activities
-    emails = acts[
-        (acts["type"] == "email")
-        & (acts["direction"] == "outbound")
-        & acts["done"]
-        & period.contains(acts["occurred_at"])
-        & acts["email_replied"].notna()
-    ]
+    index = built_activity_index(acts)
+    if index is None:
+        emails = acts[
+            (acts["type"] == "email")
+            & (acts["direction"] == "outbound")
+            & acts["done"]
+            & period.contains(acts["occurred_at"])
+            & acts["email_replied"].notna()
+        ]
+    else:  # the same rows, from the coded activities
+        at = index.within(period.start, period.end)
+        keep = (index.kinds[at] == EMAIL) & index.outbound[at] & (index.replied[at] >= 0)
+        emails = acts.iloc[index.rows[at[keep]]]
     return emails.assign(
         success=emails["email_replied"].astype(bool).astype(int),
         on_deal=np.where(emails["opportunity_id"].notna(), "deal", "lead"),

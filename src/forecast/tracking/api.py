@@ -150,11 +150,15 @@ def report(
     period: Period,
     by: str | None = None,
     only: Collection[str] | None = None,
+    *,
+    extras: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Compute one report: ``{name: main table, extra name: extra table, ...}``.
 
     ``only`` (a report that :attr:`Report.narrows`): the rows of these groups and ``(all)`` alone,
     the whole report's rows of them in its order (:func:`narrowed`), computed without the others.
+    ``extras=False``: the main table alone (a page that reads one column of it need not compute
+    the process report's stage table for every rep).
 
     Raises:
         KeyError: If the report is unknown.
@@ -167,7 +171,7 @@ def report(
         raise ValueError(f"the {name} report is computed for every group only")
     narrow: dict[str, Any] = {} if only is None else {"only": only}  # the others take no `only`
     out = {name: spec.main(data, period, group, **narrow)}
-    for extra, fn in spec.extras:
+    for extra, fn in spec.extras if extras else ():
         out[extra] = fn(data, period, group, **narrow)
     return out
 

@@ -7,10 +7,22 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import Row, add_rate, amount_sum, check_grouping, narrow, per_group, subset
+from forecast.tracking.common import (
+    Row,
+    add_rate,
+    amount_sum,
+    check_grouping,
+    memo,
+    narrow,
+    per_group,
+    subset,
+    truth,
+)
 from forecast.tracking.data import GROUPINGS, TrackingData, days
 from forecast.tracking.periods import Period, month_starts
 from forecast.tracking.stats import NAN, rate_ratio_test, safe_div
@@ -33,13 +45,55 @@ def stage_win_rates(data: TrackingData, before: pd.Timestamp) -> dict[str, float
     overall = safe_div(float((closed["outcome"] == "won").sum()), float(len(closed)))
     if not data.has_stage_history or data.stage_history.empty:
         return dict.fromkeys(data.pipeline.open_stages, overall)
-    hist = data.stage_history[data.stage_history["opportunity_id"].isin(closed["opportunity_id"])]
-    won = set(closed.loc[closed["outcome"] == "won", "opportunity_id"])
-    rates: dict[str, float] = {}
+    pairs = _stage_deals(data)
+    if pairs is None:
+        hist = data.stage_history[data.stage_history["opportunity_id"].isin(closed["opportunity_id"])]
+        won = set(closed.loc[closed["outcome"] == "won", "opportunity_id"])
+        rates: dict[str, float] = {}
+        for stage in data.pipeline.open_stages:
+            reached = set(hist.loc[hist["stage"] == stage, "opportunity_id"])
+            rates[stage] = safe_div(float(len(reached & won)), float(len(reached))) if reached else overall
+        return rates
+    stage_at, deal_at, stages = pairs
+    is_closed = truth(opps["closed_at"] < before)
+    is_won = is_closed & truth(opps["outcome"] == "won")
+    reached_n = np.bincount(stage_at[is_closed[deal_at]], minlength=len(stages))
+    won_n = np.bincount(stage_at[is_won[deal_at]], minlength=len(stages))
+    code = {stage: i for i, stage in enumerate(stages)}
+    rates = {}
     for stage in data.pipeline.open_stages:
-        reached = set(hist.loc[hist["stage"] == stage, "opportunity_id"])
-        rates[stage] = safe_div(float(len(reached & won)), float(len(reached))) if reached else overall
+        i = code.get(stage)
+        n_reached = int(reached_n[i]) if i is not None else 0
+        rates[stage] = safe_div(float(won_n[i]), float(n_reached)) if i is not None and n_reached else overall
     return rates
+
+
+def _stage_deals(data: TrackingData) -> tuple[np.ndarray, np.ndarray, list[Any]] | None:
+    """Each distinct (stage, deal) of the stage history: the stage's code, the deal's position.
+
+    Kept per stage history and deals (the frames must not change): a cut-off's win rates by stage
+    are then counts of the closed deals among them. ``None`` where the deals' ids are not a key
+    (missing or repeated ids), which the sets of :func:`stage_win_rates` handle.
+    """
+    hist, opps = data.stage_history, data.opportunities
+    held: tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray, list[Any]] | None] = memo(
+        hist, "distinct stages and deals", lambda: (opps, _distinct_stage_deals(hist, opps))
+    )
+    return held[1] if held[0] is opps else _distinct_stage_deals(hist, opps)
+
+
+def _distinct_stage_deals(
+    hist: pd.DataFrame, opps: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[Any]] | None:
+    """:func:`_stage_deals`, computed."""
+    ids = pd.Index(opps["opportunity_id"])
+    if ids.hasnans or not ids.is_unique:
+        return None
+    deal_at = ids.get_indexer(hist["opportunity_id"])
+    stage_at, stages = pd.factorize(hist["stage"])
+    keep = (deal_at >= 0) & (stage_at >= 0)
+    key = np.unique(stage_at[keep].astype(np.int64) * len(ids) + deal_at[keep])
+    return (key // len(ids)).astype(np.intp), (key % len(ids)).astype(np.intp), list(stages)
 
 
 def funnel(

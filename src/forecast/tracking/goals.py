@@ -27,7 +27,7 @@ from forecast.tracking.common import (
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.periods import Period
-from forecast.tracking.stats import NAN, safe_div
+from forecast.tracking.stats import NAN, mean_skipna, safe_div
 
 GROUPINGS = ("rep", "team", "manager", "region")
 REFERENCE_DAYS = 365
@@ -116,40 +116,135 @@ def quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
     Kept per quotas, reps, grouping and group (the forecast asks each group's once a period, for
     thousands of reps): the frame must not be changed.
     """
-    held: tuple[pd.DataFrame, dict[str, pd.DataFrame]] = memo(
-        data.quotas, f"quota rows by {by}", lambda: (data.reps, {})
-    )
-    if held[0] is not data.reps:  # the same quotas with other reps: computed, not kept
+    kept = _kept(data, by)
+    if kept is None:  # the same quotas with other reps: computed, not kept
         return _quota_rows(data, by, group)
-    kept: dict[str, pd.DataFrame] = held[1]
-    rows = kept.get(group)
+    rows = kept[1].get(group)
     if rows is None:
-        rows = kept[group] = _quota_rows(data, by, group)
+        rows = kept[1][group] = _intervals(data).iloc[quota_positions(data, by, group)]
     return rows
+
+
+def quota_positions(data: TrackingData, by: str, group: str) -> np.ndarray:
+    """The positions (ascending) of :func:`quota_rows` among the quotas' intervals (:func:`_intervals`)."""
+    kept = _kept(data, by)
+    if kept is None:
+        return _quota_positions(data, by, group)
+    at = kept[0].get(group)
+    if at is None:
+        at = kept[0][group] = _quota_positions(data, by, group)
+    return at
+
+
+def _kept(data: TrackingData, by: str) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]] | None:
+    """The positions and rows of each group asked so far (``None`` when the quotas met other reps)."""
+    held: tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, pd.DataFrame]] = memo(
+        data.quotas, f"quota positions and rows by {by}", lambda: (data.reps, {}, {})
+    )
+    return (held[1], held[2]) if held[0] is data.reps else None
+
+
+def _intervals(data: TrackingData) -> pd.DataFrame:
+    """The quotas as intervals ``[start, stop)`` with a numeric amount (those of no length left out)."""
+    return memo(data.quotas, "quota intervals", lambda: _owners(_quota_intervals(data.quotas)))[0]
 
 
 def _quota_rows(data: TrackingData, by: str, group: str) -> pd.DataFrame:
     """:func:`quota_rows`, computed."""
+    return _intervals(data).iloc[_quota_positions(data, by, group)]
+
+
+def _quota_positions(data: TrackingData, by: str, group: str) -> np.ndarray:
+    """:func:`quota_positions`, computed."""
     q, owners = memo(data.quotas, "quota intervals", lambda: _owners(_quota_intervals(data.quotas)))
     reps = data.reps
     if group == ALL_LABEL:
         for owner in ("company", "team", "rep"):
-            rows = q[q["owner_type"] == owner]
-            if not rows.empty:
-                return rows
-        return q.iloc[0:0]
+            at = np.flatnonzero((q["owner_type"] == owner).to_numpy())
+            if len(at):
+                return at
+        return _NONE
     if by == "rep":
-        return q.iloc[owners.get(("rep", group), _NONE)]
+        return owners.get(("rep", group), _NONE)
     if by == "team":
-        team_rows = q.iloc[owners.get(("team", group), _NONE)]
-        if not team_rows.empty:
+        team_rows = owners.get(("team", group), _NONE)
+        if len(team_rows):
             return team_rows
     members = memo(reps, f"members by {by}", lambda: reps.groupby(by)["rep_id"].agg(set).to_dict())
     found = [owners[("rep", m)] for m in members.get(group, ()) if ("rep", m) in owners]
-    return q.iloc[np.sort(np.concatenate(found)) if found else _NONE]
+    return np.sort(np.concatenate(found)) if found else _NONE
 
 
 _NONE = np.array([], dtype=np.intp)
+
+
+def goal_table(
+    data: TrackingData, by: str, groups: Sequence[str], bounds: Sequence[tuple[pd.Timestamp, pd.Timestamp]]
+) -> np.ndarray:
+    """:func:`goal_between` of each group's :func:`quota_rows` over each range, shape (groups, ranges).
+
+    Each row's share of each range is computed once for all the quotas; a group's goal then adds
+    its rows' shares, in their order, as :func:`goals_between` adds them: the same value to the
+    last bit, for thousands of reps at once. Rows of other types, or a range not exact in the rows'
+    time unit, take :func:`goals_between` (:func:`_goal_between_frame`) group by group.
+    """
+    q = _intervals(data)
+    at = [quota_positions(data, by, g) for g in groups]
+    out = np.full((len(groups), len(bounds)), NAN)
+    shares = _shares(q, bounds)
+    for j, (start, end) in enumerate(bounds):
+        column = shares[j] if shares is not None else None
+        for i, rows in enumerate(at):
+            if not len(rows):
+                continue  # no quota row: no goal
+            if column is None:
+                out[i, j] = goals_between(q.iloc[rows], ((start, end),))[0]
+            elif column is not _EMPTY:
+                covering, value = column
+                mine = covering[rows]
+                if mine.any():
+                    out[i, j] = float(value[rows][mine].sum())
+    return out
+
+
+_EMPTY: tuple[np.ndarray, np.ndarray] = (np.zeros(0, dtype=bool), np.zeros(0))
+"""A range that ends before it starts: no goal."""
+
+
+def _shares(
+    q: pd.DataFrame, bounds: Sequence[tuple[pd.Timestamp, pd.Timestamp]]
+) -> list[tuple[np.ndarray, np.ndarray] | None] | None:
+    """Per range, which quota rows overlap it and each row's share of it (a missing amount as 0).
+
+    :func:`goals_between`'s arithmetic, row by row; ``None`` for the whole table where it takes
+    :func:`_goal_between_frame`, and for a range not exact in the rows' time unit.
+    """
+    begins, stops = q["start"].to_numpy(), q["stop"].to_numpy()
+    if begins.dtype.kind != "M" or stops.dtype.kind != "M" or q["amount"].dtype != np.float64:
+        return None
+    common = np.promote_types(begins.dtype, stops.dtype)
+    unit = np.datetime_data(common)[0]
+    if unit not in _PER_SECOND:
+        return None
+    per_day = _PER_SECOND[unit]
+    begins, stops = begins.astype(common), stops.astype(common)
+    length = (stops - begins).astype(np.int64) / per_day / 86400.0
+    amount = q["amount"].to_numpy()
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for start, end in bounds:
+        if end <= start:
+            out.append(_EMPTY)
+            continue
+        lo = pd.Timestamp(start).to_datetime64().astype(common)
+        hi = pd.Timestamp(end).to_datetime64().astype(common)
+        if pd.Timestamp(lo) != start or pd.Timestamp(hi) != end:
+            out.append(None)
+            continue
+        overlap = (np.minimum(stops, hi) - np.maximum(begins, lo)).astype(np.int64) / per_day / 86400.0
+        overlap = np.where(overlap < 0, 0, overlap)
+        values = amount * overlap / length
+        out.append((overlap > 0, np.where(np.isnan(values), 0.0, values)))
+    return out
 
 
 def _owners(q: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
@@ -191,22 +286,30 @@ def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     month_start = month_end.replace(day=1)
     days_left = max((period.end - max(data.as_of, period.start)) / pd.Timedelta(days=1), 0.0)
 
+    bounds = (
+        (period.start, period.end),
+        (month_start, month_start + pd.offsets.MonthBegin(1)),
+        (year_start, year_start + pd.DateOffset(years=1)),
+        (year_start, cutoff),
+    )
+    groups = [*group_values(data, by, in_period), ALL_LABEL]  # per_group's groups
+    table = dict(zip(groups, goal_table(data, by, groups, bounds).tolist(), strict=True))
+
     def compute(group: str) -> Row:
-        rows = quota_rows(data, by, group)
+        goal, monthly, year, ytd = table[group]
         row: Row = {}
-        goal = goal_between(rows, period.start, period.end)
         row["goal"] = goal
         row["daily_goal"] = safe_div(goal, period.days)
         row["weekly_goal"] = row["daily_goal"] * 7
-        row["monthly_goal"] = goal_between(rows, month_start, month_start + pd.offsets.MonthBegin(1))
-        row["year_goal"] = goal_between(rows, year_start, year_start + pd.DateOffset(years=1))
+        row["monthly_goal"] = monthly
+        row["year_goal"] = year
         w = won_rows(group)
         row["won_deals"] = len(w)
         row["won_value"] = amount_at(won_amount, w)
         row["attainment"] = safe_div(row["won_value"], goal) if goal > 0 else NAN
         row["remaining"] = max(goal - row["won_value"], 0.0) if goal == goal else NAN
         row["won_ytd"] = amount_at(ytd_amount, ytd_rows(group))
-        row["ytd_goal"] = goal_between(rows, year_start, cutoff)
+        row["ytd_goal"] = ytd
         row["ytd_attainment"] = safe_div(row["won_ytd"], row["ytd_goal"]) if row["ytd_goal"] > 0 else NAN
         rates = rates_of(group)
         for key, value in rates.items():
@@ -238,9 +341,9 @@ class _ReferenceRates:
 
     def __call__(self, group: str) -> dict[str, float]:
         closed, leads = self.closed_rows(group), self.lead_rows(group)
-        won = pd.Series(self.amount[closed[self.won[closed]]])
+        won = self.amount[closed[self.won[closed]]]
         return {
-            "avg_won_amount": float(won.mean()) if won.notna().any() else NAN,
+            "avg_won_amount": mean_skipna(won),
             "win_rate": safe_div(len(won), len(closed)),
             "lead_conversion": safe_div(float(self.converted[leads].sum()), len(leads)),
         }

@@ -17,14 +17,16 @@ its p-value.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from forecast.tracking.activity_index import done_within
 from forecast.tracking.adjust import STRATA, cold_call_units, compare, reply_units, win_units
+from forecast.tracking.common import by_key, memo
 from forecast.tracking.data import TrackingData, days
 from forecast.tracking.funnel import open_at, stage_win_rates
 from forecast.tracking.goals import goals
@@ -33,6 +35,8 @@ from forecast.tracking.process import stays
 from forecast.tracking.stats import (
     NAN,
     benjamini_hochberg,
+    mean_skipna,
+    median_skipna,
     rate_ratio_test,
     safe_div,
     two_proportion_test,
@@ -159,6 +163,13 @@ class _Context:
     win_rate: float
     avg_won: float
     names: dict[str, str]
+    _weights: dict[str, float] | None = None
+
+    def weights(self) -> dict[str, float]:
+        """:func:`~forecast.tracking.funnel.stage_win_rates` at the cut-off (once; three rules read it)."""
+        if self._weights is None:
+            self._weights = stage_win_rates(self.data, self.cutoff)
+        return self._weights
 
     def who(self, rep: str) -> str:
         name = self.names.get(rep, "")
@@ -195,16 +206,21 @@ def _shortfall_candidates(
     ctx: _Context,
     units: pd.DataFrame,
     metric: str,
-    build: Callable[[pd.Series, pd.DataFrame], Insight],
+    build: Callable[[Mapping[str, Any], np.ndarray], Insight],
     strata: tuple[str, ...] | None = None,
 ) -> list[Candidate]:
-    """Reps whose rate falls short of the others' on the same mix."""
+    """Reps whose rate falls short of the others' on the same mix.
+
+    ``build`` gets a row of :func:`~forecast.tracking.adjust.compare` (its values as Python
+    scalars, as ``iterrows`` gives them) and the row positions of the rep's trials in ``units``.
+    """
     if units.empty or units["rep"].nunique() < 2:
         return []
     table = compare(units, "rep", STRATA.get(metric, ()) if strata is None else strata, metric)
     rows_of = units.groupby("rep", sort=False).indices  # each rep's trials, in their order
     out = []
-    for _, row in table.iterrows():
+    records: list[dict[str, Any]] = table.to_dict("records")  # type: ignore[assignment]  # str columns
+    for row in records:
         if row["rep"] == "(none)":
             continue
         eligible = (
@@ -213,12 +229,15 @@ def _shortfall_candidates(
             and row["expected"] >= ctx.cfg.min_expected
         )
         worse = row["ratio"] == row["ratio"] and row["ratio"] <= 1 - ctx.cfg.min_effect
-        mine = units.iloc[rows_of.get(row["rep"], np.zeros(0, dtype=np.intp))]
+        mine = np.asarray(rows_of.get(row["rep"], _NO_ROWS))
         out.append((build(row, mine), bool(eligible and worse)))
     return out
 
 
-def _rate_evidence(row: pd.Series) -> dict[str, Any]:
+_NO_ROWS = np.zeros(0, dtype=np.intp)
+
+
+def _rate_evidence(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: row[k]
         for k in (
@@ -244,9 +263,10 @@ def _rate_evidence(row: pd.Series) -> dict[str, Any]:
 def _prospecting(ctx: _Context) -> list[Candidate]:
     units = cold_call_units(ctx.data, ctx.period)
     value = ctx.win_rate * ctx.avg_won
+    calls_of = units["calls"].to_numpy()
 
-    def build(row: pd.Series, mine: pd.DataFrame) -> Insight:
-        calls = int(mine["calls"].sum())
+    def build(row: Mapping[str, Any], mine: np.ndarray) -> Insight:
+        calls = int(calls_of[mine].sum())
         rep = str(row["rep"])
         return Insight(
             rule="prospecting",
@@ -271,13 +291,13 @@ def _prospecting(ctx: _Context) -> list[Candidate]:
 
 def _email(ctx: _Context) -> list[Candidate]:
     units = reply_units(ctx.data, ctx.period)
-    leads = ctx.data.leads.set_index("lead_id")["converted_at"]
+    leads = by_key(ctx.data.leads, "lead_id", "converted_at")["converted_at"]
     replied = units[(units["success"] == 1) & units["lead_id"].notna()]
     first = replied.groupby("lead_id")["occurred_at"].min()
     conv = wilson(int((leads.reindex(first.index) > first).sum()), len(first)).rate
     value = conv * ctx.win_rate * ctx.avg_won
 
-    def build(row: pd.Series, mine: pd.DataFrame) -> Insight:
+    def build(row: Mapping[str, Any], mine: np.ndarray) -> Insight:
         rep = str(row["rep"])
         return Insight(
             rule="email_replies",
@@ -312,7 +332,7 @@ def _win_rate(ctx: _Context) -> list[Candidate]:
         else 0.0
     )
 
-    def build(row: pd.Series, mine: pd.DataFrame) -> Insight:
+    def build(row: Mapping[str, Any], mine: np.ndarray) -> Insight:
         rep = str(row["rep"])
         created_value = float(value_created.get(rep, 0.0))
         high_value = created_value > median_value
@@ -349,8 +369,7 @@ def _win_rate(ctx: _Context) -> list[Candidate]:
 
 
 def _selling_time(ctx: _Context) -> list[Candidate]:
-    acts = ctx.data.activities
-    acts = acts[acts["done"] & ctx.period.contains(acts["occurred_at"])]
+    acts = done_within(ctx.data.activities, ctx.period.start, ctx.period.end)
     hours = acts.groupby("rep")["duration_seconds"].sum() / 3600
     opps = ctx.data.opportunities
     won = opps[(opps["outcome"] == "won") & ctx.period.contains(opps["closed_at"])].groupby("rep").size()
@@ -358,11 +377,13 @@ def _selling_time(ctx: _Context) -> list[Candidate]:
     if len(hours) < 2:
         return []
     median = float(hours.median())
+    all_h = hours.sum()
+    all_k = won.reindex(hours.index, fill_value=0).sum()
     out = []
     for rep, h in hours.items():
         k = int(won.get(rep, 0))
-        others_h = float(hours.sum() - h)
-        others_k = int(won.reindex(hours.index, fill_value=0).sum() - k)
+        others_h = float(all_h - h)
+        others_k = int(all_k - k)
         rate_others = safe_div(others_k, others_h)
         expected = h * rate_others
         p = rate_ratio_test(k, h, others_k, others_h)
@@ -503,28 +524,26 @@ def _capacity(ctx: _Context) -> list[Candidate]:
     open_now = open_at(opps, ctx.cutoff)
     if open_now.empty:
         return []
-    acts = ctx.data.activities
-    recent = acts[
-        acts["done"]
-        & (acts["occurred_at"] >= ctx.cutoff - pd.Timedelta(days=NEGLECT_DAYS))
-        & (acts["occurred_at"] < ctx.cutoff)
-    ]
+    recent = done_within(ctx.data.activities, ctx.cutoff - pd.Timedelta(days=NEGLECT_DAYS), ctx.cutoff)
     touched = set(recent["opportunity_id"].dropna())
     open_now = open_now.assign(neglected=~open_now["opportunity_id"].isin(touched))
-    weights = stage_win_rates(ctx.data, ctx.cutoff)
+    weights = ctx.weights()
     open_now = open_now.assign(
         value=pd.to_numeric(open_now["amount"], errors="coerce").fillna(0)
         * open_now["stage"].map(weights).astype(float).fillna(0)
     )
     counts = open_now.groupby("rep").size().reindex(ctx.data.reps["rep_id"], fill_value=0)
     median = float(counts.median()) if len(counts) else 0.0
+    neglected = open_now["neglected"].to_numpy(dtype=bool)
+    value = open_now["value"].to_numpy()
+    all_k, all_n = int(neglected.sum()), len(open_now)  # a rep's others: every deal not theirs
     out = []
-    for rep, g in open_now.groupby("rep"):
-        others = open_now[open_now["rep"] != rep]
-        k, n = int(g["neglected"].sum()), len(g)
-        ko, no = int(others["neglected"].sum()), len(others)
+    for rep, rows in _by_rep(open_now["rep"]):
+        k, n = int(neglected[rows].sum()), len(rows)
+        ko, no = all_k - k, all_n - n
         share, share_o = safe_div(k, n), safe_div(ko, no)
         excess = k - share_o * n if share_o == share_o else NAN
+        mean_value = mean_skipna(value[rows])
         insight = Insight(
             rule="capacity",
             audience="manager",
@@ -535,7 +554,7 @@ def _capacity(ctx: _Context) -> list[Candidate]:
                 f"{k} ({_pct(share)}) had no activity in the last {NEGLECT_DAYS} days "
                 f"against {_pct(share_o)} of the other reps' deals"
             ),
-            expected_revenue_impact=excess * float(g["value"].mean()) if n and excess == excess else NAN,
+            expected_revenue_impact=excess * mean_value if n and excess == excess else NAN,
             p_value=two_proportion_test(k, n, ko, no),
             test="two-proportion z-test of deals without recent activity, rep against the others",
             evidence={
@@ -564,18 +583,20 @@ def _stages(ctx: _Context) -> list[Candidate]:
     s = stays(ctx.data)
     if s.empty:
         return []
-    weights = stage_win_rates(ctx.data, ctx.cutoff)
+    weights = ctx.weights()
     order = ctx.data.pipeline.open_stages
     out: list[Candidate] = []
     entered = s[ctx.period.contains(s["entered_at"]) & s["result"].isin(["advanced", "lost"])]
     entered = entered.assign(success=(entered["result"] == "advanced").astype(int))
+    entered_in = entered.groupby("stage", sort=False).indices  # each stage's rows, in their order
+    stays_in = memo(s, "rows by stage", lambda: s.groupby("stage", sort=False).indices)
     for i, stage in enumerate(order):
-        units = entered[entered["stage"] == stage]
+        units = entered.iloc[entered_in.get(stage, _NO_ROWS)]
         nxt = order[i + 1] if i + 1 < len(order) else None
         p_after = weights.get(nxt, 1.0) if nxt else 1.0
 
         def build(
-            row: pd.Series, mine: pd.DataFrame, stage: str = stage, p_after: float = p_after
+            row: Mapping[str, Any], mine: np.ndarray, stage: str = stage, p_after: float = p_after
         ) -> Insight:
             rep = str(row["rep"])
             return Insight(
@@ -599,13 +620,13 @@ def _stages(ctx: _Context) -> list[Candidate]:
             )
 
         out.extend(_shortfall_candidates(ctx, units, f"stage_conversion:{stage}", build, ("product",)))
-        out.extend(_slow_stage(ctx, s, stage, weights.get(stage, NAN)))
+        out.extend(_slow_stage(ctx, s.iloc[stays_in.get(stage, _NO_ROWS)], stage, weights.get(stage, NAN)))
     return out
 
 
 def _slow_stage(ctx: _Context, s: pd.DataFrame, stage: str, p_win: float) -> list[Candidate]:
-    """A stage that takes longer this period than in the previous ones (stays that ended)."""
-    st = s[(s["stage"] == stage) & s["days"].notna()]
+    """A stage that takes longer this period than in the previous ones (``s``: its stays, ended or not)."""
+    st = s[s["days"].notna()]
     now = st[ctx.period.contains(st["left_at"])]["days"]
     before_periods = _history(ctx.period, HISTORY_PERIODS)
     before = st[np.logical_or.reduce([p.contains(st["left_at"]) for p in before_periods])]["days"]
@@ -613,8 +634,8 @@ def _slow_stage(ctx: _Context, s: pd.DataFrame, stage: str, p_win: float) -> lis
         return []
     med_now, med_before = float(now.median()), float(before.median())
     p = welch_test(np.log1p(now), np.log1p(before))
-    cutoff_open = s[(s["stage"] == stage) & (s["entered_at"] < ctx.cutoff) & ~(s["left_at"] < ctx.cutoff)]
-    amounts = ctx.data.opportunities.set_index("opportunity_id")["amount"]
+    cutoff_open = s[(s["entered_at"] < ctx.cutoff) & ~(s["left_at"] < ctx.cutoff)]
+    amounts = by_key(ctx.data.opportunities, "opportunity_id", "amount")["amount"]
     value = float(
         pd.to_numeric(amounts.reindex(cutoff_open["opportunity_id"]), errors="coerce").fillna(0).sum()
     )
@@ -659,7 +680,7 @@ def _long_cycles(ctx: _Context) -> list[Candidate]:
     if won["rep"].nunique() < 2:
         return []
     open_now = open_at(opps, ctx.cutoff)
-    weights = stage_win_rates(ctx.data, ctx.cutoff)
+    weights = ctx.weights()
     open_value = (
         (
             pd.to_numeric(open_now["amount"], errors="coerce").fillna(0)
@@ -669,10 +690,11 @@ def _long_cycles(ctx: _Context) -> list[Candidate]:
         .sum()
     )
     out = []
-    for rep, g in won.groupby("rep"):
-        others = won[won["rep"] != rep]["days"]
-        mine = g["days"]
-        med, med_o = float(mine.median()), float(others.median()) if len(others) else NAN
+    cycle = won["days"].to_numpy()
+    for rep, rows in _by_rep(won["rep"]):
+        others = np.delete(cycle, rows)  # every deal not theirs, in their order
+        mine = cycle[rows]
+        med, med_o = median_skipna(mine), median_skipna(others) if len(others) else NAN
         p = welch_test(np.log1p(mine), np.log1p(others))
         slip = 1 - safe_div(med_o, med) if med > 0 else NAN
         insight = Insight(
@@ -703,6 +725,18 @@ def _long_cycles(ctx: _Context) -> list[Candidate]:
         )
         out.append((insight, bool(ok)))
     return out
+
+
+def _by_rep(reps: pd.Series) -> list[tuple[Any, np.ndarray]]:
+    """Each rep and the positions of their rows (ascending), in the order of ``groupby("rep")``.
+
+    A rule asks thousands of reps for their rows and everyone else's; ``groupby`` sorts the reps
+    and leaves out a missing one, and so does this.
+    """
+    codes, uniques = pd.factorize(reps, sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return [(rep, order[bounds[i] : bounds[i + 1]]) for i, rep in enumerate(uniques)]
 
 
 def _quota(ctx: _Context) -> list[Insight]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecast.tracking.activity_index import done_within
 from forecast.tracking.common import (
     Row,
     add_rate,
@@ -52,8 +53,7 @@ def performance(
         One row per group plus ``(all)``; rates come with ``_n``, ``_lo`` and ``_hi`` columns.
     """
     check_grouping("performance", by, GROUPINGS, "activities on leads carry no product")
-    acts = data.activities
-    acts = acts[period.contains(acts["occurred_at"]) & acts["done"]]
+    acts = done_within(data.activities, period.start, period.end)
     opps = data.opportunities
     created = opps[period.contains(opps["created_at"])]
     closed = opps[period.contains(opps["closed_at"])]

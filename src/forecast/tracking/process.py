@@ -22,7 +22,7 @@ from forecast.tracking.common import (
     memo,
     narrow,
     per_group,
-    subset,
+    truth,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.funnel import DAYS_PER_MONTH
@@ -74,20 +74,25 @@ def process(
     created = narrow(created, by, "channel", "converted_at")  # the columns a group's row reads
     qualified = narrow(qualified, by)
     months = period.days / DAYS_PER_MONTH
+    created_rows, qualified_rows, open_rows = (group_rows(f, by) for f in (created, qualified, open_leads))
+    inbound = truth(created["channel"] == "inbound")
+    outbound = truth(created["channel"] == "outbound")
+    converted = created["converted_at"].notna().to_numpy(dtype=bool)
+    is_silent = truth(open_leads["silent"])
 
-    def compute(group: str) -> Row:
+    def compute(group: str) -> Row:  # counts at the group's row positions (frames split once)
         row: Row = {}
-        c = subset(created, by, group)
+        c = created_rows(group)
         row["prospects"] = len(c)
-        row["inbound_prospects"] = int((c["channel"] == "inbound").sum())
-        row["outbound_prospects"] = int((c["channel"] == "outbound").sum())
-        q = subset(qualified, by, group)
+        row["inbound_prospects"] = int(inbound[c].sum())
+        row["outbound_prospects"] = int(outbound[c].sum())
+        q = qualified_rows(group)
         row["qualified"] = len(q)
         row["qualified_per_month"] = len(q) / months if months > 0 else NAN
-        add_rate(row, "lead_conversion", int(c["converted_at"].notna().sum()), len(c))
-        o = subset(open_leads, by, group)
+        add_rate(row, "lead_conversion", int(converted[c].sum()), len(c))
+        o = open_rows(group)
         row["open_leads"] = len(o)
-        add_rate(row, "open_leads_silent", int(o["silent"].sum()), len(o))
+        add_rate(row, "open_leads_silent", int(is_silent[o].sum()), len(o))
         return row
 
     return per_group(data, by, [created, qualified], compute, only=only)

@@ -1,4 +1,4 @@
-"""Small-sample statistics for tracking metrics, with the standard library only.
+"""Small-sample statistics for tracking metrics, with the standard library and numpy.
 
 Every rate is reported with its sample size and a Wilson interval; comparisons return a two-sided
 p-value; many comparisons at once are controlled with Benjamini–Hochberg. Undefined values
@@ -14,6 +14,7 @@ from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 _NORMAL = NormalDist()
 NAN = float("nan")
@@ -165,6 +166,38 @@ def mean_interval(values: npt.ArrayLike, confidence: float = 0.95) -> tuple[floa
         return m, 1, NAN, NAN
     half = z_value(confidence) * float(a.std(ddof=1)) / math.sqrt(n)
     return m, n, m - half, m + half
+
+
+def mean_skipna(values: np.ndarray) -> float:
+    """The mean of the values that are not ``nan`` (``nan`` without one), as pandas' ``Series.mean``.
+
+    Pandas adds the values with a missing one as 0 and divides by how many are known; so does this,
+    on float64 values, to the same bit (``tests/unit/test_tracking_stats.py``), without a Series
+    built for each of thousands of groups. Values of another type take pandas itself.
+    """
+    if values.dtype != np.float64:
+        series = pd.Series(values)
+        return float(series.mean()) if series.notna().any() else NAN
+    missing = np.isnan(values)
+    known = len(values) - int(missing.sum())
+    if known == 0:
+        return NAN
+    if known < len(values):
+        values = np.where(missing, 0.0, values)
+    return float(values.sum() / np.float64(known))
+
+
+def median_skipna(values: np.ndarray) -> float:
+    """The median of the values that are not ``nan`` (``nan`` without one), as pandas' ``Series.median``.
+
+    Of float64 values, to the same bit (``tests/unit/test_tracking_stats.py``); values of another
+    type take pandas itself.
+    """
+    if values.dtype != np.float64:
+        series = pd.Series(values)
+        return float(series.median()) if series.notna().any() else NAN
+    known = values[~np.isnan(values)]
+    return float(np.median(known)) if len(known) else NAN
 
 
 def welch_test(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
