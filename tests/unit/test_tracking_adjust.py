@@ -85,6 +85,9 @@ def _reference(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str)
     return pd.DataFrame(rows)
 
 
+adjust = importlib.import_module("forecast.tracking.adjust")
+
+
 @pytest.fixture(scope="module")
 def data() -> TrackingData:
     crm = simulate_crm(SimulationConfig(n_leads=3000, seed=13, months=12))
@@ -126,3 +129,32 @@ def test_the_insights_are_those_of_the_per_group_count(
     monkeypatch.setattr(module, "compare", _reference)
     assert new == module.insights(data, period).as_dict()
     assert new["insights"], "the comparison needs insights to compare"
+
+
+def test_strata_and_groups_written_alike_or_apart_count_as_their_text(data: TrackingData) -> None:
+    """Values that compare equal but are written apart, text holding ``|``, floats, categoricals."""
+    units = UNITS["win_rate"](data, parse_period("quarter", data.as_of)).copy()
+    rng = np.random.default_rng(5)
+    pick = rng.integers(0, 6, len(units))
+    units["region"] = units["region"].astype(object)
+    units["source"] = units["source"].astype(object)
+    units.loc[pick == 0, ["source", "region"]] = ["s|t", "u"]  # the same text as "s" with "t|u"
+    units.loc[pick == 1, ["source", "region"]] = ["s", "t|u"]
+    units.loc[pick == 2, "source"] = np.nan
+    units["size_band"] = units["size_band"].astype("category")
+    units["rep"] = units["rep"].astype(object)
+    for value, share in ((1, 0.05), ("1", 0.05), (1.0, 0.05), (True, 0.05)):
+        units.loc[rng.random(len(units)) < share, "rep"] = value
+    strata = STRATA["win_rate"]
+    new, old = compare(units, "rep", strata, "win_rate"), _reference(units, "rep", strata, "win_rate")
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    assert {"1", "1.0", "True"} <= set(new["rep"])  # apart, as their text
+    written = adjust._strata(units, list(strata))
+    combos = units[list(strata)].astype(str).drop_duplicates()
+    assert written.nunique() < len(combos)  # two combinations written as one text: one stratum
+    floats = units.assign(success=units["success"].astype(float))  # not an integer: grouped in pandas
+    pd.testing.assert_frame_equal(
+        compare(floats, "rep", strata, "win_rate"),
+        _reference(floats, "rep", strata, "win_rate"),
+        check_exact=True,
+    )

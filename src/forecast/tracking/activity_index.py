@@ -159,27 +159,27 @@ def plain_texts(column: pd.Series, uniques: Any) -> bool:
 
 
 def coded_texts(acts: pd.DataFrame, by: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each activity's ``by`` as text (``astype(str)``), coded: every row's code and the distinct texts.
+    """Each activity's ``by`` as text, coded (:func:`text_codes`), kept once per frame and column."""
+    return memo(acts, f"activities' {by} as text, coded", lambda: text_codes(acts[by]))
 
-    Kept once per frame and column; the texts sorted. A column of text is coded as it is (its
-    missing values as ``astype(str)`` writes them: ``None``, ``nan``, ``<NA>``); any other is
-    written as text first, so values that compare equal but are written apart (``1``, ``1.0``,
-    ``True``) stay apart, as ``astype(str)`` keeps them.
+
+def text_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each value of ``column`` as text (``astype(str)``), coded: every row's code and the distinct texts.
+
+    The texts sorted (as a pandas grouping of the text sorts them), without writing every row as
+    text. A column of text is coded as it is (its missing values as ``astype(str)`` writes them:
+    ``None``, ``nan``, ``<NA>``); any other is written as text first, so values that compare equal
+    but are written apart (``1``, ``1.0``, ``True``) stay apart, as ``astype(str)`` keeps them.
     """
-
-    def compute() -> tuple[np.ndarray, np.ndarray]:
-        column = acts[by]
-        codes, uniques = pd.factorize(column)
-        texts = np.asarray(uniques, dtype=object)
-        if not plain_texts(column, uniques):
-            codes, written = pd.factorize(column.astype(str).to_numpy(dtype=object))
-            texts = np.asarray(written, dtype=object)
-        missing = codes < 0
-        if missing.any():  # a missing value's text as astype(str) writes it
-            more, extra = pd.factorize(column[missing].astype(str).to_numpy(dtype=object))
-            codes[missing] = more + len(texts)
-            texts = np.concatenate([texts, np.asarray(extra, dtype=object)])
-        distinct, canon = np.unique(texts, return_inverse=True)
-        return _narrow(canon.take(codes), len(distinct)), distinct
-
-    return memo(acts, f"activities' {by} as text, coded", compute)
+    codes, uniques = pd.factorize(column)
+    texts = np.asarray(uniques, dtype=object)
+    if not plain_texts(column, uniques):
+        codes, written = pd.factorize(column.astype(str).to_numpy(dtype=object))
+        texts = np.asarray(written, dtype=object)
+    missing = codes < 0
+    if missing.any():  # a missing value's text as astype(str) writes it
+        more, extra = pd.factorize(column[missing].astype(str).to_numpy(dtype=object))
+        codes[missing] = more + len(texts)
+        texts = np.concatenate([texts, np.asarray(extra, dtype=object)])
+    distinct, canon = np.unique(texts, return_inverse=True)
+    return _narrow(canon.take(codes), len(distinct)), distinct

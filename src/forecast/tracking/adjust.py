@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.activity_index import EMAIL, built_activity_index
+from forecast.tracking.activity_index import EMAIL, built_activity_index, text_codes
 from forecast.tracking.common import by_key, check_grouping
 from forecast.tracking.data import GROUPINGS, NONE_LABEL, TrackingData
 from forecast.tracking.periods import Period
@@ -112,20 +112,8 @@ def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) ->
         return pd.DataFrame(
             columns=["metric", by, "n", "observed", "rate", "expected", "ratio", "adjusted_for"]
         )
-    success = units["success"]
-    stratum = _strata(units, used).rename("_stratum")
-    total_k = success.groupby(stratum).sum()
-    total_n = success.groupby(stratum).size()
-    all_k, all_n = float(success.sum()), float(len(units))
-    label = units[by].astype(str).rename("_group")
-    cell_k = success.groupby([label, stratum]).sum()
-    cell_n = success.groupby([label, stratum]).size()
-    cells = cell_k.index.get_level_values(1)
-    gk = cell_k.to_numpy()
-    gn = cell_n.to_numpy()
-    ok = total_k.reindex(cells).to_numpy() - gk
-    on = total_n.reindex(cells).to_numpy() - gn
-    groups = cell_k.index.get_level_values(0).to_numpy()
+    all_k, all_n = float(units["success"].sum()), float(len(units))
+    groups, gk, gn, ok, on = _cells(units, by, used)
     bounds = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
     rows = []
     for first, stop in itertools.pairwise(bounds):
@@ -163,6 +151,85 @@ def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) ->
             }
         )
     return pd.DataFrame(rows)
+
+
+def _cells(
+    units: pd.DataFrame, by: str, used: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The trials counted per group and stratum: each cell's group, successes and trials, and the others'.
+
+    The cells in the order of a pandas grouping of the group's and the stratum's text (both sorted
+    as text), the others' counts those of the stratum less the cell's. Counted from integer codes
+    of the texts (:func:`~forecast.tracking.activity_index.text_codes`) where ``success`` is an
+    integer column, in pandas over the texts otherwise; the same counts either way.
+    """
+    success = units["success"]
+    if success.dtype.kind not in "biu":
+        return _cells_in_pandas(units, by, used)
+    label_at, labels = text_codes(units[by])
+    stratum_at, n_strata = _stratum_codes(units, used)
+    keys, at = _sorted_codes(label_at.astype(np.int64) * n_strata + stratum_at)
+    won = success.to_numpy()
+    gn = np.bincount(at, minlength=len(keys)).astype(np.int64)
+    gk = np.bincount(at, weights=won, minlength=len(keys)).astype(np.int64)
+    total_n = np.bincount(stratum_at, minlength=n_strata).astype(np.int64)
+    total_k = np.bincount(stratum_at, weights=won, minlength=n_strata).astype(np.int64)
+    stratum = keys % n_strata
+    return labels[keys // n_strata], gk, gn, total_k[stratum] - gk, total_n[stratum] - gn
+
+
+def _stratum_codes(units: pd.DataFrame, used: list[str]) -> tuple[np.ndarray, int]:
+    """Each trial's stratum (:func:`_strata`) as a code, in the order of the strata's text; and their count.
+
+    Each column's text is coded once; only the distinct combinations are written as text (a value
+    holding ``|`` may make two of them one text, as :func:`_strata` makes them).
+    """
+    if not used:
+        return np.zeros(len(units), dtype=np.int64), 1
+    coded = [text_codes(units[c]) for c in used]
+    combined = np.zeros(len(units), dtype=np.int64)
+    n = 1
+    for codes, texts in coded:  # each combination seen, numbered (kept below the number of rows)
+        combined, seen = pd.factorize(combined * len(texts) + codes)
+        n = len(seen)
+    first = np.empty(n, dtype=np.intp)
+    first[combined[::-1]] = np.arange(len(combined) - 1, -1, -1)  # a row of each combination
+    written = np.asarray([_joined(coded, int(i)) for i in first], dtype=object)
+    distinct, rank = np.unique(written, return_inverse=True)
+    return rank[combined].astype(np.int64), len(distinct)
+
+
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of integers: hashed, then only the distinct ones sorted."""
+    codes, seen = pd.factorize(values)
+    order = np.argsort(seen, kind="stable")
+    rank = np.empty(len(seen), dtype=np.int64)
+    rank[order] = np.arange(len(seen))
+    return seen[order], rank[codes]
+
+
+def _joined(coded: list[tuple[np.ndarray, np.ndarray]], row: int) -> str:
+    """Row ``row``'s texts of the coded columns, joined by ``|`` (as :func:`_strata` writes them)."""
+    return "|".join(str(texts[codes[row]]) for codes, texts in coded)
+
+
+def _cells_in_pandas(
+    units: pd.DataFrame, by: str, used: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_cells` by grouping the texts in pandas."""
+    success = units["success"]
+    stratum = _strata(units, used).rename("_stratum")
+    total_k = success.groupby(stratum).sum()
+    total_n = success.groupby(stratum).size()
+    label = units[by].astype(str).rename("_group")
+    cell_k = success.groupby([label, stratum]).sum()
+    cell_n = success.groupby([label, stratum]).size()
+    cells = cell_k.index.get_level_values(1)
+    gk = cell_k.to_numpy()
+    gn = cell_n.to_numpy()
+    ok = total_k.reindex(cells).to_numpy() - gk
+    on = total_n.reindex(cells).to_numpy() - gn
+    return cell_k.index.get_level_values(0).to_numpy(), gk, gn, ok, on
 
 
 def _strata(units: pd.DataFrame, used: list[str]) -> pd.Series:
