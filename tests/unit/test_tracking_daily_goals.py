@@ -227,3 +227,32 @@ def test_the_goal_table_is_goal_between_of_each_group_to_the_bit(
         want = np.array([goal_between(rows, start, end) for start, end in bounds])
         np.testing.assert_array_equal(table[i], want)  # equal, nan where nan
     assert (kind == "no quotas") == bool(np.isnan(table).all())
+
+
+@pytest.mark.parametrize("by", ["rep", "team", "manager", "region"])
+@pytest.mark.parametrize("kind", ["as read", "whole amounts", "overlapping", "no quotas"])
+def test_the_daily_goal_table_is_each_groups_daily_goals_to_the_bit(
+    data: TrackingData, by: str, kind: str
+) -> None:
+    quotas = data.quotas.copy()
+    if kind == "whole amounts":  # integer amounts: the pandas arithmetic
+        quotas["amount"] = pd.to_numeric(quotas["amount"]).round().astype("int64")
+    elif kind == "overlapping":  # a second, shifted quota of each rep: days covered by two rows
+        shifted = quotas.assign(
+            period_start=pd.to_datetime(quotas["period_start"]) + pd.Timedelta(days=10),
+            period_end=pd.to_datetime(quotas["period_end"]) + pd.Timedelta(days=10),
+            amount=pd.to_numeric(quotas["amount"]) / 3,
+        )
+        quotas = pd.concat([quotas, shifted], ignore_index=True)
+    elif kind == "no quotas":
+        quotas = quotas.iloc[0:0]
+    crm = TrackingData(**{**data.__dict__, "quotas": quotas})
+    groups = [*sorted(set(crm.reps["rep_id" if by == "rep" else by])), "nobody", ALL_LABEL]
+    for period in _periods(crm):
+        days = pd.date_range(
+            period.start, min(period.end, crm.as_of) - pd.Timedelta(microseconds=1), freq="D"
+        )
+        table = goals_module.daily_goal_table(crm, by, groups, days)
+        want = np.array([daily_goals(quota_rows(crm, by, g), days) for g in groups], dtype=float)
+        np.testing.assert_array_equal(table, want.reshape(len(groups), len(days)))
+        assert (kind == "no quotas") == bool(np.isnan(table).all()) or len(days) == 0

@@ -14,7 +14,8 @@ import pytest
 from forecast.data.pipeline import DEFAULT_PIPELINE
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.tracking import common
-from forecast.tracking.common import Row, add_rate, amount_sum, per_group, subset
+from forecast.tracking.activity_index import activity_index, built_activity_index
+from forecast.tracking.common import Row, add_rate, amount_sum, memo_held, per_group, subset
 from forecast.tracking.data import TrackingData, prepare
 from forecast.tracking.performance import GROUPINGS, MEETING_FAILED, MEETING_TYPES, performance
 from forecast.tracking.periods import Period, parse_period
@@ -154,3 +155,21 @@ def test_arrow_backed_text_with_gaps_counts_as_the_filter_does(gappy: TrackingDa
     new, old = performance(crm, period, "team"), _reference(crm, period, "team")
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     assert acts["direction"].isna().any()
+
+
+@pytest.mark.parametrize("text", ["object", "string[pyarrow]"])
+@pytest.mark.parametrize("by", ["rep", "team", "source"])
+def test_the_report_from_the_coded_activities_equals_the_per_group_filters(
+    gappy: TrackingData, text: str, by: str
+) -> None:
+    """With the activity index built, the period's rows and columns come from codes: the same table."""
+    acts = gappy.activities.copy()  # a frame of its own: the index built for it alone
+    if text != "object":
+        for column in ("type", "direction", "outcome"):
+            acts[column] = acts[column].astype(text)
+    crm = TrackingData(**{**gappy.__dict__, "activities": acts})
+    assert built_activity_index(acts) is None and activity_index(acts) is not None
+    for period in _periods(crm):
+        new, old = performance(crm, period, by), _reference(crm, period, by)
+        pd.testing.assert_frame_equal(new, old, check_exact=True)
+    assert memo_held(acts, "performance columns") is not None  # the coded path was taken

@@ -11,13 +11,13 @@ table in about a second. Each figure is the one a per-group filter gives, to the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.activity_index import done_within
+from forecast.tracking.activity_index import built_activity_index, coded_texts, done_within, text_codes
 from forecast.tracking.common import (
     Row,
     add_rate,
@@ -27,7 +27,7 @@ from forecast.tracking.common import (
     group_rows,
     memo,
     per_group,
-    truth,
+    split_codes,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData
 from forecast.tracking.periods import Period
@@ -53,14 +53,15 @@ def performance(
         One row per group plus ``(all)``; rates come with ``_n``, ``_lo`` and ``_hi`` columns.
     """
     check_grouping("performance", by, GROUPINGS, "activities on leads carry no product")
-    acts = done_within(data.activities, period.start, period.end)
     opps = data.opportunities
     created = opps[period.contains(opps["created_at"])]
     closed = opps[period.contains(opps["closed_at"])]
     converted = conversions(data.leads)
-    activity = _Activities.of(acts)
-    cold = _cold_call_conversions(acts, by, converted)
-    act_rows, created_rows, closed_rows = (group_rows(f, by) for f in (acts, created, closed))
+    period_acts = _period_activities(data.activities, period, by)
+    activity, acts = period_acts.activity, period_acts.groups_seen
+    cold = _cold_call_conversions(period_acts.cold_calls, by, converted)
+    act_rows = period_acts.rows
+    created_rows, closed_rows = (group_rows(f, by) for f in (created, closed))
     created_amount, closed_amount = amounts(created), amounts(closed)
     closed_won = (closed["outcome"] == "won").to_numpy(dtype=bool, na_value=False)
     closed_lost = (closed["outcome"] == "lost").to_numpy(dtype=bool, na_value=False)
@@ -95,12 +96,107 @@ def conversions(leads: pd.DataFrame) -> pd.Series:
     return memo(leads, "conversion times by lead", lambda: leads.set_index("lead_id")["converted_at"])
 
 
-def _known_true(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: whether the value is known, and whether it is known and true."""
+@dataclass(frozen=True)
+class _PeriodActivities:
+    """The period's done activities as the report reads them.
+
+    Attributes:
+        activity: Their figures' columns.
+        rows: A group's rows among them (ascending; every row for ``(all)``).
+        cold_calls: The cold calls among them (their frame rows, in order).
+        groups_seen: A frame whose ``by`` column holds the groups among them.
+    """
+
+    activity: _Activities
+    rows: Callable[[str], np.ndarray]
+    cold_calls: pd.DataFrame
+    groups_seen: pd.DataFrame
+
+
+def _period_activities(acts: pd.DataFrame, period: Period, by: str) -> _PeriodActivities:
+    """The done activities of ``period``: from the coded activities where they are built, else the frame's.
+
+    With the activity index built (:func:`~forecast.tracking.activity_index.built_activity_index`,
+    by the effectiveness report or the dashboard's warm-up), the period is a comparison of
+    integers and its columns the frame's, coded once (:class:`_Columns`): no text is compared and
+    no frame taken for another period. The same rows, groups and figures either way.
+    """
+    index = built_activity_index(acts)
+    if index is None or by not in acts.columns:
+        done = done_within(acts, period.start, period.end)
+        activity = _Activities.at(_Columns.of(done), slice(None))
+        return _PeriodActivities(activity, group_rows(done, by), done.loc[activity.cold], done)
+    rows = index.rows[index.within(period.start, period.end)]
+    columns: _Columns = memo(acts, "performance columns", lambda: _Columns.of(acts))
+    activity = _Activities.at(columns, rows)
+    codes, texts = coded_texts(acts, by)
+    at = codes[rows]
+    split = split_codes(at, texts)
+    every = np.arange(len(rows))
+
+    def rows_of(group: str) -> np.ndarray:
+        return every if group == ALL_LABEL else split.get(group, _NONE)
+
+    seen = pd.DataFrame({by: texts[np.unique(at)]})
+    return _PeriodActivities(activity, rows_of, acts.iloc[rows[activity.cold]], seen)
+
+
+_NONE = np.zeros(0, dtype=np.intp)
+
+
+@dataclass(frozen=True, eq=False)
+class _Columns:
+    """What the report reads of each activity: type, outcome and direction as codes of their text.
+
+    ``opened`` and ``replied``: 1 true, 0 false, -1 unknown; ``cold`` the prepared flag; ``duration``
+    the seconds (``nan`` where missing); ``not_inbound`` pandas' ``direction != "inbound"`` (true for
+    a missing direction of plain objects, false for a missing one of pandas' text type). Kept once
+    per activities frame where the index is built.
+    """
+
+    kinds: tuple[np.ndarray, np.ndarray]
+    outcomes: tuple[np.ndarray, np.ndarray]
+    directions: tuple[np.ndarray, np.ndarray]
+    not_inbound: np.ndarray
+    opened: np.ndarray
+    replied: np.ndarray
+    cold: np.ndarray
+    duration: np.ndarray
+
+    @classmethod
+    def of(cls, acts: pd.DataFrame) -> _Columns:
+        """The columns of ``acts``."""
+        return cls(
+            kinds=_small(text_codes(acts["type"])),
+            outcomes=_small(text_codes(acts["outcome"])),
+            directions=_small(text_codes(acts["direction"])),
+            not_inbound=(acts["direction"] != "inbound").to_numpy(dtype=bool, na_value=False),
+            opened=_known_true(acts["email_opened"]),
+            replied=_known_true(acts["email_replied"]),
+            cold=acts["cold"].to_numpy(dtype=bool, na_value=False),
+            duration=acts["duration_seconds"].to_numpy(dtype=float, na_value=np.nan),
+        )
+
+
+def _small(coded: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The codes in 8 bits where the texts are few (a type, outcome or direction: ten million rows, 10 MB)."""
+    codes, texts = coded
+    return (codes.astype(np.int8), texts) if len(texts) < 127 else coded
+
+
+def _is(coded: tuple[np.ndarray, np.ndarray], rows: np.ndarray | slice, *values: str) -> np.ndarray:
+    """Whether each of ``rows`` has one of ``values`` as its text (``column == value`` in pandas)."""
+    codes, texts = coded
+    wanted = [i for i, text in enumerate(texts) if text in values]
+    return np.isin(codes[rows], wanted)
+
+
+def _known_true(values: pd.Series) -> np.ndarray:
+    """Per row: 1 where the value is known and true, 0 where known and false, -1 where missing."""
     known = values.notna().to_numpy(dtype=bool, na_value=False)
-    true = np.zeros(len(values), dtype=bool)
-    true[known] = values[known].astype(bool).to_numpy()
-    return known, true
+    out = np.full(len(values), -1, dtype=np.int8)
+    out[known] = values[known].astype(bool).to_numpy()
+    return out
 
 
 @dataclass(frozen=True)
@@ -125,29 +221,28 @@ class _Activities:
     duration_or_zero: np.ndarray
 
     @classmethod
-    def of(cls, acts: pd.DataFrame) -> _Activities:
-        """The columns of ``acts``."""
-        kind, direction, outcome = acts["type"], acts["direction"], acts["outcome"]
-        duration = acts["duration_seconds"].to_numpy(dtype=float, na_value=np.nan)
-        call = (kind == "call").to_numpy(dtype=bool, na_value=False)
-        completed = (outcome == "completed").to_numpy(dtype=bool, na_value=False)
+    def at(cls, columns: _Columns, rows: np.ndarray | slice) -> _Activities:
+        """The activities at ``rows`` of the coded columns."""
+        kind, outcome, direction = columns.kinds, columns.outcomes, columns.directions
+        duration = columns.duration[rows]
+        call = _is(kind, rows, "call")
+        completed = _is(outcome, rows, "completed")
         connected = call & completed & ~np.isnan(duration)
-        opened_known, opened = _known_true(acts["email_opened"])
-        replied_known, replied = _known_true(acts["email_replied"])
-        meeting = kind.isin(MEETING_TYPES).to_numpy(dtype=bool, na_value=False)
+        opened, replied = columns.opened[rows], columns.replied[rows]
+        meeting = _is(kind, rows, *MEETING_TYPES)
         return cls(
-            outbound_call=call & (direction == "outbound").to_numpy(dtype=bool, na_value=False),
-            cold=acts["cold"].to_numpy(dtype=bool, na_value=False),
+            outbound_call=call & _is(direction, rows, "outbound"),
+            cold=columns.cold[rows],
             call=call,
             call_or_zero=np.where(call & ~np.isnan(duration), duration, 0.0),
             connected_minutes=np.where(connected, duration / 60, np.nan),
-            outbound_email=truth((kind == "email") & (direction == "outbound")),
-            opened_known=opened_known,
-            opened=opened,
-            replied_known=replied_known,
-            replied=replied,
-            sms=((kind == "sms") & (direction != "inbound")).to_numpy(dtype=bool, na_value=False),
-            meeting_outcomes={o: meeting & truth(outcome == o) for o in ("completed", *MEETING_FAILED)},
+            outbound_email=_is(kind, rows, "email") & _is(direction, rows, "outbound"),
+            opened_known=opened >= 0,
+            opened=opened == 1,
+            replied_known=replied >= 0,
+            replied=replied == 1,
+            sms=_is(kind, rows, "sms") & columns.not_inbound[rows],
+            meeting_outcomes={o: meeting & _is(outcome, rows, o) for o in ("completed", *MEETING_FAILED)},
             duration_or_zero=np.nan_to_num(duration, nan=0.0),
         )
 
