@@ -111,3 +111,24 @@ def test_arrow_timestamps_are_grouped_in_pandas(acts: pd.DataFrame) -> None:
     assert lead_contacts.contact_index(arrow) is None
     assert activity_index(arrow.assign(**_ACTIVITY_FIELDS)) is None
     assert activity_index(acts.assign(**_ACTIVITY_FIELDS)) is not None
+
+
+@pytest.mark.parametrize("unit", ["ns", "us"])
+def test_the_looked_up_last_contacts_are_the_map_of_them(acts: pd.DataFrame, unit: str) -> None:
+    """Keys known, unknown, missing, repeated and never done get what ``keys.map`` gives them."""
+    frame = acts.assign(occurred_at=acts["occurred_at"].astype(f"datetime64[{unit}]"))
+    index = lead_contacts.contact_index(frame)
+    assert index is not None
+    keys = pd.Series(
+        ["L1", "L-unknown", None, "L-never-done", "L1", *[f"L{i}" for i in range(600)]],
+        index=np.arange(605) * 3,
+        name="lead_id",
+        dtype=object,
+    )
+    for cutoff in ["2024-06-01", "2025-03-10 12:00", "2026-01-01"]:
+        when = pd.Timestamp(cutoff)
+        got = index.looked_up(index.latest_before(when), keys)
+        expected = keys.map(index.last_before(when))
+        pd.testing.assert_series_equal(got, expected)
+        assert got.dtype == frame["occurred_at"].dtype and got.iloc[1:4].isna().all()
+    assert got.notna().sum() > 500

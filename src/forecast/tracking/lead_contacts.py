@@ -18,7 +18,7 @@ import pandas as pd
 from forecast.tracking.common import memo, truth
 
 _NONE = np.iinfo(np.int64).min
-"""No time yet (the smallest integer time; a missing time is never kept)."""
+"""No time yet (the smallest integer time, ``NaT``'s; a missing time is never kept)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,11 +37,26 @@ class ContactIndex:
 
     def last_before(self, cutoff: pd.Timestamp) -> pd.Series:
         """Each key's last activity time before ``cutoff``, by key (keys without one absent)."""
+        latest = self.latest_before(cutoff)
+        seen = np.flatnonzero(latest != _NONE)
+        return pd.Series(latest[seen].view(self.times.dtype), index=self.leads[seen], name="occurred_at")
+
+    def latest_before(self, cutoff: pd.Timestamp) -> np.ndarray:
+        """Each key's last activity time before ``cutoff`` as an integer, by code (none: NaT's integer)."""
         before = self.times < cutoff.to_datetime64()
         latest = np.full(len(self.leads), _NONE, dtype=np.int64)
         np.maximum.at(latest, self.codes[before], self.times[before].view(np.int64))
-        seen = np.flatnonzero(latest != _NONE)
-        return pd.Series(latest[seen].view(self.times.dtype), index=self.leads[seen], name="occurred_at")
+        return latest
+
+    def looked_up(self, latest: np.ndarray, keys: pd.Series) -> pd.Series:
+        """``keys.map(last_before(cutoff))`` from :meth:`latest_before`'s ``latest``, without a new index.
+
+        The keys' positions come from :attr:`leads`, whose lookup table is built once; a key
+        without a time (or missing, or unknown) gets ``NaT``, as the map gives it.
+        """
+        at = self.leads.get_indexer(pd.Index(keys))
+        values = np.where(at >= 0, latest[at], _NONE)  # NaT is the smallest integer
+        return pd.Series(values.view(self.times.dtype), index=keys.index, name=keys.name)
 
 
 def contact_index(acts: pd.DataFrame) -> ContactIndex | None:

@@ -88,7 +88,12 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
             score_note=NO_SCORE,
         )
     every = data.activities  # the columns and rows read only: ten million activities on a large CRM
-    out["last_contact"] = out["prospect_id"].map(_last_contacts(every, cutoff))
+    index = prospect_index(every)
+    out["last_contact"] = (
+        index.looked_up(index.latest_before(cutoff), out["prospect_id"])
+        if index is not None
+        else out["prospect_id"].map(_last_contacts(every, cutoff))
+    )
     out["days_since_contact"] = days(cutoff - out["last_contact"])
     soon = truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff))
     planned = _with_entity(every.loc[soon, list(_ACTIVITY_COLUMNS)]).sort_values(
