@@ -61,35 +61,17 @@ def goals_between(rows: pd.DataFrame, bounds: Sequence[tuple[pd.Timestamp, pd.Ti
     """
     if rows.empty:
         return [NAN] * len(bounds)
-    begins, stops = rows["start"].to_numpy(), rows["stop"].to_numpy()
-    if begins.dtype.kind != "M" or stops.dtype.kind != "M" or rows["amount"].dtype != np.float64:
-        return [_goal_between_frame(rows, start, end) for start, end in bounds]
-    common = np.promote_types(begins.dtype, stops.dtype)  # the finer unit, as pandas subtracts them
-    unit = np.datetime_data(common)[0]
-    if unit not in _PER_SECOND:
-        return [_goal_between_frame(rows, start, end) for start, end in bounds]
-    per_day = _PER_SECOND[unit]
-    begins, stops = begins.astype(common), stops.astype(common)
-    length = (stops - begins).astype(np.int64) / per_day / 86400.0
-    amount = rows["amount"].to_numpy()
+    shares = _shares(rows, bounds)
     out = []
-    for start, end in bounds:
-        if end <= start:
+    for i, (start, end) in enumerate(bounds):
+        column = shares[i] if shares is not None else None
+        if column is None:  # rows of other types, or a range not exact in the rows' unit
+            out.append(_goal_between_frame(rows, start, end))
+        elif column is _EMPTY or not column[0].any():
             out.append(NAN)
-            continue
-        lo = pd.Timestamp(start).to_datetime64().astype(common)
-        hi = pd.Timestamp(end).to_datetime64().astype(common)
-        if pd.Timestamp(lo) != start or pd.Timestamp(hi) != end:
-            out.append(_goal_between_frame(rows, start, end))  # not exact in the rows' unit
-            continue
-        overlap = (np.minimum(stops, hi) - np.maximum(begins, lo)).astype(np.int64) / per_day / 86400.0
-        overlap = np.where(overlap < 0, 0, overlap)
-        covering = overlap > 0
-        if not covering.any():
-            out.append(NAN)
-            continue
-        values = (amount * overlap / length)[covering]
-        out.append(float(np.where(np.isnan(values), 0.0, values).sum()))
+        else:
+            covering, value = column
+            out.append(float(value[covering].sum()))
     return out
 
 
