@@ -132,3 +132,21 @@ def test_the_looked_up_last_contacts_are_the_map_of_them(acts: pd.DataFrame, uni
         pd.testing.assert_series_equal(got, expected)
         assert got.dtype == frame["occurred_at"].dtype and got.iloc[1:4].isna().all()
     assert got.notna().sum() > 500
+
+
+def test_no_activity_with_a_key_looks_up_nothing() -> None:
+    """A CRM without activities (or none on a lead): every key gets ``NaT``, as the map gives it."""
+    empty = pd.DataFrame(
+        {
+            "lead_id": pd.Series([], dtype=object),
+            "occurred_at": pd.Series([], dtype="datetime64[ns]"),
+            "done": pd.Series([], dtype=bool),
+        }
+    )
+    index = lead_contacts.contact_index(empty)
+    assert index is not None and len(index.leads) == 0
+    keys = pd.Series(["L1", None, "L2"], name="lead_id", dtype=object)
+    when = pd.Timestamp("2025-01-01")
+    got = index.looked_up(index.latest_before(when), keys)
+    pd.testing.assert_series_equal(got, keys.map(index.last_before(when)).astype("datetime64[ns]"))
+    assert got.isna().all()

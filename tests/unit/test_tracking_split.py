@@ -285,3 +285,20 @@ def test_the_process_report_equals_each_groups_filtered_leads(data: TrackingData
         got = proc.process(data, period, by)
         assert got["prospects"].iloc[-1] > 0 and got["open_leads_silent"].notna().any()
         pd.testing.assert_frame_equal(got, _reference_process(data, period, by), check_exact=True)
+
+
+@pytest.mark.parametrize("name", ["process", "prospects", "performance", "insights"])
+def test_a_crm_without_activities_gets_its_reports(data: TrackingData, name: str) -> None:
+    """No activity at all (a source of leads and deals only): the reports still answer, none contacted."""
+    crm = TrackingData(**{**data.__dict__, "activities": data.activities.iloc[0:0].copy()})
+    period = parse_period("month", crm.as_of)
+    if name == "insights":
+        assert insights(crm, period).as_dict()["tested"] >= 0
+        return
+    table = report(crm, name, period, "rep")[name]
+    assert len(table) > 1
+    if name == "process":  # each open lead's last contact its creation
+        assert table["open_leads"].iloc[-1] > 0 and table["open_leads_silent"].iloc[-1] > 0
+        pd.testing.assert_frame_equal(table, _reference_process(crm, period, "rep"), check_exact=True)
+    if name == "prospects":
+        assert table["last_contact"].isna().all()

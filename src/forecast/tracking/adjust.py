@@ -161,7 +161,7 @@ def _cells(
     The cells in the order of a pandas grouping of the group's and the stratum's text (both sorted
     as text), the others' counts those of the stratum less the cell's. Counted from integer codes
     of the texts (:func:`~forecast.tracking.activity_index.text_codes`) where ``success`` is an
-    integer column, in pandas over the texts otherwise; the same counts either way.
+    integer or boolean column, in pandas over the texts otherwise; the same counts either way.
     """
     success = units["success"]
     if success.dtype.kind not in "biu":

@@ -55,7 +55,9 @@ class ContactIndex:
         without a time (or missing, or unknown) gets ``NaT``, as the map gives it.
         """
         at = self.leads.get_indexer(pd.Index(keys))
-        values = np.where(at >= 0, latest[at], _NONE)  # NaT is the smallest integer
+        values = np.full(len(at), _NONE, dtype=np.int64)  # NaT is the smallest integer
+        found = at >= 0
+        values[found] = latest[at[found]]  # (no key at all: every value NaT)
         return pd.Series(values.view(self.times.dtype), index=keys.index, name=keys.name)
 
 

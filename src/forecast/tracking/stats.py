@@ -1,4 +1,4 @@
-"""Small-sample statistics for tracking metrics, with the standard library and numpy.
+"""Small-sample statistics for tracking metrics, with the standard library and numpy (pandas for a fallback).
 
 Every rate is reported with its sample size and a Wilson interval; comparisons return a two-sided
 p-value; many comparisons at once are controlled with Benjamini–Hochberg. Undefined values
