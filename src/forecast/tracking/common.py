@@ -104,10 +104,15 @@ def split_codes(codes: np.ndarray, names: Any) -> dict[str, np.ndarray]:
 
     In the order of ``names``; a name without rows is left out.
     """
+    rows = zip(names, code_rows(codes, len(names)), strict=True)
+    return {str(name): at for name, at in rows if len(at)}
+
+
+def code_rows(codes: np.ndarray, n: int) -> list[np.ndarray]:
+    """The row positions (ascending) of each code ``0 … n - 1`` (a missing code, ``-1``, in none)."""
     order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    rows = {str(name): order[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
-    return {name: at for name, at in rows.items() if len(at)}
+    bounds = np.searchsorted(codes[order], np.arange(n + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
 def subset(frame: pd.DataFrame, by: str, group: str) -> pd.DataFrame:
@@ -178,8 +183,12 @@ def group_rows(frame: pd.DataFrame, by: str) -> Callable[[str], np.ndarray]:
 
     Every row for ``(all)``; none for any other group when ``frame`` has no ``by`` column.
     """
-    every = np.arange(len(frame))
-    split = positions(frame[by]) if by in frame.columns else {}
+    return rows_of_groups(positions(frame[by]) if by in frame.columns else {}, len(frame))
+
+
+def rows_of_groups(split: dict[str, np.ndarray], n: int) -> Callable[[str], np.ndarray]:
+    """A group's row positions from ``split`` (each group's rows): all ``n`` for ``(all)``, none if absent."""
+    every = np.arange(n)
 
     def rows(group: str) -> np.ndarray:
         return every if group == ALL_LABEL else split.get(group, _NONE)

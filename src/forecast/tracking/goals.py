@@ -24,6 +24,7 @@ from forecast.tracking.common import (
     memo,
     per_group,
     subset,
+    truth,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
 from forecast.tracking.periods import Period
@@ -408,7 +409,8 @@ def daily_goal_table(
 ) -> np.ndarray:
     """:func:`daily_goals` of each group's :func:`quota_rows`, shape (groups, days), for every group at once.
 
-    Each quota row's share of each day is computed once (only the rows that overlap the days); a
+    Each quota row's share of each day is computed once (:func:`_shares`, for the rows that overlap
+    the days); a
     group's goal of a day is then its one covering row's share, or, where several rows cover the
     day, the sum of their shares in their order, as :func:`goals_between` adds them: the same
     value to the last bit. Rows or days of other types take :func:`daily_goals` group by group.
@@ -416,12 +418,19 @@ def daily_goal_table(
     q = _intervals(data)
     at = [quota_positions(data, by, g) for g in groups]
     out = np.full((len(groups), len(days)), NAN)
-    shares = _day_shares(q, days)
-    if shares is None:
+    one = pd.Timedelta(days=1)
+    shares, near = None, _NONE
+    if len(days) and days.tz is None and q["start"].dtype.kind == "M" and q["stop"].dtype.kind == "M":
+        near = np.flatnonzero(truth((q["stop"] > days[0]) & (q["start"] < days[-1] + one)))
+        shares = _shares(q.iloc[near], [(d, d + one) for d in days])  # the others cover no day
+    if shares is None or any(s is None for s in shares):  # rows or days of other types
         for i, rows in enumerate(at):
             out[i] = daily_goals(q.iloc[rows], days)
         return out
-    covering, value, local = shares
+    covering = np.stack([s[0] for s in shares if s is not None])  # (days, rows near them)
+    value = np.stack([s[1] for s in shares if s is not None])
+    local = np.full(len(q), -1, dtype=np.intp)
+    local[near] = np.arange(len(near))
     for i, rows in enumerate(at):
         mine = local[rows]
         mine = mine[mine >= 0]  # the group's rows that overlap a day, in their order
@@ -429,43 +438,11 @@ def daily_goal_table(
             continue
         cov, val = covering[:, mine], value[:, mine]
         count = cov.sum(axis=1)
-        one = count == 1
-        out[i, one] = np.where(cov[one], val[one], 0.0).sum(axis=1)  # x + 0.0 is x
+        single = count == 1
+        out[i, single] = np.where(cov[single], val[single], 0.0).sum(axis=1)  # x + 0.0 is x
         for d in np.flatnonzero(count > 1):
             out[i, d] = float(val[d][cov[d]].sum())
     return out
-
-
-def _day_shares(q: pd.DataFrame, days: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per day (rows) and quota row overlapping the days (columns): whether it covers the day, its share.
-
-    :func:`goals_between`'s arithmetic for ``[day, day + 1)``; and each quota row's column (-1: none).
-    ``None`` where :func:`daily_goals` takes another way (rows or days of other types).
-    """
-    begins, stops = q["start"].to_numpy(), q["stop"].to_numpy()
-    lo = days.to_numpy()
-    if len(days) == 0 or begins.dtype.kind != "M" or stops.dtype.kind != "M" or lo.dtype.kind != "M":
-        return None
-    if q["amount"].dtype != np.float64:
-        return None
-    common = np.promote_types(begins.dtype, stops.dtype)
-    unit = np.datetime_data(common)[0]
-    hi = (days + pd.Timedelta(days=1)).to_numpy()
-    lo_c, hi_c = lo.astype(common), hi.astype(common)
-    if unit not in _PER_SECOND or (lo_c != lo).any() or (hi_c != hi).any():
-        return None  # (midnights are exact in every unit taken)
-    per_day = _PER_SECOND[unit]
-    begins, stops = begins.astype(common), stops.astype(common)
-    near = np.flatnonzero((stops > lo_c[0]) & (begins < hi_c[-1]))  # the others cover no day
-    local = np.full(len(q), -1, dtype=np.intp)
-    local[near] = np.arange(len(near))
-    b, e = begins[near], stops[near]
-    length = (e - b).astype(np.int64) / per_day / 86400.0
-    overlap = (np.minimum(e[None, :], hi_c[:, None]) - np.maximum(b[None, :], lo_c[:, None])).astype(np.int64)
-    overlap = overlap / per_day / 86400.0
-    overlap = np.where(overlap < 0, 0, overlap)
-    values = q["amount"].to_numpy()[near][None, :] * overlap / length[None, :]
-    return overlap > 0, np.where(np.isnan(values), 0.0, values), local
 
 
 def daily_goals(rows: pd.DataFrame, days: pd.DatetimeIndex) -> list[float]:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from forecast.tracking.activity_index import done_within
 from forecast.tracking.adjust import STRATA, cold_call_units, compare, reply_units, win_units
-from forecast.tracking.common import by_key, memo
+from forecast.tracking.common import by_key, code_rows, memo
 from forecast.tracking.data import TrackingData, days
 from forecast.tracking.funnel import open_at, stage_win_rates
 from forecast.tracking.goals import goals
@@ -734,9 +734,7 @@ def _by_rep(reps: pd.Series) -> list[tuple[Any, np.ndarray]]:
     and leaves out a missing one, and so does this.
     """
     codes, uniques = pd.factorize(reps, sort=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    return [(rep, order[bounds[i] : bounds[i + 1]]) for i, rep in enumerate(uniques)]
+    return list(zip(uniques, code_rows(codes, len(uniques)), strict=True))
 
 
 def _quota(ctx: _Context) -> list[Insight]:

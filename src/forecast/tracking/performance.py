@@ -27,6 +27,7 @@ from forecast.tracking.common import (
     group_rows,
     memo,
     per_group,
+    rows_of_groups,
     split_codes,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData
@@ -131,17 +132,9 @@ def _period_activities(acts: pd.DataFrame, period: Period, by: str) -> _PeriodAc
     activity = _Activities.at(columns, rows)
     codes, texts = coded_texts(acts, by)
     at = codes[rows]
-    split = split_codes(at, texts)
-    every = np.arange(len(rows))
-
-    def rows_of(group: str) -> np.ndarray:
-        return every if group == ALL_LABEL else split.get(group, _NONE)
-
+    rows_of = rows_of_groups(split_codes(at, texts), len(rows))
     seen = pd.DataFrame({by: texts[np.unique(at)]})
     return _PeriodActivities(activity, rows_of, acts.iloc[rows[activity.cold]], seen)
-
-
-_NONE = np.zeros(0, dtype=np.intp)
 
 
 @dataclass(frozen=True, eq=False)

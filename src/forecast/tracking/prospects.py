@@ -88,12 +88,7 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
             score_note=NO_SCORE,
         )
     every = data.activities  # the columns and rows read only: ten million activities on a large CRM
-    index = prospect_index(every)
-    out["last_contact"] = (
-        index.looked_up(index.latest_before(cutoff), out["prospect_id"])
-        if index is not None
-        else out["prospect_id"].map(_last_contacts(every, cutoff))
-    )
+    out["last_contact"] = _last_contact_of(every, cutoff, out["prospect_id"])
     out["days_since_contact"] = days(cutoff - out["last_contact"])
     soon = truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff))
     planned = _with_entity(every.loc[soon, list(_ACTIVITY_COLUMNS)]).sort_values(
@@ -133,15 +128,21 @@ def _with_entity(acts: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _last_contacts(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
-    """Each prospect's last done activity before ``cutoff``, by prospect id (for looking up).
+def _last_contact_of(acts: pd.DataFrame, cutoff: pd.Timestamp, prospects: pd.Series) -> pd.Series:
+    """Each of ``prospects``' last done activity before ``cutoff`` (``NaT``: none), by deal else lead.
 
-    From the activities' prospect codes kept once per frame
-    (:func:`~forecast.tracking.lead_contacts.prospect_index`); times with a zone are grouped in pandas.
+    Looked up in the activities' prospect codes kept once per frame
+    (:func:`~forecast.tracking.lead_contacts.prospect_index`); times with a zone map the pandas
+    grouping of :func:`_last_contacts`.
     """
     index = prospect_index(acts)
     if index is not None:
-        return index.last_before(cutoff)
+        return index.looked_up(index.latest_before(cutoff), prospects)
+    return prospects.map(_last_contacts(acts, cutoff))
+
+
+def _last_contacts(acts: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Series:
+    """Each prospect's last done activity before ``cutoff``, by prospect id, grouped in pandas."""
     before = acts.loc[acts["occurred_at"] < cutoff, list(_ACTIVITY_COLUMNS)]
     done = _with_entity(before[before["done"]])
     return done.groupby("entity")["occurred_at"].max()
