@@ -158,3 +158,64 @@ def test_strata_and_groups_written_alike_or_apart_count_as_their_text(data: Trac
         _reference(floats, "rep", strata, "win_rate"),
         check_exact=True,
     )
+
+
+def _grouped_first_calls(cold: pd.DataFrame, carried: list[str]) -> pd.DataFrame:
+    """The pandas grouping ``_first_calls`` stands for."""
+    return cold.groupby(["rep_id", "lead_id"], as_index=False).agg(
+        calls=("activity_id", "size"),
+        first_call=("occurred_at", "min"),
+        **{k: (k, "first") for k in carried},
+    )
+
+
+def _cold_frame(seed: int, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    reps = np.array([f"r{i}" for i in range(7)] + ["r10"], dtype=object)
+    leads = np.array([f"l{i}" for i in range(25)], dtype=object)
+    rep = reps[rng.integers(0, len(reps), n)]
+    lead = leads[rng.integers(0, len(leads), n)].astype(object)
+    lead[rng.random(n) < 0.05] = None  # a call without a lead is in no group
+    rep[rng.random(n) < 0.05] = np.nan
+    times = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 40, n), unit="D")  # ties
+    return pd.DataFrame(
+        {
+            "activity_id": [f"a{i}" for i in range(n)],
+            "lead_id": lead,
+            "occurred_at": times.as_unit("us"),
+            "rep_id": rep,
+            "team": np.where(rng.random(n) < 0.5, "north", "south").astype(object),
+            "source": np.array(["web", "event", "referral"], dtype=object)[rng.integers(0, 3, n)],
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n", [0, 1, 40, 2_000])
+def test_first_cold_calls_from_codes_equal_the_pandas_grouping(seed: int, n: int) -> None:
+    adjust = importlib.import_module("forecast.tracking.adjust")
+    cold = _cold_frame(seed, n)
+    carried = ["team", "source"]
+    ours = adjust._first_calls(cold, carried).sort_values(["rep_id", "lead_id"], ignore_index=True)
+    pd.testing.assert_frame_equal(ours, _grouped_first_calls(cold, carried), check_exact=True)
+
+
+def test_first_cold_calls_with_a_missing_carried_value_take_its_first_known_one() -> None:
+    adjust = importlib.import_module("forecast.tracking.adjust")
+    cold = _cold_frame(5, 300)
+    cold.loc[cold.index[::7], "team"] = None  # pandas' "first" skips it
+    carried = ["team", "source"]
+    pd.testing.assert_frame_equal(
+        adjust._first_calls(cold, carried), _grouped_first_calls(cold, carried), check_exact=True
+    )
+
+
+def test_fractional_successes_are_summed_per_group_in_numpys_order() -> None:
+    success = [0.6, 0.3, 0, 0, 0.8, 0.9, 0.6, 0.7, 0.5, 0.9, 1.0]  # ten cells of rep a: order matters
+    units = pd.DataFrame(
+        {"rep": ["a"] * 10 + ["b"], "source": [f"s{i}" for i in range(10)] + ["s0"], "success": success}
+    )
+    row = compare(units, "rep", ["source"], "m").set_index("rep").loc["a"]
+    k = float(np.asarray(success[:10]).sum())  # each cell holds one trial, in the cells' (text) order
+    all_k = float(np.asarray(success).sum())
+    assert row["p_value_raw"] == two_proportion_test(k, 10, all_k - k, 1)

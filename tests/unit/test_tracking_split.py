@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -302,3 +303,21 @@ def test_a_crm_without_activities_gets_its_reports(data: TrackingData, name: str
         pd.testing.assert_frame_equal(table, _reference_process(crm, period, "rep"), check_exact=True)
     if name == "prospects":
         assert table["last_contact"].isna().all()
+
+
+def test_rows_of_columns_equal_the_frames_rows(data: TrackingData) -> None:
+    acts = data.activities.copy()
+    acts["email_opened"] = acts["email_opened"].astype("boolean")  # an extension column
+    acts["type"] = acts["type"].astype("category")
+    acts.index = acts.index * 3 + 7  # labels kept
+    rows = np.flatnonzero(np.random.default_rng(0).random(len(acts)) < 0.3)
+    columns = ["occurred_at", "rep", "type", "email_opened", "duration_seconds", "done", "not_a_column"]
+    taken = common.rows_of_columns(acts, rows, columns)
+    pd.testing.assert_frame_equal(taken, acts.iloc[rows][[c for c in acts.columns if c in columns]])
+    assert common.rows_of_columns(acts, rows[:0], columns).empty
+
+
+def test_rows_of_columns_of_a_frame_with_a_repeated_name_take_its_rows() -> None:
+    frame = pd.DataFrame([[1, 2, 3], [4, 5, 6], [7, 8, 9]], columns=["a", "b", "a"])
+    rows = np.array([2, 0])
+    pd.testing.assert_frame_equal(common.rows_of_columns(frame, rows, ["a"]), frame.iloc[rows][["a"]])

@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 
 from forecast.dashboard import charts
@@ -50,6 +51,11 @@ _MONEY = frozenset({"p10", "p50", "p90", "quota", "expected", "won_to_date", "wo
 def _absent(value: Any) -> bool:
     if value is None or value is pd.NaT:
         return True
+    kind = type(value)
+    if kind is float or kind is np.float64:  # most cells of a table: the general test below, directly
+        return not math.isfinite(value)
+    if kind is int:
+        return False
     try:
         return isinstance(value, float | int) and not math.isfinite(float(value))
     except (TypeError, ValueError):

@@ -12,13 +12,14 @@ are those the pandas expressions give row by row, so the figures are the same to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import memo, memo_held, truth
+from forecast.tracking.common import memo, memo_held, narrow, rows_of_columns, truth
 
 CALL, EMAIL, OTHER = 0, 1, 2
 """The codes of :attr:`ActivityIndex.kinds`."""
@@ -88,17 +89,22 @@ def built_activity_index(acts: pd.DataFrame) -> ActivityIndex | None:
     return held
 
 
-def done_within(acts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def done_within(
+    acts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The done activities in ``[start, end)``, from the index where it is built.
 
     The rows ``acts[acts["done"] & (acts["occurred_at"] >= start) & (acts["occurred_at"] < end)]``
-    gives, in the frame's order.
+    gives, in the frame's order; with ``columns``, only those of them the frame has (a quarter of
+    ten million activities: a tenth of a second less per column left out).
     """
     index = built_activity_index(acts)
     if index is None:
         times = acts["occurred_at"]
-        return acts[acts["done"] & (times >= start) & (times < end)]
-    return acts.iloc[index.rows[index.within(start, end)]]
+        done = acts[acts["done"] & (times >= start) & (times < end)]
+        return done if columns is None else narrow(done, *columns)
+    rows = index.rows[index.within(start, end)]
+    return acts.iloc[rows] if columns is None else rows_of_columns(acts, rows, columns)
 
 
 _NAME = "done activities index"

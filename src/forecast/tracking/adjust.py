@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.tracking.activity_index import EMAIL, built_activity_index, text_codes
-from forecast.tracking.common import by_key, check_grouping
+from forecast.tracking.common import by_key, check_grouping, memo, rows_of_columns, truth
 from forecast.tracking.data import GROUPINGS, NONE_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, two_proportion_test, wilson
@@ -45,42 +45,112 @@ def win_units(data: TrackingData, period: Period) -> pd.DataFrame:
 
 
 def cold_call_units(data: TrackingData, period: Period) -> pd.DataFrame:
-    """Leads cold-called in the period (one trial per rep and lead): ``success`` = became a deal after."""
+    """Leads cold-called in the period (one trial per rep and lead): ``success`` = became a deal after.
+
+    The period's cold calls are found among the frame's cold calls (kept once per frame), and only
+    the columns the trials carry are taken of them.
+    """
     acts = data.activities
-    cold = acts[acts["cold"] & period.contains(acts["occurred_at"])]
+    rows, times = memo(acts, "cold calls and their times", lambda: _cold_calls(acts))
     keys = ["rep_id", "rep", "team", "manager", "region", "source", "channel"]
-    first = cold.groupby(["rep_id", "lead_id"], as_index=False).agg(
-        calls=("activity_id", "size"),
-        first_call=("occurred_at", "min"),
-        **{k: (k, "first") for k in keys if k != "rep_id"},
-    )
-    leads = by_key(data.leads, "lead_id", "converted_at", "company_size")
-    conv = leads["converted_at"].reindex(first["lead_id"]).to_numpy()
-    first["company_size"] = leads["company_size"].reindex(first["lead_id"]).fillna(NONE_LABEL).to_numpy()
+    columns = ["activity_id", "lead_id", "occurred_at", *keys]
+    cold = rows_of_columns(acts, rows[truth(period.contains(times))], columns)
+    first = _first_calls(cold, [k for k in keys if k != "rep_id"])
+    leads = by_key(data.leads, "lead_id", "converted_at", "company_size").reindex(first["lead_id"])
+    conv = leads["converted_at"].to_numpy()
+    first["company_size"] = leads["company_size"].fillna(NONE_LABEL).to_numpy()
     first["success"] = (pd.Series(conv) > first["first_call"].to_numpy()).astype(int).to_numpy()
     return first
 
 
+def _first_calls(cold: pd.DataFrame, carried: list[str]) -> pd.DataFrame:
+    """One row per rep and lead cold-called: the calls, the first one's time and the ``carried`` columns.
+
+    The rows of the frame ``cold.groupby(["rep_id", "lead_id"], as_index=False)`` gives (``calls``
+    each group's size, ``first_call`` its earliest time, each carried column's first value), found
+    by sorting integer codes, in the order of each rep's and lead's first call rather than sorted
+    by their text: a trial's place counts for nothing in the comparisons, whose cells are counted
+    by code (:func:`_cells`), and sorting a quarter's lead ids as text costs a tenth of a second.
+    Keys that are not plain objects (a categorical's
+    grouping counts unseen categories too), times with a zone, a carried column with a missing
+    value (whose first *known* value pandas takes), a missing time, or no call leave the grouping
+    to pandas.
+    """
+    plain = all(cold[c].dtype == np.dtype(object) for c in ("rep_id", "lead_id")) and (
+        cold["occurred_at"].dtype.kind == "M" and isinstance(cold["occurred_at"].dtype, np.dtype)
+    )
+    gaps = any(cold[c].isna().any() for c in [*carried, "occurred_at"])
+    reps, _ = pd.factorize(cold["rep_id"])
+    leads, lead_ids = pd.factorize(cold["lead_id"])
+    rows = np.flatnonzero((reps >= 0) & (leads >= 0))  # a missing rep or lead is in no group
+    if not len(rows) or not plain or gaps:
+        return cold.groupby(["rep_id", "lead_id"], as_index=False).agg(
+            calls=("activity_id", "size"),
+            first_call=("occurred_at", "min"),
+            **{k: (k, "first") for k in carried},
+        )
+    keys = reps[rows].astype(np.int64) * len(lead_ids) + leads[rows]
+    by_key = np.argsort(keys, kind="stable")  # each group's rows together, in their order
+    order, ordered = rows[by_key], keys[by_key]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    first = order[starts]
+    out = pd.DataFrame(
+        {
+            "rep_id": cold["rep_id"].to_numpy()[first],
+            "lead_id": cold["lead_id"].to_numpy()[first],
+            "calls": np.diff(np.r_[starts, len(order)]).astype(np.int64),
+            "first_call": np.minimum.reduceat(cold["occurred_at"].to_numpy()[order], starts),
+        }
+    )
+    for c in carried:
+        out[c] = cold[c].iloc[first].reset_index(drop=True)
+    return out
+
+
+def _cold_calls(acts: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+    """The positions of the cold calls in ``acts`` and their times."""
+    rows = np.flatnonzero(truth(acts["cold"]))
+    return rows, acts["occurred_at"].iloc[rows]
+
+
+REPLY_COLUMNS = (
+    "activity_id",
+    "occurred_at",
+    "lead_id",
+    "opportunity_id",
+    "email_replied",
+    "rep_id",
+    *GROUPINGS,
+    *STRATA["reply_rate"],
+)
+"""The columns of the activities a reply trial carries: its time, lead and deal, and its groups and strata."""
+
+
 def reply_units(data: TrackingData, period: Period) -> pd.DataFrame:
-    """Outbound emails sent in the period with a known reply flag: ``success`` = replied."""
+    """Outbound emails sent in the period with a known reply flag: ``success`` = replied.
+
+    The activities' columns the comparisons and the insights read (:data:`REPLY_COLUMNS`) only.
+    """
     acts = data.activities
     index = built_activity_index(acts)
     if index is None:
-        emails = acts[
-            (acts["type"] == "email")
-            & (acts["direction"] == "outbound")
-            & acts["done"]
-            & period.contains(acts["occurred_at"])
-            & acts["email_replied"].notna()
-        ]
+        rows = np.flatnonzero(
+            truth(
+                (acts["type"] == "email")
+                & (acts["direction"] == "outbound")
+                & acts["done"]
+                & period.contains(acts["occurred_at"])
+                & acts["email_replied"].notna()
+            )
+        )
     else:  # the same rows, from the coded activities
         at = index.within(period.start, period.end)
         keep = (index.kinds[at] == EMAIL) & index.outbound[at] & (index.replied[at] >= 0)
-        emails = acts.iloc[index.rows[at[keep]]]
-    return emails.assign(
-        success=emails["email_replied"].astype(bool).astype(int),
-        on_deal=np.where(emails["opportunity_id"].notna(), "deal", "lead"),
-    )
+        rows = index.rows[at[keep]]
+    emails = rows_of_columns(acts, rows, REPLY_COLUMNS)  # a new frame: set in place, not copied again
+    emails["success"] = emails["email_replied"].astype(bool).astype(int)
+    emails["on_deal"] = np.where(emails["opportunity_id"].notna(), "deal", "lead")
+    return emails
 
 
 PRIOR_TRIALS = 10.0
@@ -115,15 +185,21 @@ def compare(units: pd.DataFrame, by: str, strata: Sequence[str], metric: str) ->
     all_k, all_n = float(units["success"].sum()), float(len(units))
     groups, gk, gn, ok, on = _cells(units, by, used)
     bounds = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
+    starts = bounds[:-1]
+    group_n, group_k = _group_sums(gn, bounds), _group_sums(gk, bounds)
+    others_n_of = all_n - np.asarray(group_n, dtype=float)
+    fallback = np.full(len(starts), NAN)
+    np.divide(all_k - np.asarray(group_k, dtype=float), others_n_of, out=fallback, where=others_n_of > 0)
+    # every cell's expectation at once (each value as the group's own arithmetic gives it), summed per group
+    p = (ok + PRIOR_TRIALS * np.repeat(fallback, np.diff(bounds))) / (on + PRIOR_TRIALS)
+    expectations, variances = _known(p * gn), _known(p * (1 - p) * gn)
     rows = []
-    for first, stop in itertools.pairwise(bounds):
+    for i, (first, stop) in enumerate(itertools.pairwise(bounds)):
         group = groups[first]
-        n, k = int(gn[first:stop].sum()), float(gk[first:stop].sum())
+        n, k = int(group_n[i]), float(group_k[i])
         others_n, others_k = all_n - n, all_k - k
-        fallback = others_k / others_n if others_n > 0 else NAN
-        p = (ok[first:stop] + PRIOR_TRIALS * fallback) / (on[first:stop] + PRIOR_TRIALS)
-        expected = _sum(p * gn[first:stop])
-        variance = _sum(p * (1 - p) * gn[first:stop])
+        expected = float(expectations[first:stop].sum())
+        variance = float(variances[first:stop].sum())
         r = wilson(k, n)
         o = wilson(others_k, others_n)
         exp_rate = expected / n if n else NAN
@@ -240,9 +316,20 @@ def _strata(units: pd.DataFrame, used: list[str]) -> pd.Series:
     return first.str.cat(cast(Any, rest), sep="|") if rest else first
 
 
-def _sum(values: np.ndarray) -> float:
-    """The sum of ``values``, a ``nan`` counting as 0 (pandas' sum of the same values)."""
-    return float(np.where(np.isnan(values), 0.0, values).sum())
+def _group_sums(values: np.ndarray, bounds: np.ndarray) -> list[Any]:
+    """Each group's sum of ``values`` (a group: from one bound to the next), as its slice's sum.
+
+    Integers at once (their sum is exact in any order); other values one slice at a time, in
+    numpy's own order of adding a slice (a fractional success of the pandas path).
+    """
+    if values.dtype.kind in "iu":
+        return np.add.reduceat(values, bounds[:-1]).tolist() if len(bounds) > 1 else []
+    return [values[a:b].sum() for a, b in itertools.pairwise(bounds)]
+
+
+def _known(values: np.ndarray) -> np.ndarray:
+    """``values`` with a ``nan`` as 0: a slice's sum is then pandas' sum of the same values."""
+    return np.where(np.isnan(values), 0.0, values)
 
 
 def _z_p(observed: float, expected: float, variance: float) -> float:

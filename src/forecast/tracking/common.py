@@ -206,6 +206,25 @@ def amount_at(amounts: np.ndarray, rows: np.ndarray) -> float:
     return float(amounts[rows].sum()) if len(rows) else 0.0
 
 
+def rows_of_columns(frame: pd.DataFrame, rows: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+    """The ``rows`` (positions) of those of ``columns`` that ``frame`` has, in the frame's order.
+
+    Each column's values are taken at ``rows`` alone: ``frame.iloc[rows, positions]`` may take
+    the columns of every row first, and ``frame.iloc[rows]`` takes every column (seconds, and a
+    tenth of a second, on a quarter of ten million activities).
+    """
+    wanted = set(columns)
+    if not frame.columns.is_unique:  # a name that stands for several columns: the frame's own take
+        return narrow(frame.iloc[rows], *columns)
+    taken = {c: _taken(frame[c], rows) for c in frame.columns if c in wanted}
+    return pd.DataFrame(taken, index=frame.index[rows], columns=list(taken))
+
+
+def _taken(column: pd.Series, rows: np.ndarray) -> Any:
+    """A column's values at ``rows``: of its numpy array (a view, no copy), or its extension array's take."""
+    return column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
+
+
 def narrow(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     """``frame`` with only those of ``columns`` it has (a group's rows are then a cheap take)."""
     return frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]

@@ -16,6 +16,7 @@ its p-value.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ import pandas as pd
 
 from forecast.tracking.activity_index import done_within
 from forecast.tracking.adjust import STRATA, cold_call_units, compare, reply_units, win_units
-from forecast.tracking.common import by_key, code_rows, memo
+from forecast.tracking.common import by_key, code_rows, memo, rows_of_columns, truth
 from forecast.tracking.data import TrackingData, days
 from forecast.tracking.funnel import open_at, stage_win_rates
 from forecast.tracking.goals import goals
@@ -198,8 +199,20 @@ def _context(data: TrackingData, period: Period, cfg: InsightConfig) -> _Context
     )
 
 
-Candidate = tuple[Insight, bool]
-"""An insight and whether it passed the size and effect bars (the FDR step comes after)."""
+@dataclass(frozen=True)
+class _Pending:
+    """An insight not written yet: its p-value, and how to write it if it is raised.
+
+    A period at 1M leads tests some 16,000 comparisons and raises a hundred: the shortfall rules
+    write the message and evidence of those alone (:func:`insights`), the same insight either way.
+    """
+
+    p_value: float
+    write: Callable[[], Insight]
+
+
+Candidate = tuple[Insight | _Pending, bool]
+"""An insight (or one to write) and whether it passed the size and effect bars (the FDR step comes after)."""
 
 
 def _shortfall_candidates(
@@ -212,13 +225,14 @@ def _shortfall_candidates(
     """Reps whose rate falls short of the others' on the same mix.
 
     ``build`` gets a row of :func:`~forecast.tracking.adjust.compare` (its values as Python
-    scalars, as ``iterrows`` gives them) and the row positions of the rep's trials in ``units``.
+    scalars, as ``iterrows`` gives them) and the row positions of the rep's trials in ``units``;
+    it is called for the raised insights only, and its insight's p-value must be the row's.
     """
     if units.empty or units["rep"].nunique() < 2:
         return []
     table = compare(units, "rep", STRATA.get(metric, ()) if strata is None else strata, metric)
     rows_of = units.groupby("rep", sort=False).indices  # each rep's trials, in their order
-    out = []
+    out: list[Candidate] = []
     records: list[dict[str, Any]] = table.to_dict("records")  # type: ignore[assignment]  # str columns
     for row in records:
         if row["rep"] == "(none)":
@@ -230,7 +244,8 @@ def _shortfall_candidates(
         )
         worse = row["ratio"] == row["ratio"] and row["ratio"] <= 1 - ctx.cfg.min_effect
         mine = np.asarray(rows_of.get(row["rep"], _NO_ROWS))
-        out.append((build(row, mine), bool(eligible and worse)))
+        pending = _Pending(float(row["p_value"]), functools.partial(build, row, mine))
+        out.append((pending, bool(eligible and worse)))
     return out
 
 
@@ -369,7 +384,7 @@ def _win_rate(ctx: _Context) -> list[Candidate]:
 
 
 def _selling_time(ctx: _Context) -> list[Candidate]:
-    acts = done_within(ctx.data.activities, ctx.period.start, ctx.period.end)
+    acts = done_within(ctx.data.activities, ctx.period.start, ctx.period.end, ("rep", "duration_seconds"))
     hours = acts.groupby("rep")["duration_seconds"].sum() / 3600
     opps = ctx.data.opportunities
     won = opps[(opps["outcome"] == "won") & ctx.period.contains(opps["closed_at"])].groupby("rep").size()
@@ -379,7 +394,7 @@ def _selling_time(ctx: _Context) -> list[Candidate]:
     median = float(hours.median())
     all_h = hours.sum()
     all_k = won.reindex(hours.index, fill_value=0).sum()
-    out = []
+    out: list[Candidate] = []
     for rep, h in hours.items():
         k = int(won.get(rep, 0))
         others_h = float(all_h - h)
@@ -524,7 +539,8 @@ def _capacity(ctx: _Context) -> list[Candidate]:
     open_now = open_at(opps, ctx.cutoff)
     if open_now.empty:
         return []
-    recent = done_within(ctx.data.activities, ctx.cutoff - pd.Timedelta(days=NEGLECT_DAYS), ctx.cutoff)
+    since = ctx.cutoff - pd.Timedelta(days=NEGLECT_DAYS)
+    recent = done_within(ctx.data.activities, since, ctx.cutoff, ("opportunity_id",))
     touched = set(recent["opportunity_id"].dropna())
     open_now = open_now.assign(neglected=~open_now["opportunity_id"].isin(touched))
     weights = ctx.weights()
@@ -537,7 +553,7 @@ def _capacity(ctx: _Context) -> list[Candidate]:
     neglected = open_now["neglected"].to_numpy(dtype=bool)
     value = open_now["value"].to_numpy()
     all_k, all_n = int(neglected.sum()), len(open_now)  # a rep's others: every deal not theirs
-    out = []
+    out: list[Candidate] = []
     for rep, rows in _by_rep(open_now["rep"]):
         k, n = int(neglected[rows].sum()), len(rows)
         ko, no = all_k - k, all_n - n
@@ -586,10 +602,13 @@ def _stages(ctx: _Context) -> list[Candidate]:
     weights = ctx.weights()
     order = ctx.data.pipeline.open_stages
     out: list[Candidate] = []
-    entered = s[ctx.period.contains(s["entered_at"]) & s["result"].isin(["advanced", "lost"])]
-    entered = entered.assign(success=(entered["result"] == "advanced").astype(int))
+    # the columns the rules read, each taken at the rows read (not every column of a million stays)
+    ended = truth(ctx.period.contains(s["entered_at"]) & s["result"].isin(["advanced", "lost"]))
+    entered = rows_of_columns(s, np.flatnonzero(ended), ("stage", "rep", "product", "result"))
+    entered["success"] = (entered["result"] == "advanced").astype(int)
     entered_in = entered.groupby("stage", sort=False).indices  # each stage's rows, in their order
     stays_in = memo(s, "rows by stage", lambda: s.groupby("stage", sort=False).indices)
+    timed = ("entered_at", "left_at", "days", "opportunity_id")
     for i, stage in enumerate(order):
         units = entered.iloc[entered_in.get(stage, _NO_ROWS)]
         nxt = order[i + 1] if i + 1 < len(order) else None
@@ -620,7 +639,8 @@ def _stages(ctx: _Context) -> list[Candidate]:
             )
 
         out.extend(_shortfall_candidates(ctx, units, f"stage_conversion:{stage}", build, ("product",)))
-        out.extend(_slow_stage(ctx, s.iloc[stays_in.get(stage, _NO_ROWS)], stage, weights.get(stage, NAN)))
+        stage_stays = rows_of_columns(s, np.asarray(stays_in.get(stage, _NO_ROWS)), timed)
+        out.extend(_slow_stage(ctx, stage_stays, stage, weights.get(stage, NAN)))
     return out
 
 
@@ -689,7 +709,7 @@ def _long_cycles(ctx: _Context) -> list[Candidate]:
         .groupby(open_now["rep"])
         .sum()
     )
-    out = []
+    out: list[Candidate] = []
     cycle = won["days"].to_numpy()
     for rep, rows in _by_rep(won["rep"]):
         others = np.delete(cycle, rows)  # every deal not theirs, in their order
@@ -804,9 +824,10 @@ def insights(data: TrackingData, period: Period, config: InsightConfig | None = 
     rejected = benjamini_hochberg([c[0].p_value for c in tested], cfg.fdr)
     ranked_p = _bh_q_values([c[0].p_value for c in tested])
     raised = []
-    for (insight, passes), significant, q in zip(tested, rejected, ranked_p, strict=True):
-        insight.q_value = q
+    for (candidate, passes), significant, q in zip(tested, rejected, ranked_p, strict=True):
         if passes and significant:
+            insight = candidate.write() if isinstance(candidate, _Pending) else candidate
+            insight.q_value = q
             raised.append(insight)
     raised.extend(_quota(ctx))
     raised.sort(

@@ -22,6 +22,7 @@ from forecast.tracking.common import (
     memo,
     narrow,
     per_group,
+    rows_of_columns,
     truth,
 )
 from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
@@ -57,22 +58,24 @@ def process(
     check_grouping("process", by, GROUPINGS, "leads carry no product; see the stage table")
     leads = data.leads
     cutoff = min(period.end, data.as_of)
-    created = leads[period.contains(leads["created_at"])]
+    # each frame's rows of the columns a group's row reads (not every column of a million leads)
+    created = rows_of_columns(
+        leads, _rows(period.contains(leads["created_at"])), (by, "channel", "converted_at")
+    )
     qualified_mask = period.contains(leads["converted_at"]) | (
         (leads["status"] == "qualified") & period.contains(leads["status_changed_at"])
     )
-    qualified = leads[qualified_mask]
-    open_leads = leads[
+    qualified = rows_of_columns(leads, _rows(qualified_mask), (by,))
+    open_mask = (
         (leads["created_at"] < cutoff)
         & leads["status"].isin(["new", "working", "qualified"])
         & leads["converted_at"].isna()
-    ]
+    )
+    open_leads = rows_of_columns(leads, _rows(open_mask), (by, "lead_id", "created_at"))
     last = pd.to_datetime(last_contact_of(data.activities, cutoff, open_leads["lead_id"]))
     last = last.fillna(open_leads["created_at"])
     silent = days(cutoff - last) > NO_CONTACT_DAYS
     open_leads = narrow(open_leads.assign(silent=silent), by, "silent")
-    created = narrow(created, by, "channel", "converted_at")  # the columns a group's row reads
-    qualified = narrow(qualified, by)
     months = period.days / DAYS_PER_MONTH
     created_rows, qualified_rows, open_rows = (group_rows(f, by) for f in (created, qualified, open_leads))
     inbound = truth(created["channel"] == "inbound")
@@ -96,6 +99,11 @@ def process(
         return row
 
     return per_group(data, by, [created, qualified], compute, only=only)
+
+
+def _rows(mask: pd.Series) -> np.ndarray:
+    """The positions where a filter ``frame[mask]`` keeps a row."""
+    return np.flatnonzero(truth(mask))
 
 
 def last_contact_of(acts: pd.DataFrame, cutoff: pd.Timestamp, leads: pd.Series) -> pd.Series:
