@@ -61,7 +61,8 @@ def test_the_previous_period_figures_are_the_cli_report_of_its_days(reader: Read
         "--as-of 2024-04-01T00:00:00"
     )
     held = reader.keys()  # the reader's cache, not a dict
-    assert ("report", None, "2024-02-01..2024-02-29", "performance", "rep") in held
+    # the previous period's brief table (the headline figures alone), every group's
+    assert ("report", None, "2024-02-01..2024-02-29", "performance", "rep", "brief") in held
     assert [k for k in held if k[0] == "tracking"] == [("tracking", None)]  # one read
 
 

@@ -321,3 +321,23 @@ def test_rows_of_columns_of_a_frame_with_a_repeated_name_take_its_rows() -> None
     frame = pd.DataFrame([[1, 2, 3], [4, 5, 6], [7, 8, 9]], columns=["a", "b", "a"])
     rows = np.array([2, 0])
     pd.testing.assert_frame_equal(common.rows_of_columns(frame, rows, ["a"]), frame.iloc[rows][["a"]])
+
+
+@pytest.mark.parametrize("spec", ["month", "quarter", "2024-01-01..2024-12-31"])
+@pytest.mark.parametrize("name", ["performance", "process"])
+def test_a_brief_table_is_the_whole_tables_columns_less_the_costly_ones(
+    data: TrackingData, name: str, spec: str
+) -> None:
+    from forecast.dashboard.compare import HEADLINE
+    from forecast.tracking.performance import BRIEF_LEFT_OUT
+
+    period = parse_period(spec, data.as_of)
+    activity_index(data.activities)  # the coded path as the dashboard reads it
+    for by in ("rep", "team"):
+        whole = report(data, name, period, by, extras=False)[name]
+        brief = report(data, name, period, by, extras=False, brief=True)[name]
+        left_out = BRIEF_LEFT_OUT if name == "performance" else ("open_leads", "open_leads_silent")
+        kept = [c for c in whole.columns if not any(c == o or c.startswith(f"{o}_") for o in left_out)]
+        assert list(brief.columns) == kept
+        pd.testing.assert_frame_equal(brief, whole[kept], check_exact=True)
+        assert {m for m, _, _, source in HEADLINE if source == name} <= set(brief.columns)

@@ -195,8 +195,9 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
         if (name, by) not in tables:  # each table indexed once (a rep's row is not a scan per rep)
             # a filtered view reads its rows alone (the whole table's when held: Reader.report)
             only = wanted[by] if filters.scope is not None else None
-            now_table = reader.report(filters, name, by, only=only, main_only=True)[name]
-            prev_table = reader.report(before, name, by, only=only, main_only=True)[name] if covered else None
+            # the headline figures alone: a held table, else the brief form (Reader.report)
+            now_table = reader.report(filters, name, by, only=only, brief=True)[name]
+            prev_table = reader.report(before, name, by, only=only, brief=True)[name] if covered else None
             tables[(name, by)] = (_by_key(now_table, by, metrics), _by_key(prev_table, by, metrics))
         return tables[(name, by)]
 

@@ -671,6 +671,7 @@ class Reader:
         only: Collection[str] | None = None,
         *,
         main_only: bool = False,
+        brief: bool = False,
     ) -> dict[str, pd.DataFrame]:
         """``forecast metrics --report name --by by`` for the filters' as-of and period (unfiltered rows).
 
@@ -679,7 +680,10 @@ class Reader:
         computes them, :meth:`whole_reports`), else computed for those groups alone (a filtered
         view on a cold cache: not every rep's figures for one rep's row), the same rows either way.
         With ``main_only``, the report's main table alone (``{name: table}``): taken from the
-        report when it is held, else computed without its extra tables (``extras=False``).
+        report when it is held, else computed without its extra tables (``extras=False``). With
+        ``brief`` (a report that has a brief form, :attr:`~forecast.tracking.api.Report.briefs`),
+        the main table of a held report, else its brief form (the columns a comparison of
+        headline figures reads, with the whole table's values), kept apart.
         """
         from forecast.tracking.api import REPORTS, narrowed, report
 
@@ -687,6 +691,8 @@ class Reader:
         period = self.period(data, filters)
         whole = ("report", filters.as_of, period.label, name, by)
         groups = None if only is None else tuple(sorted(set(only)))
+        if brief and REPORTS[name].briefs:
+            return self._brief(data, period, whole, groups)
         if not main_only or not REPORTS[name].extras:  # (a report without extras: the one kept)
             if groups is None:
                 return self._cached(whole, lambda: report(data, name, period, by))
@@ -703,6 +709,24 @@ class Reader:
                 table = {name: held[name]}
                 return narrowed(table, by, groups) if kept in every and groups is not None else table
         return self._cached(main, lambda: report(data, name, period, by, only=groups, extras=False))
+
+    def _brief(
+        self, data: TrackingData, period: Period, whole: tuple[Any, ...], groups: tuple[str, ...] | None
+    ) -> dict[str, pd.DataFrame]:
+        """:meth:`report`'s brief table: the report's held table (``whole``: its key), else the brief form."""
+        from forecast.tracking.api import narrowed, report
+
+        name, by = whole[-2], whole[-1]
+        key = whole if groups is None else (*whole, groups)
+        every = (whole, (*whole, "main table"), (*whole, "brief"))  # every group's: whole, main or brief
+        for kept in dict.fromkeys((*every, key, (*key, "main table"))):
+            held = self._peek(kept)
+            if held is not None:
+                table = {name: held[name]}
+                return narrowed(table, by, groups) if kept in every and groups is not None else table
+        return self._cached(
+            (*key, "brief"), lambda: report(data, name, period, by, only=groups, extras=False, brief=True)
+        )
 
     def whole_reports(self, filters: Filters) -> None:
         """Compute the whole reports a filtered view of the filters' grouping reads (for the warm-up).

@@ -37,25 +37,33 @@ STRATA = {
 """The mix each adjusted rate is standardised for."""
 
 
-def win_units(data: TrackingData, period: Period) -> pd.DataFrame:
-    """Deals closed in the period: one trial each, ``success`` = won."""
+def win_units(data: TrackingData, period: Period, by: str | None = None) -> pd.DataFrame:
+    """Deals closed in the period: one trial each, ``success`` = won (every column; ``by`` unused)."""
     opps = data.opportunities
     closed = opps[period.contains(opps["closed_at"])]
     return closed.assign(success=(closed["outcome"] == "won").astype(int))
 
 
-def cold_call_units(data: TrackingData, period: Period) -> pd.DataFrame:
+COLD_CALL_GROUPS = ("rep", "team", "manager", "region", "source", "channel")
+"""The groups a cold-call trial carries (their first value among the rep's calls to the lead)."""
+
+
+def cold_call_units(data: TrackingData, period: Period, by: str | None = None) -> pd.DataFrame:
     """Leads cold-called in the period (one trial per rep and lead): ``success`` = became a deal after.
 
     The period's cold calls are found among the frame's cold calls (kept once per frame), and only
-    the columns the trials carry are taken of them.
+    the columns the trials carry are taken of them: every grouping, or (``by``) that grouping's,
+    the rep's and the strata's alone.
     """
     acts = data.activities
     rows, times = memo(acts, "cold calls and their times", lambda: _cold_calls(acts))
-    keys = ["rep_id", "rep", "team", "manager", "region", "source", "channel"]
+    keys = [
+        "rep_id",
+        *_carried(by, "cold_call_conversion", ("rep", "team", "manager", "region", "source", "channel")),
+    ]
     columns = ["activity_id", "lead_id", "occurred_at", *keys]
     cold = rows_of_columns(acts, rows[truth(period.contains(times))], columns)
-    first = _first_calls(cold, [k for k in keys if k != "rep_id"])
+    first = _first_calls(cold, keys[1:])
     leads = by_key(data.leads, "lead_id", "converted_at", "company_size").reindex(first["lead_id"])
     conv = leads["converted_at"].to_numpy()
     first["company_size"] = leads["company_size"].fillna(NONE_LABEL).to_numpy()
@@ -107,29 +115,29 @@ def _first_calls(cold: pd.DataFrame, carried: list[str]) -> pd.DataFrame:
     return out
 
 
+def _carried(by: str | None, metric: str, groups: Sequence[str]) -> list[str]:
+    """The ``groups`` a trial carries: all of them, or ``by``'s, the rep's and the metric's strata."""
+    if by is None:
+        return list(groups)
+    keep = {by, "rep", *STRATA[metric]}
+    return [g for g in groups if g in keep]
+
+
 def _cold_calls(acts: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     """The positions of the cold calls in ``acts`` and their times."""
     rows = np.flatnonzero(truth(acts["cold"]))
     return rows, acts["occurred_at"].iloc[rows]
 
 
-REPLY_COLUMNS = (
-    "activity_id",
-    "occurred_at",
-    "lead_id",
-    "opportunity_id",
-    "email_replied",
-    "rep_id",
-    *GROUPINGS,
-    *STRATA["reply_rate"],
-)
-"""The columns of the activities a reply trial carries: its time, lead and deal, and its groups and strata."""
+REPLY_COLUMNS = ("activity_id", "occurred_at", "lead_id", "opportunity_id", "email_replied", "rep_id")
+"""The columns of the activities every reply trial carries: its time, lead and deal (and its groups)."""
 
 
-def reply_units(data: TrackingData, period: Period) -> pd.DataFrame:
+def reply_units(data: TrackingData, period: Period, by: str | None = None) -> pd.DataFrame:
     """Outbound emails sent in the period with a known reply flag: ``success`` = replied.
 
-    The activities' columns the comparisons and the insights read (:data:`REPLY_COLUMNS`) only.
+    The activities' columns the comparisons and the insights read only: :data:`REPLY_COLUMNS`,
+    and every grouping's and stratum's, or (``by``) that grouping's, the rep's and the strata's.
     """
     acts = data.activities
     index = built_activity_index(acts)
@@ -147,7 +155,8 @@ def reply_units(data: TrackingData, period: Period) -> pd.DataFrame:
         at = index.within(period.start, period.end)
         keep = (index.kinds[at] == EMAIL) & index.outbound[at] & (index.replied[at] >= 0)
         rows = index.rows[at[keep]]
-    emails = rows_of_columns(acts, rows, REPLY_COLUMNS)  # a new frame: set in place, not copied again
+    groups = _carried(by, "reply_rate", (*GROUPINGS, *STRATA["reply_rate"]))
+    emails = rows_of_columns(acts, rows, (*REPLY_COLUMNS, *groups))  # a new frame: set in place
     emails["success"] = emails["email_replied"].astype(bool).astype(int)
     emails["on_deal"] = np.where(emails["opportunity_id"].notna(), "deal", "lead")
     return emails
@@ -351,6 +360,6 @@ def adjusted(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFram
         One row per metric and group (see :func:`compare`).
     """
     check_grouping("adjusted", by, [g for g in GROUPINGS if g != "product"], "activities carry no product")
-    frames = [compare(UNITS[m](data, period), by, STRATA[m], m) for m in STRATA]
+    frames = [compare(UNITS[m](data, period, by), by, STRATA[m], m) for m in STRATA]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

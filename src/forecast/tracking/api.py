@@ -64,6 +64,8 @@ class Report:
         description: One line for ``--help`` and the docs.
         narrows: Whether it computes given groups alone (``only=``: the whole table's rows of
             those groups and ``(all)``, in order; a table without the grouping whole).
+        briefs: Whether its main table has a brief form (``brief=True``: some of its columns,
+            each with the whole table's values, without the costly rest).
     """
 
     name: str
@@ -72,6 +74,7 @@ class Report:
     default_by: str
     description: str
     narrows: bool = False
+    briefs: bool = False
 
 
 def _monthly(data: TrackingData, period: Period, by: str, only: object = None) -> pd.DataFrame:
@@ -92,6 +95,7 @@ REPORTS: dict[str, Report] = {
             "rep",
             "activity comparison per rep (calls, emails, meetings, deals)",
             narrows=True,
+            briefs=True,
         ),
         Report(
             "prospects",
@@ -124,6 +128,7 @@ REPORTS: dict[str, Report] = {
             "channel",
             "prospects in, qualification, stage conversion",
             narrows=True,
+            briefs=True,
         ),
         Report("adjusted", adjusted, (), "rep", "rep rates adjusted for mix (observed / expected)"),
     )
@@ -152,13 +157,16 @@ def report(
     only: Collection[str] | None = None,
     *,
     extras: bool = True,
+    brief: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Compute one report: ``{name: main table, extra name: extra table, ...}``.
 
     ``only`` (a report that :attr:`Report.narrows`): the rows of these groups and ``(all)`` alone,
     the whole report's rows of them in its order (:func:`narrowed`), computed without the others.
     ``extras=False``: the main table alone (a page that reads one column of it need not compute
-    the process report's stage table for every rep).
+    the process report's stage table for every rep). ``brief=True`` (with ``extras=False``, a
+    report that :attr:`Report.briefs`): the main table's brief form, the columns a comparison of
+    headline figures reads (the same values as the whole table's).
 
     Raises:
         KeyError: If the report is unknown.
@@ -170,6 +178,8 @@ def report(
     if only is not None and not spec.narrows:
         raise ValueError(f"the {name} report is computed for every group only")
     narrow: dict[str, Any] = {} if only is None else {"only": only}  # the others take no `only`
+    if brief and spec.briefs and not extras:
+        return {name: spec.main(data, period, group, **narrow, brief=True)}
     out = {name: spec.main(data, period, group, **narrow)}
     for extra, fn in spec.extras if extras else ():
         out[extra] = fn(data, period, group, **narrow)

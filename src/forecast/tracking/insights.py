@@ -276,7 +276,7 @@ def _rate_evidence(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _prospecting(ctx: _Context) -> list[Candidate]:
-    units = cold_call_units(ctx.data, ctx.period)
+    units = cold_call_units(ctx.data, ctx.period, "rep")
     value = ctx.win_rate * ctx.avg_won
     calls_of = units["calls"].to_numpy()
 
@@ -305,7 +305,7 @@ def _prospecting(ctx: _Context) -> list[Candidate]:
 
 
 def _email(ctx: _Context) -> list[Candidate]:
-    units = reply_units(ctx.data, ctx.period)
+    units = reply_units(ctx.data, ctx.period, "rep")
     leads = by_key(ctx.data.leads, "lead_id", "converted_at")["converted_at"]
     replied = units[(units["success"] == 1) & units["lead_id"].notna()]
     first = replied.groupby("lead_id")["occurred_at"].min()

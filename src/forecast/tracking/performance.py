@@ -35,10 +35,25 @@ from forecast.tracking.stats import NAN, mean_interval
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
 MEETING_TYPES = ("meeting", "demo")
 MEETING_FAILED = ("cancelled", "declined", "no_show")
+BRIEF_LEFT_OUT = (
+    "cold_called_leads",
+    "cold_call_conversion",
+    "cold_call_opportunities",
+    "call_hours",
+    "avg_call_minutes",
+    "selling_hours",
+    "won_value_per_selling_hour",
+)
+"""The columns (and their rates' ``_n``, ``_lo``, ``_hi``) a brief table leaves out."""
 
 
 def performance(
-    data: TrackingData, period: Period, by: str = "rep", only: Collection[str] | None = None
+    data: TrackingData,
+    period: Period,
+    by: str = "rep",
+    only: Collection[str] | None = None,
+    *,
+    brief: bool = False,
 ) -> pd.DataFrame:
     """Activity comparison per group for one period.
 
@@ -47,6 +62,10 @@ def performance(
         period: The period.
         by: rep, team, manager, region, source or channel (activities on leads have no product).
         only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
+        brief: The counts of activities and the deals' figures alone (:data:`BRIEF_LEFT_OUT`:
+            not the cold calls' conversions, the calls' hours and lengths or the selling time, the
+            costly part at a quarter of a large CRM): the same values as the whole table's, for
+            a comparison of headline figures with another period.
 
     Returns:
         One row per group plus ``(all)``; rates come with ``_n``, ``_lo`` and ``_hi`` columns.
@@ -56,8 +75,8 @@ def performance(
     created = opps[period.contains(opps["created_at"])]
     closed = opps[period.contains(opps["closed_at"])]
     period_acts = _period_activities(data.activities, period, by)
-    figures = period_acts.activity.figures(period_acts.codes, period_acts.groups)
-    cold = _cold_call_conversions(period_acts, conversions(data.leads))
+    figures = period_acts.activity.figures(period_acts.codes, period_acts.groups, timed=not brief)
+    cold = None if brief else _cold_call_conversions(period_acts, conversions(data.leads))
     created_rows, closed_rows = (group_rows(f, by) for f in (created, closed))
     created_amount, closed_amount = amounts(created), amounts(closed)
     closed_won = (closed["outcome"] == "won").to_numpy(dtype=bool, na_value=False)
@@ -65,7 +84,7 @@ def performance(
 
     def compute(group: str) -> Row:
         counted = figures(group)
-        row = counted.row(*cold.get(group, (0, 0)))
+        row = counted.row(None if cold is None else cold.get(group, (0, 0)))
         c = created_rows(group)
         row["new_opportunities"] = len(c)
         row["value_created"] = amount_at(created_amount, c)
@@ -75,6 +94,8 @@ def performance(
         row["won_value"] = amount_at(closed_amount, won)
         row["lost"] = int(closed_lost[d].sum())
         add_rate(row, "win_rate", len(won), len(won) + row["lost"])
+        if counted.selling_seconds is None:
+            return row
         row["selling_hours"] = counted.selling_seconds / 3600
         row["won_value_per_selling_hour"] = (
             row["won_value"] / row["selling_hours"] if row["selling_hours"] > 0 else NAN
@@ -247,12 +268,14 @@ class _Activities:
             duration_or_zero=np.nan_to_num(duration, nan=0.0),
         )
 
-    def figures(self, codes: np.ndarray, groups: np.ndarray) -> Callable[[str], _Figures]:
+    def figures(self, codes: np.ndarray, groups: np.ndarray, timed: bool = True) -> Callable[[str], _Figures]:
         """Each group's figures, by label (``(all)``'s too, and a group without activities in it).
 
         Args:
             codes: Each activity's group, a position in ``groups`` (-1: none).
             groups: The groups' labels.
+            timed: Whether to add up the durations too (the calls' hours and lengths, the
+                selling time); without them, the counts alone.
 
         Counts are tallied for every group at once; each sum of durations and each mean adds a
         group's values in their order, as a filter of the group's rows does.
@@ -274,13 +297,20 @@ class _Activities:
             **{f"held_{o}": mask for o, mask in self.meeting_outcomes.items()},
         }
         counts = {name: np.bincount(at[mask[grouped]], minlength=n).tolist() for name, mask in masks.items()}
+        all_counts = {name: int(mask.sum()) for name, mask in masks.items()}
+        group_counts = [{name: values[k] for name, values in counts.items()} for k in range(n)]
+        if not timed:
+            by_count = {str(g): _Figures(group_counts[k]) for k, g in enumerate(groups)}
+            by_count[ALL_LABEL] = _Figures(all_counts)
+            no_count = _Figures(dict.fromkeys(masks, 0))
+            return lambda group: by_count.get(group, no_count)
         split = _Split.of(codes, n)
         call_seconds = split.segments(self.call_or_zero, self.call)
         minutes = split.segments(self.connected_minutes, self.call)
         selling = split.segments(self.duration_or_zero)
         by_label = {
             str(label): _Figures(
-                counts={name: values[k] for name, values in counts.items()},
+                counts=group_counts[k],
                 call_seconds=float(call_seconds[k].sum()),
                 minutes=mean_interval(minutes[k]),
                 selling_seconds=float(selling[k].sum()),
@@ -288,7 +318,7 @@ class _Activities:
             for k, label in enumerate(groups)
         }
         by_label[ALL_LABEL] = _Figures(
-            counts={name: int(mask.sum()) for name, mask in masks.items()},
+            counts=all_counts,
             call_seconds=float(self.call_or_zero[self.call].sum()),
             minutes=mean_interval(self.connected_minutes[self.call]),
             selling_seconds=float(self.duration_or_zero.sum()),
@@ -332,28 +362,34 @@ class _Figures:
 
     Attributes:
         counts: The counted activities by name (``calls``, ``emails_sent``, ``held_completed``, …).
-        call_seconds: The calls' seconds.
+        call_seconds: The calls' seconds (``None``: not added up).
         minutes: The connected calls' mean minutes, its count and interval (:func:`mean_interval`).
         selling_seconds: Every activity's seconds.
     """
 
     counts: dict[str, int]
-    call_seconds: float
-    minutes: tuple[float, int, float, float]
-    selling_seconds: float
+    call_seconds: float | None = None
+    minutes: tuple[float, int, float, float] | None = None
+    selling_seconds: float | None = None
 
-    def row(self, cold_called_leads: int, conversions: int) -> Row:
-        """The activity figures as the report's columns (and the cold calls' conversions)."""
+    def row(self, cold: tuple[int, int] | None) -> Row:
+        """The activity figures as the report's columns, with the cold calls' leads and conversions.
+
+        Without ``cold``, or without the durations, their columns are left out (a brief table).
+        """
         c = self.counts
         out: Row = {"calls": c["calls"], "cold_calls": c["cold_calls"]}
-        out["cold_called_leads"] = cold_called_leads
-        add_rate(out, "cold_call_conversion", conversions, cold_called_leads)
-        out["cold_call_opportunities"] = conversions
-        out["call_hours"] = self.call_seconds / 3600
-        mean, n, lo, hi = self.minutes
-        out.update(
-            avg_call_minutes=mean, avg_call_minutes_n=n, avg_call_minutes_lo=lo, avg_call_minutes_hi=hi
-        )
+        if cold is not None:
+            cold_called_leads, conversions = cold
+            out["cold_called_leads"] = cold_called_leads
+            add_rate(out, "cold_call_conversion", conversions, cold_called_leads)
+            out["cold_call_opportunities"] = conversions
+        if self.call_seconds is not None and self.minutes is not None:
+            out["call_hours"] = self.call_seconds / 3600
+            mean, n, lo, hi = self.minutes
+            out.update(
+                avg_call_minutes=mean, avg_call_minutes_n=n, avg_call_minutes_lo=lo, avg_call_minutes_hi=hi
+            )
         out["emails_sent"] = c["emails_sent"]
         out["emails_opened"] = c["opened"]
         add_rate(out, "open_rate", c["opened"], c["opened_n"])

@@ -9,7 +9,7 @@ its current stage longer than 90% of the completed stays of that stage before th
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,12 @@ _CONTACT_COLUMNS = ("lead_id", "occurred_at")
 
 
 def process(
-    data: TrackingData, period: Period, by: str = "channel", only: Collection[str] | None = None
+    data: TrackingData,
+    period: Period,
+    by: str = "channel",
+    only: Collection[str] | None = None,
+    *,
+    brief: bool = False,
 ) -> pd.DataFrame:
     """Inbound and outbound prospects, qualified per month and lead conversion, per group.
 
@@ -51,6 +56,9 @@ def process(
         period: The period.
         by: rep, team, manager, region, source or channel (leads carry no product).
         only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
+        brief: The new and qualified leads alone, not the open leads left without a contact
+            (each open lead's last contact is the costly part): the same values as the whole
+            table's, for a comparison of headline figures with another period.
 
     Returns:
         One row per group plus ``(all)``.
@@ -66,22 +74,12 @@ def process(
         (leads["status"] == "qualified") & period.contains(leads["status_changed_at"])
     )
     qualified = rows_of_columns(leads, _rows(qualified_mask), (by,))
-    open_mask = (
-        (leads["created_at"] < cutoff)
-        & leads["status"].isin(["new", "working", "qualified"])
-        & leads["converted_at"].isna()
-    )
-    open_leads = rows_of_columns(leads, _rows(open_mask), (by, "lead_id", "created_at"))
-    last = pd.to_datetime(last_contact_of(data.activities, cutoff, open_leads["lead_id"]))
-    last = last.fillna(open_leads["created_at"])
-    silent = days(cutoff - last) > NO_CONTACT_DAYS
-    open_leads = narrow(open_leads.assign(silent=silent), by, "silent")
+    silent = None if brief else _silent_open_leads(data, cutoff, by)
     months = period.days / DAYS_PER_MONTH
-    created_rows, qualified_rows, open_rows = (group_rows(f, by) for f in (created, qualified, open_leads))
+    created_rows, qualified_rows = (group_rows(f, by) for f in (created, qualified))
     inbound = truth(created["channel"] == "inbound")
     outbound = truth(created["channel"] == "outbound")
     converted = created["converted_at"].notna().to_numpy(dtype=bool)
-    is_silent = truth(open_leads["silent"])
 
     def compute(group: str) -> Row:  # counts at the group's row positions (frames split once)
         row: Row = {}
@@ -93,12 +91,32 @@ def process(
         row["qualified"] = len(q)
         row["qualified_per_month"] = len(q) / months if months > 0 else NAN
         add_rate(row, "lead_conversion", int(converted[c].sum()), len(c))
-        o = open_rows(group)
-        row["open_leads"] = len(o)
-        add_rate(row, "open_leads_silent", int(is_silent[o].sum()), len(o))
+        if silent is not None:
+            open_rows, is_silent = silent
+            o = open_rows(group)
+            row["open_leads"] = len(o)
+            add_rate(row, "open_leads_silent", int(is_silent[o].sum()), len(o))
         return row
 
     return per_group(data, by, [created, qualified], compute, only=only)
+
+
+def _silent_open_leads(
+    data: TrackingData, cutoff: pd.Timestamp, by: str
+) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
+    """The open leads at ``cutoff``: a group's rows among them, and whether each went without contact."""
+    leads = data.leads
+    open_mask = (
+        (leads["created_at"] < cutoff)
+        & leads["status"].isin(["new", "working", "qualified"])
+        & leads["converted_at"].isna()
+    )
+    open_leads = rows_of_columns(leads, _rows(open_mask), (by, "lead_id", "created_at"))
+    last = pd.to_datetime(last_contact_of(data.activities, cutoff, open_leads["lead_id"]))
+    last = last.fillna(open_leads["created_at"])
+    silent = days(cutoff - last) > NO_CONTACT_DAYS
+    open_leads = narrow(open_leads.assign(silent=silent), by, "silent")
+    return group_rows(open_leads, by), truth(open_leads["silent"])
 
 
 def _rows(mask: pd.Series) -> np.ndarray:
