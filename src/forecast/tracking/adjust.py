@@ -124,9 +124,10 @@ def _carried(by: str | None, metric: str, groups: Sequence[str]) -> list[str]:
 
 
 def _cold_calls(acts: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
-    """The positions of the cold calls in ``acts`` and their times."""
+    """The positions of the cold calls in ``acts`` and their times (27 MB for 2.3 million of them)."""
     rows = np.flatnonzero(truth(acts["cold"]))
-    return rows, acts["occurred_at"].iloc[rows]
+    rows = rows.astype(np.int32) if len(acts) < 2**31 else rows
+    return rows, acts["occurred_at"].iloc[rows].reset_index(drop=True)
 
 
 REPLY_COLUMNS = ("activity_id", "occurred_at", "lead_id", "opportunity_id", "email_replied", "rep_id")
