@@ -57,10 +57,7 @@ def cold_call_units(data: TrackingData, period: Period, by: str | None = None) -
     """
     acts = data.activities
     rows, times = memo(acts, "cold calls and their times", lambda: _cold_calls(acts))
-    keys = [
-        "rep_id",
-        *_carried(by, "cold_call_conversion", ("rep", "team", "manager", "region", "source", "channel")),
-    ]
+    keys = ["rep_id", *_carried(by, "cold_call_conversion", COLD_CALL_GROUPS)]
     columns = ["activity_id", "lead_id", "occurred_at", *keys]
     cold = rows_of_columns(acts, rows[truth(period.contains(times))], columns)
     first = _first_calls(cold, keys[1:])
