@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.tracking.activity_index import EMAIL, built_activity_index, text_codes
-from forecast.tracking.common import by_key, check_grouping, memo, rows_of_columns, truth
+from forecast.tracking.common import by_key, check_grouping, key_runs, memo, rows_of_columns, truth
 from forecast.tracking.data import GROUPINGS, NONE_LABEL, TrackingData
 from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, two_proportion_test, wilson
@@ -94,10 +94,8 @@ def _first_calls(cold: pd.DataFrame, carried: list[str]) -> pd.DataFrame:
             first_call=("occurred_at", "min"),
             **{k: (k, "first") for k in carried},
         )
-    keys = reps[rows].astype(np.int64) * len(lead_ids) + leads[rows]
-    by_key = np.argsort(keys, kind="stable")  # each group's rows together, in their order
-    order, ordered = rows[by_key], keys[by_key]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    at, starts = key_runs(reps[rows].astype(np.int64) * len(lead_ids) + leads[rows])
+    order = rows[at]  # each group's rows together, in their order
     first = order[starts]
     out = pd.DataFrame(
         {

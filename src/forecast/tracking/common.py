@@ -115,6 +115,17 @@ def code_rows(codes: np.ndarray, n: int) -> list[np.ndarray]:
     return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
+def key_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of ``keys`` sorted by key (each key's in their order) and where each key's run starts.
+
+    ``order[starts]`` is each distinct key's first position; a run ends where the next begins.
+    """
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(order) else order
+    return order, starts
+
+
 def subset(frame: pd.DataFrame, by: str, group: str) -> pd.DataFrame:
     """Rows of ``frame`` in ``group`` (all rows for the ``(all)`` group; none if ``by`` is absent).
 

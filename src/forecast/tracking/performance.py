@@ -25,6 +25,7 @@ from forecast.tracking.common import (
     amounts,
     check_grouping,
     group_rows,
+    key_runs,
     memo,
     per_group,
 )
@@ -421,9 +422,8 @@ def _cold_call_conversions(period: _PeriodActivities, converted: pd.Series) -> d
     def first_calls(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The earliest of ``rows`` for each distinct key (keys are ``keys[rows]``)."""
         by_time = rows[np.argsort(times[rows], kind="stable")]
-        ordered = by_time[np.argsort(keys[by_time], kind="stable")]
-        ordered_keys = keys[ordered]
-        return ordered[np.r_[True, ordered_keys[1:] != ordered_keys[:-1]]] if len(ordered) else ordered
+        order, starts = key_runs(keys[by_time])
+        return by_time[order[starts]]
 
     def after(first: np.ndarray) -> np.ndarray:
         return np.asarray(converted_at[lead_codes[first]] > times[first], dtype=bool)
