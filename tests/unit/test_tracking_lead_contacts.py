@@ -151,3 +151,67 @@ def test_no_activity_with_a_key_looks_up_nothing() -> None:
     got = index.looked_up(index.latest_before(when), keys)
     pd.testing.assert_series_equal(got, keys.map(index.last_before(when)).astype("datetime64[ns]"))
     assert got.isna().all()
+
+
+def _events(unit: str) -> pd.DataFrame:
+    """Engagement events with gaps: no lead, no time, no type, other types; tied times; repeated leads."""
+    rng = np.random.default_rng(21)
+    n = 5000
+    times = pd.Series(pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 200 * 86400, n), unit="s"))
+    times[rng.random(n) < 0.02] = None
+    times[:60] = times[60:120].to_numpy()
+    lead = pd.Series([f"L{i}" for i in rng.integers(0, 500, n)], dtype=object)
+    lead[rng.random(n) < 0.03] = None
+    kinds = ["web_visit", "page_view", "pricing_page_view", "email_click", "social_interaction", "form_fill"]
+    kind = pd.Series(rng.choice(kinds, n), dtype=object)
+    kind[rng.random(n) < 0.02] = None
+    return pd.DataFrame({"lead_id": lead, "type": kind, "occurred_at": times.astype(f"datetime64[{unit}]")})
+
+
+@pytest.mark.parametrize("unit", ["ns", "us"])
+def test_the_behaviour_from_codes_is_the_pandas_grouping_s(unit: str) -> None:
+    """Counts of the 30 days before each cut-off and the last event before it, for known, unknown,
+    missing and repeated leads: the codes' figures equal the grouping's, value and type."""
+    events = _events(unit)
+    leads = pd.Series(
+        ["L1", "L-unknown", None, "L1", *[f"L{i}" for i in range(500)]], index=np.arange(504) * 2
+    )
+    assert lead_contacts.engagement_index(events) is not None
+    for cutoff in ["2024-06-01", "2025-02-01", "2025-03-10 12:00:00.5", "2025-07-20", "2026-01-01"]:
+        when = pd.Timestamp(cutoff)
+        fast = prospects_module._behaviour(events, when, leads)
+        slow = prospects_module._behaviour_grouped(events, when, leads)
+        assert list(fast) == list(slow) == [*(n for n, _ in prospects_module.BEHAVIOUR), "last_engagement"]
+        for name in fast:
+            pd.testing.assert_series_equal(fast[name], slow[name], check_exact=True)
+    # the last cut-off comes months after the last event: nothing within 30 days, a last event for most
+    assert fast["web_visits_30d"].sum() == 0 and fast["last_engagement"].notna().sum() > 400
+    mid = prospects_module._behaviour(events, pd.Timestamp("2025-03-10"), leads)
+    assert mid["web_visits_30d"].sum() > 100 and mid["pricing_views_30d"].sum() > 50
+    assert mid["last_engagement"].notna().sum() > 400 and mid["last_engagement"].iloc[1:3].isna().all()
+
+
+def test_the_behaviour_counts_nothing_after_the_cut_off() -> None:
+    """A past period's list is as it stood then: an event on or after its end neither counts nor is
+    the last engagement."""
+    events = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L1", "L1", "L1"],
+            "type": ["web_visit", "web_visit", "pricing_page_view", "web_visit"],
+            "occurred_at": pd.to_datetime(["2025-01-10", "2025-02-27", "2025-03-01", "2025-03-05"]),
+        }
+    )
+    leads = pd.Series(["L1"])
+    for behaviour in (prospects_module._behaviour, prospects_module._behaviour_grouped):
+        got = behaviour(events, pd.Timestamp("2025-03-01"), leads)
+        assert got["web_visits_30d"].tolist() == [1]  # 27 February; not 10 January, not 5 March
+        assert got["pricing_views_30d"].tolist() == [0]  # at the cut-off itself: after it
+        assert got["last_engagement"].tolist() == [pd.Timestamp("2025-02-27")]
+
+
+def test_zoned_engagement_times_are_grouped_in_pandas() -> None:
+    events = _events("ns")
+    zoned = events.assign(occurred_at=events["occurred_at"].dt.tz_localize("UTC"))
+    assert lead_contacts.engagement_index(zoned) is None
+    got = prospects_module._behaviour(zoned, pd.Timestamp("2025-03-10", tz="UTC"), pd.Series(["L1", "L2"]))
+    assert got["last_engagement"].dt.tz is not None and got["web_visits_30d"].dtype == np.int64

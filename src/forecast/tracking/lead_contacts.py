@@ -5,11 +5,14 @@ last done activity before the period's end; the Prospects list needs each open l
 Grouping ten million activities by lead in pandas for each new period costs more than a second on
 a large CRM, most of it finding the groups again. :class:`ContactIndex` keeps each done activity's
 lead (or prospect) as a code, once per activities frame; a cut-off is then one comparison of times
-and one maximum per code (:meth:`ContactIndex.last_before`).
+and one maximum per code (:meth:`ContactIndex.last_before`). The Prospects list's behaviour
+columns read the engagement events the same way (:class:`EngagementIndex`): each lead's events of a
+kind in the 30 days before the cut-off, and its last event before it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +81,54 @@ def prospect_index(acts: pd.DataFrame) -> ContactIndex | None:
         return _build(acts, pd.Series(entity, index=acts.index), "entity")
 
     return memo(acts, "done activities' prospect codes", build)
+
+
+@dataclass(frozen=True, eq=False)
+class EngagementIndex:
+    """The engagement events with a lead and a time, each event's lead and type as codes.
+
+    Attributes:
+        contacts: The events as a :class:`ContactIndex` by lead (in the frame's order).
+        types: Each of those events' type code.
+        type_names: The types, in the order of their codes.
+    """
+
+    contacts: ContactIndex
+    types: np.ndarray
+    type_names: np.ndarray
+
+    def counts_within(
+        self, start: pd.Timestamp, end: pd.Timestamp, kinds: Sequence[tuple[str, ...]]
+    ) -> list[np.ndarray]:
+        """Each lead's events of each of ``kinds`` (types) from ``start`` until before ``end``, by code."""
+        times = self.contacts.times
+        inside = np.flatnonzero((times >= start.to_datetime64()) & (times < end.to_datetime64()))
+        codes, types = self.contacts.codes[inside], self.types[inside]
+        out = []
+        for kind in kinds:
+            wanted = np.append(np.isin(self.type_names, list(kind)), False)  # a missing type (-1): none
+            out.append(np.bincount(codes[wanted[types]], minlength=len(self.contacts.leads)))
+        return out
+
+
+def engagement_index(events: pd.DataFrame) -> EngagementIndex | None:
+    """The frame's :class:`EngagementIndex` (built once per frame); ``None`` for times with a zone.
+
+    Events without a lead or a time are left out (a grouping by lead leaves them out too).
+    """
+
+    def build() -> EngagementIndex | None:
+        times = events["occurred_at"].to_numpy()
+        if not isinstance(events["occurred_at"].dtype, np.dtype) or times.dtype.kind != "M":
+            return None  # a zone, or Arrow's timestamps (the pandas grouping keeps their type)
+        codes, ids = pd.factorize(events["lead_id"])
+        types, names = pd.factorize(events["type"])
+        rows = np.flatnonzero((codes >= 0) & ~np.isnat(times))
+        narrow = np.int32 if len(ids) < 2**31 else np.int64
+        contacts = ContactIndex(pd.Index(ids, name="lead_id"), codes[rows].astype(narrow), times[rows])
+        return EngagementIndex(contacts, types[rows], np.asarray(names, dtype=object))
+
+    return memo(events, "engagement events' lead and type codes", build)
 
 
 def _build(acts: pd.DataFrame, keys: pd.Series, name: str) -> ContactIndex | None:

@@ -2,9 +2,10 @@
 
 Last contact is the latest activity done (either direction) on the lead or deal; the next action is
 the earliest planned activity (``scheduled_for``) at or after the snapshot time; behaviour counts the
-prospect's engagement events in the 30 days before it. The score is the latest lead score written by
-``forecast score leads --write-back`` with an as-of not after the snapshot ("no score yet" when the
-warehouse has none).
+prospect's engagement events in the 30 days before it, and its last engagement is the latest event
+before it (nothing after the snapshot counts, so a past period's list is as it stood then). The
+score is the latest lead score written by ``forecast score leads --write-back`` with an as-of not
+after the snapshot ("no score yet" when the warehouse has none).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import check_grouping, memo, truth
+from forecast.tracking.common import check_grouping, rows_of_columns, truth
 from forecast.tracking.data import TrackingData, days
-from forecast.tracking.lead_contacts import prospect_index
+from forecast.tracking.lead_contacts import engagement_index, prospect_index
 from forecast.tracking.periods import Period
 
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
@@ -24,6 +25,12 @@ _VISITS = ("web_visit", "page_view")
 _SOCIAL = ("social_interaction", "email_click")
 _ACTIVITY_COLUMNS = ("occurred_at", "lead_id", "opportunity_id", "done", "type", "scheduled_for")
 """The activities' columns the last contact and the next action read."""
+BEHAVIOUR = (
+    ("web_visits_30d", _VISITS),
+    ("pricing_views_30d", ("pricing_page_view",)),
+    ("social_actions_30d", _SOCIAL),
+)
+"""Each behaviour column and the engagement event types it counts."""
 
 
 def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
@@ -90,35 +97,57 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
     every = data.activities  # the columns and rows read only: ten million activities on a large CRM
     out["last_contact"] = _last_contact_of(every, cutoff, out["prospect_id"])
     out["days_since_contact"] = days(cutoff - out["last_contact"])
-    soon = truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff))
-    planned = _with_entity(every.loc[soon, list(_ACTIVITY_COLUMNS)]).sort_values(
+    soon = np.flatnonzero(truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff)))
+    planned = _with_entity(rows_of_columns(every, soon, _ACTIVITY_COLUMNS)).sort_values(
         "scheduled_for", kind="stable"
     )
     first = planned.groupby("entity").head(1).set_index("entity")
     out["next_action"] = out["prospect_id"].map(first["type"])
     out["next_action_at"] = out["prospect_id"].map(first["scheduled_for"])
-    events = data.engagement[data.engagement["occurred_at"] >= cutoff - pd.Timedelta(days=BEHAVIOUR_DAYS)]
-    for name, types in (
-        ("web_visits_30d", _VISITS),
-        ("pricing_views_30d", ("pricing_page_view",)),
-        ("social_actions_30d", _SOCIAL),
-    ):
-        counts = events[events["type"].isin(types)].groupby("lead_id").size()
-        out[name] = out["lead_id"].map(counts).fillna(0).astype(int)
-    out["last_engagement"] = out["lead_id"].map(_last_engagements(data.engagement))
+    for name, values in _behaviour(data.engagement, cutoff, out["lead_id"]).items():
+        out[name] = values
     out = _with_scores(out, data.lead_scores, cutoff)
     out = out.sort_values([by, "score", "deal_size"], ascending=[True, False, False], na_position="last")
     return out.reset_index(drop=True)
 
 
-def _last_engagements(engagement: pd.DataFrame) -> pd.Series:
-    """Each lead's last engagement event up to the cut (the same for every period), kept per frame.
+def _behaviour(events: pd.DataFrame, cutoff: pd.Timestamp, leads: pd.Series) -> dict[str, pd.Series]:
+    """Each of ``leads``' engagement before ``cutoff``: the behaviour columns and the last engagement.
 
-    The series must not be changed.
+    The :data:`BEHAVIOUR` counts are of the 30 days before the cut-off; ``last_engagement`` is the
+    lead's latest event before it (``NaT``: none).
+
+    Looked up in the events' lead and type codes kept once per frame
+    (:func:`~forecast.tracking.lead_contacts.engagement_index`); times with a zone are grouped in
+    pandas (:func:`_behaviour_grouped`), with the same values.
     """
-    return memo(
-        engagement, "last engagement by lead", lambda: engagement.groupby("lead_id")["occurred_at"].max()
-    )
+    index = engagement_index(events)
+    if index is None:
+        return _behaviour_grouped(events, cutoff, leads)
+    start = cutoff - pd.Timedelta(days=BEHAVIOUR_DAYS)
+    at = index.contacts.leads.get_indexer(pd.Index(leads))
+    found = at >= 0
+    out: dict[str, pd.Series] = {}
+    each = index.counts_within(start, cutoff, [types for _name, types in BEHAVIOUR])
+    for (name, _types), by_code in zip(BEHAVIOUR, each, strict=True):
+        counts = np.zeros(len(at), dtype=np.int64)
+        counts[found] = by_code[at[found]]
+        out[name] = pd.Series(counts, index=leads.index)
+    contacts = index.contacts
+    out["last_engagement"] = contacts.looked_up(contacts.latest_before(cutoff), leads).rename(None)
+    return out
+
+
+def _behaviour_grouped(events: pd.DataFrame, cutoff: pd.Timestamp, leads: pd.Series) -> dict[str, pd.Series]:
+    """:func:`_behaviour` by grouping the events in pandas."""
+    before = events[events["occurred_at"] < cutoff]
+    recent = before[before["occurred_at"] >= cutoff - pd.Timedelta(days=BEHAVIOUR_DAYS)]
+    out: dict[str, pd.Series] = {}
+    for name, types in BEHAVIOUR:
+        counts = recent[recent["type"].isin(types)].groupby("lead_id").size()
+        out[name] = leads.map(counts).fillna(0).astype(int)
+    out["last_engagement"] = leads.map(before.groupby("lead_id")["occurred_at"].max()).rename(None)
+    return out
 
 
 def _with_entity(acts: pd.DataFrame) -> pd.DataFrame:
