@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from html import unescape
@@ -183,6 +184,44 @@ def test_with_a_token_the_pages_need_the_login_cookie(env: dict[str, str]) -> No
         assert TOKEN not in cookie
         page = c.get("/models", params={"as_of": AS_OF})
         assert page.status_code == 200 and "Log out" in page.text
+
+
+def _answered(client: TestClient, path: str, params: dict[str, str]) -> tuple[Any, int]:
+    """Reload ``path`` while it answers that it is being computed; its answer and how many 202s came."""
+    preparing = 0
+    deadline = time.monotonic() + 600
+    while (response := client.get(path, params=params)).status_code == 202:
+        preparing += 1
+        assert response.headers["refresh"] == "2" and response.headers["retry-after"] == "2"
+        assert '<meta http-equiv="refresh" content="2">' in response.text
+        assert "data-preparing" in response.text and "being computed" in response.text
+        assert "<script" not in response.text
+        assert time.monotonic() < deadline, f"{path} still being computed after 10 minutes"
+        time.sleep(0.1)
+    return response, preparing
+
+
+def test_a_view_slower_than_its_wait_answers_at_once_then_shows_the_same_page(
+    client: TestClient, env: dict[str, str]
+) -> None:
+    """With no wait at all, a view whose figures are not held answers ``202`` with a page that reloads
+    itself; the reloads join its one computation and then get the page itself: the figures and rows
+    of the page computed in the request. An error found in the background (a rep the CRM does not
+    have) reaches the reload as the ``400`` it is."""
+    app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
+    deferred_client = TestClient(app_deferred)
+    params = {"as_of": AS_OF, "period": "2024-10-01..2024-10-31"}
+    for path in ("/reps", "/prospects", "/"):
+        got, preparing = _answered(deferred_client, path, params)
+        assert got.status_code == 200, (path, got.text[:2000])
+        assert preparing >= (path == "/reps"), path  # the first asks for the CRM read: in the background
+        expected = _get(client, path, period=params["period"])
+        assert _figures(got.text) == _figures(expected) and _rows(got.text) == _rows(expected), path
+    reads = app_deferred.state.reader.computed
+    bad, _ = _answered(deferred_client, "/reps", {**params, "rep": "nobody-at-all"})
+    assert bad.status_code == 400 and "nobody-at-all" in bad.text
+    assert app_deferred.state.reader.computed == reads  # the cut was held: nothing read again
+    assert _answered(deferred_client, "/reps", {**params, "period": "not a period"})[0].status_code == 400
 
 
 def test_the_command_refuses_a_missing_warehouse(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ driven by Selenium, against ``forecast dashboard`` started on a free loopback po
 Each page must load with no console error and no request leaving 127.0.0.1, draw its charts with
 their data marks, and be screenshotted; a filter change must reach the URL and change the figures;
 the login form must refuse a wrong token and set an HttpOnly, SameSite=Strict cookie for the right
-one. Without a browser the tests skip and say which program is missing (``.ci/run`` installs both).
+one; a view that takes longer than the server waits for it must answer at once and reload itself
+into the page. Without a browser the tests skip and say which program is missing (``.ci/run`` installs both).
 """
 
 from __future__ import annotations
@@ -144,6 +145,28 @@ def session(driver: Any, server: str) -> tuple[Any, str]:
     return driver, server
 
 
+def _shown(driver: Any) -> None:
+    """Wait while the page says its figures are being computed: it reloads itself until they are
+    (``forecast.dashboard.deferred``; the server waits 1.5 s for a page, and a first view of another
+    as of reads the CRM and runs the forecast)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def ready(d: Any) -> bool:
+        return not d.find_elements(By.CSS_SELECTOR, "[data-preparing]")
+
+    WebDriverWait(
+        driver, 300, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(ready)
+
+
+def _open(driver: Any, url: str) -> None:
+    """Open ``url`` and wait for its page (:func:`_shown`)."""
+    driver.get(url)
+    _shown(driver)
+
+
 def _requests(driver: Any) -> list[str]:
     """The URLs the page asked for since the last call (Chromium's performance log)."""
     urls = []
@@ -171,6 +194,7 @@ def test_login_refuses_a_wrong_token_and_sets_a_strict_httponly_cookie(driver: A
     assert "Wrong token." in driver.find_element(By.TAG_NAME, "main").text
     assert driver.get_cookie("forecast_session") is None
     _login(driver, server, f"/models?as_of={AS_OF}", TOKEN)
+    _shown(driver)
     assert urlsplit(driver.current_url).path == "/models"
     cookie = driver.get_cookie("forecast_session")
     assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
@@ -189,7 +213,7 @@ def test_every_page_loads_offline_with_its_charts(
     driver.get_log("browser")  # start clean
     _requests(driver)
     for name, path in PAGES.items():
-        driver.get(f"{base}{path}?as_of={AS_OF}")
+        _open(driver, f"{base}{path}?as_of={AS_OF}")
         assert urlsplit(driver.current_url).path == path, name  # not sent back to the login
         assert driver.find_element(By.TAG_NAME, "h1").text, name
         assert _figures(driver)["as_of"] == f"{AS_OF}T00:00:00", name
@@ -211,13 +235,14 @@ def test_a_filter_change_reaches_the_url_and_changes_the_figures(session: tuple[
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     driver, base = session
-    driver.get(f"{base}/reps?as_of={AS_OF}")
+    _open(driver, f"{base}/reps?as_of={AS_OF}")
     before = [e.get_attribute("data-row") for e in driver.find_elements(By.CSS_SELECTOR, "tr[data-row]")]
     teams = Select(driver.find_element(By.NAME, "team"))
     team = teams.options[1].get_attribute("value")  # the first after "all"
     teams.select_by_value(team)
     driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     WebDriverWait(driver, 30).until(lambda d: "team=" in d.current_url)
+    _shown(driver)
     query = parse_qs(urlsplit(driver.current_url).query)
     assert query["team"] == [team] and query["as_of"] == [AS_OF]
     after = [e.get_attribute("data-row") for e in driver.find_elements(By.CSS_SELECTOR, "tr[data-row]")]
@@ -231,7 +256,7 @@ def test_phone_width_has_no_sideways_scroll(session: tuple[Any, str]) -> None:
     driver, base = session
     driver.set_window_size(390, 844)
     try:
-        driver.get(f"{base}/reps?as_of={AS_OF}")
+        _open(driver, f"{base}/reps?as_of={AS_OF}")
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
@@ -248,7 +273,7 @@ def test_the_overview_shows_each_figure_against_the_previous_period(
     from selenium.webdriver.common.by import By
 
     driver, base = session
-    driver.get(f"{base}/?as_of={AS_OF}")
+    _open(driver, f"{base}/?as_of={AS_OF}")
     section = driver.find_element(By.CSS_SELECTOR, "section[data-compare]")
     figures = section.find_elements(By.CSS_SELECTOR, "[data-metric]")
     assert len(figures) >= 5
@@ -265,10 +290,41 @@ def test_the_overview_shows_each_figure_against_the_previous_period(
     driver.execute_script("arguments[0].scrollIntoView()", section)
     shots = tmp_path_factory.mktemp("dashboard-changes")
     assert driver.save_screenshot(str(shots / "overview-changes.png"))
-    driver.get(f"{base}/reps?as_of={AS_OF}")
+    _open(driver, f"{base}/reps?as_of={AS_OF}")
     table = driver.find_element(By.CSS_SELECTOR, "table[data-table=changes]")
     cells = table.find_elements(By.CSS_SELECTOR, "td[data-metric] .change")
     assert cells and all(c.size["height"] > 0 for c in cells)
     driver.execute_script("arguments[0].scrollIntoView()", table)
     assert driver.save_screenshot(str(shots / "reps-changes.png"))
     print(f"screenshot of the Overview's comparison in {shots}")
+
+
+@pytest.fixture(scope="module")
+def at_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
+    """``forecast dashboard --wait 0`` (no token, nothing kept): every view not ready answers at once."""
+    _programs()
+    env = {**os.environ, **trained_env(tmp_path_factory, worker_id), "FORECAST_THREADS": "1"}
+    env.pop("FORECAST_API_TOKEN", None)
+    port = free_port()
+    log = tmp_path_factory.mktemp("dashboard-at-once") / "server.log"
+    with dashboard_server(env, port, log, "--no-keep", "--wait", "0"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_a_view_being_computed_reloads_itself_into_the_page(driver: Any, at_once: str) -> None:
+    """The first answer says the view is being computed, with no console error; the browser reloads
+    it by itself (no script) until the page, with its figures and rows, is there at the same address."""
+    from selenium.webdriver.common.by import By
+
+    url = f"{at_once}/reps?as_of={AS_OF}&period=2024-10-01..2024-10-31"
+    driver.get_log("browser")  # start clean
+    driver.get(url)
+    main = driver.find_element(By.TAG_NAME, "main")
+    assert main.get_attribute("data-preparing") == url.removeprefix(at_once)
+    assert "being computed" in main.text and driver.find_element(By.TAG_NAME, "h1").text == "Reps"
+    _shown(driver)
+    assert driver.current_url == url
+    assert _figures(driver)["as_of"] == f"{AS_OF}T00:00:00"
+    assert driver.find_elements(By.CSS_SELECTOR, "tr[data-row]")
+    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not errors, errors

@@ -18,6 +18,7 @@ from forecast.cli.main import (
     input_errors,
     refs_or_exit,
 )
+from forecast.dashboard.deferred import WAIT_SECONDS
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 LOOPBACK = "127.0.0.1"
@@ -57,6 +58,15 @@ def dashboard(
             "warehouse, champions, code and configuration reads them back instead of computing them.",
         ),
     ] = True,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds a page request waits for its figures; a view that takes longer (another as "
+            "of on a large CRM: minutes) answers at once with a page that says it is being computed "
+            "and reloads itself until it is ready.",
+        ),
+    ] = WAIT_SECONDS,
 ) -> None:
     """Start the dashboard in this process until interrupted."""
     import uvicorn
@@ -71,7 +81,8 @@ def dashboard(
         False, {DEAL_WIN: (DEAL_WIN, "--models"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--models")}, None, models
     )
     try:
-        application = create_app(settings, refs=refs, store=default_store(settings, refs) if keep else None)
+        store = default_store(settings, refs) if keep else None
+        application = create_app(settings, refs=refs, store=store, wait_seconds=wait)
     except ValueError as exc:  # a blank FORECAST_API_TOKEN
         fail(False, str(exc))
     bind = host or LOOPBACK

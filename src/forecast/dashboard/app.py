@@ -28,7 +28,8 @@ from starlette.routing import Route
 from forecast import web_session as session
 from forecast.config import Settings
 from forecast.dashboard import choices, compare, pages
-from forecast.dashboard.data import Filters, Listing, Reader
+from forecast.dashboard.data import Cut, Filters, Listing, Reader
+from forecast.dashboard.deferred import REFRESH_SECONDS, Deferred
 from forecast.dashboard.rooted import RootedLinks
 from forecast.dashboard.store import PageStore
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
@@ -46,7 +47,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-OPEN_PATHS = frozenset({"/login", "/healthz", "/static/dashboard.css"})
+OPEN_PATHS = frozenset({"/login", "/healthz", "/static/dashboard.css", "/favicon.ico"})
 
 
 def dashboard_token(settings: Settings) -> bytes | None:
@@ -67,6 +68,15 @@ def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -
     return HTMLResponse(text, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
+def _preparing(title: str, target: str) -> HTMLResponse:
+    """``202 Accepted``: a page that reloads ``target`` after :data:`REFRESH_SECONDS`.
+
+    Its figures are being computed (:mod:`forecast.dashboard.deferred`).
+    """
+    headers = {"Refresh": str(REFRESH_SECONDS), "Retry-After": str(REFRESH_SECONDS)}
+    return _html(pages.preparing_page(title, target, REFRESH_SECONDS), 202, headers)
+
+
 def _local(path: str) -> str:
     """A redirect target on this site only (``/`` for anything else)."""
     return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
@@ -81,10 +91,12 @@ class _Dashboard:
         reader: Reader | None = None,
         refs: Mapping[str, Any] | None = None,
         store: PageStore | None = None,
+        wait_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.token = dashboard_token(settings)
         self.read = reader or Reader(settings, refs=refs, store=store)
+        self.deferred = Deferred(wait_seconds)
 
     def authorised(self, request: Request) -> bool:
         if self.token is None:
@@ -100,15 +112,23 @@ class _Dashboard:
         tracking: bool = True,
     ) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             if not self.authorised(request):
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
             try:
                 filters = Filters.from_query(request.query_params)
-                cut = self.read.cut(filters) if tracking else None
-                if cut is not None:  # an unknown rep, team, region or source: 400
-                    choices.check_known(cut.known, cut.as_of, filters)
-                as_of, period, html = body(filters, request.query_params)
+                query = dict(request.query_params)
+
+                def compute() -> tuple[Cut | None, tuple[str, str, str]]:
+                    cut = self.read.cut(filters) if tracking else None
+                    if cut is not None:  # an unknown rep, team, region or source: 400
+                        choices.check_known(cut.known, cut.as_of, filters)
+                    return cut, body(filters, query)
+
+                done, answer = self.deferred.answer(target, compute)
+                if not done or answer is None:
+                    return _preparing(title, target)
+                cut, (as_of, period, html) = answer
             except InputError as exc:
                 return _html(pages.simple_page("Bad filter", str(exc)), 400)
             except FileNotFoundError:
@@ -219,6 +239,10 @@ class _Dashboard:
         headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=3600"}
         return Response(pages.stylesheet(), media_type="text/css", headers=headers)
 
+    async def favicon(self, request: Request) -> Response:
+        """No icon: ``204``, so that a browser's first visit logs no failed request."""
+        return Response(status_code=204, headers={**SECURITY_HEADERS, "Cache-Control": "max-age=86400"})
+
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -229,6 +253,7 @@ def create_app(
     warm_every: float | None = EVERY_SECONDS,
     refs: Mapping[str, Any] | None = None,
     store: PageStore | None = None,
+    wait_seconds: float | None = None,
 ) -> Starlette:
     """The dashboard for ``settings``' warehouse and registry.
 
@@ -246,8 +271,11 @@ def create_app(
             default champions (e.g. ``deal_win`` -> ``deal_win_maven`` on the Maven sample).
         store: Where a new ``reader`` also keeps whole pages between runs
             (:mod:`forecast.dashboard.store`; ``None``: in memory only).
+        wait_seconds: How long a page request waits for its page before answering that it is being
+            computed (:mod:`forecast.dashboard.deferred`; ``forecast dashboard`` and the HTTP service
+            wait :data:`~forecast.dashboard.deferred.WAIT_SECONDS`); ``None``: until it is ready.
     """
-    app = _Dashboard(settings, reader, refs, store)
+    app = _Dashboard(settings, reader, refs, store, wait_seconds)
     warmer = Warmer(app.read, warm_every, filtered=True) if warm_every is not None else None
 
     @asynccontextmanager
@@ -273,6 +301,7 @@ def create_app(
         Route("/logout", app.logout, methods=["POST"]),
         Route("/static/dashboard.css", app.stylesheet),
         Route("/healthz", app.healthz),
+        Route("/favicon.ico", app.favicon),
     ]
     # links and redirects follow a mount point (the HTTP service's /dashboard); alone, a no-op
     made = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RootedLinks)])

@@ -189,6 +189,28 @@ def simple_page(title: str, message: str, status_note: str = "") -> str:
     )
 
 
+def preparing_page(title: str, target: str, refresh_seconds: int = 2) -> str:
+    """The answer while a view's figures are computed: it reloads ``target`` every ``refresh_seconds``.
+
+    (:mod:`forecast.dashboard.deferred`.) No filter form: the view's values are not read yet.
+    """
+    href = escape(target, quote=True)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">'
+        f"<title>{escape(title)} (being computed) · forecast</title>"
+        '<link rel="stylesheet" href="/static/dashboard.css"></head>'
+        f'<body><main data-preparing="{href}"><h1>{escape(title)}</h1>'
+        '<p class="missing" role="status">The figures of this view are being computed: another as of '
+        "reads the CRM again and runs the forecast for that time, and a first visit of a period may "
+        "wait for the warm-up; on a large CRM that takes from seconds to minutes. This page reloads "
+        f"itself every {int(refresh_seconds)} s and shows the view as soon as it is ready.</p>"
+        f'<p><a href="{href}">Reload now</a> · <a href="/">the default view</a></p>'
+        "</main></body></html>"
+    )
+
+
 def login_page(next_path: str, error: str = "") -> str:
     """The login form: the token, posted once; the answer sets a session cookie."""
     wrong = f'<p class="missing" role="alert">{escape(error)}</p>' if error else ""

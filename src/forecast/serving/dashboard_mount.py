@@ -45,10 +45,11 @@ def dashboard_refs(settings: Settings) -> dict[str, Any]:
 def mounted_app(settings: Settings) -> Any:
     """The dashboard app the service mounts: its settings, its models (:func:`dashboard_refs`)."""
     from forecast.dashboard.app import create_app
+    from forecast.dashboard.deferred import WAIT_SECONDS
     from forecast.dashboard.store import default_store
 
     refs = dashboard_refs(settings)
-    return create_app(settings, refs=refs, store=default_store(settings, refs))
+    return create_app(settings, refs=refs, store=default_store(settings, refs), wait_seconds=WAIT_SECONDS)
 
 
 class MountedDashboard:

@@ -1,0 +1,126 @@
+"""Answer within a bound: a page whose figures take longer is finished in the background.
+
+Most views are held or computed in well under a second, but some cannot be: another as of reads and
+cuts the CRM again and runs the forecast for that time (minutes on a 1M-lead warehouse), and a
+view asked while the warm-up is still reading waits for it. A request that held the connection that
+long would meet the timeouts of the proxies in front of a dashboard (a minute, often) and leave the
+manager at a blank tab. So a page request waits for its page at most :data:`WAIT_SECONDS`; if the
+page is not ready by then, the answer is a short page saying it is being computed, which reloads
+itself every :data:`REFRESH_SECONDS` (``202 Accepted``, ``Refresh`` header and ``<meta>``), while
+the computation goes on in a thread of its own. A reload of the same address joins that computation
+(never a second one) and gets the page once it is done, or the error it ended with, once.
+
+The computation is the page's own (the reader's cache and turns: requests first, then the warm-up),
+so its figures are those of a page computed in the request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+WAIT_SECONDS = 1.5
+"""How long a page request waits for its page before answering that it is being computed."""
+REFRESH_SECONDS = 2
+"""How often the "being computed" page reloads itself."""
+KEEP_SECONDS = 600.0
+"""How long a finished page nobody came back for is kept for a reload (then it is computed again)."""
+MAX_RUNNING = 16
+"""Computations at most in the background; beyond them a request waits for its own page in place."""
+
+
+@dataclass
+class _Job(Generic[T]):
+    future: Future[T]
+    ended: float | None = None
+    """When the work ended (``time.monotonic``; ``None``: running)."""
+
+
+class Deferred:
+    """Runs each page's computation once per key, answering within ``wait_seconds``.
+
+    Args:
+        wait_seconds: How long :meth:`answer` waits (``None``: until the work is done, in the
+            caller's thread, as without this class).
+    """
+
+    def __init__(self, wait_seconds: float | None = WAIT_SECONDS) -> None:
+        if wait_seconds is not None and wait_seconds < 0:
+            raise ValueError(f"wait_seconds must be at least 0, not {wait_seconds}")
+        self.wait_seconds = wait_seconds
+        self._jobs: dict[str, _Job[object]] = {}
+        self._lock = threading.Lock()
+
+    def answer(self, key: str, work: Callable[[], T]) -> tuple[bool, T | None]:
+        """``work()``'s result for ``key``, if it is ready within the wait.
+
+        The first call for a key starts ``work`` in a daemon thread; later calls while it runs join
+        it (``work`` runs once). A finished result (or error) is handed out once, then the key is
+        free again.
+
+        Returns:
+            ``(True, result)`` when done; ``(False, None)`` while it is still running.
+
+        Raises:
+            Exception: What ``work`` raised.
+        """
+        if self.wait_seconds is None:
+            return True, work()
+        with self._lock:
+            self._forget_stale()
+            job = self._jobs.get(key)
+            if job is None:
+                if self.running() >= MAX_RUNNING:
+                    inline = True
+                else:
+                    inline = False
+                    job = self._jobs[key] = self._start(key, work)
+            else:
+                inline = False
+        if inline:  # too many in the background already: this request waits for its own page
+            return True, work()
+        assert job is not None
+        try:
+            value = job.future.result(timeout=self.wait_seconds)
+        except FutureTimeout:
+            return False, None
+        finally:
+            if job.future.done():
+                with self._lock:
+                    if self._jobs.get(key) is job:
+                        del self._jobs[key]
+        return True, value  # type: ignore[return-value]  # the future of this key's work
+
+    def running(self) -> int:
+        """How many computations are running (call with the lock held or for a glance)."""
+        return sum(1 for job in self._jobs.values() if not job.future.done())
+
+    def _start(self, key: str, work: Callable[[], T]) -> _Job[object]:
+        future: Future[object] = Future()
+        job: _Job[object] = _Job(future)
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the request that comes for it
+                future.set_exception(exc)
+            finally:
+                job.ended = time.monotonic()
+
+        threading.Thread(target=run, name=f"page {key}"[:60], daemon=True).start()
+        return job
+
+    def _forget_stale(self) -> None:
+        """Drop finished results nobody came back for within :data:`KEEP_SECONDS` (lock held)."""
+        now = time.monotonic()
+        for key in [k for k, j in self._jobs.items() if j.ended is not None and now - j.ended > KEEP_SECONDS]:
+            del self._jobs[key]
