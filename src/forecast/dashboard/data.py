@@ -101,6 +101,8 @@ PERSISTED = ("page", "prospects.csv", "revenue", "flags")
 (and the small cut every page's form reads), and the two documents an Overview of another filter
 would otherwise compute again (the forecast of a grouping, every group at once; the flags); not
 the CRM read or the reports the pages come from."""
+CUTS = ("tracking", "crm")
+"""The kinds of held results that are a whole cut of the CRM at an as of (gigabytes on a large CRM)."""
 NO_FORECAST = (
     "No forecast yet: train deal-win and time-to-close to see the forecast "
     "(forecast train deal-win --promote; forecast train time-to-close --promote)."
@@ -653,9 +655,22 @@ class Reader:
         """The warehouse cut at the filters' as-of, once per state and as-of (no check of the filters)."""
         from forecast.tracking.api import open_warehouse
 
-        return self._cached(
-            ("tracking", filters.as_of), lambda: open_warehouse(self.settings.warehouse, filters.when())
-        )
+        def compute() -> TrackingData:
+            self._drop_cuts(filters.as_of)
+            return open_warehouse(self.settings.warehouse, filters.when())
+
+        return self._cached(("tracking", filters.as_of), compute)
+
+    def _drop_cuts(self, as_of: str | None) -> None:
+        """Let go of the CRM cuts of other as-ofs than the default and ``as_of`` before reading one.
+
+        A cut of a 1M-lead CRM holds gigabytes (the tracking data and the forecast's frames), so
+        besides the default as of's the reader holds one other as of's at a time; a figure computed
+        from a dropped one stays held (it is small), and the cut is read again if asked again.
+        """
+        with self._lock:
+            for key in [k for k in self._cache if k[1] in CUTS and k[2] not in (None, as_of)]:
+                del self._cache[key]
 
     def period(self, data: TrackingData, filters: Filters) -> Period:
         """The tracking period (``--period``; raises :class:`~forecast.tracking.periods.PeriodError`)."""
@@ -793,6 +808,7 @@ class Reader:
                 crm_key = ("crm", filters.as_of)
                 crm = self._peek(crm_key, state)
                 if crm is None:
+                    self._drop_cuts(filters.as_of)
                     with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
                         crm = crm_frames(con, data)
                 models, warnings = self.champions()

@@ -26,10 +26,12 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-WAIT_SECONDS = 1.5
-"""How long a page request waits for its page before answering that it is being computed."""
-REFRESH_SECONDS = 2
-"""How often the "being computed" page reloads itself."""
+WAIT_SECONDS = 1.8
+"""How long a page request waits for its page before answering that it is being computed (the
+issue's bound is 2 s of server time a page)."""
+REFRESH_SECONDS = 1
+"""After how long the "being computed" page reloads itself (each reload then waits up to
+:data:`WAIT_SECONDS` again, so a page ready a little after the first wait shows at once)."""
 KEEP_SECONDS = 600.0
 """How long a finished page nobody came back for is kept for a reload (then it is computed again)."""
 MAX_RUNNING = 16

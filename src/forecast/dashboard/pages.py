@@ -189,7 +189,7 @@ def simple_page(title: str, message: str, status_note: str = "") -> str:
     )
 
 
-def preparing_page(title: str, target: str, refresh_seconds: int = 2) -> str:
+def preparing_page(title: str, target: str, refresh_seconds: int = 1) -> str:
     """The answer while a view's figures are computed: it reloads ``target`` every ``refresh_seconds``.
 
     (:mod:`forecast.dashboard.deferred`.) No filter form: the view's values are not read yet.
@@ -204,8 +204,8 @@ def preparing_page(title: str, target: str, refresh_seconds: int = 2) -> str:
         f'<body><main data-preparing="{href}"><h1>{escape(title)}</h1>'
         '<p class="missing" role="status">The figures of this view are being computed: another as of '
         "reads the CRM again and runs the forecast for that time, and a first visit of a period may "
-        "wait for the warm-up; on a large CRM that takes from seconds to minutes. This page reloads "
-        f"itself every {int(refresh_seconds)} s and shows the view as soon as it is ready.</p>"
+        "wait for the warm-up; on a large CRM that takes from seconds to minutes. This page keeps "
+        "reloading itself and shows the view as soon as it is ready.</p>"
         f'<p><a href="{href}">Reload now</a> · <a href="/">the default view</a></p>'
         "</main></body></html>"
     )

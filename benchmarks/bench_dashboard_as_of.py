@@ -1,0 +1,81 @@
+"""Another as of in the dashboard: each answer's server time, and the time until the page is there.
+
+Usage: ``uv run --frozen python benchmarks/bench_dashboard_as_of.py --as-of 2025-06-01[,...]
+[--warehouse PATH] [--models role=REF,...] [--wait 1.8] [--pages /,/reps,...]`` with the
+``FORECAST_*`` settings of a warehouse and its champions (``forecast run``: the default simulated
+CRM).
+
+The app is made as ``forecast dashboard`` makes it (``create_app(..., wait_seconds=--wait)``),
+without its warm-up, and asked in-process through Starlette's test client (no socket: the time is
+the server's). Each page of each as of is asked as a browser asks it: while the answer is ``202``
+(the page being computed, :mod:`forecast.dashboard.deferred`) it is asked again after the
+``Refresh`` header's seconds. Prints, per page and as of, the answers' count, the slowest answer's
+server time, and the seconds from the first ask to the page; and the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+from forecast.config import load_settings
+from forecast.dashboard.app import create_app
+from forecast.dashboard.deferred import WAIT_SECONDS
+
+with warnings.catch_warnings():  # starlette's TestClient warns that it still uses httpx
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+PAGES = ("/", "/reps", "/pipeline", "/prospects", "/activity", "/insights", "/models")
+
+
+def main() -> None:
+    """Ask every page of each as of until it is there; print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--as-of", required=True, help="the as-ofs to ask, comma-separated (YYYY-MM-DD)")
+    parser.add_argument("--warehouse", default=None, help="the warehouse (default: FORECAST_WAREHOUSE's)")
+    parser.add_argument("--models", default=None, help="models by role, as forecast dashboard --models")
+    parser.add_argument("--wait", type=float, default=WAIT_SECONDS, help="forecast dashboard --wait (s)")
+    parser.add_argument("--pages", default=",".join(PAGES), help="the pages, comma-separated")
+    args = parser.parse_args()
+    if args.warehouse:
+        os.environ["FORECAST_WAREHOUSE"] = args.warehouse
+    refs = None
+    if args.models:
+        from forecast.binding import parse_models
+        from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+
+        refs = dict(parse_models(args.models, (DEAL_WIN, TIME_TO_CLOSE)))
+    app = create_app(load_settings(), warm_every=None, refs=refs, wait_seconds=args.wait)
+    client = TestClient(app)
+    load_before = os.getloadavg()[0]
+    rows = []
+    for as_of in [a.strip() for a in args.as_of.split(",") if a.strip()]:
+        for page in [p.strip() for p in args.pages.split(",") if p.strip()]:
+            first = time.perf_counter()
+            answers: list[float] = []
+            while True:
+                started = time.perf_counter()
+                response = client.get(page, params={"as_of": as_of})
+                answers.append(1000 * (time.perf_counter() - started))
+                if response.status_code != 202:
+                    break
+                time.sleep(float(response.headers.get("refresh", "2")))
+            ready = time.perf_counter() - first
+            rows.append((as_of, page, response.status_code, len(answers), max(answers), answers[-1], ready))
+            print(rows[-1], flush=True)
+    print(
+        f"\n{platform.machine()}, {os.cpu_count()} cores, load {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after; --wait {args.wait}"
+    )
+    print("| as of | page | status | answers | slowest answer ms | last answer ms | s to the page |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for as_of, page, status, n, slowest, last, ready in rows:
+        print(f"| {as_of} | `{page}` | {status} | {n} | {slowest:,.0f} | {last:,.0f} | {ready:,.1f} |")
+
+
+if __name__ == "__main__":
+    main()
