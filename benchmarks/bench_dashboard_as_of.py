@@ -1,7 +1,7 @@
 """Another as of in the dashboard: each answer's server time, and the time until the page is there.
 
 Usage: ``uv run --frozen python benchmarks/bench_dashboard_as_of.py --as-of 2025-06-01[,...]
-[--warehouse PATH] [--models role=REF,...] [--wait 1.8] [--pages /,/reps,...]`` with the
+[--warehouse PATH] [--models role=REF,...] [--wait 1.0] [--pages /,/reps,...]`` with the
 ``FORECAST_*`` settings of a warehouse and its champions (``forecast run``: the default simulated
 CRM).
 
@@ -66,7 +66,7 @@ def main() -> None:
                 time.sleep(float(response.headers.get("refresh", "2")))
             ready = time.perf_counter() - first
             rows.append((as_of, page, response.status_code, len(answers), max(answers), answers[-1], ready))
-            print(rows[-1], flush=True)
+            print(as_of, page, response.status_code, [round(a) for a in answers], flush=True)
     print(
         f"\n{platform.machine()}, {os.cpu_count()} cores, load {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after; --wait {args.wait}"

@@ -14,7 +14,9 @@ rebuilds the whole CRM as it stood at ``as_of`` and runs the ordinary code on it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from forecast.data.pipeline import SalesPipeline
@@ -31,10 +33,26 @@ day the CRM's default as-of (:func:`forecast.timeutil.as_of_after`)."""
 
 
 def _before(frame: pd.DataFrame | None, column: str, when: pd.Timestamp) -> pd.DataFrame | None:
+    """The rows of ``frame`` whose ``column`` is before ``when``, numbered from 0 (a new frame).
+
+    ``frame.loc[mask].reset_index(drop=True)``, taken one column at a time: on ten million
+    activities that whole-frame take first merges every text column into one block (a second of
+    copying that holds Python's lock, so a dashboard's other requests wait for it).
+    """
     if frame is None:
         return None
     times = pd.to_datetime(frame[column], errors="coerce")
-    return frame.loc[times < when].reset_index(drop=True)
+    keep = (times < when).to_numpy(dtype=bool, na_value=False)
+    if not frame.columns.is_unique:  # a name for several columns: the frame's own take
+        return frame.loc[keep].reset_index(drop=True)
+    rows = np.flatnonzero(keep)
+    columns = {name: _taken(frame[name], rows) for name in frame.columns}
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)), columns=frame.columns, copy=False)
+
+
+def _taken(column: pd.Series, rows: np.ndarray) -> Any:
+    """A column's values at ``rows``: of its numpy array, or its extension array's take."""
+    return column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
 
 
 def _leads_at(leads: pd.DataFrame, when: pd.Timestamp) -> pd.DataFrame:

@@ -101,7 +101,9 @@ def frames_source(
             if name in tables:
                 frame = tables[name]
                 present = [c.name for c in spec.columns if c.name in frame.columns]
-                con.register(f"_frame_{name}", frame[present])
+                # the columns as they are (a frame[present] would copy ten million rows first)
+                chosen = pd.DataFrame({c: frame[c] for c in present}, copy=False)
+                con.register(f"_frame_{name}", chosen if frame.columns.is_unique else frame[present])
                 con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM "_frame_{name}"')
                 con.unregister(f"_frame_{name}")
         yield FeatureSource(con, pipeline)
