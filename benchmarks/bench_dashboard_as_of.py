@@ -1,16 +1,17 @@
-"""Another as of in the dashboard: each answer's server time, and the time until the page is there.
+"""Views not computed ahead, as a browser gets them: each answer's server time, and the time to the page.
 
-Usage: ``uv run --frozen python benchmarks/bench_dashboard_as_of.py --as-of 2025-06-01[,...]
-[--warehouse PATH] [--models role=REF,...] [--wait 1.0] [--pages /,/reps,...]`` with the
-``FORECAST_*`` settings of a warehouse and its champions (``forecast run``: the default simulated
-CRM).
+Usage: ``uv run --frozen python benchmarks/bench_dashboard_as_of.py [--as-of 2025-06-01,...]
+[--periods 2025-06-01..2025-06-30,...] [--warm] [--warehouse PATH] [--models role=REF,...]
+[--wait 0.1] [--pages /,/reps,...]`` with the ``FORECAST_*`` settings of a warehouse and its
+champions (``forecast run``: the default simulated CRM).
 
-The app is made as ``forecast dashboard`` makes it (``create_app(..., wait_seconds=--wait)``),
-without its warm-up, and asked in-process through Starlette's test client (no socket: the time is
-the server's). Each page of each as of is asked as a browser asks it: while the answer is ``202``
-(the page being computed, :mod:`forecast.dashboard.deferred`) it is asked again after the
-``Refresh`` header's seconds. Prints, per page and as of, the answers' count, the slowest answer's
-server time, and the seconds from the first ask to the page; and the machine's load.
+The app is made as ``forecast dashboard`` makes it (``create_app(..., wait_seconds=--wait)``), and
+asked in-process through Starlette's test client (no socket: the time is the server's): first, with
+``--warm``, its whole warm-up (as after a start), then each page of each other as of, then each
+page of each other period at the default as of. Each is asked as a browser asks it: while the
+answer is ``202`` (the page being computed, :mod:`forecast.dashboard.deferred`) it is asked again
+after the ``Refresh`` header's seconds. Prints, per page and view, the answers' count, the slowest
+answer's server time, and the seconds from the first ask to the page; and the machine's load.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ PAGES = ("/", "/reps", "/pipeline", "/prospects", "/activity", "/insights", "/mo
 def main() -> None:
     """Ask every page of each as of until it is there; print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--as-of", required=True, help="the as-ofs to ask, comma-separated (YYYY-MM-DD)")
+    parser.add_argument("--as-of", default="", help="other as-ofs to ask, comma-separated (YYYY-MM-DD)")
+    parser.add_argument("--periods", default="", help="other periods to ask at the default as of")
+    parser.add_argument("--warm", action="store_true", help="run the app's warm-up first")
     parser.add_argument("--warehouse", default=None, help="the warehouse (default: FORECAST_WAREHOUSE's)")
     parser.add_argument("--models", default=None, help="models by role, as forecast dashboard --models")
     parser.add_argument("--wait", type=float, default=WAIT_SECONDS, help="forecast dashboard --wait (s)")
@@ -49,17 +52,25 @@ def main() -> None:
         from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
         refs = dict(parse_models(args.models, (DEAL_WIN, TIME_TO_CLOSE)))
-    app = create_app(load_settings(), warm_every=None, refs=refs, wait_seconds=args.wait)
-    client = TestClient(app)
+    app = create_app(load_settings(), warm_every=0 if args.warm else None, refs=refs, wait_seconds=args.wait)
     load_before = os.getloadavg()[0]
+    if args.warm:
+        with TestClient(app):  # its lifespan starts the warm-up
+            started = time.perf_counter()
+            assert app.state.warmer.wait(timeout=3600), "the warm-up did not end within an hour"
+            print(f"warm-up done in {time.perf_counter() - started:.1f} s", flush=True)
+    client = TestClient(app)  # no lifespan: the warm-up does not start again
+    views = [("as of", a.strip(), {"as_of": a.strip()}) for a in args.as_of.split(",") if a.strip()]
+    views += [("period", p.strip(), {"period": p.strip()}) for p in args.periods.split(",") if p.strip()]
     rows = []
-    for as_of in [a.strip() for a in args.as_of.split(",") if a.strip()]:
+    for kind, value, params in views:
+        as_of = f"{kind} {value}"
         for page in [p.strip() for p in args.pages.split(",") if p.strip()]:
             first = time.perf_counter()
             answers: list[float] = []
             while True:
                 started = time.perf_counter()
-                response = client.get(page, params={"as_of": as_of})
+                response = client.get(page, params=params)
                 answers.append(1000 * (time.perf_counter() - started))
                 if response.status_code != 202:
                     break
@@ -71,7 +82,7 @@ def main() -> None:
         f"\n{platform.machine()}, {os.cpu_count()} cores, load {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after; --wait {args.wait}"
     )
-    print("| as of | page | status | answers | slowest answer ms | last answer ms | s to the page |")
+    print("| view | page | status | answers | slowest answer ms | last answer ms | s to the page |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for as_of, page, status, n, slowest, last, ready in rows:
         print(f"| {as_of} | `{page}` | {status} | {n} | {slowest:,.0f} | {last:,.0f} | {ready:,.1f} |")

@@ -147,7 +147,7 @@ def session(driver: Any, server: str) -> tuple[Any, str]:
 
 def _shown(driver: Any) -> None:
     """Wait while the page says its figures are being computed: it reloads itself until they are
-    (``forecast.dashboard.deferred``; the server waits 1 s for a page, and a first view of another
+    (``forecast.dashboard.deferred``; the server waits 0.1 s for a page, and a first view of another
     as of reads the CRM and runs the forecast)."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
