@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import time
@@ -224,6 +225,45 @@ def test_a_view_slower_than_its_wait_answers_at_once_then_shows_the_same_page(
     assert bad.status_code == 400 and "nobody-at-all" in bad.text
     assert app_deferred.state.reader.computed == reads  # the cut was held: nothing read again
     assert _answered(deferred_client, "/reps", {**params, "period": "not a period"})[0].status_code == 400
+
+
+def test_two_other_as_ofs_asked_at_once_read_the_crm_once_each(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their pages take turns by as of, so neither lets go of the other's cut midway and reads it
+    again (each page is several turns: the cut, the page, its comparison)."""
+    from forecast.tracking import api
+
+    reads: list[object] = []
+    read = api.open_warehouse
+    monkeypatch.setattr(api, "open_warehouse", lambda path, when=None: reads.append(when) or read(path, when))
+    deferred_client = TestClient(create_app(_settings(env), warm_every=None, wait_seconds=0.0))
+    views = [("/reps", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [("/", {"as_of": "2024-11-01"})]
+    for path, params in views:  # all three started before any is done
+        assert deferred_client.get(path, params=params).status_code == 202
+    for path, params in views:
+        assert _answered(deferred_client, path, params)[0].status_code == 200, (path, params)
+    assert sorted(map(str, reads)) == ["2024-11-01 00:00:00", f"{AS_OF} 00:00:00"]
+
+
+def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str], tmp_path: Path) -> None:
+    """A page nobody came back for is kept for a reload, but not once the warehouse has changed."""
+    warehouse = tmp_path / "wh.duckdb"
+    shutil.copy(env["FORECAST_WAREHOUSE"], warehouse)
+    app_deferred = create_app(_settings(env, warehouse=warehouse), warm_every=None, wait_seconds=0.0)
+    deferred_client = TestClient(app_deferred)
+    params = {"as_of": AS_OF}
+    assert deferred_client.get("/reps", params=params).status_code == 202
+    deadline = time.monotonic() + 300
+    while app_deferred.state.reader.computed == 0 or any(  # its work ends, nobody comes for it
+        not job.future.done() for job in app_deferred.state.deferred._jobs.values()
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    later = warehouse.stat().st_mtime + 5
+    os.utime(warehouse, (later, later))  # an ingest
+    assert deferred_client.get("/reps", params=params).status_code == 202  # computed again
+    assert _answered(deferred_client, "/reps", params)[0].status_code == 200
 
 
 def test_besides_the_default_one_cut_of_another_as_of_is_held_at_a_time(env: dict[str, str]) -> None:

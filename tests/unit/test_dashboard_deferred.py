@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -94,6 +96,35 @@ def test_beyond_the_limit_a_request_waits_for_its_own_page(
     release.set()
 
 
-def test_a_negative_wait_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 0"):
-        Deferred(-1.0)
+@pytest.mark.parametrize("wait", [-1.0, float("inf"), float("nan"), 1e10])
+def test_a_wait_that_is_no_bound_is_refused(wait: float) -> None:
+    with pytest.raises(ValueError, match="--wait must be from 0 to 3600 seconds"):
+        Deferred(wait)
+
+
+def test_an_error_keeps_none_of_the_computation_s_data() -> None:
+    """The error handed to a later reload must not hold the frames (gigabytes) its work had read."""
+
+    class Big:
+        pass
+
+    go = threading.Event()
+
+    def work() -> None:
+        data = Big()  # what a cut would be
+        refs.append(weakref.ref(data))
+        go.wait(10)
+        raise ValueError("a bad period, found after the read")
+
+    refs: list[weakref.ref[Big]] = []
+    d = Deferred(0.0)
+    assert d.answer("/bad", work) == (False, None)
+    go.set()
+    deadline = time.monotonic() + 10
+    while d.running():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    gc.collect()
+    assert refs and refs[0]() is None  # the error is held, its frames' locals are not
+    with pytest.raises(ValueError, match="bad period"):
+        d.answer("/bad", work)

@@ -120,12 +120,14 @@ class _Dashboard:
                 query = dict(request.query_params)
 
                 def compute() -> tuple[Cut | None, tuple[str, str, str]]:
-                    cut = self.read.cut(filters) if tracking else None
-                    if cut is not None:  # an unknown rep, team, region or source: 400
-                        choices.check_known(cut.known, cut.as_of, filters)
-                    return cut, body(filters, query)
+                    with self.read.as_of_turn(filters.as_of):
+                        cut = self.read.cut(filters) if tracking else None
+                        if cut is not None:  # an unknown rep, team, region or source: 400
+                            choices.check_known(cut.known, cut.as_of, filters)
+                        return cut, body(filters, query)
 
-                done, answer = self.deferred.answer(target, compute)
+                # a page of a warehouse or champions gone by is not handed out for the new ones
+                done, answer = self.deferred.answer((self.read.state(), target), compute)
                 if not done or answer is None:
                     return _preparing(title, target)
                 cut, (as_of, period, html) = answer
@@ -182,9 +184,10 @@ class _Dashboard:
         try:
             filters = Filters.from_query(request.query_params)
             listing = Listing.from_query(request.query_params)
-            cut = self.read.cut(filters)
-            choices.check_known(cut.known, cut.as_of, filters)
-            p = self.read.prospects(filters)
+            with self.read.as_of_turn(filters.as_of):
+                cut = self.read.cut(filters)
+                choices.check_known(cut.known, cut.as_of, filters)
+                p = self.read.prospects(filters)
         except InputError as exc:
             return PlainTextResponse(str(exc), status_code=400, headers=SECURITY_HEADERS)
         except FileNotFoundError:
@@ -307,6 +310,7 @@ def create_app(
     made = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RootedLinks)])
     made.state.warmer = warmer
     made.state.reader = app.read
+    made.state.deferred = app.deferred
     return made
 
 

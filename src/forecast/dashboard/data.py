@@ -386,6 +386,9 @@ class Reader:
         self._lock = threading.Lock()  # guards the cache and the pending map (held briefly)
         self._pending: dict[tuple[Any, ...], threading.Event] = {}
         self._turns = Turns()
+        self._as_of_free = threading.Condition()  # pages of another as of, one as of at a time
+        self._as_of_busy: str | None = None
+        self._as_of_depth = 0
         self._champions: tuple[tuple[str, str | None], ...] | None = None
         self._read_champions: Callable[[], tuple[tuple[str, str | None], ...]] | None = None
         self._registry_read: tuple[float, tuple[tuple[str, str | None], ...] | None] | None = None
@@ -661,12 +664,39 @@ class Reader:
 
         return self._cached(("tracking", filters.as_of), compute)
 
+    @contextmanager
+    def as_of_turn(self, as_of: str | None) -> Iterator[None]:
+        """Within it, a page of another as of than the default's waits while another one's is computed.
+
+        A cut of a 1M-lead CRM holds gigabytes, and the reader holds one other as of's at a time
+        (:meth:`_drop_cuts`): were two other as-ofs' pages computed at once (two deferred pages,
+        :mod:`forecast.dashboard.deferred`), each would let go of the other's cut between its turns
+        and read it again. Pages of one as of go on together; the default as of never waits.
+        """
+        if as_of is None:
+            yield
+            return
+        with self._as_of_free:
+            while self._as_of_depth and self._as_of_busy != as_of:
+                self._as_of_free.wait()
+            self._as_of_busy = as_of
+            self._as_of_depth += 1
+        try:
+            yield
+        finally:
+            with self._as_of_free:
+                self._as_of_depth -= 1
+                if not self._as_of_depth:
+                    self._as_of_busy = None
+                    self._as_of_free.notify_all()
+
     def _drop_cuts(self, as_of: str | None) -> None:
         """Let go of the CRM cuts of other as-ofs than the default and ``as_of`` before reading one.
 
         A cut of a 1M-lead CRM holds gigabytes (the tracking data and the forecast's frames), so
         besides the default as of's the reader holds one other as of's at a time; a figure computed
-        from a dropped one stays held (it is small), and the cut is read again if asked again.
+        from a dropped one stays held (it is small), and the cut is read again if asked again. The
+        pages take turns by as of (:meth:`as_of_turn`), so no page loses its cut midway.
         """
         with self._lock:
             for key in [k for k in self._cache if k[1] in CUTS and k[2] not in (None, as_of)]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ REFRESH_SECONDS = 1
 :data:`WAIT_SECONDS` again, so a page ready a little after the first wait shows at once)."""
 KEEP_SECONDS = 600.0
 """How long a finished page nobody came back for is kept for a reload (then it is computed again)."""
+MAX_WAIT_SECONDS = 3600.0
+"""The longest wait accepted (an hour: longer is no bound, and past ``threading.TIMEOUT_MAX`` fails)."""
 MAX_RUNNING = 16
 """Computations at most in the background; beyond them a request waits for its own page in place."""
 
@@ -58,18 +61,19 @@ class Deferred:
     """
 
     def __init__(self, wait_seconds: float | None = WAIT_SECONDS) -> None:
-        if wait_seconds is not None and wait_seconds < 0:
-            raise ValueError(f"wait_seconds must be at least 0, not {wait_seconds}")
+        if wait_seconds is not None and not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise ValueError(f"--wait must be from 0 to {MAX_WAIT_SECONDS:.0f} seconds, not {wait_seconds}")
         self.wait_seconds = wait_seconds
-        self._jobs: dict[str, _Job[object]] = {}
+        self._jobs: dict[Hashable, _Job[object]] = {}
         self._lock = threading.Lock()
 
-    def answer(self, key: str, work: Callable[[], T]) -> tuple[bool, T | None]:
+    def answer(self, key: Hashable, work: Callable[[], T]) -> tuple[bool, T | None]:
         """``work()``'s result for ``key``, if it is ready within the wait.
 
         The first call for a key starts ``work`` in a daemon thread; later calls while it runs join
         it (``work`` runs once). A finished result (or error) is handed out once, then the key is
-        free again.
+        free again. The caller puts in the key whatever makes a result stale (the reader's state:
+        a result of a warehouse gone by is never handed out for the new one).
 
         Returns:
             ``(True, result)`` when done; ``(False, None)`` while it is still running.
@@ -95,20 +99,25 @@ class Deferred:
         assert job is not None
         try:
             value = job.future.result(timeout=self.wait_seconds)
-        except FutureTimeout:
+        except FutureTimeout:  # still running (or ended just now: the next ask gets it)
             return False, None
-        finally:
-            if job.future.done():
-                with self._lock:
-                    if self._jobs.get(key) is job:
-                        del self._jobs[key]
+        except BaseException:
+            self._handed(key, job)
+            raise
+        self._handed(key, job)
         return True, value  # type: ignore[return-value]  # the future of this key's work
+
+    def _handed(self, key: Hashable, job: _Job[object]) -> None:
+        """Free ``key`` once its job's result (or error) is handed out."""
+        with self._lock:
+            if self._jobs.get(key) is job:
+                del self._jobs[key]
 
     def running(self) -> int:
         """How many computations are running (call with the lock held or for a glance)."""
         return sum(1 for job in self._jobs.values() if not job.future.done())
 
-    def _start(self, key: str, work: Callable[[], T]) -> _Job[object]:
+    def _start(self, key: Hashable, work: Callable[[], T]) -> _Job[object]:
         future: Future[object] = Future()
         job: _Job[object] = _Job(future)
 
@@ -118,11 +127,12 @@ class Deferred:
             try:
                 future.set_result(work())
             except BaseException as exc:  # handed to the request that comes for it
+                traceback.clear_frames(exc.__traceback__)  # not the computation's data with it
                 future.set_exception(exc)
             finally:
                 job.ended = time.monotonic()
 
-        threading.Thread(target=run, name=f"page {key}"[:60], daemon=True).start()
+        threading.Thread(target=run, name=f"page {key!s}"[:60], daemon=True).start()
         return job
 
     def _forget_stale(self) -> None:

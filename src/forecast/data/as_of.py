@@ -46,13 +46,15 @@ def _before(frame: pd.DataFrame | None, column: str, when: pd.Timestamp) -> pd.D
     if not frame.columns.is_unique:  # a name for several columns: the frame's own take
         return frame.loc[keep].reset_index(drop=True)
     rows = np.flatnonzero(keep)
-    columns = {name: _taken(frame[name], rows) for name in frame.columns}
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)), columns=frame.columns, copy=False)
+    index = pd.RangeIndex(len(rows))
+    columns = {name: _taken(frame[name], rows, index) for name in frame.columns}
+    return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
-def _taken(column: pd.Series, rows: np.ndarray) -> Any:
-    """A column's values at ``rows``: of its numpy array, or its extension array's take."""
-    return column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
+def _taken(column: pd.Series, rows: np.ndarray, index: pd.Index) -> pd.Series:
+    """A column's values at ``rows``, of its type (text stays text: nothing is inferred from it)."""
+    values: Any = column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
+    return pd.Series(values, index=index, dtype=column.dtype, copy=False)
 
 
 def _leads_at(leads: pd.DataFrame, when: pd.Timestamp) -> pd.DataFrame:

@@ -227,13 +227,15 @@ def rows_of_columns(frame: pd.DataFrame, rows: np.ndarray, columns: Sequence[str
     wanted = set(columns)
     if not frame.columns.is_unique:  # a name that stands for several columns: the frame's own take
         return narrow(frame.iloc[rows], *columns)
-    taken = {c: _taken(frame[c], rows) for c in frame.columns if c in wanted}
-    return pd.DataFrame(taken, index=frame.index[rows], columns=list(taken))
+    index = frame.index[rows]
+    taken = {c: _taken(frame[c], rows, index) for c in frame.columns if c in wanted}
+    return pd.DataFrame(taken, index=index, columns=list(taken))
 
 
-def _taken(column: pd.Series, rows: np.ndarray) -> Any:
-    """A column's values at ``rows``: of its numpy array (a view, no copy), or its extension array's take."""
-    return column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
+def _taken(column: pd.Series, rows: np.ndarray, index: pd.Index) -> pd.Series:
+    """A column's values at ``rows``, of its type (objects stay objects: nothing is inferred from them)."""
+    values = column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
+    return pd.Series(values, index=index, dtype=column.dtype, copy=False)
 
 
 def narrow(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
