@@ -345,3 +345,66 @@ def test_empty_crm_does_not_crash() -> None:
     for frame in (perf, f):
         numeric = frame.select_dtypes("number")
         assert not numeric.isin([float("inf"), float("-inf")]).any().any()
+
+
+def test_a_past_period_s_prospects_are_as_they_stood_then() -> None:
+    """March's list read on 1 May is March's list read on 1 April, although in April O3 moved to
+    negotiation at a new amount and was lost, L2 converted, L4 was disqualified and L2 came back to
+    the website: what happened after the period's end does not reach its snapshot."""
+    tables = hand_tables()
+    later = {k: v.copy() for k, v in tables.items()}
+    leads, opps = later["leads"], later["opportunities"]
+    leads.loc[leads["lead_id"] == "L2", ["status", "status_changed_at", "converted_at", "opportunity_id"]] = [
+        "converted", "2024-04-15", "2024-04-15", "O4",
+    ]  # fmt: skip
+    leads.loc[leads["lead_id"] == "L4", ["status", "status_changed_at"]] = ["unqualified", "2024-04-02"]
+    o3 = opps["opportunity_id"] == "O3"
+    opps.loc[o3, ["stage", "amount", "closed_at", "outcome", "loss_reason", "expected_close_date"]] = [
+        "closed_lost", 7000.0, "2024-04-20", "lost", "price", "2024-05-15",
+    ]  # fmt: skip
+    o4 = {
+        "opportunity_id": "O4",
+        "lead_id": "L2",
+        "rep_id": "R1",
+        "product": "pro",
+        "created_at": "2024-04-15",
+        "amount": 3000.0,
+        "stage": "qualification",
+        "expected_close_date": "2024-06-01",
+        "closed_at": None,
+        "outcome": "open",
+        "loss_reason": None,
+    }
+    later["opportunities"] = pd.concat([opps, pd.DataFrame([o4])], ignore_index=True)
+    moves = pd.DataFrame(
+        {
+            "opportunity_id": ["O3", "O3", "O4"],
+            "stage": ["negotiation", "closed_lost", "qualification"],
+            "entered_at": ["2024-04-05", "2024-04-20", "2024-04-15"],
+            "amount": [7000.0, 7000.0, 3000.0],
+        }
+    )
+    later["stage_history"] = pd.concat([later["stage_history"], moves], ignore_index=True)
+    visits = pd.DataFrame(
+        {
+            "event_id": ["E4", "E5"],
+            "occurred_at": ["2024-04-03", "2024-04-04"],
+            "lead_id": ["L2", "L2"],
+            "type": ["web_visit", "pricing_page_view"],
+            "value": [5.0, 5.0],
+        }
+    )
+    later["engagement_events"] = pd.concat([later["engagement_events"], visits], ignore_index=True)
+    then = prospects(prepare(tables, DEFAULT_PIPELINE, AS_OF), MARCH, "rep")
+    now = prospects(prepare(later, DEFAULT_PIPELINE, pd.Timestamp("2024-05-01")), MARCH, "rep")
+    assert set(now["prospect_id"]) == {"L2", "L4", "O3"}
+    o3_now = _row(now, "prospect_id", "O3")
+    assert (o3_now["status"], o3_now["deal_size"]) == ("proposal", 5000)
+    assert (_row(now, "prospect_id", "L2")["status"], _row(now, "prospect_id", "L4")["status"]) == (
+        "working", "working",  # status changed after March: not known then (the warehouse read's rule)
+    )  # fmt: skip
+    columns = ["prospect_id", "kind", "deal_size", "last_contact", "days_since_contact", "next_action",
+               "next_action_at", "web_visits_30d", "pricing_views_30d", "social_actions_30d",
+               "last_engagement", "score"]  # fmt: skip
+    pd.testing.assert_frame_equal(now[columns], then[columns], check_exact=True)
+    assert _row(then, "prospect_id", "L4")["status"] == "qualified"  # known on 1 April (changed 20 March)

@@ -1,11 +1,13 @@
 """Prospect tracking (docs/tracking.md, 2): one row per open lead and open deal at the end of the period.
 
-Last contact is the latest activity done (either direction) on the lead or deal; the next action is
-the earliest planned activity (``scheduled_for``) at or after the snapshot time; behaviour counts the
-prospect's engagement events in the 30 days before it, and its last engagement is the latest event
-before it (nothing after the snapshot counts, so a past period's list is as it stood then). The
-score is the latest lead score written by ``forecast score leads --write-back`` with an as-of not
-after the snapshot ("no score yet" when the warehouse has none).
+The leads and deals are those open at the snapshot, with their status, stage, amount and expected
+close date then (:func:`_open_leads_at`, :func:`_deals_as_they_stood`). Last contact is the latest
+activity done (either direction) on the lead or deal; the next action is the earliest planned
+activity (``scheduled_for``) at or after the snapshot time; behaviour counts the prospect's
+engagement events in the 30 days before it, and its last engagement is the latest event before it.
+Nothing after the snapshot counts, so a past period's list is as it stood then. The score is the
+latest lead score written by ``forecast score leads --write-back`` with an as-of not after the
+snapshot ("no score yet" when the warehouse has none).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from forecast.data.as_of import deals_at
 from forecast.tracking.common import check_grouping, rows_of_columns, truth
 from forecast.tracking.data import TrackingData, days
 from forecast.tracking.lead_contacts import engagement_index, prospect_index
 from forecast.tracking.periods import Period
 
 GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
+OPEN_STATUSES = ("new", "working", "qualified")
+"""The statuses of a lead still open (not converted, not disqualified)."""
 BEHAVIOUR_DAYS = 30
 NO_SCORE = "no score yet"
 _VISITS = ("web_visit", "page_view")
@@ -46,14 +51,11 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
     """
     check_grouping("prospects", by, GROUPINGS, "leads carry no product")
     cutoff = min(period.end, data.as_of)
-    leads = data.leads
-    open_leads = leads[
-        (leads["created_at"] < cutoff)
-        & leads["status"].isin(["new", "working", "qualified"])
-        & leads["converted_at"].isna()
-    ]
+    open_leads = _open_leads_at(data.leads, cutoff)
     opps = data.opportunities
-    open_deals = opps[(opps["created_at"] < cutoff) & ~(opps["closed_at"] < cutoff)]
+    open_deals = _deals_as_they_stood(
+        opps[(opps["created_at"] < cutoff) & ~(opps["closed_at"] < cutoff)], data, cutoff
+    )
     keys = ["rep", "rep_id", "team", "manager", "region", "source", "channel"]
     lead_rows = pd.DataFrame(
         {
@@ -109,6 +111,37 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
     out = _with_scores(out, data.lead_scores, cutoff)
     out = out.sort_values([by, "score", "deal_size"], ascending=[True, False, False], na_position="last")
     return out.reset_index(drop=True)
+
+
+def _open_leads_at(leads: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """The leads open at ``cutoff``, with their status then.
+
+    Created before it, not converted before it, and new, working or qualified then. A status
+    changed at or after the cut-off is not known then: the lead was ``working`` (the rule of the
+    warehouse read at its as of, :func:`~forecast.tracking.data.prepare_keys`), so a lead converted
+    or disqualified after a past period's end is in that period's list.
+    """
+    converted = truth(leads["converted_at"] < cutoff)
+    status = leads["status"]
+    if "status_changed_at" in leads.columns:
+        known = truth(leads["status_changed_at"] < cutoff)
+        status = status.where(known | converted, "working")
+    open_now = truth(leads["created_at"] < cutoff) & ~converted & truth(status.isin(OPEN_STATUSES))
+    return leads[open_now].assign(status=status[open_now])
+
+
+def _deals_as_they_stood(deals: pd.DataFrame, data: TrackingData, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """``deals`` (open at ``cutoff``) with the stage, amount and expected close date they had then.
+
+    Those of each deal's last stage change before the cut-off, by the rule of the warehouse read
+    (:func:`forecast.data.as_of.deals_at`): a deal closed after a past period's end is in that
+    period's list in the stage it was in, not as ``closed_lost``. At the as of itself: as read.
+    """
+    if cutoff >= data.as_of or deals.empty:
+        return deals
+    history = data.stage_history
+    mine = history[truth(history["opportunity_id"].isin(deals["opportunity_id"]))]
+    return deals_at(deals, mine, data.pipeline, cutoff)
 
 
 def _behaviour(events: pd.DataFrame, cutoff: pd.Timestamp, leads: pd.Series) -> dict[str, pd.Series]:
