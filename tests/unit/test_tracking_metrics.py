@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -407,4 +408,15 @@ def test_a_past_period_s_prospects_are_as_they_stood_then() -> None:
                "next_action_at", "web_visits_30d", "pricing_views_30d", "social_actions_30d",
                "last_engagement", "score"]  # fmt: skip
     pd.testing.assert_frame_equal(now[columns], then[columns], check_exact=True)
+    # its stage changes record no expected close date: the warehouse's current one is all it knows
+    assert o3_now["expected_close"] == pd.Timestamp("2024-05-15")
     assert _row(then, "prospect_id", "L4")["status"] == "qualified"  # known on 1 April (changed 20 March)
+
+
+def test_open_leads_and_no_open_deal_list_the_leads(data) -> None:  # type: ignore[no-untyped-def]
+    """Before the first deal (L5 came on 10 January, its deal O3 on the 15th): the leads alone,
+    with the deal columns empty (this raised a KeyError, a 500 on the dashboard)."""
+    p = prospects(data, parse_period("2024-01-01..2024-01-12", AS_OF), "rep")
+    assert p["prospect_id"].tolist() == ["L5"] and p["kind"].tolist() == ["lead"]
+    assert p["deal_size"].isna().all() and p["expected_close"].isna().all()
+    assert p["deal_size"].dtype == np.float64 and p["expected_close"].dtype.kind == "M"

@@ -80,6 +80,7 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
         }
     )
     out = pd.concat([d for d in (lead_rows, deal_rows) if not d.empty] or [deal_rows], ignore_index=True)
+    out = out.reindex(columns=deal_rows.columns)  # open leads and no open deal: their columns empty
     out["deal_size"] = pd.to_numeric(out["deal_size"], errors="coerce")
     out["expected_close"] = pd.to_datetime(out["expected_close"])
     if out.empty:
@@ -136,6 +137,9 @@ def _deals_as_they_stood(deals: pd.DataFrame, data: TrackingData, cutoff: pd.Tim
     Those of each deal's last stage change before the cut-off, by the rule of the warehouse read
     (:func:`forecast.data.as_of.deals_at`): a deal closed after a past period's end is in that
     period's list in the stage it was in, not as ``closed_lost``. At the as of itself: as read.
+    A value its changes before the cut-off do not record (a history that starts later, a change
+    without an amount or a close date) is the one the warehouse holds at the as of, as the read
+    takes it for a deal without any stage change: a later warehouse knows no earlier value.
     """
     if cutoff >= data.as_of or deals.empty:
         return deals
