@@ -14,11 +14,11 @@ rebuilds the whole CRM as it stood at ``as_of`` and runs the ordinary code on it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from forecast.data.frames import column_at
 from forecast.data.pipeline import SalesPipeline
 
 EVENT_TIMES: dict[str, list[str]] = {
@@ -47,25 +47,31 @@ def _before(frame: pd.DataFrame | None, column: str, when: pd.Timestamp) -> pd.D
         return frame.loc[keep].reset_index(drop=True)
     rows = np.flatnonzero(keep)
     index = pd.RangeIndex(len(rows))
-    columns = {name: _taken(frame[name], rows, index) for name in frame.columns}
+    columns = {name: column_at(frame[name], rows, index) for name in frame.columns}
     return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
-def _taken(column: pd.Series, rows: np.ndarray, index: pd.Index) -> pd.Series:
-    """A column's values at ``rows``, of its type (text stays text: nothing is inferred from it)."""
-    values: Any = column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
-    return pd.Series(values, index=index, dtype=column.dtype, copy=False)
+def lead_status_at(leads: pd.DataFrame, when: pd.Timestamp) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Each lead's status at ``when``, whether it had converted by then, and whether its status is known.
+
+    A lead converted before ``when`` is ``converted``; one whose status changed at or after it (or
+    never) was ``working`` then, since the warehouse keeps only the last change; the others keep
+    their status. The one rule of every cut of the leads (:func:`crm_as_of`, the tracking read, a
+    past period's Prospects list).
+    """
+    converted = pd.to_datetime(leads["converted_at"], errors="coerce") < when
+    known = (pd.to_datetime(leads["status_changed_at"], errors="coerce") < when) | converted
+    status = leads["status"].where(known, "working").mask(converted, "converted")
+    return status, converted, known
 
 
 def _leads_at(leads: pd.DataFrame, when: pd.Timestamp) -> pd.DataFrame:
     out = leads.loc[pd.to_datetime(leads["created_at"], errors="coerce") < when].copy()
-    converted = pd.to_datetime(out["converted_at"], errors="coerce") < when
-    changed = pd.to_datetime(out["status_changed_at"], errors="coerce") < when
+    status, converted, known = lead_status_at(out, when)
     out["converted_at"] = out["converted_at"].where(converted)
     out["opportunity_id"] = out["opportunity_id"].where(converted)
-    out["status"] = out["status"].where(changed | converted, "working")
-    out["status_changed_at"] = out["status_changed_at"].where(changed | converted)
-    out.loc[converted, "status"] = "converted"
+    out["status"] = status
+    out["status_changed_at"] = out["status_changed_at"].where(known)
     return out.reset_index(drop=True)
 
 

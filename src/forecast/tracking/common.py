@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from forecast.data.frames import column_at
 from forecast.errors import InputError
 from forecast.tracking.data import ALL_LABEL, GROUPINGS, TrackingData, group_values
 from forecast.tracking.stats import wilson
@@ -228,14 +229,8 @@ def rows_of_columns(frame: pd.DataFrame, rows: np.ndarray, columns: Sequence[str
     if not frame.columns.is_unique:  # a name that stands for several columns: the frame's own take
         return narrow(frame.iloc[rows], *columns)
     index = frame.index[rows]
-    taken = {c: _taken(frame[c], rows, index) for c in frame.columns if c in wanted}
+    taken = {c: column_at(frame[c], rows, index) for c in frame.columns if c in wanted}
     return pd.DataFrame(taken, index=index, columns=list(taken))
-
-
-def _taken(column: pd.Series, rows: np.ndarray, index: pd.Index) -> pd.Series:
-    """A column's values at ``rows``, of its type (objects stay objects: nothing is inferred from them)."""
-    values = column.to_numpy()[rows] if isinstance(column.dtype, np.dtype) else column.array.take(rows)
-    return pd.Series(values, index=index, dtype=column.dtype, copy=False)
 
 
 def narrow(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:

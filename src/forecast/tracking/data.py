@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from forecast.data.as_of import EVENT_TIMES, deals_at
+from forecast.data.as_of import EVENT_TIMES, deals_at, lead_status_at
 from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import read_pipeline
@@ -232,12 +232,10 @@ def prepare_keys(t: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, when: p
     reps = reps[["rep_id", "name", *REP_KEYS, "active"]].drop_duplicates("rep_id")
 
     leads = t["leads"][t["leads"]["created_at"] < when].copy()
-    converted = leads["converted_at"] < when
+    status, converted, _known = lead_status_at(leads, when)
     leads.loc[~converted, ["converted_at"]] = pd.NaT
     leads["opportunity_id"] = leads["opportunity_id"].where(converted)
-    known = leads["status_changed_at"] < when
-    leads["status"] = leads["status"].where(known | converted, "working")
-    leads.loc[converted, "status"] = "converted"
+    leads["status"] = status
     leads["source"] = _label(leads["source"])
     leads["channel"] = _label(leads["channel"])
     leads = _with_rep_keys(leads, reps)

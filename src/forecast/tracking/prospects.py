@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.data.as_of import deals_at
+from forecast.data.as_of import deals_at, lead_status_at
 from forecast.tracking.common import check_grouping, rows_of_columns, truth
 from forecast.tracking.data import TrackingData, days
 from forecast.tracking.lead_contacts import engagement_index, prospect_index
@@ -117,17 +117,13 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
 def _open_leads_at(leads: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """The leads open at ``cutoff``, with their status then.
 
-    Created before it, not converted before it, and new, working or qualified then. A status
-    changed at or after the cut-off is not known then: the lead was ``working`` (the rule of the
-    warehouse read at its as of, :func:`~forecast.tracking.data.prepare_keys`), so a lead converted
-    or disqualified after a past period's end is in that period's list.
+    Created before it and new, working or qualified then, by the rule of every cut of the leads
+    (:func:`forecast.data.as_of.lead_status_at`): a status changed at or after the cut-off is not
+    known then, so a lead converted or disqualified after a past period's end is in that period's
+    list as ``working``.
     """
-    converted = truth(leads["converted_at"] < cutoff)
-    status = leads["status"]
-    if "status_changed_at" in leads.columns:
-        known = truth(leads["status_changed_at"] < cutoff)
-        status = status.where(known | converted, "working")
-    open_now = truth(leads["created_at"] < cutoff) & ~converted & truth(status.isin(OPEN_STATUSES))
+    status, _converted, _known = lead_status_at(leads, cutoff)
+    open_now = truth(leads["created_at"] < cutoff) & truth(status.isin(OPEN_STATUSES))
     return leads[open_now].assign(status=status[open_now])
 
 
