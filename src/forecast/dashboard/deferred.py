@@ -86,17 +86,10 @@ class Deferred:
         with self._lock:
             self._forget_stale()
             job = self._jobs.get(key)
-            if job is None:
-                if self.running() >= MAX_RUNNING:
-                    inline = True
-                else:
-                    inline = False
-                    job = self._jobs[key] = self._start(key, work)
-            else:
-                inline = False
-        if inline:  # too many in the background already: this request waits for its own page
+            if job is None and self.running() < MAX_RUNNING:
+                job = self._jobs[key] = self._start(key, work)
+        if job is None:  # too many in the background already: this request waits for its own page
             return True, work()
-        assert job is not None
         try:
             value = job.future.result(timeout=self.wait_seconds)
         except FutureTimeout:  # still running (or ended just now: the next ask gets it)
