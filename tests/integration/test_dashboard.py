@@ -209,41 +209,99 @@ def test_a_view_slower_than_its_wait_answers_at_once_then_shows_the_same_page(
 ) -> None:
     """With no wait at all, a view whose figures are not held answers ``202`` with a page that reloads
     itself; the reloads join its one computation and then get the page itself: the figures and rows
-    of the page computed in the request. An error found in the background (a rep the CRM does not
-    have) reaches the reload as the ``400`` it is."""
+    of the page computed in the request. Another as of's pages are computed in the as-of process,
+    not in the server's. An error found there (a rep the CRM does not have) reaches the reload as
+    the ``400`` it is."""
     app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
-    deferred_client = TestClient(app_deferred)
+    dashboard = app_deferred.state.dashboard
+    with TestClient(app_deferred) as deferred_client:  # its lifespan stops the as-of process
+        params = {"as_of": AS_OF, "period": "2024-10-01..2024-10-31"}
+        for path in ("/reps", "/prospects", "/"):
+            got, preparing = _answered(deferred_client, path, params)
+            assert got.status_code == 200, (path, got.text[:2000])
+            assert preparing >= (path == "/reps"), path  # the first asks for the CRM read: in the background
+            expected = _get(client, path, period=params["period"])
+            assert _figures(got.text) == _figures(expected) and _rows(got.text) == _rows(expected), path
+        assert app_deferred.state.reader.computed == 0  # nothing of it in the server's process
+        worker = dashboard.worker
+        assert worker.pid not in (None, os.getpid()) and worker.started == 1
+        counts = dashboard.elsewhere(AS_OF, "counters")
+        assert counts["reads"] == 1 and counts["computed"] > 0
+        bad, _ = _answered(deferred_client, "/reps", {**params, "rep": "nobody-at-all"})
+        assert bad.status_code == 400 and "nobody-at-all" in bad.text
+        assert dashboard.elsewhere(AS_OF, "counters") == counts  # the cut was held: nothing read again
+        assert _answered(deferred_client, "/reps", {**params, "period": "not a period"})[0].status_code == 400
+        csv_got = deferred_client.get("/prospects.csv", params={**params, "sort": "-score"})
+        csv_expected = client.get("/prospects.csv", params={**params, "sort": "-score"})
+        assert csv_got.status_code == 200 and csv_got.text == csv_expected.text
+        assert csv_got.headers["content-disposition"] == csv_expected.headers["content-disposition"]
+    assert worker.pid is None  # stopped with the app
+
+
+def test_the_as_of_process_follows_the_champions(env: dict[str, str]) -> None:
+    """A champion change the server's warm-up sees is a new state in the as-of process too: its
+    pages are computed again there."""
+    app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
+    dashboard, reader = app_deferred.state.dashboard, app_deferred.state.reader
     params = {"as_of": AS_OF, "period": "2024-10-01..2024-10-31"}
-    for path in ("/reps", "/prospects", "/"):
-        got, preparing = _answered(deferred_client, path, params)
-        assert got.status_code == 200, (path, got.text[:2000])
-        assert preparing >= (path == "/reps"), path  # the first asks for the CRM read: in the background
-        expected = _get(client, path, period=params["period"])
-        assert _figures(got.text) == _figures(expected) and _rows(got.text) == _rows(expected), path
-    reads = app_deferred.state.reader.computed
-    bad, _ = _answered(deferred_client, "/reps", {**params, "rep": "nobody-at-all"})
-    assert bad.status_code == 400 and "nobody-at-all" in bad.text
-    assert app_deferred.state.reader.computed == reads  # the cut was held: nothing read again
-    assert _answered(deferred_client, "/reps", {**params, "period": "not a period"})[0].status_code == 400
+    with TestClient(app_deferred) as c:
+        first = _answered(c, "/pipeline", params)[0]
+        assert first.status_code == 200
+        computed = dashboard.elsewhere(AS_OF, "counters")["computed"]
+        assert _answered(c, "/pipeline", params)[0].text == first.text
+        assert dashboard.elsewhere(AS_OF, "counters")["computed"] == computed  # held in the process
+        reader.note_champions((("deal_win", "1"),))  # the warm-up's first look
+        reader.note_champions((("deal_win", "2"),))  # a promotion: a new state
+        assert _figures(_answered(c, "/pipeline", params)[0].text) == _figures(first.text)
+        assert dashboard.elsewhere(AS_OF, "counters")["computed"] > computed  # computed again there
 
 
-def test_two_other_as_ofs_asked_at_once_read_the_crm_once_each(
+def test_without_the_as_of_process_the_server_computes_the_page(
+    client: TestClient, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no child process can be started, another as of's page is computed in the server."""
+    from forecast.dashboard import worker
+
+    def refuse(self: worker.AsOfWorker, method: str, *args: Any, generation: int = 0) -> Any:
+        raise worker.WorkerUnavailableError("no process here")
+
+    monkeypatch.setattr(worker.AsOfWorker, "call", refuse)
+    app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
+    got, _ = _answered(TestClient(app_deferred), "/activity", {"as_of": AS_OF})
+    assert got.status_code == 200 and app_deferred.state.reader.computed > 0
+    assert _figures(got.text) == _figures(_get(client, "/activity"))
+
+
+def test_an_as_of_process_lost_mid_page_answers_503_saying_so(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Their pages take turns by as of, so neither lets go of the other's cut midway and reads it
-    again (each page is several turns: the cut, the page, its comparison)."""
-    from forecast.tracking import api
+    """The page and the CSV say that the process ended and that a reload computes them again
+    (:mod:`tests.unit.test_dashboard_worker` kills a real one)."""
+    from forecast.dashboard import worker
 
-    reads: list[object] = []
-    read = api.open_warehouse
-    monkeypatch.setattr(api, "open_warehouse", lambda path, when=None: reads.append(when) or read(path, when))
-    deferred_client = TestClient(create_app(_settings(env), warm_every=None, wait_seconds=0.0))
-    views = [("/reps", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [("/", {"as_of": "2024-11-01"})]
-    for path, params in views:  # all three started before any is done
-        assert deferred_client.get(path, params=params).status_code == 202
-    for path, params in views:
-        assert _answered(deferred_client, path, params)[0].status_code == 200, (path, params)
-    assert sorted(map(str, reads)) == ["2024-11-01 00:00:00", f"{AS_OF} 00:00:00"]
+    def lost(self: worker.AsOfWorker, method: str, *args: Any, generation: int = 0) -> Any:
+        raise worker.WorkerLostError("the process ended during this page; reload to compute it again")
+
+    monkeypatch.setattr(worker.AsOfWorker, "call", lost)
+    c = TestClient(create_app(_settings(env), warm_every=None, wait_seconds=0.0))
+    page, _ = _answered(c, "/reps", {"as_of": AS_OF})
+    assert page.status_code == 503 and "reload to compute it again" in page.text
+    download = c.get("/prospects.csv", params={"as_of": AS_OF})
+    assert download.status_code == 503 and "reload" in download.text
+
+
+def test_two_other_as_ofs_asked_at_once_read_the_crm_once_each(env: dict[str, str]) -> None:
+    """Their pages take turns by as of, so the as-of process, which holds one other as of's cut at a
+    time, does not let go of one's cut and read it again (the third page, of the first as of, is
+    asked last but goes before the second as of's)."""
+    app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
+    with TestClient(app_deferred) as deferred_client:
+        views = [("/reps", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [("/", {"as_of": "2024-11-01"})]
+        for path, params in views:  # all three started before any is done
+            assert deferred_client.get(path, params=params).status_code == 202
+        for path, params in views:
+            assert _answered(deferred_client, path, params)[0].status_code == 200, (path, params)
+        assert app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"] == 2
 
 
 def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str], tmp_path: Path) -> None:
@@ -251,19 +309,18 @@ def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str
     warehouse = tmp_path / "wh.duckdb"
     shutil.copy(env["FORECAST_WAREHOUSE"], warehouse)
     app_deferred = create_app(_settings(env, warehouse=warehouse), warm_every=None, wait_seconds=0.0)
-    deferred_client = TestClient(app_deferred)
-    params = {"as_of": AS_OF}
-    assert deferred_client.get("/reps", params=params).status_code == 202
-    deadline = time.monotonic() + 300
-    while app_deferred.state.reader.computed == 0 or any(  # its work ends, nobody comes for it
-        not job.future.done() for job in app_deferred.state.deferred._jobs.values()
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    later = warehouse.stat().st_mtime + 5
-    os.utime(warehouse, (later, later))  # an ingest
-    assert deferred_client.get("/reps", params=params).status_code == 202  # computed again
-    assert _answered(deferred_client, "/reps", params)[0].status_code == 200
+    with TestClient(app_deferred) as deferred_client:
+        params = {"as_of": AS_OF}
+        assert deferred_client.get("/reps", params=params).status_code == 202
+        jobs = app_deferred.state.deferred._jobs
+        deadline = time.monotonic() + 300
+        while not jobs or any(not job.future.done() for job in jobs.values()):  # it ends, nobody comes
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        later = warehouse.stat().st_mtime + 5
+        os.utime(warehouse, (later, later))  # an ingest
+        assert deferred_client.get("/reps", params=params).status_code == 202  # computed again
+        assert _answered(deferred_client, "/reps", params)[0].status_code == 200
 
 
 def test_besides_the_default_one_cut_of_another_as_of_is_held_at_a_time(env: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ from forecast.dashboard.deferred import REFRESH_SECONDS, Deferred
 from forecast.dashboard.rooted import RootedLinks
 from forecast.dashboard.store import PageStore
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
+from forecast.dashboard.worker import AsOfWorker, WorkerLostError, WorkerUnavailableError
 from forecast.errors import InputError
 from forecast.io import csv_text
 
@@ -48,6 +49,16 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 OPEN_PATHS = frozenset({"/login", "/healthz", "/static/dashboard.css", "/favicon.ico"})
+PAGES = {
+    "/": ("Overview", "overview"),
+    "/reps": ("Reps", "reps"),
+    "/pipeline": ("Pipeline", "pipeline"),
+    "/prospects": ("Prospects", "prospects"),
+    "/activity": ("Activity and process", "activity"),
+    "/insights": ("Insights", "insights"),
+    "/models": ("Models", "models"),
+}
+"""Each page's path, title and :class:`Dashboard` method computing its body."""
 
 
 def dashboard_token(settings: Settings) -> bytes | None:
@@ -83,7 +94,12 @@ def _local(path: str) -> str:
 
 
 class _Dashboard:
-    """The dashboard's endpoints over one reader, with the login rule of ``settings``."""
+    """The dashboard's endpoints over one reader, with the login rule of ``settings``.
+
+    With ``wait_seconds`` (a server: ``forecast dashboard``, the HTTP service), pages of another as
+    of than the default are computed in a child process (:mod:`forecast.dashboard.worker`), which
+    runs one of its own without a wait (:func:`computing_dashboard`).
+    """
 
     def __init__(
         self,
@@ -97,6 +113,7 @@ class _Dashboard:
         self.token = dashboard_token(settings)
         self.read = reader or Reader(settings, refs=refs, store=store)
         self.deferred = Deferred(wait_seconds)
+        self.worker = AsOfWorker(settings, self.read.refs) if wait_seconds is not None else None
 
     def authorised(self, request: Request) -> bool:
         if self.token is None:
@@ -104,13 +121,42 @@ class _Dashboard:
         value = session.cookie(request.headers.get("cookie", "").encode("latin-1"))
         return value is not None and session.session_ok(value, self.token)
 
-    def page(
-        self,
-        title: str,
-        path: str,
-        body: Callable[[Filters, Mapping[str, str]], tuple[str, str, str]],
-        tracking: bool = True,
-    ) -> Callable[[Request], Response]:
+    def compute(self, path: str, query: Mapping[str, str]) -> tuple[Cut, tuple[str, str, str]]:
+        """Page ``path``'s cut summary and body (as of, period, HTML) for the URL's ``query``.
+
+        Raises:
+            InputError: A bad filter, or a rep, team, region or source the CRM does not have.
+            FileNotFoundError: No warehouse.
+            ValueError: A warehouse that cannot be read.
+        """
+        filters = Filters.from_query(query)
+        body: Callable[[Filters, Mapping[str, str]], tuple[str, str, str]] = getattr(self, PAGES[path][1])
+        with self.read.as_of_turn(filters.as_of):
+            cut = self.read.cut(filters)
+            choices.check_known(cut.known, cut.as_of, filters)  # an unknown rep, team, ...: 400
+            return cut, body(filters, query)
+
+    def elsewhere(self, as_of: str | None, method: str, *args: Any) -> Any:
+        """``method(*args)``, in the as-of process for another as of (this process's otherwise).
+
+        Pages of one as of go before another's (:meth:`Reader.as_of_turn`), as in this process.
+        """
+        if as_of is not None and self.worker is not None:
+            with self.read.as_of_turn(as_of):
+                try:
+                    return self.worker.call(method, *args, generation=self.read.state()[1])
+                except WorkerUnavailableError:  # computed here, as without the process
+                    pass
+        return getattr(self, method)(*args)
+
+    def counters(self) -> dict[str, int]:
+        """The reader's counts (:attr:`Reader.computed`, ``cuts_read``, ...), for tests and benchmarks."""
+        r = self.read
+        return {"computed": r.computed, "assembled": r.assembled, "loaded": r.loaded, "reads": r.cuts_read}
+
+    def page(self, path: str) -> Callable[[Request], Response]:
+        title = PAGES[path][0]
+
         def endpoint(request: Request) -> Response:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             if not self.authorised(request):
@@ -119,18 +165,16 @@ class _Dashboard:
                 filters = Filters.from_query(request.query_params)
                 query = dict(request.query_params)
 
-                def compute() -> tuple[Cut | None, tuple[str, str, str]]:
-                    with self.read.as_of_turn(filters.as_of):
-                        cut = self.read.cut(filters) if tracking else None
-                        if cut is not None:  # an unknown rep, team, region or source: 400
-                            choices.check_known(cut.known, cut.as_of, filters)
-                        return cut, body(filters, query)
+                def compute() -> tuple[Cut, tuple[str, str, str]]:
+                    return self.elsewhere(filters.as_of, "compute", path, query)
 
                 # a page of a warehouse or champions gone by is not handed out for the new ones
                 done, answer = self.deferred.answer((self.read.state(), target), compute)
                 if not done or answer is None:
                     return _preparing(title, target)
                 cut, (as_of, period, html) = answer
+            except WorkerLostError as exc:
+                return _html(pages.simple_page(title, str(exc)), 503)
             except InputError as exc:
                 return _html(pages.simple_page("Bad filter", str(exc)), 400)
             except FileNotFoundError:
@@ -140,9 +184,8 @@ class _Dashboard:
                 return _html(pages.simple_page(title, message), 404)
             except ValueError as exc:
                 return _html(pages.simple_page(title, f"The warehouse cannot be read: {exc}"), 503)
-            offered = cut.known if cut is not None else None
             text = pages.layout(
-                title, path, filters, as_of, html, offered, period, logout=self.token is not None
+                title, path, filters, as_of, html, cut.known, period, logout=self.token is not None
             )
             return _html(text)
 
@@ -183,11 +226,9 @@ class _Dashboard:
             return PlainTextResponse("log in first (/login)", status_code=401, headers=SECURITY_HEADERS)
         try:
             filters = Filters.from_query(request.query_params)
-            listing = Listing.from_query(request.query_params)
-            with self.read.as_of_turn(filters.as_of):
-                cut = self.read.cut(filters)
-                choices.check_known(cut.known, cut.as_of, filters)
-                p = self.read.prospects(filters)
+            stamp, text = self.elsewhere(filters.as_of, "csv_of", dict(request.query_params))
+        except WorkerLostError as exc:
+            return PlainTextResponse(str(exc), status_code=503, headers=SECURITY_HEADERS)
         except InputError as exc:
             return PlainTextResponse(str(exc), status_code=400, headers=SECURITY_HEADERS)
         except FileNotFoundError:
@@ -199,15 +240,27 @@ class _Dashboard:
             return PlainTextResponse(
                 f"The warehouse cannot be read: {exc}", status_code=503, headers=SECURITY_HEADERS
             )
-        stamp = p["as_of"][:10]
         headers = {
             **SECURITY_HEADERS,
             "Content-Disposition": f'attachment; filename="prospects-{stamp}.csv"',
         }
-        text = (
-            self.read.prospects_csv(filters) if listing.sort is None else csv_text(listing.apply(p["rows"]))
-        )
         return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
+
+    def csv_of(self, query: Mapping[str, str]) -> tuple[str, str]:
+        """The as of's date and every prospect of the URL's filters, in its sort, as CSV text.
+
+        Raises:
+            InputError, FileNotFoundError, ValueError: As :meth:`compute`.
+        """
+        filters = Filters.from_query(query)
+        listing = Listing.from_query(query)
+        with self.read.as_of_turn(filters.as_of):
+            cut = self.read.cut(filters)
+            choices.check_known(cut.known, cut.as_of, filters)
+            p = self.read.prospects(filters)
+            rows = None if listing.sort is None else listing.apply(p["rows"])
+            text = self.read.prospects_csv(filters) if rows is None else csv_text(rows)
+        return p["as_of"][:10], text
 
     async def login_form(self, request: Request) -> Response:
         if request.method == "GET":
@@ -250,6 +303,11 @@ class _Dashboard:
         return PlainTextResponse("ok")
 
 
+def computing_dashboard(settings: Settings, refs: Mapping[str, Any]) -> _Dashboard:
+    """A dashboard that computes every page in the caller's thread (the as-of process's, :mod:`.worker`)."""
+    return _Dashboard(settings, refs=refs)
+
+
 def create_app(
     settings: Settings,
     reader: Reader | None = None,
@@ -277,6 +335,9 @@ def create_app(
         wait_seconds: How long a page request waits for its page before answering that it is being
             computed (:mod:`forecast.dashboard.deferred`; ``forecast dashboard`` and the HTTP service
             wait :data:`~forecast.dashboard.deferred.WAIT_SECONDS`); ``None``: until it is ready.
+            With a wait, pages of another as of are computed in a child process
+            (:mod:`forecast.dashboard.worker`, ``app.state.dashboard.worker``; stopped with the
+            app's lifespan); without one, in this process.
     """
     app = _Dashboard(settings, reader, refs, store, wait_seconds)
     warmer = Warmer(app.read, warm_every, filtered=True) if warm_every is not None else None
@@ -290,16 +351,12 @@ def create_app(
         finally:
             if warmer is not None:
                 warmer.stop()
+            if app.worker is not None:
+                app.worker.close()
 
     routes: list[Any] = [
-        Route("/", app.page("Overview", "/", app.overview)),
-        Route("/reps", app.page("Reps", "/reps", app.reps)),
-        Route("/pipeline", app.page("Pipeline", "/pipeline", app.pipeline)),
-        Route("/prospects", app.page("Prospects", "/prospects", app.prospects)),
+        *(Route(path, app.page(path)) for path in PAGES),
         Route("/prospects.csv", app.prospects_csv),
-        Route("/activity", app.page("Activity and process", "/activity", app.activity)),
-        Route("/insights", app.page("Insights", "/insights", app.insights)),
-        Route("/models", app.page("Models", "/models", app.models)),
         Route("/login", app.login_form, methods=["GET", "POST"]),
         Route("/logout", app.logout, methods=["POST"]),
         Route("/static/dashboard.css", app.stylesheet),
@@ -311,6 +368,7 @@ def create_app(
     made.state.warmer = warmer
     made.state.reader = app.read
     made.state.deferred = app.deferred
+    made.state.dashboard = app
     return made
 
 

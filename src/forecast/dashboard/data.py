@@ -402,11 +402,22 @@ class Reader:
         """How many pages (:meth:`page`) were put together (not found in the cache nor the store)."""
         self.loaded = 0
         """How many results were read back from :attr:`store` (not computed), for tests and benchmarks."""
+        self.cuts_read = 0
+        """How many times the CRM was read and cut at an as of, for tests and benchmarks."""
 
     def state(self) -> tuple[int, int]:
         """The state: the warehouse file's modification time (0: none) and the registry's generation."""
         path = self.settings.warehouse
         return (path.stat().st_mtime_ns if path.is_file() else 0, self._generation)
+
+    def follow(self, generation: int) -> None:
+        """Take the registry generation another reader saw: a new one is a new state.
+
+        The dashboard's as-of process (:mod:`forecast.dashboard.worker`) follows the server's
+        reader, whose warm-up looks at the registry.
+        """
+        with self._lock:
+            self._generation = generation
 
     def note_champions(self, champions: tuple[tuple[str, str | None], ...]) -> bool:
         """Record the registry's champion versions; a change (after the first look) is a new state.
@@ -660,6 +671,7 @@ class Reader:
 
         def compute() -> TrackingData:
             self._drop_cuts(filters.as_of)
+            self.cuts_read += 1
             return open_warehouse(self.settings.warehouse, filters.when())
 
         return self._cached(("tracking", filters.as_of), compute)

@@ -1,0 +1,188 @@
+"""Pages of another as of, computed in a process of their own so that no answer waits for them.
+
+A page of another as of than the default reads and cuts the CRM again and runs the forecast for that
+time: seconds on the default CRM, a minute on a 1M-lead warehouse, most of it pandas and numpy work
+that holds Python's lock in stretches of up to a second. Run in a thread of the server, those
+stretches delay every other answer (a page the warm-up holds included) past the bound the dashboard
+keeps (:mod:`forecast.dashboard.deferred`); threads cannot bound that. So the server hands these
+pages to one child process (``spawn``: nothing of the server's threads or DuckDB connections is
+forked), which computes them with its own :class:`~forecast.dashboard.data.Reader` over the same
+warehouse and registry, and sends back the page's body (text) and cut summary. The server's thread
+that waits for the answer holds no lock meanwhile.
+
+- One computation at a time in the child, as in the server (the machine's cores are few); pages of
+  one as of go before another as of's (:meth:`~forecast.dashboard.data.Reader.as_of_turn`, taken by
+  the server around each call), so the child, which holds one other as of's cut at a time, does not
+  read a CRM twice.
+- The child follows the server's state: each call carries the server's registry generation (a
+  champion change the warm-up saw), and the child reads the warehouse file's time itself.
+- The child starts at the first page of another as of (a few seconds: its imports) and stops with
+  the server. If it dies (e.g. out of memory), the page says so and the next call starts a new one;
+  if it cannot be started at all, the server computes the page itself as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import pickle
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from forecast.config import Settings
+
+STOP_SECONDS = 5.0
+"""How long :meth:`AsOfWorker.close` waits for the child to end before killing it."""
+
+
+class WorkerLostError(RuntimeError):
+    """The child process ended while computing a page (it is started again at the next call)."""
+
+
+class WorkerUnavailableError(RuntimeError):
+    """The child process cannot be started here (the caller computes the page itself)."""
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """``exc`` itself if it crosses the pipe intact, else a ``RuntimeError`` with its text."""
+    traceback.clear_frames(exc.__traceback__)  # not the computation's data with it
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc.with_traceback(None)
+
+
+def serve(conn: Connection, settings: Settings, refs: Mapping[str, Any]) -> None:
+    """The child's loop: answer ``(method, args, generation)`` calls until the pipe closes.
+
+    ``method`` is one of the dashboard's (``compute``, ``csv_of``, ``counters``), run on a dashboard
+    of the child's own (:func:`~forecast.dashboard.app.computing_dashboard`); the answer is
+    ``(True, result)`` or ``(False, exception)``.
+    """
+    from forecast.dashboard.app import computing_dashboard
+
+    dashboard = computing_dashboard(settings, refs)
+    while True:
+        try:
+            method, args, generation = conn.recv()
+        except (EOFError, OSError):  # the server is gone
+            return
+        try:
+            dashboard.read.follow(generation)
+            answer: tuple[bool, Any] = (True, getattr(dashboard, method)(*args))
+        except Exception as exc:
+            answer = (False, _sendable(exc))
+        try:
+            conn.send(answer)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # a result that does not pickle: a bug, said as one
+            conn.send((False, _sendable(RuntimeError(f"the page's result cannot be sent: {exc}"))))
+
+
+class AsOfWorker:
+    """The server's side: one child process, one call at a time, started when first needed.
+
+    Args:
+        settings: The dashboard's settings (the child reads the same warehouse and registry).
+        refs: The models named by role, as the server's reader has them.
+        target: The child's loop (:func:`serve`; tests give others), importable by name.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        refs: Mapping[str, Any] | None = None,
+        target: Callable[[Connection, Settings, Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self._args = (settings, dict(refs or {}))
+        self._target = target or serve
+        self._lock = threading.Lock()  # one call at a time; a waiting thread holds no other lock
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._closed = False
+        self.started = 0
+        """How many child processes were started (for tests: a lost one is replaced)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (``None``: none running)."""
+        process = self._process
+        try:
+            return process.pid if process is not None and process.is_alive() else None
+        except ValueError:  # closed meanwhile
+            return None
+
+    def call(self, method: str, *args: Any, generation: int = 0) -> Any:
+        """``method(*args)`` of the child's dashboard, after it follows ``generation``.
+
+        Raises:
+            WorkerUnavailableError: The child cannot be started (or the worker is closed).
+            WorkerLostError: The child ended during the call.
+            Exception: What the method raised in the child.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.send((method, args, generation))
+                ok, value = conn.recv()
+            except (EOFError, OSError) as exc:
+                self._stop()
+                raise WorkerLostError(
+                    "the process computing pages of another as of ended during this page (out of "
+                    "memory?); reload to compute it again"
+                ) from exc
+        if not ok:
+            raise value
+        return value
+
+    def _connection(self) -> Connection:
+        """The running child's pipe, starting a child if none runs (lock held)."""
+        if self._closed:
+            raise WorkerUnavailableError("the dashboard is stopping")
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            return self._conn
+        self._stop()
+        context = multiprocessing.get_context("spawn")
+        mine, theirs = context.Pipe()
+        process = context.Process(
+            target=self._target, args=(theirs, *self._args), name="forecast-dashboard-as-of", daemon=True
+        )
+        try:
+            process.start()
+        except (AssertionError, OSError, ValueError) as exc:  # e.g. a daemonic server process
+            mine.close()
+            theirs.close()
+            raise WorkerUnavailableError(f"the as-of process cannot be started: {exc}") from exc
+        theirs.close()
+        self._process, self._conn = process, mine
+        self.started += 1
+        return mine
+
+    def _stop(self) -> None:
+        """End the child, if any (lock held)."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()  # the child's recv ends: it returns
+        if process is not None:
+            process.join(STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            process.close()
+
+    def close(self) -> None:
+        """Stop the child (a call running in it is cut short: its page answers that it was lost)."""
+        self._closed = True
+        process = self._process
+        if process is not None:
+            with contextlib.suppress(ValueError):  # closed meanwhile by the call that saw it end
+                process.kill()  # a computation may run for a minute: do not wait for it
+        with self._lock:
+            self._stop()

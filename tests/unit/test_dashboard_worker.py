@@ -1,0 +1,118 @@
+"""The dashboard's as-of process (:mod:`forecast.dashboard.worker`): real child processes.
+
+The pages it computes are compared with the server's in ``tests/integration/test_dashboard.py``;
+here, what crosses the pipe and what happens when the child dies or the dashboard stops.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forecast.config import Settings, load_settings
+from forecast.dashboard import worker
+from forecast.errors import InputError
+
+
+def dies_at_the_first_call(conn: Connection, settings: Settings, refs: Any) -> None:
+    """A child that ends (as if killed for memory) once a call arrives."""
+    conn.recv()
+    os._exit(3)
+
+
+def never_answers(conn: Connection, settings: Settings, refs: Any) -> None:
+    """A child busy with its call for good (a minute-long page, say)."""
+    conn.recv()
+    time.sleep(3600)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(warehouse=tmp_path / "none.duckdb", data_dir=tmp_path)
+
+
+@pytest.fixture
+def closing() -> Iterator[list[worker.AsOfWorker]]:
+    made: list[worker.AsOfWorker] = []
+    yield made
+    for w in made:
+        w.close()
+
+
+def _worker(settings: Settings, closing: list[worker.AsOfWorker], **kwargs: Any) -> worker.AsOfWorker:
+    w = worker.AsOfWorker(settings, **kwargs)
+    closing.append(w)
+    return w
+
+
+def test_the_child_s_errors_cross_the_pipe_as_themselves(
+    settings: Settings, closing: list[worker.AsOfWorker]
+) -> None:
+    """A missing warehouse is the ``FileNotFoundError`` (404) and a bad filter the ``InputError``
+    (400) of a page computed in the server; the child goes on answering after them."""
+    w = _worker(settings, closing)
+    with pytest.raises(FileNotFoundError):
+        w.call("compute", "/reps", {"as_of": "2024-11-01"})
+    with pytest.raises(InputError, match="as_of"):
+        w.call("compute", "/reps", {"as_of": "not a date"})
+    assert w.call("counters") == {"computed": 0, "assembled": 0, "loaded": 0, "reads": 1}  # tried once
+    assert w.started == 1 and w.pid not in (None, os.getpid())
+
+
+def test_a_child_that_dies_mid_call_is_said_and_replaced(
+    settings: Settings, closing: list[worker.AsOfWorker]
+) -> None:
+    w = _worker(settings, closing, target=dies_at_the_first_call)
+    with pytest.raises(worker.WorkerLostError, match="ended during this page"):
+        w.call("counters")
+    assert w.pid is None
+    with pytest.raises(worker.WorkerLostError):  # a new child, which dies too
+        w.call("counters")
+    assert w.started == 2
+
+
+def test_closing_stops_a_busy_child_at_once(settings: Settings, closing: list[worker.AsOfWorker]) -> None:
+    """A page being computed does not hold the server's stop; its caller hears that it was lost."""
+    w = _worker(settings, closing, target=never_answers)
+    raised: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            w.call("counters")
+        except BaseException as exc:
+            raised.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    deadline = time.monotonic() + 60
+    while w.pid is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = w.pid
+    w.close()
+    asker.join(30)
+    assert not asker.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], worker.WorkerLostError)
+    assert w.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: no such process
+    with pytest.raises(worker.WorkerUnavailableError):  # closed: the server computes it itself
+        w.call("counters")
+
+
+def test_an_error_that_does_not_cross_the_pipe_is_said_by_its_text() -> None:
+    class UnpicklableError(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a} and {b}")
+
+    sent = worker._sendable(UnpicklableError(1, 2))
+    assert type(sent) is RuntimeError and str(sent) == "UnpicklableError: 1 and 2"
+    kept = worker._sendable(InputError("no such rep", parameter="rep"))
+    assert type(kept) is InputError and str(kept) == "rep no such rep"
