@@ -6,9 +6,10 @@ Usage: ``uv run --frozen python benchmarks/bench_dashboard_as_of.py [--as-of 202
 champions (``forecast run``: the default simulated CRM).
 
 The app is made as ``forecast dashboard`` makes it (``create_app(..., wait_seconds=--wait)``), and
-asked in-process through Starlette's test client (no socket: the time is the server's): first, with
-``--warm``, its whole warm-up (as after a start), then each page of each other as of, then each
-page of each other period at the default as of. Each is asked as a browser asks it: while the
+asked through Starlette's test client (no socket: the time is the server's) within the app's
+lifespan (another as of's pages are computed in its as-of process, :mod:`forecast.dashboard.worker`):
+first, with ``--warm``, its whole warm-up (as after a start), then each page of each other as of,
+then each page of each other period at the default as of. Each is asked as a browser asks it: while the
 answer is ``202`` (the page being computed, :mod:`forecast.dashboard.deferred`) it is asked again
 after the ``Refresh`` header's seconds. Prints, per page and view, the answers' count, the slowest
 answer's server time, and the seconds from the first ask to the page; and the machine's load.
@@ -33,6 +34,29 @@ with warnings.catch_warnings():  # starlette's TestClient warns that it still us
 PAGES = ("/", "/reps", "/pipeline", "/prospects", "/activity", "/insights", "/models")
 
 
+def _ask(
+    client: TestClient, views: list[tuple[str, str, dict[str, str]]], pages: list[str]
+) -> list[tuple[str, str, int, int, float, float, float]]:
+    """Ask each page of each view as a browser does, until it is there; a row per page and view."""
+    rows = []
+    for kind, value, params in views:
+        as_of = f"{kind} {value}"
+        for page in pages:
+            first = time.perf_counter()
+            answers: list[float] = []
+            while True:
+                started = time.perf_counter()
+                response = client.get(page, params=params)
+                answers.append(1000 * (time.perf_counter() - started))
+                if response.status_code != 202:
+                    break
+                time.sleep(float(response.headers.get("refresh", "2")))
+            ready = time.perf_counter() - first
+            rows.append((as_of, page, response.status_code, len(answers), max(answers), answers[-1], ready))
+            print(as_of, page, response.status_code, [round(a) for a in answers], flush=True)
+    return rows
+
+
 def main() -> None:
     """Ask every page of each as of until it is there; print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -54,30 +78,15 @@ def main() -> None:
         refs = dict(parse_models(args.models, (DEAL_WIN, TIME_TO_CLOSE)))
     app = create_app(load_settings(), warm_every=0 if args.warm else None, refs=refs, wait_seconds=args.wait)
     load_before = os.getloadavg()[0]
-    if args.warm:
-        with TestClient(app):  # its lifespan starts the warm-up
+    views = [("as of", a.strip(), {"as_of": a.strip()}) for a in args.as_of.split(",") if a.strip()]
+    views += [("period", p.strip(), {"period": p.strip()}) for p in args.periods.split(",") if p.strip()]
+    pages = [p.strip() for p in args.pages.split(",") if p.strip()]
+    with TestClient(app) as client:  # its lifespan: the warm-up (--warm) and the as-of process, stopped after
+        if args.warm:
             started = time.perf_counter()
             assert app.state.warmer.wait(timeout=3600), "the warm-up did not end within an hour"
             print(f"warm-up done in {time.perf_counter() - started:.1f} s", flush=True)
-    client = TestClient(app)  # no lifespan: the warm-up does not start again
-    views = [("as of", a.strip(), {"as_of": a.strip()}) for a in args.as_of.split(",") if a.strip()]
-    views += [("period", p.strip(), {"period": p.strip()}) for p in args.periods.split(",") if p.strip()]
-    rows = []
-    for kind, value, params in views:
-        as_of = f"{kind} {value}"
-        for page in [p.strip() for p in args.pages.split(",") if p.strip()]:
-            first = time.perf_counter()
-            answers: list[float] = []
-            while True:
-                started = time.perf_counter()
-                response = client.get(page, params=params)
-                answers.append(1000 * (time.perf_counter() - started))
-                if response.status_code != 202:
-                    break
-                time.sleep(float(response.headers.get("refresh", "2")))
-            ready = time.perf_counter() - first
-            rows.append((as_of, page, response.status_code, len(answers), max(answers), answers[-1], ready))
-            print(as_of, page, response.status_code, [round(a) for a in answers], flush=True)
+        rows = _ask(client, views, pages)
     print(
         f"\n{platform.machine()}, {os.cpu_count()} cores, load {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after; --wait {args.wait}"
