@@ -18,6 +18,7 @@ import pytest
 
 from forecast.config import Settings, load_settings
 from forecast.dashboard import worker
+from forecast.dashboard.app import as_of_process
 from forecast.errors import InputError
 
 
@@ -46,8 +47,10 @@ def closing() -> Iterator[list[worker.AsOfWorker]]:
         w.close()
 
 
-def _worker(settings: Settings, closing: list[worker.AsOfWorker], **kwargs: Any) -> worker.AsOfWorker:
-    w = worker.AsOfWorker(settings, **kwargs)
+def _worker(
+    settings: Settings, closing: list[worker.AsOfWorker], target: Any = as_of_process
+) -> worker.AsOfWorker:
+    w = worker.AsOfWorker(settings, None, target)
     closing.append(w)
     return w
 

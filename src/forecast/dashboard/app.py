@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -33,7 +34,7 @@ from forecast.dashboard.deferred import REFRESH_SECONDS, Deferred
 from forecast.dashboard.rooted import RootedLinks
 from forecast.dashboard.store import PageStore
 from forecast.dashboard.warm import EVERY_SECONDS, Warmer
-from forecast.dashboard.worker import AsOfWorker, WorkerLostError, WorkerUnavailableError
+from forecast.dashboard.worker import AsOfWorker, WorkerLostError, WorkerUnavailableError, serve
 from forecast.errors import InputError
 from forecast.io import csv_text
 
@@ -98,7 +99,7 @@ class _Dashboard:
 
     With ``wait_seconds`` (a server: ``forecast dashboard``, the HTTP service), pages of another as
     of than the default are computed in a child process (:mod:`forecast.dashboard.worker`), which
-    runs one of its own without a wait (:func:`computing_dashboard`).
+    runs one of its own without a wait (:func:`as_of_process`).
     """
 
     def __init__(
@@ -113,7 +114,9 @@ class _Dashboard:
         self.token = dashboard_token(settings)
         self.read = reader or Reader(settings, refs=refs, store=store)
         self.deferred = Deferred(wait_seconds)
-        self.worker = AsOfWorker(settings, self.read.refs) if wait_seconds is not None else None
+        self.worker = (
+            AsOfWorker(settings, self.read.refs, as_of_process) if wait_seconds is not None else None
+        )
 
     def authorised(self, request: Request) -> bool:
         if self.token is None:
@@ -303,9 +306,13 @@ class _Dashboard:
         return PlainTextResponse("ok")
 
 
-def computing_dashboard(settings: Settings, refs: Mapping[str, Any]) -> _Dashboard:
-    """A dashboard that computes every page in the caller's thread (the as-of process's, :mod:`.worker`)."""
-    return _Dashboard(settings, refs=refs)
+def as_of_process(conn: Connection, settings: Settings, refs: Mapping[str, Any]) -> None:
+    """The as-of process's main (:mod:`forecast.dashboard.worker`).
+
+    A dashboard of its own, without a wait, over ``settings``' warehouse and registry, answering the
+    server's calls on ``conn``.
+    """
+    serve(conn, _Dashboard(settings, refs=refs))
 
 
 def create_app(

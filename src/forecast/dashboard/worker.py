@@ -57,16 +57,13 @@ def _sendable(exc: BaseException) -> BaseException:
     return exc.with_traceback(None)
 
 
-def serve(conn: Connection, settings: Settings, refs: Mapping[str, Any]) -> None:
+def serve(conn: Connection, dashboard: Any) -> None:
     """The child's loop: answer ``(method, args, generation)`` calls until the pipe closes.
 
-    ``method`` is one of the dashboard's (``compute``, ``csv_of``, ``counters``), run on a dashboard
-    of the child's own (:func:`~forecast.dashboard.app.computing_dashboard`); the answer is
-    ``(True, result)`` or ``(False, exception)``.
+    ``method`` is one of ``dashboard``'s (``compute``, ``csv_of``, ``counters``: the child's own
+    dashboard, :func:`forecast.dashboard.app.as_of_process`), called after its reader follows
+    ``generation``; the answer is ``(True, result)`` or ``(False, exception)``.
     """
-    from forecast.dashboard.app import computing_dashboard
-
-    dashboard = computing_dashboard(settings, refs)
     while True:
         try:
             method, args, generation = conn.recv()
@@ -91,17 +88,19 @@ class AsOfWorker:
     Args:
         settings: The dashboard's settings (the child reads the same warehouse and registry).
         refs: The models named by role, as the server's reader has them.
-        target: The child's loop (:func:`serve`; tests give others), importable by name.
+        target: The child's main, importable by name (``spawn``), given the pipe, ``settings`` and
+            ``refs``: :func:`forecast.dashboard.app.as_of_process` (a dashboard of its own
+            answering through :func:`serve`; tests give others).
     """
 
     def __init__(
         self,
         settings: Settings,
-        refs: Mapping[str, Any] | None = None,
-        target: Callable[[Connection, Settings, Mapping[str, Any]], None] | None = None,
+        refs: Mapping[str, Any] | None,
+        target: Callable[[Connection, Settings, Mapping[str, Any]], None],
     ) -> None:
         self._args = (settings, dict(refs or {}))
-        self._target = target or serve
+        self._target = target
         self._lock = threading.Lock()  # one call at a time; a waiting thread holds no other lock
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
