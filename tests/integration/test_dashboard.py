@@ -259,17 +259,44 @@ def test_the_as_of_process_follows_the_champions(env: dict[str, str]) -> None:
 def test_without_the_as_of_process_the_server_computes_the_page(
     client: TestClient, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where no child process can be started, another as of's page is computed in the server."""
-    from forecast.dashboard import worker
+    """Where the child process ends before it is ready, another as of's pages are computed in the
+    server, this one and the next (no child is started again at every page)."""
+    from forecast.dashboard import app as dashboard_app
+    from tests.unit.test_dashboard_worker import fails_to_start
 
-    def refuse(self: worker.AsOfWorker, method: str, *args: Any, generation: int = 0) -> Any:
-        raise worker.WorkerUnavailableError("no process here")
-
-    monkeypatch.setattr(worker.AsOfWorker, "call", refuse)
+    monkeypatch.setattr(dashboard_app, "as_of_process", fails_to_start)
     app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
-    got, _ = _answered(TestClient(app_deferred), "/activity", {"as_of": AS_OF})
+    c = TestClient(app_deferred)
+    got, _ = _answered(c, "/activity", {"as_of": AS_OF})
     assert got.status_code == 200 and app_deferred.state.reader.computed > 0
     assert _figures(got.text) == _figures(_get(client, "/activity"))
+    assert _answered(c, "/reps", {"as_of": AS_OF})[0].status_code == 200
+    worker = app_deferred.state.dashboard.worker
+    assert worker.started == 1 and "before it was ready" in (worker.unavailable or "")
+
+
+def test_another_as_of_s_pages_are_kept_between_runs(env: dict[str, str], tmp_path: Path) -> None:
+    """With a page store, the as-of process writes its pages there under the champions the server
+    noted, and the next run's process reads them back instead of computing them."""
+    from forecast.dashboard.store import PageStore
+    from forecast.dashboard.warm import champions
+
+    settings = _settings(env)
+    counts = []
+    texts = []
+    for _ in range(2):  # two runs of the dashboard over one store
+        store = PageStore(tmp_path / "store", settings.warehouse)
+        app_ = create_app(settings, warm_every=None, store=store, wait_seconds=0.0)
+        reader = app_.state.reader
+        reader.note_champions(champions(reader))  # the warm-up's first look
+        with TestClient(app_) as c:
+            got, _ = _answered(c, "/pipeline", {"as_of": AS_OF})
+            assert got.status_code == 200
+            texts.append(_figures(got.text))
+            counts.append(app_.state.dashboard.elsewhere(AS_OF, "counters"))
+    assert texts[0] == texts[1] and texts[0]
+    assert counts[0]["loaded"] == 0 and counts[0]["computed"] > 0
+    assert counts[1]["loaded"] > 0 and counts[1]["reads"] == 0  # read back: the CRM not read again
 
 
 def test_an_as_of_process_lost_mid_page_answers_503_saying_so(
@@ -279,7 +306,7 @@ def test_an_as_of_process_lost_mid_page_answers_503_saying_so(
     (:mod:`tests.unit.test_dashboard_worker` kills a real one)."""
     from forecast.dashboard import worker
 
-    def lost(self: worker.AsOfWorker, method: str, *args: Any, generation: int = 0) -> Any:
+    def lost(self: worker.AsOfWorker, method: str, *args: Any, follow: Any = None) -> Any:
         raise worker.WorkerLostError("the process ended during this page; reload to compute it again")
 
     monkeypatch.setattr(worker.AsOfWorker, "call", lost)
@@ -317,10 +344,12 @@ def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str
         while not jobs or any(not job.future.done() for job in jobs.values()):  # it ends, nobody comes
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        reads = app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"]
         later = warehouse.stat().st_mtime + 5
         os.utime(warehouse, (later, later))  # an ingest
         assert deferred_client.get("/reps", params=params).status_code == 202  # computed again
         assert _answered(deferred_client, "/reps", params)[0].status_code == 200
+        assert app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"] == reads + 1  # there
 
 
 def test_besides_the_default_one_cut_of_another_as_of_is_held_at_a_time(env: dict[str, str]) -> None:

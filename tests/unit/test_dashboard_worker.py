@@ -19,19 +19,27 @@ import pytest
 from forecast.config import Settings, load_settings
 from forecast.dashboard import worker
 from forecast.dashboard.app import as_of_process
+from forecast.data.warehouse import WarehouseBusyError
 from forecast.errors import InputError
 
 
-def dies_at_the_first_call(conn: Connection, settings: Settings, refs: Any) -> None:
+def dies_at_the_first_call(conn: Connection, settings: Settings, refs: Any, store: Any) -> None:
     """A child that ends (as if killed for memory) once a call arrives."""
+    conn.send(worker.READY)
     conn.recv()
     os._exit(3)
 
 
-def never_answers(conn: Connection, settings: Settings, refs: Any) -> None:
+def never_answers(conn: Connection, settings: Settings, refs: Any, store: Any) -> None:
     """A child busy with its call for good (a minute-long page, say)."""
+    conn.send(worker.READY)
     conn.recv()
     time.sleep(3600)
+
+
+def fails_to_start(conn: Connection, settings: Settings, refs: Any, store: Any) -> None:
+    """A child that ends before it is ready (an import that fails there, say)."""
+    raise SystemExit(4)
 
 
 @pytest.fixture
@@ -50,7 +58,7 @@ def closing() -> Iterator[list[worker.AsOfWorker]]:
 def _worker(
     settings: Settings, closing: list[worker.AsOfWorker], target: Any = as_of_process
 ) -> worker.AsOfWorker:
-    w = worker.AsOfWorker(settings, None, target)
+    w = worker.AsOfWorker(settings, None, target, None)
     closing.append(w)
     return w
 
@@ -102,12 +110,23 @@ def test_closing_stops_a_busy_child_at_once(settings: Settings, closing: list[wo
     w.close()
     asker.join(30)
     assert not asker.is_alive()
-    assert len(raised) == 1 and isinstance(raised[0], worker.WorkerLostError)
+    assert len(raised) == 1 and isinstance(raised[0], worker.WorkerStoppedError)
     assert w.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped: no such process
-    with pytest.raises(worker.WorkerUnavailableError):  # closed: the server computes it itself
+    with pytest.raises(worker.WorkerStoppedError):  # closed: no page computed any more
         w.call("counters")
+
+
+def test_a_child_that_cannot_start_leaves_the_pages_to_the_server_for_good(
+    settings: Settings, closing: list[worker.AsOfWorker]
+) -> None:
+    w = _worker(settings, closing, target=fails_to_start)
+    with pytest.raises(worker.WorkerUnavailableError, match=r"before it was ready \(exit code 4\)"):
+        w.call("counters")
+    with pytest.raises(worker.WorkerUnavailableError):
+        w.call("counters")
+    assert w.started == 1 and w.pid is None  # not started again at every page
 
 
 def test_an_error_that_does_not_cross_the_pipe_is_said_by_its_text() -> None:
@@ -119,3 +138,7 @@ def test_an_error_that_does_not_cross_the_pipe_is_said_by_its_text() -> None:
     assert type(sent) is RuntimeError and str(sent) == "UnpicklableError: 1 and 2"
     kept = worker._sendable(InputError("no such rep", parameter="rep"))
     assert type(kept) is InputError and str(kept) == "rep no such rep"
+    busy = WarehouseBusyError("wh.duckdb", 1234)  # pickles, but is not made again from its pickle
+    sent = worker._sendable(busy)
+    assert isinstance(sent, InputError) and str(sent) == str(busy)  # still a 400 on the page
+    assert isinstance(worker._sendable(FileNotFoundError(2, "gone")), FileNotFoundError)

@@ -115,7 +115,9 @@ class _Dashboard:
         self.read = reader or Reader(settings, refs=refs, store=store)
         self.deferred = Deferred(wait_seconds)
         self.worker = (
-            AsOfWorker(settings, self.read.refs, as_of_process) if wait_seconds is not None else None
+            AsOfWorker(settings, self.read.refs, as_of_process, self.read.store)
+            if wait_seconds is not None
+            else None
         )
 
     def authorised(self, request: Request) -> bool:
@@ -147,7 +149,7 @@ class _Dashboard:
         if as_of is not None and self.worker is not None:
             with self.read.as_of_turn(as_of):
                 try:
-                    return self.worker.call(method, *args, generation=self.read.state()[1])
+                    return self.worker.call(method, *args, follow=self.read.followed())
                 except WorkerUnavailableError:  # computed here, as without the process
                     pass
         return getattr(self, method)(*args)
@@ -306,13 +308,23 @@ class _Dashboard:
         return PlainTextResponse("ok")
 
 
-def as_of_process(conn: Connection, settings: Settings, refs: Mapping[str, Any]) -> None:
+def as_of_process(
+    conn: Connection, settings: Settings, refs: Mapping[str, Any], store: PageStore | None
+) -> None:
     """The as-of process's main (:mod:`forecast.dashboard.worker`).
 
-    A dashboard of its own, without a wait, over ``settings``' warehouse and registry, answering the
-    server's calls on ``conn``.
+    A dashboard of its own, without a wait, over ``settings``' warehouse and registry and the
+    server's page store (its pages are kept between runs too, under the champions the server noted,
+    checked against the registry before each write as the server's are), answering the server's
+    calls on ``conn``.
     """
-    serve(conn, _Dashboard(settings, refs=refs))
+    from functools import partial
+
+    from forecast.dashboard.warm import champions
+
+    dashboard = _Dashboard(settings, refs=refs, store=store)
+    dashboard.read.check_champions(partial(champions, dashboard.read))
+    serve(conn, dashboard)
 
 
 def create_app(

@@ -410,14 +410,21 @@ class Reader:
         path = self.settings.warehouse
         return (path.stat().st_mtime_ns if path.is_file() else 0, self._generation)
 
-    def follow(self, generation: int) -> None:
-        """Take the registry generation another reader saw: a new one is a new state.
+    def followed(self) -> tuple[int, tuple[tuple[str, str | None], ...] | None]:
+        """What another reader takes to follow this one (:meth:`follow`)."""
+        with self._lock:
+            return self._generation, self._champions
+
+    def follow(self, generation: int, champions: tuple[tuple[str, str | None], ...] | None) -> None:
+        """Take the registry generation and the champions another reader noted (:meth:`followed`).
 
         The dashboard's as-of process (:mod:`forecast.dashboard.worker`) follows the server's
-        reader, whose warm-up looks at the registry.
+        reader, whose warm-up looks at the registry: a new generation is a new state here too, and
+        the champions name the results kept in the store.
         """
         with self._lock:
             self._generation = generation
+            self._champions = champions
 
     def note_champions(self, champions: tuple[tuple[str, str | None], ...]) -> bool:
         """Record the registry's champion versions; a change (after the first look) is a new state.

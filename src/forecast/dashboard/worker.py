@@ -16,9 +16,12 @@ that waits for the answer holds no lock meanwhile.
   read a CRM twice.
 - The child follows the server's state: each call carries the server's registry generation (a
   champion change the warm-up saw), and the child reads the warehouse file's time itself.
-- The child starts at the first page of another as of (a few seconds: its imports) and stops with
-  the server. If it dies (e.g. out of memory), the page says so and the next call starts a new one;
-  if it cannot be started at all, the server computes the page itself as before.
+- The child starts at the first page of another as of (a few seconds: its imports), says it is
+  ready, and stops with the server. If it dies mid-page (e.g. out of memory), the page says so and
+  the next call starts a new one; if it cannot be started at all (a server process that may not
+  have children, a child that ends before it is ready), the server computes the pages itself from
+  then on, as before.
+- Each server process has its own child (the HTTP service's workers each have one).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import pickle
+import signal
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -34,43 +38,71 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from forecast.config import Settings
+from forecast.errors import InputError
 
 STOP_SECONDS = 5.0
-"""How long :meth:`AsOfWorker.close` waits for the child to end before killing it."""
+"""How long a child whose pipe was closed is given to end before it is killed (a lost one's end)."""
+READY = "ready"
+"""What the child sends once its dashboard is made, before any call."""
 
 
 class WorkerLostError(RuntimeError):
     """The child process ended while computing a page (it is started again at the next call)."""
 
 
+class WorkerStoppedError(WorkerLostError):
+    """The dashboard is stopping: no page of another as of is computed any more."""
+
+
 class WorkerUnavailableError(RuntimeError):
     """The child process cannot be started here (the caller computes the page itself)."""
 
 
+MAPPED = (FileNotFoundError, InputError, ValueError)
+"""The errors a page answers with their own status (404, 400, 503), most specific first."""
+
+
 def _sendable(exc: BaseException) -> BaseException:
-    """``exc`` itself if it crosses the pipe intact, else a ``RuntimeError`` with its text."""
+    """``exc`` itself if it crosses the pipe intact, else its text as the class a page maps it by.
+
+    An error that pickles but cannot be made again from its pickle (one whose ``__init__`` takes
+    other arguments than its message, say) becomes the first of :data:`MAPPED` it is an instance
+    of, so that a page still answers it with its status; anything else a ``RuntimeError``.
+    """
     traceback.clear_frames(exc.__traceback__)  # not the computation's data with it
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        kind = next((k for k in MAPPED if isinstance(exc, k)), RuntimeError)
+        return kind(str(exc)) if kind is not RuntimeError else RuntimeError(f"{type(exc).__name__}: {exc}")
     return exc.with_traceback(None)
 
 
+def child_main(target: Callable[..., None], conn: Connection, *args: Any) -> None:
+    """The child's entry: Ctrl-C at the server's terminal stops the server, which stops the child."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(conn, *args)
+
+
 def serve(conn: Connection, dashboard: Any) -> None:
-    """The child's loop: answer ``(method, args, generation)`` calls until the pipe closes.
+    """The child's loop: say :data:`READY`, then answer ``(method, args, follow)`` calls till the end.
 
     ``method`` is one of ``dashboard``'s (``compute``, ``csv_of``, ``counters``: the child's own
-    dashboard, :func:`forecast.dashboard.app.as_of_process`), called after its reader follows
-    ``generation``; the answer is ``(True, result)`` or ``(False, exception)``.
+    dashboard, :func:`forecast.dashboard.app.as_of_process`), called after its reader follows the
+    server's state (``follow``: :meth:`~forecast.dashboard.data.Reader.follow`'s arguments); the
+    answer is ``(True, result)`` or ``(False, exception)``.
     """
+    try:
+        conn.send(READY)
+    except (EOFError, OSError):
+        return
     while True:
         try:
-            method, args, generation = conn.recv()
+            method, args, follow = conn.recv()
         except (EOFError, OSError):  # the server is gone
             return
         try:
-            dashboard.read.follow(generation)
+            dashboard.read.follow(*follow)
             answer: tuple[bool, Any] = (True, getattr(dashboard, method)(*args))
         except Exception as exc:
             answer = (False, _sendable(exc))
@@ -88,23 +120,26 @@ class AsOfWorker:
     Args:
         settings: The dashboard's settings (the child reads the same warehouse and registry).
         refs: The models named by role, as the server's reader has them.
-        target: The child's main, importable by name (``spawn``), given the pipe, ``settings`` and
-            ``refs``: :func:`forecast.dashboard.app.as_of_process` (a dashboard of its own
-            answering through :func:`serve`; tests give others).
+        target: The child's main, importable by name (``spawn``), given the pipe, ``settings``,
+            ``refs`` and ``extra``: :func:`forecast.dashboard.app.as_of_process` (a dashboard of
+            its own answering through :func:`serve`; tests give others).
+        extra: More arguments for ``target`` (the app's: its page store).
     """
 
     def __init__(
         self,
         settings: Settings,
         refs: Mapping[str, Any] | None,
-        target: Callable[[Connection, Settings, Mapping[str, Any]], None],
+        target: Callable[..., None],
+        *extra: Any,
     ) -> None:
-        self._args = (settings, dict(refs or {}))
-        self._target = target
+        self._args = (target, settings, dict(refs or {}), *extra)
         self._lock = threading.Lock()  # one call at a time; a waiting thread holds no other lock
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._closed = False
+        self.unavailable: str | None = None
+        """Why no child can be started here (``None``: one can); pages are then computed in the server."""
         self.started = 0
         """How many child processes were started (for tests: a lost one is replaced)."""
 
@@ -117,21 +152,24 @@ class AsOfWorker:
         except ValueError:  # closed meanwhile
             return None
 
-    def call(self, method: str, *args: Any, generation: int = 0) -> Any:
-        """``method(*args)`` of the child's dashboard, after it follows ``generation``.
+    def call(self, method: str, *args: Any, follow: tuple[Any, ...] = (0, None)) -> Any:
+        """``method(*args)`` of the child's dashboard, after its reader follows ``follow``.
 
         Raises:
-            WorkerUnavailableError: The child cannot be started (or the worker is closed).
+            WorkerUnavailableError: No child can be started here.
+            WorkerStoppedError: The dashboard is stopping.
             WorkerLostError: The child ended during the call.
             Exception: What the method raised in the child.
         """
         with self._lock:
             conn = self._connection()
             try:
-                conn.send((method, args, generation))
+                conn.send((method, args, follow))
                 ok, value = conn.recv()
             except (EOFError, OSError) as exc:
                 self._stop()
+                if self._closed:
+                    raise WorkerStoppedError("the dashboard is stopping") from exc
                 raise WorkerLostError(
                     "the process computing pages of another as of ended during this page (out of "
                     "memory?); reload to compute it again"
@@ -143,24 +181,45 @@ class AsOfWorker:
     def _connection(self) -> Connection:
         """The running child's pipe, starting a child if none runs (lock held)."""
         if self._closed:
-            raise WorkerUnavailableError("the dashboard is stopping")
+            raise WorkerStoppedError("the dashboard is stopping")
+        if self.unavailable is not None:
+            raise WorkerUnavailableError(self.unavailable)
         if self._conn is not None and self._process is not None and self._process.is_alive():
             return self._conn
         self._stop()
         context = multiprocessing.get_context("spawn")
         mine, theirs = context.Pipe()
         process = context.Process(
-            target=self._target, args=(theirs, *self._args), name="forecast-dashboard-as-of", daemon=True
+            target=child_main,
+            args=(self._args[0], theirs, *self._args[1:]),
+            name="forecast-dashboard-as-of",
+            daemon=True,
         )
         try:
             process.start()
         except (AssertionError, OSError, ValueError) as exc:  # e.g. a daemonic server process
             mine.close()
             theirs.close()
-            raise WorkerUnavailableError(f"the as-of process cannot be started: {exc}") from exc
+            self.unavailable = f"the as-of process cannot be started: {exc}"
+            raise WorkerUnavailableError(self.unavailable) from exc
         theirs.close()
         self._process, self._conn = process, mine
         self.started += 1
+        if self._closed:  # close() came meanwhile and may have missed this process
+            self._stop()
+            raise WorkerStoppedError("the dashboard is stopping")
+        try:
+            ready = mine.recv()
+        except (EOFError, OSError):
+            ready = None
+        if ready != READY:
+            process.join(STOP_SECONDS)  # its exit code, for the message
+            code = process.exitcode
+            self._stop()
+            if self._closed:
+                raise WorkerStoppedError("the dashboard is stopping")
+            self.unavailable = f"the as-of process ended before it was ready (exit code {code})"
+            raise WorkerUnavailableError(self.unavailable)
         return mine
 
     def _stop(self) -> None:
@@ -177,7 +236,7 @@ class AsOfWorker:
             process.close()
 
     def close(self) -> None:
-        """Stop the child (a call running in it is cut short: its page answers that it was lost)."""
+        """Stop the child at once (a call running in it is cut short: its page says the server stops)."""
         self._closed = True
         process = self._process
         if process is not None:
