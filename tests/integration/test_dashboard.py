@@ -294,6 +294,8 @@ def test_another_as_of_s_pages_are_kept_between_runs(env: dict[str, str], tmp_pa
             assert got.status_code == 200
             texts.append(_figures(got.text))
             counts.append(app_.state.dashboard.elsewhere(AS_OF, "counters"))
+            as_of_worker = app_.state.dashboard.worker
+            assert reader.computed == 0 and as_of_worker.started == 1 and as_of_worker.unavailable is None
     assert texts[0] == texts[1] and texts[0]
     assert counts[0]["loaded"] == 0 and counts[0]["computed"] > 0
     assert counts[1]["loaded"] > 0 and counts[1]["reads"] == 0  # read back: the CRM not read again

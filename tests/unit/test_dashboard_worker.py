@@ -7,6 +7,7 @@ here, what crosses the pipe and what happens when the child dies or the dashboar
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from forecast.config import Settings, load_settings
 from forecast.dashboard import worker
 from forecast.dashboard.app import as_of_process
+from forecast.dashboard.data import Filters, Reader
 from forecast.data.warehouse import WarehouseBusyError
 from forecast.errors import InputError
 
@@ -40,6 +42,16 @@ def never_answers(conn: Connection, settings: Settings, refs: Any, store: Any) -
 def fails_to_start(conn: Connection, settings: Settings, refs: Any, store: Any) -> None:
     """A child that ends before it is ready (an import that fails there, say)."""
     raise SystemExit(4)
+
+
+def killed_before_ready(conn: Connection, settings: Settings, refs: Any, store: Any) -> None:
+    """A child stopped by a signal while it starts (the machine short of memory, say)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def never_ready(conn: Connection, settings: Settings, refs: Any, store: Any) -> None:
+    """A child stuck while it starts (an import that hangs, say)."""
+    time.sleep(3600)
 
 
 @pytest.fixture
@@ -129,6 +141,48 @@ def test_a_child_that_cannot_start_leaves_the_pages_to_the_server_for_good(
     assert w.started == 1 and w.pid is None  # not started again at every page
 
 
+def test_a_child_killed_while_it_starts_is_lost_not_given_up(
+    settings: Settings, closing: list[worker.AsOfWorker]
+) -> None:
+    w = _worker(settings, closing, target=killed_before_ready)
+    for _ in range(2):  # started again at the next page
+        with pytest.raises(worker.WorkerLostError, match="signal 9"):
+            w.call("counters")
+    assert w.started == 2 and w.unavailable is None
+
+
+def test_a_child_that_never_says_it_is_ready_is_stopped_and_given_up(
+    settings: Settings, closing: list[worker.AsOfWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "READY_SECONDS", 1.0)
+    w = _worker(settings, closing, target=never_ready)
+    with pytest.raises(worker.WorkerUnavailableError, match="not ready within 1 s"):
+        w.call("counters")
+    assert w.pid is None and w.unavailable is not None
+
+
+def test_another_reader_s_champions_let_go_of_what_was_computed_before_them(settings: Settings) -> None:
+    """The as-of process's reader follows the server's champions: results computed before other
+    champions were taken (maybe with other models) are not handed out, nor kept, under them."""
+    reader = Reader(settings)
+    computed: list[int] = []
+
+    def compute() -> dict[str, int]:
+        computed.append(1)
+        return {"won": len(computed)}
+
+    def page() -> dict[str, int]:
+        return reader.page("overview", Filters(), compute)
+
+    assert page() == {"won": 1} and page() == {"won": 1}
+    reader.follow(0, (("deal_win", "1:a"),))  # the server's first look
+    assert page() == {"won": 2}
+    reader.follow(0, (("deal_win", "1:a"),))  # the same: nothing let go
+    assert page() == {"won": 2}
+    reader.follow(0, (("deal_win", "2:b"),))
+    assert page() == {"won": 3} and reader.followed() == (0, (("deal_win", "2:b"),))
+
+
 def test_an_error_that_does_not_cross_the_pipe_is_said_by_its_text() -> None:
     class UnpicklableError(Exception):
         def __init__(self, a: int, b: int) -> None:
@@ -141,4 +195,10 @@ def test_an_error_that_does_not_cross_the_pipe_is_said_by_its_text() -> None:
     busy = WarehouseBusyError("wh.duckdb", 1234)  # pickles, but is not made again from its pickle
     sent = worker._sendable(busy)
     assert isinstance(sent, InputError) and str(sent) == str(busy)  # still a 400 on the page
-    assert isinstance(worker._sendable(FileNotFoundError(2, "gone")), FileNotFoundError)
+
+    class NoWarehouseError(FileNotFoundError):
+        def __init__(self, path: str, why: str) -> None:
+            super().__init__(f"{path}: {why}")
+
+    missing = worker._sendable(NoWarehouseError("wh.duckdb", "run forecast ingest"))  # a local class
+    assert type(missing) is FileNotFoundError and "run forecast ingest" in str(missing)  # still a 404

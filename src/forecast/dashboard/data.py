@@ -420,9 +420,15 @@ class Reader:
 
         The dashboard's as-of process (:mod:`forecast.dashboard.worker`) follows the server's
         reader, whose warm-up looks at the registry: a new generation is a new state here too, and
-        the champions name the results kept in the store.
+        the champions name the results kept in the store. Other champions than those last taken
+        let go of every result held (they may have been computed with the models before them: the
+        server's first look at the registry does not move the generation when its own cache is
+        empty, as this reader's may not be).
         """
         with self._lock:
+            if champions != self._champions:
+                self._cache.clear()
+                self._fingerprints = {}
             self._generation = generation
             self._champions = champions
 

@@ -17,16 +17,17 @@ that waits for the answer holds no lock meanwhile.
 - The child follows the server's state: each call carries the server's registry generation (a
   champion change the warm-up saw), and the child reads the warehouse file's time itself.
 - The child starts at the first page of another as of (a few seconds: its imports), says it is
-  ready, and stops with the server. If it dies mid-page (e.g. out of memory), the page says so and
-  the next call starts a new one; if it cannot be started at all (a server process that may not
-  have children, a child that ends before it is ready), the server computes the pages itself from
-  then on, as before.
+  ready, and stops with the server. If it dies mid-page or is killed while it starts (e.g. out of
+  memory), the page says so and the next call starts a new one; if it cannot be started at all (a
+  server process that may not have children, a child that exits by itself or is not ready within
+  :data:`READY_SECONDS`), the server logs why and computes the pages itself from then on, as before.
 - Each server process has its own child (the HTTP service's workers each have one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import pickle
 import signal
@@ -40,10 +41,14 @@ from typing import Any
 from forecast.config import Settings
 from forecast.errors import InputError
 
+log = logging.getLogger(__name__)
+
 STOP_SECONDS = 5.0
 """How long a child whose pipe was closed is given to end before it is killed (a lost one's end)."""
 READY = "ready"
 """What the child sends once its dashboard is made, before any call."""
+READY_SECONDS = 120.0
+"""How long a new child is given to say it is ready (its imports: seconds; a busy machine: more)."""
 
 
 class WorkerLostError(RuntimeError):
@@ -197,11 +202,10 @@ class AsOfWorker:
         )
         try:
             process.start()
-        except (AssertionError, OSError, ValueError) as exc:  # e.g. a daemonic server process
+        except Exception as exc:  # a daemonic server process, arguments that do not pickle, ...
             mine.close()
             theirs.close()
-            self.unavailable = f"the as-of process cannot be started: {exc}"
-            raise WorkerUnavailableError(self.unavailable) from exc
+            raise self._give_up(f"the as-of process cannot be started: {exc}") from exc
         theirs.close()
         self._process, self._conn = process, mine
         self.started += 1
@@ -209,7 +213,7 @@ class AsOfWorker:
             self._stop()
             raise WorkerStoppedError("the dashboard is stopping")
         try:
-            ready = mine.recv()
+            ready = mine.recv() if mine.poll(READY_SECONDS) else None
         except (EOFError, OSError):
             ready = None
         if ready != READY:
@@ -218,9 +222,21 @@ class AsOfWorker:
             self._stop()
             if self._closed:
                 raise WorkerStoppedError("the dashboard is stopping")
-            self.unavailable = f"the as-of process ended before it was ready (exit code {code})"
-            raise WorkerUnavailableError(self.unavailable)
+            if code is not None and code < 0:  # killed by a signal (memory, a supervisor): next call again
+                raise WorkerLostError(
+                    f"the process computing pages of another as of was stopped (signal {-code}) before "
+                    "it was ready; reload to start it again"
+                )
+            if code is None:
+                raise self._give_up(f"the as-of process was not ready within {READY_SECONDS:.0f} s")
+            raise self._give_up(f"the as-of process ended before it was ready (exit code {code})")
         return mine
+
+    def _give_up(self, why: str) -> WorkerUnavailableError:
+        """No child here from now on (an environment that cannot start one does not heal): say why."""
+        self.unavailable = why
+        log.warning("%s: pages of another as of are computed in the server's own process", why)
+        return WorkerUnavailableError(why)
 
     def _stop(self) -> None:
         """End the child, if any (lock held)."""
