@@ -59,7 +59,7 @@ PAGES = {
     "/insights": ("Insights", "insights"),
     "/models": ("Models", "models"),
 }
-"""Each page's path, title and :class:`Dashboard` method computing its body."""
+"""Each page's path, title and the dashboard's method computing its body."""
 
 
 def dashboard_token(settings: Settings) -> bytes | None:
