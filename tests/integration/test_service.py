@@ -7,6 +7,7 @@ of a moved champion without dropping requests, and a failed load that keeps the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -541,8 +542,40 @@ def test_the_dashboard_is_served_under_the_service_with_its_own_login(
     alone = TestClient(create_app(settings_of(env), warm_every=None)).get("/reps?period=quarter")
     cells = re.findall(r'data-value="([^"]+)"', alone.text)
     assert cells and re.findall(r'data-value="([^"]+)"', page.text) == cells
+    # another as of: computed in the worker's as-of process (forecast.dashboard.worker), same figures
+    shown = re.findall(r'data-figure="as_of" data-value="([^"]+)"', page.text)[0]
+    as_of = pd.Timestamp(shown) - pd.Timedelta(days=30)
+    other = f"/reps?period=quarter&as_of={as_of.date().isoformat()}"
+    while (
+        page := httpx.get(f"{server}/dashboard{other}", headers={**BROWSER, **jar}, timeout=120)
+    ).status_code == 202:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert page.status_code == 200, page.text[:500]
+    alone = TestClient(create_app(settings_of(env), warm_every=None)).get(other)
+    cells = re.findall(r'data-value="([^"]+)"', alone.text)
+    assert cells and re.findall(r'data-value="([^"]+)"', page.text) == cells
+    assert _as_of_children(server), "no as-of process under the service: computed in its workers"
     assert httpx.get(f"{server}/dashboard/static/dashboard.css").status_code == 200
     assert httpx.get(f"{server}/readyz").status_code in (200, 503)  # the service's own routes still answer
+
+
+def _as_of_children(base: str) -> list[Any]:
+    """The dashboard's as-of processes (``spawn`` children) under the service listening at ``base``."""
+    import psutil
+
+    port = base.rsplit(":", 1)[1]
+    roots = []  # the service's processes (``forecast serve`` runs ``bentoml serve``): by their port
+    for proc in psutil.process_iter(["cmdline"]):
+        line = proc.info["cmdline"] or []
+        if "serve" in line and any(a == "--port" and b == port for a, b in itertools.pairwise(line)):
+            roots.append(proc)
+    return [
+        child
+        for root in roots
+        for child in root.children(recursive=True)
+        if any("spawn_main" in part for part in child.cmdline())
+    ]
 
 
 @pytest.mark.parametrize(
