@@ -561,7 +561,7 @@ def test_the_dashboard_is_served_under_the_service_with_its_own_login(
 
 
 def _as_of_children(base: str) -> list[Any]:
-    """The dashboard's as-of processes (``spawn`` children) under the service listening at ``base``."""
+    """The dashboard's as-of processes (:mod:`forecast.dashboard.worker`) under the service at ``base``."""
     import psutil
 
     port = base.rsplit(":", 1)[1]
@@ -574,7 +574,7 @@ def _as_of_children(base: str) -> list[Any]:
         child
         for root in roots
         for child in root.children(recursive=True)
-        if any("spawn_main" in part for part in child.cmdline())
+        if "forecast.dashboard.worker" in child.cmdline()
     ]
 
 

@@ -5,10 +5,13 @@ time: seconds on the default CRM, a minute on a 1M-lead warehouse, most of it pa
 that holds Python's lock in stretches of up to a second. Run in a thread of the server, those
 stretches delay every other answer (a page the warm-up holds included) past the bound the dashboard
 keeps (:mod:`forecast.dashboard.deferred`); threads cannot bound that. So the server hands these
-pages to one child process (``spawn``: nothing of the server's threads or DuckDB connections is
-forked), which computes them with its own :class:`~forecast.dashboard.data.Reader` over the same
-warehouse and registry, and sends back the page's body (text) and cut summary. The server's thread
-that waits for the answer holds no lock meanwhile.
+pages to one child process, which computes them with its own
+:class:`~forecast.dashboard.data.Reader` over the same warehouse and registry, and sends back the
+page's body (text) and cut summary. The server's thread that waits for the answer holds no lock
+meanwhile. The child is a new interpreter (``python -m forecast.dashboard.worker``, the server's
+import path): nothing of the server's threads or DuckDB connections is forked, the server's own
+``__main__`` is not run again (as ``multiprocessing``'s spawn would), and it runs in a session of
+its own, so a Ctrl-C at the server's terminal stops the server, which stops the child.
 
 - One computation at a time in the child, as in the server (the machine's cores are few); pages of
   one as of go before another as of's (:meth:`~forecast.dashboard.data.Reader.as_of_turn`, taken by
@@ -26,16 +29,18 @@ that waits for the answer holds no lock meanwhile.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import multiprocessing
+import os
 import pickle
-import signal
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from forecast.config import Settings
@@ -83,9 +88,19 @@ def _sendable(exc: BaseException) -> BaseException:
     return exc.with_traceback(None)
 
 
-def child_main(target: Callable[..., None], conn: Connection, *args: Any) -> None:
-    """The child's entry: Ctrl-C at the server's terminal stops the server, which stops the child."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def child_main(fd: int) -> None:
+    """The child's entry (``python -m forecast.dashboard.worker FD``): ``target(conn, *args)``.
+
+    The pipe is the inherited descriptor ``fd``; its first message is the pickled
+    ``(target, *args)`` (the unpickling imports the dashboard and its models: seconds). The child
+    runs in a session of its own, so a Ctrl-C at the server's terminal does not reach it: the
+    server stops it.
+    """
+    conn = Connection(fd)
+    try:
+        target, *args = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):  # the server is gone already
+        return
     target(conn, *args)
 
 
@@ -125,7 +140,7 @@ class AsOfWorker:
     Args:
         settings: The dashboard's settings (the child reads the same warehouse and registry).
         refs: The models named by role, as the server's reader has them.
-        target: The child's main, importable by name (``spawn``), given the pipe, ``settings``,
+        target: The child's main, importable by name (it is pickled), given the pipe, ``settings``,
             ``refs`` and ``extra``: :func:`forecast.dashboard.app.as_of_process` (a dashboard of
             its own answering through :func:`serve`; tests give others).
         extra: More arguments for ``target`` (the app's: its page store).
@@ -139,10 +154,12 @@ class AsOfWorker:
         *extra: Any,
     ) -> None:
         self._args = (target, settings, dict(refs or {}), *extra)
+        self._payload: bytes | None = None  # the pickled ``_args``, made at the first start
         self._lock = threading.Lock()  # one call at a time; a waiting thread holds no other lock
-        self._process: BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._closed = False
+        self._atexit = False
         self.unavailable: str | None = None
         """Why no child can be started here (``None``: one can); pages are then computed in the server."""
         self.started = 0
@@ -152,10 +169,7 @@ class AsOfWorker:
     def pid(self) -> int | None:
         """The running child's process id (``None``: none running)."""
         process = self._process
-        try:
-            return process.pid if process is not None and process.is_alive() else None
-        except ValueError:  # closed meanwhile
-            return None
+        return process.pid if process is not None and process.poll() is None else None
 
     def call(self, method: str, *args: Any, follow: tuple[Any, ...] = (0, None)) -> Any:
         """``method(*args)`` of the child's dashboard, after its reader follows ``follow``.
@@ -189,36 +203,46 @@ class AsOfWorker:
             raise WorkerStoppedError("the dashboard is stopping")
         if self.unavailable is not None:
             raise WorkerUnavailableError(self.unavailable)
-        if self._conn is not None and self._process is not None and self._process.is_alive():
+        if self._conn is not None and self._process is not None and self._process.poll() is None:
             return self._conn
         self._stop()
-        context = multiprocessing.get_context("spawn")
-        mine, theirs = context.Pipe()
-        process = context.Process(
-            target=child_main,
-            args=(self._args[0], theirs, *self._args[1:]),
-            name="forecast-dashboard-as-of",
-            daemon=True,
-        )
+        mine, theirs = multiprocessing.Pipe()
         try:
-            process.start()
-        except Exception as exc:  # a daemonic server process, arguments that do not pickle, ...
+            if self._payload is None:
+                self._payload = pickle.dumps(self._args)
+            # this interpreter and import path, as multiprocessing's spawn would, without running
+            # the server's __main__ again; a session of its own: no Ctrl-C from the terminal.
+            # The pipe's other end is closed on exec in any other child (CLOEXEC).
+            paths = os.pathsep.join(p for p in sys.path if p)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "forecast.dashboard.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env={**os.environ, "PYTHONPATH": paths},
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except Exception as exc:  # no process may be made here, arguments that do not pickle, ...
             mine.close()
             theirs.close()
             raise self._give_up(f"the as-of process cannot be started: {exc}") from exc
         theirs.close()
         self._process, self._conn = process, mine
         self.started += 1
+        if not self._atexit:  # a server that ends without its lifespan's stop (the HTTP service's)
+            atexit.register(self.close)
+            self._atexit = True
         if self._closed:  # close() came meanwhile and may have missed this process
             self._stop()
             raise WorkerStoppedError("the dashboard is stopping")
         try:
+            mine.send_bytes(self._payload)
             ready = mine.recv() if mine.poll(READY_SECONDS) else None
         except (EOFError, OSError):
             ready = None
         if ready != READY:
-            process.join(STOP_SECONDS)  # its exit code, for the message
-            code = process.exitcode
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(STOP_SECONDS)  # its exit code, for the message
+            code = process.returncode
             self._stop()
             if self._closed:
                 raise WorkerStoppedError("the dashboard is stopping")
@@ -245,18 +269,22 @@ class AsOfWorker:
         if conn is not None:
             conn.close()  # the child's recv ends: it returns
         if process is not None:
-            process.join(STOP_SECONDS)
-            if process.is_alive():
+            try:
+                process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join()
-            process.close()
+                process.wait()
 
     def close(self) -> None:
         """Stop the child at once (a call running in it is cut short: its page says the server stops)."""
         self._closed = True
         process = self._process
         if process is not None:
-            with contextlib.suppress(ValueError):  # closed meanwhile by the call that saw it end
+            with contextlib.suppress(OSError):  # ended meanwhile
                 process.kill()  # a computation may run for a minute: do not wait for it
         with self._lock:
             self._stop()
+
+
+if __name__ == "__main__":
+    child_main(int(sys.argv[1]))
