@@ -30,10 +30,11 @@ T = TypeVar("T")
 WAIT_SECONDS = 0.1
 """How long a page request waits for its page before answering that it is being computed. The
 issue bounds a page's server time at 0.3 s on the default CRM and 2 s at 1M leads; the answer
-also waits for Python's lock, which a computation in the background may hold for an import, a copy
-or a sort (up to 0.2 s measured on the default CRM, 0.7 s at 1M leads), so the wait leaves that
-room. A view held or computed within it (every view the warm-up computes, and another period on
-the default CRM: 7-70 ms) answers with its page."""
+also waits for Python's lock while a computation in the server's threads holds it for a copy or a
+sort (another period's, or the warm-up's; another as of's runs in a process of its own,
+:mod:`forecast.dashboard.worker`), so the wait leaves that room. A view held or computed within it
+(every view the warm-up computes, and another period on the default CRM: 7-70 ms) answers with its
+page."""
 REFRESH_SECONDS = 1
 """After how long the "being computed" page reloads itself (each reload then waits up to
 :data:`WAIT_SECONDS` again, so a page ready a little after the first wait shows at once)."""
