@@ -153,8 +153,11 @@ def _shown(driver: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def ready(d: Any) -> bool:
-        return not d.find_elements(By.CSS_SELECTOR, "[data-preparing]")
+    def ready(d: Any) -> bool:  # a reload's document is whole (not committed and half parsed)
+        loaded = d.execute_script("return document.readyState") == "complete"
+        return bool(loaded and d.find_elements(By.TAG_NAME, "main")) and not d.find_elements(
+            By.CSS_SELECTOR, "[data-preparing]"
+        )
 
     WebDriverWait(
         driver, 300, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
