@@ -14,6 +14,11 @@ new temporary folder, removed at the end unless given):
   the warm-up runs (the visit reads the page back, or computes it), then the same seconds and
   first visits as ``first``, and how many pages the run read back, put together and computed.
 
+With ``--prepared`` the first run is the batch's ``forecast dashboard --prepare`` instead (its own
+process, no server; its seconds are the command's wall time), and ``restart`` is the dashboard
+started after it. The store is ``<data dir>/dashboard-cache`` with the data dir set to ``--store``,
+and the models are named as the CLI names them, so that both processes keep the same pages.
+
 Prints a Markdown table, with the machine's load before and after.
 """
 
@@ -32,11 +37,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench_dashboard import PAGES, _ms, _refs
+from bench_dashboard import PAGES, _ms
+from forecast.binding import model_refs
 from forecast.config import load_settings
 from forecast.dashboard.app import create_app
 from forecast.dashboard.data import Filters
-from forecast.dashboard.store import PageStore
+from forecast.dashboard.store import default_store
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it still uses httpx
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -56,10 +63,16 @@ DEFAULT_PAGES = (
 """The pages the warm-up's default views hold (``forecast.dashboard.warm.default_pages``)."""
 
 
-def run(store: Path, models: str | None, pages: tuple[str, ...], visit_first: bool) -> dict[str, Any]:
-    """One start of the app over ``store``: warm-up seconds and first visits (see the module)."""
-    settings = load_settings()
-    app = create_app(settings, warm_every=0, refs=_refs(models), store=PageStore(store, settings.warehouse))
+def _cli_refs(models: str | None) -> dict[str, Any]:
+    """The models by role as ``forecast dashboard [--models]`` names them (the store's scope)."""
+    return dict(model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)}, None, models))
+
+
+def run(models: str | None, pages: tuple[str, ...], visit_first: bool) -> dict[str, Any]:
+    """One start of the app over its store: warm-up seconds and first visits (see the module)."""
+    settings = load_settings()  # FORECAST_DATA_DIR is the store's root (set by main)
+    refs = _cli_refs(models)
+    app = create_app(settings, warm_every=0, refs=refs, store=default_store(settings, refs))
     started = time.perf_counter()
     early: dict[str, float] = {}
     with TestClient(app) as client:  # the lifespan starts the warm-up
@@ -99,17 +112,32 @@ def main() -> None:
     parser.add_argument("--models", default=None, help="models by role, as forecast dashboard --models")
     parser.add_argument("--pages", default=None, help="the pages to ask, comma-separated (default: all)")
     parser.add_argument("--run", choices=("first", "restart"), help="one run in this process, print JSON")
+    parser.add_argument(
+        "--prepared",
+        action="store_true",
+        help="the first run is the batch's `forecast dashboard --prepare`, not a dashboard's warm-up",
+    )
     args = parser.parse_args()
     pages = tuple(args.pages.split(",")) if args.pages else PAGES
     if args.run:
-        print(json.dumps(run(Path(args.store), args.models, pages, args.run == "restart")))
+        print(json.dumps(run(args.models, pages, args.run == "restart")))
         return
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="dashboard-store-"))
-    env = dict(os.environ) | ({"FORECAST_WAREHOUSE": args.warehouse} if args.warehouse else {})
+    env = dict(os.environ) | {"FORECAST_DATA_DIR": str(store)}
+    env |= {"FORECAST_WAREHOUSE": args.warehouse} if args.warehouse else {}
     load = os.getloadavg()[0]
     results = {}
-    for name in ("first", "restart"):
-        command = [sys.executable, __file__, "--run", name, "--store", str(store)]
+    if args.prepared:
+        command = [sys.executable, "-m", "forecast.cli", "dashboard", "--prepare"]
+        command += ["--models", args.models] if args.models else []
+        started = time.perf_counter()
+        done = subprocess.run(command, check=True, stderr=subprocess.PIPE, text=True, env=env)
+        seconds = time.perf_counter() - started
+        print(done.stderr.strip().splitlines()[-1], file=sys.stderr, flush=True)
+        results["prepare"] = {"default_views_s": seconds, "seconds": seconds, "early": {}, "firsts": {}}
+        results["prepare"] |= {"loaded": "-", "assembled": "-", "computed": "-"}
+    for name in ("restart",) if args.prepared else ("first", "restart"):
+        command = [sys.executable, __file__, "--run", name]
         command += ["--models", args.models] if args.models else []
         command += ["--pages", args.pages] if args.pages else []
         done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=env)
@@ -138,10 +166,10 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|")
     for page in pages:
-        f, r = results["first"], results["restart"]
+        f, r = results.get("first", results.get("prepare", {})), results["restart"]
         print(
-            f"| `{page}` | {f['firsts'][page]:,.1f} | {r['early'].get(page, float('nan')):,.1f} | "
-            f"{r['firsts'][page]:,.1f} |"
+            f"| `{page}` | {f['firsts'].get(page, float('nan')):,.1f} | "
+            f"{r['early'].get(page, float('nan')):,.1f} | {r['firsts'][page]:,.1f} |"
         )
 
 

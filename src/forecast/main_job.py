@@ -1,10 +1,10 @@
 """The main job (``forecast run``): the whole flow on the embedded default, a simulated CRM.
 
 Simulate a CRM, ingest it, check its quality, train and promote lead scoring, score the open leads,
-train and promote deal win and time to close, score the open deals and forecast the next three
-months against quota. It loads, calls the other jobs and writes; the CLI only renders its
-:class:`MainJobResult`. A step that cannot run (no deal champion after the promotion gate) is
-skipped with the reason, never faked.
+train and promote deal win and time to close, score the open deals, forecast the next three
+months against quota and compute the dashboard's pages into its page store. It loads, calls the
+other jobs and writes; the CLI only renders its :class:`MainJobResult`. A step that cannot run (no
+deal champion after the promotion gate) is skipped with the reason, never faked.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from forecast.models.names import DEAL_WIN, LEAD_SCORING, TIME_TO_CLOSE
 
 if TYPE_CHECKING:
     from forecast.batch import ScoreSummary
+    from forecast.dashboard.warm import Prepared
     from forecast.data.ingest import IngestReport
     from forecast.data.simulate import SimulationConfig
     from forecast.revenue.job import RevenueForecast
@@ -55,6 +56,8 @@ class MainJobResult:
         deal_models: The deal-win and time-to-close training runs, by model name.
         deal_scores: The open deals scored, or why they were not.
         revenue: The revenue forecast, or why there is none.
+        dashboard: The dashboard's pages computed into its page store (``forecast dashboard
+            --prepare``), so that the first ``forecast dashboard`` serves them at once.
         outputs: Where each output went, and the commands to look at them.
     """
 
@@ -66,6 +69,7 @@ class MainJobResult:
     deal_models: dict[str, TrainingSummary]
     deal_scores: ScoreSummary | str
     revenue: RevenueForecast | str
+    dashboard: Prepared
     outputs: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +85,7 @@ class MainJobResult:
             TIME_TO_CLOSE: self.deal_models[TIME_TO_CLOSE].to_dict(),
             "deal_scores": _skipped_or(self.deal_scores),
             "revenue": _skipped_or(self.revenue),
+            "dashboard": self.dashboard.to_dict(),
             "outputs": self.outputs,
         }
 
@@ -140,6 +145,7 @@ def main_job(
     lead_model, lead_scores = _leads(settings, steps)
     deal_models = {stem: _train(settings, stem, steps) for stem in (DEAL_WIN, TIME_TO_CLOSE)}
     deal_scores = _score_deals_if_possible(settings, steps)
+    revenue = _revenue_if_possible(settings, steps)
     return MainJobResult(
         simulation=simulation,
         ingest=report,
@@ -148,7 +154,8 @@ def main_job(
         lead_scores=lead_scores,
         deal_models=deal_models,
         deal_scores=deal_scores,
-        revenue=_revenue_if_possible(settings, steps),
+        revenue=revenue,
+        dashboard=_dashboard_pages(settings, steps),
         outputs=_outputs(settings, lead_model.model_name, lead_scores, deal_scores),
     )
 
@@ -249,6 +256,23 @@ def _revenue_if_possible(settings: Settings, steps: Steps) -> RevenueForecast | 
         )
 
 
+def _dashboard_pages(settings: Settings, steps: Steps) -> Prepared:
+    """The dashboard's pages into its page store, after the last write to the warehouse.
+
+    What ``forecast dashboard --prepare`` does with its default models (no ``--models``): the
+    first ``forecast dashboard`` then reads every warmed page back instead of computing it.
+    """
+    from forecast.binding import model_refs
+    from forecast.dashboard.data import Reader
+    from forecast.dashboard.store import default_store
+    from forecast.dashboard.warm import prepare
+
+    refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
+    with steps("dashboard pages") as update:
+        update("computing", None)
+        return prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
+
+
 def _outputs(
     settings: Settings, lead_model: str, lead_scores: ScoreSummary, deal_scores: ScoreSummary | str
 ) -> dict[str, str]:
@@ -262,4 +286,5 @@ def _outputs(
         "time_to_close_card": str(settings.models_dir / TIME_TO_CLOSE / "model_card.md"),
         "mlflow_ui": f"uv run mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
         "serve": "uv run forecast serve --warehouse   # the HTTP service, OpenAPI at http://127.0.0.1:3000/",
+        "dashboard": "uv run forecast dashboard   # the manager's pages at http://127.0.0.1:8050/",
     }

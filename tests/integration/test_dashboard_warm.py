@@ -6,6 +6,9 @@ What is asserted is what the reader's cache holds and how many results it comput
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -155,3 +158,52 @@ def test_a_restarted_dashboard_reads_its_pages_back_instead_of_computing_them(
         assert _figures(client.get("/").text) == _figures(before["/"])
         assert _figures(client.get(f"/?team={teams[1]}").text) == _figures(other.text)
     assert fourth.loaded == 0 and fourth.assembled > 0
+
+
+def test_pages_prepared_by_the_batch_are_served_by_a_later_dashboard_without_computing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``forecast dashboard --prepare`` (the batch's last step, a process of its own) fills the store.
+
+    A dashboard started afterwards over the same warehouse and champions, in another process, reads
+    every warmed page back: nothing computed, nothing put together, the same figures as computed now.
+    """
+    from forecast.binding import model_refs
+    from forecast.dashboard.store import default_store
+    from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+    from tests.cli import settings_of
+
+    mine = {**env, "FORECAST_DATA_DIR": str(tmp_path / "data")}  # the shared CRM's store is not written
+    done = subprocess.run(
+        [sys.executable, "-m", "forecast.cli", "dashboard", "--prepare"],
+        env={**os.environ, **mine},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "dashboard pages prepared" in done.stderr and "kept in" in done.stderr, done.stderr
+    settings = settings_of(mine)
+    refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
+    store = default_store(settings, refs)
+    assert any(store.folder.rglob("*.pickle"))
+
+    reader = Reader(settings, refs=refs, store=store)
+    reader.note_champions(champions(reader))  # what the server's warm-up looks at first
+    team = ""
+    with TestClient(create_app(settings, reader=reader, warm_every=None)) as client:
+        team = sorted(reader.cut(Filters()).known["team"])[0]
+        paths = (*PAGES, "/prospects.csv", f"/reps?team={team}", "/?period=quarter", "/?horizon=week")
+        served = {path: client.get(path) for path in paths}
+    assert {p: r.status_code for p, r in served.items()} == dict.fromkeys(paths, 200)
+    assert reader.computed == 0 and reader.assembled == 0 and reader.loaded >= len(paths)
+    assert ("tracking", None) not in set(reader.keys())  # no CRM read
+
+    fresh = Reader(settings, refs=refs)  # the same pages computed now, with no store
+    with TestClient(create_app(settings, reader=fresh, warm_every=None)) as client:
+        for path in ("/", "/reps", f"/reps?team={team}", "/?period=quarter"):
+            now = client.get(path).text
+            assert _figures(served[path].text) == _figures(now) and _figures(now), path
+            assert _rows(served[path].text) == _rows(now), path
+    assert fresh.assembled > 0

@@ -51,6 +51,11 @@ def test_forecast_run_simulates_ingests_trains_promotes_and_scores(tmp_path: Pat
         assert all(r["p10"] <= r["p50"] <= r["p90"] for r in out["revenue"]["forecast"])
     else:
         assert "no champion" in out["revenue"]["skipped"]
+    # the last step computed the dashboard's pages into its store (forecast dashboard --prepare)
+    pages = out["dashboard"]
+    assert pages["ok"] and pages["errors"] == 0 and pages["assembled"] > 20, pages
+    store = Path(pages["store"])
+    assert store.is_relative_to(tmp_path / "data" / "dashboard-cache") and any(store.rglob("*.pickle"))
     # issue 21: one permission policy: every file the job wrote (warehouse, registry store, artifacts,
     # cards, outputs, the simulated CRM) gets 0o666 & ~umask, as open() gives
     import os
@@ -60,7 +65,10 @@ def test_forecast_run_simulates_ingests_trains_promotes_and_scores(tmp_path: Pat
     modes = {
         str(f.relative_to(tmp_path)): oct(f.stat().st_mode & 0o777)
         for f in tmp_path.rglob("*")
-        if f.is_file() and not f.name.endswith((".wal", ".tmp"))
+        if f.is_file()
+        and not f.name.endswith((".wal", ".tmp"))
+        # the page store is private by design: pickles read back only when 0600 and the user's own
+        and not f.is_relative_to(tmp_path / "data" / "dashboard-cache")
     }
     assert len(modes) > 20
     odd = {name: mode for name, mode in modes.items() if mode != oct(0o666 & ~mask)}

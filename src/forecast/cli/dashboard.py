@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from forecast.cli.main import (
 )
 from forecast.dashboard.deferred import WAIT_SECONDS
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+
+if TYPE_CHECKING:
+    from forecast.config import Settings
 
 LOOPBACK = "127.0.0.1"
 
@@ -67,11 +70,17 @@ def dashboard(
             "and reloads itself until it is ready.",
         ),
     ] = WAIT_SECONDS,
+    prepare: Annotated[
+        bool,
+        typer.Option(
+            "--prepare",
+            help="Compute the pages a server's warm-up computes into the page store, then exit (no "
+            "server): the batch's last step, so that the next dashboard over the same warehouse and "
+            "champions reads its pages back at once instead of computing them (docs/dashboard.md).",
+        ),
+    ] = False,
 ) -> None:
-    """Start the dashboard in this process until interrupted."""
-    import uvicorn
-
-    from forecast.dashboard.app import create_app
+    """Start the dashboard in this process until interrupted (with ``--prepare``: fill its store, exit)."""
     from forecast.dashboard.store import default_store
 
     settings = context_settings(ctx)
@@ -80,6 +89,15 @@ def dashboard(
     refs = refs_or_exit(
         False, {DEAL_WIN: (DEAL_WIN, "--models"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--models")}, None, models
     )
+    if prepare:
+        if not keep:
+            fail(False, "--prepare writes the page store and --no-keep turns it off: drop one of the two")
+        _prepare(settings, refs)
+        return
+    import uvicorn
+
+    from forecast.dashboard.app import create_app
+
     try:
         store = default_store(settings, refs) if keep else None
         application = create_app(settings, refs=refs, store=store, wait_seconds=wait)
@@ -96,6 +114,23 @@ def dashboard(
     login = " (log in with FORECAST_API_TOKEN)" if settings.api_token is not None else ""
     print(f"forecast: dashboard on http://{bind}:{port}/{login}", file=sys.stderr, flush=True)
     uvicorn.run(application, host=bind, port=port, log_level="warning", access_log=False)
+
+
+def _prepare(settings: Settings, refs: dict[str, Any]) -> None:
+    """``forecast dashboard --prepare``: the warm-up's views into the store; exit 1 when one failed."""
+    from forecast.dashboard.data import Reader
+    from forecast.dashboard.store import default_store
+    from forecast.dashboard.warm import prepare
+
+    with input_errors(False, ()):
+        done = prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
+    summary = (
+        f"{done.assembled} pages put together from {done.computed} figures computed, "
+        f"{done.loaded} results read back, in {done.seconds:.1f} s; kept in {done.store}"
+    )
+    if not done.ok:
+        fail(False, f"dashboard pages not all prepared ({done.errors} failed, logged above): {summary}", 1)
+    print(f"forecast: dashboard pages prepared: {summary}", file=sys.stderr, flush=True)
 
 
 REPORT_HELP = (

@@ -350,6 +350,11 @@ def run(
             from forecast.cli.revenue import render_revenue
 
             render_revenue(c, result.revenue, wide)
+        pages = result.dashboard
+        if pages.ok:
+            c.print(f"dashboard pages computed in {pages.seconds:.1f} s, kept in {pages.store}")
+        else:
+            c.print(f"[yellow]dashboard pages:[/yellow] {pages.errors} failed (logged above)")
         c.print("[bold]Outputs[/bold]")
         for key, value in result.outputs.items():
             c.print(f"  {key}: {value}")

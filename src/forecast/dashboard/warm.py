@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -310,3 +311,68 @@ class Warmer:
             self._wake.wait(self.every_seconds)
         with self._done:
             self._done.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :func:`prepare` did.
+
+    Attributes:
+        ok: Whether every view was computed (or read back) and kept.
+        seconds: How long it took.
+        computed: Figures computed (a CRM read, a report, a forecast).
+        assembled: Pages put together from figures.
+        loaded: Results read back from the store (a page or figure kept by an earlier run).
+        errors: Views whose computation failed (each logged with its traceback).
+        store: The store's folder for this warehouse (``None``: no store, nothing kept).
+    """
+
+    ok: bool
+    seconds: float
+    computed: int
+    assembled: int
+    loaded: int
+    errors: int
+    store: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``forecast run --json``'s ``dashboard``)."""
+        return {
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "computed": self.computed,
+            "assembled": self.assembled,
+            "loaded": self.loaded,
+            "errors": self.errors,
+            "store": self.store,
+        }
+
+
+def prepare(reader: Reader) -> Prepared:
+    """Compute, in this thread, every view a server's warm-up computes, into ``reader``'s store.
+
+    The batch side of the page store (``forecast dashboard --prepare``, and the main job's last
+    step): the default views, one filter of each kind with the whole reports, and the form's other
+    periods and horizons, for the warehouse and champions as they are now. A dashboard started
+    afterwards over the same warehouse, champions, settings, configuration and code reads each
+    page back instead of computing it (seconds at a million leads instead of minutes). Run it after
+    the last write to the warehouse (an ingest, a score write-back): a later write is another state.
+
+    Args:
+        reader: A reader with a store (without one the views are computed and dropped).
+
+    Returns:
+        What was done; ``ok`` is ``False`` when a view failed (logged) or the data changed meanwhile.
+    """
+    started = time.perf_counter()
+    warmer = Warmer(reader, every_seconds=0, filtered=True, periods=True)
+    ok = warmer.warm_once() and warmer.errors == 0
+    return Prepared(
+        ok=ok,
+        seconds=time.perf_counter() - started,
+        computed=reader.computed,
+        assembled=reader.assembled,
+        loaded=reader.loaded,
+        errors=warmer.errors,
+        store=None if reader.store is None else str(reader.store.folder),
+    )
