@@ -121,15 +121,16 @@ def _prepare(settings: Settings, refs: dict[str, Any]) -> None:
     from forecast.dashboard.data import Reader
     from forecast.dashboard.store import default_store
     from forecast.dashboard.warm import prepare
+    from forecast.tracking.periods import PeriodError
 
-    with input_errors(False, ()):
+    with input_errors(False, (PeriodError, FileNotFoundError)):
         done = prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
     summary = (
         f"{done.assembled} pages put together from {done.computed} figures computed, "
         f"{done.loaded} results read back, in {done.seconds:.1f} s; kept in {done.store}"
     )
-    if not done.ok:
-        fail(False, f"dashboard pages not all prepared ({done.errors} failed, logged above): {summary}", 1)
+    if not done.ok:  # the warehouse was written meanwhile: what was computed is another state's
+        fail(False, f"the warehouse changed while the pages were prepared: run it again ({summary})", 1)
     print(f"forecast: dashboard pages prepared: {summary}", file=sys.stderr, flush=True)
 
 

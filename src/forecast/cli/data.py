@@ -354,7 +354,7 @@ def run(
         if pages.ok:
             c.print(f"dashboard pages computed in {pages.seconds:.1f} s, kept in {pages.store}")
         else:
-            c.print(f"[yellow]dashboard pages:[/yellow] {pages.errors} failed (logged above)")
+            c.print("[yellow]dashboard pages:[/yellow] the warehouse or a champion changed meanwhile")
         c.print("[bold]Outputs[/bold]")
         for key, value in result.outputs.items():
             c.print(f"  {key}: {value}")

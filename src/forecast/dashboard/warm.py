@@ -150,6 +150,7 @@ class Warmer:
         registry: Callable[[Reader], tuple[tuple[str, str | None], ...]] | None = champions,
         filtered: bool = False,
         periods: bool | None = None,
+        strict: bool = False,
     ) -> None:
         """A warm-up of ``reader``'s default views.
 
@@ -162,11 +163,14 @@ class Warmer:
                 does not hold back the state's warm-up.
             periods: Also warm the other periods and horizons of the default view after those
                 (:func:`period_pages`; ``None``: as ``filtered``), failures counted the same way.
+            strict: Raise a view's error instead of logging it and going on (a batch's
+                :func:`prepare`: one busy warehouse is one clear error, not a log of each view).
         """
         self.reader = reader
         self.every_seconds = every_seconds
         self.filtered = filtered
         self.periods = filtered if periods is None else periods
+        self.strict = strict
         self.default_seconds: float | None = None
         """How long the default views of the last complete warm-up took (the filtered ones after)."""
         self.registry = registry
@@ -252,6 +256,8 @@ class Warmer:
                 try:
                     compute()
                 except Exception:  # a request shows the same error as a page; try again next look
+                    if self.strict:
+                        raise
                     failed += 1
                     log.exception("warming the dashboard's %s page failed", name)
         self.errors += failed
@@ -286,6 +292,8 @@ class Warmer:
             try:
                 pages = listing(self.reader)
             except Exception:
+                if self.strict:
+                    raise
                 self.errors += 1
                 log.exception("listing the dashboard's views to warm failed")
                 return True
@@ -295,6 +303,8 @@ class Warmer:
                 try:
                     compute()
                 except Exception:
+                    if self.strict:
+                        raise
                     self.errors += 1
                     log.exception("warming the dashboard's %s page failed", name)
         return True
@@ -318,12 +328,12 @@ class Prepared:
     """What :func:`prepare` did.
 
     Attributes:
-        ok: Whether every view was computed (or read back) and kept.
+        ok: Whether every view was computed (or read back) for one state (``False``: the
+            warehouse or a champion changed meanwhile, so some were another state's).
         seconds: How long it took.
         computed: Figures computed (a CRM read, a report, a forecast).
         assembled: Pages put together from figures.
         loaded: Results read back from the store (a page or figure kept by an earlier run).
-        errors: Views whose computation failed (each logged with its traceback).
         store: The store's folder for this warehouse (``None``: no store, nothing kept).
     """
 
@@ -332,7 +342,6 @@ class Prepared:
     computed: int
     assembled: int
     loaded: int
-    errors: int
     store: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -343,7 +352,6 @@ class Prepared:
             "computed": self.computed,
             "assembled": self.assembled,
             "loaded": self.loaded,
-            "errors": self.errors,
             "store": self.store,
         }
 
@@ -362,17 +370,20 @@ def prepare(reader: Reader) -> Prepared:
         reader: A reader with a store (without one the views are computed and dropped).
 
     Returns:
-        What was done; ``ok`` is ``False`` when a view failed (logged) or the data changed meanwhile.
+        What was done; ``ok`` is ``False`` when the data changed meanwhile.
+
+    Raises:
+        Exception: The first view's error, as a page would show it (e.g.
+            :class:`~forecast.data.warehouse.WarehouseBusyError` while another process writes).
     """
     started = time.perf_counter()
-    warmer = Warmer(reader, every_seconds=0, filtered=True, periods=True)
-    ok = warmer.warm_once() and warmer.errors == 0
+    warmer = Warmer(reader, every_seconds=0, filtered=True, periods=True, strict=True)
+    ok = warmer.warm_once()
     return Prepared(
         ok=ok,
         seconds=time.perf_counter() - started,
         computed=reader.computed,
         assembled=reader.assembled,
         loaded=reader.loaded,
-        errors=warmer.errors,
         store=None if reader.store is None else str(reader.store.folder),
     )
