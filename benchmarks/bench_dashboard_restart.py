@@ -106,7 +106,9 @@ def main() -> None:
     """Both runs in fresh processes, then one table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--store", default=None, help="the page store's folder (default: a new temporary one)"
+        "--store",
+        default=None,
+        help="the data folder; the store is <store>/dashboard-cache (default: a new temporary one)",
     )
     parser.add_argument("--warehouse", default=None, help="the warehouse (default: FORECAST_WAREHOUSE's)")
     parser.add_argument("--models", default=None, help="models by role, as forecast dashboard --models")

@@ -57,7 +57,8 @@ class MainJobResult:
         deal_scores: The open deals scored, or why they were not.
         revenue: The revenue forecast, or why there is none.
         dashboard: The dashboard's pages computed into its page store (``forecast dashboard
-            --prepare``), so that the first ``forecast dashboard`` serves them at once.
+            --prepare``), so that the first ``forecast dashboard`` serves them at once; or why
+            they were not (the run's other outputs stand).
         outputs: Where each output went, and the commands to look at them.
     """
 
@@ -69,7 +70,7 @@ class MainJobResult:
     deal_models: dict[str, TrainingSummary]
     deal_scores: ScoreSummary | str
     revenue: RevenueForecast | str
-    dashboard: Prepared
+    dashboard: Prepared | str
     outputs: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class MainJobResult:
             TIME_TO_CLOSE: self.deal_models[TIME_TO_CLOSE].to_dict(),
             "deal_scores": _skipped_or(self.deal_scores),
             "revenue": _skipped_or(self.revenue),
-            "dashboard": self.dashboard.to_dict(),
+            "dashboard": _skipped_or(self.dashboard),
             "outputs": self.outputs,
         }
 
@@ -256,12 +257,15 @@ def _revenue_if_possible(settings: Settings, steps: Steps) -> RevenueForecast | 
         )
 
 
-def _dashboard_pages(settings: Settings, steps: Steps) -> Prepared:
+def _dashboard_pages(settings: Settings, steps: Steps) -> Prepared | str:
     """The dashboard's pages into its page store, after the last write to the warehouse.
 
     What ``forecast dashboard --prepare`` does with its default models (no ``--models``): the
-    first ``forecast dashboard`` then reads every warmed page back instead of computing it.
+    first ``forecast dashboard`` then reads every warmed page back instead of computing it. A
+    failure here is logged and said (a text), not raised: the run's outputs are written already.
     """
+    import logging
+
     from forecast.binding import model_refs
     from forecast.dashboard.data import Reader
     from forecast.dashboard.store import default_store
@@ -270,7 +274,11 @@ def _dashboard_pages(settings: Settings, steps: Steps) -> Prepared:
     refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
     with steps("dashboard pages") as update:
         update("computing", None)
-        return prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
+        try:
+            return prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
+        except Exception as exc:  # a page's error: the run's other outputs stand
+            logging.getLogger(__name__).exception("computing the dashboard's pages failed")
+            return f"the dashboard's pages were not computed ({type(exc).__name__}: {exc})"
 
 
 def _outputs(

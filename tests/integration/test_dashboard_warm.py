@@ -7,6 +7,7 @@ What is asserted is what the reader's cache holds and how many results it comput
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -183,7 +184,7 @@ def test_pages_prepared_by_the_batch_are_served_by_a_later_dashboard_without_com
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "dashboard pages prepared" in done.stderr and "kept in" in done.stderr, done.stderr
+    assert "dashboard pages prepared" in done.stderr and "results kept in" in done.stderr, done.stderr
     settings = settings_of(mine)
     refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
     store = default_store(settings, refs)
@@ -207,3 +208,51 @@ def test_pages_prepared_by_the_batch_are_served_by_a_later_dashboard_without_com
             assert _figures(served[path].text) == _figures(now) and _figures(now), path
             assert _rows(served[path].text) == _rows(now), path
     assert fresh.assembled > 0
+
+
+def test_a_dashboard_stopped_while_it_warms_up_exits_cleanly(env: dict[str, str], tmp_path: Path) -> None:
+    """Ctrl-C as soon as the server answers, while its warm-up computes (``--no-keep``), stops it cleanly.
+
+    The abort this guards against (a daemon thread in C++ code at the interpreter's end, exit 134)
+    depends on where the warm-up is when the signal lands; ``tests/unit/test_dashboard_exit.py``
+    reproduces it deterministically.
+    """
+    from tests.dashboard_env import dashboard_server
+    from tests.processes import free_port
+
+    log = tmp_path / "dashboard.log"
+    with dashboard_server({**os.environ, **env}, free_port(), log, "--no-keep") as process:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+    text = log.read_text()
+    assert "terminate called" not in text and code in (0, 130), (code, text)
+
+
+def test_a_promotion_during_the_prepare_keeps_nothing_under_the_old_champions_and_says_so(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The registry moves while the pages are prepared: what was computed is not kept, ``ok`` is false.
+
+    Then a prepare over the moved registry keeps every page (and a third run reads them all back).
+    """
+    from forecast.dashboard.warm import prepare
+
+    settings = _settings(env)
+    store = PageStore(tmp_path / "keep", settings.warehouse)
+    looks = 0
+
+    def promoted_after_the_first_look(reader: Reader) -> tuple[tuple[str, str | None], ...]:
+        nonlocal looks
+        looks += 1
+        found = champions(reader)
+        return found if looks == 1 else tuple((name, "999:moved") for name, _ in found)
+
+    moved = prepare(Reader(settings, store=store), registry=promoted_after_the_first_look)
+    assert not moved.ok and moved.kept == 0 and moved.not_kept > 0, moved
+    assert not any(store.folder.rglob("*.pickle")) if store.folder.exists() else True
+
+    again = prepare(Reader(settings, store=store))
+    assert again.ok and again.kept > 20 and again.not_kept == 0 and again.loaded == 0, again
+    third = prepare(Reader(settings, store=store))
+    assert third.ok and third.kept == 0 and third.loaded > 20, third  # the pages (not the figures under them)
+    assert third.computed == 0  # the whole reports are not computed for a batch whose pages are kept

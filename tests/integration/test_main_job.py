@@ -53,7 +53,7 @@ def test_forecast_run_simulates_ingests_trains_promotes_and_scores(tmp_path: Pat
         assert "no champion" in out["revenue"]["skipped"]
     # the last step computed the dashboard's pages into its store (forecast dashboard --prepare)
     pages = out["dashboard"]
-    assert pages["ok"] and pages["assembled"] > 20 and pages["loaded"] == 0, pages
+    assert pages["ok"] and pages["kept"] > 20 and pages["not_kept"] == 0 and pages["loaded"] == 0, pages
     store = Path(pages["store"])
     assert store.is_relative_to(tmp_path / "data" / "dashboard-cache") and any(store.rglob("*.pickle"))
     # issue 21: one permission policy: every file the job wrote (warehouse, registry store, artifacts,

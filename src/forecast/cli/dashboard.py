@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from forecast.config import Settings
 
 LOOPBACK = "127.0.0.1"
+STOP_SECONDS = 2.0
+"""How long a stopping dashboard waits for its warm-up's computation in progress to end."""
 
 DASHBOARD_HELP = (
     "Serve the sales manager's dashboard: read-only pages (Overview, Reps, Pipeline, Insights, Models) "
@@ -113,25 +115,77 @@ def dashboard(
         )
     login = " (log in with FORECAST_API_TOKEN)" if settings.api_token is not None else ""
     print(f"forecast: dashboard on http://{bind}:{port}/{login}", file=sys.stderr, flush=True)
-    uvicorn.run(application, host=bind, port=port, log_level="warning", access_log=False)
+    code = 0
+    try:
+        uvicorn.run(application, host=bind, port=port, log_level="warning", access_log=False)
+    except KeyboardInterrupt:  # the Ctrl-C uvicorn raises again once it has stopped
+        code = 130
+    _exit_past_the_warm_up(application, code)
+
+
+def _exit_past_the_warm_up(application: Any, code: int) -> None:
+    """Exit with ``code``, not waiting for a computation in progress.
+
+    A daemon thread still inside DuckDB's or LightGBM's C++ code when the interpreter finalises
+    aborts the process ("terminate called without an active exception", exit 134): the warm-up's,
+    or a page computed in the background. The warm-up is asked to stop and given
+    :data:`STOP_SECONDS`; the as-of process is closed; then, with such a thread still alive, the
+    process leaves at once after flushing the logs (a page in progress is not kept: the store never
+    holds a partial file).
+    """
+    import logging
+    import os
+    import threading
+
+    warmer = getattr(application.state, "warmer", None)
+    worker = getattr(getattr(application.state, "dashboard", None), "worker", None)
+    if warmer is not None:
+        warmer.stop(timeout=STOP_SECONDS)
+    if worker is not None:
+        worker.close()
+    main = threading.main_thread()
+    if any(t.daemon and t is not main and t.is_alive() for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 def _prepare(settings: Settings, refs: dict[str, Any]) -> None:
-    """``forecast dashboard --prepare``: the warm-up's views into the store; exit 1 when one failed."""
+    """``forecast dashboard --prepare``: the warm-up's views into the store.
+
+    Exits 2 on bad input (a busy warehouse, one without data), 1 when the pages were not all kept
+    (the state moved meanwhile, the store could not be written) or on a bug.
+    """
     from forecast.dashboard.data import Reader
     from forecast.dashboard.store import default_store
     from forecast.dashboard.warm import prepare
     from forecast.tracking.periods import PeriodError
 
-    with input_errors(False, (PeriodError, FileNotFoundError)):
+    with input_errors(False, (PeriodError, FileNotFoundError, ValueError)):
         done = prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
     summary = (
-        f"{done.assembled} pages put together from {done.computed} figures computed, "
-        f"{done.loaded} results read back, in {done.seconds:.1f} s; kept in {done.store}"
+        f"{done.kept} results kept in {done.store} ({done.assembled} pages put together from "
+        f"{done.computed} figures computed), {done.loaded} read back, in {done.seconds:.1f} s"
     )
-    if not done.ok:  # the warehouse was written meanwhile: what was computed is another state's
-        fail(False, f"the warehouse changed while the pages were prepared: run it again ({summary})", 1)
+    if not done.ok:
+        fail(
+            False,
+            f"the dashboard's pages were not all kept ({done.not_kept} not written): the warehouse or a "
+            "champion changed meanwhile, or the store could not be written (see the log above); run it "
+            f"again. {summary}",
+            1,
+        )
     print(f"forecast: dashboard pages prepared: {summary}", file=sys.stderr, flush=True)
+    if done.missing:
+        print(
+            f"forecast: {done.missing} pages show something missing (no champion of deal win or time to "
+            "close, or the registry did not answer) and are not kept: a visit computes them",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 REPORT_HELP = (

@@ -351,10 +351,12 @@ def run(
 
             render_revenue(c, result.revenue, wide)
         pages = result.dashboard
-        if pages.ok:
+        if isinstance(pages, str):
+            c.print(f"[yellow]dashboard pages:[/yellow] {pages}")
+        elif pages.ok:
             c.print(f"dashboard pages computed in {pages.seconds:.1f} s, kept in {pages.store}")
         else:
-            c.print("[yellow]dashboard pages:[/yellow] the warehouse or a champion changed meanwhile")
+            c.print(f"[yellow]dashboard pages:[/yellow] {pages.not_kept} not kept (see the log above)")
         c.print("[bold]Outputs[/bold]")
         for key, value in result.outputs.items():
             c.print(f"  {key}: {value}")

@@ -404,6 +404,14 @@ class Reader:
         """How many results were read back from :attr:`store` (not computed), for tests and benchmarks."""
         self.cuts_read = 0
         """How many times the CRM was read and cut at an as of, for tests and benchmarks."""
+        self.saved = 0
+        """How many results were written to :attr:`store`."""
+        self.unsaved = 0
+        """How many results of a kind the store keeps were not written to it: the state or the
+        champions moved during their computation, the registry could not be read, the champions were
+        not noted yet, or the write failed (logged)."""
+        self.missing = 0
+        """How many results were not written because they show something missing (no champion)."""
 
     def state(self) -> tuple[int, int]:
         """The state: the warehouse file's modification time (0: none) and the registry's generation."""
@@ -543,15 +551,19 @@ class Reader:
         after that start, still holds the versions noted (:meth:`check_champions`); a registry that
         cannot be read keeps nothing.
         """
-        if self.store is None or full[1] not in PERSISTED or _shows_missing(value):
+        if self.store is None or full[1] not in PERSISTED:
+            return
+        if _shows_missing(value):
+            self.missing += 1
             return
         fp = self.fingerprint(full[0])
-        if fp is None or full[0] != self.state():
-            return
-        versions = self._registry_now(since)
-        if versions is None or versions != self._champions:  # moved, or cannot be checked
-            return
-        self.store.put(fp, full[1:], value)
+        versions = None if fp is None or full[0] != self.state() else self._registry_now(since)
+        if fp is None or versions is None or versions != self._champions:  # moved, or cannot be checked
+            self.unsaved += 1
+        elif self.store.put(fp, full[1:], value):
+            self.saved += 1
+        else:
+            self.unsaved += 1
 
     def _registry_now(self, since: float) -> tuple[tuple[str, str | None], ...] | None:
         """The registry's versions (:meth:`check_champions`) read after ``since``, at most once a second.

@@ -321,5 +321,8 @@ def default_store(settings: Settings, refs: Mapping[str, Any] | None = None) -> 
     The package's digest is taken now, at the dashboard's creation, not at its first write.
     """
     code_digest()
-    scope = repr(sorted((str(k), str(v)) for k, v in (refs or {}).items()))
+    # a model named explicitly may be one trained on another warehouse, which the default refuses
+    scope = repr(
+        sorted((str(k), str(v), bool(getattr(v, "explicit", False))) for k, v in (refs or {}).items())
+    )
     return PageStore(Path(settings.data_dir) / "dashboard-cache", settings.warehouse, scope)

@@ -55,7 +55,7 @@ def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     ]
 
 
-def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
+def filtered_pages(reader: Reader, reports_when_kept: bool = True) -> list[tuple[str, Callable[[], Any]]]:
     """What a filtered view of the default as-of and period computes, once per kind of filter.
 
     A filtered page follows its filter's grouping (a team filter: the tables and the forecast by
@@ -65,7 +65,8 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
     the whole reports; a rep's own pacing line aside, a few milliseconds). The reports come first,
     so that the pages take their rows from them; but where the store holds every one of those
     pages (:mod:`forecast.dashboard.store`: a restart), the pages come first, read back in moments,
-    and the reports (a CRM read) after them.
+    and the reports (a CRM read) after them; without ``reports_when_kept`` (a batch's
+    :func:`prepare`, whose process ends), not at all, since only this process would use them.
     """
     firsts = reader.cut(Filters()).known  # sorted values each filter takes
     out: list[tuple[str, Callable[[], Any]]] = []
@@ -82,7 +83,9 @@ def filtered_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
             out.append((f"{page} changes?{key}", partial(changes, reader, filters)))
             kept = kept and reader.kept(reader.page_key(f"{page} changes", filters))
         reports.append((f"reports?{key}", partial(reader.whole_reports, filters)))
-    return out + reports if kept and out else reports + out
+    if kept and out:
+        return out + reports if reports_when_kept else out
+    return reports + out
 
 
 OTHER_PERIODS = ("week", "quarter")
@@ -234,6 +237,8 @@ class Warmer:
                 if self.reader.note_champions(self.registry(self.reader)):
                     log.info("a champion changed: the dashboard recomputes its default views")
             except Exception:  # the registry unreachable: the pages say so themselves
+                if self.strict:
+                    raise
                 log.exception("reading the registry's champions failed")
         return self.reader.state()
 
@@ -266,7 +271,8 @@ class Warmer:
             self._failed = (state, tries)
             return False
         defaults = time.perf_counter() - started
-        if self.filtered and not self._warm_more(filtered_pages, state):
+        listing = partial(filtered_pages, reports_when_kept=not self.strict)
+        if self.filtered and not self._warm_more(listing, state):
             return False
         if self.periods and not self._warm_more(period_pages, state):
             return False
@@ -328,12 +334,17 @@ class Prepared:
     """What :func:`prepare` did.
 
     Attributes:
-        ok: Whether every view was computed (or read back) for one state (``False``: the
-            warehouse or a champion changed meanwhile, so some were another state's).
+        ok: Whether every view is now in the store for the state it was computed in: each page
+            kept, read back, or showing something missing (``False``: the warehouse or a champion
+            changed meanwhile, the store could not be written, or nothing was kept at all).
         seconds: How long it took.
         computed: Figures computed (a CRM read, a report, a forecast).
         assembled: Pages put together from figures.
-        loaded: Results read back from the store (a page or figure kept by an earlier run).
+        loaded: Results read back from the store (kept by an earlier run).
+        kept: Results written to the store.
+        not_kept: Results of a kind the store keeps that were not written (see ``ok``).
+        missing: Results not kept because they show something missing (no champion of deal win or
+            time to close, a registry that did not answer): a visit computes them.
         store: The store's folder for this warehouse (``None``: no store, nothing kept).
     """
 
@@ -342,6 +353,9 @@ class Prepared:
     computed: int
     assembled: int
     loaded: int
+    kept: int
+    not_kept: int
+    missing: int
     store: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -352,11 +366,16 @@ class Prepared:
             "computed": self.computed,
             "assembled": self.assembled,
             "loaded": self.loaded,
+            "kept": self.kept,
+            "not_kept": self.not_kept,
+            "missing": self.missing,
             "store": self.store,
         }
 
 
-def prepare(reader: Reader) -> Prepared:
+def prepare(
+    reader: Reader, registry: Callable[[Reader], tuple[tuple[str, str | None], ...]] | None = None
+) -> Prepared:
     """Compute, in this thread, every view a server's warm-up computes, into ``reader``'s store.
 
     The batch side of the page store (``forecast dashboard --prepare``, and the main job's last
@@ -368,22 +387,27 @@ def prepare(reader: Reader) -> Prepared:
 
     Args:
         reader: A reader with a store (without one the views are computed and dropped).
+        registry: Reads the champions (default :func:`champions`, the server's warm-up's).
 
     Returns:
-        What was done; ``ok`` is ``False`` when the data changed meanwhile.
+        What was done (:class:`Prepared`; ``ok`` says whether the store now holds it).
 
     Raises:
         Exception: The first view's error, as a page would show it (e.g.
             :class:`~forecast.data.warehouse.WarehouseBusyError` while another process writes).
     """
     started = time.perf_counter()
-    warmer = Warmer(reader, every_seconds=0, filtered=True, periods=True, strict=True)
-    ok = warmer.warm_once()
+    warmer = Warmer(reader, 0, registry or champions, filtered=True, periods=True, strict=True)
+    warmed = warmer.warm_once()
+    ok = warmed and reader.unsaved == 0 and reader.saved + reader.loaded > 0
     return Prepared(
-        ok=ok,
+        ok=ok and warmer.look() == warmer.warmed,  # and no champion moved after the last write
         seconds=time.perf_counter() - started,
         computed=reader.computed,
         assembled=reader.assembled,
         loaded=reader.loaded,
+        kept=reader.saved,
+        not_kept=reader.unsaved,
+        missing=reader.missing,
         store=None if reader.store is None else str(reader.store.folder),
     )
