@@ -271,7 +271,7 @@ class Warmer:
             self._failed = (state, tries)
             return False
         defaults = time.perf_counter() - started
-        listing = partial(filtered_pages, reports_when_kept=not self.strict)
+        listing = partial(filtered_pages, reports_when_kept=False) if self.strict else filtered_pages
         if self.filtered and not self._warm_more(listing, state):
             return False
         if self.periods and not self._warm_more(period_pages, state):
