@@ -185,6 +185,15 @@ def test_pages_prepared_by_the_batch_are_served_by_a_later_dashboard_without_com
     )
     assert done.returncode == 0, done.stderr
     assert "dashboard pages prepared" in done.stderr and "results kept in" in done.stderr, done.stderr
+    typo = subprocess.run(  # a model the registry does not hold: refused before any work
+        [sys.executable, "-m", "forecast.cli", "dashboard", "--prepare", "--models", "deal_win=deal_winn"],
+        env={**os.environ, **mine},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert typo.returncode == 2 and "deal_win=deal_winn" in typo.stderr, typo.stderr
     settings = settings_of(mine)
     refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
     store = default_store(settings, refs)

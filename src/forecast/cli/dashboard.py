@@ -118,7 +118,7 @@ def dashboard(
     code = 0
     try:
         uvicorn.run(application, host=bind, port=port, log_level="warning", access_log=False)
-    except KeyboardInterrupt:  # the Ctrl-C uvicorn raises again once it has stopped
+    except KeyboardInterrupt:  # uvicorn 0.54 returns after a Ctrl-C; another version may raise it
         code = 130
     _exit_past_the_warm_up(application, code)
 
@@ -135,8 +135,10 @@ def _exit_past_the_warm_up(application: Any, code: int) -> None:
     """
     import logging
     import os
+    import signal
     import threading
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
     warmer = getattr(application.state, "warmer", None)
     worker = getattr(getattr(application.state, "dashboard", None), "worker", None)
     if warmer is not None:
@@ -165,27 +167,47 @@ def _prepare(settings: Settings, refs: dict[str, Any]) -> None:
     from forecast.tracking.periods import PeriodError
 
     with input_errors(False, (PeriodError, FileNotFoundError, ValueError)):
-        done = prepare(Reader(settings, refs=refs, store=default_store(settings, refs)))
+        reader = Reader(settings, refs=refs, store=default_store(settings, refs))
+        unknown = [
+            f"{ref.option} {role}={ref}"
+            for role, ref in refs.items()
+            if ref.explicit and not _held(reader, role)
+        ]
+        if unknown:
+            fail(
+                False,
+                f"{', '.join(unknown)}: the registry holds no such model version (see the Models page)",
+            )
+        done = prepare(reader)
     summary = (
         f"{done.kept} results kept in {done.store} ({done.assembled} pages put together from "
         f"{done.computed} figures computed), {done.loaded} read back, in {done.seconds:.1f} s"
     )
     if not done.ok:
+        unwritten = f" ({done.not_kept} computed, not written)" if done.not_kept else ""
         fail(
             False,
-            f"the dashboard's pages were not all kept ({done.not_kept} not written): the warehouse or a "
-            "champion changed meanwhile, or the store could not be written (see the log above); run it "
-            f"again. {summary}",
+            f"the dashboard's pages were not all kept{unwritten}: the warehouse or a champion changed "
+            "meanwhile, the registry could not be read, or the store could not be written (any error "
+            f"is logged above); run it again. {summary}",
             1,
         )
     print(f"forecast: dashboard pages prepared: {summary}", file=sys.stderr, flush=True)
     if done.missing:
         print(
-            f"forecast: {done.missing} pages show something missing (no champion of deal win or time to "
-            "close, or the registry did not answer) and are not kept: a visit computes them",
+            f"forecast: {done.missing} results show something missing (a model the forecast or the flags "
+            "could not use, or a registry that did not answer: the pages say which) and are not kept: a "
+            "visit computes them",
             file=sys.stderr,
             flush=True,
         )
+
+
+def _held(reader: Any, role: str) -> bool:
+    """Whether the registry resolves the model named for ``role`` (its version or alias)."""
+    from forecast.dashboard.warm import champions
+
+    return all(version is not None for name, version in champions(reader) if name.startswith(f"{role}="))
 
 
 REPORT_HELP = (
