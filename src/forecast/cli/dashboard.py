@@ -158,8 +158,9 @@ def _exit_past_the_warm_up(application: Any, code: int) -> None:
 def _prepare(settings: Settings, refs: dict[str, Any]) -> None:
     """``forecast dashboard --prepare``: the warm-up's views into the store.
 
-    Exits 2 on bad input (a busy warehouse, one without data), 1 when the pages were not all kept
-    (the state moved meanwhile, the store could not be written) or on a bug.
+    Exits 2 on bad input (a busy warehouse, one without data, a ``--models`` model the registry
+    does not hold), 1 when the pages were not all kept (the state moved meanwhile, the store could
+    not be written) or on a bug.
     """
     from forecast.dashboard.data import Reader
     from forecast.dashboard.store import default_store
