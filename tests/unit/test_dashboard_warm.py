@@ -235,3 +235,57 @@ def test_a_data_change_during_the_later_views_stops_them_for_the_new_default_vie
     assert later == ["first"] and warmer.warmed is None  # the views after the change were left
     assert warmer.warm_once()  # the next look: the new state's default views, then the later ones
     assert pages == {"a": 2, "b": 2} and later == ["first", "first", "second", "third"]
+
+
+def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
+    tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dashboard's warm-up does not compute beside ``forecast dashboard --prepare`` of its store.
+
+    While another holder has the store's prepare lock, the warm-up computes nothing; once it is
+    released, it goes on (reading back what the batch kept, here computing the fake pages).
+    """
+    from forecast.dashboard.store import PageStore
+
+    pages.pop("broken")
+    monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
+    monkeypatch.setattr(warm, "period_pages", lambda _: [])
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not read by this test")
+    store = PageStore(tmp_path / "store", warehouse)
+    reader = Reader(
+        load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"), store=store
+    )
+    assert not store.prepare_running()  # no prepare ever ran here
+    done: list[bool] = []
+    with store.preparing():
+        assert store.prepare_running()  # another open file of this process sees the lock too
+        warmer = warm.Warmer(reader, every_seconds=0, registry=None, filtered=True)
+        thread = threading.Thread(target=lambda: done.append(warmer.warm_once()))
+        thread.start()
+        _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
+        time.sleep(0.2)
+        assert pages == {"a": 0, "b": 0} and not done
+    assert not store.prepare_running()
+    thread.join(10)
+    assert done == [True] and pages == {"a": 1, "b": 1}
+
+
+def test_a_stop_ends_the_wait_for_the_batch(tmp_path: Path, pages: dict[str, int]) -> None:
+    from forecast.dashboard.store import PageStore
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not read by this test")
+    store = PageStore(tmp_path / "store", warehouse)
+    reader = Reader(
+        load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"), store=store
+    )
+    done: list[bool] = []
+    with store.preparing():
+        warmer = warm.Warmer(reader, every_seconds=0, registry=None)
+        thread = threading.Thread(target=lambda: done.append(warmer.warm_once()))
+        thread.start()
+        _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
+        warmer.stop()
+        thread.join(10)
+    assert done == [False] and sum(pages.values()) == 0

@@ -29,6 +29,8 @@ and configuration answers from the file instead of computing again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -37,7 +39,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
@@ -64,6 +66,8 @@ SETTINGS = (
 the others (a log level, the service's reload signal, its limits) do not change a figure."""
 PRUNE_AFTER_SECONDS = 600.0
 """A folder of another fingerprint not written for this long is removed at a new fingerprint's first write."""
+PREPARE_LOCK = "prepare.lock"
+"""The file a batch's prepare holds locked in a warehouse's folder (:meth:`PageStore.preparing`)."""
 MAX_BYTES = 4 * 2**30
 """The store's default size limit for one warehouse (the least recently written results go first)."""
 
@@ -238,6 +242,44 @@ class PageStore:
         if kept_format != FORMAT or kept_key != repr(key):
             return False, None
         return True, value
+
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Hold this folder's prepare lock while the block runs (``forecast dashboard --prepare``).
+
+        A dashboard's warm-up over the same folder waits while it is held (:meth:`prepare_running`)
+        and then reads the batch's pages back instead of computing them too. Two prepares take
+        turns. Where the folder cannot be made the user's own, the block runs without the lock.
+        """
+        lock = self.folder / PREPARE_LOCK
+        handle = None
+        try:
+            if all(_private_dir(d, make=True) for d in (self.root, self.folder)):
+                handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            log.warning("the dashboard's prepare lock %s could not be taken", lock, exc_info=True)
+        try:
+            yield
+        finally:
+            if handle is not None:
+                os.close(handle)  # releases the lock
+
+    def prepare_running(self) -> bool:
+        """Whether another process holds this folder's prepare lock (a look; never waits)."""
+        try:
+            handle = os.open(self.folder / PREPARE_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # no lock file: no prepare ever ran here
+            return False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(handle)
+        return False
 
     def holds(self, fingerprint: str, key: tuple[Any, ...]) -> bool:
         """Whether a file for ``key`` under ``fingerprint`` is there to read (not read: a cheap look)."""

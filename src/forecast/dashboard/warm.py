@@ -14,11 +14,14 @@ the reader's cache (:class:`~forecast.dashboard.data.Reader`) before anyone asks
   repeating it (so it waits at most for that one item);
 - an error is logged and the warm-up goes on with the next page; the state is tried again at the
   next look (an ingest still writing the file, for one), up to :data:`TRIES` times;
+- while a batch's :func:`prepare` of the same page store runs (another process), it waits before
+  each view, then reads the batch's pages back instead of computing them beside it;
 - :meth:`Warmer.stop` ends it after the item in progress; nothing starts at import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -36,6 +39,8 @@ EVERY_SECONDS = 10.0
 """How often the warehouse and the champions are looked at (a file's time and one query a model)."""
 TRIES = 3
 """Warm-ups of one state that may fail before the next is left for a change of state (no log flood)."""
+BATCH_WAIT_SECONDS = 3600.0
+"""How long a warm-up waits for a batch's prepare of the same store before computing anyway."""
 
 
 def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
@@ -256,7 +261,7 @@ class Warmer:
         started, failed = time.perf_counter(), 0
         with self.reader.background():
             for name, compute in default_pages(self.reader):
-                if self._stop.is_set():
+                if not self._after_the_batch():
                     return False
                 try:
                     compute()
@@ -304,7 +309,7 @@ class Warmer:
                 log.exception("listing the dashboard's views to warm failed")
                 return True
             for name, compute in pages:
-                if self._stop.is_set() or self._state() != state:
+                if not self._after_the_batch() or self._state() != state:
                     return False
                 try:
                     compute()
@@ -314,6 +319,25 @@ class Warmer:
                     self.errors += 1
                     log.exception("warming the dashboard's %s page failed", name)
         return True
+
+    def _after_the_batch(self) -> bool:
+        """Wait while a batch prepares this store's pages (``False``: stopped meanwhile).
+
+        The batch (:func:`prepare`, in another process) computes the same views; waiting for it and
+        then reading its pages back saves computing them twice at once. A prepare itself (``strict``)
+        and a reader without a store do not wait; nor does anyone past :data:`BATCH_WAIT_SECONDS`.
+        """
+        store = self.reader.store
+        if self.strict or store is None:
+            return not self._stop.is_set()
+        deadline = time.monotonic() + BATCH_WAIT_SECONDS
+        told = False
+        while not self._stop.is_set() and time.monotonic() < deadline and store.prepare_running():
+            if not told:
+                log.info("a batch prepares the dashboard's pages: the warm-up waits to read them back")
+                told = True
+            self._stop.wait(1.0)
+        return not self._stop.is_set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -398,7 +422,8 @@ def prepare(
     """
     started = time.perf_counter()
     warmer = Warmer(reader, 0, registry or champions, filtered=True, periods=True, strict=True)
-    warmed = warmer.warm_once()
+    with reader.store.preparing() if reader.store is not None else contextlib.nullcontext():
+        warmed = warmer.warm_once()
     ok = warmed and reader.unsaved == 0 and reader.saved + reader.loaded > 0
     return Prepared(
         ok=ok and warmer.look() == warmer.warmed,  # and no champion moved after the last write
