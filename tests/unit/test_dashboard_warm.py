@@ -289,3 +289,32 @@ def test_a_stop_ends_the_wait_for_the_batch(tmp_path: Path, pages: dict[str, int
         warmer.stop()
         thread.join(10)
     assert done == [False] and sum(pages.values()) == 0
+
+
+def test_a_hung_batch_delays_a_warm_up_once_not_before_each_view(
+    tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past :data:`~forecast.dashboard.warm.BATCH_WAIT_SECONDS` in all, every view is computed at once."""
+    from forecast.dashboard.store import PageStore
+
+    pages.pop("broken")
+    monkeypatch.setattr(warm, "BATCH_WAIT_SECONDS", 0.3)
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not read by this test")
+    store = PageStore(tmp_path / "store", warehouse)
+    reader = Reader(
+        load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"), store=store
+    )
+    waits: list[float] = []
+    warmer = warm.Warmer(reader, every_seconds=0, registry=None)
+
+    def wait(timeout: float | None = None) -> bool:  # a tenth of each step, so the test is quick
+        waits.append(timeout or 0.0)
+        time.sleep(0.1)
+        return False
+
+    monkeypatch.setattr(warmer._stop, "wait", wait)
+    with store.preparing():  # held throughout: a prepare that hangs
+        assert warmer.warm_once()
+    # about 0.3 s of waiting before the first view, none before the second (per view: twice that)
+    assert pages == {"a": 1, "b": 1} and 1 <= len(waits) <= 4, waits

@@ -18,6 +18,8 @@ and configuration answers from the file instead of computing again.
   :data:`PRUNE_AFTER_SECONDS` (their results are never asked again; a second worker still on the
   previous fingerprint keeps its folder meanwhile), and beyond ``max_bytes`` the least recently
   written results go first.
+- **A batch's prepare holds ``prepare.lock``** in a warehouse's folder (:meth:`PageStore.preparing`);
+  a server's warm-up waits while it is held (:meth:`PageStore.prepare_running`).
 - **Files are written whole or not at all** (a temporary file renamed into place). A result is
   unpickled, so only files the dashboard's own user wrote are read: every folder must be a real
   folder (no symbolic link) owned by that user with no access for others (a folder of the user's
@@ -254,6 +256,7 @@ class PageStore:
         lock = self.folder / PREPARE_LOCK
         handle = None
         try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
             if all(_private_dir(d, make=True) for d in (self.root, self.folder)):
                 handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
                 fcntl.flock(handle, fcntl.LOCK_EX)
@@ -266,12 +269,17 @@ class PageStore:
                 os.close(handle)  # releases the lock
 
     def prepare_running(self) -> bool:
-        """Whether another process holds this folder's prepare lock (a look; never waits)."""
+        """Whether a prepare holds this folder's lock (another process's, or another open file's).
+
+        A look that never waits: the file is opened without blocking and must be a regular file.
+        """
         try:
-            handle = os.open(self.folder / PREPARE_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+            handle = os.open(self.folder / PREPARE_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # no lock file: no prepare ever ran here
             return False
         try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                return False
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True

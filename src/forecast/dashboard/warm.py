@@ -40,7 +40,7 @@ EVERY_SECONDS = 10.0
 TRIES = 3
 """Warm-ups of one state that may fail before the next is left for a change of state (no log flood)."""
 BATCH_WAIT_SECONDS = 3600.0
-"""How long a warm-up waits for a batch's prepare of the same store before computing anyway."""
+"""How long one warm-up waits in all for a batch's prepare of the same store before computing anyway."""
 
 
 def default_pages(reader: Reader) -> list[tuple[str, Callable[[], Any]]]:
@@ -189,6 +189,7 @@ class Warmer:
         self.errors = 0
         """Pages whose warm-up failed (logged), over the thread's life."""
         self._failed: tuple[tuple[int, int] | None, int] = (None, 0)  # the failing state, its tries
+        self._batch_deadline = 0.0  # when this warm-up stops waiting for a batch's prepare
         self._stop = threading.Event()
         self._wake = threading.Event()  # a request saw a new state: look now, not at the next tick
         reader.on_new_state(self._wake.set)
@@ -259,6 +260,7 @@ class Warmer:
         if self._failed[0] == state and self._failed[1] >= TRIES:
             return False  # it failed TRIES times: wait for the data or a champion to change
         started, failed = time.perf_counter(), 0
+        self._batch_deadline = time.monotonic() + BATCH_WAIT_SECONDS
         with self.reader.background():
             for name, compute in default_pages(self.reader):
                 if not self._after_the_batch():
@@ -325,14 +327,18 @@ class Warmer:
 
         The batch (:func:`prepare`, in another process) computes the same views; waiting for it and
         then reading its pages back saves computing them twice at once. A prepare itself (``strict``)
-        and a reader without a store do not wait; nor does anyone past :data:`BATCH_WAIT_SECONDS`.
+        and a reader without a store do not wait; nor does a warm-up past :data:`BATCH_WAIT_SECONDS`
+        in all (a hung prepare delays it once, not before each view).
         """
         store = self.reader.store
         if self.strict or store is None:
             return not self._stop.is_set()
-        deadline = time.monotonic() + BATCH_WAIT_SECONDS
         told = False
-        while not self._stop.is_set() and time.monotonic() < deadline and store.prepare_running():
+        while not self._stop.is_set() and store.prepare_running():
+            if time.monotonic() >= self._batch_deadline:
+                if told:
+                    log.warning("the batch's prepare still holds the page store: the warm-up computes")
+                break
             if not told:
                 log.info("a batch prepares the dashboard's pages: the warm-up waits to read them back")
                 told = True
