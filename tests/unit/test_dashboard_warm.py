@@ -237,6 +237,16 @@ def test_a_data_change_during_the_later_views_stops_them_for_the_new_default_vie
     assert pages == {"a": 2, "b": 2} and later == ["first", "first", "second", "third"]
 
 
+def _stored_reader(tmp_path: Path) -> Reader:
+    """A reader with a page store of its own (the warehouse is never read by these tests)."""
+    from forecast.dashboard.store import PageStore
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"not read by this test")
+    settings = load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    return Reader(settings, store=PageStore(tmp_path / "store", warehouse))
+
+
 def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
     tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,17 +255,12 @@ def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
     While another holder has the store's prepare lock, the warm-up computes nothing; once it is
     released, it goes on (reading back what the batch kept, here computing the fake pages).
     """
-    from forecast.dashboard.store import PageStore
-
     pages.pop("broken")
     monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
     monkeypatch.setattr(warm, "period_pages", lambda _: [])
-    warehouse = tmp_path / "warehouse.duckdb"
-    warehouse.write_bytes(b"not read by this test")
-    store = PageStore(tmp_path / "store", warehouse)
-    reader = Reader(
-        load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"), store=store
-    )
+    reader = _stored_reader(tmp_path)
+    store = reader.store
+    assert store is not None
     assert not store.prepare_running()  # no prepare ever ran here
     done: list[bool] = []
     with store.preparing():
@@ -272,14 +277,9 @@ def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
 
 
 def test_a_stop_ends_the_wait_for_the_batch(tmp_path: Path, pages: dict[str, int]) -> None:
-    from forecast.dashboard.store import PageStore
-
-    warehouse = tmp_path / "warehouse.duckdb"
-    warehouse.write_bytes(b"not read by this test")
-    store = PageStore(tmp_path / "store", warehouse)
-    reader = Reader(
-        load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"), store=store
-    )
+    reader = _stored_reader(tmp_path)
+    store = reader.store
+    assert store is not None
     done: list[bool] = []
     with store.preparing():
         warmer = warm.Warmer(reader, every_seconds=0, registry=None)
@@ -295,16 +295,11 @@ def test_a_hung_batch_delays_a_warm_up_once_not_before_each_view(
     tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past :data:`~forecast.dashboard.warm.BATCH_WAIT_SECONDS` in all, every view is computed at once."""
-    from forecast.dashboard.store import PageStore
-
     pages.pop("broken")
     monkeypatch.setattr(warm, "BATCH_WAIT_SECONDS", 0.3)
-    warehouse = tmp_path / "warehouse.duckdb"
-    warehouse.write_bytes(b"not read by this test")
-    store = PageStore(tmp_path / "store", warehouse)
-    reader = Reader(
-        load_settings(warehouse=warehouse, mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db"), store=store
-    )
+    reader = _stored_reader(tmp_path)
+    store = reader.store
+    assert store is not None
     waits: list[float] = []
     warmer = warm.Warmer(reader, every_seconds=0, registry=None)
 
