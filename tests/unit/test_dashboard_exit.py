@@ -14,11 +14,16 @@ SCRIPT = """
 import sys, threading, time
 import duckdb
 
+started = threading.Event()
+
 def heavy():
-    duckdb.connect().execute("select sum(i * j) from range(100000000) a(i), range(50) b(j)").fetchall()
+    con = duckdb.connect()
+    started.set()
+    con.execute("select sum(i * j) from range(100000000) a(i), range(50) b(j)").fetchall()
 
 threading.Thread(target=heavy, daemon=True).start()
-time.sleep(0.5)  # the query runs in C++
+started.wait(60)
+time.sleep(1.0)  # the query runs in C++ (tens of seconds)
 if sys.argv[1] == "exit":
     from types import SimpleNamespace
     from forecast.cli.dashboard import _exit_past_the_warm_up
@@ -34,9 +39,14 @@ def _run(mode: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_daemon_thread_in_native_code_aborts_a_plain_exit() -> None:
-    """The failure the exit avoids, reproduced (a DuckDB query in a daemon thread at the end)."""
-    plain = _run("plain")
-    assert plain.returncode != 0 and "terminate called" in plain.stderr, (plain.returncode, plain.stderr)
+    """The failure the exit avoids, reproduced (a DuckDB query in a daemon thread at the end).
+
+    Where the thread is at the interpreter's end is the machine's to decide, so three tries; one
+    abort shows the failure.
+    """
+    runs = [_run("plain") for _ in range(3)]
+    aborted = [r for r in runs if r.returncode != 0 and "terminate called" in r.stderr]
+    assert aborted, [(r.returncode, r.stderr[-200:]) for r in runs]
 
 
 def test_the_dashboard_s_exit_leaves_with_its_code_and_no_abort() -> None:
