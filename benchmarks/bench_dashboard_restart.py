@@ -42,8 +42,7 @@ from forecast.binding import model_refs
 from forecast.config import load_settings
 from forecast.dashboard.app import create_app
 from forecast.dashboard.data import Filters
-from forecast.dashboard.store import default_store
-from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+from forecast.dashboard.store import MODEL_ROLES, default_store
 
 with warnings.catch_warnings():  # starlette's TestClient warns that it still uses httpx
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -65,7 +64,7 @@ DEFAULT_PAGES = (
 
 def _cli_refs(models: str | None) -> dict[str, Any]:
     """The models by role as ``forecast dashboard [--models]`` names them (the store's scope)."""
-    return dict(model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)}, None, models))
+    return dict(model_refs(MODEL_ROLES, None, models))
 
 
 def run(models: str | None, pages: tuple[str, ...], visit_first: bool) -> dict[str, Any]:

@@ -268,10 +268,10 @@ def _dashboard_pages(settings: Settings, steps: Steps) -> Prepared | str:
 
     from forecast.binding import model_refs
     from forecast.dashboard.data import Reader
-    from forecast.dashboard.store import default_store
+    from forecast.dashboard.store import MODEL_ROLES, default_store
     from forecast.dashboard.warm import prepare
 
-    refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
+    refs = model_refs(MODEL_ROLES)
     with steps("dashboard pages") as update:
         update("computing", None)
         try:

@@ -170,8 +170,7 @@ def test_pages_prepared_by_the_batch_are_served_by_a_later_dashboard_without_com
     every warmed page back: nothing computed, nothing put together, the same figures as computed now.
     """
     from forecast.binding import model_refs
-    from forecast.dashboard.store import default_store
-    from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+    from forecast.dashboard.store import MODEL_ROLES, default_store
     from tests.cli import settings_of
 
     mine = {**env, "FORECAST_DATA_DIR": str(tmp_path / "data")}  # the shared CRM's store is not written
@@ -195,7 +194,7 @@ def test_pages_prepared_by_the_batch_are_served_by_a_later_dashboard_without_com
     )
     assert typo.returncode == 2 and "deal_win=deal_winn" in typo.stderr, typo.stderr
     settings = settings_of(mine)
-    refs = model_refs({role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)})
+    refs = model_refs(MODEL_ROLES)
     store = default_store(settings, refs)
     assert any(store.folder.rglob("*.pickle"))
 

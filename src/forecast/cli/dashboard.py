@@ -19,7 +19,6 @@ from forecast.cli.main import (
     refs_or_exit,
 )
 from forecast.dashboard.deferred import WAIT_SECONDS
-from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
 if TYPE_CHECKING:
     from forecast.config import Settings
@@ -83,14 +82,12 @@ def dashboard(
     ] = False,
 ) -> None:
     """Start the dashboard in this process until interrupted (with ``--prepare``: fill its store, exit)."""
-    from forecast.dashboard.store import default_store
+    from forecast.dashboard.store import MODEL_ROLES, default_store
 
     settings = context_settings(ctx)
     if not settings.warehouse.is_file():
         fail(False, f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first")
-    refs = refs_or_exit(
-        False, {DEAL_WIN: (DEAL_WIN, "--models"), TIME_TO_CLOSE: (TIME_TO_CLOSE, "--models")}, None, models
-    )
+    refs = refs_or_exit(False, MODEL_ROLES, None, models)
     if prepare:
         if not keep:
             fail(False, "--prepare writes the page store and --no-keep turns it off: drop one of the two")

@@ -47,6 +47,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
+
 if TYPE_CHECKING:
     from forecast.config import Settings
 
@@ -363,6 +365,12 @@ class PageStore:
                 break
             self._remove(path)
             total -= info.st_size
+
+
+MODEL_ROLES: dict[str, tuple[str, str]] = {role: (role, "--models") for role in (DEAL_WIN, TIME_TO_CLOSE)}
+"""The models the pages read by role, each with its default name and the option that names it: what
+``forecast dashboard``, its ``--prepare`` and ``forecast run`` resolve alike, so that they share one
+store folder (:func:`default_store`'s scope)."""
 
 
 def default_store(settings: Settings, refs: Mapping[str, Any] | None = None) -> PageStore:
