@@ -239,3 +239,38 @@ def test_the_code_digest_follows_the_packages_files_and_the_libraries(tmp_path: 
     assert package_digest(package, ["numpy=2.1.0", "lightgbm=4.6.0"]) != first  # an upgrade
     (package / "revenue" / "forecast.py").write_text("SIMULATIONS = 20_000\n")  # a new release
     assert package_digest(package, versions) != first
+
+
+def test_a_hold_is_the_owners_file_with_its_deadline_and_ends_when_told_or_when_due(tmp_path: Path) -> None:
+    """A batch's hold (``forecast dashboard --hold``): a deadline in a private file, read without waiting."""
+    store = PageStore(tmp_path / "store", _warehouse(tmp_path))
+    assert store.held_until() is None  # no batch ever held it
+    until = store.hold(60.0)
+    assert until is not None and store.held_until() == pytest.approx(until, abs=1e-3)
+    path = store.folder / "hold-until"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.folder.stat().st_mode) == 0o700
+    assert store.hold(0.0) is None and not path.exists() and store.held_until() is None
+    assert store.hold(0.0) is None  # nothing to end: no error
+    path.write_text(f"{until - 120:.3f}\n")  # a deadline past: holds nothing
+    assert store.held_until() is None
+    for text in ("soon\n", "", "1e400\n", f"{until + 10 * 86400:.3f}\n"):  # not a deadline a hold writes
+        path.write_text(text)
+        assert store.held_until() is None, text
+    path.unlink()
+    target = tmp_path / "elsewhere"
+    target.write_text(f"{until:.3f}\n")
+    path.symlink_to(target)  # a link is not followed
+    assert store.held_until() is None
+    for wrong in (-1.0, float("nan"), 2 * 86400.0):
+        with pytest.raises(ValueError, match="a hold lasts"):
+            store.hold(wrong)
+
+
+def test_a_prepare_ends_the_batchs_hold_whatever_its_outcome(tmp_path: Path) -> None:
+    store = PageStore(tmp_path / "store", _warehouse(tmp_path))
+    assert store.hold(600.0) is not None
+    with pytest.raises(RuntimeError), store.preparing():
+        assert store.held_until() is not None  # held while the prepare runs
+        raise RuntimeError("a prepare that fails")
+    assert store.held_until() is None

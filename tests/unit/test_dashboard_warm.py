@@ -313,3 +313,38 @@ def test_a_hung_batch_delays_a_warm_up_once_not_before_each_view(
         assert warmer.warm_once()
     # about 0.3 s of waiting before the first view, none before the second (per view: twice that)
     assert pages == {"a": 1, "b": 1} and 1 <= len(waits) <= 4, waits
+
+
+def test_the_warm_up_waits_while_a_batch_holds_the_store_until_its_prepare_ends(
+    tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``forecast dashboard --hold``: from the batch's first write to its prepare, nothing is warmed.
+
+    The hold is not a lock: the warm-up waits for its file's deadline, and the prepare's end
+    removes it (here a prepare with nothing to compute). A hold past its deadline holds nothing.
+    """
+    pages.pop("broken")
+    monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
+    monkeypatch.setattr(warm, "period_pages", lambda _: [])
+    reader = _stored_reader(tmp_path)
+    store = reader.store
+    assert store is not None
+    assert store.hold(600.0) is not None
+    done: list[bool] = []
+    warmer = warm.Warmer(reader, every_seconds=0, registry=None, filtered=True)
+    thread = threading.Thread(target=lambda: done.append(warmer.warm_once()))
+    thread.start()
+    _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
+    time.sleep(0.2)
+    assert pages == {"a": 0, "b": 0} and not done and not store.prepare_running()
+    with store.preparing():
+        pass
+    thread.join(10)
+    assert done == [True] and pages == {"a": 1, "b": 1}
+    # a batch that died: its hold ends at the deadline it asked for
+    (tmp_path / "second").mkdir()
+    reader2 = _stored_reader(tmp_path / "second")
+    assert reader2.store is not None and reader2.store.hold(0.5) is not None
+    started = time.monotonic()
+    assert warm.Warmer(reader2, every_seconds=0, registry=None).warm_once()
+    assert time.monotonic() - started >= 0.4 and pages == {"a": 2, "b": 2}

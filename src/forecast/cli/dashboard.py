@@ -80,14 +80,34 @@ def dashboard(
             "champions reads its pages back at once instead of computing them (docs/dashboard.md).",
         ),
     ] = False,
+    hold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=24 * 60.0,
+            help="Pause running dashboards' warm-up over this warehouse for at most these minutes, "
+            "then exit (no server): the batch's first step, before it writes the warehouse; its "
+            "--prepare ends the pause (a dead batch's lapses at the deadline). 0 ends it now "
+            "(docs/deploy.md).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the dashboard in this process until interrupted (with ``--prepare``: fill its store, exit)."""
+    """Start the dashboard in this process until interrupted (``--prepare``: fill its store; ``--hold``)."""
     from forecast.dashboard.store import MODEL_ROLES, default_store
 
     settings = context_settings(ctx)
+    refs = refs_or_exit(False, MODEL_ROLES, None, models)
+    if hold is not None:  # before the batch's first write: the warehouse may not exist yet
+        if prepare or not keep:
+            fail(
+                False,
+                "--hold opens a batch's window and --prepare ends it (--no-keep has no store to hold): "
+                "run them as separate steps",
+            )
+        _hold(settings, refs, hold)
+        return
     if not settings.warehouse.is_file():
         fail(False, f"no warehouse at {settings.warehouse}: run `forecast ingest` (or `forecast run`) first")
-    refs = refs_or_exit(False, MODEL_ROLES, None, models)
     if prepare:
         if not keep:
             fail(False, "--prepare writes the page store and --no-keep turns it off: drop one of the two")
@@ -199,6 +219,28 @@ def _prepare(settings: Settings, refs: dict[str, Any]) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def _hold(settings: Settings, refs: dict[str, Any], minutes: float) -> None:
+    """``forecast dashboard --hold``: ask running dashboards' warm-ups to wait for the batch."""
+    from datetime import UTC, datetime
+
+    from forecast.dashboard.store import default_store
+
+    store = default_store(settings, refs)
+    until = store.hold(minutes * 60.0)
+    if minutes == 0:
+        print(f"forecast: no hold on the dashboard's pages ({store.folder})", file=sys.stderr, flush=True)
+        return
+    if until is None:
+        fail(False, f"the hold could not be written in {store.folder} (logged above)", 1)
+    at = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+    print(
+        f"forecast: running dashboards over {settings.warehouse} pause their warm-up until "
+        f"`forecast dashboard --prepare` ends, or {at} at the latest ({store.folder})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _held(reader: Any, role: str) -> bool:

@@ -19,7 +19,10 @@ and configuration answers from the file instead of computing again.
   previous fingerprint keeps its folder meanwhile), and beyond ``max_bytes`` the least recently
   written results go first.
 - **A batch's prepare holds ``prepare.lock``** in a warehouse's folder (:meth:`PageStore.preparing`);
-  a server's warm-up waits while it is held (:meth:`PageStore.prepare_running`).
+  a server's warm-up waits while it is held (:meth:`PageStore.prepare_running`). A batch that
+  writes the warehouse before its prepare (an ingest, a score write-back) can ask the same from
+  its start with a **hold** (:meth:`PageStore.hold`, ``forecast dashboard --hold``): a file
+  ``hold-until`` with a deadline, which the prepare's end removes (:meth:`PageStore.held_until`).
 - **Files are written whole or not at all** (a temporary file renamed into place). A result is
   unpickled, so only files the dashboard's own user wrote are read: every folder must be a real
   folder (no symbolic link) owned by that user with no access for others (a folder of the user's
@@ -72,6 +75,10 @@ PRUNE_AFTER_SECONDS = 600.0
 """A folder of another fingerprint not written for this long is removed at a new fingerprint's first write."""
 PREPARE_LOCK = "prepare.lock"
 """The file a batch's prepare holds locked in a warehouse's folder (:meth:`PageStore.preparing`)."""
+HOLD_FILE = "hold-until"
+"""The file in a warehouse's folder that holds a batch's window open (:meth:`PageStore.hold`)."""
+MAX_HOLD_SECONDS = 24 * 3600.0
+"""The longest hold a batch can ask for: a batch that dies leaves the warm-ups waiting no longer."""
 MAX_BYTES = 4 * 2**30
 """The store's default size limit for one warehouse (the least recently written results go first)."""
 
@@ -267,8 +274,74 @@ class PageStore:
         try:
             yield
         finally:
+            self.hold(0.0)  # the batch's window ends with its prepare, whatever the outcome
             if handle is not None:
                 os.close(handle)  # releases the lock
+
+    def hold(self, seconds: float) -> float | None:
+        """Ask the warm-ups over this folder to wait ``seconds`` for a batch (0: end the wait now).
+
+        A batch's window runs from its first write to the warehouse to its prepare: a dashboard that
+        warmed the first write's state would compute minutes of pages (at a million leads, a CRM
+        read of gigabytes) that the batch's next write makes stale, beside the batch. The hold is a
+        file with its deadline (written whole, the owner's alone); the prepare's end removes it
+        (:meth:`preparing`), and a batch that dies before then holds no longer than ``seconds``
+        (at most :data:`MAX_HOLD_SECONDS`). Requests are never held: a page asked for is computed.
+
+        Returns:
+            The deadline (seconds since the epoch), or ``None`` when the hold was removed or could
+            not be written (logged; the warm-ups then do not wait).
+
+        Raises:
+            ValueError: ``seconds`` is negative, not a number or beyond :data:`MAX_HOLD_SECONDS`.
+        """
+        if not 0.0 <= seconds <= MAX_HOLD_SECONDS:  # (NaN fails too)
+            raise ValueError(f"a hold lasts 0 to {MAX_HOLD_SECONDS:.0f} seconds: {seconds!r}")
+        path = self.folder / HOLD_FILE
+        if seconds == 0.0:
+            if _private_dir(self.folder, make=False):  # (a missing folder holds nothing)
+                self._remove(path)
+            return None
+        until = time.time() + seconds
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
+            if not all(_private_dir(d, make=True) for d in (self.root, self.folder)):
+                return None
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".hold")
+            try:
+                with os.fdopen(fd, "w") as handle:  # mkstemp's file is the owner's alone (0600)
+                    handle.write(f"{until:.3f}\n")
+                Path(tmp).replace(path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            log.warning("the dashboard's hold %s could not be written", path, exc_info=True)
+            return None
+        return until
+
+    def held_until(self) -> float | None:
+        """The deadline of a batch's hold on this folder, or ``None`` (none, expired or not the owner's).
+
+        A look that never waits: the file is opened without following links and read only if it
+        is a small regular file of this user; what cannot be read as a deadline holds nothing.
+        """
+        try:
+            handle = os.open(self.folder / HOLD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(handle)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_size > 64:
+                return None
+            until = float(os.read(handle, 64).decode("ascii").strip())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        finally:
+            os.close(handle)
+        now = time.time()
+        # a deadline beyond the longest hold was not written by :meth:`hold` (a clock set back: ignored)
+        return until if now < until <= now + MAX_HOLD_SECONDS + 60.0 else None
 
     def prepare_running(self) -> bool:
         """Whether a prepare holds this folder's lock (another process's, or another open file's).

@@ -323,25 +323,33 @@ class Warmer:
         return True
 
     def _after_the_batch(self) -> bool:
-        """Wait while a batch prepares this store's pages (``False``: stopped meanwhile).
+        """Wait while a batch writes the warehouse or prepares this store's pages (``False``: stopped).
 
         The batch (:func:`prepare`, in another process) computes the same views; waiting for it and
-        then reading its pages back saves computing them twice at once. A prepare itself (``strict``)
-        and a reader without a store do not wait; nor does a warm-up past :data:`BATCH_WAIT_SECONDS`
-        in all (a hung prepare delays it once, not before each view).
+        then reading its pages back saves computing them twice at once. It is waited for while its
+        prepare holds the store's lock, up to :data:`BATCH_WAIT_SECONDS` over the whole warm-up (a
+        hung prepare delays it once, not before each view), and while a hold it asked for at its
+        start lasts (:meth:`~forecast.dashboard.store.PageStore.hold`: ``forecast dashboard
+        --hold``, up to the deadline it set). A prepare itself (``strict``) and a reader without a
+        store do not wait.
         """
         store = self.reader.store
         if self.strict or store is None:
             return not self._stop.is_set()
-        told = False
-        while not self._stop.is_set() and store.prepare_running():
-            if time.monotonic() >= self._batch_deadline:
-                if told:
+        told = ""
+        while not self._stop.is_set():
+            locked = store.prepare_running()
+            if locked and time.monotonic() < self._batch_deadline:
+                why = "a batch prepares the dashboard's pages"
+            elif store.held_until() is not None:
+                why = "a batch holds the dashboard's pages until its prepare (forecast dashboard --hold)"
+            else:
+                if locked and told:
                     log.warning("the batch's prepare still holds the page store: the warm-up computes")
                 break
-            if not told:
-                log.info("a batch prepares the dashboard's pages: the warm-up waits to read them back")
-                told = True
+            if why != told:
+                log.info("%s: the warm-up waits to read them back", why)
+                told = why
             self._stop.wait(1.0)
         return not self._stop.is_set()
 
