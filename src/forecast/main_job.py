@@ -58,7 +58,7 @@ class MainJobResult:
         revenue: The revenue forecast, or why there is none.
         dashboard: The dashboard's pages computed into its page store (``forecast dashboard
             --prepare``), so that the first ``forecast dashboard`` serves them at once; or why
-            they were not (the run's other outputs stand).
+            they were not (JSON ``{"failed": reason}``; the run's other outputs stand).
         outputs: Where each output went, and the commands to look at them.
     """
 
@@ -86,13 +86,14 @@ class MainJobResult:
             TIME_TO_CLOSE: self.deal_models[TIME_TO_CLOSE].to_dict(),
             "deal_scores": _skipped_or(self.deal_scores),
             "revenue": _skipped_or(self.revenue),
-            "dashboard": _skipped_or(self.dashboard),
+            "dashboard": _skipped_or(self.dashboard, "failed"),
             "outputs": self.outputs,
         }
 
 
-def _skipped_or(part: Any) -> dict[str, Any]:
-    return {"skipped": part} if isinstance(part, str) else dict(part.to_dict())
+def _skipped_or(part: Any, why: str = "skipped") -> dict[str, Any]:
+    """A step's JSON, or ``{why: reason}`` for a step that did not run (``skipped``) or failed."""
+    return {why: part} if isinstance(part, str) else dict(part.to_dict())
 
 
 def simulate_files(
