@@ -46,3 +46,12 @@ def test_hold_with_prepare_or_without_a_store_or_too_long_is_refused(data: Path)
     too_long = runner.invoke(app, ["dashboard", "--hold", str(25 * 60)])
     assert too_long.exit_code == 2
     assert not (data / "dashboard-cache").exists()  # nothing was written
+
+
+def test_a_hold_that_cannot_be_written_exits_1(data: Path) -> None:
+    data.mkdir()
+    (data / "dashboard-cache").write_text("a file where the store's folder goes")
+    runner = CliRunner()
+    result = runner.invoke(app, ["dashboard", "--hold", "5"])
+    assert result.exit_code == 1 and "could not be written" in result.output, result.output
+    assert runner.invoke(app, ["dashboard", "--hold", "0"]).exit_code == 0  # nothing to end

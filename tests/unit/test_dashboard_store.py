@@ -267,10 +267,42 @@ def test_a_hold_is_the_owners_file_with_its_deadline_and_ends_when_told_or_when_
             store.hold(wrong)
 
 
-def test_a_prepare_ends_the_batchs_hold_whatever_its_outcome(tmp_path: Path) -> None:
+def test_a_hold_not_the_users_alone_holds_nothing(tmp_path: Path) -> None:
+    store = PageStore(tmp_path / "store", _warehouse(tmp_path))
+    assert store.hold(60.0) is not None
+    path = store.folder / "hold-until"
+    path.chmod(0o644)  # readable by others: not a file the store wrote
+    assert store.held_until() is None
+    path.chmod(0o600)
+    assert store.held_until() is not None
+    store.folder.chmod(0o755)  # a folder others can read
+    assert store.held_until() is None
+    store.folder.chmod(0o700)
+    if os.geteuid() == 0:  # another user's file (only root can give one away)
+        os.chown(path, 12345, -1)
+        assert store.held_until() is None
+
+
+def test_a_prepare_ends_its_batchs_hold_whatever_its_outcome_and_not_the_next_ones(tmp_path: Path) -> None:
     store = PageStore(tmp_path / "store", _warehouse(tmp_path))
     assert store.hold(600.0) is not None
     with pytest.raises(RuntimeError), store.preparing():
         assert store.held_until() is not None  # held while the prepare runs
         raise RuntimeError("a prepare that fails")
     assert store.held_until() is None
+    with store.preparing():  # no hold when it started (forecast run, or a prepare by hand) ...
+        assert store.hold(600.0) is not None  # ... and the next batch starts meanwhile
+    assert store.held_until() is not None
+    with store.preparing():
+        assert store.hold(900.0) is not None  # a batch's hold written again: the next batch's
+    assert store.held_until() is not None
+    with store.preparing():
+        pass
+    assert store.held_until() is None
+
+
+def test_a_store_root_that_is_a_file_holds_nothing_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "store").write_text("not a folder")
+    store = PageStore(tmp_path / "store", _warehouse(tmp_path))
+    assert store.hold(60.0) is None and store.held_until() is None
+    assert store.hold(0.0) is None  # no error either

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -320,8 +321,8 @@ def test_the_warm_up_waits_while_a_batch_holds_the_store_until_its_prepare_ends(
 ) -> None:
     """``forecast dashboard --hold``: from the batch's first write to its prepare, nothing is warmed.
 
-    The hold is not a lock: the warm-up waits for its file's deadline, and the prepare's end
-    removes it (here a prepare with nothing to compute). A hold past its deadline holds nothing.
+    The hold is not a lock: the warm-up waits for its file's deadline, and the end of a prepare
+    that started under it removes it (here a prepare with nothing to compute).
     """
     pages.pop("broken")
     monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
@@ -332,19 +333,66 @@ def test_the_warm_up_waits_while_a_batch_holds_the_store_until_its_prepare_ends(
     assert store.hold(600.0) is not None
     done: list[bool] = []
     warmer = warm.Warmer(reader, every_seconds=0, registry=None, filtered=True)
-    thread = threading.Thread(target=lambda: done.append(warmer.warm_once()))
-    thread.start()
-    _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
-    time.sleep(0.2)
-    assert pages == {"a": 0, "b": 0} and not done and not store.prepare_running()
-    with store.preparing():
-        pass
-    thread.join(10)
-    assert done == [True] and pages == {"a": 1, "b": 1}
-    # a batch that died: its hold ends at the deadline it asked for
-    (tmp_path / "second").mkdir()
-    reader2 = _stored_reader(tmp_path / "second")
-    assert reader2.store is not None and reader2.store.hold(0.5) is not None
-    started = time.monotonic()
-    assert warm.Warmer(reader2, every_seconds=0, registry=None).warm_once()
-    assert time.monotonic() - started >= 0.4 and pages == {"a": 2, "b": 2}
+    thread = threading.Thread(target=lambda: done.append(warmer.warm_once()), daemon=True)
+    try:
+        thread.start()
+        _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
+        time.sleep(0.2)
+        assert pages == {"a": 0, "b": 0} and not done and not store.prepare_running()
+        with store.preparing():
+            pass
+        thread.join(10)
+        assert done == [True] and pages == {"a": 1, "b": 1}
+    finally:
+        warmer.stop()
+
+
+def test_a_hold_past_its_deadline_holds_nothing(tmp_path: Path, pages: dict[str, int]) -> None:
+    """A batch that died: its hold ends at the deadline it asked for, and the warm-up goes on."""
+    pages.pop("broken")
+    reader = _stored_reader(tmp_path)
+    assert reader.store is not None and reader.store.hold(2.0) is not None
+    done: list[bool] = []
+    warmer = warm.Warmer(reader, every_seconds=0, registry=None)
+    thread = threading.Thread(target=lambda: done.append(warmer.warm_once()), daemon=True)
+    try:
+        thread.start()
+        _until(lambda: _in_wait(thread), "the warm-up waits for the hold")
+        assert pages == {"a": 0, "b": 0}
+        thread.join(30)
+        assert done == [True] and pages == {"a": 1, "b": 1}
+    finally:
+        warmer.stop()
+
+
+def test_the_wait_for_a_hold_does_not_use_up_the_wait_for_the_prepare_after_it(
+    tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prepare's cap runs from the lock's first sight, not from a warm-up held for hours before it.
+
+    A scripted batch, one look a (fake) second: held for 5 looks, then its prepare's lock for 6.
+    With a cap of 3 seconds the warm-up waits the hold's 5 and then 3 of the prepare's, not 0.
+    """
+    pages.pop("broken")
+    monkeypatch.setattr(warm, "BATCH_WAIT_SECONDS", 3.0)
+    reader = _stored_reader(tmp_path)
+    store = reader.store
+    assert store is not None
+    clock = [0.0]
+    monkeypatch.setattr(
+        warm, "time", SimpleNamespace(monotonic=lambda: clock[0], perf_counter=time.perf_counter)
+    )
+    monkeypatch.setattr(store, "held_until", lambda: 1e12 if clock[0] < 5 else None)
+    monkeypatch.setattr(store, "prepare_running", lambda: 5 <= clock[0] < 11)
+    warmer = warm.Warmer(reader, every_seconds=0, registry=None)
+    computed_at: list[float] = []
+
+    def wait(timeout: float | None = None) -> bool:
+        clock[0] += timeout or 0.0
+        return False
+
+    monkeypatch.setattr(warmer._stop, "wait", wait)
+    real = pages.copy()
+    assert warmer.warm_once()
+    computed_at.append(clock[0])
+    assert pages == {k: v + 1 for k, v in real.items()} and computed_at == [8.0]

@@ -230,6 +230,8 @@ def _hold(settings: Settings, refs: dict[str, Any], minutes: float) -> None:
     store = default_store(settings, refs)
     until = store.hold(minutes * 60.0)
     if minutes == 0:
+        if store.held_until() is not None:
+            fail(False, f"the hold in {store.folder} could not be removed (logged above)", 1)
         print(f"forecast: no hold on the dashboard's pages ({store.folder})", file=sys.stderr, flush=True)
         return
     if until is None:

@@ -271,12 +271,26 @@ class PageStore:
                 fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:
             log.warning("the dashboard's prepare lock %s could not be taken", lock, exc_info=True)
+        batch = self._hold_identity()  # the hold of this prepare's batch, if it asked for one
         try:
             yield
         finally:
-            self.hold(0.0)  # the batch's window ends with its prepare, whatever the outcome
-            if handle is not None:
-                os.close(handle)  # releases the lock
+            try:
+                # the batch's window ends with its prepare, whatever the outcome; a hold written
+                # meanwhile (another file: the next batch's) is that batch's to end
+                if batch is not None and self._hold_identity() == batch:
+                    self._remove(self.folder / HOLD_FILE)
+            finally:
+                if handle is not None:
+                    os.close(handle)  # releases the lock
+
+    def _hold_identity(self) -> tuple[int, int] | None:
+        """The hold file's inode and modification time (``None``: no hold file)."""
+        try:
+            info = (self.folder / HOLD_FILE).lstat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
 
     def hold(self, seconds: float) -> float | None:
         """Ask the warm-ups over this folder to wait ``seconds`` for a batch (0: end the wait now).
@@ -284,9 +298,11 @@ class PageStore:
         A batch's window runs from its first write to the warehouse to its prepare: a dashboard that
         warmed the first write's state would compute minutes of pages (at a million leads, a CRM
         read of gigabytes) that the batch's next write makes stale, beside the batch. The hold is a
-        file with its deadline (written whole, the owner's alone); the prepare's end removes it
-        (:meth:`preparing`), and a batch that dies before then holds no longer than ``seconds``
-        (at most :data:`MAX_HOLD_SECONDS`). Requests are never held: a page asked for is computed.
+        file with its deadline (written whole, the owner's alone); the end of a prepare that
+        started under it removes it (:meth:`preparing`; a hold written during the prepare is the
+        next batch's and stays), and a batch that dies before then holds no longer than
+        ``seconds`` (at most :data:`MAX_HOLD_SECONDS`). Requests are never held: a page asked for
+        is computed.
 
         Returns:
             The deadline (seconds since the epoch), or ``None`` when the hold was removed or could
@@ -299,8 +315,11 @@ class PageStore:
             raise ValueError(f"a hold lasts 0 to {MAX_HOLD_SECONDS:.0f} seconds: {seconds!r}")
         path = self.folder / HOLD_FILE
         if seconds == 0.0:
-            if _private_dir(self.folder, make=False):  # (a missing folder holds nothing)
-                self._remove(path)
+            try:
+                if _private_dir(self.folder, make=False):  # (a missing folder holds nothing)
+                    self._remove(path)
+            except OSError:  # a store root that is a file, or another user's folder
+                log.warning("the dashboard's hold %s could not be removed", path, exc_info=True)
             return None
         until = time.time() + seconds
         try:
@@ -324,15 +343,23 @@ class PageStore:
         """The deadline of a batch's hold on this folder, or ``None`` (none, expired or not the owner's).
 
         A look that never waits: the file is opened without following links and read only if it
-        is a small regular file of this user; what cannot be read as a deadline holds nothing.
+        is a small regular file of this user with mode ``0600`` in a folder of this user's alone
+        (the store's rule); what cannot be read as a deadline holds nothing.
         """
         try:
+            if not _private_dir(self.folder, make=False):
+                return None
             handle = os.open(self.folder / HOLD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
         try:
             info = os.fstat(handle)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_size > 64:
+            if (
+                not stat.S_ISREG(info.st_mode)
+                or info.st_uid != os.geteuid()
+                or stat.S_IMODE(info.st_mode) & 0o077
+                or info.st_size > 64
+            ):
                 return None
             until = float(os.read(handle, 64).decode("ascii").strip())
         except (OSError, ValueError, UnicodeDecodeError):

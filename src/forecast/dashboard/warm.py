@@ -189,7 +189,7 @@ class Warmer:
         self.errors = 0
         """Pages whose warm-up failed (logged), over the thread's life."""
         self._failed: tuple[tuple[int, int] | None, int] = (None, 0)  # the failing state, its tries
-        self._batch_deadline = 0.0  # when this warm-up stops waiting for a batch's prepare
+        self._batch_deadline: float | None = None  # when this warm-up stops waiting for a prepare
         self._stop = threading.Event()
         self._wake = threading.Event()  # a request saw a new state: look now, not at the next tick
         reader.on_new_state(self._wake.set)
@@ -260,7 +260,7 @@ class Warmer:
         if self._failed[0] == state and self._failed[1] >= TRIES:
             return False  # it failed TRIES times: wait for the data or a champion to change
         started, failed = time.perf_counter(), 0
-        self._batch_deadline = time.monotonic() + BATCH_WAIT_SECONDS
+        self._batch_deadline = None  # set when the prepare's lock is first seen held
         with self.reader.background():
             for name, compute in default_pages(self.reader):
                 if not self._after_the_batch():
@@ -327,8 +327,9 @@ class Warmer:
 
         The batch (:func:`prepare`, in another process) computes the same views; waiting for it and
         then reading its pages back saves computing them twice at once. It is waited for while its
-        prepare holds the store's lock, up to :data:`BATCH_WAIT_SECONDS` over the whole warm-up (a
-        hung prepare delays it once, not before each view), and while a hold it asked for at its
+        prepare holds the store's lock, up to :data:`BATCH_WAIT_SECONDS` over the whole warm-up from
+        the lock's first sight (a hung prepare delays it once, not before each view; a hold's wait
+        before it does not count), and while a hold it asked for at its
         start lasts (:meth:`~forecast.dashboard.store.PageStore.hold`: ``forecast dashboard
         --hold``, up to the deadline it set). A prepare itself (``strict``) and a reader without a
         store do not wait.
@@ -339,7 +340,9 @@ class Warmer:
         told = ""
         while not self._stop.is_set():
             locked = store.prepare_running()
-            if locked and time.monotonic() < self._batch_deadline:
+            if locked and self._batch_deadline is None:  # the cap runs from the first sight of the lock
+                self._batch_deadline = time.monotonic() + BATCH_WAIT_SECONDS
+            if locked and time.monotonic() < (self._batch_deadline or 0.0):
                 why = "a batch prepares the dashboard's pages"
             elif store.held_until() is not None:
                 why = "a batch holds the dashboard's pages until its prepare (forecast dashboard --hold)"
