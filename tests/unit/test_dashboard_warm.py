@@ -19,6 +19,7 @@ import pytest
 from forecast.config import load_settings
 from forecast.dashboard import warm
 from forecast.dashboard.data import Reader, Turns
+from forecast.dashboard.store import PageStore
 
 
 def _until(condition: Callable[[], bool], what: str) -> None:
@@ -248,6 +249,18 @@ def _stored_reader(tmp_path: Path) -> Reader:
     return Reader(settings, store=PageStore(tmp_path / "store", warehouse))
 
 
+def _default_views_only(
+    tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Reader, PageStore]:
+    """A stored reader whose warm-up computes the two fake default views alone (no filter, no period)."""
+    pages.pop("broken")
+    monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
+    monkeypatch.setattr(warm, "period_pages", lambda _: [])
+    reader = _stored_reader(tmp_path)
+    assert reader.store is not None
+    return reader, reader.store
+
+
 def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
     tmp_path: Path, pages: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,12 +269,7 @@ def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
     While another holder has the store's prepare lock, the warm-up computes nothing; once it is
     released, it goes on (reading back what the batch kept, here computing the fake pages).
     """
-    pages.pop("broken")
-    monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
-    monkeypatch.setattr(warm, "period_pages", lambda _: [])
-    reader = _stored_reader(tmp_path)
-    store = reader.store
-    assert store is not None
+    reader, store = _default_views_only(tmp_path, pages, monkeypatch)
     assert not store.prepare_running()  # no prepare ever ran here
     done: list[bool] = []
     with store.preparing():
@@ -324,12 +332,7 @@ def test_the_warm_up_waits_while_a_batch_holds_the_store_until_its_prepare_ends(
     The hold is not a lock: the warm-up waits for its file's deadline, and the end of a prepare
     that started under it removes it (here a prepare with nothing to compute).
     """
-    pages.pop("broken")
-    monkeypatch.setattr(warm, "filtered_pages", lambda _: [])
-    monkeypatch.setattr(warm, "period_pages", lambda _: [])
-    reader = _stored_reader(tmp_path)
-    store = reader.store
-    assert store is not None
+    reader, store = _default_views_only(tmp_path, pages, monkeypatch)
     assert store.hold(600.0) is not None
     done: list[bool] = []
     warmer = warm.Warmer(reader, every_seconds=0, registry=None, filtered=True)
