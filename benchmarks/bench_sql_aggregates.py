@@ -7,7 +7,8 @@ activity).
 The dashboard's reports aggregate in numpy over the CRM's activities read into memory once per data
 state (docs/architecture.md, "Tracking"); at a million leads that read takes 28-46 s, which is why
 a new state's pages are prepared by the batch. Issue 18 item 7 asks for the aggregation in DuckDB.
-This probe times what such queries cost over the warehouse itself, cold and warm, for the
+This probe times what such queries cost over the warehouse itself (the first run on a fresh
+connection, the file in the system's cache, and the best of ``--runs``), for the
 aggregates the Reps, Activity and Prospects pages need: the period's counts per rep, per team
 (a join to the reps) and per source (a join to the leads), the rep-weeks of the 26 weeks the
 effectiveness report correlates, and each lead's last contact before the as of. The queries follow
@@ -29,8 +30,8 @@ import pandas as pd
 DONE = "coalesce(outcome, 'completed') <> 'scheduled'"
 
 
-def queries(start: str, end: str, weeks_from: str) -> dict[str, str]:
-    """The probe's queries for the period ``[start, end)`` and the rep-weeks from ``weeks_from``."""
+def queries(start: str, end: str, weeks_from: str, as_of: str) -> dict[str, str]:
+    """The probe's queries: the period ``[start, end)``, the rep-weeks from ``weeks_from``, the as of."""
     period = f"occurred_at >= TIMESTAMP '{start}' AND occurred_at < TIMESTAMP '{end}'"
     return {
         "per rep: the period's calls, emails, replies, meetings, seconds": f"""
@@ -60,7 +61,7 @@ def queries(start: str, end: str, weeks_from: str) -> dict[str, str]:
         "each lead's last contact before the as of": f"""
             SELECT lead_id, max(occurred_at) AS last_contact
             FROM activities
-            WHERE occurred_at < TIMESTAMP '{end}' AND {DONE} AND lead_id IS NOT NULL
+            WHERE occurred_at < TIMESTAMP '{as_of}' AND {DONE} AND lead_id IS NOT NULL
             GROUP BY lead_id""",
     }
 
@@ -74,9 +75,10 @@ def main() -> None:
     parser.add_argument("--as-of", default=None, help="Default: midnight after the last activity.")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    con = duckdb.connect(str(args.warehouse), read_only=True)
+    with duckdb.connect(str(args.warehouse), read_only=True) as look:
+        rows, last = look.execute("SELECT count(*), max(occurred_at) FROM activities").fetchone() or (0, None)
+    con = duckdb.connect(str(args.warehouse), read_only=True)  # "first": its first query on this connection
     con.execute(f"SET threads = {args.threads}")
-    rows, last = con.execute("SELECT count(*), max(occurred_at) FROM activities").fetchone() or (0, None)
     as_of = pd.Timestamp(args.as_of) if args.as_of else pd.Timestamp(last).normalize() + pd.Timedelta(days=1)
     end = as_of.replace(day=1)  # the last complete month before the as of
     start = end - pd.DateOffset(months=1)
@@ -86,7 +88,7 @@ def main() -> None:
         f"{args.threads} DuckDB thread(s); {platform.machine()}, {os.cpu_count()} cores, load "
         f"{os.getloadavg()[0]:.1f}"
     )
-    for name, sql in queries(str(start), str(end), str(weeks_from)).items():
+    for name, sql in queries(str(start), str(end), str(weeks_from), str(as_of)).items():
         times, n = [], 0
         for _ in range(args.runs):
             started = time.perf_counter()

@@ -55,3 +55,11 @@ def test_a_hold_that_cannot_be_written_exits_1(data: Path) -> None:
     result = runner.invoke(app, ["dashboard", "--hold", "5"])
     assert result.exit_code == 1 and "could not be written" in result.output, result.output
     assert runner.invoke(app, ["dashboard", "--hold", "0"]).exit_code == 0  # nothing to end
+
+
+def test_a_hold_that_cannot_be_removed_exits_1(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["dashboard", "--hold", "5"]).exit_code == 0
+    monkeypatch.setattr(PageStore, "_remove", staticmethod(lambda _path: None))  # a read-only disk
+    result = runner.invoke(app, ["dashboard", "--hold", "0"])
+    assert result.exit_code == 1 and "could not be removed" in result.output, result.output

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -283,7 +284,9 @@ def test_a_hold_not_the_users_alone_holds_nothing(tmp_path: Path) -> None:
         assert store.held_until() is None
 
 
-def test_a_prepare_ends_its_batchs_hold_whatever_its_outcome_and_not_the_next_ones(tmp_path: Path) -> None:
+def test_a_prepare_ends_its_batchs_hold_whatever_its_outcome_and_not_the_next_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = PageStore(tmp_path / "store", _warehouse(tmp_path))
     assert store.hold(600.0) is not None
     with pytest.raises(RuntimeError), store.preparing():
@@ -299,6 +302,28 @@ def test_a_prepare_ends_its_batchs_hold_whatever_its_outcome_and_not_the_next_on
     with store.preparing():
         pass
     assert store.held_until() is None
+
+    # a prepare queued behind another (forecast run's, with no hold of its own) while a batch starts
+    def queued_prepare() -> None:
+        with store.preparing():
+            pass
+
+    looked = threading.Event()  # the queued prepare has looked for its batch's hold
+    identity = store._hold_identity
+
+    def looking() -> tuple[int, int] | None:
+        if threading.current_thread() is not threading.main_thread():
+            looked.set()
+        return identity()
+
+    monkeypatch.setattr(store, "_hold_identity", looking)
+    with store.preparing():
+        queued = threading.Thread(target=queued_prepare, daemon=True)
+        queued.start()
+        assert looked.wait(10), "a queued prepare looks for its batch's hold before it waits for the lock"
+        assert store.hold(600.0) is not None  # the next batch's hold, written meanwhile
+    queued.join(10)
+    assert not queued.is_alive() and store.held_until() is not None
 
 
 def test_a_store_root_that_is_a_file_holds_nothing_and_says_so(tmp_path: Path) -> None:

@@ -275,7 +275,7 @@ def test_the_warm_up_waits_while_a_batch_prepares_the_same_store(
     with store.preparing():
         assert store.prepare_running()  # another open file of this process sees the lock too
         warmer = warm.Warmer(reader, every_seconds=0, registry=None, filtered=True)
-        thread = threading.Thread(target=lambda: done.append(warmer.warm_once()))
+        thread = threading.Thread(target=lambda: done.append(warmer.warm_once()), daemon=True)
         thread.start()
         _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
         time.sleep(0.2)
@@ -292,7 +292,7 @@ def test_a_stop_ends_the_wait_for_the_batch(tmp_path: Path, pages: dict[str, int
     done: list[bool] = []
     with store.preparing():
         warmer = warm.Warmer(reader, every_seconds=0, registry=None)
-        thread = threading.Thread(target=lambda: done.append(warmer.warm_once()))
+        thread = threading.Thread(target=lambda: done.append(warmer.warm_once()), daemon=True)
         thread.start()
         _until(lambda: _in_wait(thread), "the warm-up waits for the batch")
         warmer.stop()

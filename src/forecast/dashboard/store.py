@@ -264,6 +264,9 @@ class PageStore:
         """
         lock = self.folder / PREPARE_LOCK
         handle = None
+        # the hold of this prepare's batch, if it asked for one: read before waiting for the lock,
+        # so that a hold written meanwhile (the next batch's) is not taken for it
+        batch = self._hold_identity()
         try:
             self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
             if all(_private_dir(d, make=True) for d in (self.root, self.folder)):
@@ -271,7 +274,6 @@ class PageStore:
                 fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:
             log.warning("the dashboard's prepare lock %s could not be taken", lock, exc_info=True)
-        batch = self._hold_identity()  # the hold of this prepare's batch, if it asked for one
         try:
             yield
         finally:
