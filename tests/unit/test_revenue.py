@@ -577,3 +577,27 @@ def test_pair_weights_count_a_cycle_on_a_bound_once_with_an_as_of_at_a_time_of_d
     # 14 creation days: a 7-day cycle lands on the second week's first instant, so in it, from days 0-6
     assert w[:, 1].tolist() == [0.0, 7.0]
     assert w.sum(axis=0).tolist() == [14.0, 7.0, 5.0]  # 9.3 days: from days 0-4 only
+
+
+def test_the_goals_view_leaves_the_events_out_and_gives_the_same_goals_and_pacing() -> None:
+    """``forecast revenue`` prepares the CRM for its goals without the activities (seconds at 1M leads)."""
+    from forecast.revenue.job import _quota_lookup, goals_view, pacing
+    from forecast.tracking.data import prepare
+
+    sim = simulate_crm(SimulationConfig(n_leads=1500, seed=3, months=12))
+    frames = dict(sim.tables)
+    as_of = pd.Timestamp(sim.end) - pd.Timedelta(days=40)
+    full, light = prepare(frames, DEFAULT_PIPELINE, as_of), goals_view(frames, DEFAULT_PIPELINE, as_of)
+    assert len(full.activities) > 0 and light.activities.empty and light.engagement.empty
+    period = period_grid(as_of, 1, "month")[0]
+    pd.testing.assert_frame_equal(
+        pacing(frames, DEFAULT_PIPELINE, as_of, period, full),
+        pacing(frames, DEFAULT_PIPELINE, as_of, period, light),
+    )
+    for group in ("rep", "team", None):
+        lookups = [_quota_lookup(frames, DEFAULT_PIPELINE, as_of, group, d) for d in (full, light)]
+        names = [*sorted(set(full.reps["rep_id"] if group == "rep" else full.reps["team"]))[:5], "(all)"]
+        bounds = [(period.start, period.end), (as_of - pd.Timedelta(days=90), as_of)]
+        goals = lookups[0].table(names, bounds)
+        assert np.isfinite(goals).any()  # the simulated CRM has quotas: goals to compare
+        np.testing.assert_array_equal(goals, lookups[1].table(names, bounds))

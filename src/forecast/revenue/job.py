@@ -134,6 +134,20 @@ def deal_models(win: LoadedModel, close: LoadedModel, held_out: HeldOutModels | 
     )
 
 
+def goals_view(
+    frames: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, as_of: pd.Timestamp
+) -> TrackingData:
+    """The CRM prepared at ``as_of`` for the goals and the pacing, without its events.
+
+    Goals and pacing read the quotas, reps, leads and deals (:mod:`forecast.tracking.goals`); the
+    activities and engagement events, most of a large CRM, would be cut and attributed for nothing
+    (at a million leads, seconds of the forecast). They are left empty here: the same goals.
+    """
+    from forecast.tracking.data import SHARED_TABLES, prepare
+
+    return prepare({k: v.iloc[:0] if k in SHARED_TABLES else v for k, v in frames.items()}, pipeline, as_of)
+
+
 def _quota_lookup(
     frames: Mapping[str, pd.DataFrame],
     pipeline: SalesPipeline,
@@ -141,9 +155,7 @@ def _quota_lookup(
     by: str | None,
     data: TrackingData | None = None,
 ) -> _Goals:
-    from forecast.tracking.data import prepare
-
-    return _Goals(data if data is not None else prepare(frames, pipeline, as_of), by or "team")
+    return _Goals(data if data is not None else goals_view(frames, pipeline, as_of), by or "team")
 
 
 class _Goals:
@@ -182,10 +194,10 @@ def pacing(
 
     ``data`` is the CRM already prepared at ``as_of`` (:func:`forecast.tracking.data.prepare`), if any.
     """
-    from forecast.tracking.data import ALL_LABEL, prepare
+    from forecast.tracking.data import ALL_LABEL
     from forecast.tracking.goals import daily
 
-    data = data if data is not None else prepare(frames, pipeline, as_of)
+    data = data if data is not None else goals_view(frames, pipeline, as_of)
     table = daily(data, period, "team")
     return table[table["team"] == ALL_LABEL].drop(columns="team").reset_index(drop=True)
 
@@ -305,7 +317,7 @@ def revenue_job(
     scored again. ``calendar``: how the month-of-quarter profile of wins is measured (``None``:
     defaults; :mod:`forecast.revenue.calendar`).
     """
-    from forecast.tracking.data import default_as_of, prepare
+    from forecast.tracking.data import default_as_of
 
     frames, pipeline = crm if crm is not None else read_crm(settings)
     when = resolve_as_of(as_of, lambda: default_as_of(frames))
@@ -314,7 +326,7 @@ def revenue_job(
         models, warnings = champion_models(settings, refs)
     grid = period_grid(when, periods, by)
     if data is None or data.as_of != when:
-        data = prepare(frames, pipeline, when)  # once, for the quotas and the pacing
+        data = goals_view(frames, pipeline, when)  # once, for the quotas and the pacing
     quotas = _quota_lookup(frames, pipeline, when, group, data)
     result, scored, known = forecast_with_open_deals(
         frames,
