@@ -278,7 +278,9 @@ def test_a_hold_not_the_users_alone_holds_nothing(tmp_path: Path) -> None:
     assert store.held_until() is not None
     store.folder.chmod(0o755)  # a folder others can read
     assert store.held_until() is None
-    store.folder.chmod(0o700)
+    assert store.hold(0.0) is None and not path.exists()  # ended all the same: a later write
+    store.folder.chmod(0o700)  # tightens the folder, and the hold would hold again
+    assert store.hold(60.0) is not None
     if os.geteuid() == 0:  # another user's file (only root can give one away)
         os.chown(path, 12345, -1)
         assert store.held_until() is None
@@ -310,15 +312,16 @@ def test_a_prepare_ends_its_batchs_hold_whatever_its_outcome_and_not_the_next_on
 
     looked = threading.Event()  # the queued prepare has looked for its batch's hold
     identity = store._hold_identity
+    queued = threading.Thread(target=queued_prepare, daemon=True)
 
     def looking() -> tuple[int, int] | None:
-        if threading.current_thread() is not threading.main_thread():
+        seen = identity()
+        if threading.current_thread() is queued:  # once it has looked, not before
             looked.set()
-        return identity()
+        return seen
 
     monkeypatch.setattr(store, "_hold_identity", looking)
     with store.preparing():
-        queued = threading.Thread(target=queued_prepare, daemon=True)
         queued.start()
         assert looked.wait(10), "a queued prepare looks for its batch's hold before it waits for the lock"
         assert store.hold(600.0) is not None  # the next batch's hold, written meanwhile

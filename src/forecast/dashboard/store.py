@@ -318,8 +318,13 @@ class PageStore:
         path = self.folder / HOLD_FILE
         if seconds == 0.0:
             try:
-                if _private_dir(self.folder, make=False):  # (a missing folder holds nothing)
+                info = self.folder.lstat()
+                # the user's own folder, even with modes a later write tightens: a hold left there
+                # would hold again then (a missing folder holds nothing)
+                if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
                     self._remove(path)
+            except FileNotFoundError:
+                pass
             except OSError:  # a store root that is a file, or another user's folder
                 log.warning("the dashboard's hold %s could not be removed", path, exc_info=True)
             return None

@@ -329,10 +329,9 @@ class Warmer:
         then reading its pages back saves computing them twice at once. It is waited for while its
         prepare holds the store's lock, up to :data:`BATCH_WAIT_SECONDS` over the whole warm-up from
         the lock's first sight (a hung prepare delays it once, not before each view; a hold's wait
-        before it does not count), and while a hold it asked for at its
-        start lasts (:meth:`~forecast.dashboard.store.PageStore.hold`: ``forecast dashboard
-        --hold``, up to the deadline it set). A prepare itself (``strict``) and a reader without a
-        store do not wait.
+        before it does not count), and while a hold it asked for at its start lasts
+        (:meth:`~forecast.dashboard.store.PageStore.hold`: ``forecast dashboard --hold``, up to the
+        deadline it set). A prepare itself (``strict``) and a reader without a store do not wait.
         """
         store = self.reader.store
         if self.strict or store is None:
