@@ -44,11 +44,11 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from forecast.models.names import DEAL_WIN, TIME_TO_CLOSE
 
@@ -197,6 +197,22 @@ def _private_dir(path: Path, make: bool) -> bool:
     return True
 
 
+def _write_private(path: Path, suffix: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` whole or not at all, the owner's alone (``0600``), through ``write``.
+
+    A temporary file beside it (``.tmp-*``, never read as a result) renamed into place; not
+    :func:`forecast.io.atomic_write`, which gives the file the umask's mode.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp's file is the owner's alone (0600)
+            write(handle)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _mtime(path: Path, default: float) -> float:
     """``path``'s modification time (``default``: removed meanwhile by another worker)."""
     try:
@@ -268,8 +284,7 @@ class PageStore:
         # so that a hold written meanwhile (the next batch's) is not taken for it
         batch = self._hold_identity()
         try:
-            self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
-            if all(_private_dir(d, make=True) for d in (self.root, self.folder)):
+            if self._made():
                 handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
                 fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:
@@ -285,6 +300,15 @@ class PageStore:
             finally:
                 if handle is not None:
                     os.close(handle)  # releases the lock
+
+    def _made(self) -> bool:
+        """Make the store's folder and this warehouse's, the user's alone (``False``: not the user's).
+
+        Raises:
+            OSError: A folder could not be made.
+        """
+        self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
+        return all(_private_dir(d, make=True) for d in (self.root, self.folder))
 
     def _hold_identity(self) -> tuple[int, int] | None:
         """The hold file's inode and modification time (``None``: no hold file)."""
@@ -330,17 +354,9 @@ class PageStore:
             return None
         until = time.time() + seconds
         try:
-            self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
-            if not all(_private_dir(d, make=True) for d in (self.root, self.folder)):
+            if not self._made():
                 return None
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".hold")
-            try:
-                with os.fdopen(fd, "w") as handle:  # mkstemp's file is the owner's alone (0600)
-                    handle.write(f"{until:.3f}\n")
-                Path(tmp).replace(path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _write_private(path, ".hold", lambda handle: handle.write(f"{until:.3f}\n".encode()))
         except OSError:
             log.warning("the dashboard's hold %s could not be written", path, exc_info=True)
             return None
@@ -410,20 +426,13 @@ class PageStore:
         """Write ``key``'s result under ``fingerprint``, atomically (``False``: not written, logged)."""
         path = self._path(fingerprint, key)
         try:
-            self.root.parent.mkdir(parents=True, exist_ok=True)  # the data folder (not the store's own)
-            if not all(_private_dir(d, make=True) for d in (self.root, self.folder)):
+            if not self._made():
                 return False
             self._prune(fingerprint)
             if not _private_dir(path.parent, make=True):
                 return False
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
-            try:
-                with os.fdopen(fd, "wb") as handle:  # mkstemp's file is the owner's alone (0600)
-                    pickle.dump((FORMAT, repr(key), value), handle, protocol=pickle.HIGHEST_PROTOCOL)
-                Path(tmp).replace(path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            kept = (FORMAT, repr(key), value)
+            _write_private(path, ".pickle", lambda handle: pickle.dump(kept, handle, pickle.HIGHEST_PROTOCOL))
         except Exception:  # a full disk or a value that does not pickle: the page is still answered
             log.warning("the dashboard's result could not be kept in %s", path.parent, exc_info=True)
             return False
