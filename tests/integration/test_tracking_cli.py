@@ -199,3 +199,47 @@ def test_metrics_by_rep_fits_80_columns_and_wide_shows_the_rest(env: dict[str, s
     assert "win_rate" in narrow and "%" in narrow and "[" in narrow  # a rate with its interval
     wide = _run({**env, "COLUMNS": "80"}, "metrics", "--by", "rep", "--report", "performance", "--wide")
     assert "n=" in wide and max(len(line) for line in wide.splitlines()) > 80
+
+
+def test_metrics_performance_is_aggregated_in_duckdb_with_the_figures_of_the_read(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--report performance` alone needs no CRM read; `--report all` reads it: the same table."""
+    args = ("--as-of", "2024-09-15", "--period", "quarter", "--by", "team", "--json")
+    read = json.loads(_run(env, "metrics", "--report", "all", *args))
+    from forecast.tracking import read as reading
+
+    def no_read(*_: object, **__: object) -> None:
+        raise AssertionError("the CRM was read")
+
+    monkeypatch.setattr(reading, "load", no_read)
+    monkeypatch.setattr("forecast.tracking.api.load", no_read)
+    alone = json.loads(_run(env, "metrics", "--report", "performance", *args))
+    assert (
+        alone["as_of"] == read["as_of"]
+        and alone["period"] == read["period"]
+        and alone["notes"] == read["notes"]
+    )
+    left = alone["reports"]["performance"]["tables"]["performance"]
+    right = read["reports"]["performance"]["tables"]["performance"]
+    assert [r["team"] for r in left] == [r["team"] for r in right] and len(left) >= 3
+    for a, b in zip(left, right, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            assert value == b[key] or value == pytest.approx(b[key], rel=1e-12), (a["team"], key)
+    assert sum(r["calls"] for r in left[:-1]) == left[-1]["calls"] > 0
+
+
+def test_metrics_performance_reads_a_warehouse_the_sql_cut_cannot_take(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A lead id given twice (the read repeats its activities): the read answers, as it always did."""
+    import shutil
+
+    path = tmp_path / "twice.duckdb"
+    shutil.copy(env["FORECAST_WAREHOUSE"], path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO leads SELECT * FROM leads LIMIT 1")
+    twice = {**env, "FORECAST_WAREHOUSE": str(path)}
+    doc = json.loads(_run(twice, "metrics", "--report", "performance", "--json"))
+    assert doc["reports"]["performance"]["tables"]["performance"][-1]["rep"] == "(all)"

@@ -74,6 +74,43 @@ def _open(
         fail(as_json, cli_message(exc))
 
 
+def _performance_in_sql(
+    ctx: typer.Context, as_of: str | None, period: str | None, by: str, as_json: bool
+) -> tuple[pd.Timestamp, list[str], Period, dict[str, pd.DataFrame]] | None:
+    """The performance report aggregated in DuckDB over the warehouse, without reading the CRM.
+
+    ``(as of, notes, period, {"performance": table})``; ``None`` where the warehouse's tables are
+    not those the SQL cut reads as the in-memory cut does (:func:`forecast.tracking.sql_cut.open_cut`):
+    then the CRM is read. The same table either way (``tests/unit/test_tracking_sql_performance.py``).
+    """
+    from forecast.data.warehouse import Warehouse
+    from forecast.tracking import sql_performance
+    from forecast.tracking.sql_cut import open_cut
+
+    settings = context_settings(ctx)
+    when = parse_as_of(as_of, as_json)
+    try:
+        with Warehouse(settings.warehouse).connect(read_only=True) as con:
+            cut = open_cut(con, when)
+            if cut is None:
+                return None
+            try:
+                per = parse_period(period, cut.as_of)
+            except PeriodError as exc:
+                fail(as_json, cli_message(exc))
+            try:
+                table = sql_performance.performance(cut, per, by)
+            except GroupingError as exc:
+                fail(as_json, cli_message(exc))
+            return cut.as_of, list(cut.notes), per, {"performance": table}
+    except FileNotFoundError as exc:
+        fail(as_json, cli_message(exc))
+    except ValueError as exc:
+        fail(as_json, f"{settings.warehouse}: {exc}")
+    except duckdb.Error as exc:
+        fail(as_json, f"{settings.warehouse}: cannot read the warehouse ({exc})")
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON records: nan and NaT become null, timestamps ISO strings."""
     if frame.empty:
@@ -159,12 +196,19 @@ def metrics(
         fail(as_json, "--metrics needs a single --report")
     if fmt == "csv" and len(names) > 1 and output is None:
         fail(False, "--format csv with --report all writes one file per table: give --output FILE")
-    data, per = _open(ctx, as_of, period, as_json)
+    in_sql = (
+        _performance_in_sql(ctx, as_of, period, by or "rep", as_json) if names == ["performance"] else None
+    )
+    if in_sql is not None:
+        cut_at, cut_notes, per, computed = in_sql
+    else:
+        data, per = _open(ctx, as_of, period, as_json)
+        cut_at, cut_notes, computed = data.as_of, list(data.notes), {}
     tables: dict[str, dict[str, pd.DataFrame]] = {}
     for name in names:
         group = by or REPORTS[name].default_by
         try:
-            out = run_report(data, name, per, group)
+            out = computed if computed else run_report(data, name, per, group)
         except GroupingError as exc:
             if len(names) > 1 and by is not None:
                 continue  # `all --by product`: skip the reports that cannot use it, say so below
@@ -172,10 +216,10 @@ def metrics(
         out[name] = _select(out[name], group, chosen, as_json, name)
         tables[name] = out
     skipped = [n for n in names if n not in tables]
-    notes = list(data.notes) + ([f"not computable by {by}: {', '.join(skipped)}"] if skipped else [])
+    notes = cut_notes + ([f"not computable by {by}: {', '.join(skipped)}"] if skipped else [])
     if not tables:
         fail(as_json, f"no report can be grouped by {by}")
-    header = {"as_of": data.as_of.isoformat(), "period": per.as_dict(), "by": by, "notes": notes}
+    header = {"as_of": cut_at.isoformat(), "period": per.as_dict(), "by": by, "notes": notes}
     if fmt == "csv":
         _write_csv(tables, output)
         return
@@ -201,7 +245,7 @@ def metrics(
     def render(console: Console) -> None:
         console.print(
             f"[bold]Tracking metrics[/bold] for {per.label} "
-            f"({per.start.date()} to {(per.end - pd.Timedelta(days=1)).date()}), as of {data.as_of}"
+            f"({per.start.date()} to {(per.end - pd.Timedelta(days=1)).date()}), as of {cut_at}"
         )
         for note in notes:
             console.print(f"[yellow]note:[/yellow] {note}")

@@ -166,14 +166,24 @@ def per_group(
         only: Compute only these groups' rows (and ``(all)``): the rows of the whole table whose
             group is one of them, in its order (``None``: every group).
     """
-    groups = group_values(data, by, *frames)
-    if only is not None:
-        groups = [g for g in groups if g in only]
+    return rows_per_group(data.reps, by, group_values(data, by, *frames), compute, include_all, only)
+
+
+def rows_per_group(
+    reps: pd.DataFrame,
+    by: str,
+    groups: Sequence[str],
+    compute: Callable[[str], Row],
+    include_all: bool = True,
+    only: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """:func:`per_group`'s table for the ``groups`` given (in their order), named from ``reps``."""
+    chosen = [g for g in groups if only is None or g in only]
     if include_all:
-        groups.append(ALL_LABEL)
+        chosen.append(ALL_LABEL)
     rows = []
-    names = data.reps.set_index("rep_id")["name"] if by == "rep" else None
-    for g in groups:
+    names = reps.set_index("rep_id")["name"] if by == "rep" else None
+    for g in chosen:
         row: Row = {by: g}
         if names is not None:
             row["name"] = str(names.get(g, "")) if g != ALL_LABEL else ""

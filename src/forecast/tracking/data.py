@@ -455,11 +455,17 @@ def _flag_activities(out: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
 def group_values(data: TrackingData, by: str, *frames: pd.DataFrame) -> list[str]:
     """The groups of a report: every rep (or team, …) known, plus any value seen in ``frames``."""
     seen: set[str] = set()
-    if by == "rep":
-        seen |= set(data.reps["rep_id"])
-    elif by in REP_KEYS:
-        seen |= set(data.reps[by])
     for frame in frames:
         if by in frame.columns:
             seen |= set(frame[by].astype(str))
-    return sorted(seen)
+    return known_groups(data.reps, by, seen)
+
+
+def known_groups(reps: pd.DataFrame, by: str, seen: set[str]) -> list[str]:
+    """The groups of a report, sorted: every rep (or team, …) of ``reps`` known, plus those ``seen``."""
+    groups = set(seen)
+    if by == "rep":
+        groups |= set(reps["rep_id"])
+    elif by in REP_KEYS:
+        groups |= set(reps[by])
+    return sorted(groups)

@@ -84,26 +84,53 @@ def performance(
     closed_lost = (closed["outcome"] == "lost").to_numpy(dtype=bool, na_value=False)
 
     def compute(group: str) -> Row:
-        counted = figures(group)
-        row = counted.row(None if cold is None else cold.get(group, (0, 0)))
-        c = created_rows(group)
-        row["new_opportunities"] = len(c)
-        row["value_created"] = amount_at(created_amount, c)
-        d = closed_rows(group)
+        c, d = created_rows(group), closed_rows(group)
         won = d[closed_won[d]]
-        row["won"] = len(won)
-        row["won_value"] = amount_at(closed_amount, won)
-        row["lost"] = int(closed_lost[d].sum())
-        add_rate(row, "win_rate", len(won), len(won) + row["lost"])
-        if counted.selling_seconds is None:
-            return row
-        row["selling_hours"] = counted.selling_seconds / 3600
-        row["won_value_per_selling_hour"] = (
-            row["won_value"] / row["selling_hours"] if row["selling_hours"] > 0 else NAN
+        deals = DealFigures(
+            new_opportunities=len(c),
+            value_created=amount_at(created_amount, c),
+            won=len(won),
+            won_value=amount_at(closed_amount, won),
+            lost=int(closed_lost[d].sum()),
         )
-        return row
+        return performance_row(figures(group), None if cold is None else cold.get(group, (0, 0)), deals)
 
     return per_group(data, by, [period_acts.groups_seen, created, closed], compute, only=only)
+
+
+@dataclass(frozen=True)
+class DealFigures:
+    """One group's deals in the period: created (and their value), won (and their value), lost."""
+
+    new_opportunities: int
+    value_created: float
+    won: int
+    won_value: float
+    lost: int
+
+
+def performance_row(counted: ActivityFigures, cold: tuple[int, int] | None, deals: DealFigures) -> Row:
+    """One group's row of the report from its activity figures, cold calls' conversions and deals.
+
+    Args:
+        counted: The group's activity figures (without durations: a brief row).
+        cold: Its leads cold-called and how many of them converted after (``None``: a brief row).
+        deals: Its deals' figures.
+    """
+    row = counted.row(cold)
+    row["new_opportunities"] = deals.new_opportunities
+    row["value_created"] = deals.value_created
+    row["won"] = deals.won
+    row["won_value"] = deals.won_value
+    row["lost"] = deals.lost
+    add_rate(row, "win_rate", deals.won, deals.won + deals.lost)
+    if counted.selling_seconds is None:
+        return row
+    row["selling_hours"] = counted.selling_seconds / 3600
+    row["won_value_per_selling_hour"] = (
+        row["won_value"] / row["selling_hours"] if row["selling_hours"] > 0 else NAN
+    )
+    return row
 
 
 def conversions(leads: pd.DataFrame) -> pd.Series:
@@ -112,7 +139,12 @@ def conversions(leads: pd.DataFrame) -> pd.Series:
     Every grouping and period of the report reads the same one (an index of a million leads on a
     large CRM takes a second).
     """
-    return memo(leads, "conversion times by lead", lambda: leads.set_index("lead_id")["converted_at"])
+
+    def compute() -> pd.Series:
+        times = leads.set_index("lead_id")["converted_at"]
+        return times[~times.index.duplicated()]  # a lead id given twice: its first row's
+
+    return memo(leads, "conversion times by lead", compute)
 
 
 @dataclass(frozen=True)
@@ -269,7 +301,9 @@ class _Activities:
             duration_or_zero=np.nan_to_num(duration, nan=0.0),
         )
 
-    def figures(self, codes: np.ndarray, groups: np.ndarray, timed: bool = True) -> Callable[[str], _Figures]:
+    def figures(
+        self, codes: np.ndarray, groups: np.ndarray, timed: bool = True
+    ) -> Callable[[str], ActivityFigures]:
         """Each group's figures, by label (``(all)``'s too, and a group without activities in it).
 
         Args:
@@ -301,16 +335,16 @@ class _Activities:
         all_counts = {name: int(mask.sum()) for name, mask in masks.items()}
         group_counts = [{name: values[k] for name, values in counts.items()} for k in range(n)]
         if not timed:
-            by_count = {str(g): _Figures(group_counts[k]) for k, g in enumerate(groups)}
-            by_count[ALL_LABEL] = _Figures(all_counts)
-            no_count = _Figures(dict.fromkeys(masks, 0))
+            by_count = {str(g): ActivityFigures(group_counts[k]) for k, g in enumerate(groups)}
+            by_count[ALL_LABEL] = ActivityFigures(all_counts)
+            no_count = ActivityFigures(dict.fromkeys(masks, 0))
             return lambda group: by_count.get(group, no_count)
         split = _Split.of(codes, n)
         call_seconds = split.segments(self.call_or_zero, self.call)
         minutes = split.segments(self.connected_minutes, self.call)
         selling = split.segments(self.duration_or_zero)
         by_label = {
-            str(label): _Figures(
+            str(label): ActivityFigures(
                 counts=group_counts[k],
                 call_seconds=float(call_seconds[k].sum()),
                 minutes=mean_interval(minutes[k]),
@@ -318,14 +352,14 @@ class _Activities:
             )
             for k, label in enumerate(groups)
         }
-        by_label[ALL_LABEL] = _Figures(
+        by_label[ALL_LABEL] = ActivityFigures(
             counts=all_counts,
             call_seconds=float(self.call_or_zero[self.call].sum()),
             minutes=mean_interval(self.connected_minutes[self.call]),
             selling_seconds=float(self.duration_or_zero.sum()),
         )
         empty = np.zeros(0)
-        none = _Figures(
+        none = ActivityFigures(
             counts=dict.fromkeys(masks, 0),
             call_seconds=float(empty.sum()),
             minutes=mean_interval(empty),
@@ -358,7 +392,7 @@ class _Split:
 
 
 @dataclass(frozen=True)
-class _Figures:
+class ActivityFigures:
     """One group's activity figures before they are written as a row.
 
     Attributes:

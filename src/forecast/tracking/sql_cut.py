@@ -1,0 +1,226 @@
+"""The CRM cut at an as-of time as DuckDB SQL over the warehouse: the reports' aggregates without a read.
+
+:func:`forecast.tracking.read.load` reads the CRM into memory and cuts it there; on a CRM of a
+million leads and ten million activities that read is ten seconds and gigabytes before any figure.
+A report that only counts and adds up (how many calls per rep in a month, their seconds, the deals
+won) can ask DuckDB instead: :class:`SqlCut` gives the same cut as common table expressions over
+the warehouse's tables, and a report aggregates over them and fetches one row per group.
+
+The expressions follow the rules of the in-memory cut (:func:`forecast.tracking.data.prepare`),
+column for column:
+
+- **reps**: each rep id once (its first row), name, team, manager and region labelled ``(none)``
+  where missing or empty;
+- **leads** created before the as-of; ``converted_at`` only where before it
+  (:func:`~forecast.data.as_of.lead_status_at`); source and channel labelled;
+- **deals** created before the as-of (:func:`~forecast.data.as_of.deals_at`): a close at or after
+  it undone (``outcome`` open), the amount that of the last stage change before it where that
+  change has one; source and channel those of the deal's lead, ``(none)`` without one;
+- **activities** before the as-of, with their lead's source and channel (else their deal's), the
+  ``done`` flag (not ``scheduled``) and the ``cold`` flag (an outbound call, done, on a lead and no
+  deal, before the lead converted); every row with its rep's team, manager and region.
+
+:func:`open_cut` says where the SQL cut is the in-memory one: every table the expressions read
+present with the canonical columns of the types the rules assume (text ids, timestamps, numbers,
+booleans), lead, deal and rep ids present and each lead and deal id once, and every amount and
+duration a finite number where given. Elsewhere it gives ``None`` and the caller reads the CRM as
+before. ``tests/unit/test_tracking_sql_performance.py`` holds the two to the same figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from forecast.data.schema import TABLES
+from forecast.timeutil import resolve_as_of
+from forecast.tracking.data import NONE_LABEL, REP_KEYS
+
+_TABLES = ("reps", "leads", "opportunities", "stage_history", "activities")
+_TEXT = {"VARCHAR"}
+_NUMBER = {"DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"}
+_KINDS = {"str": _TEXT, "timestamp": {"TIMESTAMP"}, "float": _NUMBER, "int": _NUMBER, "bool": {"BOOLEAN"}}
+_READ = {
+    "reps": ("rep_id", "name", "team", "manager", "region"),
+    "leads": ("lead_id", "created_at", "source", "channel", "rep_id", "converted_at"),
+    "opportunities": ("opportunity_id", "lead_id", "rep_id", "created_at", "amount", "closed_at", "outcome"),
+    "stage_history": ("opportunity_id", "entered_at", "amount"),
+    "activities": (
+        "occurred_at",
+        "type",
+        "direction",
+        "rep_id",
+        "lead_id",
+        "opportunity_id",
+        "duration_seconds",
+        "outcome",
+        "email_opened",
+        "email_replied",
+    ),
+}
+"""The columns the expressions read, by table."""
+
+
+def _label(column: str) -> str:
+    """SQL for a text column labelled as :func:`forecast.tracking.data._label` labels it."""
+    return f"CASE WHEN {column} IS NULL OR {column} = '' THEN '{NONE_LABEL}' ELSE {column} END"
+
+
+def _rep_keys(alias: str) -> str:
+    """The rep keys of the row whose rep (labelled id) is ``alias.rep``, ``(none)`` where not a known rep."""
+    return ", ".join(f"coalesce(r_{alias}.{k}, '{NONE_LABEL}') AS {k}" for k in REP_KEYS)
+
+
+@dataclass(frozen=True)
+class SqlCut:
+    """The warehouse cut at ``as_of``, as SQL a report aggregates over (:func:`open_cut`).
+
+    Attributes:
+        con: The connection to the warehouse (kept open while the cut is used).
+        as_of: Nothing at or after this time is used.
+        reps: One row per rep: rep_id, name, team, manager, region (labelled).
+        has_stage_history: Whether the source recorded stage changes at all.
+        notes: What the figures cannot say (as :attr:`~forecast.tracking.data.TrackingData.notes`).
+    """
+
+    con: duckdb.DuckDBPyConnection
+    as_of: pd.Timestamp
+    reps: pd.DataFrame
+    has_stage_history: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def parameters(self) -> dict[str, object]:
+        """The named parameters of :meth:`with_clause` (``$as_of``)."""
+        return {"as_of": self.as_of.to_pydatetime()}
+
+    @staticmethod
+    def with_clause() -> str:
+        """``WITH reps_c, leads_c, deals_c, acts_c AS (...)``: the cut's tables, for a query to follow.
+
+        ``leads_c``: lead_id, source, channel, converted_at, rep. ``deals_c``: opportunity_id,
+        created_at, closed_at, outcome, amount (a number, 0 where missing), source, channel, rep,
+        team, manager, region. ``acts_c``: occurred_at, type, direction, outcome, duration_seconds,
+        email_opened, email_replied, lead_id, done, cold, source, channel, rep, team, manager,
+        region. ``rep`` is the rep id, ``(none)`` where missing.
+        """
+        rep_keys = ", ".join(f"{_label(k)} AS {k}" for k in REP_KEYS)
+        return f"""
+WITH reps_c AS (
+    SELECT rep_id, {_label("name")} AS name, {rep_keys}
+    FROM (SELECT *, row_number() OVER (PARTITION BY rep_id ORDER BY rowid) AS nth FROM reps)
+    WHERE nth = 1
+),
+leads_c AS (
+    SELECT lead_id, {_label("source")} AS source, {_label("channel")} AS channel,
+        CASE WHEN converted_at < $as_of THEN converted_at END AS converted_at,
+        coalesce(rep_id, '{NONE_LABEL}') AS rep
+    FROM leads WHERE created_at < $as_of
+),
+last_change AS (
+    SELECT opportunity_id, amount FROM (
+        SELECT opportunity_id, amount,
+            row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC, rowid DESC) AS nth
+        FROM stage_history WHERE entered_at < $as_of)
+    WHERE nth = 1
+),
+deals_c AS (
+    SELECT o.opportunity_id, o.created_at,
+        CASE WHEN o.closed_at < $as_of THEN o.closed_at END AS closed_at,
+        CASE WHEN o.closed_at < $as_of THEN o.outcome ELSE 'open' END AS outcome,
+        coalesce(CAST(coalesce(h.amount, o.amount) AS DOUBLE), 0.0) AS amount,
+        coalesce(l.source, '{NONE_LABEL}') AS source, coalesce(l.channel, '{NONE_LABEL}') AS channel,
+        coalesce(o.rep_id, '{NONE_LABEL}') AS rep, {_rep_keys("d")}
+    FROM opportunities o
+    LEFT JOIN last_change h ON h.opportunity_id = o.opportunity_id
+    LEFT JOIN leads_c l ON l.lead_id = o.lead_id
+    LEFT JOIN reps_c r_d ON r_d.rep_id = o.rep_id
+    WHERE o.created_at < $as_of
+),
+acts_c AS (
+    SELECT a.occurred_at, a.type, a.direction, a.outcome,
+        CAST(a.duration_seconds AS DOUBLE) AS duration_seconds, a.email_opened, a.email_replied, a.lead_id,
+        coalesce(a.outcome, 'completed') <> 'scheduled' AS done,
+        coalesce(
+            a.type = 'call' AND a.direction = 'outbound' AND a.lead_id IS NOT NULL
+            AND a.opportunity_id IS NULL AND (l.converted_at IS NULL OR l.converted_at > a.occurred_at)
+            AND coalesce(a.outcome, 'completed') <> 'scheduled',
+            false
+        ) AS cold,
+        coalesce(l.source, d.source, '{NONE_LABEL}') AS source,
+        coalesce(l.channel, d.channel, '{NONE_LABEL}') AS channel,
+        coalesce(a.rep_id, '{NONE_LABEL}') AS rep, {_rep_keys("a")}
+    FROM activities a
+    LEFT JOIN leads_c l ON l.lead_id = a.lead_id
+    LEFT JOIN deals_c d ON d.opportunity_id = a.opportunity_id
+    LEFT JOIN reps_c r_a ON r_a.rep_id = a.rep_id
+    WHERE a.occurred_at < $as_of
+)
+"""
+
+    def query(self, sql: str, **parameters: object) -> pd.DataFrame:
+        """The rows of ``sql`` (a query that follows :meth:`with_clause`), with the cut's parameters."""
+        return self.con.execute(self.with_clause() + sql, {**self.parameters, **parameters}).df()
+
+
+def open_cut(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> SqlCut | None:
+    """The warehouse cut at ``as_of`` (default: midnight after the last event) as SQL, or ``None``.
+
+    ``None`` where the SQL cut would not be the in-memory one (the module's conditions): the
+    caller then reads the CRM (:func:`forecast.tracking.read.load`).
+
+    Raises:
+        ValueError: If no as-of is given and nothing is dated.
+    """
+    from forecast.tracking.read import _default_as_of
+
+    present = {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not all(t in present for t in _TABLES) or not all(_typed(con, t) for t in _TABLES):
+        return None
+    when = resolve_as_of(as_of, lambda: _default_as_of(con, present))
+    if not _clean(con):
+        return None
+    reps = con.execute(SqlCut.with_clause() + "SELECT * FROM reps_c ORDER BY rep_id", {"as_of": when}).df()
+    history = con.execute("SELECT count(*) FROM stage_history").fetchone()
+    has_history = bool(history and history[0])
+    notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
+    return SqlCut(con, when, reps, has_history, notes)
+
+
+def _typed(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` holds the columns the expressions read, each of a type their rules assume."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    types = {str(name): str(kind) for name, kind in rows}
+    kinds = {c.name: c.kind for c in TABLES[table].columns}
+    return all(types.get(col) in _KINDS[kinds[col]] for col in _READ[table])
+
+
+def _clean(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether every id the cut joins on is present and unique, and every amount and duration finite.
+
+    The in-memory cut reads a missing id as text (``None``), repeats an activity whose lead or deal
+    id is given twice, and reads a non-finite number its own way: those CRMs take the read.
+    """
+
+    def finite(column: str) -> str:
+        return f"coalesce(bool_and(isfinite(CAST({column} AS DOUBLE))), true)"
+
+    def unique(column: str) -> str:
+        return f"count({column}) = count(*) AND count(DISTINCT {column}) = count(*)"
+
+    checks = (
+        "SELECT count(rep_id) = count(*) FROM reps",
+        f"SELECT {unique('lead_id')} FROM leads",
+        f"SELECT {unique('opportunity_id')} AND {finite('amount')} FROM opportunities",
+        f"SELECT count(opportunity_id) = count(*) AND {finite('amount')} FROM stage_history",
+        f"SELECT {finite('duration_seconds')} FROM activities",
+    )
+    for sql in checks:
+        row = con.execute(sql).fetchone()
+        if not (row and row[0]):
+            return False
+    return True

@@ -1,0 +1,155 @@
+"""The performance report as DuckDB aggregates equals the report on the CRM read into memory.
+
+A simulated CRM is ingested, then given in SQL the quirks real exports have: activities of no rep,
+of a rep not in the reps table, on a lead or deal the CRM does not hold, on a deal and another
+lead; a missing type, direction, outcome, duration or email flag; empty and missing sources; a rep
+listed twice; two stage changes at one time, and a last one without an amount.
+:func:`forecast.tracking.sql_performance.performance` over :func:`forecast.tracking.sql_cut.open_cut`
+must give :func:`forecast.tracking.performance.performance` of :func:`forecast.tracking.read.load`'s
+data: the same rows, groups, names and counts, and the same sums and means up to the order of
+addition.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.data.ingest import ingest
+from forecast.data.simulate import SimulationConfig, simulate_crm
+from forecast.data.warehouse import Warehouse
+from forecast.tracking import sql_performance
+from forecast.tracking.data import ALL_LABEL, NONE_LABEL
+from forecast.tracking.performance import GROUPINGS, performance
+from forecast.tracking.periods import parse_period
+from forecast.tracking.read import load
+from forecast.tracking.sql_cut import open_cut
+from tests.conftest import shared_dataset
+
+PAST = pd.Timestamp("2024-05-20T09:30")
+QUIRKS = (
+    "UPDATE activities SET rep_id = NULL WHERE hash(activity_id) % 41 = 0",
+    "UPDATE activities SET rep_id = 'R-gone' WHERE hash(activity_id) % 43 = 0",
+    "UPDATE activities SET lead_id = 'L-unknown' WHERE hash(activity_id) % 47 = 0 AND lead_id IS NOT NULL",
+    "UPDATE activities SET opportunity_id = 'O-unknown' WHERE hash(activity_id) % 53 = 0"
+    " AND opportunity_id IS NOT NULL",
+    "UPDATE activities SET direction = NULL WHERE hash(activity_id) % 7 = 1",
+    "UPDATE activities SET type = NULL WHERE hash(activity_id) % 61 = 2",
+    "UPDATE activities SET type = 'sms' WHERE hash(activity_id) % 29 = 3",
+    "UPDATE activities SET outcome = NULL WHERE hash(activity_id) % 11 = 4",
+    "UPDATE activities SET duration_seconds = NULL WHERE hash(activity_id) % 13 = 5",
+    "UPDATE activities SET email_opened = NULL WHERE hash(activity_id) % 5 = 2",
+    "UPDATE activities SET email_replied = NULL WHERE hash(activity_id) % 6 = 2",
+    "UPDATE leads SET source = '' WHERE hash(lead_id) % 17 = 0",
+    "UPDATE leads SET channel = NULL WHERE hash(lead_id) % 19 = 0",
+    "UPDATE reps SET team = NULL WHERE rep_id = (SELECT min(rep_id) FROM reps)",
+    "INSERT INTO reps SELECT rep_id, 'A second row', 'other team', manager, region, hired_at, active"
+    " FROM reps WHERE rep_id = (SELECT max(rep_id) FROM reps)",
+    "UPDATE activities SET lead_id = (SELECT min(lead_id) FROM leads) WHERE hash(activity_id) % 37 = 6"
+    " AND opportunity_id IS NOT NULL",
+    "INSERT INTO stage_history SELECT opportunity_id, stage, entered_at, amount * 2, expected_close_date"
+    " FROM stage_history WHERE hash(opportunity_id) % 5 = 1",
+    "UPDATE stage_history SET amount = NULL WHERE hash(opportunity_id) % 9 = 0",
+    "UPDATE opportunities SET amount = NULL WHERE hash(opportunity_id) % 23 = 0",
+    "UPDATE opportunities SET rep_id = NULL WHERE hash(opportunity_id) % 31 = 0",
+)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sql-performance")
+    crm = simulate_crm(SimulationConfig(n_leads=1500, seed=9, months=10))
+    crm.write(root / "crm")
+    path = root / "crm.duckdb"
+    ingest(root / "crm", "canonical", Warehouse(path), as_of=pd.Timestamp("2030-01-01"))
+    with duckdb.connect(str(path)) as con:
+        for sql in QUIRKS:
+            con.execute(sql)
+    return path
+
+
+def _same(sql: pd.DataFrame, memory: pd.DataFrame, by: str) -> None:
+    assert list(sql.columns) == list(memory.columns)
+    assert sql[by].tolist() == memory[by].tolist()
+    for col in sql.columns:
+        left, right = sql[col], memory[col]
+        if left.dtype == object or right.dtype == object or pd.api.types.is_integer_dtype(right):
+            assert left.tolist() == right.tolist(), col
+        else:
+            np.testing.assert_allclose(
+                left.astype(float), right.astype(float), rtol=1e-12, atol=0, err_msg=col
+            )
+
+
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_sql_performance_report_equals_the_report_in_memory(
+    warehouse: Path, as_of: pd.Timestamp | None
+) -> None:
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        assert cut.as_of == data.as_of and cut.notes == data.notes
+        compared = 0
+        for spec in (None, "quarter", "week", "2023-01-01..2031-01-01"):
+            period = parse_period(spec, cut.as_of)
+            for by in GROUPINGS:
+                for brief in (False, True):
+                    sql = sql_performance.performance(cut, period, by, brief=brief)
+                    memory = performance(data, period, by, brief=brief)
+                    _same(sql, memory, by)
+                    compared += 1
+            only = sorted(data.reps["rep_id"])[:3]
+            narrowed = sql_performance.performance(cut, period, "rep", only=only)
+            _same(narrowed, performance(data, period, "rep", only=only), "rep")
+        whole = sql_performance.performance(cut, parse_period("2023-01-01..2031-01-01", cut.as_of), "source")
+    assert compared == 4 * len(GROUPINGS) * 2
+    acts = data.activities  # the quirks are there to be counted
+    assert (acts["rep"] == NONE_LABEL).any() and (acts["rep"] == "R-gone").any() and acts["cold"].any()
+    total = whole[whole["source"] == ALL_LABEL].iloc[0]
+    assert (
+        NONE_LABEL in set(whole["source"]) and total["cold_call_opportunities"] > 0 and total["sms_sent"] > 0
+    )
+
+
+@pytest.mark.parametrize(
+    "breaks",
+    [
+        "INSERT INTO leads SELECT * FROM leads LIMIT 1",  # a lead id twice: the read repeats its activities
+        "UPDATE activities SET duration_seconds = 'nan'::DOUBLE WHERE hash(activity_id) % 97 = 0",
+        "DROP TABLE stage_history",
+        "ALTER TABLE opportunities ALTER amount TYPE VARCHAR",
+        "UPDATE reps SET rep_id = NULL WHERE rep_id = (SELECT min(rep_id) FROM reps)",
+    ],
+)
+def test_a_warehouse_the_sql_cut_would_read_otherwise_takes_the_read(
+    warehouse: Path, tmp_path: Path, breaks: str
+) -> None:
+    path = tmp_path / "broken.duckdb"
+    shutil.copy(warehouse, path)
+    with duckdb.connect(str(path)) as con:
+        assert open_cut(con) is not None
+        con.execute(breaks)
+        assert open_cut(con) is None
+
+
+def test_the_sql_performance_report_equals_the_report_in_memory_on_maven(tmp_path: Path) -> None:
+    source = shared_dataset("maven-crm-sales-opportunities")
+    path = tmp_path / "maven.duckdb"
+    ingest(source, "maven", Warehouse(path))
+    with Warehouse(path).connect(read_only=True) as con:
+        cut = open_cut(con)
+        assert cut is not None
+        data = load(con)
+        for spec in (None, "quarter", "2016-01-01..2018-01-01"):
+            period = parse_period(spec, cut.as_of)
+            for by in GROUPINGS:
+                _same(sql_performance.performance(cut, period, by), performance(data, period, by), by)
+        whole = sql_performance.performance(cut, parse_period("2016-01-01..2018-01-01", cut.as_of), "rep")
+    assert whole.iloc[-1]["won"] > 1000  # the sample's deals are counted, and it has no activities
+    assert whole.iloc[-1]["calls"] == 0
