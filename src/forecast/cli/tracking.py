@@ -74,19 +74,24 @@ def _open(
         fail(as_json, cli_message(exc))
 
 
-def _performance_in_sql(
-    ctx: typer.Context, as_of: str | None, period: str | None, by: str, as_json: bool
-) -> tuple[pd.Timestamp, list[str], Period, dict[str, pd.DataFrame]] | None:
-    """The performance report aggregated in DuckDB over the warehouse, without reading the CRM.
+IN_SQL = ("performance", "effectiveness")
+"""The reports ``forecast metrics`` aggregates in DuckDB when asked alone (no CRM read)."""
 
-    ``(as of, notes, period, {"performance": table})``; ``None`` where the warehouse's tables are
-    not those the SQL cut reads as the in-memory cut does (:func:`forecast.tracking.sql_cut.open_cut`):
-    then the CRM is read. The same table either way (``tests/unit/test_tracking_sql_performance.py``).
+
+def _report_in_sql(
+    ctx: typer.Context, name: str, as_of: str | None, period: str | None, by: str, as_json: bool
+) -> tuple[pd.Timestamp, list[str], Period, dict[str, pd.DataFrame]] | None:
+    """Report ``name`` (one of :data:`IN_SQL`) aggregated in DuckDB over the warehouse, without a read.
+
+    ``(as of, notes, period, {name: table})``; ``None`` where the warehouse's tables are not those
+    the SQL cut reads as the in-memory cut does (:func:`forecast.tracking.sql_cut.open_cut`): then
+    the CRM is read. The same table either way (``tests/unit/test_tracking_sql_reports.py``).
     """
     from forecast.data.warehouse import Warehouse
-    from forecast.tracking import sql_performance
+    from forecast.tracking import sql_effectiveness, sql_performance
     from forecast.tracking.sql_cut import open_cut
 
+    compute = {"performance": sql_performance.performance, "effectiveness": sql_effectiveness.effectiveness}
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
     try:
@@ -99,10 +104,10 @@ def _performance_in_sql(
             except PeriodError as exc:
                 fail(as_json, cli_message(exc))
             try:
-                table = sql_performance.performance(cut, per, by)
+                table = compute[name](cut, per, by)
             except GroupingError as exc:
                 fail(as_json, cli_message(exc))
-            return cut.as_of, list(cut.notes), per, {"performance": table}
+            return cut.as_of, list(cut.notes), per, {name: table}
     except FileNotFoundError as exc:
         fail(as_json, cli_message(exc))
     except ValueError as exc:
@@ -176,7 +181,7 @@ def metrics(
     wide: WideOpt = False,
 ) -> None:
     """Sales-tracking metrics for a period and grouping (rates with n and 95% Wilson intervals)."""
-    from forecast.tracking.api import REPORTS
+    from forecast.tracking.api import DEFAULT_BY, REPORTS
     from forecast.tracking.api import report as run_report
 
     if json_flag:
@@ -196,8 +201,9 @@ def metrics(
         fail(as_json, "--metrics needs a single --report")
     if fmt == "csv" and len(names) > 1 and output is None:
         fail(False, "--format csv with --report all writes one file per table: give --output FILE")
+    alone = names[0] if len(names) == 1 and names[0] in IN_SQL else None
     in_sql = (
-        _performance_in_sql(ctx, as_of, period, by or "rep", as_json) if names == ["performance"] else None
+        None if alone is None else _report_in_sql(ctx, alone, as_of, period, by or DEFAULT_BY[alone], as_json)
     )
     if in_sql is not None:
         cut_at, cut_notes, per, computed = in_sql

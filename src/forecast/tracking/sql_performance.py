@@ -12,7 +12,6 @@ difference below 1e-12). The rows are written by the in-memory report's own func
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 
 import pandas as pd
@@ -27,8 +26,7 @@ from forecast.tracking.performance import (
     performance_row,
 )
 from forecast.tracking.periods import Period
-from forecast.tracking.sql_cut import SqlCut
-from forecast.tracking.stats import NAN, z_value
+from forecast.tracking.sql_cut import IN_PERIOD, SOURCE_KEYS, SqlCut, by_group, group_label, mean_interval_of
 
 _OUTBOUND = "direction = 'outbound'"
 _EMAIL = f"type = 'email' AND {_OUTBOUND}"
@@ -48,7 +46,6 @@ _COUNTS = {
 }
 """What :class:`~forecast.tracking.performance.ActivityFigures` counts: SQL conditions on a done activity."""
 _CONNECTED = "type = 'call' AND outcome = 'completed' AND duration_seconds IS NOT NULL"
-_IN_PERIOD = "{column} >= $start AND {column} < $end"
 
 
 def performance(
@@ -70,7 +67,7 @@ def performance(
             call lengths or selling time).
     """
     check_grouping("performance", by, GROUPINGS, "activities on leads carry no product")
-    bounds = {"start": period.start.to_pydatetime(), "end": period.end.to_pydatetime()}
+    bounds = cut.bounds(period)
     activities = _activities(cut, by, bounds, timed=not brief)
     deals = _deals(cut, by, bounds)
     cold = None if brief else _cold_calls(cut, by, bounds)
@@ -87,11 +84,6 @@ def performance(
     return rows_per_group(cut.reps, by, known_groups(cut.reps, by, seen), compute, only=only)
 
 
-def _grouped(by: str, sql: str) -> str:
-    """``sql`` (a select of ``{by} AS grp`` and aggregates) by group and in all, the total's ``grp`` NULL."""
-    return sql.format(by=by) + " GROUP BY GROUPING SETS ((grp), ())"
-
-
 def _activities(
     cut: SqlCut, by: str, bounds: Mapping[str, object], timed: bool
 ) -> dict[str, ActivityFigures]:
@@ -104,12 +96,12 @@ def _activities(
         f"stddev_samp(duration_seconds / 60) FILTER (WHERE {_CONNECTED}) AS minutes_sd",
         "coalesce(sum(duration_seconds), 0) AS selling_seconds",
     ]
-    period = _IN_PERIOD.format(column="occurred_at")
+    period = IN_PERIOD.format(column="occurred_at")
     select = ", ".join(counts + (timings if timed else []))
-    sql = _grouped(by, f"SELECT {{by}} AS grp, {select} FROM acts_c WHERE done AND {period}")
+    sql = by_group(by, f"SELECT {{by}} AS grp, {select} FROM acts_c WHERE done AND {period}")
     out: dict[str, ActivityFigures] = {}
-    for row in cut.query(sql, **bounds).to_dict("records"):
-        label = ALL_LABEL if _missing(row["grp"]) else str(row["grp"])
+    for row in cut.query(sql, bounds, sources=by in SOURCE_KEYS).to_dict("records"):
+        label = group_label(row["grp"])
         counted = {name: int(row[name]) for name in _COUNTS}
         if not timed:
             out[label] = ActivityFigures(counted)
@@ -117,7 +109,7 @@ def _activities(
         out[label] = ActivityFigures(
             counts=counted,
             call_seconds=float(row["call_seconds"]),
-            minutes=_mean_interval(int(row["minutes_n"]), row["minutes_mean"], row["minutes_sd"]),
+            minutes=mean_interval_of(int(row["minutes_n"]), row["minutes_mean"], row["minutes_sd"]),
             selling_seconds=float(row["selling_seconds"]),
         )
     return out
@@ -128,24 +120,13 @@ def _empty_figures(timed: bool) -> ActivityFigures:
     counted = dict.fromkeys(_COUNTS, 0)
     if not timed:
         return ActivityFigures(counted)
-    return ActivityFigures(counted, 0.0, _mean_interval(0, None, None), 0.0)
-
-
-def _mean_interval(n: int, mean: object, sd: object) -> tuple[float, int, float, float]:
-    """:func:`~forecast.tracking.stats.mean_interval` from the count, mean and sample deviation."""
-    if n == 0:
-        return NAN, 0, NAN, NAN
-    m = float(mean)  # type: ignore[arg-type]
-    if n == 1:
-        return m, 1, NAN, NAN
-    half = z_value() * float(sd) / math.sqrt(n)  # type: ignore[arg-type]
-    return m, n, m - half, m + half
+    return ActivityFigures(counted, 0.0, mean_interval_of(0, None, None), 0.0)
 
 
 def _deals(cut: SqlCut, by: str, bounds: Mapping[str, object]) -> dict[str, tuple[DealFigures, bool]]:
     """Each group's deals created, won and lost in the period, and whether it has any of them."""
-    created, closed = (_IN_PERIOD.format(column=c) for c in ("created_at", "closed_at"))
-    sql = _grouped(
+    created, closed = (IN_PERIOD.format(column=c) for c in ("created_at", "closed_at"))
+    sql = by_group(
         by,
         f"""SELECT {{by}} AS grp,
             count(*) FILTER (WHERE {created}) AS new_opportunities,
@@ -157,8 +138,8 @@ def _deals(cut: SqlCut, by: str, bounds: Mapping[str, object]) -> dict[str, tupl
         FROM deals_c""",
     )
     out: dict[str, tuple[DealFigures, bool]] = {}
-    for row in cut.query(sql, **bounds).to_dict("records"):
-        label = ALL_LABEL if _missing(row["grp"]) else str(row["grp"])
+    for row in cut.query(sql, bounds, sources=by in SOURCE_KEYS, cold=False).to_dict("records"):
+        label = group_label(row["grp"])
         figures = DealFigures(
             new_opportunities=int(row["new_opportunities"]),
             value_created=float(row["value_created"]),
@@ -176,7 +157,7 @@ def _cold_calls(cut: SqlCut, by: str, bounds: Mapping[str, object]) -> dict[str,
     A lead converted after the group's first cold call to it counts (after the first cold call of
     all, for ``(all)``), as :func:`forecast.tracking.performance._cold_call_conversions` counts.
     """
-    period = _IN_PERIOD.format(column="occurred_at")
+    period = IN_PERIOD.format(column="occurred_at")
     sql = f"""
 , firsts AS (
     SELECT grp, lead_id, min(occurred_at) AS first_call, grouping(grp) AS total
@@ -187,12 +168,7 @@ SELECT f.total, f.grp, count(*) AS leads, count(*) FILTER (WHERE l.converted_at 
 FROM firsts f LEFT JOIN leads_c l ON l.lead_id = f.lead_id
 GROUP BY f.total, f.grp"""
     out: dict[str, tuple[int, int]] = {}
-    for row in cut.query(sql, **bounds).to_dict("records"):
+    for row in cut.query(sql, bounds, sources=by in SOURCE_KEYS).to_dict("records"):
         label = ALL_LABEL if int(row["total"]) else str(row["grp"])
         out[label] = (int(row["leads"]), int(row["converted"]))
     return out
-
-
-def _missing(value: object) -> bool:
-    """Whether a fetched value is SQL's NULL (``None`` or pandas' missing value)."""
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))

@@ -1,13 +1,13 @@
-"""The performance report as DuckDB aggregates equals the report on the CRM read into memory.
+"""The reports as DuckDB aggregates equal the reports on the CRM read into memory.
 
 A simulated CRM is ingested, then given in SQL the quirks real exports have: activities of no rep,
 of a rep not in the reps table, on a lead or deal the CRM does not hold, on a deal and another
 lead; a missing type, direction, outcome, duration or email flag; empty and missing sources; a rep
 listed twice; two stage changes at one time, and a last one without an amount.
-:func:`forecast.tracking.sql_performance.performance` over :func:`forecast.tracking.sql_cut.open_cut`
-must give :func:`forecast.tracking.performance.performance` of :func:`forecast.tracking.read.load`'s
-data: the same rows, groups, names and counts, and the same sums and means up to the order of
-addition.
+Each report of :mod:`forecast.tracking.sql_performance` and :mod:`forecast.tracking.sql_effectiveness`
+over :func:`forecast.tracking.sql_cut.open_cut` must give the in-memory report of
+:func:`forecast.tracking.read.load`'s data: the same rows, groups, names and counts, and the same
+sums, means and correlations up to the order of addition.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ import pytest
 from forecast.data.ingest import ingest
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.data.warehouse import Warehouse
-from forecast.tracking import sql_performance
+from forecast.tracking import sql_effectiveness, sql_performance
 from forecast.tracking.data import ALL_LABEL, NONE_LABEL
+from forecast.tracking.effectiveness import GROUPINGS as EFFECTIVENESS_GROUPINGS
+from forecast.tracking.effectiveness import effectiveness
 from forecast.tracking.performance import GROUPINGS, performance
 from forecast.tracking.periods import parse_period
 from forecast.tracking.read import load
@@ -32,6 +34,7 @@ from forecast.tracking.sql_cut import open_cut
 from tests.conftest import shared_dataset
 
 PAST = pd.Timestamp("2024-05-20T09:30")
+PERIODS = (None, "quarter", "week", "2023-01-01..2031-01-01")
 QUIRKS = (
     "UPDATE activities SET rep_id = NULL WHERE hash(activity_id) % 41 = 0",
     "UPDATE activities SET rep_id = 'R-gone' WHERE hash(activity_id) % 43 = 0",
@@ -82,7 +85,7 @@ def _same(sql: pd.DataFrame, memory: pd.DataFrame, by: str) -> None:
             assert left.tolist() == right.tolist(), col
         else:
             np.testing.assert_allclose(
-                left.astype(float), right.astype(float), rtol=1e-12, atol=0, err_msg=col
+                left.astype(float), right.astype(float), rtol=1e-12, atol=1e-12, err_msg=col
             )
 
 
@@ -96,7 +99,7 @@ def test_the_sql_performance_report_equals_the_report_in_memory(
         data = load(con, as_of)
         assert cut.as_of == data.as_of and cut.notes == data.notes
         compared = 0
-        for spec in (None, "quarter", "week", "2023-01-01..2031-01-01"):
+        for spec in PERIODS:
             period = parse_period(spec, cut.as_of)
             for by in GROUPINGS:
                 for brief in (False, True):
@@ -107,14 +110,38 @@ def test_the_sql_performance_report_equals_the_report_in_memory(
             only = sorted(data.reps["rep_id"])[:3]
             narrowed = sql_performance.performance(cut, period, "rep", only=only)
             _same(narrowed, performance(data, period, "rep", only=only), "rep")
-        whole = sql_performance.performance(cut, parse_period("2023-01-01..2031-01-01", cut.as_of), "source")
-    assert compared == 4 * len(GROUPINGS) * 2
+        whole = sql_performance.performance(cut, parse_period(PERIODS[-1], cut.as_of), "source")
+    assert compared == len(PERIODS) * len(GROUPINGS) * 2
     acts = data.activities  # the quirks are there to be counted
     assert (acts["rep"] == NONE_LABEL).any() and (acts["rep"] == "R-gone").any() and acts["cold"].any()
     total = whole[whole["source"] == ALL_LABEL].iloc[0]
     assert (
         NONE_LABEL in set(whole["source"]) and total["cold_call_opportunities"] > 0 and total["sms_sent"] > 0
     )
+
+
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_sql_effectiveness_report_equals_the_report_in_memory(
+    warehouse: Path, as_of: pd.Timestamp | None
+) -> None:
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        correlated = 0
+        for spec in PERIODS:
+            period = parse_period(spec, cut.as_of)
+            for by in EFFECTIVENESS_GROUPINGS:
+                sql = sql_effectiveness.effectiveness(cut, period, by)
+                _same(sql, effectiveness(data, period, by), by)
+                correlated += int(sql["corr_new_opportunities_calls"].notna().sum())
+            only = sorted(data.reps["team"])[:1]
+            _same(
+                sql_effectiveness.effectiveness(cut, period, "team", only=only),
+                effectiveness(data, period, "team", only=only),
+                "team",
+            )
+    assert correlated > 20  # correlations over rep-weeks are compared, not only missing ones
 
 
 @pytest.mark.parametrize(
@@ -138,7 +165,7 @@ def test_a_warehouse_the_sql_cut_would_read_otherwise_takes_the_read(
         assert open_cut(con) is None
 
 
-def test_the_sql_performance_report_equals_the_report_in_memory_on_maven(tmp_path: Path) -> None:
+def test_the_sql_reports_equal_the_reports_in_memory_on_maven(tmp_path: Path) -> None:
     source = shared_dataset("maven-crm-sales-opportunities")
     path = tmp_path / "maven.duckdb"
     ingest(source, "maven", Warehouse(path))
@@ -150,6 +177,8 @@ def test_the_sql_performance_report_equals_the_report_in_memory_on_maven(tmp_pat
             period = parse_period(spec, cut.as_of)
             for by in GROUPINGS:
                 _same(sql_performance.performance(cut, period, by), performance(data, period, by), by)
+            for by in EFFECTIVENESS_GROUPINGS:
+                _same(sql_effectiveness.effectiveness(cut, period, by), effectiveness(data, period, by), by)
         whole = sql_performance.performance(cut, parse_period("2016-01-01..2018-01-01", cut.as_of), "rep")
     assert whole.iloc[-1]["won"] > 1000  # the sample's deals are counted, and it has no activities
     assert whole.iloc[-1]["calls"] == 0
