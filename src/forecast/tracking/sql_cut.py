@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.schema import TABLES
+from forecast.data.warehouse import read_pipeline
 from forecast.timeutil import resolve_as_of
 from forecast.tracking.data import ALL_LABEL, NONE_LABEL, REP_KEYS
 from forecast.tracking.periods import Period
@@ -48,9 +50,27 @@ _NUMBER = {"DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEI
 _KINDS = {"str": _TEXT, "timestamp": {"TIMESTAMP"}, "float": _NUMBER, "int": _NUMBER, "bool": {"BOOLEAN"}}
 _READ = {
     "reps": ("rep_id", "name", "team", "manager", "region"),
-    "leads": ("lead_id", "created_at", "source", "channel", "rep_id", "converted_at"),
-    "opportunities": ("opportunity_id", "lead_id", "rep_id", "created_at", "amount", "closed_at", "outcome"),
-    "stage_history": ("opportunity_id", "entered_at", "amount"),
+    "leads": (
+        "lead_id",
+        "created_at",
+        "source",
+        "channel",
+        "rep_id",
+        "status",
+        "status_changed_at",
+        "converted_at",
+    ),
+    "opportunities": (
+        "opportunity_id",
+        "lead_id",
+        "rep_id",
+        "product",
+        "created_at",
+        "amount",
+        "closed_at",
+        "outcome",
+    ),
+    "stage_history": ("opportunity_id", "stage", "entered_at", "amount"),
     "activities": (
         "occurred_at",
         "type",
@@ -84,6 +104,7 @@ class SqlCut:
     Attributes:
         con: The connection to the warehouse (kept open while the cut is used).
         as_of: Nothing at or after this time is used.
+        pipeline: The pipeline the deals follow.
         reps: One row per rep: rep_id, name, team, manager, region (labelled).
         has_stage_history: Whether the source recorded stage changes at all.
         notes: What the figures cannot say (as :attr:`~forecast.tracking.data.TrackingData.notes`).
@@ -91,6 +112,7 @@ class SqlCut:
 
     con: duckdb.DuckDBPyConnection
     as_of: pd.Timestamp
+    pipeline: SalesPipeline
     reps: pd.DataFrame
     has_stage_history: bool
     notes: list[str] = field(default_factory=list)
@@ -104,11 +126,12 @@ class SqlCut:
     def with_clause(sources: bool = True, cold: bool = True) -> str:
         """``WITH reps_c, leads_c, deals_c, acts_c AS (...)``: the cut's tables, for a query to follow.
 
-        ``leads_c``: lead_id, source, channel, converted_at, rep. ``deals_c``: opportunity_id,
-        created_at, closed_at, outcome, amount (a number, 0 where missing), source, channel, rep,
-        team, manager, region. ``acts_c``: occurred_at, type, direction, outcome, duration_seconds,
-        email_opened, email_replied, lead_id, done, cold, source, channel, rep, team, manager,
-        region. ``rep`` is the rep id, ``(none)`` where missing.
+        ``leads_c``: lead_id, created_at, source, channel, converted_at, status (as known then),
+        status_changed_at, rep. ``deals_c``: opportunity_id, created_at, closed_at, outcome, amount
+        (a number, 0 where missing), product, source, channel, rep, team, manager, region.
+        ``acts_c``: occurred_at, type, direction, outcome, duration_seconds, email_opened,
+        email_replied, lead_id, done, cold, source, channel, rep, team, manager, region. ``rep`` is
+        the rep id, ``(none)`` where missing.
 
         Args:
             sources: Whether the deals and activities have their source and channel (a join of
@@ -139,9 +162,11 @@ WITH reps_c AS (
     WHERE nth = 1
 ),
 leads_c AS (
-    SELECT lead_id, {_label("source")} AS source, {_label("channel")} AS channel,
+    SELECT lead_id, created_at, {_label("source")} AS source, {_label("channel")} AS channel,
         CASE WHEN converted_at < $as_of THEN converted_at END AS converted_at,
-        coalesce(rep_id, '{NONE_LABEL}') AS rep
+        CASE WHEN converted_at < $as_of THEN 'converted'
+            WHEN status_changed_at < $as_of THEN status ELSE 'working' END AS status,
+        status_changed_at, coalesce(rep_id, '{NONE_LABEL}') AS rep
     FROM leads WHERE created_at < $as_of
 ),
 last_change AS (
@@ -155,7 +180,8 @@ deals_c AS (
     SELECT o.opportunity_id, o.created_at,
         CASE WHEN o.closed_at < $as_of THEN o.closed_at END AS closed_at,
         CASE WHEN o.closed_at < $as_of THEN o.outcome ELSE 'open' END AS outcome,
-        coalesce(CAST(coalesce(h.amount, o.amount) AS DOUBLE), 0.0) AS amount, {deal_sources}
+        coalesce(CAST(coalesce(h.amount, o.amount) AS DOUBLE), 0.0) AS amount,
+        {_label("o.product")} AS product, {deal_sources}
         coalesce(o.rep_id, '{NONE_LABEL}') AS rep, {_rep_keys("d")}
     FROM opportunities o
     LEFT JOIN last_change h ON h.opportunity_id = o.opportunity_id
@@ -213,7 +239,8 @@ def open_cut(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) 
     history = con.execute("SELECT count(*) FROM stage_history").fetchone()
     has_history = bool(history and history[0])
     notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
-    return SqlCut(con, when, reps, has_history, notes)
+    pipeline = read_pipeline(con) if "pipeline_stages" in present else None
+    return SqlCut(con, when, pipeline or DEFAULT_PIPELINE, reps, has_history, notes)
 
 
 def _typed(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -243,7 +270,8 @@ def _clean(con: duckdb.DuckDBPyConnection) -> bool:
         "SELECT count(rep_id) = count(*) FROM reps",
         f"SELECT {unique('lead_id')} FROM leads",
         f"SELECT {unique('opportunity_id')} AND {finite('amount')} FROM opportunities",
-        f"SELECT count(opportunity_id) = count(*) AND {finite('amount')} FROM stage_history",
+        f"SELECT count(opportunity_id) = count(*) AND count(stage) = count(*) AND {finite('amount')}"
+        " FROM stage_history",
         f"SELECT {finite('duration_seconds')} FROM activities",
     )
     for sql in checks:
