@@ -18,6 +18,7 @@ from forecast.cli.main import JsonOpt, app, context_settings, emit, fail, parse_
 from forecast.cli.render import EMPTY_CELLS, Column, WideOpt, compact, print_table, rate_with_interval
 from forecast.errors import cli_message
 from forecast.io import csv_text, write_text
+from forecast.tracking import sql_reports
 from forecast.tracking.common import GroupingError
 from forecast.tracking.data import GROUPINGS, TrackingData
 from forecast.tracking.periods import Period, PeriodError, parse_period
@@ -74,24 +75,19 @@ def _open(
         fail(as_json, cli_message(exc))
 
 
-IN_SQL = ("performance", "effectiveness")
-"""The reports ``forecast metrics`` aggregates in DuckDB when asked alone (no CRM read)."""
-
-
 def _report_in_sql(
     ctx: typer.Context, name: str, as_of: str | None, period: str | None, by: str, as_json: bool
 ) -> tuple[pd.Timestamp, list[str], Period, dict[str, pd.DataFrame]] | None:
-    """Report ``name`` (one of :data:`IN_SQL`) aggregated in DuckDB over the warehouse, without a read.
+    """Report ``name`` (of :data:`~forecast.tracking.sql_reports.NAMES`) aggregated in DuckDB, without a read.
 
-    ``(as of, notes, period, {name: table})``; ``None`` where the warehouse's tables are not those
-    the SQL cut reads as the in-memory cut does (:func:`forecast.tracking.sql_cut.open_cut`): then
-    the CRM is read. The same table either way (``tests/unit/test_tracking_sql_reports.py``).
+    ``(as of, notes, period, {name: table, extra: table, ...})``; ``None`` where the warehouse's
+    tables are not those the SQL cut reads as the in-memory cut does
+    (:func:`forecast.tracking.sql_cut.open_cut`): then the CRM is read. The same tables either way
+    (``tests/unit/test_tracking_sql_reports.py``).
     """
     from forecast.data.warehouse import Warehouse
-    from forecast.tracking import sql_effectiveness, sql_performance
     from forecast.tracking.sql_cut import open_cut
 
-    compute = {"performance": sql_performance.performance, "effectiveness": sql_effectiveness.effectiveness}
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
     try:
@@ -104,10 +100,10 @@ def _report_in_sql(
             except PeriodError as exc:
                 fail(as_json, cli_message(exc))
             try:
-                table = compute[name](cut, per, by)
+                tables = sql_reports.report(cut, name, per, by)
             except GroupingError as exc:
                 fail(as_json, cli_message(exc))
-            return cut.as_of, list(cut.notes), per, {name: table}
+            return cut.as_of, list(cut.notes), per, tables
     except FileNotFoundError as exc:
         fail(as_json, cli_message(exc))
     except ValueError as exc:
@@ -201,7 +197,7 @@ def metrics(
         fail(as_json, "--metrics needs a single --report")
     if fmt == "csv" and len(names) > 1 and output is None:
         fail(False, "--format csv with --report all writes one file per table: give --output FILE")
-    alone = names[0] if len(names) == 1 and names[0] in IN_SQL else None
+    alone = names[0] if len(names) == 1 and names[0] in sql_reports.NAMES else None
     in_sql = (
         None if alone is None else _report_in_sql(ctx, alone, as_of, period, by or DEFAULT_BY[alone], as_json)
     )

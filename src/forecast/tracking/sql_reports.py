@@ -1,0 +1,56 @@
+"""The tracking reports DuckDB computes over the warehouse, by name: :func:`report` as ``api.report``.
+
+Each is the in-memory report of the same name (:data:`forecast.tracking.api.REPORTS`) aggregated
+in SQL over :class:`~forecast.tracking.sql_cut.SqlCut`: the same tables without reading the CRM
+into memory (``tests/unit/test_tracking_sql_reports.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import pandas as pd
+
+from forecast.tracking import sql_effectiveness, sql_performance, sql_process
+from forecast.tracking.periods import Period
+from forecast.tracking.sql_cut import SqlCut
+
+_MAIN: dict[str, Callable[..., pd.DataFrame]] = {
+    "performance": sql_performance.performance,
+    "effectiveness": sql_effectiveness.effectiveness,
+    "process": sql_process.process,
+}
+_EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
+    "process": (("stages", sql_process.stage_table),),
+}
+_BRIEFS = ("performance", "process")
+
+NAMES = tuple(_MAIN)
+"""The reports computed in DuckDB."""
+
+
+def report(
+    cut: SqlCut,
+    name: str,
+    period: Period,
+    by: str,
+    only: Collection[str] | None = None,
+    *,
+    extras: bool = True,
+    brief: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """:func:`forecast.tracking.api.report` of one of :data:`NAMES`, aggregated in DuckDB.
+
+    Raises:
+        KeyError: If the report is not one of :data:`NAMES`.
+        forecast.tracking.common.GroupingError: If the report cannot use the grouping.
+    """
+    main = _MAIN[name]
+    narrow: dict[str, Any] = {} if only is None else {"only": only}
+    if brief and name in _BRIEFS and not extras:
+        return {name: main(cut, period, by, **narrow, brief=True)}
+    out = {name: main(cut, period, by, **narrow)}
+    for extra, fn in _EXTRAS.get(name, ()) if extras else ():
+        out[extra] = fn(cut, period, by, **narrow)
+    return out
