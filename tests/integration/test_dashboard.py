@@ -15,17 +15,20 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import duckdb
+import numpy as np
 import pytest
 
 from forecast.cli import app
 from forecast.config import Settings, load_settings
 from forecast.dashboard.app import create_app
+from forecast.dashboard.data import Filters, Reader
 from forecast.dashboard.deferred import REFRESH_SECONDS
 from tests.cli import cli_json as _cli
 from tests.cli import runner
@@ -360,15 +363,48 @@ def test_besides_the_default_one_cut_of_another_as_of_is_held_at_a_time(env: dic
     app_ = create_app(_settings(env), warm_every=None)
     reader = app_.state.reader
     c = TestClient(app_)
-    assert c.get("/activity").status_code == 200  # the default as of
-    assert c.get("/activity", params={"as_of": "2024-11-01"}).status_code == 200
+    assert c.get("/reps").status_code == 200  # the default as of
+    assert c.get("/reps", params={"as_of": "2024-11-01"}).status_code == 200
     assert reader.holds(("tracking", None)) and reader.holds(("tracking", "2024-11-01"))
-    assert c.get("/activity", params={"as_of": AS_OF}).status_code == 200
+    assert c.get("/reps", params={"as_of": AS_OF}).status_code == 200
     assert reader.holds(("tracking", AS_OF)) and reader.holds(("tracking", None))
     assert not reader.holds(("tracking", "2024-11-01"))
     computed = reader.computed
-    assert c.get("/activity", params={"as_of": "2024-11-01"}).status_code == 200  # its page: still held
+    assert c.get("/reps", params={"as_of": "2024-11-01"}).status_code == 200  # its page: still held
     assert reader.computed == computed
+
+
+def test_the_activity_page_of_another_as_of_reads_no_crm_and_shows_the_figures_of_the_read(
+    env: dict[str, str],
+) -> None:
+    """Its reports are aggregated in DuckDB (no CRM read); a reader holding the CRM read at that as
+    of computes them in memory: the same figures, table for table, unfiltered and filtered."""
+    whole = Filters(as_of="2024-11-01", period="quarter")
+    in_sql, in_memory = Reader(_settings(env)), Reader(_settings(env))
+    in_memory.tracking(whole)  # the CRM at that as of, read and held
+    known = in_sql.cut(whole).known
+    assert known == in_memory.cut(whole).known and in_sql.cuts_read == 0
+    compared = 0
+    for filters in (whole, replace(whole, team=known["team"][0]), replace(whole, source=known["source"][-1])):
+        page, read = in_sql.activity(filters), in_memory.activity(filters)
+        assert (page["as_of"], page["period"], page["notes"]) == (
+            read["as_of"],
+            read["period"],
+            read["notes"],
+        )
+        for name in ("effectiveness", "channels", "process", "stages"):
+            left, right = page[name], read[name]
+            assert list(left.columns) == list(right.columns) and len(left) == len(right) > 0, name
+            for col in left.columns:
+                if left[col].dtype == object or right[col].dtype == object:
+                    assert left[col].tolist() == right[col].tolist(), (name, col)
+                else:
+                    values = (left[col].astype(float), right[col].astype(float))
+                    np.testing.assert_allclose(*values, rtol=1e-12, atol=1e-12, err_msg=f"{name}.{col}")
+                compared += 1
+    assert compared > 150
+    assert in_sql.cuts_read == 0 and not in_sql.holds(("tracking", "2024-11-01"))
+    assert in_memory.cuts_read == 1
 
 
 def test_the_command_refuses_a_missing_warehouse(tmp_path: Path) -> None:

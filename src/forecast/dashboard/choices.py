@@ -17,6 +17,7 @@ from forecast.tracking.common import memo
 
 if TYPE_CHECKING:
     from forecast.tracking.data import TrackingData
+    from forecast.tracking.sql_cut import SqlCut
 
 
 class Scoped(Protocol):
@@ -61,6 +62,24 @@ def _known(data: TrackingData) -> dict[str, list[str]]:
         "team": values(reps["team"]),
         "region": values(reps["region"]),
         "source": values(*sources),
+    }
+
+
+def known_in_sql(cut: SqlCut) -> dict[str, list[str]]:
+    """:func:`known` of the warehouse cut in SQL (no read): the same values."""
+    sources = cut.query(
+        " SELECT DISTINCT source FROM leads_c UNION SELECT DISTINCT source FROM deals_c", {}, cold=False
+    )["source"]
+    reps = cut.reps
+
+    def values(column: pd.Series) -> list[str]:
+        return sorted({str(v) for v in pd.unique(column.dropna())})
+
+    return {
+        "rep": values(reps["rep_id"]),
+        "team": values(reps["team"]),
+        "region": values(reps["region"]),
+        "source": values(sources),
     }
 
 

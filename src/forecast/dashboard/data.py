@@ -36,6 +36,7 @@ from forecast.tracking.periods import Period, named_kind
 
 if TYPE_CHECKING:
     from forecast.dashboard.store import PageStore
+    from forecast.tracking.sql_cut import SqlCut
 
 SIMULATIONS = 10_000
 """``forecast revenue``'s default number of simulations (with its default seed 0): the same numbers."""
@@ -297,6 +298,23 @@ class Cut:
     as_of: pd.Timestamp
     known: dict[str, list[str]]
     rep_groups: dict[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a page says of the warehouse cut at the as-of besides its figures.
+
+    Attributes:
+        as_of: The cut's time.
+        notes: What the figures cannot say (:attr:`~forecast.tracking.data.TrackingData.notes`).
+        has_activities: Whether an activity is recorded before the as of.
+        has_leads: Whether a lead is recorded before the as of.
+    """
+
+    as_of: pd.Timestamp
+    notes: list[str]
+    has_activities: bool
+    has_leads: bool
 
 
 class Turns:
@@ -662,16 +680,15 @@ class Reader:
             ValueError: A warehouse without any dated event.
             InputError: A rep filter with a team or region the rep is not in.
         """
-        from forecast.dashboard.choices import known
+        from forecast.dashboard.choices import known, known_in_sql
 
         def compute() -> Cut:
+            if not self.holds(("tracking", filters.as_of)):
+                with self._sql_cut(filters) as sql:
+                    if sql is not None:
+                        return Cut(sql.as_of, known_in_sql(sql), _rep_groups(sql.reps))
             data = self._tracking(filters)
-            reps = data.reps
-            groups = {
-                str(r): (str(t), str(g))
-                for r, t, g in zip(reps["rep_id"], reps["team"], reps["region"], strict=True)
-            }
-            return Cut(data.as_of, known(data), groups)
+            return Cut(data.as_of, known(data), _rep_groups(data.reps))
 
         made = self._cached(("page", "cut", filters.as_of), compute)
         _check_rep_groups(made.rep_groups, filters)
@@ -739,6 +756,68 @@ class Reader:
             for key in [k for k in self._cache if k[1] in CUTS and k[2] not in (None, as_of)]:
                 del self._cache[key]
 
+    def facts(self, filters: Filters) -> Facts:
+        """The as of, notes and whether activities and leads are recorded (no figure; kept like a cut).
+
+        From the CRM read at the as of where it is held, else asked of DuckDB (no read).
+
+        Raises:
+            FileNotFoundError: No warehouse.
+            ValueError: A warehouse without any dated event.
+            InputError: A rep filter with a team or region the rep is not in.
+        """
+        from forecast.tracking.sql_cut import recorded
+
+        def compute() -> Facts:
+            if not self.holds(("tracking", filters.as_of)):
+                with self._sql_cut(filters) as sql:
+                    if sql is not None:
+                        return Facts(sql.as_of, list(sql.notes), *recorded(sql))
+            data = self._tracking(filters)
+            return Facts(data.as_of, list(data.notes), not data.activities.empty, not data.leads.empty)
+
+        made = self._cached(("facts", filters.as_of), compute)
+        _check_rep_groups(self.cut(filters).rep_groups, filters)
+        return made
+
+    @contextmanager
+    def _sql_cut(self, filters: Filters) -> Iterator[SqlCut | None]:
+        """The warehouse cut at the filters' as of in SQL, on a connection open while inside.
+
+        ``None`` where the SQL cut is not the in-memory one (:func:`forecast.tracking.sql_cut.open_cut`):
+        the caller reads the CRM. The connection is not kept: an ingest may take the file between pages.
+        """
+        from forecast.data.warehouse import Warehouse
+        from forecast.tracking.sql_cut import open_cut
+
+        with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
+            yield open_cut(con, filters.when())
+
+    def _reports(self, filters: Filters, name: str) -> tuple[Period, Callable[..., dict[str, pd.DataFrame]]]:
+        """The period of the filters and how to compute report ``name`` (as ``api.report``, less its data).
+
+        A report DuckDB computes (:data:`forecast.tracking.sql_reports.NAMES`) is aggregated over the
+        warehouse while the CRM at that as of is not held in memory (another as of than the one the
+        pages were prepared for: no read of it); the others, and where the SQL cut does not apply,
+        from the CRM read at the as of. The same tables either way
+        (``tests/unit/test_tracking_sql_reports.py``).
+        """
+        from forecast.tracking import sql_reports
+        from forecast.tracking.api import report
+        from forecast.tracking.periods import parse_period
+
+        if name not in sql_reports.NAMES or self.holds(("tracking", filters.as_of)):
+            data = self.tracking(filters)
+            return self.period(data, filters), lambda *args, **kw: report(data, *args, **kw)
+
+        def compute(*args: Any, **kw: Any) -> dict[str, pd.DataFrame]:
+            with self._sql_cut(filters) as sql:
+                if sql is not None:
+                    return sql_reports.report(sql, *args, **kw)
+            return report(self.tracking(filters), *args, **kw)
+
+        return parse_period(filters.period, self.facts(filters).as_of), compute
+
     def period(self, data: TrackingData, filters: Filters) -> Period:
         """The tracking period (``--period``; raises :class:`~forecast.tracking.periods.PeriodError`)."""
         from forecast.tracking.periods import parse_period
@@ -767,21 +846,20 @@ class Reader:
         the main table of a held report, else its brief form (the columns a comparison of
         headline figures reads, with the whole table's values), kept apart.
         """
-        from forecast.tracking.api import REPORTS, narrowed, report
+        from forecast.tracking.api import REPORTS, narrowed
 
-        data = self.tracking(filters)
-        period = self.period(data, filters)
+        period, report = self._reports(filters, name)
         whole = ("report", filters.as_of, period.label, name, by)
         groups = None if only is None else tuple(sorted(set(only)))
         if brief and REPORTS[name].briefs:
-            return self._brief(data, period, whole, groups)
+            return self._brief(report, period, whole, groups)
         if not main_only or not REPORTS[name].extras:  # (a report without extras: the one kept)
             if groups is None:
-                return self._cached(whole, lambda: report(data, name, period, by))
+                return self._cached(whole, lambda: report(name, period, by))
             held = self._peek(whole)
             if held is not None:
                 return narrowed(held, by, groups)
-            return self._cached((*whole, groups), lambda: report(data, name, period, by, only=groups))
+            return self._cached((*whole, groups), lambda: report(name, period, by, only=groups))
         key = whole if groups is None else (*whole, groups)
         main = (*key, "main table")
         every = (whole, (*whole, "main table"))  # every group's, with or without its extra tables
@@ -790,13 +868,17 @@ class Reader:
             if held is not None:
                 table = {name: held[name]}
                 return narrowed(table, by, groups) if kept in every and groups is not None else table
-        return self._cached(main, lambda: report(data, name, period, by, only=groups, extras=False))
+        return self._cached(main, lambda: report(name, period, by, only=groups, extras=False))
 
     def _brief(
-        self, data: TrackingData, period: Period, whole: tuple[Any, ...], groups: tuple[str, ...] | None
+        self,
+        report: Callable[..., dict[str, pd.DataFrame]],
+        period: Period,
+        whole: tuple[Any, ...],
+        groups: tuple[str, ...] | None,
     ) -> dict[str, pd.DataFrame]:
         """:meth:`report`'s brief table: the report's held table (``whole``: its key), else the brief form."""
-        from forecast.tracking.api import narrowed, report
+        from forecast.tracking.api import narrowed
 
         name, by = whole[-2], whole[-1]
         key = whole if groups is None else (*whole, groups)
@@ -807,7 +889,7 @@ class Reader:
                 table = {name: held[name]}
                 return narrowed(table, by, groups) if kept in every and groups is not None else table
         return self._cached(
-            (*key, "brief"), lambda: report(data, name, period, by, only=groups, extras=False, brief=True)
+            (*key, "brief"), lambda: report(name, period, by, only=groups, extras=False, brief=True)
         )
 
     def whole_reports(self, filters: Filters) -> None:
@@ -1135,11 +1217,13 @@ class Reader:
         process and its stages by channel. A filter groups both by its key and keeps its row and
         ``(all)``; the channel table then stays the whole team's (said in the notes).
         """
-        data = self.tracking(filters)
-        period = self.period(data, filters)
+        from forecast.tracking.periods import parse_period
+
+        facts = self.facts(filters)
+        period = parse_period(filters.period, facts.as_of)
         scope = filters.scope
-        notes = list(data.notes) + ([NO_ACTIVITIES] if data.activities.empty else [])
-        notes += [] if not data.leads.empty else [NO_LEADS]
+        notes = list(facts.notes) + ([] if facts.has_activities else [NO_ACTIVITIES])
+        notes += [] if facts.has_leads else [NO_LEADS]
         eff_by = scope[0] if scope is not None else "team"
         proc_by = scope[0] if scope is not None else "channel"
 
@@ -1154,7 +1238,7 @@ class Reader:
         if scope is not None:
             notes.append(f"inbound against outbound is the whole team's: it is not split by {scope[0]}")
         return {
-            "as_of": data.as_of.isoformat(),
+            "as_of": facts.as_of.isoformat(),
             "period": period,
             "effectiveness_by": eff_by,
             "effectiveness": narrowed(
@@ -1186,6 +1270,13 @@ def _revenue_group(filters: Filters) -> str | None:
     """The grouping of ``forecast revenue --group`` the filters need (``None``: the whole team)."""
     scope = filters.scope
     return scope[0] if scope is not None and scope[0] in REVENUE_GROUPS else None
+
+
+def _rep_groups(reps: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Each rep's ``(team, region)`` by rep id."""
+    return {
+        str(r): (str(t), str(g)) for r, t, g in zip(reps["rep_id"], reps["team"], reps["region"], strict=True)
+    }
 
 
 def _check_rep(data: TrackingData, filters: Filters) -> None:

@@ -308,3 +308,13 @@ def mean_interval_of(n: int, mean: object, sd: object) -> tuple[float, int, floa
         return m, 1, NAN, NAN
     half = z_value() * float(sd) / math.sqrt(n)  # type: ignore[arg-type]
     return m, n, m - half, m + half
+
+
+def recorded(cut: SqlCut) -> tuple[bool, bool]:
+    """Whether an activity, and whether a lead, is recorded before the cut's as of."""
+    row = cut.con.execute(
+        "SELECT EXISTS (SELECT 1 FROM activities WHERE occurred_at < $as_of),"
+        " EXISTS (SELECT 1 FROM leads WHERE created_at < $as_of)",
+        cut.parameters,
+    ).fetchone()
+    return (bool(row[0]), bool(row[1])) if row else (False, False)
