@@ -788,10 +788,13 @@ class Reader:
         the caller reads the CRM. The connection is not kept: an ingest may take the file between pages.
         """
         from forecast.data.warehouse import Warehouse
-        from forecast.tracking.sql_cut import open_cut
+        from forecast.tracking.sql_cut import applies, open_cut
 
         with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
-            yield open_cut(con, filters.when())
+            if not self._cached(("sql cut applies",), lambda: applies(con)):  # once per state
+                yield None
+                return
+            yield open_cut(con, filters.when(), checked=True)
 
     def _reports(self, filters: Filters, name: str) -> tuple[Period, Callable[..., dict[str, pd.DataFrame]]]:
         """The period of the filters and how to compute report ``name`` (as ``api.report``, less its data).

@@ -154,7 +154,7 @@ class SqlCut:
         act_sources = f"""coalesce(l.source, d.source, '{NONE_LABEL}') AS source,
         coalesce(l.channel, d.channel, '{NONE_LABEL}') AS channel,"""
         act_leads = "LEFT JOIN leads_c l ON l.lead_id = a.lead_id" if sources or cold else ""
-        act_deals = "LEFT JOIN deals_c d ON d.opportunity_id = a.opportunity_id" if sources else ""
+        act_deals = "LEFT JOIN deal_sources d ON d.opportunity_id = a.opportunity_id" if sources else ""
         return f"""
 WITH reps_c AS (
     SELECT rep_id, {_label("name")} AS name, {rep_keys}
@@ -189,6 +189,12 @@ deals_c AS (
     LEFT JOIN reps_c r_d ON r_d.rep_id = o.rep_id
     WHERE o.created_at < $as_of
 ),
+deal_sources AS (
+    SELECT o.opportunity_id, coalesce(l.source, '{NONE_LABEL}') AS source,
+        coalesce(l.channel, '{NONE_LABEL}') AS channel
+    FROM opportunities o LEFT JOIN leads_c l ON l.lead_id = o.lead_id
+    WHERE o.created_at < $as_of
+),
 acts_c AS (
     SELECT a.occurred_at, a.type, a.direction, a.outcome,
         CAST(a.duration_seconds AS DOUBLE) AS duration_seconds, a.email_opened, a.email_replied, a.lead_id,
@@ -218,29 +224,45 @@ acts_c AS (
         return self.con.execute(head + sql, {**self.parameters, **parameters}).df()
 
 
-def open_cut(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> SqlCut | None:
+def applies(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the SQL cut of this warehouse is the in-memory one, at any as of (the module's conditions).
+
+    A scan of the tables (a tenth of a second at a million leads): a caller that opens several cuts
+    of one state of the warehouse asks once and passes ``checked=True`` to :func:`open_cut`.
+    """
+    present = _present(con)
+    return all(t in present for t in _TABLES) and all(_typed(con, t) for t in _TABLES) and _clean(con)
+
+
+def open_cut(
+    con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None, *, checked: bool = False
+) -> SqlCut | None:
     """The warehouse cut at ``as_of`` (default: midnight after the last event) as SQL, or ``None``.
 
-    ``None`` where the SQL cut would not be the in-memory one (the module's conditions): the
-    caller then reads the CRM (:func:`forecast.tracking.read.load`).
+    ``None`` where the SQL cut would not be the in-memory one (:func:`applies`): the caller then
+    reads the CRM (:func:`forecast.tracking.read.load`). ``checked``: :func:`applies` was found
+    true of this state of the warehouse already (not asked again).
 
     Raises:
         ValueError: If no as-of is given and nothing is dated.
     """
     from forecast.tracking.read import _default_as_of
 
-    present = {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if not all(t in present for t in _TABLES) or not all(_typed(con, t) for t in _TABLES):
+    present = _present(con)
+    if not checked and not applies(con):
         return None
     when = resolve_as_of(as_of, lambda: _default_as_of(con, present))
-    if not _clean(con):
-        return None
     reps = con.execute(SqlCut.with_clause() + "SELECT * FROM reps_c ORDER BY rep_id", {"as_of": when}).df()
     history = con.execute("SELECT count(*) FROM stage_history").fetchone()
     has_history = bool(history and history[0])
     notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
     pipeline = read_pipeline(con) if "pipeline_stages" in present else None
     return SqlCut(con, when, pipeline or DEFAULT_PIPELINE, reps, has_history, notes)
+
+
+def _present(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The warehouse's tables."""
+    return {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
 
 
 def _typed(con: duckdb.DuckDBPyConnection, table: str) -> bool:
