@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,14 +63,8 @@ def _open(
 
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
-    try:
+    with _reading(settings.warehouse, as_json):
         data = open_warehouse(settings.warehouse, when)
-    except FileNotFoundError as exc:
-        fail(as_json, cli_message(exc))
-    except ValueError as exc:
-        fail(as_json, f"{settings.warehouse}: {exc}")
-    except duckdb.Error as exc:
-        fail(as_json, f"{settings.warehouse}: cannot read the warehouse ({exc})")
     try:
         return data, parse_period(period, data.as_of)
     except PeriodError as exc:
@@ -90,26 +86,29 @@ def _report_in_sql(
 
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
+    with _reading(settings.warehouse, as_json), Warehouse(settings.warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, when)
+        if cut is None:
+            return None
+        try:
+            per = parse_period(period, cut.as_of)
+            tables = sql_reports.report(cut, name, per, by)
+        except (PeriodError, GroupingError) as exc:
+            fail(as_json, cli_message(exc))
+        return cut.as_of, list(cut.notes), per, tables
+
+
+@contextmanager
+def _reading(warehouse: Path, as_json: bool) -> Iterator[None]:
+    """Within it, a missing or unreadable warehouse exits with its message (code 2)."""
     try:
-        with Warehouse(settings.warehouse).connect(read_only=True) as con:
-            cut = open_cut(con, when)
-            if cut is None:
-                return None
-            try:
-                per = parse_period(period, cut.as_of)
-            except PeriodError as exc:
-                fail(as_json, cli_message(exc))
-            try:
-                tables = sql_reports.report(cut, name, per, by)
-            except GroupingError as exc:
-                fail(as_json, cli_message(exc))
-            return cut.as_of, list(cut.notes), per, tables
+        yield
     except FileNotFoundError as exc:
         fail(as_json, cli_message(exc))
     except ValueError as exc:
-        fail(as_json, f"{settings.warehouse}: {exc}")
+        fail(as_json, f"{warehouse}: {exc}")
     except duckdb.Error as exc:
-        fail(as_json, f"{settings.warehouse}: cannot read the warehouse ({exc})")
+        fail(as_json, f"{warehouse}: cannot read the warehouse ({exc})")
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

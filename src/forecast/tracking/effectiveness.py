@@ -158,21 +158,34 @@ def effectiveness(
         row.update(
             avg_call_minutes=mean, avg_call_minutes_n=n, avg_call_minutes_lo=lo, avg_call_minutes_hi=hi
         )
-        new, new_prev = len(created_rows(group)), len(prev_rows(group))
-        row["new_opportunities"] = new
-        row["new_opportunities_prev"] = new_prev
-        row["new_opportunities_change"] = safe_div(new - new_prev, new_prev)
-        row["new_opportunities_p_value"] = rate_ratio_test(new, period.days, new_prev, prev.days)
-        counts = weeks(group)
-        for name in ("calls", "emails"):
-            c = correlation(counts[name], counts["new_opportunities"])
-            key = f"corr_new_opportunities_{name}"
-            row.update(
-                {key: c.r, f"{key}_n": c.n, f"{key}_lo": c.lo, f"{key}_hi": c.hi, f"{key}_p_value": c.p_value}
-            )
+        add_new_deals(row, (len(created_rows(group)), len(prev_rows(group))), (period, prev), weeks(group))
         return row
 
     return per_group(data, by, [done.groups, created], compute, only=only)
+
+
+def add_new_deals(
+    row: Row, new: tuple[int, int], periods: tuple[Period, Period], counts: dict[str, np.ndarray]
+) -> None:
+    """Put a group's new deals against the period before and their rep-weeks' correlations in ``row``.
+
+    Args:
+        row: The group's row.
+        new: Its deals created in the period and in the period before.
+        periods: The period and the period before.
+        counts: Its rep-weeks' calls, emails and new opportunities.
+    """
+    (now, before), (period, prev) = new, periods
+    row["new_opportunities"] = now
+    row["new_opportunities_prev"] = before
+    row["new_opportunities_change"] = safe_div(now - before, before)
+    row["new_opportunities_p_value"] = rate_ratio_test(now, period.days, before, prev.days)
+    for name in ("calls", "emails"):
+        c = correlation(counts[name], counts["new_opportunities"])
+        key = f"corr_new_opportunities_{name}"
+        row.update(
+            {key: c.r, f"{key}_n": c.n, f"{key}_lo": c.lo, f"{key}_hi": c.hi, f"{key}_p_value": c.p_value}
+        )
 
 
 @dataclass(frozen=True, eq=False)

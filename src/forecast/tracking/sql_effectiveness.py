@@ -21,10 +21,9 @@ import pandas as pd
 
 from forecast.tracking.common import Row, add_rate, check_grouping, rows_per_group
 from forecast.tracking.data import ALL_LABEL, known_groups
-from forecast.tracking.effectiveness import CORRELATION_WEEKS, GROUPINGS
+from forecast.tracking.effectiveness import CORRELATION_WEEKS, GROUPINGS, add_new_deals
 from forecast.tracking.periods import Period
 from forecast.tracking.sql_cut import IN_PERIOD, SOURCE_KEYS, SqlCut, by_group, group_label, mean_interval_of
-from forecast.tracking.stats import correlation, rate_ratio_test, safe_div
 
 _REPLIED = "type = 'email' AND direction = 'outbound' AND email_replied IS NOT NULL"
 _CONNECTED = "type = 'call' AND outcome = 'completed' AND duration_seconds IS NOT NULL"
@@ -59,18 +58,7 @@ def effectiveness(
         row.update(
             avg_call_minutes=mean, avg_call_minutes_n=n, avg_call_minutes_lo=lo, avg_call_minutes_hi=hi
         )
-        new, new_prev = created.get(group, (0, 0))
-        row["new_opportunities"] = new
-        row["new_opportunities_prev"] = new_prev
-        row["new_opportunities_change"] = safe_div(new - new_prev, new_prev)
-        row["new_opportunities_p_value"] = rate_ratio_test(new, period.days, new_prev, prev.days)
-        counts = weeks.get(group, none)
-        for name in ("calls", "emails"):
-            c = correlation(counts[name], counts["new_opportunities"])
-            key = f"corr_new_opportunities_{name}"
-            row.update(
-                {key: c.r, f"{key}_n": c.n, f"{key}_lo": c.lo, f"{key}_hi": c.hi, f"{key}_p_value": c.p_value}
-            )
+        add_new_deals(row, created.get(group, (0, 0)), (period, prev), weeks.get(group, none))
         return row
 
     seen = set(figures) | {g for g, (new, _) in created.items() if new}
