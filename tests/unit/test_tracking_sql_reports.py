@@ -24,10 +24,12 @@ import pytest
 from forecast.data.ingest import ingest
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.data.warehouse import Warehouse
-from forecast.tracking import sql_effectiveness, sql_performance, sql_process
+from forecast.tracking import sql_effectiveness, sql_goals, sql_performance, sql_process
 from forecast.tracking.data import ALL_LABEL, NONE_LABEL
 from forecast.tracking.effectiveness import GROUPINGS as EFFECTIVENESS_GROUPINGS
 from forecast.tracking.effectiveness import effectiveness
+from forecast.tracking.goals import GROUPINGS as GOAL_GROUPINGS
+from forecast.tracking.goals import goals
 from forecast.tracking.performance import GROUPINGS, performance
 from forecast.tracking.periods import parse_period
 from forecast.tracking.process import GROUPINGS as PROCESS_GROUPINGS
@@ -64,6 +66,8 @@ QUIRKS = (
     "DELETE FROM stage_history WHERE stage IN ('closed_won', 'closed_lost') AND hash(opportunity_id) % 4 = 0",
     "UPDATE stage_history SET stage = 'demo' WHERE stage = 'proposal' AND hash(opportunity_id) % 8 = 1",
     "UPDATE opportunities SET amount = NULL WHERE hash(opportunity_id) % 23 = 0",
+    "UPDATE opportunities SET amount = NULL WHERE hash(opportunity_id) % 7 = 3",  # no amount known at all
+    "UPDATE stage_history SET amount = NULL WHERE hash(opportunity_id) % 7 = 3",
     "UPDATE opportunities SET rep_id = NULL WHERE hash(opportunity_id) % 31 = 0",
 )
 
@@ -168,6 +172,8 @@ def test_the_sql_process_and_stage_tables_equal_the_tables_in_memory(
                     _same(sql, process(data, period, by, brief=brief), by)
             for by in STAGE_GROUPINGS:
                 _same(sql_process.stage_table(cut, period, by), stage_table(data, period, by), by)
+            for by in GOAL_GROUPINGS:
+                _same(sql_goals.goals(cut, period, by), goals(data, period, by), by)
             only = sorted(data.reps["region"])[:1]
             _same(
                 sql_process.process(cut, period, "region", only=only),
@@ -193,6 +199,22 @@ def test_the_sql_process_and_stage_tables_equal_the_tables_in_memory(
     every = stages[stages["product"] == ALL_LABEL]
     assert every["advanced"].sum() > 0 and every["lost"].sum() > 0 and every["stuck"].sum() > 0
     assert every["still_open"].sum() > 0 and every["days_median"].notna().all()
+
+
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_sql_goals_table_equals_the_table_in_memory(warehouse: Path, as_of: pd.Timestamp | None) -> None:
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        for spec in (*PERIODS, "2024-02-10..2024-04-20"):
+            period = parse_period(spec, cut.as_of)
+            for by in GOAL_GROUPINGS:
+                _same(sql_goals.goals(cut, period, by), goals(data, period, by), by)
+        table = sql_goals.goals(cut, parse_period("quarter", cut.as_of), "team")
+    total = table.iloc[-1]
+    assert total["goal"] > 0 and total["won_deals"] > 0 and total["ref_avg_won_amount"] > 0
+    assert table["deals_needed"].notna().sum() >= 4 and table["ytd_goal"].notna().sum() >= 4
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,7 @@ def _open(
 def _report_in_sql(
     ctx: typer.Context, name: str, as_of: str | None, period: str | None, by: str, as_json: bool
 ) -> tuple[pd.Timestamp, list[str], Period, dict[str, pd.DataFrame]] | None:
-    """Report ``name`` (of :data:`~forecast.tracking.sql_reports.NAMES`) aggregated in DuckDB, without a read.
+    """Report ``name`` (:func:`~forecast.tracking.sql_reports.computes` it) aggregated in DuckDB, no read.
 
     ``(as of, notes, period, {name: table, extra: table, ...})``; ``None`` where the warehouse's
     tables are not those the SQL cut reads as the in-memory cut does
@@ -196,7 +196,7 @@ def metrics(
         fail(as_json, "--metrics needs a single --report")
     if fmt == "csv" and len(names) > 1 and output is None:
         fail(False, "--format csv with --report all writes one file per table: give --output FILE")
-    alone = names[0] if len(names) == 1 and names[0] in sql_reports.NAMES else None
+    alone = names[0] if len(names) == 1 and sql_reports.computes(names[0], extras=True) else None
     in_sql = (
         None if alone is None else _report_in_sql(ctx, alone, as_of, period, by or DEFAULT_BY[alone], as_json)
     )

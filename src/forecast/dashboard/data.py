@@ -814,9 +814,10 @@ class Reader:
             return self.period(data, filters), lambda *args, **kw: report(data, *args, **kw)
 
         def compute(*args: Any, **kw: Any) -> dict[str, pd.DataFrame]:
-            with self._sql_cut(filters) as sql:
-                if sql is not None:
-                    return sql_reports.report(sql, *args, **kw)
+            if sql_reports.computes(name, kw.get("extras", True)):
+                with self._sql_cut(filters) as sql:
+                    if sql is not None:
+                        return sql_reports.report(sql, *args, **kw)
             return report(self.tracking(filters), *args, **kw)
 
         return parse_period(filters.period, self.facts(filters).as_of), compute

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -253,60 +254,102 @@ def goals(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFrame:
     """
     check_grouping("goals", by, GROUPINGS, "quotas belong to reps, teams and the company")
     opps = data.opportunities
-    cutoff = min(period.end, data.as_of)
+    when = GoalTimes.of(period, data.as_of)
     won = opps[(opps["outcome"] == "won") & opps["closed_at"].notna()]
     in_period = won[period.contains(won["closed_at"])]
-    year_start = (period.end - pd.Timedelta(days=1)).normalize().replace(month=1, day=1)
-    ytd = won[(won["closed_at"] >= year_start) & (won["closed_at"] < cutoff)]
-    ref_start = cutoff - pd.Timedelta(days=REFERENCE_DAYS)
-    ref_closed = opps[(opps["closed_at"] >= ref_start) & (opps["closed_at"] < cutoff)]
-    ref_leads = data.leads[(data.leads["created_at"] >= ref_start) & (data.leads["created_at"] < cutoff)]
+    ytd = won[(won["closed_at"] >= when.year_start) & (won["closed_at"] < when.cutoff)]
+    ref_closed = opps[(opps["closed_at"] >= when.ref_start) & (opps["closed_at"] < when.cutoff)]
+    leads = data.leads
+    ref_leads = leads[(leads["created_at"] >= when.ref_start) & (leads["created_at"] < when.cutoff)]
     won_rows, ytd_rows = group_rows(in_period, by), group_rows(ytd, by)
     won_amount, ytd_amount = amounts(in_period), amounts(ytd)
     rates_of = _ReferenceRates(ref_closed, ref_leads, by)
     team_rates = rates_of(ALL_LABEL)
-    month_end = (period.end - pd.Timedelta(days=1)).normalize()
-    month_start = month_end.replace(day=1)
-    days_left = max((period.end - max(data.as_of, period.start)) / pd.Timedelta(days=1), 0.0)
-
-    bounds = (
-        (period.start, period.end),
-        (month_start, month_start + pd.offsets.MonthBegin(1)),
-        (year_start, year_start + pd.DateOffset(years=1)),
-        (year_start, cutoff),
-    )
     groups = [*group_values(data, by, in_period), ALL_LABEL]  # per_group's groups
-    table = dict(zip(groups, goal_table(data, by, groups, bounds).tolist(), strict=True))
+    table = dict(zip(groups, goal_table(data, by, groups, when.bounds(period)).tolist(), strict=True))
 
     def compute(group: str) -> Row:
-        goal, monthly, year, ytd = table[group]
-        row: Row = {}
-        row["goal"] = goal
-        row["daily_goal"] = safe_div(goal, period.days)
-        row["weekly_goal"] = row["daily_goal"] * 7
-        row["monthly_goal"] = monthly
-        row["year_goal"] = year
         w = won_rows(group)
-        row["won_deals"] = len(w)
-        row["won_value"] = amount_at(won_amount, w)
-        row["attainment"] = safe_div(row["won_value"], goal) if goal > 0 else NAN
-        row["remaining"] = max(goal - row["won_value"], 0.0) if goal == goal else NAN
-        row["won_ytd"] = amount_at(ytd_amount, ytd_rows(group))
-        row["ytd_goal"] = ytd
-        row["ytd_attainment"] = safe_div(row["won_ytd"], row["ytd_goal"]) if row["ytd_goal"] > 0 else NAN
-        rates = rates_of(group)
-        for key, value in rates.items():
-            if value != value or value <= 0:
-                rates[key] = team_rates[key]
-        row.update({f"ref_{k}": v for k, v in rates.items()})
-        row["deals_needed"] = _ceil(safe_div(row["remaining"], rates["avg_won_amount"]))
-        row["opportunities_needed"] = _ceil(safe_div(row["deals_needed"], rates["win_rate"]))
-        row["prospects_needed"] = _ceil(safe_div(row["opportunities_needed"], rates["lead_conversion"]))
-        row["days_left"] = days_left
-        row["needed_per_day"] = safe_div(row["remaining"], days_left)
-        return row
+        won_value, won_ytd = amount_at(won_amount, w), amount_at(ytd_amount, ytd_rows(group))
+        return goal_row(table[group], period, (len(w), won_value, won_ytd), rates_of(group), team_rates, when)
 
     return per_group(data, by, [in_period], compute)
+
+
+@dataclass(frozen=True)
+class GoalTimes:
+    """The times a goals table reads: the cutoff, the year's start, the reference year's, the days left."""
+
+    cutoff: pd.Timestamp
+    year_start: pd.Timestamp
+    ref_start: pd.Timestamp
+    days_left: float
+
+    @classmethod
+    def of(cls, period: Period, as_of: pd.Timestamp) -> GoalTimes:
+        """The times of ``period`` as of ``as_of``."""
+        cutoff = min(period.end, as_of)
+        return cls(
+            cutoff=cutoff,
+            year_start=(period.end - pd.Timedelta(days=1)).normalize().replace(month=1, day=1),
+            ref_start=cutoff - pd.Timedelta(days=REFERENCE_DAYS),
+            days_left=max((period.end - max(as_of, period.start)) / pd.Timedelta(days=1), 0.0),
+        )
+
+    def bounds(self, period: Period) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
+        """The ranges of the goals: the period, its last month, its year, the year to the cutoff."""
+        month_end = (period.end - pd.Timedelta(days=1)).normalize()
+        month_start = month_end.replace(day=1)
+        return (
+            (period.start, period.end),
+            (month_start, month_start + pd.offsets.MonthBegin(1)),
+            (self.year_start, self.year_start + pd.DateOffset(years=1)),
+            (self.year_start, self.cutoff),
+        )
+
+
+def goal_row(
+    goals: Sequence[float],
+    period: Period,
+    won: tuple[int, float, float],
+    rates: dict[str, float],
+    team_rates: dict[str, float],
+    when: GoalTimes,
+) -> Row:
+    """One group's row of the goals table.
+
+    Args:
+        goals: Its goal over each of :meth:`GoalTimes.bounds` (``nan``: no quota row).
+        period: The period.
+        won: Its deals won in the period, their value, and the value won in the year to the cutoff.
+        rates: Its reference year's mean won amount, win rate and lead conversion (:class:`_ReferenceRates`).
+        team_rates: The same of everyone, for a rate the group lacks.
+        when: The table's times.
+    """
+    goal, monthly, year, ytd = goals
+    row: Row = {}
+    row["goal"] = goal
+    row["daily_goal"] = safe_div(goal, period.days)
+    row["weekly_goal"] = row["daily_goal"] * 7
+    row["monthly_goal"] = monthly
+    row["year_goal"] = year
+    row["won_deals"], row["won_value"], won_ytd = won
+    row["attainment"] = safe_div(row["won_value"], goal) if goal > 0 else NAN
+    row["remaining"] = max(goal - row["won_value"], 0.0) if goal == goal else NAN
+    row["won_ytd"] = won_ytd
+    row["ytd_goal"] = ytd
+    row["ytd_attainment"] = safe_div(row["won_ytd"], row["ytd_goal"]) if row["ytd_goal"] > 0 else NAN
+    rates = dict(rates)
+    for key, value in rates.items():
+        if value != value or value <= 0:
+            rates[key] = team_rates[key]
+    row.update({f"ref_{k}": v for k, v in rates.items()})
+    row["deals_needed"] = _ceil(safe_div(row["remaining"], rates["avg_won_amount"]))
+    row["opportunities_needed"] = _ceil(safe_div(row["deals_needed"], rates["win_rate"]))
+    row["prospects_needed"] = _ceil(safe_div(row["opportunities_needed"], rates["lead_conversion"]))
+    row["days_left"] = when.days_left
+    row["needed_per_day"] = safe_div(row["remaining"], when.days_left)
+    return row
 
 
 class _ReferenceRates:

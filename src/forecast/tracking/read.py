@@ -84,23 +84,26 @@ def _read_tables(
     The same frames, value for value and type for type (:func:`_column`); a table with a column of
     another type (a decimal, a date) is read as :func:`read_frames` reads it.
     """
-    frames: dict[str, pd.DataFrame] = {}
-    for name, spec in TABLES.items():
-        if name in SHARED_TABLES:
-            continue
-        if name not in present:
-            frames[name] = _empty(name)
-            continue
-        sql = f'SELECT {", ".join(f"{chr(34)}{c.name}{chr(34)}" for c in spec.columns)} FROM "{name}"'
-        types = _types(con, name)
-        if all(types.get(c.name) in _ARROW_TYPES for c in spec.columns):
-            frames[name] = _arrow_frame(_arrow(con, sql), _nullable_columns(con, name))
-        else:
-            frames[name] = con.execute(sql).df()
+    frames = {name: read_table(con, name, present) for name in TABLES if name not in SHARED_TABLES}
     if "lead_scores" in present:
         frames["lead_scores"] = con.execute('SELECT * FROM "lead_scores"').df()
     pipeline = read_pipeline(con) if "pipeline_stages" in present else None
     return frames, pipeline or DEFAULT_PIPELINE
+
+
+def read_table(con: duckdb.DuckDBPyConnection, name: str, present: set[str]) -> pd.DataFrame:
+    """Canonical table ``name`` as :func:`~forecast.tracking.data.read_frames` reads it.
+
+    Through Arrow where its columns' types allow; empty where the warehouse lacks it.
+    """
+    if name not in present:
+        return _empty(name)
+    spec = TABLES[name]
+    sql = f'SELECT {", ".join(f"{chr(34)}{c.name}{chr(34)}" for c in spec.columns)} FROM "{name}"'
+    types = _types(con, name)
+    if all(types.get(c.name) in _ARROW_TYPES for c in spec.columns):
+        return _arrow_frame(_arrow(con, sql), _nullable_columns(con, name))
+    return con.execute(sql).df()
 
 
 def _timed(con: duckdb.DuckDBPyConnection, present: set[str]) -> bool:

@@ -128,7 +128,8 @@ class SqlCut:
 
         ``leads_c``: lead_id, created_at, source, channel, converted_at, status (as known then),
         status_changed_at, rep. ``deals_c``: opportunity_id, created_at, closed_at, outcome, amount
-        (a number, 0 where missing), product, source, channel, rep, team, manager, region.
+        (a number, 0 where missing), known_amount (NULL where missing), product, source, channel,
+        rep, team, manager, region.
         ``acts_c``: occurred_at, type, direction, outcome, duration_seconds, email_opened,
         email_replied, lead_id, done, cold, source, channel, rep, team, manager, region. ``rep`` is
         the rep id, ``(none)`` where missing.
@@ -181,6 +182,7 @@ deals_c AS (
         CASE WHEN o.closed_at < $as_of THEN o.closed_at END AS closed_at,
         CASE WHEN o.closed_at < $as_of THEN o.outcome ELSE 'open' END AS outcome,
         coalesce(CAST(coalesce(h.amount, o.amount) AS DOUBLE), 0.0) AS amount,
+        CAST(coalesce(h.amount, o.amount) AS DOUBLE) AS known_amount,
         {_label("o.product")} AS product, {deal_sources}
         coalesce(o.rep_id, '{NONE_LABEL}') AS rep, {_rep_keys("d")}
     FROM opportunities o

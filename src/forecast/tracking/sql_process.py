@@ -247,7 +247,7 @@ moves AS (
 ),
 stays_c AS (
     SELECT m.opportunity_id, m.stage, m.entered_at,
-        d.* EXCLUDE (opportunity_id, created_at, closed_at, outcome, amount),
+        d.* EXCLUDE (opportunity_id, created_at, closed_at, outcome, amount, known_amount),
         CASE WHEN m.next_stage IS NOT NULL THEN m.next_at
             WHEN d.outcome = 'open' THEN NULL ELSE d.closed_at END AS left_at,
         CASE WHEN m.next_stage IS NULL THEN

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from forecast.tracking import sql_effectiveness, sql_performance, sql_process
+from forecast.tracking import sql_effectiveness, sql_goals, sql_performance, sql_process
 from forecast.tracking.periods import Period
 from forecast.tracking.sql_cut import SqlCut
 
@@ -20,6 +20,7 @@ _MAIN: dict[str, Callable[..., pd.DataFrame]] = {
     "performance": sql_performance.performance,
     "effectiveness": sql_effectiveness.effectiveness,
     "process": sql_process.process,
+    "goals": sql_goals.goals,
 }
 _EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
     "process": (("stages", sql_process.stage_table),),
@@ -27,7 +28,15 @@ _EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
 _BRIEFS = ("performance", "process")
 
 NAMES = tuple(_MAIN)
-"""The reports computed in DuckDB."""
+"""The reports whose main table DuckDB computes."""
+WHOLE = ("performance", "effectiveness", "process")
+"""The reports DuckDB computes whole, with their extra tables (the goals' daily table is not: it is
+read from the CRM in memory)."""
+
+
+def computes(name: str, extras: bool) -> bool:
+    """Whether :func:`report` computes report ``name`` (with its extra tables, or its main one alone)."""
+    return name in (WHOLE if extras else NAMES)
 
 
 def report(
@@ -43,9 +52,11 @@ def report(
     """:func:`forecast.tracking.api.report` of one of :data:`NAMES`, aggregated in DuckDB.
 
     Raises:
-        KeyError: If the report is not one of :data:`NAMES`.
+        KeyError: If the report is not one DuckDB computes so (:func:`computes`).
         forecast.tracking.common.GroupingError: If the report cannot use the grouping.
     """
+    if not computes(name, extras):
+        raise KeyError(f"{name}: not computed in DuckDB{' with its extra tables' if extras else ''}")
     main = _MAIN[name]
     narrow: dict[str, Any] = {} if only is None else {"only": only}
     if brief and name in _BRIEFS and not extras:
