@@ -23,11 +23,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from forecast.cli import app
 from forecast.config import Settings, load_settings
 from forecast.dashboard.app import create_app
+from forecast.dashboard.compare import reps_changes
 from forecast.dashboard.data import Filters, Reader
 from forecast.dashboard.deferred import REFRESH_SECONDS
 from tests.cli import cli_json as _cli
@@ -328,7 +330,9 @@ def test_two_other_as_ofs_asked_at_once_read_the_crm_once_each(env: dict[str, st
     asked last but goes before the second as of's)."""
     app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
     with TestClient(app_deferred) as deferred_client:
-        views = [("/reps", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [("/", {"as_of": "2024-11-01"})]
+        views = [("/pipeline", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [
+            ("/", {"as_of": "2024-11-01"})
+        ]
         for path, params in views:  # all three started before any is done
             assert deferred_client.get(path, params=params).status_code == 202
         for path, params in views:
@@ -343,7 +347,7 @@ def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str
     app_deferred = create_app(_settings(env, warehouse=warehouse), warm_every=None, wait_seconds=0.0)
     with TestClient(app_deferred) as deferred_client:
         params = {"as_of": AS_OF}
-        assert deferred_client.get("/reps", params=params).status_code == 202
+        assert deferred_client.get("/pipeline", params=params).status_code == 202
         jobs = app_deferred.state.deferred._jobs
         deadline = time.monotonic() + 300
         while not jobs or any(not job.future.done() for job in jobs.values()):  # it ends, nobody comes
@@ -352,8 +356,8 @@ def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str
         reads = app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"]
         later = warehouse.stat().st_mtime + 5
         os.utime(warehouse, (later, later))  # an ingest
-        assert deferred_client.get("/reps", params=params).status_code == 202  # computed again
-        assert _answered(deferred_client, "/reps", params)[0].status_code == 200
+        assert deferred_client.get("/pipeline", params=params).status_code == 202  # computed again
+        assert _answered(deferred_client, "/pipeline", params)[0].status_code == 200
         assert app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"] == reads + 1  # there
 
 
@@ -363,22 +367,35 @@ def test_besides_the_default_one_cut_of_another_as_of_is_held_at_a_time(env: dic
     app_ = create_app(_settings(env), warm_every=None)
     reader = app_.state.reader
     c = TestClient(app_)
-    assert c.get("/reps").status_code == 200  # the default as of
-    assert c.get("/reps", params={"as_of": "2024-11-01"}).status_code == 200
+    assert c.get("/pipeline").status_code == 200  # the default as of
+    assert c.get("/pipeline", params={"as_of": "2024-11-01"}).status_code == 200
     assert reader.holds(("tracking", None)) and reader.holds(("tracking", "2024-11-01"))
-    assert c.get("/reps", params={"as_of": AS_OF}).status_code == 200
+    assert c.get("/pipeline", params={"as_of": AS_OF}).status_code == 200
     assert reader.holds(("tracking", AS_OF)) and reader.holds(("tracking", None))
     assert not reader.holds(("tracking", "2024-11-01"))
     computed = reader.computed
-    assert c.get("/reps", params={"as_of": "2024-11-01"}).status_code == 200  # its page: still held
+    assert c.get("/pipeline", params={"as_of": "2024-11-01"}).status_code == 200  # its page: still held
     assert reader.computed == computed
 
 
-def test_the_activity_page_of_another_as_of_reads_no_crm_and_shows_the_figures_of_the_read(
+def _same_tables(left: pd.DataFrame, right: pd.DataFrame, name: str) -> int:
+    """Assert two tables hold the same rows and values (numbers to 1e-12); how many columns compared."""
+    assert list(left.columns) == list(right.columns) and len(left) == len(right) > 0, name
+    for col in left.columns:
+        if left[col].dtype == object or right[col].dtype == object:
+            assert left[col].tolist() == right[col].tolist(), (name, col)
+        else:
+            values = (left[col].astype(float), right[col].astype(float))
+            np.testing.assert_allclose(*values, rtol=1e-12, atol=1e-12, err_msg=f"{name}.{col}")
+    return len(left.columns)
+
+
+def test_the_activity_and_reps_pages_of_another_as_of_read_no_crm_and_show_the_figures_of_the_read(
     env: dict[str, str],
 ) -> None:
-    """Its reports are aggregated in DuckDB (no CRM read); a reader holding the CRM read at that as
-    of computes them in memory: the same figures, table for table, unfiltered and filtered."""
+    """Their reports are aggregated in DuckDB (no CRM read); a reader holding the CRM read at that as
+    of computes them in memory: the same figures, table for table, unfiltered and filtered, and the
+    Reps page's comparison with the period before."""
     whole = Filters(as_of="2024-11-01", period="quarter")
     in_sql, in_memory = Reader(_settings(env)), Reader(_settings(env))
     in_memory.tracking(whole)  # the CRM at that as of, read and held
@@ -393,16 +410,31 @@ def test_the_activity_page_of_another_as_of_reads_no_crm_and_shows_the_figures_o
             read["notes"],
         )
         for name in ("effectiveness", "channels", "process", "stages"):
-            left, right = page[name], read[name]
-            assert list(left.columns) == list(right.columns) and len(left) == len(right) > 0, name
-            for col in left.columns:
-                if left[col].dtype == object or right[col].dtype == object:
-                    assert left[col].tolist() == right[col].tolist(), (name, col)
-                else:
-                    values = (left[col].astype(float), right[col].astype(float))
-                    np.testing.assert_allclose(*values, rtol=1e-12, atol=1e-12, err_msg=f"{name}.{col}")
-                compared += 1
-    assert compared > 150
+            compared += _same_tables(page[name], read[name], name)
+    for filters in (whole, replace(whole, team=known["team"][1]), replace(whole, rep=known["rep"][2])):
+        page, read = in_sql.reps(filters), in_memory.reps(filters)
+        assert (page["as_of"], page["period"], page["notes"]) == (
+            read["as_of"],
+            read["period"],
+            read["notes"],
+        )
+        for name in ("performance", "total", "goals"):
+            compared += _same_tables(page[name], read[name], name)
+        now, then = reps_changes(in_sql, filters, page), reps_changes(in_memory, filters, read)
+        assert (now.as_of, now.period, now.metrics, now.covered, now.notes) == (
+            then.as_of,
+            then.period,
+            then.metrics,
+            then.covered,
+            then.notes,
+        )
+        assert now.rows.keys() == then.rows.keys() and len(now.rows) > 1
+        for key, changes in now.rows.items():
+            for metric, change in changes.items():
+                other = then.rows[key][metric]
+                for mine, theirs in ((change.now, other.now), (change.prev, other.prev)):
+                    assert mine == theirs or mine == pytest.approx(theirs, rel=1e-12), (key, metric)
+    assert compared > 300
     assert in_sql.cuts_read == 0 and not in_sql.holds(("tracking", "2024-11-01"))
     assert in_memory.cuts_read == 1
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from forecast.tracking.data import ALL_LABEL, TrackingData
+from forecast.tracking.data import ALL_LABEL
 from forecast.tracking.periods import Period
 
 if TYPE_CHECKING:
@@ -132,21 +132,6 @@ def previous_filters(filters: Filters, period: Period) -> Filters:
     return replace(filters, period=period.previous().spec)
 
 
-def first_recorded(data: TrackingData) -> pd.Timestamp | None:
-    """The earliest lead, deal or activity the warehouse records (``None``: none)."""
-    firsts = [
-        frame[col].min()
-        for frame, col in (
-            (data.leads, "created_at"),
-            (data.opportunities, "created_at"),
-            (data.activities, "occurred_at"),
-        )
-        if col in frame and not frame.empty
-    ]
-    known = [pd.Timestamp(t) for t in firsts if not pd.isna(t)]
-    return min(known) if known else None
-
-
 def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Comparison:
     """The headline figures of ``rows`` in the filters' period and the period before.
 
@@ -158,11 +143,13 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
     Returns:
         The comparison (rows missing from a period's table have no value there).
     """
-    data = reader.tracking(filters)
-    period = reader.period(data, filters)
+    from forecast.tracking.periods import parse_period
+
+    facts = reader.facts(filters)  # no CRM read where the reports are DuckDB's (Reader.report)
+    period = parse_period(filters.period, facts.as_of)
     previous = period.previous()
     before = previous_filters(filters, period)
-    first = first_recorded(data)
+    first = facts.first_recorded
     covered = first is not None and first < previous.end
     notes: list[str] = []
     if not covered:
@@ -175,13 +162,13 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
             f"the warehouse's records start on {first.date().isoformat()}, inside the previous period "
             f"({previous.label}): its figures cover only part of it"
         )
-    if period.end > data.as_of:
+    if period.end > facts.as_of:
         notes.append(
-            f"{period.label} ends after the as of ({data.as_of.isoformat()}): its figures cover only "
+            f"{period.label} ends after the as of ({facts.as_of.isoformat()}): its figures cover only "
             f"its days until then, the previous period's all of {previous.label}"
         )
-    left_out = (ACTIVITY if data.activities.empty else frozenset()) | (
-        LEADS if data.leads.empty else frozenset()
+    left_out = (frozenset() if facts.has_activities else ACTIVITY) | (
+        frozenset() if facts.has_leads else LEADS
     )
     metrics = tuple(m for m, _, _, _ in HEADLINE if m not in left_out)
     kinds = {m: k for m, _, k, _ in HEADLINE}
@@ -208,7 +195,7 @@ def compare(reader: Reader, filters: Filters, rows: list[tuple[str, str]]) -> Co
             now_rows, prev_rows = rows_of(source[m], by)
             changes[m] = Change(_number(now_rows.get(value), m), _number(prev_rows.get(value), m), kinds[m])
         out[(by, value)] = changes
-    return Comparison(data.as_of, period, previous, out, metrics, covered, notes)
+    return Comparison(facts.as_of, period, previous, out, metrics, covered, notes)
 
 
 def overview_changes(reader: Reader, filters: Filters) -> Comparison:

@@ -309,12 +309,14 @@ class Facts:
         notes: What the figures cannot say (:attr:`~forecast.tracking.data.TrackingData.notes`).
         has_activities: Whether an activity is recorded before the as of.
         has_leads: Whether a lead is recorded before the as of.
+        first_recorded: The earliest lead, deal or activity recorded before it (``None``: none).
     """
 
     as_of: pd.Timestamp
     notes: list[str]
     has_activities: bool
     has_leads: bool
+    first_recorded: pd.Timestamp | None
 
 
 class Turns:
@@ -774,9 +776,10 @@ class Reader:
                     if sql is not None:
                         return Facts(sql.as_of, list(sql.notes), *recorded(sql))
             data = self._tracking(filters)
-            return Facts(data.as_of, list(data.notes), not data.activities.empty, not data.leads.empty)
+            has = (not data.activities.empty, not data.leads.empty)
+            return Facts(data.as_of, list(data.notes), *has, _first_recorded(data))
 
-        made = self._cached(("facts", filters.as_of), compute)
+        made = self._cached(("page", "facts", filters.as_of), compute)  # kept on disk, as the cut
         _check_rep_groups(self.cut(filters).rep_groups, filters)
         return made
 
@@ -1116,12 +1119,14 @@ class Reader:
 
     def _reps(self, filters: Filters) -> dict[str, Any]:
         """Per-rep performance and goals (``forecast metrics --report performance|goals --by rep``)."""
-        data = self.tracking(filters)
-        period = self.period(data, filters)
+        from forecast.tracking.periods import parse_period
+
+        facts = self.facts(filters)
+        period = parse_period(filters.period, facts.as_of)
         performance = self.report(filters, "performance", "rep")["performance"]
-        goals = self.report(filters, "goals", "rep")["goals"]
+        goals = self.report(filters, "goals", "rep", main_only=True)["goals"]
         notes: list[str] = []
-        keep = _reps_in(data, filters)
+        keep = _reps_in(self.cut(filters).rep_groups, filters)
         notes += filters.unapplied(REP_SCOPES, "the per-rep table")
         total_by, total_label = next(
             ((k, v) for k, v in filters.scopes if k in ("team", "region")), ("rep", ALL_LABEL)
@@ -1138,16 +1143,16 @@ class Reader:
             else performance[performance["rep"] != ALL_LABEL]
         )
         goal_rows = goals[goals["rep"].isin(keep)] if keep is not None else goals[goals["rep"] != ALL_LABEL]
-        if data.activities.empty:  # a source without activities: no activity figure, not zeros
+        if not facts.has_activities:  # a source without activities: no activity figure, not zeros
             notes.append(NO_ACTIVITIES)
             rows, total = _without_activities(rows), _without_activities(total)
         return {
-            "as_of": data.as_of.isoformat(),
+            "as_of": facts.as_of.isoformat(),
             "period": period,
             "performance": rows.reset_index(drop=True),
             "total": total.reset_index(drop=True),
             "goals": goal_rows.reset_index(drop=True),
-            "notes": [*data.notes, *notes],
+            "notes": [*facts.notes, *notes],
         }
 
     def pipeline(self, filters: Filters) -> dict[str, Any]:
@@ -1276,6 +1281,21 @@ def _revenue_group(filters: Filters) -> str | None:
     return scope[0] if scope is not None and scope[0] in REVENUE_GROUPS else None
 
 
+def _first_recorded(data: TrackingData) -> pd.Timestamp | None:
+    """The earliest lead, deal or activity of the cut (``None``: none)."""
+    firsts = [
+        frame[col].min()
+        for frame, col in (
+            (data.leads, "created_at"),
+            (data.opportunities, "created_at"),
+            (data.activities, "occurred_at"),
+        )
+        if col in frame and not frame.empty
+    ]
+    known = [pd.Timestamp(t) for t in firsts if not pd.isna(t)]
+    return min(known) if known else None
+
+
 def _rep_groups(reps: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """Each rep's ``(team, region)`` by rep id."""
     return {
@@ -1311,16 +1331,17 @@ def _check_rep_groups(groups: Mapping[str, tuple[str, str]], filters: Filters) -
             )
 
 
-def _reps_in(data: TrackingData, filters: Filters) -> list[str] | None:
-    """The rep ids every rep-level filter keeps (``None``: every rep)."""
-    reps = data.reps
+def _reps_in(groups: Mapping[str, tuple[str, str]], filters: Filters) -> list[str] | None:
+    """The rep ids every rep-level filter keeps (``None``: every rep), from each rep's team and region."""
     given = [(key, value) for key, value in filters.scopes if key in REP_SCOPES]
     if not given:
         return None
-    for key, value in given:
-        column = "rep_id" if key == "rep" else key
-        reps = reps[reps[column].astype(str) == value]
-    return reps["rep_id"].astype(str).tolist()
+    position = {"team": 0, "region": 1}
+    return [
+        rep
+        for rep, keys in groups.items()
+        if all((rep if key == "rep" else keys[position[key]]) == value for key, value in given)
+    ]
 
 
 def _shows_missing(value: Any) -> bool:

@@ -334,11 +334,20 @@ def mean_interval_of(n: int, mean: object, sd: object) -> tuple[float, int, floa
     return m, n, m - half, m + half
 
 
-def recorded(cut: SqlCut) -> tuple[bool, bool]:
-    """Whether an activity, and whether a lead, is recorded before the cut's as of."""
+def recorded(cut: SqlCut) -> tuple[bool, bool, pd.Timestamp | None]:
+    """What is recorded before the cut's as of: an activity? a lead? the earliest lead, deal or activity.
+
+    ``(has activities, has leads, first time)``; the first time ``None`` where nothing is.
+    """
     row = cut.con.execute(
-        "SELECT EXISTS (SELECT 1 FROM activities WHERE occurred_at < $as_of),"
-        " EXISTS (SELECT 1 FROM leads WHERE created_at < $as_of)",
+        """SELECT (SELECT count(*) FROM activities WHERE occurred_at < $as_of) > 0,
+            (SELECT count(*) FROM leads WHERE created_at < $as_of) > 0,
+            least((SELECT min(created_at) FROM leads WHERE created_at < $as_of),
+                (SELECT min(created_at) FROM opportunities WHERE created_at < $as_of),
+                (SELECT min(occurred_at) FROM activities WHERE occurred_at < $as_of))""",
         cut.parameters,
     ).fetchone()
-    return (bool(row[0]), bool(row[1])) if row else (False, False)
+    if not row:
+        return False, False, None
+    first = None if row[2] is None else pd.Timestamp(row[2])
+    return bool(row[0]), bool(row[1]), first
