@@ -4,12 +4,13 @@ Usage: ``uv run --frozen python benchmarks/bench_sql_reports.py [--warehouse PAT
 [--threads N]`` (default: ``FORECAST_WAREHOUSE``'s warehouse, as of midnight after its last event).
 
 For each report :mod:`forecast.tracking.sql_reports` computes (performance by rep, effectiveness by
-team and by channel, the process and its stage table by channel; the last complete month and the
-quarter): the seconds DuckDB takes over the warehouse (no read), the seconds of the CRM read and
-cut at the as of (:func:`forecast.tracking.read.load`, once) and of the in-memory report on it,
-and whether the two tables are the same (groups and counts exactly, other numbers to 1e-12). Then
-the dashboard's Activity page of that as of on a fresh reader (every page's filter choices, then
-the page; ``cuts_read`` must stay 0). Prints one line per measure.
+team and by channel, the process and its stage table by channel, the goals' main table by rep;
+the last complete month and the quarter): the seconds DuckDB takes over the warehouse (no read),
+the seconds of the CRM read and cut at the as of (:func:`forecast.tracking.read.load`, once) and
+of the in-memory report on it, and whether the two tables are the same (groups and counts
+exactly, other numbers to 1e-12). Then the dashboard's Activity and Reps pages of that as of on a
+fresh reader (every page's filter choices, then the pages; ``cuts_read`` must stay 0). Prints one
+line per measure.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import load_settings
+from forecast.dashboard.compare import reps_changes
 from forecast.dashboard.data import Filters, Reader
 from forecast.tracking import api, sql_reports
 from forecast.tracking.periods import parse_period
 from forecast.tracking.read import load
 from forecast.tracking.sql_cut import open_cut
 
-REPORTS = (("performance", "rep"), ("effectiveness", "team"), ("effectiveness", "channel"), ("process", "channel"))
+REPORTS = (
+    ("performance", "rep"),
+    ("effectiveness", "team"),
+    ("effectiveness", "channel"),
+    ("process", "channel"),
+    ("goals", "rep"),
+)
 
 
 def same(left: pd.DataFrame, right: pd.DataFrame) -> bool:
@@ -75,10 +83,11 @@ def main() -> None:
         period = parse_period(spec, cut.as_of)
         for name, by in REPORTS:
             started = time.perf_counter()
-            in_sql = sql_reports.report(cut, name, period, by)
+            whole = sql_reports.computes(name, extras=True)  # else the main table alone
+            in_sql = sql_reports.report(cut, name, period, by, extras=whole)
             sql_s = time.perf_counter() - started
             started = time.perf_counter()
-            in_memory = api.report(data, name, period, by)
+            in_memory = api.report(data, name, period, by, extras=whole)
             memory_s = time.perf_counter() - started
             equal = in_sql.keys() == in_memory.keys() and all(same(in_sql[k], in_memory[k]) for k in in_sql)
             rows = sum(len(t) for t in in_sql.values())
@@ -99,9 +108,13 @@ def main() -> None:
     started = time.perf_counter()
     reader.activity(Filters(as_of=day, team=known["team"][0]))
     team_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reps_changes(reader, Filters(as_of=day))  # the Reps page's figures and its comparison
+    reps_s = time.perf_counter() - started
     print(
         f"dashboard, as of {day}, fresh reader: filter choices {choices_s:.2f} s, Activity page "
-        f"{page_s:.2f} s, a team's {team_s:.2f} s; CRM reads: {reader.cuts_read}"
+        f"{page_s:.2f} s, a team's {team_s:.2f} s, Reps page with its comparison {reps_s:.2f} s; "
+        f"CRM reads: {reader.cuts_read}"
     )
 
 
