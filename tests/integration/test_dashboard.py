@@ -439,6 +439,50 @@ def test_the_activity_and_reps_pages_of_another_as_of_read_no_crm_and_show_the_f
     assert in_memory.cuts_read == 1
 
 
+def test_a_page_that_reads_its_facts_in_its_turn_does_not_wait_for_a_request_s_cut(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request asks for the cut before its turn (``app.compute``); a page computing in its turn
+    must not ask for that cut in turn, or each waits for the other for good. Here an ingest lands
+    (a new state) between a request's cut and its Reps page, and a second request asks for the new
+    state's cut while the page computes: both must finish."""
+    import threading
+
+    import forecast.tracking.sql_cut as sql_cut
+
+    warehouse = tmp_path / "wh.duckdb"
+    shutil.copy(env["FORECAST_WAREHOUSE"], warehouse)
+    reader = Reader(_settings(env, warehouse=warehouse))
+    filters = Filters()
+    recorded, inside = sql_cut.recorded, threading.Event()
+
+    def slowly(cut: sql_cut.SqlCut) -> tuple[bool, bool, pd.Timestamp | None]:
+        inside.set()  # the page's facts, in its turn
+        time.sleep(1.5)
+        return recorded(cut)
+
+    def first() -> None:
+        reader.cut(filters)
+        later = warehouse.stat().st_mtime + 5
+        os.utime(warehouse, (later, later))  # an ingest lands
+        monkeypatch.setattr(sql_cut, "recorded", slowly)
+        reader.reps(filters)
+
+    def second() -> None:
+        inside.wait(30)
+        reader.cut(filters)
+
+    threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=second, daemon=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert inside.is_set() and not any(t.is_alive() for t in threads), (
+        "the page and the request wait for each other"
+    )
+    assert reader.holds(("page", "reps", *Reader.page_key("reps", filters)[2:]))
+
+
 def test_the_command_refuses_a_missing_warehouse(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["--warehouse", str(tmp_path / "none.duckdb"), "dashboard"], catch_exceptions=False

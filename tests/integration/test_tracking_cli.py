@@ -231,7 +231,7 @@ def test_metrics_of_one_report_are_aggregated_in_duckdb_with_the_figures_of_the_
 
 
 def test_metrics_performance_reads_a_warehouse_the_sql_cut_cannot_take(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A lead id given twice (the read repeats its activities): the read answers, as it always did."""
     import shutil
@@ -241,5 +241,11 @@ def test_metrics_performance_reads_a_warehouse_the_sql_cut_cannot_take(
     with duckdb.connect(str(path)) as con:
         con.execute("INSERT INTO leads SELECT * FROM leads LIMIT 1")
     twice = {**env, "FORECAST_WAREHOUSE": str(path)}
+
+    def no_sql(*_: object, **__: object) -> None:
+        raise AssertionError("the report was aggregated in SQL")
+
+    monkeypatch.setattr("forecast.tracking.sql_reports.report", no_sql)
     doc = json.loads(_run(twice, "metrics", "--report", "performance", "--json"))
-    assert doc["reports"]["performance"]["tables"]["performance"][-1]["rep"] == "(all)"
+    rows = doc["reports"]["performance"]["tables"]["performance"]
+    assert rows[-1]["rep"] == "(all)" and rows[-1]["calls"] > 0

@@ -56,6 +56,8 @@ QUIRKS = (
     "UPDATE leads SET source = '' WHERE hash(lead_id) % 17 = 0",
     "UPDATE leads SET channel = NULL WHERE hash(lead_id) % 19 = 0",
     "UPDATE reps SET team = NULL WHERE rep_id = (SELECT min(rep_id) FROM reps)",
+    "INSERT INTO reps SELECT '(none)', 'Nobody', 'Unassigned', manager, region, hired_at, active"
+    " FROM reps LIMIT 1",  # a rep whose id is the label of no rep: rows without a rep take its keys
     "INSERT INTO reps SELECT rep_id, 'A second row', 'other team', manager, region, hired_at, active"
     " FROM reps WHERE rep_id = (SELECT max(rep_id) FROM reps)",
     "UPDATE activities SET lead_id = (SELECT min(lead_id) FROM leads) WHERE hash(activity_id) % 37 = 6"
@@ -225,6 +227,12 @@ def test_the_sql_goals_table_equals_the_table_in_memory(warehouse: Path, as_of: 
         "DROP TABLE stage_history",
         "ALTER TABLE opportunities ALTER amount TYPE VARCHAR",
         "UPDATE reps SET rep_id = NULL WHERE rep_id = (SELECT min(rep_id) FROM reps)",
+        "ALTER TABLE reps RENAME TO reps_table; CREATE VIEW reps AS SELECT * FROM reps_table",  # no rowid
+        "ALTER TABLE activities ALTER type TYPE VARCHAR COLLATE NOCASE",  # 'Call' would be a call
+        "ALTER TABLE opportunities ALTER amount TYPE FLOAT",  # averaged in 32 bits by pandas
+        "ALTER TABLE stage_history ALTER amount TYPE BIGINT",  # with a gap: the read cannot cast it
+        "ALTER TABLE engagement_events ALTER occurred_at TYPE VARCHAR",  # the last event compared as text
+        "UPDATE stage_history SET stage = NULL WHERE hash(opportunity_id) % 50 = 0",
     ],
 )
 def test_a_warehouse_the_sql_cut_would_read_otherwise_takes_the_read(

@@ -87,14 +87,17 @@ def _report_in_sql(
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
     with _reading(settings.warehouse, as_json), Warehouse(settings.warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, when)
-        if cut is None:
-            return None
         try:
-            per = parse_period(period, cut.as_of)
-            tables = sql_reports.report(cut, name, per, by)
-        except (PeriodError, GroupingError) as exc:
-            fail(as_json, cli_message(exc))
+            cut = open_cut(con, when)
+            if cut is None:
+                return None
+            try:
+                per = parse_period(period, cut.as_of)
+                tables = sql_reports.report(cut, name, per, by)
+            except (PeriodError, GroupingError) as exc:
+                fail(as_json, cli_message(exc))
+        except duckdb.Error:  # a query the warehouse cannot run: the read, which says what is wrong
+            return None
         return cut.as_of, list(cut.notes), per, tables
 
 

@@ -16,6 +16,7 @@ modification time), as of and filters: the warehouse is read-only here.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
+import duckdb
 import pandas as pd
 
 from forecast.config import Settings
@@ -113,6 +115,7 @@ if TYPE_CHECKING:
     from forecast.revenue.engine import DealModels
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,8 @@ class Facts:
         has_activities: Whether an activity is recorded before the as of.
         has_leads: Whether a lead is recorded before the as of.
         first_recorded: The earliest lead, deal or activity recorded before it (``None``: none).
+        rep_groups: Each rep's team and region (:attr:`Cut.rep_groups`: a page computing its
+            figures checks a rep filter with these, never asking for the cut inside its turn).
     """
 
     as_of: pd.Timestamp
@@ -317,6 +322,7 @@ class Facts:
     has_activities: bool
     has_leads: bool
     first_recorded: pd.Timestamp | None
+    rep_groups: dict[str, tuple[str, str]]
 
 
 class Turns:
@@ -774,13 +780,13 @@ class Reader:
             if not self.holds(("tracking", filters.as_of)):
                 with self._sql_cut(filters) as sql:
                     if sql is not None:
-                        return Facts(sql.as_of, list(sql.notes), *recorded(sql))
+                        return Facts(sql.as_of, list(sql.notes), *recorded(sql), _rep_groups(sql.reps))
             data = self._tracking(filters)
             has = (not data.activities.empty, not data.leads.empty)
-            return Facts(data.as_of, list(data.notes), *has, _first_recorded(data))
+            return Facts(data.as_of, list(data.notes), *has, _first_recorded(data), _rep_groups(data.reps))
 
         made = self._cached(("page", "facts", filters.as_of), compute)  # kept on disk, as the cut
-        _check_rep_groups(self.cut(filters).rep_groups, filters)
+        _check_rep_groups(made.rep_groups, filters)  # not the cut's: a page asks for facts in its turn
         return made
 
     @contextmanager
@@ -794,10 +800,19 @@ class Reader:
         from forecast.tracking.sql_cut import applies, open_cut
 
         with Warehouse(self.settings.warehouse).connect(read_only=True) as con:
-            if not self._cached(("sql cut applies",), lambda: applies(con)):  # once per state
+            try:
+                applying = self._cached(("sql cut applies",), lambda: applies(con))  # once per state
+                cut = open_cut(con, filters.when(), checked=True) if applying else None
+            except duckdb.Error:
+                log.warning("the SQL cut could not be opened: the CRM is read instead", exc_info=True)
+                cut = None
+            if cut is None:
                 yield None
                 return
-            yield open_cut(con, filters.when(), checked=True)
+            try:
+                yield cut
+            except duckdb.Error:  # the caller goes on after its block: to the read
+                log.warning("a report in SQL failed: the CRM is read instead", exc_info=True)
 
     def _reports(self, filters: Filters, name: str) -> tuple[Period, Callable[..., dict[str, pd.DataFrame]]]:
         """The period of the filters and how to compute report ``name`` (as ``api.report``, less its data).
@@ -1126,7 +1141,7 @@ class Reader:
         performance = self.report(filters, "performance", "rep")["performance"]
         goals = self.report(filters, "goals", "rep", main_only=True)["goals"]
         notes: list[str] = []
-        keep = _reps_in(self.cut(filters).rep_groups, filters)
+        keep = _reps_in(facts.rep_groups, filters)
         notes += filters.unapplied(REP_SCOPES, "the per-rep table")
         total_by, total_label = next(
             ((k, v) for k, v in filters.scopes if k in ("team", "region")), ("rep", ALL_LABEL)

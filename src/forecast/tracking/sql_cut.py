@@ -20,11 +20,13 @@ column for column:
   ``done`` flag (not ``scheduled``) and the ``cold`` flag (an outbound call, done, on a lead and no
   deal, before the lead converted); every row with its rep's team, manager and region.
 
-:func:`open_cut` says where the SQL cut is the in-memory one: every table the expressions read
-present with the canonical columns of the types the rules assume (text ids, timestamps, numbers,
-booleans), lead, deal and rep ids present and each lead and deal id once, and every amount and
-duration a finite number where given. Elsewhere it gives ``None`` and the caller reads the CRM as
-before. ``tests/unit/test_tracking_sql_performance.py`` holds the two to the same figures.
+:func:`applies` says where the SQL cut is the in-memory one: every table the expressions read a
+table (not a view) with the canonical columns of the types the rules assume (text ids without a
+collation, timestamps, double amounts and durations, booleans), every event time the default as of
+reads a timestamp, lead, deal and rep ids present and each lead and deal id once, every stage
+given, and every amount and duration a finite number where given. Elsewhere :func:`open_cut`
+gives ``None`` and the caller reads the CRM as before. ``tests/unit/test_tracking_sql_reports.py``
+holds the two to the same figures, and to the read where :func:`applies` is false.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from forecast.data.as_of import EVENT_TIMES
 from forecast.data.pipeline import DEFAULT_PIPELINE, SalesPipeline
 from forecast.data.schema import TABLES
 from forecast.data.warehouse import read_pipeline
@@ -46,8 +49,10 @@ from forecast.tracking.stats import NAN, z_value
 
 _TABLES = ("reps", "leads", "opportunities", "stage_history", "activities")
 _TEXT = {"VARCHAR"}
-_NUMBER = {"DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"}
-_KINDS = {"str": _TEXT, "timestamp": {"TIMESTAMP"}, "float": _NUMBER, "int": _NUMBER, "bool": {"BOOLEAN"}}
+_INTEGER = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"}
+_KINDS = {"str": _TEXT, "timestamp": {"TIMESTAMP"}, "float": {"DOUBLE"}, "int": _INTEGER, "bool": {"BOOLEAN"}}
+"""The DuckDB types of the columns read, by canonical kind: those the in-memory read takes as the SQL
+does (a 32-bit float is averaged in 32 bits in pandas, an integer amount with a gap does not cast)."""
 _READ = {
     "reps": ("rep_id", "name", "team", "manager", "region"),
     "leads": (
@@ -188,7 +193,7 @@ deals_c AS (
     FROM opportunities o
     LEFT JOIN last_change h ON h.opportunity_id = o.opportunity_id
     {deal_leads}
-    LEFT JOIN reps_c r_d ON r_d.rep_id = o.rep_id
+    LEFT JOIN reps_c r_d ON r_d.rep_id = coalesce(o.rep_id, '{NONE_LABEL}')
     WHERE o.created_at < $as_of
 ),
 deal_sources AS (
@@ -206,7 +211,7 @@ acts_c AS (
     FROM activities a
     {act_leads}
     {act_deals}
-    LEFT JOIN reps_c r_a ON r_a.rep_id = a.rep_id
+    LEFT JOIN reps_c r_a ON r_a.rep_id = coalesce(a.rep_id, '{NONE_LABEL}')
     WHERE a.occurred_at < $as_of
 )
 """
@@ -232,8 +237,14 @@ def applies(con: duckdb.DuckDBPyConnection) -> bool:
     A scan of the tables (a tenth of a second at a million leads): a caller that opens several cuts
     of one state of the warehouse asks once and passes ``checked=True`` to :func:`open_cut`.
     """
-    present = _present(con)
-    return all(t in present for t in _TABLES) and all(_typed(con, t) for t in _TABLES) and _clean(con)
+    tables = _base_tables(con)
+    return (
+        all(t in tables for t in _TABLES)
+        and all(_typed(con, t) for t in _TABLES)
+        and _timed(con, tables)
+        and not _collated(con)
+        and _clean(con)
+    )
 
 
 def open_cut(
@@ -265,6 +276,38 @@ def open_cut(
 def _present(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The warehouse's tables."""
     return {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+def _base_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The warehouse's tables (not its views: the cut reads a table's ``rowid``, its row order)."""
+    rows = con.execute("SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'")
+    return {str(r[0]) for r in rows.fetchall()}
+
+
+def _timed(con: duckdb.DuckDBPyConnection, tables: set[str]) -> bool:
+    """Whether every event time the default as of reads is a timestamp (a text time compares as text)."""
+    present = _present(con)
+    for table, cols in EVENT_TIMES.items():
+        if table not in present:
+            continue
+        if table not in tables:
+            return False
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+        types = {str(name): str(kind) for name, kind in rows}
+        if any(types.get(col, "TIMESTAMP") != "TIMESTAMP" for col in cols):
+            return False
+    return True
+
+
+def _collated(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a table the cut reads has a column with a collation (``NOCASE`` compares unlike pandas)."""
+    names = ", ".join(f"'{t}'" for t in _TABLES)
+    row = con.execute(
+        f"SELECT count(*) FROM duckdb_tables() WHERE table_name IN ({names}) AND sql ILIKE '%collate%'"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _typed(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -26,6 +26,7 @@ _EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
     "process": (("stages", sql_process.stage_table),),
 }
 _BRIEFS = ("performance", "process")
+_NARROWS = ("performance", "effectiveness", "process")
 
 NAMES = tuple(_MAIN)
 """The reports whose main table DuckDB computes."""
@@ -53,10 +54,13 @@ def report(
 
     Raises:
         KeyError: If the report is not one DuckDB computes so (:func:`computes`).
+        ValueError: ``only`` for a report that does not narrow (goals), as ``api.report``.
         forecast.tracking.common.GroupingError: If the report cannot use the grouping.
     """
     if not computes(name, extras):
         raise KeyError(f"{name}: not computed in DuckDB{' with its extra tables' if extras else ''}")
+    if only is not None and name not in _NARROWS:
+        raise ValueError(f"the {name} report is computed for every group only")
     main = _MAIN[name]
     narrow: dict[str, Any] = {} if only is None else {"only": only}
     if brief and name in _BRIEFS and not extras:
