@@ -3,12 +3,12 @@
 A simulated CRM is ingested, then given in SQL the quirks real exports have: activities of no rep,
 of a rep not in the reps table, on a lead or deal the CRM does not hold, on a deal and another
 lead; a missing type, direction, outcome, duration or email flag; empty and missing sources; a rep
-listed twice; two stage changes at one time, a last one without an amount, a close not recorded in the
-history, a stage repeated.
-Each report of :mod:`forecast.tracking.sql_performance` and :mod:`forecast.tracking.sql_effectiveness`
+listed twice, a rep whose id is ``(none)``; two stage changes at one time, a last one without an
+amount, a close not recorded in the history, a stage repeated, deals with no stage change (open at
+a past as of in their closed stage, or in none). Each report of :mod:`forecast.tracking.sql_reports`
 over :func:`forecast.tracking.sql_cut.open_cut` must give the in-memory report of
 :func:`forecast.tracking.read.load`'s data: the same rows, groups, names and counts, and the same
-sums, means and correlations up to the order of addition.
+sums, means, medians, quantiles and correlations up to the order of addition.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import pytest
 from forecast.data.ingest import ingest
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.data.warehouse import Warehouse
-from forecast.tracking import sql_effectiveness, sql_goals, sql_performance, sql_process
+from forecast.tracking import sql_effectiveness, sql_goals, sql_performance, sql_process, sql_reports
+from forecast.tracking.api import report
 from forecast.tracking.data import ALL_LABEL, NONE_LABEL
+from forecast.tracking.data import GROUPINGS as FUNNEL_GROUPINGS
 from forecast.tracking.effectiveness import GROUPINGS as EFFECTIVENESS_GROUPINGS
 from forecast.tracking.effectiveness import effectiveness
 from forecast.tracking.goals import GROUPINGS as GOAL_GROUPINGS
@@ -67,6 +69,9 @@ QUIRKS = (
     "UPDATE stage_history SET amount = NULL WHERE hash(opportunity_id) % 9 = 0",
     "DELETE FROM stage_history WHERE stage IN ('closed_won', 'closed_lost') AND hash(opportunity_id) % 4 = 0",
     "UPDATE stage_history SET stage = 'demo' WHERE stage = 'proposal' AND hash(opportunity_id) % 8 = 1",
+    # deals with no stage change: at a past as of, one closed later is open in its closed stage
+    "DELETE FROM stage_history WHERE hash(opportunity_id) % 11 = 5",
+    "UPDATE opportunities SET stage = NULL WHERE hash(opportunity_id) % 22 = 5",
     "UPDATE opportunities SET amount = NULL WHERE hash(opportunity_id) % 23 = 0",
     "UPDATE opportunities SET amount = NULL WHERE hash(opportunity_id) % 7 = 3",  # no amount known at all
     "UPDATE stage_history SET amount = NULL WHERE hash(opportunity_id) % 7 = 3",
@@ -176,6 +181,8 @@ def test_the_sql_process_and_stage_tables_equal_the_tables_in_memory(
                 _same(sql_process.stage_table(cut, period, by), stage_table(data, period, by), by)
             for by in GOAL_GROUPINGS:
                 _same(sql_goals.goals(cut, period, by), goals(data, period, by), by)
+            for name, table in sql_reports.report(cut, "funnel", period, "rep").items():
+                _same(table, report(data, "funnel", period, "rep")[name], table.columns[0])
             only = sorted(data.reps["region"])[:1]
             _same(
                 sql_process.process(cut, period, "region", only=only),
@@ -217,6 +224,33 @@ def test_the_sql_goals_table_equals_the_table_in_memory(warehouse: Path, as_of: 
     total = table.iloc[-1]
     assert total["goal"] > 0 and total["won_deals"] > 0 and total["ref_avg_won_amount"] > 0
     assert table["deals_needed"].notna().sum() >= 4 and table["ytd_goal"].notna().sum() >= 4
+
+
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_sql_funnel_tables_equal_the_tables_in_memory(
+    warehouse: Path, as_of: pd.Timestamp | None
+) -> None:
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        for spec in PERIODS:
+            period = parse_period(spec, cut.as_of)
+            for by in FUNNEL_GROUPINGS:
+                sql, memory = (
+                    sql_reports.report(cut, "funnel", period, by),
+                    report(data, "funnel", period, by),
+                )
+                assert sql.keys() == memory.keys() == {"funnel", "monthly", "loss_reasons"}
+                for name, table in sql.items():
+                    _same(table, memory[name], by if name == "funnel" else table.columns[0])
+            only = sorted(data.reps["team"])[:1]
+            narrowed = sql_reports.report(cut, "funnel", period, "team", only=only)["funnel"]
+            _same(narrowed, report(data, "funnel", period, "team", only=only)["funnel"], "team")
+        whole = sql_reports.report(cut, "funnel", parse_period("quarter", cut.as_of), "product")
+    total = whole["funnel"].iloc[-1]
+    assert total["open_opportunities"] > 0 and total["weighted_pipeline"] > 0 and total["won"] > 0
+    assert len(whole["monthly"]) == 12 and len(whole["loss_reasons"]) > 1
 
 
 @pytest.mark.parametrize(

@@ -1176,8 +1176,10 @@ class Reader:
 
     def _pipeline(self, filters: Filters) -> dict[str, Any]:
         """The funnel by grouping and the stage table (``forecast metrics --report funnel|process``)."""
-        data = self.tracking(filters)
-        period = self.period(data, filters)
+        from forecast.tracking.periods import parse_period
+
+        facts = self.facts(filters)
+        period = parse_period(filters.period, facts.as_of)
         scope = filters.scope
         by = scope[0] if scope is not None else "team"
         funnel = self.report(filters, "funnel", by, only=None if scope is None else (scope[1],))
@@ -1185,9 +1187,9 @@ class Reader:
         table = funnel["funnel"]
         if scope is not None:
             table = table[table[by].astype(str).isin([scope[1], ALL_LABEL])]
-        notes = [*data.notes, *filters.unapplied((by,), "the funnel")]
+        notes = [*facts.notes, *filters.unapplied((by,), "the funnel")]
         return {
-            "as_of": data.as_of.isoformat(),
+            "as_of": facts.as_of.isoformat(),
             "period": period,
             "by": by,
             "funnel": table.reset_index(drop=True),

@@ -97,7 +97,12 @@ def _distinct_stage_deals(
 
 
 def funnel(
-    data: TrackingData, period: Period, by: str = "rep", only: Collection[str] | None = None
+    data: TrackingData,
+    period: Period,
+    by: str = "rep",
+    only: Collection[str] | None = None,
+    *,
+    weights: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Funnel metrics per group for one period.
 
@@ -106,6 +111,8 @@ def funnel(
         period: The period; open pipeline is measured at its end (or at as-of if earlier).
         by: Any grouping.
         only: Only these groups' rows and ``(all)`` (:func:`~forecast.tracking.common.per_group`).
+        weights: Each open stage's historical win rate at the cutoff (:func:`stage_win_rates`;
+            ``None``: computed from ``data``, which then holds every deal and stage change).
 
     Returns:
         One row per group plus ``(all)``.
@@ -114,7 +121,7 @@ def funnel(
     opps = data.opportunities
     cutoff = min(period.end, data.as_of)
     prev = period.previous()
-    weights = stage_win_rates(data, cutoff)
+    weights = stage_win_rates(data, cutoff) if weights is None else weights
     read = (by, "amount", "stage", "outcome", "created_at", "closed_at")  # the columns a group's row reads
     open_now = narrow(open_at(opps, cutoff), *read)
     created = narrow(opps[period.contains(opps["created_at"])], by)

@@ -127,14 +127,14 @@ class SqlCut:
         """The named parameters of :meth:`with_clause` (``$as_of``)."""
         return {"as_of": self.as_of.to_pydatetime()}
 
-    @staticmethod
-    def with_clause(sources: bool = True, cold: bool = True) -> str:
+    def with_clause(self, sources: bool = True, cold: bool = True) -> str:
         """``WITH reps_c, leads_c, deals_c, acts_c AS (...)``: the cut's tables, for a query to follow.
 
         ``leads_c``: lead_id, created_at, source, channel, converted_at, status (as known then),
         status_changed_at, rep. ``deals_c``: opportunity_id, created_at, closed_at, outcome, amount
-        (a number, 0 where missing), known_amount (NULL where missing), product, source, channel,
-        rep, team, manager, region.
+        (a number, 0 where missing), known_amount (NULL where missing), loss_reason, stage (as
+        known then; a deal open then in a closed stage is in the last open one), nth (its row in
+        the table), product, source, channel, rep, team, manager, region.
         ``acts_c``: occurred_at, type, direction, outcome, duration_seconds, email_opened,
         email_replied, lead_id, done, cold, source, channel, rep, team, manager, region. ``rep`` is
         the rep id, ``(none)`` where missing.
@@ -144,6 +144,7 @@ class SqlCut:
                 every deal and activity to the leads: a tenth of a second at a million leads).
             cold: Whether the activities have the ``cold`` flag (a join to the leads).
         """
+        pipeline = self.pipeline
         rep_keys = ", ".join(f"{_label(k)} AS {k}" for k in REP_KEYS)
         deal_sources = (
             f"coalesce(l.source, '{NONE_LABEL}') AS source, coalesce(l.channel, '{NONE_LABEL}') AS channel,"
@@ -161,6 +162,10 @@ class SqlCut:
         coalesce(l.channel, d.channel, '{NONE_LABEL}') AS channel,"""
         act_leads = "LEFT JOIN leads_c l ON l.lead_id = a.lead_id" if sources or cold else ""
         act_deals = "LEFT JOIN deal_sources d ON d.opportunity_id = a.opportunity_id" if sources else ""
+        opened = pipeline.open_stages
+        open_stages = ", ".join(_text(name) for name in opened) or "NULL"
+        has_open = "true" if opened else "false"
+        last_open = _text(opened[-1]) if opened else "NULL"
         return f"""
 WITH reps_c AS (
     SELECT rep_id, {_label("name")} AS name, {rep_keys}
@@ -176,8 +181,8 @@ leads_c AS (
     FROM leads WHERE created_at < $as_of
 ),
 last_change AS (
-    SELECT opportunity_id, amount FROM (
-        SELECT opportunity_id, amount,
+    SELECT opportunity_id, stage, amount FROM (
+        SELECT opportunity_id, stage, amount,
             row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC, rowid DESC) AS nth
         FROM stage_history WHERE entered_at < $as_of)
     WHERE nth = 1
@@ -188,6 +193,11 @@ deals_c AS (
         CASE WHEN o.closed_at < $as_of THEN o.outcome ELSE 'open' END AS outcome,
         coalesce(CAST(coalesce(h.amount, o.amount) AS DOUBLE), 0.0) AS amount,
         CAST(coalesce(h.amount, o.amount) AS DOUBLE) AS known_amount,
+        CASE WHEN o.closed_at < $as_of THEN o.loss_reason END AS loss_reason,
+        CASE WHEN (CASE WHEN o.closed_at < $as_of THEN o.outcome ELSE 'open' END) = 'open'
+                AND NOT coalesce(coalesce(h.stage, o.stage) IN ({open_stages}), false) AND {has_open}
+            THEN {last_open} ELSE coalesce(h.stage, o.stage) END AS stage,
+        o.rowid AS nth,
         {_label("o.product")} AS product, {deal_sources}
         coalesce(o.rep_id, '{NONE_LABEL}') AS rep, {_rep_keys("d")}
     FROM opportunities o
@@ -265,12 +275,13 @@ def open_cut(
     if not checked and not applies(con):
         return None
     when = resolve_as_of(as_of, lambda: _default_as_of(con, present))
-    reps = con.execute(SqlCut.with_clause() + "SELECT * FROM reps_c ORDER BY rep_id", {"as_of": when}).df()
+    pipeline = read_pipeline(con) if "pipeline_stages" in present else None
+    bare = SqlCut(con, when, pipeline or DEFAULT_PIPELINE, pd.DataFrame(), False)
+    reps = bare.query(" SELECT * FROM reps_c ORDER BY rep_id", {}, sources=False, cold=False)
     history = con.execute("SELECT count(*) FROM stage_history").fetchone()
     has_history = bool(history and history[0])
     notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
-    pipeline = read_pipeline(con) if "pipeline_stages" in present else None
-    return SqlCut(con, when, pipeline or DEFAULT_PIPELINE, reps, has_history, notes)
+    return SqlCut(con, when, bare.pipeline, reps, has_history, notes)
 
 
 def _present(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -394,3 +405,8 @@ def recorded(cut: SqlCut) -> tuple[bool, bool, pd.Timestamp | None]:
         return False, False, None
     first = None if row[2] is None else pd.Timestamp(row[2])
     return bool(row[0]), bool(row[1]), first
+
+
+def _text(value: str) -> str:
+    """A SQL string literal of ``value``."""
+    return "'" + value.replace("'", "''") + "'"

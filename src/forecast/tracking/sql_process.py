@@ -25,7 +25,7 @@ from forecast.tracking.data import ALL_LABEL, known_groups
 from forecast.tracking.funnel import DAYS_PER_MONTH
 from forecast.tracking.periods import Period
 from forecast.tracking.process import GROUPINGS, NO_CONTACT_DAYS, STAGE_GROUPINGS, STUCK_QUANTILE
-from forecast.tracking.sql_cut import IN_PERIOD, SOURCE_KEYS, SqlCut, by_group, group_label
+from forecast.tracking.sql_cut import IN_PERIOD, SOURCE_KEYS, SqlCut, _text, by_group, group_label
 from forecast.tracking.stats import NAN
 
 _DAYS = "(epoch_us({end}) - epoch_us({start})) / 1e6 / 86400.0"
@@ -247,7 +247,9 @@ moves AS (
 ),
 stays_c AS (
     SELECT m.opportunity_id, m.stage, m.entered_at,
-        d.* EXCLUDE (opportunity_id, created_at, closed_at, outcome, amount, known_amount),
+        d.* EXCLUDE (
+            opportunity_id, created_at, closed_at, outcome, amount, known_amount, loss_reason, stage, nth
+        ),
         CASE WHEN m.next_stage IS NOT NULL THEN m.next_at
             WHEN d.outcome = 'open' THEN NULL ELSE d.closed_at END AS left_at,
         CASE WHEN m.next_stage IS NULL THEN
@@ -262,8 +264,3 @@ stays_c AS (
     LEFT JOIN orders n ON n.name = m.next_stage
     WHERE m.stage NOT IN ({closed})
 )"""
-
-
-def _text(value: str) -> str:
-    """A SQL string literal of ``value``."""
-    return "'" + value.replace("'", "''") + "'"

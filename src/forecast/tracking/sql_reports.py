@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from forecast.tracking import sql_effectiveness, sql_goals, sql_performance, sql_process
+from forecast.tracking import sql_effectiveness, sql_funnel, sql_goals, sql_performance, sql_process
 from forecast.tracking.periods import Period
 from forecast.tracking.sql_cut import SqlCut
 
@@ -21,16 +21,18 @@ _MAIN: dict[str, Callable[..., pd.DataFrame]] = {
     "effectiveness": sql_effectiveness.effectiveness,
     "process": sql_process.process,
     "goals": sql_goals.goals,
+    "funnel": sql_funnel.funnel,
 }
 _EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
     "process": (("stages", sql_process.stage_table),),
+    "funnel": (("monthly", sql_funnel.monthly), ("loss_reasons", sql_funnel.loss_reasons)),
 }
 _BRIEFS = ("performance", "process")
-_NARROWS = ("performance", "effectiveness", "process")
+_NARROWS = ("performance", "effectiveness", "process", "funnel")
 
 NAMES = tuple(_MAIN)
 """The reports whose main table DuckDB computes."""
-WHOLE = ("performance", "effectiveness", "process")
+WHOLE = ("performance", "effectiveness", "process", "funnel")
 """The reports DuckDB computes whole, with their extra tables (the goals' daily table is not: it is
 read from the CRM in memory)."""
 
