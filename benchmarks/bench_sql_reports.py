@@ -4,13 +4,13 @@ Usage: ``uv run --frozen python benchmarks/bench_sql_reports.py [--warehouse PAT
 [--threads N]`` (default: ``FORECAST_WAREHOUSE``'s warehouse, as of midnight after its last event).
 
 For each report :mod:`forecast.tracking.sql_reports` computes (performance by rep, effectiveness by
-team and by channel, the process and its stage table by channel, the goals' main table by rep;
-the last complete month and the quarter): the seconds DuckDB takes over the warehouse (no read),
-the seconds of the CRM read and cut at the as of (:func:`forecast.tracking.read.load`, once) and
-of the in-memory report on it, and whether the two tables are the same (groups and counts
-exactly, other numbers to 1e-12). Then the dashboard's Activity and Reps pages of that as of on a
-fresh reader (every page's filter choices, then the pages; ``cuts_read`` must stay 0). Prints one
-line per measure.
+team and by channel, the process and its stage table by channel, the goals' main table by rep, the
+funnel by team with its monthly and loss-reason tables; the last complete month and the quarter):
+the seconds DuckDB takes over the warehouse (no read), the seconds of the CRM read and cut at the
+as of (:func:`forecast.tracking.read.load`, once) and of the in-memory report on it, and whether
+the two tables are the same (groups and counts exactly, other numbers to 1e-12). Then the
+dashboard's Activity, Reps and Pipeline pages of that as of on a fresh reader (every page's filter
+choices, then the pages; ``cuts_read`` must stay 0). Prints one line per measure.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ REPORTS = (
     ("effectiveness", "channel"),
     ("process", "channel"),
     ("goals", "rep"),
+    ("funnel", "team"),
 )
 
 
@@ -111,9 +112,13 @@ def main() -> None:
     started = time.perf_counter()
     reps_changes(reader, Filters(as_of=day))  # the Reps page's figures and its comparison
     reps_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reader.pipeline(Filters(as_of=day))
+    pipeline_s = time.perf_counter() - started
     print(
         f"dashboard, as of {day}, fresh reader: filter choices {choices_s:.2f} s, Activity page "
-        f"{page_s:.2f} s, a team's {team_s:.2f} s, Reps page with its comparison {reps_s:.2f} s; "
+        f"{page_s:.2f} s, a team's {team_s:.2f} s, Reps page with its comparison {reps_s:.2f} s, "
+        f"Pipeline page {pipeline_s:.2f} s; "
         f"CRM reads: {reader.cuts_read}"
     )
 
