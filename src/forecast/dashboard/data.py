@@ -691,12 +691,11 @@ class Reader:
         from forecast.dashboard.choices import known, known_in_sql
 
         def compute() -> Cut:
-            if not self.holds(("tracking", filters.as_of)):
-                with self._sql_cut(filters) as sql:
-                    if sql is not None:
-                        return Cut(sql.as_of, known_in_sql(sql), _rep_groups(sql.reps))
-            data = self._tracking(filters)
-            return Cut(data.as_of, known(data), _rep_groups(data.reps))
+            return self._in_sql_or_read(
+                filters,
+                lambda sql: Cut(sql.as_of, known_in_sql(sql), _rep_groups(sql.reps)),
+                lambda data: Cut(data.as_of, known(data), _rep_groups(data.reps)),
+            )
 
         made = self._cached(("page", "cut", filters.as_of), compute)
         _check_rep_groups(made.rep_groups, filters)
@@ -776,18 +775,34 @@ class Reader:
         """
         from forecast.tracking.sql_cut import recorded
 
-        def compute() -> Facts:
-            if not self.holds(("tracking", filters.as_of)):
-                with self._sql_cut(filters) as sql:
-                    if sql is not None:
-                        return Facts(sql.as_of, list(sql.notes), *recorded(sql), _rep_groups(sql.reps))
-            data = self._tracking(filters)
+        def of_read(data: TrackingData) -> Facts:
             has = (not data.activities.empty, not data.leads.empty)
             return Facts(data.as_of, list(data.notes), *has, _first_recorded(data), _rep_groups(data.reps))
+
+        def compute() -> Facts:
+            return self._in_sql_or_read(
+                filters,
+                lambda sql: Facts(sql.as_of, list(sql.notes), *recorded(sql), _rep_groups(sql.reps)),
+                of_read,
+            )
 
         made = self._cached(("page", "facts", filters.as_of), compute)  # kept on disk, as the cut
         _check_rep_groups(made.rep_groups, filters)  # not the cut's: a page asks for facts in its turn
         return made
+
+    def _in_sql_or_read(
+        self, filters: Filters, in_sql: Callable[[SqlCut], T], of_read: Callable[[TrackingData], T]
+    ) -> T:
+        """A result from the warehouse cut in SQL, else from the CRM read at the filters' as of.
+
+        ``in_sql`` of the SQL cut while the CRM at that as of is not held in memory and the SQL cut
+        applies; else ``of_read`` of the CRM read at it (read if need be).
+        """
+        if not self.holds(("tracking", filters.as_of)):
+            with self._sql_cut(filters) as sql:
+                if sql is not None:
+                    return in_sql(sql)
+        return of_read(self._tracking(filters))
 
     @contextmanager
     def _sql_cut(self, filters: Filters) -> Iterator[SqlCut | None]:
@@ -832,11 +847,13 @@ class Reader:
             return self.period(data, filters), lambda *args, **kw: report(data, *args, **kw)
 
         def compute(*args: Any, **kw: Any) -> dict[str, pd.DataFrame]:
-            if sql_reports.computes(name, kw.get("extras", True)):
-                with self._sql_cut(filters) as sql:
-                    if sql is not None:
-                        return sql_reports.report(sql, *args, **kw)
-            return report(self.tracking(filters), *args, **kw)
+            if not sql_reports.computes(name, kw.get("extras", True)):
+                return report(self.tracking(filters), *args, **kw)
+            return self._in_sql_or_read(
+                filters,
+                lambda sql: sql_reports.report(sql, *args, **kw),
+                lambda data: report(data, *args, **kw),  # (the rep filter checked by facts: the period)
+            )
 
         return parse_period(filters.period, self.facts(filters).as_of), compute
 

@@ -131,7 +131,8 @@ class SqlCut:
         """``WITH reps_c, leads_c, deals_c, acts_c AS (...)``: the cut's tables, for a query to follow.
 
         ``leads_c``: lead_id, created_at, source, channel, converted_at, status (as known then),
-        status_changed_at, rep. ``deals_c``: opportunity_id, created_at, closed_at, outcome, amount
+        status_changed_at, rep; ``leads_k``: the same with the rep's team, manager and region.
+        ``deals_c``: opportunity_id, created_at, closed_at, outcome, amount
         (a number, 0 where missing), known_amount (NULL where missing), loss_reason, stage (as
         known then; a deal open then in a closed stage is in the last open one), nth (its row in
         the table), product, source, channel, rep, team, manager, region.
@@ -179,6 +180,9 @@ leads_c AS (
             WHEN status_changed_at < $as_of THEN status ELSE 'working' END AS status,
         status_changed_at, coalesce(rep_id, '{NONE_LABEL}') AS rep
     FROM leads WHERE created_at < $as_of
+),
+leads_k AS (
+    SELECT l.*, {_rep_keys("l")} FROM leads_c l LEFT JOIN reps_c r_l ON r_l.rep_id = l.rep
 ),
 last_change AS (
     SELECT opportunity_id, stage, amount FROM (

@@ -59,20 +59,12 @@ def goals(cut: SqlCut, period: Period, by: str = "rep") -> pd.DataFrame:
         for r in cut.query(deals, times, sources=False, cold=False).to_dict("records")
     }
     created = "created_at >= $ref_start AND created_at < $cutoff"
-    leads = f"""
-, leads_k AS (
-    SELECT l.*, coalesce(r.team, '(none)') AS team, coalesce(r.manager, '(none)') AS manager,
-        coalesce(r.region, '(none)') AS region
-    FROM leads_c l LEFT JOIN reps_c r ON r.rep_id = l.rep
-)
-{
-        by_group(
-            by,
-            f'''SELECT {{by}} AS grp, count(*) FILTER (WHERE {created}) AS ref_leads,
+    leads = by_group(
+        by,
+        f"""SELECT {{by}} AS grp, count(*) FILTER (WHERE {created}) AS ref_leads,
             count(*) FILTER (WHERE {created} AND converted_at IS NOT NULL) AS ref_converted
-        FROM leads_k''',
-        )
-    }"""
+        FROM leads_k""",
+    )
     lead_times = {k: times[k] for k in ("ref_start", "cutoff")}
     rows = cut.query(leads, lead_times, sources=False, cold=False).to_dict("records")
     converted = {group_label(r["grp"]): (int(r["ref_converted"]), int(r["ref_leads"])) for r in rows}

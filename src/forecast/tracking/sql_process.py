@@ -53,21 +53,17 @@ def process(
     cutoff = min(period.end, cut.as_of)
     created, changed = (IN_PERIOD.format(column=c) for c in ("created_at", "status_changed_at"))
     qualified = f"({IN_PERIOD.format(column='converted_at')}) OR (status = 'qualified' AND {changed})"
-    counts = f"""
-, leads_k AS (SELECT l.*, {_rep_keys()} FROM leads_c l LEFT JOIN reps_c r ON r.rep_id = l.rep)
-{
-        by_group(
-            by,
-            f'''SELECT {{by}} AS grp,
+    counts = by_group(
+        by,
+        f"""SELECT {{by}} AS grp,
             count(*) FILTER (WHERE {created}) AS prospects,
             count(*) FILTER (WHERE {created} AND channel = 'inbound') AS inbound_prospects,
             count(*) FILTER (WHERE {created} AND channel = 'outbound') AS outbound_prospects,
             count(*) FILTER (WHERE {created} AND converted_at IS NOT NULL) AS converted,
             count(*) FILTER (WHERE {qualified}) AS qualified,
             count(*) FILTER (WHERE ({created}) OR ({qualified})) AS seen
-        FROM leads_k''',
-        )
-    }"""
+        FROM leads_k""",
+    )
     rows = cut.query(counts, cut.bounds(period), sources=False, cold=False).to_dict("records")
     figures = {group_label(r["grp"]): r for r in rows}
     silent = None if brief else _silent_open_leads(cut, by, {"cutoff": cutoff.to_pydatetime()})
@@ -95,13 +91,6 @@ def process(
     return rows_per_group(cut.reps, by, known_groups(cut.reps, by, seen), compute, only=only)
 
 
-def _rep_keys() -> str:
-    """The rep keys of a lead (``l``) joined to its rep (``r``), ``(none)`` where not a known rep."""
-    return "coalesce(r.team, '(none)') AS team, coalesce(r.manager, '(none)') AS manager, " + (
-        "coalesce(r.region, '(none)') AS region"
-    )
-
-
 def _silent_open_leads(cut: SqlCut, by: str, bounds: dict[str, object]) -> dict[str, tuple[int, int]]:
     """Per group: the leads open at the cutoff, and how many went without a contact for too long.
 
@@ -109,8 +98,7 @@ def _silent_open_leads(cut: SqlCut, by: str, bounds: dict[str, object]) -> dict[
     """
     silent = _DAYS.format(end="$cutoff", start="coalesce(c.last_contact, o.created_at)")
     sql = f"""
-, leads_k AS (SELECT l.*, {_rep_keys()} FROM leads_c l LEFT JOIN reps_c r ON r.rep_id = l.rep),
-open_leads AS (
+, open_leads AS (
     SELECT * FROM leads_k
     WHERE created_at < $cutoff AND status IN ('new', 'working', 'qualified') AND converted_at IS NULL
 ),
