@@ -5,11 +5,12 @@ Usage: ``uv run --frozen python benchmarks/bench_sql_reports.py [--warehouse PAT
 
 For each report :mod:`forecast.tracking.sql_reports` computes (performance by rep, effectiveness by
 team and by channel, the process and its stage table by channel, the goals' main table by rep, the
-funnel by team with its monthly and loss-reason tables; the last complete month and the quarter):
+funnel by team with its monthly and loss-reason tables, the Prospects list; the last complete month
+and the quarter):
 the seconds DuckDB takes over the warehouse (no read), the seconds of the CRM read and cut at the
 as of (:func:`forecast.tracking.read.load`, once) and of the in-memory report on it, and whether
 the two tables are the same (groups and counts exactly, other numbers to 1e-12). Then the
-dashboard's Activity, Reps and Pipeline pages of that as of on a fresh reader (every page's filter
+dashboard's Activity, Reps, Pipeline and Prospects pages of that as of on a fresh reader (every page's filter
 choices, then the pages; ``cuts_read`` must stay 0). Prints one line per measure.
 """
 
@@ -40,6 +41,7 @@ REPORTS = (
     ("process", "channel"),
     ("goals", "rep"),
     ("funnel", "team"),
+    ("prospects", "rep"),
 )
 
 
@@ -51,6 +53,9 @@ def same(left: pd.DataFrame, right: pd.DataFrame) -> bool:
         a, b = left[col], right[col]
         if a.dtype == object or b.dtype == object:
             if a.tolist() != b.tolist():
+                return False
+        elif a.dtype.kind == "M" or b.dtype.kind == "M":
+            if not a.equals(b):
                 return False
         elif not np.allclose(a.astype(float), b.astype(float), rtol=1e-12, atol=1e-12, equal_nan=True):
             return False
@@ -115,10 +120,17 @@ def main() -> None:
     started = time.perf_counter()
     reader.pipeline(Filters(as_of=day))
     pipeline_s = time.perf_counter() - started
+    started = time.perf_counter()
+    listed = len(reader.prospects(Filters(as_of=day))["rows"])
+    prospects_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reader.prospects(Filters(as_of=day, team=known["team"][0]))
+    team_prospects_s = time.perf_counter() - started
     print(
         f"dashboard, as of {day}, fresh reader: filter choices {choices_s:.2f} s, Activity page "
         f"{page_s:.2f} s, a team's {team_s:.2f} s, Reps page with its comparison {reps_s:.2f} s, "
-        f"Pipeline page {pipeline_s:.2f} s; "
+        f"Pipeline page {pipeline_s:.2f} s, Prospects page {prospects_s:.2f} s ({listed} rows), "
+        f"a team's {team_prospects_s:.2f} s; "
         f"CRM reads: {reader.cuts_read}"
     )
 

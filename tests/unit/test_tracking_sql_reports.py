@@ -24,7 +24,14 @@ import pytest
 from forecast.data.ingest import ingest
 from forecast.data.simulate import SimulationConfig, simulate_crm
 from forecast.data.warehouse import Warehouse
-from forecast.tracking import sql_effectiveness, sql_goals, sql_performance, sql_process, sql_reports
+from forecast.tracking import (
+    sql_effectiveness,
+    sql_goals,
+    sql_performance,
+    sql_process,
+    sql_prospects,
+    sql_reports,
+)
 from forecast.tracking.api import report
 from forecast.tracking.data import ALL_LABEL, NONE_LABEL
 from forecast.tracking.data import GROUPINGS as FUNNEL_GROUPINGS
@@ -36,6 +43,8 @@ from forecast.tracking.performance import GROUPINGS, performance
 from forecast.tracking.periods import parse_period
 from forecast.tracking.process import GROUPINGS as PROCESS_GROUPINGS
 from forecast.tracking.process import STAGE_GROUPINGS, process, stage_table
+from forecast.tracking.prospects import GROUPINGS as PROSPECT_GROUPINGS
+from forecast.tracking.prospects import prospects
 from forecast.tracking.read import load
 from forecast.tracking.sql_cut import open_cut
 from tests.conftest import shared_dataset
@@ -76,6 +85,28 @@ QUIRKS = (
     "UPDATE opportunities SET amount = NULL WHERE hash(opportunity_id) % 7 = 3",  # no amount known at all
     "UPDATE stage_history SET amount = NULL WHERE hash(opportunity_id) % 7 = 3",
     "UPDATE opportunities SET rep_id = NULL WHERE hash(opportunity_id) % 31 = 0",
+    # the Prospects list: planned activities at one time, engagement without a lead or a type,
+    # written scores at one time, later, missing, and after every as of
+    "UPDATE activities SET scheduled_for = date_trunc('day', scheduled_for) WHERE hash(activity_id) % 2 = 0",
+    "UPDATE activities SET type = NULL WHERE scheduled_for IS NOT NULL AND hash(activity_id) % 9 = 0",
+    "INSERT INTO activities SELECT * REPLACE (activity_id || '-again' AS activity_id,"
+    " CASE WHEN type = 'meeting' THEN 'call' ELSE 'meeting' END AS type)"
+    " FROM activities WHERE scheduled_for IS NOT NULL AND hash(activity_id) % 3 = 0",  # a second plan then
+    "UPDATE engagement_events SET occurred_at = date_trunc('day', occurred_at) WHERE hash(event_id) % 3 = 0",
+    # leads out of their ids' order in the table (the list's ties keep the table's order)
+    "CREATE TEMP TABLE moved AS SELECT * FROM leads WHERE hash(lead_id) % 10 = 0;"
+    " DELETE FROM leads WHERE hash(lead_id) % 10 = 0; INSERT INTO leads SELECT * FROM moved",
+    "UPDATE engagement_events SET lead_id = NULL WHERE hash(event_id) % 23 = 0",
+    "UPDATE engagement_events SET type = NULL WHERE hash(event_id) % 29 = 1",
+    "CREATE TABLE lead_scores AS SELECT lead_id, (hash(lead_id) % 100)::DOUBLE AS score, 'C' AS band,"
+    " TIMESTAMP '2024-03-01' AS as_of FROM leads WHERE hash(lead_id) % 3 > 0",
+    "INSERT INTO lead_scores SELECT lead_id, score + 1, 'B', as_of FROM lead_scores"
+    " WHERE hash(lead_id) % 2 = 0",
+    "INSERT INTO lead_scores SELECT lead_id, score + 2, 'A', TIMESTAMP '2024-05-01' FROM lead_scores"
+    " WHERE hash(lead_id) % 5 = 0",
+    "INSERT INTO lead_scores SELECT lead_id, NULL, NULL, TIMESTAMP '2024-08-01' FROM lead_scores"
+    " WHERE hash(lead_id) % 7 = 0",
+    "INSERT INTO lead_scores SELECT lead_id, 0, 'D', TIMESTAMP '2031-01-01' FROM lead_scores",
 )
 
 
@@ -253,6 +284,47 @@ def test_the_sql_funnel_tables_equal_the_tables_in_memory(
     assert len(whole["monthly"]) == 12 and len(whole["loss_reasons"]) > 1
 
 
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_sql_prospects_list_equals_the_list_in_memory(
+    warehouse: Path, as_of: pd.Timestamp | None
+) -> None:
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        for spec in PERIODS:
+            period = parse_period(spec, cut.as_of)
+            for by in PROSPECT_GROUPINGS:
+                sql = sql_reports.report(cut, "prospects", period, by)
+                assert sql.keys() == {"prospects"}
+                pd.testing.assert_frame_equal(sql["prospects"], prospects(data, period, by))
+        listed = sql_prospects.prospects(cut, parse_period(None, cut.as_of), "rep")
+    # each lookup is compared with values, not only where both are missing
+    assert set(listed["kind"]) == {"lead", "opportunity"} and listed["deal_size"].notna().sum() > 5
+    for col in ("last_contact", "next_action", "last_engagement", "score", "score_band", "expected_close"):
+        assert listed[col].notna().sum() > 5, col
+    assert (listed["web_visits_30d"] > 0).sum() > 5 and (listed["social_actions_30d"] > 0).sum() > 5
+
+
+def test_written_scores_of_other_types_are_read_as_the_read_reads_them(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "scores.duckdb"
+    shutil.copy(warehouse, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("ALTER TABLE lead_scores ALTER score TYPE VARCHAR")
+        con.execute("UPDATE lead_scores SET score = 'n/a' WHERE hash(lead_id) % 4 = 0")
+        con.execute("ALTER TABLE lead_scores ALTER as_of TYPE VARCHAR")
+    with Warehouse(path).connect(read_only=True) as con:
+        cut = open_cut(con)
+        assert cut is not None
+        data = load(con)
+        period = parse_period(None, cut.as_of)
+        sql = sql_prospects.prospects(cut, period, "team")
+        pd.testing.assert_frame_equal(sql, prospects(data, period, "team"))
+    assert sql["score"].notna().sum() > 5
+
+
 @pytest.mark.parametrize(
     "breaks",
     [
@@ -267,6 +339,9 @@ def test_the_sql_funnel_tables_equal_the_tables_in_memory(
         "ALTER TABLE stage_history ALTER amount TYPE BIGINT",  # with a gap: the read cannot cast it
         "ALTER TABLE engagement_events ALTER occurred_at TYPE VARCHAR",  # the last event compared as text
         "UPDATE stage_history SET stage = NULL WHERE hash(opportunity_id) % 50 = 0",
+        "ALTER TABLE activities ALTER scheduled_for TYPE VARCHAR",  # the next action compared as text
+        # the behaviour's types compared as numbers
+        "ALTER TABLE engagement_events ALTER type TYPE INTEGER USING NULL::INTEGER",
     ],
 )
 def test_a_warehouse_the_sql_cut_would_read_otherwise_takes_the_read(
@@ -298,6 +373,8 @@ def test_the_sql_reports_equal_the_reports_in_memory_on_maven(tmp_path: Path) ->
                 _same(sql_process.process(cut, period, by), process(data, period, by), by)
             for by in STAGE_GROUPINGS:
                 _same(sql_process.stage_table(cut, period, by), stage_table(data, period, by), by)
+            listed = sql_prospects.prospects(cut, period, "team")
+            pd.testing.assert_frame_equal(listed, prospects(data, period, "team"))
         whole = sql_performance.performance(cut, parse_period("2016-01-01..2018-01-01", cut.as_of), "rep")
     assert whole.iloc[-1]["won"] > 1000  # the sample's deals are counted, and it has no activities
     assert whole.iloc[-1]["calls"] == 0

@@ -1222,19 +1222,21 @@ class Reader:
 
     def _prospects(self, filters: Filters) -> dict[str, Any]:
         """Open leads and deals at the period's end (``forecast metrics --report prospects``), narrowed."""
-        data = self.tracking(filters)
-        period = self.period(data, filters)
+        from forecast.tracking.periods import parse_period
+
+        facts = self.facts(filters)
+        period = parse_period(filters.period, facts.as_of)
         rows = self.report(filters, "prospects", "rep")["prospects"]
         for key, value in filters.scopes:  # every filter given: they compose
             column = "rep_id" if key == "rep" else key
             rows = rows[rows[column].astype(str) == value]
         return {
-            "as_of": data.as_of.isoformat(),
+            "as_of": facts.as_of.isoformat(),
             "period": period,
             "rows": rows.reset_index(drop=True),
             "scored": bool(rows["score"].notna().any()) if "score" in rows else False,
-            "has_leads": not data.leads.empty,
-            "notes": [*data.notes, *([] if not data.leads.empty else [NO_LEADS])],
+            "has_leads": facts.has_leads,
+            "notes": [*facts.notes, *([] if facts.has_leads else [NO_LEADS])],
         }
 
     def prospects_csv(self, filters: Filters) -> str:

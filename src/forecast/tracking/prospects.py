@@ -56,13 +56,38 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
     open_deals = _deals_as_they_stood(
         opps[(opps["created_at"] < cutoff) & ~(opps["closed_at"] < cutoff)], data, cutoff
     )
-    keys = ["rep", "rep_id", "team", "manager", "region", "source", "channel"]
+    out = prospect_rows(open_leads, open_deals)
+    if out.empty:
+        return empty_list(out)
+    every = data.activities  # the columns and rows read only: ten million activities on a large CRM
+    last = _last_contact_of(every, cutoff, out["prospect_id"])
+    soon = np.flatnonzero(truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff)))
+    planned = _with_entity(rows_of_columns(every, soon, _ACTIVITY_COLUMNS)).sort_values(
+        "scheduled_for", kind="stable"
+    )
+    first = planned.groupby("entity").head(1).set_index("entity")
+    behaviour = _behaviour(data.engagement, cutoff, out["lead_id"])
+    return completed(out, cutoff, last, first, behaviour, data.lead_scores, by)
+
+
+KEYS = ("rep", "rep_id", "team", "manager", "region", "source", "channel")
+"""The group keys of each prospect's row."""
+
+
+def prospect_rows(open_leads: pd.DataFrame, open_deals: pd.DataFrame) -> pd.DataFrame:
+    """One row per open lead, then one per open deal, in their frames' order (no contact yet).
+
+    Args:
+        open_leads: The leads open at the cut-off: lead_id, created_at, status (then) and the keys.
+        open_deals: The deals open then as they stood: opportunity_id, lead_id, created_at, stage,
+            amount, expected_close_date and the keys.
+    """
     lead_rows = pd.DataFrame(
         {
             "prospect_id": open_leads["lead_id"].astype(str),
             "kind": "lead",
             "lead_id": open_leads["lead_id"].astype(str),
-            **{k: open_leads[k] for k in keys},
+            **{k: open_leads[k] for k in KEYS},
             "status": open_leads["status"],
             "created_at": open_leads["created_at"],
         }
@@ -72,7 +97,7 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
             "prospect_id": open_deals["opportunity_id"].astype(str),
             "kind": "opportunity",
             "lead_id": open_deals["lead_id"],
-            **{k: open_deals[k] for k in keys},
+            **{k: open_deals[k] for k in KEYS},
             "status": open_deals["stage"],
             "created_at": open_deals["created_at"],
             "deal_size": open_deals["amount"],
@@ -83,33 +108,54 @@ def prospects(data: TrackingData, period: Period, by: str = "rep") -> pd.DataFra
     out = out.reindex(columns=deal_rows.columns)  # open leads and no open deal: their columns empty
     out["deal_size"] = pd.to_numeric(out["deal_size"], errors="coerce")
     out["expected_close"] = pd.to_datetime(out["expected_close"])
-    if out.empty:
-        return out.assign(
-            last_contact=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
-            days_since_contact=np.nan,
-            next_action=None,
-            next_action_at=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
-            web_visits_30d=0,
-            pricing_views_30d=0,
-            social_actions_30d=0,
-            last_engagement=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
-            score=np.nan,
-            score_band=None,
-            score_note=NO_SCORE,
-        )
-    every = data.activities  # the columns and rows read only: ten million activities on a large CRM
-    out["last_contact"] = _last_contact_of(every, cutoff, out["prospect_id"])
-    out["days_since_contact"] = days(cutoff - out["last_contact"])
-    soon = np.flatnonzero(truth((every["occurred_at"] < cutoff) & (every["scheduled_for"] >= cutoff)))
-    planned = _with_entity(rows_of_columns(every, soon, _ACTIVITY_COLUMNS)).sort_values(
-        "scheduled_for", kind="stable"
+    return out
+
+
+def empty_list(out: pd.DataFrame) -> pd.DataFrame:
+    """The list without a prospect (``out``: :func:`prospect_rows` of none), with every column."""
+    return out.assign(
+        last_contact=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
+        days_since_contact=np.nan,
+        next_action=None,
+        next_action_at=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
+        web_visits_30d=0,
+        pricing_views_30d=0,
+        social_actions_30d=0,
+        last_engagement=pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"),
+        score=np.nan,
+        score_band=None,
+        score_note=NO_SCORE,
     )
-    first = planned.groupby("entity").head(1).set_index("entity")
-    out["next_action"] = out["prospect_id"].map(first["type"])
-    out["next_action_at"] = out["prospect_id"].map(first["scheduled_for"])
-    for name, values in _behaviour(data.engagement, cutoff, out["lead_id"]).items():
+
+
+def completed(
+    out: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    last_contact: pd.Series,
+    first_planned: pd.DataFrame,
+    behaviour: dict[str, pd.Series],
+    scores: pd.DataFrame | None,
+    by: str,
+) -> pd.DataFrame:
+    """The list: :func:`prospect_rows`' ``out`` with what is known of each prospect, sorted.
+
+    Args:
+        out: The prospects' rows (not empty).
+        cutoff: The snapshot time.
+        last_contact: Each row's last done activity before the cut-off (``NaT``: none), on ``out``'s index.
+        first_planned: By prospect id (deal, else lead), the earliest activity planned at or after
+            the cut-off: its ``type`` and ``scheduled_for``.
+        behaviour: The :data:`BEHAVIOUR` counts and ``last_engagement``, on ``out``'s index.
+        scores: The written lead scores (``None``: none), the latest of each lead not after the cut-off read.
+        by: The grouping the list is sorted by.
+    """
+    out["last_contact"] = last_contact
+    out["days_since_contact"] = days(cutoff - out["last_contact"])
+    out["next_action"] = out["prospect_id"].map(first_planned["type"])
+    out["next_action_at"] = out["prospect_id"].map(first_planned["scheduled_for"])
+    for name, values in behaviour.items():
         out[name] = values
-    out = _with_scores(out, data.lead_scores, cutoff)
+    out = _with_scores(out, scores, cutoff)
     out = out.sort_values([by, "score", "deal_size"], ascending=[True, False, False], na_position="last")
     return out.reset_index(drop=True)
 

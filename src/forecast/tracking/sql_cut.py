@@ -48,6 +48,8 @@ from forecast.tracking.periods import Period
 from forecast.tracking.stats import NAN, z_value
 
 _TABLES = ("reps", "leads", "opportunities", "stage_history", "activities")
+_OPTIONAL = ("engagement_events",)
+"""The tables the cut reads where the warehouse has them (the in-memory read takes none as empty)."""
 _TEXT = {"VARCHAR"}
 _INTEGER = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"}
 _KINDS = {"str": _TEXT, "timestamp": {"TIMESTAMP"}, "float": {"DOUBLE"}, "int": _INTEGER, "bool": {"BOOLEAN"}}
@@ -74,8 +76,9 @@ _READ = {
         "amount",
         "closed_at",
         "outcome",
+        "expected_close_date",
     ),
-    "stage_history": ("opportunity_id", "stage", "entered_at", "amount"),
+    "stage_history": ("opportunity_id", "stage", "entered_at", "amount", "expected_close_date"),
     "activities": (
         "occurred_at",
         "type",
@@ -87,9 +90,11 @@ _READ = {
         "outcome",
         "email_opened",
         "email_replied",
+        "scheduled_for",
     ),
+    "engagement_events": ("occurred_at", "lead_id", "type"),
 }
-"""The columns the expressions read, by table."""
+"""The columns the expressions read, by table (``engagement_events`` where the warehouse has it)."""
 
 
 def _label(column: str) -> str:
@@ -175,7 +180,7 @@ WITH reps_c AS (
 ),
 leads_c AS (
     SELECT lead_id, created_at, {_label("source")} AS source, {_label("channel")} AS channel,
-        CASE WHEN converted_at < $as_of THEN converted_at END AS converted_at,
+        CASE WHEN converted_at < $as_of THEN converted_at END AS converted_at, rowid AS nth,
         CASE WHEN converted_at < $as_of THEN 'converted'
             WHEN status_changed_at < $as_of THEN status ELSE 'working' END AS status,
         status_changed_at, coalesce(rep_id, '{NONE_LABEL}') AS rep
@@ -185,8 +190,8 @@ leads_k AS (
     SELECT l.*, {_rep_keys("l")} FROM leads_c l LEFT JOIN reps_c r_l ON r_l.rep_id = l.rep
 ),
 last_change AS (
-    SELECT opportunity_id, stage, amount FROM (
-        SELECT opportunity_id, stage, amount,
+    SELECT opportunity_id, stage, amount, expected_close_date FROM (
+        SELECT opportunity_id, stage, amount, expected_close_date,
             row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC, rowid DESC) AS nth
         FROM stage_history WHERE entered_at < $as_of)
     WHERE nth = 1
@@ -198,6 +203,7 @@ deals_c AS (
         coalesce(CAST(coalesce(h.amount, o.amount) AS DOUBLE), 0.0) AS amount,
         CAST(coalesce(h.amount, o.amount) AS DOUBLE) AS known_amount,
         CASE WHEN o.closed_at < $as_of THEN o.loss_reason END AS loss_reason,
+        coalesce(h.expected_close_date, o.expected_close_date) AS expected_close_date, o.lead_id,
         CASE WHEN (CASE WHEN o.closed_at < $as_of THEN o.outcome ELSE 'open' END) = 'open'
                 AND NOT coalesce(coalesce(h.stage, o.stage) IN ({open_stages}), false) AND {has_open}
             THEN {last_open} ELSE coalesce(h.stage, o.stage) END AS stage,
@@ -252,11 +258,12 @@ def applies(con: duckdb.DuckDBPyConnection) -> bool:
     of one state of the warehouse asks once and passes ``checked=True`` to :func:`open_cut`.
     """
     tables = _base_tables(con)
+    read = (*_TABLES, *(t for t in _OPTIONAL if t in _present(con)))
     return (
-        all(t in tables for t in _TABLES)
-        and all(_typed(con, t) for t in _TABLES)
+        all(t in tables for t in read)
+        and all(_typed(con, t) for t in read)
         and _timed(con, tables)
-        and not _collated(con)
+        and not _collated(con, read)
         and _clean(con)
     )
 
@@ -316,9 +323,9 @@ def _timed(con: duckdb.DuckDBPyConnection, tables: set[str]) -> bool:
     return True
 
 
-def _collated(con: duckdb.DuckDBPyConnection) -> bool:
+def _collated(con: duckdb.DuckDBPyConnection, read: tuple[str, ...]) -> bool:
     """Whether a table the cut reads has a column with a collation (``NOCASE`` compares unlike pandas)."""
-    names = ", ".join(f"'{t}'" for t in _TABLES)
+    names = ", ".join(f"'{t}'" for t in read)
     row = con.execute(
         f"SELECT count(*) FROM duckdb_tables() WHERE table_name IN ({names}) AND sql ILIKE '%collate%'"
     ).fetchone()

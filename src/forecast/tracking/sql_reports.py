@@ -12,7 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from forecast.tracking import sql_effectiveness, sql_funnel, sql_goals, sql_performance, sql_process
+from forecast.tracking import (
+    sql_effectiveness,
+    sql_funnel,
+    sql_goals,
+    sql_performance,
+    sql_process,
+    sql_prospects,
+)
 from forecast.tracking.periods import Period
 from forecast.tracking.sql_cut import SqlCut
 
@@ -22,6 +29,7 @@ _MAIN: dict[str, Callable[..., pd.DataFrame]] = {
     "process": sql_process.process,
     "goals": sql_goals.goals,
     "funnel": sql_funnel.funnel,
+    "prospects": sql_prospects.prospects,
 }
 _EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
     "process": (("stages", sql_process.stage_table),),
@@ -32,7 +40,7 @@ _NARROWS = ("performance", "effectiveness", "process", "funnel")
 
 NAMES = tuple(_MAIN)
 """The reports whose main table DuckDB computes."""
-WHOLE = ("performance", "effectiveness", "process", "funnel")
+WHOLE = ("performance", "effectiveness", "process", "funnel", "prospects")
 """The reports DuckDB computes whole, with their extra tables (the goals' daily table is not: it is
 read from the CRM in memory)."""
 
