@@ -5,13 +5,14 @@ Usage: ``uv run --frozen python benchmarks/bench_sql_reports.py [--warehouse PAT
 
 For each report :mod:`forecast.tracking.sql_reports` computes (performance by rep, effectiveness by
 team and by channel, the process and its stage table by channel, the goals' main table by rep, the
-funnel by team with its monthly and loss-reason tables, the Prospects list; the last complete month
-and the quarter):
+funnel by team with its monthly and loss-reason tables, the Prospects list, and the insights from
+the part of the CRM they read; the last complete month and the quarter):
 the seconds DuckDB takes over the warehouse (no read), the seconds of the CRM read and cut at the
 as of (:func:`forecast.tracking.read.load`, once) and of the in-memory report on it, and whether
 the two tables are the same (groups and counts exactly, other numbers to 1e-12). Then the
-dashboard's Activity, Reps, Pipeline and Prospects pages of that as of on a fresh reader (every page's filter
-choices, then the pages; ``cuts_read`` must stay 0). Prints one line per measure.
+dashboard's Activity, Reps, Pipeline, Prospects and Insights pages of that as of on a fresh reader
+(every page's filter choices, then the pages; ``cuts_read`` must stay 0). Prints one line per
+measure.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import pandas as pd
 from forecast.config import load_settings
 from forecast.dashboard.compare import reps_changes
 from forecast.dashboard.data import Filters, Reader
-from forecast.tracking import api, sql_reports
+from forecast.tracking import api, sql_insights, sql_reports
+from forecast.tracking.insights import insights
 from forecast.tracking.periods import parse_period
 from forecast.tracking.read import load
 from forecast.tracking.sql_cut import open_cut
@@ -101,6 +103,17 @@ def main() -> None:
                 f"{period.label:>8} {name:>13} by {by:<8} SQL {sql_s:6.3f} s | read + memory "
                 f"(read above) + {memory_s:6.3f} s | {rows} rows | same: {equal}"
             )
+        started = time.perf_counter()
+        part = sql_insights.insights(cut, period)
+        part_s = time.perf_counter() - started
+        started = time.perf_counter()
+        whole = insights(data, period)
+        whole_s = time.perf_counter() - started
+        equal = part is not None and part.as_dict() == whole.as_dict()
+        print(
+            f"{period.label:>8} {'insights':>13}             part {part_s:6.3f} s | read + memory "
+            f"(read above) + {whole_s:6.3f} s | {whole.tested} tested | same: {equal}"
+        )
     con.close()
     del data
     day = cut.as_of.date().isoformat()
@@ -126,11 +139,14 @@ def main() -> None:
     started = time.perf_counter()
     reader.prospects(Filters(as_of=day, team=known["team"][0]))
     team_prospects_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reader.insights(Filters(as_of=day))
+    insights_s = time.perf_counter() - started
     print(
         f"dashboard, as of {day}, fresh reader: filter choices {choices_s:.2f} s, Activity page "
         f"{page_s:.2f} s, a team's {team_s:.2f} s, Reps page with its comparison {reps_s:.2f} s, "
         f"Pipeline page {pipeline_s:.2f} s, Prospects page {prospects_s:.2f} s ({listed} rows), "
-        f"a team's {team_prospects_s:.2f} s; "
+        f"a team's {team_prospects_s:.2f} s, Insights page {insights_s:.2f} s; "
         f"CRM reads: {reader.cuts_read}"
     )
 

@@ -330,8 +330,8 @@ def test_two_other_as_ofs_asked_at_once_read_the_crm_once_each(env: dict[str, st
     asked last but goes before the second as of's)."""
     app_deferred = create_app(_settings(env), warm_every=None, wait_seconds=0.0)
     with TestClient(app_deferred) as deferred_client:
-        views = [("/insights", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [
-            ("/", {"as_of": "2024-11-01"})
+        views = [("/", {"as_of": a}) for a in ("2024-11-01", AS_OF)] + [
+            ("/", {"as_of": "2024-11-01", "period": "quarter"})
         ]
         for path, params in views:  # all three started before any is done
             assert deferred_client.get(path, params=params).status_code == 202
@@ -347,7 +347,7 @@ def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str
     app_deferred = create_app(_settings(env, warehouse=warehouse), warm_every=None, wait_seconds=0.0)
     with TestClient(app_deferred) as deferred_client:
         params = {"as_of": AS_OF}
-        assert deferred_client.get("/insights", params=params).status_code == 202
+        assert deferred_client.get("/", params=params).status_code == 202
         jobs = app_deferred.state.deferred._jobs
         deadline = time.monotonic() + 300
         while not jobs or any(not job.future.done() for job in jobs.values()):  # it ends, nobody comes
@@ -356,8 +356,8 @@ def test_a_page_finished_for_a_warehouse_gone_by_is_not_shown(env: dict[str, str
         reads = app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"]
         later = warehouse.stat().st_mtime + 5
         os.utime(warehouse, (later, later))  # an ingest
-        assert deferred_client.get("/insights", params=params).status_code == 202  # computed again
-        assert _answered(deferred_client, "/insights", params)[0].status_code == 200
+        assert deferred_client.get("/", params=params).status_code == 202  # computed again
+        assert _answered(deferred_client, "/", params)[0].status_code == 200
         assert app_deferred.state.dashboard.elsewhere(AS_OF, "counters")["reads"] == reads + 1  # there
 
 
@@ -367,14 +367,14 @@ def test_besides_the_default_one_cut_of_another_as_of_is_held_at_a_time(env: dic
     app_ = create_app(_settings(env), warm_every=None)
     reader = app_.state.reader
     c = TestClient(app_)
-    assert c.get("/insights").status_code == 200  # the default as of
-    assert c.get("/insights", params={"as_of": "2024-11-01"}).status_code == 200
+    assert c.get("/").status_code == 200  # the default as of
+    assert c.get("/", params={"as_of": "2024-11-01"}).status_code == 200
     assert reader.holds(("tracking", None)) and reader.holds(("tracking", "2024-11-01"))
-    assert c.get("/insights", params={"as_of": AS_OF}).status_code == 200
+    assert c.get("/", params={"as_of": AS_OF}).status_code == 200
     assert reader.holds(("tracking", AS_OF)) and reader.holds(("tracking", None))
     assert not reader.holds(("tracking", "2024-11-01"))
     computed = reader.computed
-    assert c.get("/insights", params={"as_of": "2024-11-01"}).status_code == 200  # its page: still held
+    assert c.get("/", params={"as_of": "2024-11-01"}).status_code == 200  # its page: still held
     assert reader.computed == computed
 
 
@@ -390,7 +390,7 @@ def _same_tables(left: pd.DataFrame, right: pd.DataFrame, name: str) -> int:
     return len(left.columns)
 
 
-def test_the_activity_pipeline_reps_and_prospects_pages_of_another_as_of_read_no_crm_and_equal_the_read(
+def test_the_tracking_pages_of_another_as_of_read_no_crm_and_equal_the_read(
     env: dict[str, str],
 ) -> None:
     """Their reports are aggregated in DuckDB (no CRM read); a reader holding the CRM read at that as
@@ -451,6 +451,9 @@ def test_the_activity_pipeline_reps_and_prospects_pages_of_another_as_of_read_no
         pd.testing.assert_frame_equal(page["rows"], read["rows"])
         assert in_sql.prospects_csv(filters) == in_memory.prospects_csv(filters)
         compared += len(page["rows"])
+    for filters in (whole, replace(whole, period="2024-09-01..2024-10-31")):
+        doc = in_sql.insights(filters)
+        assert doc == in_memory.insights(filters) and doc["tested"] > 20
     assert compared > 500
     assert in_sql.cuts_read == 0 and not in_sql.holds(("tracking", "2024-11-01"))
     assert in_memory.cuts_read == 1

@@ -201,7 +201,7 @@ def test_metrics_by_rep_fits_80_columns_and_wide_shows_the_rest(env: dict[str, s
     assert "n=" in wide and max(len(line) for line in wide.splitlines()) > 80
 
 
-@pytest.mark.parametrize("name", ["performance", "effectiveness", "process", "funnel"])
+@pytest.mark.parametrize("name", ["performance", "effectiveness", "process", "funnel", "prospects"])
 def test_metrics_of_one_report_are_aggregated_in_duckdb_with_the_figures_of_the_read(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
@@ -227,8 +227,31 @@ def test_metrics_of_one_report_are_aggregated_in_duckdb_with_the_figures_of_the_
             assert a.keys() == b.keys()
             for key, value in a.items():
                 assert value == b[key] or value == pytest.approx(b[key], rel=1e-12, abs=1e-12), (table, key)
+    if name == "prospects":  # a row per open lead and deal
+        assert len(alone["reports"][name]["tables"][name]) > 20
+        return
     counted = {"process": "prospects", "funnel": "open_opportunities"}.get(name, "new_opportunities")
     assert alone["reports"][name]["tables"][name][-1][counted] > 0
+
+
+def test_insights_read_the_part_of_the_crm_they_need_and_raise_those_of_the_whole_read(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The period's activities, the deals and the leads they name (not the whole CRM): the same document."""
+    from forecast.tracking import read as reading
+
+    args = ("--as-of", "2024-09-15", "--period", "quarter", "--json")
+    with monkeypatch.context() as patched:
+        patched.setattr("forecast.tracking.sql_insights.insights", lambda *_, **__: None)  # the read
+        read = json.loads(_run(env, "insights", *args))
+
+    def no_read(*_: object, **__: object) -> None:
+        raise AssertionError("the CRM was read")
+
+    monkeypatch.setattr(reading, "load", no_read)
+    monkeypatch.setattr("forecast.tracking.api.load", no_read)
+    part = json.loads(_run(env, "insights", *args))
+    assert part == read and read["tested"] > 20 and read["insights"]
 
 
 def test_metrics_performance_reads_a_warehouse_the_sql_cut_cannot_take(

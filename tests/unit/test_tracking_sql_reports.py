@@ -14,6 +14,7 @@ sums, means, medians, quantiles and correlations up to the order of addition.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -27,20 +28,22 @@ from forecast.data.warehouse import Warehouse
 from forecast.tracking import (
     sql_effectiveness,
     sql_goals,
+    sql_insights,
     sql_performance,
     sql_process,
     sql_prospects,
     sql_reports,
 )
 from forecast.tracking.api import report
-from forecast.tracking.data import ALL_LABEL, NONE_LABEL
+from forecast.tracking.data import ALL_LABEL, NONE_LABEL, TrackingData
 from forecast.tracking.data import GROUPINGS as FUNNEL_GROUPINGS
 from forecast.tracking.effectiveness import GROUPINGS as EFFECTIVENESS_GROUPINGS
 from forecast.tracking.effectiveness import effectiveness
 from forecast.tracking.goals import GROUPINGS as GOAL_GROUPINGS
 from forecast.tracking.goals import goals
+from forecast.tracking.insights import RULES, Insight, InsightConfig, _context, insights
 from forecast.tracking.performance import GROUPINGS, performance
-from forecast.tracking.periods import parse_period
+from forecast.tracking.periods import Period, parse_period
 from forecast.tracking.process import GROUPINGS as PROCESS_GROUPINGS
 from forecast.tracking.process import STAGE_GROUPINGS, process, stage_table
 from forecast.tracking.prospects import GROUPINGS as PROSPECT_GROUPINGS
@@ -93,6 +96,10 @@ QUIRKS = (
     " CASE WHEN type = 'meeting' THEN 'call' ELSE 'meeting' END AS type)"
     " FROM activities WHERE scheduled_for IS NOT NULL AND hash(activity_id) % 3 = 0",  # a second plan then
     "UPDATE engagement_events SET occurred_at = date_trunc('day', occurred_at) WHERE hash(event_id) % 3 = 0",
+    # deals last touched on the first day of the insights' window (the past as of's last week: the
+    # 14 days before its cut-off, 2024-05-20)
+    "UPDATE activities SET occurred_at = TIMESTAMP '2024-05-06 12:00' WHERE opportunity_id IS NOT NULL"
+    " AND occurred_at >= '2024-05-06' AND occurred_at < '2024-05-20' AND hash(activity_id) % 3 = 0",
     # leads out of their ids' order in the table (the list's ties keep the table's order)
     "CREATE TEMP TABLE moved AS SELECT * FROM leads WHERE hash(lead_id) % 10 = 0;"
     " DELETE FROM leads WHERE hash(lead_id) % 10 = 0; INSERT INTO leads SELECT * FROM moved",
@@ -306,6 +313,61 @@ def test_the_sql_prospects_list_equals_the_list_in_memory(
     assert (listed["web_visits_30d"] > 0).sum() > 5 and (listed["social_actions_30d"] > 0).sum() > 5
 
 
+LAX = InsightConfig(fdr=1.0, min_trials=1, min_expected=0.0, min_effect=0.0, quota_miss=1.0)
+"""An evidence bar every candidate passes: every rule's insights are written and compared."""
+
+
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_insights_of_the_part_of_the_crm_they_read_equal_those_of_the_whole_read(
+    warehouse: Path, as_of: pd.Timestamp | None
+) -> None:
+    raised: Counter[str] = Counter()
+    tested = 0
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        for spec in PERIODS:
+            period = parse_period(spec, cut.as_of)
+            for config in (None, LAX):
+                part = sql_insights.insights(cut, period, config)
+                assert part is not None
+                assert part.as_dict() == insights(data, period, config).as_dict()
+                if config is LAX:
+                    raised.update(i.rule for i in part.insights)
+            recent = sql_insights.part(cut, period)
+            assert recent is not None
+            tested += _same_candidates(recent, data, period)
+    every = {"prospecting", "email_replies", "win_rate", "selling_time", "capacity", "stage_conversion"}
+    assert every <= set(raised) and {"slow_stage", "quota"} <= set(raised), raised
+    assert tested > 200
+
+
+def _same_candidates(part: TrackingData, data: TrackingData, period: Period) -> int:
+    """Every rule's candidates (raised or not) of the part equal those of the whole read; how many."""
+    mine, theirs = _context(part, period, LAX), _context(data, period, LAX)
+    compared = 0
+    for name, rule in RULES.items():
+        ours, reads = rule(mine), rule(theirs)
+        assert len(ours) == len(reads), name
+        for (a, a_ok), (b, b_ok) in zip(ours, reads, strict=True):
+            written = [c if isinstance(c, Insight) else c.write() for c in (a, b)]
+            assert written[0].as_dict() == written[1].as_dict() and a_ok == b_ok, name
+            compared += 1
+    return compared
+
+
+def test_the_insights_take_the_read_where_the_part_cannot_be_read_as_the_read_reads_it(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "no-engagement.duckdb"
+    shutil.copy(warehouse, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE engagement_events")  # the read takes its pandas path
+        cut = open_cut(con)
+        assert cut is not None and sql_insights.insights(cut, parse_period(None, cut.as_of)) is None
+
+
 def test_written_scores_of_other_types_are_read_as_the_read_reads_them(
     warehouse: Path, tmp_path: Path
 ) -> None:
@@ -375,6 +437,9 @@ def test_the_sql_reports_equal_the_reports_in_memory_on_maven(tmp_path: Path) ->
                 _same(sql_process.stage_table(cut, period, by), stage_table(data, period, by), by)
             listed = sql_prospects.prospects(cut, period, "team")
             pd.testing.assert_frame_equal(listed, prospects(data, period, "team"))
+            for config in (None, LAX):
+                part = sql_insights.insights(cut, period, config)
+                assert part is not None and part.as_dict() == insights(data, period, config).as_dict()
         whole = sql_performance.performance(cut, parse_period("2016-01-01..2018-01-01", cut.as_of), "rep")
     assert whole.iloc[-1]["won"] > 1000  # the sample's deals are counted, and it has no activities
     assert whole.iloc[-1]["calls"] == 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -24,6 +24,11 @@ from forecast.tracking import sql_reports
 from forecast.tracking.common import GroupingError
 from forecast.tracking.data import GROUPINGS, TrackingData
 from forecast.tracking.periods import Period, PeriodError, parse_period
+
+if TYPE_CHECKING:
+    from forecast.tracking.sql_cut import SqlCut
+
+T = TypeVar("T")
 
 REPORT_NAMES = ("performance", "prospects", "goals", "funnel", "effectiveness", "process", "adjusted")
 FORMATS = ("table", "json", "csv")
@@ -81,6 +86,21 @@ def _report_in_sql(
     (:func:`forecast.tracking.sql_cut.open_cut`): then the CRM is read. The same tables either way
     (``tests/unit/test_tracking_sql_reports.py``).
     """
+    return _in_sql(ctx, as_of, period, as_json, lambda cut, per: sql_reports.report(cut, name, per, by))
+
+
+def _in_sql(
+    ctx: typer.Context,
+    as_of: str | None,
+    period: str | None,
+    as_json: bool,
+    compute: Callable[[SqlCut, Period], T | None],
+) -> tuple[pd.Timestamp, list[str], Period, T] | None:
+    """``compute`` of the warehouse cut in SQL at the as of and period: ``(as of, notes, period, result)``.
+
+    ``None`` where the SQL cut does not apply (:func:`forecast.tracking.sql_cut.open_cut`), DuckDB
+    cannot run a query, or ``compute`` gives ``None``: then the caller reads the CRM.
+    """
     from forecast.data.warehouse import Warehouse
     from forecast.tracking.sql_cut import open_cut
 
@@ -93,12 +113,12 @@ def _report_in_sql(
                 return None
             try:
                 per = parse_period(period, cut.as_of)
-                tables = sql_reports.report(cut, name, per, by)
+                result = compute(cut, per)
             except (PeriodError, GroupingError) as exc:
                 fail(as_json, cli_message(exc))
         except duckdb.Error:  # a query the warehouse cannot run: the read, which says what is wrong
             return None
-        return cut.as_of, list(cut.notes), per, tables
+        return None if result is None else (cut.as_of, list(cut.notes), per, result)
 
 
 @contextmanager
@@ -378,16 +398,21 @@ def insights_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Decisions the period's metrics support, ranked by expected revenue impact, with their evidence."""
+    from forecast.tracking import sql_insights
     from forecast.tracking.insights import insights
 
-    data, per = _open(ctx, as_of, period, as_json)
-    result = insights(data, per)
+    in_sql = _in_sql(ctx, as_of, period, as_json, sql_insights.insights)  # the part of the CRM it reads
+    if in_sql is not None:
+        *_, per, result = in_sql
+    else:
+        data, per = _open(ctx, as_of, period, as_json)
+        result = insights(data, per)
     payload = {"ok": True, **result.as_dict()}
 
     def render(console: Console) -> None:
         console.print(
-            f"[bold]Insights for {per.label}[/bold] (as of {data.as_of}): {len(result.insights)} raised from "
-            f"{result.tested} comparisons (false-discovery rate {result.config.fdr:.0%}, at least "
+            f"[bold]Insights for {per.label}[/bold] (as of {result.as_of}): {len(result.insights)} raised "
+            f"from {result.tested} comparisons (false-discovery rate {result.config.fdr:.0%}, at least "
             f"{result.config.min_trials} trials and a {result.config.min_effect:.0%} difference)"
         )
         for note in result.notes:

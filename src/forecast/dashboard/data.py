@@ -791,17 +791,20 @@ class Reader:
         return made
 
     def _in_sql_or_read(
-        self, filters: Filters, in_sql: Callable[[SqlCut], T], of_read: Callable[[TrackingData], T]
+        self, filters: Filters, in_sql: Callable[[SqlCut], T | None], of_read: Callable[[TrackingData], T]
     ) -> T:
         """A result from the warehouse cut in SQL, else from the CRM read at the filters' as of.
 
         ``in_sql`` of the SQL cut while the CRM at that as of is not held in memory and the SQL cut
-        applies; else ``of_read`` of the CRM read at it (read if need be).
+        applies; else (or where ``in_sql`` gives ``None``) ``of_read`` of the CRM read at it (read
+        if need be).
         """
         if not self.holds(("tracking", filters.as_of)):
+            made = None  # (a DuckDB error in the block ends it here: the read)
             with self._sql_cut(filters) as sql:
-                if sql is not None:
-                    return in_sql(sql)
+                made = None if sql is None else in_sql(sql)
+            if made is not None:
+                return made
         return of_read(self._tracking(filters))
 
     @contextmanager
@@ -955,13 +958,23 @@ class Reader:
         The document does not depend on the group filters or the forecast's horizon (a page narrows
         it), so one is kept per as-of and period.
         """
+        from forecast.tracking import sql_insights
         from forecast.tracking.insights import insights
+        from forecast.tracking.periods import parse_period
+
+        def of_part(sql: SqlCut, period: Period) -> dict[str, Any] | None:
+            report = sql_insights.insights(sql, period)  # the part of the CRM it reads, not all of it
+            return None if report is None else report.as_dict()
 
         def compute() -> dict[str, Any]:
-            data = self.tracking(filters)
-            period = self.period(data, filters)
+            period = parse_period(filters.period, self.facts(filters).as_of)
             return self._cached(
-                ("insights", filters.as_of, period.label), lambda: insights(data, period).as_dict()
+                ("insights", filters.as_of, period.label),
+                lambda: self._in_sql_or_read(
+                    filters,
+                    lambda sql: of_part(sql, period),
+                    lambda data: insights(data, period).as_dict(),
+                ),
             )
 
         return self.page("insights", Filters(as_of=filters.as_of, period=filters.period), compute)

@@ -164,6 +164,8 @@ class _Context:
     win_rate: float
     avg_won: float
     names: dict[str, str]
+    goals: pd.DataFrame | None = None
+    """The period's goals by rep (``None``: computed from :attr:`data`)."""
     _weights: dict[str, float] | None = None
 
     def weights(self) -> dict[str, float]:
@@ -179,7 +181,9 @@ class _Context:
         return f"rep {rep}" + (f" ({name})" if shown else "")
 
 
-def _context(data: TrackingData, period: Period, cfg: InsightConfig) -> _Context:
+def _context(
+    data: TrackingData, period: Period, cfg: InsightConfig, goal_table: pd.DataFrame | None = None
+) -> _Context:
     cutoff = min(period.end, data.as_of)
     opps = data.opportunities
     closed = opps[
@@ -196,6 +200,7 @@ def _context(data: TrackingData, period: Period, cfg: InsightConfig) -> _Context
         win_rate=safe_div(len(won), len(closed)),
         avg_won=float(won["amount"].mean()) if won["amount"].notna().any() else NAN,
         names=dict(zip(data.reps["rep_id"], data.reps["name"], strict=False)),
+        goals=goal_table,
     )
 
 
@@ -758,7 +763,7 @@ def _by_rep(reps: pd.Series) -> list[tuple[Any, np.ndarray]]:
 
 
 def _quota(ctx: _Context) -> list[Insight]:
-    table = goals(ctx.data, ctx.period, "rep")
+    table = goals(ctx.data, ctx.period, "rep") if ctx.goals is None else ctx.goals
     reps = table[(table["rep"] != "(all)") & (table["goal"] > 0)]
     if reps.empty:
         return []
@@ -804,19 +809,28 @@ RULES: dict[str, Callable[[_Context], list[Candidate]]] = {
 """The statistical rules (quota attainment is added as an exact total)."""
 
 
-def insights(data: TrackingData, period: Period, config: InsightConfig | None = None) -> InsightReport:
+def insights(
+    data: TrackingData,
+    period: Period,
+    config: InsightConfig | None = None,
+    *,
+    goal_table: pd.DataFrame | None = None,
+) -> InsightReport:
     """Raise the decisions the period's data supports, ranked by expected revenue impact.
 
     Args:
         data: The tracking data.
         period: The period judged.
         config: The evidence bar (defaults: FDR 5%, 20 trials, 5 expected events, 20% effect).
+        goal_table: The period's goals by rep (``goals(data, period, "rep")``, computed where
+            ``None``): given where ``data`` holds only the part of the CRM the rules read
+            (:func:`forecast.tracking.sql_insights.insights`).
 
     Returns:
         The ranked insights, the number of candidates tested and notes.
     """
     cfg = config or InsightConfig()
-    ctx = _context(data, period, cfg)
+    ctx = _context(data, period, cfg, goal_table)
     candidates: list[Candidate] = []
     for rule in RULES.values():
         candidates.extend(rule(ctx))

@@ -76,34 +76,87 @@ def load(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp | None = None) -> T
     return keys.tracking_data(activities, engagement, frames.get("lead_scores"))
 
 
+def load_recent(
+    con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, since: pd.Timestamp
+) -> TrackingData | None:
+    """The warehouse prepared at ``as_of`` as :func:`load` prepares it, but for its events: a part of it.
+
+    Its activities are those from ``since`` (and before ``as_of``); its leads those of a deal or of
+    one of those activities; it has no engagement event and no written score. Every deal, stage
+    change, rep and goal is there. Each row kept is the row :func:`load` gives, value for value:
+    what reads only those activities and the leads they and the deals name (the insights,
+    :func:`forecast.tracking.sql_insights.insights`) reads the same data, without the ten million
+    activities and million leads of a large CRM. ``None`` where :func:`load` would not take this
+    path (a table missing, event times that are not timestamps, a lead or deal id given twice, ids
+    that are not text).
+    """
+    present = {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not all(name in present for name in SHARED_TABLES) or not _timed(con, present):
+        return None
+    window = {"since": since.to_pydatetime(), "when": as_of.to_pydatetime()}
+    leads = """lead_id IN (SELECT lead_id FROM opportunities)
+        OR lead_id IN (SELECT lead_id FROM activities WHERE occurred_at >= $since AND occurred_at < $when)"""
+    frames, pipeline = _read_tables(con, present, {"leads": (leads, window)})
+    frames.pop("lead_scores", None)
+    t = {name: _typed(frames[name], name) for name in TABLES if name not in SHARED_TABLES}
+    t |= {name: _empty(name) for name in SHARED_TABLES}
+    keys = prepare_keys(t, pipeline, as_of)
+    if not (
+        keys.leads["lead_id"].is_unique
+        and keys.deal_keys["opportunity_id"].is_unique
+        and _object(keys.leads["lead_id"])
+        and _object(keys.deal_keys["opportunity_id"])
+    ):
+        return None
+    return keys.tracking_data(_activities(con, as_of, keys, since), _empty("engagement_events"), None)
+
+
 def _read_tables(
-    con: duckdb.DuckDBPyConnection, present: set[str]
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    parts: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
     """``read_frames(con, skip=SHARED_TABLES)``, each table through Arrow where its columns' types allow.
 
     The same frames, value for value and type for type (:func:`_column`); a table with a column of
-    another type (a decimal, a date) is read as :func:`read_frames` reads it.
+    another type (a decimal, a date) is read as :func:`read_frames` reads it. ``parts``: by table,
+    the SQL condition of the rows to read of it and its parameters (:func:`read_table`).
     """
-    frames = {name: read_table(con, name, present) for name in TABLES if name not in SHARED_TABLES}
+    parts = parts or {}
+    frames = {
+        name: read_table(con, name, present, *parts.get(name, ("", {})))
+        for name in TABLES
+        if name not in SHARED_TABLES
+    }
     if "lead_scores" in present:
         frames["lead_scores"] = con.execute('SELECT * FROM "lead_scores"').df()
     pipeline = read_pipeline(con) if "pipeline_stages" in present else None
     return frames, pipeline or DEFAULT_PIPELINE
 
 
-def read_table(con: duckdb.DuckDBPyConnection, name: str, present: set[str]) -> pd.DataFrame:
+def read_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    present: set[str],
+    where: str = "",
+    parameters: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """Canonical table ``name`` as :func:`~forecast.tracking.data.read_frames` reads it.
 
-    Through Arrow where its columns' types allow; empty where the warehouse lacks it.
+    Through Arrow where its columns' types allow; empty where the warehouse lacks it. With
+    ``where`` (SQL, its ``parameters``), only the rows it keeps, in the table's order, each as the
+    whole table's read gives it (a column's type is the whole table's).
     """
     if name not in present:
         return _empty(name)
     spec = TABLES[name]
     sql = f'SELECT {", ".join(f"{chr(34)}{c.name}{chr(34)}" for c in spec.columns)} FROM "{name}"'
     types = _types(con, name)
+    if where:
+        sql = f"{sql} WHERE {where} ORDER BY rowid"
     if all(types.get(c.name) in _ARROW_TYPES for c in spec.columns):
-        return _arrow_frame(_arrow(con, sql), _nullable_columns(con, name))
-    return con.execute(sql).df()
+        return _arrow_frame(_arrow(con, sql, parameters=parameters), _nullable_columns(con, name))
+    return con.execute(sql, parameters or {}).df()
 
 
 def _timed(con: duckdb.DuckDBPyConnection, present: set[str]) -> bool:
@@ -172,15 +225,21 @@ def _arrow_frame(arrow: pa.Table, nullable: set[str]) -> pd.DataFrame:
     )
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str, when: pd.Timestamp | None = None) -> pa.Table:
+def _arrow(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    when: pd.Timestamp | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> pa.Table:
     """The rows of ``sql`` (a scan of one table) in the table's order, as an Arrow table.
 
     Fetched in batches of :data:`_VECTORS` DuckDB vectors. DuckDB keeps a scan's rows in the table's
     order unless ``preserve_insertion_order`` is off: only then is the query sorted (by ``rowid``;
     a sort of ten million rows costs seconds).
     """
-    params = {} if when is None else {"when": when.to_pydatetime()}
-    reader = con.execute(_ordered(con, sql), params).to_arrow_reader(_VECTORS * 2048)
+    params = {**(parameters or {}), **({} if when is None else {"when": when.to_pydatetime()})}
+    ordered = sql if "ORDER BY" in sql else _ordered(con, sql)
+    reader = con.execute(ordered, params).to_arrow_reader(_VECTORS * 2048)
     return reader.read_all()
 
 
@@ -269,7 +328,9 @@ _ARROW_TYPES = {"VARCHAR", "TIMESTAMP", "DOUBLE", "FLOAT", *_NARROW_TYPES}
 time zone, whose ``df()`` conversions differ."""
 
 
-def _activities(con: duckdb.DuckDBPyConnection, when: pd.Timestamp, keys: Keys) -> pd.DataFrame:
+def _activities(
+    con: duckdb.DuckDBPyConnection, when: pd.Timestamp, keys: Keys, since: pd.Timestamp | None = None
+) -> pd.DataFrame:
     """The activities before ``when`` with their keys and flags, as :func:`prepare` attributes them.
 
     DuckDB cuts them and Arrow hands each text column over dictionary-encoded: a code per row and
@@ -281,7 +342,11 @@ def _activities(con: duckdb.DuckDBPyConnection, when: pd.Timestamp, keys: Keys) 
     tests).
     """
     cols = ", ".join(f'"{c.name}"' for c in TABLES["activities"].columns)
-    arrow = _arrow(con, f"SELECT {cols} FROM activities WHERE occurred_at < $when", when)
+    sql = f"SELECT {cols} FROM activities WHERE occurred_at < $when"
+    if since is not None:  # (:func:`load_recent`)
+        arrow = _arrow(con, f"{sql} AND occurred_at >= $since", when, {"since": since.to_pydatetime()})
+    else:
+        arrow = _arrow(con, sql, when)
     nullable = _nullable_columns(con, "activities")
     coded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     out: dict[str, Any] = {}

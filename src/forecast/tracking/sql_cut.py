@@ -20,7 +20,8 @@ column for column:
   ``done`` flag (not ``scheduled``) and the ``cold`` flag (an outbound call, done, on a lead and no
   deal, before the lead converted); every row with its rep's team, manager and region.
 
-:func:`applies` says where the SQL cut is the in-memory one: every table the expressions read a
+:func:`applies` says where the SQL cut is the in-memory one: every table the expressions read
+(and the engagement events, where the warehouse has them: the Prospects list's behaviour) a
 table (not a view) with the canonical columns of the types the rules assume (text ids without a
 collation, timestamps, double amounts and durations, booleans), every event time the default as of
 reads a timestamp, lead, deal and rep ids present and each lead and deal id once, every stage

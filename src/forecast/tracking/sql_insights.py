@@ -1,0 +1,44 @@
+"""The insights (docs/tracking.md, 7) of the part of the CRM their rules read, selected by DuckDB.
+
+The rules of :func:`forecast.tracking.insights.insights` read every deal, stage change and rep, but
+of the activities only those of the period and of the :data:`~forecast.tracking.insights.NEGLECT_DAYS`
+before its cut-off (cold calls, emails and selling time in the period; the open deals' recent
+touches), and of the leads only those of a deal or of one of those activities (a cold-called
+lead's conversion and size, a replied lead's conversion). On a large CRM that is a twentieth of
+the activities and a third of the leads: :func:`forecast.tracking.read.load_recent` reads that
+part, each row as the whole read gives it, and the goals (which read a year of leads) are
+aggregated in SQL (:func:`forecast.tracking.sql_goals.goals`). The insights are then the in-memory
+rules' own, over that part (``tests/unit/test_tracking_sql_reports.py`` holds the document equal to
+the one of the CRM read whole).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from forecast.tracking.data import TrackingData
+from forecast.tracking.insights import NEGLECT_DAYS, InsightConfig, InsightReport
+from forecast.tracking.insights import insights as insights_of
+from forecast.tracking.periods import Period
+from forecast.tracking.read import load_recent
+from forecast.tracking.sql_cut import SqlCut
+from forecast.tracking.sql_goals import goals
+
+
+def insights(cut: SqlCut, period: Period, config: InsightConfig | None = None) -> InsightReport | None:
+    """:func:`forecast.tracking.insights.insights` of the CRM ``cut`` describes, from the part it reads.
+
+    ``None`` where the warehouse's part cannot be read as the whole read reads it
+    (:func:`~forecast.tracking.read.load_recent`): the caller reads the CRM.
+    """
+    data = part(cut, period)
+    if data is None:
+        return None
+    return insights_of(data, period, config, goal_table=goals(cut, period, "rep"))
+
+
+def part(cut: SqlCut, period: Period) -> TrackingData | None:
+    """The part of the CRM the insights of ``period`` read (``None``: not readable so, the module's)."""
+    cutoff = min(period.end, cut.as_of)
+    since = min(period.start, cutoff - pd.Timedelta(days=NEGLECT_DAYS))
+    return load_recent(cut.con, cut.as_of, since)
