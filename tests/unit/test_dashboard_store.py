@@ -248,9 +248,9 @@ def test_a_hold_is_the_owners_file_with_its_deadline_and_ends_when_told_or_when_
     assert store.held_until() is None  # no batch ever held it
     until = store.hold(60.0)
     assert until is not None and store.held_until() == pytest.approx(until, abs=1e-3)
-    path = store.folder / "hold-until"
+    path = store.hold_folder / "hold-until"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(store.folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.hold_folder.stat().st_mode) == 0o700
     assert store.hold(0.0) is None and not path.exists() and store.held_until() is None
     assert store.hold(0.0) is None  # nothing to end: no error
     path.write_text(f"{until - 120:.3f}\n")  # a deadline past: holds nothing
@@ -271,19 +271,33 @@ def test_a_hold_is_the_owners_file_with_its_deadline_and_ends_when_told_or_when_
 def test_a_hold_not_the_users_alone_holds_nothing(tmp_path: Path) -> None:
     store = PageStore(tmp_path / "store", _warehouse(tmp_path))
     assert store.hold(60.0) is not None
-    path = store.folder / "hold-until"
+    path = store.hold_folder / "hold-until"
     path.chmod(0o644)  # readable by others: not a file the store wrote
     assert store.held_until() is None
     path.chmod(0o600)
     assert store.held_until() is not None
-    store.folder.chmod(0o755)  # a folder others can read
+    store.hold_folder.chmod(0o755)  # a folder others can read
     assert store.held_until() is None
     assert store.hold(0.0) is None and not path.exists()  # ended all the same: a later write
-    store.folder.chmod(0o700)  # tightens the folder, and the hold would hold again
+    store.hold_folder.chmod(0o700)  # tightens the folder, and the hold would hold again
     assert store.hold(60.0) is not None
     if os.geteuid() == 0:  # another user's file (only root can give one away)
         os.chown(path, 12345, -1)
         assert store.held_until() is None
+
+
+def test_a_hold_pauses_every_dashboard_over_the_warehouse_whatever_models_it_names(tmp_path: Path) -> None:
+    """The batch's writes make every page over the warehouse stale, not only those of its models."""
+    warehouse = _warehouse(tmp_path)
+    batch = PageStore(tmp_path / "store", warehouse, "[]")  # `forecast dashboard --hold` without --models
+    named = PageStore(tmp_path / "store", warehouse, "[('deal_win', 'deal_win@candidate', True)]")
+    other = PageStore(tmp_path / "store", tmp_path / "other.duckdb", "[]")
+    assert batch.folder != named.folder  # their pages apart ...
+    assert batch.hold(600.0) is not None
+    assert named.held_until() is not None and other.held_until() is None  # ... the hold shared
+    with named.preparing():  # the batch's prepare, whichever models it names, ends its window
+        pass
+    assert batch.held_until() is None and named.held_until() is None
 
 
 def test_a_prepare_ends_its_batchs_hold_whatever_its_outcome_and_not_the_next_ones(

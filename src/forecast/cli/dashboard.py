@@ -231,15 +231,17 @@ def _hold(settings: Settings, refs: dict[str, Any], minutes: float) -> None:
     until = store.hold(minutes * 60.0)
     if minutes == 0:
         if store.held_until() is not None:
-            fail(False, f"the hold in {store.folder} could not be removed (logged above)", 1)
-        print(f"forecast: no hold on the dashboard's pages ({store.folder})", file=sys.stderr, flush=True)
+            fail(False, f"the hold in {store.hold_folder} could not be removed (logged above)", 1)
+        print(
+            f"forecast: no hold on the dashboard's pages ({store.hold_folder})", file=sys.stderr, flush=True
+        )
         return
     if until is None:
-        fail(False, f"the hold could not be written in {store.folder} (logged above)", 1)
+        fail(False, f"the hold could not be written in {store.hold_folder} (logged above)", 1)
     at = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
     print(
         f"forecast: running dashboards over {settings.warehouse} pause their warm-up until "
-        f"`forecast dashboard --prepare` ends, or {at} at the latest ({store.folder})",
+        f"`forecast dashboard --prepare` ends, or {at} at the latest ({store.hold_folder})",
         file=sys.stderr,
         flush=True,
     )

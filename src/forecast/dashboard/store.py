@@ -236,6 +236,10 @@ class PageStore:
         self.root = Path(root)
         name = hashlib.sha256(f"{Path(warehouse).resolve()}\n{scope}".encode()).hexdigest()[:16]
         self.folder = self.root / name
+        batch = hashlib.sha256(f"{Path(warehouse).resolve()}\n(a batch's window)".encode()).hexdigest()[:16]
+        self.hold_folder = self.root / batch
+        """The folder of the warehouse's hold, whatever models a dashboard names: a batch's writes
+        make every dashboard's pages over it stale (:meth:`hold`)."""
         self.max_bytes = max_bytes
         self._pruned: str | None = None
 
@@ -296,7 +300,7 @@ class PageStore:
                 # the batch's window ends with its prepare, whatever the outcome; a hold written
                 # meanwhile (another file: the next batch's) is that batch's to end
                 if batch is not None and self._hold_identity() == batch:
-                    self._remove(self.folder / HOLD_FILE)
+                    self._remove(self.hold_folder / HOLD_FILE)
             finally:
                 if handle is not None:
                     os.close(handle)  # releases the lock
@@ -313,13 +317,16 @@ class PageStore:
     def _hold_identity(self) -> tuple[int, int] | None:
         """The hold file's inode and modification time (``None``: no hold file)."""
         try:
-            info = (self.folder / HOLD_FILE).lstat()
+            info = (self.hold_folder / HOLD_FILE).lstat()
         except OSError:
             return None
         return info.st_ino, info.st_mtime_ns
 
     def hold(self, seconds: float) -> float | None:
-        """Ask the warm-ups over this folder to wait ``seconds`` for a batch (0: end the wait now).
+        """Ask the warm-ups over this warehouse to wait ``seconds`` for a batch (0: end the wait now).
+
+        Every dashboard over the warehouse waits, whatever models it names (:attr:`hold_folder`):
+        the batch's writes make all their pages stale.
 
         A batch's window runs from its first write to the warehouse to its prepare: a dashboard that
         warmed the first write's state would compute minutes of pages (at a million leads, a CRM
@@ -339,10 +346,10 @@ class PageStore:
         """
         if not 0.0 <= seconds <= MAX_HOLD_SECONDS:  # (NaN fails too)
             raise ValueError(f"a hold lasts 0 to {MAX_HOLD_SECONDS:.0f} seconds: {seconds!r}")
-        path = self.folder / HOLD_FILE
+        path = self.hold_folder / HOLD_FILE
         if seconds == 0.0:
             try:
-                info = self.folder.lstat()
+                info = self.hold_folder.lstat()
                 # the user's own folder, even with modes a later write tightens: a hold left there
                 # would hold again then (a missing folder holds nothing)
                 if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
@@ -354,7 +361,7 @@ class PageStore:
             return None
         until = time.time() + seconds
         try:
-            if not self._made():
+            if not self._made() or not _private_dir(self.hold_folder, make=True):
                 return None
             _write_private(path, ".hold", lambda handle: handle.write(f"{until:.3f}\n".encode()))
         except OSError:
@@ -363,16 +370,16 @@ class PageStore:
         return until
 
     def held_until(self) -> float | None:
-        """The deadline of a batch's hold on this folder, or ``None`` (none, expired or not the owner's).
+        """The deadline of a batch's hold on this warehouse, or ``None`` (none, expired or not the owner's).
 
         A look that never waits: the file is opened without following links and read only if it
         is a small regular file of this user with mode ``0600`` in a folder of this user's alone
         (the store's rule); what cannot be read as a deadline holds nothing.
         """
         try:
-            if not _private_dir(self.folder, make=False):
+            if not _private_dir(self.root, make=False) or not _private_dir(self.hold_folder, make=False):
                 return None
-            handle = os.open(self.folder / HOLD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            handle = os.open(self.hold_folder / HOLD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
         try:
