@@ -30,7 +30,7 @@ from forecast.cli import app
 from forecast.config import Settings, load_settings
 from forecast.dashboard.app import create_app
 from forecast.dashboard.compare import reps_changes
-from forecast.dashboard.data import Filters, Reader
+from forecast.dashboard.data import Filters, Missing, Reader
 from forecast.dashboard.deferred import REFRESH_SECONDS
 from tests.cli import cli_json as _cli
 from tests.cli import runner
@@ -501,6 +501,46 @@ def test_a_page_that_reads_its_facts_in_its_turn_does_not_wait_for_a_request_s_c
         "the page and the request wait for each other"
     )
     assert reader.holds(("page", "reps", *Reader.page_key("reps", filters)[2:]))
+
+
+def test_the_overview_in_its_turn_does_not_wait_for_a_request_for_the_insights_page(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Overview reads the insights document in its turn; a request for the Insights page
+    registers that page before waiting for its turn. Were the Overview to ask for the page, each
+    would wait for the other for good (the warm-up's Overview here, the request meanwhile)."""
+    import threading
+
+    reader = Reader(_settings(env))
+    inside = threading.Event()
+
+    def slow_flags(_filters: Filters) -> Missing:
+        inside.set()  # the Overview, computing in its turn
+        time.sleep(1.5)
+        return Missing("no flags in this test")
+
+    monkeypatch.setattr(reader, "revenue", lambda _filters: Missing("no forecast in this test"))
+    monkeypatch.setattr(reader, "flags", slow_flags)
+    filters = Filters()
+    reader.cut(filters)  # as a request asks before any page
+
+    def warm() -> None:
+        with reader.background():
+            reader.overview(filters)
+
+    def request() -> None:
+        inside.wait(30)
+        reader.insights(filters)
+
+    threads = [threading.Thread(target=warm, daemon=True), threading.Thread(target=request, daemon=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert inside.is_set() and not any(t.is_alive() for t in threads), (
+        "the Overview and the request wait for each other"
+    )
+    assert reader.insights(filters) == reader._insights(filters)
 
 
 def test_the_command_refuses_a_missing_warehouse(tmp_path: Path) -> None:

@@ -368,15 +368,27 @@ def test_the_insights_take_the_read_where_the_part_cannot_be_read_as_the_read_re
         assert cut is not None and sql_insights.insights(cut, parse_period(None, cut.as_of)) is None
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "ALTER TABLE lead_scores ALTER score TYPE VARCHAR;"
+        " UPDATE lead_scores SET score = 'n/a' WHERE hash(lead_id) % 4 = 0;"
+        " ALTER TABLE lead_scores ALTER as_of TYPE VARCHAR",
+        # ids compared without case: L1 and l1 one lead in SQL, two in pandas
+        "CREATE TABLE nocase (lead_id VARCHAR COLLATE NOCASE, score DOUBLE, band VARCHAR, as_of TIMESTAMP);"
+        " INSERT INTO nocase SELECT * FROM lead_scores;"
+        " INSERT INTO nocase SELECT lower(lead_id), 100, 'A', TIMESTAMP '2024-06-01' FROM lead_scores;"
+        " DROP TABLE lead_scores; ALTER TABLE nocase RENAME TO lead_scores",
+        "SET TimeZone = 'UTC'; ALTER TABLE lead_scores ALTER as_of TYPE TIMESTAMPTZ",  # a time with a zone
+    ],
+)
 def test_written_scores_of_other_types_are_read_as_the_read_reads_them(
-    warehouse: Path, tmp_path: Path
+    warehouse: Path, tmp_path: Path, written: str
 ) -> None:
     path = tmp_path / "scores.duckdb"
     shutil.copy(warehouse, path)
     with duckdb.connect(str(path)) as con:
-        con.execute("ALTER TABLE lead_scores ALTER score TYPE VARCHAR")
-        con.execute("UPDATE lead_scores SET score = 'n/a' WHERE hash(lead_id) % 4 = 0")
-        con.execute("ALTER TABLE lead_scores ALTER as_of TYPE VARCHAR")
+        con.execute(written)
     with Warehouse(path).connect(read_only=True) as con:
         cut = open_cut(con)
         assert cut is not None
@@ -385,6 +397,25 @@ def test_written_scores_of_other_types_are_read_as_the_read_reads_them(
         sql = sql_prospects.prospects(cut, period, "team")
         pd.testing.assert_frame_equal(sql, prospects(data, period, "team"))
     assert sql["score"].notna().sum() > 5
+
+
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_prospects_list_of_a_warehouse_without_engagement_events_equals_the_read_s(
+    warehouse: Path, tmp_path: Path, as_of: pd.Timestamp | None
+) -> None:
+    path = tmp_path / "no-engagement.duckdb"
+    shutil.copy(warehouse, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE engagement_events")
+    with Warehouse(path).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        data = load(con, as_of)
+        for spec in PERIODS[:2]:
+            period = parse_period(spec, cut.as_of)
+            sql = sql_prospects.prospects(cut, period, "rep")
+            pd.testing.assert_frame_equal(sql, prospects(data, period, "rep"))
+            assert len(sql) > 20 and (sql["web_visits_30d"] == 0).all()
 
 
 @pytest.mark.parametrize(

@@ -958,26 +958,37 @@ class Reader:
         The document does not depend on the group filters or the forecast's horizon (a page narrows
         it), so one is kept per as-of and period.
         """
-        from forecast.tracking import sql_insights
+        return self.page(
+            "insights", Filters(as_of=filters.as_of, period=filters.period), lambda: self._insights(filters)
+        )
+
+    def _insights(self, filters: Filters) -> dict[str, Any]:
+        """The insights document of the filters' as-of and period, kept by both (not a page).
+
+        The Overview reads it in its own turn: it must not ask for the Insights page, which a
+        request registers before waiting for its turn (each would wait for the other for good).
+        From the part of the CRM the rules read (:func:`forecast.tracking.sql_insights.part`, on
+        a connection closed before the rules run) where the CRM at the as of is not held in
+        memory, else from the CRM read.
+        """
+        from forecast.tracking import sql_goals, sql_insights
         from forecast.tracking.insights import insights
         from forecast.tracking.periods import parse_period
 
-        def of_part(sql: SqlCut, period: Period) -> dict[str, Any] | None:
-            report = sql_insights.insights(sql, period)  # the part of the CRM it reads, not all of it
-            return None if report is None else report.as_dict()
+        period = parse_period(filters.period, self.facts(filters).as_of)
+
+        def of_part(sql: SqlCut) -> tuple[TrackingData, pd.DataFrame] | None:
+            part = sql_insights.part(sql, period)  # the part of the CRM they read, not all of it
+            return None if part is None else (part, sql_goals.goals(sql, period, "rep"))
 
         def compute() -> dict[str, Any]:
-            period = parse_period(filters.period, self.facts(filters).as_of)
-            return self._cached(
-                ("insights", filters.as_of, period.label),
-                lambda: self._in_sql_or_read(
-                    filters,
-                    lambda sql: of_part(sql, period),
-                    lambda data: insights(data, period).as_dict(),
-                ),
-            )
+            fetched = self._in_sql_or_read(filters, of_part, lambda data: None)
+            if fetched is None:
+                return insights(self._tracking(filters), period).as_dict()
+            part, goal_table = fetched  # the rules after the connection is closed
+            return insights(part, period, goal_table=goal_table).as_dict()
 
-        return self.page("insights", Filters(as_of=filters.as_of, period=filters.period), compute)
+        return self._cached(("insights", filters.as_of, period.label), compute)
 
     # --- revenue and flags ------------------------------------------------------------------------
 
@@ -1087,7 +1098,7 @@ class Reader:
         scope = filters.scope
         has_leads = not data.leads.empty
         notes: list[str] = [] if has_leads else [NO_LEADS]
-        top = [i for i in self.insights(filters)["insights"] if about(i, filters)][:5]
+        top = [i for i in self._insights(filters)["insights"] if about(i, filters)][:5]
         if isinstance(revenue, Missing):
             return Overview(
                 data.as_of.isoformat(), "", None, {}, revenue, revenue, flags, top, notes, has_leads

@@ -263,6 +263,8 @@ def _with_scores(out: pd.DataFrame, scores: pd.DataFrame | None, cutoff: pd.Time
     s = scores.copy()
     if "as_of" in s.columns:
         s["as_of"] = pd.to_datetime(s["as_of"], errors="coerce")
+        if isinstance(s["as_of"].dtype, pd.DatetimeTZDtype):  # a zone: as UTC, as every time here
+            s["as_of"] = s["as_of"].dt.tz_convert("UTC").dt.tz_localize(None)
         s = s[s["as_of"] <= cutoff].sort_values("as_of", kind="stable")
     if s.empty:
         return out

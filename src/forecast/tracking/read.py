@@ -96,8 +96,7 @@ def load_recent(
     window = {"since": since.to_pydatetime(), "when": as_of.to_pydatetime()}
     leads = """lead_id IN (SELECT lead_id FROM opportunities)
         OR lead_id IN (SELECT lead_id FROM activities WHERE occurred_at >= $since AND occurred_at < $when)"""
-    frames, pipeline = _read_tables(con, present, {"leads": (leads, window)})
-    frames.pop("lead_scores", None)
+    frames, pipeline = _read_tables(con, present, {"leads": (leads, window)}, scores=False)
     t = {name: _typed(frames[name], name) for name in TABLES if name not in SHARED_TABLES}
     t |= {name: _empty(name) for name in SHARED_TABLES}
     keys = prepare_keys(t, pipeline, as_of)
@@ -115,12 +114,14 @@ def _read_tables(
     con: duckdb.DuckDBPyConnection,
     present: set[str],
     parts: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    scores: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], SalesPipeline]:
     """``read_frames(con, skip=SHARED_TABLES)``, each table through Arrow where its columns' types allow.
 
     The same frames, value for value and type for type (:func:`_column`); a table with a column of
     another type (a decimal, a date) is read as :func:`read_frames` reads it. ``parts``: by table,
-    the SQL condition of the rows to read of it and its parameters (:func:`read_table`).
+    the SQL condition of the rows to read of it and its parameters (:func:`read_table`);
+    ``scores``: whether the written lead scores are read too.
     """
     parts = parts or {}
     frames = {
@@ -128,7 +129,7 @@ def _read_tables(
         for name in TABLES
         if name not in SHARED_TABLES
     }
-    if "lead_scores" in present:
+    if scores and "lead_scores" in present:
         frames["lead_scores"] = con.execute('SELECT * FROM "lead_scores"').df()
     pipeline = read_pipeline(con) if "pipeline_stages" in present else None
     return frames, pipeline or DEFAULT_PIPELINE

@@ -36,7 +36,7 @@ from forecast.tracking.prospects import (
     empty_list,
     prospect_rows,
 )
-from forecast.tracking.sql_cut import SqlCut, _base_tables, _present, _text
+from forecast.tracking.sql_cut import SqlCut, _base_tables, _collated, _present, _text
 
 _SCORE_TYPES = {"lead_id": {"VARCHAR"}, "score": {"DOUBLE"}, "band": {"VARCHAR"}, "as_of": {"TIMESTAMP"}}
 """The types of the written scores' columns the latest score is found for in SQL (``band`` optional)."""
@@ -153,11 +153,13 @@ LEFT JOIN contacts c ON c.id = p.prospect_id
 LEFT JOIN planned n ON n.id = p.prospect_id
 LEFT JOIN behaviour b ON b.id = p.lead_id
 ORDER BY p.part, p.nth"""
-    times = {
-        "cutoff": cutoff.to_pydatetime(),
-        "since": (cutoff - pd.Timedelta(days=BEHAVIOUR_DAYS)).to_pydatetime(),
-    }
-    return cut.query(sql, times, sources=True, cold=False)
+    times = {"cutoff": cutoff.to_pydatetime()}
+    if engagement:  # (a parameter the query does not read is an error)
+        times["since"] = (cutoff - pd.Timedelta(days=BEHAVIOUR_DAYS)).to_pydatetime()
+    rows = cut.query(sql, times, sources=True, cold=False)
+    if not engagement:  # the read's empty table: its times in nanoseconds
+        rows["last_engagement"] = rows["last_engagement"].astype("datetime64[ns]")
+    return rows
 
 
 def _scores(cut: SqlCut, cutoff: pd.Timestamp) -> pd.DataFrame | None:
@@ -174,7 +176,10 @@ def _scores(cut: SqlCut, cutoff: pd.Timestamp) -> pd.DataFrame | None:
     ).fetchall()
     types = {str(name): str(kind) for name, kind in rows}
     typed = all(types.get(c, "VARCHAR") in kinds for c, kinds in _SCORE_TYPES.items())
-    if not (typed and {"lead_id", "score", "as_of"} <= types.keys() and "lead_scores" in _base_tables(con)):
+    plain = "lead_scores" in _base_tables(con) and not _collated(
+        con, ("lead_scores",)
+    )  # NOCASE: grouped otherwise
+    if not (typed and plain and {"lead_id", "score", "as_of"} <= types.keys()):
         return con.execute('SELECT * FROM "lead_scores"').df()
     band = ", band" if "band" in types else ""
     try:
