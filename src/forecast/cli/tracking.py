@@ -398,12 +398,17 @@ def insights_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Decisions the period's metrics support, ranked by expected revenue impact, with their evidence."""
-    from forecast.tracking import sql_insights
+    from forecast.tracking import sql_goals, sql_insights
     from forecast.tracking.insights import insights
 
-    in_sql = _in_sql(ctx, as_of, period, as_json, sql_insights.insights)  # the part of the CRM it reads
-    if in_sql is not None:
-        *_, per, result = in_sql
+    def of_part(cut: SqlCut, per: Period) -> tuple[TrackingData, pd.DataFrame] | None:
+        part = sql_insights.part(cut, per)  # the part of the CRM the rules read, not all of it
+        return None if part is None else (part, sql_goals.goals(cut, per, "rep"))
+
+    in_sql = _in_sql(ctx, as_of, period, as_json, of_part)
+    if in_sql is not None:  # the rules after the warehouse's connection is closed
+        *_, per, (part, goal_table) = in_sql
+        result = insights(part, per, goal_table=goal_table)
     else:
         data, per = _open(ctx, as_of, period, as_json)
         result = insights(data, per)
