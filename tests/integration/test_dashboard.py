@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from html import unescape
 from pathlib import Path
@@ -492,14 +492,7 @@ def test_a_page_that_reads_its_facts_in_its_turn_does_not_wait_for_a_request_s_c
         inside.wait(30)
         reader.cut(filters)
 
-    threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=second, daemon=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert inside.is_set() and not any(t.is_alive() for t in threads), (
-        "the page and the request wait for each other"
-    )
+    assert _both_finish(first, second) and inside.is_set(), "the page and the request wait for each other"
     assert reader.holds(("page", "reps", *Reader.page_key("reps", filters)[2:]))
 
 
@@ -532,15 +525,20 @@ def test_the_overview_in_its_turn_does_not_wait_for_a_request_for_the_insights_p
         inside.wait(30)
         reader.insights(filters)
 
-    threads = [threading.Thread(target=warm, daemon=True), threading.Thread(target=request, daemon=True)]
+    assert _both_finish(warm, request) and inside.is_set(), "the Overview and the request wait for each other"
+    assert reader.insights(filters) == reader._insights(filters)
+
+
+def _both_finish(*work: Callable[[], None], seconds: float = 60.0) -> bool:
+    """Whether ``work``, each started in a thread of its own at once, all ends within ``seconds``."""
+    import threading
+
+    threads = [threading.Thread(target=w, daemon=True) for w in work]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(60)
-    assert inside.is_set() and not any(t.is_alive() for t in threads), (
-        "the Overview and the request wait for each other"
-    )
-    assert reader.insights(filters) == reader._insights(filters)
+        thread.join(seconds)
+    return not any(t.is_alive() for t in threads)
 
 
 def test_the_command_refuses_a_missing_warehouse(tmp_path: Path) -> None:

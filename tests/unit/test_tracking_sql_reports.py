@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -49,7 +51,7 @@ from forecast.tracking.process import STAGE_GROUPINGS, process, stage_table
 from forecast.tracking.prospects import GROUPINGS as PROSPECT_GROUPINGS
 from forecast.tracking.prospects import prospects
 from forecast.tracking.read import load
-from forecast.tracking.sql_cut import open_cut
+from forecast.tracking.sql_cut import SqlCut, open_cut
 from tests.conftest import shared_dataset
 
 PAST = pd.Timestamp("2024-05-20T09:30")
@@ -130,6 +132,15 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def _cut_and_read(path: Path, as_of: pd.Timestamp | None = None) -> Iterator[tuple[SqlCut, TrackingData]]:
+    """The warehouse at ``path`` cut in SQL and read into memory at ``as_of`` (its connection open)."""
+    with Warehouse(path).connect(read_only=True) as con:
+        cut = open_cut(con, as_of)
+        assert cut is not None
+        yield cut, load(con, as_of)
+
+
 def _same(sql: pd.DataFrame, memory: pd.DataFrame, by: str) -> None:
     assert list(sql.columns) == list(memory.columns)
     if memory.empty and memory.columns.empty:  # a table the source cannot fill (no stage history)
@@ -150,10 +161,7 @@ def _same(sql: pd.DataFrame, memory: pd.DataFrame, by: str) -> None:
 def test_the_sql_performance_report_equals_the_report_in_memory(
     warehouse: Path, as_of: pd.Timestamp | None
 ) -> None:
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         assert cut.as_of == data.as_of and cut.notes == data.notes
         compared = 0
         for spec in PERIODS:
@@ -181,10 +189,7 @@ def test_the_sql_performance_report_equals_the_report_in_memory(
 def test_the_sql_effectiveness_report_equals_the_report_in_memory(
     warehouse: Path, as_of: pd.Timestamp | None
 ) -> None:
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         correlated = 0
         for spec in PERIODS:
             period = parse_period(spec, cut.as_of)
@@ -205,10 +210,7 @@ def test_the_sql_effectiveness_report_equals_the_report_in_memory(
 def test_the_sql_process_and_stage_tables_equal_the_tables_in_memory(
     warehouse: Path, as_of: pd.Timestamp | None
 ) -> None:
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         for spec in PERIODS:
             period = parse_period(spec, cut.as_of)
             for by in PROCESS_GROUPINGS:
@@ -250,10 +252,7 @@ def test_the_sql_process_and_stage_tables_equal_the_tables_in_memory(
 
 @pytest.mark.parametrize("as_of", [None, PAST])
 def test_the_sql_goals_table_equals_the_table_in_memory(warehouse: Path, as_of: pd.Timestamp | None) -> None:
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         for spec in (*PERIODS, "2024-02-10..2024-04-20"):
             period = parse_period(spec, cut.as_of)
             for by in GOAL_GROUPINGS:
@@ -268,10 +267,7 @@ def test_the_sql_goals_table_equals_the_table_in_memory(warehouse: Path, as_of: 
 def test_the_sql_funnel_tables_equal_the_tables_in_memory(
     warehouse: Path, as_of: pd.Timestamp | None
 ) -> None:
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         for spec in PERIODS:
             period = parse_period(spec, cut.as_of)
             for by in FUNNEL_GROUPINGS:
@@ -295,10 +291,7 @@ def test_the_sql_funnel_tables_equal_the_tables_in_memory(
 def test_the_sql_prospects_list_equals_the_list_in_memory(
     warehouse: Path, as_of: pd.Timestamp | None
 ) -> None:
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         for spec in PERIODS:
             period = parse_period(spec, cut.as_of)
             for by in PROSPECT_GROUPINGS:
@@ -323,10 +316,7 @@ def test_the_insights_of_the_part_of_the_crm_they_read_equal_those_of_the_whole_
 ) -> None:
     raised: Counter[str] = Counter()
     tested = 0
-    with Warehouse(warehouse).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(warehouse, as_of) as (cut, data):
         for spec in PERIODS:
             period = parse_period(spec, cut.as_of)
             for config in (None, LAX):
@@ -389,10 +379,7 @@ def test_written_scores_of_other_types_are_read_as_the_read_reads_them(
     shutil.copy(warehouse, path)
     with duckdb.connect(str(path)) as con:
         con.execute(written)
-    with Warehouse(path).connect(read_only=True) as con:
-        cut = open_cut(con)
-        assert cut is not None
-        data = load(con)
+    with _cut_and_read(path) as (cut, data):
         period = parse_period(None, cut.as_of)
         sql = sql_prospects.prospects(cut, period, "team")
         pd.testing.assert_frame_equal(sql, prospects(data, period, "team"))
@@ -407,10 +394,7 @@ def test_the_prospects_list_of_a_warehouse_without_engagement_events_equals_the_
     shutil.copy(warehouse, path)
     with duckdb.connect(str(path)) as con:
         con.execute("DROP TABLE engagement_events")
-    with Warehouse(path).connect(read_only=True) as con:
-        cut = open_cut(con, as_of)
-        assert cut is not None
-        data = load(con, as_of)
+    with _cut_and_read(path, as_of) as (cut, data):
         for spec in PERIODS[:2]:
             period = parse_period(spec, cut.as_of)
             sql = sql_prospects.prospects(cut, period, "rep")
@@ -452,10 +436,7 @@ def test_the_sql_reports_equal_the_reports_in_memory_on_maven(tmp_path: Path) ->
     source = shared_dataset("maven-crm-sales-opportunities")
     path = tmp_path / "maven.duckdb"
     ingest(source, "maven", Warehouse(path))
-    with Warehouse(path).connect(read_only=True) as con:
-        cut = open_cut(con)
-        assert cut is not None
-        data = load(con)
+    with _cut_and_read(path) as (cut, data):
         for spec in (None, "quarter", "2016-01-01..2018-01-01"):
             period = parse_period(spec, cut.as_of)
             for by in GROUPINGS:

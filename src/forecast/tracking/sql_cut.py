@@ -190,13 +190,7 @@ leads_c AS (
 leads_k AS (
     SELECT l.*, {_rep_keys("l")} FROM leads_c l LEFT JOIN reps_c r_l ON r_l.rep_id = l.rep
 ),
-last_change AS (
-    SELECT opportunity_id, stage, amount, expected_close_date FROM (
-        SELECT opportunity_id, stage, amount, expected_close_date,
-            row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC, rowid DESC) AS nth
-        FROM stage_history WHERE entered_at < $as_of)
-    WHERE nth = 1
-),
+last_change AS ({last_change("$as_of")}),
 deals_c AS (
     SELECT o.opportunity_id, o.created_at,
         CASE WHEN o.closed_at < $as_of THEN o.closed_at END AS closed_at,
@@ -294,6 +288,20 @@ def open_cut(
     has_history = bool(history and history[0])
     notes = [] if has_history else ["no stage history: time in stage and conversion per stage are unknown"]
     return SqlCut(con, when, bare.pipeline, reps, has_history, notes)
+
+
+def last_change(before: str) -> str:
+    """SQL: each deal's last stage change before ``before`` (a parameter), ties in the table's order.
+
+    Its opportunity_id, stage, amount and expected_close_date (as :func:`~forecast.data.as_of.deals_at`
+    takes them: the last change's values, where it gives them).
+    """
+    return f"""
+    SELECT opportunity_id, stage, amount, expected_close_date FROM (
+        SELECT opportunity_id, stage, amount, expected_close_date,
+            row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC, rowid DESC) AS nth
+        FROM stage_history WHERE entered_at < {before})
+    WHERE nth = 1"""
 
 
 def _present(con: duckdb.DuckDBPyConnection) -> set[str]:

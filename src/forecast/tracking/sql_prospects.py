@@ -36,7 +36,7 @@ from forecast.tracking.prospects import (
     empty_list,
     prospect_rows,
 )
-from forecast.tracking.sql_cut import SqlCut, _base_tables, _collated, _present, _text
+from forecast.tracking.sql_cut import SqlCut, _base_tables, _collated, _present, _text, last_change
 
 _SCORE_TYPES = {"lead_id": {"VARCHAR"}, "score": {"DOUBLE"}, "band": {"VARCHAR"}, "as_of": {"TIMESTAMP"}}
 """The types of the written scores' columns the latest score is found for in SQL (``band`` optional)."""
@@ -96,13 +96,7 @@ def _rows(cut: SqlCut, cutoff: pd.Timestamp) -> pd.DataFrame:
         + ", NULL::TIMESTAMP AS last_engagement WHERE false"
     )
     sql = f"""
-, changed AS (
-    SELECT opportunity_id, stage, amount, expected_close_date FROM (
-        SELECT opportunity_id, stage, amount, expected_close_date,
-            row_number() OVER (PARTITION BY opportunity_id ORDER BY entered_at DESC, rowid DESC) AS n
-        FROM stage_history WHERE entered_at < $cutoff)
-    WHERE n = 1
-),
+, changed AS ({last_change("$cutoff")}),
 open_l AS (
     SELECT * FROM (
         SELECT lead_id AS prospect_id, 0 AS part, nth, lead_id, rep, rep AS rep_id, team, manager, region,
