@@ -36,6 +36,7 @@ from forecast.tracking import (
     sql_prospects,
     sql_reports,
 )
+from forecast.tracking.adjust import adjusted
 from forecast.tracking.api import report
 from forecast.tracking.data import ALL_LABEL, NONE_LABEL, TrackingData
 from forecast.tracking.data import GROUPINGS as FUNNEL_GROUPINGS
@@ -55,6 +56,7 @@ from forecast.tracking.sql_cut import SqlCut, open_cut
 from tests.conftest import shared_dataset
 
 PAST = pd.Timestamp("2024-05-20T09:30")
+ADJUSTED_GROUPINGS = ("rep", "team", "manager", "region", "source", "channel")
 PERIODS = (None, "quarter", "week", "2023-01-01..2031-01-01")
 QUIRKS = (
     "UPDATE activities SET rep_id = NULL WHERE hash(activity_id) % 41 = 0",
@@ -347,6 +349,21 @@ def _same_candidates(part: TrackingData, data: TrackingData, period: Period) -> 
     return compared
 
 
+@pytest.mark.parametrize("as_of", [None, PAST])
+def test_the_adjusted_rates_of_the_period_s_part_of_the_crm_equal_those_of_the_whole_read(
+    warehouse: Path, as_of: pd.Timestamp | None
+) -> None:
+    rows = 0
+    with _cut_and_read(warehouse, as_of) as (cut, data):
+        for spec in PERIODS:
+            period = parse_period(spec, cut.as_of)
+            for by in ADJUSTED_GROUPINGS:
+                part = sql_reports.report(cut, "adjusted", period, by)["adjusted"]
+                pd.testing.assert_frame_equal(part, adjusted(data, period, by))
+                rows += len(part)
+    assert rows > 100
+
+
 def test_the_insights_take_the_read_where_the_part_cannot_be_read_as_the_read_reads_it(
     warehouse: Path, tmp_path: Path
 ) -> None:
@@ -356,6 +373,8 @@ def test_the_insights_take_the_read_where_the_part_cannot_be_read_as_the_read_re
         con.execute("DROP TABLE engagement_events")  # the read takes its pandas path
         cut = open_cut(con)
         assert cut is not None and sql_insights.insights(cut, parse_period(None, cut.as_of)) is None
+        with pytest.raises(sql_insights.NotInSqlError):
+            sql_reports.report(cut, "adjusted", parse_period(None, cut.as_of), "rep")
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,7 @@ def _in_sql(
     """
     from forecast.data.warehouse import Warehouse
     from forecast.tracking.sql_cut import open_cut
+    from forecast.tracking.sql_insights import NotInSqlError
 
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
@@ -116,7 +117,10 @@ def _in_sql(
                 result = compute(cut, per)
             except (PeriodError, GroupingError) as exc:
                 fail(as_json, cli_message(exc))
-        except duckdb.Error:  # a query the warehouse cannot run: the read, which says what is wrong
+        except (
+            duckdb.Error,
+            NotInSqlError,
+        ):  # a query the warehouse cannot run: the read, which says what is wrong
             return None
         return None if result is None else (cut.as_of, list(cut.notes), per, result)
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from forecast.tracking.data import TrackingData
+from forecast.tracking.adjust import adjusted as adjusted_of
+from forecast.tracking.common import check_grouping
+from forecast.tracking.data import GROUPINGS, TrackingData
 from forecast.tracking.insights import NEGLECT_DAYS, InsightConfig, InsightReport
 from forecast.tracking.insights import insights as insights_of
 from forecast.tracking.periods import Period
@@ -35,6 +37,28 @@ def insights(cut: SqlCut, period: Period, config: InsightConfig | None = None) -
     if data is None:
         return None
     return insights_of(data, period, config, goal_table=goals(cut, period, "rep"))
+
+
+def adjusted(cut: SqlCut, period: Period, by: str = "rep") -> pd.DataFrame:
+    """:func:`forecast.tracking.adjust.adjusted` of the part of the CRM it reads: the period's.
+
+    Its trials are the deals closed, the leads cold-called and the emails sent in the period: of the
+    activities only the period's, of the leads those they name.
+
+    Raises:
+        NotInSqlError: The part cannot be read as the whole read reads it (read the CRM).
+    """
+    check_grouping("adjusted", by, [g for g in GROUPINGS if g != "product"], "activities carry no product")
+    data = load_recent(cut.con, cut.as_of, min(period.start, cut.as_of))
+    if data is None:
+        raise NotInSqlError(
+            "the part of the CRM the adjusted rates read cannot be read as the whole read reads it"
+        )
+    return adjusted_of(data, period, by)
+
+
+class NotInSqlError(LookupError):
+    """A report that cannot be computed from the warehouse's part as the whole read computes it."""
 
 
 def part(cut: SqlCut, period: Period) -> TrackingData | None:

@@ -1,8 +1,9 @@
 """The tracking reports DuckDB computes over the warehouse, by name: :func:`report` as ``api.report``.
 
 Each is the in-memory report of the same name (:data:`forecast.tracking.api.REPORTS`) aggregated
-in SQL over :class:`~forecast.tracking.sql_cut.SqlCut`: the same tables without reading the CRM
-into memory (``tests/unit/test_tracking_sql_reports.py``).
+in SQL over :class:`~forecast.tracking.sql_cut.SqlCut`, or made by the in-memory functions from the
+rows DuckDB selects (the Prospects list, the adjusted rates from the period's part of the CRM): the
+same tables without reading the CRM into memory (``tests/unit/test_tracking_sql_reports.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from forecast.tracking import (
     sql_effectiveness,
     sql_funnel,
     sql_goals,
+    sql_insights,
     sql_performance,
     sql_process,
     sql_prospects,
@@ -30,6 +32,7 @@ _MAIN: dict[str, Callable[..., pd.DataFrame]] = {
     "goals": sql_goals.goals,
     "funnel": sql_funnel.funnel,
     "prospects": sql_prospects.prospects,
+    "adjusted": sql_insights.adjusted,
 }
 _EXTRAS: dict[str, tuple[tuple[str, Callable[..., pd.DataFrame]], ...]] = {
     "process": (("stages", sql_process.stage_table),),
@@ -40,7 +43,7 @@ _NARROWS = ("performance", "effectiveness", "process", "funnel")
 
 NAMES = tuple(_MAIN)
 """The reports whose main table DuckDB computes."""
-WHOLE = ("performance", "effectiveness", "process", "funnel", "prospects")
+WHOLE = ("performance", "effectiveness", "process", "funnel", "prospects", "adjusted")
 """The reports DuckDB computes whole, with their extra tables (the goals' daily table is not: it is
 read from the CRM in memory)."""
 
@@ -64,6 +67,8 @@ def report(
 
     Raises:
         KeyError: If the report is not one DuckDB computes so (:func:`computes`).
+        forecast.tracking.sql_insights.NotInSqlError: The adjusted rates' part of the warehouse cannot be
+            read as the whole read reads it (read the CRM).
         ValueError: ``only`` for a report that does not narrow (goals), as ``api.report``.
         forecast.tracking.common.GroupingError: If the report cannot use the grouping.
     """
