@@ -99,11 +99,12 @@ ACTIVITY_COLUMNS = (
 WHOLE_REPORTS = (("performance", True), ("process", True), ("effectiveness", False), ("funnel", False))
 """The reports a filtered view reads grouped by its filter, and whether the previous period's too
 (the comparison with the period before): :meth:`Reader.whole_reports`."""
-PERSISTED = ("page", "prospects.csv", "revenue", "flags")
+PERSISTED = ("page", "prospects.csv", "revenue", "flags", "insights")
 """The kinds of result a :class:`~forecast.dashboard.store.PageStore` keeps on disk: whole pages
-(and the small cut every page's form reads), and the two documents an Overview of another filter
-would otherwise compute again (the forecast of a grouping, every group at once; the flags); not
-the CRM read or the reports the pages come from."""
+(and the small cut every page's form reads), and the three documents an Overview of another filter
+would otherwise compute again (the forecast of a grouping, every group at once; the flags; the
+insights of the period, which the Overview reads apart from the Insights page); not the CRM read or
+the reports the pages come from."""
 CUTS = ("tracking", "crm")
 """The kinds of held results that are a whole cut of the CRM at an as of (gigabytes on a large CRM)."""
 NO_FORECAST = (
