@@ -403,33 +403,12 @@ def test_the_tracking_pages_of_another_as_of_read_no_crm_and_equal_the_read(
     assert known == in_memory.cut(whole).known and in_sql.cuts_read == 0
     compared = 0
     for filters in (whole, replace(whole, team=known["team"][0]), replace(whole, source=known["source"][-1])):
-        page, read = in_sql.activity(filters), in_memory.activity(filters)
-        assert (page["as_of"], page["period"], page["notes"]) == (
-            read["as_of"],
-            read["period"],
-            read["notes"],
-        )
-        for name in ("effectiveness", "channels", "process", "stages"):
-            compared += _same_tables(page[name], read[name], name)
+        compared += _same_page(in_sql.activity(filters), in_memory.activity(filters), _ACTIVITY_TABLES)
     for filters in (whole, replace(whole, team=known["team"][1]), replace(whole, source=known["source"][0])):
-        page, read = in_sql.pipeline(filters), in_memory.pipeline(filters)
-        assert (page["as_of"], page["period"], page["notes"], page["by"]) == (
-            read["as_of"],
-            read["period"],
-            read["notes"],
-            read["by"],
-        )
-        for name in ("funnel", "monthly", "loss_reasons", "stages"):
-            compared += _same_tables(page[name], read[name], name)
+        compared += _same_page(in_sql.pipeline(filters), in_memory.pipeline(filters), _PIPELINE_TABLES, "by")
     for filters in (whole, replace(whole, team=known["team"][1]), replace(whole, rep=known["rep"][2])):
         page, read = in_sql.reps(filters), in_memory.reps(filters)
-        assert (page["as_of"], page["period"], page["notes"]) == (
-            read["as_of"],
-            read["period"],
-            read["notes"],
-        )
-        for name in ("performance", "total", "goals"):
-            compared += _same_tables(page[name], read[name], name)
+        compared += _same_page(page, read, ("performance", "total", "goals"))
         now, then = reps_changes(in_sql, filters, page), reps_changes(in_memory, filters, read)
         assert (now.as_of, now.period, now.metrics, now.covered, now.notes) == (
             then.as_of,
@@ -494,6 +473,17 @@ def test_a_page_that_reads_its_facts_in_its_turn_does_not_wait_for_a_request_s_c
 
     assert _both_finish(first, second) and inside.is_set(), "the page and the request wait for each other"
     assert reader.holds(("page", "reps", *Reader.page_key("reps", filters)[2:]))
+
+
+_ACTIVITY_TABLES = ("effectiveness", "channels", "process", "stages")
+_PIPELINE_TABLES = ("funnel", "monthly", "loss_reasons", "stages")
+
+
+def _same_page(page: dict[str, Any], read: dict[str, Any], tables: tuple[str, ...], *keys: str) -> int:
+    """Assert a page's as of, period, notes (and ``keys``) and ``tables`` are the read's; columns compared."""
+    heads = ("as_of", "period", "notes", *keys)
+    assert [page[k] for k in heads] == [read[k] for k in heads]
+    return sum(_same_tables(page[name], read[name], name) for name in tables)
 
 
 def test_the_overview_in_its_turn_does_not_wait_for_a_request_for_the_insights_page(

@@ -244,7 +244,7 @@ def test_insights_read_the_part_of_the_crm_they_need_and_raise_those_of_the_whol
 
     args = ("--as-of", "2024-09-15", "--period", "quarter", "--json")
     with monkeypatch.context() as patched:
-        patched.setattr("forecast.tracking.sql_insights.part", lambda *_, **__: None)  # the read
+        patched.setattr("forecast.tracking.sql_insights.read_part", lambda *_, **__: None)  # the read
         read = json.loads(_run(env, "insights", *args))
 
     def no_read(*_: object, **__: object) -> None:

@@ -52,7 +52,7 @@ from forecast.tracking.process import STAGE_GROUPINGS, process, stage_table
 from forecast.tracking.prospects import GROUPINGS as PROSPECT_GROUPINGS
 from forecast.tracking.prospects import prospects
 from forecast.tracking.read import load
-from forecast.tracking.sql_cut import SqlCut, open_cut
+from forecast.tracking.sql_cut import NotInSqlError, SqlCut, open_cut
 from tests.conftest import shared_dataset
 
 PAST = pd.Timestamp("2024-05-20T09:30")
@@ -327,9 +327,9 @@ def test_the_insights_of_the_part_of_the_crm_they_read_equal_those_of_the_whole_
                 assert part.as_dict() == insights(data, period, config).as_dict()
                 if config is LAX:
                     raised.update(i.rule for i in part.insights)
-            recent = sql_insights.part(cut, period)
+            recent = sql_insights.read_part(cut, period)
             assert recent is not None
-            tested += _same_candidates(recent, data, period)
+            tested += _same_candidates(recent.data, data, period)
     every = {"prospecting", "email_replies", "win_rate", "selling_time", "capacity", "stage_conversion"}
     assert every <= set(raised) and {"slow_stage", "quota"} <= set(raised), raised
     assert tested > 200
@@ -373,7 +373,7 @@ def test_the_insights_take_the_read_where_the_part_cannot_be_read_as_the_read_re
         con.execute("DROP TABLE engagement_events")  # the read takes its pandas path
         cut = open_cut(con)
         assert cut is not None and sql_insights.insights(cut, parse_period(None, cut.as_of)) is None
-        with pytest.raises(sql_insights.NotInSqlError):
+        with pytest.raises(NotInSqlError):
             sql_reports.report(cut, "adjusted", parse_period(None, cut.as_of), "rep")
 
 

@@ -102,8 +102,7 @@ def _in_sql(
     cannot run a query, or ``compute`` gives ``None``: then the caller reads the CRM.
     """
     from forecast.data.warehouse import Warehouse
-    from forecast.tracking.sql_cut import open_cut
-    from forecast.tracking.sql_insights import NotInSqlError
+    from forecast.tracking.sql_cut import NotInSqlError, open_cut
 
     settings = context_settings(ctx)
     when = parse_as_of(as_of, as_json)
@@ -402,17 +401,13 @@ def insights_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Decisions the period's metrics support, ranked by expected revenue impact, with their evidence."""
-    from forecast.tracking import sql_goals, sql_insights
+    from forecast.tracking import sql_insights
     from forecast.tracking.insights import insights
 
-    def of_part(cut: SqlCut, per: Period) -> tuple[TrackingData, pd.DataFrame] | None:
-        part = sql_insights.part(cut, per)  # the part of the CRM the rules read, not all of it
-        return None if part is None else (part, sql_goals.goals(cut, per, "rep"))
-
-    in_sql = _in_sql(ctx, as_of, period, as_json, of_part)
+    in_sql = _in_sql(ctx, as_of, period, as_json, sql_insights.read_part)  # the part of the CRM they read
     if in_sql is not None:  # the rules after the warehouse's connection is closed
-        *_, per, (part, goal_table) = in_sql
-        result = insights(part, per, goal_table=goal_table)
+        *_, per, part = in_sql
+        result = part.insights(per)
     else:
         data, per = _open(ctx, as_of, period, as_json)
         result = insights(data, per)

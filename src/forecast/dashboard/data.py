@@ -800,7 +800,7 @@ class Reader:
         applies; else (or where ``in_sql`` gives ``None``) ``of_read`` of the CRM read at it (read
         if need be).
         """
-        from forecast.tracking.sql_insights import NotInSqlError
+        from forecast.tracking.sql_cut import NotInSqlError
 
         if not self.holds(("tracking", filters.as_of)):
             made = None  # (a DuckDB error in the block ends it here: the read)
@@ -973,26 +973,23 @@ class Reader:
 
         The Overview reads it in its own turn: it must not ask for the Insights page, which a
         request registers before waiting for its turn (each would wait for the other for good).
-        From the part of the CRM the rules read (:func:`forecast.tracking.sql_insights.part`, on
+        From the part of the CRM the rules read (:func:`forecast.tracking.sql_insights.read_part`, on
         a connection closed before the rules run) where the CRM at the as of is not held in
         memory, else from the CRM read.
         """
-        from forecast.tracking import sql_goals, sql_insights
+        from forecast.tracking import sql_insights
         from forecast.tracking.insights import insights
         from forecast.tracking.periods import parse_period
 
         period = parse_period(filters.period, self.facts(filters).as_of)
 
-        def of_part(sql: SqlCut) -> tuple[TrackingData, pd.DataFrame] | None:
-            part = sql_insights.part(sql, period)  # the part of the CRM they read, not all of it
-            return None if part is None else (part, sql_goals.goals(sql, period, "rep"))
-
         def compute() -> dict[str, Any]:
-            fetched = self._in_sql_or_read(filters, of_part, lambda data: None)
-            if fetched is None:
+            part = self._in_sql_or_read(
+                filters, lambda sql: sql_insights.read_part(sql, period), lambda _: None
+            )
+            if part is None:
                 return insights(self._tracking(filters), period).as_dict()
-            part, goal_table = fetched  # the rules after the connection is closed
-            return insights(part, period, goal_table=goal_table).as_dict()
+            return part.insights(period).as_dict()  # the rules after the connection is closed
 
         return self._cached(("insights", filters.as_of, period.label), compute)
 

@@ -108,6 +108,14 @@ def _rep_keys(alias: str) -> str:
     return ", ".join(f"coalesce(r_{alias}.{k}, '{NONE_LABEL}') AS {k}" for k in REP_KEYS)
 
 
+class NotInSqlError(LookupError):
+    """A report that cannot be computed from the warehouse in SQL as the whole read computes it.
+
+    Raised where a report's part of the warehouse cannot be read as the in-memory read reads it
+    (:func:`forecast.tracking.sql_insights.adjusted`); the caller reads the CRM instead.
+    """
+
+
 @dataclass(frozen=True)
 class SqlCut:
     """The warehouse cut at ``as_of``, as SQL a report aggregates over (:func:`open_cut`).

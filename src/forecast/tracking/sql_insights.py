@@ -14,6 +14,8 @@ the one of the CRM read whole).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from forecast.tracking.adjust import adjusted as adjusted_of
@@ -23,8 +25,36 @@ from forecast.tracking.insights import NEGLECT_DAYS, InsightConfig, InsightRepor
 from forecast.tracking.insights import insights as insights_of
 from forecast.tracking.periods import Period
 from forecast.tracking.read import load_recent
-from forecast.tracking.sql_cut import SqlCut
+from forecast.tracking.sql_cut import NotInSqlError, SqlCut
 from forecast.tracking.sql_goals import goals
+
+
+@dataclass(frozen=True)
+class Part:
+    """The part of the CRM the insights of a period read, and the period's goals by rep (from SQL).
+
+    Attributes:
+        data: The deals, stage changes and reps, the window's activities and the leads they name.
+        goals: ``goals(cut, period, "rep")``, aggregated in DuckDB (they read a year of leads).
+    """
+
+    data: TrackingData
+    goals: pd.DataFrame
+
+    def insights(self, period: Period, config: InsightConfig | None = None) -> InsightReport:
+        """The insights of ``period`` (the one the part was read for), by the in-memory rules."""
+        return insights_of(self.data, period, config, goal_table=self.goals)
+
+
+def read_part(cut: SqlCut, period: Period) -> Part | None:
+    """The part of the CRM the insights of ``period`` read (``None``: not readable so, the module's).
+
+    Read on the cut's connection; the rules (:meth:`Part.insights`) need it no more.
+    """
+    cutoff = min(period.end, cut.as_of)
+    since = min(period.start, cutoff - pd.Timedelta(days=NEGLECT_DAYS))
+    data = load_recent(cut.con, cut.as_of, since)
+    return None if data is None else Part(data, goals(cut, period, "rep"))
 
 
 def insights(cut: SqlCut, period: Period, config: InsightConfig | None = None) -> InsightReport | None:
@@ -33,10 +63,8 @@ def insights(cut: SqlCut, period: Period, config: InsightConfig | None = None) -
     ``None`` where the warehouse's part cannot be read as the whole read reads it
     (:func:`~forecast.tracking.read.load_recent`): the caller reads the CRM.
     """
-    data = part(cut, period)
-    if data is None:
-        return None
-    return insights_of(data, period, config, goal_table=goals(cut, period, "rep"))
+    part = read_part(cut, period)
+    return None if part is None else part.insights(period, config)
 
 
 def adjusted(cut: SqlCut, period: Period, by: str = "rep") -> pd.DataFrame:
@@ -55,14 +83,3 @@ def adjusted(cut: SqlCut, period: Period, by: str = "rep") -> pd.DataFrame:
             "the part of the CRM the adjusted rates read cannot be read as the whole read reads it"
         )
     return adjusted_of(data, period, by)
-
-
-class NotInSqlError(LookupError):
-    """A report that cannot be computed from the warehouse's part as the whole read computes it."""
-
-
-def part(cut: SqlCut, period: Period) -> TrackingData | None:
-    """The part of the CRM the insights of ``period`` read (``None``: not readable so, the module's)."""
-    cutoff = min(period.end, cut.as_of)
-    since = min(period.start, cutoff - pd.Timedelta(days=NEGLECT_DAYS))
-    return load_recent(cut.con, cut.as_of, since)

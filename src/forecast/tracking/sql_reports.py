@@ -67,7 +67,7 @@ def report(
 
     Raises:
         KeyError: If the report is not one DuckDB computes so (:func:`computes`).
-        forecast.tracking.sql_insights.NotInSqlError: The adjusted rates' part of the warehouse cannot be
+        forecast.tracking.sql_cut.NotInSqlError: The adjusted rates' part of the warehouse cannot be
             read as the whole read reads it (read the CRM).
         ValueError: ``only`` for a report that does not narrow (goals), as ``api.report``.
         forecast.tracking.common.GroupingError: If the report cannot use the grouping.
