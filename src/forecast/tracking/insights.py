@@ -166,6 +166,8 @@ class _Context:
     names: dict[str, str]
     goals: pd.DataFrame | None = None
     """The period's goals by rep (``None``: computed from :attr:`data`)."""
+    stays: pd.DataFrame | None = None
+    """The stays the rules read (:func:`stays_read`; ``None``: :func:`~forecast.tracking.process.stays`)."""
     _weights: dict[str, float] | None = None
 
     def weights(self) -> dict[str, float]:
@@ -182,7 +184,11 @@ class _Context:
 
 
 def _context(
-    data: TrackingData, period: Period, cfg: InsightConfig, goal_table: pd.DataFrame | None = None
+    data: TrackingData,
+    period: Period,
+    cfg: InsightConfig,
+    goal_table: pd.DataFrame | None = None,
+    stay_table: pd.DataFrame | None = None,
 ) -> _Context:
     cutoff = min(period.end, data.as_of)
     opps = data.opportunities
@@ -201,7 +207,24 @@ def _context(
         avg_won=float(won["amount"].mean()) if won["amount"].notna().any() else NAN,
         names=dict(zip(data.reps["rep_id"], data.reps["name"], strict=False)),
         goals=goal_table,
+        stays=stay_table,
     )
+
+
+def stays_read(period: Period, as_of: pd.Timestamp) -> dict[str, pd.Timestamp]:
+    """Which stays in a stage the rules of ``period`` read: the bounds of :func:`insights`' ``stay_table``.
+
+    A stay is read where it ended from the start of the :data:`HISTORY_PERIODS` periods before
+    ``period`` (``before``) to the period's ``end``, or was under way at the ``cutoff`` (began
+    before it, not ended before it). A stay that began in the period is one of them (it ended
+    before the cut-off, so after the period began, or it was under way then). The others change no
+    insight.
+    """
+    return {
+        "before": min(p.start for p in [period, *_history(period, HISTORY_PERIODS)]),
+        "end": period.end,
+        "cutoff": min(period.end, as_of),
+    }
 
 
 @dataclass(frozen=True)
@@ -601,7 +624,7 @@ def _capacity(ctx: _Context) -> list[Candidate]:
 def _stages(ctx: _Context) -> list[Candidate]:
     if not ctx.data.has_stage_history:
         return []
-    s = stays(ctx.data)
+    s = stays(ctx.data) if ctx.stays is None else ctx.stays
     if s.empty:
         return []
     weights = ctx.weights()
@@ -815,6 +838,7 @@ def insights(
     config: InsightConfig | None = None,
     *,
     goal_table: pd.DataFrame | None = None,
+    stay_table: pd.DataFrame | None = None,
 ) -> InsightReport:
     """Raise the decisions the period's data supports, ranked by expected revenue impact.
 
@@ -825,12 +849,15 @@ def insights(
         goal_table: The period's goals by rep (``goals(data, period, "rep")``, computed where
             ``None``): given where ``data`` holds only the part of the CRM the rules read
             (:func:`forecast.tracking.sql_insights.insights`).
+        stay_table: The stays in a stage the rules read (``None``: every one,
+            :func:`~forecast.tracking.process.stays`), in its order and columns: at least those
+            :func:`stays_read` names, selected by DuckDB for such a part.
 
     Returns:
         The ranked insights, the number of candidates tested and notes.
     """
     cfg = config or InsightConfig()
-    ctx = _context(data, period, cfg, goal_table)
+    ctx = _context(data, period, cfg, goal_table, stay_table)
     candidates: list[Candidate] = []
     for rule in RULES.values():
         candidates.extend(rule(ctx))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection
 import numpy as np
 import pandas as pd
 
+from forecast.data.as_of import by_deal_and_time
 from forecast.tracking.common import (
     Row,
     add_rate,
@@ -177,7 +178,7 @@ def stays(data: TrackingData) -> pd.DataFrame:
 
 def _stays(data: TrackingData) -> pd.DataFrame:
     """:func:`stays`, computed."""
-    hist = data.stage_history.sort_values(["opportunity_id", "entered_at"], kind="stable")
+    hist = by_deal_and_time(data.stage_history)  # (as prepared: already in that order)
     if hist.empty:
         return pd.DataFrame(columns=["opportunity_id", "stage", "entered_at", "left_at", "result", "days"])
     hist = hist[hist["stage"] != hist.groupby("opportunity_id")["stage"].shift(1)]

@@ -21,12 +21,13 @@ import pandas as pd
 from forecast.tracking.adjust import adjusted as adjusted_of
 from forecast.tracking.common import check_grouping
 from forecast.tracking.data import GROUPINGS, TrackingData
-from forecast.tracking.insights import NEGLECT_DAYS, InsightConfig, InsightReport
+from forecast.tracking.insights import NEGLECT_DAYS, InsightConfig, InsightReport, stays_read
 from forecast.tracking.insights import insights as insights_of
 from forecast.tracking.periods import Period
 from forecast.tracking.read import load_recent
 from forecast.tracking.sql_cut import NotInSqlError, SqlCut
 from forecast.tracking.sql_goals import goals
+from forecast.tracking.sql_process import stays_sql
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,18 @@ class Part:
     Attributes:
         data: The deals, stage changes and reps, the window's activities and the leads they name.
         goals: ``goals(cut, period, "rep")``, aggregated in DuckDB (they read a year of leads).
+        stays: The stays in a stage the rules read (:func:`stays_read`), from DuckDB in the order
+            and with the columns of :func:`forecast.tracking.process.stays` (``None``: from
+            :attr:`data`).
     """
 
     data: TrackingData
     goals: pd.DataFrame
+    stays: pd.DataFrame | None = None
 
     def insights(self, period: Period, config: InsightConfig | None = None) -> InsightReport:
         """The insights of ``period`` (the one the part was read for), by the in-memory rules."""
-        return insights_of(self.data, period, config, goal_table=self.goals)
+        return insights_of(self.data, period, config, goal_table=self.goals, stay_table=self.stays)
 
 
 def read_part(cut: SqlCut, period: Period) -> Part | None:
@@ -53,8 +58,28 @@ def read_part(cut: SqlCut, period: Period) -> Part | None:
     """
     cutoff = min(period.end, cut.as_of)
     since = min(period.start, cutoff - pd.Timedelta(days=NEGLECT_DAYS))
-    data = load_recent(cut.con, cut.as_of, since)
-    return None if data is None else Part(data, goals(cut, period, "rep"))
+    data = load_recent(cut.con, cut.as_of, since, cutoff)
+    if data is None:
+        return None
+    return Part(data, goals(cut, period, "rep"), _stays(cut, period) if data.has_stage_history else None)
+
+
+def _stays(cut: SqlCut, period: Period) -> pd.DataFrame:
+    """The stays the rules of ``period`` read (:func:`stays_read`), as :func:`stays` gives them.
+
+    In its row order (each deal's stays in time order, the deals by id) and with the columns the
+    rules read; the rows it skips change no insight.
+    """
+    bounds = {k: v.to_pydatetime() for k, v in stays_read(period, cut.as_of).items()}
+    sql = (
+        stays_sql(cut)
+        + """
+SELECT opportunity_id, stage, entered_at, left_at, result, days, rep, product FROM stays_c
+WHERE (left_at >= $before AND left_at < $end)
+    OR (entered_at < $cutoff AND NOT coalesce(left_at < $cutoff, false))
+ORDER BY opportunity_id, entered_at, change"""
+    )
+    return cut.query(sql, bounds, sources=False, cold=False)
 
 
 def insights(cut: SqlCut, period: Period, config: InsightConfig | None = None) -> InsightReport | None:
@@ -71,13 +96,13 @@ def adjusted(cut: SqlCut, period: Period, by: str = "rep") -> pd.DataFrame:
     """:func:`forecast.tracking.adjust.adjusted` of the part of the CRM it reads: the period's.
 
     Its trials are the deals closed, the leads cold-called and the emails sent in the period: of the
-    activities only the period's, of the leads those they name.
+    activities only the period's (before the as of), of the leads those they name.
 
     Raises:
         NotInSqlError: The part cannot be read as the whole read reads it (read the CRM).
     """
     check_grouping("adjusted", by, [g for g in GROUPINGS if g != "product"], "activities carry no product")
-    data = load_recent(cut.con, cut.as_of, min(period.start, cut.as_of))
+    data = load_recent(cut.con, cut.as_of, min(period.start, cut.as_of), period.end)
     if data is None:
         raise NotInSqlError(
             "the part of the CRM the adjusted rates read cannot be read as the whole read reads it"

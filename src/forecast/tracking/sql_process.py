@@ -139,7 +139,7 @@ def stage_table(
     cutoff = min(period.end, cut.as_of)
     bounds = {**cut.bounds(period), "cutoff": cutoff.to_pydatetime()}
     sql = (
-        _stays_sql(cut)
+        stays_sql(cut)
         + f"""
 , limits AS (
     SELECT stage, quantile_cont(days, {STUCK_QUANTILE}) AS stuck_limit_days
@@ -209,11 +209,13 @@ def _stage_row(by: str, group: str, stage: str, cell: Mapping[Any, Any] | None, 
     return row
 
 
-def _stays_sql(cut: SqlCut) -> str:
+def stays_sql(cut: SqlCut) -> str:
     """``, stays_c AS (...)``: every stay in an open stage before the as-of, with its deal's keys.
 
     stays_c: opportunity_id, stage, entered_at, left_at (NULL while in it), result, days, and the
-    deal's product, source and channel (where the query has them), rep, team, manager, region.
+    deal's product, source and channel (where the query has them), rep, team, manager, region;
+    ``change``: the row of the stage change that began the stay (with the deal and its time, the
+    order of :func:`forecast.tracking.process.stays`' rows).
     """
     pipeline = cut.pipeline
     orders = ", ".join(f"({_text(s.name)}, {int(s.order)})" for s in pipeline.stages) or "(NULL, NULL)"
@@ -228,13 +230,13 @@ changes AS (
     WHERE h.entered_at < $as_of
 ),
 moves AS (
-    SELECT opportunity_id, stage, entered_at,
+    SELECT opportunity_id, stage, entered_at, nth,
         lead(stage) OVER (PARTITION BY opportunity_id ORDER BY entered_at, nth) AS next_stage,
         lead(entered_at) OVER (PARTITION BY opportunity_id ORDER BY entered_at, nth) AS next_at
     FROM changes WHERE before IS NULL OR stage <> before
 ),
 stays_c AS (
-    SELECT m.opportunity_id, m.stage, m.entered_at,
+    SELECT m.opportunity_id, m.stage, m.entered_at, m.nth AS change,
         d.* EXCLUDE (
             opportunity_id, created_at, closed_at, outcome, amount, known_amount, loss_reason, stage, nth
         ),
