@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast.tracking.common import memo, memo_held, narrow, rows_of_columns, truth
+from forecast.tracking.common import memo, memo_held, rows_of_columns, truth
 
 CALL, EMAIL, OTHER = 0, 1, 2
 """The codes of :attr:`ActivityIndex.kinds`."""
@@ -101,8 +101,12 @@ def done_within(
     index = built_activity_index(acts)
     if index is None:
         times = acts["occurred_at"]
-        done = acts[acts["done"] & (times >= start) & (times < end)]
-        return done if columns is None else narrow(done, *columns)
+        within = acts["done"] & (times >= start) & (times < end)
+        if columns is None:
+            return acts[within]
+        # the columns taken at those rows alone: a filter of the whole frame would first join its
+        # columns into blocks (a second for a quarter's activities of a large CRM, read column by column)
+        return rows_of_columns(acts, np.flatnonzero(truth(within)), columns)
     rows = index.rows[index.within(start, end)]
     return acts.iloc[rows] if columns is None else rows_of_columns(acts, rows, columns)
 
