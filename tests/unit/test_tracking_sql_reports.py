@@ -337,7 +337,7 @@ def test_the_insights_of_the_part_of_the_crm_they_read_equal_those_of_the_whole_
 
 def _same_candidates(part: sql_insights.Part, data: TrackingData, period: Period) -> int:
     """Every rule's candidates (raised or not) of the part equal those of the whole read; how many."""
-    mine = _context(part.data, period, LAX, part.goals, part.stays)
+    mine = _context(part.data, period, LAX, part.given)
     theirs = _context(data, period, LAX)
     compared = 0
     for name, rule in RULES.items():

@@ -155,6 +155,23 @@ def _money(x: float) -> str:
     return "n/a" if x != x else f"{x:,.0f}"
 
 
+@dataclass(frozen=True)
+class Aggregated:
+    """What the rules would derive from the whole CRM, aggregated by DuckDB where ``data`` is a part of it.
+
+    Given by :func:`forecast.tracking.sql_insights.read_part` (``None`` where the rules derive it
+    from the data, as from the CRM read whole).
+
+    Attributes:
+        goals: The period's goals by rep (``goals(data, period, "rep")``).
+        stays: The stays in a stage the rules read (at least those :func:`stays_read` names), in the
+            order and with the columns of :func:`~forecast.tracking.process.stays`.
+    """
+
+    goals: pd.DataFrame | None = None
+    stays: pd.DataFrame | None = None
+
+
 @dataclass
 class _Context:
     data: TrackingData
@@ -164,10 +181,8 @@ class _Context:
     win_rate: float
     avg_won: float
     names: dict[str, str]
-    goals: pd.DataFrame | None = None
-    """The period's goals by rep (``None``: computed from :attr:`data`)."""
-    stays: pd.DataFrame | None = None
-    """The stays the rules read (:func:`stays_read`; ``None``: :func:`~forecast.tracking.process.stays`)."""
+    given: Aggregated = field(default_factory=Aggregated)
+    """What DuckDB aggregated of the CRM (where :attr:`data` is a part of it)."""
     _weights: dict[str, float] | None = None
 
     def weights(self) -> dict[str, float]:
@@ -184,11 +199,7 @@ class _Context:
 
 
 def _context(
-    data: TrackingData,
-    period: Period,
-    cfg: InsightConfig,
-    goal_table: pd.DataFrame | None = None,
-    stay_table: pd.DataFrame | None = None,
+    data: TrackingData, period: Period, cfg: InsightConfig, given: Aggregated | None = None
 ) -> _Context:
     cutoff = min(period.end, data.as_of)
     opps = data.opportunities
@@ -206,13 +217,12 @@ def _context(
         win_rate=safe_div(len(won), len(closed)),
         avg_won=float(won["amount"].mean()) if won["amount"].notna().any() else NAN,
         names=dict(zip(data.reps["rep_id"], data.reps["name"], strict=False)),
-        goals=goal_table,
-        stays=stay_table,
+        given=given or Aggregated(),
     )
 
 
 def stays_read(period: Period, as_of: pd.Timestamp) -> dict[str, pd.Timestamp]:
-    """Which stays in a stage the rules of ``period`` read: the bounds of :func:`insights`' ``stay_table``.
+    """Which stays in a stage the rules of ``period`` read: the bounds of :attr:`Aggregated.stays`.
 
     A stay is read where it ended from the start of the :data:`HISTORY_PERIODS` periods before
     ``period`` (``before``) to the period's ``end``, or was under way at the ``cutoff`` (began
@@ -624,7 +634,7 @@ def _capacity(ctx: _Context) -> list[Candidate]:
 def _stages(ctx: _Context) -> list[Candidate]:
     if not ctx.data.has_stage_history:
         return []
-    s = stays(ctx.data) if ctx.stays is None else ctx.stays
+    s = stays(ctx.data) if ctx.given.stays is None else ctx.given.stays
     if s.empty:
         return []
     weights = ctx.weights()
@@ -786,7 +796,7 @@ def _by_rep(reps: pd.Series) -> list[tuple[Any, np.ndarray]]:
 
 
 def _quota(ctx: _Context) -> list[Insight]:
-    table = goals(ctx.data, ctx.period, "rep") if ctx.goals is None else ctx.goals
+    table = goals(ctx.data, ctx.period, "rep") if ctx.given.goals is None else ctx.given.goals
     reps = table[(table["rep"] != "(all)") & (table["goal"] > 0)]
     if reps.empty:
         return []
@@ -837,8 +847,7 @@ def insights(
     period: Period,
     config: InsightConfig | None = None,
     *,
-    goal_table: pd.DataFrame | None = None,
-    stay_table: pd.DataFrame | None = None,
+    given: Aggregated | None = None,
 ) -> InsightReport:
     """Raise the decisions the period's data supports, ranked by expected revenue impact.
 
@@ -846,18 +855,15 @@ def insights(
         data: The tracking data.
         period: The period judged.
         config: The evidence bar (defaults: FDR 5%, 20 trials, 5 expected events, 20% effect).
-        goal_table: The period's goals by rep (``goals(data, period, "rep")``, computed where
-            ``None``): given where ``data`` holds only the part of the CRM the rules read
-            (:func:`forecast.tracking.sql_insights.insights`).
-        stay_table: The stays in a stage the rules read (``None``: every one,
-            :func:`~forecast.tracking.process.stays`), in its order and columns: at least those
-            :func:`stays_read` names, selected by DuckDB for such a part.
+        given: What DuckDB aggregated of the CRM, where ``data`` holds only the part of it the
+            rules read (:func:`forecast.tracking.sql_insights.read_part`); ``None``: derived
+            from ``data``.
 
     Returns:
         The ranked insights, the number of candidates tested and notes.
     """
     cfg = config or InsightConfig()
-    ctx = _context(data, period, cfg, goal_table, stay_table)
+    ctx = _context(data, period, cfg, given)
     candidates: list[Candidate] = []
     for rule in RULES.values():
         candidates.extend(rule(ctx))

@@ -21,7 +21,7 @@ import pandas as pd
 from forecast.tracking.adjust import adjusted as adjusted_of
 from forecast.tracking.common import check_grouping
 from forecast.tracking.data import GROUPINGS, TrackingData
-from forecast.tracking.insights import NEGLECT_DAYS, InsightConfig, InsightReport, stays_read
+from forecast.tracking.insights import NEGLECT_DAYS, Aggregated, InsightConfig, InsightReport, stays_read
 from forecast.tracking.insights import insights as insights_of
 from forecast.tracking.periods import Period
 from forecast.tracking.read import load_recent
@@ -32,23 +32,20 @@ from forecast.tracking.sql_process import stays_sql
 
 @dataclass(frozen=True)
 class Part:
-    """The part of the CRM the insights of a period read, and the period's goals by rep (from SQL).
+    """The part of the CRM the insights of a period read, and what DuckDB aggregated of the whole.
 
     Attributes:
         data: The deals, stage changes and reps, the window's activities and the leads they name.
-        goals: ``goals(cut, period, "rep")``, aggregated in DuckDB (they read a year of leads).
-        stays: The stays in a stage the rules read (:func:`stays_read`), from DuckDB in the order
-            and with the columns of :func:`forecast.tracking.process.stays` (``None``: from
-            :attr:`data`).
+        given: The period's goals by rep (they read a year of leads) and the stays in a stage the
+            rules read, aggregated in DuckDB.
     """
 
     data: TrackingData
-    goals: pd.DataFrame
-    stays: pd.DataFrame | None = None
+    given: Aggregated
 
     def insights(self, period: Period, config: InsightConfig | None = None) -> InsightReport:
         """The insights of ``period`` (the one the part was read for), by the in-memory rules."""
-        return insights_of(self.data, period, config, goal_table=self.goals, stay_table=self.stays)
+        return insights_of(self.data, period, config, given=self.given)
 
 
 def read_part(cut: SqlCut, period: Period) -> Part | None:
@@ -61,7 +58,11 @@ def read_part(cut: SqlCut, period: Period) -> Part | None:
     data = load_recent(cut.con, cut.as_of, since, cutoff)
     if data is None:
         return None
-    return Part(data, goals(cut, period, "rep"), _stays(cut, period) if data.has_stage_history else None)
+    given = Aggregated(
+        goals=goals(cut, period, "rep"),
+        stays=_stays(cut, period) if data.has_stage_history else None,
+    )
+    return Part(data, given)
 
 
 def _stays(cut: SqlCut, period: Period) -> pd.DataFrame:
