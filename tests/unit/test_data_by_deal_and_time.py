@@ -52,3 +52,10 @@ def test_changes_out_of_order_are_sorted_as_pandas_sorts_them(ids: list[object],
         return
     got = by_deal_and_time(frame)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_deals_as_categories_are_sorted_in_their_categories_order() -> None:
+    frame = _changes(["a", "a", "b"], [0, 1, 0])  # in the values' order, not in the categories'
+    frame["opportunity_id"] = pd.Categorical(frame["opportunity_id"], categories=["b", "a"], ordered=True)
+    pd.testing.assert_frame_equal(by_deal_and_time(frame), _sorted(frame))
+    assert by_deal_and_time(frame)["opportunity_id"].tolist() == ["b", "a", "a"]

@@ -8,6 +8,7 @@ as-of and at a past one, and so the same reports.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -68,6 +69,26 @@ def test_the_duckdb_read_equals_the_pandas_read(
     assert acts["size_band"].isna().any() and acts["converted_at"].notna().any()
     if as_of is not None:
         assert acts["occurred_at"].max() < as_of < pandas.leads["created_at"].max() + pd.Timedelta(days=400)
+
+
+def test_the_read_s_order_is_its_own_whatever_the_session_orders_by_default(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "ties.duckdb"
+    shutil.copy(warehouse, path)
+    with duckdb.connect(str(path)) as con:  # stage changes at one time: the later row is the deal's
+        con.execute(
+            "INSERT INTO stage_history SELECT opportunity_id, stage, entered_at, amount * 2,"
+            " expected_close_date FROM stage_history WHERE hash(opportunity_id) % 5 = 1"
+        )
+    with Warehouse(path).connect(read_only=True) as con:
+        con.execute("SET default_order = 'DESC'")
+        con.execute("SET default_null_order = 'NULLS_FIRST'")
+        sql = read.load(con, None)
+        frames, pipeline = read_frames(con)
+    pandas = prepare(frames, pipeline, None)
+    for name in FRAMES:
+        _same(getattr(sql, name), getattr(pandas, name), name)
 
 
 def test_the_reports_and_insights_of_both_reads_are_equal(warehouse: Path) -> None:

@@ -144,7 +144,7 @@ def test_a_connection_that_may_reorder_scans_sorts_them(warehouse: Path) -> None
     with Warehouse(warehouse).connect(read_only=True) as con:
         assert read._ordered(con, "SELECT 1 FROM activities") == "SELECT 1 FROM activities"
         con.execute("SET preserve_insertion_order = false")
-        assert read._ordered(con, "SELECT 1 FROM activities").endswith(" ORDER BY rowid")
+        assert read._ordered(con, "SELECT 1 FROM activities").endswith(" ORDER BY rowid ASC")
         arrow = read.load(con, None)
         con.execute("SET preserve_insertion_order = true")
         frames, pipeline = read_frames(con)

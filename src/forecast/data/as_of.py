@@ -132,10 +132,10 @@ def _in_order(history: pd.DataFrame) -> bool:
     """Whether ``history`` is sorted by ``opportunity_id`` then ``entered_at`` (no missing time)."""
     if len(history) < 2:
         return False  # (one row: the sort's copy, as before)
-    ids = history["opportunity_id"].to_numpy()
-    times = history["entered_at"]
-    if ids.dtype != np.dtype(object) or times.dtype.kind != "M" or times.isna().any():
-        return False
+    column, times = history["opportunity_id"], history["entered_at"]
+    if column.dtype != np.dtype(object) or times.dtype.kind != "M" or times.isna().any():
+        return False  # (categories, say, sort in their own order, not the values')
+    ids = column.to_numpy()
     try:
         before, after = ids[:-1], ids[1:]
         ordered = before <= after

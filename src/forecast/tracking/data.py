@@ -261,10 +261,10 @@ def prepare_keys(t: Mapping[str, pd.DataFrame], pipeline: SalesPipeline, when: p
 
 
 SHARED_TABLES = ("activities", "engagement_events")
+"""The large tables :func:`crm_frames` takes from a :class:`TrackingData` instead of reading them again."""
 KEYED_TABLES = ("reps", "leads", "opportunities", "stage_history", "quotas")
 """The tables :func:`prepare_keys` cuts: with :data:`SHARED_TABLES`, every one the tracking reads (not
 the accounts: seven hundred thousand rows on a 1M-lead CRM that no report reads)."""
-"""The large tables :func:`crm_frames` takes from a :class:`TrackingData` instead of reading them again."""
 
 
 def crm_frames(

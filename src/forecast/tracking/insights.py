@@ -166,10 +166,12 @@ class Aggregated:
         goals: The period's goals by rep (``goals(data, period, "rep")``).
         stays: The stays in a stage the rules read (at least those :func:`stays_read` names), in the
             order and with the columns of :func:`~forecast.tracking.process.stays`.
+        stage_win_rates: :func:`~forecast.tracking.funnel.stage_win_rates` at the period's cut-off.
     """
 
     goals: pd.DataFrame | None = None
     stays: pd.DataFrame | None = None
+    stage_win_rates: dict[str, float] | None = None
 
 
 @dataclass
@@ -188,7 +190,8 @@ class _Context:
     def weights(self) -> dict[str, float]:
         """:func:`~forecast.tracking.funnel.stage_win_rates` at the cut-off (once; three rules read it)."""
         if self._weights is None:
-            self._weights = stage_win_rates(self.data, self.cutoff)
+            given = self.given.stage_win_rates
+            self._weights = stage_win_rates(self.data, self.cutoff) if given is None else dict(given)
         return self._weights
 
     def who(self, rep: str) -> str:
@@ -224,15 +227,16 @@ def _context(
 def stays_read(period: Period, as_of: pd.Timestamp) -> dict[str, pd.Timestamp]:
     """Which stays in a stage the rules of ``period`` read: the bounds of :attr:`Aggregated.stays`.
 
-    A stay is read where it ended from the start of the :data:`HISTORY_PERIODS` periods before
-    ``period`` (``before``) to the period's ``end``, or was under way at the ``cutoff`` (began
-    before it, not ended before it). A stay that began in the period is one of them (it ended
-    before the cut-off, so after the period began, or it was under way then). The others change no
-    insight.
+    A stay is read where it began in the period (``start`` to ``end``), ended from the start of the
+    :data:`HISTORY_PERIODS` periods before it (``before``) to the period's end, or was under way at
+    the ``cutoff`` (began before it, not ended before it). The others change no insight. (A stay
+    that began in the period may end before it: a deal's close can be dated before its last stage
+    change.)
     """
     return {
-        "before": min(p.start for p in [period, *_history(period, HISTORY_PERIODS)]),
+        "start": period.start,
         "end": period.end,
+        "before": min(p.start for p in [period, *_history(period, HISTORY_PERIODS)]),
         "cutoff": min(period.end, as_of),
     }
 

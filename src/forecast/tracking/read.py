@@ -16,6 +16,7 @@ read would repeat rows (a key that is not unique) or a table is missing, :func:`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import duckdb
@@ -82,6 +83,8 @@ def load_recent(
     as_of: pd.Timestamp,
     since: pd.Timestamp,
     until: pd.Timestamp | None = None,
+    *,
+    last_changes: bool = False,
 ) -> TrackingData | None:
     """The warehouse prepared at ``as_of`` as :func:`load` prepares it, but for its events: a part of it.
 
@@ -94,6 +97,11 @@ def load_recent(
     activities and million leads of a large CRM. ``None`` where :func:`load` would not take this
     path (a table missing, event times that are not timestamps, a lead or deal id given twice, ids
     that are not text).
+
+    ``last_changes``: of the stage changes, only each deal's last before ``as_of`` (the one the
+    deals as known then take their stage, amount and expected close from: the same deals), for a
+    reader that takes what it would derive from the whole history from DuckDB (the insights'
+    stays and stage win rates); ``has_stage_history`` is still whether the warehouse has any.
     """
     present = {str(r[0]) for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if not all(name in present for name in SHARED_TABLES) or not _timed(con, present):
@@ -102,10 +110,16 @@ def load_recent(
     window = {"since": since.to_pydatetime(), "until": end.to_pydatetime()}
     leads = """lead_id IN (SELECT lead_id FROM opportunities)
         OR lead_id IN (SELECT lead_id FROM activities WHERE occurred_at >= $since AND occurred_at < $until)"""
-    frames, pipeline = _read_tables(con, present, {"leads": (leads, window)}, scores=False)
+    parts = {"leads": (leads, window)}
+    if last_changes:
+        parts["stage_history"] = (_LAST_CHANGES, {"when": as_of.to_pydatetime()})
+    frames, pipeline = _read_tables(con, present, parts, scores=False)
     t = {name: _typed(frames[name], name) for name in KEYED_TABLES}
     t |= {name: _empty(name) for name in SHARED_TABLES}
     keys = prepare_keys(t, pipeline, as_of)
+    if last_changes and "stage_history" in present:  # whether the source recorded any
+        recorded = con.execute("SELECT EXISTS (SELECT 1 FROM stage_history)").fetchone()
+        keys = replace(keys, has_stage_history=bool(recorded and recorded[0]))
     if not (
         keys.leads["lead_id"].is_unique
         and keys.deal_keys["opportunity_id"].is_unique
@@ -166,7 +180,7 @@ def read_table(
     if where:
         sql = f"{sql} WHERE {where}"
     if where or order:
-        sql = f"{sql} ORDER BY {order + ', ' if order else ''}rowid"
+        sql = f"{sql} ORDER BY {order + ', ' if order else ''}rowid ASC"
     if all(types.get(c.name) in _ARROW_TYPES for c in spec.columns):
         return _arrow_frame(_arrow(con, sql, parameters=parameters), _nullable_columns(con, name))
     return con.execute(sql, parameters or {}).df()
@@ -259,11 +273,19 @@ def _arrow(
 def _ordered(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     """``sql`` (a scan of one table), sorted by ``rowid`` unless DuckDB keeps the table's order."""
     kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-    return sql if kept and kept[0] is True else f"{sql} ORDER BY rowid"
+    return sql if kept and kept[0] is True else f"{sql} ORDER BY rowid ASC"
 
 
-_ORDERS = {"stage_history": "opportunity_id, entered_at"}
-"""The order a table is read in where not the table's (:func:`_read_tables`)."""
+_LAST_CHANGES = """rowid IN (
+    SELECT arg_max(rowid, (entered_at, rowid)) FROM stage_history WHERE entered_at < $when
+    GROUP BY opportunity_id
+)"""
+"""SQL: each deal's last stage change before ``$when`` (of those at one time, the last in the table):
+the one :func:`forecast.data.as_of.deals_at` takes."""
+
+_ORDERS = {"stage_history": "opportunity_id ASC NULLS LAST, entered_at ASC NULLS LAST"}
+"""The order a table is read in where not the table's (:func:`_read_tables`; written out whole, not
+left to the session's ``default_order`` and ``default_null_order``)."""
 
 _CODED = ("type", "direction", "rep_id", "lead_id", "opportunity_id", "outcome")
 """The activities' text columns :func:`_activities` works on as codes (each must come as text)."""

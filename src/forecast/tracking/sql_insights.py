@@ -28,6 +28,7 @@ from forecast.tracking.read import load_recent
 from forecast.tracking.sql_cut import NotInSqlError, SqlCut
 from forecast.tracking.sql_goals import goals
 from forecast.tracking.sql_process import stays_sql
+from forecast.tracking.stats import safe_div
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,11 @@ class Part:
     """The part of the CRM the insights of a period read, and what DuckDB aggregated of the whole.
 
     Attributes:
-        data: The deals, stage changes and reps, the window's activities and the leads they name.
-        given: The period's goals by rep (they read a year of leads) and the stays in a stage the
-            rules read, aggregated in DuckDB.
+        data: The deals and reps, each deal's last stage change before the as of, the window's
+            activities and the leads they and the deals name.
+        given: What the rules would derive from the whole CRM, aggregated in DuckDB: the period's
+            goals by rep (they read a year of leads), the stays in a stage the rules read and the
+            stage win rates at the cut-off (so the part's stage changes are each deal's last).
     """
 
     data: TrackingData
@@ -55,14 +58,48 @@ def read_part(cut: SqlCut, period: Period) -> Part | None:
     """
     cutoff = min(period.end, cut.as_of)
     since = min(period.start, cutoff - pd.Timedelta(days=NEGLECT_DAYS))
-    data = load_recent(cut.con, cut.as_of, since, cutoff)
+    data = load_recent(cut.con, cut.as_of, since, cutoff, last_changes=True)
     if data is None:
         return None
     given = Aggregated(
         goals=goals(cut, period, "rep"),
         stays=_stays(cut, period) if data.has_stage_history else None,
+        stage_win_rates=_stage_win_rates(cut, cutoff),
     )
     return Part(data, given)
+
+
+def _stage_win_rates(cut: SqlCut, cutoff: pd.Timestamp) -> dict[str, float]:
+    """:func:`forecast.tracking.funnel.stage_win_rates` at ``cutoff`` of the CRM ``cut`` describes.
+
+    Of the deals closed before ``cutoff``, the share won, overall and among those that were ever in
+    each open stage before the as of (a stage none of them was in: the overall share); the same
+    counts, so the same rates, as the in-memory function's.
+    """
+    sql = """
+, closed AS (SELECT opportunity_id, outcome = 'won' AS won FROM deals_c WHERE closed_at < $cutoff),
+reached AS (
+    SELECT DISTINCT h.stage, h.opportunity_id FROM stage_history h
+    SEMI JOIN deals_c d ON d.opportunity_id = h.opportunity_id
+    WHERE h.entered_at < $as_of AND h.stage IS NOT NULL
+)
+SELECT true AS whole, NULL AS stage, count(*) AS n, count(*) FILTER (WHERE won) AS won FROM closed
+UNION ALL
+SELECT false, r.stage, count(*), count(*) FILTER (WHERE c.won)
+FROM reached r JOIN closed c ON c.opportunity_id = r.opportunity_id GROUP BY r.stage"""
+    rows = cut.query(sql, {"cutoff": cutoff.to_pydatetime()}, sources=False, cold=False)
+    closed, won = 0, 0
+    counts: dict[str, tuple[int, int]] = {}
+    for whole, stage, n, k in rows.itertuples(index=False):
+        if whole:
+            closed, won = int(n), int(k)
+        else:
+            counts[str(stage)] = (int(n), int(k))
+    overall = safe_div(float(won), float(closed))
+    return {
+        stage: safe_div(float(counts[stage][1]), float(counts[stage][0])) if stage in counts else overall
+        for stage in cut.pipeline.open_stages
+    }
 
 
 def _stays(cut: SqlCut, period: Period) -> pd.DataFrame:
@@ -76,9 +113,9 @@ def _stays(cut: SqlCut, period: Period) -> pd.DataFrame:
         stays_sql(cut)
         + """
 SELECT opportunity_id, stage, entered_at, left_at, result, days, rep, product FROM stays_c
-WHERE (left_at >= $before AND left_at < $end)
+WHERE (entered_at >= $start AND entered_at < $end) OR (left_at >= $before AND left_at < $end)
     OR (entered_at < $cutoff AND NOT coalesce(left_at < $cutoff, false))
-ORDER BY opportunity_id, entered_at, change"""
+ORDER BY opportunity_id ASC NULLS LAST, entered_at ASC NULLS LAST, change ASC"""
     )
     return cut.query(sql, bounds, sources=False, cold=False)
 
