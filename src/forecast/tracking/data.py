@@ -110,6 +110,9 @@ class TrackingData:
         quotas: Goals (all of them: planned dates).
         lead_scores: Scores written by ``forecast score leads --write-back`` (``None`` if absent).
         has_stage_history: Whether the source recorded stage changes at all.
+        last_changes_only: Whether :attr:`stage_history` holds each deal's last change alone (a
+            part of the CRM, :func:`forecast.tracking.read.load_recent`): what reads the whole
+            history (:func:`whole_history`) refuses it.
     """
 
     as_of: pd.Timestamp
@@ -124,6 +127,21 @@ class TrackingData:
     lead_scores: pd.DataFrame | None = None
     has_stage_history: bool = True
     notes: list[str] = field(default_factory=list)
+    last_changes_only: bool = False
+
+
+def whole_history(data: TrackingData, reader: str) -> pd.DataFrame:
+    """``data``'s stage history, for ``reader`` (a function's name) that needs every change.
+
+    Raises:
+        ValueError: ``data`` holds each deal's last change alone (:attr:`TrackingData.last_changes_only`).
+    """
+    if data.last_changes_only:
+        raise ValueError(
+            f"{reader} reads every stage change, but this part of the CRM holds each deal's last "
+            "one alone: take its figures from what DuckDB aggregated (forecast.tracking.insights.Aggregated)"
+        )
+    return data.stage_history
 
 
 def _typed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -186,6 +204,9 @@ class Keys:
         deal_keys: Each deal's product, source, channel and size band.
         quotas: The goals.
         has_stage_history: Whether the source recorded stage changes at all.
+        last_changes_only: Whether :attr:`stage_history` holds each deal's last change alone (a
+            part of the CRM, :func:`forecast.tracking.read.load_recent`): what reads the whole
+            history (:func:`whole_history`) refuses it.
     """
 
     as_of: pd.Timestamp

@@ -23,7 +23,7 @@ from forecast.tracking.common import (
     subset,
     truth,
 )
-from forecast.tracking.data import GROUPINGS, TrackingData, days
+from forecast.tracking.data import GROUPINGS, TrackingData, days, whole_history
 from forecast.tracking.periods import Period, month_starts
 from forecast.tracking.stats import NAN, rate_ratio_test, safe_div
 
@@ -43,7 +43,7 @@ def stage_win_rates(data: TrackingData, before: pd.Timestamp) -> dict[str, float
     opps = data.opportunities
     closed = opps[opps["closed_at"] < before]
     overall = safe_div(float((closed["outcome"] == "won").sum()), float(len(closed)))
-    if not data.has_stage_history or data.stage_history.empty:
+    if not data.has_stage_history or whole_history(data, "stage_win_rates").empty:
         return dict.fromkeys(data.pipeline.open_stages, overall)
     pairs = _stage_deals(data)
     if pairs is None:

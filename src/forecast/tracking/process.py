@@ -26,7 +26,7 @@ from forecast.tracking.common import (
     rows_of_columns,
     truth,
 )
-from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values
+from forecast.tracking.data import ALL_LABEL, TrackingData, days, group_values, whole_history
 from forecast.tracking.funnel import DAYS_PER_MONTH
 from forecast.tracking.lead_contacts import contact_index
 from forecast.tracking.periods import Period
@@ -178,7 +178,7 @@ def stays(data: TrackingData) -> pd.DataFrame:
 
 def _stays(data: TrackingData) -> pd.DataFrame:
     """:func:`stays`, computed."""
-    hist = by_deal_and_time(data.stage_history)  # (as prepared: already in that order)
+    hist = by_deal_and_time(whole_history(data, "stays"))  # (as prepared: already in that order)
     if hist.empty:
         return pd.DataFrame(columns=["opportunity_id", "stage", "entered_at", "left_at", "result", "days"])
     hist = hist[hist["stage"] != hist.groupby("opportunity_id")["stage"].shift(1)]

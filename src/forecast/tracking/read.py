@@ -127,7 +127,8 @@ def load_recent(
         and _object(keys.deal_keys["opportunity_id"])
     ):
         return None
-    return keys.tracking_data(_activities(con, end, keys, since), _empty("engagement_events"), None)
+    data = keys.tracking_data(_activities(con, end, keys, since), _empty("engagement_events"), None)
+    return replace(data, last_changes_only=True) if last_changes else data
 
 
 def _read_tables(
